@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what the suite needs and runs all of it: lint, types, architecture contracts,
+# the tests on SQLite, then the database tests again on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# Browser tests drive Debian's Chromium (no browser download at test time).
+if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing chromium for the browser tests"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+export PATH="$PWD/.venv/bin:$PATH"
+echo "== ruff";           ruff check . && ruff format --check .
+echo "== mypy";           mypy
+echo "== import-linter";  lint-imports
+echo "== pytest (SQLite)"
+pytest -q -p no:cacheprovider
+
+if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+  echo "== pytest (PostgreSQL: database tests and PostgreSQL-only tests)"
+  MICROCRED_TEST_DB=postgresql pytest -q -p no:cacheprovider -m "db or postgres"
+else
+  echo "== SKIPPED the PostgreSQL lane: no PostgreSQL on 127.0.0.1:5432 (CI has one)."
+fi

@@ -1,0 +1,37 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+import service
+from service import secretbox
+from service.db.engine import make_engine
+from service.settings import Settings, get_settings
+from service.web import errors, health
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
+    """Build the app. Keys and engines are loaded once here, never per request."""
+    settings = settings or get_settings()
+    secretbox.configure(secretbox.load_master_key(settings))
+    app = FastAPI(
+        title="microcred",
+        version=service.__version__,
+        description="Competency levels from LMS results, issued as Open Badges 3.0.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine or make_engine(settings.resolved_database_url)
+    errors.install(app)
+    app.mount(
+        "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
+    )
+    app.include_router(health.router)
+    return app

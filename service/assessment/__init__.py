@@ -1,0 +1,1 @@
+"""Pure competency assessment: evidence + policy -> decision. Standard library only."""

@@ -1,0 +1,1 @@
+"""Database layer: engine, sessions, tables (``service.db.models``) and migrations."""

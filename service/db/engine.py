@@ -1,0 +1,68 @@
+"""Engine and sessions for SQLite (default) and PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout; transactions that read then write use
+``BEGIN IMMEDIATE`` (``session(engine, write=True)``) so two writers never deadlock on a
+lock upgrade. PostgreSQL uses the driver's normal transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+from sqlmodel import Session, create_engine
+
+__all__ = ["make_engine", "session"]
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            # One connection per checkout keeps file locks short and threads independent.
+            poolclass=NullPool,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, issue BEGIN (pysqlite's implicit BEGIN is DEFERRED).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+@contextlib.contextmanager
+def session(engine: Engine, *, write: bool = False) -> Iterator[Session]:
+    """A session whose transaction the caller commits exactly once.
+
+    ``write=True`` takes SQLite's write lock at BEGIN (read-then-write transactions).
+    Uncommitted work is discarded on exit (closing rolls back without expiring what was
+    loaded, so objects stay readable after the block).
+    """
+    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
+    with Session(bind, expire_on_commit=False) as s:
+        yield s

@@ -1,0 +1,1 @@
+"""Open Badges 3.0 issuing, signing, status lists, verification and delivery."""

@@ -1,0 +1,46 @@
+"""Configuration from the environment (``MICROCRED_*``), loaded once per process."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Each field maps to ``MICROCRED_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="MICROCRED_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production", "test"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    base_url: str = "http://localhost:8000"
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Master key for secrets at rest (32+ random bytes, urlsafe base64). "
+        "Generated into DATA_DIR/secret.key in development when unset; required in production.",
+    )
+    log_level: str = "INFO"
+    launch_data_ttl_seconds: int = 86400
+    clock_skew_seconds: int = 60
+    key_rotation_grace_days: int = 14
+    worker_poll_seconds: float = 1.0
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'microcred.db').as_posix()}"
+
+    @property
+    def public_base_url(self) -> str:
+        return self.base_url.rstrip("/")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""LMS data connectors that turn results into evidence."""

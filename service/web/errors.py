@@ -1,0 +1,101 @@
+"""One place that turns errors into responses: JSON for the API, a friendly page elsewhere.
+
+No stack trace and no unescaped input ever reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import ServiceError
+from service.web.templating import render
+
+log = logging.getLogger(__name__)
+
+
+def wants_json(request: Request) -> bool:
+    if request.url.path.startswith("/api/"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def error_response(
+    request: Request,
+    *,
+    status_code: int,
+    code: str,
+    title: str,
+    detail: str,
+    hint: str | None = None,
+) -> Response:
+    if wants_json(request):
+        body: dict[str, str] = {"error": code, "detail": detail}
+        if hint:
+            body["hint"] = hint
+        return JSONResponse(body, status_code=status_code)
+    return render(
+        request,
+        "error.html",
+        status_code=status_code,
+        title=title,
+        detail=detail,
+        hint=hint,
+        code=code,
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(request: Request, exc: ServiceError) -> Response:
+        if exc.status_code >= 500:
+            log.error("%s: %s", exc.code, exc.detail)
+        return error_response(
+            request,
+            status_code=exc.status_code,
+            code=exc.code,
+            title=exc.title,
+            detail=exc.detail,
+            hint=exc.hint,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+            for e in exc.errors()
+        )
+        return error_response(
+            request,
+            status_code=422,
+            code="bad_input",
+            title="The request is not valid",
+            detail=problems or "invalid request",
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(
+            request,
+            status_code=exc.status_code,
+            code="http_" + str(exc.status_code),
+            title="Not found" if exc.status_code == 404 else "Request failed",
+            detail=str(exc.detail),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(
+            request,
+            status_code=500,
+            code="internal",
+            title="Something went wrong",
+            detail="An unexpected error occurred. It has been logged.",
+            hint="Try again; if it keeps happening, tell your administrator the time it happened.",
+        )

@@ -1,0 +1,116 @@
+"""Shared fixtures: settings in a temp folder, a real migrated database, the app.
+
+Database lanes: SQLite by default. ``MICROCRED_TEST_DB=postgresql`` runs the same tests on
+PostgreSQL (``MICROCRED_TEST_PG_URL``, default the local server with trust auth): a fresh
+database is created for the session and dropped afterwards. Tests that need PostgreSQL
+itself are marked ``postgres`` and are skipped, with a message, on the SQLite lane.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+from service import secretbox
+from service.app import create_app
+from service.db import migrate
+from service.db.base import metadata
+from service.db.engine import make_engine
+from service.settings import Settings
+
+LANE = os.environ.get("MICROCRED_TEST_DB", "sqlite")
+PG_URL = os.environ.get(
+    "MICROCRED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "engine" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+        if item.get_closest_marker("postgres") and LANE != "postgresql":
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="PostgreSQL lane only: run with MICROCRED_TEST_DB=postgresql "
+                    "(CI does; needs PostgreSQL on 127.0.0.1:5432)"
+                )
+            )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "db: uses the real database (runs on both lanes)")
+
+
+@pytest.fixture(scope="session")
+def master_key() -> bytes:
+    key = b"test-master-key-" + b"0" * 32
+    secretbox.configure(key)
+    return key
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if LANE == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        return
+    if LANE != "postgresql":
+        raise pytest.UsageError(f"MICROCRED_TEST_DB must be sqlite or postgresql, not {LANE!r}")
+    name = f"microcred_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        pytest.exit(f"PostgreSQL lane requested but {PG_URL} is unreachable: {exc}", returncode=3)
+    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _migrated_engine(database_url: str, master_key: bytes) -> Iterator[Engine]:
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def engine(_migrated_engine: Engine) -> Iterator[Engine]:
+    """The migrated database, emptied after each test."""
+    yield _migrated_engine
+    with _migrated_engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, master_key: bytes) -> Settings:
+    return Settings(
+        environment="test",
+        data_dir=tmp_path,
+        database_url=database_url,
+        base_url="https://tool.test",
+        secret_key=master_key.decode(),
+    )
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine) -> FastAPI:
+    return create_app(settings, engine=engine)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app, base_url="https://tool.test") as c:
+        yield c
