@@ -1,0 +1,234 @@
+"""The one seam for python-jose: JWS/JWT signing and verification with fixed rules.
+
+Rules (reference/security.md §2.2), held here for every caller:
+
+1. ``verify`` always passes an explicit ``algorithms`` allow-list, asymmetric only
+   (RS256, ES256); ``none`` and HMAC are never accepted, so the algorithm-confusion CVEs
+   (CVE-2024-33663 and its DER variant) cannot apply.
+2. Keys are key objects built once (``load_private_key``, ``public_key_from_jwk``); no PEM is
+   parsed per call (RSA PEM parsing costs ~46 ms).
+3. The verification key is chosen by ``kid`` from a trusted set the caller supplies;
+   ``jku``/``x5u``/``jwk`` headers are ignored.
+4. ``exp`` and ``iat`` are required; audience and issuer are compared exactly; an ``aud``
+   list with any untrusted member is rejected (LTI Security Framework 5.1.3).
+
+Errors: every failure raises ``TokenError`` (a ``ServiceError``, HTTP 401) with the reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jose import jwk, jws
+from jose.backends import ECKey, RSAKey
+from jose.exceptions import JOSEError
+
+from service.errors import ServiceError
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "PrivateKey",
+    "PublicKey",
+    "TokenError",
+    "load_private_key",
+    "public_key_from_jwk",
+    "sign",
+    "unverified_header",
+    "verify",
+]
+
+ALLOWED_ALGORITHMS = frozenset({"RS256", "ES256"})
+
+# Rule 2 of the module docstring: fail at import if jose fell back to pure-Python backends.
+assert RSAKey.__name__ == "CryptographyRSAKey", "python-jose must use the cryptography backend"
+assert ECKey.__name__ == "CryptographyECKey", "python-jose must use the cryptography backend"
+
+
+class TokenError(ServiceError):
+    code = "invalid_token"
+    status_code = 401
+    title = "The token is not valid"
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    kid: str
+    alg: str
+    key: Any = field(repr=False)  # a jose Key object
+    jwk: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    kid: str
+    alg: str
+    key: Any = field(repr=False)
+    public: PublicKey = field(repr=False)
+
+
+def _b64u_int(n: int, length: int | None = None) -> str:
+    raw = n.to_bytes(length or (n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _public_jwk(pub: Any, *, kid: str, alg: str) -> dict[str, Any]:
+    base = {"kid": kid, "alg": alg, "use": "sig"}
+    if isinstance(pub, rsa.RSAPublicKey):
+        rsa_nums = pub.public_numbers()
+        return {"kty": "RSA", "n": _b64u_int(rsa_nums.n), "e": _b64u_int(rsa_nums.e), **base}
+    if isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(pub.curve, ec.SECP256R1):
+        ec_nums = pub.public_numbers()
+        x, y = _b64u_int(ec_nums.x, 32), _b64u_int(ec_nums.y, 32)
+        return {"kty": "EC", "crv": "P-256", "x": x, "y": y, **base}
+    raise TokenError(f"unsupported key type for {alg}")
+
+
+def load_private_key(pem: str | bytes, *, kid: str, alg: str) -> PrivateKey:
+    """Parse a PEM private key once and keep the key objects for signing."""
+    if alg not in ALLOWED_ALGORITHMS:
+        raise TokenError(f"algorithm {alg} is not allowed")
+    data = pem.encode() if isinstance(pem, str) else pem
+    crypto_key = serialization.load_pem_private_key(data, password=None)
+    pub_jwk = _public_jwk(crypto_key.public_key(), kid=kid, alg=alg)
+    private = jwk.construct(data.decode(), alg)
+    public = PublicKey(kid=kid, alg=alg, key=jwk.construct(pub_jwk, alg), jwk=pub_jwk)
+    return PrivateKey(kid=kid, alg=alg, key=private, public=public)
+
+
+def public_key_from_jwk(data: Mapping[str, Any], *, default_alg: str = "RS256") -> PublicKey:
+    """Build a verification key from a JWK (only RSA and P-256 EC keys are accepted)."""
+    alg = str(data.get("alg") or default_alg)
+    if alg not in ALLOWED_ALGORITHMS:
+        raise TokenError(f"key algorithm {alg} is not allowed")
+    kty = data.get("kty")
+    if (alg == "RS256" and kty != "RSA") or (alg == "ES256" and kty != "EC"):
+        raise TokenError(f"key type {kty} does not match algorithm {alg}")
+    try:
+        key = jwk.construct(dict(data), alg)
+    except JOSEError as exc:
+        raise TokenError(f"unusable key: {exc}") from exc
+    return PublicKey(kid=str(data.get("kid", "")), alg=alg, key=key, jwk=dict(data))
+
+
+def sign(
+    claims: Mapping[str, Any], key: PrivateKey, *, headers: Mapping[str, Any] | None = None
+) -> str:
+    """Sign ``claims`` as a compact JWS with ``key`` (its ``kid`` goes in the header)."""
+    hdr = {"kid": key.kid, **(headers or {})}
+    payload = json.dumps(claims, separators=(",", ":"), ensure_ascii=False)
+    token: str = jws.sign(payload.encode(), key.key, headers=hdr, algorithm=key.alg)
+    return token
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    try:
+        header: dict[str, Any] = jws.get_unverified_header(token)
+    except JOSEError as exc:
+        raise TokenError(f"malformed token: {exc}") from exc
+    return header
+
+
+def verify(
+    token: str,
+    keys: Iterable[PublicKey],
+    *,
+    algorithms: Iterable[str],
+    audience: str | None = None,
+    issuer: str | None = None,
+    leeway: int = 0,
+    now: float | None = None,
+    require: Iterable[str] = ("exp", "iat"),
+    max_age: int | None = None,
+) -> dict[str, Any]:
+    """Verify signature and registered claims; return the claims.
+
+    Args:
+        token: compact JWS.
+        keys: the trusted keys; the one whose ``kid`` matches the header is used.
+        algorithms: allow-list (subset of RS256, ES256). Required, never inferred.
+        audience: when given, ``aud`` must equal it or be a list containing only it.
+        issuer: when given, ``iss`` must equal it.
+        leeway: seconds of clock skew allowed for ``exp``/``iat``/``nbf``.
+        now: the current time (seconds), for tests.
+        require: claims that must be present.
+        max_age: when given, ``iat`` may be at most this many seconds old.
+    """
+    allowed = set(algorithms)
+    if not allowed or not allowed <= ALLOWED_ALGORITHMS:
+        raise TokenError(f"algorithms must be a non-empty subset of {sorted(ALLOWED_ALGORITHMS)}")
+    header = unverified_header(token)
+    alg = header.get("alg")
+    if alg not in allowed:
+        raise TokenError(f"algorithm {alg!r} is not allowed")
+    kid = header.get("kid")
+    candidates = [k for k in keys if k.alg == alg and (kid is None or k.kid == kid)]
+    if not candidates:
+        raise TokenError(f"no trusted key with kid {kid!r}", code="unknown_kid")
+    payload: bytes | None = None
+    for candidate in candidates:
+        try:
+            payload = jws.verify(token, candidate.key, algorithms=[alg])
+            break
+        except JOSEError:
+            continue
+    if payload is None:
+        raise TokenError("signature does not verify")
+    try:
+        claims = json.loads(payload)
+    except ValueError as exc:
+        raise TokenError("payload is not JSON") from exc
+    if not isinstance(claims, dict):
+        raise TokenError("payload is not a JSON object")
+    _check_claims(
+        claims,
+        audience=audience,
+        issuer=issuer,
+        leeway=leeway,
+        now=time.time() if now is None else now,
+        require=require,
+        max_age=max_age,
+    )
+    return claims
+
+
+def _check_claims(
+    claims: dict[str, Any],
+    *,
+    audience: str | None,
+    issuer: str | None,
+    leeway: int,
+    now: float,
+    require: Iterable[str],
+    max_age: int | None,
+) -> None:
+    for name in require:
+        if name not in claims:
+            raise TokenError(f"claim {name!r} is missing")
+    for name in ("exp", "iat", "nbf"):
+        if name in claims and not isinstance(claims[name], int | float):
+            raise TokenError(f"claim {name!r} is not a number")
+    if "exp" in claims and now > claims["exp"] + leeway:
+        raise TokenError("token has expired", code="token_expired")
+    if "nbf" in claims and now + leeway < claims["nbf"]:
+        raise TokenError("token is not valid yet")
+    if "iat" in claims:
+        if claims["iat"] > now + leeway:
+            raise TokenError("token was issued in the future (check clocks)")
+        if max_age is not None and now - claims["iat"] > max_age + leeway:
+            raise TokenError("token is too old")
+    if issuer is not None and claims.get("iss") != issuer:
+        raise TokenError("issuer does not match")
+    if audience is not None:
+        aud = claims.get("aud")
+        auds = aud if isinstance(aud, list) else [aud]
+        if audience not in auds:
+            raise TokenError("audience does not match")
+        if any(a != audience for a in auds):
+            raise TokenError("audience lists an untrusted party")
