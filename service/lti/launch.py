@@ -309,7 +309,24 @@ class _SignatureCheck:
                 hint="microcred accepts resource link and deep linking launches; check the "
                 "placement configured in the platform.",
             )
+        _check_shapes(claims)
         return claims
+
+
+def _check_shapes(claims: dict[str, t.Any]) -> None:
+    """Strict on the claims we use, tolerant of all others (LTI Core §5.4.7)."""
+    roles_claim = claims.get(CLAIM + "roles")
+    if roles_claim is not None and not (
+        isinstance(roles_claim, list) and all(isinstance(r, str) for r in roles_claim)
+    ):
+        raise _reject("The roles claim is not a list of role URIs.", "invalid_message")
+    if "sub" in claims and not (isinstance(claims["sub"], str) and 0 < len(claims["sub"]) <= 255):
+        raise _reject("The user (sub) claim is not a valid identifier.", "invalid_message")
+    if not isinstance(claims.get(CLAIM + "deployment_id"), str | None):
+        raise _reject("The deployment_id claim is not a string.", "invalid_message")
+    for name in ("context", "resource_link", "launch_presentation", "custom", "tool_platform"):
+        if claims.get(CLAIM + name) is not None and not isinstance(claims[CLAIM + name], dict):
+            raise _reject(f"The {name} claim is not an object.", "invalid_message")
 
 
 def validate_launch(
