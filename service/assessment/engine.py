@@ -33,6 +33,7 @@ from service.assessment.types import (
     Level,
     LevelRule,
     Policy,
+    PolicyError,
     RuleKind,
     RuleResult,
     VerificationLevel,
@@ -43,7 +44,7 @@ __all__ = ["evaluate", "evaluate_all"]
 
 _ANY = VerificationLevel.UNSUPERVISED
 _ORDER = operator.attrgetter("order")
-_FRACTION = operator.attrgetter("fraction")
+_CLOSEST = operator.attrgetter("verification", "fraction")
 _SHOWN = 3  # results named in one reason before "and N more"
 
 
@@ -64,7 +65,9 @@ def evaluate(
 
     Raises:
         EvidenceError: the evidence mixes learners or competencies, does not match the
-            policy's competency, repeats an attempt, or lacks a rubric level a floor names.
+            policy's competency, or repeats an attempt (``field`` is ``evidence[i]...``
+            with ``i`` the position in ``evidence``).
+        PolicyError: a floor names a rubric level that a criterion's rubric lacks.
     """
     if now.utcoffset() is None:
         raise EvidenceError("now", "needs a time zone (write Z for UTC)")
@@ -369,13 +372,15 @@ def _verification_rule(
     elif not standing:
         reason = f"{head}; there are no counted results yet."
     else:
-        sources = [ev for s in standing for ev in s.sources]
-        best = sorted(sources, key=_FRACTION, reverse=True)  # stable: ties stay oldest first
-        shown = [f"{_name(ev, labels)} was {ev.verification.described}" for ev in best]
+        # Closest to the requirement first: the best-verified sittings, then the best scores.
+        sources = sorted([ev for s in standing for ev in s.sources], key=_CLOSEST, reverse=True)
+        shown = [f"{_name(ev, labels)} was {ev.verification.described}" for ev in sources]
         if len(shown) == 1:
             reason = f"{head}; your {shown[0]}."
         else:
-            reason = f"{head}; none of your results was: {_names(shown)}."
+            more = len(shown) - _SHOWN
+            listed = "; ".join(shown[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+            reason = f"{head}; none of yours was: {listed}."
     return RuleResult(RuleKind.VERIFICATION, level, False, reason)
 
 
@@ -389,10 +394,11 @@ def _floor_fraction(floor: Floor, s: Standing, level: Level) -> float | None:
         return None
     need = ev.rubric_fractions.get(floor.rating or "")
     if need is None:
-        raise EvidenceError(
-            "rubric",
-            f"{ev.item!r} has no rubric level named {floor.rating!r}, "
-            f"which the {level.label} floor uses",
+        # The policy names a rating this criterion's rubric does not have.
+        raise PolicyError(
+            f"levels.{level.key}.floor",
+            f"{level.label} asks for {floor.text}, but the rubric of {ev.item!r} has no such "
+            f"level (it has {', '.join(r.name for r in ev.rubric)})",
         )
     return need
 

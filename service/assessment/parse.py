@@ -60,7 +60,7 @@ __all__ = [
 Layer = dict[str, Any]
 
 
-def _norm(key: str) -> str:
+def norm(key: str) -> str:
     return re.sub(r"[\s\-]+", "_", key.strip().lower())
 
 
@@ -78,10 +78,10 @@ class Reader:
         for key in data:
             if not isinstance(key, str):
                 raise error(path, f"keys must be text, not {key!r}")
-            norm = _norm(key)
-            if norm in self.keys:
-                raise error(self.at(key), f"given twice (also as {self.keys[norm]!r})")
-            self.keys[norm] = key
+            canonical = norm(key)
+            if canonical in self.keys:
+                raise error(self.at(key), f"given twice (also as {self.keys[canonical]!r})")
+            self.keys[canonical] = key
         self.taken: set[str] = set()
 
     def at(self, key: str | int) -> str:
@@ -103,7 +103,7 @@ class Reader:
     def finish(self, known: Sequence[str]) -> None:
         for key in self.data:
             if key not in self.taken:
-                hint = difflib.get_close_matches(_norm(key), known, n=1)
+                hint = difflib.get_close_matches(norm(key), known, n=1)
                 extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
                 raise self.error(self.at(key), f"unknown field{extra}")
 
@@ -184,15 +184,23 @@ def _text(value: Any, field: str, error: type[AssessmentError]) -> str:
 
 
 def choice(value: Any, field: str, error: type[AssessmentError], options: Mapping[str, Any]) -> Any:
-    if not isinstance(value, str) or _norm(value) not in options:
-        names = sorted({k for k in options if not k.startswith("_")})
+    """The option ``value`` names (any spelling of its key or a synonym); the error lists
+    the canonical names only (the value's own ``key`` or ``value``)."""
+    if not isinstance(value, str) or norm(value) not in options:
+        names = dict.fromkeys(_canonical(v) for v in options.values())
         raise error(field, f"{value!r} is not one of: {', '.join(names)}")
-    return options[_norm(value)]
+    return options[norm(value)]
+
+
+def _canonical(option: Any) -> str:
+    if isinstance(option, Level | VerificationLevel):
+        return option.key
+    return str(getattr(option, "value", option))
 
 
 _LEVELS = {lv.key: lv for lv in Level if lv is not Level.NONE}
 _VERIFICATIONS: dict[str, VerificationLevel] = {
-    **{_norm(v.key): v for v in VerificationLevel},
+    **{norm(v.key): v for v in VerificationLevel},
     "none": VerificationLevel.UNSUPERVISED,
     "any": VerificationLevel.UNSUPERVISED,
     "lms": VerificationLevel.AUTHENTICATED,
@@ -436,7 +444,7 @@ def _read_required(value: Any, path: str) -> tuple[bool, int]:
     if value is None or value is False:
         return False, 0
     if isinstance(value, str):
-        text = _norm(value)
+        text = norm(value)
         if text in ("all", "all_items", "every_item"):
             return True, 0
         if text in ("none", "any"):
@@ -463,7 +471,7 @@ def _read_attempts(value: Any, path: str, layer: Layer) -> None:
             layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
         r.finish(("max", "grading"))
     else:
-        unlimited = value is None or (isinstance(value, str) and _norm(value) == "unlimited")
+        unlimited = value is None or (isinstance(value, str) and norm(value) == "unlimited")
         layer["max_attempts"] = None if unlimited else integer(value, path, PolicyError)
 
 
@@ -782,7 +790,7 @@ def _iter_items(
 
 def read_evidence_file(
     doc: Any, *, competency: str = ""
-) -> tuple[list[Evidence], dt.datetime | None]:
+) -> tuple[list[tuple[Evidence, str]], dt.datetime | None]:
     """Read a whole evidence file: a list of items, or a mapping with ``evidence`` (a list)
     and/or ``learners`` (items grouped by learner), and an optional ``now``.
 
@@ -791,7 +799,8 @@ def read_evidence_file(
         competency: the competency for items that name none (a single-policy run).
 
     Returns:
-        The evidence and the ``now`` the file gives (None if it gives none).
+        Each evidence item with its path in the file, and the ``now`` the file gives (None
+        if it gives none).
     """
     now = None
     if isinstance(doc, Mapping):
@@ -799,10 +808,10 @@ def read_evidence_file(
         if got := r.take("now", "evaluated_at", "as_of"):
             now = parse_datetime(got[0], got[1], EvidenceError)
     base = {"competency": competency} if competency else {}
-    evidence = [
-        read_evidence(item, where, defaults=d) for item, where, d in _iter_items(doc, "", base)
-    ]
-    return evidence, now
+    return [
+        (read_evidence(item, where, defaults=found), where)
+        for item, where, found in _iter_items(doc, "", base)
+    ], now
 
 
 # --- stacked credentials ------------------------------------------------------------

@@ -247,7 +247,7 @@ class Evidence:
             raise EvidenceError("max_score", f"must be more than 0, not {self.max_score!r}")
         if not math.isfinite(self.score) or not 0 <= self.score <= self.max_score:
             raise EvidenceError(
-                "score", f"must be between 0 and the maximum {self.max_score:g}, not {self.score!r}"
+                "score", f"must be between 0 and the maximum {self.max_score:g}, not {self.score:g}"
             )
         if self.attempt is not None and self.attempt < 1:
             raise EvidenceError("attempt", f"attempts are numbered from 1, not {self.attempt}")
