@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -189,6 +191,35 @@ def keys_rotate() -> None:
         typer.echo(
             f"previous key {old.kid} stays published for {settings.key_rotation_grace_days} days"
         )
+# --- assessment commands ---
+
+
+@app.command()
+def evaluate(
+    policy: Annotated[
+        Path, typer.Option("--policy", help="Policy file, JSON or YAML (docs/policies.md).")
+    ],
+    evidence: Annotated[
+        Path, typer.Option("--evidence", help="Evidence file, JSON or YAML (docs/policies.md).")
+    ],
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="Evaluation time, ISO 8601 (default: the evidence file's 'now', else the "
+            "current time).",
+        ),
+    ] = None,
+) -> None:
+    """Dry-run of the rules engine: JSON decisions with reasons (exit 2: a file is invalid)."""
+    from service.policies import dryrun, files
+
+    try:
+        result = dryrun.run(policy, evidence, now=now)
+    except files.FileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 def main() -> None:

@@ -1,1 +1,60 @@
-"""Pure competency assessment: evidence + policy -> decision. Standard library only."""
+"""Pure competency assessment: evidence + policy -> decision. Standard library only.
+
+No I/O, no clock, no settings: time and policy are arguments, so every decision can be
+reproduced from what it records (policy version, evidence hash).
+
+Modules:
+    types       Evidence, Policy, Decision, Level, VerificationLevel, rule results, errors
+    normalise   points, rubric ratings and quiz attempts to Evidence; attempts per item
+    aggregate   Canvas Outcomes' aggregation methods
+    engine      evaluate(evidence, policy, now) -> Decision
+    stack       evaluate_stack(held, stack_policy) -> StackDecision
+    parse       documents (from JSON/YAML) to policies and evidence, and back
+    bounds      institution bounds on what instructors may change
+    canonical   canonical JSON, evidence and policy hashes, decisions as data
+
+Errors: ``AssessmentError`` (``PolicyError``, ``EvidenceError``, ``BoundsError``), all
+``ValueError`` with ``field`` set to the path at fault. "Not eligible" is a Decision.
+"""
+
+from service.assessment.bounds import Bounds, BoundsError
+from service.assessment.engine import evaluate, evaluate_all
+from service.assessment.stack import evaluate_stack
+from service.assessment.types import (
+    AggregationMethod,
+    AssessmentError,
+    AttemptGrading,
+    Decision,
+    Evidence,
+    EvidenceError,
+    Level,
+    Policy,
+    PolicyError,
+    RuleKind,
+    RuleResult,
+    StackDecision,
+    StackPolicy,
+    VerificationLevel,
+)
+
+__all__ = [
+    "AggregationMethod",
+    "AssessmentError",
+    "AttemptGrading",
+    "Bounds",
+    "BoundsError",
+    "Decision",
+    "Evidence",
+    "EvidenceError",
+    "Level",
+    "Policy",
+    "PolicyError",
+    "RuleKind",
+    "RuleResult",
+    "StackDecision",
+    "StackPolicy",
+    "VerificationLevel",
+    "evaluate",
+    "evaluate_all",
+    "evaluate_stack",
+]

@@ -1,0 +1,451 @@
+"""The rules engine: ``evaluate(evidence, policy, now) -> Decision``.
+
+Pure and deterministic: no clock (``now`` is an argument), no I/O, and the outcome does
+not depend on the order the evidence arrives in. Rules, in the order they are reported:
+
+- recency and attempt limits decide which results count (they never block a level);
+- required evidence and the overall minimum apply to every level;
+- per level: the score band, the verification minimum (the results from sittings
+  verified at least that well must reach the band on their own) and the floors.
+
+Levels form a ladder: the level reached is the highest one whose rules, and the rules of
+every level below it, are all met.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import operator
+from collections.abc import Iterable, Mapping, Sequence
+
+from service.assessment.aggregate import aggregate, describe
+from service.assessment.normalise import Standing, standings
+from service.assessment.types import (
+    EPSILON,
+    AggregationMethod,
+    Decision,
+    Evidence,
+    EvidenceError,
+    Exclusion,
+    Floor,
+    Gap,
+    Level,
+    LevelRule,
+    Policy,
+    PolicyError,
+    RuleKind,
+    RuleResult,
+    VerificationLevel,
+    percent,
+)
+
+__all__ = ["evaluate", "evaluate_all"]
+
+_ANY = VerificationLevel.UNSUPERVISED
+_ORDER = operator.attrgetter("order")
+_CLOSEST = operator.attrgetter("verification", "fraction")
+_SHOWN = 3  # results named in one reason before "and N more"
+
+
+def evaluate(
+    evidence: Iterable[Evidence], policy: Policy, now: dt.datetime, *, learner: str = ""
+) -> Decision:
+    """Decide the level one learner reaches in one competency.
+
+    Args:
+        evidence: the learner's results for the policy's competency, in any order.
+        policy: the rules.
+        now: the evaluation time; results recorded after it do not count, and the recency
+            window ends at it.
+        learner: the learner's id, needed only when there is no evidence.
+
+    Returns:
+        The decision; "not eligible" is ``Level.NONE`` with the failed rules saying why.
+
+    Raises:
+        EvidenceError: the evidence mixes learners or competencies, does not match the
+            policy's competency, or repeats an attempt (``field`` is ``evidence[i]...``
+            with ``i`` the position in ``evidence``).
+        PolicyError: a floor names a rubric level that a criterion's rubric lacks.
+    """
+    if now.utcoffset() is None:
+        raise EvidenceError("now", "needs a time zone (write Z for UTC)")
+    given = evidence if isinstance(evidence, list | tuple) else list(evidence)
+    learner, competency = _check_identity(given, policy, learner)
+    ordered = sorted(given, key=_ORDER)
+    labels = policy.labels
+
+    counted, excluded, by_recency, by_attempts = _select(ordered, policy, now)
+    standing, passed_over = standings(counted, policy.attempt_grading)
+    if passed_over:
+        why = f"another attempt counts (the {policy.attempt_grading.value} one)"
+        excluded.extend([Exclusion(ev, why) for ev in passed_over])
+    scores = [s.fraction for s in standing]
+    score = aggregate(scores, policy.aggregation, weight=policy.weight, n=policy.n)
+
+    rules: list[RuleResult] = []
+    if policy.recency_days is not None:
+        rules.append(_recency_rule(policy.recency_days, by_recency, labels))
+    if policy.max_attempts is not None:
+        rules.append(_attempts_rule(policy.max_attempts, by_attempts, labels))
+    if policy.require_all or policy.min_results:
+        rules.append(_required_rule(policy, standing))
+    if policy.minimum_score > 0:
+        rules.append(_minimum_rule(policy.minimum_score, score))
+    climbing = not [r for r in rules if not r.passed]  # rules for every level come first
+
+    # Every level's rules are reported, even above the first one missed, so a learner sees
+    # everything that stands between them and the top.
+    reached = Level.NONE
+    next_up: tuple[Level, float] | None = None
+    verified_cache: dict[VerificationLevel, tuple[list[Standing], float | None]] = {}
+    yours = _score_text(score)
+    for level, rule in policy.ladder:
+        band = _threshold_rule(level, rule.threshold, score, yours, scores, policy)
+        rules.append(band)
+        met = band.passed
+        if rule.verification is not _ANY:
+            check = _verification_rule(
+                level, rule, counted, standing, policy, verified_cache, labels
+            )
+            rules.append(check)
+            met = met and check.passed
+        if rule.floor is not None or rule.item_floors:
+            check = _floor_rule(level, rule, standing, labels)
+            rules.append(check)
+            met = met and check.passed
+        if climbing and met:
+            reached = level
+        elif next_up is None:
+            climbing = False
+            next_up = level, rule.threshold
+
+    gap: Gap | None = None
+    if next_up is not None:
+        level, threshold = next_up
+        missing = tuple([r for r in rules if not r.passed and r.level in (None, level)])
+        short = None
+        if score is None or score + EPSILON < threshold:
+            short = threshold - (score or 0.0)
+        gap = Gap(level, missing, short)
+
+    return Decision(
+        learner=learner,
+        competency=competency,
+        level=reached,
+        score=score,
+        score_basis=describe(policy.aggregation, weight=policy.weight, n=policy.n),
+        rules=tuple(rules),
+        used=tuple([ev for s in standing for ev in s.sources]),
+        excluded=tuple(excluded),
+        gap=gap,
+        policy_version=policy.version,
+        evaluated_at=now,
+    )
+
+
+def evaluate_all(
+    evidence: Iterable[Evidence], policies: Sequence[Policy], now: dt.datetime
+) -> list[Decision]:
+    """Evaluate many learners and competencies: one decision per (learner, competency)
+    that has evidence and a policy, ordered by learner then competency.
+
+    A policy with an empty ``competency`` applies to every competency without its own.
+
+    Raises:
+        EvidenceError: evidence for a competency that no policy covers.
+    """
+    by_competency = {p.competency: p for p in policies}
+    groups: dict[tuple[str, str], list[Evidence]] = {}
+    for i, ev in enumerate(evidence):
+        if ev.competency not in by_competency and "" not in by_competency:
+            raise EvidenceError(
+                f"evidence[{i}].competency", f"no policy covers competency {ev.competency!r}"
+            )
+        groups.setdefault((ev.learner, ev.competency), []).append(ev)
+    return [
+        evaluate(groups[key], by_competency.get(key[1]) or by_competency[""], now)
+        for key in sorted(groups)
+    ]
+
+
+def _check_identity(given: Sequence[Evidence], policy: Policy, learner: str) -> tuple[str, str]:
+    competency = policy.competency
+    seen: set[tuple[str, int]] = set()
+    for i, ev in enumerate(given):
+        if not learner:
+            learner = ev.learner
+        elif ev.learner != learner:
+            raise EvidenceError(
+                f"evidence[{i}].learner",
+                f"one decision is for one learner; found {learner!r} and {ev.learner!r}",
+            )
+        if not competency:
+            competency = ev.competency
+        elif ev.competency != competency:
+            raise EvidenceError(
+                f"evidence[{i}].competency",
+                f"the policy is for {competency!r}, this result is for {ev.competency!r}",
+            )
+        if ev.attempt is not None:
+            key = (ev.item, ev.attempt)
+            if key in seen:
+                raise EvidenceError(
+                    f"evidence[{i}].attempt",
+                    f"{ev.item!r} attempt {ev.attempt} appears twice; send each attempt once",
+                )
+            seen.add(key)
+    return learner, competency
+
+
+def _select(
+    ordered: list[Evidence], policy: Policy, now: dt.datetime
+) -> tuple[list[Evidence], list[Exclusion], list[Evidence], list[Evidence]]:
+    """Split the evidence into what counts and what does not (with why)."""
+    labels = policy.labels
+    cutoff = None if policy.recency_days is None else now - dt.timedelta(policy.recency_days)
+    limit = policy.max_attempts
+    counted: list[Evidence] = []
+    excluded: list[Exclusion] = []
+    by_recency: list[Evidence] = []
+    by_attempts: list[Evidence] = []
+    attempts: dict[str, int] = {}
+    for ev in ordered:
+        at = ev.at
+        if at is not None and at > now:
+            excluded.append(Exclusion(ev, "it was recorded after the evaluation time"))
+        elif labels and ev.item not in labels:
+            excluded.append(Exclusion(ev, "it is not one of the items mapped to this competency"))
+        elif cutoff is not None and (at is None or at < cutoff):
+            by_recency.append(ev)
+            why = "it has no date" if at is None else f"it is from {at.date().isoformat()}"
+            excluded.append(Exclusion(ev, f"{why}; only the last {policy.recency_days} days count"))
+        else:
+            number = attempts[ev.item] = attempts.get(ev.item, 0) + 1
+            if limit is not None and (ev.attempt or number) > limit:
+                by_attempts.append(ev)
+                excluded.append(Exclusion(ev, f"only {limit} attempts are allowed"))
+            else:
+                counted.append(ev)
+    return counted, excluded, by_recency, by_attempts
+
+
+def _name(ev: Evidence, labels: Mapping[str, str]) -> str:
+    base = ev.label or labels.get(ev.item, ev.item)
+    return base if ev.attempt is None else f"{base} attempt {ev.attempt}"
+
+
+def _names(names: Sequence[str]) -> str:
+    if len(names) <= _SHOWN:
+        return ", ".join(names)
+    return f"{', '.join(names[:_SHOWN])} and {len(names) - _SHOWN} more"
+
+
+@functools.cache
+def _recency_ok(days: int) -> RuleResult:
+    reason = f"Only results from the last {days} days count; all of yours are recent enough."
+    return RuleResult(RuleKind.RECENCY, None, True, reason)
+
+
+def _recency_rule(days: int, dropped: list[Evidence], labels: Mapping[str, str]) -> RuleResult:
+    if not dropped:
+        return _recency_ok(days)
+    names = _names([_name(ev, labels) for ev in dropped])
+    reason = f"Only results from the last {days} days count; not counted: {names}."
+    return RuleResult(RuleKind.RECENCY, None, True, reason)
+
+
+@functools.cache
+def _attempts_ok(limit: int) -> RuleResult:
+    reason = f"At most {limit} attempts per item count; all of your attempts are within it."
+    return RuleResult(RuleKind.ATTEMPTS, None, True, reason)
+
+
+def _attempts_rule(limit: int, dropped: list[Evidence], labels: Mapping[str, str]) -> RuleResult:
+    if not dropped:
+        return _attempts_ok(limit)
+    names = _names([_name(ev, labels) for ev in dropped])
+    reason = f"At most {limit} attempts per item count; not counted: {names}."
+    return RuleResult(RuleKind.ATTEMPTS, None, True, reason)
+
+
+def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
+    have = {s.item for s in standing}
+    if policy.require_all:
+        missing = [label for item, label in policy.labels.items() if item not in have]
+        if missing:
+            return RuleResult(
+                RuleKind.REQUIRED,
+                None,
+                False,
+                f"Every mapped item needs a result; missing: {_names(missing)}.",
+            )
+        return RuleResult(
+            RuleKind.REQUIRED, None, True, f"All {len(policy.labels)} mapped items have a result."
+        )
+    need = policy.min_results
+    passed = len(have) >= need
+    count = f"you have {len(have)}" if passed else f"you have only {len(have)}"
+    return RuleResult(
+        RuleKind.REQUIRED,
+        None,
+        passed,
+        f"Results from at least {need} different items are needed; {count}.",
+    )
+
+
+def _score_text(score: float | None) -> str:
+    return "there are no counted results yet" if score is None else f"yours is {percent(score)}"
+
+
+def _minimum_rule(minimum: float, score: float | None) -> RuleResult:
+    passed = score is not None and score + EPSILON >= minimum
+    return RuleResult(
+        RuleKind.MINIMUM,
+        None,
+        passed,
+        f"Every level needs an overall score of at least {percent(minimum)}; {_score_text(score)}.",
+    )
+
+
+@functools.cache
+def _band_text(level: Level, threshold: float) -> str:
+    return f"{level.label} needs a score of at least {percent(threshold)}"
+
+
+def _threshold_rule(
+    level: Level,
+    threshold: float,
+    score: float | None,
+    yours: str,
+    scores: list[float],
+    policy: Policy,
+) -> RuleResult:
+    passed = score is not None and score + EPSILON >= threshold
+    if policy.aggregation is AggregationMethod.N_MASTERY:
+        reaching = sum(1 for s in scores if s + EPSILON >= threshold)
+        reason = (
+            f"{level.label} needs at least {policy.n} results of {percent(threshold)} or more; "
+            f"{reaching} of yours {'is' if reaching == 1 else 'are'}."
+        )
+    else:
+        reason = f"{_band_text(level, threshold)}; {yours}."
+    return RuleResult(RuleKind.THRESHOLD, level, passed, reason)
+
+
+@functools.cache
+def _verification_text(level: Level, need: VerificationLevel) -> str:
+    return f"{level.label} needs {need.required}"
+
+
+def _verification_rule(
+    level: Level,
+    rule: LevelRule,
+    counted: list[Evidence],
+    standing: list[Standing],
+    policy: Policy,
+    cache: dict[VerificationLevel, tuple[list[Standing], float | None]],
+    labels: Mapping[str, str],
+) -> RuleResult:
+    need = rule.verification
+    if need not in cache:
+        verified = standings(
+            [ev for ev in counted if ev.verification >= need], policy.attempt_grading
+        )[0]
+        cache[need] = (
+            verified,
+            aggregate(
+                [s.fraction for s in verified], policy.aggregation, weight=policy.weight, n=policy.n
+            ),
+        )
+    verified, score = cache[need]
+    head = _verification_text(level, need)
+    if score is not None and score + EPSILON >= rule.threshold:
+        names = [_name(ev, labels) for s in verified for ev in s.sources]
+        return RuleResult(RuleKind.VERIFICATION, level, True, f"{head}: met by {_names(names)}.")
+    if verified:
+        reason = (
+            f"{head} with a score of at least {percent(rule.threshold)}; your results from "
+            f"such sittings give {percent(score) if score is not None else 'too few results'}."
+        )
+    elif not standing:
+        reason = f"{head}; there are no counted results yet."
+    else:
+        # Closest to the requirement first: the best-verified sittings, then the best scores.
+        sources = sorted([ev for s in standing for ev in s.sources], key=_CLOSEST, reverse=True)
+        shown = [f"{_name(ev, labels)} was {ev.verification.described}" for ev in sources]
+        if len(shown) == 1:
+            reason = f"{head}; your {shown[0]}."
+        else:
+            more = len(shown) - _SHOWN
+            listed = "; ".join(shown[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+            reason = f"{head}; none of yours was: {listed}."
+    return RuleResult(RuleKind.VERIFICATION, level, False, reason)
+
+
+def _floor_fraction(floor: Floor, s: Standing, level: Level) -> float | None:
+    """The fraction ``floor`` asks of ``s``; None when it does not apply (a rubric-level
+    floor on a result that has no rubric)."""
+    if floor.fraction is not None:
+        return floor.fraction
+    ev = s.sources[0]
+    if not ev.rubric:
+        return None
+    need = ev.rubric_fractions.get(floor.rating or "")
+    if need is None:
+        # The policy names a rating this criterion's rubric does not have.
+        raise PolicyError(
+            f"levels.{level.key}.floor",
+            f"{level.label} asks for {floor.text}, but the rubric of {ev.item!r} has no such "
+            f"level (it has {', '.join(r.name for r in ev.rubric)})",
+        )
+    return need
+
+
+def _result_text(s: Standing, labels: Mapping[str, str]) -> str:
+    ev = s.sources[0]
+    name = _name(ev, labels)
+    if len(s.sources) == 1 and ev.rating is not None:
+        return f'{name} was rated "{ev.rating}"'
+    return f"{name} scored {percent(s.fraction)}"
+
+
+@functools.cache
+def _floor_text(level: Level, floor: Floor | None, items: tuple[str, ...]) -> str:
+    parts = []
+    if floor is not None:
+        what = "rubric criterion rated" if floor.rating is not None else "result at"
+        parts.append(f"every {what} {floor.text} or above")
+    if items:
+        parts.append("minimums for " + ", ".join(items))
+    return f"{level.label} needs {' and '.join(parts)}"
+
+
+def _floor_rule(
+    level: Level, rule: LevelRule, standing: list[Standing], labels: Mapping[str, str]
+) -> RuleResult:
+    failures: list[str] = []
+    floor = rule.floor
+    if floor is not None and floor.rating is None:
+        need = floor.fraction or 0.0
+        failures = [_result_text(s, labels) for s in standing if s.fraction + EPSILON < need]
+    elif floor is not None:
+        for s in standing:
+            wanted = _floor_fraction(floor, s, level)
+            if wanted is not None and s.fraction + EPSILON < wanted:
+                failures.append(_result_text(s, labels))
+    by_item = {s.item: s for s in standing} if rule.item_floors else {}
+    for item, item_floor in rule.item_floors:
+        found = by_item.get(item)
+        if found is None:
+            label = labels.get(item, item)
+            failures.append(f"{label} has no result yet (it must reach {item_floor.text})")
+            continue
+        wanted = _floor_fraction(item_floor, found, level)
+        if wanted is not None and found.fraction + EPSILON < wanted:
+            failures.append(f"{_result_text(found, labels)} (it must reach {item_floor.text})")
+    head = _floor_text(level, rule.floor, tuple(labels.get(i, i) for i, _ in rule.item_floors))
+    if failures:
+        return RuleResult(RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}.")
+    return RuleResult(RuleKind.FLOOR, level, True, f"{head}; all of yours meet it.")

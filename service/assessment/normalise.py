@@ -1,0 +1,169 @@
+"""Normalisation: LMS results (points, rubric ratings, quiz attempts) to ``Evidence``,
+and one standing result per item when an item was attempted several times."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from service.assessment.types import (
+    NO_TIME,
+    AttemptGrading,
+    Evidence,
+    EvidenceError,
+    RubricLevel,
+    VerificationLevel,
+)
+
+__all__ = ["Standing", "fraction", "quiz_attempt", "rubric_rating", "sort_key", "standings"]
+
+
+def fraction(score: float, max_score: float) -> float:
+    """Points as a fraction of the maximum.
+
+    Raises:
+        EvidenceError: the maximum is not positive or the score is outside 0..maximum.
+    """
+    if max_score <= 0:
+        raise EvidenceError("max_score", f"must be more than 0, not {max_score!r}")
+    if not 0 <= score <= max_score:
+        raise EvidenceError("score", f"must be between 0 and {max_score:g}, not {score!r}")
+    return score / max_score
+
+
+def rubric_rating(
+    *,
+    learner: str,
+    competency: str,
+    item: str,
+    rubric: Sequence[tuple[str, float]],
+    rating: str,
+    label: str = "",
+    at: dt.datetime | None = None,
+    attempt: int | None = None,
+    verification: VerificationLevel = VerificationLevel.UNSUPERVISED,
+) -> Evidence:
+    """Evidence for a rubric criterion rated ``rating``: its score is the points the rubric
+    gives that rating, out of the rubric's highest points (as Canvas scores criteria).
+
+    Raises:
+        EvidenceError: the rubric is empty, has a negative or repeated level, or lacks
+            ``rating``.
+    """
+    if not rubric:
+        raise EvidenceError("rubric", "needs at least one level with its points")
+    levels = tuple(RubricLevel(str(name), float(points)) for name, points in rubric)
+    names = [lv.name for lv in levels]
+    if len(set(names)) != len(names):
+        raise EvidenceError("rubric", "a level name is used twice")
+    if any(lv.points < 0 for lv in levels):
+        raise EvidenceError("rubric", "points cannot be negative")
+    top = max(lv.points for lv in levels)
+    if top <= 0:
+        raise EvidenceError("rubric", "the highest level must be worth more than 0 points")
+    points = {lv.name: lv.points for lv in levels}
+    if rating not in points:
+        raise EvidenceError(
+            "rating", f"{rating!r} is not a level of this rubric ({', '.join(names)})"
+        )
+    return Evidence(
+        learner=learner,
+        competency=competency,
+        item=item,
+        score=points[rating],
+        max_score=top,
+        label=label,
+        kind="rubric",
+        rubric=levels,
+        rating=rating,
+        attempt=attempt,
+        at=at,
+        verification=verification,
+    )
+
+
+def quiz_attempt(
+    *,
+    learner: str,
+    competency: str,
+    quiz: str,
+    attempt: int,
+    score: float,
+    max_score: float,
+    at: dt.datetime,
+    label: str = "",
+    verification: VerificationLevel = VerificationLevel.UNSUPERVISED,
+) -> Evidence:
+    """Evidence for one numbered, timed attempt at a quiz."""
+    return Evidence(
+        learner=learner,
+        competency=competency,
+        item=quiz,
+        score=score,
+        max_score=max_score,
+        label=label,
+        kind="quiz",
+        attempt=attempt,
+        at=at,
+        verification=verification,
+    )
+
+
+def sort_key(ev: Evidence) -> tuple[dt.datetime, int, str, float, int]:
+    """Oldest first; a total order on the fields that matter, so the outcome never depends
+    on the order evidence arrived in. Undated results sort before dated ones.
+    (``Evidence.order`` holds it, computed once.)"""
+    return ev.order
+
+
+class Standing(NamedTuple):
+    """The result that stands for one item: its score, the time of the item's latest
+    evidence (never of the attempt chosen, so a better score cannot move it in time), and
+    the evidence behind it."""
+
+    at: dt.datetime  # first, so standings sort by time, then item (unique), natively
+    item: str
+    fraction: float
+    sources: tuple[Evidence, ...]
+
+
+def standings(
+    ordered: Iterable[Evidence], grading: AttemptGrading
+) -> tuple[list[Standing], list[Evidence]]:
+    """One standing result per item, chronological by the item's latest evidence, and the
+    attempts passed over.
+
+    ``ordered`` must be sorted by ``sort_key``. With several attempts, ``grading`` picks
+    which one stands (Moodle's quiz grading methods); with ``AVERAGE`` all of them do.
+    """
+    by_item: dict[str, list[Evidence]] = {}
+    for ev in ordered:
+        group = by_item.get(ev.item)
+        if group is None:
+            by_item[ev.item] = [ev]
+        else:
+            group.append(ev)
+    result: list[Standing] = []
+    passed_over: list[Evidence] = []
+    for item, group in by_item.items():
+        last = group[-1]
+        if len(group) == 1:
+            result.append(Standing(last.at or NO_TIME, item, last.fraction, (last,)))
+            continue
+        chosen: tuple[Evidence, ...]
+        if grading is AttemptGrading.AVERAGE:
+            chosen = tuple(group)
+            value = sum(ev.fraction for ev in group) / len(group)
+        elif grading is AttemptGrading.HIGHEST:
+            best = max(group, key=lambda ev: ev.fraction)
+            chosen, value = (best,), best.fraction
+        elif grading is AttemptGrading.FIRST:
+            chosen, value = (group[0],), group[0].fraction
+        else:
+            chosen, value = (last,), last.fraction
+        result.append(Standing(last.at or NO_TIME, item, value, chosen))
+        if len(chosen) == 1:
+            passed_over.extend([ev for ev in group if ev is not chosen[0]])
+    result.sort()
+    return result, passed_over

@@ -1,0 +1,860 @@
+"""Documents (the dicts JSON and YAML files load into) to engine values, and back.
+
+Reading is forgiving about form — key spelling (``max_score``, ``max-score``, ``Max
+score``), common synonyms (``points_possible`` for ``max``), percentages written as
+``70``, ``"70%"`` or ``0.7`` — and strict about meaning: an unknown key, a value out of
+range or a missing field raises an ``AssessmentError`` whose ``field`` is the dotted path
+of the key as written in the document (``levels.advanced.verification``,
+``evidence[3].score``), so a loader can point at the line.
+
+A policy is built from layers (institution defaults, course override, competency
+override): ``read_layer`` reads one layer, possibly partial; ``compose`` stacks layers
+into a ``Policy``. ``read_policy`` is both for a complete document.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from service.assessment.normalise import rubric_rating
+from service.assessment.types import (
+    DEFAULT_N,
+    DEFAULT_WEIGHT,
+    AggregationMethod,
+    AssessmentError,
+    AttemptGrading,
+    Evidence,
+    EvidenceError,
+    Floor,
+    Level,
+    LevelRule,
+    MappedItem,
+    Policy,
+    PolicyError,
+    StackPolicy,
+    StackRequirement,
+    VerificationLevel,
+)
+
+__all__ = [
+    "Layer",
+    "compose",
+    "parse_datetime",
+    "parse_fraction",
+    "parse_level",
+    "parse_verification",
+    "policy_to_dict",
+    "read_evidence",
+    "read_evidence_file",
+    "read_layer",
+    "read_policy",
+    "read_stack_policy",
+]
+
+# A layer: canonical field name -> parsed value; "levels" maps Level -> {field: value}.
+Layer = dict[str, Any]
+
+
+def norm(key: str) -> str:
+    return re.sub(r"[\s\-]+", "_", key.strip().lower())
+
+
+class Reader:
+    """Reads one mapping: takes keys by canonical name or synonym, remembers the path of
+    each, and rejects keys nobody took (with a suggestion for typos)."""
+
+    def __init__(self, data: Any, path: str, error: type[AssessmentError]) -> None:
+        if not isinstance(data, Mapping):
+            raise error(path, f"must be a mapping of names to values, not {_kind(data)}")
+        self.path = path
+        self.error = error
+        self.keys: dict[str, str] = {}
+        self.data = data
+        for key in data:
+            if not isinstance(key, str):
+                raise error(path, f"keys must be text, not {key!r}")
+            canonical = norm(key)
+            if canonical in self.keys:
+                raise error(self.at(key), f"given twice (also as {self.keys[canonical]!r})")
+            self.keys[canonical] = key
+        self.taken: set[str] = set()
+
+    def at(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        return f"{self.path}.{key}" if self.path else key
+
+    def take(self, *names: str) -> tuple[Any, str] | None:
+        """The value under the first of ``names`` present (and its path), or None; two
+        synonyms present at once is an error."""
+        found = [self.keys[n] for n in names if n in self.keys]
+        if not found:
+            return None
+        if len(found) > 1:
+            raise self.error(self.at(found[1]), f"means the same as {found[0]!r}; give one")
+        self.taken.add(found[0])
+        return self.data[found[0]], self.at(found[0])
+
+    def finish(self, known: Sequence[str]) -> None:
+        for key in self.data:
+            if key not in self.taken:
+                hint = difflib.get_close_matches(norm(key), known, n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
+                raise self.error(self.at(key), f"unknown field{extra}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    return {
+        bool: "true/false",
+        int: "a number",
+        float: "a number",
+        str: "text",
+        list: "a list",
+        dict: "a mapping",
+    }.get(type(value), type(value).__name__)
+
+
+# --- scalar values ------------------------------------------------------------------
+
+
+def parse_fraction(value: Any, field: str, error: type[AssessmentError] = PolicyError) -> float:
+    """A percentage as a fraction: ``"70%"`` and ``70`` are 0.7; a number from 0 to 1 is
+    already a fraction (``0.7``), so ``1`` means 100 %.
+
+    Raises:
+        AssessmentError: not a number or percentage, or outside 0 to 100 %.
+    """
+    if isinstance(value, bool):
+        raise error(field, f"must be a percentage such as 70% or 0.7, not {value}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if text.endswith("%"):
+                number = float(text[:-1].strip()) / 100
+            else:
+                return parse_fraction(float(text), field, error)
+        except ValueError:
+            raise error(field, f"must be a percentage such as 70% or 0.7, not {value!r}") from None
+    elif isinstance(value, int | float):
+        number = float(value)
+        if number > 1:
+            number /= 100
+    else:
+        raise error(field, f"must be a percentage such as 70% or 0.7, not {_kind(value)}")
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise error(field, f"must be between 0% and 100%, not {value!r}")
+    return number
+
+
+def _number(value: Any, field: str, error: type[AssessmentError]) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise error(field, f"must be a number, not {_kind(value)}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise error(field, f"must be a number, not {value!r}") from None
+    if not math.isfinite(number):
+        raise error(field, f"must be a finite number, not {value!r}")
+    return number
+
+
+def integer(value: Any, field: str, error: type[AssessmentError], minimum: int = 1) -> int:
+    number = _number(value, field, error)
+    if number != int(number):
+        raise error(field, f"must be a whole number, not {value!r}")
+    if number < minimum:
+        raise error(field, f"must be at least {minimum}, not {value!r}")
+    return int(number)
+
+
+def _text(value: Any, field: str, error: type[AssessmentError]) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise error(field, f"must be text, not {_kind(value)}")
+    text = str(value).strip()
+    if not text:
+        raise error(field, "must not be empty")
+    return text
+
+
+def choice(value: Any, field: str, error: type[AssessmentError], options: Mapping[str, Any]) -> Any:
+    """The option ``value`` names (any spelling of its key or a synonym); the error lists
+    the canonical names only (the value's own ``key`` or ``value``)."""
+    if not isinstance(value, str) or norm(value) not in options:
+        names = dict.fromkeys(_canonical(v) for v in options.values())
+        raise error(field, f"{value!r} is not one of: {', '.join(names)}")
+    return options[norm(value)]
+
+
+def _canonical(option: Any) -> str:
+    if isinstance(option, Level | VerificationLevel):
+        return option.key
+    return str(getattr(option, "value", option))
+
+
+_LEVELS = {lv.key: lv for lv in Level if lv is not Level.NONE}
+_VERIFICATIONS: dict[str, VerificationLevel] = {
+    **{norm(v.key): v for v in VerificationLevel},
+    "none": VerificationLevel.UNSUPERVISED,
+    "any": VerificationLevel.UNSUPERVISED,
+    "lms": VerificationLevel.AUTHENTICATED,
+    "signed_in": VerificationLevel.AUTHENTICATED,
+    "proctored": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "online_verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "onsite_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
+    "on_site_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
+    "supervised_on_site_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
+}
+AGGREGATIONS: dict[str, AggregationMethod] = {
+    **{m.value: m for m in AggregationMethod},
+    "mean": AggregationMethod.AVERAGE,
+    "most_recent": AggregationMethod.LATEST,
+    "last": AggregationMethod.LATEST,
+    "max": AggregationMethod.HIGHEST,
+    "best": AggregationMethod.HIGHEST,
+    "decaying": AggregationMethod.DECAYING_AVERAGE,
+    "standard_decaying_average": AggregationMethod.DECAYING_AVERAGE,
+    "n_times": AggregationMethod.N_MASTERY,
+    "n_number_of_times": AggregationMethod.N_MASTERY,
+}
+_GRADINGS: dict[str, AttemptGrading] = {
+    **{g.value: g for g in AttemptGrading},
+    "best": AttemptGrading.HIGHEST,
+    "mean": AttemptGrading.AVERAGE,
+    "latest": AttemptGrading.LAST,
+    "most_recent": AttemptGrading.LAST,
+}
+
+
+def parse_level(value: Any, field: str, error: type[AssessmentError] = PolicyError) -> Level:
+    """``"intermediate"`` (any case) to ``Level.INTERMEDIATE``."""
+    level: Level = choice(value, field, error, _LEVELS)
+    return level
+
+
+def parse_verification(
+    value: Any, field: str, error: type[AssessmentError] = PolicyError
+) -> VerificationLevel:
+    """A verification level by name (``supervised-online-verified``, ``supervised online
+    verified``, ``proctored``...) or by its number 1 to 5."""
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
+        return VerificationLevel(value)
+    level: VerificationLevel = choice(value, field, error, _VERIFICATIONS)
+    return level
+
+
+_EXAMPLE_TIME = "2026-11-28T14:30:00Z"
+
+
+def parse_datetime(value: Any, field: str, error: type[AssessmentError]) -> dt.datetime:
+    """An ISO 8601 date or time; a time without a zone, and a bare date, are UTC."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            raise error(
+                field, f"must be a date and time such as {_EXAMPLE_TIME}, not {value!r}"
+            ) from None
+    else:
+        raise error(field, f"must be a date and time such as {_EXAMPLE_TIME}, not {_kind(value)}")
+    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+_DURATION = re.compile(r"^(\d+)\s*(d|days?|w|weeks?|months?|y|years?)$")
+_ISO_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+_DAYS = {"d": 1, "w": 7, "m": 30, "y": 365}
+
+
+def days(value: Any, field: str) -> int:
+    """A period in whole days: ``365``, ``"90 days"``, ``"12 weeks"``, ``"2 years"``,
+    ``"P1Y"``. A month is 30 days and a year 365."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return integer(value, field, PolicyError)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if match := _DURATION.match(text):
+            return integer(int(match[1]) * _DAYS[match[2][0]], field, PolicyError)
+        if (match := _ISO_DURATION.match(text.upper())) and any(match.groups()):
+            years, months, weeks, days = (int(g or 0) for g in match.groups())
+            return integer(years * 365 + months * 30 + weeks * 7 + days, field, PolicyError)
+        if text.isdigit():
+            return integer(int(text), field, PolicyError)
+    raise PolicyError(
+        field, f"must be a number of days or a period such as '2 years', not {value!r}"
+    )
+
+
+# --- policies -----------------------------------------------------------------------
+
+_POLICY_KEYS = (
+    "competency",
+    "version",
+    "name",
+    "description",
+    "aggregation",
+    "weight",
+    "n",
+    "levels",
+    "minimum_score",
+    "items",
+    "required",
+    "max_attempts",
+    "attempt_grading",
+    "recency_days",
+)
+_LEVEL_KEYS = ("threshold", "verification", "floor", "floors")
+
+
+def read_layer(doc: Any, path: str = "") -> Layer:
+    """Read one policy layer (any subset of the policy fields) into canonical form.
+
+    Raises:
+        PolicyError: an unknown field or a bad value, with its path.
+    """
+    r = Reader(doc, path, PolicyError)
+    layer: Layer = {}
+    if got := r.take("competency", "competency_id"):
+        layer["competency"] = _text(got[0], got[1], PolicyError)
+    if got := r.take("version"):
+        layer["version"] = integer(got[0], got[1], PolicyError)
+    for key in ("name", "description", "title", "note", "notes"):
+        if got := r.take(key):  # free text for people; not used by the rules
+            layer.setdefault("name" if key in ("name", "title") else "description", got[0])
+    if got := r.take("aggregation", "calculation_method", "method", "calculation"):
+        _read_aggregation(got[0], got[1], layer)
+    if got := r.take("weight", "decay_weight", "calculation_int"):
+        layer["weight"] = parse_fraction(got[0], got[1])
+    if got := r.take("n", "times", "mastery_times"):
+        layer["n"] = integer(got[0], got[1], PolicyError)
+    if got := r.take("levels", "bands", "level_bands"):
+        layer["levels"] = _read_levels(got[0], got[1])
+    if got := r.take("minimum_score", "minimum", "overall_minimum", "min_score"):
+        layer["minimum_score"] = parse_fraction(got[0], got[1])
+    if got := r.take("items", "mapped_items", "evidence_items"):
+        layer["items"] = _read_items(got[0], got[1])
+    if got := r.take("required", "required_evidence", "requires"):
+        layer["required"] = _read_required(got[0], got[1])
+    if got := r.take("max_attempts", "attempts", "attempt_limit"):
+        _read_attempts(got[0], got[1], layer)
+    if got := r.take("attempt_grading", "grading", "attempt_scoring", "grading_method"):
+        layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
+    if got := r.take("recency_days", "recency", "recent_within", "recency_window"):
+        layer["recency_days"] = None if got[0] in (None, "none", "off") else days(*got)
+    r.finish(_POLICY_KEYS)
+    return layer
+
+
+def _read_aggregation(value: Any, path: str, layer: Layer) -> None:
+    if isinstance(value, Mapping):
+        r = Reader(value, path, PolicyError)
+        if got := r.take("method", "name", "calculation_method"):
+            layer["aggregation"] = choice(got[0], got[1], PolicyError, AGGREGATIONS)
+        if got := r.take("weight", "decay_weight", "calculation_int"):
+            layer["weight"] = parse_fraction(got[0], got[1])
+        if got := r.take("n", "times"):
+            layer["n"] = integer(got[0], got[1], PolicyError)
+        r.finish(("method", "weight", "n"))
+    else:
+        layer["aggregation"] = choice(value, path, PolicyError, AGGREGATIONS)
+
+
+def _read_levels(value: Any, path: str) -> dict[Level, dict[str, Any]]:
+    r = Reader(value, path, PolicyError)
+    levels: dict[Level, dict[str, Any]] = {}
+    for key in list(r.keys.values()):
+        where = r.at(key)
+        level = choice(key, where, PolicyError, _LEVELS)
+        r.taken.add(key)
+        raw = r.data[key]
+        if raw is None:
+            levels[level] = {"_removed": True}
+        elif isinstance(raw, Mapping):
+            levels[level] = _read_level(raw, where)
+        else:  # "intermediate: 60%" is a band alone
+            levels[level] = {"threshold": parse_fraction(raw, where)}
+    return levels
+
+
+def _read_level(value: Mapping[str, Any], path: str) -> dict[str, Any]:
+    r = Reader(value, path, PolicyError)
+    out: dict[str, Any] = {}
+    if got := r.take("threshold", "min_score", "minimum", "score", "min", "at_least", "from"):
+        out["threshold"] = parse_fraction(got[0], got[1])
+    if got := r.take("verification", "min_verification", "requires_verification", "supervision"):
+        out["verification"] = parse_verification(got[0], got[1])
+    if got := r.take("floor", "min_each", "every_result", "each_at_least"):
+        out["floor"] = None if got[0] is None else _read_floor(got[0], got[1])
+    if got := r.take("floors", "item_floors", "criteria"):
+        fr = Reader(got[0], got[1], PolicyError)
+        floors = []
+        for item in fr.keys.values():
+            fr.taken.add(item)
+            floors.append((item, _read_floor(fr.data[item], fr.at(item))))
+        out["item_floors"] = tuple(sorted(floors))
+    r.finish(_LEVEL_KEYS)
+    return out
+
+
+def _read_floor(value: Any, path: str) -> Floor:
+    if isinstance(value, str) and not re.fullmatch(r"\s*[\d.]+\s*%?\s*", value):
+        return Floor(rating=value.strip())
+    return Floor(fraction=parse_fraction(value, path))
+
+
+def _read_items(value: Any, path: str) -> tuple[MappedItem, ...]:
+    if isinstance(value, Mapping):  # {item id: label}
+        return tuple(
+            MappedItem(_text(k, f"{path}.{k}", PolicyError), "" if v is None else str(v))
+            for k, v in value.items()
+        )
+    if not isinstance(value, list):
+        raise PolicyError(path, f"must be a list of item ids, not {_kind(value)}")
+    items = []
+    for i, entry in enumerate(value):
+        where = f"{path}[{i}]"
+        if isinstance(entry, Mapping):
+            r = Reader(entry, where, PolicyError)
+            got = r.take("item", "id", "item_id", "source", "source_id")
+            if got is None:
+                raise PolicyError(where, "needs an 'item' (the id of the LMS item)")
+            label = r.take("label", "name", "title")
+            items.append(
+                MappedItem(_text(*got, PolicyError), "" if label is None else str(label[0]))
+            )
+            r.finish(("item", "label"))
+        else:
+            items.append(MappedItem(_text(entry, where, PolicyError)))
+    return tuple(items)
+
+
+def _read_required(value: Any, path: str) -> tuple[bool, int]:
+    """(all mapped items?, at least N items)."""
+    if value is None or value is False:
+        return False, 0
+    if isinstance(value, str):
+        text = norm(value)
+        if text in ("all", "all_items", "every_item"):
+            return True, 0
+        if text in ("none", "any"):
+            return False, 0
+        if match := re.fullmatch(r"(?:at_least_)?(\d+)(?:_items?)?", text):
+            return False, int(match[1])
+        raise PolicyError(path, f"must be 'all', a number of items or 'at least N', not {value!r}")
+    if isinstance(value, Mapping):
+        r = Reader(value, path, PolicyError)
+        got = r.take("at_least", "min", "minimum", "min_items", "count")
+        if got is None:
+            raise PolicyError(path, "write 'all' or 'at_least: N'")
+        r.finish(("at_least",))
+        return False, integer(got[0], got[1], PolicyError, minimum=0)
+    return False, integer(value, path, PolicyError, minimum=0)
+
+
+def _read_attempts(value: Any, path: str, layer: Layer) -> None:
+    if isinstance(value, Mapping):
+        r = Reader(value, path, PolicyError)
+        if got := r.take("max", "limit", "max_attempts"):
+            layer["max_attempts"] = None if got[0] is None else integer(got[0], got[1], PolicyError)
+        if got := r.take("grading", "attempt_grading", "scoring", "counts"):
+            layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
+        r.finish(("max", "grading"))
+    else:
+        unlimited = value is None or (isinstance(value, str) and norm(value) == "unlimited")
+        layer["max_attempts"] = None if unlimited else integer(value, path, PolicyError)
+
+
+def compose(*layers: Layer) -> Policy:
+    """Stack layers, later ones winning field by field (and per level, field by field).
+
+    A level set to nothing (``advanced:`` with no value) in a later layer removes it.
+
+    Raises:
+        PolicyError: the result is incomplete or inconsistent.
+    """
+    merged: Layer = {}
+    levels: dict[Level, dict[str, Any]] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key == "levels":
+                for level, fields in value.items():
+                    if fields.get("_removed"):
+                        levels.pop(level, None)
+                    else:
+                        levels[level] = levels.get(level, {}) | fields
+            else:
+                merged[key] = value
+    built: dict[Level, LevelRule] = {}
+    for level, fields in levels.items():
+        if "threshold" not in fields:
+            raise PolicyError(f"levels.{level.key}.threshold", "every level needs a threshold")
+        built[level] = LevelRule(
+            threshold=fields["threshold"],
+            verification=fields.get("verification", VerificationLevel.UNSUPERVISED),
+            floor=fields.get("floor"),
+            item_floors=fields.get("item_floors", ()),
+        )
+    require_all, min_results = merged.get("required", (False, 0))
+    return Policy(
+        levels=built,
+        competency=merged.get("competency", ""),
+        version=merged.get("version", 1),
+        aggregation=merged.get("aggregation", AggregationMethod.WEIGHTED_AVERAGE),
+        weight=merged.get("weight", DEFAULT_WEIGHT),
+        n=merged.get("n", DEFAULT_N),
+        minimum_score=merged.get("minimum_score", 0.0),
+        items=merged.get("items", ()),
+        require_all=require_all,
+        min_results=min_results,
+        max_attempts=merged.get("max_attempts"),
+        attempt_grading=merged.get("attempt_grading", AttemptGrading.HIGHEST),
+        recency_days=merged.get("recency_days"),
+    )
+
+
+def read_policy(doc: Any, path: str = "") -> Policy:
+    """Read a complete policy document.
+
+    Raises:
+        PolicyError: with the path of the field at fault.
+    """
+    layer = read_layer(doc, path)
+    try:
+        return compose(layer)
+    except PolicyError as exc:
+        if not path:
+            raise
+        raise PolicyError(f"{path}.{exc.field}", exc.message) from None
+
+
+def _pct_text(fraction: float) -> str:
+    return f"{round(fraction * 100, 6):g}%"
+
+
+def policy_to_dict(policy: Policy) -> dict[str, Any]:
+    """The canonical document of a policy; ``read_policy`` gives the same policy back."""
+    levels: dict[str, Any] = {}
+    for level, rule in policy.ladder:
+        entry: dict[str, Any] = {"threshold": _pct_text(rule.threshold)}
+        if rule.verification is not VerificationLevel.UNSUPERVISED:
+            entry["verification"] = rule.verification.key
+        if rule.floor is not None:
+            entry["floor"] = _floor_value(rule.floor)
+        if rule.item_floors:
+            entry["floors"] = {item: _floor_value(f) for item, f in rule.item_floors}
+        levels[level.key] = entry
+    doc: dict[str, Any] = {}
+    if policy.competency:
+        doc["competency"] = policy.competency
+    doc["version"] = policy.version
+    doc["aggregation"] = policy.aggregation.value
+    if policy.aggregation in (
+        AggregationMethod.WEIGHTED_AVERAGE,
+        AggregationMethod.DECAYING_AVERAGE,
+    ):
+        doc["weight"] = _pct_text(policy.weight)
+    if policy.aggregation is AggregationMethod.N_MASTERY:
+        doc["n"] = policy.n
+    doc["levels"] = levels
+    if policy.minimum_score:
+        doc["minimum_score"] = _pct_text(policy.minimum_score)
+    if policy.items:
+        doc["items"] = [
+            {"item": m.item, "label": m.label} if m.label else m.item for m in policy.items
+        ]
+    if policy.require_all:
+        doc["required"] = "all"
+    elif policy.min_results:
+        doc["required"] = {"at_least": policy.min_results}
+    if policy.max_attempts is not None:
+        doc["max_attempts"] = policy.max_attempts
+    doc["attempt_grading"] = policy.attempt_grading.value
+    if policy.recency_days is not None:
+        doc["recency_days"] = policy.recency_days
+    return doc
+
+
+def _floor_value(floor: Floor) -> str:
+    return floor.rating if floor.rating is not None else _pct_text(floor.fraction or 0.0)
+
+
+# --- evidence -----------------------------------------------------------------------
+
+_EVIDENCE_KEYS = (
+    "learner",
+    "competency",
+    "item",
+    "label",
+    "kind",
+    "score",
+    "max",
+    "percent",
+    "rubric",
+    "rating",
+    "attempt",
+    "at",
+    "verification",
+)
+_KINDS = ("rubric", "quiz", "assignment", "manual")
+
+
+def read_evidence(
+    doc: Any, path: str = "", *, defaults: Mapping[str, Any] | None = None
+) -> Evidence:
+    """Read one evidence item. ``defaults`` fills ``learner`` and ``competency`` when the
+    item leaves them out (a file grouped by learner, a single-competency file).
+
+    Raises:
+        EvidenceError: with the path of the field at fault.
+    """
+    r = Reader(doc, path, EvidenceError)
+    defaults = defaults or {}
+
+    def need(field: str, *names: str) -> tuple[Any, str]:
+        got = r.take(field, *names)
+        if got is not None:
+            return got
+        if field in defaults:
+            return defaults[field], path
+        raise EvidenceError(r.at(field), "is required")
+
+    learner = _text(
+        *need("learner", "learner_id", "user", "user_id", "student", "student_id", "sub"),
+        EvidenceError,
+    )
+    competency = _text(*need("competency", "competency_id"), EvidenceError)
+    kind = None
+    got = r.take("item", "item_id", "source", "source_id", "criterion", "criterion_id")
+    if got is None:
+        for name in ("quiz", "assignment"):
+            if got := r.take(name, f"{name}_id"):
+                kind = name
+                break
+    if got is None:
+        raise EvidenceError(
+            r.at("item"), "is required (the id of the quiz, assignment or criterion)"
+        )
+    item = _text(*got, EvidenceError)
+    label_got = r.take("label", "name", "title")
+    label = "" if label_got is None or label_got[0] is None else str(label_got[0])
+    if got := r.take("kind", "type", "source_type"):
+        kind = choice(got[0], got[1], EvidenceError, {k: k for k in _KINDS})
+    attempt = None
+    if got := r.take("attempt", "attempt_number", "attempt_no"):
+        attempt = None if got[0] is None else integer(got[0], got[1], EvidenceError)
+    at = None
+    if got := r.take(
+        "at", "time", "date", "timestamp", "submitted_at", "graded_at", "completed_at"
+    ):
+        at = None if got[0] is None else parse_datetime(got[0], got[1], EvidenceError)
+    verification = VerificationLevel.UNSUPERVISED
+    if got := r.take("verification", "supervision", "identity_verification"):
+        verification = parse_verification(got[0], got[1], EvidenceError)
+
+    rubric = r.take("rubric", "rubric_levels", "scale")
+    rating = r.take("rating", "rubric_level", "level", "rating_name")
+    score = r.take("score", "points", "points_earned", "grade", "result")
+    maximum = r.take("max", "max_score", "max_points", "points_possible", "out_of", "possible")
+    pct = r.take("percent", "percentage")
+    r.finish(_EVIDENCE_KEYS)
+
+    common: dict[str, Any] = {
+        "learner": learner,
+        "competency": competency,
+        "item": item,
+        "label": label,
+        "attempt": attempt,
+        "at": at,
+        "verification": verification,
+    }
+    try:
+        if rubric is not None or rating is not None:
+            if rubric is None or rating is None:
+                missing = "rating" if rating is None else "rubric"
+                raise EvidenceError(
+                    r.at(missing), "a rubric result needs both 'rubric' and 'rating'"
+                )
+            if score is not None or pct is not None:
+                extra = score or pct
+                assert extra is not None
+                raise EvidenceError(extra[1], "a rubric result takes its score from the rubric")
+            scale = _read_rubric(*rubric)
+            name = _text(*rating, EvidenceError)
+            try:
+                return rubric_rating(rubric=scale, rating=name, **common)
+            except EvidenceError as exc:
+                where = rating[1] if exc.field == "rating" else rubric[1]
+                raise EvidenceError(where, exc.message) from None
+        if pct is not None:
+            if score is not None or maximum is not None:
+                raise EvidenceError(pct[1], "give either 'percent' or 'score' with 'max'")
+            value = parse_fraction(pct[0], pct[1], EvidenceError)
+            return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+        if score is None:
+            raise EvidenceError(
+                r.at("score"), "is required (or 'percent', or 'rubric' and 'rating')"
+            )
+        if isinstance(score[0], str) and score[0].strip().endswith("%") and maximum is None:
+            value = parse_fraction(score[0], score[1], EvidenceError)
+            return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+        if maximum is None:
+            raise EvidenceError(r.at("max"), "is required with 'score' (the points possible)")
+        points = _number(score[0], score[1], EvidenceError)
+        top = _number(maximum[0], maximum[1], EvidenceError)
+        try:
+            return Evidence(score=points, max_score=top, kind=kind or "assignment", **common)
+        except EvidenceError as exc:
+            raise EvidenceError(
+                score[1] if exc.field == "score" else maximum[1], exc.message
+            ) from None
+    except EvidenceError as exc:
+        if exc.field in ("learner", "competency", "item"):  # pragma: no cover - checked above
+            raise EvidenceError(r.at(exc.field), exc.message) from None
+        raise
+
+
+def _read_rubric(value: Any, path: str) -> list[tuple[str, float]]:
+    """``{name: points}`` or a list of ``{name, points}`` or ``[name, points]``."""
+    if isinstance(value, Mapping):
+        return [(str(k), _number(v, f"{path}.{k}", EvidenceError)) for k, v in value.items()]
+    if not isinstance(value, list):
+        raise EvidenceError(path, f"must map each level name to its points, not {_kind(value)}")
+    scale = []
+    for i, entry in enumerate(value):
+        where = f"{path}[{i}]"
+        if isinstance(entry, Mapping):
+            r = Reader(entry, where, EvidenceError)
+            name = r.take("name", "level", "rating", "description", "label")
+            points = r.take("points", "score", "value")
+            if name is None or points is None:
+                raise EvidenceError(where, "each level needs a 'name' and 'points'")
+            r.finish(("name", "points"))
+            scale.append((_text(*name, EvidenceError), _number(*points, EvidenceError)))
+        elif isinstance(entry, list) and len(entry) == 2:
+            scale.append(
+                (_text(entry[0], where, EvidenceError), _number(entry[1], where, EvidenceError))
+            )
+        else:
+            raise EvidenceError(where, "each level is a name with its points")
+    return scale
+
+
+def _iter_items(
+    doc: Any, path: str, inherited: Mapping[str, Any]
+) -> Iterator[tuple[Any, str, Mapping[str, Any]]]:
+    """Walk the accepted evidence file shapes, yielding (item, path, defaults)."""
+    if isinstance(doc, list):
+        for i, entry in enumerate(doc):
+            yield entry, f"{path}[{i}]", inherited
+        return
+    r = Reader(doc, path, EvidenceError)
+    defaults = dict(inherited)
+    for field, names in (
+        ("learner", ("learner", "learner_id", "user", "user_id", "student", "id")),
+        ("competency", ("competency", "competency_id")),
+    ):
+        if got := r.take(*names):
+            defaults[field] = got[0]
+    r.take("now", "evaluated_at", "as_of")  # read by read_evidence_file
+    groups = r.take("learners", "students", "users")
+    items = r.take("evidence", "results", "items")
+    r.finish(("now", "learner", "competency", "learners", "evidence"))
+    if items is not None:
+        yield from _iter_items(items[0], items[1], defaults)
+    if groups is not None:
+        value, where = groups
+        if isinstance(value, Mapping):  # {learner id: [items]}
+            for learner, entries in value.items():
+                yield from _iter_items(
+                    entries, f"{where}.{learner}", defaults | {"learner": learner}
+                )
+        elif isinstance(value, list):
+            for i, group in enumerate(value):
+                yield from _iter_items(group, f"{where}[{i}]", defaults)
+        else:
+            raise EvidenceError(where, f"must be a list of learners, not {_kind(value)}")
+    if items is None and groups is None:
+        raise EvidenceError(path or "evidence", "found no 'evidence' list (nor 'learners')")
+
+
+def read_evidence_file(
+    doc: Any, *, competency: str = ""
+) -> tuple[list[tuple[Evidence, str]], dt.datetime | None]:
+    """Read a whole evidence file: a list of items, or a mapping with ``evidence`` (a list)
+    and/or ``learners`` (items grouped by learner), and an optional ``now``.
+
+    Args:
+        doc: the loaded file.
+        competency: the competency for items that name none (a single-policy run).
+
+    Returns:
+        Each evidence item with its path in the file, and the ``now`` the file gives (None
+        if it gives none).
+    """
+    now = None
+    if isinstance(doc, Mapping):
+        r = Reader(doc, "", EvidenceError)
+        if got := r.take("now", "evaluated_at", "as_of"):
+            now = parse_datetime(got[0], got[1], EvidenceError)
+    base = {"competency": competency} if competency else {}
+    return [
+        (read_evidence(item, where, defaults=found), where)
+        for item, where, found in _iter_items(doc, "", base)
+    ], now
+
+
+# --- stacked credentials ------------------------------------------------------------
+
+
+def read_stack_policy(doc: Any, path: str = "") -> StackPolicy:
+    """Read a stacked-credential policy: ``name``, ``requires`` ({competency: level} or a
+    list of {competency, level}), optional ``at_least``.
+
+    Raises:
+        PolicyError: with the path of the field at fault.
+    """
+    r = Reader(doc, path, PolicyError)
+    name = r.take("name", "title")
+    requires = r.take("requires", "required", "competencies")
+    at_least = r.take("at_least", "min_required", "minimum")
+    r.finish(("name", "requires", "at_least"))
+    if name is None:
+        raise PolicyError(r.at("name"), "is required")
+    if requires is None:
+        raise PolicyError(r.at("requires"), "is required")
+    value, where = requires
+    reqs: list[StackRequirement] = []
+    pairs: list[tuple[Any, Any, str]]
+    if isinstance(value, Mapping):
+        pairs = [(k, v, f"{where}.{k}") for k, v in value.items()]
+    elif isinstance(value, list):
+        pairs = []
+        for i, entry in enumerate(value):
+            er = Reader(entry, f"{where}[{i}]", PolicyError)
+            comp = er.take("competency", "competency_id")
+            level = er.take("level", "min_level", "minimum")
+            er.finish(("competency", "level"))
+            if comp is None or level is None:
+                raise PolicyError(f"{where}[{i}]", "needs 'competency' and 'level'")
+            pairs.append((comp[0], level[0], level[1]))
+    else:
+        raise PolicyError(where, f"must map competencies to levels, not {_kind(value)}")
+    for comp, level, at in pairs:
+        reqs.append(StackRequirement(_text(comp, at, PolicyError), parse_level(level, at)))
+    minimum = None if at_least is None else integer(at_least[0], at_least[1], PolicyError)
+    try:
+        return StackPolicy(_text(*name, PolicyError), tuple(reqs), minimum)
+    except PolicyError as exc:
+        field = {"requires": where, "min_required": at_least[1] if at_least else where}
+        raise PolicyError(field.get(exc.field, where), exc.message) from None

@@ -1,0 +1,1 @@
+"""Policies and the competency catalogue: storage, versions, bounds, import/export, API."""
