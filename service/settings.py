@@ -29,6 +29,21 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     key_rotation_grace_days: int = 14
     worker_poll_seconds: float = 1.0
+    # issuer
+    issuer_name: str = Field(default="microcred", description="Awarding body name (EU element 4).")
+    issuer_url: str = Field(default="", description="Awarding body web site; base_url if empty.")
+    issuer_country: str = Field(
+        default="NL", description="ISO 3166-1 alpha-2 country of the awarding body (EU element 3)."
+    )
+    issuer_region: str = ""
+    issuer_email: str = ""
+    issuer_description: str = ""
+    issuer_image_url: str = ""
+    issuer_other_identifiers: dict[str, str] = Field(
+        default_factory=dict, description='identifierType -> identifier, e.g. {"ext:EU-PIC": "…"}'
+    )
+    issuer_jwt_algorithm: Literal["ES256", "RS256"] = "ES256"
+    status_list_size: int = 131072
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,5 +4,16 @@ Each feature keeps its tables in a module of this package; add the import below.
 """
 
 from service.db.models.core import AuditEvent, Course, Deployment, Enrolment, Person, Platform
+from service.db.models.issuer import Credential, IssuerKey, StatusList
 
-__all__ = ["AuditEvent", "Course", "Deployment", "Enrolment", "Person", "Platform"]
+__all__ = [
+    "AuditEvent",
+    "Course",
+    "Credential",
+    "Deployment",
+    "Enrolment",
+    "IssuerKey",
+    "Person",
+    "Platform",
+    "StatusList",
+]
