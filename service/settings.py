@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     )
     issuer_jwt_algorithm: Literal["ES256", "RS256"] = "ES256"
     status_list_size: int = 131072
+    issuer_api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of /api/credentials until shared API tokens land."
+    )
 
     @property
     def resolved_database_url(self) -> str:
