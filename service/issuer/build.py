@@ -394,8 +394,9 @@ def build_credential(
     if valid_until is not None:
         cred["validUntil"] = xsd_datetime(valid_until)
     cred["awardedDate"] = xsd_datetime(award.awarded_at)
-    if template.image_url:
-        cred["image"] = {"id": template.image_url, "type": "Image", "caption": achievement["name"]}
+    # No credential-level ``image``: it would be the achievement's image node again, and
+    # JSON-LD merges nodes with one id, so one copy could be edited without the signature
+    # noticing the difference (the tamper tests check every field).
     cred["credentialSubject"] = subject
     if award.evidence:
         cred["evidence"] = _evidence(award.evidence)
