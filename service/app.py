@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 import service
 from service import secretbox
 from service.db.engine import make_engine
+from service.issuer import router as issuer_router
 from service.settings import Settings, get_settings
 from service.web import errors, health
 
@@ -40,4 +41,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.include_router(lti_router.router)
     app.include_router(web_launch.router)
+    # issuer routers
+    app.include_router(issuer_router.router)
     return app

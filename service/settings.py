@@ -37,6 +37,24 @@ class Settings(BaseSettings):
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300
     lti_http_timeout_seconds: float = 10.0
+    # issuer
+    issuer_name: str = Field(default="microcred", description="Awarding body name (EU element 4).")
+    issuer_url: str = Field(default="", description="Awarding body web site; base_url if empty.")
+    issuer_country: str = Field(
+        default="NL", description="ISO 3166-1 alpha-2 country of the awarding body (EU element 3)."
+    )
+    issuer_region: str = ""
+    issuer_email: str = ""
+    issuer_description: str = ""
+    issuer_image_url: str = ""
+    issuer_other_identifiers: dict[str, str] = Field(
+        default_factory=dict, description='identifierType -> identifier, e.g. {"ext:EU-PIC": "…"}'
+    )
+    issuer_jwt_algorithm: Literal["ES256", "RS256"] = "ES256"
+    status_list_size: int = 131072
+    issuer_api_token: SecretStr | None = Field(
+        default=None, description="Bearer token of /api/credentials until shared API tokens land."
+    )
 
     @property
     def resolved_database_url(self) -> str:

@@ -12,6 +12,7 @@ from service.db.models.lti import (
     ToolKey,
     WebSession,
 )
+from service.db.models.issuer import Credential, IssuerKey, StatusList
 
 __all__ = [
     "AuditEvent",
@@ -26,4 +27,11 @@ __all__ = [
     "ServiceToken",
     "ToolKey",
     "WebSession",
+    "Credential",
+    "Deployment",
+    "Enrolment",
+    "IssuerKey",
+    "Person",
+    "Platform",
+    "StatusList",
 ]

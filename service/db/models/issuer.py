@@ -1,0 +1,82 @@
+"""Issuer tables: signing keys, issued credentials, revocation status lists.
+
+Keys are never deleted: a retired key stays published so that every credential it
+signed stays verifiable (reference/security.md §3.5). Private keys are encrypted at rest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from service.db.base import metadata  # noqa: F401  (naming convention first)
+from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
+
+
+def _uuid() -> str:
+    return str(uuid.uuid4())
+
+
+class IssuerKey(SQLModel, table=True):
+    """One issuer signing key: Ed25519 (Data Integrity) or ES256/RS256 (VC-JWT)."""
+
+    __tablename__ = "issuer_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kid: str = Field(max_length=100, unique=True)
+    algorithm: str = Field(max_length=20)  # Ed25519 | ES256 | RS256
+    private_pem: str = Field(
+        sa_column=Column(EncryptedText("issuer_key.private_pem"), nullable=False)
+    )
+    public_jwk: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    public_multibase: str | None = Field(default=None, max_length=100)
+    active: bool = Field(default=True, index=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    retired_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class StatusList(SQLModel, table=True):
+    """A Bitstring Status List (W3C vc-bitstring-status-list) and its signed credential."""
+
+    __tablename__ = "status_list"
+
+    id: int | None = Field(default=None, primary_key=True)
+    purpose: str = Field(default="revocation", max_length=20)
+    size: int = 131072
+    bits: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    allocated: int = 0
+    version: int = 0
+    document: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Credential(SQLModel, table=True):
+    """An issued credential: the signed document, its VC-JWT and its revocation state."""
+
+    __table_args__ = (UniqueConstraint("status_list_id", "status_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
+    person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
+    lti_user_id: str = Field(default="", max_length=255, index=True)
+    template_key: str = Field(max_length=200, index=True)
+    level_key: str = Field(max_length=100)
+    achievement_id: str = Field(max_length=1000)
+    kind: str = Field(default="single", max_length=20)  # single | stacked
+    document: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    jwt: str | None = Field(default=None, sa_column=Column(Text))
+    signing_key_id: int = Field(foreign_key="issuer_key.id")
+    jwt_key_id: int | None = Field(default=None, foreign_key="issuer_key.id")
+    status_list_id: int = Field(foreign_key="status_list.id", index=True)
+    status_index: int
+    issued_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    valid_from: dt.datetime = Field(sa_type=UTCDateTime)
+    valid_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revoked: bool = Field(default=False, index=True)
+    revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    revocation_reason: str | None = Field(default=None, max_length=1000)

@@ -1,0 +1,482 @@
+"""Build unsigned Open Badges 3.0 credentials (OpenBadgeCredential, VC 2.0 envelope).
+
+Field mapping of the EU micro-credential elements (Council Recommendation 2022/C 243/02,
+Annex I; reference/credentials.md §5.3):
+
+====  ===============================  ==================================================
+ #    element                           where it goes
+====  ===============================  ==================================================
+ 1    identification of the learner    credentialSubject.identifier (ltiUserId; salted
+                                        sha256 of the email; the name when known)
+ 2    title                             achievement.name and the credential name
+ 3    country/region of the issuer      issuer.address.addressCountryCode / addressRegion
+ 4    awarding body                     issuer (Profile, otherIdentifier)
+ 5    date of issuing                   validFrom, awardedDate
+ 6    learning outcomes                 achievement.criteria.narrative, alignment[],
+                                        achievement.learningOutcome (ext)
+ 7    notional workload                 achievement.creditsAvailable and ectsCredits (ext),
+                                        notionalWorkloadHours (ext)
+ 8    level (EQF)                       alignment (targetType ext:EQF), eqfLevel (ext)
+ 9    type of assessment                achievement.assessmentType (ext)
+ 10   form of participation             achievement.participationForm (ext)
+ 11   quality assurance                 achievement.qualityAssurance (ext)
+ o    prerequisites                     achievement.prerequisites (ext)
+ o    supervision and ID verification   credentialSubject.supervisionVerification (ext)
+ o    grade achieved                    credentialSubject.result[].value
+ o    integration / stackability        achievement.integrationStackability (ext),
+                                        credentialSubject.hasPart (ext, stacked credentials)
+ o    further information               achievement.furtherInformation (ext)
+====  ===============================  ==================================================
+
+"(ext)" terms are defined by microcred's context ``microcred-eu-v1.jsonld``
+(``contexts.py``); signing refuses any term no context defines.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from service.errors import BadInput
+from service.issuer import contexts
+from service.issuer.inputs import (
+    SUPERVISION_LABELS,
+    Alignment,
+    AwardInput,
+    EvidenceItem,
+    IssuerProfile,
+    Learner,
+    LevelTemplate,
+)
+
+__all__ = [
+    "OB_SCHEMA_URL",
+    "achievement_id",
+    "build_achievement",
+    "build_credential",
+    "build_stacked_credential",
+    "credential_contexts",
+    "identity_hash",
+    "issuer_profile",
+    "xsd_datetime",
+]
+
+OB_SCHEMA_URL = (
+    "https://purl.imsglobal.org/spec/ob/v3p0/schema/json/ob_v3p0_achievementcredential_schema.json"
+)
+EQF_CONCEPT = "http://data.europa.eu/snb/eqf/{level}"
+
+
+def xsd_datetime(value: dt.datetime) -> str:
+    """UTC ``YYYY-MM-DDTHH:MM:SSZ`` (OB 3.0 DateTimeZ; whole seconds)."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime")
+    return value.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def identity_hash(value: str, salt: str) -> str:
+    """OB IdentityHash ``sha256$<hex>`` of ``value + salt`` (OB 3.0 §B.1.10 IdentityObject)."""
+    return "sha256$" + hashlib.sha256((value + salt).encode("utf-8")).hexdigest()
+
+
+def credential_contexts(base_url: str) -> list[str]:
+    """VC 2.0 first, OB 3.0.3 second (OB 3.0 §B.1.1), then the extensions we use."""
+    return [
+        contexts.VC_V2,
+        contexts.OB_V3,
+        contexts.OB_EXTENSIONS,
+        contexts.eu_context_url(base_url),
+    ]
+
+
+def achievement_id(base_url: str, template_key: str, level_key: str) -> str:
+    return f"{base_url.rstrip('/')}/achievements/{template_key}/{level_key}"
+
+
+def issuer_profile(profile: IssuerProfile, issuer_id: str) -> dict[str, Any]:
+    """The OB 3.0 Profile of the awarding body (inline in credentials, and at /issuer)."""
+    doc: dict[str, Any] = {
+        "id": issuer_id,
+        "type": ["Profile"],
+        "name": profile.name,
+        "url": profile.url,
+    }
+    if profile.description:
+        doc["description"] = profile.description
+    if profile.email:
+        doc["email"] = profile.email
+    if profile.image_url:
+        doc["image"] = {"id": profile.image_url, "type": "Image", "caption": profile.name}
+    address: dict[str, Any] = {"type": ["Address"], "addressCountryCode": profile.country_code}
+    if profile.region:
+        address["addressRegion"] = profile.region
+    doc["address"] = address
+    if profile.other_identifiers:
+        doc["otherIdentifier"] = [
+            {"type": "IdentifierEntry", "identifier": ident, "identifierType": kind}
+            for ident, kind in profile.other_identifiers
+        ]
+    return doc
+
+
+def _alignment(a: Alignment) -> dict[str, Any]:
+    doc: dict[str, Any] = {"type": ["Alignment"], "targetName": a.target_name}
+    doc["targetUrl"] = a.target_url
+    if a.target_type:
+        doc["targetType"] = a.target_type
+    if a.target_code:
+        doc["targetCode"] = a.target_code
+    if a.target_description:
+        doc["targetDescription"] = a.target_description
+    if a.target_framework:
+        doc["targetFramework"] = a.target_framework
+    return doc
+
+
+def _level_ref(ach_id: str, level_key: str) -> str:
+    return f"{ach_id}#level-{level_key}"
+
+
+def _criterion_ref(ach_id: str, criterion_key: str, level_key: str | None = None) -> str:
+    base = f"{ach_id}#criterion-{criterion_key}"
+    return base if level_key is None else f"{base}-level-{level_key}"
+
+
+def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str) -> dict[str, Any]:
+    """The OB 3.0 Achievement for one level of a competency (OB 3.0 §B.1.2 Achievement).
+
+    Raises:
+        BadInput: ``level_key`` is not a level of the template.
+    """
+    try:
+        level = template.level(level_key)
+    except KeyError:
+        known = ", ".join(lv.key for lv in template.levels)
+        raise BadInput(f"level {level_key!r} is not one of {known}") from None
+    ach_id = achievement_id(base_url, template.key, level.key)
+    eu = template.eu
+    narrative = template.criteria_narrative
+    if level.description:
+        narrative += f"\n\n**{level.name}**: {level.description}"
+    criteria: dict[str, Any] = {"narrative": narrative}
+    if template.criteria_url:
+        criteria["id"] = template.criteria_url
+    ach: dict[str, Any] = {
+        "id": ach_id,
+        "type": ["Achievement"],
+        "achievementType": template.achievement_type,
+        "name": f"{template.competency_name} ({level.name})",
+        "description": template.description,
+        "criteria": criteria,
+        "inLanguage": template.language,
+    }
+    if template.image_url:
+        ach["image"] = {"id": template.image_url, "type": "Image", "caption": ach["name"]}
+    alignments = [_alignment(a) for a in template.alignments]
+    if eu.eqf_level is not None:
+        alignments.append(
+            {
+                "type": ["Alignment"],
+                "targetType": "ext:EQF",
+                "targetName": f"EQF level {eu.eqf_level}",
+                "targetCode": str(eu.eqf_level),
+                "targetFramework": "European Qualifications Framework",
+                "targetUrl": EQF_CONCEPT.format(level=eu.eqf_level),
+            }
+        )
+    if alignments:
+        ach["alignment"] = alignments
+    descriptions = [
+        {
+            "id": f"{ach_id}#level-scale",
+            "type": ["ResultDescription"],
+            "name": f"{template.competency_name}: competency level",
+            "resultType": "RubricCriterionLevel",
+            "allowedValue": [lv.name for lv in template.levels],
+            "requiredLevel": _level_ref(ach_id, level.key),
+            "rubricCriterionLevel": [
+                {
+                    "id": _level_ref(ach_id, lv.key),
+                    "type": ["RubricCriterionLevel"],
+                    "name": lv.name,
+                    "level": lv.key,
+                    **({"description": lv.description} if lv.description else {}),
+                }
+                for lv in template.levels
+            ],
+        }
+    ]
+    for crit in template.rubric_criteria:
+        crit_id = _criterion_ref(ach_id, crit.key)
+        descriptions.append(
+            {
+                "id": crit_id,
+                "type": ["ResultDescription"],
+                "name": crit.name,
+                "resultType": "RubricCriterionLevel",
+                "alignment": [
+                    {
+                        "type": ["Alignment"],
+                        "targetType": "CFRubricCriterion",
+                        "targetName": crit.name,
+                        "targetUrl": crit.url or crit_id,
+                        **({"targetDescription": crit.description} if crit.description else {}),
+                    }
+                ],
+                "allowedValue": [lv.name for lv in crit.levels],
+                "rubricCriterionLevel": [
+                    {
+                        "id": _criterion_ref(ach_id, crit.key, lv.key),
+                        "type": ["RubricCriterionLevel"],
+                        "name": lv.name,
+                        "level": lv.key,
+                        **({"description": lv.description} if lv.description else {}),
+                    }
+                    for lv in crit.levels
+                ],
+            }
+        )
+    ach["resultDescription"] = descriptions
+    if eu.ects_credits is not None:
+        ach["creditsAvailable"] = eu.ects_credits
+        ach["ectsCredits"] = eu.ects_credits
+    if eu.field_of_study:
+        ach["fieldOfStudy"] = eu.field_of_study
+    if template.tags:
+        ach["tag"] = list(template.tags)
+    if template.version:
+        ach["version"] = template.version
+    # EU elements without an OB 3.0 field (microcred-eu-v1 context).
+    ach["learningOutcome"] = list(eu.learning_outcomes)
+    if eu.workload_hours is not None:
+        ach["notionalWorkloadHours"] = eu.workload_hours
+    if eu.eqf_level is not None:
+        ach["eqfLevel"] = eu.eqf_level
+    ach["assessmentType"] = eu.assessment_type
+    ach["participationForm"] = eu.participation_form
+    ach["qualityAssurance"] = eu.quality_assurance
+    if eu.prerequisites:
+        ach["prerequisites"] = eu.prerequisites
+    ach["integrationStackability"] = eu.integration_stackability
+    if eu.further_information:
+        ach["furtherInformation"] = eu.further_information
+    return ach
+
+
+def _identifiers(learner: Learner, salt: str) -> list[dict[str, Any]]:
+    ids: list[dict[str, Any]] = [
+        {
+            "type": "IdentityObject",
+            "identityType": "ltiUserId",
+            "hashed": False,
+            "identityHash": learner.lti_user_id,
+        }
+    ]
+    if learner.email:
+        # Never the plaintext address; case-folded so a verifier can match it (OB 3.0 §B.1.10).
+        ids.append(
+            {
+                "type": "IdentityObject",
+                "identityType": "emailAddress",
+                "hashed": True,
+                "identityHash": identity_hash(learner.email.strip().lower(), salt),
+                "salt": salt,
+            }
+        )
+    if learner.name:
+        ids.append(
+            {
+                "type": "IdentityObject",
+                "identityType": "name",
+                "hashed": False,
+                "identityHash": learner.name,
+            }
+        )
+    return ids
+
+
+def _evidence(items: Sequence[EvidenceItem]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        ev: dict[str, Any] = {"type": ["Evidence"], "name": item.name}
+        if item.url:
+            ev["id"] = item.url
+        if item.description:
+            ev["description"] = item.description
+        if item.narrative:
+            ev["narrative"] = item.narrative
+        if item.genre:
+            ev["genre"] = item.genre
+        out.append(ev)
+    return out
+
+
+def build_credential(
+    *,
+    credential_id: str,
+    award: AwardInput,
+    issuer: IssuerProfile,
+    issuer_id: str,
+    base_url: str,
+    valid_from: dt.datetime,
+    salt: str,
+    status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The unsigned OpenBadgeCredential for one award.
+
+    Args:
+        credential_id: the credential's URL (``{base}/credentials/{uuid}``).
+        award: learner, competency template, level, evidence, dates.
+        issuer: the awarding body's profile.
+        issuer_id: the issuer DID that controls the signing keys.
+        base_url: the deployment's public URL (achievement ids, EU context URL).
+        valid_from: when the credential becomes valid (the issue time; never future).
+        salt: random per-credential salt for the email hash.
+        status: the ``BitstringStatusListEntry``, when the credential is revocable.
+
+    Returns:
+        The credential as compacted JSON-LD without a proof.
+    """
+    template = award.template
+    achievement = build_achievement(template, award.level_key, base_url=base_url)
+    ach_id = achievement["id"]
+    level = template.level(award.level_key)
+    results: list[dict[str, Any]] = [
+        {
+            "type": ["Result"],
+            "resultDescription": f"{ach_id}#level-scale",
+            "achievedLevel": _level_ref(ach_id, level.key),
+            "value": level.name,
+        }
+    ]
+    crit_by_key = {c.key: c for c in template.rubric_criteria}
+    for crit_key, lvl_key in sorted(award.criterion_levels.items()):
+        crit = crit_by_key.get(crit_key)
+        if crit is None or lvl_key not in {lv.key for lv in crit.levels}:
+            raise BadInput(
+                f"rubric criterion {crit_key!r} / level {lvl_key!r} is not in the template"
+            )
+        results.append(
+            {
+                "type": ["Result"],
+                "resultDescription": _criterion_ref(ach_id, crit_key),
+                "achievedLevel": _criterion_ref(ach_id, crit_key, lvl_key),
+            }
+        )
+    if award.grade:
+        results.append({"type": ["Result"], "value": award.grade})
+    subject: dict[str, Any] = {
+        "type": ["AchievementSubject"],
+        "identifier": _identifiers(award.learner, salt),
+        "achievement": achievement,
+        "result": results,
+    }
+    if template.eu.ects_credits is not None:
+        subject["creditsEarned"] = template.eu.ects_credits
+    if award.supervision:
+        subject["supervisionVerification"] = SUPERVISION_LABELS[award.supervision]
+    valid_until = award.valid_until
+    if valid_until is None and template.valid_for_days:
+        valid_until = valid_from + dt.timedelta(days=template.valid_for_days)
+    if valid_until is not None and valid_until <= valid_from:
+        raise BadInput("validUntil must be after validFrom")
+    cred: dict[str, Any] = {
+        "@context": credential_contexts(base_url),
+        "id": credential_id,
+        "type": ["VerifiableCredential", "OpenBadgeCredential"],
+        "name": achievement["name"],
+        "description": template.description,
+        "issuer": issuer_profile(issuer, issuer_id),
+        "validFrom": xsd_datetime(valid_from),
+    }
+    if valid_until is not None:
+        cred["validUntil"] = xsd_datetime(valid_until)
+    cred["awardedDate"] = xsd_datetime(award.awarded_at)
+    # No credential-level ``image``: it would be the achievement's image node again, and
+    # JSON-LD merges nodes with one id, so one copy could be edited without the signature
+    # noticing the difference (the tamper tests check every field).
+    cred["credentialSubject"] = subject
+    if award.evidence:
+        cred["evidence"] = _evidence(award.evidence)
+    cred["credentialSchema"] = [{"id": OB_SCHEMA_URL, "type": "1EdTechJsonSchemaValidator2019"}]
+    if status is not None:
+        cred["credentialStatus"] = dict(status)
+    return cred
+
+
+def _lti_user_id(credential: Mapping[str, Any]) -> str | None:
+    for ident in credential.get("credentialSubject", {}).get("identifier", []):
+        if isinstance(ident, dict) and ident.get("identityType") == "ltiUserId":
+            value = ident.get("identityHash")
+            return str(value) if value is not None else None
+    return None
+
+
+def build_stacked_credential(
+    *,
+    credential_id: str,
+    award: AwardInput,
+    parts: Sequence[Mapping[str, Any]],
+    issuer: IssuerProfile,
+    issuer_id: str,
+    base_url: str,
+    valid_from: dt.datetime,
+    salt: str,
+    status: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A credential that stacks part credentials (EU optional element "stackability").
+
+    The *when* (which parts suffice) is the assessment rule's; this builds the document:
+    each part appears as an evidence entry pointing at the part credential and in
+    ``credentialSubject.hasPart`` (the parts' own achievements say they are stackable).
+
+    Raises:
+        BadInput: no parts, a part from another issuer, or a part of another learner.
+    """
+    if not parts:
+        raise BadInput("a stacked credential needs at least one part credential")
+    learner_id = award.learner.lti_user_id
+    part_ids = []
+    evidence = list(award.evidence)
+    for part in parts:
+        part_issuer = part.get("issuer")
+        part_issuer_id = part_issuer.get("id") if isinstance(part_issuer, dict) else part_issuer
+        if part_issuer_id != issuer_id:
+            raise BadInput(f"part {part.get('id')} was issued by {part_issuer_id}, not {issuer_id}")
+        if _lti_user_id(part) != learner_id:
+            raise BadInput(f"part {part.get('id')} was awarded to another learner")
+        part_ids.append(str(part["id"]))
+        ach = part.get("credentialSubject", {}).get("achievement", {})
+        evidence.append(
+            EvidenceItem(
+                name=str(ach.get("name") or part.get("name") or "Part credential"),
+                description="A credential this one stacks.",
+                url=str(part["id"]),
+                genre="Credential",
+            )
+        )
+    stacked_award = AwardInput(
+        learner=award.learner,
+        template=award.template,
+        level_key=award.level_key,
+        awarded_at=award.awarded_at,
+        evidence=tuple(evidence),
+        supervision=award.supervision,
+        grade=award.grade,
+        criterion_levels=dict(award.criterion_levels),
+        valid_until=award.valid_until,
+    )
+    cred = build_credential(
+        credential_id=credential_id,
+        award=stacked_award,
+        issuer=issuer,
+        issuer_id=issuer_id,
+        base_url=base_url,
+        valid_from=valid_from,
+        salt=salt,
+        status=status,
+    )
+    cred["credentialSubject"]["hasPart"] = part_ids
+    return cred

@@ -1,0 +1,208 @@
+"""RDF Dataset Canonicalization (RDFC-1.0 = pyld's URDNA2015) with a safe-mode check.
+
+pyld has no "safe mode": a JSON key that no context defines, or an ``id`` that is not an
+absolute IRI, is silently dropped from the RDF dataset and therefore not covered by a
+signature (reference/credentials.md §6.2), while safe-mode verifiers (DCC verifier-core)
+reject the credential. :func:`canonicalize` refuses both, loudly, so nothing unsigned
+can hide in a signed credential.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from pyld.canon import URDNA2015
+from pyld.identifier_issuer import IdentifierIssuer
+from pyld.jsonld import JsonLdError, JsonLdProcessor
+
+from service.errors import BadInput
+from service.issuer.contexts import DocumentLoader
+
+__all__ = ["UndefinedTermError", "canonicalize", "sha256"]
+
+
+class UndefinedTermError(BadInput):
+    """A document uses a term no context defines (it would be dropped unsigned)."""
+
+    code = "undefined_term"
+    title = "The credential uses a term no JSON-LD context defines"
+
+
+class _Dropped(Exception):
+    def __init__(self, term: str | None) -> None:
+        super().__init__(term)
+        self.term = term
+
+
+def _on_dropped(term: str | None) -> None:
+    raise _Dropped(term)
+
+
+class _Processor(JsonLdProcessor):  # type: ignore[misc]
+    """pyld with processed contexts memoised across documents.
+
+    pyld caches a processed context per active context, but every type-scoped context
+    (OB 3.0 scopes one per type: Achievement, Profile, Result, ...) is processed against a
+    fresh clone with a new identity, so each document re-processes every context: ~70 % of
+    the time of canonicalizing a credential. Context processing is a pure function of the
+    active context and the local context, so its result is memoised here, keyed on the
+    active context object (kept alive by the memo, so ids are never reused while cached)
+    and the JSON of the local context. Returned contexts are never mutated by pyld beyond
+    its own caches, which makes sharing them safe; tests compare the output with plain
+    pyld on the vectors and on issued credentials.
+    """
+
+    _memo: OrderedDict[tuple[Any, ...], tuple[Any, Any]] = OrderedDict()
+    _lock = threading.Lock()
+    _MAX = 4096
+
+    def _process_context(
+        self,
+        active_ctx: Any,
+        local_ctx: Any,
+        options: Any,
+        override_protected: bool = False,
+        propagate: bool = True,
+        validate_scoped: bool = True,
+        cycles: Any = None,
+    ) -> Any:
+        try:
+            local_key = json.dumps(local_ctx, sort_keys=True)
+        except TypeError:
+            local_key = None
+        if local_key is None:
+            return super()._process_context(
+                active_ctx,
+                local_ctx,
+                options,
+                override_protected,
+                propagate,
+                validate_scoped,
+                cycles,
+            )
+        key = (
+            id(active_ctx),
+            local_key,
+            override_protected,
+            propagate,
+            validate_scoped,
+            options.get("base"),
+            options.get("processingMode"),
+            id(options["documentLoader"]),
+        )
+        with self._lock:
+            hit = self._memo.get(key)
+            if hit is not None:
+                self._memo.move_to_end(key)
+                return hit[1]
+        result = super()._process_context(
+            active_ctx, local_ctx, options, override_protected, propagate, validate_scoped, cycles
+        )
+        with self._lock:
+            self._memo[key] = (active_ctx, result)
+            if len(self._memo) > self._MAX:
+                self._memo.popitem(last=False)
+        return result
+
+
+class _Urdna2015(URDNA2015):  # type: ignore[misc]
+    """RDFC-1.0 with a shallow copy where pyld deep-copies a flat term dict (same result)."""
+
+    def modify_first_degree_component(self, id_: str, component: Any, key: str) -> Any:
+        if component["type"] != "blank node":
+            return component
+        return {**component, "value": "_:a" if component["value"] == id_ else "_:z"}
+
+
+def _is_absolute(iri: str) -> bool:
+    scheme, sep, _ = iri.partition(":")
+    return bool(sep) and scheme.isascii() and scheme[:1].isalpha()
+
+
+def _check_iris(node: Any, path: str) -> None:
+    """Every ``@id``/``@type`` left after expansion must be absolute or a blank node."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            _check_iris(item, f"{path}[{i}]")
+        return
+    if not isinstance(node, dict):
+        return
+    ident = node.get("@id")
+    if isinstance(ident, str) and not (ident.startswith("_:") or _is_absolute(ident)):
+        raise UndefinedTermError(
+            f"{path}: id {ident!r} is not an absolute IRI, so it would not be signed",
+            hint="Use a full URL, urn: or did: identifier.",
+        )
+    types = node.get("@type")
+    if "@value" not in node:
+        for t in types if isinstance(types, list) else [types] if types else []:
+            if not _is_absolute(t):
+                raise UndefinedTermError(
+                    f"{path}: type {t!r} is not defined by any context",
+                    hint="Add the type to a context the document lists, or remove it.",
+                )
+    for key, value in node.items():
+        if key not in ("@id", "@type", "@value", "@language", "@direction"):
+            _check_iris(value, f"{path}/{key}")
+
+
+def canonicalize(document: Mapping[str, Any], loader: DocumentLoader) -> str:
+    """Canonical N-Quads (RDFC-1.0) of a JSON-LD document, refusing undefined terms.
+
+    Args:
+        document: compacted JSON-LD (e.g. a credential without its proof).
+        loader: the offline document loader (``contexts.loader_for``).
+
+    Returns:
+        The canonical N-Quads text.
+
+    Raises:
+        UndefinedTermError: a property, type or id would be dropped by JSON-LD.
+        BadInput: the document is not valid JSON-LD (unknown context, bad syntax).
+    """
+    options: dict[str, Any] = {
+        "documentLoader": loader,
+        "base": None,
+        "processingMode": "json-ld-1.1",
+        "extractAllScripts": True,
+        "produceGeneralizedRdf": False,
+    }
+    processor = _Processor(on_property_dropped=_on_dropped)
+    try:
+        expanded = processor.expand(dict(document), options)
+    except _Dropped as exc:
+        raise UndefinedTermError(
+            f"property {exc.term!r} is not defined by any context, so it would not be signed",
+            hint="Define it in a context the document lists (microcred-eu-v1 for EU "
+            "elements), or remove it.",
+        ) from None
+    except JsonLdError as exc:
+        raise BadInput(f"not valid JSON-LD: {_jsonld_reason(exc)}") from exc
+    _check_iris(expanded, "$")
+    issuer = IdentifierIssuer("_:b")
+    node_map: dict[str, Any] = {"@default": {}}
+    processor._create_node_map(expanded, node_map, "@default", issuer)
+    dataset = {}
+    for name, graph in sorted(node_map.items()):
+        if name == "@default" or _is_absolute(name):
+            dataset[name] = processor._graph_to_rdf(graph, issuer, options)
+    nquads: str = _Urdna2015().main(dataset, {"format": "application/n-quads"})
+    return nquads
+
+
+def _jsonld_reason(exc: BaseException) -> str:
+    parts = []
+    cur: BaseException | None = exc
+    while cur is not None:
+        parts.append(str(getattr(cur, "message", None) or cur).split("\n")[0])
+        cur = cur.__cause__
+    return " <- ".join(dict.fromkeys(p for p in parts if p))
+
+
+def sha256(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8")).digest()

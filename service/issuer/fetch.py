@@ -1,0 +1,61 @@
+"""Fetching remote credentials, DID documents, keys and status lists (httpx, bounded).
+
+Used only where the caller asks for network access (``microcred verify URL`` and its
+``--allow-network`` option); issuing and verifying this deployment's own credentials
+never touch the network.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from service.errors import DependencyFailed
+
+__all__ = ["ACCEPT_CREDENTIAL", "fetch_json", "fetch_text"]
+
+ACCEPT_CREDENTIAL = "application/vc+ld+json, application/vc+jwt;q=0.9, application/json;q=0.8"
+MAX_BYTES = 2_000_000
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+def fetch_text(
+    url: str, *, accept: str = "application/json", client: httpx.Client | None = None
+) -> str:
+    """GET ``url`` and return the body text (https or http only, at most 2 MB).
+
+    Raises:
+        DependencyFailed: network error, non-2xx answer or an oversized body.
+    """
+    if not url.startswith(("https://", "http://")):
+        raise DependencyFailed(f"{url} is not an http(s) URL")
+    own = client is None
+    http = client or httpx.Client(timeout=TIMEOUT, follow_redirects=True)
+    try:
+        with http.stream("GET", url, headers={"Accept": accept}) as resp:
+            if resp.status_code // 100 != 2:
+                raise DependencyFailed(f"GET {url} answered HTTP {resp.status_code}")
+            chunks = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > MAX_BYTES:
+                    raise DependencyFailed(f"GET {url}: the body is larger than {MAX_BYTES} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks).decode(resp.encoding or "utf-8", "replace")
+    except httpx.HTTPError as exc:
+        raise DependencyFailed(f"GET {url} failed: {exc}") from exc
+    finally:
+        if own:
+            http.close()
+
+
+def fetch_json(url: str, *, client: httpx.Client | None = None) -> Any:
+    """GET ``url`` and parse it as JSON."""
+    text = fetch_text(url, client=client)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise DependencyFailed(f"GET {url} did not return JSON") from exc

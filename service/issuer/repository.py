@@ -1,0 +1,62 @@
+"""Queries of the issuer tables (no commits: the request/CLI boundary commits)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, func, select
+
+from service.db.models import Credential, StatusList
+
+__all__ = [
+    "credential_by_uuid",
+    "credentials",
+    "index_taken",
+    "open_status_list",
+    "status_list",
+]
+
+
+def credential_by_uuid(
+    session: Session, uuid: str, *, for_update: bool = False
+) -> Credential | None:
+    query = select(Credential).where(Credential.uuid == uuid)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def credentials(
+    session: Session, *, lti_user_id: str | None = None, limit: int = 100, offset: int = 0
+) -> Sequence[Credential]:
+    query = select(Credential).order_by(col(Credential.id).desc()).limit(limit).offset(offset)
+    if lti_user_id is not None:
+        query = query.where(Credential.lti_user_id == lti_user_id)
+    return session.exec(query).all()
+
+
+def status_list(session: Session, list_id: int, *, for_update: bool = False) -> StatusList | None:
+    query = select(StatusList).where(StatusList.id == list_id)
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).first()
+
+
+def open_status_list(session: Session, *, purpose: str, max_fill: float) -> StatusList | None:
+    """The newest list of ``purpose`` that is less than ``max_fill`` allocated (locked)."""
+    query = (
+        select(StatusList)
+        .where(StatusList.purpose == purpose)
+        .where(col(StatusList.allocated) < col(StatusList.size) * max_fill)
+        .order_by(col(StatusList.id).desc())
+        .limit(1)
+        .with_for_update()
+    )
+    return session.exec(query).first()
+
+
+def index_taken(session: Session, list_id: int, index: int) -> bool:
+    query = select(func.count()).where(
+        Credential.status_list_id == list_id, Credential.status_index == index
+    )
+    return bool(session.exec(query).one())

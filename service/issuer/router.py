@@ -1,0 +1,331 @@
+"""Issuer HTTP endpoints: identity documents, contexts, status lists, credentials, verify.
+
+Public, cacheable documents carry ``Access-Control-Allow-Origin: *`` so browser-based
+verifiers (wallet web apps, VerifierPlus) can fetch them.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from service.db.engine import session as db_session
+from service.db.models import Credential
+from service.db.types import utcnow
+from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
+from service.errors import BadInput, NotFound, ServiceError
+from service.issuer import contexts, keys, repository, service
+from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
+from service.issuer.types import VerificationReport
+from service.settings import Settings
+
+__all__ = ["CredentialPageRenderer", "router"]
+
+router = APIRouter(tags=["issuer"])
+
+PUBLIC = {"Access-Control-Allow-Origin": "*"}
+VC_LD = "application/vc+ld+json"
+VC_JWT = "application/vc+jwt"
+MAX_VERIFY_BYTES = 1_000_000
+
+# The HTML page of /credentials/{id} is built by the credential-page module; the app
+# factory sets ``app.state.credential_page`` to a callable with this signature. Until it
+# does, a minimal page is returned (see ``_minimal_page``).
+CredentialPageRenderer = Callable[[Request, Credential, VerificationReport], Response]
+
+
+class Unauthorized(ServiceError):
+    code = "unauthorized"
+    status_code = 401
+    title = "Sign in required"
+
+
+def _ring(engine: Any, settings: Settings) -> keys.Keyring:
+    with db_session(engine) as s:
+        ring = service.keyring(s, settings)
+    if ring.signing_key is None:
+        with db_session(engine, write=True) as s:
+            ring = service.keyring(s, settings, create=True)
+            s.commit()
+    return ring
+
+
+def _json(body: Any, media_type: str, *, max_age: int = 300, **headers: str) -> Response:
+    return Response(
+        json.dumps(body, ensure_ascii=False, indent=2),
+        media_type=media_type,
+        headers={"Cache-Control": f"public, max-age={max_age}", **PUBLIC, **headers},
+    )
+
+
+@router.get("/.well-known/did.json")
+@router.get("/did.json", include_in_schema=False)
+def did_document(engine: EngineDep, settings: SettingsDep) -> Response:
+    """The issuer's did:web DID document (all keys, active and retired)."""
+    return _json(keys.did_document(_ring(engine, settings)), "application/did+json")
+
+
+@router.get("/.well-known/jwks.json")
+def jwks(engine: EngineDep, settings: SettingsDep) -> Response:
+    """The issuer's VC-JWT public keys as a JWK Set."""
+    return _json(keys.jwks(_ring(engine, settings)), "application/jwk-set+json")
+
+
+@router.get("/issuer/keys/{name}")
+def jwk(name: str, engine: EngineDep, settings: SettingsDep) -> Response:
+    """One VC-JWT public key: the document a JWT ``kid`` dereferences to."""
+    found = _ring(engine, settings).jwk(name)
+    if found is None:
+        raise NotFound("no such issuer key")
+    return _json(found, "application/jwk+json")
+
+
+@router.get("/issuer")
+def issuer_profile(settings: SettingsDep) -> Response:
+    """The issuer's Open Badges 3.0 Profile."""
+    return _json(service.profile_document(settings), "application/ld+json")
+
+
+@router.get(contexts.EU_CONTEXT_PATH)
+def eu_context() -> Response:
+    """microcred's JSON-LD context for the EU micro-credential elements."""
+    body = contexts.bundled_context(contexts.EU_CONTEXT_FILE)
+    return _json(body, "application/ld+json", max_age=86400)
+
+
+@router.get("/status/{list_id}")
+def status_list(
+    list_id: int,
+    session: SessionDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """A signed BitstringStatusListCredential (revocation bits)."""
+    doc, etag = service.status_list_response(session, list_id)
+    headers = {"ETag": etag, "Cache-Control": "public, max-age=300, must-revalidate", **PUBLIC}
+    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(
+        json.dumps(doc, ensure_ascii=False), media_type="application/json", headers=headers
+    )
+
+
+def _preferred(accept: str) -> str:
+    """The best of the media types we serve for an Accept header (q-values honoured)."""
+    offers = {
+        VC_JWT: VC_JWT,
+        VC_LD: VC_LD,
+        "application/ld+json": VC_LD,
+        "application/json": "application/json",
+        "application/vc": VC_LD,
+        "text/html": "text/html",
+        "application/xhtml+xml": "text/html",
+    }
+    best, best_q = "text/html", -1.0
+    for position, part in enumerate(accept.split(",")):
+        media, *params = [p.strip() for p in part.split(";")]
+        q = 1.0
+        for p in params:
+            if p.startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        if media in offers and q > best_q:
+            best, best_q = offers[media], q
+        elif media in ("*/*", "application/*") and best_q < 0 and position == 0:
+            best = "text/html" if media == "*/*" else "application/json"
+    return best
+
+
+def _minimal_page(row: Credential, report: VerificationReport) -> HTMLResponse:
+    doc = row.document
+    name = html.escape(str(doc.get("name", "Credential")))
+    issuer = html.escape(str(doc.get("issuer", {}).get("name", "")))
+    verdict = "valid" if report.valid else "not valid: " + "; ".join(report.reasons)
+    body = (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{name}</title></head><body><main><h1>{name}</h1>"
+        f"<p>Issued by {issuer}.</p><p>Verification: {html.escape(verdict)}</p>"
+        "<p>Machine formats: request this URL with <code>Accept: application/vc+ld+json</code>"
+        " or <code>Accept: application/vc+jwt</code>.</p></main></body></html>"
+    )
+    return HTMLResponse(body, headers={"Vary": "Accept"})
+
+
+@router.get("/credentials/{credential_id}")
+def credential(
+    credential_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    accept: Annotated[str, Header()] = "text/html",
+) -> Response:
+    """The credential: HTML page, signed JSON (vc+ld+json / json) or VC-JWT, by Accept."""
+    row = repository.credential_by_uuid(session, credential_id)
+    if row is None:
+        raise NotFound("no such credential")
+    wanted = _preferred(accept)
+    headers = {"Vary": "Accept", **PUBLIC}
+    if wanted == VC_JWT:
+        if row.jwt is None:
+            raise NotFound("this credential has no VC-JWT form")
+        return PlainTextResponse(row.jwt, media_type=VC_JWT, headers=headers)
+    if wanted in (VC_LD, "application/json"):
+        return Response(
+            json.dumps(row.document, ensure_ascii=False, indent=2),
+            media_type=wanted,
+            headers=headers,
+        )
+    report = service.verify_input(session, settings, row.document, now=utcnow())
+    # HOOK (lead): the credential-page renderer replaces the minimal page here.
+    renderer: CredentialPageRenderer | None = getattr(request.app.state, "credential_page", None)
+    if renderer is not None:
+        return renderer(request, row, report)
+    return _minimal_page(row, report)
+
+
+@router.post("/verify")
+async def verify_credential(request: Request) -> JSONResponse:
+    """Verify a posted credential (JSON with a proof, or a compact JWS as text)."""
+    body = await request.body()
+    if len(body) > MAX_VERIFY_BYTES:
+        raise BadInput(f"the credential is larger than {MAX_VERIFY_BYTES} bytes")
+    engine = request.app.state.engine
+    settings: Settings = request.app.state.settings
+
+    def run() -> VerificationReport:
+        with db_session(engine) as s:
+            return service.verify_input(s, settings, body, now=utcnow())
+
+    report = await run_in_threadpool(run)
+    return JSONResponse(report.as_dict())
+
+
+def api_actor(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """Bearer-token check of the issuer API until the project-wide API tokens land.
+
+    The lead replaces this dependency with the shared token check (``microcred token
+    create``); it only accepts ``MICROCRED_ISSUER_API_TOKEN`` meanwhile.
+    """
+    expected = settings.issuer_api_token.get_secret_value() if settings.issuer_api_token else ""
+    if not expected:
+        raise Unauthorized(
+            "the issuer API is disabled",
+            hint="Set MICROCRED_ISSUER_API_TOKEN and send it as 'Authorization: Bearer …'.",
+        )
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise Unauthorized("missing or wrong API token", hint="Send 'Authorization: Bearer …'.")
+    return "api-token:issuer"
+
+
+ActorDep = Annotated[str, Depends(api_actor)]
+
+
+def _public(row: Credential, settings: Settings) -> CredentialPublic:
+    return CredentialPublic(
+        id=row.uuid,
+        url=service.credential_url(settings, row.uuid),
+        revoked=row.revoked,
+        revocation_reason=row.revocation_reason,
+        issued_at=row.issued_at,
+        valid_until=row.valid_until,
+        document=row.document,
+        jwt=row.jwt,
+    )
+
+
+def _parts(session: Session, ids: list[str]) -> list[dict[str, Any]]:
+    parts = []
+    for part_id in ids:
+        row = repository.credential_by_uuid(session, part_id)
+        if row is None:
+            raise BadInput(f"part credential {part_id} does not exist")
+        if row.revoked:
+            raise BadInput(f"part credential {part_id} is revoked")
+        parts.append(row.document)
+    return parts
+
+
+@router.post("/api/credentials", status_code=201, response_model=CredentialPublic)
+def create_credential(
+    body: CredentialCreate, session: WriteSessionDep, settings: SettingsDep, actor: ActorDep
+) -> CredentialPublic:
+    """Issue a credential from learner and achievement data."""
+    now = utcnow()
+    award = body.to_award(now)
+    if award.awarded_at.tzinfo is None or award.awarded_at > now:
+        raise BadInput("awarded_at must be a past date-time with a time zone")
+    if award.valid_until is not None and award.valid_until.tzinfo is None:
+        raise BadInput("valid_until must have a time zone")
+    row = service.issue(
+        session,
+        settings=settings,
+        award=award,
+        now=now,
+        actor=actor,
+        parts=_parts(session, body.parts),
+    )
+    session.commit()
+    return _public(row, settings)
+
+
+@router.get("/api/credentials/{credential_id}", response_model=CredentialPublic)
+def get_credential(
+    credential_id: str, session: SessionDep, settings: SettingsDep, actor: ActorDep
+) -> CredentialPublic:
+    """One issued credential with its revocation state."""
+    row = repository.credential_by_uuid(session, credential_id)
+    if row is None:
+        raise NotFound("no such credential")
+    return _public(row, settings)
+
+
+@router.post("/api/credentials/{credential_id}/revoke", response_model=CredentialPublic)
+def revoke_credential(
+    credential_id: str,
+    body: RevocationRequest,
+    session: WriteSessionDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+) -> CredentialPublic:
+    """Revoke a credential (its status-list bit is set; the reason is audited)."""
+    row = service.revoke(
+        session,
+        settings=settings,
+        uuid=credential_id,
+        reason=body.reason,
+        actor=actor,
+        now=utcnow(),
+    )
+    session.commit()
+    return _public(row, settings)
+
+
+@router.post("/api/credentials/{credential_id}/unrevoke", response_model=CredentialPublic)
+def unrevoke_credential(
+    credential_id: str,
+    body: RevocationRequest,
+    session: WriteSessionDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+) -> CredentialPublic:
+    """Undo a revocation made in error (the reason is audited)."""
+    row = service.unrevoke(
+        session,
+        settings=settings,
+        uuid=credential_id,
+        reason=body.reason,
+        actor=actor,
+        now=utcnow(),
+    )
+    session.commit()
+    return _public(row, settings)

@@ -1,0 +1,154 @@
+"""API models of the issuer (request bodies of ``/api/credentials``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from service.issuer import inputs
+
+__all__ = ["CredentialCreate", "CredentialPublic", "RevocationRequest"]
+
+
+class LearnerIn(BaseModel):
+    lti_user_id: str = Field(min_length=1, max_length=255)
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=300)
+    person_id: int | None = None
+
+
+class LevelIn(BaseModel):
+    key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+
+
+class AlignmentIn(BaseModel):
+    target_name: str
+    target_url: str
+    target_type: str | None = "ceasn:Competency"
+    target_code: str | None = None
+    target_description: str | None = None
+    target_framework: str | None = None
+
+
+class CriterionIn(BaseModel):
+    key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str
+    levels: list[LevelIn] = Field(min_length=1)
+    description: str = ""
+    url: str | None = None
+
+
+class EuIn(BaseModel):
+    learning_outcomes: list[str] = Field(min_length=1)
+    assessment_type: str = Field(min_length=1)
+    participation_form: str = Field(min_length=1)
+    quality_assurance: str = Field(min_length=1)
+    ects_credits: float | None = Field(default=None, ge=0)
+    workload_hours: float | None = Field(default=None, ge=0)
+    eqf_level: int | None = Field(default=None, ge=1, le=8)
+    field_of_study: str | None = None
+    prerequisites: str | None = None
+    integration_stackability: Literal["stand-alone", "stackable"] = "stand-alone"
+    further_information: str | None = None
+
+
+class TemplateIn(BaseModel):
+    key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
+    competency_name: str = Field(min_length=1, max_length=300)
+    description: str = Field(min_length=1)
+    criteria_narrative: str = Field(min_length=1)
+    levels: list[LevelIn] = Field(min_length=1)
+    eu: EuIn
+    alignments: list[AlignmentIn] = []
+    rubric_criteria: list[CriterionIn] = []
+    image_url: str | None = None
+    criteria_url: str | None = None
+    achievement_type: str = "MicroCredential"
+    language: str = "en"
+    tags: list[str] = []
+    version: str | None = None
+    valid_for_days: int | None = Field(default=None, ge=1)
+
+
+class EvidenceIn(BaseModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    narrative: str | None = None
+    url: str | None = None
+    genre: str | None = None
+
+
+class CredentialCreate(BaseModel):
+    """Issue one credential: who, which competency level, on what evidence."""
+
+    learner: LearnerIn
+    template: TemplateIn
+    level_key: str
+    awarded_at: dt.datetime | None = None
+    evidence: list[EvidenceIn] = []
+    supervision: inputs.Supervision | None = None
+    grade: str | None = None
+    criterion_levels: dict[str, str] = {}
+    valid_until: dt.datetime | None = None
+    parts: list[str] = Field(
+        default=[], description="ids (uuid) of credentials this one stacks, if any"
+    )
+
+    def to_award(self, now: dt.datetime) -> inputs.AwardInput:
+        t = self.template
+
+        def lv(levels: list[LevelIn]) -> tuple[inputs.ScaleLevel, ...]:
+            return tuple(inputs.ScaleLevel(x.key, x.name, x.description) for x in levels)
+
+        template = inputs.LevelTemplate(
+            key=t.key,
+            competency_name=t.competency_name,
+            description=t.description,
+            criteria_narrative=t.criteria_narrative,
+            levels=lv(t.levels),
+            eu=inputs.EuElements(
+                **{**t.eu.model_dump(), "learning_outcomes": tuple(t.eu.learning_outcomes)}
+            ),
+            alignments=tuple(inputs.Alignment(**a.model_dump()) for a in t.alignments),
+            rubric_criteria=tuple(
+                inputs.RubricCriterion(c.key, c.name, lv(c.levels), c.description, c.url)
+                for c in t.rubric_criteria
+            ),
+            image_url=t.image_url,
+            criteria_url=t.criteria_url,
+            achievement_type=t.achievement_type,
+            language=t.language,
+            tags=tuple(t.tags),
+            version=t.version,
+            valid_for_days=t.valid_for_days,
+        )
+        return inputs.AwardInput(
+            learner=inputs.Learner(**self.learner.model_dump()),
+            template=template,
+            level_key=self.level_key,
+            awarded_at=self.awarded_at or now,
+            evidence=tuple(inputs.EvidenceItem(**e.model_dump()) for e in self.evidence),
+            supervision=self.supervision,
+            grade=self.grade,
+            criterion_levels=dict(self.criterion_levels),
+            valid_until=self.valid_until,
+        )
+
+
+class RevocationRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class CredentialPublic(BaseModel):
+    id: str
+    url: str
+    revoked: bool
+    revocation_reason: str | None
+    issued_at: dt.datetime
+    valid_until: dt.datetime | None
+    document: dict[str, Any]
+    jwt: str | None

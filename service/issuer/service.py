@@ -1,0 +1,347 @@
+"""Issuer use cases: issue, revoke, unrevoke, publish status lists, verify.
+
+Functions ``add`` and ``flush`` but never commit: the route, CLI command or flow that
+calls them commits once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import uuid as uuidlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlmodel import Session
+
+from service import audit
+from service.db.models import Credential, StatusList
+from service.errors import BadInput, Conflict, NotFound
+from service.issuer import (
+    build,
+    contexts,
+    dataintegrity,
+    keys,
+    repository,
+    statuslist,
+    vcjwt,
+    verify,
+)
+from service.issuer.inputs import AwardInput, IssuerProfile
+from service.issuer.types import VerificationReport
+from service.settings import Settings
+
+__all__ = [
+    "credential_url",
+    "issue",
+    "keyring",
+    "profile",
+    "profile_document",
+    "resolver",
+    "revoke",
+    "rotate_keys",
+    "status_list_response",
+    "unrevoke",
+    "verify_input",
+]
+
+MAX_FILL = 0.5  # open a new list at half-full: random indexes stay cheap to find
+
+
+def profile(settings: Settings) -> IssuerProfile:
+    """The awarding body from settings (``MICROCRED_ISSUER_*``)."""
+    return IssuerProfile(
+        name=settings.issuer_name,
+        url=settings.issuer_url or settings.public_base_url,
+        country_code=settings.issuer_country,
+        region=settings.issuer_region or None,
+        email=settings.issuer_email or None,
+        description=settings.issuer_description or None,
+        image_url=settings.issuer_image_url or None,
+        other_identifiers=tuple(
+            (ident, kind) for kind, ident in sorted(settings.issuer_other_identifiers.items())
+        ),
+    )
+
+
+def keyring(session: Session, settings: Settings, *, create: bool = False) -> keys.Keyring:
+    """The issuer keyring; ``create`` makes the first keys (needs a write session)."""
+    if create:
+        keys.ensure_keys(
+            session, base_url=settings.public_base_url, jwt_algorithm=settings.issuer_jwt_algorithm
+        )
+    return keys.load_keyring(
+        session, base_url=settings.public_base_url, jwt_algorithm=settings.issuer_jwt_algorithm
+    )
+
+
+def profile_document(settings: Settings) -> dict[str, Any]:
+    """The OB 3.0 Profile served at ``/issuer`` (with the VC 2.0 + OB contexts)."""
+    doc = build.issuer_profile(profile(settings), keys.did_web(settings.public_base_url))
+    return {"@context": [contexts.VC_V2, contexts.OB_V3], **doc}
+
+
+def credential_url(settings: Settings, uuid: str) -> str:
+    return f"{settings.public_base_url}/credentials/{uuid}"
+
+
+def _xsd(now: dt.datetime) -> str:
+    return build.xsd_datetime(now)
+
+
+def _sign_list(
+    status: StatusList, ring: keys.Keyring, settings: Settings, now: dt.datetime
+) -> None:
+    assert status.id is not None and ring.signing_key is not None
+    assert ring.signing_key.private is not None
+    url = statuslist.list_url(settings.public_base_url, status.id)
+    doc = statuslist.build_list_credential(
+        url=url, issuer_id=ring.did, bits=status.bits, valid_from=_xsd(now), purpose=status.purpose
+    )
+    status.document = dataintegrity.sign(
+        doc,
+        key=ring.signing_key.private,
+        verification_method=ring.verification_method(ring.signing_key),
+        created=_xsd(now),
+        loader=contexts.loader_for(settings.public_base_url),
+    )
+    status.version += 1
+    status.updated_at = now
+
+
+def _allocate(
+    session: Session, ring: keys.Keyring, settings: Settings, now: dt.datetime
+) -> tuple[StatusList, int]:
+    status = repository.open_status_list(session, purpose="revocation", max_fill=MAX_FILL)
+    if status is None:
+        status = StatusList(
+            purpose="revocation",
+            size=settings.status_list_size,
+            bits=statuslist.empty(settings.status_list_size),
+            created_at=now,
+        )
+        session.add(status)
+        session.flush()
+        _sign_list(status, ring, settings, now)
+    assert status.id is not None
+    # Random unused index (vc-bitstring-status-list §6.1); the list is at most half
+    # full, so 64 tries fail with probability below 2^-64.
+    for _ in range(64):
+        index = statuslist.random_index(status.size)
+        if not repository.index_taken(session, status.id, index):
+            status.allocated += 1
+            session.add(status)
+            return status, index
+    raise Conflict("no free status list index found; try again")
+
+
+def issue(
+    session: Session,
+    *,
+    settings: Settings,
+    award: AwardInput,
+    now: dt.datetime,
+    actor: str,
+    parts: Sequence[Mapping[str, Any]] = (),
+) -> Credential:
+    """Build, sign (eddsa-rdfc-2022, then VC-JWT) and record one credential.
+
+    Args:
+        session: a write session; the caller commits.
+        settings: deployment settings (base URL, issuer profile, JWT algorithm).
+        award: what to issue.
+        now: the issue time (validFrom and the proof's created).
+        actor: who issues, for the audit log ("api-token:3", "system", ...).
+        parts: signed part credentials, for a stacked credential.
+
+    Returns:
+        The stored credential row.
+
+    Raises:
+        BadInput: the award cannot be expressed (unknown level, undefined JSON-LD term,
+            schema violation).
+    """
+    ring = keyring(session, settings, create=True)
+    assert ring.signing_key is not None and ring.signing_key.private is not None
+    assert ring.jwt_signing_key is not None
+    status, index = _allocate(session, ring, settings, now)
+    assert status.id is not None
+    cred_uuid = str(uuidlib.uuid4())
+    base = settings.public_base_url
+    common: dict[str, Any] = {
+        "credential_id": credential_url(settings, cred_uuid),
+        "award": award,
+        "issuer": profile(settings),
+        "issuer_id": ring.did,
+        "base_url": base,
+        "valid_from": now,
+        "salt": secrets.token_hex(16),
+        "status": statuslist.entry(statuslist.list_url(base, status.id), index),
+    }
+    if parts:
+        doc = build.build_stacked_credential(parts=parts, **common)
+    else:
+        doc = build.build_credential(**common)
+    signed = dataintegrity.sign(
+        doc,
+        key=ring.signing_key.private,
+        verification_method=ring.verification_method(ring.signing_key),
+        created=_xsd(now),
+        loader=contexts.loader_for(base),
+    )
+    schema = verify._check_schema(signed)
+    if not schema.ok:
+        raise BadInput(f"the credential would not be valid: {schema.detail}")
+    token = vcjwt.encode(signed, ring.jwt_signing_key)
+    valid_until = signed.get("validUntil")
+    row = Credential(
+        uuid=cred_uuid,
+        person_id=award.learner.person_id,
+        lti_user_id=award.learner.lti_user_id,
+        template_key=award.template.key,
+        level_key=award.level_key,
+        achievement_id=signed["credentialSubject"]["achievement"]["id"],
+        kind="stacked" if parts else "single",
+        document=signed,
+        jwt=token,
+        signing_key_id=ring.signing_key.row_id,
+        jwt_key_id=ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        status_list_id=status.id,
+        status_index=index,
+        issued_at=now,
+        valid_from=now,
+        valid_until=(
+            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
+        ),
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="credential.issued",
+        subject=f"credential:{cred_uuid}",
+        template=award.template.key,
+        level=award.level_key,
+        status_list=status.id,
+        kind=row.kind,
+    )
+    return row
+
+
+def _set_revoked(
+    session: Session,
+    *,
+    settings: Settings,
+    uuid: str,
+    revoked: bool,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+) -> Credential:
+    reason = reason.strip()
+    if not reason:
+        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    row = repository.credential_by_uuid(session, uuid, for_update=True)
+    if row is None:
+        raise NotFound(f"no credential {uuid}")
+    if row.revoked == revoked:
+        state = "revoked" if revoked else "not revoked"
+        raise Conflict(f"credential {uuid} is already {state}")
+    status = repository.status_list(session, row.status_list_id, for_update=True)
+    assert status is not None
+    status.bits = statuslist.set_bit(status.bits, row.status_index, revoked)
+    _sign_list(status, keyring(session, settings, create=True), settings, now)
+    session.add(status)
+    row.revoked = revoked
+    row.revoked_at = now if revoked else None
+    row.revocation_reason = reason if revoked else None
+    session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="credential.revoked" if revoked else "credential.unrevoked",
+        subject=f"credential:{uuid}",
+        reason=reason,
+        status_list=status.id,
+        status_index=row.status_index,
+    )
+    session.flush()
+    return row
+
+
+def revoke(
+    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+) -> Credential:
+    """Set the credential's revocation bit and re-sign its status list (audited)."""
+    return _set_revoked(
+        session, settings=settings, uuid=uuid, revoked=True, reason=reason, actor=actor, now=now
+    )
+
+
+def unrevoke(
+    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+) -> Credential:
+    """Clear the revocation bit (to undo a mistake; audited with the reason).
+
+    The Bitstring Status List spec calls revocation final; undoing one is an
+    administrative correction, so verifiers that cached the list may still see it revoked
+    until the list's ``ttl`` passes.
+    """
+    return _set_revoked(
+        session, settings=settings, uuid=uuid, revoked=False, reason=reason, actor=actor, now=now
+    )
+
+
+def rotate_keys(session: Session, *, settings: Settings, now: dt.datetime, actor: str) -> list[str]:
+    """Retire the active issuer keys from signing and create new ones (audited)."""
+    algorithms = ("Ed25519", settings.issuer_jwt_algorithm)
+    new = keys.rotate(session, base_url=settings.public_base_url, algorithms=algorithms, now=now)
+    audit.record(
+        session,
+        actor=actor,
+        action="issuer.keys_rotated",
+        subject="issuer",
+        new_keys=[k.kid for k in new],
+    )
+    return [k.kid for k in new]
+
+
+def status_list_response(session: Session, list_id: int) -> tuple[dict[str, Any], str]:
+    """The signed status list credential and its ETag."""
+    status = repository.status_list(session, list_id)
+    if status is None or status.document is None:
+        raise NotFound(f"no status list {list_id}")
+    body = json.dumps(status.document, sort_keys=True).encode()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return status.document, etag
+
+
+def resolver(
+    session: Session, settings: Settings, *, fetch: verify.Fetch | None = None
+) -> verify.Resolver:
+    """A verification resolver: this deployment offline, others via ``fetch`` if given."""
+    ring = keyring(session, settings)
+    prefix = settings.public_base_url + "/status/"
+
+    def local_list(url: str) -> Mapping[str, Any] | None:
+        if not url.startswith(prefix) or not url[len(prefix) :].isdigit():
+            return None
+        status = repository.status_list(session, int(url[len(prefix) :]))
+        return status.document if status is not None else None
+
+    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch)
+
+
+def verify_input(
+    session: Session,
+    settings: Settings,
+    data: str | bytes | Mapping[str, Any],
+    *,
+    now: dt.datetime,
+    fetch: verify.Fetch | None = None,
+) -> VerificationReport:
+    """Verify a credential against this deployment (and others only through ``fetch``)."""
+    return verify.verify(data, resolver=resolver(session, settings, fetch=fetch), now=now)

@@ -1,0 +1,107 @@
+"""``microcred verify``, ``credential revoke/unrevoke`` and ``issuer rotate-keys``."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from service import cli
+from service.db.engine import session
+from service.issuer import service
+from service.settings import Settings, get_settings
+from tests.issuer import samples
+
+
+@pytest.fixture
+def env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MICROCRED_BASE_URL", settings.base_url)
+    assert settings.secret_key is not None
+    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())
+    monkeypatch.setenv("MICROCRED_ENVIRONMENT", "test")
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+def _issue(engine: Engine, settings: Settings) -> tuple[str, dict, str]:  # type: ignore[type-arg]
+    from service.db.types import utcnow
+
+    with session(engine, write=True) as s:
+        row = service.issue(
+            s,
+            settings=settings,
+            award=samples.award(awarded_at=utcnow()),
+            now=utcnow(),
+            actor="test",
+        )
+        s.commit()
+    assert row.jwt is not None
+    return row.uuid, row.document, row.jwt
+
+
+def test_verify_file_valid_then_revoked_then_tampered(
+    env: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    uuid, doc, token = _issue(engine, env)
+    good = tmp_path / "cred.json"
+    good.write_text(json.dumps(doc))
+    result = runner.invoke(cli.app, ["verify", str(good)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["valid"] is True
+    jwt_file = tmp_path / "cred.jwt"
+    jwt_file.write_text(token + "\n")
+    assert runner.invoke(cli.app, ["verify", str(jwt_file)]).exit_code == 0
+
+    revoked = runner.invoke(cli.app, ["credential", "revoke", uuid, "--reason", "cheating"])
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    result = runner.invoke(cli.app, ["verify", str(good)])
+    assert result.exit_code == 1
+    assert "invalid because it has been revoked" in result.stderr
+    assert runner.invoke(cli.app, ["credential", "unrevoke", uuid, "--reason", "ok"]).exit_code == 0
+    assert runner.invoke(cli.app, ["verify", str(good)]).exit_code == 0
+
+    bad = copy.deepcopy(doc)
+    bad["validFrom"] = "2020-01-01T00:00:00Z"
+    tampered = tmp_path / "tampered.json"
+    tampered.write_text(json.dumps(bad))
+    result = runner.invoke(cli.app, ["verify", str(tampered)])
+    assert result.exit_code == 1 and "proof fails" in result.stderr
+
+
+def test_verify_unknown_format_and_missing_file(env: Settings, tmp_path: Path) -> None:
+    runner = CliRunner()
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a credential")
+    result = runner.invoke(cli.app, ["verify", str(junk)])
+    assert result.exit_code == 1 and "unknown format" in result.stderr
+    missing = runner.invoke(cli.app, ["verify", str(tmp_path / "nope.json")])
+    assert missing.exit_code == 2 and "neither a file nor" in missing.stderr
+
+
+def test_revoke_unknown_credential_fails(env: Settings, engine: Engine) -> None:
+    result = CliRunner().invoke(cli.app, ["credential", "revoke", "nope", "--reason", "x"])
+    assert result.exit_code == 1 and "no credential nope" in result.stderr
+
+
+def test_rotate_keys_keeps_old_credentials_valid(
+    env: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    _, doc, _ = _issue(engine, env)
+    result = runner.invoke(cli.app, ["issuer", "rotate-keys"])
+    assert result.exit_code == 0 and "new issuer keys" in result.stdout
+    _, doc2, _ = _issue(engine, env)
+    assert doc["proof"][0]["verificationMethod"] != doc2["proof"][0]["verificationMethod"]
+    for d in (doc, doc2):
+        f = tmp_path / "c.json"
+        f.write_text(json.dumps(d))
+        assert runner.invoke(cli.app, ["verify", str(f)]).exit_code == 0
