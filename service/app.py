@@ -13,7 +13,7 @@ import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.settings import Settings, get_settings
-from service.web import errors, health
+from service.web import credential_preview, errors, health
 
 log = logging.getLogger(__name__)
 
@@ -34,4 +34,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
+    # credpage routers
+    if settings.environment != "production":
+        app.include_router(credential_preview.router)
     return app
