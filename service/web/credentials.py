@@ -300,7 +300,7 @@ def _status(report: VerificationReport, now: datetime, valid_until: datetime | N
         if re.search(r"not yet|future", dates.detail, re.I):
             return Status("not_yet_valid", "Not yet valid", dates.detail)
         return Status("expired", "Expired", dates.detail)
-    if report.valid and not failed:
+    if report.valid and report.checks and not failed:  # no checks run proves nothing
         return Status(
             "valid",
             "Verified",
