@@ -14,7 +14,7 @@ from service import secretbox
 from service.db.engine import make_engine
 from service.issuer import router as issuer_router
 from service.settings import Settings, get_settings
-from service.web import errors, health
+from service.web import credential_preview, errors, health
 
 log = logging.getLogger(__name__)
 
@@ -43,4 +43,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(web_launch.router)
     # issuer routers
     app.include_router(issuer_router.router)
+    # credpage routers
+    if settings.environment != "production":
+        app.include_router(credential_preview.router)
     return app
