@@ -4,5 +4,24 @@ Each feature keeps its tables in a module of this package; add the import below.
 """
 
 from service.db.models.core import AuditEvent, Course, Deployment, Enrolment, Person, Platform
+from service.db.models.delivery import (
+    DeliveryAttempt,
+    DeliveryConsent,
+    DeliveryRepository,
+    EmailMismatch,
+    OutboxMessage,
+)
 
-__all__ = ["AuditEvent", "Course", "Deployment", "Enrolment", "Person", "Platform"]
+__all__ = [
+    "AuditEvent",
+    "Course",
+    "DeliveryAttempt",
+    "DeliveryConsent",
+    "DeliveryRepository",
+    "Deployment",
+    "EmailMismatch",
+    "Enrolment",
+    "OutboxMessage",
+    "Person",
+    "Platform",
+]
