@@ -90,6 +90,7 @@ class Worker:
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
+        self._connectors = list(connectors)
         self._by_kind: dict[str, Connector] = {}
         for c in connectors:
             for k in c.kinds:
@@ -104,7 +105,12 @@ class Worker:
         return frozenset(self._by_kind)
 
     def close(self) -> None:
+        """Stop the thread pool and close the connectors' HTTP clients."""
         self._pool.shutdown(wait=True)
+        for c in self._connectors:
+            closer = getattr(c, "close", None)
+            if closer is not None:
+                closer()
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were worked on."""
