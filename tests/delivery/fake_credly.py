@@ -71,6 +71,7 @@ class State:
         self.rng = random.Random(0)
         self.vt0 = self.rt0 = time.time()
         self.factor = 1.0
+        self.ra_max = 60
 
     def vnow(self) -> float:
         return self.vt0 + (time.time() - self.rt0) * self.factor
@@ -92,6 +93,8 @@ class State:
             self.list_fail = float(c["list_fail"])
         if "outage" in c:
             self.outage = tuple(c["outage"]) if c["outage"] else None  # type: ignore[assignment]
+        if "ra_max" in c:
+            self.ra_max = int(c["ra_max"])
         if "seed" in c:
             self.rng = random.Random(c["seed"])
         if "clock" in c:
@@ -119,7 +122,7 @@ class State:
             for outcome, p in self.mix.items():
                 acc += p
                 if r < acc:
-                    ra = self.rng.randint(1, 60)
+                    ra = self.rng.randint(1, self.ra_max)
                     return {"outcome": outcome, "retry_after": ra}
             return {"outcome": "ok"}
 

@@ -30,7 +30,6 @@ from tests.delivery.conftest import (
 )
 from tests.delivery.fakes import FakeCredly
 
-
 _WORKERS: list[Worker] = []
 
 
