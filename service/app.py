@@ -13,6 +13,7 @@ import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.issuer import router as issuer_router
+from service.delivery import router as delivery_router
 from service.settings import Settings, get_settings
 from service.web import credential_preview, errors, health
 
@@ -46,4 +47,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # credpage routers
     if settings.environment != "production":
         app.include_router(credential_preview.router)
+    # delivery routers
+    app.include_router(delivery_router.router)
     return app

@@ -6,6 +6,7 @@ import json
 import logging
 from pathlib import Path
 from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,6 +56,37 @@ def serve(
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
+    stop, thread = _start_inprocess_worker(settings, enabled=not no_worker)
+    try:
+        _run_uvicorn(uvicorn, host, port, proxy_headers, settings)
+    finally:
+        stop.set()
+        if thread is not None:
+            thread.join(timeout=30)
+
+
+def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, Any]:
+    import threading
+
+    stop = threading.Event()
+    if not enabled:
+        return stop, None
+    w = _delivery_worker(settings, threads=4, batch=8)
+
+    def loop() -> None:
+        try:
+            w.run(stop)
+        finally:
+            w.close()
+
+    thread = threading.Thread(target=loop, name="delivery-worker", daemon=True)
+    thread.start()
+    return stop, thread
+
+
+def _run_uvicorn(
+    uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
+) -> None:
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -327,6 +359,216 @@ def issuer_rotate_keys() -> None:
         new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
         s.commit()
     typer.echo("new issuer keys: " + ", ".join(new))
+# --- delivery commands ---
+outbox_app = typer.Typer(
+    help="Inspect and repair deliveries to repositories.", no_args_is_help=True
+)
+repository_app = typer.Typer(
+    help="Repositories credentials are delivered to.", no_args_is_help=True
+)
+app.add_typer(outbox_app, name="outbox")
+app.add_typer(repository_app, name="repository")
+
+
+def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
+    from service.delivery.worker import Worker, build_connectors
+
+    engine = _engine(settings)
+    # The LMS gradebook poster (AGS) is wired by service.flows; without it ags.* rows wait.
+    return Worker(
+        engine,
+        build_connectors(engine),
+        threads=threads,
+        batch=batch,
+        poll_seconds=settings.worker_poll_seconds,
+    )
+
+
+@app.command()
+def worker(
+    threads: Annotated[int, typer.Option(help="Concurrent deliveries in this process.")] = 8,
+    batch: Annotated[int, typer.Option(help="Rows claimed per round.")] = 16,
+    once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit.")] = False,
+) -> None:
+    """Deliver outbox rows (run any number of these on PostgreSQL)."""
+    import signal
+    import threading
+
+    settings = _bootstrap()
+    w = _delivery_worker(settings, threads=threads, batch=batch)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        w.run(stop, idle_exit=once)
+    finally:
+        w.close()
+
+
+def _outbox_session() -> Any:
+    from service.db.engine import session
+
+    return session(_engine(_bootstrap()), write=True)
+
+
+@outbox_app.command("list")
+def outbox_list(
+    status: Annotated[
+        str | None, typer.Option(help="pending, held, delivered, dead, cancelled")
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="e.g. credly.issue_badge")] = None,
+    credential: Annotated[str | None, typer.Option(help="Only this credential id.")] = None,
+    limit: Annotated[int, typer.Option(help="Most rows to show.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+) -> None:
+    """List deliveries, most recent first; warns about expiring repository tokens."""
+    import json
+
+    from service.db.types import utcnow
+    from service.delivery import outbox, repositories
+    from service.delivery.schemas import OutboxPublic
+
+    with _outbox_session() as s:
+        now = utcnow()
+        warnings = [w.message for w in repositories.token_warnings(s, now=now)]
+        rows = outbox.list_messages(
+            s, status=status, kind=kind, credential_id=credential, limit=limit
+        )
+        items = [OutboxPublic.of(r, now=now) for r in rows]
+    for w in warnings:
+        typer.secho(f"WARNING: {w}", fg="yellow", err=True)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"warnings": warnings, "items": [i.model_dump(mode="json") for i in items]},
+                indent=2,
+            )
+        )
+        return
+    if not items:
+        typer.echo("no outbox rows match")
+        return
+    typer.echo(f"{'ID':>6}  {'KIND':<26} {'STATUS':<10} {'TRIES':>5}  {'WHEN':<20} ERROR")
+    for i in items:
+        when = (i.delivered_at or i.due_at).strftime("%Y-%m-%d %H:%M:%S")
+        status_txt = "in-flight" if i.in_flight else i.status
+        typer.echo(
+            f"{i.id:>6}  {i.kind:<26} {status_txt:<10} {i.attempts:>5}  {when:<20} "
+            f"{(i.last_error or '')[:80]}"
+        )
+
+
+def _outbox_action(action: str, ref: str) -> None:
+    from service.delivery import outbox
+    from service.errors import ServiceError
+
+    with _outbox_session() as s:
+        try:
+            row = getattr(outbox, action)(s, ref)
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            if exc.hint:
+                typer.echo(exc.hint, err=True)
+            raise typer.Exit(1) from exc
+        s.commit()
+        typer.echo(f"{row.id} {row.kind} is now {row.status}")
+
+
+@outbox_app.command("retry")
+def outbox_retry(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
+    """Send a dead row again now, with a fresh attempt budget."""
+    _outbox_action("retry", ref)
+
+
+@outbox_app.command("redeliver")
+def outbox_redeliver(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
+    """Deliver a delivered row again (repositories are checked first: no duplicates)."""
+    _outbox_action("redeliver", ref)
+
+
+@outbox_app.command("cancel")
+def outbox_cancel(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
+    """Stop a row that has not been delivered."""
+    _outbox_action("cancel", ref)
+
+
+@repository_app.command("add")
+def repository_add(
+    kind: Annotated[str, typer.Option(help="credly, badgr, webhook or ags")],
+    name: Annotated[str, typer.Option(help="Shown to administrators and learners.")],
+    org_id: Annotated[str | None, typer.Option(help="Credly organization id.")] = None,
+    environment: Annotated[
+        str, typer.Option(help="Credly: sandbox or production; Badgr region: us, eu, test.")
+    ] = "production",
+    base_url: Annotated[str | None, typer.Option(help="Override the API base URL.")] = None,
+    url: Annotated[str | None, typer.Option(help="Webhook receiver URL.")] = None,
+    username: Annotated[str | None, typer.Option(help="Badgr account user name.")] = None,
+    template: Annotated[
+        list[str] | None, typer.Option(help="COMPETENCY:LEVEL=TEMPLATE_ID (repeat).")
+    ] = None,
+    consent: Annotated[
+        str, typer.Option(help="automatic, or ask the learner first.")
+    ] = "automatic",
+) -> None:
+    """Add a repository. The secret (Credly org token, Badgr password, webhook secret) is
+    read from MICROCRED_REPOSITORY_SECRET or asked for, never taken on the command line."""
+    import os
+
+    from service.delivery import repositories
+    from service.errors import ServiceError
+
+    config: dict[str, Any] = {}
+    if base_url:
+        config["base_url"] = base_url
+    if kind == "credly":
+        config |= {"organization_id": org_id, "environment": environment}
+    if kind == "badgr":
+        config |= {"region": environment, "username": username}
+    if url:
+        config["url"] = url
+    mapping: dict[str, str] = {}
+    for t in template or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    if mapping:
+        config["badge_classes" if kind == "badgr" else "templates"] = mapping
+    secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
+    if secret is None and kind != "ags":
+        secret = typer.prompt("secret (token / password)", hide_input=True)
+    with _outbox_session() as s:
+        try:
+            repo = repositories.create(
+                s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
+            )
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        s.commit()
+        typer.echo(f"{repo.id} {repo.uuid}")
+
+
+@repository_app.command("list")
+def repository_list() -> None:
+    """List repositories, with token-expiry warnings."""
+    from service.delivery import repositories
+
+    with _outbox_session() as s:
+        warns = {w.repository_id: w.message for w in repositories.token_warnings(s)}
+        for r in repositories.list_all(s):
+            expires = r.secret_expires_at.strftime("%Y-%m-%d") if r.secret_expires_at else "-"
+            typer.echo(
+                f"{r.id:>4}  {r.kind:<8} {r.name:<30} consent={r.consent_policy:<9} "
+                f"token-expires={expires}"
+            )
+            if r.id in warns:
+                typer.secho(f"      WARNING: {warns[r.id]}", fg="yellow")
 
 
 def main() -> None:

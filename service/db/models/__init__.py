@@ -13,6 +13,13 @@ from service.db.models.lti import (
     WebSession,
 )
 from service.db.models.issuer import Credential, IssuerKey, StatusList
+from service.db.models.delivery import (
+    DeliveryAttempt,
+    DeliveryConsent,
+    DeliveryRepository,
+    EmailMismatch,
+    OutboxMessage,
+)
 
 __all__ = [
     "AuditEvent",
@@ -34,4 +41,13 @@ __all__ = [
     "Person",
     "Platform",
     "StatusList",
+    "DeliveryAttempt",
+    "DeliveryConsent",
+    "DeliveryRepository",
+    "Deployment",
+    "EmailMismatch",
+    "Enrolment",
+    "OutboxMessage",
+    "Person",
+    "Platform",
 ]

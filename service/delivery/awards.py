@@ -1,0 +1,404 @@
+"""Use cases the award path calls, all inside the caller's transaction (add/flush only):
+enqueue a new credential's deliveries, propagate a revocation or an upgrade to every
+repository the credential reached, and apply a learner's consent answer.
+
+"Reached" is judged conservatively: a delivered row, a row being delivered right now, and
+any row whose attempts may have had an effect (uncertain, or dead) count as reached; the
+revoke connectors check the repository first, so revoking something that never arrived is
+a harmless no-op, while missing something that did arrive would leave a stale badge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import or_, update
+from sqlmodel import Session, select
+
+from service.db.models import DeliveryConsent, DeliveryRepository, OutboxMessage
+from service.db.types import utcnow
+from service.delivery import outbox, repositories
+from service.errors import BadInput, NotFound
+
+__all__ = [
+    "ISSUE_KINDS",
+    "CredentialSnapshot",
+    "enqueue_issue",
+    "propagate_revocation",
+    "propagate_upgrade",
+    "set_consent",
+]
+
+ISSUE_KINDS = frozenset(
+    {
+        "credly.issue_badge",
+        "credly.replace_badge",
+        "badgr.issue_assertion",
+        "webhook.credential_issued",
+        "webhook.credential_upgraded",
+        "ags.post_score",
+    }
+)
+C = outbox.C
+
+
+@dataclasses.dataclass(frozen=True)
+class CredentialSnapshot:
+    """Everything the connectors need about one credential at one level."""
+
+    credential_id: str
+    person_id: int | None
+    recipient_email: str
+    given_name: str
+    family_name: str
+    competency: str
+    level: str
+    issued_at: dt.datetime
+    credential_url: str
+    competency_name: str = ""
+    evidence_url: str | None = None
+    expires_at: dt.datetime | None = None
+    narrative: str | None = None
+    locale: str | None = None
+    # Opaque to delivery: what the injected AGS poster needs (line item, user id, score).
+    ags: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "credential_id": self.credential_id,
+            "recipient_email": self.recipient_email,
+            "given_name": self.given_name,
+            "family_name": self.family_name,
+            "competency": self.competency,
+            "competency_name": self.competency_name,
+            "level": self.level,
+            "issued_at": self.issued_at.isoformat(),
+            "credential_url": self.credential_url,
+            # Credly's earner id: stable per credential and level (our idempotency key).
+            "issuer_earner_id": f"{self.credential_id}:{self.level}",
+        }
+        for key in ("evidence_url", "narrative", "locale"):
+            if getattr(self, key):
+                p[key] = getattr(self, key)
+        if self.expires_at:
+            p["expires_at"] = self.expires_at.isoformat()
+        return p
+
+
+def _issue_kind(repo: DeliveryRepository, snap: CredentialSnapshot) -> str | None:
+    return {
+        "credly": "credly.issue_badge",
+        "badgr": "badgr.issue_assertion",
+        "webhook": "webhook.credential_issued",
+        "ags": "ags.post_score" if snap.ags is not None else None,
+    }.get(repo.kind)
+
+
+def _payload(kind: str, snap: CredentialSnapshot) -> dict[str, Any]:
+    p = snap.payload()
+    if kind == "ags.post_score":
+        p["ags"] = snap.ags
+    return p
+
+
+def enqueue_issue(
+    session: Session,
+    *,
+    snapshot: CredentialSnapshot,
+    repository_ids: Iterable[int] | None = None,
+    now: dt.datetime | None = None,
+) -> list[OutboxMessage]:
+    """Queue a new credential for every enabled repository (or the ones named).
+
+    Args:
+        session: the award's session; commit the credential and these rows together.
+        snapshot: the credential's delivery data at its level.
+        repository_ids: restrict to these repositories (a policy naming its targets).
+        now: current time.
+
+    Returns:
+        The rows (held ones wait for the learner's consent).
+    """
+    now = now or utcnow()
+    wanted = set(repository_ids) if repository_ids is not None else None
+    rows = []
+    for repo in repositories.list_all(session, enabled_only=True):
+        if wanted is not None and repo.id not in wanted:
+            continue
+        kind = _issue_kind(repo, snapshot)
+        if kind is None:
+            continue
+        rows.append(
+            outbox.enqueue(
+                session,
+                credential_id=snapshot.credential_id,
+                kind=kind,
+                idempotency_key=f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}",
+                payload=_payload(kind, snapshot),
+                repository_id=repo.id,
+                person_id=snapshot.person_id,
+                now=now,
+            )
+        )
+    return rows
+
+
+@dataclasses.dataclass
+class _Reach:
+    """What one repository may hold for a credential."""
+
+    repo: DeliveryRepository
+    reached: list[OutboxMessage] = dataclasses.field(default_factory=list)
+    in_flight: OutboxMessage | None = None
+    cancelled: list[OutboxMessage] = dataclasses.field(default_factory=list)
+
+
+def _withdraw(
+    session: Session, credential_id: str, now: dt.datetime, repository_id: int | None = None
+) -> list[_Reach]:
+    """Cancel undelivered issue rows and report, per repository, what may have arrived."""
+    q = select(OutboxMessage).where(
+        C.credential_id == credential_id, C.kind.in_(ISSUE_KINDS), C.repository_id.is_not(None)
+    )
+    if repository_id is not None:
+        q = q.where(C.repository_id == repository_id)
+    by_repo: dict[int, _Reach] = {}
+    for row in session.exec(q.order_by(C.id)).all():
+        assert row.repository_id is not None
+        reach = by_repo.get(row.repository_id)
+        if reach is None:
+            repo = session.get(DeliveryRepository, row.repository_id)
+            assert repo is not None
+            reach = by_repo[row.repository_id] = _Reach(repo)
+        leased = row.lease_expires_at is not None and row.lease_expires_at > now
+        if row.status in ("pending", "held") and not leased:
+            changed = session.execute(
+                update(outbox.OUT)
+                .where(
+                    C.id == row.id,
+                    C.status.in_(("pending", "held")),
+                    or_(C.lease_expires_at.is_(None), C.lease_expires_at <= now),
+                )
+                .values(status="cancelled", updated_at=now)
+            ).rowcount  # type: ignore[attr-defined]
+            session.refresh(row)
+            if changed:
+                reach.cancelled.append(row)
+                if row.uncertain:
+                    reach.reached.append(row)
+                continue
+            leased = True
+        if leased:
+            reach.in_flight = row
+            reach.reached.append(row)
+        elif row.status in ("delivered", "dead") or row.uncertain:
+            reach.reached.append(row)
+    session.flush()
+    return list(by_repo.values())
+
+
+def _targets(rows: Iterable[OutboxMessage]) -> list[dict[str, Any]]:
+    """What to revoke: every badge a reached row may have created (replaces included)."""
+    out: list[dict[str, Any]] = []
+    keep = ("issuer_earner_id", "competency", "level", "recipient_email")
+    keep_ids = ("badge_template_id", "badge_class_id")
+    for row in rows:
+        p = row.payload
+        items = [p, *p.get("replaces", [])]
+        for item in items:
+            t = {k: item[k] for k in (*keep, *keep_ids) if k in item}
+            if t and t not in out:
+                out.append(t)
+    return out
+
+
+def propagate_revocation(
+    session: Session, credential_id: str, reason: str, *, now: dt.datetime | None = None
+) -> list[OutboxMessage]:
+    """Revoke the credential everywhere it went; cancel what has not gone yet.
+
+    Args:
+        session: the caller's session (the revocation's transaction).
+        credential_id: the credential.
+        reason: shown to the earner by Credly and Badgr (required by both).
+        now: current time.
+
+    Returns:
+        The revoke rows queued (one per repository that may hold the credential).
+    """
+    if not reason.strip():
+        raise BadInput("a revocation needs a reason (Credly and Badgr show it to the earner)")
+    now = now or utcnow()
+    rows = []
+    for reach in _withdraw(session, credential_id, now):
+        row = _revoke_row(session, reach, credential_id, reason, now, suffix="")
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _revoke_row(
+    session: Session,
+    reach: _Reach,
+    credential_id: str,
+    reason: str,
+    now: dt.datetime,
+    *,
+    suffix: str,
+) -> OutboxMessage | None:
+    if not reach.reached:
+        return None
+    kind = {
+        "credly": "credly.revoke_badge",
+        "badgr": "badgr.revoke_assertion",
+        "webhook": "webhook.credential_revoked",
+    }.get(reach.repo.kind)
+    if kind is None:
+        return None  # the gradebook keeps its score; the LMS owns grades
+    last = reach.reached[-1]
+    payload: dict[str, Any] = {"reason": reason, "targets": _targets(reach.reached)}
+    if kind.startswith("webhook."):
+        payload = {"reason": reason, "credential_id": credential_id}
+    return outbox.enqueue(
+        session,
+        credential_id=credential_id,
+        kind=kind,
+        idempotency_key=f"{kind}:{reach.repo.id}:{credential_id}{suffix}",
+        payload=payload,
+        repository_id=reach.repo.id,
+        person_id=last.person_id,
+        depends_on_id=reach.in_flight.id if reach.in_flight else None,
+        now=now,
+    )
+
+
+def propagate_upgrade(
+    session: Session,
+    *,
+    snapshot: CredentialSnapshot,
+    reason: str = "Replaced by a higher level",
+    now: dt.datetime | None = None,
+) -> list[OutboxMessage]:
+    """Move every repository the credential went to onto the new level.
+
+    Credly gets one ``credly.replace_badge`` row (issue the new level's badge, then revoke
+    the old); Badgr a revoke and an issue; webhooks a ``credential.upgraded`` event; the
+    gradebook the new score. Rows not yet sent for the old level are cancelled and replaced
+    by rows for the new one.
+
+    Args:
+        session: the caller's session.
+        snapshot: the credential at its new level.
+        reason: the revocation reason shown for the old badge.
+        now: current time.
+
+    Returns:
+        The rows queued.
+    """
+    now = now or utcnow()
+    cid, level = snapshot.credential_id, snapshot.level
+    rows: list[OutboxMessage] = []
+    for reach in _withdraw(session, cid, now):
+        repo = reach.repo
+        dep = reach.in_flight.id if reach.in_flight else None
+        base = _payload(_issue_kind(repo, snapshot) or "", snapshot)
+
+        def add(
+            kind: str, payload: dict[str, Any], dep_id: int | None = dep, rid: int | None = repo.id
+        ) -> None:
+            rows.append(
+                outbox.enqueue(
+                    session,
+                    credential_id=cid,
+                    kind=kind,
+                    idempotency_key=f"{kind}:{rid}:{cid}:{level}",
+                    payload=payload,
+                    repository_id=rid,
+                    person_id=snapshot.person_id,
+                    depends_on_id=dep_id,
+                    now=now,
+                )
+            )
+
+        reached = [r for r in reach.reached if r.payload.get("level") != level]
+        if repo.kind == "credly":
+            if reached:
+                add(
+                    "credly.replace_badge",
+                    base | {"replaces": _targets(reached), "reason": reason},
+                )
+            else:
+                add("credly.issue_badge", base)
+        elif repo.kind == "badgr":
+            if reached:
+                rev = _revoke_row(session, reach, cid, reason, now, suffix=f":upgrade:{level}")
+                if rev is not None:
+                    rows.append(rev)
+            add("badgr.issue_assertion", base)
+        elif repo.kind == "webhook":
+            add("webhook.credential_upgraded" if reached else "webhook.credential_issued", base)
+        elif repo.kind == "ags" and snapshot.ags is not None:
+            add("ags.post_score", base)
+    return rows
+
+
+def set_consent(
+    session: Session,
+    *,
+    credential_id: str,
+    repository_id: int,
+    granted: bool,
+    now: dt.datetime | None = None,
+) -> list[OutboxMessage]:
+    """Record the learner's answer for one repository and act on it.
+
+    Granting releases the held rows; refusing cancels them, and withdrawing consent after
+    delivery revokes the credential in that repository.
+
+    Returns:
+        The rows released or queued (revocations).
+    """
+    now = now or utcnow()
+    repo = session.get(DeliveryRepository, repository_id)
+    if repo is None:
+        raise NotFound(f"no delivery repository {repository_id}")
+    cc = DeliveryConsent.__table__.c  # type: ignore[attr-defined]
+    consent = session.exec(
+        select(DeliveryConsent).where(
+            cc.credential_id == credential_id, cc.repository_id == repository_id
+        )
+    ).first()
+    if consent is None:
+        consent = DeliveryConsent(
+            credential_id=credential_id,
+            repository_id=repository_id,
+            granted=granted,
+            decided_at=now,
+        )
+        session.add(consent)
+    else:
+        consent.granted, consent.decided_at = granted, now
+    held = session.exec(
+        select(OutboxMessage).where(
+            C.credential_id == credential_id,
+            C.repository_id == repository_id,
+            C.status == "held",
+        )
+    ).all()
+    touched: list[OutboxMessage] = []
+    for row in held:
+        row.status = "pending" if granted else "cancelled"
+        row.due_at, row.updated_at = now, now
+        touched.append(row)
+    session.flush()
+    if not granted:
+        for reach in _withdraw(session, credential_id, now, repository_id=repository_id):
+            rev = _revoke_row(
+                session, reach, credential_id, "The earner withdrew consent", now, suffix=":consent"
+            )
+            if rev is not None:
+                touched.append(rev)
+    return touched

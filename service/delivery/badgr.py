@@ -1,0 +1,289 @@
+"""Canvas Credentials / Badgr v2 connector (reference/credentials.md §4.2).
+
+Auth: OAuth2 bearer tokens from ``POST /o/token`` — the password grant with the
+repository's account (user name in config, password encrypted as the secret), refreshed
+with the refresh grant before expiry or after a 401, then persisted (encrypted) through
+the ``save_tokens`` callback so every worker shares them.
+
+Issue: ``POST /v2/badgeclasses/{id}/assertions`` with the recipient e-mail, issue date,
+evidence (credential URL plus narrative) and ``allowDuplicateAwards: false``. Badgr has no
+earner id, so an assertion on the same badge class for the same recipient that is not
+revoked is ours: it is looked up before retrying an uncertain attempt, and a "previous
+award … already exists" refusal counts as success once found.
+Revoke: ``DELETE /v2/assertions/{entityId}`` with ``revocation_reason``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from service.delivery import http
+from service.delivery.errors import NotConfigured, Rejected
+from service.delivery.outbox import AttemptRecord, Claimed
+from service.delivery.types import RepositoryConfig
+
+__all__ = ["BASE_URLS", "BadgrConnector", "TokenSet"]
+
+BASE_URLS = {
+    "us": "https://api.badgr.io",
+    "eu": "https://api.eu.badgr.io",
+    "test": "https://api.test.badgr.com",
+}
+SCOPE = "rw:issuer"
+
+
+class TokenSet:
+    def __init__(self, access: str, refresh: str | None, expires_at: dt.datetime) -> None:
+        self.access = access
+        self.refresh = refresh
+        self.expires_at = expires_at
+
+
+SaveTokens = Callable[[int, TokenSet], None]
+
+
+class BadgrConnector:
+    """Issues and revokes Badgr assertions; keeps OAuth2 tokens fresh."""
+
+    kinds = frozenset({"badgr.issue_assertion", "badgr.revoke_assertion"})
+
+    def __init__(
+        self,
+        client: httpx.Client | None = None,
+        *,
+        clock: http.Clock,
+        save_tokens: SaveTokens | None = None,
+    ) -> None:
+        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self._clock = clock
+        self._save = save_tokens
+        self._lock = threading.Lock()
+        self._tokens: dict[int, TokenSet] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _base(self, repo: RepositoryConfig) -> str:
+        base = repo.config.get("base_url") or BASE_URLS.get(str(repo.config.get("region", "us")))
+        if not base:
+            raise NotConfigured(f"repository {repo.name!r}: unknown Badgr region")
+        return str(base).rstrip("/")
+
+    # -- OAuth2 ----------------------------------------------------------------------------
+
+    def _token(self, repo: RepositoryConfig, record: AttemptRecord, *, stale: str | None) -> str:
+        """A valid access token; ``stale`` is one the server just refused."""
+        now = self._clock()
+        with self._lock:
+            tok = self._tokens.get(repo.id)
+            if tok is None and repo.access_token and repo.access_token_expires_at:
+                tok = TokenSet(repo.access_token, repo.refresh_token, repo.access_token_expires_at)
+            fresh = (
+                tok is not None
+                and tok.access != stale
+                and tok.expires_at > now + dt.timedelta(seconds=60)
+            )
+            if tok is not None and fresh:
+                return tok.access
+            new = None
+            if tok is not None and tok.refresh:
+                try:
+                    new = self._grant(
+                        repo,
+                        record,
+                        {"grant_type": "refresh_token", "refresh_token": tok.refresh},
+                    )
+                except Rejected:
+                    new = None  # refresh token expired or revoked: fall back to the password
+            if new is None:
+                username = repo.config.get("username")
+                if not username or not repo.secret:
+                    raise NotConfigured(
+                        f"repository {repo.name!r} needs a Badgr user name and password"
+                    )
+                new = self._grant(
+                    repo,
+                    record,
+                    {
+                        "grant_type": "password",
+                        "username": str(username),
+                        "password": repo.secret,
+                        "scope": SCOPE,
+                    },
+                )
+            self._tokens[repo.id] = new
+            if self._save is not None:
+                self._save(repo.id, new)
+            return new.access
+
+    def _grant(
+        self, repo: RepositoryConfig, record: AttemptRecord, form: dict[str, str]
+    ) -> TokenSet:
+        if repo.config.get("client_id"):
+            form = form | {"client_id": str(repo.config["client_id"])}
+        resp = http.request(
+            self._client,
+            "POST",
+            self._base(repo) + "/o/token",
+            record=record,
+            clock=self._clock,
+            data=form,
+            what=f"token ({form['grant_type']} grant)",
+        )
+        body = resp.json()
+        # Default lifetime of the open-source server is 86400 s when none is returned.
+        expires_in = float(body.get("expires_in") or 86400)
+        return TokenSet(
+            str(body["access_token"]),
+            body.get("refresh_token"),
+            self._clock() + dt.timedelta(seconds=expires_in),
+        )
+
+    def _api(
+        self, repo: RepositoryConfig, record: AttemptRecord, method: str, path: str, **kw: Any
+    ) -> httpx.Response:
+        token = self._token(repo, record, stale=None)
+        for again in (True, False):
+            try:
+                return http.request(
+                    self._client,
+                    method,
+                    self._base(repo) + path,
+                    record=record,
+                    clock=self._clock,
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+                    **kw,
+                )
+            except Rejected as exc:
+                if exc.status != 401 or not again:
+                    raise
+                token = self._token(repo, record, stale=token)
+        raise AssertionError("unreachable")
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _badge_class(self, repo: RepositoryConfig, item: dict[str, Any]) -> str:
+        explicit = item.get("badge_class_id")
+        if explicit:
+            return str(explicit)
+        key = f"{item.get('competency', '')}:{item.get('level', '')}"
+        classes = repo.config.get("badge_classes") or {}
+        if key not in classes:
+            raise NotConfigured(
+                f"repository {repo.name!r} has no Badgr badge class for {key!r}; add it to "
+                "the map, then retry the row"
+            )
+        return str(classes[key])
+
+    def find(
+        self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str
+    ) -> dict[str, Any] | None:
+        """The recipient's assertion of this badge class that is not revoked, if any."""
+        resp = self._api(
+            repo,
+            record,
+            "GET",
+            f"/v2/badgeclasses/{badge_class}/assertions",
+            params={"recipient": email},
+            what="check",
+        )
+        for a in resp.json().get("result", []):
+            recipient = a.get("recipient") or {}
+            who = recipient.get("plaintextIdentity") or recipient.get("identity")
+            if str(who).lower() == email.lower() and not a.get("revoked"):
+                return dict(a)
+        return None
+
+    def issue(
+        self, repo: RepositoryConfig, item: dict[str, Any], record: AttemptRecord, *, check: bool
+    ) -> dict[str, Any]:
+        badge_class = self._badge_class(repo, item)
+        email = str(item["recipient_email"])
+        if check:
+            found = self.find(repo, record, badge_class=badge_class, email=email)
+            if found is not None:
+                return {"entity_id": found.get("entityId"), "found": True}
+            record.checked = True
+        evidence: dict[str, str] = {}
+        if item.get("evidence_url") or item.get("credential_url"):
+            evidence["url"] = str(item.get("evidence_url") or item["credential_url"])
+        evidence["narrative"] = str(
+            item.get("narrative") or f"Reached level {item.get('level', '')}."
+        )
+        body: dict[str, Any] = {
+            "recipient": {"identity": email, "type": "email", "hashed": True},
+            "issuedOn": item["issued_at"],
+            "evidence": [evidence],
+            "notify": bool(repo.config.get("notify", True)),
+            "allowDuplicateAwards": False,
+        }
+        if item.get("narrative"):
+            body["narrative"] = item["narrative"]
+        if item.get("expires_at"):
+            body["expires"] = item["expires_at"]
+        try:
+            resp = self._api(
+                repo,
+                record,
+                "POST",
+                f"/v2/badgeclasses/{badge_class}/assertions",
+                json=body,
+                what="issue",
+            )
+        except Rejected as exc:
+            if exc.status != 400 or "already exists" not in exc.excerpt:
+                raise
+            found = self.find(repo, record, badge_class=badge_class, email=email)
+            if found is None:
+                raise
+            return {"entity_id": found.get("entityId"), "found": True}
+        result = resp.json().get("result") or [{}]
+        return {
+            "entity_id": result[0].get("entityId"),
+            "open_badge_id": result[0].get("openBadgeId"),
+        }
+
+    def revoke(
+        self, repo: RepositoryConfig, target: dict[str, Any], reason: str, record: AttemptRecord
+    ) -> str | None:
+        badge_class = self._badge_class(repo, target)
+        found = self.find(
+            repo, record, badge_class=badge_class, email=str(target["recipient_email"])
+        )
+        if found is None:
+            return None  # never reached Badgr, or already revoked
+        entity = str(found["entityId"])
+        try:
+            self._api(
+                repo,
+                record,
+                "DELETE",
+                f"/v2/assertions/{entity}",
+                json={"revocation_reason": reason},
+                what="revoke",
+            )
+        except Rejected as exc:
+            if exc.status != 404:
+                raise
+        return entity
+
+    def deliver(
+        self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
+    ) -> dict[str, Any]:
+        if repo is None:
+            raise NotConfigured("Badgr rows need a repository")
+        p = job.payload
+        if job.kind == "badgr.issue_assertion":
+            return self.issue(repo, p, record, check=job.uncertain)
+        if job.kind == "badgr.revoke_assertion":
+            ids = [
+                self.revoke(repo, t, str(p.get("reason", "Revoked")), record)
+                for t in p.get("targets", [])
+            ]
+            return {"revoked": [i for i in ids if i]}
+        raise NotConfigured(f"the Badgr connector does not handle {job.kind}")

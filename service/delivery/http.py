@@ -1,0 +1,107 @@
+"""The one place connectors call httpx: errors mapped onto the connector error tree, and
+each request summarised (method, path, status, time; never headers or secrets)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from service.delivery import backoff
+from service.delivery.errors import (
+    ConnectionFailed,
+    ServerError,
+    TimedOut,
+    error_for_status,
+)
+from service.delivery.outbox import AttemptRecord
+
+__all__ = ["Clock", "request"]
+
+Clock = Callable[[], dt.datetime]
+
+
+def request(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    record: AttemptRecord,
+    clock: Clock,
+    json: Any = None,
+    data: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+    auth: httpx.Auth | tuple[str, str] | None = None,
+    what: str = "",
+) -> httpx.Response:
+    """Send one request; return a 2xx response or raise a ``ConnectorError``."""
+    shown = httpx.URL(url).copy_with(query=None).path
+    if params:
+        shown += "?" + "&".join(f"{k}={v}" for k, v in params.items())
+    label = f"{method} {shown}" + (f" ({what})" if what else "")
+    t0 = time.monotonic()
+    try:
+        response = client.request(
+            method,
+            url,
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            content=content,
+            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+    except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+        # Never connected: the request cannot have been applied.
+        record.note(f"{label} -> connect timeout")
+        raise TimedOut(f"{label}: could not connect in time ({exc})") from exc
+    except httpx.TimeoutException as exc:
+        record.note(f"{label} -> timeout after sending")
+        raise TimedOut(f"{label}: no answer in time ({exc})", uncertain=True) from exc
+    except httpx.ConnectError as exc:
+        record.note(f"{label} -> connection refused")
+        raise ConnectionFailed(f"{label}: could not connect ({exc})") from exc
+    except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
+        # Reset or closed after (part of) the request went out: it may have been applied.
+        record.note(f"{label} -> connection broken")
+        raise ConnectionFailed(f"{label}: connection broken ({exc})", uncertain=True) from exc
+    ms = int((time.monotonic() - t0) * 1000)
+    excerpt = response.text[:500]
+    record.note(
+        f"{label} -> {response.status_code} ({ms} ms)", status=response.status_code, excerpt=excerpt
+    )
+    if response.is_success:
+        return response
+    retry_after = backoff.parse_retry_after(response.headers.get("retry-after"), now=clock())
+    err = error_for_status(
+        response.status_code,
+        f"{label} answered {response.status_code}: {_message(response)}",
+        excerpt=excerpt,
+        retry_after=retry_after,
+    )
+    if isinstance(err, ServerError) and method == "GET":
+        err.uncertain = False  # a failed read changes nothing
+    raise err
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        data = body.get("data")
+        if isinstance(data, dict) and "message" in data:
+            return str(data["message"])[:300]
+        status = body.get("status")
+        if isinstance(status, dict) and "description" in status:
+            return str(status["description"])[:300]
+        for key in ("message", "error_description", "error", "detail"):
+            if key in body:
+                return str(body[key])[:300]
+    return response.text[:200]

@@ -1,0 +1,461 @@
+"""The transactional outbox: rows written with the award, claimed by workers under a lease.
+
+Lifecycle of a row (``OutboxMessage.status``)::
+
+    held ──consent──► pending ──claim (lease)──► delivered
+                         ▲  │ retryable error: backoff, due_at moves on
+                         │  ├─ final error or attempts exhausted ──► dead ──retry──┐
+                         └──┴──────────────────────────────────────────────────────┘
+    held / pending / dead ──cancel──► cancelled;  delivered ──redeliver──► pending
+
+Claiming: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE`` in one transaction on
+PostgreSQL (any number of workers); on SQLite the same statements run under
+``BEGIN IMMEDIATE``, which serialises claimers (reference/security.md §3.2 point 7). A
+lease that expires (the worker died) makes the row claimable again, and marks it
+*uncertain*: the next attempt checks the repository before sending (§3.3 C).
+
+Services here only ``add``/``flush`` (``enqueue`` and the admin actions); the functions
+that take an engine are worker steps and commit their own short transactions. No
+transaction stays open across an HTTP call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import random
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, exists, or_, update
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, select
+
+from service.db.engine import session as db_session
+from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
+from service.db.types import utcnow
+from service.delivery import backoff
+from service.delivery.errors import ConnectorError, FinalError
+from service.errors import Conflict, NotFound
+
+__all__ = [
+    "THIRD_PARTY_KINDS",
+    "AttemptRecord",
+    "Claimed",
+    "cancel",
+    "claim",
+    "enqueue",
+    "finish",
+    "get",
+    "list_messages",
+    "redeliver",
+    "retry",
+]
+
+# Kinds that send personal data to a third party: held while the repository asks for consent.
+THIRD_PARTY_KINDS = frozenset(
+    {"credly.issue_badge", "credly.replace_badge", "badgr.issue_assertion"}
+)
+TERMINAL = ("delivered", "cancelled", "dead")
+# Core columns of the outbox table: typed SQL expressions for the queries below.
+OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+C = OUT.c
+DEFAULT_MAX_ATTEMPTS = 25
+
+
+def enqueue(
+    session: Session,
+    *,
+    credential_id: str,
+    kind: str,
+    idempotency_key: str,
+    payload: dict[str, Any],
+    repository_id: int | None = None,
+    person_id: int | None = None,
+    depends_on_id: int | None = None,
+    due_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> OutboxMessage:
+    """Add one delivery row to the caller's transaction (``add`` + ``flush``, no commit).
+
+    The same ``idempotency_key`` twice returns the existing row, so a repeated award
+    causes one delivery. A third-party row whose repository asks for consent is
+    ``held`` until the learner agrees (``cancelled`` if they refused).
+
+    Args:
+        session: the caller's session; the caller commits the award and the rows together.
+        credential_id: the credential (uuid string).
+        kind: dotted kind, e.g. ``credly.issue_badge``.
+        idempotency_key: unique per effect, e.g. ``credly.issue_badge:<credential>:<repo>``.
+        payload: snapshot of everything the connector needs (JSON-serialisable).
+        repository_id: the target repository.
+        person_id: the learner, to detect e-mail changes later.
+        depends_on_id: a row that must finish (delivered, cancelled or dead) first.
+        due_at: earliest delivery time (default now).
+        now: current time (default the clock).
+
+    Returns:
+        The new (or existing) row, flushed so it has an id.
+    """
+    if "." not in kind:
+        raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
+    existing = session.exec(
+        select(OutboxMessage).where(C.idempotency_key == idempotency_key)
+    ).first()
+    if existing is not None:
+        return existing
+    now = now or utcnow()
+    status = "pending"
+    if repository_id is not None and kind in THIRD_PARTY_KINDS:
+        status = _consent_status(session, credential_id=credential_id, repository_id=repository_id)
+    row = OutboxMessage(
+        credential_id=credential_id,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        payload=payload,
+        repository_id=repository_id,
+        person_id=person_id,
+        depends_on_id=depends_on_id,
+        status=status,
+        due_at=due_at or now,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _consent_status(session: Session, *, credential_id: str, repository_id: int) -> str:
+    repo = session.get(DeliveryRepository, repository_id)
+    if repo is None:
+        raise NotFound(f"delivery repository {repository_id} does not exist")
+    if repo.consent_policy != "ask":
+        return "pending"
+    consent = session.exec(
+        select(DeliveryConsent).where(
+            DeliveryConsent.__table__.c.credential_id == credential_id,  # type: ignore[attr-defined]
+            DeliveryConsent.__table__.c.repository_id == repository_id,  # type: ignore[attr-defined]
+        )
+    ).first()
+    if consent is None:
+        return "held"
+    return "pending" if consent.granted else "cancelled"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """A row leased to one worker: a plain snapshot, safe to use outside the session."""
+
+    id: int
+    uuid: str
+    credential_id: str
+    kind: str
+    repository_id: int | None
+    idempotency_key: str
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    uncertain: bool
+    lease_token: str
+    lease_expires_at: dt.datetime
+
+
+def claim(
+    engine: Engine,
+    *,
+    kinds: Iterable[str],
+    now: dt.datetime,
+    limit: int = 1,
+    lease_seconds: float = 60.0,
+    worker: str = "",
+) -> list[Claimed]:
+    """Lease up to ``limit`` due rows of the given kinds (one short transaction).
+
+    Args:
+        engine: the database.
+        kinds: the kinds this worker has connectors for.
+        now: current time from the worker's clock.
+        limit: most rows to lease.
+        lease_seconds: lease length; must exceed the worst HTTP timeout plus the check.
+        worker: worker name, recorded on lost-lease attempts.
+
+    Returns:
+        The leased rows, oldest due first.
+    """
+    kinds = list(kinds)
+    if not kinds or limit < 1:
+        return []
+    dep = OUT.alias("dep")
+    token = str(uuid.uuid4())
+    expires = now + dt.timedelta(seconds=lease_seconds)
+    query = (
+        sa_select(C.id, C.lease_expires_at, C.attempts)
+        .where(
+            C.status == "pending",
+            C.due_at <= now,
+            or_(C.lease_expires_at.is_(None), C.lease_expires_at <= now),
+            C.kind.in_(kinds),
+            or_(
+                C.depends_on_id.is_(None),
+                exists().where(and_(dep.c.id == C.depends_on_id, dep.c.status.in_(TERMINAL))),
+            ),
+        )
+        .order_by(C.due_at, C.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OUT)
+    )
+    claimed: list[Claimed] = []
+    with db_session(engine, write=True) as s:
+        picked = s.execute(query).all()
+        if not picked:
+            return []
+        for row_id, old_lease, attempts in picked:
+            lost_lease = old_lease is not None
+            values: dict[str, Any] = {
+                "lease_token": token,
+                "lease_expires_at": expires,
+                "attempts": attempts + 1,
+                "updated_at": now,
+            }
+            if lost_lease:
+                # The previous holder died mid-attempt: its request may have gone out.
+                values["uncertain"] = True
+                values["last_error"] = "worker stopped during the attempt (lease expired)"
+            s.execute(update(OUT).where(C.id == row_id).values(**values))
+            if lost_lease:
+                s.add(
+                    DeliveryAttempt(
+                        outbox_message_id=row_id,
+                        number=attempts,
+                        worker=worker,
+                        started_at=old_lease,
+                        finished_at=now,
+                        outcome="uncertain",
+                        error_code="lease_expired",
+                        error_detail="the worker holding this row stopped before recording "
+                        "an outcome; the next attempt checks the repository first",
+                    )
+                )
+        ids = [r[0] for r in picked]
+        rows = s.exec(select(OutboxMessage).where(C.id.in_(ids)).order_by(C.due_at, C.id)).all()
+        for row in rows:
+            assert row.id is not None
+            claimed.append(
+                Claimed(
+                    id=row.id,
+                    uuid=row.uuid,
+                    credential_id=row.credential_id,
+                    kind=row.kind,
+                    repository_id=row.repository_id,
+                    idempotency_key=row.idempotency_key,
+                    payload=dict(row.payload),
+                    attempt=row.attempts,
+                    max_attempts=row.max_attempts,
+                    uncertain=row.uncertain,
+                    lease_token=token,
+                    lease_expires_at=expires,
+                )
+            )
+        s.commit()
+    return claimed
+
+
+@dataclasses.dataclass
+class AttemptRecord:
+    """What a connector did in one attempt, for the attempt row (never secrets)."""
+
+    started_at: dt.datetime
+    requests: list[str] = dataclasses.field(default_factory=list)
+    response_status: int | None = None
+    response_excerpt: str = ""
+    # Set by a connector once it has checked the repository and found the effect absent,
+    # which clears an earlier attempt's uncertainty.
+    checked: bool = False
+
+    def note(self, line: str, *, status: int | None = None, excerpt: str = "") -> None:
+        self.requests.append(line)
+        if status is not None:
+            self.response_status = status
+        if excerpt:
+            self.response_excerpt = excerpt[:500]
+
+
+def finish(
+    engine: Engine,
+    job: Claimed,
+    *,
+    record: AttemptRecord,
+    now: dt.datetime,
+    result: dict[str, Any] | None = None,
+    error: ConnectorError | None = None,
+    worker: str = "",
+    rng: random.Random | None = None,
+) -> str:
+    """Record one attempt's outcome and move the row on; returns the attempt outcome.
+
+    Success → delivered. A final error, or a retryable one on the last allowed attempt →
+    dead. A retryable error → pending again at ``now + backoff`` (never before
+    Retry-After). If the lease was lost meanwhile, only the attempt row is written.
+    """
+    values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "updated_at": now}
+    next_due: dt.datetime | None = None
+    if error is None:
+        outcome = "delivered"
+        values |= {
+            "status": "delivered",
+            "uncertain": False,
+            "last_error": None,
+            "result": result or {},
+            "delivered_at": now,
+        }
+    else:
+        reason = f"{error.code}: {error.detail}"
+        values |= {"last_error": reason[:2000], "uncertain": error.uncertain}
+        if isinstance(error, FinalError) or job.attempt >= job.max_attempts:
+            outcome = "dead"
+            values["status"] = "dead"
+        else:
+            outcome = "uncertain" if error.uncertain else "retry"
+            delay = backoff.next_delay(job.attempt, retry_after=error.retry_after, rng=rng)
+            next_due = now + dt.timedelta(seconds=delay)
+            values["due_at"] = next_due
+    with db_session(engine, write=True) as s:
+        changed = s.execute(
+            update(OUT).where(C.id == job.id, C.lease_token == job.lease_token).values(**values)
+        ).rowcount  # type: ignore[attr-defined]
+        s.add(
+            DeliveryAttempt(
+                outbox_message_id=job.id,
+                number=job.attempt,
+                worker=worker[:100],
+                started_at=record.started_at,
+                finished_at=now,
+                duration_ms=max(0, int((now - record.started_at).total_seconds() * 1000)),
+                outcome=outcome if changed else "lease_lost",
+                request_summary="\n".join(record.requests)[:4000],
+                response_status=record.response_status
+                if error is None or error.status is None
+                else error.status,
+                response_excerpt=(record.response_excerpt or (error.excerpt if error else ""))[
+                    :500
+                ],
+                error_code=None if error is None else error.code,
+                error_detail=None if error is None else error.detail[:2000],
+                retry_after_seconds=None if error is None else error.retry_after,
+                next_due_at=next_due,
+            )
+        )
+        s.commit()
+    return outcome if changed else "lease_lost"
+
+
+# --- administrator actions (caller commits) ----------------------------------------------
+
+
+def get(session: Session, ref: str | int) -> OutboxMessage:
+    """A row by numeric id or uuid."""
+    cond = C.id == int(ref) if str(ref).isdigit() else C.uuid == str(ref)
+    row = session.exec(select(OutboxMessage).where(cond)).first()
+    if row is None:
+        raise NotFound(f"no outbox row {ref!r}", hint="list rows with `microcred outbox list`")
+    return row
+
+
+def list_messages(
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    credential_id: str | None = None,
+    limit: int = 100,
+) -> Sequence[OutboxMessage]:
+    """Rows, most recently changed first, filtered as given."""
+    q = select(OutboxMessage)
+    if status:
+        q = q.where(C.status == status)
+    if kind:
+        q = q.where(C.kind == kind)
+    if credential_id:
+        q = q.where(C.credential_id == credential_id)
+    q = q.order_by(C.updated_at.desc(), C.id.desc()).limit(limit)
+    return session.exec(q).all()
+
+
+def _leased(row: OutboxMessage, now: dt.datetime) -> bool:
+    return row.lease_expires_at is not None and row.lease_expires_at > now
+
+
+def _guarded_update(
+    session: Session,
+    row: OutboxMessage,
+    *,
+    allowed: tuple[str, ...],
+    now: dt.datetime,
+    **values: Any,
+) -> None:
+    # One atomic UPDATE guarded on status and lease, so it cannot race a worker's claim.
+    changed = session.execute(
+        update(OUT)
+        .where(
+            C.id == row.id,
+            C.status.in_(allowed),
+            or_(C.lease_expires_at.is_(None), C.lease_expires_at <= now),
+        )
+        .values(updated_at=now, **values)
+    ).rowcount  # type: ignore[attr-defined]
+    if not changed:
+        session.refresh(row)
+        if _leased(row, now):
+            raise Conflict(
+                f"outbox row {row.uuid} is being delivered right now",
+                hint="wait for the attempt to finish (see `microcred outbox list`), then try again",
+            )
+        raise Conflict(
+            f"outbox row {row.uuid} is {row.status}; this action needs one of: "
+            + ", ".join(allowed)
+        )
+    session.flush()
+    session.refresh(row)
+
+
+def retry(session: Session, ref: str | int, *, now: dt.datetime | None = None) -> OutboxMessage:
+    """Send a dead (or waiting) row again now, with a fresh attempt budget."""
+    now = now or utcnow()
+    row = get(session, ref)
+    _guarded_update(
+        session,
+        row,
+        allowed=("dead", "pending"),
+        now=now,
+        status="pending",
+        due_at=now,
+        max_attempts=row.attempts + DEFAULT_MAX_ATTEMPTS,
+    )
+    return row
+
+
+def redeliver(session: Session, ref: str | int, *, now: dt.datetime | None = None) -> OutboxMessage:
+    """Deliver a delivered row again (connectors check first, so Credly gets no duplicate)."""
+    now = now or utcnow()
+    row = get(session, ref)
+    _guarded_update(
+        session,
+        row,
+        allowed=("delivered", "dead", "cancelled"),
+        now=now,
+        status="pending",
+        due_at=now,
+        uncertain=True,
+        max_attempts=row.attempts + DEFAULT_MAX_ATTEMPTS,
+    )
+    return row
+
+
+def cancel(session: Session, ref: str | int, *, now: dt.datetime | None = None) -> OutboxMessage:
+    """Stop a row that has not been delivered."""
+    now = now or utcnow()
+    row = get(session, ref)
+    _guarded_update(session, row, allowed=("pending", "held", "dead"), now=now, status="cancelled")
+    return row

@@ -1,0 +1,143 @@
+"""API models of the delivery endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from service.db.models import DeliveryAttempt, DeliveryRepository, EmailMismatch, OutboxMessage
+
+
+class AttemptPublic(BaseModel):
+    number: int
+    worker: str
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    duration_ms: int
+    outcome: str
+    request_summary: str
+    response_status: int | None
+    response_excerpt: str
+    error_code: str | None
+    error_detail: str | None
+    retry_after_seconds: float | None
+    next_due_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, a: DeliveryAttempt) -> AttemptPublic:
+        return cls.model_validate(a, from_attributes=True)
+
+
+class OutboxPublic(BaseModel):
+    id: int
+    uuid: str
+    credential_id: str
+    kind: str
+    repository_id: int | None
+    status: str
+    attempts: int
+    max_attempts: int
+    due_at: dt.datetime
+    in_flight: bool
+    uncertain: bool
+    last_error: str | None
+    result: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    delivered_at: dt.datetime | None
+    attempt_log: list[AttemptPublic] | None = None
+
+    @classmethod
+    def of(
+        cls, m: OutboxMessage, *, now: dt.datetime, attempts: list[DeliveryAttempt] | None = None
+    ) -> OutboxPublic:
+        assert m.id is not None
+        return cls(
+            id=m.id,
+            uuid=m.uuid,
+            credential_id=m.credential_id,
+            kind=m.kind,
+            repository_id=m.repository_id,
+            status=m.status,
+            attempts=m.attempts,
+            max_attempts=m.max_attempts,
+            due_at=m.due_at,
+            in_flight=m.lease_expires_at is not None and m.lease_expires_at > now,
+            uncertain=m.uncertain,
+            last_error=m.last_error,
+            result=m.result,
+            created_at=m.created_at,
+            updated_at=m.updated_at,
+            delivered_at=m.delivered_at,
+            attempt_log=None if attempts is None else [AttemptPublic.of(a) for a in attempts],
+        )
+
+
+class OutboxList(BaseModel):
+    warnings: list[str]
+    items: list[OutboxPublic]
+
+
+class RepositoryPublic(BaseModel):
+    id: int
+    uuid: str
+    kind: str
+    name: str
+    enabled: bool
+    consent_policy: str
+    config: dict[str, Any]
+    has_secret: bool
+    secret_expires_at: dt.datetime | None
+    warning: str | None = None
+
+    @classmethod
+    def of(cls, r: DeliveryRepository, *, warning: str | None = None) -> RepositoryPublic:
+        assert r.id is not None
+        return cls(
+            id=r.id,
+            uuid=r.uuid,
+            kind=r.kind,
+            name=r.name,
+            enabled=r.enabled,
+            consent_policy=r.consent_policy,
+            config=r.config,
+            has_secret=bool(r.secret),
+            secret_expires_at=r.secret_expires_at,
+            warning=warning,
+        )
+
+
+class RepositoryCreate(BaseModel):
+    kind: str = Field(description="credly, badgr, webhook or ags")
+    name: str = Field(min_length=1, max_length=200)
+    config: dict[str, Any] = Field(default_factory=dict)
+    secret: str | None = Field(
+        default=None,
+        description="Credly org token, Badgr password or webhook secret; stored encrypted",
+    )
+    secret_expires_at: dt.datetime | None = None
+    consent_policy: str = "automatic"
+
+
+class ConsentIn(BaseModel):
+    repository_id: int
+    granted: bool
+
+
+class MismatchPublic(BaseModel):
+    id: int
+    person_id: int
+    credential_id: str
+    repository_id: int | None
+    outbox_message_id: int
+    delivered_email: str
+    current_email: str
+    detected_at: dt.datetime
+    resolved_at: dt.datetime | None
+    resolution: str | None
+
+    @classmethod
+    def of(cls, m: EmailMismatch) -> MismatchPublic:
+        return cls.model_validate(m, from_attributes=True)

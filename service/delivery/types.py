@@ -1,0 +1,36 @@
+"""Value types shared by the worker and the connectors."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Protocol
+
+from service.delivery.outbox import AttemptRecord, Claimed
+
+__all__ = ["Connector", "RepositoryConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class RepositoryConfig:
+    """A snapshot of one ``delivery_repository`` row with its secrets decrypted."""
+
+    id: int
+    kind: str
+    name: str
+    config: dict[str, Any]
+    secret: str | None = dataclasses.field(default=None, repr=False)
+    access_token: str | None = dataclasses.field(default=None, repr=False)
+    refresh_token: str | None = dataclasses.field(default=None, repr=False)
+    access_token_expires_at: dt.datetime | None = None
+
+
+class Connector(Protocol):
+    """Delivers one kind family. ``deliver`` returns the result to store (e.g. the remote
+    id) or raises a ``ConnectorError``; it notes each request on ``record``."""
+
+    kinds: frozenset[str]
+
+    def deliver(
+        self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
+    ) -> dict[str, Any]: ...

@@ -1,0 +1,100 @@
+"""Signed webhooks for any other system (receivers: see docs/webhooks.md).
+
+Each event is POSTed as JSON with three headers, after Stripe and Standard Webhooks:
+
+- ``Microcred-Event-Id``: the same on every retry of one event (receivers de-duplicate);
+- ``Microcred-Event-Type``: e.g. ``credential.issued``;
+- ``Microcred-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, f"{t}.{body}")>``.
+
+The timestamp is signed with the body so a captured request cannot be replayed later;
+receivers reject signatures older than 5 minutes. During secret rotation ``v1=`` appears
+once per active secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import httpx
+
+from service.delivery import http
+from service.delivery.errors import NotConfigured
+from service.delivery.outbox import AttemptRecord, Claimed
+from service.delivery.types import RepositoryConfig
+
+__all__ = ["WebhookConnector", "sign", "verify"]
+
+EVENT_TYPES = {
+    "webhook.credential_issued": "credential.issued",
+    "webhook.credential_revoked": "credential.revoked",
+    "webhook.credential_upgraded": "credential.upgraded",
+}
+TOLERANCE_SECONDS = 300
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The hex HMAC-SHA256 of ``f"{timestamp}.".encode() + body``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return mac.hexdigest()
+
+
+def verify(secret: str, header: str, body: bytes, *, now: int) -> bool:
+    """Receiver-side check of a ``Microcred-Signature`` header (also used by our tests)."""
+    parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    stamps = [v for k, v in parts if k.strip() == "t"]
+    if len(stamps) != 1 or not stamps[0].isdigit():
+        return False
+    t = int(stamps[0])
+    if abs(now - t) > TOLERANCE_SECONDS:
+        return False
+    expected = sign(secret, t, body)
+    return any(k.strip() == "v1" and hmac.compare_digest(v, expected) for k, v in parts)
+
+
+class WebhookConnector:
+    """POSTs signed events; any 2xx is delivery."""
+
+    kinds = frozenset(EVENT_TYPES)
+
+    def __init__(self, client: httpx.Client | None = None, *, clock: http.Clock) -> None:
+        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self._clock = clock
+
+    def close(self) -> None:
+        self._client.close()
+
+    def deliver(
+        self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
+    ) -> dict[str, Any]:
+        if repo is None or not repo.config.get("url"):
+            raise NotConfigured("webhook rows need a repository with a url")
+        if not repo.secret:
+            raise NotConfigured(f"webhook {repo.name!r} has no signing secret")
+        event = {
+            "id": job.uuid,
+            "type": EVENT_TYPES[job.kind],
+            "credential_id": job.credential_id,
+            "data": job.payload,
+        }
+        body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
+        t = int(self._clock().timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "Microcred-Event-Id": job.uuid,
+            "Microcred-Event-Type": str(event["type"]),
+            "Microcred-Signature": f"t={t},v1={sign(repo.secret, t, body)}",
+        }
+        resp = http.request(
+            self._client,
+            "POST",
+            str(repo.config["url"]),
+            record=record,
+            clock=self._clock,
+            content=body,
+            headers=headers,
+            what=str(event["type"]),
+        )
+        return {"status": resp.status_code}
