@@ -13,6 +13,7 @@ import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.settings import Settings, get_settings
+from service.sources import router as sources_router
 from service.web import errors, health
 
 log = logging.getLogger(__name__)
@@ -34,4 +35,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
+    # sources routers
+    app.include_router(sources_router.router)
     return app

@@ -18,6 +18,7 @@ Nothing here commits: the route, CLI command or worker iteration does.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -365,8 +366,9 @@ def apply(
 
 
 def _where_order(p: Problem) -> tuple[str, int, str]:
-    head, _, num = p.where.rpartition(" ")
-    return (head, int(num), p.field) if num.isdigit() else (p.where, 0, p.field)
+    # "line 10" after "line 9", "results[10]" after "results[9]"
+    m = re.match(r"^(.*?)(\d+)\]?$", p.where)
+    return (m.group(1), int(m.group(2)), p.field) if m else (p.where, 0, p.field)
 
 
 @dataclass(frozen=True)
