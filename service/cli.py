@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, NoReturn
 
 import typer
+from sqlmodel import Session
 
 from service import secretbox
 from service.db import migrate as db_migrate
@@ -65,6 +68,19 @@ def serve(
 
 
 # --- sources commands ---
+@contextlib.contextmanager
+def _db(settings: Settings, *, write: bool = False) -> Iterator[Session]:
+    """One session for one command; the engine is closed afterwards (PostgreSQL pools)."""
+    from service.db.engine import session
+
+    engine = _engine(settings)
+    try:
+        with session(engine, write=write) as s:
+            yield s
+    finally:
+        engine.dispose()
+
+
 token_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
 import_app = typer.Typer(help="Import results into a course's evidence.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
@@ -81,11 +97,10 @@ def token_create(
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from service import apitoken
-    from service.db.engine import session
     from service.db.types import utcnow
 
     settings = _bootstrap()
-    with session(_engine(settings), write=True) as s:
+    with _db(settings, write=True) as s:
         try:
             row, token = apitoken.create(
                 s, name=name, scopes=scope or ["evidence:write"], actor="cli", now=utcnow()
@@ -112,14 +127,13 @@ def import_csv_command(
     """Import results from a CSV file. All-or-nothing unless --partial."""
     import json
 
-    from service.db.engine import session
     from service.db.types import utcnow
     from service.sources import csvimport
 
     settings = _bootstrap()
     mode: csvimport.Mode = "dry_run" if dry_run else "partial" if partial else "all"
     data = file.read(csvimport.MAX_BYTES + 1)
-    with session(_engine(settings), write=True) as s:
+    with _db(settings, write=True) as s:
         try:
             report = csvimport.import_csv(
                 s,
@@ -150,6 +164,116 @@ def import_csv_command(
     typer.echo(json.dumps(report.as_dict()))
     if report.rejected and not (dry_run or partial):
         raise typer.Exit(1)
+
+
+source_app = typer.Typer(help="Connections to LMS data APIs (Moodle WS, Canvas REST).")
+app.add_typer(source_app, name="source")
+
+
+@source_app.command("add")
+def source_add(
+    name: Annotated[str, typer.Option(help="A name for the connection.")],
+    kind: Annotated[str, typer.Option(help="moodle or canvas.")],
+    base_url: Annotated[str, typer.Option(help="Site root, e.g. https://moodle.example.edu.")],
+    platform: Annotated[int | None, typer.Option(help="Platform id it belongs to.")] = None,
+    client_id: Annotated[str, typer.Option(help="Canvas developer key id (refresh).")] = "",
+) -> None:
+    """Add an LMS data connection; secrets are read from a prompt (or MICROCRED_SOURCE_*
+    environment variables), never from the command line, and stored encrypted."""
+    import os
+    from urllib.parse import urlsplit
+
+    from sqlmodel import select
+
+    from service.db.models import SourceConnection
+    from service.sources import sync
+
+    if kind not in sync.KINDS:
+        _fail(ServiceError(f"kind must be one of {', '.join(sync.KINDS)}, not {kind!r}"))
+    if urlsplit(base_url).scheme not in ("https", "http") or not urlsplit(base_url).netloc:
+        _fail(ServiceError(f"{base_url!r} is not an http(s) URL"))
+    token = os.environ.get("MICROCRED_SOURCE_TOKEN") or typer.prompt(
+        "API token (Moodle web service token / Canvas access token)", hide_input=True
+    )
+    refresh = secret = None
+    if kind == "canvas" and client_id:
+        refresh = os.environ.get("MICROCRED_SOURCE_REFRESH_TOKEN") or typer.prompt(
+            "Canvas refresh token", hide_input=True
+        )
+        secret = os.environ.get("MICROCRED_SOURCE_CLIENT_SECRET") or typer.prompt(
+            "Canvas developer key secret", hide_input=True
+        )
+    settings = _bootstrap()
+    with _db(settings, write=True) as s:
+        if s.exec(select(SourceConnection).where(SourceConnection.name == name)).first():
+            _fail(ServiceError(f"a source connection named {name!r} exists"))
+        row = SourceConnection(
+            name=name,
+            kind=kind,
+            base_url=base_url.rstrip("/"),
+            platform_id=platform,
+            access_token=token,
+            refresh_token=refresh,
+            client_id=client_id,
+            client_secret=secret,
+        )
+        s.add(row)
+        s.commit()
+    typer.echo(f"source connection {name!r} added (id {row.id})")
+
+
+@source_app.command("list")
+def source_list() -> None:
+    """List LMS data connections (never their secrets)."""
+    from sqlmodel import select
+
+    from service.db.models import SourceConnection
+
+    settings = _bootstrap()
+    with _db(settings) as s:
+        for row in s.exec(select(SourceConnection)).all():
+            state = "active" if row.active else "inactive"
+            typer.echo(f"{row.id}\t{row.name}\t{row.kind}\t{row.base_url}\t{state}")
+
+
+@app.command("sync")
+def sync_command(
+    course: Annotated[int, typer.Option("--course", help="microcred course id.")],
+    source: Annotated[str, typer.Option("--source", help="Source connection name.")],
+    lms_course_id: Annotated[
+        str | None,
+        typer.Option(help="The LMS course id (Canvas: $Canvas.course.id); default context id."),
+    ] = None,
+) -> None:
+    """Pull a course's quiz, assignment and rubric results from the LMS now."""
+    import json
+
+    from service.db.types import utcnow
+    from service.sources import sync
+
+    settings = _bootstrap()
+    with _db(settings, write=True) as s:
+        try:
+            conn = sync.get_connection(s, name=source)
+            report = sync.sync_course(
+                s,
+                course_id=course,
+                connector=sync.connector_for(s, conn),
+                now=utcnow(),
+                lms_course_id=lms_course_id,
+                connection_id=conn.id,
+                actor="cli",
+            )
+        except ServiceError as exc:
+            _fail(exc)
+        s.commit()
+    for p in report.rejected:
+        typer.echo(f"{p.where}, {p.field}: {p.reason}", err=True)
+    typer.echo(
+        f"synced: {report.new} new, {report.updated} updated, {report.unchanged} unchanged, "
+        f"{len(report.rejected)} rejected"
+    )
+    typer.echo(json.dumps(report.as_dict()))
 
 
 def _fail(exc: ServiceError) -> NoReturn:

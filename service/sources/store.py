@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from service import audit
@@ -159,16 +160,8 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in values.items()}
 
 
-def _upsert(
-    session: Session,
-    *,
-    course_id: int,
-    person_id: int,
-    result: Result,
-    run_id: int | None,
-    now: dt.datetime,
-) -> Outcome:
-    row = session.exec(
+def _find(session: Session, *, course_id: int, person_id: int, result: Result) -> Evidence | None:
+    return session.exec(
         select(Evidence).where(
             Evidence.course_id == course_id,
             Evidence.person_id == person_id,
@@ -179,7 +172,20 @@ def _upsert(
             Evidence.attempt == result.attempt,
         )
     ).first()
+
+
+def _upsert(
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int,
+    result: Result,
+    run_id: int | None,
+    now: dt.datetime,
+) -> Outcome:
     values = _values(result, result.verification)
+    row = _find(session, course_id=course_id, person_id=person_id, result=result)
+    outcome: Outcome = "updated"
     if row is None:
         row = Evidence(
             course_id=course_id,
@@ -194,10 +200,17 @@ def _upsert(
             updated_at=now,
             **values,
         )
-        session.add(row)
-        session.flush()
-        outcome: Outcome = "new"
-    else:
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+            outcome = "new"
+        except IntegrityError:
+            # A concurrent import inserted the same result first (PostgreSQL; SQLite
+            # serialises writers): continue as an update of that row.
+            row = _find(session, course_id=course_id, person_id=person_id, result=result)
+            assert row is not None
+    if outcome == "updated":
         current = {k: getattr(row, k) for k in values}
         if current == values:
             return "unchanged"
@@ -208,7 +221,6 @@ def _upsert(
         row.updated_at = now
         session.add(row)
         session.flush()
-        outcome = "updated"
     assert row.id is not None
     session.add(
         EvidenceRevision(

@@ -61,3 +61,28 @@ def test_import_csv_reports_lines_and_is_all_or_nothing(
     assert "0 new, 0 updated, 1 unchanged" in r.output
     with session(engine) as s:
         assert len(s.exec(select(Evidence)).all()) == 1
+
+
+def test_source_add_keeps_the_token_encrypted_and_sync_errors_are_clear(
+    runner: CliRunner, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world(engine)
+    monkeypatch.setenv("MICROCRED_SOURCE_TOKEN", "s3cret-moodle-token")
+    args = ["source", "add", "--name", "moodle", "--kind", "moodle"]
+    r = runner.invoke(cli.app, [*args, "--base-url", "https://moodle.test"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli.app, [*args, "--base-url", "https://moodle.test"])
+    assert r.exit_code == 2 and "exists" in r.output
+    r = runner.invoke(
+        cli.app,
+        ["source", "add", "--name", "x", "--kind", "blackboard", "--base-url", "https://x.test"],
+    )
+    assert r.exit_code == 2 and "moodle, canvas" in r.output
+    r = runner.invoke(cli.app, ["source", "list"])
+    assert "moodle\tmoodle\thttps://moodle.test\tactive" in r.output
+    assert "s3cret" not in r.output
+    with session(engine) as s:
+        raw = s.connection().exec_driver_sql("SELECT access_token FROM source_connection").scalar()
+    assert "s3cret" not in str(raw)
+    r = runner.invoke(cli.app, ["sync", "--course", str(w.course_id), "--source", "nope"])
+    assert r.exit_code == 2 and "no source connection named 'nope'" in r.output

@@ -229,3 +229,28 @@ def test_revisions_are_written_for_every_version(engine: Engine) -> None:
     with session(engine) as s:
         revs = s.exec(select(EvidenceRevision)).all()
     assert [r.version for r in revs] == [1, 2, 3]
+
+
+def test_concurrent_imports_of_the_same_file_never_duplicate(engine: Engine) -> None:
+    """Eight imports of one file at once: every result stored once, no import fails."""
+    import threading
+
+    w = world(engine)
+    body = "".join(f"u-ada,,,quiz,q{i},,{i % 10},10,1\n42,,,quiz,q{i},,1,10,1\n" for i in range(20))
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run_csv(engine, w, body)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    rows = evidence_rows(engine)
+    assert len(rows) == 40
+    assert all(r.version == 1 for r in rows)
