@@ -16,6 +16,8 @@ from service.issuer import router as issuer_router
 from service.delivery import router as delivery_router
 from service.settings import Settings, get_settings
 from service.web import credential_preview, errors, health
+from service.sources import router as sources_router
+from service.web import errors, health
 
 log = logging.getLogger(__name__)
 
@@ -49,4 +51,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(credential_preview.router)
     # delivery routers
     app.include_router(delivery_router.router)
+    # sources routers
+    app.include_router(sources_router.router)
     return app

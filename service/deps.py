@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from service import apitoken
 from service.db.engine import session as db_session
+from service.db.models import ApiToken
 from service.settings import Settings
 
 
@@ -39,3 +41,23 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+
+
+def get_api_token(
+    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+) -> ApiToken:
+    """The API token of a bearer-authenticated JSON API request (401 otherwise)."""
+    return apitoken.authenticate(session, authorization=authorization)
+
+
+ApiTokenDep = Annotated[ApiToken, Depends(get_api_token)]
+
+
+def scope(name: str) -> Callable[[ApiToken], ApiToken]:
+    """Dependency factory: the request's API token, which must carry scope ``name``."""
+
+    def check(token: ApiTokenDep) -> ApiToken:
+        apitoken.require(token, name)
+        return token
+
+    return check

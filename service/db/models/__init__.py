@@ -22,6 +22,18 @@ from service.db.models.delivery import (
 )
 
 __all__ = [
+from service.db.models.sources import (
+    ApiToken,
+    Evidence,
+    EvidenceRevision,
+    ImportRun,
+    PersonLink,
+    SourceConnection,
+    VerificationEvent,
+)
+
+__all__ = [
+    "ApiToken",
     "AuditEvent",
     "Course",
     "Deployment",
@@ -50,4 +62,12 @@ __all__ = [
     "OutboxMessage",
     "Person",
     "Platform",
+    "Evidence",
+    "EvidenceRevision",
+    "ImportRun",
+    "Person",
+    "PersonLink",
+    "Platform",
+    "SourceConnection",
+    "VerificationEvent",
 ]

@@ -1,0 +1,92 @@
+"""What every connector returns, and the shared HTTP retry rule."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import httpx
+
+from service.sources.errors import SourceUnavailable
+from service.sources.types import Problem, Result
+
+__all__ = ["Connector", "Fetched", "RetryPolicy", "backoff_seconds", "from_unix", "send"]
+
+
+@dataclass
+class Fetched:
+    """Everything read for one course: results tagged with where they came from."""
+
+    results: list[tuple[str, Result]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    requests: int = 0
+
+
+class Connector(Protocol):
+    kind: str
+    origin: str
+
+    def fetch_course(self, lms_course_id: str) -> Fetched: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+
+def backoff_seconds(policy: RetryPolicy, attempt: int, retry_after: str | None) -> float:
+    """Delay before retry number ``attempt`` (1-based): the server's Retry-After seconds if
+    it sent them (RFC 9110 §10.2.3), else exponential; never more than ``max_delay``."""
+    if retry_after is not None and retry_after.strip().isdigit():
+        return min(float(retry_after.strip()), policy.max_delay)
+    return min(policy.base_delay * float(2 ** max(attempt - 1, 0)), policy.max_delay)
+
+
+def send(
+    client: httpx.Client,
+    request: httpx.Request,
+    *,
+    what: str,
+    policy: RetryPolicy,
+    sleep: Callable[[float], None],
+    throttled: Callable[[httpx.Response], bool] = lambda r: r.status_code == 429,
+) -> httpx.Response:
+    """Send with retries on timeouts, connection errors, throttling and 5xx.
+
+    Returns any other response (the caller turns 4xx into final errors). ``what`` names
+    the call in error messages and must not contain secrets.
+    """
+    for attempt in range(1, policy.attempts + 1):
+        last = attempt == policy.attempts
+        try:
+            response = client.send(request)
+        except httpx.TransportError as exc:
+            if last:
+                raise SourceUnavailable(
+                    f"{what}: no answer after {attempt} attempts ({type(exc).__name__})",
+                    hint="Check that the LMS is reachable from this server; the sync can be "
+                    "retried.",
+                ) from exc
+            sleep(backoff_seconds(policy, attempt, None))
+            continue
+        if response.status_code >= 500 or throttled(response):
+            if last:
+                raise SourceUnavailable(
+                    f"{what}: HTTP {response.status_code} after {attempt} attempts",
+                    hint="The LMS is overloaded or failing; the sync can be retried later.",
+                )
+            sleep(backoff_seconds(policy, attempt, response.headers.get("retry-after")))
+            continue
+        return response
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def from_unix(value: object) -> dt.datetime | None:
+    """Moodle timestamps: seconds since the epoch, 0 meaning "not set"."""
+    if isinstance(value, int | float) and value > 0:
+        return dt.datetime.fromtimestamp(value, dt.UTC)
+    return None

@@ -1,0 +1,120 @@
+"""JSON API of the evidence store: push results, import CSV, read a course's evidence.
+
+Every route needs a bearer API token (``microcred token create``) with the named scope.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi.responses import JSONResponse
+
+from service.db.models import ApiToken
+from service.db.types import utcnow
+from service.deps import SessionDep, WriteSessionDep, scope
+from service.sources import csvimport, push, store
+from service.sources.types import SyncReport
+
+router = APIRouter(prefix="/api", tags=["evidence"])
+
+WriteToken = Annotated[ApiToken, Depends(scope("evidence:write"))]
+ReadToken = Annotated[ApiToken, Depends(scope("evidence:read"))]
+
+
+def _answer(report: SyncReport, *, dry_run: bool = False) -> JSONResponse:
+    if report.applied or dry_run:
+        return JSONResponse({"report": report.as_dict()})
+    return JSONResponse(
+        {
+            "error": "import_rejected",
+            "detail": f"{len(report.rejected)} record(s) are not valid; nothing was written",
+            "hint": "Fix the records listed in report.rejected and send again, or send "
+            "with partial=true to write the valid ones.",
+            "report": report.as_dict(),
+        },
+        status_code=422,
+    )
+
+
+@router.post("/evidence")
+def post_evidence(
+    batch: push.PushBatch,
+    session: WriteSessionDep,
+    token: WriteToken,
+    partial: Annotated[bool, Query(description="Write the valid records of the batch")] = False,
+) -> JSONResponse:
+    """Post results and verification events for one course (idempotent)."""
+    report = push.apply_batch(
+        session,
+        batch=batch,
+        token_name=token.name,
+        actor=f"api-token:{token.id}",
+        partial=partial,
+        now=utcnow(),
+    )
+    session.commit()  # a rejected batch still records its import run
+    return _answer(report)
+
+
+@router.post("/courses/{course_id}/evidence/import")
+def import_evidence_csv(
+    course_id: int,
+    session: WriteSessionDep,
+    token: WriteToken,
+    file: Annotated[UploadFile, File(description="CSV file, columns in docs/csv-import.md")],
+    mode: Annotated[
+        Literal["all", "partial", "dry_run"],
+        Query(description="all-or-nothing (default), write the valid rows, or report only"),
+    ] = "all",
+) -> JSONResponse:
+    """Import a CSV file of results into a course."""
+    data = file.file.read(csvimport.MAX_BYTES + 1)
+    report = csvimport.import_csv(
+        session,
+        course_id=course_id,
+        data=data,
+        mode=mode,
+        filename=file.filename or "",
+        actor=f"api-token:{token.id}",
+        now=utcnow(),
+    )
+    if mode != "dry_run":
+        session.commit()
+    return _answer(report, dry_run=mode == "dry_run")
+
+
+@router.get("/courses/{course_id}/evidence")
+def list_course_evidence(course_id: int, session: SessionDep, token: ReadToken) -> dict[str, Any]:
+    """A course's stored evidence, with each result's effective verification."""
+    store.platform_of_course(session, course_id=course_id)
+    records = store.list_evidence(session, course_id=course_id)
+    return {
+        "course_id": course_id,
+        "evidence": [
+            {
+                "id": r.id,
+                "person_id": r.person_id,
+                "origin": r.origin,
+                "kind": r.kind,
+                "item_id": r.item_id,
+                "item_title": r.item_title,
+                "criterion_id": r.criterion_id,
+                "criterion_title": r.criterion_title,
+                "score": r.score,
+                "max_score": r.max_score,
+                "level": None
+                if r.level_id is None
+                else {"id": r.level_id, "name": r.level_name, "points": r.level_points},
+                "scale": [{"id": a, "name": b, "points": c} for a, b, c in r.level_scale],
+                "attempt": r.attempt,
+                "submitted_at": r.submitted_at.isoformat() if r.submitted_at else None,
+                "graded_at": r.graded_at.isoformat() if r.graded_at else None,
+                "verification": r.verification.value,
+                "verification_basis": r.verification_basis,
+                "asserted_by": r.asserted_by,
+                "version": r.version,
+            }
+            for r in records
+        ],
+    }

@@ -1,0 +1,484 @@
+"""The evidence store: match learners, write results idempotently, keep every version.
+
+Every way in (CSV, push API, LMS sync) goes through :func:`apply`, which
+
+1. matches each result's learner to a ``person`` of the course's platform (LMS user id
+   via ``person_link``, then LTI ``sub``, then a unique e-mail), rejecting the rest with
+   a reason;
+2. rejects a second record with the same natural key in one batch;
+3. inserts new evidence, updates changed evidence (``version`` + 1, a new
+   ``evidence_revision`` row) and leaves identical evidence alone;
+4. records verification events the same way (idempotent per sitting).
+
+It writes inside a SAVEPOINT, so the caller can keep the result, or undo it for a dry
+run or when the all-or-nothing rule rejects the batch, and still report exact counts.
+Nothing here commits: the route, CLI command or worker iteration does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from service import audit
+from service.db.models import (
+    Course,
+    Deployment,
+    Evidence,
+    EvidenceRevision,
+    ImportRun,
+    Person,
+    PersonLink,
+)
+from service.db.models import VerificationEvent as EventRow
+from service.errors import NotFound
+from service.sources.types import (
+    LearnerRef,
+    Problem,
+    Result,
+    SyncReport,
+    Verification,
+    VerificationEvent,
+)
+
+__all__ = [
+    "EvidenceRecord",
+    "PersonResolver",
+    "apply",
+    "history",
+    "link_person",
+    "list_evidence",
+    "platform_of_course",
+]
+
+Outcome = Literal["new", "updated", "unchanged"]
+
+
+def platform_of_course(session: Session, *, course_id: int) -> tuple[Course, int]:
+    row = session.exec(
+        select(Course, Deployment.platform_id)
+        .join(Deployment, col(Deployment.id) == col(Course.deployment_id))
+        .where(Course.id == course_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"course {course_id} does not exist")
+    return row[0], row[1]
+
+
+def link_person(session: Session, *, platform_id: int, lms_user_id: str, person_id: int) -> None:
+    """Remember the LMS's own user id for a person (e.g. Canvas ``$Canvas.user.id``)."""
+    row = session.exec(
+        select(PersonLink).where(
+            PersonLink.platform_id == platform_id, PersonLink.lms_user_id == lms_user_id
+        )
+    ).first()
+    if row is None:
+        session.add(
+            PersonLink(platform_id=platform_id, lms_user_id=lms_user_id, person_id=person_id)
+        )
+    else:
+        row.person_id = person_id
+        session.add(row)
+    session.flush()
+
+
+class PersonResolver:
+    """Matches :class:`LearnerRef` values to people of one platform, with a cache."""
+
+    def __init__(self, session: Session, *, platform_id: int) -> None:
+        self._session = session
+        self._platform_id = platform_id
+        self._cache: dict[LearnerRef, int | str] = {}
+
+    def resolve(self, learner: LearnerRef) -> int | str:
+        """The person id, or a sentence saying why no single person matches."""
+        if learner not in self._cache:
+            self._cache[learner] = self._lookup(learner)
+        return self._cache[learner]
+
+    def _lookup(self, learner: LearnerRef) -> int | str:
+        s, pid = self._session, self._platform_id
+        if learner.lms_user_id:
+            link = s.exec(
+                select(PersonLink.person_id).where(
+                    PersonLink.platform_id == pid, PersonLink.lms_user_id == learner.lms_user_id
+                )
+            ).first()
+            if link is not None:
+                return link
+        for sub in (learner.sub, learner.lms_user_id):
+            if sub:
+                found = s.exec(
+                    select(Person.id).where(Person.platform_id == pid, Person.sub == sub)
+                ).first()
+                if found is not None:
+                    return found
+        if learner.email:
+            ids = s.exec(
+                select(Person.id).where(
+                    Person.platform_id == pid,
+                    func.lower(Person.email) == learner.email.strip().lower(),
+                )
+            ).all()
+            if len(ids) == 1 and ids[0] is not None:
+                return ids[0]
+            if len(ids) > 1:
+                return "the e-mail matches more than one person; identify the learner by sub"
+        return (
+            f"no learner of this platform matches ({learner.describe()}); the learner must "
+            "launch the tool once or be in the synced roster"
+        )
+
+
+def _values(r: Result, verification: Verification) -> dict[str, Any]:
+    """The stored, comparable values of a result (everything but the natural key)."""
+    return {
+        "item_title": r.item_title[:500],
+        "criterion_title": r.criterion_title[:1000],
+        "score": r.score,
+        "max_score": r.max_score,
+        "level_id": r.level.id if r.level else None,
+        "level_name": r.level.name[:1000] if r.level else None,
+        "level_points": r.level.points if r.level else None,
+        "level_scale": [list(x) for x in r.level.scale] if r.level else [],
+        "submitted_at": r.submitted_at,
+        "graded_at": r.graded_at,
+        "verification": verification.value,
+        "asserted_by": r.asserted_by.value,
+        "note": r.note[:1000],
+    }
+
+
+def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in values.items()}
+
+
+def _find(session: Session, *, course_id: int, person_id: int, result: Result) -> Evidence | None:
+    return session.exec(
+        select(Evidence).where(
+            Evidence.course_id == course_id,
+            Evidence.person_id == person_id,
+            Evidence.origin == result.origin,
+            Evidence.source_kind == result.kind.value,
+            Evidence.item_id == result.item_id,
+            Evidence.criterion_id == result.criterion_id,
+            Evidence.attempt == result.attempt,
+        )
+    ).first()
+
+
+def _upsert(
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int,
+    result: Result,
+    run_id: int | None,
+    now: dt.datetime,
+) -> Outcome:
+    values = _values(result, result.verification)
+    row = _find(session, course_id=course_id, person_id=person_id, result=result)
+    outcome: Outcome = "updated"
+    if row is None:
+        row = Evidence(
+            course_id=course_id,
+            person_id=person_id,
+            origin=result.origin,
+            source_kind=result.kind.value,
+            item_id=result.item_id,
+            criterion_id=result.criterion_id,
+            attempt=result.attempt,
+            import_run_id=run_id,
+            created_at=now,
+            updated_at=now,
+            **values,
+        )
+        try:
+            with session.begin_nested():
+                session.add(row)
+                session.flush()
+            outcome = "new"
+        except IntegrityError:
+            # A concurrent import inserted the same result first (PostgreSQL; SQLite
+            # serialises writers): continue as an update of that row.
+            row = _find(session, course_id=course_id, person_id=person_id, result=result)
+            assert row is not None
+    if outcome == "updated":
+        current = {k: getattr(row, k) for k in values}
+        if current == values:
+            return "unchanged"
+        for k, v in values.items():
+            setattr(row, k, v)
+        row.version += 1
+        row.import_run_id = run_id
+        row.updated_at = now
+        session.add(row)
+        session.flush()
+    assert row.id is not None
+    session.add(
+        EvidenceRevision(
+            evidence_id=row.id,
+            version=row.version,
+            values=_jsonable(values),
+            import_run_id=run_id,
+            recorded_at=now,
+        )
+    )
+    return outcome
+
+
+def _record_event(
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int,
+    event: VerificationEvent,
+    run_id: int | None,
+    now: dt.datetime,
+) -> Outcome:
+    attempt = event.attempt or 0
+    row = session.exec(
+        select(EventRow).where(
+            EventRow.course_id == course_id,
+            EventRow.person_id == person_id,
+            EventRow.origin == event.origin,
+            EventRow.item_id == event.item_id,
+            EventRow.attempt == attempt,
+            EventRow.sitting_id == event.sitting_id,
+        )
+    ).first()
+    values: dict[str, Any] = {
+        "level": event.level.value,
+        "asserted_by": event.asserted_by.value,
+        "occurred_at": event.occurred_at,
+        "note": event.note[:1000],
+    }
+    if row is None:
+        session.add(
+            EventRow(
+                course_id=course_id,
+                person_id=person_id,
+                origin=event.origin,
+                item_id=event.item_id,
+                attempt=attempt,
+                sitting_id=event.sitting_id,
+                import_run_id=run_id,
+                created_at=now,
+                updated_at=now,
+                **values,
+            )
+        )
+        session.flush()
+        return "new"
+    if {k: getattr(row, k) for k in values} == values:
+        return "unchanged"
+    # Keep the statement being replaced: a verification level is never silently lost.
+    audit.record(
+        session,
+        actor=f"import-run:{run_id}",
+        action="verification_event.changed",
+        subject=f"verification_event:{row.id}",
+        previous={k: _jsonable({k: getattr(row, k)})[k] for k in values},
+    )
+    for k, v in values.items():
+        setattr(row, k, v)
+    row.import_run_id, row.updated_at = run_id, now
+    session.add(row)
+    session.flush()
+    return "updated"
+
+
+def apply(
+    session: Session,
+    *,
+    course_id: int,
+    results: Sequence[tuple[str, Result]],
+    events: Sequence[tuple[str, VerificationEvent]] = (),
+    problems: Iterable[Problem] = (),
+    run: ImportRun,
+    keep: Literal["always", "if_valid", "never"],
+    now: dt.datetime,
+) -> SyncReport:
+    """Write ``results`` and ``events`` (each tagged with where it came from) for a course.
+
+    ``problems`` are the records the caller already rejected (parse errors). ``keep``:
+    ``always`` writes the valid records even if some were rejected; ``if_valid`` writes
+    only when nothing was rejected (all-or-nothing); ``never`` is a dry run. The report
+    counts what was (or would have been) new, updated and unchanged either way, and
+    ``run`` (already added by the caller) gets the counts and the problems.
+    """
+    with session.no_autoflush:  # the caller's pending run must not reach the DB first
+        _course, platform_id = platform_of_course(session, course_id=course_id)
+    report = SyncReport(rejected=list(problems))
+    resolver = PersonResolver(session, platform_id=platform_id)
+    session.flush()  # the run row needs its id before the savepoint
+    savepoint = session.begin_nested()
+    seen: dict[tuple[int, tuple[str, str, str, str, int]], str] = {}
+    for where, result in results:
+        person = resolver.resolve(result.learner)
+        if isinstance(person, str):
+            report.rejected.append(Problem(where, "learner", person))
+            continue
+        key = (person, result.key_parts())
+        if key in seen:
+            report.rejected.append(
+                Problem(
+                    where,
+                    "item_id",
+                    f"the same result (learner, item, criterion, attempt) is already "
+                    f"given at {seen[key]}; keep one of them",
+                )
+            )
+            continue
+        seen[key] = where
+        outcome = _upsert(
+            session,
+            course_id=course_id,
+            person_id=person,
+            result=result,
+            run_id=run.id,
+            now=now,
+        )
+        setattr(report, outcome, getattr(report, outcome) + 1)
+    for where, event in events:
+        person = resolver.resolve(event.learner)
+        if isinstance(person, str):
+            report.rejected.append(Problem(where, "learner", person))
+            continue
+        _record_event(
+            session, course_id=course_id, person_id=person, event=event, run_id=run.id, now=now
+        )
+        report.events += 1
+    keep_it = keep == "always" or (keep == "if_valid" and not report.rejected)
+    if keep_it:
+        savepoint.commit()
+    else:
+        savepoint.rollback()
+    report.applied = keep_it
+    report.rejected.sort(key=_where_order)
+    run.course_id = course_id
+    run.new, run.updated, run.unchanged = report.new, report.updated, report.unchanged
+    run.rejected = len(report.rejected)
+    run.problems = [
+        {"where": p.where, "field": p.field, "reason": p.reason} for p in report.rejected
+    ]
+    run.status = "applied" if keep_it else "rejected"
+    run.finished_at = now
+    session.add(run)
+    session.flush()
+    report.import_run_id = run.id
+    return report
+
+
+def _where_order(p: Problem) -> tuple[str, int, str]:
+    # "line 10" after "line 9", "results[10]" after "results[9]"
+    m = re.match(r"^(.*?)(\d+)\]?$", p.where)
+    return (m.group(1), int(m.group(2)), p.field) if m else (p.where, 0, p.field)
+
+
+@dataclass(frozen=True)
+class EvidenceRecord:
+    """A stored result with its effective verification, as the flows layer reads it.
+
+    ``verification`` is the strongest of the result's own level and every verification
+    event for the same sitting; ``verification_basis`` says where it came from.
+    """
+
+    id: int
+    course_id: int
+    person_id: int
+    origin: str
+    kind: str
+    item_id: str
+    item_title: str
+    criterion_id: str
+    criterion_title: str
+    score: float | None
+    max_score: float | None
+    level_id: str | None
+    level_name: str | None
+    level_points: float | None
+    level_scale: tuple[tuple[str, str, float], ...]
+    attempt: int
+    submitted_at: dt.datetime | None
+    graded_at: dt.datetime | None
+    verification: Verification
+    verification_basis: str
+    asserted_by: str
+    version: int
+    events: tuple[int, ...] = field(default=())
+
+
+def list_evidence(
+    session: Session, *, course_id: int, person_id: int | None = None
+) -> list[EvidenceRecord]:
+    """Every stored result of a course (or of one learner), verification events applied."""
+    q = select(Evidence).where(Evidence.course_id == course_id)
+    e = select(EventRow).where(EventRow.course_id == course_id)
+    if person_id is not None:
+        q = q.where(Evidence.person_id == person_id)
+        e = e.where(EventRow.person_id == person_id)
+    rows = session.exec(q.order_by(col(Evidence.person_id), col(Evidence.id))).all()
+    by_sitting: dict[tuple[int, str], list[EventRow]] = {}
+    for ev in session.exec(e).all():
+        by_sitting.setdefault((ev.person_id, ev.item_id), []).append(ev)
+    out = []
+    for r in rows:
+        assert r.id is not None
+        own = Verification(r.verification)
+        best, basis, used = own, f"the result itself ({r.asserted_by})", []
+        for ev in by_sitting.get((r.person_id, r.item_id), []):
+            if ev.attempt not in (0, r.attempt):
+                continue
+            level = Verification(ev.level)
+            assert ev.id is not None
+            used.append(ev.id)
+            if level.rank > best.rank:
+                best = level
+                basis = f"verification event {ev.id} ({ev.asserted_by}, {ev.origin})"
+        out.append(
+            EvidenceRecord(
+                id=r.id,
+                course_id=r.course_id,
+                person_id=r.person_id,
+                origin=r.origin,
+                kind=r.source_kind,
+                item_id=r.item_id,
+                item_title=r.item_title,
+                criterion_id=r.criterion_id,
+                criterion_title=r.criterion_title,
+                score=r.score,
+                max_score=r.max_score,
+                level_id=r.level_id,
+                level_name=r.level_name,
+                level_points=r.level_points,
+                level_scale=tuple((str(a), str(b), float(c)) for a, b, c in r.level_scale),
+                attempt=r.attempt,
+                submitted_at=r.submitted_at,
+                graded_at=r.graded_at,
+                verification=best,
+                verification_basis=basis,
+                asserted_by=r.asserted_by,
+                version=r.version,
+                events=tuple(used),
+            )
+        )
+    return out
+
+
+def history(session: Session, *, evidence_id: int) -> list[EvidenceRevision]:
+    """Every version of one evidence row, oldest first."""
+    return list(
+        session.exec(
+            select(EvidenceRevision)
+            .where(EvidenceRevision.evidence_id == evidence_id)
+            .order_by(col(EvidenceRevision.version))
+        ).all()
+    )
