@@ -34,4 +34,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
+    # lti routers
+    from service.lti import router as lti_router
+    from service.web import launch as web_launch
+
+    app.include_router(lti_router.router)
+    app.include_router(web_launch.router)
     return app

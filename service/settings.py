@@ -29,6 +29,14 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     key_rotation_grace_days: int = 14
     worker_poll_seconds: float = 1.0
+    # lti
+    login_state_ttl_seconds: int = 600
+    web_session_idle_seconds: int = 7200
+    jwks_refetch_interval_seconds: int = 60
+    jwks_cache_min_seconds: int = 300
+    jwks_cache_max_seconds: int = 86400
+    launch_max_age_seconds: int = 300
+    lti_http_timeout_seconds: float = 10.0
 
     @property
     def resolved_database_url(self) -> str:

@@ -9,9 +9,11 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session
-from service.db.models import Deployment, Platform
+from service.db.models import Platform
 from service.demo.app import create_demo_app
 from service.demo.config import DemoConfig, ToolEndpoints
+from service.lti import keys as lti_keys
+from service.lti import platforms
 from service.settings import Settings
 
 __all__ = ["DemoApps", "build", "demo_config", "register"]
@@ -30,7 +32,8 @@ def demo_config(*, tool_url: str, lms_url: str, settings: Settings) -> DemoConfi
 def register(engine: Engine, config: DemoConfig) -> int:
     """Register the demo LMS in the tool (active at once); idempotent. Returns the platform id.
 
-    Re-running updates the URLs (ports may change between runs) instead of adding a row.
+    The first run goes through the same code as ``microcred platform add``; a re-run keeps
+    the row and only refreshes the URLs (ports may change between runs) and the deployment.
     """
     tool = config.tool
     with session(engine, write=True) as s:
@@ -40,28 +43,27 @@ def register(engine: Engine, config: DemoConfig) -> int:
             )
         ).first()
         if row is None:
-            row = Platform(
+            row = platforms.add_platform(
+                s,
                 issuer=config.issuer,
                 client_id=tool.client_id,
                 auth_login_url=config.auth_url,
                 auth_token_url=config.token_url,
                 key_set_url=config.jwks_url,
+                deployment_ids=[tool.deployment_id],
+                name=PLATFORM_NAME,
+                actor="demo",
             )
-        row.name = PLATFORM_NAME
-        row.auth_login_url = config.auth_url
-        row.auth_token_url = config.token_url
-        row.key_set_url = config.jwks_url
-        row.active = True
-        s.add(row)
-        s.flush()
+        else:
+            row.auth_login_url = platforms.check_url(config.auth_url, what="auth URL")
+            row.auth_token_url = platforms.check_url(config.token_url, what="token URL")
+            row.key_set_url = platforms.check_url(config.jwks_url, what="JWKS URL")
+            s.add(row)
+            s.flush()
+            assert row.id is not None
+            platforms.activate(s, row.id, deployment_id=tool.deployment_id, actor="demo")
+        lti_keys.ensure_key(s)
         assert row.id is not None
-        dep = s.exec(
-            select(Deployment).where(
-                Deployment.platform_id == row.id, Deployment.deployment_id == tool.deployment_id
-            )
-        ).first()
-        if dep is None:
-            s.add(Deployment(platform_id=row.id, deployment_id=tool.deployment_id))
         platform_id = row.id
         s.commit()
     return platform_id

@@ -1,0 +1,327 @@
+"""The pylti1p3 seam: FastAPI request, cookies, redirects, database tool configuration,
+launch-data storage, OIDC login and message launch.
+
+This is the only module that imports pylti1p3 (an import-linter contract holds it). Routes
+are sync ``def`` functions, because pylti1p3 is synchronous: the route reads the form first
+and hands a plain mapping to ``FastApiRequest``.
+
+What pylti1p3 does here: the OIDC authentication request (state cookie, nonce, auth URL),
+JWT format parsing, registration and deployment lookup through ``DbToolConf``, message
+validators (sub, version, roles, resource link, deep-linking settings), and launch-data
+storage. What it does not do (lti.md §1.7) is done by ``service.lti.launch``: signature
+verification with our own key-set cache, aud/azp, iat/exp skew, one-time state and nonce,
+target_link_uri.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing as t
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from pylti1p3.cookie import CookieService
+from pylti1p3.deployment import Deployment as LtiDeployment
+from pylti1p3.exception import LtiException, OIDCException
+from pylti1p3.launch_data_storage.base import LaunchDataStorage
+from pylti1p3.message_launch import MessageLaunch
+from pylti1p3.oidc_login import OIDCLogin
+from pylti1p3.redirect import Redirect
+from pylti1p3.registration import Registration
+from pylti1p3.request import Request
+from pylti1p3.session import SessionService
+from pylti1p3.tool_config.abstract import ToolConfAbstract
+from sqlmodel import Session, select
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from service.db.models import Deployment, LtiCache, Platform
+from service.db.types import utcnow
+from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
+
+__all__ = [
+    "LIBRARY_ERRORS",
+    "DbLaunchDataStorage",
+    "DbMessageLaunch",
+    "DbOIDCLogin",
+    "DbSessionService",
+    "DbToolConf",
+    "FastApiCookieService",
+    "FastApiRequest",
+]
+
+# Everything pylti1p3 raises for bad input; mapped to a 4xx page by the callers.
+LIBRARY_ERRORS: tuple[type[Exception], ...] = (LtiException, OIDCException)
+
+
+class FastApiRequest(Request):
+    """A pre-read request: query and form merged, cookies, and whether it came over https."""
+
+    def __init__(self, params: Mapping[str, str], cookies: Mapping[str, str], secure: bool):
+        self._params = dict(params)
+        self._cookies = dict(cookies)
+        self._secure = secure
+
+    @property
+    def session(self) -> dict[str, t.Any]:
+        return {}  # unused: all state is in the database
+
+    def is_secure(self) -> bool:
+        return self._secure
+
+    def get_param(self, key: str) -> str:
+        value = self._params.get(key, "")
+        return value if isinstance(value, str) else ""
+
+    def get_cookie(self, key: str) -> str | None:
+        return read_iframe_cookie(self._cookies, key)
+
+
+class FastApiCookieService(CookieService):
+    """Queues cookies set by pylti1p3 and writes them as iframe cookies on the response."""
+
+    def __init__(self, request: FastApiRequest) -> None:
+        self._request = request
+        self._queued: list[tuple[str, str, int | None]] = []
+
+    def _name(self, name: str) -> str:
+        return f"{self._cookie_prefix}-{name}"
+
+    def get_cookie(self, name: str) -> str | None:
+        return self._request.get_cookie(self._name(name))
+
+    def set_cookie(self, name: str, value: str | int, exp: int | None = 3600) -> None:
+        self._queued.append((self._name(name), str(value), exp))
+
+    def update_response(self, response: Response) -> None:
+        for name, value, exp in self._queued:
+            set_iframe_cookie(
+                response, name, value, max_age=exp, secure_request=self._request.is_secure()
+            )
+
+
+class FastApiRedirect(Redirect[Response]):
+    def __init__(self, location: str, cookie_service: FastApiCookieService) -> None:
+        self._location = location
+        self._cookies = cookie_service
+
+    def do_redirect(self) -> Response:
+        response = RedirectResponse(self._location, status_code=302)
+        self._cookies.update_response(response)
+        return response
+
+    def do_js_redirect(self) -> Response:
+        raise NotImplementedError("the login page template does the JS navigation")
+
+    def set_redirect_url(self, location: str) -> None:
+        self._location = location
+
+    def get_redirect_url(self) -> str:
+        return self._location
+
+
+class DbLaunchDataStorage(LaunchDataStorage[t.Any]):
+    """pylti1p3 launch data in the ``lti_cache`` table, with expiry, shared by all processes."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self._db = session
+
+    def get_session_cookie_name(self) -> str | None:
+        return None  # state and nonce are bound by our own table, not a session cookie
+
+    def can_set_keys_expiration(self) -> bool:
+        return True
+
+    def get_value(self, key: str) -> t.Any:
+        row = self._db.get(LtiCache, self._prepare_key(key))
+        if row is None or row.expires_at <= utcnow():
+            return None
+        return row.value
+
+    def set_value(self, key: str, value: t.Any, exp: int | None = None) -> None:
+        expires = utcnow() + dt.timedelta(seconds=exp or 86400)
+        self._db.merge(LtiCache(key=self._prepare_key(key), value=value, expires_at=expires))
+        self._db.flush()
+
+    def check_value(self, key: str) -> bool:
+        return self.get_value(key) is not None
+
+
+class DbSessionService(SessionService):
+    """Nonces live in ``launch_state`` (consumed once), so pylti1p3 need not keep them."""
+
+    def save_nonce(self, nonce: str) -> None:
+        return None
+
+
+def _registration(row: Platform) -> Registration:
+    reg = Registration()
+    reg.set_issuer(row.issuer).set_client_id(row.client_id).set_key_set_url(row.key_set_url)
+    reg.set_auth_login_url(row.auth_login_url).set_auth_token_url(row.auth_token_url)
+    if row.auth_audience:
+        reg.set_auth_audience(row.auth_audience)
+    return reg
+
+
+class DbToolConf(ToolConfAbstract[FastApiRequest]):
+    """Registrations from the ``platform`` table: one issuer may have many client_ids.
+
+    Inactive platforms and deployments are found too (so the caller can say *why* a launch
+    is refused); ``platform`` remembers the row behind the last registration found.
+    """
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.issuers_relation_types = {}
+        self._db = session
+        self.platform: Platform | None = None
+
+    def check_iss_has_one_client(self, iss: str) -> bool:
+        return False
+
+    def check_iss_has_many_clients(self, iss: str) -> bool:
+        return True
+
+    def find_registration_by_issuer(  # type: ignore[override]  # None = not found
+        self, iss: str, *args: t.Any, **kwargs: t.Any
+    ) -> Registration | None:
+        rows = self._db.exec(select(Platform).where(Platform.issuer == iss)).all()
+        if len(rows) != 1:
+            return None  # unknown, or ambiguous: the platform must name its client_id
+        self.platform = rows[0]
+        return _registration(rows[0])
+
+    def find_registration_by_params(  # type: ignore[override]  # None = not found
+        self, iss: str, client_id: str, *args: t.Any, **kwargs: t.Any
+    ) -> Registration | None:
+        if not client_id:
+            return self.find_registration_by_issuer(iss)
+        row = self._db.exec(
+            select(Platform).where(Platform.issuer == iss, Platform.client_id == client_id)
+        ).first()
+        if row is None:
+            return None
+        self.platform = row
+        return _registration(row)
+
+    def find_deployment(self, iss: str, deployment_id: str) -> LtiDeployment | None:
+        return None  # one-client-per-issuer lookups are never used
+
+    def find_deployment_by_params(
+        self, iss: str, deployment_id: str, client_id: str, *args: t.Any, **kwargs: t.Any
+    ) -> LtiDeployment | None:
+        row = self.deployment_row(deployment_id)
+        if row is None:
+            return None
+        return LtiDeployment().set_deployment_id(row.deployment_id)
+
+    def deployment_row(self, deployment_id: str) -> Deployment | None:
+        if self.platform is None or not isinstance(deployment_id, str):
+            return None
+        return self._db.exec(
+            select(Deployment).where(
+                Deployment.platform_id == self.platform.id,
+                Deployment.deployment_id == deployment_id,
+            )
+        ).first()
+
+
+class DbOIDCLogin(
+    OIDCLogin[FastApiRequest, DbToolConf, DbSessionService, FastApiCookieService, Response]
+):
+    """Step 2 of the OIDC flow: the authentication request back to the platform."""
+
+    def get_redirect(self, url: str) -> FastApiRedirect:
+        return FastApiRedirect(url, self._cookie_service)
+
+    def get_response(self, html: str) -> Response:
+        return HTMLResponse(html)
+
+    def prepare(self, launch_url: str) -> tuple[str, str, str]:
+        """Build the auth request URL; returns (url, state, nonce). Cookies stay queued."""
+        url: str = self._prepare_redirect_url(launch_url)
+        query = parse_qs(urlsplit(url).query)
+        return url, query["state"][-1], query["nonce"][-1]
+
+
+SignatureCheck = Callable[["DbMessageLaunch"], dict[str, t.Any]]
+
+
+class DbMessageLaunch(
+    MessageLaunch[FastApiRequest, DbToolConf, DbSessionService, FastApiCookieService]
+):
+    """Step 4: the launch. ``validate`` runs pylti1p3's format, registration, deployment and
+    message checks around our own signature check; state and nonce are ours (see launch.py).
+    """
+
+    def __init__(
+        self,
+        request: FastApiRequest,
+        tool_config: DbToolConf,
+        *,
+        session_service: DbSessionService,
+        cookie_service: FastApiCookieService,
+        signature_check: SignatureCheck,
+    ) -> None:
+        super().__init__(
+            request,
+            tool_config,
+            session_service=session_service,
+            cookie_service=cookie_service,
+        )
+        self._signature_check = signature_check
+        self.verified_claims: dict[str, t.Any] = {}
+
+    def _get_request_param(self, key: str) -> str:
+        value: str = self._request.get_param(key)
+        return value
+
+    def get_client_id(self) -> str:
+        # pylti1p3 takes aud[0]; an aud list is only acceptable when it names one party
+        # (Security Framework §5.1.3 step 3), which the signature check enforces.
+        aud = self._jwt.get("body", {}).get("aud")
+        if isinstance(aud, list):
+            return str(aud[0]) if aud and isinstance(aud[0], str) else ""
+        return aud if isinstance(aud, str) else ""
+
+    @property
+    def header(self) -> dict[str, t.Any]:
+        return dict(self._jwt.get("header", {}))
+
+    @property
+    def unverified_body(self) -> dict[str, t.Any]:
+        return dict(self._jwt.get("body", {}))
+
+    @property
+    def id_token(self) -> str:
+        token: str = self._get_id_token()
+        return token
+
+    @property
+    def registration(self) -> Registration | None:
+        return self._registration
+
+    def validate_jwt_signature(self) -> DbMessageLaunch:
+        self.verified_claims = self._signature_check(self)
+        return self
+
+    def validate(self) -> DbMessageLaunch:
+        self._validated = True
+        try:
+            self.validate_jwt_format()
+            if not isinstance(self._jwt.get("header"), dict) or not isinstance(
+                self._jwt.get("body"), dict
+            ):
+                raise LtiException("Invalid JWT format: header and body must be JSON objects")
+            self.validate_registration()
+            self.validate_jwt_signature()
+            self.validate_deployment()
+            self.validate_message()
+        except Exception:
+            self._validated = False
+            raise
+        return self
+
+    def save(self) -> None:
+        """Store the validated body under the launch id (pylti1p3 launch data)."""
+        self._session_service.save_launch_data(self._launch_id, self._jwt["body"])

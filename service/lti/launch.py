@@ -1,0 +1,562 @@
+"""OIDC login and launch validation, with the checks pylti1p3 leaves out.
+
+Login (LTI Core §5.1.1, Security Framework §5.1.1): the platform sends iss, login_hint,
+target_link_uri (+ client_id, lti_message_hint, lti_deployment_id, lti_storage_target). We
+find the registration, check target_link_uri is ours, and record (state, nonce, platform,
+target_link_uri) in ``launch_state``. The state is bound to the browser by a partitioned
+cookie or, when the platform offers it, by LTI platform storage (postMessage).
+
+Launch (Security Framework §5.1.3; security.md L1-L17), in ``validate_launch`` (read-only,
+may fetch the platform's JWKS) and ``complete_launch`` (in the caller's write transaction):
+
+- RS256 only, ``kid`` required and found in the registered key set (one rate-limited
+  refetch on a miss); ``jku``/``x5u``/``jwk`` headers ignored.
+- ``iss`` exact, ``aud`` our client_id and nothing else, ``azp`` equal to it when present;
+  ``exp`` / ``iat`` within ``clock_skew_seconds``; ``iat`` no older than
+  ``launch_max_age_seconds``.
+- state known, unexpired, issued to the same platform, bound to this browser; nonce equal to
+  the one issued with that state; both consumed exactly once by an atomic UPDATE.
+- deployment known and active for (iss, client_id); platform active.
+- message type in {LtiResourceLinkRequest, LtiDeepLinkingRequest}; version 1.3.0; sub,
+  roles, resource link id as pylti1p3 validates.
+- ``target_link_uri`` equals the login's and is one of our own URLs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import logging
+import secrets
+import typing as t
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import Engine, delete, update
+from sqlmodel import Session, col
+
+from service import jws
+from service.db.models import Deployment, LaunchState, LtiCache, Platform
+from service.db.types import utcnow
+from service.lti import adapter, jwks, roles
+from service.lti.errors import LaunchForbidden, LaunchRejected
+from service.lti.types import AGS_ENDPOINT, CLAIM, DL_SETTINGS, NRPS_CLAIM, LaunchContext
+from service.settings import Settings
+
+__all__ = [
+    "LoginStart",
+    "PendingLaunch",
+    "begin_login",
+    "complete_launch",
+    "is_own_url",
+    "issue_storage_ticket",
+    "launch_url",
+    "load_context",
+    "redeem_storage_ticket",
+    "validate_launch",
+]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MESSAGES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
+MAX_ID_TOKEN = 64 * 1024
+STORAGE_TICKET_SECONDS = 120
+
+
+def launch_url(settings: Settings) -> str:
+    return settings.public_base_url + "/lti/launch"
+
+
+def is_own_url(url: str, settings: Settings) -> bool:
+    """True when ``url`` points into this tool (same origin and base path)."""
+    try:
+        target, base = urlsplit(url), urlsplit(settings.public_base_url)
+    except ValueError:
+        return False
+    base_path = base.path.rstrip("/")
+    return (
+        target.scheme == base.scheme
+        and target.netloc.lower() == base.netloc.lower()
+        and (target.path == base_path or target.path.startswith(base_path + "/"))
+    )
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+# --- login ---------------------------------------------------------------------------------
+
+
+@dataclass
+class LoginStart:
+    auth_url: str
+    state: str
+    nonce: str
+    storage_target: str
+    auth_origin: str
+    cookies: adapter.FastApiCookieService
+
+
+def _platform_or_reject(conf: adapter.DbToolConf) -> Platform:
+    platform = conf.platform
+    assert platform is not None
+    if not platform.active:
+        raise LaunchForbidden(
+            f"The platform registration {platform.id} ({platform.name}) is not active yet.",
+            hint=f"An administrator activates it with `microcred platform activate {platform.id}`"
+            " after checking the registration.",
+            code="platform_inactive",
+        )
+    return platform
+
+
+def begin_login(
+    session: Session,
+    *,
+    params: Mapping[str, str],
+    cookies: Mapping[str, str],
+    secure: bool,
+    settings: Settings,
+    now: dt.datetime | None = None,
+) -> LoginStart:
+    """Validate a third-party initiated login and record state + nonce. Caller commits."""
+    now = now or utcnow()
+    request = adapter.FastApiRequest(params, cookies, secure)
+    for name in ("iss", "login_hint", "target_link_uri"):
+        if not request.get_param(name):
+            raise LaunchRejected(
+                f"The login request has no '{name}' parameter.",
+                hint="The platform must start the launch with an OIDC login initiation "
+                "(LTI 1.3 Core §4.1): iss, login_hint and target_link_uri are required.",
+                code="login_incomplete",
+            )
+    target = request.get_param("target_link_uri")
+    if not is_own_url(target, settings):
+        raise LaunchRejected(
+            "The login asks to continue to a URL that is not part of microcred.",
+            hint=f"The tool's target link URI must start with {settings.public_base_url}; "
+            "check the tool URL configured in the platform.",
+            code="foreign_target_link_uri",
+        )
+    conf = adapter.DbToolConf(session)
+    cookie_service = adapter.FastApiCookieService(request)
+    login = adapter.DbOIDCLogin(
+        request,
+        conf,
+        adapter.DbSessionService(request),
+        cookie_service,
+        launch_data_storage=adapter.DbLaunchDataStorage(session),
+    )
+    try:
+        auth_url, state, nonce = login.prepare(launch_url(settings))
+    except adapter.LIBRARY_ERRORS as exc:
+        raise LaunchRejected(
+            "This platform is not registered with microcred "
+            "(no registration for this issuer and client_id).",
+            hint="An administrator registers it with `microcred platform add` or dynamic "
+            "registration; Canvas and other shared issuers must send client_id.",
+            code="unknown_platform",
+        ) from exc
+    platform = _platform_or_reject(conf)
+    dep_hint = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
+    if dep_hint:
+        _deployment_or_reject(conf, dep_hint)
+    storage_target = request.get_param("lti_storage_target")[:200]
+    session.add(
+        LaunchState(
+            state=state,
+            nonce=nonce,
+            platform_id=platform.id or 0,
+            target_link_uri=target[:1000],
+            storage_target=storage_target,
+            expires_at=now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
+        )
+    )
+    if secrets.randbelow(50) == 0:
+        purge_expired(session, now=now)
+    session.flush()
+    return LoginStart(
+        auth_url=auth_url,
+        state=state,
+        nonce=nonce,
+        storage_target=storage_target,
+        auth_origin=_origin(platform.auth_login_url),
+        cookies=cookie_service,
+    )
+
+
+def purge_expired(session: Session, *, now: dt.datetime) -> None:
+    session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
+    session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
+
+
+def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deployment:
+    row = conf.deployment_row(deployment_id)
+    platform = conf.platform
+    assert platform is not None
+    if row is None:
+        raise LaunchForbidden(
+            "The deployment this launch comes from is not registered in microcred.",
+            hint=f"An administrator adds it with `microcred platform activate {platform.id} "
+            "--deployment <deployment id>` after checking it belongs to the institution.",
+            code="unknown_deployment",
+        )
+    if not row.active:
+        raise LaunchForbidden(
+            "The deployment this launch comes from is deactivated in microcred.",
+            hint=f"An administrator re-activates it with `microcred platform activate "
+            f"{platform.id} --deployment <deployment id>`.",
+            code="deployment_inactive",
+        )
+    return row
+
+
+# --- launch --------------------------------------------------------------------------------
+
+
+@dataclass
+class PendingLaunch:
+    """A launch whose token is valid; the state is not consumed yet."""
+
+    message: adapter.DbMessageLaunch
+    claims: dict[str, t.Any]
+    platform: Platform
+    deployment: Deployment
+    state: str
+    nonce: str
+    browser_bound: bool
+    storage_target: str
+    auth_origin: str
+
+
+def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
+    return LaunchRejected(detail, code=code, hint=hint)
+
+
+class _SignatureCheck:
+    """Our replacement for pylti1p3's signature step (PyJWT, no refetch, no aud/azp/iat)."""
+
+    def __init__(self, source: jwks.KeySetSource, settings: Settings, now: dt.datetime):
+        self.source = source
+        self.settings = settings
+        self.now = now
+
+    def __call__(self, message: adapter.DbMessageLaunch) -> dict[str, t.Any]:
+        header = message.header
+        reg = message.registration
+        assert reg is not None
+        if header.get("alg") != "RS256":
+            # Security Framework §5.1.3 step 6 / Cert §4.2: RS256, never none or HMAC.
+            raise _reject("The id_token is not signed with RS256.", "bad_algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _reject(
+                "The id_token header has no key id (kid).",
+                "missing_kid",
+                hint="The platform must name its signing key (Security Framework §6.3).",
+            )
+        url = reg.get_key_set_url() or ""
+        keys = jwks.keys_for(self.source, url, kid)
+        if not any(k.kid == kid for k in keys):
+            raise _reject(
+                "The id_token is signed with a key the platform does not publish.",
+                "unknown_kid",
+                hint=f"The administrator should check the JWKS URL registered for this "
+                f"platform ({url}); if the platform just rotated keys, retry in a minute.",
+            )
+        client_id = reg.get_client_id()
+        try:
+            claims = jws.verify(
+                message.id_token,
+                [k for k in keys if k.kid == kid],
+                algorithms=["RS256"],
+                audience=client_id,
+                issuer=reg.get_issuer(),
+                leeway=self.settings.clock_skew_seconds,
+                now=self.now.timestamp(),
+                require=("exp", "iat", "nonce"),
+                max_age=self.settings.launch_max_age_seconds,
+            )
+        except jws.TokenError as exc:
+            hint = None
+            if exc.code == "token_expired" or "future" in exc.detail or "old" in exc.detail:
+                hint = (
+                    "Start the activity again. If it keeps failing, the administrator should "
+                    "check that the clocks of the platform and microcred are synchronised (NTP)."
+                )
+            raise _reject(f"The id_token is not valid: {exc.detail}.", "bad_token", hint) from exc
+        aud = claims.get("aud")
+        azp = claims.get("azp")
+        if isinstance(aud, list) and len(aud) > 1 and azp is None:
+            raise _reject("The id_token has several audiences but no azp.", "bad_audience")
+        if azp is not None and azp != client_id:
+            raise _reject("The id_token's authorized party (azp) is not microcred.", "bad_azp")
+        version = claims.get(CLAIM + "version")
+        if version != "1.3.0":
+            raise _reject(
+                "The launch is not an LTI 1.3.0 message (version claim missing or wrong).",
+                "bad_version",
+            )
+        message_type = claims.get(CLAIM + "message_type")
+        if message_type not in SUPPORTED_MESSAGES:
+            raise _reject(
+                "microcred does not support this LTI message type (or it is missing).",
+                "unsupported_message",
+                hint="microcred accepts resource link and deep linking launches; check the "
+                "placement configured in the platform.",
+            )
+        return claims
+
+
+def validate_launch(
+    session: Session,
+    *,
+    engine: Engine,
+    params: Mapping[str, str],
+    cookies: Mapping[str, str],
+    secure: bool,
+    settings: Settings,
+    http: httpx.Client,
+    now: dt.datetime | None = None,
+) -> PendingLaunch:
+    """Every check that needs no write. Raises ``LaunchRejected`` (4xx) on any failure."""
+    now = now or utcnow()
+    error = params.get("error")
+    if error and not params.get("id_token"):
+        # Moodle (auth.php) posts protocol errors back without an id_token.
+        desc = params.get("error_description", "")[:300]
+        raise LaunchRejected(
+            f"The platform refused the login: {error[:100]}{': ' + desc if desc else ''}.",
+            hint="The administrator should check the tool's redirect URI "
+            f"({launch_url(settings)}) and client id registered in the platform.",
+            code="platform_error",
+        )
+    id_token = params.get("id_token", "")
+    state = params.get("state", "")
+    if not id_token:
+        raise _reject("The launch carries no id_token.", "missing_id_token")
+    if len(id_token) > MAX_ID_TOKEN:
+        raise _reject("The id_token is too large.", "bad_token")
+    if not state:
+        raise _reject("The launch carries no state.", "missing_state")
+    request = adapter.FastApiRequest(params, cookies, secure)
+    conf = adapter.DbToolConf(session)
+    check = _SignatureCheck(jwks.KeySetSource(engine, http, settings), settings, now)
+    message = adapter.DbMessageLaunch(
+        request,
+        conf,
+        session_service=adapter.DbSessionService(request),
+        cookie_service=adapter.FastApiCookieService(request),
+        signature_check=check,
+    )
+    try:
+        message.validate()
+    except LaunchRejected:
+        raise
+    except adapter.LIBRARY_ERRORS as exc:
+        text = str(exc)
+        if conf.platform is None or "Registration not found" in text:
+            raise _reject(
+                "This platform is not registered with microcred "
+                "(no registration for the token's issuer and audience).",
+                "unknown_platform",
+            ) from exc
+        if "deployment" in text.lower() and "Unable to find" in text:
+            _deployment_or_reject(conf, str(message.unverified_body.get(CLAIM + "deployment_id")))
+        raise _reject(f"The launch message is not valid: {text}.", "invalid_message") from exc
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        log.info("malformed launch: %s", type(exc).__name__)
+        raise _reject("The launch message is malformed.", "invalid_message") from exc
+    platform = _platform_or_reject(conf)
+    claims = message.verified_claims
+    deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
+
+    row = session.get(LaunchState, state)
+    if row is None or row.expires_at <= now:
+        raise _reject(
+            "The launch does not match a login we started, or it took too long.",
+            "unknown_state",
+        )
+    if row.used_at is not None:
+        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    if row.platform_id != platform.id:
+        raise _reject("The launch comes from a different platform than its login.", "mixup")
+    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
+        claims["nonce"], row.nonce
+    ):
+        raise _reject("The id_token's nonce is not the one issued at login.", "bad_nonce")
+    target = claims.get(CLAIM + "target_link_uri")
+    if not isinstance(target, str) or not is_own_url(target, settings):
+        raise _reject(
+            "The launch's target_link_uri is missing or not a microcred URL.",
+            "foreign_target_link_uri",
+        )
+    if row.target_link_uri and target != row.target_link_uri:
+        # LTI Core §5.3.4: the signed claim must equal the login's target_link_uri.
+        raise _reject(
+            "The launch's target_link_uri differs from the login's.", "target_link_mismatch"
+        )
+    cookie = request.get_cookie(f"lti1p3-{state}")
+    bound = cookie is not None and hmac.compare_digest(cookie, state)
+    if not bound and not row.storage_target:
+        raise _reject(
+            "Your browser did not send back the login cookie, so this launch cannot be "
+            "tied to you.",
+            "state_cookie_missing",
+            hint="Allow cookies for this site or open the activity in a new window. The "
+            "administrator can enable LTI platform storage in the platform, if it offers it.",
+        )
+    return PendingLaunch(
+        message=message,
+        claims=claims,
+        platform=platform,
+        deployment=deployment,
+        state=state,
+        nonce=row.nonce,
+        browser_bound=bound,
+        storage_target=row.storage_target,
+        auth_origin=_origin(platform.auth_login_url),
+    )
+
+
+def complete_launch(
+    session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime | None = None
+) -> LaunchContext:
+    """Consume state + nonce (exactly once, also under concurrency) and save launch data.
+
+    Must run in the caller's write transaction, committed once by the route.
+    """
+    now = now or utcnow()
+    result = session.exec(
+        update(LaunchState)
+        .where(col(LaunchState.state) == pending.state)
+        .where(col(LaunchState.nonce) == pending.nonce)
+        .where(col(LaunchState.used_at).is_(None))
+        .values(used_at=now)
+    )
+    if result.rowcount != 1:
+        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    storage = adapter.DbLaunchDataStorage(session)
+    pending.message.get_session_service().set_data_storage(storage)
+    pending.message.set_launch_data_lifetime(settings.launch_data_ttl_seconds)
+    pending.message.save()
+    context = _context(pending)
+    # The validated context, for later requests of this session (deep-linking response,
+    # AGS/NRPS URLs): same lifetime as pylti1p3's launch data.
+    session.merge(
+        LtiCache(
+            key=f"ctx-{context.launch_id}",
+            value=context.to_json(),
+            expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
+        )
+    )
+    session.flush()
+    return context
+
+
+def load_context(session: Session, launch_id: str) -> LaunchContext | None:
+    """The validated launch behind a session (``CurrentUser.launch_id``), if not expired."""
+    row = session.get(LtiCache, f"ctx-{launch_id}")
+    if row is None or row.expires_at <= utcnow() or not isinstance(row.value, dict):
+        return None
+    return LaunchContext.from_json(row.value)
+
+
+def _str(value: t.Any, limit: int = 500) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _dict(value: t.Any) -> dict[str, t.Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _context(pending: PendingLaunch) -> LaunchContext:
+    c = pending.claims
+    context = _dict(c.get(CLAIM + "context"))
+    link = c.get(CLAIM + "resource_link")
+    link = link if isinstance(link, dict) else {}
+    role_list = [r for r in c.get(CLAIM + "roles") or [] if isinstance(r, str)]
+    platform_claim = _dict(c.get(CLAIM + "tool_platform"))
+    presentation = _dict(c.get(CLAIM + "launch_presentation"))
+    nrps = _dict(c.get(NRPS_CLAIM))
+    custom = c.get(CLAIM + "custom")
+    ags = c.get(AGS_ENDPOINT)
+    dl = c.get(DL_SETTINGS)
+    return LaunchContext(
+        launch_id=pending.message.get_launch_id(),
+        platform_id=pending.platform.id or 0,
+        deployment_pk=pending.deployment.id or 0,
+        issuer=pending.platform.issuer,
+        client_id=pending.platform.client_id,
+        deployment_id=pending.deployment.deployment_id,
+        message_type=str(c.get(CLAIM + "message_type")),
+        sub=_str(c.get("sub"), 255),
+        role=roles.course_role(role_list),
+        roles=role_list[:50],
+        name=_str(c.get("name"), 300),
+        given_name=_str(c.get("given_name"), 200),
+        family_name=_str(c.get("family_name"), 200),
+        email=_str(c.get("email"), 320),
+        context_id=_str(context.get("id"), 255),
+        context_title=_str(context.get("title")),
+        context_label=_str(context.get("label"), 200),
+        resource_link_id=_str(link.get("id"), 255),
+        resource_link_title=_str(link.get("title")),
+        custom=custom if isinstance(custom, dict) else {},
+        ags=ags if isinstance(ags, dict) else {},
+        nrps_url=_str(nrps.get("context_memberships_url"), 1000),
+        deep_linking=dl if isinstance(dl, dict) else {},
+        return_url=_str(presentation.get("return_url"), 1000),
+        # Moodle sends family_code, the spec product_family_code.
+        product_family=_str(
+            platform_claim.get("product_family_code") or platform_claim.get("family_code"), 100
+        ),
+    )
+
+
+# --- platform storage (LTI client-side postMessages, lti-cs-oidc) ----------------------------
+
+
+def issue_storage_ticket(
+    session: Session, context: LaunchContext, pending: PendingLaunch, *, now: dt.datetime
+) -> str:
+    """After a launch whose state must be checked in platform storage: a one-time ticket."""
+    ticket = secrets.token_urlsafe(32)
+    session.add(
+        LtiCache(
+            key=f"ticket-{ticket}",
+            value={"context": context.to_json(), "state": pending.state, "nonce": pending.nonce},
+            expires_at=now + dt.timedelta(seconds=STORAGE_TICKET_SECONDS),
+        )
+    )
+    session.flush()
+    return ticket
+
+
+def redeem_storage_ticket(
+    session: Session, *, ticket: str, state: str, nonce: str, now: dt.datetime | None = None
+) -> LaunchContext:
+    """Check the values the browser read back from platform storage; the ticket works once."""
+    now = now or utcnow()
+    key = f"ticket-{ticket}"[:300]
+    row = session.get(LtiCache, key)
+    if row is None or row.expires_at <= now or not isinstance(row.value, dict):
+        raise _reject("The launch confirmation is unknown or expired.", "unknown_ticket")
+    value = row.value
+    result = session.exec(delete(LtiCache).where(col(LtiCache.key) == key))
+    if result.rowcount != 1:
+        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    if not (
+        hmac.compare_digest(state.encode(), str(value["state"]).encode())
+        and hmac.compare_digest(nonce.encode(), str(value["nonce"]).encode())
+    ):
+        raise _reject(
+            "The platform storage of this browser does not hold this launch's state.",
+            "state_mismatch",
+            hint="Start the activity again from the course, in the same browser window.",
+        )
+    return LaunchContext.from_json(value["context"])

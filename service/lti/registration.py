@@ -1,0 +1,317 @@
+"""LTI Dynamic Registration (lti-dr v1.0) in Moodle's and Canvas's flavours, and the Canvas
+developer-key JSON.
+
+Flow (lti-dr §3): the platform opens ``/lti/register?openid_configuration=…&registration_token=…``
+in a window. We fetch the platform's OpenID configuration (Canvas requires the token as Bearer
+on that GET too), POST our tool configuration to its ``registration_endpoint`` with the token
+as Bearer, store the platform INACTIVE (an administrator activates it: anyone who can reach
+the URL can register) and answer with a page that posts ``org.imsglobal.lti.close``.
+
+Quirks handled (lti.md §2.6, §3.6): Moodle lists ``messages_supported`` as strings, returns the
+deployment id in the tool configuration and shares name/email only when the claims are asked
+for; Canvas lists messages as objects with placements, defaults to the "anonymous" privacy
+level unless ``…/lti/privacy_level`` says otherwise, and creates deployments only when the
+tool is installed (so its deployment is added at activation).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from sqlmodel import Session
+
+from service.errors import BadInput, ServiceError
+from service.lti import pages, platforms
+from service.lti.errors import RegistrationFailed
+from service.settings import Settings
+
+__all__ = [
+    "RegistrationResult",
+    "canvas_developer_key",
+    "done_page",
+    "register",
+    "tool_configuration",
+]
+
+PLATFORM_CONFIG = "https://purl.imsglobal.org/spec/lti-platform-configuration"
+TOOL_CONFIG = "https://purl.imsglobal.org/spec/lti-tool-configuration"
+CANVAS_PRIVACY = "https://canvas.instructure.com/lti/privacy_level"
+
+SCOPES = [
+    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
+    "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+    "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly",
+]
+CLAIMS = ["iss", "sub", "name", "given_name", "family_name", "email"]
+TOOL_NAME = "microcred"
+DESCRIPTION = "Competency levels from rubric and quiz results, issued as Open Badges 3.0."
+
+
+def _urls(settings: Settings) -> dict[str, str]:
+    base = settings.public_base_url
+    return {
+        "login": base + "/lti/login",
+        "launch": base + "/lti/launch",
+        "jwks": base + "/lti/jwks",
+        "domain": urlsplit(base).netloc,
+    }
+
+
+def tool_configuration(settings: Settings, *, product_family: str) -> dict[str, Any]:
+    """The registration request body (lti-dr §3.5.2)."""
+    u = _urls(settings)
+    canvas = product_family == "canvas"
+    link: dict[str, Any] = {
+        "type": "LtiResourceLinkRequest",
+        "target_link_uri": u["launch"],
+        "label": TOOL_NAME,
+    }
+    deep: dict[str, Any] = {
+        "type": "LtiDeepLinkingRequest",
+        "target_link_uri": u["launch"],
+        "label": TOOL_NAME,
+    }
+    if canvas:
+        link["placements"] = ["course_navigation"]
+        deep["placements"] = ["link_selection", "assignment_selection"]
+    config: dict[str, Any] = {
+        "domain": u["domain"],
+        "target_link_uri": u["launch"],
+        "description": DESCRIPTION,
+        "claims": CLAIMS,
+        "messages": [link, deep],
+    }
+    if canvas:
+        config[CANVAS_PRIVACY] = "public"
+        config["custom_parameters"] = {
+            "canvas_user_id": "$Canvas.user.id",
+            "canvas_course_id": "$Canvas.course.id",
+            "canvas_api_domain": "$Canvas.api.domain",
+        }
+    return {
+        "application_type": "web",
+        "response_types": ["id_token"],
+        "grant_types": ["implicit", "client_credentials"],
+        "initiate_login_uri": u["login"],
+        "redirect_uris": [u["launch"]],
+        "client_name": TOOL_NAME,
+        "jwks_uri": u["jwks"],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "scope": " ".join(SCOPES),
+        TOOL_CONFIG: config,
+    }
+
+
+@dataclass(frozen=True)
+class RegistrationResult:
+    platform_id: int
+    name: str
+    issuer: str
+    client_id: str
+    deployment_id: str
+    product_family: str
+
+
+def _fail(detail: str, hint: str | None = None) -> RegistrationFailed:
+    return RegistrationFailed(
+        detail,
+        hint=hint
+        or "Start the registration again from the platform. If it keeps failing, check that "
+        "microcred can reach the platform over HTTPS.",
+    )
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _json(resp: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        data = resp.json()
+    except ValueError as exc:
+        raise _fail(f"The platform's {what} is not JSON (HTTP {resp.status_code}).") from exc
+    if not isinstance(data, dict):
+        raise _fail(f"The platform's {what} is not a JSON object.")
+    return data
+
+
+def register(
+    session: Session,
+    *,
+    openid_configuration: str,
+    registration_token: str,
+    settings: Settings,
+    http: httpx.Client,
+) -> RegistrationResult:
+    """Run dynamic registration; the new platform is stored inactive. Caller commits."""
+    if not openid_configuration:
+        raise _fail(
+            "This page is the dynamic registration URL; it must be opened by the platform.",
+            hint="In Moodle (Site administration > Plugins > External tool > Manage tools) or "
+            "Canvas (Admin > Developer keys > LTI Registration) paste "
+            f"{settings.public_base_url}/lti/register as the tool URL.",
+        )
+    try:
+        config_url = platforms.check_url(openid_configuration, what="openid_configuration")
+    except BadInput as exc:
+        raise _fail(exc.detail) from exc
+    headers = {"accept": "application/json"}
+    if registration_token:
+        headers["authorization"] = f"Bearer {registration_token}"
+    try:
+        resp = http.get(config_url, headers=headers)
+    except httpx.HTTPError as exc:
+        raise _fail(
+            f"The platform's configuration could not be fetched ({type(exc).__name__})."
+        ) from exc
+    if resp.status_code != 200:
+        raise _fail(f"The platform's configuration answered HTTP {resp.status_code}.")
+    conf = _json(resp, "OpenID configuration")
+    required = (
+        "issuer",
+        "authorization_endpoint",
+        "token_endpoint",
+        "jwks_uri",
+        "registration_endpoint",
+    )
+    missing = [k for k in required if not isinstance(conf.get(k), str) or not conf.get(k)]
+    if missing:
+        raise _fail(f"The platform's configuration lacks {', '.join(missing)}.")
+    platform_conf = _dict(conf.get(PLATFORM_CONFIG))
+    family = str(platform_conf.get("product_family_code") or "")[:100]
+    try:
+        reg_url = platforms.check_url(conf["registration_endpoint"], what="registration_endpoint")
+    except BadInput as exc:
+        raise _fail(exc.detail) from exc
+    body = tool_configuration(settings, product_family=family)
+    try:
+        resp = http.post(reg_url, json=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise _fail(f"The registration request failed ({type(exc).__name__}).") from exc
+    if resp.status_code not in (200, 201):
+        raise _fail(f"The platform refused the registration (HTTP {resp.status_code}).")
+    answer = _json(resp, "registration response")
+    client_id = answer.get("client_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise _fail("The platform's registration response has no client_id.")
+    tool_conf = _dict(answer.get(TOOL_CONFIG))
+    deployment_id = tool_conf.get("deployment_id")
+    deployment_id = str(deployment_id) if isinstance(deployment_id, str | int) else ""
+    name = str(
+        platform_conf.get("account_name")
+        or platform_conf.get("product_family_code")
+        or urlsplit(conf["issuer"]).netloc
+    )[:200]
+    try:
+        row = platforms.add_platform(
+            session,
+            issuer=conf["issuer"],
+            client_id=client_id,
+            auth_login_url=conf["authorization_endpoint"],
+            auth_token_url=conf["token_endpoint"],
+            key_set_url=conf["jwks_uri"],
+            deployment_ids=[deployment_id] if deployment_id else [],
+            name=name,
+            active=False,
+            auth_audience=conf.get("authorization_server")
+            if isinstance(conf.get("authorization_server"), str)
+            else None,
+            product_family=family,
+            actor="dynamic-registration",
+        )
+    except ServiceError as exc:
+        raise _fail(exc.detail, hint=exc.hint) from exc
+    return RegistrationResult(
+        platform_id=row.id or 0,
+        name=row.name,
+        issuer=row.issuer,
+        client_id=row.client_id,
+        deployment_id=deployment_id,
+        product_family=family,
+    )
+
+
+def done_page(result: RegistrationResult) -> str:
+    """Tell the administrator what happens next, then close (lti-dr §3.6)."""
+    e = html.escape
+    dep = (
+        f"<li>Deployment: <code>{e(result.deployment_id)}</code></li>"
+        if result.deployment_id
+        else "<li>Deployment: created when the tool is installed in the platform</li>"
+    )
+    activate = f"microcred platform activate {result.platform_id}" + (
+        "" if result.deployment_id else " --deployment DEPLOYMENT_ID"
+    )
+    body = (
+        "<section class='card'><h1>microcred is registered</h1>"
+        f"<p>Platform <strong>{e(result.name)}</strong> was registered as number "
+        f"{result.platform_id}. It stays <strong>inactive</strong> until an administrator "
+        "of microcred checks and activates it.</p>"
+        f"<ul><li>Issuer: <code>{e(result.issuer)}</code></li>"
+        f"<li>Client id: <code>{e(result.client_id)}</code></li>{dep}</ul>"
+        f"<p>To activate: <code>{e(activate)}</code></p>"
+        "<p><button type='button' id='close'>Close</button></p></section>"
+    )
+    script = (
+        "function ltiClose(){(window.opener||window.parent).postMessage("
+        "{subject:'org.imsglobal.lti.close'},'*');}"
+        "document.getElementById('close').addEventListener('click',ltiClose);"
+        "setTimeout(ltiClose, 1500);"
+    )
+    return pages.page("Registered · microcred", body, script=script)
+
+
+def canvas_developer_key(settings: Settings) -> dict[str, Any]:
+    """Canvas LTI developer key configuration (doc/api/lti_dev_key_config.md)."""
+    u = _urls(settings)
+    return {
+        "title": TOOL_NAME,
+        "description": DESCRIPTION,
+        "oidc_initiation_url": u["login"],
+        "target_link_uri": u["launch"],
+        "public_jwk_url": u["jwks"],
+        "redirect_uris": [u["launch"]],
+        "scopes": SCOPES,
+        "custom_fields": {
+            "canvas_user_id": "$Canvas.user.id",
+            "canvas_course_id": "$Canvas.course.id",
+            "canvas_api_domain": "$Canvas.api.domain",
+        },
+        "extensions": [
+            {
+                "domain": u["domain"],
+                "tool_id": TOOL_NAME,
+                "platform": "canvas.instructure.com",
+                "privacy_level": "public",
+                "settings": {
+                    "text": TOOL_NAME,
+                    "placements": [
+                        {
+                            "placement": "course_navigation",
+                            "message_type": "LtiResourceLinkRequest",
+                            "target_link_uri": u["launch"],
+                            "text": "Micro-credentials",
+                        },
+                        {
+                            "placement": "link_selection",
+                            "message_type": "LtiDeepLinkingRequest",
+                            "target_link_uri": u["launch"],
+                            "text": "microcred",
+                        },
+                        {
+                            "placement": "assignment_selection",
+                            "message_type": "LtiDeepLinkingRequest",
+                            "target_link_uri": u["launch"],
+                            "text": "microcred",
+                        },
+                    ],
+                },
+            }
+        ],
+    }

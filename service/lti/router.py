@@ -1,0 +1,96 @@
+"""LTI protocol endpoints: OIDC login, the tool's JWKS, Canvas configuration, registration.
+
+The launch itself (``POST /lti/launch``) lives in ``service.web.launch``: it runs the use
+case (record the user, open a session, render the role's page) above ``flows``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from service.db.engine import session as db_session
+from service.deps import EngineDep, SettingsDep, WriteSessionDep
+from service.lti import keys, launch, pages, registration
+from service.lti.http import HttpDep, ParamsDep
+
+router = APIRouter(prefix="/lti", tags=["lti"])
+
+
+def _login(
+    request: Request, params: dict[str, str], session: WriteSessionDep, settings: SettingsDep
+) -> Response:
+    start = launch.begin_login(
+        session,
+        params=params,
+        cookies=request.cookies,
+        secure=request.url.scheme == "https",
+        settings=settings,
+    )
+    session.commit()
+    if start.storage_target:
+        response: Response = HTMLResponse(
+            pages.login_storage_page(
+                auth_url=start.auth_url,
+                state=start.state,
+                nonce=start.nonce,
+                target=start.storage_target,
+                origin=start.auth_origin,
+            )
+        )
+    else:
+        response = Response(status_code=302, headers={"location": start.auth_url})
+    start.cookies.update_response(response)
+    response.headers["cache-control"] = "no-store"
+    return response
+
+
+@router.get("/login", include_in_schema=False)
+def login_get(
+    request: Request, params: ParamsDep, session: WriteSessionDep, settings: SettingsDep
+) -> Response:
+    """OIDC third-party initiated login (GET)."""
+    return _login(request, params, session, settings)
+
+
+@router.post("/login", include_in_schema=False)
+def login_post(
+    request: Request, params: ParamsDep, session: WriteSessionDep, settings: SettingsDep
+) -> Response:
+    """OIDC third-party initiated login (POST)."""
+    return _login(request, params, session, settings)
+
+
+@router.get("/jwks")
+def tool_jwks(engine: EngineDep, settings: SettingsDep) -> JSONResponse:
+    """The tool's public keys (current and, during the grace period, retired ones)."""
+    with db_session(engine) as s:
+        data = keys.published_jwks(s, grace_days=settings.key_rotation_grace_days)
+    if not data["keys"]:
+        with db_session(engine, write=True) as s:
+            keys.ensure_key(s)
+            s.commit()
+            data = keys.published_jwks(s, grace_days=settings.key_rotation_grace_days)
+    return JSONResponse(data, headers={"cache-control": "public, max-age=300"})
+
+
+@router.get("/config/canvas.json")
+def canvas_config(settings: SettingsDep) -> JSONResponse:
+    """Canvas developer key JSON (paste or use as the configuration URL)."""
+    return JSONResponse(registration.canvas_developer_key(settings))
+
+
+@router.get("/register", include_in_schema=False)
+def register(
+    params: ParamsDep, session: WriteSessionDep, settings: SettingsDep, http: HttpDep
+) -> HTMLResponse:
+    """LTI Dynamic Registration (Moodle and Canvas)."""
+    result = registration.register(
+        session,
+        openid_configuration=params.get("openid_configuration", ""),
+        registration_token=params.get("registration_token", ""),
+        settings=settings,
+        http=http,
+    )
+    session.commit()
+    return HTMLResponse(registration.done_page(result), headers={"cache-control": "no-store"})

@@ -1,0 +1,248 @@
+"""The tool's own session after an LTI launch, and who the current user is.
+
+After a launch we open a server-side session (``web_session``; the table keeps only the
+SHA-256 of the token) and hand the browser its token in a ``SameSite=None; Secure;
+HttpOnly; Partitioned`` cookie. When the browser blocks even partitioned cookies, the token
+travels with the page instead: links get ``?mc_session=…`` and forms a hidden field
+(``user.link(path)``, ``user.hidden_fields``); pages send ``Referrer-Policy: no-referrer``.
+
+Use in routes::
+
+    from service.web import auth
+
+    @router.get("/course/thing")
+    def thing(user: auth.UserDep) -> ...: ...          # any launched user
+    def edit(user: auth.InstructorDep) -> ...: ...     # instructor or admin of the course
+    def admin(user: auth.AdminDep) -> ...: ...
+
+Unsafe methods (POST, PUT, PATCH, DELETE) must carry ``csrf`` (form field) or
+``X-CSRF-Token`` equal to ``user.csrf_token``; a form that carries the session token itself
+is accepted as well (the token is the secret an attacker lacks). Authorization is per course
+context: ``user.course_id`` is the only course a session may act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
+
+from service.db.engine import session as db_session
+from service.db.models import Deployment, Platform, WebSession
+from service.db.types import utcnow
+from service.errors import Forbidden, ServiceError
+from service.flows import LaunchRecord
+from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
+from service.lti.types import LaunchContext
+from service.settings import Settings
+
+__all__ = [
+    "SESSION_COOKIE",
+    "TOKEN_PARAM",
+    "AdminDep",
+    "CurrentUser",
+    "InstructorDep",
+    "NotSignedIn",
+    "UserDep",
+    "current_user",
+    "require_role",
+    "set_session_cookie",
+    "start_session",
+]
+
+SESSION_COOKIE = "__Host-microcred_session"
+TOKEN_PARAM = "mc_session"  # noqa: S105  (a parameter name, not a secret)
+TOKEN_HEADER = "x-microcred-session"  # noqa: S105
+_UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+_TOUCH_EVERY = dt.timedelta(seconds=60)
+
+
+class NotSignedIn(ServiceError):
+    code = "not_signed_in"
+    status_code = 401
+    title = "Please open microcred from your course"
+
+    def __init__(self, detail: str = "There is no microcred session for this page.") -> None:
+        super().__init__(
+            detail,
+            hint="Open microcred again from the link in your course. Sessions end after two "
+            "hours without activity.",
+        )
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CurrentUser:
+    person_id: int
+    platform_id: int
+    deployment_id: int  # deployment.id (table key), not the LTI deployment_id string
+    course_id: int | None
+    role: str  # admin | instructor | learner, in this course
+    roles: tuple[str, ...]
+    launch_id: str
+    token: str
+    via_cookie: bool
+
+    @property
+    def is_instructor(self) -> bool:
+        return self.role in ("instructor", "admin")
+
+    @property
+    def csrf_token(self) -> str:
+        return hashlib.sha256(b"csrf:" + self.token.encode()).hexdigest()
+
+    def link(self, path: str) -> str:
+        """``path`` with the session token added when the browser refuses our cookie."""
+        if self.via_cookie:
+            return path
+        parts = urlsplit(path)
+        query = (parts.query + "&" if parts.query else "") + urlencode({TOKEN_PARAM: self.token})
+        return urlunsplit(parts._replace(query=query))
+
+    @property
+    def hidden_fields(self) -> dict[str, str]:
+        """Hidden form fields every form of ours posts (CSRF, and the token if needed)."""
+        fields = {"csrf": self.csrf_token}
+        if not self.via_cookie:
+            fields[TOKEN_PARAM] = self.token
+        return fields
+
+
+def start_session(
+    session: Session,
+    *,
+    record: LaunchRecord,
+    launch: LaunchContext,
+    settings: Settings,
+    now: dt.datetime | None = None,
+) -> str:
+    """Open a session for a recorded launch; returns the secret token. Caller commits."""
+    now = now or utcnow()
+    token = secrets.token_urlsafe(32)
+    session.add(
+        WebSession(
+            id=_hash(token),
+            person_id=record.person_id,
+            platform_id=launch.platform_id,
+            deployment_id=launch.deployment_pk,
+            course_id=record.course_id,
+            role=record.role,
+            roles=list(launch.roles),
+            launch_id=launch.launch_id,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
+        )
+    )
+    session.flush()
+    return token
+
+
+def set_session_cookie(
+    response: Response, token: str, *, request: Request, settings: Settings
+) -> None:
+    set_iframe_cookie(
+        response,
+        SESSION_COOKIE,
+        token,
+        max_age=settings.web_session_idle_seconds,
+        secure_request=request.url.scheme == "https",
+    )
+
+
+def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> WebSession:
+    with db_session(engine) as s:
+        row = s.get(WebSession, _hash(token))
+        if row is None or row.expires_at <= now:
+            raise NotSignedIn("Your microcred session has ended or is unknown.")
+        # Re-check the tenant on every request (security.md §1.3 account-state bypass).
+        platform = s.get(Platform, row.platform_id)
+        deployment = s.get(Deployment, row.deployment_id)
+        if platform is None or not platform.active or deployment is None or not deployment.active:
+            raise Forbidden(
+                "The platform or deployment of this session has been deactivated.",
+                hint="Ask your microcred administrator.",
+            )
+    if now - row.last_seen_at > _TOUCH_EVERY:
+        with db_session(engine, write=True) as s:
+            fresh = s.exec(select(WebSession).where(WebSession.id == row.id)).first()
+            if fresh is not None:
+                fresh.last_seen_at = now
+                fresh.expires_at = now + dt.timedelta(seconds=settings.web_session_idle_seconds)
+                s.add(fresh)
+                s.commit()
+    return row
+
+
+async def current_user(request: Request) -> CurrentUser:
+    """The launched user of this request (cookie, header, or carried token)."""
+    settings: Settings = request.app.state.settings
+    cookie_token = read_iframe_cookie(request.cookies, SESSION_COOKIE)
+    form_token = form_csrf = None
+    if request.method in _UNSAFE and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        raw_token, raw_csrf = form.get(TOKEN_PARAM), form.get("csrf")
+        form_token = raw_token if isinstance(raw_token, str) else None
+        form_csrf = raw_csrf if isinstance(raw_csrf, str) else None
+    carried = (
+        request.headers.get(TOKEN_HEADER) or form_token or request.query_params.get(TOKEN_PARAM)
+    )
+    token = cookie_token or carried
+    if not token or len(token) > 200:
+        raise NotSignedIn()
+    row = await run_in_threadpool(_load, request.app.state.engine, token, settings, utcnow())
+    user = CurrentUser(
+        person_id=row.person_id,
+        platform_id=row.platform_id,
+        deployment_id=row.deployment_id,
+        course_id=row.course_id,
+        role=row.role,
+        roles=tuple(row.roles),
+        launch_id=row.launch_id,
+        token=token,
+        via_cookie=cookie_token is not None and token == cookie_token,
+    )
+    if request.method in _UNSAFE:
+        sent = request.headers.get("x-csrf-token") or form_csrf or ""
+        carried_in_body = form_token is not None and hmac.compare_digest(form_token, token)
+        if not carried_in_body and not hmac.compare_digest(sent, user.csrf_token):
+            raise Forbidden(
+                "This form was not sent from a microcred page (missing or wrong CSRF token).",
+                hint="Reload the page and try again.",
+            )
+    return user
+
+
+def require_role(*roles: str) -> Callable[..., object]:
+    """Dependency: the current user must hold one of ``roles`` in the session's course."""
+
+    async def dependency(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+        if user.role not in roles:
+            raise Forbidden(
+                "Your role in this course does not allow this page.",
+                hint="Instructors and administrators of the course can open it.",
+            )
+        return user
+
+    return dependency
+
+
+UserDep = Annotated[CurrentUser, Depends(current_user)]
+InstructorDep = Annotated[CurrentUser, Depends(require_role("instructor", "admin"))]
+AdminDep = Annotated[CurrentUser, Depends(require_role("admin"))]

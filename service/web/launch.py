@@ -1,0 +1,207 @@
+"""The launch route and the pages a launch lands on.
+
+``POST /lti/launch`` validates the launch (``service.lti.launch``), records the person,
+course and enrolment (``flows.record_launch``), opens the tool session (``auth``) and sends
+the browser to the page for its role. Deep-linking requests go to the picker, whose answer
+is a signed LtiDeepLinkingResponse auto-posted to the platform.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
+
+from service import flows
+from service.db.engine import session as db_session
+from service.db.models import Course, Person, Platform
+from service.db.types import utcnow
+from service.deps import EngineDep, SettingsDep
+from service.errors import BadInput, Forbidden
+from service.lti import deep_linking, pages
+from service.lti import launch as lti_launch
+from service.lti.http import HttpDep, ParamsDep
+from service.lti.types import LaunchContext
+from service.settings import Settings
+from service.web import auth
+from service.web.templating import render
+
+router = APIRouter(tags=["launch"], include_in_schema=False)
+
+_NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
+
+
+def _landing(request: Request, settings: Settings, token: str, context: LaunchContext) -> Response:
+    path = "/app/deep-link" if context.is_deep_linking else "/app"
+    response = RedirectResponse(
+        f"{path}?{urlencode({auth.TOKEN_PARAM: token})}", status_code=303, headers=_NO_STORE
+    )
+    auth.set_session_cookie(response, token, request=request, settings=settings)
+    return response
+
+
+def _open_session(s: Session, context: LaunchContext, settings: Settings, now: dt.datetime) -> str:
+    record = flows.record_launch(s, launch=context, now=now)
+    return auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+
+
+@router.post("/lti/launch")
+def launch(
+    request: Request,
+    params: ParamsDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    http: HttpDep,
+) -> Response:
+    """LTI 1.3 launch (OIDC authentication response)."""
+    now = utcnow()
+    with db_session(engine) as s:
+        pending = lti_launch.validate_launch(
+            s,
+            engine=engine,
+            params=params,
+            cookies=request.cookies,
+            secure=request.url.scheme == "https",
+            settings=settings,
+            http=http,
+            now=now,
+        )
+    if pending.browser_bound:
+        with db_session(engine, write=True) as s:
+            context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
+            token = _open_session(s, context, settings, now)
+            s.commit()
+        return _landing(request, settings, token, context)
+    # No state cookie, but the login used platform storage: the browser must prove it holds
+    # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
+    # replayed; the one-time ticket finishes the launch.
+    with db_session(engine, write=True) as s:
+        context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
+        ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
+        s.commit()
+    return render(
+        request,
+        "lti/storage_check.html",
+        config_json=pages.json_block(
+            {
+                "target": pending.storage_target,
+                "origin": pending.auth_origin,
+                "state_key": f"lti_state_{pending.state}",
+                "nonce_key": f"lti_nonce_{pending.nonce}",
+            }
+        ),
+        storage_js=pages.PLATFORM_STORAGE_JS,
+        ticket=ticket,
+    )
+
+
+@router.post("/lti/launch/confirm")
+def confirm(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    ticket: Annotated[str, Form(max_length=200)],
+    state: Annotated[str, Form(max_length=200)] = "",
+    nonce: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Finish a launch whose state was checked in platform storage."""
+    now = utcnow()
+    with db_session(engine, write=True) as s:
+        context = lti_launch.redeem_storage_ticket(
+            s, ticket=ticket, state=state, nonce=nonce, now=now
+        )
+        token = _open_session(s, context, settings, now)
+        s.commit()
+    return _landing(request, settings, token, context)
+
+
+def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
+    with db_session(engine) as s:
+        person = s.get(Person, user.person_id)
+        course = s.get(Course, user.course_id) if user.course_id else None
+        platform = s.get(Platform, user.platform_id)
+    return {"user": user, "person": person, "course": course, "platform": platform}
+
+
+@router.get("/app")
+def home(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+    """The page a launch lands on, chosen by the user's role in the course."""
+    template = {
+        "admin": "lti/home_admin.html",
+        "instructor": "lti/home_instructor.html",
+    }.get(user.role, "lti/home_learner.html")
+    response = render(request, template, **_page_context(engine, user))
+    response.headers.update(_NO_STORE)
+    return response
+
+
+def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:
+    if not user.is_instructor:
+        raise Forbidden(
+            "Only instructors can add microcred to a course.",
+            hint="Ask an instructor of the course to add the link.",
+        )
+    with db_session(engine) as s:
+        context = lti_launch.load_context(s, user.launch_id)
+    if context is None or not context.is_deep_linking:
+        raise BadInput(
+            "This session did not start from a deep-linking request.",
+            hint="Use 'Add activity' / 'Add external tool' in the course to place microcred.",
+        )
+    return context
+
+
+@router.get("/app/deep-link")
+def deep_link_picker(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+    """Pick what to place in the course."""
+    context = _deep_link_context(engine, user)
+    response = render(
+        request,
+        "lti/deep_link.html",
+        **_page_context(engine, user),
+        settings_title=context.deep_linking.get("title") or "",
+        accept_multiple=bool(context.deep_linking.get("accept_multiple", True)),
+        choices=DEEP_LINK_CHOICES,
+    )
+    response.headers.update(_NO_STORE)
+    return response
+
+
+DEEP_LINK_CHOICES = {
+    "home": ("Micro-credentials", "Progress and credentials for this course."),
+}
+
+
+@router.post("/app/deep-link")
+def deep_link_respond(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.UserDep,
+    choice: Annotated[str, Form(max_length=50)] = "home",
+    title: Annotated[str, Form(max_length=200)] = "",
+) -> HTMLResponse:
+    """Sign the LtiDeepLinkingResponse and post it back to the platform."""
+    context = _deep_link_context(engine, user)
+    if choice not in DEEP_LINK_CHOICES:
+        raise BadInput("unknown choice")
+    label, text = DEEP_LINK_CHOICES[choice]
+    item = deep_linking.resource_link(
+        url=lti_launch.launch_url(settings),
+        title=title.strip() or label,
+        text=text,
+        custom={"microcred_view": choice},
+    )
+    with db_session(engine, write=True) as s:
+        token = deep_linking.response_jwt(s, context=context, items=[item], now=utcnow())
+        s.commit()
+    return HTMLResponse(
+        deep_linking.auto_post_page(
+            return_url=str(context.deep_linking["deep_link_return_url"]), token=token
+        ),
+        headers=_NO_STORE,
+    )

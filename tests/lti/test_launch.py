@@ -1,0 +1,223 @@
+"""Login -> launch -> landing page, from platforms shaped like Moodle and Canvas."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from service.db.engine import session as db_session
+from service.db.models import Course, Enrolment, LaunchState, Person, WebSession
+from tests.lti.platform import LAUNCH, MEMBERSHIP, C, FakePlatform
+
+pytestmark = pytest.mark.usefixtures("registered")
+
+INST = "http://purl.imsglobal.org/vocab/lis/v2/institution/person#"
+SYS = "http://purl.imsglobal.org/vocab/lis/v2/system/person#"
+
+
+def test_login_redirects_to_the_platform_with_a_complete_auth_request(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, _nonce, resp = moodle.login(client)
+    assert resp.status_code == 302
+    loc = urlsplit(resp.headers["location"])
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == moodle.issuer + "/auth"
+    q = {k: v[0] for k, v in parse_qs(loc.query).items()}
+    assert q["scope"] == "openid"
+    assert q["response_type"] == "id_token"
+    assert q["response_mode"] == "form_post"
+    assert q["prompt"] == "none"
+    assert q["client_id"] == moodle.client_id
+    assert q["redirect_uri"] == LAUNCH
+    assert q["login_hint"] == "42" and q["lti_message_hint"] == "hint-1"
+    cookie = resp.headers["set-cookie"]
+    assert f"lti1p3-{state}={state}" in cookie
+    for attr in ("Secure", "HttpOnly", "SameSite=none", "Partitioned"):
+        assert attr.lower() in cookie.lower()
+
+
+def test_login_also_works_with_get(client: TestClient, moodle: FakePlatform) -> None:
+    resp = client.get(
+        "/lti/login",
+        params={
+            "iss": moodle.issuer,
+            "login_hint": "1",
+            "target_link_uri": LAUNCH,
+            "client_id": moodle.client_id,
+        },
+        follow_redirects=False,
+    )
+    assert resp.status_code == 302
+
+
+def test_moodle_learner_lands_on_the_learner_page(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    resp = moodle.full_launch(client)
+    assert resp.status_code == 303, resp.text
+    assert resp.headers["location"].startswith("/app?mc_session=")
+    assert "__Host-microcred_session=" in resp.headers["set-cookie"]
+    page = client.get("/app")  # the cookie alone carries the session
+    assert page.status_code == 200
+    assert "Your micro-credentials" in page.text
+    assert "Ada Lovelace" in page.text and "Biology" in page.text
+    with db_session(engine) as s:
+        person = s.exec(select(Person)).one()
+        assert (person.sub, person.email) == ("user-42", "ada@example.edu")
+        course = s.exec(select(Course)).one()
+        assert (course.context_id, course.label) == ("course-7", "BIO101")
+        enrolment = s.exec(select(Enrolment)).one()
+        assert enrolment.role == "learner"
+
+
+def test_name_and_email_are_updated_on_each_launch(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    assert moodle.full_launch(client).status_code == 303
+    assert moodle.full_launch(client, name="Ada King", email="ada@king.example").status_code == 303
+    with db_session(engine) as s:
+        people = s.exec(select(Person)).all()
+    assert len(people) == 1
+    assert (people[0].name, people[0].email) == ("Ada King", "ada@king.example")
+
+
+def test_canvas_instructor_with_institution_roles(
+    client: TestClient, canvas: FakePlatform, engine: Engine
+) -> None:
+    roles = [MEMBERSHIP + "Instructor", INST + "Instructor", INST + "Student", SYS + "User"]
+    resp = canvas.full_launch(
+        client,
+        roles=roles,
+        **{
+            C + "context": {
+                "id": "4dde05e8ca1973bcca9bffc13e1548820eee93a3",
+                "title": "Chemistry",
+                "label": "CHEM",
+                "type": ["http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering"],
+            },
+            C + "tool_platform": {"guid": "x", "product_family_code": "canvas"},
+        },
+    )
+    assert resp.status_code == 303, resp.text
+    page = client.get(resp.headers["location"])
+    assert "Micro-credentials for Chemistry" in page.text
+
+
+def test_canvas_institution_admin_gets_no_course_rights(
+    client: TestClient, canvas: FakePlatform
+) -> None:
+    roles = [MEMBERSHIP + "Learner", INST + "Administrator", SYS + "SysAdmin", INST + "Instructor"]
+    resp = canvas.full_launch(client, roles=roles)
+    page = client.get(resp.headers["location"])
+    assert "Your micro-credentials" in page.text  # learner page
+
+
+def test_context_administrator_lands_on_the_admin_page(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    resp = moodle.full_launch(client, roles=[MEMBERSHIP + "Administrator"])
+    assert "microcred administration" in client.get(resp.headers["location"]).text
+
+
+def test_session_token_in_the_link_works_without_cookies(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    resp = moodle.full_launch(client)
+    client.cookies.clear()  # as if the browser blocked even partitioned cookies
+    assert client.get("/app").status_code == 401
+    page = client.get(resp.headers["location"])
+    assert page.status_code == 200 and "Your micro-credentials" in page.text
+
+
+def test_session_ends_when_the_platform_is_deactivated(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    resp = moodle.full_launch(client)
+    with db_session(engine, write=True) as s:
+        row = s.get(type(moodle.row), moodle.row.id)  # type: ignore[union-attr,arg-type]
+        row.active = False
+        s.add(row)
+        s.commit()
+    assert client.get(resp.headers["location"]).status_code == 403
+
+
+def test_moodle_error_post_without_id_token_is_a_clear_4xx(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, _, _ = moodle.login(client)
+    resp = client.post(
+        "/lti/launch",
+        data={
+            "error": "invalid_request",
+            "error_description": "<b>Bad redirect_uri</b>",
+            "state": state,
+        },
+        headers={"accept": "text/html"},
+    )
+    assert resp.status_code == 400
+    assert "&lt;b&gt;Bad redirect_uri&lt;/b&gt;" in resp.text
+    assert "<b>Bad" not in resp.text
+    assert "redirect URI" in resp.text
+
+
+def test_replayed_id_token_is_rejected(client: TestClient, moodle: FakePlatform) -> None:
+    state, nonce, _ = moodle.login(client)
+    token = moodle.token(moodle.claims(nonce))
+    assert moodle.launch(client, token, state).status_code == 303
+    again = moodle.launch(client, token, state)
+    assert again.status_code == 400
+    assert "already used" in again.text
+
+
+def test_replay_with_a_fresh_state_is_rejected(client: TestClient, moodle: FakePlatform) -> None:
+    state, nonce, _ = moodle.login(client)
+    token = moodle.token(moodle.claims(nonce))
+    assert moodle.launch(client, token, state).status_code == 303
+    state2, _, _ = moodle.login(client)
+    assert moodle.launch(client, token, state2).status_code == 400  # nonce belongs to state 1
+
+
+def test_state_without_its_cookie_is_rejected(client: TestClient, moodle: FakePlatform) -> None:
+    state, nonce, _ = moodle.login(client)
+    client.cookies.clear()
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert resp.status_code == 400
+    assert "cookie" in resp.text
+
+
+def test_moodle_sixty_second_token_tolerates_small_clock_skew(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    now = int(time.time())
+    # A 60 s Moodle token whose exp passed 30 s ago (clocks apart) is inside the 60 s skew.
+    claims = moodle.claims(nonce, iat=now - 90, exp=now - 30)
+    assert moodle.launch(client, moodle.token(claims), state).status_code == 303
+
+
+def test_expired_beyond_skew_is_rejected_with_a_clock_hint(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    now = int(time.time())
+    resp = moodle.launch(
+        client, moodle.token(moodle.claims(nonce, iat=now - 200, exp=now - 140)), state
+    )
+    assert resp.status_code == 400
+    assert "clocks" in resp.text
+
+
+def test_login_state_rows_are_single_use(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    with db_session(engine) as s:
+        row = s.get(LaunchState, state)
+        assert row is not None and row.used_at is not None
+        assert s.exec(select(WebSession)).one().role == "learner"
