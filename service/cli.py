@@ -791,6 +791,49 @@ def _fail(exc: ServiceError) -> NoReturn:
     raise typer.Exit(2)
 
 
+# --- demo commands ---
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the tool (served as 127.0.0.1).")] = 8000,
+    lms_port: Annotated[
+        int, typer.Option(help="Port of the demo LMS (served as localhost, another site).")
+    ] = 8001,
+) -> None:
+    """Run the service plus the bundled demo LMS, seeded; prints the URLs to open."""
+    from service.demo import bootstrap, server
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    tool_socket = server.bind("127.0.0.1", port)
+    lms_socket = server.bind("127.0.0.1", lms_port)
+    tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
+    lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
+    apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
+    typer.echo(
+        "\n".join(
+            [
+                "",
+                "microcred demo is running.",
+                f"  Open the demo course:  {lms_url}/",
+                f"  The tool:              {tool_url}/  (registered as platform {apps.platform_id},"
+                f" issuer {apps.config.issuer})",
+                f"  Database:              {settings.resolved_database_url}",
+                "Press Ctrl-C to stop.",
+                "",
+            ]
+        )
+    )
+    server.run(
+        apps.tool,
+        apps.lms,
+        tool_socket=tool_socket,
+        lms_socket=lms_socket,
+        log_level=settings.log_level.lower(),
+    )
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,541 @@
+"""Launch benchmark: OIDC login + launch + landing page, round trips per second.
+
+One platform client (the demo LMS's key and signing through service/jws.py) drives, over
+HTTP and with N concurrent browsers (each its own cookie jar):
+
+  floor      a FastAPI endpoint that only verifies an RS256 id_token (bench/floor_app.py)
+  ltijs      npm ltijs 5.x + ltijs-sequelize on PostgreSQL (bench/ltijs_tool.js)
+  sqlite     one `microcred serve --no-worker` process on SQLite
+  postgres   one `microcred serve --no-worker` process on PostgreSQL (127.0.0.1:5432)
+
+For each target it prints launches/s, latency percentiles and server CPU per launch (from
+/proc; ltijs's figure excludes the PostgreSQL server, microcred's too), then the ratios the
+targets name: microcred >= 2x ltijs launches/s, and launch cost <= 3x the floor.
+
+Run: /work/venv/bin/python bench/launch.py [--duration 15] [--concurrency 8] [--only a,b]
+Needs: npm install ltijs@5 ltijs-sequelize@2 pg pg-hstore in bench/.work (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from service import jws  # noqa: E402
+from service.demo import keys  # noqa: E402
+
+WORK = ROOT / "bench" / ".work"
+PY = sys.executable
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+LTI = "https://purl.imsglobal.org/spec/lti/claim/"
+CLIENT_ID = "bench-client"
+DEPLOYMENT = "1"
+USERS = 200
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its reaped children (for `npm`-style wrappers)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+@dataclass
+class Platform:
+    """The LMS side: issuer URLs, the signing key, the key set served over HTTP."""
+
+    issuer: str
+    key: jws.PrivateKey
+    jwks_url: str
+    jwks_path: Path
+
+    def id_token(self, *, user: int, nonce: str, client_id: str, target: str) -> str:
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "aud": client_id,
+            "azp": client_id,
+            "sub": f"user-{user}",
+            "iat": now,
+            "exp": now + 300,
+            "nonce": nonce,
+            "name": f"Learner {user}",
+            "given_name": "Learner",
+            "family_name": str(user),
+            "email": f"learner{user}@bench.test",
+            LTI + "message_type": "LtiResourceLinkRequest",
+            LTI + "version": "1.3.0",
+            LTI + "deployment_id": DEPLOYMENT,
+            LTI + "target_link_uri": target,
+            LTI + "resource_link": {"id": "rl-1", "title": "Bench"},
+            LTI + "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"],
+            LTI + "context": {
+                "id": "ctx-bench",
+                "label": "BENCH",
+                "title": "Bench course",
+                "type": ["http://purl.imsglobal.org/vocab/lis/v2/course#CourseOffering"],
+            },
+        }
+        return jws.sign(claims, self.key, headers={"typ": "JWT"})
+
+
+@dataclass
+class Target:
+    name: str
+    base: str
+    login_path: str | None  # None: the floor, one POST of a signed token
+    launch_path: str
+    pid: int
+    note: str = ""
+
+
+@dataclass
+class Result:
+    name: str
+    launches: int
+    errors: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    steps: dict[str, list[float]] = field(default_factory=dict)
+    server_cpu: float = 0.0
+    client_cpu: float = 0.0
+    first_error: str = ""
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.launches / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_ms_per_launch(self) -> float:
+        return 1000 * self.server_cpu / self.launches if self.launches else float("nan")
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        return 1000 * statistics.quantiles(self.latencies, n=100)[int(q) - 1]
+
+
+class LaunchError(Exception):
+    pass
+
+
+async def one_launch(
+    client: httpx.AsyncClient,
+    target: Target,
+    platform: Platform,
+    user: int,
+    steps: dict[str, float],
+) -> None:
+    launch_url = target.base + target.launch_path
+    if target.login_path is None:
+        token = platform.id_token(
+            user=user, nonce=uuid.uuid4().hex, client_id=CLIENT_ID, target=launch_url
+        )
+        resp = await client.post(launch_url, data={"id_token": token})
+        if resp.status_code != 200:
+            raise LaunchError(f"floor: {resp.status_code} {resp.text[:200]}")
+        return
+    t0 = time.perf_counter()
+    login = await client.post(
+        target.base + target.login_path,
+        data={
+            "iss": platform.issuer,
+            "login_hint": f"user-{user}",
+            "target_link_uri": launch_url,
+            "lti_message_hint": uuid.uuid4().hex,
+            "client_id": CLIENT_ID,
+            "lti_deployment_id": DEPLOYMENT,
+        },
+    )
+    if login.status_code not in (302, 303):
+        raise LaunchError(f"login: {login.status_code} {login.text[:300]}")
+    auth = parse_qs(urlsplit(login.headers["location"]).query)
+    nonce, state = auth["nonce"][0], auth["state"][0]
+    redirect_uri = auth["redirect_uri"][0]
+    token = platform.id_token(
+        user=user, nonce=nonce, client_id=auth["client_id"][0], target=launch_url
+    )
+    t1 = time.perf_counter()
+    resp = await client.post(redirect_uri, data={"id_token": token, "state": state})
+    t2 = time.perf_counter()
+    hops = 0
+    while resp.status_code in (302, 303) and hops < 3:
+        hops += 1
+        resp = await client.get(urljoin(str(resp.url), resp.headers["location"]))
+    steps["login"] = t1 - t0
+    steps["launch"] = t2 - t1
+    steps["landing"] = time.perf_counter() - t2
+    if resp.status_code != 200:
+        raise LaunchError(f"launch: {resp.status_code} {resp.text[:300]}")
+
+
+async def drive(
+    target: Target, platform: Platform, *, concurrency: int, warmup: float, duration: float
+) -> Result:
+    result = Result(target.name, 0, 0, duration, note=target.note)
+    measuring = False
+    stop = False
+    counter = 0
+
+    async def worker(i: int) -> None:
+        nonlocal counter
+        limits = httpx.Limits(max_connections=2, max_keepalive_connections=2)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            while not stop:
+                counter += 1
+                user = counter % USERS
+                client.cookies.clear()
+                t0 = time.perf_counter()
+                steps: dict[str, float] = {}
+                try:
+                    await one_launch(client, target, platform, user, steps)
+                except (LaunchError, httpx.HTTPError, KeyError) as exc:
+                    if measuring:
+                        result.errors += 1
+                        result.first_error = result.first_error or repr(exc)[:400]
+                    continue
+                if measuring:
+                    result.launches += 1
+                    result.latencies.append(time.perf_counter() - t0)
+                    for step, seconds in steps.items():
+                        result.steps.setdefault(step, []).append(seconds)
+
+    tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
+    await asyncio.sleep(warmup)
+    measuring = True
+    cpu0, ccpu0, t0 = cpu_seconds(target.pid), time.process_time(), time.perf_counter()
+    await asyncio.sleep(duration)
+    measuring = False
+    result.seconds = time.perf_counter() - t0
+    result.server_cpu = cpu_seconds(target.pid) - cpu0
+    result.client_cpu = time.process_time() - ccpu0
+    stop = True
+    await asyncio.gather(*tasks)
+    return result
+
+
+# --- processes ---
+
+
+@contextlib.contextmanager
+def process(
+    cmd: list[str], *, env: dict[str, str], ready_url: str, log: Path, timeout: float = 60
+) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=os.environ | env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{cmd[0]} exited: {log.read_text()[-2000:]}")
+                try:
+                    if httpx.get(ready_url, timeout=2).status_code < 500:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{cmd} not ready: {log.read_text()[-2000:]}")
+                time.sleep(0.2)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
+def pg_database(name: str) -> Iterator[str]:
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextlib.contextmanager
+def jwks_server(platform_dir: Path) -> Iterator[str]:
+    """The platform's key set, served by its own process (ltijs fetches it on every launch)."""
+    port = free_port()
+    cmd = [
+        PY,
+        "-m",
+        "http.server",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        str(platform_dir),
+    ]
+    url = f"http://127.0.0.1:{port}/jwks.json"
+    with process(cmd, env={}, ready_url=url, log=platform_dir.parent / "jwks.log"):
+        yield url
+
+
+# --- targets ---
+
+
+@contextlib.contextmanager
+def floor_target(run: Path, platform: Platform) -> Iterator[Target]:
+    port = free_port()
+    env = {
+        "FLOOR_JWKS": str(platform.jwks_path),
+        "FLOOR_ISS": platform.issuer,
+        "FLOOR_AUD": CLIENT_ID,
+    }
+    cmd = [
+        PY,
+        "-m",
+        "uvicorn",
+        "bench.floor_app:app",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    base = f"http://127.0.0.1:{port}"
+    with process(cmd, env=env, ready_url=base + "/docs", log=run / "floor.log") as proc:
+        yield Target("floor (FastAPI + RS256 verify)", base, None, "/launch", proc.pid, "1 request")
+
+
+@contextlib.contextmanager
+def ltijs_target(run: Path, platform: Platform) -> Iterator[Target]:
+    node_modules = WORK / "node_modules" / "ltijs"
+    if not node_modules.exists():
+        raise RuntimeError(
+            "ltijs is not installed: cd bench/.work && "
+            "npm install ltijs@5 ltijs-sequelize@2 pg pg-hstore"
+        )
+    port = free_port()
+    with pg_database(f"bench_ltijs_{os.getpid()}") as url:
+        env = {
+            "PORT": str(port),
+            "PGDATABASE": url.rsplit("/", 1)[1],
+            "PLATFORM_ISS": platform.issuer,
+            "CLIENT_ID": CLIENT_ID,
+            "AUTH_URL": platform.issuer + "/auth",
+            "TOKEN_URL": platform.issuer + "/token",
+            "JWKS_URL": platform.jwks_url,
+        }
+        base = f"http://127.0.0.1:{port}"
+        cmd = ["node", str(ROOT / "bench" / "ltijs_tool.js")]
+        with process(cmd, env=env, ready_url=base + "/keys", log=run / "ltijs.log") as proc:
+            time.sleep(1.0)  # registerPlatform runs after the server listens
+            version = json.loads((node_modules / "package.json").read_text())["version"]
+            yield Target(
+                f"ltijs {version} (PostgreSQL)", base, "/login", "/", proc.pid, "3 requests"
+            )
+
+
+@contextlib.contextmanager
+def microcred_target(run: Path, platform: Platform, db: str) -> Iterator[Target]:
+    port = free_port()
+    data_dir = run / f"microcred-{db}"
+    data_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        if db == "sqlite":
+            url = f"sqlite:///{data_dir / 'microcred.db'}"
+        else:
+            url = stack.enter_context(pg_database(f"bench_microcred_{os.getpid()}"))
+        base = f"http://127.0.0.1:{port}"
+        env = {
+            "MICROCRED_DATABASE_URL": url,
+            "MICROCRED_DATA_DIR": str(data_dir),
+            "MICROCRED_BASE_URL": base,
+            "MICROCRED_LOG_LEVEL": "WARNING",
+            "MICROCRED_SECRET_KEY": "bench-master-key-" + "0" * 32,
+        }
+        cli = [PY, "-m", "service.cli"]
+        for args in (
+            ["migrate"],
+            [
+                "platform", "add",
+                "--issuer", platform.issuer,
+                "--client-id", CLIENT_ID,
+                "--auth-url", platform.issuer + "/auth",
+                "--token-url", platform.issuer + "/token",
+                "--jwks-url", platform.jwks_url,
+                "--deployment", DEPLOYMENT,
+                "--name", "bench platform",
+            ],
+        ):  # fmt: skip
+            done = subprocess.run(
+                cli + args, env=os.environ | env, cwd=ROOT, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"microcred {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+        cmd = [*cli, "serve", "--port", str(port), "--no-worker"]
+        with process(
+            cmd, env=env, ready_url=base + "/healthz", log=run / f"microcred-{db}.log"
+        ) as proc:
+            yield Target(
+                f"microcred ({'SQLite' if db == 'sqlite' else 'PostgreSQL'})",
+                base,
+                "/lti/login",
+                "/lti/launch",
+                proc.pid,
+                "3 requests",
+            )
+
+
+def report(results: dict[str, Result], args: argparse.Namespace) -> None:
+    print()
+    print(
+        f"launch benchmark  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  "
+        f"concurrency {args.concurrency}, {args.duration:.0f} s per target, "
+        f"{os.cpu_count()} cores (shared)"
+    )
+    head = (
+        f"{'target':36} {'launches/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
+        f"{'srv CPU ms/launch':>18} {'errors':>7}  flow"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in results.values():
+        print(
+            f"{r.name:36} {r.rate:10.1f} {r.pct(50):8.1f} {r.pct(95):8.1f} "
+            f"{r.cpu_ms_per_launch:18.2f} {r.errors:7d}  {r.note}"
+        )
+        if r.steps:
+            medians = ", ".join(
+                f"{k} {1000 * statistics.median(v):.1f}" for k, v in r.steps.items()
+            )
+            print(f"    median ms per step: {medians}")
+        if r.first_error:
+            print(f"    first error: {r.first_error}")
+    floor, ltijs = results.get("floor"), results.get("ltijs")
+    print()
+    for key in ("sqlite", "postgres"):
+        mc = results.get(key)
+        if mc is None or not mc.launches:
+            continue
+        if ltijs and ltijs.launches:
+            ratio = mc.rate / ltijs.rate
+            print(
+                f"{mc.name}: {ratio:.2f}x ltijs launches/s (target >= 2): "
+                f"{'MET' if ratio >= 2 else 'MISSED'}"
+            )
+        if floor and floor.launches:
+            ratio = floor.rate / mc.rate
+            cpu_ratio = mc.cpu_ms_per_launch / floor.cpu_ms_per_launch
+            print(
+                f"{mc.name}: launch cost {ratio:.2f}x the floor by throughput, "
+                f"{cpu_ratio:.2f}x by server CPU "
+                f"(target <= 3): {'MET' if ratio <= 3 else 'MISSED'}"
+            )
+    if ltijs and floor and ltijs.launches and floor.launches:
+        print(f"ltijs: launch cost {floor.rate / ltijs.rate:.2f}x the floor by throughput")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per target")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--only", default="floor,ltijs,sqlite,postgres")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    if not shutil.which("node") and "ltijs" in args.only:
+        sys.exit("node is required for the ltijs reference (or pass --only floor,sqlite,postgres)")
+
+    run = WORK / f"run-{os.getpid()}"
+    platform_dir = run / "platform"
+    platform_dir.mkdir(parents=True)
+    key = keys.load_or_create(WORK / "platform-key.pem")
+    jwks_path = platform_dir / "jwks.json"
+    jwks_path.write_text(json.dumps({"keys": [key.public.jwk]}))
+    results: dict[str, Result] = {}
+    try:
+        with jwks_server(platform_dir) as jwks_url:
+            platform = Platform("https://lms.bench.test", key, jwks_url, jwks_path)
+            targets = {
+                "floor": lambda: floor_target(run, platform),
+                "ltijs": lambda: ltijs_target(run, platform),
+                "sqlite": lambda: microcred_target(run, platform, "sqlite"),
+                "postgres": lambda: microcred_target(run, platform, "postgres"),
+            }
+            for name in args.only.split(","):
+                print(f"== {name}", flush=True)
+                try:
+                    with targets[name]() as target:
+                        results[name] = asyncio.run(
+                            drive(
+                                target,
+                                platform,
+                                concurrency=args.concurrency,
+                                warmup=args.warmup,
+                                duration=args.duration,
+                            )
+                        )
+                except RuntimeError as exc:
+                    print(f"   {name} could not run: {exc}", flush=True)
+                else:
+                    r = results[name]
+                    print(
+                        f"   {r.rate:.1f} launches/s, {r.errors} errors, "
+                        f"client CPU {r.client_cpu:.1f} s",
+                        flush=True,
+                    )
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    report(results, args)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    k: {
+                        "rate": v.rate,
+                        "p50_ms": v.pct(50),
+                        "p95_ms": v.pct(95),
+                        "cpu_ms": v.cpu_ms_per_launch,
+                        "errors": v.errors,
+                    }
+                    for k, v in results.items()
+                },
+                indent=2,
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()
