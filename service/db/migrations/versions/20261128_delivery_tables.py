@@ -1,7 +1,7 @@
 """delivery tables
 
 Revision ID: delivery_0001
-Revises: 0001
+Revises:
 Create Date: 2026-11-28 21:13:01.611004
 """
 from alembic import op
@@ -12,7 +12,7 @@ import service.db.types
 from sqlalchemy.dialects import postgresql
 
 revision = "delivery_0001"
-down_revision = '0001'
+down_revision = 'sources_0001'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """lti tables
 
 Revision ID: lti_0001
-Revises: 0001
+Revises:
 Create Date: 2026-11-28 21:10:01.229463
 """
 from alembic import op
