@@ -54,19 +54,58 @@ def evidence_for(rng: random.Random, learner: str, competency: str) -> list[Evid
 
     verification = rng.choice(list(VerificationLevel))
     return [
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-1", attempt=1,
-                               score=rng.randrange(21), max_score=20, at=when(90)),
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-1", attempt=2,
-                               score=rng.randrange(21), max_score=20, at=when(80)),
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-2", attempt=1,
-                               score=rng.randrange(11), max_score=10, at=when(30),
-                               verification=verification),
-        normalise.rubric_rating(learner=learner, competency=competency, item="crit-a",
-                                rubric=RUBRIC, rating=rng.choice(RUBRIC)[0], at=when(60)),
-        normalise.rubric_rating(learner=learner, competency=competency, item="crit-b",
-                                rubric=RUBRIC, rating=rng.choice(RUBRIC)[0], at=when(60)),
-        Evidence(learner=learner, competency=competency, item="essay",
-                 score=rng.randrange(101), max_score=100, at=when(10)),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-1",
+            attempt=1,
+            score=rng.randrange(21),
+            max_score=20,
+            at=when(90),
+        ),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-1",
+            attempt=2,
+            score=rng.randrange(21),
+            max_score=20,
+            at=when(80),
+        ),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-2",
+            attempt=1,
+            score=rng.randrange(11),
+            max_score=10,
+            at=when(30),
+            verification=verification,
+        ),
+        normalise.rubric_rating(
+            learner=learner,
+            competency=competency,
+            item="crit-a",
+            rubric=RUBRIC,
+            rating=rng.choice(RUBRIC)[0],
+            at=when(60),
+        ),
+        normalise.rubric_rating(
+            learner=learner,
+            competency=competency,
+            item="crit-b",
+            rubric=RUBRIC,
+            rating=rng.choice(RUBRIC)[0],
+            at=when(60),
+        ),
+        Evidence(
+            learner=learner,
+            competency=competency,
+            item="essay",
+            score=rng.randrange(101),
+            max_score=100,
+            at=when(10),
+        ),
     ]
 
 
@@ -83,8 +122,10 @@ def main() -> None:
         for c in COMPETENCIES
     ]
     decisions = len(work)
-    print(f"{args.learners} learners x {len(COMPETENCIES)} competencies x 6 evidence items "
-          f"= {decisions} decisions, best of {args.repeat}")
+    print(
+        f"{args.learners} learners x {len(COMPETENCIES)} competencies x 6 evidence items "
+        f"= {decisions} decisions, best of {args.repeat}"
+    )
 
     def just_evaluate() -> None:
         for evidence, policy in work:

@@ -12,12 +12,11 @@ from sqlalchemy import Engine
 import service
 from service import secretbox
 from service.db.engine import make_engine
-from service.issuer import router as issuer_router
 from service.delivery import router as delivery_router
+from service.issuer import router as issuer_router
 from service.settings import Settings, get_settings
-from service.web import credential_preview, errors, health
 from service.sources import router as sources_router
-from service.web import errors, health
+from service.web import credential_preview, errors, health
 
 log = logging.getLogger(__name__)
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from pathlib import Path
-from typing import Annotated
-from typing import Annotated, Any
-import contextlib
-import logging
 from collections.abc import Iterator
-from typing import Annotated, NoReturn
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
 
 import typer
 from sqlmodel import Session
@@ -229,6 +226,8 @@ def keys_rotate() -> None:
         typer.echo(
             f"previous key {old.kid} stays published for {settings.key_rotation_grace_days} days"
         )
+
+
 # --- assessment commands ---
 
 
@@ -258,6 +257,8 @@ def evaluate(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 # --- issuer commands ---
 issuer_app = typer.Typer(help="Issuer keys (Open Badges 3.0 signing).", no_args_is_help=True)
 credential_app = typer.Typer(help="Issued credentials: revoke, unrevoke.", no_args_is_help=True)
@@ -365,6 +366,8 @@ def issuer_rotate_keys() -> None:
         new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
         s.commit()
     typer.echo("new issuer keys: " + ", ".join(new))
+
+
 # --- delivery commands ---
 outbox_app = typer.Typer(
     help="Inspect and repair deliveries to repositories.", no_args_is_help=True
@@ -575,6 +578,8 @@ def repository_list() -> None:
             )
             if r.id in warns:
                 typer.secho(f"      WARNING: {warns[r.id]}", fg="yellow")
+
+
 # --- sources commands ---
 @contextlib.contextmanager
 def _db(settings: Settings, *, write: bool = False) -> Iterator[Session]:

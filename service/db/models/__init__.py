@@ -4,6 +4,14 @@ Each feature keeps its tables in a module of this package; add the import below.
 """
 
 from service.db.models.core import AuditEvent, Course, Deployment, Enrolment, Person, Platform
+from service.db.models.delivery import (
+    DeliveryAttempt,
+    DeliveryConsent,
+    DeliveryRepository,
+    EmailMismatch,
+    OutboxMessage,
+)
+from service.db.models.issuer import Credential, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
     LtiCache,
@@ -12,16 +20,6 @@ from service.db.models.lti import (
     ToolKey,
     WebSession,
 )
-from service.db.models.issuer import Credential, IssuerKey, StatusList
-from service.db.models.delivery import (
-    DeliveryAttempt,
-    DeliveryConsent,
-    DeliveryRepository,
-    EmailMismatch,
-    OutboxMessage,
-)
-
-__all__ = [
 from service.db.models.sources import (
     ApiToken,
     Evidence,
@@ -36,38 +34,28 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Course",
-    "Deployment",
-    "Enrolment",
-    "LaunchState",
-    "LtiCache",
-    "Person",
-    "Platform",
-    "PlatformKeySet",
-    "ServiceToken",
-    "ToolKey",
-    "WebSession",
     "Credential",
-    "Deployment",
-    "Enrolment",
-    "IssuerKey",
-    "Person",
-    "Platform",
-    "StatusList",
     "DeliveryAttempt",
     "DeliveryConsent",
     "DeliveryRepository",
     "Deployment",
     "EmailMismatch",
     "Enrolment",
-    "OutboxMessage",
-    "Person",
-    "Platform",
     "Evidence",
     "EvidenceRevision",
     "ImportRun",
+    "IssuerKey",
+    "LaunchState",
+    "LtiCache",
+    "OutboxMessage",
     "Person",
     "PersonLink",
     "Platform",
+    "PlatformKeySet",
+    "ServiceToken",
     "SourceConnection",
+    "StatusList",
+    "ToolKey",
     "VerificationEvent",
+    "WebSession",
 ]
