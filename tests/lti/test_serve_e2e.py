@@ -84,9 +84,9 @@ def test_platform_add_then_serve_then_launch_over_http(
     env = os.environ | {
         "MICROCRED_DATA_DIR": str(tmp_path),
         "MICROCRED_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
-        "MICROCRED_BASE_URL": base,
         "MICROCRED_LOG_LEVEL": "WARNING",
     }
+    env.pop("MICROCRED_BASE_URL", None)  # serve then uses where it listens as its public URL
     pid = _cli(
         env,
         "platform",
