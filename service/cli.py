@@ -8,6 +8,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+import os
+from typing import Annotated
 
 import typer
 from sqlmodel import Session
@@ -58,6 +60,13 @@ def serve(
     import uvicorn
 
     settings = _bootstrap()
+    if "base_url" not in settings.model_fields_set:
+        # lti: no public URL configured, so the tool is where it listens (LTI redirect and
+        # target link URIs are checked against it).
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        os.environ["MICROCRED_BASE_URL"] = f"http://{shown}:{port}"
+        get_settings.cache_clear()
+        settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
     stop, thread = _start_inprocess_worker(settings, enabled=not no_worker)
     try:

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     login_state_ttl_seconds: int = 600
     web_session_idle_seconds: int = 7200
     jwks_refetch_interval_seconds: int = 60
+    jwks_refetch_burst: int = 3
     jwks_cache_min_seconds: int = 300
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300

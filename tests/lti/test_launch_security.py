@@ -246,11 +246,22 @@ def test_unknown_kid_refetches_once_then_rate_limits(
 ) -> None:
     assert moodle.full_launch(client).status_code == 303
     assert moodle.jwks_fetches == 1
-    for _ in range(5):
+    for i in range(10):
         state, nonce, _ = moodle.login(client)
-        bad = moodle.token(moodle.claims(nonce), kid="unknown-kid")
+        bad = moodle.token(moodle.claims(nonce), kid=f"unknown-kid-{i}")
         assert moodle.launch(client, bad, state).status_code == 400
-    assert moodle.jwks_fetches == 2  # one refetch for the first miss, then rate-limited
+    assert moodle.jwks_fetches == 1 + 3  # a burst of 3 refetches per minute, then none
+
+
+def test_a_bogus_kid_probe_does_not_block_a_real_rotation(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    assert moodle.full_launch(client).status_code == 303
+    state, nonce, _ = moodle.login(client)
+    bogus = moodle.token(moodle.claims(nonce), kid="not-a-key-of-this-platform")
+    assert moodle.launch(client, bogus, state).status_code == 400
+    moodle.rotate("moodle-key-2", key_index=2)
+    assert moodle.full_launch(client).status_code == 303
 
 
 def test_platform_key_rotation_needs_exactly_one_fetch(
