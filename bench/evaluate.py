@@ -3,9 +3,10 @@
 A course of 5,000 learners x 8 competencies x 6 evidence items each (two quizzes with
 attempts, rubric criteria, an assignment), a typical policy per competency (three bands,
 verification for Advanced, a floor for Intermediate, required evidence, attempt limit,
-recency window). One process, so one core. Evidence is built before timing; what is timed is ``evaluate`` producing
-complete decisions with every rule's reason, and separately that plus turning each
-decision into JSON-ready data with its evidence hash (what ``microcred evaluate`` does). CPU time (``time.process_time``) is the figure to
+recency window). One process, so one core. Evidence is built before timing; what is
+timed is ``evaluate`` producing complete decisions with every rule's reason, and
+separately that plus turning each decision into JSON-ready data with its evidence hash
+(what ``microcred evaluate`` does). CPU time (``time.process_time``) is the figure to
 compare on a shared machine; the wall clock is printed too.
 
 Run: python bench/evaluate.py [--learners 5000] [--repeat 3]
@@ -22,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.assessment import canonical, engine, normalise, parse  # noqa: E402
-from service.assessment.types import Evidence, VerificationLevel  # noqa: E402
+from service.assessment import canonical, engine, normalise, parse
+from service.assessment.types import Evidence, VerificationLevel
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 RUBRIC = (("beginning", 1.0), ("developing", 2.0), ("proficient", 3.0), ("exemplary", 4.0))
@@ -54,19 +55,58 @@ def evidence_for(rng: random.Random, learner: str, competency: str) -> list[Evid
 
     verification = rng.choice(list(VerificationLevel))
     return [
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-1", attempt=1,
-                               score=rng.randrange(21), max_score=20, at=when(90)),
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-1", attempt=2,
-                               score=rng.randrange(21), max_score=20, at=when(80)),
-        normalise.quiz_attempt(learner=learner, competency=competency, quiz="quiz-2", attempt=1,
-                               score=rng.randrange(11), max_score=10, at=when(30),
-                               verification=verification),
-        normalise.rubric_rating(learner=learner, competency=competency, item="crit-a",
-                                rubric=RUBRIC, rating=rng.choice(RUBRIC)[0], at=when(60)),
-        normalise.rubric_rating(learner=learner, competency=competency, item="crit-b",
-                                rubric=RUBRIC, rating=rng.choice(RUBRIC)[0], at=when(60)),
-        Evidence(learner=learner, competency=competency, item="essay",
-                 score=rng.randrange(101), max_score=100, at=when(10)),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-1",
+            attempt=1,
+            score=rng.randrange(21),
+            max_score=20,
+            at=when(90),
+        ),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-1",
+            attempt=2,
+            score=rng.randrange(21),
+            max_score=20,
+            at=when(80),
+        ),
+        normalise.quiz_attempt(
+            learner=learner,
+            competency=competency,
+            quiz="quiz-2",
+            attempt=1,
+            score=rng.randrange(11),
+            max_score=10,
+            at=when(30),
+            verification=verification,
+        ),
+        normalise.rubric_rating(
+            learner=learner,
+            competency=competency,
+            item="crit-a",
+            rubric=RUBRIC,
+            rating=rng.choice(RUBRIC)[0],
+            at=when(60),
+        ),
+        normalise.rubric_rating(
+            learner=learner,
+            competency=competency,
+            item="crit-b",
+            rubric=RUBRIC,
+            rating=rng.choice(RUBRIC)[0],
+            at=when(60),
+        ),
+        Evidence(
+            learner=learner,
+            competency=competency,
+            item="essay",
+            score=rng.randrange(101),
+            max_score=100,
+            at=when(10),
+        ),
     ]
 
 
@@ -83,8 +123,10 @@ def main() -> None:
         for c in COMPETENCIES
     ]
     decisions = len(work)
-    print(f"{args.learners} learners x {len(COMPETENCIES)} competencies x 6 evidence items "
-          f"= {decisions} decisions, best of {args.repeat}")
+    print(
+        f"{args.learners} learners x {len(COMPETENCIES)} competencies x 6 evidence items "
+        f"= {decisions} decisions, best of {args.repeat}"
+    )
 
     def just_evaluate() -> None:
         for evidence, policy in work:
