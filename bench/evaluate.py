@@ -3,9 +3,10 @@
 A course of 5,000 learners x 8 competencies x 6 evidence items each (two quizzes with
 attempts, rubric criteria, an assignment), a typical policy per competency (three bands,
 verification for Advanced, a floor for Intermediate, required evidence, attempt limit,
-recency window). One process, so one core. Evidence is built before timing; what is timed is ``evaluate`` producing
-complete decisions with every rule's reason, and separately that plus turning each
-decision into JSON-ready data with its evidence hash (what ``microcred evaluate`` does). CPU time (``time.process_time``) is the figure to
+recency window). One process, so one core. Evidence is built before timing; what is
+timed is ``evaluate`` producing complete decisions with every rule's reason, and
+separately that plus turning each decision into JSON-ready data with its evidence hash
+(what ``microcred evaluate`` does). CPU time (``time.process_time``) is the figure to
 compare on a shared machine; the wall clock is printed too.
 
 Run: python bench/evaluate.py [--learners 5000] [--repeat 3]
@@ -22,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.assessment import canonical, engine, normalise, parse  # noqa: E402
-from service.assessment.types import Evidence, VerificationLevel  # noqa: E402
+from service.assessment import canonical, engine, normalise, parse
+from service.assessment.types import Evidence, VerificationLevel
 
 NOW = dt.datetime(2026, 11, 28, 12, tzinfo=dt.UTC)
 RUBRIC = (("beginning", 1.0), ("developing", 2.0), ("proficient", 3.0), ("exemplary", 4.0))

@@ -19,7 +19,7 @@ echo "== ruff";           ruff check . && ruff format --check .
 echo "== mypy";           mypy
 echo "== import-linter";  lint-imports
 echo "== pytest (SQLite)"
-pytest -q -p no:cacheprovider
+pytest -q -p no:cacheprovider --cov=service/assessment --cov-branch --cov-report=term-missing --cov-fail-under=100
 
 if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   echo "== pytest (PostgreSQL: database tests and PostgreSQL-only tests)"

@@ -78,9 +78,6 @@ def evaluate(
 
     counted, excluded, by_recency, by_attempts = _select(ordered, policy, now)
     standing, passed_over = standings(counted, policy.attempt_grading)
-    if passed_over:
-        why = f"another attempt counts (the {policy.attempt_grading.value} one)"
-        excluded.extend([Exclusion(ev, why) for ev in passed_over])
     scores = [s.fraction for s in standing]
     score = aggregate(scores, policy.aggregation, weight=policy.weight, n=policy.n)
 
@@ -121,6 +118,17 @@ def evaluate(
             climbing = False
             next_up = level, rule.threshold
 
+    used = [ev for s in standing for ev in s.sources]
+    if passed_over:
+        # An attempt passed over for the score may still be the sitting that meets a
+        # verification requirement; then it is used, not left out.
+        for verified, _ in verified_cache.values():
+            used.extend([ev for s in verified for ev in s.sources])
+        chosen = {id(ev) for ev in used}
+        used = sorted({id(ev): ev for ev in used}.values(), key=_ORDER)
+        why = f"another attempt counts (the {policy.attempt_grading.value} one)"
+        excluded.extend([Exclusion(ev, why) for ev in passed_over if id(ev) not in chosen])
+
     gap: Gap | None = None
     if next_up is not None:
         level, threshold = next_up
@@ -137,7 +145,7 @@ def evaluate(
         score=score,
         score_basis=describe(policy.aggregation, weight=policy.weight, n=policy.n),
         rules=tuple(rules),
-        used=tuple([ev for s in standing for ev in s.sources]),
+        used=tuple(used),
         excluded=tuple(excluded),
         gap=gap,
         policy_version=policy.version,

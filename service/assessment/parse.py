@@ -84,9 +84,8 @@ class Reader:
             self.keys[canonical] = key
         self.taken: set[str] = set()
 
-    def at(self, key: str | int) -> str:
-        if isinstance(key, int):
-            return f"{self.path}[{key}]"
+    def at(self, key: str) -> str:
+        """The path of ``key`` in this mapping."""
         return f"{self.path}.{key}" if self.path else key
 
     def take(self, *names: str) -> tuple[Any, str] | None:
@@ -678,50 +677,39 @@ def read_evidence(
         "at": at,
         "verification": verification,
     }
-    try:
-        if rubric is not None or rating is not None:
-            if rubric is None or rating is None:
-                missing = "rating" if rating is None else "rubric"
-                raise EvidenceError(
-                    r.at(missing), "a rubric result needs both 'rubric' and 'rating'"
-                )
-            if score is not None or pct is not None:
-                extra = score or pct
-                assert extra is not None
-                raise EvidenceError(extra[1], "a rubric result takes its score from the rubric")
-            scale = _read_rubric(*rubric)
-            name = _text(*rating, EvidenceError)
-            try:
-                return rubric_rating(rubric=scale, rating=name, **common)
-            except EvidenceError as exc:
-                where = rating[1] if exc.field == "rating" else rubric[1]
-                raise EvidenceError(where, exc.message) from None
-        if pct is not None:
-            if score is not None or maximum is not None:
-                raise EvidenceError(pct[1], "give either 'percent' or 'score' with 'max'")
-            value = parse_fraction(pct[0], pct[1], EvidenceError)
-            return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
-        if score is None:
-            raise EvidenceError(
-                r.at("score"), "is required (or 'percent', or 'rubric' and 'rating')"
-            )
-        if isinstance(score[0], str) and score[0].strip().endswith("%") and maximum is None:
-            value = parse_fraction(score[0], score[1], EvidenceError)
-            return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
-        if maximum is None:
-            raise EvidenceError(r.at("max"), "is required with 'score' (the points possible)")
-        points = _number(score[0], score[1], EvidenceError)
-        top = _number(maximum[0], maximum[1], EvidenceError)
+    if rubric is not None or rating is not None:
+        if rubric is None or rating is None:
+            missing = "rating" if rating is None else "rubric"
+            raise EvidenceError(r.at(missing), "a rubric result needs both 'rubric' and 'rating'")
+        if score is not None or pct is not None:
+            extra = score or pct
+            assert extra is not None
+            raise EvidenceError(extra[1], "a rubric result takes its score from the rubric")
+        scale = _read_rubric(*rubric)
+        name = _text(*rating, EvidenceError)
         try:
-            return Evidence(score=points, max_score=top, kind=kind or "assignment", **common)
+            return rubric_rating(rubric=scale, rating=name, **common)
         except EvidenceError as exc:
-            raise EvidenceError(
-                score[1] if exc.field == "score" else maximum[1], exc.message
-            ) from None
+            where = rating[1] if exc.field == "rating" else rubric[1]
+            raise EvidenceError(where, exc.message) from None
+    if pct is not None:
+        if score is not None or maximum is not None:
+            raise EvidenceError(pct[1], "give either 'percent' or 'score' with 'max'")
+        value = parse_fraction(pct[0], pct[1], EvidenceError)
+        return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+    if score is None:
+        raise EvidenceError(r.at("score"), "is required (or 'percent', or 'rubric' and 'rating')")
+    if isinstance(score[0], str) and score[0].strip().endswith("%") and maximum is None:
+        value = parse_fraction(score[0], score[1], EvidenceError)
+        return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+    if maximum is None:
+        raise EvidenceError(r.at("max"), "is required with 'score' (the points possible)")
+    points = _number(score[0], score[1], EvidenceError)
+    top = _number(maximum[0], maximum[1], EvidenceError)
+    try:
+        return Evidence(score=points, max_score=top, kind=kind or "assignment", **common)
     except EvidenceError as exc:
-        if exc.field in ("learner", "competency", "item"):  # pragma: no cover - checked above
-            raise EvidenceError(r.at(exc.field), exc.message) from None
-        raise
+        raise EvidenceError(score[1] if exc.field == "score" else maximum[1], exc.message) from None
 
 
 def _read_rubric(value: Any, path: str) -> list[tuple[str, float]]:
