@@ -150,7 +150,8 @@ def test_jwt_signed_by_unknown_key(issued: tuple[dict[str, Any], str, Any]) -> N
     doc, token, resolver = issued
     kid = jws.unverified_header(token)["kid"]
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
     fake = jws.load_private_key(pem, kid=kid, alg="ES256")
