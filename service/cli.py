@@ -306,14 +306,18 @@ def verify(
                 typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
                 raise typer.Exit(2)
             data = path.read_text("utf-8", errors="replace")
-        with session(_engine(settings)) as s:
-            report = issuer_service.verify_input(
-                s,
-                settings,
-                data,
-                now=utcnow(),
-                fetch=issuer_fetch.fetch_json if allow_network else None,
-            )
+        engine = _engine(settings)
+        try:
+            with session(engine) as s:
+                report = issuer_service.verify_input(
+                    s,
+                    settings,
+                    data,
+                    now=utcnow(),
+                    fetch=issuer_fetch.fetch_json if allow_network else None,
+                )
+        finally:
+            engine.dispose()
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from None
@@ -331,8 +335,9 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
 
     settings = _bootstrap()
     action = issuer_service.revoke if revoked else issuer_service.unrevoke
+    engine = _engine(settings)
     try:
-        with session(_engine(settings), write=True) as s:
+        with session(engine, write=True) as s:
             row = action(
                 s, settings=settings, uuid=credential_id, reason=reason, actor="cli", now=utcnow()
             )
@@ -340,6 +345,8 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
     state = "revoked" if row.revoked else "no longer revoked"
     typer.echo(f"credential {row.uuid} is {state} (status list {row.status_list_id})")
 
@@ -371,9 +378,13 @@ def issuer_rotate_keys() -> None:
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    with session(_engine(settings), write=True) as s:
-        new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
-        s.commit()
+    engine = _engine(settings)
+    try:
+        with session(engine, write=True) as s:
+            new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
+            s.commit()
+    finally:
+        engine.dispose()
     typer.echo("new issuer keys: " + ", ".join(new))
 
 

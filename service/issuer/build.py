@@ -188,13 +188,15 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
         )
     if alignments:
         ach["alignment"] = alignments
+    # No ``allowedValue``: ``rubricCriterionLevel`` already lists the levels low to high,
+    # and the identical RDF lists it would add to every description force RDFC-1.0 into
+    # its slow n-degree hashing (measured in bench/sign.py).
     descriptions = [
         {
             "id": f"{ach_id}#level-scale",
             "type": ["ResultDescription"],
             "name": f"{template.competency_name}: competency level",
             "resultType": "RubricCriterionLevel",
-            "allowedValue": [lv.name for lv in template.levels],
             "requiredLevel": _level_ref(ach_id, level.key),
             "rubricCriterionLevel": [
                 {
@@ -225,7 +227,6 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
                         **({"targetDescription": crit.description} if crit.description else {}),
                     }
                 ],
-                "allowedValue": [lv.name for lv in crit.levels],
                 "rubricCriterionLevel": [
                     {
                         "id": _criterion_ref(ach_id, crit.key, lv.key),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
+from pyld import jsonld as _pyld
 from pyld.canon import URDNA2015
 from pyld.identifier_issuer import IdentifierIssuer
 from pyld.jsonld import JsonLdError, JsonLdProcessor
@@ -41,6 +43,18 @@ class _Dropped(Exception):
 
 def _on_dropped(term: str | None) -> None:
     raise _Dropped(term)
+
+
+_ABSOLUTE_IRI = re.compile(r"^([A-Za-z][A-Za-z0-9+-.]*|_):[^\s]*$")
+_MISSING = object()
+
+
+def _is_absolute_iri(v: Any) -> Any:
+    # pyld's own test with the pattern compiled once (it looks the pattern up per call).
+    return isinstance(v, str) and _ABSOLUTE_IRI.match(v)
+
+
+_pyld._is_absolute_iri = _is_absolute_iri
 
 
 class _Processor(JsonLdProcessor):  # type: ignore[misc]
@@ -108,6 +122,23 @@ class _Processor(JsonLdProcessor):  # type: ignore[misc]
             if len(self._memo) > self._MAX:
                 self._memo.popitem(last=False)
         return result
+
+    def _expand_iri(
+        self,
+        active_ctx: Any,
+        value: Any,
+        base: Any = None,
+        vocab: bool = False,
+        local_ctx: Any = None,
+        defined: Any = None,
+    ) -> Any:
+        # Fast path for the common case, identical to pyld's branch for it: outside
+        # context processing, a term the active context maps expands to its @id.
+        if vocab and local_ctx is None and isinstance(value, str) and value[:1] != "@":
+            mapping = active_ctx["mappings"].get(value, _MISSING)
+            if mapping is not _MISSING:
+                return None if mapping is None else mapping["@id"]
+        return super()._expand_iri(active_ctx, value, base, vocab, local_ctx, defined)
 
 
 class _Urdna2015(URDNA2015):  # type: ignore[misc]
