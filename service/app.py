@@ -37,4 +37,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # credpage routers
     if settings.environment != "production":
         app.include_router(credential_preview.router)
+        app.include_router(credential_preview.ob2_preview_router)
     return app

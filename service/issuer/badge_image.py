@@ -16,7 +16,14 @@ from xml.sax.saxutils import escape
 
 from service.issuer.baking import write_png
 
-__all__ = ["LEVEL_STYLES", "LevelStyle", "default_badge_png", "default_badge_svg", "style_for"]
+__all__ = [
+    "LEVEL_STYLES",
+    "LevelStyle",
+    "default_badge_png",
+    "default_badge_svg",
+    "level_hint",
+    "style_for",
+]
 
 SIZE = 256
 
@@ -45,6 +52,19 @@ def style_for(level_name: str | None) -> LevelStyle:
     """The style for a level name (case-insensitive; unknown names get a neutral slate)."""
     key = (level_name or "").strip().lower()
     return LEVEL_STYLES.get(key, LEVEL_STYLES["other"])
+
+
+_ORDER = ("beginning", "intermediate", "advanced")
+
+
+def level_hint(achievement: dict[str, object]) -> tuple[str | None, int]:
+    """Guess ``(level name, rank)`` for an achievement alone (no result to read the level
+    from): the first known level name found in its id or name, else no level."""
+    haystack = f"{achievement.get('id', '')} {achievement.get('name', '')}".lower()
+    for rank, key in enumerate(_ORDER, 1):
+        if key in haystack:
+            return key.capitalize(), rank
+    return None, 1
 
 
 def _rank(rank: int) -> int:
