@@ -108,7 +108,10 @@ def default_badge_svg(*, level: str | None, rank: int, title: str) -> bytes:
         UTF-8 SVG bytes with ``role="img"`` and a ``<title>``.
     """
     style = style_for(level)
-    label = escape((level or "Achieved").upper())
+    raw_label = (level or "Achieved").upper()
+    label = escape(raw_label)
+    # The label must stay inside the inner ring (about 130 px wide at 15 px for 9 letters).
+    font_size = 15.0 if len(raw_label) <= 9 else round(15.0 * 9 / len(raw_label), 1)
     stars = "".join(
         '<polygon fill="#ffffff" points="'
         + " ".join(f"{x:.2f},{y:.2f}" for x, y in _star(cx, cy, _STAR_OUTER, _STAR_INNER))
@@ -139,7 +142,7 @@ def default_badge_svg(*, level: str | None, rank: int, title: str) -> bytes:
         f"{stars}"
         '<text x="128" y="150" text-anchor="middle" fill="#ffffff" '
         'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" '
-        f'font-size="15" font-weight="700" letter-spacing="1.5">{label}</text>'
+        f'font-size="{font_size:g}" font-weight="700" letter-spacing="1.2">{label}</text>'
         "</svg>"
     )
     return svg.encode("utf-8")

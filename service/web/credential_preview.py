@@ -24,7 +24,7 @@ def _load(_request: Request, key: str) -> credentials.CredentialBundle | None:
     return credentials.CredentialBundle(document=document, report=report, learner_name=learner)
 
 
-router = credentials.make_router(_load, prefix="/_preview/credentials")
+router = credentials.make_router(_load, prefix="/_preview/credentials", ob2_prefix="/_preview/ob2")
 
 
 # The OB 2.0 hosted documents of the same samples: "revoked" answers 410.

@@ -66,6 +66,7 @@ class CredentialPageUrls:
     wallet_request: str | None = None
     wallet_issuer_did: str | None = None
     linkedin_organization_id: str | None = None
+    ob2_assertion: str | None = None
 
 
 def credential_urls(
@@ -251,6 +252,7 @@ class CredentialView:
     issuer_url: str | None
     issuer_image: str | None
     issuer_location: str | None
+    issuer_ids: list[Row]
     issued: str | None
     issued_iso: str | None
     valid_from: str | None
@@ -487,6 +489,19 @@ def _eu_rows(
     return rows
 
 
+def _issuer_ids(issuer: dict[str, Any]) -> list[Row]:
+    """Identifiers a verifier can cross-check: the issuer's id (DID or URL) and others."""
+    rows = []
+    for other in _as_list(issuer.get("otherIdentifier")):
+        if isinstance(other, dict) and _text(other.get("identifier")):
+            kind = _text(other.get("identifierType")) or "identifier"
+            label = "Institution ID" if kind == "identifier" else kind
+            rows.append(Row(label, _text(other.get("identifier")) or ""))
+    if _text(issuer.get("id")):
+        rows.append(Row("Issuer ID", _text(issuer.get("id")) or ""))
+    return rows
+
+
 def _recipient(subject: dict[str, Any], learner_name: str | None) -> tuple[str | None, ...]:
     name = learner_name or _text(subject.get("name"))
     if name and _EMAIL.search(name):
@@ -583,6 +598,7 @@ def view_model(
         issuer_url=_safe_url(issuer_obj.get("url")),
         issuer_image=_safe_url(issuer_image),
         issuer_location=location or None,
+        issuer_ids=_issuer_ids(issuer_obj),
         issued=_date(issued),
         issued_iso=issued.isoformat() if issued else None,
         valid_from=_date(valid_from),
@@ -778,11 +794,15 @@ def view_model_title(document: dict[str, Any]) -> str:
     return _text(document.get("name")) or "credential"
 
 
-def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
+def make_router(
+    load: Loader, *, prefix: str = "/credentials", ob2_prefix: str | None = None
+) -> APIRouter:
     """Routes for the page and its downloads, reading credentials through ``load``.
 
     ``load(request, key)`` returns a :class:`CredentialBundle` (with a fresh verification
-    report) or None for an unknown key, which becomes a 404.
+    report) or None for an unknown key, which becomes a 404. With ``ob2_prefix`` (where
+    :mod:`service.issuer.ob2_router` is mounted, under the same keys) the page also links
+    the Open Badges 2.0 hosted assertion for older backpacks.
     """
     router = APIRouter(prefix=prefix, tags=["credentials"])
 
@@ -801,7 +821,11 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         if settings is not None:
             base = settings.public_base_url
         urls = credential_urls(base, key, prefix=prefix)
-        return urls if bundle.jwt else _replace_jwt(urls)
+        if ob2_prefix is not None:
+            urls = dataclasses.replace(
+                urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
+            )
+        return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
 
     @router.get("/{key}", response_model=None)
     def page(request: Request, key: str) -> Response:
@@ -883,7 +907,3 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         )
 
     return router
-
-
-def _replace_jwt(urls: CredentialPageUrls) -> CredentialPageUrls:
-    return dataclasses.replace(urls, jwt=None)

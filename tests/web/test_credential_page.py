@@ -456,3 +456,13 @@ def test_preview_routes_are_mounted_outside_production(client: TestClient) -> No
     assert r.status_code == 200 and "Expired" in r.text
     assert client.get("/static/credential.css").status_code == 200
     assert client.get("/static/credential.js").status_code == 200
+
+
+def test_ob2_link_appears_when_the_ob2_router_is_mounted() -> None:
+    app = FastAPI()
+    app.include_router(credentials.make_router(loader, ob2_prefix="/ob2"))
+    with TestClient(app, base_url="https://tool.test") as c:
+        html = c.get("/credentials/valid", headers={"accept": "text/html"}).text
+        assert 'href="https://tool.test/ob2/assertions/valid"' in html
+        html = c.get("/credentials/revoked", headers={"accept": "text/html"}).text
+        assert "/ob2/assertions/" not in html  # never advertise a revoked badge
