@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.issuer import baking
 from service.issuer.types import Check, VerificationReport
@@ -466,3 +468,69 @@ def test_ob2_link_appears_when_the_ob2_router_is_mounted() -> None:
         assert 'href="https://tool.test/ob2/assertions/valid"' in html
         html = c.get("/credentials/revoked", headers={"accept": "text/html"}).text
         assert "/ob2/assertions/" not in html  # never advertise a revoked badge
+
+
+# --- robustness: any document renders ----------------------------------------------------
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+PATHS = [
+    ("name",),
+    ("issuer",),
+    ("issuer", "name"),
+    ("issuer", "address"),
+    ("issuer", "url"),
+    ("validFrom",),
+    ("validUntil",),
+    ("awardedDate",),
+    ("evidence",),
+    ("credentialSubject",),
+    ("credentialSubject", "result"),
+    ("credentialSubject", "identifier"),
+    ("credentialSubject", "achievement"),
+    ("credentialSubject", "achievement", "name"),
+    ("credentialSubject", "achievement", "alignment"),
+    ("credentialSubject", "achievement", "resultDescription"),
+    ("credentialSubject", "achievement", "criteria"),
+    ("credentialSubject", "achievement", "ECTS"),
+    ("credentialSubject", "achievement", "notionalWorkload"),
+    ("credentialSubject", "achievement", "learningOutcomes"),
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), junk), min_size=1, max_size=5))
+def test_any_shape_of_document_renders(changes: list[tuple[tuple[str, ...], object]]) -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    for path, value in changes:
+        target = doc
+        for part in path[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[path[-1]] = value
+    urls = credentials.credential_urls("https://tool.test", "k")
+    response = credentials.render_credential_page(
+        None, document=doc, report=report, jwt_available=False, urls=urls
+    )
+    assert response.status_code == 200
+    assert b"<h1" in response.body
+
+
+def test_extension_terms_are_found_with_prefixes_and_language_maps() -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    ach = doc["credentialSubject"]["achievement"]
+    del ach["assessmentType"], ach["participationType"]
+    ach["mc:assessmentType"] = {"en": "Oral examination", "nl": "Mondeling examen"}
+    doc["credentialSubject"]["euMicroCredential"] = {
+        "formOfParticipation": {"prefLabel": "Blended", "id": "http://data.europa.eu/snb/x"}
+    }
+    view = credentials.view_model(doc, report, now=datetime(2026, 12, 1, tzinfo=UTC))
+    rows = {r.label: r.value for r in view.eu_rows}
+    assert rows["Type of assessment"] == "Oral examination"
+    assert rows["Form of participation"] == "Blended"
