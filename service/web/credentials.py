@@ -18,6 +18,7 @@ HTML disabled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -660,6 +661,7 @@ def lcw_deep_link(*, issuer_did: str, request_url: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=2048)  # encoding is most of a page render; URLs repeat
 def qr_svg(url: str, *, label: str) -> Markup:
     """An inline, accessible SVG QR code for ``url`` (segno; dark on white for scanners)."""
     qr = segno.make(url, error="m")
