@@ -87,7 +87,10 @@ def credential_urls(
 
 # --- view model --------------------------------------------------------------------------
 
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# Images are off: a credential must not make the page load third-party (tracking) pixels.
+_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).disable(
+    "image"
+)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 

@@ -534,3 +534,20 @@ def test_extension_terms_are_found_with_prefixes_and_language_maps() -> None:
     rows = {r.label: r.value for r in view.eu_rows}
     assert rows["Type of assessment"] == "Oral examination"
     assert rows["Form of participation"] == "Blended"
+
+
+def test_markdown_cannot_pull_in_images_or_raw_html() -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    ach = doc["credentialSubject"]["achievement"]
+    ach["description"] = (
+        "![pixel](https://tracker.example/p.png) <b>bold</b> "
+        '[ok](https://a.example/x" onmouseover="alert(1))'
+    )
+    urls = credentials.credential_urls("https://tool.test", "k")
+    html = credentials.render_credential_page(
+        None, document=doc, report=report, jwt_available=False, urls=urls
+    ).body.decode()
+    assert "tracker.example" not in [i.attrs.get("src") for i in Tree(html).root.find_all("img")]
+    assert '<img src="https://tracker' not in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert 'onmouseover="alert' not in html
