@@ -22,7 +22,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
@@ -63,7 +63,6 @@ class CredentialPageUrls:
     png: str
     svg: str
     jwt: str | None = None
-    issuer: str | None = None
     wallet_request: str | None = None
     wallet_issuer_did: str | None = None
     linkedin_organization_id: str | None = None
@@ -196,7 +195,6 @@ class Row:
     label: str
     value: str
     href: str | None = None
-    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -270,7 +268,6 @@ class CredentialView:
     image_alt: str
     issued_at: datetime | None = None
     expires_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _CHECK_LABELS = {
@@ -410,15 +407,13 @@ def _eu_rows(
     ext_sources = [achievement, subject, doc]
     for src in list(ext_sources):
         for key, value in src.items():
-            if isinstance(value, dict) and re.search(r"micro|eu", str(key), re.I):
+            if isinstance(value, dict) and re.search(r"^eu|micro", str(key), re.I):
                 ext_sources.append(value)
     rows: list[Row] = []
 
-    def add(
-        label: str, value: str | None, href: str | None = None, note: str | None = None
-    ) -> None:
+    def add(label: str, value: str | None, href: str | None = None) -> None:
         if value:
-            rows.append(Row(label, value, href, note))
+            rows.append(Row(label, value, href))
 
     add("Title", _text(achievement.get("name")) or _text(doc.get("name")))
     address = issuer.get("address") if isinstance(issuer.get("address"), dict) else None
