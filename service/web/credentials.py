@@ -266,6 +266,7 @@ class CredentialView:
     status: Status
     checks: list[CheckItem]
     image_alt: str
+    language: str | None
     issued_at: datetime | None = None
     expires_at: datetime | None = None
 
@@ -488,6 +489,14 @@ def _eu_rows(
     return rows
 
 
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _language(value: Any) -> str | None:
+    """The achievement's language (BCP 47) for a ``lang`` attribute (WCAG 3.1.2)."""
+    return value if isinstance(value, str) and _BCP47.match(value) else None
+
+
 def _issuer_ids(issuer: dict[str, Any]) -> list[Row]:
     """Identifiers a verifier can cross-check: the issuer's id (DID or URL) and others."""
     rows = []
@@ -612,6 +621,7 @@ def view_model(
             for c in report.checks
         ],
         image_alt=alt,
+        language=_language(achievement.get("inLanguage")),
         issued_at=issued,
         expires_at=valid_until,
     )
@@ -743,6 +753,9 @@ class CredentialBundle:
 
 Loader = Callable[[Request, str], CredentialBundle | None]
 
+# Credentials are public documents; web verifiers (e.g. VerifierPlus) fetch them cross-origin.
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
 _SVG_HEADERS = {
     # A baked SVG may come from an issuer-supplied image: never let it run script here.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
@@ -770,15 +783,38 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
     )
 
 
+_OFFERS: dict[str, Literal["html", "json", "jwt"]] = {
+    "text/html": "html",
+    "application/xhtml+xml": "html",
+    "application/vc+ld+json": "json",
+    "application/ld+json": "json",
+    "application/json": "json",
+    "application/vc+jwt": "jwt",
+    "application/jwt": "jwt",
+}
+
+
 def _wants(request: Request) -> Literal["html", "json", "jwt"]:
-    accept = request.headers.get("accept", "").lower()
-    if "application/vc+jwt" in accept or "application/jwt" in accept:
-        return "jwt"
-    if "text/html" in accept or not accept or accept.startswith("*/*"):
-        return "html"
-    if "application/vc+ld+json" in accept or "application/json" in accept or "ld+json" in accept:
-        return "json"
-    return "html"
+    """Pick a representation from ``Accept`` by quality (RFC 9110 §12.5.1); the first
+    listed wins a tie; wildcards and an absent header mean the page."""
+    best: tuple[float, int, Literal["html", "json", "jwt"]] = (0.0, 0, "html")
+    header = request.headers.get("accept", "")
+    for position, item in enumerate(header.lower().split(",")):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = _OFFERS.get(media)
+        if kind is None and media in ("*/*", "text/*"):
+            kind = "html"
+        if kind is not None and quality > 0 and (quality, -position) > best[:2]:
+            best = (quality, -position, kind)
+    return best[2]
 
 
 def _filename(bundle: CredentialBundle, ext: str) -> str:
@@ -836,7 +872,7 @@ def make_router(
             return JSONResponse(
                 bundle.document,
                 media_type="application/vc+ld+json",
-                headers={"Vary": "Accept"},
+                headers={"Vary": "Accept"} | _CORS,
             )
         if kind == "jwt":
             if bundle.jwt is None:
@@ -844,7 +880,9 @@ def make_router(
                     "This credential has no VC-JWT form.",
                     hint="Ask for application/vc+ld+json to get the signed JSON.",
                 )
-            return Response(bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"})
+            return Response(
+                bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"} | _CORS
+            )
         response = render_credential_page(
             request,
             document=bundle.document,
@@ -864,7 +902,8 @@ def make_router(
         return Response(
             body,
             media_type="application/vc+ld+json",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "json")}"'},
+            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "json")}"'}
+            | _CORS,
         )
 
     @router.get("/{key}/credential.jwt", response_model=None)
@@ -876,7 +915,8 @@ def make_router(
         return Response(
             bundle.jwt,
             media_type="text/plain",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "jwt")}"'},
+            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "jwt")}"'}
+            | _CORS,
         )
 
     @router.get("/{key}/badge.png", response_model=None)

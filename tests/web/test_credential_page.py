@@ -277,6 +277,8 @@ def test_accessibility_basics(page_client: TestClient, scenario: str) -> None:
     tree = Tree(html_of(page_client, scenario))
     (html_el,) = tree.root.find_all("html")
     assert html_el.attrs.get("lang") == "en"
+    (article,) = tree.root.find_all("article")
+    assert article.attrs.get("lang") == "en"  # the achievement's inLanguage
     assert len(tree.root.find_all("main")) == 1
     assert tree.root.find_all("header") and tree.root.find_all("aside")
     assert len(tree.root.find_all("h1")) == 1
@@ -551,3 +553,24 @@ def test_markdown_cannot_pull_in_images_or_raw_html() -> None:
     assert '<img src="https://tracker' not in html
     assert "&lt;b&gt;bold&lt;/b&gt;" in html
     assert 'onmouseover="alert' not in html
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        ("", "text/html"),
+        ("*/*", "text/html"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"),
+        ("application/json;q=0.9, text/html;q=0.8", "application/vc+ld+json"),
+        ("application/ld+json", "application/vc+ld+json"),
+        ("text/html;q=0.5, application/vc+jwt", "application/vc+jwt"),
+        ("application/vc+jwt;q=0, text/html", "text/html"),
+        ("image/png", "text/html"),
+    ],
+)
+def test_accept_quality_values(page_client: TestClient, accept: str, kind: str) -> None:
+    r = page_client.get("/credentials/valid+jwt", headers={"accept": accept})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(kind)
+    if kind != "text/html":
+        assert r.headers["access-control-allow-origin"] == "*"
