@@ -3,10 +3,11 @@
 Serves the app with the development preview routes on a free loopback port, opens each
 sample scenario and writes PNGs. Usage:
 
-    python scripts/credential_screenshots.py [OUT_DIR]   # default /tmp/shots
+    python -m scripts.credential_screenshots [OUT_DIR] [--readme]   # default /tmp/shots
 
-Writes ``credpage-<scenario>-<desktop|phone>.png``; ``--readme`` also copies the valid
-desktop shot to ``docs/screenshots/credential-page.png``.
+Writes ``credpage-<scenario>-<desktop|phone>[-top].png`` (full page and first screen);
+``--readme`` also copies the first screen of the valid desktop page to
+``docs/screenshots/credential-page.png``.
 """
 
 from __future__ import annotations
@@ -85,7 +86,7 @@ def main() -> None:
     if "--readme" in sys.argv:
         target = Path("docs/screenshots/credential-page.png")
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "credpage-valid-desktop.png", target)
+        shutil.copy(out / "credpage-valid-desktop-top.png", target)
         print(target)
 
 

@@ -52,4 +52,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(delivery_router.router)
     # sources routers
     app.include_router(sources_router.router)
+        app.include_router(credential_preview.ob2_preview_router)
     return app

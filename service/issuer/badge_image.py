@@ -16,7 +16,14 @@ from xml.sax.saxutils import escape
 
 from service.issuer.baking import write_png
 
-__all__ = ["LEVEL_STYLES", "LevelStyle", "default_badge_png", "default_badge_svg", "style_for"]
+__all__ = [
+    "LEVEL_STYLES",
+    "LevelStyle",
+    "default_badge_png",
+    "default_badge_svg",
+    "level_hint",
+    "style_for",
+]
 
 SIZE = 256
 
@@ -45,6 +52,19 @@ def style_for(level_name: str | None) -> LevelStyle:
     """The style for a level name (case-insensitive; unknown names get a neutral slate)."""
     key = (level_name or "").strip().lower()
     return LEVEL_STYLES.get(key, LEVEL_STYLES["other"])
+
+
+_ORDER = ("beginning", "intermediate", "advanced")
+
+
+def level_hint(achievement: dict[str, object]) -> tuple[str | None, int]:
+    """Guess ``(level name, rank)`` for an achievement alone (no result to read the level
+    from): the first known level name found in its id or name, else no level."""
+    haystack = f"{achievement.get('id', '')} {achievement.get('name', '')}".lower()
+    for rank, key in enumerate(_ORDER, 1):
+        if key in haystack:
+            return key.capitalize(), rank
+    return None, 1
 
 
 def _rank(rank: int) -> int:
@@ -88,7 +108,10 @@ def default_badge_svg(*, level: str | None, rank: int, title: str) -> bytes:
         UTF-8 SVG bytes with ``role="img"`` and a ``<title>``.
     """
     style = style_for(level)
-    label = escape((level or "Achieved").upper())
+    raw_label = (level or "Achieved").upper()
+    label = escape(raw_label)
+    # The label must stay inside the inner ring (about 130 px wide at 15 px for 9 letters).
+    font_size = 15.0 if len(raw_label) <= 9 else round(15.0 * 9 / len(raw_label), 1)
     stars = "".join(
         '<polygon fill="#ffffff" points="'
         + " ".join(f"{x:.2f},{y:.2f}" for x, y in _star(cx, cy, _STAR_OUTER, _STAR_INNER))
@@ -119,7 +142,7 @@ def default_badge_svg(*, level: str | None, rank: int, title: str) -> bytes:
         f"{stars}"
         '<text x="128" y="150" text-anchor="middle" fill="#ffffff" '
         'font-family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif" '
-        f'font-size="15" font-weight="700" letter-spacing="1.5">{label}</text>'
+        f'font-size="{font_size:g}" font-weight="700" letter-spacing="1.2">{label}</text>'
         "</svg>"
     )
     return svg.encode("utf-8")

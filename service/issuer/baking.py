@@ -37,6 +37,7 @@ __all__ = [
     "BakingError",
     "bake",
     "bake_png",
+    "bake_png_ob2",
     "bake_svg",
     "png_chunks",
     "unbake",
@@ -195,6 +196,32 @@ def _credential_chunks(chunks: list[tuple[bytes, bytes]]) -> list[int]:
     return found
 
 
+def _insert_itxt(chunks: list[tuple[bytes, bytes]], keyword: bytes, text: str) -> bytes:
+    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translation NUL
+    body = keyword + b"\x00\x00\x00" + b"\x00" + b"\x00" + text.encode("utf-8")
+    out = [PNG_SIGNATURE]
+    for kind, chunk_body in chunks[:-1]:
+        out.append(_chunk(kind, chunk_body))
+    out.append(_chunk(b"iTXt", body))
+    out.append(_chunk(b"IEND", b""))
+    return b"".join(out)
+
+
+def bake_png_ob2(image: bytes, assertion: dict[str, Any]) -> bytes:
+    """Bake an Open Badges 2.0 hosted assertion (``iTXt`` keyword ``openbadges``, JSON).
+
+    Raises:
+        BakingError: not a PNG, damaged, or already carrying an OB 2.0 assertion.
+    """
+    chunks = png_chunks(image)
+    if any(
+        kind in (b"iTXt", b"tEXt") and body.split(b"\x00", 1)[0] == OB2_PNG_KEYWORD
+        for kind, body in chunks
+    ):
+        raise BakingError("the image already carries an Open Badges 2.0 assertion")
+    return _insert_itxt(chunks, OB2_PNG_KEYWORD, json.dumps(assertion, separators=(",", ":")))
+
+
 def bake_png(image: bytes, credential: dict[str, Any] | str, *, replace: bool = False) -> bytes:
     """Bake a credential into a PNG badge image (OB 3.0 docformat, PNG).
 
@@ -219,14 +246,7 @@ def bake_png(image: bytes, credential: dict[str, Any] | str, *, replace: bool = 
         )
     drop = set(existing)
     kept = [c for i, c in enumerate(chunks) if i not in drop]
-    # keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translation NUL
-    body = PNG_KEYWORD + b"\x00\x00\x00" + b"\x00" + b"\x00" + payload.text.encode("utf-8")
-    out = [PNG_SIGNATURE]
-    for kind, chunk_body in kept[:-1]:
-        out.append(_chunk(kind, chunk_body))
-    out.append(_chunk(b"iTXt", body))
-    out.append(_chunk(b"IEND", b""))
-    return b"".join(out)
+    return _insert_itxt(kept, PNG_KEYWORD, payload.text)
 
 
 def unbake_png(image: bytes) -> BakedCredential | None:

@@ -18,10 +18,11 @@ HTML disabled.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode, urlsplit
@@ -62,10 +63,10 @@ class CredentialPageUrls:
     png: str
     svg: str
     jwt: str | None = None
-    issuer: str | None = None
     wallet_request: str | None = None
     wallet_issuer_did: str | None = None
     linkedin_organization_id: str | None = None
+    ob2_assertion: str | None = None
 
 
 def credential_urls(
@@ -85,7 +86,10 @@ def credential_urls(
 
 # --- view model --------------------------------------------------------------------------
 
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+# Images are off: a credential must not make the page load third-party (tracking) pixels.
+_MD = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).disable(
+    "image"
+)
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -191,7 +195,6 @@ class Row:
     label: str
     value: str
     href: str | None = None
-    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ class CredentialView:
     issuer_url: str | None
     issuer_image: str | None
     issuer_location: str | None
+    issuer_ids: list[Row]
     issued: str | None
     issued_iso: str | None
     valid_from: str | None
@@ -262,9 +266,9 @@ class CredentialView:
     status: Status
     checks: list[CheckItem]
     image_alt: str
+    language: str | None
     issued_at: datetime | None = None
     expires_at: datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _CHECK_LABELS = {
@@ -404,15 +408,13 @@ def _eu_rows(
     ext_sources = [achievement, subject, doc]
     for src in list(ext_sources):
         for key, value in src.items():
-            if isinstance(value, dict) and re.search(r"micro|eu", str(key), re.I):
+            if isinstance(value, dict) and re.search(r"^eu|micro", str(key), re.I):
                 ext_sources.append(value)
     rows: list[Row] = []
 
-    def add(
-        label: str, value: str | None, href: str | None = None, note: str | None = None
-    ) -> None:
+    def add(label: str, value: str | None, href: str | None = None) -> None:
         if value:
-            rows.append(Row(label, value, href, note))
+            rows.append(Row(label, value, href))
 
     add("Title", _text(achievement.get("name")) or _text(doc.get("name")))
     address = issuer.get("address") if isinstance(issuer.get("address"), dict) else None
@@ -484,6 +486,27 @@ def _eu_rows(
     )
     further = _lookup(ext_sources, ["furtherInformation", "additionalInformation"])
     add("Further information", _text(further), _safe_url(further))
+    return rows
+
+
+_BCP47 = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _language(value: Any) -> str | None:
+    """The achievement's language (BCP 47) for a ``lang`` attribute (WCAG 3.1.2)."""
+    return value if isinstance(value, str) and _BCP47.match(value) else None
+
+
+def _issuer_ids(issuer: dict[str, Any]) -> list[Row]:
+    """Identifiers a verifier can cross-check: the issuer's id (DID or URL) and others."""
+    rows = []
+    for other in _as_list(issuer.get("otherIdentifier")):
+        if isinstance(other, dict) and _text(other.get("identifier")):
+            kind = _text(other.get("identifierType")) or "identifier"
+            label = "Institution ID" if kind == "identifier" else kind
+            rows.append(Row(label, _text(other.get("identifier")) or ""))
+    if _text(issuer.get("id")):
+        rows.append(Row("Issuer ID", _text(issuer.get("id")) or ""))
     return rows
 
 
@@ -583,6 +606,7 @@ def view_model(
         issuer_url=_safe_url(issuer_obj.get("url")),
         issuer_image=_safe_url(issuer_image),
         issuer_location=location or None,
+        issuer_ids=_issuer_ids(issuer_obj),
         issued=_date(issued),
         issued_iso=issued.isoformat() if issued else None,
         valid_from=_date(valid_from),
@@ -597,6 +621,7 @@ def view_model(
             for c in report.checks
         ],
         image_alt=alt,
+        language=_language(achievement.get("inLanguage")),
         issued_at=issued,
         expires_at=valid_until,
     )
@@ -644,6 +669,7 @@ def lcw_deep_link(*, issuer_did: str, request_url: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=2048)  # encoding is most of a page render; URLs repeat
 def qr_svg(url: str, *, label: str) -> Markup:
     """An inline, accessible SVG QR code for ``url`` (segno; dark on white for scanners)."""
     qr = segno.make(url, error="m")
@@ -727,6 +753,9 @@ class CredentialBundle:
 
 Loader = Callable[[Request, str], CredentialBundle | None]
 
+# Credentials are public documents; web verifiers (e.g. VerifierPlus) fetch them cross-origin.
+_CORS = {"Access-Control-Allow-Origin": "*"}
+
 _SVG_HEADERS = {
     # A baked SVG may come from an issuer-supplied image: never let it run script here.
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
@@ -754,15 +783,38 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
     )
 
 
+_OFFERS: dict[str, Literal["html", "json", "jwt"]] = {
+    "text/html": "html",
+    "application/xhtml+xml": "html",
+    "application/vc+ld+json": "json",
+    "application/ld+json": "json",
+    "application/json": "json",
+    "application/vc+jwt": "jwt",
+    "application/jwt": "jwt",
+}
+
+
 def _wants(request: Request) -> Literal["html", "json", "jwt"]:
-    accept = request.headers.get("accept", "").lower()
-    if "application/vc+jwt" in accept or "application/jwt" in accept:
-        return "jwt"
-    if "text/html" in accept or not accept or accept.startswith("*/*"):
-        return "html"
-    if "application/vc+ld+json" in accept or "application/json" in accept or "ld+json" in accept:
-        return "json"
-    return "html"
+    """Pick a representation from ``Accept`` by quality (RFC 9110 §12.5.1); the first
+    listed wins a tie; wildcards and an absent header mean the page."""
+    best: tuple[float, int, Literal["html", "json", "jwt"]] = (0.0, 0, "html")
+    header = request.headers.get("accept", "")
+    for position, item in enumerate(header.lower().split(",")):
+        media, *params = (p.strip() for p in item.split(";"))
+        quality = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        kind = _OFFERS.get(media)
+        if kind is None and media in ("*/*", "text/*"):
+            kind = "html"
+        if kind is not None and quality > 0 and (quality, -position) > best[:2]:
+            best = (quality, -position, kind)
+    return best[2]
 
 
 def _filename(bundle: CredentialBundle, ext: str) -> str:
@@ -778,11 +830,15 @@ def view_model_title(document: dict[str, Any]) -> str:
     return _text(document.get("name")) or "credential"
 
 
-def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
+def make_router(
+    load: Loader, *, prefix: str = "/credentials", ob2_prefix: str | None = None
+) -> APIRouter:
     """Routes for the page and its downloads, reading credentials through ``load``.
 
     ``load(request, key)`` returns a :class:`CredentialBundle` (with a fresh verification
-    report) or None for an unknown key, which becomes a 404.
+    report) or None for an unknown key, which becomes a 404. With ``ob2_prefix`` (where
+    :mod:`service.issuer.ob2_router` is mounted, under the same keys) the page also links
+    the Open Badges 2.0 hosted assertion for older backpacks.
     """
     router = APIRouter(prefix=prefix, tags=["credentials"])
 
@@ -801,7 +857,11 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         if settings is not None:
             base = settings.public_base_url
         urls = credential_urls(base, key, prefix=prefix)
-        return urls if bundle.jwt else _replace_jwt(urls)
+        if ob2_prefix is not None:
+            urls = dataclasses.replace(
+                urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
+            )
+        return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
 
     @router.get("/{key}", response_model=None)
     def page(request: Request, key: str) -> Response:
@@ -812,7 +872,7 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
             return JSONResponse(
                 bundle.document,
                 media_type="application/vc+ld+json",
-                headers={"Vary": "Accept"},
+                headers={"Vary": "Accept"} | _CORS,
             )
         if kind == "jwt":
             if bundle.jwt is None:
@@ -820,7 +880,9 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
                     "This credential has no VC-JWT form.",
                     hint="Ask for application/vc+ld+json to get the signed JSON.",
                 )
-            return Response(bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"})
+            return Response(
+                bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"} | _CORS
+            )
         response = render_credential_page(
             request,
             document=bundle.document,
@@ -840,7 +902,8 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         return Response(
             body,
             media_type="application/vc+ld+json",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "json")}"'},
+            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "json")}"'}
+            | _CORS,
         )
 
     @router.get("/{key}/credential.jwt", response_model=None)
@@ -852,7 +915,8 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         return Response(
             bundle.jwt,
             media_type="text/plain",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "jwt")}"'},
+            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "jwt")}"'}
+            | _CORS,
         )
 
     @router.get("/{key}/badge.png", response_model=None)
@@ -883,7 +947,3 @@ def make_router(load: Loader, *, prefix: str = "/credentials") -> APIRouter:
         )
 
     return router
-
-
-def _replace_jwt(urls: CredentialPageUrls) -> CredentialPageUrls:
-    return dataclasses.replace(urls, jwt=None)

@@ -14,6 +14,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.issuer import baking
 from service.issuer.types import Check, VerificationReport
@@ -275,6 +277,8 @@ def test_accessibility_basics(page_client: TestClient, scenario: str) -> None:
     tree = Tree(html_of(page_client, scenario))
     (html_el,) = tree.root.find_all("html")
     assert html_el.attrs.get("lang") == "en"
+    (article,) = tree.root.find_all("article")
+    assert article.attrs.get("lang") == "en"  # the achievement's inLanguage
     assert len(tree.root.find_all("main")) == 1
     assert tree.root.find_all("header") and tree.root.find_all("aside")
     assert len(tree.root.find_all("h1")) == 1
@@ -456,3 +460,117 @@ def test_preview_routes_are_mounted_outside_production(client: TestClient) -> No
     assert r.status_code == 200 and "Expired" in r.text
     assert client.get("/static/credential.css").status_code == 200
     assert client.get("/static/credential.js").status_code == 200
+
+
+def test_ob2_link_appears_when_the_ob2_router_is_mounted() -> None:
+    app = FastAPI()
+    app.include_router(credentials.make_router(loader, ob2_prefix="/ob2"))
+    with TestClient(app, base_url="https://tool.test") as c:
+        html = c.get("/credentials/valid", headers={"accept": "text/html"}).text
+        assert 'href="https://tool.test/ob2/assertions/valid"' in html
+        html = c.get("/credentials/revoked", headers={"accept": "text/html"}).text
+        assert "/ob2/assertions/" not in html  # never advertise a revoked badge
+
+
+# --- robustness: any document renders ----------------------------------------------------
+
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+PATHS = [
+    ("name",),
+    ("issuer",),
+    ("issuer", "name"),
+    ("issuer", "address"),
+    ("issuer", "url"),
+    ("validFrom",),
+    ("validUntil",),
+    ("awardedDate",),
+    ("evidence",),
+    ("credentialSubject",),
+    ("credentialSubject", "result"),
+    ("credentialSubject", "identifier"),
+    ("credentialSubject", "achievement"),
+    ("credentialSubject", "achievement", "name"),
+    ("credentialSubject", "achievement", "alignment"),
+    ("credentialSubject", "achievement", "resultDescription"),
+    ("credentialSubject", "achievement", "criteria"),
+    ("credentialSubject", "achievement", "ECTS"),
+    ("credentialSubject", "achievement", "notionalWorkload"),
+    ("credentialSubject", "achievement", "learningOutcomes"),
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(PATHS), junk), min_size=1, max_size=5))
+def test_any_shape_of_document_renders(changes: list[tuple[tuple[str, ...], object]]) -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    for path, value in changes:
+        target = doc
+        for part in path[:-1]:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
+        target[path[-1]] = value
+    urls = credentials.credential_urls("https://tool.test", "k")
+    response = credentials.render_credential_page(
+        None, document=doc, report=report, jwt_available=False, urls=urls
+    )
+    assert response.status_code == 200
+    assert b"<h1" in response.body
+
+
+def test_extension_terms_are_found_with_prefixes_and_language_maps() -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    ach = doc["credentialSubject"]["achievement"]
+    del ach["assessmentType"], ach["participationType"]
+    ach["mc:assessmentType"] = {"en": "Oral examination", "nl": "Mondeling examen"}
+    doc["credentialSubject"]["euMicroCredential"] = {
+        "formOfParticipation": {"prefLabel": "Blended", "id": "http://data.europa.eu/snb/x"}
+    }
+    view = credentials.view_model(doc, report, now=datetime(2026, 12, 1, tzinfo=UTC))
+    rows = {r.label: r.value for r in view.eu_rows}
+    assert rows["Type of assessment"] == "Oral examination"
+    assert rows["Form of participation"] == "Blended"
+
+
+def test_markdown_cannot_pull_in_images_or_raw_html() -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    ach = doc["credentialSubject"]["achievement"]
+    ach["description"] = (
+        "![pixel](https://tracker.example/p.png) <b>bold</b> "
+        '[ok](https://a.example/x" onmouseover="alert(1))'
+    )
+    urls = credentials.credential_urls("https://tool.test", "k")
+    html = credentials.render_credential_page(
+        None, document=doc, report=report, jwt_available=False, urls=urls
+    ).body.decode()
+    assert "tracker.example" not in [i.attrs.get("src") for i in Tree(html).root.find_all("img")]
+    assert '<img src="https://tracker' not in html
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html
+    assert 'onmouseover="alert' not in html
+
+
+@pytest.mark.parametrize(
+    ("accept", "kind"),
+    [
+        ("", "text/html"),
+        ("*/*", "text/html"),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", "text/html"),
+        ("application/json;q=0.9, text/html;q=0.8", "application/vc+ld+json"),
+        ("application/ld+json", "application/vc+ld+json"),
+        ("text/html;q=0.5, application/vc+jwt", "application/vc+jwt"),
+        ("application/vc+jwt;q=0, text/html", "text/html"),
+        ("image/png", "text/html"),
+    ],
+)
+def test_accept_quality_values(page_client: TestClient, accept: str, kind: str) -> None:
+    r = page_client.get("/credentials/valid+jwt", headers={"accept": accept})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(kind)
+    if kind != "text/html":
+        assert r.headers["access-control-allow-origin"] == "*"
