@@ -96,7 +96,8 @@ class FakeBadgr:
                     json={
                         "status": {
                             "success": False,
-                            "description": "A previous award of this badge already exists for this recipient.",
+                            "description": "A previous award of this badge already exists "
+                            "for this recipient.",
                         }
                     },
                 )

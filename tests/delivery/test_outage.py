@@ -1,4 +1,4 @@
-"""A 30-minute Credly outage, time compressed 100× (one clock shared by worker and fake):
+"""A 30-minute Credly outage, time compressed 100 times (one clock shared by worker and fake):
 429 with Retry-After, 500s with and without the effect applied, timeouts with and without
 the effect, and a badge listing that fails half the time (R2 of reference/security.md §6)."""
 
