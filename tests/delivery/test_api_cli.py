@@ -1,0 +1,153 @@
+"""The JSON API (/api/outbox…, consent, destinations, mismatches) and the CLI commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from service.cli import app as cli_app
+from service.db.engine import session as db_session
+from service.delivery import awards, outbox, status
+from service.settings import Settings
+from tests.delivery.conftest import snapshot
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+def _credly(client: TestClient, **kw: object) -> dict[str, object]:
+    resp = client.post(
+        "/api/delivery/repositories",
+        json={
+            "kind": "credly",
+            "name": "Credly",
+            "secret": "org-token-secret",
+            "config": {"organization_id": "org", "environment": "sandbox"},
+        }
+        | kw,
+    )
+    assert resp.status_code == 201, resp.text
+    return dict(resp.json())
+
+
+def test_outbox_api_lists_acts_and_explains_conflicts(client: TestClient, engine: Engine) -> None:
+    repo = _credly(
+        client, secret_expires_at=(dt.datetime.now(dt.UTC) + dt.timedelta(days=3)).isoformat()
+    )
+    assert repo["has_secret"] is True and "org-token-secret" not in json.dumps(repo)
+    with db_session(engine, write=True) as s:
+        [row] = awards.enqueue_issue(s, snapshot=snapshot(1))
+        s.commit()
+    body = client.get("/api/outbox").json()
+    assert "expires on" in body["warnings"][0]
+    assert [i["kind"] for i in body["items"]] == ["credly.issue_badge"]
+    assert client.get("/api/outbox", params={"status": "dead"}).json()["items"] == []
+    detail = client.get(f"/api/outbox/{row.uuid}").json()
+    assert detail["status"] == "pending" and detail["attempt_log"] == []
+    resp = client.post(f"/api/outbox/{row.uuid}/redeliver")
+    assert resp.status_code == 409 and resp.json()["error"] == "conflict"
+    assert "pending" in resp.json()["detail"]
+    assert client.post(f"/api/outbox/{row.id}/cancel").json()["status"] == "cancelled"
+    resp = client.get("/api/outbox/nope-<script>")
+    assert resp.status_code == 404 and "<script>" not in resp.headers.get("content-type", "")
+    repos = client.get("/api/delivery/repositories").json()
+    assert repos[0]["warning"] and "expires on" in repos[0]["warning"]
+    bad = client.post("/api/delivery/repositories", json={"kind": "ftp", "name": "x"})
+    assert bad.status_code == 422 and "credly, badgr, webhook" in bad.json()["detail"]
+
+
+def test_consent_destinations_and_mismatch_api(client: TestClient, engine: Engine) -> None:
+    repo = _credly(client, consent_policy="ask")
+    cid = snapshot(2).credential_id
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(2, person_id=7))
+        s.commit()
+    [dest] = client.get(f"/api/credentials/{cid}/consent").json()
+    assert dest["state"] == "waiting_for_consent" and dest["consent"] == "asked"
+    [dest] = client.post(
+        f"/api/credentials/{cid}/consent", json={"repository_id": repo["id"], "granted": True}
+    ).json()
+    assert dest["state"] == "queued" and dest["consent"] == "granted"
+    with db_session(engine, write=True) as s:
+        [job] = outbox.claim(
+            s.get_bind(),
+            kinds=["credly.issue_badge"],  # type: ignore[arg-type]
+            now=dt.datetime.now(dt.UTC),
+        )
+    outbox.finish(
+        engine, job, record=outbox.AttemptRecord(started_at=NOW), now=NOW, result={"badge_id": "b1"}
+    )
+    [dest] = client.get(f"/api/credentials/{cid}/destinations").json()
+    assert dest["state"] == "delivered"
+    with db_session(engine, write=True) as s:
+        status.detect_email_change(s, person_id=7, new_email="new@example.edu")
+        s.commit()
+    [m] = client.get("/api/delivery/email-mismatches").json()
+    assert (
+        m["delivered_email"] == "learner2@example.edu" and m["current_email"] == "new@example.edu"
+    )
+    row = client.post(f"/api/delivery/email-mismatches/{m['id']}/resend").json()
+    assert row["kind"] == "credly.issue_badge" and row["status"] == "pending"
+    assert client.get("/api/delivery/email-mismatches").json() == []
+    assert client.post(f"/api/delivery/email-mismatches/{m['id']}/resend").status_code == 409
+
+
+def test_cli_outbox_commands(
+    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mp = monkeypatch
+    mp.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
+    mp.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
+    mp.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    mp.setenv("MICROCRED_REPOSITORY_SECRET", "tok")
+    from service.settings import get_settings
+
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        r = runner.invoke(
+            cli_app,
+            [
+                "repository",
+                "add",
+                "--kind",
+                "credly",
+                "--name",
+                "Credly",
+                "--org-id",
+                "org",
+                "--environment",
+                "sandbox",
+                "--template",
+                "py:beginning=T1",
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        r = runner.invoke(
+            cli_app,
+            ["repository", "add", "--kind", "credly", "--name", "X", "--template", "nonsense"],
+        )
+        assert r.exit_code == 2 and "must look like" in r.output
+        with db_session(engine, write=True) as s:
+            [row] = awards.enqueue_issue(s, snapshot=snapshot(3))
+            s.commit()
+        r = runner.invoke(cli_app, ["outbox", "list"])
+        assert r.exit_code == 0 and "credly.issue_badge" in r.output and "pending" in r.output
+        r = runner.invoke(cli_app, ["outbox", "retry", str(row.id)])
+        assert r.exit_code == 0 and "pending" in r.output
+        r = runner.invoke(cli_app, ["outbox", "cancel", row.uuid])
+        assert r.exit_code == 0 and "cancelled" in r.output
+        r = runner.invoke(cli_app, ["outbox", "cancel", row.uuid])
+        assert r.exit_code == 1 and "is cancelled" in r.output
+        r = runner.invoke(cli_app, ["outbox", "list", "--json", "--status", "cancelled"])
+        assert json.loads(r.output)["items"][0]["uuid"] == row.uuid
+        r = runner.invoke(cli_app, ["outbox", "retry", "999999"])
+        assert r.exit_code == 1 and "no outbox row" in r.output
+        r = runner.invoke(cli_app, ["repository", "list"])
+        assert "Credly" in r.output and "token-expires=" in r.output
+    finally:
+        get_settings.cache_clear()

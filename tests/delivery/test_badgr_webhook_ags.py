@@ -1,0 +1,316 @@
+"""Canvas Credentials (Badgr v2) through a fake at the transport, signed webhooks, and the
+AGS write-back with an injected poster."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from service.db.engine import session as db_session
+from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
+from service.delivery import awards, repositories, webhook
+from service.delivery.ags import AgsConnector
+from service.delivery.badgr import BadgrConnector
+from service.delivery.errors import ServerError
+from service.delivery.outbox import AttemptRecord
+from service.delivery.webhook import WebhookConnector
+from service.delivery.worker import Worker, build_connectors
+from tests.delivery.conftest import snapshot, statuses, unfinished
+
+NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+def clock() -> dt.datetime:
+    return NOW
+
+
+class FakeBadgr:
+    """Badgr v2 shapes (reference/credentials.md §4.2): /o/token, assertions, revoke."""
+
+    def __init__(self) -> None:
+        self.assertions: list[dict[str, Any]] = []
+        self.tokens: dict[str, str] = {}  # access -> "valid" | "expired"
+        self.grants: list[str] = []
+        self.fail_next_issue: str | None = None
+        self.requests: list[str] = []
+
+    def _token(self) -> dict[str, Any]:
+        access, refresh = uuid.uuid4().hex, uuid.uuid4().hex
+        self.tokens[access] = "valid"
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "expires_in": 86400,
+            "token_type": "Bearer",
+            "scope": "rw:issuer",
+        }
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        self.requests.append(f"{request.method} {path}")
+        if path == "/o/token":
+            form = dict(x.split("=", 1) for x in request.content.decode().split("&"))
+            self.grants.append(form["grant_type"])
+            if form["grant_type"] == "password" and form.get("password") != "pw":
+                return httpx.Response(400, json={"error": "invalid_grant"})
+            return httpx.Response(200, json=self._token())
+        auth = request.headers.get("authorization", "")
+        if self.tokens.get(auth.removeprefix("Bearer ")) != "valid":
+            return httpx.Response(
+                401, json={"detail": "Authentication credentials were not provided."}
+            )
+        if path.startswith("/v2/badgeclasses/") and path.endswith("/assertions"):
+            bc = path.split("/")[3]
+            if request.method == "GET":
+                who = request.url.params.get("recipient")
+                found = [
+                    a
+                    for a in self.assertions
+                    if a["badgeclass"] == bc and a["recipient"]["plaintextIdentity"] == who
+                ]
+                return httpx.Response(200, json={"status": {"success": True}, "result": found})
+            body = json.loads(request.content)
+            if not body.get("evidence") or not (
+                body["evidence"][0].get("url") or body["evidence"][0].get("narrative")
+            ):
+                return httpx.Response(
+                    400, json={"status": {"success": False, "description": "evidence required"}}
+                )
+            email = body["recipient"]["identity"]
+            dup = any(
+                a["badgeclass"] == bc
+                and a["recipient"]["plaintextIdentity"] == email
+                and not a["revoked"]
+                for a in self.assertions
+            )
+            if dup and body.get("allowDuplicateAwards") is False:
+                return httpx.Response(
+                    400,
+                    json={
+                        "status": {
+                            "success": False,
+                            "description": "A previous award of this badge already exists "
+                            "for this recipient.",
+                        }
+                    },
+                )
+            a = {
+                "entityId": uuid.uuid4().hex[:22],
+                "badgeclass": bc,
+                "revoked": False,
+                "recipient": {"plaintextIdentity": email, "type": "email", "hashed": True},
+                "issuedOn": body["issuedOn"],
+                "evidence": body["evidence"],
+            }
+            self.assertions.append(a)
+            if self.fail_next_issue == "500_applied":
+                self.fail_next_issue = None
+                return httpx.Response(502, json={"status": {"success": False}})
+            return httpx.Response(201, json={"status": {"success": True}, "result": [a]})
+        if path.startswith("/v2/assertions/") and request.method == "DELETE":
+            eid = path.split("/")[3]
+            body = json.loads(request.content)
+            if not body.get("revocation_reason"):
+                return httpx.Response(400, json={"status": {"description": "reason required"}})
+            for a in self.assertions:
+                if a["entityId"] == eid and not a["revoked"]:
+                    a["revoked"] = True
+                    a["revocationReason"] = body["revocation_reason"]
+                    return httpx.Response(200, json={"status": {"success": True}, "result": []})
+            return httpx.Response(404, json={"status": {"success": False}})
+        return httpx.Response(404)
+
+
+def _setup(engine: Engine) -> int:
+    with db_session(engine, write=True) as s:
+        repo = repositories.create(
+            s,
+            kind="badgr",
+            name="Canvas Credentials",
+            secret="pw",
+            config={
+                "region": "test",
+                "username": "admin@uni.test",
+                "badge_classes": {"py:beginning": "BC1", "py:advanced": "BC3"},
+            },
+        )
+        s.commit()
+        assert repo.id is not None
+        return repo.id
+
+
+def _worker(engine: Engine, badgr: FakeBadgr) -> Worker:
+    saved: dict[int, Any] = {}
+
+    def save(rid: int, tok: Any) -> None:
+        saved[rid] = tok
+        with db_session(engine, write=True) as s:
+            repo = s.get(DeliveryRepository, rid)
+            assert repo is not None
+            repo.access_token, repo.refresh_token = tok.access, tok.refresh
+            repo.access_token_expires_at = tok.expires_at
+            s.commit()
+
+    conn = BadgrConnector(
+        httpx.Client(transport=httpx.MockTransport(badgr)), clock=clock, save_tokens=save
+    )
+    return Worker(engine, [conn], clock=clock, threads=2)
+
+
+def _drain(worker: Worker, engine: Engine) -> None:
+    for _ in range(50):
+        if not unfinished(engine):
+            return
+        worker.run_once()
+    raise AssertionError(statuses(engine))
+
+
+def test_badgr_issue_with_evidence_refresh_and_revoke(engine: Engine) -> None:
+    _setup(engine)
+    badgr = FakeBadgr()
+    worker = _worker(engine, badgr)
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(1), now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    [a] = badgr.assertions
+    assert (
+        a["badgeclass"] == "BC1" and a["recipient"]["plaintextIdentity"] == "learner1@example.edu"
+    )
+    assert a["evidence"][0]["url"] == "https://tool.test/credentials/1"
+    assert badgr.grants == ["password"]
+    with engine.connect() as c:  # tokens persisted encrypted
+        raw = c.exec_driver_sql("SELECT access_token FROM delivery_repository").scalar_one()
+    assert raw.startswith("v1.")
+    # The access token expires server-side: the worker refreshes once and goes on.
+    for k in badgr.tokens:
+        badgr.tokens[k] = "expired"
+    worker.close()
+    worker = _worker(engine, badgr)  # a fresh process: tokens come from the database
+    with db_session(engine, write=True) as s:
+        for r in s.exec(select(OutboxMessage)).all():
+            r.status, r.delivered_at = "delivered", NOW
+        awards.propagate_revocation(s, snapshot(1).credential_id, "Grade corrected", now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    worker.close()
+    assert badgr.grants == ["password", "refresh_token"]
+    assert a["revoked"] and a["revocationReason"] == "Grade corrected"
+
+
+def test_badgr_uncertain_attempt_is_checked_not_duplicated(engine: Engine) -> None:
+    _setup(engine)
+    badgr = FakeBadgr()
+    badgr.fail_next_issue = "500_applied"
+    worker = _worker(engine, badgr)
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(2), now=NOW)
+        s.commit()
+    worker.run_once()
+    with db_session(engine, write=True) as s:
+        row = s.exec(select(OutboxMessage)).one()
+        assert row.uncertain and row.status == "pending"
+        row.due_at = NOW
+        s.commit()
+    _drain(worker, engine)
+    worker.close()
+    assert len(badgr.assertions) == 1
+    with db_session(engine) as s:
+        assert s.exec(select(OutboxMessage)).one().result["found"] is True
+
+
+def test_webhook_is_signed_and_verifiable(engine: Engine) -> None:
+    got: list[httpx.Request] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        got.append(request)
+        return httpx.Response(500 if len(got) == 1 else 204)
+
+    with db_session(engine, write=True) as s:
+        repositories.create(
+            s,
+            kind="webhook",
+            name="HR",
+            secret="whsec_test",
+            config={"url": "https://hr.test/hooks"},
+        )
+        awards.enqueue_issue(s, snapshot=snapshot(3), now=NOW)
+        s.commit()
+    conn = WebhookConnector(httpx.Client(transport=httpx.MockTransport(receiver)), clock=clock)
+    worker = Worker(engine, [conn], clock=clock)
+    worker.run_once()
+    with db_session(engine, write=True) as s:
+        s.exec(select(OutboxMessage)).one().due_at = NOW
+        s.commit()
+    worker.run_once()
+    worker.close()
+    assert statuses(engine) == {"delivered": 1}
+    first, second = got
+    for req in got:
+        sig = req.headers["microcred-signature"]
+        assert webhook.verify("whsec_test", sig, req.content, now=int(NOW.timestamp()))
+        assert not webhook.verify("other", sig, req.content, now=int(NOW.timestamp()))
+        assert not webhook.verify("whsec_test", sig, req.content + b" ", now=int(NOW.timestamp()))
+        assert not webhook.verify("whsec_test", sig, req.content, now=int(NOW.timestamp()) + 301)
+    # The event id is the same on the retry, so receivers can de-duplicate.
+    assert first.headers["microcred-event-id"] == second.headers["microcred-event-id"]
+    body = json.loads(second.content)
+    assert body["type"] == "credential.issued" and body["data"]["level"] == "beginning"
+
+
+def test_ags_write_back_goes_through_the_injected_poster(engine: Engine) -> None:
+    posted: list[dict[str, Any]] = []
+
+    def poster(payload: dict[str, Any], record: AttemptRecord) -> dict[str, Any]:
+        record.note("POST lineitem/scores")
+        if not posted:
+            posted.append({})
+            raise ServerError("LMS answered 503", status=503)
+        posted.append(payload)
+        return {"ok": True}
+
+    with db_session(engine, write=True) as s:
+        repositories.create(s, kind="ags", name="Gradebook", config={})
+        awards.enqueue_issue(
+            s, snapshot=snapshot(4, ags={"lineitem": "https://lms/li/1", "user": "sub-4"}), now=NOW
+        )
+        s.commit()
+    # Without a poster the standard worker does not claim gradebook rows at all.
+    plain = Worker(engine, build_connectors(engine, clock=clock), clock=clock)
+    assert plain.run_once() == 0
+    plain.close()
+    worker = Worker(engine, [AgsConnector(poster)], clock=clock)
+    worker.run_once()
+    with db_session(engine, write=True) as s:
+        s.exec(select(OutboxMessage)).one().due_at = NOW
+        s.commit()
+    worker.run_once()
+    worker.close()
+    assert posted[-1]["ags"] == {"lineitem": "https://lms/li/1", "user": "sub-4"}
+    with db_session(engine) as s:
+        tries = s.exec(select(DeliveryAttempt).order_by(DeliveryAttempt.id)).all()  # type: ignore[arg-type]
+    assert [t.outcome for t in tries] == ["retry", "delivered"]
+    assert tries[0].response_status == 503
+
+
+@pytest.mark.parametrize("secret", [None])
+def test_webhook_without_secret_is_a_dead_letter(engine: Engine, secret: str | None) -> None:
+    with db_session(engine, write=True) as s:
+        repositories.create(
+            s, kind="webhook", name="HR", secret=secret, config={"url": "https://hr.test/hooks"}
+        )
+        awards.enqueue_issue(s, snapshot=snapshot(5), now=NOW)
+        s.commit()
+    worker = Worker(engine, [WebhookConnector(httpx.Client(), clock=clock)], clock=clock)
+    worker.run_once()
+    worker.close()
+    with db_session(engine) as s:
+        row = s.exec(select(OutboxMessage)).one()
+    assert row.status == "dead" and "no signing secret" in (row.last_error or "")
