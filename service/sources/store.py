@@ -373,7 +373,8 @@ def apply(
     run.finished_at = now
     session.add(run)
     session.flush()
-    report.import_run_id = run.id
+    # A dry run's run row is never committed; do not hand out its id.
+    report.import_run_id = run.id if keep != "never" else None
     return report
 
 

@@ -105,3 +105,13 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true() -> None:
     results, problems = parse("u,quiz,cm1,,,1,2,,,,,\n\n,,,,,,,,,,,\nu,quiz,cm2,,,x,2,,,,,\n")
     assert [w for w, _ in results] == ["line 2"]
     assert [p.where for p in problems] == ["line 5"]
+
+
+def test_a_row_with_several_bad_columns_reports_each() -> None:
+    _results, problems = parse("u,quiz,cm7,,,21,20,,,0,2026-11-20T10:00:00,proctored\n")
+    assert [(p.where, p.field) for p in problems] == [
+        ("line 2", "score"),
+        ("line 2", "attempt"),
+        ("line 2", "submitted_at"),
+        ("line 2", "verification"),
+    ]

@@ -113,6 +113,7 @@ def test_dry_run_reports_exact_counts_and_writes_nothing(engine: Engine) -> None
     run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n")
     report = run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n42,,,quiz,cm7,,3,10,1\n", mode="dry_run")
     assert (report.new, report.unchanged, report.applied) == (1, 1, False)
+    assert report.import_run_id is None
     assert len(evidence_rows(engine)) == 1
 
 
