@@ -19,7 +19,7 @@ from service import audit
 from service.db.models import ApiToken
 from service.errors import BadInput, Conflict, Forbidden, ServiceError
 
-__all__ = ["SCOPES", "Unauthenticated", "authenticate", "create", "require"]
+__all__ = ["SCOPES", "Unauthenticated", "authenticate", "create", "require", "touch"]
 
 SCOPES = {
     "evidence:write": "post results and verification events, import CSV files",
@@ -92,3 +92,11 @@ def require(token: ApiToken, scope: str) -> None:
             f"the API token {token.name!r} lacks the scope {scope!r}",
             hint=f"Create a token with --scope {scope}.",
         )
+
+
+def touch(session: Session, *, token_id: int | None, now: dt.datetime) -> None:
+    """Record when a token was last used (called by write routes, which commit anyway)."""
+    row = session.get(ApiToken, token_id) if token_id is not None else None
+    if row is not None:
+        row.last_used_at = now
+        session.add(row)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -43,11 +44,21 @@ SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
+# Declared as an HTTP bearer scheme so OpenAPI (/docs) shows how to authenticate; the
+# checking (and the error a person can act on) is ours, hence auto_error=False.
+_bearer = HTTPBearer(auto_error=False, description="A token from `microcred token create`.")
+
+
 def get_api_token(
-    request: Request, session: SessionDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
     """The API token of a bearer-authenticated JSON API request (401 otherwise)."""
-    return apitoken.authenticate(session, authorization=authorization)
+    given = (
+        f"Bearer {credentials.credentials}" if credentials else request.headers.get("authorization")
+    )
+    return apitoken.authenticate(session, authorization=given)
 
 
 ApiTokenDep = Annotated[ApiToken, Depends(get_api_token)]

@@ -13,7 +13,8 @@ import datetime as dt
 import io
 import math
 import re
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from sqlmodel import Session
 
@@ -133,7 +134,7 @@ def _scale(raw: str) -> tuple[tuple[str, str, float], ...]:
     return tuple(sorted(levels, key=lambda lv: lv[2]))
 
 
-def _row(row: dict[str, str]) -> Result:
+def _learner(row: dict[str, str]) -> LearnerRef:
     learner = LearnerRef(
         lms_user_id=row.get("lms_user_id", "").strip(),
         sub=row.get("sub", "").strip(),
@@ -143,27 +144,35 @@ def _row(row: dict[str, str]) -> Result:
         raise _RowError("lms_user_id", "no learner given: fill lms_user_id, sub or email")
     if learner.email and "@" not in learner.email:
         raise _RowError("email", "not an e-mail address")
+    return learner
+
+
+def _kind(row: dict[str, str]) -> SourceKind:
     if not row.get("kind", "").strip():
         raise _RowError("kind", f"missing; one of: {', '.join(sorted(CSV_KINDS))}")
-    kind = SourceKind(_choice(row, "kind", CSV_KINDS, ""))
+    return SourceKind(_choice(row, "kind", CSV_KINDS, ""))
+
+
+def _item(row: dict[str, str]) -> str:
     item_id = row.get("item_id", "").strip()
     if not item_id:
         raise _RowError("item_id", "missing: the id of the quiz, assignment or activity")
     if len(item_id) > 255:
         raise _RowError("item_id", "longer than 255 characters")
+    return item_id
+
+
+def _criterion(row: dict[str, str], kind: SourceKind | None) -> str:
     criterion_id = row.get("criterion_id", "").strip()
     if kind is SourceKind.RUBRIC_CRITERION and not criterion_id:
         raise _RowError("criterion_id", "missing: a rubric_criterion row names its criterion")
     if len(criterion_id) > 255:
         raise _RowError("criterion_id", "longer than 255 characters")
+    return criterion_id
+
+
+def _score(row: dict[str, str]) -> tuple[float | None, float | None]:
     score, max_score = _number(row, "score"), _number(row, "max_score")
-    level_id = row.get("level_id", "").strip()
-    level_name = row.get("level_name", "").strip()
-    level_points = _number(row, "level_points")
-    raw_scale = row.get("level_scale", "").strip()
-    scale = _scale(raw_scale) if raw_scale else ()
-    if score is None and not (level_id or level_name):
-        raise _RowError("score", "missing: give score (and max_score) or a rubric level")
     if score is not None:
         if max_score is None:
             raise _RowError("max_score", "missing: a score needs the maximum it is out of")
@@ -173,30 +182,89 @@ def _row(row: dict[str, str]) -> Result:
             raise _RowError("score", f"{score:g} is outside 0..{max_score:g}")
     elif max_score is not None:
         raise _RowError("score", "missing although max_score is given")
-    level = None
-    if level_id or level_name:
-        level_id = level_id or level_name
-        if scale:
-            match = {lv[0]: lv for lv in scale}.get(level_id)
-            if match is None:
-                known = ", ".join(lv[0] for lv in scale)
-                raise _RowError("level_id", f"{level_id!r} is not in level_scale ({known})")
-            level_name = level_name or match[1]
-            if level_points is None:
-                level_points = match[2]
-            elif level_points != match[2]:
-                raise _RowError(
-                    "level_points",
-                    f"{level_points:g} differs from {match[2]:g} given for {level_id} "
-                    "in level_scale",
-                )
-        level = RubricLevel(id=level_id, name=level_name, points=level_points, scale=scale)
-    attempt_raw = row.get("attempt", "").strip() or "1"
-    if not attempt_raw.isdigit() or int(attempt_raw) < 1:
-        raise _RowError("attempt", f"{attempt_raw!r} is not a whole number from 1 up")
+    return score, max_score
+
+
+def _level(row: dict[str, str]) -> RubricLevel | None:
+    level_id = row.get("level_id", "").strip()
+    level_name = row.get("level_name", "").strip()
+    level_points = _number(row, "level_points")
+    raw_scale = row.get("level_scale", "").strip()
+    scale = _scale(raw_scale) if raw_scale else ()
+    if not (level_id or level_name):
+        return None
+    level_id = level_id or level_name
+    if scale:
+        match = {lv[0]: lv for lv in scale}.get(level_id)
+        if match is None:
+            known = ", ".join(lv[0] for lv in scale)
+            raise _RowError("level_id", f"{level_id!r} is not in level_scale ({known})")
+        level_name = level_name or match[1]
+        if level_points is None:
+            level_points = match[2]
+        elif level_points != match[2]:
+            raise _RowError(
+                "level_points",
+                f"{level_points:g} differs from {match[2]:g} given for {level_id} in level_scale",
+            )
+    return RubricLevel(id=level_id, name=level_name, points=level_points, scale=scale)
+
+
+def _attempt(row: dict[str, str]) -> int:
+    raw = row.get("attempt", "").strip() or "1"
+    if not raw.isdigit() or int(raw) < 1:
+        raise _RowError("attempt", f"{raw!r} is not a whole number from 1 up")
+    return int(raw)
+
+
+def _source(row: dict[str, str]) -> str:
     source = row.get("source", "").strip() or "csv"
     if not _SOURCE_RE.match(source):
         raise _RowError("source", "use letters, digits and . _ : - (at most 60)")
+    return source
+
+
+_VERIFICATIONS = {v.value for v in Verification}
+T = TypeVar("T")
+
+
+def _row(row: dict[str, str]) -> Result | list[Problem]:
+    """The row's result, or every problem it has (each column checked on its own)."""
+    problems: list[Problem] = []
+
+    def check(fn: Callable[[], T]) -> T | None:
+        try:
+            return fn()
+        except _RowError as exc:
+            problems.append(Problem("", exc.column, exc.reason))
+            return None
+
+    learner = check(lambda: _learner(row))
+    kind = check(lambda: _kind(row))
+    item_id = check(lambda: _item(row))
+    criterion_id = check(lambda: _criterion(row, kind))
+    scored = check(lambda: _score(row))
+    level = check(lambda: _level(row))
+    if (
+        scored == (None, None)
+        and level is None
+        and not any(p.field.startswith("level") for p in problems)
+    ):
+        problems.append(
+            Problem("", "score", "missing: give score (and max_score) or a rubric level")
+        )
+    attempt = check(lambda: _attempt(row))
+    submitted_at = check(lambda: _when(row, "submitted_at"))
+    graded_at = check(lambda: _when(row, "graded_at"))
+    verification = check(
+        lambda: _choice(row, "verification", _VERIFICATIONS, Verification.UNSUPERVISED.value)
+    )
+    asserted_by = check(lambda: _choice(row, "asserted_by", CSV_ASSERTERS, Asserter.IMPORT.value))
+    source = check(lambda: _source(row))
+    if problems:
+        return problems
+    assert learner and kind and item_id and scored and attempt and verification
+    assert asserted_by and source and criterion_id is not None
     return Result(
         origin=source,
         kind=kind,
@@ -205,21 +273,14 @@ def _row(row: dict[str, str]) -> Result:
         item_title=row.get("item_title", "").strip(),
         criterion_id=criterion_id,
         criterion_title=row.get("criterion_title", "").strip(),
-        score=score,
-        max_score=max_score,
+        score=scored[0],
+        max_score=scored[1],
         level=level,
-        attempt=int(attempt_raw),
-        submitted_at=_when(row, "submitted_at"),
-        graded_at=_when(row, "graded_at"),
-        verification=Verification(
-            _choice(
-                row,
-                "verification",
-                {v.value for v in Verification},
-                Verification.UNSUPERVISED.value,
-            )
-        ),
-        asserted_by=Asserter(_choice(row, "asserted_by", CSV_ASSERTERS, Asserter.IMPORT.value)),
+        attempt=attempt,
+        submitted_at=submitted_at,
+        graded_at=graded_at,
+        verification=Verification(verification),
+        asserted_by=Asserter(asserted_by),
         note=row.get("note", "").strip(),
     )
 
@@ -292,10 +353,11 @@ def parse(data: bytes) -> tuple[list[tuple[str, Result]], list[Problem]]:
                 Problem(where, "row", f"has {len(cells)} cells but the header has {len(names)}")
             )
             continue
-        try:
-            results.append((where, _row(dict(zip(names, cells, strict=True)))))
-        except _RowError as exc:
-            problems.append(Problem(where, exc.column, exc.reason))
+        outcome = _row(dict(zip(names, cells, strict=True)))
+        if isinstance(outcome, Result):
+            results.append((where, outcome))
+        else:
+            problems += [Problem(where, p.field, p.reason) for p in outcome]
     return results, problems
 
 

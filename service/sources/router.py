@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from fastapi.responses import JSONResponse
 
+from service import apitoken
 from service.db.models import ApiToken
 from service.db.types import utcnow
 from service.deps import SessionDep, WriteSessionDep, scope
@@ -45,14 +46,16 @@ def post_evidence(
     partial: Annotated[bool, Query(description="Write the valid records of the batch")] = False,
 ) -> JSONResponse:
     """Post results and verification events for one course (idempotent)."""
+    now = utcnow()
     report = push.apply_batch(
         session,
         batch=batch,
         token_name=token.name,
         actor=f"api-token:{token.id}",
         partial=partial,
-        now=utcnow(),
+        now=now,
     )
+    apitoken.touch(session, token_id=token.id, now=now)
     session.commit()  # a rejected batch still records its import run
     return _answer(report)
 
@@ -70,6 +73,7 @@ def import_evidence_csv(
 ) -> JSONResponse:
     """Import a CSV file of results into a course."""
     data = file.file.read(csvimport.MAX_BYTES + 1)
+    now = utcnow()
     report = csvimport.import_csv(
         session,
         course_id=course_id,
@@ -77,9 +81,10 @@ def import_evidence_csv(
         mode=mode,
         filename=file.filename or "",
         actor=f"api-token:{token.id}",
-        now=utcnow(),
+        now=now,
     )
     if mode != "dry_run":
+        apitoken.touch(session, token_id=token.id, now=now)
         session.commit()
     return _answer(report, dry_run=mode == "dry_run")
 

@@ -234,6 +234,108 @@ def _upsert(
     return outcome
 
 
+def _natural_key(row: Evidence) -> tuple[int, tuple[str, str, str, str, int]]:
+    return (
+        row.person_id,
+        (row.origin, row.source_kind, row.item_id, row.criterion_id, row.attempt),
+    )
+
+
+def _write_all(
+    session: Session,
+    *,
+    course_id: int,
+    todo: Sequence[tuple[int, Result]],
+    run_id: int | None,
+    now: dt.datetime,
+) -> list[Outcome]:
+    """Upsert many results with one read and one batched insert (a course sync or a CSV
+    file is thousands of rows). If a concurrent import inserted some of the same keys
+    meanwhile, fall back to the row-by-row path, which turns those into updates."""
+    if not todo:
+        return []
+    origins = sorted({r.origin for _, r in todo})
+    existing = {
+        _natural_key(row): row
+        for row in session.exec(
+            select(Evidence).where(
+                Evidence.course_id == course_id, col(Evidence.origin).in_(origins)
+            )
+        ).all()
+    }
+    outcomes: list[Outcome] = []
+    fresh: list[tuple[Evidence, dict[str, Any]]] = []
+    changed: list[tuple[Evidence, dict[str, Any]]] = []
+    for person_id, result in todo:
+        values = _values(result, result.verification)
+        row = existing.get((person_id, result.key_parts()))
+        if row is None:
+            fresh.append(
+                (
+                    Evidence(
+                        course_id=course_id,
+                        person_id=person_id,
+                        origin=result.origin,
+                        source_kind=result.kind.value,
+                        item_id=result.item_id,
+                        criterion_id=result.criterion_id,
+                        attempt=result.attempt,
+                        import_run_id=run_id,
+                        created_at=now,
+                        updated_at=now,
+                        **values,
+                    ),
+                    values,
+                )
+            )
+            outcomes.append("new")
+        elif {k: getattr(row, k) for k in values} == values:
+            outcomes.append("unchanged")
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+            row.version += 1
+            row.import_run_id, row.updated_at = run_id, now
+            changed.append((row, values))
+            outcomes.append("updated")
+    try:
+        with session.begin_nested():
+            session.add_all([row for row, _ in fresh])
+            session.flush()
+    except IntegrityError:
+        # Someone else inserted some of these keys first. The savepoint undid this batch
+        # (and expired the rows changed in it), so redo every result row by row: each is
+        # read again and becomes new, updated or unchanged against what is there now.
+        return [
+            _upsert(session, course_id=course_id, person_id=p, result=r, run_id=run_id, now=now)
+            for p, r in todo
+        ]
+    session.flush()
+    _add_revisions(session, [*fresh, *changed], run_id=run_id, now=now)
+    return outcomes
+
+
+def _add_revisions(
+    session: Session,
+    rows: Sequence[tuple[Evidence, dict[str, Any]]],
+    *,
+    run_id: int | None,
+    now: dt.datetime,
+) -> None:
+    for row, values in rows:
+        assert row.id is not None
+        session.add(
+            EvidenceRevision(
+                evidence_id=row.id,
+                version=row.version,
+                values=_jsonable(values),
+                import_run_id=run_id,
+                recorded_at=now,
+            )
+        )
+    session.flush()
+
+
 def _record_event(
     session: Session,
     *,
@@ -321,6 +423,7 @@ def apply(
     session.flush()  # the run row needs its id before the savepoint
     savepoint = session.begin_nested()
     seen: dict[tuple[int, tuple[str, str, str, str, int]], str] = {}
+    todo: list[tuple[int, Result]] = []
     for where, result in results:
         person = resolver.resolve(result.learner)
         if isinstance(person, str):
@@ -338,14 +441,8 @@ def apply(
             )
             continue
         seen[key] = where
-        outcome = _upsert(
-            session,
-            course_id=course_id,
-            person_id=person,
-            result=result,
-            run_id=run.id,
-            now=now,
-        )
+        todo.append((person, result))
+    for outcome in _write_all(session, course_id=course_id, todo=todo, run_id=run.id, now=now):
         setattr(report, outcome, getattr(report, outcome) + 1)
     for where, event in events:
         person = resolver.resolve(event.learner)
@@ -373,7 +470,8 @@ def apply(
     run.finished_at = now
     session.add(run)
     session.flush()
-    report.import_run_id = run.id
+    # A dry run's run row is never committed; do not hand out its id.
+    report.import_run_id = run.id if keep != "never" else None
     return report
 
 

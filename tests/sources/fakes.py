@@ -190,6 +190,37 @@ class FakeMoodle:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
+    def usergrade(self, userid: int) -> dict[str, Any]:
+        """The user's gradebook row; a quiz's grade is the best graded attempt (Moodle's
+        default grading method), None when nothing is graded."""
+        items = []
+        for q in self.quizzes:
+            marks = [
+                a["sumgrades"]
+                for a in self.attempts.get((q["id"], userid), [])
+                if a.get("sumgrades") is not None
+            ]
+            items.append(
+                {
+                    "id": 900 + q["id"],
+                    "itemname": q["name"],
+                    "itemtype": "mod",
+                    "itemmodule": "quiz",
+                    "iteminstance": q["id"],
+                    "cmid": q["coursemodule"],
+                    "graderaw": max(marks) if marks else None,
+                    "grademin": 0,
+                    "grademax": q["grade"],
+                }
+            )
+        return {
+            "courseid": 2,
+            "userid": userid,
+            "userfullname": f"User {userid}",
+            "maxdepth": 2,
+            "gradeitems": items,
+        }
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.urls.append(str(request.url))
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
@@ -212,9 +243,9 @@ class FakeMoodle:
         return httpx.Response(200, json=self.answer(fn, form))
 
     def answer(self, fn: str, form: dict[str, str]) -> Any:
-        if fn == "core_enrol_get_enrolled_users":
-            assert form["options[0][name]"] == "userfields"
-            return [{"id": u} for u in self.users]
+        if fn == "gradereport_user_get_grade_items":
+            assert form["userid"] == "0"
+            return {"usergrades": [self.usergrade(u) for u in self.users], "warnings": []}
         if fn == "mod_quiz_get_quizzes_by_courses":
             return {"quizzes": self.quizzes, "warnings": []}
         if fn == "mod_quiz_get_user_attempts":

@@ -72,7 +72,7 @@ def test_token_is_hashed_at_rest_and_shown_once(engine: Engine) -> None:
     with session(engine) as s:
         [row] = s.exec(select(ApiToken)).all()
     assert t.startswith("mct_") and t not in row.token_hash and row.prefix in t
-    assert len(row.token_hash) == 64
+    assert len(row.token_hash) == 64 and row.last_used_at is None
 
 
 def test_push_requires_a_valid_token_with_scope(client: TestClient, engine: Engine) -> None:
@@ -175,3 +175,12 @@ def test_unknown_course_is_404_json(client: TestClient, engine: Engine) -> None:
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     r = client.post("/api/evidence", json={"course_id": 999}, headers=auth(t))
     assert r.status_code == 404
+
+
+def test_a_write_records_when_the_token_was_last_used(client: TestClient, engine: Engine) -> None:
+    w = world(engine)
+    t = token(engine)
+    assert client.post("/api/evidence", json=batch(w), headers=auth(t)).status_code == 200
+    with session(engine) as s:
+        [row] = s.exec(select(ApiToken)).all()
+    assert row.last_used_at is not None

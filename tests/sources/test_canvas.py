@@ -217,3 +217,20 @@ def test_free_points_without_rating_keep_the_points() -> None:
     fetched = connector(fake).fetch_course("7")
     [r] = [r for _, r in fetched.results if r.learner.lms_user_id == "1002" and r.level]
     assert r.level is not None and (r.level.id, r.level.points) == ("points:1.5", 1.5)
+
+
+def test_401_without_www_authenticate_is_a_permission_problem_not_a_refresh() -> None:
+    fake = FakeCanvas.sample()
+    fake.fail[f"{C}/users"] = [
+        httpx.Response(
+            401,
+            json={
+                "status": "unauthorized",
+                "errors": [{"message": "user not authorized to perform that action"}],
+            },
+        )
+    ]
+    with pytest.raises(SourceRefused, match="not authorized") as info:
+        connector(fake).fetch_course("7")
+    assert fake.refreshes == 0
+    assert "teacher" in (info.value.hint or "")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.sources import csvimport
 from service.sources.types import SourceKind, Verification
@@ -105,3 +107,33 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true() -> None:
     results, problems = parse("u,quiz,cm1,,,1,2,,,,,\n\n,,,,,,,,,,,\nu,quiz,cm2,,,x,2,,,,,\n")
     assert [w for w, _ in results] == ["line 2"]
     assert [p.where for p in problems] == ["line 5"]
+
+
+def test_a_row_with_several_bad_columns_reports_each() -> None:
+    _results, problems = parse("u,quiz,cm7,,,21,20,,,0,2026-11-20T10:00:00,proctored\n")
+    assert [(p.where, p.field) for p in problems] == [
+        ("line 2", "score"),
+        ("line 2", "attempt"),
+        ("line 2", "submitted_at"),
+        ("line 2", "verification"),
+    ]
+
+
+@given(st.binary(max_size=400) | st.text(max_size=400).map(str.encode))
+@settings(max_examples=300, deadline=None)
+def test_any_input_gives_results_or_located_problems_never_an_exception(data: bytes) -> None:
+    results, problems = csvimport.parse(data)
+    for p in problems:
+        assert p.where.startswith("line ") and p.reason
+    assert all(w.startswith("line ") for w, _ in results)
+
+
+@given(
+    score=st.floats(min_value=0, max_value=1000, allow_nan=False),
+    extra=st.floats(min_value=0, max_value=1000, allow_nan=False),
+)
+def test_valid_scores_round_trip(score: float, extra: float) -> None:
+    top = score + extra if score + extra > 0 else 1.0
+    results, problems = parse(f"u,quiz,cm7,,,{score!r},{top!r},,,,,\n")
+    assert problems == []
+    assert (results[0][1].score, results[0][1].max_score) == (score, top)

@@ -200,8 +200,17 @@ def test_answer_in_an_unexpected_shape_is_a_data_error() -> None:
 
 def test_html_error_page_is_a_data_error_not_a_crash() -> None:
     fake = FakeMoodle.sample()
-    fake.fail["core_enrol_get_enrolled_users"] = [404]
+    fake.fail["gradereport_user_get_grade_items"] = [404]
     with pytest.raises(SourceRefused, match="HTTP 404"):
         connector(fake).fetch_course("2")
     with pytest.raises(SourceRefused, match="not a Moodle course id"):
         connector(fake).fetch_course("abc")
+
+
+def test_attempts_are_asked_only_for_learners_with_a_quiz_grade() -> None:
+    fake = FakeMoodle.sample()
+    fake.users = [42, 43, 44, 45]
+    connector(fake).fetch_course("2")
+    # One gradebook call instead of one attempts call per enrolled user and quiz.
+    assert fake.calls.count("gradereport_user_get_grade_items") == 1
+    assert fake.calls.count("mod_quiz_get_user_attempts") == 1

@@ -113,6 +113,7 @@ def test_dry_run_reports_exact_counts_and_writes_nothing(engine: Engine) -> None
     run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n")
     report = run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n42,,,quiz,cm7,,3,10,1\n", mode="dry_run")
     assert (report.new, report.unchanged, report.applied) == (1, 1, False)
+    assert report.import_run_id is None
     assert len(evidence_rows(engine)) == 1
 
 
@@ -254,3 +255,33 @@ def test_concurrent_imports_of_the_same_file_never_duplicate(engine: Engine) -> 
     rows = evidence_rows(engine)
     assert len(rows) == 40
     assert all(r.version == 1 for r in rows)
+
+
+def test_a_verification_event_posted_before_its_result_still_applies(engine: Engine) -> None:
+    w = world(engine)
+    ev = VerificationEvent(
+        origin="push:idcheck",
+        learner=LearnerRef(email="bob@example.edu"),
+        item_id="exam",
+        level=Verification.SUPERVISED_ONLINE_VERIFIED,
+        asserted_by=Asserter.PROCTORING,
+        occurred_at=NOW,
+    )
+    with session(engine, write=True) as s:
+        run = ImportRun(kind="push", status="running")
+        s.add(run)
+        store.apply(
+            s,
+            course_id=w.course_id,
+            results=[],
+            events=[("e", ev)],
+            run=run,
+            keep="always",
+            now=NOW,
+        )
+        s.commit()
+    run_csv(engine, w, "42,,,quiz,exam,,8,10,1\n42,,,quiz,other,,8,10,1\n")
+    with session(engine) as s:
+        recs = {r.item_id: r for r in store.list_evidence(s, course_id=w.course_id)}
+    assert recs["exam"].verification is Verification.SUPERVISED_ONLINE_VERIFIED
+    assert recs["other"].verification is Verification.UNSUPERVISED  # other items untouched

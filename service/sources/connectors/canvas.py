@@ -163,11 +163,19 @@ class CanvasConnector:
                 sleep=self._sleep,
                 throttled=_throttled,
             )
-            if response.status_code == 401 and self._can_refresh() and not refreshed:
+            # Canvas marks an invalid or expired token with WWW-Authenticate; a 401
+            # without it means "user not authorized" for this resource (API basics docs).
+            expired = "www-authenticate" in response.headers
+            if response.status_code == 401 and expired and self._can_refresh() and not refreshed:
                 self.refresh()
                 refreshed = True
                 continue
             break
+        if response.status_code == 401 and not expired:
+            raise SourceRefused(
+                f"Canvas {what}: the token's user is not authorized (HTTP 401)",
+                hint="The token's user needs a teacher or admin role in the course.",
+            )
         if response.status_code == 401:
             raise SourceAuthFailed(
                 f"Canvas {what}: the access token was rejected (HTTP 401)",

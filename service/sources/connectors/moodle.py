@@ -4,7 +4,9 @@ rubric fillings of one course.
 Calls (function names and shapes: lib/db/services.php and each function's
 ``execute_returns()`` in moodle/moodle; reference/lti.md §2.8):
 
-- ``core_enrol_get_enrolled_users`` (courseid, options userfields=id) -> [{id}]
+- ``gradereport_user_get_grade_items`` (courseid, userid=0 = everyone) -> {usergrades:
+  [{userid, gradeitems: [{itemmodule, iteminstance, cmid, graderaw, grademax}]}]}: which
+  learners have a quiz grade (names in the answer are ignored)
 - ``mod_quiz_get_quizzes_by_courses`` (courseids[]) -> {quizzes: [{id, coursemodule, name,
   sumgrades, grade}]}
 - ``mod_quiz_get_user_attempts`` (quizid, userid, status=finished) -> {attempts: [{id,
@@ -165,17 +167,17 @@ class MoodleConnector:
 
     def _fetch(self, cid: int) -> Fetched:
         out = Fetched()
-        users = self._list(
-            self.call(
-                "core_enrol_get_enrolled_users",
-                courseid=cid,
-                options=[{"name": "userfields", "value": "id"}],
-            ),
-            "",
-            "core_enrol_get_enrolled_users",
-        )
-        user_ids = sorted({int(u["id"]) for u in users if "id" in u})
-        self._quizzes(out, cid, user_ids)
+        # One call for the whole gradebook tells which learners have a quiz grade, so
+        # attempts are asked only for them (mod_quiz_get_user_attempts is per user).
+        fn = "gradereport_user_get_grade_items"
+        graded: dict[int, set[int]] = {}
+        for usergrade in self._list(self.call(fn, courseid=cid, userid=0), "usergrades", fn):
+            for item in usergrade.get("gradeitems", []):
+                if item.get("itemmodule") == "quiz" and item.get("graderaw") is not None:
+                    graded.setdefault(int(item["iteminstance"]), set()).add(
+                        int(usergrade["userid"])
+                    )
+        self._quizzes(out, cid, graded)
         self._assignments(out, cid)
         out.requests = self._requests
         return out
@@ -183,12 +185,12 @@ class MoodleConnector:
     def _learner(self, user_id: Any) -> LearnerRef:
         return LearnerRef(lms_user_id=str(user_id), sub=str(user_id))
 
-    def _quizzes(self, out: Fetched, cid: int, user_ids: list[int]) -> None:
+    def _quizzes(self, out: Fetched, cid: int, graded: Mapping[int, set[int]]) -> None:
         fn = "mod_quiz_get_quizzes_by_courses"
         quizzes = self._list(self.call(fn, courseids=[cid]), "quizzes", fn)
         for quiz in quizzes:
             max_marks = _score(quiz.get("sumgrades"))
-            for uid in user_ids:
+            for uid in sorted(graded.get(int(quiz["id"]), ())):
                 fn = "mod_quiz_get_user_attempts"
                 attempts = self._list(
                     self.call(fn, quizid=quiz["id"], userid=uid, status="finished"),
