@@ -198,7 +198,13 @@ async def one_launch(
 
 
 async def drive(
-    target: Target, platform: Platform, *, concurrency: int, warmup: float, duration: float
+    target: Target,
+    platform: Platform,
+    *,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    profile: Path | None = None,
 ) -> Result:
     result = Result(target.name, 0, 0, duration, note=target.note)
     measuring = False
@@ -230,6 +236,15 @@ async def drive(
 
     tasks = [asyncio.create_task(worker(i)) for i in range(concurrency)]
     await asyncio.sleep(warmup)
+    spy = None
+    if profile is not None:
+        # py-spy samples the server during the measured window (sampling costs it a little CPU).
+        spy = subprocess.Popen(
+            [str(Path(PY).with_name("py-spy")), "record", "--pid", str(target.pid),
+             "--duration", str(int(duration)), "--rate", "250", "--format", "raw",
+             "--output", str(profile), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
     measuring = True
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), time.process_time(), time.perf_counter()
     await asyncio.sleep(duration)
@@ -239,6 +254,8 @@ async def drive(
     result.client_cpu = time.process_time() - ccpu0
     stop = True
     await asyncio.gather(*tasks)
+    if spy is not None:
+        spy.wait(timeout=60)
     return result
 
 
@@ -416,6 +433,32 @@ def microcred_target(run: Path, platform: Platform, db: str) -> Iterator[Target]
             )
 
 
+def summarise_profile(path: Path, top: int = 25) -> None:
+    """Print where the server spent its samples: inclusive share per project/library function."""
+    if not path.exists():
+        print(f"   no profile at {path} (is py-spy installed and allowed to ptrace?)")
+        return
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        total += n
+        seen = set()
+        for frame in stack.split(";"):
+            func, _, where = frame.partition(" (")
+            name = f"{func} ({where.split(':')[0].rsplit('/', 2)[-1]})"
+            if name not in seen:
+                seen.add(name)
+                inclusive[name] = inclusive.get(name, 0) + n
+    idle = sum(v for k, v in inclusive.items() if k.startswith(("select ", "wait ", "_worker ")))
+    print(f"   profile {path.name}: {total} samples ({idle} idle-ish)")
+    for name, n in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"   {100 * n / total:5.1f}%  {name}")
+
+
 def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     print()
     print(
@@ -474,6 +517,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--only", default="floor,ltijs,sqlite,postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the microcred server into this folder (raw stacks)"
+    )
     args = parser.parse_args()
     if not shutil.which("node") and "ltijs" in args.only:
         sys.exit("node is required for the ltijs reference (or pass --only floor,sqlite,postgres)")
@@ -505,8 +551,15 @@ def main() -> None:
                                 concurrency=args.concurrency,
                                 warmup=args.warmup,
                                 duration=args.duration,
+                                profile=(
+                                    args.profile / f"{name}.txt"
+                                    if args.profile and name in ("sqlite", "postgres")
+                                    else None
+                                ),
                             )
                         )
+                    if args.profile and name in ("sqlite", "postgres"):
+                        summarise_profile(args.profile / f"{name}.txt")
                 except RuntimeError as exc:
                     print(f"   {name} could not run: {exc}", flush=True)
                 else:

@@ -308,7 +308,8 @@ class DemoPlatform:
                 "accept_presentation_document_targets": ["iframe", "window"],
                 "accept_multiple": True,
                 "auto_create": True,
-                "title": "Add microcred to Data Literacy 101",
+                "title": "Competency credentials",
+                "text": "Progress and micro-credentials for this course",
                 "data": self.state.add_dl_data(expires_at=now + cfg.launch_hint_ttl),
             }
         return claims

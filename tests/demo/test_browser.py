@@ -1,0 +1,293 @@
+"""The demo LMS in headless Chromium with third-party cookies blocked: launches still work.
+
+The LMS (http://localhost:<port>) and the tool (http://127.0.0.1:<port>) are different sites,
+so everything the tool sets inside the LMS iframe is a third-party cookie. The browser runs a
+persistent profile whose preferences say "block third-party cookies" (the setting behind
+chrome://settings/cookies); a probe proves the setting is in effect before the launch is
+trusted to have worked without those cookies.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from service.demo import bootstrap, server
+from service.settings import Settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+# chrome://settings/cookies "Block third-party cookies" (CookieControlsMode::kBlockThirdParty).
+BLOCK_THIRD_PARTY = {"profile": {"cookie_controls_mode": 1, "block_third_party_cookies": True}}
+# As above, and no cookies at all for the tool's site, partitioned ones included: a browser
+# without CHIPS. Only LTI platform storage can carry the login state then.
+BLOCK_TOOL_SITE = {
+    "profile": {
+        **BLOCK_THIRD_PARTY["profile"],
+        "content_settings": {"exceptions": {"cookies": {"http://127.0.0.1:*,*": {"setting": 2}}}},
+    }
+}
+ALLOW_THIRD_PARTY = {"profile": {"cookie_controls_mode": 0, "block_third_party_cookies": False}}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="needs Debian's Chromium at /usr/bin/chromium (apt-get install chromium); "
+        "scripts/test.sh installs it in CI",
+    ),
+]
+
+# Records the platform-storage messages the LMS page and its storage frame receive.
+RECORD_MESSAGES = """
+window.__lti = [];
+window.addEventListener("message", function (e) {
+  if (e.data && typeof e.data.subject === "string") window.__lti.push(e.data.subject);
+});
+"""
+
+
+@dataclass(frozen=True)
+class Demo:
+    tool_url: str
+    lms_url: str
+
+
+@pytest.fixture
+def demo(settings: Settings, engine: Engine) -> Iterator[Demo]:
+    tool_socket = server.bind("127.0.0.1", 0)
+    lms_socket = server.bind("127.0.0.1", 0)
+    tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
+    lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
+    apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=engine)
+    try:
+        with server.running(apps.tool, apps.lms, tool_socket=tool_socket, lms_socket=lms_socket):
+            yield Demo(tool_url=tool_url, lms_url=lms_url)
+    finally:
+        _close_tool_http(apps.tool)
+
+
+def _close_tool_http(tool: Any) -> None:
+    # Work-around: the tool app opens an httpx client lazily (service/lti/http.py) and never
+    # closes it on shutdown; close it here so no socket is left for the garbage collector.
+    client = getattr(tool.state, "lti_http", None)
+    if client is not None:
+        client.close()
+
+
+class _Probe(http.server.BaseHTTPRequestHandler):
+    """A third-party page on the tool's site: sets a plain and a partitioned cookie."""
+
+    seen: list[str | None]
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/check":
+            self.seen.append(self.headers.get("Cookie"))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        if self.path == "/set":
+            self.send_header("Set-Cookie", "probe=1; SameSite=None; Secure; Path=/")
+            self.send_header(
+                "Set-Cookie", "probe_chips=1; SameSite=None; Secure; Path=/; Partitioned"
+            )
+        self.end_headers()
+        self.wfile.write(b"<!doctype html><title>probe</title>ok")
+
+
+@pytest.fixture
+def probe() -> Iterator[tuple[str, list[str | None]]]:
+    seen: list[str | None] = []
+    handler = type("Probe", (_Probe,), {"seen": seen})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", seen
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
+
+
+def _context(playwright: Any, profile: Path, prefs: dict[str, Any]) -> Any:
+    (profile / "Default").mkdir(parents=True)
+    (profile / "Default" / "Preferences").write_text(json.dumps(prefs))
+    return playwright.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=str(CHROMIUM),
+        args=ARGS,
+        headless=True,
+        viewport={"width": 1400, "height": 950},
+    )
+
+
+@pytest.fixture
+def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    prefs = getattr(request, "param", BLOCK_THIRD_PARTY)
+    with sync_playwright() as p:
+        context = _context(p, tmp_path / "profile", prefs)
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def _third_party_probe(context: Any, lms_url: str, probe_url: str) -> dict[str, Any]:
+    """Embed the probe in an LMS page, reload it in the frame; report what was kept and sent."""
+    page = context.new_page()
+    page.goto(lms_url + "/")
+    page.evaluate(
+        """url => new Promise(done => {
+             const f = document.createElement("iframe");
+             f.src = url + "/set";
+             f.onload = () => { f.onload = () => done(); f.src = url + "/check"; };
+             document.body.appendChild(f);
+           })""",
+        probe_url,
+    )
+    cookies = {c["name"]: c for c in context.cookies() if c["domain"] == "127.0.0.1"}
+    page.close()
+    return cookies
+
+
+@pytest.mark.parametrize("blocked", [True, False], ids=["blocked", "control-allowed"])
+def test_the_profile_setting_decides_third_party_cookies(
+    tmp_path: Path,
+    probe: tuple[str, list[str | None]],
+    settings: Settings,
+    engine: Engine,
+    blocked: bool,
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    probe_url, seen = probe
+    lms_socket = server.bind("127.0.0.1", 0)
+    lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
+    tool_socket = server.bind("127.0.0.1", 0)
+    apps = bootstrap.build(
+        settings,
+        tool_url=f"http://127.0.0.1:{tool_socket.getsockname()[1]}",
+        lms_url=lms_url,
+        engine=engine,
+    )
+    prefs = BLOCK_THIRD_PARTY if blocked else ALLOW_THIRD_PARTY
+    with (
+        server.running(apps.tool, apps.lms, tool_socket=tool_socket, lms_socket=lms_socket),
+        sync_playwright() as p,
+    ):
+        context = _context(p, tmp_path / "profile", prefs)
+        try:
+            cookies = _third_party_probe(context, lms_url, probe_url)
+        finally:
+            context.close()
+            _close_tool_http(apps.tool)
+    # The partitioned (CHIPS) cookie is allowed either way: it is keyed to the LMS site.
+    assert cookies["probe_chips"]["partitionKey"] == "http://localhost"
+    if blocked:
+        assert "probe" not in cookies
+        assert seen == ["probe_chips=1"]
+    else:
+        assert "partitionKey" not in cookies["probe"] or not cookies["probe"]["partitionKey"]
+        assert seen == ["probe=1; probe_chips=1"]
+
+
+def _launch(browser: Any, demo: Demo, testid: str) -> tuple[Any, Any]:
+    page = browser.new_page()
+    page.add_init_script(RECORD_MESSAGES)
+    page.goto(demo.lms_url + "/")
+    page.get_by_test_id(testid).click()
+    page.wait_for_url(demo.lms_url + "/course/tool?*")
+    frame = page.frame_locator("[data-testid=tool-frame]")
+    return page, frame
+
+
+def _tool_frame(page: Any, demo: Demo) -> Any:
+    (frame,) = [f for f in page.frames if f.url.startswith(demo.tool_url)]
+    return frame
+
+
+def test_learner_launch_succeeds_with_third_party_cookies_blocked(
+    browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
+) -> None:
+    from playwright.sync_api import expect
+
+    probe_url, _ = probe
+    assert "probe" not in _third_party_probe(browser, demo.lms_url, probe_url)
+    page, frame = _launch(browser, demo, "launch-learner-u-learn-1")
+    expect(frame.locator("h1")).to_have_text("Your micro-credentials", timeout=20_000)
+    expect(frame.locator("body")).to_contain_text("Amara Okafor")
+    expect(frame.locator("body")).to_contain_text("Data Literacy 101")
+    assert _tool_frame(page, demo).url.startswith(demo.tool_url + "/app")
+    # The tool found the LMS's platform storage and stored its state there too.
+    assert "lti.capabilities" in page.evaluate("window.__lti")
+    assert "lti.put_data" in page.frame(name="post_message_forwarding").evaluate("window.__lti")
+    unpartitioned = [
+        c["name"]
+        for c in browser.cookies()
+        if c["domain"] == "127.0.0.1" and not c.get("partitionKey")
+    ]
+    assert unpartitioned == []
+    page.screenshot(
+        path=str(Path("/tmp/shots").mkdir(exist_ok=True) or "/tmp/shots/demo-browser-learner.png")
+    )
+
+
+@pytest.mark.parametrize("browser", [BLOCK_TOOL_SITE], indirect=True, ids=["no-tool-cookies"])
+def test_launch_state_travels_through_platform_storage_when_no_cookie_survives(
+    browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
+) -> None:
+    from playwright.sync_api import expect
+
+    probe_url, seen = probe
+    assert _third_party_probe(browser, demo.lms_url, probe_url) == {}
+    assert seen == [None]
+    page, frame = _launch(browser, demo, "launch-learner-u-learn-3")
+    expect(frame.locator("h1")).to_have_text("Your micro-credentials", timeout=20_000)
+    expect(frame.locator("body")).to_contain_text("Sofia Rossi")
+    storage = page.frame(name="post_message_forwarding").evaluate("window.__lti")
+    assert "lti.put_data" in storage and "lti.get_data" in storage
+    assert [c for c in browser.cookies() if c["domain"] == "127.0.0.1"] == []
+
+
+def test_instructor_launch_lands_on_the_instructor_page(browser: Any, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    _, frame = _launch(browser, demo, "launch-instructor")
+    expect(frame.locator("h1")).to_have_text(
+        "Micro-credentials for Data Literacy 101", timeout=20_000
+    )
+    expect(frame.locator("body")).to_contain_text("Grace Hopper")
+    expect(frame.locator("body")).to_contain_text("instructor")
+
+
+def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo) -> None:
+    from playwright.sync_api import expect
+
+    page = browser.new_page()
+    page.goto(demo.lms_url + "/course/tool?as=u-instr-1&message=deeplink")
+    frame = page.frame_locator("[data-testid=tool-frame]")
+    expect(frame.get_by_role("button", name="Add to course")).to_be_visible(timeout=20_000)
+    frame.get_by_role("button", name="Add to course").click()
+    expect(frame.get_by_test_id("placed-links")).to_contain_text(
+        "Competency credentials", timeout=20_000
+    )
