@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
+import service
 from pathlib import Path
-
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
-
-import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.delivery import router as delivery_router

@@ -5,11 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
-import os
-from typing import Annotated
 
 import typer
 from sqlmodel import Session
