@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-import service
 from pathlib import Path
+
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+
+import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.delivery import router as delivery_router
@@ -46,9 +48,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # credpage routers
     if settings.environment != "production":
         app.include_router(credential_preview.router)
+        app.include_router(credential_preview.ob2_preview_router)
     # delivery routers
     app.include_router(delivery_router.router)
     # sources routers
     app.include_router(sources_router.router)
-        app.include_router(credential_preview.ob2_preview_router)
     return app
