@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -638,7 +638,7 @@ def token_create(
                 s, name=name, scopes=scope or ["evidence:write"], actor="cli", now=utcnow()
             )
         except ServiceError as exc:
-            _fail(exc)
+            raise _fail(exc) from exc
         s.commit()
     typer.echo(f"token {row.name!r} (id {row.id}, scopes: {', '.join(row.scopes)})")
     typer.echo("Copy it now; it is not shown again:")
@@ -677,7 +677,7 @@ def import_csv_command(
                 now=utcnow(),
             )
         except ServiceError as exc:
-            _fail(exc)
+            raise _fail(exc) from exc
         if mode != "dry_run":
             s.commit()
     for p in report.rejected:
@@ -721,9 +721,9 @@ def source_add(
     from service.sources import sync
 
     if kind not in sync.KINDS:
-        _fail(ServiceError(f"kind must be one of {', '.join(sync.KINDS)}, not {kind!r}"))
+        raise _fail(ServiceError(f"kind must be one of {', '.join(sync.KINDS)}, not {kind!r}"))
     if urlsplit(base_url).scheme not in ("https", "http") or not urlsplit(base_url).netloc:
-        _fail(ServiceError(f"{base_url!r} is not an http(s) URL"))
+        raise _fail(ServiceError(f"{base_url!r} is not an http(s) URL"))
     token = os.environ.get("MICROCRED_SOURCE_TOKEN") or typer.prompt(
         "API token (Moodle web service token / Canvas access token)", hide_input=True
     )
@@ -738,7 +738,7 @@ def source_add(
     settings = _bootstrap()
     with _db(settings, write=True) as s:
         if s.exec(select(SourceConnection).where(SourceConnection.name == name)).first():
-            _fail(ServiceError(f"a source connection named {name!r} exists"))
+            raise _fail(ServiceError(f"a source connection named {name!r} exists"))
         row = SourceConnection(
             name=name,
             kind=kind,
@@ -797,7 +797,7 @@ def sync_command(
                 actor="cli",
             )
         except ServiceError as exc:
-            _fail(exc)
+            raise _fail(exc) from exc
         s.commit()
     for p in report.rejected:
         typer.echo(f"{p.where}, {p.field}: {p.reason}", err=True)
@@ -806,13 +806,6 @@ def sync_command(
         f"{len(report.rejected)} rejected"
     )
     typer.echo(json.dumps(report.as_dict()))
-
-
-def _fail(exc: ServiceError) -> NoReturn:
-    typer.echo(f"error: {exc.detail}", err=True)
-    if exc.hint:
-        typer.echo(exc.hint, err=True)
-    raise typer.Exit(2)
 
 
 # --- demo commands ---
