@@ -38,7 +38,7 @@ from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col
 
 from service import jws
-from service.db.models import Deployment, LaunchState, LtiCache, Platform
+from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
 from service.lti import adapter, jwks, roles
 from service.lti.errors import LaunchForbidden, LaunchRejected
@@ -192,6 +192,7 @@ def begin_login(
 def purge_expired(session: Session, *, now: dt.datetime) -> None:
     session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
     session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
+    session.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
 
 
 def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deployment:
