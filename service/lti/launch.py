@@ -163,8 +163,10 @@ def begin_login(
         ) from exc
     platform = _platform_or_reject(conf)
     dep_hint = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
-    if dep_hint:
+    known = conf.deployment_row(dep_hint) if dep_hint else None
+    if known is not None and not known.active:
         _deployment_or_reject(conf, dep_hint)
+    # An unknown deployment is refused at launch, where its id is signed and can be shown.
     storage_target = request.get_param("lti_storage_target")[:200]
     session.add(
         LaunchState(
@@ -203,7 +205,7 @@ def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deplo
         raise LaunchForbidden(
             "The deployment this launch comes from is not registered in microcred.",
             hint=f"An administrator adds it with `microcred platform activate {platform.id} "
-            "--deployment <deployment id>` after checking it belongs to the institution.",
+            f"--deployment {deployment_id[:255]}` after checking it belongs to the institution.",
             code="unknown_deployment",
         )
     if not row.active:

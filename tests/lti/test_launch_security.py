@@ -332,7 +332,7 @@ def test_deployment_of_tenant_b_under_tenant_a_is_rejected(
     claims = canvas.claims(nonce, **{C + "deployment_id": canvas_b.deployment_id})
     resp = canvas.launch(client, canvas.token(claims), state)
     assert resp.status_code == 403
-    assert "deployment" in resp.text
+    assert f"--deployment {canvas_b.deployment_id}" in resp.text  # the signed id, for the admin
 
 
 def test_login_without_client_id_is_refused_when_the_issuer_is_shared(
