@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300
     lti_http_timeout_seconds: float = 10.0
+    dynamic_registration_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:

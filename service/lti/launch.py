@@ -252,6 +252,9 @@ class _SignatureCheck:
         header = message.header
         reg = message.registration
         assert reg is not None
+        # Before any fetch: an inactive registration (e.g. from dynamic registration, which
+        # anyone can start) never makes us call its JWKS URL.
+        _platform_or_reject(message.get_tool_conf())
         if header.get("alg") != "RS256":
             # Security Framework §5.1.3 step 6 / Cert §4.2: RS256, never none or HMAC.
             raise _reject("The id_token is not signed with RS256.", "bad_algorithm")

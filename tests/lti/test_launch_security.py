@@ -391,3 +391,17 @@ def test_missing_login_parameters_are_named(client: TestClient) -> None:
 
 def test_b64_helper_is_sane() -> None:
     assert base64.urlsafe_b64decode(b64(b"abc") + "=") == b"abc"
+
+
+def test_deactivated_platform_launch_fetches_nothing(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    with db_session(engine, write=True) as s:
+        row = s.get(type(moodle.row), moodle.row.id)  # type: ignore[union-attr,arg-type]
+        row.active = False
+        s.add(row)
+        s.commit()
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert resp.status_code == 403
+    assert moodle.jwks_fetches == 0
