@@ -565,6 +565,8 @@ def redeem_storage_ticket(
 ) -> LaunchContext:
     """Check the values the browser read back from platform storage; the ticket works once."""
     now = now or utcnow()
+    if "\x00" in ticket:
+        raise _reject("The launch confirmation is malformed.", "unknown_ticket")
     key = f"ticket-{ticket}"[:300]
     row = session.get(LtiCache, key)
     if row is None or row.expires_at <= now or not isinstance(row.value, dict):

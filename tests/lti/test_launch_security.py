@@ -405,3 +405,16 @@ def test_deactivated_platform_launch_fetches_nothing(
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert resp.status_code == 403
     assert moodle.jwks_fetches == 0
+
+
+@pytest.mark.parametrize("field", ["iss", "client_id", "login_hint"])
+def test_nul_in_login_parameters_is_a_clean_4xx(
+    client: TestClient, moodle: FakePlatform, field: str
+) -> None:
+    _, _, resp = moodle.login(client, **{field: "x\x00y"})
+    assert resp.status_code in (400, 422)
+
+
+def test_nul_in_a_claim_is_a_clean_4xx(client: TestClient, moodle: FakePlatform) -> None:
+    resp = moodle.full_launch(client, name="Ada\x00Lovelace")
+    assert resp.status_code == 400
