@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     issuer_api_token: SecretStr | None = Field(
         default=None, description="Bearer token of /api/credentials until shared API tokens land."
     )
+    dynamic_registration_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:
