@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 import service
 from service import secretbox
 from service.db.engine import make_engine
+from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.web import errors, health
 
@@ -34,4 +35,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
+    # policies routers
+    app.include_router(policies_router.router)
     return app
