@@ -21,6 +21,7 @@ the optional ``fetch`` callable (the CLI passes an httpx fetcher when asked to).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -174,8 +175,13 @@ def _check_dates(credential: Mapping[str, Any], now: dt.datetime) -> Check:
     return Check("dates", True, f"valid from {credential['validFrom']}, no expiry")
 
 
+@functools.cache
+def _schema_validator() -> jsonschema.Draft201909Validator:
+    return jsonschema.Draft201909Validator(contexts.achievement_credential_schema())
+
+
 def _check_schema(credential: Mapping[str, Any]) -> Check:
-    validator = jsonschema.Draft201909Validator(contexts.achievement_credential_schema())
+    validator = _schema_validator()
     errors = sorted(validator.iter_errors(credential), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
