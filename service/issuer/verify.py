@@ -155,12 +155,14 @@ def _check_contexts(credential: Mapping[str, Any], loader: contexts.DocumentLoad
     return Check("contexts", True, "VC 2.0 and OB 3.0 contexts, all known offline")
 
 
-def _check_dates(credential: Mapping[str, Any], now: dt.datetime) -> Check:
+def _check_dates(
+    credential: Mapping[str, Any], now: dt.datetime, skew: dt.timedelta = dt.timedelta(0)
+) -> Check:
     try:
         valid_from = _parse_time(credential.get("validFrom"))
     except ValueError:
         return Check("dates", False, "validFrom is missing or not a date-time with a zone")
-    if valid_from > now:
+    if valid_from > now + skew:
         return Check("dates", False, f"it is not valid yet (validFrom {credential['validFrom']})")
     if "validUntil" in credential:
         try:
@@ -407,7 +409,11 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
 
 
 def verify(
-    data: str | bytes | Mapping[str, Any], *, resolver: Resolver, now: dt.datetime
+    data: str | bytes | Mapping[str, Any],
+    *,
+    resolver: Resolver,
+    now: dt.datetime,
+    clock_skew: dt.timedelta = dt.timedelta(seconds=60),
 ) -> VerificationReport:
     """Verify one credential (JSON with an embedded proof, or a compact JWS).
 
@@ -415,6 +421,8 @@ def verify(
         data: the credential as parsed JSON, JSON text or a compact JWS.
         resolver: where keys and status lists come from.
         now: the verification time.
+        clock_skew: how far ``validFrom`` may lie ahead of ``now`` (the issuer's clock may
+            run slightly ahead of the verifier's).
 
     Returns:
         The report; ``valid`` only when every check passed.
@@ -445,7 +453,7 @@ def verify(
         checks.append(_check_contexts(credential, resolver.loader))
         checks += list(_check_di_proof(credential, resolver))
     checks.append(_check_status(credential, resolver, now))
-    checks.append(_check_dates(credential, now))
+    checks.append(_check_dates(credential, now, clock_skew))
     checks.append(_check_schema(credential))
     cred_id = credential.get("id")
     return VerificationReport(
