@@ -102,9 +102,27 @@ class Resolver:
         raise LookupError(f"cannot fetch status list {url} offline")
 
 
+MAX_DEPTH = 64  # credentials nest about 8 levels; deeper input is refused, not recursed
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
     """``("ldp", dict)``, ``("jwt", token)`` or ``("unknown", reason)`` for raw input."""
     if isinstance(data, Mapping):
+        if _too_deep(data):
+            return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
         return ("ldp", dict(data)) if "proof" in data else ("unknown", "it has no proof")
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip()
@@ -114,6 +132,10 @@ def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
         parsed = json.loads(text)
     except ValueError:
         return "unknown", "it is neither JSON nor a compact JWS"
+    except RecursionError:
+        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
+    if _too_deep(parsed):
+        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
     if isinstance(parsed, str) and JWS_RE.match(parsed.strip()):
         return "jwt", parsed.strip()
     if not isinstance(parsed, dict):
@@ -348,6 +370,12 @@ def _status_list_problem(
 def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, Any] | None]:
     try:
         header = jws.unverified_header(token)
+    except RecursionError:
+        return (
+            Check("proof", False, "malformed JWS: the header nests too deeply"),
+            Check("issuer_key", False, "no usable key"),
+            None,
+        )
     except jws.TokenError as exc:
         return (
             Check("proof", False, f"malformed JWS: {exc.detail}"),
