@@ -344,4 +344,9 @@ def verify_input(
     fetch: verify.Fetch | None = None,
 ) -> VerificationReport:
     """Verify a credential against this deployment (and others only through ``fetch``)."""
-    return verify.verify(data, resolver=resolver(session, settings, fetch=fetch), now=now)
+    return verify.verify(
+        data,
+        resolver=resolver(session, settings, fetch=fetch),
+        now=now,
+        clock_skew=dt.timedelta(seconds=settings.clock_skew_seconds),
+    )
