@@ -84,6 +84,7 @@ def profile_document(settings: Settings) -> dict[str, Any]:
 
 
 def credential_url(settings: Settings, uuid: str) -> str:
+    """The public URL (and ``id``) of a credential."""
     return f"{settings.public_base_url}/credentials/{uuid}"
 
 
