@@ -43,6 +43,8 @@ CredentialPageRenderer = Callable[[Request, Credential, VerificationReport], Res
 
 
 class Unauthorized(ServiceError):
+    """No or a wrong API token."""
+
     code = "unauthorized"
     status_code = 401
     title = "Sign in required"
