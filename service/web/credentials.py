@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,10 +39,13 @@ from service.issuer import badge_image, baking
 from service.issuer.types import VerificationReport
 from service.web.templating import render
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CredentialBundle",
     "CredentialPageUrls",
     "CredentialView",
+    "baked_badge",
     "credential_urls",
     "linkedin_add_url",
     "make_router",
@@ -783,6 +787,29 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
     )
 
 
+def baked_badge(bundle: CredentialBundle, kind: Literal["png", "svg"]) -> bytes:
+    """The badge image with the JSON credential baked in.
+
+    The JSON (Data Integrity proof) is baked, not the JWT: wallets such as the Learner
+    Credential Wallet verify only Data Integrity proofs (credentials.md §0.4). An
+    achievement image that cannot be baked (damaged, hostile XML) is logged and replaced
+    by the default badge, so the learner always gets a download.
+    """
+    png, svg = badge_images(bundle)
+    image = png if kind == "png" else svg
+    try:
+        return baking.bake(image, bundle.document, replace=True)
+    except baking.BakingError as exc:
+        log.warning("achievement image not bakeable, using the default badge: %s", exc.detail)
+        level, rank, alt = _achievement_level(bundle)
+        default = (
+            badge_image.default_badge_png(level=level, rank=rank)
+            if kind == "png"
+            else badge_image.default_badge_svg(level=level, rank=rank, title=alt)
+        )
+        return baking.bake(default, bundle.document)
+
+
 _OFFERS: dict[str, Literal["html", "json", "jwt"]] = {
     "text/html": "html",
     "application/xhtml+xml": "html",
@@ -923,12 +950,8 @@ def make_router(
     def download_png(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 PNG baking)."""
         bundle = get(request, key)
-        png, _svg = badge_images(bundle)
-        # The JSON (Data Integrity proof) is baked, not the JWT: wallets such as the
-        # Learner Credential Wallet verify only Data Integrity proofs (credentials.md §0.4).
-        baked = baking.bake_png(png, bundle.document, replace=True)
         return Response(
-            baked,
+            baked_badge(bundle, "png"),
             media_type="image/png",
             headers={"Content-Disposition": f'inline; filename="{_filename(bundle, "png")}"'},
         )
@@ -937,10 +960,8 @@ def make_router(
     def download_svg(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 SVG baking)."""
         bundle = get(request, key)
-        _png, svg = badge_images(bundle)
-        baked = baking.bake_svg(svg, bundle.document, replace=True)
         return Response(
-            baked,
+            baked_badge(bundle, "svg"),
             media_type="image/svg+xml",
             headers=_SVG_HEADERS
             | {"Content-Disposition": f'inline; filename="{_filename(bundle, "svg")}"'},
