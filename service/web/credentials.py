@@ -403,8 +403,36 @@ _SUPERVISION_WORDS = {
 }
 
 
+_IDENTITY_WORDS = {
+    "emailAddress": "email address",
+    "ltiUserId": "LMS user account",
+    "ltiPlatformId": "LMS platform",
+    "sourcedId": "student record id",
+    "studentId": "student number",
+}
+
+
+def _learner_identification(subject: dict[str, Any], learner: str | None) -> str | None:
+    """Annex I element 1, described without revealing identifiers: how the learner is
+    identified (kinds only, never the values)."""
+    kinds: list[str] = []
+    for ident in _as_list(subject.get("identifier")):
+        if isinstance(ident, dict) and isinstance(ident.get("identityType"), str):
+            kind: str = ident["identityType"]
+            word = _IDENTITY_WORDS.get(kind, kind)
+            kinds.append(f"{word} (hashed)" if ident.get("hashed") else word)
+    if isinstance(subject.get("id"), str):
+        kinds.append("holder DID" if subject["id"].startswith("did:") else "holder URL")
+    how = "Identified by " + ", ".join(dict.fromkeys(kinds)) if kinds else None
+    return "; ".join(p for p in (learner, how) if p) or None
+
+
 def _eu_rows(
-    doc: dict[str, Any], achievement: dict[str, Any], subject: dict[str, Any], level: str | None
+    doc: dict[str, Any],
+    achievement: dict[str, Any],
+    subject: dict[str, Any],
+    level: str | None,
+    learner: str | None,
 ) -> list[Row]:
     """The Annex I elements present in the document, in the Recommendation's order."""
     issuer = doc.get("issuer") if isinstance(doc.get("issuer"), dict) else {}
@@ -420,6 +448,7 @@ def _eu_rows(
         if value:
             rows.append(Row(label, value, href))
 
+    add("Identification of the learner", _learner_identification(subject, learner))
     add("Title", _text(achievement.get("name")) or _text(doc.get("name")))
     address = issuer.get("address") if isinstance(issuer.get("address"), dict) else None
     if address:
@@ -616,7 +645,7 @@ def view_model(
         valid_from=_date(valid_from),
         valid_until=_date(valid_until),
         valid_until_iso=valid_until.isoformat() if valid_until else None,
-        eu_rows=_eu_rows(document, achievement, subject, level),
+        eu_rows=_eu_rows(document, achievement, subject, level, name),
         evidence=evidence,
         related=related,
         status=_status(report, now, valid_until),

@@ -138,6 +138,8 @@ def test_valid_page_lists_the_eu_elements_present(page_client: TestClient) -> No
         and "rows" in (dt.parent.parent.attrs.get("class") or "")
     }
     expected = {
+        "Identification of the learner": "Ada Lovelace; Identified by email address (hashed), "
+        "LMS user account",
         "Title": "Applied Data Analysis with Python",
         "Country / region": "Belgium, Flanders",
         "Awarding body": "University of Leuvenstad",
