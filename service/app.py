@@ -13,7 +13,7 @@ import service
 from service import secretbox
 from service.db.engine import make_engine
 from service.settings import Settings, get_settings
-from service.web import credential_preview, errors, health
+from service.web import errors, health
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(health.router)
     # credpage routers
     if settings.environment != "production":
+        from service.web import credential_preview  # dev-only sample pages
+
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
     return app
