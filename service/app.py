@@ -18,6 +18,7 @@ from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
 from service.web import credential_preview, errors, health
+from service.web import errors, health
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(issuer_router.router)
     # credpage routers
     if settings.environment != "production":
+        from service.web import credential_preview  # dev-only sample pages
+
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
     # delivery routers
