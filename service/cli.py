@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
 
 import typer
@@ -52,6 +53,13 @@ def serve(
     import uvicorn
 
     settings = _bootstrap()
+    if "base_url" not in settings.model_fields_set:
+        # lti: no public URL configured, so the tool is where it listens (LTI redirect and
+        # target link URIs are checked against it).
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+        os.environ["MICROCRED_BASE_URL"] = f"http://{shown}:{port}"
+        get_settings.cache_clear()
+        settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
     uvicorn.run(
         "service.app:create_app",

@@ -33,10 +33,12 @@ class Settings(BaseSettings):
     login_state_ttl_seconds: int = 600
     web_session_idle_seconds: int = 7200
     jwks_refetch_interval_seconds: int = 60
+    jwks_refetch_burst: int = 3
     jwks_cache_min_seconds: int = 300
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300
     lti_http_timeout_seconds: float = 10.0
+    dynamic_registration_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -313,6 +313,15 @@ class DbMessageLaunch(
                 self._jwt.get("body"), dict
             ):
                 raise LtiException("Invalid JWT format: header and body must be JSON objects")
+            body = self._jwt["body"]
+            aud = body.get("aud")
+            if not isinstance(body.get("iss"), str) or not body["iss"]:
+                raise LtiException("The iss claim must be a non-empty string")
+            if not (
+                isinstance(aud, str)
+                or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))
+            ):
+                raise LtiException("The aud claim must be a string or a list of strings")
             self.validate_registration()
             self.validate_jwt_signature()
             self.validate_deployment()

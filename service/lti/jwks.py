@@ -2,9 +2,11 @@
 
 Security Framework §6.3-6.4 and security.md L10/L11: keys come only from the registered JWKS
 URL; the cache honours ``Cache-Control: max-age`` clamped to [5 min, 24 h]; a ``kid`` that is
-not in the cached set triggers at most one refetch per URL per
-``jwks_refetch_interval_seconds`` across all processes (the claim is an atomic UPDATE in the
-database) and, within a process, one at a time (a lock per URL: single flight).
+not in the cached set triggers a refetch, at most ``jwks_refetch_burst`` per URL per
+``jwks_refetch_interval_seconds`` across all processes (claimed by atomic UPDATEs in the
+database) and, within a process, one at a time (a lock per URL: single flight). A small burst
+rather than one: a single probe with a bogus kid must not block a real key rotation that
+follows it within the minute.
 """
 
 from __future__ import annotations
@@ -61,8 +63,8 @@ def _parse(data: Any) -> list[jws.PublicKey]:
             continue
         try:
             out.append(jws.public_key_from_jwk(item))
-        except jws.TokenError:
-            continue  # keys for algorithms we never accept are skipped
+        except (jws.TokenError, ValueError, TypeError, KeyError):
+            continue  # unusable keys, or algorithms we never accept, are skipped
     return out
 
 
@@ -142,10 +144,10 @@ class KeySetSource:
             return (entry or self._fetch(url, now)).keys
 
     def _claim_refetch(self, url: str, now: dt.datetime) -> bool:
-        """Atomically take the right to refetch (at most once per interval, all processes)."""
+        """Atomically take one of the refetches this interval allows (all processes)."""
         limit = now - dt.timedelta(seconds=self.settings.jwks_refetch_interval_seconds)
         with db_session(self.engine, write=True) as s:
-            result = s.exec(
+            window = s.exec(  # a new window: the first refetch in it
                 update(PlatformKeySet)
                 .where(col(PlatformKeySet.url) == url)
                 .where(
@@ -154,10 +156,19 @@ class KeySetSource:
                         col(PlatformKeySet.refetched_at) < limit,
                     )
                 )
-                .values(refetched_at=now)
+                .values(refetched_at=now, refetch_count=1)
             )
+            claimed = window.rowcount == 1
+            if not claimed:  # inside the window: one more while the burst allows
+                more = s.exec(
+                    update(PlatformKeySet)
+                    .where(col(PlatformKeySet.url) == url)
+                    .where(col(PlatformKeySet.refetch_count) < self.settings.jwks_refetch_burst)
+                    .values(refetch_count=PlatformKeySet.refetch_count + 1)
+                )
+                claimed = more.rowcount == 1
             s.commit()
-        return bool(result.rowcount == 1)
+        return bool(claimed)
 
     def keys_after_miss(
         self, url: str, kid: str, *, now: dt.datetime | None = None

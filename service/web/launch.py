@@ -24,6 +24,7 @@ from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
 from service.lti import deep_linking, pages
 from service.lti import launch as lti_launch
+from service.lti.errors import LaunchRejected
 from service.lti.http import HttpDep, ParamsDep
 from service.lti.types import LaunchContext
 from service.settings import Settings
@@ -111,9 +112,13 @@ def confirm(
     """Finish a launch whose state was checked in platform storage."""
     now = utcnow()
     with db_session(engine, write=True) as s:
-        context = lti_launch.redeem_storage_ticket(
-            s, ticket=ticket, state=state, nonce=nonce, now=now
-        )
+        try:
+            context = lti_launch.redeem_storage_ticket(
+                s, ticket=ticket, state=state, nonce=nonce, now=now
+            )
+        except LaunchRejected:
+            s.commit()  # a wrong answer burns the ticket too: no second guess
+            raise
         token = _open_session(s, context, settings, now)
         s.commit()
     return _landing(request, settings, token, context)

@@ -73,6 +73,7 @@ class PlatformKeySet(SQLModel, table=True):
     fetched_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: dt.datetime = Field(sa_type=UTCDateTime)
     refetched_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    refetch_count: int = 0
 
 
 class ServiceToken(SQLModel, table=True):

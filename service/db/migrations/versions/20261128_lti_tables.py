@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('fetched_at', service.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('expires_at', service.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('refetched_at', service.db.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('refetch_count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_platform_key_set')),
     sa.UniqueConstraint('url', name=op.f('uq_platform_key_set_url'))
     )

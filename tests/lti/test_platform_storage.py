@@ -1,0 +1,111 @@
+"""LTI platform storage (Canvas's ``lti_storage_target``): the launch works when the browser
+drops our cookies, because state and nonce are checked through platform storage."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.lti.platform import FakePlatform
+
+pytestmark = pytest.mark.usefixtures("registered")
+
+
+def _config(html: str) -> dict[str, str]:
+    match = re.search(r'<script type="application/json" id="lti-cfg">(.*?)</script>', html)
+    assert match, html[:500]
+    return json.loads(match.group(1))  # type: ignore[no-any-return]
+
+
+def _storage_login(client: TestClient, canvas: FakePlatform) -> tuple[str, str]:
+    resp = client.post(
+        "/lti/login",
+        data={
+            "iss": canvas.issuer,
+            "login_hint": "x",
+            "target_link_uri": "https://tool.test/lti/launch",
+            "client_id": canvas.client_id,
+            "deployment_id": canvas.deployment_id,
+            "lti_storage_target": "post_message_forwarding",
+            "lti_message_hint": "m",
+        },
+        follow_redirects=False,
+    )
+    assert resp.status_code == 200  # an HTML page that writes to platform storage first
+    assert "Partitioned" in resp.headers["set-cookie"]  # the cookie path is kept as well
+    cfg = _config(resp.text)
+    assert cfg["target"] == "post_message_forwarding"
+    assert cfg["origin"] == "https://canvas.instructure.com"  # the OIDC auth origin
+    assert cfg["auth_url"].startswith(canvas.issuer + "/auth?")
+    assert "lti.put_data" in resp.text and "lti.capabilities" in resp.text
+    return cfg["state"], cfg["nonce"]
+
+
+def _launch_without_cookies(client: TestClient, canvas: FakePlatform) -> tuple[str, str, str, str]:
+    state, nonce = _storage_login(client, canvas)
+    client.cookies.clear()  # third-party cookies blocked
+    token = canvas.token(canvas.claims(nonce))
+    resp = canvas.launch(client, token, state, lti_storage_target="post_message_forwarding")
+    assert resp.status_code == 200, resp.text
+    assert "lti.get_data" in resp.text
+    cfg = _config(resp.text)
+    assert cfg["state_key"] == f"lti_state_{state}" and cfg["nonce_key"] == f"lti_nonce_{nonce}"
+    ticket = re.search(r'name="ticket" value="([^"]+)"', resp.text).group(1)  # type: ignore[union-attr]
+    return state, nonce, ticket, token
+
+
+def test_launch_completes_through_platform_storage(
+    client: TestClient, canvas: FakePlatform
+) -> None:
+    state, nonce, ticket, _ = _launch_without_cookies(client, canvas)
+    done = client.post(
+        "/lti/launch/confirm",
+        data={"ticket": ticket, "state": state, "nonce": nonce},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    client.cookies.clear()
+    page = client.get(done.headers["location"])  # token carried in the link
+    assert page.status_code == 200 and "Your micro-credentials" in page.text
+
+
+def test_wrong_storage_value_is_refused(client: TestClient, canvas: FakePlatform) -> None:
+    state, nonce, ticket, _ = _launch_without_cookies(client, canvas)
+    bad = client.post(
+        "/lti/launch/confirm", data={"ticket": ticket, "state": "state-attacker", "nonce": nonce}
+    )
+    assert bad.status_code == 400
+    again = client.post(
+        "/lti/launch/confirm", data={"ticket": ticket, "state": state, "nonce": nonce}
+    )
+    assert again.status_code == 400  # the ticket worked once (and was burnt)
+
+
+def test_ticket_and_token_are_single_use(client: TestClient, canvas: FakePlatform) -> None:
+    state, nonce, ticket, token = _launch_without_cookies(client, canvas)
+    ok = client.post(
+        "/lti/launch/confirm",
+        data={"ticket": ticket, "state": state, "nonce": nonce},
+        follow_redirects=False,
+    )
+    assert ok.status_code == 303
+    assert (
+        client.post(
+            "/lti/launch/confirm", data={"ticket": ticket, "state": state, "nonce": nonce}
+        ).status_code
+        == 400
+    )
+    assert canvas.launch(client, token, state).status_code == 400
+
+
+def test_without_storage_and_without_cookie_the_launch_is_refused(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    client.cookies.clear()
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert resp.status_code == 400
+    assert "new window" in resp.text
