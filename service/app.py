@@ -17,7 +17,6 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import credential_preview, errors, health
 from service.web import errors, health
 
 log = logging.getLogger(__name__)
