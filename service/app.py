@@ -17,7 +17,7 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import errors, health
+from service.web import errors, health, public
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.include_router(lti_router.router)
     app.include_router(web_launch.router)
+    # public credential pages (before the issuer's own routes)
+    for public_router in public.routers():
+        app.include_router(public_router)
     # issuer routers
     app.include_router(issuer_router.router)
     # credpage routers

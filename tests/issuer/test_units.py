@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.issuer import keys, multibase, statuslist, verify
-from service.issuer.router import _preferred
 
 
 @given(st.binary(max_size=80))
@@ -84,22 +83,6 @@ def test_spec_example_empty_list_decodes() -> None:
 def test_did_web(base: str, did: str, url: str) -> None:
     assert keys.did_web(base) == did
     assert keys.did_web_url(did) == url
-
-
-@pytest.mark.parametrize(
-    ("accept", "wanted"),
-    [
-        ("application/vc+ld+json", "application/vc+ld+json"),
-        ("application/vc+jwt", "application/vc+jwt"),
-        ("application/json", "application/json"),
-        ("text/html,application/xhtml+xml,*/*;q=0.8", "text/html"),
-        ("*/*", "text/html"),
-        ("application/vc+jwt;q=0.5, application/vc+ld+json;q=0.9", "application/vc+ld+json"),
-        ("image/png", "text/html"),
-    ],
-)
-def test_accept_negotiation(accept: str, wanted: str) -> None:
-    assert _preferred(accept) == wanted
 
 
 @pytest.mark.parametrize(
