@@ -221,3 +221,33 @@ def test_login_state_rows_are_single_use(
         row = s.get(LaunchState, state)
         assert row is not None and row.used_at is not None
         assert s.exec(select(WebSession)).one().role == "learner"
+
+
+def test_auth_url_with_its_own_query_is_extended_not_broken(
+    client: TestClient, engine: Engine, network: object
+) -> None:
+    from service.lti import platforms
+
+    with db_session(engine, write=True) as s:
+        platforms.add_platform(
+            s,
+            issuer="https://d2l.example.edu",
+            client_id="q1",
+            auth_login_url="https://d2l.example.edu/d2l/lti/authenticate?tenant=7",
+            auth_token_url="https://d2l.example.edu/token",
+            key_set_url="https://d2l.example.edu/k",
+            deployment_ids=["d"],
+        )
+        s.commit()
+    resp = client.post(
+        "/lti/login",
+        data={
+            "iss": "https://d2l.example.edu",
+            "login_hint": "1",
+            "target_link_uri": LAUNCH,
+            "client_id": "q1",
+        },
+        follow_redirects=False,
+    )
+    q = parse_qs(urlsplit(resp.headers["location"]).query)
+    assert q["tenant"] == ["7"] and q["client_id"] == ["q1"] and q["state"]
