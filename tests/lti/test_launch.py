@@ -61,7 +61,11 @@ def test_moodle_learner_lands_on_the_learner_page(
     resp = moodle.full_launch(client)
     assert resp.status_code == 303, resp.text
     assert resp.headers["location"].startswith("/app?mc_session=")
-    assert "__Host-microcred_session=" in resp.headers["set-cookie"]
+    session_cookie = [c for c in resp.headers.get_list("set-cookie") if "microcred_session" in c]
+    assert len(session_cookie) == 1  # https: no legacy copy
+    assert session_cookie[0].startswith("__Host-microcred_session=")
+    for attr in ("; Secure", "; HttpOnly", "; SameSite=None", "; Partitioned", "; Path=/"):
+        assert attr in session_cookie[0]
     page = client.get("/app")  # the cookie alone carries the session
     assert page.status_code == 200
     assert "Your micro-credentials" in page.text
@@ -251,3 +255,25 @@ def test_auth_url_with_its_own_query_is_extended_not_broken(
     )
     q = parse_qs(urlsplit(resp.headers["location"]).query)
     assert q["tenant"] == ["7"] and q["client_id"] == ["q1"] and q["state"]
+
+
+def test_require_course_helper(client: TestClient, moodle: FakePlatform) -> None:
+    from service.errors import Forbidden
+    from service.web import auth
+
+    user = auth.CurrentUser(
+        person_id=1,
+        platform_id=1,
+        deployment_id=1,
+        course_id=5,
+        role="instructor",
+        roles=(),
+        launch_id="",
+        token="t",
+        via_cookie=True,
+    )
+    assert auth.require_course(user) == 5 and auth.require_course(user, 5) == 5
+    with pytest.raises(Forbidden):
+        auth.require_course(user, 6)
+    with pytest.raises(Forbidden):
+        auth.require_course(auth.CurrentUser(**{**user.__dict__, "course_id": None}))
