@@ -277,3 +277,8 @@ def test_require_course_helper(client: TestClient, moodle: FakePlatform) -> None
         auth.require_course(user, 6)
     with pytest.raises(Forbidden):
         auth.require_course(auth.CurrentUser(**{**user.__dict__, "course_id": None}))
+
+
+def test_error_page_shows_its_status(client: TestClient) -> None:
+    resp = client.get("/lti/login", params={"iss": "https://nobody.test"})
+    assert resp.status_code == 400 and "HTTP 400" in resp.text
