@@ -61,6 +61,7 @@ Layer = dict[str, Any]
 
 
 def norm(key: str) -> str:
+    """A key or name in canonical spelling: ``"Max-attempts"`` -> ``"max_attempts"``."""
     return re.sub(r"[\s\-]+", "_", key.strip().lower())
 
 
@@ -165,6 +166,7 @@ def _number(value: Any, field: str, error: type[AssessmentError]) -> float:
 
 
 def integer(value: Any, field: str, error: type[AssessmentError], minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (``3``, ``3.0`` or ``"3"``)."""
     number = _number(value, field, error)
     if number != int(number):
         raise error(field, f"must be a whole number, not {value!r}")
