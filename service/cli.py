@@ -289,6 +289,52 @@ def repository_add(
         typer.echo(f"{repo.id} {repo.uuid}")
 
 
+@repository_app.command("update")
+def repository_update(
+    ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
+    template: Annotated[
+        list[str] | None, typer.Option(help="COMPETENCY:LEVEL=TEMPLATE_ID to add or change.")
+    ] = None,
+    new_secret: Annotated[
+        bool, typer.Option("--new-secret", help="Replace the token/password (180 more days).")
+    ] = False,
+    consent: Annotated[str | None, typer.Option(help="automatic or ask.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+) -> None:
+    """Change a repository: template map, a new token (rotation), consent, on/off."""
+    import os
+
+    from service.delivery import repositories
+    from service.errors import ServiceError
+
+    secret = None
+    if new_secret:
+        secret = os.environ.get("MICROCRED_REPOSITORY_SECRET") or typer.prompt(
+            "new secret (token / password)", hide_input=True
+        )
+    mapping: dict[str, str] = {}
+    for t in template or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    with _outbox_session() as s:
+        try:
+            repo = repositories.update(
+                s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
+            )
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        s.commit()
+        typer.echo(f"{repo.id} {repo.name} updated")
+
+
 @repository_app.command("list")
 def repository_list() -> None:
     """List repositories, with token-expiry warnings."""
