@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -75,6 +77,7 @@ def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, 
             w.run(stop)
         finally:
             w.close()
+            w.engine.dispose()
 
     thread = threading.Thread(target=loop, name="delivery-worker", daemon=True)
     thread.start()
@@ -138,12 +141,19 @@ def worker(
         w.run(stop, idle_exit=once)
     finally:
         w.close()
+        w.engine.dispose()
 
 
-def _outbox_session() -> Any:
+@contextlib.contextmanager
+def _outbox_session() -> Iterator[Any]:
     from service.db.engine import session
 
-    return session(_engine(_bootstrap()), write=True)
+    engine = _engine(_bootstrap())
+    try:
+        with session(engine, write=True) as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 @outbox_app.command("list")
