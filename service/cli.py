@@ -8,6 +8,8 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+import logging
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -89,6 +91,7 @@ def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, 
             w.run(stop)
         finally:
             w.close()
+            w.engine.dispose()
 
     thread = threading.Thread(target=loop, name="delivery-worker", daemon=True)
     thread.start()
@@ -444,12 +447,19 @@ def worker(
         w.run(stop, idle_exit=once)
     finally:
         w.close()
+        w.engine.dispose()
 
 
-def _outbox_session() -> Any:
+@contextlib.contextmanager
+def _outbox_session() -> Iterator[Any]:
     from service.db.engine import session
 
-    return session(_engine(_bootstrap()), write=True)
+    engine = _engine(_bootstrap())
+    try:
+        with session(engine, write=True) as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 @outbox_app.command("list")
@@ -593,6 +603,52 @@ def repository_add(
             raise typer.Exit(2) from exc
         s.commit()
         typer.echo(f"{repo.id} {repo.uuid}")
+
+
+@repository_app.command("update")
+def repository_update(
+    ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
+    template: Annotated[
+        list[str] | None, typer.Option(help="COMPETENCY:LEVEL=TEMPLATE_ID to add or change.")
+    ] = None,
+    new_secret: Annotated[
+        bool, typer.Option("--new-secret", help="Replace the token/password (180 more days).")
+    ] = False,
+    consent: Annotated[str | None, typer.Option(help="automatic or ask.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+) -> None:
+    """Change a repository: template map, a new token (rotation), consent, on/off."""
+    import os
+
+    from service.delivery import repositories
+    from service.errors import ServiceError
+
+    secret = None
+    if new_secret:
+        secret = os.environ.get("MICROCRED_REPOSITORY_SECRET") or typer.prompt(
+            "new secret (token / password)", hide_input=True
+        )
+    mapping: dict[str, str] = {}
+    for t in template or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    with _outbox_session() as s:
+        try:
+            repo = repositories.update(
+                s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
+            )
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        s.commit()
+        typer.echo(f"{repo.id} {repo.name} updated")
 
 
 @repository_app.command("list")
