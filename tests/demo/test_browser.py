@@ -299,3 +299,70 @@ def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo)
         "Your micro-credentials", timeout=20_000
     )
     expect(page.locator("h1")).to_have_text("Competency credentials")
+
+
+STORAGE_CALL = """async ([msgs, target]) => {
+  const win = target === "_parent" ? window.parent : window.parent.frames[target];
+  const out = [];
+  for (const msg of msgs) {
+    out.push(await new Promise(resolve => {
+      const id = "t-" + Math.random();
+      const timer = setTimeout(() => resolve("timeout"), 3000);
+      window.addEventListener("message", function on(e) {
+        if (!e.data || e.data.message_id !== id) return;
+        window.removeEventListener("message", on); clearTimeout(timer); resolve(e.data);
+      });
+      win.postMessage(Object.assign({message_id: id}, msg), "*");
+    }));
+  }
+  return out;
+}"""
+
+
+def test_platform_storage_keeps_values_per_tool_and_refuses_other_origins(
+    browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
+) -> None:
+    from playwright.sync_api import expect
+
+    page, frame = _launch(browser, demo, "launch-learner-u-learn-2")
+    expect(frame.locator("h1")).to_have_text("Your micro-credentials", timeout=20_000)
+    tool = _tool_frame(page, demo)
+    put = {"subject": "lti.put_data", "key": "k1", "value": "v1"}
+    get = {"subject": "lti.get_data", "key": "k1"}
+    delete = {"subject": "lti.put_data", "key": "k1", "value": None}
+    caps, stored, read, deleted, gone, bad = tool.evaluate(
+        STORAGE_CALL,
+        [
+            [
+                {"subject": "lti.capabilities"},
+                put,
+                get,
+                delete,
+                get,
+                {"subject": "lti.put_data", "key": "", "value": "x"},
+            ],
+            "post_message_forwarding",
+        ],
+    )
+    assert caps["subject"] == "lti.capabilities.response"
+    assert {"subject": "lti.put_data", "frame": "post_message_forwarding"} in caps[
+        "supported_messages"
+    ]
+    assert stored["subject"] == "lti.put_data.response" and stored["value"] == "v1"
+    assert read["subject"] == "lti.get_data.response" and read["value"] == "v1"
+    assert deleted["value"] is None and gone["value"] is None
+    assert bad["error"]["code"] == "bad_request"
+    # Another origin (the probe: same host, other port) is refused and never sees the value.
+    tool.evaluate(STORAGE_CALL, [[put], "post_message_forwarding"])
+    probe_url, _ = probe
+    page.evaluate(
+        """url => new Promise(done => {
+             const f = document.createElement("iframe");
+             f.name = "intruder"; f.src = url + "/page"; f.onload = () => done();
+             document.body.appendChild(f);
+           })""",
+        probe_url,
+    )
+    intruder = page.frame(name="intruder")
+    (refused,) = intruder.evaluate(STORAGE_CALL, [[get], "post_message_forwarding"])
+    assert refused["error"]["code"] == "unauthorized" and "value" not in refused

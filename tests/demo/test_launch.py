@@ -178,3 +178,11 @@ def test_home_page_offers_a_launch_per_member(lms: Lms) -> None:
     tool_page = lms.client.get("/course/tool", params={"as": "u-learn-1"})
     assert 'name="post_message_forwarding"' in tool_page.text
     assert 'src="/launch?as=u-learn-1&amp;message=resource"' in tool_page.text
+
+
+def test_openid_configuration_names_the_endpoints(lms: Lms) -> None:
+    conf = lms.client.get("/.well-known/openid-configuration").json()
+    assert conf["issuer"] == LMS
+    assert conf["authorization_endpoint"] == f"{LMS}/auth"
+    assert conf["token_endpoint"] == f"{LMS}/token" and conf["jwks_uri"] == f"{LMS}/jwks"
+    assert conf["id_token_signing_alg_values_supported"] == ["RS256"]
