@@ -14,7 +14,8 @@ def test_sample_course_is_consistent() -> None:
     levels = {c.id: {lvl.id for lvl in c.levels} for c in course.criteria}
     assert len(levels) == 3 and all(len(v) >= 3 for v in levels.values())
     for r in course.rubric_results:
-        assert course.member(r.user_id) is not None and course.member(r.user_id).role == "learner"  # type: ignore[union-attr]
+        member = course.member(r.user_id)
+        assert member is not None and member.role == "learner"
         assert r.level_id in levels[r.criterion_id]
     quizzes = {q.id: q for q in course.quizzes}
     assert len(quizzes) == 2
