@@ -147,6 +147,12 @@ def test_auth_errors_are_posted_back_with_the_state_and_no_token(
     assert "id_token" not in answer
 
 
+def test_auth_without_state_is_refused_without_a_token(lms: Lms) -> None:
+    page = lms.client.post("/auth", data=lms.auth_params(lms.launch_fields(), state=""))
+    answer = form_fields(page.text)
+    assert answer == {"error": "invalid_request", "error_description": "state is required"}
+
+
 def test_expired_message_hint_is_refused(lms: Lms) -> None:
     fields = lms.platform.login_initiation(
         user_id="u-learn-1", message_type="LtiResourceLinkRequest", now=time.time() - 3600
