@@ -61,6 +61,7 @@ def serve(
         get_settings.cache_clear()
         settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
+    _ensure_tool_key(settings)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -72,6 +73,18 @@ def serve(
 
 
 # --- lti commands ---
+def _ensure_tool_key(settings: Settings) -> None:
+    """The tool's LTI signing key exists from the first start on (encrypted at rest)."""
+    from service.db.engine import session as db_session
+    from service.lti import keys
+
+    engine = _engine(settings)
+    with db_session(engine, write=True) as s:
+        keys.ensure_key(s)
+        s.commit()
+    engine.dispose()
+
+
 platform_app = typer.Typer(help="LMS platform registrations (LTI 1.3).", no_args_is_help=True)
 keys_app = typer.Typer(help="The tool's LTI signing keys.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")

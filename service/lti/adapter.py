@@ -16,6 +16,7 @@ target_link_uri.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import typing as t
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -240,6 +241,10 @@ class DbOIDCLogin(
     def prepare(self, launch_url: str) -> tuple[str, str, str]:
         """Build the auth request URL; returns (url, state, nonce). Cookies stay queued."""
         url: str = self._prepare_redirect_url(launch_url)
+        auth = self._registration.get_auth_login_url() or ""
+        if "?" in auth and url.startswith(auth + "?"):
+            # pylti1p3 2.0.0 appends "?..." even when the auth URL has a query already.
+            url = auth + "&" + url[len(auth) + 1 :]
         query = parse_qs(urlsplit(url).query)
         return url, query["state"][-1], query["nonce"][-1]
 
@@ -314,6 +319,9 @@ class DbMessageLaunch(
             ):
                 raise LtiException("Invalid JWT format: header and body must be JSON objects")
             body = self._jwt["body"]
+            if "\\u0000" in json.dumps([self._jwt["header"], body]):
+                # NUL cannot be stored (PostgreSQL text/JSONB) and no valid claim holds one.
+                raise LtiException("The token contains a NUL character")
             aud = body.get("aud")
             if not isinstance(body.get("iss"), str) or not body["iss"]:
                 raise LtiException("The iss claim must be a non-empty string")

@@ -405,3 +405,30 @@ def test_deactivated_platform_launch_fetches_nothing(
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert resp.status_code == 403
     assert moodle.jwks_fetches == 0
+
+
+@pytest.mark.parametrize("field", ["iss", "client_id", "login_hint"])
+def test_nul_in_login_parameters_is_a_clean_4xx(
+    client: TestClient, moodle: FakePlatform, field: str
+) -> None:
+    _, _, resp = moodle.login(client, **{field: "x\x00y"})
+    assert resp.status_code in (400, 422)
+
+
+def test_nul_in_a_claim_is_a_clean_4xx(client: TestClient, moodle: FakePlatform) -> None:
+    resp = moodle.full_launch(client, name="Ada\x00Lovelace")
+    assert resp.status_code == 400
+
+
+def test_concurrent_first_launches_of_one_user_make_one_person(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    logins = [moodle.login(client)[:2] for _ in range(8)]
+    tokens = [
+        (moodle.token(moodle.claims(nonce, sub="new-user")), state) for state, nonce in logins
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda ts: moodle.launch(client, *ts).status_code, tokens))
+    assert codes == [303] * 8
+    with db_session(engine) as s:
+        assert len(s.exec(select(Person).where(Person.sub == "new-user")).all()) == 1
