@@ -892,8 +892,16 @@ def demo(
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    tool_socket = server.bind("127.0.0.1", port)
-    lms_socket = server.bind("127.0.0.1", lms_port)
+    try:
+        tool_socket = server.bind("127.0.0.1", port)
+        lms_socket = server.bind("127.0.0.1", lms_port)
+    except OSError as exc:
+        typer.echo(
+            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
+            err=True,
+        )
+        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
+        raise typer.Exit(code=2) from exc
     tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
     apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
