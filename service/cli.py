@@ -8,8 +8,6 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-import logging
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
