@@ -35,6 +35,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
-    # policies routers
+    # assessment routers
     app.include_router(policies_router.router)
     return app
