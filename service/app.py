@@ -60,5 +60,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # sources routers
     app.include_router(sources_router.router)
     # policies routers
+    # assessment routers
     app.include_router(policies_router.router)
     return app
