@@ -93,16 +93,25 @@ class CredlyConnector:
         self, repo: RepositoryConfig, record: AttemptRecord, method: str, path: str, **kw: Any
     ) -> httpx.Response:
         assert repo.secret is not None
-        return http.request(
-            self._client,
-            method,
-            self._base(repo) + path,
-            record=record,
-            clock=self._clock,
-            auth=(repo.secret, ""),
-            headers={"Accept": "application/json"},
-            **kw,
-        )
+        try:
+            return http.request(
+                self._client,
+                method,
+                self._base(repo) + path,
+                record=record,
+                clock=self._clock,
+                auth=(repo.secret, ""),
+                headers={"Accept": "application/json"},
+                **kw,
+            )
+        except Rejected as exc:
+            if exc.status in (401, 403):
+                exc.detail += (
+                    f" - the organisation token of {repo.name!r} was refused (expired after "
+                    "180 days, or revoked): create a new one in Credly (Developers settings), "
+                    "run `microcred repository update ID --new-secret`, then retry the rows"
+                )
+            raise
 
     def find(
         self, repo: RepositoryConfig, record: AttemptRecord, *, issuer_earner_id: str

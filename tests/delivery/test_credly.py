@@ -178,7 +178,7 @@ def test_duplicate_of_someone_elses_badge_is_a_visible_dead_letter(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"secret": "wrong-token"}, "401"),
+        ({"secret": "wrong-token"}, "repository update ID --new-secret"),
         ({"config": {"templates": {"py:beginning": "no-such-template"}}}, "not active"),
         ({"config": {"templates": {}}}, "no Credly badge template"),
     ],
