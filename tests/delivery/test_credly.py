@@ -91,6 +91,7 @@ def test_issue_sends_documented_fields(
     assert a.outcome == "delivered" and a.response_status == 201
     assert "POST /v1/organizations/org-1/badges (issue) -> 201" in a.request_summary
     assert "test-org-token" not in a.request_summary
+    assert a.response_excerpt == ""  # a success body repeats the learner's data: not kept
 
 
 @pytest.mark.parametrize(
@@ -107,6 +108,8 @@ def test_one_fault_then_exactly_one_badge(
     first, last = attempts(engine)[0], attempts(engine)[-1]
     assert first.outcome in ("retry", "uncertain") and first.error_detail
     assert last.outcome == "delivered"
+    if outcome.startswith("500"):
+        assert first.response_status == 500 and "Internal server error" in first.response_excerpt
     if outcome.endswith("_applied"):
         # The effect happened: the retry found it by checking, and sent no second POST.
         assert "(check)" in last.request_summary and "(issue)" not in last.request_summary
