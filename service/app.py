@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 import service
-from service import secretbox
+from service import deps, secretbox
 from service.db.engine import make_engine
 from service.delivery import router as delivery_router
 from service.issuer import router as issuer_router
@@ -61,5 +61,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(sources_router.router)
     # policies routers
     # assessment routers
-    app.include_router(policies_router.router)
+    app.include_router(
+        policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
+    )
     return app
