@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
     # delivery routers
-    app.include_router(delivery_router.router)
+    app.include_router(
+        delivery_router.router, dependencies=[Depends(deps.api_scope("delivery:admin"))]
+    )
     # sources routers
     app.include_router(sources_router.router)
     # policies routers
