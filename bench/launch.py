@@ -57,6 +57,8 @@ CLIENT_ID = "bench-client"
 DEPLOYMENT = "1"
 USERS = 200
 TICKS = os.sysconf("SC_CLK_TCK")
+# e.g. MICROCRED_BENCH_PYSPY="--gil": sample only the thread holding the GIL (Python CPU).
+PY_SPY_EXTRA = os.environ.get("MICROCRED_BENCH_PYSPY", "").split()
 
 
 def free_port() -> int:
@@ -272,7 +274,7 @@ async def drive(
         spy = subprocess.Popen(
             [str(Path(PY).with_name("py-spy")), "record", "--pid", str(target.pid),
              "--duration", str(int(duration)), "--rate", "250", "--format", "raw",
-             "--output", str(profile), "--nonblocking"],
+             "--output", str(profile), "--nonblocking", *PY_SPY_EXTRA],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     measuring = True

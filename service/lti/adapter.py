@@ -7,8 +7,9 @@ and hands a plain mapping to ``FastApiRequest``.
 
 What pylti1p3 does here: the OIDC authentication request (state cookie, nonce, auth URL),
 JWT format parsing, registration and deployment lookup through ``DbToolConf``, message
-validators (sub, version, roles, resource link, deep-linking settings), and launch-data
-storage. What it does not do (lti.md §1.7) is done by ``service.lti.launch``: signature
+validators (sub, version, roles, resource link, deep-linking settings). Its launch-data
+storage is not used for launches (``service.lti.launch`` stores the validated context
+itself). What it does not do (lti.md §1.7) is done by ``service.lti.launch``: signature
 verification with our own key-set cache, aud/azp, iat/exp skew, one-time state and nonce,
 target_link_uri.
 """
@@ -176,6 +177,8 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
         self.issuers_relation_types = {}
         self._db = session
         self.platform: Platform | None = None
+        # pylti1p3's deployment check and ours look up the same row: read it once.
+        self._deployments: dict[tuple[int | None, str], Deployment | None] = {}
 
     def check_iss_has_one_client(self, iss: str) -> bool:
         return False
@@ -219,12 +222,15 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     def deployment_row(self, deployment_id: str) -> Deployment | None:
         if self.platform is None or not isinstance(deployment_id, str):
             return None
-        return self._db.exec(
-            select(Deployment).where(
-                Deployment.platform_id == self.platform.id,
-                Deployment.deployment_id == deployment_id,
-            )
-        ).first()
+        key = (self.platform.id, deployment_id)
+        if key not in self._deployments:
+            self._deployments[key] = self._db.exec(
+                select(Deployment).where(
+                    Deployment.platform_id == self.platform.id,
+                    Deployment.deployment_id == deployment_id,
+                )
+            ).first()
+        return self._deployments[key]
 
 
 class DbOIDCLogin(
@@ -338,7 +344,3 @@ class DbMessageLaunch(
             self._validated = False
             raise
         return self
-
-    def save(self) -> None:
-        """Store the validated body under the launch id (pylti1p3 launch data)."""
-        self._session_service.save_launch_data(self._launch_id, self._jwt["body"])

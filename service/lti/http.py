@@ -7,10 +7,21 @@ from typing import Annotated
 
 import httpx
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 
 from service.errors import BadInput
+from service.settings import Settings
 
-__all__ = ["HttpDep", "ParamsDep", "get_http", "request_params"]
+__all__ = [
+    "EngineDep",
+    "HttpDep",
+    "ParamsDep",
+    "SettingsDep",
+    "get_engine",
+    "get_http",
+    "get_settings",
+    "request_params",
+]
 
 _lock = threading.Lock()
 
@@ -35,11 +46,12 @@ async def request_params(request: Request) -> dict[str, str]:
     return params
 
 
-def get_http(request: Request) -> httpx.Client:
+async def get_http(request: Request) -> httpx.Client:
     """One shared client per app for calls to platforms (JWKS, tokens, NRPS, AGS, DR).
 
     Tests put a client with an ``httpx.MockTransport`` (or a platform's TestClient) in
-    ``app.state.lti_http``.
+    ``app.state.lti_http``. ``async`` only so FastAPI resolves it on the event loop instead
+    of a thread-pool round trip (it never awaits; creating the client does no I/O).
     """
     client: httpx.Client | None = getattr(request.app.state, "lti_http", None)
     if client is None:
@@ -52,5 +64,20 @@ def get_http(request: Request) -> httpx.Client:
     return client
 
 
+async def get_engine(request: Request) -> Engine:
+    """``service.deps.EngineDep`` without the thread-pool round trip FastAPI makes for a
+    sync dependency (the launch path resolves several per request)."""
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+async def get_settings(request: Request) -> Settings:
+    """``service.deps.SettingsDep`` resolved on the event loop (see ``get_engine``)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
 ParamsDep = Annotated[dict[str, str], Depends(request_params)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 HttpDep = Annotated[httpx.Client, Depends(get_http)]

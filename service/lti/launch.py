@@ -474,14 +474,12 @@ def complete_launch(
     )
     if result.rowcount != 1:
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    storage = adapter.DbLaunchDataStorage(session)
-    pending.message.get_session_service().set_data_storage(storage)
-    pending.message.set_launch_data_lifetime(settings.launch_data_ttl_seconds)
-    pending.message.save()
     context = _context(pending)
     # The validated context, for later requests of this session (deep-linking response,
-    # AGS/NRPS URLs): same lifetime as pylti1p3's launch data.
-    session.merge(
+    # AGS/NRPS URLs). pylti1p3's own copy of the raw claims is not stored: nothing reads it,
+    # and this row holds everything we use. The launch id is a fresh UUID, so a plain
+    # INSERT (no read-before-write merge).
+    session.add(
         LtiCache(
             key=f"ctx-{context.launch_id}",
             value=context.to_json(),

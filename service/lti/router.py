@@ -8,26 +8,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy import Engine
 
 from service.db.engine import session as db_session
-from service.deps import EngineDep, SettingsDep, WriteSessionDep
 from service.lti import keys, launch, pages, registration
-from service.lti.http import HttpDep, ParamsDep
+from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep
+from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])
 
 
 def _login(
-    request: Request, params: dict[str, str], session: WriteSessionDep, settings: SettingsDep
+    request: Request, params: dict[str, str], engine: Engine, settings: Settings
 ) -> Response:
-    start = launch.begin_login(
-        session,
-        params=params,
-        cookies=request.cookies,
-        secure=request.url.scheme == "https",
-        settings=settings,
-    )
-    session.commit()
+    with db_session(engine, write=True) as session:
+        start = launch.begin_login(
+            session,
+            params=params,
+            cookies=request.cookies,
+            secure=request.url.scheme == "https",
+            settings=settings,
+        )
+        session.commit()
     if start.storage_target:
         response: Response = HTMLResponse(
             pages.login_storage_page(
@@ -47,18 +49,18 @@ def _login(
 
 @router.get("/login", include_in_schema=False)
 def login_get(
-    request: Request, params: ParamsDep, session: WriteSessionDep, settings: SettingsDep
+    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
     """OIDC third-party initiated login (GET)."""
-    return _login(request, params, session, settings)
+    return _login(request, params, engine, settings)
 
 
 @router.post("/login", include_in_schema=False)
 def login_post(
-    request: Request, params: ParamsDep, session: WriteSessionDep, settings: SettingsDep
+    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
     """OIDC third-party initiated login (POST)."""
-    return _login(request, params, session, settings)
+    return _login(request, params, engine, settings)
 
 
 @router.get("/jwks")

@@ -28,13 +28,13 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -97,6 +97,9 @@ class CurrentUser:
     launch_id: str
     token: str
     via_cookie: bool
+    # The platform row read (and checked active) with the session on this request, for
+    # pages that show it; not part of the user's identity.
+    platform: Platform | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_instructor(self) -> bool:
@@ -165,14 +168,23 @@ def set_session_cookie(
     )
 
 
-def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> WebSession:
+def _load(
+    engine: Engine, token: str, settings: Settings, now: dt.datetime
+) -> tuple[WebSession, Platform]:
+    # One statement: the session with its platform and deployment (outer joins, so a row
+    # deleted under a live session is refused below rather than looking like no session).
+    query = (
+        select(WebSession, Platform, Deployment)
+        .outerjoin(Platform, col(Platform.id) == col(WebSession.platform_id))
+        .outerjoin(Deployment, col(Deployment.id) == col(WebSession.deployment_id))
+        .where(WebSession.id == _hash(token))
+    )
     with db_session(engine) as s:
-        row = s.get(WebSession, _hash(token))
-        if row is None or row.expires_at <= now:
+        found = s.exec(query).first()
+        if found is None or found[0].expires_at <= now:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
+        row, platform, deployment = found
         # Re-check the tenant on every request (security.md §1.3 account-state bypass).
-        platform = s.get(Platform, row.platform_id)
-        deployment = s.get(Deployment, row.deployment_id)
         if platform is None or not platform.active or deployment is None or not deployment.active:
             raise Forbidden(
                 "The platform or deployment of this session has been deactivated.",
@@ -186,7 +198,7 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> W
                 fresh.expires_at = now + dt.timedelta(seconds=settings.web_session_idle_seconds)
                 s.add(fresh)
                 s.commit()
-    return row
+    return row, platform
 
 
 async def current_user(request: Request) -> CurrentUser:
@@ -207,7 +219,9 @@ async def current_user(request: Request) -> CurrentUser:
     token = cookie_token or carried
     if not token or len(token) > 200:
         raise NotSignedIn()
-    row = await run_in_threadpool(_load, request.app.state.engine, token, settings, utcnow())
+    row, platform = await run_in_threadpool(
+        _load, request.app.state.engine, token, settings, utcnow()
+    )
     user = CurrentUser(
         person_id=row.person_id,
         platform_id=row.platform_id,
@@ -218,6 +232,7 @@ async def current_user(request: Request) -> CurrentUser:
         launch_id=row.launch_id,
         token=token,
         via_cookie=cookie_token is not None and token == cookie_token,
+        platform=platform,
     )
     if request.method in _UNSAFE:
         sent = request.headers.get("x-csrf-token") or form_csrf or ""

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from service import flows
 from service.db.engine import session as db_session
@@ -23,6 +23,7 @@ from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
 from service.lti import deep_linking, pages
+from service.lti import http as lti_http
 from service.lti import launch as lti_launch
 from service.lti.errors import LaunchRejected
 from service.lti.http import HttpDep, ParamsDep
@@ -54,8 +55,8 @@ def _open_session(s: Session, context: LaunchContext, settings: Settings, now: d
 def launch(
     request: Request,
     params: ParamsDep,
-    engine: EngineDep,
-    settings: SettingsDep,
+    engine: lti_http.EngineDep,
+    settings: lti_http.SettingsDep,
     http: HttpDep,
 ) -> Response:
     """LTI 1.3 launch (OIDC authentication response)."""
@@ -125,15 +126,21 @@ def confirm(
 
 
 def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
+    # Person and course in one statement; the platform was read with the session.
+    query = (
+        select(Person, Course)
+        .outerjoin(Course, col(Course.id) == user.course_id)
+        .where(Person.id == user.person_id)
+    )
     with db_session(engine) as s:
-        person = s.get(Person, user.person_id)
-        course = s.get(Course, user.course_id) if user.course_id else None
-        platform = s.get(Platform, user.platform_id)
+        found = s.exec(query).first()
+        platform = user.platform or s.get(Platform, user.platform_id)
+    person, course = found if found is not None else (None, None)
     return {"user": user, "person": person, "course": course, "platform": platform}
 
 
 @router.get("/app")
-def home(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+def home(request: Request, engine: lti_http.EngineDep, user: auth.UserDep) -> HTMLResponse:
     """The page a launch lands on, chosen by the user's role in the course."""
     template = {
         "admin": "lti/home_admin.html",
