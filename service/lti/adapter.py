@@ -33,7 +33,8 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlmodel import Session, select
+from sqlalchemy import and_
+from sqlmodel import Session, col, select
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from service.db.models import Deployment, LtiCache, Platform
@@ -50,6 +51,8 @@ __all__ = [
     "FastApiCookieService",
     "FastApiRequest",
 ]
+
+DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
 
 # Everything pylti1p3 raises for bad input; mapped to a 4xx page by the callers.
 LIBRARY_ERRORS: tuple[type[Exception], ...] = (LtiException, OIDCException)
@@ -165,6 +168,20 @@ def _registration(row: Platform) -> Registration:
     return reg
 
 
+def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
+    """The deployment id a registration lookup's request names: the (not yet verified)
+    launch claim, or the login's ``lti_deployment_id``. Only used to prefetch the row."""
+    body = kwargs.get("jwt_body")
+    if isinstance(body, dict):
+        value = body.get(DEPLOYMENT_CLAIM)
+        return value if isinstance(value, str) else None
+    request = kwargs.get("request")
+    if isinstance(request, FastApiRequest):
+        value = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
+        return value or None
+    return None
+
+
 class DbToolConf(ToolConfAbstract[FastApiRequest]):
     """Registrations from the ``platform`` table: one issuer may have many client_ids.
 
@@ -200,9 +217,27 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     ) -> Registration | None:
         if not client_id:
             return self.find_registration_by_issuer(iss)
-        row = self._db.exec(
-            select(Platform).where(Platform.issuer == iss, Platform.client_id == client_id)
-        ).first()
+        query = select(Platform).where(Platform.issuer == iss, Platform.client_id == client_id)
+        hint = _deployment_hint(kwargs)
+        if hint is None:
+            row = self._db.exec(query).first()
+        else:
+            # The deployment the request names comes with the platform in one statement
+            # (outer join: an unknown deployment is found as None and refused later).
+            joined = self._db.exec(
+                select(Platform, Deployment)
+                .outerjoin(
+                    Deployment,
+                    and_(
+                        col(Deployment.platform_id) == col(Platform.id),
+                        col(Deployment.deployment_id) == hint,
+                    ),
+                )
+                .where(Platform.issuer == iss, Platform.client_id == client_id)
+            ).first()
+            row = joined[0] if joined is not None else None
+            if joined is not None:
+                self._deployments[(joined[0].id, hint)] = joined[1]
         if row is None:
             return None
         self.platform = row
