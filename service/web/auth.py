@@ -34,12 +34,13 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from service.db.engine import session as db_session
-from service.db.models import Deployment, Platform, WebSession
+from service.db.models import Course, Deployment, Person, Platform, WebSession
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
 from service.flows import LaunchRecord
@@ -97,9 +98,11 @@ class CurrentUser:
     launch_id: str
     token: str
     via_cookie: bool
-    # The platform row read (and checked active) with the session on this request, for
-    # pages that show it; not part of the user's identity.
+    # Rows read with the session on this request (one joined SELECT), for pages that show
+    # them; not part of the user's identity. The platform is the one checked active.
     platform: Platform | None = field(default=None, compare=False, repr=False)
+    person: Person | None = field(default=None, compare=False, repr=False)
+    course: Course | None = field(default=None, compare=False, repr=False)
 
     @property
     def is_instructor(self) -> bool:
@@ -168,22 +171,31 @@ def set_session_cookie(
     )
 
 
-def _load(
-    engine: Engine, token: str, settings: Settings, now: dt.datetime
-) -> tuple[WebSession, Platform]:
-    # One statement: the session with its platform and deployment (outer joins, so a row
-    # deleted under a live session is refused below rather than looking like no session).
+@dataclass(frozen=True)
+class _Loaded:
+    row: WebSession
+    platform: Platform
+    person: Person | None
+    course: Course | None
+
+
+def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _Loaded:
+    # One statement: the session with its platform, deployment, person and course (outer
+    # joins, so a row deleted under a live session is refused below rather than looking
+    # like no session).
     query = (
-        select(WebSession, Platform, Deployment)
+        sa_select(WebSession, Platform, Deployment, Person, Course)  # sqlmodel's takes 4
         .outerjoin(Platform, col(Platform.id) == col(WebSession.platform_id))
         .outerjoin(Deployment, col(Deployment.id) == col(WebSession.deployment_id))
-        .where(WebSession.id == _hash(token))
+        .outerjoin(Person, col(Person.id) == col(WebSession.person_id))
+        .outerjoin(Course, col(Course.id) == col(WebSession.course_id))
+        .where(col(WebSession.id) == _hash(token))
     )
     with db_session(engine) as s:
-        found = s.exec(query).first()
+        found = s.execute(query).first()
         if found is None or found[0].expires_at <= now:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
-        row, platform, deployment = found
+        row, platform, deployment, person, course = found
         # Re-check the tenant on every request (security.md §1.3 account-state bypass).
         if platform is None or not platform.active or deployment is None or not deployment.active:
             raise Forbidden(
@@ -198,7 +210,7 @@ def _load(
                 fresh.expires_at = now + dt.timedelta(seconds=settings.web_session_idle_seconds)
                 s.add(fresh)
                 s.commit()
-    return row, platform
+    return _Loaded(row=row, platform=platform, person=person, course=course)
 
 
 async def current_user(request: Request) -> CurrentUser:
@@ -219,9 +231,8 @@ async def current_user(request: Request) -> CurrentUser:
     token = cookie_token or carried
     if not token or len(token) > 200:
         raise NotSignedIn()
-    row, platform = await run_in_threadpool(
-        _load, request.app.state.engine, token, settings, utcnow()
-    )
+    loaded = await run_in_threadpool(_load, request.app.state.engine, token, settings, utcnow())
+    row = loaded.row
     user = CurrentUser(
         person_id=row.person_id,
         platform_id=row.platform_id,
@@ -232,7 +243,9 @@ async def current_user(request: Request) -> CurrentUser:
         launch_id=row.launch_id,
         token=token,
         via_cookie=cookie_token is not None and token == cookie_token,
-        platform=platform,
+        platform=loaded.platform,
+        person=loaded.person,
+        course=loaded.course,
     )
     if request.method in _UNSAFE:
         sent = request.headers.get("x-csrf-token") or form_csrf or ""

@@ -126,7 +126,14 @@ def confirm(
 
 
 def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
-    # Person and course in one statement; the platform was read with the session.
+    if user.platform is not None and user.person is not None:
+        # Read with the session on this request (auth.current_user): no second transaction.
+        return {
+            "user": user,
+            "person": user.person,
+            "course": user.course,
+            "platform": user.platform,
+        }
     query = (
         select(Person, Course)
         .outerjoin(Course, col(Course.id) == user.course_id)
