@@ -454,33 +454,8 @@ def microcred_target(run: Path, platform: Platform, db: str) -> Iterator[Target]
         else:
             url = stack.enter_context(pg_database(f"bench_microcred_{os.getpid()}"))
         base = f"http://127.0.0.1:{port}"
-        env = {
-            "MICROCRED_DATABASE_URL": url,
-            "MICROCRED_DATA_DIR": str(data_dir),
-            "MICROCRED_BASE_URL": base,
-            "MICROCRED_LOG_LEVEL": "WARNING",
-            "MICROCRED_SECRET_KEY": "bench-master-key-" + "0" * 32,
-        }
-        cli = [PY, "-m", "service.cli"]
-        for args in (
-            ["migrate"],
-            [
-                "platform", "add",
-                "--issuer", platform.issuer,
-                "--client-id", CLIENT_ID,
-                "--auth-url", platform.issuer + "/auth",
-                "--token-url", platform.issuer + "/token",
-                "--jwks-url", platform.jwks_url,
-                "--deployment", DEPLOYMENT,
-                "--name", "bench platform",
-            ],
-        ):  # fmt: skip
-            done = subprocess.run(
-                cli + args, env=os.environ | env, cwd=ROOT, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                raise RuntimeError(f"microcred {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
-        cmd = [*cli, "serve", "--port", str(port), "--no-worker"]
+        env = prepare_microcred(platform, url=url, data_dir=data_dir, base=base)
+        cmd = [PY, "-m", "service.cli", "serve", "--port", str(port), "--no-worker"]
         with process(
             cmd, env=env, ready_url=base + "/healthz", log=run / f"microcred-{db}.log"
         ) as proc:
@@ -493,6 +468,113 @@ def microcred_target(run: Path, platform: Platform, db: str) -> Iterator[Target]
                 "3 requests",
                 pg_database=None if db == "sqlite" else url.rsplit("/", 1)[1],
             )
+
+
+def prepare_microcred(platform: Platform, *, url: str, data_dir: Path, base: str) -> dict[str, str]:
+    """Migrate a fresh database and register the bench platform; returns the server's env."""
+    env = {
+        "MICROCRED_DATABASE_URL": url,
+        "MICROCRED_DATA_DIR": str(data_dir),
+        "MICROCRED_BASE_URL": base,
+        "MICROCRED_LOG_LEVEL": "WARNING",
+        "MICROCRED_SECRET_KEY": "bench-master-key-" + "0" * 32,
+    }
+    cli = [PY, "-m", "service.cli"]
+    for args in (
+        ["migrate"],
+        [
+            "platform", "add",
+            "--issuer", platform.issuer,
+            "--client-id", CLIENT_ID,
+            "--auth-url", platform.issuer + "/auth",
+            "--token-url", platform.issuer + "/token",
+            "--jwks-url", platform.jwks_url,
+            "--deployment", DEPLOYMENT,
+            "--name", "bench platform",
+        ],
+    ):  # fmt: skip
+        done = subprocess.run(
+            cli + args, env=os.environ | env, cwd=ROOT, capture_output=True, text=True
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"microcred {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+    return env
+
+
+def count_statements(run: Path, platform: Platform, db: str, *, verbose: bool) -> None:
+    """In process, no timing: SQL statements, transactions and pool checkouts of one
+    login + launch + landing, for a new and for a returning user."""
+    import warnings
+
+    from sqlalchemy import event
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # starlette's TestClient-on-httpx notice
+        from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+
+    data_dir = run / f"count-{db}"
+    data_dir.mkdir()
+    with contextlib.ExitStack() as stack:
+        if db == "sqlite":
+            url = f"sqlite:///{data_dir / 'microcred.db'}"
+        else:
+            url = stack.enter_context(pg_database(f"bench_count_{os.getpid()}"))
+        base = "http://127.0.0.1:8999"
+        env = prepare_microcred(platform, url=url, data_dir=data_dir, base=base)
+        os.environ.update(env)  # this process only: the settings come from the environment
+        app = create_app(Settings())
+        engine = app.state.engine
+        log: list[tuple[str, str]] = []
+        event.listen(
+            engine, "before_cursor_execute",
+            lambda _c, _cur, stmt, *_a: log.append(("sql", " ".join(stmt.split())[:100])),
+        )  # fmt: skip
+        event.listen(engine, "begin", lambda _c: log.append(("begin", "")))
+        event.listen(engine.pool, "checkout", lambda *_a: log.append(("checkout", "")))
+        client = stack.enter_context(TestClient(app, base_url=base))
+
+        def one(user: int) -> None:
+            client.cookies.clear()
+            log.append(("step", "login"))
+            login = client.post(
+                "/lti/login",
+                data={
+                    "iss": platform.issuer, "login_hint": f"user-{user}",
+                    "target_link_uri": base + "/lti/launch", "client_id": CLIENT_ID,
+                    "lti_deployment_id": DEPLOYMENT,
+                },
+                follow_redirects=False,
+            )  # fmt: skip
+            auth = parse_qs(urlsplit(login.headers["location"]).query)
+            token = platform.id_token(
+                user=user, nonce=auth["nonce"][0], client_id=CLIENT_ID, target=base + "/lti/launch"
+            )
+            log.append(("step", "launch"))
+            resp = client.post(
+                "/lti/launch", data={"id_token": token, "state": auth["state"][0]},
+                follow_redirects=False,
+            )  # fmt: skip
+            log.append(("step", "landing"))
+            page = client.get(resp.headers["location"])
+            if page.status_code != 200:
+                raise LaunchError(f"landing: {page.status_code} {page.text[:300]}")
+
+        one(1)  # warm-up: key set fetched, caches filled
+        for label in ("new user", "returning user"):
+            log.clear()
+            one(2)
+            n = {k: sum(1 for kind, _ in log if kind == k) for k in ("sql", "begin", "checkout")}
+            print(
+                f"   {db} {label}: {n['sql']} SQL statements, {n['begin']} transactions, "
+                f"{n['checkout']} pool checkouts"
+            )
+            if verbose:
+                for kind, text_ in log:
+                    if kind in ("step", "sql"):
+                        print(f"      {'--' if kind == 'step' else '  '} {text_}")
 
 
 def summarise_profile(path: Path, top: int = 25) -> None:
@@ -597,6 +679,12 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, help="py-spy the microcred server into this folder (raw stacks)"
     )
+    parser.add_argument(
+        "--count-sql",
+        action="store_true",
+        help="only count SQL statements per launch (in process, sqlite/postgres of --only)",
+    )
+    parser.add_argument("--verbose", action="store_true", help="with --count-sql: list them")
     args = parser.parse_args()
     levels = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
     if not shutil.which("node") and "ltijs" in args.only:
@@ -619,6 +707,11 @@ def main() -> None:
                 "sqlite": lambda: microcred_target(run, platform, "sqlite"),
                 "postgres": lambda: microcred_target(run, platform, "postgres"),
             }
+            if args.count_sql:
+                for name in args.only.split(","):
+                    if name in ("sqlite", "postgres"):
+                        count_statements(run, platform, name, verbose=args.verbose)
+                return
             for name in args.only.split(","):
                 print(f"== {name}", flush=True)
                 try:
