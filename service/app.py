@@ -14,6 +14,7 @@ from service import secretbox
 from service.db.engine import make_engine
 from service.delivery import router as delivery_router
 from service.issuer import router as issuer_router
+from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
 from service.web import credential_preview, errors, health
@@ -53,4 +54,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(delivery_router.router)
     # sources routers
     app.include_router(sources_router.router)
+    # policies routers
+    app.include_router(policies_router.router)
     return app

@@ -69,8 +69,11 @@ def evidence_hash(evidence: Iterable[Evidence]) -> str:
 
 
 def policy_hash(policy: Policy) -> str:
-    """SHA-256 (hex) of the policy's canonical document."""
-    return hashlib.sha256(canonical_json(policy_to_dict(policy)).encode()).hexdigest()
+    """SHA-256 (hex) of the policy's rules: its canonical document without the version
+    number (a label given to the rules, not one of them)."""
+    document = policy_to_dict(policy)
+    del document["version"]
+    return hashlib.sha256(canonical_json(document).encode()).hexdigest()
 
 
 def _rule(r: RuleResult) -> dict[str, Any]:

@@ -7,9 +7,10 @@ Accepted shapes (all read by ``read_policy_file``):
    unless it names one;
 2. a list of policies, each naming its ``competency``;
 3. a mapping with any of ``defaults`` (a policy layer every policy starts from),
-   ``bounds`` (the institution's limits, checked on every composed policy),
-   ``policies`` (a list, or a mapping from competency id to its override) and ``stacks``
-   (stacked credentials).
+   ``bounds`` (the institution's limits, checked on every composed policy), ``course`` (a
+   course's override of the defaults, for every competency in it), ``policies`` (a list,
+   or a mapping from competency id to its override) and ``stacks`` (stacked credentials).
+   This is also the shape of a course's policy export.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from service.assessment.types import Policy, PolicyError, StackPolicy
 
 __all__ = ["PolicySet", "read_policy_file"]
 
-_SET_KEYS = ("defaults", "bounds", "policies", "stacks")
+_SET_KEYS = ("defaults", "bounds", "course", "policies", "stacks")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,12 @@ class PolicySet:
 
 
 def _compose(
-    defaults: parse.Layer, doc: Any, path: str, limits: bounds_mod.Bounds | None, competency: str
+    defaults: parse.Layer,
+    layer: parse.Layer,
+    path: str,
+    limits: bounds_mod.Bounds | None,
+    competency: str,
 ) -> Policy:
-    layer = parse.read_layer(doc, path)
     if competency:
         layer.setdefault("competency", competency)
     try:
@@ -70,29 +74,35 @@ def read_policy_file(doc: Any) -> PolicySet:
     r = parse.Reader(doc, "", PolicyError)
     defaults_doc = r.take("defaults", "institution", "default")
     bounds_doc = r.take("bounds", "limits")
+    course_doc = r.take("course", "course_override")
     policies_doc = r.take("policies", "competencies", "overrides")
     stacks_doc = r.take("stacks", "stacked", "stacked_credentials")
     r.finish(_SET_KEYS)
 
     defaults = {} if defaults_doc is None else parse.read_layer(defaults_doc[0], defaults_doc[1])
+    if course_doc is not None:
+        defaults = _merge(defaults, parse.read_layer(course_doc[0], course_doc[1]))
     limits = None if bounds_doc is None else bounds_mod.read_bounds(bounds_doc[0], bounds_doc[1])
     policies: list[Policy] = []
     paths: list[str] = []
     if policies_doc is None:
-        if defaults_doc is None:
+        base = course_doc or defaults_doc
+        if base is None:
             raise PolicyError("policies", "give the policies (or 'defaults' for every competency)")
-        policies.append(_compose({}, defaults_doc[0], defaults_doc[1], limits, ""))
-        paths.append(defaults_doc[1])
+        policies.append(_compose({}, defaults, base[1], limits, ""))
+        paths.append(base[1])
     else:
         value, where = policies_doc
         if isinstance(value, Mapping):
             for competency, entry in value.items():
                 path = f"{where}.{competency}"
-                policies.append(_compose(defaults, entry or {}, path, limits, str(competency)))
+                layer = parse.read_layer(entry or {}, path)
+                policies.append(_compose(defaults, layer, path, limits, str(competency)))
                 paths.append(path)
         elif isinstance(value, list):
             for i, entry in enumerate(value):
-                policies.append(_compose(defaults, entry, f"{where}[{i}]", limits, ""))
+                layer = parse.read_layer(entry, f"{where}[{i}]")
+                policies.append(_compose(defaults, layer, f"{where}[{i}]", limits, ""))
                 paths.append(f"{where}[{i}]")
         else:
             raise PolicyError(where, "must be a list of policies or a mapping by competency")
@@ -103,6 +113,17 @@ def read_policy_file(doc: Any) -> PolicySet:
             raise PolicyError(where, "must be a list of stacked credentials")
         stacks = [parse.read_stack_policy(entry, f"{where}[{i}]") for i, entry in enumerate(value)]
     return PolicySet(_unique(tuple(policies), "policies[{}]"), tuple(stacks), limits, tuple(paths))
+
+
+def _merge(base: parse.Layer, override: parse.Layer) -> parse.Layer:
+    """Two layers as one (later fields win; levels merge field by field)."""
+    merged = base | override
+    if "levels" in base and "levels" in override:
+        levels = dict(base["levels"])
+        for level, fields in override["levels"].items():
+            levels[level] = fields if fields.get("_removed") else levels.get(level, {}) | fields
+        merged["levels"] = levels
+    return merged
 
 
 def _unique(policies: tuple[Policy, ...], where: str) -> tuple[Policy, ...]:

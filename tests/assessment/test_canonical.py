@@ -32,6 +32,8 @@ def test_evidence_hash_is_order_free_and_content_sensitive() -> None:
 def test_policy_hash_changes_with_the_rules() -> None:
     assert canonical.policy_hash(policy()) == canonical.policy_hash(policy())
     assert canonical.policy_hash(policy()) != canonical.policy_hash(policy(minimum_score=10))
+    # the version number labels the rules; it is not one of them
+    assert canonical.policy_hash(policy(version=2)) == canonical.policy_hash(policy())
 
 
 def test_evidence_to_dict() -> None:

@@ -3,6 +3,14 @@
 Each feature keeps its tables in a module of this package; add the import below.
 """
 
+from service.db.models.assessment import (
+    Competency,
+    CompetencyLevelTemplate,
+    CourseCompetency,
+    Decision,
+    EffectivePolicy,
+    PolicyVersion,
+)
 from service.db.models.core import AuditEvent, Course, Deployment, Enrolment, Person, Platform
 from service.db.models.delivery import (
     DeliveryAttempt,
@@ -58,4 +66,16 @@ __all__ = [
     "ToolKey",
     "VerificationEvent",
     "WebSession",
+    "AuditEvent",
+    "Competency",
+    "CompetencyLevelTemplate",
+    "Course",
+    "CourseCompetency",
+    "Decision",
+    "Deployment",
+    "EffectivePolicy",
+    "Enrolment",
+    "Person",
+    "Platform",
+    "PolicyVersion",
 ]

@@ -1,0 +1,117 @@
+"""Queries for competencies, policy versions, effective policies and decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlmodel import Session, col, func, select
+
+from service.db.models import (
+    Competency,
+    CompetencyLevelTemplate,
+    CourseCompetency,
+    Decision,
+    EffectivePolicy,
+    PolicyVersion,
+)
+
+INSTITUTION = "institution"
+
+
+def course_scope(course_id: int) -> str:
+    return f"course:{course_id}"
+
+
+def competency_scope(course_id: int, competency_id: int) -> str:
+    return f"course:{course_id}/competency:{competency_id}"
+
+
+def competency_by_key(session: Session, key: str) -> Competency | None:
+    return session.exec(select(Competency).where(Competency.key == key)).first()
+
+
+def competencies(session: Session) -> Sequence[Competency]:
+    return session.exec(select(Competency).order_by(col(Competency.key))).all()
+
+
+def level_templates(session: Session, competency_id: int) -> Sequence[CompetencyLevelTemplate]:
+    return session.exec(
+        select(CompetencyLevelTemplate)
+        .where(CompetencyLevelTemplate.competency_id == competency_id)
+        .order_by(col(CompetencyLevelTemplate.id))
+    ).all()
+
+
+def level_template(
+    session: Session, competency_id: int, level: str
+) -> CompetencyLevelTemplate | None:
+    return session.exec(
+        select(CompetencyLevelTemplate).where(
+            CompetencyLevelTemplate.competency_id == competency_id,
+            CompetencyLevelTemplate.level == level,
+        )
+    ).first()
+
+
+def course_link(session: Session, course_id: int, competency_id: int) -> CourseCompetency | None:
+    return session.exec(
+        select(CourseCompetency).where(
+            CourseCompetency.course_id == course_id,
+            CourseCompetency.competency_id == competency_id,
+        )
+    ).first()
+
+
+def course_competencies(session: Session, course_id: int) -> Sequence[Competency]:
+    return session.exec(
+        select(Competency)
+        .join(CourseCompetency, col(CourseCompetency.competency_id) == col(Competency.id))
+        .where(CourseCompetency.course_id == course_id)
+        .order_by(col(Competency.key))
+    ).all()
+
+
+def latest_version(session: Session, scope_key: str) -> PolicyVersion | None:
+    return session.exec(
+        select(PolicyVersion)
+        .where(PolicyVersion.scope_key == scope_key)
+        .order_by(col(PolicyVersion.version).desc())
+    ).first()
+
+
+def versions(session: Session, scope_key: str) -> Sequence[PolicyVersion]:
+    return session.exec(
+        select(PolicyVersion)
+        .where(PolicyVersion.scope_key == scope_key)
+        .order_by(col(PolicyVersion.version).desc())
+    ).all()
+
+
+def effective_by_hash(
+    session: Session, course_id: int, competency_id: int, policy_hash: str
+) -> EffectivePolicy | None:
+    return session.exec(
+        select(EffectivePolicy).where(
+            EffectivePolicy.course_id == course_id,
+            EffectivePolicy.competency_id == competency_id,
+            EffectivePolicy.policy_hash == policy_hash,
+        )
+    ).first()
+
+
+def last_effective_version(session: Session, course_id: int, competency_id: int) -> int:
+    found = session.exec(
+        select(func.max(EffectivePolicy.version)).where(
+            EffectivePolicy.course_id == course_id,
+            EffectivePolicy.competency_id == competency_id,
+        )
+    ).one()
+    return int(found or 0)
+
+
+def decisions_for(session: Session, person_id: int, competency_id: int) -> Sequence[Decision]:
+    return session.exec(
+        select(Decision)
+        .where(Decision.person_id == person_id, Decision.competency_id == competency_id)
+        .order_by(col(Decision.id).desc())
+    ).all()

@@ -1,0 +1,580 @@
+"""Use cases of the competency catalogue and of versioned policies.
+
+Services add and flush; the caller (route, CLI command) commits once. Policy layers are
+append-only versions: institution defaults and bounds (administrator), a course override
+and course and competency overrides (instructor). Every saved layer is checked by composing
+it with the layers below and checking the result against the institution bounds, so an
+instructor cannot store a policy the institution does not allow. Each distinct composed
+policy gets a number per course and competency (``effective_policy``); decisions point at
+it and carry the hash of the evidence they were made from.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from sqlmodel import Session
+
+from service.assessment import bounds as bounds_mod
+from service.assessment import canonical, engine, parse, policyfile
+from service.assessment.types import AssessmentError, Evidence, Level, Policy
+from service.assessment.types import Decision as EngineDecision
+from service.db.models import (
+    Competency,
+    CompetencyLevelTemplate,
+    CourseCompetency,
+    Decision,
+    EffectivePolicy,
+    PolicyVersion,
+)
+from service.db.types import utcnow
+from service.errors import BadInput, Conflict, NotFound
+from service.policies import files
+from service.policies import repository as repo
+
+__all__ = [
+    "attach",
+    "competency",
+    "create_competency",
+    "effective",
+    "explain",
+    "export_course",
+    "export_institution",
+    "import_course",
+    "import_institution",
+    "institution_layers",
+    "record_decision",
+    "reproduces",
+    "save_competency_override",
+    "save_course_override",
+    "save_institution",
+    "set_level_template",
+    "update_competency",
+]
+
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+_LEVEL_KEYS = tuple(level.key for level in Level if level is not Level.NONE)
+
+
+def _bad(exc: AssessmentError, *, prefix: str = "") -> BadInput:
+    field = f"{prefix}.{exc.field}" if prefix and exc.field else (exc.field or prefix)
+    detail = f"{field}: {exc.message}" if field else exc.message
+    return BadInput(detail, code="invalid_policy")
+
+
+# --- competency catalogue ---------------------------------------------------------------
+
+
+def _check_competency_fields(fields: dict[str, Any]) -> None:
+    descriptions = fields.get("level_descriptions") or {}
+    unknown = sorted(set(descriptions) - set(_LEVEL_KEYS))
+    if unknown:
+        raise BadInput(
+            f"level_descriptions: {', '.join(unknown)} is not a level "
+            f"(use {', '.join(_LEVEL_KEYS)})"
+        )
+    url = fields.get("framework_url") or ""
+    if url and not url.startswith(("https://", "http://")):
+        raise BadInput("framework_url: must be an http(s) URL")
+
+
+def create_competency(session: Session, *, key: str, name: str, **fields: Any) -> Competency:
+    """Add a competency to the catalogue.
+
+    Raises:
+        BadInput: the key or a field is malformed.
+        Conflict: the key is taken.
+    """
+    if not _KEY.match(key):
+        raise BadInput(
+            f"key: {key!r} must start with a letter or digit and use letters, digits "
+            "and . _ : / - only (at most 100)"
+        )
+    if not name.strip():
+        raise BadInput("name: is required")
+    _check_competency_fields(fields)
+    if repo.competency_by_key(session, key) is not None:
+        raise Conflict(f"a competency with key {key!r} exists already")
+    row = Competency(key=key, name=name.strip(), **fields)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def competency(session: Session, key: str) -> Competency:
+    """The competency with ``key``.
+
+    Raises:
+        NotFound: there is none.
+    """
+    row = repo.competency_by_key(session, key)
+    if row is None:
+        raise NotFound(f"no competency with key {key!r}")
+    return row
+
+
+def update_competency(session: Session, *, key: str, **fields: Any) -> Competency:
+    """Change a competency's name, description, level descriptions or alignment."""
+    row = competency(session, key)
+    _check_competency_fields(fields)
+    if "name" in fields and not str(fields["name"]).strip():
+        raise BadInput("name: must not be empty")
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def set_level_template(
+    session: Session, *, competency_row: Competency, level: str, **fields: Any
+) -> CompetencyLevelTemplate:
+    """Set the credential fields of one level of a competency (created or replaced).
+
+    Raises:
+        BadInput: an unknown level or a field out of range (EQF 1-8, ISCED-F 2 to 4
+            digits, positive validity and workload).
+    """
+    if level not in _LEVEL_KEYS:
+        raise BadInput(f"level: {level!r} is not one of {', '.join(_LEVEL_KEYS)}")
+    eqf = fields.get("eqf_level")
+    if eqf is not None and not 1 <= eqf <= 8:
+        raise BadInput(f"eqf_level: must be 1 to 8, not {eqf}")
+    iscedf = fields.get("iscedf_code") or ""
+    if iscedf and not re.fullmatch(r"\d{2,4}", iscedf):
+        raise BadInput(f"iscedf_code: an ISCED-F code is 2 to 4 digits (e.g. 0613), not {iscedf!r}")
+    for name in ("validity_days", "workload_hours", "ects_credits"):
+        value = fields.get(name)
+        if value is not None and value <= 0:
+            raise BadInput(f"{name}: must be more than 0, not {value}")
+    assert competency_row.id is not None
+    row = repo.level_template(session, competency_row.id, level)
+    if row is None:
+        row = CompetencyLevelTemplate(competency_id=competency_row.id, level=level)
+    for name, value in fields.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def attach(session: Session, *, course_id: int, competency_row: Competency) -> CourseCompetency:
+    """Assess ``competency_row`` in the course (idempotent)."""
+    assert competency_row.id is not None
+    link = repo.course_link(session, course_id, competency_row.id)
+    if link is None:
+        link = CourseCompetency(course_id=course_id, competency_id=competency_row.id)
+        session.add(link)
+        session.flush()
+    return link
+
+
+# --- policy layers ----------------------------------------------------------------------
+
+
+def institution_layers(session: Session) -> tuple[PolicyVersion, parse.Layer, bounds_mod.Bounds]:
+    """The current institution version, its defaults layer and its bounds.
+
+    Raises:
+        NotFound: the administrator has not set institution defaults yet.
+    """
+    row = repo.latest_version(session, repo.INSTITUTION)
+    if row is None:
+        raise NotFound(
+            "no institution policy yet",
+            hint="An administrator sets the defaults and bounds first "
+            "(PUT /api/policies/institution).",
+        )
+    return row, parse.read_layer(row.document), bounds_mod.read_bounds(row.bounds or {})
+
+
+def _new_version(
+    session: Session,
+    *,
+    scope: str,
+    scope_key: str,
+    document: dict[str, Any],
+    author: str,
+    note: str,
+    course_id: int | None = None,
+    competency_id: int | None = None,
+    bounds: dict[str, Any] | None = None,
+) -> PolicyVersion:
+    latest = repo.latest_version(session, scope_key)
+    row = PolicyVersion(
+        scope=scope,
+        scope_key=scope_key,
+        course_id=course_id,
+        competency_id=competency_id,
+        version=1 if latest is None else latest.version + 1,
+        document=document,
+        bounds=bounds,
+        author=author,
+        note=note,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def save_institution(
+    session: Session,
+    *,
+    defaults: dict[str, Any],
+    bounds: dict[str, Any],
+    author: str,
+    note: str = "",
+) -> PolicyVersion:
+    """Store a new version of the institution defaults and bounds.
+
+    The defaults must form a complete policy that lies within the bounds.
+
+    Raises:
+        BadInput: with the field at fault (``defaults.levels...``, ``bounds...``).
+    """
+    try:
+        layer = parse.read_layer(defaults, "defaults")
+        limits = bounds_mod.read_bounds(bounds, "bounds")
+        policy = parse.compose(layer)
+        bounds_mod.check(policy, limits)
+    except AssessmentError as exc:
+        raise _bad(
+            exc, prefix="" if exc.field.startswith(("defaults", "bounds")) else "defaults"
+        ) from None
+    return _new_version(
+        session,
+        scope="institution",
+        scope_key=repo.INSTITUTION,
+        document=defaults,
+        bounds=bounds,
+        author=author,
+        note=note,
+    )
+
+
+def _layer(row: PolicyVersion | None) -> parse.Layer:
+    return {} if row is None else parse.read_layer(row.document)
+
+
+def _checked(layers: Sequence[parse.Layer], limits: bounds_mod.Bounds, *, prefix: str) -> Policy:
+    try:
+        policy = parse.compose(*layers)
+        bounds_mod.check(policy, limits)
+    except AssessmentError as exc:
+        raise _bad(exc, prefix=prefix) from None
+    return policy
+
+
+def save_course_override(
+    session: Session, *, course_id: int, document: dict[str, Any], author: str, note: str = ""
+) -> PolicyVersion:
+    """Store a new version of a course's override (it applies to all its competencies).
+
+    Raises:
+        BadInput: a malformed field, or the result leaves the institution bounds (each
+            violation named).
+    """
+    _, defaults, limits = institution_layers(session)
+    try:
+        layer = parse.read_layer(document)
+    except AssessmentError as exc:
+        raise _bad(exc, prefix="document") from None
+    _checked([defaults, layer], limits, prefix="document")
+    for linked in repo.course_competencies(session, course_id):
+        assert linked.id is not None
+        override = _layer(repo.latest_version(session, repo.competency_scope(course_id, linked.id)))
+        _checked([defaults, layer, override], limits, prefix=f"competencies.{linked.key}")
+    return _new_version(
+        session,
+        scope="course",
+        scope_key=repo.course_scope(course_id),
+        course_id=course_id,
+        document=document,
+        author=author,
+        note=note,
+    )
+
+
+def save_competency_override(
+    session: Session,
+    *,
+    course_id: int,
+    competency_row: Competency,
+    document: dict[str, Any],
+    author: str,
+    note: str = "",
+) -> PolicyVersion:
+    """Store a new version of a course and competency override (and attach the competency).
+
+    Raises:
+        BadInput: a malformed field, or the result leaves the institution bounds.
+    """
+    _, defaults, limits = institution_layers(session)
+    assert competency_row.id is not None
+    course = _layer(repo.latest_version(session, repo.course_scope(course_id)))
+    try:
+        layer = parse.read_layer(document)
+    except AssessmentError as exc:
+        raise _bad(exc, prefix="document") from None
+    if layer.get("competency", competency_row.key) != competency_row.key:
+        raise BadInput(f"document.competency: this is the policy for {competency_row.key!r}")
+    _checked([defaults, course, layer], limits, prefix="document")
+    attach(session, course_id=course_id, competency_row=competency_row)
+    return _new_version(
+        session,
+        scope="course_competency",
+        scope_key=repo.competency_scope(course_id, competency_row.id),
+        course_id=course_id,
+        competency_id=competency_row.id,
+        document=document,
+        author=author,
+        note=note,
+    )
+
+
+def effective(
+    session: Session, *, course_id: int, competency_row: Competency
+) -> tuple[Policy, EffectivePolicy]:
+    """The policy in force for a course and competency, numbered.
+
+    A composed policy not seen before for this pair gets the next number; the same rules
+    always get the same number, so a decision's ``policy_version`` identifies its rules.
+
+    Raises:
+        NotFound: no institution policy yet.
+        BadInput: the layers no longer fit the institution bounds (the administrator
+            changed them); the message names the field to fix.
+    """
+    assert competency_row.id is not None
+    inst_row, defaults, limits = institution_layers(session)
+    course_row = repo.latest_version(session, repo.course_scope(course_id))
+    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_row.id))
+    layers = [defaults, _layer(course_row), _layer(comp_row), {"competency": competency_row.key}]
+    policy = _checked(layers, limits, prefix=f"policy for {competency_row.key}")
+    policy_hash = canonical.policy_hash(policy)
+    document = parse.policy_to_dict(policy)
+    del document["version"]  # the number is assigned here, per course and competency
+    row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
+    if row is None:
+        layer_versions = {"institution": inst_row.version}
+        if course_row is not None:
+            layer_versions["course"] = course_row.version
+        if comp_row is not None:
+            layer_versions["course_competency"] = comp_row.version
+        row = EffectivePolicy(
+            course_id=course_id,
+            competency_id=competency_row.id,
+            version=repo.last_effective_version(session, course_id, competency_row.id) + 1,
+            policy_hash=policy_hash,
+            document=document,
+            layers=layer_versions,
+        )
+        session.add(row)
+        session.flush()
+    return parse.read_policy(row.document | {"version": row.version}), row
+
+
+def record_decision(
+    session: Session,
+    *,
+    decision: EngineDecision,
+    evidence: Sequence[Evidence],
+    person_id: int,
+    course_id: int,
+    competency_row: Competency,
+    effective_row: EffectivePolicy,
+) -> Decision:
+    """Store a decision with its policy version and the hash of the evidence it used."""
+    assert competency_row.id is not None and effective_row.id is not None
+    reasons = canonical.decision_to_dict(decision)
+    row = Decision(
+        person_id=person_id,
+        course_id=course_id,
+        competency_id=competency_row.id,
+        effective_policy_id=effective_row.id,
+        policy_version=effective_row.version,
+        policy_hash=effective_row.policy_hash,
+        evidence_hash=canonical.evidence_hash(evidence),
+        level=decision.level.key,
+        score=decision.score,
+        reasons=reasons,
+        evaluated_at=decision.evaluated_at,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def explain(session: Session, *, decision_id: int) -> dict[str, Any]:
+    """A stored decision with the exact policy it was made with.
+
+    Raises:
+        NotFound: no such decision.
+    """
+    row = session.get(Decision, decision_id)
+    if row is None:
+        raise NotFound(f"no decision {decision_id}")
+    policy_row = session.get(EffectivePolicy, row.effective_policy_id)
+    assert policy_row is not None
+    return {
+        "id": row.id,
+        "level": row.level,
+        "evaluated_at": canonical.iso(row.evaluated_at),
+        "policy_version": row.policy_version,
+        "policy_hash": row.policy_hash,
+        "evidence_hash": row.evidence_hash,
+        "policy": policy_row.document,
+        "policy_layers": policy_row.layers,
+        "decision": row.reasons,
+    }
+
+
+def reproduces(session: Session, *, decision_id: int, evidence: Sequence[Evidence]) -> bool:
+    """Whether ``evidence`` is what a stored decision was made from and, evaluated again
+    with the stored policy at the stored time, gives the same decision."""
+    row = session.get(Decision, decision_id)
+    if row is None:
+        raise NotFound(f"no decision {decision_id}")
+    if canonical.evidence_hash(evidence) != row.evidence_hash:
+        return False
+    policy_row = session.get(EffectivePolicy, row.effective_policy_id)
+    assert policy_row is not None
+    policy = parse.read_policy(policy_row.document | {"version": policy_row.version})
+    again = engine.evaluate(evidence, policy, row.evaluated_at)
+    return canonical.decision_to_dict(again) == row.reasons
+
+
+# --- import and export ------------------------------------------------------------------
+
+
+def export_institution(session: Session) -> dict[str, Any]:
+    """The institution defaults and bounds as a policy file."""
+    row, _, _ = institution_layers(session)
+    return {"defaults": row.document, "bounds": row.bounds or {}}
+
+
+def export_course(session: Session, *, course_id: int) -> dict[str, Any]:
+    """A course's policies as one file that ``microcred evaluate`` reads: institution
+    defaults and bounds, the course override and each competency's override."""
+    doc = export_institution(session)
+    course_row = repo.latest_version(session, repo.course_scope(course_id))
+    if course_row is not None:
+        doc["course"] = course_row.document
+    policies: dict[str, Any] = {}
+    for linked in repo.course_competencies(session, course_id):
+        assert linked.id is not None
+        row = repo.latest_version(session, repo.competency_scope(course_id, linked.id))
+        policies[linked.key] = {} if row is None else row.document
+    doc["policies"] = policies
+    return doc
+
+
+def _load(text: str, fmt: str, source: str) -> files.Loaded:
+    try:
+        return files.load_text(text, source, fmt=fmt)
+    except files.FileError as exc:
+        raise BadInput(str(exc), code="invalid_file") from None
+
+
+def import_institution(
+    session: Session, *, text: str, fmt: str = "", author: str, note: str = ""
+) -> PolicyVersion:
+    """Import institution defaults and bounds from a JSON or YAML policy file.
+
+    Raises:
+        BadInput: the file or a field is invalid (with its line).
+    """
+    loaded = _load(text, fmt, "institution policy")
+    data = loaded.data
+    if not isinstance(data, dict) or "defaults" not in data:
+        raise BadInput("institution policy: give 'defaults' (and 'bounds')", code="invalid_file")
+    extra = sorted(set(data) - {"defaults", "bounds"})
+    if extra:
+        raise BadInput(
+            str(loaded.error(extra[0], "an institution file holds 'defaults' and 'bounds' only")),
+            code="invalid_file",
+        )
+    try:
+        policyfile.read_policy_file(
+            {"defaults": data["defaults"], "bounds": data.get("bounds") or {}}
+        )
+    except AssessmentError as exc:
+        raise BadInput(str(loaded.error(exc.field, exc.message)), code="invalid_policy") from None
+    return save_institution(
+        session,
+        defaults=data["defaults"],
+        bounds=data.get("bounds") or {},
+        author=author,
+        note=note,
+    )
+
+
+def import_course(
+    session: Session, *, course_id: int, text: str, fmt: str = "", author: str, note: str = ""
+) -> list[PolicyVersion]:
+    """Import a course's override and competency overrides from a policy file (the shape
+    ``export_course`` writes). Institution defaults and bounds in the file must equal the
+    current ones: an instructor's import never changes them.
+
+    Raises:
+        BadInput: the file or a field is invalid (with its line), a competency is not in
+            the catalogue, or the file's institution part differs from the current one.
+    """
+    loaded = _load(text, fmt, "course policy")
+    data = loaded.data
+    if not isinstance(data, dict):
+        raise BadInput("course policy: must be a mapping with 'course' and/or 'policies'")
+    current = export_institution(session)
+    for part in ("defaults", "bounds"):
+        if part in data and data[part] != current[part]:
+            raise BadInput(
+                str(
+                    loaded.error(
+                        part,
+                        "differs from the institution's; only an administrator changes it "
+                        "(import it as the institution policy)",
+                    )
+                ),
+                code="invalid_policy",
+            )
+    checked = {**current, **{k: v for k, v in data.items() if k not in ("defaults", "bounds")}}
+    try:
+        policyfile.read_policy_file(checked)
+    except AssessmentError as exc:
+        raise BadInput(str(loaded.error(exc.field, exc.message)), code="invalid_policy") from None
+    saved: list[PolicyVersion] = []
+    if "course" in data:
+        saved.append(
+            save_course_override(
+                session,
+                course_id=course_id,
+                document=data["course"] or {},
+                author=author,
+                note=note,
+            )
+        )
+    policies = data.get("policies") or {}
+    if not isinstance(policies, dict):
+        raise BadInput(str(loaded.error("policies", "must map competency keys to overrides")))
+    for key, document in policies.items():
+        row = repo.competency_by_key(session, str(key))
+        if row is None:
+            raise BadInput(
+                str(loaded.error(f"policies.{key}", f"no competency {key!r} in the catalogue")),
+                code="invalid_policy",
+            )
+        saved.append(
+            save_competency_override(
+                session,
+                course_id=course_id,
+                competency_row=row,
+                document=document or {},
+                author=author,
+                note=note,
+            )
+        )
+    return saved

@@ -1,0 +1,322 @@
+"""Policies in the database: versions, bounds, effective policies, decisions, import/export."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from service.assessment import engine as rules
+from service.assessment.types import Level
+from service.db.engine import session as db_session
+from service.db.models import Competency, Course
+from service.errors import BadInput, Conflict, NotFound
+from service.policies import service as policies
+from tests import factories
+from tests.assessment.build import NOW, ev
+
+DEFAULTS: dict[str, Any] = {
+    "levels": {
+        "beginning": "50%",
+        "intermediate": "65%",
+        "advanced": {"threshold": "85%", "verification": "supervised-online-verified"},
+    },
+    "max_attempts": 3,
+}
+BOUNDS: dict[str, Any] = {
+    "levels": {
+        "intermediate": {"threshold": {"min": "60%", "max": "80%"}},
+        "advanced": {"verification": "supervised"},
+    },
+    "max_attempts": {"max": 5},
+}
+
+
+@pytest.fixture
+def session(engine: Engine) -> Any:
+    with db_session(engine, write=True) as s:
+        yield s
+
+
+def setup_course(session: Session) -> tuple[Course, Competency]:
+    plat = factories.platform(session)
+    course = factories.course(session, factories.deployment(session, plat))
+    stats = policies.create_competency(
+        session,
+        key="stats",
+        name="Statistical reasoning",
+        level_descriptions={"beginning": "Reads a chart"},
+        framework_name="ESCO",
+        framework_url="https://esco.ec.europa.eu/skill/x",
+        framework_code="S1.2",
+    )
+    policies.save_institution(session, defaults=DEFAULTS, bounds=BOUNDS, author="cli")
+    return course, stats
+
+
+def test_catalogue(session: Session) -> None:
+    setup_course(session)
+    assert policies.competency(session, "stats").framework_code == "S1.2"
+    with pytest.raises(Conflict):
+        policies.create_competency(session, key="stats", name="Again")
+    with pytest.raises(BadInput, match="key: 'has space'"):
+        policies.create_competency(session, key="has space", name="x")
+    with pytest.raises(BadInput, match="name: is required"):
+        policies.create_competency(session, key="x", name=" ")
+    with pytest.raises(BadInput, match="expert is not a level"):
+        policies.create_competency(session, key="x", name="X", level_descriptions={"expert": ""})
+    with pytest.raises(BadInput, match="framework_url: must be an http"):
+        policies.create_competency(session, key="x", name="X", framework_url="ftp://x")
+    with pytest.raises(NotFound):
+        policies.competency(session, "nope")
+    updated = policies.update_competency(session, key="stats", name="Statistics")
+    assert updated.name == "Statistics"
+    with pytest.raises(BadInput, match="name: must not be empty"):
+        policies.update_competency(session, key="stats", name="")
+
+
+def test_level_templates(session: Session) -> None:
+    _, stats = setup_course(session)
+    row = policies.set_level_template(
+        session,
+        competency_row=stats,
+        level="advanced",
+        validity_days=730,
+        workload_hours=30,
+        ects_credits=1,
+        eqf_level=6,
+        iscedf_code="0542",
+        language="de",
+    )
+    again = policies.set_level_template(
+        session, competency_row=stats, level="advanced", eqf_level=7
+    )
+    assert again.id == row.id and again.eqf_level == 7 and again.language == "de"
+    for kw, message in [
+        ({"level": "expert"}, "level: 'expert'"),
+        ({"level": "advanced", "eqf_level": 9}, "eqf_level: must be 1 to 8"),
+        ({"level": "advanced", "iscedf_code": "05x"}, "iscedf_code"),
+        ({"level": "advanced", "validity_days": 0}, "validity_days: must be more than 0"),
+    ]:
+        with pytest.raises(BadInput, match=message):
+            policies.set_level_template(session, competency_row=stats, **kw)
+
+
+def test_institution_versions_and_validation(session: Session) -> None:
+    setup_course(session)
+    second = policies.save_institution(session, defaults=DEFAULTS, bounds={}, author="cli")
+    assert second.version == 2
+    with pytest.raises(BadInput) as caught:
+        policies.save_institution(
+            session, defaults={"levels": {"beginning": "x"}}, bounds={}, author="cli"
+        )
+    assert caught.value.detail.startswith("defaults.levels.beginning: ")
+    with pytest.raises(BadInput, match=r"^bounds\.levels\.expert: "):
+        policies.save_institution(
+            session, defaults=DEFAULTS, bounds={"levels": {"expert": {}}}, author="cli"
+        )
+    with pytest.raises(BadInput, match=r"^defaults\.max_attempts: attempts 3 is above"):
+        policies.save_institution(
+            session, defaults=DEFAULTS, bounds={"max_attempts": {"max": 2}}, author="cli"
+        )
+    with pytest.raises(BadInput, match=r"defaults\.levels: define at least one"):
+        policies.save_institution(session, defaults={"max_attempts": 2}, bounds={}, author="cli")
+
+
+def test_no_institution_policy_yet(session: Session) -> None:
+    with pytest.raises(NotFound, match="no institution policy"):
+        policies.institution_layers(session)
+
+
+def test_overrides_are_checked_against_the_bounds(session: Session) -> None:
+    course, stats = setup_course(session)
+    assert course.id is not None
+    with pytest.raises(BadInput) as caught:
+        policies.save_course_override(
+            session,
+            course_id=course.id,
+            document={"levels": {"intermediate": "55%"}, "max_attempts": 9},
+            author="person:1",
+        )
+    assert caught.value.detail == (
+        "document.levels.intermediate.threshold: the Intermediate threshold 55% is below the "
+        "minimum the institution allows (60% to 80%); attempts 9 is above the maximum the "
+        "institution allows (at most 5)"
+    )
+    with pytest.raises(BadInput, match=r"document\.levels\.advanced\.verification: Advanced must"):
+        policies.save_competency_override(
+            session,
+            course_id=course.id,
+            competency_row=stats,
+            document={"levels": {"advanced": {"verification": "authenticated"}}},
+            author="person:1",
+        )
+    with pytest.raises(BadInput, match=r"document\.treshold: unknown field"):
+        policies.save_course_override(
+            session, course_id=course.id, document={"treshold": 1}, author="person:1"
+        )
+    with pytest.raises(BadInput, match=r"document\.competency: this is the policy for 'stats'"):
+        policies.save_competency_override(
+            session,
+            course_id=course.id,
+            competency_row=stats,
+            document={"competency": "other"},
+            author="person:1",
+        )
+
+
+def test_a_course_override_must_keep_competency_overrides_in_bounds(session: Session) -> None:
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policies.save_competency_override(
+        session,
+        course_id=course.id,
+        competency_row=stats,
+        document={"levels": {"intermediate": {"threshold": "60%"}}},
+        author="person:1",
+    )
+    # 60% intermediate with a course-wide beginning of 62% would put Intermediate below
+    # Beginning for stats: refused, naming the competency.
+    with pytest.raises(BadInput, match=r"^competencies\.stats\.levels\.intermediate\.threshold"):
+        policies.save_course_override(
+            session, course_id=course.id, document={"levels": {"beginning": "62%"}}, author="p"
+        )
+
+
+def test_effective_policies_are_numbered_and_reused(session: Session) -> None:
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policy, first = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert (first.version, policy.version, policy.competency) == (1, 1, "stats")
+    assert first.layers == {"institution": 1}
+    _, same = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert same.id == first.id
+    policies.save_course_override(
+        session, course_id=course.id, document={"aggregation": "highest"}, author="p"
+    )
+    policies.save_competency_override(
+        session,
+        course_id=course.id,
+        competency_row=stats,
+        document={"levels": {"intermediate": "70%"}},
+        author="p",
+    )
+    policy, second = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert second.version == 2
+    assert second.layers == {"institution": 1, "course": 1, "course_competency": 1}
+    assert policy.levels[Level.INTERMEDIATE].threshold == 0.7
+    assert second.document["aggregation"] == "highest"
+    # back to the first rules: the first number again
+    policies.save_competency_override(
+        session, course_id=course.id, competency_row=stats, document={}, author="p"
+    )
+    policies.save_course_override(session, course_id=course.id, document={}, author="p")
+    _, back = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert back.id == first.id
+
+
+def test_decisions_are_stored_explained_and_reproduced(session: Session) -> None:
+    course, stats = setup_course(session)
+    assert course.id is not None
+    learner = factories.person(session, factories.platform(session, client_id="c2"))
+    assert learner.id is not None
+    policy, effective_row = policies.effective(session, course_id=course.id, competency_row=stats)
+    evidence = [
+        ev("q1", 70, competency="stats", attempt=1),
+        ev("q1", 90, competency="stats", attempt=2),
+    ]
+    decision = rules.evaluate(evidence, policy, NOW)
+    row = policies.record_decision(
+        session,
+        decision=decision,
+        evidence=evidence,
+        person_id=learner.id,
+        course_id=course.id,
+        competency_row=stats,
+        effective_row=effective_row,
+    )
+    assert (row.level, row.policy_version) == ("intermediate", 1)
+    assert len(row.evidence_hash) == 64 and row.evaluated_at == NOW
+    explained = policies.explain(session, decision_id=row.id or 0)
+    assert explained["policy"]["levels"]["advanced"]["verification"] == "supervised-online-verified"
+    assert (
+        explained["decision"]["failed"]
+        == [
+            "Advanced needs a score of at least 85%; yours is 84%.",
+            "Advanced needs a supervised, identity-verified sitting; none of yours was: "
+            "q1 attempt 2 was unsupervised; q1 attempt 1 was unsupervised.",
+        ]
+        or explained["decision"]["level"] == "intermediate"
+    )
+    assert policies.reproduces(session, decision_id=row.id or 0, evidence=list(reversed(evidence)))
+    assert not policies.reproduces(session, decision_id=row.id or 0, evidence=evidence[:1])
+    with pytest.raises(NotFound):
+        policies.explain(session, decision_id=999)
+    with pytest.raises(NotFound):
+        policies.reproduces(session, decision_id=999, evidence=[])
+
+
+def test_export_and_import_round_trip(session: Session) -> None:
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policies.save_course_override(
+        session, course_id=course.id, document={"aggregation": "average"}, author="p"
+    )
+    policies.save_competency_override(
+        session, course_id=course.id, competency_row=stats, document={"max_attempts": 2}, author="p"
+    )
+    exported = policies.export_course(session, course_id=course.id)
+    assert exported["course"] == {"aggregation": "average"}
+    assert exported["policies"] == {"stats": {"max_attempts": 2}}
+    text = yaml.safe_dump(exported | {"policies": {"stats": {"max_attempts": 4}}})
+    saved = policies.import_course(session, course_id=course.id, text=text, author="p")
+    assert [(r.scope, r.version) for r in saved] == [("course", 2), ("course_competency", 2)]
+    policy, _ = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert policy.max_attempts == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "policies: {stats: {max_attempts: 9}}\n",
+            'line 1, field "policies.stats.max_attempts": attempts 9',
+        ),
+        ("policies:\n  nope: {}\n", "line 2, field \"policies.nope\": no competency 'nope'"),
+        (
+            "defaults: {levels: {beginning: 10%}}\n",
+            'line 1, field "defaults": differs from the institution',
+        ),
+        ("policies: [\n", "not valid YAML"),
+        ("- 1\n", "must be a mapping"),
+        ("policies: 3\n", "must be a list of policies or a mapping"),
+    ],
+)
+def test_import_errors_point_at_the_line(session: Session, text: str, message: str) -> None:
+    course, _ = setup_course(session)
+    with pytest.raises(BadInput) as caught:
+        policies.import_course(session, course_id=course.id or 0, text=text, author="p")
+    assert message in caught.value.detail
+
+
+def test_institution_import_and_export(session: Session) -> None:
+    setup_course(session)
+    text = yaml.safe_dump({"defaults": DEFAULTS | {"max_attempts": 4}, "bounds": BOUNDS})
+    row = policies.import_institution(session, text=text, author="cli")
+    assert (
+        row.version == 2 and policies.export_institution(session)["defaults"]["max_attempts"] == 4
+    )
+    for bad, message in [
+        ("bounds: {}\n", "give 'defaults'"),
+        (
+            "defaults: {levels: {beginning: 50%}}\npolicies: {}\n",
+            'field "policies": an institution file',
+        ),
+        ("defaults:\n  levels:\n    beginning: x\n", 'line 3, field "defaults.levels.beginning"'),
+    ]:
+        with pytest.raises(BadInput) as caught:
+            policies.import_institution(session, text=bad, author="cli")
+        assert message in caught.value.detail
