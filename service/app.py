@@ -17,7 +17,7 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import credential_preview, errors, health
+from service.web import admin, credential_preview, errors, health, instructor, learner
 
 log = logging.getLogger(__name__)
 
@@ -56,4 +56,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(sources_router.router)
     # policies routers
     app.include_router(policies_router.router)
+    # flows routers
+    app.include_router(instructor.router)
+    app.include_router(learner.router)
+    app.include_router(admin.router)
     return app

@@ -45,9 +45,12 @@ def _landing(request: Request, settings: Settings, token: str, context: LaunchCo
     return response
 
 
-def _open_session(s: Session, context: LaunchContext, settings: Settings, now: dt.datetime) -> str:
+def _open_session(
+    s: Session, context: LaunchContext, settings: Settings, now: dt.datetime
+) -> tuple[str, flows.LaunchRecord]:
     record = flows.record_launch(s, launch=context, now=now)
-    return auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+    token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+    return token, record
 
 
 @router.post("/lti/launch")
@@ -74,8 +77,9 @@ def launch(
     if pending.browser_bound:
         with db_session(engine, write=True) as s:
             context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
-            token = _open_session(s, context, settings, now)
+            token, record = _open_session(s, context, settings, now)
             s.commit()
+        flows.after_launch(engine, settings=settings, record=record, now=now)
         return _landing(request, settings, token, context)
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
@@ -119,8 +123,9 @@ def confirm(
         except LaunchRejected:
             s.commit()  # a wrong answer burns the ticket too: no second guess
             raise
-        token = _open_session(s, context, settings, now)
+        token, record = _open_session(s, context, settings, now)
         s.commit()
+    flows.after_launch(engine, settings=settings, record=record, now=now)
     return _landing(request, settings, token, context)
 
 
@@ -133,15 +138,15 @@ def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/app")
-def home(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+def home(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
     """The page a launch lands on, chosen by the user's role in the course."""
-    template = {
-        "admin": "lti/home_admin.html",
-        "instructor": "lti/home_instructor.html",
-    }.get(user.role, "lti/home_learner.html")
-    response = render(request, template, **_page_context(engine, user))
-    response.headers.update(_NO_STORE)
-    return response
+    if user.course_id is None and user.role != "admin":
+        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
+        response = render(request, template, **_page_context(engine, user))
+        response.headers.update(_NO_STORE)
+        return response
+    path = {"admin": "/app/admin", "instructor": "/app/course"}.get(user.role, "/app/me")
+    return RedirectResponse(user.link(path), status_code=303, headers=_NO_STORE)
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:

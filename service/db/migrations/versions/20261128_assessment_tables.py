@@ -12,7 +12,7 @@ import service.db.types
 from sqlalchemy.dialects import postgresql
 
 revision = 'assessment_0001'
-down_revision = '0001'
+down_revision = 'delivery_0001'
 branch_labels = None
 depends_on = None
 
