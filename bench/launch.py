@@ -354,6 +354,24 @@ def floor_target(run: Path, platform: Platform) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
+def floor_flow_target(run: Path, platform: Platform) -> Iterator[Target]:
+    port = free_port()
+    env = {
+        "FLOOR_JWKS": str(platform.jwks_path),
+        "FLOOR_ISS": platform.issuer,
+        "FLOOR_AUD": CLIENT_ID,
+    }
+    cmd = [PY, "-m", "uvicorn", "bench.floor_app:app", "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    with process(cmd, env=env, ready_url=base + "/docs", log=run / "floor-flow.log") as proc:
+        yield Target(
+            "floor-flow (3 requests, no DB)", base, "/flow/login", "/flow/launch", proc.pid,
+            "3 requests",
+        )  # fmt: skip
+
+
+@contextlib.contextmanager
 def ltijs_target(run: Path, platform: Platform) -> Iterator[Target]:
     node_modules = WORK / "node_modules" / "ltijs"
     if not node_modules.exists():
@@ -504,8 +522,18 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
                 f"{cpu_ratio:.2f}x by server CPU "
                 f"(target <= 3): {'MET' if ratio <= 3 else 'MISSED'}"
             )
+        flow = results.get("floor-flow")
+        if flow and flow.launches:
+            print(
+                f"{mc.name}: {flow.rate / mc.rate:.2f}x floor-flow by throughput, "
+                f"{mc.cpu_ms_per_launch / flow.cpu_ms_per_launch:.2f}x by server CPU "
+                "(same 3 round trips without a database)"
+            )
     if ltijs and floor and ltijs.launches and floor.launches:
-        print(f"ltijs: launch cost {floor.rate / ltijs.rate:.2f}x the floor by throughput")
+        print(
+            f"ltijs: launch cost {floor.rate / ltijs.rate:.2f}x the floor by throughput, "
+            f"{ltijs.cpu_ms_per_launch / floor.cpu_ms_per_launch:.2f}x by server CPU"
+        )
 
 
 def main() -> None:
@@ -515,7 +543,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=15.0, help="measured seconds per target")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--only", default="floor,ltijs,sqlite,postgres")
+    parser.add_argument("--only", default="floor,floor-flow,ltijs,sqlite,postgres")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--profile", type=Path, help="py-spy the microcred server into this folder (raw stacks)"
@@ -536,6 +564,7 @@ def main() -> None:
             platform = Platform("https://lms.bench.test", key, jwks_url, jwks_path)
             targets = {
                 "floor": lambda: floor_target(run, platform),
+                "floor-flow": lambda: floor_flow_target(run, platform),
                 "ltijs": lambda: ltijs_target(run, platform),
                 "sqlite": lambda: microcred_target(run, platform, "sqlite"),
                 "postgres": lambda: microcred_target(run, platform, "postgres"),

@@ -18,6 +18,7 @@ from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
 from service.web import admin, credential_preview, errors, health, instructor, learner
+from service.web import errors, health, public
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.include_router(lti_router.router)
     app.include_router(web_launch.router)
+    # public credential pages (before the issuer's own routes)
+    for public_router in public.routers():
+        app.include_router(public_router)
     # issuer routers
     app.include_router(issuer_router.router)
     # credpage routers
     if settings.environment != "production":
+        from service.web import credential_preview  # dev-only sample pages
+
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
     # delivery routers

@@ -52,10 +52,13 @@ class Settings(BaseSettings):
         default_factory=dict, description='identifierType -> identifier, e.g. {"ext:EU-PIC": "…"}'
     )
     issuer_jwt_algorithm: Literal["ES256", "RS256"] = "ES256"
-    status_list_size: int = 131072
+    status_list_size: int = Field(
+        default=131072, ge=131072, multiple_of=8, description="Entries per revocation list."
+    )
     issuer_api_token: SecretStr | None = Field(
         default=None, description="Bearer token of /api/credentials until shared API tokens land."
     )
+    dynamic_registration_key: SecretStr | None = None
 
     @property
     def resolved_database_url(self) -> str:

@@ -18,12 +18,14 @@ import datetime as dt
 import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NoReturn
 
 from service.assessment.aggregate import aggregate, describe
 from service.assessment.normalise import Standing, standings
 from service.assessment.types import (
     EPSILON,
     AggregationMethod,
+    AttemptGrading,
     Decision,
     Evidence,
     EvidenceError,
@@ -44,7 +46,10 @@ __all__ = ["evaluate", "evaluate_all"]
 
 _ANY = VerificationLevel.UNSUPERVISED
 _ORDER = operator.attrgetter("order")
+_new = tuple.__new__
+_SEQUENCES = (list, tuple)
 _CLOSEST = operator.attrgetter("verification", "fraction")
+_DESCRIBED = ("", *(v.described for v in VerificationLevel))  # by number, for speed
 _SHOWN = 3  # results named in one reason before "and N more"
 
 
@@ -71,7 +76,7 @@ def evaluate(
     """
     if now.utcoffset() is None:
         raise EvidenceError("now", "needs a time zone (write Z for UTC)")
-    given = evidence if isinstance(evidence, list | tuple) else list(evidence)
+    given = evidence if isinstance(evidence, _SEQUENCES) else list(evidence)
     learner, competency = _check_identity(given, policy, learner)
     ordered = sorted(given, key=_ORDER)
     labels = policy.labels
@@ -122,12 +127,14 @@ def evaluate(
     if passed_over:
         # An attempt passed over for the score may still be the sitting that meets a
         # verification requirement; then it is used, not left out.
-        for verified, _ in verified_cache.values():
-            used.extend([ev for s in verified for ev in s.sources])
-        chosen = {id(ev) for ev in used}
-        used = sorted({id(ev): ev for ev in used}.values(), key=_ORDER)
-        why = f"another attempt counts (the {policy.attempt_grading.value} one)"
-        excluded.extend([Exclusion(ev, why) for ev in passed_over if id(ev) not in chosen])
+        verifying = {id(ev) for v, _ in verified_cache.values() for s in v for ev in s.sources}
+        if verifying:
+            also = [ev for ev in passed_over if id(ev) in verifying]
+            if also:
+                used = sorted(used + also, key=_ORDER)
+                passed_over = [ev for ev in passed_over if id(ev) not in verifying]
+        why = _passed_over_text(policy.attempt_grading)
+        excluded.extend([Exclusion(ev, why) for ev in passed_over])
 
     gap: Gap | None = None
     if next_up is not None:
@@ -278,9 +285,14 @@ def _attempts_rule(limit: int, dropped: list[Evidence], labels: Mapping[str, str
     return RuleResult(RuleKind.ATTEMPTS, None, True, reason)
 
 
+@functools.cache
+def _passed_over_text(grading: AttemptGrading) -> str:
+    return f"another attempt counts (the {grading.value} one)"
+
+
 def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
-    have = {s.item for s in standing}
     if policy.require_all:
+        have = {s.item for s in standing}
         missing = [label for item, label in policy.labels.items() if item not in have]
         if missing:
             return RuleResult(
@@ -293,13 +305,14 @@ def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
             RuleKind.REQUIRED, None, True, f"All {len(policy.labels)} mapped items have a result."
         )
     need = policy.min_results
-    passed = len(have) >= need
-    count = f"you have {len(have)}" if passed else f"you have only {len(have)}"
+    count = len(standing)  # one standing result per item
+    passed = count >= need
+    you = f"you have {count}" if passed else f"you have only {count}"
     return RuleResult(
         RuleKind.REQUIRED,
         None,
         passed,
-        f"Results from at least {need} different items are needed; {count}.",
+        f"Results from at least {need} different items are needed; {you}.",
     )
 
 
@@ -318,8 +331,9 @@ def _minimum_rule(minimum: float, score: float | None) -> RuleResult:
 
 
 @functools.cache
-def _band_text(level: Level, threshold: float) -> str:
-    return f"{level.label} needs a score of at least {percent(threshold)}"
+def _band_text(level: int, threshold: float) -> str:
+    # Cached texts are keyed by the level's number: hashing an enum member is slow.
+    return f"{Level(level).label} needs a score of at least {percent(threshold)}"
 
 
 def _threshold_rule(
@@ -338,13 +352,14 @@ def _threshold_rule(
             f"{reaching} of yours {'is' if reaching == 1 else 'are'}."
         )
     else:
-        reason = f"{_band_text(level, threshold)}; {yours}."
-    return RuleResult(RuleKind.THRESHOLD, level, passed, reason)
+        reason = f"{_band_text(int(level), threshold)}; {yours}."
+    # tuple.__new__ skips the named tuple's Python-level __new__: three of these a decision
+    return _new(RuleResult, (RuleKind.THRESHOLD, level, passed, reason))
 
 
 @functools.cache
-def _verification_text(level: Level, need: VerificationLevel) -> str:
-    return f"{level.label} needs {need.required}"
+def _verification_text(level: int, need: int) -> str:
+    return f"{Level(level).label} needs {VerificationLevel(need).required}"
 
 
 def _verification_rule(
@@ -368,7 +383,7 @@ def _verification_rule(
             ),
         )
     verified, score = cache[need]
-    head = _verification_text(level, need)
+    head = _verification_text(int(level), int(need))
     if score is not None and score + EPSILON >= rule.threshold:
         names = [_name(ev, labels) for s in verified for ev in s.sources]
         return RuleResult(RuleKind.VERIFICATION, level, True, f"{head}: met by {_names(names)}.")
@@ -382,17 +397,19 @@ def _verification_rule(
     else:
         # Closest to the requirement first: the best-verified sittings, then the best scores.
         sources = sorted([ev for s in standing for ev in s.sources], key=_CLOSEST, reverse=True)
-        shown = [f"{_name(ev, labels)} was {ev.verification.described}" for ev in sources]
-        if len(shown) == 1:
+        shown = [
+            f"{_name(ev, labels)} was {_DESCRIBED[ev.verification]}" for ev in sources[:_SHOWN]
+        ]
+        if len(sources) == 1:
             reason = f"{head}; your {shown[0]}."
         else:
-            more = len(shown) - _SHOWN
-            listed = "; ".join(shown[:_SHOWN]) + (f"; and {more} more" if more > 0 else "")
+            more = len(sources) - _SHOWN
+            listed = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
             reason = f"{head}; none of yours was: {listed}."
     return RuleResult(RuleKind.VERIFICATION, level, False, reason)
 
 
-def _floor_fraction(floor: Floor, s: Standing, level: Level) -> float | None:
+def _floor_fraction(floor: Floor, s: Standing, field: str) -> float | None:
     """The fraction ``floor`` asks of ``s``; None when it does not apply (a rubric-level
     floor on a result that has no rubric)."""
     if floor.fraction is not None:
@@ -402,13 +419,17 @@ def _floor_fraction(floor: Floor, s: Standing, level: Level) -> float | None:
         return None
     need = ev.rubric_fractions.get(floor.rating or "")
     if need is None:
-        # The policy names a rating this criterion's rubric does not have.
-        raise PolicyError(
-            f"levels.{level.key}.floor",
-            f"{level.label} asks for {floor.text}, but the rubric of {ev.item!r} has no such "
-            f"level (it has {', '.join(r.name for r in ev.rubric)})",
-        )
+        _no_such_rating(floor, ev, field)
     return need
+
+
+def _no_such_rating(floor: Floor, ev: Evidence, field: str) -> NoReturn:
+    # The policy names a rating this criterion's rubric does not have.
+    raise PolicyError(
+        field,
+        f"asks for {floor.text}, but the rubric of {ev.item!r} has no such level "
+        f"(it has {', '.join(r.name for r in ev.rubric)})",
+    )
 
 
 def _result_text(s: Standing, labels: Mapping[str, str]) -> str:
@@ -420,14 +441,14 @@ def _result_text(s: Standing, labels: Mapping[str, str]) -> str:
 
 
 @functools.cache
-def _floor_text(level: Level, floor: Floor | None, items: tuple[str, ...]) -> str:
+def _floor_text(level: int, floor: Floor | None, items: tuple[str, ...]) -> str:
     parts = []
     if floor is not None:
         what = "rubric criterion rated" if floor.rating is not None else "result at"
         parts.append(f"every {what} {floor.text} or above")
     if items:
         parts.append("minimums for " + ", ".join(items))
-    return f"{level.label} needs {' and '.join(parts)}"
+    return f"{Level(level).label} needs {' and '.join(parts)}"
 
 
 def _floor_rule(
@@ -439,9 +460,15 @@ def _floor_rule(
         need = floor.fraction or 0.0
         failures = [_result_text(s, labels) for s in standing if s.fraction + EPSILON < need]
     elif floor is not None:
+        rating = floor.rating or ""
         for s in standing:
-            wanted = _floor_fraction(floor, s, level)
-            if wanted is not None and s.fraction + EPSILON < wanted:
+            ev = s.sources[0]
+            if not ev.rubric:
+                continue  # a rubric-level floor applies to rubric criteria only
+            wanted = ev.rubric_fractions.get(rating)
+            if wanted is None:
+                _no_such_rating(floor, ev, f"levels.{level.key}.floor")
+            if s.fraction + EPSILON < wanted:
                 failures.append(_result_text(s, labels))
     by_item = {s.item: s for s in standing} if rule.item_floors else {}
     for item, item_floor in rule.item_floors:
@@ -450,10 +477,11 @@ def _floor_rule(
             label = labels.get(item, item)
             failures.append(f"{label} has no result yet (it must reach {item_floor.text})")
             continue
-        wanted = _floor_fraction(item_floor, found, level)
+        wanted = _floor_fraction(item_floor, found, f"levels.{level.key}.floors.{item}")
         if wanted is not None and found.fraction + EPSILON < wanted:
             failures.append(f"{_result_text(found, labels)} (it must reach {item_floor.text})")
-    head = _floor_text(level, rule.floor, tuple(labels.get(i, i) for i, _ in rule.item_floors))
+    items = tuple([labels.get(i, i) for i, _ in rule.item_floors]) if rule.item_floors else ()
+    head = _floor_text(int(level), rule.floor, items)
     if failures:
         return RuleResult(RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}.")
     return RuleResult(RuleKind.FLOOR, level, True, f"{head}; all of yours meet it.")

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, exists, or_, update
+from sqlalchemy import Engine, Table, and_, exists, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
@@ -43,10 +43,12 @@ __all__ = [
     "THIRD_PARTY_KINDS",
     "AttemptRecord",
     "Claimed",
+    "Outcome",
     "cancel",
     "claim",
     "enqueue",
     "finish",
+    "finish_many",
     "get",
     "list_messages",
     "redeliver",
@@ -61,6 +63,7 @@ TERMINAL = ("delivered", "cancelled", "dead")
 # Core columns of the outbox table: typed SQL expressions for the queries below.
 OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 C = OUT.c
+ATTEMPT: Table = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 DEFAULT_MAX_ATTEMPTS = 25
 
 
@@ -211,53 +214,71 @@ def claim(
         picked = s.execute(query).all()
         if not picked:
             return []
+        fresh = [row_id for row_id, old_lease, _ in picked if old_lease is None]
+        base = {"lease_token": token, "lease_expires_at": expires, "updated_at": now}
+        if fresh:
+            s.execute(update(OUT).where(C.id.in_(fresh)).values(attempts=C.attempts + 1, **base))
         for row_id, old_lease, attempts in picked:
-            lost_lease = old_lease is not None
-            values: dict[str, Any] = {
-                "lease_token": token,
-                "lease_expires_at": expires,
-                "attempts": attempts + 1,
-                "updated_at": now,
-            }
-            if lost_lease:
-                # The previous holder died mid-attempt: its request may have gone out.
-                values["uncertain"] = True
-                values["last_error"] = "worker stopped during the attempt (lease expired)"
-            s.execute(update(OUT).where(C.id == row_id).values(**values))
-            if lost_lease:
-                s.add(
-                    DeliveryAttempt(
-                        outbox_message_id=row_id,
-                        number=attempts,
-                        worker=worker,
-                        started_at=old_lease,
-                        finished_at=now,
-                        outcome="uncertain",
-                        error_code="lease_expired",
-                        error_detail="the worker holding this row stopped before recording "
-                        "an outcome; the next attempt checks the repository first",
-                    )
-                )
-        ids = [r[0] for r in picked]
-        rows = s.exec(select(OutboxMessage).where(C.id.in_(ids)).order_by(C.due_at, C.id)).all()
-        for row in rows:
-            assert row.id is not None
-            claimed.append(
-                Claimed(
-                    id=row.id,
-                    uuid=row.uuid,
-                    credential_id=row.credential_id,
-                    kind=row.kind,
-                    repository_id=row.repository_id,
-                    idempotency_key=row.idempotency_key,
-                    payload=dict(row.payload),
-                    attempt=row.attempts,
-                    max_attempts=row.max_attempts,
-                    uncertain=row.uncertain,
-                    lease_token=token,
-                    lease_expires_at=expires,
+            if old_lease is None:
+                continue
+            # The previous holder died mid-attempt: its request may have gone out.
+            s.execute(
+                update(OUT)
+                .where(C.id == row_id)
+                .values(
+                    attempts=attempts + 1,
+                    uncertain=True,
+                    last_error="worker stopped during the attempt (lease expired)",
+                    **base,
                 )
             )
+            s.add(
+                DeliveryAttempt(
+                    outbox_message_id=row_id,
+                    number=attempts,
+                    worker=worker,
+                    started_at=old_lease,
+                    finished_at=now,
+                    outcome="uncertain",
+                    error_code="lease_expired",
+                    error_detail="the worker holding this row stopped before recording "
+                    "an outcome; the next attempt checks the repository first",
+                )
+            )
+        ids = [r[0] for r in picked]
+        rows = s.execute(
+            sa_select(
+                C.id,
+                C.uuid,
+                C.credential_id,
+                C.kind,
+                C.repository_id,
+                C.idempotency_key,
+                C.payload,
+                C.attempts,
+                C.max_attempts,
+                C.uncertain,
+            )
+            .where(C.id.in_(ids))
+            .order_by(C.due_at, C.id)
+        ).all()
+        claimed = [
+            Claimed(
+                id=r.id,
+                uuid=r.uuid,
+                credential_id=r.credential_id,
+                kind=r.kind,
+                repository_id=r.repository_id,
+                idempotency_key=r.idempotency_key,
+                payload=dict(r.payload),
+                attempt=r.attempts,
+                max_attempts=r.max_attempts,
+                uncertain=bool(r.uncertain),
+                lease_token=token,
+                lease_expires_at=expires,
+            )
+            for r in rows
+        ]
         s.commit()
     return claimed
 
@@ -282,6 +303,17 @@ class AttemptRecord:
             self.response_excerpt = excerpt[:500]
 
 
+@dataclasses.dataclass
+class Outcome:
+    """One finished attempt, waiting to be recorded."""
+
+    job: Claimed
+    record: AttemptRecord
+    finished_at: dt.datetime
+    result: dict[str, Any] | None = None
+    error: ConnectorError | None = None
+
+
 def finish(
     engine: Engine,
     job: Claimed,
@@ -299,56 +331,86 @@ def finish(
     dead. A retryable error → pending again at ``now + backoff`` (never before
     Retry-After). If the lease was lost meanwhile, only the attempt row is written.
     """
-    values: dict[str, Any] = {"lease_token": None, "lease_expires_at": None, "updated_at": now}
-    next_due: dt.datetime | None = None
-    if error is None:
-        outcome = "delivered"
-        values |= {
-            "status": "delivered",
-            "uncertain": False,
-            "last_error": None,
-            "result": result or {},
-            "delivered_at": now,
-        }
-    else:
-        reason = f"{error.code}: {error.detail}"
-        values |= {"last_error": reason[:2000], "uncertain": error.uncertain}
-        if isinstance(error, FinalError) or job.attempt >= job.max_attempts:
-            outcome = "dead"
-            values["status"] = "dead"
-        else:
-            outcome = "uncertain" if error.uncertain else "retry"
-            delay = backoff.next_delay(job.attempt, retry_after=error.retry_after, rng=rng)
-            next_due = now + dt.timedelta(seconds=delay)
-            values["due_at"] = next_due
+    [outcome] = finish_many(
+        engine, [Outcome(job, record, now, result, error)], worker=worker, rng=rng
+    )
+    return outcome
+
+
+def finish_many(
+    engine: Engine,
+    outcomes: Sequence[Outcome],
+    *,
+    worker: str = "",
+    rng: random.Random | None = None,
+) -> list[str]:
+    """``finish`` for several attempts in one transaction (a worker records what its
+    threads completed together, which saves a commit per delivery)."""
+    results: list[str] = []
+    attempt_rows: list[dict[str, Any]] = []
+    if not outcomes:
+        return results
     with db_session(engine, write=True) as s:
-        changed = s.execute(
-            update(OUT).where(C.id == job.id, C.lease_token == job.lease_token).values(**values)
-        ).rowcount  # type: ignore[attr-defined]
-        s.add(
-            DeliveryAttempt(
-                outbox_message_id=job.id,
-                number=job.attempt,
-                worker=worker[:100],
-                started_at=record.started_at,
-                finished_at=now,
-                duration_ms=max(0, int((now - record.started_at).total_seconds() * 1000)),
-                outcome=outcome if changed else "lease_lost",
-                request_summary="\n".join(record.requests)[:4000],
-                response_status=record.response_status
-                if error is None or error.status is None
-                else error.status,
-                response_excerpt=(record.response_excerpt or (error.excerpt if error else ""))[
-                    :500
-                ],
-                error_code=None if error is None else error.code,
-                error_detail=None if error is None else error.detail[:2000],
-                retry_after_seconds=None if error is None else error.retry_after,
-                next_due_at=next_due,
+        for o in outcomes:
+            job, error, now, record = o.job, o.error, o.finished_at, o.record
+            values: dict[str, Any] = {
+                "lease_token": None,
+                "lease_expires_at": None,
+                "updated_at": now,
+            }
+            next_due: dt.datetime | None = None
+            if error is None:
+                outcome = "delivered"
+                values |= {
+                    "status": "delivered",
+                    "uncertain": False,
+                    "last_error": None,
+                    "result": o.result or {},
+                    "delivered_at": now,
+                }
+            else:
+                reason = f"{error.code}: {error.detail}"
+                values |= {"last_error": reason[:2000], "uncertain": error.uncertain}
+                if isinstance(error, FinalError) or job.attempt >= job.max_attempts:
+                    outcome = "dead"
+                    values["status"] = "dead"
+                else:
+                    outcome = "uncertain" if error.uncertain else "retry"
+                    delay = backoff.next_delay(job.attempt, retry_after=error.retry_after, rng=rng)
+                    next_due = now + dt.timedelta(seconds=delay)
+                    values["due_at"] = next_due
+            changed = s.execute(
+                update(OUT).where(C.id == job.id, C.lease_token == job.lease_token).values(**values)
+            ).rowcount  # type: ignore[attr-defined]
+            if not changed:
+                outcome = "lease_lost"
+            results.append(outcome)
+            status = record.response_status
+            if error is not None and error.status is not None:
+                status = error.status
+            attempt_rows.append(
+                {
+                    "outbox_message_id": job.id,
+                    "number": job.attempt,
+                    "worker": worker[:100],
+                    "started_at": record.started_at,
+                    "finished_at": now,
+                    "duration_ms": max(0, int((now - record.started_at).total_seconds() * 1000)),
+                    "outcome": outcome,
+                    "request_summary": "\n".join(record.requests)[:4000],
+                    "response_status": status,
+                    "response_excerpt": (
+                        record.response_excerpt or (error.excerpt if error else "")
+                    )[:500],
+                    "error_code": None if error is None else error.code,
+                    "error_detail": None if error is None else error.detail[:2000],
+                    "retry_after_seconds": None if error is None else error.retry_after,
+                    "next_due_at": next_due,
+                }
             )
-        )
+        s.execute(insert(ATTEMPT), attempt_rows)
         s.commit()
-    return outcome if changed else "lease_lost"
+    return results
 
 
 # --- administrator actions (caller commits) ----------------------------------------------

@@ -30,12 +30,13 @@ from service.delivery.ags import AgsConnector, ScorePoster
 from service.delivery.badgr import BadgrConnector, TokenSet
 from service.delivery.credly import CredlyConnector
 from service.delivery.errors import ConnectorError, RetryableError
-from service.delivery.types import Connector
+from service.delivery.types import Connector, RepositoryConfig
 from service.delivery.webhook import WebhookConnector
 
 __all__ = ["Worker", "build_connectors"]
 
 log = logging.getLogger(__name__)
+REPO_TTL_SECONDS = 5.0
 Clock = Callable[[], dt.datetime]
 
 
@@ -95,10 +96,17 @@ class Worker:
         for c in connectors:
             for k in c.kinds:
                 self._by_kind[k] = c
+        self.threads = max(1, threads)
         self._pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=max(1, threads), thread_name_prefix="delivery"
         )
         self._last_warning = 0.0
+        self._repos: dict[int, RepositoryConfig] = {}
+        self._repos_at = 0.0
+        # SQLite checkpoints and deletes the WAL when its last connection closes (the engine
+        # opens one per session), costing an fsync per transaction; one idle connection held
+        # for the worker's lifetime avoids that. It holds no lock.
+        self._keeper = engine.connect() if engine.dialect.name == "sqlite" else None
 
     @property
     def kinds(self) -> frozenset[str]:
@@ -107,6 +115,9 @@ class Worker:
     def close(self) -> None:
         """Stop the thread pool and close the connectors' HTTP clients."""
         self._pool.shutdown(wait=True)
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
         for c in self._connectors:
             closer = getattr(c, "close", None)
             if closer is not None:
@@ -114,26 +125,15 @@ class Worker:
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were worked on."""
-        jobs = outbox.claim(
-            self.engine,
-            kinds=self._by_kind,
-            now=self.clock(),
-            limit=self.batch,
-            lease_seconds=self.lease_seconds,
-            worker=self.name,
-        )
+        jobs = self._claim(self.batch)
         if not jobs:
             return 0
-        with db_session(self.engine) as s:
-            repos = repositories.snapshots(
-                s, (j.repository_id for j in jobs if j.repository_id is not None)
-            )
+        repos = self._repositories(jobs)
         futures = [self._pool.submit(self._deliver, j, repos) for j in jobs]
-        for f in futures:
-            f.result()
+        self._record([f.result() for f in futures])
         return len(jobs)
 
-    def _deliver(self, job: outbox.Claimed, repos: dict[int, Any]) -> None:
+    def _deliver(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
         record = outbox.AttemptRecord(started_at=self.clock())
         repo = repos.get(job.repository_id) if job.repository_id is not None else None
         result: dict[str, Any] | None = None
@@ -148,18 +148,17 @@ class Worker:
         if error is not None and job.uncertain and not record.checked:
             # The check before sending did not complete: what happened before is still unknown.
             error.uncertain = True
-        outcome = outbox.finish(
-            self.engine,
-            job,
-            record=record,
-            now=self.clock(),
-            result=result,
-            error=error,
-            worker=self.name,
-            rng=self.rng,
-        )
-        if error is not None:
-            log.warning("delivery %s %s (%s): %s", job.uuid, outcome, job.kind, error.detail)
+        return outbox.Outcome(job, record, self.clock(), result, error)
+
+    def _record(self, outcomes: list[outbox.Outcome]) -> None:
+        if not outcomes:
+            return
+        results = outbox.finish_many(self.engine, outcomes, worker=self.name, rng=self.rng)
+        for o, outcome in zip(outcomes, results, strict=True):
+            if o.error is not None:
+                log.warning(
+                    "delivery %s %s (%s): %s", o.job.uuid, outcome, o.job.kind, o.error.detail
+                )
 
     def _warn_tokens(self) -> None:
         if time.monotonic() - self._last_warning < 3600 and self._last_warning:
@@ -170,16 +169,67 @@ class Worker:
                 log.warning("%s", w.message)
 
     def run(self, stop: threading.Event, *, idle_exit: bool = False) -> None:
-        """Loop until ``stop`` is set (or, with ``idle_exit``, until nothing is due)."""
+        """Loop until ``stop`` is set (or, with ``idle_exit``, until nothing is due).
+
+        The thread pool is kept full: as soon as one delivery finishes, more rows are
+        claimed, so one slow repository answer never holds up a whole batch.
+        """
         log.info("delivery worker %s started (kinds: %s)", self.name, ", ".join(sorted(self.kinds)))
-        while not stop.is_set():
-            try:
-                self._warn_tokens()
-                done = self.run_once()
-            except Exception:  # the database went away for a moment: wait and go on
-                log.exception("delivery worker iteration failed")
-                done = 0
-            if done == 0:
-                if idle_exit:
-                    return
-                stop.wait(self.poll_seconds)
+        inflight: set[concurrent.futures.Future[outbox.Outcome]] = set()
+        try:
+            while not stop.is_set():
+                claimed = 0
+                free = self.threads - len(inflight)
+                # Claim in groups (a quarter of the pool at least) rather than one row per
+                # finished delivery: each claim is a transaction.
+                if free >= max(1, self.threads // 4) or not inflight:
+                    try:
+                        self._warn_tokens()
+                        jobs = self._claim(min(free, self.batch))
+                    except Exception:  # the database went away for a moment: wait, go on
+                        log.exception("delivery worker could not claim rows")
+                        jobs = []
+                    claimed = len(jobs)
+                    if jobs:
+                        repos = self._repositories(jobs)
+                        inflight |= {self._pool.submit(self._deliver, j, repos) for j in jobs}
+                if not inflight:
+                    if idle_exit:
+                        return
+                    stop.wait(self.poll_seconds)
+                    continue
+                if claimed and len(inflight) < self.threads:
+                    continue  # more may be due right away
+                done, inflight = concurrent.futures.wait(
+                    inflight,
+                    timeout=self.poll_seconds,
+                    return_when=concurrent.futures.FIRST_COMPLETED,
+                )
+                try:
+                    self._record([f.result() for f in done])
+                except Exception:  # leases expire; the rows are retried (and checked first)
+                    log.exception("delivery worker could not record outcomes")
+        finally:
+            done, _ = concurrent.futures.wait(inflight)
+            self._record([f.result() for f in done])
+
+    def _repositories(self, jobs: list[outbox.Claimed]) -> dict[int, RepositoryConfig]:
+        """Repository snapshots, re-read at most every few seconds (configuration and
+        tokens change rarely; a changed token is picked up within ``REPO_TTL_SECONDS``)."""
+        wanted = {j.repository_id for j in jobs if j.repository_id is not None}
+        now = time.monotonic()
+        if now - self._repos_at > REPO_TTL_SECONDS or not wanted <= self._repos.keys():
+            with db_session(self.engine) as s:
+                self._repos = repositories.snapshots(s, wanted | self._repos.keys())
+            self._repos_at = now
+        return self._repos
+
+    def _claim(self, limit: int) -> list[outbox.Claimed]:
+        return outbox.claim(
+            self.engine,
+            kinds=self._by_kind,
+            now=self.clock(),
+            limit=limit,
+            lease_seconds=self.lease_seconds,
+            worker=self.name,
+        )

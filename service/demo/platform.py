@@ -26,7 +26,7 @@ import httpx
 
 from service import jws
 from service.demo import keys
-from service.demo.config import DemoConfig, Scope
+from service.demo.config import DemoConfig, Scope, origin_of
 from service.demo.course import Course, Member
 from service.demo.state import (
     AccessToken,
@@ -159,27 +159,43 @@ class DemoPlatform:
     # --- step 1: the course page starts a launch (LTI Core §4.1, third-party initiated login) ---
 
     def login_initiation(
-        self, *, user_id: str, message_type: MessageType, now: float
+        self,
+        *,
+        user_id: str,
+        message_type: MessageType,
+        now: float,
+        link_id: str | None = None,
     ) -> dict[str, str]:
-        """The form fields the browser POSTs to the tool's login initiation URL."""
+        """The form fields the browser POSTs to the tool's login initiation URL.
+
+        ``link_id`` launches a link the tool placed by deep linking; otherwise the course's
+        own microcred link is launched.
+        """
         member = self.course.member(user_id)
         if member is None:
             raise AuthRequestError(f"no member {user_id!r} in this course")
         if message_type == "LtiDeepLinkingRequest" and member.role != "instructor":
             raise AuthRequestError("only instructors can add content to the course")
+        tool = self.config.tool
+        resource_link_id, target = self.course.resource_link_id, tool.launch_url
+        if link_id:
+            placed = self.state.link(link_id)
+            if placed is None:
+                raise AuthRequestError(f"no link {link_id!r} in this course")
+            resource_link_id, target = placed.id, placed.url or tool.launch_url
         intent = LaunchIntent(
             user_id=user_id,
             message_type=message_type,
-            resource_link_id=self.course.resource_link_id,
+            resource_link_id=resource_link_id,
             expires_at=now + self.config.launch_hint_ttl,
+            target_link_uri=target,
         )
         hint = self.state.add_intent(intent, now=now)
-        tool = self.config.tool
         fields = {
             "iss": self.config.issuer,
             "login_hint": user_id,
             "lti_message_hint": hint,
-            "target_link_uri": tool.launch_url,
+            "target_link_uri": target,
             "client_id": tool.client_id,
             "lti_deployment_id": tool.deployment_id,
         }
@@ -264,7 +280,7 @@ class DemoPlatform:
             LTI + "message_type": intent.message_type,
             LTI + "version": "1.3.0",
             LTI + "deployment_id": tool.deployment_id,
-            LTI + "target_link_uri": tool.launch_url,
+            LTI + "target_link_uri": intent.target_link_uri or tool.launch_url,
             LTI + "roles": member.roles,
             LTI + "context": {
                 "id": course.context_id,
@@ -283,7 +299,7 @@ class DemoPlatform:
                 "locale": "en",
                 "return_url": cfg.base + "/",
             },
-            LTI + "custom": {"context_title": course.title},
+            LTI + "custom": {"context_title": course.title},  # placed links add theirs below
             AGS_CLAIM: {
                 "scope": sorted(
                     tool.scopes
@@ -297,10 +313,13 @@ class DemoPlatform:
             },
         }
         if intent.message_type == "LtiResourceLinkRequest":
+            placed = self.state.link(intent.resource_link_id)
             claims[LTI + "resource_link"] = {
                 "id": intent.resource_link_id,
-                "title": course.resource_link_title,
+                "title": placed.title if placed else course.resource_link_title,
             }
+            if placed is not None:
+                claims[LTI + "custom"] = claims[LTI + "custom"] | placed.custom
         else:
             claims[DL + "deep_linking_settings"] = {
                 "deep_link_return_url": cfg.deep_link_return_url,
@@ -433,6 +452,10 @@ class DemoPlatform:
         for item in items:
             if not isinstance(item, dict) or item.get("type") != "ltiResourceLink":
                 raise DeepLinkError("only ltiResourceLink content items are accepted")
+            url = item.get("url")
+            if url is not None and (not isinstance(url, str) or origin_of(url) != tool.origin):
+                # A placed link launches the installed tool, never another site.
+                raise DeepLinkError(f"content item url must be on the tool's site {tool.origin}")
             custom = item.get("custom") or {}
             links.append(
                 PlacedLink(

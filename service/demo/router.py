@@ -87,18 +87,23 @@ def course_tool(
     platform: PlatformDep,
     as_user: Annotated[str, Query(alias="as")],
     message: Literal["resource", "deeplink"] = "resource",
+    link: str = "",
 ) -> HTMLResponse:
     """The course page with the tool in an iframe, launched as one member."""
     member = platform.course.member(as_user)
     if member is None:
         raise NotFound("no such member in this course", hint="Pick someone on the course home.")
-    launch_src = "/launch?" + urlencode({"as": as_user, "message": message})
+    placed = platform.state.link(link) if link else None
+    if link and placed is None:
+        raise NotFound("no such link in this course", hint="Pick a link on the course home.")
+    query = {"as": as_user, "message": message} | ({"link": link} if link else {})
     return pages.render(
         "tool.html",
         platform=platform,
         member=member,
-        launch_src=launch_src,
+        launch_src="/launch?" + urlencode(query),
         message=message,
+        placed=placed,
         active="tool",
     )
 
@@ -108,12 +113,14 @@ def launch(
     platform: PlatformDep,
     as_user: Annotated[str, Query(alias="as")],
     message: Literal["resource", "deeplink"] = "resource",
+    link: str = "",
 ) -> HTMLResponse:
     """Start a launch: auto-POST the login initiation to the tool (LTI Core §4.1)."""
     fields = platform.login_initiation(
         user_id=as_user,
         message_type="LtiDeepLinkingRequest" if message == "deeplink" else "LtiResourceLinkRequest",
         now=time.time(),
+        link_id=link or None,
     )
     return pages.autopost(platform.config.tool.login_url, fields, label="Starting the tool…")
 

@@ -26,6 +26,7 @@ class LaunchIntent:
     message_type: MessageType
     resource_link_id: str
     expires_at: float
+    target_link_uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,10 @@ class DemoState:
     def links(self) -> list[PlacedLink]:
         with self._lock:
             return list(self._links)
+
+    def link(self, link_id: str) -> PlacedLink | None:
+        with self._lock:
+            return next((link for link in self._links if link.id == link_id), None)
 
     def new_id(self) -> str:
         with self._lock:

@@ -92,6 +92,7 @@ def credential_contexts(base_url: str) -> list[str]:
 
 
 def achievement_id(base_url: str, template_key: str, level_key: str) -> str:
+    """The URL id of the Achievement for one level of a competency."""
     return f"{base_url.rstrip('/')}/achievements/{template_key}/{level_key}"
 
 

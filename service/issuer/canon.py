@@ -236,4 +236,5 @@ def _jsonld_reason(exc: BaseException) -> str:
 
 
 def sha256(text: str) -> bytes:
+    """SHA-256 of the UTF-8 bytes of ``text``."""
     return hashlib.sha256(text.encode("utf-8")).digest()

@@ -61,6 +61,7 @@ def proofs_of(document: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def unsecured(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``document`` without its ``proof``."""
     return {k: v for k, v in document.items() if k != "proof"}
 
 

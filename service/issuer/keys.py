@@ -78,11 +78,14 @@ def did_web_url(did: str) -> str:
 
 
 def key_url(base_url: str, name: str) -> str:
+    """The URL a VC-JWT ``kid`` names; it returns that single JWK."""
     return base_url.rstrip("/") + KEYS_PATH + name
 
 
 @dataclass(frozen=True)
 class Ed25519Key:
+    """An Ed25519 issuer key; ``private`` is set only for the active one."""
+
     row_id: int
     name: str
     public: bytes

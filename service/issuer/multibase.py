@@ -61,20 +61,24 @@ def b58decode(text: str) -> bytes:
 
 
 def encode_base58btc(data: bytes) -> str:
+    """Multibase base58btc (``z`` prefix)."""
     return "z" + b58encode(data)
 
 
 def decode_base58btc(text: str) -> bytes:
+    """Bytes of a multibase base58btc (``z``) value."""
     if not text.startswith("z"):
         raise MultibaseError("expected a base58btc multibase value (prefix 'z')")
     return b58decode(text[1:])
 
 
 def encode_base64url(data: bytes) -> str:
+    """Multibase base64url without padding (``u`` prefix)."""
     return "u" + base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def decode_base64url(text: str) -> bytes:
+    """Bytes of a multibase base64url (``u``) value."""
     if not text.startswith("u"):
         raise MultibaseError("expected a base64url multibase value (prefix 'u')")
     body = text[1:]

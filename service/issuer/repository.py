@@ -20,6 +20,7 @@ __all__ = [
 def credential_by_uuid(
     session: Session, uuid: str, *, for_update: bool = False
 ) -> Credential | None:
+    """The credential with this public id, optionally locked for update."""
     query = select(Credential).where(Credential.uuid == uuid)
     if for_update:
         query = query.with_for_update()
@@ -29,6 +30,7 @@ def credential_by_uuid(
 def credentials(
     session: Session, *, lti_user_id: str | None = None, limit: int = 100, offset: int = 0
 ) -> Sequence[Credential]:
+    """Issued credentials, newest first, optionally of one LTI user."""
     query = select(Credential).order_by(col(Credential.id).desc()).limit(limit).offset(offset)
     if lti_user_id is not None:
         query = query.where(Credential.lti_user_id == lti_user_id)
@@ -36,6 +38,7 @@ def credentials(
 
 
 def status_list(session: Session, list_id: int, *, for_update: bool = False) -> StatusList | None:
+    """One status list, optionally locked for update."""
     query = select(StatusList).where(StatusList.id == list_id)
     if for_update:
         query = query.with_for_update()
@@ -56,6 +59,7 @@ def open_status_list(session: Session, *, purpose: str, max_fill: float) -> Stat
 
 
 def index_taken(session: Session, list_id: int, index: int) -> bool:
+    """Whether a credential already holds ``index`` of the list."""
     query = select(func.count()).where(
         Credential.status_list_id == list_id, Credential.status_index == index
     )

@@ -7,13 +7,11 @@ verifiers (wallet web apps, VerifierPlus) can fetch them.
 from __future__ import annotations
 
 import hmac
-import html
 import json
-from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +25,7 @@ from service.issuer.schemas import CredentialCreate, CredentialPublic, Revocatio
 from service.issuer.types import VerificationReport
 from service.settings import Settings
 
-__all__ = ["CredentialPageRenderer", "router"]
+__all__ = ["router"]
 
 router = APIRouter(tags=["issuer"])
 
@@ -36,13 +34,10 @@ VC_LD = "application/vc+ld+json"
 VC_JWT = "application/vc+jwt"
 MAX_VERIFY_BYTES = 1_000_000
 
-# The HTML page of /credentials/{id} is built by the credential-page module; the app
-# factory sets ``app.state.credential_page`` to a callable with this signature. Until it
-# does, a minimal page is returned (see ``_minimal_page``).
-CredentialPageRenderer = Callable[[Request, Credential, VerificationReport], Response]
-
 
 class Unauthorized(ServiceError):
+    """No or a wrong API token."""
+
     code = "unauthorized"
     status_code = 401
     title = "Sign in required"
@@ -115,81 +110,6 @@ def status_list(
     return Response(
         json.dumps(doc, ensure_ascii=False), media_type="application/json", headers=headers
     )
-
-
-def _preferred(accept: str) -> str:
-    """The best of the media types we serve for an Accept header (q-values honoured)."""
-    offers = {
-        VC_JWT: VC_JWT,
-        VC_LD: VC_LD,
-        "application/ld+json": VC_LD,
-        "application/json": "application/json",
-        "application/vc": VC_LD,
-        "text/html": "text/html",
-        "application/xhtml+xml": "text/html",
-    }
-    best, best_q = "text/html", -1.0
-    for position, part in enumerate(accept.split(",")):
-        media, *params = [p.strip() for p in part.split(";")]
-        q = 1.0
-        for p in params:
-            if p.startswith("q="):
-                try:
-                    q = float(p[2:])
-                except ValueError:
-                    q = 0.0
-        if media in offers and q > best_q:
-            best, best_q = offers[media], q
-        elif media in ("*/*", "application/*") and best_q < 0 and position == 0:
-            best = "text/html" if media == "*/*" else "application/json"
-    return best
-
-
-def _minimal_page(row: Credential, report: VerificationReport) -> HTMLResponse:
-    doc = row.document
-    name = html.escape(str(doc.get("name", "Credential")))
-    issuer = html.escape(str(doc.get("issuer", {}).get("name", "")))
-    verdict = "valid" if report.valid else "not valid: " + "; ".join(report.reasons)
-    body = (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f"<title>{name}</title></head><body><main><h1>{name}</h1>"
-        f"<p>Issued by {issuer}.</p><p>Verification: {html.escape(verdict)}</p>"
-        "<p>Machine formats: request this URL with <code>Accept: application/vc+ld+json</code>"
-        " or <code>Accept: application/vc+jwt</code>.</p></main></body></html>"
-    )
-    return HTMLResponse(body, headers={"Vary": "Accept"})
-
-
-@router.get("/credentials/{credential_id}")
-def credential(
-    credential_id: str,
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    accept: Annotated[str, Header()] = "text/html",
-) -> Response:
-    """The credential: HTML page, signed JSON (vc+ld+json / json) or VC-JWT, by Accept."""
-    row = repository.credential_by_uuid(session, credential_id)
-    if row is None:
-        raise NotFound("no such credential")
-    wanted = _preferred(accept)
-    headers = {"Vary": "Accept", **PUBLIC}
-    if wanted == VC_JWT:
-        if row.jwt is None:
-            raise NotFound("this credential has no VC-JWT form")
-        return PlainTextResponse(row.jwt, media_type=VC_JWT, headers=headers)
-    if wanted in (VC_LD, "application/json"):
-        return Response(
-            json.dumps(row.document, ensure_ascii=False, indent=2),
-            media_type=wanted,
-            headers=headers,
-        )
-    report = service.verify_input(session, settings, row.document, now=utcnow())
-    # HOOK (lead): the credential-page renderer replaces the minimal page here.
-    renderer: CredentialPageRenderer | None = getattr(request.app.state, "credential_page", None)
-    if renderer is not None:
-        return renderer(request, row, report)
-    return _minimal_page(row, report)
 
 
 @router.post("/verify")

@@ -13,6 +13,8 @@ __all__ = ["CredentialCreate", "CredentialPublic", "RevocationRequest"]
 
 
 class LearnerIn(BaseModel):
+    """The learner (EU element 1); the email is only stored hashed."""
+
     lti_user_id: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=320)
     name: str | None = Field(default=None, max_length=300)
@@ -20,12 +22,16 @@ class LearnerIn(BaseModel):
 
 
 class LevelIn(BaseModel):
+    """One level of a scale, low to high in its list."""
+
     key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     name: str = Field(min_length=1, max_length=200)
     description: str = ""
 
 
 class AlignmentIn(BaseModel):
+    """An OB 3.0 Alignment (competency framework item, skill)."""
+
     target_name: str
     target_url: str
     target_type: str | None = "ceasn:Competency"
@@ -35,6 +41,8 @@ class AlignmentIn(BaseModel):
 
 
 class CriterionIn(BaseModel):
+    """A rubric criterion with its levels."""
+
     key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
     name: str
     levels: list[LevelIn] = Field(min_length=1)
@@ -43,6 +51,8 @@ class CriterionIn(BaseModel):
 
 
 class EuIn(BaseModel):
+    """EU micro-credential elements of the achievement (Annex I)."""
+
     learning_outcomes: list[str] = Field(min_length=1)
     assessment_type: str = Field(min_length=1)
     participation_form: str = Field(min_length=1)
@@ -57,6 +67,8 @@ class EuIn(BaseModel):
 
 
 class TemplateIn(BaseModel):
+    """A competency with its level scale; one Achievement per level."""
+
     key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")
     competency_name: str = Field(min_length=1, max_length=300)
     description: str = Field(min_length=1)
@@ -75,6 +87,8 @@ class TemplateIn(BaseModel):
 
 
 class EvidenceIn(BaseModel):
+    """One evidence entry."""
+
     name: str = Field(min_length=1)
     description: str = ""
     narrative: str | None = None
@@ -140,10 +154,14 @@ class CredentialCreate(BaseModel):
 
 
 class RevocationRequest(BaseModel):
+    """Why a credential is revoked or reinstated."""
+
     reason: str = Field(min_length=1, max_length=1000)
 
 
 class CredentialPublic(BaseModel):
+    """An issued credential: both signed forms and its revocation state."""
+
     id: str
     url: str
     revoked: bool

@@ -84,6 +84,7 @@ def profile_document(settings: Settings) -> dict[str, Any]:
 
 
 def credential_url(settings: Settings, uuid: str) -> str:
+    """The public URL (and ``id``) of a credential."""
     return f"{settings.public_base_url}/credentials/{uuid}"
 
 
@@ -344,4 +345,9 @@ def verify_input(
     fetch: verify.Fetch | None = None,
 ) -> VerificationReport:
     """Verify a credential against this deployment (and others only through ``fetch``)."""
-    return verify.verify(data, resolver=resolver(session, settings, fetch=fetch), now=now)
+    return verify.verify(
+        data,
+        resolver=resolver(session, settings, fetch=fetch),
+        now=now,
+        clock_skew=dt.timedelta(seconds=settings.clock_skew_seconds),
+    )

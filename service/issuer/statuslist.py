@@ -39,18 +39,21 @@ class StatusListError(ValueError):
 
 
 def empty(size: int = MIN_SIZE) -> bytes:
+    """An all-zero bitstring of ``size`` entries."""
     if size < MIN_SIZE or size % 8:
         raise StatusListError(f"a status list needs at least {MIN_SIZE} entries, a multiple of 8")
     return bytes(size // 8)
 
 
 def get_bit(bits: bytes, index: int) -> bool:
+    """Whether entry ``index`` is set (index 0 = most significant bit of byte 0)."""
     if not 0 <= index < len(bits) * 8:
         raise StatusListError(f"index {index} is outside the list of {len(bits) * 8} entries")
     return bool(bits[index // 8] & (0x80 >> (index % 8)))
 
 
 def set_bit(bits: bytes, index: int, value: bool) -> bytes:
+    """A copy of ``bits`` with entry ``index`` set to ``value``."""
     if not 0 <= index < len(bits) * 8:
         raise StatusListError(f"index {index} is outside the list of {len(bits) * 8} entries")
     data = bytearray(bits)
@@ -62,6 +65,7 @@ def set_bit(bits: bytes, index: int, value: bool) -> bytes:
 
 
 def encode_list(bits: bytes) -> str:
+    """The ``encodedList`` of a bitstring: multibase base64url of its GZIP."""
     return multibase.encode_base64url(gzip.compress(bits, mtime=0))
 
 
@@ -86,10 +90,12 @@ def decode_list(encoded: str) -> bytes:
 
 
 def random_index(size: int) -> int:
+    """A uniformly random index below ``size`` (cryptographic RNG)."""
     return secrets.randbelow(size)
 
 
 def list_url(base_url: str, list_id: int) -> str:
+    """The URL of a status list credential."""
     return f"{base_url.rstrip('/')}/status/{list_id}"
 
 

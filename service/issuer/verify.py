@@ -21,6 +21,7 @@ the optional ``fetch`` callable (the CLI passes an httpx fetcher when asked to).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -101,9 +102,27 @@ class Resolver:
         raise LookupError(f"cannot fetch status list {url} offline")
 
 
+MAX_DEPTH = 64  # credentials nest about 8 levels; deeper input is refused, not recursed
+
+
+def _too_deep(value: Any) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, Mapping):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return False
+
+
 def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
     """``("ldp", dict)``, ``("jwt", token)`` or ``("unknown", reason)`` for raw input."""
     if isinstance(data, Mapping):
+        if _too_deep(data):
+            return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
         return ("ldp", dict(data)) if "proof" in data else ("unknown", "it has no proof")
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip()
@@ -113,6 +132,10 @@ def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
         parsed = json.loads(text)
     except ValueError:
         return "unknown", "it is neither JSON nor a compact JWS"
+    except RecursionError:
+        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
+    if _too_deep(parsed):
+        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
     if isinstance(parsed, str) and JWS_RE.match(parsed.strip()):
         return "jwt", parsed.strip()
     if not isinstance(parsed, dict):
@@ -154,12 +177,14 @@ def _check_contexts(credential: Mapping[str, Any], loader: contexts.DocumentLoad
     return Check("contexts", True, "VC 2.0 and OB 3.0 contexts, all known offline")
 
 
-def _check_dates(credential: Mapping[str, Any], now: dt.datetime) -> Check:
+def _check_dates(
+    credential: Mapping[str, Any], now: dt.datetime, skew: dt.timedelta = dt.timedelta(0)
+) -> Check:
     try:
         valid_from = _parse_time(credential.get("validFrom"))
     except ValueError:
         return Check("dates", False, "validFrom is missing or not a date-time with a zone")
-    if valid_from > now:
+    if valid_from > now + skew:
         return Check("dates", False, f"it is not valid yet (validFrom {credential['validFrom']})")
     if "validUntil" in credential:
         try:
@@ -174,8 +199,13 @@ def _check_dates(credential: Mapping[str, Any], now: dt.datetime) -> Check:
     return Check("dates", True, f"valid from {credential['validFrom']}, no expiry")
 
 
+@functools.cache
+def _schema_validator() -> jsonschema.Draft201909Validator:
+    return jsonschema.Draft201909Validator(contexts.achievement_credential_schema())
+
+
 def _check_schema(credential: Mapping[str, Any]) -> Check:
-    validator = jsonschema.Draft201909Validator(contexts.achievement_credential_schema())
+    validator = _schema_validator()
     errors = sorted(validator.iter_errors(credential), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -340,6 +370,12 @@ def _status_list_problem(
 def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, Any] | None]:
     try:
         header = jws.unverified_header(token)
+    except RecursionError:
+        return (
+            Check("proof", False, "malformed JWS: the header nests too deeply"),
+            Check("issuer_key", False, "no usable key"),
+            None,
+        )
     except jws.TokenError as exc:
         return (
             Check("proof", False, f"malformed JWS: {exc.detail}"),
@@ -401,7 +437,11 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
 
 
 def verify(
-    data: str | bytes | Mapping[str, Any], *, resolver: Resolver, now: dt.datetime
+    data: str | bytes | Mapping[str, Any],
+    *,
+    resolver: Resolver,
+    now: dt.datetime,
+    clock_skew: dt.timedelta = dt.timedelta(seconds=60),
 ) -> VerificationReport:
     """Verify one credential (JSON with an embedded proof, or a compact JWS).
 
@@ -409,6 +449,8 @@ def verify(
         data: the credential as parsed JSON, JSON text or a compact JWS.
         resolver: where keys and status lists come from.
         now: the verification time.
+        clock_skew: how far ``validFrom`` may lie ahead of ``now`` (the issuer's clock may
+            run slightly ahead of the verifier's).
 
     Returns:
         The report; ``valid`` only when every check passed.
@@ -439,7 +481,7 @@ def verify(
         checks.append(_check_contexts(credential, resolver.loader))
         checks += list(_check_di_proof(credential, resolver))
     checks.append(_check_status(credential, resolver, now))
-    checks.append(_check_dates(credential, now))
+    checks.append(_check_dates(credential, now, clock_skew))
     checks.append(_check_schema(credential))
     cred_id = credential.get("id")
     return VerificationReport(

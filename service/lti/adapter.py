@@ -16,6 +16,7 @@ target_link_uri.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import typing as t
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
@@ -313,6 +314,18 @@ class DbMessageLaunch(
                 self._jwt.get("body"), dict
             ):
                 raise LtiException("Invalid JWT format: header and body must be JSON objects")
+            body = self._jwt["body"]
+            if "\\u0000" in json.dumps([self._jwt["header"], body]):
+                # NUL cannot be stored (PostgreSQL text/JSONB) and no valid claim holds one.
+                raise LtiException("The token contains a NUL character")
+            aud = body.get("aud")
+            if not isinstance(body.get("iss"), str) or not body["iss"]:
+                raise LtiException("The iss claim must be a non-empty string")
+            if not (
+                isinstance(aud, str)
+                or (isinstance(aud, list) and aud and all(isinstance(a, str) for a in aud))
+            ):
+                raise LtiException("The aud claim must be a string or a list of strings")
             self.validate_registration()
             self.validate_jwt_signature()
             self.validate_deployment()

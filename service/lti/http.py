@@ -8,6 +8,8 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from service.errors import BadInput
+
 __all__ = ["HttpDep", "ParamsDep", "get_http", "request_params"]
 
 _lock = threading.Lock()
@@ -28,6 +30,8 @@ async def request_params(request: Request) -> dict[str, str]:
             for key, value in form.items():
                 if isinstance(value, str):
                     params[key] = value
+    if any("\x00" in k or "\x00" in v for k, v in params.items()):
+        raise BadInput("The request contains a NUL character.", hint="Start again from the course.")
     return params
 
 

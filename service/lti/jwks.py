@@ -63,8 +63,8 @@ def _parse(data: Any) -> list[jws.PublicKey]:
             continue
         try:
             out.append(jws.public_key_from_jwk(item))
-        except jws.TokenError:
-            continue  # keys for algorithms we never accept are skipped
+        except (jws.TokenError, ValueError, TypeError, KeyError):
+            continue  # unusable keys, or algorithms we never accept, are skipped
     return out
 
 

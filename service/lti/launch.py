@@ -38,7 +38,7 @@ from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col
 
 from service import jws
-from service.db.models import Deployment, LaunchState, LtiCache, Platform
+from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
 from service.lti import adapter, jwks, roles
 from service.lti.errors import LaunchForbidden, LaunchRejected
@@ -163,8 +163,10 @@ def begin_login(
         ) from exc
     platform = _platform_or_reject(conf)
     dep_hint = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
-    if dep_hint:
+    known = conf.deployment_row(dep_hint) if dep_hint else None
+    if known is not None and not known.active:
         _deployment_or_reject(conf, dep_hint)
+    # An unknown deployment is refused at launch, where its id is signed and can be shown.
     storage_target = request.get_param("lti_storage_target")[:200]
     session.add(
         LaunchState(
@@ -192,6 +194,7 @@ def begin_login(
 def purge_expired(session: Session, *, now: dt.datetime) -> None:
     session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
     session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
+    session.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
 
 
 def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deployment:
@@ -202,7 +205,7 @@ def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deplo
         raise LaunchForbidden(
             "The deployment this launch comes from is not registered in microcred.",
             hint=f"An administrator adds it with `microcred platform activate {platform.id} "
-            "--deployment <deployment id>` after checking it belongs to the institution.",
+            f"--deployment {deployment_id[:255]}` after checking it belongs to the institution.",
             code="unknown_deployment",
         )
     if not row.active:
@@ -249,6 +252,9 @@ class _SignatureCheck:
         header = message.header
         reg = message.registration
         assert reg is not None
+        # Before any fetch: an inactive registration (e.g. from dynamic registration, which
+        # anyone can start) never makes us call its JWKS URL.
+        _platform_or_reject(message.get_tool_conf())
         if header.get("alg") != "RS256":
             # Security Framework §5.1.3 step 6 / Cert §4.2: RS256, never none or HMAC.
             raise _reject("The id_token is not signed with RS256.", "bad_algorithm")
@@ -559,6 +565,8 @@ def redeem_storage_ticket(
 ) -> LaunchContext:
     """Check the values the browser read back from platform storage; the ticket works once."""
     now = now or utcnow()
+    if "\x00" in ticket:
+        raise _reject("The launch confirmation is malformed.", "unknown_ticket")
     key = f"ticket-{ticket}"[:300]
     row = session.get(LtiCache, key)
     if row is None or row.expires_at <= now or not isinstance(row.value, dict):

@@ -16,6 +16,7 @@ tool is installed (so its deployment is added at activation).
 
 from __future__ import annotations
 
+import hmac
 import html
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,21 @@ def _json(resp: httpx.Response, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _fail(f"The platform's {what} is not a JSON object.")
     return data
+
+
+def check_key(key: str, settings: Settings) -> None:
+    """When ``MICROCRED_DYNAMIC_REGISTRATION_KEY`` is set, the registration URL the
+    administrator pastes into the platform must carry it (``/lti/register?key=…``): the URL is
+    public, and each registration makes microcred call URLs the caller chose."""
+    expected = settings.dynamic_registration_key
+    if expected is None:
+        return
+    if not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise RegistrationFailed(
+            "This registration URL is missing its key or the key is wrong.",
+            hint="Paste the registration URL with its key, as your microcred administrator "
+            "gave it: …/lti/register?key=…",
+        )
 
 
 def register(

@@ -85,6 +85,7 @@ def register(
     params: ParamsDep, session: WriteSessionDep, settings: SettingsDep, http: HttpDep
 ) -> HTMLResponse:
     """LTI Dynamic Registration (Moodle and Canvas)."""
+    registration.check_key(params.get("key", ""), settings)
     result = registration.register(
         session,
         openid_configuration=params.get("openid_configuration", ""),

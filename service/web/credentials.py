@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -38,10 +39,13 @@ from service.issuer import badge_image, baking
 from service.issuer.types import VerificationReport
 from service.web.templating import render
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CredentialBundle",
     "CredentialPageUrls",
     "CredentialView",
+    "baked_badge",
     "credential_urls",
     "linkedin_add_url",
     "make_router",
@@ -399,8 +403,36 @@ _SUPERVISION_WORDS = {
 }
 
 
+_IDENTITY_WORDS = {
+    "emailAddress": "email address",
+    "ltiUserId": "LMS user account",
+    "ltiPlatformId": "LMS platform",
+    "sourcedId": "student record id",
+    "studentId": "student number",
+}
+
+
+def _learner_identification(subject: dict[str, Any], learner: str | None) -> str | None:
+    """Annex I element 1, described without revealing identifiers: how the learner is
+    identified (kinds only, never the values)."""
+    kinds: list[str] = []
+    for ident in _as_list(subject.get("identifier")):
+        if isinstance(ident, dict) and isinstance(ident.get("identityType"), str):
+            kind: str = ident["identityType"]
+            word = _IDENTITY_WORDS.get(kind, kind)
+            kinds.append(f"{word} (hashed)" if ident.get("hashed") else word)
+    if isinstance(subject.get("id"), str):
+        kinds.append("holder DID" if subject["id"].startswith("did:") else "holder URL")
+    how = "Identified by " + ", ".join(dict.fromkeys(kinds)) if kinds else None
+    return "; ".join(p for p in (learner, how) if p) or None
+
+
 def _eu_rows(
-    doc: dict[str, Any], achievement: dict[str, Any], subject: dict[str, Any], level: str | None
+    doc: dict[str, Any],
+    achievement: dict[str, Any],
+    subject: dict[str, Any],
+    level: str | None,
+    learner: str | None,
 ) -> list[Row]:
     """The Annex I elements present in the document, in the Recommendation's order."""
     issuer = doc.get("issuer") if isinstance(doc.get("issuer"), dict) else {}
@@ -416,6 +448,7 @@ def _eu_rows(
         if value:
             rows.append(Row(label, value, href))
 
+    add("Identification of the learner", _learner_identification(subject, learner))
     add("Title", _text(achievement.get("name")) or _text(doc.get("name")))
     address = issuer.get("address") if isinstance(issuer.get("address"), dict) else None
     if address:
@@ -612,7 +645,7 @@ def view_model(
         valid_from=_date(valid_from),
         valid_until=_date(valid_until),
         valid_until_iso=valid_until.isoformat() if valid_until else None,
-        eu_rows=_eu_rows(document, achievement, subject, level),
+        eu_rows=_eu_rows(document, achievement, subject, level, name),
         evidence=evidence,
         related=related,
         status=_status(report, now, valid_until),
@@ -783,6 +816,29 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
     )
 
 
+def baked_badge(bundle: CredentialBundle, kind: Literal["png", "svg"]) -> bytes:
+    """The badge image with the JSON credential baked in.
+
+    The JSON (Data Integrity proof) is baked, not the JWT: wallets such as the Learner
+    Credential Wallet verify only Data Integrity proofs (credentials.md §0.4). An
+    achievement image that cannot be baked (damaged, hostile XML) is logged and replaced
+    by the default badge, so the learner always gets a download.
+    """
+    png, svg = badge_images(bundle)
+    image = png if kind == "png" else svg
+    try:
+        return baking.bake(image, bundle.document, replace=True)
+    except baking.BakingError as exc:
+        log.warning("achievement image not bakeable, using the default badge: %s", exc.detail)
+        level, rank, alt = _achievement_level(bundle)
+        default = (
+            badge_image.default_badge_png(level=level, rank=rank)
+            if kind == "png"
+            else badge_image.default_badge_svg(level=level, rank=rank, title=alt)
+        )
+        return baking.bake(default, bundle.document)
+
+
 _OFFERS: dict[str, Literal["html", "json", "jwt"]] = {
     "text/html": "html",
     "application/xhtml+xml": "html",
@@ -923,12 +979,8 @@ def make_router(
     def download_png(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 PNG baking)."""
         bundle = get(request, key)
-        png, _svg = badge_images(bundle)
-        # The JSON (Data Integrity proof) is baked, not the JWT: wallets such as the
-        # Learner Credential Wallet verify only Data Integrity proofs (credentials.md §0.4).
-        baked = baking.bake_png(png, bundle.document, replace=True)
         return Response(
-            baked,
+            baked_badge(bundle, "png"),
             media_type="image/png",
             headers={"Content-Disposition": f'inline; filename="{_filename(bundle, "png")}"'},
         )
@@ -937,10 +989,8 @@ def make_router(
     def download_svg(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 SVG baking)."""
         bundle = get(request, key)
-        _png, svg = badge_images(bundle)
-        baked = baking.bake_svg(svg, bundle.document, replace=True)
         return Response(
-            baked,
+            baked_badge(bundle, "svg"),
             media_type="image/svg+xml",
             headers=_SVG_HEADERS
             | {"Content-Disposition": f'inline; filename="{_filename(bundle, "svg")}"'},

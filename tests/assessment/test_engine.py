@@ -234,6 +234,8 @@ def test_rubric_floor_reason_names_the_criterion_and_rating() -> None:
 def test_rubric_floor_ignores_results_without_a_rubric() -> None:
     levels = {"beginning": {"threshold": 10, "floor": "proficient"}}
     assert level_for(ev("quiz", 20), levels=levels) is Level.BEGINNING
+    per_item = {"beginning": {"threshold": 10, "floors": {"quiz": "proficient"}}}
+    assert level_for(ev("quiz", 20), levels=per_item) is Level.BEGINNING
 
 
 def test_rubric_floor_naming_a_missing_rating_is_a_policy_error() -> None:
@@ -241,7 +243,14 @@ def test_rubric_floor_naming_a_missing_rating_is_a_policy_error() -> None:
     with pytest.raises(PolicyError) as caught:
         engine.evaluate([rubric("crit-a", "proficient")], policy(levels=levels), NOW)
     assert caught.value.field == "levels.beginning.floor"
-    assert "crit-a" in caught.value.message and "proficient" in caught.value.message
+    assert caught.value.message == (
+        "asks for \"mastered\", but the rubric of 'crit-a' has no such level "
+        "(it has beginning, developing, proficient, exemplary)"
+    )
+    per_item = {"beginning": {"threshold": 10, "floors": {"crit-a": "mastered"}}}
+    with pytest.raises(PolicyError) as caught:
+        engine.evaluate([rubric("crit-a", "proficient")], policy(levels=per_item), NOW)
+    assert caught.value.field == "levels.beginning.floors.crit-a"
 
 
 @pytest.mark.parametrize(

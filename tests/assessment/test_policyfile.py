@@ -99,3 +99,24 @@ def test_errors_name_the_field(doc: Any, field: str, message: str) -> None:
         policyfile.read_policy_file(doc)
     assert caught.value.field == field
     assert message in caught.value.message
+
+
+def test_a_course_layer_sits_between_defaults_and_competencies() -> None:
+    doc: dict[str, Any] = {
+        "defaults": DEFAULTS,
+        "course": {"levels": {"beginning": 55, "advanced": None}, "aggregation": "average"},
+        "policies": {"stats": {"levels": {"beginning": {"floor": "30%"}}}},
+    }
+    [stats] = policyfile.read_policy_file(doc).policies
+    assert sorted(stats.levels) == [Level.BEGINNING, Level.INTERMEDIATE]
+    assert stats.levels[Level.BEGINNING].threshold == 0.55
+    assert stats.levels[Level.BEGINNING].floor is not None
+    assert stats.aggregation.value == "average" and stats.max_attempts == 3
+
+
+def test_a_course_layer_alone() -> None:
+    result = policyfile.read_policy_file({"course": {"levels": {"beginning": 40}}})
+    assert result.paths == ("course",)
+    assert result.policies[0].levels[Level.BEGINNING].threshold == 0.4
+    only_fields = policyfile.read_policy_file({"defaults": DEFAULTS, "course": {"max_attempts": 1}})
+    assert only_fields.policies[0].max_attempts == 1

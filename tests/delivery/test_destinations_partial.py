@@ -10,8 +10,13 @@ from service.web.templating import env
 
 def _dest(state: str, consent: str = "not_needed", name: str = "Credly") -> Destination:
     return Destination(
-        repository_id=1, repository_uuid="u", name=name, kind="credly", state=state,
-        label=LABELS[state], consent=consent,
+        repository_id=1,
+        repository_uuid="u",
+        name=name,
+        kind="credly",
+        state=state,
+        label=LABELS[state],
+        consent=consent,
         delivered_at=dt.datetime(2026, 11, 28, tzinfo=dt.UTC) if state == "delivered" else None,
         detail=None,
     )

@@ -291,3 +291,11 @@ def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo)
     expect(frame.get_by_test_id("placed-links")).to_contain_text(
         "Competency credentials", timeout=20_000
     )
+    # The placed link shows in the course and launches the tool as a learner.
+    page.goto(demo.lms_url + "/")
+    expect(page.get_by_test_id("course-content")).to_contain_text("Competency credentials")
+    page.get_by_role("link", name="Open as Amara").click()
+    expect(page.frame_locator("[data-testid=tool-frame]").locator("h1")).to_have_text(
+        "Your micro-credentials", timeout=20_000
+    )
+    expect(page.locator("h1")).to_have_text("Competency credentials")

@@ -469,3 +469,41 @@ def test_bad_deep_linking_responses_are_refused(
     )
     assert resp.status_code == 400 and reason in resp.text
     assert lms.platform.state.links() == []
+
+
+def test_a_placed_link_is_listed_and_launches_with_its_id_and_custom_values(lms: Lms) -> None:
+    settings = dl_settings(lms)
+    item = {
+        "type": "ltiResourceLink",
+        "title": "Data literacy credentials",
+        "url": "http://127.0.0.1:8000/lti/launch?view=home",
+        "custom": {"microcred_view": "home"},
+    }
+    jwt = dl_response(lms, settings, **{DL + "content_items": [item]})
+    assert lms.client.post("/deep_linking/return", data={"JWT": jwt}).status_code == 200
+    (link,) = lms.platform.state.links()
+    home = lms.client.get("/")
+    assert "Data literacy credentials" in home.text and f"link={link.id}" in home.text
+    page = lms.client.get("/launch", params={"as": "u-learn-2", "link": link.id})
+    fields = form_fields(page.text)
+    assert fields["target_link_uri"] == "http://127.0.0.1:8000/lti/launch?view=home"
+    answer = lms.client.post(
+        "/auth",
+        data=lms.auth_params(fields, redirect_uri="http://127.0.0.1:8000/lti/launch"),
+    )
+    claims = jws.verify(
+        form_fields(answer.text)["id_token"], [lms.platform.key.public], algorithms=["RS256"]
+    )
+    assert claims[LTI + "resource_link"] == {"id": link.id, "title": "Data literacy credentials"}
+    assert claims[LTI + "target_link_uri"] == "http://127.0.0.1:8000/lti/launch?view=home"
+    assert claims[LTI + "custom"]["microcred_view"] == "home"
+    missing = lms.client.get("/launch", params={"as": "u-learn-2", "link": "rl-nope"})
+    assert missing.status_code == 400
+
+
+def test_a_placed_link_must_point_at_the_tool(lms: Lms) -> None:
+    item = {"type": "ltiResourceLink", "title": "Elsewhere", "url": "https://evil.test/launch"}
+    jwt = dl_response(lms, dl_settings(lms), **{DL + "content_items": [item]})
+    resp = lms.client.post("/deep_linking/return", data={"JWT": jwt})
+    assert resp.status_code == 400 and "tool&#39;s site" in resp.text
+    assert lms.platform.state.links() == []

@@ -144,3 +144,39 @@ def test_verify_url_fetches_from_a_running_server(env: Settings, engine: Engine)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_verify_expired_and_foreign_key_give_reasons(
+    env: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from service.db.types import utcnow
+    from service.issuer import contexts, dataintegrity, multibase
+
+    past = utcnow() - dt.timedelta(days=3)
+    award = samples.award(awarded_at=past, template=samples.template(valid_for_days=1))
+    with session(engine, write=True) as s:
+        row = service.issue(s, settings=env, award=award, now=past, actor="test")
+        s.commit()
+    expired = tmp_path / "expired.json"
+    expired.write_text(json.dumps(row.document))
+    result = CliRunner().invoke(cli.app, ["verify", str(expired)])
+    assert result.exit_code == 1 and "invalid because it expired on" in result.stderr
+
+    stranger = Ed25519PrivateKey.generate()
+    mb = multibase.encode_multikey_ed25519(stranger.public_key().public_bytes_raw())
+    forged = dataintegrity.sign(
+        dataintegrity.unsecured(row.document),
+        key=stranger,
+        verification_method=f"{row.document['issuer']['id']}#{mb}",
+        created=row.document["proof"][0]["created"],
+        loader=contexts.loader_for(env.public_base_url),
+    )
+    wrong = tmp_path / "wrong-key.json"
+    wrong.write_text(json.dumps(forged))
+    result = CliRunner().invoke(cli.app, ["verify", str(wrong)])
+    assert result.exit_code == 1
+    assert "is not an assertion key in the issuer's DID document" in result.stderr

@@ -85,3 +85,13 @@ def test_rs256_jwt_when_configured(engine: Engine, settings: Settings) -> None:
         {**row.document, "iss": "did:web:tool.test", "jti": row.document["id"], "nbf": 0}
     )
     assert claims_ok == ["nbf does not equal validFrom", "exp does not equal validUntil"]
+
+
+def test_other_deployments_eu_context_is_the_bundled_v1() -> None:
+    loader = contexts.loader_for("https://tool.test")
+    other = loader(
+        "https://other-university.example/microcred/contexts/microcred-eu-v1.jsonld", None
+    )
+    assert other["document"] == contexts.bundled_context("microcred-eu-v1.jsonld")
+    with pytest.raises(Exception, match="not bundled"):
+        loader("http://other.example/contexts/microcred-eu-v1.jsonld", None)

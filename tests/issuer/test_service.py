@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session
-from service.db.models import AuditEvent, Credential
+from service.db.models import AuditEvent, Credential, StatusList
 from service.errors import BadInput, Conflict, NotFound
 from service.issuer import service, statuslist
 from service.settings import Settings
@@ -136,3 +136,39 @@ def test_tampered_copy_fails_proof(engine: Engine, settings: Settings) -> None:
     doc["credentialSubject"]["achievement"]["name"] = "Data analysis (Advanced)"
     report = _verify(engine, settings, doc)
     assert not report.valid and [c.name for c in report.checks if not c.ok] == ["proof"]
+
+
+def test_private_keys_are_encrypted_at_rest(engine: Engine, settings: Settings) -> None:
+    from sqlalchemy import text
+
+    _issue(engine, settings)
+    with engine.connect() as conn:
+        stored = [r[0] for r in conn.execute(text("SELECT private_pem FROM issuer_key"))]
+    assert len(stored) == 2
+    assert all(v.startswith("v1.") and "PRIVATE KEY" not in v for v in stored)
+
+
+def test_concurrent_issues_get_distinct_indexes(engine: Engine, settings: Settings) -> None:
+    import threading
+
+    _issue(engine, settings)  # keys and the first list exist before the race
+    rows: list[Credential] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(3):
+                rows.append(_issue(engine, settings))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len({(r.status_list_id, r.status_index) for r in rows}) == 12
+    with session(engine) as s:
+        lists = s.exec(select(StatusList)).all()
+    assert [sl.allocated for sl in lists] == [13]

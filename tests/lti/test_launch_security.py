@@ -332,7 +332,7 @@ def test_deployment_of_tenant_b_under_tenant_a_is_rejected(
     claims = canvas.claims(nonce, **{C + "deployment_id": canvas_b.deployment_id})
     resp = canvas.launch(client, canvas.token(claims), state)
     assert resp.status_code == 403
-    assert "deployment" in resp.text
+    assert f"--deployment {canvas_b.deployment_id}" in resp.text  # the signed id, for the admin
 
 
 def test_login_without_client_id_is_refused_when_the_issuer_is_shared(
@@ -391,3 +391,30 @@ def test_missing_login_parameters_are_named(client: TestClient) -> None:
 
 def test_b64_helper_is_sane() -> None:
     assert base64.urlsafe_b64decode(b64(b"abc") + "=") == b"abc"
+
+
+def test_deactivated_platform_launch_fetches_nothing(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    state, nonce, _ = moodle.login(client)
+    with db_session(engine, write=True) as s:
+        row = s.get(type(moodle.row), moodle.row.id)  # type: ignore[union-attr,arg-type]
+        row.active = False
+        s.add(row)
+        s.commit()
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert resp.status_code == 403
+    assert moodle.jwks_fetches == 0
+
+
+@pytest.mark.parametrize("field", ["iss", "client_id", "login_hint"])
+def test_nul_in_login_parameters_is_a_clean_4xx(
+    client: TestClient, moodle: FakePlatform, field: str
+) -> None:
+    _, _, resp = moodle.login(client, **{field: "x\x00y"})
+    assert resp.status_code in (400, 422)
+
+
+def test_nul_in_a_claim_is_a_clean_4xx(client: TestClient, moodle: FakePlatform) -> None:
+    resp = moodle.full_launch(client, name="Ada\x00Lovelace")
+    assert resp.status_code == 400

@@ -109,3 +109,8 @@ def test_without_storage_and_without_cookie_the_launch_is_refused(
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert resp.status_code == 400
     assert "new window" in resp.text
+
+
+def test_nul_in_a_ticket_is_a_clean_4xx(client: TestClient) -> None:
+    resp = client.post("/lti/launch/confirm", data={"ticket": "a\x00b", "state": "s", "nonce": "n"})
+    assert resp.status_code == 400

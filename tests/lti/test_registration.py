@@ -230,3 +230,21 @@ def test_manual_registration_refuses_plain_http(engine: Engine) -> None:
             key_set_url="https://c",
             deployment_ids=["1"],
         )
+
+
+def test_registration_key_is_required_when_configured(
+    app: FastAPI, client: TestClient, engine: Engine
+) -> None:
+    from pydantic import SecretStr
+
+    app.state.settings.dynamic_registration_key = SecretStr("s3cret-key")
+    seen: list[httpx.Request] = []
+    _use(app, _moodle(seen))
+    params = {
+        "openid_configuration": "https://moodle.example.edu/mod/lti/openid-configuration.php",
+        "registration_token": "moodle-reg-token",
+    }
+    refused = client.get("/lti/register", params=params | {"key": "guess"})
+    assert refused.status_code == 400 and seen == []  # nothing fetched
+    ok = client.get("/lti/register", params=params | {"key": "s3cret-key"})
+    assert ok.status_code == 200

@@ -162,7 +162,7 @@ evidence:
         (
             "levels: {beginning: {threshold: 10%, floor: mastered}}\n",
             "- {learner: a, item: c, rubric: {low: 1, high: 2}, rating: low}\n",
-            'p.yaml, line 1, field "levels.beginning.floor": Beginning asks for "mastered"',
+            'p.yaml, line 1, field "levels.beginning.floor": asks for "mastered"',
         ),
         (
             "levels: {beginning: 50%}\n",

@@ -138,6 +138,8 @@ def test_valid_page_lists_the_eu_elements_present(page_client: TestClient) -> No
         and "rows" in (dt.parent.parent.attrs.get("class") or "")
     }
     expected = {
+        "Identification of the learner": "Ada Lovelace; Identified by email address (hashed), "
+        "LMS user account",
         "Title": "Applied Data Analysis with Python",
         "Country / region": "Belgium, Flanders",
         "Awarding body": "University of Leuvenstad",
@@ -574,3 +576,19 @@ def test_accept_quality_values(page_client: TestClient, accept: str, kind: str) 
     assert r.headers["content-type"].startswith(kind)
     if kind != "text/html":
         assert r.headers["access-control-allow-origin"] == "*"
+
+
+def test_unbakeable_achievement_image_falls_back_to_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    doc, report, _ = credential_samples.sample("valid")
+    hostile = (
+        b'<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        b'<svg xmlns="http://www.w3.org/2000/svg">&x;</svg>'
+    )
+    bundle = credentials.CredentialBundle(document=doc, report=report, image=hostile)
+    baked = credentials.baked_badge(bundle, "svg")
+    result = baking.unbake_svg(baked)
+    assert result is not None and result.document == doc
+    assert b"passwd" not in baked and b"INTERMEDIATE" in baked
+    assert "not bakeable" in caplog.text

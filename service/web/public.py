@@ -1,0 +1,77 @@
+"""Public credential pages: the credential page renderer and the OB 2.0 hosted documents,
+reading issued credentials through the issuer and verifying each one live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlmodel import select
+
+from service.db.engine import session as db_session
+from service.db.models import Credential
+from service.db.types import utcnow
+from service.issuer import ob2_router, repository
+from service.issuer import service as issuer
+from service.web import credentials
+
+
+def _load(request: Request, key: str) -> credentials.CredentialBundle | None:
+    with db_session(request.app.state.engine) as s:
+        row = repository.credential_by_uuid(s, key)
+        if row is None:
+            return None
+        report = issuer.verify_input(s, request.app.state.settings, row.document, now=utcnow())
+    subject = row.document.get("credentialSubject", {})
+    name = subject.get("name") if isinstance(subject, dict) else None
+    return credentials.CredentialBundle(
+        document=row.document,
+        report=report,
+        jwt=row.jwt,
+        learner_name=name if isinstance(name, str) else None,
+    )
+
+
+def _load_ob2(request: Request, key: str) -> ob2_router.Ob2Credential | None:
+    with db_session(request.app.state.engine) as s:
+        row = repository.credential_by_uuid(s, key)
+    if row is None:
+        return None
+    return ob2_router.Ob2Credential(
+        document=row.document, revoked=row.revoked, revocation_reason=row.revocation_reason
+    )
+
+
+def _load_achievement(request: Request, achievement_id: str) -> dict[str, Any] | None:
+    with db_session(request.app.state.engine) as s:
+        row = s.exec(
+            select(Credential).where(Credential.achievement_id == achievement_id).limit(1)
+        ).first()
+    if row is None:
+        return None
+    achievement = row.document.get("credentialSubject", {}).get("achievement")
+    return achievement if isinstance(achievement, dict) else None
+
+
+def _load_issuer(request: Request) -> dict[str, Any]:
+    return issuer.profile_document(request.app.state.settings)
+
+
+def _list_revoked(request: Request) -> list[tuple[str, str | None]]:
+    with db_session(request.app.state.engine) as s:
+        rows = s.exec(select(Credential).where(Credential.revoked == True)).all()  # noqa: E712
+    return [(r.uuid, r.revocation_reason) for r in rows]
+
+
+def routers() -> list[APIRouter]:
+    """The credential page (with downloads) and the OB 2.0 hosted documents."""
+    return [
+        credentials.make_router(_load, prefix="/credentials", ob2_prefix="/ob2"),
+        ob2_router.make_router(
+            _load_ob2,
+            load_achievement=_load_achievement,
+            load_issuer=_load_issuer,
+            list_revoked=_list_revoked,
+            prefix="/ob2",
+        ),
+    ]
