@@ -17,8 +17,7 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import admin, credential_preview, errors, health, instructor, learner
-from service.web import errors, health, public
+from service.web import admin, errors, health, instructor, learner, public
 
 log = logging.getLogger(__name__)
 

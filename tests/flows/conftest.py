@@ -52,9 +52,7 @@ def _fields(page: str) -> tuple[str, dict[str, str]]:
     action = re.search(r'<form[^>]*action="([^"]+)"', page)
     assert action, page[:2000]
     pairs = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page)
-    return html.unescape(action.group(1)), {
-        html.unescape(k): html.unescape(v) for k, v in pairs
-    }
+    return html.unescape(action.group(1)), {html.unescape(k): html.unescape(v) for k, v in pairs}
 
 
 @dataclass

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from sqlmodel import col, select
+from sqlmodel import select
 
-from service import flows
 from service.db.engine import session as db_session
-from service.db.models import Award, Credential, Decision, OutboxMessage, Person
+from service.db.models import Award, Credential, OutboxMessage, Person
 from service.db.types import utcnow
 from service.issuer import service as issuer_service
 from tests.flows.conftest import Live, launch
