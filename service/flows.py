@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -1452,14 +1453,27 @@ def save_competency_setup(
         levels[level] = entry
     if levels:
         document["levels"] = levels
-    policies.save_competency_override(
-        session,
-        course_id=course_id,
-        competency_row=comp,
-        document=document,
-        author=actor,
-        note="instructor page",
-    )
+    try:
+        policies.save_competency_override(
+            session,
+            course_id=course_id,
+            competency_row=comp,
+            document=document,
+            author=actor,
+            note="instructor page",
+        )
+    except BadInput as exc:
+        # "document.levels.advanced.threshold: …" -> "Advanced threshold: …" for people.
+        detail = re.sub(
+            r"^(?:document|competencies\.[^.]+)\.levels\.(\w+)\.(\w+): ",
+            lambda m: f"{m[1].capitalize()} {m[2]}: ",
+            exc.detail,
+        )
+        raise BadInput(
+            f"{comp.name}: {detail}",
+            hint="Thresholds must stay inside the range your institution allows (shown next "
+            "to each level) and rise from Beginning to Advanced.",
+        ) from None
     audit.record(
         session,
         actor=actor,

@@ -56,7 +56,7 @@ def _fields(page: str) -> tuple[str, dict[str, str]]:
 
 
 @dataclass
-class Session:
+class Tab:
     """A browser session in the tool after a launch (the token carried, as without cookies)."""
 
     http: httpx.Client
@@ -65,14 +65,16 @@ class Session:
     def get(self, path: str) -> httpx.Response:
         return self.http.get(path, params={"mc_session": self.token})
 
-    def post(self, path: str, data: dict[str, str], csrf: str | None = None) -> httpx.Response:
-        body = {"mc_session": self.token} | data
+    def post(
+        self, path: str, data: dict[str, str | list[str]], csrf: str | None = None
+    ) -> httpx.Response:
+        body: dict[str, str | list[str]] = {"mc_session": self.token} | data
         if csrf is not None:
             body["csrf"] = csrf
         return self.http.post(path, data=body)
 
 
-def launch(live: Live, user_id: str) -> Session:
+def launch(live: Live, user_id: str) -> Tab:
     """A real launch: the demo LMS's login initiation, its signed id_token, the tool's checks."""
     lms = httpx.Client(base_url=live.lms_url, timeout=30)
     tool = httpx.Client(base_url=live.tool_url, timeout=60)
@@ -96,4 +98,4 @@ def launch(live: Live, user_id: str) -> Session:
     token = parse_qs(urlsplit(landed.headers["location"]).query)["mc_session"][0]
     lms.close()
     live.clients.append(tool)
-    return Session(tool, token)
+    return Tab(tool, token)
