@@ -368,6 +368,19 @@ class Row:
     def gap_text(self) -> str:
         return gap_text(self.decision)
 
+    @property
+    def gap_short(self) -> str:
+        """One line: how far the score is from the next level, else its first missing rule."""
+        if self.decision is None or self.decision.gap is None:
+            return ""
+        gap = self.decision.gap
+        if gap.score_needed is not None and gap.score_needed > 0:
+            return f"{percent(gap.score_needed)} short of {gap.level.label}"
+        if gap.missing:
+            # The first clause says it ("Advanced needs a supervised sitting"); details follow.
+            return gap.missing[0].reason.split(";")[0].split(":")[0]
+        return ""
+
 
 def gap_text(decision: EngineDecision | None) -> str:
     """What is missing for the next level, in words."""

@@ -13,12 +13,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
 from service import flows
 from service.assessment.types import Level, VerificationLevel
 from service.db.engine import session as db_session
-from service.db.models import Person
+from service.db.models import Award, Person
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, ServiceError
@@ -53,6 +54,15 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
         items = flows.available_items(s, course_id=course_id)
         connected = flows.has_source(s, course_id=course_id)
         setup = flows.course_setup(s, course_id=course_id)
+        stacked: dict[int, list[Award]] = defaultdict(list)
+        for award in s.exec(
+            select(Award).where(
+                Award.course_id == course_id,
+                Award.state == "issued",
+                col(Award.line_key).startswith("stack:"),
+            )
+        ):
+            stacked[award.person_id].append(award)
     by_person: dict[int, list[flows.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
     for row in rows:
@@ -69,6 +79,7 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
     return {
         "attest_items": sorted(attest_items.items(), key=lambda kv: kv[1]),
         "learners": [(people[pid], by_person[pid]) for pid in people],
+        "stacked": stacked,
         "competencies": competencies,
         "items": items,
         "connected": connected,

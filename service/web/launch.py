@@ -140,13 +140,18 @@ def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
 @router.get("/app")
 def home(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
     """The page a launch lands on, chosen by the user's role in the course."""
-    if user.course_id is None and user.role != "admin":
+    from service.web import admin, instructor, learner  # the role pages (flows)
+
+    if user.role == "admin":
+        return admin.admin_page(request, engine, user)
+    if user.course_id is None:
         template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
         response = render(request, template, **_page_context(engine, user))
         response.headers.update(_NO_STORE)
         return response
-    path = {"admin": "/app/admin", "instructor": "/app/course"}.get(user.role, "/app/me")
-    return RedirectResponse(user.link(path), status_code=303, headers=_NO_STORE)
+    if user.is_instructor:
+        return instructor.learners_page(request, engine, user)
+    return learner.my_progress(request, engine, user)
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:
