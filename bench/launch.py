@@ -61,6 +61,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pg_backends_cpu(database: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving ``database`` (same machine)."""
+    admin = create_engine(PG_ADMIN)
+    try:
+        with admin.connect() as conn:
+            pids = conn.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = :d"), {"d": database}
+            ).scalars()
+            out = {}
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    out[int(pid)] = cpu_seconds(int(pid))
+            return out
+    finally:
+        admin.dispose()
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process and its reaped children (for `npm`-style wrappers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -114,6 +131,7 @@ class Target:
     launch_path: str
     pid: int
     note: str = ""
+    pg_database: str | None = None  # its PostgreSQL backends' CPU is measured too
 
 
 @dataclass
@@ -125,6 +143,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     steps: dict[str, list[float]] = field(default_factory=dict)
     server_cpu: float = 0.0
+    db_cpu: float | None = None
     client_cpu: float = 0.0
     first_error: str = ""
     note: str = ""
@@ -136,6 +155,12 @@ class Result:
     @property
     def cpu_ms_per_launch(self) -> float:
         return 1000 * self.server_cpu / self.launches if self.launches else float("nan")
+
+    @property
+    def db_cpu_ms_per_launch(self) -> float:
+        if self.db_cpu is None or not self.launches:
+            return float("nan")
+        return 1000 * self.db_cpu / self.launches
 
     def pct(self, q: float) -> float:
         if not self.latencies:
@@ -246,12 +271,17 @@ async def drive(
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
     measuring = True
+    db0 = pg_backends_cpu(target.pg_database) if target.pg_database else {}
     cpu0, ccpu0, t0 = cpu_seconds(target.pid), time.process_time(), time.perf_counter()
     await asyncio.sleep(duration)
     measuring = False
     result.seconds = time.perf_counter() - t0
     result.server_cpu = cpu_seconds(target.pid) - cpu0
     result.client_cpu = time.process_time() - ccpu0
+    if target.pg_database:
+        # Backends that ended during the window are missed; pools keep theirs open.
+        db1 = pg_backends_cpu(target.pg_database)
+        result.db_cpu = sum(cpu - db0.get(pid, 0.0) for pid, cpu in db1.items())
     stop = True
     await asyncio.gather(*tasks)
     if spy is not None:
@@ -396,7 +426,13 @@ def ltijs_target(run: Path, platform: Platform) -> Iterator[Target]:
             time.sleep(1.0)  # registerPlatform runs after the server listens
             version = json.loads((node_modules / "package.json").read_text())["version"]
             yield Target(
-                f"ltijs {version} (PostgreSQL)", base, "/login", "/", proc.pid, "3 requests"
+                f"ltijs {version} (PostgreSQL)",
+                base,
+                "/login",
+                "/",
+                proc.pid,
+                "3 requests",
+                pg_database=env["PGDATABASE"],
             )
 
 
@@ -448,6 +484,7 @@ def microcred_target(run: Path, platform: Platform, db: str) -> Iterator[Target]
                 "/lti/launch",
                 proc.pid,
                 "3 requests",
+                pg_database=None if db == "sqlite" else url.rsplit("/", 1)[1],
             )
 
 
@@ -486,14 +523,14 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     )
     head = (
         f"{'target':36} {'launches/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'srv CPU ms/launch':>18} {'errors':>7}  flow"
+        f"{'srv CPU ms/launch':>18} {'PG CPU ms':>9} {'errors':>7}  flow"
     )
     print(head)
     print("-" * len(head))
     for r in results.values():
         print(
             f"{r.name:36} {r.rate:10.1f} {r.pct(50):8.1f} {r.pct(95):8.1f} "
-            f"{r.cpu_ms_per_launch:18.2f} {r.errors:7d}  {r.note}"
+            f"{r.cpu_ms_per_launch:18.2f} {r.db_cpu_ms_per_launch:9.2f} {r.errors:7d}  {r.note}"
         )
         if r.steps:
             medians = ", ".join(
@@ -610,6 +647,7 @@ def main() -> None:
                         "p50_ms": v.pct(50),
                         "p95_ms": v.pct(95),
                         "cpu_ms": v.cpu_ms_per_launch,
+                        "pg_cpu_ms": v.db_cpu_ms_per_launch,
                         "errors": v.errors,
                     }
                     for k, v in results.items()

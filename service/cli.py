@@ -89,6 +89,7 @@ def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, 
             w.run(stop)
         finally:
             w.close()
+            w.engine.dispose()
 
     thread = threading.Thread(target=loop, name="delivery-worker", daemon=True)
     thread.start()
@@ -98,6 +99,7 @@ def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, 
 def _run_uvicorn(
     uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
 ) -> None:
+    _ensure_tool_key(settings)
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -109,6 +111,18 @@ def _run_uvicorn(
 
 
 # --- lti commands ---
+def _ensure_tool_key(settings: Settings) -> None:
+    """The tool's LTI signing key exists from the first start on (encrypted at rest)."""
+    from service.db.engine import session as db_session
+    from service.lti import keys
+
+    engine = _engine(settings)
+    with db_session(engine, write=True) as s:
+        keys.ensure_key(s)
+        s.commit()
+    engine.dispose()
+
+
 platform_app = typer.Typer(help="LMS platform registrations (LTI 1.3).", no_args_is_help=True)
 keys_app = typer.Typer(help="The tool's LTI signing keys.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")
@@ -434,12 +448,19 @@ def worker(
         w.run(stop, idle_exit=once)
     finally:
         w.close()
+        w.engine.dispose()
 
 
-def _outbox_session() -> Any:
+@contextlib.contextmanager
+def _outbox_session() -> Iterator[Any]:
     from service.db.engine import session
 
-    return session(_engine(_bootstrap()), write=True)
+    engine = _engine(_bootstrap())
+    try:
+        with session(engine, write=True) as s:
+            yield s
+    finally:
+        engine.dispose()
 
 
 @outbox_app.command("list")
@@ -583,6 +604,52 @@ def repository_add(
             raise typer.Exit(2) from exc
         s.commit()
         typer.echo(f"{repo.id} {repo.uuid}")
+
+
+@repository_app.command("update")
+def repository_update(
+    ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
+    template: Annotated[
+        list[str] | None, typer.Option(help="COMPETENCY:LEVEL=TEMPLATE_ID to add or change.")
+    ] = None,
+    new_secret: Annotated[
+        bool, typer.Option("--new-secret", help="Replace the token/password (180 more days).")
+    ] = False,
+    consent: Annotated[str | None, typer.Option(help="automatic or ask.")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+) -> None:
+    """Change a repository: template map, a new token (rotation), consent, on/off."""
+    import os
+
+    from service.delivery import repositories
+    from service.errors import ServiceError
+
+    secret = None
+    if new_secret:
+        secret = os.environ.get("MICROCRED_REPOSITORY_SECRET") or typer.prompt(
+            "new secret (token / password)", hide_input=True
+        )
+    mapping: dict[str, str] = {}
+    for t in template or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    with _outbox_session() as s:
+        try:
+            repo = repositories.update(
+                s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
+            )
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        s.commit()
+        typer.echo(f"{repo.id} {repo.name} updated")
 
 
 @repository_app.command("list")
@@ -880,8 +947,16 @@ def demo(
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    tool_socket = server.bind("127.0.0.1", port)
-    lms_socket = server.bind("127.0.0.1", lms_port)
+    try:
+        tool_socket = server.bind("127.0.0.1", port)
+        lms_socket = server.bind("127.0.0.1", lms_port)
+    except OSError as exc:
+        typer.echo(
+            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
+            err=True,
+        )
+        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
+        raise typer.Exit(code=2) from exc
     tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
     apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))

@@ -6,7 +6,6 @@ non-decreasing in every result, which the property tests rely on.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 from service.assessment.types import AggregationMethod
@@ -50,20 +49,6 @@ def aggregate(
     return sorted(scores, reverse=True)[n - 1]
 
 
-@functools.cache
 def describe(method: AggregationMethod, *, weight: float, n: int) -> str:
-    """The method in words, for explanations."""
-    share = f"{round(weight * 100, 1):g}%"
-    return {
-        AggregationMethod.WEIGHTED_AVERAGE: (
-            f"weighted average: your most recent result counts {share}, "
-            "the average of the earlier ones the rest"
-        ),
-        AggregationMethod.AVERAGE: "average of your results",
-        AggregationMethod.LATEST: "your most recent result",
-        AggregationMethod.HIGHEST: "your best result",
-        AggregationMethod.DECAYING_AVERAGE: (
-            f"decaying average: each newer result counts {share} against what came before"
-        ),
-        AggregationMethod.N_MASTERY: f"the level reached by at least {n} of your results",
-    }[method]
+    """The method in words, for explanations (``AggregationMethod.describe``)."""
+    return method.describe(weight=weight, n=n)

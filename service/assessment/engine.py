@@ -20,7 +20,7 @@ import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NoReturn
 
-from service.assessment.aggregate import aggregate, describe
+from service.assessment.aggregate import aggregate
 from service.assessment.normalise import Standing, standings
 from service.assessment.types import (
     EPSILON,
@@ -109,7 +109,7 @@ def evaluate(
         met = band.passed
         if rule.verification is not _ANY:
             check = _verification_rule(
-                level, rule, counted, standing, policy, verified_cache, labels
+                level, rule, counted, standing, score, policy, verified_cache, labels
             )
             rules.append(check)
             met = met and check.passed
@@ -150,7 +150,7 @@ def evaluate(
         competency=competency,
         level=reached,
         score=score,
-        score_basis=describe(policy.aggregation, weight=policy.weight, n=policy.n),
+        score_basis=policy.basis,
         rules=tuple(rules),
         used=tuple(used),
         excluded=tuple(excluded),
@@ -367,21 +367,25 @@ def _verification_rule(
     rule: LevelRule,
     counted: list[Evidence],
     standing: list[Standing],
+    overall: float | None,
     policy: Policy,
     cache: dict[VerificationLevel, tuple[list[Standing], float | None]],
     labels: Mapping[str, str],
 ) -> RuleResult:
     need = rule.verification
     if need not in cache:
-        verified = standings(
-            [ev for ev in counted if ev.verification >= need], policy.attempt_grading
-        )[0]
-        cache[need] = (
-            verified,
-            aggregate(
-                [s.fraction for s in verified], policy.aggregation, weight=policy.weight, n=policy.n
-            ),
-        )
+        strong = [ev for ev in counted if ev.verification >= need]
+        if not strong:
+            cache[need] = [], None
+        elif len(strong) == len(counted):  # every sitting is verified well enough
+            cache[need] = standing, overall
+        else:
+            verified = standings(strong, policy.attempt_grading)[0]
+            fractions = [s.fraction for s in verified]
+            cache[need] = (
+                verified,
+                aggregate(fractions, policy.aggregation, weight=policy.weight, n=policy.n),
+            )
     verified, score = cache[need]
     head = _verification_text(int(level), int(need))
     if score is not None and score + EPSILON >= rule.threshold:

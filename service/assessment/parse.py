@@ -61,6 +61,7 @@ Layer = dict[str, Any]
 
 
 def norm(key: str) -> str:
+    """A key or name in canonical spelling: ``"Max-attempts"`` -> ``"max_attempts"``."""
     return re.sub(r"[\s\-]+", "_", key.strip().lower())
 
 
@@ -165,6 +166,7 @@ def _number(value: Any, field: str, error: type[AssessmentError]) -> float:
 
 
 def integer(value: Any, field: str, error: type[AssessmentError], minimum: int = 1) -> int:
+    """A whole number of at least ``minimum`` (``3``, ``3.0`` or ``"3"``)."""
     number = _number(value, field, error)
     if number != int(number):
         raise error(field, f"must be a whole number, not {value!r}")
@@ -205,6 +207,12 @@ _VERIFICATIONS: dict[str, VerificationLevel] = {
     "lms": VerificationLevel.AUTHENTICATED,
     "signed_in": VerificationLevel.AUTHENTICATED,
     "proctored": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "online_proctored": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "proctored_online": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "supervised_online_with_id": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
+    "onsite_proctored": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
+    "in_person_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
+    "supervised_onsite_with_id": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
     "online_verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
     "verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
     "onsite_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
@@ -297,7 +305,7 @@ def days(value: Any, field: str) -> int:
 
 # --- policies -----------------------------------------------------------------------
 
-_POLICY_KEYS = (
+POLICY_KEYS = (
     "competency",
     "version",
     "name",
@@ -312,6 +320,8 @@ _POLICY_KEYS = (
     "max_attempts",
     "attempt_grading",
     "recency_days",
+    "thresholds",
+    "verification",
 )
 _LEVEL_KEYS = ("threshold", "verification", "floor", "floors")
 
@@ -339,19 +349,46 @@ def read_layer(doc: Any, path: str = "") -> Layer:
         layer["n"] = integer(got[0], got[1], PolicyError)
     if got := r.take("levels", "bands", "level_bands"):
         layer["levels"] = _read_levels(got[0], got[1])
-    if got := r.take("minimum_score", "minimum", "overall_minimum", "min_score"):
+    # Per-level settings written side by side at the top ("thresholds: {beginning: 50%}",
+    # "verification: {advanced: supervised}") are read into the levels too.
+    for names, field, read in (
+        (("thresholds",), "threshold", parse_fraction),
+        (
+            ("verification", "min_verification", "verification_levels"),
+            "verification",
+            parse_verification,
+        ),
+        (("floors_by_level", "level_floors"), "floor", _read_floor),
+    ):
+        if got := r.take(*names):
+            _read_by_level(got[0], got[1], field, read, layer)
+    if got := r.take(
+        "minimum_score", "minimum", "overall_minimum", "min_score", "overall_min", "min_overall"
+    ):
         layer["minimum_score"] = parse_fraction(got[0], got[1])
     if got := r.take("items", "mapped_items", "evidence_items"):
         layer["items"] = _read_items(got[0], got[1])
-    if got := r.take("required", "required_evidence", "requires"):
+    if got := r.take(
+        "required",
+        "required_evidence",
+        "requires",
+        "required_items",
+        "min_items",
+        "min_evidence",
+        "minimum_evidence",
+    ):
         layer["required"] = _read_required(got[0], got[1])
-    if got := r.take("max_attempts", "attempts", "attempt_limit"):
+    if got := r.take(
+        "max_attempts", "attempts", "attempt_limit", "attempts_allowed", "allowed_attempts"
+    ):
         _read_attempts(got[0], got[1], layer)
     if got := r.take("attempt_grading", "grading", "attempt_scoring", "grading_method"):
         layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
-    if got := r.take("recency_days", "recency", "recent_within", "recency_window"):
+    if got := r.take(
+        "recency_days", "recency", "recent_within", "recency_window", "max_age", "max_age_days"
+    ):
         layer["recency_days"] = None if got[0] in (None, "none", "off") else days(*got)
-    r.finish(_POLICY_KEYS)
+    r.finish(POLICY_KEYS)
     return layer
 
 
@@ -369,7 +406,22 @@ def _read_aggregation(value: Any, path: str, layer: Layer) -> None:
         layer["aggregation"] = choice(value, path, PolicyError, AGGREGATIONS)
 
 
+def _read_by_level(value: Any, path: str, field: str, read: Any, layer: Layer) -> None:
+    r = Reader(value, path, PolicyError)
+    levels = layer.setdefault("levels", {})
+    for key in list(r.keys.values()):
+        where = r.at(key)
+        level = choice(key, where, PolicyError, _LEVELS)
+        r.taken.add(key)
+        entry = levels.setdefault(level, {})
+        if field in entry:
+            raise PolicyError(where, f"the {level.key} {field} is also given under 'levels'")
+        entry[field] = read(r.data[key], where)
+
+
 def _read_levels(value: Any, path: str) -> dict[Level, dict[str, Any]]:
+    if isinstance(value, list):  # [{level: beginning, threshold: 50%}, ...]
+        value = _levels_from_list(value, path)
     r = Reader(value, path, PolicyError)
     levels: dict[Level, dict[str, Any]] = {}
     for key in list(r.keys.values()):
@@ -386,6 +438,22 @@ def _read_levels(value: Any, path: str) -> dict[Level, dict[str, Any]]:
     return levels
 
 
+def _levels_from_list(value: list[Any], path: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for i, entry in enumerate(value):
+        where = f"{path}[{i}]"
+        if not isinstance(entry, Mapping):
+            raise PolicyError(where, "each level is a mapping with 'level' and 'threshold'")
+        name_key = next((k for k in entry if norm(str(k)) in ("level", "name")), None)
+        if name_key is None:
+            raise PolicyError(where, "needs 'level' (beginning, intermediate or advanced)")
+        name = entry[name_key]
+        if not isinstance(name, str) or name in out:
+            raise PolicyError(f"{where}.{name_key}", f"{name!r} is not a new level name")
+        out[name] = {k: v for k, v in entry.items() if k != name_key}
+    return out
+
+
 def _read_level(value: Mapping[str, Any], path: str) -> dict[str, Any]:
     r = Reader(value, path, PolicyError)
     out: dict[str, Any] = {}
@@ -393,7 +461,15 @@ def _read_level(value: Mapping[str, Any], path: str) -> dict[str, Any]:
         out["threshold"] = parse_fraction(got[0], got[1])
     if got := r.take("verification", "min_verification", "requires_verification", "supervision"):
         out["verification"] = parse_verification(got[0], got[1])
-    if got := r.take("floor", "min_each", "every_result", "each_at_least"):
+    if got := r.take(
+        "floor",
+        "min_each",
+        "every_result",
+        "each_at_least",
+        "criterion_floor",
+        "min_per_criterion",
+        "min_per_item",
+    ):
         out["floor"] = None if got[0] is None else _read_floor(got[0], got[1])
     if got := r.take("floors", "item_floors", "criteria"):
         fr = Reader(got[0], got[1], PolicyError)
@@ -667,6 +743,8 @@ def read_evidence(
     maximum = r.take("max", "max_score", "max_points", "points_possible", "out_of", "possible")
     pct = r.take("percent", "percentage")
     r.finish(_EVIDENCE_KEYS)
+    if maximum is not None and maximum[0] is None:  # "max: null" is no maximum
+        maximum = None
 
     common: dict[str, Any] = {
         "learner": learner,
@@ -699,11 +777,9 @@ def read_evidence(
         return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
     if score is None:
         raise EvidenceError(r.at("score"), "is required (or 'percent', or 'rubric' and 'rating')")
-    if isinstance(score[0], str) and score[0].strip().endswith("%") and maximum is None:
+    if maximum is None:  # a score without a maximum is a percentage: 85, "85%" or 0.85
         value = parse_fraction(score[0], score[1], EvidenceError)
         return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
-    if maximum is None:
-        raise EvidenceError(r.at("max"), "is required with 'score' (the points possible)")
     points = _number(score[0], score[1], EvidenceError)
     top = _number(maximum[0], maximum[1], EvidenceError)
     try:

@@ -68,7 +68,11 @@ def read_policy_file(doc: Any) -> PolicySet:
         return PolicySet(_unique(listed, "[{}]"), paths=tuple(f"[{i}]" for i in range(len(doc))))
     if not isinstance(doc, Mapping):
         raise PolicyError("", "a policy file holds a policy (a mapping) or a list of policies")
-    if not any(parse.norm(k) in _SET_KEYS for k in doc if isinstance(k, str)):
+    keys = [parse.norm(k) for k in doc if isinstance(k, str)]
+    if not any(k in _SET_KEYS for k in keys):
+        if _by_competency(doc):
+            policies, paths = _read_policies(doc, "", {}, None)
+            return PolicySet(_unique(tuple(policies), "{}"), paths=tuple(paths))
         return PolicySet((parse.read_policy(doc),), paths=("",))
 
     r = parse.Reader(doc, "", PolicyError)
@@ -83,29 +87,13 @@ def read_policy_file(doc: Any) -> PolicySet:
     if course_doc is not None:
         defaults = _merge(defaults, parse.read_layer(course_doc[0], course_doc[1]))
     limits = None if bounds_doc is None else bounds_mod.read_bounds(bounds_doc[0], bounds_doc[1])
-    policies: list[Policy] = []
-    paths: list[str] = []
     if policies_doc is None:
         base = course_doc or defaults_doc
         if base is None:
             raise PolicyError("policies", "give the policies (or 'defaults' for every competency)")
-        policies.append(_compose({}, defaults, base[1], limits, ""))
-        paths.append(base[1])
+        policies, paths = [_compose({}, defaults, base[1], limits, "")], [base[1]]
     else:
-        value, where = policies_doc
-        if isinstance(value, Mapping):
-            for competency, entry in value.items():
-                path = f"{where}.{competency}"
-                layer = parse.read_layer(entry or {}, path)
-                policies.append(_compose(defaults, layer, path, limits, str(competency)))
-                paths.append(path)
-        elif isinstance(value, list):
-            for i, entry in enumerate(value):
-                layer = parse.read_layer(entry, f"{where}[{i}]")
-                policies.append(_compose(defaults, layer, f"{where}[{i}]", limits, ""))
-                paths.append(f"{where}[{i}]")
-        else:
-            raise PolicyError(where, "must be a list of policies or a mapping by competency")
+        policies, paths = _read_policies(policies_doc[0], policies_doc[1], defaults, limits)
     stacks: list[StackPolicy] = []
     if stacks_doc is not None:
         value, where = stacks_doc
@@ -113,6 +101,41 @@ def read_policy_file(doc: Any) -> PolicySet:
             raise PolicyError(where, "must be a list of stacked credentials")
         stacks = [parse.read_stack_policy(entry, f"{where}[{i}]") for i, entry in enumerate(value)]
     return PolicySet(_unique(tuple(policies), "policies[{}]"), tuple(stacks), limits, tuple(paths))
+
+
+_LEVELS_KEYS = {"levels", "bands", "level_bands", "thresholds"}
+
+
+def _by_competency(doc: Mapping[Any, Any]) -> bool:
+    """Whether ``doc`` maps competency ids to policies (each with its levels) rather than
+    being one policy."""
+    if not doc or any(parse.norm(str(k)) in _LEVELS_KEYS for k in doc):
+        return False
+    return all(
+        isinstance(v, Mapping) and any(parse.norm(str(k)) in _LEVELS_KEYS for k in v)
+        for v in doc.values()
+    )
+
+
+def _read_policies(
+    value: Any, where: str, defaults: parse.Layer, limits: bounds_mod.Bounds | None
+) -> tuple[list[Policy], list[str]]:
+    policies: list[Policy] = []
+    paths: list[str] = []
+    if isinstance(value, Mapping):
+        for competency, entry in value.items():
+            path = f"{where}.{competency}" if where else str(competency)
+            layer = parse.read_layer(entry or {}, path)
+            policies.append(_compose(defaults, layer, path, limits, str(competency)))
+            paths.append(path)
+    elif isinstance(value, list):
+        for i, entry in enumerate(value):
+            layer = parse.read_layer(entry, f"{where}[{i}]")
+            policies.append(_compose(defaults, layer, f"{where}[{i}]", limits, ""))
+            paths.append(f"{where}[{i}]")
+    else:
+        raise PolicyError(where, "must be a list of policies or a mapping by competency")
+    return policies, paths
 
 
 def _merge(base: parse.Layer, override: parse.Layer) -> parse.Layer:

@@ -152,7 +152,7 @@ _VERIFICATION_TEXT = (
 )
 
 
-class AggregationMethod(enum.Enum):
+class AggregationMethod(enum.StrEnum):
     """How the results for one competency combine into one score (Canvas Outcomes' methods).
 
     - ``WEIGHTED_AVERAGE``: the most recent result counts ``weight``, the average of all
@@ -173,8 +173,26 @@ class AggregationMethod(enum.Enum):
     DECAYING_AVERAGE = "decaying_average"
     N_MASTERY = "n_mastery"
 
+    def describe(self, *, weight: float, n: int) -> str:
+        """The method in words, for explanations."""
+        share = f"{round(weight * 100, 1):g}%"
+        if self is AggregationMethod.WEIGHTED_AVERAGE:
+            return (
+                f"weighted average: your most recent result counts {share}, "
+                "the average of the earlier ones the rest"
+            )
+        if self is AggregationMethod.DECAYING_AVERAGE:
+            return f"decaying average: each newer result counts {share} against what came before"
+        if self is AggregationMethod.N_MASTERY:
+            return f"the level reached by at least {n} of your results"
+        return {
+            AggregationMethod.AVERAGE: "average of your results",
+            AggregationMethod.LATEST: "your most recent result",
+            AggregationMethod.HIGHEST: "your best result",
+        }[self]
 
-class AttemptGrading(enum.Enum):
+
+class AttemptGrading(enum.StrEnum):
     """Which attempt stands for an item that was attempted several times (Moodle's quiz
     grading methods)."""
 
@@ -339,6 +357,7 @@ class Policy:
     recency_days: int | None = None
     ladder: tuple[tuple[Level, LevelRule], ...] = field(init=False, compare=False, repr=False)
     labels: Mapping[str, str] = field(init=False, compare=False, repr=False)
+    basis: str = field(init=False, compare=False, repr=False)  # the aggregation in words
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -375,6 +394,7 @@ class Policy:
                 raise PolicyError(f"items[{i}]", f"{mapped.item!r} is listed twice")
             seen.add(mapped.item)
         object.__setattr__(self, "labels", {m.item: m.label or m.item for m in self.items})
+        object.__setattr__(self, "basis", self.aggregation.describe(weight=self.weight, n=self.n))
 
 
 class RuleResult(NamedTuple):
@@ -396,8 +416,7 @@ class Exclusion(NamedTuple):
     why: str
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
+class Gap(NamedTuple):
     """What is missing for the next level: its failed rules and, if the score is short,
     by how much (a fraction of the maximum)."""
 
@@ -406,10 +425,12 @@ class Gap:
     score_needed: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The outcome of ``evaluate``: the level reached (possibly ``Level.NONE``), every rule's
-    outcome with its reason, the evidence used and left out, and the gap to the next level."""
+    outcome with its reason, the evidence used and left out, and the gap to the next level.
+
+    (Immutable like every value here; a named tuple because one is made per learner and
+    competency and a frozen dataclass costs several times more to build.)"""
 
     learner: str
     competency: str

@@ -13,6 +13,7 @@ import httpx
 from service.delivery import backoff
 from service.delivery.errors import (
     ConnectionFailed,
+    NotReady,
     ServerError,
     TimedOut,
     error_for_status,
@@ -44,6 +45,9 @@ def request(
     if params:
         shown += "?" + "&".join(f"{k}={v}" for k, v in params.items())
     label = f"{method} {shown}" + (f" ({what})" if what else "")
+    if record.send_deadline is not None and clock() >= record.send_deadline:
+        record.note(f"{label} -> not sent: the lease is about to expire")
+        raise NotReady(f"{label}: not sent, this worker's lease on the row is about to expire")
     t0 = time.monotonic()
     try:
         response = client.request(

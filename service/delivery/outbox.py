@@ -294,6 +294,9 @@ class AttemptRecord:
     # Set by a connector once it has checked the repository and found the effect absent,
     # which clears an earlier attempt's uncertainty.
     checked: bool = False
+    # No request may start after this: past it the lease could expire mid-request and a
+    # second worker send the same effect (the worker sets it from the lease).
+    send_deadline: dt.datetime | None = None
 
     def note(self, line: str, *, status: int | None = None, excerpt: str = "") -> None:
         self.requests.append(line)

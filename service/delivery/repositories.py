@@ -24,6 +24,7 @@ __all__ = [
     "list_all",
     "snapshots",
     "token_warnings",
+    "update",
 ]
 
 KINDS = ("credly", "badgr", "webhook", "ags")
@@ -67,6 +68,44 @@ def create(
         created_at=now,
         updated_at=now,
     )
+    session.add(repo)
+    session.flush()
+    return repo
+
+
+def update(
+    session: Session,
+    ref: str | int,
+    *,
+    templates: dict[str, str] | None = None,
+    secret: str | None = None,
+    secret_expires_at: dt.datetime | None = None,
+    consent_policy: str | None = None,
+    enabled: bool | None = None,
+    now: dt.datetime | None = None,
+) -> DeliveryRepository:
+    """Change a repository. A new Credly token without a given expiry gets 180 days."""
+    now = now or utcnow()
+    repo = get(session, ref)
+    if templates:
+        key = "badge_classes" if repo.kind == "badgr" else "templates"
+        config = dict(repo.config)
+        config[key] = {**(config.get(key) or {}), **templates}
+        repo.config = config
+    if secret is not None:
+        repo.secret = secret
+        repo.access_token = repo.refresh_token = None
+        repo.access_token_expires_at = None
+        if secret_expires_at is None and repo.kind == "credly":
+            secret_expires_at = now + dt.timedelta(days=credly.TOKEN_LIFETIME_DAYS)
+        repo.secret_expires_at = secret_expires_at
+    if consent_policy is not None:
+        if consent_policy not in ("automatic", "ask"):
+            raise BadInput("consent_policy must be 'automatic' or 'ask'")
+        repo.consent_policy = consent_policy
+    if enabled is not None:
+        repo.enabled = enabled
+    repo.updated_at = now
     session.add(repo)
     session.flush()
     return repo

@@ -79,6 +79,7 @@ class Worker:
         name: str | None = None,
         clock: Clock = utcnow,
         lease_seconds: float = 60.0,
+        lease_margin: float | None = None,
         batch: int = 16,
         threads: int = 8,
         poll_seconds: float = 1.0,
@@ -88,6 +89,8 @@ class Worker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
         self.lease_seconds = lease_seconds
+        # A request must start early enough to finish (timeout) before the lease ends.
+        self.lease_margin = lease_margin if lease_margin is not None else lease_seconds / 2
         self.batch = batch
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
@@ -134,7 +137,10 @@ class Worker:
         return len(jobs)
 
     def _deliver(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
-        record = outbox.AttemptRecord(started_at=self.clock())
+        record = outbox.AttemptRecord(
+            started_at=self.clock(),
+            send_deadline=job.lease_expires_at - dt.timedelta(seconds=self.lease_margin),
+        )
         repo = repos.get(job.repository_id) if job.repository_id is not None else None
         result: dict[str, Any] | None = None
         error: ConnectorError | None = None

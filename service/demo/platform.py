@@ -241,6 +241,9 @@ class DemoPlatform:
             return fail("invalid_request", "response_mode must be 'form_post'")
         if params.get("prompt", "none") != "none":
             return fail("invalid_request", "prompt must be 'none'")
+        if not state:
+            # The tool's CSRF defence (Security Framework §5.1.1.1, §7.3.1); we insist on it.
+            return fail("invalid_request", "state is required")
         nonce = params.get("nonce", "")
         if not nonce:
             return fail("invalid_request", "nonce is required")

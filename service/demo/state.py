@@ -94,6 +94,8 @@ class DemoState:
         return hint
 
     def intent(self, hint: str, *, now: float) -> LaunchIntent | None:
+        # Not single-use: a tool may restart its login within the TTL (a cookie check, a new
+        # window), and the id_token it gets is bound to its own nonce anyway.
         with self._lock:
             found = self._intents.get(hint)
         if found is None or found.expires_at < now:

@@ -241,6 +241,10 @@ class DbOIDCLogin(
     def prepare(self, launch_url: str) -> tuple[str, str, str]:
         """Build the auth request URL; returns (url, state, nonce). Cookies stay queued."""
         url: str = self._prepare_redirect_url(launch_url)
+        auth = self._registration.get_auth_login_url() or ""
+        if "?" in auth and url.startswith(auth + "?"):
+            # pylti1p3 2.0.0 appends "?..." even when the auth URL has a query already.
+            url = auth + "&" + url[len(auth) + 1 :]
         query = parse_qs(urlsplit(url).query)
         return url, query["state"][-1], query["nonce"][-1]
 

@@ -40,7 +40,7 @@ from sqlmodel import Session, col
 from service import jws
 from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
-from service.lti import adapter, jwks, roles
+from service.lti import adapter, jwks, platforms, roles
 from service.lti.errors import LaunchForbidden, LaunchRejected
 from service.lti.types import AGS_ENDPOINT, CLAIM, DL_SETTINGS, NRPS_CLAIM, LaunchContext
 from service.settings import Settings
@@ -76,9 +76,20 @@ def is_own_url(url: str, settings: Settings) -> bool:
     except ValueError:
         return False
     base_path = base.path.rstrip("/")
+    try:
+        same_port = target.port == base.port
+    except ValueError:
+        return False
+    same_host = target.netloc.lower() == base.netloc.lower() or (
+        # a local setup reached as localhost or 127.0.0.1 is the same tool
+        same_port
+        and platforms.is_loopback(target.hostname or "")
+        and platforms.is_loopback(base.hostname or "")
+    )
     return (
         target.scheme == base.scheme
-        and target.netloc.lower() == base.netloc.lower()
+        and same_host
+        and not target.username
         and (target.path == base_path or target.path.startswith(base_path + "/"))
     )
 

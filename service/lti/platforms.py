@@ -12,10 +12,17 @@ from service import audit
 from service.db.models import Deployment, Platform
 from service.errors import BadInput, Conflict, NotFound
 
-__all__ = ["PlatformView", "activate", "add_platform", "check_url", "list_platforms"]
+__all__ = [
+    "PlatformView",
+    "activate",
+    "add_platform",
+    "check_url",
+    "is_loopback",
+    "list_platforms",
+]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -29,7 +36,7 @@ def check_url(url: str, *, what: str) -> str:
     parts = urlsplit(url.strip())
     if not parts.netloc or parts.scheme not in ("https", "http"):
         raise BadInput(f"{what} must be an absolute https:// URL, not {url!r}")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
+    if parts.scheme == "http" and not is_loopback(parts.hostname or ""):
         raise BadInput(
             f"{what} must use https:// ({url!r}); plain http is accepted only for "
             "localhost/127.0.0.1 test setups"

@@ -31,10 +31,13 @@ from service.lti.errors import RegistrationFailed
 from service.settings import Settings
 
 __all__ = [
+    "Negotiated",
     "RegistrationResult",
     "canvas_developer_key",
     "done_page",
+    "negotiate",
     "register",
+    "store",
     "tool_configuration",
 ]
 
@@ -157,6 +160,17 @@ def check_key(key: str, settings: Settings) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Negotiated:
+    """What the platform told us: its configuration and its answer to our registration."""
+
+    conf: dict[str, Any]
+    family: str
+    client_id: str
+    deployment_id: str
+    name: str
+
+
 def register(
     session: Session,
     *,
@@ -165,7 +179,30 @@ def register(
     settings: Settings,
     http: httpx.Client,
 ) -> RegistrationResult:
-    """Run dynamic registration; the new platform is stored inactive. Caller commits."""
+    """Run dynamic registration; the new platform is stored inactive. Caller commits.
+
+    Routes call ``negotiate`` (HTTP, no transaction open) and then ``store`` instead, so no
+    database write lock is held while the platform answers.
+    """
+    return store(
+        session,
+        negotiate(
+            openid_configuration=openid_configuration,
+            registration_token=registration_token,
+            settings=settings,
+            http=http,
+        ),
+    )
+
+
+def negotiate(
+    *,
+    openid_configuration: str,
+    registration_token: str,
+    settings: Settings,
+    http: httpx.Client,
+) -> Negotiated:
+    """Fetch the platform's configuration and POST our registration (lti-dr §3.4-3.6)."""
     if not openid_configuration:
         raise _fail(
             "This page is the dynamic registration URL; it must be opened by the platform.",
@@ -224,6 +261,19 @@ def register(
         or platform_conf.get("product_family_code")
         or urlsplit(conf["issuer"]).netloc
     )[:200]
+    return Negotiated(
+        conf=conf, family=family, client_id=client_id, deployment_id=deployment_id, name=name
+    )
+
+
+def store(session: Session, negotiated: Negotiated) -> RegistrationResult:
+    """Keep the registered platform, inactive until an administrator activates it."""
+    conf, family = negotiated.conf, negotiated.family
+    client_id, deployment_id, name = (
+        negotiated.client_id,
+        negotiated.deployment_id,
+        negotiated.name,
+    )
     try:
         row = platforms.add_platform(
             session,

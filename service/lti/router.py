@@ -82,16 +82,17 @@ def canvas_config(settings: SettingsDep) -> JSONResponse:
 
 @router.get("/register", include_in_schema=False)
 def register(
-    params: ParamsDep, session: WriteSessionDep, settings: SettingsDep, http: HttpDep
+    params: ParamsDep, engine: EngineDep, settings: SettingsDep, http: HttpDep
 ) -> HTMLResponse:
     """LTI Dynamic Registration (Moodle and Canvas)."""
     registration.check_key(params.get("key", ""), settings)
-    result = registration.register(
-        session,
+    negotiated = registration.negotiate(
         openid_configuration=params.get("openid_configuration", ""),
         registration_token=params.get("registration_token", ""),
         settings=settings,
         http=http,
     )
-    session.commit()
+    with db_session(engine, write=True) as session:
+        result = registration.store(session, negotiated)
+        session.commit()
     return HTMLResponse(registration.done_page(result), headers={"cache-control": "no-store"})

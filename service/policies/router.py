@@ -86,10 +86,10 @@ def list_competencies(session: SessionDep) -> list[schemas.CompetencyPublic]:
 
 @router.post("/competencies", status_code=201)
 def create_competency(
-    body: schemas.CompetencyCreate, session: WriteSessionDep
+    body: schemas.CompetencyCreate, request: Request, session: WriteSessionDep
 ) -> schemas.CompetencyPublic:
     """Add a competency to the catalogue (administrator)."""
-    row = policies.create_competency(session, **body.model_dump())
+    row = policies.create_competency(session, author=_author(request), **body.model_dump())
     out = _competency_public(session, row)
     session.commit()
     return out
@@ -105,12 +105,12 @@ def get_levels(key: str, session: SessionDep) -> list[schemas.LevelTemplatePubli
 
 @router.put("/competencies/{key:path}/levels/{level}")
 def put_level(
-    key: str, level: str, body: schemas.LevelTemplateIn, session: WriteSessionDep
+    key: str, level: str, body: schemas.LevelTemplateIn, request: Request, session: WriteSessionDep
 ) -> schemas.LevelTemplatePublic:
     """Set the credential fields of one level (administrator)."""
     row = policies.competency(session, key)
     template = policies.set_level_template(
-        session, competency_row=row, level=level, **body.model_dump()
+        session, competency_row=row, level=level, author=_author(request), **body.model_dump()
     )
     out = _template(template)
     session.commit()
@@ -125,10 +125,11 @@ def get_competency(key: str, session: SessionDep) -> schemas.CompetencyPublic:
 
 @router.patch("/competencies/{key:path}")
 def update_competency(
-    key: str, body: schemas.CompetencyUpdate, session: WriteSessionDep
+    key: str, body: schemas.CompetencyUpdate, request: Request, session: WriteSessionDep
 ) -> schemas.CompetencyPublic:
     """Change a competency (administrator)."""
-    row = policies.update_competency(session, key=key, **body.model_dump(exclude_none=True))
+    fields = body.model_dump(exclude_none=True)
+    row = policies.update_competency(session, key=key, author=_author(request), **fields)
     out = _competency_public(session, row)
     session.commit()
     return out

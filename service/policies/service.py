@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from service import audit
 from service.assessment import bounds as bounds_mod
 from service.assessment import canonical, engine, parse, policyfile
 from service.assessment.types import AssessmentError, Evidence, Level, Policy
@@ -80,7 +81,9 @@ def _check_competency_fields(fields: dict[str, Any]) -> None:
         raise BadInput("framework_url: must be an http(s) URL")
 
 
-def create_competency(session: Session, *, key: str, name: str, **fields: Any) -> Competency:
+def create_competency(
+    session: Session, *, key: str, name: str, author: str, **fields: Any
+) -> Competency:
     """Add a competency to the catalogue.
 
     Raises:
@@ -99,6 +102,7 @@ def create_competency(session: Session, *, key: str, name: str, **fields: Any) -
         raise Conflict(f"a competency with key {key!r} exists already")
     row = Competency(key=key, name=name.strip(), **fields)
     session.add(row)
+    audit.record(session, actor=author, action="competency.created", subject=f"competency:{key}")
     session.flush()
     return row
 
@@ -115,7 +119,7 @@ def competency(session: Session, key: str) -> Competency:
     return row
 
 
-def update_competency(session: Session, *, key: str, **fields: Any) -> Competency:
+def update_competency(session: Session, *, key: str, author: str, **fields: Any) -> Competency:
     """Change a competency's name, description, level descriptions or alignment."""
     row = competency(session, key)
     _check_competency_fields(fields)
@@ -125,12 +129,19 @@ def update_competency(session: Session, *, key: str, **fields: Any) -> Competenc
         setattr(row, name, value)
     row.updated_at = utcnow()
     session.add(row)
+    audit.record(
+        session,
+        actor=author,
+        action="competency.updated",
+        subject=f"competency:{key}",
+        fields=sorted(fields),
+    )
     session.flush()
     return row
 
 
 def set_level_template(
-    session: Session, *, competency_row: Competency, level: str, **fields: Any
+    session: Session, *, competency_row: Competency, level: str, author: str, **fields: Any
 ) -> CompetencyLevelTemplate:
     """Set the credential fields of one level of a competency (created or replaced).
 
@@ -158,6 +169,13 @@ def set_level_template(
         setattr(row, name, value)
     row.updated_at = utcnow()
     session.add(row)
+    audit.record(
+        session,
+        actor=author,
+        action="competency.level_set",
+        subject=f"competency:{competency_row.key}",
+        level=level,
+    )
     session.flush()
     return row
 
@@ -205,12 +223,21 @@ def _new_version(
     bounds: dict[str, Any] | None = None,
 ) -> PolicyVersion:
     latest = repo.latest_version(session, scope_key)
+    version = 1 if latest is None else latest.version + 1
+    audit.record(
+        session,
+        actor=author,
+        action="policy.saved",
+        subject=f"policy:{scope_key}",
+        version=version,
+        note=note,
+    )
     row = PolicyVersion(
         scope=scope,
         scope_key=scope_key,
         course_id=course_id,
         competency_id=competency_id,
-        version=1 if latest is None else latest.version + 1,
+        version=version,
         document=document,
         bounds=bounds,
         author=author,

@@ -56,6 +56,7 @@ __all__ = [
     "NotSignedIn",
     "UserDep",
     "current_user",
+    "require_course",
     "require_role",
     "set_session_cookie",
     "start_session",
@@ -241,6 +242,22 @@ def require_role(*roles: str) -> Callable[..., object]:
         return user
 
     return dependency
+
+
+def require_course(user: CurrentUser, course_id: int | None = None) -> int:
+    """The session's course id; refuses a launch without course context, and a ``course_id``
+    from the URL that is not the session's course (authorization is per course context)."""
+    if user.course_id is None:
+        raise Forbidden(
+            "This page needs a course, and this launch did not come from one.",
+            hint="Open microcred from inside a course.",
+        )
+    if course_id is not None and course_id != user.course_id:
+        raise Forbidden(
+            "This session belongs to another course.",
+            hint="Open microcred again from the course you want to work in.",
+        )
+    return user.course_id
 
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]

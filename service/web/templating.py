@@ -22,5 +22,5 @@ env = Environment(
 def render(
     request: Request | None, name: str, status_code: int = 200, **context: Any
 ) -> HTMLResponse:
-    html = env.get_template(name).render(request=request, **context)
+    html = env.get_template(name).render(request=request, status_code=status_code, **context)
     return HTMLResponse(html, status_code=status_code)

@@ -70,6 +70,8 @@ def test_bad_percentages(value: Any, message: str) -> None:
         ("Supervised online verified", VerificationLevel.SUPERVISED_ONLINE_VERIFIED),
         ("supervised_onsite_verified", VerificationLevel.SUPERVISED_ONSITE_VERIFIED),
         ("proctored", VerificationLevel.SUPERVISED_ONLINE_VERIFIED),
+        ("online proctored", VerificationLevel.SUPERVISED_ONLINE_VERIFIED),
+        ("in-person verified", VerificationLevel.SUPERVISED_ONSITE_VERIFIED),
         ("on-site verified", VerificationLevel.SUPERVISED_ONSITE_VERIFIED),
         ("none", VerificationLevel.UNSUPERVISED),
         ("LMS", VerificationLevel.AUTHENTICATED),
@@ -261,6 +263,10 @@ def test_canonical_document_of_a_small_policy() -> None:
         ({"grading": "most recent"}, lambda p: p.attempt_grading is AttemptGrading.LAST),
         ({"Attempt-Grading": "mean"}, lambda p: p.attempt_grading is AttemptGrading.AVERAGE),
         ({"title": "Stats", "notes": "x"}, lambda p: p.competency == ""),
+        ({"min_items": 2}, lambda p: p.min_results == 2),
+        ({"attempts_allowed": 2}, lambda p: p.max_attempts == 2),
+        ({"max_age_days": 30}, lambda p: p.recency_days == 30),
+        ({"overall_min": "45%"}, lambda p: p.minimum_score == 0.45),
     ],
 )
 def test_policy_variants(doc: dict[str, Any], check: Any) -> None:
@@ -290,7 +296,21 @@ def test_policy_variants(doc: dict[str, Any], check: Any) -> None:
             "means the same as 'minimum_score'",
         ),
         ({"levels": {"beginning": 50}, "Version": 1, "version": 2}, "version", "given twice"),
-        ({"levels": []}, "levels", "must be a mapping"),
+        ({"levels": []}, "levels", "define at least one"),
+        ({"levels": "high"}, "levels", "must be a mapping"),
+        ({"levels": ["beginning"]}, "levels[0]", "a mapping with 'level'"),
+        ({"levels": [{"threshold": 50}]}, "levels[0]", "needs 'level'"),
+        (
+            {"levels": [{"level": "beginning", "threshold": 5}, {"level": "beginning"}]},
+            "levels[1].level",
+            "not a new level name",
+        ),
+        (
+            {"levels": {"beginning": 50}, "thresholds": {"beginning": 60}},
+            "thresholds.beginning",
+            "also given under 'levels'",
+        ),
+        ({"thresholds": {"expert": 60}}, "thresholds.expert", "is not one of"),
         ({"levels": {"beginning": 50}, "items": "q1"}, "items", "must be a list of item ids"),
         ({"levels": {"beginning": 50}, "items": [{"label": "x"}]}, "items[0]", "needs an 'item'"),
         ({"levels": {"beginning": 50}, "items": [""]}, "items[0]", "must not be empty"),
@@ -363,6 +383,30 @@ def test_not_a_mapping() -> None:
         parse.read_policy("levels")
 
 
+def test_levels_as_a_list_or_side_by_side() -> None:
+    as_list = parse.read_policy(
+        {
+            "levels": [
+                {"level": "beginning", "threshold": "40%"},
+                {"name": "Advanced", "min": 80, "verification": "proctored"},
+            ]
+        }
+    )
+    side_by_side = parse.read_policy(
+        {
+            "thresholds": {"beginning": "40%", "advanced": 80},
+            "verification": {"advanced": "supervised-online-verified"},
+        }
+    )
+    assert as_list == side_by_side
+    floors = parse.read_policy(
+        {"levels": {"beginning": 40}, "floors_by_level": {"beginning": "proficient"}}
+    )
+    assert floors.levels[Level.BEGINNING].floor == Floor(rating="proficient")
+    aliases = parse.read_policy({"levels": {"beginning": {"threshold": 40, "criterion_floor": 30}}})
+    assert aliases.levels[Level.BEGINNING].floor == Floor(fraction=0.3)
+
+
 def test_floor_rating_or_percent() -> None:
     levels = {
         "beginning": {"threshold": 10, "floor": "proficient", "floors": {"a": " 60 % ", "b": 0.5}}
@@ -426,6 +470,8 @@ ITEM = {"learner": "ada", "competency": "stats", "item": "q1", "score": 7, "max"
             lambda e: (e.kind, e.fraction) == ("assignment", 0.85),
         ),
         ({**ITEM, "score": "85%", "max": None} | {}, lambda e: e.fraction == 0.85),
+        ({**ITEM, "score": 85, "max": None}, lambda e: e.fraction == 0.85),
+        ({**ITEM, "score": 0.85, "max": None}, lambda e: e.fraction == 0.85),
         (
             {"learner": "ada", "competency": "stats", "item": "q", "score": "85%"},
             lambda e: e.fraction == 0.85,
@@ -488,11 +534,7 @@ RUBRIC_ITEM = {"learner": "ada", "competency": "stats", "item": "crit"}
         ({**ITEM, "score": 11}, "evidence[4].score", "between 0 and the maximum 10, not 11"),
         ({**ITEM, "max": 0}, "evidence[4].max", "more than 0"),
         ({**ITEM, "max": "ten"}, "evidence[4].max", "must be a number"),
-        (
-            {k: v for k, v in ITEM.items() if k != "max"},
-            "evidence[4].max",
-            "is required with 'score'",
-        ),
+        ({**ITEM, "score": 150, "max": None}, "evidence[4].score", "between 0% and 100%"),
         ({k: v for k, v in ITEM.items() if k != "score"}, "evidence[4].score", "is required"),
         ({**ITEM, "percent": 50}, "evidence[4].percent", "either 'percent' or 'score'"),
         ({**ITEM, "attempt": 0}, "evidence[4].attempt", "at least 1"),

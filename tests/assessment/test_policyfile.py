@@ -120,3 +120,21 @@ def test_a_course_layer_alone() -> None:
     assert result.policies[0].levels[Level.BEGINNING].threshold == 0.4
     only_fields = policyfile.read_policy_file({"defaults": DEFAULTS, "course": {"max_attempts": 1}})
     assert only_fields.policies[0].max_attempts == 1
+
+
+def test_a_mapping_from_competency_to_policy() -> None:
+    result = policyfile.read_policy_file(
+        {"stats": {"levels": {"beginning": 50}}, "writing": {"thresholds": {"advanced": 80}}}
+    )
+    assert [p.competency for p in result.policies] == ["stats", "writing"]
+    assert result.paths == ("stats", "writing")
+    with pytest.raises(PolicyError) as caught:
+        policyfile.read_policy_file({"stats": {"levels": {"beginning": "x"}}})
+    assert caught.value.field == "stats.levels.beginning"
+
+
+def test_a_single_policy_whose_fields_are_all_mappings() -> None:
+    result = policyfile.read_policy_file(
+        {"bands": {"beginning": 50}, "aggregation": {"method": "highest"}}
+    )
+    assert [p.competency for p in result.policies] == [""]

@@ -127,6 +127,7 @@ def test_cli_outbox_commands(
             ],
         )
         assert r.exit_code == 0, r.output
+        repo_id = r.output.split()[-2]
         r = runner.invoke(
             cli_app,
             ["repository", "add", "--kind", "credly", "--name", "X", "--template", "nonsense"],
@@ -149,5 +150,29 @@ def test_cli_outbox_commands(
         assert r.exit_code == 1 and "no outbox row" in r.output
         r = runner.invoke(cli_app, ["repository", "list"])
         assert "Credly" in r.output and "token-expires=" in r.output
+        mp.setenv("MICROCRED_REPOSITORY_SECRET", "rotated-token")
+        r = runner.invoke(
+            cli_app,
+            [
+                "repository",
+                "update",
+                repo_id,
+                "--new-secret",
+                "--template",
+                "py:advanced=T3",
+                "--consent",
+                "ask",
+            ],
+        )
+        assert r.exit_code == 0, r.output
+        from service.delivery import repositories
+
+        with db_session(engine) as s:
+            repo = repositories.get(s, repo_id)
+            assert repo.secret == "rotated-token" and repo.consent_policy == "ask"
+            assert repo.config["templates"] == {"py:beginning": "T1", "py:advanced": "T3"}
+            assert repo.secret_expires_at is not None
+        r = runner.invoke(cli_app, ["repository", "update", repo_id, "--consent", "never"])
+        assert r.exit_code == 2 and "automatic" in r.output
     finally:
         get_settings.cache_clear()

@@ -314,3 +314,20 @@ def test_webhook_without_secret_is_a_dead_letter(engine: Engine, secret: str | N
     with db_session(engine) as s:
         row = s.exec(select(OutboxMessage)).one()
     assert row.status == "dead" and "no signing secret" in (row.last_error or "")
+
+
+def test_receiver_snippet_in_docs_verifies_our_signatures() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "webhooks.md").read_text()
+    [snippet] = re.findall(r"Python:\n\n```python\n(.*?)```", doc, flags=re.S)
+    ns: dict[str, Any] = {}
+    exec(snippet, ns)  # our own documentation
+    body = b'{"id":"e1","type":"credential.issued"}'
+    t = int(time.time())
+    header = f"t={t},v1={webhook.sign('whsec', t, body)}"
+    assert ns["verify"]("whsec", header, body) is True
+    assert ns["verify"]("whsec", header, body + b"x") is False
+    assert ns["verify"]("other", header, body) is False

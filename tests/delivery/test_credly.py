@@ -137,11 +137,13 @@ def test_duplicate_refusal_is_success_after_reconciling(
     worker = make_worker(engine, clock)
     drain(worker, engine, timeout=20)
     with db_session(engine, write=True) as s:
-        outbox.redeliver(s, 1)  # the administrator re-sends: Credly refuses a duplicate
+        rid = s.exec(select(OutboxMessage)).one().id
+        assert rid is not None
+        outbox.redeliver(s, rid)  # the administrator re-sends: Credly refuses a duplicate
         s.commit()
     # Redelivery checks first; make the check miss by scripting nothing and force a POST:
     with db_session(engine, write=True) as s:
-        row = s.get(OutboxMessage, 1)
+        row = s.get(OutboxMessage, rid)
         assert row is not None
         row.uncertain = False
         s.add(row)
@@ -151,7 +153,7 @@ def test_duplicate_refusal_is_success_after_reconciling(
     last = attempts(engine)[-1]
     assert last.outcome == "delivered" and "-> 422" in last.request_summary
     with db_session(engine) as s:
-        assert s.get(OutboxMessage, 1).result["found"] is True  # type: ignore[union-attr]
+        assert s.get(OutboxMessage, rid).result["found"] is True  # type: ignore[union-attr]
 
 
 def test_duplicate_of_someone_elses_badge_is_a_visible_dead_letter(
@@ -207,7 +209,7 @@ def test_retryable_errors_dead_letter_when_attempts_run_out(
     drain(make_worker(engine, clock), engine, timeout=30)
     assert [a.outcome for a in attempts(engine)] == ["uncertain", "uncertain", "dead"]
     with db_session(engine, write=True) as s:
-        outbox.retry(s, 1)
+        outbox.retry(s, s.exec(select(OutboxMessage)).one().uuid)
         s.commit()
     drain(make_worker(engine, clock), engine, timeout=30)
     assert list(live_per_earner(fake).values()) == [1]
@@ -232,3 +234,35 @@ def test_revoke_and_upgrade_reach_credly(
     assert by[("1", "tmpl-b")]["state"] == "revoked"
     assert by[("1", "tmpl-b")]["revoke_reason"] == "Grade corrected"
     assert len(badges) == 3
+
+
+def test_fake_detects_a_request_sent_before_retry_after(fake: FakeCredly) -> None:
+    # The "0 requests before Retry-After" figures rest on this detector: prove it fires.
+    fake.configure(script=[{"outcome": "429", "retry_after": 60}])
+    body = {
+        "recipient_email": "a@example.edu",
+        "badge_template_id": "tmpl-b",
+        "issued_at": "2026-11-28 12:00:00 +0000",
+        "issued_to_first_name": "A",
+        "issued_to_last_name": "B",
+        "issuer_earner_id": "e-1",
+    }
+    with httpx.Client(auth=("test-org-token", "")) as c:
+        url = f"{fake.base_url}/organizations/org-1/badges"
+        assert c.post(url, json=body).status_code == 429
+        assert c.post(url, json=body).status_code == 201  # too early
+    [v] = fake.state()["violations"]
+    assert v["earner"] == "e-1" and v["method"] == "POST"
+
+
+def test_worker_does_not_send_when_its_lease_is_about_to_expire(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    credly_repo(engine, fake)
+    enqueue_many(engine, 1)
+    # A margin longer than the lease: every request would start too late to finish in time.
+    worker = make_worker(engine, clock, lease_seconds=600, lease_margin=601)
+    worker.run_once()
+    assert fake.state()["requests"] == []
+    [a] = attempts(engine)
+    assert a.outcome == "retry" and "lease" in (a.error_detail or "")

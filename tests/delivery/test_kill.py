@@ -71,5 +71,5 @@ def test_kill_sqlite_2000_deliveries(
 def test_kill_postgres_2000_deliveries_4_workers(
     engine: Engine, database_url: str, master_key: bytes, fake: FakeCredly
 ) -> None:
-    report = _run(engine, database_url, master_key, fake, jobs=2000, workers=4, kill_every=0.2)
+    report = _run(engine, database_url, master_key, fake, jobs=2000, workers=4, kill_every=0.25)
     _check(report, min_kills=100)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from sqlalchemy import Engine
 
 from service.demo import bootstrap, server
@@ -141,8 +142,6 @@ def _context(playwright: Any, profile: Path, prefs: dict[str, Any]) -> Any:
 
 @pytest.fixture
 def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
     prefs = getattr(request, "param", BLOCK_THIRD_PARTY)
     with sync_playwright() as p:
         context = _context(p, tmp_path / "profile", prefs)
@@ -178,8 +177,6 @@ def test_the_profile_setting_decides_third_party_cookies(
     engine: Engine,
     blocked: bool,
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
     probe_url, seen = probe
     lms_socket = server.bind("127.0.0.1", 0)
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
@@ -221,6 +218,15 @@ def _launch(browser: Any, demo: Demo, testid: str) -> tuple[Any, Any]:
     return page, frame
 
 
+def expect_landing(frame: Any, name: str, role: str) -> None:
+    """The tool's landing page for this person and course role (its "signed in as" line)."""
+    who = frame.locator("p.meta")
+    expect(who).to_contain_text(f"Signed in as {name}", timeout=20_000)
+    expect(who).to_contain_text("Data Literacy 101")
+    expect(who).to_contain_text(f"role: {role}")
+    expect(frame.locator("h1")).to_be_visible()
+
+
 def _tool_frame(page: Any, demo: Demo) -> Any:
     (frame,) = [f for f in page.frames if f.url.startswith(demo.tool_url)]
     return frame
@@ -229,14 +235,10 @@ def _tool_frame(page: Any, demo: Demo) -> Any:
 def test_learner_launch_succeeds_with_third_party_cookies_blocked(
     browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
 ) -> None:
-    from playwright.sync_api import expect
-
     probe_url, _ = probe
     assert "probe" not in _third_party_probe(browser, demo.lms_url, probe_url)
     page, frame = _launch(browser, demo, "launch-learner-u-learn-1")
-    expect(frame.locator("h1")).to_have_text("Your micro-credentials", timeout=20_000)
-    expect(frame.locator("body")).to_contain_text("Amara Okafor")
-    expect(frame.locator("body")).to_contain_text("Data Literacy 101")
+    expect_landing(frame, "Amara Okafor", "learner")
     assert _tool_frame(page, demo).url.startswith(demo.tool_url + "/app")
     # The tool found the LMS's platform storage and stored its state there too.
     assert "lti.capabilities" in page.evaluate("window.__lti")
@@ -256,33 +258,22 @@ def test_learner_launch_succeeds_with_third_party_cookies_blocked(
 def test_launch_state_travels_through_platform_storage_when_no_cookie_survives(
     browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
 ) -> None:
-    from playwright.sync_api import expect
-
     probe_url, seen = probe
     assert _third_party_probe(browser, demo.lms_url, probe_url) == {}
     assert seen == [None]
     page, frame = _launch(browser, demo, "launch-learner-u-learn-3")
-    expect(frame.locator("h1")).to_have_text("Your micro-credentials", timeout=20_000)
-    expect(frame.locator("body")).to_contain_text("Sofia Rossi")
+    expect_landing(frame, "Sofia Rossi", "learner")
     storage = page.frame(name="post_message_forwarding").evaluate("window.__lti")
     assert "lti.put_data" in storage and "lti.get_data" in storage
     assert [c for c in browser.cookies() if c["domain"] == "127.0.0.1"] == []
 
 
 def test_instructor_launch_lands_on_the_instructor_page(browser: Any, demo: Demo) -> None:
-    from playwright.sync_api import expect
-
     _, frame = _launch(browser, demo, "launch-instructor")
-    expect(frame.locator("h1")).to_have_text(
-        "Micro-credentials for Data Literacy 101", timeout=20_000
-    )
-    expect(frame.locator("body")).to_contain_text("Grace Hopper")
-    expect(frame.locator("body")).to_contain_text("instructor")
+    expect_landing(frame, "Grace Hopper", "instructor")
 
 
 def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo) -> None:
-    from playwright.sync_api import expect
-
     page = browser.new_page()
     page.goto(demo.lms_url + "/course/tool?as=u-instr-1&message=deeplink")
     frame = page.frame_locator("[data-testid=tool-frame]")
@@ -295,7 +286,70 @@ def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo)
     page.goto(demo.lms_url + "/")
     expect(page.get_by_test_id("course-content")).to_contain_text("Competency credentials")
     page.get_by_role("link", name="Open as Amara").click()
-    expect(page.frame_locator("[data-testid=tool-frame]").locator("h1")).to_have_text(
-        "Your micro-credentials", timeout=20_000
-    )
+    expect_landing(page.frame_locator("[data-testid=tool-frame]"), "Amara Okafor", "learner")
     expect(page.locator("h1")).to_have_text("Competency credentials")
+
+
+STORAGE_CALL = """async ([msgs, target]) => {
+  const win = target === "_parent" ? window.parent : window.parent.frames[target];
+  const out = [];
+  for (const msg of msgs) {
+    out.push(await new Promise(resolve => {
+      const id = "t-" + Math.random();
+      const timer = setTimeout(() => resolve("timeout"), 3000);
+      window.addEventListener("message", function on(e) {
+        if (!e.data || e.data.message_id !== id) return;
+        window.removeEventListener("message", on); clearTimeout(timer); resolve(e.data);
+      });
+      win.postMessage(Object.assign({message_id: id}, msg), "*");
+    }));
+  }
+  return out;
+}"""
+
+
+def test_platform_storage_keeps_values_per_tool_and_refuses_other_origins(
+    browser: Any, demo: Demo, probe: tuple[str, list[str | None]]
+) -> None:
+    page, frame = _launch(browser, demo, "launch-learner-u-learn-2")
+    expect_landing(frame, "Lucas Moreau", "learner")
+    tool = _tool_frame(page, demo)
+    put = {"subject": "lti.put_data", "key": "k1", "value": "v1"}
+    get = {"subject": "lti.get_data", "key": "k1"}
+    delete = {"subject": "lti.put_data", "key": "k1", "value": None}
+    caps, stored, read, deleted, gone, bad = tool.evaluate(
+        STORAGE_CALL,
+        [
+            [
+                {"subject": "lti.capabilities"},
+                put,
+                get,
+                delete,
+                get,
+                {"subject": "lti.put_data", "key": "", "value": "x"},
+            ],
+            "post_message_forwarding",
+        ],
+    )
+    assert caps["subject"] == "lti.capabilities.response"
+    assert {"subject": "lti.put_data", "frame": "post_message_forwarding"} in caps[
+        "supported_messages"
+    ]
+    assert stored["subject"] == "lti.put_data.response" and stored["value"] == "v1"
+    assert read["subject"] == "lti.get_data.response" and read["value"] == "v1"
+    assert deleted["value"] is None and gone["value"] is None
+    assert bad["error"]["code"] == "bad_request"
+    # Another origin (the probe: same host, other port) is refused and never sees the value.
+    tool.evaluate(STORAGE_CALL, [[put], "post_message_forwarding"])
+    probe_url, _ = probe
+    page.evaluate(
+        """url => new Promise(done => {
+             const f = document.createElement("iframe");
+             f.name = "intruder"; f.src = url + "/page"; f.onload = () => done();
+             document.body.appendChild(f);
+           })""",
+        probe_url,
+    )
+    intruder = page.frame(name="intruder")
+    (refused,) = intruder.evaluate(STORAGE_CALL, [[get], "post_message_forwarding"])
+    assert refused["error"]["code"] == "unauthorized" and "value" not in refused

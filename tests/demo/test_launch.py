@@ -147,6 +147,12 @@ def test_auth_errors_are_posted_back_with_the_state_and_no_token(
     assert "id_token" not in answer
 
 
+def test_auth_without_state_is_refused_without_a_token(lms: Lms) -> None:
+    page = lms.client.post("/auth", data=lms.auth_params(lms.launch_fields(), state=""))
+    answer = form_fields(page.text)
+    assert answer == {"error": "invalid_request", "error_description": "state is required"}
+
+
 def test_expired_message_hint_is_refused(lms: Lms) -> None:
     fields = lms.platform.login_initiation(
         user_id="u-learn-1", message_type="LtiResourceLinkRequest", now=time.time() - 3600
@@ -178,3 +184,11 @@ def test_home_page_offers_a_launch_per_member(lms: Lms) -> None:
     tool_page = lms.client.get("/course/tool", params={"as": "u-learn-1"})
     assert 'name="post_message_forwarding"' in tool_page.text
     assert 'src="/launch?as=u-learn-1&amp;message=resource"' in tool_page.text
+
+
+def test_openid_configuration_names_the_endpoints(lms: Lms) -> None:
+    conf = lms.client.get("/.well-known/openid-configuration").json()
+    assert conf["issuer"] == LMS
+    assert conf["authorization_endpoint"] == f"{LMS}/auth"
+    assert conf["token_endpoint"] == f"{LMS}/token" and conf["jwks_uri"] == f"{LMS}/jwks"
+    assert conf["id_token_signing_alg_values_supported"] == ["RS256"]

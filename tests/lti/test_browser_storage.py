@@ -23,7 +23,10 @@ import pytest
 from tests.lti.platform import C, FakePlatform
 from tests.lti.test_serve_e2e import ROOT, _cli, _free_port
 
-pytestmark = pytest.mark.browser
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="needs /usr/bin/chromium"),
+]
 
 PARENT_JS = """
 window.addEventListener("message", function (e) {

@@ -61,7 +61,11 @@ def test_moodle_learner_lands_on_the_learner_page(
     resp = moodle.full_launch(client)
     assert resp.status_code == 303, resp.text
     assert resp.headers["location"].startswith("/app?mc_session=")
-    assert "__Host-microcred_session=" in resp.headers["set-cookie"]
+    session_cookie = [c for c in resp.headers.get_list("set-cookie") if "microcred_session" in c]
+    assert len(session_cookie) == 1  # https: no legacy copy
+    assert session_cookie[0].startswith("__Host-microcred_session=")
+    for attr in ("; Secure", "; HttpOnly", "; SameSite=None", "; Partitioned", "; Path=/"):
+        assert attr in session_cookie[0]
     page = client.get("/app")  # the cookie alone carries the session
     assert page.status_code == 200
     assert "Your micro-credentials" in page.text
@@ -221,3 +225,60 @@ def test_login_state_rows_are_single_use(
         row = s.get(LaunchState, state)
         assert row is not None and row.used_at is not None
         assert s.exec(select(WebSession)).one().role == "learner"
+
+
+def test_auth_url_with_its_own_query_is_extended_not_broken(
+    client: TestClient, engine: Engine, network: object
+) -> None:
+    from service.lti import platforms
+
+    with db_session(engine, write=True) as s:
+        platforms.add_platform(
+            s,
+            issuer="https://d2l.example.edu",
+            client_id="q1",
+            auth_login_url="https://d2l.example.edu/d2l/lti/authenticate?tenant=7",
+            auth_token_url="https://d2l.example.edu/token",
+            key_set_url="https://d2l.example.edu/k",
+            deployment_ids=["d"],
+        )
+        s.commit()
+    resp = client.post(
+        "/lti/login",
+        data={
+            "iss": "https://d2l.example.edu",
+            "login_hint": "1",
+            "target_link_uri": LAUNCH,
+            "client_id": "q1",
+        },
+        follow_redirects=False,
+    )
+    q = parse_qs(urlsplit(resp.headers["location"]).query)
+    assert q["tenant"] == ["7"] and q["client_id"] == ["q1"] and q["state"]
+
+
+def test_require_course_helper(client: TestClient, moodle: FakePlatform) -> None:
+    from service.errors import Forbidden
+    from service.web import auth
+
+    user = auth.CurrentUser(
+        person_id=1,
+        platform_id=1,
+        deployment_id=1,
+        course_id=5,
+        role="instructor",
+        roles=(),
+        launch_id="",
+        token="t",
+        via_cookie=True,
+    )
+    assert auth.require_course(user) == 5 and auth.require_course(user, 5) == 5
+    with pytest.raises(Forbidden):
+        auth.require_course(user, 6)
+    with pytest.raises(Forbidden):
+        auth.require_course(auth.CurrentUser(**{**user.__dict__, "course_id": None}))
+
+
+def test_error_page_shows_its_status(client: TestClient) -> None:
+    resp = client.get("/lti/login", params={"iss": "https://nobody.test"})
+    assert resp.status_code == 400 and "HTTP 400" in resp.text

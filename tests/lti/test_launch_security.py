@@ -418,3 +418,17 @@ def test_nul_in_login_parameters_is_a_clean_4xx(
 def test_nul_in_a_claim_is_a_clean_4xx(client: TestClient, moodle: FakePlatform) -> None:
     resp = moodle.full_launch(client, name="Ada\x00Lovelace")
     assert resp.status_code == 400
+
+
+def test_concurrent_first_launches_of_one_user_make_one_person(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    logins = [moodle.login(client)[:2] for _ in range(8)]
+    tokens = [
+        (moodle.token(moodle.claims(nonce, sub="new-user")), state) for state, nonce in logins
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda ts: moodle.launch(client, *ts).status_code, tokens))
+    assert codes == [303] * 8
+    with db_session(engine) as s:
+        assert len(s.exec(select(Person).where(Person.sub == "new-user")).all()) == 1

@@ -7,12 +7,12 @@ from typing import Any
 import pytest
 import yaml
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from service.assessment import engine as rules
 from service.assessment.types import Level
 from service.db.engine import session as db_session
-from service.db.models import Competency, Course
+from service.db.models import AuditEvent, Competency, Course
 from service.errors import BadInput, Conflict, NotFound
 from service.policies import service as policies
 from tests import factories
@@ -46,6 +46,7 @@ def setup_course(session: Session) -> tuple[Course, Competency]:
     course = factories.course(session, factories.deployment(session, plat))
     stats = policies.create_competency(
         session,
+        author="cli",
         key="stats",
         name="Statistical reasoning",
         level_descriptions={"beginning": "Reads a chart"},
@@ -61,27 +62,32 @@ def test_catalogue(session: Session) -> None:
     setup_course(session)
     assert policies.competency(session, "stats").framework_code == "S1.2"
     with pytest.raises(Conflict):
-        policies.create_competency(session, key="stats", name="Again")
+        policies.create_competency(session, author="cli", key="stats", name="Again")
     with pytest.raises(BadInput, match="key: 'has space'"):
-        policies.create_competency(session, key="has space", name="x")
+        policies.create_competency(session, author="cli", key="has space", name="x")
     with pytest.raises(BadInput, match="name: is required"):
-        policies.create_competency(session, key="x", name=" ")
+        policies.create_competency(session, author="cli", key="x", name=" ")
     with pytest.raises(BadInput, match="expert is not a level"):
-        policies.create_competency(session, key="x", name="X", level_descriptions={"expert": ""})
+        policies.create_competency(
+            session, author="cli", key="x", name="X", level_descriptions={"expert": ""}
+        )
     with pytest.raises(BadInput, match="framework_url: must be an http"):
-        policies.create_competency(session, key="x", name="X", framework_url="ftp://x")
+        policies.create_competency(
+            session, author="cli", key="x", name="X", framework_url="ftp://x"
+        )
     with pytest.raises(NotFound):
         policies.competency(session, "nope")
-    updated = policies.update_competency(session, key="stats", name="Statistics")
+    updated = policies.update_competency(session, author="cli", key="stats", name="Statistics")
     assert updated.name == "Statistics"
     with pytest.raises(BadInput, match="name: must not be empty"):
-        policies.update_competency(session, key="stats", name="")
+        policies.update_competency(session, author="cli", key="stats", name="")
 
 
 def test_level_templates(session: Session) -> None:
     _, stats = setup_course(session)
     row = policies.set_level_template(
         session,
+        author="cli",
         competency_row=stats,
         level="advanced",
         validity_days=730,
@@ -92,7 +98,7 @@ def test_level_templates(session: Session) -> None:
         language="de",
     )
     again = policies.set_level_template(
-        session, competency_row=stats, level="advanced", eqf_level=7
+        session, author="cli", competency_row=stats, level="advanced", eqf_level=7
     )
     assert again.id == row.id and again.eqf_level == 7 and again.language == "de"
     for kw, message in [
@@ -102,13 +108,22 @@ def test_level_templates(session: Session) -> None:
         ({"level": "advanced", "validity_days": 0}, "validity_days: must be more than 0"),
     ]:
         with pytest.raises(BadInput, match=message):
-            policies.set_level_template(session, competency_row=stats, **kw)
+            policies.set_level_template(session, author="cli", competency_row=stats, **kw)
 
 
 def test_institution_versions_and_validation(session: Session) -> None:
     setup_course(session)
-    second = policies.save_institution(session, defaults=DEFAULTS, bounds={}, author="cli")
+    second = policies.save_institution(
+        session, defaults=DEFAULTS, bounds={}, author="cli", note="no bounds"
+    )
     assert second.version == 2
+    events = session.exec(select(AuditEvent).order_by(col(AuditEvent.id))).all()
+    assert [(e.actor, e.action, e.subject, e.detail) for e in events][-1] == (
+        "cli",
+        "policy.saved",
+        "policy:institution",
+        {"version": 2, "note": "no bounds"},
+    )
     with pytest.raises(BadInput) as caught:
         policies.save_institution(
             session, defaults={"levels": {"beginning": "x"}}, bounds={}, author="cli"
