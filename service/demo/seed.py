@@ -144,13 +144,19 @@ def _policies(s: Session, course_id: int, sample: SampleCourse) -> None:
         row = policies_repo.competency_by_key(s, key)
         if row is None:
             row = policies.create_competency(
-                s, key=key, name=name, description=description, level_descriptions=outcomes
+                s,
+                key=key,
+                name=name,
+                author="demo",
+                description=description,
+                level_descriptions=outcomes,
             )
             for level, eqf in (("beginning", 3), ("intermediate", 4), ("advanced", 5)):
                 policies.set_level_template(
                     s,
                     competency_row=row,
                     level=level,
+                    author="demo",
                     title=f"{name} ({level})",
                     validity_days=3 * 365,
                     workload_hours=10.0,
