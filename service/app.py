@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
@@ -20,6 +22,31 @@ from service.sources import router as sources_router
 from service.web import admin, errors, health, instructor, learner, public
 
 log = logging.getLogger(__name__)
+
+# flows: evidence that arrives through the JSON API (push, CSV import) is evaluated at once.
+_EVIDENCE_POSTS = re.compile(r"^/api/(evidence|courses/\d+/evidence/import)$")
+
+
+def _evaluate_after_evidence(app: FastAPI) -> None:
+    from starlette.concurrency import run_in_threadpool
+
+    from service import flows
+
+    @app.middleware("http")
+    async def evaluate(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if (
+            request.method == "POST"
+            and response.status_code < 300
+            and _EVIDENCE_POSTS.match(request.url.path)
+        ):
+            await run_in_threadpool(
+                flows.evaluate_new_evidence,
+                request.app.state.engine,
+                settings=request.app.state.settings,
+                actor="system",
+            )
+        return response
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -62,6 +89,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # policies routers
     app.include_router(policies_router.router)
     # flows routers
+    _evaluate_after_evidence(app)
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)

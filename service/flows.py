@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from service import audit
 from service.assessment import canonical, engine, parse, stack
@@ -73,6 +73,8 @@ from service.sources import store, sync
 from service.sources.connectors.base import Fetched
 from service.sources.types import Asserter, LearnerRef, SyncReport, Verification
 from service.sources.types import VerificationEvent as SourceEvent
+
+log = logging.getLogger(__name__)
 
 # --- lti: record a launch ------------------------------------------------------------------
 
@@ -547,8 +549,54 @@ def evaluate_course(
             )
         if progress is not None:
             progress(done, len(people))
+    if person_ids is None:
+        latest = session.exec(
+            select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
+        ).one()
+        if latest is not None and latest > setup.evaluated_run_id:
+            setup = course_setup(session, course_id=course_id, create=True)
+            setup.evaluated_run_id = latest
+            session.add(setup)
     session.flush()
     return summary
+
+
+def courses_with_new_evidence(session: Session) -> list[int]:
+    """Courses whose evidence changed (an applied import, push or sync) since their last
+    evaluation of every learner."""
+    latest = (
+        select(ImportRun.course_id, func.max(ImportRun.id).label("run_id"))
+        .where(col(ImportRun.course_id).is_not(None), ImportRun.status == "applied")
+        .group_by(col(ImportRun.course_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(latest.c.course_id, latest.c.run_id, CourseSetup.evaluated_run_id).join(
+            CourseSetup, col(CourseSetup.course_id) == latest.c.course_id, isouter=True
+        )
+    ).all()
+    return sorted(int(c) for c, run, seen in rows if run > (seen or 0))
+
+
+def evaluate_new_evidence(engine_: Engine, *, settings: Settings, actor: str) -> dict[int, Summary]:
+    """Evaluate every course with evidence no evaluation has seen (after a CSV import or a
+    push to the API). One transaction per course; a course that fails is logged and left
+    for the next run."""
+    with db_session(engine_) as s:
+        pending = courses_with_new_evidence(s)
+    done: dict[int, Summary] = {}
+    for course_id in pending:
+        try:
+            with db_session(engine_, write=True) as s:
+                done[course_id] = evaluate_course(
+                    s, settings=settings, course_id=course_id, now=utcnow(), actor=actor
+                )
+                s.commit()
+        except ServiceError as exc:
+            log.warning(
+                "evaluation of course %s after new evidence failed: %s", course_id, exc.detail
+            )
+    return done
 
 
 def evaluate_learner(
@@ -1328,8 +1376,6 @@ def ags_poster(
 
 
 # --- launches --------------------------------------------------------------------------------
-
-log = logging.getLogger(__name__)
 
 
 def after_launch(

@@ -268,3 +268,47 @@ def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> Non
         for score in platform.state.scores(item.id)
     ]
     assert ("Investigating with data (competency level)", "u-learn-1", 3.0) in scores
+
+
+def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
+    from service import apitoken
+
+    with db_session(live.engine, write=True) as s:
+        _row, token = apitoken.create(
+            s, name="proctor", scopes=["evidence:write"], actor="test", now=utcnow()
+        )
+        s.commit()
+    learner = {"sub": "u-learn-5"}  # Ingrid: no results in the LMS
+    body = {
+        "course_id": live.course_id,
+        "results": [
+            {"learner": learner, "kind": "quiz", "item_id": "21", "score": 18, "max_score": 20},
+            {
+                "learner": learner,
+                "kind": "rubric_criterion",
+                "item_id": "11",
+                "criterion_id": "1",
+                "score": 3,
+                "max_score": 4,
+            },
+            {
+                "learner": learner,
+                "kind": "rubric_criterion",
+                "item_id": "11",
+                "criterion_id": "2",
+                "score": 3,
+                "max_score": 4,
+            },
+        ],
+    }
+    import httpx
+
+    with httpx.Client(base_url=live.tool_url, timeout=60) as http:
+        answer = http.post(
+            "/api/evidence", json=body, headers={"authorization": f"Bearer {token}"}
+        )
+    assert answer.status_code < 300, answer.text
+    [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
+    assert (award.level, award.state) == ("intermediate", "issued")
+    with db_session(live.engine) as s:
+        assert flows.courses_with_new_evidence(s) == []

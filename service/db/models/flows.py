@@ -39,6 +39,9 @@ class CourseSetup(SQLModel, table=True):
     stacks: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSONType, nullable=False)
     )
+    # The newest import run (CSV, push, sync) the course was evaluated after; a newer one
+    # means evidence arrived that no evaluation has seen yet.
+    evaluated_run_id: int = 0
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 

@@ -29,6 +29,7 @@ def upgrade() -> None:
     sa.Column('on_lower', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
     sa.Column('approval_required', sa.Boolean(), nullable=False),
     sa.Column('stacks', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('evaluated_run_id', sa.Integer(), nullable=False),
     sa.Column('updated_at', service.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['course_id'], ['course.id'], name=op.f('fk_course_setup_course_id_course')),
     sa.ForeignKeyConstraint(['source_connection_id'], ['source_connection.id'], name=op.f('fk_course_setup_source_connection_id_source_connection')),
