@@ -304,9 +304,7 @@ def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
     import httpx
 
     with httpx.Client(base_url=live.tool_url, timeout=60) as http:
-        answer = http.post(
-            "/api/evidence", json=body, headers={"authorization": f"Bearer {token}"}
-        )
+        answer = http.post("/api/evidence", json=body, headers={"authorization": f"Bearer {token}"})
     assert answer.status_code < 300, answer.text
     [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
     assert (award.level, award.state) == ("intermediate", "issued")
