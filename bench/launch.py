@@ -523,14 +523,15 @@ def report(results: dict[str, Result], args: argparse.Namespace) -> None:
     )
     head = (
         f"{'target':36} {'launches/s':>10} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'srv CPU ms/launch':>18} {'PG CPU ms':>9} {'errors':>7}  flow"
+        f"{'srv CPU ms/launch':>18} {'PG CPU ms':>9} {'client CPU ms':>13} {'errors':>7}  flow"
     )
     print(head)
     print("-" * len(head))
     for r in results.values():
         print(
             f"{r.name:36} {r.rate:10.1f} {r.pct(50):8.1f} {r.pct(95):8.1f} "
-            f"{r.cpu_ms_per_launch:18.2f} {r.db_cpu_ms_per_launch:9.2f} {r.errors:7d}  {r.note}"
+            f"{r.cpu_ms_per_launch:18.2f} {r.db_cpu_ms_per_launch:9.2f} "
+            f"{1000 * r.client_cpu / max(r.launches, 1):13.2f} {r.errors:7d}  {r.note}"
         )
         if r.steps:
             medians = ", ".join(

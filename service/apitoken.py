@@ -24,6 +24,9 @@ __all__ = ["SCOPES", "Unauthenticated", "authenticate", "create", "require", "to
 SCOPES = {
     "evidence:write": "post results and verification events, import CSV files",
     "evidence:read": "read a course's evidence",
+    "credentials:write": "issue, revoke and unrevoke credentials",
+    "policies:admin": "edit the competency catalogue, institution policy and course policies",
+    "delivery:admin": "configure repositories, watch, retry and cancel deliveries",
 }
 _TOKEN_RE = re.compile(r"^mct_([A-Za-z0-9]{12})_([A-Za-z0-9_-]{43})$")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 import service
-from service import secretbox
+from service import deps, secretbox
 from service.db.engine import make_engine
 from service.delivery import router as delivery_router
 from service.issuer import router as issuer_router
@@ -93,4 +94,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)
+    # assessment routers
+    app.include_router(
+        policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
+    )
     return app

@@ -510,6 +510,41 @@ def outbox_list(
         )
 
 
+@outbox_app.command("show")
+def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
+    """One row with every attempt: when, what was sent, what came back, why it failed."""
+    from sqlmodel import select
+
+    from service.db.models import DeliveryAttempt
+    from service.delivery import outbox
+    from service.errors import ServiceError
+
+    with _outbox_session() as s:
+        try:
+            row = outbox.get(s, ref)
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(1) from exc
+        typer.echo(f"{row.id} {row.uuid} {row.kind} credential={row.credential_id}")
+        typer.echo(
+            f"status={row.status} attempts={row.attempts}/{row.max_attempts} "
+            f"due={row.due_at:%Y-%m-%d %H:%M:%S} uncertain={row.uncertain}"
+        )
+        if row.last_error:
+            typer.echo(f"last error: {row.last_error}")
+        col = DeliveryAttempt.__table__.c  # type: ignore[attr-defined]
+        for a in s.exec(
+            select(DeliveryAttempt).where(col.outbox_message_id == row.id).order_by(col.id)
+        ).all():
+            typer.echo(
+                f"  #{a.number} {a.started_at:%H:%M:%S} {a.duration_ms} ms {a.outcome}"
+                + (f" HTTP {a.response_status}" if a.response_status else "")
+                + (f" - {a.error_code}: {a.error_detail}" if a.error_code else "")
+            )
+            for line in a.request_summary.splitlines():
+                typer.echo(f"      {line}")
+
+
 def _outbox_action(action: str, ref: str) -> None:
     from service.delivery import outbox
     from service.errors import ServiceError

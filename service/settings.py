@@ -55,9 +55,6 @@ class Settings(BaseSettings):
     status_list_size: int = Field(
         default=131072, ge=131072, multiple_of=8, description="Entries per revocation list."
     )
-    issuer_api_token: SecretStr | None = Field(
-        default=None, description="Bearer token of /api/credentials until shared API tokens land."
-    )
     dynamic_registration_key: SecretStr | None = None
 
     @property

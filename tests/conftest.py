@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,11 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
-from service import secretbox
+from service import apitoken, secretbox
 from service.app import create_app
 from service.db import migrate
 from service.db.base import metadata
 from service.db.engine import make_engine
+from service.db.engine import session as db_session
+from service.db.types import utcnow
 from service.settings import Settings
 
 LANE = os.environ.get("MICROCRED_TEST_DB", "sqlite")
@@ -114,3 +116,22 @@ def app(settings: Settings, engine: Engine) -> FastAPI:
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, base_url="https://tool.test") as c:
         yield c
+
+
+@pytest.fixture
+def api_headers(engine: Engine) -> Callable[..., dict[str, str]]:
+    """Make a real API token with the given scopes; returns the Authorization header."""
+
+    def make(*scopes: str) -> dict[str, str]:
+        with db_session(engine, write=True) as s:
+            _, plain = apitoken.create(
+                s,
+                name=f"test-{uuid.uuid4().hex[:8]}",
+                scopes=list(scopes),
+                actor="test",
+                now=utcnow(),
+            )
+            s.commit()
+        return {"Authorization": f"Bearer {plain}"}
+
+    return make

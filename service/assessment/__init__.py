@@ -11,6 +11,7 @@ Modules:
     stack       evaluate_stack(held, stack_policy) -> StackDecision
     parse       documents (from JSON/YAML) to policies and evidence, and back
     bounds      institution bounds on what instructors may change
+    policyfile  whole policy files: one policy, a list, or defaults + bounds + overrides
     canonical   canonical JSON, evidence and policy hashes, decisions as data
 
 Errors: ``AssessmentError`` (``PolicyError``, ``EvidenceError``, ``BoundsError``), all

@@ -399,17 +399,17 @@ def _verification_rule(
     elif not standing:
         reason = f"{head}; there are no counted results yet."
     else:
-        # Closest to the requirement first: the best-verified sittings, then the best scores.
-        sources = sorted([ev for s in standing for ev in s.sources], key=_CLOSEST, reverse=True)
-        shown = [
-            f"{_name(ev, labels)} was {_DESCRIBED[ev.verification]}" for ev in sources[:_SHOWN]
-        ]
+        # Name the sitting closest to the requirement: the best verified, then the best score.
+        sources = [ev for s in standing for ev in s.sources]
+        closest = max(sources, key=_CLOSEST)
+        name, described = _name(closest, labels), _DESCRIBED[closest.verification]
         if len(sources) == 1:
-            reason = f"{head}; your {shown[0]}."
+            reason = f"{head}; your {name} was {described}."
         else:
-            more = len(sources) - _SHOWN
-            listed = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-            reason = f"{head}; none of yours was: {listed}."
+            reason = (
+                f"{head}; none of your {len(sources)} results was such a sitting; "
+                f"the best-verified was {name}: {described}."
+            )
     return RuleResult(RuleKind.VERIFICATION, level, False, reason)
 
 

@@ -135,6 +135,10 @@ _new = tuple.__new__
 _FRACTION = operator.attrgetter("fraction")
 
 
+def _fractions(group: list[Evidence]) -> list[float]:
+    return [ev.fraction for ev in group]
+
+
 def standings(
     ordered: Iterable[Evidence], grading: AttemptGrading
 ) -> tuple[list[Standing], list[Evidence]]:
@@ -145,37 +149,35 @@ def standings(
     which one stands (Moodle's quiz grading methods); with ``AVERAGE`` all of them do.
     """
     ordered = list(ordered)
-    if len({ev.item for ev in ordered}) == len(ordered):  # one result per item: the usual case
+    latest = {ev.item: ev for ev in ordered}  # oldest first in, so the last one wins
+    if len(latest) == len(ordered):  # one result per item: the usual case
         single = [_new(Standing, (ev.at or NO_TIME, ev.item, ev.fraction, (ev,))) for ev in ordered]
         single.sort()
         return single, []
-    by_item: dict[str, list[Evidence]] = {}
-    for ev in ordered:
-        group = by_item.get(ev.item)
-        if group is None:
-            by_item[ev.item] = [ev]
-        else:
-            group.append(ev)
-    result: list[Standing] = []
-    passed_over: list[Evidence] = []
-    for item, group in by_item.items():
-        last = group[-1]
-        if len(group) == 1:
-            result.append(_new(Standing, (last.at or NO_TIME, item, last.fraction, (last,))))
-            continue
-        chosen: tuple[Evidence, ...]
-        if grading is AttemptGrading.AVERAGE:
-            chosen = tuple(group)
-            value = sum(ev.fraction for ev in group) / len(group)
-        elif grading is AttemptGrading.HIGHEST:
-            best = max(group, key=_FRACTION)
-            chosen, value = (best,), best.fraction
-        elif grading is AttemptGrading.FIRST:
-            chosen, value = (group[0],), group[0].fraction
-        else:
-            chosen, value = (last,), last.fraction
-        result.append(_new(Standing, (last.at or NO_TIME, item, value, chosen)))
-        if len(chosen) == 1:
-            passed_over.extend([ev for ev in group if ev is not chosen[0]])
+    if grading is AttemptGrading.AVERAGE:
+        groups: dict[str, list[Evidence]] = {}
+        for ev in ordered:
+            groups.setdefault(ev.item, []).append(ev)
+        averaged = [
+            _new(
+                Standing,
+                (latest[item].at or NO_TIME, item, sum(_fractions(g)) / len(g), tuple(g)),
+            )
+            for item, g in groups.items()
+        ]
+        averaged.sort()
+        return averaged, []
+    # One attempt stands per item; later entries win in a dict built from a sequence.
+    if grading is AttemptGrading.HIGHEST:
+        # by score, and among equal scores the earliest attempt last, so it wins
+        chosen = {ev.item: ev for ev in sorted(reversed(ordered), key=_FRACTION)}
+    elif grading is AttemptGrading.FIRST:
+        chosen = {ev.item: ev for ev in reversed(ordered)}
+    else:
+        chosen = latest
+    result = [
+        _new(Standing, (latest[item].at or NO_TIME, item, ev.fraction, (ev,)))
+        for item, ev in chosen.items()
+    ]
     result.sort()
-    return result, passed_over
+    return result, [ev for ev in ordered if chosen[ev.item] is not ev]

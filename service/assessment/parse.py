@@ -305,6 +305,9 @@ def days(value: Any, field: str) -> int:
 
 # --- policies -----------------------------------------------------------------------
 
+_WEIGHT_NAMES = ("weight", "decay_weight", "calculation_int", "decay", "recent_weight")
+_N_NAMES = ("n", "times", "mastery_times", "n_times", "mastery_count")
+
 POLICY_KEYS = (
     "competency",
     "version",
@@ -343,9 +346,9 @@ def read_layer(doc: Any, path: str = "") -> Layer:
             layer.setdefault("name" if key in ("name", "title") else "description", got[0])
     if got := r.take("aggregation", "calculation_method", "method", "calculation"):
         _read_aggregation(got[0], got[1], layer)
-    if got := r.take("weight", "decay_weight", "calculation_int"):
+    if got := r.take(*_WEIGHT_NAMES):
         layer["weight"] = parse_fraction(got[0], got[1])
-    if got := r.take("n", "times", "mastery_times"):
+    if got := r.take(*_N_NAMES):
         layer["n"] = integer(got[0], got[1], PolicyError)
     if got := r.take("levels", "bands", "level_bands"):
         layer["levels"] = _read_levels(got[0], got[1])
@@ -397,9 +400,9 @@ def _read_aggregation(value: Any, path: str, layer: Layer) -> None:
         r = Reader(value, path, PolicyError)
         if got := r.take("method", "name", "calculation_method"):
             layer["aggregation"] = choice(got[0], got[1], PolicyError, AGGREGATIONS)
-        if got := r.take("weight", "decay_weight", "calculation_int"):
+        if got := r.take(*_WEIGHT_NAMES):
             layer["weight"] = parse_fraction(got[0], got[1])
-        if got := r.take("n", "times"):
+        if got := r.take(*_N_NAMES):
             layer["n"] = integer(got[0], got[1], PolicyError)
         r.finish(("method", "weight", "n"))
     else:

@@ -67,6 +67,8 @@ class CredentialSnapshot:
     ags: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
+        if self.issued_at.tzinfo is None:
+            raise ValueError("issued_at must be timezone-aware (Credly needs the offset)")
         p: dict[str, Any] = {
             "credential_id": self.credential_id,
             "recipient_email": self.recipient_email,
@@ -157,9 +159,16 @@ class _Reach:
 
 
 def _withdraw(
-    session: Session, credential_id: str, now: dt.datetime, repository_id: int | None = None
+    session: Session,
+    credential_id: str,
+    now: dt.datetime,
+    repository_id: int | None = None,
+    keep_level: str | None = None,
 ) -> list[_Reach]:
-    """Cancel undelivered issue rows and report, per repository, what may have arrived."""
+    """Cancel undelivered issue rows and report, per repository, what may have arrived.
+
+    Rows for ``keep_level`` are left alone (an upgrade to that level was already queued).
+    """
     q = select(OutboxMessage).where(
         C.credential_id == credential_id, C.kind.in_(ISSUE_KINDS), C.repository_id.is_not(None)
     )
@@ -173,6 +182,8 @@ def _withdraw(
             repo = session.get(DeliveryRepository, row.repository_id)
             assert repo is not None
             reach = by_repo[row.repository_id] = _Reach(repo)
+        if keep_level is not None and row.payload.get("level") == keep_level:
+            continue
         leased = row.lease_expires_at is not None and row.lease_expires_at > now
         if row.status in ("pending", "held") and not leased:
             changed = session.execute(
@@ -301,7 +312,7 @@ def propagate_upgrade(
     now = now or utcnow()
     cid, level = snapshot.credential_id, snapshot.level
     rows: list[OutboxMessage] = []
-    for reach in _withdraw(session, cid, now):
+    for reach in _withdraw(session, cid, now, keep_level=level):
         repo = reach.repo
         dep = reach.in_flight.id if reach.in_flight else None
         base = _payload(_issue_kind(repo, snapshot) or "", snapshot)

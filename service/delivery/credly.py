@@ -93,16 +93,25 @@ class CredlyConnector:
         self, repo: RepositoryConfig, record: AttemptRecord, method: str, path: str, **kw: Any
     ) -> httpx.Response:
         assert repo.secret is not None
-        return http.request(
-            self._client,
-            method,
-            self._base(repo) + path,
-            record=record,
-            clock=self._clock,
-            auth=(repo.secret, ""),
-            headers={"Accept": "application/json"},
-            **kw,
-        )
+        try:
+            return http.request(
+                self._client,
+                method,
+                self._base(repo) + path,
+                record=record,
+                clock=self._clock,
+                auth=(repo.secret, ""),
+                headers={"Accept": "application/json"},
+                **kw,
+            )
+        except Rejected as exc:
+            if exc.status in (401, 403):
+                exc.detail += (
+                    f" - the organisation token of {repo.name!r} was refused (expired after "
+                    "180 days, or revoked): create a new one in Credly (Developers settings), "
+                    "run `microcred repository update ID --new-secret`, then retry the rows"
+                )
+            raise
 
     def find(
         self, repo: RepositoryConfig, record: AttemptRecord, *, issuer_earner_id: str
@@ -171,13 +180,15 @@ class CredlyConnector:
         try:
             resp = self._send(repo, record, "POST", "/badges", json=body, what="issue")
         except Rejected as exc:
-            if exc.status != 422 or "already" not in exc.excerpt.lower():
+            text = exc.excerpt.lower()
+            if exc.status not in (409, 422) or not ("already" in text or "duplicate" in text):
                 raise
             # Duplicate refusal: success only if the badge is ours (same earner id).
             live = self._live(self.find(repo, record, issuer_earner_id=earner), template_id)
             if live is None:
                 raise Rejected(
-                    f"Credly refused the badge as a duplicate, but no badge with earner id "
+                    f"Credly refused the badge as a duplicate ({exc.status}), but no badge with "
+                    f"earner id "
                     f"{earner} exists: the recipient {item['recipient_email']} already holds "
                     "this template from another issuance",
                     status=422,

@@ -402,9 +402,10 @@ def finish_many(
                     "outcome": outcome,
                     "request_summary": "\n".join(record.requests)[:4000],
                     "response_status": status,
-                    "response_excerpt": (
-                        record.response_excerpt or (error.excerpt if error else "")
-                    )[:500],
+                    # Bodies only for failures: a success body repeats the learner's data.
+                    "response_excerpt": ""
+                    if error is None
+                    else (error.excerpt or record.response_excerpt)[:500],
                     "error_code": None if error is None else error.code,
                     "error_detail": None if error is None else error.detail[:2000],
                     "retry_after_seconds": None if error is None else error.retry_after,

@@ -192,13 +192,13 @@ class Worker:
                     try:
                         self._warn_tokens()
                         jobs = self._claim(min(free, self.batch))
+                        repos = self._repositories(jobs) if jobs else {}
                     except Exception:  # the database went away for a moment: wait, go on
+                        # (rows claimed just now wait for their lease to expire)
                         log.exception("delivery worker could not claim rows")
                         jobs = []
                     claimed = len(jobs)
-                    if jobs:
-                        repos = self._repositories(jobs)
-                        inflight |= {self._pool.submit(self._deliver, j, repos) for j in jobs}
+                    inflight |= {self._pool.submit(self._deliver, j, repos) for j in jobs}
                 if not inflight:
                     if idle_exit:
                         return

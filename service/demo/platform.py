@@ -255,6 +255,7 @@ class DemoPlatform:
         member = self.course.member(intent.user_id)
         assert member is not None  # intents are only made for members
         claims = self.id_token_claims(member, intent=intent, nonce=nonce, now=now)
+        self.state.record_claims(member.user_id, claims)
         fields = {"id_token": jws.sign(claims, self.key, headers={"typ": "JWT"})}
         if state:
             fields["state"] = state

@@ -125,6 +125,17 @@ def launch(
     return pages.autopost(platform.config.tool.login_url, fields, label="Starting the tool…")
 
 
+@router.get("/launches/last")
+def last_launch(platform: PlatformDep, as_user: Annotated[str, Query(alias="as")]) -> JSONResponse:
+    """The claims of the last id_token signed for a member (to show what the LMS sent)."""
+    claims = platform.state.last_claims(as_user)
+    if claims is None:
+        raise NotFound("no launch yet for this member")
+    return JSONResponse(
+        {"kid": platform.key.kid, "claims": claims}, headers={"Cache-Control": "no-store"}
+    )
+
+
 @router.get("/grades", response_class=HTMLResponse)
 def grades(request: Request, platform: PlatformDep) -> HTMLResponse:
     """The gradebook: the tool's line items and the scores it posted."""

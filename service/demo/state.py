@@ -82,6 +82,7 @@ class DemoState:
         self._line_items: dict[str, LineItem] = {}
         self._scores: dict[tuple[str, str], Score] = {}
         self._links: list[PlacedLink] = []
+        self._last_claims: dict[str, dict[str, Any]] = {}
         self._ids = itertools.count(1)
 
     # --- launch intents (lti_message_hint) ---
@@ -198,6 +199,16 @@ class DemoState:
             return sorted(
                 (s for (i, _), s in self._scores.items() if i == item_id), key=lambda s: s.user_id
             )
+
+    # --- what the LMS last sent each member (shown on the course page) ---
+
+    def record_claims(self, user_id: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._last_claims[user_id] = claims
+
+    def last_claims(self, user_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self._last_claims.get(user_id)
 
     # --- deep-linked content ---
 

@@ -6,7 +6,6 @@ verifiers (wallet web apps, VerifierPlus) can fetch them.
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Annotated, Any
 
@@ -15,11 +14,12 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
+from service import deps
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
 from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
-from service.errors import BadInput, NotFound, ServiceError
+from service.errors import BadInput, NotFound
 from service.issuer import contexts, keys, repository, service
 from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
 from service.issuer.types import VerificationReport
@@ -33,14 +33,6 @@ PUBLIC = {"Access-Control-Allow-Origin": "*"}
 VC_LD = "application/vc+ld+json"
 VC_JWT = "application/vc+jwt"
 MAX_VERIFY_BYTES = 1_000_000
-
-
-class Unauthorized(ServiceError):
-    """No or a wrong API token."""
-
-    code = "unauthorized"
-    status_code = 401
-    title = "Sign in required"
 
 
 def _ring(engine: Any, settings: Settings) -> keys.Keyring:
@@ -129,22 +121,9 @@ async def verify_credential(request: Request) -> JSONResponse:
     return JSONResponse(report.as_dict())
 
 
-def api_actor(settings: SettingsDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    """Bearer-token check of the issuer API until the project-wide API tokens land.
-
-    The lead replaces this dependency with the shared token check (``microcred token
-    create``); it only accepts ``MICROCRED_ISSUER_API_TOKEN`` meanwhile.
-    """
-    expected = settings.issuer_api_token.get_secret_value() if settings.issuer_api_token else ""
-    if not expected:
-        raise Unauthorized(
-            "the issuer API is disabled",
-            hint="Set MICROCRED_ISSUER_API_TOKEN and send it as 'Authorization: Bearer …'.",
-        )
-    scheme, _, token = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise Unauthorized("missing or wrong API token", hint="Send 'Authorization: Bearer …'.")
-    return "api-token:issuer"
+def api_actor(request: Request, token: deps.ApiTokenDep) -> str:
+    """The issuing API needs an API token with the ``credentials:write`` scope."""
+    return deps.api_scope("credentials:write")(request, token)
 
 
 ActorDep = Annotated[str, Depends(api_actor)]

@@ -7,6 +7,7 @@ the field at fault. Nothing is stored: this is the rules engine on its own.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -97,9 +98,10 @@ def run(
         try:
             decisions.append(engine.evaluate([ev for ev, _ in group], policy, when))
         except EvidenceError as exc:
-            index, _, rest = exc.field.partition("].")
-            where = group[int(index.removeprefix("evidence["))][1]
-            raise evidence_file.error(f"{where}.{rest}", exc.message) from None
+            # "evidence[i].field", i the position in this learner's group: back to the file
+            match = re.fullmatch(r"evidence\[(\d+)\]\.(.+)", exc.field)
+            field = f"{group[int(match[1])][1]}.{match[2]}" if match else exc.field
+            raise evidence_file.error(field, exc.message) from None
         except PolicyError as exc:
             prefix = by_competency[policy.competency]
             field = f"{prefix}.{exc.field}" if prefix else exc.field

@@ -25,8 +25,8 @@ FormatQuery = Annotated[str, Query(pattern="^(json|yaml)$", description="json or
 
 
 def _author(request: Request) -> str:
-    # The lead wires authentication: replace with the principal ("person:12", "api-token:3").
-    return "api"
+    # Set by the router-level API-token dependency the app mounts this router with.
+    return str(request.state.actor)
 
 
 def _version(row: PolicyVersion | None) -> schemas.PolicyVersionPublic | None:

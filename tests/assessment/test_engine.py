@@ -140,7 +140,7 @@ def test_verification_met_names_the_sittings() -> None:
     )
 
 
-def test_verification_reason_lists_the_closest_sittings_first() -> None:
+def test_verification_reason_names_the_closest_sitting() -> None:
     evidence = [
         ev("a", 95, days=9),
         ev("b", 90, days=8, verification=V.AUTHENTICATED),
@@ -151,9 +151,8 @@ def test_verification_reason_lists_the_closest_sittings_first() -> None:
     decision = engine.evaluate(evidence, policy(levels=ADVANCED_VERIFIED), NOW)
     [failed] = decision.failed
     assert failed.reason == (
-        "Advanced needs a supervised, identity-verified sitting; none of yours was: "
-        "d was supervised without an identity check; b was unsupervised (signed in through "
-        "the LMS); c was unsupervised; and 2 more."
+        "Advanced needs a supervised, identity-verified sitting; none of your 5 results was such "
+        "a sitting; the best-verified was d: supervised without an identity check."
     )
 
 

@@ -240,6 +240,8 @@ def test_canonical_document_of_a_small_policy() -> None:
         ({"method": "n-number-of-times", "times": 3}, lambda p: p.n == 3),
         ({"aggregation": "Weighted Average", "calculation_int": 65}, lambda p: p.weight == 0.65),
         ({"aggregation": {"name": "n_times", "n": 4}}, lambda p: p.n == 4),
+        ({"aggregation": {"method": "decaying", "decay": 0.5}}, lambda p: p.weight == 0.5),
+        ({"aggregation": "n_mastery", "mastery_count": 2}, lambda p: p.n == 2),
         ({"bands": {"beginning": 50}}, lambda p: Level.BEGINNING in p.levels),
         ({"overall_minimum": 25}, lambda p: p.minimum_score == 0.25),
         (

@@ -146,6 +146,8 @@ def test_cli_outbox_commands(
         assert r.exit_code == 1 and "is cancelled" in r.output
         r = runner.invoke(cli_app, ["outbox", "list", "--json", "--status", "cancelled"])
         assert json.loads(r.output)["items"][0]["uuid"] == row.uuid
+        r = runner.invoke(cli_app, ["outbox", "show", row.uuid])
+        assert r.exit_code == 0 and "status=cancelled" in r.output
         r = runner.invoke(cli_app, ["outbox", "retry", "999999"])
         assert r.exit_code == 1 and "no outbox row" in r.output
         r = runner.invoke(cli_app, ["repository", "list"])

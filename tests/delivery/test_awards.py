@@ -192,6 +192,12 @@ def test_upgrade_replaces_delivered_and_swaps_undelivered(engine: Engine) -> Non
     with db_session(engine) as s:
         old6 = [r for r in _rows(s, c6) if r.payload["level"] == "beginning"]
     assert {r.status for r in old6} == {"cancelled"}
+    # The same upgrade again (a re-evaluation) changes nothing.
+    with db_session(engine, write=True) as s:
+        again = awards.propagate_upgrade(s, snapshot=snapshot(6, level="advanced"))
+        s.commit()
+    assert sorted(r.id for r in again) == sorted(r.id for r in up6)
+    assert {r.status for r in again} == {"pending"}
 
 
 def test_email_change_after_delivery_is_shown_and_can_be_resent(engine: Engine) -> None:

@@ -6,6 +6,8 @@ no request before its Retry-After, and the failure visible on the attempt rows.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,7 +19,7 @@ from sqlmodel import select
 
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, OutboxMessage
-from service.delivery import awards, outbox
+from service.delivery import awards, outbox, repositories
 from service.delivery.credly import CredlyConnector
 from service.delivery.worker import Worker
 from tests.delivery.conftest import (
@@ -91,6 +93,7 @@ def test_issue_sends_documented_fields(
     assert a.outcome == "delivered" and a.response_status == 201
     assert "POST /v1/organizations/org-1/badges (issue) -> 201" in a.request_summary
     assert "test-org-token" not in a.request_summary
+    assert a.response_excerpt == ""  # a success body repeats the learner's data: not kept
 
 
 @pytest.mark.parametrize(
@@ -107,6 +110,8 @@ def test_one_fault_then_exactly_one_badge(
     first, last = attempts(engine)[0], attempts(engine)[-1]
     assert first.outcome in ("retry", "uncertain") and first.error_detail
     assert last.outcome == "delivered"
+    if outcome.startswith("500"):
+        assert first.response_status == 500 and "Internal server error" in first.response_excerpt
     if outcome.endswith("_applied"):
         # The effect happened: the retry found it by checking, and sent no second POST.
         assert "(check)" in last.request_summary and "(issue)" not in last.request_summary
@@ -178,7 +183,7 @@ def test_duplicate_of_someone_elses_badge_is_a_visible_dead_letter(
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"secret": "wrong-token"}, "401"),
+        ({"secret": "wrong-token"}, "repository update ID --new-secret"),
         ({"config": {"templates": {"py:beginning": "no-such-template"}}}, "not active"),
         ({"config": {"templates": {}}}, "no Credly badge template"),
     ],
@@ -266,3 +271,56 @@ def test_worker_does_not_send_when_its_lease_is_about_to_expire(
     assert fake.state()["requests"] == []
     [a] = attempts(engine)
     assert a.outcome == "retry" and "lease" in (a.error_detail or "")
+
+
+def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -> None:
+    # A proxy answers HTML after Credly applied the request; the next attempt checks first.
+    now = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+    badges: list[dict[str, Any]] = []
+    seen: list[str] = []
+
+    def credly(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "POST":
+            data = json.loads(request.content)
+            badges.append(
+                {
+                    "id": "b1",
+                    "state": "pending",
+                    "badge_template": {"id": data["badge_template_id"]},
+                    "issuer_earner_id": data["issuer_earner_id"],
+                }
+            )
+            return httpx.Response(200, text="<html>Bad gateway page</html>")
+        return httpx.Response(200, json={"data": badges, "metadata": {"next_page_url": None}})
+
+    with db_session(engine, write=True) as s:
+        repositories.create(
+            s,
+            kind="credly",
+            name="C",
+            secret="t",
+            config={
+                "organization_id": "o",
+                "environment": "sandbox",
+                "templates": {"py:beginning": "T"},
+            },
+        )
+        awards.enqueue_issue(s, snapshot=snapshot(1), now=now)
+        s.commit()
+    w = Worker(
+        engine,
+        [CredlyConnector(httpx.Client(transport=httpx.MockTransport(credly)), clock=lambda: now)],
+        clock=lambda: now,
+    )
+    _WORKERS.append(w)
+    w.run_once()
+    with db_session(engine, write=True) as s:
+        row = s.exec(select(OutboxMessage)).one()
+        assert row.status == "pending" and row.uncertain
+        assert "unexpected error" in (row.last_error or "")
+        row.due_at = now
+        s.commit()
+    w.run_once()
+    assert seen == ["POST", "GET"] and len(badges) == 1
+    assert statuses(engine) == {"delivered": 1}

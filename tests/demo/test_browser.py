@@ -269,8 +269,12 @@ def test_launch_state_travels_through_platform_storage_when_no_cookie_survives(
 
 
 def test_instructor_launch_lands_on_the_instructor_page(browser: Any, demo: Demo) -> None:
-    _, frame = _launch(browser, demo, "launch-instructor")
+    page, frame = _launch(browser, demo, "launch-instructor")
     expect_landing(frame, "Grace Hopper", "instructor")
+    page.get_by_text("What the LMS sent to the tool").click()
+    claims = page.get_by_test_id("launch-claims")
+    expect(claims).to_contain_text('"sub": "u-instr-1"')
+    expect(claims).to_contain_text("membership#Instructor")
 
 
 def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo) -> None:

@@ -83,6 +83,15 @@ def test_auth_answers_with_a_signed_id_token_for_the_launching_learner(lms: Lms)
     assert 0 < claims["exp"] - claims["iat"] <= 300
 
 
+def test_the_course_page_can_show_the_last_claims_sent(lms: Lms) -> None:
+    assert lms.client.get("/launches/last", params={"as": "u-learn-4"}).status_code == 404
+    fields = lms.launch_fields("u-learn-4")
+    lms.client.post("/auth", data=lms.auth_params(fields))
+    shown = lms.client.get("/launches/last", params={"as": "u-learn-4"}).json()
+    assert shown["kid"] == lms.platform.key.kid
+    assert shown["claims"]["sub"] == "u-learn-4" and shown["claims"]["nonce"] == "nonce-456"
+
+
 def test_auth_by_get_works_like_post(lms: Lms) -> None:
     fields = lms.launch_fields("u-instr-1")
     page = lms.client.get("/auth", params=lms.auth_params(fields))

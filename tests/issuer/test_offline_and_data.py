@@ -8,7 +8,6 @@ from importlib import resources
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from service.db.engine import session
@@ -69,9 +68,7 @@ def test_issue_and_verify_with_the_network_cut(
 
 
 def test_rs256_jwt_when_configured(engine: Engine, settings: Settings) -> None:
-    rs = settings.model_copy(
-        update={"issuer_jwt_algorithm": "RS256", "issuer_api_token": SecretStr("x" * 20)}
-    )
+    rs = settings.model_copy(update={"issuer_jwt_algorithm": "RS256"})
     with session(engine, write=True) as s:
         row = service.issue(s, settings=rs, award=samples.award(), now=samples.NOW, actor="t")
         s.commit()

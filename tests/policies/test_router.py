@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -19,6 +21,22 @@ DEFAULTS: dict[str, Any] = {
     }
 }
 BOUNDS: dict[str, Any] = {"levels": {"intermediate": {"threshold": {"min": "60%"}}}}
+
+
+@pytest.fixture
+def client(client: TestClient, api_headers: Callable[..., dict[str, str]]) -> TestClient:
+    """The test client, authenticated with an administrator's API token."""
+    client.headers.update(api_headers("policies:admin"))
+    return client
+
+
+def test_policy_api_needs_the_policies_scope(
+    client: TestClient, api_headers: Callable[..., dict[str, str]]
+) -> None:
+    anonymous = TestClient(client.app, base_url="https://tool.test")
+    assert anonymous.get("/api/policies/competencies").status_code == 401
+    wrong = anonymous.get("/api/policies/competencies", headers=api_headers("evidence:read"))
+    assert wrong.status_code == 403
 
 
 def make_course(engine: Engine) -> int:
