@@ -7,8 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
