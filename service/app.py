@@ -83,18 +83,19 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
     # delivery routers
-    app.include_router(delivery_router.router)
+    app.include_router(
+        delivery_router.router, dependencies=[Depends(deps.api_scope("delivery:admin"))]
+    )
     # sources routers
     app.include_router(sources_router.router)
     # policies routers
-    app.include_router(policies_router.router)
+    # assessment routers
+    app.include_router(
+        policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
+    )
     # flows routers
     _evaluate_after_evidence(app)
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)
-    # assessment routers
-    app.include_router(
-        policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
-    )
     return app

@@ -310,3 +310,19 @@ def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
     assert (award.level, award.state) == ("intermediate", "issued")
     with db_session(live.engine) as s:
         assert flows.courses_with_new_evidence(s) == []
+
+
+def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> None:
+    from service.db.models import Evidence, SourceConnection
+
+    with db_session(live.engine, write=True) as s:
+        conn = s.exec(select(SourceConnection)).one()
+        conn.access_token = "wrong-token"
+        s.add(conn)
+        s.commit()
+    tab, csrf = _instructor(live)
+    page = tab.post("/app/course/sync", {}, csrf=csrf)
+    assert page.status_code >= 400
+    assert "Moodle rejected the web service token (invalidtoken)" in page.text
+    assert "Create a new token for the service user" in page.text
+    assert _count(live, Evidence) == 0 and _count(live, Credential) == 0
