@@ -1,10 +1,11 @@
 """The delivery worker: a thin loop around ``outbox.claim`` → connector → ``outbox.finish``.
 
-One worker process claims a batch of due rows and works on them with a small thread pool
-(the HTTP calls are I/O bound: with 50 ms of repository latency one thread manages about
-20 deliveries a second, so a few threads per worker keep the database, not the network,
-the limit). Each row is finished in its own short transaction, so a crash loses at most the
-leases of the batch, which expire and are claimed again (and checked first).
+One worker process keeps a small thread pool busy (the HTTP calls are I/O bound: with
+50 ms of repository latency one thread manages about 20 deliveries a second). As threads
+free up it claims more rows (one transaction per group of claims) and records finished
+attempts in groups (one transaction per group), so the database work per delivery stays
+small. A crash loses at most the leases it holds; they expire, the rows are claimed again
+and, being uncertain, checked before anything is resent.
 """
 
 from __future__ import annotations

@@ -151,6 +151,10 @@ class DemoPlatform:
     def close(self) -> None:
         self._http.close()
 
+    def resource_link_ids(self) -> set[str]:
+        """The course's own microcred link and every link placed by deep linking."""
+        return {self.course.resource_link_id} | {link.id for link in self.state.links()}
+
     # --- keys ---
 
     def jwks(self) -> dict[str, Any]:

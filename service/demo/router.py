@@ -218,6 +218,7 @@ def names_and_roles(
     platform: PlatformDep,
     context_id: str,
     role: str | None = None,
+    rlid: str | None = None,
     limit: int | None = None,
     page: int = 1,
 ) -> Response:
@@ -226,6 +227,9 @@ def names_and_roles(
         request.headers.get("authorization"), any_of={Scope.NRPS}, now=time.time()
     )
     _check_context(platform, context_id)
+    if rlid is not None and rlid not in platform.resource_link_ids():
+        # NRPS 2.0 §2.3.2: members of one resource link; every member can open every link here.
+        raise BadInput(f"rlid {rlid[:80]!r} is not a resource link of this course")
     body, chunk = memberships(platform.config, platform.course, role=role, limit=limit, page=page)
     return _paged(request, body, MediaType.MEMBERSHIPS, chunk)
 
@@ -261,7 +265,7 @@ async def create_line_item(request: Request, context_id: str) -> Response:
     )
     _check_context(platform, context_id)
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
-    item = platform.state.add_line_item(**parse_lineitem(body, platform.course))
+    item = platform.state.add_line_item(**parse_lineitem(body, platform.resource_link_ids()))
     return JSONResponse(
         lineitem_json(platform.config, platform.course, item),
         status_code=201,
@@ -295,7 +299,9 @@ async def update_line_item(request: Request, context_id: str, item_id: str) -> R
     )
     _check_context(platform, context_id)
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
-    item = platform.state.update_line_item(item_id, **parse_lineitem(body, platform.course))
+    item = platform.state.update_line_item(
+        item_id, **parse_lineitem(body, platform.resource_link_ids())
+    )
     if item is None:
         raise NotFound(f"line item {item_id} does not exist")
     return JSONResponse(

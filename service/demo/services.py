@@ -122,7 +122,7 @@ def filter_lineitems(items: list[LineItem], query: Mapping[str, str | None]) -> 
     return items
 
 
-def parse_lineitem(body: Any, course: Course) -> dict[str, Any]:
+def parse_lineitem(body: Any, resource_link_ids: set[str]) -> dict[str, Any]:
     """Validate a line item (AGS 2.0 §3.2.2); returns the fields to store."""
     if not isinstance(body, dict):
         raise BadInput("the line item must be a JSON object")
@@ -138,7 +138,7 @@ def parse_lineitem(body: Any, course: Course) -> dict[str, Any]:
     ):
         raise BadInput("scoreMaximum is required and must be a number greater than 0")
     link = body.get("resourceLinkId") or ""
-    if link and link != course.resource_link_id:
+    if link and link not in resource_link_ids:
         raise BadInput(f"resourceLinkId {link!r} is not a resource link of this course")
     fields: dict[str, Any] = {"label": label.strip(), "score_maximum": float(maximum)}
     for key, attr in (("resourceId", "resource_id"), ("tag", "tag")):

@@ -1,8 +1,8 @@
 """Harness C of reference/security.md §3.7: worker processes SIGKILLed at random points.
 
-The parent spawns W worker processes (forkserver, so a respawn costs milliseconds and the
-kill rate is high), and every U(0, 2k) seconds SIGKILLs a random one and starts another,
-until no row is unfinished. Afterwards the fake Credly is asked what it holds: per job,
+The parent spawns W worker processes (forkserver, so a respawn costs milliseconds), and
+after every U(0, 2k) finished rows SIGKILLs a random one and starts another, until no row
+is unfinished. Afterwards the fake Credly is asked what it holds: per job,
 no live badge means lost, more than one means duplicate.
 """
 
@@ -89,7 +89,8 @@ def run(
     *,
     jobs: int,
     workers: int,
-    kill_every: float,
+    kill_every_rows: float,
+    min_kills: int = 100,
     seed: int = 1,
     lease_seconds: float = 3.0,
     threads: int = 4,
@@ -116,16 +117,36 @@ def run(
     t0 = time.monotonic()
     procs = [spawn() for _ in range(workers)]
     kills = 0
+
+    # Kills are paced by progress, not by the clock, so fast and slow machines see similar
+    # numbers: after every U(0, 2k) finished rows (k shrinks while fewer than ``min_kills``
+    # have happened, so they spread over the whole run), plus a random delay so the kill
+    # lands anywhere in a worker's claim / send / record cycle. While short of ``min_kills``
+    # a worker is also killed every U(0, 0.2) s without progress.
+    def interval(left: int) -> float:
+        k = kill_every_rows
+        if kills < min_kills:
+            k = min(k, left / (1.5 * (min_kills - kills)))
+        return rng.uniform(0, 2 * k)
+
+    next_kill = interval(jobs)
+    last_kill = time.monotonic()
     try:
-        while unfinished(engine):
+        while (left := unfinished(engine)) > 0:
             if time.monotonic() - t0 > timeout_s:
                 raise AssertionError(f"not drained after {timeout_s}s: {statuses(engine)}")
-            time.sleep(rng.uniform(0, 2 * kill_every))
+            stalled = kills < min_kills and time.monotonic() - last_kill > rng.uniform(0, 0.2)
+            if jobs - left < next_kill and not stalled:
+                time.sleep(0.01)
+                continue
+            time.sleep(rng.uniform(0, 0.02))
             i = rng.randrange(len(procs))
             procs[i].kill()  # SIGKILL
             procs[i].join()
             kills += 1
+            last_kill = time.monotonic()
             procs[i] = spawn()
+            next_kill = (jobs - left) + interval(left)
     finally:
         for p in procs:
             p.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,21 @@ from service.settings import Settings
 from tests.delivery.conftest import snapshot
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def client(client: TestClient, api_headers: Callable[..., dict[str, str]]) -> TestClient:
+    """The test client, authenticated with a delivery administrator's API token."""
+    client.headers.update(api_headers("delivery:admin"))
+    return client
+
+
+def test_delivery_api_needs_the_delivery_scope(
+    client: TestClient, api_headers: Callable[..., dict[str, str]]
+) -> None:
+    anonymous = TestClient(client.app, base_url="https://tool.test")
+    assert anonymous.get("/api/outbox").status_code == 401
+    assert anonymous.get("/api/outbox", headers=api_headers("evidence:write")).status_code == 403
 
 
 def _credly(client: TestClient, **kw: object) -> dict[str, object]:

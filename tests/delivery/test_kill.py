@@ -28,7 +28,7 @@ def _run(
     *,
     jobs: int,
     workers: int,
-    kill_every: float,
+    kill_every_rows: float,
 ) -> killharness.Report:
     fake.configure(mix=FAULTS, ra_max=1, hang_seconds=1.0, latency_ms=5, seed=3)
     credly_repo(engine, fake)
@@ -40,7 +40,7 @@ def _run(
         fake,
         jobs=jobs,
         workers=workers,
-        kill_every=kill_every,
+        kill_every_rows=kill_every_rows,
         unfinished=unfinished,
         statuses=statuses,
     )
@@ -62,7 +62,9 @@ def _check(report: killharness.Report, *, min_kills: int) -> None:
 def test_kill_sqlite_2000_deliveries(
     engine: Engine, database_url: str, master_key: bytes, fake: FakeCredly
 ) -> None:
-    report = _run(engine, database_url, master_key, fake, jobs=2000, workers=2, kill_every=0.2)
+    report = _run(
+        engine, database_url, master_key, fake, jobs=2000, workers=2, kill_every_rows=2000 / 150
+    )
     _check(report, min_kills=100)
 
 
@@ -71,5 +73,7 @@ def test_kill_sqlite_2000_deliveries(
 def test_kill_postgres_2000_deliveries_4_workers(
     engine: Engine, database_url: str, master_key: bytes, fake: FakeCredly
 ) -> None:
-    report = _run(engine, database_url, master_key, fake, jobs=2000, workers=4, kill_every=0.25)
+    report = _run(
+        engine, database_url, master_key, fake, jobs=2000, workers=4, kill_every_rows=2000 / 150
+    )
     _check(report, min_kills=100)

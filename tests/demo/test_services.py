@@ -499,6 +499,9 @@ def test_a_placed_link_is_listed_and_launches_with_its_id_and_custom_values(lms:
     assert claims[LTI + "custom"]["microcred_view"] == "home"
     missing = lms.client.get("/launch", params={"as": "u-learn-2", "link": "rl-nope"})
     assert missing.status_code == 400
+    # The placed link can carry its own grade column.
+    item_for_link = create_item(lms, lms.bearer([Scope.LINEITEM]), resourceLinkId=link.id)
+    assert item_for_link["resourceLinkId"] == link.id
 
 
 def test_a_placed_link_must_point_at_the_tool(lms: Lms) -> None:
@@ -507,3 +510,12 @@ def test_a_placed_link_must_point_at_the_tool(lms: Lms) -> None:
     resp = lms.client.post("/deep_linking/return", data={"JWT": jwt})
     assert resp.status_code == 400 and "tool&#39;s site" in resp.text
     assert lms.platform.state.links() == []
+
+
+def test_memberships_of_a_resource_link(lms: Lms) -> None:
+    headers = lms.bearer([Scope.NRPS])
+    url = f"{CTX}/names_and_roles"
+    ok = lms.client.get(url, params={"rlid": "rl-microcred-1"}, headers=headers)
+    assert ok.status_code == 200 and len(ok.json()["members"]) == 6
+    unknown = lms.client.get(url, params={"rlid": "rl-elsewhere"}, headers=headers)
+    assert unknown.status_code == 422 and "rlid" in unknown.json()["detail"]
