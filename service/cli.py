@@ -956,6 +956,8 @@ def course_reevaluate(
             s.commit()
     except ServiceError as exc:
         raise _fail(exc) from exc
+    finally:
+        engine.dispose()
     for problem in summary.problems:
         typer.echo(f"problem: {problem}", err=True)
     typer.echo(

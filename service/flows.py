@@ -385,19 +385,11 @@ class Row:
 
 
 def gap_text(decision: EngineDecision | None) -> str:
-    """What is missing for the next level, in words."""
+    """What is missing for the next level, in words: "For Advanced: <each failed rule>"."""
     if decision is None or decision.gap is None:
         return ""
-    gap = decision.gap
-    parts = [r.reason for r in gap.missing]
-    head = f"For {gap.level.label}"
-    if gap.score_needed is not None and gap.score_needed > 0:
-        head += f": {percent(gap.score_needed)} more"
-    return (
-        head
-        + (": " if parts and head.endswith(gap.level.label) else "; " if parts else "")
-        + ("; ".join(parts))
-    )
+    reasons = "; ".join(r.reason for r in decision.gap.missing)
+    return f"For {decision.gap.level.label}: {reasons}" if reasons else ""
 
 
 def course_learners(session: Session, *, course_id: int) -> list[Person]:
