@@ -196,6 +196,18 @@ def course_setup(session: Session, *, course_id: int, create: bool = False) -> C
     return row
 
 
+def _lock_course(session: Session, *, course_id: int) -> CourseSetup:
+    """The course's wiring row, locked until the transaction ends, so two evaluations of a
+    course (a launch and a re-evaluation, two workers) never both see "nothing held" and
+    issue twice. SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the
+    row lock (SELECT ... FOR UPDATE)."""
+    course_setup(session, course_id=course_id, create=True)
+    session.flush()
+    return session.exec(
+        select(CourseSetup).where(CourseSetup.course_id == course_id).with_for_update()
+    ).one()
+
+
 def set_award_rules(
     session: Session,
     *,
@@ -504,7 +516,7 @@ def evaluate_course(
     """
     if session.get(Course, course_id) is None:
         raise NotFound(f"no course {course_id}")
-    setup = course_setup(session, course_id=course_id)
+    setup = _lock_course(session, course_id=course_id)
     plans = _policies(session, course_id=course_id)
     people = [
         p
@@ -1014,7 +1026,9 @@ def approve(
     now: dt.datetime,
 ) -> Award:
     """Issue a credential that waits for approval."""
+    setup = _lock_course(session, course_id=course_id)
     pending = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(pending)
     if pending.state != "pending_approval":
         raise Conflict(f"award {award_id} is not waiting for approval (it is {pending.state})")
     person = session.get(Person, pending.person_id)
@@ -1031,7 +1045,7 @@ def approve(
     award = _issue(
         session,
         settings=settings,
-        setup=course_setup(session, course_id=course_id),
+        setup=setup,
         person=person,
         comp=comp,
         level=Level[pending.level.upper()],
@@ -1060,7 +1074,9 @@ def revoke_award(
     """Revoke an issued credential everywhere it went (the reason is shown to the earner)."""
     if not reason.strip():
         raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    _lock_course(session, course_id=course_id)
     award = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(award)
     if award.state != "issued":
         raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
     _revoke(session, settings=settings, award=award, reason=reason.strip(), actor=actor, now=now)

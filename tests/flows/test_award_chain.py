@@ -326,3 +326,36 @@ def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> N
     assert "Moodle rejected the web service token (invalidtoken)" in page.text
     assert "Create a new token for the service user" in page.text
     assert _count(live, Evidence) == 0 and _count(live, Credential) == 0
+
+
+def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Live) -> None:
+    import threading
+
+    pull = flows.fetch_course(live.engine, course_id=live.course_id)
+    with db_session(live.engine, write=True) as s:
+        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        s.commit()
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def run() -> None:
+        try:
+            start.wait(timeout=30)
+            with db_session(live.engine, write=True) as s:
+                flows.evaluate_course(
+                    s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
+                )
+                s.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    with db_session(live.engine) as s:
+        issued = s.exec(select(Award.person_id, Award.line_key).where(Award.state == "issued"))
+        lines = list(issued)
+    assert len(lines) == len(set(lines)) == 9  # 6 competency levels + 3 stacks, once each
