@@ -524,9 +524,17 @@ def evaluate_course(
         if person_ids is None or p.id in person_ids
     ]
     summary = Summary(learners=len(people))
+    by_person: dict[int, list[store.EvidenceRecord]] = {}
+    if person_ids is None or len(person_ids) > 1:  # one query for the course, not per learner
+        for r in store.list_evidence(session, course_id=course_id):
+            by_person.setdefault(r.person_id, []).append(r)
     for done, person in enumerate(people, start=1):
         assert person.id is not None
-        records = store.list_evidence(session, course_id=course_id, person_id=person.id)
+        records = (
+            by_person.get(person.id, [])
+            if person_ids is None or len(person_ids) > 1
+            else store.list_evidence(session, course_id=course_id, person_id=person.id)
+        )
         for comp, policy, eff in plans:
             _evaluate_one(
                 session,
