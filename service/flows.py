@@ -1556,6 +1556,9 @@ def save_competency_setup(
         subject=f"course:{course_id}",
         competency=competency_key,
     )
+    # Number the new rules now, in this write transaction, so pages that read them later
+    # find them and never have to write.
+    policies.effective(session, course_id=course_id, competency_row=comp)
 
 
 def add_competency(session: Session, *, course_id: int, competency_key: str, actor: str) -> None:
