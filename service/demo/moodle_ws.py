@@ -259,7 +259,9 @@ async def rest_server(request: Request) -> Response:
     platform = request.app.state.platform
     course: Course = platform.course
     form = {k: str(v) for k, v in (await request.form()).items()}
-    if not hmac.compare_digest(_one(form, "wstoken"), ws_token(platform.config.issuer)):
+    if not hmac.compare_digest(
+        _one(form, "wstoken").encode(), ws_token(platform.config.issuer).encode()
+    ):
         return _error("invalidtoken", "Invalid token - token not found")
     function = _one(form, "wsfunction")
     course_ids = {int(x) for x in _many(form, "courseids") if x.isdigit()}
