@@ -1334,6 +1334,16 @@ def has_source(session: Session, *, course_id: int) -> bool:
     return course_setup(session, course_id=course_id).source_connection_id is not None
 
 
+def last_sync(session: Session, *, course_id: int) -> dt.datetime | None:
+    """When results were last pulled from the LMS for this course (None: never)."""
+    return session.exec(
+        select(ImportRun.started_at)
+        .where(ImportRun.course_id == course_id, ImportRun.kind == "sync")
+        .order_by(col(ImportRun.started_at).desc())
+        .limit(1)
+    ).first()
+
+
 # --- gradebook write-back (AGS) --------------------------------------------------------------
 
 

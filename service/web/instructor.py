@@ -53,6 +53,7 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
         competencies = flows.course_competencies(s, course_id=course_id)
         items = flows.available_items(s, course_id=course_id)
         connected = flows.has_source(s, course_id=course_id)
+        synced_at = flows.last_sync(s, course_id=course_id) if connected else None
         setup = flows.course_setup(s, course_id=course_id)
         stacked: dict[int, list[Award]] = defaultdict(list)
         for award in s.exec(
@@ -83,6 +84,7 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
         "competencies": competencies,
         "items": items,
         "connected": connected,
+        "synced_at": synced_at,
         "setup": setup,
         "counts": counts,
         "verifications": [v for v in VerificationLevel if v >= VerificationLevel.SUPERVISED],

@@ -92,6 +92,14 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
 
 
+def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert "Results have not been pulled from the LMS yet" in tab.get("/app/course").text
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    page = tab.get("/app/course").text
+    assert "not been pulled" not in page and "Results last pulled from the LMS" in page
+
+
 def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) -> None:
     course_id = live.course_id
     pull = flows.fetch_course(live.engine, course_id=course_id)
