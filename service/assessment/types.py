@@ -358,6 +358,9 @@ class Policy:
     ladder: tuple[tuple[Level, LevelRule], ...] = field(init=False, compare=False, repr=False)
     labels: Mapping[str, str] = field(init=False, compare=False, repr=False)
     basis: str = field(init=False, compare=False, repr=False)  # the aggregation in words
+    # What the engine derives from the policy alone (reason texts per level, the recency
+    # window), built on the first evaluation and reused for every learner after it.
+    engine_plan: object = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.levels:
