@@ -185,7 +185,9 @@ def evaluate(
     gap: Gap | None = None
     if next_up is not None:
         level, threshold = next_up
-        missing = tuple([r for r in rules if not r.passed and r.level in (None, level)])
+        missing = tuple(
+            [r for r in rules if not r.passed and (r.level is None or r.level is level)]
+        )
         short = None
         if score is None or score + EPSILON < threshold:
             short = threshold - (score or 0.0)
