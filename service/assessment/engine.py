@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NamedTuple, NoReturn, cast
+from typing import NamedTuple, NoReturn
 
 from service.assessment.aggregate import aggregate
 from service.assessment.normalise import Standing, standings
@@ -46,6 +46,8 @@ __all__ = ["evaluate", "evaluate_all"]
 
 _ANY = VerificationLevel.UNSUPERVISED
 _ORDER = operator.attrgetter("order")
+# ``tuple.__new__`` builds a named tuple (rule results, the decision) without running its
+# Python-level ``__new__``: several are made per decision, at 50,000 decisions a second.
 _new = tuple.__new__
 _SEQUENCES = (list, tuple)
 _CLOSEST = operator.attrgetter("verification", "fraction")
@@ -59,6 +61,7 @@ class _Rung(NamedTuple):
 
     level: Level
     rule: LevelRule
+    threshold_text: str  # "65%"
     band: str  # "Intermediate needs a score of at least 65%"
     verification: str | None  # what the verification minimum asks; None: any sitting does
     floors: str | None  # what the floors ask; None: the level has none
@@ -73,18 +76,19 @@ class _Plan(NamedTuple):
 
 
 def _plan(policy: Policy) -> _Plan:
-    plan = policy.engine_plan
+    plan: _Plan | None = policy.engine_plan
     if plan is None:
         plan = _make_plan(policy)
         object.__setattr__(policy, "engine_plan", plan)  # a cache: the rules are unchanged
-    return cast(_Plan, plan)
+    return plan
 
 
 def _make_plan(policy: Policy) -> _Plan:
     labels = policy.labels
     rungs = []
     for level, rule in policy.ladder:
-        band = f"{level.label} needs a score of at least {percent(rule.threshold)}"
+        threshold_text = percent(rule.threshold)
+        band = f"{level.label} needs a score of at least {threshold_text}"
         verification = None
         if rule.verification is not _ANY:
             verification = f"{level.label} needs {rule.verification.required}"
@@ -92,7 +96,7 @@ def _make_plan(policy: Policy) -> _Plan:
         if rule.floor is not None or rule.item_floors:
             items = [labels.get(i, i) for i, _ in rule.item_floors]
             floors = _floor_text(level, rule.floor, items)
-        rungs.append(_Rung(level, rule, band, verification, floors))
+        rungs.append(_Rung(level, rule, threshold_text, band, verification, floors))
     window = None if policy.recency_days is None else dt.timedelta(policy.recency_days)
     return _Plan(window, tuple(rungs))
 
@@ -173,7 +177,14 @@ def evaluate(
     if passed_over:
         # An attempt passed over for the score may still be the sitting that meets a
         # verification requirement; then it is used, not left out.
-        verifying = {id(ev) for v, _ in verified_cache.values() for s in v for ev in s.sources}
+        # (Only a subset's own standings can hold one: the full standings passed it over.)
+        verifying = {
+            id(ev)
+            for v, _ in verified_cache.values()
+            if v is not standing
+            for s in v
+            for ev in s.sources
+        }
         if verifying:
             also = [ev for ev in passed_over if id(ev) in verifying]
             if also:
@@ -359,12 +370,8 @@ def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
     count = len(standing)  # one standing result per item
     passed = count >= need
     you = f"you have {count}" if passed else f"you have only {count}"
-    return RuleResult(
-        RuleKind.REQUIRED,
-        None,
-        passed,
-        f"Results from at least {need} different items are needed; {you}.",
-    )
+    reason = f"Results from at least {need} different items are needed; {you}."
+    return _new(RuleResult, (RuleKind.REQUIRED, None, passed, reason))
 
 
 def _score_text(score: float | None) -> str:
@@ -394,7 +401,6 @@ def _threshold_rule(
         )
     else:
         reason = f"{rung.band}; {yours}."
-    # tuple.__new__ skips the named tuple's Python-level __new__: three of these a decision
     return _new(RuleResult, (RuleKind.THRESHOLD, level, passed, reason))
 
 
@@ -425,10 +431,11 @@ def _verification_rule(
     verified, score = cache[need]
     if score is not None and score + EPSILON >= rule.threshold:
         names = [_name(ev, labels) for s in verified for ev in s.sources]
-        return RuleResult(RuleKind.VERIFICATION, level, True, f"{head}: met by {_names(names)}.")
+        reason = f"{head}: met by {_names(names)}."
+        return _new(RuleResult, (RuleKind.VERIFICATION, level, True, reason))
     if verified:
         reason = (
-            f"{head} with a score of at least {percent(rule.threshold)}; your results from "
+            f"{head} with a score of at least {rung.threshold_text}; your results from "
             f"such sittings give {percent(score) if score is not None else 'too few results'}."
         )
     elif not standing:
@@ -445,7 +452,7 @@ def _verification_rule(
                 f"{head}; none of your {len(sources)} results was such a sitting; "
                 f"the best-verified was {name}: {described}."
             )
-    return RuleResult(RuleKind.VERIFICATION, level, False, reason)
+    return _new(RuleResult, (RuleKind.VERIFICATION, level, False, reason))
 
 
 def _floor_fraction(floor: Floor, s: Standing, field: str) -> float | None:
@@ -518,5 +525,5 @@ def _floor_rule(rung: _Rung, standing: list[Standing], labels: Mapping[str, str]
         if wanted is not None and found.fraction + EPSILON < wanted:
             failures.append(f"{_result_text(found, labels)} (it must reach {item_floor.text})")
     if failures:
-        return RuleResult(RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}.")
-    return RuleResult(RuleKind.FLOOR, level, True, f"{head}; all of yours meet it.")
+        return _new(RuleResult, (RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}."))
+    return _new(RuleResult, (RuleKind.FLOOR, level, True, f"{head}; all of yours meet it."))
