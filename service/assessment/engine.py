@@ -366,12 +366,15 @@ def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
         return RuleResult(
             RuleKind.REQUIRED, None, True, f"All {len(policy.labels)} mapped items have a result."
         )
-    need = policy.min_results
-    count = len(standing)  # one standing result per item
+    return _min_results_rule(policy.min_results, len(standing))  # one standing per item
+
+
+@functools.cache
+def _min_results_rule(need: int, count: int) -> RuleResult:
     passed = count >= need
     you = f"you have {count}" if passed else f"you have only {count}"
     reason = f"Results from at least {need} different items are needed; {you}."
-    return _new(RuleResult, (RuleKind.REQUIRED, None, passed, reason))
+    return RuleResult(RuleKind.REQUIRED, None, passed, reason)
 
 
 def _score_text(score: float | None) -> str:
