@@ -14,6 +14,15 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The independent verifier (@digitalbazaar/vc, what the DCC verifier is built on) checks
+# our credentials in tests/issuer/test_js_interop.py; npm packages come from the registry.
+if command -v npm >/dev/null && [ ! -d bench/.work/node_modules/@digitalbazaar/vc ]; then
+  echo "== installing the JS verifier for the interoperability test"
+  mkdir -p bench/.work && cp bench/js/package.json bench/js/*.mjs bench/.work/
+  (cd bench/.work && npm install --no-audit --no-fund --silent) \
+    || echo "   npm install failed: the interoperability test will be skipped"
+fi
+
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff";           ruff check . && ruff format --check .
 echo "== mypy";           mypy

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
+from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
@@ -17,9 +19,34 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import errors, health, public
+from service.web import admin, errors, health, instructor, learner, public
 
 log = logging.getLogger(__name__)
+
+# flows: evidence that arrives through the JSON API (push, CSV import) is evaluated at once.
+_EVIDENCE_POSTS = re.compile(r"^/api/(evidence|courses/\d+/evidence/import)$")
+
+
+def _evaluate_after_evidence(app: FastAPI) -> None:
+    from starlette.concurrency import run_in_threadpool
+
+    from service import flows
+
+    @app.middleware("http")
+    async def evaluate(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        if (
+            request.method == "POST"
+            and response.status_code < 300
+            and _EVIDENCE_POSTS.match(request.url.path)
+        ):
+            await run_in_threadpool(
+                flows.evaluate_new_evidence,
+                request.app.state.engine,
+                settings=request.app.state.settings,
+                actor="system",
+            )
+        return response
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -66,4 +93,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(
         policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
     )
+    # flows routers
+    _evaluate_after_evidence(app)
+    app.include_router(instructor.router)
+    app.include_router(learner.router)
+    app.include_router(admin.router)
     return app

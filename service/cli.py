@@ -413,13 +413,16 @@ app.add_typer(repository_app, name="repository")
 
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
+    import httpx
+
+    from service import flows
     from service.delivery.worker import Worker, build_connectors
 
     engine = _engine(settings)
-    # The LMS gradebook poster (AGS) is wired by service.flows; without it ags.* rows wait.
+    # The LMS gradebook poster (AGS) is wired by service.flows (lti and delivery stay apart).
     return Worker(
         engine,
-        build_connectors(engine),
+        build_connectors(engine, ags_poster=flows.ags_poster(engine, httpx.Client(timeout=30))),
         threads=threads,
         batch=batch,
         poll_seconds=settings.worker_poll_seconds,
@@ -910,6 +913,62 @@ def sync_command(
     typer.echo(json.dumps(report.as_dict()))
 
 
+# --- flows commands ---
+
+course_app = typer.Typer(
+    help="Courses: re-evaluate learners, connect a source.", no_args_is_help=True
+)
+app.add_typer(course_app, name="course")
+
+
+@course_app.command("reevaluate")
+def course_reevaluate(
+    course_id: Annotated[int, typer.Argument(help="The course id (see the admin page).")],
+    sync: Annotated[
+        bool, typer.Option("--sync", help="Pull the course's results from its LMS first.")
+    ] = False,
+) -> None:
+    """Re-evaluate every learner of a course (issues, upgrades, flags), with a progress bar."""
+    from service import flows
+    from service.db.engine import session as db_session
+    from service.db.types import utcnow
+    from service.errors import ServiceError
+
+    settings = _bootstrap()
+    engine = _engine(settings)
+    try:
+        pull = flows.fetch_course(engine, course_id=course_id) if sync else None
+        with (
+            db_session(engine, write=True) as s,
+            typer.progressbar(length=1, label=f"course {course_id}", file=None) as bar,
+        ):
+            now = utcnow()
+            if pull is not None:
+                flows.store_fetched(s, pull=pull, now=now, actor="cli")
+
+            def step(done: int, total: int) -> None:
+                bar.length = max(total, 1)
+                bar.update(1)
+
+            summary = flows.evaluate_course(
+                s, settings=settings, course_id=course_id, now=now, actor="cli", progress=step
+            )
+            s.commit()
+    except ServiceError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
+    for problem in summary.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    typer.echo(
+        f"{summary.learners} learners, {summary.decisions} decisions ({summary.stored} new, "
+        f"{summary.unchanged} unchanged): {summary.issued} issued, {summary.upgraded} upgraded, "
+        f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
+        f"{summary.revoked} revoked"
+    )
+    typer.echo(json.dumps(summary.as_dict()))
+
+
 # --- demo commands ---
 
 
@@ -938,6 +997,11 @@ def demo(
     tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
     apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
+    # flows: the course, its rules, the Moodle WS connection and the delivery targets.
+    from service.demo import seed
+
+    course_id = seed.seed(_engine(settings), apps.config, platform_id=apps.platform_id)
+    stop, worker_thread = _start_inprocess_worker(apps.tool.state.settings, enabled=True)
     typer.echo(
         "\n".join(
             [
@@ -947,18 +1011,25 @@ def demo(
                 f"  The tool:              {tool_url}/  (registered as platform {apps.platform_id},"
                 f" issuer {apps.config.issuer})",
                 f"  Database:              {settings.resolved_database_url}",
+                f"  Demo course:           course {course_id}; the instructor's 'Sync from LMS'"
+                " pulls its results over Moodle web services",
                 "Press Ctrl-C to stop.",
                 "",
             ]
         )
     )
-    server.run(
-        apps.tool,
-        apps.lms,
-        tool_socket=tool_socket,
-        lms_socket=lms_socket,
-        log_level=settings.log_level.lower(),
-    )
+    try:
+        server.run(
+            apps.tool,
+            apps.lms,
+            tool_socket=tool_socket,
+            lms_socket=lms_socket,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        stop.set()
+        if worker_thread is not None:
+            worker_thread.join(timeout=30)
 
 
 def main() -> None:

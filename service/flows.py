@@ -1,19 +1,80 @@
 """Use cases that cross packages (launch -> sync -> evaluate -> award -> deliver).
 
-The only module that imports ``lti``, ``sources``, ``assessment`` and ``issuer`` together.
+The only module that imports ``lti``, ``sources``, ``assessment``, ``policies``, ``issuer``
+and ``delivery`` together. Functions add and flush; the caller (route, CLI command)
+commits once, so a decision, its credential and the credential's outbox rows are written
+in one transaction (STYLE.md "Transactions").
+
+- launches: ``record_launch`` (person, course, enrolment, the course's gradebook endpoint)
+- mapping: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
+- evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
+- awards: ``approve``, ``revoke_award``, ``attest``, ``set_award_rules``
+- sync: ``fetch_course`` (HTTP, outside any transaction) then ``store_fetched``
+- gradebook: ``ags_poster`` wires delivery's AGS connector to the LTI AGS client
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from dataclasses import dataclass
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, func, select
 
-from service.db.models import Course, Enrolment, Person
+from service import audit
+from service.assessment import canonical, engine, parse, stack
+from service.assessment.types import (
+    AssessmentError,
+    Evidence,
+    Level,
+    Policy,
+    RubricLevel,
+    VerificationLevel,
+    percent,
+)
+from service.assessment.types import Decision as EngineDecision
+from service.db.engine import session as db_session
+from service.db.models import (
+    Award,
+    Competency,
+    Course,
+    CourseSetup,
+    Credential,
+    Decision,
+    EffectivePolicy,
+    Enrolment,
+    ImportRun,
+    Person,
+    Platform,
+    SourceConnection,
+)
 from service.db.types import utcnow
+from service.delivery import awards as delivery_awards
+from service.delivery import errors as delivery_errors
+from service.delivery.ags import ScorePoster
+from service.delivery.outbox import AttemptRecord
+from service.errors import BadInput, Conflict, NotFound, ServiceError
+from service.issuer import inputs as issuer_inputs
+from service.issuer import service as issuer_service
+from service.lti import services as lti_services
+from service.lti.errors import PlatformCallFailed
 from service.lti.types import LaunchContext
+from service.policies import repository as policies_repo
+from service.policies import service as policies
+from service.settings import Settings
+from service.sources import store, sync
+from service.sources.connectors.base import Fetched
+from service.sources.types import Asserter, LearnerRef, SyncReport, Verification
+from service.sources.types import VerificationEvent as SourceEvent
+
+log = logging.getLogger(__name__)
 
 # --- lti: record a launch ------------------------------------------------------------------
 
@@ -99,7 +160,1463 @@ def record_launch(
         enrolment.roles = list(launch.roles)
         enrolment.updated_at = now
         session.add(enrolment)
+        lineitems = launch.ags.get("lineitems")
+        if isinstance(lineitems, str) and lineitems:
+            # AGS 2.0 §3.1: the line-items container of this context; the tool keeps its own
+            # line items there (one per competency), created on first write-back.
+            setup = course_setup(session, course_id=course.id or 0, create=True)
+            scopes = launch.ags.get("scope") or []
+            if setup.ags_lineitems_url != lineitems or setup.ags_scopes != list(scopes):
+                setup.ags_lineitems_url = lineitems
+                setup.ags_scopes = [str(x) for x in scopes]
+                setup.updated_at = now
+                session.add(setup)
     session.flush()
     return LaunchRecord(
         person_id=person.id or 0, course_id=course.id if course else None, role=launch.role
     )
+
+
+# --- course wiring ---------------------------------------------------------------------------
+
+
+def course_setup(session: Session, *, course_id: int, create: bool = False) -> CourseSetup:
+    """The course's wiring row (a transient default when there is none and not ``create``)."""
+    row = session.exec(select(CourseSetup).where(CourseSetup.course_id == course_id)).first()
+    if row is None:
+        row = CourseSetup(course_id=course_id)
+        if create:
+            try:
+                with session.begin_nested():
+                    session.add(row)
+            except IntegrityError:  # a concurrent launch created it
+                row = session.exec(
+                    select(CourseSetup).where(CourseSetup.course_id == course_id)
+                ).one()
+    return row
+
+
+def _lock_course(session: Session, *, course_id: int) -> CourseSetup:
+    """The course's wiring row, locked until the transaction ends, so two evaluations of a
+    course (a launch and a re-evaluation, two workers) never both see "nothing held" and
+    issue twice. SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the
+    row lock (SELECT ... FOR UPDATE)."""
+    course_setup(session, course_id=course_id, create=True)
+    session.flush()
+    return session.exec(
+        select(CourseSetup).where(CourseSetup.course_id == course_id).with_for_update()
+    ).one()
+
+
+def set_award_rules(
+    session: Session,
+    *,
+    course_id: int,
+    on_lower: str,
+    approval_required: bool,
+    actor: str,
+    now: dt.datetime,
+) -> CourseSetup:
+    """What a lower decision does to a held credential, and whether awards need approval."""
+    if on_lower not in ("flag", "revoke"):
+        raise BadInput(f"on_lower: must be 'flag' or 'revoke', not {on_lower!r}")
+    setup = course_setup(session, course_id=course_id, create=True)
+    setup.on_lower, setup.approval_required, setup.updated_at = on_lower, approval_required, now
+    session.add(setup)
+    audit.record(
+        session,
+        actor=actor,
+        action="course.award_rules_changed",
+        subject=f"course:{course_id}",
+        on_lower=on_lower,
+        approval_required=approval_required,
+    )
+    session.flush()
+    return setup
+
+
+def connect_source(
+    session: Session,
+    *,
+    course_id: int,
+    connection_id: int | None,
+    lms_course_id: str,
+    actor: str,
+    now: dt.datetime,
+) -> CourseSetup:
+    """Name the source connection (and the LMS's own course id) a course syncs from."""
+    if connection_id is not None and session.get(SourceConnection, connection_id) is None:
+        raise NotFound(f"no source connection {connection_id}")
+    setup = course_setup(session, course_id=course_id, create=True)
+    setup.source_connection_id, setup.lms_course_id = connection_id, lms_course_id.strip()
+    setup.updated_at = now
+    session.add(setup)
+    audit.record(
+        session,
+        actor=actor,
+        action="course.source_connected",
+        subject=f"course:{course_id}",
+        source_connection=connection_id,
+    )
+    session.flush()
+    return setup
+
+
+# --- mapping LMS items to competencies ------------------------------------------------------
+
+
+def item_key(record: store.EvidenceRecord) -> str:
+    """The id a policy's ``items`` use for an LMS item: the item, or item/criterion."""
+    return f"{record.item_id}/{record.criterion_id}" if record.criterion_id else record.item_id
+
+
+def item_label(record: store.EvidenceRecord) -> str:
+    title = record.item_title or record.item_id
+    if record.criterion_id:
+        return f"{title}: {record.criterion_title or record.criterion_id}"
+    return title
+
+
+@dataclass(frozen=True)
+class Item:
+    """An LMS item with results in a course, as the instructor maps it."""
+
+    key: str
+    label: str
+    kind: str
+    results: int
+
+
+def available_items(session: Session, *, course_id: int) -> list[Item]:
+    """Every rubric criterion, quiz and assignment that has results in the course."""
+    found: dict[str, tuple[str, str, int]] = {}
+    for r in store.list_evidence(session, course_id=course_id):
+        key = item_key(r)
+        label, kind, n = found.get(key, (item_label(r), r.kind, 0))
+        found[key] = (label, kind, n + 1)
+    return [Item(k, label, kind, n) for k, (label, kind, n) in sorted(found.items())]
+
+
+def _verification(value: Verification) -> VerificationLevel:
+    # The store and the engine share the five names of DESIGN.md.
+    return next(v for v in VerificationLevel if v.key == value.value)
+
+
+def to_engine(record: store.EvidenceRecord, *, competency: str, label: str) -> Evidence | None:
+    """The engine's Evidence for a stored result (None when it has no score yet)."""
+    at = record.graded_at or record.submitted_at
+    verification = _verification(record.verification)
+    learner = str(record.person_id)
+    attempt = record.attempt if record.kind == "quiz" or record.attempt > 1 else None
+    if record.level_scale and record.level_name is not None:
+        names = [name for _, name, _ in record.level_scale]
+        if len(set(names)) == len(names) and record.level_name in names:
+            return Evidence(
+                learner=learner,
+                competency=competency,
+                item=item_key(record),
+                score=next(p for _, n, p in record.level_scale if n == record.level_name),
+                max_score=max(p for _, _, p in record.level_scale),
+                label=label,
+                kind="rubric",
+                rubric=tuple(RubricLevel(name, float(p)) for _, name, p in record.level_scale),
+                rating=record.level_name,
+                attempt=attempt,
+                at=at,
+                verification=verification,
+            )
+    if record.score is None or not record.max_score:
+        return None
+    return Evidence(
+        learner=learner,
+        competency=competency,
+        item=item_key(record),
+        score=min(max(record.score, 0.0), record.max_score),
+        max_score=record.max_score,
+        label=label,
+        kind=record.kind,
+        attempt=attempt,
+        at=at,
+        verification=verification,
+    )
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+@dataclass
+class Summary:
+    """What an evaluation run did."""
+
+    learners: int = 0
+    decisions: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    issued: int = 0
+    upgraded: int = 0
+    pending: int = 0
+    flagged: int = 0
+    revoked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One learner and competency in the preview: the decision and what the learner holds."""
+
+    person: Person
+    competency: Competency
+    decision: EngineDecision | None
+    held: Award | None
+    pending: Award | None
+    problem: str = ""
+
+    @property
+    def failed(self) -> list[str]:
+        return [] if self.decision is None else [r.reason for r in self.decision.failed]
+
+    @property
+    def gap_text(self) -> str:
+        return gap_text(self.decision)
+
+    @property
+    def gap_short(self) -> str:
+        """One line: how far the score is from the next level, else its first missing rule."""
+        if self.decision is None or self.decision.gap is None:
+            return ""
+        gap = self.decision.gap
+        if gap.score_needed is not None and gap.score_needed > 0:
+            return f"{percent(gap.score_needed)} short of {gap.level.label}"
+        if gap.missing:
+            # The first clause says it ("Advanced needs a supervised sitting"); details follow.
+            return gap.missing[0].reason.split(";")[0].split(":")[0]
+        return ""
+
+
+def gap_text(decision: EngineDecision | None) -> str:
+    """What is missing for the next level, in words: "For Advanced: <each failed rule>"."""
+    if decision is None or decision.gap is None:
+        return ""
+    reasons = "; ".join(r.reason for r in decision.gap.missing)
+    return f"For {decision.gap.level.label}: {reasons}" if reasons else ""
+
+
+def course_learners(session: Session, *, course_id: int) -> list[Person]:
+    """Learners enrolled in the course, and anyone with results in it."""
+    enrolled = session.exec(
+        select(Enrolment.person_id).where(
+            Enrolment.course_id == course_id, Enrolment.role == "learner"
+        )
+    ).all()
+    with_results = {r.person_id for r in store.list_evidence(session, course_id=course_id)}
+    ids = sorted(set(enrolled) | with_results)
+    if not ids:
+        return []
+    return list(
+        session.exec(select(Person).where(col(Person.id).in_(ids)).order_by(col(Person.id)))
+    )
+
+
+def _policies(
+    session: Session, *, course_id: int
+) -> list[tuple[Competency, Policy, EffectivePolicy]]:
+    out = []
+    for comp in policies_repo.course_competencies(session, course_id):
+        policy, row = policies.effective(session, course_id=course_id, competency_row=comp)
+        out.append((comp, policy, row))
+    return out
+
+
+def _evidence_for(
+    records: Iterable[store.EvidenceRecord], comp: Competency, policy: Policy
+) -> list[Evidence]:
+    out = []
+    for r in records:
+        key = item_key(r)
+        if key not in policy.labels:
+            continue
+        label = policy.labels[key] if policy.labels[key] != key else item_label(r)
+        ev = to_engine(r, competency=comp.key, label=label)
+        if ev is not None:
+            out.append(ev)
+    return out
+
+
+def _current(session: Session, *, course_id: int, person_id: int, line_key: str) -> list[Award]:
+    return list(
+        session.exec(
+            select(Award)
+            .where(
+                Award.course_id == course_id,
+                Award.person_id == person_id,
+                Award.line_key == line_key,
+                col(Award.state).in_(("issued", "pending_approval")),
+            )
+            .order_by(col(Award.id))
+        )
+    )
+
+
+def _held(rows: Sequence[Award]) -> tuple[Award | None, Award | None]:
+    issued = next((a for a in reversed(rows) if a.state == "issued"), None)
+    pending = next((a for a in reversed(rows) if a.state == "pending_approval"), None)
+    return issued, pending
+
+
+def preview_course(
+    session: Session, *, course_id: int, now: dt.datetime, person_ids: Sequence[int] | None = None
+) -> list[Row]:
+    """Who would reach which level now and why, without storing anything."""
+    rows: list[Row] = []
+    plans = _policies(session, course_id=course_id)
+    records_by_person: dict[int, list[store.EvidenceRecord]] = {}
+    for r in store.list_evidence(session, course_id=course_id):
+        records_by_person.setdefault(r.person_id, []).append(r)
+    for person in course_learners(session, course_id=course_id):
+        assert person.id is not None
+        if person_ids is not None and person.id not in person_ids:
+            continue
+        for comp, policy, _row in plans:
+            held, pending = _held(
+                _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
+            )
+            evidence = _evidence_for(records_by_person.get(person.id, []), comp, policy)
+            try:
+                decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
+            except AssessmentError as exc:
+                rows.append(Row(person, comp, None, held, pending, problem=str(exc)))
+                continue
+            rows.append(Row(person, comp, decision, held, pending))
+    return rows
+
+
+def _line(comp: Competency) -> str:
+    return f"competency:{comp.key}"
+
+
+def evaluate_course(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    now: dt.datetime,
+    actor: str,
+    person_ids: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Evaluate every learner (or ``person_ids``) of a course and act on the decisions.
+
+    A decision that reaches a level above what the learner holds issues a credential and
+    queues its deliveries (or waits for approval); a lower one flags the held credential
+    for review or revokes it, as the course says. Unchanged evidence and rules store and
+    issue nothing new.
+    """
+    if session.get(Course, course_id) is None:
+        raise NotFound(f"no course {course_id}")
+    setup = _lock_course(session, course_id=course_id)
+    plans = _policies(session, course_id=course_id)
+    people = [
+        p
+        for p in course_learners(session, course_id=course_id)
+        if person_ids is None or p.id in person_ids
+    ]
+    summary = Summary(learners=len(people))
+    by_person: dict[int, list[store.EvidenceRecord]] = {}
+    if person_ids is None or len(person_ids) > 1:  # one query for the course, not per learner
+        for r in store.list_evidence(session, course_id=course_id):
+            by_person.setdefault(r.person_id, []).append(r)
+    for done, person in enumerate(people, start=1):
+        assert person.id is not None
+        records = (
+            by_person.get(person.id, [])
+            if person_ids is None or len(person_ids) > 1
+            else store.list_evidence(session, course_id=course_id, person_id=person.id)
+        )
+        for comp, policy, eff in plans:
+            _evaluate_one(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                comp=comp,
+                policy=policy,
+                eff=eff,
+                records=records,
+                now=now,
+                actor=actor,
+                summary=summary,
+            )
+        if setup.stacks:
+            _stacks(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                now=now,
+                actor=actor,
+                summary=summary,
+            )
+        if progress is not None:
+            progress(done, len(people))
+    if person_ids is None:
+        latest = session.exec(
+            select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
+        ).one()
+        if latest is not None and latest > setup.evaluated_run_id:
+            setup = course_setup(session, course_id=course_id, create=True)
+            setup.evaluated_run_id = latest
+            session.add(setup)
+    session.flush()
+    return summary
+
+
+def courses_with_new_evidence(session: Session) -> list[int]:
+    """Courses whose evidence changed (an applied import, push or sync) since their last
+    evaluation of every learner."""
+    latest = (
+        select(ImportRun.course_id, func.max(ImportRun.id).label("run_id"))
+        .where(col(ImportRun.course_id).is_not(None), ImportRun.status == "applied")
+        .group_by(col(ImportRun.course_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(latest.c.course_id, latest.c.run_id, CourseSetup.evaluated_run_id).join(
+            CourseSetup, col(CourseSetup.course_id) == latest.c.course_id, isouter=True
+        )
+    ).all()
+    return sorted(int(c) for c, run, seen in rows if run > (seen or 0))
+
+
+def evaluate_new_evidence(engine_: Engine, *, settings: Settings, actor: str) -> dict[int, Summary]:
+    """Evaluate every course with evidence no evaluation has seen (after a CSV import or a
+    push to the API). One transaction per course; a course that fails is logged and left
+    for the next run."""
+    with db_session(engine_) as s:
+        pending = courses_with_new_evidence(s)
+    done: dict[int, Summary] = {}
+    for course_id in pending:
+        try:
+            with db_session(engine_, write=True) as s:
+                done[course_id] = evaluate_course(
+                    s, settings=settings, course_id=course_id, now=utcnow(), actor=actor
+                )
+                s.commit()
+        except ServiceError as exc:
+            log.warning(
+                "evaluation of course %s after new evidence failed: %s", course_id, exc.detail
+            )
+    return done
+
+
+def evaluate_learner(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    person_id: int,
+    now: dt.datetime,
+    actor: str,
+) -> Summary:
+    """``evaluate_course`` for one learner (a launch, an attestation)."""
+    return evaluate_course(
+        session,
+        settings=settings,
+        course_id=course_id,
+        now=now,
+        actor=actor,
+        person_ids=[person_id],
+    )
+
+
+def _evaluate_one(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    policy: Policy,
+    eff: EffectivePolicy,
+    records: Sequence[store.EvidenceRecord],
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    assert person.id is not None and comp.id is not None
+    evidence = _evidence_for(records, comp, policy)
+    try:
+        decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
+    except AssessmentError as exc:
+        summary.problems.append(f"{person.name or person.sub} / {comp.key}: {exc}")
+        return
+    summary.decisions += 1
+    last = session.exec(
+        select(Decision)
+        .where(
+            Decision.person_id == person.id,
+            Decision.course_id == setup.course_id,
+            Decision.competency_id == comp.id,
+        )
+        .order_by(col(Decision.id).desc())
+    ).first()
+    evidence_hash = canonical.evidence_hash(evidence)
+    if (
+        last is not None
+        and last.policy_hash == eff.policy_hash
+        and last.evidence_hash == evidence_hash
+        and last.level == decision.level.key
+    ):
+        summary.unchanged += 1
+        row = last
+    else:
+        row = policies.record_decision(
+            session,
+            decision=decision,
+            evidence=evidence,
+            person_id=person.id,
+            course_id=setup.course_id,
+            competency_row=comp,
+            effective_row=eff,
+        )
+        summary.stored += 1
+    _apply(
+        session,
+        settings=settings,
+        setup=setup,
+        person=person,
+        comp=comp,
+        target=decision.level,
+        decision_row=row,
+        now=now,
+        actor=actor,
+        summary=summary,
+    )
+
+
+def _apply(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    """Turn a decision into award changes (DESIGN.md "Award")."""
+    assert person.id is not None
+    held, pending = _held(
+        _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
+    )
+    held_level = Level[held.level.upper()] if held is not None else Level.NONE
+    if pending is not None:
+        if target > held_level:
+            if pending.level != target.key:
+                pending.level, pending.decision_id, pending.updated_at = (
+                    target.key,
+                    decision_row.id,
+                    now,
+                )
+                session.add(pending)
+            return
+        pending.state, pending.updated_at = "withdrawn", now
+        session.add(pending)
+    if target > held_level:
+        if setup.approval_required:
+            session.add(
+                Award(
+                    course_id=setup.course_id,
+                    person_id=person.id,
+                    competency_id=comp.id,
+                    line_key=_line(comp),
+                    level=target.key,
+                    state="pending_approval",
+                    decision_id=decision_row.id,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            summary.pending += 1
+            return
+        _issue(
+            session,
+            settings=settings,
+            setup=setup,
+            person=person,
+            comp=comp,
+            level=target,
+            decision_row=decision_row,
+            previous=held,
+            now=now,
+            actor=actor,
+        )
+        if held is not None:
+            summary.upgraded += 1
+        else:
+            summary.issued += 1
+        return
+    if held is None:
+        return
+    if target < held_level:
+        if setup.on_lower == "revoke":
+            reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
+            _revoke(session, settings=settings, award=held, reason=reason, actor=actor, now=now)
+            summary.revoked += 1
+            if target > Level.NONE:
+                _issue(
+                    session,
+                    settings=settings,
+                    setup=setup,
+                    person=person,
+                    comp=comp,
+                    level=target,
+                    decision_row=decision_row,
+                    previous=None,
+                    now=now,
+                    actor=actor,
+                )
+                summary.issued += 1
+            return
+        review = (
+            f"A later evaluation gives {target.label}; this credential says {held_level.label}. "
+            "Review it: keep it, or revoke it with a reason."
+        )
+        if held.review != review:
+            held.review, held.updated_at = review, now
+            session.add(held)
+            audit.record(
+                session,
+                actor=actor,
+                action="award.flagged",
+                subject=f"credential:{held.credential_uuid}",
+                decision=decision_row.id,
+                level=target.key,
+                held=held.level,
+            )
+            summary.flagged += 1
+    elif held.review:
+        held.review, held.updated_at = "", now  # the evidence supports the level again
+        session.add(held)
+
+
+# --- issuing ---------------------------------------------------------------------------------
+
+_LEVELS = (Level.BEGINNING, Level.INTERMEDIATE, Level.ADVANCED)
+
+
+def _template(
+    session: Session, settings: Settings, comp: Competency, level_key: str, *, stackable: bool
+) -> issuer_inputs.LevelTemplate:
+    assert comp.id is not None
+    rows = {t.level: t for t in policies_repo.level_templates(session, comp.id)}
+    t = rows.get(level_key)
+    outcome = comp.level_descriptions.get(level_key) or comp.description or comp.name
+    eu = issuer_inputs.EuElements(
+        learning_outcomes=(outcome,),
+        assessment_type=(
+            "Rubric-scored work and quizzes in the course, combined by the published rules"
+        ),
+        participation_form="Online, in the institution's learning platform",
+        quality_assurance=(
+            f"Internal quality assurance of {settings.issuer_name}: every award records the "
+            "rules (policy version) and the evidence it was made from"
+        ),
+        ects_credits=t.ects_credits if t else None,
+        workload_hours=t.workload_hours if t else None,
+        eqf_level=t.eqf_level if t else None,
+        field_of_study=(t.iscedf_code or None) if t else None,
+        integration_stackability="stackable" if stackable else "stand-alone",
+    )
+    alignments: tuple[issuer_inputs.Alignment, ...] = ()
+    if comp.framework_url:
+        alignments = (
+            issuer_inputs.Alignment(
+                target_name=comp.name,
+                target_url=comp.framework_url,
+                target_code=comp.framework_code or None,
+                target_framework=comp.framework_name or None,
+            ),
+        )
+    return issuer_inputs.LevelTemplate(
+        key=comp.key,
+        competency_name=comp.name,
+        description=(t.description if t and t.description else comp.description) or comp.name,
+        criteria_narrative=(
+            "The level is decided by the course's published rules from the learner's rubric "
+            "and quiz results; the credential's evidence lists what counted."
+        ),
+        levels=tuple(
+            issuer_inputs.ScaleLevel(lv.key, lv.label, comp.level_descriptions.get(lv.key, ""))
+            for lv in _LEVELS
+        ),
+        eu=eu,
+        alignments=alignments,
+        language=t.language if t else "en",
+        valid_for_days=t.validity_days if t else None,
+    )
+
+
+def _evidence_items(reasons: dict[str, Any]) -> tuple[issuer_inputs.EvidenceItem, ...]:
+    items = []
+    for used in reasons.get("used", []):
+        name = str(used.get("label") or used.get("item"))
+        if used.get("attempt"):
+            name += f" (attempt {used['attempt']})"
+        if "rating" in used:
+            text = f"Rated {used['rating']}"
+        else:
+            text = f"Scored {used.get('score', 0):g} of {used.get('max', 0):g}"
+        items.append(issuer_inputs.EvidenceItem(name=name, description=text, genre="Assessment"))
+    return tuple(items)
+
+
+def _supervision(reasons: dict[str, Any]) -> str | None:
+    # The weakest sitting that counted is what the credential can honestly claim.
+    keys = [u.get("verification") for u in reasons.get("used", [])]
+    known = [v for v in VerificationLevel if v.key in keys]
+    return min(known).key if known else None
+
+
+def _issue(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    level: Level,
+    decision_row: Decision,
+    previous: Award | None,
+    now: dt.datetime,
+    actor: str,
+    approved_by: str = "",
+) -> Award:
+    assert person.id is not None
+    reasons = decision_row.reasons
+    supervision = _supervision(reasons)
+    award_input = issuer_inputs.AwardInput(
+        learner=issuer_inputs.Learner(
+            lti_user_id=person.sub,
+            email=person.email or None,
+            name=person.name or None,
+            person_id=person.id,
+        ),
+        template=_template(
+            session, settings, comp, level.key, stackable=_in_stack(setup, comp.key)
+        ),
+        level_key=level.key,
+        awarded_at=now,
+        evidence=_evidence_items(reasons),
+        supervision=supervision,  # type: ignore[arg-type]
+        grade=level.label,
+    )
+    credential = issuer_service.issue(
+        session, settings=settings, award=award_input, now=now, actor=actor
+    )
+    delivery_key = previous.delivery_key if previous is not None else credential.uuid
+    snapshot = _snapshot(
+        session,
+        setup=setup,
+        person=person,
+        comp=comp,
+        level=level,
+        credential=credential,
+        settings=settings,
+        delivery_key=delivery_key,
+    )
+    if previous is not None:
+        previous.state, previous.updated_at = "superseded", now
+        session.add(previous)
+        delivery_awards.propagate_upgrade(session, snapshot=snapshot, now=now)
+    else:
+        delivery_awards.enqueue_issue(session, snapshot=snapshot, now=now)
+    award = Award(
+        course_id=setup.course_id,
+        person_id=person.id,
+        competency_id=comp.id,
+        line_key=_line(comp),
+        level=level.key,
+        state="issued",
+        credential_uuid=credential.uuid,
+        delivery_key=delivery_key,
+        decision_id=decision_row.id,
+        approved_by=approved_by,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(award)
+    session.flush()
+    return award
+
+
+def _in_stack(setup: CourseSetup, key: str) -> bool:
+    return any(key == str(r.get("competency")) for s in setup.stacks for r in s.get("requires", []))
+
+
+def _snapshot(
+    session: Session,
+    *,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    level: Level,
+    credential: Credential,
+    settings: Settings,
+    delivery_key: str,
+) -> delivery_awards.CredentialSnapshot:
+    ags = None
+    if setup.ags_lineitems_url and lti_services.AGS_LINEITEM in setup.ags_scopes:
+        ags = {
+            "platform_id": person.platform_id,
+            "lineitems": setup.ags_lineitems_url,
+            "resource_id": f"microcred:{comp.key}",
+            "label": f"{comp.name} (competency level)",
+            "user_id": person.sub,
+            "score": int(level),
+            "maximum": int(Level.ADVANCED),
+            "comment": f"{level.label}: {issuer_service.credential_url(settings, credential.uuid)}",
+        }
+    return delivery_awards.CredentialSnapshot(
+        credential_id=delivery_key,
+        person_id=person.id,
+        recipient_email=person.email or "",
+        given_name=person.given_name or "",
+        family_name=person.family_name or "",
+        competency=comp.key,
+        competency_name=comp.name,
+        level=level.key,
+        issued_at=credential.issued_at,
+        credential_url=issuer_service.credential_url(settings, credential.uuid),
+        expires_at=credential.valid_until,
+        ags=ags,
+    )
+
+
+def _revoke(
+    session: Session,
+    *,
+    settings: Settings,
+    award: Award,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    assert award.credential_uuid is not None
+    issuer_service.revoke(
+        session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
+    )
+    delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)
+    award.state, award.review, award.updated_at = "revoked", reason, now
+    session.add(award)
+
+
+def _course_award(session: Session, *, course_id: int, award_id: int) -> Award:
+    award = session.get(Award, award_id)
+    # Another course's award is "not found": a session may act on its own course only.
+    if award is None or award.course_id != course_id:
+        raise NotFound(f"no award {award_id} in this course")
+    return award
+
+
+def approve(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    award_id: int,
+    actor: str,
+    now: dt.datetime,
+) -> Award:
+    """Issue a credential that waits for approval."""
+    setup = _lock_course(session, course_id=course_id)
+    pending = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(pending)
+    if pending.state != "pending_approval":
+        raise Conflict(f"award {award_id} is not waiting for approval (it is {pending.state})")
+    person = session.get(Person, pending.person_id)
+    comp = session.get(Competency, pending.competency_id)
+    decision_row = session.get(Decision, pending.decision_id)
+    assert person is not None and comp is not None and decision_row is not None
+    held, _ = _held(
+        _current(
+            session, course_id=course_id, person_id=pending.person_id, line_key=pending.line_key
+        )
+    )
+    pending.state, pending.updated_at = "approved", now
+    session.add(pending)
+    award = _issue(
+        session,
+        settings=settings,
+        setup=setup,
+        person=person,
+        comp=comp,
+        level=Level[pending.level.upper()],
+        decision_row=decision_row,
+        previous=held,
+        now=now,
+        actor=actor,
+        approved_by=actor,
+    )
+    audit.record(
+        session, actor=actor, action="award.approved", subject=f"credential:{award.credential_uuid}"
+    )
+    return award
+
+
+def revoke_award(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    award_id: int,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+) -> Award:
+    """Revoke an issued credential everywhere it went (the reason is shown to the earner)."""
+    if not reason.strip():
+        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    _lock_course(session, course_id=course_id)
+    award = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(award)
+    if award.state != "issued":
+        raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
+    _revoke(session, settings=settings, award=award, reason=reason.strip(), actor=actor, now=now)
+    session.flush()
+    return award
+
+
+def keep_award(
+    session: Session, *, course_id: int, award_id: int, actor: str, now: dt.datetime
+) -> Award:
+    """Clear a review flag: the instructor keeps the credential as it is."""
+    award = _course_award(session, course_id=course_id, award_id=award_id)
+    if award.review and award.state == "issued":
+        audit.record(
+            session,
+            actor=actor,
+            action="award.kept",
+            subject=f"credential:{award.credential_uuid}",
+            review=award.review,
+        )
+        award.review, award.updated_at = "", now
+        session.add(award)
+        session.flush()
+    return award
+
+
+def attest(
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int,
+    item_id: str,
+    level: str,
+    attempt: int | None,
+    note: str,
+    actor: str,
+    now: dt.datetime,
+) -> SyncReport:
+    """An instructor's statement that a sitting was supervised / identity-verified."""
+    try:
+        verification = Verification(level)
+    except ValueError:
+        known = ", ".join(v.value for v in Verification)
+        raise BadInput(f"level: {level!r} is not one of {known}") from None
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(f"no learner {person_id}")
+    if not any(
+        i.key.split("/")[0] == item_id for i in available_items(session, course_id=course_id)
+    ):
+        raise BadInput(f"item: {item_id!r} has no results in this course")
+    run = ImportRun(
+        kind="attest", origin="instructor", actor=actor, status="running", started_at=now
+    )
+    session.add(run)
+    return store.apply(
+        session,
+        course_id=course_id,
+        results=[],
+        events=[
+            (
+                "attestation",
+                SourceEvent(
+                    origin="instructor",
+                    learner=LearnerRef(sub=person.sub),
+                    item_id=item_id,
+                    level=verification,
+                    asserted_by=Asserter.INSTRUCTOR,
+                    occurred_at=now,
+                    attempt=attempt,
+                    note=f"{actor}: {note}".strip()[:1000],
+                ),
+            )
+        ],
+        run=run,
+        keep="always",
+        now=now,
+    )
+
+
+# --- stacked credentials ---------------------------------------------------------------------
+
+
+def _stacks(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    assert person.id is not None
+    issued = session.exec(
+        select(Award).where(
+            Award.course_id == setup.course_id,
+            Award.person_id == person.id,
+            Award.state == "issued",
+            col(Award.line_key).startswith("competency:"),
+        )
+    ).all()
+    held = {a.line_key.removeprefix("competency:"): Level[a.level.upper()] for a in issued}
+    by_key = {a.line_key.removeprefix("competency:"): a for a in issued}
+    for doc in setup.stacks:
+        try:
+            stack_policy = parse.read_stack_policy(doc)
+        except AssessmentError as exc:
+            summary.problems.append(f"stack {doc.get('name')}: {exc}")
+            continue
+        result = stack.evaluate_stack(held, stack_policy)
+        line = f"stack:{stack_policy.name}"
+        current, _ = _held(
+            _current(session, course_id=setup.course_id, person_id=person.id, line_key=line)
+        )
+        if not result.awarded or current is not None:
+            continue
+        parts = []
+        for req in stack_policy.requires:
+            part = by_key.get(req.competency)
+            if part is not None and part.credential_uuid:
+                cred = session.exec(
+                    select(Credential).where(Credential.uuid == part.credential_uuid)
+                ).one()
+                parts.append(cred.document)
+        template = issuer_inputs.LevelTemplate(
+            key=f"stack-{stack_policy.name.lower().replace(' ', '-')}"[:200],
+            competency_name=stack_policy.name,
+            description=result.reason,
+            criteria_narrative=result.reason,
+            levels=(issuer_inputs.ScaleLevel("awarded", "Awarded"),),
+            eu=issuer_inputs.EuElements(
+                learning_outcomes=tuple(r.reason for r in result.rules),
+                assessment_type="The part credentials it stacks",
+                participation_form="Online, in the institution's learning platform",
+                quality_assurance=f"Internal quality assurance of {settings.issuer_name}",
+                integration_stackability="stackable",
+            ),
+        )
+        credential = issuer_service.issue(
+            session,
+            settings=settings,
+            award=issuer_inputs.AwardInput(
+                learner=issuer_inputs.Learner(
+                    lti_user_id=person.sub,
+                    email=person.email or None,
+                    name=person.name or None,
+                    person_id=person.id,
+                ),
+                template=template,
+                level_key="awarded",
+                awarded_at=now,
+            ),
+            now=now,
+            actor=actor,
+            parts=parts,
+        )
+        session.add(
+            Award(
+                course_id=setup.course_id,
+                person_id=person.id,
+                line_key=line,
+                level="awarded",
+                state="issued",
+                credential_uuid=credential.uuid,
+                delivery_key=credential.uuid,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        summary.issued += 1
+    session.flush()
+
+
+# --- sync from the LMS -----------------------------------------------------------------------
+
+
+@dataclass
+class _Prefetched:
+    """A connector whose answer was read before the write transaction began."""
+
+    kind: str
+    origin: str
+    fetched: Fetched
+
+    def fetch_course(self, lms_course_id: str) -> Fetched:
+        return self.fetched
+
+
+@dataclass(frozen=True)
+class Pull:
+    """What ``fetch_course`` read (no database writes yet)."""
+
+    course_id: int
+    connection_id: int
+    lms_course_id: str
+    connector: _Prefetched
+
+
+def fetch_course(engine_: Engine, *, course_id: int, client: httpx.Client | None = None) -> Pull:
+    """Read a course's results from its LMS (HTTP), outside any write transaction.
+
+    Raises:
+        BadInput: the course has no source connection.
+        SourceError: the LMS could not be read (nothing is written).
+    """
+    with db_session(engine_) as s:
+        setup = course_setup(s, course_id=course_id)
+        course = s.get(Course, course_id)
+        if course is None:
+            raise NotFound(f"no course {course_id}")
+        if setup.source_connection_id is None:
+            raise BadInput(
+                "This course has no connection to the LMS's data API.",
+                hint="An administrator connects one (microcred source add) and names it for "
+                "the course.",
+            )
+        connection = s.get(SourceConnection, setup.source_connection_id)
+        assert connection is not None and connection.id is not None
+        lms_course_id = setup.lms_course_id or course.context_id
+        with contextlib.ExitStack() as stack:
+            http = client or stack.enter_context(httpx.Client(timeout=30.0))
+            connector = sync.connector_for(s, connection, client=http)
+            fetched = connector.fetch_course(lms_course_id)
+        return Pull(
+            course_id,
+            connection.id,
+            lms_course_id,
+            _Prefetched(connection.kind, connector.origin, fetched),
+        )
+
+
+def store_fetched(session: Session, *, pull: Pull, now: dt.datetime, actor: str) -> SyncReport:
+    """Write what ``fetch_course`` read (the caller evaluates and commits)."""
+    return sync.sync_course(
+        session,
+        course_id=pull.course_id,
+        connector=pull.connector,
+        now=now,
+        lms_course_id=pull.lms_course_id,
+        connection_id=pull.connection_id,
+        actor=actor,
+    )
+
+
+def has_source(session: Session, *, course_id: int) -> bool:
+    return course_setup(session, course_id=course_id).source_connection_id is not None
+
+
+def last_sync(session: Session, *, course_id: int) -> dt.datetime | None:
+    """When results were last pulled from the LMS for this course (None: never)."""
+    return session.exec(
+        select(ImportRun.started_at)
+        .where(ImportRun.course_id == course_id, ImportRun.kind == "sync")
+        .order_by(col(ImportRun.started_at).desc())
+        .limit(1)
+    ).first()
+
+
+# --- gradebook write-back (AGS) --------------------------------------------------------------
+
+
+def ags_poster(
+    engine_: Engine, http: httpx.Client, *, clock: Callable[[], dt.datetime] = utcnow
+) -> ScorePoster:
+    """The poster delivery's AGS connector calls: find or create the competency's line item
+    in the course (AGS 2.0 §3.2, one per competency, ``resourceId`` ``microcred:<key>``),
+    then post the level as the score (§3.4; scores are "latest wins", so a retry after an
+    uncertain attempt is harmless)."""
+
+    def post(payload: dict[str, Any], record: AttemptRecord) -> dict[str, Any]:
+        ags = payload.get("ags") or {}
+        with db_session(engine_) as s:
+            platform = s.get(Platform, int(ags.get("platform_id") or 0))
+        if platform is None or not platform.active:
+            raise delivery_errors.NotConfigured("the platform of this gradebook is not active")
+        client = lti_services.ServiceClient(engine_, http, platform)
+        try:
+            found = lti_services.line_items(
+                client, ags["lineitems"], resource_id=ags["resource_id"]
+            )
+            record.note(f"GET line items resource_id={ags['resource_id']}", status=200)
+            if found:
+                url = str(found[0]["id"])
+            else:
+                url = lti_services.create_line_item(
+                    client,
+                    ags["lineitems"],
+                    label=ags["label"],
+                    score_maximum=float(ags["maximum"]),
+                    resource_id=ags["resource_id"],
+                    tag="microcred",
+                )["id"]
+                record.note("POST line item", status=201)
+            lti_services.post_score(
+                client,
+                url,
+                user_id=str(ags["user_id"]),
+                score_given=float(ags["score"]),
+                score_maximum=float(ags["maximum"]),
+                timestamp=clock(),
+                comment=str(ags.get("comment", "")),
+            )
+            record.note("POST score", status=200)
+        except PlatformCallFailed as exc:
+            error = (
+                delivery_errors.RetryableError
+                if lti_services.is_retryable(exc)
+                else delivery_errors.Rejected
+            )
+            raise error(exc.detail, status=exc.status) from exc
+        return {"line_item": url}
+
+    return post
+
+
+# --- launches --------------------------------------------------------------------------------
+
+
+def after_launch(
+    engine_: Engine,
+    *,
+    settings: Settings,
+    record: LaunchRecord,
+    now: dt.datetime,
+    client: httpx.Client | None = None,
+) -> Summary | None:
+    """A learner's launch: pull the course's latest results (when a source is connected)
+    and evaluate that learner, so the page shows up-to-date levels and credentials.
+
+    Runs after the launch committed. A failing LMS or rule never blocks the learner's page:
+    it is logged and the learner sees what was known before.
+    """
+    if record.role != "learner" or record.course_id is None:
+        return None
+    course_id = record.course_id
+    pull: Pull | None = None
+    try:
+        with db_session(engine_) as s:
+            connected = has_source(s, course_id=course_id)
+        if connected:
+            pull = fetch_course(engine_, course_id=course_id, client=client)
+    except ServiceError as exc:
+        log.warning("sync on launch of course %s failed: %s", course_id, exc.detail)
+    try:
+        with db_session(engine_, write=True) as s:
+            if pull is not None:
+                store_fetched(s, pull=pull, now=now, actor=f"launch:person:{record.person_id}")
+            summary = evaluate_learner(
+                s,
+                settings=settings,
+                course_id=course_id,
+                person_id=record.person_id,
+                now=now,
+                actor="system",
+            )
+            s.commit()
+            return summary
+    except ServiceError as exc:
+        log.warning("evaluation on launch in course %s failed: %s", course_id, exc.detail)
+        return None
+
+
+# --- course setup by the instructor ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompetencySetup:
+    """One course competency as the instructor edits it."""
+
+    competency: Competency
+    policy: Policy | None
+    problem: str
+    thresholds: dict[str, str]  # level key -> "65%"
+    verification: dict[str, str]  # level key -> verification key
+    bounds: dict[str, str]  # level key -> "55% to 80%"
+    items: tuple[str, ...]
+
+
+def _bounds_text(doc: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for level, entry in (doc.get("levels") or {}).items():
+        rng = (entry or {}).get("threshold") or {}
+        low, high = rng.get("min"), rng.get("max")
+        if low is not None and high is not None:
+            out[str(level)] = f"{low} to {high}"
+        elif low is not None:
+            out[str(level)] = f"at least {low}"
+        elif high is not None:
+            out[str(level)] = f"at most {high}"
+    return out
+
+
+def course_competencies(session: Session, *, course_id: int) -> list[CompetencySetup]:
+    """The course's competencies with their rules in force and the institution's bounds."""
+    inst = policies_repo.latest_version(session, policies_repo.INSTITUTION)
+    bounds = _bounds_text(inst.bounds or {}) if inst is not None else {}
+    out = []
+    for comp in policies_repo.course_competencies(session, course_id):
+        try:
+            policy, _row = policies.effective(session, course_id=course_id, competency_row=comp)
+        except ServiceError as exc:
+            out.append(CompetencySetup(comp, None, exc.detail, {}, {}, bounds, ()))
+            continue
+        out.append(
+            CompetencySetup(
+                comp,
+                policy,
+                "",
+                {lv.key: percent(rule.threshold) for lv, rule in policy.ladder},
+                {lv.key: rule.verification.key for lv, rule in policy.ladder},
+                bounds,
+                tuple(m.item for m in policy.items),
+            )
+        )
+    return out
+
+
+def save_competency_setup(
+    session: Session,
+    *,
+    course_id: int,
+    competency_key: str,
+    items: Sequence[tuple[str, str]],
+    thresholds: dict[str, str],
+    actor: str,
+) -> None:
+    """Store the instructor's mapping and thresholds as a new version of the course and
+    competency override (checked against the institution bounds; errors name the field)."""
+    comp = policies.competency(session, competency_key)
+    assert comp.id is not None
+    if policies_repo.course_link(session, course_id, comp.id) is None:
+        raise NotFound(f"{competency_key!r} is not a competency of this course")
+    latest = policies_repo.latest_version(
+        session, policies_repo.competency_scope(course_id, comp.id)
+    )
+    document = dict(latest.document) if latest is not None else {}
+    document["items"] = [{"item": key, "label": label} for key, label in items]
+    levels = dict(document.get("levels") or {})
+    for level, value in thresholds.items():
+        if level not in ("beginning", "intermediate", "advanced"):
+            raise BadInput(f"levels.{level}: not a level")
+        text = value.strip()
+        if not text:
+            continue
+        if not text.endswith("%"):
+            text += "%"
+        entry = levels.get(level)
+        entry = dict(entry) if isinstance(entry, dict) else {}
+        entry["threshold"] = text
+        levels[level] = entry
+    if levels:
+        document["levels"] = levels
+    try:
+        policies.save_competency_override(
+            session,
+            course_id=course_id,
+            competency_row=comp,
+            document=document,
+            author=actor,
+            note="instructor page",
+        )
+    except BadInput as exc:
+        # "document.levels.advanced.threshold: …" -> "Advanced threshold: …" for people.
+        detail = re.sub(
+            r"^(?:document|competencies\.[^.]+)\.levels\.(\w+)\.(\w+): ",
+            lambda m: f"{m[1].capitalize()} {m[2]}: ",
+            exc.detail,
+        )
+        raise BadInput(
+            f"{comp.name}: {detail}",
+            hint="Thresholds must stay inside the range your institution allows (shown next "
+            "to each level) and rise from Beginning to Advanced.",
+        ) from None
+    audit.record(
+        session,
+        actor=actor,
+        action="course.competency_setup_changed",
+        subject=f"course:{course_id}",
+        competency=competency_key,
+    )
+    # Number the new rules now, in this write transaction, so pages that read them later
+    # find them and never have to write.
+    policies.effective(session, course_id=course_id, competency_row=comp)
+
+
+def add_competency(session: Session, *, course_id: int, competency_key: str, actor: str) -> None:
+    """Assess a catalogue competency in the course."""
+    comp = policies.competency(session, competency_key)
+    policies.attach(session, course_id=course_id, competency_row=comp)
+    audit.record(
+        session,
+        actor=actor,
+        action="course.competency_added",
+        subject=f"course:{course_id}",
+        competency=competency_key,
+    )
+
+
+def learner_status(
+    session: Session, *, course_id: int, person_id: int
+) -> list[tuple[Competency, Decision | None, list[Award]]]:
+    """Per course competency: the learner's latest stored decision and their awards."""
+    out = []
+    for comp in policies_repo.course_competencies(session, course_id):
+        last = session.exec(
+            select(Decision)
+            .where(
+                Decision.person_id == person_id,
+                Decision.course_id == course_id,
+                Decision.competency_id == comp.id,
+            )
+            .order_by(col(Decision.id).desc())
+        ).first()
+        awards = list(
+            session.exec(
+                select(Award)
+                .where(
+                    Award.course_id == course_id,
+                    Award.person_id == person_id,
+                    Award.line_key == _line(comp),
+                )
+                .order_by(col(Award.id).desc())
+            )
+        )
+        out.append((comp, last, awards))
+    return out
+
+
+def person_awards(session: Session, *, person_id: int, course_id: int | None = None) -> list[Award]:
+    """Every issued or pending credential of a person (newest first)."""
+    q = select(Award).where(Award.person_id == person_id)
+    if course_id is not None:
+        q = q.where(Award.course_id == course_id)
+    return list(session.exec(q.order_by(col(Award.id).desc())))

@@ -18,7 +18,7 @@ import datetime as dt
 import functools
 import operator
 from collections.abc import Iterable, Mapping, Sequence
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 
 from service.assessment.aggregate import aggregate
 from service.assessment.normalise import Standing, standings
@@ -46,11 +46,59 @@ __all__ = ["evaluate", "evaluate_all"]
 
 _ANY = VerificationLevel.UNSUPERVISED
 _ORDER = operator.attrgetter("order")
+# ``tuple.__new__`` builds a named tuple (rule results, the decision) without running its
+# Python-level ``__new__``: several are made per decision, at 50,000 decisions a second.
 _new = tuple.__new__
 _SEQUENCES = (list, tuple)
 _CLOSEST = operator.attrgetter("verification", "fraction")
 _DESCRIBED = ("", *(v.described for v in VerificationLevel))  # by number, for speed
 _SHOWN = 3  # results named in one reason before "and N more"
+
+
+class _Rung(NamedTuple):
+    """One level of a policy's ladder, with the parts of its reasons that depend only on
+    the policy."""
+
+    level: Level
+    rule: LevelRule
+    threshold_text: str  # "65%"
+    band: str  # "Intermediate needs a score of at least 65%"
+    verification: str | None  # what the verification minimum asks; None: any sitting does
+    floors: str | None  # what the floors ask; None: the level has none
+
+
+class _Plan(NamedTuple):
+    """What evaluating a policy needs that depends on the policy alone: worked out once
+    per policy (``Policy.engine_plan``), since a policy is evaluated for every learner."""
+
+    window: dt.timedelta | None  # the recency window
+    rungs: tuple[_Rung, ...]
+
+
+def _plan(policy: Policy) -> _Plan:
+    plan: _Plan | None = policy.engine_plan
+    if plan is None:
+        plan = _make_plan(policy)
+        object.__setattr__(policy, "engine_plan", plan)  # a cache: the rules are unchanged
+    return plan
+
+
+def _make_plan(policy: Policy) -> _Plan:
+    labels = policy.labels
+    rungs = []
+    for level, rule in policy.ladder:
+        threshold_text = percent(rule.threshold)
+        band = f"{level.label} needs a score of at least {threshold_text}"
+        verification = None
+        if rule.verification is not _ANY:
+            verification = f"{level.label} needs {rule.verification.required}"
+        floors = None
+        if rule.floor is not None or rule.item_floors:
+            items = [labels.get(i, i) for i, _ in rule.item_floors]
+            floors = _floor_text(level, rule.floor, items)
+        rungs.append(_Rung(level, rule, threshold_text, band, verification, floors))
+    window = None if policy.recency_days is None else dt.timedelta(policy.recency_days)
+    return _Plan(window, tuple(rungs))
 
 
 def evaluate(
@@ -80,8 +128,9 @@ def evaluate(
     learner, competency = _check_identity(given, policy, learner)
     ordered = sorted(given, key=_ORDER)
     labels = policy.labels
+    plan = _plan(policy)
 
-    counted, excluded, by_recency, by_attempts = _select(ordered, policy, now)
+    counted, excluded, by_recency, by_attempts = _select(ordered, policy, plan.window, now)
     standing, passed_over = standings(counted, policy.attempt_grading)
     scores = [s.fraction for s in standing]
     score = aggregate(scores, policy.aggregation, weight=policy.weight, n=policy.n)
@@ -103,18 +152,19 @@ def evaluate(
     next_up: tuple[Level, float] | None = None
     verified_cache: dict[VerificationLevel, tuple[list[Standing], float | None]] = {}
     yours = _score_text(score)
-    for level, rule in policy.ladder:
-        band = _threshold_rule(level, rule.threshold, score, yours, scores, policy)
+    for rung in plan.rungs:
+        level, rule = rung.level, rung.rule
+        band = _threshold_rule(rung, score, yours, scores, policy)
         rules.append(band)
         met = band.passed
-        if rule.verification is not _ANY:
+        if rung.verification is not None:
             check = _verification_rule(
-                level, rule, counted, standing, score, policy, verified_cache, labels
+                rung, counted, standing, score, policy, verified_cache, labels
             )
             rules.append(check)
             met = met and check.passed
-        if rule.floor is not None or rule.item_floors:
-            check = _floor_rule(level, rule, standing, labels)
+        if rung.floors is not None:
+            check = _floor_rule(rung, standing, labels)
             rules.append(check)
             met = met and check.passed
         if climbing and met:
@@ -127,37 +177,49 @@ def evaluate(
     if passed_over:
         # An attempt passed over for the score may still be the sitting that meets a
         # verification requirement; then it is used, not left out.
-        verifying = {id(ev) for v, _ in verified_cache.values() for s in v for ev in s.sources}
+        # (Only a subset's own standings can hold one: the full standings passed it over.)
+        verifying = {
+            id(ev)
+            for v, _ in verified_cache.values()
+            if v is not standing
+            for s in v
+            for ev in s.sources
+        }
         if verifying:
             also = [ev for ev in passed_over if id(ev) in verifying]
             if also:
                 used = sorted(used + also, key=_ORDER)
                 passed_over = [ev for ev in passed_over if id(ev) not in verifying]
         why = _passed_over_text(policy.attempt_grading)
-        excluded.extend([Exclusion(ev, why) for ev in passed_over])
+        excluded.extend([_new(Exclusion, (ev, why)) for ev in passed_over])
 
     gap: Gap | None = None
     if next_up is not None:
         level, threshold = next_up
-        missing = tuple([r for r in rules if not r.passed and r.level in (None, level)])
+        missing = tuple(
+            [r for r in rules if not r.passed and (r.level is None or r.level is level)]
+        )
         short = None
         if score is None or score + EPSILON < threshold:
             short = threshold - (score or 0.0)
-        gap = Gap(level, missing, short)
+        gap = _new(Gap, (level, missing, short))
 
-    return Decision(
-        learner=learner,
-        competency=competency,
-        level=reached,
-        score=score,
-        score_basis=policy.basis,
-        rules=tuple(rules),
-        used=tuple(used),
-        excluded=tuple(excluded),
-        gap=gap,
-        policy_version=policy.version,
-        evaluated_at=now,
+    # Fields in declaration order: tuple.__new__ skips the named tuple's keyword-taking
+    # __new__, which costs more than a microsecond with eleven fields.
+    decision = (
+        learner,
+        competency,
+        reached,
+        score,
+        policy.basis,  # score_basis
+        tuple(rules),
+        tuple(used),
+        tuple(excluded),
+        gap,
+        policy.version,  # policy_version
+        now,  # evaluated_at
     )
+    return _new(Decision, decision)
 
 
 def evaluate_all(
@@ -215,11 +277,11 @@ def _check_identity(given: Sequence[Evidence], policy: Policy, learner: str) -> 
 
 
 def _select(
-    ordered: list[Evidence], policy: Policy, now: dt.datetime
+    ordered: list[Evidence], policy: Policy, window: dt.timedelta | None, now: dt.datetime
 ) -> tuple[list[Evidence], list[Exclusion], list[Evidence], list[Evidence]]:
     """Split the evidence into what counts and what does not (with why)."""
     labels = policy.labels
-    cutoff = None if policy.recency_days is None else now - dt.timedelta(policy.recency_days)
+    cutoff = None if window is None else now - window
     limit = policy.max_attempts
     counted: list[Evidence] = []
     excluded: list[Exclusion] = []
@@ -304,16 +366,15 @@ def _required_rule(policy: Policy, standing: list[Standing]) -> RuleResult:
         return RuleResult(
             RuleKind.REQUIRED, None, True, f"All {len(policy.labels)} mapped items have a result."
         )
-    need = policy.min_results
-    count = len(standing)  # one standing result per item
+    return _min_results_rule(policy.min_results, len(standing))  # one standing per item
+
+
+@functools.cache
+def _min_results_rule(need: int, count: int) -> RuleResult:
     passed = count >= need
     you = f"you have {count}" if passed else f"you have only {count}"
-    return RuleResult(
-        RuleKind.REQUIRED,
-        None,
-        passed,
-        f"Results from at least {need} different items are needed; {you}.",
-    )
+    reason = f"Results from at least {need} different items are needed; {you}."
+    return RuleResult(RuleKind.REQUIRED, None, passed, reason)
 
 
 def _score_text(score: float | None) -> str:
@@ -330,20 +391,10 @@ def _minimum_rule(minimum: float, score: float | None) -> RuleResult:
     )
 
 
-@functools.cache
-def _band_text(level: int, threshold: float) -> str:
-    # Cached texts are keyed by the level's number: hashing an enum member is slow.
-    return f"{Level(level).label} needs a score of at least {percent(threshold)}"
-
-
 def _threshold_rule(
-    level: Level,
-    threshold: float,
-    score: float | None,
-    yours: str,
-    scores: list[float],
-    policy: Policy,
+    rung: _Rung, score: float | None, yours: str, scores: list[float], policy: Policy
 ) -> RuleResult:
+    level, threshold = rung.level, rung.rule.threshold
     passed = score is not None and score + EPSILON >= threshold
     if policy.aggregation is AggregationMethod.N_MASTERY:
         reaching = sum(1 for s in scores if s + EPSILON >= threshold)
@@ -352,19 +403,12 @@ def _threshold_rule(
             f"{reaching} of yours {'is' if reaching == 1 else 'are'}."
         )
     else:
-        reason = f"{_band_text(int(level), threshold)}; {yours}."
-    # tuple.__new__ skips the named tuple's Python-level __new__: three of these a decision
+        reason = f"{rung.band}; {yours}."
     return _new(RuleResult, (RuleKind.THRESHOLD, level, passed, reason))
 
 
-@functools.cache
-def _verification_text(level: int, need: int) -> str:
-    return f"{Level(level).label} needs {VerificationLevel(need).required}"
-
-
 def _verification_rule(
-    level: Level,
-    rule: LevelRule,
+    rung: _Rung,
     counted: list[Evidence],
     standing: list[Standing],
     overall: float | None,
@@ -372,6 +416,7 @@ def _verification_rule(
     cache: dict[VerificationLevel, tuple[list[Standing], float | None]],
     labels: Mapping[str, str],
 ) -> RuleResult:
+    level, rule, head = rung.level, rung.rule, rung.verification
     need = rule.verification
     if need not in cache:
         strong = [ev for ev in counted if ev.verification >= need]
@@ -387,13 +432,13 @@ def _verification_rule(
                 aggregate(fractions, policy.aggregation, weight=policy.weight, n=policy.n),
             )
     verified, score = cache[need]
-    head = _verification_text(int(level), int(need))
     if score is not None and score + EPSILON >= rule.threshold:
         names = [_name(ev, labels) for s in verified for ev in s.sources]
-        return RuleResult(RuleKind.VERIFICATION, level, True, f"{head}: met by {_names(names)}.")
+        reason = f"{head}: met by {_names(names)}."
+        return _new(RuleResult, (RuleKind.VERIFICATION, level, True, reason))
     if verified:
         reason = (
-            f"{head} with a score of at least {percent(rule.threshold)}; your results from "
+            f"{head} with a score of at least {rung.threshold_text}; your results from "
             f"such sittings give {percent(score) if score is not None else 'too few results'}."
         )
     elif not standing:
@@ -410,7 +455,7 @@ def _verification_rule(
                 f"{head}; none of your {len(sources)} results was such a sitting; "
                 f"the best-verified was {name}: {described}."
             )
-    return RuleResult(RuleKind.VERIFICATION, level, False, reason)
+    return _new(RuleResult, (RuleKind.VERIFICATION, level, False, reason))
 
 
 def _floor_fraction(floor: Floor, s: Standing, field: str) -> float | None:
@@ -444,20 +489,18 @@ def _result_text(s: Standing, labels: Mapping[str, str]) -> str:
     return f"{name} scored {percent(s.fraction)}"
 
 
-@functools.cache
-def _floor_text(level: int, floor: Floor | None, items: tuple[str, ...]) -> str:
+def _floor_text(level: Level, floor: Floor | None, items: list[str]) -> str:
     parts = []
     if floor is not None:
         what = "rubric criterion rated" if floor.rating is not None else "result at"
         parts.append(f"every {what} {floor.text} or above")
     if items:
         parts.append("minimums for " + ", ".join(items))
-    return f"{Level(level).label} needs {' and '.join(parts)}"
+    return f"{level.label} needs {' and '.join(parts)}"
 
 
-def _floor_rule(
-    level: Level, rule: LevelRule, standing: list[Standing], labels: Mapping[str, str]
-) -> RuleResult:
+def _floor_rule(rung: _Rung, standing: list[Standing], labels: Mapping[str, str]) -> RuleResult:
+    level, rule, head = rung.level, rung.rule, rung.floors
     failures: list[str] = []
     floor = rule.floor
     if floor is not None and floor.rating is None:
@@ -484,8 +527,6 @@ def _floor_rule(
         wanted = _floor_fraction(item_floor, found, f"levels.{level.key}.floors.{item}")
         if wanted is not None and found.fraction + EPSILON < wanted:
             failures.append(f"{_result_text(found, labels)} (it must reach {item_floor.text})")
-    items = tuple([labels.get(i, i) for i, _ in rule.item_floors]) if rule.item_floors else ()
-    head = _floor_text(int(level), rule.floor, items)
     if failures:
-        return RuleResult(RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}.")
-    return RuleResult(RuleKind.FLOOR, level, True, f"{head}; all of yours meet it.")
+        return _new(RuleResult, (RuleKind.FLOOR, level, False, f"{head}; {'; '.join(failures)}."))
+    return _new(RuleResult, (RuleKind.FLOOR, level, True, f"{head}; all of yours meet it."))

@@ -4,7 +4,6 @@ and one standing result per item when an item was attempted several times."""
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
@@ -132,7 +131,6 @@ class Standing(NamedTuple):
 # ``tuple.__new__`` builds a named tuple without its Python-level ``__new__``: a standing is
 # made for every item of every decision (the engine's target is 50,000 decisions a second).
 _new = tuple.__new__
-_FRACTION = operator.attrgetter("fraction")
 
 
 def _fractions(group: list[Evidence]) -> list[float]:
@@ -168,9 +166,13 @@ def standings(
         averaged.sort()
         return averaged, []
     # One attempt stands per item; later entries win in a dict built from a sequence.
+    chosen: dict[str, Evidence]
     if grading is AttemptGrading.HIGHEST:
-        # by score, and among equal scores the earliest attempt last, so it wins
-        chosen = {ev.item: ev for ev in sorted(reversed(ordered), key=_FRACTION)}
+        chosen = {}
+        for ev in ordered:  # the best score; among equal ones the earliest attempt
+            best = chosen.get(ev.item)
+            if best is None or ev.fraction > best.fraction:
+                chosen[ev.item] = ev
     elif grading is AttemptGrading.FIRST:
         chosen = {ev.item: ev for ev in reversed(ordered)}
     else:

@@ -19,7 +19,7 @@ import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = [
     "DEFAULT_N",
@@ -358,6 +358,9 @@ class Policy:
     ladder: tuple[tuple[Level, LevelRule], ...] = field(init=False, compare=False, repr=False)
     labels: Mapping[str, str] = field(init=False, compare=False, repr=False)
     basis: str = field(init=False, compare=False, repr=False)  # the aggregation in words
+    # What the engine derives from the policy alone (reason texts per level, the recency
+    # window), built on the first evaluation and reused for every learner after it.
+    engine_plan: Any = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.levels:
@@ -507,4 +510,6 @@ def percent(fraction: float) -> str:
     whole, part = divmod(hundredths, 100)
     if part == 0:
         return f"{whole}%"
-    return f"{whole}.{part:02d}".rstrip("0") + "%"
+    if part % 10 == 0:  # no trailing zero: 66.5%, not 66.50%
+        return f"{whole}.{part // 10}%"
+    return f"{whole}.{part:02d}%"

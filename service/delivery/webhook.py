@@ -51,7 +51,9 @@ def verify(secret: str, header: str, body: bytes, *, now: int) -> bool:
     if abs(now - t) > TOLERANCE_SECONDS:
         return False
     expected = sign(secret, t, body)
-    return any(k.strip() == "v1" and hmac.compare_digest(v, expected) for k, v in parts)
+    return any(
+        k.strip() == "v1" and hmac.compare_digest(v.encode(), expected.encode()) for k, v in parts
+    )
 
 
 class WebhookConnector:

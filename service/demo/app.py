@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from service.demo import pages
+from service.demo import moodle_ws, pages
 from service.demo.config import DemoConfig
 from service.demo.course import Course, sample_course
 from service.demo.platform import DemoPlatform, OAuthError, ServiceAuthError
@@ -64,6 +64,7 @@ def create_demo_app(
     app.state.platform = platform
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(router)
+    app.include_router(moodle_ws.router)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:

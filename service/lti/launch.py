@@ -419,8 +419,9 @@ def validate_launch(
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     if row.platform_id != platform.id:
         raise _reject("The launch comes from a different platform than its login.", "mixup")
+    # compare_digest refuses non-ASCII str (TypeError): compare the UTF-8 bytes.
     if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
-        claims["nonce"], row.nonce
+        claims["nonce"].encode(), row.nonce.encode()
     ):
         raise _reject("The id_token's nonce is not the one issued at login.", "bad_nonce")
     target = claims.get(CLAIM + "target_link_uri")
@@ -435,7 +436,7 @@ def validate_launch(
             "The launch's target_link_uri differs from the login's.", "target_link_mismatch"
         )
     cookie = request.get_cookie(f"lti1p3-{state}")
-    bound = cookie is not None and hmac.compare_digest(cookie, state)
+    bound = cookie is not None and hmac.compare_digest(cookie.encode(), state.encode())
     if not bound and not row.storage_target:
         raise _reject(
             "Your browser did not send back the login cookie, so this launch cannot be "

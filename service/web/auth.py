@@ -249,8 +249,10 @@ async def current_user(request: Request) -> CurrentUser:
     )
     if request.method in _UNSAFE:
         sent = request.headers.get("x-csrf-token") or form_csrf or ""
-        carried_in_body = form_token is not None and hmac.compare_digest(form_token, token)
-        if not carried_in_body and not hmac.compare_digest(sent, user.csrf_token):
+        carried_in_body = form_token is not None and hmac.compare_digest(
+            form_token.encode(), token.encode()
+        )
+        if not carried_in_body and not hmac.compare_digest(sent.encode(), user.csrf_token.encode()):
             raise Forbidden(
                 "This form was not sent from a microcred page (missing or wrong CSRF token).",
                 hint="Reload the page and try again.",

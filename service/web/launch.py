@@ -46,9 +46,12 @@ def _landing(request: Request, settings: Settings, token: str, context: LaunchCo
     return response
 
 
-def _open_session(s: Session, context: LaunchContext, settings: Settings, now: dt.datetime) -> str:
+def _open_session(
+    s: Session, context: LaunchContext, settings: Settings, now: dt.datetime
+) -> tuple[str, flows.LaunchRecord]:
     record = flows.record_launch(s, launch=context, now=now)
-    return auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+    token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+    return token, record
 
 
 @router.post("/lti/launch")
@@ -75,8 +78,9 @@ def launch(
     if pending.browser_bound:
         with db_session(engine, write=True) as s:
             context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
-            token = _open_session(s, context, settings, now)
+            token, record = _open_session(s, context, settings, now)
             s.commit()
+        flows.after_launch(engine, settings=settings, record=record, now=now)
         return _landing(request, settings, token, context)
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
@@ -120,8 +124,9 @@ def confirm(
         except LaunchRejected:
             s.commit()  # a wrong answer burns the ticket too: no second guess
             raise
-        token = _open_session(s, context, settings, now)
+        token, record = _open_session(s, context, settings, now)
         s.commit()
+    flows.after_launch(engine, settings=settings, record=record, now=now)
     return _landing(request, settings, token, context)
 
 
@@ -147,15 +152,20 @@ def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/app")
-def home(request: Request, engine: lti_http.EngineDep, user: auth.UserDep) -> HTMLResponse:
+def home(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
     """The page a launch lands on, chosen by the user's role in the course."""
-    template = {
-        "admin": "lti/home_admin.html",
-        "instructor": "lti/home_instructor.html",
-    }.get(user.role, "lti/home_learner.html")
-    response = render(request, template, **_page_context(engine, user))
-    response.headers.update(_NO_STORE)
-    return response
+    from service.web import admin, instructor, learner  # the role pages (flows)
+
+    if user.role == "admin":
+        return admin.admin_page(request, engine, user)
+    if user.course_id is None:
+        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
+        response = render(request, template, **_page_context(engine, user))
+        response.headers.update(_NO_STORE)
+        return response
+    if user.is_instructor:
+        return instructor.learners_page(request, engine, user)
+    return learner.my_progress(request, engine, user)
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:

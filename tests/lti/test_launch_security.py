@@ -134,6 +134,7 @@ BAD: dict[str, Mutator] = {
     "iat too old": _claims_with(iat=NOW - 1000, exp=NOW + 60),
     "nonce missing": _claims_without("nonce"),
     "nonce not the issued one": _claims_with(nonce="made-up-nonce"),
+    "nonce with non-ASCII characters": _claims_with(nonce="nönce-✓"),
     "aud without our client id": _claims_with(aud="someone-else"),
     "aud with an extra untrusted party": lambda p, n: (
         p.token(p.claims(n, aud=[p.client_id, "evil-client"], azp=p.client_id)),
@@ -157,6 +158,7 @@ BAD: dict[str, Mutator] = {
     "oversized token": lambda p, n: ("a" * 70_000 + ".b.c", {}),
     "state missing": lambda p, n: (p.token(p.claims(n)), {"state": ""}),
     "state unknown": lambda p, n: (p.token(p.claims(n)), {"state": "state-made-up"}),
+    "state with non-ASCII characters": lambda p, n: (p.token(p.claims(n)), {"state": "stäte"}),
 }
 
 

@@ -19,6 +19,7 @@ from service.db.models.delivery import (
     EmailMismatch,
     OutboxMessage,
 )
+from service.db.models.flows import Award, CourseSetup
 from service.db.models.issuer import Credential, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
@@ -41,10 +42,12 @@ from service.db.models.sources import (
 __all__ = [
     "ApiToken",
     "AuditEvent",
+    "Award",
     "Competency",
     "CompetencyLevelTemplate",
     "Course",
     "CourseCompetency",
+    "CourseSetup",
     "Credential",
     "Decision",
     "DeliveryAttempt",

@@ -1,0 +1,72 @@
+"""The award ledger and each course's wiring (flows).
+
+- ``course_setup``: per course, where its results come from (a source connection and the
+  LMS's own course id), the gradebook endpoints of its last launch (LTI AGS), what happens
+  when a later decision is lower than a held credential (flag for review or revoke),
+  whether credentials wait for an instructor's approval, and its stacked credentials.
+- ``award``: one row per credential (or pending approval) of one learner for one
+  competency (or stack) in one course. Rows of the same learner and competency form a
+  line; ``delivery_key`` is the credential id the outbox knows the line by (the first
+  credential's uuid), so an upgrade replaces the badge everywhere it went.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Column, Index
+from sqlmodel import Field, SQLModel
+
+from service.db.base import metadata  # noqa: F401  (naming convention first)
+from service.db.types import JSONType, UTCDateTime, utcnow
+
+
+class CourseSetup(SQLModel, table=True):
+    """How one course is wired: source of results, gradebook, award rules."""
+
+    __tablename__ = "course_setup"
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id", unique=True)
+    source_connection_id: int | None = Field(default=None, foreign_key="source_connection.id")
+    lms_course_id: str = Field(default="", max_length=255)
+    ags_lineitems_url: str = Field(default="", max_length=1000)
+    ags_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    on_lower: str = Field(default="flag", max_length=20)  # flag | revoke
+    approval_required: bool = False
+    # stack policy documents (``parse.read_stack_policy``): [{"name", "requires", ...}]
+    stacks: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSONType, nullable=False)
+    )
+    # The newest import run (CSV, push, sync) the course was evaluated after; a newer one
+    # means evidence arrived that no evaluation has seen yet.
+    evaluated_run_id: int = 0
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Award(SQLModel, table=True):
+    """A credential issued (or waiting for approval) to one learner at one level.
+
+    ``state``: pending_approval → issued → superseded (a higher level was issued) or
+    revoked; withdrawn (a pending approval whose decision fell to no level).
+    ``review`` is set when a later decision is lower than the level held.
+    """
+
+    __table_args__ = (Index("ix_award_line", "course_id", "person_id", "line_key"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id", index=True)
+    person_id: int = Field(foreign_key="person.id", index=True)
+    competency_id: int | None = Field(default=None, foreign_key="competency.id")
+    # "competency:<key>" or "stack:<name>": the line this award belongs to
+    line_key: str = Field(max_length=300)
+    level: str = Field(max_length=20)
+    state: str = Field(max_length=20)
+    credential_uuid: str | None = Field(default=None, max_length=36, index=True)
+    delivery_key: str = Field(default="", max_length=64)
+    decision_id: int | None = Field(default=None, foreign_key="decision.id")
+    review: str = Field(default="", max_length=1000)
+    approved_by: str = Field(default="", max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -1,0 +1,84 @@
+"""What every page inside the LMS frame shares: who is signed in, the tabs, no caching."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from sqlalchemy import Engine
+
+from service.db.engine import session as db_session
+from service.db.models import Course, Person, Platform
+from service.web import auth
+from service.web.templating import render
+
+__all__ = ["NO_STORE", "back", "page"]
+
+# Pages carry the session token in links when cookies are blocked: never cache or refer.
+NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
+
+# Messages a redirect may ask the next page to show (codes only: no input is reflected).
+NOTICES = {
+    "synced": "Results pulled from the LMS and every learner re-evaluated.",
+    "reevaluated": "Every learner re-evaluated.",
+    "saved": "Saved. The preview below uses the new rules.",
+    "added": "Competency added. Map rubric criteria and quizzes to it below.",
+    "attested": "Sitting recorded and the learner re-evaluated.",
+    "approved": "Approved: the credential is issued and on its way.",
+    "revoked": "Revoked everywhere it went.",
+    "kept": "Kept as it is; the review flag is cleared.",
+    "rules": "Award rules saved.",
+    "consent": "Your choice is saved.",
+    "activated": "Platform activated.",
+    "retried": "Delivery queued again.",
+    "resent": "Credential queued again to the new address.",
+}
+
+
+def page(
+    request: Request,
+    engine: Engine,
+    user: auth.CurrentUser,
+    template: str,
+    *,
+    tab: str,
+    status_code: int = 200,
+    **context: Any,
+) -> HTMLResponse:
+    """Render a page of the app with the signed-in user, course and tabs."""
+    with db_session(engine) as s:
+        person = s.get(Person, user.person_id)
+        course = s.get(Course, user.course_id) if user.course_id else None
+        platform = s.get(Platform, user.platform_id)
+    tabs = []
+    if user.course_id is not None and user.is_instructor:
+        tabs += [("course", "Learners", "/app/course"), ("setup", "Competencies", "/app/setup")]
+    if user.course_id is not None and not user.is_instructor:
+        tabs += [("me", "My progress", "/app/me")]
+    if user.role == "admin":
+        tabs += [("admin", "Administration", "/app/admin")]
+    notice = NOTICES.get(request.query_params.get("done", ""))
+    response = render(
+        request,
+        template,
+        status_code=status_code,
+        user=user,
+        person=person,
+        course=course,
+        platform=platform,
+        tab=tab,
+        tabs=tabs,
+        notice=notice,
+        count=request.query_params.get("n", "")[:6] if notice else "",
+        **context,
+    )
+    response.headers.update(NO_STORE)
+    return response
+
+
+def back(user: auth.CurrentUser, path: str, done: str, **extra: str | int) -> RedirectResponse:
+    """Post/redirect/get back to ``path`` with a notice code (and the token if needed)."""
+    query = urlencode({"done": done, **{k: str(v) for k, v in extra.items()}})
+    return RedirectResponse(user.link(f"{path}?{query}"), status_code=303, headers=NO_STORE)

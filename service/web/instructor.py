@@ -1,0 +1,411 @@
+"""The instructor's pages inside the LMS frame: learners and their levels, competencies.
+
+Authorized by the role in the session's course (``auth.InstructorDep``); every action
+works on ``user.course_id`` only, so an instructor of course A cannot touch course B. Forms
+carry the CSRF token tied to the tool session (and the session token when cookies are
+blocked).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
+from starlette.concurrency import run_in_threadpool
+
+from service import flows
+from service.assessment.types import Level, VerificationLevel
+from service.db.engine import session as db_session
+from service.db.models import Award, Person
+from service.db.types import utcnow
+from service.deps import EngineDep, SettingsDep
+from service.errors import BadInput, ServiceError
+from service.policies import repository as policies_repo
+from service.web import auth
+from service.web.appshell import back, page
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["instructor"], include_in_schema=False)
+
+LEVEL_KEYS = ("beginning", "intermediate", "advanced")
+
+
+def _course_id(user: auth.CurrentUser) -> int:
+    if user.course_id is None:
+        raise BadInput(
+            "This session is not in a course.",
+            hint="Open microcred from a course to manage its credentials.",
+        )
+    return user.course_id
+
+
+def _actor(user: auth.CurrentUser) -> str:
+    return f"person:{user.person_id}"
+
+
+def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
+    with db_session(engine) as s:
+        rows = flows.preview_course(s, course_id=course_id, now=utcnow())
+        competencies = flows.course_competencies(s, course_id=course_id)
+        items = flows.available_items(s, course_id=course_id)
+        connected = flows.has_source(s, course_id=course_id)
+        synced_at = flows.last_sync(s, course_id=course_id) if connected else None
+        setup = flows.course_setup(s, course_id=course_id)
+        stacked: dict[int, list[Award]] = defaultdict(list)
+        for award in s.exec(
+            select(Award).where(
+                Award.course_id == course_id,
+                Award.state == "issued",
+                col(Award.line_key).startswith("stack:"),
+            )
+        ):
+            stacked[award.person_id].append(award)
+    by_person: dict[int, list[flows.Row]] = defaultdict(list)
+    people: dict[int, Person] = {}
+    for row in rows:
+        assert row.person.id is not None
+        by_person[row.person.id].append(row)
+        people[row.person.id] = row.person
+    counts = {lv.key: 0 for lv in Level}
+    for row in rows:
+        if row.decision is not None:
+            counts[row.decision.level.key] += 1
+    attest_items: dict[str, str] = {}
+    for item in items:
+        attest_items.setdefault(item.key.split("/")[0], item.label.split(": ")[0])
+    return {
+        "attest_items": sorted(attest_items.items(), key=lambda kv: kv[1]),
+        "learners": [(people[pid], by_person[pid]) for pid in people],
+        "stacked": stacked,
+        "competencies": competencies,
+        "items": items,
+        "connected": connected,
+        "synced_at": synced_at,
+        "setup": setup,
+        "counts": counts,
+        "verifications": [v for v in VerificationLevel if v >= VerificationLevel.SUPERVISED],
+    }
+
+
+@router.get("/app/course")
+def learners_page(request: Request, engine: EngineDep, user: auth.InstructorDep) -> HTMLResponse:
+    """Who reaches which level and why; approve, revoke, attest, re-evaluate, sync."""
+    course_id = _course_id(user)
+    return page(
+        request,
+        engine,
+        user,
+        "app/instructor.html",
+        tab="course",
+        **_learners_view(engine, course_id),
+    )
+
+
+def _error_page(
+    request: Request, engine: Any, user: auth.CurrentUser, exc: ServiceError, *, setup: bool
+) -> HTMLResponse:
+    course_id = _course_id(user)
+    if setup:
+        return page(
+            request,
+            engine,
+            user,
+            "app/setup.html",
+            tab="setup",
+            status_code=exc.status_code if exc.status_code < 500 else 422,
+            error=exc,
+            **_setup_view(engine, course_id),
+        )
+    return page(
+        request,
+        engine,
+        user,
+        "app/instructor.html",
+        tab="course",
+        status_code=exc.status_code if exc.status_code < 500 else 502,
+        error=exc,
+        **_learners_view(engine, course_id),
+    )
+
+
+@router.post("/app/course/reevaluate")
+def reevaluate(
+    request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
+) -> Response:
+    """Re-evaluate every learner of the course now."""
+    course_id = _course_id(user)
+    try:
+        with db_session(engine, write=True) as s:
+            summary = flows.evaluate_course(
+                s, settings=settings, course_id=course_id, now=utcnow(), actor=_actor(user)
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "reevaluated", n=summary.issued + summary.upgraded)
+
+
+@router.post("/app/course/sync")
+def sync_from_lms(
+    request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
+) -> Response:
+    """Pull the course's results from the LMS, then re-evaluate every learner."""
+    course_id = _course_id(user)
+    try:
+        pull = flows.fetch_course(engine, course_id=course_id)  # HTTP before the write lock
+        with db_session(engine, write=True) as s:
+            now = utcnow()
+            flows.store_fetched(s, pull=pull, now=now, actor=_actor(user))
+            summary = flows.evaluate_course(
+                s, settings=settings, course_id=course_id, now=now, actor=_actor(user)
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "synced", n=summary.issued + summary.upgraded)
+
+
+@router.post("/app/course/attest")
+def attest(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.InstructorDep,
+    person_id: Annotated[int, Form()],
+    item_id: Annotated[str, Form(max_length=255)],
+    level: Annotated[str, Form(max_length=40)],
+    attempt: Annotated[str, Form(max_length=6)] = "",
+    note: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Record that a learner's sitting was supervised / identity-verified, and re-evaluate."""
+    course_id = _course_id(user)
+    try:
+        if attempt.strip() and not attempt.strip().isdigit():
+            raise BadInput("attempt: a number (1, 2, …), or empty for every attempt")
+        with db_session(engine, write=True) as s:
+            _check_learner(s, course_id, person_id)
+            now = utcnow()
+            flows.attest(
+                s,
+                course_id=course_id,
+                person_id=person_id,
+                item_id=item_id,
+                level=level,
+                attempt=int(attempt) if attempt.strip() else None,
+                note=note,
+                actor=_actor(user),
+                now=now,
+            )
+            flows.evaluate_learner(
+                s,
+                settings=settings,
+                course_id=course_id,
+                person_id=person_id,
+                now=now,
+                actor=_actor(user),
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "attested")
+
+
+def _check_learner(s: Any, course_id: int, person_id: int) -> None:
+    if person_id not in {p.id for p in flows.course_learners(s, course_id=course_id)}:
+        raise BadInput("This learner is not in the course.")
+
+
+@router.post("/app/course/awards/{award_id}/approve")
+def approve(
+    request: Request,
+    award_id: int,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.InstructorDep,
+) -> Response:
+    """Approve a credential that waits for approval."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.approve(
+                s,
+                settings=settings,
+                course_id=_course_id(user),
+                award_id=award_id,
+                actor=_actor(user),
+                now=utcnow(),
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "approved")
+
+
+@router.post("/app/course/awards/{award_id}/revoke")
+def revoke(
+    request: Request,
+    award_id: int,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.InstructorDep,
+    reason: Annotated[str, Form(max_length=500)] = "",
+) -> Response:
+    """Revoke a credential, with the reason the learner and repositories will see."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.revoke_award(
+                s,
+                settings=settings,
+                course_id=_course_id(user),
+                award_id=award_id,
+                reason=reason,
+                actor=_actor(user),
+                now=utcnow(),
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "revoked")
+
+
+@router.post("/app/course/awards/{award_id}/keep")
+def keep(request: Request, award_id: int, engine: EngineDep, user: auth.InstructorDep) -> Response:
+    """Keep a credential that a lower decision flagged for review."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.keep_award(
+                s, course_id=_course_id(user), award_id=award_id, actor=_actor(user), now=utcnow()
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "kept")
+
+
+# --- competencies, mapping, thresholds, award rules ------------------------------------------
+
+
+def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
+    with db_session(engine) as s:
+        competencies = flows.course_competencies(s, course_id=course_id)
+        items = flows.available_items(s, course_id=course_id)
+        attached = {c.competency.id for c in competencies}
+        catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
+        setup = flows.course_setup(s, course_id=course_id)
+    labels = {i.key: i.label for i in items}
+    for c in competencies:
+        if c.policy is not None:
+            labels.update(
+                {m.item: m.label or m.item for m in c.policy.items if m.item not in labels}
+            )
+    return {
+        "competencies": competencies,
+        "items": items,
+        "item_labels": labels,
+        "catalogue": catalogue,
+        "setup": setup,
+        "level_keys": LEVEL_KEYS,
+    }
+
+
+@router.get("/app/setup")
+def setup_page(request: Request, engine: EngineDep, user: auth.InstructorDep) -> HTMLResponse:
+    """The course's competencies, their mapping and thresholds, and the award rules."""
+    return page(
+        request,
+        engine,
+        user,
+        "app/setup.html",
+        tab="setup",
+        **_setup_view(engine, _course_id(user)),
+    )
+
+
+@router.post("/app/setup/competencies/{key}")
+async def save_competency(
+    request: Request, key: str, engine: EngineDep, user: auth.InstructorDep
+) -> Response:
+    """Save one competency's mapped items and thresholds (within the institution's bounds)."""
+    form = await request.form()
+    chosen = [str(v) for v in form.getlist("items")][:200]
+    thresholds = {lv: str(form.get(f"threshold_{lv}", ""))[:10] for lv in LEVEL_KEYS}
+
+    def run() -> None:
+        with db_session(engine, write=True) as s:
+            labels = {i.key: i.label for i in flows.available_items(s, course_id=_course_id(user))}
+            current = next(
+                (
+                    c
+                    for c in flows.course_competencies(s, course_id=_course_id(user))
+                    if c.competency.key == key
+                ),
+                None,
+            )
+            if current is not None and current.policy is not None:
+                for m in current.policy.items:
+                    labels.setdefault(m.item, m.label or m.item)
+            unknown = [k for k in chosen if k not in labels]
+            if unknown:
+                raise BadInput(f"items: {unknown[0]!r} is not an item of this course")
+            flows.save_competency_setup(
+                s,
+                course_id=_course_id(user),
+                competency_key=key,
+                items=[(k, labels[k]) for k in chosen],
+                thresholds=thresholds,
+                actor=_actor(user),
+            )
+            s.commit()
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:
+        return await run_in_threadpool(_error_page, request, engine, user, exc, setup=True)
+    return back(user, "/app/setup", "saved")
+
+
+@router.post("/app/setup/competencies")
+def add_competency(
+    request: Request,
+    engine: EngineDep,
+    user: auth.InstructorDep,
+    key: Annotated[str, Form(max_length=100)],
+) -> Response:
+    """Assess a competency from the institution's catalogue in this course."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.add_competency(
+                s, course_id=_course_id(user), competency_key=key, actor=_actor(user)
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=True)
+    return back(user, "/app/setup", "added")
+
+
+@router.post("/app/setup/rules")
+def save_rules(
+    request: Request,
+    engine: EngineDep,
+    user: auth.InstructorDep,
+    on_lower: Annotated[str, Form(max_length=20)] = "flag",
+    approval_required: Annotated[str, Form(max_length=5)] = "",
+) -> Response:
+    """What a lower decision does to a held credential; whether awards need approval."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.set_award_rules(
+                s,
+                course_id=_course_id(user),
+                on_lower=on_lower,
+                approval_required=approval_required == "on",
+                actor=_actor(user),
+                now=utcnow(),
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=True)
+    return back(user, "/app/setup", "rules")

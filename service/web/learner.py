@@ -1,0 +1,139 @@
+"""The learner's page inside the LMS frame: progress per competency, what is missing for
+the next level, credentials with their public page and downloads, where each went, and
+consent per repository."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from sqlmodel import select
+
+from service import flows
+from service.db.engine import session as db_session
+from service.db.models import Award, Credential
+from service.db.types import utcnow
+from service.delivery import awards as delivery_awards
+from service.delivery import status as delivery_status
+from service.deps import EngineDep
+from service.errors import NotFound
+from service.web import auth
+from service.web.appshell import NO_STORE, back, page
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["learner"], include_in_schema=False)
+
+_PERCENT = 100.0
+
+
+def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
+    progress = []
+    credentials = []
+    with db_session(engine) as s:
+        if user.course_id is not None:
+            for comp, decision, awards in flows.learner_status(
+                s, course_id=user.course_id, person_id=user.person_id
+            ):
+                reasons = decision.reasons if decision is not None else None
+                held = next((a for a in awards if a.state == "issued"), None)
+                pending = next((a for a in awards if a.state == "pending_approval"), None)
+                progress.append(
+                    {
+                        "competency": comp,
+                        "reasons": reasons,
+                        "held": held,
+                        "pending": pending,
+                        "score": (reasons or {}).get("score"),
+                    }
+                )
+        for award in flows.person_awards(s, person_id=user.person_id, course_id=user.course_id):
+            if award.credential_uuid is None:
+                continue
+            cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
+            destinations = (
+                delivery_status.destinations(s, credential_id=award.delivery_key)
+                if award.state == "issued"
+                else []
+            )
+            credentials.append(
+                {
+                    "award": award,
+                    "credential": cred,
+                    "name": cred.document.get("name")
+                    or cred.document.get("credentialSubject", {})
+                    .get("achievement", {})
+                    .get("name"),
+                    "destinations": destinations,
+                }
+            )
+    return {"progress": progress, "credentials": credentials, "percent": _PERCENT}
+
+
+@router.get("/app/me")
+def my_progress(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+    """Your levels, what is missing for the next, and your credentials."""
+    return page(request, engine, user, "app/learner.html", tab="me", **_view(engine, user))
+
+
+def _own_credential(engine: Any, user: auth.CurrentUser, uuid: str) -> Credential:
+    with db_session(engine) as s:
+        row = s.exec(select(Credential).where(Credential.uuid == uuid)).first()
+    if row is None or row.person_id != user.person_id:
+        raise NotFound("You have no credential with this id.")
+    return row
+
+
+@router.get("/app/me/credentials/{uuid}/credential.json")
+def download_json(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
+    """Download your signed credential (OB 3.0, JSON-LD with a Data Integrity proof)."""
+    row = _own_credential(engine, user, uuid)
+    return JSONResponse(
+        row.document,
+        media_type="application/vc+ld+json",
+        headers=NO_STORE
+        | {"content-disposition": f'attachment; filename="credential-{row.uuid}.json"'},
+    )
+
+
+@router.get("/app/me/credentials/{uuid}/credential.jwt")
+def download_jwt(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
+    """Download your credential as a VC-JWT."""
+    row = _own_credential(engine, user, uuid)
+    if row.jwt is None:
+        raise NotFound("This credential has no VC-JWT form.")
+    return PlainTextResponse(
+        row.jwt,
+        media_type="application/vc+jwt",
+        headers=NO_STORE
+        | {"content-disposition": f'attachment; filename="credential-{row.uuid}.jwt"'},
+    )
+
+
+@router.post("/app/me/consent")
+def consent(
+    engine: EngineDep,
+    user: auth.UserDep,
+    credential_id: Annotated[str, Form(max_length=64)],
+    repository_id: Annotated[int, Form()],
+    granted: Annotated[str, Form(max_length=5)],
+) -> Response:
+    """Send (or not) one of your credentials to a repository that asks for your consent."""
+    with db_session(engine, write=True) as s:
+        award = s.exec(
+            select(Award).where(
+                Award.delivery_key == credential_id, Award.person_id == user.person_id
+            )
+        ).first()
+        if award is None:
+            raise NotFound("You have no credential with this id.")
+        delivery_awards.set_consent(
+            s,
+            credential_id=credential_id,
+            repository_id=repository_id,
+            granted=granted == "true",
+            now=utcnow(),
+        )
+        s.commit()
+    return back(user, "/app/me", "consent")

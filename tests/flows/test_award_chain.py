@@ -1,0 +1,369 @@
+"""The chain the product exists for, over real HTTP: a learner's LTI launch from the demo
+LMS -> sync over Moodle web services -> evaluate -> credential issued and verifiable ->
+outbox rows written with it; then idempotence, upgrade, a lower decision, delivery."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlmodel import func, select
+
+from service import flows
+from service.db.engine import session as db_session
+from service.db.models import Award, Credential, Decision, OutboxMessage, Person
+from service.db.types import utcnow
+from service.delivery.worker import Worker, build_connectors
+from service.issuer import service as issuer_service
+from tests.flows.conftest import Live, Tab, launch
+
+pytestmark = pytest.mark.db
+
+INVESTIGATION = ["11/1", "11/2", "21"]  # the demo mapping (Moodle course module / criterion)
+
+
+def _person(live: Live, sub: str) -> Person:
+    with db_session(live.engine) as s:
+        return s.exec(select(Person).where(Person.sub == sub)).one()
+
+
+def _awards(live: Live, sub: str) -> dict[str, list[Award]]:
+    person = _person(live, sub)
+    out: dict[str, list[Award]] = {}
+    with db_session(live.engine) as s:
+        for a in s.exec(select(Award).where(Award.person_id == person.id).order_by(Award.id)):
+            out.setdefault(a.line_key, []).append(a)
+    return out
+
+
+def _count(live: Live, model: type) -> int:
+    with db_session(live.engine) as s:
+        return int(s.exec(select(func.count()).select_from(model)).one())
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert found, page[:1000]
+    return found.group(1)
+
+
+def _instructor(live: Live) -> tuple[Tab, str]:
+    tab = launch(live, "u-instr-1")
+    page = tab.get("/app/course")
+    assert page.status_code == 200
+    return tab, _csrf(page.text)
+
+
+def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Live) -> None:
+    tab = launch(live, "u-learn-2")  # Lucas: intermediate in both competencies
+    awards = _awards(live, "u-learn-2")
+    [award] = awards["competency:data-investigation"]
+    assert (award.level, award.state) == ("intermediate", "issued")
+    assert {a.level for a in awards["competency:data-communication"]} == {"intermediate"}
+    assert [a.state for a in awards["stack:Data literacy"]] == ["issued"]
+    with db_session(live.engine) as s:
+        decision = s.get(Decision, award.decision_id)
+        assert decision is not None and decision.level == "intermediate"
+        assert decision.policy_version >= 1 and len(decision.evidence_hash) == 64
+        used = {u["item"] for u in decision.reasons["used"]}
+        assert used == {"11/1", "11/2", "21"}  # rubric criteria and the quiz, via Moodle WS
+        cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
+        report = issuer_service.verify_input(s, live.settings, cred.document, now=utcnow())
+        assert report.valid, report
+        subject = cred.document["credentialSubject"]
+        assert subject["achievement"]["name"] == "Investigating with data (Intermediate)"
+        rows = s.exec(
+            select(OutboxMessage).where(OutboxMessage.credential_id == award.delivery_key)
+        ).all()
+        assert {r.kind for r in rows} == {"webhook.credential_issued", "ags.post_score"}
+        ags = next(r for r in rows if r.kind == "ags.post_score").payload["ags"]
+        assert ags["user_id"] == "u-learn-2" and ags["score"] == 2 and ags["maximum"] == 3
+
+    landing = tab.get("/app")  # where the launch lands: the learner's page
+    assert landing.status_code == 200 and "Your micro-credentials" in landing.text
+    page = tab.get("/app/me")
+    assert page.status_code == 200
+    assert "Investigating with data (Intermediate)" in page.text
+    assert f"/credentials/{award.credential_uuid}" in page.text
+    assert "For Advanced" in page.text  # what is missing, in words
+    public = tab.http.get(f"/credentials/{award.credential_uuid}")
+    assert public.status_code == 200 and "Investigating with data" in public.text
+    download = tab.get(f"/app/me/credentials/{award.credential_uuid}/credential.json")
+    assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
+
+
+def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert "Results have not been pulled from the LMS yet" in tab.get("/app/course").text
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    page = tab.get("/app/course").text
+    assert "not been pulled" not in page and "Results last pulled from the LMS" in page
+
+
+def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) -> None:
+    course_id = live.course_id
+    pull = flows.fetch_course(live.engine, course_id=course_id)
+    with db_session(live.engine, write=True) as s:
+        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        s.commit()
+    before = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award))
+    with db_session(live.engine, write=True) as s:
+        summary = flows.evaluate_course(
+            s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
+        )
+        assert summary.issued > 0
+        s.rollback()  # a crash before the commit
+    assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award)) == before
+    with db_session(live.engine, write=True) as s:
+        flows.evaluate_course(
+            s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
+        )
+        s.commit()
+    with db_session(live.engine) as s:
+        for award in s.exec(select(Award).where(Award.state == "issued")):
+            kinds = s.exec(
+                select(OutboxMessage.kind).where(OutboxMessage.credential_id == award.delivery_key)
+            ).all()
+            if award.line_key.startswith("competency:"):
+                assert "webhook.credential_issued" in kinds, award
+
+
+def test_re_evaluating_unchanged_evidence_issues_nothing_new(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    counts = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Decision))
+    assert counts[0] > 0
+    for _ in range(2):
+        again = tab.post("/app/course/reevaluate", {}, csrf=csrf)
+        assert again.status_code == 303
+        assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Decision)) == (
+        counts
+    )
+
+
+def test_a_higher_level_issues_a_new_credential_and_upgrades_the_deliveries(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [old] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert old.level == "intermediate"
+    # Advanced at 75% (the institution allows 75-95%) ...
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_advanced": "75"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    # ... needs a supervised sitting: the instructor attests Lucas's statistics quiz.
+    lucas = _person(live, "u-learn-2")
+    attested = tab.post(
+        "/app/course/attest",
+        {"person_id": str(lucas.id), "item_id": "21", "level": "supervised", "note": "room B"},
+        csrf=csrf,
+    )
+    assert attested.status_code == 303, attested.text
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "superseded"),
+        ("advanced", "issued"),
+    ]
+    new = line[-1]
+    assert new.credential_uuid != old.credential_uuid and new.delivery_key == old.delivery_key
+    with db_session(live.engine) as s:
+        rows = s.exec(
+            select(OutboxMessage).where(OutboxMessage.credential_id == old.delivery_key)
+        ).all()
+        states = {(r.kind, r.payload.get("level"), r.status) for r in rows}
+        # Nothing had gone out yet: the old level's rows are cancelled, the new level queued.
+        assert states == {
+            ("webhook.credential_issued", "intermediate", "cancelled"),
+            ("ags.post_score", "intermediate", "cancelled"),
+            ("webhook.credential_issued", "advanced", "pending"),
+            ("ags.post_score", "advanced", "pending"),
+        }
+        old_cred = s.exec(select(Credential).where(Credential.uuid == old.credential_uuid)).one()
+        assert not old_cred.revoked  # holding Advanced does not unmake Intermediate
+
+
+def test_a_lower_decision_flags_for_review_and_revokes_only_when_told(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-3")["competency:data-investigation"]  # Sofia, 68%
+    assert held.level == "intermediate"
+    raised = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "75%"},
+        csrf=csrf,
+    )
+    assert raised.status_code == 303, raised.text
+    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    [flagged] = _awards(live, "u-learn-3")["competency:data-investigation"]
+    assert flagged.state == "issued" and "Beginning" in flagged.review
+    page = tab.get("/app/course")
+    assert "Review" in page.text and "A later evaluation gives Beginning" in page.text
+    # The course now says "revoke": the credential goes, the lower level is issued.
+    rules = tab.post("/app/setup/rules", {"on_lower": "revoke"}, csrf=csrf)
+    assert rules.status_code == 303
+    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    line = _awards(live, "u-learn-3")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "revoked"),
+        ("beginning", "issued"),
+    ]
+    with db_session(live.engine) as s:
+        cred = s.exec(select(Credential).where(Credential.uuid == line[0].credential_uuid)).one()
+        assert cred.revoked and "Beginning" in (cred.revocation_reason or "")
+        statuses = s.exec(
+            select(OutboxMessage.status).where(OutboxMessage.credential_id == line[0].delivery_key)
+        ).all()
+        assert set(statuses) == {"cancelled"}  # never sent, so nothing to take back
+
+
+def test_thresholds_outside_the_institution_bounds_are_refused_with_the_reason(
+    live: Live,
+) -> None:
+    tab, csrf = _instructor(live)
+    page = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_advanced": "96"},
+        csrf=csrf,
+    )
+    assert page.status_code == 422
+    assert "Investigating with data: Advanced threshold: " in page.text
+    assert "95%" in page.text  # the bound it broke
+    assert "<script" not in page.text.split("</head>")[1]
+
+
+def test_approval_holds_the_credential_until_the_instructor_approves(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/setup/rules", {"approval_required": "on"}, csrf=csrf).status_code == 303
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [pending] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert pending.state == "pending_approval" and pending.credential_uuid is None
+    approved = tab.post(f"/app/course/awards/{pending.id}/approve", {}, csrf=csrf)
+    assert approved.status_code == 303
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [a.state for a in line] == ["approved", "issued"]
+    assert line[-1].approved_by.startswith("person:")
+
+
+def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> None:
+    launch(live, "u-learn-1")  # Amara
+    import httpx
+
+    with httpx.Client(timeout=30) as http:
+        worker = Worker(
+            live.engine,
+            build_connectors(live.engine, ags_poster=flows.ags_poster(live.engine, http)),
+            threads=1,
+            batch=20,
+        )
+        try:
+            for _ in range(5):
+                if worker.run_once() == 0:
+                    break
+        finally:
+            worker.close()
+    with db_session(live.engine) as s:
+        rows = s.exec(select(OutboxMessage)).all()
+        assert rows and all(r.status == "delivered" for r in rows), [
+            (r.kind, r.status, r.last_error) for r in rows
+        ]
+    platform = live.apps.lms.state.platform
+    scores = [
+        (item.label, score.user_id, score.score_given)
+        for item in platform.state.line_items()
+        for score in platform.state.scores(item.id)
+    ]
+    assert ("Investigating with data (competency level)", "u-learn-1", 3.0) in scores
+
+
+def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
+    from service import apitoken
+
+    with db_session(live.engine, write=True) as s:
+        _row, token = apitoken.create(
+            s, name="proctor", scopes=["evidence:write"], actor="test", now=utcnow()
+        )
+        s.commit()
+    learner = {"sub": "u-learn-5"}  # Ingrid: no results in the LMS
+    body = {
+        "course_id": live.course_id,
+        "results": [
+            {"learner": learner, "kind": "quiz", "item_id": "21", "score": 18, "max_score": 20},
+            {
+                "learner": learner,
+                "kind": "rubric_criterion",
+                "item_id": "11",
+                "criterion_id": "1",
+                "score": 3,
+                "max_score": 4,
+            },
+            {
+                "learner": learner,
+                "kind": "rubric_criterion",
+                "item_id": "11",
+                "criterion_id": "2",
+                "score": 3,
+                "max_score": 4,
+            },
+        ],
+    }
+    import httpx
+
+    with httpx.Client(base_url=live.tool_url, timeout=60) as http:
+        answer = http.post("/api/evidence", json=body, headers={"authorization": f"Bearer {token}"})
+    assert answer.status_code < 300, answer.text
+    [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
+    assert (award.level, award.state) == ("intermediate", "issued")
+    with db_session(live.engine) as s:
+        assert flows.courses_with_new_evidence(s) == []
+
+
+def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> None:
+    from service.db.models import Evidence, SourceConnection
+
+    with db_session(live.engine, write=True) as s:
+        conn = s.exec(select(SourceConnection)).one()
+        conn.access_token = "wrong-token"
+        s.add(conn)
+        s.commit()
+    tab, csrf = _instructor(live)
+    page = tab.post("/app/course/sync", {}, csrf=csrf)
+    assert page.status_code >= 400
+    assert "Moodle rejected the web service token (invalidtoken)" in page.text
+    assert "Create a new token for the service user" in page.text
+    assert _count(live, Evidence) == 0 and _count(live, Credential) == 0
+
+
+def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Live) -> None:
+    import threading
+
+    pull = flows.fetch_course(live.engine, course_id=live.course_id)
+    with db_session(live.engine, write=True) as s:
+        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        s.commit()
+    errors: list[BaseException] = []
+    start = threading.Barrier(3)
+
+    def run() -> None:
+        try:
+            start.wait(timeout=30)
+            with db_session(live.engine, write=True) as s:
+                flows.evaluate_course(
+                    s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
+                )
+                s.commit()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    with db_session(live.engine) as s:
+        issued = s.exec(select(Award.person_id, Award.line_key).where(Award.state == "issued"))
+        lines = list(issued)
+    assert len(lines) == len(set(lines)) == 9  # 6 competency levels + 3 stacks, once each

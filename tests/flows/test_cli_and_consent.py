@@ -1,0 +1,91 @@
+"""`microcred course reevaluate ID --sync` and the learner's consent per repository."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from sqlmodel import select
+from typer.testing import CliRunner
+
+from service import cli
+from service.db.engine import session as db_session
+from service.db.models import Award, OutboxMessage, Person
+from service.delivery import repositories
+from service.settings import Settings, get_settings
+from tests.flows.conftest import Live, launch
+
+pytestmark = pytest.mark.db
+
+
+@pytest.fixture
+def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
+    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
+    get_settings.cache_clear()
+    yield CliRunner()
+    get_settings.cache_clear()
+
+
+def test_course_reevaluate_syncs_and_reports_what_it_did(live: Live, runner: CliRunner) -> None:
+    first = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id), "--sync"])
+    assert first.exit_code == 0, first.output
+    assert (
+        "5 learners, 10 decisions (10 new, 0 unchanged): 9 issued" in first.output
+    )  # 6 levels + 3 stacks
+    again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
+    assert again.exit_code == 0, again.output
+    assert "(0 new, 10 unchanged): 0 issued, 0 upgraded" in again.output
+    missing = runner.invoke(cli.app, ["course", "reevaluate", "999"])
+    assert missing.exit_code == 2 and "no course 999" in missing.output
+
+
+def test_a_repository_that_asks_waits_for_the_learners_consent(live: Live) -> None:
+    with db_session(live.engine, write=True) as s:
+        repo = repositories.create(
+            s,
+            kind="badgr",
+            name="Career portfolio",
+            config={"base_url": "http://127.0.0.1:9", "issuer_id": "i1"},
+            secret="s",
+            consent_policy="ask",
+        )
+        s.commit()
+        repo_id = repo.id
+    tab = launch(live, "u-learn-2")
+    page = tab.get("/app/me")
+    assert "Send your name, e-mail and this credential to Career portfolio?" in page.text
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert csrf
+    with db_session(live.engine) as s:
+        lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
+        award = s.exec(
+            select(Award).where(
+                Award.person_id == lucas.id, Award.line_key == "competency:data-investigation"
+            )
+        ).one()
+        held = s.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.credential_id == award.delivery_key,
+                OutboxMessage.repository_id == repo_id,
+            )
+        ).one()
+        assert held.status == "held"
+    answer = tab.post(
+        "/app/me/consent",
+        {
+            "credential_id": award.delivery_key,
+            "repository_id": str(repo_id),
+            "granted": "true",
+        },
+        csrf=csrf.group(1),
+    )
+    assert answer.status_code == 303
+    with db_session(live.engine) as s:
+        row = s.get(OutboxMessage, held.id)
+        assert row is not None and row.status == "pending"
+    assert (
+        "Send your name" not in tab.get("/app/me").text.split("Investigating with data (")[1][:2000]
+    )
