@@ -16,12 +16,13 @@ from service.db.models import ApiToken
 from service.settings import Settings
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Plain attribute reads: async so FastAPI does not hop to the thread pool for them.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 

@@ -16,6 +16,8 @@ env = Environment(
     autoescape=select_autoescape(default=True, default_for_string=True),
     trim_blocks=True,
     lstrip_blocks=True,
+    # Templates ship with the package; checking their mtime on every render is wasted work.
+    auto_reload=False,
 )
 
 
