@@ -168,17 +168,9 @@ class BadgrConnector:
     # -- effects ---------------------------------------------------------------------------
 
     def _badge_class(self, repo: RepositoryConfig, item: dict[str, Any]) -> str:
-        explicit = item.get("badge_class_id")
-        if explicit:
-            return str(explicit)
-        key = f"{item.get('competency', '')}:{item.get('level', '')}"
-        classes = repo.config.get("badge_classes") or {}
-        if key not in classes:
-            raise NotConfigured(
-                f"repository {repo.name!r} has no Badgr badge class for {key!r}; add it to "
-                "the map, then retry the row"
-            )
-        return str(classes[key])
+        return repo.mapped_id(
+            item, explicit="badge_class_id", mapping="badge_classes", what="Badgr badge class"
+        )
 
     def find(
         self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str

@@ -42,17 +42,9 @@ MAX_PAGES = 20
 
 def template_for(repo: RepositoryConfig, item: dict[str, Any]) -> str:
     """The badge template for a competency level: the payload's own, else the map's."""
-    explicit = item.get("badge_template_id")
-    if explicit:
-        return str(explicit)
-    key = f"{item.get('competency', '')}:{item.get('level', '')}"
-    templates = repo.config.get("templates") or {}
-    if key not in templates:
-        raise NotConfigured(
-            f"repository {repo.name!r} has no Credly badge template for {key!r}; add it to "
-            "the template map, then retry the row"
-        )
-    return str(templates[key])
+    return repo.mapped_id(
+        item, explicit="badge_template_id", mapping="templates", what="Credly badge template"
+    )
 
 
 def _credly_time(iso: str) -> str:

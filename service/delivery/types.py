@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 from typing import Any, Protocol
 
+from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
 
 __all__ = ["Connector", "RepositoryConfig"]
@@ -23,6 +24,22 @@ class RepositoryConfig:
     access_token: str | None = dataclasses.field(default=None, repr=False)
     refresh_token: str | None = dataclasses.field(default=None, repr=False)
     access_token_expires_at: dt.datetime | None = None
+
+    def mapped_id(self, item: dict[str, Any], *, explicit: str, mapping: str, what: str) -> str:
+        """The remote id for a competency level: the payload's own ``explicit`` field, else
+        the repository's ``mapping`` of ``competency:level``; unmapped is a configuration
+        error (the row dead-letters until an administrator adds it and retries)."""
+        given = item.get(explicit)
+        if given:
+            return str(given)
+        key = f"{item.get('competency', '')}:{item.get('level', '')}"
+        table = self.config.get(mapping) or {}
+        if key not in table:
+            raise NotConfigured(
+                f"repository {self.name!r} has no {what} for {key!r}; add it to the map, "
+                "then retry the row"
+            )
+        return str(table[key])
 
 
 class Connector(Protocol):
