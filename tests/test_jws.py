@@ -176,3 +176,38 @@ def test_only_the_seam_imports_jose_and_every_decode_names_algorithms() -> None:
             if any(n == "jose" or n.startswith("jose.") for n in names):
                 offenders.append(str(path.relative_to(root)))
     assert sorted(set(offenders)) == ["jws.py"]
+
+
+def _segments(token: str) -> list[bytes]:
+    return [base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)) for s in token.split(".")]
+
+
+def test_compact_form_is_python_joses_header_and_a_raw_p256_signature(
+    ec_key: jws.PrivateKey,
+) -> None:
+    """sign() assembles the JWS itself (orjson, pybase64); pin it to the standard form."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    body = claims(name="Zoë — ☃", n=[1, 2.5, None, True])
+    token = jws.sign(body, ec_key, headers={"typ": "JWT", "alg": "none"})
+    header, payload, signature = _segments(token)
+    assert "=" not in token and "+" not in token and "/" not in token
+    # python-jose's header layout: sorted keys, no spaces; alg is always the key's own
+    assert header == b'{"alg":"ES256","kid":"e1","typ":"JWT"}'
+    assert json.loads(payload) == body
+    assert len(signature) == 64  # JWA 3.4: R || S, not DER
+    der = encode_dss_signature(
+        int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    )
+    signing_input = token.rsplit(".", 1)[0].encode()
+    ec_key.key.prepared_key.public_key().verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+
+
+def test_a_header_kid_override_is_kept_and_unserialisable_claims_are_a_token_error(
+    rsa_key: jws.PrivateKey,
+) -> None:
+    token = jws.sign(claims(), rsa_key, headers={"kid": "elsewhere"})
+    assert jws.unverified_header(token) == {"alg": "RS256", "kid": "elsewhere", "typ": "JWT"}
+    with pytest.raises(jws.TokenError, match="cannot sign"):
+        jws.sign(claims(when=object()), rsa_key)
