@@ -501,9 +501,13 @@ def prepare_microcred(platform: Platform, *, url: str, data_dir: Path, base: str
     return env
 
 
-def count_statements(run: Path, platform: Platform, db: str, *, verbose: bool) -> None:
+def count_statements(
+    run: Path, platform: Platform, db: str, *, verbose: bool, cprofile: int = 0
+) -> None:
     """In process, no timing: SQL statements, transactions and pool checkouts of one
-    login + launch + landing, for a new and for a returning user."""
+    login + launch + landing, for a new and for a returning user. With ``cprofile``, then
+    that many more launches of 50 returning users under cProfile (the test client's own
+    work included; needs ``pip install yappi``), printing the functions with the most time."""
     import warnings
 
     from sqlalchemy import event
@@ -563,6 +567,28 @@ def count_statements(run: Path, platform: Platform, db: str, *, verbose: bool) -
                 raise LaunchError(f"landing: {page.status_code} {page.text[:300]}")
 
         one(1)  # warm-up: key set fetched, caches filled
+        if cprofile:
+            import yappi  # every thread: sync routes run in the thread pool
+
+            for user in range(50):
+                one(100 + user)
+            yappi.set_clock_type("cpu")
+            yappi.start()
+            for i in range(cprofile):
+                one(100 + i % 50)
+            yappi.stop()
+            stats = yappi.get_func_stats()
+            print(f"   {db}: {cprofile} launches of returning users, CPU ms per launch")
+            for order in ("ttot", "tsub"):
+                stats.sort(order)
+                print(f"   -- by {'inclusive' if order == 'ttot' else 'own'} time")
+                for f in list(stats)[:70]:
+                    where = f"{f.module.rsplit('/', 2)[-1]}:{f.lineno}"
+                    print(
+                        f"   {1000 * f.ttot / cprofile:8.3f} {1000 * f.tsub / cprofile:8.3f} "
+                        f"{f.ncall / cprofile:7.1f}  {f.name} ({where})"
+                    )
+            return
         for label in ("new user", "returning user"):
             log.clear()
             one(2)
@@ -685,6 +711,13 @@ def main() -> None:
         help="only count SQL statements per launch (in process, sqlite/postgres of --only)",
     )
     parser.add_argument("--verbose", action="store_true", help="with --count-sql: list them")
+    parser.add_argument(
+        "--cprofile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --count-sql: profile N in-process launches of returning users",
+    )
     args = parser.parse_args()
     levels = [int(x) for x in str(args.concurrency).split(",") if x.strip()]
     if not shutil.which("node") and "ltijs" in args.only:
@@ -710,7 +743,9 @@ def main() -> None:
             if args.count_sql:
                 for name in args.only.split(","):
                     if name in ("sqlite", "postgres"):
-                        count_statements(run, platform, name, verbose=args.verbose)
+                        count_statements(
+                            run, platform, name, verbose=args.verbose, cprofile=args.cprofile
+                        )
                 return
             for name in args.only.split(","):
                 print(f"== {name}", flush=True)

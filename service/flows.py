@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
@@ -44,7 +47,9 @@ from service.db.engine import session as db_session
 from service.db.models import (
     Award,
     Competency,
+    CompetencyLevelTemplate,
     Course,
+    CourseCompetency,
     CourseSetup,
     Credential,
     Decision,
@@ -53,8 +58,11 @@ from service.db.models import (
     ImportRun,
     Person,
     Platform,
+    PolicyVersion,
     SourceConnection,
 )
+from service.db.models import Evidence as EvidenceRow
+from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.delivery import awards as delivery_awards
 from service.delivery import errors as delivery_errors
@@ -80,12 +88,112 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class LearnerState:
+    """What a learner's launch found: whether their evaluation is current, whether the
+    course pulls results from an LMS and when it last did."""
+
+    inputs: str  # learner_inputs() now
+    evaluated_inputs: str  # ... at the learner's last evaluation on launch ("" never)
+    evaluated_at: dt.datetime | None
+    connected: bool
+    synced_at: dt.datetime | None
+
+    def evaluation_due(self, now: dt.datetime, max_age: dt.timedelta) -> bool:
+        if self.inputs != self.evaluated_inputs or self.evaluated_at is None:
+            return True
+        return now - self.evaluated_at >= max_age
+
+    def sync_due(self, now: dt.datetime, interval: dt.timedelta) -> bool:
+        return self.connected and (self.synced_at is None or now - self.synced_at >= interval)
+
+
+@dataclass(frozen=True)
 class LaunchRecord:
-    """Who launched, in which course (None for a launch without context), with which role."""
+    """Who launched, in which course (None for a launch without context), with which role;
+    for a learner in a course, the state ``after_launch`` decides on."""
 
     person_id: int
     course_id: int | None
     role: str
+    learner: LearnerState | None = None
+
+
+def _scalar(query: Any) -> Any:
+    return query.scalar_subquery()
+
+
+@functools.cache
+def _learner_state_query() -> Any:
+    """One statement: everything an evaluation of the learner reads, reduced to counts and
+    high-water marks, plus the course's source wiring and last pull.
+
+    The evaluation's inputs are the learner's evidence and verification events in the
+    course, the course's competencies, their catalogue entries and templates, every policy
+    layer (append-only versions), the course's award rules, and the learner's awards.
+    Built once (parameters ``course_id``, ``person_id``): building it costs more than
+    running it.
+    """
+    course_id: Any = bindparam("course_id")
+    person_id: Any = bindparam("person_id")
+    in_course = (EvidenceRow.course_id == course_id, EvidenceRow.person_id == person_id)
+    verified = (VerificationRow.course_id == course_id, VerificationRow.person_id == person_id)
+    awards = (Award.course_id == course_id, Award.person_id == person_id)
+    return sa_select(
+        _scalar(select(func.count(col(EvidenceRow.id))).where(*in_course)),
+        _scalar(select(func.max(EvidenceRow.updated_at)).where(*in_course)),
+        # every change of a result bumps its version: the sum grows with any change
+        _scalar(select(func.sum(EvidenceRow.version)).where(*in_course)),
+        _scalar(select(func.count(col(VerificationRow.id))).where(*verified)),
+        _scalar(select(func.max(VerificationRow.id)).where(*verified)),
+        _scalar(select(func.max(VerificationRow.updated_at)).where(*verified)),
+        _scalar(select(func.max(PolicyVersion.id))),
+        _scalar(select(func.max(Competency.updated_at))),
+        _scalar(select(func.max(CompetencyLevelTemplate.updated_at))),
+        _scalar(
+            select(func.count(col(CourseCompetency.id))).where(
+                CourseCompetency.course_id == course_id
+            )
+        ),
+        _scalar(
+            select(func.max(CourseCompetency.id)).where(CourseCompetency.course_id == course_id)
+        ),
+        _scalar(select(CourseSetup.updated_at).where(CourseSetup.course_id == course_id)),
+        _scalar(select(func.count(col(Award.id))).where(*awards)),
+        _scalar(select(func.max(Award.updated_at)).where(*awards)),
+        _scalar(select(CourseSetup.source_connection_id).where(CourseSetup.course_id == course_id)),
+        _scalar(
+            select(func.max(ImportRun.started_at)).where(
+                ImportRun.course_id == course_id, ImportRun.kind == "sync"
+            )
+        ),
+    )
+
+
+def _as_text(value: Any) -> str:
+    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def _as_time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
+    """The learner's evaluation inputs now, against what their last launch evaluated."""
+    params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
+    row = session.execute(_learner_state_query(), params).one()
+    *inputs, source, synced_at = row
+    digest = hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
+    return LearnerState(
+        inputs=digest,
+        evaluated_inputs=enrolment.evaluated_inputs,
+        evaluated_at=enrolment.evaluated_at,
+        connected=source is not None,
+        synced_at=_as_time(synced_at),
+    )
 
 
 def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> Person:
@@ -99,13 +207,16 @@ def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) ->
         except IntegrityError:  # a concurrent first launch of the same user won
             person = session.exec(query).one()
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
-    # launch that withholds them (privacy settings) keeps what we knew.
+    # launch that withholds them (privacy settings) keeps what we knew. A returning user
+    # with nothing changed costs no write.
+    changed = False
     for attr in ("name", "given_name", "family_name", "email"):
         value = getattr(launch, attr)
-        if value:
+        if value and getattr(person, attr) != value:
             setattr(person, attr, value)
-    person.updated_at = now
-    session.add(person)
+            changed = True
+    if changed:
+        person.updated_at = now
     return person
 
 
@@ -123,18 +234,18 @@ def _upsert_course(session: Session, launch: LaunchContext) -> Course | None:
                 session.add(course)
         except IntegrityError:
             course = session.exec(query).one()
-    if launch.context_title:
+    if launch.context_title and course.title != launch.context_title:
         course.title = launch.context_title
-    if launch.context_label:
+    if launch.context_label and course.label != launch.context_label:
         course.label = launch.context_label
-    session.add(course)
     return course
 
 
 def record_launch(
     session: Session, *, launch: LaunchContext, now: dt.datetime | None = None
 ) -> LaunchRecord:
-    """Upsert the person (platform, sub), the course (deployment, context) and the enrolment.
+    """Upsert the person (platform, sub), the course (deployment, context) and the enrolment;
+    for a learner, read what ``after_launch`` needs to decide (``LearnerState``).
 
     Runs in the launch route's write transaction; the route commits.
     """
@@ -142,6 +253,7 @@ def record_launch(
     person = _upsert_person(session, launch, now)
     course = _upsert_course(session, launch)
     session.flush()
+    state: LearnerState | None = None
     if course is not None:
         query = select(Enrolment).where(
             Enrolment.course_id == course.id, Enrolment.person_id == person.id
@@ -156,10 +268,11 @@ def record_launch(
                     session.add(enrolment)
             except IntegrityError:
                 enrolment = session.exec(query).one()
-        enrolment.role = launch.role
-        enrolment.roles = list(launch.roles)
-        enrolment.updated_at = now
-        session.add(enrolment)
+        roles = list(launch.roles)
+        if enrolment.role != launch.role or enrolment.roles != roles:
+            enrolment.role = launch.role
+            enrolment.roles = roles
+            enrolment.updated_at = now
         lineitems = launch.ags.get("lineitems")
         if isinstance(lineitems, str) and lineitems:
             # AGS 2.0 §3.1: the line-items container of this context; the tool keeps its own
@@ -171,9 +284,14 @@ def record_launch(
                 setup.ags_scopes = [str(x) for x in scopes]
                 setup.updated_at = now
                 session.add(setup)
-    session.flush()
+        session.flush()
+        if launch.role == "learner":
+            state = learner_state(session, enrolment=enrolment)
     return LaunchRecord(
-        person_id=person.id or 0, course_id=course.id if course else None, role=launch.role
+        person_id=person.id or 0,
+        course_id=course.id if course else None,
+        role=launch.role,
+        learner=state,
     )
 
 
@@ -404,15 +522,19 @@ def gap_text(decision: EngineDecision | None) -> str:
     return f"For {decision.gap.level.label}: {reasons}" if reasons else ""
 
 
-def course_learners(session: Session, *, course_id: int) -> list[Person]:
-    """Learners enrolled in the course, and anyone with results in it."""
-    enrolled = session.exec(
-        select(Enrolment.person_id).where(
-            Enrolment.course_id == course_id, Enrolment.role == "learner"
-        )
-    ).all()
-    with_results = {r.person_id for r in store.list_evidence(session, course_id=course_id)}
-    ids = sorted(set(enrolled) | with_results)
+def course_learners(
+    session: Session, *, course_id: int, person_ids: Sequence[int] | None = None
+) -> list[Person]:
+    """Learners enrolled in the course, and anyone with results in it (of ``person_ids``
+    only, when given: evaluating one learner reads that learner, not the course)."""
+    enrolled_q = select(Enrolment.person_id).where(
+        Enrolment.course_id == course_id, Enrolment.role == "learner"
+    )
+    results_q = select(EvidenceRow.person_id).where(EvidenceRow.course_id == course_id).distinct()
+    if person_ids is not None:
+        enrolled_q = enrolled_q.where(col(Enrolment.person_id).in_(person_ids))
+        results_q = results_q.where(col(EvidenceRow.person_id).in_(person_ids))
+    ids = sorted(set(session.exec(enrolled_q).all()) | set(session.exec(results_q).all()))
     if not ids:
         return []
     return list(
@@ -518,11 +640,7 @@ def evaluate_course(
         raise NotFound(f"no course {course_id}")
     setup = _lock_course(session, course_id=course_id)
     plans = _policies(session, course_id=course_id)
-    people = [
-        p
-        for p in course_learners(session, course_id=course_id)
-        if person_ids is None or p.id in person_ids
-    ]
+    people = course_learners(session, course_id=course_id, person_ids=person_ids)
     summary = Summary(learners=len(people))
     by_person: dict[int, list[store.EvidenceRecord]] = {}
     if person_ids is None or len(person_ids) > 1:  # one query for the course, not per learner
@@ -1412,23 +1530,28 @@ def after_launch(
     now: dt.datetime,
     client: httpx.Client | None = None,
 ) -> Summary | None:
-    """A learner's launch: pull the course's latest results (when a source is connected)
-    and evaluate that learner, so the page shows up-to-date levels and credentials.
+    """A learner's launch: pull the course's latest results (when a source is connected and
+    the last pull is older than ``launch_sync_interval_seconds``) and evaluate that learner
+    when anything the evaluation reads changed since their last launch evaluated them, or
+    that evaluation is older than ``launch_evaluation_max_age_seconds`` (time-dependent
+    rules). A returning learner with nothing new costs no statement here.
 
     Runs after the launch committed. A failing LMS or rule never blocks the learner's page:
     it is logged and the learner sees what was known before.
     """
-    if record.role != "learner" or record.course_id is None:
+    state = record.learner
+    if record.role != "learner" or record.course_id is None or state is None:
         return None
     course_id = record.course_id
     pull: Pull | None = None
-    try:
-        with db_session(engine_) as s:
-            connected = has_source(s, course_id=course_id)
-        if connected:
+    if state.sync_due(now, dt.timedelta(seconds=settings.launch_sync_interval_seconds)):
+        try:
             pull = fetch_course(engine_, course_id=course_id, client=client)
-    except ServiceError as exc:
-        log.warning("sync on launch of course %s failed: %s", course_id, exc.detail)
+        except ServiceError as exc:
+            log.warning("sync on launch of course %s failed: %s", course_id, exc.detail)
+    max_age = dt.timedelta(seconds=settings.launch_evaluation_max_age_seconds)
+    if pull is None and not state.evaluation_due(now, max_age):
+        return None
     try:
         with db_session(engine_, write=True) as s:
             if pull is not None:
@@ -1441,6 +1564,18 @@ def after_launch(
                 now=now,
                 actor="system",
             )
+            # Stamp the inputs as this transaction sees them after the pull and the
+            # evaluation (its own awards included). A change committed meanwhile by another
+            # transaction is an import, an attestation or a rule change, and each of those
+            # evaluates the course itself; max age bounds anything else.
+            enrolment = s.exec(
+                select(Enrolment).where(
+                    Enrolment.course_id == course_id, Enrolment.person_id == record.person_id
+                )
+            ).one()
+            enrolment.evaluated_inputs = learner_state(s, enrolment=enrolment).inputs
+            enrolment.evaluated_at = now
+            s.add(enrolment)
             s.commit()
             return summary
     except ServiceError as exc:

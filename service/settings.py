@@ -38,6 +38,19 @@ class Settings(BaseSettings):
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300
     lti_http_timeout_seconds: float = 10.0
+    # flows: what a learner's launch refreshes before their page
+    launch_sync_interval_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="Pull the course's results from the LMS on a learner's launch when the "
+        "last pull is older than this (0: on every launch).",
+    )
+    launch_evaluation_max_age_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="Re-evaluate a learner on launch when their inputs are unchanged but their "
+        "last evaluation is older than this (time-dependent rules: recency, expiry).",
+    )
     # issuer
     issuer_name: str = Field(default="microcred", description="Awarding body name (EU element 4).")
     issuer_url: str = Field(default="", description="Awarding body web site; base_url if empty.")

@@ -48,10 +48,17 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """Render a page of the app with the signed-in user, course and tabs."""
-    with db_session(engine) as s:
-        person = s.get(Person, user.person_id)
-        course = s.get(Course, user.course_id) if user.course_id else None
-        platform = s.get(Platform, user.platform_id)
+    person: Person | None
+    course: Course | None
+    platform: Platform | None
+    if user.person is not None and user.platform is not None:
+        # Read with the session on this request (auth.current_user): no second transaction.
+        person, course, platform = user.person, user.course, user.platform
+    else:
+        with db_session(engine) as s:
+            person = s.get(Person, user.person_id)
+            course = s.get(Course, user.course_id) if user.course_id else None
+            platform = s.get(Platform, user.platform_id)
     tabs = []
     if user.course_id is not None and user.is_instructor:
         tabs += [("course", "Learners", "/app/course"), ("setup", "Competencies", "/app/setup")]

@@ -90,6 +90,10 @@ class Enrolment(SQLModel, table=True):
     role: str = Field(max_length=20)  # instructor | learner | admin
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # The learner's last evaluation on launch: a digest of what it read (flows.learner_inputs)
+    # and when, so a launch with nothing changed does not evaluate again.
+    evaluated_inputs: str = Field(default="", max_length=64)
+    evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class AuditEvent(SQLModel, table=True):

@@ -1,0 +1,243 @@
+"""What a learner's launch refreshes before their page: the LMS pull at most once per
+interval, and an evaluation only when something it reads changed (or it is old)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from sqlmodel import Session, col, func, select
+
+from service import flows
+from service.db.engine import session as db_session
+from service.db.models import (
+    Award,
+    Competency,
+    CompetencyLevelTemplate,
+    CourseCompetency,
+    CourseSetup,
+    Decision,
+    Enrolment,
+    Evidence,
+    ImportRun,
+    Person,
+    PolicyVersion,
+    VerificationEvent,
+)
+from service.db.types import utcnow
+from tests.flows.conftest import Live, launch
+
+pytestmark = pytest.mark.db
+
+
+def _enrolment(s: Session, live: Live, sub: str) -> Enrolment:
+    person = s.exec(select(Person).where(Person.sub == sub)).one()
+    return s.exec(
+        select(Enrolment).where(
+            Enrolment.person_id == person.id, Enrolment.course_id == live.course_id
+        )
+    ).one()
+
+
+def _counts(live: Live) -> tuple[int, int]:
+    with db_session(live.engine) as s:
+        decisions = s.exec(select(func.count()).select_from(Decision)).one()
+        pulls = s.exec(select(func.count()).where(ImportRun.kind == "sync")).one()
+    return int(decisions), int(pulls)
+
+
+def test_a_returning_learner_with_nothing_new_is_neither_pulled_nor_evaluated(
+    live: Live,
+) -> None:
+    launch(live, "u-learn-2")
+    first = _counts(live)
+    with db_session(live.engine) as s:
+        stamped = _enrolment(s, live, "u-learn-2")
+        assert stamped.evaluated_at is not None and len(stamped.evaluated_inputs) == 64
+    tab = launch(live, "u-learn-2")
+    assert _counts(live) == first  # no decision stored, no LMS pull (interval 300 s)
+    with db_session(live.engine) as s:
+        again = _enrolment(s, live, "u-learn-2")
+        assert (again.evaluated_at, again.evaluated_inputs) == (
+            stamped.evaluated_at,
+            stamped.evaluated_inputs,
+        )
+    page = tab.get("/app/me")
+    assert page.status_code == 200 and "Investigating with data (Intermediate)" in page.text
+
+
+def _decisions(live: Live, sub: str) -> list[tuple[int, str]]:
+    with db_session(live.engine) as s:
+        person = s.exec(select(Person).where(Person.sub == sub)).one()
+        rows = s.exec(
+            select(Decision).where(Decision.person_id == person.id).order_by(col(Decision.id))
+        ).all()
+        return [(d.competency_id, d.evidence_hash) for d in rows]
+
+
+def test_a_result_changed_since_the_last_launch_is_evaluated_on_the_next(live: Live) -> None:
+    launch(live, "u-learn-3")  # Sofia: intermediate in both competencies
+    before = _decisions(live, "u-learn-3")
+    with db_session(live.engine, write=True) as s:
+        person = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
+        quiz = select(Evidence).where(Evidence.person_id == person.id, Evidence.item_id == "21")
+        for row in s.exec(quiz):
+            # as an import that evaluated nothing would leave it: full marks, a new version
+            row.score, row.version, row.updated_at = row.max_score, row.version + 1, utcnow()
+            s.add(row)
+        s.commit()
+    launch(live, "u-learn-3")  # within the pull interval: the changed rows stay as they are
+    after = _decisions(live, "u-learn-3")
+    new = after[len(before) :]
+    assert after[: len(before)] == before and new  # evaluated again, on the new evidence
+    assert {h for _c, h in new}.isdisjoint({h for _c, h in before})
+    launch(live, "u-learn-3")
+    assert _decisions(live, "u-learn-3") == after  # and not a third time
+
+
+def test_an_old_evaluation_is_redone_and_an_old_pull_repeated(live: Live) -> None:
+    launch(live, "u-learn-1")
+    decisions, pulls = _counts(live)
+    with db_session(live.engine, write=True) as s:
+        enrolment = _enrolment(s, live, "u-learn-1")
+        stamp = enrolment.evaluated_inputs
+        assert enrolment.evaluated_at is not None
+        enrolment.evaluated_at = enrolment.evaluated_at - dt.timedelta(hours=2)
+        s.add(enrolment)
+        s.commit()
+    launch(live, "u-learn-1")  # max age 3600 s: evaluated again, nothing new stored
+    with db_session(live.engine) as s:
+        redone = _enrolment(s, live, "u-learn-1")
+        assert redone.evaluated_at is not None
+        assert utcnow() - redone.evaluated_at < dt.timedelta(minutes=5)
+        assert redone.evaluated_inputs == stamp
+    assert _counts(live) == (decisions, pulls)  # same evidence and rules: same decisions
+    with db_session(live.engine, write=True) as s:
+        for run in s.exec(select(ImportRun).where(ImportRun.kind == "sync")):
+            run.started_at -= dt.timedelta(minutes=10)
+            s.add(run)
+        s.commit()
+    launch(live, "u-learn-1")
+    assert _counts(live)[1] == pulls + 1  # the last pull was older than 300 s
+
+
+def _bump_result(s: Session, person_id: int, live: Live) -> None:
+    row = s.exec(select(Evidence).where(Evidence.person_id == person_id)).first()
+    assert row is not None
+    row.score, row.version = (row.score or 0) + 1, row.version + 1
+    s.add(row)
+
+
+def _add_verification(s: Session, person_id: int, live: Live) -> None:
+    s.add(
+        VerificationEvent(
+            course_id=live.course_id,
+            person_id=person_id,
+            origin="proctor",
+            item_id="21",
+            sitting_id="late",
+            level="proctored",
+            asserted_by="proctor",
+            occurred_at=utcnow(),
+        )
+    )
+
+
+def _new_policy_version(s: Session, person_id: int, live: Live) -> None:
+    latest = s.exec(select(PolicyVersion).order_by(col(PolicyVersion.id).desc())).first()
+    assert latest is not None
+    s.add(
+        PolicyVersion(
+            scope=latest.scope,
+            scope_key=latest.scope_key,
+            course_id=latest.course_id,
+            competency_id=latest.competency_id,
+            version=latest.version + 1,
+            document=latest.document,
+            bounds=latest.bounds,
+        )
+    )
+
+
+def _touch(model: type, where: Callable[[Live], object] | None = None) -> Callable[..., None]:
+    def mutate(s: Session, person_id: int, live: Live) -> None:
+        query = select(model)
+        if where is not None:
+            query = query.where(where(live))
+        row = s.exec(query).first()
+        assert row is not None
+        row.updated_at = utcnow() + dt.timedelta(seconds=1)
+        s.add(row)
+
+    return mutate
+
+
+def _revoke_award(s: Session, person_id: int, live: Live) -> None:
+    award = s.exec(select(Award).where(Award.person_id == person_id)).first()
+    assert award is not None
+    award.state, award.updated_at = "revoked", utcnow() + dt.timedelta(seconds=1)
+    s.add(award)
+
+
+def _add_course_competency(s: Session, person_id: int, live: Live) -> None:
+    comp = Competency(key="late-addition", name="Late addition")
+    s.add(comp)
+    s.flush()
+    s.add(CourseCompetency(course_id=live.course_id, competency_id=comp.id or 0))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _bump_result,
+        _add_verification,
+        _new_policy_version,
+        _touch(Competency),
+        _touch(CompetencyLevelTemplate),
+        _touch(CourseSetup, lambda live: CourseSetup.course_id == live.course_id),
+        _revoke_award,
+        _add_course_competency,
+    ],
+    ids=[
+        "a result changed",
+        "a verification statement added",
+        "a policy layer got a new version",
+        "a catalogue entry changed",
+        "a level template changed",
+        "the course's award rules changed",
+        "an award was revoked",
+        "a competency was added to the course",
+    ],
+)
+def test_every_input_of_an_evaluation_changes_the_learner_state(
+    live: Live, change: Callable[[Session, int, Live], None]
+) -> None:
+    launch(live, "u-learn-2")
+    with db_session(live.engine, write=True) as s:
+        enrolment = _enrolment(s, live, "u-learn-2")
+        before = flows.learner_state(s, enrolment=enrolment)
+        assert before.inputs == enrolment.evaluated_inputs  # stamped by the launch
+        change(s, enrolment.person_id, live)
+        s.flush()
+        after = flows.learner_state(s, enrolment=enrolment)
+        assert after.inputs != before.inputs
+        assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
+
+
+def test_another_learners_results_leave_the_state_alone(live: Live) -> None:
+    launch(live, "u-learn-2")
+    with db_session(live.engine, write=True) as s:
+        enrolment = _enrolment(s, live, "u-learn-2")
+        before = flows.learner_state(s, enrolment=enrolment)
+        other = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
+        assert other.id is not None
+        _bump_result(s, other.id, live)
+        s.flush()
+        after = flows.learner_state(s, enrolment=enrolment)
+        assert after == before
+        assert not after.evaluation_due(utcnow(), dt.timedelta(hours=1))
+        assert after.connected and after.synced_at is not None
+        interval = dt.timedelta(seconds=300)
+        assert not after.sync_due(after.synced_at + interval - dt.timedelta(seconds=1), interval)
+        assert after.sync_due(after.synced_at + interval, interval)
