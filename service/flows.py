@@ -30,6 +30,7 @@ from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from service import audit
 from service.assessment import canonical, engine, parse, stack
@@ -196,16 +197,41 @@ def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
     )
 
 
+# The statements of every launch, built once with parameters (building one through the ORM
+# costs more than running it).
+@functools.cache
+def _person_query() -> SelectOfScalar[Person]:
+    return select(Person).where(
+        Person.platform_id == bindparam("platform_id"), Person.sub == bindparam("sub")
+    )
+
+
+@functools.cache
+def _course_query() -> SelectOfScalar[Course]:
+    return select(Course).where(
+        Course.deployment_id == bindparam("deployment_id"),
+        Course.context_id == bindparam("context_id"),
+    )
+
+
+@functools.cache
+def _enrolment_query() -> SelectOfScalar[Enrolment]:
+    return select(Enrolment).where(
+        Enrolment.course_id == bindparam("course_id"), Enrolment.person_id == bindparam("person_id")
+    )
+
+
 def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> Person:
-    query = select(Person).where(Person.platform_id == launch.platform_id, Person.sub == launch.sub)
-    person = session.exec(query).first()
+    query = _person_query()
+    params = {"platform_id": launch.platform_id, "sub": launch.sub}
+    person = session.exec(query, params=params).first()
     if person is None:
         try:
             with session.begin_nested():
                 person = Person(platform_id=launch.platform_id, sub=launch.sub)
                 session.add(person)
         except IntegrityError:  # a concurrent first launch of the same user won
-            person = session.exec(query).one()
+            person = session.exec(query, params=params).one()
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
     # launch that withholds them (privacy settings) keeps what we knew. A returning user
     # with nothing changed costs no write.
@@ -223,17 +249,16 @@ def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) ->
 def _upsert_course(session: Session, launch: LaunchContext) -> Course | None:
     if not launch.context_id:
         return None
-    query = select(Course).where(
-        Course.deployment_id == launch.deployment_pk, Course.context_id == launch.context_id
-    )
-    course = session.exec(query).first()
+    query = _course_query()
+    params = {"deployment_id": launch.deployment_pk, "context_id": launch.context_id}
+    course = session.exec(query, params=params).first()
     if course is None:
         try:
             with session.begin_nested():
                 course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
                 session.add(course)
         except IntegrityError:
-            course = session.exec(query).one()
+            course = session.exec(query, params=params).one()
     if launch.context_title and course.title != launch.context_title:
         course.title = launch.context_title
     if launch.context_label and course.label != launch.context_label:
@@ -255,10 +280,9 @@ def record_launch(
     session.flush()
     state: LearnerState | None = None
     if course is not None:
-        query = select(Enrolment).where(
-            Enrolment.course_id == course.id, Enrolment.person_id == person.id
-        )
-        enrolment = session.exec(query).first()
+        query = _enrolment_query()
+        params = {"course_id": course.id, "person_id": person.id}
+        enrolment = session.exec(query, params=params).first()
         if enrolment is None:
             try:
                 with session.begin_nested():
@@ -267,7 +291,7 @@ def record_launch(
                     )
                     session.add(enrolment)
             except IntegrityError:
-                enrolment = session.exec(query).one()
+                enrolment = session.exec(query, params=params).one()
         roles = list(launch.roles)
         if enrolment.role != launch.role or enrolment.roles != roles:
             enrolment.role = launch.role
@@ -1720,38 +1744,49 @@ def add_competency(session: Session, *, course_id: int, competency_key: str, act
 
 
 def learner_status(
-    session: Session, *, course_id: int, person_id: int
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int,
+    awards: Sequence[Award] | None = None,
 ) -> list[tuple[Competency, Decision | None, list[Award]]]:
-    """Per course competency: the learner's latest stored decision and their awards."""
-    out = []
-    for comp in policies_repo.course_competencies(session, course_id):
-        last = session.exec(
-            select(Decision)
-            .where(
-                Decision.person_id == person_id,
-                Decision.course_id == course_id,
-                Decision.competency_id == comp.id,
-            )
-            .order_by(col(Decision.id).desc())
-        ).first()
-        awards = list(
-            session.exec(
-                select(Award)
-                .where(
-                    Award.course_id == course_id,
-                    Award.person_id == person_id,
-                    Award.line_key == _line(comp),
-                )
-                .order_by(col(Award.id).desc())
-            )
+    """Per course competency: the learner's latest stored decision and their awards (newest
+    first; ``awards``: the learner's awards in the course when the caller has them)."""
+    comps = policies_repo.course_competencies(session, course_id)
+    if not comps:
+        return []
+    params = {"course_id": course_id, "person_id": person_id}
+    latest = {d.competency_id: d for d in session.exec(_latest_decisions_query(), params=params)}
+    if awards is None:
+        awards = person_awards(session, person_id=person_id, course_id=course_id)
+    by_line: dict[str, list[Award]] = {}
+    for award in sorted(awards, key=lambda a: -(a.id or 0)):
+        by_line.setdefault(award.line_key, []).append(award)
+    return [(comp, latest.get(comp.id or 0), by_line.get(_line(comp), [])) for comp in comps]
+
+
+@functools.cache
+def _latest_decisions_query() -> SelectOfScalar[Decision]:
+    newest = (
+        select(func.max(Decision.id))
+        .where(
+            Decision.person_id == bindparam("person_id"),
+            Decision.course_id == bindparam("course_id"),
         )
-        out.append((comp, last, awards))
-    return out
+        .group_by(col(Decision.competency_id))
+    )
+    return select(Decision).where(col(Decision.id).in_(newest))
+
+
+@functools.cache
+def _awards_query(in_course: bool) -> SelectOfScalar[Award]:
+    query = select(Award).where(Award.person_id == bindparam("person_id"))
+    if in_course:
+        query = query.where(Award.course_id == bindparam("course_id"))
+    return query.order_by(col(Award.id).desc())
 
 
 def person_awards(session: Session, *, person_id: int, course_id: int | None = None) -> list[Award]:
     """Every issued or pending credential of a person (newest first)."""
-    q = select(Award).where(Award.person_id == person_id)
-    if course_id is not None:
-        q = q.where(Award.course_id == course_id)
-    return list(session.exec(q.order_by(col(Award.id).desc())))
+    query = _awards_query(course_id is not None)
+    return list(session.exec(query, params={"person_id": person_id, "course_id": course_id}))

@@ -58,6 +58,16 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _writer(engine: Engine) -> Engine:
+    # One option engine per engine, kept on it: making one per transaction costs a logger
+    # lookup under logging's global lock, on every write request.
+    writer: Engine | None = getattr(engine, "_microcred_writer", None)
+    if writer is None:
+        writer = engine.execution_options(sqlite_begin="IMMEDIATE")
+        engine._microcred_writer = writer  # type: ignore[attr-defined]
+    return writer
+
+
 @contextlib.contextmanager
 def session(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     """A session whose transaction the caller commits exactly once.
@@ -66,6 +76,6 @@ def session(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     Uncommitted work is discarded on exit (closing rolls back without expiring what was
     loaded, so objects stay readable after the block).
     """
-    bind = engine.execution_options(sqlite_begin="IMMEDIATE") if write else engine
+    bind = _writer(engine) if write else engine
     with Session(bind, expire_on_commit=False) as s:
         yield s

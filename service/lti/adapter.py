@@ -17,6 +17,7 @@ target_link_uri.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import typing as t
 from collections.abc import Callable, Mapping
@@ -33,8 +34,9 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlalchemy import and_
+from sqlalchemy import and_, bindparam
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select, SelectOfScalar
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from service.db.models import Deployment, LtiCache, Platform
@@ -182,6 +184,37 @@ def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
     return None
 
 
+# Statements of every login and launch, built once with parameters: building one through
+# the ORM costs more than running it (bench/README.md, Launch).
+@functools.cache
+def _platform_query() -> SelectOfScalar[Platform]:
+    return select(Platform).where(
+        Platform.issuer == bindparam("iss"), Platform.client_id == bindparam("cid")
+    )
+
+
+@functools.cache
+def _platform_deployment_query() -> Select[Platform, Deployment]:
+    return (
+        select(Platform, Deployment)
+        .outerjoin(
+            Deployment,
+            and_(
+                col(Deployment.platform_id) == col(Platform.id),
+                col(Deployment.deployment_id) == bindparam("dep"),
+            ),
+        )
+        .where(Platform.issuer == bindparam("iss"), Platform.client_id == bindparam("cid"))
+    )
+
+
+@functools.cache
+def _deployment_query() -> SelectOfScalar[Deployment]:
+    return select(Deployment).where(
+        Deployment.platform_id == bindparam("pid"), Deployment.deployment_id == bindparam("dep")
+    )
+
+
 class DbToolConf(ToolConfAbstract[FastApiRequest]):
     """Registrations from the ``platform`` table: one issuer may have many client_ids.
 
@@ -217,23 +250,14 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     ) -> Registration | None:
         if not client_id:
             return self.find_registration_by_issuer(iss)
-        query = select(Platform).where(Platform.issuer == iss, Platform.client_id == client_id)
         hint = _deployment_hint(kwargs)
         if hint is None:
-            row = self._db.exec(query).first()
+            row = self._db.exec(_platform_query(), params={"iss": iss, "cid": client_id}).first()
         else:
             # The deployment the request names comes with the platform in one statement
             # (outer join: an unknown deployment is found as None and refused later).
             joined = self._db.exec(
-                select(Platform, Deployment)
-                .outerjoin(
-                    Deployment,
-                    and_(
-                        col(Deployment.platform_id) == col(Platform.id),
-                        col(Deployment.deployment_id) == hint,
-                    ),
-                )
-                .where(Platform.issuer == iss, Platform.client_id == client_id)
+                _platform_deployment_query(), params={"iss": iss, "cid": client_id, "dep": hint}
             ).first()
             row = joined[0] if joined is not None else None
             if joined is not None:
@@ -260,10 +284,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
         key = (self.platform.id, deployment_id)
         if key not in self._deployments:
             self._deployments[key] = self._db.exec(
-                select(Deployment).where(
-                    Deployment.platform_id == self.platform.id,
-                    Deployment.deployment_id == deployment_id,
-                )
+                _deployment_query(), params={"pid": self.platform.id, "dep": deployment_id}
             ).first()
         return self._deployments[key]
 

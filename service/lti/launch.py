@@ -25,6 +25,7 @@ may fetch the platform's JWKS) and ``complete_launch`` (in the caller's write tr
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import logging
 import secrets
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, delete, update
+from sqlalchemy import Engine, bindparam, delete, update
 from sqlmodel import Session, col
 
 from service import jws
@@ -458,6 +459,18 @@ def validate_launch(
     )
 
 
+@functools.cache
+def _consume_statement() -> t.Any:
+    # Built once: the one-time consume of state + nonce that every launch runs.
+    return (
+        update(LaunchState)
+        .where(col(LaunchState.state) == bindparam("b_state"))
+        .where(col(LaunchState.nonce) == bindparam("b_nonce"))
+        .where(col(LaunchState.used_at).is_(None))
+        .values(used_at=bindparam("b_now"))
+    )
+
+
 def complete_launch(
     session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime | None = None
 ) -> LaunchContext:
@@ -467,11 +480,8 @@ def complete_launch(
     """
     now = now or utcnow()
     result = session.exec(
-        update(LaunchState)
-        .where(col(LaunchState.state) == pending.state)
-        .where(col(LaunchState.nonce) == pending.nonce)
-        .where(col(LaunchState.used_at).is_(None))
-        .values(used_at=now)
+        _consume_statement(),
+        params={"b_state": pending.state, "b_nonce": pending.nonce, "b_now": now},
     )
     if result.rowcount != 1:
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")

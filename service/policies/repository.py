@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from service.db.models import (
     Competency,
@@ -62,13 +65,19 @@ def course_link(session: Session, course_id: int, competency_id: int) -> CourseC
     ).first()
 
 
-def course_competencies(session: Session, course_id: int) -> Sequence[Competency]:
-    return session.exec(
+@functools.cache
+def _course_competencies_query() -> SelectOfScalar[Competency]:
+    # Built once (parameter ``course_id``): every learner page and evaluation runs it.
+    return (
         select(Competency)
         .join(CourseCompetency, col(CourseCompetency.competency_id) == col(Competency.id))
-        .where(CourseCompetency.course_id == course_id)
+        .where(CourseCompetency.course_id == bindparam("course_id"))
         .order_by(col(Competency.key))
-    ).all()
+    )
+
+
+def course_competencies(session: Session, course_id: int) -> Sequence[Competency]:
+    return session.exec(_course_competencies_query(), params={"course_id": course_id}).all()
 
 
 def latest_version(session: Session, scope_key: str) -> PolicyVersion | None:

@@ -24,16 +24,17 @@ context: ``user.course_id`` is the only course a session may act on.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
@@ -171,6 +172,19 @@ def set_session_cookie(
     )
 
 
+@functools.cache
+def _session_query() -> Any:
+    # Built once (parameter ``id``): every request of a signed-in user runs it.
+    return (
+        sa_select(WebSession, Platform, Deployment, Person, Course)  # sqlmodel's takes 4
+        .outerjoin(Platform, col(Platform.id) == col(WebSession.platform_id))
+        .outerjoin(Deployment, col(Deployment.id) == col(WebSession.deployment_id))
+        .outerjoin(Person, col(Person.id) == col(WebSession.person_id))
+        .outerjoin(Course, col(Course.id) == col(WebSession.course_id))
+        .where(col(WebSession.id) == bindparam("id"))
+    )
+
+
 @dataclass(frozen=True)
 class _Loaded:
     row: WebSession
@@ -183,16 +197,8 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _
     # One statement: the session with its platform, deployment, person and course (outer
     # joins, so a row deleted under a live session is refused below rather than looking
     # like no session).
-    query = (
-        sa_select(WebSession, Platform, Deployment, Person, Course)  # sqlmodel's takes 4
-        .outerjoin(Platform, col(Platform.id) == col(WebSession.platform_id))
-        .outerjoin(Deployment, col(Deployment.id) == col(WebSession.deployment_id))
-        .outerjoin(Person, col(Person.id) == col(WebSession.person_id))
-        .outerjoin(Course, col(Course.id) == col(WebSession.course_id))
-        .where(col(WebSession.id) == _hash(token))
-    )
     with db_session(engine) as s:
-        found = s.execute(query).first()
+        found = s.execute(_session_query(), {"id": _hash(token)}).first()
         if found is None or found[0].expires_at <= now:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
         row, platform, deployment, person, course = found

@@ -32,9 +32,10 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
     with db_session(engine) as s:
+        mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
             for comp, decision, awards in flows.learner_status(
-                s, course_id=user.course_id, person_id=user.person_id
+                s, course_id=user.course_id, person_id=user.person_id, awards=mine
             ):
                 reasons = decision.reasons if decision is not None else None
                 held = next((a for a in awards if a.state == "issued"), None)
@@ -48,7 +49,7 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
                         "score": (reasons or {}).get("score"),
                     }
                 )
-        for award in flows.person_awards(s, person_id=user.person_id, course_id=user.course_id):
+        for award in mine:
             if award.credential_uuid is None:
                 continue
             cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
