@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
-from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import deps, secretbox
@@ -27,26 +27,47 @@ log = logging.getLogger(__name__)
 _EVIDENCE_POSTS = re.compile(r"^/api/(evidence|courses/\d+/evidence/import)$")
 
 
-def _evaluate_after_evidence(app: FastAPI) -> None:
-    from starlette.concurrency import run_in_threadpool
+class EvaluateAfterEvidence:
+    """ASGI middleware: after a successful evidence POST, evaluate the courses with new
+    evidence before the client gets the answer, so the answer means "evaluated".
 
-    from service import flows
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware
+    runs every request of the app through extra tasks and memory streams, which cost more
+    than a whole session lookup on each login, launch and page (bench/README.md, Launch).
+    """
 
-    @app.middleware("http")
-    async def evaluate(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
-            request.method == "POST"
-            and response.status_code < 300
-            and _EVIDENCE_POSTS.match(request.url.path)
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not _EVIDENCE_POSTS.match(scope["path"])
         ):
+            await self.app(scope, receive, send)
+            return
+        held: list[Message] = []
+
+        async def hold(message: Message) -> None:
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        status = next((m["status"] for m in held if m["type"] == "http.response.start"), 500)
+        if status < 300:
+            from starlette.concurrency import run_in_threadpool
+
+            from service import flows
+
+            app = scope["app"]
             await run_in_threadpool(
                 flows.evaluate_new_evidence,
-                request.app.state.engine,
-                settings=request.app.state.settings,
+                app.state.engine,
+                settings=app.state.settings,
                 actor="system",
             )
-        return response
+        for message in held:
+            await send(message)
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -94,7 +115,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
     )
     # flows routers
-    _evaluate_after_evidence(app)
+    app.add_middleware(EvaluateAfterEvidence)
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)
