@@ -16,7 +16,7 @@ from sqlmodel import Session
 from service import secretbox
 from service.db import migrate as db_migrate
 from service.db.engine import make_engine
-from service.errors import ServiceError
+from service.errors import BadInput, ServiceError
 from service.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -750,6 +750,30 @@ def token_create(
     typer.echo(token)
 
 
+def _evaluate_new_evidence(settings: Settings) -> None:
+    """After an import or sync: evaluate the courses whose evidence changed, as the API
+    and the pages do, and say what it issued."""
+    import json
+
+    from service import flows
+
+    engine = _engine(settings)
+    try:
+        done = flows.evaluate_new_evidence(engine, settings=settings, actor="cli")
+    finally:
+        engine.dispose()
+    for course_id, summary in done.items():
+        for problem in summary.problems:
+            typer.echo(f"problem: {problem}", err=True)
+        typer.echo(
+            f"evaluated course {course_id}: {summary.learners} learners, "
+            f"{summary.issued} issued, {summary.upgraded} upgraded, "
+            f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
+            f"{summary.revoked} revoked"
+        )
+        typer.echo(json.dumps({"course_id": course_id, **summary.as_dict()}))
+
+
 @import_app.command("csv")
 def import_csv_command(
     file: Annotated[typer.FileBinaryRead, typer.Argument(help="CSV file (docs/csv-import.md).")],
@@ -760,8 +784,15 @@ def import_csv_command(
     partial: Annotated[
         bool, typer.Option("--partial", help="Write the valid rows even if some are bad.")
     ] = False,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate", help="Evaluate the course's learners after the import."
+        ),
+    ] = True,
 ) -> None:
-    """Import results from a CSV file. All-or-nothing unless --partial."""
+    """Import results from a CSV file (all-or-nothing unless --partial), then evaluate the
+    course's learners and issue what they earned."""
     import json
 
     from service.db.types import utcnow
@@ -799,6 +830,8 @@ def import_csv_command(
         typer.echo(f"NOT imported (all-or-nothing), it would have been: {counts}")
         typer.echo("Fix the rows above, or use --partial to write the valid rows.", err=True)
     typer.echo(json.dumps(report.as_dict()))
+    if report.applied and not dry_run and evaluate:
+        _evaluate_new_evidence(settings)
     if report.rejected and not (dry_run or partial):
         raise typer.Exit(1)
 
@@ -876,26 +909,56 @@ def source_list() -> None:
 @app.command("sync")
 def sync_command(
     course: Annotated[int, typer.Option("--course", help="microcred course id.")],
-    source: Annotated[str, typer.Option("--source", help="Source connection name.")],
+    source: Annotated[
+        str | None,
+        typer.Option("--source", help="Source connection name; default the course's own."),
+    ] = None,
     lms_course_id: Annotated[
         str | None,
-        typer.Option(help="The LMS course id (Canvas: $Canvas.course.id); default context id."),
+        typer.Option(
+            help="The LMS course id (Canvas: $Canvas.course.id); default the one the course "
+            "was connected with, else its LTI context id."
+        ),
     ] = None,
+    evaluate: Annotated[
+        bool,
+        typer.Option(
+            "--evaluate/--no-evaluate", help="Evaluate the course's learners after the pull."
+        ),
+    ] = True,
 ) -> None:
-    """Pull a course's quiz, assignment and rubric results from the LMS now."""
+    """Pull a course's quiz, assignment and rubric results from the LMS now, then evaluate
+    the course's learners and issue what they earned."""
     import json
 
+    import httpx
+
+    from service import flows
+    from service.db.models import SourceConnection
     from service.db.types import utcnow
     from service.sources import sync
 
     settings = _bootstrap()
-    with _db(settings, write=True) as s:
+    with _db(settings, write=True) as s, httpx.Client(timeout=30.0) as http:
         try:
-            conn = sync.get_connection(s, name=source)
+            setup = flows.course_setup(s, course_id=course)
+            if source is not None:
+                conn = sync.get_connection(s, name=source)
+            elif setup.source_connection_id is not None and (
+                own := s.get(SourceConnection, setup.source_connection_id)
+            ):
+                conn = own
+            else:
+                raise BadInput(
+                    f"course {course} is not connected to an LMS source",
+                    hint="Name one with --source (microcred source list).",
+                )
+            if lms_course_id is None and setup.lms_course_id:
+                lms_course_id = setup.lms_course_id
             report = sync.sync_course(
                 s,
                 course_id=course,
-                connector=sync.connector_for(s, conn),
+                connector=sync.connector_for(s, conn, client=http),
                 now=utcnow(),
                 lms_course_id=lms_course_id,
                 connection_id=conn.id,
@@ -911,6 +974,8 @@ def sync_command(
         f"{len(report.rejected)} rejected"
     )
     typer.echo(json.dumps(report.as_dict()))
+    if evaluate:
+        _evaluate_new_evidence(settings)
 
 
 # --- flows commands ---

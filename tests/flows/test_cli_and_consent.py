@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlmodel import select
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from service import cli
 from service.db.engine import session as db_session
-from service.db.models import Award, OutboxMessage, Person
+from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.delivery import repositories
 from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch
@@ -89,3 +90,45 @@ def test_a_repository_that_asks_waits_for_the_learners_consent(live: Live) -> No
     assert (
         "Send your name" not in tab.get("/app/me").text.split("Investigating with data (")[1][:2000]
     )
+
+
+def test_a_csv_import_from_the_cli_evaluates_and_issues(
+    live: Live, runner: CliRunner, tmp_path: Path
+) -> None:
+    rows = tmp_path / "proctored.csv"
+    rows.write_text(
+        "sub,kind,item_id,criterion_id,score,max_score\n"
+        "u-learn-5,quiz,21,,18,20\n"
+        "u-learn-5,rubric_criterion,11,1,3,4\n"
+        "u-learn-5,rubric_criterion,11,2,3,4\n"
+    )
+    done = runner.invoke(cli.app, ["import", "csv", "--course", str(live.course_id), str(rows)])
+    assert done.exit_code == 0, done.output
+    assert "imported (run" in done.output
+    assert f"evaluated course {live.course_id}: " in done.output
+    with db_session(live.engine) as s:
+        person = s.exec(select(Person).where(Person.sub == "u-learn-5")).one()
+        awards = s.exec(select(Award).where(Award.person_id == person.id)).all()
+    assert {(a.line_key, a.level, a.state) for a in awards} >= {
+        ("competency:data-investigation", "intermediate", "issued")
+    }
+    again = runner.invoke(
+        cli.app, ["import", "csv", "--course", str(live.course_id), str(rows), "--no-evaluate"]
+    )
+    assert again.exit_code == 0 and "evaluated course" not in again.output
+
+
+def test_a_sync_from_the_cli_uses_the_courses_source_and_evaluates(
+    live: Live, runner: CliRunner
+) -> None:
+    done = runner.invoke(cli.app, ["sync", "--course", str(live.course_id)])
+    assert done.exit_code == 0, done.output
+    assert re.search(rf"evaluated course {live.course_id}: 5 learners, 9 issued", done.output)
+    with db_session(live.engine) as s:
+        source = s.exec(select(SourceConnection)).one()
+    named = runner.invoke(
+        cli.app, ["sync", "--course", str(live.course_id), "--source", source.name]
+    )
+    assert named.exit_code == 0 and "0 new" in named.output and "0 issued" in named.output
+    lost = runner.invoke(cli.app, ["sync", "--course", "999"])
+    assert lost.exit_code == 2 and "course 999 is not connected to an LMS source" in lost.output
