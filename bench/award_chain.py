@@ -3,7 +3,7 @@ stores every decision and signs and queues every credential, and a re-run with u
 evidence (which must store and issue nothing). SQLite file by default; set
 MICROCRED_BENCH_DB to a PostgreSQL URL to measure there.
 
-    /work/venv/bin/python bench/award_chain.py [LEARNERS]
+    .venv/bin/python bench/award_chain.py [LEARNERS]
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Each target is driven at every concurrency in --concurrency (default 4,8,16,32 b
 its best launches/s is reported, since a server's peak sits at a different concurrency for
 each (Node's event loop waits on I/O where microcred's threads wait on the GIL).
 
-Run: /work/venv/bin/python bench/launch.py [--duration 10] [--concurrency 4,8,16,32] [--only a,b]
+Run: .venv/bin/python bench/launch.py [--duration 10] [--concurrency 4,8,16,32] [--only a,b]
 Needs: npm install ltijs@5 ltijs-sequelize@2 pg pg-hstore in bench/.work (see README).
 """
 

@@ -2,7 +2,7 @@
 and a re-import where every score changed (updates + revisions). SQLite file by default;
 set MICROCRED_BENCH_DB to a PostgreSQL URL to measure there.
 
-    /work/venv/bin/python bench/sources_import.py [ROWS]
+    .venv/bin/python bench/sources_import.py [ROWS]
 """
 
 from __future__ import annotations
