@@ -478,6 +478,8 @@ def prepare_microcred(platform: Platform, *, url: str, data_dir: Path, base: str
         "MICROCRED_BASE_URL": base,
         "MICROCRED_LOG_LEVEL": "WARNING",
         "MICROCRED_SECRET_KEY": "bench-master-key-" + "0" * 32,
+        # one client address drives every launch: the per-IP limit would refuse them
+        "MICROCRED_LTI_RATE_LIMIT_PER_MINUTE": "0",
     }
     cli = [PY, "-m", "service.cli"]
     for args in (

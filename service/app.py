@@ -19,7 +19,7 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import admin, errors, health, instructor, learner, public
+from service.web import admin, errors, framing, health, instructor, learner, public
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     # flows routers
     app.add_middleware(EvaluateAfterEvidence)
+    app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)

@@ -5,6 +5,7 @@ ServiceError (code, HTTP status, message a person can act on)
  ├── Forbidden           403
  ├── BadInput            400/422  malformed input: says which field and why
  ├── Conflict            409
+ ├── TooManyRequests     429      with Retry-After
  └── DependencyFailed    502/503  a platform, repository or database we depend on failed
 
 A business outcome ("not eligible") is a value, never one of these.
@@ -12,7 +13,15 @@ A business outcome ("not eligible") is a value, never one of these.
 
 from __future__ import annotations
 
-__all__ = ["BadInput", "Conflict", "DependencyFailed", "Forbidden", "NotFound", "ServiceError"]
+__all__ = [
+    "BadInput",
+    "Conflict",
+    "DependencyFailed",
+    "Forbidden",
+    "NotFound",
+    "ServiceError",
+    "TooManyRequests",
+]
 
 
 class ServiceError(Exception):
@@ -24,6 +33,7 @@ class ServiceError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.hint = hint
+        self.headers: dict[str, str] = {}  # sent with the error response
         if code is not None:
             self.code = code
 
@@ -50,6 +60,17 @@ class Conflict(ServiceError):
     code = "conflict"
     status_code = 409
     title = "Conflict"
+
+
+class TooManyRequests(ServiceError):
+    code = "rate_limited"
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, hint: str | None = None) -> None:
+        super().__init__(detail, hint=hint)
+        self.retry_after = retry_after
+        self.headers["retry-after"] = str(retry_after)
 
 
 class DependencyFailed(ServiceError):

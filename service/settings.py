@@ -37,7 +37,20 @@ class Settings(BaseSettings):
     jwks_cache_min_seconds: int = 300
     jwks_cache_max_seconds: int = 86400
     launch_max_age_seconds: int = 300
+    lti_rate_limit_per_minute: int = Field(
+        default=300,
+        ge=0,
+        description="OIDC logins and launches per client IP and minute (a burst of as many is "
+        "allowed); more get 429 with Retry-After. 0 turns the limit off. A campus behind one "
+        "NAT address launches a whole lecture at once, so keep it well above class sizes.",
+    )
     lti_http_timeout_seconds: float = 10.0
+    extra_frame_ancestors: str = Field(
+        default="",
+        description="Space-separated origins that may also frame microcred's LMS pages, for a "
+        "platform that serves courses from a host other than its issuer, auth URL and "
+        "launch return URL (reference: service/web/framing.py).",
+    )
     # flows: what a learner's launch refreshes before their page
     launch_sync_interval_seconds: int = Field(
         default=300,

@@ -68,8 +68,8 @@ def auto_post_page(*, return_url: str, token: str) -> str:
     url = platforms.check_url(return_url, what="deep_link_return_url")
     body = (
         "<section class='card'><h1>Adding to your course…</h1>"
-        f"<form id='dl' method='post' action='{html.escape(url, quote=True)}'>"
+        f"<form id='dl' data-autopost method='post' action='{html.escape(url, quote=True)}'>"
         f"<input type='hidden' name='JWT' value='{html.escape(token, quote=True)}'>"
         "<noscript><button type='submit'>Continue</button></noscript></form></section>"
     )
-    return pages.page("Adding · microcred", body, script="document.getElementById('dl').submit();")
+    return pages.page("Adding · microcred", body, scripts=("autopost.js",))

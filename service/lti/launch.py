@@ -41,7 +41,7 @@ from sqlmodel import Session, col
 from service import jws
 from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
-from service.lti import adapter, jwks, platforms, roles
+from service.lti import adapter, jwks, origins, platforms, roles
 from service.lti.errors import LaunchForbidden, LaunchRejected
 from service.lti.types import AGS_ENDPOINT, CLAIM, DL_SETTINGS, NRPS_CLAIM, LaunchContext
 from service.settings import Settings
@@ -111,6 +111,7 @@ class LoginStart:
     storage_target: str
     auth_origin: str
     cookies: adapter.FastApiCookieService
+    frame_origins: tuple[str, ...] = ()  # who may frame the login's page (lti.origins)
 
 
 def _platform_or_reject(conf: adapter.DbToolConf) -> Platform:
@@ -200,6 +201,7 @@ def begin_login(
         storage_target=storage_target,
         auth_origin=_origin(platform.auth_login_url),
         cookies=cookie_service,
+        frame_origins=tuple(origins.platform_origins(platform)),
     )
 
 

@@ -324,13 +324,7 @@ def done_page(result: RegistrationResult) -> str:
         f"<p>To activate: <code>{e(activate)}</code></p>"
         "<p><button type='button' id='close'>Close</button></p></section>"
     )
-    script = (
-        "function ltiClose(){(window.opener||window.parent).postMessage("
-        "{subject:'org.imsglobal.lti.close'},'*');}"
-        "document.getElementById('close').addEventListener('click',ltiClose);"
-        "setTimeout(ltiClose, 1500);"
-    )
-    return pages.page("Registered · microcred", body, script=script)
+    return pages.page("Registered · microcred", body, scripts=("lti-close.js",))
 
 
 def canvas_developer_key(settings: Settings) -> dict[str, Any]:

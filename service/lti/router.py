@@ -6,12 +6,12 @@ case (record the user, open a session, render the role's page) above ``flows``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from service.db.engine import session as db_session
-from service.lti import keys, launch, pages, registration
+from service.lti import keys, launch, origins, pages, ratelimit, registration
 from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep
 from service.settings import Settings
 
@@ -31,6 +31,7 @@ def _login(
         )
         session.commit()
     if start.storage_target:
+        origins.allow(request, start.frame_origins)
         response: Response = HTMLResponse(
             pages.login_storage_page(
                 auth_url=start.auth_url,
@@ -47,7 +48,7 @@ def _login(
     return response
 
 
-@router.get("/login", include_in_schema=False)
+@router.get("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
 def login_get(
     request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
@@ -55,7 +56,7 @@ def login_get(
     return _login(request, params, engine, settings)
 
 
-@router.post("/login", include_in_schema=False)
+@router.post("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
 def login_post(
     request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
@@ -84,9 +85,11 @@ def canvas_config(settings: SettingsDep) -> JSONResponse:
 
 @router.get("/register", include_in_schema=False)
 def register(
-    params: ParamsDep, engine: EngineDep, settings: SettingsDep, http: HttpDep
+    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep, http: HttpDep
 ) -> HTMLResponse:
     """LTI Dynamic Registration (Moodle and Canvas)."""
+    # The platform shows this page in its own frame; its OpenID configuration URL is on it.
+    origins.allow(request, [params.get("openid_configuration", "")])
     registration.check_key(params.get("key", ""), settings)
     negotiated = registration.negotiate(
         openid_configuration=params.get("openid_configuration", ""),

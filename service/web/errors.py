@@ -55,7 +55,7 @@ def install(app: FastAPI) -> None:
     async def _service_error(request: Request, exc: ServiceError) -> Response:
         if exc.status_code >= 500:
             log.error("%s: %s", exc.code, exc.detail)
-        return error_response(
+        response = error_response(
             request,
             status_code=exc.status_code,
             code=exc.code,
@@ -63,6 +63,8 @@ def install(app: FastAPI) -> None:
             detail=exc.detail,
             hint=exc.hint,
         )
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

@@ -12,7 +12,7 @@ import datetime as dt
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import Session, col, select
 
@@ -22,7 +22,7 @@ from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
-from service.lti import deep_linking, pages
+from service.lti import deep_linking, origins, pages, ratelimit
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
 from service.lti.errors import LaunchRejected
@@ -54,7 +54,7 @@ def _open_session(
     return token, record
 
 
-@router.post("/lti/launch")
+@router.post("/lti/launch", dependencies=[Depends(ratelimit.limit_lti)])
 def launch(
     request: Request,
     params: ParamsDep,
@@ -89,6 +89,7 @@ def launch(
         context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
         ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
         s.commit()
+    origins.allow(request, origins.platform_origins(pending.platform, also=[context.return_url]))
     return render(
         request,
         "lti/storage_check.html",
@@ -100,12 +101,11 @@ def launch(
                 "nonce_key": f"lti_nonce_{pending.nonce}",
             }
         ),
-        storage_js=pages.PLATFORM_STORAGE_JS,
         ticket=ticket,
     )
 
 
-@router.post("/lti/launch/confirm")
+@router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
 def confirm(
     request: Request,
     engine: EngineDep,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -40,8 +41,24 @@ def _storage_login(client: TestClient, canvas: FakePlatform) -> tuple[str, str]:
     assert cfg["target"] == "post_message_forwarding"
     assert cfg["origin"] == "https://canvas.instructure.com"  # the OIDC auth origin
     assert cfg["auth_url"].startswith(canvas.issuer + "/auth?")
-    assert "lti.put_data" in resp.text and "lti.capabilities" in resp.text
+    js = _scripts(client, resp)
+    assert "lti.put_data" in js and "lti.capabilities" in js
     return cfg["state"], cfg["nonce"]
+
+
+def _scripts(client: TestClient, resp: httpx.Response) -> str:
+    """The page's scripts: static files only (its CSP refuses inline script), and the page
+    may be framed by the platform (its issuer and auth origin), by nothing else."""
+    csp = resp.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "object-src 'none'" in csp and "base-uri 'none'" in csp
+    assert csp.endswith("frame-ancestors https://canvas.instructure.com"), csp
+    inline = re.findall(r"<script(?![^>]*\b(?:src|type=\"application/json\"))[^>]*>", resp.text)
+    assert inline == [], inline
+    sources = re.findall(r"<script src='(/static/[a-z-]+\.js)'>", resp.text) or re.findall(
+        r'<script src="(/static/[a-z-]+\.js)">', resp.text
+    )
+    assert sources
+    return "".join(client.get(src).text for src in sources)
 
 
 def _launch_without_cookies(client: TestClient, canvas: FakePlatform) -> tuple[str, str, str, str]:
@@ -50,7 +67,7 @@ def _launch_without_cookies(client: TestClient, canvas: FakePlatform) -> tuple[s
     token = canvas.token(canvas.claims(nonce))
     resp = canvas.launch(client, token, state, lti_storage_target="post_message_forwarding")
     assert resp.status_code == 200, resp.text
-    assert "lti.get_data" in resp.text
+    assert "lti.get_data" in _scripts(client, resp)
     cfg = _config(resp.text)
     assert cfg["state_key"] == f"lti_state_{state}" and cfg["nonce_key"] == f"lti_nonce_{nonce}"
     ticket = re.search(r'name="ticket" value="([^"]+)"', resp.text).group(1)  # type: ignore[union-attr]

@@ -118,7 +118,12 @@ def test_moodle_dynamic_registration(client: TestClient, app: FastAPI, engine: E
         },
     )
     assert resp.status_code == 200, resp.text
-    assert "org.imsglobal.lti.close" in resp.text
+    # Moodle shows the page in its frame: it may, and nobody else; the close message is in
+    # a static script (no inline script under the CSP).
+    csp = resp.headers["content-security-policy"]
+    assert csp.endswith("frame-ancestors https://moodle.example.edu"), csp
+    assert "<script src='/static/lti-close.js'>" in resp.text
+    assert "org.imsglobal.lti.close" in client.get("/static/lti-close.js").text
     assert "microcred platform activate" in resp.text
     body = json.loads(seen[-1].content)
     assert body["token_endpoint_auth_method"] == "private_key_jwt"

@@ -104,6 +104,9 @@ class WebSession(SQLModel, table=True):
     role: str = Field(max_length=20)
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     launch_id: str = Field(default="", max_length=100)
+    # Origin of the launch's return URL: the LMS host that frames the session's pages
+    # (service/web/framing.py), which for Canvas is not the issuer's.
+    frame_origin: str = Field(default="", max_length=300)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_seen_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     expires_at: dt.datetime = Field(sa_type=UTCDateTime, index=True)
