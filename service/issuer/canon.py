@@ -214,6 +214,9 @@ def canonicalize(document: Mapping[str, Any], loader: DocumentLoader) -> str:
         ) from None
     except JsonLdError as exc:
         raise BadInput(f"not valid JSON-LD: {_jsonld_reason(exc)}") from exc
+    except (ValueError, TypeError) as exc:
+        # pyld's IRI resolver raises bare ValueErrors (an empty or relative @context IRI)
+        raise BadInput(f"not valid JSON-LD: {exc}") from exc
     _check_iris(expanded, "$")
     issuer = IdentifierIssuer("_:b")
     node_map: dict[str, Any] = {"@default": {}}

@@ -174,3 +174,13 @@ def test_memoised_canonicalization_equals_plain_pyld(
     )
     for _ in range(2):  # second round runs entirely from the memo
         assert canon.canonicalize(dataintegrity.unsecured(doc), loader) == plain
+
+
+@pytest.mark.parametrize("context", ["", "0", ["https://www.w3.org/ns/credentials/v2", ""]])
+def test_an_unresolvable_context_iri_is_bad_input_not_a_crash(context: object) -> None:
+    """pyld's IRI resolver raises a bare ValueError for an empty or relative context IRI
+    (found by tests/issuer/test_verify_robust.py); it must reach the report as bad JSON-LD."""
+    from service.errors import BadInput
+
+    with pytest.raises(BadInput, match="not valid JSON-LD"):
+        canon.canonicalize({"@context": context, "name": "x"}, contexts.loader_for("https://t"))
