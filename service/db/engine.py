@@ -37,7 +37,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # 20 kept open: the thread pool runs up to 40 requests at once, and an overflow
+    # connection is opened and closed around each checkout (a backend fork each time).
+    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=20)
 
 
 def _configure_sqlite(engine: Engine) -> None:
