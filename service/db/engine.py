@@ -8,16 +8,18 @@ lock upgrade. PostgreSQL uses the driver's normal transactions.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event
+from pydantic_core import PydanticUndefined
+from sqlalchemy import Engine, Insert, event, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
 
-__all__ = ["make_engine", "session"]
+__all__ = ["insert_row", "make_engine", "session"]
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -81,3 +83,25 @@ def session(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     bind = _writer(engine) if write else engine
     with Session(bind, expire_on_commit=False) as s:
         yield s
+
+
+@functools.cache
+def _insert(model: type[SQLModel]) -> Insert:
+    return insert(model.__table__)  # type: ignore[attr-defined]
+
+
+def insert_row(session: Session, model: type[SQLModel], **values: Any) -> None:
+    """INSERT one row in the session's transaction with Core: about a fifth of the cost of
+    ``session.add`` + ``flush`` (and of building the model instance). Fields not given take
+    the model's defaults; the row does not enter the session's identity map. For rows
+    nothing reads back in the same transaction (login state, launch data, web sessions).
+    """
+    row = dict(values)
+    for name, info in model.model_fields.items():
+        if name in row:
+            continue
+        if info.default_factory is not None:
+            row[name] = info.default_factory()  # type: ignore[call-arg]
+        elif info.default is not PydanticUndefined and info.default is not None:
+            row[name] = info.default
+    session.execute(_insert(model), row)

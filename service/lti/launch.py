@@ -39,6 +39,7 @@ from sqlalchemy import Engine, bindparam, delete, update
 from sqlmodel import Session, col
 
 from service import jws
+from service.db.engine import insert_row
 from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
 from service.lti import adapter, jwks, origins, platforms, roles
@@ -181,19 +182,19 @@ def begin_login(
         _deployment_or_reject(conf, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
     storage_target = request.get_param("lti_storage_target")[:200]
-    session.add(
-        LaunchState(
-            state=state,
-            nonce=nonce,
-            platform_id=platform.id or 0,
-            target_link_uri=target[:1000],
-            storage_target=storage_target,
-            expires_at=now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
-        )
+    insert_row(
+        session,
+        LaunchState,
+        state=state,
+        nonce=nonce,
+        platform_id=platform.id or 0,
+        target_link_uri=target[:1000],
+        storage_target=storage_target,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
     )
     if secrets.randbelow(50) == 0:
         purge_expired(session, now=now)
-    session.flush()
     return LoginStart(
         auth_url=auth_url,
         state=state,
@@ -492,14 +493,13 @@ def complete_launch(
     # AGS/NRPS URLs). pylti1p3's own copy of the raw claims is not stored: nothing reads it,
     # and this row holds everything we use. The launch id is a fresh UUID, so a plain
     # INSERT (no read-before-write merge).
-    session.add(
-        LtiCache(
-            key=f"ctx-{context.launch_id}",
-            value=context.to_json(),
-            expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
-        )
+    insert_row(
+        session,
+        LtiCache,
+        key=f"ctx-{context.launch_id}",
+        value=context.to_json(),
+        expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
     )
-    session.flush()
     return context
 
 

@@ -40,6 +40,7 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Course, Deployment, Person, Platform, WebSession
 from service.db.types import utcnow
@@ -142,23 +143,22 @@ def start_session(
     """Open a session for a recorded launch; returns the secret token. Caller commits."""
     now = now or utcnow()
     token = secrets.token_urlsafe(32)
-    session.add(
-        WebSession(
-            id=_hash(token),
-            person_id=record.person_id,
-            platform_id=launch.platform_id,
-            deployment_id=launch.deployment_pk,
-            course_id=record.course_id,
-            role=record.role,
-            roles=list(launch.roles),
-            launch_id=launch.launch_id,
-            frame_origin=framing.origin(launch.return_url) or "",
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
-        )
+    insert_row(
+        session,
+        WebSession,
+        id=_hash(token),
+        person_id=record.person_id,
+        platform_id=launch.platform_id,
+        deployment_id=launch.deployment_pk,
+        course_id=record.course_id,
+        role=record.role,
+        roles=list(launch.roles),
+        launch_id=launch.launch_id,
+        frame_origin=framing.origin(launch.return_url) or "",
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
     )
-    session.flush()
     return token
 
 
