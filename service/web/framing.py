@@ -57,7 +57,7 @@ def _extra(settings: Settings) -> list[str]:
 def html_policy(ancestors: Iterable[str]) -> str:
     frame = " ".join(ancestors) or "'none'"
     return (
-        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
         "img-src 'self' data: https:; object-src 'none'; base-uri 'none'; "
         f"frame-ancestors {frame}"
     )

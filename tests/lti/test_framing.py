@@ -35,7 +35,8 @@ def _html_rules(resp: httpx.Response) -> dict[str, str]:
     assert resp.headers["content-type"].startswith("text/html")
     policy = _policy(resp)
     assert policy["object-src"] == "'none'" and policy["base-uri"] == "'none'"
-    assert policy["script-src"] == "'self'"
+    assert policy["script-src"] == "'self'" and policy["style-src"] == "'self'"
+    assert " style=" not in resp.text  # the CSP would drop inline styles
     assert "*" not in policy["frame-ancestors"].split()
     assert resp.headers["x-content-type-options"] == "nosniff"
     assert resp.headers["strict-transport-security"].startswith("max-age=31536000")
