@@ -154,7 +154,11 @@ def start_session(
         role=record.role,
         roles=list(launch.roles),
         launch_id=launch.launch_id,
-        frame_origin=framing.origin(launch.return_url) or "",
+        # The LMS host that frames the session: the launch's return URL, or for a
+        # deep-linking request (which may carry none) where the answer goes back to.
+        frame_origin=framing.origin(launch.return_url)
+        or framing.origin(str(launch.deep_linking.get("deep_link_return_url") or ""))
+        or "",
         created_at=now,
         last_seen_at=now,
         expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),

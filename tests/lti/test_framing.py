@@ -127,3 +127,30 @@ def test_extra_frame_ancestors_are_added_to_framed_pages_only(
 )
 def test_only_plain_http_origins_reach_the_header(url: str, expected: str | None) -> None:
     assert origin(url) == expected
+
+
+def test_a_deep_linking_picker_is_framed_by_the_host_the_answer_goes_back_to(
+    client: TestClient, canvas: FakePlatform
+) -> None:
+    c = "https://purl.imsglobal.org/spec/lti/claim/"
+    dl = "https://purl.imsglobal.org/spec/lti-dl/claim/"
+    state, nonce, _ = canvas.login(client)
+    claims = canvas.claims(
+        nonce,
+        roles=["http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor"],
+        **{
+            c + "message_type": "LtiDeepLinkingRequest",
+            dl + "deep_linking_settings": {
+                "deep_link_return_url": CANVAS_HOST + "/courses/1/deep_linking_response",
+                "accept_types": ["ltiResourceLink"],
+                "accept_presentation_document_targets": ["iframe"],
+            },
+        },
+    )
+    del claims[c + "resource_link"], claims[c + "launch_presentation"]
+    launched = canvas.launch(client, canvas.token(claims), state)
+    assert launched.status_code == 303, launched.text
+    picker = client.get(launched.headers["location"])
+    assert picker.status_code == 200, picker.text
+    policy = _html_rules(picker)
+    assert policy["frame-ancestors"].split() == ["https://canvas.instructure.com", CANVAS_HOST]
