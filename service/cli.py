@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import Session
 
-from service import secretbox
+from service import logredact, secretbox
 from service.db import migrate as db_migrate
 from service.db.engine import make_engine
 from service.errors import BadInput, ServiceError
@@ -107,6 +107,7 @@ def _run_uvicorn(
         port=port,
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
+        log_config=logredact.uvicorn_log_config(),
     )
 
 

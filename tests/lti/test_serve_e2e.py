@@ -84,7 +84,7 @@ def test_platform_add_then_serve_then_launch_over_http(
     env = os.environ | {
         "MICROCRED_DATA_DIR": str(tmp_path),
         "MICROCRED_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
-        "MICROCRED_LOG_LEVEL": "WARNING",
+        "MICROCRED_LOG_LEVEL": "INFO",  # the access log too: no secret may reach it
     }
     env.pop("MICROCRED_BASE_URL", None)  # serve then uses where it listens as its public URL
     pid = _cli(
@@ -150,6 +150,7 @@ def test_platform_add_then_serve_then_launch_over_http(
             assert page.status_code == 200 and "Your micro-credentials" in page.text
             replay = http.post("/lti/launch", data={"id_token": token, "state": q["state"][0]})
             assert replay.status_code == 400
+            session = parse_qs(urlsplit(launched.headers["location"]).query)["mc_session"][0]
     finally:
         proc.terminate()
         try:
@@ -158,4 +159,9 @@ def test_platform_add_then_serve_then_launch_over_http(
             proc.kill()
             proc.wait(timeout=10)
         log.close()
-    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+    text = (tmp_path / "serve.log").read_text()
+    assert "Traceback" not in text
+    # The landing redirect carries the session token in its query string; the access log
+    # shows that request with the value redacted (reference/security.md W7).
+    assert "GET /app?mc_session=[redacted]" in text, text[-2000:]
+    assert session not in text and token not in text
