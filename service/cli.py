@@ -30,6 +30,7 @@ app = typer.Typer(
 def _bootstrap(settings: Settings | None = None) -> Settings:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    logredact.install()
     secretbox.configure(secretbox.load_master_key(settings))
     return settings
 

@@ -1,10 +1,13 @@
-"""Keep secrets that can travel in a URL out of the access log.
+"""Keep secrets and personal data out of the logs (reference/security.md W7: no JWTs,
+bearer tokens or e-mail addresses in logs).
 
-The tool session's token rides in the query string when the browser refuses even
-partitioned cookies (``mc_session``, service/web/auth.py), and the landing redirect of
-every launch carries it; dynamic registration brings ``registration_token`` and ``key``.
-uvicorn's access log prints each request's path with its query string, so ``microcred
-serve`` installs ``RedactQuery`` on that log (reference/security.md W7: no tokens in logs).
+- ``RedactQuery`` on uvicorn's access log: the tool session's token rides in the query
+  string when the browser refuses even partitioned cookies (``mc_session``,
+  service/web/auth.py), and the landing redirect of every launch carries it; dynamic
+  registration brings ``registration_token`` and ``key``.
+- ``RedactSecrets`` on every other handler the CLI sets up: messages can quote what a
+  remote service answered (Credly echoes the recipient's e-mail in its errors), so
+  e-mail addresses, JWTs, bearer and API tokens are masked wherever they come from.
 """
 
 from __future__ import annotations
@@ -14,7 +17,15 @@ import logging
 import re
 from typing import Any
 
-__all__ = ["SECRET_PARAMS", "RedactQuery", "redact", "uvicorn_log_config"]
+__all__ = [
+    "SECRET_PARAMS",
+    "RedactQuery",
+    "RedactSecrets",
+    "install",
+    "redact",
+    "redact_text",
+    "uvicorn_log_config",
+]
 
 SECRET_PARAMS = ("mc_session", "registration_token", "key", "ticket", "token", "access_token")
 _PATTERN = re.compile(
@@ -26,6 +37,43 @@ _PATTERN = re.compile(
 def redact(text: str) -> str:
     """``text`` with the value of every secret query parameter replaced."""
     return _PATTERN.sub(r"\g<name>=[redacted]", text)
+
+
+_MASKS = (
+    (re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*"), "[jwt]"),
+    (re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer [redacted]"),
+    (re.compile(r"\bmct_[A-Za-z0-9_-]+"), "mct_[redacted]"),
+    (re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"), "[email]"),
+)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with JWTs, bearer and API tokens, e-mail addresses and secret query
+    parameters masked."""
+    for pattern, mask in _MASKS:
+        text = pattern.sub(mask, text)
+    return redact(text)
+
+
+class RedactSecrets(logging.Filter):
+    """A filter for ordinary handlers: formats the message, masks it, drops the args."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is logging's problem, not ours
+            return True
+        masked = redact_text(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def install() -> None:
+    """Put ``RedactSecrets`` on the root logger's handlers (after ``basicConfig``)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactSecrets) for f in handler.filters):
+            handler.addFilter(RedactSecrets())
 
 
 class RedactQuery(logging.Filter):
@@ -45,6 +93,9 @@ def uvicorn_log_config() -> dict[str, Any]:
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact_query"] = {"()": "service.logredact.RedactQuery"}
+    filters = config.setdefault("filters", {})
+    filters["redact_query"] = {"()": "service.logredact.RedactQuery"}
+    filters["redact_secrets"] = {"()": "service.logredact.RedactSecrets"}
     config["handlers"]["access"]["filters"] = ["redact_query"]
+    config["handlers"]["default"]["filters"] = ["redact_secrets"]
     return config

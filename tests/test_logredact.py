@@ -7,7 +7,14 @@ import logging.config
 
 import pytest
 
-from service.logredact import RedactQuery, redact, uvicorn_log_config
+from service.logredact import (
+    RedactQuery,
+    RedactSecrets,
+    install,
+    redact,
+    redact_text,
+    uvicorn_log_config,
+)
 
 
 @pytest.mark.parametrize(
@@ -58,3 +65,44 @@ def test_serve_puts_the_filter_on_the_access_handler() -> None:
             lg.handlers[:] = handlers
             lg.setLevel(level)
             lg.propagate = propagate
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Credly: the recipient same@example.edu already holds this template",
+            "Credly: the recipient [email] already holds this template",
+        ),
+        ("id_token eyJhbGciOi.eyJzdWIiOiIx.c2lnbmF0dXJl rejected", "id_token [jwt] rejected"),
+        ("Authorization: Bearer abc.DEF-123_x", "Authorization: Bearer [redacted]"),
+        ("token mct_AbC123-_z was revoked", "token mct_[redacted] was revoked"),
+        ("GET /app?mc_session=s3cr3t 200", "GET /app?mc_session=[redacted] 200"),
+        ("course 12: 5 learners, 3 issued", "course 12: 5 learners, 3 issued"),
+    ],
+)
+def test_secrets_and_addresses_are_masked_in_any_message(text: str, expected: str) -> None:
+    assert redact_text(text) == expected
+
+
+def test_the_root_handlers_mask_what_services_log(caplog: pytest.LogCaptureFixture) -> None:
+    handler = logging.StreamHandler()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        install()
+        install()  # idempotent
+        assert sum(isinstance(f, RedactSecrets) for f in handler.filters) == 1
+        record = logging.LogRecord(
+            "service.delivery.worker",
+            logging.WARNING,
+            __file__,
+            1,
+            "delivery %s dead: %s",
+            ("d-1", "the recipient ada@example.edu already holds it"),
+            None,
+        )
+        assert handler.filters[0].filter(record)
+        assert record.getMessage() == "delivery d-1 dead: the recipient [email] already holds it"
+    finally:
+        root.removeHandler(handler)
