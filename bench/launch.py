@@ -509,7 +509,7 @@ def count_statements(
     """In process, no timing: SQL statements, transactions and pool checkouts of one
     login + launch + landing, for a new and for a returning user. With ``cprofile``, then
     that many more launches of 50 returning users under cProfile (the test client's own
-    work included; needs ``pip install yappi``), printing the functions with the most time."""
+    work included; needs yappi: ``pip install -e ".[bench]"``), printing the functions with the most time."""
     import warnings
 
     from sqlalchemy import event
