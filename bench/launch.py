@@ -508,8 +508,9 @@ def count_statements(
 ) -> None:
     """In process, no timing: SQL statements, transactions and pool checkouts of one
     login + launch + landing, for a new and for a returning user. With ``cprofile``, then
-    that many more launches of 50 returning users under cProfile (the test client's own
-    work included; needs yappi: ``pip install -e ".[bench]"``), printing the functions with the most time."""
+    that many more launches of 50 returning users under yappi, every thread (the test
+    client's own work included; ``pip install -e ".[bench]"``), printing the functions
+    with the most time."""
     import warnings
 
     from sqlalchemy import event
