@@ -43,24 +43,27 @@ SEED = bytes(range(32))
 CREATED = "2026-11-28T12:00:00Z"
 
 
+def _build(award: Any, *, key: str, salt: int, index: int) -> dict[str, Any]:
+    """One unsigned credential of the benchmark's sample issuer."""
+    return build.build_credential(
+        credential_id=f"{BASE}/credentials/{key}",
+        award=award,
+        issuer=samples.issuer_profile(),
+        issuer_id="did:web:tool.example",
+        base_url=BASE,
+        valid_from=samples.NOW,
+        salt=f"{salt:032x}",
+        status=statuslist.entry(f"{BASE}/status/1", index),
+    )
+
+
 def _credentials(n: int) -> list[dict[str, Any]]:
     out = []
     for i in range(n):
         award = samples.award(
             learner=samples.learner(lti_user_id=f"user-{i}", email=f"learner{i}@example.org")
         )
-        out.append(
-            build.build_credential(
-                credential_id=f"{BASE}/credentials/{i:08d}",
-                award=award,
-                issuer=samples.issuer_profile(),
-                issuer_id="did:web:tool.example",
-                base_url=BASE,
-                valid_from=samples.NOW,
-                salt=f"{i:032x}",
-                status=statuslist.entry(f"{BASE}/status/1", 1000 + i),
-            )
-        )
+        out.append(_build(award, key=f"{i:08d}", salt=i, index=1000 + i))
     return out
 
 
@@ -123,16 +126,7 @@ def bench_python(n: int) -> dict[str, Any]:
     signed = []
     with _Clock() as t_eddsa:
         for i, award in enumerate(awards):
-            doc = build.build_credential(
-                credential_id=f"{BASE}/credentials/{i:08d}",
-                award=award,
-                issuer=samples.issuer_profile(),
-                issuer_id="did:web:tool.example",
-                base_url=BASE,
-                valid_from=samples.NOW,
-                salt=f"{i:032x}",
-                status=statuslist.entry(f"{BASE}/status/1", 1000 + i),
-            )
+            doc = _build(award, key=f"{i:08d}", salt=i, index=1000 + i)
             signed.append(
                 dataintegrity.sign(
                     doc, key=key, verification_method=vm, created=CREATED, loader=loader
@@ -168,16 +162,7 @@ def bench_python(n: int) -> dict[str, Any]:
     previous = b""
     for i, award in enumerate(awards + awards):
         doc = dataintegrity.sign(
-            build.build_credential(
-                credential_id=f"{BASE}/credentials/i{i:08d}",
-                award=award,
-                issuer=samples.issuer_profile(),
-                issuer_id="did:web:tool.example",
-                base_url=BASE,
-                valid_from=samples.NOW,
-                salt=f"{i + n:032x}",
-                status=statuslist.entry(f"{BASE}/status/1", 5000 + i),
-            ),
+            _build(award, key=f"i{i:08d}", salt=i + n, index=5000 + i),
             key=key,
             verification_method=vm,
             created=CREATED,

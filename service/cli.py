@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlmodel import Session
@@ -18,6 +18,9 @@ from service.db import migrate as db_migrate
 from service.db.engine import make_engine
 from service.errors import BadInput, ServiceError
 from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from service import flows
 
 app = typer.Typer(
     name="microcred",
@@ -752,6 +755,18 @@ def token_create(
     typer.echo(token)
 
 
+def _report(summary: flows.Summary, head: str) -> None:
+    """An evaluation's problems (stderr), then ``head`` and what it did with the awards."""
+    for problem in summary.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    sep = " " if head.endswith(":") else ", "
+    typer.echo(
+        f"{head}{sep}{summary.issued} issued, {summary.upgraded} upgraded, "
+        f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
+        f"{summary.revoked} revoked"
+    )
+
+
 def _evaluate_new_evidence(settings: Settings) -> None:
     """After an import or sync: evaluate the courses whose evidence changed, as the API
     and the pages do, and say what it issued."""
@@ -765,14 +780,7 @@ def _evaluate_new_evidence(settings: Settings) -> None:
     finally:
         engine.dispose()
     for course_id, summary in done.items():
-        for problem in summary.problems:
-            typer.echo(f"problem: {problem}", err=True)
-        typer.echo(
-            f"evaluated course {course_id}: {summary.learners} learners, "
-            f"{summary.issued} issued, {summary.upgraded} upgraded, "
-            f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
-            f"{summary.revoked} revoked"
-        )
+        _report(summary, f"evaluated course {course_id}: {summary.learners} learners")
         typer.echo(json.dumps({"course_id": course_id, **summary.as_dict()}))
 
 
@@ -1025,13 +1033,10 @@ def course_reevaluate(
         raise _fail(exc) from exc
     finally:
         engine.dispose()
-    for problem in summary.problems:
-        typer.echo(f"problem: {problem}", err=True)
-    typer.echo(
+    _report(
+        summary,
         f"{summary.learners} learners, {summary.decisions} decisions ({summary.stored} new, "
-        f"{summary.unchanged} unchanged): {summary.issued} issued, {summary.upgraded} upgraded, "
-        f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
-        f"{summary.revoked} revoked"
+        f"{summary.unchanged} unchanged):",
     )
     typer.echo(json.dumps(summary.as_dict()))
 

@@ -96,11 +96,6 @@ def is_own_url(url: str, settings: Settings) -> bool:
     )
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 # --- login ---------------------------------------------------------------------------------
 
 
@@ -200,7 +195,7 @@ def begin_login(
         state=state,
         nonce=nonce,
         storage_target=storage_target,
-        auth_origin=_origin(platform.auth_login_url),
+        auth_origin=origins.origin(platform.auth_login_url) or "",
         cookies=cookie_service,
         frame_origins=tuple(origins.platform_origins(platform)),
     )
@@ -458,7 +453,7 @@ def validate_launch(
         nonce=row.nonce,
         browser_bound=bound,
         storage_target=row.storage_target,
-        auth_origin=_origin(platform.auth_login_url),
+        auth_origin=origins.origin(platform.auth_login_url) or "",
     )
 
 

@@ -9,8 +9,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 
 from service.db.models import Platform
+from service.lti.types import LaunchContext
 
-__all__ = ["STATE_KEY", "allow", "origin", "platform_origins"]
+__all__ = ["STATE_KEY", "allow", "launch_origin", "origin", "platform_origins"]
 
 STATE_KEY = "frame_ancestors"  # on request.state
 
@@ -40,3 +41,11 @@ def allow(request: Request, origins: Iterable[str | None]) -> None:
     """Let ``origins`` (URLs or origins) frame the response to ``request``."""
     kept = [o for o in map(origin, origins) if o]
     setattr(request.state, STATE_KEY, list(dict.fromkeys(kept)))
+
+
+def launch_origin(launch: LaunchContext) -> str | None:
+    """The LMS host that frames a launch's pages: its return URL, or for a deep-linking
+    request (which may carry none) where the answer goes back to."""
+    return origin(launch.return_url) or origin(
+        str(launch.deep_linking.get("deep_link_return_url") or "")
+    )

@@ -46,7 +46,7 @@ from service.db.models import Course, Deployment, Person, Platform, WebSession
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
 from service.flows import LaunchRecord
-from service.lti import origins as framing
+from service.lti import origins
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
 from service.lti.types import LaunchContext
 from service.settings import Settings
@@ -154,11 +154,7 @@ def start_session(
         role=record.role,
         roles=list(launch.roles),
         launch_id=launch.launch_id,
-        # The LMS host that frames the session: the launch's return URL, or for a
-        # deep-linking request (which may carry none) where the answer goes back to.
-        frame_origin=framing.origin(launch.return_url)
-        or framing.origin(str(launch.deep_linking.get("deep_link_return_url") or ""))
-        or "",
+        frame_origin=origins.launch_origin(launch) or "",
         created_at=now,
         last_seen_at=now,
         expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
@@ -245,7 +241,7 @@ async def current_user(request: Request) -> CurrentUser:
         raise NotSignedIn()
     loaded = await run_in_threadpool(_load, request.app.state.engine, token, settings, utcnow())
     row = loaded.row
-    framing.allow(request, framing.platform_origins(loaded.platform, also=[row.frame_origin]))
+    origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
     user = CurrentUser(
         person_id=row.person_id,
         platform_id=row.platform_id,

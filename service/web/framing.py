@@ -32,10 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.db.engine import session as db_session
 from service.db.models import Platform
-from service.lti.origins import STATE_KEY, allow, origin, platform_origins
+from service.lti.origins import STATE_KEY, origin, platform_origins
 from service.settings import Settings
 
-__all__ = ["SecurityHeaders", "allow", "origin", "platform_origins"]
+__all__ = ["SecurityHeaders", "html_policy"]
 
 # Paths whose HTML is shown inside the LMS's frame.
 _FRAMED = ("/lti/", "/app")

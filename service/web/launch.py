@@ -89,7 +89,9 @@ def launch(
         context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
         ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
         s.commit()
-    origins.allow(request, origins.platform_origins(pending.platform, also=[context.return_url]))
+    origins.allow(
+        request, origins.platform_origins(pending.platform, also=[origins.launch_origin(context)])
+    )
     return render(
         request,
         "lti/storage_check.html",
