@@ -13,6 +13,7 @@ process (``microcred keys rotate``) is picked up on the next use.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -55,10 +56,9 @@ def create_key(session: Session) -> ToolKey:
     session.add(row)
     session.flush()
     with _lock:
-        _parsed[kid] = jws.PrivateKey(
+        _parsed[kid] = dataclasses.replace(
+            parsed,
             kid=kid,
-            alg="RS256",
-            key=parsed.key,
             public=jws.PublicKey(kid=kid, alg="RS256", key=parsed.public.key, jwk=public_jwk),
         )
     return row
