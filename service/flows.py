@@ -1546,6 +1546,16 @@ def ags_poster(
 # --- launches --------------------------------------------------------------------------------
 
 
+def after_launch_due(*, settings: Settings, record: LaunchRecord, now: dt.datetime) -> bool:
+    """Whether ``after_launch`` has anything to do for this launch (no statement)."""
+    state = record.learner
+    if record.role != "learner" or record.course_id is None or state is None:
+        return False
+    return state.sync_due(
+        now, dt.timedelta(seconds=settings.launch_sync_interval_seconds)
+    ) or state.evaluation_due(now, dt.timedelta(seconds=settings.launch_evaluation_max_age_seconds))
+
+
 def after_launch(
     engine_: Engine,
     *,

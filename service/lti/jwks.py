@@ -29,7 +29,7 @@ from service.db.types import utcnow
 from service.lti.errors import LaunchRejected
 from service.settings import Settings
 
-__all__ = ["KeySetSource", "keys_for"]
+__all__ = ["FetchNeeded", "KeySetSource", "keys_for"]
 
 log = logging.getLogger(__name__)
 
@@ -74,17 +74,32 @@ def _max_age(headers: httpx.Headers, settings: Settings) -> int:
     return max(settings.jwks_cache_min_seconds, min(age, settings.jwks_cache_max_seconds))
 
 
-class KeySetSource:
-    """Fetches and caches the key set of one JWKS URL."""
+class FetchNeeded(Exception):
+    """The key set must be fetched, and the source has no client: it runs on the event loop
+    (``service.db.engine.call``). Nothing was claimed or changed; retry with a client in
+    the thread pool."""
 
-    def __init__(self, engine: Engine, http: httpx.Client, settings: Settings) -> None:
+
+class KeySetSource:
+    """Fetches and caches the key set of one JWKS URL.
+
+    ``http=None``: cached keys only; a fetch or refetch raises ``FetchNeeded`` instead.
+    """
+
+    def __init__(self, engine: Engine, http: httpx.Client | None, settings: Settings) -> None:
         self.engine = engine
         self.http = http
         self.settings = settings
 
+    def _client(self, url: str) -> httpx.Client:
+        if self.http is None:
+            raise FetchNeeded(url)
+        return self.http
+
     def _fetch(self, url: str, now: dt.datetime) -> _Entry:
+        http = self._client(url)
         try:
-            resp = self.http.get(url, headers={"accept": "application/json"})
+            resp = http.get(url, headers={"accept": "application/json"})
         except httpx.HTTPError as exc:
             raise LaunchRejected(
                 f"The platform's key set could not be fetched ({type(exc).__name__}).",
@@ -139,6 +154,7 @@ class KeySetSource:
         entry = self._cached(url, now)
         if entry is not None:
             return entry.keys
+        self._client(url)
         with _lock_for(url):
             entry = self._cached(url, now)  # another thread may have fetched meanwhile
             return (entry or self._fetch(url, now)).keys
@@ -179,6 +195,7 @@ class KeySetSource:
             entry = _mem.get(url)
             if entry is not None and any(k.kid == kid for k in entry.keys):
                 return entry.keys  # a concurrent refetch already brought it
+            self._client(url)  # before claiming: the retry with a client claims
             if not self._claim_refetch(url, now):
                 log.info("kid miss on %s: refetch skipped (rate limit)", url)
                 return entry.keys if entry else []

@@ -353,10 +353,13 @@ def validate_launch(
     cookies: Mapping[str, str],
     secure: bool,
     settings: Settings,
-    http: httpx.Client,
+    http: httpx.Client | None,
     now: dt.datetime | None = None,
 ) -> PendingLaunch:
-    """Every check that needs no write. Raises ``LaunchRejected`` (4xx) on any failure."""
+    """Every check that needs no write. Raises ``LaunchRejected`` (4xx) on any failure.
+
+    ``http=None``: the platform's key set must be cached; ``jwks.FetchNeeded`` otherwise.
+    """
     now = now or utcnow()
     error = params.get("error")
     if error and not params.get("id_token"):

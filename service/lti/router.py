@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
+from service.db.engine import call as db_call
 from service.db.engine import session as db_session
 from service.lti import keys, launch, origins, pages, ratelimit, registration
 from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep
@@ -49,19 +50,19 @@ def _login(
 
 
 @router.get("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
-def login_get(
+async def login_get(
     request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
     """OIDC third-party initiated login (GET)."""
-    return _login(request, params, engine, settings)
+    return await db_call(engine, _login, request, params, engine, settings)
 
 
 @router.post("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
-def login_post(
+async def login_post(
     request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
 ) -> Response:
     """OIDC third-party initiated login (POST)."""
-    return _login(request, params, engine, settings)
+    return await db_call(engine, _login, request, params, engine, settings)
 
 
 @router.get("/jwks")

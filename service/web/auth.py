@@ -37,9 +37,9 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from service.db.engine import call as db_call
 from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Course, Deployment, Person, Platform, WebSession
@@ -239,7 +239,8 @@ async def current_user(request: Request) -> CurrentUser:
     token = cookie_token or carried
     if not token or len(token) > 200:
         raise NotSignedIn()
-    loaded = await run_in_threadpool(_load, request.app.state.engine, token, settings, utcnow())
+    engine = request.app.state.engine
+    loaded = await db_call(engine, _load, engine, token, settings, utcnow())
     row = loaded.row
     origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
     user = CurrentUser(

@@ -8,21 +8,27 @@ is a signed LtiDeepLinkingResponse auto-posted to the platform.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import anyio.to_thread
+import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from service import flows
+from service.db import engine as db_engine
 from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
-from service.lti import deep_linking, origins, pages, ratelimit
+from service.lti import deep_linking, jwks, origins, pages, ratelimit
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
 from service.lti.errors import LaunchRejected
@@ -54,16 +60,14 @@ def _open_session(
     return token, record
 
 
-@router.post("/lti/launch", dependencies=[Depends(ratelimit.limit_lti)])
-def launch(
+def _launch(
     request: Request,
-    params: ParamsDep,
-    engine: lti_http.EngineDep,
-    settings: lti_http.SettingsDep,
-    http: HttpDep,
-) -> Response:
-    """LTI 1.3 launch (OIDC authentication response)."""
-    now = utcnow()
+    params: dict[str, str],
+    engine: Engine,
+    settings: Settings,
+    http: httpx.Client | None,
+    now: dt.datetime,
+) -> tuple[Response, flows.LaunchRecord | None]:
     with db_session(engine) as s:
         pending = lti_launch.validate_launch(
             s,
@@ -80,8 +84,7 @@ def launch(
             context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
             token, record = _open_session(s, context, settings, now)
             s.commit()
-        flows.after_launch(engine, settings=settings, record=record, now=now)
-        return _landing(request, settings, token, context)
+        return _landing(request, settings, token, context), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
     # replayed; the one-time ticket finishes the launch.
@@ -92,7 +95,7 @@ def launch(
     origins.allow(
         request, origins.platform_origins(pending.platform, also=[origins.launch_origin(context)])
     )
-    return render(
+    page = render(
         request,
         "lti/storage_check.html",
         config_json=pages.json_block(
@@ -105,18 +108,51 @@ def launch(
         ),
         ticket=ticket,
     )
+    return page, None
 
 
-@router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
-def confirm(
+async def _after_launch(
+    engine: Engine, settings: Settings, record: flows.LaunchRecord, now: dt.datetime
+) -> None:
+    # A pull from the LMS or an evaluation is due now and then (flows.after_launch): in the
+    # thread pool, on any database, since a pull calls the LMS.
+    if flows.after_launch_due(settings=settings, record=record, now=now):
+        await anyio.to_thread.run_sync(
+            functools.partial(flows.after_launch, engine, settings=settings, record=record, now=now)
+        )
+
+
+@router.post("/lti/launch", dependencies=[Depends(ratelimit.limit_lti)])
+async def launch(
     request: Request,
-    engine: EngineDep,
-    settings: SettingsDep,
-    ticket: Annotated[str, Form(max_length=200)],
-    state: Annotated[str, Form(max_length=200)] = "",
-    nonce: Annotated[str, Form(max_length=200)] = "",
+    params: ParamsDep,
+    engine: lti_http.EngineDep,
+    settings: lti_http.SettingsDep,
+    http: HttpDep,
 ) -> Response:
-    """Finish a launch whose state was checked in platform storage."""
+    """LTI 1.3 launch (OIDC authentication response).
+
+    On SQLite the launch runs on the event loop (``db.engine.call``) with the platform's
+    cached key set; when the key set must be fetched first, the launch (nothing written
+    yet) runs again in the thread pool with the HTTP client.
+    """
+    now = utcnow()
+    args = (request, params, engine, settings)
+    result: tuple[Response, flows.LaunchRecord | None] | None = None
+    if db_engine.in_process(engine):
+        with contextlib.suppress(jwks.FetchNeeded):
+            result = _launch(*args, None, now)
+    if result is None:
+        result = await anyio.to_thread.run_sync(_launch, *args, http, now)
+    response, record = result
+    if record is not None:
+        await _after_launch(engine, settings, record, now)
+    return response
+
+
+def _confirm(
+    request: Request, engine: Engine, settings: Settings, ticket: str, state: str, nonce: str
+) -> tuple[Response, flows.LaunchRecord]:
     now = utcnow()
     with db_session(engine, write=True) as s:
         try:
@@ -128,8 +164,24 @@ def confirm(
             raise
         token, record = _open_session(s, context, settings, now)
         s.commit()
-    flows.after_launch(engine, settings=settings, record=record, now=now)
-    return _landing(request, settings, token, context)
+    return _landing(request, settings, token, context), record
+
+
+@router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
+async def confirm(
+    request: Request,
+    engine: lti_http.EngineDep,
+    settings: lti_http.SettingsDep,
+    ticket: Annotated[str, Form(max_length=200)],
+    state: Annotated[str, Form(max_length=200)] = "",
+    nonce: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Finish a launch whose state was checked in platform storage."""
+    response, record = await db_engine.call(
+        engine, _confirm, request, engine, settings, ticket, state, nonce
+    )
+    await _after_launch(engine, settings, record, utcnow())
+    return response
 
 
 def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
@@ -153,9 +205,7 @@ def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
     return {"user": user, "person": person, "course": course, "platform": platform}
 
 
-@router.get("/app")
-def home(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
-    """The page a launch lands on, chosen by the user's role in the course."""
+def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
     from service.web import admin, instructor, learner  # the role pages (flows)
 
     if user.role == "admin":
@@ -168,6 +218,13 @@ def home(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
     if user.is_instructor:
         return instructor.learners_page(request, engine, user)
     return learner.my_progress(request, engine, user)
+
+
+@router.get("/app")
+async def home(request: Request, engine: lti_http.EngineDep, user: auth.UserDep) -> Response:
+    """The page a launch lands on, chosen by the user's role in the course (on the event
+    loop on SQLite: ``db.engine.call``)."""
+    return await db_engine.call(engine, _home, request, engine, user)
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:

@@ -79,3 +79,24 @@ def test_secrets_are_encrypted_at_rest(engine: Engine) -> None:
     assert secretbox.decrypt(token, context="repository.token") == "s3cret-token"
     with pytest.raises(secretbox.SecretBoxError):
         secretbox.decrypt(token, context="other.column")
+
+
+def test_call_runs_sqlite_work_on_the_event_loop_and_postgresql_work_in_a_thread(
+    engine: Engine,
+) -> None:
+    import anyio
+
+    from service.db.engine import call, in_process
+
+    def where(tag: str, *, n: int) -> tuple[str, int, int]:
+        with session(engine) as s:
+            one = s.execute(text("SELECT 1")).scalar_one()
+        return tag, n + one, threading.get_ident()
+
+    async def main() -> tuple[tuple[str, int, int], int]:
+        return await call(engine, where, "x", n=1), threading.get_ident()
+
+    (tag, n, worker), loop_thread = anyio.run(main)
+    assert (tag, n) == ("x", 2)
+    assert in_process(engine) is (engine.dialect.name == "sqlite")
+    assert (worker == loop_thread) is in_process(engine)

@@ -18,7 +18,9 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session as db_session
-from service.db.models import Person
+from service.db.models import Person, PlatformKeySet
+from service.lti import jwks
+from service.settings import Settings
 from tests.lti.platform import MEMBERSHIP, C, FakePlatform, Network, b64, public_jwk, rsa_key
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -276,12 +278,33 @@ def test_platform_key_rotation_needs_exactly_one_fetch(
     assert moodle.jwks_fetches == 2
 
 
+def test_a_key_source_without_a_client_serves_the_cache_and_claims_no_refetch(
+    client: TestClient, moodle: FakePlatform, engine: Engine, settings: Settings
+) -> None:
+    """The launch's first try on the event loop (SQLite) has no HTTP client: a fetch must
+    send it to the thread pool without spending the refetch budget (security.md L11)."""
+
+    assert moodle.full_launch(client).status_code == 303
+    source = jwks.KeySetSource(engine, None, settings)
+    assert [k.kid for k in jwks.keys_for(source, moodle.jwks_url, moodle.kid)] == [moodle.kid]
+    with pytest.raises(jwks.FetchNeeded):
+        jwks.keys_for(source, moodle.jwks_url, "rotated-away")
+    with pytest.raises(jwks.FetchNeeded):
+        source.keys("https://other-lms.test/jwks")
+    with db_session(engine) as s:
+        row = s.exec(select(PlatformKeySet).where(PlatformKeySet.url == moodle.jwks_url)).one()
+    assert (row.refetched_at, row.refetch_count) == (None, 0)
+    assert moodle.jwks_fetches == 1
+    moodle.rotate("moodle-key-2", key_index=2)  # the full launch still refetches once
+    assert moodle.full_launch(client).status_code == 303
+    assert moodle.jwks_fetches == 2
+
+
 def test_cached_keys_keep_working_while_the_jwks_is_down(
     client: TestClient, moodle: FakePlatform, network: Network
 ) -> None:
     assert moodle.full_launch(client).status_code == 303
     network.down = True
-    from service.lti import jwks
 
     jwks.forget_memory_cache()  # another process: only the database cache is warm
     assert moodle.full_launch(client).status_code == 303
