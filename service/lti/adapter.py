@@ -17,12 +17,12 @@ target_link_uri.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import typing as t
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
+import sqlmodel
 from pylti1p3.cookie import CookieService
 from pylti1p3.deployment import Deployment as LtiDeployment
 from pylti1p3.exception import LtiException, OIDCException
@@ -34,11 +34,11 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlalchemy import and_, bindparam
-from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import Select, SelectOfScalar
+from sqlalchemy import Select, and_, bindparam, select
+from sqlmodel import Session
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from service.db import prepared
 from service.db.models import Deployment, LtiCache, Platform
 from service.db.types import utcnow
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
@@ -184,34 +184,35 @@ def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
     return None
 
 
-# Statements of every login and launch, built once with parameters: building one through
-# the ORM costs more than running it (bench/README.md, Launch).
-@functools.cache
-def _platform_query() -> SelectOfScalar[Platform]:
-    return select(Platform).where(
-        Platform.issuer == bindparam("iss"), Platform.client_id == bindparam("cid")
+# Statements of every login and launch, built once and run on the DBAPI cursor
+# (``db.prepared``): through the ORM each cost more than the rest of the lookup.
+def _platform_query() -> Select[t.Any]:
+    platform = prepared.table(Platform)
+    return select(platform).where(
+        platform.c.issuer == bindparam("iss"), platform.c.client_id == bindparam("cid")
     )
 
 
-@functools.cache
-def _platform_deployment_query() -> Select[Platform, Deployment]:
+def _platform_deployment_query() -> Select[t.Any]:
+    platform = prepared.table(Platform)
+    deployment = prepared.table(Deployment)
     return (
-        select(Platform, Deployment)
+        select(platform, deployment)
         .outerjoin(
-            Deployment,
+            deployment,
             and_(
-                col(Deployment.platform_id) == col(Platform.id),
-                col(Deployment.deployment_id) == bindparam("dep"),
+                deployment.c.platform_id == platform.c.id,
+                deployment.c.deployment_id == bindparam("dep"),
             ),
         )
-        .where(Platform.issuer == bindparam("iss"), Platform.client_id == bindparam("cid"))
+        .where(platform.c.issuer == bindparam("iss"), platform.c.client_id == bindparam("cid"))
     )
 
 
-@functools.cache
-def _deployment_query() -> SelectOfScalar[Deployment]:
-    return select(Deployment).where(
-        Deployment.platform_id == bindparam("pid"), Deployment.deployment_id == bindparam("dep")
+def _deployment_query() -> Select[t.Any]:
+    deployment = prepared.table(Deployment)
+    return select(deployment).where(
+        deployment.c.platform_id == bindparam("pid"), deployment.c.deployment_id == bindparam("dep")
     )
 
 
@@ -239,7 +240,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     def find_registration_by_issuer(  # type: ignore[override]  # None = not found
         self, iss: str, *args: t.Any, **kwargs: t.Any
     ) -> Registration | None:
-        rows = self._db.exec(select(Platform).where(Platform.issuer == iss)).all()
+        rows = self._db.exec(sqlmodel.select(Platform).where(Platform.issuer == iss)).all()
         if len(rows) != 1:
             return None  # unknown, or ambiguous: the platform must name its client_id
         self.platform = rows[0]
@@ -252,16 +253,18 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             return self.find_registration_by_issuer(iss)
         hint = _deployment_hint(kwargs)
         if hint is None:
-            row = self._db.exec(_platform_query(), params={"iss": iss, "cid": client_id}).first()
+            found = prepared.one(self._db, _platform_query, iss=iss, cid=client_id)
+            row = prepared.model(Platform, found) if found is not None else None
         else:
             # The deployment the request names comes with the platform in one statement
             # (outer join: an unknown deployment is found as None and refused later).
-            joined = self._db.exec(
-                _platform_deployment_query(), params={"iss": iss, "cid": client_id, "dep": hint}
-            ).first()
-            row = joined[0] if joined is not None else None
-            if joined is not None:
-                self._deployments[(joined[0].id, hint)] = joined[1]
+            found = prepared.one(
+                self._db, _platform_deployment_query, iss=iss, cid=client_id, dep=hint
+            )
+            row = prepared.model(Platform, found) if found is not None else None
+            if row is not None and found is not None:
+                deployment = prepared.model(Deployment, found, prepared.width(Platform))
+                self._deployments[(row.id, hint)] = deployment
         if row is None:
             return None
         self.platform = row
@@ -283,9 +286,10 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             return None
         key = (self.platform.id, deployment_id)
         if key not in self._deployments:
-            self._deployments[key] = self._db.exec(
-                _deployment_query(), params={"pid": self.platform.id, "dep": deployment_id}
-            ).first()
+            found = prepared.one(
+                self._db, _deployment_query, pid=self.platform.id, dep=deployment_id
+            )
+            self._deployments[key] = prepared.model(Deployment, found) if found else None
         return self._deployments[key]
 
 

@@ -25,7 +25,6 @@ may fetch the platform's JWKS) and ``complete_launch`` (in the caller's write tr
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hmac
 import logging
 import secrets
@@ -35,10 +34,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, bindparam, delete, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlmodel import Session, col
 
 from service import jws
+from service.db import prepared
 from service.db.engine import insert_row
 from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
@@ -411,7 +411,8 @@ def validate_launch(
     claims = message.verified_claims
     deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
 
-    row = session.get(LaunchState, state)
+    found = prepared.one(session, _state_query, state=state)
+    row = prepared.model(LaunchState, found) if found is not None else None
     if row is None or row.expires_at <= now:
         raise _reject(
             "The launch does not match a login we started, or it took too long.",
@@ -460,9 +461,13 @@ def validate_launch(
     )
 
 
-@functools.cache
+def _state_query() -> t.Any:
+    table = prepared.table(LaunchState)
+    return select(table).where(table.c.state == bindparam("state"))
+
+
 def _consume_statement() -> t.Any:
-    # Built once: the one-time consume of state + nonce that every launch runs.
+    # The one-time consume of state + nonce that every launch runs (db.prepared).
     return (
         update(LaunchState)
         .where(col(LaunchState.state) == bindparam("b_state"))
@@ -480,11 +485,10 @@ def complete_launch(
     Must run in the caller's write transaction, committed once by the route.
     """
     now = now or utcnow()
-    result = session.exec(
-        _consume_statement(),
-        params={"b_state": pending.state, "b_nonce": pending.nonce, "b_now": now},
+    consumed = prepared.execute(
+        session, _consume_statement, b_state=pending.state, b_nonce=pending.nonce, b_now=now
     )
-    if result.rowcount != 1:
+    if consumed != 1:
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     context = _context(pending)
     # The validated context, for later requests of this session (deep-linking response,

@@ -24,7 +24,6 @@ context: ``user.course_id`` is the only course a session may act on.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import hashlib
 import hmac
 import secrets
@@ -36,9 +35,10 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from fastapi import Depends, Request
 from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, select
 from starlette.responses import Response
 
+from service.db import prepared
 from service.db.engine import call as db_call
 from service.db.engine import insert_row
 from service.db.engine import session as db_session
@@ -174,17 +174,28 @@ def set_session_cookie(
     )
 
 
-@functools.cache
+_JOINED: tuple[type[SQLModel], ...] = (WebSession, Platform, Deployment, Person, Course)
+
+
 def _session_query() -> Any:
-    # Built once (parameter ``id``): every request of a signed-in user runs it.
+    # Every request of a signed-in user runs it (db.prepared; parameter ``id``).
+    ws, platform, deployment, person, course = map(prepared.table, _JOINED)
     return (
-        sa_select(WebSession, Platform, Deployment, Person, Course)  # sqlmodel's takes 4
-        .outerjoin(Platform, col(Platform.id) == col(WebSession.platform_id))
-        .outerjoin(Deployment, col(Deployment.id) == col(WebSession.deployment_id))
-        .outerjoin(Person, col(Person.id) == col(WebSession.person_id))
-        .outerjoin(Course, col(Course.id) == col(WebSession.course_id))
-        .where(col(WebSession.id) == bindparam("id"))
+        sa_select(ws, platform, deployment, person, course)
+        .outerjoin(platform, platform.c.id == ws.c.platform_id)
+        .outerjoin(deployment, deployment.c.id == ws.c.deployment_id)
+        .outerjoin(person, person.c.id == ws.c.person_id)
+        .outerjoin(course, course.c.id == ws.c.course_id)
+        .where(ws.c.id == bindparam("id"))
     )
+
+
+def _split(values: tuple[Any, ...]) -> list[Any]:
+    out, start = [], 0
+    for model in _JOINED:
+        out.append(prepared.model(model, values, start))
+        start += prepared.width(model)
+    return out
 
 
 @dataclass(frozen=True)
@@ -200,10 +211,12 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _
     # joins, so a row deleted under a live session is refused below rather than looking
     # like no session).
     with db_session(engine) as s:
-        found = s.execute(_session_query(), {"id": _hash(token)}).first()
-        if found is None or found[0].expires_at <= now:
+        found = prepared.one(s, _session_query, id=_hash(token))
+        if found is None or found[0] is None:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
-        row, platform, deployment, person, course = found
+        row, platform, deployment, person, course = _split(found)
+        if row.expires_at <= now:
+            raise NotSignedIn("Your microcred session has ended or is unknown.")
         # Re-check the tenant on every request (security.md §1.3 account-state bypass).
         if platform is None or not platform.active or deployment is None or not deployment.active:
             raise Forbidden(

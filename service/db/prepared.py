@@ -1,0 +1,171 @@
+"""Statements compiled once and run on the session's DBAPI cursor (the launch path).
+
+Through the ORM, running a prebuilt SELECT of one row costs ~80-130 µs of Python around a
+SQLite call of ~5 µs; Core's execution still ~40 µs (bench/README.md, Launch). A launch
+runs about twenty statements, so the login, launch and landing run theirs here: a Core
+statement is compiled once per dialect, with the bind and result processors of its
+columns' types (aware UTC datetimes, JSON, booleans convert exactly as through the ORM),
+and each call is the driver's ``execute`` in the session's own transaction (SQLite's
+``BEGIN IMMEDIATE`` included: the session begins it on first use).
+
+Rows come back as tuples, or as detached model instances (``model_construct``) for code
+that reads models. A model built here is not in the session: change rows with an UPDATE
+statement, never with ``session.add`` (which would INSERT it again).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import Table
+from sqlalchemy import insert as sa_insert
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import Select
+from sqlmodel import Session, SQLModel
+
+__all__ = ["Prepared", "execute", "insert", "model", "one", "prepare", "rows", "table", "width"]
+
+_M = TypeVar("_M", bound=SQLModel)
+Processor = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class Prepared:
+    sql: str
+    names: tuple[str, ...] | None  # parameter order for positional paramstyles
+    defaults: Mapping[str, Any]  # literal values compiled into the statement
+    binds: Mapping[str, Processor]
+    results: tuple[Processor, ...]
+
+
+def prepare(
+    dialect: Dialect, statement: ClauseElement, *, column_keys: Sequence[str] | None = None
+) -> Prepared:
+    """Compile ``statement`` for ``dialect`` with its type processors (cache the result).
+
+    ``column_keys``: for a bare ``insert(table)``, the columns given (parameters named so).
+    """
+    compiled = statement.compile(
+        dialect=dialect, column_keys=list(column_keys) if column_keys is not None else None
+    )
+    assert isinstance(compiled, SQLCompiler)
+    binds = compiled.binds
+    if any(b.expanding for b in binds.values()):
+        raise ValueError("IN lists with expanding parameters cannot be prepared")
+    results: tuple[Processor, ...] = ()
+    if isinstance(statement, Select):
+        results = tuple(
+            c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in statement.selected_columns
+        )
+    return Prepared(
+        sql=compiled.string,
+        names=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
+        defaults={n: b.effective_value for n, b in binds.items() if b.value is not None},
+        binds={n: b.type.dialect_impl(dialect).bind_processor(dialect) for n, b in binds.items()},
+        results=results,
+    )
+
+
+_cache: dict[tuple[str, str, Hashable], Prepared] = {}
+
+
+def _prepared(
+    session: Session, key: Hashable, build: Callable[[], ClauseElement], keys: Any = None
+) -> Prepared:
+    dialect = session.get_bind().dialect
+    cache_key = (dialect.name, dialect.driver, key)
+    found = _cache.get(cache_key)
+    if found is None:
+        found = _cache[cache_key] = prepare(dialect, build(), column_keys=keys)
+    return found
+
+
+def _run(session: Session, prepared: Prepared, params: Mapping[str, Any]) -> Any:
+    values = {**prepared.defaults, **params} if prepared.defaults else params
+    processed = {
+        name: (proc(values[name]) if proc is not None else values[name])
+        for name, proc in prepared.binds.items()
+    }
+    args: Any = processed if prepared.names is None else tuple(processed[n] for n in prepared.names)
+    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    cursor.execute(prepared.sql, args)
+    return cursor
+
+
+def _row(prepared: Prepared, raw: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(p(v) if p is not None else v for p, v in zip(prepared.results, raw, strict=True))
+
+
+def one(
+    session: Session, build: Callable[[], ClauseElement], **params: Any
+) -> tuple[Any, ...] | None:
+    """The first row of the SELECT ``build()`` returns (``build`` is called once per
+    dialect: pass a module-level function, its identity is the cache key)."""
+    prepared = _prepared(session, build, build)
+    cursor = _run(session, prepared, params)
+    try:
+        raw = cursor.fetchone()
+    finally:
+        cursor.close()
+    return None if raw is None else _row(prepared, raw)
+
+
+def rows(
+    session: Session, build: Callable[[], ClauseElement], **params: Any
+) -> list[tuple[Any, ...]]:
+    """Every row of the SELECT ``build()`` returns."""
+    prepared = _prepared(session, build, build)
+    cursor = _run(session, prepared, params)
+    try:
+        return [_row(prepared, raw) for raw in cursor.fetchall()]
+    finally:
+        cursor.close()
+
+
+def execute(session: Session, build: Callable[[], ClauseElement], **params: Any) -> int:
+    """Run the INSERT, UPDATE or DELETE ``build()`` returns; the number of rows it touched."""
+    cursor = _run(session, _prepared(session, build, build), params)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def insert(session: Session, model_type: type[SQLModel], values: Mapping[str, Any]) -> None:
+    """INSERT one row of ``model_type``'s table with exactly the columns in ``values``."""
+    names = tuple(sorted(values))
+    target = table(model_type)
+    prepared = _prepared(session, (model_type, names), lambda: sa_insert(target), names)
+    _run(session, prepared, values).close()
+
+
+def table(model_type: type[SQLModel]) -> Table:
+    """The model's table, for statements over its columns (``select(table(Model))``)."""
+    found: Table = model_type.__table__  # type: ignore[attr-defined]
+    return found
+
+
+@functools.cache
+def _columns(model_type: type[SQLModel]) -> tuple[str, ...]:
+    return tuple(c.key for c in table(model_type).columns)
+
+
+def model(model_type: type[_M], values: Sequence[Any], start: int = 0) -> _M | None:
+    """The model in ``values[start:]`` (its table's columns in order, as selected with
+    ``select(Model.__table__)``), or None when its primary key is NULL (an outer join)."""
+    names = _columns(model_type)
+    chunk = values[start : start + len(names)]
+    if chunk[0] is None:
+        return None
+    return cast(_M, model_type.model_construct(**dict(zip(names, chunk, strict=True))))
+
+
+def width(model_type: type[SQLModel]) -> int:
+    """How many columns ``model`` reads for ``model_type``."""
+    return len(_columns(model_type))

@@ -1,0 +1,99 @@
+"""db.prepared: statements run on the DBAPI cursor convert values exactly as the ORM does."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, bindparam, select, update
+from sqlmodel import col
+
+from service.db import prepared
+from service.db.engine import insert_row
+from service.db.engine import session as db_session
+from service.db.models import Deployment, LtiCache, Platform
+from tests import factories
+
+WHEN = dt.datetime(2026, 11, 29, 2, 30, 15, 123456, tzinfo=dt.UTC)
+
+
+def _cache_by_key() -> Any:
+    table = prepared.table(LtiCache)
+    return select(table).where(table.c.key == bindparam("key"))
+
+
+def _platform_with_deployment() -> Any:
+    platform, deployment = prepared.table(Platform), prepared.table(Deployment)
+    return (
+        select(platform, deployment)
+        .outerjoin(
+            deployment,
+            (deployment.c.platform_id == platform.c.id)
+            & (deployment.c.deployment_id == bindparam("dep")),
+        )
+        .where(platform.c.id == bindparam("pid"))
+    )
+
+
+def _expire() -> Any:
+    return (
+        update(LtiCache)
+        .where(col(LtiCache.expires_at) > bindparam("after"))
+        .values(expires_at=bindparam("at"))
+    )
+
+
+def test_values_round_trip_as_through_the_orm(engine: Engine) -> None:
+    value = {"roles": ["Learner", "Zoë"], "n": 2, "ok": True, "none": None}
+    with db_session(engine, write=True) as s:
+        insert_row(s, LtiCache, key="k1", value=value, expires_at=WHEN)
+        s.commit()
+    with db_session(engine) as s:
+        row = prepared.one(s, _cache_by_key, key="k1")
+        orm = s.get(LtiCache, "k1")
+        assert prepared.one(s, _cache_by_key, key="missing") is None
+    assert orm is not None and row is not None
+    assert row == ("k1", value, WHEN) == (orm.key, orm.value, orm.expires_at)
+    assert row[2].tzinfo is not None and row[2].utcoffset() == dt.timedelta(0)
+    built = prepared.model(LtiCache, row)
+    assert built is not None and (built.key, built.value, built.expires_at) == row
+
+
+def test_an_outer_joined_row_that_is_missing_is_none(engine: Engine) -> None:
+    with db_session(engine, write=True) as s:
+        platform = factories.platform(s)
+        factories.deployment(s, platform, deployment_id="1")
+        s.commit()
+    assert platform.id is not None
+    with db_session(engine) as s:
+        found = prepared.one(s, _platform_with_deployment, pid=platform.id, dep="1")
+        missing = prepared.one(s, _platform_with_deployment, pid=platform.id, dep="nope")
+    assert found is not None and missing is not None
+    got = prepared.model(Platform, found)
+    assert got is not None and got.issuer == platform.issuer and got.active is platform.active
+    deployment = prepared.model(Deployment, found, prepared.width(Platform))
+    assert deployment is not None and deployment.deployment_id == "1"
+    assert isinstance(deployment.active, bool)
+    assert prepared.model(Deployment, missing, prepared.width(Platform)) is None
+
+
+def test_rowcount_and_the_session_transaction(engine: Engine) -> None:
+    with db_session(engine, write=True) as s:
+        for i in range(3):
+            insert_row(s, LtiCache, key=f"r{i}", value=i, expires_at=WHEN + dt.timedelta(i))
+        s.commit()
+    later = WHEN + dt.timedelta(days=9)
+    with db_session(engine, write=True) as s:
+        assert prepared.execute(s, _expire, after=WHEN, at=later) == 2
+        # not committed: closing the session rolls the cursor's UPDATE back with it
+    with db_session(engine) as s:
+        rows = prepared.rows(s, lambda: select(prepared.table(LtiCache)))
+    assert sorted(r[2] for r in rows) == [WHEN + dt.timedelta(i) for i in range(3)]
+
+
+def test_in_lists_are_refused(engine: Engine) -> None:
+    table = prepared.table(LtiCache)
+    statement = select(table).where(table.c.key.in_(bindparam("keys", expanding=True)))
+    with pytest.raises(ValueError, match="expanding"):
+        prepared.prepare(engine.dialect, statement)
