@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from service import audit
@@ -44,6 +44,7 @@ from service.assessment.types import (
     percent,
 )
 from service.assessment.types import Decision as EngineDecision
+from service.db import prepared
 from service.db.engine import session as db_session
 from service.db.models import (
     Award,
@@ -185,7 +186,8 @@ def _as_time(value: Any) -> dt.datetime | None:
 def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
     """The learner's evaluation inputs now, against what their last launch evaluated."""
     params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
-    row = session.execute(_learner_state_query(), params).one()
+    row = prepared.one(session, _learner_state_query, **params)
+    assert row is not None  # scalar subqueries: always one row
     *inputs, source, synced_at = row
     digest = hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
     return LearnerState(
@@ -197,73 +199,136 @@ def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
     )
 
 
-# The statements of every launch, built once with parameters (building one through the ORM
-# costs more than running it).
-@functools.cache
-def _person_query() -> SelectOfScalar[Person]:
-    return select(Person).where(
-        Person.platform_id == bindparam("platform_id"), Person.sub == bindparam("sub")
+# The statements of every launch, run on the DBAPI cursor (db.prepared): through the ORM
+# each cost several times the SQLite call. A first launch creates its rows with the ORM.
+_PERSON_FIELDS = ("name", "given_name", "family_name", "email")
+
+
+def _person_query() -> Any:
+    t = prepared.table(Person)
+    return sa_select(t.c.id, *(t.c[f] for f in _PERSON_FIELDS)).where(
+        t.c.platform_id == bindparam("platform_id"), t.c.sub == bindparam("sub")
     )
 
 
-@functools.cache
-def _course_query() -> SelectOfScalar[Course]:
-    return select(Course).where(
-        Course.deployment_id == bindparam("deployment_id"),
-        Course.context_id == bindparam("context_id"),
+def _person_update() -> Any:
+    t = prepared.table(Person)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values(
+            {**{f: bindparam(f"b_{f}") for f in _PERSON_FIELDS}, "updated_at": bindparam("b_at")}
+        )
     )
 
 
-@functools.cache
-def _enrolment_query() -> SelectOfScalar[Enrolment]:
-    return select(Enrolment).where(
-        Enrolment.course_id == bindparam("course_id"), Enrolment.person_id == bindparam("person_id")
+def _course_query() -> Any:
+    t = prepared.table(Course)
+    return sa_select(t.c.id, t.c.title, t.c.label).where(
+        t.c.deployment_id == bindparam("deployment_id"), t.c.context_id == bindparam("context_id")
     )
 
 
-def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> Person:
-    query = _person_query()
+def _course_update() -> Any:
+    t = prepared.table(Course)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values(title=bindparam("b_title"), label=bindparam("b_label"))
+    )
+
+
+def _enrolment_query() -> Any:
+    t = prepared.table(Enrolment)
+    return sa_select(t).where(
+        t.c.course_id == bindparam("course_id"), t.c.person_id == bindparam("person_id")
+    )
+
+
+def _enrolment_update() -> Any:
+    t = prepared.table(Enrolment)
+    return (
+        update(t)
+        .where(t.c.id == bindparam("b_id"))
+        .values(role=bindparam("b_role"), roles=bindparam("b_roles"), updated_at=bindparam("b_at"))
+    )
+
+
+def _create(session: Session, row: SQLModel) -> bool:
+    """INSERT ``row`` in a savepoint; False when a concurrent first launch made it first."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> int:
     params = {"platform_id": launch.platform_id, "sub": launch.sub}
-    person = session.exec(query, params=params).first()
-    if person is None:
-        try:
-            with session.begin_nested():
-                person = Person(platform_id=launch.platform_id, sub=launch.sub)
-                session.add(person)
-        except IntegrityError:  # a concurrent first launch of the same user won
-            person = session.exec(query, params=params).one()
+    found = prepared.one(session, _person_query, **params)
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
     # launch that withholds them (privacy settings) keeps what we knew. A returning user
     # with nothing changed costs no write.
-    changed = False
-    for attr in ("name", "given_name", "family_name", "email"):
-        value = getattr(launch, attr)
-        if value and getattr(person, attr) != value:
-            setattr(person, attr, value)
-            changed = True
-    if changed:
-        person.updated_at = now
-    return person
+    sent = {f: v for f in _PERSON_FIELDS if (v := getattr(launch, f))}
+    if found is None:
+        person = Person(platform_id=launch.platform_id, sub=launch.sub, **sent)
+        if _create(session, person):
+            return person.id or 0
+        found = prepared.one(session, _person_query, **params)
+        assert found is not None
+    person_id, *known = found
+    values = {f: sent.get(f, old) for f, old in zip(_PERSON_FIELDS, known, strict=True)}
+    if list(values.values()) != known:
+        prepared.execute(
+            session,
+            _person_update,
+            b_id=person_id,
+            b_at=now,
+            **{f"b_{f}": v for f, v in values.items()},
+        )
+    return int(person_id)
 
 
-def _upsert_course(session: Session, launch: LaunchContext) -> Course | None:
+def _upsert_course(session: Session, launch: LaunchContext) -> int | None:
     if not launch.context_id:
         return None
-    query = _course_query()
     params = {"deployment_id": launch.deployment_pk, "context_id": launch.context_id}
-    course = session.exec(query, params=params).first()
-    if course is None:
-        try:
-            with session.begin_nested():
-                course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
-                session.add(course)
-        except IntegrityError:
-            course = session.exec(query, params=params).one()
-    if launch.context_title and course.title != launch.context_title:
-        course.title = launch.context_title
-    if launch.context_label and course.label != launch.context_label:
-        course.label = launch.context_label
-    return course
+    found = prepared.one(session, _course_query, **params)
+    if found is None:
+        course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
+        course.title, course.label = launch.context_title, launch.context_label
+        if _create(session, course):
+            return course.id
+        found = prepared.one(session, _course_query, **params)
+        assert found is not None
+    course_id, title, label = found
+    new = (launch.context_title or title, launch.context_label or label)
+    if new != (title, label):
+        prepared.execute(session, _course_update, b_id=course_id, b_title=new[0], b_label=new[1])
+    return int(course_id)
+
+
+def _upsert_enrolment(
+    session: Session, launch: LaunchContext, *, course_id: int, person_id: int, now: dt.datetime
+) -> Enrolment:
+    """The enrolment as a detached row (read only: db.prepared)."""
+    params = {"course_id": course_id, "person_id": person_id}
+    found = prepared.one(session, _enrolment_query, **params)
+    roles = list(launch.roles)
+    if found is None:
+        created = Enrolment(course_id=course_id, person_id=person_id, role=launch.role, roles=roles)
+        if _create(session, created):
+            return created
+        found = prepared.one(session, _enrolment_query, **params)
+    row = prepared.values(Enrolment, found) if found is not None else None
+    assert row is not None
+    if row["role"] != launch.role or row["roles"] != roles:
+        prepared.execute(
+            session, _enrolment_update, b_id=row["id"], b_role=launch.role, b_roles=roles, b_at=now
+        )
+        row |= {"role": launch.role, "roles": roles, "updated_at": now}
+    return Enrolment.model_construct(**row)
 
 
 def record_launch(
@@ -275,48 +340,28 @@ def record_launch(
     Runs in the launch route's write transaction; the route commits.
     """
     now = now or utcnow()
-    person = _upsert_person(session, launch, now)
-    course = _upsert_course(session, launch)
-    session.flush()
+    person_id = _upsert_person(session, launch, now)
+    course_id = _upsert_course(session, launch)
     state: LearnerState | None = None
-    if course is not None:
-        query = _enrolment_query()
-        params = {"course_id": course.id, "person_id": person.id}
-        enrolment = session.exec(query, params=params).first()
-        if enrolment is None:
-            try:
-                with session.begin_nested():
-                    enrolment = Enrolment(
-                        course_id=course.id or 0, person_id=person.id or 0, role=launch.role
-                    )
-                    session.add(enrolment)
-            except IntegrityError:
-                enrolment = session.exec(query, params=params).one()
-        roles = list(launch.roles)
-        if enrolment.role != launch.role or enrolment.roles != roles:
-            enrolment.role = launch.role
-            enrolment.roles = roles
-            enrolment.updated_at = now
+    if course_id is not None:
+        enrolment = _upsert_enrolment(
+            session, launch, course_id=course_id, person_id=person_id, now=now
+        )
         lineitems = launch.ags.get("lineitems")
         if isinstance(lineitems, str) and lineitems:
             # AGS 2.0 §3.1: the line-items container of this context; the tool keeps its own
             # line items there (one per competency), created on first write-back.
-            setup = course_setup(session, course_id=course.id or 0, create=True)
+            setup = course_setup(session, course_id=course_id, create=True)
             scopes = launch.ags.get("scope") or []
             if setup.ags_lineitems_url != lineitems or setup.ags_scopes != list(scopes):
                 setup.ags_lineitems_url = lineitems
                 setup.ags_scopes = [str(x) for x in scopes]
                 setup.updated_at = now
                 session.add(setup)
-        session.flush()
+            session.flush()
         if launch.role == "learner":
             state = learner_state(session, enrolment=enrolment)
-    return LaunchRecord(
-        person_id=person.id or 0,
-        course_id=course.id if course else None,
-        role=launch.role,
-        learner=state,
-    )
+    return LaunchRecord(person_id=person_id, course_id=course_id, role=launch.role, learner=state)
 
 
 # --- course wiring ---------------------------------------------------------------------------

@@ -28,7 +28,18 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import Select
 from sqlmodel import Session, SQLModel
 
-__all__ = ["Prepared", "execute", "insert", "model", "one", "prepare", "rows", "table", "width"]
+__all__ = [
+    "Prepared",
+    "execute",
+    "insert",
+    "model",
+    "one",
+    "prepare",
+    "rows",
+    "table",
+    "values",
+    "width",
+]
 
 _M = TypeVar("_M", bound=SQLModel)
 Processor = Callable[[Any], Any] | None
@@ -156,14 +167,21 @@ def _columns(model_type: type[SQLModel]) -> tuple[str, ...]:
     return tuple(c.key for c in table(model_type).columns)
 
 
-def model(model_type: type[_M], values: Sequence[Any], start: int = 0) -> _M | None:
-    """The model in ``values[start:]`` (its table's columns in order, as selected with
-    ``select(Model.__table__)``), or None when its primary key is NULL (an outer join)."""
+def values(model_type: type[SQLModel], row: Sequence[Any], start: int = 0) -> dict[str, Any] | None:
+    """The columns of ``model_type`` in ``row[start:]`` (as selected with
+    ``select(table(Model))``) by name, or None when its primary key is NULL (outer join)."""
     names = _columns(model_type)
-    chunk = values[start : start + len(names)]
+    chunk = row[start : start + len(names)]
     if chunk[0] is None:
         return None
-    return cast(_M, model_type.model_construct(**dict(zip(names, chunk, strict=True))))
+    return dict(zip(names, chunk, strict=True))
+
+
+def model(model_type: type[_M], row: Sequence[Any], start: int = 0) -> _M | None:
+    """``values`` as a detached, read-only model (``model_construct``: no validation, no
+    ORM state; setting an attribute on it fails)."""
+    found = values(model_type, row, start)
+    return None if found is None else cast(_M, model_type.model_construct(**found))
 
 
 def width(model_type: type[SQLModel]) -> int:
