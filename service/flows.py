@@ -30,7 +30,6 @@ from sqlalchemy import Engine, bindparam, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from service import audit
 from service.assessment import canonical, engine, parse, stack
@@ -1807,11 +1806,20 @@ def learner_status(
 ) -> list[tuple[Competency, Decision | None, list[Award]]]:
     """Per course competency: the learner's latest stored decision and their awards (newest
     first; ``awards``: the learner's awards in the course when the caller has them)."""
-    comps = policies_repo.course_competencies(session, course_id)
+    comps = [
+        c
+        for row in prepared.rows(session, _course_competencies_query, course_id=course_id)
+        if (c := prepared.model(Competency, row)) is not None
+    ]
     if not comps:
         return []
-    params = {"course_id": course_id, "person_id": person_id}
-    latest = {d.competency_id: d for d in session.exec(_latest_decisions_query(), params=params)}
+    latest = {}
+    for row in prepared.rows(
+        session, _latest_decisions_query, course_id=course_id, person_id=person_id
+    ):
+        decision = prepared.model(Decision, row)
+        if decision is not None:
+            latest[decision.competency_id] = decision
     if awards is None:
         awards = person_awards(session, person_id=person_id, course_id=course_id)
     by_line: dict[str, list[Award]] = {}
@@ -1820,28 +1828,55 @@ def learner_status(
     return [(comp, latest.get(comp.id or 0), by_line.get(_line(comp), [])) for comp in comps]
 
 
-@functools.cache
-def _latest_decisions_query() -> SelectOfScalar[Decision]:
-    newest = (
-        select(func.max(Decision.id))
-        .where(
-            Decision.person_id == bindparam("person_id"),
-            Decision.course_id == bindparam("course_id"),
-        )
-        .group_by(col(Decision.competency_id))
+# The learner page's statements (db.prepared); the rows come back as read-only models.
+def _course_competencies_query() -> Any:
+    competency, linked = prepared.table(Competency), prepared.table(CourseCompetency)
+    return (
+        sa_select(competency)
+        .join(linked, linked.c.competency_id == competency.c.id)
+        .where(linked.c.course_id == bindparam("course_id"))
+        .order_by(competency.c.key)
     )
-    return select(Decision).where(col(Decision.id).in_(newest))
 
 
-@functools.cache
-def _awards_query(in_course: bool) -> SelectOfScalar[Award]:
-    query = select(Award).where(Award.person_id == bindparam("person_id"))
-    if in_course:
-        query = query.where(Award.course_id == bindparam("course_id"))
-    return query.order_by(col(Award.id).desc())
+def _latest_decisions_query() -> Any:
+    decision = prepared.table(Decision)
+    newest = (
+        sa_select(func.max(decision.c.id))
+        .where(
+            decision.c.person_id == bindparam("person_id"),
+            decision.c.course_id == bindparam("course_id"),
+        )
+        .group_by(decision.c.competency_id)
+    )
+    return sa_select(decision).where(decision.c.id.in_(newest))
+
+
+def _awards_of_person() -> Any:
+    award = prepared.table(Award)
+    return (
+        sa_select(award)
+        .where(award.c.person_id == bindparam("person_id"))
+        .order_by(award.c.id.desc())
+    )
+
+
+def _awards_of_person_in_course() -> Any:
+    award = prepared.table(Award)
+    return (
+        sa_select(award)
+        .where(award.c.person_id == bindparam("person_id"))
+        .where(award.c.course_id == bindparam("course_id"))
+        .order_by(award.c.id.desc())
+    )
 
 
 def person_awards(session: Session, *, person_id: int, course_id: int | None = None) -> list[Award]:
-    """Every issued or pending credential of a person (newest first)."""
-    query = _awards_query(course_id is not None)
-    return list(session.exec(query, params={"person_id": person_id, "course_id": course_id}))
+    """Every issued or pending credential of a person (newest first), read only."""
+    if course_id is None:
+        found = prepared.rows(session, _awards_of_person, person_id=person_id)
+    else:
+        found = prepared.rows(
+            session, _awards_of_person_in_course, person_id=person_id, course_id=course_id
+        )
+    return [a for row in found if (a := prepared.model(Award, row)) is not None]

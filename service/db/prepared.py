@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Table
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.selectable import Select
@@ -164,6 +165,9 @@ def table(model_type: type[SQLModel]) -> Table:
 
 @functools.cache
 def _columns(model_type: type[SQLModel]) -> tuple[str, ...]:
+    # A model's attributes work only once the ORM's mappers are configured, which the
+    # first ORM query does; a fresh process may build models here before any.
+    configure_mappers()
     return tuple(c.key for c in table(model_type).columns)
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -97,3 +100,31 @@ def test_in_lists_are_refused(engine: Engine) -> None:
     statement = select(table).where(table.c.key.in_(bindparam("keys", expanding=True)))
     with pytest.raises(ValueError, match="expanding"):
         prepared.prepare(engine.dialect, statement)
+
+
+def test_models_work_in_a_fresh_process_before_any_orm_query(tmp_path: Path) -> None:
+    """The first request after a start may build a model here before the ORM configured
+    its mappers (which the first ORM query does)."""
+    script = """
+import datetime as dt, sys
+from sqlalchemy import select
+from sqlmodel import SQLModel
+from service.db import prepared
+from service.db.engine import make_engine, session
+from service.db.models import LtiCache
+engine = make_engine(sys.argv[1])
+SQLModel.metadata.create_all(engine)
+with engine.begin() as conn:
+    conn.execute(prepared.table(LtiCache).insert().values(
+        key="k", value=[1], expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.UTC)))
+with session(engine) as s:
+    row = prepared.one(s, lambda: select(prepared.table(LtiCache)))
+built = prepared.model(LtiCache, row)
+print(built.key, built.value)
+"""
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["k", "[1]"]
