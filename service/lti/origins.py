@@ -3,6 +3,7 @@ written by ``service.web.framing.SecurityHeaders``, which documents the rules)."
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -20,6 +21,11 @@ def origin(url: str | None) -> str | None:
     """``scheme://host[:port]`` of an http(s) URL; None for anything else."""
     if not url:
         return None
+    return _origin(url)
+
+
+@functools.lru_cache(maxsize=1024)  # the same few platform URLs on every request
+def _origin(url: str) -> str | None:
     try:
         parts = urlsplit(url)
     except ValueError:

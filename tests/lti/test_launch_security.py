@@ -245,6 +245,20 @@ def test_twenty_concurrent_posts_of_one_token_are_accepted_once(
     assert codes.count(400) == 19, codes
 
 
+def test_login_nonces_are_random_and_do_not_carry_the_hosts_mac_address(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    """pylti1p3's nonce ends in a uuid1 (this host's MAC address and clock)."""
+    import uuid
+
+    nonces = {moodle.login(client)[1] for _ in range(5)}
+    assert len(nonces) == 5
+    mac = f"{uuid.getnode():012x}"
+    for nonce in nonces:
+        assert len(base64.urlsafe_b64decode(nonce + "=")) == 32  # 256 random bits
+        assert mac not in nonce
+
+
 def test_unknown_kid_refetches_once_then_rate_limits(
     client: TestClient, moodle: FakePlatform
 ) -> None:
