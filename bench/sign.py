@@ -4,7 +4,9 @@ Run from the repository root: ``python bench/sign.py [--n 300]``. One process, o
 no database (signing only: build the credential, canonicalize, sign). In the same run:
 
 - eddsa-rdfc-2022: build + RDFC-1.0 canonicalization + Ed25519 (``dataintegrity.sign``);
-- VC-JWT ES256 / RS256: ``vcjwt.encode`` of the signed credential (through ``service.jws``);
+- VC-JWT ES256 / RS256: ``vcjwt.encode`` of the signed credential (through ``service.jws``)
+  from its serialised bytes, which the issuer writes once for the stored document and the
+  token's payload; also timed serialising the dict again;
 - floors: the same count of raw Ed25519 signatures (64-byte hashData) and raw ES256 / RS256
   signatures of the same JWS signing input, with cryptography only (no JSON-LD, no JOSE);
 - JS reference: ``@digitalbazaar/vc`` + ``eddsa-rdfc-2022-cryptosuite`` signing the same
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import shutil
 import subprocess
@@ -28,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import orjson
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -145,22 +149,32 @@ def bench_python(n: int) -> dict[str, Any]:
     rs = jws.load_private_key(_pem(rsa_key), kid=f"{BASE}/issuer/keys/rs", alg="RS256")
     for k in (es, rs):
         vcjwt.encode(signed[0], k)
+    # As the issuer makes them (service/issuer/service.py): each credential is serialised
+    # once, and those bytes are both the stored document and the VC-JWT's payload, so the
+    # token itself costs the claims, base64url and the signature. A batch of stored
+    # credentials has those bytes too. "own JSON" also times serialising the dict again.
+    bodies = [orjson.dumps(doc) for doc in signed]
     with _Clock() as t_es:
-        tokens = [vcjwt.encode(doc, es) for doc in signed]
-    with _Clock() as t_rs:
+        tokens = [
+            vcjwt.encode(doc, es, serialized=body) for doc, body in zip(signed, bodies, strict=True)
+        ]
+    with _Clock() as t_es_own:
         for doc in signed:
-            vcjwt.encode(doc, rs)
+            vcjwt.encode(doc, es)
+    with _Clock() as t_rs:
+        for doc, body in zip(signed, bodies, strict=True):
+            vcjwt.encode(doc, rs, serialized=body)
 
     # VC-JWT in issue order, as service/issuer/service.py runs it: each credential is built
-    # and gets its Data Integrity proof, then its VC-JWT. Canonicalization evicts OpenSSL's
-    # P-256 tables from the CPU caches, so an ES256 signature right after it costs about
-    # twice one in a tight loop; the floor is therefore timed in the same position:
-    # credentials alternate between a timed VC-JWT and a timed raw ES256 signature of the
-    # previous credential's signing input (same size, nothing signed in between).
-    t_es_issue, f_es_issue = _Split(), _Split()
+    # and gets its Data Integrity proof, is serialised, then gets its VC-JWT.
+    # Canonicalization evicts OpenSSL's P-256 tables from the CPU caches, so an ES256
+    # signature right after it costs about twice one in a tight loop; the floor is therefore
+    # timed in the same position: credentials alternate between a timed VC-JWT and a timed
+    # raw ES256 signature of the previous credential's signing input (same size).
+    t_es_issue, f_es_issue, t_own_issue = _Split(), _Split(), _Split()
     ecdsa = ec.ECDSA(hashes.SHA256())
     previous = b""
-    for i, award in enumerate(awards + awards):
+    for i, award in enumerate(awards + awards + awards):
         doc = dataintegrity.sign(
             _build(award, key=f"i{i:08d}", salt=i + n, index=5000 + i),
             key=key,
@@ -168,10 +182,14 @@ def bench_python(n: int) -> dict[str, Any]:
             created=CREATED,
             loader=loader,
         )
-        if i % 2 == 0:
-            previous = t_es_issue.time(vcjwt.encode, doc, es).rsplit(".", 1)[0].encode()
-        else:
+        if i % 3 == 0:
+            body = orjson.dumps(doc)  # the stored document's bytes
+            token = t_es_issue.time(functools.partial(vcjwt.encode, serialized=body), doc, es)
+            previous = token.rsplit(".", 1)[0].encode()
+        elif i % 3 == 1:
             f_es_issue.time(ec_key.sign, previous, ecdsa)
+        else:
+            t_own_issue.time(vcjwt.encode, doc, es)
 
     # floors: raw signatures of the same byte strings, cryptography only
     hash_inputs = [bytes(64)] * n
@@ -192,12 +210,14 @@ def bench_python(n: int) -> dict[str, Any]:
         "clocks": {
             "eddsa": t_eddsa,
             "jwt_es256": t_es,
+            "jwt_es256_own": t_es_own,
             "jwt_rs256": t_rs,
             "floor_ed25519": f_ed,
             "floor_es256": f_es,
             "floor_rs256": f_rs,
             "jwt_es256_issue": t_es_issue,
             "floor_es256_issue": f_es_issue,
+            "jwt_es256_own_issue": t_own_issue,
         },
         "credential_bytes": len(json.dumps(signed[0])),
         "jwt_bytes": len(tokens[0]),
@@ -275,8 +295,10 @@ def main() -> None:
         "eddsa": "eddsa-rdfc-2022 (build + canon + sign)",
         "floor_ed25519": "floor: raw Ed25519 signatures",
         "jwt_es256": "VC-JWT ES256, batch of stored credentials",
+        "jwt_es256_own": "  the same, serialising each dict again",
         "floor_es256": "floor: raw ES256 signatures",
         "jwt_es256_issue": "VC-JWT ES256 in issue order (after its proof)",
+        "jwt_es256_own_issue": "  the same, serialising the dict again",
         "floor_es256_issue": "floor: raw ES256, timed the same way",
         "jwt_rs256": "VC-JWT RS256 (3072-bit)",
         "floor_rs256": "floor: raw RS256 signatures",
@@ -309,7 +331,12 @@ def main() -> None:
     )
     print(
         f"  VC-JWT ES256 cost / raw ES256 cost, batch      "
-        f"{cpu['floor_es256'] / cpu['jwt_es256']:6.2f}x"
+        f"{cpu['floor_es256'] / cpu['jwt_es256']:6.2f}x  (target <= 1.5)"
+    )
+    print(
+        f"  the same with the dict serialised again: issue order "
+        f"{cpu['floor_es256_issue'] / cpu['jwt_es256_own_issue']:.2f}x, "
+        f"batch {cpu['floor_es256'] / cpu['jwt_es256_own']:.2f}x"
     )
     print(
         f"  VC-JWT RS256 cost / raw RS256 cost             "

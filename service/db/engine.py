@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
+import orjson
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
@@ -22,7 +24,7 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from service.db import prepared
 
-__all__ = ["call", "in_process", "insert_row", "make_engine", "session"]
+__all__ = ["call", "in_process", "insert_row", "json_text", "make_engine", "session"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -36,6 +38,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(
             url,
             echo=echo,
+            json_serializer=json_text,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Keep connections open: closing the last connection to a WAL database
             # checkpoints the log, which cost 10-15 ms per request with NullPool.
@@ -47,7 +50,25 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     # 20 kept open: the thread pool runs up to 40 requests at once, and an overflow
     # connection is opened and closed around each checkout (a backend fork each time).
-    return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=20, max_overflow=20)
+    return create_engine(
+        url,
+        echo=echo,
+        json_serializer=json_text,
+        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=20,
+    )
+
+
+def json_text(value: Any) -> str:
+    """JSON columns' serialiser: orjson (an 8 KB credential in ~3 us where the standard
+    library takes ~50 us), which also writes an ``orjson.Fragment`` (JSON serialised
+    once already, e.g. a credential that is also a VC-JWT's payload) as it is. Values
+    orjson refuses (integers beyond 64 bits) go through the standard library."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
 
 
 _BEGIN = {"DEFERRED": "BEGIN DEFERRED", "IMMEDIATE": "BEGIN IMMEDIATE"}

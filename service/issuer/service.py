@@ -12,8 +12,10 @@ import json
 import secrets
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
+import orjson
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from service import audit
@@ -195,7 +197,9 @@ def issue(
     schema = verify._check_schema(signed)
     if not schema.ok:
         raise BadInput(f"the credential would not be valid: {schema.detail}")
-    token = vcjwt.encode(signed, ring.jwt_signing_key)
+    # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
+    body = orjson.dumps(signed)
+    token = vcjwt.encode(signed, ring.jwt_signing_key, serialized=body)
     valid_until = signed.get("validUntil")
     row = Credential(
         uuid=cred_uuid,
@@ -205,7 +209,8 @@ def issue(
         level_key=award.level_key,
         achievement_id=signed["credentialSubject"]["achievement"]["id"],
         kind="stacked" if parts else "single",
-        document=signed,
+        # the serialised bytes, written as they are (db.engine.json_text)
+        document=cast(dict[str, Any], orjson.Fragment(body)),
         jwt=token,
         signing_key_id=ring.signing_key.row_id,
         jwt_key_id=ring.jwt_key_row.get(ring.jwt_signing_key.kid),
@@ -219,6 +224,7 @@ def issue(
     )
     session.add(row)
     session.flush()
+    set_committed_value(row, "document", signed)  # readers of the row get the dict
     audit.record(
         session,
         actor=actor,

@@ -46,8 +46,14 @@ def _issuer_id(credential: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def encode(credential: Mapping[str, Any], key: jws.PrivateKey) -> str:
-    """Sign ``credential`` as an OB 3.0 VC-JWT with ``key`` (ES256 or RS256)."""
+def encode(
+    credential: Mapping[str, Any], key: jws.PrivateKey, *, serialized: bytes | None = None
+) -> str:
+    """Sign ``credential`` as an OB 3.0 VC-JWT with ``key`` (ES256 or RS256).
+
+    ``serialized``: the credential as ``orjson.dumps`` wrote it, when the caller has it
+    already (the issuer stores the same bytes): the payload is then not serialised again.
+    """
     claims: dict[str, Any] = {"iss": _issuer_id(credential), "jti": credential["id"]}
     claims["nbf"] = claims["iat"] = _numeric(credential["validFrom"])
     subject = credential.get("credentialSubject")
@@ -58,7 +64,7 @@ def encode(credential: Mapping[str, Any], key: jws.PrivateKey) -> str:
     if not credential.keys().isdisjoint(claims):  # not an OB credential's members; merge
         return jws.sign({**credential, **claims}, key)
     try:
-        body = orjson.dumps(credential)
+        body = serialized if serialized is not None else orjson.dumps(credential)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise VcJwtError(f"cannot serialise the credential: {exc}") from exc
     # The claims spliced in front of the credential's members: one serialisation of the

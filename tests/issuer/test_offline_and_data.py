@@ -92,3 +92,48 @@ def test_other_deployments_eu_context_is_the_bundled_v1() -> None:
     assert other["document"] == contexts.bundled_context("microcred-eu-v1.jsonld")
     with pytest.raises(Exception, match="not bundled"):
         loader("http://other.example/contexts/microcred-eu-v1.jsonld", None)
+
+
+def test_the_stored_document_and_the_jwt_payload_are_one_serialisation(
+    engine: Engine, settings: Settings
+) -> None:
+    """The issuer serialises a credential once: the row stores those bytes and the VC-JWT
+    carries them; the row object keeps the dict, and nothing is written twice."""
+    import base64
+    import json
+
+    from sqlalchemy import event, text
+
+    from service.db.models import Credential
+
+    updates: list[str] = []
+
+    def listener(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE CREDENTIAL"):
+            updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        with session(engine, write=True) as s:
+            row = service.issue(
+                s, settings=settings, award=samples.award(), now=samples.NOW, actor="t"
+            )
+            assert isinstance(row.document, dict) and row.document["proof"]
+            s.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert updates == []
+    with session(engine) as s:
+        stored = s.execute(
+            text("SELECT document FROM credential WHERE uuid = :u"), {"u": row.uuid}
+        ).scalar_one()
+        reread = s.get(Credential, row.id)
+    stored_doc = stored if isinstance(stored, dict) else json.loads(stored)
+    assert reread is not None and reread.document == row.document == stored_doc
+    assert row.jwt is not None
+    segment = row.jwt.split(".")[1]
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    payload = json.loads(raw)
+    assert {k: v for k, v in payload.items() if k in stored_doc} == stored_doc
+    if isinstance(stored, str):  # SQLite keeps the text: the very bytes the token carries
+        assert raw.endswith(stored.encode()[1:])
