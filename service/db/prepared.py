@@ -46,13 +46,25 @@ _M = TypeVar("_M", bound=SQLModel)
 Processor = Callable[[Any], Any] | None
 
 
-@dataclass(frozen=True)
+@dataclass
 class Prepared:
     sql: str
     names: tuple[str, ...] | None  # parameter order for positional paramstyles
     defaults: Mapping[str, Any]  # literal values compiled into the statement
     binds: Mapping[str, Processor]
-    results: tuple[Processor, ...]
+    types: tuple[Any, ...]  # the selected columns' types (for this dialect)
+    dialect: Dialect
+    # Some drivers' result processors depend on the type the server reports (psycopg's
+    # numerics): they are made from the first cursor's description, then kept.
+    results: tuple[Processor, ...] | None = None
+
+    def processors(self, cursor: Any) -> tuple[Processor, ...]:
+        if self.results is None:
+            self.results = tuple(
+                t.result_processor(self.dialect, d[1])
+                for t, d in zip(self.types, cursor.description, strict=True)
+            )
+        return self.results
 
 
 def prepare(
@@ -69,18 +81,16 @@ def prepare(
     binds = compiled.binds
     if any(b.expanding for b in binds.values()):
         raise ValueError("IN lists with expanding parameters cannot be prepared")
-    results: tuple[Processor, ...] = ()
+    types: tuple[Any, ...] = ()
     if isinstance(statement, Select):
-        results = tuple(
-            c.type.dialect_impl(dialect).result_processor(dialect, None)
-            for c in statement.selected_columns
-        )
+        types = tuple(c.type.dialect_impl(dialect) for c in statement.selected_columns)
     return Prepared(
         sql=compiled.string,
         names=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
         defaults={n: b.effective_value for n, b in binds.items() if b.value is not None},
         binds={n: b.type.dialect_impl(dialect).bind_processor(dialect) for n, b in binds.items()},
-        results=results,
+        types=types,
+        dialect=dialect,
     )
 
 
@@ -110,8 +120,8 @@ def _run(session: Session, prepared: Prepared, params: Mapping[str, Any]) -> Any
     return cursor
 
 
-def _row(prepared: Prepared, raw: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(p(v) if p is not None else v for p, v in zip(prepared.results, raw, strict=True))
+def _row(processors: tuple[Processor, ...], raw: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(p(v) if p is not None else v for p, v in zip(processors, raw, strict=True))
 
 
 def one(
@@ -123,9 +133,9 @@ def one(
     cursor = _run(session, prepared, params)
     try:
         raw = cursor.fetchone()
+        return None if raw is None else _row(prepared.processors(cursor), raw)
     finally:
         cursor.close()
-    return None if raw is None else _row(prepared, raw)
 
 
 def rows(
@@ -135,7 +145,8 @@ def rows(
     prepared = _prepared(session, build, build)
     cursor = _run(session, prepared, params)
     try:
-        return [_row(prepared, raw) for raw in cursor.fetchall()]
+        processors = prepared.processors(cursor)
+        return [_row(processors, raw) for raw in cursor.fetchall()]
     finally:
         cursor.close()
 

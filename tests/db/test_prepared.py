@@ -128,3 +128,19 @@ print(built.key, built.value)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["k", "[1]"]
+
+
+def _numbers() -> Any:
+    from sqlalchemy import Float, Integer, cast
+
+    return select(
+        cast(bindparam("f", type_=Float), Float).label("f"),
+        cast(bindparam("i", type_=Integer), Integer).label("i"),
+    )
+
+
+def test_numeric_results_convert_on_every_driver(engine: Engine) -> None:
+    """psycopg's float processor needs the type the server reports (cursor.description)."""
+    with db_session(engine) as s:
+        assert prepared.one(s, _numbers, f=0.25, i=7) == (0.25, 7)
+        assert prepared.rows(s, _numbers, f=1.5, i=-1) == [(1.5, -1)]
