@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, bindparam, update
+from sqlalchemy import Engine, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
@@ -210,17 +210,6 @@ def _person_query() -> Any:
     )
 
 
-def _person_update() -> Any:
-    t = prepared.table(Person)
-    return (
-        update(t)
-        .where(t.c.id == bindparam("b_id"))
-        .values(
-            {**{f: bindparam(f"b_{f}") for f in _PERSON_FIELDS}, "updated_at": bindparam("b_at")}
-        )
-    )
-
-
 def _course_query() -> Any:
     t = prepared.table(Course)
     return sa_select(t.c.id, t.c.title, t.c.label).where(
@@ -228,28 +217,10 @@ def _course_query() -> Any:
     )
 
 
-def _course_update() -> Any:
-    t = prepared.table(Course)
-    return (
-        update(t)
-        .where(t.c.id == bindparam("b_id"))
-        .values(title=bindparam("b_title"), label=bindparam("b_label"))
-    )
-
-
 def _enrolment_query() -> Any:
     t = prepared.table(Enrolment)
     return sa_select(t).where(
         t.c.course_id == bindparam("course_id"), t.c.person_id == bindparam("person_id")
-    )
-
-
-def _enrolment_update() -> Any:
-    t = prepared.table(Enrolment)
-    return (
-        update(t)
-        .where(t.c.id == bindparam("b_id"))
-        .values(role=bindparam("b_role"), roles=bindparam("b_roles"), updated_at=bindparam("b_at"))
     )
 
 
@@ -279,13 +250,7 @@ def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) ->
     person_id, *known = found
     values = {f: sent.get(f, old) for f, old in zip(_PERSON_FIELDS, known, strict=True)}
     if list(values.values()) != known:
-        prepared.execute(
-            session,
-            _person_update,
-            b_id=person_id,
-            b_at=now,
-            **{f"b_{f}": v for f, v in values.items()},
-        )
+        prepared.update(session, Person, person_id, values | {"updated_at": now})
     return int(person_id)
 
 
@@ -304,7 +269,7 @@ def _upsert_course(session: Session, launch: LaunchContext) -> int | None:
     course_id, title, label = found
     new = (launch.context_title or title, launch.context_label or label)
     if new != (title, label):
-        prepared.execute(session, _course_update, b_id=course_id, b_title=new[0], b_label=new[1])
+        prepared.update(session, Course, course_id, {"title": new[0], "label": new[1]})
     return int(course_id)
 
 
@@ -323,10 +288,9 @@ def _upsert_enrolment(
     row = prepared.values(Enrolment, found) if found is not None else None
     assert row is not None
     if row["role"] != launch.role or row["roles"] != roles:
-        prepared.execute(
-            session, _enrolment_update, b_id=row["id"], b_role=launch.role, b_roles=roles, b_at=now
-        )
-        row |= {"role": launch.role, "roles": roles, "updated_at": now}
+        changed = {"role": launch.role, "roles": roles, "updated_at": now}
+        prepared.update(session, Enrolment, row["id"], changed)
+        row |= changed
     return Enrolment.model_construct(**row)
 
 

@@ -20,8 +20,9 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy import insert as sa_insert
+from sqlalchemy import update as sa_update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql import ClauseElement
@@ -154,6 +155,28 @@ def rows(
 def execute(session: Session, build: Callable[[], ClauseElement], **params: Any) -> int:
     """Run the INSERT, UPDATE or DELETE ``build()`` returns; the number of rows it touched."""
     cursor = _run(session, _prepared(session, build, build), params)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+def update(
+    session: Session, model_type: type[SQLModel], row_id: int, values: Mapping[str, Any]
+) -> int:
+    """UPDATE the columns in ``values`` of ``model_type``'s row ``row_id`` (rows touched)."""
+    names = tuple(sorted(values))
+    target = table(model_type)
+
+    def build() -> ClauseElement:
+        return (
+            sa_update(target)
+            .where(target.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in names})
+        )
+
+    params = {f"b_{name}": value for name, value in values.items()} | {"b_id": row_id}
+    cursor = _run(session, _prepared(session, ("update", model_type, names), build), params)
     try:
         return int(cursor.rowcount)
     finally:
