@@ -185,7 +185,8 @@ def _as_time(value: Any) -> dt.datetime | None:
 def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
     """The learner's evaluation inputs now, against what their last launch evaluated."""
     params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
-    row = prepared.one(session, _learner_state_query, **params)
+    # The driver's values: they are only hashed (SQLite's datetimes stay text, unparsed).
+    row = prepared.one(session, _learner_state_query, convert=False, **params)
     assert row is not None  # scalar subqueries: always one row
     *inputs, source, synced_at = row
     digest = hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
@@ -235,7 +236,7 @@ def _create(session: Session, row: SQLModel) -> bool:
 
 
 def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> int:
-    params = {"platform_id": launch.platform_id, "sub": launch.sub}
+    params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
     found = prepared.one(session, _person_query, **params)
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
     # launch that withholds them (privacy settings) keeps what we knew. A returning user
@@ -257,7 +258,10 @@ def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) ->
 def _upsert_course(session: Session, launch: LaunchContext) -> int | None:
     if not launch.context_id:
         return None
-    params = {"deployment_id": launch.deployment_pk, "context_id": launch.context_id}
+    params: dict[str, Any] = {
+        "deployment_id": launch.deployment_pk,
+        "context_id": launch.context_id,
+    }
     found = prepared.one(session, _course_query, **params)
     if found is None:
         course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
@@ -277,7 +281,7 @@ def _upsert_enrolment(
     session: Session, launch: LaunchContext, *, course_id: int, person_id: int, now: dt.datetime
 ) -> Enrolment:
     """The enrolment as a detached row (read only: db.prepared)."""
-    params = {"course_id": course_id, "person_id": person_id}
+    params: dict[str, Any] = {"course_id": course_id, "person_id": person_id}
     found = prepared.one(session, _enrolment_query, **params)
     roles = list(launch.roles)
     if found is None:

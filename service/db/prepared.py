@@ -126,15 +126,21 @@ def _row(processors: tuple[Processor, ...], raw: Sequence[Any]) -> tuple[Any, ..
 
 
 def one(
-    session: Session, build: Callable[[], ClauseElement], **params: Any
+    session: Session, build: Callable[[], ClauseElement], *, convert: bool = True, **params: Any
 ) -> tuple[Any, ...] | None:
     """The first row of the SELECT ``build()`` returns (``build`` is called once per
-    dialect: pass a module-level function, its identity is the cache key)."""
+    dialect: pass a module-level function, its identity is the cache key).
+
+    ``convert=False``: the values as the driver returns them (SQLite: datetimes as text),
+    for a caller that only compares or hashes them.
+    """
     prepared = _prepared(session, build, build)
     cursor = _run(session, prepared, params)
     try:
         raw = cursor.fetchone()
-        return None if raw is None else _row(prepared.processors(cursor), raw)
+        if raw is None or not convert:
+            return None if raw is None else tuple(raw)
+        return _row(prepared.processors(cursor), raw)
     finally:
         cursor.close()
 

@@ -61,6 +61,11 @@ def test_values_round_trip_as_through_the_orm(engine: Engine) -> None:
     assert row[2].tzinfo is not None and row[2].utcoffset() == dt.timedelta(0)
     built = prepared.model(LtiCache, row)
     assert built is not None and (built.key, built.value, built.expires_at) == row
+    with db_session(engine) as s:
+        raw = prepared.one(s, _cache_by_key, key="k1", convert=False)
+    assert raw is not None and raw[0] == "k1"
+    # unconverted: SQLite's datetimes and JSON stay text; psycopg converts them itself
+    assert isinstance(raw[2], str) is (engine.dialect.name == "sqlite")
 
 
 def test_an_outer_joined_row_that_is_missing_is_none(engine: Engine) -> None:
