@@ -68,8 +68,8 @@ def _launch(
     http: httpx.Client | None,
     now: dt.datetime,
 ) -> tuple[Response, flows.LaunchRecord | None]:
-    with db_session(engine) as s:
-        pending = lti_launch.validate_launch(
+    def validate(s: Session) -> lti_launch.PendingLaunch:
+        return lti_launch.validate_launch(
             s,
             engine=engine,
             params=params,
@@ -79,19 +79,38 @@ def _launch(
             http=http,
             now=now,
         )
-    if pending.browser_bound:
+
+    if http is None:
+        # On the event loop (SQLite, cached keys): validation and its writes in one
+        # transaction; nothing else of this process runs meanwhile.
         with db_session(engine, write=True) as s:
-            context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
-            token, record = _open_session(s, context, settings, now)
-            s.commit()
+            return _complete(request, s, validate(s), settings, now)
+    # May fetch the platform's key set (and write it through its own transaction): no
+    # write lock is held while it does.
+    with db_session(engine) as s:
+        pending = validate(s)
+    with db_session(engine, write=True) as s:
+        return _complete(request, s, pending, settings, now)
+
+
+def _complete(
+    request: Request,
+    s: Session,
+    pending: lti_launch.PendingLaunch,
+    settings: Settings,
+    now: dt.datetime,
+) -> tuple[Response, flows.LaunchRecord | None]:
+    """Consume the login, record the user, open the session (in ``s``, committed here)."""
+    context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
+    if pending.browser_bound:
+        token, record = _open_session(s, context, settings, now)
+        s.commit()
         return _landing(request, settings, token, context), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
     # replayed; the one-time ticket finishes the launch.
-    with db_session(engine, write=True) as s:
-        context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
-        ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
-        s.commit()
+    ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
+    s.commit()
     origins.allow(
         request, origins.platform_origins(pending.platform, also=[origins.launch_origin(context)])
     )
