@@ -974,9 +974,10 @@ def main() -> None:
                             results[name].step_cpu = asyncio.run(
                                 measure_steps(target, platform, count=args.steps, concurrency=8)
                             )
-                            print(
-                                f"   server CPU ms per request, by step: {results[name].step_cpu}"
+                            steps = ", ".join(
+                                f"{k} {v:.2f}" for k, v in results[name].step_cpu.items()
                             )
+                            print(f"   server CPU ms per request, each step on its own: {steps}")
                     if args.profile and name in ("sqlite", "postgres"):
                         summarise_profile(args.profile / f"{name}.txt")
                 except RuntimeError as exc:
