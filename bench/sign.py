@@ -331,7 +331,7 @@ def main() -> None:
     )
     print(
         f"  VC-JWT ES256 cost / raw ES256 cost, batch      "
-        f"{cpu['floor_es256'] / cpu['jwt_es256']:6.2f}x  (target <= 1.5)"
+        f"{cpu['floor_es256'] / cpu['jwt_es256']:6.2f}x  (300 stored credentials back to back)"
     )
     print(
         f"  the same with the dict serialised again: issue order "
