@@ -8,9 +8,12 @@ lock upgrade. PostgreSQL uses the driver's normal transactions.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,7 +27,16 @@ from sqlmodel import Session, SQLModel, create_engine
 
 from service.db import prepared
 
-__all__ = ["call", "in_process", "insert_row", "json_text", "make_engine", "session"]
+__all__ = [
+    "WouldBlock",
+    "call",
+    "in_process",
+    "inline",
+    "insert_row",
+    "json_text",
+    "make_engine",
+    "session",
+]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -72,6 +84,22 @@ def json_text(value: Any) -> str:
 
 
 _BEGIN = {"DEFERRED": "BEGIN DEFERRED", "IMMEDIATE": "BEGIN IMMEDIATE"}
+BUSY_TIMEOUT_MS = 30_000
+
+
+class WouldBlock(Exception):
+    """SQLite's write lock is held elsewhere and the work runs on the event loop: it has
+    written nothing yet, so ``call`` runs it again in the thread pool, where it may wait."""
+
+
+@dataclass
+class _Inline:
+    wrote: bool = False  # a write transaction began: from here on, wait for locks
+
+
+_inline: contextvars.ContextVar[_Inline | None] = contextvars.ContextVar(
+    "microcred_inline", default=None
+)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -83,7 +111,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -91,7 +119,21 @@ def _configure_sqlite(engine: Engine) -> None:
         # On the DBAPI connection: through exec_driver_sql the BEGIN alone cost ~15 us of
         # SQLAlchemy's execution machinery, on every transaction.
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.connection.dbapi_connection.execute(_BEGIN[mode])
+        dbapi = conn.connection.dbapi_connection
+        inline = _inline.get()
+        if mode != "IMMEDIATE" or inline is None or inline.wrote:
+            dbapi.execute(_BEGIN[mode])
+            return
+        # The first write transaction of work on the event loop: take the lock now or
+        # hand the work to the thread pool (call), rather than stall every request.
+        dbapi.execute("PRAGMA busy_timeout=0")
+        try:
+            dbapi.execute(_BEGIN[mode])
+        except sqlite3.OperationalError as exc:
+            raise WouldBlock(str(exc)) from exc
+        finally:
+            dbapi.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        inline.wrote = True
 
 
 def _writer(engine: Engine) -> Engine:
@@ -109,19 +151,33 @@ def in_process(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def inline(fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """Run SQLite work on the event loop. Raises ``WouldBlock`` (nothing written) when its
+    first write transaction finds the write lock taken; once it has begun writing, a later
+    transaction waits for the lock as usual."""
+    token = _inline.set(_Inline())
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _inline.reset(token)
+
+
 async def call(engine: Engine, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
     """Run ``fn`` (sync code whose only I/O is ``engine``) for an async route.
 
     On SQLite it runs right here on the event loop: its statements take tens of
     microseconds, and handing the work to the thread pool and back (a GIL hand-off each
-    way) cost more than the work, about 0.7 ms per request (bench/README.md, Launch). A
-    write lock held elsewhere makes it wait, as a sync worker would. On PostgreSQL it runs
-    in the thread pool, so other requests proceed while a statement waits on the server.
-    ``fn`` must not call out to other services: that belongs in the thread pool on any
-    database.
+    way) cost more than the work, about 0.7 ms per request (bench/README.md, Launch). When
+    another connection holds the write lock (the worker, an import), ``fn`` stops at its
+    first write transaction, having written nothing, and runs again in the thread pool,
+    where waiting for the lock stalls no other request. On PostgreSQL it runs in the thread
+    pool, so other requests proceed while a statement waits on the server. ``fn`` must not
+    call out to other services, and must be safe to run again when it stops before
+    writing (reads only before its first write transaction).
     """
     if in_process(engine):
-        return fn(*args, **kwargs)
+        with contextlib.suppress(WouldBlock):
+            return inline(fn, *args, **kwargs)
     return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
 
 

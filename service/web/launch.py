@@ -152,15 +152,16 @@ async def launch(
     """LTI 1.3 launch (OIDC authentication response).
 
     On SQLite the launch runs on the event loop (``db.engine.call``) with the platform's
-    cached key set; when the key set must be fetched first, the launch (nothing written
-    yet) runs again in the thread pool with the HTTP client.
+    cached key set; when the key set must be fetched first, or another process holds the
+    write lock, the launch (nothing written yet) runs again in the thread pool, with the
+    HTTP client.
     """
     now = utcnow()
     args = (request, params, engine, settings)
     result: tuple[Response, flows.LaunchRecord | None] | None = None
     if db_engine.in_process(engine):
-        with contextlib.suppress(jwks.FetchNeeded):
-            result = _launch(*args, None, now)
+        with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
+            result = db_engine.inline(_launch, *args, None, now)
     if result is None:
         result = await anyio.to_thread.run_sync(_launch, *args, http, now)
     response, record = result

@@ -100,3 +100,89 @@ def test_call_runs_sqlite_work_on_the_event_loop_and_postgresql_work_in_a_thread
     assert (tag, n) == ("x", 2)
     assert in_process(engine) is (engine.dialect.name == "sqlite")
     assert (worker == loop_thread) is in_process(engine)
+
+
+def _hold_write_lock(engine: Engine, locked: threading.Event, release: threading.Event) -> None:
+    """Another connection (another process, in effect) holds SQLite's write lock."""
+    with session(engine, write=True) as s:
+        s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the lock is ours
+        locked.set()
+        release.wait(30)
+        s.commit()
+
+
+def test_work_on_the_event_loop_moves_to_the_thread_pool_when_the_write_lock_is_taken(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: PostgreSQL work always runs in the thread pool")
+    import anyio
+
+    from service.db.engine import call
+
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(engine, locked, release))
+    holder.start()
+    assert locked.wait(10)
+    attempts: list[int] = []
+
+    def write() -> int:
+        attempts.append(threading.get_ident())
+        if len(attempts) == 2:  # the retry, in the pool: let the other writer finish
+            release.set()
+        with session(engine, write=True) as s:
+            s.add(AuditEvent(actor="t", action="x.y"))
+            s.commit()
+        return len(attempts)
+
+    async def main() -> tuple[int, int]:
+        return await call(engine, write), threading.get_ident()
+
+    try:
+        runs, loop_thread = anyio.run(main)
+    finally:
+        release.set()
+        holder.join(10)
+    # first on the loop, stopped before writing anything; then in the pool, waiting there
+    assert runs == 2 and attempts[0] == loop_thread and attempts[1] != loop_thread
+    with session(engine) as s:
+        assert len(s.exec(select(AuditEvent)).all()) == 1
+
+
+def test_once_it_has_written_work_on_the_loop_waits_for_the_lock_and_is_not_rerun(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only")
+    import anyio
+
+    from service.db.engine import call
+
+    locked, release = threading.Event(), threading.Event()
+    holder = threading.Thread(target=_hold_write_lock, args=(engine, locked, release))
+    attempts: list[int] = []
+
+    def two_writes() -> None:
+        attempts.append(threading.get_ident())
+        with session(engine, write=True) as s:
+            s.add(AuditEvent(actor="t", action="first"))
+            s.commit()
+        holder.start()
+        assert locked.wait(10)
+        threading.Timer(0.2, release.set).start()  # the other writer finishes a bit later
+        with session(engine, write=True) as s:  # waits here (busy timeout), on the loop
+            s.add(AuditEvent(actor="t", action="second"))
+            s.commit()
+
+    async def main() -> int:
+        await call(engine, two_writes)
+        return threading.get_ident()
+
+    try:
+        loop_thread = anyio.run(main)
+    finally:
+        release.set()
+        holder.join(10)
+    assert attempts == [loop_thread]  # one run, never repeated
+    with session(engine) as s:
+        assert sorted(e.action for e in s.exec(select(AuditEvent)).all()) == ["first", "second"]

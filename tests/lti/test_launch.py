@@ -79,6 +79,56 @@ def test_moodle_learner_lands_on_the_learner_page(
         assert enrolment.role == "learner"
 
 
+def test_a_launch_while_another_process_writes_moves_to_the_thread_pool(
+    client: TestClient, moodle: FakePlatform, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the launch runs on the event loop; with the write lock held elsewhere (the
+    worker, an import) it must not stall the loop: it stops before writing and finishes in
+    the thread pool once the lock is free."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite only: on PostgreSQL the launch always runs in the thread pool")
+    import threading
+
+    from sqlalchemy import text
+
+    from service.web import launch as web_launch
+
+    assert moodle.full_launch(client).status_code == 303  # the key set is cached now
+    state, nonce, _ = moodle.login(client)
+    token = moodle.token(moodle.claims(nonce))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with db_session(engine, write=True) as s:
+            s.execute(text("SELECT 1"))
+            locked.set()
+            release.wait(30)
+            s.commit()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    threads: list[int] = []
+    real = web_launch._launch
+
+    def counted(*args: object, **kwargs: object) -> object:
+        threads.append(threading.get_ident())
+        if len(threads) == 2:
+            release.set()
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(web_launch, "_launch", counted)
+    try:
+        resp = moodle.launch(client, token, state)
+    finally:
+        release.set()
+        holder.join(10)
+    assert resp.status_code == 303, resp.text
+    assert len(threads) == 2 and threads[0] != threads[1]  # the loop, then a pool thread
+    with db_session(engine) as s:
+        assert len(s.exec(select(WebSession)).all()) == 2
+
+
 def test_name_and_email_are_updated_on_each_launch(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
