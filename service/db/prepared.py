@@ -39,6 +39,7 @@ __all__ = [
     "prepare",
     "rows",
     "table",
+    "update",
     "values",
     "width",
 ]
@@ -56,7 +57,8 @@ class Prepared:
     types: tuple[Any, ...]  # the selected columns' types (for this dialect)
     dialect: Dialect
     # Some drivers' result processors depend on the type the server reports (psycopg's
-    # numerics): they are made from the first cursor's description, then kept.
+    # numerics): they are made from the first cursor's description, then kept (threads
+    # that race here compute the same tuple).
     results: tuple[Processor, ...] | None = None
 
     def processors(self, cursor: Any) -> tuple[Processor, ...]:
