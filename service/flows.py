@@ -289,7 +289,7 @@ def _upsert_enrolment(
         if _create(session, created):
             return created
         found = prepared.one(session, _enrolment_query, **params)
-    row = prepared.values(Enrolment, found) if found is not None else None
+    row = prepared.values(Enrolment, found)
     assert row is not None
     if row["role"] != launch.role or row["roles"] != roles:
         changed = {"role": launch.role, "roles": roles, "updated_at": now}
@@ -1558,10 +1558,17 @@ def ags_poster(
 # --- launches --------------------------------------------------------------------------------
 
 
+def _learner_launch(record: LaunchRecord) -> LearnerState | None:
+    """The state ``after_launch`` decides on: a learner's launch in a course only."""
+    if record.role != "learner" or record.course_id is None:
+        return None
+    return record.learner
+
+
 def after_launch_due(*, settings: Settings, record: LaunchRecord, now: dt.datetime) -> bool:
     """Whether ``after_launch`` has anything to do for this launch (no statement)."""
-    state = record.learner
-    if record.role != "learner" or record.course_id is None or state is None:
+    state = _learner_launch(record)
+    if state is None:
         return False
     return state.sync_due(
         now, dt.timedelta(seconds=settings.launch_sync_interval_seconds)
@@ -1585,8 +1592,8 @@ def after_launch(
     Runs after the launch committed. A failing LMS or rule never blocks the learner's page:
     it is logged and the learner sees what was known before.
     """
-    state = record.learner
-    if record.role != "learner" or record.course_id is None or state is None:
+    state = _learner_launch(record)
+    if state is None or record.course_id is None:
         return None
     course_id = record.course_id
     pull: Pull | None = None

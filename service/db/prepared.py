@@ -35,6 +35,7 @@ __all__ = [
     "execute",
     "insert",
     "model",
+    "models",
     "one",
     "prepare",
     "rows",
@@ -213,9 +214,13 @@ def _columns(model_type: type[SQLModel]) -> tuple[str, ...]:
     return tuple(c.key for c in table(model_type).columns)
 
 
-def values(model_type: type[SQLModel], row: Sequence[Any], start: int = 0) -> dict[str, Any] | None:
+def values(
+    model_type: type[SQLModel], row: Sequence[Any] | None, start: int = 0
+) -> dict[str, Any] | None:
     """The columns of ``model_type`` in ``row[start:]`` (as selected with
-    ``select(table(Model))``) by name, or None when its primary key is NULL (outer join)."""
+    ``select(table(Model))``) by name; None for no row, or a NULL primary key (outer join)."""
+    if row is None:
+        return None
     names = _columns(model_type)
     chunk = row[start : start + len(names)]
     if chunk[0] is None:
@@ -223,11 +228,20 @@ def values(model_type: type[SQLModel], row: Sequence[Any], start: int = 0) -> di
     return dict(zip(names, chunk, strict=True))
 
 
-def model(model_type: type[_M], row: Sequence[Any], start: int = 0) -> _M | None:
+def model(model_type: type[_M], row: Sequence[Any] | None, start: int = 0) -> _M | None:
     """``values`` as a detached, read-only model (``model_construct``: no validation, no
     ORM state; setting an attribute on it fails)."""
     found = values(model_type, row, start)
     return None if found is None else cast(_M, model_type.model_construct(**found))
+
+
+def models(row: Sequence[Any], *model_types: type[SQLModel]) -> list[Any]:
+    """A joined row (``select(table(A), table(B), ...)``) as one model (or None) per table."""
+    out, start = [], 0
+    for model_type in model_types:
+        out.append(model(model_type, row, start))
+        start += width(model_type)
+    return out
 
 
 def width(model_type: type[SQLModel]) -> int:

@@ -254,17 +254,18 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             return self.find_registration_by_issuer(iss)
         hint = _deployment_hint(kwargs)
         if hint is None:
-            found = prepared.one(self._db, _platform_query, iss=iss, cid=client_id)
-            row = prepared.model(Platform, found) if found is not None else None
+            row = prepared.model(
+                Platform, prepared.one(self._db, _platform_query, iss=iss, cid=client_id)
+            )
         else:
             # The deployment the request names comes with the platform in one statement
             # (outer join: an unknown deployment is found as None and refused later).
             found = prepared.one(
                 self._db, _platform_deployment_query, iss=iss, cid=client_id, dep=hint
             )
-            row = prepared.model(Platform, found) if found is not None else None
-            if row is not None and found is not None:
-                deployment = prepared.model(Deployment, found, prepared.width(Platform))
+            row = None
+            if found is not None:
+                row, deployment = prepared.models(found, Platform, Deployment)
                 self._deployments[(row.id, hint)] = deployment
         if row is None:
             return None
@@ -290,7 +291,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             found = prepared.one(
                 self._db, _deployment_query, pid=self.platform.id, dep=deployment_id
             )
-            self._deployments[key] = prepared.model(Deployment, found) if found else None
+            self._deployments[key] = prepared.model(Deployment, found)
         return self._deployments[key]
 
 

@@ -412,7 +412,7 @@ def validate_launch(
     deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
 
     found = prepared.one(session, _state_query, state=state)
-    row = prepared.model(LaunchState, found) if found is not None else None
+    row = prepared.model(LaunchState, found)
     if row is None or row.expires_at <= now:
         raise _reject(
             "The launch does not match a login we started, or it took too long.",

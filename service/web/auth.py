@@ -190,14 +190,6 @@ def _session_query() -> Any:
     )
 
 
-def _split(values: tuple[Any, ...]) -> list[Any]:
-    out, start = [], 0
-    for model in _JOINED:
-        out.append(prepared.model(model, values, start))
-        start += prepared.width(model)
-    return out
-
-
 @dataclass(frozen=True)
 class _Loaded:
     row: WebSession
@@ -214,7 +206,7 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _
         found = prepared.one(s, _session_query, id=_hash(token))
         if found is None or found[0] is None:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
-        row, platform, deployment, person, course = _split(found)
+        row, platform, deployment, person, course = prepared.models(found, *_JOINED)
         if row.expires_at <= now:
             raise NotSignedIn("Your microcred session has ended or is unknown.")
         # Re-check the tenant on every request (security.md §1.3 account-state bypass).
