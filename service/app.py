@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import Depends, FastAPI
@@ -13,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import deps, secretbox
-from service.db.engine import make_engine
+from service.db.engine import dispose_twin, make_engine
 from service.delivery import router as delivery_router
 from service.issuer import router as issuer_router
 from service.policies import router as policies_router
@@ -74,10 +76,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """Build the app. Keys and engines are loaded once here, never per request."""
     settings = settings or get_settings()
     secretbox.configure(secretbox.load_master_key(settings))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Close the async connections of the event loop that served the requests.
+        await dispose_twin(app.state.engine)
+
     app = FastAPI(
         title="microcred",
         version=service.__version__,
         description="Competency levels from LMS results, issued as Open Badges 3.0.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine or make_engine(settings.resolved_database_url)

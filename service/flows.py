@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Engine, and_, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
@@ -202,6 +202,7 @@ def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
 # The statements of every launch, run on the DBAPI cursor (db.prepared): through the ORM
 # each cost several times the SQLite call. A first launch creates its rows with the ORM.
 _PERSON_FIELDS = ("name", "given_name", "family_name", "email")
+_LOOK_UP: Any = object()  # not read yet: the upsert reads the row itself
 
 
 def _person_query() -> Any:
@@ -225,6 +226,23 @@ def _enrolment_query() -> Any:
     )
 
 
+def _returning_query() -> Any:
+    p, c, e = (prepared.table(m) for m in (Person, Course, Enrolment))
+    return (
+        sa_select(p.c.id, *(p.c[f] for f in _PERSON_FIELDS), c.c.id, c.c.title, c.c.label, e)
+        .select_from(p)
+        .outerjoin(
+            c,
+            and_(
+                c.c.deployment_id == bindparam("deployment_id"),
+                c.c.context_id == bindparam("context_id"),
+            ),
+        )
+        .outerjoin(e, and_(e.c.course_id == c.c.id, e.c.person_id == p.c.id))
+        .where(p.c.platform_id == bindparam("platform_id"), p.c.sub == bindparam("sub"))
+    )
+
+
 def _create(session: Session, row: SQLModel) -> bool:
     """INSERT ``row`` in a savepoint; False when a concurrent first launch made it first."""
     try:
@@ -235,9 +253,11 @@ def _create(session: Session, row: SQLModel) -> bool:
     return True
 
 
-def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) -> int:
+def _upsert_person(
+    session: Session, launch: LaunchContext, now: dt.datetime, known: Any = _LOOK_UP
+) -> int:
     params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
-    found = prepared.one(session, _person_query, **params)
+    found = prepared.one(session, _person_query, **params) if known is _LOOK_UP else known
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
     # launch that withholds them (privacy settings) keeps what we knew. A returning user
     # with nothing changed costs no write.
@@ -255,14 +275,14 @@ def _upsert_person(session: Session, launch: LaunchContext, now: dt.datetime) ->
     return int(person_id)
 
 
-def _upsert_course(session: Session, launch: LaunchContext) -> int | None:
+def _upsert_course(session: Session, launch: LaunchContext, known: Any = _LOOK_UP) -> int | None:
     if not launch.context_id:
         return None
     params: dict[str, Any] = {
         "deployment_id": launch.deployment_pk,
         "context_id": launch.context_id,
     }
-    found = prepared.one(session, _course_query, **params)
+    found = prepared.one(session, _course_query, **params) if known is _LOOK_UP else known
     if found is None:
         course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
         course.title, course.label = launch.context_title, launch.context_label
@@ -278,11 +298,17 @@ def _upsert_course(session: Session, launch: LaunchContext) -> int | None:
 
 
 def _upsert_enrolment(
-    session: Session, launch: LaunchContext, *, course_id: int, person_id: int, now: dt.datetime
+    session: Session,
+    launch: LaunchContext,
+    *,
+    course_id: int,
+    person_id: int,
+    now: dt.datetime,
+    known: Any = _LOOK_UP,
 ) -> Enrolment:
     """The enrolment as a detached row (read only: db.prepared)."""
     params: dict[str, Any] = {"course_id": course_id, "person_id": person_id}
-    found = prepared.one(session, _enrolment_query, **params)
+    found = prepared.one(session, _enrolment_query, **params) if known is _LOOK_UP else known
     roles = list(launch.roles)
     if found is None:
         created = Enrolment(course_id=course_id, person_id=person_id, role=launch.role, roles=roles)
@@ -307,12 +333,33 @@ def record_launch(
     Runs in the launch route's write transaction; the route commits.
     """
     now = now or utcnow()
-    person_id = _upsert_person(session, launch, now)
-    course_id = _upsert_course(session, launch)
+    # A returning user: person, course and enrolment in one statement (one round trip on
+    # PostgreSQL where three cost three); what is missing is looked up or created below.
+    known = prepared.one(
+        session,
+        _returning_query,
+        platform_id=launch.platform_id,
+        sub=launch.sub,
+        deployment_id=launch.deployment_pk,
+        context_id=launch.context_id,
+    )
+    person, course, enrolment_row = _LOOK_UP, _LOOK_UP, _LOOK_UP
+    if known is not None:
+        n = 1 + len(_PERSON_FIELDS)
+        person, course, enrolment_row = known[:n], known[n : n + 3], known[n + 3 :]
+        course = course if course[0] is not None else None
+        enrolment_row = enrolment_row if enrolment_row[0] is not None else None
+    person_id = _upsert_person(session, launch, now, person)
+    course_id = _upsert_course(session, launch, course)
     state: LearnerState | None = None
     if course_id is not None:
         enrolment = _upsert_enrolment(
-            session, launch, course_id=course_id, person_id=person_id, now=now
+            session,
+            launch,
+            course_id=course_id,
+            person_id=person_id,
+            now=now,
+            known=enrolment_row if course is not None else _LOOK_UP,
         )
         lineitems = launch.ags.get("lineitems")
         if isinstance(lineitems, str) and lineitems:

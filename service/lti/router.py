@@ -22,7 +22,9 @@ router = APIRouter(prefix="/lti", tags=["lti"])
 def _login(
     request: Request, params: dict[str, str], engine: Engine, settings: Settings
 ) -> Response:
-    with db_session(engine, write=True) as session:
+    # One write (the login state; now and then a purge of expired ones, which may be
+    # repeated): no transaction around it on PostgreSQL.
+    with db_session(engine, write=True, autocommit=True) as session:
         start = launch.begin_login(
             session,
             params=params,

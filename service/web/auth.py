@@ -202,7 +202,7 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _
     # One statement: the session with its platform, deployment, person and course (outer
     # joins, so a row deleted under a live session is refused below rather than looking
     # like no session).
-    with db_session(engine) as s:
+    with db_session(engine, autocommit=True) as s:
         found = prepared.one(s, _session_query, id=_hash(token))
         if found is None or found[0] is None:
             raise NotSignedIn("Your microcred session has ended or is unknown.")

@@ -81,8 +81,8 @@ def _launch(
         )
 
     if http is None:
-        # On the event loop (SQLite, cached keys): validation and its writes in one
-        # transaction; nothing else of this process runs meanwhile.
+        # On the event loop (cached keys): validation and its writes in one transaction
+        # (on SQLite nothing else of this process runs meanwhile).
         with db_session(engine, write=True) as s:
             return _complete(request, s, validate(s), settings, now)
     # May fetch the platform's key set (and write it through its own transaction): no
@@ -151,17 +151,16 @@ async def launch(
 ) -> Response:
     """LTI 1.3 launch (OIDC authentication response).
 
-    On SQLite the launch runs on the event loop (``db.engine.call``) with the platform's
-    cached key set; when the key set must be fetched first, or another process holds the
+    The launch runs on the event loop (``db.engine.on_loop``) with the platform's cached
+    key set; when the key set must be fetched first, or another process holds SQLite's
     write lock, the launch (nothing written yet) runs again in the thread pool, with the
     HTTP client.
     """
     now = utcnow()
     args = (request, params, engine, settings)
     result: tuple[Response, flows.LaunchRecord | None] | None = None
-    if db_engine.in_process(engine):
-        with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
-            result = db_engine.inline(_launch, *args, None, now)
+    with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
+        result = await db_engine.on_loop(engine, _launch, *args, None, now)
     if result is None:
         result = await anyio.to_thread.run_sync(_launch, *args, http, now)
     response, record = result
@@ -243,7 +242,7 @@ def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
 @router.get("/app")
 async def home(request: Request, engine: lti_http.EngineDep, user: auth.UserDep) -> Response:
     """The page a launch lands on, chosen by the user's role in the course (on the event
-    loop on SQLite: ``db.engine.call``)."""
+    loop: ``db.engine.call``)."""
     return await db_engine.call(engine, _home, request, engine, user)
 
 

@@ -31,7 +31,7 @@ _PERCENT = 100.0
 def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
-    with db_session(engine) as s:
+    with db_session(engine, autocommit=True) as s:  # reads only
         mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
             for comp, decision, awards in flows.learner_status(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
 from service import secretbox
@@ -81,25 +83,94 @@ def test_secrets_are_encrypted_at_rest(engine: Engine) -> None:
         secretbox.decrypt(token, context="other.column")
 
 
-def test_call_runs_sqlite_work_on_the_event_loop_and_postgresql_work_in_a_thread(
+def test_call_runs_database_work_on_the_event_loop_thread(engine: Engine) -> None:
+    import anyio
+
+    from service.db.engine import call, dispose_twin, in_process
+
+    def where(tag: str, *, n: int) -> tuple[str, int, int, bool]:
+        with session(engine) as s:
+            one = s.execute(text("SELECT 1")).scalar_one()
+            is_async = s.get_bind().dialect.is_async
+        return tag, n + one, threading.get_ident(), is_async
+
+    async def main() -> tuple[tuple[str, int, int, bool], int]:
+        try:
+            return await call(engine, where, "x", n=1), threading.get_ident()
+        finally:
+            await dispose_twin(engine)
+
+    (tag, n, worker, is_async), loop_thread = anyio.run(main)
+    assert (tag, n) == ("x", 2)
+    assert worker == loop_thread  # no thread-pool hand-off
+    assert in_process(engine) is (engine.dialect.name == "sqlite")
+    # PostgreSQL: the session inside was bound to the async twin (asyncpg, greenlet bridge)
+    assert is_async is (engine.dialect.name == "postgresql")
+
+
+@pytest.mark.postgres
+def test_work_on_the_event_loop_lets_other_requests_run_while_it_waits_for_postgresql(
     engine: Engine,
 ) -> None:
     import anyio
 
-    from service.db.engine import call, in_process
+    from service.db.engine import call, dispose_twin
 
-    def where(tag: str, *, n: int) -> tuple[str, int, int]:
+    finished: list[str] = []
+
+    def slow() -> None:
         with session(engine) as s:
-            one = s.execute(text("SELECT 1")).scalar_one()
-        return tag, n + one, threading.get_ident()
+            s.execute(text("SELECT pg_sleep(0.5)"))
+        finished.append("slow")
 
-    async def main() -> tuple[tuple[str, int, int], int]:
-        return await call(engine, where, "x", n=1), threading.get_ident()
+    def quick() -> None:
+        with session(engine) as s:
+            s.execute(text("SELECT 1"))
+        finished.append("quick")
 
-    (tag, n, worker), loop_thread = anyio.run(main)
-    assert (tag, n) == ("x", 2)
-    assert in_process(engine) is (engine.dialect.name == "sqlite")
-    assert (worker == loop_thread) is in_process(engine)
+    async def main() -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, engine, slow)
+                await anyio.sleep(0.1)  # slow is waiting on the server now
+                tg.start_soon(call, engine, quick)
+        finally:
+            await dispose_twin(engine)
+
+    anyio.run(main)
+    assert finished == ["quick", "slow"]
+
+
+@pytest.mark.postgres
+def test_an_autocommit_session_runs_each_statement_in_its_own_transaction(engine: Engine) -> None:
+    def xids(autocommit: bool) -> set[int]:
+        with session(engine, autocommit=autocommit) as s:
+            return {s.execute(text("SELECT txid_current()")).scalar_one() for _ in range(2)}
+
+    assert len(xids(autocommit=False)) == 1
+    assert len(xids(autocommit=True)) == 2  # no BEGIN: no transaction around the two
+
+
+@pytest.mark.postgres
+def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.db import engine as db_engine
+
+    with session(engine) as s:
+        victim = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    # the pooled connection sits idle; the server (a restart, a firewall) drops it
+    admin = create_engine(engine.url, poolclass=NullPool)
+    with admin.begin() as conn:
+        assert conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim}).scalar()
+    admin.dispose()
+    monkeypatch.setattr(db_engine, "IDLE_PING_SECONDS", 0.0)
+    with contextlib.ExitStack() as stack:  # check out every pooled connection at once
+        pids = [
+            stack.enter_context(session(engine)).execute(text("SELECT pg_backend_pid()"))
+            for _ in range(engine.pool.checkedin())  # type: ignore[attr-defined]
+        ]
+        assert victim not in [p.scalar_one() for p in pids]  # found dead and replaced
 
 
 def _hold_write_lock(engine: Engine, locked: threading.Event, release: threading.Event) -> None:
@@ -115,7 +186,7 @@ def test_work_on_the_event_loop_moves_to_the_thread_pool_when_the_write_lock_is_
     engine: Engine,
 ) -> None:
     if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL work always runs in the thread pool")
+        pytest.skip("SQLite only: PostgreSQL has no database-wide write lock")
     import anyio
 
     from service.db.engine import call

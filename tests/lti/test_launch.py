@@ -86,7 +86,7 @@ def test_a_launch_while_another_process_writes_moves_to_the_thread_pool(
     worker, an import) it must not stall the loop: it stops before writing and finishes in
     the thread pool once the lock is free."""
     if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: on PostgreSQL the launch always runs in the thread pool")
+        pytest.skip("SQLite only: PostgreSQL has no database-wide write lock")
     import threading
 
     from sqlalchemy import text
