@@ -134,12 +134,16 @@ def _learner_state_query() -> Any:
     Built once (parameters ``course_id``, ``person_id``): building it costs more than
     running it.
     """
-    course_id: Any = bindparam("course_id")
-    person_id: Any = bindparam("person_id")
+    return sa_select(*_learner_state_columns(bindparam("course_id"), bindparam("person_id")))
+
+
+def _learner_state_columns(course_id: Any, person_id: Any) -> list[Any]:
+    """The columns of ``_learner_state_query`` for a course and person: parameters, or
+    the columns of an enclosing query (``_returning_learner_query``)."""
     in_course = (EvidenceRow.course_id == course_id, EvidenceRow.person_id == person_id)
     verified = (VerificationRow.course_id == course_id, VerificationRow.person_id == person_id)
     awards = (Award.course_id == course_id, Award.person_id == person_id)
-    return sa_select(
+    return [
         _scalar(select(func.count(col(EvidenceRow.id))).where(*in_course)),
         _scalar(select(func.max(EvidenceRow.updated_at)).where(*in_course)),
         # every change of a result bumps its version: the sum grows with any change
@@ -167,12 +171,15 @@ def _learner_state_query() -> Any:
                 ImportRun.course_id == course_id, ImportRun.kind == "sync"
             )
         ),
-    )
+    ]
 
 
 def _as_text(value: Any) -> str:
-    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime
-    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime (in the
+    # session's time zone with psycopg, in UTC with asyncpg: the same instant, one text)
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
+    return str(value)
 
 
 def _as_time(value: Any) -> dt.datetime | None:
@@ -182,12 +189,16 @@ def _as_time(value: Any) -> dt.datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
-def learner_state(session: Session, *, enrolment: Enrolment) -> LearnerState:
-    """The learner's evaluation inputs now, against what their last launch evaluated."""
-    params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
-    # The driver's values: they are only hashed (SQLite's datetimes stay text, unparsed).
-    row = prepared.one(session, _learner_state_query, convert=False, **params)
-    assert row is not None  # scalar subqueries: always one row
+def learner_state(
+    session: Session, *, enrolment: Enrolment, row: Sequence[Any] | None = None
+) -> LearnerState:
+    """The learner's evaluation inputs now, against what their last launch evaluated
+    (``row``: the values of ``_learner_state_columns``, when read already)."""
+    if row is None:
+        params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
+        # The driver's values: they are only hashed (SQLite's datetimes stay text, unparsed).
+        row = prepared.one(session, _learner_state_query, convert=False, **params)
+        assert row is not None  # scalar subqueries: always one row
     *inputs, source, synced_at = row
     digest = hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
     return LearnerState(
@@ -241,6 +252,17 @@ def _returning_query() -> Any:
         .outerjoin(e, and_(e.c.course_id == c.c.id, e.c.person_id == p.c.id))
         .where(p.c.platform_id == bindparam("platform_id"), p.c.sub == bindparam("sub"))
     )
+
+
+def _returning_learner_query() -> Any:
+    p, c = prepared.table(Person), prepared.table(Course)
+    # scalar subqueries correlated with the outer person and course
+    return _returning_query().add_columns(*_learner_state_columns(c.c.id, p.c.id))
+
+
+@functools.cache
+def _returning_width() -> int:
+    return 1 + len(_PERSON_FIELDS) + 3 + prepared.width(Enrolment)
 
 
 def _create(session: Session, row: SQLModel) -> bool:
@@ -333,22 +355,29 @@ def record_launch(
     Runs in the launch route's write transaction; the route commits.
     """
     now = now or utcnow()
-    # A returning user: person, course and enrolment in one statement (one round trip on
-    # PostgreSQL where three cost three); what is missing is looked up or created below.
+    # A returning user: person, course, enrolment and, for a learner, the learner state in
+    # one statement (one round trip on PostgreSQL where four cost four); what is missing
+    # is looked up or created below.
+    learner = launch.role == "learner"
+    width = _returning_width()
     known = prepared.one(
         session,
-        _returning_query,
+        _returning_learner_query if learner else _returning_query,
+        convert=width,  # the learner state's values are hashed as the driver gives them
         platform_id=launch.platform_id,
         sub=launch.sub,
         deployment_id=launch.deployment_pk,
         context_id=launch.context_id,
     )
     person, course, enrolment_row = _LOOK_UP, _LOOK_UP, _LOOK_UP
+    state_row = None
     if known is not None:
         n = 1 + len(_PERSON_FIELDS)
-        person, course, enrolment_row = known[:n], known[n : n + 3], known[n + 3 :]
+        person, course, enrolment_row = known[:n], known[n : n + 3], known[n + 3 : width]
         course = course if course[0] is not None else None
         enrolment_row = enrolment_row if enrolment_row[0] is not None else None
+        if learner and enrolment_row is not None:
+            state_row = known[width:]
     person_id = _upsert_person(session, launch, now, person)
     course_id = _upsert_course(session, launch, course)
     state: LearnerState | None = None
@@ -372,9 +401,10 @@ def record_launch(
                 setup.ags_scopes = [str(x) for x in scopes]
                 setup.updated_at = now
                 session.add(setup)
+                state_row = None  # the course's setup is among the inputs: read them anew
             session.flush()
-        if launch.role == "learner":
-            state = learner_state(session, enrolment=enrolment)
+        if learner:
+            state = learner_state(session, enrolment=enrolment, row=state_row)
     return LaunchRecord(person_id=person_id, course_id=course_id, role=launch.role, learner=state)
 
 

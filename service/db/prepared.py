@@ -27,7 +27,6 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import Select
 from sqlmodel import Session, SQLModel
 
 __all__ = [
@@ -85,9 +84,9 @@ def prepare(
     binds = compiled.binds
     if any(b.expanding for b in binds.values()):
         raise ValueError("IN lists with expanding parameters cannot be prepared")
-    types: tuple[Any, ...] = ()
-    if isinstance(statement, Select):
-        types = tuple(c.type.dialect_impl(dialect) for c in statement.selected_columns)
+    # what a SELECT, or an INSERT/UPDATE/DELETE ... RETURNING, gives back
+    columns = getattr(statement, "exported_columns", ())
+    types = tuple(c.type.dialect_impl(dialect) for c in columns)
     return Prepared(
         sql=compiled.string,
         names=tuple(compiled.positiontup) if compiled.positiontup is not None else None,
@@ -129,21 +128,29 @@ def _row(processors: tuple[Processor, ...], raw: Sequence[Any]) -> tuple[Any, ..
 
 
 def one(
-    session: Session, build: Callable[[], ClauseElement], *, convert: bool = True, **params: Any
+    session: Session,
+    build: Callable[[], ClauseElement],
+    *,
+    convert: bool | int = True,
+    **params: Any,
 ) -> tuple[Any, ...] | None:
     """The first row of the SELECT ``build()`` returns (``build`` is called once per
     dialect: pass a module-level function, its identity is the cache key).
 
     ``convert=False``: the values as the driver returns them (SQLite: datetimes as text),
-    for a caller that only compares or hashes them.
+    for a caller that only compares or hashes them; ``convert=n``: the first n values
+    converted, the rest as the driver returns them.
     """
     prepared = _prepared(session, build, build)
     cursor = _run(session, prepared, params)
     try:
         raw = cursor.fetchone()
-        if raw is None or not convert:
+        if raw is None or convert is False:
             return None if raw is None else tuple(raw)
-        return _row(prepared.processors(cursor), raw)
+        if convert is True:
+            return _row(prepared.processors(cursor), raw)
+        head = _row(prepared.processors(cursor)[:convert], raw[:convert])
+        return head + tuple(raw[convert:])
     finally:
         cursor.close()
 

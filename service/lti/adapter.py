@@ -325,6 +325,16 @@ class DbOIDCLogin(
 SignatureCheck = Callable[["DbMessageLaunch"], dict[str, t.Any]]
 
 
+class _NoHttp:
+    """pylti1p3's HTTP session for a launch: never used (jwks.py fetches key sets)."""
+
+    def __getattr__(self, name: str) -> t.NoReturn:
+        raise RuntimeError(f"pylti1p3 tried an HTTP call ({name}); key sets come from jwks.py")
+
+
+_NO_HTTP = _NoHttp()
+
+
 class DbMessageLaunch(
     MessageLaunch[FastApiRequest, DbToolConf, DbSessionService, FastApiCookieService]
 ):
@@ -346,6 +356,9 @@ class DbMessageLaunch(
             tool_config,
             session_service=session_service,
             cookie_service=cookie_service,
+            # else pylti1p3 builds a requests.Session per launch (~1 % of a launch's CPU)
+            # for key-set fetches that our signature check makes instead (jwks.py, httpx)
+            requests_session=t.cast(t.Any, _NO_HTTP),
         )
         self._signature_check = signature_check
         self.verified_claims: dict[str, t.Any] = {}

@@ -233,7 +233,8 @@ def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deplo
 
 @dataclass
 class PendingLaunch:
-    """A launch whose token is valid; the state is not consumed yet."""
+    """A launch whose token is valid. Its state is consumed in the validating transaction
+    (``consumed``) or, when that transaction only read, by ``complete_launch``."""
 
     message: adapter.DbMessageLaunch
     claims: dict[str, t.Any]
@@ -244,6 +245,7 @@ class PendingLaunch:
     browser_bound: bool
     storage_target: str
     auth_origin: str
+    consumed: bool = False
 
 
 def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
@@ -355,10 +357,14 @@ def validate_launch(
     settings: Settings,
     http: httpx.Client | None,
     now: dt.datetime | None = None,
+    consume: bool = False,
 ) -> PendingLaunch:
-    """Every check that needs no write. Raises ``LaunchRejected`` (4xx) on any failure.
+    """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
 
     ``http=None``: the platform's key set must be cached; ``jwks.FetchNeeded`` otherwise.
+    ``consume=True``: the caller's transaction goes on to ``complete_launch`` and commits
+    only if every check passes, so the state is taken here, in the statement that reads it
+    (one round trip for two); a rejection rolls it back with the rest.
     """
     now = now or utcnow()
     error = params.get("error")
@@ -411,15 +417,7 @@ def validate_launch(
     claims = message.verified_claims
     deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
 
-    found = prepared.one(session, _state_query, state=state)
-    row = prepared.model(LaunchState, found)
-    if row is None or row.expires_at <= now:
-        raise _reject(
-            "The launch does not match a login we started, or it took too long.",
-            "unknown_state",
-        )
-    if row.used_at is not None:
-        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    row, consumed = _login_state(session, state, now=now, consume=consume)
     if row.platform_id != platform.id:
         raise _reject("The launch comes from a different platform than its login.", "mixup")
     # compare_digest refuses non-ASCII str (TypeError): compare the UTF-8 bytes.
@@ -458,6 +456,43 @@ def validate_launch(
         browser_bound=bound,
         storage_target=row.storage_target,
         auth_origin=origins.origin(platform.auth_login_url) or "",
+        consumed=consumed,
+    )
+
+
+def _login_state(
+    session: Session, state: str, *, now: dt.datetime, consume: bool
+) -> tuple[LaunchState, bool]:
+    """The login's state row, and whether this transaction has consumed it."""
+    unknown = _reject(
+        "The launch does not match a login we started, or it took too long.", "unknown_state"
+    )
+    if consume:
+        taken = prepared.model(
+            LaunchState, prepared.one(session, _take_statement, b_state=state, b_now=now)
+        )
+        if taken is not None:
+            if taken.expires_at <= now:
+                raise unknown
+            return taken, True
+    # Not taken (unknown or used) or a read-only transaction: say which.
+    row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
+    if row is None or row.expires_at <= now:
+        raise unknown
+    if row.used_at is not None:
+        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    return row, False
+
+
+def _take_statement() -> t.Any:
+    # Consume the state and read it in one statement; under concurrency PostgreSQL's row
+    # lock (SQLite's write lock) lets exactly one launch take it.
+    table = prepared.table(LaunchState)
+    return (
+        update(table)
+        .where(table.c.state == bindparam("b_state"), table.c.used_at.is_(None))
+        .values(used_at=bindparam("b_now"))
+        .returning(*table.c)
     )
 
 
@@ -485,11 +520,12 @@ def complete_launch(
     Must run in the caller's write transaction, committed once by the route.
     """
     now = now or utcnow()
-    consumed = prepared.execute(
-        session, _consume_statement, b_state=pending.state, b_nonce=pending.nonce, b_now=now
-    )
-    if consumed != 1:
-        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    if not pending.consumed:
+        consumed = prepared.execute(
+            session, _consume_statement, b_state=pending.state, b_nonce=pending.nonce, b_now=now
+        )
+        if consumed != 1:
+            raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     context = _context(pending)
     # The validated context, for later requests of this session (deep-linking response,
     # AGS/NRPS URLs). pylti1p3's own copy of the raw claims is not stored: nothing reads it,

@@ -6,14 +6,14 @@ case (record the user, open a session, render the role's page) above ``flows``.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
 from service.db.engine import session as db_session
-from service.lti import keys, launch, origins, pages, ratelimit, registration
-from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep
+from service.lti import keys, launch, origins, pages, registration
+from service.lti.http import EngineDep, HttpDep, LtiCallDep, ParamsDep, SettingsDep
 from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -51,20 +51,16 @@ def _login(
     return response
 
 
-@router.get("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
-async def login_get(
-    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
-) -> Response:
+@router.get("/login", include_in_schema=False)
+async def login_get(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (GET)."""
-    return await db_call(engine, _login, request, params, engine, settings)
+    return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
 
 
-@router.post("/login", include_in_schema=False, dependencies=[Depends(ratelimit.limit_lti)])
-async def login_post(
-    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep
-) -> Response:
+@router.post("/login", include_in_schema=False)
+async def login_post(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (POST)."""
-    return await db_call(engine, _login, request, params, engine, settings)
+    return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
 
 
 @router.get("/jwks")

@@ -32,7 +32,6 @@ from service.lti import deep_linking, jwks, origins, pages, ratelimit
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
 from service.lti.errors import LaunchRejected
-from service.lti.http import HttpDep, ParamsDep
 from service.lti.types import LaunchContext
 from service.settings import Settings
 from service.web import auth
@@ -68,7 +67,7 @@ def _launch(
     http: httpx.Client | None,
     now: dt.datetime,
 ) -> tuple[Response, flows.LaunchRecord | None]:
-    def validate(s: Session) -> lti_launch.PendingLaunch:
+    def validate(s: Session, *, consume: bool) -> lti_launch.PendingLaunch:
         return lti_launch.validate_launch(
             s,
             engine=engine,
@@ -78,17 +77,18 @@ def _launch(
             settings=settings,
             http=http,
             now=now,
+            consume=consume,
         )
 
     if http is None:
         # On the event loop (cached keys): validation and its writes in one transaction
         # (on SQLite nothing else of this process runs meanwhile).
         with db_session(engine, write=True) as s:
-            return _complete(request, s, validate(s), settings, now)
+            return _complete(request, s, validate(s, consume=True), settings, now)
     # May fetch the platform's key set (and write it through its own transaction): no
     # write lock is held while it does.
     with db_session(engine) as s:
-        pending = validate(s)
+        pending = validate(s, consume=False)
     with db_session(engine, write=True) as s:
         return _complete(request, s, pending, settings, now)
 
@@ -141,14 +141,8 @@ async def _after_launch(
         )
 
 
-@router.post("/lti/launch", dependencies=[Depends(ratelimit.limit_lti)])
-async def launch(
-    request: Request,
-    params: ParamsDep,
-    engine: lti_http.EngineDep,
-    settings: lti_http.SettingsDep,
-    http: HttpDep,
-) -> Response:
+@router.post("/lti/launch")
+async def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
     """LTI 1.3 launch (OIDC authentication response).
 
     The launch runs on the event loop (``db.engine.on_loop``) with the platform's cached
@@ -157,12 +151,13 @@ async def launch(
     HTTP client.
     """
     now = utcnow()
-    args = (request, params, engine, settings)
+    engine, settings = call.engine, call.settings
+    args = (request, call.params, engine, settings)
     result: tuple[Response, flows.LaunchRecord | None] | None = None
     with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
         result = await db_engine.on_loop(engine, _launch, *args, None, now)
     if result is None:
-        result = await anyio.to_thread.run_sync(_launch, *args, http, now)
+        result = await anyio.to_thread.run_sync(_launch, *args, call.http, now)
     response, record = result
     if record is not None:
         await _after_launch(engine, settings, record, now)

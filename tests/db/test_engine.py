@@ -257,3 +257,31 @@ def test_once_it_has_written_work_on_the_loop_waits_for_the_lock_and_is_not_reru
     assert attempts == [loop_thread]  # one run, never repeated
     with session(engine) as s:
         assert sorted(e.action for e in s.exec(select(AuditEvent)).all()) == ["first", "second"]
+
+
+@pytest.mark.postgres
+def test_the_async_twin_takes_the_libpq_parameters_of_the_database_url(engine: Engine) -> None:
+    """A production URL carries libpq parameters (sslmode, application_name): the event
+    loop's asyncpg connections honour them as the thread pool's psycopg ones do."""
+    import anyio
+
+    from service.db.engine import dispose_twin, make_engine, on_loop
+
+    url = engine.url.update_query_dict({"sslmode": "disable", "application_name": "mc-test"})
+    other = make_engine(url.render_as_string(hide_password=False))
+
+    def name() -> str:
+        with session(other) as s:
+            return str(s.execute(text("SELECT current_setting('application_name')")).scalar())
+
+    async def main() -> str:
+        try:
+            return await on_loop(other, name)
+        finally:
+            await dispose_twin(other)
+
+    try:
+        assert anyio.run(main) == "mc-test"
+        assert name() == "mc-test"  # and the engine's own (psycopg) connection
+    finally:
+        other.dispose()

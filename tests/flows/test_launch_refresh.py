@@ -24,8 +24,11 @@ from service.db.models import (
     Person,
     PolicyVersion,
     VerificationEvent,
+    WebSession,
 )
 from service.db.types import utcnow
+from service.lti import launch as lti_launch
+from service.lti.types import LaunchContext
 from tests.flows.conftest import Live, launch
 
 pytestmark = pytest.mark.db
@@ -38,6 +41,14 @@ def _enrolment(s: Session, live: Live, sub: str) -> Enrolment:
             Enrolment.person_id == person.id, Enrolment.course_id == live.course_id
         )
     ).one()
+
+
+def _launch_context(s: Session, person_id: int) -> LaunchContext:
+    row = s.exec(select(WebSession).where(WebSession.person_id == person_id)).first()
+    assert row is not None
+    context = lti_launch.load_context(s, row.launch_id)
+    assert context is not None and context.role == "learner"
+    return context
 
 
 def _counts(live: Live) -> tuple[int, int]:
@@ -223,6 +234,10 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
         after = flows.learner_state(s, enrolment=enrolment)
         assert after.inputs != before.inputs
         assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
+        # a launch reads the same state within its one statement for person and course
+        context = _launch_context(s, enrolment.person_id)
+        record = flows.record_launch(s, launch=context)
+        assert record.learner is not None and record.learner.inputs == after.inputs
 
 
 def test_another_learners_results_leave_the_state_alone(live: Live) -> None:

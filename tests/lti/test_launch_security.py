@@ -234,9 +234,14 @@ def test_lti_data_is_escaped_on_pages(client: TestClient, moodle: FakePlatform) 
     assert "&lt;script&gt;" in page.text
 
 
+@pytest.mark.parametrize("keys_cached", [False, True], ids=["key-set-fetched", "keys-cached"])
 def test_twenty_concurrent_posts_of_one_token_are_accepted_once(
-    client: TestClient, moodle: FakePlatform
+    client: TestClient, moodle: FakePlatform, keys_cached: bool
 ) -> None:
+    # Keys cached: each launch validates and consumes in one transaction, on the event
+    # loop; otherwise it fetches the key set and consumes in a second transaction.
+    if keys_cached:
+        assert moodle.full_launch(client).status_code == 303
     state, nonce, _ = moodle.login(client)
     token = moodle.token(moodle.claims(nonce))
     with ThreadPoolExecutor(max_workers=20) as pool:
