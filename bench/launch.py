@@ -661,6 +661,7 @@ def count_statements(
     import warnings
 
     from sqlalchemy import event
+    from sqlalchemy.pool import Pool
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # starlette's TestClient-on-httpx notice
@@ -687,7 +688,7 @@ def count_statements(
         # DBAPI cursor (service/db/prepared.py), past SQLAlchemy's execution events.
         def note(statement: str) -> None:
             text_ = " ".join(statement.split())
-            if text_ == ";":  # psycopg's pool_pre_ping
+            if text_ == "SELECT 1":  # the idle-connection check (db.engine._ping_when_idle)
                 log.append(("ping", ""))
             elif not text_.upper().startswith(("COMMIT", "ROLLBACK")):
                 log.append(("sql", text_[:100]))
@@ -711,7 +712,26 @@ def count_statements(
             "begin",
             lambda _c: log.append(("begin", "")) if db != "sqlite" else None,
         )
-        event.listen(engine.pool, "checkout", lambda *_a: log.append(("checkout", "")))
+        # every pool: on PostgreSQL the event loop's work runs on the async twin (asyncpg)
+        event.listen(Pool, "checkout", lambda *_a: log.append(("checkout", "")))
+        if db != "sqlite":
+            from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
+
+            adapted_cursor = sa_asyncpg.AsyncAdapt_asyncpg_cursor
+            adapted_conn = sa_asyncpg.AsyncAdapt_asyncpg_connection
+            execute, start = adapted_cursor.execute, adapted_conn._start_transaction
+
+            def counted_execute(self: Any, operation: Any, parameters: Any = None) -> Any:
+                note(str(operation))
+                return execute(self, operation, parameters)
+
+            async def counted_start(self: Any) -> None:
+                if self.isolation_level != "autocommit":
+                    log.append(("begin", ""))
+                await start(self)
+
+            adapted_cursor.execute = counted_execute  # type: ignore[method-assign]
+            adapted_conn._start_transaction = counted_start  # type: ignore[method-assign]
         client = stack.enter_context(TestClient(app, base_url=base))
 
         def one(user: int) -> None:

@@ -10,6 +10,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.errors import ServiceError
@@ -89,6 +90,31 @@ def install(app: FastAPI) -> None:
             title="Not found" if exc.status_code == 404 else "Request failed",
             detail=str(exc.detail),
         )
+
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        # The driver's message can carry the host and user: the log has the class only.
+        log.error(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        response = error_response(
+            request,
+            status_code=503,
+            code="database_unavailable",
+            title="microcred cannot reach its database",
+            detail="The database did not answer, so your request did not complete.",
+            hint="Try again in a minute. Administrators: check that the database is running "
+            "and reachable from microcred (its /readyz says whether it is).",
+        )
+        response.headers["retry-after"] = "30"
+        return response
+
+    # a lost or refused connection, a pool with no free connection in time; asyncpg's
+    # refusal at connect time arrives as the OS's ConnectionError
+    for kind in (sa_exc.OperationalError, sa_exc.TimeoutError, ConnectionError):
+        app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

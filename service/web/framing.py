@@ -21,10 +21,12 @@ protocol needs are static files, their data in JSON blocks), ``object-src 'none'
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -36,6 +38,8 @@ from service.lti.origins import STATE_KEY, origin, platform_origins
 from service.settings import Settings
 
 __all__ = ["SecurityHeaders", "html_policy"]
+
+log = logging.getLogger(__name__)
 
 # Paths whose HTML is shown inside the LMS's frame.
 _FRAMED = ("/lti/", "/app")
@@ -76,6 +80,16 @@ class SecurityHeaders:
         self.engine = engine
         self.extra = _extra(settings)
         self.hsts = settings.base_url.startswith("https://")
+        self.known: list[str] = []  # the registered platforms' origins, last read
+
+    async def _known(self) -> list[str]:
+        """The registered platforms' origins; when the database does not answer (the page
+        being sent may be the one that says so), the last ones read."""
+        try:
+            self.known = await run_in_threadpool(_known_platforms, self.engine)
+        except (sa_exc.OperationalError, sa_exc.TimeoutError, ConnectionError):
+            log.warning("frame-ancestors: database unavailable, using the last platforms read")
+        return self.known
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +105,7 @@ class SecurityHeaders:
                     if headers.get("content-type", "").startswith("text/html"):
                         ancestors = state.get(STATE_KEY)
                         if ancestors is None and path.startswith(_FRAMED):
-                            ancestors = await run_in_threadpool(_known_platforms, self.engine)
+                            ancestors = await self._known()
                         framed = [] if ancestors is None else [*ancestors, *self.extra]
                         headers["content-security-policy"] = html_policy(dict.fromkeys(framed))
                     else:

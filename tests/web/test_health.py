@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.db.engine import make_engine
+from service.settings import Settings
 
 
 def test_healthz(client: TestClient) -> None:
@@ -24,3 +29,27 @@ def test_api_errors_are_json(client: TestClient) -> None:
     r = client.get("/api/nothing-here")
     assert r.status_code == 404
     assert r.json()["error"] == "http_404"
+
+
+@pytest.mark.postgres
+def test_a_database_that_does_not_answer_is_a_503_that_says_so(settings: Settings) -> None:
+    """On the event loop (asyncpg: the login) and in the thread pool (psycopg: the key
+    set), a refused connection is a clear 503 with Retry-After, not a 500."""
+    down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/microcred")
+    app = create_app(settings, engine=down)
+    with TestClient(app, base_url="https://tool.test") as client:
+        login = client.post(
+            "/lti/login",
+            data={
+                "iss": "https://moodle.test",
+                "login_hint": "u",
+                "target_link_uri": "https://tool.test/lti/launch",
+            },
+            headers={"accept": "text/html"},
+        )
+        jwks = client.get("/lti/jwks", headers={"accept": "application/json"})
+    assert login.status_code == 503, login.text[:300]
+    assert "cannot reach its database" in login.text and "/readyz" in login.text
+    assert login.headers["retry-after"] == "30"
+    assert jwks.status_code == 503 and jwks.json()["error"] == "database_unavailable"
+    down.dispose()
