@@ -24,6 +24,8 @@ if command -v npm >/dev/null && [ ! -d bench/.work/node_modules/@digitalbazaar/v
 fi
 
 export PATH="$PWD/.venv/bin:$PATH"
+# property and fuzz tests with a fixed seed (tests/conftest.py); plain `pytest` explores
+export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
 echo "== ruff";           ruff check . && ruff format --check .
 echo "== mypy";           mypy
 echo "== import-linter";  lint-imports

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import hypothesis
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -27,6 +28,12 @@ from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.settings import Settings
+
+# The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
+# so main stays green for the same code; a plain `pytest` explores new random examples.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis.settings.register_profile("explore", print_blob=True)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "explore"))
 
 LANE = os.environ.get("MICROCRED_TEST_DB", "sqlite")
 PG_URL = os.environ.get(
