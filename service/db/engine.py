@@ -18,6 +18,7 @@ import contextlib
 import contextvars
 import functools
 import json
+import logging
 import sqlite3
 import time
 import weakref
@@ -50,6 +51,8 @@ __all__ = [
     "on_loop",
     "session",
 ]
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -256,7 +259,10 @@ async def on_loop(
 
     SQLite: inline (``inline``; may raise ``WouldBlock``, having written nothing).
     PostgreSQL: in a greenlet, with every ``session(engine)`` inside bound to the async
-    twin; each statement awaits the server, and other requests run meanwhile.
+    twin; each statement awaits the server, and other requests run meanwhile. When the
+    connection turns out to be lost, ``fn`` runs once more on a new one: it must be safe to
+    run again after its open transaction was rolled back (a lost COMMIT may have committed:
+    the launch then reports its state as used).
     """
     if in_process(engine):
         return inline(fn, *args, **kwargs)
@@ -269,7 +275,17 @@ async def on_loop(
         finally:
             _on_twin.reset(token)
 
-    result: _T = await greenlet_spawn(run)
+    try:
+        result: _T = await greenlet_spawn(run)
+    except exc.DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        # The connection was lost (a restart, a failover): the server rolled back what the
+        # work had not committed, and the pool is invalidated. Once more, on a new one.
+        log.warning(
+            "database connection lost (%s); running the request again", type(error).__name__
+        )
+        result = await greenlet_spawn(run)
     return result
 
 

@@ -118,8 +118,15 @@ def _run(session: Session, prepared: Prepared, params: Mapping[str, Any]) -> Any
         for name, proc in prepared.binds.items()
     }
     args: Any = processed if prepared.names is None else tuple(processed[n] for n in prepared.names)
-    cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    cursor.execute(prepared.sql, args)
+    connection = session.connection()
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(prepared.sql, args)
+    except Exception as error:
+        # What SQLAlchemy's own execution does with a driver error: wrap it (IntegrityError,
+        # OperationalError, ...) and, when the connection is lost, invalidate the pool, whose
+        # other connections died with it (a server restart), so none is handed out again.
+        connection._handle_dbapi_exception(error, prepared.sql, args, cursor, None)
     return cursor
 
 

@@ -113,7 +113,13 @@ def install(app: FastAPI) -> None:
 
     # a lost or refused connection, a pool with no free connection in time; asyncpg's
     # refusal at connect time arrives as the OS's ConnectionError
-    for kind in (sa_exc.OperationalError, sa_exc.TimeoutError, ConnectionError):
+    for kind in (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.DisconnectionError,
+        sa_exc.TimeoutError,
+        ConnectionError,
+    ):
         app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(Exception)

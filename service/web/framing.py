@@ -87,7 +87,12 @@ class SecurityHeaders:
         being sent may be the one that says so), the last ones read."""
         try:
             self.known = await run_in_threadpool(_known_platforms, self.engine)
-        except (sa_exc.OperationalError, sa_exc.TimeoutError, ConnectionError):
+        except (
+            sa_exc.OperationalError,
+            sa_exc.InterfaceError,
+            sa_exc.TimeoutError,
+            ConnectionError,
+        ):
             log.warning("frame-ancestors: database unavailable, using the last platforms read")
         return self.known
 

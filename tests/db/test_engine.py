@@ -3,9 +3,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, literal_column, text
+from sqlalchemy import select as sa_select
 from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
@@ -285,3 +287,68 @@ def test_the_async_twin_takes_the_libpq_parameters_of_the_database_url(engine: E
         assert name() == "mc-test"  # and the engine's own (psycopg) connection
     finally:
         other.dispose()
+
+
+def _kill_backends(engine: Engine) -> int:
+    """The server drops every connection of this database but ours (a restart, a failover)."""
+    admin = create_engine(engine.url, poolclass=NullPool)
+    with admin.begin() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
+    admin.dispose()
+    return int(killed)
+
+
+def _one(engine: Engine) -> int:
+    from service.db import prepared
+
+    with session(engine) as s:
+        row = prepared.one(s, _select_one)
+    assert row is not None
+    return int(row[0])
+
+
+def _select_one() -> Any:
+    return sa_select(literal_column("1"))
+
+
+@pytest.mark.postgres
+def test_work_on_the_event_loop_survives_connections_the_server_dropped(engine: Engine) -> None:
+    """Connections used a moment ago (no idle check) that the server has since dropped: the
+    request runs again on a new connection instead of failing."""
+    import anyio
+
+    from service.db.engine import call, dispose_twin
+
+    async def main() -> list[int]:
+        try:
+            first = await call(engine, _one, engine)
+            assert _kill_backends(engine) >= 1
+            return [first, await call(engine, _one, engine), await call(engine, _one, engine)]
+        finally:
+            await dispose_twin(engine)
+
+    assert anyio.run(main) == [1, 1, 1]
+    engine.dispose()  # the thread pool's connections died too: not this test's subject
+
+
+@pytest.mark.postgres
+def test_a_lost_connection_on_the_driver_cursor_is_reported_and_the_pool_renewed(
+    engine: Engine,
+) -> None:
+    """db.prepared runs on the DBAPI cursor, past SQLAlchemy's execution: a lost connection
+    must still come out as SQLAlchemy's error (a 503 page) and retire the pool's connections."""
+    from sqlalchemy import exc as sa_exc
+
+    with contextlib.ExitStack() as stack:  # several pooled connections, all used just now
+        for _ in range(3):
+            stack.enter_context(session(engine)).execute(text("SELECT 1"))
+    assert _kill_backends(engine) >= 3
+    with pytest.raises(sa_exc.DBAPIError) as caught:
+        _one(engine)
+    assert caught.value.connection_invalidated
+    assert [_one(engine) for _ in range(3)] == [1, 1, 1]  # no dead connection handed out again
