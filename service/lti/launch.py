@@ -467,7 +467,8 @@ def _login_state(
     unknown = _reject(
         "The launch does not match a login we started, or it took too long.", "unknown_state"
     )
-    if consume:
+    # UPDATE ... RETURNING: PostgreSQL, SQLite from 3.35 (older ones consume at completion)
+    if consume and session.get_bind().dialect.update_returning:
         taken = prepared.model(
             LaunchState, prepared.one(session, _take_statement, b_state=state, b_now=now)
         )
