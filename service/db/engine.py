@@ -41,6 +41,7 @@ from sqlmodel import Session, SQLModel, create_engine
 from service.db import prepared
 
 __all__ = [
+    "UNAVAILABLE",
     "WouldBlock",
     "call",
     "in_process",
@@ -128,6 +129,16 @@ def json_text(value: Any) -> str:
     except orjson.JSONEncodeError:
         return json.dumps(value)
 
+
+# The database did not answer: a lost or refused connection, a pool with no free connection
+# in time (asyncpg's refusal at connect time arrives as the OS's ConnectionError).
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    exc.OperationalError,
+    exc.InterfaceError,
+    exc.DisconnectionError,
+    exc.TimeoutError,
+    ConnectionError,
+)
 
 _BEGIN = {"DEFERRED": "BEGIN DEFERRED", "IMMEDIATE": "BEGIN IMMEDIATE"}
 BUSY_TIMEOUT_MS = 30_000
@@ -324,7 +335,7 @@ def session(engine: Engine, *, write: bool = False, autocommit: bool = False) ->
     twin = _on_twin.get()
     if twin is not None and twin[0] is engine:
         engine = twin[1]
-    if engine.dialect.name == "sqlite":
+    if in_process(engine):
         bind = _variant(engine, "write", sqlite_begin="IMMEDIATE") if write else engine
     elif autocommit:
         bind = _variant(engine, "autocommit", isolation_level="AUTOCOMMIT")

@@ -10,9 +10,9 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.db.engine import UNAVAILABLE
 from service.errors import ServiceError
 from service.web.templating import render
 
@@ -111,15 +111,7 @@ def install(app: FastAPI) -> None:
         response.headers["retry-after"] = "30"
         return response
 
-    # a lost or refused connection, a pool with no free connection in time; asyncpg's
-    # refusal at connect time arrives as the OS's ConnectionError
-    for kind in (
-        sa_exc.OperationalError,
-        sa_exc.InterfaceError,
-        sa_exc.DisconnectionError,
-        sa_exc.TimeoutError,
-        ConnectionError,
-    ):
+    for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
 
     @app.exception_handler(Exception)

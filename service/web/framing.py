@@ -26,12 +26,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy import exc as sa_exc
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.db.engine import UNAVAILABLE
 from service.db.engine import session as db_session
 from service.db.models import Platform
 from service.lti.origins import STATE_KEY, origin, platform_origins
@@ -87,12 +87,7 @@ class SecurityHeaders:
         being sent may be the one that says so), the last ones read."""
         try:
             self.known = await run_in_threadpool(_known_platforms, self.engine)
-        except (
-            sa_exc.OperationalError,
-            sa_exc.InterfaceError,
-            sa_exc.TimeoutError,
-            ConnectionError,
-        ):
+        except UNAVAILABLE:
             log.warning("frame-ancestors: database unavailable, using the last platforms read")
         return self.known
 
