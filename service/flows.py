@@ -265,8 +265,10 @@ def _returning_width() -> int:
     return 1 + len(_PERSON_FIELDS) + 3 + prepared.width(Enrolment)
 
 
-def _create(session: Session, row: SQLModel) -> bool:
+def _create(session: Session, row: SQLModel, *, create: bool) -> bool:
     """INSERT ``row`` in a savepoint; False when a concurrent first launch made it first."""
+    if not create:
+        raise _CreateNeeded
     try:
         with session.begin_nested():
             session.add(row)
@@ -276,7 +278,12 @@ def _create(session: Session, row: SQLModel) -> bool:
 
 
 def _upsert_person(
-    session: Session, launch: LaunchContext, now: dt.datetime, known: Any = _LOOK_UP
+    session: Session,
+    launch: LaunchContext,
+    now: dt.datetime,
+    known: Any = _LOOK_UP,
+    *,
+    create: bool = True,
 ) -> int:
     params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
     found = prepared.one(session, _person_query, **params) if known is _LOOK_UP else known
@@ -286,7 +293,7 @@ def _upsert_person(
     sent = {f: v for f in _PERSON_FIELDS if (v := getattr(launch, f))}
     if found is None:
         person = Person(platform_id=launch.platform_id, sub=launch.sub, **sent)
-        if _create(session, person):
+        if _create(session, person, create=create):
             return person.id or 0
         found = prepared.one(session, _person_query, **params)
         assert found is not None
@@ -297,7 +304,9 @@ def _upsert_person(
     return int(person_id)
 
 
-def _upsert_course(session: Session, launch: LaunchContext, known: Any = _LOOK_UP) -> int | None:
+def _upsert_course(
+    session: Session, launch: LaunchContext, known: Any = _LOOK_UP, *, create: bool = True
+) -> int | None:
     if not launch.context_id:
         return None
     params: dict[str, Any] = {
@@ -308,7 +317,7 @@ def _upsert_course(session: Session, launch: LaunchContext, known: Any = _LOOK_U
     if found is None:
         course = Course(deployment_id=launch.deployment_pk, context_id=launch.context_id)
         course.title, course.label = launch.context_title, launch.context_label
-        if _create(session, course):
+        if _create(session, course, create=create):
             return course.id
         found = prepared.one(session, _course_query, **params)
         assert found is not None
@@ -327,6 +336,7 @@ def _upsert_enrolment(
     person_id: int,
     now: dt.datetime,
     known: Any = _LOOK_UP,
+    create: bool = True,
 ) -> Enrolment:
     """The enrolment as a detached row (read only: db.prepared)."""
     params: dict[str, Any] = {"course_id": course_id, "person_id": person_id}
@@ -334,7 +344,7 @@ def _upsert_enrolment(
     roles = list(launch.roles)
     if found is None:
         created = Enrolment(course_id=course_id, person_id=person_id, role=launch.role, roles=roles)
-        if _create(session, created):
+        if _create(session, created, create=create):
             return created
         found = prepared.one(session, _enrolment_query, **params)
     row = prepared.values(Enrolment, found)
@@ -346,15 +356,34 @@ def _upsert_enrolment(
     return Enrolment.model_construct(**row)
 
 
+class _CreateNeeded(Exception):
+    """``record_launch(create=False)`` found a row to create."""
+
+
 def record_launch(
-    session: Session, *, launch: LaunchContext, now: dt.datetime | None = None
-) -> LaunchRecord:
+    session: Session,
+    *,
+    launch: LaunchContext,
+    now: dt.datetime | None = None,
+    create: bool = True,
+) -> LaunchRecord | None:
     """Upsert the person (platform, sub), the course (deployment, context) and the enrolment;
     for a learner, read what ``after_launch`` needs to decide (``LearnerState``).
 
-    Runs in the launch route's write transaction; the route commits.
+    Runs in the launch route's write session; the route commits. ``create=False`` (a
+    session whose statements commit one by one, where the savepoint a first launch's INSERT
+    needs cannot be had): a returning user's changed name or role is written, and None is
+    returned if a row must be created; the route then calls again in a transaction.
     """
-    now = now or utcnow()
+    try:
+        return _record_launch(session, launch=launch, now=now or utcnow(), create=create)
+    except _CreateNeeded:
+        return None
+
+
+def _record_launch(
+    session: Session, *, launch: LaunchContext, now: dt.datetime, create: bool
+) -> LaunchRecord:
     # A returning user: person, course, enrolment and, for a learner, the learner state in
     # one statement (one round trip on PostgreSQL where four cost four); what is missing
     # is looked up or created below.
@@ -378,8 +407,8 @@ def record_launch(
         enrolment_row = enrolment_row if enrolment_row[0] is not None else None
         if learner and enrolment_row is not None:
             state_row = known[width:]
-    person_id = _upsert_person(session, launch, now, person)
-    course_id = _upsert_course(session, launch, course)
+    person_id = _upsert_person(session, launch, now, person, create=create)
+    course_id = _upsert_course(session, launch, course, create=create)
     state: LearnerState | None = None
     if course_id is not None:
         enrolment = _upsert_enrolment(
@@ -389,12 +418,15 @@ def record_launch(
             person_id=person_id,
             now=now,
             known=enrolment_row if course is not None else _LOOK_UP,
+            create=create,
         )
         lineitems = launch.ags.get("lineitems")
         if isinstance(lineitems, str) and lineitems:
             # AGS 2.0 §3.1: the line-items container of this context; the tool keeps its own
             # line items there (one per competency), created on first write-back.
-            setup = course_setup(session, course_id=course_id, create=True)
+            setup = course_setup(session, course_id=course_id, create=create)
+            if setup.id is None:  # only without ``create``: a transient default
+                raise _CreateNeeded
             scopes = launch.ags.get("scope") or []
             if setup.ags_lineitems_url != lineitems or setup.ags_scopes != list(scopes):
                 setup.ags_lineitems_url = lineitems

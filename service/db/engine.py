@@ -43,6 +43,7 @@ from service.db import prepared
 __all__ = [
     "UNAVAILABLE",
     "WouldBlock",
+    "autocommits",
     "call",
     "in_process",
     "inline",
@@ -343,6 +344,13 @@ def session(engine: Engine, *, write: bool = False, autocommit: bool = False) ->
         bind = engine
     with Session(bind, expire_on_commit=False) as s:
         yield s
+
+
+def autocommits(session: Session) -> bool:
+    """True when each statement of ``session`` commits by itself (``session(autocommit=True)``
+    on PostgreSQL): no savepoint can be had, and nothing written is rolled back."""
+    bind = session.get_bind()
+    return bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def insert_row(session: Session, model: type[SQLModel], **values: Any) -> None:

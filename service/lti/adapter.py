@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import secrets
 import typing as t
+import uuid
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,12 +36,21 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlalchemy import Select, and_, bindparam, select
+from sqlalchemy import (
+    LABEL_STYLE_TABLENAME_PLUS_COL,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlmodel import Session
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from service.db import prepared
-from service.db.models import Deployment, LtiCache, Platform
+from service.db.models import Deployment, LaunchState, LtiCache, Platform
 from service.db.types import utcnow
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
 
@@ -53,6 +63,8 @@ __all__ = [
     "DbToolConf",
     "FastApiCookieService",
     "FastApiRequest",
+    "new_nonce",
+    "new_state",
 ]
 
 DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
@@ -210,6 +222,52 @@ def _platform_deployment_query() -> Select[t.Any]:
     )
 
 
+def _recording(lookup: Select[t.Any], *, deployment: bool) -> Select[t.Any]:
+    """``lookup`` (platform, or platform + deployment) that also records the login's state
+    for the platform it finds, if that platform and the deployment the login names (when
+    known) are active, as the login then requires: one round trip where two cost two. The
+    INSERT is a data-modifying CTE (PostgreSQL); the last column says whether it ran."""
+    found = lookup.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL).cte("found")
+    states = prepared.table(LaunchState)
+    allowed: list[t.Any] = [found.c.platform_active]
+    if deployment:
+        # labels: the deployment's own id is deployment_id_1 (deployment_deployment_id is
+        # the LTI deployment id)
+        allowed.append(or_(found.c.deployment_id_1.is_(None), found.c.deployment_active))
+    values = [
+        found.c.platform_id if name == "platform_id" else bindparam(f"s_{name}", type_=c.type)
+        for name in _RECORDED
+        for c in [states.c[name]]
+    ]
+    recorded = (
+        insert(states)
+        .from_select(list(_RECORDED), select(*values).where(*allowed))
+        .returning(states.c.state)
+        .cte("recorded")
+    )
+    count = select(func.count()).select_from(recorded).scalar_subquery()
+    return select(found, count.label("recorded"))
+
+
+_RECORDED = (
+    "state",
+    "nonce",
+    "platform_id",
+    "target_link_uri",
+    "storage_target",
+    "created_at",
+    "expires_at",
+)
+
+
+def _platform_query_recording() -> Select[t.Any]:
+    return _recording(_platform_query(), deployment=False)
+
+
+def _platform_deployment_query_recording() -> Select[t.Any]:
+    return _recording(_platform_deployment_query(), deployment=True)
+
+
 def _deployment_query() -> Select[t.Any]:
     deployment = prepared.table(Deployment)
     return select(deployment).where(
@@ -222,13 +280,21 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
 
     Inactive platforms and deployments are found too (so the caller can say *why* a launch
     is refused); ``platform`` remembers the row behind the last registration found.
+
+    ``record``: a login's ``launch_state`` values but its platform. On PostgreSQL the
+    lookup by issuer and client_id records them too, in the same statement, when the login
+    may go on (``recorded``); elsewhere, or when it did not, the caller inserts the row.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, record: Mapping[str, t.Any] | None = None) -> None:
         super().__init__()
         self.issuers_relation_types = {}
         self._db = session
         self.platform: Platform | None = None
+        self._record = None
+        if record is not None and session.get_bind().dialect.name == "postgresql":
+            self._record = {f"s_{name}": value for name, value in record.items()}
+        self.recorded = False
         # pylti1p3's deployment check and ours look up the same row: read it once.
         self._deployments: dict[tuple[int | None, str], Deployment | None] = {}
 
@@ -253,20 +319,21 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
         if not client_id:
             return self.find_registration_by_issuer(iss)
         hint = _deployment_hint(kwargs)
+        record = self._record or {}
         if hint is None:
-            row = prepared.model(
-                Platform, prepared.one(self._db, _platform_query, iss=iss, cid=client_id)
-            )
+            build = _platform_query_recording if record else _platform_query
+            found = prepared.one(self._db, build, iss=iss, cid=client_id, **record)
+            row = prepared.model(Platform, found)
         else:
             # The deployment the request names comes with the platform in one statement
             # (outer join: an unknown deployment is found as None and refused later).
-            found = prepared.one(
-                self._db, _platform_deployment_query, iss=iss, cid=client_id, dep=hint
-            )
+            build = _platform_deployment_query_recording if record else _platform_deployment_query
+            found = prepared.one(self._db, build, iss=iss, cid=client_id, dep=hint, **record)
             row = None
             if found is not None:
                 row, deployment = prepared.models(found, Platform, Deployment)
                 self._deployments[(row.id, hint)] = deployment
+        self.recorded = bool(record) and found is not None and bool(found[-1])
         if row is None:
             return None
         self.platform = row
@@ -298,12 +365,19 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
 class DbOIDCLogin(
     OIDCLogin[FastApiRequest, DbToolConf, DbSessionService, FastApiCookieService, Response]
 ):
-    """Step 2 of the OIDC flow: the authentication request back to the platform."""
+    """Step 2 of the OIDC flow: the authentication request back to the platform, with the
+    state and nonce the caller made (``new_state``, ``new_nonce``), so that they can be
+    recorded by the registration lookup itself (``DbToolConf(record=)``)."""
+
+    def __init__(self, *args: t.Any, state: str, nonce: str, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._state, self._nonce = state, nonce
+
+    def _get_uuid(self) -> str:
+        return self._state.removeprefix("state-")  # pylti1p3 names the state "state-" + this
 
     def _generate_nonce(self) -> str:
-        # pylti1p3's is uuid4 + uuid1: the uuid1 half tells every platform this host's MAC
-        # address and clock, and costs a lock and ~20 us. 256 random bits instead.
-        return secrets.token_urlsafe(32)
+        return self._nonce
 
     def get_redirect(self, url: str) -> FastApiRedirect:
         return FastApiRedirect(url, self._cookie_service)
@@ -320,6 +394,17 @@ class DbOIDCLogin(
             url = auth + "&" + url[len(auth) + 1 :]
         query = parse_qs(urlsplit(url).query)
         return url, query["state"][-1], query["nonce"][-1]
+
+
+def new_state() -> str:
+    """A login's state, as pylti1p3 makes them ("state-" + a random UUID)."""
+    return f"state-{uuid.uuid4()}"
+
+
+def new_nonce() -> str:
+    """A login's nonce. pylti1p3's is uuid4 + uuid1: the uuid1 half tells every platform
+    this host's MAC address and clock, and costs a lock and ~20 us. 256 random bits."""
+    return secrets.token_urlsafe(32)
 
 
 SignatureCheck = Callable[["DbMessageLaunch"], dict[str, t.Any]]

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, bindparam, delete, select, update
+from sqlalchemy import Boolean, Engine, bindparam, delete, or_, select, update
 from sqlmodel import Session, col
 
 from service import jws
@@ -151,7 +151,19 @@ def begin_login(
             "check the tool URL configured in the platform.",
             code="foreign_target_link_uri",
         )
-    conf = adapter.DbToolConf(session)
+    storage_target = request.get_param("lti_storage_target")[:200]
+    new_state, new_nonce = adapter.new_state(), adapter.new_nonce()
+    record: dict[str, t.Any] = {
+        "state": new_state,
+        "nonce": new_nonce,
+        "target_link_uri": target[:1000],
+        "storage_target": storage_target,
+        "created_at": now,
+        "expires_at": now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
+    }
+    # PostgreSQL: the registration lookup records the state as well, when the login may go
+    # on (its platform and named deployment active: the checks below).
+    conf = adapter.DbToolConf(session, record=record)
     cookie_service = adapter.FastApiCookieService(request)
     login = adapter.DbOIDCLogin(
         request,
@@ -159,6 +171,8 @@ def begin_login(
         adapter.DbSessionService(request),
         cookie_service,
         launch_data_storage=adapter.DbLaunchDataStorage(session),
+        state=new_state,
+        nonce=new_nonce,
     )
     try:
         auth_url, state, nonce = login.prepare(launch_url(settings))
@@ -176,18 +190,8 @@ def begin_login(
     if known is not None and not known.active:
         _deployment_or_reject(conf, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
-    storage_target = request.get_param("lti_storage_target")[:200]
-    insert_row(
-        session,
-        LaunchState,
-        state=state,
-        nonce=nonce,
-        platform_id=platform.id or 0,
-        target_link_uri=target[:1000],
-        storage_target=storage_target,
-        created_at=now,
-        expires_at=now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
-    )
+    if not conf.recorded:
+        insert_row(session, LaunchState, platform_id=platform.id or 0, **record)
     if secrets.randbelow(50) == 0:
         purge_expired(session, now=now)
     return LoginStart(
@@ -362,9 +366,11 @@ def validate_launch(
     """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
 
     ``http=None``: the platform's key set must be cached; ``jwks.FetchNeeded`` otherwise.
-    ``consume=True``: the caller's transaction goes on to ``complete_launch`` and commits
-    only if every check passes, so the state is taken here, in the statement that reads it
-    (one round trip for two); a rejection rolls it back with the rest.
+    ``consume=True``: the state is taken here, by the statement that checks it (one round
+    trip for two), which only takes a state that fits this launch: no check follows the
+    take, so in a session whose statements commit one by one a refused launch never uses
+    up its state (``_login_state``). ``consume=False`` (a read-only session, e.g. around a
+    key-set fetch): ``complete_launch`` takes it, in the caller's write transaction.
     """
     now = now or utcnow()
     error = params.get("error")
@@ -417,15 +423,58 @@ def validate_launch(
     claims = message.verified_claims
     deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
 
-    row, consumed = _login_state(session, state, now=now, consume=consume)
-    if row.platform_id != platform.id:
+    cookie = request.get_cookie(f"lti1p3-{state}")
+    expect = _Expect(
+        platform_id=platform.id or 0,
+        nonce=claims.get("nonce"),
+        target=claims.get(CLAIM + "target_link_uri"),
+        bound=cookie is not None and hmac.compare_digest(cookie.encode(), state.encode()),
+    )
+    row, consumed = _login_state(
+        session, state, expect, now=now, consume=consume, settings=settings
+    )
+    return PendingLaunch(
+        message=message,
+        claims=claims,
+        platform=platform,
+        deployment=deployment,
+        state=state,
+        nonce=row.nonce,
+        browser_bound=expect.bound,
+        storage_target=row.storage_target,
+        auth_origin=origins.origin(platform.auth_login_url) or "",
+        consumed=consumed,
+    )
+
+
+@dataclass(frozen=True)
+class _Expect:
+    """What the login's state row must match for this launch (from the verified token)."""
+
+    platform_id: int
+    nonce: t.Any  # the token's nonce claim (checked to be a string)
+    target: t.Any  # the token's target_link_uri claim
+    bound: bool  # the browser sent back the login's state cookie
+
+
+def _check_state(
+    row: LaunchState | None, expect: _Expect, *, now: dt.datetime, settings: Settings, taken: bool
+) -> LaunchState:
+    """Every check of the login's state row; ``taken``: this launch consumed it."""
+    if row is None or row.expires_at <= now:
+        raise _reject(
+            "The launch does not match a login we started, or it took too long.", "unknown_state"
+        )
+    if row.used_at is not None and not taken:
+        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    if row.platform_id != expect.platform_id:
         raise _reject("The launch comes from a different platform than its login.", "mixup")
     # compare_digest refuses non-ASCII str (TypeError): compare the UTF-8 bytes.
-    if not isinstance(claims.get("nonce"), str) or not hmac.compare_digest(
-        claims["nonce"].encode(), row.nonce.encode()
+    if not isinstance(expect.nonce, str) or not hmac.compare_digest(
+        expect.nonce.encode(), row.nonce.encode()
     ):
         raise _reject("The id_token's nonce is not the one issued at login.", "bad_nonce")
-    target = claims.get(CLAIM + "target_link_uri")
+    target = expect.target
     if not isinstance(target, str) or not is_own_url(target, settings):
         raise _reject(
             "The launch's target_link_uri is missing or not a microcred URL.",
@@ -436,9 +485,7 @@ def validate_launch(
         raise _reject(
             "The launch's target_link_uri differs from the login's.", "target_link_mismatch"
         )
-    cookie = request.get_cookie(f"lti1p3-{state}")
-    bound = cookie is not None and hmac.compare_digest(cookie.encode(), state.encode())
-    if not bound and not row.storage_target:
+    if not expect.bound and not row.storage_target:
         raise _reject(
             "Your browser did not send back the login cookie, so this launch cannot be "
             "tied to you.",
@@ -446,52 +493,75 @@ def validate_launch(
             hint="Allow cookies for this site or open the activity in a new window. The "
             "administrator can enable LTI platform storage in the platform, if it offers it.",
         )
-    return PendingLaunch(
-        message=message,
-        claims=claims,
-        platform=platform,
-        deployment=deployment,
-        state=state,
-        nonce=row.nonce,
-        browser_bound=bound,
-        storage_target=row.storage_target,
-        auth_origin=origins.origin(platform.auth_login_url) or "",
-        consumed=consumed,
-    )
+    return row
 
 
 def _login_state(
-    session: Session, state: str, *, now: dt.datetime, consume: bool
+    session: Session,
+    state: str,
+    expect: _Expect,
+    *,
+    now: dt.datetime,
+    consume: bool,
+    settings: Settings,
 ) -> tuple[LaunchState, bool]:
-    """The login's state row, and whether this transaction has consumed it."""
-    unknown = _reject(
-        "The launch does not match a login we started, or it took too long.", "unknown_state"
-    )
+    """The login's state row, checked against the launch, and whether this launch took it.
+
+    ``consume``: take it in the statement that checks it (``UPDATE ... RETURNING`` with
+    every check on the row in its WHERE), so that nothing after the take can refuse the
+    launch: where each statement commits by itself (PostgreSQL, ``session(autocommit=)``)
+    a state is never used up by a launch that is then refused. When the take finds no
+    row, the row is read to say why.
+    """
     # UPDATE ... RETURNING: PostgreSQL, SQLite from 3.35 (older ones consume at completion)
-    if consume and session.get_bind().dialect.update_returning:
+    if (
+        consume
+        and session.get_bind().dialect.update_returning
+        and isinstance(expect.nonce, str)
+        and isinstance(expect.target, str)
+        and is_own_url(expect.target, settings)
+    ):
         taken = prepared.model(
-            LaunchState, prepared.one(session, _take_statement, b_state=state, b_now=now)
+            LaunchState,
+            prepared.one(
+                session,
+                _take_statement,
+                b_state=state,
+                b_now=now,
+                b_platform=expect.platform_id,
+                b_nonce=expect.nonce,
+                b_target=expect.target,
+                b_bound=expect.bound,
+            ),
         )
         if taken is not None:
-            if taken.expires_at <= now:
-                raise unknown
-            return taken, True
-    # Not taken (unknown or used) or a read-only transaction: say which.
+            return _check_state(taken, expect, now=now, settings=settings, taken=True), True
     row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
-    if row is None or row.expires_at <= now:
-        raise unknown
-    if row.used_at is not None:
+    _check_state(row, expect, now=now, settings=settings, taken=False)
+    assert row is not None
+    if consume and session.get_bind().dialect.update_returning:
+        # Every check passed on the row read, yet the take found none: another launch of
+        # the same token took it in between.
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     return row, False
 
 
 def _take_statement() -> t.Any:
-    # Consume the state and read it in one statement; under concurrency PostgreSQL's row
-    # lock (SQLite's write lock) lets exactly one launch take it.
+    # Consume the state and read it in one statement, only if it fits this launch (see
+    # _check_state); under concurrency PostgreSQL's row lock (SQLite's write lock) lets
+    # exactly one launch take it.
     table = prepared.table(LaunchState)
     return (
         update(table)
-        .where(table.c.state == bindparam("b_state"), table.c.used_at.is_(None))
+        .where(
+            table.c.state == bindparam("b_state"),
+            table.c.used_at.is_(None),
+            table.c.expires_at > bindparam("b_now"),
+            table.c.platform_id == bindparam("b_platform"),
+            table.c.nonce == bindparam("b_nonce"),
+            or_(table.c.target_link_uri == "", table.c.target_link_uri == bindparam("b_target")),
+            or_(table.c.storage_target != "", bindparam("b_bound", type_=Boolean)),
+        )
         .values(used_at=bindparam("b_now"))
         .returning(*table.c)
     )
@@ -528,22 +598,25 @@ def complete_launch(
         if consumed != 1:
             raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     context = _context(pending)
-    # The validated context, for later requests of this session (deep-linking response,
-    # AGS/NRPS URLs). pylti1p3's own copy of the raw claims is not stored: nothing reads it,
-    # and this row holds everything we use. The launch id is a fresh UUID, so a plain
-    # INSERT (no read-before-write merge).
-    insert_row(
-        session,
-        LtiCache,
-        key=f"ctx-{context.launch_id}",
-        value=context.to_json(),
-        expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
-    )
+    if context.is_deep_linking:
+        # The validated request, for the picker and the signed response that follow in this
+        # session (``load_context``); a resource link launch keeps what it needs in its
+        # person, course, enrolment and course setup rows, so nothing more is written for
+        # it. pylti1p3's own copy of the raw claims is not stored: nothing reads it. The
+        # launch id is a fresh UUID, so a plain INSERT (no read-before-write merge).
+        insert_row(
+            session,
+            LtiCache,
+            key=f"ctx-{context.launch_id}",
+            value=context.to_json(),
+            expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
+        )
     return context
 
 
 def load_context(session: Session, launch_id: str) -> LaunchContext | None:
-    """The validated launch behind a session (``CurrentUser.launch_id``), if not expired."""
+    """The validated deep-linking request behind a session (``CurrentUser.launch_id``), if
+    not expired; None for any other launch (only deep linking keeps its request)."""
     row = session.get(LtiCache, f"ctx-{launch_id}")
     if row is None or row.expires_at <= utcnow() or not isinstance(row.value, dict):
         return None

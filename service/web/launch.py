@@ -52,10 +52,30 @@ def _landing(request: Request, settings: Settings, token: str, context: LaunchCo
 
 
 def _open_session(
-    s: Session, context: LaunchContext, settings: Settings, now: dt.datetime
+    engine: Engine,
+    s: Session,
+    context: LaunchContext,
+    settings: Settings,
+    now: dt.datetime,
 ) -> tuple[str, flows.LaunchRecord]:
-    record = flows.record_launch(s, launch=context, now=now)
-    token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+    """Record the launch and open the tool session in ``s``; commits ``s``.
+
+    In a session whose statements commit one by one (PostgreSQL, ``autocommit``), a
+    returning user's launch is recorded there; a first launch, whose INSERTs need a
+    transaction (a savepoint each, for a concurrent first launch), commits ``s`` and is
+    recorded in a write transaction of its own.
+    """
+    record = flows.record_launch(s, launch=context, now=now, create=not db_engine.autocommits(s))
+    if record is not None:
+        token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+        s.commit()
+        return token, record
+    s.commit()
+    with db_session(engine, write=True) as t:
+        record = flows.record_launch(t, launch=context, now=now)
+        assert record is not None
+        token = auth.start_session(t, record=record, launch=context, settings=settings, now=now)
+        t.commit()
     return token, record
 
 
@@ -81,20 +101,23 @@ def _launch(
         )
 
     if http is None:
-        # On the event loop (cached keys): validation and its writes in one transaction
-        # (on SQLite nothing else of this process runs meanwhile).
-        with db_session(engine, write=True) as s:
-            return _complete(request, s, validate(s, consume=True), settings, now)
+        # On the event loop (cached keys). SQLite: validation and its writes in one
+        # transaction (nothing else of this process runs meanwhile). PostgreSQL: each
+        # statement commits by itself, without the BEGIN and COMMIT round trips; the state
+        # is taken only by a launch that passed every check (lti.launch._login_state).
+        with db_session(engine, write=True, autocommit=True) as s:
+            return _complete(request, engine, s, validate(s, consume=True), settings, now)
     # May fetch the platform's key set (and write it through its own transaction): no
     # write lock is held while it does.
     with db_session(engine) as s:
         pending = validate(s, consume=False)
     with db_session(engine, write=True) as s:
-        return _complete(request, s, pending, settings, now)
+        return _complete(request, engine, s, pending, settings, now)
 
 
 def _complete(
     request: Request,
+    engine: Engine,
     s: Session,
     pending: lti_launch.PendingLaunch,
     settings: Settings,
@@ -103,8 +126,7 @@ def _complete(
     """Consume the login, record the user, open the session (in ``s``, committed here)."""
     context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
     if pending.browser_bound:
-        token, record = _open_session(s, context, settings, now)
-        s.commit()
+        token, record = _open_session(engine, s, context, settings, now)
         return _landing(request, settings, token, context), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
@@ -176,8 +198,7 @@ def _confirm(
         except LaunchRejected:
             s.commit()  # a wrong answer burns the ticket too: no second guess
             raise
-        token, record = _open_session(s, context, settings, now)
-        s.commit()
+        token, record = _open_session(engine, s, context, settings, now)
     return _landing(request, settings, token, context), record
 
 

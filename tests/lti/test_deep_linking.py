@@ -8,8 +8,12 @@ import re
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+from sqlmodel import select
 
 from service import jws
+from service.db.engine import session as db_session
+from service.db.models import LtiCache, WebSession
 from tests.lti.platform import MEMBERSHIP, C, FakePlatform, b64
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -36,6 +40,22 @@ def _dl_launch(client: TestClient, moodle: FakePlatform, roles: list[str]) -> st
     resp = moodle.launch(client, moodle.token(claims), state)
     assert resp.status_code == 303, resp.text
     return resp.headers["location"]
+
+
+def test_only_a_deep_linking_launch_keeps_its_request(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The picker and the signed response read the deep-linking request back; a resource
+    link launch keeps nothing beyond its person, course and enrolment rows."""
+    assert moodle.full_launch(client).status_code == 303
+    with db_session(engine) as s:
+        assert s.exec(select(LtiCache)).all() == []
+    _dl_launch(client, moodle, [MEMBERSHIP + "Instructor"])
+    with db_session(engine) as s:
+        kept = s.exec(select(LtiCache)).all()
+        session = s.exec(select(WebSession).where(WebSession.role == "instructor")).one()
+    assert [row.key for row in kept] == [f"ctx-{session.launch_id}"]
+    assert kept[0].value["message_type"] == "LtiDeepLinkingRequest"
 
 
 def test_instructor_places_a_link_and_the_response_is_signed(

@@ -5,13 +5,22 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session as db_session
-from service.db.models import Course, Enrolment, LaunchState, Person, WebSession
+from service.db.models import (
+    Course,
+    Deployment,
+    Enrolment,
+    LaunchState,
+    Person,
+    Platform,
+    WebSession,
+)
 from tests.lti.platform import LAUNCH, MEMBERSHIP, C, FakePlatform
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -242,6 +251,59 @@ def test_state_without_its_cookie_is_rejected(client: TestClient, moodle: FakePl
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert resp.status_code == 400
     assert "cookie" in resp.text
+
+
+@pytest.mark.parametrize("refusal", ["other nonce", "other target", "cookie withheld"])
+def test_a_refused_launch_leaves_its_login_usable(
+    client: TestClient, moodle: FakePlatform, refusal: str
+) -> None:
+    """The state is taken only by a launch that passes every check on it: where each
+    statement commits by itself (PostgreSQL), a refused launch must not use it up."""
+    assert moodle.full_launch(client).status_code == 303  # key set cached: on the event loop
+    state, nonce, _ = moodle.login(client)
+    claims = moodle.claims(nonce)
+    if refusal == "other nonce":
+        bad = moodle.claims("not-the-login-nonce")
+    elif refusal == "other target":
+        bad = moodle.claims(nonce, **{C + "target_link_uri": LAUNCH + "?other=1"})
+    else:
+        bad = claims
+    cookies = httpx.Cookies(client.cookies)
+    if refusal == "cookie withheld":
+        client.cookies.clear()
+    refused = moodle.launch(client, moodle.token(bad), state)
+    assert refused.status_code == 400
+    assert refused.headers.get("set-cookie") is None or "microcred_session" not in str(
+        refused.headers.get("set-cookie")
+    )
+    client.cookies = cookies
+    assert moodle.launch(client, moodle.token(claims), state).status_code == 303
+    again = moodle.launch(client, moodle.token(claims), state)
+    assert again.status_code == 400 and "already used" in again.text
+
+
+def test_a_refused_login_records_no_state(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    with db_session(engine, write=True) as s:
+        s.add(Deployment(platform_id=moodle.row.id, deployment_id="dep-off", active=False))  # type: ignore[union-attr]
+        s.commit()
+    _, _, resp = moodle.login(client, lti_deployment_id="dep-off")
+    assert resp.status_code == 403
+    # an unknown deployment is refused at launch, where its id is signed
+    state, _, resp = moodle.login(client, lti_deployment_id="dep-unknown")
+    assert resp.status_code == 302
+    with db_session(engine, write=True) as s:
+        assert [r.state for r in s.exec(select(LaunchState)).all()] == [state]
+        platform = s.get(Platform, moodle.row.id)  # type: ignore[union-attr]
+        assert platform is not None
+        platform.active = False
+        s.add(platform)
+        s.commit()
+    _, _, resp = moodle.login(client)
+    assert resp.status_code == 403
+    with db_session(engine) as s:
+        assert len(s.exec(select(LaunchState)).all()) == 1
 
 
 def test_moodle_sixty_second_token_tolerates_small_clock_skew(
