@@ -366,6 +366,7 @@ def record_launch(
     launch: LaunchContext,
     now: dt.datetime | None = None,
     create: bool = True,
+    known: Sequence[Any] | None = None,
 ) -> LaunchRecord | None:
     """Upsert the person (platform, sub), the course (deployment, context) and the enrolment;
     for a learner, read what ``after_launch`` needs to decide (``LearnerState``).
@@ -374,30 +375,48 @@ def record_launch(
     session whose statements commit one by one, where the savepoint a first launch's INSERT
     needs cannot be had): a returning user's changed name or role is written, and None is
     returned if a row must be created; the route then calls again in a transaction.
+    ``known``: the row of ``launch_lookup``'s statement, when the launch read it already
+    (with the take of its login state, lti.launch).
     """
     try:
-        return _record_launch(session, launch=launch, now=now or utcnow(), create=create)
+        return _record_launch(
+            session, launch=launch, now=now or utcnow(), create=create, known=known
+        )
     except _CreateNeeded:
         return None
 
 
+def launch_lookup(launch: LaunchContext) -> tuple[Callable[[], Any], dict[str, Any], int]:
+    """A returning user's person, course, enrolment and, for a learner, the learner state, in
+    one statement: its builder, parameters and how many leading columns to convert (the
+    learner state's values are hashed as the driver gives them). A first launch finds no
+    person (NULLs, in a joined read); what is missing is looked up or created after."""
+    build = _returning_learner_query if launch.role == "learner" else _returning_query
+    params = {
+        "platform_id": launch.platform_id,
+        "sub": launch.sub,
+        "deployment_id": launch.deployment_pk,
+        "context_id": launch.context_id,
+    }
+    return build, params, _returning_width()
+
+
 def _record_launch(
-    session: Session, *, launch: LaunchContext, now: dt.datetime, create: bool
+    session: Session,
+    *,
+    launch: LaunchContext,
+    now: dt.datetime,
+    create: bool,
+    known: Sequence[Any] | None,
 ) -> LaunchRecord:
-    # A returning user: person, course, enrolment and, for a learner, the learner state in
-    # one statement (one round trip on PostgreSQL where four cost four); what is missing
-    # is looked up or created below.
     learner = launch.role == "learner"
     width = _returning_width()
-    known = prepared.one(
-        session,
-        _returning_learner_query if learner else _returning_query,
-        convert=width,  # the learner state's values are hashed as the driver gives them
-        platform_id=launch.platform_id,
-        sub=launch.sub,
-        deployment_id=launch.deployment_pk,
-        context_id=launch.context_id,
-    )
+    if known is None:
+        # One round trip on PostgreSQL where four cost four.
+        build, params, convert = launch_lookup(launch)
+        known = prepared.one(session, build, convert=convert, **params)
+    elif known[0] is None:
+        known = None  # read joined to another row: no such person
     person, course, enrolment_row = _LOOK_UP, _LOOK_UP, _LOOK_UP
     state_row = None
     if known is not None:

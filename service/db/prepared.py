@@ -16,6 +16,7 @@ statement, never with ``session.add`` (which would INSERT it again).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -56,6 +57,7 @@ class Prepared:
     binds: Mapping[str, Processor]
     types: tuple[Any, ...]  # the selected columns' types (for this dialect)
     dialect: Dialect
+    asyncpg: bool  # runs on asyncpg itself in autocommit (``_run_asyncpg``)
     # Some drivers' result processors depend on the type the server reports (psycopg's
     # numerics): they are made from the first cursor's description, then kept (threads
     # that race here compute the same tuple).
@@ -94,6 +96,7 @@ def prepare(
         binds={n: b.type.dialect_impl(dialect).bind_processor(dialect) for n, b in binds.items()},
         types=types,
         dialect=dialect,
+        asyncpg=dialect.driver == "asyncpg",
     )
 
 
@@ -119,7 +122,10 @@ def _run(session: Session, prepared: Prepared, params: Mapping[str, Any]) -> Any
     }
     args: Any = processed if prepared.names is None else tuple(processed[n] for n in prepared.names)
     connection = session.connection()
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi: Any = connection.connection.dbapi_connection
+    if prepared.results is not None and prepared.asyncpg and dbapi.autocommit:
+        return _run_asyncpg(connection, dbapi, prepared, args)
+    cursor = dbapi.cursor()
     try:
         cursor.execute(prepared.sql, args)
     except Exception as error:
@@ -127,7 +133,55 @@ def _run(session: Session, prepared: Prepared, params: Mapping[str, Any]) -> Any
         # OperationalError, ...) and, when the connection is lost, invalidate the pool, whose
         # other connections died with it (a server restart), so none is handed out again.
         connection._handle_dbapi_exception(error, prepared.sql, args, cursor, None)
+    if prepared.results is None and cursor.description is not None:
+        prepared.processors(cursor)
+    elif prepared.results is None:
+        prepared.results = ()
     return cursor
+
+
+class _Fetched:
+    """An autocommit statement's rows or row count from asyncpg, read as from a cursor."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self._rows
+
+    def close(self) -> None:
+        pass
+
+
+_STATUS_COUNT = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
+
+
+def _run_asyncpg(connection: Any, dbapi: Any, prepared: Prepared, args: tuple[Any, ...]) -> Any:
+    """The statement on the asyncpg connection itself (``run_async``): where SQLAlchemy's
+    cursor adapter costs about as much CPU again as asyncpg's own work (~25 µs a
+    statement: a lock, its own statement cache, the description, a row deque). Only in
+    autocommit, where no BEGIN is due first, and once the statement ran through the
+    adapter (its result processors are known). asyncpg keeps the prepared statement
+    (its statement cache, which re-prepares one the schema made stale)."""
+    sql = prepared.sql
+    try:
+        if prepared.types:
+            rows = dbapi.run_async(lambda conn: conn.fetch(sql, *args))
+            return _Fetched(rows, len(rows))
+        status = dbapi.run_async(lambda conn: conn.execute(sql, *args))
+    except Exception as error:
+        try:
+            dbapi._handle_exception(error)  # the adapter's own translation to DBAPI errors
+        except Exception as translated:
+            connection._handle_dbapi_exception(translated, sql, args, None, None)
+        raise
+    found = _STATUS_COUNT.match(status or "")
+    return _Fetched([], int(found.group(1)) if found else -1)
 
 
 def _row(processors: tuple[Processor, ...], raw: Sequence[Any]) -> tuple[Any, ...]:
@@ -139,16 +193,17 @@ def one(
     build: Callable[[], ClauseElement],
     *,
     convert: bool | int = True,
+    cache_key: Hashable | None = None,
     **params: Any,
 ) -> tuple[Any, ...] | None:
     """The first row of the SELECT ``build()`` returns (``build`` is called once per
-    dialect: pass a module-level function, its identity is the cache key).
+    dialect: pass a module-level function, its identity is the cache key, or pass ``cache_key``).
 
     ``convert=False``: the values as the driver returns them (SQLite: datetimes as text),
     for a caller that only compares or hashes them; ``convert=n``: the first n values
     converted, the rest as the driver returns them.
     """
-    prepared = _prepared(session, build, build)
+    prepared = _prepared(session, build if cache_key is None else cache_key, build)
     cursor = _run(session, prepared, params)
     try:
         raw = cursor.fetchone()

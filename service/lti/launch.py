@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Boolean, Engine, bindparam, delete, or_, select, update
+from sqlalchemy import Boolean, Engine, bindparam, delete, or_, select, true, update
 from sqlmodel import Session, col
 
 from service import jws
@@ -249,7 +249,16 @@ class PendingLaunch:
     browser_bound: bool
     storage_target: str
     auth_origin: str
+    context: LaunchContext
     consumed: bool = False
+    # the row of validate_launch's ``alongside`` statement, when it ran with the take
+    alongside: tuple[t.Any, ...] | None = None
+
+
+Alongside = t.Callable[[LaunchContext], tuple[t.Callable[[], t.Any], dict[str, t.Any], int]]
+"""A read to run with the launch's take of its login state (``validate_launch``): for the
+launch's context, a SELECT builder (a module-level function: its identity is a cache key),
+its parameters, and how many of its leading columns to convert (``prepared.one``)."""
 
 
 def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
@@ -362,6 +371,7 @@ def validate_launch(
     http: httpx.Client | None,
     now: dt.datetime | None = None,
     consume: bool = False,
+    alongside: Alongside | None = None,
 ) -> PendingLaunch:
     """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
 
@@ -371,6 +381,8 @@ def validate_launch(
     take, so in a session whose statements commit one by one a refused launch never uses
     up its state (``_login_state``). ``consume=False`` (a read-only session, e.g. around a
     key-set fetch): ``complete_launch`` takes it, in the caller's write transaction.
+    ``alongside``: on PostgreSQL the take also runs this read, in the same statement (the
+    take as a data-modifying CTE), and its row comes back as ``PendingLaunch.alongside``.
     """
     now = now or utcnow()
     error = params.get("error")
@@ -430,8 +442,10 @@ def validate_launch(
         target=claims.get(CLAIM + "target_link_uri"),
         bound=cookie is not None and hmac.compare_digest(cookie.encode(), state.encode()),
     )
-    row, consumed = _login_state(
-        session, state, expect, now=now, consume=consume, settings=settings
+    context = _context(message, claims, platform, deployment)
+    also = alongside(context) if alongside is not None and consume else None
+    row, consumed, also_row = _login_state(
+        session, state, expect, now=now, consume=consume, settings=settings, alongside=also
     )
     return PendingLaunch(
         message=message,
@@ -443,7 +457,9 @@ def validate_launch(
         browser_bound=expect.bound,
         storage_target=row.storage_target,
         auth_origin=origins.origin(platform.auth_login_url) or "",
+        context=context,
         consumed=consumed,
+        alongside=also_row,
     )
 
 
@@ -504,8 +520,10 @@ def _login_state(
     now: dt.datetime,
     consume: bool,
     settings: Settings,
-) -> tuple[LaunchState, bool]:
-    """The login's state row, checked against the launch, and whether this launch took it.
+    alongside: tuple[t.Callable[[], t.Any], dict[str, t.Any], int] | None = None,
+) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None]:
+    """The login's state row, checked against the launch, whether this launch took it, and
+    the row of the ``alongside`` read when it ran with the take.
 
     ``consume``: take it in the statement that checks it (``UPDATE ... RETURNING`` with
     every check on the row in its WHERE), so that nothing after the take can refuse the
@@ -521,21 +539,32 @@ def _login_state(
         and isinstance(expect.target, str)
         and is_own_url(expect.target, settings)
     ):
-        taken = prepared.model(
-            LaunchState,
-            prepared.one(
+        take: dict[str, t.Any] = {
+            "b_state": state,
+            "b_now": now,
+            "b_platform": expect.platform_id,
+            "b_nonce": expect.nonce,
+            "b_target": expect.target,
+            "b_bound": expect.bound,
+        }
+        also: tuple[t.Any, ...] | None = None
+        if alongside is not None and session.get_bind().dialect.name == "postgresql":
+            build, params, convert = alongside
+            found = prepared.one(
                 session,
-                _take_statement,
-                b_state=state,
-                b_now=now,
-                b_platform=expect.platform_id,
-                b_nonce=expect.nonce,
-                b_target=expect.target,
-                b_bound=expect.bound,
-            ),
-        )
+                _take_with(build),
+                cache_key=(_take_statement, build),
+                convert=prepared.width(LaunchState) + convert,
+                **take,
+                **params,
+            )
+            also = found[prepared.width(LaunchState) :] if found is not None else None
+        else:
+            found = prepared.one(session, _take_statement, **take)
+        taken = prepared.model(LaunchState, found)
         if taken is not None:
-            return _check_state(taken, expect, now=now, settings=settings, taken=True), True
+            checked = _check_state(taken, expect, now=now, settings=settings, taken=True)
+            return checked, True, also
     row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
     _check_state(row, expect, now=now, settings=settings, taken=False)
     assert row is not None
@@ -543,7 +572,7 @@ def _login_state(
         # Every check passed on the row read, yet the take found none: another launch of
         # the same token took it in between.
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    return row, False
+    return row, False, None
 
 
 def _take_statement() -> t.Any:
@@ -565,6 +594,19 @@ def _take_statement() -> t.Any:
         .values(used_at=bindparam("b_now"))
         .returning(*table.c)
     )
+
+
+def _take_with(build: t.Callable[[], t.Any]) -> t.Callable[[], t.Any]:
+    """The take, and the SELECT ``build()`` returns beside its row (it does not read
+    ``launch_state``): ``WITH taken AS (UPDATE ... RETURNING ...) SELECT taken.*, also.*
+    FROM taken LEFT JOIN (...) AS also ON true``; no row when nothing was taken."""
+
+    def statement() -> t.Any:
+        taken = _take_statement().cte("taken")
+        also = build().subquery("also")
+        return select(taken, also).select_from(taken.outerjoin(also, true()))
+
+    return statement
 
 
 def _state_query() -> t.Any:
@@ -597,7 +639,7 @@ def complete_launch(
         )
         if consumed != 1:
             raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    context = _context(pending)
+    context = pending.context
     if context.is_deep_linking:
         # The validated request, for the picker and the signed response that follow in this
         # session (``load_context``); a resource link launch keeps what it needs in its
@@ -631,8 +673,12 @@ def _dict(value: t.Any) -> dict[str, t.Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _context(pending: PendingLaunch) -> LaunchContext:
-    c = pending.claims
+def _context(
+    message: adapter.DbMessageLaunch,
+    c: dict[str, t.Any],
+    platform: Platform,
+    deployment: Deployment,
+) -> LaunchContext:
     context = _dict(c.get(CLAIM + "context"))
     link = c.get(CLAIM + "resource_link")
     link = link if isinstance(link, dict) else {}
@@ -644,12 +690,12 @@ def _context(pending: PendingLaunch) -> LaunchContext:
     ags = c.get(AGS_ENDPOINT)
     dl = c.get(DL_SETTINGS)
     return LaunchContext(
-        launch_id=pending.message.get_launch_id(),
-        platform_id=pending.platform.id or 0,
-        deployment_pk=pending.deployment.id or 0,
-        issuer=pending.platform.issuer,
-        client_id=pending.platform.client_id,
-        deployment_id=pending.deployment.deployment_id,
+        launch_id=message.get_launch_id(),
+        platform_id=platform.id or 0,
+        deployment_pk=deployment.id or 0,
+        issuer=platform.issuer,
+        client_id=platform.client_id,
+        deployment_id=deployment.deployment_id,
         message_type=str(c.get(CLAIM + "message_type")),
         sub=_str(c.get("sub"), 255),
         role=roles.course_role(role_list),

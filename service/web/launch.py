@@ -57,15 +57,18 @@ def _open_session(
     context: LaunchContext,
     settings: Settings,
     now: dt.datetime,
+    known: tuple[Any, ...] | None = None,
 ) -> tuple[str, flows.LaunchRecord]:
     """Record the launch and open the tool session in ``s``; commits ``s``.
 
     In a session whose statements commit one by one (PostgreSQL, ``autocommit``), a
     returning user's launch is recorded there; a first launch, whose INSERTs need a
     transaction (a savepoint each, for a concurrent first launch), commits ``s`` and is
-    recorded in a write transaction of its own.
+    recorded in a write transaction of its own. ``known``: ``flows.launch_lookup``'s row,
+    read with the take of the login state.
     """
-    record = flows.record_launch(s, launch=context, now=now, create=not db_engine.autocommits(s))
+    create = not db_engine.autocommits(s)
+    record = flows.record_launch(s, launch=context, now=now, create=create, known=known)
     if record is not None:
         token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
         s.commit()
@@ -88,6 +91,7 @@ def _launch(
     now: dt.datetime,
 ) -> tuple[Response, flows.LaunchRecord | None]:
     def validate(s: Session, *, consume: bool) -> lti_launch.PendingLaunch:
+        # Taking the state, PostgreSQL also reads the user's rows (one statement).
         return lti_launch.validate_launch(
             s,
             engine=engine,
@@ -98,6 +102,7 @@ def _launch(
             http=http,
             now=now,
             consume=consume,
+            alongside=flows.launch_lookup,
         )
 
     if http is None:
@@ -126,7 +131,7 @@ def _complete(
     """Consume the login, record the user, open the session (in ``s``, committed here)."""
     context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
     if pending.browser_bound:
-        token, record = _open_session(engine, s, context, settings, now)
+        token, record = _open_session(engine, s, context, settings, now, pending.alongside)
         return _landing(request, settings, token, context), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be

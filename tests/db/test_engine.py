@@ -303,10 +303,10 @@ def _kill_backends(engine: Engine) -> int:
     return int(killed)
 
 
-def _one(engine: Engine) -> int:
+def _one(engine: Engine, autocommit: bool = False) -> int:
     from service.db import prepared
 
-    with session(engine) as s:
+    with session(engine, autocommit=autocommit) as s:
         row = prepared.one(s, _select_one)
     assert row is not None
     return int(row[0])
@@ -317,18 +317,26 @@ def _select_one() -> Any:
 
 
 @pytest.mark.postgres
-def test_work_on_the_event_loop_survives_connections_the_server_dropped(engine: Engine) -> None:
+@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
+def test_work_on_the_event_loop_survives_connections_the_server_dropped(
+    engine: Engine, autocommit: bool
+) -> None:
     """Connections used a moment ago (no idle check) that the server has since dropped: the
-    request runs again on a new connection instead of failing."""
+    request runs again on a new connection instead of failing (in autocommit, the statement
+    ran once already, so it fails on asyncpg itself, past SQLAlchemy's cursor adapter)."""
     import anyio
 
     from service.db.engine import call, dispose_twin
 
     async def main() -> list[int]:
         try:
-            first = await call(engine, _one, engine)
+            first = await call(engine, _one, engine, autocommit)
             assert _kill_backends(engine) >= 1
-            return [first, await call(engine, _one, engine), await call(engine, _one, engine)]
+            return [
+                first,
+                await call(engine, _one, engine, autocommit),
+                await call(engine, _one, engine, autocommit),
+            ]
         finally:
             await dispose_twin(engine)
 
@@ -352,3 +360,83 @@ def test_a_lost_connection_on_the_driver_cursor_is_reported_and_the_pool_renewed
         _one(engine)
     assert caught.value.connection_invalidated
     assert [_one(engine) for _ in range(3)] == [1, 1, 1]  # no dead connection handed out again
+
+
+def _autocommit_round(engine: Engine, key: str) -> tuple[Any, ...]:
+    """Insert, update and read one row in autocommit sessions; then a duplicate insert."""
+    from sqlalchemy import exc as sa_exc
+
+    from service.db import prepared
+    from service.db.engine import insert_row
+    from service.db.models import LtiCache
+
+    when = dt.datetime(2026, 11, 29, 7, 30, tzinfo=dt.UTC)
+    with session(engine, write=True, autocommit=True) as s:
+        insert_row(s, LtiCache, key=key, value={"roles": ["Zoë"], "ok": True}, expires_at=when)
+        touched = prepared.execute(
+            s,
+            _expire_statement,
+            b_key=key,
+            b_when=when + dt.timedelta(hours=1),
+        )
+        row = prepared.one(s, _cache_row, b_key=key)
+        with pytest.raises(sa_exc.IntegrityError):
+            insert_row(s, LtiCache, key=key, value=None, expires_at=when)
+    assert row is not None
+    return touched, row
+
+
+def _expire_statement() -> Any:
+    from sqlalchemy import bindparam, update
+
+    from service.db import prepared
+    from service.db.models import LtiCache
+
+    t = prepared.table(LtiCache)
+    return update(t).where(t.c.key == bindparam("b_key")).values(expires_at=bindparam("b_when"))
+
+
+def _cache_row() -> Any:
+    from sqlalchemy import bindparam
+
+    from service.db import prepared
+    from service.db.models import LtiCache
+
+    t = prepared.table(LtiCache)
+    return sa_select(t.c.key, t.c.value, t.c.expires_at).where(t.c.key == bindparam("b_key"))
+
+
+@pytest.mark.postgres
+def test_autocommit_statements_on_the_event_loop_run_on_asyncpg_itself(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SQLAlchemy's cursor adapter: the same values, row counts and errors as through
+    it (the first run of each statement goes through the adapter)."""
+    import anyio
+
+    from service.db import prepared
+    from service.db.engine import dispose_twin, on_loop
+
+    direct: list[str] = []
+    original = prepared._run_asyncpg
+
+    def spy(connection: Any, dbapi: Any, statement: Any, args: Any) -> Any:
+        direct.append(statement.sql.split()[0])
+        return original(connection, dbapi, statement, args)
+
+    monkeypatch.setattr(prepared, "_run_asyncpg", spy)
+
+    async def main() -> list[tuple[Any, ...]]:
+        try:
+            return [await on_loop(engine, _autocommit_round, engine, k) for k in ("a", "b")]
+        finally:
+            await dispose_twin(engine)
+
+    first, second = anyio.run(main)
+    # each statement's first run goes through the adapter: the first round's duplicate
+    # INSERT is the INSERT's second run; the second round runs every statement directly
+    assert direct == ["INSERT", "INSERT", "UPDATE", "SELECT", "INSERT"]
+    later = dt.datetime(2026, 11, 29, 8, 30, tzinfo=dt.UTC)
+    assert first == (1, ("a", {"roles": ["Zoë"], "ok": True}, later))
+    assert second == (1, ("b", {"roles": ["Zoë"], "ok": True}, later))
+    assert second[1][2].tzinfo is not None
