@@ -104,11 +104,14 @@ def _run_uvicorn(
     uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
 ) -> None:
     _ensure_tool_key(settings)
+    from service.serving import CorkedHttpToolsProtocol
+
     uvicorn.run(
         "service.app:create_app",
         factory=True,
         host=host,
         port=port,
+        http=CorkedHttpToolsProtocol,
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
         log_config=logredact.uvicorn_log_config(),

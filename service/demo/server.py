@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
+from service.serving import CorkedHttpToolsProtocol
+
 __all__ = ["Endpoints", "bind", "run", "running"]
 
 
@@ -46,7 +48,9 @@ class _Server(uvicorn.Server):
 
 
 def _server(app: FastAPI, log_level: str) -> _Server:
-    config = uvicorn.Config(app, log_level=log_level, lifespan="on", access_log=False)
+    config = uvicorn.Config(
+        app, log_level=log_level, lifespan="on", access_log=False, http=CorkedHttpToolsProtocol
+    )
     return _Server(config)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from service.db.engine import call as db_call
 from service.db.engine import session as db_session
 from service.lti import keys, launch, origins, pages, registration
-from service.lti.http import EngineDep, HttpDep, LtiCallDep, ParamsDep, SettingsDep
+from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep, lti_call
 from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -52,14 +52,16 @@ def _login(
 
 
 @router.get("/login", include_in_schema=False)
-async def login_get(request: Request, call: LtiCallDep) -> Response:
+async def login_get(request: Request) -> Response:
     """OIDC third-party initiated login (GET)."""
+    call = await lti_call(request)
     return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
 
 
 @router.post("/login", include_in_schema=False)
-async def login_post(request: Request, call: LtiCallDep) -> Response:
+async def login_post(request: Request) -> Response:
     """OIDC third-party initiated login (POST)."""
+    call = await lti_call(request)
     return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
 
 

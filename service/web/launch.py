@@ -169,7 +169,7 @@ async def _after_launch(
 
 
 @router.post("/lti/launch")
-async def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
+async def launch(request: Request) -> Response:
     """LTI 1.3 launch (OIDC authentication response).
 
     The launch runs on the event loop (``db.engine.on_loop``) with the platform's cached
@@ -177,6 +177,7 @@ async def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
     write lock, the launch (nothing written yet) runs again in the thread pool, with the
     HTTP client.
     """
+    call = await lti_http.lti_call(request)
     now = utcnow()
     engine, settings = call.engine, call.settings
     args = (request, call.params, engine, settings)
