@@ -566,6 +566,11 @@ def _login_state(
             checked = _check_state(taken, expect, now=now, settings=settings, taken=True)
             return checked, True, also
     row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
+    if consume and row is not None and row.used_at == now:
+        # Taken by this very launch (its time, to the microsecond) in a run whose connection
+        # was then lost: where statements commit one by one (or a lost COMMIT committed),
+        # the take outlived that run, and ``db.engine.on_loop`` runs the launch again.
+        return _check_state(row, expect, now=now, settings=settings, taken=True), True, None
     _check_state(row, expect, now=now, settings=settings, taken=False)
     assert row is not None
     if consume and session.get_bind().dialect.update_returning:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -394,3 +395,30 @@ def test_require_course_helper(client: TestClient, moodle: FakePlatform) -> None
 def test_error_page_shows_its_status(client: TestClient) -> None:
     resp = client.get("/lti/login", params={"iss": "https://nobody.test"})
     assert resp.status_code == 400 and "HTTP 400" in resp.text
+
+
+@pytest.mark.postgres
+def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
+    client: TestClient, moodle: FakePlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the take of the login state commits by itself; when the connection is
+    lost after it, the launch runs again on a new connection (db.engine.on_loop) and must
+    recognise its own take rather than call itself a replay."""
+    from sqlalchemy import text
+
+    from service.web import auth
+
+    assert moodle.full_launch(client).status_code == 303  # key set cached: on the event loop
+    original, lost = auth.start_session, []
+
+    def start_session(session: Any, **kwargs: Any) -> str:
+        if not lost:
+            lost.append(True)
+            session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+        return original(session, **kwargs)
+
+    monkeypatch.setattr(auth, "start_session", start_session)
+    state, nonce, _ = moodle.login(client)
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert lost and resp.status_code == 303, resp.text[:300]
+    assert client.get(resp.headers["location"]).status_code == 200
