@@ -45,6 +45,7 @@ __all__ = [
     "WouldBlock",
     "autocommits",
     "call",
+    "dml_ctes",
     "in_process",
     "inline",
     "insert_row",
@@ -351,6 +352,12 @@ def autocommits(session: Session) -> bool:
     on PostgreSQL): no savepoint can be had, and nothing written is rolled back."""
     bind = session.get_bind()
     return bind.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
+
+def dml_ctes(session: Session) -> bool:
+    """True where a statement may carry an INSERT or UPDATE in a WITH clause (PostgreSQL):
+    two round trips folded into one. SQLite has no data-modifying CTEs."""
+    return session.get_bind().dialect.name == "postgresql"
 
 
 def insert_row(session: Session, model: type[SQLModel], **values: Any) -> None:

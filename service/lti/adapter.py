@@ -50,6 +50,7 @@ from sqlmodel import Session
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from service.db import prepared
+from service.db.engine import dml_ctes
 from service.db.models import Deployment, LaunchState, LtiCache, Platform
 from service.db.types import utcnow
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
@@ -292,7 +293,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
         self._db = session
         self.platform: Platform | None = None
         self._record = None
-        if record is not None and session.get_bind().dialect.name == "postgresql":
+        if record is not None and dml_ctes(session):
             self._record = {f"s_{name}": value for name, value in record.items()}
         self.recorded = False
         # pylti1p3's deployment check and ours look up the same row: read it once.

@@ -39,7 +39,7 @@ from sqlmodel import Session, col
 
 from service import jws
 from service.db import prepared
-from service.db.engine import insert_row
+from service.db.engine import dml_ctes, insert_row
 from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
 from service.db.types import utcnow
 from service.lti import adapter, jwks, origins, platforms, roles
@@ -255,10 +255,13 @@ class PendingLaunch:
     alongside: tuple[t.Any, ...] | None = None
 
 
-Alongside = t.Callable[[LaunchContext], tuple[t.Callable[[], t.Any], dict[str, t.Any], int]]
-"""A read to run with the launch's take of its login state (``validate_launch``): for the
-launch's context, a SELECT builder (a module-level function: its identity is a cache key),
-its parameters, and how many of its leading columns to convert (``prepared.one``)."""
+Lookup = tuple[t.Callable[[], t.Any], dict[str, t.Any], int]
+"""A SELECT builder (a module-level function: its identity is a cache key), its
+parameters, and how many of its leading columns to convert (``prepared.one``)."""
+
+Alongside = t.Callable[[LaunchContext], Lookup]
+"""A read to run with the launch's take of its login state (``validate_launch``), made
+from the launch's context."""
 
 
 def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
@@ -520,7 +523,7 @@ def _login_state(
     now: dt.datetime,
     consume: bool,
     settings: Settings,
-    alongside: tuple[t.Callable[[], t.Any], dict[str, t.Any], int] | None = None,
+    alongside: Lookup | None = None,
 ) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None]:
     """The login's state row, checked against the launch, whether this launch took it, and
     the row of the ``alongside`` read when it ran with the take.
@@ -548,7 +551,7 @@ def _login_state(
             "b_bound": expect.bound,
         }
         also: tuple[t.Any, ...] | None = None
-        if alongside is not None and session.get_bind().dialect.name == "postgresql":
+        if alongside is not None and dml_ctes(session):
             build, params, convert = alongside
             found = prepared.one(
                 session,
