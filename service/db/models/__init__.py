@@ -1,6 +1,14 @@
 """All tables, imported here so Alembic and ``create_all`` see one metadata.
 
 Each feature keeps its tables in a module of this package; add the import below.
+
+Indexes: a column gets ``index=True`` only when a query filters on it and no unique
+constraint or index starts with it. A redundant single-column index is not just extra
+write work: PostgreSQL plans a prepared statement once for all parameter values (a generic
+plan), and with the statistics of a young table it chose ``ix_person_platform_id`` over
+``uq_person_platform_id_sub``, then filtered every person of the platform on each launch.
+A foreign key whose parent row is never deleted (platforms, deployments, courses and
+people are deactivated, not deleted) needs no index on the child side.
 """
 
 from service.db.models.assessment import (

@@ -50,7 +50,7 @@ class CompetencyLevelTemplate(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("competency_id", "level"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    competency_id: int = Field(foreign_key="competency.id", index=True)
+    competency_id: int = Field(foreign_key="competency.id")
     level: str = Field(max_length=20)  # beginning | intermediate | advanced
     title: str = Field(default="", max_length=300)
     description: str = Field(default="", sa_type=Text)
@@ -70,7 +70,7 @@ class CourseCompetency(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("course_id", "competency_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     competency_id: int = Field(foreign_key="competency.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -88,7 +88,7 @@ class PolicyVersion(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     scope: str = Field(max_length=20)  # institution | course | course_competency
-    scope_key: str = Field(max_length=100, index=True)
+    scope_key: str = Field(max_length=100)
     course_id: int | None = Field(default=None, foreign_key="course.id", index=True)
     competency_id: int | None = Field(default=None, foreign_key="competency.id")
     version: int
@@ -111,7 +111,7 @@ class EffectivePolicy(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     competency_id: int = Field(foreign_key="competency.id")
     version: int
     policy_hash: str = Field(max_length=64)

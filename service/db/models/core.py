@@ -29,7 +29,7 @@ class Platform(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
     name: str = Field(default="", max_length=200)
-    issuer: str = Field(max_length=500, index=True)
+    issuer: str = Field(max_length=500)
     client_id: str = Field(max_length=255)
     auth_login_url: str = Field(max_length=1000)
     auth_token_url: str = Field(max_length=1000)
@@ -44,7 +44,7 @@ class Deployment(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("platform_id", "deployment_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
+    platform_id: int = Field(foreign_key="platform.id")
     deployment_id: str = Field(max_length=255)
     active: bool = True
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -56,7 +56,7 @@ class Person(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("platform_id", "sub"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
+    platform_id: int = Field(foreign_key="platform.id")
     sub: str = Field(max_length=255)
     name: str = Field(default="", max_length=300)
     given_name: str = Field(default="", max_length=200)
@@ -72,7 +72,7 @@ class Course(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("deployment_id", "context_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    deployment_id: int = Field(foreign_key="deployment.id")
     context_id: str = Field(max_length=255)
     title: str = Field(default="", max_length=500)
     label: str = Field(default="", max_length=200)
@@ -85,7 +85,7 @@ class Enrolment(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("course_id", "person_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     person_id: int = Field(foreign_key="person.id", index=True)
     role: str = Field(max_length=20)  # instructor | learner | admin
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))

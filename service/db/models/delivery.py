@@ -124,7 +124,7 @@ class DeliveryConsent(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("credential_id", "repository_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    credential_id: str = Field(max_length=64, index=True)
+    credential_id: str = Field(max_length=64)
     repository_id: int = Field(foreign_key="delivery_repository.id")
     granted: bool
     decided_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

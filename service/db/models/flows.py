@@ -56,7 +56,7 @@ class Award(SQLModel, table=True):
     __table_args__ = (Index("ix_award_line", "course_id", "person_id", "line_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     person_id: int = Field(foreign_key="person.id", index=True)
     competency_id: int | None = Field(default=None, foreign_key="competency.id")
     # "competency:<key>" or "stack:<name>": the line this award belongs to

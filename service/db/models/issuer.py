@@ -72,7 +72,7 @@ class Credential(SQLModel, table=True):
     jwt: str | None = Field(default=None, sa_column=Column(Text))
     signing_key_id: int = Field(foreign_key="issuer_key.id")
     jwt_key_id: int | None = Field(default=None, foreign_key="issuer_key.id")
-    status_list_id: int = Field(foreign_key="status_list.id", index=True)
+    status_list_id: int = Field(foreign_key="status_list.id")
     status_index: int
     issued_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     valid_from: dt.datetime = Field(sa_type=UTCDateTime)

@@ -44,7 +44,7 @@ class LaunchState(SQLModel, table=True):
 
     state: str = Field(primary_key=True, max_length=100)
     nonce: str = Field(max_length=100, unique=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
+    platform_id: int = Field(foreign_key="platform.id")
     target_link_uri: str = Field(default="", max_length=1000)
     storage_target: str = Field(default="", max_length=200)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -83,7 +83,7 @@ class ServiceToken(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("platform_id", "scope_key"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
+    platform_id: int = Field(foreign_key="platform.id")
     scope_key: str = Field(max_length=1000)
     access_token: str = Field(
         sa_column=Column(EncryptedText("service_token.access_token"), nullable=False)
@@ -97,10 +97,10 @@ class WebSession(SQLModel, table=True):
     __tablename__ = "web_session"
 
     id: str = Field(primary_key=True, max_length=64)
-    person_id: int = Field(foreign_key="person.id", index=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
-    deployment_id: int = Field(foreign_key="deployment.id", index=True)
-    course_id: int | None = Field(default=None, foreign_key="course.id", index=True)
+    person_id: int = Field(foreign_key="person.id")
+    platform_id: int = Field(foreign_key="platform.id")
+    deployment_id: int = Field(foreign_key="deployment.id")
+    course_id: int | None = Field(default=None, foreign_key="course.id")
     role: str = Field(max_length=20)
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     launch_id: str = Field(default="", max_length=100)

@@ -92,7 +92,7 @@ class Evidence(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     person_id: int = Field(foreign_key="person.id", index=True)
     origin: str = Field(max_length=100)
     source_kind: str = Field(max_length=20)
@@ -128,7 +128,7 @@ class EvidenceRevision(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("evidence_id", "version"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    evidence_id: int = Field(foreign_key="evidence.id", index=True)
+    evidence_id: int = Field(foreign_key="evidence.id")
     version: int
     values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     import_run_id: int | None = Field(default=None, foreign_key="import_run.id")
@@ -156,7 +156,7 @@ class VerificationEvent(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    course_id: int = Field(foreign_key="course.id", index=True)
+    course_id: int = Field(foreign_key="course.id")
     person_id: int = Field(foreign_key="person.id", index=True)
     origin: str = Field(max_length=100)
     item_id: str = Field(max_length=255)
@@ -178,7 +178,7 @@ class PersonLink(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("platform_id", "lms_user_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    platform_id: int = Field(foreign_key="platform.id", index=True)
+    platform_id: int = Field(foreign_key="platform.id")
     lms_user_id: str = Field(max_length=255)
     person_id: int = Field(foreign_key="person.id", index=True)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
