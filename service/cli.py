@@ -107,7 +107,7 @@ def _run_uvicorn(
     from service.serving import CorkedHttpToolsProtocol
 
     uvicorn.run(
-        "service.app:create_app",
+        "service.serving:served_app",
         factory=True,
         host=host,
         port=port,

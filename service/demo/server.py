@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from service.serving import CorkedHttpToolsProtocol
+from service.serving import CorkedHttpToolsProtocol, settle_heap
 
 __all__ = ["Endpoints", "bind", "run", "running"]
 
@@ -76,6 +76,7 @@ def run(
     log_level: str = "info",
 ) -> None:
     """Serve both apps until interrupted (Ctrl-C stops both)."""
+    settle_heap()
     pairs = [(_server(tool, log_level), tool_socket), (_server(lms, log_level), lms_socket)]
     asyncio.run(_serve_all(pairs, signals=True))
 

@@ -133,3 +133,50 @@ def test_a_streamed_body_is_not_held_back(port: int) -> None:
         while b"0\r\n\r\n" not in got:
             got += conn.recv(65536)
     assert got.index(b"first;") < got.index(b"second")
+
+
+def test_settle_heap_freezes_the_startup_heap_and_raises_the_young_threshold() -> None:
+    import gc
+    import weakref
+
+    from service.serving import GC_YOUNG_THRESHOLD, settle_heap
+
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 10_000  # this process's modules, classes, functions
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, before[1], before[2])
+        # a cycle made afterwards is still collected
+        box = _Box(None)
+        box.me = box
+        box_ref = weakref.ref(box)
+        del box
+        gc.collect()
+        assert box_ref() is None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+class _Box:
+    def __init__(self, value: object) -> None:
+        self.me: object = value
+
+
+def test_serve_builds_its_app_through_served_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``microcred serve`` hands uvicorn the factory that settles the heap."""
+    import service.cli as cli
+    from service.settings import get_settings
+
+    seen: dict[str, object] = {}
+
+    class _Uvicorn:
+        @staticmethod
+        def run(app: object, **kw: object) -> None:
+            seen["app"], seen["kw"] = app, kw
+
+    monkeypatch.setattr(cli, "_ensure_tool_key", lambda _settings: None)
+    cli._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings())
+    assert seen["app"] == "service.serving:served_app"
+    assert seen["kw"]["factory"] is True  # type: ignore[index]
