@@ -643,7 +643,7 @@ def microcred_target(
     run: Path, platform: Platform, db: str, tree: Path | None = None
 ) -> Iterator[Target]:
     """One ``microcred serve`` process; ``tree``: the server's code from another checkout
-    (``--baseline``: its database is migrated by this checkout's code)."""
+    (``--baseline``), which migrates its own database: its schema is part of the code."""
     port = free_port()
     label = db if tree is None else f"{db}-baseline"
     data_dir = run / f"microcred-{label}"
@@ -655,7 +655,7 @@ def microcred_target(
             suffix = "" if tree is None else "_baseline"
             url = stack.enter_context(pg_database(f"bench_microcred_{os.getpid()}{suffix}"))
         base = f"http://127.0.0.1:{port}"
-        env = prepare_microcred(platform, url=url, data_dir=data_dir, base=base)
+        env = prepare_microcred(platform, url=url, data_dir=data_dir, base=base, cwd=tree or ROOT)
         cmd = [PY, "-m", "service.cli", "serve", "--port", str(port), "--no-worker"]
         with process(
             cmd,
@@ -676,7 +676,9 @@ def microcred_target(
             )
 
 
-def prepare_microcred(platform: Platform, *, url: str, data_dir: Path, base: str) -> dict[str, str]:
+def prepare_microcred(
+    platform: Platform, *, url: str, data_dir: Path, base: str, cwd: Path = ROOT
+) -> dict[str, str]:
     """Migrate a fresh database and register the bench platform; returns the server's env."""
     env = {
         "MICROCRED_DATABASE_URL": url,
@@ -702,7 +704,7 @@ def prepare_microcred(platform: Platform, *, url: str, data_dir: Path, base: str
         ],
     ):  # fmt: skip
         done = subprocess.run(
-            cli + args, env=os.environ | env, cwd=ROOT, capture_output=True, text=True
+            cli + args, env=os.environ | env, cwd=cwd, capture_output=True, text=True
         )
         if done.returncode != 0:
             raise RuntimeError(f"microcred {' '.join(args[:2])} failed: {done.stderr[-2000:]}")
@@ -791,6 +793,16 @@ def count_statements(
 
             adapted_cursor.execute = counted_execute  # type: ignore[method-assign]
             adapted_conn._start_transaction = counted_start  # type: ignore[method-assign]
+            # an autocommit statement that ran once goes to asyncpg itself (db.prepared)
+            from service.db import prepared as db_prepared
+
+            run_asyncpg = db_prepared._run_asyncpg
+
+            def counted_run(connection: Any, dbapi: Any, stmt: Any, args: Any) -> Any:
+                note(stmt.sql)
+                return run_asyncpg(connection, dbapi, stmt, args)
+
+            db_prepared._run_asyncpg = counted_run  # type: ignore[assignment]
         client = stack.enter_context(TestClient(app, base_url=base))
 
         def one(user: int) -> None:
