@@ -157,6 +157,40 @@ def test_an_autocommit_session_runs_each_statement_in_its_own_transaction(engine
 
 
 @pytest.mark.postgres
+def test_on_the_event_loop_a_session_is_one_transaction_and_an_autocommit_one_is_not(
+    engine: Engine,
+) -> None:
+    """The async twin's connections are born in autocommit; a plain session still opens a
+    transaction (and rolls back what it did not commit)."""
+    import anyio
+
+    from service.db.engine import autocommits, dispose_twin, on_loop
+
+    def work() -> tuple[int, int, bool, bool, int]:
+        with session(engine) as s:
+            one = {s.execute(text("SELECT txid_current()")).scalar_one() for _ in range(2)}
+            in_transaction = not autocommits(s)
+        with session(engine, autocommit=True) as s:
+            two = {s.execute(text("SELECT txid_current()")).scalar_one() for _ in range(2)}
+            autocommit = autocommits(s)
+        with session(engine) as s:
+            s.execute(text("CREATE TABLE rolled_back_probe (n int)"))  # never committed
+        with session(engine, autocommit=True) as s:
+            left = s.execute(
+                text("SELECT count(*) FROM pg_tables WHERE tablename = 'rolled_back_probe'")
+            ).scalar_one()
+        return len(one), len(two), in_transaction, autocommit, left
+
+    async def main() -> tuple[int, int, bool, bool, int]:
+        try:
+            return await on_loop(engine, work)
+        finally:
+            await dispose_twin(engine)
+
+    assert anyio.run(main) == (1, 2, True, True, 0)
+
+
+@pytest.mark.postgres
 def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
