@@ -29,7 +29,7 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
@@ -59,6 +59,7 @@ __all__ = [
     "InstructorDep",
     "NotSignedIn",
     "UserDep",
+    "as_user",
     "current_user",
     "require_course",
     "require_role",
@@ -71,6 +72,7 @@ TOKEN_PARAM = "mc_session"  # noqa: S105  (a parameter name, not a secret)
 TOKEN_HEADER = "x-microcred-session"  # noqa: S105
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _TOUCH_EVERY = dt.timedelta(seconds=60)
+_T = TypeVar("_T")
 
 
 class NotSignedIn(ServiceError):
@@ -226,9 +228,18 @@ def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _
     return _Loaded(row=row, platform=platform, person=person, course=course)
 
 
-async def current_user(request: Request) -> CurrentUser:
-    """The launched user of this request (cookie, header, or carried token)."""
-    settings: Settings = request.app.state.settings
+@dataclass(frozen=True)
+class _Sent:
+    """What a request carries to sign in: the session token (cookie, header, form field or
+    query parameter), and the CSRF token a form posted."""
+
+    token: str
+    cookie_token: str | None
+    form_token: str | None
+    form_csrf: str | None
+
+
+async def _sent(request: Request) -> _Sent:
     cookie_token = read_iframe_cookie(request.cookies, SESSION_COOKIE)
     form_token = form_csrf = None
     if request.method in _UNSAFE and request.headers.get("content-type", "").startswith(
@@ -244,9 +255,14 @@ async def current_user(request: Request) -> CurrentUser:
     token = cookie_token or carried
     if not token or len(token) > 200:
         raise NotSignedIn()
-    engine = request.app.state.engine
-    loaded = await db_call(engine, _load, engine, token, settings, utcnow())
-    row = loaded.row
+    return _Sent(token, cookie_token, form_token, form_csrf)
+
+
+def _signed_in(request: Request, sent: _Sent, now: dt.datetime) -> CurrentUser:
+    """The user of ``sent``'s session (sync: database work, on the event loop or not)."""
+    settings: Settings = request.app.state.settings
+    loaded = _load(request.app.state.engine, sent.token, settings, now)
+    row, token = loaded.row, sent.token
     origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
     user = CurrentUser(
         person_id=row.person_id,
@@ -257,22 +273,43 @@ async def current_user(request: Request) -> CurrentUser:
         roles=tuple(row.roles),
         launch_id=row.launch_id,
         token=token,
-        via_cookie=cookie_token is not None and token == cookie_token,
+        via_cookie=sent.cookie_token is not None and token == sent.cookie_token,
         platform=loaded.platform,
         person=loaded.person,
         course=loaded.course,
     )
     if request.method in _UNSAFE:
-        sent = request.headers.get("x-csrf-token") or form_csrf or ""
-        carried_in_body = form_token is not None and hmac.compare_digest(
-            form_token.encode(), token.encode()
+        posted = request.headers.get("x-csrf-token") or sent.form_csrf or ""
+        carried_in_body = sent.form_token is not None and hmac.compare_digest(
+            sent.form_token.encode(), token.encode()
         )
-        if not carried_in_body and not hmac.compare_digest(sent.encode(), user.csrf_token.encode()):
+        if not carried_in_body and not hmac.compare_digest(
+            posted.encode(), user.csrf_token.encode()
+        ):
             raise Forbidden(
                 "This form was not sent from a microcred page (missing or wrong CSRF token).",
                 hint="Reload the page and try again.",
             )
     return user
+
+
+async def current_user(request: Request) -> CurrentUser:
+    """The launched user of this request (cookie, header, or carried token)."""
+    sent = await _sent(request)
+    return await db_call(request.app.state.engine, _signed_in, request, sent, utcnow())
+
+
+async def as_user(request: Request, page: Callable[[CurrentUser], _T]) -> _T:
+    """``page(user)`` for the launched user of this request, both in one ``db.engine.call``:
+    for a page whose own work is database work (sync), where the ``UserDep`` dependency
+    and the route's call would each cost a greenlet on PostgreSQL, and a dependency."""
+    sent = await _sent(request)
+    now = utcnow()
+
+    def signed_in_page() -> _T:
+        return page(_signed_in(request, sent, now))
+
+    return await db_call(request.app.state.engine, signed_in_page)
 
 
 def require_role(*roles: str) -> Callable[..., object]:

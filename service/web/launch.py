@@ -262,10 +262,11 @@ def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
 
 
 @router.get("/app")
-async def home(request: Request, engine: lti_http.EngineDep, user: auth.UserDep) -> Response:
-    """The page a launch lands on, chosen by the user's role in the course (on the event
-    loop: ``db.engine.call``)."""
-    return await db_engine.call(engine, _home, request, engine, user)
+async def home(request: Request) -> Response:
+    """The page a launch lands on, chosen by the user's role in the course: the session's
+    lookup and the page's reads in one call on the event loop (``auth.as_user``)."""
+    engine = request.app.state.engine
+    return await auth.as_user(request, lambda user: _home(request, engine, user))
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:
