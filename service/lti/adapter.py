@@ -19,9 +19,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 import typing as t
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
 import sqlmodel
@@ -43,6 +45,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    literal_column,
     or_,
     select,
 )
@@ -223,6 +226,55 @@ def _platform_deployment_query() -> Select[t.Any]:
     )
 
 
+def _platform_deployment_versions_query() -> Select[t.Any]:
+    """``_platform_deployment_query`` and the row versions (PostgreSQL's ``xmin``, which
+    every UPDATE of a row renews) of both rows, for ``Registrations``."""
+    platform = prepared.table(Platform)
+    deployment = prepared.table(Deployment)
+    return _platform_deployment_query().add_columns(
+        literal_column(f"{platform.name}.xmin::text"),
+        literal_column(f"{deployment.name}.xmin::text"),
+    )
+
+
+@dataclass(frozen=True)
+class Registered:
+    """A platform and one of its deployments as read, with their row versions: a launch
+    that used this copy takes its login state only if both rows are unchanged since
+    (``launch._take_statement``'s guard), so a deactivation, a new key set URL or any other
+    change of either row takes effect at once."""
+
+    platform: Platform
+    deployment: Deployment
+    platform_version: str
+    deployment_version: str
+
+
+class Registrations:
+    """The web process's copy of the registrations its launches used (PostgreSQL): a
+    returning platform's launch skips the lookup's round trip. Entries live ``ttl``
+    seconds; a launch whose take finds a row changed drops the entry and runs again on a
+    fresh read (``launch.validate_launch``)."""
+
+    def __init__(self, ttl: float = 60.0, size: int = 1000) -> None:
+        self._ttl, self._size = ttl, size
+        self._entries: dict[tuple[str, str, str], tuple[float, Registered]] = {}
+
+    def get(self, key: tuple[str, str, str]) -> Registered | None:
+        found = self._entries.get(key)
+        if found is None or found[0] <= time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, key: tuple[str, str, str], value: Registered) -> None:
+        if len(self._entries) >= self._size:
+            self._entries.clear()  # many platforms: start over rather than grow
+        self._entries[key] = (time.monotonic() + self._ttl, value)
+
+    def drop(self, key: tuple[str, str, str]) -> None:
+        self._entries.pop(key, None)
+
+
 def _recording(lookup: Select[t.Any], *, deployment: bool) -> Select[t.Any]:
     """``lookup`` (platform, or platform + deployment) that also records the login's state
     for the platform it finds, if that platform and the deployment the login names (when
@@ -287,10 +339,21 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     may go on (``recorded``); elsewhere, or when it did not, the caller inserts the row.
     """
 
-    def __init__(self, session: Session, *, record: Mapping[str, t.Any] | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        record: Mapping[str, t.Any] | None = None,
+        registrations: Registrations | None = None,
+    ) -> None:
         super().__init__()
         self.issuers_relation_types = {}
         self._db = session
+        self._registrations = registrations
+        # the copy the lookup used (``registrations``), whether it was read just now or not
+        self.registered: Registered | None = None
+        self.registered_key: tuple[str, str, str] | None = None
+        self.registered_cached = False
         self.platform: Platform | None = None
         self._record = None
         if record is not None and dml_ctes(session):
@@ -325,6 +388,9 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             build = _platform_query_recording if record else _platform_query
             found = prepared.one(self._db, build, iss=iss, cid=client_id, **record)
             row = prepared.model(Platform, found)
+        elif self._registrations is not None and not record:
+            found = None
+            row = self._registered(iss, client_id, hint)
         else:
             # The deployment the request names comes with the platform in one statement
             # (outer join: an unknown deployment is found as None and refused later).
@@ -339,6 +405,34 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             return None
         self.platform = row
         return _registration(row)
+
+    def _registered(self, iss: str, client_id: str, hint: str) -> Platform | None:
+        """The platform (and the named deployment) from ``registrations``, or read with
+        their row versions and kept there when both exist."""
+        assert self._registrations is not None
+        key = (iss, client_id, hint)
+        entry = self._registrations.get(key)
+        self.registered_cached = entry is not None
+        if entry is None:
+            found = prepared.one(
+                self._db, _platform_deployment_versions_query, iss=iss, cid=client_id, dep=hint
+            )
+            if found is None:
+                return None
+            *rows, platform_version, deployment_version = tuple(found)
+            platform: Platform | None
+            deployment: Deployment | None
+            platform, deployment = prepared.models(rows, Platform, Deployment)
+            if platform is None:
+                return None
+            self._deployments[(platform.id, hint)] = deployment
+            if deployment is None:
+                return platform  # refused later (unknown deployment): nothing to keep
+            entry = Registered(platform, deployment, platform_version, deployment_version)
+            self._registrations.put(key, entry)
+        self._deployments[(entry.platform.id, hint)] = entry.deployment
+        self.registered, self.registered_key = entry, key
+        return entry.platform
 
     def find_deployment(self, iss: str, deployment_id: str) -> LtiDeployment | None:
         return None  # one-client-per-issuer lookups are never used

@@ -34,7 +34,18 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Boolean, Engine, bindparam, delete, or_, select, true, update
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    bindparam,
+    delete,
+    exists,
+    literal_column,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlmodel import Session, col
 
 from service import jws
@@ -375,6 +386,7 @@ def validate_launch(
     now: dt.datetime | None = None,
     consume: bool = False,
     alongside: Alongside | None = None,
+    registrations: adapter.Registrations | None = None,
 ) -> PendingLaunch:
     """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
 
@@ -386,8 +398,58 @@ def validate_launch(
     key-set fetch): ``complete_launch`` takes it, in the caller's write transaction.
     ``alongside``: on PostgreSQL the take also runs this read, in the same statement (the
     take as a data-modifying CTE), and its row comes back as ``PendingLaunch.alongside``.
+
+    ``registrations``: with ``consume`` on PostgreSQL, the platform and deployment may come
+    from this process's copy (``adapter.Registrations``: no lookup); the take then also
+    requires both rows unchanged since the copy was read (their ``xmin``), so nothing is
+    accepted on stale data. A launch refused while using the copy, or whose guarded take
+    found nothing, drops it and is validated again on a fresh read, which says why.
     """
     now = now or utcnow()
+    args: dict[str, t.Any] = {
+        "engine": engine,
+        "params": params,
+        "cookies": cookies,
+        "secure": secure,
+        "settings": settings,
+        "http": http,
+        "now": now,
+        "consume": consume,
+        "alongside": alongside,
+    }
+    if registrations is None or not (consume and dml_ctes(session)):
+        return _validate_launch(session, **args)
+    used: list[adapter.DbToolConf] = []
+    try:
+        return _validate_launch(session, **args, registrations=registrations, used=used)
+    except (LaunchRejected, _TakeMissed) as refused:
+        conf = used[0] if used else None
+        if conf is None or conf.registered_key is None:
+            if isinstance(refused, _TakeMissed):  # not raised without a copy; be safe
+                return _validate_launch(session, **args)
+            raise
+        if not (conf.registered_cached or isinstance(refused, _TakeMissed)):
+            raise  # refused on a fresh read: the reason stands
+        registrations.drop(conf.registered_key)
+    return _validate_launch(session, **args)
+
+
+def _validate_launch(
+    session: Session,
+    *,
+    engine: Engine,
+    params: Mapping[str, str],
+    cookies: Mapping[str, str],
+    secure: bool,
+    settings: Settings,
+    http: httpx.Client | None,
+    now: dt.datetime,
+    consume: bool,
+    alongside: Alongside | None,
+    registrations: adapter.Registrations | None = None,
+    used: list[adapter.DbToolConf] | None = None,
+) -> PendingLaunch:
+    """``validate_launch``'s checks; ``used`` receives the registration lookup."""
     error = params.get("error")
     if error and not params.get("id_token"):
         # Moodle (auth.php) posts protocol errors back without an id_token.
@@ -407,7 +469,9 @@ def validate_launch(
     if not state:
         raise _reject("The launch carries no state.", "missing_state")
     request = adapter.FastApiRequest(params, cookies, secure)
-    conf = adapter.DbToolConf(session)
+    conf = adapter.DbToolConf(session, registrations=registrations)
+    if used is not None:
+        used.append(conf)
     check = _SignatureCheck(jwks.KeySetSource(engine, http, settings), settings, now)
     message = adapter.DbMessageLaunch(
         request,
@@ -447,8 +511,24 @@ def validate_launch(
     )
     context = _context(message, claims, platform, deployment)
     also = alongside(context) if alongside is not None and consume else None
+    registered = conf.registered
+    guard = None
+    if registered is not None:
+        guard = {
+            "g_platform": registered.platform.id,
+            "g_platform_version": registered.platform_version,
+            "g_deployment": registered.deployment.id,
+            "g_deployment_version": registered.deployment_version,
+        }
     row, consumed, also_row = _login_state(
-        session, state, expect, now=now, consume=consume, settings=settings, alongside=also
+        session,
+        state,
+        expect,
+        now=now,
+        consume=consume,
+        settings=settings,
+        alongside=also,
+        guard=guard,
     )
     return PendingLaunch(
         message=message,
@@ -524,6 +604,7 @@ def _login_state(
     consume: bool,
     settings: Settings,
     alongside: Lookup | None = None,
+    guard: dict[str, t.Any] | None = None,
 ) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None]:
     """The login's state row, checked against the launch, whether this launch took it, and
     the row of the ``alongside`` read when it ran with the take.
@@ -532,7 +613,9 @@ def _login_state(
     every check on the row in its WHERE), so that nothing after the take can refuse the
     launch: where each statement commits by itself (PostgreSQL, ``session(autocommit=)``)
     a state is never used up by a launch that is then refused. When the take finds no
-    row, the row is read to say why.
+    row, the row is read to say why. ``guard`` (PostgreSQL, ``validate_launch``'s
+    registrations): the take also requires the platform and deployment rows at these
+    versions; when it finds nothing, ``_TakeMissed`` (the caller reads afresh, says why).
     """
     # UPDATE ... RETURNING: PostgreSQL, SQLite from 3.35 (older ones consume at completion)
     if (
@@ -551,23 +634,28 @@ def _login_state(
             "b_bound": expect.bound,
         }
         also: tuple[t.Any, ...] | None = None
+        take_statement = _take_statement if guard is None else _guarded_take_statement
+        if guard is not None:
+            take |= guard
         if alongside is not None and dml_ctes(session):
             build, params, convert = alongside
             found = prepared.one(
                 session,
-                _take_with(build),
-                cache_key=(_take_statement, build),
+                _take_with(build, take_statement),
+                cache_key=(take_statement, build),
                 convert=prepared.width(LaunchState) + convert,
                 **take,
                 **params,
             )
             also = found[prepared.width(LaunchState) :] if found is not None else None
         else:
-            found = prepared.one(session, _take_statement, **take)
+            found = prepared.one(session, take_statement, **take)
         taken = prepared.model(LaunchState, found)
         if taken is not None:
             checked = _check_state(taken, expect, now=now, settings=settings, taken=True)
             return checked, True, also
+        if guard is not None:
+            raise _TakeMissed()
     row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
     if consume and row is not None and row.used_at == now:
         # Taken by this very launch (its time, to the microsecond) in a run whose connection
@@ -604,13 +692,46 @@ def _take_statement() -> t.Any:
     )
 
 
-def _take_with(build: t.Callable[[], t.Any]) -> t.Callable[[], t.Any]:
+def registrations(engine: Engine) -> adapter.Registrations:
+    """The launches' copy of ``engine``'s registrations in this process (kept on the
+    engine; ``validate_launch(registrations=)``)."""
+    found: adapter.Registrations | None = getattr(engine, "_microcred_registrations", None)
+    if found is None:
+        found = engine._microcred_registrations = adapter.Registrations()  # type: ignore[attr-defined]
+    return found
+
+
+class _TakeMissed(Exception):
+    """A guarded take found no row: the launch is validated again without the guard."""
+
+
+def _guarded_take_statement() -> t.Any:
+    # The take, only while the platform and deployment rows are those the launch used
+    # (``adapter.Registrations``): an UPDATE of either renews its xmin.
+    unchanged = [
+        exists()
+        .where(
+            table.c.id == bindparam(f"g_{name}"),
+            literal_column(f"{table.name}.xmin::text") == bindparam(f"g_{name}_version"),
+        )
+        .select_from(table)
+        for name, table in (
+            ("platform", prepared.table(Platform)),
+            ("deployment", prepared.table(Deployment)),
+        )
+    ]
+    return _take_statement().where(*unchanged)
+
+
+def _take_with(
+    build: t.Callable[[], t.Any], take: t.Callable[[], t.Any] = _take_statement
+) -> t.Callable[[], t.Any]:
     """The take, and the SELECT ``build()`` returns beside its row (it does not read
     ``launch_state``): ``WITH taken AS (UPDATE ... RETURNING ...) SELECT taken.*, also.*
     FROM taken LEFT JOIN (...) AS also ON true``; no row when nothing was taken."""
 
     def statement() -> t.Any:
-        taken = _take_statement().cte("taken")
+        taken = take().cte("taken")
         also = build().subquery("also")
         return select(taken, also).select_from(taken.outerjoin(also, true()))
 

@@ -103,6 +103,7 @@ def _launch(
             now=now,
             consume=consume,
             alongside=flows.launch_lookup,
+            registrations=lti_launch.registrations(engine),
         )
 
     if http is None:

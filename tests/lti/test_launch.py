@@ -422,3 +422,57 @@ def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert lost and resp.status_code == 303, resp.text[:300]
     assert client.get(resp.headers["location"]).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("change", ["platform deactivated", "deployment deactivated", "renamed"])
+def test_a_launch_on_the_processs_copy_of_the_registration_sees_a_change_at_once(
+    client: TestClient,
+    moodle: FakePlatform,
+    engine: Engine,
+    change: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A returning platform's launch takes its registration from the web process's copy
+    (no lookup), and its state only while the platform and deployment rows are unchanged:
+    a change between login and launch is seen by that very launch."""
+    from service.db import prepared
+
+    assert moodle.full_launch(client).status_code == 303  # key set cached, copy kept
+    built: list[str] = []
+    one = prepared.one
+
+    def spy(session: Any, build: Any, **kwargs: Any) -> Any:
+        built.append(getattr(build, "__name__", repr(build)))
+        return one(session, build, **kwargs)
+
+    monkeypatch.setattr(prepared, "one", spy)
+    state, nonce, _ = moodle.login(client)
+    built.clear()
+    if change == "renamed":
+        # nothing changed yet: the launch reads no registration
+        assert moodle.full_launch(client).status_code == 303
+        lookups = {"_platform_deployment_query", "_platform_deployment_versions_query"}
+        assert lookups.isdisjoint(built), built
+    with db_session(engine, write=True) as s:
+        platform = s.get(Platform, moodle.row.id)  # type: ignore[union-attr]
+        assert platform is not None
+        deployment = s.exec(select(Deployment).where(Deployment.platform_id == platform.id)).one()
+        if change == "platform deactivated":
+            platform.active = False
+        elif change == "deployment deactivated":
+            deployment.active = False
+        else:
+            platform.name = "Renamed Moodle"
+        s.add(platform)
+        s.add(deployment)
+        s.commit()
+    built.clear()
+    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    if change == "renamed":
+        assert resp.status_code == 303, resp.text[:300]
+        # the copy's take missed; the launch ran again on a fresh read
+        assert built.count("_platform_deployment_query") == 1, built
+    else:
+        assert resp.status_code == 403, resp.text[:300]
+        assert "not active" in resp.text or "deactivated" in resp.text
