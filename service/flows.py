@@ -401,6 +401,13 @@ def launch_lookup(launch: LaunchContext) -> tuple[Callable[[], Any], dict[str, A
     return build, params, _returning_width()
 
 
+def launch_lookup_ids(also: Any) -> tuple[Any, Any]:
+    """The person's and the course's id columns of ``launch_lookup``'s read, as a CTE
+    (``lti.launch.Opening``: the web session opened with the take)."""
+    columns = list(also.c)
+    return columns[0], columns[1 + len(_PERSON_FIELDS)]
+
+
 def _record_launch(
     session: Session,
     *,

@@ -40,6 +40,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    func,
     literal_column,
     or_,
     select,
@@ -264,6 +265,8 @@ class PendingLaunch:
     consumed: bool = False
     # the row of validate_launch's ``alongside`` statement, when it ran with the take
     alongside: tuple[t.Any, ...] | None = None
+    # the ``opening`` INSERT ran with the take and wrote its row
+    opened: bool = False
 
 
 Lookup = tuple[t.Callable[[], t.Any], dict[str, t.Any], int]
@@ -273,6 +276,17 @@ parameters, and how many of its leading columns to convert (``prepared.one``).""
 Alongside = t.Callable[[LaunchContext], Lookup]
 """A read to run with the launch's take of its login state (``validate_launch``), made
 from the launch's context."""
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A write to run with the take and the ``alongside`` read, in the same statement
+    (PostgreSQL): ``build(taken, also)`` (a module-level function: its identity is a cache
+    key) returns an ``INSERT ... SELECT ... FROM taken, also ... RETURNING`` over the two
+    CTEs, so it writes only when the take took the state; ``params`` are its parameters."""
+
+    build: t.Callable[[t.Any, t.Any], t.Any]
+    params: dict[str, t.Any]
 
 
 def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
@@ -387,6 +401,7 @@ def validate_launch(
     consume: bool = False,
     alongside: Alongside | None = None,
     registrations: adapter.Registrations | None = None,
+    opening: t.Callable[[LaunchContext], Opening] | None = None,
 ) -> PendingLaunch:
     """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
 
@@ -398,6 +413,8 @@ def validate_launch(
     key-set fetch): ``complete_launch`` takes it, in the caller's write transaction.
     ``alongside``: on PostgreSQL the take also runs this read, in the same statement (the
     take as a data-modifying CTE), and its row comes back as ``PendingLaunch.alongside``.
+    ``opening``: with ``alongside``, for a launch whose browser sent back its login cookie,
+    this write runs in that statement too (``PendingLaunch.opened``).
 
     ``registrations``: with ``consume`` on PostgreSQL, the platform and deployment may come
     from this process's copy (``adapter.Registrations``: no lookup); the take then also
@@ -416,6 +433,7 @@ def validate_launch(
         "now": now,
         "consume": consume,
         "alongside": alongside,
+        "opening": opening,
     }
     if registrations is None or not (consume and dml_ctes(session)):
         return _validate_launch(session, **args)
@@ -446,6 +464,7 @@ def _validate_launch(
     now: dt.datetime,
     consume: bool,
     alongside: Alongside | None,
+    opening: t.Callable[[LaunchContext], Opening] | None,
     registrations: adapter.Registrations | None = None,
     used: list[adapter.DbToolConf] | None = None,
 ) -> PendingLaunch:
@@ -511,6 +530,7 @@ def _validate_launch(
     )
     context = _context(message, claims, platform, deployment)
     also = alongside(context) if alongside is not None and consume else None
+    write = opening(context) if opening is not None and also is not None and expect.bound else None
     registered = conf.registered
     guard = None
     if registered is not None:
@@ -520,7 +540,7 @@ def _validate_launch(
             "g_deployment": registered.deployment.id,
             "g_deployment_version": registered.deployment_version,
         }
-    row, consumed, also_row = _login_state(
+    row, consumed, also_row, opened = _login_state(
         session,
         state,
         expect,
@@ -528,6 +548,7 @@ def _validate_launch(
         consume=consume,
         settings=settings,
         alongside=also,
+        opening=write,
         guard=guard,
     )
     return PendingLaunch(
@@ -543,6 +564,7 @@ def _validate_launch(
         context=context,
         consumed=consumed,
         alongside=also_row,
+        opened=opened,
     )
 
 
@@ -604,10 +626,12 @@ def _login_state(
     consume: bool,
     settings: Settings,
     alongside: Lookup | None = None,
+    opening: Opening | None = None,
     guard: dict[str, t.Any] | None = None,
-) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None]:
-    """The login's state row, checked against the launch, whether this launch took it, and
-    the row of the ``alongside`` read when it ran with the take.
+) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None, bool]:
+    """The login's state row, checked against the launch, whether this launch took it, the
+    row of the ``alongside`` read when it ran with the take, and whether the ``opening``
+    write (only with ``alongside``) ran with it.
 
     ``consume``: take it in the statement that checks it (``UPDATE ... RETURNING`` with
     every check on the row in its WHERE), so that nothing after the take can refuse the
@@ -637,23 +661,28 @@ def _login_state(
         take_statement = _take_statement if guard is None else _guarded_take_statement
         if guard is not None:
             take |= guard
+        opened = False
         if alongside is not None and dml_ctes(session):
             build, params, convert = alongside
+            write = opening.build if opening is not None else None
             found = prepared.one(
                 session,
-                _take_with(build, take_statement),
-                cache_key=(take_statement, build),
+                _take_with(build, take_statement, write),
+                cache_key=(take_statement, build, write),
                 convert=prepared.width(LaunchState) + convert,
                 **take,
                 **params,
+                **(opening.params if opening is not None else {}),
             )
             also = found[prepared.width(LaunchState) :] if found is not None else None
+            if also is not None and write is not None:
+                also, opened = tuple(also[:-1]), bool(also[-1])
         else:
             found = prepared.one(session, take_statement, **take)
         taken = prepared.model(LaunchState, found)
         if taken is not None:
             checked = _check_state(taken, expect, now=now, settings=settings, taken=True)
-            return checked, True, also
+            return checked, True, also, opened
         if guard is not None:
             raise _TakeMissed()
     row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
@@ -661,14 +690,15 @@ def _login_state(
         # Taken by this very launch (its time, to the microsecond) in a run whose connection
         # was then lost: where statements commit one by one (or a lost COMMIT committed),
         # the take outlived that run, and ``db.engine.on_loop`` runs the launch again.
-        return _check_state(row, expect, now=now, settings=settings, taken=True), True, None
+        checked = _check_state(row, expect, now=now, settings=settings, taken=True)
+        return checked, True, None, False
     _check_state(row, expect, now=now, settings=settings, taken=False)
     assert row is not None
     if consume and session.get_bind().dialect.update_returning:
         # Every check passed on the row read, yet the take found none: another launch of
         # the same token took it in between.
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    return row, False, None
+    return row, False, None, False
 
 
 def _take_statement() -> t.Any:
@@ -724,16 +754,27 @@ def _guarded_take_statement() -> t.Any:
 
 
 def _take_with(
-    build: t.Callable[[], t.Any], take: t.Callable[[], t.Any] = _take_statement
+    build: t.Callable[[], t.Any],
+    take: t.Callable[[], t.Any] = _take_statement,
+    write: t.Callable[[t.Any, t.Any], t.Any] | None = None,
 ) -> t.Callable[[], t.Any]:
     """The take, and the SELECT ``build()`` returns beside its row (it does not read
     ``launch_state``): ``WITH taken AS (UPDATE ... RETURNING ...) SELECT taken.*, also.*
-    FROM taken LEFT JOIN (...) AS also ON true``; no row when nothing was taken."""
+    FROM taken LEFT JOIN (...) AS also ON true``; no row when nothing was taken. With
+    ``write`` (``Opening.build``), ``also`` is a CTE too, the INSERT a third one, and a last
+    column counts the rows it wrote."""
 
     def statement() -> t.Any:
         taken = take().cte("taken")
-        also = build().subquery("also")
-        return select(taken, also).select_from(taken.outerjoin(also, true()))
+        if write is None:
+            also = build().subquery("also")
+            return select(taken, also).select_from(taken.outerjoin(also, true()))
+        also_cte = build().cte("also")
+        written = write(taken, also_cte).cte("opened")
+        count = select(func.count()).select_from(written).scalar_subquery()
+        return select(taken, also_cte, count.label("opened")).select_from(
+            taken.outerjoin(also_cte, true())
+        )
 
     return statement
 

@@ -33,7 +33,7 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Boolean, Engine, bindparam, case, insert, null, or_, true
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, select
 from starlette.responses import Response
@@ -45,9 +45,10 @@ from service.db.engine import session as db_session
 from service.db.models import Course, Deployment, Person, Platform, WebSession
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
-from service.flows import LaunchRecord
+from service.flows import LaunchRecord, launch_lookup_ids
 from service.lti import origins
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
+from service.lti.launch import Opening
 from service.lti.types import LaunchContext
 from service.settings import Settings
 
@@ -134,6 +135,43 @@ class CurrentUser:
         return fields
 
 
+def new_token() -> str:
+    """A session's secret token (only its SHA-256 is stored)."""
+    return secrets.token_urlsafe(32)
+
+
+_SESSION_FIELDS = (
+    "id",
+    "platform_id",
+    "deployment_id",
+    "role",
+    "roles",
+    "launch_id",
+    "frame_origin",
+    "created_at",
+    "last_seen_at",
+    "expires_at",
+)
+
+
+def _session_values(
+    token: str, launch: LaunchContext, settings: Settings, now: dt.datetime
+) -> dict[str, Any]:
+    # a web_session row but its person and course (``_SESSION_FIELDS``)
+    return {
+        "id": _hash(token),
+        "platform_id": launch.platform_id,
+        "deployment_id": launch.deployment_pk,
+        "role": launch.role,
+        "roles": list(launch.roles),
+        "launch_id": launch.launch_id,
+        "frame_origin": origins.launch_origin(launch) or "",
+        "created_at": now,
+        "last_seen_at": now,
+        "expires_at": now + dt.timedelta(seconds=settings.web_session_idle_seconds),
+    }
+
+
 def start_session(
     session: Session,
     *,
@@ -141,27 +179,47 @@ def start_session(
     launch: LaunchContext,
     settings: Settings,
     now: dt.datetime | None = None,
+    token: str | None = None,
 ) -> str:
-    """Open a session for a recorded launch; returns the secret token. Caller commits."""
+    """Open a session for a recorded launch; returns the secret token (``token``, or a
+    new one). Caller commits."""
     now = now or utcnow()
-    token = secrets.token_urlsafe(32)
+    token = token or new_token()
+    values = _session_values(token, launch, settings, now)
+    values["role"] = record.role
     insert_row(
         session,
         WebSession,
-        id=_hash(token),
         person_id=record.person_id,
-        platform_id=launch.platform_id,
-        deployment_id=launch.deployment_pk,
         course_id=record.course_id,
-        role=record.role,
-        roles=list(launch.roles),
-        launch_id=launch.launch_id,
-        frame_origin=origins.launch_origin(launch) or "",
-        created_at=now,
-        last_seen_at=now,
-        expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
+        **values,
     )
     return token
+
+
+def opening(token: str, launch: LaunchContext, settings: Settings, now: dt.datetime) -> Opening:
+    """The session of ``token``, opened by the launch's take of its login state in the same
+    statement (PostgreSQL, ``lti.launch.Opening``), for a user whose person (and course,
+    for a launch from one) the launch's read finds: what ``start_session`` writes."""
+    params = {
+        f"ws_{name}": value for name, value in _session_values(token, launch, settings, now).items()
+    }
+    params["ws_in_course"] = bool(launch.context_id)
+    return Opening(_opening_statement, params)
+
+
+def _opening_statement(taken: Any, also: Any) -> Any:
+    ws = prepared.table(WebSession)
+    person_id, course_id = launch_lookup_ids(also)
+    in_course = bindparam("ws_in_course", type_=Boolean)
+    names = _SESSION_FIELDS
+    row = sa_select(
+        *(bindparam(f"ws_{n}", type_=ws.c[n].type) for n in names),
+        person_id,
+        case((in_course, course_id), else_=null()),
+    ).select_from(taken.join(also, true()))
+    row = row.where(person_id.is_not(None), or_(~in_course, course_id.is_not(None)))
+    return insert(ws).from_select([*names, "person_id", "course_id"], row).returning(ws.c.id)
 
 
 def set_session_cookie(

@@ -57,7 +57,10 @@ def _open_session(
     context: LaunchContext,
     settings: Settings,
     now: dt.datetime,
-    known: tuple[Any, ...] | None = None,
+    known: tuple[Any, ...] | None,
+    token: str,
+    *,
+    opened: bool,
 ) -> tuple[str, flows.LaunchRecord]:
     """Record the launch and open the tool session in ``s``; commits ``s``.
 
@@ -65,19 +68,26 @@ def _open_session(
     returning user's launch is recorded there; a first launch, whose INSERTs need a
     transaction (a savepoint each, for a concurrent first launch), commits ``s`` and is
     recorded in a write transaction of its own. ``known``: ``flows.launch_lookup``'s row,
-    read with the take of the login state.
+    read with the take of the login state. ``opened``: the take opened the session of
+    ``token`` already (``auth.opening``).
     """
     create = not db_engine.autocommits(s)
     record = flows.record_launch(s, launch=context, now=now, create=create, known=known)
     if record is not None:
-        token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+        if not opened:
+            auth.start_session(
+                s, record=record, launch=context, settings=settings, now=now, token=token
+            )
         s.commit()
         return token, record
     s.commit()
     with db_session(engine, write=True) as t:
         record = flows.record_launch(t, launch=context, now=now)
         assert record is not None
-        token = auth.start_session(t, record=record, launch=context, settings=settings, now=now)
+        if not opened:
+            auth.start_session(
+                t, record=record, launch=context, settings=settings, now=now, token=token
+            )
         t.commit()
     return token, record
 
@@ -90,6 +100,11 @@ def _launch(
     http: httpx.Client | None,
     now: dt.datetime,
 ) -> tuple[Response, flows.LaunchRecord | None]:
+    token = auth.new_token()
+
+    def opening(context: LaunchContext) -> lti_launch.Opening:
+        return auth.opening(token, context, settings, now)
+
     def validate(s: Session, *, consume: bool) -> lti_launch.PendingLaunch:
         # Taking the state, PostgreSQL also reads the user's rows (one statement).
         return lti_launch.validate_launch(
@@ -104,6 +119,8 @@ def _launch(
             consume=consume,
             alongside=flows.launch_lookup,
             registrations=lti_launch.registrations(engine),
+            # PostgreSQL: a returning user's session opens in the take's statement too
+            opening=opening,
         )
 
     if http is None:
@@ -112,13 +129,14 @@ def _launch(
         # statement commits by itself, without the BEGIN and COMMIT round trips; the state
         # is taken only by a launch that passed every check (lti.launch._login_state).
         with db_session(engine, write=True, autocommit=True) as s:
-            return _complete(request, engine, s, validate(s, consume=True), settings, now)
+            pending = validate(s, consume=True)
+            return _complete(request, engine, s, pending, settings, now, token)
     # May fetch the platform's key set (and write it through its own transaction): no
     # write lock is held while it does.
     with db_session(engine) as s:
         pending = validate(s, consume=False)
     with db_session(engine, write=True) as s:
-        return _complete(request, engine, s, pending, settings, now)
+        return _complete(request, engine, s, pending, settings, now, token)
 
 
 def _complete(
@@ -128,11 +146,15 @@ def _complete(
     pending: lti_launch.PendingLaunch,
     settings: Settings,
     now: dt.datetime,
+    token: str,
 ) -> tuple[Response, flows.LaunchRecord | None]:
-    """Consume the login, record the user, open the session (in ``s``, committed here)."""
+    """Consume the login, record the user, open the session of ``token`` (in ``s``,
+    committed here, unless the take opened it: ``PendingLaunch.opened``)."""
     context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
     if pending.browser_bound:
-        token, record = _open_session(engine, s, context, settings, now, pending.alongside)
+        token, record = _open_session(
+            engine, s, context, settings, now, pending.alongside, token, opened=pending.opened
+        )
         return _landing(request, settings, token, context), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
@@ -205,7 +227,9 @@ def _confirm(
         except LaunchRejected:
             s.commit()  # a wrong answer burns the ticket too: no second guess
             raise
-        token, record = _open_session(engine, s, context, settings, now)
+        token, record = _open_session(
+            engine, s, context, settings, now, None, auth.new_token(), opened=False
+        )
     return _landing(request, settings, token, context), record
 
 

@@ -406,18 +406,18 @@ def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
     recognise its own take rather than call itself a replay."""
     from sqlalchemy import text
 
-    from service.web import auth
+    from service import flows
 
     assert moodle.full_launch(client).status_code == 303  # key set cached: on the event loop
-    original, lost = auth.start_session, []
+    original, lost = flows.record_launch, []
 
-    def start_session(session: Any, **kwargs: Any) -> str:
-        if not lost:
+    def record_launch(session: Any, **kwargs: Any) -> Any:
+        if not lost:  # the take (and the session it opened) committed already
             lost.append(True)
             session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         return original(session, **kwargs)
 
-    monkeypatch.setattr(auth, "start_session", start_session)
+    monkeypatch.setattr(flows, "record_launch", record_launch)
     state, nonce, _ = moodle.login(client)
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert lost and resp.status_code == 303, resp.text[:300]
@@ -476,3 +476,68 @@ def test_a_launch_on_the_processs_copy_of_the_registration_sees_a_change_at_once
     else:
         assert resp.status_code == 403, resp.text[:300]
         assert "not active" in resp.text or "deactivated" in resp.text
+
+
+@pytest.mark.postgres
+def test_a_returning_users_session_opens_in_the_statement_that_takes_the_login(
+    client: TestClient, moodle: FakePlatform, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The take of the login state also inserts the web session (auth.opening): the same row
+    start_session writes for a first launch, one per launch, and the landing page opens."""
+    from service.web import auth
+
+    started: list[str] = []
+    original = auth.start_session
+
+    def start_session(session: Any, **kwargs: Any) -> str:
+        started.append(kwargs["launch"].sub)
+        return original(session, **kwargs)
+
+    monkeypatch.setattr(auth, "start_session", start_session)
+    first = moodle.full_launch(client)  # a new user: rows created, then start_session
+    assert first.status_code == 303 and len(started) == 1
+    second = moodle.full_launch(client)
+    assert second.status_code == 303, second.text[:300]
+    assert len(started) == 1  # opened by the take
+    assert client.get(second.headers["location"]).status_code == 200
+    with db_session(engine) as s:
+        rows = s.exec(select(WebSession).order_by(WebSession.created_at)).all()  # type: ignore[arg-type]
+    assert len(rows) == 2
+    made, opened = rows
+    same = ("person_id", "course_id", "platform_id", "deployment_id", "role", "roles")
+    assert [getattr(opened, f) for f in same] == [getattr(made, f) for f in same]
+    assert opened.course_id is not None and opened.frame_origin == made.frame_origin
+    assert opened.expires_at - opened.created_at == made.expires_at - made.created_at
+    assert opened.id != made.id and opened.launch_id != made.launch_id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("where", ["another course", "no course"])
+def test_a_returning_user_elsewhere_gets_a_session_for_that_launch(
+    client: TestClient, moodle: FakePlatform, engine: Engine, where: str
+) -> None:
+    """The take opens a session only for rows it found: a known person in a course not seen
+    yet gets theirs once the course exists, and a launch without a course gets none."""
+    assert moodle.full_launch(client).status_code == 303
+    assert moodle.full_launch(client).status_code == 303  # key set cached, user known
+    context = (
+        {"id": "course-8", "label": "CHEM1", "title": "Chemistry", "type": ["CourseSection"]}
+        if where == "another course"
+        else None
+    )
+    extra = {C + "context": context} if context else {}
+    state, nonce, _ = moodle.login(client)
+    claims = moodle.claims(nonce, **extra)
+    if context is None:
+        del claims[C + "context"]
+    resp = moodle.launch(client, moodle.token(claims), state)
+    assert resp.status_code == 303, resp.text[:300]
+    assert client.get(resp.headers["location"]).status_code == 200
+    with db_session(engine) as s:
+        newest = s.exec(select(WebSession).order_by(WebSession.created_at.desc())).first()  # type: ignore[attr-defined,union-attr]
+        course = s.exec(select(Course).where(Course.context_id == "course-8")).first()
+    assert newest is not None
+    if where == "another course":
+        assert course is not None and newest.course_id == course.id
+    else:
+        assert newest.course_id is None
