@@ -530,7 +530,9 @@ def _validate_launch(
     )
     context = _context(message, claims, platform, deployment)
     also = alongside(context) if alongside is not None and consume else None
-    write = opening(context) if opening is not None and also is not None and expect.bound else None
+    write = None
+    if opening is not None and also is not None and expect.bound and dml_ctes(session):
+        write = opening(context)
     registered = conf.registered
     guard = None
     if registered is not None:
