@@ -241,7 +241,7 @@ def _platform_deployment_versions_query() -> Select[t.Any]:
 class Registered:
     """A platform and one of its deployments as read, with their row versions: a launch
     that used this copy takes its login state only if both rows are unchanged since
-    (``launch._take_statement``'s guard), so a deactivation, a new key set URL or any other
+    (``launch._guarded_take_statement``), so a deactivation, a new key set URL or any other
     change of either row takes effect at once."""
 
     platform: Platform

@@ -442,13 +442,11 @@ def validate_launch(
         return _validate_launch(session, **args, registrations=registrations, used=used)
     except (LaunchRejected, _TakeMissed) as refused:
         conf = used[0] if used else None
-        if conf is None or conf.registered_key is None:
-            if isinstance(refused, _TakeMissed):  # not raised without a copy; be safe
-                return _validate_launch(session, **args)
-            raise
-        if not (conf.registered_cached or isinstance(refused, _TakeMissed)):
+        key = conf.registered_key if conf is not None else None
+        if isinstance(refused, LaunchRejected) and not (conf and conf.registered_cached):
             raise  # refused on a fresh read: the reason stands
-        registrations.drop(conf.registered_key)
+        if key is not None:
+            registrations.drop(key)
     return _validate_launch(session, **args)
 
 
