@@ -1,10 +1,11 @@
-"""drop single-column indexes that a unique constraint starts with, and the foreign-key
-indexes of launch_state and web_session that no query uses
+"""drop redundant indexes, and the foreign-key indexes no query reads
 
-With a young table's statistics, PostgreSQL's generic plan for a prepared lookup by
-(platform_id, sub) used ix_person_platform_id and filtered every person of the platform;
-the launch's take of its login state likewise scanned every state of the platform through
-ix_launch_state_platform_id. See service/db/models/__init__.py.
+Dropped: single-column indexes that a unique constraint starts with, and the foreign-key
+indexes of launch_state and web_session. With a young table's statistics, PostgreSQL's
+generic plan for a prepared lookup by (platform_id, sub) used ix_person_platform_id and
+filtered every person of the platform; the launch's take of its login state likewise
+scanned every state of the platform through ix_launch_state_platform_id. See
+service/db/models/__init__.py.
 
 Revision ID: core_0002
 Revises: lti_0002
