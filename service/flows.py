@@ -260,9 +260,14 @@ def _returning_learner_query() -> Any:
     return _returning_query().add_columns(*_learner_state_columns(c.c.id, p.c.id))
 
 
+# launch_lookup's columns: the person's id and fields, the course's id, title and label,
+# the enrolment, and for a learner the learner state's values
+_COURSE_AT = 1 + len(_PERSON_FIELDS)
+
+
 @functools.cache
 def _returning_width() -> int:
-    return 1 + len(_PERSON_FIELDS) + 3 + prepared.width(Enrolment)
+    return _COURSE_AT + 3 + prepared.width(Enrolment)
 
 
 def _create(session: Session, row: SQLModel, *, create: bool) -> bool:
@@ -405,7 +410,7 @@ def launch_lookup_ids(also: Any) -> tuple[Any, Any]:
     """The person's and the course's id columns of ``launch_lookup``'s read, as a CTE
     (``lti.launch.Opening``: the web session opened with the take)."""
     columns = list(also.c)
-    return columns[0], columns[1 + len(_PERSON_FIELDS)]
+    return columns[0], columns[_COURSE_AT]
 
 
 def _record_launch(
@@ -427,7 +432,7 @@ def _record_launch(
     person, course, enrolment_row = _LOOK_UP, _LOOK_UP, _LOOK_UP
     state_row = None
     if known is not None:
-        n = 1 + len(_PERSON_FIELDS)
+        n = _COURSE_AT
         person, course, enrolment_row = known[:n], known[n : n + 3], known[n + 3 : width]
         course = course if course[0] is not None else None
         enrolment_row = enrolment_row if enrolment_row[0] is not None else None

@@ -71,24 +71,22 @@ def _open_session(
     read with the take of the login state. ``opened``: the take opened the session of
     ``token`` already (``auth.opening``).
     """
-    create = not db_engine.autocommits(s)
-    record = flows.record_launch(s, launch=context, now=now, create=create, known=known)
-    if record is not None:
-        if not opened:
-            auth.start_session(
-                s, record=record, launch=context, settings=settings, now=now, token=token
-            )
-        s.commit()
-        return token, record
-    s.commit()
-    with db_session(engine, write=True) as t:
-        record = flows.record_launch(t, launch=context, now=now)
-        assert record is not None
-        if not opened:
+
+    def record_in(t: Session, **how: Any) -> flows.LaunchRecord | None:
+        record = flows.record_launch(t, launch=context, now=now, **how)
+        if record is not None and not opened:
             auth.start_session(
                 t, record=record, launch=context, settings=settings, now=now, token=token
             )
-        t.commit()
+        return record
+
+    record = record_in(s, create=not db_engine.autocommits(s), known=known)
+    s.commit()
+    if record is None:
+        with db_session(engine, write=True) as t:
+            record = record_in(t)
+            assert record is not None
+            t.commit()
     return token, record
 
 
