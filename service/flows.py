@@ -1784,7 +1784,7 @@ class CompetencySetup:
     """One course competency as the instructor edits it."""
 
     competency: Competency
-    policy: Policy | None
+    policy: Policy | None  # the rules stored, even while ``problem`` says they do not fit
     problem: str
     thresholds: dict[str, str]  # level key -> "65%"
     verification: dict[str, str]  # level key -> verification key
@@ -1812,16 +1812,22 @@ def course_competencies(session: Session, *, course_id: int) -> list[CompetencyS
     bounds = _bounds_text(inst.bounds or {}) if inst is not None else {}
     out = []
     for comp in policies_repo.course_competencies(session, course_id):
+        problem = ""
+        policy: Policy | None
         try:
             policy, _row = policies.effective(session, course_id=course_id, competency_row=comp)
         except ServiceError as exc:
-            out.append(CompetencySetup(comp, None, exc.detail, {}, {}, bounds, ()))
+            # Rules outside the bounds still show (and save back) what is stored: a form of
+            # empty boxes would drop the whole mapping on the next save.
+            problem, policy = exc.detail, policies.stored(session, course_id=course_id, comp=comp)
+        if policy is None:
+            out.append(CompetencySetup(comp, None, problem, {}, {}, bounds, ()))
             continue
         out.append(
             CompetencySetup(
                 comp,
                 policy,
-                "",
+                problem,
                 {lv.key: percent(rule.threshold) for lv, rule in policy.ladder},
                 {lv.key: rule.verification.key for lv, rule in policy.ladder},
                 bounds,

@@ -234,6 +234,68 @@ def test_thresholds_outside_the_institution_bounds_are_refused_with_the_reason(
     assert "<script" not in page.text.split("</head>")[1]
 
 
+def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
+    live: Live,
+) -> None:
+    tab, csrf = _instructor(live)
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "70"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    # Bounds that no longer fit the course, stored as an older release could have stored
+    # them (the institution import refuses them now).
+    from service.db.models import PolicyVersion
+    from service.demo import seed
+    from service.policies import repository as policies_repo
+
+    narrowed = {
+        **seed.INSTITUTION_BOUNDS,
+        "levels": {
+            **seed.INSTITUTION_BOUNDS["levels"],
+            "intermediate": {"threshold": {"min": "55%", "max": "66%"}},
+        },
+    }
+    with db_session(live.engine) as s:
+        latest = policies_repo.latest_version(s, policies_repo.INSTITUTION)
+        assert latest is not None
+        s.add(
+            PolicyVersion(
+                scope="institution",
+                scope_key=policies_repo.INSTITUTION,
+                version=latest.version + 1,
+                document=latest.document,
+                bounds=narrowed,
+                author="legacy",
+            )
+        )
+        s.commit()
+    page = tab.get("/app/setup")
+    assert page.status_code == 200
+    assert "66%" in page.text  # the problem is shown ...
+    for item in INVESTIGATION:  # ... and the mapping and thresholds are still there
+        assert f'value="{item}" checked' in page.text
+    assert 'name="threshold_intermediate" value="70%"' in page.text
+    # Saving one threshold that fits keeps every mapped item.
+    fixed = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "65"},
+        csrf=csrf,
+    )
+    assert fixed.status_code == 303, fixed.text
+    with db_session(live.engine) as s:
+        comp = policies_repo.competency_by_key(s, "data-investigation")
+        assert comp is not None
+        mapped = [
+            c
+            for c in flows.course_competencies(s, course_id=live.course_id)
+            if c.competency.key == comp.key
+        ]
+    assert mapped[0].problem == ""
+    assert set(mapped[0].items) == set(INVESTIGATION)
+
+
 def test_approval_holds_the_credential_until_the_instructor_approves(live: Live) -> None:
     tab, csrf = _instructor(live)
     assert tab.post("/app/setup/rules", {"approval_required": "on"}, csrf=csrf).status_code == 303
