@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -683,7 +684,9 @@ class Row:
             return ""
         gap = self.decision.gap
         if gap.score_needed is not None and gap.score_needed > 0:
-            return f"{percent(gap.score_needed)} short of {gap.level.label}"
+            # Rounded up to the hundredth: a gap is never shown smaller than it is.
+            needed = math.ceil(gap.score_needed * 10000 - 1e-6) / 10000
+            return f"{percent(needed)} short of {gap.level.label}"
         if gap.missing:
             # The first clause says it ("Advanced needs a supervised sitting"); details follow.
             return gap.missing[0].reason.split(";")[0].split(":")[0]
@@ -1864,11 +1867,17 @@ def save_competency_setup(
         text = value.strip()
         if not text:
             continue
-        if not text.endswith("%"):
-            text += "%"
+        # Read as the hint says: "70%", "70" and "0.7" are all 70 %; stored as "70%".
+        try:
+            fraction = parse.parse_fraction(text, f"levels.{level}.threshold")
+        except AssessmentError as exc:
+            raise BadInput(
+                f"{comp.name}: {level.capitalize()} threshold: {exc.message}",
+                hint="Write a percentage such as 70% (or 70, or 0.7).",
+            ) from None
         entry = levels.get(level)
         entry = dict(entry) if isinstance(entry, dict) else {}
-        entry["threshold"] = text
+        entry["threshold"] = f"{round(fraction * 100, 4):g}%"
         levels[level] = entry
     if levels:
         document["levels"] = levels

@@ -234,6 +234,41 @@ def test_thresholds_outside_the_institution_bounds_are_refused_with_the_reason(
     assert "<script" not in page.text.split("</head>")[1]
 
 
+def test_thresholds_are_read_as_the_hint_says(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "0.7"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    assert 'name="threshold_intermediate" value="70%"' in tab.get("/app/setup").text
+    bad = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "seventy"},
+        csrf=csrf,
+    )
+    assert bad.status_code == 422
+    assert (
+        "Intermediate threshold: must be a percentage such as 70% or 0.7, not &#39;seventy&#39;"
+        in bad.text
+    )
+    assert "seventy%" not in bad.text
+
+
+def test_a_gap_is_rounded_up_never_shown_smaller() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from service.assessment.types import Gap, Level
+
+    decision: Any = SimpleNamespace(gap=Gap(Level.ADVANCED, (), 0.0666666))
+    row = flows.Row(cast(Any, None), cast(Any, None), decision, None, None)
+    assert row.gap_short == "6.67% short of Advanced"
+    decision.gap = Gap(Level.ADVANCED, (), 0.05)
+    assert row.gap_short == "5% short of Advanced"
+
+
 def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
     live: Live,
 ) -> None:
