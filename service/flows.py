@@ -1173,11 +1173,28 @@ def _evidence_items(reasons: dict[str, Any]) -> tuple[issuer_inputs.EvidenceItem
     return tuple(items)
 
 
-def _supervision(reasons: dict[str, Any]) -> str | None:
-    # The weakest sitting that counted is what the credential can honestly claim.
-    keys = [u.get("verification") for u in reasons.get("used", [])]
+def _supervision(reasons: dict[str, Any], required: VerificationLevel) -> str | None:
+    """What the credential can honestly claim: the weakest of the sittings the level rests
+    on. A level that requires verified sittings is reached on those sittings alone (the
+    engine's verification rule), so the weaker results that also counted do not lower it.
+    """
+    keys = {u.get("verification") for u in reasons.get("used", [])}
     known = [v for v in VerificationLevel if v.key in keys]
-    return min(known).key if known else None
+    accepted = [v for v in known if v >= required] or known
+    return min(accepted).key if accepted else None
+
+
+def _required_verification(
+    session: Session, decision_row: Decision, level: Level
+) -> VerificationLevel:
+    """The verification the decision's rules ask for ``level``."""
+    row = session.get(EffectivePolicy, decision_row.effective_policy_id)
+    if row is None:  # pragma: no cover - a decision always references its rules
+        return VerificationLevel.UNSUPERVISED
+    policy = parse.read_policy(row.document | {"version": row.version})
+    return next(
+        (r.verification for lv, r in policy.ladder if lv == level), VerificationLevel.UNSUPERVISED
+    )
 
 
 def _issue(
@@ -1196,7 +1213,7 @@ def _issue(
 ) -> Award:
     assert person.id is not None
     reasons = decision_row.reasons
-    supervision = _supervision(reasons)
+    supervision = _supervision(reasons, _required_verification(session, decision_row, level))
     award_input = issuer_inputs.AwardInput(
         learner=issuer_inputs.Learner(
             lti_user_id=person.sub,

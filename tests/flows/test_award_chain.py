@@ -92,6 +92,25 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
 
 
+def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
+    live: Live,
+) -> None:
+    # The demo's Advanced needs a supervised sitting; Amara reaches it in data-investigation
+    # on her quiz sat on site with an identity check, while her rubric work was unsupervised:
+    # the credential claims the sitting the level rests on, not the unsupervised work.
+    launch(live, "u-learn-1")
+    [award] = _awards(live, "u-learn-1")["competency:data-investigation"]
+    assert award.level == "advanced"
+    with db_session(live.engine) as s:
+        cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
+    subject = cred.document["credentialSubject"]
+    assert subject["supervisionVerification"] == "supervised onsite with identity verification"
+    assert [r.get("value") for r in subject["result"]] == ["Advanced"]  # one grade, once
+    page = launch(live, "u-learn-1").http.get(f"/credentials/{award.credential_uuid}").text
+    assert "supervised onsite with identity verification" in page
+    assert "Advanced; Advanced" not in page
+
+
 def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None:
     tab, csrf = _instructor(live)
     assert "Results have not been pulled from the LMS yet" in tab.get("/app/course").text
