@@ -90,6 +90,11 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert public.status_code == 200 and "Investigating with data" in public.text
     download = tab.get(f"/app/me/credentials/{award.credential_uuid}/credential.json")
     assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
+    # the badge image, baked with the credential, is one click away on the learner's page
+    png = f"/credentials/{award.credential_uuid}/badge.png"
+    assert f'href="{png}" download' in page.text
+    image = tab.http.get(png)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
 
 
 def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
