@@ -1053,11 +1053,21 @@ def demo(
     lms_port: Annotated[
         int, typer.Option(help="Port of the demo LMS (served as localhost, another site).")
     ] = 8001,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Start over: delete the demo's SQLite database (results, decisions, "
+            "credentials) before seeding it again.",
+        ),
+    ] = False,
 ) -> None:
     """Run the service plus the bundled demo LMS, seeded; prints the URLs to open."""
     from service.demo import bootstrap, server
 
     settings = _bootstrap()
+    if reset:
+        _reset_demo_database(settings)
     db_migrate.upgrade(settings.resolved_database_url)
     try:
         tool_socket = server.bind("127.0.0.1", port)
@@ -1105,6 +1115,23 @@ def demo(
         stop.set()
         if worker_thread is not None:
             worker_thread.join(timeout=30)
+
+
+def _reset_demo_database(settings: Settings) -> None:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if not url.drivername.startswith("sqlite") or not url.database:
+        typer.echo(
+            "error: --reset deletes the demo's SQLite file; this database is "
+            f"{url.render_as_string(hide_password=True)}.",
+            err=True,
+        )
+        typer.echo("hint: drop and recreate that database yourself, then run the demo.", err=True)
+        raise typer.Exit(code=2)
+    for suffix in ("", "-wal", "-shm"):
+        Path(url.database + suffix).unlink(missing_ok=True)
+    typer.echo(f"demo reset: deleted {url.database}")
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ import datetime as dt
 import functools
 import hashlib
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -683,7 +684,9 @@ class Row:
             return ""
         gap = self.decision.gap
         if gap.score_needed is not None and gap.score_needed > 0:
-            return f"{percent(gap.score_needed)} short of {gap.level.label}"
+            # Rounded up to the hundredth: a gap is never shown smaller than it is.
+            needed = math.ceil(gap.score_needed * 10000 - 1e-6) / 10000
+            return f"{percent(needed)} short of {gap.level.label}"
         if gap.missing:
             # The first clause says it ("Advanced needs a supervised sitting"); details follow.
             return gap.missing[0].reason.split(";")[0].split(":")[0]
@@ -1170,11 +1173,28 @@ def _evidence_items(reasons: dict[str, Any]) -> tuple[issuer_inputs.EvidenceItem
     return tuple(items)
 
 
-def _supervision(reasons: dict[str, Any]) -> str | None:
-    # The weakest sitting that counted is what the credential can honestly claim.
-    keys = [u.get("verification") for u in reasons.get("used", [])]
+def _supervision(reasons: dict[str, Any], required: VerificationLevel) -> str | None:
+    """What the credential can honestly claim: the weakest of the sittings the level rests
+    on. A level that requires verified sittings is reached on those sittings alone (the
+    engine's verification rule), so the weaker results that also counted do not lower it.
+    """
+    keys = {u.get("verification") for u in reasons.get("used", [])}
     known = [v for v in VerificationLevel if v.key in keys]
-    return min(known).key if known else None
+    accepted = [v for v in known if v >= required] or known
+    return min(accepted).key if accepted else None
+
+
+def _required_verification(
+    session: Session, decision_row: Decision, level: Level
+) -> VerificationLevel:
+    """The verification the decision's rules ask for ``level``."""
+    row = session.get(EffectivePolicy, decision_row.effective_policy_id)
+    if row is None:  # pragma: no cover - a decision always references its rules
+        return VerificationLevel.UNSUPERVISED
+    policy = parse.read_policy(row.document | {"version": row.version})
+    return next(
+        (r.verification for lv, r in policy.ladder if lv == level), VerificationLevel.UNSUPERVISED
+    )
 
 
 def _issue(
@@ -1193,7 +1213,7 @@ def _issue(
 ) -> Award:
     assert person.id is not None
     reasons = decision_row.reasons
-    supervision = _supervision(reasons)
+    supervision = _supervision(reasons, _required_verification(session, decision_row, level))
     award_input = issuer_inputs.AwardInput(
         learner=issuer_inputs.Learner(
             lti_user_id=person.sub,
@@ -1784,7 +1804,7 @@ class CompetencySetup:
     """One course competency as the instructor edits it."""
 
     competency: Competency
-    policy: Policy | None
+    policy: Policy | None  # the rules stored, even while ``problem`` says they do not fit
     problem: str
     thresholds: dict[str, str]  # level key -> "65%"
     verification: dict[str, str]  # level key -> verification key
@@ -1812,16 +1832,22 @@ def course_competencies(session: Session, *, course_id: int) -> list[CompetencyS
     bounds = _bounds_text(inst.bounds or {}) if inst is not None else {}
     out = []
     for comp in policies_repo.course_competencies(session, course_id):
+        problem = ""
+        policy: Policy | None
         try:
             policy, _row = policies.effective(session, course_id=course_id, competency_row=comp)
         except ServiceError as exc:
-            out.append(CompetencySetup(comp, None, exc.detail, {}, {}, bounds, ()))
+            # Rules outside the bounds still show (and save back) what is stored: a form of
+            # empty boxes would drop the whole mapping on the next save.
+            problem, policy = exc.detail, policies.stored(session, course_id=course_id, comp=comp)
+        if policy is None:
+            out.append(CompetencySetup(comp, None, problem, {}, {}, bounds, ()))
             continue
         out.append(
             CompetencySetup(
                 comp,
                 policy,
-                "",
+                problem,
                 {lv.key: percent(rule.threshold) for lv, rule in policy.ladder},
                 {lv.key: rule.verification.key for lv, rule in policy.ladder},
                 bounds,
@@ -1858,11 +1884,17 @@ def save_competency_setup(
         text = value.strip()
         if not text:
             continue
-        if not text.endswith("%"):
-            text += "%"
+        # Read as the hint says: "70%", "70" and "0.7" are all 70 %; stored as "70%".
+        try:
+            fraction = parse.parse_fraction(text, f"levels.{level}.threshold")
+        except AssessmentError as exc:
+            raise BadInput(
+                f"{comp.name}: {level.capitalize()} threshold: {exc.message}",
+                hint="Write a percentage such as 70% (or 70, or 0.7).",
+            ) from None
         entry = levels.get(level)
         entry = dict(entry) if isinstance(entry, dict) else {}
-        entry["threshold"] = text
+        entry["threshold"] = f"{round(fraction * 100, 4):g}%"
         levels[level] = entry
     if levels:
         document["levels"] = levels

@@ -288,9 +288,13 @@ def _select(
     by_recency: list[Evidence] = []
     by_attempts: list[Evidence] = []
     attempts: dict[str, int] = {}
+    unnumbered: set[Evidence] = set()
     for ev in ordered:
         at = ev.at
-        if at is not None and at > now:
+        if ev.attempt is None and ev in unnumbered:
+            # The same unnumbered result twice is one result sent twice, not a new attempt.
+            excluded.append(Exclusion(ev, "it is the same result as another one, sent twice"))
+        elif at is not None and at > now:
             excluded.append(Exclusion(ev, "it was recorded after the evaluation time"))
         elif labels and ev.item not in labels:
             excluded.append(Exclusion(ev, "it is not one of the items mapped to this competency"))
@@ -305,6 +309,8 @@ def _select(
                 excluded.append(Exclusion(ev, f"only {limit} attempts are allowed"))
             else:
                 counted.append(ev)
+            if ev.attempt is None:
+                unnumbered.add(ev)
     return counted, excluded, by_recency, by_attempts
 
 

@@ -367,7 +367,7 @@ def build_credential(
                 "achievedLevel": _criterion_ref(ach_id, crit_key, lvl_key),
             }
         )
-    if award.grade:
+    if award.grade and award.grade != level.name:  # the level's Result already says it
         results.append({"type": ["Result"], "value": award.grade})
     subject: dict[str, Any] = {
         "type": ["AchievementSubject"],

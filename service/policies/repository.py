@@ -12,6 +12,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
+    Course,
     CourseCompetency,
     Decision,
     EffectivePolicy,
@@ -78,6 +79,17 @@ def _course_competencies_query() -> SelectOfScalar[Competency]:
 
 def course_competencies(session: Session, course_id: int) -> Sequence[Competency]:
     return session.exec(_course_competencies_query(), params={"course_id": course_id}).all()
+
+
+def courses_with_rules(session: Session) -> Sequence[Course]:
+    """Courses that assess a competency or hold a course override, by id."""
+    linked = select(CourseCompetency.course_id)
+    overridden = select(PolicyVersion.course_id).where(col(PolicyVersion.course_id).is_not(None))
+    return session.exec(
+        select(Course)
+        .where(col(Course.id).in_(linked) | col(Course.id).in_(overridden))
+        .order_by(col(Course.id))
+    ).all()
 
 
 def latest_version(session: Session, scope_key: str) -> PolicyVersion | None:

@@ -272,6 +272,16 @@ def save_institution(
         raise _bad(
             exc, prefix="" if exc.field.startswith(("defaults", "bounds")) else "defaults"
         ) from None
+    conflicts = _course_conflicts(session, layer, limits)
+    if conflicts:
+        raise BadInput(
+            f"the new institution policy does not fit {len(conflicts)} course rule(s) in use: "
+            + "; ".join(conflicts),
+            code="policy_conflict",
+            hint="Nothing was saved. Move those courses' thresholds inside the new bounds "
+            "first (on each course's setup page, or by importing its course policy), or "
+            "widen the bounds.",
+        )
     return _new_version(
         session,
         scope="institution",
@@ -281,6 +291,40 @@ def save_institution(
         author=author,
         note=note,
     )
+
+
+def _course_conflicts(
+    session: Session, defaults: parse.Layer, limits: bounds_mod.Bounds
+) -> list[str]:
+    """Every course rule that new institution defaults and bounds would break, in words.
+
+    A change that breaks a course's rules would stop its evaluations (and its pages) until
+    someone fixes the course, so it is refused before it is stored.
+    """
+    found: list[str] = []
+
+    def check(layers: list[parse.Layer], where: str) -> None:
+        try:
+            bounds_mod.check(parse.compose(*layers), limits)
+        except AssessmentError as exc:
+            found.append(f"{where}: {exc.field}: {exc.message}")
+
+    for course in repo.courses_with_rules(session):
+        assert course.id is not None
+        name = f"course {course.title or course.context_id!r} (id {course.id})"
+        course_layer = _layer(repo.latest_version(session, repo.course_scope(course.id)))
+        linked = repo.course_competencies(session, course.id)
+        if not linked:
+            check([defaults, course_layer], name)
+        for comp in linked:
+            assert comp.id is not None
+            override = _layer(
+                repo.latest_version(session, repo.competency_scope(course.id, comp.id))
+            )
+            check(
+                [defaults, course_layer, override, {"competency": comp.key}], f"{name}, {comp.key}"
+            )
+    return found
 
 
 def _layer(row: PolicyVersion | None) -> parse.Layer:
@@ -403,6 +447,19 @@ def effective(
         session.add(row)
         session.flush()
     return parse.read_policy(row.document | {"version": row.version}), row
+
+
+def stored(session: Session, *, course_id: int, comp: Competency) -> Policy | None:
+    """The course and competency's stored rules composed without the bounds check (what the
+    setup page shows while they are outside the bounds), or None if they do not compose."""
+    assert comp.id is not None
+    row = repo.latest_version(session, repo.INSTITUTION)
+    course = _layer(repo.latest_version(session, repo.course_scope(course_id)))
+    override = _layer(repo.latest_version(session, repo.competency_scope(course_id, comp.id)))
+    try:
+        return parse.compose(_layer(row), course, override, {"competency": comp.key})
+    except AssessmentError:
+        return None
 
 
 def record_decision(

@@ -511,7 +511,7 @@ def _eu_rows(
             supervision_text += ", identity verified" if checked else ", identity not verified"
         add("Supervision and identity verification", supervision_text)
     grades = [_text(r.get("value")) for r in _as_list(subject.get("result")) if isinstance(r, dict)]
-    grade = "; ".join(g for g in grades if g) or level
+    grade = "; ".join(dict.fromkeys(g for g in grades if g)) or level
     add("Grade achieved", grade)
     add(
         "Integration / stackability",
@@ -544,7 +544,17 @@ def _issuer_ids(issuer: dict[str, Any]) -> list[Row]:
 
 
 def _recipient(subject: dict[str, Any], learner_name: str | None) -> tuple[str | None, ...]:
-    name = learner_name or _text(subject.get("name"))
+    # The name the credential itself publishes: OB 3.0 carries it as an unhashed "name"
+    # identifier (what microcred writes), or as the subject's name.
+    published = next(
+        (
+            _text(i.get("identityHash"))
+            for i in _as_list(subject.get("identifier"))
+            if isinstance(i, dict) and i.get("identityType") == "name" and not i.get("hashed")
+        ),
+        None,
+    )
+    name = learner_name or _text(subject.get("name")) or published
     if name and _EMAIL.search(name):
         name = None  # never print an email address, even if one slipped into a name field
     note = None
@@ -740,7 +750,9 @@ def render_credential_page(
     moment = now or datetime.now(UTC)
     view = view_model(document, report, now=moment, learner_name=learner_name)
     linkedin = linkedin_add_url(
-        name=view.title if not view.level else f"{view.title} — {view.level}",
+        name=view.title
+        if not view.level or view.level in view.title
+        else f"{view.title} — {view.level}",
         organization_name=view.issuer_name,
         issued=view.issued_at,
         expires=view.expires_at,

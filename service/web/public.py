@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
 from sqlmodel import select
 
 from service.db.engine import session as db_session
@@ -14,6 +15,17 @@ from service.db.types import utcnow
 from service.issuer import ob2_router, repository
 from service.issuer import service as issuer
 from service.web import credentials
+from service.web.templating import render
+
+home = APIRouter()
+
+
+@home.get("/", include_in_schema=False)
+def home_page(request: Request) -> HTMLResponse:
+    """What this server is, for a person who opens its address: verifiers and LMS admins."""
+    settings = request.app.state.settings
+    base = settings.public_base_url
+    return render(request, "home.html", issuer_name=settings.issuer_name, base=base)
 
 
 def _load(request: Request, key: str) -> credentials.CredentialBundle | None:
@@ -64,8 +76,9 @@ def _list_revoked(request: Request) -> list[tuple[str, str | None]]:
 
 
 def routers() -> list[APIRouter]:
-    """The credential page (with downloads) and the OB 2.0 hosted documents."""
+    """The home page, the credential page (with downloads) and the OB 2.0 hosted documents."""
     return [
+        home,
         credentials.make_router(_load, prefix="/credentials", ob2_prefix="/ob2"),
         ob2_router.make_router(
             _load_ob2,

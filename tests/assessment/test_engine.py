@@ -375,6 +375,22 @@ def test_attempt_limit_reasons_and_unnumbered_attempts() -> None:
     )
 
 
+def test_an_unnumbered_result_sent_twice_is_one_attempt() -> None:
+    # The same result twice must not push the real second attempt past the limit.
+    first = ev("q", 50, days=3)
+    evidence = [first, first, ev("q", 90, days=1)]
+    decision = engine.evaluate(evidence, policy(max_attempts=2, attempt_grading="last"), NOW)
+    assert decision.score == 0.9
+    assert decision.level is Level.ADVANCED
+    whys = [why for _, why in decision.excluded]
+    assert "it is the same result as another one, sent twice" in whys
+    assert "only 2 attempts are allowed" not in whys
+    # Equal scores at different times are two attempts, not a duplicate.
+    twice = [ev("q", 50, days=3), ev("q", 50, days=2), ev("q", 90, days=1)]
+    limited = engine.evaluate(twice, policy(max_attempts=2, attempt_grading="last"), NOW)
+    assert limited.score == 0.5
+
+
 @pytest.mark.parametrize(
     ("age", "counted"), [(dt.timedelta(days=30), True), (dt.timedelta(days=30, seconds=1), False)]
 )

@@ -90,6 +90,30 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert public.status_code == 200 and "Investigating with data" in public.text
     download = tab.get(f"/app/me/credentials/{award.credential_uuid}/credential.json")
     assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
+    # the badge image, baked with the credential, is one click away on the learner's page
+    png = f"/credentials/{award.credential_uuid}/badge.png"
+    assert f'href="{png}" download' in page.text
+    image = tab.http.get(png)
+    assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+
+def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
+    live: Live,
+) -> None:
+    # The demo's Advanced needs a supervised sitting; Amara reaches it in data-investigation
+    # on her quiz sat on site with an identity check, while her rubric work was unsupervised:
+    # the credential claims the sitting the level rests on, not the unsupervised work.
+    launch(live, "u-learn-1")
+    [award] = _awards(live, "u-learn-1")["competency:data-investigation"]
+    assert award.level == "advanced"
+    with db_session(live.engine) as s:
+        cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
+    subject = cred.document["credentialSubject"]
+    assert subject["supervisionVerification"] == "supervised onsite with identity verification"
+    assert [r.get("value") for r in subject["result"]] == ["Advanced"]  # one grade, once
+    page = launch(live, "u-learn-1").http.get(f"/credentials/{award.credential_uuid}").text
+    assert "supervised onsite with identity verification" in page
+    assert "Advanced; Advanced" not in page
 
 
 def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None:
@@ -232,6 +256,103 @@ def test_thresholds_outside_the_institution_bounds_are_refused_with_the_reason(
     assert "Investigating with data: Advanced threshold: " in page.text
     assert "95%" in page.text  # the bound it broke
     assert "<script" not in page.text.split("</head>")[1]
+
+
+def test_thresholds_are_read_as_the_hint_says(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "0.7"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    assert 'name="threshold_intermediate" value="70%"' in tab.get("/app/setup").text
+    bad = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "seventy"},
+        csrf=csrf,
+    )
+    assert bad.status_code == 422
+    assert (
+        "Intermediate threshold: must be a percentage such as 70% or 0.7, not &#39;seventy&#39;"
+        in bad.text
+    )
+    assert "seventy%" not in bad.text
+
+
+def test_a_gap_is_rounded_up_never_shown_smaller() -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from service.assessment.types import Gap, Level
+
+    decision: Any = SimpleNamespace(gap=Gap(Level.ADVANCED, (), 0.0666666))
+    row = flows.Row(cast(Any, None), cast(Any, None), decision, None, None)
+    assert row.gap_short == "6.67% short of Advanced"
+    decision.gap = Gap(Level.ADVANCED, (), 0.05)
+    assert row.gap_short == "5% short of Advanced"
+
+
+def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
+    live: Live,
+) -> None:
+    tab, csrf = _instructor(live)
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "70"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    # Bounds that no longer fit the course, stored as an older release could have stored
+    # them (the institution import refuses them now).
+    from service.db.models import PolicyVersion
+    from service.demo import seed
+    from service.policies import repository as policies_repo
+
+    narrowed = {
+        **seed.INSTITUTION_BOUNDS,
+        "levels": {
+            **seed.INSTITUTION_BOUNDS["levels"],
+            "intermediate": {"threshold": {"min": "55%", "max": "66%"}},
+        },
+    }
+    with db_session(live.engine) as s:
+        latest = policies_repo.latest_version(s, policies_repo.INSTITUTION)
+        assert latest is not None
+        s.add(
+            PolicyVersion(
+                scope="institution",
+                scope_key=policies_repo.INSTITUTION,
+                version=latest.version + 1,
+                document=latest.document,
+                bounds=narrowed,
+                author="legacy",
+            )
+        )
+        s.commit()
+    page = tab.get("/app/setup")
+    assert page.status_code == 200
+    assert "66%" in page.text  # the problem is shown ...
+    for item in INVESTIGATION:  # ... and the mapping and thresholds are still there
+        assert f'value="{item}" checked' in page.text
+    assert 'name="threshold_intermediate" value="70%"' in page.text
+    # Saving one threshold that fits keeps every mapped item.
+    fixed = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_intermediate": "65"},
+        csrf=csrf,
+    )
+    assert fixed.status_code == 303, fixed.text
+    with db_session(live.engine) as s:
+        comp = policies_repo.competency_by_key(s, "data-investigation")
+        assert comp is not None
+        mapped = [
+            c
+            for c in flows.course_competencies(s, course_id=live.course_id)
+            if c.competency.key == comp.key
+        ]
+    assert mapped[0].problem == ""
+    assert set(mapped[0].items) == set(INVESTIGATION)
 
 
 def test_approval_holds_the_credential_until_the_instructor_approves(live: Live) -> None:

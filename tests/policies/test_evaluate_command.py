@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.policies import files
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -169,6 +170,19 @@ evidence:
             "- {learner: a, item: q, score: 2, max: 2, attempt: 1}\n",
             "e.yaml, line 2, field \"[1].attempt\": 'q' attempt 1 appears twice",
         ),
+        (
+            "levels:\n  beginning: 50%\n  intermediate: 60%\n  intermediate: 70%\n",
+            EVIDENCE,
+            "p.yaml, line 4, field \"levels.intermediate\": 'intermediate' is written twice "
+            "(first on line 3); keep one",
+        ),
+        (
+            "levels: {beginning: 50%}\n",
+            "learners:\n  ada:\n    - {item: q, score: 5, max: 10}\n"
+            "  bob:\n    - {item: q, score: 6, max: 10}\n"
+            "  ada:\n    - {item: q, score: 9, max: 10}\n",
+            "e.yaml, line 6, field \"learners.ada\": 'ada' is written twice (first on line 2)",
+        ),
         ("", EVIDENCE, "p.yaml: the file is empty"),
     ],
 )
@@ -192,6 +206,27 @@ def test_json_syntax_error_has_its_line(tmp_path: Path) -> None:
     code, _, err = run("--policy", str(tmp_path / "p.json"), "--evidence", str(tmp_path / "e.json"))
     assert code == 2
     assert "p.json, line 2: not valid JSON" in err
+
+
+def test_a_key_written_twice_in_json_is_refused_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text(
+        '{"levels": {"beginning": "50%",\n  "advanced": "80%",\n  "beginning": "40%"}}\n'
+    )
+    (tmp_path / "e.json").write_text("[]")
+    code, _, err = run("--policy", str(tmp_path / "p.json"), "--evidence", str(tmp_path / "e.json"))
+    assert code == 2
+    assert (
+        "p.json, line 3, field \"levels.beginning\": 'beginning' is written twice (first on line 1)"
+        in err
+    )
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(
+        "base: &b {beginning: 50%, intermediate: 60%}\nlevels:\n  <<: *b\n  intermediate: 70%\n"
+    )
+    loaded = files.load(tmp_path / "p.yaml")
+    assert loaded.data["levels"] == {"beginning": "50%", "intermediate": "70%"}
 
 
 def test_bad_now_and_missing_file(tmp_path: Path) -> None:

@@ -201,6 +201,49 @@ def test_a_course_override_must_keep_competency_overrides_in_bounds(session: Ses
         )
 
 
+def test_a_bounds_change_that_breaks_a_course_is_refused_with_the_course(
+    session: Session,
+) -> None:
+    # The instructor set Intermediate to 70% within the bounds (60% to 80%) ...
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policies.save_competency_override(
+        session,
+        course_id=course.id,
+        competency_row=stats,
+        document={"levels": {"intermediate": {"threshold": "70%"}}},
+        author="person:1",
+    )
+    # ... then the administrator narrows Intermediate to at most 66%: refused, nothing saved.
+    narrowed = {
+        **BOUNDS,
+        "levels": {**BOUNDS["levels"], "intermediate": {"threshold": {"max": "66%"}}},
+    }
+    with pytest.raises(BadInput) as caught:
+        policies.save_institution(session, defaults=DEFAULTS, bounds=narrowed, author="cli")
+    assert caught.value.code == "policy_conflict"
+    assert caught.value.detail == (
+        "the new institution policy does not fit 1 course rule(s) in use: "
+        f"course {course.title or course.context_id!r} (id {course.id}), stats: "
+        "levels.intermediate.threshold: the Intermediate threshold 70% is above the maximum "
+        "the institution allows (at most 66%)"
+    )
+    assert caught.value.hint is not None and "Nothing was saved" in caught.value.hint
+    row, _, _ = policies.institution_layers(session)
+    assert row.version == 1
+    policy, _ = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert policy.ladder[1][1].threshold == 0.7
+    # Bounds that every course fits are accepted.
+    wider = {
+        **BOUNDS,
+        "levels": {**BOUNDS["levels"], "intermediate": {"threshold": {"max": "75%"}}},
+    }
+    assert (
+        policies.save_institution(session, defaults=DEFAULTS, bounds=wider, author="cli").version
+        == 2
+    )
+
+
 def test_effective_policies_are_numbered_and_reused(session: Session) -> None:
     course, stats = setup_course(session)
     assert course.id is not None

@@ -241,6 +241,42 @@ def test_share_links(page_client: TestClient) -> None:
     assert copy_field.attrs.get("value") == f"{base}/credential.json"
 
 
+def test_a_microcred_credential_shows_its_published_name_one_grade_and_one_level() -> None:
+    # microcred publishes the name as an unhashed "name" identifier, and the level both as
+    # the level Result and (credentials issued before this fix) as a second grade Result.
+    doc, report, _ = credential_samples.sample("valid")
+    subject = doc["credentialSubject"]
+    subject.pop("name", None)
+    subject["identifier"] = [
+        {
+            "type": "IdentityObject",
+            "identityType": "name",
+            "hashed": False,
+            "identityHash": "Amara Okafor",
+        }
+    ]
+    subject["result"] = [
+        {"type": ["Result"], "value": "Advanced"},
+        {"type": ["Result"], "value": "Advanced"},
+    ]
+    doc["credentialSubject"]["achievement"]["name"] = "Investigating with data (Advanced)"
+    view = credentials.view_model(doc, report, now=datetime(2026, 12, 1, tzinfo=UTC))
+    assert view.learner == "Amara Okafor"
+    rows = {r.label: r.value for r in view.eu_rows}
+    assert rows["Grade achieved"] == "Advanced"
+    base = "https://tool.test/credentials/x"
+    urls = credentials.CredentialPageUrls(
+        page=base, json=f"{base}/credential.json", png=f"{base}/badge.png", svg=f"{base}/badge.svg"
+    )
+    html = credentials.render_credential_page(
+        None, document=doc, report=report, jwt_available=False, urls=urls
+    ).body.decode()
+    assert "Name not published" not in html
+    (link,) = re.findall(r'href="(https://www\.linkedin\.com/profile/add\?[^"]+)"', html)
+    name = parse_qs(urlsplit(link.replace("&amp;", "&")).query)["name"][0]
+    assert name == "Investigating with data (Advanced)"
+
+
 def test_jwt_download_appears_when_a_jwt_exists(page_client: TestClient) -> None:
     html = html_of(page_client, "valid+jwt")
     assert "https://tool.test/credentials/valid%2Bjwt/credential.jwt" in html

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -17,6 +19,35 @@ def test_readyz_reports_migration(client: TestClient) -> None:
     assert r.status_code == 200
     assert r.json()["status"] == "ready"
     assert r.json()["migration"]
+
+
+def test_the_servers_address_says_what_it_is_and_where_to_register(client: TestClient) -> None:
+    # The URL an admin pastes, or the demo prints, must not be a 404.
+    r = client.get("/", headers={"accept": "text/html"})
+    assert r.status_code == 200
+    for path in ("/lti/register", "/lti/login", "/lti/launch", "/lti/jwks", "/issuer"):
+        assert f"https://tool.test{path}" in r.text
+
+
+def test_demo_reset_deletes_only_a_sqlite_demo_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service import cli
+
+    db = tmp_path / "microcred.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").write_text("old demo")
+    settings = Settings(environment="test", data_dir=tmp_path, secret_key="x" * 44)
+    cli._reset_demo_database(settings)
+    assert not any(Path(f"{db}{s}").exists() for s in ("", "-wal", "-shm"))
+    pg = Settings(
+        environment="test", data_dir=tmp_path, database_url="postgresql+psycopg://u:secret@h/db"
+    )
+    with pytest.raises(cli.typer.Exit) as caught:
+        cli._reset_demo_database(pg)
+    assert caught.value.exit_code == 2
+    err = capsys.readouterr().err
+    assert "--reset deletes the demo's SQLite file" in err and "secret" not in err
 
 
 def test_unknown_page_is_a_friendly_404_without_reflection(client: TestClient) -> None:
