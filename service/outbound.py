@@ -52,7 +52,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from service.settings import Settings
+from service.settings import Settings, get_settings
 
 __all__ = [
     "Blocked",
@@ -64,6 +64,7 @@ __all__ = [
     "address_allowed",
     "async_client",
     "client",
+    "default_policy",
     "describe",
     "policy",
 ]
@@ -85,6 +86,11 @@ class Policy:
     max_bytes: int = 5_000_000
     deadline_seconds: float = 30.0
     https_only: bool = False
+
+
+def default_policy(**changes: Any) -> Policy:
+    """The process settings' policy, for clients made where no settings are passed in."""
+    return policy(get_settings(), **changes)
 
 
 def policy(settings: Settings, **changes: Any) -> Policy:
