@@ -83,6 +83,8 @@ class Policy:
     """What outbound requests may do. ``policy(settings)`` reads it from the settings."""
 
     allow_private: bool = False
+    # exceptions to the address rule, e.g. an on-premises LMS at 10.1.2.3/32
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_bytes: int = 5_000_000
     deadline_seconds: float = 30.0
     https_only: bool = False
@@ -95,8 +97,10 @@ def default_policy(**changes: Any) -> Policy:
 
 def policy(settings: Settings, **changes: Any) -> Policy:
     """The settings' outbound policy (``MICROCRED_OUTBOUND_*``), with ``changes`` applied."""
+    nets = settings.outbound_allowed_networks.replace(",", " ").split()
     base = Policy(
         allow_private=settings.outbound_private_allowed,
+        allowed_networks=tuple(ipaddress.ip_network(n, strict=False) for n in nets),
         max_bytes=settings.outbound_max_bytes,
         deadline_seconds=settings.outbound_deadline_seconds,
     )
@@ -174,10 +178,15 @@ def _resolved(host: str, port: int, infos: Iterable[tuple[Any, ...]]) -> list[st
     return addresses
 
 
-def _check(host: str, addresses: list[str], allow_private: bool) -> list[str]:
-    if allow_private:
+def _check(host: str, addresses: list[str], pol: Policy) -> list[str]:
+    if pol.allow_private:
         return addresses
-    allowed = [a for a in addresses if address_allowed(ipaddress.ip_address(a))]
+    allowed = [
+        a
+        for a in addresses
+        if address_allowed(ip := ipaddress.ip_address(a))
+        or any(ip in net for net in pol.allowed_networks)
+    ]
     if not allowed:
         verb = "is" if _literal(host) else "resolves to"
         raise _NotAllowed(
@@ -237,9 +246,9 @@ class _Stream(httpcore.NetworkStream):
 
 
 class _Backend(httpcore.NetworkBackend):
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, pol: Policy) -> None:
         self._inner = httpcore.SyncBackend()
-        self._allow_private = allow_private
+        self._policy = pol
 
     def connect_tcp(
         self,
@@ -260,7 +269,7 @@ class _Backend(httpcore.NetworkBackend):
                 raise httpcore.ConnectError(f"{host}: {exc}") from exc
             addresses = _resolved(host, port, infos)
         last: Exception | None = None
-        for ip in _check(host, addresses, self._allow_private):
+        for ip in _check(host, addresses, self._policy):
             try:
                 stream = self._inner.connect_tcp(
                     ip,
@@ -311,9 +320,9 @@ class _AsyncStream(httpcore.AsyncNetworkStream):
 
 
 class _AsyncBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, pol: Policy) -> None:
         self._inner = httpcore.AnyIOBackend()
-        self._allow_private = allow_private
+        self._policy = pol
 
     async def connect_tcp(
         self,
@@ -339,7 +348,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
                 raise httpcore.ConnectError(f"{host}: {exc}") from exc
             addresses = _resolved(host, port, infos)
         last: Exception | None = None
-        for ip in _check(host, addresses, self._allow_private):
+        for ip in _check(host, addresses, self._policy):
             try:
                 stream = await self._inner.connect_tcp(
                     ip,
@@ -476,9 +485,7 @@ def _pool_options() -> dict[str, Any]:
 class _Transport(httpx.BaseTransport):
     def __init__(self, pol: Policy) -> None:
         self._policy = pol
-        self._pool = httpcore.ConnectionPool(
-            network_backend=_Backend(pol.allow_private), **_pool_options()
-        )
+        self._pool = httpcore.ConnectionPool(network_backend=_Backend(pol), **_pool_options())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         pol = self._policy
@@ -509,7 +516,7 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
     def __init__(self, pol: Policy) -> None:
         self._policy = pol
         self._pool = httpcore.AsyncConnectionPool(
-            network_backend=_AsyncBackend(pol.allow_private), **_pool_options()
+            network_backend=_AsyncBackend(pol), **_pool_options()
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

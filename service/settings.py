@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -105,6 +106,11 @@ class Settings(BaseSettings):
         "verify --allow-network) may reach private, loopback and link-local addresses. Unset: "
         "refused in production, allowed in development and test.",
     )
+    outbound_allowed_networks: str = Field(
+        default="",
+        description="Space-separated networks outbound requests may reach even when private "
+        "addresses are refused, e.g. an on-premises LMS: 10.20.0.0/16 192.168.5.10/32.",
+    )
     outbound_max_bytes: int = Field(
         default=5_000_000, ge=1024, description="Largest answer read from any outbound request."
     )
@@ -113,6 +119,19 @@ class Settings(BaseSettings):
         gt=0,
         description="Total time one outbound request may take (connect, send, whole answer).",
     )
+
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for net in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{net!r} is not a network; write addresses or CIDR ranges such as "
+                    "10.20.0.0/16, separated by spaces"
+                ) from None
+        return value
 
     @property
     def outbound_private_allowed(self) -> bool:
