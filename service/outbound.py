@@ -87,7 +87,7 @@ class Policy:
     allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     max_bytes: int = 5_000_000
     deadline_seconds: float = 30.0
-    https_only: bool = False
+    https_only: bool = False  # plain http still reaches loopback when allow_private
 
 
 def default_policy(**changes: Any) -> Policy:
@@ -389,9 +389,17 @@ def _core_request(request: httpx.Request, stream: Any) -> httpcore.Request:
     )
 
 
+def _loopback_name(host: str) -> bool:
+    literal = _literal(host)
+    return host == "localhost" if literal is None else ipaddress.ip_address(literal).is_loopback
+
+
 def _precheck(request: httpx.Request, pol: Policy) -> None:
     scheme = request.url.scheme
-    if scheme not in ("http", "https") or (pol.https_only and scheme != "https"):
+    # https_only: plain http only to this machine, and only where private addresses are
+    # allowed (development and tests); production refuses loopback anyway.
+    plain_ok = not pol.https_only or (pol.allow_private and _loopback_name(request.url.host))
+    if scheme not in ("http", "https") or (scheme == "http" and not plain_ok):
         raise Blocked(f"{request.url.host}: only https:// is allowed here", request=request)
     # Never ask for an encoding we do not bound while decoding.
     request.headers["accept-encoding"] = "gzip, deflate"

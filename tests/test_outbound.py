@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -189,12 +190,20 @@ def test_redirect_to_a_private_address_is_refused(serve: Callable[..., Server]) 
 
 def test_https_only_refuses_plain_http_before_connecting(serve: Callable[..., Server]) -> None:
     server = serve(_ok)
+    # production with the address allowed by name: still not over plain http
+    pol = outbound.Policy(allowed_networks=(ipaddress.ip_network("127.0.0.1/32"),))
     with (
-        outbound.client(outbound.Policy(allow_private=True, https_only=True)) as http,
+        outbound.client(replace(pol, https_only=True)) as http,
         pytest.raises(outbound.Blocked, match="only https"),
     ):
         http.get(server.url)
     assert server.connections == 0
+    # development: plain http to this machine only
+    dev = outbound.Policy(allow_private=True, https_only=True)
+    with outbound.client(dev) as http:
+        assert http.get(server.url).text == "ok"
+        with pytest.raises(outbound.Blocked, match="only https"):
+            http.get("http://example.invalid/")  # refused before any name lookup
 
 
 def _drip(server: Server, conn: socket.socket) -> None:

@@ -3,8 +3,9 @@
 Used only where the caller asks for network access (``microcred verify URL`` and its
 ``--allow-network`` option); issuing and verifying this deployment's own credentials
 never touch the network. The client comes from ``service.outbound``: https only on every
-hop (redirects are followed, at most 5, each checked again), no private addresses in
-production, a total deadline and a 2 MB cap.
+hop (redirects are followed, at most 5, each checked again; plain http reaches only this
+machine, in development), no private addresses in production, a total deadline and a 2 MB
+cap.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 def fetch_text(
     url: str, *, accept: str = "application/json", client: httpx.Client | None = None
 ) -> str:
-    """GET ``url`` and return the body text (https only, at most 2 MB).
+    """GET ``url`` and return the body text (https only, at most 2 MB; plain http only to
+    this machine in development).
 
     Raises:
         DependencyFailed: not an https URL, network error, non-2xx answer or an oversized
             body.
     """
-    if not url.startswith("https://"):
-        raise DependencyFailed(f"{url} is not an https:// URL; only https is fetched")
+    if not url.startswith(("https://", "http://")):
+        raise DependencyFailed(f"{url} is not an https:// URL")
     own = client is None
     http = client or outbound.client(
         outbound.default_policy(https_only=True, max_bytes=MAX_BYTES),
