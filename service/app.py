@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     """Build the app. Keys and engines are loaded once here, never per request."""
     settings = settings or get_settings()
     secretbox.configure(secretbox.load_master_key(settings))
+    from service.lti import registration
+
+    registration.require_key_in_production(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

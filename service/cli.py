@@ -421,16 +421,19 @@ app.add_typer(repository_app, name="repository")
 
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
-    import httpx
-
-    from service import flows
+    from service import flows, outbound
     from service.delivery.worker import Worker, build_connectors
 
     engine = _engine(settings)
     # The LMS gradebook poster (AGS) is wired by service.flows (lti and delivery stay apart).
     return Worker(
         engine,
-        build_connectors(engine, ags_poster=flows.ags_poster(engine, httpx.Client(timeout=30))),
+        build_connectors(
+            engine,
+            ags_poster=flows.ags_poster(
+                engine, outbound.client(outbound.policy(settings), timeout=30.0)
+            ),
+        ),
         threads=threads,
         batch=batch,
         poll_seconds=settings.worker_poll_seconds,
@@ -944,15 +947,16 @@ def sync_command(
     the course's learners and issue what they earned."""
     import json
 
-    import httpx
-
-    from service import flows
+    from service import flows, outbound
     from service.db.models import SourceConnection
     from service.db.types import utcnow
     from service.sources import sync
 
     settings = _bootstrap()
-    with _db(settings, write=True) as s, httpx.Client(timeout=30.0) as http:
+    with (
+        _db(settings, write=True) as s,
+        outbound.client(outbound.policy(settings), timeout=30.0) as http,
+    ):
         try:
             setup = flows.course_setup(s, course_id=course)
             if source is not None:

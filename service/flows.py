@@ -32,7 +32,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
 
-from service import audit
+from service import audit, outbound
 from service.assessment import canonical, engine, parse, stack
 from service.assessment.types import (
     AssessmentError,
@@ -1620,7 +1620,9 @@ def fetch_course(engine_: Engine, *, course_id: int, client: httpx.Client | None
         assert connection is not None and connection.id is not None
         lms_course_id = setup.lms_course_id or course.context_id
         with contextlib.ExitStack() as stack:
-            http = client or stack.enter_context(httpx.Client(timeout=30.0))
+            http = client or stack.enter_context(
+                outbound.client(outbound.default_policy(), timeout=30.0)
+            )
             connector = sync.connector_for(s, connection, client=http)
             fetched = connector.fetch_course(lms_course_id)
         return Pull(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -81,7 +82,62 @@ class Settings(BaseSettings):
     status_list_size: int = Field(
         default=131072, ge=131072, multiple_of=8, description="Entries per revocation list."
     )
-    dynamic_registration_key: SecretStr | None = None
+    dynamic_registration_key: SecretStr | None = Field(
+        default=None,
+        description="Key the dynamic registration URL must carry (/lti/register?key=…); "
+        "required in production (the service refuses to start without it).",
+    )
+    dynamic_registration_max_pending: int = Field(
+        default=20,
+        ge=0,
+        description="Platforms registered dynamically and not yet activated that may wait at "
+        "once; further registrations are refused (and nothing stored) until an administrator "
+        "activates or removes some.",
+    )
+    dynamic_registration_rate_limit_per_minute: int = Field(
+        default=10,
+        ge=0,
+        description="Dynamic registrations per client IP and minute; 0 turns the limit off.",
+    )
+    # outbound requests (service/outbound.py, docs/security.md)
+    outbound_allow_private: bool | None = Field(
+        default=None,
+        description="Whether outbound requests (registration, key sets, LMS, deliveries, "
+        "verify --allow-network) may reach private, loopback and link-local addresses. Unset: "
+        "refused in production, allowed in development and test.",
+    )
+    outbound_allowed_networks: str = Field(
+        default="",
+        description="Space-separated networks outbound requests may reach even when private "
+        "addresses are refused, e.g. an on-premises LMS: 10.20.0.0/16 192.168.5.10/32.",
+    )
+    outbound_max_bytes: int = Field(
+        default=5_000_000, ge=1024, description="Largest answer read from any outbound request."
+    )
+    outbound_deadline_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Total time one outbound request may take (connect, send, whole answer).",
+    )
+
+    @field_validator("outbound_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for net in value.replace(",", " ").split():
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{net!r} is not a network; write addresses or CIDR ranges such as "
+                    "10.20.0.0/16, separated by spaces"
+                ) from None
+        return value
+
+    @property
+    def outbound_private_allowed(self) -> bool:
+        if self.outbound_allow_private is not None:
+            return self.outbound_allow_private
+        return self.environment != "production"
 
     @property
     def resolved_database_url(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -59,7 +60,9 @@ class BadgrConnector:
         clock: http.Clock,
         save_tokens: SaveTokens | None = None,
     ) -> None:
-        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self._client = client or outbound.client(
+            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
+        )
         self._clock = clock
         self._save = save_tokens
         self._lock = threading.Lock()

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -58,7 +59,9 @@ class CredlyConnector:
     kinds = frozenset({"credly.issue_badge", "credly.revoke_badge", "credly.replace_badge"})
 
     def __init__(self, client: httpx.Client | None = None, *, clock: http.Clock) -> None:
-        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self._client = client or outbound.client(
+            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
+        )
         self._clock = clock
 
     def close(self) -> None:

@@ -1,5 +1,9 @@
 """The one place connectors call httpx: errors mapped onto the connector error tree, and
-each request summarised (method, path, status, time; never headers or secrets)."""
+each request summarised (method, path, status, time; never headers or secrets).
+
+The clients come from ``service.outbound``: an address it refuses (private, loopback in
+production) is final (``NotConfigured``, dead letter), an oversized answer is final
+(``Rejected``), and timeouts and connection failures stay retryable."""
 
 from __future__ import annotations
 
@@ -10,10 +14,13 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.delivery import backoff
 from service.delivery.errors import (
     ConnectionFailed,
+    NotConfigured,
     NotReady,
+    Rejected,
     ServerError,
     TimedOut,
     error_for_status,
@@ -60,6 +67,16 @@ def request(
             content=content,
             auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
         )
+    except outbound.Blocked as exc:
+        # Nothing was sent, and sending again would be refused again.
+        record.note(f"{label} -> refused: address not allowed")
+        raise NotConfigured(
+            f"{label}: not sent, {exc}. Point the repository at a public address, or "
+            "(development only) set MICROCRED_OUTBOUND_ALLOW_PRIVATE=true."
+        ) from exc
+    except outbound.TooLarge as exc:
+        record.note(f"{label} -> answer too large")
+        raise Rejected(f"{label}: {exc}", uncertain=True) from exc
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
         # Never connected: the request cannot have been applied.
         record.note(f"{label} -> connect timeout")

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -62,7 +63,9 @@ class WebhookConnector:
     kinds = frozenset(EVENT_TYPES)
 
     def __init__(self, client: httpx.Client | None = None, *, clock: http.Clock) -> None:
-        self._client = client or httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0))
+        self._client = client or outbound.client(
+            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
+        )
         self._clock = clock
 
     def close(self) -> None:

@@ -86,6 +86,9 @@ def build(settings: Settings, *, tool_url: str, lms_url: str, engine: Engine) ->
 
     config = demo_config(tool_url=tool_url, lms_url=lms_url, settings=settings)
     platform_id = register(engine, config)
-    tool_settings = settings.model_copy(update={"base_url": tool_url})
+    # the demo tool calls its own LMS on loopback
+    tool_settings = settings.model_copy(
+        update={"base_url": tool_url, "outbound_allow_private": True}
+    )
     tool = create_app(tool_settings, engine=engine)
     return DemoApps(tool=tool, lms=create_demo_app(config), config=config, platform_id=platform_id)

@@ -2,7 +2,10 @@
 
 Used only where the caller asks for network access (``microcred verify URL`` and its
 ``--allow-network`` option); issuing and verifying this deployment's own credentials
-never touch the network.
+never touch the network. The client comes from ``service.outbound``: https only on every
+hop (redirects are followed, at most 5, each checked again; plain http reaches only this
+machine, in development), no private addresses in production, a total deadline and a 2 MB
+cap.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.errors import DependencyFailed
 
 __all__ = ["ACCEPT_CREDENTIAL", "fetch_json", "fetch_text"]
@@ -24,15 +28,21 @@ TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 def fetch_text(
     url: str, *, accept: str = "application/json", client: httpx.Client | None = None
 ) -> str:
-    """GET ``url`` and return the body text (https or http only, at most 2 MB).
+    """GET ``url`` and return the body text (https only, at most 2 MB; plain http only to
+    this machine in development).
 
     Raises:
-        DependencyFailed: network error, non-2xx answer or an oversized body.
+        DependencyFailed: not an https URL, network error, non-2xx answer or an oversized
+            body.
     """
     if not url.startswith(("https://", "http://")):
-        raise DependencyFailed(f"{url} is not an http(s) URL")
+        raise DependencyFailed(f"{url} is not an https:// URL")
     own = client is None
-    http = client or httpx.Client(timeout=TIMEOUT, follow_redirects=True)
+    http = client or outbound.client(
+        outbound.default_policy(https_only=True, max_bytes=MAX_BYTES),
+        timeout=TIMEOUT,
+        follow_redirects=True,
+    )
     try:
         with http.stream("GET", url, headers={"Accept": accept}) as resp:
             if resp.status_code // 100 != 2:
@@ -46,7 +56,7 @@ def fetch_text(
                 chunks.append(chunk)
             return b"".join(chunks).decode(resp.encoding or "utf-8", "replace")
     except httpx.HTTPError as exc:
-        raise DependencyFailed(f"GET {url} failed: {exc}") from exc
+        raise DependencyFailed(f"GET {url} failed: {outbound.describe(exc)}") from exc
     finally:
         if own:
             http.close()

@@ -12,6 +12,7 @@ import httpx
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from service import outbound
 from service.errors import BadInput
 from service.lti import ratelimit
 from service.settings import Settings
@@ -22,6 +23,7 @@ __all__ = [
     "LtiCall",
     "ParamsDep",
     "SettingsDep",
+    "get_async_http",
     "get_engine",
     "get_http",
     "get_settings",
@@ -74,7 +76,8 @@ async def request_params(request: Request) -> dict[str, str]:
 async def get_http(request: Request) -> httpx.Client:
     """One shared client per app for calls to platforms (JWKS, tokens, NRPS, AGS, DR).
 
-    Tests put a client with an ``httpx.MockTransport`` (or a platform's TestClient) in
+    A ``service.outbound`` client (address checks, deadline, byte cap; no redirects). Tests
+    put a client with an ``httpx.MockTransport`` (or a platform's TestClient) in
     ``app.state.lti_http``. ``async`` only so FastAPI resolves it on the event loop instead
     of a thread-pool round trip (it never awaits; creating the client does no I/O).
     """
@@ -83,9 +86,27 @@ async def get_http(request: Request) -> httpx.Client:
         with _lock:
             client = getattr(request.app.state, "lti_http", None)
             if client is None:
-                timeout = request.app.state.settings.lti_http_timeout_seconds
-                client = httpx.Client(timeout=timeout, follow_redirects=False)
+                settings = request.app.state.settings
+                client = outbound.client(
+                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
+                )
                 request.app.state.lti_http = client
+    return client
+
+
+async def get_async_http(request: Request) -> httpx.AsyncClient:
+    """The ``async`` client for dynamic registration (``app.state.lti_http_async``; tests put
+    one with an ``httpx.MockTransport`` there)."""
+    client: httpx.AsyncClient | None = getattr(request.app.state, "lti_http_async", None)
+    if client is None:
+        with _lock:
+            client = getattr(request.app.state, "lti_http_async", None)
+            if client is None:
+                settings = request.app.state.settings
+                client = outbound.async_client(
+                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
+                )
+                request.app.state.lti_http_async = client
     return client
 
 

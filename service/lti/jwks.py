@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import Engine, or_, update
 from sqlmodel import col, select
 
-from service import jws
+from service import jws, outbound
 from service.db.engine import session as db_session
 from service.db.models import PlatformKeySet
 from service.db.types import utcnow
@@ -102,7 +102,7 @@ class KeySetSource:
             resp = http.get(url, headers={"accept": "application/json"})
         except httpx.HTTPError as exc:
             raise LaunchRejected(
-                f"The platform's key set could not be fetched ({type(exc).__name__}).",
+                f"The platform's key set could not be fetched: {outbound.describe(exc)}.",
                 hint=f"The administrator should check the JWKS URL registered for this "
                 f"platform ({url}) and that microcred can reach it.",
                 code="jwks_unreachable",

@@ -60,8 +60,12 @@ def add_platform(
     auth_audience: str | None = None,
     product_family: str = "",
     actor: str = "cli",
+    origin: dict[str, str] | None = None,
 ) -> Platform:
-    """Register a platform (issuer + client_id) with its deployments. Caller commits."""
+    """Register a platform (issuer + client_id) with its deployments. Caller commits.
+
+    ``origin`` (where a dynamic registration came from) goes into the audit event.
+    """
     issuer = check_url(issuer, what="issuer")
     if not client_id.strip():
         raise BadInput("client_id must not be empty")
@@ -100,6 +104,7 @@ def add_platform(
         client_id=client_id,
         deployments=deployment_ids,
         active=active,
+        **(origin or {}),
     )
     return row
 

@@ -18,7 +18,7 @@ from fastapi import Request
 
 from service.errors import TooManyRequests
 
-__all__ = ["Buckets", "limit_lti"]
+__all__ = ["Buckets", "limit_lti", "limit_registration"]
 
 _MAX_KEYS = 10_000
 
@@ -71,4 +71,24 @@ async def limit_lti(request: Request) -> None:
             retry_after=wait,
             hint="If a whole class starts at once, the administrator can raise "
             "MICROCRED_LTI_RATE_LIMIT_PER_MINUTE.",
+        )
+
+
+async def limit_registration(request: Request) -> None:
+    """Per-IP limit on dynamic registration (``/lti/register``): each one makes microcred
+    call two URLs the caller chose, so far fewer are allowed than sign-ins."""
+    settings = request.app.state.settings
+    per_minute = settings.dynamic_registration_rate_limit_per_minute
+    if per_minute <= 0:
+        return
+    buckets: Buckets | None = getattr(request.app.state, "registration_buckets", None)
+    if buckets is None:
+        buckets = request.app.state.registration_buckets = Buckets(per_minute)
+    wait = buckets.take(request.client.host if request.client else "unknown")
+    if wait:
+        raise TooManyRequests(
+            f"Too many registrations from your network in the last minute; try again in {wait} s.",
+            retry_after=wait,
+            hint="The administrator can raise "
+            "MICROCRED_DYNAMIC_REGISTRATION_RATE_LIMIT_PER_MINUTE.",
         )

@@ -4,8 +4,14 @@ developer-key JSON.
 Flow (lti-dr §3): the platform opens ``/lti/register?openid_configuration=…&registration_token=…``
 in a window. We fetch the platform's OpenID configuration (Canvas requires the token as Bearer
 on that GET too), POST our tool configuration to its ``registration_endpoint`` with the token
-as Bearer, store the platform INACTIVE (an administrator activates it: anyone who can reach
-the URL can register) and answer with a page that posts ``org.imsglobal.lti.close``.
+as Bearer, store the platform INACTIVE (an administrator activates it) and answer with a page
+that posts ``org.imsglobal.lti.close``.
+
+The URL is public, so (docs/security.md): production requires the registration key; each
+client address may register a few times a minute; at most
+``MICROCRED_DYNAMIC_REGISTRATION_MAX_PENDING`` platforms wait for activation; the calls go
+through ``service.outbound`` (no private addresses in production, a deadline, a byte cap);
+nothing is stored unless the platform accepted the registration.
 
 Quirks handled (lti.md §2.6, §3.6): Moodle lists ``messages_supported`` as strings, returns the
 deployment id in the tool configuration and shares name/email only when the claims are asked
@@ -23,8 +29,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlmodel import Session
+from sqlmodel import Session, col, func, select
 
+from service import outbound
+from service.db.models import Platform
 from service.errors import BadInput, ServiceError
 from service.lti import pages, platforms
 from service.lti.errors import RegistrationFailed
@@ -34,9 +42,11 @@ __all__ = [
     "Negotiated",
     "RegistrationResult",
     "canvas_developer_key",
+    "check_key",
+    "check_pending_room",
     "done_page",
     "negotiate",
-    "register",
+    "require_key_in_production",
     "store",
     "tool_configuration",
 ]
@@ -160,6 +170,18 @@ def check_key(key: str, settings: Settings) -> None:
         )
 
 
+def require_key_in_production(settings: Settings) -> None:
+    """Production does not start without ``MICROCRED_DYNAMIC_REGISTRATION_KEY``: without it
+    anyone could make microcred call URLs of their choosing and store platforms."""
+    if settings.environment == "production" and settings.dynamic_registration_key is None:
+        raise RegistrationFailed(
+            "MICROCRED_DYNAMIC_REGISTRATION_KEY is not set; production needs it.",
+            hint="Set MICROCRED_DYNAMIC_REGISTRATION_KEY to a long random value (e.g. `python -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'`) and give administrators of "
+            "the platforms the URL …/lti/register?key=<that value>.",
+        )
+
+
 @dataclass(frozen=True)
 class Negotiated:
     """What the platform told us: its configuration and its answer to our registration."""
@@ -171,38 +193,18 @@ class Negotiated:
     name: str
 
 
-def register(
-    session: Session,
+async def negotiate(
     *,
     openid_configuration: str,
     registration_token: str,
     settings: Settings,
-    http: httpx.Client,
-) -> RegistrationResult:
-    """Run dynamic registration; the new platform is stored inactive. Caller commits.
-
-    Routes call ``negotiate`` (HTTP, no transaction open) and then ``store`` instead, so no
-    database write lock is held while the platform answers.
-    """
-    return store(
-        session,
-        negotiate(
-            openid_configuration=openid_configuration,
-            registration_token=registration_token,
-            settings=settings,
-            http=http,
-        ),
-    )
-
-
-def negotiate(
-    *,
-    openid_configuration: str,
-    registration_token: str,
-    settings: Settings,
-    http: httpx.Client,
+    http: httpx.AsyncClient,
 ) -> Negotiated:
-    """Fetch the platform's configuration and POST our registration (lti-dr §3.4-3.6)."""
+    """Fetch the platform's configuration and POST our registration (lti-dr §3.4-3.6).
+
+    ``async`` with a client from ``service.outbound``: the two calls hold no worker thread,
+    and each is bounded by the outbound deadline and byte cap.
+    """
     if not openid_configuration:
         raise _fail(
             "This page is the dynamic registration URL; it must be opened by the platform.",
@@ -218,10 +220,10 @@ def negotiate(
     if registration_token:
         headers["authorization"] = f"Bearer {registration_token}"
     try:
-        resp = http.get(config_url, headers=headers)
+        resp = await http.get(config_url, headers=headers)
     except httpx.HTTPError as exc:
         raise _fail(
-            f"The platform's configuration could not be fetched ({type(exc).__name__})."
+            f"The platform's configuration could not be fetched: {outbound.describe(exc)}."
         ) from exc
     if resp.status_code != 200:
         raise _fail(f"The platform's configuration answered HTTP {resp.status_code}.")
@@ -244,9 +246,9 @@ def negotiate(
         raise _fail(exc.detail) from exc
     body = tool_configuration(settings, product_family=family)
     try:
-        resp = http.post(reg_url, json=body, headers=headers)
+        resp = await http.post(reg_url, json=body, headers=headers)
     except httpx.HTTPError as exc:
-        raise _fail(f"The registration request failed ({type(exc).__name__}).") from exc
+        raise _fail(f"The registration request failed: {outbound.describe(exc)}.") from exc
     if resp.status_code not in (200, 201):
         raise _fail(f"The platform refused the registration (HTTP {resp.status_code}).")
     answer = _json(resp, "registration response")
@@ -266,8 +268,34 @@ def negotiate(
     )
 
 
-def store(session: Session, negotiated: Negotiated) -> RegistrationResult:
-    """Keep the registered platform, inactive until an administrator activates it."""
+def check_pending_room(session: Session, settings: Settings) -> None:
+    """Refuse a registration while ``MICROCRED_DYNAMIC_REGISTRATION_MAX_PENDING`` platforms
+    already wait for activation (each registration would otherwise add a row)."""
+    cap = settings.dynamic_registration_max_pending
+    pending = session.exec(
+        select(func.count()).select_from(Platform).where(col(Platform.active).is_(False))
+    ).one()
+    if pending >= cap:
+        raise RegistrationFailed(
+            f"{pending} registered platforms are waiting for activation; microcred accepts no "
+            "more registrations until an administrator activates or removes some.",
+            hint="Ask your microcred administrator to review the pending platforms "
+            "(`microcred platform list`), or to raise MICROCRED_DYNAMIC_REGISTRATION_MAX_PENDING.",
+        )
+
+
+def store(
+    session: Session,
+    negotiated: Negotiated,
+    *,
+    settings: Settings,
+    origin: dict[str, str] | None = None,
+) -> RegistrationResult:
+    """Keep the registered platform, inactive until an administrator activates it.
+
+    ``origin`` (the caller's address and the openid_configuration URL) is kept in the
+    ``platform.registered`` audit event. Caller commits."""
+    check_pending_room(session, settings)
     conf, family = negotiated.conf, negotiated.family
     client_id, deployment_id, name = (
         negotiated.client_id,
@@ -290,6 +318,7 @@ def store(session: Session, negotiated: Negotiated) -> RegistrationResult:
             else None,
             product_family=family,
             actor="dynamic-registration",
+            origin=origin,
         )
     except ServiceError as exc:
         raise _fail(exc.detail, hint=exc.hint) from exc

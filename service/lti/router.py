@@ -12,8 +12,8 @@ from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
 from service.db.engine import session as db_session
-from service.lti import keys, launch, origins, pages, registration
-from service.lti.http import EngineDep, HttpDep, ParamsDep, SettingsDep, lti_call
+from service.lti import keys, launch, origins, pages, ratelimit, registration
+from service.lti.http import EngineDep, SettingsDep, get_async_http, lti_call, request_params
 from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -84,21 +84,45 @@ def canvas_config(settings: SettingsDep) -> JSONResponse:
     return JSONResponse(registration.canvas_developer_key(settings))
 
 
+def _pending_room(engine: Engine, settings: Settings) -> None:
+    with db_session(engine, autocommit=True) as session:
+        registration.check_pending_room(session, settings)
+
+
+def _store(
+    engine: Engine,
+    negotiated: registration.Negotiated,
+    settings: Settings,
+    origin: dict[str, str],
+) -> registration.RegistrationResult:
+    with db_session(engine, write=True) as session:
+        result = registration.store(session, negotiated, settings=settings, origin=origin)
+        session.commit()
+    return result
+
+
 @router.get("/register", include_in_schema=False)
-def register(
-    request: Request, params: ParamsDep, engine: EngineDep, settings: SettingsDep, http: HttpDep
-) -> HTMLResponse:
+async def register(request: Request) -> HTMLResponse:
     """LTI Dynamic Registration (Moodle and Canvas)."""
+    await ratelimit.limit_registration(request)
+    params = await request_params(request)
+    engine: Engine = request.app.state.engine
+    settings: Settings = request.app.state.settings
+    config_url = params.get("openid_configuration", "")
     # The platform shows this page in its own frame; its OpenID configuration URL is on it.
-    origins.allow(request, [params.get("openid_configuration", "")])
+    origins.allow(request, [config_url])
     registration.check_key(params.get("key", ""), settings)
-    negotiated = registration.negotiate(
-        openid_configuration=params.get("openid_configuration", ""),
+    await db_call(engine, _pending_room, engine, settings)
+    # async: the platform's two answers (bounded by the outbound deadline) hold no thread
+    negotiated = await registration.negotiate(
+        openid_configuration=config_url,
         registration_token=params.get("registration_token", ""),
         settings=settings,
-        http=http,
+        http=await get_async_http(request),
     )
-    with db_session(engine, write=True) as session:
-        result = registration.store(session, negotiated)
-        session.commit()
+    origin = {
+        "source_ip": request.client.host if request.client else "",
+        "openid_configuration": config_url[:2000],
+    }
+    result = await db_call(engine, _store, engine, negotiated, settings, origin)
     return HTMLResponse(registration.done_page(result), headers={"cache-control": "no-store"})

@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from service import jws
+from service import jws, outbound
 from service.db.engine import session as db_session
 from service.db.models import Platform, ServiceToken
 from service.db.types import utcnow
@@ -194,7 +194,7 @@ class ServiceClient:
             resp = self.http.request(method, url, **kw)
         except httpx.HTTPError as exc:
             raise PlatformCallFailed(
-                f"Calling the platform failed ({type(exc).__name__}).", status=None
+                f"Calling the platform failed: {outbound.describe(exc)}.", status=None
             ) from exc
         if resp.status_code >= 400:
             raise PlatformCallFailed(

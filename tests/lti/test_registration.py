@@ -104,7 +104,7 @@ def _canvas(seen: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Respon
 
 
 def _use(app: FastAPI, handler: Callable[[httpx.Request], httpx.Response]) -> None:
-    app.state.lti_http = httpx.Client(transport=httpx.MockTransport(handler))
+    app.state.lti_http_async = httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
 
 def test_moodle_dynamic_registration(client: TestClient, app: FastAPI, engine: Engine) -> None:

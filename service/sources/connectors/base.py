@@ -9,7 +9,8 @@ from typing import Protocol
 
 import httpx
 
-from service.sources.errors import SourceUnavailable
+from service import outbound
+from service.sources.errors import SourceRefused, SourceUnavailable
 from service.sources.types import Problem, Result
 
 __all__ = ["Connector", "Fetched", "RetryPolicy", "backoff_seconds", "from_unix", "send"]
@@ -64,10 +65,17 @@ def send(
         last = attempt == policy.attempts
         try:
             response = client.send(request)
+        except (outbound.Blocked, outbound.TooLarge) as exc:
+            # Asking again would be refused again: not retried.
+            raise SourceRefused(
+                f"{what}: {exc}",
+                hint="Point the connection at the LMS's public address, or (development only) "
+                "set MICROCRED_OUTBOUND_ALLOW_PRIVATE=true.",
+            ) from exc
         except httpx.TransportError as exc:
             if last:
                 raise SourceUnavailable(
-                    f"{what}: no answer after {attempt} attempts ({type(exc).__name__})",
+                    f"{what}: no answer after {attempt} attempts ({outbound.describe(exc)})",
                     hint="Check that the LMS is reachable from this server; the sync can be "
                     "retried.",
                 ) from exc

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
 from service.sources.types import Asserter, LearnerRef, Problem, Result, RubricLevel, SourceKind
@@ -88,7 +89,7 @@ class CanvasConnector:
         self._client_secret = client_secret
         self._expires_at = expires_at
         self._on_refresh = on_refresh
-        self._client = client or httpx.Client(timeout=30.0)
+        self._client = client or outbound.client(outbound.default_policy(), timeout=30.0)
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._now = now

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, from_unix, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
 from service.sources.types import Asserter, LearnerRef, Problem, Result, RubricLevel, SourceKind
@@ -83,7 +84,7 @@ class MoodleConnector:
         self.base_url = base_url.rstrip("/")
         self.origin = origin
         self._token = token
-        self._client = client or httpx.Client(timeout=30.0)
+        self._client = client or outbound.client(outbound.default_policy(), timeout=30.0)
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._requests = 0
