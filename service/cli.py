@@ -697,7 +697,8 @@ def repository_update(
 
 @repository_app.command("list")
 def repository_list() -> None:
-    """List repositories, with token-expiry warnings."""
+    """List repositories, with token-expiry warnings and rate-limit pauses."""
+    from service.db.types import utcnow
     from service.delivery import repositories
 
     with _outbox_session() as s:
@@ -710,6 +711,11 @@ def repository_list() -> None:
             )
             if r.id in warns:
                 typer.secho(f"      WARNING: {warns[r.id]}", fg="yellow")
+            if r.paused_until is not None and r.paused_until > utcnow():
+                typer.echo(
+                    f"      paused until {r.paused_until:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(rate limit: {r.paused_reason})"
+                )
 
 
 # --- sources commands ---

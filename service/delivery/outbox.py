@@ -36,7 +36,7 @@ from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import utcnow
 from service.delivery import backoff
-from service.delivery.errors import ConnectorError, FinalError
+from service.delivery.errors import ConnectorError, FinalError, RateLimited
 from service.errors import Conflict, NotFound
 
 __all__ = [
@@ -64,6 +64,7 @@ TERMINAL = ("delivered", "cancelled", "dead")
 OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 C = OUT.c
 ATTEMPT: Table = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+REPO: Table = DeliveryRepository.__table__  # type: ignore[attr-defined]
 DEFAULT_MAX_ATTEMPTS = 25
 
 
@@ -204,6 +205,9 @@ def claim(
                 C.depends_on_id.is_(None),
                 exists().where(and_(dep.c.id == C.depends_on_id, dep.c.status.in_(TERMINAL))),
             ),
+            # A repository paused by a rate limit waits for every worker, not just the row
+            # that got the 429.
+            ~exists().where(and_(REPO.c.id == C.repository_id, REPO.c.paused_until > now)),
         )
         .order_by(C.due_at, C.id)
         .limit(limit)
@@ -387,6 +391,8 @@ def finish_many(
             ).rowcount  # type: ignore[attr-defined]
             if not changed:
                 outcome = "lease_lost"
+            if isinstance(error, RateLimited) and job.repository_id is not None:
+                _pause(s, job.repository_id, error, now)
             results.append(outcome)
             status = record.response_status
             if error is not None and error.status is not None:
@@ -415,6 +421,21 @@ def finish_many(
         s.execute(insert(ATTEMPT), attempt_rows)
         s.commit()
     return results
+
+
+def _pause(s: Session, repository_id: int, error: ConnectorError, now: dt.datetime) -> None:
+    """Pause the repository until the rate limit's Retry-After (the backoff's first step
+    when it gave none); a later, shorter pause never shortens a longer one."""
+    seconds = error.retry_after if error.retry_after is not None else backoff.BASE_SECONDS
+    until = now + dt.timedelta(seconds=max(seconds, 0.0))
+    s.execute(
+        update(REPO)
+        .where(
+            REPO.c.id == repository_id,
+            or_(REPO.c.paused_until.is_(None), REPO.c.paused_until < until),
+        )
+        .values(paused_until=until, paused_reason=f"{error.code}: {error.detail}"[:500])
+    )
 
 
 # --- administrator actions (caller commits) ----------------------------------------------

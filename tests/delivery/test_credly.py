@@ -324,3 +324,60 @@ def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -
     w.run_once()
     assert seen == ["POST", "GET"] and len(badges) == 1
     assert statuses(engine) == {"delivered": 1}
+
+
+def _org_posts(fake: FakeCredly, org: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in fake.state()["requests"]
+        if r["method"] == "POST" and f"/organizations/{org}/" in r["path"]
+    ]
+
+
+def _two_orgs(engine: Engine, fake: FakeCredly) -> tuple[int, int]:
+    fake.configure(org_limits=True, script=[{"outcome": "429", "retry_after": 300}])
+    a = credly_repo(engine, fake, name="Credly A")
+    b = credly_repo(engine, fake, name="Credly B", config={"organization_id": "org-2"})
+    with db_session(engine, write=True) as s:
+        # Two rows to organisation A (the first gets the 429), one to organisation B.
+        awards.enqueue_issue(s, snapshot=snapshot(0), repository_ids=[a])
+        awards.enqueue_issue(s, snapshot=snapshot(1), repository_ids=[a])
+        awards.enqueue_issue(s, snapshot=snapshot(2), repository_ids=[b])
+        s.commit()
+    return a, b
+
+
+def test_a_429_pauses_the_repository_for_the_other_threads_of_the_worker(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    _two_orgs(engine, fake)
+    # One claim takes all three rows; the second row to A is not sent after A's 429.
+    worker = make_worker(engine, clock, threads=1, batch=3)
+    assert worker.run_once() == 3
+    assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
+    assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
+    drain(worker, engine, timeout=30)
+    st = fake.state()
+    assert st["violations"] == []
+    first, *rest = _org_posts(fake, "org-1")
+    assert len(rest) == 2 and all(p["t"] - first["t"] >= 300 for p in rest)
+    assert statuses(engine) == {"delivered": 3}
+
+
+def test_a_429_pauses_the_repository_for_every_worker(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    a, _b = _two_orgs(engine, fake)
+    w1 = make_worker(engine, clock, threads=1, batch=1)
+    w2 = make_worker(engine, clock, threads=1, batch=1)  # another process: no shared memory
+    assert w1.run_once() == 1  # organisation A answers 429, Retry-After 300 s
+    with db_session(engine) as s:
+        repo = repositories.get(s, a)
+        assert repo.paused_until is not None and "429" in repo.paused_reason
+    assert w2.run_once() == 1  # the row to B; A's second row waits for the pause
+    assert w2.run_once() == 0 and w1.run_once() == 0
+    assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
+    assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
+    drain(w2, engine, timeout=30)
+    assert fake.state()["violations"] == []
+    assert statuses(engine) == {"delivered": 3}
