@@ -266,6 +266,7 @@ def claim(
             .where(C.id.in_(ids))
             .order_by(C.due_at, C.id)
         ).all()
+        payloads = _with_remote_ids(s, [dict(r.payload) for r in rows])
         claimed = [
             Claimed(
                 id=r.id,
@@ -274,17 +275,56 @@ def claim(
                 kind=r.kind,
                 repository_id=r.repository_id,
                 idempotency_key=r.idempotency_key,
-                payload=dict(r.payload),
+                payload=payload,
                 attempt=r.attempts,
                 max_attempts=r.max_attempts,
                 uncertain=bool(r.uncertain),
                 lease_token=token,
                 lease_expires_at=expires,
             )
-            for r in rows
+            for r, payload in zip(rows, payloads, strict=True)
         ]
         s.commit()
     return claimed
+
+
+# Payload lists whose items name the row that created a remote object (``outbox_id``).
+_REF_LISTS = ("targets", "replaces")
+_REMOTE_IDS = ("badge_id", "entity_id")
+
+
+def _with_remote_ids(s: Session, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill in the remote ids (Credly ``badge_id``) that the rows a revoke or replace
+    names have learned since it was queued (a revoke waits for a row in flight)."""
+    wanted = {
+        int(item["outbox_id"])
+        for p in payloads
+        for name in _REF_LISTS
+        for item in p.get(name) or []
+        if isinstance(item, dict) and item.get("outbox_id") and "badge_id" not in item
+    }
+    if not wanted:
+        return payloads
+    found = {
+        row_id: result or {}
+        for row_id, result in s.execute(sa_select(C.id, C.result).where(C.id.in_(wanted)))
+    }
+    out = []
+    for p in payloads:
+        p = dict(p)
+        for name in _REF_LISTS:
+            if isinstance(p.get(name), list):
+                p[name] = [_filled(item, found) for item in p[name]]
+        out.append(p)
+    return out
+
+
+def _filled(item: Any, found: dict[int, dict[str, Any]]) -> Any:
+    if not isinstance(item, dict) or not item.get("outbox_id"):
+        return item
+    result = found.get(int(item["outbox_id"]), {})
+    extra = {k: str(result[k]) for k in _REMOTE_IDS if result.get(k) and k not in item}
+    return item | extra
 
 
 @dataclasses.dataclass

@@ -381,3 +381,78 @@ def test_a_429_pauses_the_repository_for_every_worker(
     drain(w2, engine, timeout=30)
     assert fake.state()["violations"] == []
     assert statuses(engine) == {"delivered": 3}
+
+
+def _badges_of(fake: FakeCredly, cid: str) -> dict[str, dict[str, Any]]:
+    return {
+        b["badge_template"]["id"]: b
+        for b in fake.state()["badges"]
+        if b["issuer_earner_id"].startswith(cid)
+    }
+
+
+def test_an_upgrade_revokes_the_old_badge_by_its_id_whatever_the_list_looks_like(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    # Credly's list names the template in another field than the issue answer does.
+    fake.configure(template_field="flat")
+    credly_repo(engine, fake)
+    enqueue_many(engine, 1)
+    worker = make_worker(engine, clock)
+    drain(worker, engine, timeout=20)
+    cid = snapshot(0).credential_id
+    old_id = _badges_of(fake, cid)["tmpl-b"]["id"]
+    with db_session(engine, write=True) as s:
+        awards.propagate_upgrade(s, snapshot=snapshot(0, level="advanced"))
+        s.commit()
+    drain(worker, engine, timeout=20)
+    badges = _badges_of(fake, cid)
+    assert badges["tmpl-b"]["state"] == "revoked" and badges["tmpl-a"]["state"] == "pending"
+    assert live_per_earner(fake) == {f"{cid}:advanced": 1}  # the learner holds only the new one
+    puts = [r["path"] for r in fake.state()["requests"] if r["method"] == "PUT"]
+    assert puts == [f"/v1/organizations/org-1/badges/{old_id}/revoke"]
+    with db_session(engine) as s:
+        replace = OutboxMessage.kind == "credly.replace_badge"
+        row = s.exec(select(OutboxMessage).where(replace)).one()
+    assert row.status == "delivered" and row.result["revoked"] == [old_id]
+
+
+def test_a_revocation_that_revokes_nothing_is_a_dead_letter_that_says_what_to_do(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    rid = credly_repo(engine, fake)
+    cid = snapshot(0).credential_id
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(0))
+        row = s.exec(select(OutboxMessage)).one()
+        # Its outcome was never learned (say, it timed out, then ran out of attempts).
+        row.status, row.uncertain = "dead", True
+        s.add(row)
+        [revoke] = awards.propagate_revocation(s, cid, "Awarded in error")
+        s.commit()
+        assert revoke.repository_id == rid
+    drain(make_worker(engine, clock), engine, timeout=20)
+    with db_session(engine) as s:
+        revoke_row = s.get(OutboxMessage, revoke.id)
+    assert revoke_row is not None and revoke_row.status == "dead"
+    assert "nothing was revoked on Credly" in (revoke_row.last_error or "")
+    assert "microcred outbox cancel" in (revoke_row.last_error or "")
+
+
+def test_a_revoke_by_id_that_credly_does_not_know_is_not_delivered(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    credly_repo(engine, fake)
+    enqueue_many(engine, 1)
+    worker = make_worker(engine, clock)
+    drain(worker, engine, timeout=20)
+    fake.reset()  # the badge was deleted in Credly meanwhile
+    fake.configure(token="test-org-token", templates={"tmpl-b": {}}, clock=clock.as_config())
+    with db_session(engine, write=True) as s:
+        [revoke] = awards.propagate_revocation(s, snapshot(0).credential_id, "Awarded in error")
+        s.commit()
+    drain(worker, engine, timeout=20)
+    with db_session(engine) as s:
+        row = s.get(OutboxMessage, revoke.id)
+    assert row is not None and row.status == "dead"
+    assert "Credly has no badge" in (row.last_error or "")
