@@ -653,6 +653,7 @@ class Summary:
     pending: int = 0
     flagged: int = 0
     revoked: int = 0
+    blocked: int = 0  # a level reached again that a person's revocation keeps from re-award
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -669,6 +670,15 @@ class Row:
     held: Award | None
     pending: Award | None
     problem: str = ""
+    # A revocation by a person that keeps this level (or a lower one) from being re-awarded.
+    blocked: Award | None = None
+
+    @property
+    def blocked_text(self) -> str:
+        """Why no credential is issued although the rules give a level (revoked by a person)."""
+        if self.blocked is None or self.held is not None:
+            return ""
+        return blocked_text(self.blocked)
 
     @property
     def failed(self) -> list[str]:
@@ -690,6 +700,53 @@ class Row:
             # The first clause says it ("Advanced needs a supervised sitting"); details follow.
             return gap.missing[0].reason.split(";")[0].split(":")[0]
         return ""
+
+
+def blocked_text(award: Award) -> str:
+    """The instructor's explanation of a re-award block (docs/awarding.md)."""
+    level = award.level.capitalize()
+    when = award.updated_at.strftime("%d %b %Y")
+    return (
+        f"No credential: {level} was revoked on {when} ({award.review or 'no reason given'}). "
+        f"Re-evaluating does not issue {level} or a lower level again; a higher level is "
+        "issued when the evidence reaches it. Allow re-award to issue what the evidence shows."
+    )
+
+
+def _reaward_block(
+    session: Session, *, course_id: int, person_id: int, line_key: str
+) -> Award | None:
+    """The highest revoked award on the line whose revocation (by a person) blocks re-award."""
+    return _reaward_blocks(session, course_id=course_id, person_id=person_id).get(
+        (person_id, line_key)
+    )
+
+
+def _reaward_blocks(
+    session: Session, *, course_id: int, person_id: int | None = None
+) -> dict[tuple[int, str], Award]:
+    """``_reaward_block`` for every line of the course (or of one learner), in one query."""
+    q = select(Award).where(
+        Award.course_id == course_id,
+        Award.state == "revoked",
+        col(Award.reaward_blocked).is_(True),
+    )
+    if person_id is not None:
+        q = q.where(Award.person_id == person_id)
+    out: dict[tuple[int, str], Award] = {}
+    # The highest level wins (ties: the latest): it bounds what may be awarded again.
+    for a in sorted(session.exec(q), key=lambda a: (_rank(a.level), a.id or 0)):
+        out[(a.person_id, a.line_key)] = a
+    return out
+
+
+def _rank(level_key: str) -> int:
+    # Competency levels by their order; a stack's single level ("awarded") ranks above all.
+    return int(Level[level_key.upper()]) if level_key.upper() in Level.__members__ else 99
+
+
+def _blocks(block: Award | None, level_key: str) -> bool:
+    return block is not None and _rank(level_key) <= _rank(block.level)
 
 
 def gap_text(decision: EngineDecision | None) -> str:
@@ -775,6 +832,7 @@ def preview_course(
     records_by_person: dict[int, list[store.EvidenceRecord]] = {}
     for r in store.list_evidence(session, course_id=course_id):
         records_by_person.setdefault(r.person_id, []).append(r)
+    blocks = _reaward_blocks(session, course_id=course_id)
     for person in course_learners(session, course_id=course_id):
         assert person.id is not None
         if person_ids is not None and person.id not in person_ids:
@@ -783,13 +841,14 @@ def preview_course(
             held, pending = _held(
                 _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
             )
+            block = blocks.get((person.id, _line(comp)))
             evidence = _evidence_for(records_by_person.get(person.id, []), comp, policy)
             try:
                 decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
             except AssessmentError as exc:
-                rows.append(Row(person, comp, None, held, pending, problem=str(exc)))
+                rows.append(Row(person, comp, None, held, pending, problem=str(exc), blocked=block))
                 continue
-            rows.append(Row(person, comp, decision, held, pending))
+            rows.append(Row(person, comp, decision, held, pending, blocked=block))
     return rows
 
 
@@ -1024,6 +1083,14 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
+        block = _reaward_block(
+            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        )
+        if _blocks(block, target.key):
+            # A person revoked this level (or a higher one): the same evidence does not bring
+            # it back (docs/awarding.md); the instructor page says so and offers to lift it.
+            summary.blocked += 1
+            return
         if setup.approval_required:
             session.add(
                 Award(
@@ -1062,7 +1129,15 @@ def _apply(
     if target < held_level:
         if setup.on_lower == "revoke":
             reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
-            _revoke(session, settings=settings, award=held, reason=reason, actor=actor, now=now)
+            _revoke(
+                session,
+                settings=settings,
+                award=held,
+                reason=reason,
+                actor=actor,
+                now=now,
+                by_person=False,
+            )
             summary.revoked += 1
             if target > Level.NONE:
                 _issue(
@@ -1302,14 +1377,20 @@ def _revoke(
     reason: str,
     actor: str,
     now: dt.datetime,
-) -> None:
+    by_person: bool,
+) -> Credential:
+    """Revoke the award's credential: status list, revocation queued to every repository
+    it reached, the ledger. A person's revocation blocks re-award (``_reaward_block``)."""
     assert award.credential_uuid is not None
-    issuer_service.revoke(
+    credential = issuer_service.revoke(
         session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
     )
     delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)
     award.state, award.review, award.updated_at = "revoked", reason, now
+    award.reaward_blocked = by_person
+    award.revoked_by = actor[:300] if by_person else ""
     session.add(award)
+    return credential
 
 
 def _course_award(session: Session, *, course_id: int, award_id: int) -> Award:
@@ -1383,7 +1464,82 @@ def revoke_award(
     session.refresh(award)
     if award.state != "issued":
         raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
-    _revoke(session, settings=settings, award=award, reason=reason.strip(), actor=actor, now=now)
+    _revoke(
+        session,
+        settings=settings,
+        award=award,
+        reason=reason.strip(),
+        actor=actor,
+        now=now,
+        by_person=True,
+    )
+    session.flush()
+    return award
+
+
+def revoke_credential(
+    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+) -> Credential:
+    """Revoke a credential by its id (``microcred credential revoke``) the way the
+    instructor page does: status list, revocation queued to every repository the credential
+    reached, the ledger's re-award block and the audit row, in the caller's transaction.
+
+    A credential a higher level superseded is only marked revoked: the repositories hold
+    the higher level's badge, which stays. A credential outside the award ledger (issued
+    through the API) has its own deliveries, if any, revoked.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    award = session.exec(select(Award).where(Award.credential_uuid == uuid)).first()
+    if award is None:
+        credential = issuer_service.revoke(
+            session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
+        )
+        delivery_awards.propagate_revocation(session, uuid, reason, now=now)
+        return credential
+    _lock_course(session, course_id=award.course_id)
+    session.refresh(award)
+    if award.state != "issued":
+        return issuer_service.revoke(
+            session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
+        )
+    credential = _revoke(
+        session, settings=settings, award=award, reason=reason, actor=actor, now=now, by_person=True
+    )
+    session.flush()
+    return credential
+
+
+def allow_reaward(
+    session: Session, *, course_id: int, award_id: int, actor: str, now: dt.datetime
+) -> Award:
+    """Lift the re-award block of a revoked credential: the next evaluation issues what the
+    evidence shows again (the caller re-evaluates the learner)."""
+    _lock_course(session, course_id=course_id)
+    award = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(award)
+    if award.state != "revoked" or not award.reaward_blocked:
+        raise Conflict(f"award {award_id} does not block re-award")
+    for row in session.exec(
+        select(Award).where(
+            Award.course_id == course_id,
+            Award.person_id == award.person_id,
+            Award.line_key == award.line_key,
+            Award.state == "revoked",
+            col(Award.reaward_blocked).is_(True),
+        )
+    ):
+        row.reaward_blocked, row.updated_at = False, now
+        session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="award.reaward_allowed",
+        subject=f"credential:{award.credential_uuid}",
+        level=award.level,
+        revoked_for=award.review,
+    )
     session.flush()
     return award
 
@@ -1497,6 +1653,9 @@ def _stacks(
             _current(session, course_id=setup.course_id, person_id=person.id, line_key=line)
         )
         if not result.awarded or current is not None:
+            continue
+        if _reaward_block(session, course_id=setup.course_id, person_id=person.id, line_key=line):
+            summary.blocked += 1  # revoked by a person: not re-issued until lifted
             continue
         parts = []
         for req in stack_policy.requires:

@@ -433,3 +433,68 @@ def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None
     platform = live.apps.lms.state.platform
     [column] = [item for item in platform.state.line_items() if item.label == label]
     assert {sc.user_id for sc in platform.state.scores(column.id)} == {"u-learn-1", "u-learn-2"}
+
+
+def _issue_rows(live: Live) -> int:
+    with db_session(live.engine) as s:
+        kinds = s.exec(select(OutboxMessage.kind)).all()
+    return sum(1 for k in kinds if not k.endswith("revoked") and k != "credly.revoke_badge")
+
+
+def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    revoked = tab.post(
+        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+    )
+    assert revoked.status_code == 303, revoked.text
+    credentials, issue_rows = _count(live, Credential), _issue_rows(live)
+    for _ in range(2):
+        assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    # Same evidence, same level: no new credential, nothing delivered again.
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [("intermediate", "revoked")]
+    assert (_count(live, Credential), _issue_rows(live)) == (credentials, issue_rows)
+    page = tab.get("/app/course").text
+    assert "No credential: Intermediate was revoked on" in page
+    assert "Awarded in error" in page and "Allow re-award" in page
+    # The instructor lifts the block: the evidence's level is issued again.
+    allowed = tab.post(f"/app/course/awards/{held.id}/allow", {}, csrf=csrf)
+    assert allowed.status_code == 303, allowed.text
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "revoked"),
+        ("intermediate", "issued"),
+    ]
+    assert "No credential: Intermediate was revoked" not in tab.get("/app/course").text
+
+
+def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert (
+        tab.post(
+            f"/app/course/awards/{held.id}/revoke", {"reason": "Quiz retaken"}, csrf=csrf
+        ).status_code
+        == 303
+    )
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_advanced": "75"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    lucas = _person(live, "u-learn-2")
+    attested = tab.post(
+        "/app/course/attest",
+        {"person_id": str(lucas.id), "item_id": "21", "level": "supervised", "note": "room B"},
+        csrf=csrf,
+    )
+    assert attested.status_code == 303, attested.text
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "revoked"),
+        ("advanced", "issued"),
+    ]
