@@ -775,6 +775,7 @@ def _report(summary: flows.Summary, head: str) -> None:
         f"{head}{sep}{summary.issued} issued, {summary.upgraded} upgraded, "
         f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
         f"{summary.revoked} revoked"
+        + (f", {summary.blocked} held back by a revocation" if summary.blocked else "")
     )
 
 

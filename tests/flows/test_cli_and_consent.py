@@ -188,3 +188,4 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
     # A re-evaluation does not issue it again.
     again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
     assert again.exit_code == 0 and "0 issued" in again.output, again.output
+    assert "1 held back by a revocation" in again.output

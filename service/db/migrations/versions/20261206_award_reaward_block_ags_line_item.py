@@ -28,6 +28,14 @@ def upgrade() -> None:
                 server_default='',
             )
         )
+    # Revocations made before this revision by a person (not the rules' own, whose reason
+    # the code writes as "A re-evaluation gives …") keep blocking re-award, as intended.
+    op.execute(
+        sa.text(
+            "UPDATE award SET reaward_blocked = :yes "
+            "WHERE state = 'revoked' AND review NOT LIKE 'A re-evaluation gives %'"
+        ).bindparams(yes=True)
+    )
     op.create_table(
         'ags_line_item',
         sa.Column('id', sa.Integer(), nullable=False),
