@@ -8,7 +8,8 @@ in one transaction (STYLE.md "Transactions").
 - launches: ``record_launch`` (person, course, enrolment, the course's gradebook endpoint)
 - mapping: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
-- awards: ``approve``, ``revoke_award``, ``attest``, ``set_award_rules``
+- awards: ``approve``, ``revoke_award``, ``revoke_credential``, ``allow_reaward``,
+  ``attest``, ``set_award_rules`` (a person's revocation blocks re-award: docs/awarding.md)
 - sync: ``fetch_course`` (HTTP, outside any transaction) then ``store_fetched``
 - gradebook: ``ags_poster`` wires delivery's AGS connector to the LTI AGS client
 """
