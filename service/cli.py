@@ -349,13 +349,15 @@ def verify(
 
 
 def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
+    from service import flows
     from service.db.engine import session
     from service.db.types import utcnow
     from service.errors import ServiceError
     from service.issuer import service as issuer_service
 
     settings = _bootstrap()
-    action = issuer_service.revoke if revoked else issuer_service.unrevoke
+    # Revoking goes the instructor page's way: repositories, re-award block, audit.
+    action = flows.revoke_credential if revoked else issuer_service.unrevoke
     engine = _engine(settings)
     try:
         with session(engine, write=True) as s:
@@ -377,7 +379,7 @@ def credential_revoke(
     credential_id: Annotated[str, typer.Argument(help="The credential id (uuid).")],
     reason: Annotated[str, typer.Option(help="Why it is revoked (kept in the audit log).")],
 ) -> None:
-    """Revoke a credential: its status-list bit is set and the list re-signed."""
+    """Revoke a credential: status list re-signed, revocation sent to every repository."""
     _set_revoked(credential_id, reason, revoked=True)
 
 
@@ -700,7 +702,8 @@ def repository_update(
 
 @repository_app.command("list")
 def repository_list() -> None:
-    """List repositories, with token-expiry warnings."""
+    """List repositories, with token-expiry warnings and rate-limit pauses."""
+    from service.db.types import utcnow
     from service.delivery import repositories
 
     with _outbox_session() as s:
@@ -713,6 +716,11 @@ def repository_list() -> None:
             )
             if r.id in warns:
                 typer.secho(f"      WARNING: {warns[r.id]}", fg="yellow")
+            if r.paused_until is not None and r.paused_until > utcnow():
+                typer.echo(
+                    f"      paused until {r.paused_until:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(rate limit: {r.paused_reason})"
+                )
 
 
 # --- sources commands ---
@@ -770,6 +778,7 @@ def _report(summary: flows.Summary, head: str) -> None:
         f"{head}{sep}{summary.issued} issued, {summary.upgraded} upgraded, "
         f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
         f"{summary.revoked} revoked"
+        + (f", {summary.blocked} held back by a revocation" if summary.blocked else "")
     )
 
 

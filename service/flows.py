@@ -8,7 +8,8 @@ in one transaction (STYLE.md "Transactions").
 - launches: ``record_launch`` (person, course, enrolment, the course's gradebook endpoint)
 - mapping: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
-- awards: ``approve``, ``revoke_award``, ``attest``, ``set_award_rules``
+- awards: ``approve``, ``revoke_award``, ``revoke_credential``, ``allow_reaward``,
+  ``attest``, ``set_award_rules`` (a person's revocation blocks re-award: docs/awarding.md)
 - sync: ``fetch_course`` (HTTP, outside any transaction) then ``store_fetched``
 - gradebook: ``ags_poster`` wires delivery's AGS connector to the LTI AGS client
 """
@@ -22,12 +23,13 @@ import hashlib
 import logging
 import math
 import re
+import uuid as uuidlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, and_, bindparam
+from sqlalchemy import Engine, and_, bindparam, delete, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
@@ -47,6 +49,7 @@ from service.assessment.types import Decision as EngineDecision
 from service.db import prepared
 from service.db.engine import session as db_session
 from service.db.models import (
+    AgsLineItem,
     Award,
     Competency,
     CompetencyLevelTemplate,
@@ -652,6 +655,7 @@ class Summary:
     pending: int = 0
     flagged: int = 0
     revoked: int = 0
+    blocked: int = 0  # a level reached again that a person's revocation keeps from re-award
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -668,6 +672,15 @@ class Row:
     held: Award | None
     pending: Award | None
     problem: str = ""
+    # A revocation by a person that keeps this level (or a lower one) from being re-awarded.
+    blocked: Award | None = None
+
+    @property
+    def blocked_text(self) -> str:
+        """Why no credential is issued although the rules give a level (revoked by a person)."""
+        if self.blocked is None or self.held is not None:
+            return ""
+        return blocked_text(self.blocked)
 
     @property
     def failed(self) -> list[str]:
@@ -691,6 +704,53 @@ class Row:
             # The first clause says it ("Advanced needs a supervised sitting"); details follow.
             return gap.missing[0].reason.split(";")[0].split(":")[0]
         return ""
+
+
+def blocked_text(award: Award) -> str:
+    """The instructor's explanation of a re-award block (docs/awarding.md)."""
+    level = award.level.capitalize()
+    when = award.updated_at.strftime("%d %b %Y")
+    return (
+        f"No credential: {level} was revoked on {when} ({award.review or 'no reason given'}). "
+        f"Re-evaluating does not issue {level} or a lower level again; a higher level is "
+        "issued when the evidence reaches it. Allow re-award to issue what the evidence shows."
+    )
+
+
+def _reaward_block(
+    session: Session, *, course_id: int, person_id: int, line_key: str
+) -> Award | None:
+    """The highest revoked award on the line whose revocation (by a person) blocks re-award."""
+    return _reaward_blocks(session, course_id=course_id, person_id=person_id).get(
+        (person_id, line_key)
+    )
+
+
+def _reaward_blocks(
+    session: Session, *, course_id: int, person_id: int | None = None
+) -> dict[tuple[int, str], Award]:
+    """``_reaward_block`` for every line of the course (or of one learner), in one query."""
+    q = select(Award).where(
+        Award.course_id == course_id,
+        Award.state == "revoked",
+        col(Award.reaward_blocked).is_(True),
+    )
+    if person_id is not None:
+        q = q.where(Award.person_id == person_id)
+    out: dict[tuple[int, str], Award] = {}
+    # The highest level wins (ties: the latest): it bounds what may be awarded again.
+    for a in sorted(session.exec(q), key=lambda a: (_rank(a.level), a.id or 0)):
+        out[(a.person_id, a.line_key)] = a
+    return out
+
+
+def _rank(level_key: str) -> int:
+    # Competency levels by their order; a stack's single level ("awarded") ranks above all.
+    return int(Level[level_key.upper()]) if level_key.upper() in Level.__members__ else 99
+
+
+def _blocks(block: Award | None, level_key: str) -> bool:
+    return block is not None and _rank(level_key) <= _rank(block.level)
 
 
 def gap_text(decision: EngineDecision | None) -> str:
@@ -776,6 +836,7 @@ def preview_course(
     records_by_person: dict[int, list[store.EvidenceRecord]] = {}
     for r in store.list_evidence(session, course_id=course_id):
         records_by_person.setdefault(r.person_id, []).append(r)
+    blocks = _reaward_blocks(session, course_id=course_id)
     for person in course_learners(session, course_id=course_id):
         assert person.id is not None
         if person_ids is not None and person.id not in person_ids:
@@ -784,13 +845,14 @@ def preview_course(
             held, pending = _held(
                 _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
             )
+            block = blocks.get((person.id, _line(comp)))
             evidence = _evidence_for(records_by_person.get(person.id, []), comp, policy)
             try:
                 decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
             except AssessmentError as exc:
-                rows.append(Row(person, comp, None, held, pending, problem=str(exc)))
+                rows.append(Row(person, comp, None, held, pending, problem=str(exc), blocked=block))
                 continue
-            rows.append(Row(person, comp, decision, held, pending))
+            rows.append(Row(person, comp, decision, held, pending, blocked=block))
     return rows
 
 
@@ -1025,6 +1087,14 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
+        block = _reaward_block(
+            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        )
+        if _blocks(block, target.key):
+            # A person revoked this level (or a higher one): the same evidence does not bring
+            # it back (docs/awarding.md); the instructor page says so and offers to lift it.
+            summary.blocked += 1
+            return
         if setup.approval_required:
             session.add(
                 Award(
@@ -1063,7 +1133,15 @@ def _apply(
     if target < held_level:
         if setup.on_lower == "revoke":
             reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
-            _revoke(session, settings=settings, award=held, reason=reason, actor=actor, now=now)
+            _revoke(
+                session,
+                settings=settings,
+                award=held,
+                reason=reason,
+                actor=actor,
+                now=now,
+                by_person=False,
+            )
             summary.revoked += 1
             if target > Level.NONE:
                 _issue(
@@ -1320,14 +1398,20 @@ def _revoke(
     reason: str,
     actor: str,
     now: dt.datetime,
-) -> None:
+    by_person: bool,
+) -> Credential:
+    """Revoke the award's credential: status list, revocation queued to every repository
+    it reached, the ledger. A person's revocation blocks re-award (``_reaward_block``)."""
     assert award.credential_uuid is not None
-    issuer_service.revoke(
+    credential = issuer_service.revoke(
         session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
     )
     delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)
     award.state, award.review, award.updated_at = "revoked", reason, now
+    award.reaward_blocked = by_person
+    award.revoked_by = actor[:300] if by_person else ""
     session.add(award)
+    return credential
 
 
 def _course_award(session: Session, *, course_id: int, award_id: int) -> Award:
@@ -1401,7 +1485,82 @@ def revoke_award(
     session.refresh(award)
     if award.state != "issued":
         raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
-    _revoke(session, settings=settings, award=award, reason=reason.strip(), actor=actor, now=now)
+    _revoke(
+        session,
+        settings=settings,
+        award=award,
+        reason=reason.strip(),
+        actor=actor,
+        now=now,
+        by_person=True,
+    )
+    session.flush()
+    return award
+
+
+def revoke_credential(
+    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+) -> Credential:
+    """Revoke a credential by its id (``microcred credential revoke``) the way the
+    instructor page does: status list, revocation queued to every repository the credential
+    reached, the ledger's re-award block and the audit row, in the caller's transaction.
+
+    A credential a higher level superseded is only marked revoked: the repositories hold
+    the higher level's badge, which stays. A credential outside the award ledger (issued
+    through the API) has its own deliveries, if any, revoked.
+    """
+    reason = reason.strip()
+    if not reason:
+        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    award = session.exec(select(Award).where(Award.credential_uuid == uuid)).first()
+    if award is None:
+        credential = issuer_service.revoke(
+            session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
+        )
+        delivery_awards.propagate_revocation(session, uuid, reason, now=now)
+        return credential
+    _lock_course(session, course_id=award.course_id)
+    session.refresh(award)
+    if award.state != "issued":
+        return issuer_service.revoke(
+            session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
+        )
+    credential = _revoke(
+        session, settings=settings, award=award, reason=reason, actor=actor, now=now, by_person=True
+    )
+    session.flush()
+    return credential
+
+
+def allow_reaward(
+    session: Session, *, course_id: int, award_id: int, actor: str, now: dt.datetime
+) -> Award:
+    """Lift the re-award block of a revoked credential: the next evaluation issues what the
+    evidence shows again (the caller re-evaluates the learner)."""
+    _lock_course(session, course_id=course_id)
+    award = _course_award(session, course_id=course_id, award_id=award_id)
+    session.refresh(award)
+    if award.state != "revoked" or not award.reaward_blocked:
+        raise Conflict(f"award {award_id} does not block re-award")
+    for row in session.exec(
+        select(Award).where(
+            Award.course_id == course_id,
+            Award.person_id == award.person_id,
+            Award.line_key == award.line_key,
+            Award.state == "revoked",
+            col(Award.reaward_blocked).is_(True),
+        )
+    ):
+        row.reaward_blocked, row.updated_at = False, now
+        session.add(row)
+    audit.record(
+        session,
+        actor=actor,
+        action="award.reaward_allowed",
+        subject=f"credential:{award.credential_uuid}",
+        level=award.level,
+        revoked_for=award.review,
+    )
     session.flush()
     return award
 
@@ -1515,6 +1674,9 @@ def _stacks(
             _current(session, course_id=setup.course_id, person_id=person.id, line_key=line)
         )
         if not result.awarded or current is not None:
+            continue
+        if _reaward_block(session, course_id=setup.course_id, person_id=person.id, line_key=line):
+            summary.blocked += 1  # revoked by a person: not re-issued until lifted
             continue
         parts = []
         for req in stack_policy.requires:
@@ -1669,7 +1831,13 @@ def ags_poster(
     """The poster delivery's AGS connector calls: find or create the competency's line item
     in the course (AGS 2.0 §3.2, one per competency, ``resourceId`` ``microcred:<key>``),
     then post the level as the score (§3.4; scores are "latest wins", so a retry after an
-    uncertain attempt is harmless)."""
+    uncertain attempt is harmless).
+
+    The line item is created once even when several deliveries write a competency's first
+    scores at the same time: its URL is kept in ``ags_line_item`` (unique per platform,
+    course and competency), and a delivery claims that row before it creates the line
+    item; the others wait (retried) and then use the URL the first one stored.
+    """
 
     def post(payload: dict[str, Any], record: AttemptRecord) -> dict[str, Any]:
         ags = payload.get("ags") or {}
@@ -1678,32 +1846,38 @@ def ags_poster(
         if platform is None or not platform.active:
             raise delivery_errors.NotConfigured("the platform of this gradebook is not active")
         client = lti_services.ServiceClient(engine_, http, platform)
+        key = _line_item_key(platform.id, str(ags["lineitems"]), str(ags["resource_id"]))
         try:
-            found = lti_services.line_items(
-                client, ags["lineitems"], resource_id=ags["resource_id"]
-            )
-            record.note(f"GET line items resource_id={ags['resource_id']}", status=200)
-            if found:
-                url = str(found[0]["id"])
-            else:
-                url = lti_services.create_line_item(
+            url = _line_item_url(engine_, key)
+            if url is None:
+                found = lti_services.line_items(
+                    client, ags["lineitems"], resource_id=ags["resource_id"]
+                )
+                record.note(f"GET line items resource_id={ags['resource_id']}", status=200)
+                if found:
+                    url = _keep_line_item(engine_, key, ags, str(found[0]["id"]), now=clock())
+                else:
+                    url = _create_line_item_once(engine_, client, key, ags, record, now=clock())
+            try:
+                lti_services.post_score(
                     client,
-                    ags["lineitems"],
-                    label=ags["label"],
+                    url,
+                    user_id=str(ags["user_id"]),
+                    score_given=float(ags["score"]),
                     score_maximum=float(ags["maximum"]),
-                    resource_id=ags["resource_id"],
-                    tag="microcred",
-                )["id"]
-                record.note("POST line item", status=201)
-            lti_services.post_score(
-                client,
-                url,
-                user_id=str(ags["user_id"]),
-                score_given=float(ags["score"]),
-                score_maximum=float(ags["maximum"]),
-                timestamp=clock(),
-                comment=str(ags.get("comment", "")),
-            )
+                    timestamp=clock(),
+                    comment=str(ags.get("comment", "")),
+                )
+            except PlatformCallFailed as exc:
+                if exc.status not in (404, 410):
+                    raise
+                # The column was deleted in the LMS: forget it; the next attempt makes it.
+                _forget_line_item(engine_, key, url)
+                raise delivery_errors.RetryableError(
+                    f"the gradebook column {url} no longer exists in the LMS; it is created "
+                    "again on the next attempt",
+                    status=exc.status,
+                ) from exc
             record.note("POST score", status=200)
         except PlatformCallFailed as exc:
             error = (
@@ -1715,6 +1889,135 @@ def ags_poster(
         return {"line_item": url}
 
     return post
+
+
+LINE_ITEM_CLAIM = dt.timedelta(minutes=2)  # longer than the create request's timeout
+
+
+def _line_item_key(platform_id: int | None, lineitems: str, resource_id: str) -> str:
+    return hashlib.sha256(f"{platform_id}\n{lineitems}\n{resource_id}".encode()).hexdigest()
+
+
+def _line_item_url(engine_: Engine, key: str) -> str | None:
+    with db_session(engine_) as s:
+        url = s.exec(
+            select(AgsLineItem.url).where(AgsLineItem.key == key, AgsLineItem.url != "")
+        ).first()
+    return url or None
+
+
+def _keep_line_item(
+    engine_: Engine, key: str, ags: dict[str, Any], url: str, *, now: dt.datetime
+) -> str:
+    """Remember a line item found on the platform; returns the one remembered (the first)."""
+    with db_session(engine_, write=True) as s:
+        row = s.exec(select(AgsLineItem).where(AgsLineItem.key == key)).first()
+        if row is not None and row.url:
+            return row.url
+        if row is None:
+            row = _line_item_row(key, ags, now=now)
+        row.url, row.claim_token, row.claimed_until = url, "", None
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError:  # remembered by another delivery meanwhile: either will do
+            s.rollback()
+    return url
+
+
+def _line_item_row(key: str, ags: dict[str, Any], *, now: dt.datetime) -> AgsLineItem:
+    return AgsLineItem(
+        key=key,
+        platform_id=int(ags.get("platform_id") or 0) or None,
+        lineitems_url=str(ags["lineitems"])[:1000],
+        resource_id=str(ags["resource_id"])[:300],
+        created_at=now,
+    )
+
+
+def _claim_line_item(
+    engine_: Engine, key: str, ags: dict[str, Any], *, now: dt.datetime
+) -> tuple[str, str]:
+    """Claim the right to create the line item: ``(claim token, "")``, or ``("", URL)``
+    when it exists already; raises ``NotReady`` while another delivery holds the claim."""
+    token = str(uuidlib.uuid4())
+    busy = delivery_errors.NotReady(
+        "another delivery is creating this competency's gradebook column right now; "
+        "this score follows once it exists"
+    )
+    with db_session(engine_, write=True) as s:
+        row = s.exec(select(AgsLineItem).where(AgsLineItem.key == key)).first()
+        if row is not None and row.url:
+            return "", row.url
+        if row is not None and row.claimed_until is not None and row.claimed_until > now:
+            raise busy
+        if row is None:
+            row = _line_item_row(key, ags, now=now)
+        # A claim whose holder died (it expired) is taken over: that holder's create, if
+        # it happened, was looked up on the platform just before this.
+        row.claim_token, row.claimed_until = token, now + LINE_ITEM_CLAIM
+        s.add(row)
+        try:
+            s.commit()
+        except IntegrityError:  # PostgreSQL: another delivery inserted the claim first
+            s.rollback()
+            raise busy from None
+    return token, ""
+
+
+def _create_line_item_once(
+    engine_: Engine,
+    client: lti_services.ServiceClient,
+    key: str,
+    ags: dict[str, Any],
+    record: AttemptRecord,
+    *,
+    now: dt.datetime,
+) -> str:
+    token, existing = _claim_line_item(engine_, key, ags, now=now)
+    if existing:
+        return existing
+    try:
+        url = str(
+            lti_services.create_line_item(
+                client,
+                ags["lineitems"],
+                label=ags["label"],
+                score_maximum=float(ags["maximum"]),
+                resource_id=ags["resource_id"],
+                tag="microcred",
+            )["id"]
+        )
+    except BaseException:
+        # Let the next attempt try again (it looks on the platform first, so a create that
+        # did happen is found, not repeated).
+        with db_session(engine_, write=True) as s:
+            s.execute(
+                delete(AgsLineItem).where(
+                    col(AgsLineItem.key) == key,
+                    col(AgsLineItem.claim_token) == token,
+                    col(AgsLineItem.url) == "",
+                )
+            )
+            s.commit()
+        raise
+    record.note("POST line item", status=201)
+    with db_session(engine_, write=True) as s:
+        s.execute(
+            update(AgsLineItem)
+            .where(col(AgsLineItem.key) == key, col(AgsLineItem.claim_token) == token)
+            .values(url=url, claim_token="", claimed_until=None)
+        )
+        s.commit()
+    return url
+
+
+def _forget_line_item(engine_: Engine, key: str, url: str) -> None:
+    with db_session(engine_, write=True) as s:
+        s.execute(
+            delete(AgsLineItem).where(col(AgsLineItem.key) == key, col(AgsLineItem.url) == url)
+        )
+        s.commit()
 
 
 # --- launches --------------------------------------------------------------------------------

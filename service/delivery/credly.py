@@ -9,9 +9,12 @@ key. Credly has no Idempotency-Key header, so exactly-once rests on two checks:
 - a duplicate refusal (422 "… already has this badge …") is success once the same list
   finds the badge (the refusal alone could come from a badge issued by someone else).
 
-Revoke: ``PUT …/badges/{id}/revoke`` with a reason. Replace (a higher level reached):
-issue the new level's badge first, then revoke the old one, so the learner is never left
-without a badge; each step checks state first, so a retried replace is harmless.
+Revoke: ``PUT …/badges/{id}/revoke`` with a reason, on the badge id stored when the
+badge was issued (the earner id's list only when no id was ever learned); a revocation
+that Credly does not show done is an ``Unconfirmed`` dead letter, never "delivered".
+Replace (a higher level reached): issue the new level's badge first, then revoke the old
+one, so the learner is never left without a badge; each step checks state first, so a
+retried replace is harmless.
 
 Auth is HTTP Basic with the organisation token as user name. Tokens last 180 days; the
 repository records when it expires and the admin API warns 14 days ahead.
@@ -26,7 +29,7 @@ import httpx
 
 from service import outbound
 from service.delivery import http
-from service.delivery.errors import NotConfigured, Rejected
+from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
 from service.delivery.types import RepositoryConfig
 
@@ -38,6 +41,8 @@ BASE_URLS = {
 }
 TOKEN_LIFETIME_DAYS = 180
 LIVE_STATES = frozenset({"pending", "accepted"})
+# States in which the earner no longer holds the badge: nothing left to revoke.
+GONE_STATES = frozenset({"revoked", "rejected"})
 MAX_PAGES = 20
 
 
@@ -196,28 +201,86 @@ class CredlyConnector:
     def revoke(
         self, repo: RepositoryConfig, target: dict[str, Any], reason: str, record: AttemptRecord
     ) -> list[str]:
-        """Revoke every live badge of this earner id on its template; returns their ids."""
-        template_id = template_for(repo, target)
+        """Revoke the badge a delivery created; returns the ids Credly shows revoked.
+
+        The badge is the one whose id microcred stored when it was issued (``badge_id``).
+        Without one (the issue's outcome was never learned), the earner id's badges are
+        listed and each live one is revoked by its id. Anything short of Credly showing
+        the badge revoked raises ``Unconfirmed``: the row is never "delivered" with
+        nothing revoked.
+        """
+        earner = str(target.get("issuer_earner_id", ""))
+        if target.get("badge_id"):
+            return [self._revoke_id(repo, str(target["badge_id"]), target, reason, record)]
+        listed = [
+            b
+            for b in self.find(repo, record, issuer_earner_id=earner)
+            if earner and str(b.get("issuer_earner_id", "")) == earner and b.get("id")
+        ]
         revoked: list[str] = []
-        for b in self.find(repo, record, issuer_earner_id=str(target["issuer_earner_id"])):
-            tmpl = b.get("badge_template") or {}
-            if str(tmpl.get("id", "")) != template_id or b.get("state") not in LIVE_STATES:
+        for b in listed:
+            if b.get("state") in GONE_STATES:
+                revoked.append(str(b["id"]))  # revoked already (an earlier attempt), or refused
                 continue
-            try:
-                self._send(
-                    repo,
-                    record,
-                    "PUT",
-                    f"/badges/{b['id']}/revoke",
-                    json={"reason": reason, "suppress_revoke_notification_email": False},
-                    what="revoke",
-                )
-            except Rejected as exc:
-                # Revoked meanwhile (e.g. by an earlier attempt whose answer was lost).
-                if exc.status != 422 or "revoked" not in exc.excerpt.lower():
-                    raise
-            revoked.append(str(b["id"]))
+            revoked.append(self._revoke_id(repo, str(b["id"]), target, reason, record))
+        if not revoked:
+            raise Unconfirmed(
+                f"nothing was revoked on Credly for earner id {earner} "
+                f"({target.get('recipient_email', '')}, {target.get('competency', '')} "
+                f"{target.get('level', '')}): microcred holds no Credly badge id for it (its "
+                "issue never completed) and Credly lists no badge with that earner id. Look "
+                "at the earner's badges in Credly: if one from this credential is live, "
+                "revoke it there; then cancel this row (`microcred outbox cancel ID`)"
+            )
         return revoked
+
+    def _revoke_id(
+        self,
+        repo: RepositoryConfig,
+        badge_id: str,
+        target: dict[str, Any],
+        reason: str,
+        record: AttemptRecord,
+    ) -> str:
+        try:
+            resp = self._send(
+                repo,
+                record,
+                "PUT",
+                f"/badges/{badge_id}/revoke",
+                json={"reason": reason, "suppress_revoke_notification_email": False},
+                what="revoke",
+            )
+        except Rejected as exc:
+            # Revoked meanwhile (e.g. by an earlier attempt whose answer was lost).
+            if exc.status == 422 and "revoked" in exc.excerpt.lower():
+                return badge_id
+            if exc.status == 404:
+                raise Unconfirmed(
+                    f"Credly has no badge {badge_id} (issued for earner id "
+                    f"{target.get('issuer_earner_id', '')}, {target.get('recipient_email', '')})"
+                    ": it may have been deleted in Credly. Look at the earner's badges in "
+                    "Credly: if one from this credential is live, revoke it there; then "
+                    "cancel this row (`microcred outbox cancel ID`)",
+                    status=404,
+                    excerpt=exc.excerpt,
+                ) from exc
+            raise
+        try:
+            data = (resp.json() or {}).get("data") or {}
+        except ValueError:
+            data = {}
+        state = data.get("state") if isinstance(data, dict) else None
+        if state is not None and state != "revoked":
+            raise Unconfirmed(
+                f"Credly answered the revocation of badge {badge_id} with the badge still "
+                f"{state!r}. Look at the badge in Credly and revoke it there if it is live; "
+                "then cancel this row (`microcred outbox cancel ID`), or retry it "
+                "(`microcred outbox retry ID`)",
+                status=resp.status_code,
+                excerpt=resp.text[:500],
+            )
+        return badge_id
 
     def deliver(
         self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord

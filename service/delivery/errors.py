@@ -9,7 +9,10 @@ ConnectorError (code, detail, status, response excerpt)
  │    └── NotReady               the connector cannot act yet (e.g. no AGS poster wired)
  └── FinalError                  never retried: dead letter at once
       ├── Rejected               other 4xx (bad template id, missing names, 401/403 token)
-      └── NotConfigured          the repository configuration lacks something
+      ├── NotConfigured          the repository configuration lacks something
+      └── Unconfirmed            the repository's answers do not show the effect happened
+                                 (e.g. a revoke that found nothing to revoke); a person
+                                 must look, so the detail says what to check
 
 ``uncertain`` marks an attempt that may have had its effect; the next attempt checks the
 repository before sending again (reference/security.md §3.2 point 3).
@@ -28,6 +31,7 @@ __all__ = [
     "RetryableError",
     "ServerError",
     "TimedOut",
+    "Unconfirmed",
     "error_for_status",
 ]
 
@@ -88,6 +92,10 @@ class Rejected(FinalError):
 
 class NotConfigured(FinalError):
     code = "not_configured"
+
+
+class Unconfirmed(FinalError):
+    code = "unconfirmed"
 
 
 def error_for_status(

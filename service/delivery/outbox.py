@@ -36,7 +36,7 @@ from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import utcnow
 from service.delivery import backoff
-from service.delivery.errors import ConnectorError, FinalError
+from service.delivery.errors import ConnectorError, FinalError, RateLimited
 from service.errors import Conflict, NotFound
 
 __all__ = [
@@ -64,6 +64,7 @@ TERMINAL = ("delivered", "cancelled", "dead")
 OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 C = OUT.c
 ATTEMPT: Table = DeliveryAttempt.__table__  # type: ignore[attr-defined]
+REPO: Table = DeliveryRepository.__table__  # type: ignore[attr-defined]
 DEFAULT_MAX_ATTEMPTS = 25
 
 
@@ -204,6 +205,9 @@ def claim(
                 C.depends_on_id.is_(None),
                 exists().where(and_(dep.c.id == C.depends_on_id, dep.c.status.in_(TERMINAL))),
             ),
+            # A repository paused by a rate limit waits for every worker, not just the row
+            # that got the 429.
+            ~exists().where(and_(REPO.c.id == C.repository_id, REPO.c.paused_until > now)),
         )
         .order_by(C.due_at, C.id)
         .limit(limit)
@@ -262,6 +266,7 @@ def claim(
             .where(C.id.in_(ids))
             .order_by(C.due_at, C.id)
         ).all()
+        payloads = _with_remote_ids(s, [dict(r.payload) for r in rows])
         claimed = [
             Claimed(
                 id=r.id,
@@ -270,17 +275,56 @@ def claim(
                 kind=r.kind,
                 repository_id=r.repository_id,
                 idempotency_key=r.idempotency_key,
-                payload=dict(r.payload),
+                payload=payload,
                 attempt=r.attempts,
                 max_attempts=r.max_attempts,
                 uncertain=bool(r.uncertain),
                 lease_token=token,
                 lease_expires_at=expires,
             )
-            for r in rows
+            for r, payload in zip(rows, payloads, strict=True)
         ]
         s.commit()
     return claimed
+
+
+# Payload lists whose items name the row that created a remote object (``outbox_id``).
+_REF_LISTS = ("targets", "replaces")
+_REMOTE_IDS = ("badge_id", "entity_id")
+
+
+def _with_remote_ids(s: Session, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill in the remote ids (Credly ``badge_id``) that the rows a revoke or replace
+    names have learned since it was queued (a revoke waits for a row in flight)."""
+    wanted = {
+        int(item["outbox_id"])
+        for p in payloads
+        for name in _REF_LISTS
+        for item in p.get(name) or []
+        if isinstance(item, dict) and item.get("outbox_id") and "badge_id" not in item
+    }
+    if not wanted:
+        return payloads
+    found = {
+        row_id: result or {}
+        for row_id, result in s.execute(sa_select(C.id, C.result).where(C.id.in_(wanted)))
+    }
+    out = []
+    for p in payloads:
+        p = dict(p)
+        for name in _REF_LISTS:
+            if isinstance(p.get(name), list):
+                p[name] = [_filled(item, found) for item in p[name]]
+        out.append(p)
+    return out
+
+
+def _filled(item: Any, found: dict[int, dict[str, Any]]) -> Any:
+    if not isinstance(item, dict) or not item.get("outbox_id"):
+        return item
+    result = found.get(int(item["outbox_id"]), {})
+    extra = {k: str(result[k]) for k in _REMOTE_IDS if result.get(k) and k not in item}
+    return item | extra
 
 
 @dataclasses.dataclass
@@ -387,6 +431,8 @@ def finish_many(
             ).rowcount  # type: ignore[attr-defined]
             if not changed:
                 outcome = "lease_lost"
+            if isinstance(error, RateLimited) and job.repository_id is not None:
+                _pause(s, job.repository_id, error, now)
             results.append(outcome)
             status = record.response_status
             if error is not None and error.status is not None:
@@ -415,6 +461,21 @@ def finish_many(
         s.execute(insert(ATTEMPT), attempt_rows)
         s.commit()
     return results
+
+
+def _pause(s: Session, repository_id: int, error: ConnectorError, now: dt.datetime) -> None:
+    """Pause the repository until the rate limit's Retry-After (the backoff's first step
+    when it gave none); a later, shorter pause never shortens a longer one."""
+    seconds = error.retry_after if error.retry_after is not None else backoff.BASE_SECONDS
+    until = now + dt.timedelta(seconds=max(seconds, 0.0))
+    s.execute(
+        update(REPO)
+        .where(
+            REPO.c.id == repository_id,
+            or_(REPO.c.paused_until.is_(None), REPO.c.paused_until < until),
+        )
+        .values(paused_until=until, paused_reason=f"{error.code}: {error.detail}"[:500])
+    )
 
 
 # --- administrator actions (caller commits) ----------------------------------------------

@@ -91,6 +91,9 @@ class RepositoryPublic(BaseModel):
     has_secret: bool
     secret_expires_at: dt.datetime | None
     warning: str | None = None
+    # Set while a rate limit pauses deliveries to this repository (no worker sends before).
+    paused_until: dt.datetime | None = None
+    paused_reason: str = ""
 
     @classmethod
     def of(cls, r: DeliveryRepository, *, warning: str | None = None) -> RepositoryPublic:
@@ -106,6 +109,8 @@ class RepositoryPublic(BaseModel):
             has_secret=bool(r.secret),
             secret_expires_at=r.secret_expires_at,
             warning=warning,
+            paused_until=r.paused_until,
+            paused_reason=r.paused_reason if r.paused_until else "",
         )
 
 

@@ -26,11 +26,11 @@ from sqlalchemy import Engine, update
 from service.db.engine import session as db_session
 from service.db.models import DeliveryRepository
 from service.db.types import utcnow
-from service.delivery import outbox, repositories
+from service.delivery import backoff, outbox, repositories
 from service.delivery.ags import AgsConnector, ScorePoster
 from service.delivery.badgr import BadgrConnector, TokenSet
 from service.delivery.credly import CredlyConnector
-from service.delivery.errors import ConnectorError, RetryableError
+from service.delivery.errors import ConnectorError, RateLimited, RetryableError
 from service.delivery.types import Connector, RepositoryConfig
 from service.delivery.webhook import WebhookConnector
 
@@ -107,6 +107,10 @@ class Worker:
         self._last_warning = 0.0
         self._repos: dict[int, RepositoryConfig] = {}
         self._repos_at = 0.0
+        # Rate-limit pauses seen by this worker's threads, effective at once (the database
+        # copy, written with the attempt, stops other workers' claims).
+        self._pauses: dict[int, dt.datetime] = {}
+        self._pause_lock = threading.Lock()
         # SQLite checkpoints and deletes the WAL when its last connection closes (the engine
         # opens one per session), costing an fsync per transaction; one idle connection held
         # for the worker's lifetime avoids that. It holds no lock.
@@ -144,18 +148,42 @@ class Worker:
         )
         repo = repos.get(job.repository_id) if job.repository_id is not None else None
         result: dict[str, Any] | None = None
-        error: ConnectorError | None = None
+        error: ConnectorError | None = self._paused(job, record)
         try:
-            result = self._by_kind[job.kind].deliver(job, repo, record)
+            if error is None:
+                result = self._by_kind[job.kind].deliver(job, repo, record)
         except ConnectorError as exc:
             error = exc
         except Exception as exc:  # a bug or an unexpected answer: retry, assume it went out
             log.exception("delivery of %s (%s) failed unexpectedly", job.uuid, job.kind)
             error = RetryableError(f"unexpected error: {type(exc).__name__}: {exc}", uncertain=True)
+        if isinstance(error, RateLimited) and job.repository_id is not None:
+            wait = error.retry_after if error.retry_after is not None else backoff.BASE_SECONDS
+            until = self.clock() + dt.timedelta(seconds=wait)
+            with self._pause_lock:
+                current = self._pauses.get(job.repository_id)
+                if current is None or until > current:
+                    self._pauses[job.repository_id] = until
         if error is not None and job.uncertain and not record.checked:
             # The check before sending did not complete: what happened before is still unknown.
             error.uncertain = True
         return outbox.Outcome(job, record, self.clock(), result, error)
+
+    def _paused(self, job: outbox.Claimed, record: outbox.AttemptRecord) -> RateLimited | None:
+        """A rate limit this worker met on the row's repository, if it still holds."""
+        if job.repository_id is None:
+            return None
+        now = self.clock()
+        with self._pause_lock:
+            until = self._pauses.get(job.repository_id)
+        if until is None or until <= now:
+            return None
+        record.note(f"not sent: the repository is paused by a rate limit until {until:%H:%M:%S}")
+        return RateLimited(
+            f"not sent: another delivery to this repository was rate limited; deliveries "
+            f"to it are paused until {until:%Y-%m-%d %H:%M:%S} UTC",
+            retry_after=(until - now).total_seconds(),
+        )
 
     def _record(self, outcomes: list[outbox.Outcome]) -> None:
         if not outcomes:

@@ -271,6 +271,36 @@ def revoke(
     return back(user, "/app/course", "revoked")
 
 
+@router.post("/app/course/awards/{award_id}/allow")
+def allow_reaward(
+    request: Request,
+    award_id: int,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.InstructorDep,
+) -> Response:
+    """Lift a revocation's re-award block, then re-evaluate the learner."""
+    course_id = _course_id(user)
+    try:
+        with db_session(engine, write=True) as s:
+            now = utcnow()
+            award = flows.allow_reaward(
+                s, course_id=course_id, award_id=award_id, actor=_actor(user), now=now
+            )
+            summary = flows.evaluate_learner(
+                s,
+                settings=settings,
+                course_id=course_id,
+                person_id=award.person_id,
+                now=now,
+                actor=_actor(user),
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "allowed", n=summary.issued + summary.upgraded)
+
+
 @router.post("/app/course/awards/{award_id}/keep")
 def keep(request: Request, award_id: int, engine: EngineDep, user: auth.InstructorDep) -> Response:
     """Keep a credential that a lower decision flagged for review."""

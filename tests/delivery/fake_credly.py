@@ -15,7 +15,8 @@ Fault outcomes: ok, 429 (Retry-After, not applied), 500 (not applied), 500_appli
 timeout (hangs, never applied), timeout_applied (applied, then hangs), reset (connection
 reset, not applied), reset_applied (applied, then reset). A 429 sets a per-earner
 "not before" time; any later request for that earner that arrives earlier is logged as a
-violation.
+violation. With ``org_limits`` the 429 also holds for the whole organisation (as a real
+rate limit does): any request to that organisation before its Retry-After is a violation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from urllib.parse import parse_qs, urlparse
 
 BADGES = re.compile(r"^/v1/organizations/([^/]+)/badges$")
 REVOKE = re.compile(r"^/v1/organizations/([^/]+)/badges/([^/]+)/revoke$")
+ORG = re.compile(r"^/v1/organizations/([^/?]+)")
 REQUIRED = (
     "recipient_email",
     "badge_template_id",
@@ -75,6 +77,10 @@ class State:
         self.vt0 = self.rt0 = time.time()
         self.factor = 1.0
         self.ra_max = 60
+        self.org_limits = False
+        # Where a listed badge names its template: "nested" ({"badge_template": {"id"}}, as
+        # the issue answer) or "flat" ("badge_template_id"), as some list answers do.
+        self.template_field = "nested"
 
     def vnow(self) -> float:
         return self.vt0 + (time.time() - self.rt0) * self.factor
@@ -98,6 +104,10 @@ class State:
             self.outage = tuple(c["outage"]) if c["outage"] else None  # type: ignore[assignment]
         if "ra_max" in c:
             self.ra_max = int(c["ra_max"])
+        if "org_limits" in c:
+            self.org_limits = bool(c["org_limits"])
+        if "template_field" in c:
+            self.template_field = str(c["template_field"])
         if "seed" in c:
             self.rng = random.Random(c["seed"])
         if "clock" in c:
@@ -197,8 +207,15 @@ class Handler(BaseHTTPRequestHandler):
                 "outcome": outcome,
             }
             STATE.requests.append(entry)
-            if earner is not None and now < STATE.not_before.get(earner, float("-inf")):
-                STATE.violations.append(entry | {"not_before": STATE.not_before[earner]})
+            limits = [STATE.not_before.get(earner)] if earner is not None else []
+            limits.append(STATE.not_before.get(self._org_key()))
+            not_before = max((t for t in limits if t is not None), default=float("-inf"))
+            if now < not_before:
+                STATE.violations.append(entry | {"not_before": not_before})
+
+    def _org_key(self) -> str:
+        m = ORG.match(urlparse(self.path).path)
+        return "org:" + (m.group(1) if m else "")
 
     def _fault_before(self, fault: dict[str, Any], earner: str | None) -> bool:
         """Faults that happen before applying; True when the request was answered."""
@@ -208,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
             with STATE.lock:
                 if earner is not None:
                     STATE.not_before[earner] = STATE.vnow() + ra
+                if STATE.org_limits:
+                    STATE.not_before[self._org_key()] = STATE.vnow() + ra
             self._send(429, {"data": {"message": "Too many requests"}}, {"Retry-After": str(ra)})
             return True
         if o == "500":
@@ -336,6 +355,13 @@ class Handler(BaseHTTPRequestHandler):
             badge["revoke_reason"] = body["reason"]
         return self._fault_after(fault, 200, {"data": badge})
 
+    @staticmethod
+    def _listed(badge: dict[str, Any]) -> dict[str, Any]:
+        if STATE.template_field != "flat":
+            return badge
+        out = {k: v for k, v in badge.items() if k != "badge_template"}
+        return out | {"badge_template_id": badge["badge_template"]["id"]}
+
     def do_GET(self) -> None:
         url = urlparse(self.path)
         if url.path == "/_control/state":
@@ -369,7 +395,7 @@ class Handler(BaseHTTPRequestHandler):
         per = 2
         page = int(q.get("page", ["1"])[0])
         total_pages = max(1, -(-len(found) // per))
-        chunk = found[(page - 1) * per : page * per]
+        chunk = [self._listed(b) for b in found[(page - 1) * per : page * per]]
         meta = {
             "count": len(chunk),
             "current_page": page,

@@ -194,3 +194,20 @@ def test_cli_outbox_commands(
         assert r.exit_code == 2 and "automatic" in r.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_rate_limited_repository_shows_its_pause(client: TestClient, engine: Engine) -> None:
+    from service.delivery.errors import RateLimited
+
+    _credly(client)
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(2))
+        s.commit()
+    now = dt.datetime.now(dt.UTC)
+    [job] = outbox.claim(engine, kinds=["credly.issue_badge"], now=now)
+    limited = RateLimited("POST /badges answered 429: slow down", status=429, retry_after=120)
+    outbox.finish(engine, job, record=outbox.AttemptRecord(started_at=now), now=now, error=limited)
+    [shown] = client.get("/api/delivery/repositories").json()
+    until = dt.datetime.fromisoformat(shown["paused_until"])
+    assert until == now + dt.timedelta(seconds=120)
+    assert "429" in shown["paused_reason"] and "slow down" in shown["paused_reason"]

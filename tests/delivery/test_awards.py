@@ -115,19 +115,24 @@ def test_revocation_reaches_every_repository_that_got_it(engine: Engine) -> None
     with db_session(engine, write=True) as s:
         _repos(s)
         awards.enqueue_issue(s, snapshot=snapshot(3, ags={"lineitem": "x"}))
-        _deliver(s, cid, "credly.issue_badge")
+        issued = _deliver(s, cid, "credly.issue_badge")
+        issued.result = {"badge_id": "credly-badge-3", "state": "pending"}
+        s.add(issued)
         _deliver(s, cid, "webhook.credential_issued")
         # badgr never went out: its row is cancelled and nothing is revoked there
         rows = awards.propagate_revocation(s, cid, "Academic misconduct")
         s.commit()
     assert sorted(r.kind for r in rows) == ["credly.revoke_badge", "webhook.credential_revoked"]
     credly_revoke = next(r for r in rows if r.kind == "credly.revoke_badge")
+    # The revoke acts on the badge id Credly gave when it was issued.
     assert credly_revoke.payload["targets"] == [
         {
             "issuer_earner_id": f"{cid}:beginning",
             "competency": "py",
             "level": "beginning",
             "recipient_email": "learner3@example.edu",
+            "badge_id": "credly-badge-3",
+            "outbox_id": issued.id,
         }
     ]
     with db_session(engine) as s:
@@ -159,6 +164,8 @@ def test_revocation_waits_for_a_row_in_flight(engine: Engine) -> None:
     )
     [claimed] = outbox.claim(engine, kinds=["credly.revoke_badge"], now=NOW)
     assert claimed.id == rev.id
+    # Queued before the issue's answer, it still revokes the badge Credly created, by id.
+    assert claimed.payload["targets"][0]["badge_id"] == "b"
 
 
 def test_upgrade_replaces_delivered_and_swaps_undelivered(engine: Engine) -> None:

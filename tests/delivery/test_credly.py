@@ -324,3 +324,135 @@ def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -
     w.run_once()
     assert seen == ["POST", "GET"] and len(badges) == 1
     assert statuses(engine) == {"delivered": 1}
+
+
+def _org_posts(fake: FakeCredly, org: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in fake.state()["requests"]
+        if r["method"] == "POST" and f"/organizations/{org}/" in r["path"]
+    ]
+
+
+def _two_orgs(engine: Engine, fake: FakeCredly) -> tuple[int, int]:
+    fake.configure(org_limits=True, script=[{"outcome": "429", "retry_after": 300}])
+    a = credly_repo(engine, fake, name="Credly A")
+    b = credly_repo(engine, fake, name="Credly B", config={"organization_id": "org-2"})
+    with db_session(engine, write=True) as s:
+        # Two rows to organisation A (the first gets the 429), one to organisation B.
+        awards.enqueue_issue(s, snapshot=snapshot(0), repository_ids=[a])
+        awards.enqueue_issue(s, snapshot=snapshot(1), repository_ids=[a])
+        awards.enqueue_issue(s, snapshot=snapshot(2), repository_ids=[b])
+        s.commit()
+    return a, b
+
+
+def test_a_429_pauses_the_repository_for_the_other_threads_of_the_worker(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    _two_orgs(engine, fake)
+    # One claim takes all three rows; the second row to A is not sent after A's 429.
+    worker = make_worker(engine, clock, threads=1, batch=3)
+    assert worker.run_once() == 3
+    assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
+    assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
+    drain(worker, engine, timeout=30)
+    st = fake.state()
+    assert st["violations"] == []
+    first, *rest = _org_posts(fake, "org-1")
+    assert len(rest) == 2 and all(p["t"] - first["t"] >= 300 for p in rest)
+    assert statuses(engine) == {"delivered": 3}
+
+
+def test_a_429_pauses_the_repository_for_every_worker(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    a, _b = _two_orgs(engine, fake)
+    w1 = make_worker(engine, clock, threads=1, batch=1)
+    w2 = make_worker(engine, clock, threads=1, batch=1)  # another process: no shared memory
+    assert w1.run_once() == 1  # organisation A answers 429, Retry-After 300 s
+    with db_session(engine) as s:
+        repo = repositories.get(s, a)
+        assert repo.paused_until is not None and "429" in repo.paused_reason
+    assert w2.run_once() == 1  # the row to B; A's second row waits for the pause
+    assert w2.run_once() == 0 and w1.run_once() == 0
+    assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
+    assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
+    drain(w2, engine, timeout=30)
+    assert fake.state()["violations"] == []
+    assert statuses(engine) == {"delivered": 3}
+
+
+def _badges_of(fake: FakeCredly, cid: str) -> dict[str, dict[str, Any]]:
+    return {
+        b["badge_template"]["id"]: b
+        for b in fake.state()["badges"]
+        if b["issuer_earner_id"].startswith(cid)
+    }
+
+
+def test_an_upgrade_revokes_the_old_badge_by_its_id_whatever_the_list_looks_like(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    # Credly's list names the template in another field than the issue answer does.
+    fake.configure(template_field="flat")
+    credly_repo(engine, fake)
+    enqueue_many(engine, 1)
+    worker = make_worker(engine, clock)
+    drain(worker, engine, timeout=20)
+    cid = snapshot(0).credential_id
+    old_id = _badges_of(fake, cid)["tmpl-b"]["id"]
+    with db_session(engine, write=True) as s:
+        awards.propagate_upgrade(s, snapshot=snapshot(0, level="advanced"))
+        s.commit()
+    drain(worker, engine, timeout=20)
+    badges = _badges_of(fake, cid)
+    assert badges["tmpl-b"]["state"] == "revoked" and badges["tmpl-a"]["state"] == "pending"
+    assert live_per_earner(fake) == {f"{cid}:advanced": 1}  # the learner holds only the new one
+    puts = [r["path"] for r in fake.state()["requests"] if r["method"] == "PUT"]
+    assert puts == [f"/v1/organizations/org-1/badges/{old_id}/revoke"]
+    with db_session(engine) as s:
+        replace = OutboxMessage.kind == "credly.replace_badge"
+        row = s.exec(select(OutboxMessage).where(replace)).one()
+    assert row.status == "delivered" and row.result["revoked"] == [old_id]
+
+
+def test_a_revocation_that_revokes_nothing_is_a_dead_letter_that_says_what_to_do(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    rid = credly_repo(engine, fake)
+    cid = snapshot(0).credential_id
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(0))
+        row = s.exec(select(OutboxMessage)).one()
+        # Its outcome was never learned (say, it timed out, then ran out of attempts).
+        row.status, row.uncertain = "dead", True
+        s.add(row)
+        [revoke] = awards.propagate_revocation(s, cid, "Awarded in error")
+        s.commit()
+        assert revoke.repository_id == rid
+    drain(make_worker(engine, clock), engine, timeout=20)
+    with db_session(engine) as s:
+        revoke_row = s.get(OutboxMessage, revoke.id)
+    assert revoke_row is not None and revoke_row.status == "dead"
+    assert "nothing was revoked on Credly" in (revoke_row.last_error or "")
+    assert "microcred outbox cancel" in (revoke_row.last_error or "")
+
+
+def test_a_revoke_by_id_that_credly_does_not_know_is_not_delivered(
+    engine: Engine, fake: FakeCredly, clock: ScaledClock
+) -> None:
+    credly_repo(engine, fake)
+    enqueue_many(engine, 1)
+    worker = make_worker(engine, clock)
+    drain(worker, engine, timeout=20)
+    fake.reset()  # the badge was deleted in Credly meanwhile
+    fake.configure(token="test-org-token", templates={"tmpl-b": {}}, clock=clock.as_config())
+    with db_session(engine, write=True) as s:
+        [revoke] = awards.propagate_revocation(s, snapshot(0).credential_id, "Awarded in error")
+        s.commit()
+    drain(worker, engine, timeout=20)
+    with db_session(engine) as s:
+        row = s.get(OutboxMessage, revoke.id)
+    assert row is not None and row.status == "dead"
+    assert "Credly has no badge" in (row.last_error or "")

@@ -5,7 +5,9 @@ outbox rows written with it; then idempotence, upgrade, a lower decision, delive
 from __future__ import annotations
 
 import re
+import threading
 
+import httpx
 import pytest
 from sqlmodel import func, select
 
@@ -13,6 +15,8 @@ from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential, Decision, OutboxMessage, Person
 from service.db.types import utcnow
+from service.delivery import errors as delivery_errors
+from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
 from service.issuer import service as issuer_service
 from tests.flows.conftest import Live, Tab, launch
@@ -488,3 +492,130 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
         issued = s.exec(select(Award.person_id, Award.line_key).where(Award.state == "issued"))
         lines = list(issued)
     assert len(lines) == len(set(lines)) == 9  # 6 competency levels + 3 stacks, once each
+
+
+class _MeetBeforeCreating(httpx.BaseTransport):
+    """The real LMS on loopback, except that each search for a competency's line item
+    waits until ``parties`` deliveries have searched: all of them find none, as when the
+    first scores of a course are written at the same moment."""
+
+    def __init__(self, parties: int) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._barrier = threading.Barrier(parties, timeout=30)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        searching = (
+            request.method == "GET"
+            and request.url.path.endswith("/line_items")
+            and "resource_id" in request.url.params
+        )
+        response = self._inner.handle_request(request)
+        if searching:
+            response.read()
+            self._barrier.wait()
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None:
+    launch(live, "u-learn-1")
+    launch(live, "u-learn-2")
+    with db_session(live.engine) as s:
+        rows = [
+            r
+            for r in s.exec(select(OutboxMessage).where(OutboxMessage.kind == "ags.post_score"))
+            if r.payload["ags"]["resource_id"] == "microcred:data-investigation"
+        ]
+    assert len(rows) == 2
+    label = "Investigating with data (competency level)"
+    with httpx.Client(transport=_MeetBeforeCreating(2), timeout=30) as http:
+        poster = flows.ags_poster(live.engine, http)
+        outcomes: list[BaseException | None] = [None, None]
+
+        def deliver(i: int) -> None:
+            try:
+                poster(rows[i].payload, AttemptRecord(started_at=utcnow()))
+            except BaseException as exc:  # the row's outcome, recorded by the worker
+                outcomes[i] = exc
+
+        threads = [threading.Thread(target=deliver, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        # One delivery created the column; the other waited and is retried (as the worker
+        # retries a not-ready row) once it exists.
+        waited = [i for i, o in enumerate(outcomes) if o is not None]
+        assert all(isinstance(outcomes[i], delivery_errors.NotReady) for i in waited)
+        for i in waited:
+            poster(rows[i].payload, AttemptRecord(started_at=utcnow()))
+    platform = live.apps.lms.state.platform
+    [column] = [item for item in platform.state.line_items() if item.label == label]
+    assert {sc.user_id for sc in platform.state.scores(column.id)} == {"u-learn-1", "u-learn-2"}
+
+
+def _issue_rows(live: Live) -> int:
+    with db_session(live.engine) as s:
+        kinds = s.exec(select(OutboxMessage.kind)).all()
+    return sum(1 for k in kinds if not k.endswith("revoked") and k != "credly.revoke_badge")
+
+
+def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    revoked = tab.post(
+        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+    )
+    assert revoked.status_code == 303, revoked.text
+    credentials, issue_rows = _count(live, Credential), _issue_rows(live)
+    for _ in range(2):
+        assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    # Same evidence, same level: no new credential, nothing delivered again.
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [("intermediate", "revoked")]
+    assert (_count(live, Credential), _issue_rows(live)) == (credentials, issue_rows)
+    page = tab.get("/app/course").text
+    assert "No credential: Intermediate was revoked on" in page
+    assert "Awarded in error" in page and "Allow re-award" in page
+    # The instructor lifts the block: the evidence's level is issued again.
+    allowed = tab.post(f"/app/course/awards/{held.id}/allow", {}, csrf=csrf)
+    assert allowed.status_code == 303, allowed.text
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "revoked"),
+        ("intermediate", "issued"),
+    ]
+    assert "No credential: Intermediate was revoked" not in tab.get("/app/course").text
+
+
+def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert (
+        tab.post(
+            f"/app/course/awards/{held.id}/revoke", {"reason": "Quiz retaken"}, csrf=csrf
+        ).status_code
+        == 303
+    )
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": INVESTIGATION, "threshold_advanced": "75"},
+        csrf=csrf,
+    )
+    assert saved.status_code == 303, saved.text
+    lucas = _person(live, "u-learn-2")
+    attested = tab.post(
+        "/app/course/attest",
+        {"person_id": str(lucas.id), "item_id": "21", "level": "supervised", "note": "room B"},
+        csrf=csrf,
+    )
+    assert attested.status_code == 303, attested.text
+    line = _awards(live, "u-learn-2")["competency:data-investigation"]
+    assert [(a.level, a.state) for a in line] == [
+        ("intermediate", "revoked"),
+        ("advanced", "issued"),
+    ]

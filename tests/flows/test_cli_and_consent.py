@@ -132,3 +132,60 @@ def test_a_sync_from_the_cli_uses_the_courses_source_and_evaluates(
     assert named.exit_code == 0 and "0 new" in named.output and "0 issued" in named.output
     lost = runner.invoke(cli.app, ["sync", "--course", "999"])
     assert lost.exit_code == 2 and "course 999 is not connected to an LMS source" in lost.output
+
+
+def test_credential_revoke_on_the_command_line_reaches_the_repositories(
+    live: Live, runner: CliRunner
+) -> None:
+    from service.db.models import AuditEvent, Credential
+
+    synced = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id), "--sync"])
+    assert synced.exit_code == 0, synced.output
+    with db_session(live.engine, write=True) as s:
+        lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
+        award = s.exec(
+            select(Award).where(
+                Award.person_id == lucas.id, Award.line_key == "competency:data-investigation"
+            )
+        ).one()
+        sent = s.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.credential_id == award.delivery_key,
+                OutboxMessage.kind == "webhook.credential_issued",
+            )
+        ).one()
+        sent.status = "delivered"  # the webhook receiver has it
+        s.add(sent)
+        s.commit()
+        uuid = award.credential_uuid
+        assert uuid is not None
+    done = runner.invoke(cli.app, ["credential", "revoke", uuid, "--reason", "Awarded in error"])
+    assert done.exit_code == 0, done.output
+    with db_session(live.engine) as s:
+        cred = s.exec(select(Credential).where(Credential.uuid == uuid)).one()
+        assert cred.revoked and cred.revocation_reason == "Awarded in error"
+        revoke = s.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.credential_id == award.delivery_key,
+                OutboxMessage.kind == "webhook.credential_revoked",
+            )
+        ).one()
+        assert revoke.status == "pending" and revoke.payload["reason"] == "Awarded in error"
+        # Rows that had not gone out are stopped rather than sent.
+        gradebook = s.exec(
+            select(OutboxMessage.status).where(
+                OutboxMessage.credential_id == award.delivery_key,
+                OutboxMessage.kind == "ags.post_score",
+            )
+        ).all()
+        assert set(gradebook) <= {"cancelled"}
+        events = s.exec(
+            select(AuditEvent.action).where(AuditEvent.subject == f"credential:{uuid}")
+        ).all()
+        assert "credential.revoked" in events
+        line = s.get(Award, award.id)
+        assert line is not None and line.state == "revoked" and line.reaward_blocked
+    # A re-evaluation does not issue it again.
+    again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
+    assert again.exit_code == 0 and "0 issued" in again.output, again.output
+    assert "1 held back by a revocation" in again.output

@@ -27,7 +27,7 @@ from service.db.models.delivery import (
     EmailMismatch,
     OutboxMessage,
 )
-from service.db.models.flows import Award, CourseSetup
+from service.db.models.flows import AgsLineItem, Award, CourseSetup
 from service.db.models.issuer import Credential, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
@@ -48,6 +48,7 @@ from service.db.models.sources import (
 )
 
 __all__ = [
+    "AgsLineItem",
     "ApiToken",
     "AuditEvent",
     "Award",

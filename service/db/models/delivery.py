@@ -49,6 +49,10 @@ class DeliveryRepository(SQLModel, table=True):
         default=None, sa_column=Column(EncryptedText("delivery_repository.refresh_token"))
     )
     access_token_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A rate limit (429, or 503 with Retry-After) pauses the whole repository: no worker
+    # claims its rows before this time. The answer that caused it, for the operator.
+    paused_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    paused_reason: str = Field(default="", max_length=500)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 

@@ -68,5 +68,32 @@ class Award(SQLModel, table=True):
     decision_id: int | None = Field(default=None, foreign_key="decision.id")
     review: str = Field(default="", max_length=1000)
     approved_by: str = Field(default="", max_length=300)
+    # A revocation made by a person (instructor, administrator, CLI) blocks re-awarding
+    # this level or a lower one on the line until an instructor lifts it or the evidence
+    # reaches a higher level (docs/awarding.md); who revoked, for the page.
+    reaward_blocked: bool = False
+    revoked_by: str = Field(default="", max_length=300)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class AgsLineItem(SQLModel, table=True):
+    """The gradebook column (LTI AGS line item) of one competency in one LMS course.
+
+    ``key`` (a hash of platform, line items URL and ``resourceId``) is unique, so when
+    several deliveries write a competency's first scores at once only one creates the
+    column: the row is claimed (``url`` empty, ``claimed_until`` set) before the create
+    and holds the column's URL after it.
+    """
+
+    __tablename__ = "ags_line_item"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=64, unique=True)
+    platform_id: int | None = Field(default=None)
+    lineitems_url: str = Field(default="", max_length=1000)
+    resource_id: str = Field(default="", max_length=300)
+    url: str = Field(default="", max_length=1000)
+    claim_token: str = Field(default="", max_length=36)
+    claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
