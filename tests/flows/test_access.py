@@ -30,10 +30,13 @@ def test_a_learner_cannot_open_or_use_the_instructor_and_admin_pages(live: Live)
     learner = launch(live, "u-learn-1")
     own = learner.get("/app/me")
     csrf = _csrf(own.text) if 'name="csrf"' in own.text else ""
-    for path in ("/app/course", "/app/setup", "/app/admin"):
+    for path in ("/app/course", "/app/setup"):
         page = learner.get(path)
         assert page.status_code == 403, path
         assert "Your role in this course does not allow this page" in page.text
+    page = learner.get("/app/admin")
+    assert page.status_code == 403
+    assert "Only an administrator of your institution" in page.text
     for path in ("/app/course/reevaluate", "/app/course/sync", "/app/setup/rules"):
         assert learner.post(path, {}, csrf=csrf or None).status_code == 403, path
 
