@@ -99,6 +99,11 @@ def register(
         http=http,
     )
     with db_session(engine, write=True) as session:
-        result = registration.store(session, negotiated)
+        result = registration.store(
+            session,
+            negotiated,
+            openid_configuration=params.get("openid_configuration", ""),
+            source_ip=request.client.host if request.client else "",
+        )
         session.commit()
     return HTMLResponse(registration.done_page(result), headers={"cache-control": "no-store"})
