@@ -2,7 +2,7 @@
 
 Each row says whose it is (``Scope``): the course, deployment and platform it belongs to, so
 an administrator of one tenant reads only that tenant's rows (README "Roles and
-administration"). A caller that knows the course passes ``scope``; otherwise the subject
+administration"). A caller that knows the course passes a ``Scope``; otherwise the subject
 says it (``course:N``, ``policy:course:N…``, ``credential:UUID`` of an award,
 ``verification_event:N``, ``platform:N``) and one query looks the rest up. Rows about
 institution-wide things (the competency catalogue, keys, API tokens) have no tenant and only
@@ -83,13 +83,16 @@ def scope_of(session: Session, *, subject: str, scope: Scope | None = None) -> S
 
 def record(
     session: Session,
+    scope: Scope | None = None,
+    /,
     *,
     actor: str,
     action: str,
     subject: str = "",
-    scope: Scope | None = None,
     **detail: Any,
 ) -> AuditEvent:
+    """Add one audit row (``scope``: its tenant, when the caller knows it; positional, so
+    that no ``detail`` key can be taken for it)."""
     tenant = scope_of(session, subject=subject, scope=scope)
     event = AuditEvent(
         actor=actor,

@@ -230,10 +230,10 @@ def issue(
     set_committed_value(row, "document", signed)  # readers of the row get the dict
     audit.record(
         session,
+        audit_scope,
         actor=actor,
         action="credential.issued",
         subject=f"credential:{cred_uuid}",
-        scope=audit_scope,
         template=award.template.key,
         level=award.level_key,
         status_list=status.id,

@@ -65,13 +65,12 @@ def add_platform(
     auth_audience: str | None = None,
     product_family: str = "",
     actor: str = "cli",
-    openid_configuration: str = "",
-    source_ip: str = "",
+    origin: dict[str, str] | None = None,
 ) -> Platform:
     """Register a platform (issuer + client_id) with its deployments. Caller commits.
 
-    ``openid_configuration``, ``source_ip``: where a dynamic registration came from, kept in
-    the audit row for ``provenance``."""
+    ``origin`` (where a dynamic registration came from) goes into the audit event.
+    """
     issuer = check_url(issuer, what="issuer")
     if not client_id.strip():
         raise BadInput("client_id must not be empty")
@@ -110,8 +109,7 @@ def add_platform(
         client_id=client_id,
         deployments=deployment_ids,
         active=active,
-        openid_configuration=openid_configuration[:1000] or None,
-        source_ip=source_ip[:100] or None,
+        **(origin or {}),
     )
     return row
 

@@ -270,8 +270,7 @@ def store(
     session: Session,
     negotiated: Negotiated,
     *,
-    openid_configuration: str = "",
-    source_ip: str = "",
+    origin: dict[str, str] | None = None,
 ) -> RegistrationResult:
     """Keep the registered platform, inactive until an institution administrator activates
     it (``microcred platform activate``, which shows the URL and address recorded here)."""
@@ -297,8 +296,7 @@ def store(
             else None,
             product_family=family,
             actor="dynamic-registration",
-            openid_configuration=openid_configuration,
-            source_ip=source_ip,
+            origin=origin,
         )
     except ServiceError as exc:
         raise _fail(exc.detail, hint=exc.hint) from exc

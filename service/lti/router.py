@@ -98,12 +98,11 @@ def register(
         settings=settings,
         http=http,
     )
+    origin = {
+        "source_ip": request.client.host if request.client else "",
+        "openid_configuration": params.get("openid_configuration", "")[:2000],
+    }
     with db_session(engine, write=True) as session:
-        result = registration.store(
-            session,
-            negotiated,
-            openid_configuration=params.get("openid_configuration", ""),
-            source_ip=request.client.host if request.client else "",
-        )
+        result = registration.store(session, negotiated, origin=origin)
         session.commit()
     return HTMLResponse(registration.done_page(result), headers={"cache-control": "no-store"})

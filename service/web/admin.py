@@ -162,10 +162,10 @@ def retry(request: Request, ref: str, engine: EngineDep, user: auth.AdminDep) ->
             row = outbox.retry(s, found, now=utcnow())
             audit.record(
                 s,
+                _tenant_scope(user),
                 actor=f"person:{user.person_id}",
                 action="outbox.retried",
                 subject=f"outbox:{row.uuid}",
-                scope=_tenant_scope(user),
             )
             s.commit()
     except ServiceError as exc:
@@ -188,10 +188,10 @@ def resend(request: Request, mismatch_id: int, engine: EngineDep, user: auth.Adm
             delivery_status.resend_mismatch(s, mismatch_id=mismatch_id, now=utcnow())
             audit.record(
                 s,
+                _tenant_scope(user),
                 actor=f"person:{user.person_id}",
                 action="email_mismatch.resent",
                 subject=f"email_mismatch:{mismatch_id}",
-                scope=_tenant_scope(user),
             )
             s.commit()
     except ServiceError as exc:

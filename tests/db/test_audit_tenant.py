@@ -54,10 +54,10 @@ def test_new_rows_get_the_tenant_of_their_subject(engine: Engine) -> None:
         # a caller that knows the course says so (the award's credential before its row)
         audit.record(
             s,
+            audit.Scope(course_id=course.id),
             actor="system",
             action="credential.issued",
             subject="credential:not-yet-linked",
-            scope=audit.Scope(course_id=course.id),
         )
         s.commit()
         rows = {r.subject: r for r in s.exec(select(AuditEvent))}

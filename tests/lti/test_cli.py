@@ -96,8 +96,10 @@ def test_activate_shows_where_a_registration_came_from_and_asks(
             deployment_ids=["1"],
             active=False,
             actor="dynamic-registration",
-            openid_configuration="https://lms.attacker.example/.well-known/openid-configuration",
-            source_ip="203.0.113.9",
+            origin={
+                "openid_configuration": "https://lms.attacker.example/.well-known/openid-configuration",
+                "source_ip": "203.0.113.9",
+            },
         )
         s.commit()
         pid = str(row.id)
