@@ -5,8 +5,8 @@ an administrator of one tenant reads only that tenant's rows (README "Roles and
 administration"). A caller that knows the course passes a ``Scope``; otherwise the subject
 says it (``course:N``, ``policy:course:N…``, ``credential:UUID`` of an award,
 ``verification_event:N``, ``platform:N``) and one query looks the rest up. Rows about
-institution-wide things (the competency catalogue, keys, API tokens) have no tenant and only
-the command line shows them.
+institution-wide things (the competency catalogue, keys, API tokens) have no tenant, and no
+administration page shows them.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class Scope:
 
 def _int_after(subject: str, prefix: str) -> int | None:
     head = subject[len(prefix) :].split("/", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 def _from_subject(session: Session, subject: str) -> Scope:

@@ -47,6 +47,7 @@ def test_new_rows_get_the_tenant_of_their_subject(engine: Engine) -> None:
             "competency:digital-literacy": (None, None, None),
             "policy:institution": (None, None, None),
             "course:not-a-number": (None, None, None),
+            "course:\u00b2": (None, None, None),  # a digit to str.isdigit, not to int()
             "": (None, None, None),
         }
         for subject in cases:

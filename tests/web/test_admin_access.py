@@ -377,3 +377,11 @@ def test_a_session_of_another_deployment_administers_only_that_deployment(
             _post(client, token, f"/app/admin/outbox/{target.outbox_uuid}/retry").status_code == 404
         )
         assert _state(engine, target) == before
+
+
+def test_no_route_of_the_app_or_the_json_api_activates_a_platform(app: FastAPI) -> None:
+    """Activation is the command line's alone: no HTTP route, in the OpenAPI document or
+    outside it, names platform activation."""
+    paths = [getattr(route, "path", "") for route in app.routes]
+    assert [p for p in paths if "activate" in p or "/platforms" in p] == []
+    assert [p for p in app.openapi()["paths"] if "platform" in p] == []
