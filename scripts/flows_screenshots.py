@@ -20,20 +20,16 @@ os.environ["MICROCRED_DATA_DIR"] = tempfile.mkdtemp(prefix="microcred-shots-")
 
 import httpx  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
-from sqlmodel import select  # noqa: E402
 
 from service import flows, secretbox  # noqa: E402
 from service.db import migrate  # noqa: E402
 from service.db.engine import make_engine  # noqa: E402
 from service.db.engine import session as db_session  # noqa: E402
-from service.db.models import Deployment, Person, Platform  # noqa: E402
 from service.delivery import repositories  # noqa: E402
 from service.delivery.worker import Worker, build_connectors  # noqa: E402
 from service.demo import bootstrap, seed, server  # noqa: E402
-from service.lti.types import LaunchContext  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from service.web import auth  # noqa: E402
-from tests.flows.conftest import Live, Tab, launch  # noqa: E402
+from tests.flows.conftest import Live, launch  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -43,42 +39,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-
-
-def _admin_tab(engine: object, settings: Settings, tool_url: str, live: Live) -> Tab:
-    """A session as an LTI Administrator of the course would get (the demo has none)."""
-    with db_session(live.engine, write=True) as s:
-        person = s.exec(select(Person).where(Person.sub == "u-instr-1")).one()
-        dep = s.exec(
-            select(Deployment).where(Deployment.platform_id == live.apps.platform_id)
-        ).one()
-        context = LaunchContext(
-            launch_id="screenshots",
-            platform_id=live.apps.platform_id,
-            deployment_pk=dep.id or 0,
-            issuer=live.apps.config.issuer,
-            client_id=live.apps.config.tool.client_id,
-            deployment_id=dep.deployment_id,
-            message_type="LtiResourceLinkRequest",
-            sub=person.sub,
-            role="admin",
-            roles=[],
-        )
-        record = flows.LaunchRecord(person.id or 0, live.course_id, "admin")
-        token = auth.start_session(s, record=record, launch=context, settings=settings)
-        s.add(
-            Platform(
-                name="Moodle (registered, waiting)",
-                issuer="https://moodle.example.edu",
-                client_id="Ab12Cd",
-                auth_login_url="https://moodle.example.edu/mod/lti/auth.php",
-                auth_token_url="https://moodle.example.edu/mod/lti/token.php",  # noqa: S106
-                key_set_url="https://moodle.example.edu/mod/lti/certs.php",
-                active=False,
-            )
-        )
-        s.commit()
-    return Tab(httpx.Client(base_url=tool_url), token)
 
 
 def main(out: Path) -> None:
@@ -111,7 +71,7 @@ def main(out: Path) -> None:
                 worker.run_once()
             worker.close()
         learner = launch(live, "u-learn-3")
-        admin = _admin_tab(engine, settings, tool_url, live)
+        admin = launch(live, "u-admin-1")  # the demo's site administrator
         shots = (
             ("instructor", instructor, "/app/course"),
             ("competencies", instructor, "/app/setup"),
@@ -125,7 +85,6 @@ def main(out: Path) -> None:
                 page.goto(f"{tool_url}{path}?mc_session={tab.token}")
                 page.screenshot(path=str(out / f"{name}.png"))
             browser.close()
-        admin.http.close()
         for client in live.clients:
             client.close()
 

@@ -1,17 +1,107 @@
-"""Append-only audit log: every change an administrator or instructor makes."""
+"""Append-only audit log: every change an administrator or instructor makes.
+
+Each row says whose it is (``Scope``): the course, deployment and platform it belongs to, so
+an administrator of one tenant reads only that tenant's rows (README "Roles and
+administration"). A caller that knows the course passes a ``Scope``; otherwise the subject
+says it (``course:N``, ``policy:course:N…``, ``credential:UUID`` of an award,
+``verification_event:N``, ``platform:N``) and one query looks the rest up. Rows about
+institution-wide things (the competency catalogue, keys, API tokens) have no tenant, and no
+administration page shows them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from service.db.models import AuditEvent
+from service.db.models import AuditEvent, Award, Course, Deployment, VerificationEvent
+
+__all__ = ["Scope", "record", "scope_of"]
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The tenant an audit row belongs to; the fields left None are looked up from the
+    ones given (a course gives its deployment and platform; a deployment its platform)."""
+
+    course_id: int | None = None
+    deployment_id: int | None = None
+    platform_id: int | None = None
+
+
+def _int_after(subject: str, prefix: str) -> int | None:
+    head = subject[len(prefix) :].split("/", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() else None
+
+
+def _from_subject(session: Session, subject: str) -> Scope:
+    for prefix in ("course:", "policy:course:"):
+        if subject.startswith(prefix):
+            return Scope(course_id=_int_after(subject, prefix))
+    if subject.startswith("credential:"):
+        uuid = subject[len("credential:") :]
+        course_id = session.exec(
+            select(Award.course_id).where(Award.credential_uuid == uuid)
+        ).first()
+        return Scope(course_id=course_id)
+    if subject.startswith("verification_event:"):
+        event_id = _int_after(subject, "verification_event:")
+        course_id = (
+            session.exec(
+                select(VerificationEvent.course_id).where(VerificationEvent.id == event_id)
+            ).first()
+            if event_id is not None
+            else None
+        )
+        return Scope(course_id=course_id)
+    if subject.startswith("platform:"):
+        return Scope(platform_id=_int_after(subject, "platform:"))
+    return Scope()
+
+
+def scope_of(session: Session, *, subject: str, scope: Scope | None = None) -> Scope:
+    """The full tenant of a row about ``subject`` (``scope`` when given, else the subject's)."""
+    found = scope if scope is not None else _from_subject(session, subject)
+    if found.course_id is not None and found.deployment_id is None:
+        row = session.exec(
+            select(Course.deployment_id, Deployment.platform_id)
+            .join(Deployment, col(Deployment.id) == Course.deployment_id)
+            .where(Course.id == found.course_id)
+        ).first()
+        if row is None:
+            return Scope()
+        return Scope(course_id=found.course_id, deployment_id=row[0], platform_id=row[1])
+    if found.deployment_id is not None and found.platform_id is None:
+        platform_id = session.exec(
+            select(Deployment.platform_id).where(Deployment.id == found.deployment_id)
+        ).first()
+        return Scope(found.course_id, found.deployment_id, platform_id)
+    return found
 
 
 def record(
-    session: Session, *, actor: str, action: str, subject: str = "", **detail: Any
+    session: Session,
+    scope: Scope | None = None,
+    /,
+    *,
+    actor: str,
+    action: str,
+    subject: str = "",
+    **detail: Any,
 ) -> AuditEvent:
-    event = AuditEvent(actor=actor, action=action, subject=subject, detail=detail)
+    """Add one audit row (``scope``: its tenant, when the caller knows it; positional, so
+    that no ``detail`` key can be taken for it)."""
+    tenant = scope_of(session, subject=subject, scope=scope)
+    event = AuditEvent(
+        actor=actor,
+        action=action,
+        subject=subject,
+        detail=detail,
+        course_id=tenant.course_id,
+        deployment_id=tenant.deployment_id,
+        platform_id=tenant.platform_id,
+    )
     session.add(event)
     return event

@@ -209,19 +209,60 @@ def platform_list() -> None:
         )
 
 
+def _show_provenance(found: Any) -> None:
+    p = found.platform
+    recorded = "not recorded (registered before microcred kept it, or not by dynamic registration)"
+    deps = ", ".join(f"{d}{'' if a else ' (inactive)'}" for d, a in p.deployments) or "none yet"
+    lines = [
+        f"platform {p.id}: {p.name} ({'active' if p.active else 'INACTIVE'})",
+        f"  registered at:        {found.registered_at.isoformat(timespec='seconds')}",
+        f"  registered by:        {found.registered_by or 'no record'}",
+        f"  openid-configuration: {found.openid_configuration or recorded}",
+        f"  from address:         {found.source_ip or recorded}",
+        f"  issuer:               {p.issuer}",
+        f"  client id:            {p.client_id}",
+        f"  product:              {p.product_family or 'not given'}",
+        f"  login URL:            {found.auth_login_url}",
+        f"  token URL:            {found.auth_token_url}",
+        f"  key set (JWKS) URL:   {found.key_set_url}",
+        f"  deployments:          {deps}",
+    ]
+    for line in lines:
+        typer.echo(line)
+
+
 @platform_app.command("activate")
 def platform_activate(
     platform_id: Annotated[int, typer.Argument(help="The id from `microcred platform list`.")],
     deployment: Annotated[
         str, typer.Option(help="Also add (or re-activate) this deployment id.")
     ] = "",
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; activate after showing the record.")
+    ] = False,
 ) -> None:
-    """Activate a platform that arrived by dynamic registration."""
+    """Activate a platform that arrived by dynamic registration, after showing where it came
+    from and asking (an institution-level act: no page of microcred can do it)."""
     from service.db.engine import session as db_session
     from service.lti import platforms
 
     settings = _bootstrap()
     engine = _engine(settings)
+    try:
+        with db_session(engine) as s:
+            found = platforms.provenance(s, platform_id)
+    except Exception as exc:
+        raise _fail(exc) from exc
+    _show_provenance(found)
+    if not found.platform.active:
+        typer.echo(
+            "Once active, this issuer can launch its users into microcred with its own keys. "
+            "Check that the issuer and the addresses above are your institution's platform."
+        )
+    what = f"platform {platform_id}" + (f" with deployment {deployment}" if deployment else "")
+    if not yes and not typer.confirm(f"Activate {what}?", default=False):
+        typer.echo("not activated", err=True)
+        raise typer.Exit(code=1)
     try:
         with db_session(engine, write=True) as s:
             platforms.activate(s, platform_id, deployment_id=deployment or None)

@@ -1309,7 +1309,12 @@ def _issue(
         grade=level.label,
     )
     credential = issuer_service.issue(
-        session, settings=settings, award=award_input, now=now, actor=actor
+        session,
+        settings=settings,
+        award=award_input,
+        now=now,
+        actor=actor,
+        audit_scope=audit.Scope(course_id=setup.course_id),
     )
     delivery_key = previous.delivery_key if previous is not None else credential.uuid
     snapshot = _snapshot(
@@ -1717,6 +1722,7 @@ def _stacks(
             now=now,
             actor=actor,
             parts=parts,
+            audit_scope=audit.Scope(course_id=setup.course_id),
         )
         session.add(
             Award(

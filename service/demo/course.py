@@ -31,6 +31,11 @@ ROLE_URIS: dict[Role, str] = {
     "instructor": "http://purl.imsglobal.org/vocab/lis/v2/membership#Instructor",
     "learner": "http://purl.imsglobal.org/vocab/lis/v2/membership#Learner",
 }
+# What Moodle adds for a site administrator (lti.md §2.6): system and institution roles.
+SITE_ADMIN_URIS = (
+    "http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator",
+    "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class Member:
     family_name: str
     email: str
     role: Role
+    site_admin: bool = False  # the LMS's site administrator (not enrolled in the course)
 
     @property
     def name(self) -> str:
@@ -47,7 +53,7 @@ class Member:
 
     @property
     def roles(self) -> list[str]:
-        return [ROLE_URIS[self.role]]
+        return [ROLE_URIS[self.role], *(SITE_ADMIN_URIS if self.site_admin else ())]
 
     @property
     def initials(self) -> str:
@@ -113,10 +119,12 @@ class Course:
     quiz_attempts: tuple[QuizAttempt, ...] = ()
     resource_link_id: str = "rl-microcred-1"
     resource_link_title: str = "Competency credentials"
+    # People who may open the course without being its members: the site administrator.
+    administrators: tuple[Member, ...] = ()
     _by_id: dict[str, Member] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        self._by_id.update({m.user_id: m for m in self.members})
+        self._by_id.update({m.user_id: m for m in (*self.members, *self.administrators)})
 
     def member(self, user_id: str) -> Member | None:
         return self._by_id.get(user_id)
@@ -149,7 +157,8 @@ def _at(day: int, hour: int = 10) -> dt.datetime:
 
 
 def sample_course() -> Course:
-    """Data Literacy 101: one instructor, five learners with varied results.
+    """Data Literacy 101: one instructor, five learners with varied results, and the site
+    administrator (not enrolled), who administers microcred for this platform.
 
     The learners span the range later features need to show: strong across the board, strong
     but only unsupervised quiz attempts, improving over attempts, weak, and no results yet.
@@ -229,4 +238,14 @@ def sample_course() -> Course:
         quizzes=quizzes,
         rubric_results=rubric_results,
         quiz_attempts=tuple(attempts),
+        administrators=(
+            Member(
+                "u-admin-1",
+                "Alan",
+                "Turing",
+                "alan.turing@demo-university.test",
+                "instructor",  # Moodle: Instructor in any course, never Learner
+                site_admin=True,
+            ),
+        ),
     )

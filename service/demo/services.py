@@ -176,7 +176,7 @@ def parse_score(body: Any, course: Course) -> Score:
     if not isinstance(body, dict):
         raise BadInput("the score must be a JSON object")
     user_id = body.get("userId")
-    if not isinstance(user_id, str) or course.member(user_id) is None:
+    if not isinstance(user_id, str) or course.member(user_id) not in course.members:
         # Canvas answers 422 when the user is not in the course; so do we.
         raise BadInput("userId is not a member of this course")
     activity = body.get("activityProgress")

@@ -148,6 +148,7 @@ def issue(
     now: dt.datetime,
     actor: str,
     parts: Sequence[Mapping[str, Any]] = (),
+    audit_scope: audit.Scope | None = None,
 ) -> Credential:
     """Build, sign (eddsa-rdfc-2022, then VC-JWT) and record one credential.
 
@@ -158,6 +159,8 @@ def issue(
         now: the issue time (validFrom and the proof's created).
         actor: who issues, for the audit log ("api-token:3", "system", ...).
         parts: signed part credentials, for a stacked credential.
+        audit_scope: the tenant of the audit row (the course it is awarded in), when the
+            caller knows it.
 
     Returns:
         The stored credential row.
@@ -227,6 +230,7 @@ def issue(
     set_committed_value(row, "document", signed)  # readers of the row get the dict
     audit.record(
         session,
+        audit_scope,
         actor=actor,
         action="credential.issued",
         subject=f"credential:{cred_uuid}",

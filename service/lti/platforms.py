@@ -1,7 +1,10 @@
-"""Platform registrations: add (CLI or dynamic registration), list, activate."""
+"""Platform registrations: add (CLI or dynamic registration), list, activate, and where a
+registration came from (``provenance``), which ``microcred platform activate`` shows before
+it asks. Activation is an institution-level act: only the command line does it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -9,16 +12,18 @@ from urllib.parse import urlsplit
 from sqlmodel import Session, col, select
 
 from service import audit
-from service.db.models import Deployment, Platform
+from service.db.models import AuditEvent, Deployment, Platform
 from service.errors import BadInput, Conflict, NotFound
 
 __all__ = [
     "PlatformView",
+    "Provenance",
     "activate",
     "add_platform",
     "check_url",
     "is_loopback",
     "list_platforms",
+    "provenance",
 ]
 
 
@@ -120,25 +125,65 @@ class PlatformView:
     product_family: str
 
 
+def _view(session: Session, p: Platform) -> PlatformView:
+    deps = session.exec(
+        select(Deployment).where(Deployment.platform_id == p.id).order_by(col(Deployment.id))
+    ).all()
+    return PlatformView(
+        id=p.id or 0,
+        name=p.name,
+        issuer=p.issuer,
+        client_id=p.client_id,
+        active=p.active,
+        deployments=[(d.deployment_id, d.active) for d in deps],
+        product_family=p.product_family,
+    )
+
+
 def list_platforms(session: Session) -> list[PlatformView]:
     rows = session.exec(select(Platform).order_by(col(Platform.id))).all()
-    out = []
-    for p in rows:
-        deps = session.exec(
-            select(Deployment).where(Deployment.platform_id == p.id).order_by(col(Deployment.id))
-        ).all()
-        out.append(
-            PlatformView(
-                id=p.id or 0,
-                name=p.name,
-                issuer=p.issuer,
-                client_id=p.client_id,
-                active=p.active,
-                deployments=[(d.deployment_id, d.active) for d in deps],
-                product_family=p.product_family,
-            )
-        )
-    return out
+    return [_view(session, p) for p in rows]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a registration came from, as recorded: for the person about to activate it."""
+
+    platform: PlatformView
+    registered_at: dt.datetime
+    registered_by: str  # "dynamic-registration", "cli", "demo"; "" if no record
+    openid_configuration: str | None  # the URL the platform gave (dynamic registration)
+    source_ip: str | None  # the address the registration request came from
+    auth_login_url: str
+    auth_token_url: str
+    key_set_url: str
+
+
+def provenance(session: Session, platform_id: int) -> Provenance:
+    row = session.get(Platform, platform_id)
+    if row is None:
+        raise NotFound(f"no platform with id {platform_id}", hint="See `microcred platform list`.")
+    registered = session.exec(
+        select(AuditEvent)
+        .where(AuditEvent.action == "platform.registered", AuditEvent.platform_id == row.id)
+        .order_by(col(AuditEvent.id))
+    ).first()
+    detail = registered.detail if registered is not None else {}
+
+    def text(key: str) -> str | None:
+        value = detail.get(key)
+        return value if isinstance(value, str) and value else None
+
+    return Provenance(
+        platform=_view(session, row),
+        registered_at=row.created_at,
+        registered_by=registered.actor if registered is not None else "",
+        openid_configuration=text("openid_configuration"),
+        source_ip=text("source_ip"),
+        auth_login_url=row.auth_login_url,
+        auth_token_url=row.auth_token_url,
+        key_set_url=row.key_set_url,
+    )
 
 
 def activate(

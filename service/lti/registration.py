@@ -291,7 +291,8 @@ def store(
     settings: Settings,
     origin: dict[str, str] | None = None,
 ) -> RegistrationResult:
-    """Keep the registered platform, inactive until an administrator activates it.
+    """Keep the registered platform, inactive until an institution administrator activates
+    it (``microcred platform activate``, which shows the URL and address recorded here).
 
     ``origin`` (the caller's address and the openid_configuration URL) is kept in the
     ``platform.registered`` audit event. Caller commits."""
@@ -346,11 +347,12 @@ def done_page(result: RegistrationResult) -> str:
     body = (
         "<section class='card'><h1>microcred is registered</h1>"
         f"<p>Platform <strong>{e(result.name)}</strong> was registered as number "
-        f"{result.platform_id}. It stays <strong>inactive</strong> until an administrator "
-        "of microcred checks and activates it.</p>"
+        f"{result.platform_id}. It stays <strong>inactive</strong> until the institution's "
+        "microcred administrator checks where it came from and activates it on the microcred "
+        "server.</p>"
         f"<ul><li>Issuer: <code>{e(result.issuer)}</code></li>"
         f"<li>Client id: <code>{e(result.client_id)}</code></li>{dep}</ul>"
-        f"<p>To activate: <code>{e(activate)}</code></p>"
+        f"<p>To activate, on the server: <code>{e(activate)}</code></p>"
         "<p><button type='button' id='close'>Close</button></p></section>"
     )
     return pages.page("Registered · microcred", body, scripts=("lti-close.js",))

@@ -1,10 +1,16 @@
-"""Course role from LTI roles: only *context* (membership) roles grant course rights.
+"""Course role and administrator status from LTI roles.
 
 LTI 1.3 Core §A.2: context roles are ``http://purl.imsglobal.org/vocab/lis/v2/membership#X``
 (sub-roles ``membership/X#Y``) or, for context roles only, the short name ``X``. Institution
 (``…/institution/person#X``) and system (``…/system/person#X``) roles — which Canvas sends for
 every user — grant nothing inside a course. LTI 1.1 ``urn:lti:role:ims/lis/X`` names (seen
 from older platforms and Moodle's mapping) are context roles too.
+
+Who administers microcred for a tenant (README "Roles and administration"): an institution or
+system Administrator (LTI Core §A.2.1-2; Moodle sends both for a site administrator, Canvas
+the institution role for an account administrator), for the platform and deployment of the
+launch only. The *context* role ``membership#Administrator`` is a course-level role: it gives
+what an instructor gets in that course and nothing beyond it (security.md §4.3).
 """
 
 from __future__ import annotations
@@ -13,12 +19,23 @@ from collections.abc import Iterable
 
 from service.lti.types import CourseRole
 
-__all__ = ["context_roles", "course_role"]
+__all__ = ["context_roles", "course_role", "is_administrator"]
 
 _MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
 _LTI11_CONTEXT = "urn:lti:role:ims/lis/"
-_INSTRUCTOR = {"Instructor", "ContentDeveloper", "TeachingAssistant"}
-_ADMIN = {"Administrator"}
+_INSTRUCTOR = {"Instructor", "ContentDeveloper", "TeachingAssistant", "Administrator"}
+# Institution and system roles that make a tenant administrator (LTI Core §A.2.1, §A.2.2),
+# in their LIS v2 and LTI 1.1 spellings.
+_ADMINISTRATOR = frozenset(
+    {
+        "http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator",
+        "http://purl.imsglobal.org/vocab/lis/v2/system/person#Administrator",
+        "http://purl.imsglobal.org/vocab/lis/v2/system/person#SysAdmin",
+        "urn:lti:instrole:ims/lis/Administrator",
+        "urn:lti:sysrole:ims/lis/Administrator",
+        "urn:lti:sysrole:ims/lis/SysAdmin",
+    }
+)
 
 
 def _context_role(role: str) -> str | None:
@@ -41,10 +58,14 @@ def context_roles(roles: Iterable[str]) -> set[str]:
 
 
 def course_role(roles: Iterable[str]) -> CourseRole:
-    """admin > instructor > learner; anything else, or no context role, is a learner."""
-    names = context_roles(roles)
-    if names & _ADMIN:
-        return "admin"
-    if names & _INSTRUCTOR:
+    """instructor (Instructor, TA, ContentDeveloper, or the course's Administrator) >
+    learner; anything else, or no context role, is a learner."""
+    if context_roles(roles) & _INSTRUCTOR:
         return "instructor"
     return "learner"
+
+
+def is_administrator(roles: Iterable[str]) -> bool:
+    """Whether the launch's roles make its user an administrator of the launch's tenant:
+    an institution or system Administrator role, never a context (course) role."""
+    return any(isinstance(r, str) and r.strip() in _ADMINISTRATOR for r in roles)

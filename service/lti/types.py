@@ -7,7 +7,9 @@ from typing import Any, Literal
 
 __all__ = ["CourseRole", "LaunchContext"]
 
-CourseRole = Literal["admin", "instructor", "learner"]
+# A course's Administrator (context role) is an instructor there (lti.roles); "admin" may
+# still be read from sessions and enrolments recorded before that rule.
+CourseRole = Literal["instructor", "learner"]
 
 CLAIM = "https://purl.imsglobal.org/spec/lti/claim/"
 DL_SETTINGS = "https://purl.imsglobal.org/spec/lti-dl/claim/deep_linking_settings"

@@ -32,7 +32,6 @@ NOTICES = {
     "kept": "Kept as it is; the review flag is cleared.",
     "rules": "Award rules saved.",
     "consent": "Your choice is saved.",
-    "activated": "Platform activated.",
     "retried": "Delivery queued again.",
     "resent": "Credential queued again to the new address.",
 }
@@ -65,7 +64,7 @@ def page(
         tabs += [("course", "Learners", "/app/course"), ("setup", "Competencies", "/app/setup")]
     if user.course_id is not None and not user.is_instructor:
         tabs += [("me", "My progress", "/app/me")]
-    if user.role == "admin":
+    if user.is_admin:
         tabs += [("admin", "Administration", "/app/admin")]
     notice = NOTICES.get(request.query_params.get("done", ""))
     response = render(

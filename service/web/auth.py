@@ -13,12 +13,14 @@ Use in routes::
     @router.get("/course/thing")
     def thing(user: auth.UserDep) -> ...: ...          # any launched user
     def edit(user: auth.InstructorDep) -> ...: ...     # instructor or admin of the course
-    def admin(user: auth.AdminDep) -> ...: ...
+    def admin(user: auth.AdminDep) -> ...: ...         # administrator of the tenant
 
 Unsafe methods (POST, PUT, PATCH, DELETE) must carry ``csrf`` (form field) or
 ``X-CSRF-Token`` equal to ``user.csrf_token``; a form that carries the session token itself
 is accepted as well (the token is the secret an attacker lacks). Authorization is per course
-context: ``user.course_id`` is the only course a session may act on.
+context: ``user.course_id`` is the only course a session may act on. An administrator
+(institution or system Administrator role, ``lti.roles.is_administrator``) administers the
+session's tenant only: ``user.platform_id`` and ``user.deployment_id``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
 from service.flows import LaunchRecord, launch_lookup_ids
 from service.lti import origins
+from service.lti import roles as lti_roles
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
 from service.lti.launch import Opening
 from service.lti.types import LaunchContext
@@ -62,6 +65,7 @@ __all__ = [
     "UserDep",
     "as_user",
     "current_user",
+    "require_admin",
     "require_course",
     "require_role",
     "set_session_cookie",
@@ -112,7 +116,15 @@ class CurrentUser:
 
     @property
     def is_instructor(self) -> bool:
+        # "admin": a course Administrator's session recorded before lti.roles made it
+        # an instructor (sessions live two hours)
         return self.role in ("instructor", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        """Administrator of this session's tenant (platform and deployment), from the
+        launch's institution or system roles; a course role never makes one."""
+        return lti_roles.is_administrator(self.roles)
 
     @property
     def csrf_token(self) -> str:
@@ -384,6 +396,20 @@ def require_role(*roles: str) -> Callable[..., object]:
     return dependency
 
 
+async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+    """Dependency: the current user administers the session's tenant."""
+    if not user.is_admin:
+        raise Forbidden(
+            "Only an administrator of your institution's learning platform can open "
+            "microcred administration.",
+            hint="Your platform must send an institution or system Administrator role with "
+            "the launch (a Moodle site administrator, a Canvas account administrator). A "
+            "course's Administrator or Instructor role is not enough. Ask your platform's "
+            "administrator, then open microcred again from the platform.",
+        )
+    return user
+
+
 def require_course(user: CurrentUser, course_id: int | None = None) -> int:
     """The session's course id; refuses a launch without course context, and a ``course_id``
     from the URL that is not the session's course (authorization is per course context)."""
@@ -402,4 +428,4 @@ def require_course(user: CurrentUser, course_id: int | None = None) -> int:
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]
 InstructorDep = Annotated[CurrentUser, Depends(require_role("instructor", "admin"))]
-AdminDep = Annotated[CurrentUser, Depends(require_role("admin"))]
+AdminDep = Annotated[CurrentUser, Depends(require_admin)]

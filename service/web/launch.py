@@ -272,7 +272,7 @@ def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
 def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
     from service.web import admin, instructor, learner  # the role pages (flows)
 
-    if user.role == "admin":
+    if user.is_admin and user.course_id is None:
         return admin.admin_page(request, engine, user)
     if user.course_id is None:
         template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"

@@ -30,10 +30,13 @@ def test_a_learner_cannot_open_or_use_the_instructor_and_admin_pages(live: Live)
     learner = launch(live, "u-learn-1")
     own = learner.get("/app/me")
     csrf = _csrf(own.text) if 'name="csrf"' in own.text else ""
-    for path in ("/app/course", "/app/setup", "/app/admin"):
+    for path in ("/app/course", "/app/setup"):
         page = learner.get(path)
         assert page.status_code == 403, path
         assert "Your role in this course does not allow this page" in page.text
+    page = learner.get("/app/admin")
+    assert page.status_code == 403
+    assert "Only an administrator of your institution" in page.text
     for path in ("/app/course/reevaluate", "/app/course/sync", "/app/setup/rules"):
         assert learner.post(path, {}, csrf=csrf or None).status_code == 403, path
 
@@ -133,3 +136,17 @@ def test_a_learner_cannot_reach_another_learners_credentials(live: Live) -> None
         csrf=csrf or None,
     )
     assert consent.status_code == 404
+
+
+def test_the_demo_site_administrator_administers_the_demo_platform(live: Live) -> None:
+    """Launched by the demo LMS as its site administrator (Instructor + institution and
+    system Administrator, as Moodle sends them): the course as an instructor, and the
+    administration of this platform."""
+    admin = launch(live, "u-admin-1")
+    assert admin.get("/app/course").status_code == 200
+    page = admin.get("/app/admin")
+    assert page.status_code == 200, page.text[:300]
+    assert "microcred administration" in page.text and "deployment <code>" in page.text
+    assert "microcred platform activate ID" in page.text
+    # the instructor of the course is not an administrator
+    assert launch(live, "u-instr-1").get("/app/admin").status_code == 403

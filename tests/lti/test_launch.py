@@ -181,11 +181,27 @@ def test_canvas_institution_admin_gets_no_course_rights(
     assert "Your micro-credentials" in page.text  # learner page
 
 
-def test_context_administrator_lands_on_the_admin_page(
+def test_a_course_administrator_gets_the_instructor_pages_not_administration(
     client: TestClient, moodle: FakePlatform
 ) -> None:
     resp = moodle.full_launch(client, roles=[MEMBERSHIP + "Administrator"])
-    assert "microcred administration" in client.get(resp.headers["location"]).text
+    landing = client.get(resp.headers["location"])
+    assert "Micro-credentials for Biology" in landing.text  # the instructor's page
+    assert "microcred administration" not in landing.text
+    assert 'href="/app/admin' not in landing.text  # no Administration tab
+    refused = client.get("/app/admin")
+    assert refused.status_code == 403
+    assert "Administrator or Instructor role is not enough" in refused.text
+
+
+def test_a_site_administrator_without_a_course_lands_on_the_admin_page(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    roles = [SYS + "Administrator", INST + "Administrator"]
+    resp = moodle.full_launch(client, roles=roles, **{C + "context": None})
+    landing = client.get(resp.headers["location"])
+    assert "microcred administration" in landing.text
+    assert "deployment <code>1</code>" in landing.text
 
 
 def test_session_token_in_the_link_works_without_cookies(

@@ -152,6 +152,14 @@ def test_moodle_dynamic_registration(client: TestClient, app: FastAPI, engine: E
         False,
     )
     assert row.auth_login_url.endswith("/mod/lti/auth.php") and dep.deployment_id == "7"
+    # where it came from, for the institution administrator who activates it (CLI)
+    with db_session(engine) as s:
+        found = platforms.provenance(s, row.id or 0)
+    assert found.registered_by == "dynamic-registration"
+    assert found.openid_configuration == (
+        "https://moodle.example.edu/mod/lti/openid-configuration.php"
+    )
+    assert found.source_ip == "testclient"  # the address Starlette's test client reports
 
 
 def test_canvas_dynamic_registration(client: TestClient, app: FastAPI, engine: Engine) -> None:

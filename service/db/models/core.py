@@ -10,7 +10,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
@@ -97,9 +97,19 @@ class Enrolment(SQLModel, table=True):
 
 
 class AuditEvent(SQLModel, table=True):
-    """Who did what to which object, and why. Append-only."""
+    """Who did what to which object, and why. Append-only.
+
+    The tenant columns say whose row it is (``service.audit``): a course's rows carry the
+    course, its deployment and platform; a platform's own rows (registered, activated) the
+    platform only; institution-wide rows (catalogue, keys, API tokens) none. An
+    administrator of a tenant reads its rows through the two indexes below.
+    """
 
     __tablename__ = "audit_event"
+    __table_args__ = (
+        Index("ix_audit_event_deployment", "deployment_id", "id"),
+        Index("ix_audit_event_platform", "platform_id", "id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
@@ -107,3 +117,6 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=100, index=True)  # dotted: credential.revoked
     subject: str = Field(default="", max_length=300)  # "credential:abc"
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    platform_id: int | None = Field(default=None, foreign_key="platform.id")
+    deployment_id: int | None = Field(default=None, foreign_key="deployment.id")
+    course_id: int | None = Field(default=None, foreign_key="course.id")
