@@ -25,6 +25,7 @@ from service.issuer import (
     build,
     contexts,
     dataintegrity,
+    identity,
     keys,
     repository,
     statuslist,
@@ -69,8 +70,17 @@ def profile(settings: Settings) -> IssuerProfile:
 
 
 def keyring(session: Session, settings: Settings, *, create: bool = False) -> keys.Keyring:
-    """The issuer keyring; ``create`` makes the first keys (needs a write session)."""
+    """The issuer keyring; ``create`` makes the first keys (needs a write session).
+
+    ``create`` is for signing: it records the deployment's identity on first use and checks
+    the settings against it (``identity.ensure``), so nothing is signed under another DID.
+
+    Raises:
+        identity.IdentityMismatch: ``create`` and the settings' base URL is not the
+            recorded one.
+    """
     if create:
+        identity.ensure(session, settings)
         keys.ensure_keys(
             session, base_url=settings.public_base_url, jwt_algorithm=settings.issuer_jwt_algorithm
         )
@@ -251,6 +261,7 @@ def _set_revoked(
     reason = reason.strip()
     if not reason:
         raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    ring = keyring(session, settings, create=True)  # checks the identity first
     row = repository.credential_by_uuid(session, uuid, for_update=True)
     if row is None:
         raise NotFound(f"no credential {uuid}")
@@ -260,7 +271,7 @@ def _set_revoked(
     status = repository.status_list(session, row.status_list_id, for_update=True)
     assert status is not None
     status.bits = statuslist.set_bit(status.bits, row.status_index, revoked)
-    _sign_list(status, keyring(session, settings, create=True), settings, now)
+    _sign_list(status, ring, settings, now)
     session.add(status)
     row.revoked = revoked
     row.revoked_at = now if revoked else None
@@ -303,7 +314,12 @@ def unrevoke(
 
 
 def rotate_keys(session: Session, *, settings: Settings, now: dt.datetime, actor: str) -> list[str]:
-    """Retire the active issuer keys from signing and create new ones (audited)."""
+    """Retire the active issuer keys from signing and create new ones (audited).
+
+    Raises:
+        identity.IdentityMismatch: the settings' base URL is not the recorded one.
+    """
+    identity.ensure(session, settings)
     algorithms = ("Ed25519", settings.issuer_jwt_algorithm)
     new = keys.rotate(session, base_url=settings.public_base_url, algorithms=algorithms, now=now)
     audit.record(

@@ -28,7 +28,7 @@ from service.db.models.delivery import (
     OutboxMessage,
 )
 from service.db.models.flows import Award, CourseSetup
-from service.db.models.issuer import Credential, IssuerKey, StatusList
+from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
     LtiCache,
@@ -68,6 +68,7 @@ __all__ = [
     "Evidence",
     "EvidenceRevision",
     "ImportRun",
+    "IssuerIdentity",
     "IssuerKey",
     "LaunchState",
     "LtiCache",
