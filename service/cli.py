@@ -92,6 +92,8 @@ def serve(
         finally:
             engine.dispose()
         os.environ["MICROCRED_BASE_URL"] = recorded or f"http://{shown}:{port}"
+        if recorded is not None:
+            typer.echo(f"base URL {recorded}: the issuer identity this database records", err=True)
         get_settings.cache_clear()
         settings = _bootstrap()
     settings = _identity(settings)  # refuse to start under another issuer's URL
