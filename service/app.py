@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import deps, secretbox
-from service.db.engine import dispose_twin, make_engine
+from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
 from service.delivery import router as delivery_router
 from service.issuer import identity
 from service.issuer import router as issuer_router
@@ -93,7 +93,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine or make_engine(settings.resolved_database_url)
     # The deployment's recorded issuer identity: adopted when MICROCRED_BASE_URL is unset,
     # and the app does not start under another URL (IdentityMismatch says which to use).
-    settings = identity.settle(app.state.engine, settings)
+    try:
+        settings = identity.settle(app.state.engine, settings)
+    except UNAVAILABLE as exc:
+        # A replica may start before its database answers (/readyz says so); signing
+        # still checks the identity in its own transaction (identity.ensure).
+        log.warning(
+            "database unavailable at startup (%s): the issuer identity is checked at signing",
+            type(exc).__name__,
+        )
     app.state.settings = settings
     errors.install(app)
     app.mount(
