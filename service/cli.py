@@ -443,6 +443,32 @@ def issuer_rotate_keys() -> None:
     typer.echo("new issuer keys: " + ", ".join(new))
 
 
+@issuer_app.command("repair-status-lists")
+def issuer_repair_status_lists() -> None:
+    """Re-sign the status lists signed under another URL than this database's issuer
+    identity (bits unchanged), so the credentials on them verify again."""
+    from service.db.types import utcnow
+    from service.issuer import identity
+    from service.issuer import service as issuer_service
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _identity(settings)
+    try:
+        with _db(settings, write=True) as s:
+            repaired = issuer_service.repair_status_lists(
+                s, settings=settings, now=utcnow(), actor="cli"
+            )
+            s.commit()
+    except identity.IdentityMismatch as exc:
+        raise _fail(exc) from None
+    if not repaired:
+        typer.echo(f"every status list is signed as {settings.public_base_url}; nothing to do")
+    else:
+        ids = ", ".join(str(i) for i in repaired)
+        typer.echo(f"re-signed status list(s) {ids} as {settings.public_base_url}")
+
+
 # --- delivery commands ---
 outbox_app = typer.Typer(
     help="Inspect and repair deliveries to repositories.", no_args_is_help=True

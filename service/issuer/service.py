@@ -42,6 +42,7 @@ __all__ = [
     "keyring",
     "profile",
     "profile_document",
+    "repair_status_lists",
     "resolver",
     "revoke",
     "rotate_keys",
@@ -311,6 +312,42 @@ def unrevoke(
     return _set_revoked(
         session, settings=settings, uuid=uuid, revoked=False, reason=reason, actor=actor, now=now
     )
+
+
+def repair_status_lists(
+    session: Session, *, settings: Settings, now: dt.datetime, actor: str
+) -> list[int]:
+    """Re-sign, bits unchanged, the status lists signed under another URL than the
+    recorded identity (a process run with another ``MICROCRED_BASE_URL`` before the identity
+    was recorded): verifiers reject every credential on such a list. Audited.
+
+    Returns:
+        The ids of the lists re-signed.
+
+    Raises:
+        identity.IdentityMismatch: the settings' base URL is not the recorded one.
+    """
+    ring = keyring(session, settings, create=True)
+    repaired = []
+    for status in repository.status_lists(session, for_update=True):
+        assert status.id is not None
+        doc = status.document or {}
+        url = statuslist.list_url(settings.public_base_url, status.id)
+        if doc.get("issuer") == ring.did and doc.get("id") == url:
+            continue
+        _sign_list(status, ring, settings, now)
+        session.add(status)
+        repaired.append(status.id)
+        audit.record(
+            session,
+            actor=actor,
+            action="status_list.resigned",
+            subject=f"status_list:{status.id}",
+            was_issuer=doc.get("issuer"),
+            issuer=ring.did,
+        )
+    session.flush()
+    return repaired
 
 
 def rotate_keys(session: Session, *, settings: Settings, now: dt.datetime, actor: str) -> list[str]:

@@ -201,3 +201,39 @@ def test_the_web_app_refuses_to_sign_when_another_process_recorded_first(
     with session(engine) as s:
         assert len(s.exec(select(Credential)).all()) == 1
     assert _status_list(engine, cred.status_list_id) == before
+
+
+def test_repair_re_signs_a_list_signed_under_another_url(
+    cli_env: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    """The damage of issue #13, as a database from before the identity was recorded has
+    it: a revoke run as http://localhost:8000 re-signed the list of https://tool.test."""
+    kept = _issue(engine, cli_env)
+    revoked = _issue(engine, cli_env)
+    assert kept.status_list_id == revoked.status_list_id
+    other = cli_env.model_copy(update={"base_url": OTHER})
+    with session(engine, write=True) as s:
+        s.delete(s.get(IssuerIdentity, 1))
+        s.flush()
+        service.revoke(s, settings=other, uuid=revoked.uuid, reason="x", actor="t", now=utcnow())
+        row = s.get(IssuerIdentity, 1)
+        assert row is not None
+        # what migration issuer_0002 records: the oldest credential's URL
+        row.base_url, row.did = "https://tool.test", "did:web:tool.test"
+        s.add(row)
+        s.commit()
+    broken = _verify(tmp_path, kept.document)
+    assert broken.exit_code == 1 and "the status list is not trustworthy" in broken.stderr
+    bits, version, _ = _status_list(engine, kept.status_list_id)
+
+    result = CliRunner().invoke(cli.app, ["issuer", "repair-status-lists"])
+    assert result.exit_code == 0, result.output
+    assert f"re-signed status list(s) {kept.status_list_id} as https://tool.test" in result.stdout
+    repaired_bits, repaired_version, document = _status_list(engine, kept.status_list_id)
+    assert repaired_bits == bits and repaired_version == version + 1
+    assert json.loads(document)["issuer"] == "did:web:tool.test"
+    assert _verify(tmp_path, kept.document).exit_code == 0
+    gone = _verify(tmp_path, revoked.document)
+    assert gone.exit_code == 1 and "invalid because it has been revoked" in gone.stderr
+    again = CliRunner().invoke(cli.app, ["issuer", "repair-status-lists"])
+    assert again.exit_code == 0 and "nothing to do" in again.stdout
