@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import deps, secretbox
-from service.db.engine import dispose_twin, make_engine
+from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
 from service.delivery import router as delivery_router
+from service.issuer import identity
 from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
@@ -92,8 +93,19 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description="Competency levels from LMS results, issued as Open Badges 3.0.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
     app.state.engine = engine or make_engine(settings.resolved_database_url)
+    # The deployment's recorded issuer identity: adopted when MICROCRED_BASE_URL is unset,
+    # and the app does not start under another URL (IdentityMismatch says which to use).
+    try:
+        settings = identity.settle(app.state.engine, settings)
+    except UNAVAILABLE as exc:
+        # A replica may start before its database answers (/readyz says so); signing
+        # still checks the identity in its own transaction (identity.ensure).
+        log.warning(
+            "database unavailable at startup (%s): the issuer identity is checked at signing",
+            type(exc).__name__,
+        )
+    app.state.settings = settings
     errors.install(app)
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"

@@ -42,6 +42,21 @@ def _engine(settings: Settings):  # type: ignore[no-untyped-def]
     return make_engine(settings.resolved_database_url)
 
 
+def _identity(settings: Settings, *, strict: bool = True) -> Settings:
+    """The settings with the database's recorded issuer identity: its base URL adopted when
+    MICROCRED_BASE_URL is unset (service/issuer/identity.py). Exit 2, before anything is
+    written, when MICROCRED_BASE_URL names another URL (unless not ``strict``: reading)."""
+    from service.issuer import identity
+
+    engine = _engine(settings)
+    try:
+        return identity.settle(engine, settings, strict=strict)
+    except identity.IdentityMismatch as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+
+
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
@@ -62,15 +77,26 @@ def serve(
     """Run the web app (plus an in-process worker unless --no-worker)."""
     import uvicorn
 
+    from service.issuer import identity
+
     settings = _bootstrap()
-    if "base_url" not in settings.model_fields_set:
-        # lti: no public URL configured, so the tool is where it listens (LTI redirect and
-        # target link URIs are checked against it).
+    db_migrate.upgrade(settings.resolved_database_url)
+    if not identity.explicit(settings):
+        # No public URL configured: the one this database issues as, else (nothing issued
+        # yet) where the tool listens (lti: LTI redirect and target link URIs are checked
+        # against it).
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        os.environ["MICROCRED_BASE_URL"] = f"http://{shown}:{port}"
+        engine = _engine(settings)
+        try:
+            recorded = identity.recorded_url(engine)
+        finally:
+            engine.dispose()
+        os.environ["MICROCRED_BASE_URL"] = recorded or f"http://{shown}:{port}"
+        if recorded is not None:
+            typer.echo(f"base URL {recorded}: the issuer identity this database records", err=True)
         get_settings.cache_clear()
         settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _identity(settings)  # refuse to start under another issuer's URL
     stop, thread = _start_inprocess_worker(settings, enabled=not no_worker)
     try:
         _run_uvicorn(uvicorn, host, port, proxy_headers, settings)
@@ -356,6 +382,7 @@ def verify(
     from service.db.types import utcnow
     from service.errors import ServiceError
     from service.issuer import fetch as issuer_fetch
+    from service.issuer import identity
     from service.issuer import service as issuer_service
 
     settings = _bootstrap()
@@ -370,6 +397,9 @@ def verify(
             data = path.read_text("utf-8", errors="replace")
         engine = _engine(settings)
         try:
+            # This database's own credentials resolve offline under the DID it recorded,
+            # whatever MICROCRED_BASE_URL says (verifying signs nothing).
+            settings = identity.settle(engine, settings, strict=False)
             with session(engine) as s:
                 report = issuer_service.verify_input(
                     s,
@@ -394,9 +424,10 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     from service.db.engine import session
     from service.db.types import utcnow
     from service.errors import ServiceError
+    from service.issuer import identity
     from service.issuer import service as issuer_service
 
-    settings = _bootstrap()
+    settings = _identity(_bootstrap())
     # Revoking goes the instructor page's way: repositories, re-award block, audit.
     action = flows.revoke_credential if revoked else issuer_service.unrevoke
     engine = _engine(settings)
@@ -406,6 +437,8 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
                 s, settings=settings, uuid=credential_id, reason=reason, actor="cli", now=utcnow()
             )
             s.commit()
+    except identity.IdentityMismatch as exc:
+        raise _fail(exc) from None
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
@@ -442,6 +475,7 @@ def issuer_rotate_keys() -> None:
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
+    settings = _identity(settings)
     engine = _engine(settings)
     try:
         with session(engine, write=True) as s:
@@ -450,6 +484,32 @@ def issuer_rotate_keys() -> None:
     finally:
         engine.dispose()
     typer.echo("new issuer keys: " + ", ".join(new))
+
+
+@issuer_app.command("repair-status-lists")
+def issuer_repair_status_lists() -> None:
+    """Re-sign the status lists signed under another URL than this database's issuer
+    identity (bits unchanged), so the credentials on them verify again."""
+    from service.db.types import utcnow
+    from service.issuer import identity
+    from service.issuer import service as issuer_service
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _identity(settings)
+    try:
+        with _db(settings, write=True) as s:
+            repaired = issuer_service.repair_status_lists(
+                s, settings=settings, now=utcnow(), actor="cli"
+            )
+            s.commit()
+    except identity.IdentityMismatch as exc:
+        raise _fail(exc) from None
+    if not repaired:
+        typer.echo(f"every status list is signed as {settings.public_base_url}; nothing to do")
+    else:
+        ids = ", ".join(str(i) for i in repaired)
+        typer.echo(f"re-signed status list(s) {ids} as {settings.public_base_url}")
 
 
 # --- delivery commands ---
@@ -493,7 +553,7 @@ def worker(
     import signal
     import threading
 
-    settings = _bootstrap()
+    settings = _identity(_bootstrap())
     w = _delivery_worker(settings, threads=threads, batch=batch)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -864,7 +924,7 @@ def import_csv_command(
     from service.db.types import utcnow
     from service.sources import csvimport
 
-    settings = _bootstrap()
+    settings = _identity(_bootstrap()) if evaluate and not dry_run else _bootstrap()
     mode: csvimport.Mode = "dry_run" if dry_run else "partial" if partial else "all"
     data = file.read(csvimport.MAX_BYTES + 1)
     with _db(settings, write=True) as s:
@@ -1002,7 +1062,7 @@ def sync_command(
     from service.db.types import utcnow
     from service.sources import sync
 
-    settings = _bootstrap()
+    settings = _identity(_bootstrap()) if evaluate else _bootstrap()
     with (
         _db(settings, write=True) as s,
         outbound.client(outbound.policy(settings), timeout=30.0) as http,
@@ -1066,7 +1126,7 @@ def course_reevaluate(
     from service.db.types import utcnow
     from service.errors import ServiceError
 
-    settings = _bootstrap()
+    settings = _identity(_bootstrap())
     engine = _engine(settings)
     try:
         pull = flows.fetch_course(engine, course_id=course_id) if sync else None
@@ -1103,7 +1163,14 @@ def course_reevaluate(
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the tool (served as 127.0.0.1).")] = 8000,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the tool (served as 127.0.0.1); default the one this data "
+            "directory's demo was set up with, else 8000.",
+            show_default=False,
+        ),
+    ] = None,
     lms_port: Annotated[
         int, typer.Option(help="Port of the demo LMS (served as localhost, another site).")
     ] = 8001,
@@ -1117,12 +1184,25 @@ def demo(
     ] = False,
 ) -> None:
     """Run the service plus the bundled demo LMS, seeded; prints the URLs to open."""
+    from urllib.parse import urlsplit
+
     from service.demo import bootstrap, server
+    from service.issuer import identity, keys
 
     settings = _bootstrap()
     if reset:
         _reset_demo_database(settings)
     db_migrate.upgrade(settings.resolved_database_url)
+    engine = _engine(settings)
+    try:
+        recorded = identity.recorded_url(engine)
+    finally:
+        engine.dispose()
+    # The tool's URL is the demo's issuer identity: a data directory set up at one port
+    # issues there (service/issuer/identity.py).
+    recorded_port = urlsplit(recorded).port if recorded else None
+    if port is None:
+        port = recorded_port or 8000
     try:
         tool_socket = server.bind("127.0.0.1", port)
         lms_socket = server.bind("127.0.0.1", lms_port)
@@ -1135,11 +1215,41 @@ def demo(
         raise typer.Exit(code=2) from exc
     tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
+    if recorded is not None and recorded != tool_url:
+        tool_socket.close()
+        lms_socket.close()
+        typer.echo(
+            f"error: this database's demo issues as {recorded} "
+            f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
+            err=True,
+        )
+        same = (
+            f"run `microcred demo --port {recorded_port}`, or "
+            if recorded.startswith("http://127.0.0.1:")
+            else ""
+        )
+        typer.echo(
+            f"hint: {same}start a new demo with another data directory: "
+            "MICROCRED_DATA_DIR=var-demo2 microcred demo",
+            err=True,
+        )
+        raise typer.Exit(code=2)
     apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
     # flows: the course, its rules, the Moodle WS connection and the delivery targets.
     from service.demo import seed
 
     course_id = seed.seed(_engine(settings), apps.config, platform_id=apps.platform_id)
+    # Recorded now, so `microcred verify` and `credential revoke` on this database act as
+    # this demo's issuer from the start.
+    with _db(settings, write=True) as s:
+        identity.ensure(s, apps.tool.state.settings)
+        s.commit()
+    if settings.database_url:
+        same_db = "with the same MICROCRED_DATABASE_URL"
+    else:
+        same_db = f"with MICROCRED_DATA_DIR={settings.data_dir.resolve()}"
+        if not settings.data_dir.is_absolute():
+            same_db = f"from this directory (or {same_db})"
     stop, worker_thread = _start_inprocess_worker(apps.tool.state.settings, enabled=True)
     typer.echo(
         "\n".join(
@@ -1150,6 +1260,8 @@ def demo(
                 f"  The tool:              {tool_url}/  (registered as platform {apps.platform_id},"
                 f" issuer {apps.config.issuer})",
                 f"  Database:              {settings.resolved_database_url}",
+                f"  Issuer:                {keys.did_web(tool_url)}; `microcred` commands run"
+                f" {same_db} act as this issuer (e.g. `microcred verify FILE`)",
                 f"  Demo course:           course {course_id}; the instructor's 'Sync from LMS'"
                 " pulls its results over Moodle web services",
                 "Press Ctrl-C to stop.",

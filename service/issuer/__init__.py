@@ -5,7 +5,10 @@ Public surface for other packages (``flows``, ``web``):
 - ``service.issuer.inputs``: the input values (``AwardInput``, ``LevelTemplate``,
   ``EuElements``, ``Learner``, ``EvidenceItem``, ``IssuerProfile``, ...).
 - ``service.issuer.service``: ``issue``, ``revoke``, ``unrevoke``, ``rotate_keys``,
-  ``verify_input``, ``keyring``, ``profile_document``, ``credential_url``.
+  ``repair_status_lists``, ``verify_input``, ``keyring``, ``profile_document``,
+  ``credential_url``.
+- ``service.issuer.identity``: the deployment's recorded base URL and DID; ``settle``
+  (a process adopts it, or refuses another) and ``ensure`` (checked when signing).
 - ``service.issuer.build``: pure document builders (``build_credential``,
   ``build_stacked_credential``, ``issuer_profile``).
 - ``service.issuer.verify``: ``verify`` with a ``Resolver``; reports are

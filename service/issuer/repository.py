@@ -14,6 +14,7 @@ __all__ = [
     "index_taken",
     "open_status_list",
     "status_list",
+    "status_lists",
 ]
 
 
@@ -43,6 +44,14 @@ def status_list(session: Session, list_id: int, *, for_update: bool = False) -> 
     if for_update:
         query = query.with_for_update()
     return session.exec(query).first()
+
+
+def status_lists(session: Session, *, for_update: bool = False) -> Sequence[StatusList]:
+    """Every status list, oldest first, optionally locked for update."""
+    query = select(StatusList).order_by(col(StatusList.id))
+    if for_update:
+        query = query.with_for_update()
+    return session.exec(query).all()
 
 
 def open_status_list(session: Session, *, purpose: str, max_fill: float) -> StatusList | None:

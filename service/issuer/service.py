@@ -25,6 +25,7 @@ from service.issuer import (
     build,
     contexts,
     dataintegrity,
+    identity,
     keys,
     repository,
     statuslist,
@@ -41,6 +42,7 @@ __all__ = [
     "keyring",
     "profile",
     "profile_document",
+    "repair_status_lists",
     "resolver",
     "revoke",
     "rotate_keys",
@@ -69,8 +71,17 @@ def profile(settings: Settings) -> IssuerProfile:
 
 
 def keyring(session: Session, settings: Settings, *, create: bool = False) -> keys.Keyring:
-    """The issuer keyring; ``create`` makes the first keys (needs a write session)."""
+    """The issuer keyring; ``create`` makes the first keys (needs a write session).
+
+    ``create`` is for signing: it records the deployment's identity on first use and checks
+    the settings against it (``identity.ensure``), so nothing is signed under another DID.
+
+    Raises:
+        identity.IdentityMismatch: ``create`` and the settings' base URL is not the
+            recorded one.
+    """
     if create:
+        identity.ensure(session, settings)
         keys.ensure_keys(
             session, base_url=settings.public_base_url, jwt_algorithm=settings.issuer_jwt_algorithm
         )
@@ -255,6 +266,7 @@ def _set_revoked(
     reason = reason.strip()
     if not reason:
         raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+    ring = keyring(session, settings, create=True)  # checks the identity first
     row = repository.credential_by_uuid(session, uuid, for_update=True)
     if row is None:
         raise NotFound(f"no credential {uuid}")
@@ -264,7 +276,7 @@ def _set_revoked(
     status = repository.status_list(session, row.status_list_id, for_update=True)
     assert status is not None
     status.bits = statuslist.set_bit(status.bits, row.status_index, revoked)
-    _sign_list(status, keyring(session, settings, create=True), settings, now)
+    _sign_list(status, ring, settings, now)
     session.add(status)
     row.revoked = revoked
     row.revoked_at = now if revoked else None
@@ -306,8 +318,49 @@ def unrevoke(
     )
 
 
+def repair_status_lists(
+    session: Session, *, settings: Settings, now: dt.datetime, actor: str
+) -> list[int]:
+    """Re-sign, bits unchanged, the status lists signed under another URL than the
+    recorded identity (a process run with another ``MICROCRED_BASE_URL`` before the identity
+    was recorded): verifiers reject every credential on such a list. Audited.
+
+    Returns:
+        The ids of the lists re-signed.
+
+    Raises:
+        identity.IdentityMismatch: the settings' base URL is not the recorded one.
+    """
+    ring = keyring(session, settings, create=True)
+    repaired = []
+    for status in repository.status_lists(session, for_update=True):
+        assert status.id is not None
+        doc = status.document or {}
+        url = statuslist.list_url(settings.public_base_url, status.id)
+        if doc.get("issuer") == ring.did and doc.get("id") == url:
+            continue
+        _sign_list(status, ring, settings, now)
+        session.add(status)
+        repaired.append(status.id)
+        audit.record(
+            session,
+            actor=actor,
+            action="status_list.resigned",
+            subject=f"status_list:{status.id}",
+            was_issuer=doc.get("issuer"),
+            issuer=ring.did,
+        )
+    session.flush()
+    return repaired
+
+
 def rotate_keys(session: Session, *, settings: Settings, now: dt.datetime, actor: str) -> list[str]:
-    """Retire the active issuer keys from signing and create new ones (audited)."""
+    """Retire the active issuer keys from signing and create new ones (audited).
+
+    Raises:
+        identity.IdentityMismatch: the settings' base URL is not the recorded one.
+    """
+    identity.ensure(session, settings)
     algorithms = ("Ed25519", settings.issuer_jwt_algorithm)
     new = keys.rotate(session, base_url=settings.public_base_url, algorithms=algorithms, now=now)
     audit.record(

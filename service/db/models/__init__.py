@@ -28,7 +28,7 @@ from service.db.models.delivery import (
     OutboxMessage,
 )
 from service.db.models.flows import AgsLineItem, Award, CourseSetup
-from service.db.models.issuer import Credential, IssuerKey, StatusList
+from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
     LtiCache,
@@ -69,6 +69,7 @@ __all__ = [
     "Evidence",
     "EvidenceRevision",
     "ImportRun",
+    "IssuerIdentity",
     "IssuerKey",
     "LaunchState",
     "LtiCache",

@@ -1,4 +1,5 @@
-"""Issuer tables: signing keys, issued credentials, revocation status lists.
+"""Issuer tables: the deployment's identity, signing keys, issued credentials, revocation
+status lists.
 
 Keys are never deleted: a retired key stays published so that every credential it
 signed stays verifiable (reference/security.md §3.5). Private keys are encrypted at rest.
@@ -19,6 +20,19 @@ from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
 
 def _uuid() -> str:
     return str(uuid.uuid4())
+
+
+class IssuerIdentity(SQLModel, table=True):
+    """The issuer identity of this database (one row, id 1), recorded when issuance is first
+    set up. Every credential's ``id``, ``issuer.id`` and status list URL derive from it, so
+    it does not change (service/issuer/identity.py)."""
+
+    __tablename__ = "issuer_identity"
+
+    id: int | None = Field(default=None, primary_key=True)
+    base_url: str = Field(max_length=1000)
+    did: str = Field(max_length=1000)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class IssuerKey(SQLModel, table=True):
