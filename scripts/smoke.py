@@ -1,6 +1,7 @@
 """Smoke test of an installed microcred: start `microcred demo`, launch as a learner over HTTP.
 
     python scripts/smoke.py --microcred VENV/bin/microcred
+    python scripts/smoke.py --demo http://localhost:8001     (a demo already running)
 
 Starts the demo (tool and demo LMS) on free ports in a temporary folder, then does what the
 demo course page's *Launch as learner* does in a browser: the LMS's login initiation form →
@@ -181,13 +182,15 @@ def autopost(step: str, page: str) -> tuple[str, dict[str, str]]:
     return html.unescape(match.group(1)), {html.unescape(k): html.unescape(v) for k, v in fields}
 
 
-def launch_as_learner(urls: dict[str, str]) -> str:
+def launch_as_learner(lms_url: str) -> str:
     user_id, name = LEARNER
     browser = Browser()
     _, page = browser.open(
-        "the demo course's launch page", f"{urls['lms']}/launch?as={urllib.parse.quote(user_id)}"
+        "the demo course's launch page", f"{lms_url}/launch?as={urllib.parse.quote(user_id)}"
     )
     login_url, fields = autopost("the demo LMS's login initiation", page)
+    tool = urllib.parse.urlsplit(login_url)
+    tool_url = f"{tool.scheme}://{tool.netloc}"
     fields.pop("lti_storage_target", None)  # no platform storage: the cookie carries the state
     # The tool's login redirects to the LMS's authorization endpoint, which answers with the
     # form that carries the signed id_token to the tool's launch URL.
@@ -199,7 +202,7 @@ def launch_as_learner(urls: dict[str, str]) -> str:
     text = _text(page)
     expected = [f"Signed in as {name}", COURSE, "role: learner", "Your micro-credentials"]
     missing = [e for e in expected if e not in text]
-    if missing or not final_url.startswith(urls["tool"] + "/app"):
+    if missing or not final_url.startswith(tool_url + "/app"):
         raise SmokeFailure(
             f"the launch did not land on the learner's page (at {final_url.split('?')[0]}, missing "
             f"{missing}; the page is above)",
@@ -220,8 +223,21 @@ def launch_as_learner(urls: dict[str, str]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--microcred", required=True, help="the installed microcred command")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--microcred", help="the installed microcred command: start its demo")
+    which.add_argument("--demo", metavar="LMS_URL", help="the demo LMS of a running demo")
     args = parser.parse_args(argv)
+    if args.demo:
+        try:
+            print(
+                f"smoke: OK: learner launch over HTTP: {launch_as_learner(args.demo.rstrip('/'))}"
+            )
+        except SmokeFailure as failure:
+            if failure.details:
+                print(failure.details)
+            print(f"smoke: FAILED: {failure}", flush=True)
+            return 1
+        return 0
     microcred = Path(args.microcred).absolute()
     if not microcred.is_file():
         print(f"smoke: FAILED: {microcred} does not exist: is microcred installed?")
@@ -232,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             urls = demo.wait_for_urls()
             print(f"smoke: demo serving (tool {urls['tool']}, LMS {urls['lms']})", flush=True)
-            seen = launch_as_learner(urls)
+            seen = launch_as_learner(urls["lms"])
         except SmokeFailure as failure:
             demo.stop()
             if failure.details:
