@@ -25,9 +25,11 @@ compile() {
     --custom-compile-command "bash scripts/lock.sh" "$@"
 }
 mkdir -p requirements
-echo "== requirements/runtime.txt"
-compile -o requirements/runtime.txt "$@"
-# The test lock keeps the runtime pins, so both environments run the same libraries.
+# Runtime and test tools are resolved together first, then the runtime lock takes its pins
+# from that resolution: both environments run the same libraries, and a test tool that needs
+# another version of a runtime package moves both locks instead of failing.
 echo "== requirements/test.txt"
-compile --extra test -c requirements/runtime.txt -o requirements/test.txt "$@"
+compile --extra test -o requirements/test.txt "$@"
+echo "== requirements/runtime.txt"
+compile -c requirements/test.txt -o requirements/runtime.txt "$@"
 echo "Locks written; commit requirements/*.txt with the pyproject.toml change."
