@@ -9,12 +9,14 @@ tests name it. scripts/smoke.sh checks the same from the other side, by installi
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import json
 import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,7 @@ USED_WITHOUT_IMPORT = {
 }
 
 
+@functools.cache
 def _top_level_imports(root: Path) -> dict[str, set[str]]:
     """Top-level module → the files of ``root`` that import it (absolute imports only)."""
     found: dict[str, set[str]] = {}
@@ -56,8 +59,13 @@ def _third_party(modules: dict[str, set[str]]) -> dict[str, set[str]]:
     return {m: files for m, files in modules.items() if m not in skip}
 
 
+@functools.cache
+def _distributions() -> Mapping[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def _providers(module: str) -> set[str]:
-    dists = importlib.metadata.packages_distributions().get(module, [])
+    dists = _distributions().get(module, [])
     return {canonicalize_name(d) for d in dists}
 
 
