@@ -1,40 +1,17 @@
 #!/usr/bin/env bash
-# Installs what the suite needs and runs all of it: lint, types, architecture contracts,
-# the tests on SQLite, then the database tests again on PostgreSQL.
+# Installs what the suite needs and runs all of it. First a smoke test of the README's run
+# command as a user would run it (fresh environment, no test extra: a missing runtime
+# dependency fails here), then .venv from the test lock, then the suite (scripts/suite.sh):
+# lint, types, architecture contracts, the tests on SQLite, the database tests on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/smoke.sh
+
 PY=${PYTHON:-python3}
+echo "== installing the test environment (.venv) from requirements/test.txt"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements/test.txt
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
 
-# Browser tests drive Debian's Chromium (no browser download at test time).
-if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "== installing chromium for the browser tests"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
-
-# The independent verifier (@digitalbazaar/vc, what the DCC verifier is built on) checks
-# our credentials in tests/issuer/test_js_interop.py; npm packages come from the registry.
-if command -v npm >/dev/null && [ ! -d bench/.work/node_modules/@digitalbazaar/vc ]; then
-  echo "== installing the JS verifier for the interoperability test"
-  mkdir -p bench/.work && cp bench/js/package.json bench/js/*.mjs bench/.work/
-  (cd bench/.work && npm install --no-audit --no-fund --silent) \
-    || echo "   npm install failed: the interoperability test will be skipped"
-fi
-
-export PATH="$PWD/.venv/bin:$PATH"
-# property and fuzz tests with a fixed seed (tests/conftest.py); plain `pytest` explores
-export HYPOTHESIS_PROFILE=${HYPOTHESIS_PROFILE:-ci}
-echo "== ruff";           ruff check . && ruff format --check .
-echo "== mypy";           mypy
-echo "== import-linter";  lint-imports
-echo "== pytest (SQLite)"
-pytest -q -p no:cacheprovider --cov=service/assessment --cov-branch --cov-report=term-missing --cov-fail-under=100
-
-if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-  echo "== pytest (PostgreSQL: database tests and PostgreSQL-only tests)"
-  MICROCRED_TEST_DB=postgresql pytest -q -p no:cacheprovider -m "db or postgres"
-else
-  echo "== SKIPPED the PostgreSQL lane: no PostgreSQL on 127.0.0.1:5432 (CI has one)."
-fi
+exec bash scripts/suite.sh .venv

@@ -30,3 +30,24 @@ def test_compose_runs_migrate_before_web_and_worker() -> None:
             "service_completed_successfully"
         )
     assert "postgresql+psycopg://" in services["web"]["environment"]["MICROCRED_DATABASE_URL"]
+
+
+def _dockerfile_runs() -> list[str]:
+    """The RUN instructions of deploy/Dockerfile, continuation lines joined."""
+    text = (DEPLOY / "Dockerfile").read_text().replace("\\\n", " ")
+    return [line.split(None, 1)[1] for line in text.splitlines() if line.startswith("RUN ")]
+
+
+def test_the_image_installs_its_dependencies_from_the_lock_only() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY requirements/runtime.txt " in text
+    installs = [run for run in _dockerfile_runs() if "pip install" in run]
+    # First the lock with its hashes, then the project without resolving anything again:
+    # an install that resolves dependencies would take whatever PyPI offers that day.
+    assert len(installs) == 2, installs
+    lock, project = installs
+    assert "--require-hashes -r requirements/runtime.txt" in lock
+    assert "--no-deps ." in project and " -r " not in project
+    lock_at = text.index("--require-hashes -r requirements/runtime.txt")
+    assert text.index("COPY requirements/runtime.txt ") < lock_at < text.index("--no-deps .")
+    assert (Path(__file__).parents[1] / "requirements" / "runtime.txt").is_file()
