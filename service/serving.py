@@ -1,5 +1,6 @@
 """How a server process runs: uvicorn's httptools protocol with a response's status line,
-headers and body sent in one write, and the garbage collector set for a long-lived server.
+headers and body sent in one write, a bound on what a request may send outside its body,
+and the garbage collector set for a long-lived server.
 
 uvicorn writes a response's head when the app sends ``http.response.start`` and its body
 when the app sends ``http.response.body``: two ``send`` calls, and two TCP segments that
@@ -8,6 +9,14 @@ writes a request makes in one turn of the event loop are joined and sent at the 
 that turn (a Starlette response sends both messages in the same turn): one ``send``
 (1,000 writes), as Node's HTTP server corks a response. A streamed body whose chunks come
 in later turns goes out chunk by chunk as before.
+
+uvicorn's h11 protocol bounds a request's head (``h11_max_incomplete_event_size``), its
+httptools protocol does not: a request line or header that never ends is kept in memory
+whole (a 200 MB header took the process from 33 to 250 MB). ``CorkedHttpToolsProtocol``
+refuses, with 431 and a closed connection, a request that sends more than
+``MAX_HEAD_BYTES`` while its parser makes no headway on a body: its request line and
+headers, or trailers after a chunked body. Bodies are ``service.bodylimit``'s, and uvicorn
+itself stops reading a body the app does not take (64 KiB buffered).
 """
 
 from __future__ import annotations
@@ -18,11 +27,26 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-__all__ = ["CorkedHttpToolsProtocol", "served_app", "settle_heap"]
+__all__ = ["MAX_HEAD_BYTES", "CorkedHttpToolsProtocol", "served_app", "settle_heap"]
 
 # Allocations (less deallocations) between two young-generation collections; CPython's
 # default is 700. See ``settle_heap``.
 GC_YOUNG_THRESHOLD = 10_000
+
+# Request line plus headers (or trailers), as h11's 16 KiB default but roomier: an LTI
+# login's query and a browser's cookies for the tool's host fit many times over.
+MAX_HEAD_BYTES = 64 * 1024
+
+_HEAD_MESSAGE = (
+    b"The request line and headers (or trailers) are larger than 64 KiB: send shorter "
+    b"ones (a long query string belongs in a POST body; clear the cookies of this site)."
+)
+_TOO_LARGE_HEAD = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"connection: close\r\n"
+    b"content-length: %d\r\n\r\n%s" % (len(_HEAD_MESSAGE), _HEAD_MESSAGE)
+)
 
 
 def settle_heap() -> None:
@@ -89,8 +113,36 @@ class _Corked:
 
 
 class CorkedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol over a ``_Corked`` transport (``uvicorn.run(http=)``)."""
+    """uvicorn's httptools protocol over a ``_Corked`` transport (``uvicorn.run(http=)``),
+    with a request's head bounded (``MAX_HEAD_BYTES``)."""
 
     def connection_made(self, transport: Any) -> None:  # asyncio's, or uvloop's own type
+        self.in_message = False  # between the parser's message begin and complete
+        self.body_moved = False  # the parser gave body bytes during this read
+        self.stalled = 0  # bytes read in a row, inside a message, without body bytes
         corked: Any = _Corked(transport, asyncio.get_running_loop())
         super().connection_made(corked)
+
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        super().on_message_begin()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_moved = True
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.in_message = False
+        super().on_message_complete()
+
+    def data_received(self, data: bytes) -> None:
+        self.body_moved = False
+        super().data_received(data)
+        if not self.in_message or self.body_moved:
+            self.stalled = 0
+            return
+        # A head (or trailer) still being read: the parser holds all of it.
+        self.stalled += len(data)
+        if self.stalled > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self.transport.write(_TOO_LARGE_HEAD)
+            self.transport.close()

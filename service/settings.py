@@ -57,7 +57,7 @@ class Settings(BaseSettings):
         default=8 * 1024 * 1024,
         ge=1024,
         description="Largest body of POST /api/evidence (a push batch holds at most 1,000 "
-        "results and 1,000 verifications, ~1.5 MB as compact JSON with rubric scales).",
+        "results and 1,000 verifications: about 1 to 1.5 MB of JSON with rubric scales).",
     )
     extra_frame_ancestors: str = Field(
         default="",

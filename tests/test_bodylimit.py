@@ -8,17 +8,24 @@ generator, so what is asserted is how much of the body was ever pulled: a work c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import select
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service.app import create_app
+from service.serving import CorkedHttpToolsProtocol
 from service.settings import Settings
 from tests.sources.test_api import auth, token, world
 
@@ -268,3 +275,77 @@ def test_a_push_batch_above_the_default_limit_is_accepted(
         headers=auth(t) | {"content-type": "application/json"},
     )
     assert r.status_code == 200, r.text[:500]
+
+
+# --- through a real socket, as `microcred serve` runs the app (uvloop, httptools) ---
+
+
+@pytest.fixture
+def served(app: FastAPI) -> Iterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = int(s.getsockname()[1])
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=free,
+        loop="uvloop",
+        http=CorkedHttpToolsProtocol,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    yield free
+    server.should_exit = True
+    thread.join(10)
+
+
+def _answer(conn: socket.socket) -> bytes:
+    got = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := conn.recv(65536):
+            got += chunk
+    return got
+
+
+def test_over_a_socket_a_declared_300_mb_is_refused_before_one_byte_is_sent(
+    served: int,
+) -> None:
+    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+        conn.sendall(
+            b"POST /api/credentials HTTP/1.1\r\nhost: t\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % HUGE
+        )
+        got = _answer(conn)  # no body sent: the answer cannot have waited for it
+    head, _, payload = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"connection: close" in head
+    assert json.loads(payload)["error"] == "body_too_large"
+
+
+def test_over_a_socket_a_streamed_300_mb_is_cut_off(served: int) -> None:
+    sent = 0
+    piece = b"%x\r\n%s\r\n" % (CHUNK, b" " * CHUNK)
+    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+        conn.sendall(
+            b"POST /api/credentials HTTP/1.1\r\nhost: t\r\n"
+            b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
+        try:
+            while sent < HUGE and not select.select([conn], [], [], 0)[0]:
+                conn.sendall(piece)
+                sent += CHUNK
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        got = _answer(conn)
+    head, _, payload = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(payload)["error"] == "body_too_large"
+    # The server read about 1 MiB; what else left the client sat in the loopback's socket
+    # buffers (a few MB) when the server closed.
+    assert sent < 32 * MiB
