@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -36,6 +37,10 @@ GC_YOUNG_THRESHOLD = 10_000
 # Request line plus headers (or trailers), as h11's 16 KiB default but roomier: an LTI
 # login's query and a browser's cookies for the tool's host fit many times over.
 MAX_HEAD_BYTES = 64 * 1024
+
+# How long a connection closed in the middle of a request stays open for the client to
+# read the answer (``_Corked.close``).
+LINGER_SECONDS = 2.0
 
 _HEAD_MESSAGE = (
     b"The request line and headers (or trailers) are larger than 64 KiB: send shorter "
@@ -78,16 +83,26 @@ def served_app() -> Any:
 
 
 class _Corked:
-    """A transport whose writes of one event-loop turn go out as one."""
+    """A transport whose writes of one event-loop turn go out as one, and whose close
+    lingers while the client may still be sending the request (``close``)."""
 
-    __slots__ = ("_held", "_loop", "_transport")
+    __slots__ = ("_held", "_lingering", "_loop", "_mid_request", "_transport")
 
-    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        transport: Any,
+        loop: asyncio.AbstractEventLoop,
+        mid_request: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._mid_request = mid_request
+        self._lingering = False
 
     def write(self, data: bytes) -> None:
+        if self._lingering:
+            return  # the answer is out; the connection is being closed
         if not self._held:
             self._loop.call_soon(self._flush)
         self._held.append(data)
@@ -101,8 +116,25 @@ class _Corked:
             self._transport.write(data)
 
     def close(self) -> None:
-        self._flush()  # a response with "connection: close" is written, then closed
-        self._transport.close()
+        """Write what is held (a response with ``connection: close``), then close.
+
+        Closed while the client is still sending its request (a 413 for a body over the
+        limit, a 431), the socket would reset the connection, and the client could lose
+        the answer it has not read yet. So then the close lingers, as nginx's does: the
+        answer and the end of our side go out, reading stops (nothing more is taken in),
+        and the socket closes ``LINGER_SECONDS`` later.
+        """
+        self._flush()
+        if self._lingering or not self._mid_request() or not self._transport.can_write_eof():
+            self._transport.close()
+            return
+        self._lingering = True
+        self._transport.pause_reading()
+        self._transport.write_eof()
+        self._loop.call_later(LINGER_SECONDS, self._transport.close)
+
+    def is_closing(self) -> bool:
+        return self._lingering or bool(self._transport.is_closing())
 
     def get_write_buffer_size(self) -> int:
         pending: int = self._transport.get_write_buffer_size()
@@ -120,7 +152,7 @@ class CorkedHttpToolsProtocol(HttpToolsProtocol):
         self.in_message = False  # between the parser's message begin and complete
         self.body_moved = False  # the parser gave body bytes during this read
         self.stalled = 0  # bytes read in a row, inside a message, without body bytes
-        corked: Any = _Corked(transport, asyncio.get_running_loop())
+        corked: Any = _Corked(transport, asyncio.get_running_loop(), lambda: self.in_message)
         super().connection_made(corked)
 
     def on_message_begin(self) -> None:

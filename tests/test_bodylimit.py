@@ -8,7 +8,6 @@ generator, so what is asserted is how much of the body was ever pulled: a work c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import select
 import socket
@@ -307,10 +306,13 @@ def served(app: FastAPI) -> Iterator[int]:
 
 
 def _answer(conn: socket.socket) -> bytes:
+    """Everything the server sends until it ends the connection. It must end it in order
+    (FIN), never reset it: closing a socket with the client's unread body in it would
+    reset the connection and could drop the 413 before the client reads it
+    (``serving._Corked.close`` lingers instead)."""
     got = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := conn.recv(65536):
-            got += chunk
+    while chunk := conn.recv(65536):
+        got += chunk
     return got
 
 
