@@ -351,3 +351,19 @@ def test_over_a_socket_a_streamed_300_mb_is_cut_off(served: int) -> None:
     # The server read about 1 MiB; what else left the client sat in the loopback's socket
     # buffers (a few MB) when the server closed.
     assert sent < 32 * MiB
+
+
+def test_over_a_socket_the_413_survives_a_body_the_server_never_reads(served: int) -> None:
+    # The client sends a good part of its body before it looks for an answer (as a client
+    # without Expect: 100-continue does); the server reads none of it. Closing with that
+    # data unread would reset the connection; the answer must still arrive whole.
+    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+        conn.sendall(
+            b"POST /verify HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n" % HUGE
+        )
+        conn.sendall(b" " * (2 * MiB))
+        got = _answer(conn)
+    head, _, payload = got.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(payload)["error"] == "body_too_large"
