@@ -195,7 +195,9 @@ def test_session_token_in_the_link_works_without_cookies(
     moodle.full_launch(client)
     token = client.cookies["__Host-microcred_session"]
     client.cookies.clear()  # as if the browser blocked even partitioned cookies
-    assert client.get("/app").status_code == 401
+    refused = client.get("/app", params={"mc_session": "not-a-session"})
+    assert refused.status_code == 401  # its error page refers nobody to its URL either
+    assert refused.headers["referrer-policy"] == "no-referrer"
     page = client.get("/app", params={"mc_session": token})
     assert page.status_code == 200 and "Your micro-credentials" in page.text
     assert page.headers["referrer-policy"] == "no-referrer"
