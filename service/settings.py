@@ -46,6 +46,20 @@ class Settings(BaseSettings):
         "NAT address launches a whole lecture at once, so keep it well above class sizes.",
     )
     lti_http_timeout_seconds: float = 10.0
+    # request bodies (service/bodylimit.py)
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,  # a launch's id_token form is a few KB; below this, launches break
+        description="Largest request body of any route but the few that need more (413 "
+        "above it, before sign-in or parsing). 1 MiB holds a posted credential for /verify "
+        "(1,000,000 bytes at most), a launch and every form.",
+    )
+    max_push_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest body of POST /api/evidence (a push batch holds at most 1,000 "
+        "results and 1,000 verifications: about 1 to 1.5 MB of JSON with rubric scales).",
+    )
     extra_frame_ancestors: str = Field(
         default="",
         description="Space-separated origins that may also frame microcred's LMS pages, for a "

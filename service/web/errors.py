@@ -11,7 +11,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
+from service.bodylimit import TooLarge
 from service.db.engine import UNAVAILABLE
 from service.errors import ServiceError
 from service.web.templating import render
@@ -34,8 +36,9 @@ def error_response(
     title: str,
     detail: str,
     hint: str | None = None,
+    as_json: bool | None = None,
 ) -> Response:
-    if wants_json(request):
+    if wants_json(request) if as_json is None else as_json:
         body: dict[str, str] = {"error": code, "detail": detail}
         if hint:
             body["hint"] = hint
@@ -51,7 +54,33 @@ def error_response(
     )
 
 
+def too_large(request: Request, exc: TooLarge) -> Response:
+    """The 413 of a body over its route's limit (``service.bodylimit``): a page for a
+    browser's form post (it asks for HTML), JSON for every other client (``/verify``'s and
+    the API's: curl asks for ``*/*``)."""
+    response = error_response(
+        request,
+        status_code=413,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        hint=exc.hint,
+        as_json=wants_json(request) or "text/html" not in request.headers.get("accept", ""),
+    )
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def too_large_before_app(scope: Scope, exc: TooLarge) -> Response:
+    """``too_large`` for ``bodylimit.BodyLimit``, which answers before the app runs."""
+    return too_large(Request(scope), exc)
+
+
 def install(app: FastAPI) -> None:
+    @app.exception_handler(TooLarge)
+    async def _too_large(request: Request, exc: TooLarge) -> Response:
+        return too_large(request, exc)
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
         if exc.status_code >= 500:
