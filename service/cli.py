@@ -315,6 +315,7 @@ def verify(
     from service.db.types import utcnow
     from service.errors import ServiceError
     from service.issuer import fetch as issuer_fetch
+    from service.issuer import limits
     from service.issuer import service as issuer_service
 
     settings = _bootstrap()
@@ -326,7 +327,8 @@ def verify(
             if not path.is_file():
                 typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
                 raise typer.Exit(2)
-            data = path.read_text("utf-8", errors="replace")
+            with path.open("rb") as file:  # the verifier refuses anything longer
+                data = file.read(limits.DEFAULT.max_bytes + 1).decode("utf-8", "replace")
         engine = _engine(settings)
         try:
             with session(engine) as s:

@@ -181,10 +181,13 @@ def sign_payload(
 
 
 def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header, unverified; always a JSON object (else ``TokenError``)."""
     try:
-        header: dict[str, Any] = jws.get_unverified_header(token)
+        header = jws.get_unverified_header(token)
     except JOSEError as exc:
         raise TokenError(f"malformed token: {exc}") from exc
+    if not isinstance(header, dict):
+        raise TokenError("malformed token: the header is not a JSON object")
     return header
 
 
@@ -218,8 +221,8 @@ def verify(
         raise TokenError(f"algorithms must be a non-empty subset of {sorted(ALLOWED_ALGORITHMS)}")
     header = unverified_header(token)
     alg = header.get("alg")
-    if alg not in allowed:
-        raise TokenError(f"algorithm {alg!r} is not allowed")
+    if not isinstance(alg, str) or alg not in allowed:  # a list or object is not hashable
+        raise TokenError(f"algorithm {str(alg)[:40]!r} is not allowed")
     kid = header.get("kid")
     candidates = [k for k in keys if k.alg == alg and (kid is None or k.kid == kid)]
     if not candidates:
