@@ -10,6 +10,8 @@ so a failure costs a bounded amount of CPU whatever the input:
 - the document: its size in bytes, how deep its JSON nests, how many JSON values it holds
   (checked before JSON-LD expansion);
 - the proofs and status entries a credential may carry (each one costs a canonicalisation);
+- JSON-LD's node map: the values of one property of one node are compared pairwise, so
+  the squares of their numbers are summed and capped (checked after expansion);
 - the RDF dataset: its quads and blank nodes (checked before canonicalisation);
 - the blank-node work: one unit per related quad looked at and per blank node placed in a
   permutation (or copied with an issuer) by Hash N-Degree Quads. The budget grows with the
@@ -43,11 +45,12 @@ class Limits:
 
     max_bytes: int = 1_000_000  # the text of a credential (a baked-in data: image fits)
     max_depth: int = 64  # credentials nest about 8 levels
-    max_json_values: int = 20_000  # objects, arrays and scalars; ours hold about 300
+    max_json_values: int = 10_000  # objects, arrays and scalars; ours hold about 300
     max_proofs: int = 4
     max_status_entries: int = 4
-    max_quads: int = 10_000  # ours have about 190
-    max_blank_nodes: int = 1_000  # ours have about 20
+    max_merge_work: int = 400_000  # Σ n² over the values of each property of each node
+    max_quads: int = 4_000  # ours have about 190
+    max_blank_nodes: int = 500  # ours have about 20
     work_base: int = 20_000  # blank-node work any document may do
     work_factor: int = 64  # ... plus this times (blank nodes not told apart)²
     max_work: int = 250_000  # ... and never more
