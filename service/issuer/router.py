@@ -19,7 +19,7 @@ from service.db.models import Credential
 from service.db.types import utcnow
 from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, NotFound, TooManyRequests
-from service.issuer import contexts, keys, limits, repository, service
+from service.issuer import contexts, keys, limits, pool, repository, service
 from service.issuer.pool import VerifierPool
 from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
 from service.issuer.types import VerificationReport
@@ -122,29 +122,45 @@ async def limit_verify(request: Request) -> None:
         )
 
 
+def shutdown(app: Any) -> None:
+    """Stop the verifier's threads and worker processes (the app's shutdown)."""
+    verifier: VerifierPool | None = getattr(app.state, "verifier_pool", None)
+    if verifier is not None:
+        verifier.shutdown()
+    pool.shutdown_processes()
+
+
 def _verifier_pool(request: Request) -> VerifierPool:
-    pool: VerifierPool | None = getattr(request.app.state, "verifier_pool", None)
-    if pool is None:
+    verifier: VerifierPool | None = getattr(request.app.state, "verifier_pool", None)
+    if verifier is None:
         size = request.app.state.settings.verify_concurrency
-        pool = request.app.state.verifier_pool = VerifierPool(size)
-    return pool
+        verifier = request.app.state.verifier_pool = VerifierPool(size)
+    return verifier
 
 
 @router.post("/verify", dependencies=[Depends(limit_verify)])
 async def verify_credential(request: Request) -> JSONResponse:
     """Verify a posted credential (JSON with a proof, or a compact JWS as text)."""
-    body = await request.body()
+    verifier = _verifier_pool(request)
+    if not verifier.try_reserve():  # refused before reading the body: a flood stays cheap
+        raise verifier.busy()
+    try:
+        body = await request.body()
+    except BaseException:
+        verifier.release()
+        raise
     if len(body) > MAX_VERIFY_BYTES:
+        verifier.release()
         raise BadInput(f"the credential is larger than {MAX_VERIFY_BYTES} bytes")
     engine = request.app.state.engine
     settings: Settings = request.app.state.settings
 
     def run() -> VerificationReport:
         with db_session(engine) as s:
-            return service.verify_input(s, settings, body, now=utcnow())
+            return service.verify_input(s, settings, body, now=utcnow(), hasher=verifier.hasher)
 
-    # its own bounded threads, never the event loop or the pool that serves the pages
-    report = await _verifier_pool(request).run(run)
+    # the pool's own threads and worker processes, never the event loop or page threads
+    report = await verifier.run(run, reserved=True)
     return JSONResponse(report.as_dict())
 
 

@@ -57,6 +57,8 @@ JWS_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 MAX_KID = 2048  # a key URL; a longer one is refused before it is looked up or echoed
 
 Fetch = Callable[[str], Any]  # URL -> parsed JSON (dict) ; raises on failure
+# (document, proof config, base URL, limits) -> hashData; raises what hash_data raises
+RemoteHasher = Callable[[Mapping[str, Any], Mapping[str, Any], str, limits.Limits], bytes]
 
 log = logging.getLogger(__name__)
 
@@ -69,16 +71,30 @@ class Resolver:
         keyring: this deployment's issuer keys (its DID resolves locally).
         status_list: this deployment's signed status list credentials by URL.
         fetch: optional network fetcher for other issuers; ``None`` means offline.
+        hasher: where canonicalisation runs, given ``(document, proof config, base URL,
+            limits)``; ``None`` runs it in this thread (the service passes its verifier
+            processes, :mod:`service.issuer.pool`).
     """
 
     keyring: keys.Keyring | None
     status_list: Callable[[str], Mapping[str, Any] | None]
     fetch: Fetch | None = None
+    hasher: RemoteHasher | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.keyring.base_url if self.keyring else "https://invalid.invalid"
 
     @property
     def loader(self) -> contexts.DocumentLoader:
-        base = self.keyring.base_url if self.keyring else "https://invalid.invalid"
-        return contexts.loader_for(base)
+        return contexts.loader_for(self.base_url)
+
+    def hasher_for(self, bounds: limits.Limits) -> dataintegrity.Hasher | None:
+        remote = self.hasher
+        if remote is None:
+            return None
+        base = self.base_url
+        return lambda document, config: remote(document, config, base, bounds)
 
     def did_document(self, did: str) -> Mapping[str, Any]:
         if self.keyring is not None and did == self.keyring.did:
@@ -340,7 +356,12 @@ def _check_di_proof(
         return Check("proof", False, f"the key is not an Ed25519 Multikey: {exc}"), key_check
     try:
         dataintegrity.verify(
-            credential, proof, public_key=public, loader=resolver.loader, bounds=bounds
+            credential,
+            proof,
+            public_key=public,
+            loader=resolver.loader,
+            bounds=bounds,
+            hasher=resolver.hasher_for(bounds),
         )
     except limits.LimitExceeded as exc:
         return Check("proof", False, f"the proof cannot be checked: {exc.detail}"), key_check
