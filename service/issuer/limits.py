@@ -45,12 +45,12 @@ class Limits:
 
     max_bytes: int = 1_000_000  # the text of a credential (a baked-in data: image fits)
     max_depth: int = 64  # credentials nest about 8 levels
-    max_json_values: int = 10_000  # objects, arrays and scalars; ours hold about 300
+    max_json_values: int = 10_000  # objects, arrays and scalars; ours hold about 250
     max_proofs: int = 4
     max_status_entries: int = 4
     max_merge_work: int = 400_000  # Σ n² over the values of each property of each node
-    max_quads: int = 4_000  # ours have about 190
-    max_blank_nodes: int = 500  # ours have about 20
+    max_quads: int = 4_000  # ours have about 180
+    max_blank_nodes: int = 500  # ours have about 15
     work_base: int = 20_000  # blank-node work any document may do
     work_factor: int = 64  # ... plus this times (blank nodes not told apart)²
     max_work: int = 250_000  # ... and never more

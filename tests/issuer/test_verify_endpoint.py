@@ -157,3 +157,21 @@ def test_the_pool_refuses_beyond_its_size_and_frees_slots_when_work_ends() -> No
         pool.shutdown()
     assert pool.refused == 1
     assert names and all(n.startswith("verify") for n in names)
+
+
+def test_refusals_from_the_worker_processes_reach_the_report(
+    settings: Settings, engine: Engine
+) -> None:
+    """Canonicalisation runs in worker processes; its refusals come back as checks."""
+    client = TestClient(_app(settings, engine), base_url="https://tool.test")
+    undefined = hostile.poison_graph(2)
+    undefined["credentialSubject"]["unsignedClaim"] = "x"
+    deep = hostile.many_statements(4000)
+    for doc, reason in (
+        (undefined, "'unsignedClaim' is not defined by any context"),
+        (deep, "1000 values for one property"),
+    ):
+        resp = client.post("/verify", content=json.dumps(doc))
+        assert resp.status_code == 200 and resp.json()["valid"] is False
+        proof = next(c for c in resp.json()["checks"] if c["name"] == "proof")
+        assert reason in proof["detail"]
