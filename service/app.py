@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         yield
         # Close the async connections of the event loop that served the requests.
         await dispose_twin(app.state.engine)
+        issuer_router.shutdown(app)  # the verifier's threads and worker processes
 
     app = FastAPI(
         title="microcred",

@@ -80,6 +80,18 @@ class Settings(BaseSettings):
         "last evaluation is older than this (time-dependent rules: recency, expiry).",
     )
     # issuer
+    verify_rate_limit_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Credentials one client IP may post to /verify per minute (a burst of as "
+        "many is allowed); more get 429 with Retry-After. 0 turns the limit off.",
+    )
+    verify_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Verifications of posted credentials that run at once, in their own "
+        "threads; while all are busy, /verify answers 503 with Retry-After (no queue).",
+    )
     issuer_name: str = Field(default="microcred", description="Awarding body name (EU element 4).")
     issuer_url: str = Field(default="", description="Awarding body web site; base_url if empty.")
     issuer_country: str = Field(

@@ -384,7 +384,11 @@ def status_list_response(session: Session, list_id: int) -> tuple[dict[str, Any]
 
 
 def resolver(
-    session: Session, settings: Settings, *, fetch: verify.Fetch | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    fetch: verify.Fetch | None = None,
+    hasher: verify.RemoteHasher | None = None,
 ) -> verify.Resolver:
     """A verification resolver: this deployment offline, others via ``fetch`` if given."""
     ring = keyring(session, settings)
@@ -396,7 +400,7 @@ def resolver(
         status = repository.status_list(session, int(url[len(prefix) :]))
         return status.document if status is not None else None
 
-    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch)
+    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch, hasher=hasher)
 
 
 def verify_input(
@@ -406,11 +410,13 @@ def verify_input(
     *,
     now: dt.datetime,
     fetch: verify.Fetch | None = None,
+    hasher: verify.RemoteHasher | None = None,
 ) -> VerificationReport:
-    """Verify a credential against this deployment (and others only through ``fetch``)."""
+    """Verify a credential against this deployment (and others only through ``fetch``;
+    canonicalisation through ``hasher`` when given)."""
     return verify.verify(
         data,
-        resolver=resolver(session, settings, fetch=fetch),
+        resolver=resolver(session, settings, fetch=fetch, hasher=hasher),
         now=now,
         clock_skew=dt.timedelta(seconds=settings.clock_skew_seconds),
     )

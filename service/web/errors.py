@@ -15,14 +15,14 @@ from starlette.types import Scope
 
 from service.bodylimit import TooLarge
 from service.db.engine import UNAVAILABLE
-from service.errors import ServiceError
+from service.errors import ServiceError, TooManyRequests
 from service.web.templating import render
 
 log = logging.getLogger(__name__)
 
 
 def wants_json(request: Request) -> bool:
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith("/api/") or request.url.path == "/verify":
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
@@ -83,7 +83,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and not isinstance(exc, TooManyRequests):  # Busy: no flood
             log.error("%s: %s", exc.code, exc.detail)
         response = error_response(
             request,
