@@ -18,7 +18,7 @@ from service import deps
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
-from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
+from service.deps import EngineDep, RowId, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, NotFound
 from service.issuer import contexts, keys, repository, service
 from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
@@ -90,7 +90,7 @@ def eu_context() -> Response:
 
 @router.get("/status/{list_id}")
 def status_list(
-    list_id: int,
+    list_id: RowId,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
