@@ -104,7 +104,17 @@ def status_list(
     )
 
 
-@router.post("/verify")
+# The body is read raw (JSON or a compact JWS), so OpenAPI is told what it takes.
+_VERIFY_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object", "description": "A credential"}},
+        "text/plain": {"schema": {"type": "string", "description": "A VC-JWT (compact JWS)"}},
+    },
+}
+
+
+@router.post("/verify", openapi_extra={"requestBody": _VERIFY_BODY})
 async def verify_credential(request: Request) -> JSONResponse:
     """Verify a posted credential (JSON with a proof, or a compact JWS as text)."""
     body = await request.body()
