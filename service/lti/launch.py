@@ -386,6 +386,13 @@ def _check_shapes(claims: dict[str, t.Any]) -> None:
     for name in ("context", "resource_link", "launch_presentation", "custom", "tool_platform"):
         if claims.get(CLAIM + name) is not None and not isinstance(claims[CLAIM + name], dict):
             raise _reject(f"The {name} claim is not an object.", "invalid_message")
+    link = claims.get(CLAIM + "resource_link")
+    if (
+        isinstance(link, dict)
+        and "id" in link
+        and not (isinstance(link["id"], str) and 0 < len(link["id"]) <= 255)
+    ):
+        raise _reject("The resource_link claim's id is not a valid identifier.", "invalid_message")
 
 
 def validate_launch(

@@ -148,6 +148,11 @@ BAD: dict[str, Mutator] = {
     "message type unsupported": _claims_with(**{C + "message_type": "DataPrivacyLaunchRequest"}),
     "message type garbage": _claims_with(**{C + "message_type": {"a": 1}}),
     "resource link not an object": _claims_with(**{C + "resource_link": "rl-1"}),
+    # found by tests/lti/test_launch_mutations.py: accepted, with the id quietly dropped
+    "resource link id a number": _claims_with(**{C + "resource_link": {"id": 7}}),
+    "resource link id true": _claims_with(**{C + "resource_link": {"id": True}}),
+    "resource link id empty": _claims_with(**{C + "resource_link": {"id": ""}}),
+    "resource link id too long": _claims_with(**{C + "resource_link": {"id": "r" * 256}}),
     "roles not a list": _claims_with(**{C + "roles": 5}),
     "target_link_uri foreign": _claims_with(**{C + "target_link_uri": "https://evil.test/x"}),
     "target_link_uri differs from login": _claims_with(
