@@ -65,3 +65,52 @@ def test_row_id_reads_only_ascii_numbers_that_fit_the_column() -> None:
     assert row_id("42") == 42 and row_id(7) == 7
     assert row_id("2147483647") == 2**31 - 1
     assert [row_id(r) for r in ["¹", "٣", TOO_BIG, "0x1", "", "4-2", "01234567890"]] == [None] * 7
+
+
+@pytest.mark.parametrize(
+    ("path", "scope", "body"),
+    [
+        ("/api/evidence", "evidence:write", {"course_id": 2**63}),
+        ("/api/evidence", "evidence:write", {"course_id": -(2**64)}),
+        (
+            "/api/credentials/c-1/consent",
+            "delivery:admin",
+            {"repository_id": 2**63, "granted": True},
+        ),
+        (
+            "/api/credentials",
+            "credentials:write",
+            {"learner": {"lti_user_id": "u", "person_id": 2**31}},
+        ),
+    ],
+)
+def test_ids_in_bodies_beyond_the_column_are_refused(
+    client: TestClient,
+    api_headers: Callable[..., dict[str, str]],
+    path: str,
+    scope: str,
+    body: dict[str, object],
+) -> None:
+    resp = client.post(path, json=body, headers=api_headers(scope))
+    assert resp.status_code == 422, resp.text
+    assert "2147483647" in resp.text or "greater than or equal to 1" in resp.text
+
+
+def test_an_attempt_number_beyond_the_column_is_refused(
+    client: TestClient, api_headers: Callable[..., dict[str, str]]
+) -> None:
+    result = {
+        "learner": {"lti_user_id": "u"},
+        "item_id": "q1",
+        "kind": "quiz",
+        "score": 1,
+        "max_score": 2,
+        "attempt": 2**31,
+    }
+    resp = client.post(
+        "/api/evidence",
+        json={"course_id": 1, "results": [result]},
+        headers=api_headers("evidence:write"),
+    )
+    assert resp.status_code == 422, resp.text
+    assert "attempt" in resp.text
