@@ -453,6 +453,18 @@ def test_missing_login_parameters_are_named(client: TestClient) -> None:
     assert resp.status_code == 400 and "login_hint" in resp.text
 
 
+@pytest.mark.parametrize("name", ["login_hint", "lti_message_hint"])
+def test_oversized_login_hints_are_refused_not_echoed(
+    client: TestClient, moodle: FakePlatform, name: str
+) -> None:
+    # found by tests/lti/test_launch_mutations.py: a 70 KB hint came back in the Location
+    _, _, resp = moodle.login(client, **{name: "A" * 70_000})
+    assert resp.status_code == 400, resp.status_code
+    assert "longer than 2048 characters" in resp.text and "location" not in resp.headers
+    _, _, fine = moodle.login(client, **{name: "A" * 2048})
+    assert fine.status_code == 302
+
+
 def test_b64_helper_is_sane() -> None:
     assert base64.urlsafe_b64decode(b64(b"abc") + "=") == b"abc"
 
