@@ -51,6 +51,8 @@ from service.web.auth import SESSION_COOKIE
 from tests.lti.peer import ISSUER, Peer
 from tests.lti.platform import LAUNCH, C, b64, public_jwk, rsa_key, sign_raw
 
+pytestmark = pytest.mark.fuzz
+
 PROFILE_SEED = 14 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else random.randrange(10**6)
 SEED = int(os.environ.get("MICROCRED_LAUNCH_FUZZ_SEED", PROFILE_SEED))
 MUTANTS = int(os.environ.get("MICROCRED_LAUNCH_FUZZ_MUTANTS", "2000"))
