@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service.db.engine import UNAVAILABLE
@@ -145,6 +146,22 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
+
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        # DB-API DataError: the data itself (PostgreSQL: a NUL character in text, a number
+        # out of range). The class only in the log: the values may be anyone's input.
+        log.warning("unstorable value on %s %s", request.method, request.url.path)
+        return error_response(
+            request,
+            status_code=422,
+            code="bad_input",
+            title="The request is not valid",
+            detail="The request holds a value microcred cannot store or look up "
+            "(a NUL character, or a number out of range).",
+            hint="Remove control characters and check the numbers, then send it again.",
+        )
+
+    app.add_exception_handler(DataError, _unstorable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
