@@ -6,10 +6,10 @@ and invalid, from the role that may use it: anonymous for the public routes, the
 operation's scope for the JSON API. Every other role gets ``MICROCRED_API_FUZZ_GATE`` (default
 10) examples, which must all be refused (401 without a token, 403 with the wrong scope) when
 the operation needs a scope. No response may be a 5xx. CI (``HYPOTHESIS_PROFILE=ci``) runs a
-fixed seed; raise the two numbers to explore (the nightly figure is 1,000 per operation).
+fixed seed; raise the two numbers to explore (security.md F1 asks 1,000 per operation nightly).
 
-Routes that OpenAPI does not describe (LTI login and launch, the LTI pages under /app, dynamic
-registration) are listed in ``HIDDEN`` and fuzzed elsewhere: tests/lti/test_launch_mutations.py.
+Routes that OpenAPI does not describe (LTI login and launch, the pages under /app, dynamic
+registration) are listed in ``HIDDEN`` with where they are fuzzed or tested instead.
 """
 
 from __future__ import annotations
@@ -104,10 +104,15 @@ NEEDS: dict[tuple[str, str], str] = {
 HIDDEN = {
     "/lti/login (GET, POST)": "OIDC login initiation, a form post from the LMS: "
     "tests/lti/test_launch_mutations.py",
-    "/lti/launch, /lti/launch/confirm": "id_token form posts: tests/lti/test_launch_mutations.py",
-    "/lti/register": "dynamic registration, a browser flow: tests/lti/test_registration.py",
-    "/app, /app/* (instructor, learner, admin, deep linking)": "HTML pages behind the launch's "
-    "session cookie and CSRF token: tests/flows and tests/lti",
+    "/lti/launch": "id_token form posts: tests/lti/test_launch_mutations.py",
+    "/lti/launch/confirm": "platform-storage tickets, not fuzzed: "
+    "tests/lti/test_platform_storage.py",
+    "/lti/register": "dynamic registration, a browser flow, not fuzzed: "
+    "tests/lti/test_registration.py",
+    "/app/course/*, /app/setup/*, /app/me/*": "the instructor's and learner's forms, behind the "
+    "launch's session and CSRF token: tests/flows/test_app_fuzz.py",
+    "/app, /app/admin/*, /app/deep-link": "not fuzzed: tests/flows/test_access.py, "
+    "tests/lti/test_deep_linking.py",
     "/did.json": "the same document as /.well-known/did.json",
     "/static/*": "files from service/web/static",
     "/docs, /redoc, /openapi.json": "FastAPI's own pages",
