@@ -42,17 +42,19 @@ ROLES = [ANONYMOUS, *sorted(SCOPES)]
 
 def _openapi() -> dict[str, Any]:
     """The app's OpenAPI document; building it needs no database."""
-    folder = tempfile.mkdtemp(prefix="microcred-openapi-")
-    app = create_app(
-        Settings(
-            environment="test",
-            data_dir=folder,
-            database_url=f"sqlite:///{folder}/unused.db",
-            base_url="https://tool.test",
-            secret_key="test-master-key-" + "0" * 32,
+    with tempfile.TemporaryDirectory(prefix="microcred-openapi-") as folder:
+        app = create_app(
+            Settings(
+                environment="test",
+                data_dir=folder,
+                database_url=f"sqlite:///{folder}/unused.db",
+                base_url="https://tool.test",
+                secret_key="test-master-key-" + "0" * 32,
+            )
         )
-    )
-    return app.openapi()
+        document = app.openapi()
+        app.state.engine.dispose()
+    return document
 
 
 OPENAPI = _openapi()
