@@ -17,7 +17,7 @@ from service import deps, ratelimit
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
-from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
+from service.deps import EngineDep, RowId, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, NotFound, TooManyRequests
 from service.issuer import contexts, keys, limits, pool, repository, service
 from service.issuer.pool import VerifierPool
@@ -90,7 +90,7 @@ def eu_context() -> Response:
 
 @router.get("/status/{list_id}")
 def status_list(
-    list_id: int,
+    list_id: RowId,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -138,7 +138,21 @@ def _verifier_pool(request: Request) -> VerifierPool:
     return verifier
 
 
-@router.post("/verify", dependencies=[Depends(limit_verify)])
+# The body is read raw (JSON or a compact JWS), so OpenAPI is told what it takes.
+_VERIFY_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object", "description": "A credential"}},
+        "text/plain": {"schema": {"type": "string", "description": "A VC-JWT (compact JWS)"}},
+    },
+}
+
+
+@router.post(
+    "/verify",
+    dependencies=[Depends(limit_verify)],
+    openapi_extra={"requestBody": _VERIFY_BODY},
+)
 async def verify_credential(request: Request) -> JSONResponse:
     """Verify a posted credential (JSON with a proof, or a compact JWS as text)."""
     verifier = _verifier_pool(request)

@@ -6,10 +6,12 @@ No stack trace and no unescaped input ever reaches the client.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope
 
@@ -76,7 +78,38 @@ def too_large_before_app(scope: Scope, exc: TooLarge) -> Response:
     return too_large(Request(scope), exc)
 
 
+# The error body of the JSON API, as OpenAPI documents it (FastAPI's default 422 schema, a list
+# of pydantic errors, is not what error_response sends).
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "description": "A stable code, e.g. bad_input"},
+        "detail": {"type": "string", "description": "What went wrong"},
+        "hint": {"type": "string", "description": "What to do about it"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_SCHEMA
+                schemas.pop("ValidationError", None)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_errors(app)
+
     @app.exception_handler(TooLarge)
     async def _too_large(request: Request, exc: TooLarge) -> Response:
         return too_large(request, exc)
@@ -142,6 +175,22 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
+
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        # DB-API DataError: the data itself (PostgreSQL: a NUL character in text, a number
+        # out of range). The class only in the log: the values may be anyone's input.
+        log.warning("unstorable value on %s %s", request.method, request.url.path)
+        return error_response(
+            request,
+            status_code=422,
+            code="bad_input",
+            title="The request is not valid",
+            detail="The request holds a value microcred cannot store or look up "
+            "(a NUL character, or a number out of range).",
+            hint="Remove control characters and check the numbers, then send it again.",
+        )
+
+    app.add_exception_handler(DataError, _unstorable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
