@@ -114,3 +114,26 @@ def test_an_attempt_number_beyond_the_column_is_refused(
     )
     assert resp.status_code == 422, resp.text
     assert "attempt" in resp.text
+
+
+def test_digits_that_int_refuses_are_malformed_input_everywhere() -> None:
+    """The other places that read numbers out of text (found after the fuzzer's row ids):
+    each refuses '²' and friends as malformed, where ``int`` would have raised."""
+    from service.assessment import parse
+    from service.assessment.types import PolicyError
+    from service.delivery import webhook
+    from service.issuer import statuslist
+
+    entry = {
+        "type": "BitstringStatusListEntry",
+        "statusListCredential": "https://tool.test/status/1",
+        "statusListIndex": "²",
+    }
+    with pytest.raises(statuslist.StatusListError, match="malformed"):
+        statuslist.parse_entry(entry)
+    with pytest.raises(statuslist.StatusListError, match="statusSize 1"):
+        statuslist.parse_entry(entry | {"statusListIndex": "7", "statusSize": "abc"})
+    assert statuslist.parse_entry(entry | {"statusListIndex": "7", "statusSize": "1"})[1] == 7
+    assert webhook.verify("s", "t=²,v1=00", b"{}", now=0) is False
+    with pytest.raises(PolicyError, match="number of days"):
+        parse.days("²", "recency")

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from service import audit
 from service.db.models import Credential, StatusList
+from service.db.types import row_id
 from service.errors import BadInput, Conflict, NotFound
 from service.issuer import (
     build,
@@ -395,9 +396,10 @@ def resolver(
     prefix = settings.public_base_url + "/status/"
 
     def local_list(url: str) -> Mapping[str, Any] | None:
-        if not url.startswith(prefix) or not url[len(prefix) :].isdigit():
+        list_id = row_id(url[len(prefix) :]) if url.startswith(prefix) else None
+        if list_id is None:
             return None
-        status = repository.status_list(session, int(url[len(prefix) :]))
+        status = repository.status_list(session, list_id)
         return status.document if status is not None else None
 
     return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch, hasher=hasher)
