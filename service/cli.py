@@ -452,7 +452,14 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
         threads=threads,
         batch=batch,
         poll_seconds=settings.worker_poll_seconds,
-        jobs=[Job("lms-sync", scheduled_sync, poll_seconds=max(settings.worker_poll_seconds, 1.0))],
+        jobs=[
+            Job(
+                "lms-sync",
+                scheduled_sync,
+                poll_seconds=max(settings.worker_poll_seconds, 1.0),
+                close=lms_http.close,
+            )
+        ],
     )
     holder["worker"] = worker
     return worker

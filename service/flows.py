@@ -2225,10 +2225,10 @@ def request_sync(session: Session, *, course_id: int, now: dt.datetime) -> None:
 
 
 def _due(row: CourseSync | None, interval: dt.timedelta, now: dt.datetime) -> bool:
+    if row is not None and row.claimed_until is not None and row.claimed_until > now:
+        return False  # another worker is pulling it
     if row is None or row.attempted_at is None:
         return True
-    if row.claimed_until is not None and row.claimed_until > now:
-        return False
     if row.wanted_at is not None and row.wanted_at > row.attempted_at:
         return True
     wait = interval * (2 ** min(row.failures, 10)) if row.failures else interval

@@ -50,6 +50,7 @@ class Job:
     name: str
     run: Callable[[], int]
     poll_seconds: float = 1.0
+    close: Callable[[], None] | None = None  # called by ``Worker.close``
 
 
 def build_connectors(
@@ -145,6 +146,9 @@ class Worker:
             closer = getattr(c, "close", None)
             if closer is not None:
                 closer()
+        for job in self.jobs:
+            if job.close is not None:
+                job.close()
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were worked on."""

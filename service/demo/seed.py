@@ -283,9 +283,11 @@ def seed(engine: Engine, config: DemoConfig, *, platform_id: int) -> int:
             actor="demo",
             now=now,
         )
+        # the roster service a launch would name (NRPS claim): the worker's roster sync
+        setup.nrps_url = config.memberships_url(sample.context_id)
         if not setup.stacks:
             setup.stacks = [STACK]
-            s.add(setup)
+        s.add(setup)
         _proctoring(s, course.id, sample, now)
         _targets(s, config)
         s.commit()
