@@ -15,7 +15,7 @@ from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.delivery import repositories
 from service.settings import Settings, get_settings
-from tests.flows.conftest import Live, launch
+from tests.flows.conftest import Live, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -56,6 +56,7 @@ def test_a_repository_that_asks_waits_for_the_learners_consent(live: Live) -> No
         s.commit()
         repo_id = repo.id
     tab = launch(live, "u-learn-2")
+    pull(live)  # the worker's scheduled sync awards Lucas
     page = tab.get("/app/me")
     assert "Send your name, e-mail and this credential to Career portfolio?" in page.text
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
