@@ -2211,6 +2211,28 @@ def sync_health(
     )
 
 
+@dataclass(frozen=True)
+class ConnectedCourse:
+    course: Course
+    connection: str
+    health: SyncHealth
+
+
+def connected_courses(session: Session) -> list[ConnectedCourse]:
+    """Every course connected to an LMS source, with its health line (the admin page)."""
+    out = []
+    rows = session.exec(
+        select(Course, SourceConnection.name)
+        .join(CourseSetup, col(CourseSetup.course_id) == col(Course.id))
+        .join(SourceConnection, col(SourceConnection.id) == col(CourseSetup.source_connection_id))
+        .order_by(col(Course.id))
+    ).all()
+    for course, name in rows:
+        assert course.id is not None
+        out.append(ConnectedCourse(course, name, sync_health(session, course_id=course.id)))
+    return out
+
+
 def request_sync(session: Session, *, course_id: int, now: dt.datetime) -> None:
     """Ask the worker to pull the course soon (a launch, the instructor's button): a
     timestamp, no LMS call here."""

@@ -292,8 +292,7 @@ async def rest_server(request: Request) -> Response:
                             "item": "course",
                             "itemid": cid,
                             "warningcode": "2",
-                            "message": "User is not enrolled or does not have requested "
-                            "capability",
+                            "message": "User is not enrolled or does not have requested capability",
                         }
                         for cid in sorted(course_ids)
                     ],

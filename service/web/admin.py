@@ -1,5 +1,6 @@
 """The administrator's page inside the LMS frame (LTI administrator role): platforms,
-repositories, deliveries that failed and why, e-mail mismatches, the audit log."""
+repositories, the LMS connection of every connected course (last pull, errors), deliveries
+that failed and why, e-mail mismatches, the audit log."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 
+from service import flows
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, OutboxMessage, Platform
 from service.db.types import utcnow
@@ -45,6 +47,7 @@ def _view(engine: Any) -> dict[str, Any]:
             counts[st] = counts.get(st, 0) + 1
         mismatches = list(delivery_status.list_mismatches(s))
         events = list(s.exec(select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(25)))
+        courses = flows.connected_courses(s)
     names = {r.id: r.name for r in repos}
     return {
         "platforms": rows,
@@ -54,6 +57,8 @@ def _view(engine: Any) -> dict[str, Any]:
         "counts": counts,
         "mismatches": mismatches,
         "events": events,
+        "courses": courses,
+        "now": utcnow(),
     }
 
 

@@ -106,7 +106,9 @@ def test_a_grade_changed_in_the_lms_reaches_the_learner_at_the_next_scheduled_pu
         dataclasses.replace(r, level_id="exemplary") if r.user_id == "u-learn-4" else r
         for r in course.rubric_results
     )
-    _set_lms_course(live, dataclasses.replace(course, quiz_attempts=attempts, rubric_results=rubric))
+    _set_lms_course(
+        live, dataclasses.replace(course, quiz_attempts=attempts, rubric_results=rubric)
+    )
     assert pull(live) == []  # not due yet: the interval has not passed, nobody asked
     _due_now(live)
     [outcome] = pull(live)

@@ -271,8 +271,7 @@ class FakeMoodle:
                             "item": "course",
                             "itemid": 2,
                             "warningcode": "2",
-                            "message": "User is not enrolled or does not have requested "
-                            "capability",
+                            "message": "User is not enrolled or does not have requested capability",
                         }
                     ],
                 }

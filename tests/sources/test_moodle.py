@@ -224,7 +224,10 @@ def test_assignments_are_asked_for_a_course_the_service_user_is_not_enrolled_in(
     fetched = connector(fake).fetch_course("2")
     [form] = [f for f in fake.forms if f["wsfunction"] == "mod_assign_get_assignments"]
     assert form["includenotenrolledcourses"] == "1"
-    assert {r.kind for _, r in fetched.results} >= {SourceKind.ASSIGNMENT, SourceKind.RUBRIC_CRITERION}
+    assert {r.kind for _, r in fetched.results} >= {
+        SourceKind.ASSIGNMENT,
+        SourceKind.RUBRIC_CRITERION,
+    }
     assert fetched.problems == [] and fetched.complete
 
 
@@ -264,5 +267,7 @@ def test_a_result_gone_from_a_complete_pull_is_deleted(engine: Engine) -> None:
     report = run_sync(engine, w, fake)
     assert report.removed == 1 and report.rejected == []
     with session(engine) as s:
-        quiz = [r.attempt for r in store.list_evidence(s, course_id=w.course_id) if r.kind == "quiz"]
+        quiz = [
+            r.attempt for r in store.list_evidence(s, course_id=w.course_id) if r.kind == "quiz"
+        ]
     assert quiz == [1]

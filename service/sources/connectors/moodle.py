@@ -80,9 +80,9 @@ _NEEDS = {
     "gradereport_user_get_grade_items": "gradereport/user:view and moodle/grade:viewall",
     "mod_quiz_get_quizzes_by_courses": "mod/quiz:view",
     "mod_quiz_get_user_attempts": "mod/quiz:view and mod/quiz:viewreports",
-    "mod_assign_get_assignments": "mod/assign:view",
+    "mod_assign_get_assignments": "moodle/course:view and mod/assign:view",
     "mod_assign_get_grades": "mod/assign:viewgrades (or mod/assign:grade)",
-    "core_grading_get_definitions": "moodle/grade:managegradingforms",
+    "core_grading_get_definitions": "moodle/course:view (access to the course module)",
     "core_grading_get_gradingform_instances": "moodle/grade:managegradingforms",
 }
 # Warnings that say "nothing there" rather than "not allowed".
