@@ -14,6 +14,7 @@ from service import cli
 from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.delivery import repositories
+from service.db.types import utcnow
 from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch, pull
 
@@ -190,3 +191,48 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
     again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
     assert again.exit_code == 0 and "0 issued" in again.output, again.output
     assert "1 held back by a revocation" in again.output
+
+
+def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
+    live: Live, runner: CliRunner
+) -> None:
+    from service import flows
+
+    assert "connect" in runner.invoke(cli.app, ["course", "--help"]).output
+    with db_session(live.engine, write=True) as s:
+        flows.connect_source(
+            s,
+            course_id=live.course_id,
+            connection_id=None,
+            lms_course_id="",
+            actor="t",
+            now=utcnow(),
+        )
+        s.commit()
+        source = s.exec(select(SourceConnection)).one()
+    unknown = runner.invoke(cli.app, ["course", "connect", str(live.course_id), "--source", "x"])
+    assert unknown.exit_code == 2 and "no source connection named 'x'" in unknown.output
+    done = runner.invoke(
+        cli.app,
+        [
+            "course",
+            "connect",
+            str(live.course_id),
+            "--source",
+            source.name,
+            "--lms-course-id",
+            "101",
+            "--interval",
+            "120",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "then every 120 s" in done.output
+    status = runner.invoke(cli.app, ["course", "status", str(live.course_id)])
+    assert "Results have not been pulled from the LMS yet." in status.output
+    assert "a pull is queued" in status.output
+    [outcome] = pull(live)
+    assert outcome.error == ""
+    status = runner.invoke(cli.app, ["course", "status", str(live.course_id)])
+    assert "Results last pulled from the LMS just now." in status.output
+    assert "roster: 6 members" in status.output

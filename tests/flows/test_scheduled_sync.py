@@ -289,3 +289,49 @@ def test_a_failing_pull_is_retried_later_and_shown(live: Live) -> None:
     assert pull(live) == []  # backing off, not hammering the LMS every second
     with db_session(live.engine) as s:
         assert s.exec(select(col(Evidence.id))).first() is None  # nothing written
+
+
+def test_an_instructor_connects_the_course_on_its_page(live: Live) -> None:
+    import re
+
+    from service.db.models import SourceConnection
+
+    with db_session(live.engine, write=True) as s:
+        flows.connect_source(
+            s,
+            course_id=live.course_id,
+            connection_id=None,
+            lms_course_id="",
+            actor="t",
+            now=utcnow(),
+        )
+        s.commit()
+    tab = launch(live, "u-instr-1")
+    page = tab.get("/app/course").text
+    assert "Connect to the LMS" in page and "Sync from LMS" not in page
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page)
+    assert csrf
+    form = {"kind": "moodle", "base_url": live.lms_url, "lms_course_id": "course 101"}
+    bad = tab.post("/app/course/connect", form | {"token": "t"}, csrf=csrf.group(1))
+    assert bad.status_code == 422 and "LMS course id: a number" in bad.text
+    token = moodle_ws.ws_token(live.apps.config.issuer)
+    done = tab.post(
+        "/app/course/connect", form | {"lms_course_id": "101", "token": token}, csrf=csrf.group(1)
+    )
+    assert done.status_code == 303, done.text
+    page = tab.get("/app/course").text
+    assert "Sync from LMS" in page and token not in page  # never shown back
+    with db_session(live.engine) as s:
+        conn = s.exec(
+            select(SourceConnection).where(SourceConnection.name.startswith("course-"))
+        ).one()  # type: ignore[attr-defined]
+        raw = (
+            s.connection()
+            .exec_driver_sql("SELECT access_token FROM source_connection WHERE id = %d" % conn.id)
+            .scalar()
+        )
+    assert conn.access_token == token and token not in str(raw)  # encrypted at rest
+    [outcome] = pull(live)
+    assert outcome.error == "" and outcome.report is not None and outcome.report.new > 0
+    page = tab.get("/app/course").text
+    assert "Results last pulled from the LMS just now" in page and "Roster: 6 members" in page
