@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from service import cli
 from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
-from service.delivery import repositories
 from service.db.types import utcnow
+from service.delivery import repositories
 from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch, pull
 

@@ -327,7 +327,7 @@ def test_an_instructor_connects_the_course_on_its_page(live: Live) -> None:
         ).one()  # type: ignore[attr-defined]
         raw = (
             s.connection()
-            .exec_driver_sql("SELECT access_token FROM source_connection WHERE id = %d" % conn.id)
+            .exec_driver_sql(f"SELECT access_token FROM source_connection WHERE id = {conn.id}")
             .scalar()
         )
     assert conn.access_token == token and token not in str(raw)  # encrypted at rest
