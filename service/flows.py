@@ -175,11 +175,7 @@ def _learner_state_columns(course_id: Any, person_id: Any) -> list[Any]:
         _scalar(select(func.count(col(Award.id))).where(*awards)),
         _scalar(select(func.max(Award.updated_at)).where(*awards)),
         _scalar(select(CourseSetup.source_connection_id).where(CourseSetup.course_id == course_id)),
-        _scalar(
-            select(func.max(ImportRun.started_at)).where(
-                ImportRun.course_id == course_id, ImportRun.kind == "sync"
-            )
-        ),
+        _scalar(select(CourseSync.pulled_at).where(CourseSync.course_id == course_id)),
     ]
 
 
@@ -2110,6 +2106,21 @@ def store_fetched(session: Session, *, pull: Pull, now: dt.datetime, actor: str)
         actor=actor,
     )
     report.changed_people |= changed
+    if not (report.new or report.updated or report.removed) and report.import_run_id:
+        # A pull that changed nothing leaves no run behind: the worker pulls every course
+        # every minute. What it reported (rejected items) is on the course's sync row.
+        run = session.get(ImportRun, report.import_run_id)
+        if run is not None:
+            session.delete(run)
+        report.import_run_id = None
+    row = _sync_row(session, course_id=pull.course_id)
+    row.pulled_at = now
+    row.attention = len(report.rejected)
+    if pull.members is not None:
+        row.members = len(pull.members)
+    row.roster_error = pull.roster_error[:2000]
+    session.add(row)
+    session.flush()
     return report
 
 
@@ -2120,10 +2131,7 @@ def has_source(session: Session, *, course_id: int) -> bool:
 def last_sync(session: Session, *, course_id: int) -> dt.datetime | None:
     """When results were last pulled from the LMS for this course (None: never)."""
     return session.exec(
-        select(ImportRun.started_at)
-        .where(ImportRun.course_id == course_id, ImportRun.kind == "sync")
-        .order_by(col(ImportRun.started_at).desc())
-        .limit(1)
+        select(CourseSync.pulled_at).where(CourseSync.course_id == course_id)
     ).first()
 
 
@@ -2346,16 +2354,11 @@ def run_sync(
             s.add(row)
             s.commit()
         return SyncOutcome(course_id, None, error)
-    now = clock()
     with db_session(engine_, write=True) as s:
-        report = store_fetched(s, pull=pull, now=now, actor=f"worker:{worker}"[:300])
+        report = store_fetched(s, pull=pull, now=started, actor=f"worker:{worker}"[:300])
         row = _sync_row(s, course_id=course_id)
-        row.attempted_at = row.pulled_at = started
+        row.attempted_at = started
         row.error, row.failures = "", 0
-        row.attention = len(report.rejected)
-        if pull.members is not None:
-            row.members = len(pull.members)
-        row.roster_error = pull.roster_error[:2000]
         row.claimed_by, row.claimed_until = "", None
         s.add(row)
         s.commit()

@@ -44,7 +44,7 @@ RUBRIC_DEFINITION_ID = 1
 WEBHOOK_PATH = "/webhooks/microcred"
 
 router = APIRouter(include_in_schema=False)
-_calls: list[str] = []  # web-service functions called (newest last): what the tool pulled
+_calls: dict[str, int] = {}  # how often each web-service function was called: what the tool pulled
 _received: list[dict[str, Any]] = []
 _lock = threading.Lock()
 
@@ -266,8 +266,7 @@ async def rest_server(request: Request) -> Response:
         return _error("invalidtoken", "Invalid token - token not found")
     function = _one(form, "wsfunction")
     with _lock:
-        _calls.append(function)
-        del _calls[:-500]
+        _calls[function] = _calls.get(function, 0) + 1
     course_ids = {int(x) for x in _many(form, "courseids") if x.isdigit()}
     if function == "gradereport_user_get_grade_items":
         if _one(form, "courseid") != str(LMS_COURSE_ID):
@@ -322,10 +321,10 @@ async def webhook(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def calls() -> list[str]:
-    """The web-service functions called so far (newest last)."""
+def calls(function: str = "") -> int:
+    """How often ``function`` (any function: "") was called so far in this process."""
     with _lock:
-        return list(_calls)
+        return _calls.get(function, 0) if function else sum(_calls.values())
 
 
 def received() -> list[dict[str, Any]]:

@@ -74,6 +74,7 @@ def test_a_learner_who_never_launches_gets_a_credential_from_the_worker(live: Li
     # Nobody opens the tool. The worker as `microcred worker` builds it (service.cli), run
     # once: its scheduled sync pulls the course, evaluates and awards.
     assert _issued(live, "u-learn-2") == {}
+    asked = moodle_ws.calls("mod_assign_get_assignments")
     worker = cli._delivery_worker(live.settings, threads=1, batch=4)
     try:
         worker.run(threading.Event(), idle_exit=True)
@@ -85,7 +86,7 @@ def test_a_learner_who_never_launches_gets_a_credential_from_the_worker(live: Li
         "competency:data-communication": "intermediate",
         "stack:Data literacy": "awarded",
     }
-    assert "mod_assign_get_assignments" in moodle_ws.calls()
+    assert moodle_ws.calls("mod_assign_get_assignments") == asked + 1
 
 
 def test_a_grade_changed_in_the_lms_reaches_the_learner_at_the_next_scheduled_pull(
@@ -194,15 +195,15 @@ def test_a_result_removed_in_the_lms_is_deleted_and_its_learner_re_evaluated(
 
 
 def test_a_launch_asks_for_a_pull_and_makes_no_lms_request(live: Live) -> None:
-    before = len(moodle_ws.calls())
+    before = moodle_ws.calls()
     tab = launch(live, "u-learn-2")
-    assert len(moodle_ws.calls()) == before  # nothing pulled in the request
+    assert moodle_ws.calls() == before  # nothing pulled in the request
     page = tab.get("/app/me").text
     assert "Results have not been pulled from the LMS yet." in page
     with db_session(live.engine) as s:
         assert flows.sync_health(s, course_id=live.course_id).waiting
     pull(live)
-    assert len(moodle_ws.calls()) > before
+    assert moodle_ws.calls() > before
     page = tab.get("/app/me").text
     assert "Results last pulled from the LMS just now" in page
     assert "Investigating with data (Intermediate)" in page
