@@ -1222,8 +1222,9 @@ def demo(
                 f"  The tool:              {tool_url}/  (registered as platform {apps.platform_id},"
                 f" issuer {apps.config.issuer})",
                 f"  Database:              {settings.resolved_database_url}",
-                f"  Demo course:           course {course_id}; the instructor's 'Sync from LMS'"
-                " pulls its results over Moodle web services",
+                f"  Demo course:           course {course_id}; the worker pulls its roster (NRPS)"
+                " and results (Moodle web services) every "
+                f"{settings.sync_interval_seconds} s, launches or not",
                 "Press Ctrl-C to stop.",
                 "",
             ]
