@@ -336,3 +336,14 @@ def test_an_instructor_connects_the_course_on_its_page(live: Live) -> None:
     assert outcome.error == "" and outcome.report is not None and outcome.report.new > 0
     page = tab.get("/app/course").text
     assert "Results last pulled from the LMS just now" in page and "Roster: 6 members" in page
+
+
+def test_the_admin_page_lists_each_connected_course_with_its_health(live: Live) -> None:
+    from service.web import admin
+
+    [before] = admin._view(live.engine)["courses"]
+    assert before.course.id == live.course_id and before.health.pulled_at is None
+    pull(live)
+    [after] = admin._view(live.engine)["courses"]
+    assert after.connection == "demo-moodle" and after.health.pulled_at is not None
+    assert after.health.members == 6 and after.health.error == ""
