@@ -526,11 +526,24 @@ app.add_typer(repository_app, name="repository")
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
     from service import flows, outbound
-    from service.delivery.worker import Worker, build_connectors
+    from service.delivery.worker import Job, Worker, build_connectors
 
     engine = _engine(settings)
-    # The LMS gradebook poster (AGS) is wired by service.flows (lti and delivery stay apart).
-    return Worker(
+    lms_http = outbound.client(outbound.policy(settings), timeout=30.0)
+    holder: dict[str, Any] = {}
+
+    def scheduled_sync() -> int:
+        # Pull every connected course whose last pull is older than its interval
+        # (MICROCRED_SYNC_INTERVAL_SECONDS) or that a launch asked for (flows.run_due_syncs).
+        return len(
+            flows.run_due_syncs(
+                engine, settings=settings, http=lms_http, worker=holder["worker"].name
+            )
+        )
+
+    # The LMS gradebook poster (AGS) and the scheduled sync are wired by service.flows
+    # (lti and delivery stay apart).
+    worker = Worker(
         engine,
         build_connectors(
             engine,
@@ -541,7 +554,17 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
         threads=threads,
         batch=batch,
         poll_seconds=settings.worker_poll_seconds,
+        jobs=[
+            Job(
+                "lms-sync",
+                scheduled_sync,
+                poll_seconds=max(settings.worker_poll_seconds, 1.0),
+                close=lms_http.close,
+            )
+        ],
     )
+    holder["worker"] = worker
+    return worker
 
 
 @app.command()
@@ -550,7 +573,8 @@ def worker(
     batch: Annotated[int, typer.Option(help="Rows claimed per round.")] = 16,
     once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit.")] = False,
 ) -> None:
-    """Deliver outbox rows (run any number of these on PostgreSQL)."""
+    """Deliver outbox rows and pull connected courses from their LMS on schedule (run any
+    number of these on PostgreSQL)."""
     import signal
     import threading
 
@@ -1064,11 +1088,9 @@ def sync_command(
     from service.sources import sync
 
     settings = _identity(_bootstrap()) if evaluate else _bootstrap()
-    with (
-        _db(settings, write=True) as s,
-        outbound.client(outbound.policy(settings), timeout=30.0) as http,
-    ):
-        try:
+    engine = _engine(settings)
+    try:
+        with _db(settings) as s:
             setup = flows.course_setup(s, course_id=course)
             if source is not None:
                 conn = sync.get_connection(s, name=source)
@@ -1079,27 +1101,39 @@ def sync_command(
             else:
                 raise BadInput(
                     f"course {course} is not connected to an LMS source",
-                    hint="Name one with --source (microcred source list).",
+                    hint="Connect it with microcred course connect, or name one with --source "
+                    "(microcred source list).",
                 )
             if lms_course_id is None and setup.lms_course_id:
                 lms_course_id = setup.lms_course_id
-            report = sync.sync_course(
-                s,
-                course_id=course,
-                connector=sync.connector_for(s, conn, client=http),
-                now=utcnow(),
-                lms_course_id=lms_course_id,
-                connection_id=conn.id,
-                actor="cli",
+            s.expunge(conn)
+        # The LMS is read with no transaction open (SQLite's write lock is not held while
+        # it answers); a refreshed Canvas token is saved at once in its own transaction.
+        with outbound.client(outbound.policy(settings), timeout=30.0) as http:
+            assert conn.id is not None
+            fetched = sync.connector_for(
+                None, conn, client=http, on_refresh=flows.token_saver(engine, conn.id)
             )
-        except ServiceError as exc:
-            raise _fail(exc) from exc
-        s.commit()
+            pull = flows.prefetched_pull(
+                engine,
+                course_id=course,
+                connection=conn,
+                lms_course_id=lms_course_id,
+                connector=fetched,
+                http=http,
+            )
+        with _db(settings, write=True) as s:
+            report = flows.store_fetched(s, pull=pull, now=utcnow(), actor="cli")
+            s.commit()
+    except ServiceError as exc:
+        raise _fail(exc) from exc
+    finally:
+        engine.dispose()
     for p in report.rejected:
         typer.echo(f"{p.where}, {p.field}: {p.reason}", err=True)
     typer.echo(
         f"synced: {report.new} new, {report.updated} updated, {report.unchanged} unchanged, "
-        f"{len(report.rejected)} rejected"
+        f"{report.removed} removed, {len(report.rejected)} rejected"
     )
     typer.echo(json.dumps(report.as_dict()))
     if evaluate:
@@ -1109,9 +1143,88 @@ def sync_command(
 # --- flows commands ---
 
 course_app = typer.Typer(
-    help="Courses: re-evaluate learners, connect a source.", no_args_is_help=True
+    help="Courses: connect a course to its LMS source, see its sync health, re-evaluate learners.",
+    no_args_is_help=True,
 )
 app.add_typer(course_app, name="course")
+
+
+@course_app.command("connect")
+def course_connect(
+    course_id: Annotated[int, typer.Argument(help="The course id (see the admin page).")],
+    source: Annotated[
+        str, typer.Option("--source", help="Source connection name (microcred source add).")
+    ],
+    lms_course_id: Annotated[
+        str,
+        typer.Option(
+            help="The LMS's own course id: Moodle course/view.php?id=…, Canvas "
+            "$Canvas.course.id. Default: the LTI context id (Moodle's course id)."
+        ),
+    ] = "",
+    interval: Annotated[
+        int | None,
+        typer.Option(
+            help="Seconds between this course's scheduled pulls (default "
+            "MICROCRED_SYNC_INTERVAL_SECONDS)."
+        ),
+    ] = None,
+) -> None:
+    """Connect a course to its LMS data source: the worker then pulls its roster (NRPS)
+    and results on schedule, and the instructor's page shows Sync from LMS."""
+    from service import flows
+    from service.db.types import utcnow
+    from service.sources import sync
+
+    settings = _bootstrap()
+    with _db(settings, write=True) as s:
+        try:
+            conn = sync.get_connection(s, name=source)
+            setup = flows.connect_source(
+                s,
+                course_id=course_id,
+                connection_id=conn.id,
+                lms_course_id=lms_course_id,
+                actor="cli",
+                now=utcnow(),
+                interval_seconds=interval,
+            )
+        except ServiceError as exc:
+            raise _fail(exc) from exc
+        s.commit()
+    every = setup.sync_interval_seconds or settings.sync_interval_seconds
+    typer.echo(
+        f"course {course_id} connected to {source!r} (LMS course "
+        f"{setup.lms_course_id or 'from the LTI context'}); the worker pulls it within "
+        f"seconds, then every {every} s"
+    )
+
+
+@course_app.command("status")
+def course_status(
+    course_id: Annotated[int, typer.Argument(help="The course id (see the admin page).")],
+) -> None:
+    """The course's sync health: last pull, roster size, errors, items needing attention."""
+    from service import flows
+    from service.db.types import utcnow
+
+    settings = _bootstrap()
+    with _db(settings) as s:
+        h = flows.sync_health(s, course_id=course_id, settings=settings)
+    if not h.connected:
+        typer.echo(f"course {course_id} is not connected (microcred course connect)")
+        raise typer.Exit(1)
+    typer.echo(h.pulled_text(utcnow()))
+    if h.waiting:
+        typer.echo("a pull is queued")
+    if h.members is not None:
+        typer.echo(f"roster: {h.members} members")
+    if h.error:
+        typer.echo(f"last pull failed ({h.failures} in a row): {h.error}")
+    if h.roster_error:
+        typer.echo(f"roster not read: {h.roster_error}")
+    if h.attention:
+        typer.echo(f"{h.attention} items need attention (microcred sync --course {course_id})")
 
 
 @course_app.command("reevaluate")
@@ -1263,8 +1376,9 @@ def demo(
                 f"  Database:              {settings.resolved_database_url}",
                 f"  Issuer:                {keys.did_web(tool_url)}; `microcred` commands run"
                 f" {same_db} act as this issuer (e.g. `microcred verify FILE`)",
-                f"  Demo course:           course {course_id}; the instructor's 'Sync from LMS'"
-                " pulls its results over Moodle web services",
+                f"  Demo course:           course {course_id}; the worker pulls its roster (NRPS)"
+                " and results (Moodle web services) every "
+                f"{settings.sync_interval_seconds} s, launches or not",
                 "Press Ctrl-C to stop.",
                 "",
             ]

@@ -66,12 +66,20 @@ class Settings(BaseSettings):
         "platform that serves courses from a host other than its issuer, auth URL and "
         "launch return URL (reference: service/web/framing.py).",
     )
-    # flows: what a learner's launch refreshes before their page
+    # flows: scheduled LMS pulls (the worker) and what a learner's launch refreshes
+    sync_interval_seconds: int = Field(
+        default=60,
+        ge=5,
+        description="The worker pulls each connected course's roster and results when its "
+        "last pull is older than this (a course may set its own). With the default a grade "
+        "saved in the LMS reaches a credential in about a minute, for learners who never "
+        "open the tool.",
+    )
     launch_sync_interval_seconds: int = Field(
         default=300,
         ge=0,
-        description="Pull the course's results from the LMS on a learner's launch when the "
-        "last pull is older than this (0: on every launch).",
+        description="A learner's launch asks the worker for a pull of the course (never "
+        "pulling in the request) when the last pull is older than this (0: on every launch).",
     )
     launch_evaluation_max_age_seconds: int = Field(
         default=3600,

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, update
@@ -34,11 +35,22 @@ from service.delivery.errors import ConnectorError, RateLimited, RetryableError
 from service.delivery.types import Connector, RepositoryConfig
 from service.delivery.webhook import WebhookConnector
 
-__all__ = ["Worker", "build_connectors"]
+__all__ = ["Job", "Worker", "build_connectors"]
 
 log = logging.getLogger(__name__)
 REPO_TTL_SECONDS = 5.0
 Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A second kind of work for the worker: ``run()`` does what is due and returns how
+    much it did (0: nothing due, wait ``poll_seconds`` before asking again)."""
+
+    name: str
+    run: Callable[[], int]
+    poll_seconds: float = 1.0
+    close: Callable[[], None] | None = None  # called by ``Worker.close``
 
 
 def build_connectors(
@@ -85,6 +97,7 @@ class Worker:
         threads: int = 8,
         poll_seconds: float = 1.0,
         rng: random.Random | None = None,
+        jobs: Sequence[Job] = (),
     ) -> None:
         self.engine = engine
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -96,6 +109,9 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
         self._connectors = list(connectors)
+        # Other kinds of work (the scheduled LMS sync), each looping in a thread of its own
+        # so a slow LMS never holds up deliveries; wired by the layer above (service.cli).
+        self.jobs = list(jobs)
         self._by_kind: dict[str, Connector] = {}
         for c in connectors:
             for k in c.kinds:
@@ -130,6 +146,9 @@ class Worker:
             closer = getattr(c, "close", None)
             if closer is not None:
                 closer()
+        for job in self.jobs:
+            if job.close is not None:
+                job.close()
 
     def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were worked on."""
@@ -210,6 +229,36 @@ class Worker:
         claimed, so one slow repository answer never holds up a whole batch.
         """
         log.info("delivery worker %s started (kinds: %s)", self.name, ", ".join(sorted(self.kinds)))
+        if idle_exit:
+            for job in self.jobs:
+                self._job_once(job)
+        threads = [
+            threading.Thread(
+                target=self._job_loop, args=(job, stop), name=f"job-{job.name}", daemon=True
+            )
+            for job in ([] if idle_exit else self.jobs)
+        ]
+        for t in threads:
+            t.start()
+        try:
+            self._deliver_loop(stop, idle_exit=idle_exit)
+        finally:
+            for t in threads:
+                t.join(timeout=60)
+
+    def _job_once(self, job: Job) -> int:
+        try:
+            return job.run()
+        except Exception:  # the database or the job failed for a moment: wait, go on
+            log.exception("worker job %s failed", job.name)
+            return 0
+
+    def _job_loop(self, job: Job, stop: threading.Event) -> None:
+        while not stop.is_set():
+            if self._job_once(job) == 0:
+                stop.wait(job.poll_seconds)
+
+    def _deliver_loop(self, stop: threading.Event, *, idle_exit: bool) -> None:
         inflight: set[concurrent.futures.Future[outbox.Outcome]] = set()
         try:
             while not stop.is_set():

@@ -44,6 +44,7 @@ RUBRIC_DEFINITION_ID = 1
 WEBHOOK_PATH = "/webhooks/microcred"
 
 router = APIRouter(include_in_schema=False)
+_calls: dict[str, int] = {}  # how often each web-service function was called: what the tool pulled
 _received: list[dict[str, Any]] = []
 _lock = threading.Lock()
 
@@ -264,6 +265,8 @@ async def rest_server(request: Request) -> Response:
     ):
         return _error("invalidtoken", "Invalid token - token not found")
     function = _one(form, "wsfunction")
+    with _lock:
+        _calls[function] = _calls.get(function, 0) + 1
     course_ids = {int(x) for x in _many(form, "courseids") if x.isdigit()}
     if function == "gradereport_user_get_grade_items":
         if _one(form, "courseid") != str(LMS_COURSE_ID):
@@ -277,6 +280,23 @@ async def rest_server(request: Request) -> Response:
             return _error("invalidrecord", "Can't find data record in database table quiz.")
         return JSONResponse(_attempts(course, quiz, int(_one(form, "userid") or 0)))
     if function == "mod_assign_get_assignments":
+        if _one(form, "includenotenrolledcourses") != "1":
+            # Moodle 5.1 withholds courses the service user is not enrolled in (the demo's
+            # service user has system capabilities only), with a warning.
+            return JSONResponse(
+                {
+                    "courses": [],
+                    "warnings": [
+                        {
+                            "item": "course",
+                            "itemid": cid,
+                            "warningcode": "2",
+                            "message": "User is not enrolled or does not have requested capability",
+                        }
+                        for cid in sorted(course_ids)
+                    ],
+                }
+            )
         return JSONResponse(
             _assignments(course) if LMS_COURSE_ID in course_ids else {"courses": []}
         )
@@ -299,6 +319,12 @@ async def webhook(request: Request) -> Response:
         )
         del _received[:-200]
     return Response(status_code=204)
+
+
+def calls(function: str = "") -> int:
+    """How often ``function`` (any function: "") was called so far in this process."""
+    with _lock:
+        return _calls.get(function, 0) if function else sum(_calls.values())
 
 
 def received() -> list[dict[str, Any]]:

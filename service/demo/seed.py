@@ -2,11 +2,12 @@
 
 Institution defaults and bounds, two competencies with credential fields per level, the
 course's mapping of rubric criteria and quizzes to them, a stacked credential, the
-connection to the demo LMS's Moodle web services, the roster (as an NRPS sync would leave
-it, with each learner's Moodle user id), the proctoring service's statements about the
+connection to the demo LMS's Moodle web services and its NRPS roster URL, the roster with
+each learner's Moodle user id (the demo's NRPS ids are not Moodle's numbers, as a real
+Moodle's are, so the link is seeded), the proctoring service's statements about the
 supervised quiz sittings, and two delivery targets on loopback (a webhook received by the
-demo LMS and the course gradebook through LTI AGS). Results are NOT seeded: they arrive
-through "Sync from LMS" or a learner's launch, over HTTP, like a real Moodle's.
+demo LMS and the course gradebook through LTI AGS). Results are NOT seeded: the worker's
+scheduled sync pulls them over HTTP, like a real Moodle's.
 """
 
 from __future__ import annotations
@@ -283,9 +284,11 @@ def seed(engine: Engine, config: DemoConfig, *, platform_id: int) -> int:
             actor="demo",
             now=now,
         )
+        # the roster service a launch would name (NRPS claim): the worker's roster sync
+        setup.nrps_url = config.memberships_url(sample.context_id)
         if not setup.stacks:
             setup.stacks = [STACK]
-            s.add(setup)
+        s.add(setup)
         _proctoring(s, course.id, sample, now)
         _targets(s, config)
         s.commit()

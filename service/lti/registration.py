@@ -334,7 +334,8 @@ def store(
 
 
 def done_page(result: RegistrationResult) -> str:
-    """Tell the administrator what happens next, then close (lti-dr §3.6)."""
+    """Tell the administrator what happens next; the frame closes when they click Close
+    (lti-dr §3.6), never by itself, so the activation command can be copied first."""
     e = html.escape
     dep = (
         f"<li>Deployment: <code>{e(result.deployment_id)}</code></li>"
@@ -352,7 +353,8 @@ def done_page(result: RegistrationResult) -> str:
         "server.</p>"
         f"<ul><li>Issuer: <code>{e(result.issuer)}</code></li>"
         f"<li>Client id: <code>{e(result.client_id)}</code></li>{dep}</ul>"
-        f"<p>To activate, on the server: <code>{e(activate)}</code></p>"
+        f"<p>To activate, run on the microcred server (copy it before closing): "
+        f"<code>{e(activate)}</code></p>"
         "<p><button type='button' id='close'>Close</button></p></section>"
     )
     return pages.page("Registered · microcred", body, scripts=("lti-close.js",))

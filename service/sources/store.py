@@ -407,6 +407,7 @@ def apply(
     run: ImportRun,
     keep: Literal["always", "if_valid", "never"],
     now: dt.datetime,
+    remove_missing: str | None = None,
 ) -> SyncReport:
     """Write ``results`` and ``events`` (each tagged with where it came from) for a course.
 
@@ -415,6 +416,10 @@ def apply(
     only when nothing was rejected (all-or-nothing); ``never`` is a dry run. The report
     counts what was (or would have been) new, updated and unchanged either way, and
     ``run`` (already added by the caller) gets the counts and the problems.
+
+    ``remove_missing`` (an origin, for a complete LMS pull): the course's results of that
+    origin that ``results`` no longer contain were removed in the LMS; they are deleted,
+    each with an audit event keeping its last values.
     """
     with session.no_autoflush:  # the caller's pending run must not reach the DB first
         _course, platform_id = platform_of_course(session, course_id=course_id)
@@ -442,8 +447,20 @@ def apply(
             continue
         seen[key] = where
         todo.append((person, result))
-    for outcome in _write_all(session, course_id=course_id, todo=todo, run_id=run.id, now=now):
+    outcomes = _write_all(session, course_id=course_id, todo=todo, run_id=run.id, now=now)
+    for (person, _result), outcome in zip(todo, outcomes, strict=True):
         setattr(report, outcome, getattr(report, outcome) + 1)
+        if outcome != "unchanged":
+            report.changed_people.add(person)
+    if remove_missing is not None:
+        _remove_missing(
+            session,
+            course_id=course_id,
+            origin=remove_missing,
+            keep=set(seen),
+            run=run,
+            report=report,
+        )
     for where, event in events:
         person = resolver.resolve(event.learner)
         if isinstance(person, str):
@@ -473,6 +490,61 @@ def apply(
     # A dry run's run row is never committed; do not hand out its id.
     report.import_run_id = run.id if keep != "never" else None
     return report
+
+
+def _remove_missing(
+    session: Session,
+    *,
+    course_id: int,
+    origin: str,
+    keep: set[tuple[int, tuple[str, str, str, str, int]]],
+    run: ImportRun,
+    report: SyncReport,
+) -> None:
+    rows = session.exec(
+        select(Evidence).where(Evidence.course_id == course_id, Evidence.origin == origin)
+    ).all()
+    for row in rows:
+        if _natural_key(row) in keep:
+            continue
+        assert row.id is not None
+        audit.record(
+            session,
+            actor=f"import-run:{run.id}",
+            action="evidence.removed",
+            subject=f"evidence:{row.id}",
+            course_id=course_id,
+            person_id=row.person_id,
+            key=list(_natural_key(row)[1]),
+            last=_jsonable({k: getattr(row, k) for k in _values_keys()}),
+            version=row.version,
+            reason="no longer in the LMS",
+        )
+        for rev in session.exec(
+            select(EvidenceRevision).where(EvidenceRevision.evidence_id == row.id)
+        ).all():
+            session.delete(rev)
+        session.flush()
+        session.delete(row)
+        report.removed += 1
+        report.changed_people.add(row.person_id)
+    session.flush()
+
+
+def _values_keys() -> tuple[str, ...]:
+    return (
+        "item_title",
+        "criterion_title",
+        "score",
+        "max_score",
+        "level_id",
+        "level_name",
+        "level_points",
+        "submitted_at",
+        "graded_at",
+        "verification",
+        "asserted_by",
+    )
 
 
 def _where_order(p: Problem) -> tuple[str, int, str]:

@@ -21,7 +21,7 @@ from service.sources import store
 from service.sources.connectors.base import Connector, RetryPolicy
 from service.sources.connectors.canvas import CanvasConnector
 from service.sources.connectors.moodle import MoodleConnector
-from service.sources.types import SyncReport
+from service.sources.types import Problem, SyncReport
 
 __all__ = ["KINDS", "connector_for", "get_connection", "sync_course"]
 
@@ -38,16 +38,18 @@ def get_connection(session: Session, *, name: str) -> SourceConnection:
 
 
 def connector_for(
-    session: Session,
+    session: Session | None,
     connection: SourceConnection,
     *,
     client: httpx.Client | None = None,
+    on_refresh: Callable[[str, dt.datetime | None], None] | None = None,
     policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> Connector:
-    """The connector for a stored connection; a refreshed Canvas token is saved on it
-    (encrypted) in the caller's transaction."""
+    """The connector for a stored connection. A refreshed Canvas token goes to
+    ``on_refresh`` (which saves it in a transaction of its own), else onto the row in
+    ``session`` for the caller to commit."""
     origin = f"{connection.kind}:{connection.id}"
     extra = {"sleep": sleep} if sleep is not None else {}
     if connection.kind == "moodle":
@@ -65,7 +67,10 @@ def connector_for(
             connection.access_token = token
             connection.token_expires_at = expires_at
             connection.updated_at = now()
-            session.add(connection)
+            if on_refresh is not None:
+                on_refresh(token, expires_at)
+            elif session is not None:
+                session.add(connection)
 
         return CanvasConnector(
             base_url=connection.base_url,
@@ -98,7 +103,8 @@ def sync_course(
 
     ``lms_course_id`` is the LMS's own course id; it defaults to the LTI context id,
     which is the course id in Moodle. Canvas needs ``$Canvas.course.id``.
-    Raises ``SourceError`` (nothing written) when the LMS cannot be read.
+    Raises ``SourceError`` (nothing written) when the LMS cannot be read. Results of this
+    connection the LMS no longer has are deleted (when the pull read the whole course).
     """
     course, _platform = store.platform_of_course(session, course_id=course_id)
     fetched = connector.fetch_course(lms_course_id or course.context_id)
@@ -112,12 +118,23 @@ def sync_course(
         started_at=now,
     )
     session.add(run)
+    problems = list(fetched.problems)
+    if not fetched.complete:
+        problems.append(
+            Problem(
+                f"{connector.origin}",
+                "removed",
+                "results no longer in the LMS were kept: part of the course could not be "
+                "read (see the warnings above)",
+            )
+        )
     return store.apply(
         session,
         course_id=course_id,
         results=fetched.results,
-        problems=fetched.problems,
+        problems=problems,
         run=run,
         keep="always",
         now=now,
+        remove_missing=connector.origin if fetched.complete else None,
     )

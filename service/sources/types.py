@@ -172,6 +172,9 @@ class SyncReport:
     events: int = 0
     applied: bool = True
     import_run_id: int | None = None
+    removed: int = 0  # results gone from the LMS, deleted by a sync
+    # people whose results were added, changed or removed (who to evaluate again)
+    changed_people: set[int] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:

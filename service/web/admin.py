@@ -1,6 +1,7 @@
 """The administrator's page inside the LMS frame: the tenant of the session (its platform
 and deployment), the institution's delivery targets, this tenant's deliveries that failed
-and why, its e-mail mismatches and its audit log.
+and why, its e-mail mismatches, the LMS connection of each of its connected courses (last
+pull, errors) and its audit log.
 
 Who may open it, and what it shows, is the README's "Roles and administration": an
 institution or system Administrator of the launch's platform (``auth.AdminDep``), for the
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from service import audit
+from service import audit, flows
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -114,6 +115,9 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
             )
         )
         events = _audit_rows(s, user)
+        courses = [
+            c for c in flows.connected_courses(s) if c.course.deployment_id == user.deployment_id
+        ]
     names = {r.id: r.name for r in repos}
     return {
         "deployment": deployment,
@@ -123,6 +127,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "counts": counts,
         "mismatches": mismatches,
         "events": events,
+        "courses": courses,
+        "now": utcnow(),
     }
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from service import flows
 from service.assessment.types import Level, VerificationLevel
 from service.db.engine import session as db_session
-from service.db.models import Award, Person
+from service.db.models import Award, Person, SourceConnection
 from service.db.types import row_id, utcnow
 from service.deps import EngineDep, RowId, SettingsDep
 from service.errors import BadInput, ServiceError
@@ -47,14 +47,19 @@ def _actor(user: auth.CurrentUser) -> str:
     return f"person:{user.person_id}"
 
 
-def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
+def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[str, Any]:
     with db_session(engine) as s:
         rows = flows.preview_course(s, course_id=course_id, now=utcnow())
         competencies = flows.course_competencies(s, course_id=course_id)
         items = flows.available_items(s, course_id=course_id)
-        connected = flows.has_source(s, course_id=course_id)
-        synced_at = flows.last_sync(s, course_id=course_id) if connected else None
+        health = flows.sync_health(s, course_id=course_id, settings=settings)
+        connected = health.connected
         setup = flows.course_setup(s, course_id=course_id)
+        connection = (
+            s.get(SourceConnection, setup.source_connection_id)
+            if setup.source_connection_id is not None
+            else None
+        )
         stacked: dict[int, list[Award]] = defaultdict(list)
         for award in s.exec(
             select(Award).where(
@@ -84,7 +89,13 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
         "competencies": competencies,
         "items": items,
         "connected": connected,
-        "synced_at": synced_at,
+        "health": health,
+        "pulled": health.pulled_text(utcnow()),
+        "connection": (
+            {"kind": connection.kind, "base_url": connection.base_url, "name": connection.name}
+            if connection is not None
+            else None
+        ),
         "setup": setup,
         "counts": counts,
         "verifications": [v for v in VerificationLevel if v >= VerificationLevel.SUPERVISED],
@@ -95,13 +106,14 @@ def _learners_view(engine: Any, course_id: int) -> dict[str, Any]:
 def learners_page(request: Request, engine: EngineDep, user: auth.InstructorDep) -> HTMLResponse:
     """Who reaches which level and why; approve, revoke, attest, re-evaluate, sync."""
     course_id = _course_id(user)
+    settings = getattr(request.app.state, "settings", None)
     return page(
         request,
         engine,
         user,
         "app/instructor.html",
         tab="course",
-        **_learners_view(engine, course_id),
+        **_learners_view(engine, course_id, settings),
     )
 
 
@@ -128,7 +140,7 @@ def _error_page(
         tab="course",
         status_code=exc.status_code if exc.status_code < 500 else 502,
         error=exc,
-        **_learners_view(engine, course_id),
+        **_learners_view(engine, course_id, getattr(request.app.state, "settings", None)),
     )
 
 
@@ -150,23 +162,52 @@ def reevaluate(
 
 
 @router.post("/app/course/sync")
-def sync_from_lms(
-    request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
-) -> Response:
-    """Pull the course's results from the LMS, then re-evaluate every learner."""
+def sync_from_lms(request: Request, engine: EngineDep, user: auth.InstructorDep) -> Response:
+    """Ask the worker to pull the course's roster and results now (no LMS call here)."""
     course_id = _course_id(user)
     try:
-        pull = flows.fetch_course(engine, course_id=course_id)  # HTTP before the write lock
         with db_session(engine, write=True) as s:
-            now = utcnow()
-            flows.store_fetched(s, pull=pull, now=now, actor=_actor(user))
-            summary = flows.evaluate_course(
-                s, settings=settings, course_id=course_id, now=now, actor=_actor(user)
+            if not flows.has_source(s, course_id=course_id):
+                raise BadInput(
+                    "This course is not connected to the LMS's data API.",
+                    hint="Connect it below (Connect to the LMS).",
+                )
+            flows.request_sync(s, course_id=course_id, now=utcnow())
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=False)
+    return back(user, "/app/course", "sync_requested")
+
+
+@router.post("/app/course/connect")
+def connect_source(
+    request: Request,
+    engine: EngineDep,
+    user: auth.InstructorDep,
+    kind: Annotated[str, Form(max_length=20)],
+    base_url: Annotated[str, Form(max_length=1000)],
+    lms_course_id: Annotated[str, Form(max_length=255)],
+    token: Annotated[str, Form(max_length=4000)] = "",
+) -> Response:
+    """Connect the course to its Moodle web services or Canvas REST API (token encrypted at
+    rest, never shown back); the worker pulls it from now on."""
+    course_id = _course_id(user)
+    try:
+        with db_session(engine, write=True) as s:
+            flows.connect_course(
+                s,
+                course_id=course_id,
+                kind=kind,
+                base_url=base_url,
+                token=token,
+                lms_course_id=lms_course_id,
+                actor=_actor(user),
+                now=utcnow(),
             )
             s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "synced", n=summary.issued + summary.upgraded)
+    return back(user, "/app/course", "connected")
 
 
 @router.post("/app/course/attest")

@@ -31,9 +31,15 @@ _PERCENT = 100.0
 def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
+    pulled = ""
     with db_session(engine, autocommit=True) as s:  # reads only
         mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
+            health = flows.sync_health(s, course_id=user.course_id)
+            if health.connected:
+                pulled = health.pulled_text(utcnow()) + (
+                    " A new pull is on its way." if health.waiting else ""
+                )
             for comp, decision, awards in flows.learner_status(
                 s, course_id=user.course_id, person_id=user.person_id, awards=mine
             ):
@@ -69,7 +75,12 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
                     "destinations": destinations,
                 }
             )
-    return {"progress": progress, "credentials": credentials, "percent": _PERCENT}
+    return {
+        "progress": progress,
+        "credentials": credentials,
+        "percent": _PERCENT,
+        "pulled": pulled,
+    }
 
 
 @router.get("/app/me")

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
+from service import flows, outbound
 from service.demo import bootstrap, seed, server
 from service.lti.cookies import LEGACY_SUFFIX
 from service.settings import Settings
@@ -47,6 +48,13 @@ def live(settings: Settings, engine: Engine) -> Iterator[Live]:
     lti_http = getattr(apps.tool.state, "lti_http", None)
     if lti_http is not None:
         lti_http.close()
+
+
+def pull(live: Live) -> list[flows.SyncOutcome]:
+    """What the worker's scheduled sync job does when it next runs: pull every due course
+    (roster and results, over HTTP from the demo LMS), store, evaluate who changed."""
+    with outbound.client(outbound.policy(live.settings), timeout=30.0) as http:
+        return flows.run_due_syncs(live.engine, settings=live.settings, http=http, worker="test")
 
 
 def _fields(page: str) -> tuple[str, dict[str, str]]:

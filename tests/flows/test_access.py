@@ -13,7 +13,7 @@ from sqlmodel import select
 from service.db.engine import session as db_session
 from service.db.models import Award, Course, Person
 from service.lti import jwks
-from tests.flows.conftest import Live, Tab, launch
+from tests.flows.conftest import Live, Tab, launch, pull
 from tests.lti.platform import MEMBERSHIP, C, FakePlatform, Network
 
 pytestmark = pytest.mark.db
@@ -117,7 +117,8 @@ def test_forms_need_the_csrf_token_of_their_own_session(live: Live) -> None:
 
 
 def test_a_learner_cannot_reach_another_learners_credentials(live: Live) -> None:
-    launch(live, "u-learn-2")  # Lucas gets credentials
+    launch(live, "u-learn-2")
+    pull(live)  # the worker's scheduled sync: Lucas gets credentials
     with db_session(live.engine) as s:
         lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
         award = s.exec(

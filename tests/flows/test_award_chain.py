@@ -19,7 +19,7 @@ from service.delivery import errors as delivery_errors
 from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
 from service.issuer import service as issuer_service
-from tests.flows.conftest import Live, Tab, launch
+from tests.flows.conftest import Live, Tab, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -51,6 +51,12 @@ def _csrf(page: str) -> str:
     return found.group(1)
 
 
+def _sync(live: Live, tab: Tab, csrf: str) -> None:
+    """Sync from LMS asks the worker for a pull; the worker's sync job then runs it."""
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    assert [o.error for o in pull(live)] == [""]
+
+
 def _instructor(live: Live) -> tuple[Tab, str]:
     tab = launch(live, "u-instr-1")
     page = tab.get("/app/course")
@@ -60,6 +66,7 @@ def _instructor(live: Live) -> tuple[Tab, str]:
 
 def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Live) -> None:
     tab = launch(live, "u-learn-2")  # Lucas: intermediate in both competencies
+    pull(live)  # the launch asked the worker for a pull; the worker evaluates and awards
     awards = _awards(live, "u-learn-2")
     [award] = awards["competency:data-investigation"]
     assert (award.level, award.state) == ("intermediate", "issued")
@@ -108,6 +115,7 @@ def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
     # on her quiz sat on site with an identity check, while her rubric work was unsupervised:
     # the credential claims the sitting the level rests on, not the unsupervised work.
     launch(live, "u-learn-1")
+    pull(live)
     [award] = _awards(live, "u-learn-1")["competency:data-investigation"]
     assert award.level == "advanced"
     with db_session(live.engine) as s:
@@ -123,7 +131,7 @@ def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
 def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None:
     tab, csrf = _instructor(live)
     assert "Results have not been pulled from the LMS yet" in tab.get("/app/course").text
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     page = tab.get("/app/course").text
     assert "not been pulled" not in page and "Results last pulled from the LMS" in page
 
@@ -158,13 +166,14 @@ def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) 
 
 def test_re_evaluating_unchanged_evidence_issues_nothing_new(live: Live) -> None:
     tab, csrf = _instructor(live)
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)  # the worker evaluates the learners whose results arrived ...
+    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303  # ... all
     counts = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Decision))
     assert counts[0] > 0
     for _ in range(2):
         again = tab.post("/app/course/reevaluate", {}, csrf=csrf)
         assert again.status_code == 303
-        assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+        _sync(live, tab, csrf)
     assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Decision)) == (
         counts
     )
@@ -172,7 +181,7 @@ def test_re_evaluating_unchanged_evidence_issues_nothing_new(live: Live) -> None
 
 def test_a_higher_level_issues_a_new_credential_and_upgrades_the_deliveries(live: Live) -> None:
     tab, csrf = _instructor(live)
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     [old] = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert old.level == "intermediate"
     # Advanced at 75% (the institution allows 75-95%) ...
@@ -215,7 +224,7 @@ def test_a_higher_level_issues_a_new_credential_and_upgrades_the_deliveries(live
 
 def test_a_lower_decision_flags_for_review_and_revokes_only_when_told(live: Live) -> None:
     tab, csrf = _instructor(live)
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     [held] = _awards(live, "u-learn-3")["competency:data-investigation"]  # Sofia, 68%
     assert held.level == "intermediate"
     raised = tab.post(
@@ -362,7 +371,7 @@ def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
 def test_approval_holds_the_credential_until_the_instructor_approves(live: Live) -> None:
     tab, csrf = _instructor(live)
     assert tab.post("/app/setup/rules", {"approval_required": "on"}, csrf=csrf).status_code == 303
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     [pending] = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert pending.state == "pending_approval" and pending.credential_uuid is None
     approved = tab.post(f"/app/course/awards/{pending.id}/approve", {}, csrf=csrf)
@@ -374,6 +383,7 @@ def test_approval_holds_the_credential_until_the_instructor_approves(live: Live)
 
 def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> None:
     launch(live, "u-learn-1")  # Amara
+    pull(live)
     import httpx
 
     with httpx.Client(timeout=30) as http:
@@ -454,19 +464,21 @@ def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> N
         s.add(conn)
         s.commit()
     tab, csrf = _instructor(live)
-    page = tab.post("/app/course/sync", {}, csrf=csrf)
-    assert page.status_code >= 400
-    assert "Moodle rejected the web service token (invalidtoken)" in page.text
-    assert "Create a new token for the service user" in page.text
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [outcome] = pull(live)
+    assert "Moodle rejected the web service token (invalidtoken)" in outcome.error
     assert _count(live, Evidence) == 0 and _count(live, Credential) == 0
+    page = tab.get("/app/course").text  # the health line says what failed and what to do
+    assert "Moodle rejected the web service token (invalidtoken)" in page
+    assert "Create a new token for the service user" in page
 
 
 def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Live) -> None:
     import threading
 
-    pull = flows.fetch_course(live.engine, course_id=live.course_id)
+    fetched = flows.fetch_course(live.engine, course_id=live.course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        flows.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
         s.commit()
     errors: list[BaseException] = []
     start = threading.Barrier(3)
@@ -521,12 +533,13 @@ class _MeetBeforeCreating(httpx.BaseTransport):
 
 def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None:
     launch(live, "u-learn-1")
-    launch(live, "u-learn-2")
+    pull(live)  # the worker awards every learner with results (Amara, Lucas, Sofia)
     with db_session(live.engine) as s:
         rows = [
             r
             for r in s.exec(select(OutboxMessage).where(OutboxMessage.kind == "ags.post_score"))
             if r.payload["ags"]["resource_id"] == "microcred:data-investigation"
+            and r.payload["ags"]["user_id"] in ("u-learn-1", "u-learn-2")
         ]
     assert len(rows) == 2
     label = "Investigating with data (competency level)"
@@ -564,7 +577,7 @@ def _issue_rows(live: Live) -> int:
 
 def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live: Live) -> None:
     tab, csrf = _instructor(live)
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     revoked = tab.post(
         f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
@@ -593,7 +606,7 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
 
 def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
     tab, csrf = _instructor(live)
-    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    _sync(live, tab, csrf)
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert (
         tab.post(

@@ -13,9 +13,10 @@ from typer.testing import CliRunner
 from service import cli
 from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
+from service.db.types import utcnow
 from service.delivery import repositories
 from service.settings import Settings, get_settings
-from tests.flows.conftest import Live, launch
+from tests.flows.conftest import Live, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -56,6 +57,7 @@ def test_a_repository_that_asks_waits_for_the_learners_consent(live: Live) -> No
         s.commit()
         repo_id = repo.id
     tab = launch(live, "u-learn-2")
+    pull(live)  # the worker's scheduled sync awards Lucas
     page = tab.get("/app/me")
     assert "Send your name, e-mail and this credential to Career portfolio?" in page.text
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
@@ -129,7 +131,8 @@ def test_a_sync_from_the_cli_uses_the_courses_source_and_evaluates(
     named = runner.invoke(
         cli.app, ["sync", "--course", str(live.course_id), "--source", source.name]
     )
-    assert named.exit_code == 0 and "0 new" in named.output and "0 issued" in named.output
+    assert named.exit_code == 0 and "0 new, 0 updated, 27 unchanged" in named.output
+    assert "evaluated course" not in named.output  # nothing changed: nothing to evaluate
     lost = runner.invoke(cli.app, ["sync", "--course", "999"])
     assert lost.exit_code == 2 and "course 999 is not connected to an LMS source" in lost.output
 
@@ -189,3 +192,48 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
     again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
     assert again.exit_code == 0 and "0 issued" in again.output, again.output
     assert "1 held back by a revocation" in again.output
+
+
+def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
+    live: Live, runner: CliRunner
+) -> None:
+    from service import flows
+
+    assert "connect" in runner.invoke(cli.app, ["course", "--help"]).output
+    with db_session(live.engine, write=True) as s:
+        flows.connect_source(
+            s,
+            course_id=live.course_id,
+            connection_id=None,
+            lms_course_id="",
+            actor="t",
+            now=utcnow(),
+        )
+        s.commit()
+        source = s.exec(select(SourceConnection)).one()
+    unknown = runner.invoke(cli.app, ["course", "connect", str(live.course_id), "--source", "x"])
+    assert unknown.exit_code == 2 and "no source connection named 'x'" in unknown.output
+    done = runner.invoke(
+        cli.app,
+        [
+            "course",
+            "connect",
+            str(live.course_id),
+            "--source",
+            source.name,
+            "--lms-course-id",
+            "101",
+            "--interval",
+            "120",
+        ],
+    )
+    assert done.exit_code == 0, done.output
+    assert "then every 120 s" in done.output
+    status = runner.invoke(cli.app, ["course", "status", str(live.course_id)])
+    assert "Results have not been pulled from the LMS yet." in status.output
+    assert "a pull is queued" in status.output
+    [outcome] = pull(live)
+    assert outcome.error == ""
+    status = runner.invoke(cli.app, ["course", "status", str(live.course_id)])
+    assert "Results last pulled from the LMS just now." in status.output
+    assert "roster: 6 members" in status.output

@@ -1,5 +1,6 @@
-"""What a learner's launch refreshes before their page: the LMS pull at most once per
-interval, and an evaluation only when something it reads changed (or it is old)."""
+"""What a learner's launch refreshes before their page: it asks the worker for an LMS pull
+at most once per interval (never pulling in the request), and evaluates only when something
+it reads changed (or it is old)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,11 @@ from service.db.models import (
     Course,
     CourseCompetency,
     CourseSetup,
+    CourseSync,
     Decision,
     Deployment,
     Enrolment,
     Evidence,
-    ImportRun,
     Person,
     Platform,
     PolicyVersion,
@@ -30,8 +31,9 @@ from service.db.models import (
     WebSession,
 )
 from service.db.types import utcnow
+from service.demo import moodle_ws
 from service.lti.types import LaunchContext
-from tests.flows.conftest import Live, launch
+from tests.flows.conftest import Live, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -75,20 +77,36 @@ def _launch_context(s: Session, person_id: int) -> LaunchContext:
 def _counts(live: Live) -> tuple[int, int]:
     with db_session(live.engine) as s:
         decisions = s.exec(select(func.count()).select_from(Decision)).one()
-        pulls = s.exec(select(func.count()).where(ImportRun.kind == "sync")).one()
-    return int(decisions), int(pulls)
+    # pulls the demo LMS answered (each starts with the gradebook)
+    pulls = moodle_ws.calls("gradereport_user_get_grade_items")
+    return int(decisions), pulls
+
+
+def _wanted(live: Live) -> bool:
+    with db_session(live.engine) as s:
+        return flows.sync_health(s, course_id=live.course_id).waiting
+
+
+def _launched_after_a_pull(live: Live, sub: str) -> None:
+    """The first launch asks for a pull; the worker pulls and evaluates; the next launch
+    stamps what it evaluated."""
+    launch(live, sub)
+    assert _wanted(live)
+    assert [o.error for o in pull(live)] == [""]
+    launch(live, sub)
 
 
 def test_a_returning_learner_with_nothing_new_is_neither_pulled_nor_evaluated(
     live: Live,
 ) -> None:
-    launch(live, "u-learn-2")
+    _launched_after_a_pull(live, "u-learn-2")
     first = _counts(live)
     with db_session(live.engine) as s:
         stamped = _enrolment(s, live, "u-learn-2")
         assert stamped.evaluated_at is not None and len(stamped.evaluated_inputs) == 64
     tab = launch(live, "u-learn-2")
     assert _counts(live) == first  # no decision stored, no LMS pull (interval 300 s)
+    assert not _wanted(live)  # and none asked for
     with db_session(live.engine) as s:
         again = _enrolment(s, live, "u-learn-2")
         assert (again.evaluated_at, again.evaluated_inputs) == (
@@ -109,7 +127,7 @@ def _decisions(live: Live, sub: str) -> list[tuple[int, str]]:
 
 
 def test_a_result_changed_since_the_last_launch_is_evaluated_on_the_next(live: Live) -> None:
-    launch(live, "u-learn-3")  # Sofia: intermediate in both competencies
+    _launched_after_a_pull(live, "u-learn-3")  # Sofia: intermediate in both competencies
     before = _decisions(live, "u-learn-3")
     with db_session(live.engine, write=True) as s:
         person = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
@@ -129,7 +147,7 @@ def test_a_result_changed_since_the_last_launch_is_evaluated_on_the_next(live: L
 
 
 def test_an_old_evaluation_is_redone_and_an_old_pull_repeated(live: Live) -> None:
-    launch(live, "u-learn-1")
+    _launched_after_a_pull(live, "u-learn-1")
     decisions, pulls = _counts(live)
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-1")
@@ -146,12 +164,18 @@ def test_an_old_evaluation_is_redone_and_an_old_pull_repeated(live: Live) -> Non
         assert redone.evaluated_inputs == stamp
     assert _counts(live) == (decisions, pulls)  # same evidence and rules: same decisions
     with db_session(live.engine, write=True) as s:
-        for run in s.exec(select(ImportRun).where(ImportRun.kind == "sync")):
-            run.started_at -= dt.timedelta(minutes=10)
-            s.add(run)
+        # the last pull was 10 minutes ago; the worker's own schedule is not due
+        row = s.exec(select(CourseSync).where(CourseSync.course_id == live.course_id)).one()
+        assert row.pulled_at is not None
+        row.pulled_at -= dt.timedelta(minutes=10)
+        row.attempted_at = utcnow()
+        s.add(row)
         s.commit()
     launch(live, "u-learn-1")
-    assert _counts(live)[1] == pulls + 1  # the last pull was older than 300 s
+    assert _counts(live)[1] == pulls  # the launch pulled nothing itself ...
+    assert _wanted(live)  # ... it asked the worker, since the last pull was older than 300 s
+    pull(live)
+    assert _counts(live)[1] == pulls + 1
 
 
 def _bump_result(s: Session, person_id: int, live: Live) -> None:
@@ -245,7 +269,7 @@ def _add_course_competency(s: Session, person_id: int, live: Live) -> None:
 def test_every_input_of_an_evaluation_changes_the_learner_state(
     live: Live, change: Callable[[Session, int, Live], None]
 ) -> None:
-    launch(live, "u-learn-2")
+    _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
         before = flows.learner_state(s, enrolment=enrolment)
@@ -266,7 +290,7 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
 
 
 def test_another_learners_results_leave_the_state_alone(live: Live) -> None:
-    launch(live, "u-learn-2")
+    _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
         before = flows.learner_state(s, enrolment=enrolment)

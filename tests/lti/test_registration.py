@@ -123,7 +123,10 @@ def test_moodle_dynamic_registration(client: TestClient, app: FastAPI, engine: E
     csp = resp.headers["content-security-policy"]
     assert csp.endswith("frame-ancestors https://moodle.example.edu"), csp
     assert "<script src='/static/lti-close.js'>" in resp.text
-    assert "org.imsglobal.lti.close" in client.get("/static/lti-close.js").text
+    script = client.get("/static/lti-close.js").text
+    assert "org.imsglobal.lti.close" in script
+    # closed by the administrator's click only: the activation command stays readable
+    assert "setTimeout" not in script and 'addEventListener("click"' in script
     assert "microcred platform activate" in resp.text
     body = json.loads(seen[-1].content)
     assert body["token_endpoint_auth_method"] == "private_key_jwt"

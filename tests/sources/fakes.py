@@ -37,6 +37,12 @@ class FakeMoodle:
     fail: dict[str, list[int | dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     calls: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
+    forms: list[dict[str, str]] = field(default_factory=list)
+    # the service user is not enrolled in the course (system capabilities, as
+    # docs/evidence-sources.md sets it up): Moodle withholds such courses from
+    # mod_assign_get_assignments unless includenotenrolledcourses=1, with a warning
+    enrolled: bool = False
+    warnings: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     @classmethod
     def sample(cls) -> FakeMoodle:
@@ -226,6 +232,7 @@ class FakeMoodle:
         form = {k: v[0] for k, v in parse_qs(request.content.decode()).items()}
         fn = form.get("wsfunction", "")
         self.calls.append(fn)
+        self.forms.append(form)
         if self.fail.get(fn):
             fault = self.fail[fn].pop(0)
             if isinstance(fault, int):
@@ -240,7 +247,10 @@ class FakeMoodle:
                     "message": "Invalid token - token not found",
                 },
             )
-        return httpx.Response(200, json=self.answer(fn, form))
+        body = self.answer(fn, form)
+        if isinstance(body, dict) and fn in self.warnings:
+            body["warnings"] = body.get("warnings", []) + self.warnings[fn]
+        return httpx.Response(200, json=body)
 
     def answer(self, fn: str, form: dict[str, str]) -> Any:
         if fn == "gradereport_user_get_grade_items":
@@ -252,6 +262,19 @@ class FakeMoodle:
             key = (int(form["quizid"]), int(form["userid"]))
             return {"attempts": self.attempts.get(key, []), "warnings": []}
         if fn == "mod_assign_get_assignments":
+            if not self.enrolled and form.get("includenotenrolledcourses") != "1":
+                # mod/assign/externallib.php get_assignments, Moodle 5.1
+                return {
+                    "courses": [],
+                    "warnings": [
+                        {
+                            "item": "course",
+                            "itemid": 2,
+                            "warningcode": "2",
+                            "message": "User is not enrolled or does not have requested capability",
+                        }
+                    ],
+                }
             return {
                 "courses": [{"id": 2, "fullname": "C", "assignments": self.assigns}],
                 "warnings": [],

@@ -223,3 +223,60 @@ def test_a_retry_after_in_superscript_digits_falls_back_to_exponential_backoff()
     assert backoff_seconds(policy, 3, "²") == 4.0
     assert backoff_seconds(policy, 1, " 7 ") == 7.0
     assert backoff_seconds(policy, 1, None) == 1.0
+
+
+def test_assignments_are_asked_for_a_course_the_service_user_is_not_enrolled_in() -> None:
+    # A service user with system capabilities is enrolled nowhere: without
+    # includenotenrolledcourses Moodle answers no course and a warning (issue #16, item 3).
+    fake = FakeMoodle.sample()
+    assert not fake.enrolled
+    fetched = connector(fake).fetch_course("2")
+    [form] = [f for f in fake.forms if f["wsfunction"] == "mod_assign_get_assignments"]
+    assert form["includenotenrolledcourses"] == "1"
+    assert {r.kind for _, r in fetched.results} >= {
+        SourceKind.ASSIGNMENT,
+        SourceKind.RUBRIC_CRITERION,
+    }
+    assert fetched.problems == [] and fetched.complete
+
+
+def test_every_moodle_warning_is_an_attention_item_with_the_fix(engine: Engine) -> None:
+    w = world(engine)
+    fake = FakeMoodle.sample()
+    first = run_sync(engine, w, fake)
+    assert first.new > 0 and first.rejected == []
+    fake.warnings["mod_assign_get_grades"] = [
+        {
+            "item": "assignment",
+            "itemid": 8,
+            "warningcode": "1",
+            "message": "No access rights in module context",
+        }
+    ]
+    fake.grades = {}  # the grades Moodle withheld
+    fake.instances = {}
+    report = run_sync(engine, w, fake)
+    [warned] = [p for p in report.rejected if p.field == "warnings"]
+    assert "mod_assign_get_grades" in warned.where and "assignment 8" in warned.where
+    assert "No access rights in module context" in warned.reason
+    assert "mod/assign:viewgrades" in warned.reason  # what to give the service user
+    # Part of the course was withheld: what it held before is kept, and the report says so.
+    assert report.removed == 0
+    assert any(p.field == "removed" for p in report.rejected)
+    with session(engine) as s:
+        kinds = {r.kind for r in store.list_evidence(s, course_id=w.course_id)}
+    assert "rubric_criterion" in kinds
+
+
+def test_a_result_gone_from_a_complete_pull_is_deleted(engine: Engine) -> None:
+    w = world(engine)
+    fake = FakeMoodle.sample()
+    run_sync(engine, w, fake)
+    fake.attempts[(5, 42)] = fake.attempts[(5, 42)][:1]  # attempt 2 deleted in Moodle
+    report = run_sync(engine, w, fake)
+    assert report.removed == 1 and report.rejected == []
+    with session(engine) as s:
+        quiz = [
+            r.attempt for r in store.list_evidence(s, course_id=w.course_id) if r.kind == "quiz"
+        ]
+    assert quiz == [1]

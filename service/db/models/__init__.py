@@ -27,7 +27,7 @@ from service.db.models.delivery import (
     EmailMismatch,
     OutboxMessage,
 )
-from service.db.models.flows import AgsLineItem, Award, CourseSetup
+from service.db.models.flows import AgsLineItem, Award, CourseSetup, CourseSync
 from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
@@ -57,6 +57,7 @@ __all__ = [
     "Course",
     "CourseCompetency",
     "CourseSetup",
+    "CourseSync",
     "Credential",
     "Decision",
     "DeliveryAttempt",

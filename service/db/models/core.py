@@ -90,6 +90,9 @@ class Enrolment(SQLModel, table=True):
     role: str = Field(max_length=20)  # instructor | learner | admin
     roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # active | inactive (NRPS status Inactive) | removed (gone from the NRPS roster); a
+    # launch makes it active again. Removed learners keep their results and credentials.
+    status: str = Field(default="active", max_length=20)
     # The learner's last evaluation on launch: a digest of what it read (flows.learner_inputs)
     # and when, so a launch with nothing changed does not evaluate again.
     evaluated_inputs: str = Field(default="", max_length=64)

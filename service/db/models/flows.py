@@ -31,6 +31,10 @@ class CourseSetup(SQLModel, table=True):
     course_id: int = Field(foreign_key="course.id", unique=True)
     source_connection_id: int | None = Field(default=None, foreign_key="source_connection.id")
     lms_course_id: str = Field(default="", max_length=255)
+    # NRPS 2.0 membership container of the course (from its last launch): the roster sync
+    nrps_url: str = Field(default="", max_length=1000)
+    # seconds between scheduled pulls of this course (None: MICROCRED_SYNC_INTERVAL_SECONDS)
+    sync_interval_seconds: int | None = None
     ags_lineitems_url: str = Field(default="", max_length=1000)
     ags_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     on_lower: str = Field(default="flag", max_length=20)  # flag | revoke
@@ -43,6 +47,32 @@ class CourseSetup(SQLModel, table=True):
     # means evidence arrived that no evaluation has seen yet.
     evaluated_run_id: int = 0
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class CourseSync(SQLModel, table=True):
+    """The scheduled pull of one connected course: when it is due, who holds it, how the
+    last one went (the health line on the instructor and admin pages).
+
+    A worker claims a due course by setting ``claimed_by`` / ``claimed_until`` (a lease; on
+    PostgreSQL with ``FOR UPDATE SKIP LOCKED``), pulls outside any transaction and writes
+    the outcome in a short one. ``wanted_at``: a launch or an instructor asked for a pull
+    sooner than the interval.
+    """
+
+    __tablename__ = "course_sync"
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id", unique=True)
+    wanted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claimed_by: str = Field(default="", max_length=300)
+    claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    pulled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)  # last success
+    error: str = Field(default="", max_length=2000)  # of the last attempt ("" if it worked)
+    failures: int = 0  # attempts failed in a row (backs off)
+    members: int | None = None  # roster size at the last roster pull (None: no roster)
+    roster_error: str = Field(default="", max_length=2000)
+    attention: int = 0  # rejected records / warnings of the last pull
 
 
 class Award(SQLModel, table=True):

@@ -23,6 +23,9 @@ class Fetched:
     results: list[tuple[str, Result]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     requests: int = 0
+    # Every item of the course was read (no warning said part was withheld): only then
+    # may a sync delete the stored results the LMS no longer has.
+    complete: bool = True
 
 
 class Connector(Protocol):

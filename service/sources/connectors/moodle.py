@@ -11,8 +11,10 @@ Calls (function names and shapes: lib/db/services.php and each function's
   sumgrades, grade}]}
 - ``mod_quiz_get_user_attempts`` (quizid, userid, status=finished) -> {attempts: [{id,
   attempt, state, timefinish, timemodified, sumgrades}]}
-- ``mod_assign_get_assignments`` (courseids[]) -> {courses: [{assignments: [{id, cmid,
-  name, grade}]}]}
+- ``mod_assign_get_assignments`` (courseids[], includenotenrolledcourses=1) -> {courses:
+  [{assignments: [{id, cmid, name, grade}]}]}; without ``includenotenrolledcourses`` a
+  service user who is not enrolled in the course (a system-capability user) gets no course
+  and only a warning (mod/assign/externallib.php ``get_assignments``)
 - ``mod_assign_get_grades`` (assignmentids[]) -> {assignments: [{assignmentid, grades:
   [{id, userid, attemptnumber, timemodified, grade}]}]}
 - ``core_grading_get_definitions`` (cmids[], areaname=submissions, activeonly=1) ->
@@ -22,7 +24,11 @@ Calls (function names and shapes: lib/db/services.php and each function's
   itemid, status, timemodified, rubric: {criteria: [{criterionid, levelid, remark}]}}]};
   ``itemid`` is the ``assign_grades.id`` returned by ``mod_assign_get_grades``.
 
-Moodle answers errors with HTTP 200 and ``{"exception", "errorcode", "message"}``. The
+Moodle answers errors with HTTP 200 and ``{"exception", "errorcode", "message"}``, and
+partial answers with a ``warnings`` list ([{item, itemid, warningcode, message}]) beside the
+data: every warning becomes a rejected item of the sync with what to fix, so nothing is
+dropped silently. The capabilities each function checks are listed in
+docs/evidence-sources.md. The
 LTI 1.3 ``sub`` Moodle sends is the Moodle user id (reference/lti.md §2.2), so learners
 match by ``sub`` without a link table.
 """
@@ -68,6 +74,46 @@ def _score(value: Any) -> float | None:
         return None
 
 
+# What the service user lacks when a function warns, by function (the capability each
+# function checks, moodle/moodle 5.1).
+_NEEDS = {
+    "gradereport_user_get_grade_items": "gradereport/user:view and moodle/grade:viewall",
+    "mod_quiz_get_quizzes_by_courses": "mod/quiz:view",
+    "mod_quiz_get_user_attempts": "mod/quiz:view and mod/quiz:viewreports",
+    "mod_assign_get_assignments": "moodle/course:view and mod/assign:view",
+    "mod_assign_get_grades": "mod/assign:viewgrades (or mod/assign:grade)",
+    "core_grading_get_definitions": "moodle/course:view (access to the course module)",
+    "core_grading_get_gradingform_instances": "moodle/grade:managegradingforms",
+}
+# Warnings that say "nothing there" rather than "not allowed".
+_EMPTY = ("no grades found", "no submissions found", "no user flags found", "no mappings found")
+
+
+def _warning(function: str, warning: Any) -> Problem:
+    """One entry of a Moodle ``warnings`` list as a rejected item, with what to do."""
+    w = warning if isinstance(warning, Mapping) else {"message": str(warning)}
+    item = f"{w.get('item') or 'item'} {w.get('itemid') or ''}".strip()
+    message = str(w.get("message") or "")[:300]
+    code = str(w.get("warningcode") or "")
+    if message.lower().startswith(_EMPTY):
+        fix = "nothing to fix: Moodle has no such records yet"
+    else:
+        fix = (
+            f"give the web service user {_NEEDS.get(function, 'the capability it names')} "
+            "at system level (or in the course), and check that the function is in the "
+            "external service (docs/evidence-sources.md)"
+        )
+    return Problem(
+        f"Moodle {function}: {item}",
+        "warnings",
+        f"Moodle warned{f' ({code})' if code else ''}: {message}; {fix}",
+    )
+
+
+def _withheld(problem: Problem) -> bool:
+    return "nothing to fix" not in problem.reason
+
+
 class MoodleConnector:
     kind = "moodle"
 
@@ -88,6 +134,7 @@ class MoodleConnector:
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._requests = 0
+        self._warnings: list[Problem] = []
 
     def call(self, function: str, **params: Any) -> Any:
         """Call one web-service function; the token goes in the body, never the URL."""
@@ -124,6 +171,8 @@ class MoodleConnector:
             ) from None
         if isinstance(body, dict) and "exception" in body:
             self._raise(function, body)
+        if isinstance(body, dict) and isinstance(body.get("warnings"), list):
+            self._warnings += [_warning(function, w) for w in body["warnings"]]
         return body
 
     def _raise(self, function: str, body: Mapping[str, Any]) -> None:
@@ -180,6 +229,8 @@ class MoodleConnector:
                     )
         self._quizzes(out, cid, graded)
         self._assignments(out, cid)
+        out.problems += self._warnings
+        out.complete = not any(_withheld(p) for p in self._warnings)
         out.requests = self._requests
         return out
 
@@ -234,7 +285,11 @@ class MoodleConnector:
 
     def _assignments(self, out: Fetched, cid: int) -> None:
         fn = "mod_assign_get_assignments"
-        courses = self._list(self.call(fn, courseids=[cid]), "courses", fn)
+        # A service user with system capabilities is not enrolled in the course: ask for the
+        # courses it can see, not only those it is enrolled in.
+        courses = self._list(
+            self.call(fn, courseids=[cid], includenotenrolledcourses=1), "courses", fn
+        )
         assigns = [a for c in courses for a in c.get("assignments", [])]
         if not assigns:
             return
