@@ -127,7 +127,7 @@ class CredlyConnector:
                 params={"filter": f"issuer_earner_id::{issuer_earner_id}", "page": str(page)},
                 what="check",
             )
-            body = resp.json()
+            body = http.json_of(resp, record=record, who="Credly")
             found.extend(b for b in body.get("data", []) if isinstance(b, dict))
             meta = body.get("metadata") or {}
             if not meta.get("next_page_url"):
@@ -195,7 +195,7 @@ class CredlyConnector:
                     excerpt=exc.excerpt,
                 ) from exc
             return {"badge_id": live.get("id"), "state": live.get("state"), "found": True}
-        data = (resp.json() or {}).get("data") or {}
+        data = (http.json_of(resp, record=record, who="Credly") or {}).get("data") or {}
         return {"badge_id": data.get("id"), "state": data.get("state")}
 
     def revoke(
