@@ -367,7 +367,10 @@ app.add_typer(credential_app, name="credential")
 
 @app.command()
 def verify(
-    source: Annotated[str, typer.Argument(help="A credential file (JSON or JWS) or its URL.")],
+    source: Annotated[
+        str,
+        typer.Argument(help="A credential file (JSON, VC-JWT, baked PNG or SVG badge) or URL."),
+    ],
     allow_network: Annotated[
         bool,
         typer.Option(
@@ -387,6 +390,8 @@ def verify(
     from service.issuer import identity
     from service.issuer import service as issuer_service
 
+    data: str | bytes
+
     settings = _bootstrap()
     try:
         if source.startswith(("https://", "http://")):
@@ -396,7 +401,7 @@ def verify(
             if not path.is_file():
                 typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
                 raise typer.Exit(2)
-            data = path.read_text("utf-8", errors="replace")
+            data = path.read_bytes()  # JSON, a VC-JWT, or a baked PNG/SVG badge
         engine = _engine(settings)
         try:
             # This database's own credentials resolve offline under the DID it recorded,
