@@ -252,9 +252,15 @@ def revoke(
     settings: SettingsDep,
     user: auth.InstructorDep,
     reason: Annotated[str, Form(max_length=500)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Revoke a credential, with the reason the learner and repositories will see."""
     try:
+        if confirm != "yes":
+            raise BadInput(
+                "the credential was not revoked: the confirmation was not ticked",
+                hint="Open Revoke… again, give the reason and tick “Yes, revoke this credential”.",
+            )
         with db_session(engine, write=True) as s:
             flows.revoke_award(
                 s,

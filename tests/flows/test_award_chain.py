@@ -567,7 +567,9 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     revoked = tab.post(
-        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+        f"/app/course/awards/{held.id}/revoke",
+        {"reason": "Awarded in error", "confirm": "yes"},
+        csrf=csrf,
     )
     assert revoked.status_code == 303, revoked.text
     credentials, issue_rows = _count(live, Credential), _issue_rows(live)
@@ -591,13 +593,36 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     assert "No credential: Intermediate was revoked" not in tab.get("/app/course").text
 
 
+def test_revoke_is_a_visible_action_that_asks_for_confirmation(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    page = tab.get("/app/course").text
+    action = f'action="/app/course/awards/{held.id}/revoke"'
+    assert action in page
+    # Not hidden inside a "Why" fold-out: its own "Revoke…" disclosure, reason and tick.
+    cell = page[: page.index(action)]
+    assert cell.rindex("<summary>Revoke&hellip;</summary>") > cell.rfind("<summary>Why")
+    form = page[page.index(action) : page.index("</form>", page.index(action))]
+    assert 'name="reason"' in form and "required" in form and 'name="confirm"' in form
+    unconfirmed = tab.post(
+        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+    )
+    assert unconfirmed.status_code == 422 and "not revoked" in unconfirmed.text
+    assert [a.state for a in _awards(live, "u-learn-2")["competency:data-investigation"]] == [
+        "issued"
+    ]
+
+
 def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
     tab, csrf = _instructor(live)
     assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert (
         tab.post(
-            f"/app/course/awards/{held.id}/revoke", {"reason": "Quiz retaken"}, csrf=csrf
+            f"/app/course/awards/{held.id}/revoke",
+            {"reason": "Quiz retaken", "confirm": "yes"},
+            csrf=csrf,
         ).status_code
         == 303
     )
