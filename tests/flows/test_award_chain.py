@@ -644,3 +644,38 @@ def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
         ("intermediate", "revoked"),
         ("advanced", "issued"),
     ]
+
+
+def test_an_instructor_creates_a_competency_on_the_setup_page(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    setup = tab.get("/app/setup").text
+    assert 'action="/app/setup/new-competency"' in setup
+    made = tab.post(
+        "/app/setup/new-competency",
+        {
+            "name": "Data Cleaning & Tidying",
+            "description": "Turning raw data into tidy tables.",
+            "beginning": "removes duplicates with guidance",
+            "intermediate": "",
+            "advanced": "designs a repeatable cleaning pipeline",
+        },
+        csrf=csrf,
+    )
+    assert made.status_code == 303, made.text
+    page = tab.get("/app/setup").text
+    # In the course at once, ready to be mapped.
+    assert "Data Cleaning &amp; Tidying" in page
+    assert 'action="/app/setup/competencies/data-cleaning-tidying"' in page
+    from service.policies import service as policies
+
+    with db_session(live.engine) as s:
+        comp = policies.competency(s, "data-cleaning-tidying")
+        assert comp.level_descriptions == {
+            "beginning": "removes duplicates with guidance",
+            "advanced": "designs a repeatable cleaning pipeline",
+        }
+    again = tab.post("/app/setup/new-competency", {"name": "Data cleaning: tidying"}, csrf=csrf)
+    assert again.status_code == 303
+    assert 'action="/app/setup/competencies/data-cleaning-tidying-2"' in tab.get("/app/setup").text
+    nameless = tab.post("/app/setup/new-competency", {"name": "  "}, csrf=csrf)
+    assert nameless.status_code == 422 and "give the competency a name" in nameless.text
