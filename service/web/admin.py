@@ -21,6 +21,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service import audit
+from service.assessment import parse
+from service.assessment.types import percent
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -39,6 +41,7 @@ from service.delivery import outbox, repositories
 from service.delivery import status as delivery_status
 from service.deps import EngineDep
 from service.errors import NotFound, ServiceError
+from service.policies import service as policies
 from service.web import auth
 from service.web.appshell import back, page
 
@@ -185,6 +188,50 @@ def _audit_lines(s: Session, events: list[AuditEvent]) -> list[AuditLine]:
     ]
 
 
+@dataclass(frozen=True)
+class InstitutionLevel:
+    """One level of the institution policy as the admin page shows it."""
+
+    key: str
+    label: str
+    threshold: str
+    allowed: str
+    verification: str
+    least_verification: str
+
+
+def _institution(s: Session) -> tuple[Any, list[InstitutionLevel]]:
+    """The institution policy's version and, per level, its default and the bounds
+    instructors move within (read-only here: set on the server, for every platform)."""
+    try:
+        row, layer, limits = policies.institution_layers(s)
+        policy = parse.compose(layer)
+    except ServiceError:
+        return None, []
+    out = []
+    for level, rule in policy.levels.items():
+        bound = limits.levels.get(level)
+        rng = bound.threshold if bound is not None else None
+        if rng is None or (rng.low is None and rng.high is None):
+            allowed = "any"
+        else:
+            low = percent(rng.low) if rng.low is not None else "0%"
+            high = percent(rng.high) if rng.high is not None else "100%"
+            allowed = f"{low} to {high}"
+        least = bound.verification if bound is not None else None
+        out.append(
+            InstitutionLevel(
+                key=level.key,
+                label=level.label,
+                threshold=percent(rule.threshold),
+                allowed=allowed,
+                verification=rule.verification.described,
+                least_verification=least.described if least is not None else "any",
+            )
+        )
+    return row, out
+
+
 def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     with db_session(engine) as s:
         deployment = s.get(Deployment, user.deployment_id)
@@ -218,6 +265,7 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
             )
         )
         events = _audit_lines(s, _audit_rows(s, user))
+        institution, institution_levels = _institution(s)
     names = {r.id: r.name for r in repos}
     return {
         "deployment": deployment,
@@ -227,6 +275,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "counts": counts,
         "mismatches": mismatches,
         "events": events,
+        "institution": institution,
+        "institution_levels": institution_levels,
     }
 
 

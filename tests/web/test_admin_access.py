@@ -422,3 +422,28 @@ def test_the_audit_log_names_people_courses_and_credentials(
         in page
     )
     assert f'<code class="id">person:{teacher.id}</code>' in page
+
+
+def test_the_admin_page_shows_the_institution_thresholds_and_how_to_change_them(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = _launch(client, world, "institution Administrator")
+    page = _get(client, token, "/app/admin").text
+    assert "No institution policy yet" in page and "microcred policy institution import" in page
+    from service.policies import service as policies
+
+    with db_session(engine, write=True) as s:
+        policies.save_institution(
+            s,
+            defaults={"levels": {"beginning": "50%", "intermediate": "65%", "advanced": "85%"}},
+            bounds={"levels": {"advanced": {"threshold": {"min": "80%", "max": "95%"}}}},
+            author="cli",
+        )
+        s.commit()
+    page = _get(client, token, "/app/admin").text
+    assert "Version 1" in page
+    advanced = page[page.index('lvl-advanced">Advanced') :]
+    advanced = advanced[: advanced.index("</tr>")]
+    assert "85%" in advanced and "80% to 95%" in advanced
+    # read-only: nothing on the page changes it
+    assert 'action="/app/admin/institution' not in page
