@@ -849,6 +849,41 @@ def repository_update(
         typer.echo(f"{repo.id} {repo.name} updated")
 
 
+@repository_app.command("test")
+def repository_test(
+    ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
+) -> None:
+    """Test a Credly repository without changing anything: the base URL answers, the token
+    is accepted, and every template in the map is an active badge template. Exit 1 if not."""
+    from service.db.types import utcnow
+    from service.delivery import credly, repositories
+    from service.delivery.errors import ConnectorError
+
+    with _outbox_session() as s:
+        try:
+            repo_id = repositories.get(s, ref).id
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
+    if snapshot.kind != "credly":
+        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+        raise typer.Exit(2)
+    connector = credly.CredlyConnector(clock=utcnow)
+    try:
+        count, problems = connector.check_connection(snapshot)
+    except ConnectorError as exc:
+        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        connector.close()
+    typer.echo(f"{snapshot.name}: connected; {count} active badge template(s)")
+    for line in problems:
+        typer.secho(f"  {line}", fg="yellow", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
 @repository_app.command("list")
 def repository_list() -> None:
     """List repositories, with token-expiry warnings and rate-limit pauses."""

@@ -19,6 +19,7 @@ from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
 from service.delivery import awards, repositories
 from service.delivery.credly import CredlyConnector
+from service.delivery.errors import ConnectorError
 from service.delivery.worker import Worker
 from service.errors import BadInput
 from service.settings import Settings
@@ -186,3 +187,69 @@ def test_outbox_retry_of_one_repositorys_dead_rows_and_of_all(engine: Engine) ->
     assert r.exit_code == 0 and "no dead rows" in r.output
     r = runner.invoke(cli_app, ["outbox", "retry"])
     assert r.exit_code == 2 and "--all-dead" in r.output
+
+
+def _snapshot(engine: Engine, **config: Any) -> Any:
+    repo = _credly(engine, **config)
+    with db_session(engine) as s:
+        return repositories.snapshots(s, [repo.id or 0])[repo.id or 0]
+
+
+def test_a_connection_test_lists_templates_and_names_the_map_entries_that_are_not_there(
+    engine: Engine,
+) -> None:
+    seen: list[str] = []
+
+    def credly(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx.Response(
+            200,
+            json={
+                "data": [{"id": "T1", "state": "active"}, {"id": "T2", "state": "archived"}],
+                "metadata": {"next_page_url": None},
+            },
+        )
+
+    repo = _snapshot(engine, templates={"py:beginning": "T1", "py:advanced": "T2"})
+    conn = CredlyConnector(httpx.Client(transport=httpx.MockTransport(credly)), clock=lambda: NOW)
+    count, problems = conn.check_connection(repo)
+    assert seen == ["GET /v1/organizations/org/badge_templates"]  # nothing but a read
+    assert count == 1 and len(problems) == 1 and problems[0].startswith("py:advanced: template T2")
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (
+            httpx.Response(200, text="<html>Credly</html>", headers={"content-type": "text/html"}),
+            "Credly answered HTML (status 200), not JSON: is the base URL right?",
+        ),
+        (httpx.Response(401, json={"message": "Unauthorized"}), "was refused"),
+    ],
+)
+def test_a_connection_test_says_what_is_wrong(
+    engine: Engine, answer: httpx.Response, said: str
+) -> None:
+    repo = _snapshot(engine)
+    conn = CredlyConnector(
+        httpx.Client(transport=httpx.MockTransport(lambda r: answer)), clock=lambda: NOW
+    )
+    with pytest.raises(ConnectorError) as err:
+        conn.check_connection(repo)
+    assert said in err.value.detail
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_repository_test_command(engine: Engine) -> None:
+    repo = _credly(engine, base_url="http://127.0.0.1:9")  # nothing listens there
+    with db_session(engine, write=True) as s:
+        hook = repositories.create(
+            s, kind="webhook", name="HR", secret="x", config={"url": "https://hr.test/h"}
+        )
+        s.commit()
+        hook_id = hook.id
+    runner = CliRunner()
+    out = runner.invoke(cli_app, ["repository", "test", str(repo.id)])
+    assert out.exit_code == 1 and "Credly: not working" in out.output
+    out = runner.invoke(cli_app, ["repository", "test", str(hook_id)])
+    assert out.exit_code == 2 and "no connection test for webhook" in out.output
