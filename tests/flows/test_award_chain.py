@@ -679,3 +679,14 @@ def test_an_instructor_creates_a_competency_on_the_setup_page(live: Live) -> Non
     assert 'action="/app/setup/competencies/data-cleaning-tidying-2"' in tab.get("/app/setup").text
     nameless = tab.post("/app/setup/new-competency", {"name": "  "}, csrf=csrf)
     assert nameless.status_code == 422 and "give the competency a name" in nameless.text
+
+
+def test_a_score_reads_the_same_in_the_cell_the_progress_and_the_reasons(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    learner = launch(live, "u-learn-3").get("/app/me").text
+    instructor = tab.get("/app/course").text
+    # Sofia's investigation score is 68.333…%: the reasons say 68.33%, so does every page.
+    assert "yours is 68.33%" in learner and "score 68.33%" in learner
+    assert '<span class="meta">68.33%</span>' in instructor
+    assert "68.3%" not in learner + instructor
