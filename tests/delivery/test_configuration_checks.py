@@ -253,3 +253,28 @@ def test_repository_test_command(engine: Engine) -> None:
     assert out.exit_code == 1 and "Credly: not working" in out.output
     out = runner.invoke(cli_app, ["repository", "test", str(hook_id)])
     assert out.exit_code == 2 and "no connection test for webhook" in out.output
+
+
+def test_a_404_page_from_a_wrong_base_url_says_so(engine: Engine) -> None:
+    def website(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            404, text="<!DOCTYPE html><html>Not found</html>", headers={"content-type": "text/html"}
+        )
+
+    _credly(engine, templates={"py:beginning": "T1"})
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(1), now=NOW)
+        s.commit()
+    worker = Worker(
+        engine,
+        [CredlyConnector(httpx.Client(transport=httpx.MockTransport(website)), clock=lambda: NOW)],
+        clock=lambda: NOW,
+    )
+    try:
+        worker.run_once()
+    finally:
+        worker.close()
+    with db_session(engine) as s:
+        row = s.exec(select(OutboxMessage)).one()
+    assert row.status == "dead"
+    assert "answered 404: an HTML page, not JSON: is the base URL right?" in (row.last_error or "")
