@@ -213,6 +213,8 @@ def platform_add(
             s.commit()
     except Exception as exc:
         raise _fail(exc) from exc
+    finally:
+        engine.dispose()
     typer.echo(row.id)
 
 
