@@ -223,7 +223,8 @@ def test_allow_network_fetches_another_issuers_vc_jwt_key(
             s, settings=theirs, award=samples.award(awarded_at=utcnow()), now=utcnow(), actor="t"
         )
         their_ring = service.keyring(s, theirs)
-        status_list = repository.status_list(s, 1)
+        status_url = row.document["credentialStatus"]["statusListCredential"]
+        status_list = repository.status_list(s, int(status_url.rsplit("/", 1)[1]))
         assert status_list is not None
         their_list = status_list.document
         s.commit()
@@ -232,7 +233,7 @@ def test_allow_network_fetches_another_issuers_vc_jwt_key(
 
     def their_server(request: httpx.Request) -> httpx.Response:
         asked.append(str(request.url))
-        if request.url.path == "/status/1":
+        if str(request.url) == status_url:
             return httpx.Response(200, json=their_list)
         if request.url.path == "/.well-known/did.json":
             return httpx.Response(200, json=keys.did_document(their_ring))
