@@ -34,6 +34,7 @@ from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.delivery import awards, repositories
+from tests import factories
 from tests.delivery.conftest import TEMPLATES, snapshot, statuses, unfinished
 from tests.delivery.fakes import FakeCredly
 
@@ -97,6 +98,7 @@ def main() -> None:
         )
         t_enqueue = time.monotonic()
         with db_session(engine, write=True) as s:
+            factories.competency(s, "py")  # template-map keys name catalogue competencies
             repositories.create(
                 s,
                 kind="credly",

@@ -33,6 +33,8 @@ app = typer.Typer(
 def _bootstrap(settings: Settings | None = None) -> Settings:
     settings = settings or get_settings()
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    # Migrations run before most commands: their INFO lines are noise to the person typing.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     logredact.install()
     secretbox.configure(secretbox.load_master_key(settings))
     return settings
@@ -211,6 +213,8 @@ def platform_add(
             s.commit()
     except Exception as exc:
         raise _fail(exc) from exc
+    finally:
+        engine.dispose()
     typer.echo(row.id)
 
 
@@ -365,7 +369,10 @@ app.add_typer(credential_app, name="credential")
 
 @app.command()
 def verify(
-    source: Annotated[str, typer.Argument(help="A credential file (JSON or JWS) or its URL.")],
+    source: Annotated[
+        str,
+        typer.Argument(help="A credential file (JSON, VC-JWT, baked PNG or SVG badge) or URL."),
+    ],
     allow_network: Annotated[
         bool,
         typer.Option(
@@ -385,6 +392,8 @@ def verify(
     from service.issuer import identity, limits
     from service.issuer import service as issuer_service
 
+    data: str | bytes
+
     settings = _bootstrap()
     try:
         if source.startswith(("https://", "http://")):
@@ -394,8 +403,10 @@ def verify(
             if not path.is_file():
                 typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
                 raise typer.Exit(2)
-            with path.open("rb") as file:  # the verifier refuses anything longer
-                data = file.read(limits.DEFAULT.max_bytes + 1).decode("utf-8", "replace")
+            # JSON, a VC-JWT, or a baked PNG/SVG badge (an image may hold more than the
+            # credential); the verifier refuses a credential over its own limit.
+            with path.open("rb") as file:
+                data = file.read(8 * limits.DEFAULT.max_bytes + 1)
         engine = _engine(settings)
         try:
             # This database's own credentials resolve offline under the DID it recorded,
@@ -701,9 +712,50 @@ def _outbox_action(action: str, ref: str) -> None:
 
 
 @outbox_app.command("retry")
-def outbox_retry(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
-    """Send a dead row again now, with a fresh attempt budget."""
-    _outbox_action("retry", ref)
+def outbox_retry(
+    refs: Annotated[list[str] | None, typer.Argument(help="Row ids or uuids.")] = None,
+    all_dead: Annotated[
+        bool, typer.Option("--all-dead", help="Every dead row (of --repository, if given).")
+    ] = False,
+    repository: Annotated[
+        str | None,
+        typer.Option(help="Repository id or uuid: its dead rows (with or without --all-dead)."),
+    ] = None,
+) -> None:
+    """Send dead rows again now, each with a fresh attempt budget: the rows named, or every
+    dead row (of one repository). Exit 1 if any row could not be retried."""
+    from service.delivery import outbox, repositories
+    from service.errors import ServiceError
+
+    if not refs and not all_dead and repository is None:
+        typer.secho("error: name rows, or give --all-dead or --repository", fg="red", err=True)
+        raise typer.Exit(2)
+    failed = 0
+    with _outbox_session() as s:
+        todo: list[str | int] = list(refs or [])
+        if all_dead or repository is not None:
+            repo_id = None
+            if repository is not None:
+                try:
+                    repo_id = repositories.get(s, repository).id
+                except ServiceError as exc:
+                    typer.secho(f"error: {exc.detail}", fg="red", err=True)
+                    raise typer.Exit(2) from exc
+            todo += outbox.dead_ids(s, repository_id=repo_id)
+            if not todo:
+                typer.echo("no dead rows to retry")
+                return
+        for ref in dict.fromkeys(todo):
+            try:
+                row = outbox.retry(s, ref)
+            except ServiceError as exc:
+                failed += 1
+                typer.secho(f"error: {ref}: {exc.detail}", fg="red", err=True)
+                continue
+            typer.echo(f"{row.id} {row.kind} is now {row.status}")
+        s.commit()
+    if failed:
+        raise typer.Exit(1)
 
 
 @outbox_app.command("redeliver")
@@ -824,6 +876,41 @@ def repository_update(
             raise typer.Exit(2) from exc
         s.commit()
         typer.echo(f"{repo.id} {repo.name} updated")
+
+
+@repository_app.command("test")
+def repository_test(
+    ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
+) -> None:
+    """Test a Credly repository without changing anything: the base URL answers, the token
+    is accepted, and every template in the map is an active badge template. Exit 1 if not."""
+    from service.db.types import utcnow
+    from service.delivery import credly, repositories
+    from service.delivery.errors import ConnectorError
+
+    with _outbox_session() as s:
+        try:
+            repo_id = repositories.get(s, ref).id
+        except ServiceError as exc:
+            typer.secho(f"error: {exc.detail}", fg="red", err=True)
+            raise typer.Exit(2) from exc
+        snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
+    if snapshot.kind != "credly":
+        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+        raise typer.Exit(2)
+    connector = credly.CredlyConnector(clock=utcnow)
+    try:
+        count, problems = connector.check_connection(snapshot)
+    except ConnectorError as exc:
+        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        connector.close()
+    typer.echo(f"{snapshot.name}: connected; {count} active badge template(s)")
+    for line in problems:
+        typer.secho(f"  {line}", fg="yellow", err=True)
+    if problems:
+        raise typer.Exit(1)
 
 
 @repository_app.command("list")
@@ -1140,10 +1227,109 @@ def sync_command(
         _evaluate_new_evidence(settings)
 
 
+# --- policy commands ---
+
+policy_app = typer.Typer(help="Institution policies: defaults and bounds.", no_args_is_help=True)
+institution_app = typer.Typer(
+    help="The institution's default thresholds and the bounds instructors move them in.",
+    no_args_is_help=True,
+)
+app.add_typer(policy_app, name="policy")
+policy_app.add_typer(institution_app, name="institution")
+
+
+@institution_app.command("show")
+def policy_institution_show(
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
+) -> None:
+    """The current version: who saved it and when, then its defaults and bounds."""
+    from service.db.engine import session as db_session
+    from service.policies import files
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    engine = _engine(settings)
+    try:
+        with db_session(engine) as s:
+            row, _, _ = policies.institution_layers(s)
+            doc = policies.export_institution(s)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"# version {row.version}, saved {row.created_at:%Y-%m-%d %H:%M} by {row.author}")
+    typer.echo(files.dump(doc, "json" if fmt == "json" else "yaml"), nl=False)
+
+
+@institution_app.command("export")
+def policy_institution_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: print).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="yaml or json (default: from --output, else yaml).")
+    ] = "",
+) -> None:
+    """The institution defaults and bounds as a policy file `policy institution import` reads."""
+    from service.db.engine import session as db_session
+    from service.policies import files
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    engine = _engine(settings)
+    try:
+        with db_session(engine) as s:
+            doc = policies.export_institution(s)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    chosen = fmt or ("json" if output is not None and output.suffix == ".json" else "yaml")
+    text = files.dump(doc, chosen)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+@institution_app.command("import")
+def policy_institution_import(
+    file: Annotated[Path, typer.Argument(help="A JSON or YAML file (docs/policies.md).")],
+    note: Annotated[str, typer.Option(help="Why it changes (kept with the version).")] = "",
+) -> None:
+    """Save a file's defaults and bounds as the next version; refused, with the courses at
+    fault, if a course's thresholds would fall outside the new bounds."""
+    from service.db.engine import session as db_session
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {file} cannot be read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fmt = "json" if file.suffix.lower() == ".json" else "yaml"
+    engine = _engine(settings)
+    try:
+        with db_session(engine, write=True) as s:
+            row = policies.import_institution(s, text=text, fmt=fmt, author="cli", note=note)
+            s.commit()
+            version = row.version
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"institution policy version {version} saved")
+
+
 # --- flows commands ---
 
 course_app = typer.Typer(
-    help="Courses: connect a course to its LMS source, see its sync health, re-evaluate learners.",
+    help="Courses: connect one to its LMS, see its sync health, re-evaluate its learners.",
     no_args_is_help=True,
 )
 app.add_typer(course_app, name="course")
@@ -1413,6 +1599,75 @@ def _reset_demo_database(settings: Settings) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(url.database + suffix).unlink(missing_ok=True)
     typer.echo(f"demo reset: deleted {url.database}")
+
+
+_METAVARS = {int: "N", float: "NUMBER", Path: "PATH"}
+
+
+class _PlainCommand(typer.core.TyperCommand):
+    """Arguments shown by their metavar alone (``REF``, ``[REF]``), without a type label."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                name = param.metavar or str(param.name).upper()
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args: list[tuple[str, str]] = []
+        opts: list[tuple[str, str]] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append((param.metavar or str(param.name).upper(), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _plain_help(typer_app: typer.Typer) -> None:
+    """Help as people read it: plain paragraphs re-wrapped to the terminal (not the
+    docstrings' line breaks), and upper-case metavars (``--name TEXT``, ``REF``) instead of
+    the ``<str>``/``<bool>`` type labels recent Typer versions print for every option."""
+    import typing
+
+    typer_app.rich_markup_mode = None
+    for info in typer_app.registered_commands:
+        if info.callback is None:
+            continue
+        if info.cls in (None, typer.core.TyperCommand):
+            info.cls = _PlainCommand
+        hints = typing.get_type_hints(info.callback, include_extras=True)
+        for pname, hint in hints.items():
+            if typing.get_origin(hint) is not Annotated:
+                continue
+            base, *meta = typing.get_args(hint)
+            for m in meta:
+                if not isinstance(m, typer.models.ParameterInfo) or m.metavar is not None:
+                    continue
+                inner = [a for a in typing.get_args(base) if a is not type(None)] or [base]
+                many = typing.get_origin(inner[0]) is list
+                if isinstance(m, typer.models.ArgumentInfo):
+                    m.metavar = pname.upper() + ("..." if many else "")
+                elif inner[0] is not bool:
+                    m.metavar = _METAVARS.get(inner[0], "TEXT")
+        # Keep the evaluated annotations: re-reading the strings would build fresh infos.
+        info.callback.__annotations__ = hints
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _plain_help(group.typer_instance)
+
+
+_plain_help(app)
 
 
 def main() -> None:

@@ -2840,6 +2840,38 @@ def add_competency(session: Session, *, course_id: int, competency_key: str, act
     )
 
 
+def create_course_competency(
+    session: Session,
+    *,
+    course_id: int,
+    name: str,
+    description: str,
+    level_descriptions: dict[str, str],
+    actor: str,
+) -> Competency:
+    """An instructor's new competency: added to the catalogue (its key made from the name)
+    and assessed in the course at once. The level descriptions are what each level's
+    credential says the learner can do (its criteria)."""
+    name = name.strip()
+    if not name:
+        raise BadInput("name: give the competency a name, e.g. 'Data cleaning'")
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:90] or "competency"
+    key = base
+    n = 2
+    while policies_repo.competency_by_key(session, key) is not None:
+        key, n = f"{base}-{n}", n + 1
+    comp = policies.create_competency(
+        session,
+        key=key,
+        name=name,
+        author=actor,
+        description=description.strip(),
+        level_descriptions={k: v.strip() for k, v in level_descriptions.items() if v.strip()},
+    )
+    add_competency(session, course_id=course_id, competency_key=key, actor=actor)
+    return comp
+
+
 def learner_status(
     session: Session,
     *,

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import Session
 
-from service.db.models import Course, Deployment, Person, Platform
+from service.db.models import Competency, Course, Deployment, Person, Platform
 
 
 def platform(session: Session, **kw: Any) -> Platform:
@@ -40,6 +40,19 @@ def person(session: Session, plat: Platform, **kw: Any) -> Person:
 
 def course(session: Session, dep: Deployment, **kw: Any) -> Course:
     row = Course(deployment_id=dep.id, **({"context_id": "ctx-1", "title": "Sample"} | kw))
+    session.add(row)
+    session.flush()
+    return row
+
+
+def competency(session: Session, key: str = "py", **kw: Any) -> Competency:
+    """A catalogue competency (found again, not duplicated, when the key exists)."""
+    from sqlmodel import select
+
+    found = session.exec(select(Competency).where(Competency.key == key)).first()
+    if found is not None:
+        return found
+    row = Competency(key=key, name=kw.pop("name", key.title()), **kw)
     session.add(row)
     session.flush()
     return row

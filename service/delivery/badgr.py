@@ -138,7 +138,7 @@ class BadgrConnector:
             data=form,
             what=f"token ({form['grant_type']} grant)",
         )
-        body = resp.json()
+        body = http.json_of(resp, record=record, who="Canvas Credentials")
         # Default lifetime of the open-source server is 86400 s when none is returned.
         expires_in = float(body.get("expires_in") or 86400)
         return TokenSet(
@@ -187,7 +187,7 @@ class BadgrConnector:
             params={"recipient": email},
             what="check",
         )
-        for a in resp.json().get("result", []):
+        for a in http.json_of(resp, record=record, who="Canvas Credentials").get("result", []):
             recipient = a.get("recipient") or {}
             who = recipient.get("plaintextIdentity") or recipient.get("identity")
             if str(who).lower() == email.lower() and not a.get("revoked"):
@@ -237,7 +237,7 @@ class BadgrConnector:
             if found is None:
                 raise
             return {"entity_id": found.get("entityId"), "found": True}
-        result = resp.json().get("result") or [{}]
+        result = http.json_of(resp, record=record, who="Canvas Credentials").get("result") or [{}]
         return {
             "entity_id": result[0].get("entityId"),
             "open_badge_id": result[0].get("openBadgeId"),

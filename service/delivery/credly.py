@@ -127,7 +127,7 @@ class CredlyConnector:
                 params={"filter": f"issuer_earner_id::{issuer_earner_id}", "page": str(page)},
                 what="check",
             )
-            body = resp.json()
+            body = http.json_of(resp, record=record, who="Credly")
             found.extend(b for b in body.get("data", []) if isinstance(b, dict))
             meta = body.get("metadata") or {}
             if not meta.get("next_page_url"):
@@ -142,6 +142,33 @@ class CredlyConnector:
             if tid == template_id and b.get("state") in LIVE_STATES:
                 return b
         return None
+
+    def check_connection(self, repo: RepositoryConfig) -> tuple[int, list[str]]:
+        """Test a repository without changing anything: list the organisation's badge
+        templates. Returns how many are active and, for each template-map entry whose id is
+        not one of them, a line saying so. Raises ``ConnectorError`` (wrong base URL, token
+        refused, unreachable) with the same plain detail deliveries would record."""
+        record = AttemptRecord(started_at=self._clock())
+        active: set[str] = set()
+        for page in range(1, MAX_PAGES + 1):
+            resp = self._send(
+                repo, record, "GET", "/badge_templates", params={"page": str(page)}, what="test"
+            )
+            body = http.json_of(resp, record=record, who="Credly")
+            for t in body.get("data", []) if isinstance(body, dict) else []:
+                if isinstance(t, dict) and t.get("state", "active") == "active":
+                    active.add(str(t.get("id")))
+            if not ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get(
+                "next_page_url"
+            ):
+                break
+        problems = [
+            f"{key}: template {tid} is not an active badge template of organisation "
+            f"{repo.config.get('organization_id')}"
+            for key, tid in sorted((repo.config.get("templates") or {}).items())
+            if str(tid) not in active
+        ]
+        return len(active), problems
 
     # -- effects ---------------------------------------------------------------------------
 
@@ -195,7 +222,7 @@ class CredlyConnector:
                     excerpt=exc.excerpt,
                 ) from exc
             return {"badge_id": live.get("id"), "state": live.get("state"), "found": True}
-        data = (resp.json() or {}).get("data") or {}
+        data = (http.json_of(resp, record=record, who="Credly") or {}).get("data") or {}
         return {"badge_id": data.get("id"), "state": data.get("state")}
 
     def revoke(

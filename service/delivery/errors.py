@@ -6,6 +6,7 @@ ConnectorError (code, detail, status, response excerpt)
  │    ├── ServerError            5xx; ``uncertain`` when the request was sent
  │    ├── TimedOut               no answer in time; ``uncertain`` once the request was sent
  │    ├── ConnectionFailed       refused/reset; ``uncertain`` if it broke after sending
+ │    ├── UnexpectedAnswer       a 2xx that is not JSON (an HTML page: wrong base URL?)
  │    └── NotReady               the connector cannot act yet (e.g. no AGS poster wired)
  └── FinalError                  never retried: dead letter at once
       ├── Rejected               other 4xx (bad template id, missing names, 401/403 token)
@@ -32,6 +33,7 @@ __all__ = [
     "ServerError",
     "TimedOut",
     "Unconfirmed",
+    "UnexpectedAnswer",
     "error_for_status",
 ]
 
@@ -76,6 +78,10 @@ class TimedOut(RetryableError):
 
 class ConnectionFailed(RetryableError):
     code = "connection_failed"
+
+
+class UnexpectedAnswer(RetryableError):
+    code = "unexpected_answer"
 
 
 class NotReady(RetryableError):

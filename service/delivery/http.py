@@ -23,11 +23,12 @@ from service.delivery.errors import (
     Rejected,
     ServerError,
     TimedOut,
+    UnexpectedAnswer,
     error_for_status,
 )
 from service.delivery.outbox import AttemptRecord
 
-__all__ = ["Clock", "request"]
+__all__ = ["Clock", "json_of", "request"]
 
 Clock = Callable[[], dt.datetime]
 
@@ -110,7 +111,41 @@ def request(
     raise err
 
 
+def _not_json(response: httpx.Response, who: str) -> str:
+    kind = "HTML" if _looks_html(response) else "something other than JSON"
+    return (
+        f"{who} answered {kind} (status {response.status_code}), not JSON: is the base URL right?"
+    )
+
+
+def _looks_html(response: httpx.Response) -> bool:
+    ctype = response.headers.get("content-type", "").lower()
+    return "html" in ctype or response.text[:200].lstrip().lower().startswith(
+        ("<!doctype", "<html")
+    )
+
+
+def json_of(response: httpx.Response, *, record: AttemptRecord, who: str) -> Any:
+    """The JSON body of a successful answer. An answer that is not JSON (an HTML page from
+    a wrong base URL, a proxy's error page) is a retryable error with a plain note, not a
+    ``JSONDecodeError`` traceback on every attempt; after a write it is uncertain, so the
+    next attempt checks the repository before sending again."""
+    try:
+        return response.json()
+    except ValueError:
+        message = _not_json(response, who)
+        record.note(message, status=response.status_code, excerpt=response.text[:500])
+        raise UnexpectedAnswer(
+            message,
+            status=response.status_code,
+            excerpt=response.text[:500],
+            uncertain=response.request.method != "GET",
+        ) from None
+
+
 def _message(response: httpx.Response) -> str:
+    if _looks_html(response):
+        return "an HTML page, not JSON: is the base URL right?"
     try:
         body = response.json()
     except ValueError:

@@ -46,6 +46,7 @@ __all__ = [
     "Outcome",
     "cancel",
     "claim",
+    "dead_ids",
     "enqueue",
     "finish",
     "finish_many",
@@ -509,6 +510,14 @@ def list_messages(
         q = q.where(C.credential_id == credential_id)
     q = q.order_by(C.updated_at.desc(), C.id.desc()).limit(limit)
     return session.exec(q).all()
+
+
+def dead_ids(session: Session, *, repository_id: int | None = None) -> list[int]:
+    """The ids of dead rows, oldest first; only one repository's when given."""
+    q = select(C.id).where(C.status == "dead")
+    if repository_id is not None:
+        q = q.where(C.repository_id == repository_id)
+    return [int(i) for i in session.exec(q.order_by(C.id)).all()]
 
 
 def _leased(row: OutboxMessage, now: dt.datetime) -> bool:

@@ -6,10 +6,11 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session, select
 
-from service.db.models import DeliveryRepository
+from service.db.models import Competency, DeliveryRepository
 from service.db.types import row_id, utcnow
 from service.delivery import credly
 from service.delivery.types import RepositoryConfig
@@ -17,9 +18,12 @@ from service.errors import BadInput, NotFound
 
 __all__ = [
     "KINDS",
+    "LEVELS",
     "TOKEN_WARNING_DAYS",
     "TokenWarning",
+    "check_template_keys",
     "create",
+    "credly_base_url",
     "get",
     "list_all",
     "snapshots",
@@ -28,6 +32,7 @@ __all__ = [
 ]
 
 KINDS = ("credly", "badgr", "webhook", "ags")
+LEVELS = ("beginning", "intermediate", "advanced")
 TOKEN_WARNING_DAYS = 14
 COL = DeliveryRepository.__table__.c  # type: ignore[attr-defined]
 
@@ -52,12 +57,17 @@ def create(
     if kind == "credly":
         if not config.get("organization_id"):
             raise BadInput("a Credly repository needs config.organization_id")
+        if config.get("base_url"):
+            config = {**config, "base_url": credly_base_url(str(config["base_url"]))}
         if not config.get("base_url") and config.get("environment") not in credly.BASE_URLS:
             raise BadInput("a Credly repository needs config.environment: sandbox or production")
         if secret and secret_expires_at is None:
             secret_expires_at = now + dt.timedelta(days=credly.TOKEN_LIFETIME_DAYS)
     if kind == "webhook" and not str(config.get("url", "")).startswith(("https://", "http://")):
         raise BadInput("a webhook repository needs config.url (https://…)")
+    map_key = _MAP_KEYS.get(kind)
+    if map_key and config.get(map_key):
+        check_template_keys(session, config[map_key], option=map_key)
     repo = DeliveryRepository(
         kind=kind,
         name=name,
@@ -89,6 +99,7 @@ def update(
     repo = get(session, ref)
     if templates:
         key = "badge_classes" if repo.kind == "badgr" else "templates"
+        check_template_keys(session, templates, option=key)
         config = dict(repo.config)
         config[key] = {**(config.get(key) or {}), **templates}
         repo.config = config
@@ -109,6 +120,52 @@ def update(
     session.add(repo)
     session.flush()
     return repo
+
+
+_MAP_KEYS = {"credly": "templates", "badgr": "badge_classes"}
+
+
+def credly_base_url(given: str) -> str:
+    """The Credly API base URL ending in ``/v1``, from one given with or without it.
+
+    Credly answers every path outside ``/v1`` with a bare 404, so a base URL with any other
+    path is refused here rather than dead-lettering every delivery later.
+    """
+    parts = urlsplit(given.strip())
+    path = parts.path.rstrip("/")
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+        raise BadInput(
+            f"the Credly base URL {given!r} is not an http(s) address: give the API host, "
+            f"e.g. {credly.BASE_URLS['sandbox']}"
+        )
+    if path not in ("", "/v1"):
+        raise BadInput(
+            f"the Credly base URL {given!r} has the path {parts.path!r}; Credly's API lives "
+            f"under /v1 (e.g. {credly.BASE_URLS['sandbox']}): give the host with or without "
+            "/v1, nothing else"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, "/v1", "", ""))
+
+
+def check_template_keys(session: Session, mapping: dict[str, Any], *, option: str) -> None:
+    """Refuse a template map whose keys are not ``competency:level`` of the catalogue, so a
+    typo is seen when the map is set, not when a delivery dead-letters."""
+    known = sorted(session.exec(select(Competency.key)).all())
+    for key in mapping:
+        competency, sep, level = str(key).rpartition(":")
+        if not sep or level not in LEVELS:
+            raise BadInput(
+                f"{option}: the key {key!r} must be COMPETENCY:LEVEL with a level among "
+                f"{', '.join(LEVELS)}"
+            )
+        if competency not in known:
+            valid = ", ".join(known) if known else "none yet: create competencies first"
+            raise BadInput(
+                f"{option}: no competency {competency!r} in the catalogue (key {key!r}); "
+                f"the catalogue's competencies: {valid}"
+            )
+        if not str(mapping[key]).strip():
+            raise BadInput(f"{option}: the key {key!r} maps to an empty id")
 
 
 def get(session: Session, ref: str | int) -> DeliveryRepository:

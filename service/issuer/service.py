@@ -21,8 +21,9 @@ from sqlmodel import Session
 from service import audit
 from service.db.models import Credential, StatusList
 from service.db.types import row_id
-from service.errors import BadInput, Conflict, NotFound
+from service.errors import BadInput, Conflict, NotFound, ServiceError
 from service.issuer import (
+    baking,
     build,
     contexts,
     dataintegrity,
@@ -402,7 +403,23 @@ def resolver(
         status = repository.status_list(session, list_id)
         return status.document if status is not None else None
 
-    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch, hasher=hasher)
+    checked = None
+    if fetch is not None:
+        network = fetch
+
+        def checked(url: str) -> Any:
+            # A failed fetch is a failed check in the report, not an aborted verification.
+            try:
+                return network(url)
+            except ServiceError as exc:
+                raise LookupError(exc.detail) from None
+
+    return verify.Resolver(keyring=ring, status_list=local_list, fetch=checked, hasher=hasher)
+
+
+def _looks_like_image(data: bytes) -> bool:
+    head = data[:2048].lstrip().lower()
+    return data.startswith(baking.PNG_SIGNATURE) or head.startswith((b"<?xml", b"<svg"))
 
 
 def verify_input(
@@ -415,7 +432,23 @@ def verify_input(
     hasher: verify.RemoteHasher | None = None,
 ) -> VerificationReport:
     """Verify a credential against this deployment (and others only through ``fetch``;
-    canonicalisation through ``hasher`` when given)."""
+    canonicalisation through ``hasher`` when given).
+
+    ``data`` may be a baked badge image (PNG or SVG bytes): the credential it carries is
+    verified (Open Badges 3.0 §5.3, baking).
+
+    Raises:
+        BadInput: an image that carries no credential, or whose credential is unreadable.
+    """
+    if isinstance(data, bytes) and _looks_like_image(data):
+        baked = baking.unbake(data)
+        if baked is None:
+            raise BadInput(
+                "the image carries no credential (it is not a baked badge)",
+                hint="Download the badge image from the learner's page (it is baked), or "
+                "verify the credential's JSON or VC-JWT.",
+            )
+        data = baked.text
     return verify.verify(
         data,
         resolver=resolver(session, settings, fetch=fetch, hasher=hasher),

@@ -118,7 +118,8 @@ class Resolver:
             if found is None:
                 raise LookupError(f"{kid} is not one of this issuer's keys")
             return found
-        if self.fetch is not None and kid.startswith("https://"):
+        # http:// too: the fetcher itself refuses plain http beyond this machine.
+        if self.fetch is not None and kid.startswith(("https://", "http://")):
             doc = self.fetch(kid)
             if not isinstance(doc, Mapping):
                 raise LookupError(f"{kid} did not return a JWK")

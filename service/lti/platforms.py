@@ -80,7 +80,8 @@ def add_platform(
     if existing is not None:
         raise Conflict(
             f"platform {existing.id} already has issuer {issuer} and client_id {client_id}",
-            hint="Use `microcred platform list`; remove or reuse the existing registration.",
+            hint=f"It is registered already (`microcred platform list`). To add a deployment "
+            f"to it: `microcred platform activate {existing.id} --deployment ID`.",
         )
     row = Platform(
         name=name or urlsplit(issuer).hostname or issuer,

@@ -205,7 +205,7 @@ def institution_layers(session: Session) -> tuple[PolicyVersion, parse.Layer, bo
         raise NotFound(
             "no institution policy yet",
             hint="An administrator sets the defaults and bounds first "
-            "(PUT /api/policies/institution).",
+            "(`microcred policy institution import FILE`, or PUT /api/policies/institution).",
         )
     return row, parse.read_layer(row.document), bounds_mod.read_bounds(row.bounds or {})
 

@@ -13,6 +13,7 @@ activating a platform is not done here: a platform that registered itself waits 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,20 +22,27 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service import audit, flows
+from service.assessment import parse
+from service.assessment.types import percent
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
     Award,
+    Competency,
     Course,
     Deployment,
     EmailMismatch,
     OutboxMessage,
+    Person,
+    Platform,
+    VerificationEvent,
 )
 from service.db.types import utcnow
 from service.delivery import outbox, repositories
 from service.delivery import status as delivery_status
 from service.deps import EngineDep, RowId
 from service.errors import NotFound, ServiceError
+from service.policies import service as policies
 from service.web import auth
 from service.web.appshell import back, page
 
@@ -82,6 +90,149 @@ def _audit_rows(s: Session, user: auth.CurrentUser) -> list[AuditEvent]:
     return rows[:_AUDIT_ROWS]
 
 
+_ACTIONS = {
+    "credential.issued": "Credential issued",
+    "credential.revoked": "Credential revoked",
+    "award.approved": "Award approved",
+    "award.flagged": "Award flagged for review",
+    "award.kept": "Award kept after review",
+    "award.reaward_allowed": "Re-award allowed",
+    "policy.saved": "Rules saved",
+    "course.competency_added": "Competency added to the course",
+    "course.competency_setup_changed": "Competency mapping changed",
+    "course.award_rules_changed": "Award rules changed",
+    "course.source_connected": "LMS source connected",
+    "verification_event.changed": "Sitting attested",
+    "outbox.retried": "Delivery retried",
+    "email_mismatch.resent": "Credential re-sent to a new e-mail",
+    "platform.registered": "Platform registered",
+    "platform.activated": "Platform activated",
+}
+
+
+@dataclass(frozen=True)
+class AuditLine:
+    """One audit row as people read it; the raw subject and actor stay beside it."""
+
+    event: AuditEvent
+    action: str
+    subject: str
+    actor: str
+
+
+def _id_after(ref: str, prefix: str) -> int | None:
+    head = ref[len(prefix) :].split("/", 1)[0]
+    return int(head) if head.isascii() and head.isdigit() else None
+
+
+def _person_name(p: Person | None) -> str | None:
+    if p is None:
+        return None
+    return p.name or " ".join(x for x in (p.given_name, p.family_name) if x) or p.sub
+
+
+def _course_words(s: Session, course_id: int | None) -> str | None:
+    course = s.get(Course, course_id) if course_id is not None else None
+    return f"course “{course.title}”" if course is not None and course.title else None
+
+
+def _in_words(s: Session, ref: str) -> str | None:
+    """Names for a ``kind:id`` reference where microcred knows them; None otherwise."""
+    if ref.startswith("person:"):
+        pid = _id_after(ref, "person:")
+        return _person_name(s.get(Person, pid)) if pid is not None else None
+    if ref.startswith("policy:course:"):
+        rest = ref[len("policy:") :]
+        course = _course_words(s, _id_after(rest, "course:"))
+        if course is None:
+            return None
+        _, _, comp = rest.partition("/competency:")
+        competency = s.get(Competency, int(comp)) if comp.isdigit() else None
+        return f"rules of {competency.name}, {course}" if competency else f"rules of {course}"
+    if ref.startswith("course:"):
+        return _course_words(s, _id_after(ref, "course:"))
+    if ref.startswith("credential:"):
+        award = s.exec(
+            select(Award).where(Award.credential_uuid == ref[len("credential:") :])
+        ).first()
+        if award is None:
+            return None
+        held = s.get(Competency, award.competency_id) if award.competency_id else None
+        what = held.name if held else award.line_key.split(":", 1)[-1]
+        who = _person_name(s.get(Person, award.person_id)) or "?"
+        return f"{award.level.capitalize()} {what} credential of {who}"
+    if ref.startswith("verification_event:"):
+        eid = _id_after(ref, "verification_event:")
+        event = s.get(VerificationEvent, eid) if eid is not None else None
+        person = s.get(Person, event.person_id) if event is not None else None
+        return f"sitting of {_person_name(person)}" if person is not None else None
+    if ref.startswith("platform:"):
+        plid = _id_after(ref, "platform:")
+        platform = s.get(Platform, plid) if plid is not None else None
+        return f"platform {platform.name or platform.issuer}" if platform else None
+    if ref.startswith("outbox:"):
+        row = s.exec(select(OutboxMessage).where(OutboxMessage.uuid == ref[len("outbox:") :]))
+        found = row.first()
+        return f"delivery {found.kind}" if found is not None else None
+    return None
+
+
+def _audit_lines(s: Session, events: list[AuditEvent]) -> list[AuditLine]:
+    return [
+        AuditLine(
+            event=e,
+            action=_ACTIONS.get(e.action, e.action),
+            subject=_in_words(s, e.subject) or e.subject,
+            actor=_in_words(s, e.actor) or e.actor,
+        )
+        for e in events
+    ]
+
+
+@dataclass(frozen=True)
+class InstitutionLevel:
+    """One level of the institution policy as the admin page shows it."""
+
+    key: str
+    label: str
+    threshold: str
+    allowed: str
+    verification: str
+    least_verification: str
+
+
+def _institution(s: Session) -> tuple[Any, list[InstitutionLevel]]:
+    """The institution policy's version and, per level, its default and the bounds
+    instructors move within (read-only here: set on the server, for every platform)."""
+    try:
+        row, layer, limits = policies.institution_layers(s)
+        policy = parse.compose(layer)
+    except ServiceError:
+        return None, []
+    out = []
+    for level, rule in policy.levels.items():
+        bound = limits.levels.get(level)
+        rng = bound.threshold if bound is not None else None
+        if rng is None or (rng.low is None and rng.high is None):
+            allowed = "any"
+        else:
+            low = percent(rng.low) if rng.low is not None else "0%"
+            high = percent(rng.high) if rng.high is not None else "100%"
+            allowed = f"{low} to {high}"
+        least = bound.verification if bound is not None else None
+        out.append(
+            InstitutionLevel(
+                key=level.key,
+                label=level.label,
+                threshold=percent(rule.threshold),
+                allowed=allowed,
+                verification=rule.verification.described,
+                least_verification=least.described if least is not None else "any",
+            )
+        )
+    return row, out
+
+
 def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     with db_session(engine) as s:
         deployment = s.get(Deployment, user.deployment_id)
@@ -114,7 +265,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
                 .order_by(col(EmailMismatch.detected_at).desc())
             )
         )
-        events = _audit_rows(s, user)
+        events = _audit_lines(s, _audit_rows(s, user))
+        institution, institution_levels = _institution(s)
         courses = [
             c for c in flows.connected_courses(s) if c.course.deployment_id == user.deployment_id
         ]
@@ -129,6 +281,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "events": events,
         "courses": courses,
         "now": utcnow(),
+        "institution": institution,
+        "institution_levels": institution_levels,
     }
 
 

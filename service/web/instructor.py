@@ -293,9 +293,15 @@ def revoke(
     settings: SettingsDep,
     user: auth.InstructorDep,
     reason: Annotated[str, Form(max_length=500)] = "",
+    confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Revoke a credential, with the reason the learner and repositories will see."""
     try:
+        if confirm != "yes":
+            raise BadInput(
+                "the credential was not revoked: the confirmation was not ticked",
+                hint="Open Revoke… again, give the reason and tick “Yes, revoke this credential”.",
+            )
         with db_session(engine, write=True) as s:
             flows.revoke_award(
                 s,
@@ -452,6 +458,38 @@ def add_competency(
         with db_session(engine, write=True) as s:
             flows.add_competency(
                 s, course_id=_course_id(user), competency_key=key, actor=_actor(user)
+            )
+            s.commit()
+    except ServiceError as exc:
+        return _error_page(request, engine, user, exc, setup=True)
+    return back(user, "/app/setup", "added")
+
+
+@router.post("/app/setup/new-competency")
+def create_competency(
+    request: Request,
+    engine: EngineDep,
+    user: auth.InstructorDep,
+    name: Annotated[str, Form(max_length=300)] = "",
+    description: Annotated[str, Form(max_length=4000)] = "",
+    beginning: Annotated[str, Form(max_length=2000)] = "",
+    intermediate: Annotated[str, Form(max_length=2000)] = "",
+    advanced: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Create a competency (name, description, what each level means) for this course."""
+    try:
+        with db_session(engine, write=True) as s:
+            flows.create_course_competency(
+                s,
+                course_id=_course_id(user),
+                name=name,
+                description=description,
+                level_descriptions={
+                    "beginning": beginning,
+                    "intermediate": intermediate,
+                    "advanced": advanced,
+                },
+                actor=_actor(user),
             )
             s.commit()
     except ServiceError as exc:

@@ -9,6 +9,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from service.assessment.types import percent
+
 _TEMPLATES = Path(__file__).parent / "templates"
 
 env = Environment(
@@ -19,6 +21,8 @@ env = Environment(
     # Templates ship with the package; checking their mtime on every render is wasted work.
     auto_reload=False,
 )
+# Scores as the rules' reasons write them (truncated to the hundredth): one number per score.
+env.filters["percent"] = percent
 
 
 def render(

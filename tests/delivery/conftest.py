@@ -15,6 +15,7 @@ from service.db.engine import session as db_session
 from service.db.models import OutboxMessage
 from service.delivery import awards, repositories
 from service.delivery.worker import Worker
+from tests import factories
 from tests.delivery.fakes import FakeCredly
 
 TOKEN = "test-org-token"
@@ -57,6 +58,7 @@ def fake(_fake_process: FakeCredly) -> FakeCredly:
 
 def credly_repo(engine: Engine, fake: FakeCredly, **kw: Any) -> int:
     with db_session(engine, write=True) as s:
+        factories.competency(s, "py")  # the template map names catalogue competencies
         repo = repositories.create(
             s,
             kind="credly",

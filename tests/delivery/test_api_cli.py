@@ -15,6 +15,7 @@ from service.cli import app as cli_app
 from service.db.engine import session as db_session
 from service.delivery import awards, outbox, status
 from service.settings import Settings
+from tests import factories
 from tests.delivery.conftest import snapshot
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -123,6 +124,9 @@ def test_cli_outbox_commands(
     from service.settings import get_settings
 
     get_settings.cache_clear()
+    with db_session(engine, write=True) as s:
+        factories.competency(s, "py")
+        s.commit()
     try:
         runner = CliRunner()
         r = runner.invoke(

@@ -22,6 +22,7 @@ from service.delivery.errors import ServerError
 from service.delivery.outbox import AttemptRecord
 from service.delivery.webhook import WebhookConnector
 from service.delivery.worker import Worker, build_connectors
+from tests import factories
 from tests.delivery.conftest import snapshot, statuses, unfinished
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -130,6 +131,7 @@ class FakeBadgr:
 
 def _setup(engine: Engine) -> int:
     with db_session(engine, write=True) as s:
+        factories.competency(s, "py")
         repo = repositories.create(
             s,
             kind="badgr",

@@ -22,6 +22,7 @@ from service.db.models import DeliveryAttempt, OutboxMessage
 from service.delivery import awards, outbox, repositories
 from service.delivery.credly import CredlyConnector
 from service.delivery.worker import Worker
+from tests import factories
 from tests.delivery.conftest import (
     ScaledClock,
     credly_repo,
@@ -295,6 +296,7 @@ def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -
         return httpx.Response(200, json={"data": badges, "metadata": {"next_page_url": None}})
 
     with db_session(engine, write=True) as s:
+        factories.competency(s, "py")
         repositories.create(
             s,
             kind="credly",
@@ -318,7 +320,9 @@ def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -
     with db_session(engine, write=True) as s:
         row = s.exec(select(OutboxMessage)).one()
         assert row.status == "pending" and row.uncertain
-        assert "unexpected error" in (row.last_error or "")
+        assert row.last_error == (
+            "unexpected_answer: Credly answered HTML (status 200), not JSON: is the base URL right?"
+        )
         row.due_at = now
         s.commit()
     w.run_once()

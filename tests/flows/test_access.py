@@ -60,7 +60,11 @@ def test_an_instructor_cannot_act_on_another_courses_credentials(live: Live) -> 
         s.add(foreign)
         s.commit()
         foreign_id = foreign.id
-    for action, data in (("approve", {}), ("revoke", {"reason": "test"}), ("keep", {})):
+    for action, data in (
+        ("approve", {}),
+        ("revoke", {"reason": "test", "confirm": "yes"}),
+        ("keep", {}),
+    ):
         answer = instructor.post(f"/app/course/awards/{foreign_id}/{action}", data, csrf=csrf)
         assert answer.status_code == 404, (action, answer.text[:300])
     with db_session(live.engine) as s:

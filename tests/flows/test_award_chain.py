@@ -580,7 +580,9 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     _sync(live, tab, csrf)
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     revoked = tab.post(
-        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+        f"/app/course/awards/{held.id}/revoke",
+        {"reason": "Awarded in error", "confirm": "yes"},
+        csrf=csrf,
     )
     assert revoked.status_code == 303, revoked.text
     credentials, issue_rows = _count(live, Credential), _issue_rows(live)
@@ -604,13 +606,37 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     assert "No credential: Intermediate was revoked" not in tab.get("/app/course").text
 
 
+def test_revoke_is_a_visible_action_that_asks_for_confirmation(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    pull(live)  # the worker pulls what Sync from LMS queued, and awards
+    [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
+    page = tab.get("/app/course").text
+    action = f'action="/app/course/awards/{held.id}/revoke"'
+    assert action in page
+    # Not hidden inside a "Why" fold-out: its own "Revoke…" disclosure, reason and tick.
+    cell = page[: page.index(action)]
+    assert cell.rindex("<summary>Revoke&hellip;</summary>") > cell.rfind("<summary>Why")
+    form = page[page.index(action) : page.index("</form>", page.index(action))]
+    assert 'name="reason"' in form and "required" in form and 'name="confirm"' in form
+    unconfirmed = tab.post(
+        f"/app/course/awards/{held.id}/revoke", {"reason": "Awarded in error"}, csrf=csrf
+    )
+    assert unconfirmed.status_code == 422 and "not revoked" in unconfirmed.text
+    assert [a.state for a in _awards(live, "u-learn-2")["competency:data-investigation"]] == [
+        "issued"
+    ]
+
+
 def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
     tab, csrf = _instructor(live)
     _sync(live, tab, csrf)
     [held] = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert (
         tab.post(
-            f"/app/course/awards/{held.id}/revoke", {"reason": "Quiz retaken"}, csrf=csrf
+            f"/app/course/awards/{held.id}/revoke",
+            {"reason": "Quiz retaken", "confirm": "yes"},
+            csrf=csrf,
         ).status_code
         == 303
     )
@@ -632,3 +658,50 @@ def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
         ("intermediate", "revoked"),
         ("advanced", "issued"),
     ]
+
+
+def test_an_instructor_creates_a_competency_on_the_setup_page(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    setup = tab.get("/app/setup").text
+    assert 'action="/app/setup/new-competency"' in setup
+    made = tab.post(
+        "/app/setup/new-competency",
+        {
+            "name": "Data Cleaning & Tidying",
+            "description": "Turning raw data into tidy tables.",
+            "beginning": "removes duplicates with guidance",
+            "intermediate": "",
+            "advanced": "designs a repeatable cleaning pipeline",
+        },
+        csrf=csrf,
+    )
+    assert made.status_code == 303, made.text
+    page = tab.get("/app/setup").text
+    # In the course at once, ready to be mapped.
+    assert "Data Cleaning &amp; Tidying" in page
+    assert 'action="/app/setup/competencies/data-cleaning-tidying"' in page
+    from service.policies import service as policies
+
+    with db_session(live.engine) as s:
+        comp = policies.competency(s, "data-cleaning-tidying")
+        assert comp.level_descriptions == {
+            "beginning": "removes duplicates with guidance",
+            "advanced": "designs a repeatable cleaning pipeline",
+        }
+    again = tab.post("/app/setup/new-competency", {"name": "Data cleaning: tidying"}, csrf=csrf)
+    assert again.status_code == 303
+    assert 'action="/app/setup/competencies/data-cleaning-tidying-2"' in tab.get("/app/setup").text
+    nameless = tab.post("/app/setup/new-competency", {"name": "  "}, csrf=csrf)
+    assert nameless.status_code == 422 and "give the competency a name" in nameless.text
+
+
+def test_a_score_reads_the_same_in_the_cell_the_progress_and_the_reasons(live: Live) -> None:
+    tab, csrf = _instructor(live)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    pull(live)  # the worker pulls what Sync from LMS queued, and awards
+    learner = launch(live, "u-learn-3").get("/app/me").text
+    instructor = tab.get("/app/course").text
+    # Sofia's investigation score is 68.333…%: the reasons say 68.33%, so does every page.
+    assert "yours is 68.33%" in learner and "score 68.33%" in learner
+    assert '<span class="meta">68.33%</span>' in instructor
+    assert "68.3%" not in learner + instructor

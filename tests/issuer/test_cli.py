@@ -195,3 +195,92 @@ def test_verify_expired_and_foreign_key_give_reasons(
     result = CliRunner().invoke(cli.app, ["verify", str(wrong)])
     assert result.exit_code == 1
     assert "is not an assertion key in the issuer's DID document" in result.stderr
+
+
+def test_verify_reads_a_baked_png_and_svg_badge(
+    env: Settings, engine: Engine, tmp_path: Path
+) -> None:
+    from service.issuer import baking
+
+    _, doc, token = _issue(engine, env)
+    png = baking.write_png(1, 1, [b"\x00\x80\x00\xff"])
+    svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="1" height="1"></svg>'
+    runner = CliRunner()
+    for name, image, credential, fmt in [
+        ("badge.png", png, doc, "ldp"),
+        ("badge.svg", svg, doc, "ldp"),
+        ("jwt.png", png, token, "jwt"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(baking.bake(image, credential))
+        result = runner.invoke(cli.app, ["verify", str(path)])
+        assert result.exit_code == 0, (name, result.output)
+        report = json.loads(result.stdout)
+        assert report["valid"] is True and report["format"] == fmt, name
+    plain = tmp_path / "plain.png"
+    plain.write_bytes(png)
+    result = runner.invoke(cli.app, ["verify", str(plain)])
+    assert result.exit_code == 2 and "carries no credential" in result.stderr
+
+
+def test_allow_network_fetches_another_issuers_vc_jwt_key(
+    engine: Engine, settings: Settings
+) -> None:
+    import httpx
+
+    from service.db.types import utcnow
+    from service.issuer import fetch as issuer_fetch
+    from service.issuer import keys, repository
+
+    theirs = settings.model_copy(update={"base_url": "https://them.example"})
+    with session(engine, write=True) as s:
+        row = service.issue(
+            s, settings=theirs, award=samples.award(awarded_at=utcnow()), now=utcnow(), actor="t"
+        )
+        their_ring = service.keyring(s, theirs)
+        status_url = row.document["credentialStatus"]["statusListCredential"]
+        status_list = repository.status_list(s, int(status_url.rsplit("/", 1)[1]))
+        assert status_list is not None
+        their_list = status_list.document
+        s.commit()
+    assert row.jwt is not None
+    asked: list[str] = []
+
+    def their_server(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        if str(request.url) == status_url:
+            return httpx.Response(200, json=their_list)
+        if request.url.path == "/.well-known/did.json":
+            return httpx.Response(200, json=keys.did_document(their_ring))
+        name = str(request.url).rsplit("/", 1)[-1]
+        jwk = their_ring.jwk(name)
+        return httpx.Response(200, json=jwk) if jwk else httpx.Response(404)
+
+    client = httpx.Client(transport=httpx.MockTransport(their_server))
+    ours = settings.model_copy(update={"base_url": "https://ours.example"})
+    with session(engine) as s:
+        offline = service.verify_input(s, ours, row.jwt, now=utcnow())
+        assert offline.valid is False and asked == []
+        online = service.verify_input(
+            s,
+            ours,
+            row.jwt,
+            now=utcnow(),
+            fetch=lambda url: issuer_fetch.fetch_json(url, client=client),
+        )
+    assert asked and asked[0].startswith("https://them.example/issuer/keys/")
+    assert online.valid is True, online.reasons
+    with session(engine) as s:
+        unreachable = service.verify_input(
+            s,
+            ours,
+            row.jwt,
+            now=utcnow(),
+            fetch=lambda url: issuer_fetch.fetch_json(
+                url,
+                client=httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503))),
+            ),
+        )
+    # A key that cannot be fetched is a reason in the report, not an aborted verification.
+    assert unreachable.valid is False
+    assert any("503" in r for r in unreachable.reasons), unreachable.reasons

@@ -32,6 +32,7 @@ from service.db.models import (
     Deployment,
     EmailMismatch,
     OutboxMessage,
+    Person,
     Platform,
 )
 from service.delivery import outbox
@@ -234,7 +235,7 @@ def _routes(target: Target) -> dict[str, Callable[[TestClient, str | None], http
         "keep award": lambda c, t: _post(c, t, f"/app/course/awards/{target.award_id}/keep"),
         "approve award": lambda c, t: _post(c, t, f"/app/course/awards/{target.award_id}/approve"),
         "revoke award": lambda c, t: _post(
-            c, t, f"/app/course/awards/{target.award_id}/revoke", reason="test"
+            c, t, f"/app/course/awards/{target.award_id}/revoke", reason="test", confirm="yes"
         ),
     }
 
@@ -252,7 +253,7 @@ def test_role_by_context_matrix_has_no_unexpected_allow(
             # what the administration page shows of this context
             shown = [
                 target.marker in page.text,  # the failed delivery, the mismatch's e-mail
-                f"<td>{target.audit_subject}</td>" in page.text,  # its audit row
+                f'data-subject="{target.audit_subject}"' in page.text,  # its audit row
             ]
             want = _expected(actor, context, "admin page shows it")
             judged += 1
@@ -322,7 +323,7 @@ def test_the_admin_page_names_its_tenant_and_shows_only_its_audit_rows(
     with db_session(engine) as s:
         rows = s.exec(select(AuditEvent)).all()
         own = s.exec(select(Platform).where(Platform.issuer == world.moodle.issuer)).one()
-    shown = {r.subject for r in rows if f"<td>{r.subject}</td>" in page.text}
+    shown = {r.subject for r in rows if f'data-subject="{r.subject}"' in page.text}
     # its own registration (a platform-level row) and its deployment's courses: nothing else
     assert shown == {
         f"platform:{own.id}",
@@ -373,7 +374,7 @@ def test_a_session_of_another_deployment_administers_only_that_deployment(
     assert world.targets[OTHER_DEPLOYMENT].marker in page
     for context in (OWN, SAME_DEPLOYMENT, OTHER_PLATFORM):
         target = world.targets[context]
-        assert target.marker not in page and f"<td>{target.audit_subject}</td>" not in page
+        assert target.marker not in page and f'data-subject="{target.audit_subject}"' not in page
         before = _state(engine, target)
         assert (
             _post(client, token, f"/app/admin/outbox/{target.outbox_uuid}/retry").status_code == 404
@@ -387,3 +388,64 @@ def test_no_route_of_the_app_or_the_json_api_activates_a_platform(app: FastAPI) 
     paths = [getattr(route, "path", "") for route in app.routes]
     assert [p for p in paths if "activate" in p or "/platforms" in p] == []
     assert [p for p in app.openapi()["paths"] if "platform" in p] == []
+
+
+def test_the_audit_log_names_people_courses_and_credentials(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    target = world.targets[OWN]
+    token = _launch(client, world, "institution Administrator")  # (a launch sets course titles)
+    with db_session(engine, write=True) as s:
+        course = s.get(Course, target.course_id)
+        award = s.get(Award, target.award_id)
+        assert course is not None and award is not None
+        course.title = "Data Analysis 101"
+        learner = s.get(Person, award.person_id)
+        assert learner is not None
+        learner.name = "Ada Lovelace"
+        teacher = factories.person(
+            s, s.get(Platform, learner.platform_id), sub="t-1", name="Grace Hopper"
+        )  # type: ignore[arg-type]
+        s.add_all([course, learner])
+        audit.record(
+            s,
+            actor=f"person:{teacher.id}",
+            action="credential.revoked",
+            subject=f"credential:{award.credential_uuid}",
+        )
+        s.commit()
+    page = _get(client, token, "/app/admin").text
+    assert "Credential revoked" in page and "Beginning x credential of Ada Lovelace" in page
+    assert "Grace Hopper" in page and "Award rules changed" in page
+    assert "course “Data Analysis 101”" in page
+    # the ids stay readable beside the words
+    assert (
+        f'<code class="id" title="credential.revoked">credential:{award.credential_uuid}</code>'
+        in page
+    )
+    assert f'<code class="id">person:{teacher.id}</code>' in page
+
+
+def test_the_admin_page_shows_the_institution_thresholds_and_how_to_change_them(
+    client: TestClient, world: World, engine: Engine
+) -> None:
+    token = _launch(client, world, "institution Administrator")
+    page = _get(client, token, "/app/admin").text
+    assert "No institution policy yet" in page and "microcred policy institution import" in page
+    from service.policies import service as policies
+
+    with db_session(engine, write=True) as s:
+        policies.save_institution(
+            s,
+            defaults={"levels": {"beginning": "50%", "intermediate": "65%", "advanced": "85%"}},
+            bounds={"levels": {"advanced": {"threshold": {"min": "80%", "max": "95%"}}}},
+            author="cli",
+        )
+        s.commit()
+    page = _get(client, token, "/app/admin").text
+    assert "Version 1" in page
+    advanced = page[page.index('lvl-advanced">Advanced') :]
+    advanced = advanced[: advanced.index("</tr>")]
+    assert "85%" in advanced and "80% to 95%" in advanced
+    # read-only: nothing on the page changes it
+    assert 'action="/app/admin/institution' not in page

@@ -1,0 +1,73 @@
+"""The instructor, setup, learner and admin pages in a real browser, at a laptop's width
+and at a phone's (390 px): nothing runs off the side, and revoking asks first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.flows.conftest import Live, launch
+from tests.web.test_credential_page_browser import ARGS, CHROMIUM
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser_page():  # type: ignore[no-untyped-def]
+    if not Path(CHROMIUM).exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_no_page_runs_off_the_side_at_390_or_1280_px(live: Live, browser_page) -> None:  # type: ignore[no-untyped-def]
+    instructor = launch(live, "u-instr-1")
+    assert instructor.post("/app/course/sync", {}).status_code == 303
+    learner, admin = launch(live, "u-learn-3"), launch(live, "u-admin-1")
+    pages = [
+        f"{live.tool_url}/app/course?mc_session={instructor.token}",
+        f"{live.tool_url}/app/setup?mc_session={instructor.token}",
+        f"{live.tool_url}/app/me?mc_session={learner.token}",
+        f"{live.tool_url}/app/admin?mc_session={admin.token}",
+        f"{live.tool_url}/",
+        f"{live.lms_url}/",  # the demo LMS's course page with its launch buttons
+    ]
+    wide: list[str] = []
+    for width in (1280, 390):
+        page = browser_page.new_page(viewport={"width": width, "height": 800})
+        for url in pages:
+            page.goto(url)
+            scroll = page.evaluate("document.documentElement.scrollWidth")
+            if scroll > width:
+                wide.append(f"{url.split('?')[0]} at {width} px is {scroll} px wide")
+        page.close()
+    assert wide == []
+
+
+def test_revoke_asks_for_a_reason_and_a_tick_before_anything_is_sent(
+    live: Live,
+    browser_page,  # type: ignore[no-untyped-def]
+) -> None:
+    instructor = launch(live, "u-instr-1")
+    assert instructor.post("/app/course/sync", {}).status_code == 303
+    page = browser_page.new_page(viewport={"width": 390, "height": 800})
+    page.goto(f"{live.tool_url}/app/course?mc_session={instructor.token}")
+    first = page.locator("details.revoke").first
+    first.locator("summary").click()
+    form = first.locator("form")
+    assert form.is_visible()
+    form.locator("input[name=reason]").fill("Awarded in error")
+    # The browser refuses to send it until the tick is there (no script involved).
+    assert form.evaluate("f => f.checkValidity()") is False
+    form.locator("input[name=confirm]").check()
+    assert form.evaluate("f => f.checkValidity()") is True
+    with page.expect_navigation():
+        form.locator("button[type=submit]").click()
+    assert "Revoked everywhere it went" in page.content()
