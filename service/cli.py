@@ -427,6 +427,12 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
     from service.delivery.worker import Worker, build_connectors
 
     engine = _engine(settings)
+
+    def evaluate() -> int:
+        # The evaluation queue, beside the deliveries (docs/scale.md).
+        done, _summary = flows.run_evaluation_jobs(engine, settings=settings, limit=batch)
+        return done
+
     # The LMS gradebook poster (AGS) is wired by service.flows (lti and delivery stay apart).
     return Worker(
         engine,
@@ -439,6 +445,7 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
         threads=threads,
         batch=batch,
         poll_seconds=settings.worker_poll_seconds,
+        jobs=[evaluate],
     )
 
 
@@ -448,7 +455,8 @@ def worker(
     batch: Annotated[int, typer.Option(help="Rows claimed per round.")] = 16,
     once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit.")] = False,
 ) -> None:
-    """Deliver outbox rows (run any number of these on PostgreSQL)."""
+    """Evaluate queued learners and deliver outbox rows (run any number of these on
+    PostgreSQL; one on SQLite)."""
     import signal
     import threading
 
@@ -1018,33 +1026,53 @@ def course_reevaluate(
     sync: Annotated[
         bool, typer.Option("--sync", help="Pull the course's results from its LMS first.")
     ] = False,
+    queue_only: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Only queue the learners for the workers (`microcred worker`)."
+        ),
+    ] = False,
 ) -> None:
-    """Re-evaluate every learner of a course (issues, upgrades, flags), with a progress bar."""
-    from service import flows
+    """Re-evaluate every learner of a course (issues, upgrades, flags), with a progress bar.
+
+    The learners are queued (docs/scale.md) and this command works on the queue until it
+    is empty; workers running meanwhile share the work (their part is not counted here).
+    """
+    from service import evaluation, flows
     from service.db.engine import session as db_session
+    from service.db.models import Course
     from service.db.types import utcnow
-    from service.errors import ServiceError
+    from service.errors import NotFound, ServiceError
 
     settings = _bootstrap()
     engine = _engine(settings)
     try:
         pull = flows.fetch_course(engine, course_id=course_id) if sync else None
-        with (
-            db_session(engine, write=True) as s,
-            typer.progressbar(length=1, label=f"course {course_id}", file=None) as bar,
-        ):
+        with db_session(engine, write=True) as s:
+            if s.get(Course, course_id) is None:
+                raise NotFound(f"no course {course_id}")
             now = utcnow()
             if pull is not None:
                 flows.store_fetched(s, pull=pull, now=now, actor="cli")
-
-            def step(done: int, total: int) -> None:
-                bar.length = max(total, 1)
-                bar.update(1)
-
-            summary = flows.evaluate_course(
-                s, settings=settings, course_id=course_id, now=now, actor="cli", progress=step
+            queued = evaluation.enqueue(
+                s, course_id=course_id, reason="microcred course reevaluate"
             )
             s.commit()
+        if queue_only:
+            typer.echo(f"{queued} learners queued for the workers")
+            return
+        with typer.progressbar(length=max(queued, 1), label=f"course {course_id}") as bar:
+            seen = 0
+
+            def step(done: int, total: int) -> None:
+                nonlocal seen
+                bar.length = max(total, 1)
+                bar.update(done - seen)
+                seen = done
+
+            summary = flows.run_course_jobs(
+                engine, settings=settings, course_id=course_id, actor="cli", progress=step
+            )
     except ServiceError as exc:
         raise _fail(exc) from exc
     finally:

@@ -85,8 +85,12 @@ class Worker:
         threads: int = 8,
         poll_seconds: float = 1.0,
         rng: random.Random | None = None,
+        jobs: Sequence[Callable[[], int]] = (),
     ) -> None:
         self.engine = engine
+        # Other kinds of work run in the same loop (the evaluation queue, wired by
+        # service.cli): each call does one batch and says how many items it worked on.
+        self.jobs = list(jobs)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock
         self.lease_seconds = lease_seconds
@@ -214,6 +218,7 @@ class Worker:
         try:
             while not stop.is_set():
                 claimed = 0
+                busy = self._other_jobs()
                 free = self.threads - len(inflight)
                 # Claim in groups (a quarter of the pool at least) rather than one row per
                 # finished delivery: each claim is a transaction.
@@ -229,6 +234,8 @@ class Worker:
                     claimed = len(jobs)
                     inflight |= {self._pool.submit(self._deliver, j, repos) for j in jobs}
                 if not inflight:
+                    if busy:
+                        continue  # more may be due right away
                     if idle_exit:
                         return
                     stop.wait(self.poll_seconds)
@@ -237,7 +244,7 @@ class Worker:
                     continue  # more may be due right away
                 done, inflight = concurrent.futures.wait(
                     inflight,
-                    timeout=self.poll_seconds,
+                    timeout=0 if busy else self.poll_seconds,
                     return_when=concurrent.futures.FIRST_COMPLETED,
                 )
                 try:
@@ -247,6 +254,15 @@ class Worker:
         finally:
             done, _ = concurrent.futures.wait(inflight)
             self._record([f.result() for f in done])
+
+    def _other_jobs(self) -> int:
+        busy = 0
+        for step in self.jobs:
+            try:
+                busy += step()
+            except Exception:  # the database went away for a moment: leases expire, go on
+                log.exception("worker job %s failed", getattr(step, "__name__", step))
+        return busy
 
     def _repositories(self, jobs: list[outbox.Claimed]) -> dict[int, RepositoryConfig]:
         """Repository snapshots, re-read at most every few seconds (configuration and

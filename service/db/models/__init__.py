@@ -27,7 +27,7 @@ from service.db.models.delivery import (
     EmailMismatch,
     OutboxMessage,
 )
-from service.db.models.flows import AgsLineItem, Award, CourseSetup
+from service.db.models.flows import AgsLineItem, Award, CourseSetup, EvaluationJob
 from service.db.models.issuer import Credential, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
@@ -66,6 +66,7 @@ __all__ = [
     "EffectivePolicy",
     "EmailMismatch",
     "Enrolment",
+    "EvaluationJob",
     "Evidence",
     "EvidenceRevision",
     "ImportRun",
