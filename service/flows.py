@@ -46,6 +46,7 @@ from service.assessment.types import (
     percent,
 )
 from service.assessment.types import Decision as EngineDecision
+from service.db import engine as db_engine
 from service.db import prepared
 from service.db.engine import session as db_session
 from service.db.models import (
@@ -861,6 +862,46 @@ def _line(comp: Competency) -> str:
     return f"competency:{comp.key}"
 
 
+@dataclass
+class _Known:
+    """What ``evaluate_course`` reads of its learners' ledgers in three queries, not three
+    per learner and competency: the latest decision per competency, the issued and pending
+    awards per line, and re-award blocks. Each line is acted on once per evaluation, so
+    the copy stays true while it runs."""
+
+    decisions: dict[tuple[int, int], Decision]
+    current: dict[tuple[int, str], list[Award]]
+    blocks: dict[tuple[int, str], Award]
+
+
+def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None) -> _Known:
+    newest = (
+        select(func.max(col(Decision.id)))
+        .where(Decision.course_id == course_id)
+        .group_by(col(Decision.person_id), col(Decision.competency_id))
+    )
+    decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+    current_q = (
+        select(Award)
+        .where(Award.course_id == course_id, col(Award.state).in_(("issued", "pending_approval")))
+        .order_by(col(Award.id))
+    )
+    if person_ids is not None:
+        newest = newest.where(col(Decision.person_id).in_(person_ids))
+        decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+        current_q = current_q.where(col(Award.person_id).in_(person_ids))
+    current: dict[tuple[int, str], list[Award]] = {}
+    for award in session.exec(current_q):
+        current.setdefault((award.person_id, award.line_key), []).append(award)
+    # revoked awards that block re-award are few: the course's, in one query
+    blocks = _reaward_blocks(session, course_id=course_id)
+    return _Known(
+        decisions={(d.person_id, d.competency_id): d for d in session.exec(decisions_q)},
+        current=current,
+        blocks=blocks,
+    )
+
+
 def evaluate_course(
     session: Session,
     *,
@@ -904,6 +945,9 @@ def evaluate_course(
         person_ids=None if person_ids is None else [p.id for p in people if p.id is not None],
     ):
         by_person.setdefault(r.person_id, []).append(r)
+    known = _known(
+        session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
+    )
     for done, person in enumerate(people, start=1):
         assert person.id is not None
         records = by_person.get(person.id, [])
@@ -920,6 +964,7 @@ def evaluate_course(
                 now=now,
                 actor=actor,
                 summary=summary,
+                known=known,
             )
         if setup.stacks:
             _stacks(
@@ -1203,6 +1248,7 @@ def _evaluate_one(
     now: dt.datetime,
     actor: str,
     summary: Summary,
+    known: _Known,
 ) -> None:
     assert person.id is not None and comp.id is not None
     evidence = _evidence_for(records, comp, policy)
@@ -1212,15 +1258,7 @@ def _evaluate_one(
         summary.problems.append(f"{person.name or person.sub} / {comp.key}: {exc}")
         return
     summary.decisions += 1
-    last = session.exec(
-        select(Decision)
-        .where(
-            Decision.person_id == person.id,
-            Decision.course_id == setup.course_id,
-            Decision.competency_id == comp.id,
-        )
-        .order_by(col(Decision.id).desc())
-    ).first()
+    last = known.decisions.get((person.id, comp.id))
     evidence_hash = canonical.evidence_hash(evidence)
     if (
         last is not None
@@ -1252,6 +1290,7 @@ def _evaluate_one(
         now=now,
         actor=actor,
         summary=summary,
+        known=known,
     )
 
 
@@ -1267,11 +1306,14 @@ def _apply(
     now: dt.datetime,
     actor: str,
     summary: Summary,
+    known: _Known | None = None,
 ) -> None:
     """Turn a decision into award changes (DESIGN.md "Award")."""
     assert person.id is not None
     held, pending = _held(
-        _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
+        known.current.get((person.id, _line(comp)), [])
+        if known is not None
+        else _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
     )
     held_level = Level[held.level.upper()] if held is not None else Level.NONE
     if pending is not None:
@@ -1287,8 +1329,12 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
-        block = _reaward_block(
-            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        block = (
+            known.blocks.get((person.id, _line(comp)))
+            if known is not None
+            else _reaward_block(
+                session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+            )
         )
         if _blocks(block, target.key):
             # A person revoked this level (or a higher one): the same evidence does not bring
@@ -1389,7 +1435,12 @@ def _template(
     session: Session, settings: Settings, comp: Competency, level_key: str, *, stackable: bool
 ) -> issuer_inputs.LevelTemplate:
     assert comp.id is not None
-    rows = {t.level: t for t in policies_repo.level_templates(session, comp.id)}
+    cache = db_engine.transaction_cache(session, "level_templates")
+    rows = cache.get(comp.id)
+    if rows is None:
+        rows = cache[comp.id] = {
+            t.level: t for t in policies_repo.level_templates(session, comp.id)
+        }
     t = rows.get(level_key)
     outcome = comp.level_descriptions.get(level_key) or comp.description or comp.name
     eu = issuer_inputs.EuElements(
@@ -1466,10 +1517,16 @@ def _required_verification(
     session: Session, decision_row: Decision, level: Level
 ) -> VerificationLevel:
     """The verification the decision's rules ask for ``level``."""
-    row = session.get(EffectivePolicy, decision_row.effective_policy_id)
-    if row is None:  # pragma: no cover - a decision always references its rules
-        return VerificationLevel.UNSUPERVISED
-    policy = parse.read_policy(row.document | {"version": row.version})
+    # Parsed once per transaction and rules version (a batch issues many credentials under
+    # the same rules); effective policy rows are never changed.
+    cache = db_engine.transaction_cache(session, "effective_policies")
+    policy = cache.get(decision_row.effective_policy_id)
+    if policy is None:
+        row = session.get(EffectivePolicy, decision_row.effective_policy_id)
+        if row is None:  # pragma: no cover - a decision always references its rules
+            return VerificationLevel.UNSUPERVISED
+        policy = parse.read_policy(row.document | {"version": row.version})
+        cache[decision_row.effective_policy_id] = policy
     return next(
         (r.verification for lv, r in policy.ladder if lv == level), VerificationLevel.UNSUPERVISED
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from service.db import engine as db_engine
 from service.db.models import DeliveryRepository
 from service.db.types import utcnow
 from service.delivery import credly
@@ -70,6 +71,7 @@ def create(
     )
     session.add(repo)
     session.flush()
+    db_engine.forget(session, "repositories")
     return repo
 
 
@@ -108,6 +110,7 @@ def update(
     repo.updated_at = now
     session.add(repo)
     session.flush()
+    db_engine.forget(session, "repositories")
     return repo
 
 
@@ -124,6 +127,16 @@ def list_all(session: Session, *, enabled_only: bool = False) -> Sequence[Delive
     if enabled_only:
         q = q.where(COL.enabled.is_(True))
     return session.exec(q).all()
+
+
+def enabled(session: Session) -> Sequence[DeliveryRepository]:
+    """``list_all(enabled_only=True)``, read once per transaction (a worker's batch queues
+    many credentials; ``create`` and ``update`` drop the copy)."""
+    cache = db_engine.transaction_cache(session, "repositories")
+    if "enabled" not in cache:
+        cache["enabled"] = list_all(session, enabled_only=True)
+    rows: Sequence[DeliveryRepository] = cache["enabled"]
+    return rows
 
 
 def snapshots(session: Session, ids: Iterable[int]) -> dict[int, RepositoryConfig]:

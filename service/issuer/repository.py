@@ -45,17 +45,28 @@ def status_list(session: Session, list_id: int, *, for_update: bool = False) -> 
     return session.exec(query).first()
 
 
-def open_status_list(session: Session, *, purpose: str, max_fill: float) -> StatusList | None:
-    """The newest list of ``purpose`` that is less than ``max_fill`` allocated (locked)."""
-    query = (
-        select(StatusList)
-        .where(StatusList.purpose == purpose)
-        .where(col(StatusList.allocated) < col(StatusList.size) * max_fill)
-        .order_by(col(StatusList.id).desc())
-        .limit(1)
-        .with_for_update()
-    )
-    return session.exec(query).first()
+def open_status_list(
+    session: Session, *, purpose: str, max_fill: float
+) -> tuple[StatusList, int] | None:
+    """The newest list of ``purpose`` with less than ``max_fill`` of its entries taken, and
+    how many are taken. Not locked: issuers share it. A list found full is marked so
+    (``allocated``) and never looked at again."""
+    while True:
+        row = session.exec(
+            select(StatusList)
+            .where(StatusList.purpose == purpose)
+            .where(col(StatusList.allocated) < col(StatusList.size) * max_fill)
+            .order_by(col(StatusList.id).desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        taken = session.exec(select(func.count()).where(Credential.status_list_id == row.id)).one()
+        if taken < row.size * max_fill:
+            return row, int(taken)
+        row.allocated = int(taken)
+        session.add(row)
+        session.flush()
 
 
 def index_taken(session: Session, list_id: int, index: int) -> bool:
