@@ -72,7 +72,9 @@ def _settings(data: Path, lease: float) -> Settings:
 # --- results ---------------------------------------------------------------------------------
 
 
-def _results(learners: int, comps: int, *, seed: int, changed: float = 0.0) -> list[tuple[str, Result]]:
+def _results(
+    learners: int, comps: int, *, seed: int, changed: float = 0.0
+) -> list[tuple[str, Result]]:
     """Per learner and competency: one rubric criterion and two quiz attempts; scores
     spread around the learner's ability (some reach no level, a few Advanced).
     ``changed``: that share of the learners has a better second quiz attempt."""
@@ -95,9 +97,7 @@ def _results(learners: int, comps: int, *, seed: int, changed: float = 0.0) -> l
                         learner=who,
                         item_id=f"1{k:02d}",
                         criterion_id="1",
-                        level=RubricLevel(
-                            id=level[0], name=level[1], points=level[2], scale=SCALE
-                        ),
+                        level=RubricLevel(id=level[0], name=level[1], points=level[2], scale=SCALE),
                         graded_at=NOW,
                     ),
                 )
@@ -129,7 +129,9 @@ def _import(url: str, course_id: int, results: list[tuple[str, Result]]) -> tupl
     engine = make_engine(url)
     started = time.perf_counter()
     with session(engine, write=True) as s:
-        run = ImportRun(kind="push", origin="bench", status="running", started_at=NOW, course_id=course_id)
+        run = ImportRun(
+            kind="push", origin="bench", status="running", started_at=NOW, course_id=course_id
+        )
         s.add(run)
         store.apply(s, course_id=course_id, results=results, run=run, keep="always", now=NOW)
         s.commit()
@@ -141,6 +143,16 @@ def _import(url: str, course_id: int, results: list[tuple[str, Result]]) -> tupl
     return queued, took
 
 
+def _requeue_all(url: str, course_id: int) -> int:
+    """The instructor's Re-evaluate: every learner queued."""
+    engine = make_engine(url)
+    with session(engine, write=True) as s:
+        queued = evaluation.enqueue(s, course_id=course_id, reason="bench")
+        s.commit()
+    engine.dispose()
+    return queued
+
+
 def _setup(url: str, learners: int, comps: int) -> int:
     migrate.upgrade(url)
     engine = make_engine(url)
@@ -148,7 +160,10 @@ def _setup(url: str, learners: int, comps: int) -> int:
     with session(engine, write=True) as s:
         plat = factories.platform(s)
         course = factories.course(s, factories.deployment(s, plat))
-        s.add_all(Person(platform_id=plat.id, sub=f"u{i}", name=f"Learner {i}", email=f"u{i}@example.edu") for i in range(learners))
+        s.add_all(
+            Person(platform_id=plat.id, sub=f"u{i}", name=f"Learner {i}", email=f"u{i}@example.edu")
+            for i in range(learners)
+        )
         policies.save_institution(
             s,
             defaults={
@@ -163,7 +178,9 @@ def _setup(url: str, learners: int, comps: int) -> int:
             author="bench",
         )
         for k in range(comps):
-            comp = policies.create_competency(s, key=f"comp-{k}", name=f"Competency {k}", author="bench")
+            comp = policies.create_competency(
+                s, key=f"comp-{k}", name=f"Competency {k}", author="bench"
+            )
             policies.save_competency_override(
                 s,
                 course_id=course.id,
@@ -171,7 +188,9 @@ def _setup(url: str, learners: int, comps: int) -> int:
                 document={"items": [f"1{k:02d}/1", f"2{k:02d}"]},
                 author="bench",
             )
-        repositories.create(s, kind="webhook", name="hook", config={"url": "https://h.test/"}, secret="s")
+        repositories.create(
+            s, kind="webhook", name="hook", config={"url": "https://h.test/"}, secret="s"
+        )
         issuer_service.keyring(s, settings, create=True)  # the keys exist before the workers start
         s.commit()
         course_id = int(course.id or 0)
@@ -195,7 +214,9 @@ def _child(url: str, lease: float) -> None:
         if done:
             continue
         with session(engine) as s:
-            left = s.execute(text("SELECT count(*) FROM evaluation_job WHERE due_at IS NOT NULL")).scalar_one()
+            left = s.execute(
+                text("SELECT count(*) FROM evaluation_job WHERE due_at IS NOT NULL")
+            ).scalar_one()
         if not left:
             break
         time.sleep(0.2)  # another worker holds the rest, or a dead worker's lease runs out
@@ -264,7 +285,9 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
         if p.returncode == 0 and out:
             peak = max(peak, float(json.loads(out[-1])["peak_mb"]))
     after = _counts(url)
-    return Phase(took, after[0] - before[0], after[1] - before[1], after[2] - before[2], peak, killed)
+    return Phase(
+        took, after[0] - before[0], after[1] - before[1], after[2] - before[2], peak, killed
+    )
 
 
 def _check(url: str, course_id: int, learners: int, comps: int) -> tuple[int, int]:
@@ -293,11 +316,14 @@ def _check(url: str, course_id: int, learners: int, comps: int) -> tuple[int, in
             ),
             {"c": course_id},
         ).scalar_one()
-        due = s.execute(text("SELECT count(*) FROM evaluation_job WHERE due_at IS NOT NULL")).scalar_one()
+        due = s.execute(
+            text("SELECT count(*) FROM evaluation_job WHERE due_at IS NOT NULL")
+        ).scalar_one()
         no_outbox = s.execute(
             text(
-                "SELECT count(*) FROM award a WHERE a.state IN ('issued', 'superseded') AND NOT EXISTS "
-                "(SELECT 1 FROM outbox_message o WHERE o.credential_id = a.delivery_key)"
+                "SELECT count(*) FROM award a WHERE a.state IN ('issued', 'superseded') "
+                "AND NOT EXISTS (SELECT 1 FROM outbox_message o "
+                "WHERE o.credential_id = a.delivery_key)"
             )
         ).scalar_one()
     engine.dispose()
@@ -366,16 +392,22 @@ def main() -> None:
         try:
             course_id = _setup(url, L, K)
             queued, took = _import(url, course_id, _results(L, K, seed=1))
-            print(f"setup ({db}, {w} workers): {queued} learners queued after storing {L * K * 3} results in {took:.1f} s", flush=True)
+            print(f"setup ({db}, {w} workers): {L * K * 3} results stored in {took:.1f} s")
             p = _work(url, w, lease=lease, kill_every=args.kill_every)
             first[w] = p
-            print(_line("first run", L, K, p, db, w), flush=True)
+            print(_line(f"first run ({queued} learners queued)", L, K, p, db, w), flush=True)
             queued, took = _import(url, course_id, _results(L, K, seed=1))
             p2 = _work(url, w, lease=lease, kill_every=0)
-            print(_line(f"re-run, results unchanged ({queued} learners queued; the re-import took {took:.1f} s)", L, K, p2, db, w), flush=True)
+            label = f"re-run, results unchanged (re-import {took:.1f} s, {queued} learners queued)"
+            print(_line(label, L, K, p2, db, w), flush=True)
             queued, took = _import(url, course_id, _results(L, K, seed=1, changed=0.10))
             p3 = _work(url, w, lease=lease, kill_every=0)
-            print(_line(f"10 % of the learners changed ({queued} learners queued; the import took {took:.1f} s)", L, K, p3, db, w), flush=True)
+            label = f"10 % of the learners changed (import {took:.1f} s, {queued} learners queued)"
+            print(_line(label, L, K, p3, db, w), flush=True)
+            queued = _requeue_all(url, course_id)
+            p4 = _work(url, w, lease=lease, kill_every=0)
+            label = f"Re-evaluate everyone, nothing changed ({queued} learners queued)"
+            print(_line(label, L, K, p4, db, w), flush=True)
             dup, lost = _check(url, course_id, L, K)
             print(f"check: {dup} duplicates, {lost} lost", flush=True)
             last = (
