@@ -16,6 +16,8 @@ that server for each run and dropped after it. ``--kill-every``: SIGKILL a rando
 every so many seconds (and start another), with a short lease, to check that nothing is
 lost or issued twice. The last line reads
 ``course: L x K, D decisions, C credentials in S s (DATABASE, W workers), peak M MB``.
+Times run from the moment the queue is handed to workers that have started (as long-running
+``microcred worker`` processes are) until it is empty.
 """
 
 from __future__ import annotations
@@ -201,11 +203,20 @@ def _setup(url: str, learners: int, comps: int) -> int:
 # --- workers ---------------------------------------------------------------------------------
 
 
-def _child(url: str, lease: float) -> None:
-    """One worker process: evaluation jobs until none is due, then its figures as JSON."""
+def _child(url: str, lease: float, *, wait: bool) -> None:
+    """One worker process: evaluation jobs until none is due, then its figures as JSON.
+    With ``wait``, it says "ready" once started and waits for "go" (a long-running worker
+    is started before the burst: the parent times from "go")."""
     secretbox.configure(KEY)
     settings = _settings(Path(tempfile.mkdtemp()), lease)
     engine = make_engine(url)
+    with session(engine) as s:  # connected, like a worker that has been running
+        s.execute(text("SELECT 1"))
+    if wait:
+        print("ready", flush=True)
+        sys.stdin.readline()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started_cpu = usage.ru_utime + usage.ru_stime  # the work, not the start-up
     jobs = 0
     while True:
         # what `microcred worker` runs in its loop (service.cli._delivery_worker)
@@ -221,8 +232,9 @@ def _child(url: str, lease: float) -> None:
             break
         time.sleep(0.2)  # another worker holds the rest, or a dead worker's lease runs out
     engine.dispose()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"jobs": jobs, "peak_mb": peak}), flush=True)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    print(json.dumps({"jobs": jobs, "peak_mb": peak, "cpu": cpu - started_cpu}), flush=True)
 
 
 @dataclass
@@ -233,6 +245,7 @@ class Phase:
     outbox: int
     peak_mb: float
     killed: int = 0
+    cpu: float = 0.0  # CPU seconds of the workers, summed
 
 
 def _counts(url: str) -> tuple[int, int, int]:
@@ -248,18 +261,28 @@ def _counts(url: str) -> tuple[int, int, int]:
     return int(row[0]), int(row[1]), int(row[2])
 
 
-def _spawn(url: str, lease: float) -> subprocess.Popen[str]:
+def _spawn(url: str, lease: float, *, wait: bool = False) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, __file__, "--child", url, "--lease", str(lease)],
+        [sys.executable, __file__, "--child", url, "--lease", str(lease)]
+        + (["--wait"] if wait else []),
         stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
         text=True,
     )
 
 
 def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
+    """Start the workers, wait until each has started (imports, connection), then time
+    from "go" until the queue is empty and every worker has stopped."""
     before = _counts(url)
+    procs = [_spawn(url, lease, wait=True) for _ in range(workers)]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     started = time.perf_counter()
-    procs = [_spawn(url, lease) for _ in range(workers)]
+    for p in procs:
+        assert p.stdin is not None
+        p.stdin.write("go\n")
+        p.stdin.flush()
     finished: list[subprocess.Popen[str]] = []
     killed = 0
     next_kill = time.monotonic() + kill_every if kill_every else float("inf")
@@ -279,15 +302,15 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
             next_kill = time.monotonic() + kill_every
         time.sleep(0.02)
     took = time.perf_counter() - started
-    peak = 0.0
+    peak = cpu = 0.0
     for p in finished:
         out = (p.stdout.read() if p.stdout else "").strip().splitlines()
         if p.returncode == 0 and out:
             peak = max(peak, float(json.loads(out[-1])["peak_mb"]))
+            cpu += float(json.loads(out[-1])["cpu"])
     after = _counts(url)
-    return Phase(
-        took, after[0] - before[0], after[1] - before[1], after[2] - before[2], peak, killed
-    )
+    d = [a - b for a, b in zip(after, before, strict=True)]
+    return Phase(took, d[0], d[1], d[2], peak, killed, cpu)
 
 
 def _check(url: str, course_id: int, learners: int, comps: int) -> tuple[int, int]:
@@ -363,7 +386,7 @@ def _line(label: str, learners: int, comps: int, p: Phase, db: str, workers: int
         f"{label}: {learners} x {comps}, {p.decisions} decisions, {p.credentials} credentials, "
         f"{p.outbox} outbox rows in {p.seconds:.1f} s ({rate:.0f} credentials/s; {db}, "
         f"{workers} workers{f', {p.killed} killed' if p.killed else ''}), "
-        f"peak {p.peak_mb:.0f} MB per worker"
+        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker"
     )
 
 
@@ -376,10 +399,11 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=0.0)
     parser.add_argument("--lease", type=float, default=None)
     parser.add_argument("--child", default="")
+    parser.add_argument("--wait", action="store_true")
     args = parser.parse_args()
     lease = args.lease if args.lease is not None else (5.0 if args.kill_every else 300.0)
     if args.child:
-        _child(args.child, lease)
+        _child(args.child, lease, wait=args.wait)
         return
     secretbox.configure(KEY)
     db = "SQLite" if args.database.startswith("sqlite") else "PostgreSQL"
@@ -419,7 +443,12 @@ def main() -> None:
     if 1 in first and 2 in first:
         r1 = first[1].credentials / first[1].seconds
         r2 = first[2].credentials / first[2].seconds
-        print(f"scaling from 1 to 2 workers: {r2 / r1:.2f}x ({r1:.0f} -> {r2:.0f} credentials/s)")
+        c1 = first[1].credentials / first[1].cpu if first[1].cpu else 0.0
+        c2 = first[2].credentials / first[2].cpu if first[2].cpu else 0.0
+        print(
+            f"scaling from 1 to 2 workers: {r2 / r1:.2f}x ({r1:.0f} -> {r2:.0f} credentials/s); "
+            f"credentials per worker CPU-second {c1:.0f} -> {c2:.0f}"
+        )
     print(last)
 
 

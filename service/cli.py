@@ -791,8 +791,9 @@ def _report(summary: flows.Summary, head: str) -> None:
 
 
 def _evaluate_new_evidence(settings: Settings) -> None:
-    """After an import or sync: evaluate the courses whose evidence changed, as the API
-    and the pages do, and say what it issued."""
+    """After an import or sync: queue the learners whose results changed and evaluate
+    them here when they are few (``MICROCRED_EVALUATION_INLINE_LEARNERS``), as the API and
+    the pages do, and say what it issued (or how many wait for the workers)."""
     import json
 
     from service import flows
@@ -803,7 +804,10 @@ def _evaluate_new_evidence(settings: Settings) -> None:
     finally:
         engine.dispose()
     for course_id, summary in done.items():
-        _report(summary, f"evaluated course {course_id}: {summary.learners} learners")
+        if summary.queued:
+            typer.echo(f"course {course_id}: {summary.queued} learners queued for the workers")
+        else:
+            _report(summary, f"evaluated course {course_id}: {summary.learners} learners")
         typer.echo(json.dumps({"course_id": course_id, **summary.as_dict()}))
 
 

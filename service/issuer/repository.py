@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import and_, exists
 from sqlmodel import Session, col, func, select
 
 from service.db.models import Credential, StatusList
@@ -70,8 +71,14 @@ def open_status_list(
 
 
 def index_taken(session: Session, list_id: int, index: int) -> bool:
-    """Whether a credential already holds ``index`` of the list."""
-    query = select(func.count()).where(
-        Credential.status_list_id == list_id, Credential.status_index == index
+    """Whether a credential already holds ``index`` of the list, or (PostgreSQL) another
+    transaction is giving it out right now: the index is then reserved for this
+    transaction (an advisory lock until it ends), so issuers in parallel never pick the
+    same one and fail at the unique key."""
+    held = exists().where(
+        col(Credential.status_list_id) == list_id, col(Credential.status_index) == index
     )
-    return bool(session.exec(query).one())
+    if session.get_bind().dialect.name == "postgresql":
+        reserved = func.pg_try_advisory_xact_lock(list_id, index)
+        return not session.exec(select(and_(reserved, ~held))).one()
+    return bool(session.exec(select(held)).one())
