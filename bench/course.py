@@ -35,6 +35,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -248,6 +249,14 @@ class Phase:
     cpu: float = 0.0  # CPU seconds of the workers, summed
 
 
+def _due(engine: Any) -> int:
+    with session(engine) as s:
+        due = s.execute(
+            text("SELECT count(*) FROM evaluation_job WHERE due_at IS NOT NULL")
+        ).scalar_one()
+    return int(due)
+
+
 def _counts(url: str) -> tuple[int, int, int]:
     engine = make_engine(url)
     with session(engine) as s:
@@ -287,7 +296,11 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
     killed = 0
     next_kill = time.monotonic() + kill_every if kill_every else float("inf")
     rng = random.Random(7)
+    took = 0.0
+    watch = make_engine(url)
     while procs:
+        if not took and not _due(watch):
+            took = time.perf_counter() - started  # all work committed (exits not counted)
         for p in list(procs):
             if p.poll() is not None:
                 procs.remove(p)
@@ -300,8 +313,9 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
             killed += 1
             procs.append(_spawn(url, lease))
             next_kill = time.monotonic() + kill_every
-        time.sleep(0.02)
-    took = time.perf_counter() - started
+        time.sleep(0.05)
+    took = took or time.perf_counter() - started
+    watch.dispose()
     peak = cpu = 0.0
     for p in finished:
         out = (p.stdout.read() if p.stdout else "").strip().splitlines()
