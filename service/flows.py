@@ -8,6 +8,9 @@ in one transaction (STYLE.md "Transactions").
 - launches: ``record_launch`` (person, course, enrolment, the course's gradebook endpoint)
 - mapping: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
+- the evaluation queue (``service.evaluation``, docs/scale.md): ``run_evaluation_jobs`` (a
+  worker step), ``run_course_jobs`` (work on one course's queue here), ``reevaluate`` and
+  ``evaluate_new_evidence`` (queue, and evaluate at once when few), ``enqueue_new_evidence``
 - awards: ``approve``, ``revoke_award``, ``revoke_credential``, ``allow_reaward``,
   ``attest``, ``set_award_rules`` (a person's revocation blocks re-award: docs/awarding.md)
 - sync: ``fetch_course`` (HTTP, outside any transaction) then ``store_fetched``
