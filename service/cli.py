@@ -552,8 +552,13 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
             )
         )
 
-    # The LMS gradebook poster (AGS) and the scheduled sync are wired by service.flows
-    # (lti and delivery stay apart).
+    def evaluate() -> int:
+        # The evaluation queue (docs/scale.md): one batch of due learners.
+        done, _summary = flows.run_evaluation_jobs(engine, settings=settings, limit=batch)
+        return done
+
+    # The LMS gradebook poster (AGS), the scheduled sync and the evaluation queue are wired
+    # by service.flows (lti and delivery stay apart).
     worker = Worker(
         engine,
         build_connectors(
@@ -571,7 +576,8 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
                 scheduled_sync,
                 poll_seconds=max(settings.worker_poll_seconds, 1.0),
                 close=lms_http.close,
-            )
+            ),
+            Job("evaluation", evaluate, poll_seconds=settings.worker_poll_seconds),
         ],
     )
     holder["worker"] = worker
@@ -584,8 +590,8 @@ def worker(
     batch: Annotated[int, typer.Option(help="Rows claimed per round.")] = 16,
     once: Annotated[bool, typer.Option("--once", help="Deliver what is due, then exit.")] = False,
 ) -> None:
-    """Deliver outbox rows and pull connected courses from their LMS on schedule (run any
-    number of these on PostgreSQL)."""
+    """Deliver outbox rows, pull connected courses from their LMS on schedule and evaluate
+    queued learners (run any number of these on PostgreSQL; one on SQLite)."""
     import signal
     import threading
 
@@ -996,8 +1002,9 @@ def _report(summary: flows.Summary, head: str) -> None:
 
 
 def _evaluate_new_evidence(settings: Settings) -> None:
-    """After an import or sync: evaluate the courses whose evidence changed, as the API
-    and the pages do, and say what it issued."""
+    """After an import or sync: queue the learners whose results changed and evaluate
+    them here when they are few (``MICROCRED_EVALUATION_INLINE_LEARNERS``), as the API and
+    the pages do, and say what it issued (or how many wait for the workers)."""
     import json
 
     from service import flows
@@ -1008,7 +1015,10 @@ def _evaluate_new_evidence(settings: Settings) -> None:
     finally:
         engine.dispose()
     for course_id, summary in done.items():
-        _report(summary, f"evaluated course {course_id}: {summary.learners} learners")
+        if summary.queued:
+            typer.echo(f"course {course_id}: {summary.queued} learners queued for the workers")
+        else:
+            _report(summary, f"evaluated course {course_id}: {summary.learners} learners")
         typer.echo(json.dumps({"course_id": course_id, **summary.as_dict()}))
 
 
@@ -1419,33 +1429,53 @@ def course_reevaluate(
     sync: Annotated[
         bool, typer.Option("--sync", help="Pull the course's results from its LMS first.")
     ] = False,
+    queue_only: Annotated[
+        bool,
+        typer.Option(
+            "--queue", help="Only queue the learners for the workers (`microcred worker`)."
+        ),
+    ] = False,
 ) -> None:
-    """Re-evaluate every learner of a course (issues, upgrades, flags), with a progress bar."""
-    from service import flows
+    """Re-evaluate every learner of a course (issues, upgrades, flags), with a progress bar.
+
+    The learners are queued (docs/scale.md) and this command works on the queue until it
+    is empty; workers running meanwhile share the work (their part is not counted here).
+    """
+    from service import evaluation, flows
     from service.db.engine import session as db_session
+    from service.db.models import Course
     from service.db.types import utcnow
-    from service.errors import ServiceError
+    from service.errors import NotFound, ServiceError
 
     settings = _identity(_bootstrap())
     engine = _engine(settings)
     try:
         pull = flows.fetch_course(engine, course_id=course_id) if sync else None
-        with (
-            db_session(engine, write=True) as s,
-            typer.progressbar(length=1, label=f"course {course_id}", file=None) as bar,
-        ):
+        with db_session(engine, write=True) as s:
+            if s.get(Course, course_id) is None:
+                raise NotFound(f"no course {course_id}")
             now = utcnow()
             if pull is not None:
                 flows.store_fetched(s, pull=pull, now=now, actor="cli")
-
-            def step(done: int, total: int) -> None:
-                bar.length = max(total, 1)
-                bar.update(1)
-
-            summary = flows.evaluate_course(
-                s, settings=settings, course_id=course_id, now=now, actor="cli", progress=step
+            queued = evaluation.enqueue(
+                s, course_id=course_id, reason="microcred course reevaluate"
             )
             s.commit()
+        if queue_only:
+            typer.echo(f"{queued} learners queued for the workers")
+            return
+        with typer.progressbar(length=max(queued, 1), label=f"course {course_id}") as bar:
+            seen = 0
+
+            def step(done: int, total: int) -> None:
+                nonlocal seen
+                bar.length = max(total, 1)
+                bar.update(done - seen)
+                seen = done
+
+            summary = flows.run_course_jobs(
+                engine, settings=settings, course_id=course_id, actor="cli", progress=step
+            )
     except ServiceError as exc:
         raise _fail(exc) from exc
     finally:

@@ -8,6 +8,9 @@ in one transaction (STYLE.md "Transactions").
 - launches: ``record_launch`` (person, course, enrolment, the course's gradebook endpoint)
 - mapping: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
+- the evaluation queue (``service.evaluation``, docs/scale.md): ``run_evaluation_jobs`` (a
+  worker step), ``run_course_jobs`` (work on one course's queue here), ``reevaluate`` and
+  ``evaluate_new_evidence`` (queue, and evaluate at once when few), ``enqueue_new_evidence``
 - awards: ``approve``, ``revoke_award``, ``revoke_credential``, ``allow_reaward``,
   ``attest``, ``set_award_rules`` (a person's revocation blocks re-award: docs/awarding.md)
 - sync: ``fetch_course`` (HTTP, outside any transaction) then ``store_fetched``
@@ -34,7 +37,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, func, select
 
-from service import audit, outbound
+from service import audit, evaluation, outbound
 from service.assessment import canonical, engine, parse, stack
 from service.assessment.types import (
     AssessmentError,
@@ -46,6 +49,7 @@ from service.assessment.types import (
     percent,
 )
 from service.assessment.types import Decision as EngineDecision
+from service.db import engine as db_engine
 from service.db import prepared
 from service.db.engine import session as db_session
 from service.db.models import (
@@ -528,16 +532,15 @@ def course_setup(session: Session, *, course_id: int, create: bool = False) -> C
     return row
 
 
-def _lock_course(session: Session, *, course_id: int) -> CourseSetup:
-    """The course's wiring row, locked until the transaction ends, so two evaluations of a
-    course (a launch and a re-evaluation, two workers) never both see "nothing held" and
-    issue twice. SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL needs the
-    row lock (SELECT ... FOR UPDATE)."""
-    course_setup(session, course_id=course_id, create=True)
+def _lock_learner(session: Session, *, course_id: int, person_id: int) -> CourseSetup:
+    """The course's wiring row, with the learner's evaluation locked until the transaction
+    ends, so an instructor's action on a learner's award and an evaluation of that learner
+    (a launch, a worker) never interleave. SQLite's BEGIN IMMEDIATE already serialises
+    writers; PostgreSQL needs the row lock (``evaluation.lock_learners``)."""
+    setup = course_setup(session, course_id=course_id, create=True)
     session.flush()
-    return session.exec(
-        select(CourseSetup).where(CourseSetup.course_id == course_id).with_for_update()
-    ).one()
+    evaluation.lock_learners(session, course_id=course_id, person_ids=[person_id])
+    return setup
 
 
 def set_award_rules(
@@ -564,6 +567,7 @@ def set_award_rules(
         approval_required=approval_required,
     )
     session.flush()
+    evaluation.enqueue(session, course_id=course_id, reason="award rules changed", now=now)
     return setup
 
 
@@ -752,6 +756,7 @@ class Summary:
     flagged: int = 0
     revoked: int = 0
     blocked: int = 0  # a level reached again that a person's revocation keeps from re-award
+    queued: int = 0  # learners left to the workers (evaluation_job)
     problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -958,6 +963,46 @@ def _line(comp: Competency) -> str:
     return f"competency:{comp.key}"
 
 
+@dataclass
+class _Known:
+    """What ``evaluate_course`` reads of its learners' ledgers in three queries, not three
+    per learner and competency: the latest decision per competency, the issued and pending
+    awards per line, and re-award blocks. Each line is acted on once per evaluation, so
+    the copy stays true while it runs."""
+
+    decisions: dict[tuple[int, int], Decision]
+    current: dict[tuple[int, str], list[Award]]
+    blocks: dict[tuple[int, str], Award]
+
+
+def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None) -> _Known:
+    newest = (
+        select(func.max(col(Decision.id)))
+        .where(Decision.course_id == course_id)
+        .group_by(col(Decision.person_id), col(Decision.competency_id))
+    )
+    decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+    current_q = (
+        select(Award)
+        .where(Award.course_id == course_id, col(Award.state).in_(("issued", "pending_approval")))
+        .order_by(col(Award.id))
+    )
+    if person_ids is not None:
+        newest = newest.where(col(Decision.person_id).in_(person_ids))
+        decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+        current_q = current_q.where(col(Award.person_id).in_(person_ids))
+    current: dict[tuple[int, str], list[Award]] = {}
+    for award in session.exec(current_q):
+        current.setdefault((award.person_id, award.line_key), []).append(award)
+    # revoked awards that block re-award are few: the course's, in one query
+    blocks = _reaward_blocks(session, course_id=course_id)
+    return _Known(
+        decisions={(d.person_id, d.competency_id): d for d in session.exec(decisions_q)},
+        current=current,
+        blocks=blocks,
+    )
+
+
 def evaluate_course(
     session: Session,
     *,
@@ -967,31 +1012,46 @@ def evaluate_course(
     actor: str,
     person_ids: Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    locked: bool = False,
 ) -> Summary:
     """Evaluate every learner (or ``person_ids``) of a course and act on the decisions.
 
     A decision that reaches a level above what the learner holds issues a credential and
     queues its deliveries (or waits for approval); a lower one flags the held credential
     for review or revokes it, as the course says. Unchanged evidence and rules store and
-    issue nothing new.
+    issue nothing new. The learners' evaluation jobs are locked (``locked``: the caller,
+    a worker, locked them already) and left with nothing due.
     """
     if session.get(Course, course_id) is None:
         raise NotFound(f"no course {course_id}")
-    setup = _lock_course(session, course_id=course_id)
+    setup = course_setup(session, course_id=course_id, create=True)
+    session.flush()
+    if not locked:
+        # The learners' queue rows are the lock two evaluations of a learner share (a
+        # worker, a launch, the CLI): never both see "nothing held" and issue twice.
+        ids = (
+            evaluation.course_learner_ids(session, course_id=course_id)
+            if person_ids is None
+            else list(person_ids)
+        )
+        evaluation.lock_learners(session, course_id=course_id, person_ids=ids)
     plans = _policies(session, course_id=course_id)
     people = course_learners(session, course_id=course_id, person_ids=person_ids)
     summary = Summary(learners=len(people))
     by_person: dict[int, list[store.EvidenceRecord]] = {}
-    if person_ids is None or len(person_ids) > 1:  # one query for the course, not per learner
-        for r in store.list_evidence(session, course_id=course_id):
-            by_person.setdefault(r.person_id, []).append(r)
+    # one query for the learners, not one per learner
+    for r in store.list_evidence(
+        session,
+        course_id=course_id,
+        person_ids=None if person_ids is None else [p.id for p in people if p.id is not None],
+    ):
+        by_person.setdefault(r.person_id, []).append(r)
+    known = _known(
+        session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
+    )
     for done, person in enumerate(people, start=1):
         assert person.id is not None
-        records = (
-            by_person.get(person.id, [])
-            if person_ids is None or len(person_ids) > 1
-            else store.list_evidence(session, course_id=course_id, person_id=person.id)
-        )
+        records = by_person.get(person.id, [])
         for comp, policy, eff in plans:
             _evaluate_one(
                 session,
@@ -1005,6 +1065,7 @@ def evaluate_course(
                 now=now,
                 actor=actor,
                 summary=summary,
+                known=known,
             )
         if setup.stacks:
             _stacks(
@@ -1018,6 +1079,8 @@ def evaluate_course(
             )
         if progress is not None:
             progress(done, len(people))
+    done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
+    evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now)
     if person_ids is None:
         latest = session.exec(
             select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
@@ -1047,25 +1110,210 @@ def courses_with_new_evidence(session: Session) -> list[int]:
     return sorted(int(c) for c, run, seen in rows if run > (seen or 0))
 
 
-def evaluate_new_evidence(engine_: Engine, *, settings: Settings, actor: str) -> dict[int, Summary]:
-    """Evaluate every course with evidence no evaluation has seen (after a CSV import or a
-    push to the API). One transaction per course; a course that fails is logged and left
-    for the next run."""
-    with db_session(engine_) as s:
-        pending = courses_with_new_evidence(s)
-    done: dict[int, Summary] = {}
-    for course_id in pending:
-        try:
-            with db_session(engine_, write=True) as s:
-                done[course_id] = evaluate_course(
-                    s, settings=settings, course_id=course_id, now=utcnow(), actor=actor
+def enqueue_new_evidence(session: Session) -> dict[int, int]:
+    """Queue the evaluation of every learner whose results or verification events an
+    applied import, push or sync changed since the course's last look (only those
+    learners); returns how many learners per course. The caller commits."""
+    queued: dict[int, int] = {}
+    for course_id in courses_with_new_evidence(session):
+        setup = course_setup(session, course_id=course_id, create=True)
+        seen = setup.evaluated_run_id
+        latest = session.exec(
+            select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
+        ).one()
+        changed = set(
+            session.exec(
+                select(EvidenceRow.person_id)
+                .where(EvidenceRow.course_id == course_id, col(EvidenceRow.import_run_id) > seen)
+                .distinct()
+            ).all()
+        ) | set(
+            session.exec(
+                select(VerificationRow.person_id)
+                .where(
+                    VerificationRow.course_id == course_id,
+                    col(VerificationRow.import_run_id) > seen,
                 )
-                s.commit()
+                .distinct()
+            ).all()
+        )
+        queued[course_id] = evaluation.enqueue(
+            session,
+            course_id=course_id,
+            # a course's first results: every learner (those without results get their
+            # "no level yet" decision too)
+            person_ids=changed if seen else None,
+            reason="new results",
+        )
+        if latest is not None and latest > seen:
+            setup.evaluated_run_id = latest
+            session.add(setup)
+    session.flush()
+    return queued
+
+
+def evaluate_new_evidence(
+    engine_: Engine, *, settings: Settings, actor: str, inline_max: int | None = None
+) -> dict[int, Summary]:
+    """After a CSV import or a push to the API: queue the evaluation of the learners whose
+    results changed, and evaluate them here and now when they are few (at most
+    ``inline_max``, default ``settings.evaluation_inline_learners``); more are left to the
+    workers (``Summary.queued``)."""
+    with db_session(engine_, write=True) as s:
+        queued = enqueue_new_evidence(s)
+        s.commit()
+    limit = settings.evaluation_inline_learners if inline_max is None else inline_max
+    done: dict[int, Summary] = {}
+    for course_id, count in queued.items():
+        if count > limit:
+            done[course_id] = Summary(queued=count)
+            continue
+        try:
+            done[course_id] = run_course_jobs(
+                engine_, settings=settings, course_id=course_id, actor=actor
+            )
         except ServiceError as exc:
             log.warning(
                 "evaluation of course %s after new evidence failed: %s", course_id, exc.detail
             )
     return done
+
+
+def reevaluate(
+    engine_: Engine,
+    *,
+    settings: Settings,
+    course_id: int,
+    actor: str,
+    reason: str,
+    inline_max: int | None = None,
+) -> Summary:
+    """Queue the evaluation of every learner of a course (the instructor's Re-evaluate);
+    evaluate them here and now when they are at most ``inline_max`` (default
+    ``settings.evaluation_inline_learners``), else leave them to the workers
+    (``Summary.queued``)."""
+    with db_session(engine_, write=True) as s:
+        if s.get(Course, course_id) is None:
+            raise NotFound(f"no course {course_id}")
+        count = evaluation.enqueue(s, course_id=course_id, reason=reason)
+        s.commit()
+    limit = settings.evaluation_inline_learners if inline_max is None else inline_max
+    if count > limit:
+        return Summary(queued=count)
+    return run_course_jobs(engine_, settings=settings, course_id=course_id, actor=actor)
+
+
+def run_course_jobs(
+    engine_: Engine,
+    *,
+    settings: Settings,
+    course_id: int,
+    actor: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> Summary:
+    """Work on a course's due evaluation jobs in this process until none is left that no
+    one else holds (workers may take some meanwhile); what this process did."""
+    total = Summary()
+    with db_session(engine_) as s:
+        due = evaluation.due(s, course_id=course_id)
+    done = 0
+    while True:
+        n, summary = run_evaluation_jobs(
+            engine_, settings=settings, actor=actor, course_id=course_id, limit=64
+        )
+        if not n:
+            break
+        _add(total, summary)
+        done += n
+        if progress is not None:
+            progress(min(done, max(due, done)), max(due, done))
+    return total
+
+
+def _add(total: Summary, part: Summary) -> None:
+    for name, value in part.__dict__.items():
+        if isinstance(value, list):
+            getattr(total, name).extend(value)
+        else:
+            setattr(total, name, getattr(total, name) + value)
+
+
+def run_evaluation_jobs(
+    engine_: Engine,
+    *,
+    settings: Settings,
+    actor: str = "worker",
+    limit: int = 64,
+    batch: int = 16,
+    lease_seconds: float | None = None,
+    course_id: int | None = None,
+) -> tuple[int, Summary]:
+    """One worker step: lease up to ``limit`` due evaluation jobs and evaluate and award
+    them, ``batch`` learners of a course per transaction (decisions, credentials, outbox
+    rows and the jobs' completion commit together). A batch that fails is retried learner
+    by learner; a learner that fails is given back with a backoff and its error. Returns
+    how many jobs were worked on and what they did."""
+    lease = settings.evaluation_lease_seconds if lease_seconds is None else lease_seconds
+    jobs = evaluation.claim(
+        engine_, now=utcnow(), limit=limit, lease_seconds=lease, course_id=course_id
+    )
+    total = Summary()
+    groups: list[list[evaluation.Claimed]] = []
+    for job in jobs:
+        if groups and groups[-1][0].course_id == job.course_id and len(groups[-1]) < batch:
+            groups[-1].append(job)
+        else:
+            groups.append([job])
+    for group in groups:
+        try:
+            _add(total, _run_jobs(engine_, settings=settings, jobs=group, actor=actor))
+        except Exception as exc:
+            if len(group) == 1:
+                _give_back(engine_, group, exc)
+                continue
+            log.info("evaluation batch failed; retrying its %s learners one by one", len(group))
+            for job in group:
+                try:
+                    _add(total, _run_jobs(engine_, settings=settings, jobs=[job], actor=actor))
+                except Exception as one:
+                    _give_back(engine_, [job], one)
+    return len(jobs), total
+
+
+def _run_jobs(
+    engine_: Engine, *, settings: Settings, jobs: Sequence[evaluation.Claimed], actor: str
+) -> Summary:
+    with db_session(engine_, write=True) as s:
+        held = evaluation.lock_claimed(s, jobs)
+        if not held:
+            return Summary()
+        summary = evaluate_course(
+            s,
+            settings=settings,
+            course_id=held[0].course_id,
+            now=utcnow(),
+            actor=actor,
+            person_ids=[j.person_id for j in held],
+            locked=True,
+        )
+        s.commit()
+    return summary
+
+
+def _give_back(engine_: Engine, jobs: Sequence[evaluation.Claimed], exc: Exception) -> None:
+    job = jobs[0]
+    log.warning(
+        "evaluation of person %s in course %s failed (attempt %s)",
+        job.person_id,
+        job.course_id,
+        job.attempts,
+        exc_info=exc,
+    )
+    detail = exc.detail if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+    try:
+        evaluation.fail(engine_, jobs, error=detail, now=utcnow())
+    except Exception:  # the lease expires: the job comes back anyway
+        log.exception("could not give evaluation jobs back")
 
 
 def evaluate_learner(
@@ -1101,6 +1349,7 @@ def _evaluate_one(
     now: dt.datetime,
     actor: str,
     summary: Summary,
+    known: _Known,
 ) -> None:
     assert person.id is not None and comp.id is not None
     evidence = _evidence_for(records, comp, policy)
@@ -1110,15 +1359,7 @@ def _evaluate_one(
         summary.problems.append(f"{person.name or person.sub} / {comp.key}: {exc}")
         return
     summary.decisions += 1
-    last = session.exec(
-        select(Decision)
-        .where(
-            Decision.person_id == person.id,
-            Decision.course_id == setup.course_id,
-            Decision.competency_id == comp.id,
-        )
-        .order_by(col(Decision.id).desc())
-    ).first()
+    last = known.decisions.get((person.id, comp.id))
     evidence_hash = canonical.evidence_hash(evidence)
     if (
         last is not None
@@ -1150,6 +1391,7 @@ def _evaluate_one(
         now=now,
         actor=actor,
         summary=summary,
+        known=known,
     )
 
 
@@ -1165,11 +1407,14 @@ def _apply(
     now: dt.datetime,
     actor: str,
     summary: Summary,
+    known: _Known | None = None,
 ) -> None:
     """Turn a decision into award changes (DESIGN.md "Award")."""
     assert person.id is not None
     held, pending = _held(
-        _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
+        known.current.get((person.id, _line(comp)), [])
+        if known is not None
+        else _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
     )
     held_level = Level[held.level.upper()] if held is not None else Level.NONE
     if pending is not None:
@@ -1185,8 +1430,12 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
-        block = _reaward_block(
-            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        block = (
+            known.blocks.get((person.id, _line(comp)))
+            if known is not None
+            else _reaward_block(
+                session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+            )
         )
         if _blocks(block, target.key):
             # A person revoked this level (or a higher one): the same evidence does not bring
@@ -1287,7 +1536,12 @@ def _template(
     session: Session, settings: Settings, comp: Competency, level_key: str, *, stackable: bool
 ) -> issuer_inputs.LevelTemplate:
     assert comp.id is not None
-    rows = {t.level: t for t in policies_repo.level_templates(session, comp.id)}
+    cache = db_engine.transaction_cache(session, "level_templates")
+    rows = cache.get(comp.id)
+    if rows is None:
+        rows = cache[comp.id] = {
+            t.level: t for t in policies_repo.level_templates(session, comp.id)
+        }
     t = rows.get(level_key)
     outcome = comp.level_descriptions.get(level_key) or comp.description or comp.name
     eu = issuer_inputs.EuElements(
@@ -1364,10 +1618,16 @@ def _required_verification(
     session: Session, decision_row: Decision, level: Level
 ) -> VerificationLevel:
     """The verification the decision's rules ask for ``level``."""
-    row = session.get(EffectivePolicy, decision_row.effective_policy_id)
-    if row is None:  # pragma: no cover - a decision always references its rules
-        return VerificationLevel.UNSUPERVISED
-    policy = parse.read_policy(row.document | {"version": row.version})
+    # Parsed once per transaction and rules version (a batch issues many credentials under
+    # the same rules); effective policy rows are never changed.
+    cache = db_engine.transaction_cache(session, "effective_policies")
+    policy = cache.get(decision_row.effective_policy_id)
+    if policy is None:
+        row = session.get(EffectivePolicy, decision_row.effective_policy_id)
+        if row is None:  # pragma: no cover - a decision always references its rules
+            return VerificationLevel.UNSUPERVISED
+        policy = parse.read_policy(row.document | {"version": row.version})
+        cache[decision_row.effective_policy_id] = policy
     return next(
         (r.verification for lv, r in policy.ladder if lv == level), VerificationLevel.UNSUPERVISED
     )
@@ -1535,8 +1795,8 @@ def approve(
     now: dt.datetime,
 ) -> Award:
     """Issue a credential that waits for approval."""
-    setup = _lock_course(session, course_id=course_id)
     pending = _course_award(session, course_id=course_id, award_id=award_id)
+    setup = _lock_learner(session, course_id=course_id, person_id=pending.person_id)
     session.refresh(pending)
     if pending.state != "pending_approval":
         raise Conflict(f"award {award_id} is not waiting for approval (it is {pending.state})")
@@ -1583,8 +1843,8 @@ def revoke_award(
     """Revoke an issued credential everywhere it went (the reason is shown to the earner)."""
     if not reason.strip():
         raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
-    _lock_course(session, course_id=course_id)
     award = _course_award(session, course_id=course_id, award_id=award_id)
+    _lock_learner(session, course_id=course_id, person_id=award.person_id)
     session.refresh(award)
     if award.state != "issued":
         raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
@@ -1622,7 +1882,7 @@ def revoke_credential(
         )
         delivery_awards.propagate_revocation(session, uuid, reason, now=now)
         return credential
-    _lock_course(session, course_id=award.course_id)
+    _lock_learner(session, course_id=award.course_id, person_id=award.person_id)
     session.refresh(award)
     if award.state != "issued":
         return issuer_service.revoke(
@@ -1640,8 +1900,8 @@ def allow_reaward(
 ) -> Award:
     """Lift the re-award block of a revoked credential: the next evaluation issues what the
     evidence shows again (the caller re-evaluates the learner)."""
-    _lock_course(session, course_id=course_id)
     award = _course_award(session, course_id=course_id, award_id=award_id)
+    _lock_learner(session, course_id=course_id, person_id=award.person_id)
     session.refresh(award)
     if award.state != "revoked" or not award.reaward_blocked:
         raise Conflict(f"award {award_id} does not block re-award")
@@ -2312,25 +2572,7 @@ class SyncOutcome:
     course_id: int
     report: SyncReport | None
     error: str = ""
-    evaluated: Summary | None = None
-
-
-def _evaluate_changed(
-    session: Session,
-    *,
-    settings: Settings,
-    course_id: int,
-    person_ids: Iterable[int],
-    now: dt.datetime,
-) -> Summary | None:
-    """Evaluate (and award) the learners whose inputs a sync changed. The one seam the
-    evaluation job queue replaces: enqueue ``person_ids`` instead of evaluating here."""
-    ids = sorted(set(person_ids))
-    if not ids:
-        return None
-    return evaluate_course(
-        session, settings=settings, course_id=course_id, now=now, actor="sync", person_ids=ids
-    )
+    queued: int = 0  # learners whose evaluation the pull queued (evaluation_job)
 
 
 def run_sync(
@@ -2344,8 +2586,8 @@ def run_sync(
 ) -> SyncOutcome:
     """One scheduled pull of a claimed course: roster (NRPS) and results (Moodle WS /
     Canvas REST) over HTTP with no transaction open, then one short write transaction
-    (people, enrolments, results, removals, the health line), then the learners whose
-    inputs changed are evaluated and awarded (``_evaluate_changed``)."""
+    (people, enrolments, results, removals, the health line, and the evaluation jobs of the
+    learners whose inputs changed: the worker's evaluation job awards them)."""
     started = clock()
     try:
         pull = fetch_course(engine_, course_id=course_id, client=http, roster=True)
@@ -2362,27 +2604,18 @@ def run_sync(
         return SyncOutcome(course_id, None, error)
     with db_session(engine_, write=True) as s:
         report = store_fetched(s, pull=pull, now=started, actor=f"worker:{worker}"[:300])
+        queued = 0
+        if report.changed_people:
+            queued = evaluation.enqueue(
+                s, course_id=course_id, person_ids=report.changed_people, reason="sync", now=started
+            )
         row = _sync_row(s, course_id=course_id)
         row.attempted_at = started
         row.error, row.failures = "", 0
         row.claimed_by, row.claimed_until = "", None
         s.add(row)
         s.commit()
-    evaluated = None
-    if report.changed_people:
-        try:
-            with db_session(engine_, write=True) as s:
-                evaluated = _evaluate_changed(
-                    s,
-                    settings=settings,
-                    course_id=course_id,
-                    person_ids=report.changed_people,
-                    now=clock(),
-                )
-                s.commit()
-        except ServiceError as exc:
-            log.warning("evaluation after the sync of course %s failed: %s", course_id, exc.detail)
-    return SyncOutcome(course_id, report, "", evaluated)
+    return SyncOutcome(course_id, report, "", queued)
 
 
 def run_due_syncs(
@@ -2761,9 +2994,10 @@ def save_competency_setup(
     items: Sequence[tuple[str, str]],
     thresholds: dict[str, str],
     actor: str,
-) -> None:
+) -> int:
     """Store the instructor's mapping and thresholds as a new version of the course and
-    competency override (checked against the institution bounds; errors name the field)."""
+    competency override (checked against the institution bounds; errors name the field),
+    and queue the evaluation of every learner of the course; returns how many."""
     comp = policies.competency(session, competency_key)
     assert comp.id is not None
     if policies_repo.course_link(session, course_id, comp.id) is None:
@@ -2825,6 +3059,7 @@ def save_competency_setup(
     # Number the new rules now, in this write transaction, so pages that read them later
     # find them and never have to write.
     policies.effective(session, course_id=course_id, competency_row=comp)
+    return evaluation.enqueue(session, course_id=course_id, reason="mapping or thresholds changed")
 
 
 def add_competency(session: Session, *, course_id: int, competency_key: str, actor: str) -> None:

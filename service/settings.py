@@ -30,6 +30,19 @@ class Settings(BaseSettings):
     clock_skew_seconds: int = 60
     key_rotation_grace_days: int = 14
     worker_poll_seconds: float = 1.0
+    evaluation_inline_learners: int = Field(
+        default=200,
+        ge=0,
+        description="A re-evaluation (instructor page, import, push) of at most this many "
+        "learners runs at once in the request; more are queued for the workers "
+        "(docs/scale.md).",
+    )
+    evaluation_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a worker holds a batch of evaluation jobs; a killed worker's "
+        "jobs wait this long before another worker takes them.",
+    )
     # lti
     login_state_ttl_seconds: int = 600
     web_session_idle_seconds: int = 7200

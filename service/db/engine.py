@@ -386,3 +386,25 @@ def insert_row(session: Session, model: type[SQLModel], **values: Any) -> None:
         elif info.default is not PydanticUndefined and info.default is not None:
             row[name] = info.default
     prepared.insert(session, model, row)
+
+
+def transaction_cache(session: Session, name: str) -> dict[Any, Any]:
+    """A dict that lives as long as the session's current transaction: what an issuer
+    or a worker batch reads once and uses for every credential of the transaction (the
+    keyring, the repositories). Empty outside a transaction; writers of what it holds drop
+    it (``forget``)."""
+    txn = session.get_transaction()
+    if txn is None:
+        return {}
+    key = f"microcred.cache.{name}"
+    held = session.info.get(key)
+    if held is None or held[0] is not txn:
+        held = (txn, {})
+        session.info[key] = held
+    cache: dict[Any, Any] = held[1]
+    return cache
+
+
+def forget(session: Session, name: str) -> None:
+    """Drop ``transaction_cache(session, name)`` (its rows changed)."""
+    session.info.pop(f"microcred.cache.{name}", None)

@@ -127,7 +127,7 @@ def enqueue_issue(
     now = now or utcnow()
     wanted = set(repository_ids) if repository_ids is not None else None
     rows = []
-    for repo in repositories.list_all(session, enabled_only=True):
+    for repo in repositories.enabled(session):
         if wanted is not None and repo.id not in wanted:
             continue
         kind = _issue_kind(repo, snapshot)

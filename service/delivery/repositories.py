@@ -10,6 +10,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session, select
 
+from service.db import engine as db_engine
 from service.db.models import Competency, DeliveryRepository
 from service.db.types import row_id, utcnow
 from service.delivery import credly
@@ -80,6 +81,7 @@ def create(
     )
     session.add(repo)
     session.flush()
+    db_engine.forget(session, "repositories")
     return repo
 
 
@@ -119,6 +121,7 @@ def update(
     repo.updated_at = now
     session.add(repo)
     session.flush()
+    db_engine.forget(session, "repositories")
     return repo
 
 
@@ -182,6 +185,16 @@ def list_all(session: Session, *, enabled_only: bool = False) -> Sequence[Delive
     if enabled_only:
         q = q.where(COL.enabled.is_(True))
     return session.exec(q).all()
+
+
+def enabled(session: Session) -> Sequence[DeliveryRepository]:
+    """``list_all(enabled_only=True)``, read once per transaction (a worker's batch queues
+    many credentials; ``create`` and ``update`` drop the copy)."""
+    cache = db_engine.transaction_cache(session, "repositories")
+    if "enabled" not in cache:
+        cache["enabled"] = list_all(session, enabled_only=True)
+    rows: Sequence[DeliveryRepository] = cache["enabled"]
+    return rows
 
 
 def snapshots(session: Session, ids: Iterable[int]) -> dict[int, RepositoryConfig]:

@@ -109,8 +109,9 @@ class Worker:
         self.poll_seconds = poll_seconds
         self.rng = rng or random.Random()
         self._connectors = list(connectors)
-        # Other kinds of work (the scheduled LMS sync), each looping in a thread of its own
-        # so a slow LMS never holds up deliveries; wired by the layer above (service.cli).
+        # Other kinds of work (the scheduled LMS sync, the evaluation queue), each looping in
+        # a thread of its own so a slow LMS or a large course never holds up deliveries;
+        # wired by the layer above (service.cli).
         self.jobs = list(jobs)
         self._by_kind: dict[str, Connector] = {}
         for c in connectors:
@@ -229,9 +230,10 @@ class Worker:
         claimed, so one slow repository answer never holds up a whole batch.
         """
         log.info("delivery worker %s started (kinds: %s)", self.name, ", ".join(sorted(self.kinds)))
-        if idle_exit:
+        if idle_exit:  # each job until nothing is due (a pull queues evaluations: in order)
             for job in self.jobs:
-                self._job_once(job)
+                while self._job_once(job):
+                    pass
         threads = [
             threading.Thread(
                 target=self._job_loop, args=(job, stop), name=f"job-{job.name}", daemon=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sqlalchemy import and_, exists
 from sqlmodel import Session, col, func, select
 
 from service.db.models import Credential, StatusList
@@ -54,22 +55,39 @@ def status_lists(session: Session, *, for_update: bool = False) -> Sequence[Stat
     return session.exec(query).all()
 
 
-def open_status_list(session: Session, *, purpose: str, max_fill: float) -> StatusList | None:
-    """The newest list of ``purpose`` that is less than ``max_fill`` allocated (locked)."""
-    query = (
-        select(StatusList)
-        .where(StatusList.purpose == purpose)
-        .where(col(StatusList.allocated) < col(StatusList.size) * max_fill)
-        .order_by(col(StatusList.id).desc())
-        .limit(1)
-        .with_for_update()
-    )
-    return session.exec(query).first()
+def open_status_list(
+    session: Session, *, purpose: str, max_fill: float
+) -> tuple[StatusList, int] | None:
+    """The newest list of ``purpose`` with less than ``max_fill`` of its entries taken, and
+    how many are taken. Not locked: issuers share it. A list found full is marked so
+    (``allocated``) and never looked at again."""
+    while True:
+        row = session.exec(
+            select(StatusList)
+            .where(StatusList.purpose == purpose)
+            .where(col(StatusList.allocated) < col(StatusList.size) * max_fill)
+            .order_by(col(StatusList.id).desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        taken = session.exec(select(func.count()).where(Credential.status_list_id == row.id)).one()
+        if taken < row.size * max_fill:
+            return row, int(taken)
+        row.allocated = int(taken)
+        session.add(row)
+        session.flush()
 
 
 def index_taken(session: Session, list_id: int, index: int) -> bool:
-    """Whether a credential already holds ``index`` of the list."""
-    query = select(func.count()).where(
-        Credential.status_list_id == list_id, Credential.status_index == index
+    """Whether a credential already holds ``index`` of the list, or (PostgreSQL) another
+    transaction is giving it out right now: the index is then reserved for this
+    transaction (an advisory lock until it ends), so issuers in parallel never pick the
+    same one and fail at the unique key."""
+    held = exists().where(
+        col(Credential.status_list_id) == list_id, col(Credential.status_index) == index
     )
-    return bool(session.exec(query).one())
+    if session.get_bind().dialect.name == "postgresql":
+        reserved = func.pg_try_advisory_xact_lock(list_id, index)
+        return not session.exec(select(and_(reserved, ~held))).one()
+    return bool(session.exec(select(held)).one())

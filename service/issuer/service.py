@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
 from service import audit
+from service.db import engine as db_engine
 from service.db.models import Credential, StatusList
 from service.db.types import row_id
 from service.errors import BadInput, Conflict, NotFound, ServiceError
@@ -130,25 +131,38 @@ def _sign_list(
 def _allocate(
     session: Session, ring: keys.Keyring, settings: Settings, now: dt.datetime
 ) -> tuple[StatusList, int]:
-    status = repository.open_status_list(session, purpose="revocation", max_fill=MAX_FILL)
-    if status is None:
-        status = StatusList(
-            purpose="revocation",
-            size=settings.status_list_size,
-            bits=statuslist.empty(settings.status_list_size),
-            created_at=now,
-        )
-        session.add(status)
-        session.flush()
-        _sign_list(status, ring, settings, now)
+    # The open list is read once per transaction and not locked: issuers in parallel
+    # transactions (workers) share it, and the unique (list, index) key keeps their entries
+    # apart (a clash fails one transaction, which is retried). ``taken`` counts this
+    # transaction's entries on top of the committed ones.
+    cache = db_engine.transaction_cache(session, "status_list")
+    held = cache.get("open")
+    if held is None:
+        found = repository.open_status_list(session, purpose="revocation", max_fill=MAX_FILL)
+        if found is None:
+            status = StatusList(
+                purpose="revocation",
+                size=settings.status_list_size,
+                bits=statuslist.empty(settings.status_list_size),
+                created_at=now,
+            )
+            session.add(status)
+            session.flush()
+            _sign_list(status, ring, settings, now)
+            held = [status, 0]
+        else:
+            held = list(found)
+        cache["open"] = held
+    status, taken = held
     assert status.id is not None
     # Random unused index (vc-bitstring-status-list §6.1); the list is at most half
     # full, so 64 tries fail with probability below 2^-64.
     for _ in range(64):
         index = statuslist.random_index(status.size)
         if not repository.index_taken(session, status.id, index):
-            status.allocated += 1
-            session.add(status)
+            held[1] = taken + 1
+            if held[1] >= status.size * MAX_FILL:
+                cache.pop("open")  # full: the next credential looks again
             return status, index
     raise Conflict("no free status list index found; try again")
 
@@ -182,7 +196,11 @@ def issue(
         BadInput: the award cannot be expressed (unknown level, undefined JSON-LD term,
             schema violation).
     """
-    ring = keyring(session, settings, create=True)
+    # read once per transaction: a worker's batch signs many credentials with the same keys
+    cache = db_engine.transaction_cache(session, "issuer_keyring")
+    ring = cache.get(settings.public_base_url)
+    if ring is None:
+        ring = cache[settings.public_base_url] = keyring(session, settings, create=True)
     assert ring.signing_key is not None and ring.signing_key.private is not None
     assert ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)

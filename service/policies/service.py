@@ -15,6 +15,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from service import audit
@@ -436,7 +437,7 @@ def effective(
             layer_versions["course"] = course_row.version
         if comp_row is not None:
             layer_versions["course_competency"] = comp_row.version
-        row = EffectivePolicy(
+        fresh = EffectivePolicy(
             course_id=course_id,
             competency_id=competency_row.id,
             version=repo.last_effective_version(session, course_id, competency_row.id) + 1,
@@ -444,8 +445,15 @@ def effective(
             document=document,
             layers=layer_versions,
         )
-        session.add(row)
-        session.flush()
+        try:
+            with session.begin_nested():
+                session.add(fresh)
+            row = fresh
+        except IntegrityError:
+            # Another evaluation (a second worker) numbered the same rules first: use its row.
+            row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
+            if row is None:
+                raise
     return parse.read_policy(row.document | {"version": row.version}), row
 
 

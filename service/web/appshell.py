@@ -27,14 +27,18 @@ NOTICES = {
     "connected": "Connected to the LMS. The worker pulls the roster and results within "
     "seconds, then on its schedule.",
     "reevaluated": "Every learner re-evaluated.",
-    "saved": "Saved. The preview below uses the new rules.",
+    "queued": "Re-evaluating {n} learners… Credentials appear here as the workers finish "
+    "them: reload the page to follow.",
+    "saved": "Saved. The preview below uses the new rules; every learner was re-evaluated.",
+    "saved_queued": "Saved. The preview below uses the new rules; re-evaluating {n} learners…",
     "added": "Competency added. Map rubric criteria and quizzes to it below.",
     "attested": "Sitting recorded and the learner re-evaluated.",
     "approved": "Approved: the credential is issued and on its way.",
     "revoked": "Revoked everywhere it went. Re-evaluating does not issue it again.",
     "allowed": "Re-award allowed and the learner re-evaluated.",
     "kept": "Kept as it is; the review flag is cleared.",
-    "rules": "Award rules saved.",
+    "rules": "Award rules saved; every learner was re-evaluated.",
+    "rules_queued": "Award rules saved; re-evaluating {n} learners…",
     "consent": "Your choice is saved.",
     "retried": "Delivery queued again.",
     "resent": "Credential queued again to the new address.",
@@ -71,6 +75,9 @@ def page(
     if user.is_admin:
         tabs += [("admin", "Administration", "/app/admin")]
     notice = NOTICES.get(request.query_params.get("done", ""))
+    count = request.query_params.get("n", "")[:6] if notice else ""
+    if notice is not None and "{n}" in notice:  # a count of learners, not of credentials
+        notice, count = notice.replace("{n}", count if count.isdigit() else "the"), ""
     response = render(
         request,
         template,
@@ -82,7 +89,7 @@ def page(
         tab=tab,
         tabs=tabs,
         notice=notice,
-        count=request.query_params.get("n", "")[:6] if notice else "",
+        count=count,
         **context,
     )
     response.headers.update(NO_STORE)

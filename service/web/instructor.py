@@ -16,7 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from service import flows
+from service import evaluation, flows
 from service.assessment.types import Level, VerificationLevel
 from service.db.engine import session as db_session
 from service.db.models import Award, Person, SourceConnection
@@ -151,13 +151,17 @@ def reevaluate(
     """Re-evaluate every learner of the course now."""
     course_id = _course_id(user)
     try:
-        with db_session(engine, write=True) as s:
-            summary = flows.evaluate_course(
-                s, settings=settings, course_id=course_id, now=utcnow(), actor=_actor(user)
-            )
-            s.commit()
+        summary = flows.reevaluate(
+            engine,
+            settings=settings,
+            course_id=course_id,
+            actor=_actor(user),
+            reason="re-evaluate (instructor)",
+        )
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
+    if summary.queued:
+        return back(user, "/app/course", "queued", n=summary.queued)
     return back(user, "/app/course", "reevaluated", n=summary.issued + summary.upgraded)
 
 
@@ -405,14 +409,18 @@ def setup_page(request: Request, engine: EngineDep, user: auth.InstructorDep) ->
 
 @router.post("/app/setup/competencies/{key}")
 async def save_competency(
-    request: Request, key: str, engine: EngineDep, user: auth.InstructorDep
+    request: Request,
+    key: str,
+    engine: EngineDep,
+    settings: SettingsDep,
+    user: auth.InstructorDep,
 ) -> Response:
     """Save one competency's mapped items and thresholds (within the institution's bounds)."""
     form = await request.form()
     chosen = [str(v) for v in form.getlist("items")][:200]
     thresholds = {lv: str(form.get(f"threshold_{lv}", ""))[:10] for lv in LEVEL_KEYS}
 
-    def run() -> None:
+    def run() -> flows.Summary:
         with db_session(engine, write=True) as s:
             labels = {i.key: i.label for i in flows.available_items(s, course_id=_course_id(user))}
             current = next(
@@ -429,7 +437,7 @@ async def save_competency(
             unknown = [k for k in chosen if k not in labels]
             if unknown:
                 raise BadInput(f"items: {unknown[0]!r} is not an item of this course")
-            flows.save_competency_setup(
+            queued = flows.save_competency_setup(
                 s,
                 course_id=_course_id(user),
                 competency_key=key,
@@ -438,12 +446,27 @@ async def save_competency(
                 actor=_actor(user),
             )
             s.commit()
+        return _after_rules_change(engine, settings, user, queued)
 
     try:
-        await run_in_threadpool(run)
+        summary = await run_in_threadpool(run)
     except ServiceError as exc:
         return await run_in_threadpool(_error_page, request, engine, user, exc, setup=True)
+    if summary.queued:
+        return back(user, "/app/setup", "saved_queued", n=summary.queued)
     return back(user, "/app/setup", "saved")
+
+
+def _after_rules_change(
+    engine: Any, settings: Any, user: auth.CurrentUser, queued: int
+) -> flows.Summary:
+    """The rules changed and ``queued`` learners wait for their evaluation: evaluate them
+    now when they are few, else leave them to the workers."""
+    if queued > settings.evaluation_inline_learners:
+        return flows.Summary(queued=queued)
+    return flows.run_course_jobs(
+        engine, settings=settings, course_id=_course_id(user), actor=_actor(user)
+    )
 
 
 @router.post("/app/setup/competencies")
@@ -501,6 +524,7 @@ def create_competency(
 def save_rules(
     request: Request,
     engine: EngineDep,
+    settings: SettingsDep,
     user: auth.InstructorDep,
     on_lower: Annotated[str, Form(max_length=20)] = "flag",
     approval_required: Annotated[str, Form(max_length=5)] = "",
@@ -516,7 +540,11 @@ def save_rules(
                 actor=_actor(user),
                 now=utcnow(),
             )
+            queued = evaluation.due(s, course_id=_course_id(user))
             s.commit()
+        summary = _after_rules_change(engine, settings, user, queued)
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=True)
+    if summary.queued:
+        return back(user, "/app/setup", "rules_queued", n=summary.queued)
     return back(user, "/app/setup", "rules")

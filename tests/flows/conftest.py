@@ -51,10 +51,16 @@ def live(settings: Settings, engine: Engine) -> Iterator[Live]:
 
 
 def pull(live: Live) -> list[flows.SyncOutcome]:
-    """What the worker's scheduled sync job does when it next runs: pull every due course
-    (roster and results, over HTTP from the demo LMS), store, evaluate who changed."""
+    """What the worker's jobs do when they next run: the scheduled sync pulls every due
+    course (roster and results, over HTTP from the demo LMS) and queues who changed, then
+    the evaluation job evaluates and awards them."""
     with outbound.client(outbound.policy(live.settings), timeout=30.0) as http:
-        return flows.run_due_syncs(live.engine, settings=live.settings, http=http, worker="test")
+        outcomes = flows.run_due_syncs(
+            live.engine, settings=live.settings, http=http, worker="test"
+        )
+    while flows.run_evaluation_jobs(live.engine, settings=live.settings)[0]:
+        pass
+    return outcomes
 
 
 def _fields(page: str) -> tuple[str, dict[str, str]]:

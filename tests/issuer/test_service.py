@@ -171,4 +171,5 @@ def test_concurrent_issues_get_distinct_indexes(engine: Engine, settings: Settin
     assert len({(r.status_list_id, r.status_index) for r in rows}) == 12
     with session(engine) as s:
         lists = s.exec(select(StatusList)).all()
-    assert [sl.allocated for sl in lists] == [13]
+        on_list = s.exec(select(Credential).where(Credential.status_list_id == lists[0].id)).all()
+    assert len(lists) == 1 and len(on_list) == 13

@@ -27,7 +27,7 @@ from service.db.models.delivery import (
     EmailMismatch,
     OutboxMessage,
 )
-from service.db.models.flows import AgsLineItem, Award, CourseSetup, CourseSync
+from service.db.models.flows import AgsLineItem, Award, CourseSetup, CourseSync, EvaluationJob
 from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
 from service.db.models.lti import (
     LaunchState,
@@ -67,6 +67,7 @@ __all__ = [
     "EffectivePolicy",
     "EmailMismatch",
     "Enrolment",
+    "EvaluationJob",
     "Evidence",
     "EvidenceRevision",
     "ImportRun",

@@ -7,7 +7,11 @@
 - ``award``: one row per credential (or pending approval) of one learner for one
   competency (or stack) in one course. Rows of the same learner and competency form a
   line; ``delivery_key`` is the credential id the outbox knows the line by (the first
-  credential's uuid), so an upgrade replaces the badge everywhere it went.
+  credential's uuid), so an upgrade replaces the badge everywhere it went. At most one
+  row of a line is ``issued`` and at most one ``pending_approval`` (partial unique
+  indexes): two evaluations of the same learner can never both issue.
+- ``evaluation_job``: one row per learner of a course, due (``due_at`` set) when anything
+  its evaluation reads changed; workers lease due rows (``service.evaluation``).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, text
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
@@ -83,7 +87,29 @@ class Award(SQLModel, table=True):
     ``review`` is set when a later decision is lower than the level held.
     """
 
-    __table_args__ = (Index("ix_award_line", "course_id", "person_id", "line_key"),)
+    __table_args__ = (
+        Index("ix_award_line", "course_id", "person_id", "line_key"),
+        # The ledger's guarantee against signing twice: a second evaluation of the same
+        # learner that raced the first fails its INSERT and issues nothing.
+        Index(
+            "uq_award_line_issued",
+            "course_id",
+            "person_id",
+            "line_key",
+            unique=True,
+            sqlite_where=text("state = 'issued'"),
+            postgresql_where=text("state = 'issued'"),
+        ),
+        Index(
+            "uq_award_line_pending",
+            "course_id",
+            "person_id",
+            "line_key",
+            unique=True,
+            sqlite_where=text("state = 'pending_approval'"),
+            postgresql_where=text("state = 'pending_approval'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     course_id: int = Field(foreign_key="course.id")
@@ -127,3 +153,30 @@ class AgsLineItem(SQLModel, table=True):
     claim_token: str = Field(default="", max_length=36)
     claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class EvaluationJob(SQLModel, table=True):
+    """A learner of a course whose evaluation is due (or was done: ``due_at`` empty).
+
+    Enqueueing sets ``due_at``; a worker leases due rows (``lease_token``,
+    ``lease_expires_at``), then evaluates and awards each learner in a transaction that
+    locks the row and clears ``due_at``. A lease that expires (the worker died) makes the
+    row claimable again; a failure moves ``due_at`` on with ``last_error``.
+    """
+
+    __tablename__ = "evaluation_job"
+    __table_args__ = (
+        Index("uq_evaluation_job_course_person", "course_id", "person_id", unique=True),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    course_id: int = Field(foreign_key="course.id")
+    person_id: int = Field(foreign_key="person.id")
+    due_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    reason: str = Field(default="", max_length=200)
+    lease_token: str = Field(default="", max_length=36)
+    lease_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    attempts: int = 0
+    last_error: str = Field(default="", max_length=1000)
+    evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

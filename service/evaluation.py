@@ -1,0 +1,274 @@
+"""The evaluation queue: which learners of which course need evaluating, leased to workers.
+
+One ``evaluation_job`` row per (course, learner). ``enqueue`` marks rows due when
+something an evaluation reads changed (results, verification events, the course's rules
+or mapping, award rules); ``claim`` leases due rows to a worker (``SELECT … FOR UPDATE
+SKIP LOCKED`` on PostgreSQL, any number of workers; SQLite serialises claimers with
+``BEGIN IMMEDIATE``), the same pattern as the delivery outbox. The worker then evaluates
+and awards a few learners per transaction (``service.flows.run_evaluation_jobs``): that
+transaction locks the rows it works on (``lock_claimed``), so a lease that expired while
+its holder was still working is never worked on twice at once, and clears ``due_at``
+(``finish``) in the same commit as the decisions, credentials and outbox rows. A worker
+killed mid-batch loses its transaction; its leases expire and another worker takes the
+rows. Every other evaluation (a launch, an attestation, the CLI) locks the same rows
+(``lock_learners``). The award ledger's unique indexes (one issued award per line) make a
+second issue fail even if these locks were bypassed.
+
+Services here only execute and flush; the caller commits (``claim`` and ``fail`` are
+worker steps with their own short transactions).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Engine, Table, case, func, or_, update
+from sqlalchemy import select as sa_select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from service.db.engine import session as db_session
+from service.db.models import Enrolment, EvaluationJob, Evidence
+from service.db.types import utcnow
+
+__all__ = [
+    "Claimed",
+    "claim",
+    "due",
+    "enqueue",
+    "fail",
+    "finish",
+    "lock_claimed",
+    "lock_learners",
+]
+
+JOB: Table = EvaluationJob.__table__  # type: ignore[attr-defined]
+C = JOB.c
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
+EVIDENCE: Table = Evidence.__table__  # type: ignore[attr-defined]
+_CHUNK = 500  # rows per INSERT (SQLite allows 32,766 parameters; 7 a row)
+MAX_BACKOFF_SECONDS = 3600.0
+
+
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JOB)
+
+
+def course_learner_ids(session: Session, *, course_id: int) -> list[int]:
+    """Learners enrolled in the course and anyone with results in it (as ``flows``
+    evaluates them)."""
+    enrolled = sa_select(ENROLMENT.c.person_id).where(
+        ENROLMENT.c.course_id == course_id, ENROLMENT.c.role == "learner"
+    )
+    with_results = sa_select(EVIDENCE.c.person_id).where(EVIDENCE.c.course_id == course_id)
+    rows = session.execute(enrolled.union(with_results)).scalars().all()
+    return sorted(int(p) for p in rows)
+
+
+def enqueue(
+    session: Session,
+    *,
+    course_id: int,
+    person_ids: Iterable[int] | None = None,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> int:
+    """Mark the evaluation of these learners of a course due (every learner of the course
+    when ``person_ids`` is None); returns how many learners that is.
+
+    Call it in the transaction that changed what the evaluation reads, so the change and
+    the job commit together. A row already due stays due (at its earlier time); a row
+    that failed and waits for a retry becomes due now.
+    """
+    now = now or utcnow()
+    ids = (
+        course_learner_ids(session, course_id=course_id)
+        if person_ids is None
+        else sorted(set(person_ids))  # one lock order for every writer: no deadlock
+    )
+    stmt = _insert(session)
+    excluded = stmt.excluded
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[C.course_id, C.person_id],
+        set_={
+            "due_at": case(
+                (or_(C.due_at.is_(None), C.due_at > excluded.due_at), excluded.due_at),
+                else_=C.due_at,
+            ),
+            "reason": excluded.reason,
+            "updated_at": excluded.updated_at,
+        },
+    )
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            upsert,
+            [_fresh(course_id, p, now, reason) for p in ids[start : start + _CHUNK]],
+        )
+    return len(ids)
+
+
+def _fresh(course_id: int, person_id: int, due_at: dt.datetime | None, reason: str) -> Any:
+    return {
+        "course_id": course_id,
+        "person_id": person_id,
+        "due_at": due_at,
+        "reason": reason[:200],
+        "lease_token": "",
+        "lease_expires_at": None,
+        "attempts": 0,
+        "last_error": "",
+        "evaluated_at": None,
+        "updated_at": utcnow(),
+    }
+
+
+def due(session: Session, *, course_id: int) -> int:
+    """How many learners of the course wait for their evaluation."""
+    return int(
+        session.execute(
+            sa_select(func.count())
+            .select_from(JOB)
+            .where(C.course_id == course_id, C.due_at.is_not(None))
+        ).scalar_one()
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """A job leased to one worker."""
+
+    id: int
+    course_id: int
+    person_id: int
+    token: str
+    attempts: int
+
+
+def claim(
+    engine: Engine,
+    *,
+    now: dt.datetime,
+    limit: int,
+    lease_seconds: float,
+    course_id: int | None = None,
+) -> list[Claimed]:
+    """Lease up to ``limit`` due jobs (one short transaction), oldest first, a course's
+    jobs together. ``course_id``: that course's jobs only (the CLI working on one course)."""
+    if limit < 1:
+        return []
+    token = str(uuid.uuid4())
+    query = (
+        sa_select(C.id, C.course_id, C.person_id, C.attempts)
+        .where(
+            C.due_at <= now,
+            or_(C.lease_expires_at.is_(None), C.lease_expires_at <= now),
+        )
+        .order_by(C.due_at, C.course_id, C.person_id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=JOB)
+    )
+    if course_id is not None:
+        query = query.where(C.course_id == course_id)
+    with db_session(engine, write=True) as s:
+        picked = s.execute(query).all()
+        if not picked:
+            return []
+        s.execute(
+            update(JOB)
+            .where(C.id.in_([r[0] for r in picked]))
+            .values(
+                lease_token=token,
+                lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                attempts=C.attempts + 1,
+                updated_at=now,
+            )
+        )
+        s.commit()
+    return sorted(
+        (Claimed(int(i), int(c), int(p), token, int(a) + 1) for i, c, p, a in picked),
+        key=lambda j: (j.course_id, j.person_id),
+    )
+
+
+def lock_claimed(session: Session, jobs: Sequence[Claimed]) -> list[Claimed]:
+    """Lock the claimed jobs this worker still holds (its lease may have expired and gone
+    to another worker meanwhile: those are left out), in the caller's transaction."""
+    if not jobs:
+        return []
+    held = set(
+        session.execute(
+            sa_select(C.id)
+            .where(C.id.in_([j.id for j in jobs]), C.lease_token == jobs[0].token)
+            .order_by(C.course_id, C.person_id)
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    return [j for j in jobs if j.id in held]
+
+
+def lock_learners(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
+    """Lock these learners' rows (created, not due, when missing) until the caller's
+    transaction ends: an evaluation outside the queue (a launch, an attestation, the CLI)
+    never runs beside a worker's evaluation of the same learner."""
+    ids = sorted(set(person_ids))
+    if not ids:
+        return
+    stmt = _insert(session).on_conflict_do_nothing(index_elements=[C.course_id, C.person_id])
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        session.execute(stmt, [_fresh(course_id, p, None, "") for p in chunk])
+        session.execute(
+            sa_select(C.id)
+            .where(C.course_id == course_id, C.person_id.in_(chunk))
+            .order_by(C.person_id)
+            .with_for_update()
+        ).all()
+
+
+def finish(
+    session: Session, *, course_id: int, person_ids: Sequence[int], now: dt.datetime
+) -> None:
+    """These learners were evaluated in the caller's transaction: nothing is due for them
+    (a change committed after it marks them due again)."""
+    ids = sorted(set(person_ids))
+    for start in range(0, len(ids), _CHUNK):
+        session.execute(
+            update(JOB)
+            .where(C.course_id == course_id, C.person_id.in_(ids[start : start + _CHUNK]))
+            .values(
+                due_at=None,
+                lease_token="",
+                lease_expires_at=None,
+                attempts=0,
+                last_error="",
+                evaluated_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def fail(engine: Engine, jobs: Sequence[Claimed], *, error: str, now: dt.datetime) -> None:
+    """Give the jobs back after a failure: due again after a backoff that grows with their
+    attempts, with the error for the operator (one short transaction)."""
+    with db_session(engine, write=True) as s:
+        for job in jobs:
+            wait = min(MAX_BACKOFF_SECONDS, 2.0 ** min(job.attempts, 12))
+            s.execute(
+                update(JOB)
+                .where(C.id == job.id, C.lease_token == job.token)
+                .values(
+                    due_at=now + dt.timedelta(seconds=wait),
+                    lease_token="",
+                    lease_expires_at=None,
+                    last_error=error[:1000],
+                    updated_at=now,
+                )
+            )
+        s.commit()

@@ -1,0 +1,386 @@
+"""The evaluation queue: learners are claimed once, evaluated and awarded by workers, never
+twice, and a worker killed mid-batch loses nothing (both database lanes)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, text
+from sqlmodel import col, select
+
+from service import evaluation, flows
+from service.db.engine import make_engine
+from service.db.engine import session as db_session
+from service.db.models import Award, Credential, Decision, EvaluationJob, ImportRun, OutboxMessage
+from service.db.types import utcnow
+from service.delivery import repositories
+from service.issuer import service as issuer_service
+from service.policies import service as policies
+from service.settings import Settings
+from service.sources import store
+from service.sources.types import LearnerRef, Result, SourceKind
+from tests import factories
+from tests.conftest import LANE
+
+NOW = dt.datetime(2026, 12, 6, 12, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass
+class Course:
+    id: int
+    person_ids: list[int]
+
+
+def _results(learners: int, *, bonus: int = 0) -> list[tuple[str, Result]]:
+    """Two quizzes per learner: learner i scores 10 + i % 10 of 20 (50 % to 95 %)."""
+    out = []
+    for i in range(learners):
+        for item in ("21", "22"):
+            out.append(
+                (
+                    f"u{i} {item}",
+                    Result(
+                        origin="test",
+                        kind=SourceKind.QUIZ,
+                        learner=LearnerRef(sub=f"u{i}"),
+                        item_id=item,
+                        score=float(min(20, 10 + i % 10 + bonus)),
+                        max_score=20.0,
+                        attempt=1,
+                        graded_at=NOW,
+                    ),
+                )
+            )
+    return out
+
+
+def _store(engine: Engine, course_id: int, results: list[tuple[str, Result]]) -> None:
+    with db_session(engine, write=True) as s:
+        run = ImportRun(kind="push", origin="test", status="running", started_at=NOW)
+        s.add(run)
+        store.apply(s, course_id=course_id, results=results, run=run, keep="always", now=NOW)
+        s.commit()
+
+
+def _course(engine: Engine, settings: Settings, *, learners: int, mapped: bool = True) -> Course:
+    """A course whose two competencies read quizzes 21 and 22 (unmapped: no items yet)."""
+    with db_session(engine, write=True) as s:
+        plat = factories.platform(s)
+        course = factories.course(s, factories.deployment(s, plat))
+        people = [factories.person(s, plat, sub=f"u{i}", name=f"L{i}") for i in range(learners)]
+        policies.save_institution(
+            s,
+            defaults={
+                "aggregation": "average",
+                "levels": {
+                    "beginning": {"threshold": "50%"},
+                    "intermediate": {"threshold": "65%"},
+                    "advanced": {"threshold": "85%"},
+                },
+            },
+            bounds={},
+            author="test",
+        )
+        assert course.id is not None
+        for key, item in (("quiz-one", "21"), ("quiz-two", "22")):
+            comp = policies.create_competency(s, key=key, name=key, author="test")
+            policies.save_competency_override(
+                s,
+                course_id=course.id,
+                competency_row=comp,
+                document={"items": [item] if mapped else []},
+                author="test",
+            )
+        repositories.create(
+            s, kind="webhook", name="hook", config={"url": "https://h.test/"}, secret="s"
+        )
+        issuer_service.keyring(s, settings, create=True)
+        s.commit()
+        course_id, ids = course.id, [p.id or 0 for p in people]
+    _store(engine, course_id, _results(learners))
+    return Course(course_id, ids)
+
+
+def _queue_all(engine: Engine, course_id: int) -> int:
+    with db_session(engine, write=True) as s:
+        n = evaluation.enqueue(s, course_id=course_id, reason="test")
+        s.commit()
+    return n
+
+
+def _drain(engine: Engine, settings: Settings) -> flows.Summary:
+    total = flows.Summary()
+    while True:
+        n, summary = flows.run_evaluation_jobs(engine, settings=settings, limit=4, batch=2)
+        if not n:
+            return total
+        total.issued += summary.issued
+        total.decisions += summary.decisions
+
+
+def _count(engine: Engine, model: Any, *where: Any) -> int:
+    with db_session(engine) as s:
+        return int(s.exec(select(func.count()).select_from(model).where(*where)).one())
+
+
+def _ledger_is_sound(engine: Engine, *, deliveries: bool = True) -> None:
+    """No line holds two issued credentials, every credential is an award's, every issued
+    award queued its delivery (``deliveries``: the course's repositories take them all)."""
+    with db_session(engine) as s:
+        lines = s.exec(
+            select(Award.person_id, Award.line_key, func.count())
+            .where(Award.state == "issued")
+            .group_by(col(Award.person_id), col(Award.line_key))
+        ).all()
+        assert all(n == 1 for _, _, n in lines), lines
+        awarded = set(s.exec(select(Award.credential_uuid)).all())
+        signed = set(s.exec(select(Credential.uuid)).all())
+        assert signed == awarded - {None}
+        queued = set(s.exec(select(OutboxMessage.credential_id)).all())
+        keys = set(s.exec(select(Award.delivery_key).where(Award.state == "issued")).all())
+        assert keys <= queued or not deliveries
+
+
+def test_due_jobs_are_claimed_once_until_their_lease_runs_out(
+    engine: Engine, settings: Settings
+) -> None:
+    course = _course(engine, settings, learners=5)
+    assert _queue_all(engine, course.id) == 5
+    now = utcnow()
+    first = evaluation.claim(engine, now=now, limit=3, lease_seconds=60)
+    second = evaluation.claim(engine, now=now, limit=3, lease_seconds=60)
+    assert len(first) == 3 and len(second) == 2
+    assert {j.person_id for j in first} | {j.person_id for j in second} == set(course.person_ids)
+    assert evaluation.claim(engine, now=now, limit=3, lease_seconds=60) == []
+    # The holder died: after the lease, another worker takes its jobs.
+    later = now + dt.timedelta(seconds=61)
+    again = evaluation.claim(engine, now=later, limit=10, lease_seconds=60)
+    assert {j.person_id for j in again} == set(course.person_ids)
+    # ... and the first holder, back to life, finds it holds nothing any more.
+    with db_session(engine, write=True) as s:
+        assert evaluation.lock_claimed(s, first) == []
+
+
+def test_the_worker_evaluates_and_issues_and_an_unchanged_rerun_issues_nothing(
+    engine: Engine, settings: Settings
+) -> None:
+    course = _course(engine, settings, learners=6)
+    with db_session(engine, write=True) as s:
+        assert flows.enqueue_new_evidence(s) == {course.id: 6}
+        s.commit()
+    assert _count(engine, Credential) == 0  # queued, not evaluated in the import
+    done = _drain(engine, settings)
+    assert done.decisions == 12
+    issued = _count(engine, Credential)
+    assert issued == done.issued > 0
+    assert _count(engine, EvaluationJob, col(EvaluationJob.due_at).is_not(None)) == 0
+    # Nothing changed: a re-import queues no one; re-evaluating everyone issues nothing.
+    _store(engine, course.id, _results(6))
+    with db_session(engine, write=True) as s:
+        assert flows.enqueue_new_evidence(s) == {course.id: 0}
+        s.commit()
+    assert _queue_all(engine, course.id) == 6
+    again = _drain(engine, settings)
+    assert again.decisions == 12 and again.issued == 0
+    assert _count(engine, Credential) == issued
+    assert _count(engine, Decision) == 12
+    # One learner's results change: only that learner is queued and re-evaluated.
+    _store(engine, course.id, [r for r in _results(6, bonus=4) if r[0].startswith("u0 ")])
+    with db_session(engine, write=True) as s:
+        assert flows.enqueue_new_evidence(s) == {course.id: 1}
+        s.commit()
+    assert _drain(engine, settings).decisions == 2
+    _ledger_is_sound(engine)
+
+
+def test_saving_the_mapping_queues_the_course_and_the_worker_issues(
+    engine: Engine, settings: Settings
+) -> None:
+    course = _course(engine, settings, learners=4, mapped=False)
+    assert _queue_all(engine, course.id) == 4
+    assert _drain(engine, settings).issued == 0  # nothing mapped: no level
+    with db_session(engine, write=True) as s:
+        queued = flows.save_competency_setup(
+            s,
+            course_id=course.id,
+            competency_key="quiz-one",
+            items=[("21", "Quiz 21")],
+            thresholds={},
+            actor="instructor",
+        )
+        s.commit()
+    assert queued == 4
+    assert _count(engine, Credential) == 0  # the page says "re-evaluating 4 learners…"
+    done = _drain(engine, settings)
+    assert done.issued == 4  # 50 %, 55 %, 60 %, 65 %: every learner reaches a level
+    with db_session(engine) as s:
+        levels = s.exec(select(Award.level).where(Award.line_key == "competency:quiz-one")).all()
+    assert sorted(levels) == ["beginning", "beginning", "beginning", "intermediate"]
+
+
+def test_two_workers_never_sign_the_same_credential(engine: Engine, settings: Settings) -> None:
+    course = _course(engine, settings, learners=30)
+    assert _queue_all(engine, course.id) == 30
+    errors: list[BaseException] = []
+    engines = [make_engine(str(engine.url.render_as_string(hide_password=False)))]
+    engines.append(make_engine(str(engine.url.render_as_string(hide_password=False))))
+
+    def work(own: Engine) -> None:
+        try:
+            _drain(own, settings)
+        except BaseException as exc:  # asserted below
+            errors.append(exc)
+
+    # Each worker has its own engine (connections), as two processes would.
+    threads = [threading.Thread(target=work, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    for e in engines:
+        e.dispose()
+    assert errors == []
+    assert _count(engine, EvaluationJob, col(EvaluationJob.due_at).is_not(None)) == 0
+    with db_session(engine) as s:
+        decided = s.exec(select(Decision.person_id, Decision.competency_id)).all()
+    assert len(decided) == len(set(decided)) == 60  # each learner evaluated once
+    _ledger_is_sound(engine)
+
+
+def test_the_ledger_refuses_a_second_issued_credential_on_a_line(
+    engine: Engine, settings: Settings
+) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    course = _course(engine, settings, learners=1)
+    _queue_all(engine, course.id)
+    _drain(engine, settings)
+    with db_session(engine, write=True) as s:
+        held = s.exec(select(Award).where(Award.state == "issued")).first()
+        assert held is not None
+        twin = Award(**{**held.model_dump(), "id": None, "credential_uuid": None})
+        s.add(twin)
+        with pytest.raises(IntegrityError):
+            s.flush()
+
+
+# --- a worker killed mid-batch ---------------------------------------------------------------
+
+
+def _worker_main(url: str, master_key: bytes, data_dir: str, lease: float) -> None:
+    """A worker process: what `microcred worker` runs for evaluation, with a short lease,
+    pausing inside each batch so that kills land mid-transaction."""
+    from service import flows as f
+    from service import secretbox
+    from service.db.engine import make_engine as make
+
+    secretbox.configure(master_key)
+    engine = make(url)
+    own = Settings(
+        environment="test",
+        data_dir=data_dir,
+        database_url=url,
+        base_url="https://tool.test",
+        evaluation_lease_seconds=lease,
+    )
+    original = f.evaluate_course
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        summary = original(*args, **kwargs)
+        time.sleep(0.05)  # signed, not committed yet
+        return summary
+
+    f.evaluate_course = slow  # type: ignore[assignment]
+    while True:
+        if not f.run_evaluation_jobs(engine, settings=own, limit=4, batch=2)[0]:
+            time.sleep(0.05)
+
+
+def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(
+    engine: Engine, settings: Settings, database_url: str, master_key: bytes
+) -> None:
+    course = _course(engine, settings, learners=20)
+    _queue_all(engine, course.id)
+    ctx = multiprocessing.get_context("spawn")
+    args = (database_url, master_key, str(settings.data_dir), 2.0)
+    workers = 1 if LANE == "sqlite" else 2
+    procs = [ctx.Process(target=_worker_main, args=args, daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    kills = 0
+    deadline = time.monotonic() + 300
+    decided_before = 0
+    try:
+        while time.monotonic() < deadline:
+            if not _count(engine, EvaluationJob, col(EvaluationJob.due_at).is_not(None)):
+                break
+            time.sleep(0.2)
+            decided = _count(engine, Decision)
+            if decided == decided_before or kills >= 6:
+                continue
+            # the workers are at work: kill one, mid-batch more often than not
+            decided_before = decided
+            time.sleep(0.1)
+            index = kills % len(procs)
+            os.kill(procs[index].pid or 0, signal.SIGKILL)
+            procs[index].join()
+            kills += 1
+            procs[index] = ctx.Process(target=_worker_main, args=args, daemon=True)
+            procs[index].start()
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+                p.join()
+    assert kills >= 2
+    assert _count(engine, EvaluationJob, col(EvaluationJob.due_at).is_not(None)) == 0, "lost"
+    with db_session(engine) as s:
+        pairs = s.execute(
+            text("SELECT count(*) FROM (SELECT DISTINCT person_id, competency_id FROM decision) d")
+        ).scalar_one()
+    assert pairs == 40  # every learner and competency decided
+    _ledger_is_sound(engine)
+
+
+# --- the setup page --------------------------------------------------------------------------
+
+
+def test_the_setup_page_says_it_is_re_evaluating_and_the_worker_issues(live: Any) -> None:
+    import re
+    from urllib.parse import urlsplit
+
+    from tests.flows.conftest import launch
+
+    live.settings.evaluation_inline_learners = 0  # every course counts as large here
+    tab = launch(live, "u-instr-1")
+    page = tab.get("/app/setup")
+    csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+    assert csrf is not None
+    # results are in (a sync), no one evaluated yet: queue them and let nobody work
+    fetched = flows.fetch_course(live.engine, course_id=live.course_id)
+    with db_session(live.engine, write=True) as s:
+        flows.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
+        s.commit()
+    saved = tab.post(
+        "/app/setup/competencies/data-investigation",
+        {"items": ["11/1", "11/2", "21"], "threshold_intermediate": "60"},
+        csrf=csrf.group(1),
+    )
+    assert saved.status_code == 303, saved.text
+    queued = _count(live.engine, EvaluationJob, col(EvaluationJob.due_at).is_not(None))
+    assert queued >= 4
+    where = urlsplit(saved.headers["location"])
+    shown = tab.http.get(f"{where.path}?{where.query}")
+    assert f"re-evaluating {queued} learners…" in shown.text
+    assert _count(live.engine, Credential) == 0
+    done = _drain(live.engine, live.settings)
+    assert done.issued > 0 and _count(live.engine, Credential) == done.issued
+    _ledger_is_sound(live.engine, deliveries=False)
