@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from sqlmodel import Session
 
-from service import logredact, secretbox
+from service import logredact, requestlog, secretbox
 from service.db import migrate as db_migrate
 from service.db.engine import make_engine
 from service.errors import BadInput, ServiceError
@@ -32,7 +31,7 @@ app = typer.Typer(
 
 def _bootstrap(settings: Settings | None = None) -> Settings:
     settings = settings or get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s: %(message)s")
+    requestlog.configure(level=settings.log_level, json_lines=settings.log_format == "json")
     logredact.install()
     secretbox.configure(secretbox.load_master_key(settings))
     return settings
@@ -140,7 +139,7 @@ def _run_uvicorn(
         http=CorkedHttpToolsProtocol,
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
-        log_config=logredact.uvicorn_log_config(),
+        log_config=logredact.uvicorn_log_config(json_lines=settings.log_format == "json"),
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
+from service import requestlog
 from service.db.engine import session as db_session
 from service.db.models import DeliveryRepository
 from service.db.types import utcnow
@@ -142,6 +143,11 @@ class Worker:
         return len(jobs)
 
     def _deliver(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
+        # logged under the id of the request that caused the row
+        with requestlog.bound(job.request_id):
+            return self._deliver_row(job, repos)
+
+    def _deliver_row(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
         record = outbox.AttemptRecord(
             started_at=self.clock(),
             send_deadline=job.lease_expires_at - dt.timedelta(seconds=self.lease_margin),

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from service import deps
+from service import deps, metrics
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
@@ -118,6 +118,7 @@ async def verify_credential(request: Request) -> JSONResponse:
             return service.verify_input(s, settings, body, now=utcnow())
 
     report = await run_in_threadpool(run)
+    metrics.count_verification(request.app, valid=report.valid, reasons=report.reasons)
     return JSONResponse(report.as_dict())
 
 
