@@ -128,7 +128,7 @@ class Metrics:
     """The metrics of one web process (its own registry: tests build many apps)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
         self.requests = Counter(
             "microcred_http_requests",
             "HTTP requests served by this process",
