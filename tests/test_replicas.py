@@ -247,13 +247,6 @@ def test_two_web_processes_and_two_workers_run_one_learners_flow(cluster: Cluste
     assert all(balancer.served[b] >= 3 for b in balancer.backends), balancer.served
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug (pre-existing on main): on PostgreSQL under `microcred serve`, the "
-    "learner's page right after a launch fails 500 on the process that served only the OIDC "
-    "login: psycopg 'can't change autocommit now: connection in transaction status INTRANS' "
-    "(flows.person_awards -> db.prepared._run). Remove this mark with the fix.",
-)
 def test_the_learners_page_after_a_launch_on_the_other_process(cluster: Cluster) -> None:
     tab = launch(cluster.live, "u-learn-2")
     for _ in range(2):  # once on each process
