@@ -197,7 +197,7 @@ def metrics_endpoint(request: Request) -> Response:
     """Prometheus metrics (bearer MICROCRED_METRICS_TOKEN)."""
     token = request.app.state.settings.metrics_token
     metrics: Metrics | None = getattr(request.app.state, "metrics", None)
-    if token is None or metrics is None:
+    if token is None or not token.get_secret_value() or metrics is None:
         raise NotFound("metrics are off", hint="Set MICROCRED_METRICS_TOKEN to serve /metrics.")
     given = request.headers.get("authorization", "")
     expected = "Bearer " + token.get_secret_value()

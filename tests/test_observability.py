@@ -55,9 +55,13 @@ def _value(text: str, series: str) -> float:
 
 
 def test_metrics_are_off_without_a_token_and_closed_without_the_right_one(
-    client: TestClient, observed: TestClient
+    client: TestClient, observed: TestClient, settings: Settings, engine: Engine
 ) -> None:
     assert client.get("/metrics").status_code == 404
+    # an empty MICROCRED_METRICS_TOKEN= (a compose default) is off too, not "Bearer " open
+    empty = create_app(settings.model_copy(update={"metrics_token": SecretStr("")}), engine=engine)
+    with TestClient(empty, base_url="https://tool.test") as c:
+        assert c.get("/metrics", headers={"Authorization": "Bearer "}).status_code == 404
     assert observed.get("/metrics").status_code == 401
     wrong = observed.get("/metrics", headers={"Authorization": "Bearer nope"})
     assert wrong.status_code == 401 and "MICROCRED_METRICS_TOKEN" in wrong.text

@@ -197,9 +197,10 @@ class Worker:
         results = outbox.finish_many(self.engine, outcomes, worker=self.name, rng=self.rng)
         for o, outcome in zip(outcomes, results, strict=True):
             if o.error is not None:
-                log.warning(
-                    "delivery %s %s (%s): %s", o.job.uuid, outcome, o.job.kind, o.error.detail
-                )
+                with requestlog.bound(o.job.request_id):
+                    log.warning(
+                        "delivery %s %s (%s): %s", o.job.uuid, outcome, o.job.kind, o.error.detail
+                    )
 
     def _warn_tokens(self) -> None:
         if time.monotonic() - self._last_warning < 3600 and self._last_warning:
