@@ -20,13 +20,14 @@ from sqlmodel import select
 from service import logredact, requestlog
 from service.app import create_app
 from service.db.engine import session as db_session
-from service.db.models import OutboxMessage
+from service.db.models import CourseSetup, ImportRun, OutboxMessage, SourceConnection
 from service.delivery import awards, repositories
 from service.delivery.ags import AgsConnector
 from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker
 from service.issuer import service as issuer_service
 from service.settings import Settings
+from tests import factories
 from tests.delivery.conftest import snapshot
 from tests.issuer import samples
 
@@ -110,6 +111,36 @@ def test_metrics_count_requests_by_route_and_read_the_database(
     assert _value(text, 'microcred_deliveries{repository="HR",status="pending"}') == 1
     assert _value(text, "microcred_delivery_queue_depth") == 1
     assert _value(text, "microcred_delivery_queue_oldest_seconds") >= 5 * 60
+
+
+def test_sync_lag_is_reported_per_connected_course(observed: TestClient, engine: Engine) -> None:
+    now = dt.datetime.now(dt.UTC)
+    with db_session(engine, write=True) as s:
+        plat = factories.platform(s)
+        dep = factories.deployment(s, plat)
+        synced, never = factories.course(s, dep), factories.course(s, dep, context_id="ctx-2")
+        source = SourceConnection(
+            name="Moodle", kind="moodle", base_url="https://m", access_token="t"
+        )
+        s.add(source)
+        s.flush()
+        for c in (synced, never):
+            s.add(CourseSetup(course_id=c.id, source_connection_id=source.id))
+        s.add(
+            ImportRun(
+                course_id=synced.id,
+                kind="sync",
+                status="applied",
+                started_at=now - dt.timedelta(hours=2, minutes=1),
+                finished_at=now - dt.timedelta(hours=2),
+            )
+        )
+        s.commit()
+        ids = (synced.id, never.id)
+    text = _scrape(observed)
+    lag = _value(text, f'microcred_sync_lag_seconds{{course_id="{ids[0]}"}}')
+    assert 2 * 3600 <= lag < 3 * 3600
+    assert _value(text, f'microcred_sync_lag_seconds{{course_id="{ids[1]}"}}') == -1
 
 
 def test_a_request_id_is_answered_and_taken_from_a_sane_header(client: TestClient) -> None:
