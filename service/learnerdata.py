@@ -7,7 +7,8 @@ it while the credentials already issued stay verifiable and revocable:
 - the person keeps their row id (awards and credentials point at it) but loses their LMS
   user id (replaced by ``erased:<random>``), name and e-mail;
 - evidence and its revisions, verification statements, decisions, enrolments, web
-  sessions, LMS id links and e-mail mismatch records are deleted;
+  sessions (and a deep-linking session's launch data), LMS id links and e-mail mismatch
+  records are deleted;
 - deliveries that had not gone out are cancelled; the personal fields of every delivery
   row (e-mail, given and family name) and the learner's name and e-mail wherever they
   appear in attempts and audit rows are replaced by ``[erased]``;
