@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
-from service import bodylimit, deps, secretbox
+from service import bodylimit, deps, metrics, requestlog, secretbox
 from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
 from service.delivery import router as delivery_router
 from service.issuer import identity
@@ -112,6 +112,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
+    app.state.metrics = metrics.Metrics(app.state.engine)
+    app.include_router(metrics.router)
     # lti routers
     from service.lti import router as lti_router
     from service.web import launch as web_launch
@@ -153,4 +155,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(instructor.router)
     app.include_router(learner.router)
     app.include_router(admin.router)
+    # outermost: the request id is set before anything logs, the latency covers everything
+    app.add_middleware(requestlog.RequestContext, observe=app.state.metrics.observe)
     return app

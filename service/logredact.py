@@ -88,14 +88,20 @@ class RedactQuery(logging.Filter):
         return True
 
 
-def uvicorn_log_config() -> dict[str, Any]:
-    """uvicorn's own logging configuration with ``RedactQuery`` on the access handler."""
+def uvicorn_log_config(*, json_lines: bool = False) -> dict[str, Any]:
+    """uvicorn's own logging configuration with ``RedactQuery`` on the access handler, the
+    request id on every record, and (``json_lines``) JSON lines (service/requestlog.py)."""
     from uvicorn.config import LOGGING_CONFIG
 
     config: dict[str, Any] = copy.deepcopy(LOGGING_CONFIG)
     filters = config.setdefault("filters", {})
     filters["redact_query"] = {"()": "service.logredact.RedactQuery"}
     filters["redact_secrets"] = {"()": "service.logredact.RedactSecrets"}
-    config["handlers"]["access"]["filters"] = ["redact_query"]
-    config["handlers"]["default"]["filters"] = ["redact_secrets"]
+    filters["request_id"] = {"()": "service.requestlog.RequestIdFilter"}
+    config["handlers"]["access"]["filters"] = ["redact_query", "request_id"]
+    config["handlers"]["default"]["filters"] = ["redact_secrets", "request_id"]
+    if json_lines:
+        config["formatters"]["json"] = {"()": "service.requestlog.JsonFormatter"}
+        config["handlers"]["access"]["formatter"] = "json"
+        config["handlers"]["default"]["formatter"] = "json"
     return config

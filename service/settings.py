@@ -26,6 +26,16 @@ class Settings(BaseSettings):
         "Generated into DATA_DIR/secret.key in development when unset; required in production.",
     )
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text, or json: one JSON object per line (time, level, logger, message, "
+        "request_id), for a log collector.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that GET /metrics (Prometheus) requires; unset, /metrics is "
+        "off (404).",
+    )
     launch_data_ttl_seconds: int = 86400
     clock_skew_seconds: int = 60
     key_rotation_grace_days: int = 14

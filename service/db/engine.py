@@ -116,6 +116,11 @@ def _ping_when_idle(engine: Engine) -> None:
                 cursor.execute("SELECT 1")
             finally:
                 cursor.close()
+            if not getattr(dbapi_conn, "autocommit", True):
+                # psycopg began a transaction for the ping: end it, or the checkout that
+                # follows cannot switch the connection to autocommit (a 500 on the first
+                # autocommit session after 5 s idle: tests/test_replicas.py)
+                dbapi_conn.rollback()
         except Exception as error:  # the driver's own errors differ by driver
             # The pool discards this connection and checks out another (up to 3 tries).
             raise exc.DisconnectionError(f"idle connection is dead: {error}") from error

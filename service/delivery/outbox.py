@@ -32,6 +32,7 @@ from sqlalchemy import Engine, Table, and_, exists, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
+from service import requestlog
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import row_id, utcnow
@@ -126,6 +127,7 @@ def enqueue(
         due_at=due_at or now,
         created_at=now,
         updated_at=now,
+        request_id=requestlog.current(),
     )
     session.add(row)
     session.flush()
@@ -165,6 +167,7 @@ class Claimed:
     uncertain: bool
     lease_token: str
     lease_expires_at: dt.datetime
+    request_id: str | None = None  # of the HTTP request that caused the row
 
 
 def claim(
@@ -263,6 +266,7 @@ def claim(
                 C.attempts,
                 C.max_attempts,
                 C.uncertain,
+                C.request_id,
             )
             .where(C.id.in_(ids))
             .order_by(C.due_at, C.id)
@@ -282,6 +286,7 @@ def claim(
                 uncertain=bool(r.uncertain),
                 lease_token=token,
                 lease_expires_at=expires,
+                request_id=r.request_id,
             )
             for r, payload in zip(rows, payloads, strict=True)
         ]

@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
+from service import requestlog
 from service.db.engine import session as db_session
 from service.db.models import DeliveryRepository
 from service.db.types import utcnow
@@ -162,6 +163,11 @@ class Worker:
         return len(jobs)
 
     def _deliver(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
+        # logged under the id of the request that caused the row
+        with requestlog.bound(job.request_id):
+            return self._deliver_row(job, repos)
+
+    def _deliver_row(self, job: outbox.Claimed, repos: dict[int, Any]) -> outbox.Outcome:
         record = outbox.AttemptRecord(
             started_at=self.clock(),
             send_deadline=job.lease_expires_at - dt.timedelta(seconds=self.lease_margin),
@@ -211,9 +217,10 @@ class Worker:
         results = outbox.finish_many(self.engine, outcomes, worker=self.name, rng=self.rng)
         for o, outcome in zip(outcomes, results, strict=True):
             if o.error is not None:
-                log.warning(
-                    "delivery %s %s (%s): %s", o.job.uuid, outcome, o.job.kind, o.error.detail
-                )
+                with requestlog.bound(o.job.request_id):
+                    log.warning(
+                        "delivery %s %s (%s): %s", o.job.uuid, outcome, o.job.kind, o.error.detail
+                    )
 
     def _warn_tokens(self) -> None:
         if time.monotonic() - self._last_warning < 3600 and self._last_warning:

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
 
-from service import deps, ratelimit
+from service import deps, metrics, ratelimit
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
@@ -175,6 +175,7 @@ async def verify_credential(request: Request) -> JSONResponse:
 
     # the pool's own threads and worker processes, never the event loop or page threads
     report = await verifier.run(run, reserved=True)
+    metrics.count_verification(request.app, valid=report.valid, reasons=report.reasons)
     return JSONResponse(report.as_dict())
 
 

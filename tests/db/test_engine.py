@@ -212,6 +212,22 @@ def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
         assert victim not in [p.scalar_one() for p in pids]  # found dead and replaced
 
 
+@pytest.mark.postgres
+def test_an_autocommit_session_works_on_a_connection_that_was_pinged_after_idling(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.db import engine as db_engine
+
+    with session(engine) as s:
+        s.execute(text("SELECT 1"))
+    monkeypatch.setattr(db_engine, "IDLE_PING_SECONDS", 0.0)  # every checkout pings
+    for _ in range(2):
+        with session(engine, autocommit=True) as s:
+            assert s.execute(text("SELECT 1")).scalar_one() == 1
+        with session(engine) as s:
+            assert s.execute(text("SELECT 2")).scalar_one() == 2
+
+
 def _hold_write_lock(engine: Engine, locked: threading.Event, release: threading.Event) -> None:
     """Another connection (another process, in effect) holds SQLite's write lock."""
     with session(engine, write=True) as s:

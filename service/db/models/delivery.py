@@ -96,6 +96,8 @@ class OutboxMessage(SQLModel, table=True):
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # The HTTP request that caused the row (service/requestlog.py): the worker logs under it.
+    request_id: str | None = Field(default=None, max_length=64)
 
 
 class DeliveryAttempt(SQLModel, table=True):

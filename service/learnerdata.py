@@ -1,0 +1,481 @@
+"""One learner's personal data: export everything held about them, erase it on request.
+
+``export`` gathers every row that names the person (docs/operations.md "Personal data"
+lists the tables, why each is kept and for how long). ``erase`` removes or pseudonymises
+it while the credentials already issued stay verifiable and revocable:
+
+- the person keeps their row id (awards and credentials point at it) but loses their LMS
+  user id (replaced by ``erased:<random>``), name and e-mail;
+- evidence and its revisions, verification statements, decisions, enrolments, web
+  sessions (and a deep-linking session's launch data), LMS id links and e-mail mismatch
+  records are deleted;
+- deliveries that had not gone out are cancelled; the personal fields of every delivery
+  row (e-mail, given and family name) and the learner's name and e-mail wherever they
+  appear in attempts and audit rows are replaced by ``[erased]``;
+- each credential row stays with its signed document: it is the record the learner holds
+  and verifiers check, a signature cannot be kept over an edited document, and its status
+  list entry is what makes it revocable. The public page stops showing the name; with
+  ``revoke`` every credential is also revoked (and the revocation sent to the repositories).
+- copies already delivered (Credly, Canvas Credentials, a webhook receiver, the LMS
+  gradebook) are outside this database: ``held_elsewhere`` lists them with how to ask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid as uuidlib
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, or_, update
+from sqlmodel import Session, SQLModel, col, select
+
+from service import audit, flows
+from service.db.models import (
+    AuditEvent,
+    Award,
+    Course,
+    Credential,
+    Decision,
+    DeliveryAttempt,
+    DeliveryConsent,
+    DeliveryRepository,
+    EmailMismatch,
+    Enrolment,
+    Evidence,
+    EvidenceRevision,
+    LtiCache,
+    OutboxMessage,
+    Person,
+    PersonLink,
+    VerificationEvent,
+    WebSession,
+)
+from service.errors import NotFound
+from service.issuer import service as issuer_service
+from service.settings import Settings
+
+__all__ = [
+    "ERASED",
+    "ErasureReport",
+    "erase",
+    "erased",
+    "export",
+    "find",
+    "held_elsewhere",
+]
+
+ERASED = "[erased]"
+_SUB_PREFIX = "erased:"
+# Personal fields of outbox payloads (delivery/awards.py CredentialSnapshot), at any depth
+# (a revocation carries its targets, an upgrade the badges it replaces).
+_PAYLOAD_PERSONAL = frozenset({"recipient_email", "given_name", "family_name"})
+# Deliveries not yet made: cancelled on erasure rather than sent with the learner's data.
+_NOT_SENT = ("pending", "held")
+
+
+def erased(person: Person) -> bool:
+    """True once the person's data was erased (``erase``)."""
+    return person.sub.startswith(_SUB_PREFIX)
+
+
+def find(session: Session, *, email: str | None = None, sub: str | None = None) -> list[Person]:
+    """People by e-mail (case-insensitive) or LMS user id (the LTI ``sub``), on any platform."""
+    query = select(Person)
+    if email is not None:
+        query = query.where(col(Person.email).ilike(email.strip()))
+    if sub is not None:
+        query = query.where(Person.sub == sub)
+    return list(session.exec(query.order_by(col(Person.id))))
+
+
+def _person(session: Session, person_id: int) -> Person:
+    person = session.get(Person, person_id)
+    if person is None:
+        raise NotFound(
+            f"no person {person_id}",
+            hint="Find the id with `microcred learner find --email ADDRESS` (or --sub LMS_ID).",
+        )
+    return person
+
+
+def _row(obj: SQLModel, *, without: Iterable[str] = ()) -> dict[str, Any]:
+    data = obj.model_dump(mode="json")
+    for key in without:
+        data.pop(key, None)
+    return data
+
+
+@dataclasses.dataclass
+class _Scope:
+    """The rows that belong to one person."""
+
+    person: Person
+    credentials: list[Credential]
+    awards: list[Award]
+    outbox: list[OutboxMessage]
+
+    @property
+    def credential_keys(self) -> set[str]:
+        keys = {c.uuid for c in self.credentials}
+        keys |= {a.delivery_key for a in self.awards if a.delivery_key}
+        keys |= {a.credential_uuid for a in self.awards if a.credential_uuid}
+        return keys
+
+    @property
+    def subjects(self) -> list[str]:
+        return [f"person:{self.person.id}"] + [
+            f"credential:{key}" for key in sorted(self.credential_keys)
+        ]
+
+
+def _scope(session: Session, person: Person) -> _Scope:
+    pid = person.id
+    credentials = list(
+        session.exec(
+            select(Credential).where(Credential.person_id == pid).order_by(col(Credential.id))
+        )
+    )
+    awards = list(session.exec(select(Award).where(Award.person_id == pid).order_by(col(Award.id))))
+    scope = _Scope(person, credentials, awards, [])
+    keys = scope.credential_keys
+    query = select(OutboxMessage).where(
+        or_(
+            col(OutboxMessage.person_id) == pid,
+            col(OutboxMessage.credential_id).in_(sorted(keys)),
+        )
+    )
+    scope.outbox = list(session.exec(query.order_by(col(OutboxMessage.id))))
+    return scope
+
+
+def _audit_rows(session: Session, scope: _Scope) -> list[AuditEvent]:
+    actor = f"person:{scope.person.id}"
+    query = select(AuditEvent).where(
+        or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(scope.subjects))
+    )
+    return list(session.exec(query.order_by(col(AuditEvent.id))))
+
+
+def _repositories(session: Session, rows: Iterable[OutboxMessage]) -> dict[int, DeliveryRepository]:
+    ids = {r.repository_id for r in rows if r.repository_id is not None}
+    if not ids:
+        return {}
+    found = session.exec(select(DeliveryRepository).where(col(DeliveryRepository.id).in_(ids)))
+    return {r.id: r for r in found if r.id is not None}
+
+
+def _how_to_ask(repo: DeliveryRepository, row: OutboxMessage) -> str:
+    badge = row.result.get("badge_id") or row.result.get("entity_id") or row.result.get("id")
+    ref = f" (its id there: {badge})" if badge else ""
+    config = repo.config
+    if repo.kind == "credly":
+        org = config.get("organization_id", "")
+        return (
+            f"Credly holds the badge{ref}. An administrator of the Credly organisation {org} "
+            "deletes it (Credly's badge DELETE is data erasure, where revoking keeps it); the "
+            "learner's own Credly account is theirs to delete through Credly's privacy request."
+        )
+    if repo.kind == "badgr":
+        return (
+            f"Canvas Credentials (Badgr) holds the assertion{ref}. An issuer administrator there "
+            "deletes it; deleting a Canvas Credentials account is not a GDPR erasure, so the "
+            "learner asks Instructure's privacy team for that."
+        )
+    if repo.kind == "webhook":
+        host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
+        return (
+            f"The webhook receiver at {host} was sent the credential, with the learner's name "
+            "and e-mail: ask its operator to erase them."
+        )
+    if repo.kind == "ags":
+        return (
+            "The LMS gradebook holds the score: the LMS's administrator erases it with the "
+            "learner's LMS account."
+        )
+    return f"Ask the operator of {repo.name} to erase what it was sent{ref}."
+
+
+def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:
+    """Copies of the learner's data that deliveries placed outside this database."""
+    scope = _scope(session, _person(session, person_id))
+    repos = _repositories(session, scope.outbox)
+    out = []
+    for row in scope.outbox:
+        repo = repos.get(row.repository_id or 0)
+        if repo is None or row.status != "delivered" or row.kind.endswith("_revoked"):
+            continue
+        out.append(
+            {
+                "repository": repo.name,
+                "kind": repo.kind,
+                "credential_id": row.credential_id,
+                "delivery": row.kind,
+                "delivered_at": row.delivered_at.isoformat() if row.delivered_at else None,
+                "how_to_ask": _how_to_ask(repo, row),
+            }
+        )
+    return out
+
+
+def export(
+    session: Session, *, settings: Settings, person_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Everything held about one person, as JSON-ready data (GDPR Art. 15 and 20)."""
+    person = _person(session, person_id)
+    scope = _scope(session, person)
+    pid = person.id
+    enrolments = list(session.exec(select(Enrolment).where(Enrolment.person_id == pid)))
+    courses = {
+        c.id: c
+        for c in session.exec(
+            select(Course).where(col(Course.id).in_([e.course_id for e in enrolments]))
+        )
+    }
+    evidence = list(
+        session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
+    )
+    revisions = (
+        list(
+            session.exec(
+                select(EvidenceRevision)
+                .where(col(EvidenceRevision.evidence_id).in_([e.id for e in evidence]))
+                .order_by(col(EvidenceRevision.id))
+            )
+        )
+        if evidence
+        else []
+    )
+    repos = _repositories(session, scope.outbox)
+    outbox_ids = [r.id for r in scope.outbox]
+    attempts = (
+        list(
+            session.exec(
+                select(DeliveryAttempt)
+                .where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
+                .order_by(col(DeliveryAttempt.id))
+            )
+        )
+        if outbox_ids
+        else []
+    )
+    by_row: dict[int, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_row.setdefault(a.outbox_message_id, []).append(_row(a, without=("outbox_message_id",)))
+    keys = scope.credential_keys
+    consents = (
+        list(
+            session.exec(
+                select(DeliveryConsent).where(col(DeliveryConsent.credential_id).in_(sorted(keys)))
+            )
+        )
+        if keys
+        else []
+    )
+
+    def each(model: type[SQLModel], *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
+        query = select(model).where(model.person_id == pid)  # type: ignore[attr-defined]
+        return [_row(r, without=without) for r in session.exec(query)]
+
+    return {
+        "format": "microcred learner export 1",
+        "exported_at": now.isoformat(),
+        "issuer": settings.public_base_url,
+        "person": _row(person) | {"erased": erased(person)},
+        "enrolments": [
+            _row(e)
+            | {
+                "course": {
+                    "title": courses[e.course_id].title,
+                    "label": courses[e.course_id].label,
+                    "context_id": courses[e.course_id].context_id,
+                }
+                if e.course_id in courses
+                else None
+            }
+            for e in enrolments
+        ],
+        "lms_user_ids": each(PersonLink),
+        "evidence": [_row(e) for e in evidence],
+        "evidence_revisions": [_row(r) for r in revisions],
+        "verification_events": each(VerificationEvent),
+        "decisions": each(Decision),
+        "awards": [_row(a) for a in scope.awards],
+        "credentials": [
+            _row(c, without=("jwt",))
+            | {"url": issuer_service.credential_url(settings, c.uuid), "jwt": c.jwt}
+            for c in scope.credentials
+        ],
+        "deliveries": [
+            _row(r, without=("lease_token",))
+            | {
+                "repository": (
+                    {"name": repos[r.repository_id].name, "kind": repos[r.repository_id].kind}
+                    if r.repository_id in repos
+                    else None
+                ),
+                "attempts": by_row.get(r.id or 0, []),
+            }
+            for r in scope.outbox
+        ],
+        "delivery_consents": [_row(c) for c in consents],
+        "email_mismatches": each(EmailMismatch),
+        # The session id is the hash of a secret token: when and how, not the id.
+        "web_sessions": each(WebSession, without=("id", "launch_id")),
+        "audit_events": [_row(e) for e in _audit_rows(session, scope)],
+        "held_elsewhere": held_elsewhere(session, person_id),
+    }
+
+
+@dataclasses.dataclass
+class ErasureReport:
+    person_id: int
+    deleted: dict[str, int]
+    cancelled_deliveries: int
+    revoked: list[str]
+    credentials_kept: list[str]
+    held_elsewhere: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _scrub(value: Any, words: list[str]) -> Any:
+    """``value`` with the personal payload fields and every occurrence of ``words`` erased."""
+    if isinstance(value, dict):
+        return {
+            k: (ERASED if k in _PAYLOAD_PERSONAL and v else _scrub(v, words))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_scrub(v, words) for v in value]
+    if isinstance(value, str):
+        for word in words:
+            value = value.replace(word, ERASED)
+        return value
+    return value
+
+
+def _text(value: str | None, words: list[str]) -> str | None:
+    return None if value is None else _scrub(value, words)
+
+
+def erase(
+    session: Session,
+    *,
+    settings: Settings,
+    person_id: int,
+    actor: str,
+    now: dt.datetime,
+    revoke: bool = False,
+    reason: str = "the learner asked for their personal data to be erased",
+) -> ErasureReport:
+    """Erase one person's personal data (GDPR Art. 17) in the caller's transaction; see the
+    module docstring for what is removed and what stays. Running it again does nothing more."""
+    person = _person(session, person_id)
+    pid = person.id
+    revoked: list[str] = []
+    if revoke:
+        for cred in _scope(session, person).credentials:
+            if not cred.revoked:
+                flows.revoke_credential(
+                    session, settings=settings, uuid=cred.uuid, reason=reason, actor=actor, now=now
+                )
+                revoked.append(cred.uuid)
+        session.flush()
+    scope = _scope(session, person)
+    # The e-mail address and the full name, where text (an attempt's excerpt, an audit
+    # detail) quotes them; not the parts of a name, nor the LMS id (often a small number),
+    # which would erase the same letters or digits in unrelated text.
+    words = sorted(
+        {w for w in (person.email, person.email.lower(), person.name.strip()) if len(w) >= 3},
+        key=len,
+        reverse=True,
+    )
+
+    cancelled = 0
+    for row in scope.outbox:
+        if row.status in _NOT_SENT and not row.kind.endswith("_revoked"):
+            row.status, row.lease_token, row.lease_expires_at = "cancelled", None, None
+            row.last_error = "cancelled: the learner's personal data was erased"
+            cancelled += 1
+        row.payload = _scrub(row.payload, words)
+        row.result = _scrub(row.result, words)
+        row.last_error = _text(row.last_error, words)
+        row.updated_at = now
+        session.add(row)
+    outbox_ids = [r.id for r in scope.outbox]
+    if outbox_ids:
+        for attempt in session.exec(
+            select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
+        ):
+            attempt.request_summary = _scrub(attempt.request_summary, words)
+            attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
+            attempt.error_detail = _text(attempt.error_detail, words)
+            session.add(attempt)
+    for event in _audit_rows(session, scope):
+        scrubbed = _scrub(event.detail, words)
+        if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
+            event.detail = scrubbed
+            session.add(event)
+
+    deleted: dict[str, int] = {}
+
+    def gone(name: str, statement: Any) -> None:
+        result: Any = session.execute(statement)
+        deleted[name] = int(result.rowcount)
+
+    session.execute(update(Award).where(col(Award.person_id) == pid).values(decision_id=None))
+    evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
+    gone(
+        "evidence_revision",
+        delete(EvidenceRevision).where(col(EvidenceRevision.evidence_id).in_(evidence_ids)),
+    )
+    gone("evidence", delete(Evidence).where(col(Evidence.person_id) == pid))
+    gone(
+        "verification_event",
+        delete(VerificationEvent).where(col(VerificationEvent.person_id) == pid),
+    )
+    gone("decision", delete(Decision).where(col(Decision.person_id) == pid))
+    gone("enrolment", delete(Enrolment).where(col(Enrolment.person_id) == pid))
+    # a deep-linking session's launch (its claims: name, e-mail) is kept beside the session
+    launches = [
+        f"ctx-{lid}"
+        for lid in session.exec(select(WebSession.launch_id).where(WebSession.person_id == pid))
+        if lid
+    ]
+    gone("lti_cache", delete(LtiCache).where(col(LtiCache.key).in_(launches)))
+    gone("web_session", delete(WebSession).where(col(WebSession.person_id) == pid))
+    gone("person_link", delete(PersonLink).where(col(PersonLink.person_id) == pid))
+    gone("email_mismatch", delete(EmailMismatch).where(col(EmailMismatch.person_id) == pid))
+
+    for cred in scope.credentials:
+        cred.lti_user_id = ""
+        session.add(cred)
+    was_erased = erased(person)
+    if not was_erased:
+        person.sub = _SUB_PREFIX + uuidlib.uuid4().hex
+    person.name = person.given_name = person.family_name = person.email = ""
+    person.updated_at = now
+    session.add(person)
+    audit.record(
+        session,
+        actor=actor,
+        action="person.erased",
+        subject=f"person:{pid}",
+        again=was_erased,
+        revoked=len(revoked),
+        cancelled_deliveries=cancelled,
+    )
+    session.flush()
+    return ErasureReport(
+        person_id=person_id,
+        deleted=deleted,
+        cancelled_deliveries=cancelled,
+        revoked=revoked,
+        credentials_kept=[c.uuid for c in scope.credentials],
+        held_elsewhere=held_elsewhere(session, person_id),
+    )
