@@ -252,6 +252,22 @@ class FakeMoodle:
             key = (int(form["quizid"]), int(form["userid"]))
             return {"attempts": self.attempts.get(key, []), "warnings": []}
         if fn == "mod_assign_get_assignments":
+            # As Moodle (mod/assign/externallib.php): without includenotenrolledcourses only
+            # the courses the token's user is enrolled in; a service user reading results is
+            # not enrolled, so the course comes back as a warning in a 200 answer.
+            if form.get("includenotenrolledcourses") != "1":
+                return {
+                    "courses": [],
+                    "warnings": [
+                        {
+                            "item": "course",
+                            "itemid": 2,
+                            "warningcode": "1",
+                            "message": "User is not enrolled or does not have requested "
+                            "capability",
+                        }
+                    ],
+                }
             return {
                 "courses": [{"id": 2, "fullname": "C", "assignments": self.assigns}],
                 "warnings": [],

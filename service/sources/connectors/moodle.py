@@ -11,7 +11,7 @@ Calls (function names and shapes: lib/db/services.php and each function's
   sumgrades, grade}]}
 - ``mod_quiz_get_user_attempts`` (quizid, userid, status=finished) -> {attempts: [{id,
   attempt, state, timefinish, timemodified, sumgrades}]}
-- ``mod_assign_get_assignments`` (courseids[]) -> {courses: [{assignments: [{id, cmid,
+- ``mod_assign_get_assignments`` (courseids[], includenotenrolledcourses=1) -> {courses: [{assignments: [{id, cmid,
   name, grade}]}]}
 - ``mod_assign_get_grades`` (assignmentids[]) -> {assignments: [{assignmentid, grades:
   [{id, userid, attemptnumber, timemodified, grade}]}]}
@@ -234,7 +234,10 @@ class MoodleConnector:
 
     def _assignments(self, out: Fetched, cid: int) -> None:
         fn = "mod_assign_get_assignments"
-        courses = self._list(self.call(fn, courseids=[cid]), "courses", fn)
+        # A service user reads courses it is not enrolled in; without the flag Moodle leaves
+        # them out and says so only in "warnings" (mod/assign/externallib.php).
+        answer = self.call(fn, courseids=[cid], includenotenrolledcourses=1)
+        courses = self._list(answer, "courses", fn)
         assigns = [a for c in courses for a in c.get("assignments", [])]
         if not assigns:
             return
