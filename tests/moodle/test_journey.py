@@ -180,8 +180,9 @@ class Journey:
 
     def teacher_sync(self) -> None:
         frame = self.launch("teacher")
+        expect(frame.get_by_text("Results pulled from the LMS")).to_be_hidden()
         frame.get_by_role("button", name="Sync from LMS").click()
-        expect(frame.locator("p.sub", has_text="Results last pulled")).to_be_visible()
+        expect(frame.get_by_text("Results pulled from the LMS")).to_be_visible()
 
     def gradebook(self) -> dict[str, dict[str, float | None]]:
         """Moodle's gradebook through its web services: grade item name -> user -> grade."""
@@ -205,19 +206,24 @@ def connect_course_source(tool: Microcred, *, course_id: int, source: str) -> No
     scheduled sync and the NRPS roster): until it merges this calls ``flows.connect_source``,
     as the demo's seed does. Switch this one function to the command when it lands.
     """
-    from service import flows
+    from service import flows, secretbox
     from service.db.engine import session as db_session
     from service.db.models import SourceConnection
     from service.db.types import utcnow
+    from service.settings import Settings
 
+    # as the command line does: the data folder's master key opens the stored secrets
+    secretbox.configure(secretbox.load_master_key(Settings(data_dir=tool.data, secret_key=None)))
     engine = make_engine(tool.database_url)
     try:
         with db_session(engine, write=True) as s:
-            conn = s.exec(select(SourceConnection).where(SourceConnection.name == source)).one()
+            conn_id = s.exec(
+                select(SourceConnection.id).where(SourceConnection.name == source)
+            ).one()
             flows.connect_source(
                 s,
                 course_id=course_id,
-                connection_id=conn.id,
+                connection_id=conn_id,
                 lms_course_id="",  # Moodle: the course id is the LTI context id
                 actor="e2e",
                 now=utcnow(),
@@ -331,7 +337,7 @@ def test_students_take_the_quiz_and_the_teacher_grades_the_rubric(journey: Journ
         )
 
 
-def test_teacher_adds_microcred_and_maps_the_quiz_and_the_rubric(journey: Journey) -> None:
+def test_teacher_adds_microcred_to_the_course(journey: Journey) -> None:
     page = journey.page("teacher")
     course = journey.made["course"]
     page.goto(
@@ -356,9 +362,23 @@ def test_teacher_adds_microcred_and_maps_the_quiz_and_the_rubric(journey: Journe
         engine.dispose()
     connect_course_source(journey.tool, course_id=journey.course_id, source="moodle")
 
+
+def test_students_open_microcred_in_moodle(journey: Journey) -> None:
+    # Until the roster (NRPS) is synced, a learner is known to microcred from their first
+    # launch on; cleo never opens it (her test is the last).
+    for who in ("ada", "ben"):
+        frame = journey.launch(who)
+        expect(frame.locator("h1")).to_have_text("Your micro-credentials")
+        expect(frame.locator("p.meta")).to_contain_text("role: learner")
+
+
+def test_teacher_maps_the_quiz_and_the_rubric_criteria(journey: Journey) -> None:
     journey.teacher_sync()
+    page = journey.page("teacher")
     frame = journey.tool_frame(page)
-    frame.get_by_role("link", name="Competencies").click()
+    frame.get_by_role("navigation", name="Sections").get_by_role(
+        "link", name="Competencies"
+    ).click()
     for comp in (INVESTIGATION, COMMUNICATION):
         frame.get_by_label("From the catalogue").select_option(comp["key"])
         frame.get_by_role("button", name="Add", exact=True).click()

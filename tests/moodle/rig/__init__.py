@@ -16,11 +16,14 @@ look at by hand: ``python -m tests.moodle.rig`` (Ctrl-C drops it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import time
@@ -287,6 +290,7 @@ require_once(__DIR__ . '/lib/setup.php');
             env={**os.environ, "PHP_CLI_SERVER_WORKERS": "4"},
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers are stopped with it (stop)
         )
         deadline = time.monotonic() + 60
         while True:
@@ -302,11 +306,15 @@ require_once(__DIR__ . '/lib/setup.php');
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.terminate()
+            # PHP_CLI_SERVER_WORKERS forks workers that outlive their parent: stop the
+            # server's own process group (start_new_session), not just its first process.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.pid, signal.SIGTERM)
             try:
                 self.server.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.server.kill()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.server.pid, signal.SIGKILL)
                 self.server.wait()
             self.server = None
         _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
@@ -330,6 +338,7 @@ def main() -> None:
         raise SystemExit(f"cannot run Moodle here: {reason}")
     work = Path(tempfile.mkdtemp(prefix="moodle-e2e-"))
     moodle = Moodle(work)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # clean up on kill too
     try:
         moodle.start()
         site = {"url": moodle.url, "workdir": str(work), "database": moodle.database}
