@@ -134,13 +134,13 @@ class Microcred:
         return done.stdout
 
     def start(self) -> None:
-        log = (self.data / "serve.log").open("wb")
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "microcred"), "serve", "--port", str(self.port)],
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.data / "serve.log").open("wb") as log:
+            self.proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "microcred"), "serve", "--port", str(self.port)],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 120
         while True:
             try:

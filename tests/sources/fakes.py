@@ -263,8 +263,7 @@ class FakeMoodle:
                             "item": "course",
                             "itemid": 2,
                             "warningcode": "1",
-                            "message": "User is not enrolled or does not have requested "
-                            "capability",
+                            "message": "User is not enrolled or does not have requested capability",
                         }
                     ],
                 }

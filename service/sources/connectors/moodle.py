@@ -11,8 +11,9 @@ Calls (function names and shapes: lib/db/services.php and each function's
   sumgrades, grade}]}
 - ``mod_quiz_get_user_attempts`` (quizid, userid, status=finished) -> {attempts: [{id,
   attempt, state, timefinish, timemodified, sumgrades}]}
-- ``mod_assign_get_assignments`` (courseids[], includenotenrolledcourses=1) -> {courses: [{assignments: [{id, cmid,
-  name, grade}]}]}
+- ``mod_assign_get_assignments`` (courseids[], includenotenrolledcourses=1) -> {courses:
+  [{assignments: [{id, cmid, name, grade}]}]}; without the flag Moodle leaves out the
+  courses the token's user is not enrolled in (a warning in a 200 answer)
 - ``mod_assign_get_grades`` (assignmentids[]) -> {assignments: [{assignmentid, grades:
   [{id, userid, attemptnumber, timemodified, grade}]}]}
 - ``core_grading_get_definitions`` (cmids[], areaname=submissions, activeonly=1) ->

@@ -283,15 +283,15 @@ require_once(__DIR__ . '/lib/setup.php');
             },
         )
         self._timed("course", t)
-        log = (self.workdir / "php-server.log").open("wb")
-        self.server = subprocess.Popen(
-            ["php", *PHP_FLAGS, "-S", f"127.0.0.1:{self.port}", "-t", "public"],
-            cwd=self.root,
-            env={**os.environ, "PHP_CLI_SERVER_WORKERS": "4"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its workers are stopped with it (stop)
-        )
+        with (self.workdir / "php-server.log").open("wb") as log:
+            self.server = subprocess.Popen(
+                ["php", *PHP_FLAGS, "-S", f"127.0.0.1:{self.port}", "-t", "public"],
+                cwd=self.root,
+                env={**os.environ, "PHP_CLI_SERVER_WORKERS": "4"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its workers are stopped with it (stop)
+            )
         deadline = time.monotonic() + 60
         while True:
             try:
