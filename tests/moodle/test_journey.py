@@ -99,11 +99,17 @@ class Journey:
             context = self.browser.new_context(viewport={"width": 1400, "height": 1000})
             context.set_default_timeout(60_000)
             page = context.new_page()
-            page.goto(self.moodle.url + "/login/index.php")
-            page.fill("#username", who)
-            page.fill("#password", rig.ADMIN_PASSWORD if who == "admin" else rig.PASSWORD)
-            page.click("#loginbtn")
-            expect(page.locator("body")).not_to_have_id("page-login-index")
+            for _ in range(3):  # a loaded machine: the page may still be settling
+                page.goto(self.moodle.url + "/login/index.php", wait_until="load")
+                page.fill("#username", who)
+                page.fill("#password", rig.ADMIN_PASSWORD if who == "admin" else rig.PASSWORD)
+                with page.expect_navigation(wait_until="load"):
+                    page.click("#loginbtn")
+                if page.locator("body#page-login-index").count() == 0:
+                    break
+            assert page.locator("body#page-login-index").count() == 0, (
+                f"{who} could not log in to Moodle: {self.moodle.login_failures()}"
+            )
             self.pages[who] = page
         return self.pages[who]
 
@@ -235,6 +241,8 @@ def connect_course_source(tool: Microcred, *, course_id: int, source: str) -> No
 
 @pytest.fixture(scope="module")
 def journey(moodle: rig.Moodle, microcred: Microcred, chromium: Any) -> Journey:
+    # Generous deadlines: Moodle's pages on a busy 2-core machine take seconds, not 5.
+    expect.set_options(timeout=60_000)
     return Journey(moodle, microcred, chromium)
 
 
@@ -416,33 +424,35 @@ def test_a_student_who_launches_sees_their_levels(journey: Journey) -> None:
     journey.shot(journey.page("ada"), "moodle-microcred-learner")
 
 
-def _wait_for_gradebook(journey: Journey, want: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Moodle's gradebook once the in-process worker has delivered (generous deadline)."""
+def _wait_for_gradebook(
+    journey: Journey, want: dict[str, dict[str, float]], learners: set[str]
+) -> dict[str, Any]:
+    """Moodle's gradebook columns besides the quiz's and the assignment's, with the grades
+    of ``learners``, once the in-process worker has delivered what is wanted (generous
+    deadline). Cleo's grades are left out: she is known only once the roster is synced."""
+    native = {rig.QUIZ["name"], rig.ASSIGNMENT["name"]}
     deadline = time.monotonic() + 180
     while True:
-        book = journey.gradebook()
-        columns = {k: v for k, v in book.items() if k.endswith("(competency level)")}
-        if (
-            all(
-                {u: g for u, g in columns.get(col, {}).items() if g is not None} == grades
-                for col, grades in want.items()
-            )
-            or time.monotonic() > deadline
-        ):
-            return columns
+        columns = {k: v for k, v in journey.gradebook().items() if k not in native}
+        graded = {
+            col: {u: g for u, g in grades.items() if g is not None and u in learners}
+            for col, grades in columns.items()
+        }
+        if graded == want or time.monotonic() > deadline:
+            return graded
         time.sleep(2)
 
 
 def _gradebook_want(journey: Journey, rubric: dict[str, list[str]]) -> dict[str, dict[str, float]]:
-    awards = journey.awards()
+    """One column per competency, each learner's level as the score (1-3), as computed
+    from their quiz answers and rubric levels."""
     want: dict[str, dict[str, float]] = {}
-    for comp in (INVESTIGATION, COMMUNICATION):
-        col = f"{comp['name']} (competency level)"
-        want[col] = {
-            who: float(LEVELS.index(levels[comp["key"]]) + 1)
-            for who, levels in awards.items()
-            if comp["key"] in levels and who in rubric
-        }
+    for who, levels in rubric.items():
+        for comp in (INVESTIGATION, COMMUNICATION):
+            level = journey.expected(who, levels)[comp["key"]]
+            col = want.setdefault(f"{comp['name']} (competency level)", {})
+            if level is not None:
+                col[who] = float(LEVELS.index(level) + 1)
     return want
 
 
@@ -451,10 +461,8 @@ def test_moodles_gradebook_has_one_column_per_competency_with_the_levels(
 ) -> None:
     want = _gradebook_want(journey, {w: RUBRIC[w] for w in ("ada", "ben")})
     assert all(want.values()), want
-    columns = _wait_for_gradebook(journey, want)
-    assert sorted(columns) == sorted(want)  # exactly one column per competency
-    for col, grades in want.items():
-        assert {u: g for u, g in columns[col].items() if g is not None} == grades, columns
+    # exactly one column per competency, with the levels as scores, and nothing else
+    assert _wait_for_gradebook(journey, want, {"ada", "ben"}) == want
 
 
 def test_a_regrade_upgrades_the_level_everywhere(journey: Journey) -> None:
@@ -466,15 +474,8 @@ def test_a_regrade_upgrades_the_level_everywhere(journey: Journey) -> None:
     expected = {k: v for k, v in journey.expected(who, rubric).items() if v}
     assert after == expected
     assert any(LEVELS.index(after[k]) > LEVELS.index(v) for k, v in before.items())
-    want = _gradebook_want(journey, {**RUBRIC, who: rubric})
-    want = {
-        col: {u: g for u, g in grades.items() if u in ("ada", "ben")}
-        for col, grades in want.items()
-    }
-    columns = _wait_for_gradebook(journey, want)
-    assert sorted(columns) == sorted(want)
-    for col, grades in want.items():
-        assert {u: g for u, g in columns[col].items() if g is not None} == grades, columns
+    want = _gradebook_want(journey, {"ada": RUBRIC["ada"], who: rubric})
+    assert _wait_for_gradebook(journey, want, {"ada", who}) == want
 
 
 @pytest.mark.xfail(strict=True, reason="needs scheduled sync + NRPS roster (sync16)")

@@ -231,6 +231,9 @@ $CFG->wwwroot = '{self.url}';
 $CFG->dataroot = '{data}';
 $CFG->directorypermissions = 02777;
 $CFG->routerconfigured = false;
+// The login form's CSRF token lives in the session, which the page's own asset requests
+// race for on a loaded machine ("Invalid login"); a loopback test site does without it.
+$CFG->disablelogintoken = true;
 require_once(__DIR__ . '/lib/setup.php');
 """
         )
@@ -318,6 +321,21 @@ require_once(__DIR__ . '/lib/setup.php');
                 self.server.wait()
             self.server = None
         _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+
+    def login_failures(self) -> str:
+        """Moodle's own record of the last failed logins (user, reason code)."""
+        done = subprocess.run(
+            [
+                *("psql", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"]),
+                *("-d", self.database, "-Atc"),
+                "SELECT other FROM mdl_logstore_standard_log WHERE eventname LIKE "
+                "'%user_login_failed' ORDER BY id DESC LIMIT 3",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return done.stdout.strip() or done.stderr.strip()
 
     def ws(self, function: str, token: str | None = None, **params: Any) -> Any:
         """Call a Moodle web-service function (REST, JSON) with the sync user's token."""
