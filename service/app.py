@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
-from service import deps, secretbox
+from service import bodylimit, deps, secretbox
 from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
 from service.delivery import router as delivery_router
 from service.issuer import identity
@@ -86,6 +86,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         yield
         # Close the async connections of the event loop that served the requests.
         await dispose_twin(app.state.engine)
+        issuer_router.shutdown(app)  # the verifier's threads and worker processes
 
     app = FastAPI(
         title="microcred",
@@ -141,6 +142,13 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     # flows routers
     app.add_middleware(EvaluateAfterEvidence)
+    # Inside SecurityHeaders (a 413 gets its headers too), outside everything that reads.
+    app.add_middleware(
+        bodylimit.BodyLimit,
+        max_bytes=settings.max_body_bytes,
+        larger=bodylimit.larger_routes(settings),
+        respond=errors.too_large_before_app,
+    )
     app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
     app.include_router(instructor.router)
     app.include_router(learner.router)

@@ -382,7 +382,7 @@ def verify(
     from service.db.types import utcnow
     from service.errors import ServiceError
     from service.issuer import fetch as issuer_fetch
-    from service.issuer import identity
+    from service.issuer import identity, limits
     from service.issuer import service as issuer_service
 
     settings = _bootstrap()
@@ -394,7 +394,8 @@ def verify(
             if not path.is_file():
                 typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
                 raise typer.Exit(2)
-            data = path.read_text("utf-8", errors="replace")
+            with path.open("rb") as file:  # the verifier refuses anything longer
+                data = file.read(limits.DEFAULT.max_bytes + 1).decode("utf-8", "replace")
         engine = _engine(settings)
         try:
             # This database's own credentials resolve offline under the DID it recorded,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -13,6 +13,7 @@ from sqlmodel import Session
 from service import apitoken
 from service.db.engine import session as db_session
 from service.db.models import ApiToken
+from service.db.types import MAX_ROW_ID
 from service.settings import Settings
 
 
@@ -40,6 +41,9 @@ def get_write_session(request: Request) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+# A row id in a path. A number beyond the INTEGER column names no row, and the database driver
+# would fail on it (a 500), so it is refused up front with a 422.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A row id (1 to 2147483647)")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]
 WriteSessionDep = Annotated[Session, Depends(get_write_session)]

@@ -6,6 +6,7 @@ ServiceError (code, HTTP status, message a person can act on)
  ├── BadInput            400/422  malformed input: says which field and why
  ├── Conflict            409
  ├── TooManyRequests     429      with Retry-After
+ │    └── Busy           503      with Retry-After: all slots for the work are taken
  └── DependencyFailed    502/503  a platform, repository or database we depend on failed
 
 A business outcome ("not eligible") is a value, never one of these.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 __all__ = [
     "BadInput",
+    "Busy",
     "Conflict",
     "DependencyFailed",
     "Forbidden",
@@ -71,6 +73,12 @@ class TooManyRequests(ServiceError):
         super().__init__(detail, hint=hint)
         self.retry_after = retry_after
         self.headers["retry-after"] = str(retry_after)
+
+
+class Busy(TooManyRequests):
+    code = "busy"
+    status_code = 503
+    title = "Too busy right now"
 
 
 class DependencyFailed(ServiceError):

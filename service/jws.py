@@ -218,8 +218,8 @@ def verify(
         raise TokenError(f"algorithms must be a non-empty subset of {sorted(ALLOWED_ALGORITHMS)}")
     header = unverified_header(token)
     alg = header.get("alg")
-    if alg not in allowed:
-        raise TokenError(f"algorithm {alg!r} is not allowed")
+    if not isinstance(alg, str) or alg not in allowed:  # a list or object is not hashable
+        raise TokenError(f"algorithm {str(alg)[:40]!r} is not allowed")
     kid = header.get("kid")
     candidates = [k for k in keys if k.alg == alg and (kid is None or k.kid == kid)]
     if not candidates:

@@ -46,6 +46,20 @@ class Settings(BaseSettings):
         "NAT address launches a whole lecture at once, so keep it well above class sizes.",
     )
     lti_http_timeout_seconds: float = 10.0
+    # request bodies (service/bodylimit.py)
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,  # a launch's id_token form is a few KB; below this, launches break
+        description="Largest request body of any route but the few that need more (413 "
+        "above it, before sign-in or parsing). 1 MiB holds a posted credential for /verify "
+        "(1,000,000 bytes at most), a launch and every form.",
+    )
+    max_push_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest body of POST /api/evidence (a push batch holds at most 1,000 "
+        "results and 1,000 verifications: about 1 to 1.5 MB of JSON with rubric scales).",
+    )
     extra_frame_ancestors: str = Field(
         default="",
         description="Space-separated origins that may also frame microcred's LMS pages, for a "
@@ -66,6 +80,18 @@ class Settings(BaseSettings):
         "last evaluation is older than this (time-dependent rules: recency, expiry).",
     )
     # issuer
+    verify_rate_limit_per_minute: int = Field(
+        default=30,
+        ge=0,
+        description="Credentials one client IP may post to /verify per minute (a burst of as "
+        "many is allowed); more get 429 with Retry-After. 0 turns the limit off.",
+    )
+    verify_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Verifications of posted credentials that run at once, in their own "
+        "threads; while all are busy, /verify answers 503 with Retry-After (no queue).",
+    )
     issuer_name: str = Field(default="microcred", description="Awarding body name (EU element 4).")
     issuer_url: str = Field(default="", description="Awarding body web site; base_url if empty.")
     issuer_country: str = Field(

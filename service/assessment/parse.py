@@ -296,7 +296,7 @@ def days(value: Any, field: str) -> int:
         if (match := _ISO_DURATION.match(text.upper())) and any(match.groups()):
             years, months, weeks, days = (int(g or 0) for g in match.groups())
             return integer(years * 365 + months * 30 + weeks * 7 + days, field, PolicyError)
-        if text.isdigit():
+        if text.isascii() and text.isdigit():
             return integer(int(text), field, PolicyError)
     raise PolicyError(
         field, f"must be a number of days or a period such as '2 years', not {value!r}"

@@ -12,13 +12,28 @@ from sqlalchemy.types import TypeDecorator
 
 from service import secretbox
 
-__all__ = ["EncryptedText", "JSONType", "UTCDateTime", "utcnow"]
+__all__ = ["MAX_ROW_ID", "EncryptedText", "JSONType", "UTCDateTime", "row_id", "utcnow"]
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# Row ids are INTEGER columns: 32 bits on PostgreSQL.
+MAX_ROW_ID = 2**31 - 1
+
+
+def row_id(ref: str | int) -> int | None:
+    """The row id a reference names ("42"), or None when it names no id (a uuid, "¹", or a
+    number too large for the column). ``str.isdigit`` alone is not enough: it accepts
+    superscripts, which ``int`` refuses, and numbers the database driver cannot bind."""
+    text = str(ref)
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
+        return None
+    value = int(text)
+    return value if value <= MAX_ROW_ID else None
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):

@@ -62,7 +62,7 @@ def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # isdigit alone takes '²', which int refuses
         return float(int(value))
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -34,7 +34,7 @@ from sqlmodel import Session, select
 
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
-from service.db.types import utcnow
+from service.db.types import row_id, utcnow
 from service.delivery import backoff
 from service.delivery.errors import ConnectorError, FinalError, RateLimited
 from service.errors import Conflict, NotFound
@@ -483,7 +483,8 @@ def _pause(s: Session, repository_id: int, error: ConnectorError, now: dt.dateti
 
 def get(session: Session, ref: str | int) -> OutboxMessage:
     """A row by numeric id or uuid."""
-    cond = C.id == int(ref) if str(ref).isdigit() else C.uuid == str(ref)
+    number = row_id(ref)
+    cond = C.id == number if number is not None else C.uuid == str(ref)
     row = session.exec(select(OutboxMessage).where(cond)).first()
     if row is None:
         raise NotFound(f"no outbox row {ref!r}", hint="list rows with `microcred outbox list`")

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from service.db.models import DeliveryRepository
-from service.db.types import utcnow
+from service.db.types import row_id, utcnow
 from service.delivery import credly
 from service.delivery.types import RepositoryConfig
 from service.errors import BadInput, NotFound
@@ -112,7 +112,8 @@ def update(
 
 
 def get(session: Session, ref: str | int) -> DeliveryRepository:
-    cond = COL.id == int(ref) if str(ref).isdigit() else COL.uuid == str(ref)
+    number = row_id(ref)
+    cond = COL.id == number if number is not None else COL.uuid == str(ref)
     repo = session.exec(select(DeliveryRepository).where(cond)).first()
     if repo is None:
         raise NotFound(f"no delivery repository {ref!r}")

@@ -21,7 +21,7 @@ from service.delivery.schemas import (
     RepositoryCreate,
     RepositoryPublic,
 )
-from service.deps import SessionDep, WriteSessionDep
+from service.deps import RowId, SessionDep, WriteSessionDep
 
 router = APIRouter(prefix="/api", tags=["delivery"])
 
@@ -136,7 +136,7 @@ def list_email_mismatches(session: SessionDep, all: bool = False) -> list[Mismat
 
 
 @router.post("/delivery/email-mismatches/{mismatch_id}/resend", response_model=OutboxPublic)
-def resend_email_mismatch(mismatch_id: int, session: WriteSessionDep) -> OutboxPublic:
+def resend_email_mismatch(mismatch_id: RowId, session: WriteSessionDep) -> OutboxPublic:
     """Issue the credential again to the current e-mail."""
     row = status.resend_mismatch(session, mismatch_id=mismatch_id)
     session.commit()
@@ -144,7 +144,7 @@ def resend_email_mismatch(mismatch_id: int, session: WriteSessionDep) -> OutboxP
 
 
 @router.post("/delivery/email-mismatches/{mismatch_id}/dismiss", response_model=MismatchPublic)
-def dismiss_email_mismatch(mismatch_id: int, session: WriteSessionDep) -> MismatchPublic:
+def dismiss_email_mismatch(mismatch_id: RowId, session: WriteSessionDep) -> MismatchPublic:
     """Mark a mismatch handled without re-sending."""
     m = status.dismiss_mismatch(session, mismatch_id=mismatch_id)
     session.commit()

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from service.db.models import DeliveryAttempt, DeliveryRepository, EmailMismatch, OutboxMessage
+from service.db.types import MAX_ROW_ID
 
 
 class AttemptPublic(BaseModel):
@@ -127,7 +128,7 @@ class RepositoryCreate(BaseModel):
 
 
 class ConsentIn(BaseModel):
-    repository_id: int
+    repository_id: int = Field(ge=1, le=MAX_ROW_ID)
     granted: bool
 
 

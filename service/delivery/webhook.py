@@ -46,7 +46,7 @@ def verify(secret: str, header: str, body: bytes, *, now: int) -> bool:
     """Receiver-side check of a ``Microcred-Signature`` header (also used by our tests)."""
     parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
     stamps = [v for k, v in parts if k.strip() == "t"]
-    if len(stamps) != 1 or not stamps[0].isdigit():
+    if len(stamps) != 1 or not (stamps[0].isascii() and stamps[0].isdigit()):
         return False
     t = int(stamps[0])
     if abs(now - t) > TOLERANCE_SECONDS:

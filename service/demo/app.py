@@ -12,7 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
 
+from service import bodylimit
 from service.demo import moodle_ws, pages
 from service.demo.config import DemoConfig
 from service.demo.course import Course, sample_course
@@ -20,7 +22,11 @@ from service.demo.platform import DemoPlatform, OAuthError, ServiceAuthError
 from service.demo.router import router
 from service.errors import ServiceError
 
-__all__ = ["create_demo_app"]
+__all__ = ["MAX_BODY_BYTES", "create_demo_app"]
+
+# The largest body the demo LMS reads (token requests, scores, deep-linking responses,
+# web-service calls and webhooks are all far smaller).
+MAX_BODY_BYTES = 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,19 @@ def _error(
     return pages.render(
         "error.html", status_code=status, title=title, detail=detail, hint=hint, code=code
     )
+
+
+def _too_large(scope: Scope, exc: bodylimit.TooLarge) -> Response:
+    response = _error(
+        Request(scope),
+        status=413,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        hint=exc.hint,
+    )
+    response.headers.update(exc.headers or {})
+    return response
 
 
 def create_demo_app(
@@ -65,6 +84,12 @@ def create_demo_app(
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(router)
     app.include_router(moodle_ws.router)
+
+    app.add_middleware(bodylimit.BodyLimit, max_bytes=MAX_BODY_BYTES, respond=_too_large)
+
+    @app.exception_handler(bodylimit.TooLarge)
+    async def _body_too_large(request: Request, exc: bodylimit.TooLarge) -> Response:
+        return _too_large(request.scope, exc)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:

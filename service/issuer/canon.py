@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyld import jsonld as _pyld
-from pyld.canon import URDNA2015
+from pyld.canon import URDNA2015, permutations
 from pyld.identifier_issuer import IdentifierIssuer
 from pyld.jsonld import JsonLdError, JsonLdProcessor
 
 from service.errors import BadInput
+from service.issuer import limits
 from service.issuer.contexts import DocumentLoader
 
 __all__ = ["UndefinedTermError", "canonicalize", "sha256"]
@@ -142,12 +143,90 @@ class _Processor(JsonLdProcessor):  # type: ignore[misc]
 
 
 class _Urdna2015(URDNA2015):  # type: ignore[misc]
-    """RDFC-1.0 with a shallow copy where pyld deep-copies a flat term dict (same result)."""
+    """RDFC-1.0 on a work budget (``limits``), otherwise pyld's algorithm unchanged.
+
+    Hash N-Degree Quads (RDFC-1.0 §4.8) is written out here, step for step as the spec and
+    pyld have it (same permutation order, same choice among equal paths, so the same
+    canonical form), with the work counted and the issuer copied without ``deepcopy``;
+    the rest is pyld's.
+    """
+
+    def __init__(self, work: limits.Work, bounds: limits.Limits) -> None:
+        super().__init__()
+        self.work = work
+        self.bounds = bounds
 
     def modify_first_degree_component(self, id_: str, component: Any, key: str) -> Any:
+        # a shallow copy where pyld deep-copies a flat term dict (same result)
         if component["type"] != "blank node":
             return component
         return {**component, "value": "_:a" if component["value"] == id_ else "_:z"}
+
+    def hash_n_degree_quads(self, id_: str, issuer: IdentifierIssuer) -> dict[str, Any]:
+        work = self.work
+        if work.budget is None:
+            # first call: step 5 of the main algorithm has issued canonical ids to every
+            # blank node with a unique first-degree hash; the rest are the hard ones
+            alike = len(self.blank_node_info) - len(self.canonical_issuer.existing)
+            work.budget = self.bounds.work_budget(alike)
+        work.charge(1 + len(self.blank_node_info[id_]["quads"]))
+        # 1-3) hashes of the related blank nodes
+        hash_to_related = self.create_hash_to_related(id_, issuer)
+        # 4) data to hash
+        md = self.create_hash()
+        # 5) each related hash, in order
+        for related_hash, blank_nodes in sorted(hash_to_related.items()):
+            md.update(related_hash.encode("utf8"))
+            chosen_path = ""
+            chosen_issuer = None
+            # 5.4) every permutation of the blank nodes with that hash
+            for permutation in permutations(blank_nodes):
+                work.charge(len(permutation) + len(issuer.order))
+                issuer_copy = _copy_issuer(issuer)
+                path = ""
+                recursion_list = []
+                skip = False
+                for related in permutation:
+                    if self.canonical_issuer.has_id(related):
+                        path += self.canonical_issuer.get_id(related)
+                    else:
+                        if not issuer_copy.has_id(related):
+                            recursion_list.append(related)
+                        path += issuer_copy.get_id(related)
+                    if chosen_path and len(path) >= len(chosen_path) and path > chosen_path:
+                        skip = True
+                        break
+                if skip:
+                    continue
+                # 5.4.5) recurse into the blank nodes first met on this path
+                for related in recursion_list:
+                    result = self.hash_n_degree_quads(related, issuer_copy)
+                    path += issuer_copy.get_id(related)
+                    path += "<" + result["hash"] + ">"
+                    issuer_copy = result["issuer"]
+                    if chosen_path and len(path) >= len(chosen_path) and path > chosen_path:
+                        skip = True
+                        break
+                if skip:
+                    continue
+                # 5.4.6) keep the least path (the first one found among equals)
+                if not chosen_path or path < chosen_path:
+                    chosen_path = path
+                    chosen_issuer = issuer_copy
+            # 5.5-5.6)
+            md.update(chosen_path.encode("utf8"))
+            issuer = chosen_issuer
+        # 6)
+        return {"hash": md.hexdigest(), "issuer": issuer}
+
+
+def _copy_issuer(issuer: IdentifierIssuer) -> IdentifierIssuer:
+    """What ``copy.deepcopy`` makes of an issuer (its state is strings and ints)."""
+    twin = IdentifierIssuer(issuer.prefix)
+    twin.counter = issuer.counter
+    twin.existing = dict(issuer.existing)
+    twin.order = list(issuer.order)
+    return twin
 
 
 def _is_absolute(iri: str) -> bool:
@@ -182,18 +261,29 @@ def _check_iris(node: Any, path: str) -> None:
             _check_iris(value, f"{path}/{key}")
 
 
-def canonicalize(document: Mapping[str, Any], loader: DocumentLoader) -> str:
+def canonicalize(
+    document: Mapping[str, Any],
+    loader: DocumentLoader,
+    *,
+    bounds: limits.Limits = limits.DEFAULT,
+    work: limits.Work | None = None,
+) -> str:
     """Canonical N-Quads (RDFC-1.0) of a JSON-LD document, refusing undefined terms.
 
     Args:
         document: compacted JSON-LD (e.g. a credential without its proof).
         loader: the offline document loader (``contexts.loader_for``).
+        bounds: the most quads, blank nodes and blank-node work allowed.
+        work: a counter that receives the blank-node work done (for callers that report
+            it; a fresh one is used otherwise).
 
     Returns:
         The canonical N-Quads text.
 
     Raises:
         UndefinedTermError: a property, type or id would be dropped by JSON-LD.
+        limits.LimitExceeded: the dataset is too large, or its blank nodes too alike to
+            order within the work budget.
         BadInput: the document is not valid JSON-LD (unknown context, bad syntax).
     """
     options: dict[str, Any] = {
@@ -217,6 +307,9 @@ def canonicalize(document: Mapping[str, Any], loader: DocumentLoader) -> str:
     except (ValueError, TypeError) as exc:
         # pyld's IRI resolver raises bare ValueErrors (an empty or relative @context IRI)
         raise BadInput(f"not valid JSON-LD: {exc}") from exc
+    except RecursionError:
+        raise limits.LimitExceeded("its JSON-LD nests too deeply to expand") from None
+    _check_merge_cost(expanded, bounds)
     _check_iris(expanded, "$")
     issuer = IdentifierIssuer("_:b")
     node_map: dict[str, Any] = {"@default": {}}
@@ -225,8 +318,71 @@ def canonicalize(document: Mapping[str, Any], loader: DocumentLoader) -> str:
     for name, graph in sorted(node_map.items()):
         if name == "@default" or _is_absolute(name):
             dataset[name] = processor._graph_to_rdf(graph, issuer, options)
-    nquads: str = _Urdna2015().main(dataset, {"format": "application/n-quads"})
+    _check_size(dataset, bounds)
+    try:
+        nquads: str = _Urdna2015(work or limits.Work(), bounds).main(
+            dataset, {"format": "application/n-quads"}
+        )
+    except RecursionError:
+        raise limits.LimitExceeded(
+            "its blank nodes chain too deeply to put in canonical order"
+        ) from None
     return nquads
+
+
+def _check_merge_cost(expanded: Any, bounds: limits.Limits) -> None:
+    """Refuse a document whose node map would cost too many comparisons.
+
+    pyld adds each value of a property to its node only after comparing it with every value
+    already there (no duplicates), so n values of one property of one node cost n²/2
+    comparisons: 2,000 alignments took seconds. Values that land on the same node (the same
+    ``@id`` in several places) are counted together.
+    """
+    counts: dict[tuple[Any, str], int] = {}
+    stack = [expanded]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(node)
+            continue
+        if not isinstance(node, dict) or "@value" in node:
+            continue
+        ident = node.get("@id")
+        owner = ident if isinstance(ident, str) else id(node)
+        for prop, value in node.items():
+            if prop == "@id":
+                continue
+            values = value if isinstance(value, list) else [value]
+            counts[owner, prop] = counts.get((owner, prop), 0) + len(values)
+            stack.extend(values)
+    cost = sum(n * n for n in counts.values())
+    if cost > bounds.max_merge_work:
+        worst = max(counts.values())
+        raise limits.LimitExceeded(
+            f"one of its objects has {worst} values for one property; a verifier compares "
+            f"at most {bounds.max_merge_work} pairs of values"
+        )
+
+
+def _check_size(dataset: Mapping[str, list[Any]], bounds: limits.Limits) -> None:
+    """Refuse a dataset over the quad or blank-node limit before canonicalizing it."""
+    quads = sum(len(triples) for triples in dataset.values())
+    if quads > bounds.max_quads:
+        raise limits.LimitExceeded(
+            f"it makes {quads} RDF statements; a verifier processes at most {bounds.max_quads}"
+        )
+    blank = {
+        term["value"]
+        for triples in dataset.values()
+        for triple in triples
+        for term in (triple["subject"], triple["object"])
+        if term["type"] == "blank node"
+    }
+    if len(blank) > bounds.max_blank_nodes:
+        raise limits.LimitExceeded(
+            f"it has {len(blank)} blank nodes (objects without an id); a verifier processes "
+            f"at most {bounds.max_blank_nodes}"
+        )
 
 
 def _jsonld_reason(exc: BaseException) -> str:

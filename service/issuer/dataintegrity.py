@@ -21,18 +21,19 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from service.issuer import canon, multibase
+from service.issuer import canon, limits, multibase
 from service.issuer.contexts import DocumentLoader
 
 __all__ = [
     "CRYPTOSUITE",
     "PROOF_TYPE",
+    "Hasher",
     "ProofError",
     "hash_data",
     "proof_config",
@@ -43,6 +44,9 @@ __all__ = [
 
 PROOF_TYPE = "DataIntegrityProof"
 CRYPTOSUITE = "eddsa-rdfc-2022"
+
+
+Hasher = Callable[[Mapping[str, Any], Mapping[str, Any]], bytes]  # (document, config)
 
 
 class ProofError(Exception):
@@ -80,19 +84,28 @@ def proof_config(
 
 
 @functools.lru_cache(maxsize=256)
-def _config_hash(config_json: str, loader: DocumentLoader) -> bytes:
+def _config_hash(config_json: str, loader: DocumentLoader, bounds: limits.Limits) -> bytes:
     return hashlib.sha256(
-        canon.canonicalize(json.loads(config_json), loader).encode("utf-8")
+        canon.canonicalize(json.loads(config_json), loader, bounds=bounds).encode("utf-8")
     ).digest()
 
 
 def hash_data(
-    document: Mapping[str, Any], config: Mapping[str, Any], loader: DocumentLoader
+    document: Mapping[str, Any],
+    config: Mapping[str, Any],
+    loader: DocumentLoader,
+    *,
+    bounds: limits.Limits = limits.DEFAULT,
 ) -> bytes:
-    """``SHA-256(canon(config)) || SHA-256(canon(document))`` (vc-di-eddsa §3.2.5)."""
+    """``SHA-256(canon(config)) || SHA-256(canon(document))`` (vc-di-eddsa §3.2.5).
+
+    Raises:
+        limits.LimitExceeded: either one is too large or complex to canonicalize.
+    """
     config_key = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    doc_hash = hashlib.sha256(canon.canonicalize(document, loader).encode("utf-8")).digest()
-    return _config_hash(config_key, loader) + doc_hash
+    config_hash = _config_hash(config_key, loader, bounds)
+    canonical = canon.canonicalize(document, loader, bounds=bounds)
+    return config_hash + hashlib.sha256(canonical.encode("utf-8")).digest()
 
 
 def sign(
@@ -134,12 +147,18 @@ def verify(
     *,
     public_key: bytes,
     loader: DocumentLoader,
+    bounds: limits.Limits = limits.DEFAULT,
+    hasher: Hasher | None = None,
 ) -> None:
     """Check one ``eddsa-rdfc-2022`` proof of ``document`` (vc-di-eddsa §3.2.2).
+
+    ``hasher`` computes :func:`hash_data` elsewhere (the service's verifier processes);
+    by default it runs here with ``loader`` and ``bounds``.
 
     Raises:
         ProofError: the proof is malformed or the signature does not match.
         canon.UndefinedTermError: the document uses an undefined term.
+        limits.LimitExceeded: the document is too large or complex to canonicalize.
     """
     if proof.get("type") != PROOF_TYPE or proof.get("cryptosuite") != CRYPTOSUITE:
         raise ProofError(
@@ -158,7 +177,10 @@ def verify(
     body = unsecured(document)
     config = {k: v for k, v in proof.items() if k != "proofValue"}
     config["@context"] = body.get("@context")
-    data = hash_data(body, config, loader)
+    if hasher is None:
+        data = hash_data(body, config, loader, bounds=bounds)
+    else:
+        data = hasher(body, config)
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
     except InvalidSignature:

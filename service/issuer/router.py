@@ -12,15 +12,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
-from service import deps
+from service import deps, ratelimit
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
-from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
-from service.errors import BadInput, NotFound
-from service.issuer import contexts, keys, repository, service
+from service.deps import EngineDep, RowId, SessionDep, SettingsDep, WriteSessionDep
+from service.errors import BadInput, NotFound, TooManyRequests
+from service.issuer import contexts, keys, limits, pool, repository, service
+from service.issuer.pool import VerifierPool
 from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
 from service.issuer.types import VerificationReport
 from service.settings import Settings
@@ -32,7 +32,7 @@ router = APIRouter(tags=["issuer"])
 PUBLIC = {"Access-Control-Allow-Origin": "*"}
 VC_LD = "application/vc+ld+json"
 VC_JWT = "application/vc+jwt"
-MAX_VERIFY_BYTES = 1_000_000
+MAX_VERIFY_BYTES = limits.DEFAULT.max_bytes
 
 
 def _ring(engine: Any, settings: Settings) -> keys.Keyring:
@@ -90,7 +90,7 @@ def eu_context() -> Response:
 
 @router.get("/status/{list_id}")
 def status_list(
-    list_id: int,
+    list_id: RowId,
     session: SessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
@@ -104,20 +104,77 @@ def status_list(
     )
 
 
-@router.post("/verify")
+async def limit_verify(request: Request) -> None:
+    """Per-IP rate limit of ``POST /verify`` (``MICROCRED_VERIFY_RATE_LIMIT_PER_MINUTE``)."""
+    per_minute = request.app.state.settings.verify_rate_limit_per_minute
+    if per_minute <= 0:
+        return
+    buckets: ratelimit.Buckets | None = getattr(request.app.state, "verify_buckets", None)
+    if buckets is None:
+        buckets = request.app.state.verify_buckets = ratelimit.Buckets(per_minute)
+    wait = buckets.take(ratelimit.client_key(request))
+    if wait:
+        raise TooManyRequests(
+            f"Too many credentials verified from your network in the last minute; try again "
+            f"in {wait} s.",
+            retry_after=wait,
+            hint="To check many credentials, run `microcred verify` on your own machine.",
+        )
+
+
+def shutdown(app: Any) -> None:
+    """Stop the verifier's threads and worker processes (the app's shutdown)."""
+    verifier: VerifierPool | None = getattr(app.state, "verifier_pool", None)
+    if verifier is not None:
+        verifier.shutdown()
+    pool.shutdown_processes()
+
+
+def _verifier_pool(request: Request) -> VerifierPool:
+    verifier: VerifierPool | None = getattr(request.app.state, "verifier_pool", None)
+    if verifier is None:
+        size = request.app.state.settings.verify_concurrency
+        verifier = request.app.state.verifier_pool = VerifierPool(size)
+    return verifier
+
+
+# The body is read raw (JSON or a compact JWS), so OpenAPI is told what it takes.
+_VERIFY_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object", "description": "A credential"}},
+        "text/plain": {"schema": {"type": "string", "description": "A VC-JWT (compact JWS)"}},
+    },
+}
+
+
+@router.post(
+    "/verify",
+    dependencies=[Depends(limit_verify)],
+    openapi_extra={"requestBody": _VERIFY_BODY},
+)
 async def verify_credential(request: Request) -> JSONResponse:
     """Verify a posted credential (JSON with a proof, or a compact JWS as text)."""
-    body = await request.body()
+    verifier = _verifier_pool(request)
+    if not verifier.try_reserve():  # refused before reading the body: a flood stays cheap
+        raise verifier.busy()
+    try:
+        body = await request.body()
+    except BaseException:
+        verifier.release()
+        raise
     if len(body) > MAX_VERIFY_BYTES:
+        verifier.release()
         raise BadInput(f"the credential is larger than {MAX_VERIFY_BYTES} bytes")
     engine = request.app.state.engine
     settings: Settings = request.app.state.settings
 
     def run() -> VerificationReport:
         with db_session(engine) as s:
-            return service.verify_input(s, settings, body, now=utcnow())
+            return service.verify_input(s, settings, body, now=utcnow(), hasher=verifier.hasher)
 
-    report = await run_in_threadpool(run)
+    # the pool's own threads and worker processes, never the event loop or page threads
+    report = await verifier.run(run, reserved=True)
     return JSONResponse(report.as_dict())
 
 

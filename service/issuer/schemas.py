@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from service.db.types import MAX_ROW_ID
 from service.issuer import inputs
 
 __all__ = ["CredentialCreate", "CredentialPublic", "RevocationRequest"]
@@ -18,7 +19,7 @@ class LearnerIn(BaseModel):
     lti_user_id: str = Field(min_length=1, max_length=255)
     email: str | None = Field(default=None, max_length=320)
     name: str | None = Field(default=None, max_length=300)
-    person_id: int | None = None
+    person_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
 
 
 class LevelIn(BaseModel):

@@ -20,6 +20,7 @@ from sqlmodel import Session
 
 from service import audit
 from service.db.models import Credential, StatusList
+from service.db.types import row_id
 from service.errors import BadInput, Conflict, NotFound
 from service.issuer import (
     build,
@@ -384,19 +385,24 @@ def status_list_response(session: Session, list_id: int) -> tuple[dict[str, Any]
 
 
 def resolver(
-    session: Session, settings: Settings, *, fetch: verify.Fetch | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    fetch: verify.Fetch | None = None,
+    hasher: verify.RemoteHasher | None = None,
 ) -> verify.Resolver:
     """A verification resolver: this deployment offline, others via ``fetch`` if given."""
     ring = keyring(session, settings)
     prefix = settings.public_base_url + "/status/"
 
     def local_list(url: str) -> Mapping[str, Any] | None:
-        if not url.startswith(prefix) or not url[len(prefix) :].isdigit():
+        list_id = row_id(url[len(prefix) :]) if url.startswith(prefix) else None
+        if list_id is None:
             return None
-        status = repository.status_list(session, int(url[len(prefix) :]))
+        status = repository.status_list(session, list_id)
         return status.document if status is not None else None
 
-    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch)
+    return verify.Resolver(keyring=ring, status_list=local_list, fetch=fetch, hasher=hasher)
 
 
 def verify_input(
@@ -406,11 +412,13 @@ def verify_input(
     *,
     now: dt.datetime,
     fetch: verify.Fetch | None = None,
+    hasher: verify.RemoteHasher | None = None,
 ) -> VerificationReport:
-    """Verify a credential against this deployment (and others only through ``fetch``)."""
+    """Verify a credential against this deployment (and others only through ``fetch``;
+    canonicalisation through ``hasher`` when given)."""
     return verify.verify(
         data,
-        resolver=resolver(session, settings, fetch=fetch),
+        resolver=resolver(session, settings, fetch=fetch, hasher=hasher),
         now=now,
         clock_skew=dt.timedelta(seconds=settings.clock_skew_seconds),
     )

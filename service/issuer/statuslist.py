@@ -148,8 +148,13 @@ def parse_entry(status: Any) -> tuple[str, int, str]:
         raise StatusListError(f"status type {status.get('type')!r} is not supported")
     url = status.get("statusListCredential")
     raw_index = status.get("statusListIndex")
-    if not isinstance(url, str) or not isinstance(raw_index, str) or not raw_index.isdigit():
+    if not (
+        isinstance(url, str)
+        and isinstance(raw_index, str)
+        and raw_index.isascii()
+        and raw_index.isdigit()
+    ):
         raise StatusListError("statusListCredential / statusListIndex are missing or malformed")
-    if int(status.get("statusSize", 1)) != 1:
+    if status.get("statusSize", 1) not in (1, "1"):
         raise StatusListError("only statusSize 1 is supported")
     return url, int(raw_index), str(status.get("statusPurpose", ""))

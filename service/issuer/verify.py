@@ -13,6 +13,11 @@ Checks (``VerificationReport.checks``, stable names):
 - ``dates``: ``validFrom`` is not in the future and ``validUntil`` has not passed.
 - ``schema``: the OB 3.0 AchievementCredential JSON Schema (bundled, 2019-09) passes.
 
+Every input is measured against :mod:`service.issuer.limits` first (size, nesting, JSON
+values, proofs, status entries) and canonicalised on a work budget, so a hostile document
+costs a bounded amount of CPU and fails the check it broke; an unexpected error inside a
+check fails that check with its reason (one log line), never the whole verification.
+
 Keys, DID documents and status lists come from a :class:`Resolver`: the deployment's own
 issuer is resolved from its keyring and database (offline); anything else only through
 the optional ``fetch`` callable (the CLI passes an httpx fetcher when asked to).
@@ -23,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,15 +38,29 @@ import jsonschema
 
 from service import jws
 from service.errors import BadInput
-from service.issuer import canon, contexts, dataintegrity, keys, multibase, statuslist, vcjwt
+from service.issuer import (
+    canon,
+    contexts,
+    dataintegrity,
+    keys,
+    limits,
+    multibase,
+    statuslist,
+    vcjwt,
+)
 from service.issuer.types import Check, VerificationReport
 
 __all__ = ["Resolver", "parse_input", "verify"]
 
 OB_CONTEXT = re.compile(r"^https://purl\.imsglobal\.org/spec/ob/v3p0/context(-3\.\d\.\d)*\.json$")
 JWS_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+MAX_KID = 2048  # a key URL; a longer one is refused before it is looked up or echoed
 
 Fetch = Callable[[str], Any]  # URL -> parsed JSON (dict) ; raises on failure
+# (document, proof config, base URL, limits) -> hashData; raises what hash_data raises
+RemoteHasher = Callable[[Mapping[str, Any], Mapping[str, Any], str, limits.Limits], bytes]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -51,16 +71,30 @@ class Resolver:
         keyring: this deployment's issuer keys (its DID resolves locally).
         status_list: this deployment's signed status list credentials by URL.
         fetch: optional network fetcher for other issuers; ``None`` means offline.
+        hasher: where canonicalisation runs, given ``(document, proof config, base URL,
+            limits)``; ``None`` runs it in this thread (the service passes its verifier
+            processes, :mod:`service.issuer.pool`).
     """
 
     keyring: keys.Keyring | None
     status_list: Callable[[str], Mapping[str, Any] | None]
     fetch: Fetch | None = None
+    hasher: RemoteHasher | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.keyring.base_url if self.keyring else "https://invalid.invalid"
 
     @property
     def loader(self) -> contexts.DocumentLoader:
-        base = self.keyring.base_url if self.keyring else "https://invalid.invalid"
-        return contexts.loader_for(base)
+        return contexts.loader_for(self.base_url)
+
+    def hasher_for(self, bounds: limits.Limits) -> dataintegrity.Hasher | None:
+        remote = self.hasher
+        if remote is None:
+            return None
+        base = self.base_url
+        return lambda document, config: remote(document, config, base, bounds)
 
     def did_document(self, did: str) -> Mapping[str, Any]:
         if self.keyring is not None and did == self.keyring.did:
@@ -102,28 +136,35 @@ class Resolver:
         raise LookupError(f"cannot fetch status list {url} offline")
 
 
-MAX_DEPTH = 64  # credentials nest about 8 levels; deeper input is refused, not recursed
-
-
-def _too_deep(value: Any) -> bool:
+def _shape_problem(value: Any, bounds: limits.Limits) -> str | None:
+    """Why parsed JSON is too deep or too large to verify (``None`` when it is not)."""
     stack = [(value, 1)]
+    count = 0
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
+        count += 1
+        if count > bounds.max_json_values:
+            return f"it holds more than {bounds.max_json_values} JSON values"
+        if depth > bounds.max_depth:
+            return f"it nests deeper than {bounds.max_depth} levels"
         if isinstance(node, Mapping):
             stack.extend((v, depth + 1) for v in node.values())
         elif isinstance(node, list):
             stack.extend((v, depth + 1) for v in node)
-    return False
+    return None
 
 
-def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
+def parse_input(
+    data: str | bytes | Mapping[str, Any], bounds: limits.Limits = limits.DEFAULT
+) -> tuple[str, Any]:
     """``("ldp", dict)``, ``("jwt", token)`` or ``("unknown", reason)`` for raw input."""
     if isinstance(data, Mapping):
-        if _too_deep(data):
-            return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
+        problem = _shape_problem(data, bounds)
+        if problem:
+            return "unknown", problem
         return ("ldp", dict(data)) if "proof" in data else ("unknown", "it has no proof")
+    if len(data) > bounds.max_bytes:
+        return "unknown", f"it is larger than {bounds.max_bytes} bytes"
     text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
     text = text.strip()
     if JWS_RE.match(text):
@@ -133,9 +174,10 @@ def parse_input(data: str | bytes | Mapping[str, Any]) -> tuple[str, Any]:
     except ValueError:
         return "unknown", "it is neither JSON nor a compact JWS"
     except RecursionError:
-        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
-    if _too_deep(parsed):
-        return "unknown", f"it nests deeper than {MAX_DEPTH} levels"
+        return "unknown", f"it nests deeper than {bounds.max_depth} levels"
+    problem = _shape_problem(parsed, bounds)
+    if problem:
+        return "unknown", problem
     if isinstance(parsed, str) and JWS_RE.match(parsed.strip()):
         return "jwt", parsed.strip()
     if not isinstance(parsed, dict):
@@ -230,12 +272,23 @@ def _in_assertion(doc: Mapping[str, Any], method: str) -> bool:
     return False
 
 
-def _check_di_proof(credential: Mapping[str, Any], resolver: Resolver) -> tuple[Check, Check]:
+def _check_di_proof(
+    credential: Mapping[str, Any], resolver: Resolver, bounds: limits.Limits
+) -> tuple[Check, Check]:
     issuer_id = _issuer_id(credential)
     try:
         proofs = dataintegrity.proofs_of(credential)
     except dataintegrity.ProofError as exc:
         return Check("proof", False, str(exc)), Check("issuer_key", False, "no usable proof")
+    if len(proofs) > bounds.max_proofs:
+        return (
+            Check(
+                "proof",
+                False,
+                f"it carries {len(proofs)} proofs; a verifier checks at most {bounds.max_proofs}",
+            ),
+            Check("issuer_key", False, "no usable proof"),
+        )
     usable = [
         p
         for p in proofs
@@ -302,7 +355,16 @@ def _check_di_proof(credential: Mapping[str, Any], resolver: Resolver) -> tuple[
     except multibase.MultibaseError as exc:
         return Check("proof", False, f"the key is not an Ed25519 Multikey: {exc}"), key_check
     try:
-        dataintegrity.verify(credential, proof, public_key=public, loader=resolver.loader)
+        dataintegrity.verify(
+            credential,
+            proof,
+            public_key=public,
+            loader=resolver.loader,
+            bounds=bounds,
+            hasher=resolver.hasher_for(bounds),
+        )
+    except limits.LimitExceeded as exc:
+        return Check("proof", False, f"the proof cannot be checked: {exc.detail}"), key_check
     except dataintegrity.ProofError as exc:
         return Check("proof", False, f"the eddsa-rdfc-2022 proof fails: {exc}"), key_check
     except canon.UndefinedTermError as exc:
@@ -314,26 +376,40 @@ def _check_di_proof(credential: Mapping[str, Any], resolver: Resolver) -> tuple[
     return Check("proof", True, "eddsa-rdfc-2022 proof verifies"), key_check
 
 
-def _check_status(credential: Mapping[str, Any], resolver: Resolver, now: dt.datetime) -> Check:
+def _check_status(
+    credential: Mapping[str, Any], resolver: Resolver, now: dt.datetime, bounds: limits.Limits
+) -> Check:
     status = credential.get("credentialStatus")
     if status is None:
         return Check("status", True, "no status list: the credential cannot be revoked")
     entries = status if isinstance(status, list) else [status]
+    if len(entries) > bounds.max_status_entries:
+        return Check(
+            "status",
+            False,
+            f"it has {len(entries)} status entries; a verifier checks at most "
+            f"{bounds.max_status_entries}",
+        )
+    lists: dict[str, Mapping[str, Any]] = {}  # each list is fetched and verified once
     for item in entries:
         try:
             url, index, purpose = statuslist.parse_entry(item)
         except statuslist.StatusListError as exc:
             return Check("status", False, f"the status entry is unusable: {exc}")
-        try:
-            list_cred = resolver.status_list_credential(url)
-        except Exception as exc:
-            return Check("status", False, f"the status list cannot be checked: {exc}")
+        list_cred = lists.get(url)
+        if list_cred is None:
+            try:
+                list_cred = resolver.status_list_credential(url)
+            except Exception as exc:
+                return Check("status", False, f"the status list cannot be checked: {exc}")
         sub = list_cred.get("credentialSubject", {})
         if not isinstance(sub, Mapping) or sub.get("statusPurpose") != purpose:
             return Check("status", False, "the status list has another purpose than the entry")
-        problem = _status_list_problem(list_cred, credential, resolver, now)
-        if problem:
-            return Check("status", False, f"the status list is not trustworthy: {problem}")
+        if url not in lists:
+            problem = _status_list_problem(list_cred, credential, resolver, now, bounds)
+            if problem:
+                return Check("status", False, f"the status list is not trustworthy: {problem}")
+            lists[url] = list_cred
         try:
             bits = statuslist.decode_list(str(sub.get("encodedList", "")))
             if statuslist.get_bit(bits, index):
@@ -354,16 +430,24 @@ def _status_list_problem(
     credential: Mapping[str, Any],
     resolver: Resolver,
     now: dt.datetime,
+    bounds: limits.Limits,
 ) -> str | None:
     if _issuer_id(list_cred) != _issuer_id(credential):
         return "it was issued by someone else"
-    proof_check, key_check = _check_di_proof(list_cred, resolver)
+    problem = _shape_problem(list_cred, bounds)
+    if problem:
+        return problem
+    proof_check, key_check = _check_di_proof(list_cred, resolver, bounds)
     if not key_check.ok:
         return key_check.detail
     if not proof_check.ok:
         return proof_check.detail
-    if "validUntil" in list_cred and _parse_time(list_cred["validUntil"]) <= now:
-        return "it has expired"
+    if "validUntil" in list_cred:
+        try:
+            if _parse_time(list_cred["validUntil"]) <= now:
+                return "it has expired"
+        except ValueError:
+            return "its validUntil is not a date-time with a zone"
     return None
 
 
@@ -382,6 +466,14 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
             Check("issuer_key", False, "no usable key"),
             None,
         )
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in jws.ALLOWED_ALGORITHMS:
+        allowed = " or ".join(sorted(jws.ALLOWED_ALGORITHMS))
+        return (
+            Check("proof", False, f"the JWS header alg is {_brief(alg)}, not {allowed}"),
+            Check("issuer_key", False, "no usable key"),
+            None,
+        )
     kid = header.get("kid")
     if not isinstance(kid, str):
         return (
@@ -389,9 +481,15 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
             Check("issuer_key", False, "no kid"),
             None,
         )
+    if len(kid) > MAX_KID:
+        return (
+            Check("proof", False, f"the JWS header kid is longer than {MAX_KID} characters"),
+            Check("issuer_key", False, "no usable kid"),
+            None,
+        )
     try:
         jwk = resolver.jwk(kid)
-        public = jws.public_key_from_jwk({**jwk, "kid": kid}, default_alg=str(header.get("alg")))
+        public = jws.public_key_from_jwk({**jwk, "kid": kid}, default_alg=alg)
     except (LookupError, jws.TokenError) as exc:
         detail = exc.detail if isinstance(exc, jws.TokenError) else str(exc)
         return (
@@ -405,6 +503,13 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
         return (
             Check("proof", False, f"the VC-JWT signature fails: {exc}"),
             Check("issuer_key", False, "the key did not verify the token"),
+            None,
+        )
+    problem = _shape_problem(claims, limits.DEFAULT)
+    if problem:
+        return (
+            Check("proof", False, f"the VC-JWT payload is unusable: {problem}"),
+            Check("issuer_key", False, "the token's payload was not read"),
             None,
         )
     problems = vcjwt.claims_mismatch(claims)
@@ -430,10 +535,24 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
             credential,
         )
     return (
-        Check("proof", True, f"VC-JWT {header.get('alg')} signature verifies"),
+        Check("proof", True, f"VC-JWT {alg} signature verifies"),
         key_check,
         credential,
     )
+
+
+def _brief(value: Any) -> str:
+    """A short, printable rendering of an input value for a report."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _failed(name: str, exc: BaseException) -> Check:
+    """A check that raised: it fails with the reason, logged as one line (no traceback)."""
+    log.warning(
+        "verification check %s failed unexpectedly: %s: %.200s", name, type(exc).__name__, exc
+    )
+    return Check(name, False, f"the {name} check could not be completed ({type(exc).__name__})")
 
 
 def verify(
@@ -442,6 +561,7 @@ def verify(
     resolver: Resolver,
     now: dt.datetime,
     clock_skew: dt.timedelta = dt.timedelta(seconds=60),
+    bounds: limits.Limits = limits.DEFAULT,
 ) -> VerificationReport:
     """Verify one credential (JSON with an embedded proof, or a compact JWS).
 
@@ -451,11 +571,17 @@ def verify(
         now: the verification time.
         clock_skew: how far ``validFrom`` may lie ahead of ``now`` (the issuer's clock may
             run slightly ahead of the verifier's).
+        bounds: the most work the input may cost (size, nesting, proofs, canonicalization).
 
     Returns:
-        The report; ``valid`` only when every check passed.
+        The report; ``valid`` only when every check passed. It never raises for any
+        input: a check that cannot be completed fails with its reason.
     """
-    fmt, value = parse_input(data)
+    try:
+        fmt, value = parse_input(data, bounds)
+    except Exception as exc:  # a report for every input, whatever breaks
+        fmt, value = "unknown", f"it could not be read ({type(exc).__name__})"
+        log.warning("verification input unreadable: %s: %.200s", type(exc).__name__, exc)
     if fmt == "unknown":
         check = Check(
             "format",
@@ -468,21 +594,31 @@ def verify(
     credential: dict[str, Any] | None
     if fmt == "jwt":
         checks.append(Check("format", True, "VC-JWT (compact JWS)"))
-        proof_check, key_check, credential = _check_jwt(value, resolver)
+        try:
+            proof_check, key_check, credential = _check_jwt(value, resolver)
+        except Exception as exc:
+            proof_check, key_check, credential = (
+                _failed("proof", exc),
+                Check("issuer_key", False, "no usable key"),
+                None,
+            )
         if credential is None:
             return VerificationReport(
                 valid=False, checks=(*checks, proof_check, key_check), format="jwt"
             )
-        checks.append(_check_contexts(credential, resolver.loader))
+        checks.append(_guarded("contexts", _check_contexts, credential, resolver.loader))
         checks += [proof_check, key_check]
     else:
         credential = value
         checks.append(Check("format", True, "JSON credential with an embedded proof"))
-        checks.append(_check_contexts(credential, resolver.loader))
-        checks += list(_check_di_proof(credential, resolver))
-    checks.append(_check_status(credential, resolver, now))
-    checks.append(_check_dates(credential, now, clock_skew))
-    checks.append(_check_schema(credential))
+        checks.append(_guarded("contexts", _check_contexts, credential, resolver.loader))
+        try:
+            checks += list(_check_di_proof(credential, resolver, bounds))
+        except Exception as exc:
+            checks += [_failed("proof", exc), Check("issuer_key", False, "not checked")]
+    checks.append(_guarded("status", _check_status, credential, resolver, now, bounds))
+    checks.append(_guarded("dates", _check_dates, credential, now, clock_skew))
+    checks.append(_guarded("schema", _check_schema, credential))
     cred_id = credential.get("id")
     return VerificationReport(
         valid=all(c.ok for c in checks),
@@ -492,3 +628,10 @@ def verify(
         issuer=_issuer_id(credential),
         credential=credential,
     )
+
+
+def _guarded(name: str, check: Callable[..., Check], *args: Any) -> Check:
+    try:
+        return check(*args)
+    except Exception as exc:
+        return _failed(name, exc)

@@ -76,6 +76,9 @@ log = logging.getLogger(__name__)
 
 SUPPORTED_MESSAGES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
 MAX_ID_TOKEN = 64 * 1024
+# login_hint and lti_message_hint go back to the platform in the authentication redirect: a
+# Location header of 70 KB breaks HTTP clients and proxies (nginx answers 502).
+MAX_LOGIN_HINT = 2048
 STORAGE_TICKET_SECONDS = 120
 
 
@@ -154,6 +157,14 @@ def begin_login(
                 hint="The platform must start the launch with an OIDC login initiation "
                 "(LTI 1.3 Core §4.1): iss, login_hint and target_link_uri are required.",
                 code="login_incomplete",
+            )
+    for name in ("login_hint", "lti_message_hint"):
+        if len(request.get_param(name)) > MAX_LOGIN_HINT:
+            raise LaunchRejected(
+                f"The login request's '{name}' is longer than {MAX_LOGIN_HINT} characters.",
+                hint="Platforms send short hints; start the launch again from the course, "
+                "and tell the platform's administrator if this keeps happening.",
+                code="login_hint_too_long",
             )
     target = request.get_param("target_link_uri")
     if not is_own_url(target, settings):
@@ -386,6 +397,13 @@ def _check_shapes(claims: dict[str, t.Any]) -> None:
     for name in ("context", "resource_link", "launch_presentation", "custom", "tool_platform"):
         if claims.get(CLAIM + name) is not None and not isinstance(claims[CLAIM + name], dict):
             raise _reject(f"The {name} claim is not an object.", "invalid_message")
+    link = claims.get(CLAIM + "resource_link")
+    if (
+        isinstance(link, dict)
+        and "id" in link
+        and not (isinstance(link["id"], str) and 0 < len(link["id"]) <= 255)
+    ):
+        raise _reject("The resource_link claim's id is not a valid identifier.", "invalid_message")
 
 
 def validate_launch(

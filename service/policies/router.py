@@ -13,7 +13,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 
 from service.db.models import Competency, CompetencyLevelTemplate, Course, PolicyVersion
-from service.deps import SessionDep, WriteSessionDep
+from service.deps import RowId, SessionDep, WriteSessionDep
 from service.errors import NotFound
 from service.policies import files, schemas
 from service.policies import repository as repo
@@ -192,7 +192,7 @@ def import_institution(
 
 
 @router.get("/courses/{course_id}")
-def get_course(course_id: int, session: SessionDep) -> schemas.CoursePolicies:
+def get_course(course_id: RowId, session: SessionDep) -> schemas.CoursePolicies:
     """A course's override and the override of each competency it assesses."""
     _course(session, course_id)
     competencies: dict[str, schemas.PolicyVersionPublic | None] = {}
@@ -206,7 +206,7 @@ def get_course(course_id: int, session: SessionDep) -> schemas.CoursePolicies:
 
 @router.put("/courses/{course_id}")
 def put_course(
-    course_id: int, body: schemas.LayerIn, request: Request, session: WriteSessionDep
+    course_id: RowId, body: schemas.LayerIn, request: Request, session: WriteSessionDep
 ) -> schemas.PolicyVersionPublic:
     """Store the course's override as its next version; checked against the bounds."""
     _course(session, course_id)
@@ -225,7 +225,7 @@ def put_course(
 
 @router.put("/courses/{course_id}/competencies/{key:path}")
 def put_course_competency(
-    course_id: int, key: str, body: schemas.LayerIn, request: Request, session: WriteSessionDep
+    course_id: RowId, key: str, body: schemas.LayerIn, request: Request, session: WriteSessionDep
 ) -> schemas.PolicyVersionPublic:
     """Store a competency's override in the course (attaching it); checked against bounds."""
     _course(session, course_id)
@@ -245,7 +245,7 @@ def put_course_competency(
 
 @router.get("/courses/{course_id}/effective/{key:path}")
 def get_effective(
-    course_id: int, key: str, session: WriteSessionDep
+    course_id: RowId, key: str, session: WriteSessionDep
 ) -> schemas.EffectivePolicyPublic:
     """The policy in force for a competency in a course, with its number and hash."""
     _course(session, course_id)
@@ -262,7 +262,7 @@ def get_effective(
 
 
 @router.get("/courses/{course_id}/export")
-def export_course(course_id: int, session: SessionDep, format: FormatQuery = "yaml") -> Response:
+def export_course(course_id: RowId, session: SessionDep, format: FormatQuery = "yaml") -> Response:
     """The course's policies as one file `microcred evaluate --policy` reads."""
     _course(session, course_id)
     return _dump(policies.export_course(session, course_id=course_id), format)
@@ -270,7 +270,7 @@ def export_course(course_id: int, session: SessionDep, format: FormatQuery = "ya
 
 @router.post("/courses/{course_id}/import")
 def import_course(
-    course_id: int,
+    course_id: RowId,
     request: Request,
     session: WriteSessionDep,
     text: Annotated[str, Body(media_type="text/plain")],
@@ -290,6 +290,6 @@ def import_course(
 
 
 @router.get("/decisions/{decision_id}")
-def explain_decision(decision_id: int, session: SessionDep) -> dict[str, Any]:
+def explain_decision(decision_id: RowId, session: SessionDep) -> dict[str, Any]:
     """A stored decision with the exact policy and evidence hash it was made with."""
     return policies.explain(session, decision_id=decision_id)

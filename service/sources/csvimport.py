@@ -212,7 +212,7 @@ def _level(row: dict[str, str]) -> RubricLevel | None:
 
 def _attempt(row: dict[str, str]) -> int:
     raw = row.get("attempt", "").strip() or "1"
-    if not raw.isdigit() or int(raw) < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise _RowError("attempt", f"{raw!r} is not a whole number from 1 up")
     return int(raw)
 

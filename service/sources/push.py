@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validato
 from sqlmodel import Session
 
 from service.db.models import ImportRun
+from service.db.types import MAX_ROW_ID
 from service.sources import store
 from service.sources.types import (
     Asserter,
@@ -66,7 +67,7 @@ class ResultIn(_Strict):
     max_score: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     level: LevelIn | None = None
     scale: list[LevelIn] = Field(default_factory=list, max_length=50)
-    attempt: int = Field(default=1, ge=1)
+    attempt: int = Field(default=1, ge=1, le=MAX_ROW_ID)  # an INTEGER column
     submitted_at: AwareDatetime | None = None
     graded_at: AwareDatetime | None = None
     verification: Verification = Verification.UNSUPERVISED
@@ -95,7 +96,7 @@ class ResultIn(_Strict):
 class VerificationIn(_Strict):
     learner: LearnerIn
     item_id: str = _Id
-    attempt: int | None = Field(default=None, ge=1)
+    attempt: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
     sitting_id: str = Field(default="", max_length=255)
     level: Verification
     occurred_at: AwareDatetime
@@ -106,7 +107,7 @@ class VerificationIn(_Strict):
 class PushBatch(_Strict):
     """A batch for one course (the microcred course id)."""
 
-    course_id: int
+    course_id: int = Field(ge=1, le=MAX_ROW_ID)
     results: list[ResultIn] = Field(default_factory=list, max_length=MAX_ITEMS)
     verifications: list[VerificationIn] = Field(default_factory=list, max_length=MAX_ITEMS)
 

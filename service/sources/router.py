@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from service import apitoken
 from service.db.models import ApiToken
 from service.db.types import utcnow
-from service.deps import SessionDep, WriteSessionDep, scope
+from service.deps import RowId, SessionDep, WriteSessionDep, scope
 from service.sources import csvimport, push, store
 from service.sources.types import SyncReport
 
@@ -62,7 +62,7 @@ def post_evidence(
 
 @router.post("/courses/{course_id}/evidence/import")
 def import_evidence_csv(
-    course_id: int,
+    course_id: RowId,
     session: WriteSessionDep,
     token: WriteToken,
     file: Annotated[UploadFile, File(description="CSV file, columns in docs/csv-import.md")],
@@ -90,7 +90,7 @@ def import_evidence_csv(
 
 
 @router.get("/courses/{course_id}/evidence")
-def list_course_evidence(course_id: int, session: SessionDep, token: ReadToken) -> dict[str, Any]:
+def list_course_evidence(course_id: RowId, session: SessionDep, token: ReadToken) -> dict[str, Any]:
     """A course's stored evidence, with each result's effective verification."""
     store.platform_of_course(session, course_id=course_id)
     records = store.list_evidence(session, course_id=course_id)

@@ -32,7 +32,7 @@ from service.db.models import (
 from service.db.types import utcnow
 from service.delivery import outbox, repositories
 from service.delivery import status as delivery_status
-from service.deps import EngineDep
+from service.deps import EngineDep, RowId
 from service.errors import NotFound, ServiceError
 from service.web import auth
 from service.web.appshell import back, page
@@ -174,7 +174,9 @@ def retry(request: Request, ref: str, engine: EngineDep, user: auth.AdminDep) ->
 
 
 @router.post("/app/admin/mismatches/{mismatch_id}/resend")
-def resend(request: Request, mismatch_id: int, engine: EngineDep, user: auth.AdminDep) -> Response:
+def resend(
+    request: Request, mismatch_id: RowId, engine: EngineDep, user: auth.AdminDep
+) -> Response:
     """Issue the credential again to the learner's current e-mail."""
     try:
         with db_session(engine, write=True) as s:

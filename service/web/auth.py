@@ -38,7 +38,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Boolean, Engine, bindparam, case, insert, null, or_, true
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, select
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from service.db import prepared
 from service.db.engine import call as db_call
@@ -70,6 +70,7 @@ __all__ = [
     "require_role",
     "set_session_cookie",
     "start_session",
+    "without_carried_token",
 ]
 
 SESSION_COOKIE = "__Host-microcred_session"
@@ -380,6 +381,23 @@ async def as_user(request: Request, page: Callable[[CurrentUser], _T]) -> _T:
         return page(_signed_in(request, sent, now))
 
     return await db_call(request.app.state.engine, signed_in_page)
+
+
+def without_carried_token(request: Request) -> Response | None:
+    """For a page a launch lands on: when the URL carries the session token and the cookie
+    carries the same one, the browser keeps our cookie, so a redirect to the same URL
+    without the token takes it out of the frame's address and history (a redirect leaves
+    no history entry). ``None`` otherwise: cookies blocked, the token stays in the URL."""
+    carried = request.query_params.get(TOKEN_PARAM)
+    cookie = read_iframe_cookie(request.cookies, SESSION_COOKIE)
+    if not carried or cookie is None or not hmac.compare_digest(carried.encode(), cookie.encode()):
+        return None
+    query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != TOKEN_PARAM])
+    return RedirectResponse(
+        request.url.path + ("?" + query if query else ""),
+        status_code=303,
+        headers={"cache-control": "no-store", "referrer-policy": "no-referrer"},
+    )
 
 
 def require_role(*roles: str) -> Callable[..., object]:

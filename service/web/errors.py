@@ -6,21 +6,25 @@ No stack trace and no unescaped input ever reaches the client.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
+from service.bodylimit import TooLarge
 from service.db.engine import UNAVAILABLE
-from service.errors import ServiceError
+from service.errors import ServiceError, TooManyRequests
 from service.web.templating import render
 
 log = logging.getLogger(__name__)
 
 
 def wants_json(request: Request) -> bool:
-    if request.url.path.startswith("/api/"):
+    if request.url.path.startswith("/api/") or request.url.path == "/verify":
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept
@@ -34,8 +38,9 @@ def error_response(
     title: str,
     detail: str,
     hint: str | None = None,
+    as_json: bool | None = None,
 ) -> Response:
-    if wants_json(request):
+    if wants_json(request) if as_json is None else as_json:
         body: dict[str, str] = {"error": code, "detail": detail}
         if hint:
             body["hint"] = hint
@@ -51,10 +56,67 @@ def error_response(
     )
 
 
+def too_large(request: Request, exc: TooLarge) -> Response:
+    """The 413 of a body over its route's limit (``service.bodylimit``): a page for a
+    browser's form post (it asks for HTML), JSON for every other client (``/verify``'s and
+    the API's: curl asks for ``*/*``)."""
+    response = error_response(
+        request,
+        status_code=413,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        hint=exc.hint,
+        as_json=wants_json(request) or "text/html" not in request.headers.get("accept", ""),
+    )
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def too_large_before_app(scope: Scope, exc: TooLarge) -> Response:
+    """``too_large`` for ``bodylimit.BodyLimit``, which answers before the app runs."""
+    return too_large(Request(scope), exc)
+
+
+# The error body of the JSON API, as OpenAPI documents it (FastAPI's default 422 schema, a list
+# of pydantic errors, is not what error_response sends).
+ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "description": "A stable code, e.g. bad_input"},
+        "detail": {"type": "string", "description": "What went wrong"},
+        "hint": {"type": "string", "description": "What to do about it"},
+    },
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = build()
+            schemas = doc.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = ERROR_SCHEMA
+                schemas.pop("ValidationError", None)
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    _document_errors(app)
+
+    @app.exception_handler(TooLarge)
+    async def _too_large(request: Request, exc: TooLarge) -> Response:
+        return too_large(request, exc)
+
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError) -> Response:
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and not isinstance(exc, TooManyRequests):  # Busy: no flood
             log.error("%s: %s", exc.code, exc.detail)
         response = error_response(
             request,
@@ -113,6 +175,22 @@ def install(app: FastAPI) -> None:
 
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
+
+    async def _unstorable(request: Request, exc: Exception) -> Response:
+        # DB-API DataError: the data itself (PostgreSQL: a NUL character in text, a number
+        # out of range). The class only in the log: the values may be anyone's input.
+        log.warning("unstorable value on %s %s", request.method, request.url.path)
+        return error_response(
+            request,
+            status_code=422,
+            code="bad_input",
+            title="The request is not valid",
+            detail="The request holds a value microcred cannot store or look up "
+            "(a NUL character, or a number out of range).",
+            hint="Remove control characters and check the numbers, then send it again.",
+        )
+
+    app.add_exception_handler(DataError, _unstorable)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

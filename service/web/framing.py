@@ -16,7 +16,9 @@ microcred's pages live inside the LMS's iframe, so ``frame-ancestors`` cannot be
 Routes put the origins on ``request.state.frame_ancestors``; ``SecurityHeaders`` writes the
 header. Every HTML page gets ``script-src 'self'`` (no inline scripts: the few the LTI
 protocol needs are static files, their data in JSON blocks), ``object-src 'none'`` and
-``base-uri 'none'``; JSON and other responses get ``default-src 'none'``.
+``base-uri 'none'``; JSON and other responses get ``default-src 'none'``. Every response
+of a framed path gets ``Referrer-Policy: no-referrer`` (a URL there may carry the session
+token).
 """
 
 from __future__ import annotations
@@ -111,6 +113,10 @@ class SecurityHeaders:
                     else:
                         headers["content-security-policy"] = OTHER_POLICY
                 headers.setdefault("x-content-type-options", "nosniff")
+                if path.startswith(_FRAMED):
+                    # The session token may be in these URLs (cookies blocked): never send
+                    # it on as a Referer, error pages and redirects included.
+                    headers.setdefault("referrer-policy", "no-referrer")
                 if self.hsts:
                     headers.setdefault(
                         "strict-transport-security", "max-age=31536000; includeSubDomains"

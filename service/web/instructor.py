@@ -20,8 +20,8 @@ from service import flows
 from service.assessment.types import Level, VerificationLevel
 from service.db.engine import session as db_session
 from service.db.models import Award, Person
-from service.db.types import utcnow
-from service.deps import EngineDep, SettingsDep
+from service.db.types import row_id, utcnow
+from service.deps import EngineDep, RowId, SettingsDep
 from service.errors import BadInput, ServiceError
 from service.policies import repository as policies_repo
 from service.web import auth
@@ -184,7 +184,7 @@ def attest(
     """Record that a learner's sitting was supervised / identity-verified, and re-evaluate."""
     course_id = _course_id(user)
     try:
-        if attempt.strip() and not attempt.strip().isdigit():
+        if attempt.strip() and row_id(attempt.strip()) is None:
             raise BadInput("attempt: a number (1, 2, …), or empty for every attempt")
         with db_session(engine, write=True) as s:
             _check_learner(s, course_id, person_id)
@@ -222,7 +222,7 @@ def _check_learner(s: Any, course_id: int, person_id: int) -> None:
 @router.post("/app/course/awards/{award_id}/approve")
 def approve(
     request: Request,
-    award_id: int,
+    award_id: RowId,
     engine: EngineDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
@@ -247,7 +247,7 @@ def approve(
 @router.post("/app/course/awards/{award_id}/revoke")
 def revoke(
     request: Request,
-    award_id: int,
+    award_id: RowId,
     engine: EngineDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
@@ -302,7 +302,9 @@ def allow_reaward(
 
 
 @router.post("/app/course/awards/{award_id}/keep")
-def keep(request: Request, award_id: int, engine: EngineDep, user: auth.InstructorDep) -> Response:
+def keep(
+    request: Request, award_id: RowId, engine: EngineDep, user: auth.InstructorDep
+) -> Response:
     """Keep a credential that a lower decision flagged for review."""
     try:
         with db_session(engine, write=True) as s:

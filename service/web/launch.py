@@ -42,11 +42,21 @@ router = APIRouter(tags=["launch"], include_in_schema=False)
 _NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 
-def _landing(request: Request, settings: Settings, token: str, context: LaunchContext) -> Response:
+def _landing(
+    request: Request, settings: Settings, token: str, context: LaunchContext, *, cookie_works: bool
+) -> Response:
+    """The redirect to the launch's first page, setting the session cookie.
+
+    ``cookie_works``: the browser sent back the login's state cookie (same attributes, same
+    frame), so it keeps the session cookie too and the token stays out of the URL, where it
+    would sit in the frame's address and history. Otherwise (the state came back through
+    platform storage: cookies are blocked) the token rides in the URL, and the landing
+    page drops it still if the cookie arrives after all (``auth.without_carried_token``).
+    """
     path = "/app/deep-link" if context.is_deep_linking else "/app"
-    response = RedirectResponse(
-        f"{path}?{urlencode({auth.TOKEN_PARAM: token})}", status_code=303, headers=_NO_STORE
-    )
+    if not cookie_works:
+        path += "?" + urlencode({auth.TOKEN_PARAM: token})
+    response = RedirectResponse(path, status_code=303, headers=_NO_STORE)
     auth.set_session_cookie(response, token, request=request, settings=settings)
     return response
 
@@ -153,7 +163,7 @@ def _complete(
         token, record = _open_session(
             engine, s, context, settings, now, pending.alongside, token, opened=pending.opened
         )
-        return _landing(request, settings, token, context), record
+        return _landing(request, settings, token, context, cookie_works=True), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
     # replayed; the one-time ticket finishes the launch.
@@ -228,7 +238,7 @@ def _confirm(
         token, record = _open_session(
             engine, s, context, settings, now, None, auth.new_token(), opened=False
         )
-    return _landing(request, settings, token, context), record
+    return _landing(request, settings, token, context, cookie_works=False), record
 
 
 @router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
@@ -289,6 +299,9 @@ async def home(request: Request) -> Response:
     """The page a launch lands on, chosen by the user's role in the course: the session's
     lookup and the page's reads in one call on the event loop (``auth.as_user``)."""
     engine = request.app.state.engine
+    clean = auth.without_carried_token(request)
+    if clean is not None:
+        return clean
     return await auth.as_user(request, lambda user: _home(request, engine, user))
 
 
@@ -309,8 +322,11 @@ def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchConte
 
 
 @router.get("/app/deep-link")
-def deep_link_picker(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+def deep_link_picker(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
     """Pick what to place in the course."""
+    clean = auth.without_carried_token(request)
+    if clean is not None:
+        return clean
     context = _deep_link_context(engine, user)
     response = render(
         request,

@@ -13,7 +13,7 @@ from sqlmodel import select
 from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential
-from service.db.types import utcnow
+from service.db.types import MAX_ROW_ID, utcnow
 from service.delivery import awards as delivery_awards
 from service.delivery import status as delivery_status
 from service.deps import EngineDep
@@ -117,7 +117,7 @@ def consent(
     engine: EngineDep,
     user: auth.UserDep,
     credential_id: Annotated[str, Form(max_length=64)],
-    repository_id: Annotated[int, Form()],
+    repository_id: Annotated[int, Form(ge=1, le=MAX_ROW_ID)],
     granted: Annotated[str, Form(max_length=5)],
 ) -> Response:
     """Send (or not) one of your credentials to a repository that asks for your consent."""

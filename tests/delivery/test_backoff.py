@@ -66,6 +66,8 @@ def test_full_jitter_spreads_over_the_window() -> None:
         ("", None),
         (None, None),
         ("-3", None),
+        ("²", None),  # a superscript digit: isdigit() but not a number
+        ("1²", None),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:

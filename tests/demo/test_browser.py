@@ -208,8 +208,12 @@ def test_the_profile_setting_decides_third_party_cookies(
         assert seen == ["probe=1; probe_chips=1"]
 
 
-def _launch(browser: Any, demo: Demo, testid: str) -> tuple[Any, Any]:
+def _launch(
+    browser: Any, demo: Demo, testid: str, requests: list[str] | None = None
+) -> tuple[Any, Any]:
     page = browser.new_page()
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
     page.add_init_script(RECORD_MESSAGES)
     page.goto(demo.lms_url + "/")
     page.get_by_test_id(testid).click()
@@ -237,9 +241,20 @@ def test_learner_launch_succeeds_with_third_party_cookies_blocked(
 ) -> None:
     probe_url, _ = probe
     assert "probe" not in _third_party_probe(browser, demo.lms_url, probe_url)
-    page, frame = _launch(browser, demo, "launch-learner-u-learn-1")
+    requests: list[str] = []
+    page, frame = _launch(browser, demo, "launch-learner-u-learn-1", requests)
     expect_landing(frame, "Amara Okafor", "learner")
-    assert _tool_frame(page, demo).url.startswith(demo.tool_url + "/app")
+    # The partitioned cookie works, so the session token is in no URL: not the frame's
+    # address (nor its history), not any request the page made, not its links.
+    assert _tool_frame(page, demo).url == demo.tool_url + "/app"
+    tool_requests = [u for u in requests if u.startswith(demo.tool_url)]
+    assert any(u.endswith("/lti/launch") for u in tool_requests)
+    assert [u for u in tool_requests if "mc_session" in u] == []
+    assert "mc_session" not in _tool_frame(page, demo).content()
+    frame.get_by_role("link", name="My progress").click()
+    expect(frame.locator("h1")).to_be_visible()
+    expect_landing(frame, "Amara Okafor", "learner")
+    assert _tool_frame(page, demo).url == demo.tool_url + "/app/me"
     # The tool found the LMS's platform storage and stored its state there too.
     assert "lti.capabilities" in page.evaluate("window.__lti")
     assert "lti.put_data" in page.frame(name="post_message_forwarding").evaluate("window.__lti")
@@ -266,6 +281,17 @@ def test_launch_state_travels_through_platform_storage_when_no_cookie_survives(
     storage = page.frame(name="post_message_forwarding").evaluate("window.__lti")
     assert "lti.put_data" in storage and "lti.get_data" in storage
     assert [c for c in browser.cookies() if c["domain"] == "127.0.0.1"] == []
+    # No cookie: the token rides in the URL and in the page's links, and they work.
+    assert "/app?mc_session=" in _tool_frame(page, demo).url
+    frame.get_by_role("link", name="My progress").click()
+    expect_landing(frame, "Sofia Rossi", "learner")
+    assert "/app/me?mc_session=" in _tool_frame(page, demo).url
+    page.screenshot(
+        path=str(
+            Path("/tmp/shots").mkdir(exist_ok=True)
+            or "/tmp/shots/demo-browser-learner-no-cookies.png"
+        )
+    )
 
 
 def test_instructor_launch_lands_on_the_instructor_page(browser: Any, demo: Demo) -> None:

@@ -519,3 +519,27 @@ def test_memberships_of_a_resource_link(lms: Lms) -> None:
     assert ok.status_code == 200 and len(ok.json()["members"]) == 6
     unknown = lms.client.get(url, params={"rlid": "rl-elsewhere"}, headers=headers)
     assert unknown.status_code == 422 and "rlid" in unknown.json()["detail"]
+
+
+def test_the_demo_lms_refuses_bodies_over_its_limit_before_reading_them(lms: Lms) -> None:
+    from tests.test_bodylimit import HUGE, Body, call
+
+    app: Any = lms.client.app
+    token = call(
+        app,
+        "POST",
+        "/token",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+        body=Body(HUGE, fill=b"a"),
+    )
+    assert token.status == 413
+    assert token.json()["error"] == "body_too_large"  # RFC 6749 §5.2 shape, as its errors
+    assert "larger than 1 MiB" in token.json()["error_description"]
+    score = call(
+        app,
+        "POST",
+        "/api/lti/courses/c1/line_items/1/scores",
+        headers={"content-type": "application/json", "content-length": str(HUGE)},
+    )
+    assert score.status == 413 and score.receives == 0
+    assert score.json()["error"] == "body_too_large"

@@ -7,14 +7,15 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from sqlalchemy import Engine
 
 from service.demo import bootstrap, seed, server
+from service.lti.cookies import LEGACY_SUFFIX
 from service.settings import Settings
+from service.web.auth import SESSION_COOKIE
 
 
 @dataclass
@@ -57,7 +58,8 @@ def _fields(page: str) -> tuple[str, dict[str, str]]:
 
 @dataclass
 class Tab:
-    """A browser session in the tool after a launch (the token carried, as without cookies)."""
+    """A browser session in the tool after a launch, the token carried as without cookies
+    (the client keeps no cookie of the tool)."""
 
     http: httpx.Client
     token: str
@@ -95,7 +97,9 @@ def launch(live: Live, user_id: str) -> Tab:
     if landed.status_code == 200 and "/lti/launch/confirm" in landed.text:
         pytest.fail("the launch needed platform storage; the test client keeps cookies")
     assert landed.status_code == 303, landed.text
-    token = parse_qs(urlsplit(landed.headers["location"]).query)["mc_session"][0]
+    assert "mc_session" not in landed.headers["location"]  # the cookie carries it
+    token = tool.cookies[SESSION_COOKIE + LEGACY_SUFFIX]  # what a cookieless tab would carry
+    tool.cookies.clear()
     lms.close()
     live.clients.append(tool)
     return Tab(tool, token)

@@ -87,6 +87,21 @@ def test_verify_unknown_format_and_missing_file(env: Settings, tmp_path: Path) -
     assert missing.exit_code == 2 and "neither a file nor" in missing.stderr
 
 
+def test_verify_has_the_same_limits_as_the_service(env: Settings, tmp_path: Path) -> None:
+    """H1 for the CLI: the poison graph and an oversized file are invalid, quickly."""
+    from tests.issuer import hostile
+
+    runner = CliRunner()
+    poison = tmp_path / "poison.json"
+    poison.write_text(json.dumps(hostile.poison_graph(8)))
+    result = runner.invoke(cli.app, ["verify", str(poison)])
+    assert result.exit_code == 1 and "too alike to put in canonical order" in result.stderr
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"proof": [], "pad": "x" * 2_000_000}))
+    result = runner.invoke(cli.app, ["verify", str(huge)])
+    assert result.exit_code == 1 and "larger than 1000000 bytes" in result.stderr
+
+
 def test_revoke_unknown_credential_fails(env: Settings, engine: Engine) -> None:
     result = CliRunner().invoke(cli.app, ["credential", "revoke", "nope", "--reason", "x"])
     assert result.exit_code == 1 and "no credential nope" in result.stderr

@@ -62,8 +62,10 @@ def test_instructor_places_a_link_and_the_response_is_signed(
     client: TestClient, moodle: FakePlatform
 ) -> None:
     location = _dl_launch(client, moodle, [MEMBERSHIP + "Instructor"])
-    client.cookies.clear()  # cookies blocked: the token travels in the link and the form
-    picker = client.get(location)
+    assert location == "/app/deep-link"  # the state cookie came back: the cookie carries it
+    token = client.cookies["__Host-microcred_session"]
+    client.cookies.clear()  # cookies lost from here on: the token travels in link and form
+    picker = client.get(location, params={"mc_session": token})
     assert picker.status_code == 200
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]+)">', picker.text))
     assert set(fields) == {"csrf", "mc_session"}

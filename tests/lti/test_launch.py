@@ -70,7 +70,8 @@ def test_moodle_learner_lands_on_the_learner_page(
 ) -> None:
     resp = moodle.full_launch(client)
     assert resp.status_code == 303, resp.text
-    assert resp.headers["location"].startswith("/app?mc_session=")
+    # The state cookie came back, so the session cookie works too: no token in the URL.
+    assert resp.headers["location"] == "/app"
     session_cookie = [c for c in resp.headers.get_list("set-cookie") if "microcred_session" in c]
     assert len(session_cookie) == 1  # https: no legacy copy
     assert session_cookie[0].startswith("__Host-microcred_session=")
@@ -207,11 +208,29 @@ def test_a_site_administrator_without_a_course_lands_on_the_admin_page(
 def test_session_token_in_the_link_works_without_cookies(
     client: TestClient, moodle: FakePlatform
 ) -> None:
-    resp = moodle.full_launch(client)
+    moodle.full_launch(client)
+    token = client.cookies["__Host-microcred_session"]
     client.cookies.clear()  # as if the browser blocked even partitioned cookies
-    assert client.get("/app").status_code == 401
-    page = client.get(resp.headers["location"])
+    refused = client.get("/app", params={"mc_session": "not-a-session"})
+    assert refused.status_code == 401  # its error page refers nobody to its URL either
+    assert refused.headers["referrer-policy"] == "no-referrer"
+    page = client.get("/app", params={"mc_session": token})
     assert page.status_code == 200 and "Your micro-credentials" in page.text
+    assert page.headers["referrer-policy"] == "no-referrer"
+
+
+def test_a_url_carrying_the_token_is_cleaned_once_the_cookie_arrives(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    moodle.full_launch(client)
+    token = client.cookies["__Host-microcred_session"]
+    resp = client.get("/app", params={"done": "saved", "mc_session": token}, follow_redirects=False)
+    assert resp.status_code == 303
+    assert resp.headers["location"] == "/app?done=saved"  # the rest of the query stays
+    assert resp.headers["referrer-policy"] == "no-referrer"
+    assert resp.headers["cache-control"] == "no-store"
+    page = client.get(resp.headers["location"])
+    assert page.status_code == 200 and token not in page.text  # links carry no token
 
 
 def test_session_ends_when_the_platform_is_deactivated(

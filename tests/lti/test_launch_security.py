@@ -148,6 +148,11 @@ BAD: dict[str, Mutator] = {
     "message type unsupported": _claims_with(**{C + "message_type": "DataPrivacyLaunchRequest"}),
     "message type garbage": _claims_with(**{C + "message_type": {"a": 1}}),
     "resource link not an object": _claims_with(**{C + "resource_link": "rl-1"}),
+    # found by tests/lti/test_launch_mutations.py: accepted, with the id quietly dropped
+    "resource link id a number": _claims_with(**{C + "resource_link": {"id": 7}}),
+    "resource link id true": _claims_with(**{C + "resource_link": {"id": True}}),
+    "resource link id empty": _claims_with(**{C + "resource_link": {"id": ""}}),
+    "resource link id too long": _claims_with(**{C + "resource_link": {"id": "r" * 256}}),
     "roles not a list": _claims_with(**{C + "roles": 5}),
     "target_link_uri foreign": _claims_with(**{C + "target_link_uri": "https://evil.test/x"}),
     "target_link_uri differs from login": _claims_with(
@@ -446,6 +451,18 @@ def test_unknown_platform_login_is_refused(client: TestClient) -> None:
 def test_missing_login_parameters_are_named(client: TestClient) -> None:
     resp = client.post("/lti/login", data={"iss": "https://x.test"})
     assert resp.status_code == 400 and "login_hint" in resp.text
+
+
+@pytest.mark.parametrize("name", ["login_hint", "lti_message_hint"])
+def test_oversized_login_hints_are_refused_not_echoed(
+    client: TestClient, moodle: FakePlatform, name: str
+) -> None:
+    # found by tests/lti/test_launch_mutations.py: a 70 KB hint came back in the Location
+    _, _, resp = moodle.login(client, **{name: "A" * 70_000})
+    assert resp.status_code == 400, resp.status_code
+    assert "longer than 2048 characters" in resp.text and "location" not in resp.headers
+    _, _, fine = moodle.login(client, **{name: "A" * 2048})
+    assert fine.status_code == 302
 
 
 def test_b64_helper_is_sane() -> None:

@@ -84,6 +84,7 @@ def test_launch_completes_through_platform_storage(
         follow_redirects=False,
     )
     assert done.status_code == 303
+    assert "?mc_session=" in done.headers["location"]  # cookies are blocked: the URL carries it
     client.cookies.clear()
     page = client.get(done.headers["location"])  # token carried in the link
     assert page.status_code == 200 and "Your micro-credentials" in page.text

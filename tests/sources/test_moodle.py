@@ -214,3 +214,12 @@ def test_attempts_are_asked_only_for_learners_with_a_quiz_grade() -> None:
     # One gradebook call instead of one attempts call per enrolled user and quiz.
     assert fake.calls.count("gradereport_user_get_grade_items") == 1
     assert fake.calls.count("mod_quiz_get_user_attempts") == 1
+
+
+def test_a_retry_after_in_superscript_digits_falls_back_to_exponential_backoff() -> None:
+    from service.sources.connectors.base import backoff_seconds
+
+    policy = RetryPolicy(base_delay=1.0, max_delay=30.0)
+    assert backoff_seconds(policy, 3, "²") == 4.0
+    assert backoff_seconds(policy, 1, " 7 ") == 7.0
+    assert backoff_seconds(policy, 1, None) == 1.0

@@ -354,6 +354,7 @@ def test_a_moodle_site_administrator_is_an_instructor_in_the_course_and_administ
     landing = client.get(resp.headers["location"])
     assert "Micro-credentials for Biology" in landing.text  # the course, as its instructor
     assert "Administration" in landing.text  # and the tab
+    assert "role: instructor, administrator of this platform" in landing.text
     assert client.get("/app/admin").status_code == 200
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.selector_events
+import contextlib
+import select
 import socket
 import threading
 import time
@@ -41,7 +43,17 @@ async def stream(_request: Request) -> StreamingResponse:
     return StreamingResponse(chunks(), media_type="text/plain")
 
 
-app = Starlette(routes=[Route("/page", page, methods=["GET", "HEAD"]), Route("/stream", stream)])
+async def upload(request: Request) -> HTMLResponse:
+    return HTMLResponse(str(len(await request.body())))
+
+
+app = Starlette(
+    routes=[
+        Route("/page", page, methods=["GET", "HEAD"]),
+        Route("/stream", stream),
+        Route("/upload", upload, methods=["POST"]),
+    ]
+)
 
 
 @pytest.fixture
@@ -180,3 +192,66 @@ def test_serve_builds_its_app_through_served_app(monkeypatch: pytest.MonkeyPatch
     cli._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings())
     assert seen["app"] == "service.serving:served_app"
     assert seen["kw"]["factory"] is True  # type: ignore[index]
+
+
+def _send_until_answered(port: int, head: bytes, more: Iterator[bytes]) -> tuple[int, bytes]:
+    """Send ``head``, then ``more`` until the server answers or hangs up; returns the bytes
+    of ``more`` sent and what came back."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        try:
+            for piece in more:
+                if select.select([conn], [], [], 0)[0]:
+                    break  # an answer (or the close) is waiting
+                conn.sendall(piece)
+                sent += len(piece)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        got = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := conn.recv(65536):
+                got += chunk
+    return sent, got
+
+
+def _endless(piece: bytes, total: int = 300 * 1024 * 1024) -> Iterator[bytes]:
+    for _ in range(total // len(piece)):
+        yield piece
+
+
+def test_a_header_that_never_ends_gets_431_and_a_closed_connection(port: int) -> None:
+    # 300 MB of one header line, generated as it is sent. The server keeps at most
+    # MAX_HEAD_BYTES plus one read of it; the client gets far less out before the close
+    # than the 300 MB it meant to send (the loopback's socket buffers take a few MB).
+    sent, got = _send_until_answered(
+        port, b"GET /page HTTP/1.1\r\nhost: t\r\nx-big: ", _endless(b"a" * 65536)
+    )
+    assert got.startswith(b"HTTP/1.1 431 ")
+    assert b"larger than 64 KiB" in got and b"connection: close" in got
+    assert sent < 32 * 1024 * 1024
+
+
+def test_a_request_line_that_never_ends_gets_431(port: int) -> None:
+    sent, got = _send_until_answered(port, b"GET /page?q=", _endless(b"a" * 65536))
+    assert got.startswith(b"HTTP/1.1 431 ") and sent < 32 * 1024 * 1024
+
+
+def test_endless_trailers_after_a_chunked_body_get_431(port: int) -> None:
+    head = b"POST /upload HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+    body = b"5\r\nhello\r\n0\r\nx-trailer: "
+    sent, got = _send_until_answered(port, head + body, _endless(b"a" * 65536))
+    assert b" 431 " in got.split(b"\r\n")[0] and sent < 32 * 1024 * 1024
+
+
+def test_headers_under_the_limit_and_a_body_in_tiny_chunks_still_work(port: int) -> None:
+    from service.serving import MAX_HEAD_BYTES
+
+    big = b"x-big: " + b"a" * (MAX_HEAD_BYTES - 1024) + b"\r\n"
+    got = _exchange(port, b"GET /page HTTP/1.1\r\nhost: t\r\n" + big + b"\r\n", until=b"</p>")
+    assert got.startswith(b"HTTP/1.1 200 OK")
+    # 2 MB in 10-byte chunks: more chunk framing than 64 KiB, all of it next to body bytes
+    chunks = b"".join(b"a\r\n" + b"0123456789" + b"\r\n" for _ in range(200_000))
+    head = b"POST /upload HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
+    got = _exchange(port, head + chunks + b"0\r\n\r\n", until=b"2000000")
+    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"2000000")

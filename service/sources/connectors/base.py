@@ -42,8 +42,9 @@ class RetryPolicy:
 def backoff_seconds(policy: RetryPolicy, attempt: int, retry_after: str | None) -> float:
     """Delay before retry number ``attempt`` (1-based): the server's Retry-After seconds if
     it sent them (RFC 9110 §10.2.3), else exponential; never more than ``max_delay``."""
-    if retry_after is not None and retry_after.strip().isdigit():
-        return min(float(retry_after.strip()), policy.max_delay)
+    seconds = (retry_after or "").strip()
+    if seconds.isascii() and seconds.isdigit():  # isdigit alone takes '²', which float refuses
+        return min(float(seconds), policy.max_delay)
     return min(policy.base_delay * float(2 ** max(attempt - 1, 0)), policy.max_delay)
 
 

@@ -222,7 +222,7 @@ class CanvasConnector:
 
     def fetch_course(self, lms_course_id: str) -> Fetched:
         """Read every scored submission, rubric assessment and quiz submission of a course."""
-        if not lms_course_id.isdigit():
+        if not (lms_course_id.isascii() and lms_course_id.isdigit()):
             raise SourceRefused(
                 f"{lms_course_id!r} is not a Canvas course id (a number)",
                 hint="Pass the Canvas course id ($Canvas.course.id), not the LTI context id.",

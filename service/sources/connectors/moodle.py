@@ -157,7 +157,7 @@ class MoodleConnector:
 
     def fetch_course(self, lms_course_id: str) -> Fetched:
         """Read every quiz attempt, assignment grade and rubric filling of a course."""
-        if not lms_course_id.isdigit():
+        if not (lms_course_id.isascii() and lms_course_id.isdigit()):
             raise SourceRefused(f"{lms_course_id!r} is not a Moodle course id (a number)")
         try:
             return self._fetch(int(lms_course_id))
