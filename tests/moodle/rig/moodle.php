@@ -10,8 +10,6 @@
 //             with true/false questions and an assignment graded with a rubric
 //   grade     a teacher fills the assignment's rubric for a student (as mod_assign_save_grade does)
 //   tooltype  the LTI tool types registered in the site (id, name, state, services)
-//   toolservices  turn a tool type's AGS/NRPS on ("Use this service …")
-//   gradebook the course's grade items and every student's grades (read from Moodle's API)
 
 define('CLI_SCRIPT', true);
 require(getenv('MOODLE_DIR') . '/config.php');
@@ -24,8 +22,6 @@ require_once($CFG->dirroot . '/mod/quiz/locallib.php');
 require_once($CFG->dirroot . '/mod/assign/locallib.php');
 require_once($CFG->dirroot . '/grade/grading/lib.php');
 require_once($CFG->libdir . '/gradelib.php');
-require_once($CFG->libdir . '/grade/grade_item.php');
-require_once($CFG->libdir . '/grade/grade_grade.php');
 
 $action = $argv[1] ?? '';
 $args = json_decode($argv[2] ?? '{}', true);
@@ -311,46 +307,8 @@ function action_tooltype(array $args): array {
     return ['types' => $out];
 }
 
-function action_toolservices(array $args): array {
-    global $DB;
-    // Services › IMS LTI Assignment and Grade Services: "Use this service for grade sync and
-    // column management" (2); Names and Role Provisioning: "Use this service" (1).
-    $values = ['ltiservice_gradesynchronization' => 2, 'ltiservice_memberships' => 1,
-        'ltiservice_toolsettings' => 0];
-    foreach ($values as $name => $value) {
-        $row = $DB->get_record('lti_types_config', ['typeid' => $args['typeid'], 'name' => $name]);
-        if ($row) {
-            $row->value = (string) $value;
-            $DB->update_record('lti_types_config', $row);
-        } else {
-            $DB->insert_record('lti_types_config', (object) ['typeid' => $args['typeid'],
-                'name' => $name, 'value' => (string) $value]);
-        }
-    }
-    $DB->set_field('lti_types', 'coursevisible', 2, ['id' => $args['typeid']]);
-    return ['ok' => true];
-}
-
-function action_gradebook(array $args): array {
-    global $DB;
-    $items = [];
-    foreach (grade_item::fetch_all(['courseid' => $args['course']]) ?: [] as $item) {
-        $grades = [];
-        foreach (grade_grade::fetch_all(['itemid' => $item->id]) ?: [] as $g) {
-            $grades[(string) $g->userid] = $g->finalgrade === null ? null : (float) $g->finalgrade;
-        }
-        $items[] = ['id' => (int) $item->id, 'type' => $item->itemtype,
-            'module' => $item->itemmodule, 'instance' => (int) $item->iteminstance,
-            'name' => $item->itemname, 'grademax' => (float) $item->grademax, 'grades' => $grades];
-    }
-    $lineitems = array_values(array_map(fn($r) => (array) $r,
-        $DB->get_records('ltiservice_gradebookservices', ['courseid' => $args['course']])));
-    return ['items' => $items, 'lineitems' => $lineitems];
-}
-
 $actions = ['settings' => 'action_settings', 'course' => 'action_course',
-    'grade' => 'action_grade', 'tooltype' => 'action_tooltype',
-    'toolservices' => 'action_toolservices', 'gradebook' => 'action_gradebook'];
+    'grade' => 'action_grade', 'tooltype' => 'action_tooltype'];
 if (!isset($actions[$action])) {
     cli_error("unknown action '$action'; one of: " . implode(', ', array_keys($actions)));
 }
