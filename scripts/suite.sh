@@ -13,6 +13,16 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The real-Moodle lane runs Moodle 5.1 on Debian's PHP 8.2 (the modules Moodle needs).
+if [ "${MICROCRED_MOODLE_LANE:-1}" = 1 ] && ! command -v php >/dev/null \
+   && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing PHP for the real-Moodle lane"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    php8.2-cli php8.2-pgsql php8.2-xml php8.2-mbstring php8.2-curl php8.2-zip php8.2-gd \
+    php8.2-intl php8.2-soap php8.2-opcache php8.2-readline php8.2-bcmath >/dev/null \
+    || echo "   apt-get could not install PHP: the real-Moodle lane will be skipped"
+fi
+
 # The independent verifier (@digitalbazaar/vc, what the DCC verifier is built on) checks
 # our credentials in tests/issuer/test_js_interop.py; npm packages come from the registry.
 if command -v npm >/dev/null && [ ! -d bench/.work/node_modules/@digitalbazaar/vc ]; then
@@ -36,4 +46,17 @@ if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
   MICROCRED_TEST_DB=postgresql pytest -q -p no:cacheprovider -m "db or postgres"
 else
   echo "== SKIPPED the PostgreSQL lane: no PostgreSQL on 127.0.0.1:5432 (CI has one)."
+fi
+
+# The real-Moodle lane (tests/moodle): a fresh Moodle 5.1 from ../shared/moodle/ beside the
+# checkout (or MICROCRED_MOODLE_TARBALL), PHP 8.2 from apt-get when missing and root, its
+# own PostgreSQL database (dropped afterwards), microcred served beside it, Chromium between.
+# MICROCRED_MOODLE_LANE=0 leaves it out; without the tarball or PHP it is skipped, saying why.
+if [ "${MICROCRED_MOODLE_LANE:-1}" = 1 ]; then
+  echo "== pytest (real Moodle: tests/moodle)"
+  if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+    MICROCRED_MOODLE_LANE=1 pytest -q -p no:cacheprovider -rs -m moodle tests/moodle
+  else
+    echo "== SKIPPED the real-Moodle lane: no PostgreSQL on 127.0.0.1:5432 (CI has one)."
+  fi
 fi

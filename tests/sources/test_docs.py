@@ -34,3 +34,14 @@ def test_every_documented_column_is_accepted_and_vice_versa() -> None:
 def test_push_example_is_a_valid_batch() -> None:
     batch = push.PushBatch.model_validate(json.loads(block("evidence-sources.md", "json")))
     assert len(batch.results) == 2 and len(batch.verifications) == 1
+
+
+def test_moodle_setup_documented_is_what_the_real_moodle_lane_grants() -> None:
+    from tests.moodle import rig
+
+    text = (DOCS / "evidence-sources.md").read_text()
+    moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas** (REST)")]
+    functions = set(re.findall(r"`([a-z]+_[a-z_]+)`", moodle))
+    capabilities = set(re.findall(r"`([a-z]+/[a-z]+:[a-z]+)`", moodle))
+    assert functions == set(rig.WS_FUNCTIONS)
+    assert capabilities == set(rig.WS_CAPABILITIES)

@@ -1,0 +1,3 @@
+from tests.moodle.rig import main
+
+main()
