@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.flows.conftest import Live, launch
+from tests.flows.conftest import Live, launch, pull
 from tests.web.test_credential_page_browser import ARGS, CHROMIUM
 
 pytestmark = pytest.mark.browser
@@ -30,6 +30,7 @@ def browser_page():  # type: ignore[no-untyped-def]
 def test_no_page_runs_off_the_side_at_390_or_1280_px(live: Live, browser_page) -> None:  # type: ignore[no-untyped-def]
     instructor = launch(live, "u-instr-1")
     assert instructor.post("/app/course/sync", {}).status_code == 303
+    pull(live)  # pages with every learner's levels and credentials on them
     learner, admin = launch(live, "u-learn-3"), launch(live, "u-admin-1")
     pages = [
         f"{live.tool_url}/app/course?mc_session={instructor.token}",
@@ -57,6 +58,7 @@ def test_revoke_asks_for_a_reason_and_a_tick_before_anything_is_sent(
 ) -> None:
     instructor = launch(live, "u-instr-1")
     assert instructor.post("/app/course/sync", {}).status_code == 303
+    pull(live)  # the worker pulls what Sync from LMS queued, and awards
     page = browser_page.new_page(viewport={"width": 390, "height": 800})
     page.goto(f"{live.tool_url}/app/course?mc_session={instructor.token}")
     first = page.locator("details.revoke").first

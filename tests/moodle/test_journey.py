@@ -17,6 +17,7 @@ and prove nothing about microcred.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import time
@@ -29,7 +30,7 @@ from playwright.sync_api import expect
 from sqlmodel import Session, select
 
 from service.db.engine import make_engine
-from service.db.models import Award, Course, Person
+from service.db.models import Award, Course, CourseSync, EvaluationJob, Person
 from tests.moodle import rig
 from tests.moodle.conftest import SHOTS, Microcred
 
@@ -187,10 +188,35 @@ class Journey:
         return frame
 
     def teacher_sync(self) -> None:
+        """The teacher clicks *Sync from LMS*: the page queues a pull, and serve's worker
+        pulls the course and evaluates the learners whose results changed."""
         frame = self.launch("teacher")
-        expect(frame.get_by_text("Results pulled from the LMS")).to_be_hidden()
+        asked = dt.datetime.now(dt.UTC)
         frame.get_by_role("button", name="Sync from LMS").click()
-        expect(frame.get_by_text("Results pulled from the LMS")).to_be_visible()
+        expect(frame.get_by_test_id("sync-health")).to_be_visible()  # the page came back
+        self.wait_for_worker(asked)
+
+    def wait_for_worker(self, asked: dt.datetime) -> None:
+        """Until the course was pulled after ``asked`` and no evaluation is due (a generous
+        deadline: it fails only when the worker does not do its job)."""
+        engine = make_engine(self.tool.database_url)
+        try:
+            deadline = time.monotonic() + 240
+            while time.monotonic() < deadline:
+                with Session(engine) as s:
+                    sync = s.exec(select(CourseSync)).first()
+                    due = s.exec(
+                        select(EvaluationJob).where(
+                            EvaluationJob.due_at.is_not(None)  # type: ignore[union-attr]
+                        )
+                    ).first()
+                pulled = sync.attempted_at if sync is not None else None
+                if pulled is not None and _aware(pulled) >= asked and due is None:
+                    return
+                time.sleep(1)
+            raise AssertionError(f"the worker did not pull and evaluate since {asked}")
+        finally:
+            engine.dispose()
 
     def gradebook(self) -> dict[str, dict[str, float | None]]:
         """Moodle's gradebook through its web services: grade item name -> user -> grade."""
@@ -205,6 +231,10 @@ class Journey:
                     continue
                 out.setdefault(item["itemname"], {})[names[usergrade["userid"]]] = item["graderaw"]
         return out
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def connect_course_source(tool: Microcred, *, course_id: int, source: str) -> None:
@@ -228,7 +258,9 @@ def test_admin_registers_microcred_through_moodles_dynamic_registration(journey:
     frame = page.frame_locator("iframe")
     expect(frame.locator("h1")).to_have_text("microcred is registered", timeout=60_000)
     journey.shot(page, "moodle-registration")
-    # microcred's page asks Moodle to close the frame by itself (lti-dr §3.6)
+    # The page stays until the administrator has read the activation command and clicks
+    # Close; then it asks Moodle to close the frame (lti-dr §3.6).
+    frame.locator("button#close").click()
     card = page.locator(".tool-card", has_text="microcred")
     expect(card).to_be_visible()
     card.locator("a.activate").click()
