@@ -41,7 +41,11 @@ def _bootstrap(settings: Settings | None = None) -> Settings:
 
 
 def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    return make_engine(settings.resolved_database_url)
+    return make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
 
 
 def _identity(settings: Settings, *, strict: bool = True) -> Settings:
@@ -132,14 +136,14 @@ def _run_uvicorn(
     uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
 ) -> None:
     _ensure_tool_key(settings)
-    from service.serving import CorkedHttpToolsProtocol
+    from service.serving import server_options
 
     uvicorn.run(
         "service.serving:served_app",
         factory=True,
         host=host,
         port=port,
-        http=CorkedHttpToolsProtocol,
+        **server_options(),
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
         log_config=logredact.uvicorn_log_config(json_lines=settings.log_format == "json"),

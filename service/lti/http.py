@@ -21,6 +21,7 @@ __all__ = [
     "EngineDep",
     "HttpDep",
     "LtiCall",
+    "LtiCallDep",
     "ParamsDep",
     "SettingsDep",
     "get_async_http",
@@ -151,3 +152,6 @@ async def lti_call(request: Request) -> LtiCall:
         settings=request.app.state.settings,
         http=await get_http(request),
     )
+
+
+LtiCallDep = Annotated[LtiCall, Depends(lti_call)]
