@@ -20,6 +20,8 @@ from service.errors import BadInput, ServiceError
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from service import flows
 
 app = typer.Typer(
@@ -40,7 +42,7 @@ def _bootstrap(settings: Settings | None = None) -> Settings:
     return settings
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+def _engine(settings: Settings) -> Engine:
     return make_engine(
         settings.resolved_database_url,
         pool_size=settings.db_pool_size,

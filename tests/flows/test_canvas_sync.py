@@ -14,6 +14,7 @@ from service.db.engine import session
 from service.db.models import Course, Deployment, PersonLink, Platform, SourceConnection
 from service.errors import ServiceError
 from service.lti import services as lti_services
+from service.lti import store
 from service.lti.types import CLAIM, LaunchContext
 from tests.sources.fakes import FakeCanvas
 from tests.sources.helpers import NOW, World, world
@@ -89,7 +90,8 @@ def test_canvas_results_find_the_learner_by_the_canvas_user_id_from_the_launch(
     _connect(engine, w)
     with session(engine, write=True) as s:
         # Bob's opaque LTI sub is "42"; Canvas knows him as 1002 and withholds his e-mail.
-        flows.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
+        launch = _launch(engine, w, "42", {"canvas_user_id": "1002"})
+        store.record_user(s, launch=launch, now=NOW)
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1002")).one()
         assert link.person_id == w.bob
