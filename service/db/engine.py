@@ -50,6 +50,7 @@ _P = ParamSpec("_P")
 # db_pool_size and db_max_overflow, documented in docs/architecture.md).
 POOL_SIZE = 15
 MAX_OVERFLOW = 0
+SQLITE_MAX_OVERFLOW = 64  # past the thread pool's 40 threads (see make_engine)
 
 
 def make_engine(
@@ -74,7 +75,11 @@ def make_engine(
             # checkpoints the log, which cost 10-15 ms per request with NullPool.
             poolclass=QueuePool,
             pool_size=pool_size,
-            max_overflow=max_overflow,
+            # A thread waiting for SQLite's write lock (BEGIN IMMEDIATE, busy_timeout) holds
+            # its connection, and the holder of the lock may open a second session (a key
+            # set read): more connections than the thread pool has threads, or the holder
+            # waits for one that none will give back. SQLite connections cost no server.
+            max_overflow=max(max_overflow, SQLITE_MAX_OVERFLOW),
         )
         _configure_sqlite(engine)
         return engine

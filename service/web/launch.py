@@ -8,7 +8,6 @@ is a signed LtiDeepLinkingResponse auto-posted to the platform.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -110,29 +109,40 @@ def _after_launch(
 @router.post("/lti/launch")
 def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
     """LTI 1.3 launch (OIDC authentication response): validated, recorded and committed in
-    one write transaction while the platform's key set is cached. When it must be fetched,
-    the launch is validated first with no transaction open across the fetch (autocommit
-    reads), then completed in the write transaction."""
+    one write transaction, on the platform's cached key set; one that must be fetched is
+    fetched first, outside any transaction."""
     now = utcnow()
     engine, settings = call.engine, call.settings
     lti_request = lti_launch.LaunchRequest(
         call.params, request.cookies, secure=request.url.scheme == "https"
     )
-    result: tuple[Response, LaunchRecord | None] | None = None
-    with contextlib.suppress(jwks.FetchNeeded), db_session(engine, write=True) as s:
-        cached = jwks.KeySetSource(engine, None, settings)
-        pending = lti_launch.validate_launch(
-            s, lti_request, keys=cached, settings=settings, now=now
-        )
-        result = _finish(request, s, pending, settings, now)
-    if result is None:
-        with db_session(engine, autocommit=True) as s:
-            source = jwks.KeySetSource(engine, call.http, settings)
-            pending = lti_launch.validate_launch(
-                s, lti_request, keys=source, settings=settings, now=now
-            )
+    cached = jwks.KeySetSource(engine, None, settings)
+
+    def attempt() -> tuple[Response, LaunchRecord | None]:
         with db_session(engine, write=True) as s:
-            result = _finish(request, s, pending, settings, now)
+            pending = lti_launch.validate_launch(
+                s, lti_request, keys=cached, settings=settings, now=now
+            )
+            return _finish(request, s, pending, settings, now)
+
+    try:
+        result = attempt()
+    except jwks.FetchNeeded as needed:
+        # The key set is fetched with no session open (no connection held, no transaction
+        # across the call), then the launch runs again on the cached keys.
+        fetching = jwks.KeySetSource(engine, call.http, settings)
+        jwks.prefetch(fetching, needed)
+        try:
+            result = attempt()
+        except jwks.FetchNeeded:
+            # Still missing (a refetch refused by the rate limit): validated with the client,
+            # which says why, in autocommit reads; then completed.
+            with db_session(engine, autocommit=True) as s:
+                pending = lti_launch.validate_launch(
+                    s, lti_request, keys=fetching, settings=settings, now=now
+                )
+            with db_session(engine, write=True) as s:
+                result = _finish(request, s, pending, settings, now)
     response, record = result
     if record is not None:
         _after_launch(engine, settings, record, now)
