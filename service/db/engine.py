@@ -148,7 +148,7 @@ def json_text(value: Any) -> str:
 
 
 # The database did not answer: a lost or refused connection, a pool with no free connection
-# in time (asyncpg's refusal at connect time arrives as the OS's ConnectionError).
+# in time (a refusal at connect time may arrive as the OS's ConnectionError).
 UNAVAILABLE: tuple[type[Exception], ...] = (
     exc.OperationalError,
     exc.InterfaceError,
