@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from service import audit, flows
+from service import audit
 from service.db.models import (
     AuditEvent,
     Award,
@@ -55,6 +55,7 @@ from service.db.models import (
     WebSession,
 )
 from service.errors import NotFound
+from service.flows import revoking
 from service.issuer import service as issuer_service
 from service.settings import Settings
 
@@ -381,7 +382,7 @@ def erase(
     if revoke:
         for cred in _scope(session, person).credentials:
             if not cred.revoked:
-                flows.revoke_credential(
+                revoking.revoke_credential(
                     session, settings=settings, uuid=cred.uuid, reason=reason, actor=actor, now=now
                 )
                 revoked.append(cred.uuid)
