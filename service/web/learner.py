@@ -17,7 +17,7 @@ from service.delivery import awards as delivery_awards
 from service.delivery import status as delivery_status
 from service.deps import EngineDep
 from service.errors import NotFound
-from service.flows import learner_view, syncing
+from service.flows import learner_store, learner_view, syncing
 from service.web import auth
 from service.web.appshell import NO_STORE, back, page
 
@@ -33,7 +33,7 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     credentials = []
     pulled = ""
     with db_session(engine, autocommit=True) as s:  # reads only
-        mine = learner_view.person_awards(s, person_id=user.person_id, course_id=user.course_id)
+        mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
             health = syncing.sync_health(s, course_id=user.course_id)
             if health.connected:
