@@ -48,10 +48,9 @@ ALLOWED = {
     "service/sources/connectors/canvas.py:_submission",
     "service/sources/connectors/moodle.py:_rubric",
     "service/sources/store.py:apply",
-    "service/web/credentials.py",
-    "service/web/credentials.py:_eu_rows",
+    "service/web/credential_view.py:_eu_rows",
+    "service/web/credential_view.py:view_model",
     "service/web/credentials.py:make_router",
-    "service/web/credentials.py:view_model",
     "service/web/errors.py:install",
 }
 
