@@ -18,6 +18,8 @@ from service.assessment.types import (
     Evidence,
     Level,
     Policy,
+    StackDecision,
+    StackPolicy,
     percent,
 )
 from service.assessment.types import Decision as EngineDecision
@@ -317,14 +319,9 @@ def evaluate_course(
     plans = _policies(session, course_id=course_id)
     people = course_learners(session, course_id=course_id, person_ids=person_ids)
     summary = Summary(learners=len(people))
-    by_person: dict[int, list[store.EvidenceRecord]] = {}
-    # one query for the learners, not one per learner
-    for r in store.list_evidence(
-        session,
-        course_id=course_id,
-        person_ids=None if person_ids is None else [p.id for p in people if p.id is not None],
-    ):
-        by_person.setdefault(r.person_id, []).append(r)
+    by_person = _evidence_by_person(
+        session, course_id=course_id, people=people, all_learners=person_ids is None
+    )
     known = _known(
         session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
     )
@@ -361,15 +358,35 @@ def evaluate_course(
     done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
     evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now)
     if person_ids is None:
-        latest = session.exec(
-            select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
-        ).one()
-        if latest is not None and latest > setup.evaluated_run_id:
-            setup = course_setup(session, course_id=course_id, create=True)
-            setup.evaluated_run_id = latest
-            session.add(setup)
+        _mark_evaluated_run(session, setup=setup, course_id=course_id)
     session.flush()
     return summary
+
+
+def _evidence_by_person(
+    session: Session, *, course_id: int, people: Sequence[Person], all_learners: bool
+) -> dict[int, list[store.EvidenceRecord]]:
+    """The learners' evidence records by person id."""
+    by_person: dict[int, list[store.EvidenceRecord]] = {}
+    # one query for the learners, not one per learner
+    for r in store.list_evidence(
+        session,
+        course_id=course_id,
+        person_ids=None if all_learners else [p.id for p in people if p.id is not None],
+    ):
+        by_person.setdefault(r.person_id, []).append(r)
+    return by_person
+
+
+def _mark_evaluated_run(session: Session, *, setup: CourseSetup, course_id: int) -> None:
+    """Record the course's latest import as evaluated (a whole-course evaluation)."""
+    latest = session.exec(
+        select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
+    ).one()
+    if latest is not None and latest > setup.evaluated_run_id:
+        setup = course_setup(session, course_id=course_id, create=True)
+        setup.evaluated_run_id = latest
+        session.add(setup)
 
 
 def evaluate_learner(
@@ -486,101 +503,167 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
-        block = (
-            known.blocks.get((person.id, _line(comp)))
-            if known is not None
-            else _reaward_block(
-                session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
-            )
-        )
-        if _blocks(block, target.key):
-            # A person revoked this level (or a higher one): the same evidence does not bring
-            # it back (docs/awarding.md); the instructor page says so and offers to lift it.
-            summary.blocked += 1
-            return
-        if setup.approval_required:
-            session.add(
-                Award(
-                    course_id=setup.course_id,
-                    person_id=person.id,
-                    competency_id=comp.id,
-                    line_key=_line(comp),
-                    level=target.key,
-                    state="pending_approval",
-                    decision_id=decision_row.id,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            summary.pending += 1
-            return
-        _issue(
+        _award_higher(
             session,
             settings=settings,
             setup=setup,
             person=person,
             comp=comp,
-            level=target,
+            target=target,
             decision_row=decision_row,
-            previous=held,
+            held=held,
             now=now,
             actor=actor,
+            summary=summary,
+            known=known,
         )
-        if held is not None:
-            summary.upgraded += 1
-        else:
-            summary.issued += 1
         return
     if held is None:
         return
     if target < held_level:
-        if setup.on_lower == "revoke":
-            reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
-            _revoke(
-                session,
-                settings=settings,
-                award=held,
-                reason=reason,
-                actor=actor,
-                now=now,
-                by_person=False,
-            )
-            summary.revoked += 1
-            if target > Level.NONE:
-                _issue(
-                    session,
-                    settings=settings,
-                    setup=setup,
-                    person=person,
-                    comp=comp,
-                    level=target,
-                    decision_row=decision_row,
-                    previous=None,
-                    now=now,
-                    actor=actor,
-                )
-                summary.issued += 1
-            return
-        review = (
-            f"A later evaluation gives {target.label}; this credential says {held_level.label}. "
-            "Review it: keep it, or revoke it with a reason."
+        _award_lower(
+            session,
+            settings=settings,
+            setup=setup,
+            person=person,
+            comp=comp,
+            target=target,
+            decision_row=decision_row,
+            held=held,
+            now=now,
+            actor=actor,
+            summary=summary,
         )
-        if held.review != review:
-            held.review, held.updated_at = review, now
-            session.add(held)
-            audit.record(
-                session,
-                actor=actor,
-                action="award.flagged",
-                subject=f"credential:{held.credential_uuid}",
-                decision=decision_row.id,
-                level=target.key,
-                held=held.level,
-            )
-            summary.flagged += 1
     elif held.review:
         held.review, held.updated_at = "", now  # the evidence supports the level again
         session.add(held)
+
+
+def _award_higher(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    held: Award | None,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+    known: _Known | None,
+) -> None:
+    """A level above what the learner holds: blocked by a revocation, pending approval, or
+    issued."""
+    assert person.id is not None
+    block = (
+        known.blocks.get((person.id, _line(comp)))
+        if known is not None
+        else _reaward_block(
+            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        )
+    )
+    if _blocks(block, target.key):
+        # A person revoked this level (or a higher one): the same evidence does not bring
+        # it back (docs/awarding.md); the instructor page says so and offers to lift it.
+        summary.blocked += 1
+        return
+    if setup.approval_required:
+        session.add(
+            Award(
+                course_id=setup.course_id,
+                person_id=person.id,
+                competency_id=comp.id,
+                line_key=_line(comp),
+                level=target.key,
+                state="pending_approval",
+                decision_id=decision_row.id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        summary.pending += 1
+        return
+    _issue(
+        session,
+        settings=settings,
+        setup=setup,
+        person=person,
+        comp=comp,
+        level=target,
+        decision_row=decision_row,
+        previous=held,
+        now=now,
+        actor=actor,
+    )
+    if held is not None:
+        summary.upgraded += 1
+    else:
+        summary.issued += 1
+
+
+def _award_lower(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    held: Award,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    """A level below the held credential: revoke it and issue the lower one, or flag it for
+    review, as the course's award rules say."""
+    held_level = Level[held.level.upper()]
+    if setup.on_lower == "revoke":
+        reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
+        _revoke(
+            session,
+            settings=settings,
+            award=held,
+            reason=reason,
+            actor=actor,
+            now=now,
+            by_person=False,
+        )
+        summary.revoked += 1
+        if target > Level.NONE:
+            _issue(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                comp=comp,
+                level=target,
+                decision_row=decision_row,
+                previous=None,
+                now=now,
+                actor=actor,
+            )
+            summary.issued += 1
+        return
+    review = (
+        f"A later evaluation gives {target.label}; this credential says {held_level.label}. "
+        "Review it: keep it, or revoke it with a reason."
+    )
+    if held.review != review:
+        held.review, held.updated_at = review, now
+        session.add(held)
+        audit.record(
+            session,
+            actor=actor,
+            action="award.flagged",
+            subject=f"credential:{held.credential_uuid}",
+            decision=decision_row.id,
+            level=target.key,
+            held=held.level,
+        )
+        summary.flagged += 1
 
 
 def _stacks(
@@ -620,28 +703,8 @@ def _stacks(
         if _reaward_block(session, course_id=setup.course_id, person_id=person.id, line_key=line):
             summary.blocked += 1  # revoked by a person: not re-issued until lifted
             continue
-        parts = []
-        for req in stack_policy.requires:
-            part = by_key.get(req.competency)
-            if part is not None and part.credential_uuid:
-                cred = session.exec(
-                    select(Credential).where(Credential.uuid == part.credential_uuid)
-                ).one()
-                parts.append(cred.document)
-        template = issuer_inputs.LevelTemplate(
-            key=f"stack-{stack_policy.name.lower().replace(' ', '-')}"[:200],
-            competency_name=stack_policy.name,
-            description=result.reason,
-            criteria_narrative=result.reason,
-            levels=(issuer_inputs.ScaleLevel("awarded", "Awarded"),),
-            eu=issuer_inputs.EuElements(
-                learning_outcomes=tuple(r.reason for r in result.rules),
-                assessment_type="The part credentials it stacks",
-                participation_form="Online, in the institution's learning platform",
-                quality_assurance=f"Internal quality assurance of {settings.issuer_name}",
-                integration_stackability="stackable",
-            ),
-        )
+        parts = _stack_parts(session, stack_policy, by_key)
+        template = _stack_template(stack_policy, result, settings)
         credential = issuer_service.issue(
             session,
             settings=settings,
@@ -676,3 +739,38 @@ def _stacks(
         )
         summary.issued += 1
     session.flush()
+
+
+def _stack_parts(
+    session: Session, stack_policy: StackPolicy, by_key: dict[str, Award]
+) -> list[dict[str, Any]]:
+    """The documents of the part credentials a stack requires, where issued."""
+    parts = []
+    for req in stack_policy.requires:
+        part = by_key.get(req.competency)
+        if part is not None and part.credential_uuid:
+            cred = session.exec(
+                select(Credential).where(Credential.uuid == part.credential_uuid)
+            ).one()
+            parts.append(cred.document)
+    return parts
+
+
+def _stack_template(
+    stack_policy: StackPolicy, result: StackDecision, settings: Settings
+) -> issuer_inputs.LevelTemplate:
+    """The stacked credential's template: its name, the stack's reason, the EU elements."""
+    return issuer_inputs.LevelTemplate(
+        key=f"stack-{stack_policy.name.lower().replace(' ', '-')}"[:200],
+        competency_name=stack_policy.name,
+        description=result.reason,
+        criteria_narrative=result.reason,
+        levels=(issuer_inputs.ScaleLevel("awarded", "Awarded"),),
+        eu=issuer_inputs.EuElements(
+            learning_outcomes=tuple(r.reason for r in result.rules),
+            assessment_type="The part credentials it stacks",
+            participation_form="Online, in the institution's learning platform",
+            quality_assurance=f"Internal quality assurance of {settings.issuer_name}",
+            integration_stackability="stackable",
+        ),
+    )
