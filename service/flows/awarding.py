@@ -7,16 +7,8 @@ import datetime as dt
 from sqlmodel import Session
 
 from service import audit
-from service.assessment.types import (
-    Level,
-)
-from service.db.models import (
-    Award,
-    Competency,
-    Decision,
-    ImportRun,
-    Person,
-)
+from service.assessment.types import Level
+from service.db.models import Award, Competency, Decision, ImportRun, Person
 from service.errors import BadInput, Conflict, NotFound
 from service.flows.issuing import _course_award, _current, _held, _issue
 from service.flows.mapping import available_items

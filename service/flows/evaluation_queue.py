@@ -12,11 +12,7 @@ from sqlmodel import Session, col, func, select
 
 from service import evaluation
 from service.db.engine import session as db_session
-from service.db.models import (
-    Course,
-    CourseSetup,
-    ImportRun,
-)
+from service.db.models import Course, CourseSetup, ImportRun
 from service.db.models import Evidence as EvidenceRow
 from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow

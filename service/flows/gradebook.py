@@ -15,10 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from service.db.engine import session as db_session
-from service.db.models import (
-    AgsLineItem,
-    Platform,
-)
+from service.db.models import AgsLineItem, Platform
 from service.db.types import utcnow
 from service.delivery import errors as delivery_errors
 from service.delivery.ags import ScorePoster

@@ -10,10 +10,7 @@ from sqlmodel import Session, col, select
 
 from service import audit
 from service.assessment import parse
-from service.assessment.types import (
-    Level,
-    VerificationLevel,
-)
+from service.assessment.types import Level, VerificationLevel
 from service.db import engine as db_engine
 from service.db.models import (
     Award,

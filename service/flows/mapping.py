@@ -7,11 +7,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from service.assessment.types import (
-    Evidence,
-    RubricLevel,
-    VerificationLevel,
-)
+from service.assessment.types import Evidence, RubricLevel, VerificationLevel
 from service.sources import store
 from service.sources.types import Verification
 

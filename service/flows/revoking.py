@@ -8,10 +8,7 @@ import datetime as dt
 from sqlmodel import Session, col, select
 
 from service import audit
-from service.db.models import (
-    Award,
-    Credential,
-)
+from service.db.models import Award, Credential
 from service.delivery import awards as delivery_awards
 from service.errors import BadInput, Conflict
 from service.flows.issuing import _course_award, _revoke

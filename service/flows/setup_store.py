@@ -6,9 +6,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import evaluation
-from service.db.models import (
-    CourseSetup,
-)
+from service.db.models import CourseSetup
 
 
 def course_setup(session: Session, *, course_id: int, create: bool = False) -> CourseSetup:

@@ -13,17 +13,8 @@ from sqlmodel import Session, select
 
 from service import audit, evaluation
 from service.assessment import parse
-from service.assessment.types import (
-    AssessmentError,
-    Policy,
-    percent,
-)
-from service.db.models import (
-    Competency,
-    Course,
-    CourseSetup,
-    SourceConnection,
-)
+from service.assessment.types import AssessmentError, Policy, percent
+from service.db.models import Competency, Course, CourseSetup, SourceConnection
 from service.errors import BadInput, NotFound, ServiceError
 from service.flows.setup_store import course_setup
 from service.flows.syncing import request_sync
