@@ -27,8 +27,6 @@ ALLOWED = {
     "service/assessment/engine.py:evaluate",
     "service/assessment/parse.py",
     "service/assessment/parse.py:read_evidence",
-    "service/cli/demo.py:demo",
-    "service/cli/sources.py:sync_command",
     "service/delivery/outbox.py:claim",
     "service/issuer/build.py:build_achievement",
     "service/issuer/build.py:build_credential",

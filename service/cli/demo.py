@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -11,6 +12,9 @@ from service.cli.common import _bootstrap, _db, _engine, app
 from service.cli.workers import _start_inprocess_worker
 from service.db import migrate as db_migrate
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.demo.bootstrap import DemoApps
 
 
 @app.command()
@@ -39,7 +43,7 @@ def demo(
     from urllib.parse import urlsplit
 
     from service.demo import bootstrap, server
-    from service.issuer import identity, keys
+    from service.issuer import identity
 
     settings = _bootstrap()
     if reset:
@@ -55,37 +59,13 @@ def demo(
     recorded_port = urlsplit(recorded).port if recorded else None
     if port is None:
         port = recorded_port or 8000
-    try:
-        tool_socket = server.bind("127.0.0.1", port)
-        lms_socket = server.bind("127.0.0.1", lms_port)
-    except OSError as exc:
-        typer.echo(
-            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
-            err=True,
-        )
-        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
-        raise typer.Exit(code=2) from exc
+    tool_socket, lms_socket = _bind(port, lms_port)
     tool_url = f"http://127.0.0.1:{tool_socket.getsockname()[1]}"
     lms_url = f"http://localhost:{lms_socket.getsockname()[1]}"
     if recorded is not None and recorded != tool_url:
         tool_socket.close()
         lms_socket.close()
-        typer.echo(
-            f"error: this database's demo issues as {recorded} "
-            f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
-            err=True,
-        )
-        same = (
-            f"run `microcred demo --port {recorded_port}`, or "
-            if recorded.startswith("http://127.0.0.1:")
-            else ""
-        )
-        typer.echo(
-            f"hint: {same}start a new demo with another data directory: "
-            "MICROCRED_DATA_DIR=var-demo2 microcred demo",
-            err=True,
-        )
-        raise typer.Exit(code=2)
+        _refuse_other_issuer(recorded, recorded_port, tool_url)
     apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
     # flows: the course, its rules, the Moodle WS connection and the delivery targets.
     from service.demo import seed
@@ -96,13 +76,71 @@ def demo(
     with _db(settings, write=True) as s:
         identity.ensure(s, apps.tool.state.settings)
         s.commit()
+    stop, worker_thread = _start_inprocess_worker(apps.tool.state.settings, enabled=True)
+    _print_urls(settings, apps, tool_url=tool_url, lms_url=lms_url, course_id=course_id)
+    try:
+        server.run(
+            apps.tool,
+            apps.lms,
+            tool_socket=tool_socket,
+            lms_socket=lms_socket,
+            log_level=settings.log_level.lower(),
+        )
+    finally:
+        stop.set()
+        if worker_thread is not None:
+            worker_thread.join(timeout=30)
+
+
+def _bind(port: int, lms_port: int) -> tuple[socket.socket, socket.socket]:
+    """The tool's and the demo LMS's listening sockets; exit 2 when a port is taken."""
+    from service.demo import server
+
+    try:
+        return server.bind("127.0.0.1", port), server.bind("127.0.0.1", lms_port)
+    except OSError as exc:
+        typer.echo(
+            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
+            err=True,
+        )
+        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
+        raise typer.Exit(code=2) from exc
+
+
+def _refuse_other_issuer(recorded: str, recorded_port: int | None, tool_url: str) -> NoReturn:
+    """Exit 2: this database's demo issues at another URL (service/issuer/identity.py)."""
+    from service.issuer import keys
+
+    typer.echo(
+        f"error: this database's demo issues as {recorded} "
+        f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
+        err=True,
+    )
+    same = (
+        f"run `microcred demo --port {recorded_port}`, or "
+        if recorded.startswith("http://127.0.0.1:")
+        else ""
+    )
+    typer.echo(
+        f"hint: {same}start a new demo with another data directory: "
+        "MICROCRED_DATA_DIR=var-demo2 microcred demo",
+        err=True,
+    )
+    raise typer.Exit(code=2)
+
+
+def _print_urls(
+    settings: Settings, apps: DemoApps, *, tool_url: str, lms_url: str, course_id: int
+) -> None:
+    """What to open, where the data is, and which issuer the commands act as."""
+    from service.issuer import keys
+
     if settings.database_url:
         same_db = "with the same MICROCRED_DATABASE_URL"
     else:
         same_db = f"with MICROCRED_DATA_DIR={settings.data_dir.resolve()}"
         if not settings.data_dir.is_absolute():
             same_db = f"from this directory (or {same_db})"
-    stop, worker_thread = _start_inprocess_worker(apps.tool.state.settings, enabled=True)
     typer.echo(
         "\n".join(
             [
@@ -122,18 +160,6 @@ def demo(
             ]
         )
     )
-    try:
-        server.run(
-            apps.tool,
-            apps.lms,
-            tool_socket=tool_socket,
-            lms_socket=lms_socket,
-            log_level=settings.log_level.lower(),
-        )
-    finally:
-        stop.set()
-        if worker_thread is not None:
-            worker_thread.join(timeout=30)
 
 
 def _reset_demo_database(settings: Settings) -> None:

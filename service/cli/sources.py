@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from service.cli.common import _bootstrap, _db, _engine, _fail, _identity, _report, app
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
+
+if TYPE_CHECKING:
+    from service.db.models import SourceConnection
 
 token_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
 import_app = typer.Typer(help="Import results into a course's evidence.", no_args_is_help=True)
@@ -220,31 +223,14 @@ def sync_command(
     the course's learners and issue what they earned."""
 
     from service import outbound
-    from service.db.models import SourceConnection
     from service.db.types import utcnow
-    from service.flows import setup_store, syncing
+    from service.flows import syncing
     from service.sources import sync
 
     settings = _identity(_bootstrap()) if evaluate else _bootstrap()
     engine = _engine(settings)
     try:
-        with _db(settings) as s:
-            setup = setup_store.course_setup(s, course_id=course)
-            if source is not None:
-                conn = sync.get_connection(s, name=source)
-            elif setup.source_connection_id is not None and (
-                own := s.get(SourceConnection, setup.source_connection_id)
-            ):
-                conn = own
-            else:
-                raise BadInput(
-                    f"course {course} is not connected to an LMS source",
-                    hint="Connect it with microcred course connect, or name one with --source "
-                    "(microcred source list).",
-                )
-            if lms_course_id is None and setup.lms_course_id:
-                lms_course_id = setup.lms_course_id
-            s.expunge(conn)
+        conn, lms_course_id = _source_of(settings, course, source, lms_course_id)
         # The LMS is read with no transaction open (SQLite's write lock is not held while
         # it answers); a refreshed Canvas token is saved at once in its own transaction.
         with outbound.client(outbound.policy(settings), timeout=30.0) as http:
@@ -276,3 +262,32 @@ def sync_command(
     typer.echo(json.dumps(report.as_dict()))
     if evaluate:
         _evaluate_new_evidence(settings)
+
+
+def _source_of(
+    settings: Settings, course: int, source: str | None, lms_course_id: str | None
+) -> tuple[SourceConnection, str | None]:
+    """The connection to pull from (named, else the course's own) and the LMS course id
+    (given, else the one the course was connected with), detached from the session."""
+    from service.db.models import SourceConnection
+    from service.flows import setup_store
+    from service.sources import sync
+
+    with _db(settings) as s:
+        setup = setup_store.course_setup(s, course_id=course)
+        if source is not None:
+            conn = sync.get_connection(s, name=source)
+        elif setup.source_connection_id is not None and (
+            own := s.get(SourceConnection, setup.source_connection_id)
+        ):
+            conn = own
+        else:
+            raise BadInput(
+                f"course {course} is not connected to an LMS source",
+                hint="Connect it with microcred course connect, or name one with --source "
+                "(microcred source list).",
+            )
+        if lms_course_id is None and setup.lms_course_id:
+            lms_course_id = setup.lms_course_id
+        s.expunge(conn)
+    return conn, lms_course_id
