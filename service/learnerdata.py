@@ -222,13 +222,8 @@ def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def export(
-    session: Session, *, settings: Settings, person_id: int, now: dt.datetime
-) -> dict[str, Any]:
-    """Everything held about one person, as JSON-ready data (GDPR Art. 15 and 20)."""
-    person = _person(session, person_id)
-    scope = _scope(session, person)
-    pid = person.id
+def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
+    """The person's enrolments, each with its course's title, label and context id."""
     enrolments = list(session.exec(select(Enrolment).where(Enrolment.person_id == pid)))
     courses = {
         c.id: c
@@ -236,6 +231,25 @@ def export(
             select(Course).where(col(Course.id).in_([e.course_id for e in enrolments]))
         )
     }
+    return [
+        _row(e)
+        | {
+            "course": {
+                "title": courses[e.course_id].title,
+                "label": courses[e.course_id].label,
+                "context_id": courses[e.course_id].context_id,
+            }
+            if e.course_id in courses
+            else None
+        }
+        for e in enrolments
+    ]
+
+
+def _evidence_of(
+    session: Session, pid: int | None
+) -> tuple[list[Evidence], list[EvidenceRevision]]:
+    """The person's evidence rows and their revisions, oldest first."""
     evidence = list(
         session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
     )
@@ -250,6 +264,11 @@ def export(
         if evidence
         else []
     )
+    return evidence, revisions
+
+
+def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
+    """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
     outbox_ids = [r.id for r in scope.outbox]
     attempts = (
@@ -266,6 +285,22 @@ def export(
     by_row: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
         by_row.setdefault(a.outbox_message_id, []).append(_row(a, without=("outbox_message_id",)))
+    return [
+        _row(r, without=("lease_token",))
+        | {
+            "repository": (
+                {"name": repos[r.repository_id].name, "kind": repos[r.repository_id].kind}
+                if r.repository_id in repos
+                else None
+            ),
+            "attempts": by_row.get(r.id or 0, []),
+        }
+        for r in scope.outbox
+    ]
+
+
+def _consents(session: Session, scope: _Scope) -> list[dict[str, Any]]:
+    """The delivery consents given for the person's credentials."""
     keys = scope.credential_keys
     consents = (
         list(
@@ -276,6 +311,17 @@ def export(
         if keys
         else []
     )
+    return [_row(c) for c in consents]
+
+
+def export(
+    session: Session, *, settings: Settings, person_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Everything held about one person, as JSON-ready data (GDPR Art. 15 and 20)."""
+    person = _person(session, person_id)
+    scope = _scope(session, person)
+    pid = person.id
+    evidence, revisions = _evidence_of(session, pid)
 
     def each(model: type[SQLModel], *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
         query = select(model).where(model.person_id == pid)  # type: ignore[attr-defined]
@@ -286,19 +332,7 @@ def export(
         "exported_at": now.isoformat(),
         "issuer": settings.public_base_url,
         "person": _row(person) | {"erased": erased(person)},
-        "enrolments": [
-            _row(e)
-            | {
-                "course": {
-                    "title": courses[e.course_id].title,
-                    "label": courses[e.course_id].label,
-                    "context_id": courses[e.course_id].context_id,
-                }
-                if e.course_id in courses
-                else None
-            }
-            for e in enrolments
-        ],
+        "enrolments": _enrolments(session, pid),
         "lms_user_ids": each(PersonLink),
         "evidence": [_row(e) for e in evidence],
         "evidence_revisions": [_row(r) for r in revisions],
@@ -310,19 +344,8 @@ def export(
             | {"url": issuer_service.credential_url(settings, c.uuid), "jwt": c.jwt}
             for c in scope.credentials
         ],
-        "deliveries": [
-            _row(r, without=("lease_token",))
-            | {
-                "repository": (
-                    {"name": repos[r.repository_id].name, "kind": repos[r.repository_id].kind}
-                    if r.repository_id in repos
-                    else None
-                ),
-                "attempts": by_row.get(r.id or 0, []),
-            }
-            for r in scope.outbox
-        ],
-        "delivery_consents": [_row(c) for c in consents],
+        "deliveries": _deliveries(session, scope),
+        "delivery_consents": _consents(session, scope),
         "email_mismatches": each(EmailMismatch),
         # The session id is the hash of a secret token: when and how, not the id.
         "web_sessions": each(WebSession, without=("id", "launch_id")),
@@ -364,6 +387,74 @@ def _text(value: str | None, words: list[str]) -> str | None:
     return None if value is None else _scrub(value, words)
 
 
+def _scrub_deliveries(
+    session: Session, scope: _Scope, words: list[str], *, now: dt.datetime
+) -> int:
+    """Cancel the person's deliveries not sent yet (revocations still go out) and scrub their
+    name and e-mail from outbox rows, attempts and audit details; returns the cancelled."""
+    cancelled = 0
+    for row in scope.outbox:
+        if row.status in _NOT_SENT and not row.kind.endswith("_revoked"):
+            row.status, row.lease_token, row.lease_expires_at = "cancelled", None, None
+            row.last_error = "cancelled: the learner's personal data was erased"
+            cancelled += 1
+        row.payload = _scrub(row.payload, words)
+        row.result = _scrub(row.result, words)
+        row.last_error = _text(row.last_error, words)
+        row.updated_at = now
+        session.add(row)
+    outbox_ids = [r.id for r in scope.outbox]
+    if outbox_ids:
+        for attempt in session.exec(
+            select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
+        ):
+            attempt.request_summary = _scrub(attempt.request_summary, words)
+            attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
+            attempt.error_detail = _text(attempt.error_detail, words)
+            session.add(attempt)
+    for event in _audit_rows(session, scope):
+        scrubbed = _scrub(event.detail, words)
+        if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
+            event.detail = scrubbed
+            session.add(event)
+    return cancelled
+
+
+def _delete_personal_rows(session: Session, pid: int | None) -> dict[str, int]:
+    """Delete the person's evidence, decisions, enrolments, sessions and links; rows deleted
+    per table."""
+    deleted: dict[str, int] = {}
+
+    def gone(name: str, statement: Any) -> None:
+        result: Any = session.execute(statement)
+        deleted[name] = int(result.rowcount)
+
+    session.execute(update(Award).where(col(Award.person_id) == pid).values(decision_id=None))
+    evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
+    gone(
+        "evidence_revision",
+        delete(EvidenceRevision).where(col(EvidenceRevision.evidence_id).in_(evidence_ids)),
+    )
+    gone("evidence", delete(Evidence).where(col(Evidence.person_id) == pid))
+    gone(
+        "verification_event",
+        delete(VerificationEvent).where(col(VerificationEvent.person_id) == pid),
+    )
+    gone("decision", delete(Decision).where(col(Decision.person_id) == pid))
+    gone("enrolment", delete(Enrolment).where(col(Enrolment.person_id) == pid))
+    # a deep-linking session's launch (its claims: name, e-mail) is kept beside the session
+    launches = [
+        f"ctx-{lid}"
+        for lid in session.exec(select(WebSession.launch_id).where(WebSession.person_id == pid))
+        if lid
+    ]
+    gone("lti_cache", delete(LtiCache).where(col(LtiCache.key).in_(launches)))
+    gone("web_session", delete(WebSession).where(col(WebSession.person_id) == pid))
+    gone("person_link", delete(PersonLink).where(col(PersonLink.person_id) == pid))
+    gone("email_mismatch", delete(EmailMismatch).where(col(EmailMismatch.person_id) == pid))
+    return deleted
+
+
 def erase(
     session: Session,
     *,
@@ -397,61 +488,8 @@ def erase(
         reverse=True,
     )
 
-    cancelled = 0
-    for row in scope.outbox:
-        if row.status in _NOT_SENT and not row.kind.endswith("_revoked"):
-            row.status, row.lease_token, row.lease_expires_at = "cancelled", None, None
-            row.last_error = "cancelled: the learner's personal data was erased"
-            cancelled += 1
-        row.payload = _scrub(row.payload, words)
-        row.result = _scrub(row.result, words)
-        row.last_error = _text(row.last_error, words)
-        row.updated_at = now
-        session.add(row)
-    outbox_ids = [r.id for r in scope.outbox]
-    if outbox_ids:
-        for attempt in session.exec(
-            select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
-        ):
-            attempt.request_summary = _scrub(attempt.request_summary, words)
-            attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
-            attempt.error_detail = _text(attempt.error_detail, words)
-            session.add(attempt)
-    for event in _audit_rows(session, scope):
-        scrubbed = _scrub(event.detail, words)
-        if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
-            event.detail = scrubbed
-            session.add(event)
-
-    deleted: dict[str, int] = {}
-
-    def gone(name: str, statement: Any) -> None:
-        result: Any = session.execute(statement)
-        deleted[name] = int(result.rowcount)
-
-    session.execute(update(Award).where(col(Award.person_id) == pid).values(decision_id=None))
-    evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
-    gone(
-        "evidence_revision",
-        delete(EvidenceRevision).where(col(EvidenceRevision.evidence_id).in_(evidence_ids)),
-    )
-    gone("evidence", delete(Evidence).where(col(Evidence.person_id) == pid))
-    gone(
-        "verification_event",
-        delete(VerificationEvent).where(col(VerificationEvent.person_id) == pid),
-    )
-    gone("decision", delete(Decision).where(col(Decision.person_id) == pid))
-    gone("enrolment", delete(Enrolment).where(col(Enrolment.person_id) == pid))
-    # a deep-linking session's launch (its claims: name, e-mail) is kept beside the session
-    launches = [
-        f"ctx-{lid}"
-        for lid in session.exec(select(WebSession.launch_id).where(WebSession.person_id == pid))
-        if lid
-    ]
-    gone("lti_cache", delete(LtiCache).where(col(LtiCache.key).in_(launches)))
-    gone("web_session", delete(WebSession).where(col(WebSession.person_id) == pid))
-    gone("person_link", delete(PersonLink).where(col(PersonLink.person_id) == pid))
-    gone("email_mismatch", delete(EmailMismatch).where(col(EmailMismatch.person_id) == pid))
+    cancelled = _scrub_deliveries(session, scope, words, now=now)
+    deleted = _delete_personal_rows(session, pid)
 
     for cred in scope.credentials:
         cred.lti_user_id = ""

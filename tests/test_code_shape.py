@@ -34,8 +34,6 @@ ALLOWED = {
     "service/issuer/service.py:issue",
     "service/issuer/verify.py:_check_di_proof",
     "service/issuer/verify.py:_check_jwt",
-    "service/learnerdata.py:erase",
-    "service/learnerdata.py:export",
     "service/lti/launch.py",
     "service/lti/launch.py:_login_state",
     "service/lti/launch.py:_validate_launch",
