@@ -41,9 +41,6 @@ ALLOWED = {
     "service/sources/connectors/canvas.py:_submission",
     "service/sources/connectors/moodle.py:_rubric",
     "service/sources/store.py:apply",
-    "service/web/credential_view.py:_eu_rows",
-    "service/web/credential_view.py:view_model",
-    "service/web/credentials.py:make_router",
     "service/web/errors.py:install",
 }
 

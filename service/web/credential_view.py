@@ -352,6 +352,58 @@ def _learner_identification(subject: dict[str, Any], learner: str | None) -> str
     return "; ".join(p for p in (learner, how) if p) or None
 
 
+def _extension_sources(
+    doc: dict[str, Any], achievement: dict[str, Any], subject: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Where EU elements may sit: the achievement, the subject, the document, and their
+    ``eu*`` / ``*micro*`` extension objects."""
+    ext_sources = [achievement, subject, doc]
+    for src in list(ext_sources):
+        for key, value in src.items():
+            if isinstance(value, dict) and re.search(r"^eu|micro", str(key), re.I):
+                ext_sources.append(value)
+    return ext_sources
+
+
+def _awarding_body(issuer: dict[str, Any], subject: dict[str, Any]) -> str | None:
+    """The issuer's name, with the assessing body when another one assessed."""
+    body = _text(issuer.get("name"))
+    source = subject.get("source") if isinstance(subject.get("source"), dict) else None
+    if source and _text(source.get("name")) and _text(source.get("name")) != body:
+        body = f"{body} (assessed by {_text(source.get('name'))})" if body else None
+    return body
+
+
+def _workload(achievement: dict[str, Any], ext_sources: list[dict[str, Any]]) -> str | None:
+    """ECTS credits and notional workload hours, as the document states them."""
+    credits = achievement.get("creditsAvailable")
+    ects = _lookup(ext_sources, ["ECTS", "ects", "creditPoint", "creditPoints"])
+    workload = _lookup(
+        ext_sources,
+        ["notionalWorkload", "workload", "timeInvestment", "studyLoad", "volumeOfLearning"],
+    )
+    parts = []
+    if _text(ects) or isinstance(credits, int | float):
+        parts.append(f"{_text(ects) or _text(credits)} ECTS")
+    if workload is not None:
+        parts.append(_hours(workload) or "")
+    return " · ".join(p for p in parts if p) or None
+
+
+def _supervision(ext_sources: list[dict[str, Any]]) -> str | None:
+    """The supervision and identity verification, in words."""
+    supervision = _lookup(
+        ext_sources, ["supervisionType", "supervisionAndIdentityVerification", "supervision"]
+    )
+    supervision_text = _text(supervision)
+    if supervision_text:
+        supervision_text = _SUPERVISION_WORDS.get(supervision_text, supervision_text)
+        checked = _lookup(ext_sources, ["identityChecked"])
+        if isinstance(checked, bool) and "identity" not in supervision_text.lower():
+            supervision_text += ", identity verified" if checked else ", identity not verified"
+    return supervision_text
+
+
 def _eu_rows(
     doc: dict[str, Any],
     achievement: dict[str, Any],
@@ -362,11 +414,7 @@ def _eu_rows(
     """The Annex I elements present in the document, in the Recommendation's order."""
     issuer = doc.get("issuer") if isinstance(doc.get("issuer"), dict) else {}
     assert isinstance(issuer, dict)
-    ext_sources = [achievement, subject, doc]
-    for src in list(ext_sources):
-        for key, value in src.items():
-            if isinstance(value, dict) and re.search(r"^eu|micro", str(key), re.I):
-                ext_sources.append(value)
+    ext_sources = _extension_sources(doc, achievement, subject)
     rows: list[Row] = []
 
     def add(label: str, value: str | None, href: str | None = None) -> None:
@@ -380,11 +428,7 @@ def _eu_rows(
         country = _text(address.get("addressCountry")) or _text(address.get("addressCountryCode"))
         region = _text(address.get("addressRegion"))
         add("Country / region", ", ".join(p for p in (country, region) if p) or None)
-    body = _text(issuer.get("name"))
-    source = subject.get("source") if isinstance(subject.get("source"), dict) else None
-    if source and _text(source.get("name")) and _text(source.get("name")) != body:
-        body = f"{body} (assessed by {_text(source.get('name'))})" if body else None
-    add("Awarding body", body, _safe_url(issuer.get("url")))
+    add("Awarding body", _awarding_body(issuer, subject), _safe_url(issuer.get("url")))
     issued = _parse_time(doc.get("awardedDate")) or _parse_time(doc.get("validFrom"))
     add("Date of issuing", _date(issued))
     outcomes = _lookup(ext_sources, ["learningOutcomes", "learningOutcome"])
@@ -392,18 +436,7 @@ def _eu_rows(
         add("Learning outcomes", "; ".join(t for t in (_text(o) for o in outcomes) if t))
     else:
         add("Learning outcomes", _text(outcomes))
-    credits = achievement.get("creditsAvailable")
-    ects = _lookup(ext_sources, ["ECTS", "ects", "creditPoint", "creditPoints"])
-    workload = _lookup(
-        ext_sources,
-        ["notionalWorkload", "workload", "timeInvestment", "studyLoad", "volumeOfLearning"],
-    )
-    parts = []
-    if _text(ects) or isinstance(credits, int | float):
-        parts.append(f"{_text(ects) or _text(credits)} ECTS")
-    if workload is not None:
-        parts.append(_hours(workload) or "")
-    add("Notional workload", " · ".join(p for p in parts if p) or None)
+    add("Notional workload", _workload(achievement, ext_sources))
     eqf = _alignment_of(achievement, "ext:EQF")
     eqf_value = _text(eqf.get("targetCode")) if eqf else _text(_lookup(ext_sources, ["eqfLevel"]))
     if eqf_value:
@@ -425,16 +458,7 @@ def _eu_rows(
     else:
         add("Quality assurance", _text(_lookup(ext_sources, ["qualityAssurance"])))
     add("Prerequisites", _text(_lookup(ext_sources, ["prerequisites", "entryRequirement"])))
-    supervision = _lookup(
-        ext_sources, ["supervisionType", "supervisionAndIdentityVerification", "supervision"]
-    )
-    supervision_text = _text(supervision)
-    if supervision_text:
-        supervision_text = _SUPERVISION_WORDS.get(supervision_text, supervision_text)
-        checked = _lookup(ext_sources, ["identityChecked"])
-        if isinstance(checked, bool) and "identity" not in supervision_text.lower():
-            supervision_text += ", identity verified" if checked else ", identity not verified"
-        add("Supervision and identity verification", supervision_text)
+    add("Supervision and identity verification", _supervision(ext_sources))
     grades = [_text(r.get("value")) for r in _as_list(subject.get("result")) if isinstance(r, dict)]
     grade = "; ".join(dict.fromkeys(g for g in grades if g)) or level
     add("Grade achieved", grade)
@@ -499,6 +523,42 @@ def _recipient(subject: dict[str, Any], learner_name: str | None) -> tuple[str |
     return name, note, digest, salt
 
 
+def _issuer_location(issuer_obj: dict[str, Any]) -> str:
+    """The issuer's locality and country, as the address gives them ("" without)."""
+    address = issuer_obj.get("address") if isinstance(issuer_obj.get("address"), dict) else {}
+    assert isinstance(address, dict)
+    return ", ".join(
+        p
+        for p in (
+            _text(address.get("addressLocality")),
+            _text(address.get("addressCountry")) or _text(address.get("addressCountryCode")),
+        )
+        if p
+    )
+
+
+def _evidence_rows(document: dict[str, Any]) -> list[Row]:
+    """The document's evidence entries: name, narrative, link."""
+    return [
+        Row(
+            _text(e.get("name")) or "Evidence",
+            _text(e.get("narrative")) or _text(e.get("description")) or "",
+            _safe_url(e.get("id")),
+        )
+        for e in _as_list(document.get("evidence"))
+        if isinstance(e, dict)
+    ]
+
+
+def _related_rows(achievement: dict[str, Any]) -> list[Row]:
+    """The achievement's related achievements: name, link."""
+    return [
+        Row(_text(r.get("name")) or _text(r.get("id")) or "Related", "", _safe_url(r.get("id")))
+        for r in _as_list(achievement.get("related"))
+        if isinstance(r, dict)
+    ]
+
+
 def view_model(
     document: dict[str, Any],
     report: VerificationReport,
@@ -520,16 +580,7 @@ def view_model(
     issued = _parse_time(document.get("awardedDate")) or valid_from
     name, note, digest, salt = _recipient(subject, learner_name)
     title = _text(achievement.get("name")) or _text(document.get("name")) or "Credential"
-    address = issuer_obj.get("address") if isinstance(issuer_obj.get("address"), dict) else {}
-    assert isinstance(address, dict)
-    location = ", ".join(
-        p
-        for p in (
-            _text(address.get("addressLocality")),
-            _text(address.get("addressCountry")) or _text(address.get("addressCountryCode")),
-        )
-        if p
-    )
+    location = _issuer_location(issuer_obj)
     image = achievement.get("image") if isinstance(achievement.get("image"), dict) else {}
     assert isinstance(image, dict)
     alt = _text(image.get("caption")) or (
@@ -538,20 +589,6 @@ def view_model(
     issuer_image = issuer_obj.get("image")
     if isinstance(issuer_image, dict):
         issuer_image = issuer_image.get("id")
-    evidence = [
-        Row(
-            _text(e.get("name")) or "Evidence",
-            _text(e.get("narrative")) or _text(e.get("description")) or "",
-            _safe_url(e.get("id")),
-        )
-        for e in _as_list(document.get("evidence"))
-        if isinstance(e, dict)
-    ]
-    related = [
-        Row(_text(r.get("name")) or _text(r.get("id")) or "Related", "", _safe_url(r.get("id")))
-        for r in _as_list(achievement.get("related"))
-        if isinstance(r, dict)
-    ]
     criteria = achievement.get("criteria") if isinstance(achievement.get("criteria"), dict) else {}
     assert isinstance(criteria, dict)
     return CredentialView(
@@ -581,8 +618,8 @@ def view_model(
         valid_until=_date(valid_until),
         valid_until_iso=valid_until.isoformat() if valid_until else None,
         eu_rows=_eu_rows(document, achievement, subject, level, name),
-        evidence=evidence,
-        related=related,
+        evidence=_evidence_rows(document),
+        related=_related_rows(achievement),
         status=_status(report, now, valid_until),
         checks=[
             CheckItem(c.name, _CHECK_LABELS.get(c.name, c.name.replace("_", " ")), c.ok, c.detail)

@@ -308,6 +308,48 @@ def _filename(bundle: CredentialBundle, ext: str) -> str:
     return f"{slug[:60] or 'credential'}.{ext}"
 
 
+def _found(bundle: CredentialBundle | None) -> CredentialBundle:
+    """The loaded credential, or 404 for an unknown key."""
+    if bundle is None:
+        raise NotFound(
+            "No credential is published under this address.",
+            hint="Check the link; a credential page address ends with its identifier.",
+        )
+    return bundle
+
+
+def _page_urls(
+    request: Request, key: str, bundle: CredentialBundle, *, prefix: str, ob2_prefix: str | None
+) -> CredentialPageUrls:
+    """The page's links, at the public base URL when the app has settings."""
+    base = str(request.base_url).rstrip("/")
+    settings = getattr(request.app.state, "settings", None)
+    if settings is not None:
+        base = settings.public_base_url
+    urls = credential_urls(base, key, prefix=prefix)
+    if ob2_prefix is not None:
+        urls = dataclasses.replace(
+            urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
+        )
+    return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
+
+
+def _signed(bundle: CredentialBundle, kind: str) -> Response:
+    """The signed document, as content negotiation chose (``json`` or ``jwt``)."""
+    if kind == "json":
+        return JSONResponse(
+            bundle.document,
+            media_type="application/vc+ld+json",
+            headers={"Vary": "Accept"} | _CORS,
+        )
+    if bundle.jwt is None:
+        raise NotFound(
+            "This credential has no VC-JWT form.",
+            hint="Ask for application/vc+ld+json to get the signed JSON.",
+        )
+    return Response(bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"} | _CORS)
+
+
 def make_router(
     load: Loader, *, prefix: str = "/credentials", ob2_prefix: str | None = None
 ) -> APIRouter:
@@ -321,52 +363,21 @@ def make_router(
     router = APIRouter(prefix=prefix, tags=["credentials"])
 
     def get(request: Request, key: str) -> CredentialBundle:
-        bundle = load(request, key)
-        if bundle is None:
-            raise NotFound(
-                "No credential is published under this address.",
-                hint="Check the link; a credential page address ends with its identifier.",
-            )
-        return bundle
-
-    def urls_for(request: Request, key: str, bundle: CredentialBundle) -> CredentialPageUrls:
-        base = str(request.base_url).rstrip("/")
-        settings = getattr(request.app.state, "settings", None)
-        if settings is not None:
-            base = settings.public_base_url
-        urls = credential_urls(base, key, prefix=prefix)
-        if ob2_prefix is not None:
-            urls = dataclasses.replace(
-                urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
-            )
-        return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
+        return _found(load(request, key))
 
     @router.get("/{key}", response_model=None)
     def page(request: Request, key: str) -> Response:
         """The credential: HTML page, or the signed document by content negotiation."""
         bundle = get(request, key)
         kind = _wants(request)
-        if kind == "json":
-            return JSONResponse(
-                bundle.document,
-                media_type="application/vc+ld+json",
-                headers={"Vary": "Accept"} | _CORS,
-            )
-        if kind == "jwt":
-            if bundle.jwt is None:
-                raise NotFound(
-                    "This credential has no VC-JWT form.",
-                    hint="Ask for application/vc+ld+json to get the signed JSON.",
-                )
-            return Response(
-                bundle.jwt, media_type="application/vc+jwt", headers={"Vary": "Accept"} | _CORS
-            )
+        if kind != "html":
+            return _signed(bundle, kind)
         response = render_credential_page(
             request,
             document=bundle.document,
             report=bundle.report,
             jwt_available=bundle.jwt is not None,
-            urls=urls_for(request, key, bundle),
+            urls=_page_urls(request, key, bundle, prefix=prefix, ob2_prefix=ob2_prefix),
             learner_name=bundle.learner_name,
         )
         response.headers["Vary"] = "Accept"
