@@ -28,8 +28,6 @@ ALLOWED = {
     "service/assessment/parse.py",
     "service/assessment/parse.py:read_evidence",
     "service/delivery/outbox.py:claim",
-    "service/issuer/build.py:build_achievement",
-    "service/issuer/build.py:build_credential",
     "service/issuer/ob2_router.py:make_router",
     "service/issuer/service.py:issue",
     "service/issuer/verify.py:_check_di_proof",
