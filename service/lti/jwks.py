@@ -87,7 +87,8 @@ class FetchNeeded(Exception):
 class KeySetSource:
     """Fetches and caches the key set of one JWKS URL.
 
-    ``http=None``: cached keys only; a fetch or refetch raises ``FetchNeeded`` instead.
+    ``http=None``: the keys this process holds in memory only; reading the database's copy, a
+    fetch or a refetch raises ``FetchNeeded`` instead.
     """
 
     def __init__(self, engine: Engine, http: httpx.Client | None, settings: Settings) -> None:
@@ -144,6 +145,11 @@ class KeySetSource:
         entry = _mem.get(url)
         if entry is not None and entry.expires_at > now:
             return entry
+        if self.http is None:
+            # The database's copy is read by ``prefetch``, with no session of the caller's
+            # open: a launch holding a connection never asks the pool for a second one
+            # (with every thread doing so at once, the pool ran dry: a 30 s stall).
+            raise FetchNeeded(url)
         with db_session(self.engine) as s:
             row = s.exec(select(PlatformKeySet).where(PlatformKeySet.url == url)).first()
         if row is None or row.expires_at <= now:

@@ -2,8 +2,8 @@
 
 ``POST /lti/launch`` validates the launch (``service.lti.launch``), records the person,
 course and enrolment (``lti.store.record_user``), opens the tool session (``auth``) and
-sends the browser to the page for its role. Deep-linking requests go to the picker, whose answer
-is a signed LtiDeepLinkingResponse auto-posted to the platform.
+sends the browser to the page for its role. Deep-linking requests go to the picker, whose
+answer is a signed LtiDeepLinkingResponse auto-posted to the platform.
 """
 
 from __future__ import annotations
@@ -17,12 +17,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
+from service.flows import launching
 from service.lti import deep_linking, jwks, origins, pages, ratelimit, store
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
@@ -101,9 +101,9 @@ def _finish(
 def _after_launch(
     engine: Engine, settings: Settings, record: LaunchRecord, now: dt.datetime
 ) -> None:
-    # A pull from the LMS or an evaluation is due now and then (flows.after_launch).
-    if flows.after_launch_due(settings=settings, record=record, now=now):
-        flows.after_launch(engine, settings=settings, record=record, now=now)
+    # A pull from the LMS or an evaluation is due now and then (launching.after_launch).
+    if launching.after_launch_due(settings=settings, record=record, now=now):
+        launching.after_launch(engine, settings=settings, record=record, now=now)
 
 
 @router.post("/lti/launch")

@@ -478,3 +478,32 @@ def test_a_returning_user_elsewhere_gets_a_session_for_that_launch(
         assert course is not None and newest.course_id == course.id
     else:
         assert newest.course_id is None
+
+
+@pytest.mark.postgres
+def test_a_launch_needs_one_pooled_connection_at_a_time(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """A launch never asks the pool for a second connection while it holds one: with every
+    thread of a busy server doing that at once (the key set's copy read when this process's
+    copy expired), the pool ran dry and launches stalled for its 30 s timeout."""
+    from fastapi import FastAPI
+
+    from service.db.engine import make_engine
+    from service.lti import jwks
+
+    assert moodle.full_launch(client).status_code == 303  # the key set is in the database
+    app = client.app
+    assert isinstance(app, FastAPI)
+    url = engine.url.render_as_string(hide_password=False)
+    single = make_engine(url, pool_size=1, max_overflow=0)
+    app.state.engine = single
+    try:
+        jwks.forget_memory_cache()  # this process's copy expired: the database's is read
+        started = time.monotonic()
+        resp = moodle.full_launch(client)
+        assert resp.status_code == 303, resp.text[:300]
+        assert time.monotonic() - started < 20  # no wait for the pool's timeout
+    finally:
+        app.state.engine = engine
+        single.dispose()

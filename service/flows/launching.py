@@ -1,0 +1,101 @@
+"""What a learner's launch starts afterwards (re-evaluation, a sync request); the launch's
+rows are recorded by ``service.lti.store.record_user``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import httpx
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from service.db.engine import session as db_session
+from service.db.models import Enrolment
+from service.errors import ServiceError
+from service.flows.evaluating import Summary, evaluate_learner
+from service.flows.syncing import request_sync
+from service.lti.store import LaunchRecord as LaunchRecord
+from service.lti.store import LearnerState as LearnerState
+from service.lti.store import learner_state as learner_state
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _learner_launch(record: LaunchRecord) -> LearnerState | None:
+    """The state ``after_launch`` decides on: a learner's launch in a course only."""
+    if record.role != "learner" or record.course_id is None:
+        return None
+    return record.learner
+
+
+def after_launch_due(*, settings: Settings, record: LaunchRecord, now: dt.datetime) -> bool:
+    """Whether ``after_launch`` has anything to do for this launch (no statement)."""
+    state = _learner_launch(record)
+    if state is None:
+        return False
+    return state.sync_due(
+        now, dt.timedelta(seconds=settings.launch_sync_interval_seconds)
+    ) or state.evaluation_due(now, dt.timedelta(seconds=settings.launch_evaluation_max_age_seconds))
+
+
+def after_launch(
+    engine_: Engine,
+    *,
+    settings: Settings,
+    record: LaunchRecord,
+    now: dt.datetime,
+    client: httpx.Client | None = None,
+) -> Summary | None:
+    """A learner's launch: ask the worker for a pull of the course (when a source is
+    connected and the last pull is older than ``launch_sync_interval_seconds``: a
+    timestamp, no LMS call in the request) and evaluate that learner on what is known when
+    anything the evaluation reads changed since their last launch evaluated them, or that
+    evaluation is older than ``launch_evaluation_max_age_seconds`` (time-dependent rules).
+    A returning learner with nothing new costs no statement here.
+
+    Runs after the launch committed. A failing rule never blocks the learner's page: it is
+    logged and the learner sees what was known before. ``client`` is unused (no request
+    waits on the LMS); kept for callers.
+    """
+    state = _learner_launch(record)
+    if state is None or record.course_id is None:
+        return None
+    course_id = record.course_id
+    wanted = state.sync_due(now, dt.timedelta(seconds=settings.launch_sync_interval_seconds))
+    max_age = dt.timedelta(seconds=settings.launch_evaluation_max_age_seconds)
+    evaluate = state.evaluation_due(now, max_age)
+    if not wanted and not evaluate:
+        return None
+    try:
+        with db_session(engine_, write=True) as s:
+            if wanted:
+                request_sync(s, course_id=course_id, now=now)
+            summary = None
+            if evaluate:
+                summary = evaluate_learner(
+                    s,
+                    settings=settings,
+                    course_id=course_id,
+                    person_id=record.person_id,
+                    now=now,
+                    actor="system",
+                )
+                # Stamp the inputs as this transaction sees them after the evaluation (its
+                # own awards included). A change committed meanwhile by another transaction
+                # is a sync, an import, an attestation or a rule change, and each of those
+                # evaluates the learners it touches itself; max age bounds anything else.
+                enrolment = s.exec(
+                    select(Enrolment).where(
+                        Enrolment.course_id == course_id, Enrolment.person_id == record.person_id
+                    )
+                ).one()
+                enrolment.evaluated_inputs = learner_state(s, enrolment=enrolment).inputs
+                enrolment.evaluated_at = now
+                s.add(enrolment)
+            s.commit()
+            return summary
+    except ServiceError as exc:
+        log.warning("evaluation on launch in course %s failed: %s", course_id, exc.detail)
+        return None
