@@ -77,8 +77,8 @@ from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.delivery import awards as delivery_awards
 from service.delivery import errors as delivery_errors
-from service.delivery.ags import ScorePoster
 from service.delivery.outbox import AttemptRecord
+from service.delivery.types import ScorePoster
 from service.errors import BadInput, Conflict, NotFound, ServiceError
 from service.issuer import inputs as issuer_inputs
 from service.issuer import service as issuer_service
