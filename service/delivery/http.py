@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from service import httpretry
+from service import httpretry, outbound
 from service.delivery.errors import (
     ConnectionFailed,
     ConnectorError,
@@ -28,7 +28,21 @@ from service.delivery.errors import (
 from service.delivery.outbox import AttemptRecord
 from service.delivery.types import Clock
 
-__all__ = ["json_of", "request"]
+__all__ = ["HttpConnector", "json_of", "request"]
+
+
+class HttpConnector:
+    """Base of the connectors that call a repository over HTTP: their own ``outbound``
+    client (10 s per request, 5 s to connect; tests pass one) and the worker's clock."""
+
+    def __init__(self, client: httpx.Client | None = None, *, clock: Clock) -> None:
+        self._client = client or outbound.client(
+            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
+        )
+        self._clock = clock
+
+    def close(self) -> None:
+        self._client.close()
 
 
 def request(

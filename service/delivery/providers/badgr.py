@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -41,7 +40,7 @@ SCOPE = "rw:issuer"
 SaveTokens = Callable[[int, TokenSet], None]
 
 
-class BadgrConnector:
+class BadgrConnector(http.HttpConnector):
     """Issues and revokes Badgr assertions; keeps OAuth2 tokens fresh."""
 
     kinds = frozenset({"badgr.issue_assertion", "badgr.revoke_assertion"})
@@ -53,16 +52,10 @@ class BadgrConnector:
         clock: Clock,
         save_tokens: SaveTokens | None = None,
     ) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
+        super().__init__(client, clock=clock)
         self._save = save_tokens
         self._lock = threading.Lock()
         self._tokens: dict[int, TokenSet] = {}
-
-    def close(self) -> None:
-        self._client.close()
 
     def _base(self, repo: RepositoryConfig) -> str:
         base = repo.config.get("base_url") or BASE_URLS.get(str(repo.config.get("region", "us")))

@@ -29,7 +29,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -68,19 +67,10 @@ def _credly_time(iso: str) -> str:
     return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-class CredlyConnector:
+class CredlyConnector(http.HttpConnector):
     """Issues, revokes and replaces Credly badges."""
 
     kinds = frozenset({"credly.issue_badge", "credly.revoke_badge", "credly.replace_badge"})
-
-    def __init__(self, client: httpx.Client | None = None, *, clock: Clock) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
-
-    def close(self) -> None:
-        self._client.close()
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -20,13 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig
+from service.delivery.types import ConnectorDeps, Provider, RepositoryConfig
 from service.errors import BadInput
 
 __all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
@@ -60,19 +57,10 @@ def verify(secret: str, header: str, body: bytes, *, now: int) -> bool:
     )
 
 
-class WebhookConnector:
+class WebhookConnector(http.HttpConnector):
     """POSTs signed events; any 2xx is delivery."""
 
     kinds = frozenset(EVENT_TYPES)
-
-    def __init__(self, client: httpx.Client | None = None, *, clock: Clock) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
-
-    def close(self) -> None:
-        self._client.close()
 
     def deliver(
         self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
