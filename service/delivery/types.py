@@ -19,6 +19,7 @@ __all__ = [
     "CredentialSnapshot",
     "Provider",
     "RepositoryConfig",
+    "SaveTokens",
     "ScorePoster",
     "TokenSet",
 ]
@@ -121,6 +122,8 @@ class TokenSet:
     expires_at: dt.datetime
 
 
+# save(repository_id, tokens): persist a repository's new OAuth2 tokens (encrypted).
+SaveTokens = Callable[[int, TokenSet], None]
 # poster(payload, record) -> result dict; raises service.delivery.errors.ConnectorError.
 ScorePoster = Callable[[dict[str, Any], AttemptRecord], dict[str, Any]]
 
@@ -130,7 +133,7 @@ class ConnectorDeps:
     """What a provider may need to build its connector (the worker wires them)."""
 
     clock: Clock
-    save_tokens: Callable[[int, TokenSet], None] | None = None
+    save_tokens: SaveTokens | None = None
     ags_poster: ScorePoster | None = None  # the LTI gradebook poster (service.flows)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -25,7 +25,14 @@ import httpx
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, TokenSet
+from service.delivery.types import (
+    Clock,
+    ConnectorDeps,
+    Provider,
+    RepositoryConfig,
+    SaveTokens,
+    TokenSet,
+)
 
 __all__ = ["BASE_URLS", "PROVIDER", "BadgrConnector"]
 
@@ -35,9 +42,6 @@ BASE_URLS = {
     "test": "https://api.test.badgr.com",
 }
 SCOPE = "rw:issuer"
-
-
-SaveTokens = Callable[[int, TokenSet], None]
 
 
 class BadgrConnector(http.HttpConnector):
