@@ -8,6 +8,7 @@ itself are marked ``postgres`` and are skipped, with a message, on the SQLite la
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -65,25 +66,32 @@ def master_key() -> bytes:
     return key
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_database(prefix: str, sqlite_file: Path) -> Iterator[str]:
+    """An empty database of its own on this test lane: ``sqlite_file`` on SQLite, or a new
+    PostgreSQL database named ``prefix_<random>`` that is dropped afterwards."""
     if LANE == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     if LANE != "postgresql":
         raise pytest.UsageError(f"MICROCRED_TEST_DB must be sqlite or postgresql, not {LANE!r}")
-    name = f"microcred_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         pytest.exit(f"PostgreSQL lane requested but {PG_URL} is unreachable: {exc}", returncode=3)
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_database("microcred_test", tmp_path_factory.mktemp("db") / "test.db") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
