@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from service import apitoken, secretbox
 from service.app import create_app
@@ -28,7 +29,7 @@ from service.db.base import metadata
 from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.types import utcnow
-from service.settings import Settings
+from service.settings import Settings, get_settings
 
 # The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
 # so main stays green for the same code; a plain `pytest` explores new random examples.
@@ -120,6 +121,24 @@ def settings(tmp_path: Path, database_url: str, master_key: bytes) -> Settings:
         base_url="https://tool.test",
         secret_key=master_key.decode(),
     )
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """``microcred`` commands pointed at the test database, data folder and master key."""
+    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    assert settings.secret_key is not None
+    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def runner(cli_env: Settings) -> CliRunner:
+    """A Typer runner for ``service.cli.app`` under ``cli_env``."""
+    return CliRunner()
 
 
 @pytest.fixture
