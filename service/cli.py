@@ -537,6 +537,7 @@ app.add_typer(repository_app, name="repository")
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
     from service import flows, outbound
+    from service.delivery import checks
     from service.delivery.worker import Job, Worker, build_connectors
 
     engine = _engine(settings)
@@ -578,6 +579,7 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
                 close=lms_http.close,
             ),
             Job("evaluation", evaluate, poll_seconds=settings.worker_poll_seconds),
+            Job("repository-checks", lambda: checks.run_due(engine, worker=holder["worker"].name)),
         ],
     )
     holder["worker"] = worker
@@ -890,9 +892,7 @@ def repository_test(
 ) -> None:
     """Test a Credly repository without changing anything: the base URL answers, the token
     is accepted, and every template in the map is an active badge template. Exit 1 if not."""
-    from service.db.types import utcnow
-    from service.delivery import credly, repositories
-    from service.delivery.errors import ConnectorError
+    from service.delivery import checks, repositories
 
     with _outbox_session() as s:
         try:
@@ -901,21 +901,17 @@ def repository_test(
             typer.secho(f"error: {exc.detail}", fg="red", err=True)
             raise typer.Exit(2) from exc
         snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
-    if snapshot.kind != "credly":
-        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+    result = checks.check(snapshot)  # the same test as the administrator's page queues
+    if result.outcome == "untestable":
+        typer.echo(f"error: {result.summary}", err=True)
         raise typer.Exit(2)
-    connector = credly.CredlyConnector(clock=utcnow)
-    try:
-        count, problems = connector.check_connection(snapshot)
-    except ConnectorError as exc:
-        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        connector.close()
-    typer.echo(f"{snapshot.name}: connected; {count} active badge template(s)")
-    for line in problems:
+    if result.outcome == "failed":
+        typer.secho(f"{snapshot.name}: {result.summary}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{snapshot.name}: {result.summary}")
+    for line in result.problems:
         typer.secho(f"  {line}", fg="yellow", err=True)
-    if problems:
+    if not result.ok:
         raise typer.Exit(1)
 
 

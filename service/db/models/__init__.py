@@ -26,6 +26,7 @@ from service.db.models.delivery import (
     DeliveryRepository,
     EmailMismatch,
     OutboxMessage,
+    RepositoryCheck,
 )
 from service.db.models.flows import AgsLineItem, Award, CourseSetup, CourseSync, EvaluationJob
 from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
@@ -81,6 +82,7 @@ __all__ = [
     "Platform",
     "PlatformKeySet",
     "PolicyVersion",
+    "RepositoryCheck",
     "ServiceToken",
     "SourceConnection",
     "StatusList",
