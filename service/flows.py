@@ -88,6 +88,7 @@ from service.lti import services as lti_services
 from service.lti import types as lti_types
 from service.lti.errors import PlatformCallFailed
 from service.lti.types import LaunchContext
+from service.policies import badge
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from service.settings import Settings
@@ -1586,6 +1587,7 @@ def _template(
         alignments=alignments,
         language=t.language if t else "en",
         valid_for_days=t.validity_days if t else None,
+        image_url=badge.image_url(settings.public_base_url, comp.image_sha256),
     )
 
 

@@ -43,6 +43,8 @@ NOTICES = {
     "retried": "Delivery queued again.",
     "resent": "Credential queued again to the new address.",
     "platform_renamed": "Name saved.",
+    "badge_saved": "Badge saved. Credentials issued from now on carry it; those issued "
+    "before keep theirs.",
     "repository_added": "Repository added. Test its connection below before the first "
     "credential goes there.",
     "repository_saved": "Repository saved.",

@@ -12,6 +12,7 @@ people are deactivated, not deleted) needs no index on the child side.
 """
 
 from service.db.models.assessment import (
+    BadgeImage,
     Competency,
     CompetencyLevelTemplate,
     CourseCompetency,
@@ -53,6 +54,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Award",
+    "BadgeImage",
     "Competency",
     "CompetencyLevelTemplate",
     "Course",
