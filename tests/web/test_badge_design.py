@@ -4,6 +4,7 @@ achievement's image and which their baked downloads are made from."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 import zlib
@@ -134,6 +135,12 @@ def test_the_designed_badge_is_in_the_credential_and_its_baked_download(live: Li
     ]
     found = baking.unbake_png(baked)
     assert found is not None and cred.document["id"] in found.text
+    # the SVG download (and the credential page's picture) shows the design too
+    svg = tab.http.get(f"/credentials/{award.credential_uuid}/badge.svg")
+    assert base64.b64encode(DESIGN).decode() in svg.text
+    found = baking.unbake_svg(svg.content)
+    assert found is not None and cred.document["id"] in found.text
+    assert "img-src data:" in svg.headers["content-security-policy"]
 
 
 def test_a_refused_image_keeps_what_was_typed(live: Live) -> None:
