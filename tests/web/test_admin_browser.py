@@ -8,8 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from service.db.engine import session as db_session
+from service.db.types import utcnow
+from service.delivery import checks, repositories
 from tests.flows.conftest import Live, launch, live
 from tests.web.test_credential_page_browser import ARGS, CHROMIUM
 
@@ -23,6 +27,11 @@ ADMIN_PAGES = (
     "/app/admin/repositories",
     "/app/admin/thresholds",
     "/app/admin/keys",
+)
+
+
+_REFUSED = httpx.MockTransport(
+    lambda r: httpx.Response(401, json={"message": "The access token is invalid or expired"})
 )
 
 
@@ -44,6 +53,24 @@ def test_the_admin_pages_and_the_lms_tool_page_fit_a_phone_and_a_laptop(
     live: Live, browser: Any
 ) -> None:
     admin = launch(live, "u-admin-1")
+    # a Credly target whose connection test failed with a long answer, as a real one does
+    added = admin.post(
+        "/app/admin/repositories",
+        {
+            "kind": "credly",
+            "name": "Credly sandbox",
+            "organization_id": "a-long-organisation-id-0123456789abcdef",
+            "environment": "sandbox",
+            "secret": "token",
+            "templates": "data-investigation:advanced = 0123456789abcdef0123456789abcdef",
+        },
+    )
+    assert added.status_code == 303, added.text[:500]
+    with db_session(live.engine, write=True) as s:
+        repo = repositories.list_all(s)[-1]
+        checks.request(s, repository_id=repo.id or 0, actor="test", now=utcnow())
+        s.commit()
+    checks.run_due(live.engine, worker="test", http=httpx.Client(transport=_REFUSED))
     wide: list[str] = []
     for width in (1280, 390):
         page = browser.new_page(viewport={"width": width, "height": 800})
