@@ -342,7 +342,7 @@ def repository_test(
         typer.echo(f"error: {result.summary}", err=True)
         raise typer.Exit(2)
     if result.outcome == "failed":
-        typer.secho(f"{snapshot.name}: {result.summary}", fg="red", err=True)
+        typer.secho(f"{snapshot.name}: not working: {result.summary}", fg="red", err=True)
         raise typer.Exit(1)
     typer.echo(f"{snapshot.name}: {result.summary}")
     for line in result.problems:

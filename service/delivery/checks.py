@@ -57,7 +57,7 @@ def check(
     try:
         count, problems = connector.check_connection(snapshot)
     except ConnectorError as exc:
-        return Result("failed", f"not working: {exc.detail}")
+        return Result("failed", exc.detail)
     finally:
         connector.close()
     return Result("connected", f"connected; {count} active badge template(s)", tuple(problems))

@@ -327,3 +327,18 @@ def test_an_instructor_opens_none_of_the_settings_pages(
     with db_session(engine) as s:
         assert s.exec(select(DeliveryRepository)).first() is None
         assert s.exec(select(Platform.name)).one() == "moodle"
+
+
+def test_a_failed_test_says_why_once(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    _add_credly(client, token)
+    with db_session(engine) as s:
+        uuid = s.exec(select(DeliveryRepository.uuid)).one()
+    _post(client, token, f"/app/admin/repositories/{uuid}/test")
+    refused = httpx.MockTransport(lambda r: httpx.Response(401, json={"message": "expired"}))
+    assert checks.run_due(engine, worker="w1", http=httpx.Client(transport=refused)) == 1
+    page = _get(client, token, "/app/admin/repositories").text
+    assert "<strong>Connection failed</strong>" in page and "was refused" in page
+    assert "not working" not in page
