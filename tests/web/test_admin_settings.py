@@ -318,10 +318,12 @@ def test_the_keys_page_lists_keys_and_says_how_they_are_rotated(
         ("post", "/app/admin/platform-name"),
     ],
 )
-def test_an_instructor_opens_none_of_the_settings_pages(
-    client: TestClient, moodle: FakePlatform, engine: Engine, method: str, path: str
+@pytest.mark.parametrize("role", ["Instructor", "Learner", "Administrator"])
+def test_course_roles_open_none_of_the_settings_pages(
+    client: TestClient, moodle: FakePlatform, engine: Engine, method: str, path: str, role: str
 ) -> None:
-    token = _session(client, moodle, roles=[MEMBERSHIP + "Instructor"])
+    # (a context Administrator is a course-level role, not an institution one)
+    token = _session(client, moodle, roles=[MEMBERSHIP + role])
     resp = _get(client, token, path) if method == "get" else _post(client, token, path, kind="x")
     assert resp.status_code == 403
     with db_session(engine) as s:
