@@ -22,7 +22,7 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import admin, errors, framing, health, instructor, learner, public
+from service.web import admin, errors, framing, health, instructor, learner, pending, public
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
     app.include_router(instructor.router)
     app.include_router(learner.router)
+    app.include_router(pending.router)
     app.include_router(admin.router)
     # outermost: the request id is set before anything logs, the latency covers everything
     app.add_middleware(requestlog.RequestContext, observe=app.state.metrics.observe)

@@ -490,15 +490,18 @@ def _record_launch(
             scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
             new_ags = (lineitems, scopes) if lineitems else (setup.ags_lineitems_url, None)
             nrps = launch.nrps_url[:1000] or setup.nrps_url
+            # the first resource link seen is kept: any link of the course will do for rlid
+            rlid = setup.nrps_rlid or (launch.resource_link_id[:255] if launch.nrps_url else "")
             if (
                 setup.ags_lineitems_url != new_ags[0]
                 or (scopes is not None and setup.ags_scopes != scopes)
                 or setup.nrps_url != nrps
+                or setup.nrps_rlid != rlid
             ):
                 setup.ags_lineitems_url = new_ags[0]
                 if scopes is not None:
                     setup.ags_scopes = scopes
-                setup.nrps_url = nrps
+                setup.nrps_url, setup.nrps_rlid = nrps, rlid
                 setup.updated_at = now
                 session.add(setup)
                 state_row = None  # the course's setup is among the inputs: read them anew
@@ -2231,12 +2234,17 @@ def prefetched_pull(
         setup = course_setup(s, course_id=course_id)
         lms = lms_course_id or setup.lms_course_id or course.context_id
         nrps_url = setup.nrps_url
+        # Canvas puts $Canvas.user.id in a member's ``message`` only for a roster asked with
+        # rlid; learners are linked by it (``apply_roster``).
+        rlid = setup.nrps_rlid if connection.kind == "canvas" else ""
     fetched = connector.fetch_course(lms)
     members: list[lti_services.Member] | None = None
     roster_error = ""
     if roster and nrps_url:
         try:
-            members = read_roster(engine_, http, platform_id=platform_id, url=nrps_url)
+            members = read_roster(
+                engine_, http, platform_id=platform_id, url=nrps_url, resource_link_id=rlid
+            )
         except PlatformCallFailed as exc:
             roster_error = f"{exc.detail} {exc.hint or ''}".strip()
     return Pull(
@@ -2250,15 +2258,18 @@ def prefetched_pull(
 
 
 def read_roster(
-    engine_: Engine, http: httpx.Client, *, platform_id: int, url: str
+    engine_: Engine, http: httpx.Client, *, platform_id: int, url: str, resource_link_id: str = ""
 ) -> list[lti_services.Member]:
-    """Every member of an NRPS 2.0 membership container (HTTP; tokens in short sessions)."""
+    """Every member of an NRPS 2.0 membership container (HTTP; tokens in short sessions);
+    with ``resource_link_id``, asked with ``rlid`` (members' ``message`` claims, §3)."""
     with db_session(engine_) as s:
         platform = s.get(Platform, platform_id)
         if platform is None:
             raise PlatformCallFailed(f"no platform with id {platform_id}")
         s.expunge(platform)
-    return lti_services.roster(lti_services.ServiceClient(engine_, http, platform), url)
+    return lti_services.roster(
+        lti_services.ServiceClient(engine_, http, platform), url, resource_link_id=resource_link_id
+    )
 
 
 # NRPS 2.0 §2.2 member status: Active, Inactive, Deleted
@@ -2518,6 +2529,19 @@ def request_sync(session: Session, *, course_id: int, now: dt.datetime) -> None:
         row.wanted_at = now
         session.add(row)
     session.flush()
+
+
+def request_sync_if_stale(
+    session: Session, *, settings: Settings, course_id: int, now: dt.datetime
+) -> bool:
+    """``request_sync`` when the course is connected and its last pull is older than
+    ``launch_sync_interval_seconds`` (a re-evaluation asked for by a page); whether it did."""
+    health = sync_health(session, course_id=course_id)
+    fresh = dt.timedelta(seconds=settings.launch_sync_interval_seconds)
+    if not health.connected or (health.pulled_at is not None and now - health.pulled_at < fresh):
+        return False
+    request_sync(session, course_id=course_id, now=now)
+    return True
 
 
 def _due(row: CourseSync | None, interval: dt.timedelta, now: dt.datetime) -> bool:
@@ -2874,14 +2898,15 @@ def after_launch(
 ) -> Summary | None:
     """A learner's launch: ask the worker for a pull of the course (when a source is
     connected and the last pull is older than ``launch_sync_interval_seconds``: a
-    timestamp, no LMS call in the request) and evaluate that learner on what is known when
-    anything the evaluation reads changed since their last launch evaluated them, or that
-    evaluation is older than ``launch_evaluation_max_age_seconds`` (time-dependent rules).
-    A returning learner with nothing new costs no statement here.
+    timestamp, no LMS call in the request) and queue that learner's evaluation (the
+    worker's evaluation job awards; ``evaluation.enqueue`` is idempotent) when anything the
+    evaluation reads changed since their last launch queued it, or that was longer ago than
+    ``launch_evaluation_max_age_seconds`` (time-dependent rules). A returning learner with
+    nothing new costs no statement here; the page renders what is known and says that an
+    evaluation is pending. Returns None (no evaluation runs in the request).
 
-    Runs after the launch committed. A failing rule never blocks the learner's page: it is
-    logged and the learner sees what was known before. ``client`` is unused (no request
-    waits on the LMS); kept for callers.
+    Runs after the launch committed. ``client`` is unused (no request waits on the LMS);
+    kept for callers.
     """
     state = _learner_launch(record)
     if state is None or record.course_id is None:
@@ -2898,18 +2923,12 @@ def after_launch(
                 request_sync(s, course_id=course_id, now=now)
             summary = None
             if evaluate:
-                summary = evaluate_learner(
-                    s,
-                    settings=settings,
-                    course_id=course_id,
-                    person_id=record.person_id,
-                    now=now,
-                    actor="system",
+                evaluation.enqueue(
+                    s, course_id=course_id, person_ids=[record.person_id], reason="launch", now=now
                 )
-                # Stamp the inputs as this transaction sees them after the evaluation (its
-                # own awards included). A change committed meanwhile by another transaction
-                # is a sync, an import, an attestation or a rule change, and each of those
-                # evaluates the learners it touches itself; max age bounds anything else.
+                # Stamp the inputs as queued. The worker's awards change them, so the next
+                # launch queues once more and finds nothing new; a sync, an import, an
+                # attestation or a rule change queues the learners it touches itself.
                 enrolment = s.exec(
                     select(Enrolment).where(
                         Enrolment.course_id == course_id, Enrolment.person_id == record.person_id
@@ -2921,7 +2940,7 @@ def after_launch(
             s.commit()
             return summary
     except ServiceError as exc:
-        log.warning("evaluation on launch in course %s failed: %s", course_id, exc.detail)
+        log.warning("refresh on launch in course %s failed: %s", course_id, exc.detail)
         return None
 
 

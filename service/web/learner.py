@@ -19,6 +19,7 @@ from service.delivery import status as delivery_status
 from service.deps import EngineDep
 from service.errors import NotFound
 from service.web import auth
+from service.web import pending as pending_work
 from service.web.appshell import NO_STORE, back, page
 
 __all__ = ["router"]
@@ -32,9 +33,12 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
     pulled = ""
+    note = ""
     with db_session(engine, autocommit=True) as s:  # reads only
         mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
+            owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
+            note = pending_work.note(owed, learner=True)
             health = flows.sync_health(s, course_id=user.course_id)
             if health.connected:
                 pulled = health.pulled_text(utcnow()) + (
@@ -80,6 +84,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "credentials": credentials,
         "percent": _PERCENT,
         "pulled": pulled,
+        "pending_note": note,
+        "reload_path": "/app/me",
     }
 
 

@@ -37,6 +37,10 @@ class CourseSetup(SQLModel, table=True):
     lms_course_id: str = Field(default="", max_length=255)
     # NRPS 2.0 membership container of the course (from its last launch): the roster sync
     nrps_url: str = Field(default="", max_length=1000)
+    # A resource link of the course (from a launch): Canvas sends each member's custom
+    # fields ($Canvas.user.id) in the roster only when it is asked with ``rlid`` (NRPS 2.0
+    # §2.4, §3)
+    nrps_rlid: str = Field(default="", max_length=255, sa_column_kwargs={"server_default": ""})
     # seconds between scheduled pulls of this course (None: MICROCRED_SYNC_INTERVAL_SECONDS)
     sync_interval_seconds: int | None = None
     ags_lineitems_url: str = Field(default="", max_length=1000)
