@@ -76,6 +76,8 @@ class CourseSync(SQLModel, table=True):
     claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     pulled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)  # last success
+    # the last successful pull of the whole course (the others read what changed since)
+    full_pulled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str = Field(default="", max_length=2000)  # of the last attempt ("" if it worked)
     failures: int = 0  # attempts failed in a row (backs off)
     members: int | None = None  # roster size at the last roster pull (None: no roster)
