@@ -107,7 +107,7 @@ class LearnerState:
     course pulls results from an LMS and when it last did."""
 
     inputs: str  # learner_inputs() now
-    evaluated_inputs: str  # ... at the learner's last evaluation on launch ("" never)
+    evaluated_inputs: str  # ... at the learner's last evaluation or launch ("" never)
     evaluated_at: dt.datetime | None
     connected: bool
     synced_at: dt.datetime | None
@@ -496,15 +496,17 @@ def _record_launch(
                 setup.ags_lineitems_url != new_ags[0]
                 or (scopes is not None and setup.ags_scopes != scopes)
                 or setup.nrps_url != nrps
-                or setup.nrps_rlid != rlid
             ):
                 setup.ags_lineitems_url = new_ags[0]
                 if scopes is not None:
                     setup.ags_scopes = scopes
-                setup.nrps_url, setup.nrps_rlid = nrps, rlid
+                setup.nrps_url = nrps
                 setup.updated_at = now
                 session.add(setup)
                 state_row = None  # the course's setup is among the inputs: read them anew
+            if setup.nrps_rlid != rlid:  # not an evaluation input: updated_at stays
+                setup.nrps_rlid = rlid
+                session.add(setup)
             session.flush()
         canvas_id = launch.custom.get("canvas_user_id") if course_id is not None else None
         if isinstance(canvas_id, str | int) and str(canvas_id).isdigit():
@@ -1290,17 +1292,33 @@ def _run_jobs(
         held = evaluation.lock_claimed(s, jobs)
         if not held:
             return Summary()
+        now = utcnow()
         summary = evaluate_course(
             s,
             settings=settings,
             course_id=held[0].course_id,
-            now=utcnow(),
+            now=now,
             actor=actor,
             person_ids=[j.person_id for j in held],
             locked=True,
         )
+        _stamp_evaluated(s, course_id=held[0].course_id, person_ids=[j.person_id for j in held])
         s.commit()
     return summary
+
+
+def _stamp_evaluated(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
+    """Stamp the learners' inputs as this evaluation saw them (its own awards included), so
+    their next launch finds nothing new to queue (``LearnerState``)."""
+    now = utcnow()
+    for enrolment in session.exec(
+        select(Enrolment).where(
+            Enrolment.course_id == course_id, col(Enrolment.person_id).in_(person_ids)
+        )
+    ):
+        enrolment.evaluated_inputs = learner_state(session, enrolment=enrolment).inputs
+        enrolment.evaluated_at = now
+        session.add(enrolment)
 
 
 def _give_back(engine_: Engine, jobs: Sequence[evaluation.Claimed], exc: Exception) -> None:

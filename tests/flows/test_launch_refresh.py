@@ -118,6 +118,18 @@ def test_a_returning_learner_with_nothing_new_is_neither_pulled_nor_evaluated(
     assert page.status_code == 200 and "Investigating with data (Intermediate)" in page.text
 
 
+def test_a_learner_the_worker_evaluated_sees_their_levels_at_the_first_launch(
+    live: Live,
+) -> None:
+    launch(live, "u-instr-1")  # the course's first launch brings its gradebook URL
+    pull(live)  # the worker pulls the roster and results and evaluates; Lucas never launched
+    tab = launch(live, "u-learn-2")
+    assert not _queued(live, "u-learn-2")  # the worker's evaluation stamped what it saw
+    page = tab.get("/app/me")
+    assert 'data-testid="pending"' not in page.text
+    assert "Investigating with data (Intermediate)" in page.text
+
+
 def _decisions(live: Live, sub: str) -> list[tuple[int, str]]:
     with db_session(live.engine) as s:
         person = s.exec(select(Person).where(Person.sub == sub)).one()
