@@ -60,11 +60,11 @@ class EvaluateAfterEvidence:
         if status < 300:
             from starlette.concurrency import run_in_threadpool
 
-            from service import flows
+            from service.flows import evaluation_queue
 
             app = scope["app"]
             await run_in_threadpool(
-                flows.evaluate_new_evidence,
+                evaluation_queue.evaluate_new_evidence,
                 app.state.engine,
                 settings=app.state.settings,
                 actor="system",

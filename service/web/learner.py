@@ -10,7 +10,6 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlmodel import select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential
 from service.db.types import MAX_ROW_ID, utcnow
@@ -18,6 +17,7 @@ from service.delivery import awards as delivery_awards
 from service.delivery import status as delivery_status
 from service.deps import EngineDep
 from service.errors import NotFound
+from service.flows import learner_store, learner_view, syncing
 from service.web import auth
 from service.web import pending as pending_work
 from service.web.appshell import NO_STORE, back, page
@@ -35,16 +35,16 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     pulled = ""
     note = ""
     with db_session(engine, autocommit=True) as s:  # reads only
-        mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
+        mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
             owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
             note = pending_work.note(owed, learner=True)
-            health = flows.sync_health(s, course_id=user.course_id)
+            health = syncing.sync_health(s, course_id=user.course_id)
             if health.connected:
                 pulled = health.pulled_text(utcnow()) + (
                     " A new pull is on its way." if health.waiting else ""
                 )
-            for comp, decision, awards in flows.learner_status(
+            for comp, decision, awards in learner_view.learner_status(
                 s, course_id=user.course_id, person_id=user.person_id, awards=mine
             ):
                 reasons = decision.reasons if decision is not None else None

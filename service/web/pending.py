@@ -17,9 +17,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from service import evaluation, flows
+from service import evaluation
 from service.db.engine import session as db_session
 from service.deps import EngineDep
+from service.flows import syncing
 from service.web import auth
 from service.web.appshell import NO_STORE
 
@@ -41,7 +42,7 @@ class Pending:
 
 
 def state(session: Session, *, course_id: int, person_id: int | None = None) -> Pending:
-    health = flows.sync_health(session, course_id=course_id)
+    health = syncing.sync_health(session, course_id=course_id)
     return Pending(
         evaluations=evaluation.due(session, course_id=course_id, person_id=person_id),
         sync=health.connected and health.waiting,

@@ -197,11 +197,11 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
 def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
     live: Live, runner: CliRunner
 ) -> None:
-    from service import flows
+    from service.flows import wiring
 
     assert "connect" in runner.invoke(cli.app, ["course", "--help"]).output
     with db_session(live.engine, write=True) as s:
-        flows.connect_source(
+        wiring.connect_source(
             s,
             course_id=live.course_id,
             connection_id=None,

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from service import evaluation, flows
+from service import evaluation
 from service.db.engine import session
 from service.db.models import CourseSync, Platform, SourceConnection
+from service.flows import evaluation_queue, syncing, wiring
 from service.settings import Settings
 from service.sources import store
 from tests import factories
@@ -40,7 +41,7 @@ def _connect(engine: Engine, w: World, *, kind: str, lms_course_id: str) -> None
         )
         s.add(conn)
         s.flush()
-        flows.connect_source(
+        wiring.connect_source(
             s,
             course_id=w.course_id,
             connection_id=conn.id,
@@ -53,8 +54,8 @@ def _connect(engine: Engine, w: World, *, kind: str, lms_course_id: str) -> None
 
 def _pull(
     engine: Engine, settings: Settings, w: World, http: httpx.Client, at: dt.datetime
-) -> flows.SyncOutcome:
-    outcome = flows.run_sync(
+) -> syncing.SyncOutcome:
+    outcome = syncing.run_sync(
         engine, settings=settings, course_id=w.course_id, http=http, worker="t", clock=lambda: at
     )
     assert outcome.error == "" and outcome.report is not None, outcome.error
@@ -103,7 +104,7 @@ def test_moodle_pulls_what_changed_since_the_last_pull_and_in_full_now_and_then(
         }
         assert first.report is not None and first.report.changed_people == {w.bob, cleo_id}
         assert _full_pulled_at(engine, w) == T1
-        while flows.run_evaluation_jobs(engine, settings=settings)[0]:
+        while evaluation_queue.run_evaluation_jobs(engine, settings=settings)[0]:
             pass  # the worker's evaluation job
 
         # A teacher regrades Bob's essay in Moodle a minute after the pull.
@@ -111,7 +112,7 @@ def test_moodle_pulls_what_changed_since_the_last_pull_and_in_full_now_and_then(
         fake.grades[8][0] |= {"grade": "4.00000", "timemodified": int(regraded.timestamp())}
         fake.forms.clear()
         second = _pull(engine, settings, w, http, T1 + dt.timedelta(minutes=10))
-        since = str(int((T1 - flows.SYNC_OVERLAP).timestamp()))
+        since = str(int((T1 - syncing.SYNC_OVERLAP).timestamp()))
         assert _since(fake) == {
             "mod_assign_get_grades": since,
             "core_grading_get_gradingform_instances": since,
