@@ -29,7 +29,6 @@ ALLOWED = {
     "service/assessment/parse.py:read_evidence",
     "service/delivery/outbox.py:claim",
     "service/issuer/ob2_router.py:make_router",
-    "service/issuer/service.py:issue",
     "service/issuer/verify.py:_check_di_proof",
     "service/issuer/verify.py:_check_jwt",
     "service/lti/launch.py",
