@@ -29,8 +29,6 @@ ALLOWED = {
     "service/assessment/parse.py:read_evidence",
     "service/delivery/outbox.py:claim",
     "service/issuer/ob2_router.py:make_router",
-    "service/issuer/verify.py:_check_di_proof",
-    "service/issuer/verify.py:_check_jwt",
     "service/lti/launch.py",
     "service/lti/launch.py:_login_state",
     "service/lti/launch.py:_validate_launch",
