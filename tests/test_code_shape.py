@@ -28,7 +28,6 @@ ALLOWED = {
     "service/assessment/parse.py",
     "service/assessment/parse.py:read_evidence",
     "service/delivery/outbox.py:claim",
-    "service/issuer/ob2_router.py:make_router",
     "service/lti/launch.py",
     "service/lti/launch.py:_login_state",
     "service/lti/launch.py:_validate_launch",
