@@ -34,7 +34,6 @@ ALLOWED = {
     "service/lti/launch.py:begin_login",
     "service/sources/connectors/canvas.py:_submission",
     "service/sources/connectors/moodle.py:_rubric",
-    "service/sources/store.py:apply",
     "service/web/errors.py:install",
 }
 
