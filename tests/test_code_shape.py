@@ -32,8 +32,6 @@ ALLOWED = {
     "service/lti/launch.py:_login_state",
     "service/lti/launch.py:_validate_launch",
     "service/lti/launch.py:begin_login",
-    "service/sources/connectors/canvas.py:_submission",
-    "service/sources/connectors/moodle.py:_rubric",
     "service/web/errors.py:install",
 }
 
