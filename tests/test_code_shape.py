@@ -32,7 +32,6 @@ ALLOWED = {
     "service/lti/launch.py:_login_state",
     "service/lti/launch.py:_validate_launch",
     "service/lti/launch.py:begin_login",
-    "service/web/errors.py:install",
 }
 
 
