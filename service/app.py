@@ -22,7 +22,17 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import admin, errors, framing, health, instructor, learner, pending, public
+from service.web import (
+    admin,
+    credential_api,
+    errors,
+    framing,
+    health,
+    instructor,
+    learner,
+    pending,
+    public,
+)
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +135,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(public_router)
     # issuer routers
     app.include_router(issuer_router.router)
+    app.include_router(credential_api.router)
     # credpage routers
     if settings.environment != "production":
         from service.web import credential_preview  # dev-only sample pages

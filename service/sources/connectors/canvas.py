@@ -372,6 +372,19 @@ class CanvasConnector:
                         ),
                     )
                 )
+        self._criteria(out, a, s, learner, attempt=attempt, where=where)
+
+    def _criteria(
+        self,
+        out: Fetched,
+        a: Mapping[str, Any],
+        s: Mapping[str, Any],
+        learner: LearnerRef,
+        *,
+        attempt: int,
+        where: str,
+    ) -> None:
+        """One result per assessed rubric criterion of a graded submission."""
         assessment = s.get("rubric_assessment")
         if not assessment:
             return

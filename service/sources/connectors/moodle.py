@@ -404,57 +404,69 @@ class MoodleConnector:
                     Problem(where, "itemid", "the filling belongs to no grade of this assignment")
                 )
                 continue
-            fillings = (inst.get("rubric") or {}).get("criteria") or []
-            for f in fillings:
-                c = crit.get(int(f.get("criterionid", 0)))
-                if c is None:
-                    out.problems.append(
-                        Problem(
-                            where, "criterionid", f"{f.get('criterionid')} is not in the rubric"
-                        )
-                    )
-                    continue
-                levels = c.get("levels", [])
-                scale = tuple(
-                    sorted(
-                        (
-                            (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"]))
-                            for lv in levels
-                        ),
-                        key=lambda x: x[2],
-                    )
+            self._fillings(out, assign, inst, grade, crit, where=where)
+
+    def _fillings(
+        self,
+        out: Fetched,
+        assign: Mapping[str, Any],
+        inst: Mapping[str, Any],
+        grade: Mapping[str, Any],
+        crit: Mapping[int, Mapping[str, Any]],
+        *,
+        where: str,
+    ) -> None:
+        """One result per filled criterion of an active rubric filling."""
+        cmid = int(assign["cmid"])
+        fillings = (inst.get("rubric") or {}).get("criteria") or []
+        for f in fillings:
+            c = crit.get(int(f.get("criterionid", 0)))
+            if c is None:
+                out.problems.append(
+                    Problem(where, "criterionid", f"{f.get('criterionid')} is not in the rubric")
                 )
-                chosen = next((lv for lv in levels if lv["id"] == f.get("levelid")), None)
-                if chosen is None:
-                    out.problems.append(
-                        Problem(
-                            where,
-                            "levelid",
-                            f"criterion {c['id']}: level {f.get('levelid')} is not one of its "
-                            "levels (no level chosen or the rubric changed)",
-                        )
-                    )
-                    continue
-                out.results.append(
+                continue
+            levels = c.get("levels", [])
+            scale = tuple(
+                sorted(
                     (
-                        f"{where} criterion {c['id']}",
-                        Result(
-                            origin=self.origin,
-                            kind=SourceKind.RUBRIC_CRITERION,
-                            learner=self._learner(grade["userid"]),
-                            item_id=str(cmid),
-                            item_title=str(assign.get("name", "")),
-                            criterion_id=str(c["id"]),
-                            criterion_title=str(c.get("description", "")),
-                            level=RubricLevel(
-                                id=str(chosen["id"]),
-                                name=str(chosen.get("definition", "")),
-                                points=float(chosen["score"]),
-                                scale=scale,
-                            ),
-                            attempt=int(grade.get("attemptnumber") or 0) + 1,
-                            graded_at=from_unix(inst.get("timemodified")),
-                            asserted_by=Asserter.LMS,
-                        ),
+                        (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"]))
+                        for lv in levels
+                    ),
+                    key=lambda x: x[2],
+                )
+            )
+            chosen = next((lv for lv in levels if lv["id"] == f.get("levelid")), None)
+            if chosen is None:
+                out.problems.append(
+                    Problem(
+                        where,
+                        "levelid",
+                        f"criterion {c['id']}: level {f.get('levelid')} is not one of its "
+                        "levels (no level chosen or the rubric changed)",
                     )
                 )
+                continue
+            out.results.append(
+                (
+                    f"{where} criterion {c['id']}",
+                    Result(
+                        origin=self.origin,
+                        kind=SourceKind.RUBRIC_CRITERION,
+                        learner=self._learner(grade["userid"]),
+                        item_id=str(cmid),
+                        item_title=str(assign.get("name", "")),
+                        criterion_id=str(c["id"]),
+                        criterion_title=str(c.get("description", "")),
+                        level=RubricLevel(
+                            id=str(chosen["id"]),
+                            name=str(chosen.get("definition", "")),
+                            points=float(chosen["score"]),
+                            scale=scale,
+                        ),
+                        attempt=int(grade.get("attemptnumber") or 0) + 1,
+                        graded_at=from_unix(inst.get("timemodified")),
+                        asserted_by=Asserter.LMS,
+                    ),
+                )
+            )
