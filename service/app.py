@@ -25,11 +25,13 @@ from service.sources import router as sources_router
 from service.web import (
     admin,
     admin_settings,
+    credential_api,
     errors,
     framing,
     health,
     instructor,
     learner,
+    pending,
     public,
 )
 
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(public_router)
     # issuer routers
     app.include_router(issuer_router.router)
+    app.include_router(credential_api.router)
     # credpage routers
     if settings.environment != "production":
         from service.web import credential_preview  # dev-only sample pages
@@ -163,6 +166,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
     app.include_router(instructor.router)
     app.include_router(learner.router)
+    app.include_router(pending.router)
     app.include_router(admin.router)
     app.include_router(admin_settings.router)
     # outermost: the request id is set before anything logs, the latency covers everything

@@ -237,34 +237,24 @@ def repository_add(
     """Add a repository. The secret (Credly org token, Badgr password, webhook secret) is
     read from MICROCRED_REPOSITORY_SECRET or asked for, never taken on the command line."""
 
-    from service.delivery import repositories
+    from service.delivery import providers, repositories
     from service.errors import ServiceError
 
-    config: dict[str, Any] = {}
+    try:
+        provider = providers.get(kind)
+    except ServiceError as exc:
+        typer.secho(f"error: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
+    config: dict[str, Any] = {key: given[option] for option, key in provider.options.items()}
     if base_url:
         config["base_url"] = base_url
-    if kind == "credly":
-        config |= {"organization_id": org_id, "environment": environment}
-    if kind == "badgr":
-        config |= {"region": environment, "username": username}
-    if url:
-        config["url"] = url
-    mapping: dict[str, str] = {}
-    for t in template or []:
-        key, sep, value = t.partition("=")
-        if not sep or ":" not in key:
-            typer.secho(
-                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
-                fg="red",
-                err=True,
-            )
-            raise typer.Exit(2)
-        mapping[key] = value
+    mapping = _template_options(template)
     if mapping:
-        config["badge_classes" if kind == "badgr" else "templates"] = mapping
+        config[provider.map_key or "templates"] = mapping
     secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
-    if secret is None and kind != "ags":
-        secret = typer.prompt("secret (token / password)", hide_input=True)
+    if secret is None and provider.prompt:
+        secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
     with _outbox_session() as s:
         try:
             repo = repositories.create(
@@ -275,6 +265,21 @@ def repository_add(
             raise typer.Exit(2) from exc
         s.commit()
         typer.echo(f"{repo.id} {repo.uuid}")
+
+
+def _template_options(given: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for t in given or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    return mapping
 
 
 @repository_app.command("update")
@@ -299,17 +304,7 @@ def repository_update(
         secret = os.environ.get("MICROCRED_REPOSITORY_SECRET") or typer.prompt(
             "new secret (token / password)", hide_input=True
         )
-    mapping: dict[str, str] = {}
-    for t in template or []:
-        key, sep, value = t.partition("=")
-        if not sep or ":" not in key:
-            typer.secho(
-                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
-                fg="red",
-                err=True,
-            )
-            raise typer.Exit(2)
-        mapping[key] = value
+    mapping = _template_options(template)
     with _outbox_session() as s:
         try:
             repo = repositories.update(
@@ -326,8 +321,8 @@ def repository_update(
 def repository_test(
     ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
 ) -> None:
-    """Test a Credly repository without changing anything: the base URL answers, the token
-    is accepted, and every template in the map is an active badge template. Exit 1 if not."""
+    """Test a repository without changing anything (Credly: the base URL answers, the token
+    is accepted, and every template in the map is an active badge template). Exit 1 if not."""
     from service.delivery import checks, repositories
 
     with _outbox_session() as s:

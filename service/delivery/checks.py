@@ -13,14 +13,13 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Literal
 
-import httpx
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from service.db.engine import session as db_session
 from service.db.models import RepositoryCheck
 from service.db.types import utcnow
-from service.delivery import credly, repositories
+from service.delivery import providers, repositories
 from service.delivery.errors import ConnectorError
 from service.delivery.types import RepositoryConfig
 
@@ -47,20 +46,17 @@ class Result:
         return self.outcome == "connected" and not self.problems
 
 
-def check(
-    snapshot: RepositoryConfig, *, clock: Clock = utcnow, http: httpx.Client | None = None
-) -> Result:
-    """Test one repository now (blocking HTTP: never inside a request or a transaction)."""
-    if snapshot.kind != "credly":
-        return Result("untestable", f"no connection test for {snapshot.kind} repositories yet")
-    connector = credly.CredlyConnector(http, clock=clock)
+def check(snapshot: RepositoryConfig, *, clock: Clock = utcnow) -> Result:
+    """Test one repository now through its provider (blocking HTTP: never inside a request
+    or a transaction)."""
     try:
-        count, problems = connector.check_connection(snapshot)
+        tested = providers.get(snapshot.kind).test_connection(snapshot, clock)
     except ConnectorError as exc:
         return Result("failed", exc.detail)
-    finally:
-        connector.close()
-    return Result("connected", f"connected; {count} active badge template(s)", tuple(problems))
+    if tested is None:
+        return Result("untestable", f"no connection test for {snapshot.kind} repositories yet")
+    summary, problems = tested
+    return Result("connected", summary, tuple(problems))
 
 
 def request(
@@ -128,9 +124,7 @@ def _claim(engine: Engine, *, now: dt.datetime, worker: str) -> tuple[int, int] 
     return (check_id or 0, repository_id) if taken.rowcount == 1 else None  # type: ignore[attr-defined]
 
 
-def run_due(
-    engine: Engine, *, worker: str, clock: Clock = utcnow, http: httpx.Client | None = None
-) -> int:
+def run_due(engine: Engine, *, worker: str, clock: Clock = utcnow) -> int:
     """Run the oldest waiting test, if any; returns how many ran (0 or 1)."""
     claimed = _claim(engine, now=clock(), worker=worker)
     if claimed is None:
@@ -142,7 +136,7 @@ def run_due(
     if snapshot is None:
         result = Result("failed", "the repository no longer exists")
     else:
-        result = check(snapshot, clock=clock, http=http)
+        result = check(snapshot, clock=clock)
     with db_session(engine, write=True) as s:
         s.execute(
             update(RepositoryCheck)

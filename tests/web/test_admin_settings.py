@@ -8,7 +8,10 @@ Sessions come from real launches of a platform that signs real tokens
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -55,6 +58,44 @@ def moodle(app: FastAPI, engine: Engine) -> Iterator[FakePlatform]:
     yield platform
     app.state.lti_http.close()
     jwks.forget_memory_cache()
+
+
+class FakeCredly:
+    """Credly's badge-template list on loopback: answers ``answer``, notes each request."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, dict[str, object]] = (200, {"data": []})
+        self.seen: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.seen.append(f"GET {self.path.split('?', 1)[0]}")
+                status, body = fake.answer
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def credly() -> Iterator[FakeCredly]:
+    fake = FakeCredly()
+    yield fake
+    fake.close()
 
 
 def _session(client: TestClient, moodle: FakePlatform, roles: list[str] = ADMIN) -> str:
@@ -136,10 +177,12 @@ def test_a_new_secret_replaces_the_old_one_and_an_empty_box_keeps_it(
 
 
 def test_test_connection_is_queued_for_the_worker_and_the_page_shows_the_result(
-    client: TestClient, moodle: FakePlatform, engine: Engine
+    client: TestClient, moodle: FakePlatform, engine: Engine, credly: FakeCredly
 ) -> None:
+    credly.answer = (200, {"data": [{"id": "T9", "state": "active"}], "metadata": {}})
+    seen = credly.seen
     token = _session(client, moodle)
-    _add_credly(client, token)
+    _add_credly(client, token, base_url=credly.url)
     with db_session(engine) as s:
         uuid = s.exec(select(DeliveryRepository.uuid)).one()
     # The request only queues the test (the app has no route to Credly: any call would
@@ -153,16 +196,8 @@ def test_test_connection_is_queued_for_the_worker_and_the_page_shows_the_result(
     waiting = client.get(resp.headers["location"]).text
     assert "Testing…" in waiting and 'http-equiv="refresh"' in waiting
 
-    seen: list[str] = []
-
-    def credly(request: httpx.Request) -> httpx.Response:
-        seen.append(f"{request.method} {request.url.path}")
-        body = {"data": [{"id": "T9", "state": "active"}], "metadata": {}}
-        return httpx.Response(200, json=body)
-
-    http = httpx.Client(transport=httpx.MockTransport(credly))
-    assert checks.run_due(engine, worker="w1", http=http) == 1
-    assert checks.run_due(engine, worker="w1", http=http) == 0  # nothing more waits
+    assert checks.run_due(engine, worker="w1") == 1
+    assert checks.run_due(engine, worker="w1") == 0  # nothing more waits
     assert seen == ["GET /v1/organizations/org-1/badge_templates"]
     done = _get(client, token, "/app/admin/repositories").text
     assert "Connection works, but" in done and "1 active badge template(s)" in done
@@ -332,15 +367,15 @@ def test_course_roles_open_none_of_the_settings_pages(
 
 
 def test_a_failed_test_says_why_once(
-    client: TestClient, moodle: FakePlatform, engine: Engine
+    client: TestClient, moodle: FakePlatform, engine: Engine, credly: FakeCredly
 ) -> None:
+    credly.answer = (401, {"message": "expired"})
     token = _session(client, moodle)
-    _add_credly(client, token)
+    _add_credly(client, token, base_url=credly.url)
     with db_session(engine) as s:
         uuid = s.exec(select(DeliveryRepository.uuid)).one()
     _post(client, token, f"/app/admin/repositories/{uuid}/test")
-    refused = httpx.MockTransport(lambda r: httpx.Response(401, json={"message": "expired"}))
-    assert checks.run_due(engine, worker="w1", http=httpx.Client(transport=refused)) == 1
+    assert checks.run_due(engine, worker="w1") == 1
     page = _get(client, token, "/app/admin/repositories").text
     assert "<strong>Connection failed</strong>" in page and "was refused" in page
     assert "not working" not in page

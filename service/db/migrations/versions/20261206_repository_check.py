@@ -1,7 +1,7 @@
 """repository_check: connection tests asked for on the administrator's page, run by a worker
 
 Revision ID: delivery_0004
-Revises: delivery_0003
+Revises: sync_0002
 Create Date: 2026-12-06 16:50:00
 """
 from alembic import op
@@ -11,7 +11,7 @@ from sqlalchemy.dialects import postgresql
 import service.db.types
 
 revision = 'delivery_0004'
-down_revision = 'delivery_0003'
+down_revision = 'sync_0002'
 branch_labels = None
 depends_on = None
 
