@@ -15,14 +15,14 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session as db_session
-from service.db.models import Award, Competency, Course, Credential, Deployment
+from service.db.models import Award, Competency, Course, Credential, Deployment, Person
 from service.db.types import utcnow
 from service.errors import BadInput, Conflict
 from service.issuer import badge_image, baking
 from service.policies import badge
 from service.policies import service as policies
 from tests import factories
-from tests.flows.conftest import Live, live, pull
+from tests.flows.conftest import Live, launch, live, pull
 from tests.flows.test_award_chain import _instructor
 
 __all__ = ["live"]  # the demo tool and LMS on loopback (tests.flows.conftest)
@@ -141,6 +141,11 @@ def test_the_designed_badge_is_in_the_credential_and_its_baked_download(live: Li
     found = baking.unbake_svg(svg.content)
     assert found is not None and cred.document["id"] in found.text
     assert "img-src data:" in svg.headers["content-security-policy"]
+    # and the learner sees it beside the credential on their page
+    with db_session(live.engine) as s:
+        sub = s.exec(select(Person.sub).where(Person.id == award.person_id)).one()
+    mine = launch(live, sub).get("/app/me").text
+    assert f'<img class="seal" src="/badge-images/{sha}.png"' in mine
 
 
 def test_a_refused_image_keeps_what_was_typed(live: Live) -> None:
