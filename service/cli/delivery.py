@@ -309,9 +309,7 @@ def repository_test(
 ) -> None:
     """Test a repository without changing anything (Credly: the base URL answers, the token
     is accepted, and every template in the map is an active badge template). Exit 1 if not."""
-    from service.db.types import utcnow
-    from service.delivery import providers, repositories
-    from service.delivery.errors import ConnectorError
+    from service.delivery import checks, repositories
 
     with _db(_bootstrap(), write=True) as s:
         try:
@@ -320,19 +318,17 @@ def repository_test(
             typer.secho(f"error: {exc.detail}", fg="red", err=True)
             raise typer.Exit(2) from exc
         snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
-    try:
-        tested = providers.get(snapshot.kind).test_connection(snapshot, utcnow)
-    except ConnectorError as exc:
-        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    if tested is None:
-        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+    result = checks.check(snapshot)  # the same test as the administrator's page queues
+    if result.outcome == "untestable":
+        typer.echo(f"error: {result.summary}", err=True)
         raise typer.Exit(2)
-    summary, problems = tested
-    typer.echo(f"{snapshot.name}: {summary}")
-    for line in problems:
+    if result.outcome == "failed":
+        typer.secho(f"{snapshot.name}: not working: {result.summary}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{snapshot.name}: {result.summary}")
+    for line in result.problems:
         typer.secho(f"  {line}", fg="yellow", err=True)
-    if problems:
+    if not result.ok:
         raise typer.Exit(1)
 
 

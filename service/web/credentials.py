@@ -221,7 +221,10 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 _SVG_HEADERS = {
     # A baked SVG may come from an issuer-supplied image: never let it run script here.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    # (an instructor's PNG design travels inside as a data: image)
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
+    ),
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -240,6 +243,8 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
             png = bundle.image
         else:
             svg = bundle.image
+    if png is not None and svg is None:  # a designed PNG: the SVG shows it too
+        svg = badge_image.png_in_svg(png, title=alt)
     return (
         png or badge_image.default_badge_png(level=level, rank=rank),
         svg or badge_image.default_badge_svg(level=level, rank=rank, title=alt),
