@@ -28,7 +28,6 @@ import json
 import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
@@ -54,7 +53,8 @@ from service.db.models import (
     VerificationEvent,
     WebSession,
 )
-from service.errors import NotFound
+from service.delivery import providers
+from service.errors import BadInput, NotFound
 from service.flows import revoking
 from service.issuer import service as issuer_service
 from service.settings import Settings
@@ -172,32 +172,11 @@ def _repositories(session: Session, rows: Iterable[OutboxMessage]) -> dict[int, 
 def _how_to_ask(repo: DeliveryRepository, row: OutboxMessage) -> str:
     badge = row.result.get("badge_id") or row.result.get("entity_id") or row.result.get("id")
     ref = f" (its id there: {badge})" if badge else ""
-    config = repo.config
-    if repo.kind == "credly":
-        org = config.get("organization_id", "")
-        return (
-            f"Credly holds the badge{ref}. An administrator of the Credly organisation {org} "
-            "deletes it (Credly's badge DELETE is data erasure, where revoking keeps it); the "
-            "learner's own Credly account is theirs to delete through Credly's privacy request."
-        )
-    if repo.kind == "badgr":
-        return (
-            f"Canvas Credentials (Badgr) holds the assertion{ref}. An issuer administrator there "
-            "deletes it; deleting a Canvas Credentials account is not a GDPR erasure, so the "
-            "learner asks Instructure's privacy team for that."
-        )
-    if repo.kind == "webhook":
-        host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
-        return (
-            f"The webhook receiver at {host} was sent the credential, with the learner's name "
-            "and e-mail: ask its operator to erase them."
-        )
-    if repo.kind == "ags":
-        return (
-            "The LMS gradebook holds the score: the LMS's administrator erases it with the "
-            "learner's LMS account."
-        )
-    return f"Ask the operator of {repo.name} to erase what it was sent{ref}."
+    try:
+        provider = providers.get(repo.kind)
+    except BadInput:  # a kind no longer known
+        return f"Ask the operator of {repo.name} to erase what it was sent{ref}."
+    return provider.erasure(repo.config, repo.name, ref)
 
 
 def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:

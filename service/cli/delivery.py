@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _engine, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, app
 from service.cli.workers import _delivery_worker
 from service.errors import ServiceError
 
@@ -48,18 +46,6 @@ def worker(
         w.engine.dispose()
 
 
-@contextlib.contextmanager
-def _outbox_session() -> Iterator[Any]:
-    from service.db.engine import session
-
-    engine = _engine(_bootstrap())
-    try:
-        with session(engine, write=True) as s:
-            yield s
-    finally:
-        engine.dispose()
-
-
 @outbox_app.command("list")
 def outbox_list(
     status: Annotated[
@@ -76,7 +62,7 @@ def outbox_list(
     from service.delivery import outbox, repositories
     from service.delivery.schemas import OutboxPublic
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         now = utcnow()
         warnings = [w.message for w in repositories.token_warnings(s, now=now)]
         rows = outbox.list_messages(
@@ -115,7 +101,7 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
     from service.delivery import outbox
     from service.errors import ServiceError
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             row = outbox.get(s, ref)
         except ServiceError as exc:
@@ -145,7 +131,7 @@ def _outbox_action(action: str, ref: str) -> None:
     from service.delivery import outbox
     from service.errors import ServiceError
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             row = getattr(outbox, action)(s, ref)
         except ServiceError as exc:
@@ -177,7 +163,7 @@ def outbox_retry(
         typer.secho("error: name rows, or give --all-dead or --repository", fg="red", err=True)
         raise typer.Exit(2)
     failed = 0
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         todo: list[str | int] = list(refs or [])
         if all_dead or repository is not None:
             repo_id = None
@@ -237,35 +223,25 @@ def repository_add(
     """Add a repository. The secret (Credly org token, Badgr password, webhook secret) is
     read from MICROCRED_REPOSITORY_SECRET or asked for, never taken on the command line."""
 
-    from service.delivery import repositories
+    from service.delivery import providers, repositories
     from service.errors import ServiceError
 
-    config: dict[str, Any] = {}
+    try:
+        provider = providers.get(kind)
+    except ServiceError as exc:
+        typer.secho(f"error: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
+    config: dict[str, Any] = {key: given[option] for option, key in provider.options.items()}
     if base_url:
         config["base_url"] = base_url
-    if kind == "credly":
-        config |= {"organization_id": org_id, "environment": environment}
-    if kind == "badgr":
-        config |= {"region": environment, "username": username}
-    if url:
-        config["url"] = url
-    mapping: dict[str, str] = {}
-    for t in template or []:
-        key, sep, value = t.partition("=")
-        if not sep or ":" not in key:
-            typer.secho(
-                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
-                fg="red",
-                err=True,
-            )
-            raise typer.Exit(2)
-        mapping[key] = value
+    mapping = _template_options(template)
     if mapping:
-        config["badge_classes" if kind == "badgr" else "templates"] = mapping
+        config[provider.map_key or "templates"] = mapping
     secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
-    if secret is None and kind != "ags":
-        secret = typer.prompt("secret (token / password)", hide_input=True)
-    with _outbox_session() as s:
+    if secret is None and provider.prompt:
+        secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo = repositories.create(
                 s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
@@ -275,6 +251,21 @@ def repository_add(
             raise typer.Exit(2) from exc
         s.commit()
         typer.echo(f"{repo.id} {repo.uuid}")
+
+
+def _template_options(given: list[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for t in given or []:
+        key, sep, value = t.partition("=")
+        if not sep or ":" not in key:
+            typer.secho(
+                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
+                fg="red",
+                err=True,
+            )
+            raise typer.Exit(2)
+        mapping[key] = value
+    return mapping
 
 
 @repository_app.command("update")
@@ -299,18 +290,8 @@ def repository_update(
         secret = os.environ.get("MICROCRED_REPOSITORY_SECRET") or typer.prompt(
             "new secret (token / password)", hide_input=True
         )
-    mapping: dict[str, str] = {}
-    for t in template or []:
-        key, sep, value = t.partition("=")
-        if not sep or ":" not in key:
-            typer.secho(
-                f"error: --template {t!r} must look like python:advanced=TEMPLATE_ID",
-                fg="red",
-                err=True,
-            )
-            raise typer.Exit(2)
-        mapping[key] = value
-    with _outbox_session() as s:
+    mapping = _template_options(template)
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo = repositories.update(
                 s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
@@ -326,34 +307,28 @@ def repository_update(
 def repository_test(
     ref: Annotated[str, typer.Argument(help="Repository id or uuid.")],
 ) -> None:
-    """Test a Credly repository without changing anything: the base URL answers, the token
-    is accepted, and every template in the map is an active badge template. Exit 1 if not."""
-    from service.db.types import utcnow
-    from service.delivery import credly, repositories
-    from service.delivery.errors import ConnectorError
+    """Test a repository without changing anything (Credly: the base URL answers, the token
+    is accepted, and every template in the map is an active badge template). Exit 1 if not."""
+    from service.delivery import checks, repositories
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo_id = repositories.get(s, ref).id
         except ServiceError as exc:
             typer.secho(f"error: {exc.detail}", fg="red", err=True)
             raise typer.Exit(2) from exc
         snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
-    if snapshot.kind != "credly":
-        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+    result = checks.check(snapshot)  # the same test as the administrator's page queues
+    if result.outcome == "untestable":
+        typer.echo(f"error: {result.summary}", err=True)
         raise typer.Exit(2)
-    connector = credly.CredlyConnector(clock=utcnow)
-    try:
-        count, problems = connector.check_connection(snapshot)
-    except ConnectorError as exc:
-        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        connector.close()
-    typer.echo(f"{snapshot.name}: connected; {count} active badge template(s)")
-    for line in problems:
+    if result.outcome == "failed":
+        typer.secho(f"{snapshot.name}: not working: {result.summary}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{snapshot.name}: {result.summary}")
+    for line in result.problems:
         typer.secho(f"  {line}", fg="yellow", err=True)
-    if problems:
+    if not result.ok:
         raise typer.Exit(1)
 
 
@@ -363,7 +338,7 @@ def repository_list() -> None:
     from service.db.types import utcnow
     from service.delivery import repositories
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         warns = {w.repository_id: w.message for w in repositories.token_warnings(s)}
         for r in repositories.list_all(s):
             expires = r.secret_expires_at.strftime("%Y-%m-%d") if r.secret_expires_at else "-"

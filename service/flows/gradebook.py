@@ -18,8 +18,8 @@ from service.db.engine import session as db_session
 from service.db.models import AgsLineItem, Platform
 from service.db.types import utcnow
 from service.delivery import errors as delivery_errors
-from service.delivery.ags import ScorePoster
 from service.delivery.outbox import AttemptRecord
+from service.delivery.types import ScorePoster
 from service.lti import services as lti_services
 from service.lti.errors import PlatformCallFailed
 

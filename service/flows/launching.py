@@ -1,5 +1,5 @@
-"""What a learner's launch starts afterwards (re-evaluation, a sync request); the launch's
-rows are recorded by ``service.lti.store.record_user``."""
+"""What a learner's launch starts afterwards (a sync request, an evaluation queued); the
+launch's rows are recorded by ``service.lti.store.record_user``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from service import evaluation
 from service.db.engine import session as db_session
 from service.db.models import Enrolment
 from service.errors import ServiceError
-from service.flows.evaluating import Summary, evaluate_learner
+from service.flows.evaluating import Summary
 from service.flows.syncing import request_sync
 from service.lti.store import LaunchRecord as LaunchRecord
 from service.lti.store import LearnerState as LearnerState
@@ -50,14 +51,15 @@ def after_launch(
 ) -> Summary | None:
     """A learner's launch: ask the worker for a pull of the course (when a source is
     connected and the last pull is older than ``launch_sync_interval_seconds``: a
-    timestamp, no LMS call in the request) and evaluate that learner on what is known when
-    anything the evaluation reads changed since their last launch evaluated them, or that
-    evaluation is older than ``launch_evaluation_max_age_seconds`` (time-dependent rules).
-    A returning learner with nothing new costs no statement here.
+    timestamp, no LMS call in the request) and queue that learner's evaluation (the
+    worker's evaluation job awards; ``evaluation.enqueue`` is idempotent) when anything the
+    evaluation reads changed since their last launch queued it, or that was longer ago than
+    ``launch_evaluation_max_age_seconds`` (time-dependent rules). A returning learner with
+    nothing new costs no statement here; the page renders what is known and says that an
+    evaluation is pending. Returns None (no evaluation runs in the request).
 
-    Runs after the launch committed. A failing rule never blocks the learner's page: it is
-    logged and the learner sees what was known before. ``client`` is unused (no request
-    waits on the LMS); kept for callers.
+    Runs after the launch committed. ``client`` is unused (no request waits on the LMS);
+    kept for callers.
     """
     state = _learner_launch(record)
     if state is None or record.course_id is None:
@@ -74,18 +76,12 @@ def after_launch(
                 request_sync(s, course_id=course_id, now=now)
             summary = None
             if evaluate:
-                summary = evaluate_learner(
-                    s,
-                    settings=settings,
-                    course_id=course_id,
-                    person_id=record.person_id,
-                    now=now,
-                    actor="system",
+                evaluation.enqueue(
+                    s, course_id=course_id, person_ids=[record.person_id], reason="launch", now=now
                 )
-                # Stamp the inputs as this transaction sees them after the evaluation (its
-                # own awards included). A change committed meanwhile by another transaction
-                # is a sync, an import, an attestation or a rule change, and each of those
-                # evaluates the learners it touches itself; max age bounds anything else.
+                # Stamp the inputs as queued. The worker's awards change them, so the next
+                # launch queues once more and finds nothing new; a sync, an import, an
+                # attestation or a rule change queues the learners it touches itself.
                 enrolment = s.exec(
                     select(Enrolment).where(
                         Enrolment.course_id == course_id, Enrolment.person_id == record.person_id
@@ -97,5 +93,5 @@ def after_launch(
             s.commit()
             return summary
     except ServiceError as exc:
-        log.warning("evaluation on launch in course %s failed: %s", course_id, exc.detail)
+        log.warning("refresh on launch in course %s failed: %s", course_id, exc.detail)
         return None

@@ -1,5 +1,6 @@
-"""Revocation and re-award: ``revoke_award``, ``revoke_credential``, ``allow_reaward``,
-``keep_award`` (a person's revocation blocks re-award: docs/awarding.md)."""
+"""Revocation and re-award: ``revoke_award``, ``revoke_credential``,
+``unrevoke_credential``, ``allow_reaward``, ``keep_award`` (a person's revocation blocks
+re-award: docs/awarding.md)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import datetime as dt
 from sqlmodel import Session, col, select
 
 from service import audit
-from service.db.models import Award, Credential
+from service.db.models import Award, Credential, OutboxMessage
 from service.delivery import awards as delivery_awards
 from service.errors import BadInput, Conflict
 from service.flows.issuing import _course_award, _revoke
@@ -80,6 +81,37 @@ def revoke_credential(
     )
     session.flush()
     return credential
+
+
+def unrevoke_credential(
+    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+) -> Credential:
+    """Undo a revocation made in error, where that cannot leave a copy elsewhere revoked.
+
+    A course award's revocation is final: its badge was withdrawn from every repository and
+    re-award is blocked, so undoing it means allowing re-award (a new credential). A
+    credential whose revocation was sent to a repository cannot be undone here either: the
+    repository's copy would stay revoked while ours says valid.
+    """
+    if session.exec(select(Award.id).where(Award.credential_uuid == uuid)).first() is not None:
+        raise Conflict(
+            "this credential was awarded in a course; its revocation is final",
+            hint="Allow re-award on the course's instructor page: the next evaluation issues "
+            "a new credential for what the evidence shows.",
+        )
+    sent = session.exec(
+        select(OutboxMessage.id).where(
+            OutboxMessage.credential_id == uuid, col(OutboxMessage.kind).like("%revoke%")
+        )
+    ).first()
+    if sent is not None:
+        raise Conflict(
+            "the revocation was sent to a repository that holds this credential",
+            hint="Issue a new credential instead; the repository's copy stays revoked.",
+        )
+    return issuer_service.unrevoke(
+        session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
+    )
 
 
 def allow_reaward(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -13,6 +14,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from service import outbound
+from service.deps import EngineDep, SettingsDep  # re-exported for service.web.launch
 from service.errors import BadInput
 from service.lti import ratelimit
 from service.settings import Settings
@@ -25,9 +27,7 @@ __all__ = [
     "ParamsDep",
     "SettingsDep",
     "get_async_http",
-    "get_engine",
     "get_http",
-    "get_settings",
     "lti_call",
     "request_params",
 ]
@@ -74,6 +74,19 @@ async def request_params(request: Request) -> dict[str, str]:
     return params
 
 
+def _shared(request: Request, name: str, make: Callable[..., Any]) -> Any:
+    """``app.state.<name>``, made once per app with ``make(policy, timeout=...)``."""
+    client = getattr(request.app.state, name, None)
+    if client is None:
+        with _lock:
+            client = getattr(request.app.state, name, None)
+            if client is None:
+                settings = request.app.state.settings
+                client = make(outbound.policy(settings), timeout=settings.lti_http_timeout_seconds)
+                setattr(request.app.state, name, client)
+    return client
+
+
 async def get_http(request: Request) -> httpx.Client:
     """One shared client per app for calls to platforms (JWKS, tokens, NRPS, AGS, DR).
 
@@ -82,51 +95,18 @@ async def get_http(request: Request) -> httpx.Client:
     ``app.state.lti_http``. ``async`` only so FastAPI resolves it on the event loop instead
     of a thread-pool round trip (it never awaits; creating the client does no I/O).
     """
-    client: httpx.Client | None = getattr(request.app.state, "lti_http", None)
-    if client is None:
-        with _lock:
-            client = getattr(request.app.state, "lti_http", None)
-            if client is None:
-                settings = request.app.state.settings
-                client = outbound.client(
-                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
-                )
-                request.app.state.lti_http = client
+    client: httpx.Client = _shared(request, "lti_http", outbound.client)
     return client
 
 
 async def get_async_http(request: Request) -> httpx.AsyncClient:
     """The ``async`` client for dynamic registration (``app.state.lti_http_async``; tests put
     one with an ``httpx.MockTransport`` there)."""
-    client: httpx.AsyncClient | None = getattr(request.app.state, "lti_http_async", None)
-    if client is None:
-        with _lock:
-            client = getattr(request.app.state, "lti_http_async", None)
-            if client is None:
-                settings = request.app.state.settings
-                client = outbound.async_client(
-                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
-                )
-                request.app.state.lti_http_async = client
+    client: httpx.AsyncClient = _shared(request, "lti_http_async", outbound.async_client)
     return client
 
 
-async def get_engine(request: Request) -> Engine:
-    """``service.deps.EngineDep`` without the thread-pool round trip FastAPI makes for a
-    sync dependency (the launch path resolves several per request)."""
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def get_settings(request: Request) -> Settings:
-    """``service.deps.SettingsDep`` resolved on the event loop (see ``get_engine``)."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 ParamsDep = Annotated[dict[str, str], Depends(request_params)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 HttpDep = Annotated[httpx.Client, Depends(get_http)]
 
 
