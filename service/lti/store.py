@@ -492,8 +492,9 @@ def _course_setup(session: Session, course_id: int) -> CourseSetup:
 
 def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: dt.datetime) -> bool:
     """Keep the course's AGS line-items container (AGS 2.0 §3.1: the tool keeps its own line
-    items there, created on first write-back) and NRPS membership URL (the worker's roster
-    sync reads it); True when the setup row changed."""
+    items there, created on first write-back), NRPS membership URL (the worker's roster
+    sync reads it) and a resource link id for NRPS's rlid; True when an evaluation input of
+    the setup row changed."""
     lineitems = launch.ags.get("lineitems")
     lineitems = lineitems if isinstance(lineitems, str) else ""
     if not (lineitems or launch.nrps_url):
@@ -502,20 +503,24 @@ def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: d
     scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
     new_ags = lineitems or setup.ags_lineitems_url
     nrps = launch.nrps_url[:1000] or setup.nrps_url
-    if (
+    # the first resource link seen is kept: any link of the course will do for rlid
+    rlid = setup.nrps_rlid or (launch.resource_link_id[:255] if launch.nrps_url else "")
+    changed = not (
         setup.ags_lineitems_url == new_ags
         and (scopes is None or setup.ags_scopes == scopes)
         and setup.nrps_url == nrps
-    ):
-        return False
-    setup.ags_lineitems_url = new_ags
-    if scopes is not None:
-        setup.ags_scopes = scopes
-    setup.nrps_url = nrps
-    setup.updated_at = now
-    session.add(setup)
-    session.flush()
-    return True
+    )
+    if changed:
+        setup.ags_lineitems_url = new_ags
+        if scopes is not None:
+            setup.ags_scopes = scopes
+        setup.nrps_url = nrps
+        setup.updated_at = now
+    if changed or setup.nrps_rlid != rlid:  # rlid is not an evaluation input
+        setup.nrps_rlid = rlid
+        session.add(setup)
+        session.flush()
+    return changed
 
 
 def _link_canvas_user(
