@@ -82,6 +82,7 @@ def enqueue(
     depends_on_id: int | None = None,
     due_at: dt.datetime | None = None,
     now: dt.datetime | None = None,
+    new_key: bool = False,
 ) -> OutboxMessage:
     """Add one delivery row to the caller's transaction (``add`` + ``flush``, no commit).
 
@@ -100,17 +101,21 @@ def enqueue(
         depends_on_id: a row that must finish (delivered, cancelled or dead) first.
         due_at: earliest delivery time (default now).
         now: current time (default the clock).
+        new_key: the key names a credential created in this transaction, so no row can
+            hold it yet: the lookup of an existing row is skipped (the unique key still
+            refuses a second one).
 
     Returns:
         The new (or existing) row, flushed so it has an id.
     """
     if "." not in kind:
         raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
-    existing = session.exec(
-        select(OutboxMessage).where(C.idempotency_key == idempotency_key)
-    ).first()
-    if existing is not None:
-        return existing
+    if not new_key:
+        existing = session.exec(
+            select(OutboxMessage).where(C.idempotency_key == idempotency_key)
+        ).first()
+        if existing is not None:
+            return existing
     now = now or utcnow()
     status = "pending"
     if repository_id is not None and kind in THIRD_PARTY_KINDS:
