@@ -400,8 +400,14 @@ def _line(label: str, learners: int, comps: int, p: Phase, db: str, workers: int
         f"{label}: {learners} x {comps}, {p.decisions} decisions, {p.credentials} credentials, "
         f"{p.outbox} outbox rows in {p.seconds:.1f} s ({rate:.0f} credentials/s; {db}, "
         f"{workers} workers{f', {p.killed} killed' if p.killed else ''}), "
-        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker"
+        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker; "
+        f"load average {_load()}"
     )
+
+
+def _load() -> str:
+    """The 1-minute load average now (the machine is shared: read every figure with it)."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def main() -> None:
@@ -430,7 +436,11 @@ def main() -> None:
         try:
             course_id = _setup(url, L, K)
             queued, took = _import(url, course_id, _results(L, K, seed=1))
-            print(f"setup ({db}, {w} workers): {L * K * 3} results stored in {took:.1f} s")
+            print(
+                f"setup ({db}, {w} workers): {L * K * 3} results stored in {took:.1f} s; "
+                f"load average {_load()}",
+                flush=True,
+            )
             p = _work(url, w, lease=lease, kill_every=args.kill_every)
             first[w] = p
             print(_line(f"first run ({queued} learners queued)", L, K, p, db, w), flush=True)
