@@ -228,3 +228,13 @@ def test_the_sample_dashboard_charts_only_metrics_the_service_serves(
         for name in re.findall(r"microcred_\w+", target["expr"])
     }
     assert charted and charted <= served, charted - served
+
+
+@pytest.mark.parametrize(("level", "httpx_level"), [("INFO", logging.WARNING), ("DEBUG", 0)])
+def test_httpx_request_lines_show_only_at_debug(
+    level: str, httpx_level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpx_logger = logging.getLogger("httpx")
+    monkeypatch.setattr(httpx_logger, "level", logging.NOTSET)
+    requestlog.configure(level=level, json_lines=False)
+    assert httpx_logger.level == httpx_level
