@@ -22,8 +22,8 @@ from service.app import create_app
 from service.db.engine import session as db_session
 from service.db.models import CourseSetup, ImportRun, OutboxMessage, SourceConnection
 from service.delivery import awards, repositories
-from service.delivery.ags import AgsConnector
 from service.delivery.outbox import AttemptRecord
+from service.delivery.providers.ags import AgsConnector
 from service.delivery.worker import Worker
 from service.issuer import service as issuer_service
 from service.settings import Settings

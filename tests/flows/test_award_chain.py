@@ -11,13 +11,13 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential, Decision, OutboxMessage, Person
 from service.db.types import utcnow
 from service.delivery import errors as delivery_errors
 from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
+from service.flows import evaluating, evaluation_queue, gradebook, syncing, wiring
 from service.issuer import service as issuer_service
 from tests.flows.conftest import Live, Tab, launch, pull
 
@@ -138,20 +138,20 @@ def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None
 
 def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) -> None:
     course_id = live.course_id
-    pull = flows.fetch_course(live.engine, course_id=course_id)
+    pull = syncing.fetch_course(live.engine, course_id=course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        syncing.store_fetched(s, pull=pull, now=utcnow(), actor="test")
         s.commit()
     before = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award))
     with db_session(live.engine, write=True) as s:
-        summary = flows.evaluate_course(
+        summary = evaluating.evaluate_course(
             s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
         )
         assert summary.issued > 0
         s.rollback()  # a crash before the commit
     assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award)) == before
     with db_session(live.engine, write=True) as s:
-        flows.evaluate_course(
+        evaluating.evaluate_course(
             s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
         )
         s.commit()
@@ -300,7 +300,7 @@ def test_a_gap_is_rounded_up_never_shown_smaller() -> None:
     from service.assessment.types import Gap, Level
 
     decision: Any = SimpleNamespace(gap=Gap(Level.ADVANCED, (), 0.0666666))
-    row = flows.Row(cast(Any, None), cast(Any, None), decision, None, None)
+    row = evaluating.Row(cast(Any, None), cast(Any, None), decision, None, None)
     assert row.gap_short == "6.67% short of Advanced"
     decision.gap = Gap(Level.ADVANCED, (), 0.05)
     assert row.gap_short == "5% short of Advanced"
@@ -361,7 +361,7 @@ def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
         assert comp is not None
         mapped = [
             c
-            for c in flows.course_competencies(s, course_id=live.course_id)
+            for c in wiring.course_competencies(s, course_id=live.course_id)
             if c.competency.key == comp.key
         ]
     assert mapped[0].problem == ""
@@ -389,7 +389,7 @@ def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> Non
     with httpx.Client(timeout=30) as http:
         worker = Worker(
             live.engine,
-            build_connectors(live.engine, ags_poster=flows.ags_poster(live.engine, http)),
+            build_connectors(live.engine, ags_poster=gradebook.ags_poster(live.engine, http)),
             threads=1,
             batch=20,
         )
@@ -452,7 +452,7 @@ def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
     [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
     assert (award.level, award.state) == ("intermediate", "issued")
     with db_session(live.engine) as s:
-        assert flows.courses_with_new_evidence(s) == []
+        assert evaluation_queue.courses_with_new_evidence(s) == []
 
 
 def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> None:
@@ -476,9 +476,9 @@ def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> N
 def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Live) -> None:
     import threading
 
-    fetched = flows.fetch_course(live.engine, course_id=live.course_id)
+    fetched = syncing.fetch_course(live.engine, course_id=live.course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
+        syncing.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
         s.commit()
     errors: list[BaseException] = []
     start = threading.Barrier(3)
@@ -487,7 +487,7 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
         try:
             start.wait(timeout=30)
             with db_session(live.engine, write=True) as s:
-                flows.evaluate_course(
+                evaluating.evaluate_course(
                     s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
                 )
                 s.commit()
@@ -544,7 +544,7 @@ def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None
     assert len(rows) == 2
     label = "Investigating with data (competency level)"
     with httpx.Client(transport=_MeetBeforeCreating(2), timeout=30) as http:
-        poster = flows.ags_poster(live.engine, http)
+        poster = gradebook.ags_poster(live.engine, http)
         outcomes: list[BaseException | None] = [None, None]
 
         def deliver(i: int) -> None:

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from service import flows
 from service.db.engine import session
 from service.db.models import Course, Deployment, PersonLink, Platform, SourceConnection
 from service.errors import ServiceError
+from service.flows import launching, syncing, wiring
 from service.lti import services as lti_services
 from service.lti.types import CLAIM, LaunchContext
 from tests.sources.fakes import FakeCanvas
@@ -34,7 +34,7 @@ def _connect(engine: Engine, w: World) -> int:
         )
         s.add(conn)
         s.flush()
-        flows.connect_source(
+        wiring.connect_source(
             s, course_id=w.course_id, connection_id=conn.id, lms_course_id="7", actor="t", now=NOW
         )
         s.commit()
@@ -52,7 +52,7 @@ def test_a_refreshed_canvas_token_is_kept_when_the_pull_fails_later(engine: Engi
         httpx.Client(transport=fake.transport()) as http,
         pytest.raises(ServiceError, match="quiz 40"),
     ):
-        flows.fetch_course(engine, course_id=w.course_id, client=http)
+        syncing.fetch_course(engine, course_id=w.course_id, client=http)
     assert fake.refreshes == 1
     with session(engine) as s:
         saved = s.get(SourceConnection, conn_id)
@@ -89,15 +89,15 @@ def test_canvas_results_find_the_learner_by_the_canvas_user_id_from_the_launch(
     _connect(engine, w)
     with session(engine, write=True) as s:
         # Bob's opaque LTI sub is "42"; Canvas knows him as 1002 and withholds his e-mail.
-        flows.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
+        launching.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1002")).one()
         assert link.person_id == w.bob
     fake = FakeCanvas.sample()
     with httpx.Client(transport=fake.transport()) as http:
-        pull = flows.fetch_course(engine, course_id=w.course_id, client=http)
+        pull = syncing.fetch_course(engine, course_id=w.course_id, client=http)
     with session(engine, write=True) as s:
-        report = flows.store_fetched(s, pull=pull, now=NOW, actor="t")
+        report = syncing.store_fetched(s, pull=pull, now=NOW, actor="t")
         s.commit()
     assert report.rejected == []
     assert report.changed_people == {w.ada, w.bob}
@@ -113,7 +113,7 @@ def test_the_nrps_roster_links_the_canvas_user_id_of_each_member(engine: Engine)
         raw={"message": [{CLAIM + "custom": {"canvas_user_id": "1009"}}]},
     )
     with session(engine, write=True) as s:
-        changed = flows.apply_roster(s, course_id=w.course_id, members=[member], now=NOW)
+        changed = syncing.apply_roster(s, course_id=w.course_id, members=[member], now=NOW)
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1009")).one()
     assert changed == {link.person_id}

@@ -10,7 +10,6 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import Session, col, func, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import (
     Award,
@@ -32,6 +31,7 @@ from service.db.models import (
 )
 from service.db.types import utcnow
 from service.demo import moodle_ws
+from service.flows import launching, syncing
 from service.lti.types import LaunchContext
 from tests.flows.conftest import Live, launch, pull
 
@@ -84,7 +84,7 @@ def _counts(live: Live) -> tuple[int, int]:
 
 def _wanted(live: Live) -> bool:
     with db_session(live.engine) as s:
-        return flows.sync_health(s, course_id=live.course_id).waiting
+        return syncing.sync_health(s, course_id=live.course_id).waiting
 
 
 def _launched_after_a_pull(live: Live, sub: str) -> None:
@@ -272,16 +272,16 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = flows.learner_state(s, enrolment=enrolment)
+        before = launching.learner_state(s, enrolment=enrolment)
         assert before.inputs == enrolment.evaluated_inputs  # stamped by the launch
         change(s, enrolment.person_id, live)
         s.flush()
-        after = flows.learner_state(s, enrolment=enrolment)
+        after = launching.learner_state(s, enrolment=enrolment)
         assert after.inputs != before.inputs
         assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         # a launch reads the same state within its one statement for person and course
         context = _launch_context(s, enrolment.person_id)
-        record = flows.record_launch(s, launch=context)
+        record = launching.record_launch(s, launch=context)
         assert (
             record is not None
             and record.learner is not None
@@ -293,12 +293,12 @@ def test_another_learners_results_leave_the_state_alone(live: Live) -> None:
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = flows.learner_state(s, enrolment=enrolment)
+        before = launching.learner_state(s, enrolment=enrolment)
         other = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
         assert other.id is not None
         _bump_result(s, other.id, live)
         s.flush()
-        after = flows.learner_state(s, enrolment=enrolment)
+        after = launching.learner_state(s, enrolment=enrolment)
         assert after == before
         assert not after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         assert after.connected and after.synced_at is not None

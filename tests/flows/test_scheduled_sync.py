@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
-from service import cli, flows
+from service.cli import workers
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -29,6 +29,7 @@ from service.db.models import (
 from service.db.types import utcnow
 from service.demo import moodle_ws
 from service.demo.course import Course as SampleCourse
+from service.flows import evaluating, syncing, wiring
 from tests.flows.conftest import Live, launch, pull
 
 pytestmark = pytest.mark.db
@@ -75,7 +76,7 @@ def test_a_learner_who_never_launches_gets_a_credential_from_the_worker(live: Li
     # once: its scheduled sync pulls the course, evaluates and awards.
     assert _issued(live, "u-learn-2") == {}
     asked = moodle_ws.calls("mod_assign_get_assignments")
-    worker = cli._delivery_worker(live.settings, threads=1, batch=4)
+    worker = workers._delivery_worker(live.settings, threads=1, batch=4)
     try:
         worker.run(threading.Event(), idle_exit=True)
     finally:
@@ -144,8 +145,8 @@ def test_the_roster_creates_learners_who_never_launched_and_marks_those_who_left
     with db_session(live.engine) as s:
         enrolment = s.exec(select(Enrolment).where(Enrolment.person_id == ingrid.id)).one()
         assert (enrolment.role, enrolment.status) == ("learner", "active")
-        assert ingrid.id in {p.id for p in flows.course_learners(s, course_id=live.course_id)}
-        health = flows.sync_health(s, course_id=live.course_id)
+        assert ingrid.id in {p.id for p in evaluating.course_learners(s, course_id=live.course_id)}
+        health = syncing.sync_health(s, course_id=live.course_id)
     assert health.members == 6 and health.roster_error == ""
     # Ingrid leaves the course in the LMS (the last member: Moodle's numbering is unchanged)
     course = _lms_course(live)
@@ -157,7 +158,9 @@ def test_the_roster_creates_learners_who_never_launched_and_marks_those_who_left
     with db_session(live.engine) as s:
         enrolment = s.exec(select(Enrolment).where(Enrolment.person_id == ingrid.id)).one()
         assert enrolment.status == "removed"
-        assert ingrid.id not in {p.id for p in flows.course_learners(s, course_id=live.course_id)}
+        assert ingrid.id not in {
+            p.id for p in evaluating.course_learners(s, course_id=live.course_id)
+        }
     # A launch is proof of membership again.
     _set_lms_course(live, course)
     launch(live, "u-learn-5")
@@ -201,7 +204,7 @@ def test_a_launch_asks_for_a_pull_and_makes_no_lms_request(live: Live) -> None:
     page = tab.get("/app/me").text
     assert "Results have not been pulled from the LMS yet." in page
     with db_session(live.engine) as s:
-        assert flows.sync_health(s, course_id=live.course_id).waiting
+        assert syncing.sync_health(s, course_id=live.course_id).waiting
     pull(live)
     assert moodle_ws.calls() > before
     page = tab.get("/app/me").text
@@ -255,7 +258,7 @@ class _CheckNoTransaction(httpx.BaseTransport):
 def test_no_transaction_is_open_while_the_lms_answers(live: Live) -> None:
     transport = _CheckNoTransaction(live.engine)
     with httpx.Client(transport=transport, timeout=30) as http:
-        [outcome] = flows.run_due_syncs(
+        [outcome] = syncing.run_due_syncs(
             live.engine, settings=live.settings, http=http, worker="test"
         )
     assert outcome.error == ""
@@ -265,13 +268,13 @@ def test_no_transaction_is_open_while_the_lms_answers(live: Live) -> None:
 
 def test_two_workers_never_pull_the_same_course_at_once(live: Live) -> None:
     now = utcnow()
-    assert flows.claim_sync(live.engine, course_id=live.course_id, worker="a", now=now)
-    assert not flows.claim_sync(live.engine, course_id=live.course_id, worker="b", now=now)
+    assert syncing.claim_sync(live.engine, course_id=live.course_id, worker="a", now=now)
+    assert not syncing.claim_sync(live.engine, course_id=live.course_id, worker="b", now=now)
     with db_session(live.engine) as s:
-        assert live.course_id not in flows.due_syncs(s, settings=live.settings, now=now)
+        assert live.course_id not in syncing.due_syncs(s, settings=live.settings, now=now)
     # a lease that ran out (a worker died mid-pull) is taken over
-    later = now + flows.SYNC_LEASE
-    assert flows.claim_sync(live.engine, course_id=live.course_id, worker="b", now=later)
+    later = now + syncing.SYNC_LEASE
+    assert syncing.claim_sync(live.engine, course_id=live.course_id, worker="b", now=later)
 
 
 def test_a_failing_pull_is_retried_later_and_shown(live: Live) -> None:
@@ -285,7 +288,7 @@ def test_a_failing_pull_is_retried_later_and_shown(live: Live) -> None:
     [outcome] = pull(live)
     assert outcome.error
     with db_session(live.engine) as s:
-        health = flows.sync_health(s, course_id=live.course_id)
+        health = syncing.sync_health(s, course_id=live.course_id)
     assert health.failures == 1 and health.error and health.pulled_at is None
     assert pull(live) == []  # backing off, not hammering the LMS every second
     with db_session(live.engine) as s:
@@ -298,7 +301,7 @@ def test_an_instructor_connects_the_course_on_its_page(live: Live) -> None:
     from service.db.models import SourceConnection
 
     with db_session(live.engine, write=True) as s:
-        flows.connect_source(
+        wiring.connect_source(
             s,
             course_id=live.course_id,
             connection_id=None,
