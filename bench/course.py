@@ -205,6 +205,19 @@ def _setup(url: str, learners: int, comps: int) -> int:
 # --- workers ---------------------------------------------------------------------------------
 
 
+def _peak_mb(usage: Any) -> float:
+    """This process's own peak resident memory: ``VmHWM`` where /proc has it.
+    ``ru_maxrss`` survives ``exec`` on Linux, so a worker started by a large parent would
+    report the parent's size at the fork."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float(usage.ru_maxrss) / 1024
+
+
 def _child(url: str, lease: float, *, wait: bool) -> None:
     """One worker process: evaluation jobs until none is due, then its figures as JSON.
     With ``wait``, it says "ready" once started and waits for "go" (a long-running worker
@@ -235,7 +248,7 @@ def _child(url: str, lease: float, *, wait: bool) -> None:
         time.sleep(0.2)  # another worker holds the rest, or a dead worker's lease runs out
     engine.dispose()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    peak, cpu = _peak_mb(usage), usage.ru_utime + usage.ru_stime
     print(json.dumps({"jobs": jobs, "peak_mb": peak, "cpu": cpu - started_cpu}), flush=True)
 
 
