@@ -12,12 +12,13 @@ from sqlmodel import Session, col, func, select
 
 from service import evaluation
 from service.db.engine import session as db_session
-from service.db.models import Course, CourseSetup, ImportRun
+from service.db.models import Course, CourseSetup, Enrolment, ImportRun
 from service.db.models import Evidence as EvidenceRow
 from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.errors import NotFound, ServiceError
 from service.flows.evaluating import Summary, evaluate_course
+from service.flows.learner_inputs import learner_state
 from service.flows.setup_store import course_setup
 from service.settings import Settings
 
@@ -218,17 +219,33 @@ def _run_jobs(
         held = evaluation.lock_claimed(s, jobs)
         if not held:
             return Summary()
+        now = utcnow()
         summary = evaluate_course(
             s,
             settings=settings,
             course_id=held[0].course_id,
-            now=utcnow(),
+            now=now,
             actor=actor,
             person_ids=[j.person_id for j in held],
             locked=True,
         )
+        _stamp_evaluated(s, course_id=held[0].course_id, person_ids=[j.person_id for j in held])
         s.commit()
     return summary
+
+
+def _stamp_evaluated(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
+    """Stamp the learners' inputs as this evaluation saw them (its own awards included), so
+    their next launch finds nothing new to queue (``LearnerState``)."""
+    now = utcnow()
+    for enrolment in session.exec(
+        select(Enrolment).where(
+            Enrolment.course_id == course_id, col(Enrolment.person_id).in_(person_ids)
+        )
+    ):
+        enrolment.evaluated_inputs = learner_state(session, enrolment=enrolment).inputs
+        enrolment.evaluated_at = now
+        session.add(enrolment)
 
 
 def _give_back(engine_: Engine, jobs: Sequence[evaluation.Claimed], exc: Exception) -> None:

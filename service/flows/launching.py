@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,28 +14,21 @@ import httpx
 from sqlalchemy import Engine, and_, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, col, func, select
+from sqlmodel import Session, SQLModel, select
 
+from service import evaluation
 from service.db import prepared
 from service.db.engine import session as db_session
 from service.db.models import (
-    Award,
-    Competency,
-    CompetencyLevelTemplate,
     Course,
-    CourseCompetency,
-    CourseSetup,
-    CourseSync,
     Enrolment,
     Person,
     PersonLink,
-    PolicyVersion,
 )
-from service.db.models import Evidence as EvidenceRow
-from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.errors import ServiceError
-from service.flows.evaluating import Summary, evaluate_learner
+from service.flows.evaluating import Summary
+from service.flows.learner_inputs import LearnerState, learner_state, learner_state_columns
 from service.flows.setup_store import course_setup
 from service.flows.syncing import request_sync
 from service.lti.types import LaunchContext
@@ -44,26 +36,6 @@ from service.settings import Settings
 from service.sources import store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LearnerState:
-    """What a learner's launch found: whether their evaluation is current, whether the
-    course pulls results from an LMS and when it last did."""
-
-    inputs: str  # learner_inputs() now
-    evaluated_inputs: str  # ... at the learner's last evaluation on launch ("" never)
-    evaluated_at: dt.datetime | None
-    connected: bool
-    synced_at: dt.datetime | None
-
-    def evaluation_due(self, now: dt.datetime, max_age: dt.timedelta) -> bool:
-        if self.inputs != self.evaluated_inputs or self.evaluated_at is None:
-            return True
-        return now - self.evaluated_at >= max_age
-
-    def sync_due(self, now: dt.datetime, interval: dt.timedelta) -> bool:
-        return self.connected and (self.synced_at is None or now - self.synced_at >= interval)
 
 
 @dataclass(frozen=True)
@@ -75,93 +47,6 @@ class LaunchRecord:
     course_id: int | None
     role: str
     learner: LearnerState | None = None
-
-
-def _scalar(query: Any) -> Any:
-    return query.scalar_subquery()
-
-
-@functools.cache
-def _learner_state_query() -> Any:
-    """One statement: everything an evaluation of the learner reads, reduced to counts and
-    high-water marks, plus the course's source wiring and last pull.
-
-    The evaluation's inputs are the learner's evidence and verification events in the
-    course, the course's competencies, their catalogue entries and templates, every policy
-    layer (append-only versions), the course's award rules, and the learner's awards.
-    Built once (parameters ``course_id``, ``person_id``): building it costs more than
-    running it.
-    """
-    return sa_select(*_learner_state_columns(bindparam("course_id"), bindparam("person_id")))
-
-
-def _learner_state_columns(course_id: Any, person_id: Any) -> list[Any]:
-    """The columns of ``_learner_state_query`` for a course and person: parameters, or
-    the columns of an enclosing query (``_returning_learner_query``)."""
-    in_course = (EvidenceRow.course_id == course_id, EvidenceRow.person_id == person_id)
-    verified = (VerificationRow.course_id == course_id, VerificationRow.person_id == person_id)
-    awards = (Award.course_id == course_id, Award.person_id == person_id)
-    return [
-        _scalar(select(func.count(col(EvidenceRow.id))).where(*in_course)),
-        _scalar(select(func.max(EvidenceRow.updated_at)).where(*in_course)),
-        # every change of a result bumps its version: the sum grows with any change
-        _scalar(select(func.sum(EvidenceRow.version)).where(*in_course)),
-        _scalar(select(func.count(col(VerificationRow.id))).where(*verified)),
-        _scalar(select(func.max(VerificationRow.id)).where(*verified)),
-        _scalar(select(func.max(VerificationRow.updated_at)).where(*verified)),
-        _scalar(select(func.max(PolicyVersion.id))),
-        _scalar(select(func.max(Competency.updated_at))),
-        _scalar(select(func.max(CompetencyLevelTemplate.updated_at))),
-        _scalar(
-            select(func.count(col(CourseCompetency.id))).where(
-                CourseCompetency.course_id == course_id
-            )
-        ),
-        _scalar(
-            select(func.max(CourseCompetency.id)).where(CourseCompetency.course_id == course_id)
-        ),
-        _scalar(select(CourseSetup.updated_at).where(CourseSetup.course_id == course_id)),
-        _scalar(select(func.count(col(Award.id))).where(*awards)),
-        _scalar(select(func.max(Award.updated_at)).where(*awards)),
-        _scalar(select(CourseSetup.source_connection_id).where(CourseSetup.course_id == course_id)),
-        _scalar(select(CourseSync.pulled_at).where(CourseSync.course_id == course_id)),
-    ]
-
-
-def _as_text(value: Any) -> str:
-    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime (in the
-    # session's time zone with psycopg, in UTC with asyncpg: the same instant, one text)
-    if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
-    return str(value)
-
-
-def _as_time(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
-def learner_state(
-    session: Session, *, enrolment: Enrolment, row: Sequence[Any] | None = None
-) -> LearnerState:
-    """The learner's evaluation inputs now, against what their last launch evaluated
-    (``row``: the values of ``_learner_state_columns``, when read already)."""
-    if row is None:
-        params = {"course_id": enrolment.course_id, "person_id": enrolment.person_id}
-        # The driver's values: they are only hashed (SQLite's datetimes stay text, unparsed).
-        row = prepared.one(session, _learner_state_query, convert=False, **params)
-        assert row is not None  # scalar subqueries: always one row
-    *inputs, source, synced_at = row
-    digest = hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
-    return LearnerState(
-        inputs=digest,
-        evaluated_inputs=enrolment.evaluated_inputs,
-        evaluated_at=enrolment.evaluated_at,
-        connected=source is not None,
-        synced_at=_as_time(synced_at),
-    )
 
 
 # The statements of every launch, run on the DBAPI cursor (db.prepared): through the ORM
@@ -211,7 +96,7 @@ def _returning_query() -> Any:
 def _returning_learner_query() -> Any:
     p, c = prepared.table(Person), prepared.table(Course)
     # scalar subqueries correlated with the outer person and course
-    return _returning_query().add_columns(*_learner_state_columns(c.c.id, p.c.id))
+    return _returning_query().add_columns(*learner_state_columns(c.c.id, p.c.id))
 
 
 # launch_lookup's columns: the person's id and fields, the course's id, title and label,
@@ -435,6 +320,8 @@ def _record_launch(
             scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
             new_ags = (lineitems, scopes) if lineitems else (setup.ags_lineitems_url, None)
             nrps = launch.nrps_url[:1000] or setup.nrps_url
+            # the first resource link seen is kept: any link of the course will do for rlid
+            rlid = setup.nrps_rlid or (launch.resource_link_id[:255] if launch.nrps_url else "")
             if (
                 setup.ags_lineitems_url != new_ags[0]
                 or (scopes is not None and setup.ags_scopes != scopes)
@@ -447,6 +334,9 @@ def _record_launch(
                 setup.updated_at = now
                 session.add(setup)
                 state_row = None  # the course's setup is among the inputs: read them anew
+            if setup.nrps_rlid != rlid:  # not an evaluation input: updated_at stays
+                setup.nrps_rlid = rlid
+                session.add(setup)
             session.flush()
         canvas_id = launch.custom.get("canvas_user_id") if course_id is not None else None
         if isinstance(canvas_id, str | int) and str(canvas_id).isdigit():
@@ -485,14 +375,15 @@ def after_launch(
 ) -> Summary | None:
     """A learner's launch: ask the worker for a pull of the course (when a source is
     connected and the last pull is older than ``launch_sync_interval_seconds``: a
-    timestamp, no LMS call in the request) and evaluate that learner on what is known when
-    anything the evaluation reads changed since their last launch evaluated them, or that
-    evaluation is older than ``launch_evaluation_max_age_seconds`` (time-dependent rules).
-    A returning learner with nothing new costs no statement here.
+    timestamp, no LMS call in the request) and queue that learner's evaluation (the
+    worker's evaluation job awards; ``evaluation.enqueue`` is idempotent) when anything the
+    evaluation reads changed since their last launch queued it, or that was longer ago than
+    ``launch_evaluation_max_age_seconds`` (time-dependent rules). A returning learner with
+    nothing new costs no statement here; the page renders what is known and says that an
+    evaluation is pending. Returns None (no evaluation runs in the request).
 
-    Runs after the launch committed. A failing rule never blocks the learner's page: it is
-    logged and the learner sees what was known before. ``client`` is unused (no request
-    waits on the LMS); kept for callers.
+    Runs after the launch committed. ``client`` is unused (no request waits on the LMS);
+    kept for callers.
     """
     state = _learner_launch(record)
     if state is None or record.course_id is None:
@@ -509,18 +400,12 @@ def after_launch(
                 request_sync(s, course_id=course_id, now=now)
             summary = None
             if evaluate:
-                summary = evaluate_learner(
-                    s,
-                    settings=settings,
-                    course_id=course_id,
-                    person_id=record.person_id,
-                    now=now,
-                    actor="system",
+                evaluation.enqueue(
+                    s, course_id=course_id, person_ids=[record.person_id], reason="launch", now=now
                 )
-                # Stamp the inputs as this transaction sees them after the evaluation (its
-                # own awards included). A change committed meanwhile by another transaction
-                # is a sync, an import, an attestation or a rule change, and each of those
-                # evaluates the learners it touches itself; max age bounds anything else.
+                # Stamp the inputs as queued. The worker's awards change them, so the next
+                # launch queues once more and finds nothing new; a sync, an import, an
+                # attestation or a rule change queues the learners it touches itself.
                 enrolment = s.exec(
                     select(Enrolment).where(
                         Enrolment.course_id == course_id, Enrolment.person_id == record.person_id
@@ -532,5 +417,5 @@ def after_launch(
             s.commit()
             return summary
     except ServiceError as exc:
-        log.warning("evaluation on launch in course %s failed: %s", course_id, exc.detail)
+        log.warning("refresh on launch in course %s failed: %s", course_id, exc.detail)
         return None

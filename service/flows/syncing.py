@@ -50,7 +50,7 @@ class _Prefetched:
     origin: str
     fetched: Fetched
 
-    def fetch_course(self, lms_course_id: str) -> Fetched:
+    def fetch_course(self, lms_course_id: str, *, since: dt.datetime | None = None) -> Fetched:
         return self.fetched
 
 
@@ -75,9 +75,37 @@ class _Plan:
     connection: SourceConnection  # detached, secrets decrypted
     lms_course_id: str
     nrps_url: str
+    since: dt.datetime | None = None  # an incremental pull: what changed since then
 
 
-def _plan(engine_: Engine, *, course_id: int) -> _Plan:
+SYNC_OVERLAP = dt.timedelta(minutes=5)  # grades saved during the last pull, clock skew
+
+
+def _since(
+    session: Session, *, course_id: int, settings: Settings, now: dt.datetime
+) -> dt.datetime | None:
+    """Where an incremental pull starts (the last successful pull less an overlap), or None
+    when the course is due a full pull (never pulled in full, or not for
+    ``sync_full_interval_seconds``: only a full pull sees deletions)."""
+    row = session.exec(select(CourseSync).where(CourseSync.course_id == course_id)).first()
+    full_every = dt.timedelta(seconds=settings.sync_full_interval_seconds)
+    if (
+        row is None
+        or row.pulled_at is None
+        or row.full_pulled_at is None
+        or now - row.full_pulled_at >= full_every
+    ):
+        return None
+    return row.pulled_at - SYNC_OVERLAP
+
+
+def _plan(
+    engine_: Engine,
+    *,
+    course_id: int,
+    settings: Settings | None = None,
+    now: dt.datetime | None = None,
+) -> _Plan:
     with db_session(engine_) as s:
         setup = course_setup(s, course_id=course_id)
         course, platform_id = store.platform_of_course(s, course_id=course_id)
@@ -92,12 +120,16 @@ def _plan(engine_: Engine, *, course_id: int) -> _Plan:
         if not connection.active:
             raise BadInput(f"The source connection {connection.name!r} is not active.")
         s.expunge(connection)
+        since = None
+        if settings is not None:
+            since = _since(s, course_id=course_id, settings=settings, now=now or utcnow())
         return _Plan(
             course_id=course_id,
             platform_id=platform_id,
             connection=connection,
             lms_course_id=setup.lms_course_id or course.context_id,
             nrps_url=setup.nrps_url,
+            since=since,
         )
 
 
@@ -124,15 +156,18 @@ def fetch_course(
     course_id: int,
     client: httpx.Client | None = None,
     roster: bool = False,
+    incremental: Settings | None = None,
+    now: dt.datetime | None = None,
 ) -> Pull:
     """Read a course's results (and, with ``roster``, its NRPS roster) from its LMS, with
-    no database session open during the HTTP calls.
+    no database session open during the HTTP calls. With ``incremental`` (the settings),
+    only what changed since the last pull, unless a full pull is due (``_since``).
 
     Raises:
         BadInput: the course has no source connection.
         SourceError: the LMS could not be read (nothing is written).
     """
-    plan = _plan(engine_, course_id=course_id)
+    plan = _plan(engine_, course_id=course_id, settings=incremental, now=now)
     connection = plan.connection
     assert connection.id is not None
     with contextlib.ExitStack() as stack:
@@ -150,6 +185,7 @@ def fetch_course(
             connector=connector,
             http=http,
             roster=roster,
+            since=plan.since,
         )
 
 
@@ -162,6 +198,7 @@ def prefetched_pull(
     connector: Connector,
     http: httpx.Client,
     roster: bool = True,
+    since: dt.datetime | None = None,
 ) -> Pull:
     """Read through ``connector`` (and the course's NRPS roster, when known and asked
     for); the database is read in short sessions before, never during, the HTTP calls."""
@@ -171,12 +208,17 @@ def prefetched_pull(
         setup = course_setup(s, course_id=course_id)
         lms = lms_course_id or setup.lms_course_id or course.context_id
         nrps_url = setup.nrps_url
-    fetched = connector.fetch_course(lms)
+        # Canvas puts $Canvas.user.id in a member's ``message`` only for a roster asked with
+        # rlid; learners are linked by it (``apply_roster``).
+        rlid = setup.nrps_rlid if connection.kind == "canvas" else ""
+    fetched = connector.fetch_course(lms, since=since) if since else connector.fetch_course(lms)
     members: list[lti_services.Member] | None = None
     roster_error = ""
     if roster and nrps_url:
         try:
-            members = read_roster(engine_, http, platform_id=platform_id, url=nrps_url)
+            members = read_roster(
+                engine_, http, platform_id=platform_id, url=nrps_url, resource_link_id=rlid
+            )
         except PlatformCallFailed as exc:
             roster_error = f"{exc.detail} {exc.hint or ''}".strip()
     return Pull(
@@ -190,15 +232,18 @@ def prefetched_pull(
 
 
 def read_roster(
-    engine_: Engine, http: httpx.Client, *, platform_id: int, url: str
+    engine_: Engine, http: httpx.Client, *, platform_id: int, url: str, resource_link_id: str = ""
 ) -> list[lti_services.Member]:
-    """Every member of an NRPS 2.0 membership container (HTTP; tokens in short sessions)."""
+    """Every member of an NRPS 2.0 membership container (HTTP; tokens in short sessions);
+    with ``resource_link_id``, asked with ``rlid`` (members' ``message`` claims, §3)."""
     with db_session(engine_) as s:
         platform = s.get(Platform, platform_id)
         if platform is None:
             raise PlatformCallFailed(f"no platform with id {platform_id}")
         s.expunge(platform)
-    return lti_services.roster(lti_services.ServiceClient(engine_, http, platform), url)
+    return lti_services.roster(
+        lti_services.ServiceClient(engine_, http, platform), url, resource_link_id=resource_link_id
+    )
 
 
 # NRPS 2.0 §2.2 member status: Active, Inactive, Deleted
@@ -321,6 +366,8 @@ def store_fetched(session: Session, *, pull: Pull, now: dt.datetime, actor: str)
         report.import_run_id = None
     row = _sync_row(session, course_id=pull.course_id)
     row.pulled_at = now
+    if not pull.connector.fetched.incremental:
+        row.full_pulled_at = now
     row.attention = len(report.rejected)
     if pull.members is not None:
         row.members = len(pull.members)
@@ -332,13 +379,6 @@ def store_fetched(session: Session, *, pull: Pull, now: dt.datetime, actor: str)
 
 def has_source(session: Session, *, course_id: int) -> bool:
     return course_setup(session, course_id=course_id).source_connection_id is not None
-
-
-def last_sync(session: Session, *, course_id: int) -> dt.datetime | None:
-    """When results were last pulled from the LMS for this course (None: never)."""
-    return session.exec(
-        select(CourseSync.pulled_at).where(CourseSync.course_id == course_id)
-    ).first()
 
 
 SYNC_LEASE = dt.timedelta(minutes=5)  # longer than a pull's deadlines (outbound + retries)
@@ -458,6 +498,19 @@ def request_sync(session: Session, *, course_id: int, now: dt.datetime) -> None:
     session.flush()
 
 
+def request_sync_if_stale(
+    session: Session, *, settings: Settings, course_id: int, now: dt.datetime
+) -> bool:
+    """``request_sync`` when the course is connected and its last pull is older than
+    ``launch_sync_interval_seconds`` (a re-evaluation asked for by a page); whether it did."""
+    health = sync_health(session, course_id=course_id)
+    fresh = dt.timedelta(seconds=settings.launch_sync_interval_seconds)
+    if not health.connected or (health.pulled_at is not None and now - health.pulled_at < fresh):
+        return False
+    request_sync(session, course_id=course_id, now=now)
+    return True
+
+
 def _due(row: CourseSync | None, interval: dt.timedelta, now: dt.datetime) -> bool:
     if row is not None and row.claimed_until is not None and row.claimed_until > now:
         return False  # another worker is pulling it
@@ -528,7 +581,14 @@ def run_sync(
     learners whose inputs changed: the worker's evaluation job awards them)."""
     started = clock()
     try:
-        pull = fetch_course(engine_, course_id=course_id, client=http, roster=True)
+        pull = fetch_course(
+            engine_,
+            course_id=course_id,
+            client=http,
+            roster=True,
+            incremental=settings,
+            now=started,
+        )
     except ServiceError as exc:
         error = f"{exc.detail} {getattr(exc, 'hint', '') or ''}".strip()
         log.warning("scheduled sync of course %s failed: %s", course_id, exc.detail)

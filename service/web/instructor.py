@@ -26,15 +26,16 @@ from service.errors import BadInput, ServiceError
 from service.flows import (
     awarding,
     evaluating,
-    evaluation_queue,
     mapping,
     revoking,
     setup_store,
     syncing,
     wiring,
 )
+from service.policies import badge
 from service.policies import repository as policies_repo
 from service.web import auth
+from service.web import pending as pending_work
 from service.web.appshell import back, page
 
 __all__ = ["router"]
@@ -64,6 +65,7 @@ def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[st
         items = mapping.available_items(s, course_id=course_id)
         health = syncing.sync_health(s, course_id=course_id, settings=settings)
         connected = health.connected
+        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
         setup = setup_store.course_setup(s, course_id=course_id)
         connection = (
             s.get(SourceConnection, setup.source_connection_id)
@@ -109,6 +111,8 @@ def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[st
         "setup": setup,
         "counts": counts,
         "verifications": [v for v in VerificationLevel if v >= VerificationLevel.SUPERVISED],
+        "pending_note": note,
+        "reload_path": "/app/course",
     }
 
 
@@ -128,7 +132,13 @@ def learners_page(request: Request, engine: EngineDep, user: auth.InstructorDep)
 
 
 def _error_page(
-    request: Request, engine: Any, user: auth.CurrentUser, exc: ServiceError, *, setup: bool
+    request: Request,
+    engine: Any,
+    user: auth.CurrentUser,
+    exc: ServiceError,
+    *,
+    setup: bool,
+    **typed: Any,
 ) -> HTMLResponse:
     course_id = _course_id(user)
     if setup:
@@ -140,7 +150,7 @@ def _error_page(
             tab="setup",
             status_code=exc.status_code if exc.status_code < 500 else 422,
             error=exc,
-            **_setup_view(engine, course_id),
+            **(_setup_view(engine, course_id) | typed),
         )
     return page(
         request,
@@ -158,21 +168,17 @@ def _error_page(
 def reevaluate(
     request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
 ) -> Response:
-    """Re-evaluate every learner of the course now."""
+    """Queue every learner of the course for the worker's evaluation (and a pull when the
+    course's results are stale)."""
     course_id = _course_id(user)
     try:
-        summary = evaluation_queue.reevaluate(
-            engine,
-            settings=settings,
-            course_id=course_id,
-            actor=_actor(user),
-            reason="re-evaluate (instructor)",
-        )
+        with db_session(engine, write=True) as s:
+            queued = evaluation.enqueue(s, course_id=course_id, reason="re-evaluate (instructor)")
+            syncing.request_sync_if_stale(s, settings=settings, course_id=course_id, now=utcnow())
+            s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
-    if summary.queued:
-        return back(user, "/app/course", "queued", n=summary.queued)
-    return back(user, "/app/course", "reevaluated", n=summary.issued + summary.upgraded)
+    return back(user, "/app/course", "queued", n=queued)
 
 
 @router.post("/app/course/sync")
@@ -255,13 +261,9 @@ def attest(
                 actor=_actor(user),
                 now=now,
             )
-            evaluating.evaluate_learner(
-                s,
-                settings=settings,
-                course_id=course_id,
-                person_id=person_id,
-                now=now,
-                actor=_actor(user),
+            # the worker re-evaluates (and awards) the learner
+            evaluation.enqueue(
+                s, course_id=course_id, person_ids=[person_id], reason="attestation", now=now
             )
             s.commit()
     except ServiceError as exc:
@@ -348,18 +350,17 @@ def allow_reaward(
             award = revoking.allow_reaward(
                 s, course_id=course_id, award_id=award_id, actor=_actor(user), now=now
             )
-            summary = evaluating.evaluate_learner(
+            evaluation.enqueue(
                 s,
-                settings=settings,
                 course_id=course_id,
-                person_id=award.person_id,
+                person_ids=[award.person_id],
+                reason="re-award allowed",
                 now=now,
-                actor=_actor(user),
             )
             s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "allowed", n=summary.issued + summary.upgraded)
+    return back(user, "/app/course", "allowed")
 
 
 @router.post("/app/course/awards/{award_id}/keep")
@@ -388,6 +389,11 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
         attached = {c.competency.id for c in competencies}
         catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
         setup = setup_store.course_setup(s, course_id=course_id)
+        # how many other courses assess each competency (its badge is then not this one's)
+        shared = {
+            c.competency.key: badge.other_courses(s, c.competency, course_id) for c in competencies
+        }
+        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
     labels = {i.key: i.label for i in items}
     for c in competencies:
         if c.policy is not None:
@@ -401,6 +407,11 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
         "catalogue": catalogue,
         "setup": setup,
         "level_keys": LEVEL_KEYS,
+        "shared": shared,
+        "image_path": badge.image_path,
+        "max_image_kb": badge.MAX_BYTES // 1024,
+        "pending_note": note,
+        "reload_path": "/app/setup",
     }
 
 
@@ -472,13 +483,70 @@ async def save_competency(
 def _after_rules_change(
     engine: Any, settings: Any, user: auth.CurrentUser, queued: int
 ) -> evaluating.Summary:
-    """The rules changed and ``queued`` learners wait for their evaluation: evaluate them
-    now when they are few, else leave them to the workers."""
-    if queued > settings.evaluation_inline_learners:
-        return evaluating.Summary(queued=queued)
-    return evaluation_queue.run_course_jobs(
-        engine, settings=settings, course_id=_course_id(user), actor=_actor(user)
-    )
+    """The rules changed and ``queued`` learners wait for their evaluation (queued in the
+    save's transaction): the worker evaluates and awards them; this asks for a pull too
+    when the course's results are stale. No evaluation runs in the request."""
+    with db_session(engine, write=True) as s:
+        syncing.request_sync_if_stale(
+            s, settings=settings, course_id=_course_id(user), now=utcnow()
+        )
+        s.commit()
+    return evaluating.Summary(queued=queued)
+
+
+@router.post("/app/setup/competencies/{key}/badge")
+async def design_badge(
+    request: Request, key: str, engine: EngineDep, user: auth.InstructorDep
+) -> Response:
+    """Save a competency's badge: its name, each level's criteria and its PNG image."""
+    form = await request.form()
+
+    def text(name: str, limit: int) -> str:
+        value = form.get(name)
+        return value[:limit] if isinstance(value, str) else ""
+
+    upload = form.get("image")
+    data = b""
+    try:
+        if upload is not None and not isinstance(upload, str):
+            # read one byte more than allowed: a larger file is refused, not cut
+            data = await upload.read(badge.MAX_BYTES + 1)
+    finally:
+        await form.close()  # the upload's temporary file
+
+    typed = {"name": text("name", 300)} | {
+        f"criteria_{lv}": text(f"criteria_{lv}", 2000) for lv in LEVEL_KEYS
+    }
+
+    def run() -> None:
+        with db_session(engine, write=True) as s:
+            badge.design(
+                s,
+                course_id=_course_id(user),
+                competency_key=key,
+                name=typed["name"],
+                criteria={lv: typed[f"criteria_{lv}"] for lv in LEVEL_KEYS},
+                image_data=data or None,
+                remove_image=text("default_image", 5) == "on",
+                author=_actor(user),
+                now=utcnow(),
+            )
+            s.commit()
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:  # what was typed comes back (the file must be chosen again)
+        return await run_in_threadpool(
+            _error_page,
+            request,
+            engine,
+            user,
+            exc,
+            setup=True,
+            typed_badge={key: typed},
+            open_badge=key,
+        )
+    return back(user, "/app/setup", "badge_saved")
 
 
 @router.post("/app/setup/competencies")

@@ -5,6 +5,7 @@ consent per repository."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -18,7 +19,9 @@ from service.delivery import status as delivery_status
 from service.deps import EngineDep, SessionDep, WriteSessionDep
 from service.errors import NotFound
 from service.flows import learner_store, learner_view, syncing
+from service.policies import badge
 from service.web import auth
+from service.web import pending as pending_work
 from service.web.appshell import NO_STORE, back, page
 
 __all__ = ["router"]
@@ -32,9 +35,12 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
     pulled = ""
+    note = ""
     with db_session(engine, autocommit=True) as s:  # reads only
         mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
+            owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
+            note = pending_work.note(owed, learner=True)
             health = syncing.sync_health(s, course_id=user.course_id)
             if health.connected:
                 pulled = health.pulled_text(utcnow()) + (
@@ -64,10 +70,15 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
                 if award.state == "issued"
                 else []
             )
+            achievement = cred.document.get("credentialSubject", {}).get("achievement", {})
+            shown = achievement.get("image") if isinstance(achievement, dict) else None
+            image = urlsplit(str(shown.get("id", ""))).path if isinstance(shown, dict) else ""
             credentials.append(
                 {
                     "award": award,
                     "credential": cred,
+                    # the badge its instructor designed (served here), else the level's seal
+                    "image": image if image.startswith(badge.PATH_PREFIX) else None,
                     "name": cred.document.get("name")
                     or cred.document.get("credentialSubject", {})
                     .get("achievement", {})
@@ -80,6 +91,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "credentials": credentials,
         "percent": _PERCENT,
         "pulled": pulled,
+        "pending_note": note,
+        "reload_path": "/app/me",
     }
 
 

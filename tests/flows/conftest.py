@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from service import outbound
 from service.demo import bootstrap, seed, server
-from service.flows import evaluation_queue, syncing
+from service.flows import evaluating, evaluation_queue, syncing
 from service.lti.cookies import LEGACY_SUFFIX
 from service.settings import Settings
 from service.web.auth import SESSION_COOKIE
@@ -59,9 +59,23 @@ def pull(live: Live) -> list[syncing.SyncOutcome]:
         outcomes = syncing.run_due_syncs(
             live.engine, settings=live.settings, http=http, worker="test"
         )
-    while evaluation_queue.run_evaluation_jobs(live.engine, settings=live.settings)[0]:
-        pass
+    evaluate(live)
     return outcomes
+
+
+def evaluate(live: Live) -> evaluating.Summary:
+    """What the worker's evaluation job does when it next runs: evaluate and award every
+    queued learner (requests only queue them)."""
+    total = evaluating.Summary()
+    while True:
+        n, summary = evaluation_queue.run_evaluation_jobs(live.engine, settings=live.settings)
+        if not n:
+            return total
+        for name, value in summary.__dict__.items():
+            if isinstance(value, list):
+                getattr(total, name).extend(value)
+            else:
+                setattr(total, name, getattr(total, name) + value)
 
 
 def _fields(page: str) -> tuple[str, dict[str, str]]:

@@ -438,7 +438,6 @@ def test_the_setup_page_says_it_is_re_evaluating_and_the_worker_issues(live: Any
 
     from tests.flows.conftest import launch
 
-    live.settings.evaluation_inline_learners = 0  # every course counts as large here
     tab = launch(live, "u-instr-1")
     page = tab.get("/app/setup")
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)

@@ -6,13 +6,11 @@ the LMS."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
+import datetime as dt
 import threading
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from service.cli import workers
@@ -31,6 +29,7 @@ from service.demo import moodle_ws
 from service.demo.course import Course as SampleCourse
 from service.flows import evaluating, syncing, wiring
 from tests.flows.conftest import Live, launch, pull
+from tests.flows.notx import CheckNoTransaction
 
 pytestmark = pytest.mark.db
 
@@ -67,6 +66,16 @@ def _due_now(live: Live) -> None:
         assert row.attempted_at is not None
         row.attempted_at = row.attempted_at.replace(year=row.attempted_at.year - 1)
         row.wanted_at = None
+        s.add(row)
+        s.commit()
+
+
+def _full_pull_due(live: Live) -> None:
+    """Let MICROCRED_SYNC_FULL_INTERVAL_SECONDS pass since the last full pull."""
+    with db_session(live.engine, write=True) as s:
+        row = s.exec(select(CourseSync).where(CourseSync.course_id == live.course_id)).one()
+        assert row.full_pulled_at is not None
+        row.full_pulled_at -= dt.timedelta(seconds=live.settings.sync_full_interval_seconds)
         s.add(row)
         s.commit()
 
@@ -186,7 +195,11 @@ def test_a_result_removed_in_the_lms_is_deleted_and_its_learner_re_evaluated(
     )
     _set_lms_course(live, dataclasses.replace(course, quiz_attempts=kept))
     _due_now(live)
-    [outcome] = pull(live)
+    [outcome] = pull(live)  # an incremental pull: what it did not read is not deleted
+    assert outcome.report is not None and outcome.report.removed == 0
+    _full_pull_due(live)
+    _due_now(live)
+    [outcome] = pull(live)  # the periodic full pull sees the deletion
     assert outcome.report is not None and outcome.report.removed == 1
     assert outcome.report.changed_people == {sofia.id}
     with db_session(live.engine) as s:
@@ -212,51 +225,8 @@ def test_a_launch_asks_for_a_pull_and_makes_no_lms_request(live: Live) -> None:
     assert "Investigating with data (Intermediate)" in page
 
 
-class _CheckNoTransaction(httpx.BaseTransport):
-    """The demo LMS over loopback; while it answers each request, another connection
-    checks that the sync holds no transaction open (SQLite: the write lock can be taken at
-    once; PostgreSQL: no session of this database is idle in a transaction)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._inner = httpx.HTTPTransport()
-        self._engine = engine
-        self.checked = 0
-        self.held: list[str] = []
-
-    def _check(self, url: str) -> None:
-        self.checked += 1
-        if self._engine.dialect.name == "sqlite":
-            path = make_url(str(self._engine.url)).database
-            assert path
-            conn = sqlite3.connect(path, timeout=5)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                self.held.append(f"{url}: {exc}")
-            finally:
-                conn.close()
-            return
-        with self._engine.connect() as c:
-            idle = c.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-        if idle:
-            self.held.append(f"{url}: {idle} session(s) idle in a transaction")
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._check(str(request.url.path))
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
 def test_no_transaction_is_open_while_the_lms_answers(live: Live) -> None:
-    transport = _CheckNoTransaction(live.engine)
+    transport = CheckNoTransaction(live.engine)
     with httpx.Client(transport=transport, timeout=30) as http:
         [outcome] = syncing.run_due_syncs(
             live.engine, settings=live.settings, http=http, worker="test"

@@ -27,13 +27,19 @@ class Fetched:
     # Every item of the course was read (no warning said part was withheld): only then
     # may a sync delete the stored results the LMS no longer has.
     complete: bool = True
+    # Only what changed since a time was asked for (an incremental pull): what is missing
+    # from it is unchanged, not deleted.
+    incremental: bool = False
 
 
 class Connector(Protocol):
     kind: str
     origin: str
 
-    def fetch_course(self, lms_course_id: str) -> Fetched: ...
+    def fetch_course(self, lms_course_id: str, *, since: dt.datetime | None = None) -> Fetched:
+        """Every result of the course; with ``since``, at least those changed since then
+        where the LMS's API can filter (``Fetched.incremental``)."""
+        ...
 
 
 @dataclass(frozen=True)
