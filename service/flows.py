@@ -935,7 +935,11 @@ def preview_course(
 ) -> list[Row]:
     """Who would reach which level now and why, without storing anything."""
     rows: list[Row] = []
-    plans = _policies(session, course_id=course_id)
+    # the rules in force without numbering them: a preview reads, it never writes
+    plans = [
+        (comp, policies.in_force(session, course_id=course_id, competency_row=comp))
+        for comp in policies_repo.course_competencies(session, course_id)
+    ]
     records_by_person: dict[int, list[store.EvidenceRecord]] = {}
     for r in store.list_evidence(session, course_id=course_id):
         records_by_person.setdefault(r.person_id, []).append(r)
@@ -944,7 +948,7 @@ def preview_course(
         assert person.id is not None
         if person_ids is not None and person.id not in person_ids:
             continue
-        for comp, policy, _row in plans:
+        for comp, policy in plans:
             held, pending = _held(
                 _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
             )
@@ -2964,7 +2968,8 @@ def course_competencies(session: Session, *, course_id: int) -> list[CompetencyS
         problem = ""
         policy: Policy | None
         try:
-            policy, _row = policies.effective(session, course_id=course_id, competency_row=comp)
+            # never numbered here: the setup and learners pages read in a read transaction
+            policy = policies.in_force(session, course_id=course_id, competency_row=comp)
         except ServiceError as exc:
             # Rules outside the bounds still show (and save back) what is stored: a form of
             # empty boxes would drop the whole mapping on the next save.

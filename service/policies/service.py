@@ -408,6 +408,27 @@ def save_competency_override(
     )
 
 
+def _composed(
+    session: Session, *, course_id: int, competency_row: Competency
+) -> tuple[Policy, dict[str, Any], dict[str, int]]:
+    """The course and competency's layers composed and checked against the bounds: the
+    policy, its document without a number, and the layer versions it was made from."""
+    assert competency_row.id is not None
+    inst_row, defaults, limits = institution_layers(session)
+    course_row = repo.latest_version(session, repo.course_scope(course_id))
+    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_row.id))
+    layers = [defaults, _layer(course_row), _layer(comp_row), {"competency": competency_row.key}]
+    policy = _checked(layers, limits, prefix=f"policy for {competency_row.key}")
+    document = parse.policy_to_dict(policy)
+    del document["version"]  # the number is assigned per course and competency
+    layer_versions = {"institution": inst_row.version}
+    if course_row is not None:
+        layer_versions["course"] = course_row.version
+    if comp_row is not None:
+        layer_versions["course_competency"] = comp_row.version
+    return policy, document, layer_versions
+
+
 def effective(
     session: Session, *, course_id: int, competency_row: Competency
 ) -> tuple[Policy, EffectivePolicy]:
@@ -415,6 +436,8 @@ def effective(
 
     A composed policy not seen before for this pair gets the next number; the same rules
     always get the same number, so a decision's ``policy_version`` identifies its rules.
+    Numbering writes: call it in a write transaction (pages that only show the rules use
+    ``in_force``).
 
     Raises:
         NotFound: no institution policy yet.
@@ -422,21 +445,12 @@ def effective(
             changed them); the message names the field to fix.
     """
     assert competency_row.id is not None
-    inst_row, defaults, limits = institution_layers(session)
-    course_row = repo.latest_version(session, repo.course_scope(course_id))
-    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_row.id))
-    layers = [defaults, _layer(course_row), _layer(comp_row), {"competency": competency_row.key}]
-    policy = _checked(layers, limits, prefix=f"policy for {competency_row.key}")
+    policy, document, layer_versions = _composed(
+        session, course_id=course_id, competency_row=competency_row
+    )
     policy_hash = canonical.policy_hash(policy)
-    document = parse.policy_to_dict(policy)
-    del document["version"]  # the number is assigned here, per course and competency
     row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
     if row is None:
-        layer_versions = {"institution": inst_row.version}
-        if course_row is not None:
-            layer_versions["course"] = course_row.version
-        if comp_row is not None:
-            layer_versions["course_competency"] = comp_row.version
         fresh = EffectivePolicy(
             course_id=course_id,
             competency_id=competency_row.id,
@@ -455,6 +469,29 @@ def effective(
             if row is None:
                 raise
     return parse.read_policy(row.document | {"version": row.version}), row
+
+
+def in_force(session: Session, *, course_id: int, competency_row: Competency) -> Policy:
+    """The policy in force for a course and competency, as ``effective`` composes and checks
+    it, but writing nothing: for pages and previews, which read in a read transaction. (On
+    SQLite a read transaction that then writes fails at once when another connection, such
+    as the worker's sync, committed since it began.) Rules not numbered yet show the number
+    the next evaluation will give them.
+
+    Raises: as ``effective``.
+    """
+    assert competency_row.id is not None
+    policy, document, _layers = _composed(
+        session, course_id=course_id, competency_row=competency_row
+    )
+    policy_hash = canonical.policy_hash(policy)
+    row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
+    version = (
+        row.version
+        if row is not None
+        else repo.last_effective_version(session, course_id, competency_row.id) + 1
+    )
+    return parse.read_policy(document | {"version": version})
 
 
 def stored(session: Session, *, course_id: int, comp: Competency) -> Policy | None:
