@@ -261,16 +261,6 @@ def _aware(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-def documented_moodle_grants() -> tuple[set[str], set[str]]:
-    """The web-service functions and the capabilities docs/evidence-sources.md tells a
-    Moodle administrator to give microcred's web-service user (not the conditional ones)."""
-    text = (rig.ROOT / "docs" / "evidence-sources.md").read_text()
-    moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas**")]
-    functions = set(re.findall(r"^\| `(\w+)` \|", moodle, re.M))
-    roles = moodle[moodle.index("The user is not enrolled") : moodle.index("A course with")]
-    return functions, set(re.findall(r"`([a-z]+/[a-z_]+:[a-z_]+)`", roles))
-
-
 def connect_course_source(tool: Microcred, *, course_id: int, source: str) -> None:
     """Connect a microcred course to its Moodle web-service source, as an operator does
     (from then on the worker pulls its roster and results on schedule)."""
@@ -358,7 +348,7 @@ def test_administrator_sets_up_the_catalogue_source_and_gradebook(journey: Journ
     assert journey.made["ws"]["missing_functions"] == []
     # The web-service user holds exactly what the docs list, as Moodle itself records it;
     # the rest of the journey proves that it is enough to read every result.
-    assert journey.moodle.ws_grants() == documented_moodle_grants()
+    assert journey.moodle.ws_grants() == rig.documented_grants()
 
 
 def take_quiz(journey: Journey, who: str) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,17 @@ WS_CAPABILITIES = [
     "gradereport/user:view",
     "moodle/grade:managegradingforms",
 ]
+
+
+def documented_grants() -> tuple[set[str], set[str]]:
+    """The web-service functions and the capabilities docs/evidence-sources.md tells a
+    Moodle administrator to give microcred's web-service user (not the conditional ones)."""
+    text = (ROOT / "docs" / "evidence-sources.md").read_text()
+    moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas**")]
+    functions = set(re.findall(r"^\| `(\w+)` \|", moodle, re.M))
+    roles = moodle[moodle.index("The user is not enrolled") : moodle.index("A course with")]
+    return functions, set(re.findall(r"`([a-z]+/[a-z_]+:[a-z_]+)`", roles))
+
 
 TEACHER = {
     "username": "teacher",
