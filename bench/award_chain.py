@@ -1,4 +1,4 @@
-"""How fast a course is evaluated and awarded (flows.evaluate_course): the first run, which
+"""How fast a course is evaluated and awarded (evaluating.evaluate_course): the first run, which
 stores every decision and signs and queues every credential, and a re-run with unchanged
 evidence (which must store and issue nothing). SQLite file by default; set
 MICROCRED_BENCH_DB to a PostgreSQL URL to measure there.
@@ -17,11 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service import flows, secretbox
+from service import secretbox
 from service.db import migrate
 from service.db.engine import make_engine, session
 from service.db.models import ImportRun
 from service.delivery import repositories
+from service.flows import evaluating
 from service.policies import service as policies
 from service.settings import Settings
 from service.sources import store
@@ -130,7 +131,7 @@ def main() -> None:
     for label in ("first run (decide, sign, queue)", "re-run, evidence unchanged"):
         started = time.perf_counter()
         with session(engine, write=True) as s:
-            summary = flows.evaluate_course(
+            summary = evaluating.evaluate_course(
                 s, settings=settings, course_id=course_id, now=NOW, actor="bench"
             )
             s.commit()

@@ -1,6 +1,6 @@
 """A large course through the evaluation queue: stored results -> evaluation -> signed
 credentials -> outbox rows, worked on by W worker processes (what ``microcred worker``
-runs: ``flows.run_evaluation_jobs``). Prints, per number of workers, the first run (every
+runs: ``evaluation_queue.run_evaluation_jobs``). Prints, per number of workers, the first run (every
 learner queued), a re-run after re-importing the same results (queues and issues
 nothing), and a run after 10 % of the learners' results changed (only those are
 re-evaluated); the time, credentials per second and the peak memory of each process; the
@@ -42,11 +42,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from service import evaluation, flows, secretbox
+from service import evaluation, secretbox
 from service.db import migrate
 from service.db.engine import make_engine, session
 from service.db.models import ImportRun, Person
 from service.delivery import repositories
+from service.flows import evaluation_queue
 from service.issuer import service as issuer_service
 from service.policies import service as policies
 from service.settings import Settings
@@ -140,7 +141,7 @@ def _import(url: str, course_id: int, results: list[tuple[str, Result]]) -> tupl
         s.commit()
     took = time.perf_counter() - started
     with session(engine, write=True) as s:
-        queued = flows.enqueue_new_evidence(s).get(course_id, 0)
+        queued = evaluation_queue.enqueue_new_evidence(s).get(course_id, 0)
         s.commit()
     engine.dispose()
     return queued, took
@@ -221,7 +222,7 @@ def _child(url: str, lease: float, *, wait: bool) -> None:
     jobs = 0
     while True:
         # what `microcred worker` runs in its loop (service.cli._delivery_worker)
-        done, _summary = flows.run_evaluation_jobs(engine, settings=settings, limit=16)
+        done, _summary = evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)
         jobs += done
         if done:
             continue

@@ -51,7 +51,7 @@ def cpu_seconds(pid: int) -> float:
 def worker_main(url: str, threads: int, batch: int) -> None:
     import httpx
 
-    from service.delivery.credly import CredlyConnector
+    from service.delivery.providers.credly import CredlyConnector
     from service.delivery.worker import Worker
 
     secretbox.configure(KEY)

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlmodel import select
 
-from service import cli, secretbox
+from service import secretbox
+from service.cli import workers
 from service.db import migrate
 from service.db.engine import make_engine, session
 from service.db.models import Award, Person
@@ -106,7 +107,7 @@ def main() -> None:
     rng = random.Random(16)
     latencies: list[float] = []
     with server.running(apps.tool, apps.lms, tool_socket=tool_socket, lms_socket=lms_socket):
-        worker = cli._delivery_worker(apps.tool.state.settings, threads=2, batch=8)
+        worker = workers._delivery_worker(apps.tool.state.settings, threads=2, batch=8)
         stop = threading.Event()
         thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
         thread.start()

@@ -21,13 +21,14 @@ os.environ["MICROCRED_DATA_DIR"] = tempfile.mkdtemp(prefix="microcred-shots-")
 import httpx  # noqa: E402
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from service import flows, secretbox  # noqa: E402
+from service import secretbox  # noqa: E402
 from service.db import migrate  # noqa: E402
 from service.db.engine import make_engine  # noqa: E402
 from service.db.engine import session as db_session  # noqa: E402
 from service.delivery import repositories  # noqa: E402
 from service.delivery.worker import Worker, build_connectors  # noqa: E402
 from service.demo import bootstrap, seed, server  # noqa: E402
+from service.flows import gradebook  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from tests.flows.conftest import Live, launch  # noqa: E402
 
@@ -65,7 +66,7 @@ def main(out: Path) -> None:
         instructor = launch(live, "u-instr-1")
         instructor.post("/app/course/sync", {})
         with httpx.Client(timeout=10) as http:
-            poster = flows.ags_poster(engine, http)
+            poster = gradebook.ags_poster(engine, http)
             worker = Worker(engine, build_connectors(engine, ags_poster=poster), threads=1)
             for _ in range(3):
                 worker.run_once()

@@ -7,7 +7,9 @@ Starts the demo (tool and demo LMS) on free ports in a temporary folder, then do
 demo course page's *Launch as learner* does in a browser: the LMS's login initiation form →
 the tool's OIDC login → the LMS's authorization answer (a form with the signed id_token) →
 the tool's /lti/launch → the learner's page, which must show the learner's name and role and
-their competencies with the levels computed from the results the launch pulled from the LMS.
+(once the demo's worker has pulled and evaluated what the launch queued: the page is
+reloaded while it says an evaluation is pending, for at most a minute) their competencies
+with their levels.
 Then it stops the demo. Exit status 0 when all of that worked, 1 with a message saying what
 failed and what to do otherwise.
 
@@ -38,6 +40,7 @@ LEARNER = ("u-learn-1", "Amara Okafor")
 COURSE = "Data Literacy 101"
 START_DEADLINE = 120.0  # seconds: generous; only a demo that never serves reaches it
 HTTP_TIMEOUT = 60.0
+PENDING_DEADLINE = 60.0  # seconds the worker may take to pull and evaluate the learner
 
 URL_LINES = {
     "lms": re.compile(r"Open the demo course:\s+(http://\S+?)/?$", re.M),
@@ -199,6 +202,13 @@ def launch_as_learner(lms_url: str) -> str:
     if "id_token" not in fields:
         raise SmokeFailure(f"the LMS's answer carries no id_token: fields {sorted(fields)}")
     final_url, page = browser.open("the tool's launch (/lti/launch)", launch_url, fields)
+    # The launch only queues a pull and the learner's evaluation; the demo's in-process
+    # worker runs them within seconds. The page says so (the pending note) and reloads
+    # itself until then, as this loop does.
+    deadline = time.monotonic() + PENDING_DEADLINE
+    while 'data-testid="pending"' in page and time.monotonic() < deadline:
+        time.sleep(1.0)
+        final_url, page = browser.open("the learner's page, reloaded", final_url)
     text = _text(page)
     expected = [f"Signed in as {name}", COURSE, "role: learner", "Your micro-credentials"]
     missing = [e for e in expected if e not in text]
@@ -208,13 +218,19 @@ def launch_as_learner(lms_url: str) -> str:
             f"{missing}; the page is above)",
             _tail(text, 25),
         )
-    # The launch pulled the learner's results from the LMS and evaluated them: each
+    # The worker pulled the learner's results from the LMS and evaluated them: each
     # competency card shows a level, none is left at "No results yet".
     levels = re.findall(r'<span class="lvl lvl-(\w+)">', page)
     if not levels or "No results yet" in text:
+        still = 'data-testid="pending"' in page
         raise SmokeFailure(
-            "the learner's page (above) shows no competency levels: the launch did not pull "
-            "and evaluate the learner's results",
+            "the learner's page (above) shows no competency levels: "
+            + (
+                f"its evaluation was still pending after {PENDING_DEADLINE:.0f} s (is the "
+                "demo's worker running? its log says)"
+                if still
+                else "the worker did not pull and evaluate the learner's results"
+            ),
             _tail(text, 25),
         )
     where = final_url.split("?")[0]  # the query may carry the session token: never print it

@@ -22,7 +22,17 @@ from service.issuer import router as issuer_router
 from service.policies import router as policies_router
 from service.settings import Settings, get_settings
 from service.sources import router as sources_router
-from service.web import admin, errors, framing, health, instructor, learner, public
+from service.web import (
+    admin,
+    credential_api,
+    errors,
+    framing,
+    health,
+    instructor,
+    learner,
+    pending,
+    public,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +70,11 @@ class EvaluateAfterEvidence:
         if status < 300:
             from starlette.concurrency import run_in_threadpool
 
-            from service import flows
+            from service.flows import evaluation_queue
 
             app = scope["app"]
             await run_in_threadpool(
-                flows.evaluate_new_evidence,
+                evaluation_queue.evaluate_new_evidence,
                 app.state.engine,
                 settings=app.state.settings,
                 actor="system",
@@ -125,6 +135,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(public_router)
     # issuer routers
     app.include_router(issuer_router.router)
+    app.include_router(credential_api.router)
     # credpage routers
     if settings.environment != "production":
         from service.web import credential_preview  # dev-only sample pages
@@ -154,6 +165,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
     app.include_router(instructor.router)
     app.include_router(learner.router)
+    app.include_router(pending.router)
     app.include_router(admin.router)
     # outermost: the request id is set before anything logs, the latency covers everything
     app.add_middleware(requestlog.RequestContext, observe=app.state.metrics.observe)

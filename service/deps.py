@@ -1,4 +1,10 @@
-"""FastAPI dependencies shared by every router."""
+"""FastAPI dependencies shared by every router: the one definition of each.
+
+How a route gets its session: ``SessionDep`` to read, ``WriteSessionDep`` to read then
+write (SQLite ``BEGIN IMMEDIATE``; the route commits once). ``EngineDep`` only where a
+route needs more than one transaction by design: a page that renders itself again after
+a failed write, a use case that commits in batches (``flows.reevaluate``), the issuer's
+key ring created on first use, the readiness probe."""
 
 from __future__ import annotations
 

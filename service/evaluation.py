@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, case, func, or_, update
+from sqlalchemy import Engine, Table, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -82,8 +82,9 @@ def enqueue(
     when ``person_ids`` is None); returns how many learners that is.
 
     Call it in the transaction that changed what the evaluation reads, so the change and
-    the job commit together. A row already due stays due (at its earlier time); a row
-    that failed and waits for a retry becomes due now.
+    the job commit together. A row already due stays due (at its earlier time) and is not
+    written again (a burst of launches or saves costs one write per learner); a row that
+    failed and waits for a retry becomes due now. Never more than one row per learner.
     """
     now = now or utcnow()
     ids = (
@@ -96,13 +97,11 @@ def enqueue(
     upsert = stmt.on_conflict_do_update(
         index_elements=[C.course_id, C.person_id],
         set_={
-            "due_at": case(
-                (or_(C.due_at.is_(None), C.due_at > excluded.due_at), excluded.due_at),
-                else_=C.due_at,
-            ),
+            "due_at": excluded.due_at,
             "reason": excluded.reason,
             "updated_at": excluded.updated_at,
         },
+        where=or_(C.due_at.is_(None), C.due_at > excluded.due_at),
     )
     for start in range(0, len(ids), _CHUNK):
         session.execute(
@@ -127,15 +126,16 @@ def _fresh(course_id: int, person_id: int, due_at: dt.datetime | None, reason: s
     }
 
 
-def due(session: Session, *, course_id: int) -> int:
-    """How many learners of the course wait for their evaluation."""
-    return int(
-        session.execute(
-            sa_select(func.count())
-            .select_from(JOB)
-            .where(C.course_id == course_id, C.due_at.is_not(None))
-        ).scalar_one()
+def due(session: Session, *, course_id: int, person_id: int | None = None) -> int:
+    """How many learners of the course (or: is this learner) wait for their evaluation."""
+    query = (
+        sa_select(func.count())
+        .select_from(JOB)
+        .where(C.course_id == course_id, C.due_at.is_not(None))
     )
+    if person_id is not None:
+        query = query.where(C.person_id == person_id)
+    return int(session.execute(query).scalar_one())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,12 +28,11 @@ import json
 import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
-from service import audit, flows
+from service import audit
 from service.db.models import (
     AuditEvent,
     Award,
@@ -54,7 +53,9 @@ from service.db.models import (
     VerificationEvent,
     WebSession,
 )
-from service.errors import NotFound
+from service.delivery import providers
+from service.errors import BadInput, NotFound
+from service.flows import revoking
 from service.issuer import service as issuer_service
 from service.settings import Settings
 
@@ -171,32 +172,11 @@ def _repositories(session: Session, rows: Iterable[OutboxMessage]) -> dict[int, 
 def _how_to_ask(repo: DeliveryRepository, row: OutboxMessage) -> str:
     badge = row.result.get("badge_id") or row.result.get("entity_id") or row.result.get("id")
     ref = f" (its id there: {badge})" if badge else ""
-    config = repo.config
-    if repo.kind == "credly":
-        org = config.get("organization_id", "")
-        return (
-            f"Credly holds the badge{ref}. An administrator of the Credly organisation {org} "
-            "deletes it (Credly's badge DELETE is data erasure, where revoking keeps it); the "
-            "learner's own Credly account is theirs to delete through Credly's privacy request."
-        )
-    if repo.kind == "badgr":
-        return (
-            f"Canvas Credentials (Badgr) holds the assertion{ref}. An issuer administrator there "
-            "deletes it; deleting a Canvas Credentials account is not a GDPR erasure, so the "
-            "learner asks Instructure's privacy team for that."
-        )
-    if repo.kind == "webhook":
-        host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
-        return (
-            f"The webhook receiver at {host} was sent the credential, with the learner's name "
-            "and e-mail: ask its operator to erase them."
-        )
-    if repo.kind == "ags":
-        return (
-            "The LMS gradebook holds the score: the LMS's administrator erases it with the "
-            "learner's LMS account."
-        )
-    return f"Ask the operator of {repo.name} to erase what it was sent{ref}."
+    try:
+        provider = providers.get(repo.kind)
+    except BadInput:  # a kind no longer known
+        return f"Ask the operator of {repo.name} to erase what it was sent{ref}."
+    return provider.erasure(repo.config, repo.name, ref)
 
 
 def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:
@@ -221,13 +201,8 @@ def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:
     return out
 
 
-def export(
-    session: Session, *, settings: Settings, person_id: int, now: dt.datetime
-) -> dict[str, Any]:
-    """Everything held about one person, as JSON-ready data (GDPR Art. 15 and 20)."""
-    person = _person(session, person_id)
-    scope = _scope(session, person)
-    pid = person.id
+def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
+    """The person's enrolments, each with its course's title, label and context id."""
     enrolments = list(session.exec(select(Enrolment).where(Enrolment.person_id == pid)))
     courses = {
         c.id: c
@@ -235,6 +210,25 @@ def export(
             select(Course).where(col(Course.id).in_([e.course_id for e in enrolments]))
         )
     }
+    return [
+        _row(e)
+        | {
+            "course": {
+                "title": courses[e.course_id].title,
+                "label": courses[e.course_id].label,
+                "context_id": courses[e.course_id].context_id,
+            }
+            if e.course_id in courses
+            else None
+        }
+        for e in enrolments
+    ]
+
+
+def _evidence_of(
+    session: Session, pid: int | None
+) -> tuple[list[Evidence], list[EvidenceRevision]]:
+    """The person's evidence rows and their revisions, oldest first."""
     evidence = list(
         session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
     )
@@ -249,6 +243,11 @@ def export(
         if evidence
         else []
     )
+    return evidence, revisions
+
+
+def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
+    """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
     outbox_ids = [r.id for r in scope.outbox]
     attempts = (
@@ -265,6 +264,22 @@ def export(
     by_row: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
         by_row.setdefault(a.outbox_message_id, []).append(_row(a, without=("outbox_message_id",)))
+    return [
+        _row(r, without=("lease_token",))
+        | {
+            "repository": (
+                {"name": repos[r.repository_id].name, "kind": repos[r.repository_id].kind}
+                if r.repository_id in repos
+                else None
+            ),
+            "attempts": by_row.get(r.id or 0, []),
+        }
+        for r in scope.outbox
+    ]
+
+
+def _consents(session: Session, scope: _Scope) -> list[dict[str, Any]]:
+    """The delivery consents given for the person's credentials."""
     keys = scope.credential_keys
     consents = (
         list(
@@ -275,6 +290,17 @@ def export(
         if keys
         else []
     )
+    return [_row(c) for c in consents]
+
+
+def export(
+    session: Session, *, settings: Settings, person_id: int, now: dt.datetime
+) -> dict[str, Any]:
+    """Everything held about one person, as JSON-ready data (GDPR Art. 15 and 20)."""
+    person = _person(session, person_id)
+    scope = _scope(session, person)
+    pid = person.id
+    evidence, revisions = _evidence_of(session, pid)
 
     def each(model: type[SQLModel], *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
         query = select(model).where(model.person_id == pid)  # type: ignore[attr-defined]
@@ -285,19 +311,7 @@ def export(
         "exported_at": now.isoformat(),
         "issuer": settings.public_base_url,
         "person": _row(person) | {"erased": erased(person)},
-        "enrolments": [
-            _row(e)
-            | {
-                "course": {
-                    "title": courses[e.course_id].title,
-                    "label": courses[e.course_id].label,
-                    "context_id": courses[e.course_id].context_id,
-                }
-                if e.course_id in courses
-                else None
-            }
-            for e in enrolments
-        ],
+        "enrolments": _enrolments(session, pid),
         "lms_user_ids": each(PersonLink),
         "evidence": [_row(e) for e in evidence],
         "evidence_revisions": [_row(r) for r in revisions],
@@ -309,19 +323,8 @@ def export(
             | {"url": issuer_service.credential_url(settings, c.uuid), "jwt": c.jwt}
             for c in scope.credentials
         ],
-        "deliveries": [
-            _row(r, without=("lease_token",))
-            | {
-                "repository": (
-                    {"name": repos[r.repository_id].name, "kind": repos[r.repository_id].kind}
-                    if r.repository_id in repos
-                    else None
-                ),
-                "attempts": by_row.get(r.id or 0, []),
-            }
-            for r in scope.outbox
-        ],
-        "delivery_consents": [_row(c) for c in consents],
+        "deliveries": _deliveries(session, scope),
+        "delivery_consents": _consents(session, scope),
         "email_mismatches": each(EmailMismatch),
         # The session id is the hash of a secret token: when and how, not the id.
         "web_sessions": each(WebSession, without=("id", "launch_id")),
@@ -363,39 +366,11 @@ def _text(value: str | None, words: list[str]) -> str | None:
     return None if value is None else _scrub(value, words)
 
 
-def erase(
-    session: Session,
-    *,
-    settings: Settings,
-    person_id: int,
-    actor: str,
-    now: dt.datetime,
-    revoke: bool = False,
-    reason: str = "the learner asked for their personal data to be erased",
-) -> ErasureReport:
-    """Erase one person's personal data (GDPR Art. 17) in the caller's transaction; see the
-    module docstring for what is removed and what stays. Running it again does nothing more."""
-    person = _person(session, person_id)
-    pid = person.id
-    revoked: list[str] = []
-    if revoke:
-        for cred in _scope(session, person).credentials:
-            if not cred.revoked:
-                flows.revoke_credential(
-                    session, settings=settings, uuid=cred.uuid, reason=reason, actor=actor, now=now
-                )
-                revoked.append(cred.uuid)
-        session.flush()
-    scope = _scope(session, person)
-    # The e-mail address and the full name, where text (an attempt's excerpt, an audit
-    # detail) quotes them; not the parts of a name, nor the LMS id (often a small number),
-    # which would erase the same letters or digits in unrelated text.
-    words = sorted(
-        {w for w in (person.email, person.email.lower(), person.name.strip()) if len(w) >= 3},
-        key=len,
-        reverse=True,
-    )
-
+def _scrub_deliveries(
+    session: Session, scope: _Scope, words: list[str], *, now: dt.datetime
+) -> int:
+    """Cancel the person's deliveries not sent yet (revocations still go out) and scrub their
+    name and e-mail from outbox rows, attempts and audit details; returns the cancelled."""
     cancelled = 0
     for row in scope.outbox:
         if row.status in _NOT_SENT and not row.kind.endswith("_revoked"):
@@ -421,7 +396,12 @@ def erase(
         if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
             event.detail = scrubbed
             session.add(event)
+    return cancelled
 
+
+def _delete_personal_rows(session: Session, pid: int | None) -> dict[str, int]:
+    """Delete the person's evidence, decisions, enrolments, sessions and links; rows deleted
+    per table."""
     deleted: dict[str, int] = {}
 
     def gone(name: str, statement: Any) -> None:
@@ -451,6 +431,44 @@ def erase(
     gone("web_session", delete(WebSession).where(col(WebSession.person_id) == pid))
     gone("person_link", delete(PersonLink).where(col(PersonLink.person_id) == pid))
     gone("email_mismatch", delete(EmailMismatch).where(col(EmailMismatch.person_id) == pid))
+    return deleted
+
+
+def erase(
+    session: Session,
+    *,
+    settings: Settings,
+    person_id: int,
+    actor: str,
+    now: dt.datetime,
+    revoke: bool = False,
+    reason: str = "the learner asked for their personal data to be erased",
+) -> ErasureReport:
+    """Erase one person's personal data (GDPR Art. 17) in the caller's transaction; see the
+    module docstring for what is removed and what stays. Running it again does nothing more."""
+    person = _person(session, person_id)
+    pid = person.id
+    revoked: list[str] = []
+    if revoke:
+        for cred in _scope(session, person).credentials:
+            if not cred.revoked:
+                revoking.revoke_credential(
+                    session, settings=settings, uuid=cred.uuid, reason=reason, actor=actor, now=now
+                )
+                revoked.append(cred.uuid)
+        session.flush()
+    scope = _scope(session, person)
+    # The e-mail address and the full name, where text (an attempt's excerpt, an audit
+    # detail) quotes them; not the parts of a name, nor the LMS id (often a small number),
+    # which would erase the same letters or digits in unrelated text.
+    words = sorted(
+        {w for w in (person.email, person.email.lower(), person.name.strip()) if len(w) >= 3},
+        key=len,
+        reverse=True,
+    )
+
+    cancelled = _scrub_deliveries(session, scope, words, now=now)
+    deleted = _delete_personal_rows(session, pid)
 
     for cred in scope.credentials:
         cred.lti_user_id = ""

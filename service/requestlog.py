@@ -140,3 +140,7 @@ def configure(*, level: str, json_lines: bool) -> None:
             handler.addFilter(RequestIdFilter())
         if json_lines:
             handler.setFormatter(JsonFormatter())
+    # httpx logs a line per request at INFO: the worker's own lines say what each call was
+    # for, and a URL may carry a query secret. DEBUG shows them again.
+    if logging.getLevelName(level.upper()) != logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     evaluation_inline_learners: int = Field(
         default=200,
         ge=0,
-        description="A re-evaluation (instructor page, import, push) of at most this many "
-        "learners runs at once in the request; more are queued for the workers "
-        "(docs/scale.md).",
+        description="A re-evaluation after a CSV import or an API push of at most this many "
+        "learners runs at once in the process that imported; more are queued for the workers "
+        "(docs/scale.md). The pages (launch, Re-evaluate, saved rules) always queue.",
     )
     evaluation_lease_seconds: float = Field(
         default=300.0,
@@ -98,6 +98,14 @@ class Settings(BaseSettings):
         "saved in the LMS reaches a credential in about a minute, for learners who never "
         "open the tool.",
     )
+    sync_full_interval_seconds: int = Field(
+        default=3600,
+        ge=0,
+        description="Scheduled pulls in between read only what changed since the last "
+        "successful pull (Moodle's and Canvas's since filters, with a few minutes of "
+        "overlap); a pull older than this reads the whole course, so results deleted in the "
+        "LMS are deleted here too (0: every pull in full).",
+    )
     launch_sync_interval_seconds: int = Field(
         default=300,
         ge=0,
@@ -107,8 +115,8 @@ class Settings(BaseSettings):
     launch_evaluation_max_age_seconds: int = Field(
         default=3600,
         ge=0,
-        description="Re-evaluate a learner on launch when their inputs are unchanged but their "
-        "last evaluation is older than this (time-dependent rules: recency, expiry).",
+        description="Queue a learner's evaluation on launch when their inputs are unchanged "
+        "but their last evaluation is older than this (time-dependent rules: recency, expiry).",
     )
     # issuer
     verify_rate_limit_per_minute: int = Field(

@@ -22,8 +22,8 @@ from service.app import create_app
 from service.db.engine import session as db_session
 from service.db.models import CourseSetup, ImportRun, OutboxMessage, SourceConnection
 from service.delivery import awards, repositories
-from service.delivery.ags import AgsConnector
 from service.delivery.outbox import AttemptRecord
+from service.delivery.providers.ags import AgsConnector
 from service.delivery.worker import Worker
 from service.issuer import service as issuer_service
 from service.settings import Settings
@@ -228,3 +228,13 @@ def test_the_sample_dashboard_charts_only_metrics_the_service_serves(
         for name in re.findall(r"microcred_\w+", target["expr"])
     }
     assert charted and charted <= served, charted - served
+
+
+@pytest.mark.parametrize(("level", "httpx_level"), [("INFO", logging.WARNING), ("DEBUG", 0)])
+def test_httpx_request_lines_show_only_at_debug(
+    level: str, httpx_level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    httpx_logger = logging.getLogger("httpx")
+    monkeypatch.setattr(httpx_logger, "level", logging.NOTSET)
+    requestlog.configure(level=level, json_lines=False)
+    assert httpx_logger.level == httpx_level

@@ -121,7 +121,7 @@ def test_digits_that_int_refuses_are_malformed_input_everywhere() -> None:
     each refuses '²' and friends as malformed, where ``int`` would have raised."""
     from service.assessment import parse
     from service.assessment.types import PolicyError
-    from service.delivery import webhook
+    from service.delivery.providers import webhook
     from service.issuer import statuslist
 
     entry = {

@@ -122,10 +122,7 @@ def evaluate(
             with ``i`` the position in ``evidence``).
         PolicyError: a floor names a rubric level that a criterion's rubric lacks.
     """
-    if now.utcoffset() is None:
-        raise EvidenceError("now", "needs a time zone (write Z for UTC)")
-    given = evidence if isinstance(evidence, _SEQUENCES) else list(evidence)
-    learner, competency = _check_identity(given, policy, learner)
+    given, learner, competency = _checked(evidence, policy, now, learner)
     ordered = sorted(given, key=_ORDER)
     labels = policy.labels
     plan = _plan(policy)
@@ -135,15 +132,7 @@ def evaluate(
     scores = [s.fraction for s in standing]
     score = aggregate(scores, policy.aggregation, weight=policy.weight, n=policy.n)
 
-    rules: list[RuleResult] = []
-    if policy.recency_days is not None:
-        rules.append(_recency_rule(policy.recency_days, by_recency, labels))
-    if policy.max_attempts is not None:
-        rules.append(_attempts_rule(policy.max_attempts, by_attempts, labels))
-    if policy.require_all or policy.min_results:
-        rules.append(_required_rule(policy, standing))
-    if policy.minimum_score > 0:
-        rules.append(_minimum_rule(policy.minimum_score, score))
+    rules = _rules_for_every_level(policy, standing, score, by_recency, by_attempts)
     climbing = not [r for r in rules if not r.passed]  # rules for every level come first
 
     # Every level's rules are reported, even above the first one missed, so a learner sees
@@ -173,6 +162,70 @@ def evaluate(
             climbing = False
             next_up = level, rule.threshold
 
+    used = _used(standing, passed_over, verified_cache, excluded, policy)
+    gap = _gap(next_up, rules, score)
+
+    # Fields in declaration order: tuple.__new__ skips the named tuple's keyword-taking
+    # __new__, which costs more than a microsecond with eleven fields.
+    decision = (
+        learner,
+        competency,
+        reached,
+        score,
+        policy.basis,  # score_basis
+        tuple(rules),
+        tuple(used),
+        tuple(excluded),
+        gap,
+        policy.version,  # policy_version
+        now,  # evaluated_at
+    )
+    return _new(Decision, decision)
+
+
+def _checked(
+    evidence: Iterable[Evidence], policy: Policy, now: dt.datetime, learner: str
+) -> tuple[Sequence[Evidence], str, str]:
+    """The evidence as a sequence, with its learner and competency, once ``now`` and the
+    evidence's identity are checked (see ``evaluate``'s Raises)."""
+    if now.utcoffset() is None:
+        raise EvidenceError("now", "needs a time zone (write Z for UTC)")
+    given = evidence if isinstance(evidence, _SEQUENCES) else list(evidence)
+    learner, competency = _check_identity(given, policy, learner)
+    return given, learner, competency
+
+
+def _rules_for_every_level(
+    policy: Policy,
+    standing: list[Standing],
+    score: float | None,
+    by_recency: list[Evidence],
+    by_attempts: list[Evidence],
+) -> list[RuleResult]:
+    """Recency, attempts, required results and the minimum score: the rules every level
+    needs, when the policy sets them."""
+    labels = policy.labels
+    rules: list[RuleResult] = []
+    if policy.recency_days is not None:
+        rules.append(_recency_rule(policy.recency_days, by_recency, labels))
+    if policy.max_attempts is not None:
+        rules.append(_attempts_rule(policy.max_attempts, by_attempts, labels))
+    if policy.require_all or policy.min_results:
+        rules.append(_required_rule(policy, standing))
+    if policy.minimum_score > 0:
+        rules.append(_minimum_rule(policy.minimum_score, score))
+    return rules
+
+
+def _used(
+    standing: list[Standing],
+    passed_over: list[Evidence],
+    verified_cache: dict[VerificationLevel, tuple[list[Standing], float | None]],
+    excluded: list[Exclusion],
+    policy: Policy,
+) -> list[Evidence]:
+    """The evidence the decision used; attempts passed over for the score are added to
+    ``excluded``, unless one is the sitting that meets a verification requirement."""
     used = [ev for s in standing for ev in s.sources]
     if passed_over:
         # An attempt passed over for the score may still be the sitting that meets a
@@ -192,7 +245,13 @@ def evaluate(
                 passed_over = [ev for ev in passed_over if id(ev) not in verifying]
         why = _passed_over_text(policy.attempt_grading)
         excluded.extend([_new(Exclusion, (ev, why)) for ev in passed_over])
+    return used
 
+
+def _gap(
+    next_up: tuple[Level, float] | None, rules: list[RuleResult], score: float | None
+) -> Gap | None:
+    """What stands between the learner and the next level, if there is one."""
     gap: Gap | None = None
     if next_up is not None:
         level, threshold = next_up
@@ -203,23 +262,7 @@ def evaluate(
         if score is None or score + EPSILON < threshold:
             short = threshold - (score or 0.0)
         gap = _new(Gap, (level, missing, short))
-
-    # Fields in declaration order: tuple.__new__ skips the named tuple's keyword-taking
-    # __new__, which costs more than a microsecond with eleven fields.
-    decision = (
-        learner,
-        competency,
-        reached,
-        score,
-        policy.basis,  # score_basis
-        tuple(rules),
-        tuple(used),
-        tuple(excluded),
-        gap,
-        policy.version,  # policy_version
-        now,  # evaluated_at
-    )
-    return _new(Decision, decision)
+    return gap
 
 
 def evaluate_all(

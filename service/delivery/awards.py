@@ -20,90 +20,25 @@ from sqlmodel import Session, select
 
 from service.db.models import DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import utcnow
-from service.delivery import outbox, repositories
+from service.delivery import outbox, providers, repositories
+from service.delivery.types import CredentialSnapshot
 from service.errors import BadInput, NotFound
 
 __all__ = [
-    "ISSUE_KINDS",
     "CredentialSnapshot",
     "enqueue_issue",
+    "issue_kinds",
     "propagate_revocation",
     "propagate_upgrade",
     "set_consent",
 ]
 
-ISSUE_KINDS = frozenset(
-    {
-        "credly.issue_badge",
-        "credly.replace_badge",
-        "badgr.issue_assertion",
-        "webhook.credential_issued",
-        "webhook.credential_upgraded",
-        "ags.post_score",
-    }
-)
 C = outbox.C
 
 
-@dataclasses.dataclass(frozen=True)
-class CredentialSnapshot:
-    """Everything the connectors need about one credential at one level."""
-
-    credential_id: str
-    person_id: int | None
-    recipient_email: str
-    given_name: str
-    family_name: str
-    competency: str
-    level: str
-    issued_at: dt.datetime
-    credential_url: str
-    competency_name: str = ""
-    evidence_url: str | None = None
-    expires_at: dt.datetime | None = None
-    narrative: str | None = None
-    locale: str | None = None
-    # Opaque to delivery: what the injected AGS poster needs (line item, user id, score).
-    ags: dict[str, Any] | None = None
-
-    def payload(self) -> dict[str, Any]:
-        if self.issued_at.tzinfo is None:
-            raise ValueError("issued_at must be timezone-aware (Credly needs the offset)")
-        p: dict[str, Any] = {
-            "credential_id": self.credential_id,
-            "recipient_email": self.recipient_email,
-            "given_name": self.given_name,
-            "family_name": self.family_name,
-            "competency": self.competency,
-            "competency_name": self.competency_name,
-            "level": self.level,
-            "issued_at": self.issued_at.isoformat(),
-            "credential_url": self.credential_url,
-            # Credly's earner id: stable per credential and level (our idempotency key).
-            "issuer_earner_id": f"{self.credential_id}:{self.level}",
-        }
-        for key in ("evidence_url", "narrative", "locale"):
-            if getattr(self, key):
-                p[key] = getattr(self, key)
-        if self.expires_at:
-            p["expires_at"] = self.expires_at.isoformat()
-        return p
-
-
-def _issue_kind(repo: DeliveryRepository, snap: CredentialSnapshot) -> str | None:
-    return {
-        "credly": "credly.issue_badge",
-        "badgr": "badgr.issue_assertion",
-        "webhook": "webhook.credential_issued",
-        "ags": "ags.post_score" if snap.ags is not None else None,
-    }.get(repo.kind)
-
-
-def _payload(kind: str, snap: CredentialSnapshot) -> dict[str, Any]:
-    p = snap.payload()
-    if kind == "ags.post_score":
-        p["ags"] = snap.ags
-    return p
+def issue_kinds() -> frozenset[str]:
+    """Every row kind that puts a credential in a repository."""
+    return frozenset().union(*(p.issue_kinds for p in providers.registered()))
 
 
 def enqueue_issue(
@@ -130,18 +65,21 @@ def enqueue_issue(
     for repo in repositories.enabled(session):
         if wanted is not None and repo.id not in wanted:
             continue
-        kind = _issue_kind(repo, snapshot)
-        if kind is None:
+        provider = providers.get(repo.kind)
+        payload = provider.payload(snapshot)
+        if payload is None:
             continue
+        kind = provider.issue_kind
         rows.append(
             outbox.enqueue(
                 session,
                 credential_id=snapshot.credential_id,
                 kind=kind,
                 idempotency_key=f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}",
-                payload=_payload(kind, snapshot),
+                payload=payload,
                 repository_id=repo.id,
                 person_id=snapshot.person_id,
+                personal=provider.by_email,
                 now=now,
             )
         )
@@ -170,7 +108,9 @@ def _withdraw(
     Rows for ``keep_level`` are left alone (an upgrade to that level was already queued).
     """
     q = select(OutboxMessage).where(
-        C.credential_id == credential_id, C.kind.in_(ISSUE_KINDS), C.repository_id.is_not(None)
+        C.credential_id == credential_id,
+        C.kind.in_(issue_kinds()),
+        C.repository_id.is_not(None),
     )
     if repository_id is not None:
         q = q.where(C.repository_id == repository_id)
@@ -272,19 +212,14 @@ def _revoke_row(
     *,
     suffix: str,
 ) -> OutboxMessage | None:
-    if not reach.reached:
+    provider = providers.get(reach.repo.kind)
+    kind = provider.revoke_kind
+    if not reach.reached or kind is None:  # e.g. the gradebook keeps its score
         return None
-    kind = {
-        "credly": "credly.revoke_badge",
-        "badgr": "badgr.revoke_assertion",
-        "webhook": "webhook.credential_revoked",
-    }.get(reach.repo.kind)
-    if kind is None:
-        return None  # the gradebook keeps its score; the LMS owns grades
     last = reach.reached[-1]
-    payload: dict[str, Any] = {"reason": reason, "targets": _targets(reach.reached)}
-    if kind.startswith("webhook."):
-        payload = {"reason": reason, "credential_id": credential_id}
+    payload = provider.revoke_payload(
+        reason=reason, credential_id=credential_id, targets=_targets(reach.reached)
+    )
     return outbox.enqueue(
         session,
         credential_id=credential_id,
@@ -325,46 +260,35 @@ def propagate_upgrade(
     cid, level = snapshot.credential_id, snapshot.level
     rows: list[OutboxMessage] = []
     for reach in _withdraw(session, cid, now, keep_level=level):
-        repo = reach.repo
-        dep = reach.in_flight.id if reach.in_flight else None
-        base = _payload(_issue_kind(repo, snapshot) or "", snapshot)
-
-        def add(
-            kind: str, payload: dict[str, Any], dep_id: int | None = dep, rid: int | None = repo.id
-        ) -> None:
-            rows.append(
-                outbox.enqueue(
-                    session,
-                    credential_id=cid,
-                    kind=kind,
-                    idempotency_key=f"{kind}:{rid}:{cid}:{level}",
-                    payload=payload,
-                    repository_id=rid,
-                    person_id=snapshot.person_id,
-                    depends_on_id=dep_id,
-                    now=now,
-                )
-            )
-
+        repo, provider = reach.repo, providers.get(reach.repo.kind)
+        base = provider.payload(snapshot)
+        if base is None:
+            continue
         reached = [r for r in reach.reached if r.payload.get("level") != level]
-        if repo.kind == "credly":
-            if reached:
-                add(
-                    "credly.replace_badge",
-                    base | {"replaces": _targets(reached), "reason": reason},
-                )
-            else:
-                add("credly.issue_badge", base)
-        elif repo.kind == "badgr":
-            if reached:
-                rev = _revoke_row(session, reach, cid, reason, now, suffix=f":upgrade:{level}")
-                if rev is not None:
-                    rows.append(rev)
-            add("badgr.issue_assertion", base)
-        elif repo.kind == "webhook":
-            add("webhook.credential_upgraded" if reached else "webhook.credential_issued", base)
-        elif repo.kind == "ags" and snapshot.ags is not None:
-            add("ags.post_score", base)
+        kind = provider.issue_kind
+        if reached and provider.replace_kind:
+            kind = provider.replace_kind
+            base |= {"replaces": _targets(reached), "reason": reason}
+        elif reached and provider.upgrade_kind:
+            kind = provider.upgrade_kind
+        elif reached:
+            rev = _revoke_row(session, reach, cid, reason, now, suffix=f":upgrade:{level}")
+            if rev is not None:
+                rows.append(rev)
+        rows.append(
+            outbox.enqueue(
+                session,
+                credential_id=cid,
+                kind=kind,
+                idempotency_key=f"{kind}:{repo.id}:{cid}:{level}",
+                payload=base,
+                repository_id=repo.id,
+                person_id=snapshot.person_id,
+                depends_on_id=reach.in_flight.id if reach.in_flight else None,
+                personal=provider.by_email,
+                now=now,
+            )
+        )
     return rows
 
 

@@ -21,6 +21,8 @@ repository before sending again (reference/security.md §3.2 point 3).
 
 from __future__ import annotations
 
+from service import httpretry
+
 __all__ = [
     "ConnectionFailed",
     "ConnectorError",
@@ -36,8 +38,6 @@ __all__ = [
     "UnexpectedAnswer",
     "error_for_status",
 ]
-
-RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 class ConnectorError(Exception):
@@ -110,7 +110,7 @@ def error_for_status(
     """The error for an HTTP status that is not a success."""
     if status == 429 or (status == 503 and retry_after is not None):
         return RateLimited(detail, status=status, excerpt=excerpt, retry_after=retry_after)
-    if status in RETRYABLE_STATUSES:
+    if status in httpretry.RETRYABLE_STATUSES:
         # The server received the request: a 5xx may have been applied.
         return ServerError(
             detail, status=status, excerpt=excerpt, retry_after=retry_after, uncertain=True

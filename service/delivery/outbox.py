@@ -32,16 +32,14 @@ from sqlalchemy import Engine, Table, and_, exists, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
-from service import requestlog
+from service import httpretry, requestlog
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import row_id, utcnow
-from service.delivery import backoff
 from service.delivery.errors import ConnectorError, FinalError, RateLimited
 from service.errors import Conflict, NotFound
 
 __all__ = [
-    "THIRD_PARTY_KINDS",
     "AttemptRecord",
     "Claimed",
     "Outcome",
@@ -57,10 +55,6 @@ __all__ = [
     "retry",
 ]
 
-# Kinds that send personal data to a third party: held while the repository asks for consent.
-THIRD_PARTY_KINDS = frozenset(
-    {"credly.issue_badge", "credly.replace_badge", "badgr.issue_assertion"}
-)
 TERMINAL = ("delivered", "cancelled", "dead")
 # Core columns of the outbox table: typed SQL expressions for the queries below.
 OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
@@ -81,12 +75,13 @@ def enqueue(
     person_id: int | None = None,
     depends_on_id: int | None = None,
     due_at: dt.datetime | None = None,
+    personal: bool = False,
     now: dt.datetime | None = None,
 ) -> OutboxMessage:
     """Add one delivery row to the caller's transaction (``add`` + ``flush``, no commit).
 
     The same ``idempotency_key`` twice returns the existing row, so a repeated award
-    causes one delivery. A third-party row whose repository asks for consent is
+    causes one delivery. A ``personal`` row whose repository asks for consent is
     ``held`` until the learner agrees (``cancelled`` if they refused).
 
     Args:
@@ -99,6 +94,7 @@ def enqueue(
         person_id: the learner, to detect e-mail changes later.
         depends_on_id: a row that must finish (delivered, cancelled or dead) first.
         due_at: earliest delivery time (default now).
+        personal: the row gives the learner's personal data to a third party.
         now: current time (default the clock).
 
     Returns:
@@ -113,7 +109,7 @@ def enqueue(
         return existing
     now = now or utcnow()
     status = "pending"
-    if repository_id is not None and kind in THIRD_PARTY_KINDS:
+    if repository_id is not None and personal:
         status = _consent_status(session, credential_id=credential_id, repository_id=repository_id)
     row = OutboxMessage(
         credential_id=credential_id,
@@ -429,7 +425,9 @@ def finish_many(
                     values["status"] = "dead"
                 else:
                     outcome = "uncertain" if error.uncertain else "retry"
-                    delay = backoff.next_delay(job.attempt, retry_after=error.retry_after, rng=rng)
+                    delay = httpretry.next_delay(
+                        job.attempt, retry_after=error.retry_after, rng=rng
+                    )
                     next_due = now + dt.timedelta(seconds=delay)
                     values["due_at"] = next_due
             changed = s.execute(
@@ -472,7 +470,7 @@ def finish_many(
 def _pause(s: Session, repository_id: int, error: ConnectorError, now: dt.datetime) -> None:
     """Pause the repository until the rate limit's Retry-After (the backoff's first step
     when it gave none); a later, shorter pause never shortens a longer one."""
-    seconds = error.retry_after if error.retry_after is not None else backoff.BASE_SECONDS
+    seconds = error.retry_after if error.retry_after is not None else httpretry.BASE_SECONDS
     until = now + dt.timedelta(seconds=max(seconds, 0.0))
     s.execute(
         update(REPO)

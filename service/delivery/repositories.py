@@ -6,25 +6,22 @@ import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from sqlmodel import Session, select
 
 from service.db import engine as db_engine
 from service.db.models import Competency, DeliveryRepository
 from service.db.types import row_id, utcnow
-from service.delivery import credly
+from service.delivery import providers
 from service.delivery.types import RepositoryConfig
 from service.errors import BadInput, NotFound
 
 __all__ = [
-    "KINDS",
     "LEVELS",
     "TOKEN_WARNING_DAYS",
     "TokenWarning",
     "check_template_keys",
     "create",
-    "credly_base_url",
     "get",
     "list_all",
     "snapshots",
@@ -32,7 +29,6 @@ __all__ = [
     "update",
 ]
 
-KINDS = ("credly", "badgr", "webhook", "ags")
 LEVELS = ("beginning", "intermediate", "advanced")
 TOKEN_WARNING_DAYS = 14
 COL = DeliveryRepository.__table__.c  # type: ignore[attr-defined]
@@ -49,26 +45,17 @@ def create(
     consent_policy: str = "automatic",
     now: dt.datetime | None = None,
 ) -> DeliveryRepository:
-    """Add a repository. A Credly token without a given expiry expires 180 days from now."""
+    """Add a repository. A secret without a given expiry gets its kind's lifetime (Credly:
+    180 days from now)."""
     now = now or utcnow()
-    if kind not in KINDS:
-        raise BadInput(f"repository kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    provider = providers.get(kind)
     if consent_policy not in ("automatic", "ask"):
         raise BadInput("consent_policy must be 'automatic' or 'ask'")
-    if kind == "credly":
-        if not config.get("organization_id"):
-            raise BadInput("a Credly repository needs config.organization_id")
-        if config.get("base_url"):
-            config = {**config, "base_url": credly_base_url(str(config["base_url"]))}
-        if not config.get("base_url") and config.get("environment") not in credly.BASE_URLS:
-            raise BadInput("a Credly repository needs config.environment: sandbox or production")
-        if secret and secret_expires_at is None:
-            secret_expires_at = now + dt.timedelta(days=credly.TOKEN_LIFETIME_DAYS)
-    if kind == "webhook" and not str(config.get("url", "")).startswith(("https://", "http://")):
-        raise BadInput("a webhook repository needs config.url (https://…)")
-    map_key = _MAP_KEYS.get(kind)
-    if map_key and config.get(map_key):
-        check_template_keys(session, config[map_key], option=map_key)
+    config = provider.check_config(config)
+    if secret and secret_expires_at is None and provider.secret_days:
+        secret_expires_at = now + dt.timedelta(days=provider.secret_days)
+    if provider.map_key and config.get(provider.map_key):
+        check_template_keys(session, config[provider.map_key], option=provider.map_key)
     repo = DeliveryRepository(
         kind=kind,
         name=name,
@@ -96,11 +83,15 @@ def update(
     enabled: bool | None = None,
     now: dt.datetime | None = None,
 ) -> DeliveryRepository:
-    """Change a repository. A new Credly token without a given expiry gets 180 days."""
+    """Change a repository. A new secret without a given expiry gets its kind's lifetime
+    (Credly: 180 days)."""
     now = now or utcnow()
     repo = get(session, ref)
+    provider = providers.get(repo.kind)
     if templates:
-        key = "badge_classes" if repo.kind == "badgr" else "templates"
+        key = provider.map_key
+        if key is None:
+            raise BadInput(f"a {repo.kind} repository has no template map")
         check_template_keys(session, templates, option=key)
         config = dict(repo.config)
         config[key] = {**(config.get(key) or {}), **templates}
@@ -109,8 +100,8 @@ def update(
         repo.secret = secret
         repo.access_token = repo.refresh_token = None
         repo.access_token_expires_at = None
-        if secret_expires_at is None and repo.kind == "credly":
-            secret_expires_at = now + dt.timedelta(days=credly.TOKEN_LIFETIME_DAYS)
+        if secret_expires_at is None and provider.secret_days:
+            secret_expires_at = now + dt.timedelta(days=provider.secret_days)
         repo.secret_expires_at = secret_expires_at
     if consent_policy is not None:
         if consent_policy not in ("automatic", "ask"):
@@ -123,31 +114,6 @@ def update(
     session.flush()
     db_engine.forget(session, "repositories")
     return repo
-
-
-_MAP_KEYS = {"credly": "templates", "badgr": "badge_classes"}
-
-
-def credly_base_url(given: str) -> str:
-    """The Credly API base URL ending in ``/v1``, from one given with or without it.
-
-    Credly answers every path outside ``/v1`` with a bare 404, so a base URL with any other
-    path is refused here rather than dead-lettering every delivery later.
-    """
-    parts = urlsplit(given.strip())
-    path = parts.path.rstrip("/")
-    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
-        raise BadInput(
-            f"the Credly base URL {given!r} is not an http(s) address: give the API host, "
-            f"e.g. {credly.BASE_URLS['sandbox']}"
-        )
-    if path not in ("", "/v1"):
-        raise BadInput(
-            f"the Credly base URL {given!r} has the path {parts.path!r}; Credly's API lives "
-            f"under /v1 (e.g. {credly.BASE_URLS['sandbox']}): give the host with or without "
-            "/v1, nothing else"
-        )
-    return urlunsplit((parts.scheme, parts.netloc, "/v1", "", ""))
 
 
 def check_template_keys(session: Session, mapping: dict[str, Any], *, option: str) -> None:

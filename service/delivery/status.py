@@ -13,8 +13,8 @@ from sqlmodel import Session, select
 
 from service.db.models import DeliveryConsent, DeliveryRepository, EmailMismatch, OutboxMessage
 from service.db.types import utcnow
-from service.delivery import outbox
-from service.delivery.awards import ISSUE_KINDS
+from service.delivery import outbox, providers
+from service.delivery.awards import issue_kinds
 from service.errors import Conflict, NotFound
 
 __all__ = [
@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 C = outbox.C
-EMAIL_KINDS = ("credly.issue_badge", "credly.replace_badge", "badgr.issue_assertion")
-REVOKE_KINDS = ("credly.revoke_badge", "badgr.revoke_assertion", "webhook.credential_revoked")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +74,7 @@ def destinations(session: Session, *, credential_id: str) -> list[Destination]:
             select(DeliveryConsent).where(cc.credential_id == credential_id)
         ).all()
     }
+    issuing = issue_kinds()
     by_repo: dict[int, list[OutboxMessage]] = {}
     for r in rows:
         assert r.repository_id is not None
@@ -84,14 +83,15 @@ def destinations(session: Session, *, credential_id: str) -> list[Destination]:
     for rid, items in by_repo.items():
         repo = session.get(DeliveryRepository, rid)
         assert repo is not None
-        issues = [r for r in items if r.kind in ISSUE_KINDS]
-        revokes = [r for r in items if r.kind in REVOKE_KINDS]
+        provider = providers.get(repo.kind)
+        issues = [r for r in items if r.kind in issuing]
+        revokes = [r for r in items if r.kind == provider.revoke_kind]
         latest = issues[-1] if issues else items[-1]
         state, detail = _state(latest)
         delivered_at = latest.delivered_at
         if revokes and revokes[-1].status == "delivered" and latest.id < revokes[-1].id:  # type: ignore[operator]
             state, detail, delivered_at = "revoked", revokes[-1].payload.get("reason"), None
-        if repo.consent_policy != "ask" or repo.kind not in ("credly", "badgr"):
+        if repo.consent_policy != "ask" or not provider.by_email:
             consent = "not_needed"
         elif rid in consents:
             consent = "granted" if consents[rid] else "refused"
@@ -136,9 +136,10 @@ def detect_email_change(
     """
     now = now or utcnow()
     new_norm = new_email.strip().lower()
+    by_email = [k for p in providers.registered() if p.by_email for k in p.issue_kinds]
     delivered = session.exec(
         select(OutboxMessage).where(
-            C.person_id == person_id, C.kind.in_(EMAIL_KINDS), C.status == "delivered"
+            C.person_id == person_id, C.kind.in_(by_email), C.status == "delivered"
         )
     ).all()
     found = []
@@ -198,7 +199,8 @@ def resend_mismatch(
     original = session.get(OutboxMessage, m.outbox_message_id)
     assert original is not None
     tag = hashlib.sha256(m.current_email.lower().encode()).hexdigest()[:10]
-    kind = "badgr.issue_assertion" if original.kind.startswith("badgr.") else "credly.issue_badge"
+    provider = providers.of_row(original.kind)
+    kind = provider.issue_kind
     payload = {k: v for k, v in original.payload.items() if k not in ("replaces", "reason")}
     payload["recipient_email"] = m.current_email
     payload["issuer_earner_id"] = f"{original.payload.get('issuer_earner_id', '')}:{tag}"
@@ -210,6 +212,7 @@ def resend_mismatch(
         payload=payload,
         repository_id=original.repository_id,
         person_id=original.person_id,
+        personal=provider.by_email,
         now=now,
     )
     m.resolved_at, m.resolution = now, "resent"

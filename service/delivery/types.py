@@ -1,15 +1,30 @@
-"""Value types shared by the worker and the connectors."""
+"""Value types shared by the worker, the award path and the providers, and the one
+interface every repository provider implements (``Provider``)."""
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as dt
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
 
-__all__ = ["Connector", "RepositoryConfig"]
+__all__ = [
+    "Clock",
+    "Connector",
+    "ConnectorDeps",
+    "CredentialSnapshot",
+    "Provider",
+    "RepositoryConfig",
+    "SaveTokens",
+    "ScorePoster",
+    "TokenSet",
+]
+
+Clock = Callable[[], dt.datetime]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +57,51 @@ class RepositoryConfig:
         return str(table[key])
 
 
+@dataclasses.dataclass(frozen=True)
+class CredentialSnapshot:
+    """Everything the connectors need about one credential at one level."""
+
+    credential_id: str
+    person_id: int | None
+    recipient_email: str
+    given_name: str
+    family_name: str
+    competency: str
+    level: str
+    issued_at: dt.datetime
+    credential_url: str
+    competency_name: str = ""
+    evidence_url: str | None = None
+    expires_at: dt.datetime | None = None
+    narrative: str | None = None
+    locale: str | None = None
+    # Opaque to delivery: what the injected AGS poster needs (line item, user id, score).
+    ags: dict[str, Any] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        if self.issued_at.tzinfo is None:
+            raise ValueError("issued_at must be timezone-aware (Credly needs the offset)")
+        p: dict[str, Any] = {
+            "credential_id": self.credential_id,
+            "recipient_email": self.recipient_email,
+            "given_name": self.given_name,
+            "family_name": self.family_name,
+            "competency": self.competency,
+            "competency_name": self.competency_name,
+            "level": self.level,
+            "issued_at": self.issued_at.isoformat(),
+            "credential_url": self.credential_url,
+            # Credly's earner id: stable per credential and level (our idempotency key).
+            "issuer_earner_id": f"{self.credential_id}:{self.level}",
+        }
+        for key in ("evidence_url", "narrative", "locale"):
+            if getattr(self, key):
+                p[key] = getattr(self, key)
+        if self.expires_at:
+            p["expires_at"] = self.expires_at.isoformat()
+        return p
+
+
 class Connector(Protocol):
     """Delivers one kind family. ``deliver`` returns the result to store (e.g. the remote
     id) or raises a ``ConnectorError``; it notes each request on ``record``."""
@@ -51,3 +111,89 @@ class Connector(Protocol):
     def deliver(
         self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
     ) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenSet:
+    """A repository's OAuth2 tokens (stored encrypted on its row, shared by every worker)."""
+
+    access: str
+    refresh: str | None
+    expires_at: dt.datetime
+
+
+# save(repository_id, tokens): persist a repository's new OAuth2 tokens (encrypted).
+SaveTokens = Callable[[int, TokenSet], None]
+# poster(payload, record) -> result dict; raises service.delivery.errors.ConnectorError.
+ScorePoster = Callable[[dict[str, Any], AttemptRecord], dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectorDeps:
+    """What a provider may need to build its connector (the worker wires them)."""
+
+    clock: Clock
+    save_tokens: SaveTokens | None = None
+    ags_poster: ScorePoster | None = None  # the LTI gradebook poster (service.flows)
+
+
+class Provider(abc.ABC):
+    """One kind of repository (Credly, Canvas Credentials, a webhook, the gradebook): how it
+    is configured, which outbox rows an award queues for it, and the connector that
+    delivers them. Each is one module of ``service.delivery.providers`` holding a
+    ``PROVIDER`` instance (docs/delivery.md, "Adding a repository provider")."""
+
+    kind: ClassVar[str]
+    # What the repository's secret is, to ask for it; None: this kind has none.
+    prompt: ClassVar[str | None] = None
+    # Days a new secret lasts when no expiry is given (warnings start 14 days before).
+    secret_days: ClassVar[int | None] = None
+    # Config key of the COMPETENCY:LEVEL -> remote id map, if the kind has one.
+    map_key: ClassVar[str | None] = None
+    # `microcred repository add` options stored in the config: option name -> config key.
+    options: ClassVar[Mapping[str, str]] = {}
+    # A third party that knows the earner by e-mail: the repository's consent policy holds
+    # the issues, and an LMS e-mail changed after delivery is flagged for re-sending.
+    by_email: ClassVar[bool] = False
+    issue_kind: ClassVar[str]
+    revoke_kind: ClassVar[str | None] = None  # None: a revocation leaves it alone
+    # An upgrade queues one row that issues the new level and revokes the old ...
+    replace_kind: ClassVar[str | None] = None
+    # ... or an event of its own; with neither, it revokes (if it can), then issues.
+    upgrade_kind: ClassVar[str | None] = None
+
+    @property
+    def issue_kinds(self) -> frozenset[str]:
+        """The row kinds that put a credential there."""
+        return frozenset(k for k in (self.issue_kind, self.replace_kind, self.upgrade_kind) if k)
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        return self.issue_kinds | ({self.revoke_kind} if self.revoke_kind else set())
+
+    def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """The configuration to store; raises ``BadInput`` naming what is wrong."""
+        return config
+
+    def payload(self, snapshot: CredentialSnapshot) -> dict[str, Any] | None:
+        """The payload of an issue row; None: this credential does not go there."""
+        return snapshot.payload()
+
+    def revoke_payload(
+        self, *, reason: str, credential_id: str, targets: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The payload of a revoke row: ``targets`` are the badges it may hold."""
+        return {"reason": reason, "targets": targets}
+
+    @abc.abstractmethod
+    def connector(self, deps: ConnectorDeps) -> Connector | None:
+        """The connector delivering this kind's rows; None: not wired in this process."""
+
+    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]] | None:
+        """Check a repository without changing anything: a summary and the problems found
+        (None: this kind has no test). Raises ``ConnectorError`` when it does not work."""
+        return None
+
+    def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
+        """How the learner's data sent there is erased (the learner data export)."""
+        return f"Ask the operator of {name} to erase what it was sent{ref}."

@@ -24,23 +24,25 @@ from typing import Any
 
 from sqlalchemy import Engine, update
 
-from service import requestlog
+from service import httpretry, requestlog
 from service.db.engine import session as db_session
 from service.db.models import DeliveryRepository
 from service.db.types import utcnow
-from service.delivery import backoff, outbox, repositories
-from service.delivery.ags import AgsConnector, ScorePoster
-from service.delivery.badgr import BadgrConnector, TokenSet
-from service.delivery.credly import CredlyConnector
+from service.delivery import outbox, providers, repositories
 from service.delivery.errors import ConnectorError, RateLimited, RetryableError
-from service.delivery.types import Connector, RepositoryConfig
-from service.delivery.webhook import WebhookConnector
+from service.delivery.types import (
+    Clock,
+    Connector,
+    ConnectorDeps,
+    RepositoryConfig,
+    ScorePoster,
+    TokenSet,
+)
 
 __all__ = ["Job", "Worker", "build_connectors"]
 
 log = logging.getLogger(__name__)
 REPO_TTL_SECONDS = 5.0
-Clock = Callable[[], dt.datetime]
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Job:
 def build_connectors(
     engine: Engine, *, clock: Clock = utcnow, ags_poster: ScorePoster | None = None
 ) -> list[Connector]:
-    """The standard connectors; AGS only when the LTI poster is wired in (service.flows)."""
+    """Every provider's connector; AGS only when the LTI poster is wired in (service.flows)."""
 
     def save_tokens(repository_id: int, tok: TokenSet) -> None:
         with db_session(engine, write=True) as s:
@@ -72,14 +74,9 @@ def build_connectors(
             )
             s.commit()
 
-    connectors: list[Connector] = [
-        CredlyConnector(clock=clock),
-        BadgrConnector(clock=clock, save_tokens=save_tokens),
-        WebhookConnector(clock=clock),
-    ]
-    if ags_poster is not None:
-        connectors.append(AgsConnector(ags_poster))
-    return connectors
+    deps = ConnectorDeps(clock=clock, save_tokens=save_tokens, ags_poster=ags_poster)
+    built = (p.connector(deps) for p in providers.registered())
+    return [c for c in built if c is not None]
 
 
 class Worker:
@@ -184,7 +181,7 @@ class Worker:
             log.exception("delivery of %s (%s) failed unexpectedly", job.uuid, job.kind)
             error = RetryableError(f"unexpected error: {type(exc).__name__}: {exc}", uncertain=True)
         if isinstance(error, RateLimited) and job.repository_id is not None:
-            wait = error.retry_after if error.retry_after is not None else backoff.BASE_SECONDS
+            wait = error.retry_after if error.retry_after is not None else httpretry.BASE_SECONDS
             until = self.clock() + dt.timedelta(seconds=wait)
             with self._pause_lock:
                 current = self._pauses.get(job.repository_id)

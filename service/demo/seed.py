@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import (
     Course,
@@ -34,6 +33,7 @@ from service.demo import moodle_ws
 from service.demo.config import DemoConfig
 from service.demo.course import Course as SampleCourse
 from service.demo.course import sample_course
+from service.flows import wiring
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from service.sources import store
@@ -276,7 +276,7 @@ def seed(engine: Engine, config: DemoConfig, *, platform_id: int) -> int:
         _policies(s, course.id, sample)
         _roster(s, platform_id, course.id, sample)
         connection = _connection(s, platform_id, config)
-        setup = flows.connect_source(
+        setup = wiring.connect_source(
             s,
             course_id=course.id,
             connection_id=connection.id,

@@ -82,9 +82,15 @@ class BakedCredential:
         return value if isinstance(value, dict) else None
 
 
+_NOT_XML_TEXT = re.compile("[\ud800-\udfff\ufffe\uffff]")
+
+
 def _payload(credential: dict[str, Any] | str) -> BakedCredential:
     if isinstance(credential, dict):
         text = json.dumps(credential, ensure_ascii=False, separators=(",", ":"))
+        # Lone surrogates cannot be encoded as UTF-8 and U+FFFE/U+FFFF are not XML
+        # characters: written as JSON escapes they read back as the same document.
+        text = _NOT_XML_TEXT.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
         return BakedCredential(text=text, format="json")
     if isinstance(credential, str):
         stripped = credential.strip()

@@ -45,10 +45,12 @@ from service.issuer.inputs import (
     SUPERVISION_LABELS,
     Alignment,
     AwardInput,
+    EuElements,
     EvidenceItem,
     IssuerProfile,
     Learner,
     LevelTemplate,
+    ScaleLevel,
 )
 
 __all__ = [
@@ -175,6 +177,26 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
     }
     if template.image_url:
         ach["image"] = {"id": template.image_url, "type": "Image", "caption": ach["name"]}
+    alignments = _alignments(template)
+    if alignments:
+        ach["alignment"] = alignments
+    ach["resultDescription"] = _result_descriptions(template, level, ach_id)
+    if eu.ects_credits is not None:
+        ach["creditsAvailable"] = eu.ects_credits
+        ach["ectsCredits"] = eu.ects_credits
+    if eu.field_of_study:
+        ach["fieldOfStudy"] = eu.field_of_study
+    if template.tags:
+        ach["tag"] = list(template.tags)
+    if template.version:
+        ach["version"] = template.version
+    _add_eu_elements(ach, eu)
+    return ach
+
+
+def _alignments(template: LevelTemplate) -> list[dict[str, Any]]:
+    """The template's alignments, and the EQF level as one."""
+    eu = template.eu
     alignments = [_alignment(a) for a in template.alignments]
     if eu.eqf_level is not None:
         alignments.append(
@@ -187,8 +209,13 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
                 "targetUrl": EQF_CONCEPT.format(level=eu.eqf_level),
             }
         )
-    if alignments:
-        ach["alignment"] = alignments
+    return alignments
+
+
+def _result_descriptions(
+    template: LevelTemplate, level: ScaleLevel, ach_id: str
+) -> list[dict[str, Any]]:
+    """The competency level scale, then one description per rubric criterion."""
     # No ``allowedValue``: ``rubricCriterionLevel`` already lists the levels low to high,
     # and the identical RDF lists it would add to every description force RDFC-1.0 into
     # its slow n-degree hashing (measured in bench/sign.py).
@@ -240,17 +267,11 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
                 ],
             }
         )
-    ach["resultDescription"] = descriptions
-    if eu.ects_credits is not None:
-        ach["creditsAvailable"] = eu.ects_credits
-        ach["ectsCredits"] = eu.ects_credits
-    if eu.field_of_study:
-        ach["fieldOfStudy"] = eu.field_of_study
-    if template.tags:
-        ach["tag"] = list(template.tags)
-    if template.version:
-        ach["version"] = template.version
-    # EU elements without an OB 3.0 field (microcred-eu-v1 context).
+    return descriptions
+
+
+def _add_eu_elements(ach: dict[str, Any], eu: EuElements) -> None:
+    """EU elements without an OB 3.0 field (microcred-eu-v1 context)."""
     ach["learningOutcome"] = list(eu.learning_outcomes)
     if eu.workload_hours is not None:
         ach["notionalWorkloadHours"] = eu.workload_hours
@@ -264,7 +285,41 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
     ach["integrationStackability"] = eu.integration_stackability
     if eu.further_information:
         ach["furtherInformation"] = eu.further_information
-    return ach
+
+
+def _results(award: AwardInput, ach_id: str) -> list[dict[str, Any]]:
+    """The achieved level, each rubric criterion's level, and a grade the level does not say.
+
+    Raises:
+        BadInput: a criterion or its level is not in the template.
+    """
+    template = award.template
+    level = template.level(award.level_key)
+    results: list[dict[str, Any]] = [
+        {
+            "type": ["Result"],
+            "resultDescription": f"{ach_id}#level-scale",
+            "achievedLevel": _level_ref(ach_id, level.key),
+            "value": level.name,
+        }
+    ]
+    crit_by_key = {c.key: c for c in template.rubric_criteria}
+    for crit_key, lvl_key in sorted(award.criterion_levels.items()):
+        crit = crit_by_key.get(crit_key)
+        if crit is None or lvl_key not in {lv.key for lv in crit.levels}:
+            raise BadInput(
+                f"rubric criterion {crit_key!r} / level {lvl_key!r} is not in the template"
+            )
+        results.append(
+            {
+                "type": ["Result"],
+                "resultDescription": _criterion_ref(ach_id, crit_key),
+                "achievedLevel": _criterion_ref(ach_id, crit_key, lvl_key),
+            }
+        )
+    if award.grade and award.grade != level.name:  # the level's Result already says it
+        results.append({"type": ["Result"], "value": award.grade})
+    return results
 
 
 def _identifiers(learner: Learner, salt: str) -> list[dict[str, Any]]:
@@ -344,31 +399,7 @@ def build_credential(
     template = award.template
     achievement = build_achievement(template, award.level_key, base_url=base_url)
     ach_id = achievement["id"]
-    level = template.level(award.level_key)
-    results: list[dict[str, Any]] = [
-        {
-            "type": ["Result"],
-            "resultDescription": f"{ach_id}#level-scale",
-            "achievedLevel": _level_ref(ach_id, level.key),
-            "value": level.name,
-        }
-    ]
-    crit_by_key = {c.key: c for c in template.rubric_criteria}
-    for crit_key, lvl_key in sorted(award.criterion_levels.items()):
-        crit = crit_by_key.get(crit_key)
-        if crit is None or lvl_key not in {lv.key for lv in crit.levels}:
-            raise BadInput(
-                f"rubric criterion {crit_key!r} / level {lvl_key!r} is not in the template"
-            )
-        results.append(
-            {
-                "type": ["Result"],
-                "resultDescription": _criterion_ref(ach_id, crit_key),
-                "achievedLevel": _criterion_ref(ach_id, crit_key, lvl_key),
-            }
-        )
-    if award.grade and award.grade != level.name:  # the level's Result already says it
-        results.append({"type": ["Result"], "value": award.grade})
+    results = _results(award, ach_id)
     subject: dict[str, Any] = {
         "type": ["AchievementSubject"],
         "identifier": _identifiers(award.learner, salt),

@@ -47,6 +47,7 @@ class Ob2Credential:
 AssertionLoader = Callable[[Request, str], Ob2Credential | None]
 AchievementLoader = Callable[[Request, str], dict[str, Any] | None]
 IssuerLoader = Callable[[Request], dict[str, Any]]
+Urls = Callable[[Request], ob2.Ob2Urls]
 RevokedLister = Callable[[Request], Iterable[tuple[str, str | None]]]
 
 
@@ -97,6 +98,15 @@ def make_router(
         base = settings.public_base_url if settings is not None else str(request.base_url)
         return ob2.Ob2Urls(base=base, prefix=prefix)
 
+    _add_assertion_routes(router, load, urls)
+    _add_badge_routes(router, load_achievement, urls)
+    _add_issuer_routes(router, load_issuer, list_revoked, urls)
+    return router
+
+
+def _add_assertion_routes(router: APIRouter, load: AssertionLoader, urls: Urls) -> None:
+    """The hosted assertions and their baked images."""
+
     @router.get("/assertions/{key}", response_model=None)
     def get_assertion(request: Request, key: str) -> Response:
         """OB 2.0 hosted Assertion; 410 Gone when revoked."""
@@ -131,6 +141,10 @@ def make_router(
         png = baking.bake_png_ob2(badge_image.default_badge_png(level=level, rank=rank), body)
         return Response(png, media_type="image/png", headers=_HEADERS)
 
+
+def _add_badge_routes(router: APIRouter, load_achievement: AchievementLoader, urls: Urls) -> None:
+    """The BadgeClasses and their images."""
+
     def achievement_for(request: Request, badge_key: str) -> dict[str, Any] | None:
         achievement_id = ob2.achievement_id_from_key(badge_key)
         return None if achievement_id is None else load_achievement(request, achievement_id)
@@ -156,6 +170,12 @@ def make_router(
             headers=_HEADERS,
         )
 
+
+def _add_issuer_routes(
+    router: APIRouter, load_issuer: IssuerLoader, list_revoked: RevokedLister | None, urls: Urls
+) -> None:
+    """The issuer profile and its revocation list."""
+
     @router.get("/issuer", response_model=None)
     def get_issuer(request: Request) -> Response:
         """OB 2.0 Issuer profile."""
@@ -176,5 +196,3 @@ def make_router(
             return _not_found("This issuer publishes no revocation list; see each assertion.")
         body = ob2.revocation_list(list(list_revoked(request)), urls=urls(request))
         return _json(body, live=True)
-
-    return router

@@ -21,11 +21,11 @@ from service.deps import EngineDep, RowId, SessionDep, SettingsDep, WriteSession
 from service.errors import BadInput, NotFound, TooManyRequests
 from service.issuer import contexts, keys, limits, pool, repository, service
 from service.issuer.pool import VerifierPool
-from service.issuer.schemas import CredentialCreate, CredentialPublic, RevocationRequest
+from service.issuer.schemas import CredentialCreate, CredentialPublic
 from service.issuer.types import VerificationReport
 from service.settings import Settings
 
-__all__ = ["router"]
+__all__ = ["ActorDep", "public_credential", "router"]
 
 router = APIRouter(tags=["issuer"])
 
@@ -187,7 +187,7 @@ def api_actor(request: Request, token: deps.ApiTokenDep) -> str:
 ActorDep = Annotated[str, Depends(api_actor)]
 
 
-def _public(row: Credential, settings: Settings) -> CredentialPublic:
+def public_credential(row: Credential, settings: Settings) -> CredentialPublic:
     return CredentialPublic(
         id=row.uuid,
         url=service.credential_url(settings, row.uuid),
@@ -232,7 +232,7 @@ def create_credential(
         parts=_parts(session, body.parts),
     )
     session.commit()
-    return _public(row, settings)
+    return public_credential(row, settings)
 
 
 @router.get("/api/credentials/{credential_id}", response_model=CredentialPublic)
@@ -243,46 +243,4 @@ def get_credential(
     row = repository.credential_by_uuid(session, credential_id)
     if row is None:
         raise NotFound("no such credential")
-    return _public(row, settings)
-
-
-@router.post("/api/credentials/{credential_id}/revoke", response_model=CredentialPublic)
-def revoke_credential(
-    credential_id: str,
-    body: RevocationRequest,
-    session: WriteSessionDep,
-    settings: SettingsDep,
-    actor: ActorDep,
-) -> CredentialPublic:
-    """Revoke a credential (its status-list bit is set; the reason is audited)."""
-    row = service.revoke(
-        session,
-        settings=settings,
-        uuid=credential_id,
-        reason=body.reason,
-        actor=actor,
-        now=utcnow(),
-    )
-    session.commit()
-    return _public(row, settings)
-
-
-@router.post("/api/credentials/{credential_id}/unrevoke", response_model=CredentialPublic)
-def unrevoke_credential(
-    credential_id: str,
-    body: RevocationRequest,
-    session: WriteSessionDep,
-    settings: SettingsDep,
-    actor: ActorDep,
-) -> CredentialPublic:
-    """Undo a revocation made in error (the reason is audited)."""
-    row = service.unrevoke(
-        session,
-        settings=settings,
-        uuid=credential_id,
-        reason=body.reason,
-        actor=actor,
-        now=utcnow(),
-    )
-    session.commit()
-    return _public(row, settings)
+    return public_credential(row, settings)

@@ -167,6 +167,103 @@ def _allocate(
     raise Conflict("no free status list index found; try again")
 
 
+def _transaction_keyring(session: Session, settings: Settings) -> keys.Keyring:
+    """The issuer keyring, read once per transaction: a worker's batch signs many
+    credentials with the same keys."""
+    cache = db_engine.transaction_cache(session, "issuer_keyring")
+    ring = cache.get(settings.public_base_url)
+    if ring is None:
+        ring = cache[settings.public_base_url] = keyring(session, settings, create=True)
+    return ring
+
+
+def _unsigned(
+    settings: Settings,
+    award: AwardInput,
+    parts: Sequence[Mapping[str, Any]],
+    *,
+    uuid: str,
+    issuer_id: str,
+    status: Mapping[str, Any],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The credential document before its proof: single, or stacked over ``parts``."""
+    common: dict[str, Any] = {
+        "credential_id": credential_url(settings, uuid),
+        "award": award,
+        "issuer": profile(settings),
+        "issuer_id": issuer_id,
+        "base_url": settings.public_base_url,
+        "valid_from": now,
+        "salt": secrets.token_hex(16),
+        "status": status,
+    }
+    if parts:
+        return build.build_stacked_credential(parts=parts, **common)
+    return build.build_credential(**common)
+
+
+def _signed(
+    doc: dict[str, Any], ring: keys.Keyring, *, base: str, now: dt.datetime
+) -> dict[str, Any]:
+    """``doc`` with its eddsa-rdfc-2022 proof, checked against the OB 3.0 schema.
+
+    Raises:
+        BadInput: the signed credential does not validate.
+    """
+    assert ring.signing_key is not None and ring.signing_key.private is not None
+    signed = dataintegrity.sign(
+        doc,
+        key=ring.signing_key.private,
+        verification_method=ring.verification_method(ring.signing_key),
+        created=_xsd(now),
+        loader=contexts.loader_for(base),
+    )
+    schema = verify._check_schema(signed)
+    if not schema.ok:
+        raise BadInput(f"the credential would not be valid: {schema.detail}")
+    return signed
+
+
+def _credential_row(
+    signed: dict[str, Any],
+    *,
+    body: bytes,
+    token: str,
+    uuid: str,
+    award: AwardInput,
+    ring: keys.Keyring,
+    stacked: bool,
+    status_list_id: int,
+    index: int,
+    now: dt.datetime,
+) -> Credential:
+    """The row of a signed credential (not added to the session yet)."""
+    assert ring.signing_key is not None and ring.jwt_signing_key is not None
+    valid_until = signed.get("validUntil")
+    return Credential(
+        uuid=uuid,
+        person_id=award.learner.person_id,
+        lti_user_id=award.learner.lti_user_id,
+        template_key=award.template.key,
+        level_key=award.level_key,
+        achievement_id=signed["credentialSubject"]["achievement"]["id"],
+        kind="stacked" if stacked else "single",
+        # the serialised bytes, written as they are (db.engine.json_text)
+        document=cast(dict[str, Any], orjson.Fragment(body)),
+        jwt=token,
+        signing_key_id=ring.signing_key.row_id,
+        jwt_key_id=ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        status_list_id=status_list_id,
+        status_index=index,
+        issued_at=now,
+        valid_from=now,
+        valid_until=(
+            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
+        ),
+    )
+
+
 def issue(
     session: Session,
     *,
@@ -196,65 +293,37 @@ def issue(
         BadInput: the award cannot be expressed (unknown level, undefined JSON-LD term,
             schema violation).
     """
-    # read once per transaction: a worker's batch signs many credentials with the same keys
-    cache = db_engine.transaction_cache(session, "issuer_keyring")
-    ring = cache.get(settings.public_base_url)
-    if ring is None:
-        ring = cache[settings.public_base_url] = keyring(session, settings, create=True)
+    ring = _transaction_keyring(session, settings)
     assert ring.signing_key is not None and ring.signing_key.private is not None
     assert ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)
     assert status.id is not None
     cred_uuid = str(uuidlib.uuid4())
     base = settings.public_base_url
-    common: dict[str, Any] = {
-        "credential_id": credential_url(settings, cred_uuid),
-        "award": award,
-        "issuer": profile(settings),
-        "issuer_id": ring.did,
-        "base_url": base,
-        "valid_from": now,
-        "salt": secrets.token_hex(16),
-        "status": statuslist.entry(statuslist.list_url(base, status.id), index),
-    }
-    if parts:
-        doc = build.build_stacked_credential(parts=parts, **common)
-    else:
-        doc = build.build_credential(**common)
-    signed = dataintegrity.sign(
-        doc,
-        key=ring.signing_key.private,
-        verification_method=ring.verification_method(ring.signing_key),
-        created=_xsd(now),
-        loader=contexts.loader_for(base),
+    doc = _unsigned(
+        settings,
+        award,
+        parts,
+        uuid=cred_uuid,
+        issuer_id=ring.did,
+        status=statuslist.entry(statuslist.list_url(base, status.id), index),
+        now=now,
     )
-    schema = verify._check_schema(signed)
-    if not schema.ok:
-        raise BadInput(f"the credential would not be valid: {schema.detail}")
+    signed = _signed(doc, ring, base=base, now=now)
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
     body = orjson.dumps(signed)
     token = vcjwt.encode(signed, ring.jwt_signing_key, serialized=body)
-    valid_until = signed.get("validUntil")
-    row = Credential(
+    row = _credential_row(
+        signed,
+        body=body,
+        token=token,
         uuid=cred_uuid,
-        person_id=award.learner.person_id,
-        lti_user_id=award.learner.lti_user_id,
-        template_key=award.template.key,
-        level_key=award.level_key,
-        achievement_id=signed["credentialSubject"]["achievement"]["id"],
-        kind="stacked" if parts else "single",
-        # the serialised bytes, written as they are (db.engine.json_text)
-        document=cast(dict[str, Any], orjson.Fragment(body)),
-        jwt=token,
-        signing_key_id=ring.signing_key.row_id,
-        jwt_key_id=ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        award=award,
+        ring=ring,
+        stacked=bool(parts),
         status_list_id=status.id,
-        status_index=index,
-        issued_at=now,
-        valid_from=now,
-        valid_until=(
-            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
-        ),
+        index=index,
+        now=now,
     )
     session.add(row)
     session.flush()

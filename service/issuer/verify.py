@@ -273,23 +273,14 @@ def _in_assertion(doc: Mapping[str, Any], method: str) -> bool:
     return False
 
 
-def _check_di_proof(
-    credential: Mapping[str, Any], resolver: Resolver, bounds: limits.Limits
-) -> tuple[Check, Check]:
-    issuer_id = _issuer_id(credential)
+def _usable_proof(credential: Mapping[str, Any], bounds: limits.Limits) -> dict[str, Any] | str:
+    """The first eddsa-rdfc-2022 assertion proof, or why there is none."""
     try:
         proofs = dataintegrity.proofs_of(credential)
     except dataintegrity.ProofError as exc:
-        return Check("proof", False, str(exc)), Check("issuer_key", False, "no usable proof")
+        return str(exc)
     if len(proofs) > bounds.max_proofs:
-        return (
-            Check(
-                "proof",
-                False,
-                f"it carries {len(proofs)} proofs; a verifier checks at most {bounds.max_proofs}",
-            ),
-            Check("issuer_key", False, "no usable proof"),
-        )
+        return f"it carries {len(proofs)} proofs; a verifier checks at most {bounds.max_proofs}"
     usable = [
         p
         for p in proofs
@@ -298,15 +289,49 @@ def _check_di_proof(
         and p.get("proofPurpose") == "assertionMethod"
     ]
     if not usable:
-        return (
-            Check(
-                "proof",
-                False,
-                "no DataIntegrityProof with cryptosuite eddsa-rdfc-2022 for assertionMethod",
-            ),
-            Check("issuer_key", False, "no usable proof"),
+        return "no DataIntegrityProof with cryptosuite eddsa-rdfc-2022 for assertionMethod"
+    return usable[0]
+
+
+def _check_signature(
+    credential: Mapping[str, Any],
+    proof: Mapping[str, Any],
+    vm_doc: Mapping[str, Any],
+    resolver: Resolver,
+    bounds: limits.Limits,
+) -> Check:
+    """The proof's signature checked with the verification method's Ed25519 key."""
+    try:
+        public = multibase.decode_multikey_ed25519(str(vm_doc.get("publicKeyMultibase", "")))
+    except multibase.MultibaseError as exc:
+        return Check("proof", False, f"the key is not an Ed25519 Multikey: {exc}")
+    try:
+        dataintegrity.verify(
+            credential,
+            proof,
+            public_key=public,
+            loader=resolver.loader,
+            bounds=bounds,
+            hasher=resolver.hasher_for(bounds),
         )
-    proof = usable[0]
+    except limits.LimitExceeded as exc:
+        return Check("proof", False, f"the proof cannot be checked: {exc.detail}")
+    except dataintegrity.ProofError as exc:
+        return Check("proof", False, f"the eddsa-rdfc-2022 proof fails: {exc}")
+    except canon.UndefinedTermError as exc:
+        return Check("proof", False, f"{exc.detail}")
+    except BadInput as exc:
+        return Check("proof", False, f"the credential is not valid JSON-LD: {exc.detail}")
+    return Check("proof", True, "eddsa-rdfc-2022 proof verifies")
+
+
+def _check_di_proof(
+    credential: Mapping[str, Any], resolver: Resolver, bounds: limits.Limits
+) -> tuple[Check, Check]:
+    issuer_id = _issuer_id(credential)
+    proof = _usable_proof(credential, bounds)
+    if isinstance(proof, str):
+        return Check("proof", False, proof), Check("issuer_key", False, "no usable proof")
     method = str(proof.get("verificationMethod", ""))
     controller = method.split("#", 1)[0]
     if not issuer_id or controller != issuer_id:
@@ -351,30 +376,7 @@ def _check_di_proof(
             )
         vm_doc = found
         key_check = Check("issuer_key", True, f"{method} is an assertion key of {controller}")
-    try:
-        public = multibase.decode_multikey_ed25519(str(vm_doc.get("publicKeyMultibase", "")))
-    except multibase.MultibaseError as exc:
-        return Check("proof", False, f"the key is not an Ed25519 Multikey: {exc}"), key_check
-    try:
-        dataintegrity.verify(
-            credential,
-            proof,
-            public_key=public,
-            loader=resolver.loader,
-            bounds=bounds,
-            hasher=resolver.hasher_for(bounds),
-        )
-    except limits.LimitExceeded as exc:
-        return Check("proof", False, f"the proof cannot be checked: {exc.detail}"), key_check
-    except dataintegrity.ProofError as exc:
-        return Check("proof", False, f"the eddsa-rdfc-2022 proof fails: {exc}"), key_check
-    except canon.UndefinedTermError as exc:
-        return Check("proof", False, f"{exc.detail}"), key_check
-    except BadInput as exc:
-        return Check(
-            "proof", False, f"the credential is not valid JSON-LD: {exc.detail}"
-        ), key_check
-    return Check("proof", True, "eddsa-rdfc-2022 proof verifies"), key_check
+    return _check_signature(credential, proof, vm_doc, resolver, bounds), key_check
 
 
 def _check_status(
@@ -452,66 +454,43 @@ def _status_list_problem(
     return None
 
 
+def _jwt_failed(proof: str, key: str) -> tuple[Check, Check, None]:
+    """A VC-JWT that could not be checked: why, and what that means for the issuer key."""
+    return Check("proof", False, proof), Check("issuer_key", False, key), None
+
+
 def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, Any] | None]:
     try:
         header = jws.unverified_header(token)
     except RecursionError:
-        return (
-            Check("proof", False, "malformed JWS: the header nests too deeply"),
-            Check("issuer_key", False, "no usable key"),
-            None,
-        )
+        return _jwt_failed("malformed JWS: the header nests too deeply", "no usable key")
     except jws.TokenError as exc:
-        return (
-            Check("proof", False, f"malformed JWS: {exc.detail}"),
-            Check("issuer_key", False, "no usable key"),
-            None,
-        )
+        return _jwt_failed(f"malformed JWS: {exc.detail}", "no usable key")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in jws.ALLOWED_ALGORITHMS:
         allowed = " or ".join(sorted(jws.ALLOWED_ALGORITHMS))
-        return (
-            Check("proof", False, f"the JWS header alg is {_brief(alg)}, not {allowed}"),
-            Check("issuer_key", False, "no usable key"),
-            None,
-        )
+        return _jwt_failed(f"the JWS header alg is {_brief(alg)}, not {allowed}", "no usable key")
     kid = header.get("kid")
     if not isinstance(kid, str):
-        return (
-            Check("proof", False, "the JWS header has no kid"),
-            Check("issuer_key", False, "no kid"),
-            None,
-        )
+        return _jwt_failed("the JWS header has no kid", "no kid")
     if len(kid) > MAX_KID:
-        return (
-            Check("proof", False, f"the JWS header kid is longer than {MAX_KID} characters"),
-            Check("issuer_key", False, "no usable kid"),
-            None,
+        return _jwt_failed(
+            f"the JWS header kid is longer than {MAX_KID} characters", "no usable kid"
         )
     try:
         jwk = resolver.jwk(kid)
         public = jws.public_key_from_jwk({**jwk, "kid": kid}, default_alg=alg)
     except (LookupError, jws.TokenError) as exc:
         detail = exc.detail if isinstance(exc, jws.TokenError) else str(exc)
-        return (
-            Check("proof", False, f"the signing key cannot be found: {detail}"),
-            Check("issuer_key", False, f"unknown key: {detail}"),
-            None,
-        )
+        return _jwt_failed(f"the signing key cannot be found: {detail}", f"unknown key: {detail}")
     try:
         claims = vcjwt.verify_signature(token, [public])
     except vcjwt.VcJwtError as exc:
-        return (
-            Check("proof", False, f"the VC-JWT signature fails: {exc}"),
-            Check("issuer_key", False, "the key did not verify the token"),
-            None,
-        )
+        return _jwt_failed(f"the VC-JWT signature fails: {exc}", "the key did not verify the token")
     problem = _shape_problem(claims, limits.DEFAULT)
     if problem:
-        return (
-            Check("proof", False, f"the VC-JWT payload is unusable: {problem}"),
-            Check("issuer_key", False, "the token's payload was not read"),
-            None,
+        return _jwt_failed(
+            f"the VC-JWT payload is unusable: {problem}", "the token's payload was not read"
         )
     problems = vcjwt.claims_mismatch(claims)
     credential = vcjwt.credential_of(claims)

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from service import outbound
+from service.deps import EngineDep, SettingsDep  # re-exported for service.web.launch
 from service.errors import BadInput
 from service.lti import ratelimit
 from service.settings import Settings
@@ -24,9 +25,7 @@ __all__ = [
     "ParamsDep",
     "SettingsDep",
     "get_async_http",
-    "get_engine",
     "get_http",
-    "get_settings",
     "lti_call",
     "request_params",
 ]
@@ -110,22 +109,7 @@ async def get_async_http(request: Request) -> httpx.AsyncClient:
     return client
 
 
-async def get_engine(request: Request) -> Engine:
-    """``service.deps.EngineDep`` without the thread-pool round trip FastAPI makes for a
-    sync dependency (the launch path resolves several per request)."""
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-async def get_settings(request: Request) -> Settings:
-    """``service.deps.SettingsDep`` resolved on the event loop (see ``get_engine``)."""
-    settings: Settings = request.app.state.settings
-    return settings
-
-
 ParamsDep = Annotated[dict[str, str], Depends(request_params)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 HttpDep = Annotated[httpx.Client, Depends(get_http)]
 
 

@@ -268,10 +268,18 @@ async def negotiate(
     )
 
 
+# pg_advisory_xact_lock key of the pending-registration count (any constant of our own)
+_PENDING_LOCK = 0x6D637265_67
+
+
 def check_pending_room(session: Session, settings: Settings) -> None:
     """Refuse a registration while ``MICROCRED_DYNAMIC_REGISTRATION_MAX_PENDING`` platforms
     already wait for activation (each registration would otherwise add a row)."""
     cap = settings.dynamic_registration_max_pending
+    if session.get_bind().dialect.name == "postgresql":
+        # Two registrations counting at once would both see room for one: they take turns
+        # until the transaction ends (SQLite's BEGIN IMMEDIATE already makes writers do so).
+        session.exec(select(func.pg_advisory_xact_lock(_PENDING_LOCK)))
     pending = session.exec(
         select(func.count()).select_from(Platform).where(col(Platform.active).is_(False))
     ).one()

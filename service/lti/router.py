@@ -12,8 +12,9 @@ from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
 from service.db.engine import session as db_session
+from service.deps import EngineDep, SettingsDep
 from service.lti import keys, launch, origins, pages, ratelimit, registration
-from service.lti.http import EngineDep, SettingsDep, get_async_http, lti_call, request_params
+from service.lti.http import get_async_http, lti_call, request_params
 from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])

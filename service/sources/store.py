@@ -427,31 +427,12 @@ def apply(
     resolver = PersonResolver(session, platform_id=platform_id)
     session.flush()  # the run row needs its id before the savepoint
     savepoint = session.begin_nested()
-    seen: dict[tuple[int, tuple[str, str, str, str, int]], str] = {}
-    todo: list[tuple[int, Result]] = []
-    for where, result in results:
-        person = resolver.resolve(result.learner)
-        if isinstance(person, str):
-            report.rejected.append(Problem(where, "learner", person))
-            continue
-        key = (person, result.key_parts())
-        if key in seen:
-            report.rejected.append(
-                Problem(
-                    where,
-                    "item_id",
-                    f"the same result (learner, item, criterion, attempt) is already "
-                    f"given at {seen[key]}; keep one of them",
-                )
-            )
-            continue
-        seen[key] = where
-        todo.append((person, result))
+    seen, todo = _distinct_results(resolver, results, report)
     outcomes = _write_all(session, course_id=course_id, todo=todo, run_id=run.id, now=now)
-    for (person, _result), outcome in zip(todo, outcomes, strict=True):
+    for (person_id, _result), outcome in zip(todo, outcomes, strict=True):
         setattr(report, outcome, getattr(report, outcome) + 1)
         if outcome != "unchanged":
-            report.changed_people.add(person)
+            report.changed_people.add(person_id)
     if remove_missing is not None:
         _remove_missing(
             session,
@@ -477,19 +458,54 @@ def apply(
         savepoint.rollback()
     report.applied = keep_it
     report.rejected.sort(key=_where_order)
+    _record_run(run, report, course_id=course_id, applied=keep_it, now=now)
+    session.add(run)
+    session.flush()
+    # A dry run's run row is never committed; do not hand out its id.
+    report.import_run_id = run.id if keep != "never" else None
+    return report
+
+
+def _distinct_results(
+    resolver: PersonResolver, results: Sequence[tuple[str, Result]], report: SyncReport
+) -> tuple[dict[tuple[int, tuple[str, str, str, str, int]], str], list[tuple[int, Result]]]:
+    """The results to write, by resolved person; an unknown learner or a result given twice
+    is added to ``report.rejected``. Also returns where each kept result came from."""
+    seen: dict[tuple[int, tuple[str, str, str, str, int]], str] = {}
+    todo: list[tuple[int, Result]] = []
+    for where, result in results:
+        person = resolver.resolve(result.learner)
+        if isinstance(person, str):
+            report.rejected.append(Problem(where, "learner", person))
+            continue
+        key = (person, result.key_parts())
+        if key in seen:
+            report.rejected.append(
+                Problem(
+                    where,
+                    "item_id",
+                    f"the same result (learner, item, criterion, attempt) is already "
+                    f"given at {seen[key]}; keep one of them",
+                )
+            )
+            continue
+        seen[key] = where
+        todo.append((person, result))
+    return seen, todo
+
+
+def _record_run(
+    run: ImportRun, report: SyncReport, *, course_id: int, applied: bool, now: dt.datetime
+) -> None:
+    """The import run's counts, problems and outcome."""
     run.course_id = course_id
     run.new, run.updated, run.unchanged = report.new, report.updated, report.unchanged
     run.rejected = len(report.rejected)
     run.problems = [
         {"where": p.where, "field": p.field, "reason": p.reason} for p in report.rejected
     ]
-    run.status = "applied" if keep_it else "rejected"
+    run.status = "applied" if applied else "rejected"
     run.finished_at = now
-    session.add(run)
-    session.flush()
-    # A dry run's run row is never committed; do not hand out its id.
-    report.import_run_id = run.id if keep != "never" else None
-    return report
 
 
 def _remove_missing(

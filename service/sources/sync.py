@@ -104,7 +104,8 @@ def sync_course(
     ``lms_course_id`` is the LMS's own course id; it defaults to the LTI context id,
     which is the course id in Moodle. Canvas needs ``$Canvas.course.id``.
     Raises ``SourceError`` (nothing written) when the LMS cannot be read. Results of this
-    connection the LMS no longer has are deleted (when the pull read the whole course).
+    connection the LMS no longer has are deleted (when the pull read the whole course, not
+    only what changed: ``Fetched.incremental``).
     """
     course, _platform = store.platform_of_course(session, course_id=course_id)
     fetched = connector.fetch_course(lms_course_id or course.context_id)
@@ -119,7 +120,9 @@ def sync_course(
     )
     session.add(run)
     problems = list(fetched.problems)
-    if not fetched.complete:
+    # An incremental pull read what changed: what it did not read was not deleted.
+    remove = fetched.complete and not fetched.incremental
+    if not fetched.complete and not fetched.incremental:
         problems.append(
             Problem(
                 f"{connector.origin}",
@@ -136,5 +139,5 @@ def sync_course(
         run=run,
         keep="always",
         now=now,
-        remove_missing=connector.origin if fetched.complete else None,
+        remove_missing=connector.origin if remove else None,
     )

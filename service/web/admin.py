@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from service import audit, flows
+from service import audit
 from service.assessment import parse
 from service.assessment.types import percent
 from service.db.engine import session as db_session
@@ -42,6 +42,7 @@ from service.delivery import outbox, repositories
 from service.delivery import status as delivery_status
 from service.deps import EngineDep, RowId
 from service.errors import NotFound, ServiceError
+from service.flows import syncing
 from service.policies import service as policies
 from service.web import auth
 from service.web.appshell import back, page
@@ -268,7 +269,7 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         events = _audit_lines(s, _audit_rows(s, user))
         institution, institution_levels = _institution(s)
         courses = [
-            c for c in flows.connected_courses(s) if c.course.deployment_id == user.deployment_id
+            c for c in syncing.connected_courses(s) if c.course.deployment_id == user.deployment_id
         ]
     names = {r.id: r.name for r in repos}
     return {

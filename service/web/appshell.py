@@ -27,17 +27,17 @@ NOTICES = {
     "connected": "Connected to the LMS. The worker pulls the roster and results within "
     "seconds, then on its schedule.",
     "reevaluated": "Every learner re-evaluated.",
-    "queued": "Re-evaluating {n} learners… Credentials appear here as the workers finish "
-    "them: reload the page to follow.",
-    "saved": "Saved. The preview below uses the new rules; every learner was re-evaluated.",
+    "queued": "Re-evaluating {n} learners: the worker evaluates them and issues what they "
+    "reached; this page updates itself as it finishes.",
+    "saved": "Saved. The preview below uses the new rules.",
     "saved_queued": "Saved. The preview below uses the new rules; re-evaluating {n} learners…",
     "added": "Competency added. Map rubric criteria and quizzes to it below.",
-    "attested": "Sitting recorded and the learner re-evaluated.",
+    "attested": "Sitting recorded; the learner is re-evaluated within seconds.",
     "approved": "Approved: the credential is issued and on its way.",
     "revoked": "Revoked everywhere it went. Re-evaluating does not issue it again.",
-    "allowed": "Re-award allowed and the learner re-evaluated.",
+    "allowed": "Re-award allowed; the learner is re-evaluated within seconds.",
     "kept": "Kept as it is; the review flag is cleared.",
-    "rules": "Award rules saved; every learner was re-evaluated.",
+    "rules": "Award rules saved.",
     "rules_queued": "Award rules saved; re-evaluating {n} learners…",
     "consent": "Your choice is saved.",
     "retried": "Delivery queued again.",

@@ -47,7 +47,7 @@ from service.db.engine import session as db_session
 from service.db.models import Course, Deployment, Person, Platform, WebSession
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
-from service.flows import LaunchRecord, launch_lookup_ids
+from service.flows.launching import LaunchRecord, launch_lookup_ids
 from service.lti import origins
 from service.lti import roles as lti_roles
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie

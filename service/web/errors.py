@@ -109,97 +109,101 @@ def _document_errors(app: FastAPI) -> None:
 
 def install(app: FastAPI) -> None:
     _document_errors(app)
-
-    @app.exception_handler(TooLarge)
-    async def _too_large(request: Request, exc: TooLarge) -> Response:
-        return too_large(request, exc)
-
-    @app.exception_handler(ServiceError)
-    async def _service_error(request: Request, exc: ServiceError) -> Response:
-        if exc.status_code >= 500 and not isinstance(exc, TooManyRequests):  # Busy: no flood
-            log.error("%s: %s", exc.code, exc.detail)
-        response = error_response(
-            request,
-            status_code=exc.status_code,
-            code=exc.code,
-            title=exc.title,
-            detail=exc.detail,
-            hint=exc.hint,
-        )
-        response.headers.update(exc.headers)
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
-            for e in exc.errors()
-        )
-        return error_response(
-            request,
-            status_code=422,
-            code="bad_input",
-            title="The request is not valid",
-            detail=problems or "invalid request",
-        )
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(
-            request,
-            status_code=exc.status_code,
-            code="http_" + str(exc.status_code),
-            title="Not found" if exc.status_code == 404 else "Request failed",
-            detail=str(exc.detail),
-        )
-
-    async def _database_unavailable(request: Request, exc: Exception) -> Response:
-        # The driver's message can carry the host and user: the log has the class only.
-        log.error(
-            "database unavailable on %s %s: %s",
-            request.method,
-            request.url.path,
-            type(exc).__name__,
-        )
-        response = error_response(
-            request,
-            status_code=503,
-            code="database_unavailable",
-            title="microcred cannot reach its database",
-            detail="The database did not answer, so your request did not complete.",
-            hint="Try again in a minute. Administrators: check that the database is running "
-            "and reachable from microcred (its /readyz says whether it is).",
-        )
-        response.headers["retry-after"] = "30"
-        return response
-
+    app.exception_handler(TooLarge)(_too_large)
+    app.exception_handler(ServiceError)(_service_error)
+    app.exception_handler(RequestValidationError)(_validation)
+    app.exception_handler(StarletteHTTPException)(_http)
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
-
-    async def _unstorable(request: Request, exc: Exception) -> Response:
-        # DB-API DataError: the data itself (PostgreSQL: a NUL character in text, a number
-        # out of range). The class only in the log: the values may be anyone's input.
-        log.warning("unstorable value on %s %s", request.method, request.url.path)
-        return error_response(
-            request,
-            status_code=422,
-            code="bad_input",
-            title="The request is not valid",
-            detail="The request holds a value microcred cannot store or look up "
-            "(a NUL character, or a number out of range).",
-            hint="Remove control characters and check the numbers, then send it again.",
-        )
-
     app.add_exception_handler(DataError, _unstorable)
+    app.exception_handler(Exception)(_unexpected)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(
-            request,
-            status_code=500,
-            code="internal",
-            title="Something went wrong",
-            detail="An unexpected error occurred. It has been logged.",
-            hint="Try again; if it keeps happening, tell your administrator the time it happened.",
-        )
+
+async def _too_large(request: Request, exc: TooLarge) -> Response:
+    return too_large(request, exc)
+
+
+async def _service_error(request: Request, exc: ServiceError) -> Response:
+    if exc.status_code >= 500 and not isinstance(exc, TooManyRequests):  # Busy: no flood
+        log.error("%s: %s", exc.code, exc.detail)
+    response = error_response(
+        request,
+        status_code=exc.status_code,
+        code=exc.code,
+        title=exc.title,
+        detail=exc.detail,
+        hint=exc.hint,
+    )
+    response.headers.update(exc.headers)
+    return response
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> Response:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()
+    )
+    return error_response(
+        request,
+        status_code=422,
+        code="bad_input",
+        title="The request is not valid",
+        detail=problems or "invalid request",
+    )
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+    return error_response(
+        request,
+        status_code=exc.status_code,
+        code="http_" + str(exc.status_code),
+        title="Not found" if exc.status_code == 404 else "Request failed",
+        detail=str(exc.detail),
+    )
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    # The driver's message can carry the host and user: the log has the class only.
+    log.error(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc).__name__,
+    )
+    response = error_response(
+        request,
+        status_code=503,
+        code="database_unavailable",
+        title="microcred cannot reach its database",
+        detail="The database did not answer, so your request did not complete.",
+        hint="Try again in a minute. Administrators: check that the database is running "
+        "and reachable from microcred (its /readyz says whether it is).",
+    )
+    response.headers["retry-after"] = "30"
+    return response
+
+
+async def _unstorable(request: Request, exc: Exception) -> Response:
+    # DB-API DataError: the data itself (PostgreSQL: a NUL character in text, a number
+    # out of range). The class only in the log: the values may be anyone's input.
+    log.warning("unstorable value on %s %s", request.method, request.url.path)
+    return error_response(
+        request,
+        status_code=422,
+        code="bad_input",
+        title="The request is not valid",
+        detail="The request holds a value microcred cannot store or look up "
+        "(a NUL character, or a number out of range).",
+        hint="Remove control characters and check the numbers, then send it again.",
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(
+        request,
+        status_code=500,
+        code="internal",
+        title="Something went wrong",
+        detail="An unexpected error occurred. It has been logged.",
+        hint="Try again; if it keeps happening, tell your administrator the time it happened.",
+    )

@@ -16,15 +16,25 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import col, select
 from starlette.concurrency import run_in_threadpool
 
-from service import evaluation, flows
+from service import evaluation
 from service.assessment.types import Level, VerificationLevel
 from service.db.engine import session as db_session
 from service.db.models import Award, Person, SourceConnection
 from service.db.types import row_id, utcnow
 from service.deps import EngineDep, RowId, SettingsDep
 from service.errors import BadInput, ServiceError
+from service.flows import (
+    awarding,
+    evaluating,
+    mapping,
+    revoking,
+    setup_store,
+    syncing,
+    wiring,
+)
 from service.policies import repository as policies_repo
 from service.web import auth
+from service.web import pending as pending_work
 from service.web.appshell import back, page
 
 __all__ = ["router"]
@@ -49,12 +59,13 @@ def _actor(user: auth.CurrentUser) -> str:
 
 def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[str, Any]:
     with db_session(engine) as s:
-        rows = flows.preview_course(s, course_id=course_id, now=utcnow())
-        competencies = flows.course_competencies(s, course_id=course_id)
-        items = flows.available_items(s, course_id=course_id)
-        health = flows.sync_health(s, course_id=course_id, settings=settings)
+        rows = evaluating.preview_course(s, course_id=course_id, now=utcnow())
+        competencies = wiring.course_competencies(s, course_id=course_id)
+        items = mapping.available_items(s, course_id=course_id)
+        health = syncing.sync_health(s, course_id=course_id, settings=settings)
         connected = health.connected
-        setup = flows.course_setup(s, course_id=course_id)
+        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
+        setup = setup_store.course_setup(s, course_id=course_id)
         connection = (
             s.get(SourceConnection, setup.source_connection_id)
             if setup.source_connection_id is not None
@@ -69,7 +80,7 @@ def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[st
             )
         ):
             stacked[award.person_id].append(award)
-    by_person: dict[int, list[flows.Row]] = defaultdict(list)
+    by_person: dict[int, list[evaluating.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
     for row in rows:
         assert row.person.id is not None
@@ -99,6 +110,8 @@ def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[st
         "setup": setup,
         "counts": counts,
         "verifications": [v for v in VerificationLevel if v >= VerificationLevel.SUPERVISED],
+        "pending_note": note,
+        "reload_path": "/app/course",
     }
 
 
@@ -148,21 +161,17 @@ def _error_page(
 def reevaluate(
     request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
 ) -> Response:
-    """Re-evaluate every learner of the course now."""
+    """Queue every learner of the course for the worker's evaluation (and a pull when the
+    course's results are stale)."""
     course_id = _course_id(user)
     try:
-        summary = flows.reevaluate(
-            engine,
-            settings=settings,
-            course_id=course_id,
-            actor=_actor(user),
-            reason="re-evaluate (instructor)",
-        )
+        with db_session(engine, write=True) as s:
+            queued = evaluation.enqueue(s, course_id=course_id, reason="re-evaluate (instructor)")
+            syncing.request_sync_if_stale(s, settings=settings, course_id=course_id, now=utcnow())
+            s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
-    if summary.queued:
-        return back(user, "/app/course", "queued", n=summary.queued)
-    return back(user, "/app/course", "reevaluated", n=summary.issued + summary.upgraded)
+    return back(user, "/app/course", "queued", n=queued)
 
 
 @router.post("/app/course/sync")
@@ -171,12 +180,12 @@ def sync_from_lms(request: Request, engine: EngineDep, user: auth.InstructorDep)
     course_id = _course_id(user)
     try:
         with db_session(engine, write=True) as s:
-            if not flows.has_source(s, course_id=course_id):
+            if not syncing.has_source(s, course_id=course_id):
                 raise BadInput(
                     "This course is not connected to the LMS's data API.",
                     hint="Connect it below (Connect to the LMS).",
                 )
-            flows.request_sync(s, course_id=course_id, now=utcnow())
+            syncing.request_sync(s, course_id=course_id, now=utcnow())
             s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
@@ -198,7 +207,7 @@ def connect_source(
     course_id = _course_id(user)
     try:
         with db_session(engine, write=True) as s:
-            flows.connect_course(
+            wiring.connect_course(
                 s,
                 course_id=course_id,
                 kind=kind,
@@ -234,7 +243,7 @@ def attest(
         with db_session(engine, write=True) as s:
             _check_learner(s, course_id, person_id)
             now = utcnow()
-            flows.attest(
+            awarding.attest(
                 s,
                 course_id=course_id,
                 person_id=person_id,
@@ -245,13 +254,9 @@ def attest(
                 actor=_actor(user),
                 now=now,
             )
-            flows.evaluate_learner(
-                s,
-                settings=settings,
-                course_id=course_id,
-                person_id=person_id,
-                now=now,
-                actor=_actor(user),
+            # the worker re-evaluates (and awards) the learner
+            evaluation.enqueue(
+                s, course_id=course_id, person_ids=[person_id], reason="attestation", now=now
             )
             s.commit()
     except ServiceError as exc:
@@ -260,7 +265,7 @@ def attest(
 
 
 def _check_learner(s: Any, course_id: int, person_id: int) -> None:
-    if person_id not in {p.id for p in flows.course_learners(s, course_id=course_id)}:
+    if person_id not in {p.id for p in evaluating.course_learners(s, course_id=course_id)}:
         raise BadInput("This learner is not in the course.")
 
 
@@ -275,7 +280,7 @@ def approve(
     """Approve a credential that waits for approval."""
     try:
         with db_session(engine, write=True) as s:
-            flows.approve(
+            awarding.approve(
                 s,
                 settings=settings,
                 course_id=_course_id(user),
@@ -307,7 +312,7 @@ def revoke(
                 hint="Open Revoke… again, give the reason and tick “Yes, revoke this credential”.",
             )
         with db_session(engine, write=True) as s:
-            flows.revoke_award(
+            revoking.revoke_award(
                 s,
                 settings=settings,
                 course_id=_course_id(user),
@@ -335,21 +340,20 @@ def allow_reaward(
     try:
         with db_session(engine, write=True) as s:
             now = utcnow()
-            award = flows.allow_reaward(
+            award = revoking.allow_reaward(
                 s, course_id=course_id, award_id=award_id, actor=_actor(user), now=now
             )
-            summary = flows.evaluate_learner(
+            evaluation.enqueue(
                 s,
-                settings=settings,
                 course_id=course_id,
-                person_id=award.person_id,
+                person_ids=[award.person_id],
+                reason="re-award allowed",
                 now=now,
-                actor=_actor(user),
             )
             s.commit()
     except ServiceError as exc:
         return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "allowed", n=summary.issued + summary.upgraded)
+    return back(user, "/app/course", "allowed")
 
 
 @router.post("/app/course/awards/{award_id}/keep")
@@ -359,7 +363,7 @@ def keep(
     """Keep a credential that a lower decision flagged for review."""
     try:
         with db_session(engine, write=True) as s:
-            flows.keep_award(
+            revoking.keep_award(
                 s, course_id=_course_id(user), award_id=award_id, actor=_actor(user), now=utcnow()
             )
             s.commit()
@@ -373,11 +377,12 @@ def keep(
 
 def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
     with db_session(engine) as s:
-        competencies = flows.course_competencies(s, course_id=course_id)
-        items = flows.available_items(s, course_id=course_id)
+        competencies = wiring.course_competencies(s, course_id=course_id)
+        items = mapping.available_items(s, course_id=course_id)
         attached = {c.competency.id for c in competencies}
         catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
-        setup = flows.course_setup(s, course_id=course_id)
+        setup = setup_store.course_setup(s, course_id=course_id)
+        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
     labels = {i.key: i.label for i in items}
     for c in competencies:
         if c.policy is not None:
@@ -391,6 +396,8 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
         "catalogue": catalogue,
         "setup": setup,
         "level_keys": LEVEL_KEYS,
+        "pending_note": note,
+        "reload_path": "/app/setup",
     }
 
 
@@ -420,13 +427,15 @@ async def save_competency(
     chosen = [str(v) for v in form.getlist("items")][:200]
     thresholds = {lv: str(form.get(f"threshold_{lv}", ""))[:10] for lv in LEVEL_KEYS}
 
-    def run() -> flows.Summary:
+    def run() -> evaluating.Summary:
         with db_session(engine, write=True) as s:
-            labels = {i.key: i.label for i in flows.available_items(s, course_id=_course_id(user))}
+            labels = {
+                i.key: i.label for i in mapping.available_items(s, course_id=_course_id(user))
+            }
             current = next(
                 (
                     c
-                    for c in flows.course_competencies(s, course_id=_course_id(user))
+                    for c in wiring.course_competencies(s, course_id=_course_id(user))
                     if c.competency.key == key
                 ),
                 None,
@@ -437,7 +446,7 @@ async def save_competency(
             unknown = [k for k in chosen if k not in labels]
             if unknown:
                 raise BadInput(f"items: {unknown[0]!r} is not an item of this course")
-            queued = flows.save_competency_setup(
+            queued = wiring.save_competency_setup(
                 s,
                 course_id=_course_id(user),
                 competency_key=key,
@@ -459,14 +468,16 @@ async def save_competency(
 
 def _after_rules_change(
     engine: Any, settings: Any, user: auth.CurrentUser, queued: int
-) -> flows.Summary:
-    """The rules changed and ``queued`` learners wait for their evaluation: evaluate them
-    now when they are few, else leave them to the workers."""
-    if queued > settings.evaluation_inline_learners:
-        return flows.Summary(queued=queued)
-    return flows.run_course_jobs(
-        engine, settings=settings, course_id=_course_id(user), actor=_actor(user)
-    )
+) -> evaluating.Summary:
+    """The rules changed and ``queued`` learners wait for their evaluation (queued in the
+    save's transaction): the worker evaluates and awards them; this asks for a pull too
+    when the course's results are stale. No evaluation runs in the request."""
+    with db_session(engine, write=True) as s:
+        syncing.request_sync_if_stale(
+            s, settings=settings, course_id=_course_id(user), now=utcnow()
+        )
+        s.commit()
+    return evaluating.Summary(queued=queued)
 
 
 @router.post("/app/setup/competencies")
@@ -479,7 +490,7 @@ def add_competency(
     """Assess a competency from the institution's catalogue in this course."""
     try:
         with db_session(engine, write=True) as s:
-            flows.add_competency(
+            wiring.add_competency(
                 s, course_id=_course_id(user), competency_key=key, actor=_actor(user)
             )
             s.commit()
@@ -502,7 +513,7 @@ def create_competency(
     """Create a competency (name, description, what each level means) for this course."""
     try:
         with db_session(engine, write=True) as s:
-            flows.create_course_competency(
+            wiring.create_course_competency(
                 s,
                 course_id=_course_id(user),
                 name=name,
@@ -532,7 +543,7 @@ def save_rules(
     """What a lower decision does to a held credential; whether awards need approval."""
     try:
         with db_session(engine, write=True) as s:
-            flows.set_award_rules(
+            wiring.set_award_rules(
                 s,
                 course_id=_course_id(user),
                 on_lower=on_lower,

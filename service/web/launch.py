@@ -1,7 +1,7 @@
 """The launch route and the pages a launch lands on.
 
 ``POST /lti/launch`` validates the launch (``service.lti.launch``), records the person,
-course and enrolment (``flows.record_launch``), opens the tool session (``auth``) and sends
+course and enrolment (``launching.record_launch``), opens the tool session (``auth``) and sends
 the browser to the page for its role. Deep-linking requests go to the picker, whose answer
 is a signed LtiDeepLinkingResponse auto-posted to the platform.
 """
@@ -21,13 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from service import flows
 from service.db import engine as db_engine
 from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
+from service.flows import launching
 from service.lti import deep_linking, jwks, origins, pages, ratelimit
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
@@ -71,19 +71,19 @@ def _open_session(
     token: str,
     *,
     opened: bool,
-) -> tuple[str, flows.LaunchRecord]:
+) -> tuple[str, launching.LaunchRecord]:
     """Record the launch and open the tool session in ``s``; commits ``s``.
 
     In a session whose statements commit one by one (PostgreSQL, ``autocommit``), a
     returning user's launch is recorded there; a first launch, whose INSERTs need a
     transaction (a savepoint each, for a concurrent first launch), commits ``s`` and is
-    recorded in a write transaction of its own. ``known``: ``flows.launch_lookup``'s row,
+    recorded in a write transaction of its own. ``known``: ``launching.launch_lookup``'s row,
     read with the take of the login state. ``opened``: the take opened the session of
     ``token`` already (``auth.opening``).
     """
 
-    def record_in(t: Session, **how: Any) -> flows.LaunchRecord | None:
-        record = flows.record_launch(t, launch=context, now=now, **how)
+    def record_in(t: Session, **how: Any) -> launching.LaunchRecord | None:
+        record = launching.record_launch(t, launch=context, now=now, **how)
         if record is not None and not opened:
             auth.start_session(
                 t, record=record, launch=context, settings=settings, now=now, token=token
@@ -107,7 +107,7 @@ def _launch(
     settings: Settings,
     http: httpx.Client | None,
     now: dt.datetime,
-) -> tuple[Response, flows.LaunchRecord | None]:
+) -> tuple[Response, launching.LaunchRecord | None]:
     token = auth.new_token()
 
     def opening(context: LaunchContext) -> lti_launch.Opening:
@@ -125,7 +125,7 @@ def _launch(
             http=http,
             now=now,
             consume=consume,
-            alongside=flows.launch_lookup,
+            alongside=launching.launch_lookup,
             registrations=lti_launch.registrations(engine),
             # PostgreSQL: a returning user's session opens in the take's statement too
             opening=opening,
@@ -155,7 +155,7 @@ def _complete(
     settings: Settings,
     now: dt.datetime,
     token: str,
-) -> tuple[Response, flows.LaunchRecord | None]:
+) -> tuple[Response, launching.LaunchRecord | None]:
     """Consume the login, record the user, open the session of ``token`` (in ``s``,
     committed here, unless the take opened it: ``PendingLaunch.opened``)."""
     context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
@@ -189,13 +189,15 @@ def _complete(
 
 
 async def _after_launch(
-    engine: Engine, settings: Settings, record: flows.LaunchRecord, now: dt.datetime
+    engine: Engine, settings: Settings, record: launching.LaunchRecord, now: dt.datetime
 ) -> None:
-    # A pull from the LMS or an evaluation is due now and then (flows.after_launch): in the
+    # A pull from the LMS or an evaluation is due now and then (launching.after_launch): in the
     # thread pool, on any database, since a pull calls the LMS.
-    if flows.after_launch_due(settings=settings, record=record, now=now):
+    if launching.after_launch_due(settings=settings, record=record, now=now):
         await anyio.to_thread.run_sync(
-            functools.partial(flows.after_launch, engine, settings=settings, record=record, now=now)
+            functools.partial(
+                launching.after_launch, engine, settings=settings, record=record, now=now
+            )
         )
 
 
@@ -212,7 +214,7 @@ async def launch(request: Request) -> Response:
     now = utcnow()
     engine, settings = call.engine, call.settings
     args = (request, call.params, engine, settings)
-    result: tuple[Response, flows.LaunchRecord | None] | None = None
+    result: tuple[Response, launching.LaunchRecord | None] | None = None
     with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
         result = await db_engine.on_loop(engine, _launch, *args, None, now)
     if result is None:
@@ -225,7 +227,7 @@ async def launch(request: Request) -> Response:
 
 def _confirm(
     request: Request, engine: Engine, settings: Settings, ticket: str, state: str, nonce: str
-) -> tuple[Response, flows.LaunchRecord]:
+) -> tuple[Response, launching.LaunchRecord]:
     now = utcnow()
     with db_session(engine, write=True) as s:
         try:

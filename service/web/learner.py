@@ -8,17 +8,18 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential
 from service.db.types import MAX_ROW_ID, utcnow
 from service.delivery import awards as delivery_awards
 from service.delivery import status as delivery_status
-from service.deps import EngineDep
+from service.deps import EngineDep, SessionDep, WriteSessionDep
 from service.errors import NotFound
+from service.flows import learner_store, learner_view, syncing
 from service.web import auth
+from service.web import pending as pending_work
 from service.web.appshell import NO_STORE, back, page
 
 __all__ = ["router"]
@@ -32,15 +33,18 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
     pulled = ""
+    note = ""
     with db_session(engine, autocommit=True) as s:  # reads only
-        mine = flows.person_awards(s, person_id=user.person_id, course_id=user.course_id)
+        mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
         if user.course_id is not None:
-            health = flows.sync_health(s, course_id=user.course_id)
+            owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
+            note = pending_work.note(owed, learner=True)
+            health = syncing.sync_health(s, course_id=user.course_id)
             if health.connected:
                 pulled = health.pulled_text(utcnow()) + (
                     " A new pull is on its way." if health.waiting else ""
                 )
-            for comp, decision, awards in flows.learner_status(
+            for comp, decision, awards in learner_view.learner_status(
                 s, course_id=user.course_id, person_id=user.person_id, awards=mine
             ):
                 reasons = decision.reasons if decision is not None else None
@@ -80,6 +84,8 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
         "credentials": credentials,
         "percent": _PERCENT,
         "pulled": pulled,
+        "pending_note": note,
+        "reload_path": "/app/me",
     }
 
 
@@ -89,18 +95,17 @@ def my_progress(request: Request, engine: EngineDep, user: auth.UserDep) -> HTML
     return page(request, engine, user, "app/learner.html", tab="me", **_view(engine, user))
 
 
-def _own_credential(engine: Any, user: auth.CurrentUser, uuid: str) -> Credential:
-    with db_session(engine) as s:
-        row = s.exec(select(Credential).where(Credential.uuid == uuid)).first()
+def _own_credential(s: Session, user: auth.CurrentUser, uuid: str) -> Credential:
+    row = s.exec(select(Credential).where(Credential.uuid == uuid)).first()
     if row is None or row.person_id != user.person_id:
         raise NotFound("You have no credential with this id.")
     return row
 
 
 @router.get("/app/me/credentials/{uuid}/credential.json")
-def download_json(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
+def download_json(uuid: str, session: SessionDep, user: auth.UserDep) -> Response:
     """Download your signed credential (OB 3.0, JSON-LD with a Data Integrity proof)."""
-    row = _own_credential(engine, user, uuid)
+    row = _own_credential(session, user, uuid)
     return JSONResponse(
         row.document,
         media_type="application/vc+ld+json",
@@ -110,9 +115,9 @@ def download_json(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
 
 
 @router.get("/app/me/credentials/{uuid}/credential.jwt")
-def download_jwt(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
+def download_jwt(uuid: str, session: SessionDep, user: auth.UserDep) -> Response:
     """Download your credential as a VC-JWT."""
-    row = _own_credential(engine, user, uuid)
+    row = _own_credential(session, user, uuid)
     if row.jwt is None:
         raise NotFound("This credential has no VC-JWT form.")
     return PlainTextResponse(
@@ -125,27 +130,24 @@ def download_jwt(uuid: str, engine: EngineDep, user: auth.UserDep) -> Response:
 
 @router.post("/app/me/consent")
 def consent(
-    engine: EngineDep,
     user: auth.UserDep,
+    session: WriteSessionDep,
     credential_id: Annotated[str, Form(max_length=64)],
     repository_id: Annotated[int, Form(ge=1, le=MAX_ROW_ID)],
     granted: Annotated[str, Form(max_length=5)],
 ) -> Response:
     """Send (or not) one of your credentials to a repository that asks for your consent."""
-    with db_session(engine, write=True) as s:
-        award = s.exec(
-            select(Award).where(
-                Award.delivery_key == credential_id, Award.person_id == user.person_id
-            )
-        ).first()
-        if award is None:
-            raise NotFound("You have no credential with this id.")
-        delivery_awards.set_consent(
-            s,
-            credential_id=credential_id,
-            repository_id=repository_id,
-            granted=granted == "true",
-            now=utcnow(),
-        )
-        s.commit()
+    award = session.exec(
+        select(Award).where(Award.delivery_key == credential_id, Award.person_id == user.person_id)
+    ).first()
+    if award is None:
+        raise NotFound("You have no credential with this id.")
+    delivery_awards.set_consent(
+        session,
+        credential_id=credential_id,
+        repository_id=repository_id,
+        granted=granted == "true",
+        now=utcnow(),
+    )
+    session.commit()
     return back(user, "/app/me", "consent")

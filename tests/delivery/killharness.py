@@ -46,7 +46,7 @@ def worker_main(
 
     from service import secretbox
     from service.db.engine import make_engine
-    from service.delivery.credly import CredlyConnector
+    from service.delivery.providers.credly import CredlyConnector
     from service.delivery.worker import Worker
 
     secretbox.configure(master_key)

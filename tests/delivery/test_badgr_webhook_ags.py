@@ -15,12 +15,13 @@ from sqlmodel import select
 
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
-from service.delivery import awards, repositories, webhook
-from service.delivery.ags import AgsConnector
-from service.delivery.badgr import BadgrConnector
+from service.delivery import awards, repositories
 from service.delivery.errors import ServerError
 from service.delivery.outbox import AttemptRecord
-from service.delivery.webhook import WebhookConnector
+from service.delivery.providers import webhook
+from service.delivery.providers.ags import AgsConnector
+from service.delivery.providers.badgr import BadgrConnector
+from service.delivery.providers.webhook import WebhookConnector
 from service.delivery.worker import Worker, build_connectors
 from tests import factories
 from tests.delivery.conftest import snapshot, statuses, unfinished

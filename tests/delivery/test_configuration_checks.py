@@ -18,8 +18,8 @@ from service.cli import app as cli_app
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
 from service.delivery import awards, repositories
-from service.delivery.credly import CredlyConnector
 from service.delivery.errors import ConnectorError
+from service.delivery.providers.credly import CredlyConnector
 from service.delivery.worker import Worker
 from service.errors import BadInput
 from service.settings import Settings

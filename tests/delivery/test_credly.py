@@ -20,7 +20,7 @@ from sqlmodel import select
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, OutboxMessage
 from service.delivery import awards, outbox, repositories
-from service.delivery.credly import CredlyConnector
+from service.delivery.providers.credly import CredlyConnector
 from service.delivery.worker import Worker
 from tests import factories
 from tests.delivery.conftest import (

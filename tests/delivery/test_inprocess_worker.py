@@ -9,7 +9,7 @@ import time
 import pytest
 from sqlalchemy import Engine
 
-from service import cli
+from service.cli import workers
 from service.db.engine import session as db_session
 from service.delivery import repositories
 from service.delivery.worker import Worker, build_connectors
@@ -23,7 +23,7 @@ def test_serve_worker_delivers_and_stops(
 ) -> None:
     credly_repo(engine, fake)
     enqueue_many(engine, 3)
-    stop, thread = cli._start_inprocess_worker(settings, enabled=True)
+    stop, thread = workers._start_inprocess_worker(settings, enabled=True)
     try:
         deadline = time.monotonic() + 30
         while unfinished(engine) and time.monotonic() < deadline:
@@ -37,7 +37,7 @@ def test_serve_worker_delivers_and_stops(
 
 
 def test_no_worker_starts_nothing(settings: Settings) -> None:
-    stop, thread = cli._start_inprocess_worker(settings, enabled=False)
+    stop, thread = workers._start_inprocess_worker(settings, enabled=False)
     assert thread is None and not stop.is_set()
 
 

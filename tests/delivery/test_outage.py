@@ -16,7 +16,7 @@ from sqlmodel import select
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, OutboxMessage
 from service.delivery import awards
-from service.delivery.credly import CredlyConnector
+from service.delivery.providers.credly import CredlyConnector
 from service.delivery.worker import Worker
 from tests.conftest import LANE
 from tests.delivery.conftest import ScaledClock, credly_repo, snapshot, statuses, unfinished

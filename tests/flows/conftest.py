@@ -12,8 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import Engine
 
-from service import flows, outbound
+from service import outbound
 from service.demo import bootstrap, seed, server
+from service.flows import evaluating, evaluation_queue, syncing
 from service.lti.cookies import LEGACY_SUFFIX
 from service.settings import Settings
 from service.web.auth import SESSION_COOKIE
@@ -50,17 +51,31 @@ def live(settings: Settings, engine: Engine) -> Iterator[Live]:
         lti_http.close()
 
 
-def pull(live: Live) -> list[flows.SyncOutcome]:
+def pull(live: Live) -> list[syncing.SyncOutcome]:
     """What the worker's jobs do when they next run: the scheduled sync pulls every due
     course (roster and results, over HTTP from the demo LMS) and queues who changed, then
     the evaluation job evaluates and awards them."""
     with outbound.client(outbound.policy(live.settings), timeout=30.0) as http:
-        outcomes = flows.run_due_syncs(
+        outcomes = syncing.run_due_syncs(
             live.engine, settings=live.settings, http=http, worker="test"
         )
-    while flows.run_evaluation_jobs(live.engine, settings=live.settings)[0]:
-        pass
+    evaluate(live)
     return outcomes
+
+
+def evaluate(live: Live) -> evaluating.Summary:
+    """What the worker's evaluation job does when it next runs: evaluate and award every
+    queued learner (requests only queue them)."""
+    total = evaluating.Summary()
+    while True:
+        n, summary = evaluation_queue.run_evaluation_jobs(live.engine, settings=live.settings)
+        if not n:
+            return total
+        for name, value in summary.__dict__.items():
+            if isinstance(value, list):
+                getattr(total, name).extend(value)
+            else:
+                setattr(total, name, getattr(total, name) + value)
 
 
 def _fields(page: str) -> tuple[str, dict[str, str]]:

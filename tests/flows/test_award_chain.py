@@ -11,15 +11,15 @@ import httpx
 import pytest
 from sqlmodel import func, select
 
-from service import flows
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential, Decision, OutboxMessage, Person
 from service.db.types import utcnow
 from service.delivery import errors as delivery_errors
 from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
+from service.flows import evaluating, evaluation_queue, gradebook, syncing, wiring
 from service.issuer import service as issuer_service
-from tests.flows.conftest import Live, Tab, launch, pull
+from tests.flows.conftest import Live, Tab, evaluate, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -57,6 +57,13 @@ def _sync(live: Live, tab: Tab, csrf: str) -> None:
     assert [o.error for o in pull(live)] == [""]
 
 
+def _act(live: Live, tab: Tab, path: str, csrf: str) -> None:
+    """An instructor's button: the request only queues the learners; the worker's
+    evaluation job then evaluates and awards them."""
+    assert tab.post(path, {}, csrf=csrf).status_code == 303
+    evaluate(live)
+
+
 def _instructor(live: Live) -> tuple[Tab, str]:
     tab = launch(live, "u-instr-1")
     page = tab.get("/app/course")
@@ -66,7 +73,14 @@ def _instructor(live: Live) -> tuple[Tab, str]:
 
 def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Live) -> None:
     tab = launch(live, "u-learn-2")  # Lucas: intermediate in both competencies
-    pull(live)  # the launch asked the worker for a pull; the worker evaluates and awards
+    # The launch awarded nothing itself: it queued a pull and Lucas's evaluation, and his
+    # page says so and asks /app/pending until the worker is done.
+    assert _awards(live, "u-learn-2") == {}
+    waiting = tab.get("/app/me")
+    assert 'data-testid="pending"' in waiting.text and "/static/pending.js" in waiting.text
+    assert tab.get("/app/pending").json() == {"pending": True, "evaluations": 1, "sync": True}
+    pull(live)  # the worker pulls, then evaluates and awards
+    assert tab.get("/app/pending").json() == {"pending": False, "evaluations": 0, "sync": False}
     awards = _awards(live, "u-learn-2")
     [award] = awards["competency:data-investigation"]
     assert (award.level, award.state) == ("intermediate", "issued")
@@ -93,7 +107,7 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     landing = tab.get("/app")  # where the launch lands: the learner's page
     assert landing.status_code == 200 and "Your micro-credentials" in landing.text
     page = tab.get("/app/me")
-    assert page.status_code == 200
+    assert page.status_code == 200 and 'data-testid="pending"' not in page.text
     assert "Investigating with data (Intermediate)" in page.text
     assert f"/credentials/{award.credential_uuid}" in page.text
     assert "For Advanced" in page.text  # what is missing, in words
@@ -138,20 +152,20 @@ def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None
 
 def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) -> None:
     course_id = live.course_id
-    pull = flows.fetch_course(live.engine, course_id=course_id)
+    pull = syncing.fetch_course(live.engine, course_id=course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        syncing.store_fetched(s, pull=pull, now=utcnow(), actor="test")
         s.commit()
     before = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award))
     with db_session(live.engine, write=True) as s:
-        summary = flows.evaluate_course(
+        summary = evaluating.evaluate_course(
             s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
         )
         assert summary.issued > 0
         s.rollback()  # a crash before the commit
     assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award)) == before
     with db_session(live.engine, write=True) as s:
-        flows.evaluate_course(
+        evaluating.evaluate_course(
             s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
         )
         s.commit()
@@ -167,7 +181,7 @@ def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) 
 def test_re_evaluating_unchanged_evidence_issues_nothing_new(live: Live) -> None:
     tab, csrf = _instructor(live)
     _sync(live, tab, csrf)  # the worker evaluates the learners whose results arrived ...
-    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303  # ... all
+    _act(live, tab, "/app/course/reevaluate", csrf)  # ... all
     counts = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Decision))
     assert counts[0] > 0
     for _ in range(2):
@@ -191,6 +205,7 @@ def test_a_higher_level_issues_a_new_credential_and_upgrades_the_deliveries(live
         csrf=csrf,
     )
     assert saved.status_code == 303, saved.text
+    evaluate(live)  # the worker evaluates what the request queued
     # ... needs a supervised sitting: the instructor attests Lucas's statistics quiz.
     lucas = _person(live, "u-learn-2")
     attested = tab.post(
@@ -199,6 +214,7 @@ def test_a_higher_level_issues_a_new_credential_and_upgrades_the_deliveries(live
         csrf=csrf,
     )
     assert attested.status_code == 303, attested.text
+    evaluate(live)  # the worker evaluates what the request queued
     line = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert [(a.level, a.state) for a in line] == [
         ("intermediate", "superseded"),
@@ -233,7 +249,15 @@ def test_a_lower_decision_flags_for_review_and_revokes_only_when_told(live: Live
         csrf=csrf,
     )
     assert raised.status_code == 303, raised.text
-    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    # the save evaluated nothing: it queued the course's learners, and the pages say so
+    assert _awards(live, "u-learn-3")["competency:data-investigation"] == [held]
+    pending = tab.get("/app/pending").json()
+    assert pending["pending"] and pending["evaluations"] >= 4
+    for path in ("/app/course", "/app/setup"):
+        assert "wait for their evaluation" in tab.get(path).text
+    evaluate(live)  # the worker evaluates what the request queued
+    assert not tab.get("/app/pending").json()["pending"]
+    assert "wait for their evaluation" not in tab.get("/app/course").text
     [flagged] = _awards(live, "u-learn-3")["competency:data-investigation"]
     assert flagged.state == "issued" and "Beginning" in flagged.review
     page = tab.get("/app/course")
@@ -241,7 +265,8 @@ def test_a_lower_decision_flags_for_review_and_revokes_only_when_told(live: Live
     # The course now says "revoke": the credential goes, the lower level is issued.
     rules = tab.post("/app/setup/rules", {"on_lower": "revoke"}, csrf=csrf)
     assert rules.status_code == 303
-    assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+    evaluate(live)  # the worker evaluates what the request queued
+    _act(live, tab, "/app/course/reevaluate", csrf)
     line = _awards(live, "u-learn-3")["competency:data-investigation"]
     assert [(a.level, a.state) for a in line] == [
         ("intermediate", "revoked"),
@@ -279,6 +304,7 @@ def test_thresholds_are_read_as_the_hint_says(live: Live) -> None:
         csrf=csrf,
     )
     assert saved.status_code == 303, saved.text
+    evaluate(live)  # the worker evaluates what the request queued
     assert 'name="threshold_intermediate" value="70%"' in tab.get("/app/setup").text
     bad = tab.post(
         "/app/setup/competencies/data-investigation",
@@ -300,7 +326,7 @@ def test_a_gap_is_rounded_up_never_shown_smaller() -> None:
     from service.assessment.types import Gap, Level
 
     decision: Any = SimpleNamespace(gap=Gap(Level.ADVANCED, (), 0.0666666))
-    row = flows.Row(cast(Any, None), cast(Any, None), decision, None, None)
+    row = evaluating.Row(cast(Any, None), cast(Any, None), decision, None, None)
     assert row.gap_short == "6.67% short of Advanced"
     decision.gap = Gap(Level.ADVANCED, (), 0.05)
     assert row.gap_short == "5% short of Advanced"
@@ -316,6 +342,7 @@ def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
         csrf=csrf,
     )
     assert saved.status_code == 303, saved.text
+    evaluate(live)  # the worker evaluates what the request queued
     # Bounds that no longer fit the course, stored as an older release could have stored
     # them (the institution import refuses them now).
     from service.db.models import PolicyVersion
@@ -361,7 +388,7 @@ def test_rules_left_outside_the_bounds_keep_their_mapping_on_the_setup_page(
         assert comp is not None
         mapped = [
             c
-            for c in flows.course_competencies(s, course_id=live.course_id)
+            for c in wiring.course_competencies(s, course_id=live.course_id)
             if c.competency.key == comp.key
         ]
     assert mapped[0].problem == ""
@@ -389,7 +416,7 @@ def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> Non
     with httpx.Client(timeout=30) as http:
         worker = Worker(
             live.engine,
-            build_connectors(live.engine, ags_poster=flows.ags_poster(live.engine, http)),
+            build_connectors(live.engine, ags_poster=gradebook.ags_poster(live.engine, http)),
             threads=1,
             batch=20,
         )
@@ -452,7 +479,7 @@ def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
     [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
     assert (award.level, award.state) == ("intermediate", "issued")
     with db_session(live.engine) as s:
-        assert flows.courses_with_new_evidence(s) == []
+        assert evaluation_queue.courses_with_new_evidence(s) == []
 
 
 def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> None:
@@ -476,9 +503,9 @@ def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> N
 def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Live) -> None:
     import threading
 
-    fetched = flows.fetch_course(live.engine, course_id=live.course_id)
+    fetched = syncing.fetch_course(live.engine, course_id=live.course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
+        syncing.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
         s.commit()
     errors: list[BaseException] = []
     start = threading.Barrier(3)
@@ -487,7 +514,7 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
         try:
             start.wait(timeout=30)
             with db_session(live.engine, write=True) as s:
-                flows.evaluate_course(
+                evaluating.evaluate_course(
                     s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
                 )
                 s.commit()
@@ -544,7 +571,7 @@ def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None
     assert len(rows) == 2
     label = "Investigating with data (competency level)"
     with httpx.Client(transport=_MeetBeforeCreating(2), timeout=30) as http:
-        poster = flows.ags_poster(live.engine, http)
+        poster = gradebook.ags_poster(live.engine, http)
         outcomes: list[BaseException | None] = [None, None]
 
         def deliver(i: int) -> None:
@@ -587,7 +614,7 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     assert revoked.status_code == 303, revoked.text
     credentials, issue_rows = _count(live, Credential), _issue_rows(live)
     for _ in range(2):
-        assert tab.post("/app/course/reevaluate", {}, csrf=csrf).status_code == 303
+        _act(live, tab, "/app/course/reevaluate", csrf)
     # Same evidence, same level: no new credential, nothing delivered again.
     line = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert [(a.level, a.state) for a in line] == [("intermediate", "revoked")]
@@ -598,6 +625,7 @@ def test_a_revoked_credential_stays_revoked_when_the_course_is_re_evaluated(live
     # The instructor lifts the block: the evidence's level is issued again.
     allowed = tab.post(f"/app/course/awards/{held.id}/allow", {}, csrf=csrf)
     assert allowed.status_code == 303, allowed.text
+    evaluate(live)  # the worker evaluates what the request queued
     line = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert [(a.level, a.state) for a in line] == [
         ("intermediate", "revoked"),
@@ -646,6 +674,7 @@ def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
         csrf=csrf,
     )
     assert saved.status_code == 303, saved.text
+    evaluate(live)  # the worker evaluates what the request queued
     lucas = _person(live, "u-learn-2")
     attested = tab.post(
         "/app/course/attest",
@@ -653,6 +682,7 @@ def test_a_revocation_does_not_hold_back_a_higher_level(live: Live) -> None:
         csrf=csrf,
     )
     assert attested.status_code == 303, attested.text
+    evaluate(live)  # the worker evaluates what the request queued
     line = _awards(live, "u-learn-2")["competency:data-investigation"]
     assert [(a.level, a.state) for a in line] == [
         ("intermediate", "revoked"),

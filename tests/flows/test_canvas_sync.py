@@ -4,15 +4,24 @@ e-mail; a refreshed token is kept even when the pull fails afterwards."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from service import flows
 from service.db.engine import session
-from service.db.models import Course, Deployment, PersonLink, Platform, SourceConnection
+from service.db.models import (
+    Course,
+    Deployment,
+    Person,
+    PersonLink,
+    Platform,
+    SourceConnection,
+)
 from service.errors import ServiceError
+from service.flows import launching, syncing, wiring
 from service.lti import services as lti_services
 from service.lti.types import CLAIM, LaunchContext
 from tests.sources.fakes import FakeCanvas
@@ -34,7 +43,7 @@ def _connect(engine: Engine, w: World) -> int:
         )
         s.add(conn)
         s.flush()
-        flows.connect_source(
+        wiring.connect_source(
             s, course_id=w.course_id, connection_id=conn.id, lms_course_id="7", actor="t", now=NOW
         )
         s.commit()
@@ -52,7 +61,7 @@ def test_a_refreshed_canvas_token_is_kept_when_the_pull_fails_later(engine: Engi
         httpx.Client(transport=fake.transport()) as http,
         pytest.raises(ServiceError, match="quiz 40"),
     ):
-        flows.fetch_course(engine, course_id=w.course_id, client=http)
+        syncing.fetch_course(engine, course_id=w.course_id, client=http)
     assert fake.refreshes == 1
     with session(engine) as s:
         saved = s.get(SourceConnection, conn_id)
@@ -89,15 +98,15 @@ def test_canvas_results_find_the_learner_by_the_canvas_user_id_from_the_launch(
     _connect(engine, w)
     with session(engine, write=True) as s:
         # Bob's opaque LTI sub is "42"; Canvas knows him as 1002 and withholds his e-mail.
-        flows.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
+        launching.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1002")).one()
         assert link.person_id == w.bob
     fake = FakeCanvas.sample()
     with httpx.Client(transport=fake.transport()) as http:
-        pull = flows.fetch_course(engine, course_id=w.course_id, client=http)
+        pull = syncing.fetch_course(engine, course_id=w.course_id, client=http)
     with session(engine, write=True) as s:
-        report = flows.store_fetched(s, pull=pull, now=NOW, actor="t")
+        report = syncing.store_fetched(s, pull=pull, now=NOW, actor="t")
         s.commit()
     assert report.rejected == []
     assert report.changed_people == {w.ada, w.bob}
@@ -113,7 +122,55 @@ def test_the_nrps_roster_links_the_canvas_user_id_of_each_member(engine: Engine)
         raw={"message": [{CLAIM + "custom": {"canvas_user_id": "1009"}}]},
     )
     with session(engine, write=True) as s:
-        changed = flows.apply_roster(s, course_id=w.course_id, members=[member], now=NOW)
+        changed = syncing.apply_roster(s, course_id=w.course_id, members=[member], now=NOW)
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1009")).one()
     assert changed == {link.person_id}
+
+
+NRPS = "https://lms.test/api/lti/courses/ctx-1/names_and_roles"
+
+
+def test_the_canvas_roster_is_asked_with_the_rlid_of_a_launch_and_links_canvas_ids(
+    engine: Engine,
+) -> None:
+    w = world(engine)
+    _connect(engine, w)
+    # A launch in the course brings the membership URL and a resource link id.
+    launched = _launch(engine, w, "42", {"canvas_user_id": "1002"})
+    launched = dataclasses.replace(launched, nrps_url=NRPS, resource_link_id="rl-essay")
+    with session(engine, write=True) as s:
+        launching.record_launch(s, launch=launched)
+        s.commit()
+    asked: list[httpx.URL] = []
+    canvas = FakeCanvas.sample()
+
+    def lms(request: httpx.Request) -> httpx.Response:
+        if str(request.url) == "https://lms.test/token":
+            return httpx.Response(200, json={"access_token": "nrps-at", "expires_in": 3600})
+        if request.url.copy_with(query=None) == httpx.URL(NRPS):
+            asked.append(request.url)
+            # Canvas: a member's custom fields come only with rlid (NRPS 2.0 §3)
+            message = {CLAIM + "custom": {"canvas_user_id": "1003"}}
+            member = {
+                "user_id": "opaque-cy",
+                "roles": ["http://purl.imsglobal.org/vocab/lis/v2/membership#Learner"],
+                "name": "Cy",
+                **({"message": [message]} if request.url.params.get("rlid") else {}),
+            }
+            return httpx.Response(
+                200,
+                json={"id": NRPS, "context": {"id": "ctx-1"}, "members": [member]},
+                headers={"content-type": lti_services.MT_MEMBERS},
+            )
+        return canvas.handle(request)
+
+    with httpx.Client(transport=httpx.MockTransport(lms)) as http:
+        pull = syncing.fetch_course(engine, course_id=w.course_id, client=http, roster=True)
+    assert [u.params.get("rlid") for u in asked] == ["rl-essay"]
+    with session(engine, write=True) as s:
+        syncing.store_fetched(s, pull=pull, now=NOW, actor="t")
+        s.commit()
+        link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1003")).one()
+        cy = s.exec(select(Person).where(Person.sub == "opaque-cy")).one()
+    assert link.person_id == cy.id  # Cy's Canvas results find him by his Canvas user id

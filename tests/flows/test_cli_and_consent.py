@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
@@ -15,6 +16,7 @@ from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.db.types import utcnow
 from service.delivery import repositories
+from service.flows import evaluation_queue
 from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch, pull
 
@@ -197,11 +199,11 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
 def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
     live: Live, runner: CliRunner
 ) -> None:
-    from service import flows
+    from service.flows import wiring
 
     assert "connect" in runner.invoke(cli.app, ["course", "--help"]).output
     with db_session(live.engine, write=True) as s:
-        flows.connect_source(
+        wiring.connect_source(
             s,
             course_id=live.course_id,
             connection_id=None,
@@ -237,3 +239,59 @@ def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
     status = runner.invoke(cli.app, ["course", "status", str(live.course_id)])
     assert "Results last pulled from the LMS just now." in status.output
     assert "roster: 6 members" in status.output
+
+
+def test_the_api_revokes_like_the_command_line_and_refuses_to_undo_an_award(
+    live: Live, api_headers: Callable[..., dict[str, str]]
+) -> None:
+    # POST /api/credentials/{id}/revoke set only the status bit: Credly and the webhook
+    # receiver kept the badge, and the next evaluation issued it again.
+    pull(live)  # the worker's scheduled sync awards the course
+    with db_session(live.engine, write=True) as s:
+        lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
+        award = s.exec(
+            select(Award).where(
+                Award.person_id == lucas.id, Award.line_key == "competency:data-investigation"
+            )
+        ).one()
+        sent = s.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.credential_id == award.delivery_key,
+                OutboxMessage.kind == "webhook.credential_issued",
+            )
+        ).one()
+        sent.status = "delivered"
+        s.add(sent)
+        s.commit()
+        uuid, key, award_id = award.credential_uuid, award.delivery_key, award.id
+        s.expunge(lucas)
+    headers = api_headers("credentials:write")
+    with httpx.Client(base_url=live.tool_url, headers=headers) as api:
+        done = api.post(f"/api/credentials/{uuid}/revoke", json={"reason": "Awarded in error"})
+        assert done.status_code == 200 and done.json()["revoked"] is True, done.text
+        undo = api.post(f"/api/credentials/{uuid}/unrevoke", json={"reason": "oops"})
+        assert undo.status_code == 409 and "Allow re-award" in undo.text
+    with db_session(live.engine) as s:
+        revoke = s.exec(
+            select(OutboxMessage).where(
+                OutboxMessage.credential_id == key,
+                OutboxMessage.kind == "webhook.credential_revoked",
+            )
+        ).one()
+        assert revoke.payload["reason"] == "Awarded in error"
+        line = s.get(Award, award_id)
+        assert line is not None and line.state == "revoked" and line.reaward_blocked
+    evaluation_queue.reevaluate(
+        live.engine, settings=live.settings, course_id=live.course_id, actor="t", reason="t"
+    )
+    while evaluation_queue.run_evaluation_jobs(live.engine, settings=live.settings)[0]:
+        pass
+    with db_session(live.engine) as s:
+        issued = s.exec(
+            select(Award).where(
+                Award.person_id == lucas.id,
+                Award.line_key == "competency:data-investigation",
+                Award.state == "issued",
+            )
+        ).all()
+        assert issued == []  # the revocation holds back the re-award

@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import Engine, func, text
 from sqlmodel import col, select
 
-from service import evaluation, flows
+from service import evaluation
 from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential, Decision, EvaluationJob, ImportRun, OutboxMessage
 from service.db.types import utcnow
 from service.delivery import repositories
+from service.flows import evaluating, evaluation_queue, syncing, wiring
 from service.issuer import service as issuer_service
 from service.policies import service as policies
 from service.settings import Settings
@@ -116,10 +117,12 @@ def _queue_all(engine: Engine, course_id: int) -> int:
     return n
 
 
-def _drain(engine: Engine, settings: Settings) -> flows.Summary:
-    total = flows.Summary()
+def _drain(engine: Engine, settings: Settings) -> evaluating.Summary:
+    total = evaluating.Summary()
     while True:
-        n, summary = flows.run_evaluation_jobs(engine, settings=settings, limit=4, batch=2)
+        n, summary = evaluation_queue.run_evaluation_jobs(
+            engine, settings=settings, limit=4, batch=2
+        )
         if not n:
             return total
         total.issued += summary.issued
@@ -174,7 +177,7 @@ def test_the_worker_evaluates_and_issues_and_an_unchanged_rerun_issues_nothing(
 ) -> None:
     course = _course(engine, settings, learners=6)
     with db_session(engine, write=True) as s:
-        assert flows.enqueue_new_evidence(s) == {course.id: 6}
+        assert evaluation_queue.enqueue_new_evidence(s) == {course.id: 6}
         s.commit()
     assert _count(engine, Credential) == 0  # queued, not evaluated in the import
     done = _drain(engine, settings)
@@ -185,7 +188,7 @@ def test_the_worker_evaluates_and_issues_and_an_unchanged_rerun_issues_nothing(
     # Nothing changed: a re-import queues no one; re-evaluating everyone issues nothing.
     _store(engine, course.id, _results(6))
     with db_session(engine, write=True) as s:
-        assert flows.enqueue_new_evidence(s) == {course.id: 0}
+        assert evaluation_queue.enqueue_new_evidence(s) == {course.id: 0}
         s.commit()
     assert _queue_all(engine, course.id) == 6
     again = _drain(engine, settings)
@@ -195,7 +198,7 @@ def test_the_worker_evaluates_and_issues_and_an_unchanged_rerun_issues_nothing(
     # One learner's results change: only that learner is queued and re-evaluated.
     _store(engine, course.id, [r for r in _results(6, bonus=4) if r[0].startswith("u0 ")])
     with db_session(engine, write=True) as s:
-        assert flows.enqueue_new_evidence(s) == {course.id: 1}
+        assert evaluation_queue.enqueue_new_evidence(s) == {course.id: 1}
         s.commit()
     assert _drain(engine, settings).decisions == 2
     _ledger_is_sound(engine)
@@ -208,7 +211,7 @@ def test_saving_the_mapping_queues_the_course_and_the_worker_issues(
     assert _queue_all(engine, course.id) == 4
     assert _drain(engine, settings).issued == 0  # nothing mapped: no level
     with db_session(engine, write=True) as s:
-        queued = flows.save_competency_setup(
+        queued = wiring.save_competency_setup(
             s,
             course_id=course.id,
             competency_key="quiz-one",
@@ -278,9 +281,9 @@ def test_the_ledger_refuses_a_second_issued_credential_on_a_line(
 def _worker_main(url: str, master_key: bytes, data_dir: str, lease: float) -> None:
     """A worker process: what `microcred worker` runs for evaluation, with a short lease,
     pausing inside each batch so that kills land mid-transaction."""
-    from service import flows as f
     from service import secretbox
     from service.db.engine import make_engine as make
+    from service.flows import evaluation_queue
 
     secretbox.configure(master_key)
     engine = make(url)
@@ -291,16 +294,16 @@ def _worker_main(url: str, master_key: bytes, data_dir: str, lease: float) -> No
         base_url="https://tool.test",
         evaluation_lease_seconds=lease,
     )
-    original = f.evaluate_course
+    original = evaluation_queue.evaluate_course
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         summary = original(*args, **kwargs)
         time.sleep(0.05)  # signed, not committed yet
         return summary
 
-    f.evaluate_course = slow  # type: ignore[assignment]
+    evaluation_queue.evaluate_course = slow  # type: ignore[assignment]
     while True:
-        if not f.run_evaluation_jobs(engine, settings=own, limit=4, batch=2)[0]:
+        if not evaluation_queue.run_evaluation_jobs(engine, settings=own, limit=4, batch=2)[0]:
             time.sleep(0.05)
 
 
@@ -359,15 +362,14 @@ def test_the_setup_page_says_it_is_re_evaluating_and_the_worker_issues(live: Any
 
     from tests.flows.conftest import launch
 
-    live.settings.evaluation_inline_learners = 0  # every course counts as large here
     tab = launch(live, "u-instr-1")
     page = tab.get("/app/setup")
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
     assert csrf is not None
     # results are in (a sync), no one evaluated yet: queue them and let nobody work
-    fetched = flows.fetch_course(live.engine, course_id=live.course_id)
+    fetched = syncing.fetch_course(live.engine, course_id=live.course_id)
     with db_session(live.engine, write=True) as s:
-        flows.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
+        syncing.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
         s.commit()
     saved = tab.post(
         "/app/setup/competencies/data-investigation",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from sqlmodel import Session, col, func, select
 
-from service import flows
+from service import evaluation
 from service.db.engine import session as db_session
 from service.db.models import (
     Award,
@@ -32,8 +32,9 @@ from service.db.models import (
 )
 from service.db.types import utcnow
 from service.demo import moodle_ws
+from service.flows import launching, syncing
 from service.lti.types import LaunchContext
-from tests.flows.conftest import Live, launch, pull
+from tests.flows.conftest import Live, evaluate, launch, pull
 
 pytestmark = pytest.mark.db
 
@@ -84,7 +85,7 @@ def _counts(live: Live) -> tuple[int, int]:
 
 def _wanted(live: Live) -> bool:
     with db_session(live.engine) as s:
-        return flows.sync_health(s, course_id=live.course_id).waiting
+        return syncing.sync_health(s, course_id=live.course_id).waiting
 
 
 def _launched_after_a_pull(live: Live, sub: str) -> None:
@@ -94,6 +95,7 @@ def _launched_after_a_pull(live: Live, sub: str) -> None:
     assert _wanted(live)
     assert [o.error for o in pull(live)] == [""]
     launch(live, sub)
+    evaluate(live)
 
 
 def test_a_returning_learner_with_nothing_new_is_neither_pulled_nor_evaluated(
@@ -117,6 +119,18 @@ def test_a_returning_learner_with_nothing_new_is_neither_pulled_nor_evaluated(
     assert page.status_code == 200 and "Investigating with data (Intermediate)" in page.text
 
 
+def test_a_learner_the_worker_evaluated_sees_their_levels_at_the_first_launch(
+    live: Live,
+) -> None:
+    launch(live, "u-instr-1")  # the course's first launch brings its gradebook URL
+    pull(live)  # the worker pulls the roster and results and evaluates; Lucas never launched
+    tab = launch(live, "u-learn-2")
+    assert not _queued(live, "u-learn-2")  # the worker's evaluation stamped what it saw
+    page = tab.get("/app/me")
+    assert 'data-testid="pending"' not in page.text
+    assert "Investigating with data (Intermediate)" in page.text
+
+
 def _decisions(live: Live, sub: str) -> list[tuple[int, str]]:
     with db_session(live.engine) as s:
         person = s.exec(select(Person).where(Person.sub == sub)).one()
@@ -138,12 +152,24 @@ def test_a_result_changed_since_the_last_launch_is_evaluated_on_the_next(live: L
             s.add(row)
         s.commit()
     launch(live, "u-learn-3")  # within the pull interval: the changed rows stay as they are
+    # the launch evaluated nothing itself: it queued the learner for the worker
+    assert _decisions(live, "u-learn-3") == before and _queued(live, "u-learn-3")
+    evaluate(live)
     after = _decisions(live, "u-learn-3")
     new = after[len(before) :]
     assert after[: len(before)] == before and new  # evaluated again, on the new evidence
     assert {h for _c, h in new}.isdisjoint({h for _c, h in before})
     launch(live, "u-learn-3")
+    evaluate(live)
     assert _decisions(live, "u-learn-3") == after  # and not a third time
+    assert not _queued(live, "u-learn-3")
+
+
+def _queued(live: Live, sub: str) -> bool:
+    with db_session(live.engine) as s:
+        person = s.exec(select(Person).where(Person.sub == sub)).one()
+        assert person.id is not None
+        return evaluation.due(s, course_id=live.course_id, person_id=person.id) == 1
 
 
 def test_an_old_evaluation_is_redone_and_an_old_pull_repeated(live: Live) -> None:
@@ -272,16 +298,16 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = flows.learner_state(s, enrolment=enrolment)
+        before = launching.learner_state(s, enrolment=enrolment)
         assert before.inputs == enrolment.evaluated_inputs  # stamped by the launch
         change(s, enrolment.person_id, live)
         s.flush()
-        after = flows.learner_state(s, enrolment=enrolment)
+        after = launching.learner_state(s, enrolment=enrolment)
         assert after.inputs != before.inputs
         assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         # a launch reads the same state within its one statement for person and course
         context = _launch_context(s, enrolment.person_id)
-        record = flows.record_launch(s, launch=context)
+        record = launching.record_launch(s, launch=context)
         assert (
             record is not None
             and record.learner is not None
@@ -293,12 +319,12 @@ def test_another_learners_results_leave_the_state_alone(live: Live) -> None:
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = flows.learner_state(s, enrolment=enrolment)
+        before = launching.learner_state(s, enrolment=enrolment)
         other = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
         assert other.id is not None
         _bump_result(s, other.id, live)
         s.flush()
-        after = flows.learner_state(s, enrolment=enrolment)
+        after = launching.learner_state(s, enrolment=enrolment)
         assert after == before
         assert not after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         assert after.connected and after.synced_at is not None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from service import flows
 from service.assessment.types import VerificationLevel
+from service.flows import mapping
 from service.sources.store import EvidenceRecord
 from service.sources.types import Verification
 
@@ -46,9 +46,9 @@ def _record(**changes: object) -> EvidenceRecord:
 
 def test_a_rubric_rating_keeps_its_scale_and_is_keyed_item_slash_criterion() -> None:
     record = _record()
-    assert flows.item_key(record) == "11/2"
-    assert flows.item_label(record) == "Data investigation project: Cleans and documents data"
-    ev = flows.to_engine(record, competency="c", label="Cleans")
+    assert mapping.item_key(record) == "11/2"
+    assert mapping.item_label(record) == "Data investigation project: Cleans and documents data"
+    ev = mapping.to_engine(record, competency="c", label="Cleans")
     assert ev is not None
     assert (ev.item, ev.kind, ev.rating, ev.score, ev.max_score) == (
         "11/2",
@@ -75,8 +75,8 @@ def test_a_quiz_attempt_is_numbered_and_an_ungraded_result_is_left_out() -> None
         attempt=2,
         verification=Verification.SUPERVISED_ONSITE_VERIFIED,
     )
-    ev = flows.to_engine(quiz, competency="c", label="Stats")
+    ev = mapping.to_engine(quiz, competency="c", label="Stats")
     assert ev is not None and ev.item == "21" and ev.attempt == 2
     assert ev.verification is VerificationLevel.SUPERVISED_ONSITE_VERIFIED
     assert abs(ev.fraction - 0.85) < 1e-9
-    assert flows.to_engine(_record(level_name=None), competency="c", label="x") is None
+    assert mapping.to_engine(_record(level_name=None), competency="c", label="x") is None

@@ -73,3 +73,21 @@ def test_revoke_asks_for_a_reason_and_a_tick_before_anything_is_sent(
     with page.expect_navigation():
         form.locator("button[type=submit]").click()
     assert "Revoked everywhere it went" in page.content()
+
+
+def test_a_page_with_a_pending_evaluation_updates_itself_when_the_worker_is_done(
+    live: Live,
+    browser_page,  # type: ignore[no-untyped-def]
+) -> None:
+    learner = launch(live, "u-learn-2")  # queues a pull and Lucas's evaluation, awards nothing
+    page = browser_page.new_page(viewport={"width": 390, "height": 800})
+    page.goto(f"{live.tool_url}/app/me?mc_session={learner.token}")
+    note = page.locator("[data-testid=pending]")
+    assert "being evaluated" in note.inner_text() and note.get_attribute("role") == "status"
+    assert page.locator(".lvl-intermediate").count() == 0
+    pull(live)  # the worker's sync and evaluation jobs
+    # pending.js sees /app/pending say "done" and reloads the page, without the note
+    page.wait_for_selector("[data-testid=pending]", state="detached", timeout=60_000)
+    page.wait_for_load_state()
+    assert page.locator(".lvl-intermediate").count() >= 2
+    assert "done=" not in page.url

@@ -6,16 +6,14 @@ the LMS."""
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
+import datetime as dt
 import threading
 
 import httpx
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
-from service import cli, flows
+from service.cli import workers
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -29,7 +27,9 @@ from service.db.models import (
 from service.db.types import utcnow
 from service.demo import moodle_ws
 from service.demo.course import Course as SampleCourse
+from service.flows import evaluating, syncing, wiring
 from tests.flows.conftest import Live, launch, pull
+from tests.flows.notx import CheckNoTransaction
 
 pytestmark = pytest.mark.db
 
@@ -70,12 +70,22 @@ def _due_now(live: Live) -> None:
         s.commit()
 
 
+def _full_pull_due(live: Live) -> None:
+    """Let MICROCRED_SYNC_FULL_INTERVAL_SECONDS pass since the last full pull."""
+    with db_session(live.engine, write=True) as s:
+        row = s.exec(select(CourseSync).where(CourseSync.course_id == live.course_id)).one()
+        assert row.full_pulled_at is not None
+        row.full_pulled_at -= dt.timedelta(seconds=live.settings.sync_full_interval_seconds)
+        s.add(row)
+        s.commit()
+
+
 def test_a_learner_who_never_launches_gets_a_credential_from_the_worker(live: Live) -> None:
     # Nobody opens the tool. The worker as `microcred worker` builds it (service.cli), run
     # once: its scheduled sync pulls the course, evaluates and awards.
     assert _issued(live, "u-learn-2") == {}
     asked = moodle_ws.calls("mod_assign_get_assignments")
-    worker = cli._delivery_worker(live.settings, threads=1, batch=4)
+    worker = workers._delivery_worker(live.settings, threads=1, batch=4)
     try:
         worker.run(threading.Event(), idle_exit=True)
     finally:
@@ -144,8 +154,8 @@ def test_the_roster_creates_learners_who_never_launched_and_marks_those_who_left
     with db_session(live.engine) as s:
         enrolment = s.exec(select(Enrolment).where(Enrolment.person_id == ingrid.id)).one()
         assert (enrolment.role, enrolment.status) == ("learner", "active")
-        assert ingrid.id in {p.id for p in flows.course_learners(s, course_id=live.course_id)}
-        health = flows.sync_health(s, course_id=live.course_id)
+        assert ingrid.id in {p.id for p in evaluating.course_learners(s, course_id=live.course_id)}
+        health = syncing.sync_health(s, course_id=live.course_id)
     assert health.members == 6 and health.roster_error == ""
     # Ingrid leaves the course in the LMS (the last member: Moodle's numbering is unchanged)
     course = _lms_course(live)
@@ -157,7 +167,9 @@ def test_the_roster_creates_learners_who_never_launched_and_marks_those_who_left
     with db_session(live.engine) as s:
         enrolment = s.exec(select(Enrolment).where(Enrolment.person_id == ingrid.id)).one()
         assert enrolment.status == "removed"
-        assert ingrid.id not in {p.id for p in flows.course_learners(s, course_id=live.course_id)}
+        assert ingrid.id not in {
+            p.id for p in evaluating.course_learners(s, course_id=live.course_id)
+        }
     # A launch is proof of membership again.
     _set_lms_course(live, course)
     launch(live, "u-learn-5")
@@ -183,7 +195,11 @@ def test_a_result_removed_in_the_lms_is_deleted_and_its_learner_re_evaluated(
     )
     _set_lms_course(live, dataclasses.replace(course, quiz_attempts=kept))
     _due_now(live)
-    [outcome] = pull(live)
+    [outcome] = pull(live)  # an incremental pull: what it did not read is not deleted
+    assert outcome.report is not None and outcome.report.removed == 0
+    _full_pull_due(live)
+    _due_now(live)
+    [outcome] = pull(live)  # the periodic full pull sees the deletion
     assert outcome.report is not None and outcome.report.removed == 1
     assert outcome.report.changed_people == {sofia.id}
     with db_session(live.engine) as s:
@@ -201,7 +217,7 @@ def test_a_launch_asks_for_a_pull_and_makes_no_lms_request(live: Live) -> None:
     page = tab.get("/app/me").text
     assert "Results have not been pulled from the LMS yet." in page
     with db_session(live.engine) as s:
-        assert flows.sync_health(s, course_id=live.course_id).waiting
+        assert syncing.sync_health(s, course_id=live.course_id).waiting
     pull(live)
     assert moodle_ws.calls() > before
     page = tab.get("/app/me").text
@@ -209,53 +225,10 @@ def test_a_launch_asks_for_a_pull_and_makes_no_lms_request(live: Live) -> None:
     assert "Investigating with data (Intermediate)" in page
 
 
-class _CheckNoTransaction(httpx.BaseTransport):
-    """The demo LMS over loopback; while it answers each request, another connection
-    checks that the sync holds no transaction open (SQLite: the write lock can be taken at
-    once; PostgreSQL: no session of this database is idle in a transaction)."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._inner = httpx.HTTPTransport()
-        self._engine = engine
-        self.checked = 0
-        self.held: list[str] = []
-
-    def _check(self, url: str) -> None:
-        self.checked += 1
-        if self._engine.dialect.name == "sqlite":
-            path = make_url(str(self._engine.url)).database
-            assert path
-            conn = sqlite3.connect(path, timeout=5)
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("ROLLBACK")
-            except sqlite3.OperationalError as exc:
-                self.held.append(f"{url}: {exc}")
-            finally:
-                conn.close()
-            return
-        with self._engine.connect() as c:
-            idle = c.execute(
-                text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()"
-                )
-            ).scalar()
-        if idle:
-            self.held.append(f"{url}: {idle} session(s) idle in a transaction")
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._check(str(request.url.path))
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
 def test_no_transaction_is_open_while_the_lms_answers(live: Live) -> None:
-    transport = _CheckNoTransaction(live.engine)
+    transport = CheckNoTransaction(live.engine)
     with httpx.Client(transport=transport, timeout=30) as http:
-        [outcome] = flows.run_due_syncs(
+        [outcome] = syncing.run_due_syncs(
             live.engine, settings=live.settings, http=http, worker="test"
         )
     assert outcome.error == ""
@@ -265,13 +238,13 @@ def test_no_transaction_is_open_while_the_lms_answers(live: Live) -> None:
 
 def test_two_workers_never_pull_the_same_course_at_once(live: Live) -> None:
     now = utcnow()
-    assert flows.claim_sync(live.engine, course_id=live.course_id, worker="a", now=now)
-    assert not flows.claim_sync(live.engine, course_id=live.course_id, worker="b", now=now)
+    assert syncing.claim_sync(live.engine, course_id=live.course_id, worker="a", now=now)
+    assert not syncing.claim_sync(live.engine, course_id=live.course_id, worker="b", now=now)
     with db_session(live.engine) as s:
-        assert live.course_id not in flows.due_syncs(s, settings=live.settings, now=now)
+        assert live.course_id not in syncing.due_syncs(s, settings=live.settings, now=now)
     # a lease that ran out (a worker died mid-pull) is taken over
-    later = now + flows.SYNC_LEASE
-    assert flows.claim_sync(live.engine, course_id=live.course_id, worker="b", now=later)
+    later = now + syncing.SYNC_LEASE
+    assert syncing.claim_sync(live.engine, course_id=live.course_id, worker="b", now=later)
 
 
 def test_a_failing_pull_is_retried_later_and_shown(live: Live) -> None:
@@ -285,7 +258,7 @@ def test_a_failing_pull_is_retried_later_and_shown(live: Live) -> None:
     [outcome] = pull(live)
     assert outcome.error
     with db_session(live.engine) as s:
-        health = flows.sync_health(s, course_id=live.course_id)
+        health = syncing.sync_health(s, course_id=live.course_id)
     assert health.failures == 1 and health.error and health.pulled_at is None
     assert pull(live) == []  # backing off, not hammering the LMS every second
     with db_session(live.engine) as s:
@@ -298,7 +271,7 @@ def test_an_instructor_connects_the_course_on_its_page(live: Live) -> None:
     from service.db.models import SourceConnection
 
     with db_session(live.engine, write=True) as s:
-        flows.connect_source(
+        wiring.connect_source(
             s,
             course_id=live.course_id,
             connection_id=None,

@@ -276,3 +276,12 @@ def test_any_json_credential_round_trips_through_both_formats(doc: dict[str, Any
     for image in (png(), svg()):
         result = baking.unbake(baking.bake(image, doc))
         assert result is not None and result.format == "json" and result.document == doc
+
+
+@pytest.mark.parametrize("text", ["\ufffe", "\uffff", "\ud800", "a\udfffb"])
+def test_text_that_xml_or_utf8_cannot_hold_round_trips_as_json_escapes(text: str) -> None:
+    # found by the property test above: U+FFFE broke the SVG, a lone surrogate both formats
+    doc = {"name": text, text: [text]}
+    for image in (png(), svg()):
+        result = baking.unbake(baking.bake(image, doc))
+        assert result is not None and result.document == doc

@@ -441,10 +441,10 @@ def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
     recognise its own take rather than call itself a replay."""
     from sqlalchemy import text
 
-    from service import flows
+    from service.flows import launching
 
     assert moodle.full_launch(client).status_code == 303  # key set cached: on the event loop
-    original, lost = flows.record_launch, []
+    original, lost = launching.record_launch, []
 
     def record_launch(session: Any, **kwargs: Any) -> Any:
         if not lost:  # the take (and the session it opened) committed already
@@ -452,7 +452,7 @@ def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
             session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         return original(session, **kwargs)
 
-    monkeypatch.setattr(flows, "record_launch", record_launch)
+    monkeypatch.setattr(launching, "record_launch", record_launch)
     state, nonce, _ = moodle.login(client)
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     assert lost and resp.status_code == 303, resp.text[:300]

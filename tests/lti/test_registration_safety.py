@@ -5,6 +5,8 @@ activation are capped, and nothing is stored unless the platform accepted."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -12,12 +14,13 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlmodel import select
 
 from service.app import create_app
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, Platform
+from service.lti import registration
 from service.lti.errors import RegistrationFailed
 from service.settings import Settings
 from tests.lti.test_registration import _moodle
@@ -200,3 +203,55 @@ def test_registration_does_not_hold_a_worker_thread(app: FastAPI, client: TestCl
     )
     assert resp.status_code == 200, resp.text
     assert busy == [0, 0]  # the configuration GET and the registration POST
+
+
+@pytest.mark.postgres
+def test_two_registrations_at_once_cannot_pass_the_pending_cap(
+    engine: Engine, settings: Settings
+) -> None:
+    # Each counts the pending platforms before adding its own: without taking turns, both
+    # would see room for one more.
+    settings = settings.model_copy(update={"dynamic_registration_max_pending": 1})
+
+    def negotiated(n: int) -> registration.Negotiated:
+        conf = {
+            "issuer": f"https://moodle{n}.example.edu",
+            "authorization_endpoint": f"https://moodle{n}.example.edu/auth",
+            "token_endpoint": f"https://moodle{n}.example.edu/token",
+            "jwks_uri": f"https://moodle{n}.example.edu/certs",
+        }
+        return registration.Negotiated(
+            conf=conf, family="moodle", client_id=f"c{n}", deployment_id="1", name=f"M{n}"
+        )
+
+    outcome: list[object] = []
+
+    def second() -> None:
+        with db_session(engine, write=True) as s:
+            try:
+                registration.store(s, negotiated(2), settings=settings)
+                s.commit()
+                outcome.append("stored")
+            except RegistrationFailed as exc:
+                outcome.append(exc)
+
+    with db_session(engine, write=True) as first:
+        registration.store(first, negotiated(1), settings=settings)
+        thread = threading.Thread(target=second)
+        thread.start()
+        # the second waits for the first's turn to end (or, unguarded, finishes at once)
+        with engine.connect() as probe:
+            for _ in range(500):
+                waiting = probe.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                ).scalar_one()
+                if waiting or not thread.is_alive():
+                    break
+                time.sleep(0.01)
+        first.commit()
+    thread.join(timeout=30)
+    assert len(outcome) == 1 and isinstance(outcome[0], RegistrationFailed), outcome
+    with db_session(engine) as s:
+        assert [p.client_id for p in s.exec(select(Platform)).all()] == ["c1"]

@@ -15,6 +15,7 @@ Faults are queued per call name: ``fail["mod_quiz_get_user_attempts"] = [503, 50
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -281,15 +282,24 @@ class FakeMoodle:
             }
         if fn == "mod_assign_get_grades":
             ids = [int(v) for k, v in form.items() if k.startswith("assignmentids[")]
+            since = int(form.get("since", "0"))  # grades modified at or after it
             return {
-                "assignments": [{"assignmentid": i, "grades": self.grades.get(i, [])} for i in ids],
+                "assignments": [
+                    {
+                        "assignmentid": i,
+                        "grades": [g for g in self.grades.get(i, []) if g["timemodified"] >= since],
+                    }
+                    for i in ids
+                ],
                 "warnings": [],
             }
         if fn == "core_grading_get_definitions":
             assert form["areaname"] == "submissions"
             return {"areas": self.areas, "warnings": []}
         if fn == "core_grading_get_gradingform_instances":
-            return {"instances": self.instances.get(int(form["definitionid"]), []), "warnings": []}
+            since = int(form.get("since", "0"))
+            found = self.instances.get(int(form["definitionid"]), [])
+            return {"instances": [i for i in found if i["timemodified"] >= since], "warnings": []}
         return {
             "exception": "webservice_access_exception",
             "errorcode": "accessexception",
@@ -489,6 +499,19 @@ class FakeCanvas:
             return self._page(request, self.users)
         if rest == ["assignments"]:
             return self._page(request, self.assignments)
+        if rest == ["students", "submissions"]:
+            # List submissions for multiple assignments: graded at or after graded_since
+            assert request.url.params.get_list("student_ids[]") == ["all"]
+            assert "rubric_assessment" in request.url.params.get_list("include[]")
+            since = dt.datetime.fromisoformat(request.url.params["graded_since"])
+            subs = [
+                s
+                for group in self.submissions.values()
+                for s in group
+                if s.get("graded_at")
+                and dt.datetime.fromisoformat(s["graded_at"].replace("Z", "+00:00")) >= since
+            ]
+            return self._page(request, subs)
         if len(rest) == 3 and rest[0] == "assignments" and rest[2] == "submissions":
             assert "rubric_assessment" in request.url.params.get_list("include[]")
             subs = self.submissions.get(int(rest[1]), [])

@@ -32,19 +32,21 @@ def test_the_servers_address_says_what_it_is_and_where_to_register(client: TestC
 def test_demo_reset_deletes_only_a_sqlite_demo_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from service import cli
+    import typer
+
+    from service.cli import demo
 
     db = tmp_path / "microcred.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").write_text("old demo")
     settings = Settings(environment="test", data_dir=tmp_path, secret_key="x" * 44)
-    cli._reset_demo_database(settings)
+    demo._reset_demo_database(settings)
     assert not any(Path(f"{db}{s}").exists() for s in ("", "-wal", "-shm"))
     pg = Settings(
         environment="test", data_dir=tmp_path, database_url="postgresql+psycopg://u:secret@h/db"
     )
-    with pytest.raises(cli.typer.Exit) as caught:
-        cli._reset_demo_database(pg)
+    with pytest.raises(typer.Exit) as caught:
+        demo._reset_demo_database(pg)
     assert caught.value.exit_code == 2
     err = capsys.readouterr().err
     assert "--reset deletes the demo's SQLite file" in err and "secret" not in err

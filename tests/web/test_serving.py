@@ -178,7 +178,7 @@ class _Box:
 
 def test_serve_builds_its_app_through_served_app(monkeypatch: pytest.MonkeyPatch) -> None:
     """``microcred serve`` hands uvicorn the factory that settles the heap."""
-    import service.cli as cli
+    from service.cli import server
     from service.settings import get_settings
 
     seen: dict[str, object] = {}
@@ -188,8 +188,8 @@ def test_serve_builds_its_app_through_served_app(monkeypatch: pytest.MonkeyPatch
         def run(app: object, **kw: object) -> None:
             seen["app"], seen["kw"] = app, kw
 
-    monkeypatch.setattr(cli, "_ensure_tool_key", lambda _settings: None)
-    cli._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings())
+    monkeypatch.setattr(server, "_ensure_tool_key", lambda _settings: None)
+    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings())
     assert seen["app"] == "service.serving:served_app"
     assert seen["kw"]["factory"] is True  # type: ignore[index]
 

@@ -37,6 +37,10 @@ class CourseSetup(SQLModel, table=True):
     lms_course_id: str = Field(default="", max_length=255)
     # NRPS 2.0 membership container of the course (from its last launch): the roster sync
     nrps_url: str = Field(default="", max_length=1000)
+    # A resource link of the course (from a launch): Canvas sends each member's custom
+    # fields ($Canvas.user.id) in the roster only when it is asked with ``rlid`` (NRPS 2.0
+    # §2.4, §3)
+    nrps_rlid: str = Field(default="", max_length=255, sa_column_kwargs={"server_default": ""})
     # seconds between scheduled pulls of this course (None: MICROCRED_SYNC_INTERVAL_SECONDS)
     sync_interval_seconds: int | None = None
     ags_lineitems_url: str = Field(default="", max_length=1000)
@@ -72,6 +76,8 @@ class CourseSync(SQLModel, table=True):
     claimed_until: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     attempted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     pulled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)  # last success
+    # the last successful pull of the whole course (the others read what changed since)
+    full_pulled_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     error: str = Field(default="", max_length=2000)  # of the last attempt ("" if it worked)
     failures: int = 0  # attempts failed in a row (backs off)
     members: int | None = None  # roster size at the last roster pull (None: no roster)

@@ -1,4 +1,5 @@
-"""What every connector returns, and the shared HTTP retry rule."""
+"""What every connector returns, and how it sends a request (retried in place with
+``service.httpretry``: a sync is short, unlike a delivery)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Protocol
 
 import httpx
 
-from service import outbound
+from service import httpretry, outbound
 from service.sources.errors import SourceRefused, SourceUnavailable
 from service.sources.types import Problem, Result
 
@@ -26,13 +27,19 @@ class Fetched:
     # Every item of the course was read (no warning said part was withheld): only then
     # may a sync delete the stored results the LMS no longer has.
     complete: bool = True
+    # Only what changed since a time was asked for (an incremental pull): what is missing
+    # from it is unchanged, not deleted.
+    incremental: bool = False
 
 
 class Connector(Protocol):
     kind: str
     origin: str
 
-    def fetch_course(self, lms_course_id: str) -> Fetched: ...
+    def fetch_course(self, lms_course_id: str, *, since: dt.datetime | None = None) -> Fetched:
+        """Every result of the course; with ``since``, at least those changed since then
+        where the LMS's API can filter (``Fetched.incremental``)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,12 +50,12 @@ class RetryPolicy:
 
 
 def backoff_seconds(policy: RetryPolicy, attempt: int, retry_after: str | None) -> float:
-    """Delay before retry number ``attempt`` (1-based): the server's Retry-After seconds if
-    it sent them (RFC 9110 §10.2.3), else exponential; never more than ``max_delay``."""
-    seconds = (retry_after or "").strip()
-    if seconds.isascii() and seconds.isdigit():  # isdigit alone takes '²', which float refuses
-        return min(float(seconds), policy.max_delay)
-    return min(policy.base_delay * float(2 ** max(attempt - 1, 0)), policy.max_delay)
+    """Delay before retry number ``attempt`` (1-based): the server's Retry-After if it sent
+    one, else exponential; never more than ``max_delay``."""
+    wait = httpretry.parse_retry_after(retry_after, now=dt.datetime.now(dt.UTC))
+    if wait is not None:
+        return min(wait, policy.max_delay)
+    return httpretry.window(attempt, base=policy.base_delay, cap=policy.max_delay)
 
 
 def send(
@@ -60,7 +67,8 @@ def send(
     sleep: Callable[[float], None],
     throttled: Callable[[httpx.Response], bool] = lambda r: r.status_code == 429,
 ) -> httpx.Response:
-    """Send with retries on timeouts, connection errors, throttling and 5xx.
+    """Send with retries on timeouts, connection errors, throttling and server failures
+    (``httpretry.RETRYABLE_STATUSES``).
 
     Returns any other response (the caller turns 4xx into final errors). ``what`` names
     the call in error messages and must not contain secrets.
@@ -69,14 +77,13 @@ def send(
         last = attempt == policy.attempts
         try:
             response = client.send(request)
-        except (outbound.Blocked, outbound.TooLarge) as exc:
-            # Asking again would be refused again: not retried.
-            raise SourceRefused(
-                f"{what}: {exc}",
-                hint="Point the connection at the LMS's public address, or (development only) "
-                "set MICROCRED_OUTBOUND_ALLOW_PRIVATE=true.",
-            ) from exc
         except httpx.TransportError as exc:
+            if httpretry.failure(exc).final:  # asking again would be refused again
+                raise SourceRefused(
+                    f"{what}: {exc}",
+                    hint="Point the connection at the LMS's public address, or (development "
+                    "only) set MICROCRED_OUTBOUND_ALLOW_PRIVATE=true.",
+                ) from exc
             if last:
                 raise SourceUnavailable(
                     f"{what}: no answer after {attempt} attempts ({outbound.describe(exc)})",
@@ -85,7 +92,7 @@ def send(
                 ) from exc
             sleep(backoff_seconds(policy, attempt, None))
             continue
-        if response.status_code >= 500 or throttled(response):
+        if response.status_code in httpretry.RETRYABLE_STATUSES or throttled(response):
             if last:
                 raise SourceUnavailable(
                     f"{what}: HTTP {response.status_code} after {attempt} attempts",

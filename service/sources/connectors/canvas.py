@@ -8,6 +8,12 @@ Endpoints (https://canvas.instructure.com/doc/api/, reference/lti.md §3.8):
 - ``GET /api/v1/courses/:course_id/assignments/:id/submissions?include[]=rubric_assessment``
   -> [{user_id, score, attempt, submitted_at, graded_at, workflow_state, excused,
   rubric_assessment: {criterion_id: {points, rating_id, comments}}}]
+- ``GET /api/v1/courses/:course_id/students/submissions?student_ids[]=all&graded_since=…
+  &include[]=rubric_assessment`` -> [{assignment_id, user_id, score, …}]: an incremental
+  pull (``fetch_course(..., since=...)``) reads only the submissions graded since then,
+  in one list for the course, and the quiz submissions of the quizzes among them
+  (Submissions API, "List submissions for multiple assignments"). Deletions are not
+  visible that way: the scheduled sync pulls in full now and then.
 - ``GET /api/v1/courses/:course_id/quizzes/:quiz_id/submissions`` -> {quiz_submissions:
   [{user_id, attempt, score, kept_score, quiz_points_possible, finished_at,
   workflow_state}]}
@@ -220,23 +226,24 @@ class CanvasConnector:
 
     # -- reading a course ---------------------------------------------------------------
 
-    def fetch_course(self, lms_course_id: str) -> Fetched:
-        """Read every scored submission, rubric assessment and quiz submission of a course."""
+    def fetch_course(self, lms_course_id: str, *, since: dt.datetime | None = None) -> Fetched:
+        """Read every scored submission, rubric assessment and quiz submission of a course
+        (with ``since``: the submissions graded since then)."""
         if not (lms_course_id.isascii() and lms_course_id.isdigit()):
             raise SourceRefused(
                 f"{lms_course_id!r} is not a Canvas course id (a number)",
                 hint="Pass the Canvas course id ($Canvas.course.id), not the LTI context id.",
             )
         try:
-            return self._fetch(lms_course_id)
+            return self._fetch(lms_course_id, since)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise SourceDataError(
                 f"Canvas answered without a field the documented shape has ({exc!r})",
                 hint="Nothing was imported.",
             ) from exc
 
-    def _fetch(self, cid: str) -> Fetched:
-        out = Fetched()
+    def _fetch(self, cid: str, since: dt.datetime | None) -> Fetched:
+        out = Fetched(incremental=since is not None)
         base = f"/api/v1/courses/{cid}"
         users = self.paged(
             f"{base}/users",
@@ -245,14 +252,33 @@ class CanvasConnector:
         )
         emails = {str(u["id"]): str(u.get("email") or "") for u in users}
         assignments = self.paged(f"{base}/assignments", "assignments", {"per_page": "100"})
+        changed: dict[str, list[Any]] | None = None
+        if since is not None:
+            changed = {}
+            for sub in self.paged(
+                f"{base}/students/submissions",
+                "submissions graded since the last pull",
+                [
+                    ("student_ids[]", "all"),
+                    ("graded_since", since.astimezone(dt.UTC).isoformat()),
+                    ("include[]", "rubric_assessment"),
+                    ("per_page", "100"),
+                ],
+            ):
+                changed.setdefault(str(sub["assignment_id"]), []).append(sub)
         for a in assignments:
             if a.get("published") is False:
                 continue
-            subs = self.paged(
-                f"{base}/assignments/{a['id']}/submissions",
-                f"submissions of assignment {a['id']}",
-                [("include[]", "rubric_assessment"), ("per_page", "100")],
-            )
+            if changed is not None:
+                if str(a["id"]) not in changed:
+                    continue
+                subs = changed[str(a["id"])]
+            else:
+                subs = self.paged(
+                    f"{base}/assignments/{a['id']}/submissions",
+                    f"submissions of assignment {a['id']}",
+                    [("include[]", "rubric_assessment"), ("per_page", "100")],
+                )
             quiz_id = a.get("quiz_id")
             if quiz_id:
                 self._quiz(out, base, a, quiz_id, emails)
@@ -346,6 +372,19 @@ class CanvasConnector:
                         ),
                     )
                 )
+        self._criteria(out, a, s, learner, attempt=attempt, where=where)
+
+    def _criteria(
+        self,
+        out: Fetched,
+        a: Mapping[str, Any],
+        s: Mapping[str, Any],
+        learner: LearnerRef,
+        *,
+        attempt: int,
+        where: str,
+    ) -> None:
+        """One result per assessed rubric criterion of a graded submission."""
         assessment = s.get("rubric_assessment")
         if not assessment:
             return

@@ -15,14 +15,22 @@ Calls (function names and shapes: lib/db/services.php and each function's
   [{assignments: [{id, cmid, name, grade}]}]}; without ``includenotenrolledcourses`` a
   service user who is not enrolled in the course (a system-capability user) gets no course
   and only a warning (mod/assign/externallib.php ``get_assignments``)
-- ``mod_assign_get_grades`` (assignmentids[]) -> {assignments: [{assignmentid, grades:
-  [{id, userid, attemptnumber, timemodified, grade}]}]}
+- ``mod_assign_get_grades`` (assignmentids[], since) -> {assignments: [{assignmentid, grades:
+  [{id, userid, attemptnumber, timemodified, grade}]}]}; ``since`` (a Unix time): only
+  grades modified since then
 - ``core_grading_get_definitions`` (cmids[], areaname=submissions, activeonly=1) ->
   {areas: [{cmid, activemethod, definitions: [{id, method, rubric: {rubric_criteria:
   [{id, description, levels: [{id, score, definition}]}]}}]}]}
 - ``core_grading_get_gradingform_instances`` (definitionid, since=0) -> {instances: [{id,
   itemid, status, timemodified, rubric: {criteria: [{criterionid, levelid, remark}]}}]};
-  ``itemid`` is the ``assign_grades.id`` returned by ``mod_assign_get_grades``.
+  ``itemid`` is the ``assign_grades.id`` returned by ``mod_assign_get_grades``; ``since``:
+  only fillings modified since then.
+
+An incremental pull (``fetch_course(..., since=...)``) passes ``since`` to those two and
+asks quiz attempts only of learners whose quiz grade (``gradedategraded``, when the
+gradebook gives it) is that recent; a rubric filling is saved together with its grade, so
+both show up. Deletions are not visible that way: the scheduled sync pulls in full now and
+then (``MICROCRED_SYNC_FULL_INTERVAL_SECONDS``).
 
 Moodle answers errors with HTTP 200 and ``{"exception", "errorcode", "message"}``, and
 partial answers with a ``warnings`` list ([{item, itemid, warningcode, message}]) beside the
@@ -35,6 +43,7 @@ match by ``sub`` without a link table.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -110,6 +119,13 @@ def _warning(function: str, warning: Any) -> Problem:
     )
 
 
+def _older(item: Mapping[str, Any], since: int) -> bool:
+    """The gradebook says this grade was last graded or submitted before ``since``
+    (unknown: not older)."""
+    stamps = [v for v in (item.get("gradedategraded"), item.get("gradedatesubmitted")) if v]
+    return bool(stamps) and all(isinstance(v, int | float) and v < since for v in stamps)
+
+
 def _withheld(problem: Problem) -> bool:
     return "nothing to fix" not in problem.reason
 
@@ -135,6 +151,7 @@ class MoodleConnector:
         self._sleep = sleep
         self._requests = 0
         self._warnings: list[Problem] = []
+        self._since = 0  # Unix time of an incremental pull; 0: everything
 
     def call(self, function: str, **params: Any) -> Any:
         """Call one web-service function; the token goes in the body, never the URL."""
@@ -203,10 +220,12 @@ class MoodleConnector:
             )
         return value
 
-    def fetch_course(self, lms_course_id: str) -> Fetched:
-        """Read every quiz attempt, assignment grade and rubric filling of a course."""
+    def fetch_course(self, lms_course_id: str, *, since: dt.datetime | None = None) -> Fetched:
+        """Read every quiz attempt, assignment grade and rubric filling of a course (with
+        ``since``: those changed since then, as far as Moodle can filter)."""
         if not (lms_course_id.isascii() and lms_course_id.isdigit()):
             raise SourceRefused(f"{lms_course_id!r} is not a Moodle course id (a number)")
+        self._since = int(since.timestamp()) if since is not None else 0
         try:
             return self._fetch(int(lms_course_id))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -224,6 +243,8 @@ class MoodleConnector:
         for usergrade in self._list(self.call(fn, courseid=cid, userid=0), "usergrades", fn):
             for item in usergrade.get("gradeitems", []):
                 if item.get("itemmodule") == "quiz" and item.get("graderaw") is not None:
+                    if self._since and _older(item, self._since):
+                        continue
                     graded.setdefault(int(item["iteminstance"]), set()).add(
                         int(usergrade["userid"])
                     )
@@ -231,6 +252,7 @@ class MoodleConnector:
         self._assignments(out, cid)
         out.problems += self._warnings
         out.complete = not any(_withheld(p) for p in self._warnings)
+        out.incremental = bool(self._since)
         out.requests = self._requests
         return out
 
@@ -295,7 +317,9 @@ class MoodleConnector:
             return
         fn = "mod_assign_get_grades"
         grade_sets = self._list(
-            self.call(fn, assignmentids=[a["id"] for a in assigns]), "assignments", fn
+            self.call(fn, assignmentids=[a["id"] for a in assigns], since=self._since),
+            "assignments",
+            fn,
         )
         grades = {int(g["assignmentid"]): g.get("grades", []) for g in grade_sets}
         fn = "core_grading_get_definitions"
@@ -365,68 +389,84 @@ class MoodleConnector:
             return
         crit = {int(c["id"]): c for c in criteria}
         fn = "core_grading_get_gradingform_instances"
-        instances = self._list(self.call(fn, definitionid=defs[0]["id"], since=0), "instances", fn)
+        instances = self._list(
+            self.call(fn, definitionid=defs[0]["id"], since=self._since), "instances", fn
+        )
         for inst in instances:
             if inst.get("status") != _INSTANCE_ACTIVE:
                 continue
             where = f"assignment {cmid} rubric filling {inst.get('id')}"
             grade = by_item.get(int(inst.get("itemid", 0)))
+            if grade is None and self._since:
+                continue  # its grade did not change since: the next full pull reads it
             if grade is None:
                 out.problems.append(
                     Problem(where, "itemid", "the filling belongs to no grade of this assignment")
                 )
                 continue
-            fillings = (inst.get("rubric") or {}).get("criteria") or []
-            for f in fillings:
-                c = crit.get(int(f.get("criterionid", 0)))
-                if c is None:
-                    out.problems.append(
-                        Problem(
-                            where, "criterionid", f"{f.get('criterionid')} is not in the rubric"
-                        )
-                    )
-                    continue
-                levels = c.get("levels", [])
-                scale = tuple(
-                    sorted(
-                        (
-                            (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"]))
-                            for lv in levels
-                        ),
-                        key=lambda x: x[2],
-                    )
+            self._fillings(out, assign, inst, grade, crit, where=where)
+
+    def _fillings(
+        self,
+        out: Fetched,
+        assign: Mapping[str, Any],
+        inst: Mapping[str, Any],
+        grade: Mapping[str, Any],
+        crit: Mapping[int, Mapping[str, Any]],
+        *,
+        where: str,
+    ) -> None:
+        """One result per filled criterion of an active rubric filling."""
+        cmid = int(assign["cmid"])
+        fillings = (inst.get("rubric") or {}).get("criteria") or []
+        for f in fillings:
+            c = crit.get(int(f.get("criterionid", 0)))
+            if c is None:
+                out.problems.append(
+                    Problem(where, "criterionid", f"{f.get('criterionid')} is not in the rubric")
                 )
-                chosen = next((lv for lv in levels if lv["id"] == f.get("levelid")), None)
-                if chosen is None:
-                    out.problems.append(
-                        Problem(
-                            where,
-                            "levelid",
-                            f"criterion {c['id']}: level {f.get('levelid')} is not one of its "
-                            "levels (no level chosen or the rubric changed)",
-                        )
-                    )
-                    continue
-                out.results.append(
+                continue
+            levels = c.get("levels", [])
+            scale = tuple(
+                sorted(
                     (
-                        f"{where} criterion {c['id']}",
-                        Result(
-                            origin=self.origin,
-                            kind=SourceKind.RUBRIC_CRITERION,
-                            learner=self._learner(grade["userid"]),
-                            item_id=str(cmid),
-                            item_title=str(assign.get("name", "")),
-                            criterion_id=str(c["id"]),
-                            criterion_title=str(c.get("description", "")),
-                            level=RubricLevel(
-                                id=str(chosen["id"]),
-                                name=str(chosen.get("definition", "")),
-                                points=float(chosen["score"]),
-                                scale=scale,
-                            ),
-                            attempt=int(grade.get("attemptnumber") or 0) + 1,
-                            graded_at=from_unix(inst.get("timemodified")),
-                            asserted_by=Asserter.LMS,
-                        ),
+                        (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"]))
+                        for lv in levels
+                    ),
+                    key=lambda x: x[2],
+                )
+            )
+            chosen = next((lv for lv in levels if lv["id"] == f.get("levelid")), None)
+            if chosen is None:
+                out.problems.append(
+                    Problem(
+                        where,
+                        "levelid",
+                        f"criterion {c['id']}: level {f.get('levelid')} is not one of its "
+                        "levels (no level chosen or the rubric changed)",
                     )
                 )
+                continue
+            out.results.append(
+                (
+                    f"{where} criterion {c['id']}",
+                    Result(
+                        origin=self.origin,
+                        kind=SourceKind.RUBRIC_CRITERION,
+                        learner=self._learner(grade["userid"]),
+                        item_id=str(cmid),
+                        item_title=str(assign.get("name", "")),
+                        criterion_id=str(c["id"]),
+                        criterion_title=str(c.get("description", "")),
+                        level=RubricLevel(
+                            id=str(chosen["id"]),
+                            name=str(chosen.get("definition", "")),
+                            points=float(chosen["score"]),
+                            scale=scale,
+                        ),
+                        attempt=int(grade.get("attemptnumber") or 0) + 1,
+                        graded_at=from_unix(inst.get("timemodified")),
+                        asserted_by=Asserter.LMS,
+                    ),
+                )
+            )

@@ -23,17 +23,26 @@ repository records when it expires and the admin API warns 14 days ahead.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import RepositoryConfig
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig
+from service.errors import BadInput
 
-__all__ = ["BASE_URLS", "TOKEN_LIFETIME_DAYS", "CredlyConnector", "template_for"]
+__all__ = [
+    "BASE_URLS",
+    "PROVIDER",
+    "TOKEN_LIFETIME_DAYS",
+    "CredlyConnector",
+    "base_url",
+    "template_for",
+]
 
 BASE_URLS = {
     "production": "https://api.credly.com/v1",
@@ -58,19 +67,10 @@ def _credly_time(iso: str) -> str:
     return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M:%S %z")
 
 
-class CredlyConnector:
+class CredlyConnector(http.HttpConnector):
     """Issues, revokes and replaces Credly badges."""
 
     kinds = frozenset({"credly.issue_badge", "credly.revoke_badge", "credly.replace_badge"})
-
-    def __init__(self, client: httpx.Client | None = None, *, clock: http.Clock) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
-
-    def close(self) -> None:
-        self._client.close()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -330,3 +330,68 @@ class CredlyConnector:
                 ids += self.revoke(repo, target, str(p.get("reason", "Replaced")), record)
             return issued | {"revoked": ids}
         raise NotConfigured(f"the Credly connector does not handle {job.kind}")
+
+
+def base_url(given: str) -> str:
+    """The Credly API base URL ending in ``/v1``, from one given with or without it.
+
+    Credly answers every path outside ``/v1`` with a bare 404, so a base URL with any other
+    path is refused here rather than dead-lettering every delivery later.
+    """
+    parts = urlsplit(given.strip())
+    path = parts.path.rstrip("/")
+    if parts.scheme not in ("https", "http") or not parts.netloc or parts.query:
+        raise BadInput(
+            f"the Credly base URL {given!r} is not an http(s) address: give the API host, "
+            f"e.g. {BASE_URLS['sandbox']}"
+        )
+    if path not in ("", "/v1"):
+        raise BadInput(
+            f"the Credly base URL {given!r} has the path {parts.path!r}; Credly's API lives "
+            f"under /v1 (e.g. {BASE_URLS['sandbox']}): give the host with or without "
+            "/v1, nothing else"
+        )
+    return urlunsplit((parts.scheme, parts.netloc, "/v1", "", ""))
+
+
+class CredlyProvider(Provider):
+    kind = "credly"
+    prompt = "organisation token"
+    secret_days = TOKEN_LIFETIME_DAYS
+    map_key = "templates"
+    options = {"org_id": "organization_id", "environment": "environment"}
+    by_email = True
+    issue_kind = "credly.issue_badge"
+    revoke_kind = "credly.revoke_badge"
+    replace_kind = "credly.replace_badge"
+
+    def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        if not config.get("organization_id"):
+            raise BadInput("a Credly repository needs config.organization_id")
+        if config.get("base_url"):
+            config = {**config, "base_url": base_url(str(config["base_url"]))}
+        if not config.get("base_url") and config.get("environment") not in BASE_URLS:
+            raise BadInput("a Credly repository needs config.environment: sandbox or production")
+        return config
+
+    def connector(self, deps: ConnectorDeps) -> CredlyConnector:
+        return CredlyConnector(clock=deps.clock)
+
+    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
+        connector = CredlyConnector(clock=clock)
+        try:
+            count, problems = connector.check_connection(repo)
+        finally:
+            connector.close()
+        return f"connected; {count} active badge template(s)", problems
+
+    def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
+        return (
+            f"Credly holds the badge{ref}. An administrator of the Credly organisation "
+            f"{config.get('organization_id', '')} deletes it (Credly's badge DELETE is data "
+            "erasure, where revoking keeps it); the learner's own Credly account is theirs to "
+            "delete through Credly's privacy request."
+        )
+
+
+PROVIDER = CredlyProvider()

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import RepositoryConfig
+from service.delivery.types import (
+    Clock,
+    ConnectorDeps,
+    Provider,
+    RepositoryConfig,
+    SaveTokens,
+    TokenSet,
+)
 
-__all__ = ["BASE_URLS", "BadgrConnector", "TokenSet"]
+__all__ = ["BASE_URLS", "PROVIDER", "BadgrConnector"]
 
 BASE_URLS = {
     "us": "https://api.badgr.io",
@@ -38,17 +44,7 @@ BASE_URLS = {
 SCOPE = "rw:issuer"
 
 
-class TokenSet:
-    def __init__(self, access: str, refresh: str | None, expires_at: dt.datetime) -> None:
-        self.access = access
-        self.refresh = refresh
-        self.expires_at = expires_at
-
-
-SaveTokens = Callable[[int, TokenSet], None]
-
-
-class BadgrConnector:
+class BadgrConnector(http.HttpConnector):
     """Issues and revokes Badgr assertions; keeps OAuth2 tokens fresh."""
 
     kinds = frozenset({"badgr.issue_assertion", "badgr.revoke_assertion"})
@@ -57,19 +53,13 @@ class BadgrConnector:
         self,
         client: httpx.Client | None = None,
         *,
-        clock: http.Clock,
+        clock: Clock,
         save_tokens: SaveTokens | None = None,
     ) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
+        super().__init__(client, clock=clock)
         self._save = save_tokens
         self._lock = threading.Lock()
         self._tokens: dict[int, TokenSet] = {}
-
-    def close(self) -> None:
-        self._client.close()
 
     def _base(self, repo: RepositoryConfig) -> str:
         base = repo.config.get("base_url") or BASE_URLS.get(str(repo.config.get("region", "us")))
@@ -282,3 +272,26 @@ class BadgrConnector:
             ]
             return {"revoked": [i for i in ids if i]}
         raise NotConfigured(f"the Badgr connector does not handle {job.kind}")
+
+
+class BadgrProvider(Provider):
+    kind = "badgr"
+    prompt = "account password"
+    map_key = "badge_classes"
+    options = {"environment": "region", "username": "username"}
+    by_email = True
+    issue_kind = "badgr.issue_assertion"
+    revoke_kind = "badgr.revoke_assertion"
+
+    def connector(self, deps: ConnectorDeps) -> BadgrConnector:
+        return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)
+
+    def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
+        return (
+            f"Canvas Credentials (Badgr) holds the assertion{ref}. An issuer administrator there "
+            "deletes it; deleting a Canvas Credentials account is not a GDPR erasure, so the "
+            "learner asks Instructure's privacy team for that."
+        )
+
+
+PROVIDER = BadgrProvider()

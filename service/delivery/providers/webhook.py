@@ -16,17 +16,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
-
-from service import outbound
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import RepositoryConfig
+from service.delivery.types import ConnectorDeps, Provider, RepositoryConfig
+from service.errors import BadInput
 
-__all__ = ["WebhookConnector", "sign", "verify"]
+__all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
 
 EVENT_TYPES = {
     "webhook.credential_issued": "credential.issued",
@@ -57,19 +57,10 @@ def verify(secret: str, header: str, body: bytes, *, now: int) -> bool:
     )
 
 
-class WebhookConnector:
+class WebhookConnector(http.HttpConnector):
     """POSTs signed events; any 2xx is delivery."""
 
     kinds = frozenset(EVENT_TYPES)
-
-    def __init__(self, client: httpx.Client | None = None, *, clock: http.Clock) -> None:
-        self._client = client or outbound.client(
-            outbound.default_policy(), timeout=httpx.Timeout(10.0, connect=5.0)
-        )
-        self._clock = clock
-
-    def close(self) -> None:
-        self._client.close()
 
     def deliver(
         self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
@@ -103,3 +94,35 @@ class WebhookConnector:
             what=str(event["type"]),
         )
         return {"status": resp.status_code}
+
+
+class WebhookProvider(Provider):
+    kind = "webhook"
+    prompt = "signing secret"
+    options = {"url": "url"}
+    issue_kind = "webhook.credential_issued"
+    revoke_kind = "webhook.credential_revoked"
+    upgrade_kind = "webhook.credential_upgraded"
+
+    def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        if not str(config.get("url", "")).startswith(("https://", "http://")):
+            raise BadInput("a webhook repository needs config.url (https://…)")
+        return config
+
+    def revoke_payload(
+        self, *, reason: str, credential_id: str, targets: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        return {"reason": reason, "credential_id": credential_id}
+
+    def connector(self, deps: ConnectorDeps) -> WebhookConnector:
+        return WebhookConnector(clock=deps.clock)
+
+    def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
+        host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
+        return (
+            f"The webhook receiver at {host} was sent the credential, with the learner's name "
+            "and e-mail: ask its operator to erase them."
+        )
+
+
+PROVIDER = WebhookProvider()

@@ -1,0 +1,92 @@
+"""What every ``microcred`` command shares: the Typer app, settings bootstrap, the
+database engine, the issuer identity check and error exits."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import typer
+from sqlmodel import Session
+
+from service import logredact, requestlog, secretbox
+from service.db.engine import make_engine
+from service.errors import ServiceError
+from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from service.flows import evaluating
+
+app = typer.Typer(
+    name="microcred",
+    help="Competency levels from LMS results, issued as Open Badges 3.0 micro-credentials.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _bootstrap(settings: Settings | None = None) -> Settings:
+    settings = settings or get_settings()
+    requestlog.configure(level=settings.log_level, json_lines=settings.log_format == "json")
+    # Migrations run before most commands: their INFO lines are noise to the person typing.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logredact.install()
+    secretbox.configure(secretbox.load_master_key(settings))
+    return settings
+
+
+def _engine(settings: Settings):  # type: ignore[no-untyped-def]
+    return make_engine(settings.resolved_database_url)
+
+
+def _identity(settings: Settings, *, strict: bool = True) -> Settings:
+    """The settings with the database's recorded issuer identity: its base URL adopted when
+    MICROCRED_BASE_URL is unset (service/issuer/identity.py). Exit 2, before anything is
+    written, when MICROCRED_BASE_URL names another URL (unless not ``strict``: reading)."""
+    from service.issuer import identity
+
+    engine = _engine(settings)
+    try:
+        return identity.settle(engine, settings, strict=strict)
+    except identity.IdentityMismatch as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+
+
+def _fail(exc: Exception) -> typer.Exit:
+
+    if isinstance(exc, ServiceError):
+        typer.echo(f"error: {exc.detail}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        return typer.Exit(code=2)
+    raise exc
+
+
+@contextlib.contextmanager
+def _db(settings: Settings, *, write: bool = False) -> Iterator[Session]:
+    """One session for one command; the engine is closed afterwards (PostgreSQL pools)."""
+    from service.db.engine import session
+
+    engine = _engine(settings)
+    try:
+        with session(engine, write=write) as s:
+            yield s
+    finally:
+        engine.dispose()
+
+
+def _report(summary: evaluating.Summary, head: str) -> None:
+    """An evaluation's problems (stderr), then ``head`` and what it did with the awards."""
+    for problem in summary.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    sep = " " if head.endswith(":") else ", "
+    typer.echo(
+        f"{head}{sep}{summary.issued} issued, {summary.upgraded} upgraded, "
+        f"{summary.pending} awaiting approval, {summary.flagged} flagged, "
+        f"{summary.revoked} revoked"
+        + (f", {summary.blocked} held back by a revocation" if summary.blocked else "")
+    )

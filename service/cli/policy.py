@@ -1,0 +1,108 @@
+"""Policy commands: ``microcred policy institution ...``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from service.cli.common import _bootstrap, _engine, _fail, app
+from service.db import migrate as db_migrate
+from service.errors import ServiceError
+
+policy_app = typer.Typer(help="Institution policies: defaults and bounds.", no_args_is_help=True)
+institution_app = typer.Typer(
+    help="The institution's default thresholds and the bounds instructors move them in.",
+    no_args_is_help=True,
+)
+app.add_typer(policy_app, name="policy")
+policy_app.add_typer(institution_app, name="institution")
+
+
+@institution_app.command("show")
+def policy_institution_show(
+    fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
+) -> None:
+    """The current version: who saved it and when, then its defaults and bounds."""
+    from service.db.engine import session as db_session
+    from service.policies import files
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    engine = _engine(settings)
+    try:
+        with db_session(engine) as s:
+            row, _, _ = policies.institution_layers(s)
+            doc = policies.export_institution(s)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"# version {row.version}, saved {row.created_at:%Y-%m-%d %H:%M} by {row.author}")
+    typer.echo(files.dump(doc, "json" if fmt == "json" else "yaml"), nl=False)
+
+
+@institution_app.command("export")
+def policy_institution_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here (default: print).")
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="yaml or json (default: from --output, else yaml).")
+    ] = "",
+) -> None:
+    """The institution defaults and bounds as a policy file `policy institution import` reads."""
+    from service.db.engine import session as db_session
+    from service.policies import files
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    engine = _engine(settings)
+    try:
+        with db_session(engine) as s:
+            doc = policies.export_institution(s)
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    chosen = fmt or ("json" if output is not None and output.suffix == ".json" else "yaml")
+    text = files.dump(doc, chosen)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}")
+
+
+@institution_app.command("import")
+def policy_institution_import(
+    file: Annotated[Path, typer.Argument(help="A JSON or YAML file (docs/policies.md).")],
+    note: Annotated[str, typer.Option(help="Why it changes (kept with the version).")] = "",
+) -> None:
+    """Save a file's defaults and bounds as the next version; refused, with the courses at
+    fault, if a course's thresholds would fall outside the new bounds."""
+    from service.db.engine import session as db_session
+    from service.policies import service as policies
+
+    settings = _bootstrap()
+    db_migrate.upgrade(settings.resolved_database_url)
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        typer.echo(f"error: {file} cannot be read: {exc}", err=True)
+        raise typer.Exit(2) from None
+    fmt = "json" if file.suffix.lower() == ".json" else "yaml"
+    engine = _engine(settings)
+    try:
+        with db_session(engine, write=True) as s:
+            row = policies.import_institution(s, text=text, fmt=fmt, author="cli", note=note)
+            s.commit()
+            version = row.version
+    except ServiceError as exc:
+        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+    typer.echo(f"institution policy version {version} saved")

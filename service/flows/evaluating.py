@@ -1,0 +1,780 @@
+"""Evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes), and
+what a decision does to a learner's awards, stacked credentials included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from service import audit, evaluation
+from service.assessment import canonical, engine, parse, stack
+from service.assessment.types import (
+    AssessmentError,
+    Evidence,
+    Level,
+    Policy,
+    StackDecision,
+    StackPolicy,
+    percent,
+)
+from service.assessment.types import Decision as EngineDecision
+from service.db.models import (
+    Award,
+    Competency,
+    Course,
+    CourseSetup,
+    Credential,
+    Decision,
+    EffectivePolicy,
+    Enrolment,
+    ImportRun,
+    Person,
+)
+from service.db.models import Evidence as EvidenceRow
+from service.errors import NotFound
+from service.flows.issuing import _current, _held, _issue, _line, _revoke
+from service.flows.mapping import item_key, item_label, to_engine
+from service.flows.setup_store import course_setup
+from service.issuer import inputs as issuer_inputs
+from service.issuer import service as issuer_service
+from service.policies import repository as policies_repo
+from service.policies import service as policies
+from service.settings import Settings
+from service.sources import store
+
+
+@dataclass
+class Summary:
+    """What an evaluation run did."""
+
+    learners: int = 0
+    decisions: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    issued: int = 0
+    upgraded: int = 0
+    pending: int = 0
+    flagged: int = 0
+    revoked: int = 0
+    blocked: int = 0  # a level reached again that a person's revocation keeps from re-award
+    queued: int = 0  # learners left to the workers (evaluation_job)
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One learner and competency in the preview: the decision and what the learner holds."""
+
+    person: Person
+    competency: Competency
+    decision: EngineDecision | None
+    held: Award | None
+    pending: Award | None
+    problem: str = ""
+    # A revocation by a person that keeps this level (or a lower one) from being re-awarded.
+    blocked: Award | None = None
+
+    @property
+    def blocked_text(self) -> str:
+        """Why no credential is issued although the rules give a level (revoked by a person)."""
+        if self.blocked is None or self.held is not None:
+            return ""
+        return blocked_text(self.blocked)
+
+    @property
+    def failed(self) -> list[str]:
+        return [] if self.decision is None else [r.reason for r in self.decision.failed]
+
+    @property
+    def gap_text(self) -> str:
+        return gap_text(self.decision)
+
+    @property
+    def gap_short(self) -> str:
+        """One line: how far the score is from the next level, else its first missing rule."""
+        if self.decision is None or self.decision.gap is None:
+            return ""
+        gap = self.decision.gap
+        if gap.score_needed is not None and gap.score_needed > 0:
+            # Rounded up to the hundredth: a gap is never shown smaller than it is.
+            needed = math.ceil(gap.score_needed * 10000 - 1e-6) / 10000
+            return f"{percent(needed)} short of {gap.level.label}"
+        if gap.missing:
+            # The first clause says it ("Advanced needs a supervised sitting"); details follow.
+            return gap.missing[0].reason.split(";")[0].split(":")[0]
+        return ""
+
+
+def blocked_text(award: Award) -> str:
+    """The instructor's explanation of a re-award block (docs/awarding.md)."""
+    level = award.level.capitalize()
+    when = award.updated_at.strftime("%d %b %Y")
+    return (
+        f"No credential: {level} was revoked on {when} ({award.review or 'no reason given'}). "
+        f"Re-evaluating does not issue {level} or a lower level again; a higher level is "
+        "issued when the evidence reaches it. Allow re-award to issue what the evidence shows."
+    )
+
+
+def _reaward_block(
+    session: Session, *, course_id: int, person_id: int, line_key: str
+) -> Award | None:
+    """The highest revoked award on the line whose revocation (by a person) blocks re-award."""
+    return _reaward_blocks(session, course_id=course_id, person_id=person_id).get(
+        (person_id, line_key)
+    )
+
+
+def _reaward_blocks(
+    session: Session, *, course_id: int, person_id: int | None = None
+) -> dict[tuple[int, str], Award]:
+    """``_reaward_block`` for every line of the course (or of one learner), in one query."""
+    q = select(Award).where(
+        Award.course_id == course_id,
+        Award.state == "revoked",
+        col(Award.reaward_blocked).is_(True),
+    )
+    if person_id is not None:
+        q = q.where(Award.person_id == person_id)
+    out: dict[tuple[int, str], Award] = {}
+    # The highest level wins (ties: the latest): it bounds what may be awarded again.
+    for a in sorted(session.exec(q), key=lambda a: (_rank(a.level), a.id or 0)):
+        out[(a.person_id, a.line_key)] = a
+    return out
+
+
+def _rank(level_key: str) -> int:
+    # Competency levels by their order; a stack's single level ("awarded") ranks above all.
+    return int(Level[level_key.upper()]) if level_key.upper() in Level.__members__ else 99
+
+
+def _blocks(block: Award | None, level_key: str) -> bool:
+    return block is not None and _rank(level_key) <= _rank(block.level)
+
+
+def gap_text(decision: EngineDecision | None) -> str:
+    """What is missing for the next level, in words: "For Advanced: <each failed rule>"."""
+    if decision is None or decision.gap is None:
+        return ""
+    reasons = "; ".join(r.reason for r in decision.gap.missing)
+    return f"For {decision.gap.level.label}: {reasons}" if reasons else ""
+
+
+def course_learners(
+    session: Session, *, course_id: int, person_ids: Sequence[int] | None = None
+) -> list[Person]:
+    """Learners enrolled in the course, and anyone with results in it (of ``person_ids``
+    only, when given: evaluating one learner reads that learner, not the course)."""
+    enrolled_q = select(Enrolment.person_id).where(
+        Enrolment.course_id == course_id,
+        Enrolment.role == "learner",
+        Enrolment.status != "removed",  # gone from the roster (results still count below)
+    )
+    results_q = select(EvidenceRow.person_id).where(EvidenceRow.course_id == course_id).distinct()
+    if person_ids is not None:
+        enrolled_q = enrolled_q.where(col(Enrolment.person_id).in_(person_ids))
+        results_q = results_q.where(col(EvidenceRow.person_id).in_(person_ids))
+    ids = sorted(set(session.exec(enrolled_q).all()) | set(session.exec(results_q).all()))
+    if not ids:
+        return []
+    return list(
+        session.exec(select(Person).where(col(Person.id).in_(ids)).order_by(col(Person.id)))
+    )
+
+
+def _policies(
+    session: Session, *, course_id: int
+) -> list[tuple[Competency, Policy, EffectivePolicy]]:
+    out = []
+    for comp in policies_repo.course_competencies(session, course_id):
+        policy, row = policies.effective(session, course_id=course_id, competency_row=comp)
+        out.append((comp, policy, row))
+    return out
+
+
+def _evidence_for(
+    records: Iterable[store.EvidenceRecord], comp: Competency, policy: Policy
+) -> list[Evidence]:
+    out = []
+    for r in records:
+        key = item_key(r)
+        if key not in policy.labels:
+            continue
+        label = policy.labels[key] if policy.labels[key] != key else item_label(r)
+        ev = to_engine(r, competency=comp.key, label=label)
+        if ev is not None:
+            out.append(ev)
+    return out
+
+
+def preview_course(
+    session: Session, *, course_id: int, now: dt.datetime, person_ids: Sequence[int] | None = None
+) -> list[Row]:
+    """Who would reach which level now and why, without storing anything."""
+    rows: list[Row] = []
+    # the rules in force without numbering them: a preview reads, it never writes
+    plans = [
+        (comp, policies.in_force(session, course_id=course_id, competency_row=comp))
+        for comp in policies_repo.course_competencies(session, course_id)
+    ]
+    records_by_person: dict[int, list[store.EvidenceRecord]] = {}
+    for r in store.list_evidence(session, course_id=course_id):
+        records_by_person.setdefault(r.person_id, []).append(r)
+    blocks = _reaward_blocks(session, course_id=course_id)
+    for person in course_learners(session, course_id=course_id):
+        assert person.id is not None
+        if person_ids is not None and person.id not in person_ids:
+            continue
+        for comp, policy in plans:
+            held, pending = _held(
+                _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
+            )
+            block = blocks.get((person.id, _line(comp)))
+            evidence = _evidence_for(records_by_person.get(person.id, []), comp, policy)
+            try:
+                decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
+            except AssessmentError as exc:
+                rows.append(Row(person, comp, None, held, pending, problem=str(exc), blocked=block))
+                continue
+            rows.append(Row(person, comp, decision, held, pending, blocked=block))
+    return rows
+
+
+@dataclass
+class _Known:
+    """What ``evaluate_course`` reads of its learners' ledgers in three queries, not three
+    per learner and competency: the latest decision per competency, the issued and pending
+    awards per line, and re-award blocks. Each line is acted on once per evaluation, so
+    the copy stays true while it runs."""
+
+    decisions: dict[tuple[int, int], Decision]
+    current: dict[tuple[int, str], list[Award]]
+    blocks: dict[tuple[int, str], Award]
+
+
+def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None) -> _Known:
+    newest = (
+        select(func.max(col(Decision.id)))
+        .where(Decision.course_id == course_id)
+        .group_by(col(Decision.person_id), col(Decision.competency_id))
+    )
+    decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+    current_q = (
+        select(Award)
+        .where(Award.course_id == course_id, col(Award.state).in_(("issued", "pending_approval")))
+        .order_by(col(Award.id))
+    )
+    if person_ids is not None:
+        newest = newest.where(col(Decision.person_id).in_(person_ids))
+        decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+        current_q = current_q.where(col(Award.person_id).in_(person_ids))
+    current: dict[tuple[int, str], list[Award]] = {}
+    for award in session.exec(current_q):
+        current.setdefault((award.person_id, award.line_key), []).append(award)
+    # revoked awards that block re-award are few: the course's, in one query
+    blocks = _reaward_blocks(session, course_id=course_id)
+    return _Known(
+        decisions={(d.person_id, d.competency_id): d for d in session.exec(decisions_q)},
+        current=current,
+        blocks=blocks,
+    )
+
+
+def evaluate_course(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    now: dt.datetime,
+    actor: str,
+    person_ids: Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    locked: bool = False,
+) -> Summary:
+    """Evaluate every learner (or ``person_ids``) of a course and act on the decisions.
+
+    A decision that reaches a level above what the learner holds issues a credential and
+    queues its deliveries (or waits for approval); a lower one flags the held credential
+    for review or revokes it, as the course says. Unchanged evidence and rules store and
+    issue nothing new. The learners' evaluation jobs are locked (``locked``: the caller,
+    a worker, locked them already) and left with nothing due.
+    """
+    if session.get(Course, course_id) is None:
+        raise NotFound(f"no course {course_id}")
+    setup = course_setup(session, course_id=course_id, create=True)
+    session.flush()
+    if not locked:
+        # The learners' queue rows are the lock two evaluations of a learner share (a
+        # worker, a launch, the CLI): never both see "nothing held" and issue twice.
+        ids = (
+            evaluation.course_learner_ids(session, course_id=course_id)
+            if person_ids is None
+            else list(person_ids)
+        )
+        evaluation.lock_learners(session, course_id=course_id, person_ids=ids)
+    plans = _policies(session, course_id=course_id)
+    people = course_learners(session, course_id=course_id, person_ids=person_ids)
+    summary = Summary(learners=len(people))
+    by_person = _evidence_by_person(
+        session, course_id=course_id, people=people, all_learners=person_ids is None
+    )
+    known = _known(
+        session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
+    )
+    for done, person in enumerate(people, start=1):
+        assert person.id is not None
+        records = by_person.get(person.id, [])
+        for comp, policy, eff in plans:
+            _evaluate_one(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                comp=comp,
+                policy=policy,
+                eff=eff,
+                records=records,
+                now=now,
+                actor=actor,
+                summary=summary,
+                known=known,
+            )
+        if setup.stacks:
+            _stacks(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                now=now,
+                actor=actor,
+                summary=summary,
+            )
+        if progress is not None:
+            progress(done, len(people))
+    done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
+    evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now)
+    if person_ids is None:
+        _mark_evaluated_run(session, setup=setup, course_id=course_id)
+    session.flush()
+    return summary
+
+
+def _evidence_by_person(
+    session: Session, *, course_id: int, people: Sequence[Person], all_learners: bool
+) -> dict[int, list[store.EvidenceRecord]]:
+    """The learners' evidence records by person id."""
+    by_person: dict[int, list[store.EvidenceRecord]] = {}
+    # one query for the learners, not one per learner
+    for r in store.list_evidence(
+        session,
+        course_id=course_id,
+        person_ids=None if all_learners else [p.id for p in people if p.id is not None],
+    ):
+        by_person.setdefault(r.person_id, []).append(r)
+    return by_person
+
+
+def _mark_evaluated_run(session: Session, *, setup: CourseSetup, course_id: int) -> None:
+    """Record the course's latest import as evaluated (a whole-course evaluation)."""
+    latest = session.exec(
+        select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
+    ).one()
+    if latest is not None and latest > setup.evaluated_run_id:
+        setup = course_setup(session, course_id=course_id, create=True)
+        setup.evaluated_run_id = latest
+        session.add(setup)
+
+
+def evaluate_learner(
+    session: Session,
+    *,
+    settings: Settings,
+    course_id: int,
+    person_id: int,
+    now: dt.datetime,
+    actor: str,
+) -> Summary:
+    """``evaluate_course`` for one learner (a launch, an attestation)."""
+    return evaluate_course(
+        session,
+        settings=settings,
+        course_id=course_id,
+        now=now,
+        actor=actor,
+        person_ids=[person_id],
+    )
+
+
+def _evaluate_one(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    policy: Policy,
+    eff: EffectivePolicy,
+    records: Sequence[store.EvidenceRecord],
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+    known: _Known,
+) -> None:
+    assert person.id is not None and comp.id is not None
+    evidence = _evidence_for(records, comp, policy)
+    try:
+        decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
+    except AssessmentError as exc:
+        summary.problems.append(f"{person.name or person.sub} / {comp.key}: {exc}")
+        return
+    summary.decisions += 1
+    last = known.decisions.get((person.id, comp.id))
+    evidence_hash = canonical.evidence_hash(evidence)
+    if (
+        last is not None
+        and last.policy_hash == eff.policy_hash
+        and last.evidence_hash == evidence_hash
+        and last.level == decision.level.key
+    ):
+        summary.unchanged += 1
+        row = last
+    else:
+        row = policies.record_decision(
+            session,
+            decision=decision,
+            evidence=evidence,
+            person_id=person.id,
+            course_id=setup.course_id,
+            competency_row=comp,
+            effective_row=eff,
+        )
+        summary.stored += 1
+    _apply(
+        session,
+        settings=settings,
+        setup=setup,
+        person=person,
+        comp=comp,
+        target=decision.level,
+        decision_row=row,
+        now=now,
+        actor=actor,
+        summary=summary,
+        known=known,
+    )
+
+
+def _apply(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+    known: _Known | None = None,
+) -> None:
+    """Turn a decision into award changes (DESIGN.md "Award")."""
+    assert person.id is not None
+    held, pending = _held(
+        known.current.get((person.id, _line(comp)), [])
+        if known is not None
+        else _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
+    )
+    held_level = Level[held.level.upper()] if held is not None else Level.NONE
+    if pending is not None:
+        if target > held_level:
+            if pending.level != target.key:
+                pending.level, pending.decision_id, pending.updated_at = (
+                    target.key,
+                    decision_row.id,
+                    now,
+                )
+                session.add(pending)
+            return
+        pending.state, pending.updated_at = "withdrawn", now
+        session.add(pending)
+    if target > held_level:
+        _award_higher(
+            session,
+            settings=settings,
+            setup=setup,
+            person=person,
+            comp=comp,
+            target=target,
+            decision_row=decision_row,
+            held=held,
+            now=now,
+            actor=actor,
+            summary=summary,
+            known=known,
+        )
+        return
+    if held is None:
+        return
+    if target < held_level:
+        _award_lower(
+            session,
+            settings=settings,
+            setup=setup,
+            person=person,
+            comp=comp,
+            target=target,
+            decision_row=decision_row,
+            held=held,
+            now=now,
+            actor=actor,
+            summary=summary,
+        )
+    elif held.review:
+        held.review, held.updated_at = "", now  # the evidence supports the level again
+        session.add(held)
+
+
+def _award_higher(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    held: Award | None,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+    known: _Known | None,
+) -> None:
+    """A level above what the learner holds: blocked by a revocation, pending approval, or
+    issued."""
+    assert person.id is not None
+    block = (
+        known.blocks.get((person.id, _line(comp)))
+        if known is not None
+        else _reaward_block(
+            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
+        )
+    )
+    if _blocks(block, target.key):
+        # A person revoked this level (or a higher one): the same evidence does not bring
+        # it back (docs/awarding.md); the instructor page says so and offers to lift it.
+        summary.blocked += 1
+        return
+    if setup.approval_required:
+        session.add(
+            Award(
+                course_id=setup.course_id,
+                person_id=person.id,
+                competency_id=comp.id,
+                line_key=_line(comp),
+                level=target.key,
+                state="pending_approval",
+                decision_id=decision_row.id,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        summary.pending += 1
+        return
+    _issue(
+        session,
+        settings=settings,
+        setup=setup,
+        person=person,
+        comp=comp,
+        level=target,
+        decision_row=decision_row,
+        previous=held,
+        now=now,
+        actor=actor,
+    )
+    if held is not None:
+        summary.upgraded += 1
+    else:
+        summary.issued += 1
+
+
+def _award_lower(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    target: Level,
+    decision_row: Decision,
+    held: Award,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    """A level below the held credential: revoke it and issue the lower one, or flag it for
+    review, as the course's award rules say."""
+    held_level = Level[held.level.upper()]
+    if setup.on_lower == "revoke":
+        reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
+        _revoke(
+            session,
+            settings=settings,
+            award=held,
+            reason=reason,
+            actor=actor,
+            now=now,
+            by_person=False,
+        )
+        summary.revoked += 1
+        if target > Level.NONE:
+            _issue(
+                session,
+                settings=settings,
+                setup=setup,
+                person=person,
+                comp=comp,
+                level=target,
+                decision_row=decision_row,
+                previous=None,
+                now=now,
+                actor=actor,
+            )
+            summary.issued += 1
+        return
+    review = (
+        f"A later evaluation gives {target.label}; this credential says {held_level.label}. "
+        "Review it: keep it, or revoke it with a reason."
+    )
+    if held.review != review:
+        held.review, held.updated_at = review, now
+        session.add(held)
+        audit.record(
+            session,
+            actor=actor,
+            action="award.flagged",
+            subject=f"credential:{held.credential_uuid}",
+            decision=decision_row.id,
+            level=target.key,
+            held=held.level,
+        )
+        summary.flagged += 1
+
+
+def _stacks(
+    session: Session,
+    *,
+    settings: Settings,
+    setup: CourseSetup,
+    person: Person,
+    now: dt.datetime,
+    actor: str,
+    summary: Summary,
+) -> None:
+    assert person.id is not None
+    issued = session.exec(
+        select(Award).where(
+            Award.course_id == setup.course_id,
+            Award.person_id == person.id,
+            Award.state == "issued",
+            col(Award.line_key).startswith("competency:"),
+        )
+    ).all()
+    held = {a.line_key.removeprefix("competency:"): Level[a.level.upper()] for a in issued}
+    by_key = {a.line_key.removeprefix("competency:"): a for a in issued}
+    for doc in setup.stacks:
+        try:
+            stack_policy = parse.read_stack_policy(doc)
+        except AssessmentError as exc:
+            summary.problems.append(f"stack {doc.get('name')}: {exc}")
+            continue
+        result = stack.evaluate_stack(held, stack_policy)
+        line = f"stack:{stack_policy.name}"
+        current, _ = _held(
+            _current(session, course_id=setup.course_id, person_id=person.id, line_key=line)
+        )
+        if not result.awarded or current is not None:
+            continue
+        if _reaward_block(session, course_id=setup.course_id, person_id=person.id, line_key=line):
+            summary.blocked += 1  # revoked by a person: not re-issued until lifted
+            continue
+        parts = _stack_parts(session, stack_policy, by_key)
+        template = _stack_template(stack_policy, result, settings)
+        credential = issuer_service.issue(
+            session,
+            settings=settings,
+            award=issuer_inputs.AwardInput(
+                learner=issuer_inputs.Learner(
+                    lti_user_id=person.sub,
+                    email=person.email or None,
+                    name=person.name or None,
+                    person_id=person.id,
+                ),
+                template=template,
+                level_key="awarded",
+                awarded_at=now,
+            ),
+            now=now,
+            actor=actor,
+            parts=parts,
+            audit_scope=audit.Scope(course_id=setup.course_id),
+        )
+        session.add(
+            Award(
+                course_id=setup.course_id,
+                person_id=person.id,
+                line_key=line,
+                level="awarded",
+                state="issued",
+                credential_uuid=credential.uuid,
+                delivery_key=credential.uuid,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        summary.issued += 1
+    session.flush()
+
+
+def _stack_parts(
+    session: Session, stack_policy: StackPolicy, by_key: dict[str, Award]
+) -> list[dict[str, Any]]:
+    """The documents of the part credentials a stack requires, where issued."""
+    parts = []
+    for req in stack_policy.requires:
+        part = by_key.get(req.competency)
+        if part is not None and part.credential_uuid:
+            cred = session.exec(
+                select(Credential).where(Credential.uuid == part.credential_uuid)
+            ).one()
+            parts.append(cred.document)
+    return parts
+
+
+def _stack_template(
+    stack_policy: StackPolicy, result: StackDecision, settings: Settings
+) -> issuer_inputs.LevelTemplate:
+    """The stacked credential's template: its name, the stack's reason, the EU elements."""
+    return issuer_inputs.LevelTemplate(
+        key=f"stack-{stack_policy.name.lower().replace(' ', '-')}"[:200],
+        competency_name=stack_policy.name,
+        description=result.reason,
+        criteria_narrative=result.reason,
+        levels=(issuer_inputs.ScaleLevel("awarded", "Awarded"),),
+        eu=issuer_inputs.EuElements(
+            learning_outcomes=tuple(r.reason for r in result.rules),
+            assessment_type="The part credentials it stacks",
+            participation_form="Online, in the institution's learning platform",
+            quality_assurance=f"Internal quality assurance of {settings.issuer_name}",
+            integration_stackability="stackable",
+        ),
+    )
