@@ -3,7 +3,8 @@
 Runs the tool and the demo LMS on loopback (a fresh data folder), seeds the demo as
 ``microcred demo`` does, launches for real, syncs from the demo's Moodle web services,
 delivers the outbox once (one target points at a closed port, so the admin page has a
-failure to show), and saves ``docs/screenshots/{instructor,competencies,learner,admin}.png``
+failure to show), and saves ``docs/screenshots/{instructor,competencies,learner,admin}.png`` and
+``admin-{repositories,thresholds}.png``
 (1000 x 700, what the LMS frame shows). Usage: ``python scripts/flows_screenshots.py [DIR]``.
 """
 
@@ -30,7 +31,7 @@ from service.delivery.worker import Worker, build_connectors  # noqa: E402
 from service.demo import bootstrap, seed, server  # noqa: E402
 from service.flows import gradebook  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from tests.flows.conftest import Live, launch  # noqa: E402
+from tests.flows.conftest import Live, launch, pull  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -65,6 +66,7 @@ def main(out: Path) -> None:
         live = Live(apps, tool_url, lms_url, course_id, engine, apps.tool.state.settings, [])
         instructor = launch(live, "u-instr-1")
         instructor.post("/app/course/sync", {})
+        pull(live)  # what the worker's sync and evaluation jobs do with the queued pull
         with httpx.Client(timeout=10) as http:
             poster = gradebook.ags_poster(engine, http)
             worker = Worker(engine, build_connectors(engine, ags_poster=poster), threads=1)
@@ -78,6 +80,8 @@ def main(out: Path) -> None:
             ("competencies", instructor, "/app/setup"),
             ("learner", learner, "/app/me"),
             ("admin", admin, "/app/admin"),
+            ("admin-repositories", admin, "/app/admin/repositories"),
+            ("admin-thresholds", admin, "/app/admin/thresholds"),
         )
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

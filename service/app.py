@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 import service
 from service import bodylimit, deps, metrics, requestlog, secretbox
 from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
+from service.db.engine import session as db_session
 from service.delivery import router as delivery_router
 from service.issuer import identity
 from service.issuer import router as issuer_router
@@ -24,6 +25,7 @@ from service.settings import Settings, get_settings
 from service.sources import router as sources_router
 from service.web import (
     admin,
+    admin_settings,
     credential_api,
     errors,
     framing,
@@ -36,13 +38,15 @@ from service.web import (
 
 log = logging.getLogger(__name__)
 
-# flows: evidence that arrives through the JSON API (push, CSV import) is evaluated at once.
+# flows: evidence that arrives through the JSON API (push, CSV import) is queued for the
+# workers' evaluation before the answer goes out.
 _EVIDENCE_POSTS = re.compile(r"^/api/(evidence|courses/\d+/evidence/import)$")
 
 
-class EvaluateAfterEvidence:
-    """ASGI middleware: after a successful evidence POST, evaluate the courses with new
-    evidence before the client gets the answer, so the answer means "evaluated".
+class QueueAfterEvidence:
+    """ASGI middleware: after a successful evidence POST, queue the evaluation of the
+    learners whose results changed before the client gets the answer, so an accepted
+    answer means "stored and queued"; the award happens in a worker, never in the request.
 
     Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware
     runs every request of the app through extra tasks and memory streams, which cost more
@@ -70,17 +74,17 @@ class EvaluateAfterEvidence:
         if status < 300:
             from starlette.concurrency import run_in_threadpool
 
-            from service.flows import evaluation_queue
-
-            app = scope["app"]
-            await run_in_threadpool(
-                evaluation_queue.evaluate_new_evidence,
-                app.state.engine,
-                settings=app.state.settings,
-                actor="system",
-            )
+            await run_in_threadpool(_queue_new_evidence, scope["app"].state.engine)
         for message in held:
             await send(message)
+
+
+def _queue_new_evidence(engine: Engine) -> None:
+    from service.flows import evaluation_queue
+
+    with db_session(engine, write=True) as s:
+        evaluation_queue.enqueue_new_evidence(s)
+        s.commit()
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -154,7 +158,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
     )
     # flows routers
-    app.add_middleware(EvaluateAfterEvidence)
+    app.add_middleware(QueueAfterEvidence)
     # Inside SecurityHeaders (a 413 gets its headers too), outside everything that reads.
     app.add_middleware(
         bodylimit.BodyLimit,
@@ -167,6 +171,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(learner.router)
     app.include_router(pending.router)
     app.include_router(admin.router)
+    app.include_router(admin_settings.router)
     # outermost: the request id is set before anything logs, the latency covers everything
     app.add_middleware(requestlog.RequestContext, observe=app.state.metrics.observe)
     return app

@@ -490,31 +490,35 @@ def _pool_options() -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _guarded(request: httpx.Request, pol: Policy) -> Iterator[None]:
+    """The checks, the deadline and the error mapping around one request (either client)."""
+    _precheck(request, pol)
+    token = _DEADLINE.set(time.monotonic() + pol.deadline_seconds)
+    try:
+        with _mapped(request):
+            yield
+    finally:
+        _DEADLINE.reset(token)
+
+
 class _Transport(httpx.BaseTransport):
     def __init__(self, pol: Policy) -> None:
         self._policy = pol
         self._pool = httpcore.ConnectionPool(network_backend=_Backend(pol), **_pool_options())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        pol = self._policy
-        _precheck(request, pol)
-        token = _DEADLINE.set(time.monotonic() + pol.deadline_seconds)
-        try:
-            with _mapped(request):
-                resp = self._pool.handle_request(_core_request(request, request.stream))
-                try:
-                    chunks: list[bytes] = []
-                    size = 0
-                    for chunk in resp.iter_stream():
-                        size += len(chunk)
-                        if size > pol.max_bytes:
-                            raise _too_large(request, pol.max_bytes)
-                        chunks.append(chunk)
-                finally:
-                    resp.close()
-        finally:
-            _DEADLINE.reset(token)
-        return _response(request, resp, b"".join(chunks), pol.max_bytes)
+        cap, body = self._policy.max_bytes, bytearray()
+        with _guarded(request, self._policy):
+            resp = self._pool.handle_request(_core_request(request, request.stream))
+            try:
+                for chunk in resp.iter_stream():
+                    body += chunk
+                    if len(body) > cap:
+                        raise _too_large(request, cap)
+            finally:
+                resp.close()
+        return _response(request, resp, bytes(body), cap)
 
     def close(self) -> None:
         self._pool.close()
@@ -528,27 +532,19 @@ class _AsyncTransport(httpx.AsyncBaseTransport):
         )
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        pol = self._policy
-        _precheck(request, pol)
-        token = _DEADLINE.set(time.monotonic() + pol.deadline_seconds)
-        try:
-            with _mapped(request):
-                resp = await self._pool.handle_async_request(
-                    _core_request(request, _async_body(request))
-                )
-                try:
-                    chunks: list[bytes] = []
-                    size = 0
-                    async for chunk in resp.aiter_stream():
-                        size += len(chunk)
-                        if size > pol.max_bytes:
-                            raise _too_large(request, pol.max_bytes)
-                        chunks.append(chunk)
-                finally:
-                    await resp.aclose()
-        finally:
-            _DEADLINE.reset(token)
-        return _response(request, resp, b"".join(chunks), pol.max_bytes)
+        cap, body = self._policy.max_bytes, bytearray()
+        with _guarded(request, self._policy):
+            resp = await self._pool.handle_async_request(
+                _core_request(request, _async_body(request))
+            )
+            try:
+                async for chunk in resp.aiter_stream():
+                    body += chunk
+                    if len(body) > cap:
+                        raise _too_large(request, cap)
+            finally:
+                await resp.aclose()
+        return _response(request, resp, bytes(body), cap)
 
     async def aclose(self) -> None:
         await self._pool.aclose()

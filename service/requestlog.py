@@ -70,7 +70,7 @@ class RequestContext:
     them (``service.metrics``): count and duration by route template and status.
 
     Plain ASGI rather than ``BaseHTTPMiddleware``, which runs every request through extra
-    tasks and memory streams (app.py, ``EvaluateAfterEvidence``).
+    tasks and memory streams (app.py, ``QueueAfterEvidence``).
     """
 
     def __init__(self, app: ASGIApp, *, observe: Any = None) -> None:

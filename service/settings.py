@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     evaluation_inline_learners: int = Field(
         default=200,
         ge=0,
-        description="A re-evaluation after a CSV import or an API push of at most this many "
-        "learners runs at once in the process that imported; more are queued for the workers "
-        "(docs/scale.md). The pages (launch, Re-evaluate, saved rules) always queue.",
+        description="A re-evaluation after `microcred sources import`/`evaluate` of at most "
+        "this many learners runs at once in the command's process; more are queued for the "
+        "workers (docs/scale.md). Requests (pages, API push, CSV upload) always queue.",
     )
     evaluation_lease_seconds: float = Field(
         default=300.0,

@@ -8,6 +8,7 @@ itself are marked ``postgres`` and are skipped, with a message, on the SQLite la
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
 
 from service import apitoken, secretbox
 from service.app import create_app
@@ -27,7 +29,7 @@ from service.db.base import metadata
 from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.types import utcnow
-from service.settings import Settings
+from service.settings import Settings, get_settings
 
 # The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
 # so main stays green for the same code; a plain `pytest` explores new random examples.
@@ -65,25 +67,32 @@ def master_key() -> bytes:
     return key
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_database(prefix: str, sqlite_file: Path) -> Iterator[str]:
+    """An empty database of its own on this test lane: ``sqlite_file`` on SQLite, or a new
+    PostgreSQL database named ``prefix_<random>`` that is dropped afterwards."""
     if LANE == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+        yield f"sqlite:///{sqlite_file}"
         return
     if LANE != "postgresql":
         raise pytest.UsageError(f"MICROCRED_TEST_DB must be sqlite or postgresql, not {LANE!r}")
-    name = f"microcred_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         pytest.exit(f"PostgreSQL lane requested but {PG_URL} is unreachable: {exc}", returncode=3)
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    yield url
+    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with scratch_database("microcred_test", tmp_path_factory.mktemp("db") / "test.db") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +121,24 @@ def settings(tmp_path: Path, database_url: str, master_key: bytes) -> Settings:
         base_url="https://tool.test",
         secret_key=master_key.decode(),
     )
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """``microcred`` commands pointed at the test database, data folder and master key."""
+    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    assert settings.secret_key is not None
+    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def runner(cli_env: Settings) -> CliRunner:
+    """A Typer runner for ``service.cli.app`` under ``cli_env``."""
+    return CliRunner()
 
 
 @pytest.fixture

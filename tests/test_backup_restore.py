@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.issuer import service as issuer_service
 from service.settings import Settings
-from tests.conftest import LANE, PG_URL
+from tests.conftest import LANE, PG_URL, scratch_database
 from tests.issuer import samples
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "backup_restore.py"
@@ -31,17 +30,8 @@ pytestmark = pytest.mark.db
 @pytest.fixture
 def scratch_url(tmp_path: Path) -> Iterator[str]:
     """A database of its own: the drill drops and recreates it."""
-    if LANE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'live' / 'microcred.db'}"
-        return
-    name = f"microcred_drill_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database("microcred_drill", tmp_path / "live" / "microcred.db") as url:
+        yield url
 
 
 def _deployment(url: str, data_dir: Path, master_key: bytes) -> list[str]:

@@ -62,16 +62,9 @@ def test_a_sentence_of_a_docstring_is_not_broken_where_the_source_broke_it() -> 
 
 
 @pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from service.settings import get_settings
-
-    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MICROCRED_LOG_LEVEL", "INFO")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+def cli_env(cli_env: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    monkeypatch.setenv("MICROCRED_LOG_LEVEL", "INFO")  # read when a command first asks
+    return cli_env
 
 
 def test_commands_print_no_alembic_info_lines(tmp_path: Path) -> None:

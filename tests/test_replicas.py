@@ -15,15 +15,12 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from service.db import migrate
@@ -32,7 +29,7 @@ from service.db.engine import session as db_session
 from service.db.models import Credential, DeliveryAttempt, OutboxMessage, Person
 from service.demo import bootstrap, seed, server
 from service.settings import Settings
-from tests.conftest import PG_URL
+from tests.conftest import scratch_database
 from tests.flows.conftest import Live, launch
 
 pytestmark = [pytest.mark.postgres, pytest.mark.db]
@@ -89,17 +86,10 @@ class RoundRobin:
 
 
 @pytest.fixture
-def database(master_key: bytes) -> Iterator[str]:
-    name = f"microcred_replicas_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    migrate.upgrade(url)
-    yield url
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+def database(tmp_path: Path, master_key: bytes) -> Iterator[str]:
+    with scratch_database("microcred_replicas", tmp_path / "replicas.db") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 def _port() -> int:

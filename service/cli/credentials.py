@@ -81,7 +81,6 @@ def verify(
 
 
 def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
-    from service.db.engine import session
     from service.db.types import utcnow
     from service.flows import revoking
     from service.issuer import identity
@@ -90,9 +89,8 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     settings = _identity(_bootstrap())
     # Revoking goes the instructor page's way: repositories, re-award block, audit.
     action = revoking.revoke_credential if revoked else issuer_service.unrevoke
-    engine = _engine(settings)
     try:
-        with session(engine, write=True) as s:
+        with _db(settings, write=True) as s:
             row = action(
                 s, settings=settings, uuid=credential_id, reason=reason, actor="cli", now=utcnow()
             )
@@ -102,8 +100,6 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
     state = "revoked" if row.revoked else "no longer revoked"
     typer.echo(f"credential {row.uuid} is {state} (status list {row.status_list_id})")
 
@@ -129,20 +125,15 @@ def credential_unrevoke(
 @issuer_app.command("rotate-keys")
 def issuer_rotate_keys() -> None:
     """Retire the issuer signing keys and create new ones (old ones stay published)."""
-    from service.db.engine import session
     from service.db.types import utcnow
     from service.issuer import service as issuer_service
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
     settings = _identity(settings)
-    engine = _engine(settings)
-    try:
-        with session(engine, write=True) as s:
-            new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
-            s.commit()
-    finally:
-        engine.dispose()
+    with _db(settings, write=True) as s:
+        new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
+        s.commit()
     typer.echo("new issuer keys: " + ", ".join(new))
 
 

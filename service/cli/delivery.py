@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _engine, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, app
 from service.cli.workers import _delivery_worker
 from service.errors import ServiceError
 
@@ -48,18 +46,6 @@ def worker(
         w.engine.dispose()
 
 
-@contextlib.contextmanager
-def _outbox_session() -> Iterator[Any]:
-    from service.db.engine import session
-
-    engine = _engine(_bootstrap())
-    try:
-        with session(engine, write=True) as s:
-            yield s
-    finally:
-        engine.dispose()
-
-
 @outbox_app.command("list")
 def outbox_list(
     status: Annotated[
@@ -76,7 +62,7 @@ def outbox_list(
     from service.delivery import outbox, repositories
     from service.delivery.schemas import OutboxPublic
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         now = utcnow()
         warnings = [w.message for w in repositories.token_warnings(s, now=now)]
         rows = outbox.list_messages(
@@ -115,7 +101,7 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
     from service.delivery import outbox
     from service.errors import ServiceError
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             row = outbox.get(s, ref)
         except ServiceError as exc:
@@ -145,7 +131,7 @@ def _outbox_action(action: str, ref: str) -> None:
     from service.delivery import outbox
     from service.errors import ServiceError
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             row = getattr(outbox, action)(s, ref)
         except ServiceError as exc:
@@ -177,7 +163,7 @@ def outbox_retry(
         typer.secho("error: name rows, or give --all-dead or --repository", fg="red", err=True)
         raise typer.Exit(2)
     failed = 0
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         todo: list[str | int] = list(refs or [])
         if all_dead or repository is not None:
             repo_id = None
@@ -255,7 +241,7 @@ def repository_add(
     secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
     if secret is None and provider.prompt:
         secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo = repositories.create(
                 s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
@@ -305,7 +291,7 @@ def repository_update(
             "new secret (token / password)", hide_input=True
         )
     mapping = _template_options(template)
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo = repositories.update(
                 s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
@@ -323,30 +309,26 @@ def repository_test(
 ) -> None:
     """Test a repository without changing anything (Credly: the base URL answers, the token
     is accepted, and every template in the map is an active badge template). Exit 1 if not."""
-    from service.db.types import utcnow
-    from service.delivery import providers, repositories
-    from service.delivery.errors import ConnectorError
+    from service.delivery import checks, repositories
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         try:
             repo_id = repositories.get(s, ref).id
         except ServiceError as exc:
             typer.secho(f"error: {exc.detail}", fg="red", err=True)
             raise typer.Exit(2) from exc
         snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
-    try:
-        tested = providers.get(snapshot.kind).test_connection(snapshot, utcnow)
-    except ConnectorError as exc:
-        typer.secho(f"{snapshot.name}: not working: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    if tested is None:
-        typer.echo(f"error: no connection test for {snapshot.kind} repositories yet", err=True)
+    result = checks.check(snapshot)  # the same test as the administrator's page queues
+    if result.outcome == "untestable":
+        typer.echo(f"error: {result.summary}", err=True)
         raise typer.Exit(2)
-    summary, problems = tested
-    typer.echo(f"{snapshot.name}: {summary}")
-    for line in problems:
+    if result.outcome == "failed":
+        typer.secho(f"{snapshot.name}: not working: {result.summary}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{snapshot.name}: {result.summary}")
+    for line in result.problems:
         typer.secho(f"  {line}", fg="yellow", err=True)
-    if problems:
+    if not result.ok:
         raise typer.Exit(1)
 
 
@@ -356,7 +338,7 @@ def repository_list() -> None:
     from service.db.types import utcnow
     from service.delivery import repositories
 
-    with _outbox_session() as s:
+    with _db(_bootstrap(), write=True) as s:
         warns = {w.repository_id: w.message for w in repositories.token_warnings(s)}
         for r in repositories.list_all(s):
             expires = r.secret_expires_at.strftime("%Y-%m-%d") if r.secret_expires_at else "-"

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _engine, _fail, app
+from service.cli.common import _bootstrap, _db, _fail, app
 from service.db import migrate as db_migrate
 
 platform_app = typer.Typer(help="LMS platform registrations (LTI 1.3).", no_args_is_help=True)
@@ -29,14 +29,12 @@ def platform_add(
     ] = "",
 ) -> None:
     """Register a platform manually (active at once); prints its id."""
-    from service.db.engine import session as db_session
     from service.lti import keys, platforms
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
     try:
-        with db_session(engine, write=True) as s:
+        with _db(settings, write=True) as s:
             row = platforms.add_platform(
                 s,
                 issuer=issuer,
@@ -52,20 +50,15 @@ def platform_add(
             s.commit()
     except Exception as exc:
         raise _fail(exc) from exc
-    finally:
-        engine.dispose()
     typer.echo(row.id)
 
 
 @platform_app.command("list")
 def platform_list() -> None:
     """List registered platforms and their deployments."""
-    from service.db.engine import session as db_session
     from service.lti import platforms
 
-    settings = _bootstrap()
-    engine = _engine(settings)
-    with db_session(engine) as s:
+    with _db(_bootstrap()) as s:
         rows = platforms.list_platforms(s)
     if not rows:
         typer.echo("no platforms registered")
@@ -112,13 +105,11 @@ def platform_activate(
 ) -> None:
     """Activate a platform that arrived by dynamic registration, after showing where it came
     from and asking (an institution-level act: no page of microcred can do it)."""
-    from service.db.engine import session as db_session
     from service.lti import platforms
 
     settings = _bootstrap()
-    engine = _engine(settings)
     try:
-        with db_session(engine) as s:
+        with _db(settings) as s:
             found = platforms.provenance(s, platform_id)
     except Exception as exc:
         raise _fail(exc) from exc
@@ -133,7 +124,7 @@ def platform_activate(
         typer.echo("not activated", err=True)
         raise typer.Exit(code=1)
     try:
-        with db_session(engine, write=True) as s:
+        with _db(settings, write=True) as s:
             platforms.activate(s, platform_id, deployment_id=deployment or None)
             s.commit()
     except Exception as exc:
@@ -145,13 +136,11 @@ def platform_activate(
 def keys_rotate() -> None:
     """Make a new signing key; the old one stays published for the grace period."""
     from service import audit
-    from service.db.engine import session as db_session
     from service.lti import keys
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
-    with db_session(engine, write=True) as s:
+    with _db(settings, write=True) as s:
         old, new = keys.rotate(s)
         audit.record(
             s,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _engine, _fail, app
+from service.cli.common import _bootstrap, _db, _fail, app
 from service.db import migrate as db_migrate
 from service.errors import ServiceError
 
@@ -25,21 +25,17 @@ def policy_institution_show(
     fmt: Annotated[str, typer.Option("--format", help="yaml or json.")] = "yaml",
 ) -> None:
     """The current version: who saved it and when, then its defaults and bounds."""
-    from service.db.engine import session as db_session
     from service.policies import files
     from service.policies import service as policies
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
     try:
-        with db_session(engine) as s:
+        with _db(settings) as s:
             row, _, _ = policies.institution_layers(s)
             doc = policies.export_institution(s)
     except ServiceError as exc:
         raise _fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(f"# version {row.version}, saved {row.created_at:%Y-%m-%d %H:%M} by {row.author}")
     typer.echo(files.dump(doc, "json" if fmt == "json" else "yaml"), nl=False)
 
@@ -54,20 +50,16 @@ def policy_institution_export(
     ] = "",
 ) -> None:
     """The institution defaults and bounds as a policy file `policy institution import` reads."""
-    from service.db.engine import session as db_session
     from service.policies import files
     from service.policies import service as policies
 
     settings = _bootstrap()
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
     try:
-        with db_session(engine) as s:
+        with _db(settings) as s:
             doc = policies.export_institution(s)
     except ServiceError as exc:
         raise _fail(exc) from None
-    finally:
-        engine.dispose()
     chosen = fmt or ("json" if output is not None and output.suffix == ".json" else "yaml")
     text = files.dump(doc, chosen)
     if output is None:
@@ -84,7 +76,6 @@ def policy_institution_import(
 ) -> None:
     """Save a file's defaults and bounds as the next version; refused, with the courses at
     fault, if a course's thresholds would fall outside the new bounds."""
-    from service.db.engine import session as db_session
     from service.policies import service as policies
 
     settings = _bootstrap()
@@ -95,14 +86,11 @@ def policy_institution_import(
         typer.echo(f"error: {file} cannot be read: {exc}", err=True)
         raise typer.Exit(2) from None
     fmt = "json" if file.suffix.lower() == ".json" else "yaml"
-    engine = _engine(settings)
     try:
-        with db_session(engine, write=True) as s:
+        with _db(settings, write=True) as s:
             row = policies.import_institution(s, text=text, fmt=fmt, author="cli", note=note)
             s.commit()
             version = row.version
     except ServiceError as exc:
         raise _fail(exc) from None
-    finally:
-        engine.dispose()
     typer.echo(f"institution policy version {version} saved")

@@ -31,6 +31,7 @@ def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, 
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
     from service import outbound
+    from service.delivery import checks
     from service.delivery.worker import Job, Worker, build_connectors
     from service.flows import evaluation_queue, gradebook, syncing
 
@@ -75,6 +76,7 @@ def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:
                 close=lms_http.close,
             ),
             Job("evaluation", evaluate, poll_seconds=settings.worker_poll_seconds),
+            Job("repository-checks", lambda: checks.run_due(engine, worker=holder["worker"].name)),
         ],
     )
     holder["worker"] = worker

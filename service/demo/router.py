@@ -67,7 +67,11 @@ def _paged(
     return JSONResponse(body, status_code=status_code, media_type=media_type, headers=headers)
 
 
-def _check_context(platform: DemoPlatform, context_id: str) -> None:
+def _service_call(
+    platform: DemoPlatform, request: Request, context_id: str, scopes: set[str]
+) -> None:
+    """A service call's checks: its bearer token carries one of ``scopes``; the course exists."""
+    platform.authorise_service(request.headers.get("authorization"), any_of=scopes, now=time.time())
     if context_id != platform.course.context_id:
         raise NotFound(f"course {context_id} does not exist")
 
@@ -223,10 +227,7 @@ def names_and_roles(
     page: int = 1,
 ) -> Response:
     """Membership container (NRPS 2.0)."""
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.NRPS}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.NRPS})
     if rlid is not None and rlid not in platform.resource_link_ids():
         # NRPS 2.0 §2.3.2: members of one resource link; every member can open every link here.
         raise BadInput(f"rlid {rlid[:80]!r} is not a resource link of this course")
@@ -246,10 +247,7 @@ def list_line_items(
     page: int = 1,
 ) -> Response:
     """Line item container (AGS 2.0 §3.2)."""
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of=READ_LINEITEMS, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, READ_LINEITEMS)
     items = filter_lineitems(platform.state.line_items(), request.query_params)
     chunk = paginate(items, limit=limit, page=page, max_limit=platform.config.page_size_limit)
     body = [lineitem_json(platform.config, platform.course, i) for i in chunk.items]
@@ -260,10 +258,7 @@ def list_line_items(
 async def create_line_item(request: Request, context_id: str) -> Response:
     """Create a line item (AGS 2.0 §3.2.2)."""
     platform = _platform(request)
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.LINEITEM}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.LINEITEM})
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
     item = platform.state.add_line_item(**parse_lineitem(body, platform.resource_link_ids()))
     return JSONResponse(
@@ -278,10 +273,7 @@ def get_line_item(
     request: Request, platform: PlatformDep, context_id: str, item_id: str
 ) -> Response:
     """One line item."""
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of=READ_LINEITEMS, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, READ_LINEITEMS)
     item = platform.state.line_item(item_id)
     if item is None:
         raise NotFound(f"line item {item_id} does not exist")
@@ -294,10 +286,7 @@ def get_line_item(
 async def update_line_item(request: Request, context_id: str, item_id: str) -> Response:
     """Replace a line item's fields."""
     platform = _platform(request)
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.LINEITEM}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.LINEITEM})
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
     item = platform.state.update_line_item(
         item_id, **parse_lineitem(body, platform.resource_link_ids())
@@ -314,10 +303,7 @@ def delete_line_item(
     request: Request, platform: PlatformDep, context_id: str, item_id: str
 ) -> Response:
     """Delete a line item and its results."""
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.LINEITEM}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.LINEITEM})
     if not platform.state.delete_line_item(item_id):
         raise NotFound(f"line item {item_id} does not exist")
     return Response(status_code=204)
@@ -327,10 +313,7 @@ def delete_line_item(
 async def post_score(request: Request, context_id: str, item_id: str) -> Response:
     """Publish a score (AGS 2.0 §3.4)."""
     platform = _platform(request)
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.SCORE}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.SCORE})
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.SCORE)
     score = parse_score(body, platform.course)
     outcome = platform.state.put_score(item_id, score)
@@ -356,10 +339,7 @@ def get_results(
     page: int = 1,
 ) -> Response:
     """Result container (AGS 2.0 §3.3)."""
-    platform.authorise_service(
-        request.headers.get("authorization"), any_of={Scope.RESULT_READONLY}, now=time.time()
-    )
-    _check_context(platform, context_id)
+    _service_call(platform, request, context_id, {Scope.RESULT_READONLY})
     body, chunk = results(
         platform.config,
         platform.course,

@@ -167,10 +167,6 @@ def _timestamp(value: Any, name: str) -> dt.datetime:
     return parsed
 
 
-def _is_number(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-
-
 def parse_score(body: Any, course: Course) -> Score:
     """Validate a score publish (AGS 2.0 §3.4)."""
     if not isinstance(body, dict):

@@ -223,7 +223,3 @@ class DemoState:
     def link(self, link_id: str) -> PlacedLink | None:
         with self._lock:
             return next((link for link in self._links if link.id == link_id), None)
-
-    def new_id(self) -> str:
-        with self._lock:
-            return str(next(self._ids))

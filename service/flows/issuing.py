@@ -26,6 +26,7 @@ from service.errors import NotFound
 from service.issuer import inputs as issuer_inputs
 from service.issuer import service as issuer_service
 from service.lti import services as lti_services
+from service.policies import badge
 from service.policies import repository as policies_repo
 from service.settings import Settings
 
@@ -112,6 +113,7 @@ def _template(
         alignments=alignments,
         language=t.language if t else "en",
         valid_for_days=t.validity_days if t else None,
+        image_url=badge.image_url(settings.public_base_url, comp.image_sha256),
     )
 
 

@@ -381,13 +381,6 @@ def has_source(session: Session, *, course_id: int) -> bool:
     return course_setup(session, course_id=course_id).source_connection_id is not None
 
 
-def last_sync(session: Session, *, course_id: int) -> dt.datetime | None:
-    """When results were last pulled from the LMS for this course (None: never)."""
-    return session.exec(
-        select(CourseSync.pulled_at).where(CourseSync.course_id == course_id)
-    ).first()
-
-
 SYNC_LEASE = dt.timedelta(minutes=5)  # longer than a pull's deadlines (outbound + retries)
 SYNC_MAX_BACKOFF = dt.timedelta(hours=1)
 

@@ -8,8 +8,10 @@ anti-aliased edges) so that no imaging library is needed, and is cached per look
 
 from __future__ import annotations
 
+import base64
 import functools
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from xml.sax.saxutils import escape
@@ -22,6 +24,7 @@ __all__ = [
     "default_badge_png",
     "default_badge_svg",
     "level_hint",
+    "png_in_svg",
     "style_for",
 ]
 
@@ -94,6 +97,23 @@ _RIGHT_TAIL = [(256.0 - x, y) for x, y in _LEFT_TAIL]
 _MEDAL = (128.0, 108.0)
 _RIM, _DISC, _RING, _RING_WIDTH = 104.0, 94.0, 82.0, 3.0
 _STAR_OUTER, _STAR_INNER = 21.0, 8.6
+
+
+def png_in_svg(png: bytes, *, title: str) -> bytes:
+    """An SVG badge that shows a PNG badge image (an instructor's design), so the SVG
+    download looks like the PNG one; the PNG travels inside as a data URI.
+
+    Args:
+        png: A PNG image (its header gives the size).
+        title: Accessible name, e.g. "Data analysis — Intermediate level badge".
+    """
+    width, height = struct.unpack(">II", png[16:24])
+    data = base64.b64encode(png).decode("ascii")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}"><title>{escape(title)}</title>'
+        f'<image width="{width}" height="{height}" href="data:image/png;base64,{data}"/></svg>'
+    ).encode()
 
 
 def default_badge_svg(*, level: str | None, rank: int, title: str) -> bytes:

@@ -110,12 +110,6 @@ class Keyring:
     def verification_method(self, key: Ed25519Key) -> str:
         return f"{self.did}#{key.multibase}"
 
-    def ed25519_by_method(self, method: str) -> Ed25519Key | None:
-        for key in self.ed25519:
-            if self.verification_method(key) == method:
-                return key
-        return None
-
     def jwk(self, name: str) -> dict[str, Any] | None:
         url = key_url(self.base_url, name)
         for key in self.jwt:

@@ -30,8 +30,6 @@ __all__ = ["ActorDep", "public_credential", "router"]
 router = APIRouter(tags=["issuer"])
 
 PUBLIC = {"Access-Control-Allow-Origin": "*"}
-VC_LD = "application/vc+ld+json"
-VC_JWT = "application/vc+jwt"
 MAX_VERIFY_BYTES = limits.DEFAULT.max_bytes
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -72,6 +73,19 @@ async def request_params(request: Request) -> dict[str, str]:
     return params
 
 
+def _shared(request: Request, name: str, make: Callable[..., Any]) -> Any:
+    """``app.state.<name>``, made once per app with ``make(policy, timeout=...)``."""
+    client = getattr(request.app.state, name, None)
+    if client is None:
+        with _lock:
+            client = getattr(request.app.state, name, None)
+            if client is None:
+                settings = request.app.state.settings
+                client = make(outbound.policy(settings), timeout=settings.lti_http_timeout_seconds)
+                setattr(request.app.state, name, client)
+    return client
+
+
 async def get_http(request: Request) -> httpx.Client:
     """One shared client per app for calls to platforms (JWKS, tokens, NRPS, AGS, DR).
 
@@ -80,32 +94,14 @@ async def get_http(request: Request) -> httpx.Client:
     ``app.state.lti_http``. ``async`` only so FastAPI resolves it on the event loop instead
     of a thread-pool round trip (it never awaits; creating the client does no I/O).
     """
-    client: httpx.Client | None = getattr(request.app.state, "lti_http", None)
-    if client is None:
-        with _lock:
-            client = getattr(request.app.state, "lti_http", None)
-            if client is None:
-                settings = request.app.state.settings
-                client = outbound.client(
-                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
-                )
-                request.app.state.lti_http = client
+    client: httpx.Client = _shared(request, "lti_http", outbound.client)
     return client
 
 
 async def get_async_http(request: Request) -> httpx.AsyncClient:
     """The ``async`` client for dynamic registration (``app.state.lti_http_async``; tests put
     one with an ``httpx.MockTransport`` there)."""
-    client: httpx.AsyncClient | None = getattr(request.app.state, "lti_http_async", None)
-    if client is None:
-        with _lock:
-            client = getattr(request.app.state, "lti_http_async", None)
-            if client is None:
-                settings = request.app.state.settings
-                client = outbound.async_client(
-                    outbound.policy(settings), timeout=settings.lti_http_timeout_seconds
-                )
-                request.app.state.lti_http_async = client
+    client: httpx.AsyncClient = _shared(request, "lti_http_async", outbound.async_client)
     return client
 
 

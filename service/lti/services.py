@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from service import jws, outbound
 from service.db.engine import session as db_session
@@ -100,12 +100,7 @@ class ServiceClient:
 
     def _cached(self, scope_key: str, now: dt.datetime) -> str | None:
         with db_session(self.engine) as s:
-            row = s.exec(
-                select(ServiceToken).where(
-                    ServiceToken.platform_id == self.platform_id,
-                    ServiceToken.scope_key == scope_key,
-                )
-            ).first()
+            row = self._stored(s, scope_key)
         if row is not None and row.expires_at > now + dt.timedelta(seconds=60):
             return row.access_token
         return None
@@ -154,15 +149,19 @@ class ServiceClient:
         self._store(scope_key, token, now + dt.timedelta(seconds=max(expires_in, 0)))
         return token
 
+    def _stored(self, s: Session, scope_key: str) -> ServiceToken | None:
+        """This platform's stored token for ``scope_key``, if any."""
+        return s.exec(
+            select(ServiceToken).where(
+                ServiceToken.platform_id == self.platform_id,
+                ServiceToken.scope_key == scope_key,
+            )
+        ).first()
+
     def _store(self, scope_key: str, token: str, expires_at: dt.datetime) -> None:
         try:
             with db_session(self.engine, write=True) as s:
-                row = s.exec(
-                    select(ServiceToken).where(
-                        ServiceToken.platform_id == self.platform_id,
-                        ServiceToken.scope_key == scope_key,
-                    )
-                ).first()
+                row = self._stored(s, scope_key)
                 row = row or ServiceToken(
                     platform_id=self.platform_id,
                     scope_key=scope_key,
@@ -177,12 +176,7 @@ class ServiceClient:
 
     def _forget(self, scope_key: str) -> None:
         with db_session(self.engine, write=True) as s:
-            row = s.exec(
-                select(ServiceToken).where(
-                    ServiceToken.platform_id == self.platform_id,
-                    ServiceToken.scope_key == scope_key,
-                )
-            ).first()
+            row = self._stored(s, scope_key)
             if row is not None:
                 s.delete(row)
                 s.commit()

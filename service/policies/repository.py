@@ -14,7 +14,6 @@ from service.db.models import (
     CompetencyLevelTemplate,
     Course,
     CourseCompetency,
-    Decision,
     EffectivePolicy,
     PolicyVersion,
 )
@@ -128,11 +127,3 @@ def last_effective_version(session: Session, course_id: int, competency_id: int)
         )
     ).one()
     return int(found or 0)
-
-
-def decisions_for(session: Session, person_id: int, competency_id: int) -> Sequence[Decision]:
-    return session.exec(
-        select(Decision)
-        .where(Decision.person_id == person_id, Decision.competency_id == competency_id)
-        .order_by(col(Decision.id).desc())
-    ).all()

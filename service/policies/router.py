@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
+from sqlmodel import Session
 
 from service.db.models import Competency, CompetencyLevelTemplate, Course, PolicyVersion
 from service.deps import RowId, SessionDep, WriteSessionDep
@@ -27,6 +28,14 @@ FormatQuery = Annotated[str, Query(pattern="^(json|yaml)$", description="json or
 def _author(request: Request) -> str:
     # Set by the router-level API-token dependency the app mounts this router with.
     return str(request.state.actor)
+
+
+def _saved(session: Session, row: PolicyVersion) -> schemas.PolicyVersionPublic:
+    """A version just stored, read out before the commit that keeps it."""
+    out = _version(row)
+    session.commit()
+    assert out is not None
+    return out
 
 
 def _version(row: PolicyVersion | None) -> schemas.PolicyVersionPublic | None:
@@ -155,10 +164,7 @@ def put_institution(
     row = policies.save_institution(
         session, defaults=body.defaults, bounds=body.bounds, author=_author(request), note=body.note
     )
-    out = _version(row)
-    session.commit()
-    assert out is not None
-    return out
+    return _saved(session, row)
 
 
 @router.get("/institution/versions")
@@ -182,10 +188,7 @@ def import_institution(
 ) -> schemas.PolicyVersionPublic:
     """Import institution defaults and bounds from a JSON or YAML file (administrator)."""
     row = policies.import_institution(session, text=text, fmt=format, author=_author(request))
-    out = _version(row)
-    session.commit()
-    assert out is not None
-    return out
+    return _saved(session, row)
 
 
 # --- courses (instructor) -------------------------------------------------------------------
@@ -217,10 +220,7 @@ def put_course(
         author=_author(request),
         note=body.note,
     )
-    out = _version(row)
-    session.commit()
-    assert out is not None
-    return out
+    return _saved(session, row)
 
 
 @router.put("/courses/{course_id}/competencies/{key:path}")
@@ -237,10 +237,7 @@ def put_course_competency(
         author=_author(request),
         note=body.note,
     )
-    out = _version(row)
-    session.commit()
-    assert out is not None
-    return out
+    return _saved(session, row)
 
 
 @router.get("/courses/{course_id}/effective/{key:path}")

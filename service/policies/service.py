@@ -11,6 +11,7 @@ it and carry the hash of the evidence they were made from.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -26,6 +27,7 @@ from service.assessment.types import Decision as EngineDecision
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
+    Course,
     CourseCompetency,
     Decision,
     EffectivePolicy,
@@ -37,8 +39,10 @@ from service.policies import files
 from service.policies import repository as repo
 
 __all__ = [
+    "CourseConflict",
     "attach",
     "competency",
+    "course_conflicts",
     "create_competency",
     "effective",
     "explain",
@@ -273,7 +277,7 @@ def save_institution(
         raise _bad(
             exc, prefix="" if exc.field.startswith(("defaults", "bounds")) else "defaults"
         ) from None
-    conflicts = _course_conflicts(session, layer, limits)
+    conflicts = [c.text for c in course_conflicts(session, layer, limits)]
     if conflicts:
         raise BadInput(
             f"the new institution policy does not fit {len(conflicts)} course rule(s) in use: "
@@ -294,37 +298,50 @@ def save_institution(
     )
 
 
-def _course_conflicts(
+@dataclasses.dataclass(frozen=True)
+class CourseConflict:
+    """A course rule that institution defaults and bounds would break."""
+
+    course: Course
+    competency: Competency | None
+    field: str  # the policy field at fault, e.g. ``levels.intermediate.threshold``
+    message: str
+
+    @property
+    def text(self) -> str:
+        name = f"course {self.course.title or self.course.context_id!r} (id {self.course.id})"
+        where = f"{name}, {self.competency.key}" if self.competency is not None else name
+        return f"{where}: {self.field}: {self.message}"
+
+
+def course_conflicts(
     session: Session, defaults: parse.Layer, limits: bounds_mod.Bounds
-) -> list[str]:
-    """Every course rule that new institution defaults and bounds would break, in words.
+) -> list[CourseConflict]:
+    """Every course rule that new institution defaults and bounds would break.
 
     A change that breaks a course's rules would stop its evaluations (and its pages) until
     someone fixes the course, so it is refused before it is stored.
     """
-    found: list[str] = []
+    found: list[CourseConflict] = []
 
-    def check(layers: list[parse.Layer], where: str) -> None:
+    def check(layers: list[parse.Layer], course: Course, comp: Competency | None) -> None:
         try:
             bounds_mod.check(parse.compose(*layers), limits)
         except AssessmentError as exc:
-            found.append(f"{where}: {exc.field}: {exc.message}")
+            found.append(CourseConflict(course, comp, exc.field, exc.message))
 
     for course in repo.courses_with_rules(session):
         assert course.id is not None
-        name = f"course {course.title or course.context_id!r} (id {course.id})"
         course_layer = _layer(repo.latest_version(session, repo.course_scope(course.id)))
         linked = repo.course_competencies(session, course.id)
         if not linked:
-            check([defaults, course_layer], name)
+            check([defaults, course_layer], course, None)
         for comp in linked:
             assert comp.id is not None
             override = _layer(
                 repo.latest_version(session, repo.competency_scope(course.id, comp.id))
             )
-            check(
-                [defaults, course_layer, override, {"competency": comp.key}], f"{name}, {comp.key}"
-            )
+            check([defaults, course_layer, override, {"competency": comp.key}], course, comp)
     return found
 
 

@@ -30,6 +30,7 @@ from service.db.models import (
     Award,
     Competency,
     Course,
+    DeliveryRepository,
     Deployment,
     EmailMismatch,
     OutboxMessage,
@@ -108,6 +109,11 @@ _ACTIONS = {
     "email_mismatch.resent": "Credential re-sent to a new e-mail",
     "platform.registered": "Platform registered",
     "platform.activated": "Platform activated",
+    "platform.renamed": "Platform renamed",
+    "repository.added": "Repository added",
+    "repository.changed": "Repository changed",
+    "repository.test_requested": "Repository connection test asked for",
+    "policy.institution_changed": "Institution thresholds changed",
 }
 
 
@@ -171,6 +177,13 @@ def _in_words(s: Session, ref: str) -> str | None:
         plid = _id_after(ref, "platform:")
         platform = s.get(Platform, plid) if plid is not None else None
         return f"platform {platform.name or platform.issuer}" if platform else None
+    if ref.startswith("repository:"):
+        found_repo = s.exec(
+            select(DeliveryRepository).where(DeliveryRepository.uuid == ref[len("repository:") :])
+        ).first()
+        return f"repository {found_repo.name}" if found_repo is not None else None
+    if ref == "policy:institution":
+        return "institution thresholds and bounds"
     if ref.startswith("outbox:"):
         row = s.exec(select(OutboxMessage).where(OutboxMessage.uuid == ref[len("outbox:") :]))
         found = row.first()

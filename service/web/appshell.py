@@ -42,6 +42,15 @@ NOTICES = {
     "consent": "Your choice is saved.",
     "retried": "Delivery queued again.",
     "resent": "Credential queued again to the new address.",
+    "platform_renamed": "Name saved.",
+    "badge_saved": "Badge saved. Credentials issued from now on carry it; those issued "
+    "before keep theirs.",
+    "repository_added": "Repository added. Test its connection below before the first "
+    "credential goes there.",
+    "repository_saved": "Repository saved.",
+    "test_queued": "Connection test queued; the result appears here when the worker has run it.",
+    "thresholds_saved": "Thresholds saved as a new version; {n} learners are being evaluated "
+    "again by the workers.",
 }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from datetime import UTC, datetime
 from typing import Any
 
 from service.issuer.types import Check, VerificationReport
@@ -270,8 +269,6 @@ def _report(doc: dict[str, Any], **failed: str) -> VerificationReport:
 
 
 SCENARIOS = ("valid", "revoked", "expired", "invalid", "hostile")
-
-PREVIEW_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
 def sample(scenario: str) -> tuple[dict[str, Any], VerificationReport, str]:

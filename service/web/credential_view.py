@@ -69,12 +69,6 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _types(obj: Any) -> list[str]:
-    if not isinstance(obj, dict):
-        return []
-    return [t for t in _as_list(obj.get("type")) if isinstance(t, str)]
-
-
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None

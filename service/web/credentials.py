@@ -221,7 +221,10 @@ _CORS = {"Access-Control-Allow-Origin": "*"}
 
 _SVG_HEADERS = {
     # A baked SVG may come from an issuer-supplied image: never let it run script here.
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+    # (an instructor's PNG design travels inside as a data: image)
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
+    ),
     "X-Content-Type-Options": "nosniff",
 }
 
@@ -240,6 +243,8 @@ def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
             png = bundle.image
         else:
             svg = bundle.image
+    if png is not None and svg is None:  # a designed PNG: the SVG shows it too
+        svg = badge_image.png_in_svg(png, title=alt)
     return (
         png or badge_image.default_badge_png(level=level, rank=rank),
         svg or badge_image.default_badge_svg(level=level, rank=rank, title=alt),
@@ -306,6 +311,19 @@ def _wants(request: Request) -> Literal["html", "json", "jwt"]:
 def _filename(bundle: CredentialBundle, ext: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", view_model_title(bundle.document).lower()).strip("-")
     return f"{slug[:60] or 'credential'}.{ext}"
+
+
+def _file(
+    bundle: CredentialBundle,
+    body: bytes | str,
+    ext: str,
+    media_type: str,
+    disposition: str,
+    headers: dict[str, str],
+) -> Response:
+    """One of the credential's files, named after the learner and the achievement."""
+    named = {"Content-Disposition": f'{disposition}; filename="{_filename(bundle, ext)}"'}
+    return Response(body, media_type=media_type, headers=headers | named)
 
 
 def _found(bundle: CredentialBundle | None) -> CredentialBundle:
@@ -388,12 +406,7 @@ def make_router(
         """The signed credential as a JSON file (embedded proof)."""
         bundle = get(request, key)
         body = json.dumps(bundle.document, indent=2, ensure_ascii=False).encode()
-        return Response(
-            body,
-            media_type="application/vc+ld+json",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "json")}"'}
-            | _CORS,
-        )
+        return _file(bundle, body, "json", "application/vc+ld+json", "attachment", _CORS)
 
     @router.get("/{key}/credential.jwt", response_model=None)
     def download_jwt(request: Request, key: str) -> Response:
@@ -401,32 +414,19 @@ def make_router(
         bundle = get(request, key)
         if bundle.jwt is None:
             raise NotFound("This credential has no VC-JWT form.")
-        return Response(
-            bundle.jwt,
-            media_type="text/plain",
-            headers={"Content-Disposition": f'attachment; filename="{_filename(bundle, "jwt")}"'}
-            | _CORS,
-        )
+        return _file(bundle, bundle.jwt, "jwt", "text/plain", "attachment", _CORS)
 
     @router.get("/{key}/badge.png", response_model=None)
     def download_png(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 PNG baking)."""
         bundle = get(request, key)
-        return Response(
-            baked_badge(bundle, "png"),
-            media_type="image/png",
-            headers={"Content-Disposition": f'inline; filename="{_filename(bundle, "png")}"'},
-        )
+        return _file(bundle, baked_badge(bundle, "png"), "png", "image/png", "inline", {})
 
     @router.get("/{key}/badge.svg", response_model=None)
     def download_svg(request: Request, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 SVG baking)."""
         bundle = get(request, key)
-        return Response(
-            baked_badge(bundle, "svg"),
-            media_type="image/svg+xml",
-            headers=_SVG_HEADERS
-            | {"Content-Disposition": f'inline; filename="{_filename(bundle, "svg")}"'},
-        )
+        svg = baked_badge(bundle, "svg")
+        return _file(bundle, svg, "svg", "image/svg+xml", "inline", _SVG_HEADERS)
 
     return router

@@ -32,6 +32,7 @@ from service.flows import (
     syncing,
     wiring,
 )
+from service.policies import badge
 from service.policies import repository as policies_repo
 from service.web import auth
 from service.web import pending as pending_work
@@ -131,7 +132,13 @@ def learners_page(request: Request, engine: EngineDep, user: auth.InstructorDep)
 
 
 def _error_page(
-    request: Request, engine: Any, user: auth.CurrentUser, exc: ServiceError, *, setup: bool
+    request: Request,
+    engine: Any,
+    user: auth.CurrentUser,
+    exc: ServiceError,
+    *,
+    setup: bool,
+    **typed: Any,
 ) -> HTMLResponse:
     course_id = _course_id(user)
     if setup:
@@ -143,7 +150,7 @@ def _error_page(
             tab="setup",
             status_code=exc.status_code if exc.status_code < 500 else 422,
             error=exc,
-            **_setup_view(engine, course_id),
+            **(_setup_view(engine, course_id) | typed),
         )
     return page(
         request,
@@ -382,6 +389,10 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
         attached = {c.competency.id for c in competencies}
         catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
         setup = setup_store.course_setup(s, course_id=course_id)
+        # how many other courses assess each competency (its badge is then not this one's)
+        shared = {
+            c.competency.key: badge.other_courses(s, c.competency, course_id) for c in competencies
+        }
         note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
     labels = {i.key: i.label for i in items}
     for c in competencies:
@@ -396,6 +407,9 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
         "catalogue": catalogue,
         "setup": setup,
         "level_keys": LEVEL_KEYS,
+        "shared": shared,
+        "image_path": badge.image_path,
+        "max_image_kb": badge.MAX_BYTES // 1024,
         "pending_note": note,
         "reload_path": "/app/setup",
     }
@@ -478,6 +492,61 @@ def _after_rules_change(
         )
         s.commit()
     return evaluating.Summary(queued=queued)
+
+
+@router.post("/app/setup/competencies/{key}/badge")
+async def design_badge(
+    request: Request, key: str, engine: EngineDep, user: auth.InstructorDep
+) -> Response:
+    """Save a competency's badge: its name, each level's criteria and its PNG image."""
+    form = await request.form()
+
+    def text(name: str, limit: int) -> str:
+        value = form.get(name)
+        return value[:limit] if isinstance(value, str) else ""
+
+    upload = form.get("image")
+    data = b""
+    try:
+        if upload is not None and not isinstance(upload, str):
+            # read one byte more than allowed: a larger file is refused, not cut
+            data = await upload.read(badge.MAX_BYTES + 1)
+    finally:
+        await form.close()  # the upload's temporary file
+
+    typed = {"name": text("name", 300)} | {
+        f"criteria_{lv}": text(f"criteria_{lv}", 2000) for lv in LEVEL_KEYS
+    }
+
+    def run() -> None:
+        with db_session(engine, write=True) as s:
+            badge.design(
+                s,
+                course_id=_course_id(user),
+                competency_key=key,
+                name=typed["name"],
+                criteria={lv: typed[f"criteria_{lv}"] for lv in LEVEL_KEYS},
+                image_data=data or None,
+                remove_image=text("default_image", 5) == "on",
+                author=_actor(user),
+                now=utcnow(),
+            )
+            s.commit()
+
+    try:
+        await run_in_threadpool(run)
+    except ServiceError as exc:  # what was typed comes back (the file must be chosen again)
+        return await run_in_threadpool(
+            _error_page,
+            request,
+            engine,
+            user,
+            exc,
+            setup=True,
+            typed_badge={key: typed},
+            open_badge=key,
+        )
+    return back(user, "/app/setup", "badge_saved")
 
 
 @router.post("/app/setup/competencies")

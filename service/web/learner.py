@@ -5,6 +5,7 @@ consent per repository."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -18,6 +19,7 @@ from service.delivery import status as delivery_status
 from service.deps import EngineDep, SessionDep, WriteSessionDep
 from service.errors import NotFound
 from service.flows import learner_store, learner_view, syncing
+from service.policies import badge
 from service.web import auth
 from service.web import pending as pending_work
 from service.web.appshell import NO_STORE, back, page
@@ -68,10 +70,15 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
                 if award.state == "issued"
                 else []
             )
+            achievement = cred.document.get("credentialSubject", {}).get("achievement", {})
+            shown = achievement.get("image") if isinstance(achievement, dict) else None
+            image = urlsplit(str(shown.get("id", ""))).path if isinstance(shown, dict) else ""
             credentials.append(
                 {
                     "award": award,
                     "credential": cred,
+                    # the badge its instructor designed (served here), else the level's seal
+                    "image": image if image.startswith(badge.PATH_PREFIX) else None,
                     "name": cred.document.get("name")
                     or cred.document.get("credentialSubject", {})
                     .get("achievement", {})

@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import select
 
 from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
+from service.errors import NotFound
 from service.issuer import ob2_router, repository
 from service.issuer import service as issuer
+from service.policies import badge
 from service.web import credentials
 from service.web.templating import render
 
@@ -29,18 +31,50 @@ def home_page(request: Request) -> HTMLResponse:
 
 
 def _load(request: Request, key: str) -> credentials.CredentialBundle | None:
+    settings = request.app.state.settings
     with db_session(request.app.state.engine) as s:
         row = repository.credential_by_uuid(s, key)
         if row is None:
             return None
-        report = issuer.verify_input(s, request.app.state.settings, row.document, now=utcnow())
-    subject = row.document.get("credentialSubject", {})
-    name = subject.get("name") if isinstance(subject, dict) else None
+        report = issuer.verify_input(s, settings, row.document, now=utcnow())
+        subject = row.document.get("credentialSubject", {})
+        subject = subject if isinstance(subject, dict) else {}
+        achievement = subject.get("achievement")
+        shown = achievement.get("image") if isinstance(achievement, dict) else None
+        # The image the credential was issued with, designed by its instructor: the badge
+        # downloads are baked into it (else into the default badge of the level).
+        sha = badge.sha_of_url(
+            settings.public_base_url, shown.get("id") if isinstance(shown, dict) else None
+        )
+        designed = badge.image(s, sha) if sha is not None else None
+    name = subject.get("name")
     return credentials.CredentialBundle(
         document=row.document,
         report=report,
         jwt=row.jwt,
+        image=designed.data if designed is not None else None,
         learner_name=name if isinstance(name, str) else None,
+    )
+
+
+images = APIRouter()
+
+
+@images.get(badge.PATH_PREFIX + "{sha256}.png", include_in_schema=False)
+def badge_image(request: Request, sha256: str) -> Response:
+    """A badge image an instructor uploaded; never changes under its address."""
+    with db_session(request.app.state.engine) as s:
+        row = badge.image(s, sha256) if len(sha256) == 64 else None
+    if row is None:
+        raise NotFound("no such badge image")
+    return Response(
+        row.data,
+        media_type=row.media_type,
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+            "Access-Control-Allow-Origin": "*",
+        },
     )
 
 
@@ -79,6 +113,7 @@ def routers() -> list[APIRouter]:
     """The home page, the credential page (with downloads) and the OB 2.0 hosted documents."""
     return [
         home,
+        images,
         credentials.make_router(_load, prefix="/credentials", ob2_prefix="/ob2"),
         ob2_router.make_router(
             _load_ob2,

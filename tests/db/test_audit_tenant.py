@@ -3,13 +3,11 @@ scope, old rows by the backfill of migration core_0003."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from service import audit
@@ -17,7 +15,7 @@ from service.db import migrate
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, Award
 from tests import factories
-from tests.conftest import LANE, PG_URL
+from tests.conftest import scratch_database
 
 
 def test_new_rows_get_the_tenant_of_their_subject(engine: Engine) -> None:
@@ -72,17 +70,8 @@ def test_new_rows_get_the_tenant_of_their_subject(engine: Engine) -> None:
 @pytest.fixture
 def empty_url(tmp_path: Path) -> Iterator[str]:
     """A database of its own on this test lane (SQLite file, or a new PostgreSQL database)."""
-    if LANE != "postgresql":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    name = f"microcred_backfill_{uuid.uuid4().hex[:12]}"
-    server = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with server.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with server.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    server.dispose()
+    with scratch_database("microcred_backfill", tmp_path / "old.db") as url:
+        yield url
 
 
 @pytest.mark.db

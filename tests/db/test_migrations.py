@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db import migrate
@@ -20,7 +18,7 @@ from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.models import IssuerIdentity
 from service.issuer import keys
-from tests.conftest import LANE, PG_URL
+from tests.conftest import scratch_database
 
 
 def test_migrations_match_models(engine: Engine) -> None:
@@ -32,17 +30,8 @@ def test_migrations_match_models(engine: Engine) -> None:
 @pytest.fixture
 def empty_database_url(tmp_path: Path, master_key: bytes) -> Iterator[str]:
     """A database with no tables, on the lane's engine."""
-    if LANE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'empty.db'}"
-        return
-    name = f"microcred_mig_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database("microcred_mig", tmp_path / "empty.db") as url:
+        yield url
 
 
 def _issued_before_the_identity_table(url: str, base_url: str) -> dt.datetime:

@@ -9,7 +9,6 @@ without being named.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,11 +34,10 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import make_url
 
 from service.db import migrate
 from service.db.base import metadata
-from tests.conftest import LANE, PG_URL
+from tests.conftest import scratch_database
 
 pytestmark = pytest.mark.db
 
@@ -58,17 +56,8 @@ HEAD = REVISIONS[-1]
 
 @pytest.fixture
 def new_database(tmp_path: Path, master_key: bytes) -> Iterator[str]:
-    if LANE == "sqlite":
-        yield f"sqlite:///{tmp_path / 'upgrade.db'}"
-        return
-    name = f"microcred_up_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database("microcred_up", tmp_path / "upgrade.db") as url:
+        yield url
 
 
 _WHEN = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -22,7 +21,6 @@ from service.delivery.errors import ConnectorError
 from service.delivery.providers.credly import CredlyConnector
 from service.delivery.worker import Worker
 from service.errors import BadInput
-from service.settings import Settings
 from tests import factories
 from tests.delivery.conftest import snapshot
 
@@ -123,18 +121,6 @@ def test_a_credly_answer_in_html_is_a_plain_note_without_a_traceback(
     assert row.last_error == f"unexpected_answer: {said}"
     assert said in attempt.request_summary
     assert not [r for r in caplog.records if r.exc_info], "no traceback per attempt"
-
-
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from service.settings import get_settings
-
-    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
-    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 def _dead_rows(engine: Engine) -> dict[str, list[int]]:

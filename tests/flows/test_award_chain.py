@@ -440,7 +440,7 @@ def test_the_worker_delivers_to_the_gradebook_and_the_webhook(live: Live) -> Non
     assert ("Investigating with data (competency level)", "u-learn-1", 3.0) in scores
 
 
-def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
+def test_results_pushed_to_the_api_are_queued_and_awarded_by_the_worker(live: Live) -> None:
     from service import apitoken
 
     with db_session(live.engine, write=True) as s:
@@ -476,10 +476,13 @@ def test_results_pushed_to_the_api_are_evaluated_at_once(live: Live) -> None:
     with httpx.Client(base_url=live.tool_url, timeout=60) as http:
         answer = http.post("/api/evidence", json=body, headers={"authorization": f"Bearer {token}"})
     assert answer.status_code < 300, answer.text
-    [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
-    assert (award.level, award.state) == ("intermediate", "issued")
+    # the answer means stored and queued: the award is the worker's
+    assert "competency:data-investigation" not in _awards(live, "u-learn-5")
     with db_session(live.engine) as s:
         assert evaluation_queue.courses_with_new_evidence(s) == []
+    evaluate(live)
+    [award] = _awards(live, "u-learn-5")["competency:data-investigation"]
+    assert (award.level, award.state) == ("intermediate", "issued")
 
 
 def test_a_failing_lms_gives_a_clear_message_and_writes_nothing(live: Live) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -17,20 +17,9 @@ from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.db.types import utcnow
 from service.delivery import repositories
 from service.flows import evaluation_queue
-from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch, pull
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def test_course_reevaluate_syncs_and_reports_what_it_did(live: Live, runner: CliRunner) -> None:

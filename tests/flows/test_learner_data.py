@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,20 +23,9 @@ from service.db.models import (
     StatusList,
 )
 from service.issuer import statuslist
-from service.settings import Settings, get_settings
 from tests.flows.conftest import Live, launch
 
 pytestmark = pytest.mark.db
-
-
-@pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliRunner]:
-    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def _issued(live: Live, runner: CliRunner) -> tuple[Person, list[str]]:

@@ -30,7 +30,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -38,14 +38,12 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
 from service.db.engine import session as db_session
 from service.db.models import WebSession
-from service.lti import platforms
 from service.settings import Settings
 from service.web.auth import SESSION_COOKIE
 from tests.lti.peer import ISSUER, Peer
@@ -66,27 +64,6 @@ ATTACKER_KEY = rsa_key(5)
 def settings(settings: Settings) -> Settings:
     # thousands of logins from one address: the rate limit has tests of its own
     return settings.model_copy(update={"lti_rate_limit_per_minute": 0})
-
-
-@pytest.fixture
-def peer(app: FastAPI, engine: Engine, client: TestClient) -> Iterator[Peer]:
-    peer = Peer()
-    http = TestClient(peer.app, base_url=ISSUER)
-    app.state.lti_http = http
-    with db_session(engine, write=True) as s:
-        platforms.add_platform(
-            s,
-            issuer=ISSUER,
-            client_id=peer.client_id,
-            auth_login_url=ISSUER + "/auth",
-            auth_token_url=ISSUER + "/token",
-            key_set_url=ISSUER + "/jwks",
-            deployment_ids=[peer.deployment_id],
-            name="Peer LMS",
-        )
-        s.commit()
-    yield peer
-    http.close()
 
 
 def _unb64(part: str) -> bytes:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -17,30 +16,8 @@ from sqlmodel import select
 
 from service.db.engine import session as db_session
 from service.db.models import Platform, ServiceToken
-from service.lti import platforms, services
+from service.lti import services
 from tests.lti.peer import ISSUER, LINEITEMS_URL, NRPS_URL, Peer, _unb64
-
-
-@pytest.fixture
-def peer(app: FastAPI, engine: Engine, client: TestClient) -> Iterator[Peer]:
-    peer = Peer()
-    http = TestClient(peer.app, base_url=ISSUER)
-    app.state.lti_http = http
-    with db_session(engine, write=True) as s:
-        platforms.add_platform(
-            s,
-            issuer=ISSUER,
-            client_id=peer.client_id,
-            auth_login_url=ISSUER + "/auth",
-            auth_token_url=ISSUER + "/token",
-            key_set_url=ISSUER + "/jwks",
-            deployment_ids=[peer.deployment_id],
-            name="Peer LMS",
-        )
-        s.commit()
-    peer.trust_tool_keys(client.get("/lti/jwks").json())
-    yield peer
-    http.close()
 
 
 def _launch(client: TestClient, peer: Peer, **kw: object) -> str:

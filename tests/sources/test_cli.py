@@ -12,18 +12,7 @@ from typer.testing import CliRunner
 from service import cli
 from service.db.engine import session
 from service.db.models import ApiToken, Evidence
-from service.settings import Settings, get_settings
 from tests.sources.helpers import world
-
-
-@pytest.fixture
-def runner(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
-    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.database_url)
-    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    get_settings.cache_clear()
-    yield CliRunner()
-    get_settings.cache_clear()
 
 
 def test_token_create_prints_the_token_once(runner: CliRunner, engine: Engine) -> None:

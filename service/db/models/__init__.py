@@ -12,6 +12,7 @@ people are deactivated, not deleted) needs no index on the child side.
 """
 
 from service.db.models.assessment import (
+    BadgeImage,
     Competency,
     CompetencyLevelTemplate,
     CourseCompetency,
@@ -26,6 +27,7 @@ from service.db.models.delivery import (
     DeliveryRepository,
     EmailMismatch,
     OutboxMessage,
+    RepositoryCheck,
 )
 from service.db.models.flows import AgsLineItem, Award, CourseSetup, CourseSync, EvaluationJob
 from service.db.models.issuer import Credential, IssuerIdentity, IssuerKey, StatusList
@@ -52,6 +54,7 @@ __all__ = [
     "ApiToken",
     "AuditEvent",
     "Award",
+    "BadgeImage",
     "Competency",
     "CompetencyLevelTemplate",
     "Course",
@@ -81,6 +84,7 @@ __all__ = [
     "Platform",
     "PlatformKeySet",
     "PolicyVersion",
+    "RepositoryCheck",
     "ServiceToken",
     "SourceConnection",
     "StatusList",

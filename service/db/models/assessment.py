@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
@@ -38,8 +38,25 @@ class Competency(SQLModel, table=True):
     framework_name: str = Field(default="", max_length=200)  # e.g. ESCO
     framework_url: str = Field(default="", max_length=1000)
     framework_code: str = Field(default="", max_length=200)
+    # The badge image designed for it (``BadgeImage.sha256``); None: the default badge.
+    image_sha256: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class BadgeImage(SQLModel, table=True):
+    """An uploaded badge image, stored once under its SHA-256 and never changed: the
+    credentials issued with it keep pointing at the image they were issued with."""
+
+    __tablename__ = "badge_image"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    media_type: str = Field(default="image/png", max_length=40)
+    width: int
+    height: int
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_by: str = Field(default="", max_length=300)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class CompetencyLevelTemplate(SQLModel, table=True):

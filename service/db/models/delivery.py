@@ -152,3 +152,23 @@ class EmailMismatch(SQLModel, table=True):
     detected_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     resolved_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     resolution: str | None = Field(default=None, max_length=40)
+
+
+class RepositoryCheck(SQLModel, table=True):
+    """A connection test of a repository asked for on the administrator's page and run by
+    a worker (a request never calls the repository): queued → running → done."""
+
+    __tablename__ = "repository_check"
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = Field(foreign_key="delivery_repository.id", index=True)
+    status: str = Field(default="queued", max_length=10)  # queued | running | done
+    requested_by: str = Field(default="", max_length=300)  # "person:12", "cli"
+    requested_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    started_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    worker: str = Field(default="", max_length=200)
+    ok: bool | None = None
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # one line per template-map entry that does not match the repository
+    problems: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))

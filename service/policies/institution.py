@@ -1,0 +1,166 @@
+"""The institution's level thresholds and bounds as the administrator's page edits them.
+
+The page shows, per level, the default threshold, the range instructors may set and the
+least sitting a level may ask for; ``edit`` turns what the administrator typed into the
+next institution defaults and bounds (every other field of the current version kept), and
+``service.course_conflicts`` tells which course rules they would break before
+``service.save_institution`` stores them (which checks again, in its transaction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from sqlmodel import Session
+
+from service.assessment import bounds as bounds_mod
+from service.assessment import parse
+from service.assessment.types import AssessmentError, Level, VerificationLevel, percent
+from service.db.models import PolicyVersion
+from service.errors import BadInput, NotFound
+from service.policies import service
+
+__all__ = ["LEVELS", "SITTINGS", "LevelForm", "conflicts", "edit", "form"]
+
+LEVELS = tuple(level for level in Level if level is not Level.NONE)
+# The least sitting a level may ask for, as the form offers it ("" : no lower limit).
+SITTINGS = (("", "any sitting"), *((v.key, v.required) for v in VerificationLevel))
+_FIELD_WORDS = {
+    "threshold": "score from",
+    "min": "lowest instructors may set",
+    "max": "highest instructors may set",
+    "verification": "sitting needed",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LevelForm:
+    """One level's row of the form, as typed or as stored (percentages, verification key)."""
+
+    key: str
+    label: str
+    threshold: str = ""
+    low: str = ""
+    high: str = ""
+    least: str = ""  # a VerificationLevel key; "" for none
+    verification: str = ""  # what the default asks, in words (read-only here)
+
+
+def _pct(value: Any, field: str) -> str:
+    return percent(parse.parse_fraction(value, field)) if value not in (None, "") else ""
+
+
+def form(session: Session) -> tuple[PolicyVersion | None, list[LevelForm]]:
+    """The current version and its levels as the form shows them (None, [] when unset)."""
+    try:
+        row, layer, _ = service.institution_layers(session)
+        policy = parse.compose(layer)
+    except (NotFound, AssessmentError):
+        return None, []
+    bounds_doc = (row.bounds or {}).get("levels") or {}
+    out = []
+    for level in LEVELS:
+        rule = policy.levels[level]
+        b = bounds_doc.get(level.key) or {}
+        rng = b.get("threshold") or {}
+        out.append(
+            LevelForm(
+                key=level.key,
+                label=level.label,
+                threshold=percent(rule.threshold),
+                low=_pct(rng.get("min"), "min"),
+                high=_pct(rng.get("max"), "max"),
+                least=str(b.get("verification") or ""),
+                verification=rule.verification.described,
+            )
+        )
+    return row, out
+
+
+def _fraction_text(text: str, label: str, what: str) -> str | None:
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        fraction = parse.parse_fraction(text, what)
+    except AssessmentError as exc:
+        raise BadInput(
+            f"{label}, {_FIELD_WORDS.get(what, what)}: {exc.message}",
+            hint="Write a percentage such as 70% (or 70, or 0.7).",
+        ) from None
+    return f"{round(fraction * 100, 4):g}%"
+
+
+def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The next defaults and bounds documents: the current ones with the typed thresholds,
+    ranges and least sittings (an empty box: no default kept as it was; no range end).
+
+    Raises:
+        BadInput: a value that is not a percentage or a sitting, the defaults outside the
+            new bounds, or thresholds that do not rise, in the page's words.
+    """
+    row, _, _ = service.institution_layers(session)
+    defaults = dict(row.document)
+    bounds = dict(row.bounds or {})
+    d_levels = dict(defaults.get("levels") or {})
+    b_levels = dict(bounds.get("levels") or {})
+    known = {v.key for v in VerificationLevel}
+    for lv in typed:
+        threshold = _fraction_text(lv.threshold, lv.label, "threshold")
+        if threshold is not None:
+            entry = d_levels.get(lv.key)
+            entry = dict(entry) if isinstance(entry, dict) else {}
+            entry["threshold"] = threshold
+            d_levels[lv.key] = entry
+        b_entry = dict(b_levels.get(lv.key) or {})
+        rng = {
+            end: value
+            for end, value in (
+                ("min", _fraction_text(lv.low, lv.label, "min")),
+                ("max", _fraction_text(lv.high, lv.label, "max")),
+            )
+            if value is not None
+        }
+        if rng:
+            b_entry["threshold"] = rng
+        else:
+            b_entry.pop("threshold", None)
+        if lv.least and lv.least not in known:
+            raise BadInput(f"{lv.label}, least sitting: {lv.least!r} is not a kind of sitting")
+        if lv.least:
+            b_entry["verification"] = lv.least
+        else:
+            b_entry.pop("verification", None)
+        if b_entry:
+            b_levels[lv.key] = b_entry
+        else:
+            b_levels.pop(lv.key, None)
+    defaults["levels"] = d_levels
+    bounds["levels"] = b_levels
+    try:
+        layer = parse.read_layer(defaults, "defaults")
+        limits = bounds_mod.read_bounds(bounds, "bounds")
+        bounds_mod.check(parse.compose(layer), limits)
+    except AssessmentError as exc:
+        raise BadInput(_in_words(exc), hint="Nothing was saved.") from None
+    return defaults, bounds
+
+
+def _in_words(exc: AssessmentError) -> str:
+    """``defaults.levels.intermediate.threshold: …`` -> ``Intermediate, score from: …``."""
+    parts = exc.field.split(".")
+    if "levels" in parts and parts.index("levels") + 1 < len(parts):
+        at = parts.index("levels")
+        last = parts[-1] if len(parts) > at + 2 else "threshold"
+        return f"{parts[at + 1].capitalize()}, {_FIELD_WORDS.get(last, last)}: {exc.message}"
+    return f"{exc.field}: {exc.message}"
+
+
+def conflicts(
+    session: Session, defaults: dict[str, Any], bounds: dict[str, Any]
+) -> list[service.CourseConflict]:
+    """The course rules these defaults and bounds would break (``edit`` checked them)."""
+    return service.course_conflicts(
+        session, parse.read_layer(defaults, "defaults"), bounds_mod.read_bounds(bounds, "bounds")
+    )

@@ -1,0 +1,381 @@
+"""The administrator's settings pages (issue #17): platform name, repositories with a
+connection test the worker runs, institution thresholds checked against every course
+before they are saved, and the signing keys.
+
+Sessions come from real launches of a platform that signs real tokens
+(``tests.lti.platform``), as an institution Administrator.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlmodel import select
+
+from service.db.engine import session as db_session
+from service.db.models import (
+    AuditEvent,
+    Course,
+    DeliveryRepository,
+    Deployment,
+    Platform,
+    PolicyVersion,
+    RepositoryCheck,
+)
+from service.db.types import utcnow
+from service.delivery import checks
+from service.lti import jwks
+from service.policies import service as policies
+from service.web.auth import SESSION_COOKIE
+from tests import factories
+from tests.lti.platform import MEMBERSHIP, FakePlatform, Network
+
+pytestmark = pytest.mark.db
+
+ADMIN = ["http://purl.imsglobal.org/vocab/lis/v2/institution/person#Administrator"]
+SECRET = "s3cret-org-token-do-not-show"
+
+
+@pytest.fixture
+def moodle(app: FastAPI, engine: Engine) -> Iterator[FakePlatform]:
+    jwks.forget_memory_cache()
+    platform = FakePlatform()
+    with db_session(engine, write=True) as s:
+        row = platform.register(s)
+        dep = s.exec(select(Deployment).where(Deployment.platform_id == row.id)).one()
+        factories.course(s, dep, context_id="course-7", title="Biology")
+        factories.competency(s, "stats")
+        s.commit()
+    app.state.lti_http = Network(platform).client()
+    yield platform
+    app.state.lti_http.close()
+    jwks.forget_memory_cache()
+
+
+class FakeCredly:
+    """Credly's badge-template list on loopback: answers ``answer``, notes each request."""
+
+    def __init__(self) -> None:
+        self.answer: tuple[int, dict[str, object]] = (200, {"data": []})
+        self.seen: list[str] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                fake.seen.append(f"GET {self.path.split('?', 1)[0]}")
+                status, body = fake.answer
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def credly() -> Iterator[FakeCredly]:
+    fake = FakeCredly()
+    yield fake
+    fake.close()
+
+
+def _session(client: TestClient, moodle: FakePlatform, roles: list[str] = ADMIN) -> str:
+    resp = moodle.full_launch(client, roles=roles, sub="admin-1")
+    assert resp.status_code == 303, resp.text
+    token = client.cookies[SESSION_COOKIE]
+    client.cookies.clear()
+    return token
+
+
+def _get(client: TestClient, token: str, path: str) -> httpx.Response:
+    return client.get(path, params={"mc_session": token})
+
+
+def _post(client: TestClient, token: str, path: str, **data: str) -> httpx.Response:
+    return client.post(path, data={"mc_session": token} | data, follow_redirects=False)
+
+
+def _add_credly(client: TestClient, token: str, **extra: str) -> httpx.Response:
+    form = {
+        "kind": "credly",
+        "name": "Credly (Example University)",
+        "organization_id": "org-1",
+        "environment": "sandbox",
+        "secret": SECRET,
+        "templates": "stats:advanced = T1",
+    }
+    return _post(client, token, "/app/admin/repositories", **(form | extra))
+
+
+def test_an_administrator_adds_a_repository_whose_secret_is_never_shown_back(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    resp = _add_credly(client, token)
+    assert resp.status_code == 303, resp.text
+    page = client.get(resp.headers["location"])
+    assert "Repository added" in page.text
+    assert "Credly (Example University)" in page.text and "org-1" in page.text
+    assert SECRET not in page.text
+    with db_session(engine) as s:
+        repo = s.exec(select(DeliveryRepository)).one()
+        assert repo.secret == SECRET  # read through the secret box
+        stored = s.execute(text("SELECT secret FROM delivery_repository")).scalar_one()
+    assert SECRET not in stored  # encrypted at rest
+    overview = _get(client, token, "/app/admin").text
+    assert "Repository added" in overview and "repository Credly (Example University)" in overview
+
+
+def test_a_repository_form_with_a_mistake_keeps_what_was_typed_but_the_secret(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    resp = _add_credly(client, token, templates="stats:expert = T1")
+    assert resp.status_code == 422
+    assert "a level among beginning, intermediate, advanced" in resp.text
+    assert "stats:expert = T1" in resp.text and "org-1" in resp.text
+    assert SECRET not in resp.text
+    with db_session(engine) as s:
+        assert s.exec(select(DeliveryRepository)).first() is None
+
+
+def test_a_new_secret_replaces_the_old_one_and_an_empty_box_keeps_it(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    _add_credly(client, token)
+    with db_session(engine) as s:
+        uuid = s.exec(select(DeliveryRepository.uuid)).one()
+    resp = _post(client, token, f"/app/admin/repositories/{uuid}", consent="ask", enabled="on")
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        repo = s.exec(select(DeliveryRepository)).one()
+        assert (repo.secret, repo.consent_policy, repo.enabled) == (SECRET, "ask", True)
+    _post(client, token, f"/app/admin/repositories/{uuid}", secret="new-token")
+    with db_session(engine) as s:
+        repo = s.exec(select(DeliveryRepository)).one()
+        assert (repo.secret, repo.enabled) == ("new-token", False)  # unticked: off
+
+
+def test_test_connection_is_queued_for_the_worker_and_the_page_shows_the_result(
+    client: TestClient, moodle: FakePlatform, engine: Engine, credly: FakeCredly
+) -> None:
+    credly.answer = (200, {"data": [{"id": "T9", "state": "active"}], "metadata": {}})
+    seen = credly.seen
+    token = _session(client, moodle)
+    _add_credly(client, token, base_url=credly.url)
+    with db_session(engine) as s:
+        uuid = s.exec(select(DeliveryRepository.uuid)).one()
+    # The request only queues the test (the app has no route to Credly: any call would
+    # fail); asking twice while it waits queues one test.
+    for _ in range(2):
+        resp = _post(client, token, f"/app/admin/repositories/{uuid}/test")
+        assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        queued = s.exec(select(RepositoryCheck)).all()
+    assert [c.status for c in queued] == ["queued"]
+    waiting = client.get(resp.headers["location"]).text
+    assert "Testing…" in waiting and 'http-equiv="refresh"' in waiting
+
+    assert checks.run_due(engine, worker="w1") == 1
+    assert checks.run_due(engine, worker="w1") == 0  # nothing more waits
+    assert seen == ["GET /v1/organizations/org-1/badge_templates"]
+    done = _get(client, token, "/app/admin/repositories").text
+    assert "Connection works, but" in done and "1 active badge template(s)" in done
+    assert "stats:advanced: template T1 is not an active badge template" in done
+    assert 'http-equiv="refresh"' not in done
+
+
+def test_a_test_dropped_by_its_worker_is_claimed_again_later(engine: Engine) -> None:
+    with db_session(engine, write=True) as s:
+        repo = DeliveryRepository(kind="webhook", name="HR", config={"url": "https://hr.test"})
+        s.add(repo)
+        s.flush()
+        row = checks.request(s, repository_id=repo.id or 0, actor="cli", now=utcnow())
+        s.commit()
+    assert checks.run_due(engine, worker="w1") == 1
+    with db_session(engine, write=True) as s:
+        done = s.get(RepositoryCheck, row.id)
+        assert done is not None and done.status == "done" and done.ok is False
+        assert done.summary == "no connection test for webhook repositories yet"
+        done.status, done.started_at = "running", utcnow().replace(year=2020)
+        s.add(done)
+        s.commit()
+    assert checks.run_due(engine, worker="w2") == 1  # the stale one, run again
+
+
+def _institution(engine: Engine) -> None:
+    with db_session(engine, write=True) as s:
+        policies.save_institution(
+            s,
+            defaults={
+                "levels": {
+                    "beginning": {"threshold": "50%"},
+                    "intermediate": {"threshold": "65%"},
+                    "advanced": {"threshold": "85%"},
+                }
+            },
+            bounds={"levels": {"intermediate": {"threshold": {"min": "55%", "max": "80%"}}}},
+            author="test",
+        )
+        course = s.exec(select(Course)).one()
+        comp = policies.competency(s, "stats")
+        policies.attach(s, course_id=course.id or 0, competency_row=comp)
+        policies.save_competency_override(
+            s,
+            course_id=course.id or 0,
+            competency_row=comp,
+            document={"levels": {"intermediate": {"threshold": "70%"}}},
+            author="test",
+        )
+        s.commit()
+
+
+def _levels(**typed: str) -> dict[str, str]:
+    base = {
+        "threshold_beginning": "50%",
+        "threshold_intermediate": "65%",
+        "threshold_advanced": "85%",
+        "min_intermediate": "55%",
+        "max_intermediate": "80%",
+    }
+    return base | typed
+
+
+def test_thresholds_that_break_a_course_are_refused_naming_it_and_nothing_is_saved(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The issue's first item, from the administrator's page: a bound below a course's
+    threshold is refused before it is stored."""
+    _institution(engine)
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert 'name="max_intermediate" value="80%"' in page
+    resp = _post(client, token, "/app/admin/thresholds", **_levels(max_intermediate="66%"))
+    assert resp.status_code == 422
+    assert "Courses these values would break" in resp.text
+    assert "<strong>Biology</strong>, Stats: the Intermediate threshold 70% is above" in resp.text
+    assert 'name="max_intermediate" value="66%"' in resp.text  # what was typed stays
+    with db_session(engine) as s:
+        assert (
+            len(s.exec(select(PolicyVersion).where(PolicyVersion.scope == "institution")).all())
+            == 1
+        )
+
+
+def test_thresholds_that_fit_every_course_are_saved_audited_and_re_evaluated(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    _institution(engine)
+    token = _session(client, moodle)
+    resp = _post(
+        client,
+        token,
+        "/app/admin/thresholds",
+        **_levels(threshold_intermediate="0.6", note="senate"),
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        row, _, _ = policies.institution_layers(s)
+        assert row.version == 2 and row.note == "senate"
+        assert row.document["levels"]["intermediate"] == {"threshold": "60%"}
+        assert row.bounds == {
+            "levels": {"intermediate": {"threshold": {"min": "55%", "max": "80%"}}}
+        }
+        actions = set(s.exec(select(AuditEvent.action)).all())
+    assert "policy.institution_changed" in actions
+    overview = _get(client, token, "/app/admin").text
+    assert "Institution thresholds changed" in overview
+
+
+def test_a_default_outside_the_new_range_is_refused_in_words(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    _institution(engine)
+    token = _session(client, moodle)
+    resp = _post(client, token, "/app/admin/thresholds", **_levels(threshold_intermediate="82%"))
+    assert resp.status_code == 422
+    assert "Intermediate, score from:" in resp.text
+    resp = _post(client, token, "/app/admin/thresholds", **_levels(min_intermediate="lots"))
+    assert "Intermediate, lowest instructors may set: must be a percentage" in resp.text
+
+
+def test_the_platform_is_renamed_and_the_audit_log_says_so(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/platform").text
+    assert "<code>https://moodle.test</code>" in page and "Courses" in page
+    resp = _post(client, token, "/app/admin/platform-name", name="  Moodle of  Example U ")
+    assert resp.status_code == 303
+    with db_session(engine) as s:
+        assert s.exec(select(Platform.name)).one() == "Moodle of Example U"
+    assert "Platform renamed" in _get(client, token, "/app/admin").text
+
+
+def test_the_keys_page_lists_keys_and_says_how_they_are_rotated(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/keys").text
+    assert "microcred issuer rotate-keys" in page and "microcred keys rotate" in page
+    assert "PRIVATE KEY" not in page
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/app/admin/platform"),
+        ("get", "/app/admin/repositories"),
+        ("get", "/app/admin/thresholds"),
+        ("get", "/app/admin/keys"),
+        ("post", "/app/admin/repositories"),
+        ("post", "/app/admin/thresholds"),
+        ("post", "/app/admin/platform-name"),
+    ],
+)
+@pytest.mark.parametrize("role", ["Instructor", "Learner", "Administrator"])
+def test_course_roles_open_none_of_the_settings_pages(
+    client: TestClient, moodle: FakePlatform, engine: Engine, method: str, path: str, role: str
+) -> None:
+    # (a context Administrator is a course-level role, not an institution one)
+    token = _session(client, moodle, roles=[MEMBERSHIP + role])
+    resp = _get(client, token, path) if method == "get" else _post(client, token, path, kind="x")
+    assert resp.status_code == 403
+    with db_session(engine) as s:
+        assert s.exec(select(DeliveryRepository)).first() is None
+        assert s.exec(select(Platform.name)).one() == "moodle"
+
+
+def test_a_failed_test_says_why_once(
+    client: TestClient, moodle: FakePlatform, engine: Engine, credly: FakeCredly
+) -> None:
+    credly.answer = (401, {"message": "expired"})
+    token = _session(client, moodle)
+    _add_credly(client, token, base_url=credly.url)
+    with db_session(engine) as s:
+        uuid = s.exec(select(DeliveryRepository.uuid)).one()
+    _post(client, token, f"/app/admin/repositories/{uuid}/test")
+    assert checks.run_due(engine, worker="w1") == 1
+    page = _get(client, token, "/app/admin/repositories").text
+    assert "<strong>Connection failed</strong>" in page and "was refused" in page
+    assert "not working" not in page
