@@ -464,7 +464,7 @@ def _wait_for_gradebook(
 ) -> dict[str, Any]:
     """Moodle's gradebook columns besides the quiz's and the assignment's, with the grades
     of ``learners``, once the in-process worker has delivered what is wanted (generous
-    deadline). Cleo's grades are left out: she is known only once the roster is synced."""
+    deadline). Cleo's are left out: her rubric is graded in the journey's last step."""
     native = {rig.QUIZ["name"], rig.ASSIGNMENT["name"]}
     deadline = time.monotonic() + 180
     while True:
