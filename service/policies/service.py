@@ -426,6 +426,19 @@ def save_competency_override(
     )
 
 
+def _layer_rows(
+    session: Session, course_id: int, competency_id: int
+) -> tuple[PolicyVersion, PolicyVersion | None, PolicyVersion | None]:
+    """The latest institution, course and course-competency policy versions."""
+    inst_row = repo.latest_version(session, repo.INSTITUTION)
+    if inst_row is None:
+        institution_layers(session)  # raises NotFound with its hint
+    assert inst_row is not None
+    course_row = repo.latest_version(session, repo.course_scope(course_id))
+    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_id))
+    return inst_row, course_row, comp_row
+
+
 def effective(
     session: Session, *, course_id: int, competency_row: Competency
 ) -> tuple[Policy, EffectivePolicy]:
@@ -437,6 +450,8 @@ def effective(
     version in this process (``_composed``, ``_versioned``), not per evaluation: a
     worker evaluating a course batch by batch reads the layers and the number, and gets
     the same ``Policy`` value back.
+    Numbering writes: call it in a write transaction (pages that only show the rules use
+    ``in_force``).
 
     Raises:
         NotFound: no institution policy yet.
@@ -444,12 +459,7 @@ def effective(
             changed them); the message names the field to fix.
     """
     assert competency_row.id is not None
-    inst_row = repo.latest_version(session, repo.INSTITUTION)
-    if inst_row is None:
-        institution_layers(session)  # raises NotFound with its hint
-    assert inst_row is not None
-    course_row = repo.latest_version(session, repo.course_scope(course_id))
-    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_row.id))
+    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
     policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
     row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
     if row is None:
@@ -535,6 +545,25 @@ def _versioned(row: EffectivePolicy) -> Policy:
         hit = parse.read_policy(row.document | {"version": row.version})
         _remember(_versioned_cache, key, hit)
     return hit
+
+
+def in_force(session: Session, *, course_id: int, competency_row: Competency) -> Policy:
+    """The policy in force for a course and competency, as ``effective`` composes and checks
+    it, but writing nothing: for pages and previews, which read in a read transaction. (On
+    SQLite a read transaction that then writes fails at once when another connection, such
+    as the worker's sync, committed since it began.) Rules not numbered yet show the number
+    the next evaluation will give them.
+
+    Raises: as ``effective``.
+    """
+    assert competency_row.id is not None
+    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
+    policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
+    row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
+    if row is not None:
+        return _versioned(row)
+    version = repo.last_effective_version(session, course_id, competency_row.id) + 1
+    return parse.read_policy(document | {"version": version})
 
 
 def stored(session: Session, *, course_id: int, comp: Competency) -> Policy | None:
