@@ -205,6 +205,19 @@ def _setup(url: str, learners: int, comps: int) -> int:
 # --- workers ---------------------------------------------------------------------------------
 
 
+def _peak_mb(usage: Any) -> float:
+    """This process's own peak resident memory: ``VmHWM`` where /proc has it.
+    ``ru_maxrss`` survives ``exec`` on Linux, so a worker started by a large parent would
+    report the parent's size at the fork."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float(usage.ru_maxrss) / 1024
+
+
 def _child(url: str, lease: float, *, wait: bool) -> None:
     """One worker process: evaluation jobs until none is due, then its figures as JSON.
     With ``wait``, it says "ready" once started and waits for "go" (a long-running worker
@@ -235,7 +248,7 @@ def _child(url: str, lease: float, *, wait: bool) -> None:
         time.sleep(0.2)  # another worker holds the rest, or a dead worker's lease runs out
     engine.dispose()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    peak, cpu = usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+    peak, cpu = _peak_mb(usage), usage.ru_utime + usage.ru_stime
     print(json.dumps({"jobs": jobs, "peak_mb": peak, "cpu": cpu - started_cpu}), flush=True)
 
 
@@ -401,8 +414,14 @@ def _line(label: str, learners: int, comps: int, p: Phase, db: str, workers: int
         f"{label}: {learners} x {comps}, {p.decisions} decisions, {p.credentials} credentials, "
         f"{p.outbox} outbox rows in {p.seconds:.1f} s ({rate:.0f} credentials/s; {db}, "
         f"{workers} workers{f', {p.killed} killed' if p.killed else ''}), "
-        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker"
+        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker; "
+        f"load average {_load()}"
     )
+
+
+def _load() -> str:
+    """The 1-minute load average now (the machine is shared: read every figure with it)."""
+    return f"{os.getloadavg()[0]:.2f}"
 
 
 def main() -> None:
@@ -431,7 +450,11 @@ def main() -> None:
         try:
             course_id = _setup(url, L, K)
             queued, took = _import(url, course_id, _results(L, K, seed=1))
-            print(f"setup ({db}, {w} workers): {L * K * 3} results stored in {took:.1f} s")
+            print(
+                f"setup ({db}, {w} workers): {L * K * 3} results stored in {took:.1f} s; "
+                f"load average {_load()}",
+                flush=True,
+            )
             p = _work(url, w, lease=lease, kill_every=args.kill_every)
             first[w] = p
             print(_line(f"first run ({queued} learners queued)", L, K, p, db, w), flush=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from service.db.engine import transaction_cache
 from service.db.models import AuditEvent, Award, Course, Deployment, VerificationEvent
 
 __all__ = ["Scope", "record", "scope_of"]
@@ -65,13 +66,19 @@ def scope_of(session: Session, *, subject: str, scope: Scope | None = None) -> S
     """The full tenant of a row about ``subject`` (``scope`` when given, else the subject's)."""
     found = scope if scope is not None else _from_subject(session, subject)
     if found.course_id is not None and found.deployment_id is None:
-        row = session.exec(
-            select(Course.deployment_id, Deployment.platform_id)
-            .join(Deployment, col(Deployment.id) == Course.deployment_id)
-            .where(Course.id == found.course_id)
-        ).first()
+        # a course's deployment never changes: read once per transaction (a worker's
+        # batch records one row per credential in the same course)
+        known = transaction_cache(session, "audit_course_tenant")
+        row = known.get(found.course_id)
         if row is None:
-            return Scope()
+            row = session.exec(
+                select(Course.deployment_id, Deployment.platform_id)
+                .join(Deployment, col(Deployment.id) == Course.deployment_id)
+                .where(Course.id == found.course_id)
+            ).first()
+            if row is None:
+                return Scope()
+            known[found.course_id] = row
         return Scope(course_id=found.course_id, deployment_id=row[0], platform_id=row[1])
     if found.deployment_id is not None and found.platform_id is None:
         platform_id = session.exec(

@@ -47,6 +47,7 @@ def enqueue_issue(
     snapshot: CredentialSnapshot,
     repository_ids: Iterable[int] | None = None,
     now: dt.datetime | None = None,
+    new_credential: bool = False,
 ) -> list[OutboxMessage]:
     """Queue a new credential for every enabled repository (or the ones named).
 
@@ -55,6 +56,8 @@ def enqueue_issue(
         snapshot: the credential's delivery data at its level.
         repository_ids: restrict to these repositories (a policy naming its targets).
         now: current time.
+        new_credential: the snapshot's credential was created in this transaction (no
+            row can be queued for it yet: ``outbox.enqueue(new_key=True)``).
 
     Returns:
         The rows (held ones wait for the learner's consent).
@@ -81,6 +84,7 @@ def enqueue_issue(
                 person_id=snapshot.person_id,
                 personal=provider.by_email,
                 now=now,
+                new_key=new_credential,
             )
         )
     return rows

@@ -77,6 +77,7 @@ def enqueue(
     due_at: dt.datetime | None = None,
     personal: bool = False,
     now: dt.datetime | None = None,
+    new_key: bool = False,
 ) -> OutboxMessage:
     """Add one delivery row to the caller's transaction (``add`` + ``flush``, no commit).
 
@@ -96,17 +97,21 @@ def enqueue(
         due_at: earliest delivery time (default now).
         personal: the row gives the learner's personal data to a third party.
         now: current time (default the clock).
+        new_key: the key names a credential created in this transaction, so no row can
+            hold it yet: the lookup of an existing row is skipped (the unique key still
+            refuses a second one).
 
     Returns:
         The new (or existing) row, flushed so it has an id.
     """
     if "." not in kind:
         raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
-    existing = session.exec(
-        select(OutboxMessage).where(C.idempotency_key == idempotency_key)
-    ).first()
-    if existing is not None:
-        return existing
+    if not new_key:
+        existing = session.exec(
+            select(OutboxMessage).where(C.idempotency_key == idempotency_key)
+        ).first()
+        if existing is not None:
+            return existing
     now = now or utcnow()
     status = "pending"
     if repository_id is not None and personal:

@@ -220,7 +220,11 @@ def preview_course(
 ) -> list[Row]:
     """Who would reach which level now and why, without storing anything."""
     rows: list[Row] = []
-    plans = _policies(session, course_id=course_id)
+    # the rules in force without numbering them: a preview reads, it never writes
+    plans = [
+        (comp, policies.in_force(session, course_id=course_id, competency_row=comp))
+        for comp in policies_repo.course_competencies(session, course_id)
+    ]
     records_by_person: dict[int, list[store.EvidenceRecord]] = {}
     for r in store.list_evidence(session, course_id=course_id):
         records_by_person.setdefault(r.person_id, []).append(r)
@@ -229,7 +233,7 @@ def preview_course(
         assert person.id is not None
         if person_ids is not None and person.id not in person_ids:
             continue
-        for comp, policy, _row in plans:
+        for comp, policy in plans:
             held, pending = _held(
                 _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
             )

@@ -218,7 +218,8 @@ def _issue(
         session.add(previous)
         delivery_awards.propagate_upgrade(session, snapshot=snapshot, now=now)
     else:
-        delivery_awards.enqueue_issue(session, snapshot=snapshot, now=now)
+        # a first credential on this line: its delivery key is the new credential's uuid
+        delivery_awards.enqueue_issue(session, snapshot=snapshot, now=now, new_credential=True)
     award = Award(
         course_id=setup.course_id,
         person_id=person.id,

@@ -177,7 +177,8 @@ def course_competencies(session: Session, *, course_id: int) -> list[CompetencyS
         problem = ""
         policy: Policy | None
         try:
-            policy, _row = policies.effective(session, course_id=course_id, competency_row=comp)
+            # never numbered here: the setup and learners pages read in a read transaction
+            policy = policies.in_force(session, course_id=course_id, competency_row=comp)
         except ServiceError as exc:
             # Rules outside the bounds still show (and save back) what is stored: a form of
             # empty boxes would drop the whole mapping on the next save.

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -425,6 +426,19 @@ def save_competency_override(
     )
 
 
+def _layer_rows(
+    session: Session, course_id: int, competency_id: int
+) -> tuple[PolicyVersion, PolicyVersion | None, PolicyVersion | None]:
+    """The latest institution, course and course-competency policy versions."""
+    inst_row = repo.latest_version(session, repo.INSTITUTION)
+    if inst_row is None:
+        institution_layers(session)  # raises NotFound with its hint
+    assert inst_row is not None
+    course_row = repo.latest_version(session, repo.course_scope(course_id))
+    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_id))
+    return inst_row, course_row, comp_row
+
+
 def effective(
     session: Session, *, course_id: int, competency_row: Competency
 ) -> tuple[Policy, EffectivePolicy]:
@@ -432,6 +446,12 @@ def effective(
 
     A composed policy not seen before for this pair gets the next number; the same rules
     always get the same number, so a decision's ``policy_version`` identifies its rules.
+    The typed policy is built once per set of layer documents and once per numbered
+    version in this process (``_composed``, ``_versioned``), not per evaluation: a
+    worker evaluating a course batch by batch reads the layers and the number, and gets
+    the same ``Policy`` value back.
+    Numbering writes: call it in a write transaction (pages that only show the rules use
+    ``in_force``).
 
     Raises:
         NotFound: no institution policy yet.
@@ -439,14 +459,8 @@ def effective(
             changed them); the message names the field to fix.
     """
     assert competency_row.id is not None
-    inst_row, defaults, limits = institution_layers(session)
-    course_row = repo.latest_version(session, repo.course_scope(course_id))
-    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_row.id))
-    layers = [defaults, _layer(course_row), _layer(comp_row), {"competency": competency_row.key}]
-    policy = _checked(layers, limits, prefix=f"policy for {competency_row.key}")
-    policy_hash = canonical.policy_hash(policy)
-    document = parse.policy_to_dict(policy)
-    del document["version"]  # the number is assigned here, per course and competency
+    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
+    policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
     row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
     if row is None:
         layer_versions = {"institution": inst_row.version}
@@ -459,7 +473,7 @@ def effective(
             competency_id=competency_row.id,
             version=repo.last_effective_version(session, course_id, competency_row.id) + 1,
             policy_hash=policy_hash,
-            document=document,
+            document=dict(document),
             layers=layer_versions,
         )
         try:
@@ -471,7 +485,85 @@ def effective(
             row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
             if row is None:
                 raise
-    return parse.read_policy(row.document | {"version": row.version}), row
+    return _versioned(row), row
+
+
+# Built once per input in this process: the composed rules of a set of layer documents
+# (keyed by the documents themselves, so a key can never name other rules), and the typed
+# policy of a numbered version (keyed by its rules' hash and number, and its document).
+_composed_cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
+_versioned_cache: dict[bytes, Policy] = {}
+_CACHE_SIZE = 1024
+
+
+def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # the oldest entry (dicts keep insertion order)
+    cache[key] = value
+
+
+def _composed(
+    inst_row: PolicyVersion,
+    course_row: PolicyVersion | None,
+    comp_row: PolicyVersion | None,
+    competency_key: str,
+) -> tuple[str, dict[str, Any]]:
+    """The rules' hash and stored document (without its number) of these layers."""
+    key = orjson.dumps(
+        [
+            inst_row.document,
+            inst_row.bounds or {},
+            None if course_row is None else course_row.document,
+            None if comp_row is None else comp_row.document,
+            competency_key,
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    hit = _composed_cache.get(key)
+    if hit is not None:
+        return hit
+    layers = [
+        parse.read_layer(inst_row.document),
+        _layer(course_row),
+        _layer(comp_row),
+        {"competency": competency_key},
+    ]
+    limits = bounds_mod.read_bounds(inst_row.bounds or {})
+    policy = _checked(layers, limits, prefix=f"policy for {competency_key}")
+    document = parse.policy_to_dict(policy)
+    del document["version"]  # the number is assigned per course and competency
+    value = (canonical.policy_hash(policy), document)
+    _remember(_composed_cache, key, value)
+    return value
+
+
+def _versioned(row: EffectivePolicy) -> Policy:
+    """The typed policy of a numbered effective policy row (rows are never changed)."""
+    key = orjson.dumps([row.policy_hash, row.version, row.document], option=orjson.OPT_SORT_KEYS)
+    hit = _versioned_cache.get(key)
+    if hit is None:
+        hit = parse.read_policy(row.document | {"version": row.version})
+        _remember(_versioned_cache, key, hit)
+    return hit
+
+
+def in_force(session: Session, *, course_id: int, competency_row: Competency) -> Policy:
+    """The policy in force for a course and competency, as ``effective`` composes and checks
+    it, but writing nothing: for pages and previews, which read in a read transaction. (On
+    SQLite a read transaction that then writes fails at once when another connection, such
+    as the worker's sync, committed since it began.) Rules not numbered yet show the number
+    the next evaluation will give them.
+
+    Raises: as ``effective``.
+    """
+    assert competency_row.id is not None
+    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
+    policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
+    row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
+    if row is not None:
+        return _versioned(row)
+    version = repo.last_effective_version(session, course_id, competency_row.id) + 1
+    return parse.read_policy(document | {"version": version})
 
 
 def stored(session: Session, *, course_id: int, comp: Competency) -> Policy | None:

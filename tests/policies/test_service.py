@@ -276,6 +276,40 @@ def test_effective_policies_are_numbered_and_reused(session: Session) -> None:
     assert back.id == first.id
 
 
+def test_the_effective_policy_is_built_once_per_version(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each evaluation asks for the effective policy: the layers are read, but parsed,
+    composed, bound-checked and hashed once per set of layers, and the typed value of a
+    numbered version is built once and handed out again (issue #15, item 7)."""
+    from service.assessment import parse
+
+    course, stats = setup_course(session)
+    assert course.id is not None
+    built: list[str] = []
+    real_compose, real_read = parse.compose, parse.read_policy
+    monkeypatch.setattr(parse, "compose", lambda *a: built.append("compose") or real_compose(*a))
+    monkeypatch.setattr(
+        parse, "read_policy", lambda *a, **k: built.append("read") or real_read(*a, **k)
+    )
+    policy, row = policies.effective(session, course_id=course.id, competency_row=stats)
+    again, same = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert again is policy and same.id == row.id
+    assert built.count("read") <= 1 and built.count("compose") <= 1
+    # new rules: composed and numbered anew, and the typed value says so
+    policies.save_competency_override(
+        session,
+        course_id=course.id,
+        competency_row=stats,
+        document={"levels": {"intermediate": "70%"}},
+        author="p",
+    )
+    changed, second = policies.effective(session, course_id=course.id, competency_row=stats)
+    assert changed is not policy and second.version == row.version + 1
+    assert changed.levels[Level.INTERMEDIATE].threshold == 0.7
+    assert changed.version == second.version
+
+
 def test_decisions_are_stored_explained_and_reproduced(session: Session) -> None:
     course, stats = setup_course(session)
     assert course.id is not None

@@ -39,9 +39,6 @@ def test_push_example_is_a_valid_batch() -> None:
 def test_moodle_setup_documented_is_what_the_real_moodle_lane_grants() -> None:
     from tests.moodle import rig
 
-    text = (DOCS / "evidence-sources.md").read_text()
-    moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas** (REST)")]
-    functions = set(re.findall(r"`([a-z]+_[a-z_]+)`", moodle))
-    capabilities = set(re.findall(r"`([a-z]+/[a-z]+:[a-z]+)`", moodle))
+    functions, capabilities = rig.documented_grants()
     assert functions == set(rig.WS_FUNCTIONS)
     assert capabilities == set(rig.WS_CAPABILITIES)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,9 +49,9 @@ PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 ADMIN_PASSWORD = "Admin-pass-1"  # a throw-away site on loopback
 PASSWORD = "Pass-word-1"
 
-# What the sync needs from Moodle's web services (docs/evidence-sources.md), and the
-# capabilities the service user holds in the whole site (a system role): it is not enrolled
-# in the courses it reads.
+# What the sync needs from Moodle's web services, and the capabilities the service user
+# holds in the whole site (a system role): it is not enrolled in the courses it reads.
+# Exactly what docs/evidence-sources.md lists (the lane checks both against this Moodle).
 WS_FUNCTIONS = [
     "gradereport_user_get_grade_items",
     "mod_quiz_get_quizzes_by_courses",
@@ -66,13 +67,22 @@ WS_CAPABILITIES = [
     "mod/quiz:view",
     "mod/quiz:viewreports",
     "mod/assign:view",
-    "mod/assign:grade",
     "mod/assign:viewgrades",
     "moodle/grade:viewall",
     "gradereport/user:view",
     "moodle/grade:managegradingforms",
-    "moodle/site:accessallgroups",  # assignment grades in a course with separate groups
 ]
+
+
+def documented_grants() -> tuple[set[str], set[str]]:
+    """The web-service functions and the capabilities docs/evidence-sources.md tells a
+    Moodle administrator to give microcred's web-service user (not the conditional ones)."""
+    text = (ROOT / "docs" / "evidence-sources.md").read_text()
+    moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas**")]
+    functions = set(re.findall(r"^\| `(\w+)` \|", moodle, re.M))
+    roles = moodle[moodle.index("The user is not enrolled") : moodle.index("A course with")]
+    return functions, set(re.findall(r"`([a-z]+/[a-z_]+:[a-z_]+)`", roles))
+
 
 TEACHER = {
     "username": "teacher",
@@ -323,20 +333,41 @@ require_once(__DIR__ . '/lib/setup.php');
             self.server = None
         _psql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
-    def login_failures(self) -> str:
-        """Moodle's own record of the last failed logins (user, reason code)."""
+    def query(self, sql: str) -> str:
+        """One SQL query on Moodle's database; its rows, one a line (or psql's error)."""
         done = subprocess.run(
             [
                 *("psql", "-h", PG["host"], "-p", str(PG["port"]), "-U", PG["user"]),
-                *("-d", self.database, "-Atc"),
-                "SELECT other FROM mdl_logstore_standard_log WHERE eventname LIKE "
-                "'%user_login_failed' ORDER BY id DESC LIMIT 3",
+                *("-d", self.database, "-Atc", sql),
             ],
             capture_output=True,
             text=True,
             check=False,
         )
         return done.stdout.strip() or done.stderr.strip()
+
+    def login_failures(self) -> str:
+        """Moodle's own record of the last failed logins (user, reason code)."""
+        return self.query(
+            "SELECT other FROM mdl_logstore_standard_log WHERE eventname LIKE "
+            "'%user_login_failed' ORDER BY id DESC LIMIT 3"
+        )
+
+    def ws_grants(self) -> tuple[set[str], set[str]]:
+        """What Moodle itself holds for the sync's web-service user: the functions of its
+        external service and the capabilities its roles allow (everything the token can do)."""
+        userid = self.made["ws"]["userid"]
+        functions = self.query(
+            "SELECT f.functionname FROM mdl_external_services_functions f "
+            "JOIN mdl_external_tokens t ON t.externalserviceid = f.externalserviceid "
+            f"WHERE t.userid = {int(userid)}"
+        )
+        capabilities = self.query(
+            "SELECT rc.capability FROM mdl_role_capabilities rc "
+            "JOIN mdl_role_assignments ra ON ra.roleid = rc.roleid "
+            f"WHERE ra.userid = {int(userid)} AND rc.permission = 1"
+        )
+        return set(functions.split()), set(capabilities.split())
 
     def ws(self, function: str, token: str | None = None, **params: Any) -> Any:
         """Call a Moodle web-service function (REST, JSON) with the sync user's token."""
