@@ -26,7 +26,6 @@ ALLOWED = {
     "service/app.py:create_app",
     "service/assessment/parse.py",
     "service/assessment/parse.py:read_evidence",
-    "service/delivery/outbox.py:claim",
 }
 
 

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, exists, insert, or_, update
+from sqlalchemy import Engine, Select, Table, and_, exists, insert, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, select
 
@@ -196,10 +196,33 @@ def claim(
     kinds = list(kinds)
     if not kinds or limit < 1:
         return []
-    dep = OUT.alias("dep")
     token = str(uuid.uuid4())
     expires = now + dt.timedelta(seconds=lease_seconds)
-    query = (
+    with db_session(engine, write=True) as s:
+        picked = s.execute(_due_rows(kinds, now=now, limit=limit)).all()
+        if not picked:
+            return []
+        fresh = [row_id for row_id, old_lease, _ in picked if old_lease is None]
+        base = {"lease_token": token, "lease_expires_at": expires, "updated_at": now}
+        if fresh:
+            s.execute(update(OUT).where(C.id.in_(fresh)).values(attempts=C.attempts + 1, **base))
+        for row_id, old_lease, attempts in picked:
+            if old_lease is None:
+                continue
+            _take_over_expired_lease(
+                s, row_id, old_lease=old_lease, attempts=attempts, base=base, worker=worker, now=now
+            )
+        claimed = _leased_snapshots(
+            s, [r[0] for r in picked], lease_token=token, lease_expires_at=expires
+        )
+        s.commit()
+    return claimed
+
+
+def _due_rows(kinds: list[str], *, now: dt.datetime, limit: int) -> Select[Any]:
+    """``SELECT … FOR UPDATE SKIP LOCKED`` of (id, lease_expires_at, attempts) of due rows."""
+    dep = OUT.alias("dep")
+    return (
         sa_select(C.id, C.lease_expires_at, C.attempts)
         .where(
             C.status == "pending",
@@ -218,81 +241,84 @@ def claim(
         .limit(limit)
         .with_for_update(skip_locked=True, of=OUT)
     )
-    claimed: list[Claimed] = []
-    with db_session(engine, write=True) as s:
-        picked = s.execute(query).all()
-        if not picked:
-            return []
-        fresh = [row_id for row_id, old_lease, _ in picked if old_lease is None]
-        base = {"lease_token": token, "lease_expires_at": expires, "updated_at": now}
-        if fresh:
-            s.execute(update(OUT).where(C.id.in_(fresh)).values(attempts=C.attempts + 1, **base))
-        for row_id, old_lease, attempts in picked:
-            if old_lease is None:
-                continue
-            # The previous holder died mid-attempt: its request may have gone out.
-            s.execute(
-                update(OUT)
-                .where(C.id == row_id)
-                .values(
-                    attempts=attempts + 1,
-                    uncertain=True,
-                    last_error="worker stopped during the attempt (lease expired)",
-                    **base,
-                )
-            )
-            s.add(
-                DeliveryAttempt(
-                    outbox_message_id=row_id,
-                    number=attempts,
-                    worker=worker,
-                    started_at=old_lease,
-                    finished_at=now,
-                    outcome="uncertain",
-                    error_code="lease_expired",
-                    error_detail="the worker holding this row stopped before recording "
-                    "an outcome; the next attempt checks the repository first",
-                )
-            )
-        ids = [r[0] for r in picked]
-        rows = s.execute(
-            sa_select(
-                C.id,
-                C.uuid,
-                C.credential_id,
-                C.kind,
-                C.repository_id,
-                C.idempotency_key,
-                C.payload,
-                C.attempts,
-                C.max_attempts,
-                C.uncertain,
-                C.request_id,
-            )
-            .where(C.id.in_(ids))
-            .order_by(C.due_at, C.id)
-        ).all()
-        payloads = _with_remote_ids(s, [dict(r.payload) for r in rows])
-        claimed = [
-            Claimed(
-                id=r.id,
-                uuid=r.uuid,
-                credential_id=r.credential_id,
-                kind=r.kind,
-                repository_id=r.repository_id,
-                idempotency_key=r.idempotency_key,
-                payload=payload,
-                attempt=r.attempts,
-                max_attempts=r.max_attempts,
-                uncertain=bool(r.uncertain),
-                lease_token=token,
-                lease_expires_at=expires,
-                request_id=r.request_id,
-            )
-            for r, payload in zip(rows, payloads, strict=True)
-        ]
-        s.commit()
-    return claimed
+
+
+def _take_over_expired_lease(
+    s: Session,
+    row_id: int,
+    *,
+    old_lease: dt.datetime,
+    attempts: int,
+    base: dict[str, Any],
+    worker: str,
+    now: dt.datetime,
+) -> None:
+    """Lease a row whose previous holder died mid-attempt: its request may have gone out."""
+    s.execute(
+        update(OUT)
+        .where(C.id == row_id)
+        .values(
+            attempts=attempts + 1,
+            uncertain=True,
+            last_error="worker stopped during the attempt (lease expired)",
+            **base,
+        )
+    )
+    s.add(
+        DeliveryAttempt(
+            outbox_message_id=row_id,
+            number=attempts,
+            worker=worker,
+            started_at=old_lease,
+            finished_at=now,
+            outcome="uncertain",
+            error_code="lease_expired",
+            error_detail="the worker holding this row stopped before recording "
+            "an outcome; the next attempt checks the repository first",
+        )
+    )
+
+
+def _leased_snapshots(
+    s: Session, ids: list[int], *, lease_token: str, lease_expires_at: dt.datetime
+) -> list[Claimed]:
+    """The just-leased rows as ``Claimed`` snapshots, oldest due first."""
+    rows = s.execute(
+        sa_select(
+            C.id,
+            C.uuid,
+            C.credential_id,
+            C.kind,
+            C.repository_id,
+            C.idempotency_key,
+            C.payload,
+            C.attempts,
+            C.max_attempts,
+            C.uncertain,
+            C.request_id,
+        )
+        .where(C.id.in_(ids))
+        .order_by(C.due_at, C.id)
+    ).all()
+    payloads = _with_remote_ids(s, [dict(r.payload) for r in rows])
+    return [
+        Claimed(
+            id=r.id,
+            uuid=r.uuid,
+            credential_id=r.credential_id,
+            kind=r.kind,
+            repository_id=r.repository_id,
+            idempotency_key=r.idempotency_key,
+            payload=payload,
+            attempt=r.attempts,
+            max_attempts=r.max_attempts,
+            uncertain=bool(r.uncertain),
+            lease_token=lease_token,
+            lease_expires_at=lease_expires_at,
+            request_id=r.request_id,
+        )
+        for r, payload in zip(rows, payloads, strict=True)
+    ]
 
 
 # Payload lists whose items name the row that created a remote object (``outbox_id``).
