@@ -111,10 +111,20 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
     )
-    # The deployment's recorded issuer identity: adopted when MICROCRED_BASE_URL is unset,
-    # and the app does not start under another URL (IdentityMismatch says which to use).
+    settings = _settle_identity(app.state.engine, settings)
+    app.state.settings = settings
+    errors.install(app)
+    app.state.metrics = metrics.Metrics(app.state.engine)
+    _include_routes(app, settings)
+    _add_middleware(app, settings)
+    return app
+
+
+def _settle_identity(engine: Engine, settings: Settings) -> Settings:
+    """The deployment's recorded issuer identity: adopted when MICROCRED_BASE_URL is unset,
+    and the app does not start under another URL (IdentityMismatch says which to use)."""
     try:
-        settings = identity.settle(app.state.engine, settings)
+        return identity.settle(engine, settings)
     except UNAVAILABLE as exc:
         # A replica may start before its database answers (/readyz says so); signing
         # still checks the identity in its own transaction (identity.ensure).
@@ -122,13 +132,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             "database unavailable at startup (%s): the issuer identity is checked at signing",
             type(exc).__name__,
         )
-    app.state.settings = settings
-    errors.install(app)
+        return settings
+
+
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    """Every router, in matching order (the first route that matches a path answers)."""
     app.mount(
         "/static", StaticFiles(directory=Path(__file__).parent / "web" / "static"), name="static"
     )
     app.include_router(health.router)
-    app.state.metrics = metrics.Metrics(app.state.engine)
     app.include_router(metrics.router)
     # lti routers
     from service.lti import router as lti_router
@@ -159,7 +171,16 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.include_router(
         policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
     )
-    # flows routers
+    app.include_router(instructor.router)
+    app.include_router(learner.router)
+    app.include_router(pending.router)
+    app.include_router(admin.router)
+    app.include_router(admin_settings.router)
+
+
+def _add_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware, innermost first (each one added wraps those added before it)."""
+    # flows
     app.add_middleware(QueueAfterEvidence)
     # Inside SecurityHeaders (a 413 gets its headers too), outside everything that reads.
     app.add_middleware(
@@ -169,11 +190,5 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         respond=errors.too_large_before_app,
     )
     app.add_middleware(framing.SecurityHeaders, settings=settings, engine=app.state.engine)
-    app.include_router(instructor.router)
-    app.include_router(learner.router)
-    app.include_router(pending.router)
-    app.include_router(admin.router)
-    app.include_router(admin_settings.router)
     # outermost: the request id is set before anything logs, the latency covers everything
     app.add_middleware(requestlog.RequestContext, observe=app.state.metrics.observe)
-    return app
