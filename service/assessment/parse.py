@@ -697,9 +697,32 @@ def read_evidence(
         EvidenceError: with the path of the field at fault.
     """
     r = Reader(doc, path, EvidenceError)
-    defaults = defaults or {}
+    common, kind = _read_evidence_context(r, path, defaults or {})
+    rubric = r.take("rubric", "rubric_levels", "scale")
+    rating = r.take("rating", "rubric_level", "level", "rating_name")
+    score = r.take("score", "points", "points_earned", "grade", "result")
+    maximum = r.take("max", "max_score", "max_points", "points_possible", "out_of", "possible")
+    pct = r.take("percent", "percentage")
+    r.finish(_EVIDENCE_KEYS)
+    if maximum is not None and maximum[0] is None:  # "max: null" is no maximum
+        maximum = None
+    if rubric is not None or rating is not None:
+        return _rubric_evidence(r, rubric, rating, score or pct, common)
+    return _scored_evidence(r, score, maximum, pct, kind or "assignment", common)
 
-    def need(field: str, *names: str) -> tuple[Any, str]:
+
+# A field's value as written and its path in the document (``Reader.take``).
+_Taken = tuple[Any, str]
+
+
+def _read_evidence_context(
+    r: Reader, path: str, defaults: Mapping[str, Any]
+) -> tuple[dict[str, Any], str | None]:
+    """Everything but the result: the ``Evidence`` fields common to every kind of result
+    (learner, competency, item, label, attempt, time, verification), and the kind if the
+    item gives it (``kind``, or a ``quiz``/``assignment`` key naming the item)."""
+
+    def need(field: str, *names: str) -> _Taken:
         got = r.take(field, *names)
         if got is not None:
             return got
@@ -739,16 +762,6 @@ def read_evidence(
     verification = VerificationLevel.UNSUPERVISED
     if got := r.take("verification", "supervision", "identity_verification"):
         verification = parse_verification(got[0], got[1], EvidenceError)
-
-    rubric = r.take("rubric", "rubric_levels", "scale")
-    rating = r.take("rating", "rubric_level", "level", "rating_name")
-    score = r.take("score", "points", "points_earned", "grade", "result")
-    maximum = r.take("max", "max_score", "max_points", "points_possible", "out_of", "possible")
-    pct = r.take("percent", "percentage")
-    r.finish(_EVIDENCE_KEYS)
-    if maximum is not None and maximum[0] is None:  # "max: null" is no maximum
-        maximum = None
-
     common: dict[str, Any] = {
         "learner": learner,
         "competency": competency,
@@ -758,35 +771,55 @@ def read_evidence(
         "at": at,
         "verification": verification,
     }
-    if rubric is not None or rating is not None:
-        if rubric is None or rating is None:
-            missing = "rating" if rating is None else "rubric"
-            raise EvidenceError(r.at(missing), "a rubric result needs both 'rubric' and 'rating'")
-        if score is not None or pct is not None:
-            extra = score or pct
-            assert extra is not None
-            raise EvidenceError(extra[1], "a rubric result takes its score from the rubric")
-        scale = _read_rubric(*rubric)
-        name = _text(*rating, EvidenceError)
-        try:
-            return rubric_rating(rubric=scale, rating=name, **common)
-        except EvidenceError as exc:
-            where = rating[1] if exc.field == "rating" else rubric[1]
-            raise EvidenceError(where, exc.message) from None
+    return common, kind
+
+
+def _rubric_evidence(
+    r: Reader,
+    rubric: _Taken | None,
+    rating: _Taken | None,
+    scored: _Taken | None,
+    common: dict[str, Any],
+) -> Evidence:
+    """A rubric result: the ``rating`` on the ``rubric`` (both given, and no score)."""
+    if rubric is None or rating is None:
+        missing = "rating" if rating is None else "rubric"
+        raise EvidenceError(r.at(missing), "a rubric result needs both 'rubric' and 'rating'")
+    if scored is not None:
+        raise EvidenceError(scored[1], "a rubric result takes its score from the rubric")
+    scale = _read_rubric(*rubric)
+    name = _text(*rating, EvidenceError)
+    try:
+        return rubric_rating(rubric=scale, rating=name, **common)
+    except EvidenceError as exc:
+        where = rating[1] if exc.field == "rating" else rubric[1]
+        raise EvidenceError(where, exc.message) from None
+
+
+def _scored_evidence(
+    r: Reader,
+    score: _Taken | None,
+    maximum: _Taken | None,
+    pct: _Taken | None,
+    kind: str,
+    common: dict[str, Any],
+) -> Evidence:
+    """A scored result: a ``percent``, a ``score`` out of ``max``, or a bare ``score``
+    (a percentage)."""
     if pct is not None:
         if score is not None or maximum is not None:
             raise EvidenceError(pct[1], "give either 'percent' or 'score' with 'max'")
         value = parse_fraction(pct[0], pct[1], EvidenceError)
-        return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+        return Evidence(score=value, max_score=1.0, kind=kind, **common)
     if score is None:
         raise EvidenceError(r.at("score"), "is required (or 'percent', or 'rubric' and 'rating')")
     if maximum is None:  # a score without a maximum is a percentage: 85, "85%" or 0.85
         value = parse_fraction(score[0], score[1], EvidenceError)
-        return Evidence(score=value, max_score=1.0, kind=kind or "assignment", **common)
+        return Evidence(score=value, max_score=1.0, kind=kind, **common)
     points = _number(score[0], score[1], EvidenceError)
     top = _number(maximum[0], maximum[1], EvidenceError)
     try:
-        return Evidence(score=points, max_score=top, kind=kind or "assignment", **common)
+        return Evidence(score=points, max_score=top, kind=kind, **common)
     except EvidenceError as exc:
         raise EvidenceError(score[1] if exc.field == "score" else maximum[1], exc.message) from None
 
