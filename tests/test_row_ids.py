@@ -119,7 +119,7 @@ def test_an_attempt_number_beyond_the_column_is_refused(
 def test_digits_that_int_refuses_are_malformed_input_everywhere() -> None:
     """The other places that read numbers out of text (found after the fuzzer's row ids):
     each refuses '²' and friends as malformed, where ``int`` would have raised."""
-    from service.assessment import parse
+    from service.assessment import reading
     from service.assessment.types import PolicyError
     from service.delivery.providers import webhook
     from service.issuer import statuslist
@@ -136,4 +136,4 @@ def test_digits_that_int_refuses_are_malformed_input_everywhere() -> None:
     assert statuslist.parse_entry(entry | {"statusListIndex": "7", "statusSize": "1"})[1] == 7
     assert webhook.verify("s", "t=²,v1=00", b"{}", now=0) is False
     with pytest.raises(PolicyError, match="number of days"):
-        parse.days("²", "recency")
+        reading.days("²", "recency")

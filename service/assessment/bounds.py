@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.assessment import parse
+from service.assessment import reading
 from service.assessment.types import (
     AggregationMethod,
     Level,
@@ -81,7 +81,7 @@ class BoundsError(PolicyError):
 
 
 def _range(value: Any, path: str, read: Callable[[Any, str], float]) -> Range:
-    r = parse.Reader(value, path, PolicyError)
+    r = reading.Reader(value, path, PolicyError)
     low = r.take("min", "minimum", "from", "at_least")
     high = r.take("max", "maximum", "to", "at_most")
     r.finish(("min", "max"))
@@ -97,11 +97,11 @@ def _range(value: Any, path: str, read: Callable[[Any, str], float]) -> Range:
 
 
 def _count(value: Any, path: str) -> float:
-    return float(parse.integer(value, path, PolicyError, minimum=0))
+    return float(reading.integer(value, path, PolicyError, minimum=0))
 
 
 def _days(value: Any, path: str) -> float:
-    return float(parse.days(value, path))
+    return float(reading.days(value, path))
 
 
 def read_bounds(doc: Any, path: str = "") -> Bounds:
@@ -117,26 +117,26 @@ def read_bounds(doc: Any, path: str = "") -> Bounds:
     Raises:
         PolicyError: with the path of the field at fault.
     """
-    r = parse.Reader(doc, path, PolicyError)
+    r = reading.Reader(doc, path, PolicyError)
     levels: dict[Level, LevelBounds] = {}
     if got := r.take("levels", "bands"):
-        lr = parse.Reader(got[0], got[1], PolicyError)
+        lr = reading.Reader(got[0], got[1], PolicyError)
         for key in list(lr.keys.values()):
             where = lr.at(key)
-            level = parse.parse_level(key, where)
+            level = reading.parse_level(key, where)
             lr.taken.add(key)
-            br = parse.Reader(lr.data[key], where, PolicyError)
+            br = reading.Reader(lr.data[key], where, PolicyError)
             threshold = br.take("threshold")
             verification = br.take("verification", "min_verification")
             br.finish(("threshold", "verification"))
             levels[level] = LevelBounds(
-                None if threshold is None else _range(*threshold, parse.parse_fraction),
+                None if threshold is None else _range(*threshold, reading.parse_fraction),
                 None if verification is None else _min_verification(*verification),
             )
     out: dict[str, Any] = {"levels": levels}
     for name, synonyms, reader in (
-        ("minimum_score", ("minimum_score", "minimum", "overall_minimum"), parse.parse_fraction),
-        ("weight", ("weight",), parse.parse_fraction),
+        ("minimum_score", ("minimum_score", "minimum", "overall_minimum"), reading.parse_fraction),
+        ("weight", ("weight",), reading.parse_fraction),
         ("n", ("n", "times"), _count),
         ("max_attempts", ("max_attempts", "attempts"), _count),
         ("recency_days", ("recency_days", "recency"), _days),
@@ -148,7 +148,7 @@ def read_bounds(doc: Any, path: str = "") -> Bounds:
         if not isinstance(value, list) or not value:
             raise PolicyError(where, "must list the allowed aggregation methods")
         out["aggregation"] = frozenset(
-            parse.choice(v, f"{where}[{i}]", PolicyError, parse.AGGREGATIONS)
+            reading.choice(v, f"{where}[{i}]", PolicyError, reading.AGGREGATIONS)
             for i, v in enumerate(value)
         )
     r.finish(
@@ -159,13 +159,13 @@ def read_bounds(doc: Any, path: str = "") -> Bounds:
 
 def _min_verification(value: Any, path: str) -> VerificationLevel:
     if isinstance(value, Mapping):
-        r = parse.Reader(value, path, PolicyError)
+        r = reading.Reader(value, path, PolicyError)
         got = r.take("min", "minimum", "at_least")
         r.finish(("min",))
         if got is None:
             raise PolicyError(path, "write the least verification allowed, e.g. 'min: supervised'")
-        return parse.parse_verification(*got)
-    return parse.parse_verification(value, path)
+        return reading.parse_verification(*got)
+    return reading.parse_verification(value, path)
 
 
 def _fmt(value: float, as_percent: bool) -> str:

@@ -1,11 +1,9 @@
 """Documents (the dicts JSON and YAML files load into) to engine values, and back.
 
-Reading is forgiving about form — key spelling (``max_score``, ``max-score``, ``Max
-score``), common synonyms (``points_possible`` for ``max``), percentages written as
-``70``, ``"70%"`` or ``0.7`` — and strict about meaning: an unknown key, a value out of
-range or a missing field raises an ``AssessmentError`` whose ``field`` is the dotted path
-of the key as written in the document (``levels.advanced.verification``,
-``evidence[3].score``), so a loader can point at the line.
+Reading is forgiving about form and strict about meaning (``reading``, which reads the
+keys and values): an error's ``field`` is the dotted path of the key as written in the
+document (``levels.advanced.verification``, ``evidence[3].score``), so a loader can point
+at the line.
 
 A policy is built from layers (institution defaults, course override, competency
 override): ``read_layer`` reads one layer, possibly partial; ``compose`` stacks layers
@@ -15,18 +13,32 @@ into a ``Policy``. ``read_policy`` is both for a complete document.
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from service.assessment.normalise import rubric_rating
+from service.assessment.reading import (
+    AGGREGATIONS,
+    GRADINGS,
+    LEVELS,
+    Reader,
+    as_number,
+    as_text,
+    choice,
+    days,
+    integer,
+    kind_of,
+    norm,
+    parse_datetime,
+    parse_fraction,
+    parse_level,
+    parse_verification,
+)
 from service.assessment.types import (
     DEFAULT_N,
     DEFAULT_WEIGHT,
     AggregationMethod,
-    AssessmentError,
     AttemptGrading,
     Evidence,
     EvidenceError,
@@ -58,249 +70,6 @@ __all__ = [
 
 # A layer: canonical field name -> parsed value; "levels" maps Level -> {field: value}.
 Layer = dict[str, Any]
-
-
-def norm(key: str) -> str:
-    """A key or name in canonical spelling: ``"Max-attempts"`` -> ``"max_attempts"``."""
-    return re.sub(r"[\s\-]+", "_", key.strip().lower())
-
-
-class Reader:
-    """Reads one mapping: takes keys by canonical name or synonym, remembers the path of
-    each, and rejects keys nobody took (with a suggestion for typos)."""
-
-    def __init__(self, data: Any, path: str, error: type[AssessmentError]) -> None:
-        if not isinstance(data, Mapping):
-            raise error(path, f"must be a mapping of names to values, not {_kind(data)}")
-        self.path = path
-        self.error = error
-        self.keys: dict[str, str] = {}
-        self.data = data
-        for key in data:
-            if not isinstance(key, str):
-                raise error(path, f"keys must be text, not {key!r}")
-            canonical = norm(key)
-            if canonical in self.keys:
-                raise error(self.at(key), f"given twice (also as {self.keys[canonical]!r})")
-            self.keys[canonical] = key
-        self.taken: set[str] = set()
-
-    def at(self, key: str) -> str:
-        """The path of ``key`` in this mapping."""
-        return f"{self.path}.{key}" if self.path else key
-
-    def take(self, *names: str) -> tuple[Any, str] | None:
-        """The value under the first of ``names`` present (and its path), or None; two
-        synonyms present at once is an error."""
-        found = [self.keys[n] for n in names if n in self.keys]
-        if not found:
-            return None
-        if len(found) > 1:
-            raise self.error(self.at(found[1]), f"means the same as {found[0]!r}; give one")
-        self.taken.add(found[0])
-        return self.data[found[0]], self.at(found[0])
-
-    def finish(self, known: Sequence[str]) -> None:
-        for key in self.data:
-            if key not in self.taken:
-                hint = difflib.get_close_matches(norm(key), known, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(known)}"
-                raise self.error(self.at(key), f"unknown field{extra}")
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    return {
-        bool: "true/false",
-        int: "a number",
-        float: "a number",
-        str: "text",
-        list: "a list",
-        dict: "a mapping",
-    }.get(type(value), type(value).__name__)
-
-
-# --- scalar values ------------------------------------------------------------------
-
-
-def parse_fraction(value: Any, field: str, error: type[AssessmentError] = PolicyError) -> float:
-    """A percentage as a fraction: ``"70%"`` and ``70`` are 0.7; a number from 0 to 1 is
-    already a fraction (``0.7``), so ``1`` means 100 %.
-
-    Raises:
-        AssessmentError: not a number or percentage, or outside 0 to 100 %.
-    """
-    if isinstance(value, bool):
-        raise error(field, f"must be a percentage such as 70% or 0.7, not {value}")
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            if text.endswith("%"):
-                number = float(text[:-1].strip()) / 100
-            else:
-                return parse_fraction(float(text), field, error)
-        except ValueError:
-            raise error(field, f"must be a percentage such as 70% or 0.7, not {value!r}") from None
-    elif isinstance(value, int | float):
-        number = float(value)
-        if number > 1:
-            number /= 100
-    else:
-        raise error(field, f"must be a percentage such as 70% or 0.7, not {_kind(value)}")
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise error(field, f"must be between 0% and 100%, not {value!r}")
-    return number
-
-
-def _number(value: Any, field: str, error: type[AssessmentError]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise error(field, f"must be a number, not {_kind(value)}")
-    try:
-        number = float(value)
-    except ValueError:
-        raise error(field, f"must be a number, not {value!r}") from None
-    if not math.isfinite(number):
-        raise error(field, f"must be a finite number, not {value!r}")
-    return number
-
-
-def integer(value: Any, field: str, error: type[AssessmentError], minimum: int = 1) -> int:
-    """A whole number of at least ``minimum`` (``3``, ``3.0`` or ``"3"``)."""
-    number = _number(value, field, error)
-    if number != int(number):
-        raise error(field, f"must be a whole number, not {value!r}")
-    if number < minimum:
-        raise error(field, f"must be at least {minimum}, not {value!r}")
-    return int(number)
-
-
-def _text(value: Any, field: str, error: type[AssessmentError]) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise error(field, f"must be text, not {_kind(value)}")
-    text = str(value).strip()
-    if not text:
-        raise error(field, "must not be empty")
-    return text
-
-
-def choice(value: Any, field: str, error: type[AssessmentError], options: Mapping[str, Any]) -> Any:
-    """The option ``value`` names (any spelling of its key or a synonym); the error lists
-    the canonical names only (the value's own ``key`` or ``value``)."""
-    if not isinstance(value, str) or norm(value) not in options:
-        names = dict.fromkeys(_canonical(v) for v in options.values())
-        raise error(field, f"{value!r} is not one of: {', '.join(names)}")
-    return options[norm(value)]
-
-
-def _canonical(option: Any) -> str:
-    if isinstance(option, Level | VerificationLevel):
-        return option.key
-    return str(getattr(option, "value", option))
-
-
-_LEVELS = {lv.key: lv for lv in Level if lv is not Level.NONE}
-_VERIFICATIONS: dict[str, VerificationLevel] = {
-    **{norm(v.key): v for v in VerificationLevel},
-    "none": VerificationLevel.UNSUPERVISED,
-    "any": VerificationLevel.UNSUPERVISED,
-    "lms": VerificationLevel.AUTHENTICATED,
-    "signed_in": VerificationLevel.AUTHENTICATED,
-    "proctored": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "online_proctored": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "proctored_online": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "supervised_online_with_id": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "onsite_proctored": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-    "in_person_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-    "supervised_onsite_with_id": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-    "online_verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "verified": VerificationLevel.SUPERVISED_ONLINE_VERIFIED,
-    "onsite_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-    "on_site_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-    "supervised_on_site_verified": VerificationLevel.SUPERVISED_ONSITE_VERIFIED,
-}
-AGGREGATIONS: dict[str, AggregationMethod] = {
-    **{m.value: m for m in AggregationMethod},
-    "mean": AggregationMethod.AVERAGE,
-    "most_recent": AggregationMethod.LATEST,
-    "last": AggregationMethod.LATEST,
-    "max": AggregationMethod.HIGHEST,
-    "best": AggregationMethod.HIGHEST,
-    "decaying": AggregationMethod.DECAYING_AVERAGE,
-    "standard_decaying_average": AggregationMethod.DECAYING_AVERAGE,
-    "n_times": AggregationMethod.N_MASTERY,
-    "n_number_of_times": AggregationMethod.N_MASTERY,
-}
-_GRADINGS: dict[str, AttemptGrading] = {
-    **{g.value: g for g in AttemptGrading},
-    "best": AttemptGrading.HIGHEST,
-    "mean": AttemptGrading.AVERAGE,
-    "latest": AttemptGrading.LAST,
-    "most_recent": AttemptGrading.LAST,
-}
-
-
-def parse_level(value: Any, field: str, error: type[AssessmentError] = PolicyError) -> Level:
-    """``"intermediate"`` (any case) to ``Level.INTERMEDIATE``."""
-    level: Level = choice(value, field, error, _LEVELS)
-    return level
-
-
-def parse_verification(
-    value: Any, field: str, error: type[AssessmentError] = PolicyError
-) -> VerificationLevel:
-    """A verification level by name (``supervised-online-verified``, ``supervised online
-    verified``, ``proctored``...) or by its number 1 to 5."""
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 5:
-        return VerificationLevel(value)
-    level: VerificationLevel = choice(value, field, error, _VERIFICATIONS)
-    return level
-
-
-_EXAMPLE_TIME = "2026-11-28T14:30:00Z"
-
-
-def parse_datetime(value: Any, field: str, error: type[AssessmentError]) -> dt.datetime:
-    """An ISO 8601 date or time; a time without a zone, and a bare date, are UTC."""
-    if isinstance(value, dt.datetime):
-        parsed = value
-    elif isinstance(value, dt.date):
-        parsed = dt.datetime(value.year, value.month, value.day)
-    elif isinstance(value, str):
-        text = value.strip()
-        try:
-            parsed = dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
-        except ValueError:
-            raise error(
-                field, f"must be a date and time such as {_EXAMPLE_TIME}, not {value!r}"
-            ) from None
-    else:
-        raise error(field, f"must be a date and time such as {_EXAMPLE_TIME}, not {_kind(value)}")
-    return parsed if parsed.utcoffset() is not None else parsed.replace(tzinfo=dt.UTC)
-
-
-_DURATION = re.compile(r"^(\d+)\s*(d|days?|w|weeks?|months?|y|years?)$")
-_ISO_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
-_DAYS = {"d": 1, "w": 7, "m": 30, "y": 365}
-
-
-def days(value: Any, field: str) -> int:
-    """A period in whole days: ``365``, ``"90 days"``, ``"12 weeks"``, ``"2 years"``,
-    ``"P1Y"``. A month is 30 days and a year 365."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return integer(value, field, PolicyError)
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if match := _DURATION.match(text):
-            return integer(int(match[1]) * _DAYS[match[2][0]], field, PolicyError)
-        if (match := _ISO_DURATION.match(text.upper())) and any(match.groups()):
-            years, months, weeks, days = (int(g or 0) for g in match.groups())
-            return integer(years * 365 + months * 30 + weeks * 7 + days, field, PolicyError)
-        if text.isascii() and text.isdigit():
-            return integer(int(text), field, PolicyError)
-    raise PolicyError(
-        field, f"must be a number of days or a period such as '2 years', not {value!r}"
-    )
 
 
 # --- policies -----------------------------------------------------------------------
@@ -338,7 +107,7 @@ def read_layer(doc: Any, path: str = "") -> Layer:
     r = Reader(doc, path, PolicyError)
     layer: Layer = {}
     if got := r.take("competency", "competency_id"):
-        layer["competency"] = _text(got[0], got[1], PolicyError)
+        layer["competency"] = as_text(got[0], got[1], PolicyError)
     if got := r.take("version"):
         layer["version"] = integer(got[0], got[1], PolicyError)
     for key in ("name", "description", "title", "note", "notes"):
@@ -386,7 +155,7 @@ def read_layer(doc: Any, path: str = "") -> Layer:
     ):
         _read_attempts(got[0], got[1], layer)
     if got := r.take("attempt_grading", "grading", "attempt_scoring", "grading_method"):
-        layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
+        layer["attempt_grading"] = choice(got[0], got[1], PolicyError, GRADINGS)
     if got := r.take(
         "recency_days", "recency", "recent_within", "recency_window", "max_age", "max_age_days"
     ):
@@ -414,7 +183,7 @@ def _read_by_level(value: Any, path: str, field: str, read: Any, layer: Layer) -
     levels = layer.setdefault("levels", {})
     for key in list(r.keys.values()):
         where = r.at(key)
-        level = choice(key, where, PolicyError, _LEVELS)
+        level = choice(key, where, PolicyError, LEVELS)
         r.taken.add(key)
         entry = levels.setdefault(level, {})
         if field in entry:
@@ -429,7 +198,7 @@ def _read_levels(value: Any, path: str) -> dict[Level, dict[str, Any]]:
     levels: dict[Level, dict[str, Any]] = {}
     for key in list(r.keys.values()):
         where = r.at(key)
-        level = choice(key, where, PolicyError, _LEVELS)
+        level = choice(key, where, PolicyError, LEVELS)
         r.taken.add(key)
         raw = r.data[key]
         if raw is None:
@@ -494,11 +263,11 @@ def _read_floor(value: Any, path: str) -> Floor:
 def _read_items(value: Any, path: str) -> tuple[MappedItem, ...]:
     if isinstance(value, Mapping):  # {item id: label}
         return tuple(
-            MappedItem(_text(k, f"{path}.{k}", PolicyError), "" if v is None else str(v))
+            MappedItem(as_text(k, f"{path}.{k}", PolicyError), "" if v is None else str(v))
             for k, v in value.items()
         )
     if not isinstance(value, list):
-        raise PolicyError(path, f"must be a list of item ids, not {_kind(value)}")
+        raise PolicyError(path, f"must be a list of item ids, not {kind_of(value)}")
     items = []
     for i, entry in enumerate(value):
         where = f"{path}[{i}]"
@@ -509,11 +278,11 @@ def _read_items(value: Any, path: str) -> tuple[MappedItem, ...]:
                 raise PolicyError(where, "needs an 'item' (the id of the LMS item)")
             label = r.take("label", "name", "title")
             items.append(
-                MappedItem(_text(*got, PolicyError), "" if label is None else str(label[0]))
+                MappedItem(as_text(*got, PolicyError), "" if label is None else str(label[0]))
             )
             r.finish(("item", "label"))
         else:
-            items.append(MappedItem(_text(entry, where, PolicyError)))
+            items.append(MappedItem(as_text(entry, where, PolicyError)))
     return tuple(items)
 
 
@@ -546,7 +315,7 @@ def _read_attempts(value: Any, path: str, layer: Layer) -> None:
         if got := r.take("max", "limit", "max_attempts"):
             layer["max_attempts"] = None if got[0] is None else integer(got[0], got[1], PolicyError)
         if got := r.take("grading", "attempt_grading", "scoring", "counts"):
-            layer["attempt_grading"] = choice(got[0], got[1], PolicyError, _GRADINGS)
+            layer["attempt_grading"] = choice(got[0], got[1], PolicyError, GRADINGS)
         r.finish(("max", "grading"))
     else:
         unlimited = value is None or (isinstance(value, str) and norm(value) == "unlimited")
@@ -730,11 +499,11 @@ def _read_evidence_context(
             return defaults[field], path
         raise EvidenceError(r.at(field), "is required")
 
-    learner = _text(
+    learner = as_text(
         *need("learner", "learner_id", "user", "user_id", "student", "student_id", "sub"),
         EvidenceError,
     )
-    competency = _text(*need("competency", "competency_id"), EvidenceError)
+    competency = as_text(*need("competency", "competency_id"), EvidenceError)
     kind = None
     got = r.take("item", "item_id", "source", "source_id", "criterion", "criterion_id")
     if got is None:
@@ -746,7 +515,7 @@ def _read_evidence_context(
         raise EvidenceError(
             r.at("item"), "is required (the id of the quiz, assignment or criterion)"
         )
-    item = _text(*got, EvidenceError)
+    item = as_text(*got, EvidenceError)
     label_got = r.take("label", "name", "title")
     label = "" if label_got is None or label_got[0] is None else str(label_got[0])
     if got := r.take("kind", "type", "source_type"):
@@ -788,7 +557,7 @@ def _rubric_evidence(
     if scored is not None:
         raise EvidenceError(scored[1], "a rubric result takes its score from the rubric")
     scale = _read_rubric(*rubric)
-    name = _text(*rating, EvidenceError)
+    name = as_text(*rating, EvidenceError)
     try:
         return rubric_rating(rubric=scale, rating=name, **common)
     except EvidenceError as exc:
@@ -816,8 +585,8 @@ def _scored_evidence(
     if maximum is None:  # a score without a maximum is a percentage: 85, "85%" or 0.85
         value = parse_fraction(score[0], score[1], EvidenceError)
         return Evidence(score=value, max_score=1.0, kind=kind, **common)
-    points = _number(score[0], score[1], EvidenceError)
-    top = _number(maximum[0], maximum[1], EvidenceError)
+    points = as_number(score[0], score[1], EvidenceError)
+    top = as_number(maximum[0], maximum[1], EvidenceError)
     try:
         return Evidence(score=points, max_score=top, kind=kind, **common)
     except EvidenceError as exc:
@@ -827,9 +596,9 @@ def _scored_evidence(
 def _read_rubric(value: Any, path: str) -> list[tuple[str, float]]:
     """``{name: points}`` or a list of ``{name, points}`` or ``[name, points]``."""
     if isinstance(value, Mapping):
-        return [(str(k), _number(v, f"{path}.{k}", EvidenceError)) for k, v in value.items()]
+        return [(str(k), as_number(v, f"{path}.{k}", EvidenceError)) for k, v in value.items()]
     if not isinstance(value, list):
-        raise EvidenceError(path, f"must map each level name to its points, not {_kind(value)}")
+        raise EvidenceError(path, f"must map each level name to its points, not {kind_of(value)}")
     scale = []
     for i, entry in enumerate(value):
         where = f"{path}[{i}]"
@@ -840,10 +609,10 @@ def _read_rubric(value: Any, path: str) -> list[tuple[str, float]]:
             if name is None or points is None:
                 raise EvidenceError(where, "each level needs a 'name' and 'points'")
             r.finish(("name", "points"))
-            scale.append((_text(*name, EvidenceError), _number(*points, EvidenceError)))
+            scale.append((as_text(*name, EvidenceError), as_number(*points, EvidenceError)))
         elif isinstance(entry, list) and len(entry) == 2:
             scale.append(
-                (_text(entry[0], where, EvidenceError), _number(entry[1], where, EvidenceError))
+                (as_text(entry[0], where, EvidenceError), as_number(entry[1], where, EvidenceError))
             )
         else:
             raise EvidenceError(where, "each level is a name with its points")
@@ -883,7 +652,7 @@ def _iter_items(
             for i, group in enumerate(value):
                 yield from _iter_items(group, f"{where}[{i}]", defaults)
         else:
-            raise EvidenceError(where, f"must be a list of learners, not {_kind(value)}")
+            raise EvidenceError(where, f"must be a list of learners, not {kind_of(value)}")
     if items is None and groups is None:
         raise EvidenceError(path or "evidence", "found no 'evidence' list (nor 'learners')")
 
@@ -949,12 +718,12 @@ def read_stack_policy(doc: Any, path: str = "") -> StackPolicy:
                 raise PolicyError(f"{where}[{i}]", "needs 'competency' and 'level'")
             pairs.append((comp[0], level[0], level[1]))
     else:
-        raise PolicyError(where, f"must map competencies to levels, not {_kind(value)}")
+        raise PolicyError(where, f"must map competencies to levels, not {kind_of(value)}")
     for comp, level, at in pairs:
-        reqs.append(StackRequirement(_text(comp, at, PolicyError), parse_level(level, at)))
+        reqs.append(StackRequirement(as_text(comp, at, PolicyError), parse_level(level, at)))
     minimum = None if at_least is None else integer(at_least[0], at_least[1], PolicyError)
     try:
-        return StackPolicy(_text(*name, PolicyError), tuple(reqs), minimum)
+        return StackPolicy(as_text(*name, PolicyError), tuple(reqs), minimum)
     except PolicyError as exc:
         field = {"requires": where, "min_required": at_least[1] if at_least else where}
         raise PolicyError(field.get(exc.field, where), exc.message) from None

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.assessment import bounds as bounds_mod
-from service.assessment import parse
+from service.assessment import parse, reading
 from service.assessment.types import Policy, PolicyError, StackPolicy
 
 __all__ = ["PolicySet", "read_policy_file"]
@@ -68,14 +68,14 @@ def read_policy_file(doc: Any) -> PolicySet:
         return PolicySet(_unique(listed, "[{}]"), paths=tuple(f"[{i}]" for i in range(len(doc))))
     if not isinstance(doc, Mapping):
         raise PolicyError("", "a policy file holds a policy (a mapping) or a list of policies")
-    keys = [parse.norm(k) for k in doc if isinstance(k, str)]
+    keys = [reading.norm(k) for k in doc if isinstance(k, str)]
     if not any(k in _SET_KEYS for k in keys):
         if _by_competency(doc):
             policies, paths = _read_policies(doc, "", {}, None)
             return PolicySet(_unique(tuple(policies), "{}"), paths=tuple(paths))
         return PolicySet((parse.read_policy(doc),), paths=("",))
 
-    r = parse.Reader(doc, "", PolicyError)
+    r = reading.Reader(doc, "", PolicyError)
     defaults_doc = r.take("defaults", "institution", "default")
     bounds_doc = r.take("bounds", "limits")
     course_doc = r.take("course", "course_override")
@@ -109,10 +109,10 @@ _LEVELS_KEYS = {"levels", "bands", "level_bands", "thresholds"}
 def _by_competency(doc: Mapping[Any, Any]) -> bool:
     """Whether ``doc`` maps competency ids to policies (each with its levels) rather than
     being one policy."""
-    if not doc or any(parse.norm(str(k)) in _LEVELS_KEYS for k in doc):
+    if not doc or any(reading.norm(str(k)) in _LEVELS_KEYS for k in doc):
         return False
     return all(
-        isinstance(v, Mapping) and any(parse.norm(str(k)) in _LEVELS_KEYS for k in v)
+        isinstance(v, Mapping) and any(reading.norm(str(k)) in _LEVELS_KEYS for k in v)
         for v in doc.values()
     )
 
