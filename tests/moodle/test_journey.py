@@ -346,9 +346,20 @@ def test_administrator_sets_up_the_catalogue_source_and_gradebook(journey: Journ
     )
     tool.cli("repository", "add", "--kind", "ags", "--name", "Course gradebook")
     assert journey.made["ws"]["missing_functions"] == []
-    # The web-service user holds exactly what the docs list, as Moodle itself records it;
-    # the rest of the journey proves that it is enough to read every result.
-    assert journey.moodle.ws_grants() == rig.documented_grants()
+    # The web-service user holds exactly what the docs list, as Moodle itself records it (the
+    # service for authorised users only, the user authorised on it); the rest of the journey
+    # proves that it is enough to read every result.
+    documented = rig.documented_grants()
+    assert documented[2], "the docs no longer say to restrict the service to authorised users"
+    assert journey.moodle.ws_grants() == documented
+    # The restriction holds: a user with the same role and a token on the same service, but
+    # not authorised on it, is refused.
+    refused = journey.moodle.ws(
+        "mod_quiz_get_quizzes_by_courses",
+        token=journey.made["ws"]["outsider_token"],
+        **{"courseids[0]": journey.made["course"]},
+    )
+    assert refused.get("errorcode") == "accessexception", refused
 
 
 def take_quiz(journey: Journey, who: str) -> None:

@@ -39,6 +39,8 @@ def test_push_example_is_a_valid_batch() -> None:
 def test_moodle_setup_documented_is_what_the_real_moodle_lane_grants() -> None:
     from tests.moodle import rig
 
-    functions, capabilities = rig.documented_grants()
+    functions, capabilities, restricted = rig.documented_grants()
     assert functions == set(rig.WS_FUNCTIONS)
     assert capabilities == set(rig.WS_CAPABILITIES)
+    # The rig makes the service for authorised users only and authorises its user (moodle.php).
+    assert restricted

@@ -74,14 +74,17 @@ WS_CAPABILITIES = [
 ]
 
 
-def documented_grants() -> tuple[set[str], set[str]]:
+def documented_grants() -> tuple[set[str], set[str], bool]:
     """The web-service functions and the capabilities docs/evidence-sources.md tells a
-    Moodle administrator to give microcred's web-service user (not the conditional ones)."""
+    Moodle administrator to give microcred's web-service user (not the conditional ones),
+    and whether it says to restrict the service to authorised users with the user authorised."""
     text = (ROOT / "docs" / "evidence-sources.md").read_text()
     moodle = text[text.index("**Moodle** (web services") : text.index("**Canvas**")]
     functions = set(re.findall(r"^\| `(\w+)` \|", moodle, re.M))
     roles = moodle[moodle.index("The user is not enrolled") : moodle.index("A course with")]
-    return functions, set(re.findall(r"`([a-z]+/[a-z_]+:[a-z_]+)`", roles))
+    words = " ".join(moodle.split())
+    restricted = "*Authorised users only*" in words and "*Authorised users* page" in words
+    return functions, set(re.findall(r"`([a-z]+/[a-z_]+:[a-z_]+)`", roles)), restricted
 
 
 TEACHER = {
@@ -291,6 +294,13 @@ require_once(__DIR__ . '/lib/setup.php');
                         "lastname": "sync",
                         "email": "microcredws@example.org",
                     },
+                    "outsider": {
+                        "username": "otherws",
+                        "password": PASSWORD,
+                        "firstname": "other",
+                        "lastname": "client",
+                        "email": "otherws@example.org",
+                    },
                     "capabilities": WS_CAPABILITIES,
                     "functions": WS_FUNCTIONS,
                 },
@@ -353,21 +363,30 @@ require_once(__DIR__ . '/lib/setup.php');
             "'%user_login_failed' ORDER BY id DESC LIMIT 3"
         )
 
-    def ws_grants(self) -> tuple[set[str], set[str]]:
+    def ws_grants(self) -> tuple[set[str], set[str], bool]:
         """What Moodle itself holds for the sync's web-service user: the functions of its
-        external service and the capabilities its roles allow (everything the token can do)."""
-        userid = self.made["ws"]["userid"]
+        external service, the capabilities its roles allow (everything the token can do), and
+        whether that service is for authorised users only with this user authorised on it."""
+        userid = int(self.made["ws"]["userid"])
         functions = self.query(
             "SELECT f.functionname FROM mdl_external_services_functions f "
             "JOIN mdl_external_tokens t ON t.externalserviceid = f.externalserviceid "
-            f"WHERE t.userid = {int(userid)}"
+            f"WHERE t.userid = {userid}"
         )
         capabilities = self.query(
             "SELECT rc.capability FROM mdl_role_capabilities rc "
             "JOIN mdl_role_assignments ra ON ra.roleid = rc.roleid "
-            f"WHERE ra.userid = {int(userid)} AND rc.permission = 1"
+            f"WHERE ra.userid = {userid} AND rc.permission = 1"
         )
-        return set(functions.split()), set(capabilities.split())
+        # One line per service the user's tokens are on: restrictedusers, then whether the
+        # user is among the service's authorised users.
+        access = self.query(
+            "SELECT DISTINCT s.restrictedusers, su.id IS NOT NULL FROM mdl_external_services s "
+            "JOIN mdl_external_tokens t ON t.externalserviceid = s.id "
+            "LEFT JOIN mdl_external_services_users su "
+            f"ON su.externalserviceid = s.id AND su.userid = t.userid WHERE t.userid = {userid}"
+        )
+        return set(functions.split()), set(capabilities.split()), access == "1|t"
 
     def ws(self, function: str, token: str | None = None, **params: Any) -> Any:
         """Call a Moodle web-service function (REST, JSON) with the sync user's token."""

@@ -22,6 +22,7 @@ require_once($CFG->dirroot . '/mod/quiz/locallib.php');
 require_once($CFG->dirroot . '/mod/assign/locallib.php');
 require_once($CFG->dirroot . '/grade/grading/lib.php');
 require_once($CFG->libdir . '/gradelib.php');
+require_once($CFG->dirroot . '/webservice/lib.php');
 
 $action = $argv[1] ?? '';
 $args = json_decode($argv[2] ?? '{}', true);
@@ -214,14 +215,23 @@ function make_ws_user(array $spec): array {
         assign_capability($cap, CAP_ALLOW, $roleid, $system->id, true);
     }
     role_assign($roleid, $userid, $system->id);
+    // What docs/evidence-sources.md tells the administrator, through the calls the admin pages
+    // make: a service for *Authorised users only* (admin/webservice/service.php), and the user
+    // added on its *Authorised users* page (admin/webservice/service_users.php).
+    $manager = new webservice();
     $service = $DB->get_record('external_services', ['shortname' => 'microcred']);
     if (!$service) {
-        $id = $DB->insert_record('external_services', (object) [
+        $id = $manager->add_external_service((object) [
             'name' => 'microcred', 'shortname' => 'microcred', 'enabled' => 1,
-            'restrictedusers' => 0, 'requiredcapability' => '', 'component' => null,
-            'timecreated' => time(), 'downloadfiles' => 0, 'uploadfiles' => 0,
+            'restrictedusers' => 1, 'requiredcapability' => '', 'component' => null,
+            'downloadfiles' => 0, 'uploadfiles' => 0,
         ]);
         $service = $DB->get_record('external_services', ['id' => $id], '*', MUST_EXIST);
+    }
+    if (!$DB->record_exists('external_services_users',
+            ['externalserviceid' => $service->id, 'userid' => $userid])) {
+        $manager->add_ws_authorised_user(
+            (object) ['externalserviceid' => $service->id, 'userid' => $userid]);
     }
     $missing = [];
     foreach ($spec['functions'] as $fn) {
@@ -237,7 +247,14 @@ function make_ws_user(array $spec): array {
     }
     $token = \core_external\util::generate_token(EXTERNAL_TOKEN_PERMANENT, $service, $userid,
         $system, 0, '', 'microcred');
-    return ['userid' => $userid, 'token' => $token, 'missing_functions' => $missing];
+    // A token on the same service for a user with the same role who is not authorised: the
+    // lane shows that Moodle refuses it, so the authorisation is what lets the sync user in.
+    $outsider = make_user($spec['outsider']);
+    role_assign($roleid, $outsider, $system->id);
+    $outsidertoken = \core_external\util::generate_token(EXTERNAL_TOKEN_PERMANENT, $service,
+        $outsider, $system, 0, '', 'not authorised');
+    return ['userid' => $userid, 'token' => $token, 'missing_functions' => $missing,
+        'outsider_token' => $outsidertoken];
 }
 
 function action_course(array $args): array {
