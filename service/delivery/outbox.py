@@ -301,14 +301,17 @@ _REMOTE_IDS = ("badge_id", "entity_id")
 
 
 def _with_remote_ids(s: Session, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill in the remote ids (Credly ``badge_id``) that the rows a revoke or replace
-    names have learned since it was queued (a revoke waits for a row in flight)."""
+    """Fill in the remote ids (Credly ``badge_id``, Badgr ``entity_id``) that the rows a
+    revoke or replace names have learned since it was queued (a revoke waits for a row in
+    flight)."""
     wanted = {
         int(item["outbox_id"])
         for p in payloads
         for name in _REF_LISTS
         for item in p.get(name) or []
-        if isinstance(item, dict) and item.get("outbox_id") and "badge_id" not in item
+        if isinstance(item, dict)
+        and item.get("outbox_id")
+        and not any(k in item for k in _REMOTE_IDS)
     }
     if not wanted:
         return payloads
