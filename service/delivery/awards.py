@@ -83,6 +83,7 @@ def enqueue_issue(
                 repository_id=repo.id,
                 person_id=snapshot.person_id,
                 personal=provider.by_email,
+                pause_scope=provider.pause_scope(payload),
                 now=now,
                 new_key=new_credential,
             )
@@ -292,6 +293,7 @@ def propagate_upgrade(
                 person_id=snapshot.person_id,
                 depends_on_id=reach.in_flight.id if reach.in_flight else None,
                 personal=provider.by_email,
+                pause_scope=provider.pause_scope(base),
                 now=now,
             )
         )

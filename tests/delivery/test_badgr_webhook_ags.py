@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session as db_session
-from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
+from service.db.models import DeliveryAttempt, DeliveryPause, DeliveryRepository, OutboxMessage
 from service.delivery import awards, repositories
-from service.delivery.errors import ServerError
+from service.delivery.errors import RateLimited, ServerError
 from service.delivery.outbox import AttemptRecord
 from service.delivery.providers import webhook
 from service.delivery.providers.ags import AgsConnector
@@ -424,6 +424,58 @@ def test_ags_write_back_goes_through_the_injected_poster(engine: Engine) -> None
         tries = s.exec(select(DeliveryAttempt).order_by(DeliveryAttempt.id)).all()  # type: ignore[arg-type]
     assert [t.outcome for t in tries] == ["retry", "delivered"]
     assert tries[0].response_status == 503
+
+
+def _two_lms(engine: Engine) -> tuple[int, list[int]]:
+    """Gradebook rows to two LMS platforms: learners 5 and 6 on platform 1, 7 on 2."""
+    with db_session(engine, write=True) as s:
+        repo = repositories.create(s, kind="ags", name="Gradebook", config={})
+        assert repo.id is not None
+        for i, platform in ((5, 1), (6, 1), (7, 2)):
+            ags = {"platform_id": platform, "lineitem": f"https://lms{platform}/li/1"}
+            awards.enqueue_issue(s, snapshot=snapshot(i, ags=ags | {"user": f"sub-{i}"}), now=NOW)
+        s.commit()
+        return repo.id, [r.id or 0 for r in s.exec(select(OutboxMessage)).all()]
+
+
+def _limited_poster(sent: list[str]) -> Any:
+    def poster(payload: dict[str, Any], record: AttemptRecord) -> dict[str, Any]:
+        sent.append(payload["ags"]["user"])
+        if len(sent) == 1:  # platform 1's gradebook answers the first score with a 429
+            raise RateLimited("LMS answered 429", status=429, retry_after=300)
+        return {"ok": True}
+
+    return poster
+
+
+def test_a_429_from_one_lms_pauses_only_that_lms_for_every_worker(engine: Engine) -> None:
+    repo_id, _ = _two_lms(engine)
+    sent: list[str] = []
+    poster = _limited_poster(sent)
+    w1 = Worker(engine, [AgsConnector(poster)], clock=clock, threads=1, batch=1)
+    w2 = Worker(engine, [AgsConnector(poster)], clock=clock, threads=1, batch=1)
+    assert w1.run_once() == 1 and sent == ["sub-5"]  # platform 1: 429, Retry-After 300 s
+    assert w2.run_once() == 1  # platform 2's score goes on
+    assert w2.run_once() == 0 and w1.run_once() == 0  # platform 1's second score waits
+    w1.close()
+    w2.close()
+    assert sent == ["sub-5", "sub-7"]
+    with db_session(engine) as s:
+        repo = repositories.get(s, repo_id)
+        assert repo.paused_until is None  # the gradebook of platform 2 is not paused
+        [pause] = s.exec(select(DeliveryPause)).all()
+    assert pause.scope == "platform:1" and pause.paused_until == NOW + dt.timedelta(seconds=300)
+    assert "429" in pause.paused_reason
+
+
+def test_a_429_from_one_lms_does_not_stop_the_worker_sending_to_another(engine: Engine) -> None:
+    _two_lms(engine)
+    sent: list[str] = []
+    worker = Worker(engine, [AgsConnector(_limited_poster(sent))], clock=clock, threads=1, batch=3)
+    assert worker.run_once() == 3  # one claim holds all three rows
+    worker.close()
+    assert sent == ["sub-5", "sub-7"]  # not platform 1's second score
+    assert statuses(engine) == {"pending": 2, "delivered": 1}
 
 
 @pytest.mark.parametrize("secret", [None])
