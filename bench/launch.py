@@ -745,8 +745,7 @@ def count_statements(
         engine = app.state.engine
         log: list[tuple[str, str]] = []
 
-        # Statements are counted at the driver: the launch path runs most of them on the
-        # DBAPI cursor (service/db/prepared.py), past SQLAlchemy's execution events.
+        # Statements are counted at the driver (SQLite's trace callback, psycopg's cursor).
         def note(statement: str) -> None:
             text_ = " ".join(statement.split())
             if text_ == "SELECT 1":  # the idle-connection check (db.engine._ping_when_idle)
@@ -773,36 +772,7 @@ def count_statements(
             "begin",
             lambda _c: log.append(("begin", "")) if db != "sqlite" else None,
         )
-        # every pool: on PostgreSQL the event loop's work runs on the async twin (asyncpg)
         event.listen(Pool, "checkout", lambda *_a: log.append(("checkout", "")))
-        if db != "sqlite":
-            from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
-
-            adapted_cursor = sa_asyncpg.AsyncAdapt_asyncpg_cursor
-            adapted_conn = sa_asyncpg.AsyncAdapt_asyncpg_connection
-            execute, start = adapted_cursor.execute, adapted_conn._start_transaction
-
-            def counted_execute(self: Any, operation: Any, parameters: Any = None) -> Any:
-                note(str(operation))
-                return execute(self, operation, parameters)
-
-            async def counted_start(self: Any) -> None:
-                if self.isolation_level != "autocommit":
-                    log.append(("begin", ""))
-                await start(self)
-
-            adapted_cursor.execute = counted_execute  # type: ignore[method-assign]
-            adapted_conn._start_transaction = counted_start  # type: ignore[method-assign]
-            # an autocommit statement that ran once goes to asyncpg itself (db.prepared)
-            from service.db import prepared as db_prepared
-
-            run_asyncpg = db_prepared._run_asyncpg
-
-            def counted_run(connection: Any, dbapi: Any, stmt: Any, args: Any) -> Any:
-                note(stmt.sql)
-                return run_asyncpg(connection, dbapi, stmt, args)
-
-            db_prepared._run_asyncpg = counted_run  # type: ignore[assignment]
         client = stack.enter_context(TestClient(app, base_url=base))
 
         def one(user: int) -> None:

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import bodylimit, deps, metrics, requestlog, secretbox
-from service.db.engine import UNAVAILABLE, dispose_twin, make_engine
+from service.db.engine import UNAVAILABLE, make_engine
 from service.db.engine import session as db_session
 from service.delivery import router as delivery_router
 from service.issuer import identity
@@ -98,8 +98,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
-        # Close the async connections of the event loop that served the requests.
-        await dispose_twin(app.state.engine)
         issuer_router.shutdown(app)  # the verifier's threads and worker processes
 
     app = FastAPI(
@@ -108,7 +106,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description="Competency levels from LMS results, issued as Open Badges 3.0.",
         lifespan=lifespan,
     )
-    app.state.engine = engine or make_engine(settings.resolved_database_url)
+    app.state.engine = engine or make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
     # The deployment's recorded issuer identity: adopted when MICROCRED_BASE_URL is unset,
     # and the app does not start under another URL (IdentityMismatch says which to use).
     try:

@@ -8,7 +8,12 @@ at once: the app never runs and nothing of the body is read. A body without a le
 limit is the last one read from the server, and the app gets ``TooLarge`` (a Starlette
 ``HTTPException``, so FastAPI's body parsing lets it through to the app's error handler)
 instead of it, on that and every later ``receive``. The 413 asks the client to close the
-connection (``Connection: close``): the rest of the body is never read.
+connection (``Connection: close``): the rest of the body is never used.
+
+Closed while the client is still sending, the socket would reset the connection and the
+client could lose the 413 it has not read yet. So the 413 goes out whole, and its end
+waits while what the client still sends is read and dropped (``_linger``: at most
+``LINGER_SECONDS`` and ``LINGER_BYTES``), as nginx lingers on close.
 
 The limit is ``MICROCRED_MAX_BODY_BYTES`` for every route except the few in
 ``larger_routes``, which is the one place a route's larger limit is declared.
@@ -20,6 +25,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import anyio
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -104,6 +110,31 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
+LINGER_SECONDS = 2.0
+LINGER_BYTES = 16 * 1024 * 1024  # a few socket buffers' worth
+
+
+def _linger(receive: Receive, send: Send) -> Send:
+    """``send`` for a 413: the response's last message is held back while the rest of the
+    request is read and dropped (until the client stops sending, or the bounds)."""
+
+    async def lingering(message: Message) -> None:
+        if message["type"] != "http.response.body" or message.get("more_body", False):
+            await send(message)
+            return
+        await send({**message, "more_body": True})
+        dropped = 0
+        with anyio.move_on_after(LINGER_SECONDS):
+            while dropped < LINGER_BYTES:
+                got = await receive()
+                if got["type"] != "http.request" or not got.get("more_body", False):
+                    break
+                dropped += len(got.get("body", b""))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return lingering
+
+
 class BodyLimit:
     """ASGI middleware: 413 for a body over its route's limit (see the module docstring).
 
@@ -138,7 +169,7 @@ class BodyLimit:
         declared = _content_length(scope)
         if declared is not None and declared > max_bytes:
             await self.respond(scope, TooLarge(max_bytes=max_bytes, hint=hint))(
-                scope, receive, send
+                scope, receive, _linger(receive, send)
             )
             return
         received = 0
@@ -157,15 +188,18 @@ class BodyLimit:
                     raise refused
             return message
 
+        lingering = _linger(receive, send)
+
         async def watched(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            # the app's own answer to ``TooLarge``: it lingers as the middleware's does
+            await (lingering if refused is not None else send)(message)
 
         try:
             await self.app(scope, counted, watched)
         except TooLarge as exc:
             if started:
                 raise
-            await self.respond(scope, exc)(scope, receive, send)
+            await self.respond(scope, exc)(scope, receive, lingering)

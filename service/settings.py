@@ -19,6 +19,20 @@ class Settings(BaseSettings):
     environment: Literal["development", "production", "test"] = "development"
     data_dir: Path = Path("var")
     database_url: str = ""
+    db_pool_size: int = Field(
+        default=15,
+        ge=1,
+        description="Database connections each process keeps open (web or worker). With "
+        "PostgreSQL, (web processes + workers) x (db_pool_size + db_max_overflow) must stay "
+        "under the server's max_connections with room for migrations and psql "
+        "(docs/architecture.md).",
+    )
+    db_max_overflow: int = Field(
+        default=0,
+        ge=0,
+        description="Connections a process may open past db_pool_size at busy times, each "
+        "opened and closed around one use.",
+    )
     base_url: str = "http://localhost:8000"
     secret_key: SecretStr | None = Field(
         default=None,

@@ -27,10 +27,6 @@ ALLOWED = {
     "service/assessment/parse.py",
     "service/assessment/parse.py:read_evidence",
     "service/delivery/outbox.py:claim",
-    "service/lti/launch.py",
-    "service/lti/launch.py:_login_state",
-    "service/lti/launch.py:_validate_launch",
-    "service/lti/launch.py:begin_login",
 }
 
 

@@ -17,6 +17,8 @@ from service.errors import ServiceError
 from service.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from service.flows import evaluating
 
 app = typer.Typer(
@@ -37,8 +39,12 @@ def _bootstrap(settings: Settings | None = None) -> Settings:
     return settings
 
 
-def _engine(settings: Settings):  # type: ignore[no-untyped-def]
-    return make_engine(settings.resolved_database_url)
+def _engine(settings: Settings) -> Engine:
+    return make_engine(
+        settings.resolved_database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+    )
 
 
 def _identity(settings: Settings, *, strict: bool = True) -> Settings:

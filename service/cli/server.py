@@ -67,14 +67,14 @@ def _run_uvicorn(
     uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
 ) -> None:
     _ensure_tool_key(settings)
-    from service.serving import CorkedHttpToolsProtocol
+    from service.serving import server_options
 
     uvicorn.run(
         "service.serving:served_app",
         factory=True,
         host=host,
         port=port,
-        http=CorkedHttpToolsProtocol,
+        **server_options(),
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
         log_config=logredact.uvicorn_log_config(json_lines=settings.log_format == "json"),

@@ -150,6 +150,9 @@ class Provider(abc.ABC):
     secret_days: ClassVar[int | None] = None
     # Config key of the COMPETENCY:LEVEL -> remote id map, if the kind has one.
     map_key: ClassVar[str | None] = None
+    # What the connection test does, for the administrator's page; "" while this kind has
+    # no test (``test_connection`` returns None).
+    test_description: ClassVar[str] = ""
     # `microcred repository add` options stored in the config: option name -> config key.
     options: ClassVar[Mapping[str, str]] = {}
     # A third party that knows the earner by e-mail: the repository's consent policy holds

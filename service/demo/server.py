@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import uvicorn
 from fastapi import FastAPI
 
-from service.serving import CorkedHttpToolsProtocol, settle_heap
+from service.serving import server_options, settle_heap
 
 __all__ = ["Endpoints", "bind", "run", "running"]
 
@@ -49,7 +49,7 @@ class _Server(uvicorn.Server):
 
 def _server(app: FastAPI, log_level: str) -> _Server:
     config = uvicorn.Config(
-        app, log_level=log_level, lifespan="on", access_log=False, http=CorkedHttpToolsProtocol
+        app, log_level=log_level, lifespan="on", access_log=False, **server_options()
     )
     return _Server(config)
 

@@ -5,8 +5,9 @@ and ``delivery`` together. Functions add and flush; the caller (route, CLI comma
 commits once, so a decision, its credential and the credential's outbox rows are written
 in one transaction (STYLE.md "Transactions"). One module per use case:
 
-- ``launching``: ``record_launch`` (person, course, enrolment, the course's gradebook
-  endpoint) and ``after_launch`` (queues the evaluation and a sync request)
+- ``launching``: ``after_launch`` (queues the evaluation and a sync request); the launch's
+  own rows (person, course, enrolment, the course's gradebook endpoint) are
+  ``lti.store.record_user``'s
 - ``wiring``: course wiring by the instructor (award rules, sources, competencies)
 - ``mapping``: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - ``evaluating``: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
@@ -21,5 +22,6 @@ in one transaction (STYLE.md "Transactions"). One module per use case:
 - ``gradebook``: ``ags_poster`` wires delivery's AGS connector to the LTI AGS client
 - ``learner_view``: a learner's status and awards
 - ``setup_store``: a course's setup row
-- ``learner_inputs``: the digest of a learner's evaluation inputs (``learner_state``)
+- ``learner_inputs``: the digest of a learner's evaluation inputs (``learner_state``, from
+  ``lti.store``)
 """

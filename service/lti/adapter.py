@@ -16,21 +16,16 @@ target_link_uri.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import secrets
-import time
 import typing as t
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-import sqlmodel
 from pylti1p3.cookie import CookieService
 from pylti1p3.deployment import Deployment as LtiDeployment
 from pylti1p3.exception import LtiException, OIDCException
-from pylti1p3.launch_data_storage.base import LaunchDataStorage
 from pylti1p3.message_launch import MessageLaunch
 from pylti1p3.oidc_login import OIDCLogin
 from pylti1p3.redirect import Redirect
@@ -38,29 +33,15 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlalchemy import (
-    LABEL_STYLE_TABLENAME_PLUS_COL,
-    Select,
-    and_,
-    bindparam,
-    func,
-    insert,
-    literal_column,
-    or_,
-    select,
-)
 from sqlmodel import Session
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from service.db import prepared
-from service.db.engine import dml_ctes
-from service.db.models import Deployment, LaunchState, LtiCache, Platform
-from service.db.types import utcnow
+from service.db.models import Deployment, Platform
+from service.lti import store
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
 
 __all__ = [
     "LIBRARY_ERRORS",
-    "DbLaunchDataStorage",
     "DbMessageLaunch",
     "DbOIDCLogin",
     "DbSessionService",
@@ -143,34 +124,6 @@ class FastApiRedirect(Redirect[Response]):
         return self._location
 
 
-class DbLaunchDataStorage(LaunchDataStorage[t.Any]):
-    """pylti1p3 launch data in the ``lti_cache`` table, with expiry, shared by all processes."""
-
-    def __init__(self, session: Session) -> None:
-        super().__init__()
-        self._db = session
-
-    def get_session_cookie_name(self) -> str | None:
-        return None  # state and nonce are bound by our own table, not a session cookie
-
-    def can_set_keys_expiration(self) -> bool:
-        return True
-
-    def get_value(self, key: str) -> t.Any:
-        row = self._db.get(LtiCache, self._prepare_key(key))
-        if row is None or row.expires_at <= utcnow():
-            return None
-        return row.value
-
-    def set_value(self, key: str, value: t.Any, exp: int | None = None) -> None:
-        expires = utcnow() + dt.timedelta(seconds=exp or 86400)
-        self._db.merge(LtiCache(key=self._prepare_key(key), value=value, expires_at=expires))
-        self._db.flush()
-
-    def check_value(self, key: str) -> bool:
-        return self.get_value(key) is not None
-
-
 class DbSessionService(SessionService):
     """Nonces live in ``launch_state`` (consumed once), so pylti1p3 need not keep them."""
 
@@ -201,164 +154,19 @@ def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
     return None
 
 
-# Statements of every login and launch, built once and run on the DBAPI cursor
-# (``db.prepared``): through the ORM each cost more than the rest of the lookup.
-def _platform_query() -> Select[t.Any]:
-    platform = prepared.table(Platform)
-    return select(platform).where(
-        platform.c.issuer == bindparam("iss"), platform.c.client_id == bindparam("cid")
-    )
-
-
-def _platform_deployment_query() -> Select[t.Any]:
-    platform = prepared.table(Platform)
-    deployment = prepared.table(Deployment)
-    return (
-        select(platform, deployment)
-        .outerjoin(
-            deployment,
-            and_(
-                deployment.c.platform_id == platform.c.id,
-                deployment.c.deployment_id == bindparam("dep"),
-            ),
-        )
-        .where(platform.c.issuer == bindparam("iss"), platform.c.client_id == bindparam("cid"))
-    )
-
-
-def _platform_deployment_versions_query() -> Select[t.Any]:
-    """``_platform_deployment_query`` and the row versions (PostgreSQL's ``xmin``, which
-    every UPDATE of a row renews) of both rows, for ``Registrations``."""
-    platform = prepared.table(Platform)
-    deployment = prepared.table(Deployment)
-    return _platform_deployment_query().add_columns(
-        literal_column(f"{platform.name}.xmin::text"),
-        literal_column(f"{deployment.name}.xmin::text"),
-    )
-
-
-@dataclass(frozen=True)
-class Registered:
-    """A platform and one of its deployments as read, with their row versions: a launch
-    that used this copy takes its login state only if both rows are unchanged since
-    (``launch._guarded_take_statement``), so a deactivation, a new key set URL or any other
-    change of either row takes effect at once."""
-
-    platform: Platform
-    deployment: Deployment
-    platform_version: str
-    deployment_version: str
-
-
-class Registrations:
-    """The web process's copy of the registrations its launches used (PostgreSQL): a
-    returning platform's launch skips the lookup's round trip. Entries live ``ttl``
-    seconds; a launch whose take finds a row changed drops the entry and runs again on a
-    fresh read (``launch.validate_launch``)."""
-
-    def __init__(self, ttl: float = 60.0, size: int = 1000) -> None:
-        self._ttl, self._size = ttl, size
-        self._entries: dict[tuple[str, str, str], tuple[float, Registered]] = {}
-
-    def get(self, key: tuple[str, str, str]) -> Registered | None:
-        found = self._entries.get(key)
-        if found is None or found[0] <= time.monotonic():
-            return None
-        return found[1]
-
-    def put(self, key: tuple[str, str, str], value: Registered) -> None:
-        if len(self._entries) >= self._size:
-            self._entries.clear()  # many platforms: start over rather than grow
-        self._entries[key] = (time.monotonic() + self._ttl, value)
-
-    def drop(self, key: tuple[str, str, str]) -> None:
-        self._entries.pop(key, None)
-
-
-def _recording(lookup: Select[t.Any], *, deployment: bool) -> Select[t.Any]:
-    """``lookup`` (platform, or platform + deployment) that also records the login's state
-    for the platform it finds, if that platform and the deployment the login names (when
-    known) are active, as the login then requires: one round trip where two cost two. The
-    INSERT is a data-modifying CTE (PostgreSQL); the last column says whether it ran."""
-    found = lookup.set_label_style(LABEL_STYLE_TABLENAME_PLUS_COL).cte("found")
-    states = prepared.table(LaunchState)
-    allowed: list[t.Any] = [found.c.platform_active]
-    if deployment:
-        # labels: the deployment's own id is deployment_id_1 (deployment_deployment_id is
-        # the LTI deployment id)
-        allowed.append(or_(found.c.deployment_id_1.is_(None), found.c.deployment_active))
-    values = [
-        found.c.platform_id if name == "platform_id" else bindparam(f"s_{name}", type_=c.type)
-        for name in _RECORDED
-        for c in [states.c[name]]
-    ]
-    recorded = (
-        insert(states)
-        .from_select(list(_RECORDED), select(*values).where(*allowed))
-        .returning(states.c.state)
-        .cte("recorded")
-    )
-    count = select(func.count()).select_from(recorded).scalar_subquery()
-    return select(found, count.label("recorded"))
-
-
-_RECORDED = (
-    "state",
-    "nonce",
-    "platform_id",
-    "target_link_uri",
-    "storage_target",
-    "created_at",
-    "expires_at",
-)
-
-
-def _platform_query_recording() -> Select[t.Any]:
-    return _recording(_platform_query(), deployment=False)
-
-
-def _platform_deployment_query_recording() -> Select[t.Any]:
-    return _recording(_platform_deployment_query(), deployment=True)
-
-
-def _deployment_query() -> Select[t.Any]:
-    deployment = prepared.table(Deployment)
-    return select(deployment).where(
-        deployment.c.platform_id == bindparam("pid"), deployment.c.deployment_id == bindparam("dep")
-    )
-
-
 class DbToolConf(ToolConfAbstract[FastApiRequest]):
-    """Registrations from the ``platform`` table: one issuer may have many client_ids.
+    """Registrations from the ``platform`` table (``lti.store``): one issuer may have many
+    client_ids.
 
     Inactive platforms and deployments are found too (so the caller can say *why* a launch
     is refused); ``platform`` remembers the row behind the last registration found.
-
-    ``record``: a login's ``launch_state`` values but its platform. On PostgreSQL the
-    lookup by issuer and client_id records them too, in the same statement, when the login
-    may go on (``recorded``); elsewhere, or when it did not, the caller inserts the row.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        *,
-        record: Mapping[str, t.Any] | None = None,
-        registrations: Registrations | None = None,
-    ) -> None:
+    def __init__(self, session: Session) -> None:
         super().__init__()
         self.issuers_relation_types = {}
         self._db = session
-        self._registrations = registrations
-        # the copy the lookup used (``registrations``), whether it was read just now or not
-        self.registered: Registered | None = None
-        self.registered_key: tuple[str, str, str] | None = None
-        self.registered_cached = False
         self.platform: Platform | None = None
-        self._record = None
-        if record is not None and dml_ctes(session):
-            self._record = {f"s_{name}": value for name, value in record.items()}
-        self.recorded = False
         # pylti1p3's deployment check and ours look up the same row: read it once.
         self._deployments: dict[tuple[int | None, str], Deployment | None] = {}
 
@@ -371,7 +179,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     def find_registration_by_issuer(  # type: ignore[override]  # None = not found
         self, iss: str, *args: t.Any, **kwargs: t.Any
     ) -> Registration | None:
-        rows = self._db.exec(sqlmodel.select(Platform).where(Platform.issuer == iss)).all()
+        rows = store.issuer_platforms(self._db, iss)
         if len(rows) != 1:
             return None  # unknown, or ambiguous: the platform must name its client_id
         self.platform = rows[0]
@@ -382,57 +190,16 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     ) -> Registration | None:
         if not client_id:
             return self.find_registration_by_issuer(iss)
+        # The deployment the request names comes with the platform in one statement (an
+        # unknown deployment is found as None and refused later).
         hint = _deployment_hint(kwargs)
-        record = self._record or {}
-        if hint is None:
-            build = _platform_query_recording if record else _platform_query
-            found = prepared.one(self._db, build, iss=iss, cid=client_id, **record)
-            row = prepared.model(Platform, found)
-        elif self._registrations is not None and not record:
-            found = None
-            row = self._registered(iss, client_id, hint)
-        else:
-            # The deployment the request names comes with the platform in one statement
-            # (outer join: an unknown deployment is found as None and refused later).
-            build = _platform_deployment_query_recording if record else _platform_deployment_query
-            found = prepared.one(self._db, build, iss=iss, cid=client_id, dep=hint, **record)
-            row = None
-            if found is not None:
-                row, deployment = prepared.models(found, Platform, Deployment)
-                self._deployments[(row.id, hint)] = deployment
-        self.recorded = bool(record) and found is not None and bool(found[-1])
-        if row is None:
+        found = store.registration(self._db, issuer=iss, client_id=client_id, deployment_id=hint)
+        if found is None:
             return None
-        self.platform = row
-        return _registration(row)
-
-    def _registered(self, iss: str, client_id: str, hint: str) -> Platform | None:
-        """The platform (and the named deployment) from ``registrations``, or read with
-        their row versions and kept there when both exist."""
-        assert self._registrations is not None
-        key = (iss, client_id, hint)
-        entry = self._registrations.get(key)
-        self.registered_cached = entry is not None
-        if entry is None:
-            found = prepared.one(
-                self._db, _platform_deployment_versions_query, iss=iss, cid=client_id, dep=hint
-            )
-            if found is None:
-                return None
-            *rows, platform_version, deployment_version = tuple(found)
-            platform: Platform | None
-            deployment: Deployment | None
-            platform, deployment = prepared.models(rows, Platform, Deployment)
-            if platform is None:
-                return None
-            self._deployments[(platform.id, hint)] = deployment
-            if deployment is None:
-                return platform  # refused later (unknown deployment): nothing to keep
-            entry = Registered(platform, deployment, platform_version, deployment_version)
-            self._registrations.put(key, entry)
-        self._deployments[(entry.platform.id, hint)] = entry.deployment
-        self.registered, self.registered_key = entry, key
-        return entry.platform
+        if hint is not None:
+            self._deployments[(found.platform.id, hint)] = found.deployment
+        self.platform = found.platform
+        return _registration(found.platform)
 
     def find_deployment(self, iss: str, deployment_id: str) -> LtiDeployment | None:
         return None  # one-client-per-issuer lookups are never used
@@ -450,10 +217,9 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
             return None
         key = (self.platform.id, deployment_id)
         if key not in self._deployments:
-            found = prepared.one(
-                self._db, _deployment_query, pid=self.platform.id, dep=deployment_id
+            self._deployments[key] = store.deployment(
+                self._db, platform_id=self.platform.id or 0, deployment_id=deployment_id
             )
-            self._deployments[key] = prepared.model(Deployment, found)
         return self._deployments[key]
 
 
@@ -462,7 +228,7 @@ class DbOIDCLogin(
 ):
     """Step 2 of the OIDC flow: the authentication request back to the platform, with the
     state and nonce the caller made (``new_state``, ``new_nonce``), so that they can be
-    recorded by the registration lookup itself (``DbToolConf(record=)``)."""
+    recorded by the caller (``lti.launch.begin_login``)."""
 
     def __init__(self, *args: t.Any, state: str, nonce: str, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)

@@ -23,6 +23,7 @@ __all__ = [
     "EngineDep",
     "HttpDep",
     "LtiCall",
+    "LtiCallDep",
     "ParamsDep",
     "SettingsDep",
     "get_async_http",
@@ -131,3 +132,6 @@ async def lti_call(request: Request) -> LtiCall:
         settings=request.app.state.settings,
         http=await get_http(request),
     )
+
+
+LtiCallDep = Annotated[LtiCall, Depends(lti_call)]

@@ -29,7 +29,7 @@ from service.db.types import utcnow
 from service.lti.errors import LaunchRejected
 from service.settings import Settings
 
-__all__ = ["FetchNeeded", "KeySetSource", "keys_for"]
+__all__ = ["FetchNeeded", "KeySetSource", "keys_for", "prefetch"]
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,20 @@ def _max_age(headers: httpx.Headers, settings: Settings) -> int:
 
 
 class FetchNeeded(Exception):
-    """The key set must be fetched, and the source has no client: it runs on the event loop
-    (``service.db.engine.call``). Nothing was claimed or changed; retry with a client in
-    the thread pool."""
+    """The key set of ``url`` must be fetched (``kid``: after a miss of this key id), and the
+    source has no client. Nothing was claimed or changed: fetch it with a client, outside
+    any transaction (``prefetch``), and try again."""
+
+    def __init__(self, url: str, kid: str | None = None) -> None:
+        super().__init__(url)
+        self.url, self.kid = url, kid
 
 
 class KeySetSource:
     """Fetches and caches the key set of one JWKS URL.
 
-    ``http=None``: cached keys only; a fetch or refetch raises ``FetchNeeded`` instead.
+    ``http=None``: the keys this process holds in memory only; reading the database's copy, a
+    fetch or a refetch raises ``FetchNeeded`` instead.
     """
 
     def __init__(self, engine: Engine, http: httpx.Client | None, settings: Settings) -> None:
@@ -91,9 +96,9 @@ class KeySetSource:
         self.http = http
         self.settings = settings
 
-    def _client(self, url: str) -> httpx.Client:
+    def _client(self, url: str, kid: str | None = None) -> httpx.Client:
         if self.http is None:
-            raise FetchNeeded(url)
+            raise FetchNeeded(url, kid)
         return self.http
 
     def _fetch(self, url: str, now: dt.datetime) -> _Entry:
@@ -140,6 +145,11 @@ class KeySetSource:
         entry = _mem.get(url)
         if entry is not None and entry.expires_at > now:
             return entry
+        if self.http is None:
+            # The database's copy is read by ``prefetch``, with no session of the caller's
+            # open: a launch holding a connection never asks the pool for a second one
+            # (with every thread doing so at once, the pool ran dry: a 30 s stall).
+            raise FetchNeeded(url)
         with db_session(self.engine) as s:
             row = s.exec(select(PlatformKeySet).where(PlatformKeySet.url == url)).first()
         if row is None or row.expires_at <= now:
@@ -195,7 +205,7 @@ class KeySetSource:
             entry = _mem.get(url)
             if entry is not None and any(k.kid == kid for k in entry.keys):
                 return entry.keys  # a concurrent refetch already brought it
-            self._client(url)  # before claiming: the retry with a client claims
+            self._client(url, kid)  # before claiming: the retry with a client claims
             if not self._claim_refetch(url, now):
                 log.info("kid miss on %s: refetch skipped (rate limit)", url)
                 return entry.keys if entry else []
@@ -209,6 +219,15 @@ def keys_for(source: KeySetSource, url: str, kid: str) -> list[jws.PublicKey]:
     if any(k.kid == kid for k in keys):
         return keys
     return source.keys_after_miss(url, kid)
+
+
+def prefetch(source: KeySetSource, needed: FetchNeeded) -> None:
+    """What ``needed`` asks for, with ``source``'s client: the key set, or a refetch after a
+    kid miss (within the refetch limit)."""
+    if needed.kid is None:
+        source.keys(needed.url)
+    else:
+        source.keys_after_miss(needed.url, needed.kid)
 
 
 def forget_memory_cache() -> None:

@@ -33,33 +33,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
-from sqlalchemy import (
-    Boolean,
-    Engine,
-    bindparam,
-    delete,
-    exists,
-    func,
-    literal_column,
-    or_,
-    select,
-    true,
-    update,
-)
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from service import jws
-from service.db import prepared
-from service.db.engine import dml_ctes, insert_row
-from service.db.models import Deployment, LaunchState, LtiCache, Platform, WebSession
+from service.db.models import Deployment, LaunchState, Platform
 from service.db.types import utcnow
-from service.lti import adapter, jwks, origins, platforms, roles
+from service.lti import adapter, jwks, origins, platforms, roles, store
 from service.lti.errors import LaunchForbidden, LaunchRejected
 from service.lti.types import AGS_ENDPOINT, CLAIM, DL_SETTINGS, NRPS_CLAIM, LaunchContext
 from service.settings import Settings
 
 __all__ = [
+    "LaunchRequest",
+    "Launched",
     "LoginStart",
     "PendingLaunch",
     "begin_login",
@@ -139,19 +125,12 @@ def _platform_or_reject(conf: adapter.DbToolConf) -> Platform:
 
 
 def begin_login(
-    session: Session,
-    *,
-    params: Mapping[str, str],
-    cookies: Mapping[str, str],
-    secure: bool,
-    settings: Settings,
-    now: dt.datetime | None = None,
+    session: Session, request: LaunchRequest, *, settings: Settings, now: dt.datetime
 ) -> LoginStart:
     """Validate a third-party initiated login and record state + nonce. Caller commits."""
-    now = now or utcnow()
-    request = adapter.FastApiRequest(params, cookies, secure)
+    lti_request = adapter.FastApiRequest(request.params, request.cookies, request.secure)
     for name in ("iss", "login_hint", "target_link_uri"):
-        if not request.get_param(name):
+        if not lti_request.get_param(name):
             raise LaunchRejected(
                 f"The login request has no '{name}' parameter.",
                 hint="The platform must start the launch with an OIDC login initiation "
@@ -159,14 +138,14 @@ def begin_login(
                 code="login_incomplete",
             )
     for name in ("login_hint", "lti_message_hint"):
-        if len(request.get_param(name)) > MAX_LOGIN_HINT:
+        if len(lti_request.get_param(name)) > MAX_LOGIN_HINT:
             raise LaunchRejected(
                 f"The login request's '{name}' is longer than {MAX_LOGIN_HINT} characters.",
                 hint="Platforms send short hints; start the launch again from the course, "
                 "and tell the platform's administrator if this keeps happening.",
                 code="login_hint_too_long",
             )
-    target = request.get_param("target_link_uri")
+    target = lti_request.get_param("target_link_uri")
     if not is_own_url(target, settings):
         raise LaunchRejected(
             "The login asks to continue to a URL that is not part of microcred.",
@@ -174,26 +153,15 @@ def begin_login(
             "check the tool URL configured in the platform.",
             code="foreign_target_link_uri",
         )
-    storage_target = request.get_param("lti_storage_target")[:200]
+    storage_target = lti_request.get_param("lti_storage_target")[:200]
     new_state, new_nonce = adapter.new_state(), adapter.new_nonce()
-    record: dict[str, t.Any] = {
-        "state": new_state,
-        "nonce": new_nonce,
-        "target_link_uri": target[:1000],
-        "storage_target": storage_target,
-        "created_at": now,
-        "expires_at": now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
-    }
-    # PostgreSQL: the registration lookup records the state as well, when the login may go
-    # on (its platform and named deployment active: the checks below).
-    conf = adapter.DbToolConf(session, record=record)
-    cookie_service = adapter.FastApiCookieService(request)
+    conf = adapter.DbToolConf(session)
+    cookie_service = adapter.FastApiCookieService(lti_request)
     login = adapter.DbOIDCLogin(
-        request,
+        lti_request,
         conf,
-        adapter.DbSessionService(request),
+        adapter.DbSessionService(lti_request),
         cookie_service,
-        launch_data_storage=adapter.DbLaunchDataStorage(session),
         state=new_state,
         nonce=new_nonce,
     )
@@ -208,15 +176,23 @@ def begin_login(
             code="unknown_platform",
         ) from exc
     platform = _platform_or_reject(conf)
-    dep_hint = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
+    dep_hint = lti_request.get_param("lti_deployment_id") or lti_request.get_param("deployment_id")
     known = conf.deployment_row(dep_hint) if dep_hint else None
     if known is not None and not known.active:
         _deployment_or_reject(conf, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
-    if not conf.recorded:
-        insert_row(session, LaunchState, platform_id=platform.id or 0, **record)
+    store.record_login(
+        session,
+        platform_id=platform.id or 0,
+        state=new_state,
+        nonce=new_nonce,
+        target_link_uri=target[:1000],
+        storage_target=storage_target,
+        created_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.login_state_ttl_seconds),
+    )
     if secrets.randbelow(50) == 0:
-        purge_expired(session, now=now)
+        store.purge_expired(session, now=now)
     return LoginStart(
         auth_url=auth_url,
         state=state,
@@ -226,12 +202,6 @@ def begin_login(
         cookies=cookie_service,
         frame_origins=tuple(origins.platform_origins(platform)),
     )
-
-
-def purge_expired(session: Session, *, now: dt.datetime) -> None:
-    session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
-    session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
-    session.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
 
 
 def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deployment:
@@ -258,46 +228,41 @@ def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deplo
 # --- launch --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class LaunchRequest:
+    """What a launch request carries: its form and query fields, its cookies, and whether
+    it came over https."""
+
+    params: Mapping[str, str]
+    cookies: Mapping[str, str]
+    secure: bool
+
+
 @dataclass
 class PendingLaunch:
-    """A launch whose token is valid. Its state is consumed in the validating transaction
-    (``consumed``) or, when that transaction only read, by ``complete_launch``."""
+    """A launch whose token passed every check; ``complete_launch`` takes its login
+    state."""
 
-    message: adapter.DbMessageLaunch
     claims: dict[str, t.Any]
     platform: Platform
     deployment: Deployment
     state: str
-    nonce: str
     browser_bound: bool
-    storage_target: str
     auth_origin: str
     context: LaunchContext
-    consumed: bool = False
-    # the row of validate_launch's ``alongside`` statement, when it ran with the take
-    alongside: tuple[t.Any, ...] | None = None
-    # the ``opening`` INSERT ran with the take and wrote its row
-    opened: bool = False
 
-
-Lookup = tuple[t.Callable[[], t.Any], dict[str, t.Any], int]
-"""A SELECT builder (a module-level function: its identity is a cache key), its
-parameters, and how many of its leading columns to convert (``prepared.one``)."""
-
-Alongside = t.Callable[[LaunchContext], Lookup]
-"""A read to run with the launch's take of its login state (``validate_launch``), made
-from the launch's context."""
+    @property
+    def nonce(self) -> t.Any:
+        return self.claims.get("nonce")
 
 
 @dataclass(frozen=True)
-class Opening:
-    """A write to run with the take and the ``alongside`` read, in the same statement
-    (PostgreSQL): ``build(taken, also)`` (a module-level function: its identity is a cache
-    key) returns an ``INSERT ... SELECT ... FROM taken, also ... RETURNING`` over the two
-    CTEs, so it writes only when the take took the state; ``params`` are its parameters."""
+class Launched:
+    """A launch whose login state was taken: its context, and the platform storage its
+    login used ("" for none)."""
 
-    build: t.Callable[[t.Any, t.Any], t.Any]
-    params: dict[str, t.Any]
+    context: LaunchContext
+    storage_target: str
 
 
 def _reject(detail: str, code: str, hint: str | None = None) -> LaunchRejected:
@@ -408,83 +373,16 @@ def _check_shapes(claims: dict[str, t.Any]) -> None:
 
 def validate_launch(
     session: Session,
+    request: LaunchRequest,
     *,
-    engine: Engine,
-    params: Mapping[str, str],
-    cookies: Mapping[str, str],
-    secure: bool,
+    keys: jwks.KeySetSource,
     settings: Settings,
-    http: httpx.Client | None,
-    now: dt.datetime | None = None,
-    consume: bool = False,
-    alongside: Alongside | None = None,
-    registrations: adapter.Registrations | None = None,
-    opening: t.Callable[[LaunchContext], Opening] | None = None,
-) -> PendingLaunch:
-    """Every check of the launch. Raises ``LaunchRejected`` (4xx) on any failure.
-
-    ``http=None``: the platform's key set must be cached; ``jwks.FetchNeeded`` otherwise.
-    ``consume=True``: the state is taken here, by the statement that checks it (one round
-    trip for two), which only takes a state that fits this launch: no check follows the
-    take, so in a session whose statements commit one by one a refused launch never uses
-    up its state (``_login_state``). ``consume=False`` (a read-only session, e.g. around a
-    key-set fetch): ``complete_launch`` takes it, in the caller's write transaction.
-    ``alongside``: on PostgreSQL the take also runs this read, in the same statement (the
-    take as a data-modifying CTE), and its row comes back as ``PendingLaunch.alongside``.
-    ``opening``: with ``alongside``, for a launch whose browser sent back its login cookie,
-    this write runs in that statement too (``PendingLaunch.opened``).
-
-    ``registrations``: with ``consume`` on PostgreSQL, the platform and deployment may come
-    from this process's copy (``adapter.Registrations``: no lookup); the take then also
-    requires both rows unchanged since the copy was read (their ``xmin``), so nothing is
-    accepted on stale data. A launch refused while using the copy, or whose guarded take
-    found nothing, drops it and is validated again on a fresh read, which says why.
-    """
-    now = now or utcnow()
-    args: dict[str, t.Any] = {
-        "engine": engine,
-        "params": params,
-        "cookies": cookies,
-        "secure": secure,
-        "settings": settings,
-        "http": http,
-        "now": now,
-        "consume": consume,
-        "alongside": alongside,
-        "opening": opening,
-    }
-    if registrations is None or not (consume and dml_ctes(session)):
-        return _validate_launch(session, **args)
-    used: list[adapter.DbToolConf] = []
-    try:
-        return _validate_launch(session, **args, registrations=registrations, used=used)
-    except (LaunchRejected, _TakeMissed) as refused:
-        conf = used[0] if used else None
-        key = conf.registered_key if conf is not None else None
-        if isinstance(refused, LaunchRejected) and not (conf and conf.registered_cached):
-            raise  # refused on a fresh read: the reason stands
-        if key is not None:
-            registrations.drop(key)
-    return _validate_launch(session, **args)
-
-
-def _validate_launch(
-    session: Session,
-    *,
-    engine: Engine,
-    params: Mapping[str, str],
-    cookies: Mapping[str, str],
-    secure: bool,
-    settings: Settings,
-    http: httpx.Client | None,
     now: dt.datetime,
-    consume: bool,
-    alongside: Alongside | None,
-    opening: t.Callable[[LaunchContext], Opening] | None,
-    registrations: adapter.Registrations | None = None,
-    used: list[adapter.DbToolConf] | None = None,
 ) -> PendingLaunch:
-    """``validate_launch``'s checks; ``used`` receives the registration lookup."""
+    """Every check of the launch's token and registration (reads only). Raises
+    ``LaunchRejected`` (4xx) on any failure, ``jwks.FetchNeeded`` when ``keys`` has no
+    client and the platform's key set must be fetched."""
+    params = request.params
     error = params.get("error")
     if error and not params.get("id_token"):
         # Moodle (auth.php) posts protocol errors back without an id_token.
@@ -503,17 +401,14 @@ def _validate_launch(
         raise _reject("The id_token is too large.", "bad_token")
     if not state:
         raise _reject("The launch carries no state.", "missing_state")
-    request = adapter.FastApiRequest(params, cookies, secure)
-    conf = adapter.DbToolConf(session, registrations=registrations)
-    if used is not None:
-        used.append(conf)
-    check = _SignatureCheck(jwks.KeySetSource(engine, http, settings), settings, now)
+    lti_request = adapter.FastApiRequest(params, request.cookies, request.secure)
+    conf = adapter.DbToolConf(session)
     message = adapter.DbMessageLaunch(
-        request,
+        lti_request,
         conf,
-        session_service=adapter.DbSessionService(request),
-        cookie_service=adapter.FastApiCookieService(request),
-        signature_check=check,
+        session_service=adapter.DbSessionService(lti_request),
+        cookie_service=adapter.FastApiCookieService(lti_request),
+        signature_check=_SignatureCheck(keys, settings, now),
     )
     try:
         message.validate()
@@ -536,53 +431,15 @@ def _validate_launch(
     platform = _platform_or_reject(conf)
     claims = message.verified_claims
     deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
-
-    cookie = request.get_cookie(f"lti1p3-{state}")
-    expect = _Expect(
-        platform_id=platform.id or 0,
-        nonce=claims.get("nonce"),
-        target=claims.get(CLAIM + "target_link_uri"),
-        bound=cookie is not None and hmac.compare_digest(cookie.encode(), state.encode()),
-    )
-    context = _context(message, claims, platform, deployment)
-    also = alongside(context) if alongside is not None and consume else None
-    write = None
-    if opening is not None and also is not None and expect.bound and dml_ctes(session):
-        write = opening(context)
-    registered = conf.registered
-    guard = None
-    if registered is not None:
-        guard = {
-            "g_platform": registered.platform.id,
-            "g_platform_version": registered.platform_version,
-            "g_deployment": registered.deployment.id,
-            "g_deployment_version": registered.deployment_version,
-        }
-    row, consumed, also_row, opened = _login_state(
-        session,
-        state,
-        expect,
-        now=now,
-        consume=consume,
-        settings=settings,
-        alongside=also,
-        opening=write,
-        guard=guard,
-    )
+    cookie = lti_request.get_cookie(f"lti1p3-{state}")
     return PendingLaunch(
-        message=message,
         claims=claims,
         platform=platform,
         deployment=deployment,
         state=state,
-        nonce=row.nonce,
-        browser_bound=expect.bound,
-        storage_target=row.storage_target,
+        browser_bound=cookie is not None and hmac.compare_digest(cookie.encode(), state.encode()),
         auth_origin=origins.origin(platform.auth_login_url) or "",
-        context=context,
-        consumed=consumed,
-        alongside=also_row,
-        opened=opened,
+        context=_context(message.get_launch_id(), claims, platform, deployment),
     )
 
 
@@ -635,222 +492,67 @@ def _check_state(
     return row
 
 
-def _login_state(
-    session: Session,
-    state: str,
-    expect: _Expect,
-    *,
-    now: dt.datetime,
-    consume: bool,
-    settings: Settings,
-    alongside: Lookup | None = None,
-    opening: Opening | None = None,
-    guard: dict[str, t.Any] | None = None,
-) -> tuple[LaunchState, bool, tuple[t.Any, ...] | None, bool]:
-    """The login's state row, checked against the launch, whether this launch took it, the
-    row of the ``alongside`` read when it ran with the take, and whether the ``opening``
-    write (only with ``alongside``) ran with it.
-
-    ``consume``: take it in the statement that checks it (``UPDATE ... RETURNING`` with
-    every check on the row in its WHERE), so that nothing after the take can refuse the
-    launch: where each statement commits by itself (PostgreSQL, ``session(autocommit=)``)
-    a state is never used up by a launch that is then refused. When the take finds no
-    row, the row is read to say why. ``guard`` (PostgreSQL, ``validate_launch``'s
-    registrations): the take also requires the platform and deployment rows at these
-    versions; when it finds nothing, ``_TakeMissed`` (the caller reads afresh, says why).
-    """
-    # UPDATE ... RETURNING: PostgreSQL, SQLite from 3.35 (older ones consume at completion)
+def _take(
+    session: Session, pending: PendingLaunch, *, now: dt.datetime, settings: Settings
+) -> LaunchState:
+    """The login's state row, taken for this launch (used once), after every check on it:
+    the take carries the checks in its WHERE (``store.take_state``); when it takes nothing,
+    the row is read to say why."""
+    expect = _Expect(
+        platform_id=pending.platform.id or 0,
+        nonce=pending.nonce,
+        target=pending.claims.get(CLAIM + "target_link_uri"),
+        bound=pending.browser_bound,
+    )
     if (
-        consume
-        and session.get_bind().dialect.update_returning
-        and isinstance(expect.nonce, str)
+        isinstance(expect.nonce, str)
         and isinstance(expect.target, str)
         and is_own_url(expect.target, settings)
     ):
-        take: dict[str, t.Any] = {
-            "b_state": state,
-            "b_now": now,
-            "b_platform": expect.platform_id,
-            "b_nonce": expect.nonce,
-            "b_target": expect.target,
-            "b_bound": expect.bound,
-        }
-        also: tuple[t.Any, ...] | None = None
-        take_statement = _take_statement if guard is None else _guarded_take_statement
-        if guard is not None:
-            take |= guard
-        opened = False
-        if alongside is not None and dml_ctes(session):
-            build, params, convert = alongside
-            write = opening.build if opening is not None else None
-            found = prepared.one(
-                session,
-                _take_with(build, take_statement, write),
-                cache_key=(take_statement, build, write),
-                convert=prepared.width(LaunchState) + convert,
-                **take,
-                **params,
-                **(opening.params if opening is not None else {}),
-            )
-            also = found[prepared.width(LaunchState) :] if found is not None else None
-            if also is not None and write is not None:
-                also, opened = tuple(also[:-1]), bool(also[-1])
-        else:
-            found = prepared.one(session, take_statement, **take)
-        taken = prepared.model(LaunchState, found)
+        taken = store.take_state(
+            session,
+            store.Take(
+                state=pending.state,
+                platform_id=expect.platform_id,
+                nonce=expect.nonce,
+                target_link_uri=expect.target,
+                bound=expect.bound,
+                now=now,
+            ),
+        )
         if taken is not None:
-            checked = _check_state(taken, expect, now=now, settings=settings, taken=True)
-            return checked, True, also, opened
-        if guard is not None:
-            raise _TakeMissed()
-    row = prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
-    if consume and row is not None and row.used_at == now:
-        # Taken by this very launch (its time, to the microsecond) in a run whose connection
-        # was then lost: where statements commit one by one (or a lost COMMIT committed),
-        # the take outlived that run, and ``db.engine.on_loop`` runs the launch again.
-        checked = _check_state(row, expect, now=now, settings=settings, taken=True)
-        return checked, True, None, False
+            return _check_state(taken, expect, now=now, settings=settings, taken=True)
+    row = store.login_state(session, pending.state)
     _check_state(row, expect, now=now, settings=settings, taken=False)
-    assert row is not None
-    if consume and session.get_bind().dialect.update_returning:
-        # Every check passed on the row read, yet the take found none: another launch of
-        # the same token took it in between.
-        raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    return row, False, None, False
-
-
-def _take_statement() -> t.Any:
-    # Consume the state and read it in one statement, only if it fits this launch (see
-    # _check_state); under concurrency PostgreSQL's row lock (SQLite's write lock) lets
-    # exactly one launch take it.
-    table = prepared.table(LaunchState)
-    return (
-        update(table)
-        .where(
-            table.c.state == bindparam("b_state"),
-            table.c.used_at.is_(None),
-            table.c.expires_at > bindparam("b_now"),
-            table.c.platform_id == bindparam("b_platform"),
-            table.c.nonce == bindparam("b_nonce"),
-            or_(table.c.target_link_uri == "", table.c.target_link_uri == bindparam("b_target")),
-            or_(table.c.storage_target != "", bindparam("b_bound", type_=Boolean)),
-        )
-        .values(used_at=bindparam("b_now"))
-        .returning(*table.c)
-    )
-
-
-def registrations(engine: Engine) -> adapter.Registrations:
-    """The launches' copy of ``engine``'s registrations in this process (kept on the
-    engine; ``validate_launch(registrations=)``)."""
-    found: adapter.Registrations | None = getattr(engine, "_microcred_registrations", None)
-    if found is None:
-        found = engine._microcred_registrations = adapter.Registrations()  # type: ignore[attr-defined]
-    return found
-
-
-class _TakeMissed(Exception):
-    """A guarded take found no row: the launch is validated again without the guard."""
-
-
-def _guarded_take_statement() -> t.Any:
-    # The take, only while the platform and deployment rows are those the launch used
-    # (``adapter.Registrations``): an UPDATE of either renews its xmin.
-    unchanged = [
-        exists()
-        .where(
-            table.c.id == bindparam(f"g_{name}"),
-            literal_column(f"{table.name}.xmin::text") == bindparam(f"g_{name}_version"),
-        )
-        .select_from(table)
-        for name, table in (
-            ("platform", prepared.table(Platform)),
-            ("deployment", prepared.table(Deployment)),
-        )
-    ]
-    return _take_statement().where(*unchanged)
-
-
-def _take_with(
-    build: t.Callable[[], t.Any],
-    take: t.Callable[[], t.Any] = _take_statement,
-    write: t.Callable[[t.Any, t.Any], t.Any] | None = None,
-) -> t.Callable[[], t.Any]:
-    """The take, and the SELECT ``build()`` returns beside its row (it does not read
-    ``launch_state``): ``WITH taken AS (UPDATE ... RETURNING ...) SELECT taken.*, also.*
-    FROM taken LEFT JOIN (...) AS also ON true``; no row when nothing was taken. With
-    ``write`` (``Opening.build``), ``also`` is a CTE too, the INSERT a third one, and a last
-    column counts the rows it wrote."""
-
-    def statement() -> t.Any:
-        taken = take().cte("taken")
-        if write is None:
-            also = build().subquery("also")
-            return select(taken, also).select_from(taken.outerjoin(also, true()))
-        also_cte = build().cte("also")
-        written = write(taken, also_cte).cte("opened")
-        count = select(func.count()).select_from(written).scalar_subquery()
-        return select(taken, also_cte, count.label("opened")).select_from(
-            taken.outerjoin(also_cte, true())
-        )
-
-    return statement
-
-
-def _state_query() -> t.Any:
-    table = prepared.table(LaunchState)
-    return select(table).where(table.c.state == bindparam("state"))
-
-
-def _consume_statement() -> t.Any:
-    # The one-time consume of state + nonce that every launch runs (db.prepared).
-    return (
-        update(LaunchState)
-        .where(col(LaunchState.state) == bindparam("b_state"))
-        .where(col(LaunchState.nonce) == bindparam("b_nonce"))
-        .where(col(LaunchState.used_at).is_(None))
-        .values(used_at=bindparam("b_now"))
-    )
+    # Every check passed on the row read, yet the take found none: another launch of the
+    # same token took it in between.
+    raise _reject("This launch was already used; it cannot be replayed.", "replayed")
 
 
 def complete_launch(
-    session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime | None = None
-) -> LaunchContext:
-    """Consume state + nonce (exactly once, also under concurrency) and save launch data.
-
-    Must run in the caller's write transaction, committed once by the route.
-    """
-    now = now or utcnow()
-    if not pending.consumed:
-        consumed = prepared.execute(
-            session, _consume_statement, b_state=pending.state, b_nonce=pending.nonce, b_now=now
-        )
-        if consumed != 1:
-            raise _reject("This launch was already used; it cannot be replayed.", "replayed")
+    session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime
+) -> Launched:
+    """Take the login state (exactly once, also under concurrency) and keep what a
+    deep-linking launch needs later. In the caller's write transaction, committed once by
+    the route."""
+    row = _take(session, pending, now=now, settings=settings)
     context = pending.context
     if context.is_deep_linking:
         # The validated request, for the picker and the signed response that follow in this
         # session (``load_context``); a resource link launch keeps what it needs in its
-        # person, course, enrolment and course setup rows, so nothing more is written for
-        # it. pylti1p3's own copy of the raw claims is not stored: nothing reads it. The
-        # launch id is a fresh UUID, so a plain INSERT (no read-before-write merge).
-        insert_row(
+        # person, course, enrolment and course setup rows.
+        store.save_context(
             session,
-            LtiCache,
-            key=f"ctx-{context.launch_id}",
-            value=context.to_json(),
+            context,
             expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
         )
-    return context
+    return Launched(context=context, storage_target=row.storage_target)
 
 
 def load_context(session: Session, launch_id: str) -> LaunchContext | None:
     """The validated deep-linking request behind a session (``CurrentUser.launch_id``), if
     not expired; None for any other launch (only deep linking keeps its request)."""
-    row = session.get(LtiCache, f"ctx-{launch_id}")
-    if row is None or row.expires_at <= utcnow() or not isinstance(row.value, dict):
-        return None
-    return LaunchContext.from_json(row.value)
+    return store.load_context(session, launch_id, now=utcnow())
 
 
 def _str(value: t.Any, limit: int = 500) -> str:
@@ -862,7 +564,7 @@ def _dict(value: t.Any) -> dict[str, t.Any]:
 
 
 def _context(
-    message: adapter.DbMessageLaunch,
+    launch_id: str,
     c: dict[str, t.Any],
     platform: Platform,
     deployment: Deployment,
@@ -878,7 +580,7 @@ def _context(
     ags = c.get(AGS_ENDPOINT)
     dl = c.get(DL_SETTINGS)
     return LaunchContext(
-        launch_id=message.get_launch_id(),
+        launch_id=launch_id,
         platform_id=platform.id or 0,
         deployment_pk=deployment.id or 0,
         issuer=platform.issuer,
@@ -913,18 +615,16 @@ def _context(
 
 
 def issue_storage_ticket(
-    session: Session, context: LaunchContext, pending: PendingLaunch, *, now: dt.datetime
+    session: Session, launched: Launched, pending: PendingLaunch, *, now: dt.datetime
 ) -> str:
     """After a launch whose state must be checked in platform storage: a one-time ticket."""
     ticket = secrets.token_urlsafe(32)
-    session.add(
-        LtiCache(
-            key=f"ticket-{ticket}",
-            value={"context": context.to_json(), "state": pending.state, "nonce": pending.nonce},
-            expires_at=now + dt.timedelta(seconds=STORAGE_TICKET_SECONDS),
-        )
+    store.save_ticket(
+        session,
+        f"ticket-{ticket}",
+        {"context": launched.context.to_json(), "state": pending.state, "nonce": pending.nonce},
+        expires_at=now + dt.timedelta(seconds=STORAGE_TICKET_SECONDS),
     )
-    session.flush()
     return ticket
 
 
@@ -936,12 +636,10 @@ def redeem_storage_ticket(
     if "\x00" in ticket:
         raise _reject("The launch confirmation is malformed.", "unknown_ticket")
     key = f"ticket-{ticket}"[:300]
-    row = session.get(LtiCache, key)
-    if row is None or row.expires_at <= now or not isinstance(row.value, dict):
+    value = store.read_ticket(session, key, now=now)
+    if value is None:
         raise _reject("The launch confirmation is unknown or expired.", "unknown_ticket")
-    value = row.value
-    result = session.exec(delete(LtiCache).where(col(LtiCache.key) == key))
-    if result.rowcount != 1:
+    if not store.drop_ticket(session, key):
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
     if not (
         hmac.compare_digest(state.encode(), str(value["state"]).encode())

@@ -12,9 +12,10 @@ from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
 from service.db.engine import session as db_session
+from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.lti import keys, launch, origins, pages, ratelimit, registration
-from service.lti.http import get_async_http, lti_call, request_params
+from service.lti.http import LtiCallDep, get_async_http, request_params
 from service.settings import Settings
 
 router = APIRouter(prefix="/lti", tags=["lti"])
@@ -23,16 +24,9 @@ router = APIRouter(prefix="/lti", tags=["lti"])
 def _login(
     request: Request, params: dict[str, str], engine: Engine, settings: Settings
 ) -> Response:
-    # One write (the login state; now and then a purge of expired ones, which may be
-    # repeated): no transaction around it on PostgreSQL.
-    with db_session(engine, write=True, autocommit=True) as session:
-        start = launch.begin_login(
-            session,
-            params=params,
-            cookies=request.cookies,
-            secure=request.url.scheme == "https",
-            settings=settings,
-        )
+    lti_request = launch.LaunchRequest(params, request.cookies, request.url.scheme == "https")
+    with db_session(engine, write=True) as session:
+        start = launch.begin_login(session, lti_request, settings=settings, now=utcnow())
         session.commit()
     if start.storage_target:
         origins.allow(request, start.frame_origins)
@@ -53,17 +47,15 @@ def _login(
 
 
 @router.get("/login", include_in_schema=False)
-async def login_get(request: Request) -> Response:
+def login_get(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (GET)."""
-    call = await lti_call(request)
-    return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
+    return _login(request, call.params, call.engine, call.settings)
 
 
 @router.post("/login", include_in_schema=False)
-async def login_post(request: Request) -> Response:
+def login_post(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (POST)."""
-    call = await lti_call(request)
-    return await db_call(call.engine, _login, request, call.params, call.engine, call.settings)
+    return _login(request, call.params, call.engine, call.settings)
 
 
 @router.get("/jwks")

@@ -23,7 +23,7 @@ from service import audit, evaluation
 from service.db.engine import session as db_session
 from service.db.models import Course, Deployment, IssuerKey, Platform, ToolKey
 from service.db.types import utcnow
-from service.delivery import checks, repositories
+from service.delivery import checks, providers, repositories
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, NotFound, ServiceError
 from service.policies import institution
@@ -131,6 +131,7 @@ def _repositories_view(s: Session) -> dict[str, Any]:
         "tests": tests,
         "warnings": warnings,
         "kind_names": KIND_NAMES,
+        "test_descriptions": {p.kind: p.test_description for p in providers.registered()},
         "addable": ADDABLE,
         "competencies": competencies,
         "now": utcnow(),

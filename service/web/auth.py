@@ -31,27 +31,22 @@ import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
-from sqlalchemy import Boolean, Engine, bindparam, case, insert, null, or_, true
-from sqlalchemy import select as sa_select
-from sqlmodel import Session, SQLModel, select
+from sqlalchemy import Engine
+from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
-from service.db import prepared
-from service.db.engine import call as db_call
-from service.db.engine import insert_row
 from service.db.engine import session as db_session
-from service.db.models import Course, Deployment, Person, Platform, WebSession
+from service.db.models import Course, Person, Platform, WebSession
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
-from service.flows.launching import LaunchRecord, launch_lookup_ids
-from service.lti import origins
+from service.lti import origins, store
 from service.lti import roles as lti_roles
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
-from service.lti.launch import Opening
+from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
 from service.settings import Settings
 
@@ -62,13 +57,14 @@ __all__ = [
     "CurrentUser",
     "InstructorDep",
     "NotSignedIn",
+    "SentDep",
     "UserDep",
-    "as_user",
     "current_user",
     "require_admin",
     "require_course",
     "require_role",
     "set_session_cookie",
+    "signed_in",
     "start_session",
     "without_carried_token",
 ]
@@ -78,7 +74,6 @@ TOKEN_PARAM = "mc_session"  # noqa: S105  (a parameter name, not a secret)
 TOKEN_HEADER = "x-microcred-session"  # noqa: S105
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _TOUCH_EVERY = dt.timedelta(seconds=60)
-_T = TypeVar("_T")
 
 
 class NotSignedIn(ServiceError):
@@ -153,24 +148,10 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-_SESSION_FIELDS = (
-    "id",
-    "platform_id",
-    "deployment_id",
-    "role",
-    "roles",
-    "launch_id",
-    "frame_origin",
-    "created_at",
-    "last_seen_at",
-    "expires_at",
-)
-
-
 def _session_values(
     token: str, launch: LaunchContext, settings: Settings, now: dt.datetime
 ) -> dict[str, Any]:
-    # a web_session row but its person and course (``_SESSION_FIELDS``)
+    # a web_session row but its person and course
     return {
         "id": _hash(token),
         "platform_id": launch.platform_id,
@@ -200,39 +181,8 @@ def start_session(
     token = token or new_token()
     values = _session_values(token, launch, settings, now)
     values["role"] = record.role
-    insert_row(
-        session,
-        WebSession,
-        person_id=record.person_id,
-        course_id=record.course_id,
-        **values,
-    )
+    store.open_session(session, person_id=record.person_id, course_id=record.course_id, **values)
     return token
-
-
-def opening(token: str, launch: LaunchContext, settings: Settings, now: dt.datetime) -> Opening:
-    """The session of ``token``, opened by the launch's take of its login state in the same
-    statement (PostgreSQL, ``lti.launch.Opening``), for a user whose person (and course,
-    for a launch from one) the launch's read finds: what ``start_session`` writes."""
-    params = {
-        f"ws_{name}": value for name, value in _session_values(token, launch, settings, now).items()
-    }
-    params["ws_in_course"] = bool(launch.context_id)
-    return Opening(_opening_statement, params)
-
-
-def _opening_statement(taken: Any, also: Any) -> Any:
-    ws = prepared.table(WebSession)
-    person_id, course_id = launch_lookup_ids(also)
-    in_course = bindparam("ws_in_course", type_=Boolean)
-    names = _SESSION_FIELDS
-    row = sa_select(
-        *(bindparam(f"ws_{n}", type_=ws.c[n].type) for n in names),
-        person_id,
-        case((in_course, course_id), else_=null()),
-    ).select_from(taken.join(also, true()))
-    row = row.where(person_id.is_not(None), or_(~in_course, course_id.is_not(None)))
-    return insert(ws).from_select([*names, "person_id", "course_id"], row).returning(ws.c.id)
 
 
 def set_session_cookie(
@@ -247,22 +197,6 @@ def set_session_cookie(
     )
 
 
-_JOINED: tuple[type[SQLModel], ...] = (WebSession, Platform, Deployment, Person, Course)
-
-
-def _session_query() -> Any:
-    # Every request of a signed-in user runs it (db.prepared; parameter ``id``).
-    ws, platform, deployment, person, course = map(prepared.table, _JOINED)
-    return (
-        sa_select(ws, platform, deployment, person, course)
-        .outerjoin(platform, platform.c.id == ws.c.platform_id)
-        .outerjoin(deployment, deployment.c.id == ws.c.deployment_id)
-        .outerjoin(person, person.c.id == ws.c.person_id)
-        .outerjoin(course, course.c.id == ws.c.course_id)
-        .where(ws.c.id == bindparam("id"))
-    )
-
-
 @dataclass(frozen=True)
 class _Loaded:
     row: WebSession
@@ -272,31 +206,23 @@ class _Loaded:
 
 
 def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _Loaded:
-    # One statement: the session with its platform, deployment, person and course (outer
-    # joins, so a row deleted under a live session is refused below rather than looking
-    # like no session).
     with db_session(engine, autocommit=True) as s:
-        found = prepared.one(s, _session_query, id=_hash(token))
-        if found is None or found[0] is None:
-            raise NotSignedIn("Your microcred session has ended or is unknown.")
-        row, platform, deployment, person, course = prepared.models(found, *_JOINED)
-        if row.expires_at <= now:
-            raise NotSignedIn("Your microcred session has ended or is unknown.")
-        # Re-check the tenant on every request (security.md §1.3 account-state bypass).
-        if platform is None or not platform.active or deployment is None or not deployment.active:
-            raise Forbidden(
-                "The platform or deployment of this session has been deactivated.",
-                hint="Ask your microcred administrator.",
-            )
+        found = store.session_of(s, _hash(token))
+    if found is None or found.session.expires_at <= now:
+        raise NotSignedIn("Your microcred session has ended or is unknown.")
+    row, platform, deployment = found.session, found.platform, found.deployment
+    # Re-check the tenant on every request (security.md §1.3 account-state bypass).
+    if platform is None or not platform.active or deployment is None or not deployment.active:
+        raise Forbidden(
+            "The platform or deployment of this session has been deactivated.",
+            hint="Ask your microcred administrator.",
+        )
     if now - row.last_seen_at > _TOUCH_EVERY:
+        expires = now + dt.timedelta(seconds=settings.web_session_idle_seconds)
         with db_session(engine, write=True) as s:
-            fresh = s.exec(select(WebSession).where(WebSession.id == row.id)).first()
-            if fresh is not None:
-                fresh.last_seen_at = now
-                fresh.expires_at = now + dt.timedelta(seconds=settings.web_session_idle_seconds)
-                s.add(fresh)
-                s.commit()
-    return _Loaded(row=row, platform=platform, person=person, course=course)
+            store.touch_session(s, row.id, now=now, expires_at=expires)
+            s.commit()
+    return _Loaded(row=row, platform=platform, person=found.person, course=found.course)
 
 
 @dataclass(frozen=True)
@@ -311,6 +237,7 @@ class _Sent:
 
 
 async def _sent(request: Request) -> _Sent:
+    # async: it may await the form; the session lookup is ``signed_in``, in the thread pool
     cookie_token = read_iframe_cookie(request.cookies, SESSION_COOKIE)
     form_token = form_csrf = None
     if request.method in _UNSAFE and request.headers.get("content-type", "").startswith(
@@ -329,8 +256,9 @@ async def _sent(request: Request) -> _Sent:
     return _Sent(token, cookie_token, form_token, form_csrf)
 
 
-def _signed_in(request: Request, sent: _Sent, now: dt.datetime) -> CurrentUser:
-    """The user of ``sent``'s session (sync: database work, on the event loop or not)."""
+def signed_in(request: Request, sent: _Sent) -> CurrentUser:
+    """The user of ``sent``'s session (sync: database work)."""
+    now = utcnow()
     settings: Settings = request.app.state.settings
     loaded = _load(request.app.state.engine, sent.token, settings, now)
     row, token = loaded.row, sent.token
@@ -364,23 +292,12 @@ def _signed_in(request: Request, sent: _Sent, now: dt.datetime) -> CurrentUser:
     return user
 
 
-async def current_user(request: Request) -> CurrentUser:
+SentDep = Annotated[_Sent, Depends(_sent)]
+
+
+def current_user(request: Request, sent: SentDep) -> CurrentUser:
     """The launched user of this request (cookie, header, or carried token)."""
-    sent = await _sent(request)
-    return await db_call(request.app.state.engine, _signed_in, request, sent, utcnow())
-
-
-async def as_user(request: Request, page: Callable[[CurrentUser], _T]) -> _T:
-    """``page(user)`` for the launched user of this request, both in one ``db.engine.call``:
-    for a page whose own work is database work (sync), where the ``UserDep`` dependency
-    and the route's call would each cost a greenlet on PostgreSQL, and a dependency."""
-    sent = await _sent(request)
-    now = utcnow()
-
-    def signed_in_page() -> _T:
-        return page(_signed_in(request, sent, now))
-
-    return await db_call(request.app.state.engine, signed_in_page)
+    return signed_in(request, sent)
 
 
 def without_carried_token(request: Request) -> Response | None:

@@ -1,37 +1,33 @@
 """The launch route and the pages a launch lands on.
 
 ``POST /lti/launch`` validates the launch (``service.lti.launch``), records the person,
-course and enrolment (``launching.record_launch``), opens the tool session (``auth``) and sends
-the browser to the page for its role. Deep-linking requests go to the picker, whose answer
-is a signed LtiDeepLinkingResponse auto-posted to the platform.
+course and enrolment (``lti.store.record_user``), opens the tool session (``auth``) and
+sends the browser to the page for its role. Deep-linking requests go to the picker, whose
+answer is a signed LtiDeepLinkingResponse auto-posted to the platform.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import functools
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-import anyio.to_thread
-import httpx
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from service.db import engine as db_engine
 from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.errors import BadInput, Forbidden
 from service.flows import launching
-from service.lti import deep_linking, jwks, origins, pages, ratelimit
+from service.lti import deep_linking, jwks, origins, pages, ratelimit, store
 from service.lti import http as lti_http
 from service.lti import launch as lti_launch
 from service.lti.errors import LaunchRejected
+from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
 from service.settings import Settings
 from service.web import auth
@@ -61,113 +57,27 @@ def _landing(
     return response
 
 
-def _open_session(
-    engine: Engine,
-    s: Session,
-    context: LaunchContext,
-    settings: Settings,
-    now: dt.datetime,
-    known: tuple[Any, ...] | None,
-    token: str,
-    *,
-    opened: bool,
-) -> tuple[str, launching.LaunchRecord]:
-    """Record the launch and open the tool session in ``s``; commits ``s``.
-
-    In a session whose statements commit one by one (PostgreSQL, ``autocommit``), a
-    returning user's launch is recorded there; a first launch, whose INSERTs need a
-    transaction (a savepoint each, for a concurrent first launch), commits ``s`` and is
-    recorded in a write transaction of its own. ``known``: ``launching.launch_lookup``'s row,
-    read with the take of the login state. ``opened``: the take opened the session of
-    ``token`` already (``auth.opening``).
-    """
-
-    def record_in(t: Session, **how: Any) -> launching.LaunchRecord | None:
-        record = launching.record_launch(t, launch=context, now=now, **how)
-        if record is not None and not opened:
-            auth.start_session(
-                t, record=record, launch=context, settings=settings, now=now, token=token
-            )
-        return record
-
-    record = record_in(s, create=not db_engine.autocommits(s), known=known)
-    s.commit()
-    if record is None:
-        with db_session(engine, write=True) as t:
-            record = record_in(t)
-            assert record is not None
-            t.commit()
-    return token, record
-
-
-def _launch(
+def _finish(
     request: Request,
-    params: dict[str, str],
-    engine: Engine,
-    settings: Settings,
-    http: httpx.Client | None,
-    now: dt.datetime,
-) -> tuple[Response, launching.LaunchRecord | None]:
-    token = auth.new_token()
-
-    def opening(context: LaunchContext) -> lti_launch.Opening:
-        return auth.opening(token, context, settings, now)
-
-    def validate(s: Session, *, consume: bool) -> lti_launch.PendingLaunch:
-        # Taking the state, PostgreSQL also reads the user's rows (one statement).
-        return lti_launch.validate_launch(
-            s,
-            engine=engine,
-            params=params,
-            cookies=request.cookies,
-            secure=request.url.scheme == "https",
-            settings=settings,
-            http=http,
-            now=now,
-            consume=consume,
-            alongside=launching.launch_lookup,
-            registrations=lti_launch.registrations(engine),
-            # PostgreSQL: a returning user's session opens in the take's statement too
-            opening=opening,
-        )
-
-    if http is None:
-        # On the event loop (cached keys). SQLite: validation and its writes in one
-        # transaction (nothing else of this process runs meanwhile). PostgreSQL: each
-        # statement commits by itself, without the BEGIN and COMMIT round trips; the state
-        # is taken only by a launch that passed every check (lti.launch._login_state).
-        with db_session(engine, write=True, autocommit=True) as s:
-            pending = validate(s, consume=True)
-            return _complete(request, engine, s, pending, settings, now, token)
-    # May fetch the platform's key set (and write it through its own transaction): no
-    # write lock is held while it does.
-    with db_session(engine) as s:
-        pending = validate(s, consume=False)
-    with db_session(engine, write=True) as s:
-        return _complete(request, engine, s, pending, settings, now, token)
-
-
-def _complete(
-    request: Request,
-    engine: Engine,
     s: Session,
     pending: lti_launch.PendingLaunch,
     settings: Settings,
     now: dt.datetime,
-    token: str,
-) -> tuple[Response, launching.LaunchRecord | None]:
-    """Consume the login, record the user, open the session of ``token`` (in ``s``,
-    committed here, unless the take opened it: ``PendingLaunch.opened``)."""
-    context = lti_launch.complete_launch(s, pending, settings=settings, now=now)
+) -> tuple[Response, LaunchRecord | None]:
+    """Take the login state, record the user, open the tool session (in ``s``, committed
+    here): the redirect to the landing page. A launch whose login used platform storage and
+    whose browser sent no state cookie gets the storage check page instead."""
+    launched = lti_launch.complete_launch(s, pending, settings=settings, now=now)
+    context = launched.context
     if pending.browser_bound:
-        token, record = _open_session(
-            engine, s, context, settings, now, pending.alongside, token, opened=pending.opened
-        )
+        record = store.record_user(s, launch=context, now=now)
+        token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+        s.commit()
         return _landing(request, settings, token, context, cookie_works=True), record
     # No state cookie, but the login used platform storage: the browser must prove it holds
     # the state and nonce there (lti-cs-oidc). The token is consumed now, so it cannot be
     # replayed; the one-time ticket finishes the launch.
-    ticket = lti_launch.issue_storage_ticket(s, context, pending, now=now)
+    ticket = lti_launch.issue_storage_ticket(s, launched, pending, now=now)
     s.commit()
     origins.allow(
         request, origins.platform_origins(pending.platform, also=[origins.launch_origin(context)])
@@ -177,7 +87,7 @@ def _complete(
         "lti/storage_check.html",
         config_json=pages.json_block(
             {
-                "target": pending.storage_target,
+                "target": launched.storage_target,
                 "origin": pending.auth_origin,
                 "state_key": f"lti_state_{pending.state}",
                 "nonce_key": f"lti_nonce_{pending.nonce}",
@@ -188,46 +98,60 @@ def _complete(
     return page, None
 
 
-async def _after_launch(
-    engine: Engine, settings: Settings, record: launching.LaunchRecord, now: dt.datetime
+def _after_launch(
+    engine: Engine, settings: Settings, record: LaunchRecord, now: dt.datetime
 ) -> None:
-    # A pull from the LMS or an evaluation is due now and then (launching.after_launch): in the
-    # thread pool, on any database, since a pull calls the LMS.
+    # A pull from the LMS or an evaluation is due now and then (launching.after_launch).
     if launching.after_launch_due(settings=settings, record=record, now=now):
-        await anyio.to_thread.run_sync(
-            functools.partial(
-                launching.after_launch, engine, settings=settings, record=record, now=now
-            )
-        )
+        launching.after_launch(engine, settings=settings, record=record, now=now)
 
 
 @router.post("/lti/launch")
-async def launch(request: Request) -> Response:
-    """LTI 1.3 launch (OIDC authentication response).
-
-    The launch runs on the event loop (``db.engine.on_loop``) with the platform's cached
-    key set; when the key set must be fetched first, or another process holds SQLite's
-    write lock, the launch (nothing written yet) runs again in the thread pool, with the
-    HTTP client.
-    """
-    call = await lti_http.lti_call(request)
+def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
+    """LTI 1.3 launch (OIDC authentication response): validated, recorded and committed in
+    one write transaction, on the platform's cached key set; one that must be fetched is
+    fetched first, outside any transaction."""
     now = utcnow()
     engine, settings = call.engine, call.settings
-    args = (request, call.params, engine, settings)
-    result: tuple[Response, launching.LaunchRecord | None] | None = None
-    with contextlib.suppress(jwks.FetchNeeded, db_engine.WouldBlock):
-        result = await db_engine.on_loop(engine, _launch, *args, None, now)
-    if result is None:
-        result = await anyio.to_thread.run_sync(_launch, *args, call.http, now)
+    lti_request = lti_launch.LaunchRequest(
+        call.params, request.cookies, secure=request.url.scheme == "https"
+    )
+    cached = jwks.KeySetSource(engine, None, settings)
+
+    def attempt() -> tuple[Response, LaunchRecord | None]:
+        with db_session(engine, write=True) as s:
+            pending = lti_launch.validate_launch(
+                s, lti_request, keys=cached, settings=settings, now=now
+            )
+            return _finish(request, s, pending, settings, now)
+
+    try:
+        result = attempt()
+    except jwks.FetchNeeded as needed:
+        # The key set is fetched with no session open (no connection held, no transaction
+        # across the call), then the launch runs again on the cached keys.
+        fetching = jwks.KeySetSource(engine, call.http, settings)
+        jwks.prefetch(fetching, needed)
+        try:
+            result = attempt()
+        except jwks.FetchNeeded:
+            # Still missing (a refetch refused by the rate limit): validated with the client,
+            # which says why, in autocommit reads; then completed.
+            with db_session(engine, autocommit=True) as s:
+                pending = lti_launch.validate_launch(
+                    s, lti_request, keys=fetching, settings=settings, now=now
+                )
+            with db_session(engine, write=True) as s:
+                result = _finish(request, s, pending, settings, now)
     response, record = result
     if record is not None:
-        await _after_launch(engine, settings, record, now)
+        _after_launch(engine, settings, record, now)
     return response
 
 
 def _confirm(
     request: Request, engine: Engine, settings: Settings, ticket: str, state: str, nonce: str
-) -> tuple[Response, launching.LaunchRecord]:
+) -> tuple[Response, LaunchRecord]:
     now = utcnow()
     with db_session(engine, write=True) as s:
         try:
@@ -237,14 +161,14 @@ def _confirm(
         except LaunchRejected:
             s.commit()  # a wrong answer burns the ticket too: no second guess
             raise
-        token, record = _open_session(
-            engine, s, context, settings, now, None, auth.new_token(), opened=False
-        )
+        record = store.record_user(s, launch=context, now=now)
+        token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
+        s.commit()
     return _landing(request, settings, token, context, cookie_works=False), record
 
 
 @router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
-async def confirm(
+def confirm(
     request: Request,
     engine: lti_http.EngineDep,
     settings: lti_http.SettingsDep,
@@ -253,10 +177,8 @@ async def confirm(
     nonce: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Finish a launch whose state was checked in platform storage."""
-    response, record = await db_engine.call(
-        engine, _confirm, request, engine, settings, ticket, state, nonce
-    )
-    await _after_launch(engine, settings, record, utcnow())
+    response, record = _confirm(request, engine, settings, ticket, state, nonce)
+    _after_launch(engine, settings, record, utcnow())
     return response
 
 
@@ -297,14 +219,12 @@ def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
 
 
 @router.get("/app")
-async def home(request: Request) -> Response:
-    """The page a launch lands on, chosen by the user's role in the course: the session's
-    lookup and the page's reads in one call on the event loop (``auth.as_user``)."""
-    engine = request.app.state.engine
+def home(request: Request, sent: auth.SentDep) -> Response:
+    """The page a launch lands on, chosen by the user's role in the course."""
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    return await auth.as_user(request, lambda user: _home(request, engine, user))
+    return _home(request, request.app.state.engine, auth.signed_in(request, sent))
 
 
 def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:

@@ -88,10 +88,10 @@ def test_secrets_are_encrypted_at_rest(engine: Engine) -> None:
         secretbox.decrypt(token, context="other.column")
 
 
-def test_call_runs_database_work_on_the_event_loop_thread(engine: Engine) -> None:
+def test_call_runs_database_work_in_the_thread_pool(engine: Engine) -> None:
     import anyio
 
-    from service.db.engine import call, dispose_twin, in_process
+    from service.db.engine import call, in_process
 
     def where(tag: str, *, n: int) -> tuple[str, int, int, bool]:
         with session(engine) as s:
@@ -100,26 +100,20 @@ def test_call_runs_database_work_on_the_event_loop_thread(engine: Engine) -> Non
         return tag, n + one, threading.get_ident(), is_async
 
     async def main() -> tuple[tuple[str, int, int, bool], int]:
-        try:
-            return await call(engine, where, "x", n=1), threading.get_ident()
-        finally:
-            await dispose_twin(engine)
+        return await call(engine, where, "x", n=1), threading.get_ident()
 
     (tag, n, worker, is_async), loop_thread = anyio.run(main)
     assert (tag, n) == ("x", 2)
-    assert worker == loop_thread  # no thread-pool hand-off
+    assert worker != loop_thread  # one execution model: sync work in the thread pool
     assert in_process(engine) is (engine.dialect.name == "sqlite")
-    # PostgreSQL: the session inside was bound to the async twin (asyncpg, greenlet bridge)
-    assert is_async is (engine.dialect.name == "postgresql")
+    assert is_async is False  # one driver per database (psycopg on PostgreSQL)
 
 
 @pytest.mark.postgres
-def test_work_on_the_event_loop_lets_other_requests_run_while_it_waits_for_postgresql(
-    engine: Engine,
-) -> None:
+def test_a_request_waiting_for_postgresql_lets_other_requests_run(engine: Engine) -> None:
     import anyio
 
-    from service.db.engine import call, dispose_twin
+    from service.db.engine import call
 
     finished: list[str] = []
 
@@ -134,13 +128,10 @@ def test_work_on_the_event_loop_lets_other_requests_run_while_it_waits_for_postg
         finished.append("quick")
 
     async def main() -> None:
-        try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(call, engine, slow)
-                await anyio.sleep(0.1)  # slow is waiting on the server now
-                tg.start_soon(call, engine, quick)
-        finally:
-            await dispose_twin(engine)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, engine, slow)
+            await anyio.sleep(0.1)  # slow is waiting on the server now
+            tg.start_soon(call, engine, quick)
 
     anyio.run(main)
     assert finished == ["quick", "slow"]
@@ -154,40 +145,6 @@ def test_an_autocommit_session_runs_each_statement_in_its_own_transaction(engine
 
     assert len(xids(autocommit=False)) == 1
     assert len(xids(autocommit=True)) == 2  # no BEGIN: no transaction around the two
-
-
-@pytest.mark.postgres
-def test_on_the_event_loop_a_session_is_one_transaction_and_an_autocommit_one_is_not(
-    engine: Engine,
-) -> None:
-    """The async twin's connections are born in autocommit; a plain session still opens a
-    transaction (and rolls back what it did not commit)."""
-    import anyio
-
-    from service.db.engine import autocommits, dispose_twin, on_loop
-
-    def work() -> tuple[int, int, bool, bool, int]:
-        with session(engine) as s:
-            one = {s.execute(text("SELECT txid_current()")).scalar_one() for _ in range(2)}
-            in_transaction = not autocommits(s)
-        with session(engine, autocommit=True) as s:
-            two = {s.execute(text("SELECT txid_current()")).scalar_one() for _ in range(2)}
-            autocommit = autocommits(s)
-        with session(engine) as s:
-            s.execute(text("CREATE TABLE rolled_back_probe (n int)"))  # never committed
-        with session(engine, autocommit=True) as s:
-            left = s.execute(
-                text("SELECT count(*) FROM pg_tables WHERE tablename = 'rolled_back_probe'")
-            ).scalar_one()
-        return len(one), len(two), in_transaction, autocommit, left
-
-    async def main() -> tuple[int, int, bool, bool, int]:
-        try:
-            return await on_loop(engine, work)
-        finally:
-            await dispose_twin(engine)
-
-    assert anyio.run(main) == (1, 2, True, True, 0)
 
 
 @pytest.mark.postgres
@@ -228,120 +185,6 @@ def test_an_autocommit_session_works_on_a_connection_that_was_pinged_after_idlin
             assert s.execute(text("SELECT 2")).scalar_one() == 2
 
 
-def _hold_write_lock(engine: Engine, locked: threading.Event, release: threading.Event) -> None:
-    """Another connection (another process, in effect) holds SQLite's write lock."""
-    with session(engine, write=True) as s:
-        s.execute(text("SELECT 1"))  # BEGIN IMMEDIATE: the lock is ours
-        locked.set()
-        release.wait(30)
-        s.commit()
-
-
-def test_work_on_the_event_loop_moves_to_the_thread_pool_when_the_write_lock_is_taken(
-    engine: Engine,
-) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL has no database-wide write lock")
-    import anyio
-
-    from service.db.engine import call
-
-    locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(engine, locked, release))
-    holder.start()
-    assert locked.wait(10)
-    attempts: list[int] = []
-
-    def write() -> int:
-        attempts.append(threading.get_ident())
-        if len(attempts) == 2:  # the retry, in the pool: let the other writer finish
-            release.set()
-        with session(engine, write=True) as s:
-            s.add(AuditEvent(actor="t", action="x.y"))
-            s.commit()
-        return len(attempts)
-
-    async def main() -> tuple[int, int]:
-        return await call(engine, write), threading.get_ident()
-
-    try:
-        runs, loop_thread = anyio.run(main)
-    finally:
-        release.set()
-        holder.join(10)
-    # first on the loop, stopped before writing anything; then in the pool, waiting there
-    assert runs == 2 and attempts[0] == loop_thread and attempts[1] != loop_thread
-    with session(engine) as s:
-        assert len(s.exec(select(AuditEvent)).all()) == 1
-
-
-def test_once_it_has_written_work_on_the_loop_waits_for_the_lock_and_is_not_rerun(
-    engine: Engine,
-) -> None:
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
-    import anyio
-
-    from service.db.engine import call
-
-    locked, release = threading.Event(), threading.Event()
-    holder = threading.Thread(target=_hold_write_lock, args=(engine, locked, release))
-    attempts: list[int] = []
-
-    def two_writes() -> None:
-        attempts.append(threading.get_ident())
-        with session(engine, write=True) as s:
-            s.add(AuditEvent(actor="t", action="first"))
-            s.commit()
-        holder.start()
-        assert locked.wait(10)
-        threading.Timer(0.2, release.set).start()  # the other writer finishes a bit later
-        with session(engine, write=True) as s:  # waits here (busy timeout), on the loop
-            s.add(AuditEvent(actor="t", action="second"))
-            s.commit()
-
-    async def main() -> int:
-        await call(engine, two_writes)
-        return threading.get_ident()
-
-    try:
-        loop_thread = anyio.run(main)
-    finally:
-        release.set()
-        holder.join(10)
-    assert attempts == [loop_thread]  # one run, never repeated
-    with session(engine) as s:
-        assert sorted(e.action for e in s.exec(select(AuditEvent)).all()) == ["first", "second"]
-
-
-@pytest.mark.postgres
-def test_the_async_twin_takes_the_libpq_parameters_of_the_database_url(engine: Engine) -> None:
-    """A production URL carries libpq parameters (sslmode, application_name): the event
-    loop's asyncpg connections honour them as the thread pool's psycopg ones do."""
-    import anyio
-
-    from service.db.engine import dispose_twin, make_engine, on_loop
-
-    url = engine.url.update_query_dict({"sslmode": "disable", "application_name": "mc-test"})
-    other = make_engine(url.render_as_string(hide_password=False))
-
-    def name() -> str:
-        with session(other) as s:
-            return str(s.execute(text("SELECT current_setting('application_name')")).scalar())
-
-    async def main() -> str:
-        try:
-            return await on_loop(other, name)
-        finally:
-            await dispose_twin(other)
-
-    try:
-        assert anyio.run(main) == "mc-test"
-        assert name() == "mc-test"  # and the engine's own (psycopg) connection
-    finally:
-        other.dispose()
-
-
 def _kill_backends(engine: Engine) -> int:
     """The server drops every connection of this database but ours (a restart, a failover)."""
     admin = create_engine(engine.url, poolclass=NullPool)
@@ -370,39 +213,11 @@ def _select_one() -> Any:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("autocommit", [False, True], ids=["transaction", "autocommit"])
-def test_work_on_the_event_loop_survives_connections_the_server_dropped(
-    engine: Engine, autocommit: bool
-) -> None:
-    """Connections used a moment ago (no idle check) that the server has since dropped: the
-    request runs again on a new connection instead of failing (in autocommit, the statement
-    ran once already, so it fails on asyncpg itself, past SQLAlchemy's cursor adapter)."""
-    import anyio
-
-    from service.db.engine import call, dispose_twin
-
-    async def main() -> list[int]:
-        try:
-            first = await call(engine, _one, engine, autocommit)
-            assert _kill_backends(engine) >= 1
-            return [
-                first,
-                await call(engine, _one, engine, autocommit),
-                await call(engine, _one, engine, autocommit),
-            ]
-        finally:
-            await dispose_twin(engine)
-
-    assert anyio.run(main) == [1, 1, 1]
-    engine.dispose()  # the thread pool's connections died too: not this test's subject
-
-
-@pytest.mark.postgres
 def test_a_lost_connection_on_the_driver_cursor_is_reported_and_the_pool_renewed(
     engine: Engine,
 ) -> None:
-    """db.prepared runs on the DBAPI cursor, past SQLAlchemy's execution: a lost connection
-    must still come out as SQLAlchemy's error (a 503 page) and retire the pool's connections."""
+    """A lost connection comes out as SQLAlchemy's error (a 503 page) and retires the
+    pool's connections."""
     from sqlalchemy import exc as sa_exc
 
     with contextlib.ExitStack() as stack:  # several pooled connections, all used just now
@@ -460,37 +275,8 @@ def _cache_row() -> Any:
 
 
 @pytest.mark.postgres
-def test_autocommit_statements_on_the_event_loop_run_on_asyncpg_itself(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Past SQLAlchemy's cursor adapter: the same values, row counts and errors as through
-    it (the first run of each statement goes through the adapter)."""
-    import anyio
-
-    from service.db import prepared
-    from service.db.engine import dispose_twin, on_loop
-
-    direct: list[str] = []
-    original = prepared._run_asyncpg
-
-    def spy(connection: Any, dbapi: Any, statement: Any, args: Any) -> Any:
-        direct.append(statement.sql.split()[0])
-        return original(connection, dbapi, statement, args)
-
-    monkeypatch.setattr(prepared, "_run_asyncpg", spy)
-    # statements compiled and run by earlier tests would skip the adapter at once
-    monkeypatch.setattr(prepared, "_cache", {})
-
-    async def main() -> list[tuple[Any, ...]]:
-        try:
-            return [await on_loop(engine, _autocommit_round, engine, k) for k in ("a", "b")]
-        finally:
-            await dispose_twin(engine)
-
-    first, second = anyio.run(main)
-    # each statement's first run goes through the adapter: the first round's duplicate
-    # INSERT is the INSERT's second run; the second round runs every statement directly
-    assert direct == ["INSERT", "INSERT", "UPDATE", "SELECT", "INSERT"]
+def test_autocommit_sessions_keep_values_row_counts_and_errors(engine: Engine) -> None:
+    first, second = (_autocommit_round(engine, k) for k in ("a", "b"))
     later = dt.datetime(2026, 11, 29, 8, 30, tzinfo=dt.UTC)
     assert first == (1, ("a", {"roles": ["Zoë"], "ok": True}, later))
     assert second == (1, ("b", {"roles": ["Zoë"], "ok": True}, later))

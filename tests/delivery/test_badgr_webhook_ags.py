@@ -16,12 +16,13 @@ from sqlmodel import select
 from service.db.engine import session as db_session
 from service.db.models import DeliveryAttempt, DeliveryPause, DeliveryRepository, OutboxMessage
 from service.delivery import awards, repositories
-from service.delivery.errors import RateLimited, ServerError
+from service.delivery.errors import ConnectorError, RateLimited, ServerError
 from service.delivery.outbox import AttemptRecord
 from service.delivery.providers import webhook
 from service.delivery.providers.ags import AgsConnector
 from service.delivery.providers.badgr import BadgrConnector
 from service.delivery.providers.webhook import WebhookConnector
+from service.delivery.types import RepositoryConfig
 from service.delivery.worker import Worker, build_connectors
 from tests import factories
 from tests.delivery.conftest import snapshot, statuses, unfinished
@@ -509,3 +510,31 @@ def test_receiver_snippet_in_docs_verifies_our_signatures() -> None:
     assert ns["verify"]("whsec", header, body) is True
     assert ns["verify"]("whsec", header, body + b"x") is False
     assert ns["verify"]("other", header, body) is False
+
+
+def test_webhook_connection_test_sends_a_signed_ping_and_reports_a_refusal() -> None:
+    got: list[httpx.Request] = []
+    answer = [204]
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        got.append(request)
+        return httpx.Response(answer[0])
+
+    repo = RepositoryConfig(
+        id=1,
+        kind="webhook",
+        name="HR",
+        config={"url": "https://hr.test/hooks"},
+        secret="whsec_test",
+    )
+    conn = WebhookConnector(httpx.Client(transport=httpx.MockTransport(receiver)), clock=clock)
+    assert conn.ping(repo) == 204
+    [req] = got
+    assert req.headers["microcred-event-type"] == "ping"
+    assert json.loads(req.content)["type"] == "ping"
+    signature = req.headers["microcred-signature"]
+    assert webhook.verify("whsec_test", signature, req.content, now=int(NOW.timestamp()))
+    answer[0] = 401
+    with pytest.raises(ConnectorError, match="401"):
+        conn.ping(repo)
+    conn.close()

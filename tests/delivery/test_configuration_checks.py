@@ -230,15 +230,18 @@ def test_repository_test_command(engine: Engine) -> None:
     repo = _credly(engine, base_url="http://127.0.0.1:9")  # nothing listens there
     with db_session(engine, write=True) as s:
         hook = repositories.create(
-            s, kind="webhook", name="HR", secret="x", config={"url": "https://hr.test/h"}
+            s, kind="webhook", name="HR", secret="x", config={"url": "http://127.0.0.1:9/h"}
         )
+        book = repositories.create(s, kind="ags", name="Gradebook", config={})
         s.commit()
-        hook_id = hook.id
+        hook_id, book_id = hook.id, book.id
     runner = CliRunner()
     out = runner.invoke(cli_app, ["repository", "test", str(repo.id)])
     assert out.exit_code == 1 and "Credly: not working" in out.output
-    out = runner.invoke(cli_app, ["repository", "test", str(hook_id)])
-    assert out.exit_code == 2 and "no connection test for webhook" in out.output
+    out = runner.invoke(cli_app, ["repository", "test", str(hook_id)])  # a signed ping
+    assert out.exit_code == 1 and "not working" in out.output, out.output
+    out = runner.invoke(cli_app, ["repository", "test", str(book_id)])
+    assert out.exit_code == 2 and "no connection test for ags" in out.output, out.output
 
 
 def test_a_404_page_from_a_wrong_base_url_says_so(engine: Engine) -> None:

@@ -21,8 +21,9 @@ from service.db.models import (
     SourceConnection,
 )
 from service.errors import ServiceError
-from service.flows import launching, syncing, wiring
+from service.flows import syncing, wiring
 from service.lti import services as lti_services
+from service.lti import store
 from service.lti.types import CLAIM, LaunchContext
 from tests.sources.fakes import FakeCanvas
 from tests.sources.helpers import NOW, World, world
@@ -98,7 +99,8 @@ def test_canvas_results_find_the_learner_by_the_canvas_user_id_from_the_launch(
     _connect(engine, w)
     with session(engine, write=True) as s:
         # Bob's opaque LTI sub is "42"; Canvas knows him as 1002 and withholds his e-mail.
-        launching.record_launch(s, launch=_launch(engine, w, "42", {"canvas_user_id": "1002"}))
+        launch = _launch(engine, w, "42", {"canvas_user_id": "1002"})
+        store.record_user(s, launch=launch, now=NOW)
         s.commit()
         link = s.exec(select(PersonLink).where(PersonLink.lms_user_id == "1002")).one()
         assert link.person_id == w.bob
@@ -140,7 +142,7 @@ def test_the_canvas_roster_is_asked_with_the_rlid_of_a_launch_and_links_canvas_i
     launched = _launch(engine, w, "42", {"canvas_user_id": "1002"})
     launched = dataclasses.replace(launched, nrps_url=NRPS, resource_link_id="rl-essay")
     with session(engine, write=True) as s:
-        launching.record_launch(s, launch=launched)
+        store.record_user(s, launch=launched, now=NOW)
         s.commit()
     asked: list[httpx.URL] = []
     canvas = FakeCanvas.sample()

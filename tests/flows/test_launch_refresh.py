@@ -33,6 +33,7 @@ from service.db.models import (
 from service.db.types import utcnow
 from service.demo import moodle_ws
 from service.flows import launching, syncing
+from service.lti import store
 from service.lti.types import LaunchContext
 from tests.flows.conftest import Live, evaluate, launch, pull
 
@@ -307,7 +308,7 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
         assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         # a launch reads the same state within its one statement for person and course
         context = _launch_context(s, enrolment.person_id)
-        record = launching.record_launch(s, launch=context)
+        record = store.record_user(s, launch=context, now=utcnow())
         assert (
             record is not None
             and record.learner is not None

@@ -90,56 +90,6 @@ def test_moodle_learner_lands_on_the_learner_page(
         assert enrolment.role == "learner"
 
 
-def test_a_launch_while_another_process_writes_moves_to_the_thread_pool(
-    client: TestClient, moodle: FakePlatform, engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On SQLite the launch runs on the event loop; with the write lock held elsewhere (the
-    worker, an import) it must not stall the loop: it stops before writing and finishes in
-    the thread pool once the lock is free."""
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only: PostgreSQL has no database-wide write lock")
-    import threading
-
-    from sqlalchemy import text
-
-    from service.web import launch as web_launch
-
-    assert moodle.full_launch(client).status_code == 303  # the key set is cached now
-    state, nonce, _ = moodle.login(client)
-    token = moodle.token(moodle.claims(nonce))
-    locked, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with db_session(engine, write=True) as s:
-            s.execute(text("SELECT 1"))
-            locked.set()
-            release.wait(30)
-            s.commit()
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert locked.wait(10)
-    threads: list[int] = []
-    real = web_launch._launch
-
-    def counted(*args: object, **kwargs: object) -> object:
-        threads.append(threading.get_ident())
-        if len(threads) == 2:
-            release.set()
-        return real(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(web_launch, "_launch", counted)
-    try:
-        resp = moodle.launch(client, token, state)
-    finally:
-        release.set()
-        holder.join(10)
-    assert resp.status_code == 303, resp.text
-    assert len(threads) == 2 and threads[0] != threads[1]  # the loop, then a pool thread
-    with db_session(engine) as s:
-        assert len(s.exec(select(WebSession)).all()) == 2
-
-
 def test_name_and_email_are_updated_on_each_launch(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
@@ -433,62 +383,17 @@ def test_error_page_shows_its_status(client: TestClient) -> None:
 
 
 @pytest.mark.postgres
-def test_a_launch_whose_connection_is_lost_after_the_take_runs_again_and_lands(
-    client: TestClient, moodle: FakePlatform, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """On PostgreSQL the take of the login state commits by itself; when the connection is
-    lost after it, the launch runs again on a new connection (db.engine.on_loop) and must
-    recognise its own take rather than call itself a replay."""
-    from sqlalchemy import text
-
-    from service.flows import launching
-
-    assert moodle.full_launch(client).status_code == 303  # key set cached: on the event loop
-    original, lost = launching.record_launch, []
-
-    def record_launch(session: Any, **kwargs: Any) -> Any:
-        if not lost:  # the take (and the session it opened) committed already
-            lost.append(True)
-            session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
-        return original(session, **kwargs)
-
-    monkeypatch.setattr(launching, "record_launch", record_launch)
-    state, nonce, _ = moodle.login(client)
-    resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
-    assert lost and resp.status_code == 303, resp.text[:300]
-    assert client.get(resp.headers["location"]).status_code == 200
-
-
-@pytest.mark.postgres
 @pytest.mark.parametrize("change", ["platform deactivated", "deployment deactivated", "renamed"])
-def test_a_launch_on_the_processs_copy_of_the_registration_sees_a_change_at_once(
+def test_a_change_of_the_registration_between_login_and_launch_is_seen_by_that_launch(
     client: TestClient,
     moodle: FakePlatform,
     engine: Engine,
     change: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A returning platform's launch takes its registration from the web process's copy
-    (no lookup), and its state only while the platform and deployment rows are unchanged:
-    a change between login and launch is seen by that very launch."""
-    from service.db import prepared
-
-    assert moodle.full_launch(client).status_code == 303  # key set cached, copy kept
-    built: list[str] = []
-    one = prepared.one
-
-    def spy(session: Any, build: Any, **kwargs: Any) -> Any:
-        built.append(getattr(build, "__name__", repr(build)))
-        return one(session, build, **kwargs)
-
-    monkeypatch.setattr(prepared, "one", spy)
+    """A returning platform's launch sees a change of its platform or deployment made
+    between its login and its launch."""
+    assert moodle.full_launch(client).status_code == 303  # key set cached
     state, nonce, _ = moodle.login(client)
-    built.clear()
-    if change == "renamed":
-        # nothing changed yet: the launch reads no registration
-        assert moodle.full_launch(client).status_code == 303
-        lookups = {"_platform_deployment_query", "_platform_deployment_versions_query"}
-        assert lookups.isdisjoint(built), built
     with db_session(engine, write=True) as s:
         platform = s.get(Platform, moodle.row.id)  # type: ignore[union-attr]
         assert platform is not None
@@ -502,23 +407,20 @@ def test_a_launch_on_the_processs_copy_of_the_registration_sees_a_change_at_once
         s.add(platform)
         s.add(deployment)
         s.commit()
-    built.clear()
     resp = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
     if change == "renamed":
         assert resp.status_code == 303, resp.text[:300]
-        # the copy's take missed; the launch ran again on a fresh read
-        assert built.count("_platform_deployment_query") == 1, built
     else:
         assert resp.status_code == 403, resp.text[:300]
         assert "not active" in resp.text or "deactivated" in resp.text
 
 
 @pytest.mark.postgres
-def test_a_returning_users_session_opens_in_the_statement_that_takes_the_login(
+def test_a_returning_users_launch_opens_a_session_like_the_first(
     client: TestClient, moodle: FakePlatform, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The take of the login state also inserts the web session (auth.opening): the same row
-    start_session writes for a first launch, one per launch, and the landing page opens."""
+    """A returning user's launch opens its own web session (auth.start_session), the same
+    row as the first launch's, one per launch, and the landing page opens."""
     from service.web import auth
 
     started: list[str] = []
@@ -533,7 +435,7 @@ def test_a_returning_users_session_opens_in_the_statement_that_takes_the_login(
     assert first.status_code == 303 and len(started) == 1
     second = moodle.full_launch(client)
     assert second.status_code == 303, second.text[:300]
-    assert len(started) == 1  # opened by the take
+    assert len(started) == 2
     assert client.get(second.headers["location"]).status_code == 200
     with db_session(engine) as s:
         rows = s.exec(select(WebSession).order_by(WebSession.created_at)).all()  # type: ignore[arg-type]
@@ -551,8 +453,8 @@ def test_a_returning_users_session_opens_in_the_statement_that_takes_the_login(
 def test_a_returning_user_elsewhere_gets_a_session_for_that_launch(
     client: TestClient, moodle: FakePlatform, engine: Engine, where: str
 ) -> None:
-    """The take opens a session only for rows it found: a known person in a course not seen
-    yet gets theirs once the course exists, and a launch without a course gets none."""
+    """A known person in a course not seen yet gets a session for that course once it
+    exists, and a launch without a course gets one without a course."""
     assert moodle.full_launch(client).status_code == 303
     assert moodle.full_launch(client).status_code == 303  # key set cached, user known
     context = (
@@ -576,3 +478,32 @@ def test_a_returning_user_elsewhere_gets_a_session_for_that_launch(
         assert course is not None and newest.course_id == course.id
     else:
         assert newest.course_id is None
+
+
+@pytest.mark.postgres
+def test_a_launch_needs_one_pooled_connection_at_a_time(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """A launch never asks the pool for a second connection while it holds one: with every
+    thread of a busy server doing that at once (the key set's copy read when this process's
+    copy expired), the pool ran dry and launches stalled for its 30 s timeout."""
+    from fastapi import FastAPI
+
+    from service.db.engine import make_engine
+    from service.lti import jwks
+
+    assert moodle.full_launch(client).status_code == 303  # the key set is in the database
+    app = client.app
+    assert isinstance(app, FastAPI)
+    url = engine.url.render_as_string(hide_password=False)
+    single = make_engine(url, pool_size=1, max_overflow=0)
+    app.state.engine = single
+    try:
+        jwks.forget_memory_cache()  # this process's copy expired: the database's is read
+        started = time.monotonic()
+        resp = moodle.full_launch(client)
+        assert resp.status_code == 303, resp.text[:300]
+        assert time.monotonic() - started < 20  # no wait for the pool's timeout
+    finally:
+        app.state.engine = engine
+        single.dispose()

@@ -31,7 +31,7 @@ from service.db.models import (
     RepositoryCheck,
 )
 from service.db.types import utcnow
-from service.delivery import checks
+from service.delivery import checks, repositories
 from service.lti import jwks
 from service.policies import service as policies
 from service.web.auth import SESSION_COOKIE
@@ -216,7 +216,7 @@ def test_a_test_dropped_by_its_worker_is_claimed_again_later(engine: Engine) -> 
     with db_session(engine, write=True) as s:
         done = s.get(RepositoryCheck, row.id)
         assert done is not None and done.status == "done" and done.ok is False
-        assert done.summary == "no connection test for webhook repositories yet"
+        assert done.summary == "webhook 'HR' has no signing secret"
         done.status, done.started_at = "running", utcnow().replace(year=2020)
         s.add(done)
         s.commit()
@@ -379,3 +379,24 @@ def test_a_failed_test_says_why_once(
     page = _get(client, token, "/app/admin/repositories").text
     assert "<strong>Connection failed</strong>" in page and "was refused" in page
     assert "not working" not in page
+
+
+def test_a_webhook_is_tested_with_a_signed_ping_from_the_worker(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    with db_session(engine, write=True) as s:
+        hook = repositories.create(
+            s, kind="webhook", name="HR", secret="x", config={"url": "http://127.0.0.1:9/h"}
+        )
+        book = repositories.create(s, kind="ags", name="Gradebook", config={})
+        s.commit()
+        hook_uuid, book_uuid = hook.uuid, book.uuid
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/repositories").text
+    assert f'action="/app/admin/repositories/{hook_uuid}/test"' in page
+    assert "Sends the receiver a signed ping event" in page
+    assert f'action="/app/admin/repositories/{book_uuid}/test"' not in page  # no test
+    _post(client, token, f"/app/admin/repositories/{hook_uuid}/test")
+    assert checks.run_due(engine, worker="w1") == 1
+    page = _get(client, token, "/app/admin/repositories").text
+    assert "<strong>Connection failed</strong>" in page  # nothing listens on port 9

@@ -66,8 +66,8 @@ def test_api_errors_are_json(client: TestClient) -> None:
 
 @pytest.mark.postgres
 def test_a_database_that_does_not_answer_is_a_503_that_says_so(settings: Settings) -> None:
-    """On the event loop (asyncpg: the login) and in the thread pool (psycopg: the key
-    set), a refused connection is a clear 503 with Retry-After, not a 500."""
+    """A refused connection (the login, the key set) is a clear 503 with Retry-After, not
+    a 500."""
     down = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/microcred")
     app = create_app(settings, engine=down)
     with TestClient(app, base_url="https://tool.test") as client:

@@ -356,6 +356,7 @@ def base_url(given: str) -> str:
 
 class CredlyProvider(Provider):
     kind = "credly"
+    test_description = "Lists the organisation's badge templates; changes nothing at Credly."
     prompt = "organisation token"
     secret_days = TOKEN_LIFETIME_DAYS
     map_key = "templates"

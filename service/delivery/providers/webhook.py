@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import ConnectorDeps, Provider, RepositoryConfig
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig
 from service.errors import BadInput
 
 __all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
@@ -75,11 +76,28 @@ class WebhookConnector(http.HttpConnector):
             "credential_id": job.credential_id,
             "data": job.payload,
         }
+        return {"status": self.post(repo, event, record)}
+
+    def ping(self, repo: RepositoryConfig) -> int:
+        """Send a signed ``ping`` event (no credential): the receiver's connection test."""
+        if not repo.secret:
+            raise NotConfigured(f"webhook {repo.name!r} has no signing secret")
+        event: dict[str, Any] = {
+            "id": str(uuid.uuid4()),
+            "type": "ping",
+            "credential_id": None,
+            "data": {},
+        }
+        return self.post(repo, event, AttemptRecord(started_at=self._clock()))
+
+    def post(self, repo: RepositoryConfig, event: dict[str, Any], record: AttemptRecord) -> int:
+        """POST one signed event; any 2xx is success (else ``ConnectorError``)."""
+        assert repo.secret  # checked by the callers, with their own message
         body = json.dumps(event, separators=(",", ":"), sort_keys=True).encode()
         t = int(self._clock().timestamp())
         headers = {
             "Content-Type": "application/json",
-            "Microcred-Event-Id": job.uuid,
+            "Microcred-Event-Id": str(event["id"]),
             "Microcred-Event-Type": str(event["type"]),
             "Microcred-Signature": f"t={t},v1={sign(repo.secret, t, body)}",
         }
@@ -93,7 +111,7 @@ class WebhookConnector(http.HttpConnector):
             headers=headers,
             what=str(event["type"]),
         )
-        return {"status": resp.status_code}
+        return resp.status_code
 
 
 class WebhookProvider(Provider):
@@ -103,6 +121,7 @@ class WebhookProvider(Provider):
     issue_kind = "webhook.credential_issued"
     revoke_kind = "webhook.credential_revoked"
     upgrade_kind = "webhook.credential_upgraded"
+    test_description = "Sends the receiver a signed ping event (no credential, no learner data)."
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         if not str(config.get("url", "")).startswith(("https://", "http://")):
@@ -116,6 +135,14 @@ class WebhookProvider(Provider):
 
     def connector(self, deps: ConnectorDeps) -> WebhookConnector:
         return WebhookConnector(clock=deps.clock)
+
+    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
+        connector = WebhookConnector(clock=clock)
+        try:
+            status = connector.ping(repo)
+        finally:
+            connector.close()
+        return f"the receiver answered {status} to a signed ping event", []
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
