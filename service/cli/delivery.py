@@ -340,6 +340,7 @@ def repository_list() -> None:
 
     with _db(_bootstrap(), write=True) as s:
         warns = {w.repository_id: w.message for w in repositories.token_warnings(s)}
+        pauses = repositories.scoped_pauses(s)
         for r in repositories.list_all(s):
             expires = r.secret_expires_at.strftime("%Y-%m-%d") if r.secret_expires_at else "-"
             typer.echo(
@@ -352,4 +353,9 @@ def repository_list() -> None:
                 typer.echo(
                     f"      paused until {r.paused_until:%Y-%m-%d %H:%M:%S} UTC "
                     f"(rate limit: {r.paused_reason})"
+                )
+            for p in pauses.get(r.id or 0, []):
+                typer.echo(
+                    f"      {p.scope} paused until {p.paused_until:%Y-%m-%d %H:%M:%S} UTC "
+                    f"(rate limit: {p.paused_reason})"
                 )

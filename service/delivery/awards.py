@@ -83,6 +83,7 @@ def enqueue_issue(
                 repository_id=repo.id,
                 person_id=snapshot.person_id,
                 personal=provider.by_email,
+                pause_scope=provider.pause_scope(payload),
                 now=now,
                 new_key=new_credential,
             )
@@ -159,25 +160,27 @@ def _targets(rows: Iterable[OutboxMessage]) -> list[dict[str, Any]]:
     """What to revoke: every badge a reached row may have created (replaces included).
 
     Each target names the row that created it (``outbox_id``) and, once that row was
-    delivered, the repository's own id for it (``badge_id``, Credly): the revoke acts on
-    that id. A row still in flight gets its id when the revoke is claimed
+    delivered, the repository's own id for it (``badge_id``, Credly; ``entity_id``,
+    Badgr): the revoke acts on that id. A row still in flight gets its id when the revoke is claimed
     (``outbox.claim``), since the revoke runs after it.
     """
     out: dict[str, dict[str, Any]] = {}
     keep = ("issuer_earner_id", "competency", "level", "recipient_email")
-    keep_ids = ("badge_template_id", "badge_class_id", "badge_id", "outbox_id")
+    remote = ("badge_id", "entity_id")
+    keep_ids = ("badge_template_id", "badge_class_id", *remote, "outbox_id")
     for row in rows:
         p = row.payload
-        own = {"outbox_id": row.id} | (
-            {"badge_id": str(row.result["badge_id"])} if row.result.get("badge_id") else {}
-        )
+        own = {"outbox_id": row.id} | {
+            k: str(row.result[k]) for k in remote if (row.result or {}).get(k)
+        }
         for item in [p | own, *p.get("replaces", [])]:
             t = {k: item[k] for k in (*keep, *keep_ids) if k in item}
             if not t:
                 continue
             key = str(t.get("issuer_earner_id") or sorted(t.items()))
             # The same badge reached through several rows: keep what knows its id.
-            if key not in out or ("badge_id" in t and "badge_id" not in out[key]):
+            known = any(k in t for k in remote)
+            if key not in out or (known and not any(k in out[key] for k in remote)):
                 out[key] = t
     return list(out.values())
 
@@ -290,6 +293,7 @@ def propagate_upgrade(
                 person_id=snapshot.person_id,
                 depends_on_id=reach.in_flight.id if reach.in_flight else None,
                 personal=provider.by_email,
+                pause_scope=provider.pause_scope(base),
                 now=now,
             )
         )

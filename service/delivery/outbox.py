@@ -30,11 +30,18 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, Table, and_, exists, insert, or_, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import httpretry, requestlog
 from service.db.engine import session as db_session
-from service.db.models import DeliveryAttempt, DeliveryConsent, DeliveryRepository, OutboxMessage
+from service.db.models import (
+    DeliveryAttempt,
+    DeliveryConsent,
+    DeliveryPause,
+    DeliveryRepository,
+    OutboxMessage,
+)
 from service.db.types import row_id, utcnow
 from service.delivery.errors import ConnectorError, FinalError, RateLimited
 from service.errors import Conflict, NotFound
@@ -61,6 +68,7 @@ OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
 C = OUT.c
 ATTEMPT: Table = DeliveryAttempt.__table__  # type: ignore[attr-defined]
 REPO: Table = DeliveryRepository.__table__  # type: ignore[attr-defined]
+PAUSE: Table = DeliveryPause.__table__  # type: ignore[attr-defined]
 DEFAULT_MAX_ATTEMPTS = 25
 
 
@@ -76,6 +84,7 @@ def enqueue(
     depends_on_id: int | None = None,
     due_at: dt.datetime | None = None,
     personal: bool = False,
+    pause_scope: str = "",
     now: dt.datetime | None = None,
     new_key: bool = False,
 ) -> OutboxMessage:
@@ -96,6 +105,8 @@ def enqueue(
         depends_on_id: a row that must finish (delivered, cancelled or dead) first.
         due_at: earliest delivery time (default now).
         personal: the row gives the learner's personal data to a third party.
+        pause_scope: what a rate limit this row meets pauses ("" the whole repository;
+            ``Provider.pause_scope``).
         now: current time (default the clock).
         new_key: the key names a credential created in this transaction, so no row can
             hold it yet: the lookup of an existing row is skipped (the unique key still
@@ -129,6 +140,7 @@ def enqueue(
         created_at=now,
         updated_at=now,
         request_id=requestlog.current(),
+        pause_scope=pause_scope,
     )
     session.add(row)
     session.flush()
@@ -169,6 +181,7 @@ class Claimed:
     lease_token: str
     lease_expires_at: dt.datetime
     request_id: str | None = None  # of the HTTP request that caused the row
+    pause_scope: str = ""  # what a rate limit it meets pauses ("" the whole repository)
 
 
 def claim(
@@ -236,6 +249,14 @@ def _due_rows(kinds: list[str], *, now: dt.datetime, limit: int) -> Select[Any]:
             # A repository paused by a rate limit waits for every worker, not just the row
             # that got the 429.
             ~exists().where(and_(REPO.c.id == C.repository_id, REPO.c.paused_until > now)),
+            # ... or the part of it the row goes to (one LMS platform's gradebook).
+            ~exists().where(
+                and_(
+                    PAUSE.c.repository_id == C.repository_id,
+                    PAUSE.c.scope == C.pause_scope,
+                    PAUSE.c.paused_until > now,
+                )
+            ),
         )
         .order_by(C.due_at, C.id)
         .limit(limit)
@@ -296,6 +317,7 @@ def _leased_snapshots(
             C.max_attempts,
             C.uncertain,
             C.request_id,
+            C.pause_scope,
         )
         .where(C.id.in_(ids))
         .order_by(C.due_at, C.id)
@@ -316,6 +338,7 @@ def _leased_snapshots(
             lease_token=lease_token,
             lease_expires_at=lease_expires_at,
             request_id=r.request_id,
+            pause_scope=r.pause_scope or "",
         )
         for r, payload in zip(rows, payloads, strict=True)
     ]
@@ -327,14 +350,17 @@ _REMOTE_IDS = ("badge_id", "entity_id")
 
 
 def _with_remote_ids(s: Session, payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill in the remote ids (Credly ``badge_id``) that the rows a revoke or replace
-    names have learned since it was queued (a revoke waits for a row in flight)."""
+    """Fill in the remote ids (Credly ``badge_id``, Badgr ``entity_id``) that the rows a
+    revoke or replace names have learned since it was queued (a revoke waits for a row in
+    flight)."""
     wanted = {
         int(item["outbox_id"])
         for p in payloads
         for name in _REF_LISTS
         for item in p.get(name) or []
-        if isinstance(item, dict) and item.get("outbox_id") and "badge_id" not in item
+        if isinstance(item, dict)
+        and item.get("outbox_id")
+        and not any(k in item for k in _REMOTE_IDS)
     }
     if not wanted:
         return payloads
@@ -467,7 +493,7 @@ def finish_many(
             if not changed:
                 outcome = "lease_lost"
             if isinstance(error, RateLimited) and job.repository_id is not None:
-                _pause(s, job.repository_id, error, now)
+                _pause(s, job.repository_id, job.pause_scope, error, now)
             results.append(outcome)
             status = record.response_status
             if error is not None and error.status is not None:
@@ -498,19 +524,48 @@ def finish_many(
     return results
 
 
-def _pause(s: Session, repository_id: int, error: ConnectorError, now: dt.datetime) -> None:
-    """Pause the repository until the rate limit's Retry-After (the backoff's first step
-    when it gave none); a later, shorter pause never shortens a longer one."""
+def _pause(
+    s: Session, repository_id: int, scope: str, error: ConnectorError, now: dt.datetime
+) -> None:
+    """Pause the repository (or, with a ``scope``, that part of it) until the rate
+    limit's Retry-After (the backoff's first step when it gave none); a later, shorter
+    pause never shortens a longer one."""
     seconds = error.retry_after if error.retry_after is not None else httpretry.BASE_SECONDS
     until = now + dt.timedelta(seconds=max(seconds, 0.0))
+    reason = f"{error.code}: {error.detail}"[:500]
+    if scope:
+        _pause_scope(s, repository_id, scope, until, reason)
+        return
     s.execute(
         update(REPO)
         .where(
             REPO.c.id == repository_id,
             or_(REPO.c.paused_until.is_(None), REPO.c.paused_until < until),
         )
-        .values(paused_until=until, paused_reason=f"{error.code}: {error.detail}"[:500])
+        .values(paused_until=until, paused_reason=reason)
     )
+
+
+def _pause_scope(
+    s: Session, repository_id: int, scope: str, until: dt.datetime, reason: str
+) -> None:
+    mine = and_(PAUSE.c.repository_id == repository_id, PAUSE.c.scope == scope)
+    longer = update(PAUSE).where(mine, PAUSE.c.paused_until < until)
+    if s.execute(sa_select(PAUSE.c.id).where(mine)).first() is None:
+        try:
+            with s.begin_nested():
+                s.execute(
+                    insert(PAUSE).values(
+                        repository_id=repository_id,
+                        scope=scope,
+                        paused_until=until,
+                        paused_reason=reason,
+                    )
+                )
+            return
+        except IntegrityError:
+            pass  # another worker paused it meanwhile: lengthen theirs if ours is longer
+    s.execute(longer.values(paused_until=until, paused_reason=reason))
 
 
 # --- administrator actions (caller commits) ----------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from service.db import engine as db_engine
-from service.db.models import Competency, DeliveryRepository
+from service.db.models import Competency, DeliveryPause, DeliveryRepository
 from service.db.types import row_id, utcnow
 from service.delivery import providers
 from service.delivery.types import RepositoryConfig
@@ -151,6 +151,20 @@ def list_all(session: Session, *, enabled_only: bool = False) -> Sequence[Delive
     if enabled_only:
         q = q.where(COL.enabled.is_(True))
     return session.exec(q).all()
+
+
+def scoped_pauses(
+    session: Session, *, now: dt.datetime | None = None
+) -> dict[int, list[DeliveryPause]]:
+    """The rate limits holding now on a part of a repository (one LMS platform's
+    gradebook), by repository id; whole-repository pauses are on the repository."""
+    now = now or utcnow()
+    col = DeliveryPause.__table__.c  # type: ignore[attr-defined]
+    found: dict[int, list[DeliveryPause]] = {}
+    q = select(DeliveryPause).where(col.paused_until > now).order_by(col.repository_id, col.scope)
+    for p in session.exec(q).all():
+        found.setdefault(p.repository_id, []).append(p)
+    return found
 
 
 def enabled(session: Session) -> Sequence[DeliveryRepository]:

@@ -89,8 +89,10 @@ def cancel_outbox(ref: str, session: WriteSessionDep) -> OutboxPublic:
 def list_repositories(session: SessionDep) -> list[RepositoryPublic]:
     """Configured repositories (secrets never shown), with token-expiry warnings."""
     warns = {w.repository_id: w.message for w in repositories.token_warnings(session)}
+    pauses = repositories.scoped_pauses(session)
     return [
-        RepositoryPublic.of(r, warning=warns.get(r.id or 0)) for r in repositories.list_all(session)
+        RepositoryPublic.of(r, warning=warns.get(r.id or 0), pauses=pauses.get(r.id or 0, []))
+        for r in repositories.list_all(session)
     ]
 
 

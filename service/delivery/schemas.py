@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from service.db.models import DeliveryAttempt, DeliveryRepository, EmailMismatch, OutboxMessage
+from service.db.models import (
+    DeliveryAttempt,
+    DeliveryPause,
+    DeliveryRepository,
+    EmailMismatch,
+    OutboxMessage,
+)
 from service.db.types import MAX_ROW_ID
 
 
@@ -81,6 +88,15 @@ class OutboxList(BaseModel):
     items: list[OutboxPublic]
 
 
+class PausePublic(BaseModel):
+    """A rate limit on one part of a repository (``scope``: ``platform:<id>``, the
+    gradebook of one LMS)."""
+
+    scope: str
+    paused_until: dt.datetime
+    paused_reason: str
+
+
 class RepositoryPublic(BaseModel):
     id: int
     uuid: str
@@ -95,9 +111,17 @@ class RepositoryPublic(BaseModel):
     # Set while a rate limit pauses deliveries to this repository (no worker sends before).
     paused_until: dt.datetime | None = None
     paused_reason: str = ""
+    # Rate limits on parts of it only (the gradebook of one LMS); the rest goes on.
+    paused_parts: list[PausePublic] = []
 
     @classmethod
-    def of(cls, r: DeliveryRepository, *, warning: str | None = None) -> RepositoryPublic:
+    def of(
+        cls,
+        r: DeliveryRepository,
+        *,
+        warning: str | None = None,
+        pauses: Sequence[DeliveryPause] = (),
+    ) -> RepositoryPublic:
         assert r.id is not None
         return cls(
             id=r.id,
@@ -112,6 +136,12 @@ class RepositoryPublic(BaseModel):
             warning=warning,
             paused_until=r.paused_until,
             paused_reason=r.paused_reason if r.paused_until else "",
+            paused_parts=[
+                PausePublic(
+                    scope=p.scope, paused_until=p.paused_until, paused_reason=p.paused_reason
+                )
+                for p in pauses
+            ],
         )
 
 

@@ -188,6 +188,12 @@ class Provider(abc.ABC):
         """The payload of a revoke row: ``targets`` are the badges it may hold."""
         return {"reason": reason, "targets": targets}
 
+    def pause_scope(self, payload: dict[str, Any]) -> str:
+        """What a rate limit met by a row with this payload pauses: "" the whole
+        repository (one Credly organisation, one account, one receiver), or a part of it
+        with limits of its own."""
+        return ""
+
     @abc.abstractmethod
     def connector(self, deps: ConnectorDeps) -> Connector | None:
         """The connector delivering this kind's rows; None: not wired in this process."""

@@ -124,7 +124,7 @@ class Worker:
         self._repos_at = 0.0
         # Rate-limit pauses seen by this worker's threads, effective at once (the database
         # copy, written with the attempt, stops other workers' claims).
-        self._pauses: dict[int, dt.datetime] = {}
+        self._pauses: dict[tuple[int, str], dt.datetime] = {}  # (repository, scope)
         self._pause_lock = threading.Lock()
         # SQLite checkpoints and deletes the WAL when its last connection closes (the engine
         # opens one per session), costing an fsync per transaction; one idle connection held
@@ -183,10 +183,11 @@ class Worker:
         if isinstance(error, RateLimited) and job.repository_id is not None:
             wait = error.retry_after if error.retry_after is not None else httpretry.BASE_SECONDS
             until = self.clock() + dt.timedelta(seconds=wait)
+            key = (job.repository_id, job.pause_scope)
             with self._pause_lock:
-                current = self._pauses.get(job.repository_id)
+                current = self._pauses.get(key)
                 if current is None or until > current:
-                    self._pauses[job.repository_id] = until
+                    self._pauses[key] = until
         if error is not None and job.uncertain and not record.checked:
             # The check before sending did not complete: what happened before is still unknown.
             error.uncertain = True
@@ -198,7 +199,13 @@ class Worker:
             return None
         now = self.clock()
         with self._pause_lock:
-            until = self._pauses.get(job.repository_id)
+            # A pause of the whole repository, or of the part the row goes to.
+            found = [
+                t
+                for key in {(job.repository_id, ""), (job.repository_id, job.pause_scope)}
+                if (t := self._pauses.get(key)) is not None
+            ]
+        until = max(found) if found else None
         if until is None or until <= now:
             return None
         record.note(f"not sent: the repository is paused by a rate limit until {until:%H:%M:%S}")

@@ -216,3 +216,35 @@ def test_a_rate_limited_repository_shows_its_pause(client: TestClient, engine: E
     until = dt.datetime.fromisoformat(shown["paused_until"])
     assert until == now + dt.timedelta(seconds=120)
     assert "429" in shown["paused_reason"] and "slow down" in shown["paused_reason"]
+
+
+def test_a_rate_limit_on_one_lms_gradebook_shows_as_a_pause_of_that_lms(
+    client: TestClient, engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.delivery import repositories
+    from service.delivery.errors import RateLimited
+    from service.settings import get_settings
+
+    with db_session(engine, write=True) as s:
+        repositories.create(s, kind="ags", name="Gradebook", config={})
+        ags = {"platform_id": 3, "lineitem": "https://lms3/li/1", "user": "sub-2"}
+        awards.enqueue_issue(s, snapshot=snapshot(2, ags=ags))
+        s.commit()
+    now = dt.datetime.now(dt.UTC)
+    [job] = outbox.claim(engine, kinds=["ags.post_score"], now=now)
+    limited = RateLimited("LMS answered 429", status=429, retry_after=120)
+    outbox.finish(engine, job, record=outbox.AttemptRecord(started_at=now), now=now, error=limited)
+    [shown] = client.get("/api/delivery/repositories").json()
+    assert shown["paused_until"] is None  # the other LMSs' gradebooks go on
+    [part] = shown["paused_parts"]
+    assert part["scope"] == "platform:3" and "429" in part["paused_reason"]
+    assert dt.datetime.fromisoformat(part["paused_until"]) == now + dt.timedelta(seconds=120)
+    monkeypatch.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
+    monkeypatch.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        r = CliRunner().invoke(cli_app, ["repository", "list"])
+    finally:
+        get_settings.cache_clear()
+    assert r.exit_code == 0 and "platform:3 paused until" in r.output, r.output

@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from service.db.engine import session as db_session
-from service.db.models import DeliveryAttempt, DeliveryRepository, OutboxMessage
+from service.db.models import DeliveryAttempt, DeliveryPause, DeliveryRepository, OutboxMessage
 from service.delivery import awards, repositories
-from service.delivery.errors import ConnectorError, ServerError
+from service.delivery.errors import ConnectorError, RateLimited, ServerError
 from service.delivery.outbox import AttemptRecord
 from service.delivery.providers import webhook
 from service.delivery.providers.ags import AgsConnector
@@ -43,6 +43,9 @@ class FakeBadgr:
         self.grants: list[str] = []
         self.fail_next_issue: str | None = None
         self.requests: list[str] = []
+        # The list shows recipients hashed only (no plaintextIdentity), as for an
+        # assertion issued with ``hashed: true`` elsewhere: a lookup by e-mail finds nothing.
+        self.list_hashed = False
 
     def _token(self) -> dict[str, Any]:
         access, refresh = uuid.uuid4().hex, uuid.uuid4().hex
@@ -78,6 +81,10 @@ class FakeBadgr:
                     for a in self.assertions
                     if a["badgeclass"] == bc and a["recipient"]["plaintextIdentity"] == who
                 ]
+                if self.list_hashed:
+                    found = [
+                        a | {"recipient": {"identity": "sha256$" + uuid.uuid4().hex}} for a in found
+                    ]
                 return httpx.Response(200, json={"status": {"success": True}, "result": found})
             body = json.loads(request.content)
             if not body.get("evidence") or not (
@@ -123,11 +130,21 @@ class FakeBadgr:
             if not body.get("revocation_reason"):
                 return httpx.Response(400, json={"status": {"description": "reason required"}})
             for a in self.assertions:
-                if a["entityId"] == eid and not a["revoked"]:
+                if a["entityId"] == eid and a["revoked"]:
+                    return httpx.Response(
+                        400, json={"status": {"description": "Assertion is already revoked."}}
+                    )
+                if a["entityId"] == eid:
                     a["revoked"] = True
                     a["revocationReason"] = body["revocation_reason"]
                     return httpx.Response(200, json={"status": {"success": True}, "result": []})
             return httpx.Response(404, json={"status": {"success": False}})
+        if path.startswith("/v2/assertions/") and request.method == "GET":
+            eid = path.split("/")[3]
+            found = [a for a in self.assertions if a["entityId"] == eid]
+            if not found:
+                return httpx.Response(404, json={"status": {"success": False}})
+            return httpx.Response(200, json={"status": {"success": True}, "result": found})
         return httpx.Response(404)
 
 
@@ -230,6 +247,112 @@ def test_badgr_uncertain_attempt_is_checked_not_duplicated(engine: Engine) -> No
         assert s.exec(select(OutboxMessage)).one().result["found"] is True
 
 
+def _issued(engine: Engine, badgr: FakeBadgr, i: int = 3) -> tuple[Worker, dict[str, Any]]:
+    _setup(engine)
+    worker = _worker(engine, badgr)
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(i), now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    [a] = badgr.assertions
+    return worker, a
+
+
+def _row(engine: Engine, row_id: int | None) -> OutboxMessage:
+    with db_session(engine) as s:
+        row = s.get(OutboxMessage, row_id)
+        assert row is not None
+        return row
+
+
+def test_badgr_upgrade_revokes_the_old_assertion_by_its_id_whatever_the_list_looks_like(
+    engine: Engine,
+) -> None:
+    badgr = FakeBadgr()
+    worker, old = _issued(engine, badgr)
+    badgr.list_hashed = True  # a lookup by e-mail would find nothing
+    badgr.requests.clear()
+    with db_session(engine, write=True) as s:
+        rows = awards.propagate_upgrade(s, snapshot=snapshot(3, level="advanced"), now=NOW)
+        s.commit()
+        [revoke] = [r for r in rows if r.kind == "badgr.revoke_assertion"]
+    _drain(worker, engine)
+    worker.close()
+    assert old["revoked"] and old["revocationReason"] == "Replaced by a higher level"
+    assert f"DELETE /v2/assertions/{old['entityId']}" in badgr.requests
+    assert "GET /v2/badgeclasses/BC1/assertions" not in badgr.requests
+    row = _row(engine, revoke.id)
+    assert row.status == "delivered" and row.result["revoked"] == [old["entityId"]]
+    new = [a for a in badgr.assertions if a["badgeclass"] == "BC3"]
+    assert len(new) == 1 and not new[0]["revoked"]
+
+
+def test_badgr_revoke_retried_after_a_lost_answer_is_delivered_once(engine: Engine) -> None:
+    badgr = FakeBadgr()
+    worker, a = _issued(engine, badgr)
+    a["revoked"] = True  # an earlier attempt revoked it; its answer was lost
+    with db_session(engine, write=True) as s:
+        [revoke] = awards.propagate_revocation(s, snapshot(3).credential_id, "Wrong", now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    worker.close()
+    row = _row(engine, revoke.id)
+    assert row.status == "delivered" and row.result["revoked"] == [a["entityId"]]
+
+
+def test_badgr_revoke_without_a_stored_id_falls_back_to_the_lookup(engine: Engine) -> None:
+    badgr = FakeBadgr()
+    worker, a = _issued(engine, badgr)
+    with db_session(engine, write=True) as s:
+        issued = s.exec(select(OutboxMessage)).one()
+        issued.result = {}  # delivered by a version that kept no assertion id
+        s.add(issued)
+        [revoke] = awards.propagate_revocation(s, snapshot(3).credential_id, "Wrong", now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    worker.close()
+    assert a["revoked"]
+    assert "GET /v2/badgeclasses/BC1/assertions" in badgr.requests
+    row = _row(engine, revoke.id)
+    assert row.status == "delivered" and row.result["revoked"] == [a["entityId"]]
+
+
+def test_badgr_revocation_that_revokes_nothing_is_a_dead_letter_that_says_what_to_do(
+    engine: Engine,
+) -> None:
+    _setup(engine)
+    badgr = FakeBadgr()
+    with db_session(engine, write=True) as s:
+        awards.enqueue_issue(s, snapshot=snapshot(4), now=NOW)
+        row = s.exec(select(OutboxMessage)).one()
+        # Its outcome was never learned (it timed out, then ran out of attempts).
+        row.status, row.uncertain = "dead", True
+        s.add(row)
+        [revoke] = awards.propagate_revocation(s, snapshot(4).credential_id, "Wrong", now=NOW)
+        s.commit()
+    worker = _worker(engine, badgr)
+    _drain(worker, engine)
+    worker.close()
+    row = _row(engine, revoke.id)
+    assert row.status == "dead"
+    assert "nothing was revoked on Canvas Credentials" in (row.last_error or "")
+    assert "microcred outbox cancel" in (row.last_error or "")
+
+
+def test_badgr_revoke_by_an_id_badgr_does_not_know_is_not_delivered(engine: Engine) -> None:
+    badgr = FakeBadgr()
+    worker, a = _issued(engine, badgr)
+    badgr.assertions.clear()  # deleted in Canvas Credentials meanwhile
+    with db_session(engine, write=True) as s:
+        [revoke] = awards.propagate_revocation(s, snapshot(3).credential_id, "Wrong", now=NOW)
+        s.commit()
+    _drain(worker, engine)
+    worker.close()
+    row = _row(engine, revoke.id)
+    assert row.status == "dead"
+    assert f"Canvas Credentials has no assertion {a['entityId']}" in (row.last_error or "")
+
+
 def test_webhook_is_signed_and_verifiable(engine: Engine) -> None:
     got: list[httpx.Request] = []
 
@@ -302,6 +425,58 @@ def test_ags_write_back_goes_through_the_injected_poster(engine: Engine) -> None
         tries = s.exec(select(DeliveryAttempt).order_by(DeliveryAttempt.id)).all()  # type: ignore[arg-type]
     assert [t.outcome for t in tries] == ["retry", "delivered"]
     assert tries[0].response_status == 503
+
+
+def _two_lms(engine: Engine) -> tuple[int, list[int]]:
+    """Gradebook rows to two LMS platforms: learners 5 and 6 on platform 1, 7 on 2."""
+    with db_session(engine, write=True) as s:
+        repo = repositories.create(s, kind="ags", name="Gradebook", config={})
+        assert repo.id is not None
+        for i, platform in ((5, 1), (6, 1), (7, 2)):
+            ags = {"platform_id": platform, "lineitem": f"https://lms{platform}/li/1"}
+            awards.enqueue_issue(s, snapshot=snapshot(i, ags=ags | {"user": f"sub-{i}"}), now=NOW)
+        s.commit()
+        return repo.id, [r.id or 0 for r in s.exec(select(OutboxMessage)).all()]
+
+
+def _limited_poster(sent: list[str]) -> Any:
+    def poster(payload: dict[str, Any], record: AttemptRecord) -> dict[str, Any]:
+        sent.append(payload["ags"]["user"])
+        if len(sent) == 1:  # platform 1's gradebook answers the first score with a 429
+            raise RateLimited("LMS answered 429", status=429, retry_after=300)
+        return {"ok": True}
+
+    return poster
+
+
+def test_a_429_from_one_lms_pauses_only_that_lms_for_every_worker(engine: Engine) -> None:
+    repo_id, _ = _two_lms(engine)
+    sent: list[str] = []
+    poster = _limited_poster(sent)
+    w1 = Worker(engine, [AgsConnector(poster)], clock=clock, threads=1, batch=1)
+    w2 = Worker(engine, [AgsConnector(poster)], clock=clock, threads=1, batch=1)
+    assert w1.run_once() == 1 and sent == ["sub-5"]  # platform 1: 429, Retry-After 300 s
+    assert w2.run_once() == 1  # platform 2's score goes on
+    assert w2.run_once() == 0 and w1.run_once() == 0  # platform 1's second score waits
+    w1.close()
+    w2.close()
+    assert sent == ["sub-5", "sub-7"]
+    with db_session(engine) as s:
+        repo = repositories.get(s, repo_id)
+        assert repo.paused_until is None  # the gradebook of platform 2 is not paused
+        [pause] = s.exec(select(DeliveryPause)).all()
+    assert pause.scope == "platform:1" and pause.paused_until == NOW + dt.timedelta(seconds=300)
+    assert "429" in pause.paused_reason
+
+
+def test_a_429_from_one_lms_does_not_stop_the_worker_sending_to_another(engine: Engine) -> None:
+    _two_lms(engine)
+    sent: list[str] = []
+    worker = Worker(engine, [AgsConnector(_limited_poster(sent))], clock=clock, threads=1, batch=3)
+    assert worker.run_once() == 3  # one claim holds all three rows
+    worker.close()
+    assert sent == ["sub-5", "sub-7"]  # not platform 1's second score
+    assert statuses(engine) == {"pending": 2, "delivered": 1}
 
 
 @pytest.mark.parametrize("secret", [None])

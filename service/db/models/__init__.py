@@ -24,6 +24,7 @@ from service.db.models.core import AuditEvent, Course, Deployment, Enrolment, Pe
 from service.db.models.delivery import (
     DeliveryAttempt,
     DeliveryConsent,
+    DeliveryPause,
     DeliveryRepository,
     EmailMismatch,
     OutboxMessage,
@@ -65,6 +66,7 @@ __all__ = [
     "Decision",
     "DeliveryAttempt",
     "DeliveryConsent",
+    "DeliveryPause",
     "DeliveryRepository",
     "Deployment",
     "EffectivePolicy",

@@ -98,6 +98,24 @@ class OutboxMessage(SQLModel, table=True):
     delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # The HTTP request that caused the row (service/requestlog.py): the worker logs under it.
     request_id: str | None = Field(default=None, max_length=64)
+    # What a rate limit met by this row pauses: "" the whole repository; otherwise a part
+    # of it with limits of its own (the gradebook of one LMS platform: "platform:<id>").
+    pause_scope: str = Field(default="", max_length=100, sa_column_kwargs={"server_default": ""})
+
+
+class DeliveryPause(SQLModel, table=True):
+    """A rate limit on one part of a repository (``OutboxMessage.pause_scope``): no worker
+    claims the rows of that scope before ``paused_until``. Whole-repository pauses live on
+    the repository (``DeliveryRepository.paused_until``)."""
+
+    __tablename__ = "delivery_pause"
+    __table_args__ = (UniqueConstraint("repository_id", "scope"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    repository_id: int = Field(foreign_key="delivery_repository.id")
+    scope: str = Field(max_length=100)
+    paused_until: dt.datetime = Field(sa_type=UTCDateTime)
+    paused_reason: str = Field(default="", max_length=500)
 
 
 class DeliveryAttempt(SQLModel, table=True):

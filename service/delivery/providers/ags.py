@@ -47,6 +47,12 @@ class AgsProvider(Provider):
             return None  # not from an LTI course
         return snapshot.payload() | {"ags": snapshot.ags}
 
+    def pause_scope(self, payload: dict[str, Any]) -> str:
+        # One "repository" serves every LMS: a 429 from one platform's gradebook pauses
+        # the writes to that platform only.
+        platform = (payload.get("ags") or {}).get("platform_id")
+        return f"platform:{platform}" if platform is not None else ""
+
     def connector(self, deps: ConnectorDeps) -> AgsConnector | None:
         return AgsConnector(deps.ags_poster) if deps.ags_poster is not None else None
 

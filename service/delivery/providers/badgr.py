@@ -10,7 +10,11 @@ evidence (credential URL plus narrative) and ``allowDuplicateAwards: false``. Ba
 earner id, so an assertion on the same badge class for the same recipient that is not
 revoked is ours: it is looked up before retrying an uncertain attempt, and a "previous
 award … already exists" refusal counts as success once found.
-Revoke: ``DELETE /v2/assertions/{entityId}`` with ``revocation_reason``.
+Revoke: ``DELETE /v2/assertions/{entityId}`` with ``revocation_reason``, on the
+assertion id stored when it was issued (``entity_id``); only a row that never learned
+one (its issue's outcome was lost, or it was delivered by an older version) looks the
+recipient's assertions of the badge class up. A revocation that Badgr does not show done
+is an ``Unconfirmed`` dead letter, never "delivered" with nothing revoked.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import httpx
 
 from service.delivery import http
-from service.delivery.errors import NotConfigured, Rejected
+from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
 from service.delivery.types import (
     Clock,
@@ -165,10 +169,10 @@ class BadgrConnector(http.HttpConnector):
             item, explicit="badge_class_id", mapping="badge_classes", what="Badgr badge class"
         )
 
-    def find(
+    def find_all(
         self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str
-    ) -> dict[str, Any] | None:
-        """The recipient's assertion of this badge class that is not revoked, if any."""
+    ) -> list[dict[str, Any]]:
+        """The recipient's assertions of this badge class, revoked ones included."""
         resp = self._api(
             repo,
             record,
@@ -177,11 +181,21 @@ class BadgrConnector(http.HttpConnector):
             params={"recipient": email},
             what="check",
         )
+        found = []
         for a in http.json_of(resp, record=record, who="Canvas Credentials").get("result", []):
             recipient = a.get("recipient") or {}
             who = recipient.get("plaintextIdentity") or recipient.get("identity")
-            if str(who).lower() == email.lower() and not a.get("revoked"):
-                return dict(a)
+            if str(who).lower() == email.lower():
+                found.append(dict(a))
+        return found
+
+    def find(
+        self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str
+    ) -> dict[str, Any] | None:
+        """The recipient's assertion of this badge class that is not revoked, if any."""
+        for a in self.find_all(repo, record, badge_class=badge_class, email=email):
+            if not a.get("revoked"):
+                return a
         return None
 
     def issue(
@@ -235,14 +249,60 @@ class BadgrConnector(http.HttpConnector):
 
     def revoke(
         self, repo: RepositoryConfig, target: dict[str, Any], reason: str, record: AttemptRecord
-    ) -> str | None:
+    ) -> list[str]:
+        """Revoke the assertion a delivery created; returns the ids Badgr shows revoked.
+
+        The assertion is the one whose id microcred stored when it was issued
+        (``entity_id``). Without one, the recipient's assertions of the badge class are
+        listed and each one not yet revoked is revoked by its id. Anything short of Badgr
+        showing the assertion revoked raises ``Unconfirmed``: the row is never "delivered"
+        with nothing revoked.
+        """
+        if target.get("entity_id"):
+            return [self._revoke_id(repo, str(target["entity_id"]), target, reason, record)]
+        email = str(target["recipient_email"])
         badge_class = self._badge_class(repo, target)
-        found = self.find(
-            repo, record, badge_class=badge_class, email=str(target["recipient_email"])
-        )
-        if found is None:
-            return None  # never reached Badgr, or already revoked
-        entity = str(found["entityId"])
+        revoked: list[str] = []
+        for a in self.find_all(repo, record, badge_class=badge_class, email=email):
+            if not a.get("entityId"):
+                continue
+            if a.get("revoked"):
+                revoked.append(str(a["entityId"]))  # revoked already (an earlier attempt)
+                continue
+            revoked.append(self._revoke_id(repo, str(a["entityId"]), target, reason, record))
+        if not revoked:
+            raise Unconfirmed(
+                f"nothing was revoked on Canvas Credentials for {email} "
+                f"({target.get('competency', '')} {target.get('level', '')}, badge class "
+                f"{badge_class}): microcred holds no assertion id for it (its issue never "
+                "completed, or it was delivered by an older version) and Canvas Credentials "
+                "lists no assertion of that badge class for the recipient. Look at the "
+                "recipient's assertions there: if one from this credential is live, revoke "
+                "it there; then cancel this row (`microcred outbox cancel ID`)"
+            )
+        return revoked
+
+    def _assertion(
+        self, repo: RepositoryConfig, entity: str, record: AttemptRecord
+    ) -> dict[str, Any] | None:
+        """The assertion with this id as Badgr shows it now; None when it has none."""
+        try:
+            resp = self._api(repo, record, "GET", f"/v2/assertions/{entity}", what="check")
+        except Rejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        result = http.json_of(resp, record=record, who="Canvas Credentials").get("result")
+        return dict(result[0]) if isinstance(result, list) and result else None
+
+    def _revoke_id(
+        self,
+        repo: RepositoryConfig,
+        entity: str,
+        target: dict[str, Any],
+        reason: str,
+        record: AttemptRecord,
+    ) -> str:
         try:
             self._api(
                 repo,
@@ -253,8 +313,24 @@ class BadgrConnector(http.HttpConnector):
                 what="revoke",
             )
         except Rejected as exc:
-            if exc.status != 404:
+            if exc.status not in (400, 404):
                 raise
+            # Revoked meanwhile (an earlier attempt whose answer was lost), or gone: ask.
+            now = self._assertion(repo, entity, record)
+            if now is not None and now.get("revoked"):
+                return entity
+            if now is None:
+                raise Unconfirmed(
+                    f"Canvas Credentials has no assertion {entity} (issued to "
+                    f"{target.get('recipient_email', '')}, {target.get('competency', '')} "
+                    f"{target.get('level', '')}): it may have been deleted there. Look at the "
+                    "recipient's assertions in Canvas Credentials: if one from this "
+                    "credential is live, revoke it there; then cancel this row "
+                    "(`microcred outbox cancel ID`)",
+                    status=exc.status,
+                    excerpt=exc.excerpt,
+                ) from exc
+            raise
         return entity
 
     def deliver(
@@ -266,11 +342,10 @@ class BadgrConnector(http.HttpConnector):
         if job.kind == "badgr.issue_assertion":
             return self.issue(repo, p, record, check=job.uncertain)
         if job.kind == "badgr.revoke_assertion":
-            ids = [
-                self.revoke(repo, t, str(p.get("reason", "Revoked")), record)
-                for t in p.get("targets", [])
-            ]
-            return {"revoked": [i for i in ids if i]}
+            ids: list[str] = []
+            for target in p.get("targets", []):
+                ids += self.revoke(repo, target, str(p.get("reason", "Revoked")), record)
+            return {"revoked": ids}
         raise NotConfigured(f"the Badgr connector does not handle {job.kind}")
 
 
