@@ -45,6 +45,17 @@ def _claims_with(**changes: Any) -> Mutator:
     return mutate
 
 
+def _times(iat: int, exp: int) -> Mutator:
+    """``iat`` and ``exp`` this many seconds from the moment the token is made (not from
+    collection: a long suite would turn "in the future" into "now")."""
+
+    def mutate(p: FakePlatform, nonce: str) -> tuple[str, dict[str, str]]:
+        now = int(time.time())
+        return p.token(p.claims(nonce) | {"iat": now + iat, "exp": now + exp}), {}
+
+    return mutate
+
+
 def _header(**header: Any) -> Mutator:
     def mutate(p: FakePlatform, nonce: str) -> tuple[str, dict[str, str]]:
         return p.token(p.claims(nonce), **header), {}
@@ -96,8 +107,6 @@ def _tampered(p: FakePlatform, claims: dict[str, Any]) -> str:
     return f"{head}.{b64(json.dumps(forged).encode())}.{sig}"
 
 
-NOW = int(time.time())
-
 # Certification §6.1 "known bad payloads", then the forged-token corpus (security.md S2).
 BAD: dict[str, Mutator] = {
     "cert: no KID": _header(kid=None),
@@ -119,7 +128,7 @@ BAD: dict[str, Mutator] = {
         ),
         {},
     ),
-    "cert: timestamps incorrect": _claims_with(iat=NOW - 7200, exp=NOW - 3600),
+    "cert: timestamps incorrect": _times(iat=-7200, exp=-3600),
     "cert: message type claim missing": _claims_without(C + "message_type"),
     "cert: role claim missing": _claims_without(C + "roles"),
     "cert: deployment id missing": _claims_without(C + "deployment_id"),
@@ -132,8 +141,8 @@ BAD: dict[str, Mutator] = {
     "payload tampered after signing": _raw(_tampered),
     "exp missing": _claims_without("exp"),
     "iat missing": _claims_without("iat"),
-    "iat in the future": _claims_with(iat=NOW + 600, exp=NOW + 700),
-    "iat too old": _claims_with(iat=NOW - 1000, exp=NOW + 60),
+    "iat in the future": _times(iat=600, exp=700),
+    "iat too old": _times(iat=-1000, exp=60),
     "nonce missing": _claims_without("nonce"),
     "nonce not the issued one": _claims_with(nonce="made-up-nonce"),
     "nonce with non-ASCII characters": _claims_with(nonce="nönce-✓"),
