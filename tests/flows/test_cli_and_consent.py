@@ -128,13 +128,9 @@ def test_a_sync_from_the_cli_uses_the_courses_source_and_evaluates(
     assert lost.exit_code == 2 and "course 999 is not connected to an LMS source" in lost.output
 
 
-def test_credential_revoke_on_the_command_line_reaches_the_repositories(
-    live: Live, runner: CliRunner
-) -> None:
-    from service.db.models import AuditEvent, Credential
-
-    synced = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id), "--sync"])
-    assert synced.exit_code == 0, synced.output
+def _lucas_award_the_webhook_holds(live: Live) -> Award:
+    """Lucas's data-investigation award, its webhook delivery marked delivered (the
+    receiver has it, so a revocation must be sent there)."""
     with db_session(live.engine, write=True) as s:
         lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
         award = s.exec(
@@ -148,11 +144,24 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
                 OutboxMessage.kind == "webhook.credential_issued",
             )
         ).one()
-        sent.status = "delivered"  # the webhook receiver has it
+        sent.status = "delivered"
         s.add(sent)
         s.commit()
-        uuid = award.credential_uuid
-        assert uuid is not None
+        s.refresh(award)
+        s.expunge(award)
+    return award
+
+
+def test_credential_revoke_on_the_command_line_reaches_the_repositories(
+    live: Live, runner: CliRunner
+) -> None:
+    from service.db.models import AuditEvent, Credential
+
+    synced = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id), "--sync"])
+    assert synced.exit_code == 0, synced.output
+    award = _lucas_award_the_webhook_holds(live)
+    uuid = award.credential_uuid
+    assert uuid is not None
     done = runner.invoke(cli.app, ["credential", "revoke", uuid, "--reason", "Awarded in error"])
     assert done.exit_code == 0, done.output
     with db_session(live.engine) as s:
@@ -236,24 +245,8 @@ def test_the_api_revokes_like_the_command_line_and_refuses_to_undo_an_award(
     # POST /api/credentials/{id}/revoke set only the status bit: Credly and the webhook
     # receiver kept the badge, and the next evaluation issued it again.
     pull(live)  # the worker's scheduled sync awards the course
-    with db_session(live.engine, write=True) as s:
-        lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
-        award = s.exec(
-            select(Award).where(
-                Award.person_id == lucas.id, Award.line_key == "competency:data-investigation"
-            )
-        ).one()
-        sent = s.exec(
-            select(OutboxMessage).where(
-                OutboxMessage.credential_id == award.delivery_key,
-                OutboxMessage.kind == "webhook.credential_issued",
-            )
-        ).one()
-        sent.status = "delivered"
-        s.add(sent)
-        s.commit()
-        uuid, key, award_id = award.credential_uuid, award.delivery_key, award.id
-        s.expunge(lucas)
+    award = _lucas_award_the_webhook_holds(live)
+    uuid, key, award_id = award.credential_uuid, award.delivery_key, award.id
     headers = api_headers("credentials:write")
     with httpx.Client(base_url=live.tool_url, headers=headers) as api:
         done = api.post(f"/api/credentials/{uuid}/revoke", json={"reason": "Awarded in error"})
@@ -278,7 +271,7 @@ def test_the_api_revokes_like_the_command_line_and_refuses_to_undo_an_award(
     with db_session(live.engine) as s:
         issued = s.exec(
             select(Award).where(
-                Award.person_id == lucas.id,
+                Award.person_id == award.person_id,
                 Award.line_key == "competency:data-investigation",
                 Award.state == "issued",
             )
