@@ -54,7 +54,7 @@ _PIECES = (
     "<b>&amp;</b>",
     "\u00a0nbsp",
     "\u200bzero-width",
-    "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+    "\U0001d518\U0001d52b\U0001d526\U0001d520\U0001d52c\U0001d521\U0001d522",  # Fraktur "Unicode"
     "x" * 40,
 )
 _GENRES = (None, "Rubric", "Quiz", "Assignment", "Portfolio")
