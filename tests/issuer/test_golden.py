@@ -21,45 +21,14 @@ from typing import Any
 
 import orjson
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from service import jws
-from service.issuer import build, keys, multibase, service, statuslist, vcjwt
+from service.issuer import build, keys, service, statuslist, vcjwt
 from tests.issuer import samples, varied
 
 GOLDEN = Path(__file__).parent / "golden" / "credentials.json"
 SEED = 18
 COUNT = 60
 BASE = varied.BASE
-
-
-def _ring() -> keys.Keyring:
-    ed = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
-    public = ed.public_key().public_bytes_raw()
-    ed_key = keys.Ed25519Key(
-        row_id=1,
-        name="ed25519-golden",
-        public=public,
-        multibase=multibase.encode_multikey_ed25519(public),
-        active=True,
-        private=ed,
-    )
-    es = ec.derive_private_key(0x18_18_18_18_18_18, ec.SECP256R1())
-    pem = es.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    jwt_key = jws.load_private_key(pem, kid=keys.key_url(BASE, "es256-golden"), alg="ES256")
-    return keys.Keyring(
-        base_url=BASE,
-        did=varied.ISSUER_DID,
-        ed25519=(ed_key,),
-        jwt=(jwt_key.public,),
-        jwt_names={jwt_key.kid: "es256-golden"},
-        signing_key=ed_key,
-        jwt_signing_key=jwt_key,
-    )
 
 
 def _cases() -> list[tuple[str, dict[str, Any]]]:
@@ -141,7 +110,7 @@ def _stacked(ring: keys.Keyring) -> dict[str, Any]:
 
 
 def _all() -> list[dict[str, Any]]:
-    ring = _ring()
+    ring = varied.keyring()
     return [_issued(ring, name, case) for name, case in _cases()] + [_stacked(ring)]
 
 

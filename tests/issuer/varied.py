@@ -14,7 +14,12 @@ import datetime as dt
 import random
 from typing import Any
 
-from service.issuer import statuslist
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from service import jws
+from service.issuer import keys, multibase, statuslist
 from service.issuer.inputs import (
     Alignment,
     AwardInput,
@@ -212,3 +217,31 @@ def cases(seed: int, n: int) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def keyring() -> keys.Keyring:
+    """Fixed keys: the Ed25519 key of seed 0..31 and a fixed ES256 key."""
+    ed = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    public = ed.public_key().public_bytes_raw()
+    ed_key = keys.Ed25519Key(
+        row_id=1,
+        name="ed25519-golden",
+        public=public,
+        multibase=multibase.encode_multikey_ed25519(public),
+        active=True,
+        private=ed,
+    )
+    es = ec.derive_private_key(0x18_18_18_18_18_18, ec.SECP256R1())
+    pem = es.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    jwt_key = jws.load_private_key(pem, kid=keys.key_url(BASE, "es256-golden"), alg="ES256")
+    return keys.Keyring(
+        base_url=BASE,
+        did=ISSUER_DID,
+        ed25519=(ed_key,),
+        jwt=(jwt_key.public,),
+        jwt_names={jwt_key.kid: "es256-golden"},
+        signing_key=ed_key,
+        jwt_signing_key=jwt_key,
+    )
