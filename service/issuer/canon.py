@@ -9,6 +9,7 @@ can hide in a signed credential.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -534,6 +535,8 @@ def _skeleton(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, st
             emitted[0] += 1
             return mark
         if isinstance(node, dict):
+            if not all(isinstance(key, str) for key in node):
+                raise _NoShape
             return {
                 key: value if key.startswith("@") or key == "type" else walk(value)
                 for key, value in node.items()
@@ -559,7 +562,7 @@ def _build_shape(
     """The skeleton's RDF, if every placeholder came through whole and replaceable."""
     try:
         dataset = _dataset(skeleton, loader, bounds)
-        terms = _context_terms(skeleton.get("@context"), loader)
+        terms = _context_terms(json.dumps(skeleton.get("@context"), sort_keys=True), loader)
     except Exception:  # the real document will say what is wrong, on the full path
         return None
     if list(dataset) != ["@default"]:
@@ -610,9 +613,11 @@ def _fill(triple: tuple[Any, ...], real: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def _context_terms(context: Any, loader: DocumentLoader) -> set[str]:
+@functools.lru_cache(maxsize=64)
+def _context_terms(context_json: str, loader: DocumentLoader) -> frozenset[str]:
     """Every key of the document's contexts, scoped ones included (a superset of its
     terms): an http(s) value equal to one may expand as that term in a @vocab position."""
+    context = json.loads(context_json)
     terms: set[str] = set()
     loaded: set[str] = set()
     stack: list[tuple[Any, bool]] = [(context, True)]
@@ -627,7 +632,7 @@ def _context_terms(context: Any, loader: DocumentLoader) -> set[str]:
         elif isinstance(node, dict):
             terms.update(node)
             stack.extend((value, key == "@context") for key, value in node.items())
-    return terms
+    return frozenset(terms)
 
 
 _SHAPES = _Shapes()
