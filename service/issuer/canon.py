@@ -22,6 +22,7 @@ from pyld import jsonld as _pyld
 from pyld.canon import URDNA2015, permutations
 from pyld.identifier_issuer import IdentifierIssuer
 from pyld.jsonld import JsonLdError, JsonLdProcessor
+from pyld.nquads import escape as _nquad_escape
 
 from service.errors import BadInput
 from service.issuer import limits
@@ -290,17 +291,27 @@ def canonicalize(
             order within the work budget.
         BadInput: the document is not valid JSON-LD (unknown context, bad syntax).
     """
-    dataset = _SHAPES.dataset(document, loader, bounds) if shapes else None
+    nquads: str | None
+    dataset = None
+    if shapes:
+        found = _SHAPES.find(document, loader, bounds)
+        if found is not None:
+            shape, real = found
+            nquads = shape.canonical(real)
+            if nquads is not None:
+                return nquads
+            dataset = shape.dataset(real)
     if dataset is None:
         dataset = _dataset(document, loader, bounds)
     try:
-        nquads: str = _Urdna2015(work or limits.Work(), bounds).main(
+        nquads = _Urdna2015(work or limits.Work(), bounds).main(
             dataset, {"format": "application/n-quads"}
         )
     except RecursionError:
         raise limits.LimitExceeded(
             "its blank nodes chain too deeply to put in canonical order"
         ) from None
+    assert nquads is not None
     return nquads
 
 
@@ -428,6 +439,8 @@ _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters around a placeholde
 _HTTP = ("https://", "http://")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
 _XSD_DOUBLE = "http://www.w3.org/2001/XMLSchema#double"  # pyld rewrites such strings
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+_RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
 
 
 class _NoShape(Exception):
@@ -439,7 +452,7 @@ class _Shape:
     document's own values must not equal (a collision would merge what the skeleton kept
     apart)."""
 
-    __slots__ = ("fixed", "kinds", "terms", "triples")
+    __slots__ = ("blank", "fixed", "kinds", "lines", "terms", "triples")
 
     def __init__(
         self,
@@ -452,6 +465,43 @@ class _Shape:
         self.fixed = fixed  # the skeleton's own terms: (value, type, datatype, language)
         self.kinds = kinds  # placeholder -> the (type, datatype, language) it stands as
         self.terms = terms  # every key of its contexts
+        # each triple as its N-Quad pieces: text, or (kind, blank node / placeholder)
+        self.lines = [_pieces(triple) for triple in triples]
+        # blank node -> the lines it is in
+        self.blank: dict[str, list[int]] = {}
+        for i, pieces in enumerate(self.lines):
+            labels = [p[1] for p in pieces if isinstance(p, tuple) and p[0] == _BN]
+            for label in dict.fromkeys(labels):
+                self.blank.setdefault(label, []).append(i)
+
+    def dataset(self, real: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+        """The document's RDF dataset (fresh terms: RDFC-1.0 relabels blank nodes in place)."""
+        return {"@default": [_fill(triple, real) for triple in self.triples]}
+
+    def canonical(self, real: Mapping[str, str]) -> str | None:
+        """RDFC-1.0 of the document when every blank node has a unique first-degree hash
+        (§4.4 steps 1-5 then 7: canonical ids in the order of those hashes), else None
+        (pyld's algorithm then runs, with the n-degree hashing)."""
+        values = {}
+        for mark, value in real.items():
+            values[(_IRI, mark)] = value
+            values[(_LIT, mark)] = _nquad_escape(value)
+        hashes = {}
+        for label, lines in self.blank.items():
+            own = {**values, (_BN, label): "_:a"}
+            text = sorted(
+                "".join(p if isinstance(p, str) else own.get(p, "_:z") for p in self.lines[i])
+                for i in lines
+            )
+            hashes[label] = hashlib.sha256("".join(text).encode("utf-8")).hexdigest()
+        if len(set(hashes.values())) != len(hashes):
+            return None
+        for n, label in enumerate(sorted(hashes, key=hashes.__getitem__)):
+            values[(_BN, label)] = f"_:c14n{n}"
+        out = sorted(
+            "".join(p if isinstance(p, str) else values[p] for p in pieces) for pieces in self.lines
+        )
+        return "".join(out)
 
     def collides(self, real: Mapping[str, str]) -> bool:
         """Whether a document value would be a term the skeleton has already, or an http(s)
@@ -473,10 +523,11 @@ class _Shapes:
         self._cache: OrderedDict[tuple[Any, ...], _Shape | None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def dataset(
+    def find(
         self, document: Mapping[str, Any], loader: DocumentLoader, bounds: limits.Limits
-    ) -> dict[str, list[dict[str, Any]]] | None:
-        """The document's checked RDF dataset from its shape's, or None (use the full path)."""
+    ) -> tuple[_Shape, dict[str, str]] | None:
+        """The document's shape and its values (placeholder -> value), or None when the
+        shortcut does not apply (use the full path)."""
         try:
             skeleton, values, emitted = _skeleton(document)
         except (_NoShape, RecursionError):
@@ -501,7 +552,7 @@ class _Shapes:
         real = {ph: value for value, ph in values.items()}
         if shape.collides(real):
             return None
-        return {"@default": [_fill(triple, real) for triple in shape.triples]}
+        return shape, real
 
 
 def _skeleton(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], int]:
@@ -611,6 +662,37 @@ def _fill(triple: tuple[Any, ...], real: Mapping[str, str]) -> dict[str, Any]:
             term = dict(term)
         out[position] = term
     return out
+
+
+_BN, _IRI, _LIT = 0, 1, 2
+
+
+def _pieces(triple: tuple[Any, ...]) -> list[Any]:
+    """One triple as pyld's ``serialize_nquad`` writes it (default graph), split where a
+    blank node or a placeholder goes."""
+    out: list[Any] = []
+    for position, (term, mark) in zip(("subject", "predicate", "object"), triple, strict=True):
+        kind = term["type"]
+        if kind == "blank node":
+            out.append((_BN, term["value"]))
+        elif kind == "IRI":
+            out += ["<", (_IRI, mark) if mark else term["value"], ">"]
+        else:
+            out += ['"', (_LIT, mark) if mark else _nquad_escape(term["value"]), '"']
+            if term["datatype"] == _RDF_LANGSTRING:
+                if term.get("language"):
+                    out.append("@" + term["language"])
+            elif term["datatype"] != _XSD_STRING:
+                out.append("^^<" + term["datatype"] + ">")
+        out.append(" " if position != "object" else " .\n")
+    # join neighbouring text
+    merged: list[Any] = []
+    for piece in out:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
 
 
 @functools.lru_cache(maxsize=64)

@@ -46,7 +46,7 @@ def _short(doc: dict[str, Any]) -> str:
 
 
 def _took_shortcut(doc: dict[str, Any]) -> bool:
-    return canon._SHAPES.dataset(doc, LOADER, limits.DEFAULT) is not None
+    return canon._SHAPES.find(doc, LOADER, limits.DEFAULT) is not None
 
 
 def _revalue(doc: dict[str, Any], rng: random.Random) -> dict[str, Any]:
@@ -192,3 +192,26 @@ def test_a_list_of_values_keeps_its_duplicates_rule(docs: list[dict[str, Any]]) 
     assert _short(doc) == _full(doc)
     doc["credentialSubject"]["achievement"]["tag"] = ["same", "other", "other2"]
     assert _short(doc) == _full(doc)
+
+
+def test_both_rdfc_branches_are_taken_and_agree(docs: list[dict[str, Any]]) -> None:
+    # unique first-degree hashes: the shape's own RDFC-1.0; alike blank nodes (two equal
+    # evidence entries): pyld's n-degree hashing over the shape's dataset
+    alike = copy.deepcopy(docs[3])
+    alike["evidence"] = [{"type": ["Evidence"], "name": "Quiz"}] * 2 + [
+        {"type": ["Evidence"], "name": "Quiz", "description": "same"}
+    ] * 2
+    simple = 0
+    for doc in [*docs, alike]:
+        found = canon._SHAPES.find(doc, LOADER, limits.DEFAULT)
+        assert found is not None
+        shape, real = found
+        own = shape.canonical(real)
+        if own is not None:
+            simple += 1
+            assert own == _full(doc)
+        assert _short(doc) == _full(doc)
+    assert 0 < simple < len(docs) + 1
+    shape, real = canon._SHAPES.find(alike, LOADER, limits.DEFAULT) or (None, None)
+    assert shape is not None and real is not None
+    assert shape.canonical(real) is None
