@@ -5,6 +5,9 @@ absolute IRI, is silently dropped from the RDF dataset and therefore not covered
 signature (reference/credentials.md §6.2), while safe-mode verifiers (DCC verifier-core)
 reject the credential. :func:`canonicalize` refuses both, loudly, so nothing unsigned
 can hide in a signed credential.
+
+Signing (``shapes=True``) reuses the RDF of earlier credentials of the same shape
+(:class:`_Shapes`, at the end of this module); the canonical form is the same either way.
 """
 
 from __future__ import annotations
