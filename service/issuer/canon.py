@@ -5,10 +5,14 @@ absolute IRI, is silently dropped from the RDF dataset and therefore not covered
 signature (reference/credentials.md §6.2), while safe-mode verifiers (DCC verifier-core)
 reject the credential. :func:`canonicalize` refuses both, loudly, so nothing unsigned
 can hide in a signed credential.
+
+Signing (``shapes=True``) reuses the RDF of earlier credentials of the same shape
+(:class:`_Shapes`, at the end of this module); the canonical form is the same either way.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -21,6 +25,7 @@ from pyld import jsonld as _pyld
 from pyld.canon import URDNA2015, permutations
 from pyld.identifier_issuer import IdentifierIssuer
 from pyld.jsonld import JsonLdError, JsonLdProcessor
+from pyld.nquads import escape as _nquad_escape
 
 from service.errors import BadInput
 from service.issuer import limits
@@ -267,6 +272,7 @@ def canonicalize(
     *,
     bounds: limits.Limits = limits.DEFAULT,
     work: limits.Work | None = None,
+    shapes: bool = False,
 ) -> str:
     """Canonical N-Quads (RDFC-1.0) of a JSON-LD document, refusing undefined terms.
 
@@ -276,6 +282,8 @@ def canonicalize(
         bounds: the most quads, blank nodes and blank-node work allowed.
         work: a counter that receives the blank-node work done (for callers that report
             it; a fresh one is used otherwise).
+        shapes: reuse the RDF of an earlier document of the same shape (:class:`_Shapes`;
+            the issuer's own credentials). The result is the same either way.
 
     Returns:
         The canonical N-Quads text.
@@ -286,6 +294,34 @@ def canonicalize(
             order within the work budget.
         BadInput: the document is not valid JSON-LD (unknown context, bad syntax).
     """
+    nquads: str | None
+    dataset = None
+    if shapes:
+        found = _SHAPES.find(document, loader, bounds)
+        if found is not None:
+            shape, real = found
+            nquads = shape.canonical(real)
+            if nquads is not None:
+                return nquads
+            dataset = shape.dataset(real)
+    if dataset is None:
+        dataset = _dataset(document, loader, bounds)
+    try:
+        nquads = _Urdna2015(work or limits.Work(), bounds).main(
+            dataset, {"format": "application/n-quads"}
+        )
+    except RecursionError:
+        raise limits.LimitExceeded(
+            "its blank nodes chain too deeply to put in canonical order"
+        ) from None
+    assert nquads is not None
+    return nquads
+
+
+def _dataset(
+    document: Mapping[str, Any], loader: DocumentLoader, bounds: limits.Limits
+) -> dict[str, list[dict[str, Any]]]:
+    """The RDF dataset of a JSON-LD document (pyld's expansion and toRDF), checked."""
     options: dict[str, Any] = {
         "documentLoader": loader,
         "base": None,
@@ -319,15 +355,7 @@ def canonicalize(
         if name == "@default" or _is_absolute(name):
             dataset[name] = processor._graph_to_rdf(graph, issuer, options)
     _check_size(dataset, bounds)
-    try:
-        nquads: str = _Urdna2015(work or limits.Work(), bounds).main(
-            dataset, {"format": "application/n-quads"}
-        )
-    except RecursionError:
-        raise limits.LimitExceeded(
-            "its blank nodes chain too deeply to put in canonical order"
-        ) from None
-    return nquads
+    return dataset
 
 
 def _check_merge_cost(expanded: Any, bounds: limits.Limits) -> None:
@@ -397,3 +425,299 @@ def _jsonld_reason(exc: BaseException) -> str:
 def sha256(text: str) -> bytes:
     """SHA-256 of the UTF-8 bytes of ``text``."""
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+# --- documents of one shape ---------------------------------------------------------------------
+#
+# An issuer's credentials differ in their values (names, ids, dates, salts, hashes), far less
+# in their shape (keys, types, contexts, how many evidence items). JSON-LD gives a string in
+# a literal position the same treatment whatever it says, and an absolute http(s) IRI in an
+# IRI position too, so the RDF of a document is the RDF of its *skeleton* (those strings
+# replaced by placeholders, equal strings by the same one) with the placeholders replaced
+# back. _Shapes keeps the skeleton's RDF per shape and checks, per shape and per document,
+# every condition that argument needs; when one fails, the document takes the full path.
+# tests/issuer/test_canon_shapes.py compares the two paths on many varied credentials.
+
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters around a placeholder's number
+_HTTP = ("https://", "http://")
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*$")
+_XSD_DOUBLE = "http://www.w3.org/2001/XMLSchema#double"  # pyld rewrites such strings
+_XSD_STRING = "http://www.w3.org/2001/XMLSchema#string"
+_RDF_LANGSTRING = "http://www.w3.org/1999/02/22-rdf-syntax-ns#langString"
+
+
+class _NoShape(Exception):
+    """The document (or its shape) cannot use the shortcut: take the full path."""
+
+
+class _Shape:
+    """A skeleton's RDF with the placeholders' places, and the term values that a
+    document's own values must not equal (a collision would merge what the skeleton kept
+    apart)."""
+
+    __slots__ = ("blank", "fixed", "kinds", "lines", "terms", "triples")
+
+    def __init__(
+        self,
+        triples: list[tuple[Any, ...]],
+        fixed: frozenset[tuple[str, ...]],
+        kinds: dict[str, tuple[tuple[str, ...], ...]],
+        terms: frozenset[str],
+    ) -> None:
+        self.triples = triples
+        self.fixed = fixed  # the skeleton's own terms: (value, type, datatype, language)
+        self.kinds = kinds  # placeholder -> the (type, datatype, language) it stands as
+        self.terms = terms  # every key of its contexts
+        # each triple as its N-Quad pieces: text, or (kind, blank node / placeholder)
+        self.lines = [_pieces(triple) for triple in triples]
+        # blank node -> the lines it is in
+        self.blank: dict[str, list[int]] = {}
+        for i, pieces in enumerate(self.lines):
+            labels = [p[1] for p in pieces if isinstance(p, tuple) and p[0] == _BN]
+            for label in dict.fromkeys(labels):
+                self.blank.setdefault(label, []).append(i)
+
+    def dataset(self, real: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
+        """The document's RDF dataset (fresh terms: RDFC-1.0 relabels blank nodes in place)."""
+        return {"@default": [_fill(triple, real) for triple in self.triples]}
+
+    def canonical(self, real: Mapping[str, str]) -> str | None:
+        """RDFC-1.0 of the document when every blank node has a unique first-degree hash
+        (§4.4 steps 1-5 then 7: canonical ids in the order of those hashes), else None
+        (pyld's algorithm then runs, with the n-degree hashing)."""
+        values = {}
+        for mark, value in real.items():
+            values[(_IRI, mark)] = value
+            values[(_LIT, mark)] = _nquad_escape(value)
+        hashes = {}
+        for label, lines in self.blank.items():
+            own = {**values, (_BN, label): "_:a"}
+            text = sorted(
+                "".join(p if isinstance(p, str) else own.get(p, "_:z") for p in self.lines[i])
+                for i in lines
+            )
+            hashes[label] = hashlib.sha256("".join(text).encode("utf-8")).hexdigest()
+        if len(set(hashes.values())) != len(hashes):
+            return None
+        for n, label in enumerate(sorted(hashes, key=hashes.__getitem__)):
+            values[(_BN, label)] = f"_:c14n{n}"
+        out = sorted(
+            "".join(p if isinstance(p, str) else values[p] for p in pieces) for pieces in self.lines
+        )
+        return "".join(out)
+
+    def collides(self, real: Mapping[str, str]) -> bool:
+        """Whether a document value would be a term the skeleton has already, or an http(s)
+        value a term of its contexts."""
+        fixed = self.fixed
+        for mark, value in real.items():
+            for kind in self.kinds[mark]:
+                if (value, *kind) in fixed:
+                    return True
+        return not self.terms.isdisjoint(
+            value for mark, value in real.items() if mark.startswith("https://")
+        )
+
+
+class _Shapes:
+    _MAX = 512
+
+    def __init__(self) -> None:
+        self._cache: OrderedDict[tuple[Any, ...], _Shape | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def find(
+        self, document: Mapping[str, Any], loader: DocumentLoader, bounds: limits.Limits
+    ) -> tuple[_Shape, dict[str, str]] | None:
+        """The document's shape and its values (placeholder -> value), or None when the
+        shortcut does not apply (use the full path)."""
+        try:
+            skeleton, values, emitted = _skeleton(document)
+        except (_NoShape, RecursionError):
+            return None
+        text = json.dumps(skeleton, ensure_ascii=False, separators=(",", ":"))
+        if text.count(_OPEN) != emitted:
+            return None  # the document itself holds a placeholder character
+        key = (text, loader, bounds)
+        with self._lock:
+            shape = self._cache.get(key, _MISSING)
+            if shape is not _MISSING:
+                self._cache.move_to_end(key)
+        if shape is _MISSING:
+            shape = _build_shape(skeleton, values, loader, bounds)
+            with self._lock:
+                self._cache[key] = shape
+                if len(self._cache) > self._MAX:
+                    self._cache.popitem(last=False)
+        if shape is None:
+            return None
+        assert isinstance(shape, _Shape)
+        real = {ph: value for value, ph in values.items()}
+        if shape.collides(real):
+            return None
+        return shape, real
+
+
+def _skeleton(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], int]:
+    """The document with its replaceable strings as placeholders, value -> placeholder, and
+    how many placeholders it holds.
+
+    Replaceable: a string with no ``:``, or whose text before the first ``:`` cannot be an
+    IRI scheme or a prefix (JSON-LD keeps it as it is in any position but a ``@vocab`` one,
+    where the placeholder shows it), and an absolute http(s) IRI (kept as it is in any
+    position; a term named like it is checked per document). Values under ``type`` and
+    keywords (``@context``, ``@type``, ...) stay: they choose contexts and meanings.
+    """
+    marks: dict[str, str] = {}
+    emitted = [0]
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, str):
+            mark = marks.get(node)
+            if mark is not None:
+                emitted[0] += 1
+                return mark
+            if _CLOSE in node:
+                raise _NoShape
+            if node.startswith(_HTTP) and _is_absolute_iri(node):
+                mark = f"https://{_OPEN}{len(marks)}{_CLOSE}"
+            elif ":" not in node or (node[0] != "_" and not _SCHEME.match(node.split(":", 1)[0])):
+                mark = f"{_OPEN}{len(marks)}{_CLOSE}"
+            else:
+                return node
+            marks[node] = mark
+            emitted[0] += 1
+            return mark
+        if isinstance(node, dict):
+            if not all(isinstance(key, str) for key in node):
+                raise _NoShape
+            return {
+                key: value if key.startswith("@") or key == "type" else walk(value)
+                for key, value in node.items()
+            }
+        if isinstance(node, list):
+            return [walk(value) for value in node]
+        if node is None or isinstance(node, bool | int | float):
+            return node
+        raise _NoShape  # not JSON: pyld decides what it means
+
+    if not isinstance(document, Mapping):
+        raise _NoShape
+    skeleton = walk(dict(document))
+    return skeleton, marks, emitted[0]
+
+
+def _build_shape(
+    skeleton: dict[str, Any],
+    values: Mapping[str, str],
+    loader: DocumentLoader,
+    bounds: limits.Limits,
+) -> _Shape | None:
+    """The skeleton's RDF, if every placeholder came through whole and replaceable."""
+    try:
+        dataset = _dataset(skeleton, loader, bounds)
+        terms = _context_terms(json.dumps(skeleton.get("@context"), sort_keys=True), loader)
+    except Exception:  # the real document will say what is wrong, on the full path
+        return None
+    if list(dataset) != ["@default"]:
+        return None
+    marks = set(values.values())
+    kinds: dict[str, set[tuple[str, ...]]] = {}
+    fixed: set[tuple[str, ...]] = set()
+    triples = []
+    for triple in dataset["@default"]:
+        parts = []
+        for position in ("subject", "predicate", "object"):
+            term = triple[position]
+            value = term["value"]
+            if any(_OPEN in str(v) for k, v in term.items() if k != "value"):
+                return None
+            kind = (term["type"], term.get("datatype", ""), term.get("language", ""))
+            if _OPEN not in value:
+                if term["type"] != "blank node":
+                    fixed.add((value, *kind))
+                parts.append((term, None))
+                continue
+            if value not in marks or position == "predicate" or term["type"] == "blank node":
+                return None  # a placeholder inside another value, or where it cannot be
+            if term["type"] == "IRI" and not value.startswith("https://" + _OPEN):
+                return None  # a string that became a (relative or @vocab) IRI
+            if term["type"] == "literal" and term.get("datatype") == _XSD_DOUBLE:
+                return None
+            kinds.setdefault(value, set()).add(kind)
+            parts.append((term, value))
+        triples.append(tuple(parts))
+    if set(kinds) != marks:
+        return None  # a value that left no trace as itself
+    return _Shape(
+        triples, frozenset(fixed), {m: tuple(k) for m, k in kinds.items()}, frozenset(terms)
+    )
+
+
+def _fill(triple: tuple[Any, ...], real: Mapping[str, str]) -> dict[str, Any]:
+    """A fresh triple of the shape with the document's values (RDFC-1.0 relabels blank
+    nodes in place, so those terms are fresh too)."""
+    out = {}
+    for position, (term, mark) in zip(("subject", "predicate", "object"), triple, strict=True):
+        if mark is not None:
+            term = {**term, "value": real[mark]}
+        elif term["type"] == "blank node":
+            term = dict(term)
+        out[position] = term
+    return out
+
+
+_BN, _IRI, _LIT = 0, 1, 2
+
+
+def _pieces(triple: tuple[Any, ...]) -> list[Any]:
+    """One triple as pyld's ``serialize_nquad`` writes it (default graph), split where a
+    blank node or a placeholder goes."""
+    out: list[Any] = []
+    for position, (term, mark) in zip(("subject", "predicate", "object"), triple, strict=True):
+        kind = term["type"]
+        if kind == "blank node":
+            out.append((_BN, term["value"]))
+        elif kind == "IRI":
+            out += ["<", (_IRI, mark) if mark else term["value"], ">"]
+        else:
+            out += ['"', (_LIT, mark) if mark else _nquad_escape(term["value"]), '"']
+            if term["datatype"] == _RDF_LANGSTRING:
+                if term.get("language"):
+                    out.append("@" + term["language"])
+            elif term["datatype"] != _XSD_STRING:
+                out.append("^^<" + term["datatype"] + ">")
+        out.append(" " if position != "object" else " .\n")
+    # join neighbouring text
+    merged: list[Any] = []
+    for piece in out:
+        if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += piece
+        else:
+            merged.append(piece)
+    return merged
+
+
+@functools.lru_cache(maxsize=64)
+def _context_terms(context_json: str, loader: DocumentLoader) -> frozenset[str]:
+    """Every key of the document's contexts, scoped ones included (a superset of its
+    terms): an http(s) value equal to one may expand as that term in a @vocab position."""
+    context = json.loads(context_json)
+    terms: set[str] = set()
+    loaded: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(context, True)]
+    while stack:
+        node, is_context = stack.pop()
+        if isinstance(node, str):
+            if is_context and node not in loaded:
+                loaded.add(node)
+                stack.append((loader(node, None)["document"], False))
+        elif isinstance(node, list):
+            stack.extend((item, is_context) for item in node)
+        elif isinstance(node, dict):
+            terms.update(node)
+            stack.extend((value, key == "@context") for key, value in node.items())
+    return frozenset(terms)
+
+
+_SHAPES = _Shapes()

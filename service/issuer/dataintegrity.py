@@ -96,15 +96,19 @@ def hash_data(
     loader: DocumentLoader,
     *,
     bounds: limits.Limits = limits.DEFAULT,
+    shapes: bool = False,
 ) -> bytes:
     """``SHA-256(canon(config)) || SHA-256(canon(document))`` (vc-di-eddsa §3.2.5).
+
+    ``shapes``: reuse the RDF of earlier documents of the same shape (the issuer signing
+    its own credentials; ``canon.canonicalize``). The bytes are the same either way.
 
     Raises:
         limits.LimitExceeded: either one is too large or complex to canonicalize.
     """
     config_key = json.dumps(config, sort_keys=True, separators=(",", ":"))
     config_hash = _config_hash(config_key, loader, bounds)
-    canonical = canon.canonicalize(document, loader, bounds=bounds)
+    canonical = canon.canonicalize(document, loader, bounds=bounds, shapes=shapes)
     return config_hash + hashlib.sha256(canonical.encode("utf-8")).digest()
 
 
@@ -135,7 +139,7 @@ def sign(
     config = proof_config(
         context=body.get("@context"), verification_method=verification_method, created=created
     )
-    signature = key.sign(hash_data(body, config, loader))
+    signature = key.sign(hash_data(body, config, loader, shapes=True))
     proof = {k: v for k, v in config.items() if k != "@context"}
     proof["proofValue"] = multibase.encode_base58btc(signature)
     return {**body, "proof": [proof]}

@@ -12,6 +12,7 @@ from service.db.models import Credential, StatusList
 __all__ = [
     "credential_by_uuid",
     "credentials",
+    "free_indexes",
     "index_taken",
     "open_status_list",
     "status_list",
@@ -91,3 +92,29 @@ def index_taken(session: Session, list_id: int, index: int) -> bool:
         reserved = func.pg_try_advisory_xact_lock(list_id, index)
         return not session.exec(select(and_(reserved, ~held))).one()
     return bool(session.exec(select(held)).one())
+
+
+def free_indexes(session: Session, list_id: int, candidates: Sequence[int]) -> list[int]:
+    """The ``candidates`` (distinct) that no credential holds, in their order, and (on
+    PostgreSQL) that no other transaction is giving out right now: those are reserved for
+    this transaction (advisory locks until it ends, taken before the credentials are read),
+    so issuers in parallel never pick the same one. Two statements for any number of
+    candidates, where :func:`index_taken` costs one per index.
+    """
+    if not candidates:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        locks = [func.pg_try_advisory_xact_lock(list_id, i) for i in candidates]
+        reserved = session.exec(select(*locks)).one()
+        candidates = [i for i, ok in zip(candidates, reserved, strict=True) if ok]
+        if not candidates:
+            return []
+    held = set(
+        session.exec(
+            select(col(Credential.status_index)).where(
+                col(Credential.status_list_id) == list_id,
+                col(Credential.status_index).in_(candidates),
+            )
+        ).all()
+    )
+    return [i for i in candidates if i not in held]

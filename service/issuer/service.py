@@ -55,6 +55,7 @@ __all__ = [
 ]
 
 MAX_FILL = 0.5  # open a new list at half-full: random indexes stay cheap to find
+POOL = 16  # free random indexes looked up at once
 
 
 def profile(settings: Settings) -> IssuerProfile:
@@ -134,7 +135,9 @@ def _allocate(
     # The open list is read once per transaction and not locked: issuers in parallel
     # transactions (workers) share it, and the unique (list, index) key keeps their entries
     # apart (a clash fails one transaction, which is retried). ``taken`` counts this
-    # transaction's entries on top of the committed ones.
+    # transaction's entries on top of the committed ones; ``pool`` holds free random
+    # indexes found for this transaction, POOL at a time (one query, not one per credential),
+    # and ``used`` those it gave out.
     cache = db_engine.transaction_cache(session, "status_list")
     held = cache.get("open")
     if held is None:
@@ -149,17 +152,23 @@ def _allocate(
             session.add(status)
             session.flush()
             _sign_list(status, ring, settings, now)
-            held = [status, 0]
+            held = [status, 0, [], set()]
         else:
-            held = list(found)
+            held = [*found, [], set()]
         cache["open"] = held
-    status, taken = held
+    status, taken, pool, used = held
     assert status.id is not None
-    # Random unused index (vc-bitstring-status-list §6.1); the list is at most half
-    # full, so 64 tries fail with probability below 2^-64.
-    for _ in range(64):
-        index = statuslist.random_index(status.size)
-        if not repository.index_taken(session, status.id, index):
+    # Random unused index (vc-bitstring-status-list §6.1): uniform candidates, the taken
+    # ones dropped. The list is at most half full, so 64 candidates all taken has
+    # probability below 2^-64.
+    for _ in range(64 // POOL):
+        if not pool:
+            candidates = {statuslist.random_index(status.size) for _ in range(POOL)} - used
+            pool += repository.free_indexes(session, status.id, sorted(candidates))
+            secrets.SystemRandom().shuffle(pool)
+        if pool:
+            index: int = pool.pop()
+            used.add(index)  # given out here, maybe not flushed yet
             held[1] = taken + 1
             if held[1] >= status.size * MAX_FILL:
                 cache.pop("open")  # full: the next credential looks again

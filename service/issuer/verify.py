@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 from service import jws
 from service.errors import BadInput
@@ -247,7 +248,25 @@ def _schema_validator() -> jsonschema.Draft201909Validator:
     return jsonschema.Draft201909Validator(contexts.achievement_credential_schema())
 
 
+@functools.cache
+def _fast_schema_validator() -> jsonschema_rs.Draft201909Validator:
+    # Formats are not asserted (2019-09 makes them annotations; the python validator above
+    # has no format checker either) and every $ref is inside the bundled schema.
+    return jsonschema_rs.Draft201909Validator(
+        contexts.achievement_credential_schema(), validate_formats=False, offline=True
+    )
+
+
 def _check_schema(credential: Mapping[str, Any]) -> Check:
+    # jsonschema-rs answers "valid" in ~1 % of the python validator's time (~2 ms for an
+    # issued credential, a fifth of its cost); anything it does not call valid goes to the
+    # python validator, whose verdict and message stand (tests/issuer/test_schema_fast.py
+    # checks that both agree on issued and broken credentials).
+    try:
+        if _fast_schema_validator().is_valid(credential):
+            return Check("schema", True, SCHEMA_OK)
+    except (ValueError, TypeError, OverflowError, RecursionError):
+        pass  # a value it cannot represent: the python validator decides
     validator = _schema_validator()
     errors = sorted(validator.iter_errors(credential), key=lambda e: list(e.absolute_path))
     if errors:
@@ -256,7 +275,10 @@ def _check_schema(credential: Mapping[str, Any]) -> Check:
         return Check(
             "schema", False, f"the OB 3.0 JSON Schema fails at {where}: {first.message[:200]}"
         )
-    return Check("schema", True, "conforms to the OB 3.0 AchievementCredential JSON Schema")
+    return Check("schema", True, SCHEMA_OK)
+
+
+SCHEMA_OK = "conforms to the OB 3.0 AchievementCredential JSON Schema"
 
 
 def _find_method(doc: Mapping[str, Any], method: str) -> Mapping[str, Any] | None:

@@ -82,3 +82,18 @@ def test_the_module_level_helpers_canon_replaces_or_uses_are_still_there() -> No
         assert hasattr(issuer, attribute), (
             f"pyld IdentifierIssuer has no {attribute!r}: canon._copy_issuer copies it."
         )
+
+
+def test_the_nquads_writer_canon_shapes_copies_is_still_the_same() -> None:
+    # canon._Shape writes N-Quads itself (the shape path's RDFC-1.0) with pyld's escape and
+    # pyld's layout: a literal's escapes and a datatype / language suffix as serialize_nquad
+    # writes them, which test_canon_shapes.py compares byte for byte.
+    from pyld import nquads
+
+    assert nquads.escape('a"b\\c\nd\te\rf') == 'a\\"b\\\\c\\nd\\te\\rf'
+    quad = {
+        "subject": {"type": "blank node", "value": "_:b0"},
+        "predicate": {"type": "IRI", "value": "https://ex.test/p"},
+        "object": {"type": "literal", "value": "x", "datatype": "https://ex.test/t"},
+    }
+    assert nquads.serialize_nquad(quad) == '_:b0 <https://ex.test/p> "x"^^<https://ex.test/t> .\n'

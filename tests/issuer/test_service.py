@@ -12,7 +12,7 @@ from sqlmodel import select
 from service.db.engine import session
 from service.db.models import AuditEvent, Credential, StatusList
 from service.errors import BadInput, Conflict, NotFound
-from service.issuer import service, statuslist
+from service.issuer import repository, service, statuslist
 from service.settings import Settings
 from tests.issuer import samples
 
@@ -92,6 +92,30 @@ def test_indexes_are_random_and_distinct(engine: Engine, settings: Settings) -> 
     assert len(indexes) == 5
     assert len({r.status_list_id for r in rows}) == 1
     assert indexes != set(range(min(indexes), min(indexes) + 5))
+
+
+def test_one_transaction_gives_many_credentials_distinct_indexes(
+    engine: Engine, settings: Settings
+) -> None:
+    # more credentials than one pool of free indexes holds (a worker's batch)
+    with session(engine, write=True) as s:
+        rows = [
+            service.issue(s, settings=settings, award=samples.award(), now=NOW, actor="test")
+            for _ in range(3 * service.POOL + 1)
+        ]
+        s.commit()
+    assert len({(r.status_list_id, r.status_index) for r in rows}) == len(rows)
+    assert len({r.status_list_id for r in rows}) == 1
+
+
+def test_free_indexes_leave_out_the_taken_ones(engine: Engine, settings: Settings) -> None:
+    row = _issue(engine, settings)
+    taken = row.status_index
+    others = [i for i in (taken - 2, taken - 1, taken + 1, taken + 2) if i >= 0]
+    with session(engine, write=True) as s:
+        free = repository.free_indexes(s, row.status_list_id, [taken, *others])
+        assert repository.free_indexes(s, row.status_list_id, []) == []
+    assert free == others
 
 
 def test_key_rotation_keeps_old_credentials_verifiable(engine: Engine, settings: Settings) -> None:
