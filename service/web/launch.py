@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
-from service.deps import EngineDep, SettingsDep
+from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, Forbidden
 from service.flows import launching
 from service.lti import deep_linking, jwks, origins, pages, ratelimit, store
@@ -170,8 +170,8 @@ def _confirm(
 @router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
 def confirm(
     request: Request,
-    engine: lti_http.EngineDep,
-    settings: lti_http.SettingsDep,
+    engine: EngineDep,
+    settings: SettingsDep,
     ticket: Annotated[str, Form(max_length=200)],
     state: Annotated[str, Form(max_length=200)] = "",
     nonce: Annotated[str, Form(max_length=200)] = "",
@@ -182,59 +182,52 @@ def confirm(
     return response
 
 
-def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
+def _page_context(session: Session, user: auth.CurrentUser) -> dict[str, Any]:
+    person: Person | None
+    course: Course | None
+    platform: Platform | None
     if user.platform is not None and user.person is not None:
-        # Read with the session on this request (auth.current_user): no second transaction.
-        return {
-            "user": user,
-            "person": user.person,
-            "course": user.course,
-            "platform": user.platform,
-        }
-    query = (
-        select(Person, Course)
-        .outerjoin(Course, col(Course.id) == user.course_id)
-        .where(Person.id == user.person_id)
-    )
-    with db_session(engine) as s:
-        found = s.exec(query).first()
-        platform = user.platform or s.get(Platform, user.platform_id)
-    person, course = found if found is not None else (None, None)
+        # Read with the session on this request (auth.current_user): no second query.
+        person, course, platform = user.person, user.course, user.platform
+    else:
+        query = (
+            select(Person, Course)
+            .outerjoin(Course, col(Course.id) == user.course_id)
+            .where(Person.id == user.person_id)
+        )
+        person, course = session.exec(query).first() or (None, None)
+        platform = session.get(Platform, user.platform_id)
     return {"user": user, "person": person, "course": course, "platform": platform}
 
 
-def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
+@router.get("/app")
+def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
+    """The page a launch lands on, chosen by the user's role in the course."""
     from service.web import admin, instructor, learner  # the role pages (flows)
 
-    if user.is_admin and user.course_id is None:
-        return admin.admin_page(request, engine, user)
-    if user.course_id is None:
-        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
-        response = render(request, template, **_page_context(engine, user))
-        response.headers.update(_NO_STORE)
-        return response
-    if user.is_instructor:
-        return instructor.learners_page(request, engine, user)
-    return learner.my_progress(request, engine, user)
-
-
-@router.get("/app")
-def home(request: Request, sent: auth.SentDep) -> Response:
-    """The page a launch lands on, chosen by the user's role in the course."""
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    return _home(request, request.app.state.engine, auth.signed_in(request, sent))
+    user = auth.signed_in(request, sent)
+    if user.is_admin and user.course_id is None:
+        return admin.admin_page(request, session, user)
+    if user.course_id is None:
+        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
+        response = render(request, template, **_page_context(session, user))
+        response.headers.update(_NO_STORE)
+        return response
+    if user.is_instructor:
+        return instructor.learners_page(request, session, user)
+    return learner.my_progress(request, session, user)
 
 
-def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:
+def _deep_link_context(session: Session, user: auth.CurrentUser) -> LaunchContext:
     if not user.is_instructor:
         raise Forbidden(
             "Only instructors can add microcred to a course.",
             hint="Ask an instructor of the course to add the link.",
         )
-    with db_session(engine) as s:
-        context = lti_launch.load_context(s, user.launch_id)
+    context = lti_launch.load_context(session, user.launch_id)
     if context is None or not context.is_deep_linking:
         raise BadInput(
             "This session did not start from a deep-linking request.",
@@ -244,16 +237,16 @@ def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchConte
 
 
 @router.get("/app/deep-link")
-def deep_link_picker(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
+def deep_link_picker(request: Request, session: SessionDep, user: auth.UserDep) -> Response:
     """Pick what to place in the course."""
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    context = _deep_link_context(engine, user)
+    context = _deep_link_context(session, user)
     response = render(
         request,
         "lti/deep_link.html",
-        **_page_context(engine, user),
+        **_page_context(session, user),
         settings_title=context.deep_linking.get("title") or "",
         accept_multiple=bool(context.deep_linking.get("accept_multiple", True)),
         choices=DEEP_LINK_CHOICES,
@@ -269,15 +262,14 @@ DEEP_LINK_CHOICES = {
 
 @router.post("/app/deep-link")
 def deep_link_respond(
-    request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.UserDep,
     choice: Annotated[str, Form(max_length=50)] = "home",
     title: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
     """Sign the LtiDeepLinkingResponse and post it back to the platform."""
-    context = _deep_link_context(engine, user)
+    context = _deep_link_context(session, user)
     if choice not in DEEP_LINK_CHOICES:
         raise BadInput("unknown choice")
     label, text = DEEP_LINK_CHOICES[choice]
@@ -287,9 +279,8 @@ def deep_link_respond(
         text=text,
         custom={"microcred_view": choice},
     )
-    with db_session(engine, write=True) as s:
-        token = deep_linking.response_jwt(s, context=context, items=[item], now=utcnow())
-        s.commit()
+    token = deep_linking.response_jwt(session, context=context, items=[item], now=utcnow())
+    session.commit()
     return HTMLResponse(
         deep_linking.auto_post_page(
             return_url=str(context.deep_linking["deep_link_return_url"]), token=token
