@@ -332,9 +332,7 @@ def audited(
 ) -> None:
     """An audit row of an administrator's change, under the session's tenant."""
     scope = audit.Scope(deployment_id=user.deployment_id, platform_id=user.platform_id)
-    audit.record(
-        session, scope, actor=f"person:{user.person_id}", action=action, subject=subject, **detail
-    )
+    audit.record(session, scope, actor=user.actor, action=action, subject=subject, **detail)
 
 
 @router.post("/app/admin/outbox/{ref}/retry")

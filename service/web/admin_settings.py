@@ -48,10 +48,6 @@ KIND_NAMES = {
 ADDABLE = ("credly", "badgr", "webhook")
 
 
-def _actor(user: auth.CurrentUser) -> str:
-    return f"person:{user.person_id}"
-
-
 # --- platform and deployment -----------------------------------------------------------------
 
 
@@ -327,7 +323,7 @@ def test_repository(
 
     def work() -> None:
         repo = _find(session, ref)
-        checks.request(session, repository_id=repo.id, actor=_actor(user), now=utcnow())
+        checks.request(session, repository_id=repo.id, actor=user.actor, now=utcnow())
         audited(session, user, "repository.test_requested", f"repository:{repo.uuid}")
 
     return _submit_repository(request, session, user, work, "test_queued")
@@ -404,7 +400,7 @@ async def save_thresholds(
             session,
             defaults=defaults,
             bounds=bounds,
-            author=_actor(user),
+            author=user.actor,
             note=note or "administrator page",
         )
         audited(

@@ -123,6 +123,11 @@ class CurrentUser:
         return lti_roles.is_administrator(self.roles)
 
     @property
+    def actor(self) -> str:
+        """Who acted, as the audit log and the rules' authors name a person."""
+        return f"person:{self.person_id}"
+
+    @property
     def csrf_token(self) -> str:
         return hashlib.sha256(b"csrf:" + self.token.encode()).hexdigest()
 

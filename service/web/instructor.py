@@ -55,10 +55,6 @@ def _course_id(user: auth.CurrentUser) -> int:
     return user.course_id
 
 
-def _actor(user: auth.CurrentUser) -> str:
-    return f"person:{user.person_id}"
-
-
 def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, Any]:
     rows = evaluating.preview_course(s, course_id=course_id, now=utcnow())
     competencies = wiring.course_competencies(s, course_id=course_id)
@@ -177,6 +173,7 @@ def reevaluate(
 
     def work() -> int:
         queued = evaluation.enqueue(session, course_id=course_id, reason="re-evaluate (instructor)")
+        # the worker evaluates the queued learners; a stale course's pull is asked for too
         syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
         return queued
 
@@ -221,7 +218,7 @@ def connect_source(
             base_url=base_url,
             token=token,
             lms_course_id=lms_course_id,
-            actor=_actor(user),
+            actor=user.actor,
             now=utcnow(),
         )
 
@@ -258,7 +255,7 @@ def attest(
             level=level,
             attempt=int(attempt) if attempt.strip() else None,
             note=note,
-            actor=_actor(user),
+            actor=user.actor,
             now=now,
         )
         # the worker re-evaluates (and awards) the learner
@@ -285,7 +282,7 @@ def approve(
             settings=settings,
             course_id=_course_id(user),
             award_id=award_id,
-            actor=_actor(user),
+            actor=user.actor,
             now=utcnow(),
         )
 
@@ -316,7 +313,7 @@ def revoke(
             course_id=_course_id(user),
             award_id=award_id,
             reason=reason,
-            actor=_actor(user),
+            actor=user.actor,
             now=utcnow(),
         )
 
@@ -333,7 +330,7 @@ def allow_reaward(
     def work() -> None:
         now = utcnow()
         award = revoking.allow_reaward(
-            session, course_id=course_id, award_id=award_id, actor=_actor(user), now=now
+            session, course_id=course_id, award_id=award_id, actor=user.actor, now=now
         )
         evaluation.enqueue(
             session,
@@ -357,7 +354,7 @@ def keep(
             session,
             course_id=_course_id(user),
             award_id=award_id,
-            actor=_actor(user),
+            actor=user.actor,
             now=utcnow(),
         )
 
@@ -442,21 +439,15 @@ async def save_competency(
             competency_key=key,
             items=[(k, labels[k]) for k in chosen],
             thresholds=thresholds,
-            actor=_actor(user),
+            actor=user.actor,
         )
-        return _after_rules_change(session, settings, course_id, queued)
+        # the worker evaluates the queued learners; a stale course's pull is asked for too
+        syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
+        return queued
 
     return await run_in_threadpool(
         _submit, request, session, user, work, "saved", setup=True, queued="saved_queued"
     )
-
-
-def _after_rules_change(s: Session, settings: Settings, course_id: int, queued: int) -> int:
-    """The rules changed and ``queued`` learners wait for their evaluation (queued in the
-    save's transaction): the worker evaluates and awards them; this asks for a pull too
-    when the course's results are stale. No evaluation runs in the request."""
-    syncing.request_sync_if_stale(s, settings=settings, course_id=course_id, now=utcnow())
-    return queued
 
 
 @router.post("/app/setup/competencies/{key}/badge")
@@ -492,7 +483,7 @@ async def design_badge(
             criteria={lv: typed[f"criteria_{lv}"] for lv in LEVEL_KEYS},
             image_data=data or None,
             remove_image=text("default_image", 5) == "on",
-            author=_actor(user),
+            author=user.actor,
             now=utcnow(),
         )
 
@@ -521,7 +512,7 @@ def add_competency(
 
     def work() -> None:
         wiring.add_competency(
-            session, course_id=_course_id(user), competency_key=key, actor=_actor(user)
+            session, course_id=_course_id(user), competency_key=key, actor=user.actor
         )
 
     return _submit(request, session, user, work, "added", setup=True)
@@ -551,7 +542,7 @@ def create_competency(
                 "intermediate": intermediate,
                 "advanced": advanced,
             },
-            actor=_actor(user),
+            actor=user.actor,
         )
 
     return _submit(request, session, user, work, "added", setup=True)
@@ -575,10 +566,11 @@ def save_rules(
             course_id=course_id,
             on_lower=on_lower,
             approval_required=approval_required == "on",
-            actor=_actor(user),
+            actor=user.actor,
             now=utcnow(),
         )
-        queued = evaluation.due(session, course_id=course_id)
-        return _after_rules_change(session, settings, course_id, queued)
+        # the worker evaluates the learners due; a stale course's pull is asked for too
+        syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
+        return evaluation.due(session, course_id=course_id)
 
     return _submit(request, session, user, work, "rules", setup=True, queued="rules_queued")

@@ -31,11 +31,10 @@ from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
 from service.settings import Settings
 from service.web import auth
+from service.web.appshell import NO_STORE
 from service.web.templating import render
 
 router = APIRouter(tags=["launch"], include_in_schema=False)
-
-_NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 
 def _landing(
@@ -52,7 +51,7 @@ def _landing(
     path = "/app/deep-link" if context.is_deep_linking else "/app"
     if not cookie_works:
         path += "?" + urlencode({auth.TOKEN_PARAM: token})
-    response = RedirectResponse(path, status_code=303, headers=_NO_STORE)
+    response = RedirectResponse(path, status_code=303, headers=NO_STORE)
     auth.set_session_cookie(response, token, request=request, settings=settings)
     return response
 
@@ -214,7 +213,7 @@ def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
     if user.course_id is None:
         template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
         response = render(request, template, **_page_context(session, user))
-        response.headers.update(_NO_STORE)
+        response.headers.update(NO_STORE)
         return response
     if user.is_instructor:
         return instructor.learners_page(request, session, user)
@@ -251,7 +250,7 @@ def deep_link_picker(request: Request, session: SessionDep, user: auth.UserDep) 
         accept_multiple=bool(context.deep_linking.get("accept_multiple", True)),
         choices=DEEP_LINK_CHOICES,
     )
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return response
 
 
@@ -285,5 +284,5 @@ def deep_link_respond(
         deep_linking.auto_post_page(
             return_url=str(context.deep_linking["deep_link_return_url"]), token=token
         ),
-        headers=_NO_STORE,
+        headers=NO_STORE,
     )
