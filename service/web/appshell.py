@@ -15,7 +15,7 @@ from service.errors import ServiceError
 from service.web import auth
 from service.web.templating import render
 
-__all__ = ["NO_STORE", "back", "page", "submit"]
+__all__ = ["NO_STORE", "back", "page", "signed_in_rows", "submit"]
 
 # Pages carry the session token in links when cookies are blocked: never cache or refer.
 NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
@@ -55,6 +55,24 @@ NOTICES = {
 }
 
 
+def signed_in_rows(session: Session, user: auth.CurrentUser) -> dict[str, Any]:
+    """The user, and the person, course and platform a page shows: as read with the sign-in
+    on this request (``auth.current_user``), else read here."""
+    if user.person is not None and user.platform is not None:
+        return {
+            "user": user,
+            "person": user.person,
+            "course": user.course,
+            "platform": user.platform,
+        }
+    return {
+        "user": user,
+        "person": session.get(Person, user.person_id),
+        "course": session.get(Course, user.course_id) if user.course_id else None,
+        "platform": session.get(Platform, user.platform_id),
+    }
+
+
 def page(
     request: Request,
     session: Session,
@@ -66,16 +84,6 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """Render a page of the app with the signed-in user, course and tabs."""
-    person: Person | None
-    course: Course | None
-    platform: Platform | None
-    if user.person is not None and user.platform is not None:
-        # Read with the session on this request (auth.current_user): no second transaction.
-        person, course, platform = user.person, user.course, user.platform
-    else:
-        person = session.get(Person, user.person_id)
-        course = session.get(Course, user.course_id) if user.course_id else None
-        platform = session.get(Platform, user.platform_id)
     tabs = []
     if user.course_id is not None and user.is_instructor:
         tabs += [("course", "Learners", "/app/course"), ("setup", "Competencies", "/app/setup")]
@@ -91,10 +99,7 @@ def page(
         request,
         template,
         status_code=status_code,
-        user=user,
-        person=person,
-        course=course,
-        platform=platform,
+        **signed_in_rows(session, user),
         tab=tab,
         tabs=tabs,
         notice=notice,

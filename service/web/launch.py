@@ -9,16 +9,15 @@ answer is a signed LtiDeepLinkingResponse auto-posted to the platform.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from service.db.engine import session as db_session
-from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, Forbidden
@@ -31,7 +30,7 @@ from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
 from service.settings import Settings
 from service.web import auth
-from service.web.appshell import NO_STORE
+from service.web.appshell import NO_STORE, signed_in_rows
 from service.web.templating import render
 
 router = APIRouter(tags=["launch"], include_in_schema=False)
@@ -181,24 +180,6 @@ def confirm(
     return response
 
 
-def _page_context(session: Session, user: auth.CurrentUser) -> dict[str, Any]:
-    person: Person | None
-    course: Course | None
-    platform: Platform | None
-    if user.platform is not None and user.person is not None:
-        # Read with the session on this request (auth.current_user): no second query.
-        person, course, platform = user.person, user.course, user.platform
-    else:
-        query = (
-            select(Person, Course)
-            .outerjoin(Course, col(Course.id) == user.course_id)
-            .where(Person.id == user.person_id)
-        )
-        person, course = session.exec(query).first() or (None, None)
-        platform = session.get(Platform, user.platform_id)
-    return {"user": user, "person": person, "course": course, "platform": platform}
-
-
 @router.get("/app")
 def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
     """The page a launch lands on, chosen by the user's role in the course."""
@@ -212,7 +193,7 @@ def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
         return admin.admin_page(request, session, user)
     if user.course_id is None:
         template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
-        response = render(request, template, **_page_context(session, user))
+        response = render(request, template, **signed_in_rows(session, user))
         response.headers.update(NO_STORE)
         return response
     if user.is_instructor:
@@ -245,7 +226,7 @@ def deep_link_picker(request: Request, session: SessionDep, user: auth.UserDep) 
     response = render(
         request,
         "lti/deep_link.html",
-        **_page_context(session, user),
+        **signed_in_rows(session, user),
         settings_title=context.deep_linking.get("title") or "",
         accept_multiple=bool(context.deep_linking.get("accept_multiple", True)),
         choices=DEEP_LINK_CHOICES,
