@@ -136,7 +136,9 @@ def submit(
         session.commit()
     except ServiceError as exc:
         session.rollback()
-        return failed(exc)
+        response = failed(exc)
+        session.rollback()  # the page's reads: no lock held while the response is sent
+        return response
     if count is None or (queued is not None and not count):
         return back(user, to, done)
     return back(user, to, queued or done, n=count)
