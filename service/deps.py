@@ -1,10 +1,16 @@
 """FastAPI dependencies shared by every router: the one definition of each.
 
-How a route gets its session: ``SessionDep`` to read, ``WriteSessionDep`` to read then
-write (SQLite ``BEGIN IMMEDIATE``; the route commits once). ``EngineDep`` only where a
-route needs more than one transaction by design: a page that renders itself again after
-a failed write, a use case that commits in batches (``flows.reevaluate``), the issuer's
-key ring created on first use, the readiness probe."""
+How a route gets its session (JSON routes, pages and forms alike): ``SessionDep`` to read,
+``WriteSessionDep`` to read then write (SQLite ``BEGIN IMMEDIATE``: a read transaction that
+later writes fails at once when another connection committed meanwhile). The route, or
+``web.appshell.submit`` for a form, commits once; a form's error page renders in the same
+session after the rollback. ``EngineDep`` only where a route needs more than one
+transaction by design: the launch confirmation (the launch commits, then the after-launch
+work runs in its own transaction), the readiness probe (a bare connection), and the key
+sets read in a read transaction and created in a write one only when none exists yet (the
+issuer's did.json and JWKS, the tool's ``/lti/jwks``). The sign-in dependency
+(``web.auth``) keeps its own short transactions, before the route's.
+``tests/test_code_shape.py`` holds the web package to this."""
 
 from __future__ import annotations
 

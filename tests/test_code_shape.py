@@ -73,3 +73,69 @@ def test_the_check_finds_long_files_and_functions_nested_or_decorated(tmp_path: 
         "service/m.py:inner": 1 + MAX_FUNCTION_LINES,
         "service/big.py": MAX_FILE_LINES + 1,
     }
+
+
+# One way to get a session in a route (issue #15, service/deps.py): pages and forms declare
+# SessionDep or WriteSessionDep. Opening a session of one's own stays with what needs more
+# than one transaction by design, named here with the reason.
+WEB = SERVICE / "web"
+OWN_SESSIONS = {
+    "auth.py": "the sign-in dependency: its short transactions run before the route's",
+    "launch.py": "the launch: a key set fetched outside any transaction, after-launch work",
+    "framing.py": "middleware, outside any route: the known platforms, read once",
+    "public.py": "the loaders of the public credential routers, which take no session",
+}
+ENGINE_ROUTES = {"launch.py", "health.py"}  # the launch confirmation, the readiness probe
+
+
+def _web_calls(root: Path = WEB) -> dict[str, set[str]]:
+    """``file`` -> the names it calls or annotates with, of those the rule is about."""
+    watched = {"Session", "db_session", "session", "EngineDep"}
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+                if name in watched - {"EngineDep"}:
+                    names.add(name)
+            elif isinstance(node, ast.Name) and node.id == "EngineDep":
+                names.add("EngineDep")
+            elif (
+                isinstance(node, ast.Attribute)
+                and node.attr == "engine"
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "state"
+            ):
+                names.add("state.engine")  # request.app.state.engine
+        if names:
+            found[path.name] = names
+    return found
+
+
+def test_pages_take_their_session_from_the_dependency() -> None:
+    calls = _web_calls()
+    opening = sorted(f for f, n in calls.items() if n - {"EngineDep"})
+    assert set(opening) <= set(OWN_SESSIONS), (
+        f"{opening}: declare SessionDep / WriteSessionDep (service.deps) instead of opening "
+        "a session; a form commits through appshell.submit"
+    )
+    engine = sorted(f for f, n in calls.items() if "EngineDep" in n)
+    assert set(engine) <= ENGINE_ROUTES, f"{engine}: a page takes SessionDep, not EngineDep"
+
+
+def test_the_session_check_finds_a_route_that_opens_its_own(tmp_path: Path) -> None:
+    (tmp_path / "page.py").write_text(
+        "def view(engine: EngineDep) -> None:\n"
+        "    with db_session(engine) as s:\n"
+        "        s.get(Person, 1)\n"
+        "    with Session(engine) as t:\n"
+        "        pass\n"
+        "def other(request: Request) -> None:\n"
+        "    run(request.app.state.engine)\n"
+    )
+    (tmp_path / "fine.py").write_text("def view(session: SessionDep) -> None:\n    pass\n")
+    found = {"EngineDep", "db_session", "Session", "state.engine"}
+    assert _web_calls(tmp_path) == {"page.py": found}

@@ -14,18 +14,15 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from service import outbound
-from service.deps import EngineDep, SettingsDep  # re-exported for service.web.launch
 from service.errors import BadInput
 from service.lti import ratelimit
 from service.settings import Settings
 
 __all__ = [
-    "EngineDep",
     "HttpDep",
     "LtiCall",
     "LtiCallDep",
     "ParamsDep",
-    "SettingsDep",
     "get_async_http",
     "get_http",
     "lti_call",

@@ -13,6 +13,7 @@ activating a platform is not done here: a platform that registered itself waits 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,6 @@ from sqlmodel import Session, col, select
 from service import audit
 from service.assessment import parse
 from service.assessment.types import percent
-from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
     Award,
@@ -41,14 +41,14 @@ from service.db.models import (
 from service.db.types import utcnow
 from service.delivery import outbox, repositories
 from service.delivery import status as delivery_status
-from service.deps import EngineDep, RowId
+from service.deps import RowId, SessionDep, WriteSessionDep
 from service.errors import NotFound, ServiceError
 from service.flows import syncing
 from service.policies import service as policies
 from service.web import auth
-from service.web.appshell import back, page
+from service.web.appshell import page, submit
 
-__all__ = ["router"]
+__all__ = ["audited", "router"]
 
 router = APIRouter(tags=["admin"], include_in_schema=False)
 
@@ -247,43 +247,42 @@ def _institution(s: Session) -> tuple[Any, list[InstitutionLevel]]:
     return row, out
 
 
-def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
-    with db_session(engine) as s:
-        deployment = s.get(Deployment, user.deployment_id)
-        repos = list(repositories.list_all(s))
-        failing = list(
-            s.exec(
-                select(OutboxMessage)
-                .where(
-                    col(OutboxMessage.status).in_(("dead", "pending", "held"))
-                    & ((OutboxMessage.attempts > 0) | (OutboxMessage.status == "dead"))
-                    & _in_tenant(user)
-                )
-                .order_by(col(OutboxMessage.updated_at).desc())
-                .limit(30)
+def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
+    deployment = s.get(Deployment, user.deployment_id)
+    repos = list(repositories.list_all(s))
+    failing = list(
+        s.exec(
+            select(OutboxMessage)
+            .where(
+                col(OutboxMessage.status).in_(("dead", "pending", "held"))
+                & ((OutboxMessage.attempts > 0) | (OutboxMessage.status == "dead"))
+                & _in_tenant(user)
             )
+            .order_by(col(OutboxMessage.updated_at).desc())
+            .limit(30)
         )
-        counts: dict[str, int] = {
-            status: n
-            for status, n in s.exec(
-                select(OutboxMessage.status, func.count())
-                .where(_in_tenant(user))
-                .group_by(col(OutboxMessage.status))
-            ).all()
-        }
-        mismatches = list(
-            s.exec(
-                select(EmailMismatch)
-                .join(OutboxMessage, col(OutboxMessage.id) == EmailMismatch.outbox_message_id)
-                .where(col(EmailMismatch.resolved_at).is_(None), _in_tenant(user))
-                .order_by(col(EmailMismatch.detected_at).desc())
-            )
+    )
+    counts: dict[str, int] = {
+        status: n
+        for status, n in s.exec(
+            select(OutboxMessage.status, func.count())
+            .where(_in_tenant(user))
+            .group_by(col(OutboxMessage.status))
+        ).all()
+    }
+    mismatches = list(
+        s.exec(
+            select(EmailMismatch)
+            .join(OutboxMessage, col(OutboxMessage.id) == EmailMismatch.outbox_message_id)
+            .where(col(EmailMismatch.resolved_at).is_(None), _in_tenant(user))
+            .order_by(col(EmailMismatch.detected_at).desc())
         )
-        events = _audit_lines(s, _audit_rows(s, user))
-        institution, institution_levels = _institution(s)
-        courses = [
-            c for c in syncing.connected_courses(s) if c.course.deployment_id == user.deployment_id
-        ]
+    )
+    events = _audit_lines(s, _audit_rows(s, user))
+    institution, institution_levels = _institution(s)
+    courses = [
+        c for c in syncing.connected_courses(s) if c.course.deployment_id == user.deployment_id
+    ]
     names = {r.id: r.name for r in repos}
     return {
         "deployment": deployment,
@@ -301,75 +300,72 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/app/admin")
-def admin_page(request: Request, engine: EngineDep, user: auth.AdminDep) -> HTMLResponse:
+def admin_page(request: Request, session: SessionDep, user: auth.AdminDep) -> HTMLResponse:
     """This platform and deployment: failed deliveries, e-mail mismatches, audit log."""
-    return page(request, engine, user, "app/admin.html", tab="admin", **_view(engine, user))
+    return page(request, session, user, "app/admin.html", tab="admin", **_view(session, user))
 
 
-def _failed(request: Request, engine: Any, user: auth.CurrentUser, exc: ServiceError) -> Response:
-    return page(
-        request,
-        engine,
-        user,
-        "app/admin.html",
-        tab="admin",
-        status_code=exc.status_code if exc.status_code < 500 else 502,
-        error=exc,
-        **_view(engine, user),
-    )
+def _submit(
+    request: Request, session: Session, user: auth.CurrentUser, work: Callable[[], None], done: str
+) -> Response:
+    """A form post of this page (``appshell.submit``), audited under the session's tenant."""
+
+    def failed(exc: ServiceError) -> Response:
+        status = exc.status_code if exc.status_code < 500 else 502
+        view = _view(session, user)
+        return page(
+            request,
+            session,
+            user,
+            "app/admin.html",
+            tab="admin",
+            status_code=status,
+            error=exc,
+            **view,
+        )
+
+    return submit(session, user, work, to="/app/admin", done=done, failed=failed)
 
 
-def _tenant_scope(user: auth.CurrentUser) -> audit.Scope:
-    return audit.Scope(deployment_id=user.deployment_id, platform_id=user.platform_id)
+def audited(
+    session: Session, user: auth.CurrentUser, action: str, subject: str, **detail: Any
+) -> None:
+    """An audit row of an administrator's change, under the session's tenant."""
+    scope = audit.Scope(deployment_id=user.deployment_id, platform_id=user.platform_id)
+    audit.record(session, scope, actor=user.actor, action=action, subject=subject, **detail)
 
 
 @router.post("/app/admin/outbox/{ref}/retry")
-def retry(request: Request, ref: str, engine: EngineDep, user: auth.AdminDep) -> Response:
+def retry(request: Request, ref: str, session: WriteSessionDep, user: auth.AdminDep) -> Response:
     """Queue a failed delivery of this tenant again now."""
-    try:
-        with db_session(engine, write=True) as s:
-            found = s.exec(
-                select(OutboxMessage.id).where(col(OutboxMessage.uuid) == ref, _in_tenant(user))
-            ).first()
-            if found is None:  # missing, or another tenant's: the same answer
-                raise NotFound(f"no delivery {ref!r} in this platform's courses")
-            row = outbox.retry(s, found, now=utcnow())
-            audit.record(
-                s,
-                _tenant_scope(user),
-                actor=f"person:{user.person_id}",
-                action="outbox.retried",
-                subject=f"outbox:{row.uuid}",
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _failed(request, engine, user, exc)
-    return back(user, "/app/admin", "retried")
+
+    def work() -> None:
+        found = session.exec(
+            select(OutboxMessage.id).where(col(OutboxMessage.uuid) == ref, _in_tenant(user))
+        ).first()
+        if found is None:  # missing, or another tenant's: the same answer
+            raise NotFound(f"no delivery {ref!r} in this platform's courses")
+        row = outbox.retry(session, found, now=utcnow())
+        audited(session, user, "outbox.retried", f"outbox:{row.uuid}")
+
+    return _submit(request, session, user, work, "retried")
 
 
 @router.post("/app/admin/mismatches/{mismatch_id}/resend")
 def resend(
-    request: Request, mismatch_id: RowId, engine: EngineDep, user: auth.AdminDep
+    request: Request, mismatch_id: RowId, session: WriteSessionDep, user: auth.AdminDep
 ) -> Response:
     """Issue the credential again to the learner's current e-mail."""
-    try:
-        with db_session(engine, write=True) as s:
-            found = s.exec(
-                select(EmailMismatch.id)
-                .join(OutboxMessage, col(OutboxMessage.id) == EmailMismatch.outbox_message_id)
-                .where(EmailMismatch.id == mismatch_id, _in_tenant(user))
-            ).first()
-            if found is None:  # missing, or another tenant's: the same answer
-                raise NotFound(f"no e-mail mismatch {mismatch_id} in this platform's courses")
-            delivery_status.resend_mismatch(s, mismatch_id=mismatch_id, now=utcnow())
-            audit.record(
-                s,
-                _tenant_scope(user),
-                actor=f"person:{user.person_id}",
-                action="email_mismatch.resent",
-                subject=f"email_mismatch:{mismatch_id}",
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _failed(request, engine, user, exc)
-    return back(user, "/app/admin", "resent")
+
+    def work() -> None:
+        found = session.exec(
+            select(EmailMismatch.id)
+            .join(OutboxMessage, col(OutboxMessage.id) == EmailMismatch.outbox_message_id)
+            .where(EmailMismatch.id == mismatch_id, _in_tenant(user))
+        ).first()
+        if found is None:  # missing, or another tenant's: the same answer
+            raise NotFound(f"no e-mail mismatch {mismatch_id} in this platform's courses")
+        delivery_status.resend_mismatch(session, mismatch_id=mismatch_id, now=utcnow())
+        audited(session, user, "email_mismatch.resent", f"email_mismatch:{mismatch_id}")
+
+    return _submit(request, session, user, work, "resent")

@@ -12,6 +12,8 @@ Secrets are write-only: a form takes a new one, no page shows one back.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
@@ -19,18 +21,18 @@ from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, func, select
 from starlette.concurrency import run_in_threadpool
 
-from service import audit, evaluation
-from service.db.engine import session as db_session
+from service import evaluation
 from service.db.models import Course, Deployment, IssuerKey, Platform, ToolKey
 from service.db.types import utcnow
 from service.delivery import checks, providers, repositories
-from service.deps import EngineDep, SettingsDep
+from service.deps import SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, NotFound, ServiceError
 from service.policies import institution
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from service.web import auth
-from service.web.appshell import back, page
+from service.web.admin import audited
+from service.web.appshell import page, submit
 
 __all__ = ["router"]
 
@@ -46,14 +48,6 @@ KIND_NAMES = {
 ADDABLE = ("credly", "badgr", "webhook")
 
 
-def _scope(user: auth.CurrentUser) -> audit.Scope:
-    return audit.Scope(deployment_id=user.deployment_id, platform_id=user.platform_id)
-
-
-def _actor(user: auth.CurrentUser) -> str:
-    return f"person:{user.person_id}"
-
-
 # --- platform and deployment -----------------------------------------------------------------
 
 
@@ -66,56 +60,56 @@ def _platform_view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/app/admin/platform")
-def platform_page(request: Request, engine: EngineDep, user: auth.AdminDep) -> HTMLResponse:
+def platform_page(request: Request, session: SessionDep, user: auth.AdminDep) -> HTMLResponse:
     """This platform's registration and this deployment, and its display name."""
-    with db_session(engine) as s:
-        view = _platform_view(s, user)
-    return page(request, engine, user, "app/admin_platform.html", tab="admin", **view)
+    return _platform_page(request, session, user)
+
+
+def _platform_page(
+    request: Request, session: Session, user: auth.CurrentUser, error: ServiceError | None = None
+) -> HTMLResponse:
+    return page(
+        request,
+        session,
+        user,
+        "app/admin_platform.html",
+        tab="admin",
+        status_code=error.status_code if error is not None else 200,
+        error=error,
+        **_platform_view(session, user),
+    )
 
 
 @router.post("/app/admin/platform-name")
 def rename_platform(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.AdminDep,
     name: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """Change the name people see for this platform (nothing an LMS relies on)."""
-    try:
+
+    def work() -> None:
         text = " ".join(name.split())
         if not text:
             raise BadInput("name: give the name people know this LMS by, e.g. “Moodle of X”")
-        with db_session(engine, write=True) as s:
-            platform = s.get(Platform, user.platform_id)
-            if platform is None:
-                raise NotFound("this session's platform is gone")
-            before = platform.name
-            platform.name = text
-            s.add(platform)
-            audit.record(
-                s,
-                _scope(user),
-                actor=_actor(user),
-                action="platform.renamed",
-                subject=f"platform:{platform.id}",
-                before=before,
-                after=text,
-            )
-            s.commit()
-    except ServiceError as exc:
-        with db_session(engine) as s:
-            view = _platform_view(s, user)
-        return page(
-            request,
-            engine,
-            user,
-            "app/admin_platform.html",
-            tab="admin",
-            status_code=exc.status_code,
-            error=exc,
-            **view,
+        platform = session.get(Platform, user.platform_id)
+        if platform is None:
+            raise NotFound("this session's platform is gone")
+        before, platform.name = platform.name, text
+        session.add(platform)
+        audited(
+            session, user, "platform.renamed", f"platform:{platform.id}", before=before, after=text
         )
-    return back(user, "/app/admin/platform", "platform_renamed")
+
+    return submit(
+        session,
+        user,
+        work,
+        to="/app/admin/platform",
+        done="platform_renamed",
+        failed=lambda exc: _platform_page(request, session, user, exc),
+    )
 
 
 # --- repositories ----------------------------------------------------------------------------
@@ -142,17 +136,16 @@ def _repositories_view(s: Session) -> dict[str, Any]:
 
 def _repositories_page(
     request: Request,
-    engine: Any,
+    session: Session,
     user: auth.CurrentUser,
     *,
     error: ServiceError | None = None,
     typed: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    with db_session(engine) as s:
-        view = _repositories_view(s)
+    view = _repositories_view(session)
     return page(
         request,
-        engine,
+        session,
         user,
         "app/admin_repositories.html",
         tab="admin",
@@ -164,9 +157,28 @@ def _repositories_page(
 
 
 @router.get("/app/admin/repositories")
-def repositories_page(request: Request, engine: EngineDep, user: auth.AdminDep) -> HTMLResponse:
+def repositories_page(request: Request, session: SessionDep, user: auth.AdminDep) -> HTMLResponse:
     """Where credentials are delivered: add, change, test the connection."""
-    return _repositories_page(request, engine, user)
+    return _repositories_page(request, session, user)
+
+
+def _submit_repository(
+    request: Request,
+    session: Session,
+    user: auth.CurrentUser,
+    work: Callable[[], None],
+    done: str,
+    typed: dict[str, str] | None = None,
+) -> Response:
+    """A form post of the repositories page (``appshell.submit``)."""
+    return submit(
+        session,
+        user,
+        work,
+        to="/app/admin/repositories",
+        done=done,
+        failed=lambda exc: _repositories_page(request, session, user, error=exc, typed=typed),
+    )
 
 
 def _template_map(text: str) -> dict[str, str]:
@@ -191,7 +203,7 @@ def _template_map(text: str) -> dict[str, str]:
 @router.post("/app/admin/repositories")
 def add_repository(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.AdminDep,
     kind: Annotated[str, Form(max_length=20)],
     name: Annotated[str, Form(max_length=200)] = "",
@@ -217,7 +229,8 @@ def add_repository(
         "templates": templates,
         "consent": consent,
     }
-    try:
+
+    def work() -> None:
         if kind not in ADDABLE:
             raise BadInput(f"kind: choose one of {', '.join(KIND_NAMES[k] for k in ADDABLE)}")
         if not name.strip():
@@ -244,28 +257,18 @@ def add_repository(
                     kind, "signing secret the receiver checks"
                 )
             )
-        with db_session(engine, write=True) as s:
-            repo = repositories.create(
-                s,
-                kind=kind,
-                name=name.strip(),
-                config=config,
-                secret=secret,
-                consent_policy=consent,
-                now=utcnow(),
-            )
-            audit.record(
-                s,
-                _scope(user),
-                actor=_actor(user),
-                action="repository.added",
-                subject=f"repository:{repo.uuid}",
-                kind=kind,
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _repositories_page(request, engine, user, error=exc, typed=typed)
-    return back(user, "/app/admin/repositories", "repository_added")
+        repo = repositories.create(
+            session,
+            kind=kind,
+            name=name.strip(),
+            config=config,
+            secret=secret,
+            consent_policy=consent,
+            now=utcnow(),
+        )
+        audited(session, user, "repository.added", f"repository:{repo.uuid}", kind=kind)
+
+    return _submit_repository(request, session, user, work, "repository_added", typed)
 
 
 def _find(s: Session, ref: str) -> Any:
@@ -279,7 +282,7 @@ def _find(s: Session, ref: str) -> Any:
 def change_repository(
     request: Request,
     ref: str,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.AdminDep,
     templates: Annotated[str, Form(max_length=20000)] = "",
     secret: Annotated[str, Form(max_length=4000)] = "",
@@ -287,61 +290,43 @@ def change_repository(
     enabled: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """Change a repository: template map entries, a new secret, consent, on or off."""
-    try:
+
+    def work() -> None:
         mapping = _template_map(templates)
-        with db_session(engine, write=True) as s:
-            repo = _find(s, ref)
-            repo = repositories.update(
-                s,
-                repo.id,
-                templates=mapping or None,
-                secret=secret or None,
-                consent_policy=consent or None,
-                enabled=enabled == "on",
-                now=utcnow(),
-            )
-            changed = [
-                what
-                for what, given in (
-                    ("templates", mapping),
-                    ("secret", secret),
-                    ("consent", consent),
-                )
-                if given
-            ]
-            audit.record(
-                s,
-                _scope(user),
-                actor=_actor(user),
-                action="repository.changed",
-                subject=f"repository:{repo.uuid}",
-                changed=changed,
-                enabled=repo.enabled,
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _repositories_page(request, engine, user, error=exc)
-    return back(user, "/app/admin/repositories", "repository_saved")
+        repo = repositories.update(
+            session,
+            _find(session, ref).id,
+            templates=mapping or None,
+            secret=secret or None,
+            consent_policy=consent or None,
+            enabled=enabled == "on",
+            now=utcnow(),
+        )
+        given = (("templates", mapping), ("secret", secret), ("consent", consent))
+        audited(
+            session,
+            user,
+            "repository.changed",
+            f"repository:{repo.uuid}",
+            changed=[what for what, value in given if value],
+            enabled=repo.enabled,
+        )
+
+    return _submit_repository(request, session, user, work, "repository_saved")
 
 
 @router.post("/app/admin/repositories/{ref}/test")
-def test_repository(request: Request, ref: str, engine: EngineDep, user: auth.AdminDep) -> Response:
+def test_repository(
+    request: Request, ref: str, session: WriteSessionDep, user: auth.AdminDep
+) -> Response:
     """Queue a connection test for the worker (this request never calls the repository)."""
-    try:
-        with db_session(engine, write=True) as s:
-            repo = _find(s, ref)
-            checks.request(s, repository_id=repo.id, actor=_actor(user), now=utcnow())
-            audit.record(
-                s,
-                _scope(user),
-                actor=_actor(user),
-                action="repository.test_requested",
-                subject=f"repository:{repo.uuid}",
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _repositories_page(request, engine, user, error=exc)
-    return back(user, "/app/admin/repositories", "test_queued")
+
+    def work() -> None:
+        repo = _find(session, ref)
+        checks.request(session, repository_id=repo.id, actor=user.actor, now=utcnow())
+        audited(session, user, "repository.test_requested", f"repository:{repo.uuid}")
+
+    return _submit_repository(request, session, user, work, "test_queued")
 
 
 # --- institution thresholds and bounds -------------------------------------------------------
@@ -349,18 +334,19 @@ def test_repository(request: Request, ref: str, engine: EngineDep, user: auth.Ad
 
 def _thresholds_page(
     request: Request,
-    engine: Any,
+    session: Session,
     user: auth.CurrentUser,
     *,
     typed: list[institution.LevelForm] | None = None,
-    conflicts: list[policies.CourseConflict] | None = None,
     error: ServiceError | None = None,
 ) -> HTMLResponse:
-    with db_session(engine) as s:
-        row, levels = institution.form(s)
+    row, levels = institution.form(session)
+    if typed is not None:  # what was typed, with the read-only column of the stored version
+        words = {lv.key: lv.verification for lv in levels}
+        typed = [dataclasses.replace(t, verification=words.get(t.key, "")) for t in typed]
     return page(
         request,
-        engine,
+        session,
         user,
         "app/admin_thresholds.html",
         tab="admin",
@@ -368,19 +354,21 @@ def _thresholds_page(
         error=error,
         version=row,
         levels=typed or levels,
-        conflicts=conflicts or [],
+        conflicts=error.conflicts if isinstance(error, _Refused) else [],
         sittings=institution.SITTINGS,
     )
 
 
 @router.get("/app/admin/thresholds")
-def thresholds_page(request: Request, engine: EngineDep, user: auth.AdminDep) -> HTMLResponse:
+def thresholds_page(request: Request, session: SessionDep, user: auth.AdminDep) -> HTMLResponse:
     """The institution's level thresholds and the range instructors may set."""
-    return _thresholds_page(request, engine, user)
+    return _thresholds_page(request, session, user)
 
 
 @router.post("/app/admin/thresholds")
-async def save_thresholds(request: Request, engine: EngineDep, user: auth.AdminDep) -> Response:
+async def save_thresholds(
+    request: Request, session: WriteSessionDep, user: auth.AdminDep
+) -> Response:
     """Check new thresholds and bounds against every course that uses them; save if none
     breaks, else name each course and field and save nothing."""
     form = await request.form()
@@ -401,93 +389,56 @@ async def save_thresholds(request: Request, engine: EngineDep, user: auth.AdminD
         for lv in institution.LEVELS
     ]
     note = form.get("note")
+    note = note[:500] if isinstance(note, str) else ""
+
+    def work() -> int:
+        defaults, bounds = institution.edit(session, typed)
+        found = institution.conflicts(session, defaults, bounds)
+        if found:
+            raise _Refused(found)
+        row = policies.save_institution(
+            session,
+            defaults=defaults,
+            bounds=bounds,
+            author=user.actor,
+            note=note or "administrator page",
+        )
+        audited(
+            session, user, "policy.institution_changed", "policy:institution", version=row.version
+        )
+        # Courses that keep a default now have other rules: their learners are evaluated
+        # again by the workers.
+        return sum(
+            evaluation.enqueue(
+                session, course_id=c.id or 0, reason="institution thresholds changed"
+            )
+            for c in policies_repo.courses_with_rules(session)
+        )
+
     return await run_in_threadpool(
-        _save_thresholds, request, engine, user, typed, note[:500] if isinstance(note, str) else ""
+        submit,
+        session,
+        user,
+        work,
+        to="/app/admin/thresholds",
+        done="thresholds_saved",
+        failed=lambda exc: _thresholds_page(request, session, user, typed=typed, error=exc),
     )
 
 
-def _save_thresholds(
-    request: Request,
-    engine: Any,
-    user: auth.CurrentUser,
-    typed: list[institution.LevelForm],
-    note: str,
-) -> Response:
-    try:
-        with db_session(engine, write=True) as s:
-            defaults, bounds = institution.edit(s, typed)
-            found = institution.conflicts(s, defaults, bounds)
-            if found:
-                raise _Refused(found)
-            row = policies.save_institution(
-                s,
-                defaults=defaults,
-                bounds=bounds,
-                author=_actor(user),
-                note=note or "administrator page",
-            )
-            audit.record(
-                s,
-                _scope(user),
-                actor=_actor(user),
-                action="policy.institution_changed",
-                subject="policy:institution",
-                version=row.version,
-            )
-            # Courses that keep a default now have other rules: their learners are
-            # evaluated again by the workers.
-            queued = sum(
-                evaluation.enqueue(s, course_id=c.id or 0, reason="institution thresholds changed")
-                for c in policies_repo.courses_with_rules(s)
-            )
-            s.commit()
-    except _Refused as refused:
-        return _thresholds_page(
-            request,
-            engine,
-            user,
-            typed=_with_verification(engine, typed),
-            conflicts=refused.conflicts,
-            error=BadInput(
-                f"these thresholds would break the rules of {len(refused.conflicts)} "
-                "course competenc" + ("y" if len(refused.conflicts) == 1 else "ies"),
-                code="policy_conflict",
-                hint="Nothing was saved. Widen the range, or ask the instructors listed "
-                "below to move their thresholds first.",
-            ),
-        )
-    except ServiceError as exc:
-        return _thresholds_page(
-            request, engine, user, typed=_with_verification(engine, typed), error=exc
-        )
-    return back(user, "/app/admin/thresholds", "thresholds_saved", n=queued)
+class _Refused(BadInput):
+    """New thresholds that would break the rules of ``conflicts``: nothing is saved."""
 
-
-class _Refused(Exception):
     def __init__(self, conflicts: list[policies.CourseConflict]) -> None:
-        super().__init__("conflicts")
-        self.conflicts = conflicts
-
-
-def _with_verification(
-    engine: Any, typed: list[institution.LevelForm]
-) -> list[institution.LevelForm]:
-    """The typed rows, with the read-only column of the stored version."""
-    with db_session(engine) as s:
-        _, stored = institution.form(s)
-    words = {lv.key: lv.verification for lv in stored}
-    return [
-        institution.LevelForm(
-            key=t.key,
-            label=t.label,
-            threshold=t.threshold,
-            low=t.low,
-            high=t.high,
-            least=t.least,
-            verification=words.get(t.key, ""),
+        n = len(conflicts)
+        super().__init__(
+            f"these thresholds would break the rules of {n} course competenc"
+            + ("y" if n == 1 else "ies"),
+            code="policy_conflict",
+            hint="Nothing was saved. Widen the range, or ask the instructors listed "
+            "below to move their thresholds first.",
         )
-        for t in typed
-    ]
+        self.conflicts = conflicts
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -495,22 +446,20 @@ def _with_verification(
 
 @router.get("/app/admin/keys")
 def keys_page(
-    request: Request, engine: EngineDep, settings: SettingsDep, user: auth.AdminDep
+    request: Request, session: SessionDep, settings: SettingsDep, user: auth.AdminDep
 ) -> HTMLResponse:
     """The issuer's signing keys and the tool's LTI keys, and how each is rotated."""
-    with db_session(engine) as s:
-        issuer_keys = s.exec(
-            select(IssuerKey).order_by(col(IssuerKey.active).desc(), col(IssuerKey.id).desc())
-        ).all()
-        tool_keys = s.exec(select(ToolKey).order_by(col(ToolKey.id).desc())).all()
+    issuer_keys = session.exec(
+        select(IssuerKey).order_by(col(IssuerKey.active).desc(), col(IssuerKey.id).desc())
+    ).all()
     return page(
         request,
-        engine,
+        session,
         user,
         "app/admin_keys.html",
         tab="admin",
         issuer_keys=issuer_keys,
-        tool_keys=tool_keys,
+        tool_keys=session.exec(select(ToolKey).order_by(col(ToolKey.id).desc())).all(),
         grace_days=settings.key_rotation_grace_days,
         base_url=settings.public_base_url,
     )

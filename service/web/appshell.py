@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
-from sqlalchemy import Engine
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlmodel import Session
 
-from service.db.engine import session as db_session
 from service.db.models import Course, Person, Platform
+from service.errors import ServiceError
 from service.web import auth
 from service.web.templating import render
 
-__all__ = ["NO_STORE", "back", "page"]
+__all__ = ["NO_STORE", "back", "page", "signed_in_rows", "submit"]
 
 # Pages carry the session token in links when cookies are blocked: never cache or refer.
 NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
@@ -54,9 +55,27 @@ NOTICES = {
 }
 
 
+def signed_in_rows(session: Session, user: auth.CurrentUser) -> dict[str, Any]:
+    """The user, and the person, course and platform a page shows: as read with the sign-in
+    on this request (``auth.current_user``), else read here."""
+    if user.person is not None and user.platform is not None:
+        return {
+            "user": user,
+            "person": user.person,
+            "course": user.course,
+            "platform": user.platform,
+        }
+    return {
+        "user": user,
+        "person": session.get(Person, user.person_id),
+        "course": session.get(Course, user.course_id) if user.course_id else None,
+        "platform": session.get(Platform, user.platform_id),
+    }
+
+
 def page(
     request: Request,
-    engine: Engine,
+    session: Session,
     user: auth.CurrentUser,
     template: str,
     *,
@@ -65,17 +84,6 @@ def page(
     **context: Any,
 ) -> HTMLResponse:
     """Render a page of the app with the signed-in user, course and tabs."""
-    person: Person | None
-    course: Course | None
-    platform: Platform | None
-    if user.person is not None and user.platform is not None:
-        # Read with the session on this request (auth.current_user): no second transaction.
-        person, course, platform = user.person, user.course, user.platform
-    else:
-        with db_session(engine) as s:
-            person = s.get(Person, user.person_id)
-            course = s.get(Course, user.course_id) if user.course_id else None
-            platform = s.get(Platform, user.platform_id)
     tabs = []
     if user.course_id is not None and user.is_instructor:
         tabs += [("course", "Learners", "/app/course"), ("setup", "Competencies", "/app/setup")]
@@ -91,10 +99,7 @@ def page(
         request,
         template,
         status_code=status_code,
-        user=user,
-        person=person,
-        course=course,
-        platform=platform,
+        **signed_in_rows(session, user),
         tab=tab,
         tabs=tabs,
         notice=notice,
@@ -109,3 +114,31 @@ def back(user: auth.CurrentUser, path: str, done: str, **extra: str | int) -> Re
     """Post/redirect/get back to ``path`` with a notice code (and the token if needed)."""
     query = urlencode({"done": done, **{k: str(v) for k, v in extra.items()}})
     return RedirectResponse(user.link(f"{path}?{query}"), status_code=303, headers=NO_STORE)
+
+
+def submit(
+    session: Session,
+    user: auth.CurrentUser,
+    work: Callable[[], int | None],
+    *,
+    to: str,
+    done: str,
+    failed: Callable[[ServiceError], Response],
+    queued: str | None = None,
+) -> Response:
+    """The one shape of a form post: ``work`` (the use case, in the request's write
+    session) is committed once, then the browser goes back to ``to`` with the notice
+    ``done``. When ``work`` returns a count of learners it rides along (``n``), under the
+    notice ``queued`` instead when one is given and the count is not 0. A ``ServiceError``
+    rolls the transaction back and answers ``failed(error)``: the page again, with it."""
+    try:
+        count = work()
+        session.commit()
+    except ServiceError as exc:
+        session.rollback()
+        response = failed(exc)
+        session.rollback()  # the page's reads: no lock held while the response is sent
+        return response
+    if count is None or (queued is not None and not count):
+        return back(user, to, done)
+    return back(user, to, queued or done, n=count)

@@ -61,7 +61,6 @@ __all__ = [
     "UserDep",
     "current_user",
     "require_admin",
-    "require_course",
     "require_role",
     "set_session_cookie",
     "signed_in",
@@ -123,6 +122,11 @@ class CurrentUser:
         return lti_roles.is_administrator(self.roles)
 
     @property
+    def actor(self) -> str:
+        """Who acted, as the audit log and the rules' authors name a person."""
+        return f"person:{self.person_id}"
+
+    @property
     def csrf_token(self) -> str:
         return hashlib.sha256(b"csrf:" + self.token.encode()).hexdigest()
 
@@ -173,12 +177,10 @@ def start_session(
     launch: LaunchContext,
     settings: Settings,
     now: dt.datetime | None = None,
-    token: str | None = None,
 ) -> str:
-    """Open a session for a recorded launch; returns the secret token (``token``, or a
-    new one). Caller commits."""
+    """Open a session for a recorded launch; returns its new secret token. Caller commits."""
     now = now or utcnow()
-    token = token or new_token()
+    token = new_token()
     values = _session_values(token, launch, settings, now)
     values["role"] = record.role
     store.open_session(session, person_id=record.person_id, course_id=record.course_id, **values)
@@ -343,22 +345,6 @@ async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> 
             "administrator, then open microcred again from the platform.",
         )
     return user
-
-
-def require_course(user: CurrentUser, course_id: int | None = None) -> int:
-    """The session's course id; refuses a launch without course context, and a ``course_id``
-    from the URL that is not the session's course (authorization is per course context)."""
-    if user.course_id is None:
-        raise Forbidden(
-            "This page needs a course, and this launch did not come from one.",
-            hint="Open microcred from inside a course.",
-        )
-    if course_id is not None and course_id != user.course_id:
-        raise Forbidden(
-            "This session belongs to another course.",
-            hint="Open microcred again from the course you want to work in.",
-        )
-    return user.course_id
 
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]

@@ -9,19 +9,19 @@ blocked).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from service import evaluation
 from service.assessment.types import Level, VerificationLevel
-from service.db.engine import session as db_session
 from service.db.models import Award, Person, SourceConnection
 from service.db.types import row_id, utcnow
-from service.deps import EngineDep, RowId, SettingsDep
+from service.deps import RowId, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, ServiceError
 from service.flows import (
     awarding,
@@ -34,9 +34,10 @@ from service.flows import (
 )
 from service.policies import badge
 from service.policies import repository as policies_repo
+from service.settings import Settings
 from service.web import auth
 from service.web import pending as pending_work
-from service.web.appshell import back, page
+from service.web.appshell import page, submit
 
 __all__ = ["router"]
 
@@ -54,33 +55,28 @@ def _course_id(user: auth.CurrentUser) -> int:
     return user.course_id
 
 
-def _actor(user: auth.CurrentUser) -> str:
-    return f"person:{user.person_id}"
-
-
-def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[str, Any]:
-    with db_session(engine) as s:
-        rows = evaluating.preview_course(s, course_id=course_id, now=utcnow())
-        competencies = wiring.course_competencies(s, course_id=course_id)
-        items = mapping.available_items(s, course_id=course_id)
-        health = syncing.sync_health(s, course_id=course_id, settings=settings)
-        connected = health.connected
-        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
-        setup = setup_store.course_setup(s, course_id=course_id)
-        connection = (
-            s.get(SourceConnection, setup.source_connection_id)
-            if setup.source_connection_id is not None
-            else None
+def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, Any]:
+    rows = evaluating.preview_course(s, course_id=course_id, now=utcnow())
+    competencies = wiring.course_competencies(s, course_id=course_id)
+    items = mapping.available_items(s, course_id=course_id)
+    health = syncing.sync_health(s, course_id=course_id, settings=settings)
+    connected = health.connected
+    note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
+    setup = setup_store.course_setup(s, course_id=course_id)
+    connection = (
+        s.get(SourceConnection, setup.source_connection_id)
+        if setup.source_connection_id is not None
+        else None
+    )
+    stacked: dict[int, list[Award]] = defaultdict(list)
+    for award in s.exec(
+        select(Award).where(
+            Award.course_id == course_id,
+            Award.state == "issued",
+            col(Award.line_key).startswith("stack:"),
         )
-        stacked: dict[int, list[Award]] = defaultdict(list)
-        for award in s.exec(
-            select(Award).where(
-                Award.course_id == course_id,
-                Award.state == "issued",
-                col(Award.line_key).startswith("stack:"),
-            )
-        ):
-            stacked[award.person_id].append(award)
+    ):
+        stacked[award.person_id].append(award)
     by_person: dict[int, list[evaluating.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
     for row in rows:
@@ -117,23 +113,15 @@ def _learners_view(engine: Any, course_id: int, settings: Any = None) -> dict[st
 
 
 @router.get("/app/course")
-def learners_page(request: Request, engine: EngineDep, user: auth.InstructorDep) -> HTMLResponse:
+def learners_page(request: Request, session: SessionDep, user: auth.InstructorDep) -> HTMLResponse:
     """Who reaches which level and why; approve, revoke, attest, re-evaluate, sync."""
-    course_id = _course_id(user)
-    settings = getattr(request.app.state, "settings", None)
-    return page(
-        request,
-        engine,
-        user,
-        "app/instructor.html",
-        tab="course",
-        **_learners_view(engine, course_id, settings),
-    )
+    view = _learners_view(session, _course_id(user), request.app.state.settings)
+    return page(request, session, user, "app/instructor.html", tab="course", **view)
 
 
 def _error_page(
     request: Request,
-    engine: Any,
+    session: Session,
     user: auth.CurrentUser,
     exc: ServiceError,
     *,
@@ -142,67 +130,76 @@ def _error_page(
 ) -> HTMLResponse:
     course_id = _course_id(user)
     if setup:
-        return page(
-            request,
-            engine,
-            user,
-            "app/setup.html",
-            tab="setup",
-            status_code=exc.status_code if exc.status_code < 500 else 422,
-            error=exc,
-            **(_setup_view(engine, course_id) | typed),
-        )
-    return page(
-        request,
-        engine,
+        view = _setup_view(session, course_id) | typed
+        template, tab, status = "app/setup.html", "setup", 422
+    else:
+        view = _learners_view(session, course_id, request.app.state.settings)
+        template, tab, status = "app/instructor.html", "course", 502
+    status = exc.status_code if exc.status_code < 500 else status
+    return page(request, session, user, template, tab=tab, status_code=status, error=exc, **view)
+
+
+def _submit(
+    request: Request,
+    session: Session,
+    user: auth.CurrentUser,
+    work: Callable[[], int | None],
+    done: str,
+    *,
+    setup: bool = False,
+    queued: str | None = None,
+    **typed: Any,
+) -> Response:
+    """A form post of the learners page (or, ``setup``, of the competencies page): see
+    ``appshell.submit``; an error shows that page again, with what was ``typed``."""
+    return submit(
+        session,
         user,
-        "app/instructor.html",
-        tab="course",
-        status_code=exc.status_code if exc.status_code < 500 else 502,
-        error=exc,
-        **_learners_view(engine, course_id, getattr(request.app.state, "settings", None)),
+        work,
+        to="/app/setup" if setup else "/app/course",
+        done=done,
+        queued=queued,
+        failed=lambda exc: _error_page(request, session, user, exc, setup=setup, **typed),
     )
 
 
 @router.post("/app/course/reevaluate")
 def reevaluate(
-    request: Request, engine: EngineDep, settings: SettingsDep, user: auth.InstructorDep
+    request: Request, session: WriteSessionDep, settings: SettingsDep, user: auth.InstructorDep
 ) -> Response:
     """Queue every learner of the course for the worker's evaluation (and a pull when the
     course's results are stale)."""
     course_id = _course_id(user)
-    try:
-        with db_session(engine, write=True) as s:
-            queued = evaluation.enqueue(s, course_id=course_id, reason="re-evaluate (instructor)")
-            syncing.request_sync_if_stale(s, settings=settings, course_id=course_id, now=utcnow())
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "queued", n=queued)
+
+    def work() -> int:
+        queued = evaluation.enqueue(session, course_id=course_id, reason="re-evaluate (instructor)")
+        # the worker evaluates the queued learners; a stale course's pull is asked for too
+        syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
+        return queued
+
+    return _submit(request, session, user, work, "queued")
 
 
 @router.post("/app/course/sync")
-def sync_from_lms(request: Request, engine: EngineDep, user: auth.InstructorDep) -> Response:
+def sync_from_lms(request: Request, session: WriteSessionDep, user: auth.InstructorDep) -> Response:
     """Ask the worker to pull the course's roster and results now (no LMS call here)."""
     course_id = _course_id(user)
-    try:
-        with db_session(engine, write=True) as s:
-            if not syncing.has_source(s, course_id=course_id):
-                raise BadInput(
-                    "This course is not connected to the LMS's data API.",
-                    hint="Connect it below (Connect to the LMS).",
-                )
-            syncing.request_sync(s, course_id=course_id, now=utcnow())
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "sync_requested")
+
+    def work() -> None:
+        if not syncing.has_source(session, course_id=course_id):
+            raise BadInput(
+                "This course is not connected to the LMS's data API.",
+                hint="Connect it below (Connect to the LMS).",
+            )
+        syncing.request_sync(session, course_id=course_id, now=utcnow())
+
+    return _submit(request, session, user, work, "sync_requested")
 
 
 @router.post("/app/course/connect")
 def connect_source(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.InstructorDep,
     kind: Annotated[str, Form(max_length=20)],
     base_url: Annotated[str, Form(max_length=1000)],
@@ -212,29 +209,26 @@ def connect_source(
     """Connect the course to its Moodle web services or Canvas REST API (token encrypted at
     rest, never shown back); the worker pulls it from now on."""
     course_id = _course_id(user)
-    try:
-        with db_session(engine, write=True) as s:
-            wiring.connect_course(
-                s,
-                course_id=course_id,
-                kind=kind,
-                base_url=base_url,
-                token=token,
-                lms_course_id=lms_course_id,
-                actor=_actor(user),
-                now=utcnow(),
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "connected")
+
+    def work() -> None:
+        wiring.connect_course(
+            session,
+            course_id=course_id,
+            kind=kind,
+            base_url=base_url,
+            token=token,
+            lms_course_id=lms_course_id,
+            actor=user.actor,
+            now=utcnow(),
+        )
+
+    return _submit(request, session, user, work, "connected")
 
 
 @router.post("/app/course/attest")
 def attest(
     request: Request,
-    engine: EngineDep,
-    settings: SettingsDep,
+    session: WriteSessionDep,
     user: auth.InstructorDep,
     person_id: Annotated[int, Form()],
     item_id: Annotated[str, Form(max_length=255)],
@@ -244,156 +238,143 @@ def attest(
 ) -> Response:
     """Record that a learner's sitting was supervised / identity-verified, and re-evaluate."""
     course_id = _course_id(user)
-    try:
+
+    def work() -> None:
         if attempt.strip() and row_id(attempt.strip()) is None:
             raise BadInput("attempt: a number (1, 2, …), or empty for every attempt")
-        with db_session(engine, write=True) as s:
-            _check_learner(s, course_id, person_id)
-            now = utcnow()
-            awarding.attest(
-                s,
-                course_id=course_id,
-                person_id=person_id,
-                item_id=item_id,
-                level=level,
-                attempt=int(attempt) if attempt.strip() else None,
-                note=note,
-                actor=_actor(user),
-                now=now,
-            )
-            # the worker re-evaluates (and awards) the learner
-            evaluation.enqueue(
-                s, course_id=course_id, person_ids=[person_id], reason="attestation", now=now
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "attested")
+        if person_id not in {
+            p.id for p in evaluating.course_learners(session, course_id=course_id)
+        }:
+            raise BadInput("This learner is not in the course.")
+        now = utcnow()
+        awarding.attest(
+            session,
+            course_id=course_id,
+            person_id=person_id,
+            item_id=item_id,
+            level=level,
+            attempt=int(attempt) if attempt.strip() else None,
+            note=note,
+            actor=user.actor,
+            now=now,
+        )
+        # the worker re-evaluates (and awards) the learner
+        evaluation.enqueue(
+            session, course_id=course_id, person_ids=[person_id], reason="attestation", now=now
+        )
 
-
-def _check_learner(s: Any, course_id: int, person_id: int) -> None:
-    if person_id not in {p.id for p in evaluating.course_learners(s, course_id=course_id)}:
-        raise BadInput("This learner is not in the course.")
+    return _submit(request, session, user, work, "attested")
 
 
 @router.post("/app/course/awards/{award_id}/approve")
 def approve(
     request: Request,
     award_id: RowId,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
 ) -> Response:
     """Approve a credential that waits for approval."""
-    try:
-        with db_session(engine, write=True) as s:
-            awarding.approve(
-                s,
-                settings=settings,
-                course_id=_course_id(user),
-                award_id=award_id,
-                actor=_actor(user),
-                now=utcnow(),
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "approved")
+
+    def work() -> None:
+        awarding.approve(
+            session,
+            settings=settings,
+            course_id=_course_id(user),
+            award_id=award_id,
+            actor=user.actor,
+            now=utcnow(),
+        )
+
+    return _submit(request, session, user, work, "approved")
 
 
 @router.post("/app/course/awards/{award_id}/revoke")
 def revoke(
     request: Request,
     award_id: RowId,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
     reason: Annotated[str, Form(max_length=500)] = "",
     confirm: Annotated[str, Form(max_length=10)] = "",
 ) -> Response:
     """Revoke a credential, with the reason the learner and repositories will see."""
-    try:
+
+    def work() -> None:
         if confirm != "yes":
             raise BadInput(
                 "the credential was not revoked: the confirmation was not ticked",
                 hint="Open Revoke… again, give the reason and tick “Yes, revoke this credential”.",
             )
-        with db_session(engine, write=True) as s:
-            revoking.revoke_award(
-                s,
-                settings=settings,
-                course_id=_course_id(user),
-                award_id=award_id,
-                reason=reason,
-                actor=_actor(user),
-                now=utcnow(),
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "revoked")
+        revoking.revoke_award(
+            session,
+            settings=settings,
+            course_id=_course_id(user),
+            award_id=award_id,
+            reason=reason,
+            actor=user.actor,
+            now=utcnow(),
+        )
+
+    return _submit(request, session, user, work, "revoked")
 
 
 @router.post("/app/course/awards/{award_id}/allow")
 def allow_reaward(
-    request: Request,
-    award_id: int,
-    engine: EngineDep,
-    settings: SettingsDep,
-    user: auth.InstructorDep,
+    request: Request, award_id: int, session: WriteSessionDep, user: auth.InstructorDep
 ) -> Response:
     """Lift a revocation's re-award block, then re-evaluate the learner."""
     course_id = _course_id(user)
-    try:
-        with db_session(engine, write=True) as s:
-            now = utcnow()
-            award = revoking.allow_reaward(
-                s, course_id=course_id, award_id=award_id, actor=_actor(user), now=now
-            )
-            evaluation.enqueue(
-                s,
-                course_id=course_id,
-                person_ids=[award.person_id],
-                reason="re-award allowed",
-                now=now,
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "allowed")
+
+    def work() -> None:
+        now = utcnow()
+        award = revoking.allow_reaward(
+            session, course_id=course_id, award_id=award_id, actor=user.actor, now=now
+        )
+        evaluation.enqueue(
+            session,
+            course_id=course_id,
+            person_ids=[award.person_id],
+            reason="re-award allowed",
+            now=now,
+        )
+
+    return _submit(request, session, user, work, "allowed")
 
 
 @router.post("/app/course/awards/{award_id}/keep")
 def keep(
-    request: Request, award_id: RowId, engine: EngineDep, user: auth.InstructorDep
+    request: Request, award_id: RowId, session: WriteSessionDep, user: auth.InstructorDep
 ) -> Response:
     """Keep a credential that a lower decision flagged for review."""
-    try:
-        with db_session(engine, write=True) as s:
-            revoking.keep_award(
-                s, course_id=_course_id(user), award_id=award_id, actor=_actor(user), now=utcnow()
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=False)
-    return back(user, "/app/course", "kept")
+
+    def work() -> None:
+        revoking.keep_award(
+            session,
+            course_id=_course_id(user),
+            award_id=award_id,
+            actor=user.actor,
+            now=utcnow(),
+        )
+
+    return _submit(request, session, user, work, "kept")
 
 
 # --- competencies, mapping, thresholds, award rules ------------------------------------------
 
 
-def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
-    with db_session(engine) as s:
-        competencies = wiring.course_competencies(s, course_id=course_id)
-        items = mapping.available_items(s, course_id=course_id)
-        attached = {c.competency.id for c in competencies}
-        catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
-        setup = setup_store.course_setup(s, course_id=course_id)
-        # how many other courses assess each competency (its badge is then not this one's)
-        shared = {
-            c.competency.key: badge.other_courses(s, c.competency, course_id) for c in competencies
-        }
-        note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
+def _setup_view(s: Session, course_id: int) -> dict[str, Any]:
+    competencies = wiring.course_competencies(s, course_id=course_id)
+    items = mapping.available_items(s, course_id=course_id)
+    attached = {c.competency.id for c in competencies}
+    catalogue = [c for c in policies_repo.competencies(s) if c.id not in attached]
+    setup = setup_store.course_setup(s, course_id=course_id)
+    # how many other courses assess each competency (its badge is then not this one's)
+    shared = {
+        c.competency.key: badge.other_courses(s, c.competency, course_id) for c in competencies
+    }
+    note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
     labels = {i.key: i.label for i in items}
     for c in competencies:
         if c.policy is not None:
@@ -416,23 +397,17 @@ def _setup_view(engine: Any, course_id: int) -> dict[str, Any]:
 
 
 @router.get("/app/setup")
-def setup_page(request: Request, engine: EngineDep, user: auth.InstructorDep) -> HTMLResponse:
+def setup_page(request: Request, session: SessionDep, user: auth.InstructorDep) -> HTMLResponse:
     """The course's competencies, their mapping and thresholds, and the award rules."""
-    return page(
-        request,
-        engine,
-        user,
-        "app/setup.html",
-        tab="setup",
-        **_setup_view(engine, _course_id(user)),
-    )
+    view = _setup_view(session, _course_id(user))
+    return page(request, session, user, "app/setup.html", tab="setup", **view)
 
 
 @router.post("/app/setup/competencies/{key}")
 async def save_competency(
     request: Request,
     key: str,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
 ) -> Response:
@@ -440,63 +415,44 @@ async def save_competency(
     form = await request.form()
     chosen = [str(v) for v in form.getlist("items")][:200]
     thresholds = {lv: str(form.get(f"threshold_{lv}", ""))[:10] for lv in LEVEL_KEYS}
+    course_id = _course_id(user)
 
-    def run() -> evaluating.Summary:
-        with db_session(engine, write=True) as s:
-            labels = {
-                i.key: i.label for i in mapping.available_items(s, course_id=_course_id(user))
-            }
-            current = next(
-                (
-                    c
-                    for c in wiring.course_competencies(s, course_id=_course_id(user))
-                    if c.competency.key == key
-                ),
-                None,
-            )
-            if current is not None and current.policy is not None:
-                for m in current.policy.items:
-                    labels.setdefault(m.item, m.label or m.item)
-            unknown = [k for k in chosen if k not in labels]
-            if unknown:
-                raise BadInput(f"items: {unknown[0]!r} is not an item of this course")
-            queued = wiring.save_competency_setup(
-                s,
-                course_id=_course_id(user),
-                competency_key=key,
-                items=[(k, labels[k]) for k in chosen],
-                thresholds=thresholds,
-                actor=_actor(user),
-            )
-            s.commit()
-        return _after_rules_change(engine, settings, user, queued)
-
-    try:
-        summary = await run_in_threadpool(run)
-    except ServiceError as exc:
-        return await run_in_threadpool(_error_page, request, engine, user, exc, setup=True)
-    if summary.queued:
-        return back(user, "/app/setup", "saved_queued", n=summary.queued)
-    return back(user, "/app/setup", "saved")
-
-
-def _after_rules_change(
-    engine: Any, settings: Any, user: auth.CurrentUser, queued: int
-) -> evaluating.Summary:
-    """The rules changed and ``queued`` learners wait for their evaluation (queued in the
-    save's transaction): the worker evaluates and awards them; this asks for a pull too
-    when the course's results are stale. No evaluation runs in the request."""
-    with db_session(engine, write=True) as s:
-        syncing.request_sync_if_stale(
-            s, settings=settings, course_id=_course_id(user), now=utcnow()
+    def work() -> int:
+        labels = {i.key: i.label for i in mapping.available_items(session, course_id=course_id)}
+        current = next(
+            (
+                c
+                for c in wiring.course_competencies(session, course_id=course_id)
+                if c.competency.key == key
+            ),
+            None,
         )
-        s.commit()
-    return evaluating.Summary(queued=queued)
+        if current is not None and current.policy is not None:
+            for m in current.policy.items:
+                labels.setdefault(m.item, m.label or m.item)
+        unknown = [k for k in chosen if k not in labels]
+        if unknown:
+            raise BadInput(f"items: {unknown[0]!r} is not an item of this course")
+        queued = wiring.save_competency_setup(
+            session,
+            course_id=course_id,
+            competency_key=key,
+            items=[(k, labels[k]) for k in chosen],
+            thresholds=thresholds,
+            actor=user.actor,
+        )
+        # the worker evaluates the queued learners; a stale course's pull is asked for too
+        syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
+        return queued
+
+    return await run_in_threadpool(
+        _submit, request, session, user, work, "saved", setup=True, queued="saved_queued"
+    )
 
 
 @router.post("/app/setup/competencies/{key}/badge")
 async def design_badge(
-    request: Request, key: str, engine: EngineDep, user: auth.InstructorDep
+    request: Request, key: str, session: WriteSessionDep, user: auth.InstructorDep
 ) -> Response:
     """Save a competency's badge: its name, each level's criteria and its PNG image."""
     form = await request.form()
@@ -518,60 +474,54 @@ async def design_badge(
         f"criteria_{lv}": text(f"criteria_{lv}", 2000) for lv in LEVEL_KEYS
     }
 
-    def run() -> None:
-        with db_session(engine, write=True) as s:
-            badge.design(
-                s,
-                course_id=_course_id(user),
-                competency_key=key,
-                name=typed["name"],
-                criteria={lv: typed[f"criteria_{lv}"] for lv in LEVEL_KEYS},
-                image_data=data or None,
-                remove_image=text("default_image", 5) == "on",
-                author=_actor(user),
-                now=utcnow(),
-            )
-            s.commit()
-
-    try:
-        await run_in_threadpool(run)
-    except ServiceError as exc:  # what was typed comes back (the file must be chosen again)
-        return await run_in_threadpool(
-            _error_page,
-            request,
-            engine,
-            user,
-            exc,
-            setup=True,
-            typed_badge={key: typed},
-            open_badge=key,
+    def work() -> None:
+        badge.design(
+            session,
+            course_id=_course_id(user),
+            competency_key=key,
+            name=typed["name"],
+            criteria={lv: typed[f"criteria_{lv}"] for lv in LEVEL_KEYS},
+            image_data=data or None,
+            remove_image=text("default_image", 5) == "on",
+            author=user.actor,
+            now=utcnow(),
         )
-    return back(user, "/app/setup", "badge_saved")
+
+    # on an error, what was typed comes back (the file must be chosen again)
+    return await run_in_threadpool(
+        _submit,
+        request,
+        session,
+        user,
+        work,
+        "badge_saved",
+        setup=True,
+        typed_badge={key: typed},
+        open_badge=key,
+    )
 
 
 @router.post("/app/setup/competencies")
 def add_competency(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.InstructorDep,
     key: Annotated[str, Form(max_length=100)],
 ) -> Response:
     """Assess a competency from the institution's catalogue in this course."""
-    try:
-        with db_session(engine, write=True) as s:
-            wiring.add_competency(
-                s, course_id=_course_id(user), competency_key=key, actor=_actor(user)
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=True)
-    return back(user, "/app/setup", "added")
+
+    def work() -> None:
+        wiring.add_competency(
+            session, course_id=_course_id(user), competency_key=key, actor=user.actor
+        )
+
+    return _submit(request, session, user, work, "added", setup=True)
 
 
 @router.post("/app/setup/new-competency")
 def create_competency(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     user: auth.InstructorDep,
     name: Annotated[str, Form(max_length=300)] = "",
     description: Annotated[str, Form(max_length=4000)] = "",
@@ -580,51 +530,47 @@ def create_competency(
     advanced: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
     """Create a competency (name, description, what each level means) for this course."""
-    try:
-        with db_session(engine, write=True) as s:
-            wiring.create_course_competency(
-                s,
-                course_id=_course_id(user),
-                name=name,
-                description=description,
-                level_descriptions={
-                    "beginning": beginning,
-                    "intermediate": intermediate,
-                    "advanced": advanced,
-                },
-                actor=_actor(user),
-            )
-            s.commit()
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=True)
-    return back(user, "/app/setup", "added")
+
+    def work() -> None:
+        wiring.create_course_competency(
+            session,
+            course_id=_course_id(user),
+            name=name,
+            description=description,
+            level_descriptions={
+                "beginning": beginning,
+                "intermediate": intermediate,
+                "advanced": advanced,
+            },
+            actor=user.actor,
+        )
+
+    return _submit(request, session, user, work, "added", setup=True)
 
 
 @router.post("/app/setup/rules")
 def save_rules(
     request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.InstructorDep,
     on_lower: Annotated[str, Form(max_length=20)] = "flag",
     approval_required: Annotated[str, Form(max_length=5)] = "",
 ) -> Response:
     """What a lower decision does to a held credential; whether awards need approval."""
-    try:
-        with db_session(engine, write=True) as s:
-            wiring.set_award_rules(
-                s,
-                course_id=_course_id(user),
-                on_lower=on_lower,
-                approval_required=approval_required == "on",
-                actor=_actor(user),
-                now=utcnow(),
-            )
-            queued = evaluation.due(s, course_id=_course_id(user))
-            s.commit()
-        summary = _after_rules_change(engine, settings, user, queued)
-    except ServiceError as exc:
-        return _error_page(request, engine, user, exc, setup=True)
-    if summary.queued:
-        return back(user, "/app/setup", "rules_queued", n=summary.queued)
-    return back(user, "/app/setup", "rules")
+    course_id = _course_id(user)
+
+    def work() -> int:
+        wiring.set_award_rules(
+            session,
+            course_id=course_id,
+            on_lower=on_lower,
+            approval_required=approval_required == "on",
+            actor=user.actor,
+            now=utcnow(),
+        )
+        # the worker evaluates the learners due; a stale course's pull is asked for too
+        syncing.request_sync_if_stale(session, settings=settings, course_id=course_id, now=utcnow())
+        return evaluation.due(session, course_id=course_id)
+
+    return _submit(request, session, user, work, "rules", setup=True, queued="rules_queued")

@@ -9,18 +9,17 @@ answer is a signed LtiDeepLinkingResponse auto-posted to the platform.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from service.db.engine import session as db_session
-from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
-from service.deps import EngineDep, SettingsDep
+from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, Forbidden
 from service.flows import launching
 from service.lti import deep_linking, jwks, origins, pages, ratelimit, store
@@ -31,11 +30,10 @@ from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
 from service.settings import Settings
 from service.web import auth
+from service.web.appshell import NO_STORE, signed_in_rows
 from service.web.templating import render
 
 router = APIRouter(tags=["launch"], include_in_schema=False)
-
-_NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 
 def _landing(
@@ -52,7 +50,7 @@ def _landing(
     path = "/app/deep-link" if context.is_deep_linking else "/app"
     if not cookie_works:
         path += "?" + urlencode({auth.TOKEN_PARAM: token})
-    response = RedirectResponse(path, status_code=303, headers=_NO_STORE)
+    response = RedirectResponse(path, status_code=303, headers=NO_STORE)
     auth.set_session_cookie(response, token, request=request, settings=settings)
     return response
 
@@ -170,8 +168,8 @@ def _confirm(
 @router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
 def confirm(
     request: Request,
-    engine: lti_http.EngineDep,
-    settings: lti_http.SettingsDep,
+    engine: EngineDep,
+    settings: SettingsDep,
     ticket: Annotated[str, Form(max_length=200)],
     state: Annotated[str, Form(max_length=200)] = "",
     nonce: Annotated[str, Form(max_length=200)] = "",
@@ -182,59 +180,34 @@ def confirm(
     return response
 
 
-def _page_context(engine: EngineDep, user: auth.CurrentUser) -> dict[str, Any]:
-    if user.platform is not None and user.person is not None:
-        # Read with the session on this request (auth.current_user): no second transaction.
-        return {
-            "user": user,
-            "person": user.person,
-            "course": user.course,
-            "platform": user.platform,
-        }
-    query = (
-        select(Person, Course)
-        .outerjoin(Course, col(Course.id) == user.course_id)
-        .where(Person.id == user.person_id)
-    )
-    with db_session(engine) as s:
-        found = s.exec(query).first()
-        platform = user.platform or s.get(Platform, user.platform_id)
-    person, course = found if found is not None else (None, None)
-    return {"user": user, "person": person, "course": course, "platform": platform}
-
-
-def _home(request: Request, engine: Engine, user: auth.CurrentUser) -> Response:
+@router.get("/app")
+def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
+    """The page a launch lands on, chosen by the user's role in the course."""
     from service.web import admin, instructor, learner  # the role pages (flows)
 
-    if user.is_admin and user.course_id is None:
-        return admin.admin_page(request, engine, user)
-    if user.course_id is None:
-        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
-        response = render(request, template, **_page_context(engine, user))
-        response.headers.update(_NO_STORE)
-        return response
-    if user.is_instructor:
-        return instructor.learners_page(request, engine, user)
-    return learner.my_progress(request, engine, user)
-
-
-@router.get("/app")
-def home(request: Request, sent: auth.SentDep) -> Response:
-    """The page a launch lands on, chosen by the user's role in the course."""
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    return _home(request, request.app.state.engine, auth.signed_in(request, sent))
+    user = auth.signed_in(request, sent)
+    if user.is_admin and user.course_id is None:
+        return admin.admin_page(request, session, user)
+    if user.course_id is None:
+        template = "lti/home_instructor.html" if user.is_instructor else "lti/home_learner.html"
+        response = render(request, template, **signed_in_rows(session, user))
+        response.headers.update(NO_STORE)
+        return response
+    if user.is_instructor:
+        return instructor.learners_page(request, session, user)
+    return learner.my_progress(request, session, user)
 
 
-def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchContext:
+def _deep_link_context(session: Session, user: auth.CurrentUser) -> LaunchContext:
     if not user.is_instructor:
         raise Forbidden(
             "Only instructors can add microcred to a course.",
             hint="Ask an instructor of the course to add the link.",
         )
-    with db_session(engine) as s:
-        context = lti_launch.load_context(s, user.launch_id)
+    context = lti_launch.load_context(session, user.launch_id)
     if context is None or not context.is_deep_linking:
         raise BadInput(
             "This session did not start from a deep-linking request.",
@@ -244,21 +217,21 @@ def _deep_link_context(engine: EngineDep, user: auth.CurrentUser) -> LaunchConte
 
 
 @router.get("/app/deep-link")
-def deep_link_picker(request: Request, engine: EngineDep, user: auth.UserDep) -> Response:
+def deep_link_picker(request: Request, session: SessionDep, user: auth.UserDep) -> Response:
     """Pick what to place in the course."""
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    context = _deep_link_context(engine, user)
+    context = _deep_link_context(session, user)
     response = render(
         request,
         "lti/deep_link.html",
-        **_page_context(engine, user),
+        **signed_in_rows(session, user),
         settings_title=context.deep_linking.get("title") or "",
         accept_multiple=bool(context.deep_linking.get("accept_multiple", True)),
         choices=DEEP_LINK_CHOICES,
     )
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
     return response
 
 
@@ -269,15 +242,14 @@ DEEP_LINK_CHOICES = {
 
 @router.post("/app/deep-link")
 def deep_link_respond(
-    request: Request,
-    engine: EngineDep,
+    session: WriteSessionDep,
     settings: SettingsDep,
     user: auth.UserDep,
     choice: Annotated[str, Form(max_length=50)] = "home",
     title: Annotated[str, Form(max_length=200)] = "",
 ) -> HTMLResponse:
     """Sign the LtiDeepLinkingResponse and post it back to the platform."""
-    context = _deep_link_context(engine, user)
+    context = _deep_link_context(session, user)
     if choice not in DEEP_LINK_CHOICES:
         raise BadInput("unknown choice")
     label, text = DEEP_LINK_CHOICES[choice]
@@ -287,12 +259,11 @@ def deep_link_respond(
         text=text,
         custom={"microcred_view": choice},
     )
-    with db_session(engine, write=True) as s:
-        token = deep_linking.response_jwt(s, context=context, items=[item], now=utcnow())
-        s.commit()
+    token = deep_linking.response_jwt(session, context=context, items=[item], now=utcnow())
+    session.commit()
     return HTMLResponse(
         deep_linking.auto_post_page(
             return_url=str(context.deep_linking["deep_link_return_url"]), token=token
         ),
-        headers=_NO_STORE,
+        headers=NO_STORE,
     )

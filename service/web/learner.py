@@ -11,12 +11,11 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from sqlmodel import Session, select
 
-from service.db.engine import session as db_session
 from service.db.models import Award, Credential
 from service.db.types import MAX_ROW_ID, utcnow
 from service.delivery import awards as delivery_awards
 from service.delivery import status as delivery_status
-from service.deps import EngineDep, SessionDep, WriteSessionDep
+from service.deps import SessionDep, WriteSessionDep
 from service.errors import NotFound
 from service.flows import learner_store, learner_view, syncing
 from service.policies import badge
@@ -31,61 +30,58 @@ router = APIRouter(tags=["learner"], include_in_schema=False)
 _PERCENT = 100.0
 
 
-def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
+def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     progress = []
     credentials = []
     pulled = ""
     note = ""
-    with db_session(engine, autocommit=True) as s:  # reads only
-        mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
-        if user.course_id is not None:
-            owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
-            note = pending_work.note(owed, learner=True)
-            health = syncing.sync_health(s, course_id=user.course_id)
-            if health.connected:
-                pulled = health.pulled_text(utcnow()) + (
-                    " A new pull is on its way." if health.waiting else ""
-                )
-            for comp, decision, awards in learner_view.learner_status(
-                s, course_id=user.course_id, person_id=user.person_id, awards=mine
-            ):
-                reasons = decision.reasons if decision is not None else None
-                held = next((a for a in awards if a.state == "issued"), None)
-                pending = next((a for a in awards if a.state == "pending_approval"), None)
-                progress.append(
-                    {
-                        "competency": comp,
-                        "reasons": reasons,
-                        "held": held,
-                        "pending": pending,
-                        "score": (reasons or {}).get("score"),
-                    }
-                )
-        for award in mine:
-            if award.credential_uuid is None:
-                continue
-            cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
-            destinations = (
-                delivery_status.destinations(s, credential_id=award.delivery_key)
-                if award.state == "issued"
-                else []
+    mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
+    if user.course_id is not None:
+        owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
+        note = pending_work.note(owed, learner=True)
+        health = syncing.sync_health(s, course_id=user.course_id)
+        if health.connected:
+            pulled = health.pulled_text(utcnow()) + (
+                " A new pull is on its way." if health.waiting else ""
             )
-            achievement = cred.document.get("credentialSubject", {}).get("achievement", {})
-            shown = achievement.get("image") if isinstance(achievement, dict) else None
-            image = urlsplit(str(shown.get("id", ""))).path if isinstance(shown, dict) else ""
-            credentials.append(
+        for comp, decision, awards in learner_view.learner_status(
+            s, course_id=user.course_id, person_id=user.person_id, awards=mine
+        ):
+            reasons = decision.reasons if decision is not None else None
+            held = next((a for a in awards if a.state == "issued"), None)
+            pending = next((a for a in awards if a.state == "pending_approval"), None)
+            progress.append(
                 {
-                    "award": award,
-                    "credential": cred,
-                    # the badge its instructor designed (served here), else the level's seal
-                    "image": image if image.startswith(badge.PATH_PREFIX) else None,
-                    "name": cred.document.get("name")
-                    or cred.document.get("credentialSubject", {})
-                    .get("achievement", {})
-                    .get("name"),
-                    "destinations": destinations,
+                    "competency": comp,
+                    "reasons": reasons,
+                    "held": held,
+                    "pending": pending,
+                    "score": (reasons or {}).get("score"),
                 }
             )
+    for award in mine:
+        if award.credential_uuid is None:
+            continue
+        cred = s.exec(select(Credential).where(Credential.uuid == award.credential_uuid)).one()
+        destinations = (
+            delivery_status.destinations(s, credential_id=award.delivery_key)
+            if award.state == "issued"
+            else []
+        )
+        achievement = cred.document.get("credentialSubject", {}).get("achievement", {})
+        shown = achievement.get("image") if isinstance(achievement, dict) else None
+        image = urlsplit(str(shown.get("id", ""))).path if isinstance(shown, dict) else ""
+        credentials.append(
+            {
+                "award": award,
+                "credential": cred,
+                # the badge its instructor designed (served here), else the level's seal
+                "image": image if image.startswith(badge.PATH_PREFIX) else None,
+                "name": cred.document.get("name")
+                or cred.document.get("credentialSubject", {}).get("achievement", {}).get("name"),
+                "destinations": destinations,
+            }
+        )
     return {
         "progress": progress,
         "credentials": credentials,
@@ -97,9 +93,9 @@ def _view(engine: Any, user: auth.CurrentUser) -> dict[str, Any]:
 
 
 @router.get("/app/me")
-def my_progress(request: Request, engine: EngineDep, user: auth.UserDep) -> HTMLResponse:
+def my_progress(request: Request, session: SessionDep, user: auth.UserDep) -> HTMLResponse:
     """Your levels, what is missing for the next, and your credentials."""
-    return page(request, engine, user, "app/learner.html", tab="me", **_view(engine, user))
+    return page(request, session, user, "app/learner.html", tab="me", **_view(session, user))
 
 
 def _own_credential(s: Session, user: auth.CurrentUser, uuid: str) -> Credential:

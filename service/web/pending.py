@@ -18,8 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from service import evaluation
-from service.db.engine import session as db_session
-from service.deps import EngineDep
+from service.deps import SessionDep
 from service.flows import syncing
 from service.web import auth
 from service.web.appshell import NO_STORE
@@ -68,15 +67,11 @@ def note(pending: Pending, *, learner: bool) -> str:
 
 
 @router.get("/app/pending")
-def pending(engine: EngineDep, user: auth.UserDep) -> JSONResponse:
+def pending(session: SessionDep, user: auth.UserDep) -> JSONResponse:
     """Whether the worker still owes this page an evaluation or a pull (polled by the page)."""
     body: dict[str, Any] = {"pending": False, "evaluations": 0, "sync": False}
     if user.course_id is not None:
-        with db_session(engine) as s:
-            found = state(
-                s,
-                course_id=user.course_id,
-                person_id=None if user.is_instructor else user.person_id,
-            )
+        learner = None if user.is_instructor else user.person_id
+        found = state(session, course_id=user.course_id, person_id=learner)
         body = {"pending": found.any, "evaluations": found.evaluations, "sync": found.sync}
     return JSONResponse(body, headers=NO_STORE)

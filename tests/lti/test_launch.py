@@ -355,28 +355,6 @@ def test_auth_url_with_its_own_query_is_extended_not_broken(
     assert q["tenant"] == ["7"] and q["client_id"] == ["q1"] and q["state"]
 
 
-def test_require_course_helper(client: TestClient, moodle: FakePlatform) -> None:
-    from service.errors import Forbidden
-    from service.web import auth
-
-    user = auth.CurrentUser(
-        person_id=1,
-        platform_id=1,
-        deployment_id=1,
-        course_id=5,
-        role="instructor",
-        roles=(),
-        launch_id="",
-        token="t",
-        via_cookie=True,
-    )
-    assert auth.require_course(user) == 5 and auth.require_course(user, 5) == 5
-    with pytest.raises(Forbidden):
-        auth.require_course(user, 6)
-    with pytest.raises(Forbidden):
-        auth.require_course(auth.CurrentUser(**{**user.__dict__, "course_id": None}))
-
-
 def test_error_page_shows_its_status(client: TestClient) -> None:
     resp = client.get("/lti/login", params={"iss": "https://nobody.test"})
     assert resp.status_code == 400 and "HTTP 400" in resp.text
