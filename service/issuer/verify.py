@@ -528,19 +528,12 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
         if kid.startswith(origin)
         else Check("issuer_key", False, f"the key {kid} does not belong to the issuer {issuer_id}")
     )
-    if problems:
-        return (
-            Check(
-                "proof", False, "the JWT claims contradict the credential: " + "; ".join(problems)
-            ),
-            key_check,
-            credential,
-        )
-    return (
-        Check("proof", True, f"VC-JWT {alg} signature verifies"),
-        key_check,
-        credential,
+    proof_check = (
+        Check("proof", False, "the JWT claims contradict the credential: " + "; ".join(problems))
+        if problems
+        else Check("proof", True, f"VC-JWT {alg} signature verifies")
     )
+    return proof_check, key_check, credential
 
 
 def _brief(value: Any) -> str:
