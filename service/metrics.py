@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, func, select
 from starlette.types import Scope
 
+from service.db.engine import table
 from service.db.models import (
     CourseSetup,
     Credential,
@@ -52,12 +53,8 @@ class _Database(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = utcnow()
-        cred = Credential.__table__  # type: ignore[attr-defined]
-        dec = Decision.__table__  # type: ignore[attr-defined]
-        out = OutboxMessage.__table__  # type: ignore[attr-defined]
-        repo = DeliveryRepository.__table__  # type: ignore[attr-defined]
-        run = ImportRun.__table__  # type: ignore[attr-defined]
-        setup = CourseSetup.__table__  # type: ignore[attr-defined]
+        models = (Credential, Decision, OutboxMessage, DeliveryRepository, ImportRun, CourseSetup)
+        cred, dec, out, repo, run, setup = (table(m) for m in models)
         with self.engine.connect() as conn:
             issued, revoked = conn.execute(
                 select(func.count(), func.count().filter(cred.c.revoked.is_(True)))
