@@ -228,14 +228,7 @@ def _result_descriptions(
             "resultType": "RubricCriterionLevel",
             "requiredLevel": _level_ref(ach_id, level.key),
             "rubricCriterionLevel": [
-                {
-                    "id": _level_ref(ach_id, lv.key),
-                    "type": ["RubricCriterionLevel"],
-                    "name": lv.name,
-                    "level": lv.key,
-                    **({"description": lv.description} if lv.description else {}),
-                }
-                for lv in template.levels
+                _rubric_level(_level_ref(ach_id, lv.key), lv) for lv in template.levels
             ],
         }
     ]
@@ -257,18 +250,22 @@ def _result_descriptions(
                     }
                 ],
                 "rubricCriterionLevel": [
-                    {
-                        "id": _criterion_ref(ach_id, crit.key, lv.key),
-                        "type": ["RubricCriterionLevel"],
-                        "name": lv.name,
-                        "level": lv.key,
-                        **({"description": lv.description} if lv.description else {}),
-                    }
+                    _rubric_level(_criterion_ref(ach_id, crit.key, lv.key), lv)
                     for lv in crit.levels
                 ],
             }
         )
     return descriptions
+
+
+def _rubric_level(level_id: str, level: ScaleLevel) -> dict[str, Any]:
+    return {
+        "id": level_id,
+        "type": ["RubricCriterionLevel"],
+        "name": level.name,
+        "level": level.key,
+        **_present(description=level.description),
+    }
 
 
 def _add_eu_elements(ach: dict[str, Any], eu: EuElements) -> None:
@@ -323,35 +320,21 @@ def _results(award: AwardInput, ach_id: str) -> list[dict[str, Any]]:
     return results
 
 
+def _identity(kind: str, value: str, *, salt: str | None = None) -> dict[str, Any]:
+    """An IdentityObject (OB 3.0 §B.1.10); hashed when it carries its ``salt``."""
+    doc = {"type": "IdentityObject", "identityType": kind, "hashed": salt is not None}
+    doc["identityHash"] = value
+    return doc if salt is None else {**doc, "salt": salt}
+
+
 def _identifiers(learner: Learner, salt: str) -> list[dict[str, Any]]:
-    ids: list[dict[str, Any]] = [
-        {
-            "type": "IdentityObject",
-            "identityType": "ltiUserId",
-            "hashed": False,
-            "identityHash": learner.lti_user_id,
-        }
-    ]
+    ids = [_identity("ltiUserId", learner.lti_user_id)]
     if learner.email:
         # Never the plaintext address; case-folded so a verifier can match it (OB 3.0 §B.1.10).
-        ids.append(
-            {
-                "type": "IdentityObject",
-                "identityType": "emailAddress",
-                "hashed": True,
-                "identityHash": identity_hash(learner.email.strip().lower(), salt),
-                "salt": salt,
-            }
-        )
+        email_hash = identity_hash(learner.email.strip().lower(), salt)
+        ids.append(_identity("emailAddress", email_hash, salt=salt))
     if learner.name:
-        ids.append(
-            {
-                "type": "IdentityObject",
-                "identityType": "name",
-                "hashed": False,
-                "identityHash": learner.name,
-            }
-        )
+        ids.append(_identity("name", learner.name))
     return ids
 
 
