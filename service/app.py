@@ -142,7 +142,6 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     )
     app.include_router(health.router)
     app.include_router(metrics.router)
-    # lti routers
     from service.lti import router as lti_router
     from service.web import launch as web_launch
 
@@ -151,23 +150,17 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
     # public credential pages (before the issuer's own routes)
     for public_router in public.routers():
         app.include_router(public_router)
-    # issuer routers
     app.include_router(issuer_router.router)
     app.include_router(credential_api.router)
-    # credpage routers
     if settings.environment != "production":
         from service.web import credential_preview  # dev-only sample pages
 
         app.include_router(credential_preview.router)
         app.include_router(credential_preview.ob2_preview_router)
-    # delivery routers
     app.include_router(
         delivery_router.router, dependencies=[Depends(deps.api_scope("delivery:admin"))]
     )
-    # sources routers
     app.include_router(sources_router.router)
-    # policies routers
-    # assessment routers
     app.include_router(
         policies_router.router, dependencies=[Depends(deps.api_scope("policies:admin"))]
     )
@@ -180,7 +173,6 @@ def _include_routes(app: FastAPI, settings: Settings) -> None:
 
 def _add_middleware(app: FastAPI, settings: Settings) -> None:
     """The middleware, innermost first (each one added wraps those added before it)."""
-    # flows
     app.add_middleware(QueueAfterEvidence)
     # Inside SecurityHeaders (a 413 gets its headers too), outside everything that reads.
     app.add_middleware(

@@ -33,6 +33,7 @@ from sqlalchemy import delete, or_, update
 from sqlmodel import Session, SQLModel, col, select
 
 from service import audit
+from service.db.engine import table
 from service.db.models import (
     AuditEvent,
     Award,
@@ -232,34 +233,21 @@ def _evidence_of(
     evidence = list(
         session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
     )
-    revisions = (
-        list(
-            session.exec(
-                select(EvidenceRevision)
-                .where(col(EvidenceRevision.evidence_id).in_([e.id for e in evidence]))
-                .order_by(col(EvidenceRevision.id))
-            )
-        )
-        if evidence
-        else []
+    revisions = session.exec(
+        select(EvidenceRevision)
+        .where(col(EvidenceRevision.evidence_id).in_([e.id for e in evidence]))
+        .order_by(col(EvidenceRevision.id))
     )
-    return evidence, revisions
+    return evidence, list(revisions)
 
 
 def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
-    outbox_ids = [r.id for r in scope.outbox]
-    attempts = (
-        list(
-            session.exec(
-                select(DeliveryAttempt)
-                .where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
-                .order_by(col(DeliveryAttempt.id))
-            )
-        )
-        if outbox_ids
-        else []
+    attempts = session.exec(
+        select(DeliveryAttempt)
+        .where(col(DeliveryAttempt.outbox_message_id).in_([r.id for r in scope.outbox]))
+        .order_by(col(DeliveryAttempt.id))
     )
     by_row: dict[int, list[dict[str, Any]]] = {}
     for a in attempts:
@@ -280,15 +268,9 @@ def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
 
 def _consents(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     """The delivery consents given for the person's credentials."""
-    keys = scope.credential_keys
-    consents = (
-        list(
-            session.exec(
-                select(DeliveryConsent).where(col(DeliveryConsent.credential_id).in_(sorted(keys)))
-            )
-        )
-        if keys
-        else []
+    keys = sorted(scope.credential_keys)
+    consents = session.exec(
+        select(DeliveryConsent).where(col(DeliveryConsent.credential_id).in_(keys))
     )
     return [_row(c) for c in consents]
 
@@ -362,10 +344,6 @@ def _scrub(value: Any, words: list[str]) -> Any:
     return value
 
 
-def _text(value: str | None, words: list[str]) -> str | None:
-    return None if value is None else _scrub(value, words)
-
-
 def _scrub_deliveries(
     session: Session, scope: _Scope, words: list[str], *, now: dt.datetime
 ) -> int:
@@ -379,18 +357,17 @@ def _scrub_deliveries(
             cancelled += 1
         row.payload = _scrub(row.payload, words)
         row.result = _scrub(row.result, words)
-        row.last_error = _text(row.last_error, words)
+        row.last_error = _scrub(row.last_error, words)
         row.updated_at = now
         session.add(row)
     outbox_ids = [r.id for r in scope.outbox]
-    if outbox_ids:
-        for attempt in session.exec(
-            select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
-        ):
-            attempt.request_summary = _scrub(attempt.request_summary, words)
-            attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
-            attempt.error_detail = _text(attempt.error_detail, words)
-            session.add(attempt)
+    for attempt in session.exec(
+        select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
+    ):
+        attempt.request_summary = _scrub(attempt.request_summary, words)
+        attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
+        attempt.error_detail = _scrub(attempt.error_detail, words)
+        session.add(attempt)
     for event in _audit_rows(session, scope):
         scrubbed = _scrub(event.detail, words)
         if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
@@ -404,33 +381,24 @@ def _delete_personal_rows(session: Session, pid: int | None) -> dict[str, int]:
     per table."""
     deleted: dict[str, int] = {}
 
-    def gone(name: str, statement: Any) -> None:
-        result: Any = session.execute(statement)
-        deleted[name] = int(result.rowcount)
+    def gone(model: Any, where: Any) -> None:
+        result: Any = session.execute(delete(model).where(where))
+        deleted[table(model).name] = int(result.rowcount)
 
     session.execute(update(Award).where(col(Award.person_id) == pid).values(decision_id=None))
     evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
-    gone(
-        "evidence_revision",
-        delete(EvidenceRevision).where(col(EvidenceRevision.evidence_id).in_(evidence_ids)),
-    )
-    gone("evidence", delete(Evidence).where(col(Evidence.person_id) == pid))
-    gone(
-        "verification_event",
-        delete(VerificationEvent).where(col(VerificationEvent.person_id) == pid),
-    )
-    gone("decision", delete(Decision).where(col(Decision.person_id) == pid))
-    gone("enrolment", delete(Enrolment).where(col(Enrolment.person_id) == pid))
+    gone(EvidenceRevision, col(EvidenceRevision.evidence_id).in_(evidence_ids))
+    for model in (Evidence, VerificationEvent, Decision, Enrolment):
+        gone(model, col(model.person_id) == pid)
     # a deep-linking session's launch (its claims: name, e-mail) is kept beside the session
     launches = [
         f"ctx-{lid}"
         for lid in session.exec(select(WebSession.launch_id).where(WebSession.person_id == pid))
         if lid
     ]
-    gone("lti_cache", delete(LtiCache).where(col(LtiCache.key).in_(launches)))
-    gone("web_session", delete(WebSession).where(col(WebSession.person_id) == pid))
-    gone("person_link", delete(PersonLink).where(col(PersonLink.person_id) == pid))
-    gone("email_mismatch", delete(EmailMismatch).where(col(EmailMismatch.person_id) == pid))
+    gone(LtiCache, col(LtiCache.key).in_(launches))
+    for person_model in (WebSession, PersonLink, EmailMismatch):
+        gone(person_model, col(person_model.person_id) == pid)
     return deleted
 
 

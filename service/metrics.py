@@ -16,7 +16,6 @@ setting it is off (404), so nothing about the deployment is public by default.
 
 from __future__ import annotations
 
-import datetime as dt
 import hmac
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +28,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, and_, func, select
 from starlette.types import Scope
 
+from service.db.engine import table
 from service.db.models import (
     CourseSetup,
     Credential,
@@ -52,12 +52,8 @@ class _Database(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = utcnow()
-        cred = Credential.__table__  # type: ignore[attr-defined]
-        dec = Decision.__table__  # type: ignore[attr-defined]
-        out = OutboxMessage.__table__  # type: ignore[attr-defined]
-        repo = DeliveryRepository.__table__  # type: ignore[attr-defined]
-        run = ImportRun.__table__  # type: ignore[attr-defined]
-        setup = CourseSetup.__table__  # type: ignore[attr-defined]
+        models = (Credential, Decision, OutboxMessage, DeliveryRepository, ImportRun, CourseSetup)
+        cred, dec, out, repo, run, setup = (table(m) for m in models)
         with self.engine.connect() as conn:
             issued, revoked = conn.execute(
                 select(func.count(), func.count().filter(cred.c.revoked.is_(True)))
@@ -103,7 +99,7 @@ class _Database(Collector):
             outbox.add_metric([name, status], n)
         yield outbox
         yield g("microcred_delivery_queue_depth", "Deliveries due and not yet made", value=depth)
-        age = 0.0 if oldest is None else max(0.0, (now - _aware(oldest)).total_seconds())
+        age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         yield g(
             "microcred_delivery_queue_oldest_seconds",
             "How long the oldest due delivery has waited (0 when none)",
@@ -115,13 +111,9 @@ class _Database(Collector):
             labels=["course_id"],
         )
         for course_id, finished in synced:
-            seconds = -1.0 if finished is None else (now - _aware(finished)).total_seconds()
+            seconds = -1.0 if finished is None else (now - finished).total_seconds()
             lag.add_metric([str(course_id)], seconds)
         yield lag
-
-
-def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 class Metrics:

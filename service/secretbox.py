@@ -13,7 +13,6 @@ import base64
 import logging
 import os
 import secrets
-import threading
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -29,7 +28,6 @@ __all__ = ["SecretBoxError", "configure", "decrypt", "encrypt", "load_master_key
 log = logging.getLogger(__name__)
 
 _PREFIX = "v1."
-_lock = threading.Lock()
 _aead: AESGCM | None = None
 
 
@@ -66,13 +64,12 @@ def load_master_key(settings: Settings) -> bytes:
 
 
 def configure(master_key: bytes) -> None:
-    """Derive the data key once; later calls with the same key are cheap no-ops."""
+    """Derive the data key from the master key (the app factory and the CLI, at start-up)."""
     global _aead
     data_key = HKDF(
         algorithm=hashes.SHA256(), length=32, salt=b"microcred-secretbox", info=b"v1"
     ).derive(master_key)
-    with _lock:
-        _aead = AESGCM(data_key)
+    _aead = AESGCM(data_key)  # one reference swapped: readers see the old box or the new
 
 
 def _box() -> AESGCM:

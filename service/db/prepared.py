@@ -23,7 +23,7 @@ from sqlmodel import Session, SQLModel
 
 from service.db.engine import table
 
-__all__ = ["execute", "model", "models", "one", "rows", "table", "update", "values", "width"]
+__all__ = ["model", "models", "one", "table", "update", "values", "width"]
 
 _M = TypeVar("_M", bound=SQLModel)
 
@@ -49,17 +49,6 @@ def one(
     statement = _statement(build if cache_key is None else cache_key, build)
     found = session.execute(statement, params).first()
     return None if found is None else tuple(found)
-
-
-def rows(session: Session, build: Callable[[], Executable], **params: Any) -> list[tuple[Any, ...]]:
-    """Every row of the SELECT ``build()`` returns."""
-    return [tuple(r) for r in session.execute(_statement(build, build), params)]
-
-
-def execute(session: Session, build: Callable[[], Executable], **params: Any) -> int:
-    """Run the INSERT, UPDATE or DELETE ``build()`` returns; the number of rows it touched."""
-    result = session.execute(_statement(build, build), params)
-    return int(getattr(result, "rowcount", -1))
 
 
 def update(

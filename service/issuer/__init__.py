@@ -14,7 +14,7 @@ Public surface for other packages (``flows``, ``web``):
 - ``service.issuer.verify``: ``verify`` with a ``Resolver``; reports are
   ``service.issuer.types.VerificationReport``.
 - ``service.issuer.router``: the HTTP endpoints (``router``); the HTML credential page is
-  plugged in through ``app.state.credential_page`` (``router.CredentialPageRenderer``).
+  ``service.web.credentials``.
 
 Module map: ``contexts`` (bundled JSON-LD and schema, offline loader), ``canon`` (RDFC-1.0
 with a safe-mode check), ``dataintegrity`` (eddsa-rdfc-2022), ``vcjwt`` (VC-JWT through

@@ -70,10 +70,6 @@ def level_hint(achievement: dict[str, object]) -> tuple[str | None, int]:
     return None, 1
 
 
-def _rank(rank: int) -> int:
-    return max(1, min(3, rank))
-
-
 def _star(cx: float, cy: float, outer: float, inner: float) -> list[tuple[float, float]]:
     points = []
     for i in range(10):
@@ -84,7 +80,7 @@ def _star(cx: float, cy: float, outer: float, inner: float) -> list[tuple[float,
 
 
 def _star_centres(rank: int, dy: float = 0.0) -> list[tuple[float, float]]:
-    n = _rank(rank)
+    n = max(1, min(3, rank))
     if n == 1:
         return [(128.0, 96.0 + dy)]
     if n == 2:

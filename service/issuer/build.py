@@ -34,6 +34,7 @@ Annex I; reference/credentials.md §5.3):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -98,6 +99,12 @@ def achievement_id(base_url: str, template_key: str, level_key: str) -> str:
     return f"{base_url.rstrip('/')}/achievements/{template_key}/{level_key}"
 
 
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value, in order: an optional property is left out, never
+    written empty or null."""
+    return {name: value for name, value in fields.items() if value}
+
+
 def issuer_profile(profile: IssuerProfile, issuer_id: str) -> dict[str, Any]:
     """The OB 3.0 Profile of the awarding body (inline in credentials, and at /issuer)."""
     doc: dict[str, Any] = {
@@ -105,11 +112,8 @@ def issuer_profile(profile: IssuerProfile, issuer_id: str) -> dict[str, Any]:
         "type": ["Profile"],
         "name": profile.name,
         "url": profile.url,
+        **_present(description=profile.description, email=profile.email),
     }
-    if profile.description:
-        doc["description"] = profile.description
-    if profile.email:
-        doc["email"] = profile.email
     if profile.image_url:
         doc["image"] = {"id": profile.image_url, "type": "Image", "caption": profile.name}
     address: dict[str, Any] = {"type": ["Address"], "addressCountryCode": profile.country_code}
@@ -125,17 +129,17 @@ def issuer_profile(profile: IssuerProfile, issuer_id: str) -> dict[str, Any]:
 
 
 def _alignment(a: Alignment) -> dict[str, Any]:
-    doc: dict[str, Any] = {"type": ["Alignment"], "targetName": a.target_name}
-    doc["targetUrl"] = a.target_url
-    if a.target_type:
-        doc["targetType"] = a.target_type
-    if a.target_code:
-        doc["targetCode"] = a.target_code
-    if a.target_description:
-        doc["targetDescription"] = a.target_description
-    if a.target_framework:
-        doc["targetFramework"] = a.target_framework
-    return doc
+    return {
+        "type": ["Alignment"],
+        "targetName": a.target_name,
+        "targetUrl": a.target_url,
+        **_present(
+            targetType=a.target_type,
+            targetCode=a.target_code,
+            targetDescription=a.target_description,
+            targetFramework=a.target_framework,
+        ),
+    }
 
 
 def _level_ref(ach_id: str, level_key: str) -> str:
@@ -184,12 +188,9 @@ def build_achievement(template: LevelTemplate, level_key: str, *, base_url: str)
     if eu.ects_credits is not None:
         ach["creditsAvailable"] = eu.ects_credits
         ach["ectsCredits"] = eu.ects_credits
-    if eu.field_of_study:
-        ach["fieldOfStudy"] = eu.field_of_study
-    if template.tags:
-        ach["tag"] = list(template.tags)
-    if template.version:
-        ach["version"] = template.version
+    ach.update(
+        _present(fieldOfStudy=eu.field_of_study, tag=list(template.tags), version=template.version)
+    )
     _add_eu_elements(ach, eu)
     return ach
 
@@ -227,14 +228,7 @@ def _result_descriptions(
             "resultType": "RubricCriterionLevel",
             "requiredLevel": _level_ref(ach_id, level.key),
             "rubricCriterionLevel": [
-                {
-                    "id": _level_ref(ach_id, lv.key),
-                    "type": ["RubricCriterionLevel"],
-                    "name": lv.name,
-                    "level": lv.key,
-                    **({"description": lv.description} if lv.description else {}),
-                }
-                for lv in template.levels
+                _rubric_level(_level_ref(ach_id, lv.key), lv) for lv in template.levels
             ],
         }
     ]
@@ -256,18 +250,22 @@ def _result_descriptions(
                     }
                 ],
                 "rubricCriterionLevel": [
-                    {
-                        "id": _criterion_ref(ach_id, crit.key, lv.key),
-                        "type": ["RubricCriterionLevel"],
-                        "name": lv.name,
-                        "level": lv.key,
-                        **({"description": lv.description} if lv.description else {}),
-                    }
+                    _rubric_level(_criterion_ref(ach_id, crit.key, lv.key), lv)
                     for lv in crit.levels
                 ],
             }
         )
     return descriptions
+
+
+def _rubric_level(level_id: str, level: ScaleLevel) -> dict[str, Any]:
+    return {
+        "id": level_id,
+        "type": ["RubricCriterionLevel"],
+        "name": level.name,
+        "level": level.key,
+        **_present(description=level.description),
+    }
 
 
 def _add_eu_elements(ach: dict[str, Any], eu: EuElements) -> None:
@@ -322,52 +320,38 @@ def _results(award: AwardInput, ach_id: str) -> list[dict[str, Any]]:
     return results
 
 
+def _identity(kind: str, value: str, *, salt: str | None = None) -> dict[str, Any]:
+    """An IdentityObject (OB 3.0 §B.1.10); hashed when it carries its ``salt``."""
+    doc = {"type": "IdentityObject", "identityType": kind, "hashed": salt is not None}
+    doc["identityHash"] = value
+    return doc if salt is None else {**doc, "salt": salt}
+
+
 def _identifiers(learner: Learner, salt: str) -> list[dict[str, Any]]:
-    ids: list[dict[str, Any]] = [
-        {
-            "type": "IdentityObject",
-            "identityType": "ltiUserId",
-            "hashed": False,
-            "identityHash": learner.lti_user_id,
-        }
-    ]
+    ids = [_identity("ltiUserId", learner.lti_user_id)]
     if learner.email:
         # Never the plaintext address; case-folded so a verifier can match it (OB 3.0 §B.1.10).
-        ids.append(
-            {
-                "type": "IdentityObject",
-                "identityType": "emailAddress",
-                "hashed": True,
-                "identityHash": identity_hash(learner.email.strip().lower(), salt),
-                "salt": salt,
-            }
-        )
+        email_hash = identity_hash(learner.email.strip().lower(), salt)
+        ids.append(_identity("emailAddress", email_hash, salt=salt))
     if learner.name:
-        ids.append(
-            {
-                "type": "IdentityObject",
-                "identityType": "name",
-                "hashed": False,
-                "identityHash": learner.name,
-            }
-        )
+        ids.append(_identity("name", learner.name))
     return ids
 
 
 def _evidence(items: Sequence[EvidenceItem]) -> list[dict[str, Any]]:
-    out = []
-    for item in items:
-        ev: dict[str, Any] = {"type": ["Evidence"], "name": item.name}
-        if item.url:
-            ev["id"] = item.url
-        if item.description:
-            ev["description"] = item.description
-        if item.narrative:
-            ev["narrative"] = item.narrative
-        if item.genre:
-            ev["genre"] = item.genre
-        out.append(ev)
-    return out
+    return [
+        {
+            "type": ["Evidence"],
+            "name": item.name,
+            **_present(
+                id=item.url,
+                description=item.description,
+                narrative=item.narrative,
+                genre=item.genre,
+            ),
+        }
+        for item in items
+    ]
 
 
 def build_credential(
@@ -490,20 +474,9 @@ def build_stacked_credential(
                 genre="Credential",
             )
         )
-    stacked_award = AwardInput(
-        learner=award.learner,
-        template=award.template,
-        level_key=award.level_key,
-        awarded_at=award.awarded_at,
-        evidence=tuple(evidence),
-        supervision=award.supervision,
-        grade=award.grade,
-        criterion_levels=dict(award.criterion_levels),
-        valid_until=award.valid_until,
-    )
     cred = build_credential(
         credential_id=credential_id,
-        award=stacked_award,
+        award=dataclasses.replace(award, evidence=tuple(evidence)),
         issuer=issuer,
         issuer_id=issuer_id,
         base_url=base_url,

@@ -44,22 +44,16 @@ def fetch_text(
         follow_redirects=True,
     )
     try:
-        with http.stream("GET", url, headers={"Accept": accept}) as resp:
-            if resp.status_code // 100 != 2:
-                raise DependencyFailed(f"GET {url} answered HTTP {resp.status_code}")
-            chunks = []
-            size = 0
-            for chunk in resp.iter_bytes():
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise DependencyFailed(f"GET {url}: the body is larger than {MAX_BYTES} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks).decode(resp.encoding or "utf-8", "replace")
+        # outbound's transport reads the body under MAX_BYTES (TooLarge beyond it)
+        resp = http.get(url, headers={"Accept": accept})
     except httpx.HTTPError as exc:
         raise DependencyFailed(f"GET {url} failed: {outbound.describe(exc)}") from exc
     finally:
         if own:
             http.close()
+    if resp.status_code // 100 != 2:
+        raise DependencyFailed(f"GET {url} answered HTTP {resp.status_code}")
+    return resp.text
 
 
 def fetch_json(url: str, *, client: httpx.Client | None = None) -> Any:

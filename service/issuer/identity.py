@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from service.db.engine import session as db_session
+from service.db.engine import table
 from service.db.models import IssuerIdentity
 from service.db.types import utcnow
 from service.errors import Conflict
@@ -105,9 +106,9 @@ def ensure(session: Session, settings: Settings) -> IssuerIdentity:
             "did": keys.did_web(base_url),
             "created_at": utcnow(),
         }
-        table = IssuerIdentity.__table__  # type: ignore[attr-defined]
         dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        session.execute(dialect.insert(table).values(**values).on_conflict_do_nothing())
+        insert = dialect.insert(table(IssuerIdentity)).values(**values)
+        session.execute(insert.on_conflict_do_nothing())
         row = recorded(session)
         assert row is not None
     if row.base_url != settings.public_base_url:

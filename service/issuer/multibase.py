@@ -14,8 +14,6 @@ __all__ = [
     "ED25519_PRIV_HEADER",
     "ED25519_PUB_HEADER",
     "MultibaseError",
-    "b58decode",
-    "b58encode",
     "decode_base58btc",
     "decode_base64url",
     "decode_multikey_ed25519",
@@ -36,40 +34,30 @@ class MultibaseError(ValueError):
     """A value is not valid multibase / multicodec data."""
 
 
-def b58encode(data: bytes) -> str:
-    """Bitcoin base58 of ``data`` (leading zero bytes become ``1``)."""
+def encode_base58btc(data: bytes) -> str:
+    """Multibase base58btc (``z`` prefix): Bitcoin base58, leading zero bytes as ``1``."""
     n = int.from_bytes(data, "big")
     out = []
     while n:
         n, rem = divmod(n, 58)
         out.append(_ALPHABET[rem])
     pad = len(data) - len(data.lstrip(b"\0"))
-    return "1" * pad + "".join(reversed(out))
-
-
-def b58decode(text: str) -> bytes:
-    """Inverse of :func:`b58encode`; raises ``MultibaseError`` on foreign characters."""
-    n = 0
-    for ch in text:
-        try:
-            n = n * 58 + _INDEX[ch]
-        except KeyError:
-            raise MultibaseError(f"{ch!r} is not a base58 character") from None
-    pad = len(text) - len(text.lstrip("1"))
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    return b"\0" * pad + body
-
-
-def encode_base58btc(data: bytes) -> str:
-    """Multibase base58btc (``z`` prefix)."""
-    return "z" + b58encode(data)
+    return "z" + "1" * pad + "".join(reversed(out))
 
 
 def decode_base58btc(text: str) -> bytes:
     """Bytes of a multibase base58btc (``z``) value."""
     if not text.startswith("z"):
         raise MultibaseError("expected a base58btc multibase value (prefix 'z')")
-    return b58decode(text[1:])
+    digits, n = text[1:], 0
+    for ch in digits:
+        try:
+            n = n * 58 + _INDEX[ch]
+        except KeyError:
+            raise MultibaseError(f"{ch!r} is not a base58 character") from None
+    pad = len(digits) - len(digits.lstrip("1"))
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
+    return b"\0" * pad + body
 
 
 def encode_base64url(data: bytes) -> str:

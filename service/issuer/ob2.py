@@ -133,6 +133,11 @@ def _text(value: Any) -> str | None:
     return None
 
 
+def _texts(source: dict[str, Any], fields: tuple[str, ...]) -> dict[str, str]:
+    """The ``fields`` of ``source`` that hold text (:func:`_text`), in order."""
+    return {f: text for f in fields if (text := _text(source.get(f)))}
+
+
 def _https(value: Any) -> str | None:
     return value if isinstance(value, str) and value.startswith(("https://", "http://")) else None
 
@@ -180,9 +185,7 @@ def assertion(
         entry: dict[str, Any] = {"type": "Evidence"}
         if _https(item.get("id")):
             entry["id"] = item["id"]
-        for field in ("name", "description", "narrative", "genre", "audience"):
-            if _text(item.get(field)):
-                entry[field] = _text(item.get(field))
+        entry |= _texts(item, ("name", "description", "narrative", "genre", "audience"))
         if len(entry) > 1:
             evidence.append(entry)
     if evidence:
@@ -222,15 +225,13 @@ def badge_class(
     name = _text(achievement.get("name")) or "Achievement"
     own_image = achievement.get("image")
     own_image = own_image.get("id") if isinstance(own_image, dict) else own_image
-    criteria_in = (
-        achievement.get("criteria") if isinstance(achievement.get("criteria"), dict) else {}
-    )
-    assert isinstance(criteria_in, dict)
+    criteria_in = achievement.get("criteria")
+    if not isinstance(criteria_in, dict):
+        criteria_in = {}
     criteria: dict[str, Any] = {}
     if _https(criteria_in.get("id")):
         criteria["id"] = criteria_in["id"]
-    if _text(criteria_in.get("narrative")):
-        criteria["narrative"] = _text(criteria_in.get("narrative"))
+    criteria |= _texts(criteria_in, ("narrative",))
     if not criteria:
         criteria["narrative"] = f"Awarded for {name}."
     out: dict[str, Any] = {
@@ -248,9 +249,7 @@ def badge_class(
         if not (isinstance(a, dict) and _text(a.get("targetName")) and _https(a.get("targetUrl"))):
             continue  # OB 2.0 AlignmentObject requires targetName and targetUrl
         entry = {"targetName": _text(a["targetName"]), "targetUrl": a["targetUrl"]}
-        for field in ("targetDescription", "targetFramework", "targetCode"):
-            if _text(a.get(field)):
-                entry[field] = str(_text(a.get(field)))
+        entry |= _texts(a, ("targetDescription", "targetFramework", "targetCode"))
         alignments.append(entry)
     if alignments:
         out["alignment"] = alignments
@@ -287,8 +286,7 @@ def issuer_profile(
     }
     if isinstance(profile.get("email"), str):
         out["email"] = profile["email"]
-    if _text(profile.get("description")):
-        out["description"] = _text(profile.get("description"))
+    out |= _texts(profile, ("description",))
     image = profile.get("image")
     image = image.get("id") if isinstance(image, dict) else image
     if _https(image):

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, exists
 from sqlmodel import Session, col, func, select
 
 from service.db.models import Credential, StatusList
 
 __all__ = [
     "credential_by_uuid",
-    "credentials",
     "free_indexes",
-    "index_taken",
     "open_status_list",
     "status_list",
     "status_lists",
@@ -28,16 +25,6 @@ def credential_by_uuid(
     if for_update:
         query = query.with_for_update()
     return session.exec(query).first()
-
-
-def credentials(
-    session: Session, *, lti_user_id: str | None = None, limit: int = 100, offset: int = 0
-) -> Sequence[Credential]:
-    """Issued credentials, newest first, optionally of one LTI user."""
-    query = select(Credential).order_by(col(Credential.id).desc()).limit(limit).offset(offset)
-    if lti_user_id is not None:
-        query = query.where(Credential.lti_user_id == lti_user_id)
-    return session.exec(query).all()
 
 
 def status_list(session: Session, list_id: int, *, for_update: bool = False) -> StatusList | None:
@@ -80,26 +67,12 @@ def open_status_list(
         session.flush()
 
 
-def index_taken(session: Session, list_id: int, index: int) -> bool:
-    """Whether a credential already holds ``index`` of the list, or (PostgreSQL) another
-    transaction is giving it out right now: the index is then reserved for this
-    transaction (an advisory lock until it ends), so issuers in parallel never pick the
-    same one and fail at the unique key."""
-    held = exists().where(
-        col(Credential.status_list_id) == list_id, col(Credential.status_index) == index
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        reserved = func.pg_try_advisory_xact_lock(list_id, index)
-        return not session.exec(select(and_(reserved, ~held))).one()
-    return bool(session.exec(select(held)).one())
-
-
 def free_indexes(session: Session, list_id: int, candidates: Sequence[int]) -> list[int]:
     """The ``candidates`` (distinct) that no credential holds, in their order, and (on
     PostgreSQL) that no other transaction is giving out right now: those are reserved for
     this transaction (advisory locks until it ends, taken before the credentials are read),
     so issuers in parallel never pick the same one. Two statements for any number of
-    candidates, where :func:`index_taken` costs one per index.
+    candidates.
     """
     if not candidates:
         return []

@@ -120,10 +120,7 @@ class CredentialCreate(BaseModel):
             return tuple(inputs.ScaleLevel(x.key, x.name, x.description) for x in levels)
 
         template = inputs.LevelTemplate(
-            key=t.key,
-            competency_name=t.competency_name,
-            description=t.description,
-            criteria_narrative=t.criteria_narrative,
+            **t.model_dump(exclude={"levels", "eu", "alignments", "rubric_criteria", "tags"}),
             levels=lv(t.levels),
             eu=inputs.EuElements(
                 **{**t.eu.model_dump(), "learning_outcomes": tuple(t.eu.learning_outcomes)}
@@ -133,24 +130,15 @@ class CredentialCreate(BaseModel):
                 inputs.RubricCriterion(c.key, c.name, lv(c.levels), c.description, c.url)
                 for c in t.rubric_criteria
             ),
-            image_url=t.image_url,
-            criteria_url=t.criteria_url,
-            achievement_type=t.achievement_type,
-            language=t.language,
             tags=tuple(t.tags),
-            version=t.version,
-            valid_for_days=t.valid_for_days,
         )
         return inputs.AwardInput(
+            **self.model_dump(include={"level_key", "supervision", "grade", "valid_until"}),
             learner=inputs.Learner(**self.learner.model_dump()),
             template=template,
-            level_key=self.level_key,
             awarded_at=self.awarded_at or now,
             evidence=tuple(inputs.EvidenceItem(**e.model_dump()) for e in self.evidence),
-            supervision=self.supervision,
-            grade=self.grade,
             criterion_levels=dict(self.criterion_levels),
-            valid_until=self.valid_until,
         )
 
 

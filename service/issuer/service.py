@@ -105,26 +105,33 @@ def credential_url(settings: Settings, uuid: str) -> str:
     return f"{settings.public_base_url}/credentials/{uuid}"
 
 
-def _xsd(now: dt.datetime) -> str:
-    return build.xsd_datetime(now)
+def _proved(
+    doc: dict[str, Any], ring: keys.Keyring, *, base: str, now: dt.datetime
+) -> dict[str, Any]:
+    """``doc`` with an eddsa-rdfc-2022 proof by the ring's active key, created ``now``."""
+    assert ring.signing_key is not None and ring.signing_key.private is not None
+    return dataintegrity.sign(
+        doc,
+        key=ring.signing_key.private,
+        verification_method=ring.verification_method(ring.signing_key),
+        created=build.xsd_datetime(now),
+        loader=contexts.loader_for(base),
+    )
 
 
 def _sign_list(
     status: StatusList, ring: keys.Keyring, settings: Settings, now: dt.datetime
 ) -> None:
-    assert status.id is not None and ring.signing_key is not None
-    assert ring.signing_key.private is not None
-    url = statuslist.list_url(settings.public_base_url, status.id)
+    assert status.id is not None
+    base = settings.public_base_url
     doc = statuslist.build_list_credential(
-        url=url, issuer_id=ring.did, bits=status.bits, valid_from=_xsd(now), purpose=status.purpose
+        url=statuslist.list_url(base, status.id),
+        issuer_id=ring.did,
+        bits=status.bits,
+        valid_from=build.xsd_datetime(now),
+        purpose=status.purpose,
     )
-    status.document = dataintegrity.sign(
-        doc,
-        key=ring.signing_key.private,
-        verification_method=ring.verification_method(ring.signing_key),
-        created=_xsd(now),
-        loader=contexts.loader_for(settings.public_base_url),
-    )
+    status.document = _proved(doc, ring, base=base, now=now)
     status.version += 1
     status.updated_at = now
 
@@ -220,14 +227,7 @@ def _signed(
     Raises:
         BadInput: the signed credential does not validate.
     """
-    assert ring.signing_key is not None and ring.signing_key.private is not None
-    signed = dataintegrity.sign(
-        doc,
-        key=ring.signing_key.private,
-        verification_method=ring.verification_method(ring.signing_key),
-        created=_xsd(now),
-        loader=contexts.loader_for(base),
-    )
+    signed = _proved(doc, ring, base=base, now=now)
     schema = verify._check_schema(signed)
     if not schema.ok:
         raise BadInput(f"the credential would not be valid: {schema.detail}")
@@ -303,7 +303,6 @@ def issue(
             schema violation).
     """
     ring = _transaction_keyring(session, settings)
-    assert ring.signing_key is not None and ring.signing_key.private is not None
     assert ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)
     assert status.id is not None

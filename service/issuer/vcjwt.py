@@ -23,7 +23,14 @@ import orjson
 
 from service import jws
 
-__all__ = ["JWT_CLAIMS", "VcJwtError", "claims_mismatch", "encode", "verify_signature"]
+__all__ = [
+    "JWT_CLAIMS",
+    "VcJwtError",
+    "claims_mismatch",
+    "encode",
+    "issuer_id",
+    "verify_signature",
+]
 
 JWT_CLAIMS = ("iss", "jti", "nbf", "sub", "exp", "iat")
 # Dates are checked separately (and reported as their own check), so the signature step
@@ -40,7 +47,8 @@ def _numeric(value: str) -> int:
     return int(dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
 
 
-def _issuer_id(credential: Mapping[str, Any]) -> str | None:
+def issuer_id(credential: Mapping[str, Any]) -> str | None:
+    """The ``issuer`` id of a credential, whether the issuer is an object or a URL."""
     issuer = credential.get("issuer")
     value = issuer.get("id") if isinstance(issuer, Mapping) else issuer
     return value if isinstance(value, str) else None
@@ -54,7 +62,7 @@ def encode(
     ``serialized``: the credential as ``orjson.dumps`` wrote it, when the caller has it
     already (the issuer stores the same bytes): the payload is then not serialised again.
     """
-    claims: dict[str, Any] = {"iss": _issuer_id(credential), "jti": credential["id"]}
+    claims: dict[str, Any] = {"iss": issuer_id(credential), "jti": credential["id"]}
     claims["nbf"] = claims["iat"] = _numeric(credential["validFrom"])
     subject = credential.get("credentialSubject")
     if isinstance(subject, Mapping) and isinstance(subject.get("id"), str):
@@ -100,7 +108,7 @@ def verify_signature(token: str, keys: Iterable[jws.PublicKey]) -> dict[str, Any
 def claims_mismatch(claims: Mapping[str, Any]) -> list[str]:
     """How the JWT claims contradict the credential they carry (OB 3.0 §8.2.4.1)."""
     problems = []
-    if claims.get("iss") != _issuer_id(claims):
+    if claims.get("iss") != issuer_id(claims):
         problems.append("iss does not equal issuer.id")
     if claims.get("jti") != claims.get("id"):
         problems.append("jti does not equal the credential id")

@@ -189,12 +189,6 @@ def parse_input(
     return "ldp", parsed
 
 
-def _issuer_id(credential: Mapping[str, Any]) -> str | None:
-    issuer = credential.get("issuer")
-    value = issuer.get("id") if isinstance(issuer, Mapping) else issuer
-    return value if isinstance(value, str) else None
-
-
 def _parse_time(value: Any) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError("missing")
@@ -350,7 +344,7 @@ def _check_signature(
 def _check_di_proof(
     credential: Mapping[str, Any], resolver: Resolver, bounds: limits.Limits
 ) -> tuple[Check, Check]:
-    issuer_id = _issuer_id(credential)
+    issuer_id = vcjwt.issuer_id(credential)
     proof = _usable_proof(credential, bounds)
     if isinstance(proof, str):
         return Check("proof", False, proof), Check("issuer_key", False, "no usable proof")
@@ -457,7 +451,7 @@ def _status_list_problem(
     now: dt.datetime,
     bounds: limits.Limits,
 ) -> str | None:
-    if _issuer_id(list_cred) != _issuer_id(credential):
+    if vcjwt.issuer_id(list_cred) != vcjwt.issuer_id(credential):
         return "it was issued by someone else"
     problem = _shape_problem(list_cred, bounds)
     if problem:
@@ -516,7 +510,7 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
         )
     problems = vcjwt.claims_mismatch(claims)
     credential = vcjwt.credential_of(claims)
-    issuer_id = _issuer_id(credential) or ""
+    issuer_id = vcjwt.issuer_id(credential) or ""
     if issuer_id.startswith("did:web:"):
         origin = keys.did_web_url(issuer_id).rsplit("/", 1)[0].removesuffix("/.well-known") + "/"
     else:
@@ -528,19 +522,12 @@ def _check_jwt(token: str, resolver: Resolver) -> tuple[Check, Check, dict[str, 
         if kid.startswith(origin)
         else Check("issuer_key", False, f"the key {kid} does not belong to the issuer {issuer_id}")
     )
-    if problems:
-        return (
-            Check(
-                "proof", False, "the JWT claims contradict the credential: " + "; ".join(problems)
-            ),
-            key_check,
-            credential,
-        )
-    return (
-        Check("proof", True, f"VC-JWT {alg} signature verifies"),
-        key_check,
-        credential,
+    proof_check = (
+        Check("proof", False, "the JWT claims contradict the credential: " + "; ".join(problems))
+        if problems
+        else Check("proof", True, f"VC-JWT {alg} signature verifies")
     )
+    return proof_check, key_check, credential
 
 
 def _brief(value: Any) -> str:
@@ -627,7 +614,7 @@ def verify(
         checks=tuple(checks),
         format="jwt" if fmt == "jwt" else "ldp",
         credential_id=cred_id if isinstance(cred_id, str) else None,
-        issuer=_issuer_id(credential),
+        issuer=vcjwt.issuer_id(credential),
         credential=credential,
     )
 

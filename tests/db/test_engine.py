@@ -164,7 +164,7 @@ def test_an_idle_connection_killed_by_the_server_is_replaced_before_use(
     with contextlib.ExitStack() as stack:  # check out every pooled connection at once
         pids = [
             stack.enter_context(session(engine)).execute(text("SELECT pg_backend_pid()"))
-            for _ in range(engine.pool.checkedin())  # type: ignore[attr-defined]
+            for _ in range(engine.pool.checkedin())
         ]
         assert victim not in [p.scalar_one() for p in pids]  # found dead and replaced
 
@@ -241,12 +241,9 @@ def _autocommit_round(engine: Engine, key: str) -> tuple[Any, ...]:
     when = dt.datetime(2026, 11, 29, 7, 30, tzinfo=dt.UTC)
     with session(engine, write=True, autocommit=True) as s:
         insert_row(s, LtiCache, key=key, value={"roles": ["Zoë"], "ok": True}, expires_at=when)
-        touched = prepared.execute(
-            s,
-            _expire_statement,
-            b_key=key,
-            b_when=when + dt.timedelta(hours=1),
-        )
+        touched = s.execute(
+            _expire_statement(), {"b_key": key, "b_when": when + dt.timedelta(hours=1)}
+        ).rowcount
         row = prepared.one(s, _cache_row, b_key=key)
         with pytest.raises(sa_exc.IntegrityError):
             insert_row(s, LtiCache, key=key, value=None, expires_at=when)

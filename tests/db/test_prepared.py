@@ -87,10 +87,10 @@ def test_rowcount_and_the_session_transaction(engine: Engine) -> None:
         s.commit()
     later = WHEN + dt.timedelta(days=9)
     with db_session(engine, write=True) as s:
-        assert prepared.execute(s, _expire, after=WHEN, at=later) == 2
+        assert s.execute(_expire(), {"after": WHEN, "at": later}).rowcount == 2
         # not committed: closing the session rolls the UPDATE back
     with db_session(engine) as s:
-        rows = prepared.rows(s, lambda: select(prepared.table(LtiCache)))
+        rows = s.execute(select(prepared.table(LtiCache))).all()
     assert sorted(r[2] for r in rows) == [WHEN + dt.timedelta(i) for i in range(3)]
 
 
@@ -135,4 +135,4 @@ def test_numeric_results_convert_on_every_driver(engine: Engine) -> None:
     """psycopg's float processor needs the type the server reports (cursor.description)."""
     with db_session(engine) as s:
         assert prepared.one(s, _numbers, f=0.25, i=7) == (0.25, 7)
-        assert prepared.rows(s, _numbers, f=1.5, i=-1) == [(1.5, -1)]
+        assert prepared.one(s, _numbers, f=1.5, i=-1) == (1.5, -1)
