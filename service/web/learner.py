@@ -4,11 +4,12 @@ consent per repository."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, select
 
 from service.db.models import Award, Credential
@@ -115,7 +116,8 @@ def _download(row: Credential, body: bytes | str, ext: str, media_type: str) -> 
 def download_json(uuid: str, session: SessionDep, user: auth.UserDep) -> Response:
     """Download your signed credential (OB 3.0, JSON-LD with a Data Integrity proof)."""
     row = _own_credential(session, user, uuid)
-    return _download(row, JSONResponse(row.document).body, "json", "application/vc+ld+json")
+    body = json.dumps(row.document, ensure_ascii=False, separators=(",", ":"))  # as JSONResponse
+    return _download(row, body, "json", "application/vc+ld+json")
 
 
 @router.get("/app/me/credentials/{uuid}/credential.jwt")
