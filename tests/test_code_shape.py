@@ -83,7 +83,6 @@ OWN_SESSIONS = {
     "auth.py": "the sign-in dependency: its short transactions run before the route's",
     "launch.py": "the launch: a key set fetched outside any transaction, after-launch work",
     "framing.py": "middleware, outside any route: the known platforms, read once",
-    "public.py": "the loaders of the public credential routers, which take no session",
 }
 ENGINE_ROUTES = {"launch.py", "health.py"}  # the launch confirmation, the readiness probe
 

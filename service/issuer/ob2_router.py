@@ -11,7 +11,8 @@
 * ``GET /ob2/issuer`` — the Issuer profile; ``GET /ob2/revocations`` — the RevocationList.
 
 The loaders keep this module ignorant of storage: the lead wires them to the credential
-tables. All documents are public (they hold only a salted hash of the recipient).
+tables, and each route hands its loader the request's read session (``SessionDep``). All
+documents are public (they hold only a salted hash of the recipient).
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlmodel import Session
 
+from service.deps import SessionDep
 from service.issuer import badge_image, baking, ob2
 
 __all__ = ["Ob2Credential", "make_router"]
@@ -44,11 +47,11 @@ class Ob2Credential:
     revocation_reason: str | None = None
 
 
-AssertionLoader = Callable[[Request, str], Ob2Credential | None]
-AchievementLoader = Callable[[Request, str], dict[str, Any] | None]
+AssertionLoader = Callable[[Session, str], Ob2Credential | None]
+AchievementLoader = Callable[[Session, str], dict[str, Any] | None]
 IssuerLoader = Callable[[Request], dict[str, Any]]
 Urls = Callable[[Request], ob2.Ob2Urls]
-RevokedLister = Callable[[Request], Iterable[tuple[str, str | None]]]
+RevokedLister = Callable[[Session], Iterable[tuple[str, str | None]]]
 
 
 def _json(body: dict[str, Any], status_code: int = 200, *, live: bool = False) -> JSONResponse:
@@ -78,12 +81,12 @@ def make_router(
     """Build the OB 2.0 router.
 
     Args:
-        load: ``(request, key) -> Ob2Credential | None``: the OB 3.0 credential served as
+        load: ``(session, key) -> Ob2Credential | None``: the OB 3.0 credential served as
             assertion ``key``, with its revocation state.
-        load_achievement: ``(request, achievement_id) -> dict | None``: the OB 3.0
+        load_achievement: ``(session, achievement_id) -> dict | None``: the OB 3.0
             Achievement with that id (as embedded in any of its credentials).
         load_issuer: ``(request) -> dict``: the OB 3.0 issuer Profile.
-        list_revoked: ``(request) -> [(key, reason)]``: every revoked assertion; without
+        list_revoked: ``(session) -> [(key, reason)]``: every revoked assertion; without
             it the issuer names no revocation list and revocation is by 410 only.
         prefix: Mount point.
 
@@ -108,9 +111,9 @@ def _add_assertion_routes(router: APIRouter, load: AssertionLoader, urls: Urls) 
     """The hosted assertions and their baked images."""
 
     @router.get("/assertions/{key}", response_model=None)
-    def get_assertion(request: Request, key: str) -> Response:
+    def get_assertion(request: Request, session: SessionDep, key: str) -> Response:
         """OB 2.0 hosted Assertion; 410 Gone when revoked."""
-        found = load(request, key)
+        found = load(session, key)
         if found is None:
             return _not_found("No badge assertion is published under this address.")
         u = urls(request)
@@ -125,9 +128,9 @@ def _add_assertion_routes(router: APIRouter, load: AssertionLoader, urls: Urls) 
         return _json(body, live=True)
 
     @router.get("/assertions/{key}/image", response_model=None)
-    def get_assertion_image(request: Request, key: str) -> Response:
+    def get_assertion_image(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image baked with the OB 2.0 assertion."""
-        found = load(request, key)
+        found = load(session, key)
         if found is None or found.revoked:
             return _not_found("No badge assertion is published under this address.")
         u = urls(request)
@@ -145,22 +148,22 @@ def _add_assertion_routes(router: APIRouter, load: AssertionLoader, urls: Urls) 
 def _add_badge_routes(router: APIRouter, load_achievement: AchievementLoader, urls: Urls) -> None:
     """The BadgeClasses and their images."""
 
-    def achievement_for(request: Request, badge_key: str) -> dict[str, Any] | None:
+    def achievement_for(session: Session, badge_key: str) -> dict[str, Any] | None:
         achievement_id = ob2.achievement_id_from_key(badge_key)
-        return None if achievement_id is None else load_achievement(request, achievement_id)
+        return None if achievement_id is None else load_achievement(session, achievement_id)
 
     @router.get("/badges/{badge_key}", response_model=None)
-    def get_badge(request: Request, badge_key: str) -> Response:
+    def get_badge(request: Request, session: SessionDep, badge_key: str) -> Response:
         """OB 2.0 BadgeClass."""
-        achievement = achievement_for(request, badge_key)
+        achievement = achievement_for(session, badge_key)
         if achievement is None:
             return _not_found("No badge class is published under this address.")
         return _json(ob2.badge_class(achievement, urls=urls(request)))
 
     @router.get("/badges/{badge_key}/image", response_model=None)
-    def get_badge_image(request: Request, badge_key: str) -> Response:
+    def get_badge_image(session: SessionDep, badge_key: str) -> Response:
         """The BadgeClass image (the default badge for its level)."""
-        achievement = achievement_for(request, badge_key)
+        achievement = achievement_for(session, badge_key)
         if achievement is None:
             return _not_found("No badge class is published under this address.")
         level, rank = badge_image.level_hint(achievement)
@@ -190,9 +193,9 @@ def _add_issuer_routes(
         return _json(body)
 
     @router.get("/revocations", response_model=None)
-    def get_revocations(request: Request) -> Response:
+    def get_revocations(request: Request, session: SessionDep) -> Response:
         """OB 2.0 RevocationList of the issuer."""
         if list_revoked is None:
             return _not_found("This issuer publishes no revocation list; see each assertion.")
-        body = ob2.revocation_list(list(list_revoked(request)), urls=urls(request))
+        body = ob2.revocation_list(list(list_revoked(session)), urls=urls(request))
         return _json(body, live=True)

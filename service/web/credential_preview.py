@@ -11,12 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import Request
+from sqlmodel import Session
 
 from service.issuer import ob2_router
 from service.web import credential_samples, credentials
 
 
-def _load(_request: Request, key: str) -> credentials.CredentialBundle | None:
+def _load(_request: Request, _session: Session, key: str) -> credentials.CredentialBundle | None:
     try:
         document, report, learner = credential_samples.sample(key)
     except KeyError:
@@ -28,7 +29,7 @@ router = credentials.make_router(_load, prefix="/_preview/credentials", ob2_pref
 
 
 # The OB 2.0 hosted documents of the same samples: "revoked" answers 410.
-def _load_ob2(_request: Request, key: str) -> ob2_router.Ob2Credential | None:
+def _load_ob2(_session: Session, key: str) -> ob2_router.Ob2Credential | None:
     try:
         document, _report, _learner = credential_samples.sample(key)
     except KeyError:
@@ -41,7 +42,7 @@ def _load_ob2(_request: Request, key: str) -> ob2_router.Ob2Credential | None:
     )
 
 
-def _load_achievement(_request: Request, achievement_id: str) -> dict[str, Any] | None:
+def _load_achievement(_session: Session, achievement_id: str) -> dict[str, Any] | None:
     for scenario in ("valid", "revoked", "expired"):
         document, _report, _learner = credential_samples.sample(scenario)
         achievement: dict[str, Any] = document["credentialSubject"]["achievement"]
@@ -60,6 +61,6 @@ ob2_preview_router = ob2_router.make_router(
     _load_ob2,
     load_achievement=_load_achievement,
     load_issuer=_load_issuer,
-    list_revoked=lambda _request: [("revoked", "Grade corrected after appeal.")],
+    list_revoked=lambda _session: [("revoked", "Grade corrected after appeal.")],
     prefix="/_preview/ob2",
 )

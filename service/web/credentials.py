@@ -32,7 +32,9 @@ import segno
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
+from sqlmodel import Session
 
+from service.deps import SessionDep
 from service.errors import NotFound
 from service.issuer import badge_image, baking
 from service.issuer.types import VerificationReport
@@ -214,7 +216,7 @@ class CredentialBundle:
     learner_name: str | None = None
 
 
-Loader = Callable[[Request, str], CredentialBundle | None]
+Loader = Callable[[Request, Session, str], CredentialBundle | None]
 
 # Credentials are public documents; web verifiers (e.g. VerifierPlus) fetch them cross-origin.
 _CORS = {"Access-Control-Allow-Origin": "*"}
@@ -373,20 +375,18 @@ def make_router(
 ) -> APIRouter:
     """Routes for the page and its downloads, reading credentials through ``load``.
 
-    ``load(request, key)`` returns a :class:`CredentialBundle` (with a fresh verification
-    report) or None for an unknown key, which becomes a 404. With ``ob2_prefix`` (where
+    ``load(request, session, key)`` (the route's read session, ``SessionDep``) returns a
+    :class:`CredentialBundle` (with a fresh verification report) or None for an unknown key,
+    which becomes a 404. With ``ob2_prefix`` (where
     :mod:`service.issuer.ob2_router` is mounted, under the same keys) the page also links
     the Open Badges 2.0 hosted assertion for older backpacks.
     """
     router = APIRouter(prefix=prefix, tags=["credentials"])
 
-    def get(request: Request, key: str) -> CredentialBundle:
-        return _found(load(request, key))
-
     @router.get("/{key}", response_model=None)
-    def page(request: Request, key: str) -> Response:
+    def page(request: Request, session: SessionDep, key: str) -> Response:
         """The credential: HTML page, or the signed document by content negotiation."""
-        bundle = get(request, key)
+        bundle = _found(load(request, session, key))
         kind = _wants(request)
         if kind != "html":
             return _signed(bundle, kind)
@@ -402,30 +402,30 @@ def make_router(
         return response
 
     @router.get("/{key}/credential.json", response_model=None)
-    def download_json(request: Request, key: str) -> Response:
+    def download_json(request: Request, session: SessionDep, key: str) -> Response:
         """The signed credential as a JSON file (embedded proof)."""
-        bundle = get(request, key)
+        bundle = _found(load(request, session, key))
         body = json.dumps(bundle.document, indent=2, ensure_ascii=False).encode()
         return _file(bundle, body, "json", "application/vc+ld+json", "attachment", _CORS)
 
     @router.get("/{key}/credential.jwt", response_model=None)
-    def download_jwt(request: Request, key: str) -> Response:
+    def download_jwt(request: Request, session: SessionDep, key: str) -> Response:
         """The credential as a VC-JWT (compact JWS) file."""
-        bundle = get(request, key)
+        bundle = _found(load(request, session, key))
         if bundle.jwt is None:
             raise NotFound("This credential has no VC-JWT form.")
         return _file(bundle, bundle.jwt, "jwt", "text/plain", "attachment", _CORS)
 
     @router.get("/{key}/badge.png", response_model=None)
-    def download_png(request: Request, key: str) -> Response:
+    def download_png(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 PNG baking)."""
-        bundle = get(request, key)
+        bundle = _found(load(request, session, key))
         return _file(bundle, baked_badge(bundle, "png"), "png", "image/png", "inline", {})
 
     @router.get("/{key}/badge.svg", response_model=None)
-    def download_svg(request: Request, key: str) -> Response:
+    def download_svg(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 SVG baking)."""
-        bundle = get(request, key)
+        bundle = _found(load(request, session, key))
         svg = baked_badge(bundle, "svg")
         return _file(bundle, svg, "svg", "image/svg+xml", "inline", _SVG_HEADERS)
 

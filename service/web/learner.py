@@ -4,11 +4,12 @@ consent per repository."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, select
 
 from service.db.models import Award, Credential
@@ -105,16 +106,18 @@ def _own_credential(s: Session, user: auth.CurrentUser, uuid: str) -> Credential
     return row
 
 
+def _download(row: Credential, body: bytes | str, ext: str, media_type: str) -> Response:
+    """One of your credential's files, as an attachment no cache keeps."""
+    named = {"content-disposition": f'attachment; filename="credential-{row.uuid}.{ext}"'}
+    return Response(body, media_type=media_type, headers=NO_STORE | named)
+
+
 @router.get("/app/me/credentials/{uuid}/credential.json")
 def download_json(uuid: str, session: SessionDep, user: auth.UserDep) -> Response:
     """Download your signed credential (OB 3.0, JSON-LD with a Data Integrity proof)."""
     row = _own_credential(session, user, uuid)
-    return JSONResponse(
-        row.document,
-        media_type="application/vc+ld+json",
-        headers=NO_STORE
-        | {"content-disposition": f'attachment; filename="credential-{row.uuid}.json"'},
-    )
+    body = json.dumps(row.document, ensure_ascii=False, separators=(",", ":"))  # as JSONResponse
+    return _download(row, body, "json", "application/vc+ld+json")
 
 
 @router.get("/app/me/credentials/{uuid}/credential.jwt")
@@ -123,12 +126,7 @@ def download_jwt(uuid: str, session: SessionDep, user: auth.UserDep) -> Response
     row = _own_credential(session, user, uuid)
     if row.jwt is None:
         raise NotFound("This credential has no VC-JWT form.")
-    return PlainTextResponse(
-        row.jwt,
-        media_type="application/vc+jwt",
-        headers=NO_STORE
-        | {"content-disposition": f'attachment; filename="credential-{row.uuid}.jwt"'},
-    )
+    return _download(row, row.jwt, "jwt", "application/vc+jwt")
 
 
 @router.post("/app/me/consent")

@@ -1,5 +1,6 @@
 """Public credential pages: the credential page renderer and the OB 2.0 hosted documents,
-reading issued credentials through the issuer and verifying each one live."""
+reading issued credentials through the issuer and verifying each one live. The loaders read
+in the session each route takes from ``SessionDep``."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlmodel import select
+from sqlmodel import Session, select
 
-from service.db.engine import session as db_session
 from service.db.models import Credential
 from service.db.types import utcnow
+from service.deps import SessionDep
 from service.errors import NotFound
 from service.issuer import ob2_router, repository
 from service.issuer import service as issuer
@@ -30,23 +31,22 @@ def home_page(request: Request) -> HTMLResponse:
     return render(request, "home.html", issuer_name=settings.issuer_name, base=base)
 
 
-def _load(request: Request, key: str) -> credentials.CredentialBundle | None:
+def _load(request: Request, s: Session, key: str) -> credentials.CredentialBundle | None:
     settings = request.app.state.settings
-    with db_session(request.app.state.engine) as s:
-        row = repository.credential_by_uuid(s, key)
-        if row is None:
-            return None
-        report = issuer.verify_input(s, settings, row.document, now=utcnow())
-        subject = row.document.get("credentialSubject", {})
-        subject = subject if isinstance(subject, dict) else {}
-        achievement = subject.get("achievement")
-        shown = achievement.get("image") if isinstance(achievement, dict) else None
-        # The image the credential was issued with, designed by its instructor: the badge
-        # downloads are baked into it (else into the default badge of the level).
-        sha = badge.sha_of_url(
-            settings.public_base_url, shown.get("id") if isinstance(shown, dict) else None
-        )
-        designed = badge.image(s, sha) if sha is not None else None
+    row = repository.credential_by_uuid(s, key)
+    if row is None:
+        return None
+    report = issuer.verify_input(s, settings, row.document, now=utcnow())
+    subject = row.document.get("credentialSubject", {})
+    subject = subject if isinstance(subject, dict) else {}
+    achievement = subject.get("achievement")
+    shown = achievement.get("image") if isinstance(achievement, dict) else None
+    # The image the credential was issued with, designed by its instructor: the badge
+    # downloads are baked into it (else into the default badge of the level).
+    sha = badge.sha_of_url(
+        settings.public_base_url, shown.get("id") if isinstance(shown, dict) else None
+    )
+    designed = badge.image(s, sha) if sha is not None else None
     name = subject.get("name")
     return credentials.CredentialBundle(
         document=row.document,
@@ -61,10 +61,9 @@ images = APIRouter()
 
 
 @images.get(badge.PATH_PREFIX + "{sha256}.png", include_in_schema=False)
-def badge_image(request: Request, sha256: str) -> Response:
+def badge_image(session: SessionDep, sha256: str) -> Response:
     """A badge image an instructor uploaded; never changes under its address."""
-    with db_session(request.app.state.engine) as s:
-        row = badge.image(s, sha256) if len(sha256) == 64 else None
+    row = badge.image(session, sha256) if len(sha256) == 64 else None
     if row is None:
         raise NotFound("no such badge image")
     return Response(
@@ -78,9 +77,8 @@ def badge_image(request: Request, sha256: str) -> Response:
     )
 
 
-def _load_ob2(request: Request, key: str) -> ob2_router.Ob2Credential | None:
-    with db_session(request.app.state.engine) as s:
-        row = repository.credential_by_uuid(s, key)
+def _load_ob2(s: Session, key: str) -> ob2_router.Ob2Credential | None:
+    row = repository.credential_by_uuid(s, key)
     if row is None:
         return None
     return ob2_router.Ob2Credential(
@@ -88,11 +86,9 @@ def _load_ob2(request: Request, key: str) -> ob2_router.Ob2Credential | None:
     )
 
 
-def _load_achievement(request: Request, achievement_id: str) -> dict[str, Any] | None:
-    with db_session(request.app.state.engine) as s:
-        row = s.exec(
-            select(Credential).where(Credential.achievement_id == achievement_id).limit(1)
-        ).first()
+def _load_achievement(s: Session, achievement_id: str) -> dict[str, Any] | None:
+    query = select(Credential).where(Credential.achievement_id == achievement_id).limit(1)
+    row = s.exec(query).first()
     if row is None:
         return None
     achievement = row.document.get("credentialSubject", {}).get("achievement")
@@ -103,9 +99,8 @@ def _load_issuer(request: Request) -> dict[str, Any]:
     return issuer.profile_document(request.app.state.settings)
 
 
-def _list_revoked(request: Request) -> list[tuple[str, str | None]]:
-    with db_session(request.app.state.engine) as s:
-        rows = s.exec(select(Credential).where(Credential.revoked == True)).all()  # noqa: E712
+def _list_revoked(s: Session) -> list[tuple[str, str | None]]:
+    rows = s.exec(select(Credential).where(Credential.revoked == True)).all()  # noqa: E712
     return [(r.uuid, r.revocation_reason) for r in rows]
 
 

@@ -115,6 +115,15 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert public.status_code == 200 and "Investigating with data" in public.text
     download = tab.get(f"/app/me/credentials/{award.credential_uuid}/credential.json")
     assert download.status_code == 200 and download.json()["id"] == cred.document["id"]
+    assert download.headers["content-type"] == "application/vc+ld+json"
+    named = f'attachment; filename="credential-{cred.uuid}'
+    assert download.headers["content-disposition"] == f'{named}.json"'
+    assert "no-store" in download.headers["cache-control"]
+    jwt = tab.get(f"/app/me/credentials/{award.credential_uuid}/credential.jwt")
+    assert jwt.status_code == 200 and cred.jwt is not None and jwt.text == cred.jwt
+    assert jwt.headers["content-type"] == "application/vc+jwt"
+    assert jwt.headers["content-disposition"] == f'{named}.jwt"'
+    assert "no-store" in jwt.headers["cache-control"]
     # the badge image, baked with the credential, is one click away on the learner's page
     png = f"/credentials/{award.credential_uuid}/badge.png"
     assert f'href="{png}" download' in page.text

@@ -12,8 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlmodel import Session, create_engine
 
 from service.issuer import baking, ob2, ob2_router
 from service.web import credential_samples
@@ -39,24 +40,25 @@ def client() -> Iterator[TestClient]:
     docs = documents()
     revoked = {"revoked": "Grade corrected after appeal."}
 
-    def load(_request: Request, key: str) -> ob2_router.Ob2Credential | None:
+    def load(_session: Session, key: str) -> ob2_router.Ob2Credential | None:
         if key not in docs:
             return None
         return ob2_router.Ob2Credential(docs[key], key in revoked, revoked.get(key))
 
-    def load_achievement(_request: Request, achievement_id: str) -> dict[str, Any] | None:
+    def load_achievement(_session: Session, achievement_id: str) -> dict[str, Any] | None:
         for doc in docs.values():
             if doc["credentialSubject"]["achievement"]["id"] == achievement_id:
                 return doc["credentialSubject"]["achievement"]  # type: ignore[no-any-return]
         return None
 
     app = FastAPI()
+    app.state.engine = create_engine("sqlite://")  # for SessionDep; the loaders never read
     app.include_router(
         ob2_router.make_router(
             load,
             load_achievement=load_achievement,
             load_issuer=lambda _r: docs["valid"]["issuer"],
-            list_revoked=lambda _r: list(revoked.items()),
+            list_revoked=lambda _s: list(revoked.items()),
         )
     )
     with TestClient(app, base_url=BASE) as c:
@@ -186,6 +188,7 @@ def test_preview_app_serves_ob2_samples() -> None:
     from service.web import credential_preview
 
     app = FastAPI()
+    app.state.engine = create_engine("sqlite://")  # for SessionDep; the loaders never read
     app.include_router(credential_preview.ob2_preview_router)
     with TestClient(app, base_url=BASE) as c:
         a = c.get("/_preview/ob2/assertions/valid").json()

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlmodel import Session, create_engine
 
 from service.issuer import baking
 from service.issuer.types import Check, VerificationReport
@@ -79,7 +80,7 @@ class Tree(HTMLParser):
 # --- fixtures ----------------------------------------------------------------------------
 
 
-def loader(request: Request, key: str) -> credentials.CredentialBundle | None:
+def loader(_request: Request, _session: Session, key: str) -> credentials.CredentialBundle | None:
     name, _, form = key.partition("+")
     try:
         doc, report, learner = credential_samples.sample(name)
@@ -93,6 +94,7 @@ def loader(request: Request, key: str) -> credentials.CredentialBundle | None:
 @pytest.fixture(scope="module")
 def page_client() -> Iterator[TestClient]:
     app = FastAPI()
+    app.state.engine = create_engine("sqlite://")  # for SessionDep; the loaders never read
     errors.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(credentials.make_router(loader))
@@ -502,6 +504,7 @@ def test_preview_routes_are_mounted_outside_production(client: TestClient) -> No
 
 def test_ob2_link_appears_when_the_ob2_router_is_mounted() -> None:
     app = FastAPI()
+    app.state.engine = create_engine("sqlite://")  # for SessionDep; the loaders never read
     app.include_router(credentials.make_router(loader, ob2_prefix="/ob2"))
     with TestClient(app, base_url="https://tool.test") as c:
         html = c.get("/credentials/valid", headers={"accept": "text/html"}).text

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from sqlmodel import create_engine
 
 from service.web import credential_preview, credential_samples, errors
 
@@ -33,6 +34,7 @@ def base_url() -> Iterator[str]:
     if not Path(CHROMIUM).exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/test.sh installs it)")
     app = FastAPI()
+    app.state.engine = create_engine("sqlite://")  # for SessionDep; the loaders never read
     errors.install(app)
     static = Path(credential_preview.__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
