@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from service.cli.common import _bootstrap, _db, _engine, _fail, _identity, app
-from service.db import migrate as db_migrate
 from service.errors import ServiceError
 
 issuer_app = typer.Typer(help="Issuer keys (Open Badges 3.0 signing).", no_args_is_help=True)
@@ -36,7 +35,6 @@ def verify(
 
     from service.db.engine import session
     from service.db.types import utcnow
-    from service.errors import ServiceError
     from service.issuer import fetch as issuer_fetch
     from service.issuer import identity, limits
     from service.issuer import service as issuer_service
@@ -128,9 +126,7 @@ def issuer_rotate_keys() -> None:
     from service.db.types import utcnow
     from service.issuer import service as issuer_service
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    settings = _identity(settings)
+    settings = _identity(_bootstrap(migrate=True))
     with _db(settings, write=True) as s:
         new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
         s.commit()
@@ -142,20 +138,14 @@ def issuer_repair_status_lists() -> None:
     """Re-sign the status lists signed under another URL than this database's issuer
     identity (bits unchanged), so the credentials on them verify again."""
     from service.db.types import utcnow
-    from service.issuer import identity
     from service.issuer import service as issuer_service
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    settings = _identity(settings)
-    try:
-        with _db(settings, write=True) as s:
-            repaired = issuer_service.repair_status_lists(
-                s, settings=settings, now=utcnow(), actor="cli"
-            )
-            s.commit()
-    except identity.IdentityMismatch as exc:
-        raise _fail(exc) from None
+    settings = _identity(_bootstrap(migrate=True))
+    with _db(settings, write=True) as s:
+        repaired = issuer_service.repair_status_lists(
+            s, settings=settings, now=utcnow(), actor="cli"
+        )
+        s.commit()
     if not repaired:
         typer.echo(f"every status list is signed as {settings.public_base_url}; nothing to do")
     else:

@@ -11,6 +11,7 @@ import typer
 from service.cli.common import _bootstrap, _db, _engine, app
 from service.cli.workers import _start_inprocess_worker
 from service.db import migrate as db_migrate
+from service.errors import Conflict, ServiceError
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -99,34 +100,27 @@ def _bind(port: int, lms_port: int) -> tuple[socket.socket, socket.socket]:
     try:
         return server.bind("127.0.0.1", port), server.bind("127.0.0.1", lms_port)
     except OSError as exc:
-        typer.echo(
-            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
-            err=True,
-        )
-        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
-        raise typer.Exit(code=2) from exc
+        raise ServiceError(
+            f"cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
+            hint="pick free ports with --port and --lms-port (0 = any).",
+        ) from exc
 
 
 def _refuse_other_issuer(recorded: str, recorded_port: int | None, tool_url: str) -> NoReturn:
     """Exit 2: this database's demo issues at another URL (service/issuer/identity.py)."""
     from service.issuer import keys
 
-    typer.echo(
-        f"error: this database's demo issues as {recorded} "
-        f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
-        err=True,
-    )
     same = (
         f"run `microcred demo --port {recorded_port}`, or "
         if recorded.startswith("http://127.0.0.1:")
         else ""
     )
-    typer.echo(
-        f"hint: {same}start a new demo with another data directory: "
+    raise Conflict(
+        f"this database's demo issues as {recorded} "
+        f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
+        hint=f"{same}start a new demo with another data directory: "
         "MICROCRED_DATA_DIR=var-demo2 microcred demo",
-        err=True,
     )
-    raise typer.Exit(code=2)
 
 
 def _print_urls(
@@ -167,13 +161,11 @@ def _reset_demo_database(settings: Settings) -> None:
 
     url = make_url(settings.resolved_database_url)
     if not url.drivername.startswith("sqlite") or not url.database:
-        typer.echo(
-            "error: --reset deletes the demo's SQLite file; this database is "
+        raise ServiceError(
+            "--reset deletes the demo's SQLite file; this database is "
             f"{url.render_as_string(hide_password=True)}.",
-            err=True,
+            hint="drop and recreate that database yourself, then run the demo.",
         )
-        typer.echo("hint: drop and recreate that database yourself, then run the demo.", err=True)
-        raise typer.Exit(code=2)
     for suffix in ("", "-wal", "-shm"):
         Path(url.database + suffix).unlink(missing_ok=True)
     typer.echo(f"demo reset: deleted {url.database}")

@@ -10,15 +10,13 @@ import typer
 from service import logredact
 from service.cli.common import _bootstrap, _engine, _identity, app
 from service.cli.workers import _start_inprocess_worker
-from service.db import migrate as db_migrate
 from service.settings import Settings, get_settings
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     typer.echo(f"database is at the latest migration ({settings.resolved_database_url})")
 
 
@@ -36,8 +34,7 @@ def serve(
 
     from service.issuer import identity
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     if not identity.explicit(settings):
         # No public URL configured: the one this database issues as, else (nothing issued
         # yet) where the tool listens (lti: LTI redirect and target link URIs are checked
