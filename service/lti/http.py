@@ -21,10 +21,8 @@ from service.settings import Settings
 
 __all__ = [
     "EngineDep",
-    "HttpDep",
     "LtiCall",
     "LtiCallDep",
-    "ParamsDep",
     "SettingsDep",
     "get_async_http",
     "get_http",
@@ -105,9 +103,6 @@ async def get_async_http(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient = _shared(request, "lti_http_async", outbound.async_client)
     return client
 
-
-ParamsDep = Annotated[dict[str, str], Depends(request_params)]
-HttpDep = Annotated[httpx.Client, Depends(get_http)]
 
 
 @dataclass(frozen=True)
