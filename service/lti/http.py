@@ -104,7 +104,6 @@ async def get_async_http(request: Request) -> httpx.AsyncClient:
     return client
 
 
-
 @dataclass(frozen=True)
 class LtiCall:
     """What the login and launch endpoints need of a request, after the rate limit."""
