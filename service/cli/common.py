@@ -64,6 +64,17 @@ def _identity(settings: Settings, *, strict: bool = True) -> Settings:
         engine.dispose()
 
 
+def _recorded_url(settings: Settings) -> str | None:
+    """The base URL this database issues as, if it recorded one (service/issuer/identity.py)."""
+    from service.issuer import identity
+
+    engine = _engine(settings)
+    try:
+        return identity.recorded_url(engine)
+    finally:
+        engine.dispose()
+
+
 def _fail(exc: Exception) -> typer.Exit:
     """Exit 2 with a ``ServiceError``'s detail and hint; any other exception is raised."""
     if isinstance(exc, ServiceError):

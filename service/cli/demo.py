@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, app
+from service.cli.common import _bootstrap, _db, _engine, _recorded_url, app
 from service.cli.workers import _start_inprocess_worker
 from service.db import migrate as db_migrate
 from service.errors import Conflict, ServiceError
@@ -50,11 +50,7 @@ def demo(
     if reset:
         _reset_demo_database(settings)
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
-    try:
-        recorded = identity.recorded_url(engine)
-    finally:
-        engine.dispose()
+    recorded = _recorded_url(settings)
     # The tool's URL is the demo's issuer identity: a data directory set up at one port
     # issues there (service/issuer/identity.py).
     recorded_port = urlsplit(recorded).port if recorded else None
