@@ -157,11 +157,13 @@ def _reset_demo_database(settings: Settings) -> None:
 
     url = make_url(settings.resolved_database_url)
     if not url.drivername.startswith("sqlite") or not url.database:
-        raise ServiceError(
-            "--reset deletes the demo's SQLite file; this database is "
+        typer.echo(
+            "error: --reset deletes the demo's SQLite file; this database is "
             f"{url.render_as_string(hide_password=True)}.",
-            hint="drop and recreate that database yourself, then run the demo.",
+            err=True,
         )
+        typer.echo("hint: drop and recreate that database yourself, then run the demo.", err=True)
+        raise typer.Exit(code=2)
     for suffix in ("", "-wal", "-shm"):
         Path(url.database + suffix).unlink(missing_ok=True)
     typer.echo(f"demo reset: deleted {url.database}")
