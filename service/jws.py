@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -42,9 +43,11 @@ __all__ = [
     "PublicKey",
     "TokenError",
     "load_private_key",
+    "new_rsa_pem",
     "public_key_from_jwk",
     "sign",
     "sign_payload",
+    "thumbprinted",
     "unverified_header",
     "verify",
 ]
@@ -108,6 +111,27 @@ def load_private_key(pem: str | bytes, *, kid: str, alg: str) -> PrivateKey:
     private = jwk.construct(data.decode(), alg)
     public = PublicKey(kid=kid, alg=alg, key=jwk.construct(pub_jwk, alg), jwk=pub_jwk)
     return PrivateKey(kid=kid, alg=alg, key=private, public=public, crypto=crypto_key)
+
+
+def new_rsa_pem() -> str:
+    """A new RSA-2048 private key as PKCS#8 PEM (an RS256 key: the LTI tool's, the demo
+    platform's)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem.decode()
+
+
+def thumbprinted(pem: str | bytes) -> PrivateKey:
+    """The RS256 key of ``pem`` with the RFC 7638 thumbprint of its public key as ``kid``."""
+    key = load_private_key(pem, kid="", alg="RS256")
+    # RFC 7638 §3.2: the required members only, sorted, no whitespace.
+    required = json.dumps({k: key.public.jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
+    digest = hashlib.sha256(required.encode()).digest()
+    kid = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    public = replace(key.public, kid=kid, jwk=key.public.jwk | {"kid": kid})
+    return replace(key, kid=kid, public=public)
 
 
 def public_key_from_jwk(data: Mapping[str, Any], *, default_alg: str = "RS256") -> PublicKey:

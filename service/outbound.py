@@ -167,7 +167,7 @@ def address_allowed(ip: _IP) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
-def _resolved(host: str, port: int, infos: Iterable[tuple[Any, ...]]) -> list[str]:
+def _resolved(host: str, infos: Iterable[tuple[Any, ...]]) -> list[str]:
     addresses: list[str] = []
     for info in infos:
         ip = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone
@@ -267,7 +267,7 @@ class _Backend(httpcore.NetworkBackend):
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except OSError as exc:
                 raise httpcore.ConnectError(f"{host}: {exc}") from exc
-            addresses = _resolved(host, port, infos)
+            addresses = _resolved(host, infos)
         last: Exception | None = None
         for ip in _check(host, addresses, self._policy):
             try:
@@ -346,7 +346,7 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
                 raise httpcore.ConnectTimeout(f"{host}: no address in time") from exc
             except OSError as exc:
                 raise httpcore.ConnectError(f"{host}: {exc}") from exc
-            addresses = _resolved(host, port, infos)
+            addresses = _resolved(host, infos)
         last: Exception | None = None
         for ip in _check(host, addresses, self._policy):
             try:

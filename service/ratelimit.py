@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-__all__ = ["Buckets", "client_key"]
+__all__ = ["Buckets", "client_key", "wait"]
 
 _MAX_KEYS = 10_000
 
@@ -58,3 +58,16 @@ class Buckets:
 def client_key(request: Request) -> str:
     """The address a request is counted under."""
     return request.client.host if request.client else "unknown"
+
+
+def wait(request: Request, buckets: str, per_minute: int) -> int:
+    """Take a token for the request's client from the app's ``buckets`` (made on first use,
+    ``per_minute``); 0 when allowed (always, with ``per_minute`` 0), else the seconds to
+    wait."""
+    if per_minute <= 0:
+        return 0
+    found: Buckets | None = getattr(request.app.state, buckets, None)
+    if found is None:
+        found = Buckets(per_minute)
+        setattr(request.app.state, buckets, found)
+    return found.take(client_key(request))

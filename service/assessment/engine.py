@@ -207,9 +207,13 @@ def _rules_for_every_level(
     labels = policy.labels
     rules: list[RuleResult] = []
     if policy.recency_days is not None:
-        rules.append(_recency_rule(policy.recency_days, by_recency, labels))
+        rule = f"Only results from the last {policy.recency_days} days count"
+        kept = "all of yours are recent enough"
+        rules.append(_dropped_rule(RuleKind.RECENCY, rule, kept, by_recency, labels))
     if policy.max_attempts is not None:
-        rules.append(_attempts_rule(policy.max_attempts, by_attempts, labels))
+        rule = f"At most {policy.max_attempts} attempts per item count"
+        kept = "all of your attempts are within it"
+        rules.append(_dropped_rule(RuleKind.ATTEMPTS, rule, kept, by_attempts, labels))
     if policy.require_all or policy.min_results:
         rules.append(_required_rule(policy, standing))
     if policy.minimum_score > 0:
@@ -369,31 +373,18 @@ def _names(names: Sequence[str]) -> str:
 
 
 @functools.cache
-def _recency_ok(days: int) -> RuleResult:
-    reason = f"Only results from the last {days} days count; all of yours are recent enough."
-    return RuleResult(RuleKind.RECENCY, None, True, reason)
+def _nothing_dropped(kind: RuleKind, rule: str, kept: str) -> RuleResult:
+    return RuleResult(kind, None, True, f"{rule}; {kept}.")
 
 
-def _recency_rule(days: int, dropped: list[Evidence], labels: Mapping[str, str]) -> RuleResult:
+def _dropped_rule(
+    kind: RuleKind, rule: str, kept: str, dropped: list[Evidence], labels: Mapping[str, str]
+) -> RuleResult:
+    """The recency or attempts rule: it always passes, and names what it left out."""
     if not dropped:
-        return _recency_ok(days)
+        return _nothing_dropped(kind, rule, kept)
     names = _names([_name(ev, labels) for ev in dropped])
-    reason = f"Only results from the last {days} days count; not counted: {names}."
-    return RuleResult(RuleKind.RECENCY, None, True, reason)
-
-
-@functools.cache
-def _attempts_ok(limit: int) -> RuleResult:
-    reason = f"At most {limit} attempts per item count; all of your attempts are within it."
-    return RuleResult(RuleKind.ATTEMPTS, None, True, reason)
-
-
-def _attempts_rule(limit: int, dropped: list[Evidence], labels: Mapping[str, str]) -> RuleResult:
-    if not dropped:
-        return _attempts_ok(limit)
-    names = _names([_name(ev, labels) for ev in dropped])
-    reason = f"At most {limit} attempts per item count; not counted: {names}."
-    return RuleResult(RuleKind.ATTEMPTS, None, True, reason)
+    return RuleResult(kind, None, True, f"{rule}; not counted: {names}.")
 
 
 @functools.cache

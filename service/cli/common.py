@@ -12,6 +12,7 @@ import typer
 from sqlmodel import Session
 
 from service import logredact, requestlog, secretbox
+from service.db import migrate as db_migrate
 from service.db.engine import make_engine
 from service.errors import ServiceError
 from service.settings import Settings, get_settings
@@ -29,13 +30,16 @@ app = typer.Typer(
 )
 
 
-def _bootstrap(settings: Settings | None = None) -> Settings:
+def _bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Settings:
+    """Logging, secrets and (with ``migrate``) the database at the latest migration."""
     settings = settings or get_settings()
     requestlog.configure(level=settings.log_level, json_lines=settings.log_format == "json")
     # Migrations run before most commands: their INFO lines are noise to the person typing.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logredact.install()
     secretbox.configure(secretbox.load_master_key(settings))
+    if migrate:
+        db_migrate.upgrade(settings.resolved_database_url)
     return settings
 
 
@@ -56,14 +60,23 @@ def _identity(settings: Settings, *, strict: bool = True) -> Settings:
     engine = _engine(settings)
     try:
         return identity.settle(engine, settings, strict=strict)
-    except identity.IdentityMismatch as exc:
-        raise _fail(exc) from None
+    finally:
+        engine.dispose()
+
+
+def _recorded_url(settings: Settings) -> str | None:
+    """The base URL this database issues as, if it recorded one (service/issuer/identity.py)."""
+    from service.issuer import identity
+
+    engine = _engine(settings)
+    try:
+        return identity.recorded_url(engine)
     finally:
         engine.dispose()
 
 
 def _fail(exc: Exception) -> typer.Exit:
-
+    """Exit 2 with a ``ServiceError``'s detail and hint; any other exception is raised."""
     if isinstance(exc, ServiceError):
         typer.echo(f"error: {exc.detail}", err=True)
         if exc.hint:

@@ -7,8 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, _fail, _identity, _report, app
-from service.errors import ServiceError
+from service.cli.common import _bootstrap, _db, _engine, _identity, _report, app
 
 course_app = typer.Typer(
     help="Courses: connect one to its LMS, see its sync health, re-evaluate its learners.",
@@ -46,19 +45,16 @@ def course_connect(
 
     settings = _bootstrap()
     with _db(settings, write=True) as s:
-        try:
-            conn = sync.get_connection(s, name=source)
-            setup = wiring.connect_source(
-                s,
-                course_id=course_id,
-                connection_id=conn.id,
-                lms_course_id=lms_course_id,
-                actor="cli",
-                now=utcnow(),
-                interval_seconds=interval,
-            )
-        except ServiceError as exc:
-            raise _fail(exc) from exc
+        conn = sync.get_connection(s, name=source)
+        setup = wiring.connect_source(
+            s,
+            course_id=course_id,
+            connection_id=conn.id,
+            lms_course_id=lms_course_id,
+            actor="cli",
+            now=utcnow(),
+            interval_seconds=interval,
+        )
         s.commit()
     every = setup.sync_interval_seconds or settings.sync_interval_seconds
     typer.echo(
@@ -117,7 +113,7 @@ def course_reevaluate(
     from service.db.engine import session as db_session
     from service.db.models import Course
     from service.db.types import utcnow
-    from service.errors import NotFound, ServiceError
+    from service.errors import NotFound
     from service.flows import evaluation_queue, syncing
 
     settings = _identity(_bootstrap())
@@ -149,8 +145,6 @@ def course_reevaluate(
             summary = evaluation_queue.run_course_jobs(
                 engine, settings=settings, course_id=course_id, actor="cli", progress=step
             )
-    except ServiceError as exc:
-        raise _fail(exc) from exc
     finally:
         engine.dispose()
     _report(

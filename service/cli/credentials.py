@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, _fail, _identity, app
-from service.db import migrate as db_migrate
-from service.errors import ServiceError
+from service.cli.common import _bootstrap, _db, _fail, _identity, app
+from service.errors import BadInput, ServiceError
 
 issuer_app = typer.Typer(help="Issuer keys (Open Badges 3.0 signing).", no_args_is_help=True)
 credential_app = typer.Typer(help="Issued credentials: revoke, unrevoke.", no_args_is_help=True)
@@ -34,46 +33,35 @@ def verify(
 ) -> None:
     """Verify an OB 3.0 credential; print a JSON report; exit 1 if invalid."""
 
-    from service.db.engine import session
     from service.db.types import utcnow
-    from service.errors import ServiceError
     from service.issuer import fetch as issuer_fetch
-    from service.issuer import identity, limits
+    from service.issuer import limits
     from service.issuer import service as issuer_service
 
     data: str | bytes
 
     settings = _bootstrap()
-    try:
-        if source.startswith(("https://", "http://")):
-            data = issuer_fetch.fetch_text(source, accept=issuer_fetch.ACCEPT_CREDENTIAL)
-        else:
-            path = Path(source)
-            if not path.is_file():
-                typer.echo(f"error: {source} is neither a file nor an http(s) URL", err=True)
-                raise typer.Exit(2)
-            # JSON, a VC-JWT, or a baked PNG/SVG badge (an image may hold more than the
-            # credential); the verifier refuses a credential over its own limit.
-            with path.open("rb") as file:
-                data = file.read(8 * limits.DEFAULT.max_bytes + 1)
-        engine = _engine(settings)
-        try:
-            # This database's own credentials resolve offline under the DID it recorded,
-            # whatever MICROCRED_BASE_URL says (verifying signs nothing).
-            settings = identity.settle(engine, settings, strict=False)
-            with session(engine) as s:
-                report = issuer_service.verify_input(
-                    s,
-                    settings,
-                    data,
-                    now=utcnow(),
-                    fetch=issuer_fetch.fetch_json if allow_network else None,
-                )
-        finally:
-            engine.dispose()
-    except ServiceError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from None
+    if source.startswith(("https://", "http://")):
+        data = issuer_fetch.fetch_text(source, accept=issuer_fetch.ACCEPT_CREDENTIAL)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise BadInput(f"{source} is neither a file nor an http(s) URL")
+        # JSON, a VC-JWT, or a baked PNG/SVG badge (an image may hold more than the
+        # credential); the verifier refuses a credential over its own limit.
+        with path.open("rb") as file:
+            data = file.read(8 * limits.DEFAULT.max_bytes + 1)
+    # This database's own credentials resolve offline under the DID it recorded, whatever
+    # MICROCRED_BASE_URL says (verifying signs nothing).
+    settings = _identity(settings, strict=False)
+    with _db(settings) as s:
+        report = issuer_service.verify_input(
+            s,
+            settings,
+            data,
+            now=utcnow(),
+            fetch=issuer_fetch.fetch_json if allow_network else None,
+        )
     typer.echo(json.dumps(report.as_dict(), indent=2))
     if not report.valid:
         typer.echo("invalid because " + "; ".join(report.reasons), err=True)
@@ -128,9 +116,7 @@ def issuer_rotate_keys() -> None:
     from service.db.types import utcnow
     from service.issuer import service as issuer_service
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    settings = _identity(settings)
+    settings = _identity(_bootstrap(migrate=True))
     with _db(settings, write=True) as s:
         new = issuer_service.rotate_keys(s, settings=settings, now=utcnow(), actor="cli")
         s.commit()
@@ -142,20 +128,14 @@ def issuer_repair_status_lists() -> None:
     """Re-sign the status lists signed under another URL than this database's issuer
     identity (bits unchanged), so the credentials on them verify again."""
     from service.db.types import utcnow
-    from service.issuer import identity
     from service.issuer import service as issuer_service
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    settings = _identity(settings)
-    try:
-        with _db(settings, write=True) as s:
-            repaired = issuer_service.repair_status_lists(
-                s, settings=settings, now=utcnow(), actor="cli"
-            )
-            s.commit()
-    except identity.IdentityMismatch as exc:
-        raise _fail(exc) from None
+    settings = _identity(_bootstrap(migrate=True))
+    with _db(settings, write=True) as s:
+        repaired = issuer_service.repair_status_lists(
+            s, settings=settings, now=utcnow(), actor="cli"
+        )
+        s.commit()
     if not repaired:
         typer.echo(f"every status list is signed as {settings.public_base_url}; nothing to do")
     else:

@@ -99,7 +99,6 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
 
     from service.db.models import DeliveryAttempt
     from service.delivery import outbox
-    from service.errors import ServiceError
 
     with _db(_bootstrap(), write=True) as s:
         try:
@@ -129,7 +128,6 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
 
 def _outbox_action(action: str, ref: str) -> None:
     from service.delivery import outbox
-    from service.errors import ServiceError
 
     with _db(_bootstrap(), write=True) as s:
         try:
@@ -157,7 +155,6 @@ def outbox_retry(
     """Send dead rows again now, each with a fresh attempt budget: the rows named, or every
     dead row (of one repository). Exit 1 if any row could not be retried."""
     from service.delivery import outbox, repositories
-    from service.errors import ServiceError
 
     if not refs and not all_dead and repository is None:
         typer.secho("error: name rows, or give --all-dead or --repository", fg="red", err=True)
@@ -166,13 +163,7 @@ def outbox_retry(
     with _db(_bootstrap(), write=True) as s:
         todo: list[str | int] = list(refs or [])
         if all_dead or repository is not None:
-            repo_id = None
-            if repository is not None:
-                try:
-                    repo_id = repositories.get(s, repository).id
-                except ServiceError as exc:
-                    typer.secho(f"error: {exc.detail}", fg="red", err=True)
-                    raise typer.Exit(2) from exc
+            repo_id = None if repository is None else repositories.get(s, repository).id
             todo += outbox.dead_ids(s, repository_id=repo_id)
             if not todo:
                 typer.echo("no dead rows to retry")
@@ -224,13 +215,8 @@ def repository_add(
     read from MICROCRED_REPOSITORY_SECRET or asked for, never taken on the command line."""
 
     from service.delivery import providers, repositories
-    from service.errors import ServiceError
 
-    try:
-        provider = providers.get(kind)
-    except ServiceError as exc:
-        typer.secho(f"error: {exc.detail}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+    provider = providers.get(kind)
     given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
     config: dict[str, Any] = {key: given[option] for option, key in provider.options.items()}
     if base_url:
@@ -242,13 +228,9 @@ def repository_add(
     if secret is None and provider.prompt:
         secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
     with _db(_bootstrap(), write=True) as s:
-        try:
-            repo = repositories.create(
-                s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
-            )
-        except ServiceError as exc:
-            typer.secho(f"error: {exc.detail}", fg="red", err=True)
-            raise typer.Exit(2) from exc
+        repo = repositories.create(
+            s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
+        )
         s.commit()
         typer.echo(f"{repo.id} {repo.uuid}")
 
@@ -283,7 +265,6 @@ def repository_update(
     """Change a repository: template map, a new token (rotation), consent, on/off."""
 
     from service.delivery import repositories
-    from service.errors import ServiceError
 
     secret = None
     if new_secret:
@@ -292,13 +273,9 @@ def repository_update(
         )
     mapping = _template_options(template)
     with _db(_bootstrap(), write=True) as s:
-        try:
-            repo = repositories.update(
-                s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
-            )
-        except ServiceError as exc:
-            typer.secho(f"error: {exc.detail}", fg="red", err=True)
-            raise typer.Exit(2) from exc
+        repo = repositories.update(
+            s, ref, templates=mapping, secret=secret, consent_policy=consent, enabled=enabled
+        )
         s.commit()
         typer.echo(f"{repo.id} {repo.name} updated")
 
@@ -312,11 +289,7 @@ def repository_test(
     from service.delivery import checks, repositories
 
     with _db(_bootstrap(), write=True) as s:
-        try:
-            repo_id = repositories.get(s, ref).id
-        except ServiceError as exc:
-            typer.secho(f"error: {exc.detail}", fg="red", err=True)
-            raise typer.Exit(2) from exc
+        repo_id = repositories.get(s, ref).id
         snapshot = repositories.snapshots(s, [repo_id or 0])[repo_id or 0]
     result = checks.check(snapshot)  # the same test as the administrator's page queues
     if result.outcome == "untestable":

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, app
+from service.cli.common import _bootstrap, _db, _engine, _recorded_url, app
 from service.cli.workers import _start_inprocess_worker
 from service.db import migrate as db_migrate
+from service.errors import Conflict, ServiceError
 from service.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,11 +50,7 @@ def demo(
     if reset:
         _reset_demo_database(settings)
     db_migrate.upgrade(settings.resolved_database_url)
-    engine = _engine(settings)
-    try:
-        recorded = identity.recorded_url(engine)
-    finally:
-        engine.dispose()
+    recorded = _recorded_url(settings)
     # The tool's URL is the demo's issuer identity: a data directory set up at one port
     # issues there (service/issuer/identity.py).
     recorded_port = urlsplit(recorded).port if recorded else None
@@ -99,34 +96,27 @@ def _bind(port: int, lms_port: int) -> tuple[socket.socket, socket.socket]:
     try:
         return server.bind("127.0.0.1", port), server.bind("127.0.0.1", lms_port)
     except OSError as exc:
-        typer.echo(
-            f"error: cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
-            err=True,
-        )
-        typer.echo("hint: pick free ports with --port and --lms-port (0 = any).", err=True)
-        raise typer.Exit(code=2) from exc
+        raise ServiceError(
+            f"cannot listen on 127.0.0.1:{port} and :{lms_port} ({exc.strerror})",
+            hint="pick free ports with --port and --lms-port (0 = any).",
+        ) from exc
 
 
 def _refuse_other_issuer(recorded: str, recorded_port: int | None, tool_url: str) -> NoReturn:
     """Exit 2: this database's demo issues at another URL (service/issuer/identity.py)."""
     from service.issuer import keys
 
-    typer.echo(
-        f"error: this database's demo issues as {recorded} "
-        f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
-        err=True,
-    )
     same = (
         f"run `microcred demo --port {recorded_port}`, or "
         if recorded.startswith("http://127.0.0.1:")
         else ""
     )
-    typer.echo(
-        f"hint: {same}start a new demo with another data directory: "
+    raise Conflict(
+        f"this database's demo issues as {recorded} "
+        f"({keys.did_web(recorded)}), not as {tool_url}; nothing was changed",
+        hint=f"{same}start a new demo with another data directory: "
         "MICROCRED_DATA_DIR=var-demo2 microcred demo",
-        err=True,
     )
-    raise typer.Exit(code=2)
 
 
 def _print_urls(

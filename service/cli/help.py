@@ -1,4 +1,5 @@
-"""Help as people read it: plain paragraphs and upper-case metavars."""
+"""Help as people read it (plain paragraphs and upper-case metavars), and one place that
+turns a ``ServiceError`` into its message and exit 2."""
 
 from __future__ import annotations
 
@@ -7,11 +8,22 @@ from typing import Annotated, Any
 
 import typer
 
+from service.cli.common import _fail
+from service.errors import ServiceError
+
 _METAVARS = {int: "N", float: "NUMBER", Path: "PATH"}
 
 
 class _PlainCommand(typer.core.TyperCommand):
-    """Arguments shown by their metavar alone (``REF``, ``[REF]``), without a type label."""
+    """Arguments shown by their metavar alone (``REF``, ``[REF]``), without a type label; a
+    ``ServiceError`` a command does not handle itself ends it with its detail, its hint and
+    exit 2."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ServiceError as exc:
+            raise _fail(exc) from exc
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _fail, _identity, app
-from service.errors import ServiceError
+from service.cli.common import _bootstrap, _db, _identity, app
 
 learner_app = typer.Typer(
     help="One learner's personal data: find, export, erase.", no_args_is_help=True
@@ -52,11 +51,8 @@ def learner_export(
     from service.db.types import utcnow
 
     settings = _identity(_bootstrap(), strict=False)
-    try:
-        with _db(settings) as s:
-            data = learnerdata.export(s, settings=settings, person_id=person_id, now=utcnow())
-    except ServiceError as exc:
-        raise _fail(exc) from exc
+    with _db(settings) as s:
+        data = learnerdata.export(s, settings=settings, person_id=person_id, now=utcnow())
     text = json.dumps(data, indent=2, ensure_ascii=False)
     if output is None:
         typer.echo(text)
@@ -83,24 +79,21 @@ def learner_erase(
     from service.db.types import utcnow
 
     settings = _identity(_bootstrap())
-    try:
-        with _db(settings, write=True) as s:
-            if not yes:
-                data = learnerdata.export(s, settings=settings, person_id=person_id, now=utcnow())
-                typer.echo(
-                    f"would erase person {person_id}: {len(data['evidence'])} evidence rows, "
-                    f"{len(data['decisions'])} decisions, {len(data['enrolments'])} enrolments; "
-                    f"{len(data['credentials'])} credentials stay verifiable"
-                    + (" and are revoked" if revoke else "")
-                    + ". Run again with --yes to do it."
-                )
-                raise typer.Exit(1)
-            report = learnerdata.erase(
-                s, settings=settings, person_id=person_id, actor="cli", now=utcnow(), revoke=revoke
+    with _db(settings, write=True) as s:
+        if not yes:
+            data = learnerdata.export(s, settings=settings, person_id=person_id, now=utcnow())
+            typer.echo(
+                f"would erase person {person_id}: {len(data['evidence'])} evidence rows, "
+                f"{len(data['decisions'])} decisions, {len(data['enrolments'])} enrolments; "
+                f"{len(data['credentials'])} credentials stay verifiable"
+                + (" and are revoked" if revoke else "")
+                + ". Run again with --yes to do it."
             )
-            s.commit()
-    except ServiceError as exc:
-        raise _fail(exc) from exc
+            raise typer.Exit(1)
+        report = learnerdata.erase(
+            s, settings=settings, person_id=person_id, actor="cli", now=utcnow(), revoke=revoke
+        )
+        s.commit()
     typer.echo(json.dumps(report.as_dict(), indent=2))
     if report.held_elsewhere:
         typer.echo(

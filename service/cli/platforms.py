@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _fail, app
-from service.db import migrate as db_migrate
+from service.cli.common import _bootstrap, _db, app
 
 platform_app = typer.Typer(help="LMS platform registrations (LTI 1.3).", no_args_is_help=True)
 keys_app = typer.Typer(help="The tool's LTI signing keys.", no_args_is_help=True)
@@ -31,25 +30,21 @@ def platform_add(
     """Register a platform manually (active at once); prints its id."""
     from service.lti import keys, platforms
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    try:
-        with _db(settings, write=True) as s:
-            row = platforms.add_platform(
-                s,
-                issuer=issuer,
-                client_id=client_id,
-                auth_login_url=auth_url,
-                auth_token_url=token_url,
-                key_set_url=jwks_url,
-                deployment_ids=deployment,
-                name=name,
-                auth_audience=audience or None,
-            )
-            keys.ensure_key(s)
-            s.commit()
-    except Exception as exc:
-        raise _fail(exc) from exc
+    settings = _bootstrap(migrate=True)
+    with _db(settings, write=True) as s:
+        row = platforms.add_platform(
+            s,
+            issuer=issuer,
+            client_id=client_id,
+            auth_login_url=auth_url,
+            auth_token_url=token_url,
+            key_set_url=jwks_url,
+            deployment_ids=deployment,
+            name=name,
+            auth_audience=audience or None,
+        )
+        keys.ensure_key(s)
+        s.commit()
     typer.echo(row.id)
 
 
@@ -108,11 +103,8 @@ def platform_activate(
     from service.lti import platforms
 
     settings = _bootstrap()
-    try:
-        with _db(settings) as s:
-            found = platforms.provenance(s, platform_id)
-    except Exception as exc:
-        raise _fail(exc) from exc
+    with _db(settings) as s:
+        found = platforms.provenance(s, platform_id)
     _show_provenance(found)
     if not found.platform.active:
         typer.echo(
@@ -123,12 +115,9 @@ def platform_activate(
     if not yes and not typer.confirm(f"Activate {what}?", default=False):
         typer.echo("not activated", err=True)
         raise typer.Exit(code=1)
-    try:
-        with _db(settings, write=True) as s:
-            platforms.activate(s, platform_id, deployment_id=deployment or None)
-            s.commit()
-    except Exception as exc:
-        raise _fail(exc) from exc
+    with _db(settings, write=True) as s:
+        platforms.activate(s, platform_id, deployment_id=deployment or None)
+        s.commit()
     typer.echo(f"platform {platform_id} is active")
 
 
@@ -138,8 +127,7 @@ def keys_rotate() -> None:
     from service import audit
     from service.lti import keys
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     with _db(settings, write=True) as s:
         old, new = keys.rotate(s)
         audit.record(

@@ -7,9 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _fail, app
-from service.db import migrate as db_migrate
-from service.errors import ServiceError
+from service.cli.common import _bootstrap, _db, app
 
 policy_app = typer.Typer(help="Institution policies: defaults and bounds.", no_args_is_help=True)
 institution_app = typer.Typer(
@@ -28,14 +26,10 @@ def policy_institution_show(
     from service.policies import files
     from service.policies import service as policies
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    try:
-        with _db(settings) as s:
-            row, _, _ = policies.institution_layers(s)
-            doc = policies.export_institution(s)
-    except ServiceError as exc:
-        raise _fail(exc) from None
+    settings = _bootstrap(migrate=True)
+    with _db(settings) as s:
+        row, _, _ = policies.institution_layers(s)
+        doc = policies.export_institution(s)
     typer.echo(f"# version {row.version}, saved {row.created_at:%Y-%m-%d %H:%M} by {row.author}")
     typer.echo(files.dump(doc, "json" if fmt == "json" else "yaml"), nl=False)
 
@@ -53,13 +47,9 @@ def policy_institution_export(
     from service.policies import files
     from service.policies import service as policies
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
-    try:
-        with _db(settings) as s:
-            doc = policies.export_institution(s)
-    except ServiceError as exc:
-        raise _fail(exc) from None
+    settings = _bootstrap(migrate=True)
+    with _db(settings) as s:
+        doc = policies.export_institution(s)
     chosen = fmt or ("json" if output is not None and output.suffix == ".json" else "yaml")
     text = files.dump(doc, chosen)
     if output is None:
@@ -78,19 +68,15 @@ def policy_institution_import(
     fault, if a course's thresholds would fall outside the new bounds."""
     from service.policies import service as policies
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     try:
         text = file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         typer.echo(f"error: {file} cannot be read: {exc}", err=True)
         raise typer.Exit(2) from None
     fmt = "json" if file.suffix.lower() == ".json" else "yaml"
-    try:
-        with _db(settings, write=True) as s:
-            row = policies.import_institution(s, text=text, fmt=fmt, author="cli", note=note)
-            s.commit()
-            version = row.version
-    except ServiceError as exc:
-        raise _fail(exc) from None
+    with _db(settings, write=True) as s:
+        row = policies.import_institution(s, text=text, fmt=fmt, author="cli", note=note)
+        s.commit()
+        version = row.version
     typer.echo(f"institution policy version {version} saved")

@@ -8,17 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from service import logredact
-from service.cli.common import _bootstrap, _engine, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, _recorded_url, app
 from service.cli.workers import _start_inprocess_worker
-from service.db import migrate as db_migrate
 from service.settings import Settings, get_settings
 
 
 @app.command()
 def migrate() -> None:
     """Apply database migrations."""
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     typer.echo(f"database is at the latest migration ({settings.resolved_database_url})")
 
 
@@ -36,18 +34,13 @@ def serve(
 
     from service.issuer import identity
 
-    settings = _bootstrap()
-    db_migrate.upgrade(settings.resolved_database_url)
+    settings = _bootstrap(migrate=True)
     if not identity.explicit(settings):
         # No public URL configured: the one this database issues as, else (nothing issued
         # yet) where the tool listens (lti: LTI redirect and target link URIs are checked
         # against it).
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
-        engine = _engine(settings)
-        try:
-            recorded = identity.recorded_url(engine)
-        finally:
-            engine.dispose()
+        recorded = _recorded_url(settings)
         os.environ["MICROCRED_BASE_URL"] = recorded or f"http://{shown}:{port}"
         if recorded is not None:
             typer.echo(f"base URL {recorded}: the issuer identity this database records", err=True)
@@ -83,11 +76,8 @@ def _run_uvicorn(
 
 def _ensure_tool_key(settings: Settings) -> None:
     """The tool's LTI signing key exists from the first start on (encrypted at rest)."""
-    from service.db.engine import session as db_session
     from service.lti import keys
 
-    engine = _engine(settings)
-    with db_session(engine, write=True) as s:
+    with _db(settings, write=True) as s:
         keys.ensure_key(s)
         s.commit()
-    engine.dispose()

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, _fail, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine, _identity, _report, app
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
 
@@ -36,12 +36,9 @@ def token_create(
 
     settings = _bootstrap()
     with _db(settings, write=True) as s:
-        try:
-            row, token = apitoken.create(
-                s, name=name, scopes=scope or ["evidence:write"], actor="cli", now=utcnow()
-            )
-        except ServiceError as exc:
-            raise _fail(exc) from exc
+        row, token = apitoken.create(
+            s, name=name, scopes=scope or ["evidence:write"], actor="cli", now=utcnow()
+        )
         s.commit()
     typer.echo(f"token {row.name!r} (id {row.id}, scopes: {', '.join(row.scopes)})")
     typer.echo("Copy it now; it is not shown again:")
@@ -95,18 +92,15 @@ def import_csv_command(
     mode: csvimport.Mode = "dry_run" if dry_run else "partial" if partial else "all"
     data = file.read(csvimport.MAX_BYTES + 1)
     with _db(settings, write=True) as s:
-        try:
-            report = csvimport.import_csv(
-                s,
-                course_id=course,
-                data=data,
-                mode=mode,
-                filename=file.name,
-                actor="cli",
-                now=utcnow(),
-            )
-        except ServiceError as exc:
-            raise _fail(exc) from exc
+        report = csvimport.import_csv(
+            s,
+            course_id=course,
+            data=data,
+            mode=mode,
+            filename=file.name,
+            actor="cli",
+            now=utcnow(),
+        )
         if mode != "dry_run":
             s.commit()
     for p in report.rejected:
@@ -151,9 +145,9 @@ def source_add(
     from service.sources import sync
 
     if kind not in sync.KINDS:
-        raise _fail(ServiceError(f"kind must be one of {', '.join(sync.KINDS)}, not {kind!r}"))
+        raise ServiceError(f"kind must be one of {', '.join(sync.KINDS)}, not {kind!r}")
     if urlsplit(base_url).scheme not in ("https", "http") or not urlsplit(base_url).netloc:
-        raise _fail(ServiceError(f"{base_url!r} is not an http(s) URL"))
+        raise ServiceError(f"{base_url!r} is not an http(s) URL")
     token = os.environ.get("MICROCRED_SOURCE_TOKEN") or typer.prompt(
         "API token (Moodle web service token / Canvas access token)", hide_input=True
     )
@@ -168,7 +162,7 @@ def source_add(
     settings = _bootstrap()
     with _db(settings, write=True) as s:
         if s.exec(select(SourceConnection).where(SourceConnection.name == name)).first():
-            raise _fail(ServiceError(f"a source connection named {name!r} exists"))
+            raise ServiceError(f"a source connection named {name!r} exists")
         row = SourceConnection(
             name=name,
             kind=kind,
@@ -249,8 +243,6 @@ def sync_command(
         with _db(settings, write=True) as s:
             report = syncing.store_fetched(s, pull=pull, now=utcnow(), actor="cli")
             s.commit()
-    except ServiceError as exc:
-        raise _fail(exc) from exc
     finally:
         engine.dispose()
     for p in report.rejected:

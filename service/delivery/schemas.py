@@ -61,26 +61,9 @@ class OutboxPublic(BaseModel):
     def of(
         cls, m: OutboxMessage, *, now: dt.datetime, attempts: list[DeliveryAttempt] | None = None
     ) -> OutboxPublic:
-        assert m.id is not None
-        return cls(
-            id=m.id,
-            uuid=m.uuid,
-            credential_id=m.credential_id,
-            kind=m.kind,
-            repository_id=m.repository_id,
-            status=m.status,
-            attempts=m.attempts,
-            max_attempts=m.max_attempts,
-            due_at=m.due_at,
-            in_flight=m.lease_expires_at is not None and m.lease_expires_at > now,
-            uncertain=m.uncertain,
-            last_error=m.last_error,
-            result=m.result,
-            created_at=m.created_at,
-            updated_at=m.updated_at,
-            delivered_at=m.delivered_at,
-            attempt_log=None if attempts is None else [AttemptPublic.of(a) for a in attempts],
-        )
+        in_flight = m.lease_expires_at is not None and m.lease_expires_at > now
+        log = None if attempts is None else [AttemptPublic.of(a) for a in attempts]
+        return cls.model_validate(m.model_dump() | {"in_flight": in_flight, "attempt_log": log})
 
 
 class OutboxList(BaseModel):

@@ -22,6 +22,4 @@ in one transaction (STYLE.md "Transactions"). One module per use case:
 - ``gradebook``: ``ags_poster`` wires delivery's AGS connector to the LTI AGS client
 - ``learner_view``: a learner's status and awards
 - ``setup_store``: a course's setup row
-- ``learner_inputs``: the digest of a learner's evaluation inputs (``learner_state``, from
-  ``lti.store``)
 """

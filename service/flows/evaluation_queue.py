@@ -18,8 +18,8 @@ from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.errors import NotFound, ServiceError
 from service.flows.evaluating import Summary, evaluate_course
-from service.flows.learner_inputs import learner_state
 from service.flows.setup_store import course_setup
+from service.lti.store import learner_state
 from service.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 
@@ -14,11 +13,8 @@ from service import evaluation
 from service.db.engine import session as db_session
 from service.db.models import Enrolment
 from service.errors import ServiceError
-from service.flows.evaluating import Summary
 from service.flows.syncing import request_sync
-from service.lti.store import LaunchRecord as LaunchRecord
-from service.lti.store import LearnerState as LearnerState
-from service.lti.store import learner_state as learner_state
+from service.lti.store import LaunchRecord, LearnerState, learner_state
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,13 +38,8 @@ def after_launch_due(*, settings: Settings, record: LaunchRecord, now: dt.dateti
 
 
 def after_launch(
-    engine_: Engine,
-    *,
-    settings: Settings,
-    record: LaunchRecord,
-    now: dt.datetime,
-    client: httpx.Client | None = None,
-) -> Summary | None:
+    engine_: Engine, *, settings: Settings, record: LaunchRecord, now: dt.datetime
+) -> None:
     """A learner's launch: ask the worker for a pull of the course (when a source is
     connected and the last pull is older than ``launch_sync_interval_seconds``: a
     timestamp, no LMS call in the request) and queue that learner's evaluation (the
@@ -56,25 +47,22 @@ def after_launch(
     evaluation reads changed since their last launch queued it, or that was longer ago than
     ``launch_evaluation_max_age_seconds`` (time-dependent rules). A returning learner with
     nothing new costs no statement here; the page renders what is known and says that an
-    evaluation is pending. Returns None (no evaluation runs in the request).
-
-    Runs after the launch committed. ``client`` is unused (no request waits on the LMS);
-    kept for callers.
+    evaluation is pending (no evaluation runs in the request). Runs after the launch
+    committed.
     """
     state = _learner_launch(record)
     if state is None or record.course_id is None:
-        return None
+        return
     course_id = record.course_id
     wanted = state.sync_due(now, dt.timedelta(seconds=settings.launch_sync_interval_seconds))
     max_age = dt.timedelta(seconds=settings.launch_evaluation_max_age_seconds)
     evaluate = state.evaluation_due(now, max_age)
     if not wanted and not evaluate:
-        return None
+        return
     try:
         with db_session(engine_, write=True) as s:
             if wanted:
                 request_sync(s, course_id=course_id, now=now)
-            summary = None
             if evaluate:
                 evaluation.enqueue(
                     s, course_id=course_id, person_ids=[record.person_id], reason="launch", now=now
@@ -91,7 +79,5 @@ def after_launch(
                 enrolment.evaluated_at = now
                 s.add(enrolment)
             s.commit()
-            return summary
     except ServiceError as exc:
         log.warning("refresh on launch in course %s failed: %s", course_id, exc.detail)
-        return None

@@ -66,18 +66,6 @@ class Pull:
     roster_error: str = ""
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What a pull needs, read in a short session before any HTTP call."""
-
-    course_id: int
-    platform_id: int
-    connection: SourceConnection  # detached, secrets decrypted
-    lms_course_id: str
-    nrps_url: str
-    since: dt.datetime | None = None  # an incremental pull: what changed since then
-
-
 SYNC_OVERLAP = dt.timedelta(minutes=5)  # grades saved during the last pull, clock skew
 
 
@@ -99,16 +87,14 @@ def _since(
     return row.pulled_at - SYNC_OVERLAP
 
 
-def _plan(
-    engine_: Engine,
-    *,
-    course_id: int,
-    settings: Settings | None = None,
-    now: dt.datetime | None = None,
-) -> _Plan:
+def _connection(
+    engine_: Engine, *, course_id: int, settings: Settings | None, now: dt.datetime | None
+) -> tuple[SourceConnection, dt.datetime | None]:
+    """The course's source connection (detached, secrets decrypted) and, with ``settings``,
+    where an incremental pull starts; read in a short session before any HTTP call."""
     with db_session(engine_) as s:
         setup = course_setup(s, course_id=course_id)
-        course, platform_id = store.platform_of_course(s, course_id=course_id)
+        store.platform_of_course(s, course_id=course_id)  # NotFound for an unknown course
         if setup.source_connection_id is None:
             raise BadInput(
                 "This course has no connection to the LMS's data API.",
@@ -123,14 +109,7 @@ def _plan(
         since = None
         if settings is not None:
             since = _since(s, course_id=course_id, settings=settings, now=now or utcnow())
-        return _Plan(
-            course_id=course_id,
-            platform_id=platform_id,
-            connection=connection,
-            lms_course_id=setup.lms_course_id or course.context_id,
-            nrps_url=setup.nrps_url,
-            since=since,
-        )
+        return connection, since
 
 
 def token_saver(engine_: Engine, connection_id: int) -> Callable[[str, dt.datetime | None], None]:
@@ -167,8 +146,7 @@ def fetch_course(
         BadInput: the course has no source connection.
         SourceError: the LMS could not be read (nothing is written).
     """
-    plan = _plan(engine_, course_id=course_id, settings=incremental, now=now)
-    connection = plan.connection
+    connection, since = _connection(engine_, course_id=course_id, settings=incremental, now=now)
     assert connection.id is not None
     with contextlib.ExitStack() as stack:
         http = client or stack.enter_context(
@@ -181,11 +159,11 @@ def fetch_course(
             engine_,
             course_id=course_id,
             connection=connection,
-            lms_course_id=plan.lms_course_id,
+            lms_course_id=None,
             connector=connector,
             http=http,
             roster=roster,
-            since=plan.since,
+            since=since,
         )
 
 

@@ -19,10 +19,8 @@ from service.lti import ratelimit
 from service.settings import Settings
 
 __all__ = [
-    "HttpDep",
     "LtiCall",
     "LtiCallDep",
-    "ParamsDep",
     "get_async_http",
     "get_http",
     "lti_call",
@@ -101,10 +99,6 @@ async def get_async_http(request: Request) -> httpx.AsyncClient:
     one with an ``httpx.MockTransport`` there)."""
     client: httpx.AsyncClient = _shared(request, "lti_http_async", outbound.async_client)
     return client
-
-
-ParamsDep = Annotated[dict[str, str], Depends(request_params)]
-HttpDep = Annotated[httpx.Client, Depends(get_http)]
 
 
 @dataclass(frozen=True)

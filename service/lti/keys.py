@@ -12,16 +12,10 @@ process (``microcred keys rotate``) is picked up on the next use.
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import datetime as dt
-import hashlib
-import json
 import threading
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
@@ -35,32 +29,15 @@ _lock = threading.Lock()
 _parsed: dict[str, jws.PrivateKey] = {}
 
 
-def _thumbprint(jwk: dict[str, Any]) -> str:
-    """RFC 7638 JWK thumbprint, used as ``kid``."""
-    canonical = json.dumps({k: jwk[k] for k in ("e", "kty", "n")}, separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 def create_key(session: Session) -> ToolKey:
-    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    parsed = jws.load_private_key(pem, kid="tmp", alg="RS256")
-    kid = _thumbprint(parsed.public.jwk)
-    public_jwk = parsed.public.jwk | {"kid": kid}
-    row = ToolKey(kid=kid, alg="RS256", private_pem=pem, public_jwk=public_jwk)
+    """A new signing key, its ``kid`` the RFC 7638 thumbprint of its public key."""
+    pem = jws.new_rsa_pem()
+    key = jws.thumbprinted(pem)
+    row = ToolKey(kid=key.kid, alg="RS256", private_pem=pem, public_jwk=key.public.jwk)
     session.add(row)
     session.flush()
     with _lock:
-        _parsed[kid] = dataclasses.replace(
-            parsed,
-            kid=kid,
-            public=jws.PublicKey(kid=kid, alg="RS256", key=parsed.public.key, jwk=public_jwk),
-        )
+        _parsed[key.kid] = key
     return row
 
 

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from service import ratelimit
 from service.errors import TooManyRequests
-from service.ratelimit import Buckets, client_key
 
-__all__ = ["Buckets", "limit_lti", "limit_registration"]
+__all__ = ["limit_lti", "limit_registration"]
 
 
 async def limit_lti(request: Request) -> None:
     """Dependency of the login and launch routes."""
-    settings = request.app.state.settings
-    if settings.lti_rate_limit_per_minute <= 0:
-        return
-    buckets: Buckets | None = getattr(request.app.state, "lti_buckets", None)
-    if buckets is None:
-        buckets = request.app.state.lti_buckets = Buckets(settings.lti_rate_limit_per_minute)
-    wait = buckets.take(client_key(request))
+    per_minute = request.app.state.settings.lti_rate_limit_per_minute
+    wait = ratelimit.wait(request, "lti_buckets", per_minute)
     if wait:
         raise TooManyRequests(
             f"Too many sign-ins from your network in the last minute; try again in {wait} s.",
@@ -35,14 +30,8 @@ async def limit_lti(request: Request) -> None:
 async def limit_registration(request: Request) -> None:
     """Per-IP limit on dynamic registration (``/lti/register``): each one makes microcred
     call two URLs the caller chose, so far fewer are allowed than sign-ins."""
-    settings = request.app.state.settings
-    per_minute = settings.dynamic_registration_rate_limit_per_minute
-    if per_minute <= 0:
-        return
-    buckets: Buckets | None = getattr(request.app.state, "registration_buckets", None)
-    if buckets is None:
-        buckets = request.app.state.registration_buckets = Buckets(per_minute)
-    wait = buckets.take(request.client.host if request.client else "unknown")
+    per_minute = request.app.state.settings.dynamic_registration_rate_limit_per_minute
+    wait = ratelimit.wait(request, "registration_buckets", per_minute)
     if wait:
         raise TooManyRequests(
             f"Too many registrations from your network in the last minute; try again in {wait} s.",

@@ -21,12 +21,13 @@ from service.settings import Settings
 router = APIRouter(prefix="/lti", tags=["lti"])
 
 
-def _login(
-    request: Request, params: dict[str, str], engine: Engine, settings: Settings
-) -> Response:
-    lti_request = launch.LaunchRequest(params, request.cookies, request.url.scheme == "https")
-    with db_session(engine, write=True) as session:
-        start = launch.begin_login(session, lti_request, settings=settings, now=utcnow())
+@router.api_route("/login", methods=["GET", "POST"], include_in_schema=False)
+def login(request: Request, call: LtiCallDep) -> Response:
+    """OIDC third-party initiated login (GET or POST)."""
+    secure = request.url.scheme == "https"
+    lti_request = launch.LaunchRequest(call.params, request.cookies, secure)
+    with db_session(call.engine, write=True) as session:
+        start = launch.begin_login(session, lti_request, settings=call.settings, now=utcnow())
         session.commit()
     if start.storage_target:
         origins.allow(request, start.frame_origins)
@@ -44,18 +45,6 @@ def _login(
     start.cookies.update_response(response)
     response.headers["cache-control"] = "no-store"
     return response
-
-
-@router.get("/login", include_in_schema=False)
-def login_get(request: Request, call: LtiCallDep) -> Response:
-    """OIDC third-party initiated login (GET)."""
-    return _login(request, call.params, call.engine, call.settings)
-
-
-@router.post("/login", include_in_schema=False)
-def login_post(request: Request, call: LtiCallDep) -> Response:
-    """OIDC third-party initiated login (POST)."""
-    return _login(request, call.params, call.engine, call.settings)
 
 
 @router.get("/jwks")

@@ -44,7 +44,6 @@ __all__ = [
     "NRPS_READ",
     "Member",
     "ServiceClient",
-    "client_for",
     "create_line_item",
     "get_line_item",
     "is_retryable",
@@ -74,15 +73,6 @@ MAX_PAGES = 200
 
 def is_retryable(exc: PlatformCallFailed) -> bool:
     return exc.status is None or exc.status in (408, 425, 429) or exc.status >= 500
-
-
-def client_for(engine: Engine, http: httpx.Client, platform_id: int) -> ServiceClient:
-    """A service client for a platform by id (e.g. ``CurrentUser.platform_id``)."""
-    with db_session(engine) as s:
-        platform = s.get(Platform, platform_id)
-    if platform is None:
-        raise PlatformCallFailed(f"no platform with id {platform_id}")
-    return ServiceClient(engine, http, platform)
 
 
 class ServiceClient:

@@ -251,7 +251,7 @@ class LearnerState:
     """What a learner's launch found: whether their evaluation is current, whether the
     course pulls results from an LMS and when it last did."""
 
-    inputs: str  # learner_inputs() now
+    inputs: str  # the digest of the learner's evaluation inputs now
     evaluated_inputs: str  # ... at the learner's last evaluation on launch ("" never)
     evaluated_at: dt.datetime | None
     connected: bool

@@ -41,15 +41,7 @@ def _saved(session: Session, row: PolicyVersion) -> schemas.PolicyVersionPublic:
 def _version(row: PolicyVersion | None) -> schemas.PolicyVersionPublic | None:
     if row is None:
         return None
-    return schemas.PolicyVersionPublic(
-        scope=row.scope,
-        version=row.version,
-        document=row.document,
-        bounds=row.bounds,
-        author=row.author,
-        note=row.note,
-        created_at=row.created_at,
-    )
+    return schemas.PolicyVersionPublic.model_validate(row, from_attributes=True)
 
 
 def _course(session: SessionDep, course_id: int) -> Course:
@@ -61,18 +53,9 @@ def _course(session: SessionDep, course_id: int) -> Course:
 
 def _competency_public(session: SessionDep, row: Competency) -> schemas.CompetencyPublic:
     assert row.id is not None
-    levels = [_template(t) for t in repo.level_templates(session, row.id)]
-    return schemas.CompetencyPublic(
-        id=row.id,
-        key=row.key,
-        name=row.name,
-        description=row.description,
-        level_descriptions=row.level_descriptions,
-        framework_name=row.framework_name,
-        framework_url=row.framework_url,
-        framework_code=row.framework_code,
-        levels=levels,
-    )
+    out = schemas.CompetencyPublic.model_validate(row, from_attributes=True)
+    out.levels = [_template(t) for t in repo.level_templates(session, row.id)]
+    return out
 
 
 def _template(row: CompetencyLevelTemplate) -> schemas.LevelTemplatePublic:

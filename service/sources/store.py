@@ -174,6 +174,42 @@ def _find(session: Session, *, course_id: int, person_id: int, result: Result) -
     ).first()
 
 
+def _new_row(
+    course_id: int,
+    person_id: int,
+    result: Result,
+    values: dict[str, Any],
+    run_id: int | None,
+    now: dt.datetime,
+) -> Evidence:
+    return Evidence(
+        course_id=course_id,
+        person_id=person_id,
+        origin=result.origin,
+        source_kind=result.kind.value,
+        item_id=result.item_id,
+        criterion_id=result.criterion_id,
+        attempt=result.attempt,
+        import_run_id=run_id,
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
+
+
+def _changed(
+    row: Evidence, values: dict[str, Any], *, run_id: int | None, now: dt.datetime
+) -> bool:
+    """Give ``row`` the new ``values`` as its next version; False when they are its own."""
+    if {k: getattr(row, k) for k in values} == values:
+        return False
+    for k, v in values.items():
+        setattr(row, k, v)
+    row.version += 1
+    row.import_run_id, row.updated_at = run_id, now
+    return True
+
+
 def _upsert(
     session: Session,
     *,
@@ -187,19 +223,7 @@ def _upsert(
     row = _find(session, course_id=course_id, person_id=person_id, result=result)
     outcome: Outcome = "updated"
     if row is None:
-        row = Evidence(
-            course_id=course_id,
-            person_id=person_id,
-            origin=result.origin,
-            source_kind=result.kind.value,
-            item_id=result.item_id,
-            criterion_id=result.criterion_id,
-            attempt=result.attempt,
-            import_run_id=run_id,
-            created_at=now,
-            updated_at=now,
-            **values,
-        )
+        row = _new_row(course_id, person_id, result, values, run_id, now)
         try:
             with session.begin_nested():
                 session.add(row)
@@ -211,26 +235,11 @@ def _upsert(
             row = _find(session, course_id=course_id, person_id=person_id, result=result)
             assert row is not None
     if outcome == "updated":
-        current = {k: getattr(row, k) for k in values}
-        if current == values:
+        if not _changed(row, values, run_id=run_id, now=now):
             return "unchanged"
-        for k, v in values.items():
-            setattr(row, k, v)
-        row.version += 1
-        row.import_run_id = run_id
-        row.updated_at = now
         session.add(row)
         session.flush()
-    assert row.id is not None
-    session.add(
-        EvidenceRevision(
-            evidence_id=row.id,
-            version=row.version,
-            values=_jsonable(values),
-            import_run_id=run_id,
-            recorded_at=now,
-        )
-    )
+    _add_revisions(session, [(row, values)], run_id=run_id, now=now)
     return outcome
 
 
@@ -270,34 +279,13 @@ def _write_all(
         values = _values(result, result.verification)
         row = existing.get((person_id, result.key_parts()))
         if row is None:
-            fresh.append(
-                (
-                    Evidence(
-                        course_id=course_id,
-                        person_id=person_id,
-                        origin=result.origin,
-                        source_kind=result.kind.value,
-                        item_id=result.item_id,
-                        criterion_id=result.criterion_id,
-                        attempt=result.attempt,
-                        import_run_id=run_id,
-                        created_at=now,
-                        updated_at=now,
-                        **values,
-                    ),
-                    values,
-                )
-            )
+            fresh.append((_new_row(course_id, person_id, result, values, run_id, now), values))
             outcomes.append("new")
-        elif {k: getattr(row, k) for k in values} == values:
-            outcomes.append("unchanged")
-        else:
-            for k, v in values.items():
-                setattr(row, k, v)
-            row.version += 1
-            row.import_run_id, row.updated_at = run_id, now
+        elif _changed(row, values, run_id=run_id, now=now):
             changed.append((row, values))
             outcomes.append("updated")
+        else:
+            outcomes.append("unchanged")
     try:
         with session.begin_nested():
             session.add_all([row for row, _ in fresh])

@@ -48,10 +48,6 @@ class Verification(enum.StrEnum):
     def rank(self) -> int:
         return _RANK[self]
 
-    @classmethod
-    def strongest(cls, *levels: Verification) -> Verification:
-        return max(levels, key=lambda v: v.rank)
-
 
 _RANK = {v: i for i, v in enumerate(Verification)}
 

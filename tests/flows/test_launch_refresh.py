@@ -32,7 +32,7 @@ from service.db.models import (
 )
 from service.db.types import utcnow
 from service.demo import moodle_ws
-from service.flows import launching, syncing
+from service.flows import syncing
 from service.lti import store
 from service.lti.types import LaunchContext
 from tests.flows.conftest import Live, evaluate, launch, pull
@@ -299,11 +299,11 @@ def test_every_input_of_an_evaluation_changes_the_learner_state(
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = launching.learner_state(s, enrolment=enrolment)
+        before = store.learner_state(s, enrolment=enrolment)
         assert before.inputs == enrolment.evaluated_inputs  # stamped by the launch
         change(s, enrolment.person_id, live)
         s.flush()
-        after = launching.learner_state(s, enrolment=enrolment)
+        after = store.learner_state(s, enrolment=enrolment)
         assert after.inputs != before.inputs
         assert after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         # a launch reads the same state within its one statement for person and course
@@ -320,12 +320,12 @@ def test_another_learners_results_leave_the_state_alone(live: Live) -> None:
     _launched_after_a_pull(live, "u-learn-2")
     with db_session(live.engine, write=True) as s:
         enrolment = _enrolment(s, live, "u-learn-2")
-        before = launching.learner_state(s, enrolment=enrolment)
+        before = store.learner_state(s, enrolment=enrolment)
         other = s.exec(select(Person).where(Person.sub == "u-learn-3")).one()
         assert other.id is not None
         _bump_result(s, other.id, live)
         s.flush()
-        after = launching.learner_state(s, enrolment=enrolment)
+        after = store.learner_state(s, enrolment=enrolment)
         assert after == before
         assert not after.evaluation_due(utcnow(), dt.timedelta(hours=1))
         assert after.connected and after.synced_at is not None

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from service.app import create_app
-from service.lti.ratelimit import Buckets
+from service.ratelimit import Buckets
 from service.settings import Settings
 from tests.lti.platform import FakePlatform
 

@@ -93,7 +93,7 @@ class Enrolment(SQLModel, table=True):
     # active | inactive (NRPS status Inactive) | removed (gone from the NRPS roster); a
     # launch makes it active again. Removed learners keep their results and credentials.
     status: str = Field(default="active", max_length=20)
-    # The learner's last evaluation on launch: a digest of what it read (flows.learner_inputs)
+    # The learner's last evaluation on launch: a digest of what it read (lti.store.learner_state)
     # and when, so a launch with nothing changed does not evaluate again.
     evaluated_inputs: str = Field(default="", max_length=64)
     evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
