@@ -4,6 +4,6 @@ launch compares are computed alike."""
 
 from __future__ import annotations
 
-from service.lti.store import LearnerState, learner_state
+from service.lti.store import LearnerState, learner_inputs, learner_state
 
-__all__ = ["LearnerState", "learner_state"]
+__all__ = ["LearnerState", "learner_inputs", "learner_state"]

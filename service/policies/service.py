@@ -45,6 +45,7 @@ __all__ = [
     "competency",
     "course_conflicts",
     "create_competency",
+    "decision_row",
     "effective",
     "explain",
     "export_course",
@@ -590,24 +591,43 @@ def record_decision(
     effective_row: EffectivePolicy,
 ) -> Decision:
     """Store a decision with its policy version and the hash of the evidence it used."""
+    row = decision_row(
+        decision=decision,
+        evidence_hash=canonical.evidence_hash(evidence),
+        person_id=person_id,
+        course_id=course_id,
+        competency_row=competency_row,
+        effective_row=effective_row,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def decision_row(
+    *,
+    decision: EngineDecision,
+    evidence_hash: str,
+    person_id: int,
+    course_id: int,
+    competency_row: Competency,
+    effective_row: EffectivePolicy,
+) -> Decision:
+    """The row of a decision, not added yet (a worker's batch adds its decisions together)."""
     assert competency_row.id is not None and effective_row.id is not None
-    reasons = canonical.decision_to_dict(decision)
-    row = Decision(
+    return Decision(
         person_id=person_id,
         course_id=course_id,
         competency_id=competency_row.id,
         effective_policy_id=effective_row.id,
         policy_version=effective_row.version,
         policy_hash=effective_row.policy_hash,
-        evidence_hash=canonical.evidence_hash(evidence),
+        evidence_hash=evidence_hash,
         level=decision.level.key,
         score=decision.score,
-        reasons=reasons,
+        reasons=canonical.decision_to_dict(decision),
         evaluated_at=decision.evaluated_at,
     )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def explain(session: Session, *, decision_id: int) -> dict[str, Any]:
