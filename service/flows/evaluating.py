@@ -199,11 +199,9 @@ def course_learners(
 def _policies(
     session: Session, *, course_id: int
 ) -> list[tuple[Competency, Policy, EffectivePolicy]]:
-    out = []
-    for comp in policies_repo.course_competencies(session, course_id):
-        policy, row = policies.effective(session, course_id=course_id, competency_row=comp)
-        out.append((comp, policy, row))
-    return out
+    comps = policies_repo.course_competencies(session, course_id)
+    found = policies.effective_all(session, course_id=course_id, competency_rows=comps)
+    return [(comp, policy, row) for comp, (policy, row) in zip(comps, found, strict=True)]
 
 
 def _evidence_for(

@@ -99,6 +99,24 @@ def latest_version(session: Session, scope_key: str) -> PolicyVersion | None:
     ).first()
 
 
+def latest_versions(session: Session, scope_keys: Sequence[str]) -> dict[str, PolicyVersion]:
+    """``latest_version`` of each scope, in one query."""
+    newest = (
+        select(PolicyVersion.scope_key, func.max(PolicyVersion.version).label("version"))
+        .where(col(PolicyVersion.scope_key).in_(scope_keys))
+        .group_by(col(PolicyVersion.scope_key))
+        .subquery()
+    )
+    rows = session.exec(
+        select(PolicyVersion).join(
+            newest,
+            (col(PolicyVersion.scope_key) == newest.c.scope_key)
+            & (col(PolicyVersion.version) == newest.c.version),
+        )
+    )
+    return {r.scope_key: r for r in rows}
+
+
 def versions(session: Session, scope_key: str) -> Sequence[PolicyVersion]:
     return session.exec(
         select(PolicyVersion)
@@ -117,6 +135,19 @@ def effective_by_hash(
             EffectivePolicy.policy_hash == policy_hash,
         )
     ).first()
+
+
+def effective_by_hashes(
+    session: Session, course_id: int, policy_hashes: Sequence[str]
+) -> dict[tuple[int, str], EffectivePolicy]:
+    """``effective_by_hash`` of the course's competencies, by (competency, hash), in one query."""
+    rows = session.exec(
+        select(EffectivePolicy).where(
+            EffectivePolicy.course_id == course_id,
+            col(EffectivePolicy.policy_hash).in_(policy_hashes),
+        )
+    )
+    return {(r.competency_id, r.policy_hash): r for r in rows}
 
 
 def last_effective_version(session: Session, course_id: int, competency_id: int) -> int:

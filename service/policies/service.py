@@ -47,6 +47,7 @@ __all__ = [
     "create_competency",
     "decision_row",
     "effective",
+    "effective_all",
     "explain",
     "export_course",
     "export_institution",
@@ -487,6 +488,40 @@ def effective(
             if row is None:
                 raise
     return _versioned(row), row
+
+
+def effective_all(
+    session: Session, *, course_id: int, competency_rows: Sequence[Competency]
+) -> list[tuple[Policy, EffectivePolicy]]:
+    """``effective`` for each of these competencies of a course, reading the layers and
+    the numbered versions in two queries (a worker's batch); rules not numbered yet are
+    numbered by ``effective``."""
+    ids = [c.id or 0 for c in competency_rows]
+    scopes = [repo.INSTITUTION, repo.course_scope(course_id)]
+    latest = repo.latest_versions(
+        session, scopes + [repo.competency_scope(course_id, i) for i in ids]
+    )
+    if repo.INSTITUTION not in latest:
+        institution_layers(session)  # raises NotFound with its hint
+    composed = [
+        _composed(
+            latest[repo.INSTITUTION],
+            latest.get(scopes[1]),
+            latest.get(repo.competency_scope(course_id, i)),
+            c.key,
+        )
+        for c, i in zip(competency_rows, ids, strict=True)
+    ]
+    rows = repo.effective_by_hashes(session, course_id, [h for h, _ in composed])
+    out = []
+    for comp, i, (policy_hash, _) in zip(competency_rows, ids, composed, strict=True):
+        row = rows.get((i, policy_hash))
+        out.append(
+            (_versioned(row), row)
+            if row is not None
+            else effective(session, course_id=course_id, competency_row=comp)
+        )
+    return out
 
 
 # Built once per input in this process: the composed rules of a set of layer documents
