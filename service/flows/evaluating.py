@@ -353,27 +353,7 @@ def evaluate_course(
         ]
         for person in people
     ]
-    # The batch's new decisions in one INSERT (their ids are the awards' references), then
-    # its awards, outbox and audit rows in one INSERT per table (db.engine.batched_adds).
-    session.add_all(a.decision_row for line in acts for a in line if a.decision_row.id is None)
-    session.flush()
-    with db_engine.batched_adds(session):
-        for done, (person, lines) in enumerate(zip(people, acts, strict=True), start=1):
-            for act in lines:
-                _apply(session, act)
-            if setup.stacks:
-                db_engine.write_held(session)  # _stacks reads the awards just made
-                _stacks(
-                    session,
-                    settings=settings,
-                    setup=setup,
-                    person=person,
-                    now=now,
-                    actor=actor,
-                    summary=summary,
-                )
-            if progress is not None:
-                progress(done, len(people))
+    _act_on(session, run, people, acts, progress)
     done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
     digests = {p: i.digest for p, i in seen.items()}
     evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now, seen=digests)
@@ -381,6 +361,36 @@ def evaluate_course(
         _mark_evaluated_run(session, setup=setup, course_id=course_id)
     session.flush()
     return summary
+
+
+def _act_on(
+    session: Session,
+    run: _Run,
+    people: Sequence[Person],
+    acts: Sequence[Sequence[_Act]],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The batch's new decisions in one INSERT (their ids are the awards' references), then
+    its awards, outbox and audit rows in one INSERT per table (db.engine.batched_adds)."""
+    session.add_all(a.decision_row for line in acts for a in line if a.decision_row.id is None)
+    session.flush()
+    with db_engine.batched_adds(session):
+        for done, (person, lines) in enumerate(zip(people, acts, strict=True), start=1):
+            for act in lines:
+                _apply(session, act)
+            if run.setup.stacks:
+                db_engine.write_held(session)  # _stacks reads the awards just made
+                _stacks(
+                    session,
+                    settings=run.settings,
+                    setup=run.setup,
+                    person=person,
+                    now=run.now,
+                    actor=run.actor,
+                    summary=run.summary,
+                )
+            if progress is not None:
+                progress(done, len(people))
 
 
 def _evidence_by_person(
@@ -535,7 +545,7 @@ def _decide(
         summary.unchanged += 1
         row = last
     else:
-        row = policies.decision_row(
+        row = policies_repo.decision_row(
             decision=decision,
             evidence_hash=evidence_hash,
             person_id=person.id,

@@ -9,11 +9,14 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from service.assessment import canonical
+from service.assessment.types import Decision as EngineDecision
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
     Course,
     CourseCompetency,
+    Decision,
     EffectivePolicy,
     PolicyVersion,
 )
@@ -158,3 +161,29 @@ def last_effective_version(session: Session, course_id: int, competency_id: int)
         )
     ).one()
     return int(found or 0)
+
+
+def decision_row(
+    *,
+    decision: EngineDecision,
+    evidence_hash: str,
+    person_id: int,
+    course_id: int,
+    competency_row: Competency,
+    effective_row: EffectivePolicy,
+) -> Decision:
+    """The row of a decision, not added yet (a worker's batch adds its decisions together)."""
+    assert competency_row.id is not None and effective_row.id is not None
+    return Decision(
+        person_id=person_id,
+        course_id=course_id,
+        competency_id=competency_row.id,
+        effective_policy_id=effective_row.id,
+        policy_version=effective_row.version,
+        policy_hash=effective_row.policy_hash,
+        evidence_hash=evidence_hash,
+        level=decision.level.key,
+        score=decision.score,
+        reasons=canonical.decision_to_dict(decision),
+        evaluated_at=decision.evaluated_at,
+    )
