@@ -39,7 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import make_url
 
 from service import evaluation, secretbox
@@ -227,6 +227,16 @@ def _child(url: str, lease: float, *, wait: bool) -> None:
     engine = make_engine(url)
     with session(engine) as s:  # connected, like a worker that has been running
         s.execute(text("SELECT 1"))
+    statements = [0, 0]  # statements sent, commits
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _count(*_args: Any) -> None:
+        statements[0] += 1
+
+    @event.listens_for(engine, "commit")
+    def _commit(*_args: Any) -> None:
+        statements[1] += 1
+
     if wait:
         print("ready", flush=True)
         sys.stdin.readline()
@@ -249,7 +259,9 @@ def _child(url: str, lease: float, *, wait: bool) -> None:
     engine.dispose()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak, cpu = _peak_mb(usage), usage.ru_utime + usage.ru_stime
-    print(json.dumps({"jobs": jobs, "peak_mb": peak, "cpu": cpu - started_cpu}), flush=True)
+    figures = {"jobs": jobs, "peak_mb": peak, "cpu": cpu - started_cpu}
+    figures |= {"statements": statements[0], "commits": statements[1]}
+    print(json.dumps(figures), flush=True)
 
 
 @dataclass
@@ -261,6 +273,9 @@ class Phase:
     peak_mb: float
     killed: int = 0
     cpu: float = 0.0  # CPU seconds of the workers, summed
+    statements: int = 0  # sent by the workers (the harness's own polling not counted)
+    commits: int = 0
+    db_cpu: float | None = None  # PostgreSQL's CPU seconds for the workers' connections
 
 
 def _due(engine: Any) -> int:
@@ -282,6 +297,38 @@ def _counts(url: str) -> tuple[int, int, int]:
         ).one()
     engine.dispose()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+class _Backends:
+    """The CPU time of the PostgreSQL backends serving a database (local server: their
+    ``/proc`` times), sampled while the workers run; ``skip``: the harness's own."""
+
+    def __init__(self, engine: Any, skip: int) -> None:
+        self.engine, self.skip = engine, skip
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def sample(self) -> None:
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> :skip"
+                ),
+                {"skip": self.skip},
+            ).scalars()
+            for pid in pids:
+                try:
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                cpu = (int(fields[11]) + int(fields[12])) / self.tick
+                self.first.setdefault(pid, cpu)
+                self.last[pid] = cpu
+
+    def seconds(self) -> float:
+        return sum(self.last[p] - self.first[p] for p in self.last)
 
 
 def _spawn(url: str, lease: float, *, wait: bool = False) -> subprocess.Popen[str]:
@@ -312,7 +359,15 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
     rng = random.Random(7)
     took = 0.0
     watch = make_engine(url)
+    backends = None
+    if watch.dialect.name == "postgresql":
+        with watch.connect() as conn:
+            own = int(conn.execute(text("SELECT pg_backend_pid()")).scalar_one())
+        backends = _Backends(watch, own)
+        backends.sample()  # the workers' idle connections: their start-up is not counted
     while procs:
+        if backends is not None and not took:
+            backends.sample()
         if not took and not _due(watch):
             took = time.perf_counter() - started  # all work committed (exits not counted)
         for p in list(procs):
@@ -329,16 +384,22 @@ def _work(url: str, workers: int, *, lease: float, kill_every: float) -> Phase:
             next_kill = time.monotonic() + kill_every
         time.sleep(0.05)
     took = took or time.perf_counter() - started
+    db_cpu = None if backends is None else backends.seconds()
     watch.dispose()
-    peak = cpu = 0.0
+    phase = Phase(took, 0, 0, 0, 0.0, killed, db_cpu=db_cpu)
     for p in finished:
         out = (p.stdout.read() if p.stdout else "").strip().splitlines()
         if p.returncode == 0 and out:
-            peak = max(peak, float(json.loads(out[-1])["peak_mb"]))
-            cpu += float(json.loads(out[-1])["cpu"])
+            figures = json.loads(out[-1])
+            phase.peak_mb = max(phase.peak_mb, float(figures["peak_mb"]))
+            phase.cpu += float(figures["cpu"])
+            phase.statements += int(figures["statements"])
+            phase.commits += int(figures["commits"])
     after = _counts(url)
-    d = [a - b for a, b in zip(after, before, strict=True)]
-    return Phase(took, d[0], d[1], d[2], peak, killed, cpu)
+    phase.decisions, phase.credentials, phase.outbox = (
+        a - b for a, b in zip(after, before, strict=True)
+    )
+    return phase
 
 
 def _check(url: str, course_id: int, learners: int, comps: int) -> tuple[int, int]:
@@ -408,13 +469,83 @@ def _drop_database(base: str, name: str | None) -> None:
     admin.dispose()
 
 
+def _profile(base: str, learners: int, comps: int, rounds: int) -> None:
+    """Where a worker's CPU goes, after the course is stored and queued: ``rounds`` worker
+    rounds (16 learners each) timed with a light wrapper around the issuer's ``issue``
+    (build, canonicalize, sign, schema check, its row: "signing"), then ``rounds`` more
+    under cProfile (CPU timer; it inflates pure-Python code) for the top entries."""
+    import cProfile
+    import pstats
+
+    url, name = _fresh_database(base, "profile")
+    inside = [0.0]
+    original = issuer_service.issue
+
+    def timed(*args: Any, **kwargs: Any) -> Any:
+        started = time.process_time()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            inside[0] += time.process_time() - started
+
+    try:
+        _import(url, _setup(url, learners, comps), _results(learners, comps, seed=1))
+        engine = make_engine(url)
+        settings = _settings(Path(tempfile.mkdtemp()), 300)
+        statements = [0]
+        event.listen(
+            engine,
+            "before_cursor_execute",
+            lambda *_a: statements.__setitem__(0, statements[0] + 1),
+        )
+        evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)  # warm
+        before, statements[0] = _counts(url), 0
+        issuer_service.issue = timed  # type: ignore[assignment]
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in range(rounds):
+            evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        issuer_service.issue = original  # type: ignore[assignment]
+        issued, sent = _counts(url)[1] - before[1], statements[0]
+        profiler = cProfile.Profile(time.process_time)
+        profiler.enable()
+        for _ in range(rounds):
+            evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)
+        profiler.disable()
+        engine.dispose()
+    finally:
+        issuer_service.issue = original  # type: ignore[assignment]
+        _drop_database(base, name)
+    saved = Path(tempfile.mkdtemp()) / "course.prof"
+    profiler.dump_stats(saved)  # for pstats: python -m pstats FILE
+    print(f"profile saved to {saved}")
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("tottime").print_stats(25)
+    stats.sort_stats("cumulative").print_stats(50)
+    per = max(issued, 1)
+    print(
+        f"profile: {rounds} rounds, {issued} credentials in {cpu:.2f} worker CPU-s "
+        f"({1000 * cpu / per:.2f} ms per credential; {wall:.1f} s wall); signing (issuer's "
+        f"issue) {100 * inside[0] / cpu:.0f} % ({1000 * inside[0] / per:.2f} ms), the rest "
+        f"{100 * (cpu - inside[0]) / cpu:.0f} % ({1000 * (cpu - inside[0]) / per:.2f} ms); "
+        f"{sent} statements ({sent / per:.1f} per credential); load average {_load()}"
+    )
+
+
 def _line(label: str, learners: int, comps: int, p: Phase, db: str, workers: int) -> str:
     rate = p.credentials / p.seconds if p.seconds else 0.0
+    per = max(p.credentials, 1)
+    cost = f"{p.statements} statements ({p.statements / per:.1f} per credential)"
+    cost += f", {p.commits} commits"
+    if p.db_cpu is not None:
+        cost += f", PostgreSQL {p.db_cpu:.1f} CPU-s ({1000 * p.db_cpu / per:.2f} ms per credential)"
+    if p.credentials and p.cpu:
+        cost += f", {p.credentials / p.cpu:.0f} credentials per worker CPU-second"
     return (
         f"{label}: {learners} x {comps}, {p.decisions} decisions, {p.credentials} credentials, "
         f"{p.outbox} outbox rows in {p.seconds:.1f} s ({rate:.0f} credentials/s; {db}, "
         f"{workers} workers{f', {p.killed} killed' if p.killed else ''}), "
-        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker; "
+        f"{p.cpu:.1f} CPU-s in the workers, peak {p.peak_mb:.0f} MB per worker; {cost}; "
         f"load average {_load()}"
     )
 
@@ -432,6 +563,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=None)
     parser.add_argument("--kill-every", type=float, default=0.0)
     parser.add_argument("--lease", type=float, default=None)
+    parser.add_argument("--profile", type=int, default=0, metavar="ROUNDS")
     parser.add_argument("--child", default="")
     parser.add_argument("--wait", action="store_true")
     args = parser.parse_args()
@@ -440,6 +572,9 @@ def main() -> None:
         _child(args.child, lease, wait=args.wait)
         return
     secretbox.configure(KEY)
+    if args.profile:
+        _profile(args.database, args.learners, args.competencies, args.profile)
+        return
     db = "SQLite" if args.database.startswith("sqlite") else "PostgreSQL"
     workers = args.workers or ([1] if db == "SQLite" else [1, 2])
     L, K = args.learners, args.competencies

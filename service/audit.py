@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from service.db import engine as db_engine
 from service.db.engine import transaction_cache
 from service.db.models import AuditEvent, Award, Course, Deployment, VerificationEvent
 
@@ -110,5 +111,5 @@ def record(
         deployment_id=tenant.deployment_id,
         platform_id=tenant.platform_id,
     )
-    session.add(event)
+    db_engine.add(session, event)  # held to the end of a worker's batch (batched_adds)
     return event

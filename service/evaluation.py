@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, or_, update
+from sqlalchemy import Engine, Table, bindparam, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from service.db.engine import session as db_session
-from service.db.models import Enrolment, EvaluationJob, Evidence
+from service.db.models import Enrolment, EvaluationJob, Evidence, VerificationEvent
 from service.db.types import utcnow
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "enqueue",
     "fail",
     "finish",
+    "inputs",
+    "last_inputs",
     "lock_claimed",
     "lock_learners",
 ]
@@ -50,6 +53,7 @@ JOB: Table = EvaluationJob.__table__  # type: ignore[attr-defined]
 C = JOB.c
 ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 EVIDENCE: Table = Evidence.__table__  # type: ignore[attr-defined]
+EVENT: Table = VerificationEvent.__table__  # type: ignore[attr-defined]
 _CHUNK = 500  # rows per INSERT (SQLite allows 32,766 parameters; 7 a row)
 MAX_BACKOFF_SECONDS = 3600.0
 
@@ -122,6 +126,7 @@ def _fresh(course_id: int, person_id: int, due_at: dt.datetime | None, reason: s
         "attempts": 0,
         "last_error": "",
         "evaluated_at": None,
+        "evaluated_inputs": "",
         "updated_at": utcnow(),
     }
 
@@ -233,25 +238,105 @@ def lock_learners(session: Session, *, course_id: int, person_ids: Sequence[int]
 
 
 def finish(
-    session: Session, *, course_id: int, person_ids: Sequence[int], now: dt.datetime
+    session: Session,
+    *,
+    course_id: int,
+    person_ids: Sequence[int],
+    now: dt.datetime,
+    seen: Mapping[int, str] | None = None,
 ) -> None:
     """These learners were evaluated in the caller's transaction: nothing is due for them
-    (a change committed after it marks them due again)."""
+    (a change committed after it marks them due again). ``seen``: the digest of what each
+    evaluation read (``inputs``, taken before reading), kept for the next one."""
+    seen = seen or {}
     ids = sorted(set(person_ids))
-    for start in range(0, len(ids), _CHUNK):
-        session.execute(
-            update(JOB)
-            .where(C.course_id == course_id, C.person_id.in_(ids[start : start + _CHUNK]))
-            .values(
-                due_at=None,
-                lease_token="",
-                lease_expires_at=None,
-                attempts=0,
-                last_error="",
-                evaluated_at=now,
-                updated_at=now,
-            )
+    session.execute(
+        update(JOB)
+        .where(C.course_id == course_id, C.person_id == bindparam("person"))
+        .values(
+            due_at=None,
+            lease_token="",
+            lease_expires_at=None,
+            attempts=0,
+            last_error="",
+            evaluated_at=now,
+            evaluated_inputs=bindparam("seen"),
+            updated_at=now,
+        ),
+        [{"person": p, "seen": seen.get(p, "")} for p in ids],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What an evaluation of a learner reads, as a digest, and the latest result date."""
+
+    digest: str
+    latest: dt.datetime | None  # a result dated later than an evaluation did not count in it
+
+
+def inputs(
+    session: Session, *, course_id: int, person_ids: Sequence[int], salt: str
+) -> dict[int, Inputs]:
+    """The digest of each learner's results and verification events in the course (their
+    count, newest id, versions, last change and last import; ``salt``: the rules engine's
+    own), in two queries. Equal digests: nothing the engine reads of the learner changed."""
+    ids = list(person_ids)
+    parts: dict[int, list[str]] = {p: [salt] for p in ids}
+    latest: dict[int, Any] = {}
+    ev = EVIDENCE.c
+    for table, extra in (
+        (EVIDENCE, [func.sum(ev.version), func.max(func.coalesce(ev.graded_at, ev.submitted_at))]),
+        (EVENT, []),
+    ):
+        c = table.c
+        marks = [
+            func.count(c.id),
+            func.max(c.id),
+            func.max(c.updated_at),
+            func.max(c.import_run_id),
+        ]
+        query = (
+            sa_select(c.person_id, *marks, *extra)
+            .where(c.course_id == course_id, c.person_id.in_(ids))
+            .group_by(c.person_id)
         )
+        for person, *values in session.execute(query):
+            parts[int(person)].append(",".join(_text(v) for v in values))
+            if extra:
+                latest[int(person)] = values[-1]
+        for values in parts.values():
+            values.append("|")  # a learner without rows of one table differs from one with
+    return {
+        p: Inputs(hashlib.sha256(";".join(v).encode()).hexdigest(), _time(latest.get(p)))
+        for p, v in parts.items()
+    }
+
+
+def _text(value: Any) -> str:
+    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
+    return str(value)
+
+
+def _time(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def last_inputs(
+    session: Session, *, course_id: int, person_ids: Sequence[int]
+) -> dict[int, tuple[str, dt.datetime | None]]:
+    """What each learner's last evaluation read (``finish``'s ``seen``), and when it ran."""
+    rows = session.execute(
+        sa_select(C.person_id, C.evaluated_inputs, C.evaluated_at).where(
+            C.course_id == course_id, C.person_id.in_(list(person_ids))
+        )
+    )
+    return {int(p): (str(seen), _time(at)) for p, seen, at in rows}
 
 
 def fail(engine: Engine, jobs: Sequence[Claimed], *, error: str, now: dt.datetime) -> None:

@@ -32,6 +32,8 @@ from sqlmodel import Session, SQLModel, create_engine
 
 __all__ = [
     "UNAVAILABLE",
+    "add",
+    "batched_adds",
     "call",
     "in_process",
     "insert_row",
@@ -39,6 +41,7 @@ __all__ = [
     "make_engine",
     "session",
     "table",
+    "write_held",
 ]
 
 log = logging.getLogger(__name__)
@@ -268,3 +271,42 @@ def transaction_cache(session: Session, name: str) -> dict[Any, Any]:
 def forget(session: Session, name: str) -> None:
     """Drop ``transaction_cache(session, name)`` (its rows changed)."""
     session.info.pop(f"microcred.cache.{name}", None)
+
+
+_HELD = "microcred.held_rows"
+
+
+@contextlib.contextmanager
+def batched_adds(session: Session) -> Iterator[None]:
+    """Rows given to ``add`` inside enter the session together at the end, and one flush
+    writes them: one INSERT per table for a worker's batch, instead of one per row (its
+    issuer flushes once per credential, and would carry every row added before along).
+    Nothing inside reads them back (``write_held`` first); on an error they are dropped
+    with the transaction."""
+    outer = session.info.get(_HELD)
+    held: list[SQLModel] = []
+    session.info[_HELD] = held
+    try:
+        yield
+    finally:
+        session.info[_HELD] = outer
+    session.add_all(held)
+    session.flush()
+
+
+def add(session: Session, row: SQLModel) -> None:
+    """``session.add``, or held until the end of ``batched_adds``."""
+    held = session.info.get(_HELD)
+    if held is None:
+        session.add(row)
+    else:
+        held.append(row)
+
+
+def write_held(session: Session) -> None:
+    """Add and flush what ``batched_adds`` holds so far (before a read of those rows)."""
+    held = session.info.get(_HELD)
+    if held:
+        session.add_all(held)
+        held.clear()
+        session.flush()

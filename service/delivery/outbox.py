@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import httpretry, requestlog
+from service.db import engine as db_engine
 from service.db.engine import session as db_session
 from service.db.models import (
     DeliveryAttempt,
@@ -110,10 +111,11 @@ def enqueue(
         now: current time (default the clock).
         new_key: the key names a credential created in this transaction, so no row can
             hold it yet: the lookup of an existing row is skipped (the unique key still
-            refuses a second one).
+            refuses a second one), and the row is written by the caller's next flush
+            (``db.engine.batched_adds``: the batch's), not here.
 
     Returns:
-        The new (or existing) row, flushed so it has an id.
+        The new (or existing) row, flushed so it has an id (unless ``new_key``).
     """
     if "." not in kind:
         raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
@@ -142,8 +144,11 @@ def enqueue(
         request_id=requestlog.current(),
         pause_scope=pause_scope,
     )
-    session.add(row)
-    session.flush()
+    if new_key:
+        db_engine.add(session, row)  # the next flush writes it (a batch's, at its end)
+    else:
+        session.add(row)
+        session.flush()
     return row
 
 

@@ -4,13 +4,18 @@ what a decision does to a learner's awards, stacked credentials included."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, func, select
 
+import service
 from service import audit, evaluation
 from service.assessment import canonical, engine, parse, stack
 from service.assessment.types import (
@@ -23,6 +28,7 @@ from service.assessment.types import (
     percent,
 )
 from service.assessment.types import Decision as EngineDecision
+from service.db import engine as db_engine
 from service.db.models import (
     Award,
     Competency,
@@ -193,11 +199,9 @@ def course_learners(
 def _policies(
     session: Session, *, course_id: int
 ) -> list[tuple[Competency, Policy, EffectivePolicy]]:
-    out = []
-    for comp in policies_repo.course_competencies(session, course_id):
-        policy, row = policies.effective(session, course_id=course_id, competency_row=comp)
-        out.append((comp, policy, row))
-    return out
+    comps = policies_repo.course_competencies(session, course_id)
+    found = policies.effective_all(session, course_id=course_id, competency_rows=comps)
+    return [(comp, policy, row) for comp, (policy, row) in zip(comps, found, strict=True)]
 
 
 def _evidence_for(
@@ -266,7 +270,8 @@ def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None
         .where(Decision.course_id == course_id)
         .group_by(col(Decision.person_id), col(Decision.competency_id))
     )
-    decisions_q = select(Decision).where(col(Decision.id).in_(newest))
+    # a decision's reasons (a large JSON) are read only for one that issues again
+    decisions_q = select(Decision).options(defer(Decision.reasons))  # type: ignore[arg-type]
     current_q = (
         select(Award)
         .where(Award.course_id == course_id, col(Award.state).in_(("issued", "pending_approval")))
@@ -274,8 +279,8 @@ def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None
     )
     if person_ids is not None:
         newest = newest.where(col(Decision.person_id).in_(person_ids))
-        decisions_q = select(Decision).where(col(Decision.id).in_(newest))
         current_q = current_q.where(col(Award.person_id).in_(person_ids))
+    decisions_q = decisions_q.where(col(Decision.id).in_(newest))
     current: dict[tuple[int, str], list[Award]] = {}
     for award in session.exec(current_q):
         current.setdefault((award.person_id, award.line_key), []).append(award)
@@ -323,48 +328,69 @@ def evaluate_course(
     plans = _policies(session, course_id=course_id)
     people = course_learners(session, course_id=course_id, person_ids=person_ids)
     summary = Summary(learners=len(people))
-    by_person = _evidence_by_person(
-        session, course_id=course_id, people=people, all_learners=person_ids is None
-    )
+    ids = [p.id or 0 for p in people]
+    # read before the results: a change committed meanwhile makes the next digest differ
+    seen = evaluation.inputs(session, course_id=course_id, person_ids=ids, salt=_engine_code())
+    last = evaluation.last_inputs(session, course_id=course_id, person_ids=ids)
     known = _known(
         session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
     )
-    for done, person in enumerate(people, start=1):
-        assert person.id is not None
-        records = by_person.get(person.id, [])
-        for comp, policy, eff in plans:
-            _evaluate_one(
-                session,
-                settings=settings,
-                setup=setup,
-                person=person,
-                comp=comp,
-                policy=policy,
-                eff=eff,
-                records=records,
-                now=now,
-                actor=actor,
-                summary=summary,
-                known=known,
-            )
-        if setup.stacks:
-            _stacks(
-                session,
-                settings=settings,
-                setup=setup,
-                person=person,
-                now=now,
-                actor=actor,
-                summary=summary,
-            )
-        if progress is not None:
-            progress(done, len(people))
+    run = _Run(settings, setup, now, actor, summary, known)
+    same = {p for p in ids if _unchanged(run, plans, p, seen[p], last.get(p))}
+    by_person = _evidence_by_person(
+        session,
+        course_id=course_id,
+        people=[p for p in people if p.id not in same],
+        all_learners=person_ids is None and not same,
+    )
+    acts = [
+        _standing(run, person, plans)
+        if person.id in same
+        else [
+            act
+            for comp, policy, eff in plans
+            if (act := _decide(run, person, comp, policy, eff, by_person.get(person.id or 0, [])))
+        ]
+        for person in people
+    ]
+    _act_on(session, run, people, acts, progress)
     done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
-    evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now)
+    digests = {p: i.digest for p, i in seen.items()}
+    evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now, seen=digests)
     if person_ids is None:
         _mark_evaluated_run(session, setup=setup, course_id=course_id)
     session.flush()
     return summary
+
+
+def _act_on(
+    session: Session,
+    run: _Run,
+    people: Sequence[Person],
+    acts: Sequence[Sequence[_Act]],
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    """The batch's new decisions in one INSERT (their ids are the awards' references), then
+    its awards, outbox and audit rows in one INSERT per table (db.engine.batched_adds)."""
+    session.add_all(a.decision_row for line in acts for a in line if a.decision_row.id is None)
+    session.flush()
+    with db_engine.batched_adds(session):
+        for done, (person, lines) in enumerate(zip(people, acts, strict=True), start=1):
+            for act in lines:
+                _apply(session, act)
+            if run.setup.stacks:
+                db_engine.write_held(session)  # _stacks reads the awards just made
+                _stacks(
+                    session,
+                    settings=run.settings,
+                    setup=run.setup,
+                    person=person,
+                    now=run.now,
+                    actor=run.actor,
+                    summary=run.summary,
+                )
+            if progress is not None:
+                progress(done, len(people))
 
 
 def _evidence_by_person(
@@ -413,30 +439,102 @@ def evaluate_learner(
     )
 
 
-def _evaluate_one(
-    session: Session,
-    *,
-    settings: Settings,
-    setup: CourseSetup,
+@dataclass(frozen=True)
+class _Run:
+    """What every decision of one ``evaluate_course`` shares."""
+
+    settings: Settings
+    setup: CourseSetup
+    now: dt.datetime
+    actor: str
+    summary: Summary
+    known: _Known
+
+
+@dataclass(frozen=True)
+class _Act:
+    """A decision on one learner and competency, to act on."""
+
+    run: _Run
+    person: Person
+    comp: Competency
+    target: Level
+    decision_row: Decision  # stored, or new (added with the batch's others)
+
+    @property
+    def line(self) -> tuple[int, str]:
+        return (self.person.id or 0, _line(self.comp))
+
+
+@functools.cache
+def _engine_code() -> str:
+    """A digest of the code that turns stored results into decisions (the engine, the
+    mapping, this module): a release that changes it runs the engine again for everyone."""
+    here = Path(__file__).resolve()
+    files = sorted(Path(engine.__file__).resolve().parent.glob("*.py"))
+    try:
+        code = b"".join(f.read_bytes() for f in [*files, here, here.with_name("mapping.py")])
+    except OSError:  # pragma: no cover - installed without sources
+        code = service.__version__.encode()
+    return hashlib.sha256(code).hexdigest()
+
+
+def _unchanged(
+    run: _Run,
+    plans: Sequence[tuple[Competency, Policy, EffectivePolicy]],
+    person_id: int,
+    seen: evaluation.Inputs,
+    last: tuple[str, dt.datetime | None] | None,
+) -> bool:
+    """Whether the learner's decisions stand without running the engine: their last
+    evaluation read the same results and events (``seen``) with the same rules, none of
+    them time-dependent (no recency window, no result dated past that evaluation)."""
+    if last is None or last[0] != seen.digest or last[1] is None:
+        return False
+    if seen.latest is not None and seen.latest > last[1]:
+        return False
+    for comp, policy, eff in plans:
+        stored = run.known.decisions.get((person_id, comp.id or 0))
+        if policy.recency_days is not None or stored is None:
+            return False
+        if stored.policy_hash != eff.policy_hash:
+            return False
+    return True
+
+
+def _standing(
+    run: _Run, person: Person, plans: Sequence[tuple[Competency, Policy, EffectivePolicy]]
+) -> list[_Act]:
+    """The learner's stored decisions, acted on as if the engine had given them again."""
+    acts = []
+    for comp, _, _ in plans:
+        stored = run.known.decisions[(person.id or 0, comp.id or 0)]
+        acts.append(_Act(run, person, comp, Level[stored.level.upper()], stored))
+    run.summary.decisions += len(acts)
+    run.summary.unchanged += len(acts)
+    return acts
+
+
+def _decide(
+    run: _Run,
     person: Person,
     comp: Competency,
     policy: Policy,
     eff: EffectivePolicy,
     records: Sequence[store.EvidenceRecord],
-    now: dt.datetime,
-    actor: str,
-    summary: Summary,
-    known: _Known,
-) -> None:
+) -> _Act | None:
+    """The learner's decision for the competency: the stored one when evidence, rules and
+    level are unchanged, else a new row (not added yet)."""
     assert person.id is not None and comp.id is not None
+    summary = run.summary
     evidence = _evidence_for(records, comp, policy)
     try:
-        decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
+        decision = engine.evaluate(evidence, policy, run.now, learner=str(person.id))
     except AssessmentError as exc:
         summary.problems.append(f"{person.name or person.sub} / {comp.key}: {exc}")
-        return
+        return None
     summary.decisions += 1
-    last = known.decisions.get((person.id, comp.id))
+    last = run.known.decisions.get((person.id, comp.id))
     evidence_hash = canonical.evidence_hash(evidence)
     if (
         last is not None
@@ -447,59 +545,29 @@ def _evaluate_one(
         summary.unchanged += 1
         row = last
     else:
-        row = policies.record_decision(
-            session,
+        row = policies_repo.decision_row(
             decision=decision,
-            evidence=evidence,
+            evidence_hash=evidence_hash,
             person_id=person.id,
-            course_id=setup.course_id,
+            course_id=run.setup.course_id,
             competency_row=comp,
             effective_row=eff,
         )
         summary.stored += 1
-    _apply(
-        session,
-        settings=settings,
-        setup=setup,
-        person=person,
-        comp=comp,
-        target=decision.level,
-        decision_row=row,
-        now=now,
-        actor=actor,
-        summary=summary,
-        known=known,
-    )
+    return _Act(run, person, comp, decision.level, row)
 
 
-def _apply(
-    session: Session,
-    *,
-    settings: Settings,
-    setup: CourseSetup,
-    person: Person,
-    comp: Competency,
-    target: Level,
-    decision_row: Decision,
-    now: dt.datetime,
-    actor: str,
-    summary: Summary,
-    known: _Known | None = None,
-) -> None:
+def _apply(session: Session, act: _Act) -> None:
     """Turn a decision into award changes (DESIGN.md "Award")."""
-    assert person.id is not None
-    held, pending = _held(
-        known.current.get((person.id, _line(comp)), [])
-        if known is not None
-        else _current(session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp))
-    )
+    held, pending = _held(act.run.known.current.get(act.line, []))
     held_level = Level[held.level.upper()] if held is not None else Level.NONE
+    target, now = act.target, act.run.now
     if pending is not None:
         if target > held_level:
             if pending.level != target.key:
                 pending.level, pending.decision_id, pending.updated_at = (
                     target.key,
-                    decision_row.id,
+                    act.decision_row.id,
                     now,
                 )
                 session.add(pending)
@@ -507,167 +575,103 @@ def _apply(
         pending.state, pending.updated_at = "withdrawn", now
         session.add(pending)
     if target > held_level:
-        _award_higher(
-            session,
-            settings=settings,
-            setup=setup,
-            person=person,
-            comp=comp,
-            target=target,
-            decision_row=decision_row,
-            held=held,
-            now=now,
-            actor=actor,
-            summary=summary,
-            known=known,
-        )
+        _award_higher(session, act, held)
+    elif held is None:
         return
-    if held is None:
-        return
-    if target < held_level:
-        _award_lower(
-            session,
-            settings=settings,
-            setup=setup,
-            person=person,
-            comp=comp,
-            target=target,
-            decision_row=decision_row,
-            held=held,
-            now=now,
-            actor=actor,
-            summary=summary,
-        )
+    elif target < held_level:
+        _award_lower(session, act, held)
     elif held.review:
         held.review, held.updated_at = "", now  # the evidence supports the level again
         session.add(held)
 
 
-def _award_higher(
-    session: Session,
-    *,
-    settings: Settings,
-    setup: CourseSetup,
-    person: Person,
-    comp: Competency,
-    target: Level,
-    decision_row: Decision,
-    held: Award | None,
-    now: dt.datetime,
-    actor: str,
-    summary: Summary,
-    known: _Known | None,
-) -> None:
+def _award_higher(session: Session, act: _Act, held: Award | None) -> None:
     """A level above what the learner holds: blocked by a revocation, pending approval, or
     issued."""
-    assert person.id is not None
-    block = (
-        known.blocks.get((person.id, _line(comp)))
-        if known is not None
-        else _reaward_block(
-            session, course_id=setup.course_id, person_id=person.id, line_key=_line(comp)
-        )
-    )
-    if _blocks(block, target.key):
+    run = act.run
+    if _blocks(run.known.blocks.get(act.line), act.target.key):
         # A person revoked this level (or a higher one): the same evidence does not bring
         # it back (docs/awarding.md); the instructor page says so and offers to lift it.
-        summary.blocked += 1
+        run.summary.blocked += 1
         return
-    if setup.approval_required:
-        session.add(
+    if run.setup.approval_required:
+        db_engine.add(
+            session,
             Award(
-                course_id=setup.course_id,
-                person_id=person.id,
-                competency_id=comp.id,
-                line_key=_line(comp),
-                level=target.key,
+                course_id=run.setup.course_id,
+                person_id=act.line[0],
+                competency_id=act.comp.id,
+                line_key=_line(act.comp),
+                level=act.target.key,
                 state="pending_approval",
-                decision_id=decision_row.id,
-                created_at=now,
-                updated_at=now,
-            )
+                decision_id=act.decision_row.id,
+                created_at=run.now,
+                updated_at=run.now,
+            ),
         )
-        summary.pending += 1
+        run.summary.pending += 1
         return
+    _issue_for(session, act, previous=held)
+    if held is not None:
+        run.summary.upgraded += 1
+    else:
+        run.summary.issued += 1
+
+
+def _issue_for(session: Session, act: _Act, *, previous: Award | None) -> None:
+    run = act.run
     _issue(
         session,
-        settings=settings,
-        setup=setup,
-        person=person,
-        comp=comp,
-        level=target,
-        decision_row=decision_row,
-        previous=held,
-        now=now,
-        actor=actor,
+        settings=run.settings,
+        setup=run.setup,
+        person=act.person,
+        comp=act.comp,
+        level=act.target,
+        decision_row=act.decision_row,
+        previous=previous,
+        now=run.now,
+        actor=run.actor,
     )
-    if held is not None:
-        summary.upgraded += 1
-    else:
-        summary.issued += 1
 
 
-def _award_lower(
-    session: Session,
-    *,
-    settings: Settings,
-    setup: CourseSetup,
-    person: Person,
-    comp: Competency,
-    target: Level,
-    decision_row: Decision,
-    held: Award,
-    now: dt.datetime,
-    actor: str,
-    summary: Summary,
-) -> None:
+def _award_lower(session: Session, act: _Act, held: Award) -> None:
     """A level below the held credential: revoke it and issue the lower one, or flag it for
     review, as the course's award rules say."""
+    run, target = act.run, act.target
     held_level = Level[held.level.upper()]
-    if setup.on_lower == "revoke":
+    if run.setup.on_lower == "revoke":
         reason = f"A re-evaluation gives {target.label}, below {held_level.label}."
         _revoke(
             session,
-            settings=settings,
+            settings=run.settings,
             award=held,
             reason=reason,
-            actor=actor,
-            now=now,
+            actor=run.actor,
+            now=run.now,
             by_person=False,
         )
-        summary.revoked += 1
+        run.summary.revoked += 1
         if target > Level.NONE:
-            _issue(
-                session,
-                settings=settings,
-                setup=setup,
-                person=person,
-                comp=comp,
-                level=target,
-                decision_row=decision_row,
-                previous=None,
-                now=now,
-                actor=actor,
-            )
-            summary.issued += 1
+            _issue_for(session, act, previous=None)
+            run.summary.issued += 1
         return
     review = (
         f"A later evaluation gives {target.label}; this credential says {held_level.label}. "
         "Review it: keep it, or revoke it with a reason."
     )
     if held.review != review:
-        held.review, held.updated_at = review, now
+        held.review, held.updated_at = review, run.now
         session.add(held)
         audit.record(
             session,
-            actor=actor,
+            actor=run.actor,
             action="award.flagged",
             subject=f"credential:{held.credential_uuid}",
-            decision=decision_row.id,
+            decision=act.decision_row.id,
             level=target.key,
             held=held.level,
         )
-        summary.flagged += 1
+        run.summary.flagged += 1
 
 
 def _stacks(

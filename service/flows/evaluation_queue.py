@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Table, bindparam, update
 from sqlmodel import Session, col, func, select
 
 from service import evaluation
@@ -19,10 +19,11 @@ from service.db.types import utcnow
 from service.errors import NotFound, ServiceError
 from service.flows.evaluating import Summary, evaluate_course
 from service.flows.setup_store import course_setup
-from service.lti.store import learner_state
+from service.lti.store import learner_inputs
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
+ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 
 
 def courses_with_new_evidence(session: Session) -> list[int]:
@@ -237,15 +238,14 @@ def _run_jobs(
 def _stamp_evaluated(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
     """Stamp the learners' inputs as this evaluation saw them (its own awards included), so
     their next launch finds nothing new to queue (``LearnerState``)."""
-    now = utcnow()
-    for enrolment in session.exec(
-        select(Enrolment).where(
-            Enrolment.course_id == course_id, col(Enrolment.person_id).in_(person_ids)
+    stamps = learner_inputs(session, course_id=course_id, person_ids=person_ids)
+    if stamps:
+        session.execute(
+            update(ENROLMENT)
+            .where(ENROLMENT.c.course_id == course_id, ENROLMENT.c.person_id == bindparam("p"))
+            .values(evaluated_inputs=bindparam("inputs"), evaluated_at=utcnow()),
+            [{"p": p, "inputs": inputs} for p, inputs in stamps.items()],
         )
-    ):
-        enrolment.evaluated_inputs = learner_state(session, enrolment=enrolment).inputs
-        enrolment.evaluated_at = now
-        session.add(enrolment)
 
 
 def _give_back(engine_: Engine, jobs: Sequence[evaluation.Claimed], exc: Exception) -> None:

@@ -234,7 +234,7 @@ def _issue(
         created_at=now,
         updated_at=now,
     )
-    session.add(award)
+    db_engine.add(session, award)  # with the batch's other rows (db.engine.batched_adds)
     session.flush()
     return award
 

@@ -9,11 +9,14 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from service.assessment import canonical
+from service.assessment.types import Decision as EngineDecision
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
     Course,
     CourseCompetency,
+    Decision,
     EffectivePolicy,
     PolicyVersion,
 )
@@ -99,6 +102,24 @@ def latest_version(session: Session, scope_key: str) -> PolicyVersion | None:
     ).first()
 
 
+def latest_versions(session: Session, scope_keys: Sequence[str]) -> dict[str, PolicyVersion]:
+    """``latest_version`` of each scope, in one query."""
+    newest = (
+        select(PolicyVersion.scope_key, func.max(PolicyVersion.version).label("version"))
+        .where(col(PolicyVersion.scope_key).in_(scope_keys))
+        .group_by(col(PolicyVersion.scope_key))
+        .subquery()
+    )
+    rows = session.exec(
+        select(PolicyVersion).join(
+            newest,
+            (col(PolicyVersion.scope_key) == newest.c.scope_key)
+            & (col(PolicyVersion.version) == newest.c.version),
+        )
+    )
+    return {r.scope_key: r for r in rows}
+
+
 def versions(session: Session, scope_key: str) -> Sequence[PolicyVersion]:
     return session.exec(
         select(PolicyVersion)
@@ -119,6 +140,19 @@ def effective_by_hash(
     ).first()
 
 
+def effective_by_hashes(
+    session: Session, course_id: int, policy_hashes: Sequence[str]
+) -> dict[tuple[int, str], EffectivePolicy]:
+    """``effective_by_hash`` of the course's competencies, by (competency, hash), in one query."""
+    rows = session.exec(
+        select(EffectivePolicy).where(
+            EffectivePolicy.course_id == course_id,
+            col(EffectivePolicy.policy_hash).in_(policy_hashes),
+        )
+    )
+    return {(r.competency_id, r.policy_hash): r for r in rows}
+
+
 def last_effective_version(session: Session, course_id: int, competency_id: int) -> int:
     found = session.exec(
         select(func.max(EffectivePolicy.version)).where(
@@ -127,3 +161,29 @@ def last_effective_version(session: Session, course_id: int, competency_id: int)
         )
     ).one()
     return int(found or 0)
+
+
+def decision_row(
+    *,
+    decision: EngineDecision,
+    evidence_hash: str,
+    person_id: int,
+    course_id: int,
+    competency_row: Competency,
+    effective_row: EffectivePolicy,
+) -> Decision:
+    """The row of a decision, not added yet (a worker's batch adds its decisions together)."""
+    assert competency_row.id is not None and effective_row.id is not None
+    return Decision(
+        person_id=person_id,
+        course_id=course_id,
+        competency_id=competency_row.id,
+        effective_policy_id=effective_row.id,
+        policy_version=effective_row.version,
+        policy_hash=effective_row.policy_hash,
+        evidence_hash=evidence_hash,
+        level=decision.level.key,
+        score=decision.score,
+        reasons=canonical.decision_to_dict(decision),
+        evaluated_at=decision.evaluated_at,
+    )

@@ -46,6 +46,7 @@ __all__ = [
     "course_conflicts",
     "create_competency",
     "effective",
+    "effective_all",
     "explain",
     "export_course",
     "export_institution",
@@ -426,17 +427,19 @@ def save_competency_override(
     )
 
 
-def _layer_rows(
-    session: Session, course_id: int, competency_id: int
-) -> tuple[PolicyVersion, PolicyVersion | None, PolicyVersion | None]:
-    """The latest institution, course and course-competency policy versions."""
-    inst_row = repo.latest_version(session, repo.INSTITUTION)
-    if inst_row is None:
+def _layers(
+    session: Session, course_id: int, competency_rows: Sequence[Competency]
+) -> tuple[PolicyVersion, PolicyVersion | None, list[PolicyVersion | None]]:
+    """The latest institution, course and course-competency policy versions, in one query."""
+    keys = [repo.competency_scope(course_id, c.id or 0) for c in competency_rows]
+    latest = repo.latest_versions(session, [repo.INSTITUTION, repo.course_scope(course_id), *keys])
+    if repo.INSTITUTION not in latest:
         institution_layers(session)  # raises NotFound with its hint
-    assert inst_row is not None
-    course_row = repo.latest_version(session, repo.course_scope(course_id))
-    comp_row = repo.latest_version(session, repo.competency_scope(course_id, competency_id))
-    return inst_row, course_row, comp_row
+    return (
+        latest[repo.INSTITUTION],
+        latest.get(repo.course_scope(course_id)),
+        [latest.get(k) for k in keys],
+    )
 
 
 def effective(
@@ -458,34 +461,53 @@ def effective(
         BadInput: the layers no longer fit the institution bounds (the administrator
             changed them); the message names the field to fix.
     """
-    assert competency_row.id is not None
-    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
-    policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
-    row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
-    if row is None:
-        layer_versions = {"institution": inst_row.version}
-        if course_row is not None:
-            layer_versions["course"] = course_row.version
-        if comp_row is not None:
-            layer_versions["course_competency"] = comp_row.version
-        fresh = EffectivePolicy(
-            course_id=course_id,
-            competency_id=competency_row.id,
-            version=repo.last_effective_version(session, course_id, competency_row.id) + 1,
-            policy_hash=policy_hash,
-            document=dict(document),
-            layers=layer_versions,
-        )
-        try:
-            with session.begin_nested():
-                session.add(fresh)
-            row = fresh
-        except IntegrityError:
-            # Another evaluation (a second worker) numbered the same rules first: use its row.
-            row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
-            if row is None:
-                raise
-    return _versioned(row), row
+    return effective_all(session, course_id=course_id, competency_rows=[competency_row])[0]
+
+
+def effective_all(
+    session: Session, *, course_id: int, competency_rows: Sequence[Competency]
+) -> list[tuple[Policy, EffectivePolicy]]:
+    """``effective`` for each of these competencies of a course, reading the layers and
+    the numbered versions in two queries (a worker's batch)."""
+    if not competency_rows:
+        return []
+    inst_row, course_row, comp_rows = _layers(session, course_id, competency_rows)
+    composed = [
+        _composed(inst_row, course_row, comp_row, c.key)
+        for c, comp_row in zip(competency_rows, comp_rows, strict=True)
+    ]
+    numbered = repo.effective_by_hashes(session, course_id, [h for h, _ in composed])
+    out = []
+    for comp, comp_row, (policy_hash, document) in zip(
+        competency_rows, comp_rows, composed, strict=True
+    ):
+        assert comp.id is not None
+        row = numbered.get((comp.id, policy_hash))
+        if row is None:
+            layer_versions = {"institution": inst_row.version}
+            if course_row is not None:
+                layer_versions["course"] = course_row.version
+            if comp_row is not None:
+                layer_versions["course_competency"] = comp_row.version
+            fresh = EffectivePolicy(
+                course_id=course_id,
+                competency_id=comp.id,
+                version=repo.last_effective_version(session, course_id, comp.id) + 1,
+                policy_hash=policy_hash,
+                document=dict(document),
+                layers=layer_versions,
+            )
+            try:
+                with session.begin_nested():
+                    session.add(fresh)
+                row = fresh
+            except IntegrityError:
+                # Another evaluation (a second worker) numbered the same rules first: use its row.
+                row = repo.effective_by_hash(session, course_id, comp.id, policy_hash)
+                if row is None:
+                    raise
+        out.append((_versioned(row), row))
+    return out
 
 
 # Built once per input in this process: the composed rules of a set of layer documents
@@ -557,7 +579,7 @@ def in_force(session: Session, *, course_id: int, competency_row: Competency) ->
     Raises: as ``effective``.
     """
     assert competency_row.id is not None
-    inst_row, course_row, comp_row = _layer_rows(session, course_id, competency_row.id)
+    inst_row, course_row, [comp_row] = _layers(session, course_id, [competency_row])
     policy_hash, document = _composed(inst_row, course_row, comp_row, competency_row.key)
     row = repo.effective_by_hash(session, course_id, competency_row.id, policy_hash)
     if row is not None:
@@ -590,20 +612,13 @@ def record_decision(
     effective_row: EffectivePolicy,
 ) -> Decision:
     """Store a decision with its policy version and the hash of the evidence it used."""
-    assert competency_row.id is not None and effective_row.id is not None
-    reasons = canonical.decision_to_dict(decision)
-    row = Decision(
+    row = repo.decision_row(
+        decision=decision,
+        evidence_hash=canonical.evidence_hash(evidence),
         person_id=person_id,
         course_id=course_id,
-        competency_id=competency_row.id,
-        effective_policy_id=effective_row.id,
-        policy_version=effective_row.version,
-        policy_hash=effective_row.policy_hash,
-        evidence_hash=canonical.evidence_hash(evidence),
-        level=decision.level.key,
-        score=decision.score,
-        reasons=reasons,
-        evaluated_at=decision.evaluated_at,
+        competency_row=competency_row,
+        effective_row=effective_row,
     )
     session.add(row)
     session.flush()

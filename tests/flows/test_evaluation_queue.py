@@ -275,6 +275,100 @@ def test_the_ledger_refuses_a_second_issued_credential_on_a_line(
             s.flush()
 
 
+def _levels(engine: Engine, line_key: str) -> list[str]:
+    with db_session(engine) as s:
+        return sorted(
+            s.exec(
+                select(Award.level).where(Award.state == "issued", Award.line_key == line_key)
+            ).all()
+        )
+
+
+def test_re_evaluating_unchanged_learners_reuses_their_decisions_until_the_rules_change(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    course = _course(engine, settings, learners=4)
+    _queue_all(engine, course.id)
+    _drain(engine, settings)
+    ran: list[str] = []
+    evaluate = evaluating.engine.evaluate
+    monkeypatch.setattr(
+        evaluating.engine,
+        "evaluate",
+        lambda *a, **k: ran.append(k.get("learner", "")) or evaluate(*a, **k),
+    )
+    _queue_all(engine, course.id)
+    again = _drain(engine, settings)
+    assert ran == []  # nothing the engine reads changed: the stored decisions stand
+    assert again.decisions == 8 and again.issued == 0
+    assert _levels(engine, "competency:quiz-one") == ["beginning"] * 3 + ["intermediate"]
+    # The rules change: every learner is evaluated again and the levels follow them.
+    with db_session(engine, write=True) as s:
+        comp = policies.competency(s, "quiz-one")
+        policies.save_competency_override(
+            s,
+            course_id=course.id,
+            competency_row=comp,
+            document={
+                "items": ["21"],
+                "levels": {
+                    "beginning": {"threshold": "30%"},
+                    "intermediate": {"threshold": "40%"},
+                    "advanced": {"threshold": "50%"},
+                },
+            },
+            author="test",
+        )
+        s.commit()
+    _queue_all(engine, course.id)
+    _drain(engine, settings)
+    assert len(ran) == 8
+    assert _levels(engine, "competency:quiz-one") == ["advanced"] * 4
+    # One learner's results change: that learner's engine runs, the others' does not.
+    ran.clear()
+    _store(engine, course.id, [r for r in _results(4, bonus=8) if r[0].startswith("u0 ")])
+    _queue_all(engine, course.id)
+    _drain(engine, settings)
+    assert sorted(ran) == [str(course.person_ids[0])] * 2
+    # u0: 90 % on quiz 22 (Advanced); the others unchanged
+    assert _levels(engine, "competency:quiz-two") == [
+        "advanced",
+        "beginning",
+        "beginning",
+        "intermediate",
+    ]
+
+
+def test_a_result_dated_after_an_evaluation_counts_when_its_time_comes(
+    engine: Engine, settings: Settings
+) -> None:
+    course = _course(engine, settings, learners=1)  # u0: 50 %, Beginning on both
+    later = utcnow() + dt.timedelta(hours=1)
+    second = Result(
+        origin="test",
+        kind=SourceKind.QUIZ,
+        learner=LearnerRef(sub="u0"),
+        item_id="21",
+        score=20.0,
+        max_score=20.0,
+        attempt=2,
+        graded_at=later,
+    )
+    _store(engine, course.id, [("u0 21 second", second)])
+
+    def evaluate(now: dt.datetime) -> None:
+        with db_session(engine, write=True) as s:
+            evaluating.evaluate_course(
+                s, settings=settings, course_id=course.id, now=now, actor="test"
+            )
+            s.commit()
+
+    evaluate(utcnow())  # the second attempt is dated later: it does not count yet
+    assert _levels(engine, "competency:quiz-one") == ["beginning"]
+    evaluate(later + dt.timedelta(minutes=1))  # nothing stored changed, but time did
+    assert _levels(engine, "competency:quiz-one") == ["advanced"]  # the later attempt counts
+
+
 # --- workers killed mid-batch ----------------------------------------------------------------
 
 

@@ -185,4 +185,7 @@ class EvaluationJob(SQLModel, table=True):
     attempts: int = 0
     last_error: str = Field(default="", max_length=1000)
     evaluated_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # the digest of what that evaluation read (``evaluation.inputs``): the same again
+    # reuses its decisions instead of running the engine
+    evaluated_inputs: str = Field(default="", max_length=64)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
