@@ -534,11 +534,16 @@ def _profile(base: str, learners: int, comps: int, rounds: int) -> None:
 
 def _line(label: str, learners: int, comps: int, p: Phase, db: str, workers: int) -> str:
     rate = p.credentials / p.seconds if p.seconds else 0.0
-    per = max(p.credentials, 1)
-    cost = f"{p.statements} statements ({p.statements / per:.1f} per credential)"
+    # per credential only where some were issued (a phase that issues none has no such rate)
+    each = p.credentials or None
+    cost = f"{p.statements} statements" + (
+        f" ({p.statements / each:.1f} per credential)" if each else ""
+    )
     cost += f", {p.commits} commits"
     if p.db_cpu is not None:
-        cost += f", PostgreSQL {p.db_cpu:.1f} CPU-s ({1000 * p.db_cpu / per:.2f} ms per credential)"
+        cost += f", PostgreSQL {p.db_cpu:.1f} CPU-s" + (
+            f" ({1000 * p.db_cpu / each:.2f} ms per credential)" if each else ""
+        )
     if p.credentials and p.cpu:
         cost += f", {p.credentials / p.cpu:.0f} credentials per worker CPU-second"
     return (
