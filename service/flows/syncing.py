@@ -422,22 +422,26 @@ def sync_interval(settings: Settings, setup: CourseSetup | None) -> dt.timedelta
 def sync_health(
     session: Session, *, course_id: int, settings: Settings | None = None
 ) -> SyncHealth:
-    setup = course_setup(session, course_id=course_id)
+    # Columns, not rows: a learner's landing page asks this, and a course without a setup
+    # or sync row yet must not cost the construction of transient table models.
+    wiring = session.exec(
+        select(CourseSetup.source_connection_id, CourseSetup.sync_interval_seconds).where(
+            CourseSetup.course_id == course_id
+        )
+    ).first()
+    connection_id, interval = wiring if wiring is not None else (None, None)
     row = session.exec(select(CourseSync).where(CourseSync.course_id == course_id)).first()
-    row = row or CourseSync(course_id=course_id)
     return SyncHealth(
-        connected=setup.source_connection_id is not None,
-        pulled_at=row.pulled_at,
-        attempted_at=row.attempted_at,
-        wanted_at=row.wanted_at,
-        error=row.error,
-        failures=row.failures,
-        members=row.members,
-        roster_error=row.roster_error,
-        attention=row.attention,
-        interval_seconds=int(
-            setup.sync_interval_seconds or (settings.sync_interval_seconds if settings else 0)
-        ),
+        connected=connection_id is not None,
+        pulled_at=row.pulled_at if row else None,
+        attempted_at=row.attempted_at if row else None,
+        wanted_at=row.wanted_at if row else None,
+        error=row.error if row else "",
+        failures=row.failures if row else 0,
+        members=row.members if row else None,
+        roster_error=row.roster_error if row else "",
+        attention=row.attention if row else 0,
+        interval_seconds=int(interval or (settings.sync_interval_seconds if settings else 0)),
     )
 
 

@@ -61,7 +61,9 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
     items = mapping.available_items(s, course_id=course_id)
     health = syncing.sync_health(s, course_id=course_id, settings=settings)
     connected = health.connected
-    note = pending_work.note(pending_work.state(s, course_id=course_id), learner=False)
+    note = pending_work.note(
+        pending_work.state(s, course_id=course_id, health=health), learner=False
+    )
     setup = setup_store.course_setup(s, course_id=course_id)
     connection = (
         s.get(SourceConnection, setup.source_connection_id)

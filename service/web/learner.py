@@ -38,9 +38,11 @@ def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     note = ""
     mine = learner_store.person_awards(s, person_id=user.person_id, course_id=user.course_id)
     if user.course_id is not None:
-        owed = pending_work.state(s, course_id=user.course_id, person_id=user.person_id)
-        note = pending_work.note(owed, learner=True)
         health = syncing.sync_health(s, course_id=user.course_id)
+        owed = pending_work.state(
+            s, course_id=user.course_id, person_id=user.person_id, health=health
+        )
+        note = pending_work.note(owed, learner=True)
         if health.connected:
             pulled = health.pulled_text(utcnow()) + (
                 " A new pull is on its way." if health.waiting else ""

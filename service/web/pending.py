@@ -40,8 +40,16 @@ class Pending:
         return bool(self.evaluations or self.sync)
 
 
-def state(session: Session, *, course_id: int, person_id: int | None = None) -> Pending:
-    health = syncing.sync_health(session, course_id=course_id)
+def state(
+    session: Session,
+    *,
+    course_id: int,
+    person_id: int | None = None,
+    health: syncing.SyncHealth | None = None,
+) -> Pending:
+    """What is still owed to the course (or one learner); ``health``: the course's sync
+    health when the page has read it already."""
+    health = health or syncing.sync_health(session, course_id=course_id)
     return Pending(
         evaluations=evaluation.due(session, course_id=course_id, person_id=person_id),
         sync=health.connected and health.waiting,
