@@ -28,6 +28,7 @@ from service.db.models import (
     SourceConnection,
 )
 from service.db.types import utcnow
+from service.delivery import status as delivery_status
 from service.errors import BadInput, ServiceError
 from service.flows.setup_store import course_setup
 from service.lti import roles as lti_roles
@@ -272,10 +273,18 @@ def apply_roster(
             session.flush()
             people[m.user_id] = person
         elif any(getattr(person, k) != v for k, v in sent.items()):
+            old_email = person.email
             for k, v in sent.items():
                 setattr(person, k, v)
             person.updated_at = now
             session.add(person)
+            if old_email and person.email and old_email.lower() != person.email.lower():
+                # badges delivered by e-mail (Credly, Canvas Credentials) stay under the old
+                # address: the admin page lists them to re-send
+                assert person.id is not None
+                delivery_status.detect_email_change(
+                    session, person_id=person.id, new_email=person.email, now=now
+                )
         assert person.id is not None
         seen.add(person.id)
         canvas_id = _canvas_user_id(m.raw)
