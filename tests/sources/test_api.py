@@ -168,6 +168,25 @@ def test_csv_upload_all_or_nothing_dry_run_and_partial(client: TestClient, engin
     assert runs[1].filename == "results.csv"
 
 
+def test_the_csv_upload_checks_the_token_before_it_parses_the_body(
+    client: TestClient, engine: Engine
+) -> None:
+    w = world(engine)
+    url = f"/api/courses/{w.course_id}/evidence/import"
+    broken = {"content-type": "multipart/form-data; boundary=x"}
+    body = b"--x\r\nContent-Type: text/csv\r\n\r\nsub\r\n--x--\r\n"  # no Content-Disposition
+    assert client.post(url, content=body, headers=broken).status_code == 401
+    reader = token(engine, "reader", ("evidence:read",))
+    assert client.post(url, content=body, headers=broken | auth(reader)).status_code == 403
+    writer = auth(token(engine))
+    assert client.post(url, content=body, headers=broken | writer).status_code == 400
+    r = client.post(url, data={"other": "x"}, headers=writer)
+    assert r.status_code == 422 and "body.file" in r.json()["detail"], r.json()
+    schema = client.get("/openapi.json").json()["paths"]["/api/courses/{course_id}/evidence/import"]
+    form = schema["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form["properties"]["file"]["format"] == "binary"
+
+
 def test_unknown_course_is_404_json(client: TestClient, engine: Engine) -> None:
     world(engine)
     t = token(engine, "rw", ("evidence:write", "evidence:read"))
