@@ -131,6 +131,7 @@ def _add_assertion_routes(router: APIRouter, load: AssertionLoader, urls: Urls) 
     def get_assertion_image(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image baked with the OB 2.0 assertion."""
         found = load(session, key)
+        session.close()  # the read is over: no pooled connection held while baking
         if found is None or found.revoked:
             return _not_found("No badge assertion is published under this address.")
         u = urls(request)

@@ -383,10 +383,17 @@ def make_router(
     """
     router = APIRouter(prefix=prefix, tags=["credentials"])
 
+    def fetch(request: Request, session: Session, key: str) -> CredentialBundle:
+        """The credential, read and verified; the read ends here, so the pooled connection
+        is not held while the page is rendered or the badge baked."""
+        bundle = _found(load(request, session, key))
+        session.close()
+        return bundle
+
     @router.get("/{key}", response_model=None)
     def page(request: Request, session: SessionDep, key: str) -> Response:
         """The credential: HTML page, or the signed document by content negotiation."""
-        bundle = _found(load(request, session, key))
+        bundle = fetch(request, session, key)
         kind = _wants(request)
         if kind != "html":
             return _signed(bundle, kind)
@@ -404,14 +411,14 @@ def make_router(
     @router.get("/{key}/credential.json", response_model=None)
     def download_json(request: Request, session: SessionDep, key: str) -> Response:
         """The signed credential as a JSON file (embedded proof)."""
-        bundle = _found(load(request, session, key))
+        bundle = fetch(request, session, key)
         body = json.dumps(bundle.document, indent=2, ensure_ascii=False).encode()
         return _file(bundle, body, "json", "application/vc+ld+json", "attachment", _CORS)
 
     @router.get("/{key}/credential.jwt", response_model=None)
     def download_jwt(request: Request, session: SessionDep, key: str) -> Response:
         """The credential as a VC-JWT (compact JWS) file."""
-        bundle = _found(load(request, session, key))
+        bundle = fetch(request, session, key)
         if bundle.jwt is None:
             raise NotFound("This credential has no VC-JWT form.")
         return _file(bundle, bundle.jwt, "jwt", "text/plain", "attachment", _CORS)
@@ -419,13 +426,13 @@ def make_router(
     @router.get("/{key}/badge.png", response_model=None)
     def download_png(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 PNG baking)."""
-        bundle = _found(load(request, session, key))
+        bundle = fetch(request, session, key)
         return _file(bundle, baked_badge(bundle, "png"), "png", "image/png", "inline", {})
 
     @router.get("/{key}/badge.svg", response_model=None)
     def download_svg(request: Request, session: SessionDep, key: str) -> Response:
         """The badge image with the credential baked in (OB 3.0 SVG baking)."""
-        bundle = _found(load(request, session, key))
+        bundle = fetch(request, session, key)
         svg = baked_badge(bundle, "svg")
         return _file(bundle, svg, "svg", "image/svg+xml", "inline", _SVG_HEADERS)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, create_engine
 
 from service.issuer import baking
@@ -631,3 +633,36 @@ def test_unbakeable_achievement_image_falls_back_to_the_default(
     assert result is not None and result.document == doc
     assert b"passwd" not in baked and b"INTERMEDIATE" in baked
     assert "not bakeable" in caplog.text
+
+
+def test_the_read_ends_before_the_page_is_rendered_or_the_badge_baked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'pool.db'}", poolclass=QueuePool)
+    held: list[int] = []
+
+    def reading_loader(request: Request, session: Session, key: str) -> Any:
+        session.connection().exec_driver_sql("SELECT 1")  # the loader reads, as the real one
+        return loader(request, session, key)
+
+    def watch(real: Any) -> Any:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            held.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(credentials, "baked_badge", watch(credentials.baked_badge))
+    monkeypatch.setattr(
+        credentials, "render_credential_page", watch(credentials.render_credential_page)
+    )
+    app = FastAPI()
+    app.state.engine = engine
+    errors.install(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(credentials.make_router(reading_loader))
+    with TestClient(app, base_url="https://tool.test") as c:
+        for path in ("", "/badge.png", "/badge.svg"):
+            response = c.get(f"/credentials/valid{path}", headers={"accept": "text/html"})
+            assert response.status_code == 200, response.text
+    assert held == [0, 0, 0]
