@@ -105,13 +105,7 @@ def status_list(
 async def limit_verify(request: Request) -> None:
     """Per-IP rate limit of ``POST /verify`` (``MICROCRED_VERIFY_RATE_LIMIT_PER_MINUTE``)."""
     per_minute = request.app.state.settings.verify_rate_limit_per_minute
-    if per_minute <= 0:
-        return
-    buckets: ratelimit.Buckets | None = getattr(request.app.state, "verify_buckets", None)
-    if buckets is None:
-        buckets = request.app.state.verify_buckets = ratelimit.Buckets(per_minute)
-    wait = buckets.take(ratelimit.client_key(request))
-    if wait:
+    if wait := ratelimit.wait(request, "verify_buckets", per_minute):
         raise TooManyRequests(
             f"Too many credentials verified from your network in the last minute; try again "
             f"in {wait} s.",
