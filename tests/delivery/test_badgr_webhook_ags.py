@@ -3,6 +3,7 @@ AGS write-back with an injected poster."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -46,6 +47,7 @@ class FakeBadgr:
         # The list shows recipients hashed only (no plaintextIdentity), as for an
         # assertion issued with ``hashed: true`` elsewhere: a lookup by e-mail finds nothing.
         self.list_hashed = False
+        self.badge_classes = {"BC1", "BC2"}  # the badge classes the account may issue
 
     def _token(self) -> dict[str, Any]:
         access, refresh = uuid.uuid4().hex, uuid.uuid4().hex
@@ -71,6 +73,13 @@ class FakeBadgr:
         if self.tokens.get(auth.removeprefix("Bearer ")) != "valid":
             return httpx.Response(
                 401, json={"detail": "Authentication credentials were not provided."}
+            )
+        if path.count("/") == 3 and path.startswith("/v2/badgeclasses/"):
+            bc = path.split("/")[3]
+            if request.method != "GET" or bc not in self.badge_classes:
+                return httpx.Response(404, json={"status": {"success": False}})
+            return httpx.Response(
+                200, json={"status": {"success": True}, "result": [{"entityId": bc}]}
             )
         if path.startswith("/v2/badgeclasses/") and path.endswith("/assertions"):
             bc = path.split("/")[3]
@@ -538,3 +547,29 @@ def test_webhook_connection_test_sends_a_signed_ping_and_reports_a_refusal() -> 
     with pytest.raises(ConnectorError, match="401"):
         conn.ping(repo)
     conn.close()
+
+
+def test_a_connection_test_takes_a_token_and_reads_each_mapped_badge_class(
+    engine: Engine,
+) -> None:
+    repo_id = _setup(engine)
+    with db_session(engine) as s:
+        repo = repositories.snapshots(s, [repo_id])[repo_id]
+    badgr = FakeBadgr()
+    conn = BadgrConnector(httpx.Client(transport=httpx.MockTransport(badgr)), clock=clock)
+    count, problems = conn.check_connection(repo)
+    assert badgr.requests == [
+        "POST /o/token",
+        "GET /v2/badgeclasses/BC3",  # py:advanced
+        "GET /v2/badgeclasses/BC1",  # py:beginning
+    ]  # nothing but a token and reads
+    assert count == 2 and problems == [
+        "py:advanced: badge class BC3 is not one this account can issue "
+        "(Canvas Credentials answered 404)"
+    ]
+    wrong = dataclasses.replace(repo, secret="not-the-password")
+    with pytest.raises(ConnectorError) as err:
+        BadgrConnector(
+            httpx.Client(transport=httpx.MockTransport(badgr)), clock=clock
+        ).check_connection(wrong)
+    assert err.value.status == 400 and "token" in err.value.detail

@@ -333,6 +333,28 @@ class BadgrConnector(http.HttpConnector):
             raise
         return entity
 
+    def check_connection(self, repo: RepositoryConfig) -> tuple[int, list[str]]:
+        """Test a repository without changing anything: take a token with the account's
+        user name and password, then read each badge class of the map. Returns how many the
+        map names and, for each one the account cannot read, a line saying so. Raises
+        ``ConnectorError`` (wrong base URL, password refused, unreachable) with the same
+        plain detail deliveries would record."""
+        record = AttemptRecord(started_at=self._clock())
+        self._token(repo, record, stale=None)
+        mapped = repo.config.get(BadgrProvider.map_key) or {}
+        problems = []
+        for key, badge_class in sorted(mapped.items()):
+            try:
+                self._api(repo, record, "GET", f"/v2/badgeclasses/{badge_class}", what="test")
+            except Rejected as exc:
+                if exc.status not in (403, 404):
+                    raise
+                problems.append(
+                    f"{key}: badge class {badge_class} is not one this account can issue "
+                    f"(Canvas Credentials answered {exc.status})"
+                )
+        return len(mapped), problems
+
     def deliver(
         self, job: Claimed, repo: RepositoryConfig | None, record: AttemptRecord
     ) -> dict[str, Any]:
@@ -357,9 +379,21 @@ class BadgrProvider(Provider):
     by_email = True
     issue_kind = "badgr.issue_assertion"
     revoke_kind = "badgr.revoke_assertion"
+    test_description = (
+        "Signs in with the account and reads each badge class of the map; changes nothing "
+        "in Canvas Credentials."
+    )
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
         return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)
+
+    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
+        connector = BadgrConnector(clock=clock)
+        try:
+            count, problems = connector.check_connection(repo)
+        finally:
+            connector.close()
+        return f"connected; {count} badge class(es) in the map checked", problems
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         return (
