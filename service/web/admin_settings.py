@@ -120,8 +120,14 @@ def _repositories_view(s: Session) -> dict[str, Any]:
     tests = checks.latest(s, [r.id for r in repos if r.id is not None])
     warnings = {w.repository_id: w.message for w in repositories.token_warnings(s)}
     competencies = {c.key: c.name for c in policies_repo.competencies(s)}
+    platforms = {f"platform:{p.id}": p.name or p.issuer for p in s.exec(select(Platform))}
+    pauses = {
+        rid: [(platforms.get(p.scope, p.scope), p) for p in found]
+        for rid, found in repositories.scoped_pauses(s).items()
+    }
     return {
         "repositories": repos,
+        "pauses": pauses,
         "tests": tests,
         "warnings": warnings,
         "kind_names": KIND_NAMES,

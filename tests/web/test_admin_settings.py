@@ -8,6 +8,7 @@ Sessions come from real launches of a platform that signs real tokens
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
     Course,
+    DeliveryPause,
     DeliveryRepository,
     Deployment,
     Platform,
@@ -203,6 +205,31 @@ def test_test_connection_is_queued_for_the_worker_and_the_page_shows_the_result(
     assert "Connection works, but" in done and "1 active badge template(s)" in done
     assert "stats:advanced: template T1 is not an active badge template" in done
     assert 'http-equiv="refresh"' not in done
+
+
+def test_a_rate_limit_on_one_platforms_gradebook_shows_on_the_repositories_page(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    token = _session(client, moodle)
+    later = utcnow() + dt.timedelta(minutes=5)
+    with db_session(engine, write=True) as s:
+        book = repositories.create(s, kind="ags", name="Gradebook", config={})
+        platform = s.exec(select(Platform)).one()
+        platform.name = "Moodle (Example University)"
+        s.add(platform)
+        scope = f"platform:{platform.id}"
+        s.add(
+            DeliveryPause(
+                repository_id=book.id,
+                scope=scope,
+                paused_until=later,
+                paused_reason="429 from the LMS",
+            )
+        )
+        s.commit()
+    page = _get(client, token, "/app/admin/repositories").text
+    assert "for Moodle (Example University) until" in page
+    assert "(rate limit: 429 from the LMS); the rest goes on" in page
 
 
 def test_a_test_dropped_by_its_worker_is_claimed_again_later(engine: Engine) -> None:
