@@ -150,12 +150,10 @@ def list_all(session: Session, *, enabled_only: bool = False) -> Sequence[Delive
     return session.exec(q).all()
 
 
-def scoped_pauses(
-    session: Session, *, now: dt.datetime | None = None
-) -> dict[int, list[DeliveryPause]]:
+def scoped_pauses(session: Session) -> dict[int, list[DeliveryPause]]:
     """The rate limits holding now on a part of a repository (one LMS platform's
     gradebook), by repository id; whole-repository pauses are on the repository."""
-    now = now or utcnow()
+    now = utcnow()
     col = DeliveryPause.__table__.c  # type: ignore[attr-defined]
     found: dict[int, list[DeliveryPause]] = {}
     q = select(DeliveryPause).where(col.paused_until > now).order_by(col.repository_id, col.scope)
