@@ -78,23 +78,20 @@ def next_delay(
     attempt: int,
     *,
     retry_after: float | None = None,
-    base: float = BASE_SECONDS,
-    cap: float = CAP_SECONDS,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds to wait before the next attempt: full jitter within ``window``.
+    """Seconds to wait before the next attempt: full jitter within ``window`` (from
+    ``BASE_SECONDS`` up to ``CAP_SECONDS``).
 
     Args:
         attempt: attempts made so far (1 after the first failure).
         retry_after: the server's Retry-After in seconds; the delay is never shorter.
-        base: first ceiling of the jitter window.
-        cap: largest ceiling of the jitter window.
         rng: source of randomness (``random`` module default).
 
     Returns:
-        A delay in seconds, ``>= retry_after`` when given and ``<= max(cap, retry_after)``.
+        A delay in seconds, ``>= retry_after`` when given and ``<= max(CAP_SECONDS, retry_after)``.
     """
-    delay = (rng or random).uniform(0.0, window(attempt, base=base, cap=cap))
+    delay = (rng or random).uniform(0.0, window(attempt, base=BASE_SECONDS, cap=CAP_SECONDS))
     if retry_after is not None and retry_after > delay:
         return float(retry_after)
     return delay

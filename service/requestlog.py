@@ -27,7 +27,6 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
-    "HEADER",
     "JsonFormatter",
     "RequestContext",
     "RequestIdFilter",
@@ -35,7 +34,6 @@ __all__ = [
     "current",
 ]
 
-HEADER = "x-request-id"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _current: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "microcred_request_id", default=None

@@ -27,7 +27,6 @@ __all__ = [
     "BoundsError",
     "LevelBounds",
     "Range",
-    "bounds_to_dict",
     "check",
     "read_bounds",
     "violations",
@@ -261,37 +260,3 @@ def check(policy: Policy, bounds: Bounds) -> None:
     found = violations(policy, bounds)
     if found:
         raise BoundsError(found)
-
-
-def bounds_to_dict(bounds: Bounds) -> dict[str, Any]:
-    """The canonical document of ``bounds``; ``read_bounds`` reads it back."""
-
-    def rng(r: Range, pct: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in (("min", r.low), ("max", r.high)):
-            if value is not None:
-                out[key] = f"{round(value * 100, 6):g}%" if pct else int(value)
-        return out
-
-    doc: dict[str, Any] = {}
-    if bounds.levels:
-        levels: dict[str, Any] = {}
-        for level, lb in sorted(bounds.levels.items()):
-            entry: dict[str, Any] = {}
-            if lb.threshold is not None:
-                entry["threshold"] = rng(lb.threshold, True)
-            if lb.verification is not None:
-                entry["verification"] = lb.verification.key
-            levels[level.key] = entry
-        doc["levels"] = levels
-    if bounds.minimum_score is not None:
-        doc["minimum_score"] = rng(bounds.minimum_score, True)
-    if bounds.aggregation is not None:
-        doc["aggregation"] = sorted(m.value for m in bounds.aggregation)
-    if bounds.weight is not None:
-        doc["weight"] = rng(bounds.weight, True)
-    for name in ("n", "max_attempts", "recency_days"):
-        value = getattr(bounds, name)
-        if value is not None:
-            doc[name] = rng(value, False)
-    return doc

@@ -16,7 +16,7 @@ from service.assessment.types import (
     VerificationLevel,
 )
 
-__all__ = ["Standing", "fraction", "quiz_attempt", "rubric_rating", "sort_key", "standings"]
+__all__ = ["Standing", "fraction", "quiz_attempt", "rubric_rating", "standings"]
 
 
 def fraction(score: float, max_score: float) -> float:
@@ -110,13 +110,6 @@ def quiz_attempt(
     )
 
 
-def sort_key(ev: Evidence) -> tuple[dt.datetime, int, str, float, int]:
-    """Oldest first; a total order on the fields that matter, so the outcome never depends
-    on the order evidence arrived in. Undated results sort before dated ones.
-    (``Evidence.order`` holds it, computed once.)"""
-    return ev.order
-
-
 class Standing(NamedTuple):
     """The result that stands for one item: its score, the time of the item's latest
     evidence (never of the attempt chosen, so a better score cannot move it in time), and
@@ -143,7 +136,7 @@ def standings(
     """One standing result per item, chronological by the item's latest evidence, and the
     attempts passed over.
 
-    ``ordered`` must be sorted by ``sort_key``. With several attempts, ``grading`` picks
+    ``ordered`` must be sorted by ``Evidence.order``. With several attempts, ``grading`` picks
     which one stands (Moodle's quiz grading methods); with ``AVERAGE`` all of them do.
     """
     ordered = list(ordered)

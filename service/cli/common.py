@@ -51,28 +51,32 @@ def _engine(settings: Settings) -> Engine:
     )
 
 
+@contextlib.contextmanager
+def _engine_of(settings: Settings) -> Iterator[Engine]:
+    """An engine for one command, closed afterwards (PostgreSQL pools)."""
+    engine = _engine(settings)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def _identity(settings: Settings, *, strict: bool = True) -> Settings:
     """The settings with the database's recorded issuer identity: its base URL adopted when
     MICROCRED_BASE_URL is unset (service/issuer/identity.py). Exit 2, before anything is
     written, when MICROCRED_BASE_URL names another URL (unless not ``strict``: reading)."""
     from service.issuer import identity
 
-    engine = _engine(settings)
-    try:
+    with _engine_of(settings) as engine:
         return identity.settle(engine, settings, strict=strict)
-    finally:
-        engine.dispose()
 
 
 def _recorded_url(settings: Settings) -> str | None:
     """The base URL this database issues as, if it recorded one (service/issuer/identity.py)."""
     from service.issuer import identity
 
-    engine = _engine(settings)
-    try:
+    with _engine_of(settings) as engine:
         return identity.recorded_url(engine)
-    finally:
-        engine.dispose()
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -90,12 +94,8 @@ def _db(settings: Settings, *, write: bool = False) -> Iterator[Session]:
     """One session for one command; the engine is closed afterwards (PostgreSQL pools)."""
     from service.db.engine import session
 
-    engine = _engine(settings)
-    try:
-        with session(engine, write=write) as s:
-            yield s
-    finally:
-        engine.dispose()
+    with _engine_of(settings) as engine, session(engine, write=write) as s:
+        yield s
 
 
 def _report(summary: evaluating.Summary, head: str) -> None:

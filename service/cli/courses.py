@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
 
 course_app = typer.Typer(
     help="Courses: connect one to its LMS, see its sync health, re-evaluate its learners.",
@@ -117,8 +117,7 @@ def course_reevaluate(
     from service.flows import evaluation_queue, syncing
 
     settings = _identity(_bootstrap())
-    engine = _engine(settings)
-    try:
+    with _engine_of(settings) as engine:
         pull = syncing.fetch_course(engine, course_id=course_id) if sync else None
         with db_session(engine, write=True) as s:
             if s.get(Course, course_id) is None:
@@ -145,8 +144,6 @@ def course_reevaluate(
             summary = evaluation_queue.run_course_jobs(
                 engine, settings=settings, course_id=course_id, actor="cli", progress=step
             )
-    finally:
-        engine.dispose()
     _report(
         summary,
         f"{summary.learners} learners, {summary.decisions} decisions ({summary.stored} new, "

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
 
@@ -52,11 +52,8 @@ def _evaluate_new_evidence(settings: Settings) -> None:
 
     from service.flows import evaluation_queue
 
-    engine = _engine(settings)
-    try:
+    with _engine_of(settings) as engine:
         done = evaluation_queue.evaluate_new_evidence(engine, settings=settings, actor="cli")
-    finally:
-        engine.dispose()
     for course_id, summary in done.items():
         if summary.queued:
             typer.echo(f"course {course_id}: {summary.queued} learners queued for the workers")
@@ -222,8 +219,7 @@ def sync_command(
     from service.sources import sync
 
     settings = _identity(_bootstrap()) if evaluate else _bootstrap()
-    engine = _engine(settings)
-    try:
+    with _engine_of(settings) as engine:
         conn, lms_course_id = _source_of(settings, course, source, lms_course_id)
         # The LMS is read with no transaction open (SQLite's write lock is not held while
         # it answers); a refreshed Canvas token is saved at once in its own transaction.
@@ -243,8 +239,6 @@ def sync_command(
         with _db(settings, write=True) as s:
             report = syncing.store_fetched(s, pull=pull, now=utcnow(), actor="cli")
             s.commit()
-    finally:
-        engine.dispose()
     for p in report.rejected:
         typer.echo(f"{p.where}, {p.field}: {p.reason}", err=True)
     typer.echo(

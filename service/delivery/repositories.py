@@ -78,13 +78,11 @@ def update(
     *,
     templates: dict[str, str] | None = None,
     secret: str | None = None,
-    secret_expires_at: dt.datetime | None = None,
     consent_policy: str | None = None,
     enabled: bool | None = None,
     now: dt.datetime | None = None,
 ) -> DeliveryRepository:
-    """Change a repository. A new secret without a given expiry gets its kind's lifetime
-    (Credly: 180 days)."""
+    """Change a repository. A new secret gets its kind's lifetime (Credly: 180 days)."""
     now = now or utcnow()
     repo = get(session, ref)
     provider = providers.get(repo.kind)
@@ -100,9 +98,8 @@ def update(
         repo.secret = secret
         repo.access_token = repo.refresh_token = None
         repo.access_token_expires_at = None
-        if secret_expires_at is None and provider.secret_days:
-            secret_expires_at = now + dt.timedelta(days=provider.secret_days)
-        repo.secret_expires_at = secret_expires_at
+        days = provider.secret_days
+        repo.secret_expires_at = now + dt.timedelta(days=days) if days else None
     if consent_policy is not None:
         if consent_policy not in ("automatic", "ask"):
             raise BadInput("consent_policy must be 'automatic' or 'ask'")
@@ -153,12 +150,10 @@ def list_all(session: Session, *, enabled_only: bool = False) -> Sequence[Delive
     return session.exec(q).all()
 
 
-def scoped_pauses(
-    session: Session, *, now: dt.datetime | None = None
-) -> dict[int, list[DeliveryPause]]:
+def scoped_pauses(session: Session) -> dict[int, list[DeliveryPause]]:
     """The rate limits holding now on a part of a repository (one LMS platform's
     gradebook), by repository id; whole-repository pauses are on the repository."""
-    now = now or utcnow()
+    now = utcnow()
     col = DeliveryPause.__table__.c  # type: ignore[attr-defined]
     found: dict[int, list[DeliveryPause]] = {}
     q = select(DeliveryPause).where(col.paused_until > now).order_by(col.repository_id, col.scope)

@@ -220,11 +220,9 @@ def resend_mismatch(
     return row
 
 
-def dismiss_mismatch(
-    session: Session, *, mismatch_id: int, now: dt.datetime | None = None
-) -> EmailMismatch:
+def dismiss_mismatch(session: Session, *, mismatch_id: int) -> EmailMismatch:
     """Mark a mismatch as handled without re-sending (e.g. the earner merged accounts)."""
     m = _mismatch(session, mismatch_id)
-    m.resolved_at, m.resolution = now or utcnow(), "dismissed"
+    m.resolved_at, m.resolution = utcnow(), "dismissed"
     session.flush()
     return m

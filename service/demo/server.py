@@ -13,20 +13,13 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
 
 from service.serving import server_options, settle_heap
 
-__all__ = ["Endpoints", "bind", "run", "running"]
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    tool_url: str
-    lms_url: str
+__all__ = ["bind", "run", "running"]
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -12,7 +12,7 @@ in one transaction (STYLE.md "Transactions"). One module per use case:
 - ``mapping``: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
 - ``evaluating``: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
 - ``evaluation_queue`` (``service.evaluation``, docs/scale.md): ``run_evaluation_jobs`` (a
-  worker step), ``run_course_jobs`` (work on one course's queue here), ``reevaluate`` and
+  worker step), ``run_course_jobs`` (work on one course's queue here),
   ``evaluate_new_evidence`` (queue, and evaluate at once when few), ``enqueue_new_evidence``
 - ``issuing``, ``awarding``, ``revoking``: ``approve``, ``attest``, ``revoke_award``,
   ``revoke_credential``, ``allow_reaward``, ``keep_award`` (a person's revocation blocks

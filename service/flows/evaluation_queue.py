@@ -1,5 +1,5 @@
 """The evaluation queue (``service.evaluation``, docs/scale.md): ``run_evaluation_jobs`` (a
-worker step), ``run_course_jobs`` (work on one course's queue here), ``reevaluate`` and
+worker step), ``run_course_jobs`` (work on one course's queue here),
 ``evaluate_new_evidence`` (queue, and evaluate at once when few), ``enqueue_new_evidence``."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from sqlmodel import Session, col, func, select
 
 from service import evaluation
 from service.db.engine import session as db_session
-from service.db.models import Course, CourseSetup, Enrolment, ImportRun
+from service.db.models import CourseSetup, Enrolment, ImportRun
 from service.db.models import Evidence as EvidenceRow
 from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
-from service.errors import NotFound, ServiceError
+from service.errors import ServiceError
 from service.flows.evaluating import Summary, evaluate_course
 from service.flows.setup_store import course_setup
 from service.lti.store import learner_inputs
@@ -85,20 +85,17 @@ def enqueue_new_evidence(session: Session) -> dict[int, int]:
     return queued
 
 
-def evaluate_new_evidence(
-    engine_: Engine, *, settings: Settings, actor: str, inline_max: int | None = None
-) -> dict[int, Summary]:
+def evaluate_new_evidence(engine_: Engine, *, settings: Settings, actor: str) -> dict[int, Summary]:
     """After a CSV import or a push to the API: queue the evaluation of the learners whose
     results changed, and evaluate them here and now when they are few (at most
-    ``inline_max``, default ``settings.evaluation_inline_learners``); more are left to the
-    workers (``Summary.queued``)."""
+    ``settings.evaluation_inline_learners``); more are left to the workers
+    (``Summary.queued``)."""
     with db_session(engine_, write=True) as s:
         queued = enqueue_new_evidence(s)
         s.commit()
-    limit = settings.evaluation_inline_learners if inline_max is None else inline_max
     done: dict[int, Summary] = {}
     for course_id, count in queued.items():
-        if count > limit:
+        if count > settings.evaluation_inline_learners:
             done[course_id] = Summary(queued=count)
             continue
         try:
@@ -110,30 +107,6 @@ def evaluate_new_evidence(
                 "evaluation of course %s after new evidence failed: %s", course_id, exc.detail
             )
     return done
-
-
-def reevaluate(
-    engine_: Engine,
-    *,
-    settings: Settings,
-    course_id: int,
-    actor: str,
-    reason: str,
-    inline_max: int | None = None,
-) -> Summary:
-    """Queue the evaluation of every learner of a course (the instructor's Re-evaluate);
-    evaluate them here and now when they are at most ``inline_max`` (default
-    ``settings.evaluation_inline_learners``), else leave them to the workers
-    (``Summary.queued``)."""
-    with db_session(engine_, write=True) as s:
-        if s.get(Course, course_id) is None:
-            raise NotFound(f"no course {course_id}")
-        count = evaluation.enqueue(s, course_id=course_id, reason=reason)
-        s.commit()
-    limit = settings.evaluation_inline_learners if inline_max is None else inline_max
-    if count > limit:
-        return Summary(queued=count)
-    return run_course_jobs(engine_, settings=settings, course_id=course_id, actor=actor)
 
 
 def run_course_jobs(

@@ -24,7 +24,6 @@ from service import audit
 from service.assessment import bounds as bounds_mod
 from service.assessment import canonical, engine, parse, policyfile
 from service.assessment.types import AssessmentError, Evidence, Level, Policy
-from service.assessment.types import Decision as EngineDecision
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
@@ -53,7 +52,6 @@ __all__ = [
     "import_course",
     "import_institution",
     "institution_layers",
-    "record_decision",
     "reproduces",
     "save_competency_override",
     "save_course_override",
@@ -599,30 +597,6 @@ def stored(session: Session, *, course_id: int, comp: Competency) -> Policy | No
         return parse.compose(_layer(row), course, override, {"competency": comp.key})
     except AssessmentError:
         return None
-
-
-def record_decision(
-    session: Session,
-    *,
-    decision: EngineDecision,
-    evidence: Sequence[Evidence],
-    person_id: int,
-    course_id: int,
-    competency_row: Competency,
-    effective_row: EffectivePolicy,
-) -> Decision:
-    """Store a decision with its policy version and the hash of the evidence it used."""
-    row = repo.decision_row(
-        decision=decision,
-        evidence_hash=canonical.evidence_hash(evidence),
-        person_id=person_id,
-        course_id=course_id,
-        competency_row=competency_row,
-        effective_row=effective_row,
-    )
-    session.add(row)
-    session.flush()
-    return row
 
 
 def explain(session: Session, *, decision_id: int) -> dict[str, Any]:

@@ -10,7 +10,7 @@ the evidence store (normalised results before they are mapped to competencies).
 - ``connectors`` Moodle web services and Canvas REST readers (httpx enters here)
 - ``sync``       sync_course(), connector_for() a stored source_connection
 - ``router``     /api/evidence, /api/courses/{id}/evidence[/import]
-- ``errors``     SourceError tree (retryable or final) and ImportRejected
+- ``errors``     SourceError tree (retryable or final)
 
 This package imports neither ``lti``, ``issuer`` nor ``assessment``; ``flows`` converts
 ``store.EvidenceRecord`` into the engine's Evidence.

@@ -6,8 +6,6 @@ DependencyFailed (service.errors)
       ├── SourceAuthFailed     final: token rejected or expired and could not be refreshed
       ├── SourceRefused        final: any other 4xx, or a Moodle web-service exception
       └── SourceDataError      final: the response is not in the documented shape
-BadInput (service.errors)
- └── ImportRejected           a CSV / push batch has invalid records; carries the report
 
 Nothing is written when one of these is raised during a sync: connectors fetch everything
 first and the store writes afterwards in one transaction.
@@ -15,11 +13,9 @@ first and the store writes afterwards in one transaction.
 
 from __future__ import annotations
 
-from service.errors import BadInput, DependencyFailed
-from service.sources.types import SyncReport
+from service.errors import DependencyFailed
 
 __all__ = [
-    "ImportRejected",
     "SourceAuthFailed",
     "SourceDataError",
     "SourceError",
@@ -54,14 +50,3 @@ class SourceRefused(SourceError):
 class SourceDataError(SourceError):
     code = "source_data"
     title = "The LMS answered in an unexpected shape"
-
-
-class ImportRejected(BadInput):
-    """Invalid records and the all-or-nothing rule: nothing was written."""
-
-    code = "import_rejected"
-    title = "The import was not applied"
-
-    def __init__(self, detail: str, *, report: SyncReport, hint: str | None = None) -> None:
-        super().__init__(detail, hint=hint)
-        self.report = report

@@ -594,16 +594,12 @@ def list_evidence(
     session: Session,
     *,
     course_id: int,
-    person_id: int | None = None,
     person_ids: Sequence[int] | None = None,
 ) -> list[EvidenceRecord]:
-    """Every stored result of a course (or of one learner, or of ``person_ids``),
-    verification events applied."""
+    """Every stored result of a course (or of ``person_ids``), verification events
+    applied."""
     q = select(Evidence).where(Evidence.course_id == course_id)
     e = select(EventRow).where(EventRow.course_id == course_id)
-    if person_id is not None:
-        q = q.where(Evidence.person_id == person_id)
-        e = e.where(EventRow.person_id == person_id)
     if person_ids is not None:
         q = q.where(col(Evidence.person_id).in_(person_ids))
         e = e.where(col(EventRow.person_id).in_(person_ids))

@@ -10,6 +10,7 @@ rejected with their reason; the rest is written.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 
 import httpx
@@ -18,7 +19,7 @@ from sqlmodel import Session, select
 from service.db.models import ImportRun, SourceConnection
 from service.errors import BadInput, NotFound
 from service.sources import store
-from service.sources.connectors.base import Connector, RetryPolicy
+from service.sources.connectors.base import Connector
 from service.sources.connectors.canvas import CanvasConnector
 from service.sources.connectors.moodle import MoodleConnector
 from service.sources.types import Problem, SyncReport
@@ -43,7 +44,6 @@ def connector_for(
     *,
     client: httpx.Client | None = None,
     on_refresh: Callable[[str, dt.datetime | None], None] | None = None,
-    policy: RetryPolicy | None = None,
     sleep: Callable[[float], None] | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> Connector:
@@ -51,15 +51,13 @@ def connector_for(
     ``on_refresh`` (which saves it in a transaction of its own), else onto the row in
     ``session`` for the caller to commit."""
     origin = f"{connection.kind}:{connection.id}"
-    extra = {"sleep": sleep} if sleep is not None else {}
     if connection.kind == "moodle":
         return MoodleConnector(
             base_url=connection.base_url,
             token=connection.access_token,
             origin=origin,
             client=client,
-            policy=policy,
-            **extra,
+            sleep=sleep or time.sleep,
         )
     if connection.kind == "canvas":
 
@@ -82,9 +80,8 @@ def connector_for(
             on_refresh=saved,
             origin=origin,
             client=client,
-            policy=policy,
             now=now,
-            **extra,
+            sleep=sleep or time.sleep,
         )
     raise BadInput(f"unknown source kind {connection.kind!r}; known: {', '.join(KINDS)}")
 

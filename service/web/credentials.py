@@ -158,17 +158,14 @@ def render_credential_page(
     jwt_available: bool,
     urls: CredentialPageUrls,
     learner_name: str | None = None,
-    now: datetime | None = None,
-    status_code: int = 200,
 ) -> HTMLResponse:
     """Render the public page for one credential.
 
     ``learner_name`` is the display name to show (the document usually carries only a
-    hashed identifier); ``now`` defaults to the current time and only refines wording of
-    the expiry banner — the verdict itself comes from ``report``.
+    hashed identifier). The time now only refines the wording of the expiry banner: the
+    verdict itself comes from ``report``.
     """
-    moment = now or datetime.now(UTC)
-    view = view_model(document, report, now=moment, learner_name=learner_name)
+    view = view_model(document, report, now=datetime.now(UTC), learner_name=learner_name)
     linkedin = linkedin_add_url(
         name=view.title
         if not view.level or view.level in view.title
@@ -188,7 +185,6 @@ def render_credential_page(
     response = render(
         request,
         "credential.html",
-        status_code=status_code,
         view=view,
         urls=urls,
         jwt_available=jwt_available and urls.jwt is not None,

@@ -141,16 +141,6 @@ def test_check_reports_every_violation() -> None:
     assert "; " in caught.value.message
 
 
-def test_bounds_round_trip() -> None:
-    doc = bounds.bounds_to_dict(LIMITS)
-    assert bounds.read_bounds(doc) == LIMITS
-    assert doc["levels"]["intermediate"] == {
-        "threshold": {"min": "60%", "max": "80%"},
-        "verification": "authenticated",
-    }
-    assert bounds.bounds_to_dict(bounds.Bounds()) == {}
-
-
 @pytest.mark.parametrize(
     ("doc", "field", "message"),
     [

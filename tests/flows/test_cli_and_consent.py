@@ -11,7 +11,7 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
-from service import cli
+from service import cli, evaluation
 from service.db.engine import session as db_session
 from service.db.models import Award, OutboxMessage, Person, SourceConnection
 from service.db.types import utcnow
@@ -263,9 +263,9 @@ def test_the_api_revokes_like_the_command_line_and_refuses_to_undo_an_award(
         assert revoke.payload["reason"] == "Awarded in error"
         line = s.get(Award, award_id)
         assert line is not None and line.state == "revoked" and line.reaward_blocked
-    evaluation_queue.reevaluate(
-        live.engine, settings=live.settings, course_id=live.course_id, actor="t", reason="t"
-    )
+    with db_session(live.engine, write=True) as s:  # the instructor's Re-evaluate
+        evaluation.enqueue(s, course_id=live.course_id, reason="t")
+        s.commit()
     while evaluation_queue.run_evaluation_jobs(live.engine, settings=live.settings)[0]:
         pass
     with db_session(live.engine) as s:

@@ -9,11 +9,13 @@ import yaml
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from service.assessment import canonical
 from service.assessment import engine as rules
 from service.assessment.types import Level
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, Competency, Course
 from service.errors import BadInput, Conflict, NotFound
+from service.policies import repository as policies_repo
 from service.policies import service as policies
 from tests import factories
 from tests.assessment.build import NOW, ev
@@ -321,15 +323,16 @@ def test_decisions_are_stored_explained_and_reproduced(session: Session) -> None
         ev("q1", 90, competency="stats", attempt=2),
     ]
     decision = rules.evaluate(evidence, policy, NOW)
-    row = policies.record_decision(
-        session,
+    row = policies_repo.decision_row(  # as an evaluation batch stores it
         decision=decision,
-        evidence=evidence,
+        evidence_hash=canonical.evidence_hash(evidence),
         person_id=learner.id,
         course_id=course.id,
         competency_row=stats,
         effective_row=effective_row,
     )
+    session.add(row)
+    session.flush()
     assert (row.level, row.policy_version) == ("intermediate", 1)
     assert len(row.evidence_hash) == 64 and row.evaluated_at == NOW
     explained = policies.explain(session, decision_id=row.id or 0)

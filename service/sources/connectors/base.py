@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -21,6 +21,7 @@ __all__ = ["Connector", "Fetched", "RetryPolicy", "backoff_seconds", "from_unix"
 class Fetched:
     """Everything read for one course: results tagged with where they came from."""
 
+    origin: str  # the connector's, given to every result
     results: list[tuple[str, Result]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     requests: int = 0
@@ -30,6 +31,10 @@ class Fetched:
     # Only what changed since a time was asked for (an incremental pull): what is missing
     # from it is unchanged, not deleted.
     incremental: bool = False
+
+    def add(self, where: str, **fields: Any) -> None:
+        """A result the LMS asserted, read from ``where`` (fields as ``Result`` takes them)."""
+        self.results.append((where, Result(origin=self.origin, **fields)))
 
 
 class Connector(Protocol):

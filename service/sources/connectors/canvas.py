@@ -40,7 +40,7 @@ import httpx
 from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
-from service.sources.types import Asserter, LearnerRef, Problem, Result, RubricLevel, SourceKind
+from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind
 
 __all__ = ["CanvasConnector", "TokenRefreshed"]
 
@@ -243,7 +243,7 @@ class CanvasConnector:
             ) from exc
 
     def _fetch(self, cid: str, since: dt.datetime | None) -> Fetched:
-        out = Fetched(incremental=since is not None)
+        out = Fetched(self.origin, incremental=since is not None)
         base = f"/api/v1/courses/{cid}"
         users = self.paged(
             f"{base}/users",
@@ -312,23 +312,17 @@ class CanvasConnector:
             if score is None or not possible:
                 out.problems.append(Problem(where, "score", "complete but without a score"))
                 continue
-            out.results.append(
-                (
-                    where,
-                    Result(
-                        origin=self.origin,
-                        kind=SourceKind.QUIZ,
-                        learner=self._learner(q["user_id"], emails),
-                        item_id=str(a["id"]),
-                        item_title=str(a.get("name", "")),
-                        score=float(score),
-                        max_score=float(possible),
-                        attempt=int(q.get("attempt") or 1),
-                        submitted_at=_when(q.get("finished_at")),
-                        graded_at=_when(q.get("finished_at")),
-                        asserted_by=Asserter.LMS,
-                    ),
-                )
+            out.add(
+                where,
+                kind=SourceKind.QUIZ,
+                learner=self._learner(q["user_id"], emails),
+                item_id=str(a["id"]),
+                item_title=str(a.get("name", "")),
+                score=float(score),
+                max_score=float(possible),
+                attempt=int(q.get("attempt") or 1),
+                submitted_at=_when(q.get("finished_at")),
+                graded_at=_when(q.get("finished_at")),
             )
 
     def _submission(
@@ -352,25 +346,19 @@ class CanvasConnector:
                     Problem(where, "points_possible", "the assignment has no points possible")
                 )
             else:
-                out.results.append(
-                    (
-                        where,
-                        Result(
-                            origin=self.origin,
-                            kind=SourceKind.QUIZ
-                            if a.get("is_quiz_lti_assignment")
-                            else SourceKind.ASSIGNMENT,
-                            learner=learner,
-                            item_id=str(a["id"]),
-                            item_title=str(a.get("name", "")),
-                            score=float(s["score"]),
-                            max_score=float(possible),
-                            attempt=attempt,
-                            submitted_at=_when(s.get("submitted_at")),
-                            graded_at=_when(s.get("graded_at")),
-                            asserted_by=Asserter.LMS,
-                        ),
-                    )
+                out.add(
+                    where,
+                    kind=SourceKind.QUIZ
+                    if a.get("is_quiz_lti_assignment")
+                    else SourceKind.ASSIGNMENT,
+                    learner=learner,
+                    item_id=str(a["id"]),
+                    item_title=str(a.get("name", "")),
+                    score=float(s["score"]),
+                    max_score=float(possible),
+                    attempt=attempt,
+                    submitted_at=_when(s.get("submitted_at")),
+                    graded_at=_when(s.get("graded_at")),
                 )
         self._criteria(out, a, s, learner, attempt=attempt, where=where)
 
@@ -428,22 +416,16 @@ class CanvasConnector:
                 points=float(points) if points is not None else _rating_points(rating),
                 scale=scale,
             )
-            out.results.append(
-                (
-                    f"{where} criterion {crit_id}",
-                    Result(
-                        origin=self.origin,
-                        kind=SourceKind.RUBRIC_CRITERION,
-                        learner=learner,
-                        item_id=str(a["id"]),
-                        item_title=str(a.get("name", "")),
-                        criterion_id=str(crit_id),
-                        criterion_title=str(c.get("description", "")),
-                        level=level,
-                        attempt=attempt,
-                        submitted_at=_when(s.get("submitted_at")),
-                        graded_at=_when(s.get("graded_at")),
-                        asserted_by=Asserter.LMS,
-                    ),
-                )
+            out.add(
+                f"{where} criterion {crit_id}",
+                kind=SourceKind.RUBRIC_CRITERION,
+                learner=learner,
+                item_id=str(a["id"]),
+                item_title=str(a.get("name", "")),
+                criterion_id=str(crit_id),
+                criterion_title=str(c.get("description", "")),
+                level=level,
+                attempt=attempt,
+                submitted_at=_when(s.get("submitted_at")),
+                graded_at=_when(s.get("graded_at")),
             )

@@ -53,7 +53,7 @@ import httpx
 from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, from_unix, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
-from service.sources.types import Asserter, LearnerRef, Problem, Result, RubricLevel, SourceKind
+from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind
 
 __all__ = ["MoodleConnector"]
 
@@ -235,7 +235,7 @@ class MoodleConnector:
             ) from exc
 
     def _fetch(self, cid: int) -> Fetched:
-        out = Fetched()
+        out = Fetched(self.origin)
         # One call for the whole gradebook tells which learners have a quiz grade, so
         # attempts are asked only for them (mod_quiz_get_user_attempts is per user).
         fn = "gradereport_user_get_grade_items"
@@ -286,23 +286,17 @@ class MoodleConnector:
                             Problem(where, "sumgrades", "the quiz has no total marks")
                         )
                         continue
-                    out.results.append(
-                        (
-                            where,
-                            Result(
-                                origin=self.origin,
-                                kind=SourceKind.QUIZ,
-                                learner=self._learner(a.get("userid", uid)),
-                                item_id=str(quiz["coursemodule"]),
-                                item_title=str(quiz.get("name", "")),
-                                score=marks,
-                                max_score=max_marks,
-                                attempt=int(a.get("attempt") or 1),
-                                submitted_at=from_unix(a.get("timefinish")),
-                                graded_at=from_unix(a.get("timemodified")),
-                                asserted_by=Asserter.LMS,
-                            ),
-                        )
+                    out.add(
+                        where,
+                        kind=SourceKind.QUIZ,
+                        learner=self._learner(a.get("userid", uid)),
+                        item_id=str(quiz["coursemodule"]),
+                        item_title=str(quiz.get("name", "")),
+                        score=marks,
+                        max_score=max_marks,
+                        attempt=int(a.get("attempt") or 1),
+                        submitted_at=from_unix(a.get("timefinish")),
+                        graded_at=from_unix(a.get("timemodified")),
                     )
 
     def _assignments(self, out: Fetched, cid: int) -> None:
@@ -345,22 +339,16 @@ class MoodleConnector:
                         Problem(where, "grade", "graded on a scale, not points; not imported")
                     )
                     continue
-                out.results.append(
-                    (
-                        where,
-                        Result(
-                            origin=self.origin,
-                            kind=SourceKind.ASSIGNMENT,
-                            learner=self._learner(g["userid"]),
-                            item_id=str(cmid),
-                            item_title=str(assign.get("name", "")),
-                            score=value,
-                            max_score=max_grade,
-                            attempt=int(g.get("attemptnumber") or 0) + 1,
-                            graded_at=from_unix(g.get("timemodified")),
-                            asserted_by=Asserter.LMS,
-                        ),
-                    )
+                out.add(
+                    where,
+                    kind=SourceKind.ASSIGNMENT,
+                    learner=self._learner(g["userid"]),
+                    item_id=str(cmid),
+                    item_title=str(assign.get("name", "")),
+                    score=value,
+                    max_score=max_grade,
+                    attempt=int(g.get("attemptnumber") or 0) + 1,
+                    graded_at=from_unix(g.get("timemodified")),
                 )
             area = area_by_cmid.get(cmid)
             if area is not None and area.get("activemethod") == "rubric":
@@ -447,26 +435,20 @@ class MoodleConnector:
                     )
                 )
                 continue
-            out.results.append(
-                (
-                    f"{where} criterion {c['id']}",
-                    Result(
-                        origin=self.origin,
-                        kind=SourceKind.RUBRIC_CRITERION,
-                        learner=self._learner(grade["userid"]),
-                        item_id=str(cmid),
-                        item_title=str(assign.get("name", "")),
-                        criterion_id=str(c["id"]),
-                        criterion_title=str(c.get("description", "")),
-                        level=RubricLevel(
-                            id=str(chosen["id"]),
-                            name=str(chosen.get("definition", "")),
-                            points=float(chosen["score"]),
-                            scale=scale,
-                        ),
-                        attempt=int(grade.get("attemptnumber") or 0) + 1,
-                        graded_at=from_unix(inst.get("timemodified")),
-                        asserted_by=Asserter.LMS,
-                    ),
-                )
+            out.add(
+                f"{where} criterion {c['id']}",
+                kind=SourceKind.RUBRIC_CRITERION,
+                learner=self._learner(grade["userid"]),
+                item_id=str(cmid),
+                item_title=str(assign.get("name", "")),
+                criterion_id=str(c["id"]),
+                criterion_title=str(c.get("description", "")),
+                level=RubricLevel(
+                    id=str(chosen["id"]),
+                    name=str(chosen.get("definition", "")),
+                    points=float(chosen["score"]),
+                    scale=scale,
+                ),
+                attempt=int(grade.get("attemptnumber") or 0) + 1,
+                graded_at=from_unix(inst.get("timemodified")),
             )
