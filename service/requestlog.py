@@ -19,8 +19,8 @@ import datetime as dt
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,7 +79,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming(scope) or uuid.uuid4().hex
+        rid = _incoming(scope) or secrets.token_hex(16)  # as uuid4().hex, without the UUID
         token = _current.set(rid)
         status = 500
         started = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import anyio.to_thread
 import orjson
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Engine, Table, event, exc, insert, inspect
+from sqlalchemy import Engine, Insert, Table, event, exc, insert, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, create_engine
@@ -179,7 +179,9 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(_BEGIN[mode])
+        # On the driver's connection (public: Connection.connection.driver_connection):
+        # SQLAlchemy's statement machinery around a BEGIN cost more than SQLite's work.
+        conn.connection.driver_connection.execute(_BEGIN[mode])
 
 
 # One option engine per engine and variant: making one per transaction costs a logger
@@ -243,7 +245,14 @@ def insert_row(session: Session, model: type[SQLModel], **values: Any) -> None:
         default = info.get_default(call_default_factory=True, validated_data=row)
         if default is not PydanticUndefined and default is not None:
             row[name] = default
-    session.execute(insert(table(model)), row)
+    session.flush()  # as the session's autoflush would, before a statement of its own
+    session.connection().execute(_insert(model), row)
+
+
+@functools.cache
+def _insert(model: type[SQLModel]) -> Insert:
+    # built once per table: Core's compiled cache then finds it by identity, no rebuild
+    return insert(table(model))
 
 
 def table(model: type[SQLModel]) -> Table:

@@ -2,9 +2,11 @@
 import this one: an import-linter contract holds it).
 
 Each statement is built once per process by a module-level builder (its identity is the
-cache key) and run with SQLAlchemy Core's public execution (``Session.execute``), whose
-compiled cache then skips the compilation; values convert through the columns' types as
-through the ORM. Rows come back as tuples, or as detached, read-only model instances
+cache key) and run on the session's connection (``Session.connection().execute``: Core's
+public execution, in the session's transaction, without the ORM's per-statement work),
+whose compiled cache then skips the compilation; pending ORM changes are flushed first, as
+the session's autoflush would; values convert through the columns' types as through the
+ORM. Rows come back as tuples, or as detached, read-only model instances
 (``model_construct``) for code that reads models: change rows with an UPDATE statement,
 never with ``session.add`` on such an instance (which would INSERT it again).
 """
@@ -15,7 +17,7 @@ import functools
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import configure_mappers
 from sqlalchemy.sql import Executable
@@ -37,6 +39,13 @@ def _statement(key: Hashable, build: Callable[[], Executable]) -> Executable:
     return found
 
 
+def _connection(session: Session) -> Connection:
+    """The session's connection in its transaction, with pending ORM changes flushed (a
+    statement run here must see them, as through ``Session.execute``)."""
+    session.flush()
+    return session.connection()
+
+
 def one(
     session: Session,
     build: Callable[[], Executable],
@@ -47,7 +56,7 @@ def one(
     """The first row of the statement ``build()`` returns (``build`` is called once per
     process: pass a module-level function, or a ``cache_key``)."""
     statement = _statement(build if cache_key is None else cache_key, build)
-    found = session.execute(statement, params).first()
+    found = _connection(session).execute(statement, params).first()
     return None if found is None else tuple(found)
 
 
@@ -66,7 +75,7 @@ def update(
         )
 
     params = {f"b_{name}": value for name, value in changes.items()} | {"b_id": row_id}
-    result = session.execute(_statement(("update", model_type, names), build), params)
+    result = _connection(session).execute(_statement(("update", model_type, names), build), params)
     return int(getattr(result, "rowcount", -1))
 
 

@@ -207,9 +207,14 @@ class _Loaded:
     course: Course | None
 
 
-def _load(engine: Engine, token: str, settings: Settings, now: dt.datetime) -> _Loaded:
-    with db_session(engine, autocommit=True) as s:
-        found = store.session_of(s, _hash(token))
+def _load(
+    engine: Engine, token: str, settings: Settings, now: dt.datetime, session: Session | None
+) -> _Loaded:
+    if session is not None:
+        found = store.session_of(session, _hash(token))
+    else:
+        with db_session(engine, autocommit=True) as s:
+            found = store.session_of(s, _hash(token))
     if found is None or found.session.expires_at <= now:
         raise NotSignedIn("Your microcred session has ended or is unknown.")
     row, platform, deployment = found.session, found.platform, found.deployment
@@ -258,11 +263,13 @@ async def _sent(request: Request) -> _Sent:
     return _Sent(token, cookie_token, form_token, form_csrf)
 
 
-def signed_in(request: Request, sent: _Sent) -> CurrentUser:
-    """The user of ``sent``'s session (sync: database work)."""
+def signed_in(request: Request, sent: _Sent, session: Session | None = None) -> CurrentUser:
+    """The user of ``sent``'s session (sync: database work), read in the route's
+    ``session`` when given (the landing page: one transaction, not two), else in a short
+    one of its own."""
     now = utcnow()
     settings: Settings = request.app.state.settings
-    loaded = _load(request.app.state.engine, sent.token, settings, now)
+    loaded = _load(request.app.state.engine, sent.token, settings, now, session)
     row, token = loaded.row, sent.token
     origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
     user = CurrentUser(

@@ -188,7 +188,7 @@ def home(request: Request, sent: auth.SentDep, session: SessionDep) -> Response:
     clean = auth.without_carried_token(request)
     if clean is not None:
         return clean
-    user = auth.signed_in(request, sent)
+    user = auth.signed_in(request, sent, session)
     if user.is_admin and user.course_id is None:
         return admin.admin_page(request, session, user)
     if user.course_id is None:
