@@ -12,6 +12,7 @@ from sqlmodel import select
 from service import evaluation
 from service.db.engine import session as db_session
 from service.db.models import Enrolment
+from service.delivery import status as delivery_status
 from service.errors import ServiceError
 from service.flows.syncing import request_sync
 from service.lti.store import LaunchRecord, LearnerState, learner_state
@@ -29,6 +30,8 @@ def _learner_launch(record: LaunchRecord) -> LearnerState | None:
 
 def after_launch_due(*, settings: Settings, record: LaunchRecord, now: dt.datetime) -> bool:
     """Whether ``after_launch`` has anything to do for this launch (no statement)."""
+    if record.new_email is not None:
+        return True
     state = _learner_launch(record)
     if state is None:
         return False
@@ -48,8 +51,15 @@ def after_launch(
     ``launch_evaluation_max_age_seconds`` (time-dependent rules). A returning learner with
     nothing new costs no statement here; the page renders what is known and says that an
     evaluation is pending (no evaluation runs in the request). Runs after the launch
-    committed.
+    committed. A launch that brings a new e-mail records the badges delivered to the old
+    one (``delivery.status.detect_email_change``) for the administrator to re-send.
     """
+    if record.new_email is not None:
+        with db_session(engine_, write=True) as s:
+            delivery_status.detect_email_change(
+                s, person_id=record.person_id, new_email=record.new_email, now=now
+            )
+            s.commit()
     state = _learner_launch(record)
     if state is None or record.course_id is None:
         return

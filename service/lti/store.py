@@ -276,6 +276,9 @@ class LaunchRecord:
     course_id: int | None
     role: str
     learner: LearnerState | None = None
+    # the person's e-mail when this launch changed a known one (badges delivered by e-mail
+    # may sit under the old address: ``flows.after_launch`` records that)
+    new_email: str | None = None
 
 
 def _scalar(query: Any) -> Any:
@@ -432,7 +435,9 @@ def _create(session: Session, row: SQLModel) -> bool:
     return True
 
 
-def _person(session: Session, launch: LaunchContext, now: dt.datetime, found: Any) -> int:
+def _person(
+    session: Session, launch: LaunchContext, now: dt.datetime, found: Any
+) -> tuple[int, str | None]:
     params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
     # launch that withholds them (privacy settings) keeps what we knew. A returning user
@@ -441,14 +446,16 @@ def _person(session: Session, launch: LaunchContext, now: dt.datetime, found: An
     if found is None:
         person = Person(platform_id=launch.platform_id, sub=launch.sub, **sent)
         if _create(session, person):
-            return person.id or 0
+            return person.id or 0, None
         found = prepared.one(session, _person_query, **params)
         assert found is not None
     person_id, *known = found
     fields = {f: sent.get(f, old) for f, old in zip(_PERSON_FIELDS, known, strict=True)}
     if list(fields.values()) != known:
         prepared.update(session, Person, person_id, fields | {"updated_at": now})
-    return int(person_id)
+    old_email, new_email = known[_PERSON_FIELDS.index("email")], fields["email"]
+    changed = old_email and new_email and old_email.lower() != new_email.lower()
+    return int(person_id), new_email if changed else None
 
 
 def _course(session: Session, launch: LaunchContext, found: Any) -> int:
@@ -582,9 +589,11 @@ def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) ->
         enrolment_row = enrolment_row if enrolment_row[0] is not None else None
         if learner and enrolment_row is not None:
             state_row = known[width:]
-    person_id = _person(session, launch, now, person)
+    person_id, new_email = _person(session, launch, now, person)
     if not launch.context_id:
-        return LaunchRecord(person_id=person_id, course_id=None, role=launch.role)
+        return LaunchRecord(
+            person_id=person_id, course_id=None, role=launch.role, new_email=new_email
+        )
     if known is None:  # a new person: the course may exist all the same
         course = prepared.one(
             session, _course_query, deployment_id=launch.deployment_pk, context_id=launch.context_id
@@ -599,7 +608,13 @@ def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) ->
     if isinstance(canvas_id, str | int) and str(canvas_id).isdigit():
         _link_canvas_user(session, launch, str(canvas_id), person_id)
     state = learner_state(session, enrolment=enrolment, row=state_row) if learner else None
-    return LaunchRecord(person_id=person_id, course_id=course_id, role=launch.role, learner=state)
+    return LaunchRecord(
+        person_id=person_id,
+        course_id=course_id,
+        role=launch.role,
+        learner=state,
+        new_email=new_email,
+    )
 
 
 # --- the tool session ------------------------------------------------------------------------

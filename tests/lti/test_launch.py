@@ -16,8 +16,10 @@ from service.db.engine import session as db_session
 from service.db.models import (
     Course,
     Deployment,
+    EmailMismatch,
     Enrolment,
     LaunchState,
+    OutboxMessage,
     Person,
     Platform,
     WebSession,
@@ -99,6 +101,32 @@ def test_name_and_email_are_updated_on_each_launch(
         people = s.exec(select(Person)).all()
     assert len(people) == 1
     assert (people[0].name, people[0].email) == ("Ada King", "ada@king.example")
+
+
+def test_a_new_email_at_launch_records_the_badges_delivered_to_the_old_one(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    assert moodle.full_launch(client).status_code == 303
+    with db_session(engine, write=True) as s:
+        person = s.exec(select(Person)).one()
+        s.add(
+            OutboxMessage(
+                credential_id="urn:uuid:c-1",
+                person_id=person.id,
+                kind="credly.issue_badge",
+                idempotency_key="k-1",
+                payload={"recipient_email": "ada@example.edu"},
+                status="delivered",
+            )
+        )
+        s.commit()
+    assert moodle.full_launch(client, email="ADA@example.edu").status_code == 303  # same one
+    with db_session(engine) as s:
+        assert s.exec(select(EmailMismatch)).all() == []
+    assert moodle.full_launch(client, email="ada@king.example").status_code == 303
+    with db_session(engine) as s:
+        [found] = s.exec(select(EmailMismatch)).all()
+    assert (found.delivered_email, found.current_email) == ("ada@example.edu", "ada@king.example")
 
 
 def test_canvas_instructor_with_institution_roles(
