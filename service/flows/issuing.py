@@ -227,20 +227,9 @@ def _issue(
     else:
         # a first credential on this line: its delivery key is the new credential's uuid
         delivery_awards.enqueue_issue(session, snapshot=snapshot, now=now, new_credential=True)
-    values: dict[str, Any] = {
-        "course_id": setup.course_id,
-        "person_id": person.id,
-        "competency_id": comp.id,
-        "line_key": _line(comp),
-        "level": level.key,
-        "state": "issued",
-        "credential_uuid": credential.uuid,
-        "delivery_key": delivery_key,
-        "decision_id": decision_row.id,
-        "approved_by": approved_by,
-        "created_at": now,
-        "updated_at": now,
-    }
+    values = _award_values(
+        setup, person, comp, level, credential.uuid, delivery_key, decision_row, approved_by, now
+    )
     if holding:
         db_engine.add_values(session, Award, values)
         return None
@@ -248,6 +237,34 @@ def _issue(
     session.add(award)
     session.flush()
     return award
+
+
+def _award_values(
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    level: Level,
+    credential_uuid: str,
+    delivery_key: str,
+    decision_row: Decision,
+    approved_by: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The columns of an issued award's row."""
+    return {
+        "course_id": setup.course_id,
+        "person_id": person.id,
+        "competency_id": comp.id,
+        "line_key": _line(comp),
+        "level": level.key,
+        "state": "issued",
+        "credential_uuid": credential_uuid,
+        "delivery_key": delivery_key,
+        "decision_id": decision_row.id,
+        "approved_by": approved_by,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _in_stack(setup: CourseSetup, key: str) -> bool:
