@@ -98,18 +98,24 @@ def record(
     action: str,
     subject: str = "",
     **detail: Any,
-) -> AuditEvent:
+) -> AuditEvent | None:
     """Add one audit row (``scope``: its tenant, when the caller knows it; positional, so
-    that no ``detail`` key can be taken for it)."""
+    that no ``detail`` key can be taken for it). Inside a worker's batch
+    (``db.engine.batched_adds``) the row is held as plain values, written with the batch's
+    others, and None is returned."""
     tenant = scope_of(session, subject=subject, scope=scope)
-    event = AuditEvent(
-        actor=actor,
-        action=action,
-        subject=subject,
-        detail=detail,
-        course_id=tenant.course_id,
-        deployment_id=tenant.deployment_id,
-        platform_id=tenant.platform_id,
-    )
-    db_engine.add(session, event)  # held to the end of a worker's batch (batched_adds)
+    values: dict[str, Any] = {
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "detail": detail,
+        "course_id": tenant.course_id,
+        "deployment_id": tenant.deployment_id,
+        "platform_id": tenant.platform_id,
+    }
+    if db_engine.holding(session):
+        db_engine.add_values(session, AuditEvent, values)
+        return None
+    event = AuditEvent(**values)
+    session.add(event)
     return event

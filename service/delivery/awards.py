@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import or_, update
 from sqlmodel import Session, select
 
+from service.db import engine as db_engine
 from service.db.models import DeliveryConsent, DeliveryRepository, OutboxMessage
 from service.db.types import utcnow
 from service.delivery import outbox, providers, repositories
@@ -60,7 +61,8 @@ def enqueue_issue(
             row can be queued for it yet: ``outbox.enqueue(new_key=True)``).
 
     Returns:
-        The rows (held ones wait for the learner's consent).
+        The rows (held ones wait for the learner's consent); none for a new credential in
+        a worker's batch, whose rows are written with the batch's (``outbox.enqueue_held``).
     """
     now = now or utcnow()
     wanted = set(repository_ids) if repository_ids is not None else None
@@ -73,12 +75,27 @@ def enqueue_issue(
         if payload is None:
             continue
         kind = provider.issue_kind
+        key = f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}"
+        if new_credential and db_engine.holding(session):
+            outbox.enqueue_held(
+                session,
+                credential_id=snapshot.credential_id,
+                kind=kind,
+                idempotency_key=key,
+                payload=payload,
+                repository_id=repo.id,
+                person_id=snapshot.person_id,
+                personal=provider.by_email,
+                pause_scope=provider.pause_scope(payload),
+                now=now,
+            )
+            continue
         rows.append(
             outbox.enqueue(
                 session,
                 credential_id=snapshot.credential_id,
                 kind=kind,
-                idempotency_key=f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}",
+                idempotency_key=key,
                 payload=payload,
                 repository_id=repo.id,
                 person_id=snapshot.person_id,

@@ -152,6 +152,49 @@ def enqueue(
     return row
 
 
+def enqueue_held(
+    session: Session,
+    *,
+    credential_id: str,
+    kind: str,
+    idempotency_key: str,
+    payload: dict[str, Any],
+    repository_id: int | None,
+    person_id: int | None,
+    personal: bool,
+    pause_scope: str,
+    now: dt.datetime,
+) -> None:
+    """``enqueue(new_key=True)`` inside a worker's batch (``db.engine.holding``): the row
+    is held as plain values and written with the batch's other rows (one INSERT), no
+    model instance built. The key names a credential created in this transaction, so no
+    row holds it yet (the unique key still refuses a second one)."""
+    if "." not in kind:
+        raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
+    status = "pending"
+    if repository_id is not None and personal:
+        status = _consent_status(session, credential_id=credential_id, repository_id=repository_id)
+    db_engine.add_values(
+        session,
+        OutboxMessage,
+        {
+            "credential_id": credential_id,
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "payload": payload,
+            "repository_id": repository_id,
+            "person_id": person_id,
+            "depends_on_id": None,
+            "status": status,
+            "due_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "request_id": requestlog.current(),
+            "pause_scope": pause_scope,
+        },
+    )
+
+
 def _consent_status(session: Session, *, credential_id: str, repository_id: int) -> str:
     repo = session.get(DeliveryRepository, repository_id)
     if repo is None:

@@ -58,6 +58,7 @@ def approve(
         actor=actor,
         approved_by=actor,
     )
+    assert award is not None  # not in a worker's batch: the row is returned
     audit.record(
         session, actor=actor, action="award.approved", subject=f"credential:{award.credential_uuid}"
     )

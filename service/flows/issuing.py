@@ -174,7 +174,9 @@ def _issue(
     now: dt.datetime,
     actor: str,
     approved_by: str = "",
-) -> Award:
+) -> Award | None:
+    """Issue the level's credential and record its award and deliveries; the award row, or
+    None inside a worker's batch (``db.engine.holding``: written with the batch's rows)."""
     assert person.id is not None
     reasons = decision_row.reasons
     supervision = _supervision(reasons, _required_verification(session, decision_row, level))
@@ -194,7 +196,12 @@ def _issue(
         supervision=supervision,  # type: ignore[arg-type]
         grade=level.label,
     )
-    credential = issuer_service.issue(
+    # in a worker's batch the credential, award, outbox and audit rows are held as plain
+    # values and written with the batch's (one INSERT per table, no model instances)
+    holding = db_engine.holding(session)
+    credential: Credential | issuer_service.Issued = (
+        issuer_service.issue_held if holding else issuer_service.issue
+    )(
         session,
         settings=settings,
         award=award_input,
@@ -220,23 +227,44 @@ def _issue(
     else:
         # a first credential on this line: its delivery key is the new credential's uuid
         delivery_awards.enqueue_issue(session, snapshot=snapshot, now=now, new_credential=True)
-    award = Award(
-        course_id=setup.course_id,
-        person_id=person.id,
-        competency_id=comp.id,
-        line_key=_line(comp),
-        level=level.key,
-        state="issued",
-        credential_uuid=credential.uuid,
-        delivery_key=delivery_key,
-        decision_id=decision_row.id,
-        approved_by=approved_by,
-        created_at=now,
-        updated_at=now,
+    values = _award_values(
+        setup, person, comp, level, credential.uuid, delivery_key, decision_row, approved_by, now
     )
-    db_engine.add(session, award)  # with the batch's other rows (db.engine.batched_adds)
+    if holding:
+        db_engine.add_values(session, Award, values)
+        return None
+    award = Award(**values)
+    session.add(award)
     session.flush()
     return award
+
+
+def _award_values(
+    setup: CourseSetup,
+    person: Person,
+    comp: Competency,
+    level: Level,
+    credential_uuid: str,
+    delivery_key: str,
+    decision_row: Decision,
+    approved_by: str,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """The columns of an issued award's row."""
+    return {
+        "course_id": setup.course_id,
+        "person_id": person.id,
+        "competency_id": comp.id,
+        "line_key": _line(comp),
+        "level": level.key,
+        "state": "issued",
+        "credential_uuid": credential_uuid,
+        "delivery_key": delivery_key,
+        "decision_id": decision_row.id,
+        "approved_by": approved_by,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def _in_stack(setup: CourseSetup, key: str) -> bool:
@@ -250,7 +278,7 @@ def _snapshot(
     person: Person,
     comp: Competency,
     level: Level,
-    credential: Credential,
+    credential: Credential | issuer_service.Issued,
     settings: Settings,
     delivery_key: str,
 ) -> delivery_awards.CredentialSnapshot:

@@ -6,13 +6,14 @@ calls them commits once.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
 import secrets
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from sqlalchemy.orm.attributes import set_committed_value
@@ -40,8 +41,10 @@ from service.issuer.types import VerificationReport
 from service.settings import Settings
 
 __all__ = [
+    "Issued",
     "credential_url",
     "issue",
+    "issue_held",
     "keyring",
     "profile",
     "profile_document",
@@ -234,7 +237,7 @@ def _signed(
     return signed
 
 
-def _credential_row(
+def _credential_values(
     signed: dict[str, Any],
     *,
     body: bytes,
@@ -246,31 +249,45 @@ def _credential_row(
     status_list_id: int,
     index: int,
     now: dt.datetime,
-) -> Credential:
-    """The row of a signed credential (not added to the session yet)."""
+) -> dict[str, Any]:
+    """The columns of a signed credential's row."""
     assert ring.signing_key is not None and ring.jwt_signing_key is not None
     valid_until = signed.get("validUntil")
-    return Credential(
-        uuid=uuid,
-        person_id=award.learner.person_id,
-        lti_user_id=award.learner.lti_user_id,
-        template_key=award.template.key,
-        level_key=award.level_key,
-        achievement_id=signed["credentialSubject"]["achievement"]["id"],
-        kind="stacked" if stacked else "single",
+    return {
+        "uuid": uuid,
+        "person_id": award.learner.person_id,
+        "lti_user_id": award.learner.lti_user_id,
+        "template_key": award.template.key,
+        "level_key": award.level_key,
+        "achievement_id": signed["credentialSubject"]["achievement"]["id"],
+        "kind": "stacked" if stacked else "single",
         # the serialised bytes, written as they are (db.engine.json_text)
-        document=cast(dict[str, Any], orjson.Fragment(body)),
-        jwt=token,
-        signing_key_id=ring.signing_key.row_id,
-        jwt_key_id=ring.jwt_key_row.get(ring.jwt_signing_key.kid),
-        status_list_id=status_list_id,
-        status_index=index,
-        issued_at=now,
-        valid_from=now,
-        valid_until=(
+        "document": orjson.Fragment(body),
+        "jwt": token,
+        "signing_key_id": ring.signing_key.row_id,
+        "jwt_key_id": ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        "status_list_id": status_list_id,
+        "status_index": index,
+        "issued_at": now,
+        "valid_from": now,
+        "valid_until": (
             dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
         ),
-    )
+        "revoked": False,
+        "revoked_at": None,
+        "revocation_reason": None,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Issued:
+    """A credential issued inside a worker's batch (``issue_held``): what its award and
+    deliveries need; its row is written with the batch's other rows."""
+
+    uuid: str
+    kind: str
+    issued_at: dt.datetime
+    valid_until: dt.datetime | None
 
 
 def issue(
@@ -302,6 +319,43 @@ def issue(
         BadInput: the award cannot be expressed (unknown level, undefined JSON-LD term,
             schema violation).
     """
+    values, signed = _signed_values(session, settings=settings, award=award, now=now, parts=parts)
+    row = Credential(**values)
+    session.add(row)
+    session.flush()
+    set_committed_value(row, "document", signed)  # readers of the row get the dict
+    _audit_issued(session, values, award=award, actor=actor, audit_scope=audit_scope)
+    return row
+
+
+def issue_held(
+    session: Session,
+    *,
+    settings: Settings,
+    award: AwardInput,
+    now: dt.datetime,
+    actor: str,
+    audit_scope: audit.Scope | None = None,
+) -> Issued:
+    """``issue`` inside a worker's batch (``db.engine.batched_adds``): the same credential,
+    its row held as plain values and written with the batch's other rows (one INSERT per
+    batch, no model instance, no flush per credential)."""
+    values, _ = _signed_values(session, settings=settings, award=award, now=now, parts=())
+    db_engine.add_values(session, Credential, values)
+    _audit_issued(session, values, award=award, actor=actor, audit_scope=audit_scope)
+    return Issued(values["uuid"], values["kind"], values["issued_at"], values["valid_until"])
+
+
+def _signed_values(
+    session: Session,
+    *,
+    settings: Settings,
+    award: AwardInput,
+    now: dt.datetime,
+    parts: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new credential signed (its status entry allocated): its row's columns and the
+    signed document."""
     ring = _transaction_keyring(session, settings)
     assert ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)
@@ -321,7 +375,7 @@ def issue(
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
     body = orjson.dumps(signed)
     token = vcjwt.encode(signed, ring.jwt_signing_key, serialized=body)
-    row = _credential_row(
+    values = _credential_values(
         signed,
         body=body,
         token=token,
@@ -333,21 +387,28 @@ def issue(
         index=index,
         now=now,
     )
-    session.add(row)
-    session.flush()
-    set_committed_value(row, "document", signed)  # readers of the row get the dict
+    return values, signed
+
+
+def _audit_issued(
+    session: Session,
+    values: dict[str, Any],
+    *,
+    award: AwardInput,
+    actor: str,
+    audit_scope: audit.Scope | None,
+) -> None:
     audit.record(
         session,
         audit_scope,
         actor=actor,
         action="credential.issued",
-        subject=f"credential:{cred_uuid}",
+        subject=f"credential:{values['uuid']}",
         template=award.template.key,
         level=award.level_key,
-        status_list=status.id,
-        kind=row.kind,
+        status_list=values["status_list_id"],
+        kind=values["kind"],
     )
-    return row
 
 
 def _set_revoked(

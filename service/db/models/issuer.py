@@ -15,7 +15,7 @@ from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
+from service.db.types import EncryptedText, JSONType, SignedJSONType, UTCDateTime, utcnow
 
 
 def _uuid() -> str:
@@ -85,7 +85,8 @@ class Credential(SQLModel, table=True):
     level_key: str = Field(max_length=100)
     achievement_id: str = Field(max_length=1000)
     kind: str = Field(default="single", max_length=20)  # single | stacked
-    document: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
+    # the signed bytes as serialised (TEXT on PostgreSQL: db.types.JSONText)
+    document: dict[str, Any] = Field(sa_column=Column(SignedJSONType, nullable=False))
     jwt: str | None = Field(default=None, sa_column=Column(Text))
     signing_key_id: int = Field(foreign_key="issuer_key.id")
     jwt_key_id: int | None = Field(default=None, foreign_key="issuer_key.id")
