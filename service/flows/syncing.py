@@ -257,34 +257,7 @@ def apply_roster(
     changed: set[int] = set()
     seen: set[int] = set()
     for m in members:
-        person = people.get(m.user_id)
-        sent = {
-            "name": m.name,
-            "given_name": m.given_name,
-            "family_name": m.family_name,
-            "email": m.email,
-        }
-        sent = {k: v[:300] for k, v in sent.items() if v}
-        if person is None:
-            person = Person(platform_id=platform_id, sub=m.user_id[:255])
-            for k, v in sent.items():
-                setattr(person, k, v)
-            session.add(person)
-            session.flush()
-            people[m.user_id] = person
-        elif any(getattr(person, k) != v for k, v in sent.items()):
-            old_email = person.email
-            for k, v in sent.items():
-                setattr(person, k, v)
-            person.updated_at = now
-            session.add(person)
-            if old_email and person.email and old_email.lower() != person.email.lower():
-                # badges delivered by e-mail (Credly, Canvas Credentials) stay under the old
-                # address: the admin page lists them to re-send
-                assert person.id is not None
-                delivery_status.detect_email_change(
-                    session, person_id=person.id, new_email=person.email, now=now
-                )
+        person = _roster_person(session, platform_id, people, m, now)
         assert person.id is not None
         seen.add(person.id)
         canvas_id = _canvas_user_id(m.raw)
@@ -314,6 +287,45 @@ def apply_roster(
             changed.add(person_id)
     session.flush()
     return changed
+
+
+def _roster_person(
+    session: Session,
+    platform_id: int,
+    people: dict[str, Person],
+    m: lti_services.Member,
+    now: dt.datetime,
+) -> Person:
+    """The member's person row, made or brought up to date with what the roster sent."""
+    person = people.get(m.user_id)
+    sent = {
+        "name": m.name,
+        "given_name": m.given_name,
+        "family_name": m.family_name,
+        "email": m.email,
+    }
+    sent = {k: v[:300] for k, v in sent.items() if v}
+    if person is None:
+        person = Person(platform_id=platform_id, sub=m.user_id[:255])
+        for k, v in sent.items():
+            setattr(person, k, v)
+        session.add(person)
+        session.flush()
+        people[m.user_id] = person
+    elif any(getattr(person, k) != v for k, v in sent.items()):
+        old_email = person.email
+        for k, v in sent.items():
+            setattr(person, k, v)
+        person.updated_at = now
+        session.add(person)
+        if old_email and person.email and old_email.lower() != person.email.lower():
+            # badges delivered by e-mail (Credly, Canvas Credentials) stay under the old
+            # address: the admin page lists them to re-send
+            assert person.id is not None
+            delivery_status.detect_email_change(
+                session, person_id=person.id, new_email=person.email, now=now
+            )
+    return person
 
 
 def _canvas_user_id(raw: dict[str, Any]) -> str:
