@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ __all__ = [
     "UTCDateTime",
     "as_text",
     "as_time",
+    "new_uuid",
     "row_id",
     "utcnow",
 ]
@@ -61,6 +63,11 @@ SignedJSONType = JSON().with_variant(JSONText(), "postgresql")
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_uuid() -> str:
+    """A random uuid as text: the default of the tables' public ``uuid`` columns."""
+    return str(uuid.uuid4())
 
 
 def as_text(value: Any) -> str:
