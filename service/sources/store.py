@@ -178,17 +178,6 @@ def _find(session: Session, *, course_id: int, person_id: int, result: Result) -
     ).first()
 
 
-def _new_row(
-    course_id: int,
-    person_id: int,
-    result: Result,
-    values: dict[str, Any],
-    run_id: int | None,
-    now: dt.datetime,
-) -> Evidence:
-    return Evidence(**_new_values(course_id, person_id, result, values, run_id, now))
-
-
 def _changed(
     row: Evidence, values: dict[str, Any], *, run_id: int | None, now: dt.datetime
 ) -> bool:
@@ -215,7 +204,7 @@ def _upsert(
     row = _find(session, course_id=course_id, person_id=person_id, result=result)
     outcome: Outcome = "updated"
     if row is None:
-        row = _new_row(course_id, person_id, result, values, run_id, now)
+        row = Evidence(**_new_values(course_id, person_id, result, values, run_id, now))
         try:
             with session.begin_nested():
                 session.add(row)
