@@ -1,6 +1,6 @@
 """How fast the evidence store takes a CSV import: first import, re-import (all unchanged),
-and a re-import where every score changed (updates + revisions). SQLite file by default;
-set MICROCRED_BENCH_DB to a PostgreSQL URL to measure there.
+and a re-import where every score changed (updates + revisions), each after its dry run.
+SQLite file by default; set MICROCRED_BENCH_DB to a PostgreSQL URL to measure there.
 
     .venv/bin/python bench/sources_import.py [ROWS]
 """
@@ -47,14 +47,18 @@ def main() -> None:
         ]
         return ("\n".join(lines) + "\n").encode()
 
-    for label, data in (
-        ("first import", csv(0)),
-        ("re-import, unchanged", csv(0)),
-        ("re-import, all changed", csv(1)),
-    ):
+    steps: tuple[tuple[str, bytes, csvimport.Mode], ...] = (
+        ("dry run, all new", csv(0), "dry_run"),
+        ("first import", csv(0), "all"),
+        ("dry run, unchanged", csv(0), "dry_run"),
+        ("re-import, unchanged", csv(0), "all"),
+        ("dry run, all changed", csv(1), "dry_run"),
+        ("re-import, all changed", csv(1), "all"),
+    )
+    for label, data, mode in steps:
         start = time.perf_counter()
         with session(engine, write=True) as s:
-            report = csvimport.import_csv(s, course_id=course_id, data=data, now=NOW)
+            report = csvimport.import_csv(s, course_id=course_id, data=data, mode=mode, now=NOW)
             s.commit()
         took = time.perf_counter() - start
         print(

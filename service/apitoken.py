@@ -8,7 +8,6 @@ SHA-256 (not a slow password hash) is enough to make a stolen database useless.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import re
 import secrets
@@ -18,6 +17,7 @@ from sqlmodel import Session, select
 from service import audit
 from service.db.models import ApiToken
 from service.errors import BadInput, Conflict, Forbidden, ServiceError
+from service.secretbox import token_hash
 
 __all__ = ["SCOPES", "Unauthenticated", "authenticate", "create", "require", "touch"]
 
@@ -36,10 +36,6 @@ class Unauthenticated(ServiceError):
     code = "unauthenticated"
     status_code = 401
     title = "Authentication needed"
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def create(
@@ -62,7 +58,11 @@ def create(
     prefix = "".join(secrets.choice("abcdefghijkmnopqrstuvwxyz23456789") for _ in range(12))
     token = f"mct_{prefix}_{secrets.token_urlsafe(32)}"
     row = ApiToken(
-        name=name, prefix=prefix, token_hash=_hash(token), scopes=sorted(scopes), created_at=now
+        name=name,
+        prefix=prefix,
+        token_hash=token_hash(token),
+        scopes=sorted(scopes),
+        created_at=now,
     )
     session.add(row)
     session.flush()
@@ -82,7 +82,7 @@ def authenticate(session: Session, *, authorization: str | None) -> ApiToken:
     if match is None:
         raise Unauthenticated("the Authorization header is not a microcred bearer token", hint=hint)
     row = session.exec(select(ApiToken).where(ApiToken.prefix == match.group(1))).first()
-    if row is None or not hmac.compare_digest(row.token_hash, _hash(token.strip())):
+    if row is None or not hmac.compare_digest(row.token_hash, token_hash(token.strip())):
         raise Unauthenticated("the API token is not valid", hint=hint)
     if row.revoked_at is not None:
         raise Unauthenticated("the API token was revoked", hint=hint)

@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from service.db.engine import session as db_session
 from service.db.models import Enrolment, EvaluationJob, Evidence, VerificationEvent
-from service.db.types import utcnow
+from service.db.types import as_text, as_time, utcnow
 
 __all__ = [
     "Claimed",
@@ -302,29 +302,15 @@ def inputs(
             .group_by(c.person_id)
         )
         for person, *values in session.execute(query):
-            parts[int(person)].append(",".join(_text(v) for v in values))
+            parts[int(person)].append(",".join(as_text(v) for v in values))
             if extra:
                 latest[int(person)] = values[-1]
         for values in parts.values():
             values.append("|")  # a learner without rows of one table differs from one with
     return {
-        p: Inputs(hashlib.sha256(";".join(v).encode()).hexdigest(), _time(latest.get(p)))
+        p: Inputs(hashlib.sha256(";".join(v).encode()).hexdigest(), as_time(latest.get(p)))
         for p, v in parts.items()
     }
-
-
-def _text(value: Any) -> str:
-    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime
-    if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
-    return str(value)
-
-
-def _time(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def last_inputs(
@@ -336,7 +322,7 @@ def last_inputs(
             C.course_id == course_id, C.person_id.in_(list(person_ids))
         )
     )
-    return {int(p): (str(seen), _time(at)) for p, seen, at in rows}
+    return {int(p): (str(seen), as_time(at)) for p, seen, at in rows}
 
 
 def fail(engine: Engine, jobs: Sequence[Claimed], *, error: str, now: dt.datetime) -> None:

@@ -5,11 +5,15 @@ Ciphertext format: ``v1.<urlsafe-b64(nonce || ciphertext+tag)>``. The master key
 once per process; in development it is generated into ``DATA_DIR/secret.key`` (mode 0600).
 
 Values are never logged: ``Secret`` wraps plaintext so that ``repr``/``str`` show ``***``.
+
+A random token that is only ever compared (an API token, a web session's) is stored as its
+``token_hash`` instead.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import os
 import secrets
@@ -23,7 +27,14 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from service.errors import ServiceError
 from service.settings import Settings
 
-__all__ = ["SecretBoxError", "configure", "decrypt", "encrypt", "load_master_key"]
+__all__ = [
+    "SecretBoxError",
+    "configure",
+    "decrypt",
+    "encrypt",
+    "load_master_key",
+    "token_hash",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +110,9 @@ def decrypt(token: str, *, context: str = "") -> str:
             "a stored secret could not be decrypted",
             hint="MICROCRED_SECRET_KEY differs from the key the secret was stored with.",
         ) from exc
+
+
+def token_hash(token: str) -> str:
+    """What is stored for a random token: its SHA-256, hex. The tokens carry 256 bits of
+    entropy, so a plain SHA-256 (not a slow password hash) makes a stolen row useless."""
+    return hashlib.sha256(token.encode()).hexdigest()

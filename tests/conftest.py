@@ -29,6 +29,7 @@ from service.db.base import metadata
 from service.db.engine import make_engine
 from service.db.engine import session as db_session
 from service.db.types import utcnow
+from service.lti import jwks
 from service.settings import Settings, get_settings
 
 # The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
@@ -105,11 +106,15 @@ def _migrated_engine(database_url: str, master_key: bytes) -> Iterator[Engine]:
 
 @pytest.fixture
 def engine(_migrated_engine: Engine) -> Iterator[Engine]:
-    """The migrated database, emptied after each test."""
+    """The migrated database, emptied after each test, with the process's copy of the key
+    sets it stores: the next test's platform may serve other keys at the same JWKS URL (the
+    demo LMS on a port the system gave out again)."""
+    jwks.forget_memory_cache()
     yield _migrated_engine
     with _migrated_engine.begin() as conn:
         for table in reversed(metadata.sorted_tables):
             conn.execute(table.delete())
+    jwks.forget_memory_cache()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from typing import Any
 
 import orjson
@@ -22,6 +23,9 @@ __all__ = [
     "JSONType",
     "SignedJSONType",
     "UTCDateTime",
+    "as_text",
+    "as_time",
+    "new_uuid",
     "row_id",
     "utcnow",
 ]
@@ -59,6 +63,28 @@ SignedJSONType = JSON().with_variant(JSONText(), "postgresql")
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def new_uuid() -> str:
+    """A random uuid as text: the default of the tables' public ``uuid`` columns."""
+    return str(uuid.uuid4())
+
+
+def as_text(value: Any) -> str:
+    """A value a Core select returned, as text to digest. SQLite returns max() of a
+    datetime column as text, PostgreSQL as a datetime: an aware one is written in UTC."""
+    if isinstance(value, dt.datetime):
+        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
+    return str(value)
+
+
+def as_time(value: Any) -> dt.datetime | None:
+    """A datetime a Core select returned (text on SQLite, for max() of a datetime
+    column), timezone-aware (a naive one is UTC); None stays None."""
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 # Row ids are INTEGER columns: 32 bits on PostgreSQL.

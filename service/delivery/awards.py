@@ -75,36 +75,21 @@ def enqueue_issue(
         if payload is None:
             continue
         kind = provider.issue_kind
-        key = f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}"
+        row: dict[str, Any] = {
+            "credential_id": snapshot.credential_id,
+            "kind": kind,
+            "idempotency_key": f"{kind}:{repo.id}:{snapshot.credential_id}:{snapshot.level}",
+            "payload": payload,
+            "repository_id": repo.id,
+            "person_id": snapshot.person_id,
+            "personal": provider.by_email,
+            "pause_scope": provider.pause_scope(payload),
+            "now": now,
+        }
         if new_credential and db_engine.holding(session):
-            outbox.enqueue_held(
-                session,
-                credential_id=snapshot.credential_id,
-                kind=kind,
-                idempotency_key=key,
-                payload=payload,
-                repository_id=repo.id,
-                person_id=snapshot.person_id,
-                personal=provider.by_email,
-                pause_scope=provider.pause_scope(payload),
-                now=now,
-            )
-            continue
-        rows.append(
-            outbox.enqueue(
-                session,
-                credential_id=snapshot.credential_id,
-                kind=kind,
-                idempotency_key=key,
-                payload=payload,
-                repository_id=repo.id,
-                person_id=snapshot.person_id,
-                personal=provider.by_email,
-                pause_scope=provider.pause_scope(payload),
-                now=now,
-                new_key=new_credential,
-            )
-        )
+            outbox.enqueue_held(session, **row)  # written with the batch's rows
+        else:
+            rows.append(outbox.enqueue(session, **row, new_key=new_credential))
     return rows
 
 

@@ -14,6 +14,7 @@ from service.delivery.outbox import AttemptRecord, Claimed
 
 __all__ = [
     "Clock",
+    "ConnectionCheck",
     "Connector",
     "ConnectorDeps",
     "CredentialSnapshot",
@@ -113,6 +114,15 @@ class Connector(Protocol):
     ) -> dict[str, Any]: ...
 
 
+class ConnectionCheck(Protocol):
+    """A connector that can test a repository without changing anything: how many of the
+    things it checked there are, and a line for each problem found."""
+
+    def check_connection(self, repo: RepositoryConfig) -> tuple[int, list[str]]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class TokenSet:
     """A repository's OAuth2 tokens (stored encrypted on its row, shared by every worker)."""
@@ -202,6 +212,17 @@ class Provider(abc.ABC):
         """Check a repository without changing anything: a summary and the problems found
         (None: this kind has no test). Raises ``ConnectorError`` when it does not work."""
         return None
+
+    def run_check(
+        self, connector: ConnectionCheck, repo: RepositoryConfig, summary: str
+    ) -> tuple[str, list[str]]:
+        """A ``test_connection`` by ``connector.check_connection``, the connector closed
+        afterwards: ``summary`` (``{count}``: how many it checked) and the problems."""
+        try:
+            count, problems = connector.check_connection(repo)
+        finally:
+            connector.close()
+        return summary.format(count=count), problems
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         """How the learner's data sent there is erased (the learner data export)."""

@@ -10,7 +10,8 @@ in one transaction (STYLE.md "Transactions"). One module per use case:
   ``lti.store.record_user``'s
 - ``wiring``: course wiring by the instructor (award rules, sources, competencies)
 - ``mapping``: ``item_key`` / ``available_items`` — the LMS items a policy's ``items`` name
-- ``evaluating``: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes)
+- ``evaluating``: ``evaluate_course`` (``person_ids``: some learners), ``preview_course``
+  (no writes)
 - ``evaluation_queue`` (``service.evaluation``, docs/scale.md): ``run_evaluation_jobs`` (a
   worker step), ``run_course_jobs`` (work on one course's queue here),
   ``evaluate_new_evidence`` (queue, and evaluate at once when few), ``enqueue_new_evidence``

@@ -1,5 +1,5 @@
-"""Evaluation: ``evaluate_course``, ``evaluate_learner``, ``preview_course`` (no writes), and
-what a decision does to a learner's awards, stacked credentials included."""
+"""Evaluation: ``evaluate_course`` (a course, or some of its learners), ``preview_course`` (no
+writes), and what a decision does to a learner's awards, stacked credentials included."""
 
 from __future__ import annotations
 
@@ -417,26 +417,6 @@ def _mark_evaluated_run(session: Session, *, setup: CourseSetup, course_id: int)
         setup = course_setup(session, course_id=course_id, create=True)
         setup.evaluated_run_id = latest
         session.add(setup)
-
-
-def evaluate_learner(
-    session: Session,
-    *,
-    settings: Settings,
-    course_id: int,
-    person_id: int,
-    now: dt.datetime,
-    actor: str,
-) -> Summary:
-    """``evaluate_course`` for one learner (a launch, an attestation)."""
-    return evaluate_course(
-        session,
-        settings=settings,
-        course_id=course_id,
-        now=now,
-        actor=actor,
-        person_ids=[person_id],
-    )
 
 
 @dataclass(frozen=True)

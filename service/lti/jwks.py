@@ -170,7 +170,8 @@ class KeySetSource:
             return (entry or self._fetch(url, now)).keys
 
     def _claim_refetch(self, url: str, now: dt.datetime) -> bool:
-        """Atomically take one of the refetches this interval allows (all processes)."""
+        """Atomically take one of the refetches this interval allows (all processes); a URL
+        with no stored key set has spent none (the fetch stores it)."""
         limit = now - dt.timedelta(seconds=self.settings.jwks_refetch_interval_seconds)
         with db_session(self.engine, write=True) as s:
             window = s.exec(  # a new window: the first refetch in it
@@ -193,6 +194,10 @@ class KeySetSource:
                     .values(refetch_count=PlatformKeySet.refetch_count + 1)
                 )
                 claimed = more.rowcount == 1
+            if not claimed:  # no row at all: nothing was fetched, let alone refetched, lately
+                # (this process's copy outlived the database's: a restored database)
+                stored = select(PlatformKeySet.id).where(col(PlatformKeySet.url) == url)
+                claimed = s.exec(stored).first() is None
             s.commit()
         return bool(claimed)
 

@@ -47,6 +47,7 @@ from service.db.models import (
 )
 from service.db.models import Evidence as EvidenceRow
 from service.db.models import VerificationEvent as VerificationRow
+from service.db.types import as_text, as_time
 from service.lti.types import LaunchContext
 
 __all__ = [
@@ -323,20 +324,6 @@ def _learner_state_query() -> Any:
     return sa_select(*_learner_state_columns(bindparam("course_id"), bindparam("person_id")))
 
 
-def _as_text(value: Any) -> str:
-    # SQLite returns max() of a datetime column as text, PostgreSQL as a datetime
-    if isinstance(value, dt.datetime):
-        return (value.astimezone(dt.UTC) if value.tzinfo else value).isoformat()
-    return str(value)
-
-
-def _as_time(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
-    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
 def learner_state(
     session: Session, *, enrolment: Enrolment, row: Sequence[Any] | None = None
 ) -> LearnerState:
@@ -352,12 +339,12 @@ def learner_state(
         evaluated_inputs=enrolment.evaluated_inputs,
         evaluated_at=enrolment.evaluated_at,
         connected=source is not None,
-        synced_at=_as_time(synced_at),
+        synced_at=as_time(synced_at),
     )
 
 
 def _digest(inputs: Sequence[Any]) -> str:
-    return hashlib.sha256("|".join(_as_text(v) for v in inputs).encode()).hexdigest()
+    return hashlib.sha256("|".join(as_text(v) for v in inputs).encode()).hexdigest()
 
 
 def learner_inputs(

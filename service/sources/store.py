@@ -10,9 +10,11 @@ Every way in (CSV, push API, LMS sync) goes through :func:`apply`, which
    ``evidence_revision`` row) and leaves identical evidence alone;
 4. records verification events the same way (idempotent per sitting).
 
-It writes inside a SAVEPOINT, so the caller can keep the result, or undo it for a dry
-run or when the all-or-nothing rule rejects the batch, and still report exact counts.
-Nothing here commits: the route, CLI command or worker iteration does.
+It writes inside a SAVEPOINT, so the caller can keep the result, or undo it when the
+all-or-nothing rule rejects the batch, and still report exact counts; results bound to be
+undone (a dry run, an all-or-nothing batch with a rejected row) are only counted. Rows go
+in as plain values, one statement per table. Nothing here commits: the route, CLI command
+or worker iteration does.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from service import audit
+from service.db import engine as db_engine
 from service.db.models import (
     Course,
     Deployment,
@@ -174,29 +178,6 @@ def _find(session: Session, *, course_id: int, person_id: int, result: Result) -
     ).first()
 
 
-def _new_row(
-    course_id: int,
-    person_id: int,
-    result: Result,
-    values: dict[str, Any],
-    run_id: int | None,
-    now: dt.datetime,
-) -> Evidence:
-    return Evidence(
-        course_id=course_id,
-        person_id=person_id,
-        origin=result.origin,
-        source_kind=result.kind.value,
-        item_id=result.item_id,
-        criterion_id=result.criterion_id,
-        attempt=result.attempt,
-        import_run_id=run_id,
-        created_at=now,
-        updated_at=now,
-        **values,
-    )
-
-
 def _changed(
     row: Evidence, values: dict[str, Any], *, run_id: int | None, now: dt.datetime
 ) -> bool:
@@ -223,7 +204,7 @@ def _upsert(
     row = _find(session, course_id=course_id, person_id=person_id, result=result)
     outcome: Outcome = "updated"
     if row is None:
-        row = _new_row(course_id, person_id, result, values, run_id, now)
+        row = Evidence(**_new_values(course_id, person_id, result, values, run_id, now))
         try:
             with session.begin_nested():
                 session.add(row)
@@ -244,10 +225,82 @@ def _upsert(
 
 
 def _natural_key(row: Evidence) -> tuple[int, tuple[str, str, str, str, int]]:
-    return (
-        row.person_id,
-        (row.origin, row.source_kind, row.item_id, row.criterion_id, row.attempt),
-    )
+    return row.person_id, (row.origin, row.source_kind, row.item_id, row.criterion_id, row.attempt)
+
+
+_KEY_COLUMNS = ("person_id", "origin", "source_kind", "item_id", "criterion_id", "attempt")
+_VALUE_COLUMNS = (  # _values' keys
+    "item_title",
+    "criterion_title",
+    "score",
+    "max_score",
+    "level_id",
+    "level_name",
+    "level_points",
+    "level_scale",
+    "submitted_at",
+    "graded_at",
+    "verification",
+    "asserted_by",
+    "note",
+)
+# what the audit event of a removed result keeps
+_REMOVED_LAST = tuple(k for k in _VALUE_COLUMNS if k not in ("level_scale", "note"))
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """An evidence row as the import compares it: id, version and the ``_values``."""
+
+    id: int
+    version: int
+    values: dict[str, Any]
+
+
+def _stored(
+    session: Session, *, course_id: int, origins: Sequence[str]
+) -> dict[tuple[int, tuple[str, str, str, str, int]], _Stored]:
+    """The course's evidence of ``origins`` by natural key, as plain values (one read, no
+    model instance per row)."""
+    t = db_engine.table(Evidence)
+    q = sa_select(
+        t.c.id, t.c.version, *(t.c[k] for k in _KEY_COLUMNS), *(t.c[k] for k in _VALUE_COLUMNS)
+    ).where(t.c.course_id == course_id, t.c.origin.in_(origins))
+    out = {}
+    for row in session.execute(q):
+        person_id, *key = row[2:8]
+        out[(person_id, tuple(key))] = _Stored(
+            row[0], row[1], dict(zip(_VALUE_COLUMNS, row[8:], strict=True))
+        )
+    return out
+
+
+@dataclass
+class _Plan:
+    """What a batch of results does to the stored evidence."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    fresh: list[tuple[int, Result, dict[str, Any]]] = field(default_factory=list)
+    changed: list[tuple[_Stored, dict[str, Any]]] = field(default_factory=list)
+
+
+def _plan(session: Session, *, course_id: int, todo: Sequence[tuple[int, Result]]) -> _Plan:
+    """Each result new, updated or unchanged against what is stored (nothing written)."""
+    origins = sorted({r.origin for _, r in todo})
+    stored = _stored(session, course_id=course_id, origins=origins)
+    plan = _Plan()
+    for person_id, result in todo:
+        values = _values(result, result.verification)
+        row = stored.get((person_id, result.key_parts()))
+        if row is None:
+            plan.fresh.append((person_id, result, values))
+            plan.outcomes.append("new")
+        elif row.values != values:
+            plan.changed.append((row, values))
+            plan.outcomes.append("updated")
+        else:
+            plan.outcomes.append("unchanged")
+    return plan
 
 
 def _write_all(
@@ -257,50 +310,134 @@ def _write_all(
     todo: Sequence[tuple[int, Result]],
     run_id: int | None,
     now: dt.datetime,
+    write: bool = True,
 ) -> list[Outcome]:
-    """Upsert many results with one read and one batched insert (a course sync or a CSV
-    file is thousands of rows). If a concurrent import inserted some of the same keys
-    meanwhile, fall back to the row-by-row path, which turns those into updates."""
+    """Upsert many results with one read and one INSERT per table, as plain values (a
+    course sync or a CSV file is thousands of rows); ``write=False`` only counts (a dry
+    run). If a concurrent import inserted some of the same keys meanwhile, fall back to
+    the row-by-row path, which turns those into updates."""
     if not todo:
         return []
-    origins = sorted({r.origin for _, r in todo})
-    existing = {
-        _natural_key(row): row
-        for row in session.exec(
-            select(Evidence).where(
-                Evidence.course_id == course_id, col(Evidence.origin).in_(origins)
-            )
-        ).all()
-    }
-    outcomes: list[Outcome] = []
-    fresh: list[tuple[Evidence, dict[str, Any]]] = []
-    changed: list[tuple[Evidence, dict[str, Any]]] = []
-    for person_id, result in todo:
-        values = _values(result, result.verification)
-        row = existing.get((person_id, result.key_parts()))
-        if row is None:
-            fresh.append((_new_row(course_id, person_id, result, values, run_id, now), values))
-            outcomes.append("new")
-        elif _changed(row, values, run_id=run_id, now=now):
-            changed.append((row, values))
-            outcomes.append("updated")
-        else:
-            outcomes.append("unchanged")
-    try:
-        with session.begin_nested():
-            session.add_all([row for row, _ in fresh])
-            session.flush()
-    except IntegrityError:
-        # Someone else inserted some of these keys first. The savepoint undid this batch
-        # (and expired the rows changed in it), so redo every result row by row: each is
-        # read again and becomes new, updated or unchanged against what is there now.
+    plan = _plan(session, course_id=course_id, todo=todo)
+    if not write:
+        return plan.outcomes
+    if plan.fresh and not _insert_fresh(session, course_id, plan.fresh, run_id=run_id, now=now):
+        # Someone else inserted some of these keys first. The savepoint undid this batch,
+        # so redo every result row by row: each is read again and becomes new, updated or
+        # unchanged against what is there now.
         return [
             _upsert(session, course_id=course_id, person_id=p, result=r, run_id=run_id, now=now)
             for p, r in todo
         ]
-    session.flush()
-    _add_revisions(session, [*fresh, *changed], run_id=run_id, now=now)
-    return outcomes
+    _update_all(session, plan.changed, run_id=run_id, now=now)
+    revisions = [(row.id, row.version + 1, values) for row, values in plan.changed]
+    if plan.fresh:
+        origins = sorted({r.origin for _, r, _ in plan.fresh})
+        ids = _stored_ids(session, course_id=course_id, origins=origins)
+        revisions[:0] = [(ids[(p, r.key_parts())], 1, values) for p, r, values in plan.fresh]
+    with db_engine.batched_adds(session):
+        for evidence_id, version, values in revisions:
+            db_engine.add_values(
+                session,
+                EvidenceRevision,
+                {
+                    "evidence_id": evidence_id,
+                    "version": version,
+                    "values": _jsonable(values),
+                    "import_run_id": run_id,
+                    "recorded_at": now,
+                },
+            )
+    return plan.outcomes
+
+
+def _insert_fresh(
+    session: Session,
+    course_id: int,
+    fresh: Sequence[tuple[int, Result, dict[str, Any]]],
+    *,
+    run_id: int | None,
+    now: dt.datetime,
+) -> bool:
+    """The new rows in one INSERT inside a savepoint; False (nothing written) when a
+    concurrent import inserted one of their keys first."""
+    try:
+        with session.begin_nested(), db_engine.batched_adds(session):
+            for person_id, result, values in fresh:
+                row = _new_values(course_id, person_id, result, values, run_id, now)
+                db_engine.add_values(session, Evidence, row)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _new_values(
+    course_id: int,
+    person_id: int,
+    result: Result,
+    values: dict[str, Any],
+    run_id: int | None,
+    now: dt.datetime,
+) -> dict[str, Any]:
+    """A new evidence row's columns."""
+    return {
+        "course_id": course_id,
+        "person_id": person_id,
+        "origin": result.origin,
+        "source_kind": result.kind.value,
+        "item_id": result.item_id,
+        "criterion_id": result.criterion_id,
+        "attempt": result.attempt,
+        "import_run_id": run_id,
+        "created_at": now,
+        "updated_at": now,
+        **values,
+    }
+
+
+def _update_all(
+    session: Session,
+    changed: Sequence[tuple[_Stored, dict[str, Any]]],
+    *,
+    run_id: int | None,
+    now: dt.datetime,
+) -> None:
+    """The changed rows' next versions, one executemany UPDATE; a model instance of one of
+    them that the session holds is expired, so it reads the new values."""
+    if not changed:
+        return
+    t = db_engine.table(Evidence)
+    columns: dict[str, Any] = {
+        k: bindparam(f"v_{k}") for k in (*_VALUE_COLUMNS, "version", "import_run_id", "updated_at")
+    }
+    session.execute(
+        update(t).where(t.c.id == bindparam("v_id")).values(columns),
+        [
+            {
+                "v_id": row.id,
+                "v_version": row.version + 1,
+                "v_import_run_id": run_id,
+                "v_updated_at": now,
+                **{f"v_{k}": v for k, v in values.items()},
+            }
+            for row, values in changed
+        ],
+    )
+    ids = {row.id for row, _ in changed}
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Evidence) and obj.id in ids:
+            session.expire(obj)
+
+
+def _stored_ids(
+    session: Session, *, course_id: int, origins: Sequence[str]
+) -> dict[tuple[int, tuple[str, str, str, str, int]], int]:
+    """The ids of the course's evidence of ``origins`` by natural key (rows just inserted)."""
+    t = db_engine.table(Evidence)
+    q = sa_select(t.c.id, *(t.c[k] for k in _KEY_COLUMNS)).where(
+        t.c.course_id == course_id, t.c.origin.in_(origins)
+    )
+    return {(person_id, tuple(key)): id_ for id_, person_id, *key in session.execute(q)}
 
 
 def _add_revisions(
@@ -416,7 +553,12 @@ def apply(
     session.flush()  # the run row needs its id before the savepoint
     savepoint = session.begin_nested()
     seen, todo = _distinct_results(resolver, results, report)
-    outcomes = _write_all(session, course_id=course_id, todo=todo, run_id=run.id, now=now)
+    # Results that will be undone (a dry run, a rejected all-or-nothing batch) are only
+    # counted: nothing is written for them.
+    undone = keep == "never" or (keep == "if_valid" and bool(report.rejected))
+    outcomes = _write_all(
+        session, course_id=course_id, todo=todo, run_id=run.id, now=now, write=not undone
+    )
     for (person_id, _result), outcome in zip(todo, outcomes, strict=True):
         setattr(report, outcome, getattr(report, outcome) + 1)
         if outcome != "unchanged":
@@ -520,7 +662,7 @@ def _remove_missing(
             course_id=course_id,
             person_id=row.person_id,
             key=list(_natural_key(row)[1]),
-            last=_jsonable({k: getattr(row, k) for k in _values_keys()}),
+            last=_jsonable({k: getattr(row, k) for k in _REMOVED_LAST}),
             version=row.version,
             reason="no longer in the LMS",
         )
@@ -533,22 +675,6 @@ def _remove_missing(
         report.removed += 1
         report.changed_people.add(row.person_id)
     session.flush()
-
-
-def _values_keys() -> tuple[str, ...]:
-    return (
-        "item_title",
-        "criterion_title",
-        "score",
-        "max_score",
-        "level_id",
-        "level_name",
-        "level_points",
-        "submitted_at",
-        "graded_at",
-        "verification",
-        "asserted_by",
-    )
 
 
 def _where_order(p: Problem) -> tuple[str, int, str]:

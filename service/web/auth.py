@@ -48,6 +48,7 @@ from service.lti import roles as lti_roles
 from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
 from service.lti.store import LaunchRecord
 from service.lti.types import LaunchContext
+from service.secretbox import token_hash
 from service.settings import Settings
 
 __all__ = [
@@ -86,10 +87,6 @@ class NotSignedIn(ServiceError):
             hint="Open microcred again from the link in your course. Sessions end after two "
             "hours without activity.",
         )
-
-
-def _hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -157,7 +154,7 @@ def _session_values(
 ) -> dict[str, Any]:
     # a web_session row but its person and course
     return {
-        "id": _hash(token),
+        "id": token_hash(token),
         "platform_id": launch.platform_id,
         "deployment_id": launch.deployment_pk,
         "role": launch.role,
@@ -211,10 +208,10 @@ def _load(
     engine: Engine, token: str, settings: Settings, now: dt.datetime, session: Session | None
 ) -> _Loaded:
     if session is not None:
-        found = store.session_of(session, _hash(token))
+        found = store.session_of(session, token_hash(token))
     else:
         with db_session(engine, autocommit=True) as s:
-            found = store.session_of(s, _hash(token))
+            found = store.session_of(s, token_hash(token))
     if found is None or found.session.expires_at <= now:
         raise NotSignedIn("Your microcred session has ended or is unknown.")
     row, platform, deployment = found.session, found.platform, found.deployment

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine
+from sqlalchemy import Engine, delete
 from sqlmodel import select
 
 from service.db.engine import session as db_session
@@ -323,6 +323,21 @@ def test_platform_key_rotation_needs_exactly_one_fetch(
     moodle.rotate("moodle-key-2", key_index=2)
     for _ in range(3):
         assert moodle.full_launch(client).status_code == 303
+    assert moodle.jwks_fetches == 2
+
+
+def test_a_rotation_is_refetched_when_only_this_process_remembers_the_key_set(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The process's copy of a key set outlived the database's (a restored database; in
+    the tests, tables emptied between tests while the process runs on): a new kid still
+    refetches, since no row means no refetch was spent on that URL lately."""
+    assert moodle.full_launch(client).status_code == 303
+    with db_session(engine, write=True) as s:
+        s.exec(delete(PlatformKeySet))
+        s.commit()
+    moodle.rotate("moodle-key-2", key_index=2)
+    assert moodle.full_launch(client).status_code == 303
     assert moodle.jwks_fetches == 2
 
 

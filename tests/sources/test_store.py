@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlmodel import select
 
 from service.db.engine import session
@@ -286,3 +287,46 @@ def test_a_verification_event_posted_before_its_result_still_applies(engine: Eng
         recs = {r.item_id: r for r in store.list_evidence(s, course_id=w.course_id)}
     assert recs["exam"].verification is Verification.SUPERVISED_ONLINE_VERIFIED
     assert recs["other"].verification is Verification.UNSUPERVISED  # other items untouched
+
+
+def _evidence_writes(engine: Engine) -> tuple[list[str], Callable[..., None]]:
+    """The INSERT and UPDATE statements sent for evidence rows while the listener is on."""
+    seen: list[str] = []
+
+    def note(conn, cursor, statement, params, context, executemany):  # type: ignore[no-untyped-def]
+        head = statement.lstrip().upper()
+        if head.startswith(("INSERT", "UPDATE")) and " EVIDENCE" in head:
+            seen.append(head.split("(")[0].strip())
+
+    event.listen(engine, "before_cursor_execute", note)
+    return seen, note
+
+
+def test_a_dry_run_and_a_rejected_file_only_count_they_write_no_evidence(engine: Engine) -> None:
+    w = world(engine)
+    run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n")
+    seen, note = _evidence_writes(engine)
+    try:
+        dry = run_csv(engine, w, "u-ada,,,quiz,cm7,,9,10,1\n42,,,quiz,cm7,,3,10,1\n", "dry_run")
+        bad = run_csv(engine, w, "u-ada,,,quiz,cm7,,9,10,1\n42,,,quiz,cm7,,30,10,1\n")
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+    assert (dry.new, dry.updated, dry.unchanged, dry.applied) == (1, 1, 0, False)
+    assert (bad.updated, bad.applied, len(bad.rejected)) == (1, False, 1)
+    assert seen == []  # not written, then undone: never written
+    [row] = evidence_rows(engine)
+    assert row.score == 8 and row.version == 1
+
+
+def test_a_changed_row_the_session_holds_reads_its_new_values(engine: Engine) -> None:
+    w = world(engine)
+    run_csv(engine, w, "u-ada,,,quiz,cm7,,8,10,1\n")
+    with session(engine, write=True) as s:
+        [held] = s.exec(select(Evidence)).all()
+        assert held.score == 8
+        data = (HEADER + "u-ada,,,quiz,cm7,,9,10,1\n").encode()
+        report = csvimport.import_csv(s, course_id=w.course_id, data=data, now=NOW)
+        assert report.updated == 1
+        assert (held.score, held.version) == (9, 2)
+        [again] = store.list_evidence(s, course_id=w.course_id)
+        assert (again.score, again.version) == (9, 2)

@@ -7,18 +7,13 @@ People are keyed by (platform, sub); name and email are mutable and updated per 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 from sqlalchemy import Column, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, utcnow
-
-
-def _uuid() -> str:
-    return str(uuid.uuid4())
+from service.db.types import JSONType, UTCDateTime, new_uuid, utcnow
 
 
 class Platform(SQLModel, table=True):
@@ -27,7 +22,7 @@ class Platform(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("issuer", "client_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
     name: str = Field(default="", max_length=200)
     issuer: str = Field(max_length=500)
     client_id: str = Field(max_length=255)

@@ -8,18 +8,13 @@ string without a foreign key) so the issuer and the delivery code evolve apart.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
-
-
-def _uuid() -> str:
-    return str(uuid.uuid4())
+from service.db.types import EncryptedText, JSONType, UTCDateTime, new_uuid, utcnow
 
 
 class DeliveryRepository(SQLModel, table=True):
@@ -29,7 +24,7 @@ class DeliveryRepository(SQLModel, table=True):
     __tablename__ = "delivery_repository"
 
     id: int | None = Field(default=None, primary_key=True)
-    uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
     kind: str = Field(max_length=20)  # credly | badgr | webhook | ags
     name: str = Field(max_length=200)
     enabled: bool = True
@@ -72,7 +67,7 @@ class OutboxMessage(SQLModel, table=True):
     )
 
     id: int | None = Field(default=None, primary_key=True)
-    uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
     credential_id: str = Field(max_length=64, index=True)
     person_id: int | None = Field(default=None, index=True)
     kind: str = Field(max_length=60)

@@ -8,18 +8,13 @@ signed stays verifiable (reference/security.md §3.5). Private keys are encrypte
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Any
 
 from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, SignedJSONType, UTCDateTime, utcnow
-
-
-def _uuid() -> str:
-    return str(uuid.uuid4())
+from service.db.types import EncryptedText, JSONType, SignedJSONType, UTCDateTime, new_uuid, utcnow
 
 
 class IssuerIdentity(SQLModel, table=True):
@@ -78,7 +73,7 @@ class Credential(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("status_list_id", "status_index"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    uuid: str = Field(default_factory=_uuid, unique=True, max_length=36)
+    uuid: str = Field(default_factory=new_uuid, unique=True, max_length=36)
     person_id: int | None = Field(default=None, foreign_key="person.id", index=True)
     lti_user_id: str = Field(default="", max_length=255, index=True)
     template_key: str = Field(max_length=200, index=True)

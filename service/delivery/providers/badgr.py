@@ -388,12 +388,8 @@ class BadgrProvider(Provider):
         return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)
 
     def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
-        connector = BadgrConnector(clock=clock)
-        try:
-            count, problems = connector.check_connection(repo)
-        finally:
-            connector.close()
-        return f"connected; {count} badge class(es) in the map checked", problems
+        summary = "connected; {count} badge class(es) in the map checked"
+        return self.run_check(BadgrConnector(clock=clock), repo, summary)
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         return (

@@ -379,12 +379,8 @@ class CredlyProvider(Provider):
         return CredlyConnector(clock=deps.clock)
 
     def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
-        connector = CredlyConnector(clock=clock)
-        try:
-            count, problems = connector.check_connection(repo)
-        finally:
-            connector.close()
-        return f"connected; {count} active badge template(s)", problems
+        summary = "connected; {count} active badge template(s)"
+        return self.run_check(CredlyConnector(clock=clock), repo, summary)
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         return (
