@@ -38,6 +38,7 @@ __all__ = [
     "call",
     "holding",
     "in_process",
+    "insert_ids",
     "insert_row",
     "json_text",
     "make_engine",
@@ -325,6 +326,27 @@ def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) 
     ``holding``) and written by one executemany INSERT per table with the others: no model
     instance is built (~0.15 ms each) and the ORM's flush never sees it. Every row of a
     table must give the same columns (the call site's); the rest take their defaults."""
+    session.info[_HELD_VALUES].setdefault(table(model), []).append(_with_defaults(model, values))
+
+
+def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT ``rows`` (plain dicts, the same columns each; the rest take the model's
+    defaults, which are set in the dicts given) in the session's transaction, one multi-row
+    statement per page, and return their new ids in the order given (``INSERT ...
+    RETURNING id`` with ``sort_by_parameter_order``): rows other rows refer to, without a
+    model instance and an ORM flush per row (a worker batch's decisions, which its awards
+    reference)."""
+    if not rows:
+        return []
+    for values in rows:
+        values.update(_with_defaults(model, values))
+    session.flush()  # as the session's autoflush would, before a statement of its own
+    tbl = table(model)
+    stmt = insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in session.connection().execute(stmt, rows).scalars()]
+
+
+def _with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
     row = dict(values)
     for name, info in model.model_fields.items():
         if name in row or name == "id":
@@ -332,7 +354,7 @@ def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) 
         default = info.get_default(call_default_factory=True, validated_data=row)
         if default is not PydanticUndefined:
             row[name] = default
-    session.info[_HELD_VALUES].setdefault(table(model), []).append(row)
+    return row
 
 
 def write_held(session: Session) -> None:
