@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
 import orjson
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Engine, Insert, Table, event, exc, insert, inspect
 from sqlalchemy.engine import make_url
@@ -348,13 +349,30 @@ def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any
 
 def _with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
     row = dict(values)
-    for name, info in model.model_fields.items():
-        if name in row or name == "id":
+    for name, info, takes_data in _fields(model):
+        if name in row:
             continue
-        default = info.get_default(call_default_factory=True, validated_data=row)
+        factory = info.default_factory
+        if factory is None:
+            default = info.get_default()
+        elif takes_data:
+            default = info.get_default(call_default_factory=True, validated_data=row)
+        else:
+            default = factory()  # type: ignore[call-arg]
         if default is not PydanticUndefined:
             row[name] = default
     return row
+
+
+@functools.cache
+def _fields(model: type[SQLModel]) -> tuple[tuple[str, FieldInfo, bool], ...]:
+    """A model's fields but ``id``, and whether each default factory takes the row: asked
+    once (pydantic inspects the factory's signature on every ``get_default``)."""
+    return tuple(
+        (name, info, bool(info.default_factory_takes_validated_data))
+        for name, info in model.model_fields.items()
+        if name != "id"
+    )
 
 
 def write_held(session: Session) -> None:
