@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -398,17 +398,14 @@ def _store_decisions(session: Session, acts: Sequence[Sequence[_Act]]) -> list[l
     flush each); the acts again, each new one with its stored row (id included)."""
     new = [a.values for line in acts for a in line if a.values is not None]
     ids = iter(db_engine.insert_ids(session, Decision, new))
-    return [
-        [
-            a
-            if a.values is None
-            else dataclasses.replace(
-                a, decision_row=Decision.model_construct(id=next(ids), **a.values), values=None
-            )
-            for a in line
-        ]
-        for line in acts
-    ]
+    return [[_stored(a, ids) for a in line] for line in acts]
+
+
+def _stored(act: _Act, ids: Iterator[int]) -> _Act:
+    if act.values is None:
+        return act
+    row = Decision.model_construct(id=next(ids), **act.values)
+    return dataclasses.replace(act, decision_row=row, values=None)
 
 
 def _evidence_by_person(
@@ -477,8 +474,7 @@ class _Act:
     person: Person
     comp: Competency
     target: Level
-    # stored, or new (no id) with its values, until the batch stores them (_store_decisions)
-    decision_row: Decision
+    decision_row: Decision  # stored, or new (no id) with its values until _store_decisions
     values: dict[str, Any] | None = None
 
     @property
