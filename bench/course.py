@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -479,14 +480,22 @@ def _profile(base: str, learners: int, comps: int, rounds: int) -> None:
 
     url, name = _fresh_database(base, "profile")
     inside = [0.0]
-    original = issuer_service.issue
+    # a worker's batch issues through issue_held (plain values), one credential through issue
+    originals = {"issue": issuer_service.issue, "issue_held": issuer_service.issue_held}
 
-    def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.process_time()
-        try:
-            return original(*args, **kwargs)
-        finally:
-            inside[0] += time.process_time() - started
+    def timing(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside[0] += time.process_time() - started
+
+        return timed
+
+    def patch(timed: bool) -> None:
+        for attr, fn in originals.items():
+            setattr(issuer_service, attr, timing(fn) if timed else fn)
 
     try:
         _import(url, _setup(url, learners, comps), _results(learners, comps, seed=1))
@@ -500,12 +509,12 @@ def _profile(base: str, learners: int, comps: int, rounds: int) -> None:
         )
         evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)  # warm
         before, statements[0] = _counts(url), 0
-        issuer_service.issue = timed  # type: ignore[assignment]
+        patch(True)
         cpu, wall = time.process_time(), time.perf_counter()
         for _ in range(rounds):
             evaluation_queue.run_evaluation_jobs(engine, settings=settings, limit=16)
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-        issuer_service.issue = original  # type: ignore[assignment]
+        patch(False)
         issued, sent = _counts(url)[1] - before[1], statements[0]
         profiler = cProfile.Profile(time.process_time)
         profiler.enable()
@@ -514,7 +523,7 @@ def _profile(base: str, learners: int, comps: int, rounds: int) -> None:
         profiler.disable()
         engine.dispose()
     finally:
-        issuer_service.issue = original  # type: ignore[assignment]
+        patch(False)
         _drop_database(base, name)
     saved = Path(tempfile.mkdtemp()) / "course.prof"
     profiler.dump_stats(saved)  # for pstats: python -m pstats FILE

@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 
 import anyio.to_thread
 import orjson
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy import Engine, Insert, Table, event, exc, insert, inspect
 from sqlalchemy.engine import make_url
@@ -38,6 +39,7 @@ __all__ = [
     "call",
     "holding",
     "in_process",
+    "insert_ids",
     "insert_row",
     "json_text",
     "make_engine",
@@ -325,14 +327,52 @@ def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) 
     ``holding``) and written by one executemany INSERT per table with the others: no model
     instance is built (~0.15 ms each) and the ORM's flush never sees it. Every row of a
     table must give the same columns (the call site's); the rest take their defaults."""
+    session.info[_HELD_VALUES].setdefault(table(model), []).append(_with_defaults(model, values))
+
+
+def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT ``rows`` (plain dicts, the same columns each; the rest take the model's
+    defaults, which are set in the dicts given) in the session's transaction, one multi-row
+    statement per page, and return their new ids in the order given (``INSERT ...
+    RETURNING id`` with ``sort_by_parameter_order``): rows other rows refer to, without a
+    model instance and an ORM flush per row (a worker batch's decisions, which its awards
+    reference)."""
+    if not rows:
+        return []
+    for values in rows:
+        values.update(_with_defaults(model, values))
+    session.flush()  # as the session's autoflush would, before a statement of its own
+    tbl = table(model)
+    stmt = insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
+    return [int(i) for i in session.connection().execute(stmt, rows).scalars()]
+
+
+def _with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
     row = dict(values)
-    for name, info in model.model_fields.items():
-        if name in row or name == "id":
+    for name, info, takes_data in _fields(model):
+        if name in row:
             continue
-        default = info.get_default(call_default_factory=True, validated_data=row)
+        factory = info.default_factory
+        if factory is None:
+            default = info.get_default()
+        elif takes_data:
+            default = info.get_default(call_default_factory=True, validated_data=row)
+        else:
+            default = factory()  # type: ignore[call-arg]
         if default is not PydanticUndefined:
             row[name] = default
-    session.info[_HELD_VALUES].setdefault(table(model), []).append(row)
+    return row
+
+
+@functools.cache
+def _fields(model: type[SQLModel]) -> tuple[tuple[str, FieldInfo, bool], ...]:
+    """A model's fields but ``id``, and whether each default factory takes the row: asked
+    once (pydantic inspects the factory's signature on every ``get_default``)."""
+    return tuple(
+        (name, info, bool(info.default_factory_takes_validated_data))
+        for name, info in model.model_fields.items()
+        if name != "id"
+    )
 
 
 def write_held(session: Session) -> None:

@@ -3,11 +3,12 @@ writes), and what a decision does to a learner's awards, stacked credentials inc
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,8 +373,7 @@ def _act_on(
 ) -> None:
     """The batch's new decisions in one INSERT (their ids are the awards' references), then
     its awards, outbox and audit rows in one INSERT per table (db.engine.batched_adds)."""
-    session.add_all(a.decision_row for line in acts for a in line if a.decision_row.id is None)
-    session.flush()
+    acts = _store_decisions(session, acts)
     with db_engine.batched_adds(session):
         for done, (person, lines) in enumerate(zip(people, acts, strict=True), start=1):
             for act in lines:
@@ -391,6 +391,21 @@ def _act_on(
                 )
             if progress is not None:
                 progress(done, len(people))
+
+
+def _store_decisions(session: Session, acts: Sequence[Sequence[_Act]]) -> list[list[_Act]]:
+    """The batch's new decisions in one INSERT of plain values (no model instance and ORM
+    flush each); the acts again, each new one with its stored row (id included)."""
+    new = [a.values for line in acts for a in line if a.values is not None]
+    ids = iter(db_engine.insert_ids(session, Decision, new))
+    return [[_stored(a, ids) for a in line] for line in acts]
+
+
+def _stored(act: _Act, ids: Iterator[int]) -> _Act:
+    if act.values is None:
+        return act
+    row = Decision.model_construct(id=next(ids), **act.values)
+    return dataclasses.replace(act, decision_row=row, values=None)
 
 
 def _evidence_by_person(
@@ -439,7 +454,8 @@ class _Act:
     person: Person
     comp: Competency
     target: Level
-    decision_row: Decision  # stored, or new (added with the batch's others)
+    decision_row: Decision  # stored, or new (no id) with its values until _store_decisions
+    values: dict[str, Any] | None = None
 
     @property
     def line(self) -> tuple[int, str]:
@@ -523,18 +539,17 @@ def _decide(
         and last.level == decision.level.key
     ):
         summary.unchanged += 1
-        row = last
-    else:
-        row = policies_repo.decision_row(
-            decision=decision,
-            evidence_hash=evidence_hash,
-            person_id=person.id,
-            course_id=run.setup.course_id,
-            competency_row=comp,
-            effective_row=eff,
-        )
-        summary.stored += 1
-    return _Act(run, person, comp, decision.level, row)
+        return _Act(run, person, comp, decision.level, last)
+    values = policies_repo.decision_values(
+        decision=decision,
+        evidence_hash=evidence_hash,
+        person_id=person.id,
+        course_id=run.setup.course_id,
+        competency_row=comp,
+        effective_row=eff,
+    )
+    summary.stored += 1
+    return _Act(run, person, comp, decision.level, Decision.model_construct(**values), values)
 
 
 def _apply(session: Session, act: _Act) -> None:

@@ -15,6 +15,7 @@ from service.db import engine as db_engine
 from service.db.models import (
     Award,
     Competency,
+    CompetencyLevelTemplate,
     CourseSetup,
     Credential,
     Decision,
@@ -64,12 +65,43 @@ def _template(
 ) -> issuer_inputs.LevelTemplate:
     assert comp.id is not None
     cache = db_engine.transaction_cache(session, "level_templates")
-    rows = cache.get(comp.id)
-    if rows is None:
-        rows = cache[comp.id] = {
-            t.level: t for t in policies_repo.level_templates(session, comp.id)
-        }
-    t = rows.get(level_key)
+    # built once per competency (as it reads now), level and kind in a transaction: a worker
+    # batch issues many credentials of each, and the template is frozen
+    key = (
+        level_key,
+        stackable,
+        comp.id,
+        comp.key,
+        comp.name,
+        comp.description,
+        comp.framework_url,
+        comp.framework_code,
+        comp.framework_name,
+        comp.image_sha256,
+        tuple(comp.level_descriptions.items()),
+    )
+    built = cache.get(key)
+    if built is None:
+        rows = cache.get(comp.id)
+        if rows is None:
+            rows = cache[comp.id] = {
+                t.level: t for t in policies_repo.level_templates(session, comp.id)
+            }
+        built = cache[key] = _built_template(
+            settings, comp, rows.get(level_key), level_key, stackable=stackable
+        )
+    assert isinstance(built, issuer_inputs.LevelTemplate)
+    return built
+
+
+def _built_template(
+    settings: Settings,
+    comp: Competency,
+    t: CompetencyLevelTemplate | None,
+    level_key: str,
+    *,
+    stackable: bool,
+) -> issuer_inputs.LevelTemplate:
     outcome = comp.level_descriptions.get(level_key) or comp.description or comp.name
     eu = issuer_inputs.EuElements(
         learning_outcomes=(outcome,),

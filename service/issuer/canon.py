@@ -15,10 +15,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import operator
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pyld import jsonld as _pyld
@@ -455,7 +456,17 @@ class _Shape:
     document's own values must not equal (a collision would merge what the skeleton kept
     apart)."""
 
-    __slots__ = ("blank", "fixed", "kinds", "lines", "terms", "triples")
+    __slots__ = (
+        "blank",
+        "fixed",
+        "iris",
+        "kinds",
+        "lines",
+        "literals",
+        "templates",
+        "terms",
+        "triples",
+    )
 
     def __init__(
         self,
@@ -476,6 +487,11 @@ class _Shape:
             labels = [p[1] for p in pieces if isinstance(p, tuple) and p[0] == _BN]
             for label in dict.fromkeys(labels):
                 self.blank.setdefault(label, []).append(i)
+        # each line as a str.format template and what fills it (filled in C, not per piece)
+        self.templates = [_template(pieces) for pieces in self.lines]
+        keys = {p for pieces in self.lines for p in pieces if isinstance(p, tuple)}
+        self.iris = {mark for kind, mark in keys if kind == _IRI}
+        self.literals = {mark for kind, mark in keys if kind == _LIT}
 
     def dataset(self, real: Mapping[str, str]) -> dict[str, list[dict[str, Any]]]:
         """The document's RDF dataset (fresh terms: RDFC-1.0 relabels blank nodes in place)."""
@@ -485,26 +501,28 @@ class _Shape:
         """RDFC-1.0 of the document when every blank node has a unique first-degree hash
         (§4.4 steps 1-5 then 7: canonical ids in the order of those hashes), else None
         (pyld's algorithm then runs, with the n-degree hashing)."""
-        values = {}
+        values: dict[tuple[int, str], str] = {}
+        iris, literals = self.iris, self.literals
         for mark, value in real.items():
-            values[(_IRI, mark)] = value
-            values[(_LIT, mark)] = _nquad_escape(value)
+            if mark in iris:
+                values[(_IRI, mark)] = value
+            if mark in literals:
+                values[(_LIT, mark)] = _nquad_escape(value)
+        # a blank node's first-degree hash: itself "_:a", every other blank node "_:z"
+        for label in self.blank:
+            values[(_BN, label)] = "_:z"
+        templates = self.templates
         hashes = {}
         for label, lines in self.blank.items():
-            own = {**values, (_BN, label): "_:a"}
-            text = sorted(
-                "".join(p if isinstance(p, str) else own.get(p, "_:z") for p in self.lines[i])
-                for i in lines
-            )
+            values[(_BN, label)] = "_:a"
+            text = sorted(templates[i][0].format(*templates[i][1](values)) for i in lines)
+            values[(_BN, label)] = "_:z"
             hashes[label] = hashlib.sha256("".join(text).encode("utf-8")).hexdigest()
         if len(set(hashes.values())) != len(hashes):
             return None
         for n, label in enumerate(sorted(hashes, key=hashes.__getitem__)):
             values[(_BN, label)] = f"_:c14n{n}"
-        out = sorted(
-            "".join(p if isinstance(p, str) else values[p] for p in pieces) for pieces in self.lines
-        )
-        return "".join(out)
+        return "".join(sorted(template.format(*fill(values)) for template, fill in templates))
 
     def collides(self, real: Mapping[str, str]) -> bool:
         """Whether a document value would be a term the skeleton has already, or an http(s)
@@ -696,6 +714,21 @@ def _pieces(triple: tuple[Any, ...]) -> list[Any]:
         else:
             merged.append(piece)
     return merged
+
+
+def _template(pieces: list[Any]) -> tuple[str, Callable[[Mapping[Any, str]], tuple[str, ...]]]:
+    """A line's pieces as a ``str.format`` template (its text with braces doubled, a ``{}``
+    per blank node or placeholder) and the function that reads those values, in order."""
+    keys = [p for p in pieces if not isinstance(p, str)]
+    text = "".join(
+        p.replace("{", "{{").replace("}", "}}") if isinstance(p, str) else "{}" for p in pieces
+    )
+    if len(keys) == 1:
+        key = keys[0]
+        return text, lambda values: (values[key],)
+    if not keys:
+        return text, lambda _values: ()
+    return text, operator.itemgetter(*keys)
 
 
 @functools.lru_cache(maxsize=64)

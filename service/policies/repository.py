@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import bindparam
 from sqlmodel import Session, col, func, select
@@ -172,18 +173,41 @@ def decision_row(
     competency_row: Competency,
     effective_row: EffectivePolicy,
 ) -> Decision:
-    """The row of a decision, not added yet (a worker's batch adds its decisions together)."""
-    assert competency_row.id is not None and effective_row.id is not None
+    """The row of a decision, not added yet."""
     return Decision(
-        person_id=person_id,
-        course_id=course_id,
-        competency_id=competency_row.id,
-        effective_policy_id=effective_row.id,
-        policy_version=effective_row.version,
-        policy_hash=effective_row.policy_hash,
-        evidence_hash=evidence_hash,
-        level=decision.level.key,
-        score=decision.score,
-        reasons=canonical.decision_to_dict(decision),
-        evaluated_at=decision.evaluated_at,
+        **decision_values(
+            decision=decision,
+            evidence_hash=evidence_hash,
+            person_id=person_id,
+            course_id=course_id,
+            competency_row=competency_row,
+            effective_row=effective_row,
+        )
     )
+
+
+def decision_values(
+    *,
+    decision: EngineDecision,
+    evidence_hash: str,
+    person_id: int,
+    course_id: int,
+    competency_row: Competency,
+    effective_row: EffectivePolicy,
+) -> dict[str, Any]:
+    """A decision row's columns as plain values (a worker's batch inserts its decisions
+    together: ``db.engine.insert_ids``)."""
+    assert competency_row.id is not None and effective_row.id is not None
+    return {
+        "person_id": person_id,
+        "course_id": course_id,
+        "competency_id": competency_row.id,
+        "effective_policy_id": effective_row.id,
+        "policy_version": effective_row.version,
+        "policy_hash": effective_row.policy_hash,
+        "evidence_hash": evidence_hash,
+        "level": decision.level.key,
+        "score": decision.score,
+        "reasons": canonical.decision_to_dict(decision),
+        "evaluated_at": decision.evaluated_at,
+    }

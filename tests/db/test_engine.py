@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import select
 
 from service import secretbox
-from service.db.engine import session
+from service.db.engine import insert_ids, session
 from service.db.models import AuditEvent, Platform
 from tests import factories
 
@@ -278,3 +278,24 @@ def test_autocommit_sessions_keep_values_row_counts_and_errors(engine: Engine) -
     assert first == (1, ("a", {"roles": ["Zoë"], "ok": True}, later))
     assert second == (1, ("b", {"roles": ["Zoë"], "ok": True}, later))
     assert second[1][2].tzinfo is not None
+
+
+@pytest.mark.db
+def test_insert_ids_returns_each_rows_id_in_the_order_given(engine: Engine) -> None:
+    """A batch's decisions are written as plain values and their awards refer to them by
+    these ids: each id must be its own row's, on SQLite and PostgreSQL."""
+    rows: list[dict[str, Any]] = [
+        {"actor": "system", "action": f"test.row{i}", "detail": {"n": i}} for i in range(40)
+    ]
+    rows.reverse()
+    with session(engine) as s:
+        s.add(AuditEvent(actor="system", action="test.before"))  # pending: flushed first
+        ids = insert_ids(s, AuditEvent, rows)
+        stored = {
+            r.id: (r.action, r.detail)
+            for r in s.exec(select(AuditEvent).where(AuditEvent.action != "test.before"))
+        }
+        s.commit()
+    assert len(set(ids)) == 40
+    assert [stored[i] for i in ids] == [(r["action"], r["detail"]) for r in rows]
+    assert all(r["at"].tzinfo is not None for r in rows)  # the defaults written, given back
