@@ -41,9 +41,7 @@ from service.db import migrate
 from service.db.base import metadata
 from tests.conftest import scratch_database
 
-# One test process takes the whole file under pytest-xdist (scripts/suite.sh runs
-# `--dist loadgroup`): the chain below is then built once, not once per process.
-pytestmark = [pytest.mark.db, pytest.mark.xdist_group("upgrades")]
+pytestmark = pytest.mark.db
 
 
 def _revisions() -> list[str]:
