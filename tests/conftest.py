@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -69,21 +70,29 @@ def master_key() -> bytes:
 
 
 @contextlib.contextmanager
-def scratch_database(prefix: str, sqlite_file: Path) -> Iterator[str]:
-    """An empty database of its own on this test lane: ``sqlite_file`` on SQLite, or a new
-    PostgreSQL database named ``prefix_<random>`` that is dropped afterwards."""
+def scratch_database(prefix: str, sqlite_file: Path, copy_of: str | None = None) -> Iterator[str]:
+    """A database of its own on this test lane: ``sqlite_file`` on SQLite, or a new
+    PostgreSQL database named ``prefix_<random>`` that is dropped afterwards. Empty, or with
+    ``copy_of`` a copy of that database of the same lane (which nothing may be connected to).
+    The name is random, so parallel test processes (pytest-xdist) never share one."""
     if LANE == "sqlite":
+        if copy_of is not None:
+            source = make_url(copy_of).database
+            assert source, copy_of
+            shutil.copyfile(source, sqlite_file)
         yield f"sqlite:///{sqlite_file}"
         return
     if LANE != "postgresql":
         raise pytest.UsageError(f"MICROCRED_TEST_DB must be sqlite or postgresql, not {LANE!r}")
     name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    template = f' TEMPLATE "{make_url(copy_of).database}"' if copy_of is not None else ""
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn = admin.connect()
     except Exception as exc:
         pytest.exit(f"PostgreSQL lane requested but {PG_URL} is unreachable: {exc}", returncode=3)
+    with conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"{template}'))
     yield make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

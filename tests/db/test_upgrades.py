@@ -8,9 +8,10 @@ without being named.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -34,6 +35,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.pool import NullPool
 
 from service.db import migrate
 from service.db.base import metadata
@@ -54,10 +56,33 @@ REVISIONS = _revisions()
 HEAD = REVISIONS[-1]
 
 
-@pytest.fixture
-def new_database(tmp_path: Path, master_key: bytes) -> Iterator[str]:
-    with scratch_database("microcred_up", tmp_path / "upgrade.db") as url:
-        yield url
+@dataclass
+class Chain:
+    """The chain migrated once, one revision at a time from an empty database."""
+
+    columns: dict[str, dict[str, dict[str, dict[str, Any]]]]  # revision: table: column: ...
+    copies: dict[str, str]  # revision: a copy of the database at it, for one test to use up
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory, master_key: bytes) -> Iterator[Chain]:
+    """Each test below starts from a copy of the database at its revision (a file on SQLite,
+    a database on PostgreSQL) instead of migrating from nothing again, so the chain runs
+    once per test process instead of once per test."""
+    folder = tmp_path_factory.mktemp("revisions")
+    found = Chain(columns={}, copies={})
+    with contextlib.ExitStack() as kept:
+        url = kept.enter_context(scratch_database("microcred_chain", folder / "chain.db"))
+        engine = create_engine(url, poolclass=NullPool)  # nothing left connected to copy from
+        for revision in REVISIONS:
+            migrate.upgrade(url, revision)
+            with engine.connect() as conn:
+                found.columns[revision] = _columns(conn)
+            if revision != HEAD:
+                found.copies[revision] = kept.enter_context(
+                    scratch_database("microcred_up", folder / f"{revision}.db", copy_of=url)
+                )
+        yield found
 
 
 _WHEN = dt.datetime(2026, 11, 30, 9, 0, tzinfo=dt.UTC)
@@ -105,9 +130,12 @@ def _fill(conn: Connection, n: int) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("start", REVISIONS[:-1])
-def test_upgrade_to_head_from_each_revision_keeps_the_data(new_database: str, start: str) -> None:
-    migrate.upgrade(new_database, start)
+def test_upgrade_to_head_from_each_revision_keeps_the_data(chain: Chain, start: str) -> None:
+    new_database = chain.copies.pop(start)  # used up here: no other test sees its rows
     engine = create_engine(new_database)
+    with engine.connect() as conn:
+        at = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    assert at == start
     with engine.begin() as conn:
         before = _fill(conn, 1)
     migrate.upgrade(new_database)
@@ -136,20 +164,16 @@ def _columns(conn: Connection) -> dict[str, dict[str, Any]]:
 
 
 def test_every_migration_is_additive_so_the_previous_release_keeps_working(
-    new_database: str,
+    chain: Chain,
 ) -> None:
     """During a roll, web processes and workers of the previous release run against the
     migrated schema: every table and column they know must still be there, and a column
-    they do not know must not be required of their INSERTs (nullable or a server default)."""
-    engine = create_engine(new_database)
-    migrate.upgrade(new_database, REVISIONS[0])
-    with engine.connect() as conn:
-        previous = _columns(conn)
+    they do not know must not be required of their INSERTs (nullable or a server default).
+    The schemas are those of the chain migrated one revision at a time (``chain``)."""
+    previous = chain.columns[REVISIONS[0]]
     problems = []
     for revision in REVISIONS[1:]:
-        migrate.upgrade(new_database, revision)
-        with engine.connect() as conn:
-            current = _columns(conn)
+        current = chain.columns[revision]
         for table, columns in previous.items():
             if table not in current:
                 problems.append(f"{revision} drops table {table}")
@@ -166,7 +190,6 @@ def test_every_migration_is_additive_so_the_previous_release_keeps_working(
                         f"{revision} adds {table}.{name} NOT NULL without a server default"
                     )
         previous = current
-    engine.dispose()
     assert problems == [], (
         "a migration the previous release cannot run against; document the stop-the-world "
         f"upgrade in docs/operations.md and the release notes: {problems}"
