@@ -156,7 +156,10 @@ def _third_party_probe(context: Any, lms_url: str, probe_url: str) -> dict[str, 
     page = context.new_page()
     page.goto(lms_url + "/")
     page.evaluate(
-        """url => new Promise(done => {
+        # page.evaluate has no timeout of its own: a frame that never loads fails the test
+        # after 20 s with this message instead of hanging the lane.
+        """url => new Promise((done, fail) => {
+             setTimeout(() => fail(new Error("the probe frame did not load twice in 20 s")), 20000);
              const f = document.createElement("iframe");
              f.src = url + "/set";
              f.onload = () => { f.onload = () => done(); f.src = url + "/check"; };
