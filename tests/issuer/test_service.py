@@ -240,3 +240,13 @@ def test_a_list_at_its_limit_gives_no_more_entries(engine: Engine, settings: Set
     lists = [r.status_list_id for r in rows]
     assert lists[:2] == [first.status_list_id] * 2 and lists[2] != first.status_list_id
     assert _allocated(engine) == {first.status_list_id: limit, lists[2]: 1}
+
+
+def test_free_indexes_leave_out_the_held_ones(engine: Engine, settings: Settings) -> None:
+    row = _issue(engine, settings)
+    taken = row.status_index
+    others = [i for i in (1, 2, 3) if i != taken][:2]
+    with session(engine, write=True) as s:
+        free = repository.free_indexes(s, row.status_list_id, [others[0], taken, others[1]])
+        s.rollback()
+    assert free == others
