@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from sqlalchemy import Integer, true, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import true, update
 from sqlmodel import Session, col, func, select
 from sqlmodel.sql.expression import SelectOfScalar
 
+from service.db import probes
 from service.db.models import Credential, StatusList
 
 __all__ = [
@@ -116,13 +116,10 @@ def free_indexes(session: Session, list_id: int, candidates: Sequence[int]) -> l
 
 
 def _held_on_postgresql(list_id: int, candidates: Sequence[int]) -> SelectOfScalar[int]:
-    """Which candidates a credential holds, one probe of the (list, index) key each. The
-    plain ``status_index IN (...)`` was planned, on a table not analysed yet (the first
-    burst on a new list), as a scan of the whole list's entries with the candidates as a
-    filter: every credential of the list read per 16 issued. A lateral probe per candidate
-    cannot be planned that way."""
-    wanted = func.unnest(postgresql.array(candidates, type_=Integer)).table_valued("i")
-    wanted = wanted.render_derived(name="wanted")
+    """Which candidates a credential holds, one probe of the (list, index) key each
+    (``db.probes``: ``status_index IN (...)`` read every credential of the list, per 16
+    issued, on a table not analysed yet)."""
+    wanted = probes.int_keys(candidates, "wanted")
     probe = (
         select(col(Credential.status_index))
         .where(col(Credential.status_list_id) == list_id)
