@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+from sqlalchemy import event
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session
 
@@ -144,14 +145,20 @@ def _allocate(
 ) -> tuple[StatusList, int]:
     # The open list is read once per transaction and not locked: issuers in parallel
     # transactions (workers) share it, and the unique (list, index) key keeps their entries
-    # apart (a clash fails one transaction, which is retried). ``taken`` counts this
-    # transaction's entries on top of the committed ones; ``pool`` holds free random
-    # indexes found for this transaction, POOL at a time (one query, not one per credential),
-    # and ``used`` those it gave out.
+    # apart (a clash fails one transaction, which is retried). ``pending`` counts this
+    # transaction's entries per list, added to the lists' ``allocated`` at its commit;
+    # ``pool`` holds free random indexes found for this transaction, POOL at a time (one
+    # query, not one per credential), and ``used`` those it gave out.
     cache = db_engine.transaction_cache(session, "status_list")
+    pending = cache.get("pending")
+    if pending is None:
+        pending = cache["pending"] = {}
+        _count_at_commit(session)
     held = cache.get("open")
     if held is None:
-        found = repository.open_status_list(session, purpose="revocation", max_fill=MAX_FILL)
+        found = repository.open_status_list(
+            session, purpose="revocation", max_fill=MAX_FILL, pending=pending
+        )
         if found is None:
             status = StatusList(
                 purpose="revocation",
@@ -179,11 +186,33 @@ def _allocate(
         if pool:
             index: int = pool.pop()
             used.add(index)  # given out here, maybe not flushed yet
+            pending[status.id] = pending.get(status.id, 0) + 1
             held[1] = taken + 1
             if held[1] >= status.size * MAX_FILL:
                 cache.pop("open")  # full: the next credential looks again
             return status, index
     raise Conflict("no free status list index found; try again")
+
+
+_COUNTING = "microcred.status_list_counting"
+
+
+def _count_at_commit(session: Session) -> None:
+    """Add a transaction's status entries to their lists' ``allocated`` when it commits
+    (once per session: the listener reads the committing transaction's own count). Last,
+    so the list rows are locked only for the commit itself, not while a batch signs: the
+    workers share the open list. A rollback drops the count with the credentials."""
+    if session.info.get(_COUNTING):
+        return
+    session.info[_COUNTING] = True
+    event.listen(session, "before_commit", _add_pending)
+
+
+def _add_pending(session: Session) -> None:
+    pending = db_engine.transaction_cache(session, "status_list").get("pending")
+    if pending:
+        repository.add_allocated(session, pending)
+        pending.clear()
 
 
 def _transaction_keyring(session: Session, settings: Settings) -> keys.Keyring:

@@ -125,3 +125,37 @@ def test_a_database_without_credentials_gets_no_identity_until_it_issues(
     with db_session(engine) as s:
         assert s.exec(select(IssuerIdentity)).all() == []
     engine.dispose()
+
+
+@pytest.mark.db
+def test_open_lists_get_their_credentials_counted_in_allocated(empty_database_url: str) -> None:
+    """issuer_0004: ``allocated`` was written only for a full list; the issuer now reads it
+    for the open ones too, so the upgrade counts their credentials (a larger count, a list
+    marked full, stays)."""
+    url = empty_database_url
+    migrate.upgrade(url, "issuer_0003")
+    now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+    tables = metadata.tables
+    engine = make_engine(url)
+    lists = [
+        {"id": n, "purpose": "revocation", "size": 131072, "bits": b"\0", "allocated": taken}
+        | {"version": 1, "created_at": now, "updated_at": now}
+        for n, taken in ((1, 65536), (2, 0))
+    ]
+    creds = [
+        {"id": n, "uuid": f"00000000-0000-0000-0000-00000000000{n}", "lti_user_id": ""}
+        | {"template_key": "t", "level_key": "l", "achievement_id": "a", "kind": "single"}
+        | {"document": {"id": f"urn:{n}"}, "signing_key_id": 1, "status_list_id": on}
+        | {"status_index": n, "issued_at": now, "valid_from": now, "revoked": False}
+        for n, on in ((1, 1), (2, 2), (3, 2))
+    ]
+    key = {"id": 1, "kid": "k", "algorithm": "Ed25519", "private_pem": "-", "public_jwk": {}}
+    with engine.begin() as conn:
+        conn.execute(tables["issuer_key"].insert(), [key | {"active": True, "created_at": now}])
+        conn.execute(tables["status_list"].insert(), lists)
+        conn.execute(tables["credential"].insert(), creds)
+    migrate.upgrade(url)
+    with engine.connect() as conn:
+        rows = conn.execute(tables["status_list"].select().order_by("id")).all()
+    engine.dispose()
+    assert [r.allocated for r in rows] == [65536, 2]

@@ -197,3 +197,56 @@ def test_concurrent_issues_get_distinct_indexes(engine: Engine, settings: Settin
         lists = s.exec(select(StatusList)).all()
         on_list = s.exec(select(Credential).where(Credential.status_list_id == lists[0].id)).all()
     assert len(lists) == 1 and len(on_list) == 13
+    assert lists[0].allocated == 13  # every transaction's entries added, none lost
+
+
+def _allocated(engine: Engine) -> dict[int, int]:
+    with session(engine) as s:
+        return {row.id: row.allocated for row in s.exec(select(StatusList)) if row.id}
+
+
+def test_a_commit_adds_its_entries_to_the_list_and_a_rollback_none(
+    engine: Engine, settings: Settings
+) -> None:
+    with session(engine, write=True) as s:
+        for _ in range(3):
+            service.issue(s, settings=settings, award=samples.award(), now=NOW, actor="t")
+        s.commit()
+    first = _allocated(engine)
+    assert list(first.values()) == [3]
+    with session(engine, write=True) as s:
+        service.issue(s, settings=settings, award=samples.award(), now=NOW, actor="t")
+        s.rollback()
+    assert _allocated(engine) == first
+    _issue(engine, settings)
+    assert list(_allocated(engine).values()) == [4]
+
+
+def test_a_list_at_its_limit_gives_no_more_entries(engine: Engine, settings: Settings) -> None:
+    first = _issue(engine, settings)
+    limit = int(settings.status_list_size * service.MAX_FILL)
+    with session(engine, write=True) as s:
+        listed = repository.status_list(s, first.status_list_id)
+        assert listed is not None
+        listed.allocated = limit - 2  # as if the list held that many credentials
+        s.add(listed)
+        s.commit()
+    with session(engine, write=True) as s:
+        rows = [
+            service.issue(s, settings=settings, award=samples.award(), now=NOW, actor="t")
+            for _ in range(3)
+        ]
+        s.commit()
+    lists = [r.status_list_id for r in rows]
+    assert lists[:2] == [first.status_list_id] * 2 and lists[2] != first.status_list_id
+    assert _allocated(engine) == {first.status_list_id: limit, lists[2]: 1}
+
+
+def test_free_indexes_leave_out_the_held_ones(engine: Engine, settings: Settings) -> None:
+    row = _issue(engine, settings)
+    taken = row.status_index
+    others = [i for i in (1, 2, 3) if i != taken][:2]
+    with session(engine, write=True) as s:
+        free = repository.free_indexes(s, row.status_list_id, [others[0], taken, others[1]])
+        s.rollback()
+    assert free == others

@@ -330,3 +330,17 @@ def test_a_changed_row_the_session_holds_reads_its_new_values(engine: Engine) ->
         assert (held.score, held.version) == (9, 2)
         [again] = store.list_evidence(s, course_id=w.course_id)
         assert (again.score, again.version) == (9, 2)
+
+
+def test_some_learners_results_are_the_course_list_of_those_learners(engine: Engine) -> None:
+    w = world(engine)
+    run_csv(engine, w, "u-ada,,,quiz,q2,,8,10,1\n42,,,quiz,q1,,5,10,1\nu-ada,,,quiz,q1,,7,10,2\n")
+    with session(engine) as s:
+        course = store.list_evidence(s, course_id=w.course_id)
+        ada = store.list_evidence(s, course_id=w.course_id, person_ids=[w.ada])
+        both = store.list_evidence(s, course_id=w.course_id, person_ids=[w.bob, w.ada, 10**6])
+        nobody = store.list_evidence(s, course_id=w.course_id, person_ids=[])
+    assert [(r.person_id, r.id) for r in course] == sorted((r.person_id, r.id) for r in course)
+    assert len(course) == 3
+    assert ada == [r for r in course if r.person_id == w.ada]
+    assert both == course and nobody == []

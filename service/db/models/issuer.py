@@ -57,9 +57,9 @@ class StatusList(SQLModel, table=True):
     purpose: str = Field(default="revocation", max_length=20)
     size: int = 131072
     bits: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
-    # Entries taken, written once the list is found full (then no new credential gets an
-    # entry on it); while it is open, the credentials that point at it are counted instead
-    # (issuers in parallel transactions share the list without locking its row).
+    # Entries taken: each issuing transaction adds its own as it commits (the row locked
+    # only for that commit: issuers in parallel transactions share the list); at
+    # ``issuer.service.MAX_FILL`` of ``size`` no new credential gets an entry on it.
     allocated: int = 0
     version: int = 0
     document: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType))
