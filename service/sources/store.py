@@ -25,16 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, func, true, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from service import audit
 from service.db import engine as db_engine
-from service.db import probes
 from service.db.models import (
     Course,
     Deployment,
@@ -46,6 +43,7 @@ from service.db.models import (
 )
 from service.db.models import VerificationEvent as EventRow
 from service.errors import NotFound
+from service.sources.evidence import EvidenceRecord, history, list_evidence
 from service.sources.types import (
     LearnerRef,
     Problem,
@@ -684,132 +682,3 @@ def _where_order(p: Problem) -> tuple[str, int, str]:
     # "line 10" after "line 9", "results[10]" after "results[9]"
     m = re.match(r"^(.*?)(\d+)\]?$", p.where)
     return (m.group(1), int(m.group(2)), p.field) if m else (p.where, 0, p.field)
-
-
-@dataclass(frozen=True)
-class EvidenceRecord:
-    """A stored result with its effective verification, as the flows layer reads it.
-
-    ``verification`` is the strongest of the result's own level and every verification
-    event for the same sitting; ``verification_basis`` says where it came from.
-    """
-
-    id: int
-    course_id: int
-    person_id: int
-    origin: str
-    kind: str
-    item_id: str
-    item_title: str
-    criterion_id: str
-    criterion_title: str
-    score: float | None
-    max_score: float | None
-    level_id: str | None
-    level_name: str | None
-    level_points: float | None
-    level_scale: tuple[tuple[str, str, float], ...]
-    attempt: int
-    submitted_at: dt.datetime | None
-    graded_at: dt.datetime | None
-    verification: Verification
-    verification_basis: str
-    asserted_by: str
-    version: int
-    events: tuple[int, ...] = field(default=())
-
-
-def _learners_evidence(course_id: int, person_ids: Sequence[int]) -> SelectOfScalar[Evidence]:
-    """A worker batch's learners' results, one index probe per learner (``db.probes``: the
-    ``person_id IN (...)`` form read the whole course's results per batch on a table not
-    analysed yet), in the same order as the course's query."""
-    wanted = probes.int_keys(person_ids, "wanted")
-    found = (
-        select(Evidence)
-        .where(Evidence.course_id == course_id, col(Evidence.person_id) == wanted.c.i)
-        .offset(0)  # not flattened into a join: probed per learner
-        .lateral("found")
-    )
-    row = aliased(Evidence, found)
-    return (
-        select(row)
-        .select_from(wanted)
-        .join(found, true())
-        .order_by(col(row.person_id), col(row.id))
-    )
-
-
-def list_evidence(
-    session: Session,
-    *,
-    course_id: int,
-    person_ids: Sequence[int] | None = None,
-) -> list[EvidenceRecord]:
-    """Every stored result of a course (or of ``person_ids``), verification events
-    applied."""
-    q = select(Evidence).where(Evidence.course_id == course_id)
-    e = select(EventRow).where(EventRow.course_id == course_id)
-    if person_ids is not None and session.get_bind().dialect.name == "postgresql":
-        rows = session.exec(_learners_evidence(course_id, person_ids)).all()
-        e = e.where(col(EventRow.person_id).in_(person_ids))
-    else:
-        if person_ids is not None:
-            q = q.where(col(Evidence.person_id).in_(person_ids))
-            e = e.where(col(EventRow.person_id).in_(person_ids))
-        rows = session.exec(q.order_by(col(Evidence.person_id), col(Evidence.id))).all()
-    by_sitting: dict[tuple[int, str], list[EventRow]] = {}
-    for ev in session.exec(e).all():
-        by_sitting.setdefault((ev.person_id, ev.item_id), []).append(ev)
-    out = []
-    for r in rows:
-        assert r.id is not None
-        own = Verification(r.verification)
-        best, basis, used = own, f"the result itself ({r.asserted_by})", []
-        for ev in by_sitting.get((r.person_id, r.item_id), []):
-            if ev.attempt not in (0, r.attempt):
-                continue
-            level = Verification(ev.level)
-            assert ev.id is not None
-            used.append(ev.id)
-            if level.rank > best.rank:
-                best = level
-                basis = f"verification event {ev.id} ({ev.asserted_by}, {ev.origin})"
-        out.append(
-            EvidenceRecord(
-                id=r.id,
-                course_id=r.course_id,
-                person_id=r.person_id,
-                origin=r.origin,
-                kind=r.source_kind,
-                item_id=r.item_id,
-                item_title=r.item_title,
-                criterion_id=r.criterion_id,
-                criterion_title=r.criterion_title,
-                score=r.score,
-                max_score=r.max_score,
-                level_id=r.level_id,
-                level_name=r.level_name,
-                level_points=r.level_points,
-                level_scale=tuple((str(a), str(b), float(c)) for a, b, c in r.level_scale),
-                attempt=r.attempt,
-                submitted_at=r.submitted_at,
-                graded_at=r.graded_at,
-                verification=best,
-                verification_basis=basis,
-                asserted_by=r.asserted_by,
-                version=r.version,
-                events=tuple(used),
-            )
-        )
-    return out
-
-
-def history(session: Session, *, evidence_id: int) -> list[EvidenceRevision]:
-    """Every version of one evidence row, oldest first."""
-    return list(
-        session.exec(
-            select(EvidenceRevision)
-            .where(EvidenceRevision.evidence_id == evidence_id)
-            .order_by(col(EvidenceRevision.version))
-        ).all()
-    )
