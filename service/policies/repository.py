@@ -17,7 +17,6 @@ from service.db.models import (
     CompetencyLevelTemplate,
     Course,
     CourseCompetency,
-    Decision,
     EffectivePolicy,
     PolicyVersion,
 )
@@ -162,28 +161,6 @@ def last_effective_version(session: Session, course_id: int, competency_id: int)
         )
     ).one()
     return int(found or 0)
-
-
-def decision_row(
-    *,
-    decision: EngineDecision,
-    evidence_hash: str,
-    person_id: int,
-    course_id: int,
-    competency_row: Competency,
-    effective_row: EffectivePolicy,
-) -> Decision:
-    """The row of a decision, not added yet."""
-    return Decision(
-        **decision_values(
-            decision=decision,
-            evidence_hash=evidence_hash,
-            person_id=person_id,
-            course_id=course_id,
-            competency_row=competency_row,
-            effective_row=effective_row,
-        )
-    )
 
 
 def decision_values(

@@ -13,7 +13,7 @@ from service.assessment import canonical
 from service.assessment import engine as rules
 from service.assessment.types import Level
 from service.db.engine import session as db_session
-from service.db.models import AuditEvent, Competency, Course
+from service.db.models import AuditEvent, Competency, Course, Decision
 from service.errors import BadInput, Conflict, NotFound
 from service.policies import repository as policies_repo
 from service.policies import service as policies
@@ -336,7 +336,7 @@ def test_decisions_are_stored_explained_and_reproduced(session: Session) -> None
         ev("q1", 90, competency="stats", attempt=2),
     ]
     decision = rules.evaluate(evidence, policy, NOW)
-    row = policies_repo.decision_row(  # as an evaluation batch stores it
+    values = policies_repo.decision_values(  # as an evaluation batch stores it
         decision=decision,
         evidence_hash=canonical.evidence_hash(evidence),
         person_id=learner.id,
@@ -344,6 +344,7 @@ def test_decisions_are_stored_explained_and_reproduced(session: Session) -> None
         competency_row=stats,
         effective_row=effective_row,
     )
+    row = Decision(**values)
     session.add(row)
     session.flush()
     assert (row.level, row.policy_version) == ("intermediate", 1)
