@@ -79,7 +79,7 @@ def make_engine(
             json_serializer=json_text,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Keep connections open: closing the last connection to a WAL database
-            # checkpoints the log, which cost 10-15 ms per request with NullPool.
+            # checkpoints the log (bench/README.md, Deliver).
             poolclass=QueuePool,
             pool_size=pool_size,
             # A thread waiting for SQLite's write lock (BEGIN IMMEDIATE, busy_timeout) holds
@@ -111,8 +111,8 @@ def _ping_when_idle(engine: Engine) -> None:
     """Check a pooled connection before use when it sat idle for a while (a server restart,
     a firewall dropping idle connections); a dead one is replaced and the request goes on.
 
-    ``pool_pre_ping`` pings on every checkout: a round trip per transaction, ~0.1 ms of
-    server CPU each. A connection back in the pool within seconds is used again unchecked;
+    ``pool_pre_ping`` pings on every checkout: a round trip per transaction (bench/README.md,
+    Launch). A connection back in the pool within seconds is used again unchecked;
     if the server dropped it meanwhile, its first statement fails, SQLAlchemy invalidates
     the whole pool, and the request answers 503 (web/errors.py).
     """
@@ -144,10 +144,10 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 def json_text(value: Any) -> str:
-    """JSON columns' serialiser: orjson (an 8 KB credential in ~3 us where the standard
-    library takes ~50 us), which also writes an ``orjson.Fragment`` (JSON serialised
-    once already, e.g. a credential that is also a VC-JWT's payload) as it is. Values
-    orjson refuses (integers beyond 64 bits) go through the standard library."""
+    """JSON columns' serialiser: orjson (bench/README.md, Sign), which also writes an
+    ``orjson.Fragment`` (JSON serialised once already, e.g. a credential that is also a
+    VC-JWT's payload) as it is. Values orjson refuses (integers beyond 64 bits) go through
+    the standard library."""
     try:
         return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:
@@ -220,7 +220,7 @@ def session(engine: Engine, *, write: bool = False, autocommit: bool = False) ->
     ``write=True`` takes SQLite's write lock at BEGIN (read-then-write transactions).
     ``autocommit=True`` is for work that only reads, or writes with a single statement: on
     PostgreSQL each statement then commits by itself, without the BEGIN and COMMIT (or
-    ROLLBACK) round trips, ~60 us of server CPU each; a read sees the same data as in a
+    ROLLBACK) round trips (bench/README.md, Launch); a read sees the same data as in a
     READ COMMITTED transaction, where every statement takes its own snapshot anyway.
     SQLite keeps its transaction (it costs nothing there). Uncommitted work is discarded on
     exit (closing rolls back without expiring what was loaded, so objects stay readable
@@ -325,8 +325,8 @@ def add(session: Session, row: SQLModel) -> None:
 def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:
     """A row as a plain dict, held to the end of ``batched_adds`` (call it only there:
     ``holding``) and written by one executemany INSERT per table with the others: no model
-    instance is built (~0.15 ms each) and the ORM's flush never sees it. Every row of a
-    table must give the same columns (the call site's); the rest take their defaults."""
+    instance is built and the ORM's flush never sees it. Every row of a table must give the
+    same columns (the call site's); the rest take their defaults."""
     session.info[_HELD_VALUES].setdefault(table(model), []).append(_with_defaults(model, values))
 
 

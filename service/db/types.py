@@ -35,9 +35,8 @@ JSONType = JSON().with_variant(JSONB(), "postgresql")
 
 class JSONText(TypeDecorator[Any]):
     """JSON kept as the text it was written as (PostgreSQL TEXT): no JSONB parse and
-    binary encoding on the way in (a signed credential is ~5-9 KB; JSONB cost the server
-    ~0.2 ms more per row, mostly its parse and compressing its binary form), and the
-    stored bytes are the serialised ones, key order included: the credential's VC-JWT
+    binary encoding on the way in (bench/README.md, the credential document as TEXT), and
+    the stored bytes are the serialised ones, key order included: the credential's VC-JWT
     payload, as SQLite stores it. Nothing queries inside such a column."""
 
     impl = Text

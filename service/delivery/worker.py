@@ -1,11 +1,11 @@
 """The delivery worker: a thin loop around ``outbox.claim`` → connector → ``outbox.finish``.
 
-One worker process keeps a small thread pool busy (the HTTP calls are I/O bound: with
-50 ms of repository latency one thread manages about 20 deliveries a second). As threads
-free up it claims more rows (one transaction per group of claims) and records finished
-attempts in groups (one transaction per group), so the database work per delivery stays
-small. A crash loses at most the leases it holds; they expire, the rows are claimed again
-and, being uncertain, checked before anything is resent.
+One worker process keeps a small thread pool busy (the HTTP calls are I/O bound;
+bench/README.md, Deliver). As threads free up it claims more rows (one transaction per
+group of claims) and records finished attempts in groups (one transaction per group), so
+the database work per delivery stays small. A crash loses at most the leases it holds;
+they expire, the rows are claimed again and, being uncertain, checked before anything is
+resent.
 """
 
 from __future__ import annotations
