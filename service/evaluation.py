@@ -32,6 +32,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
+from service.db import engine as db_engine
 from service.db.engine import session as db_session
 from service.db.models import Enrolment, EvaluationJob, Evidence, VerificationEvent
 from service.db.types import as_text, as_time, utcnow
@@ -49,11 +50,11 @@ __all__ = [
     "lock_learners",
 ]
 
-JOB: Table = EvaluationJob.__table__  # type: ignore[attr-defined]
+JOB: Table = db_engine.table(EvaluationJob)
 C = JOB.c
-ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
-EVIDENCE: Table = Evidence.__table__  # type: ignore[attr-defined]
-EVENT: Table = VerificationEvent.__table__  # type: ignore[attr-defined]
+ENROLMENT: Table = db_engine.table(Enrolment)
+EVIDENCE: Table = db_engine.table(Evidence)
+EVENT: Table = db_engine.table(VerificationEvent)
 _CHUNK = 500  # rows per INSERT (SQLite allows 32,766 parameters; 7 a row)
 MAX_BACKOFF_SECONDS = 3600.0
 

@@ -97,6 +97,7 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
     """One row with every attempt: when, what was sent, what came back, why it failed."""
     from sqlmodel import select
 
+    from service.db.engine import table
     from service.db.models import DeliveryAttempt
     from service.delivery import outbox
 
@@ -113,7 +114,7 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
         )
         if row.last_error:
             typer.echo(f"last error: {row.last_error}")
-        col = DeliveryAttempt.__table__.c  # type: ignore[attr-defined]
+        col = table(DeliveryAttempt).c
         for a in s.exec(
             select(DeliveryAttempt).where(col.outbox_message_id == row.id).order_by(col.id)
         ).all():

@@ -322,7 +322,7 @@ def set_consent(
     repo = session.get(DeliveryRepository, repository_id)
     if repo is None:
         raise NotFound(f"no delivery repository {repository_id}")
-    cc = DeliveryConsent.__table__.c  # type: ignore[attr-defined]
+    cc = db_engine.table(DeliveryConsent).c
     consent = session.exec(
         select(DeliveryConsent).where(
             cc.credential_id == credential_id, cc.repository_id == repository_id

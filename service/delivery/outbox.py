@@ -65,11 +65,11 @@ __all__ = [
 
 TERMINAL = ("delivered", "cancelled", "dead")
 # Core columns of the outbox table: typed SQL expressions for the queries below.
-OUT: Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+OUT: Table = db_engine.table(OutboxMessage)
 C = OUT.c
-ATTEMPT: Table = DeliveryAttempt.__table__  # type: ignore[attr-defined]
-REPO: Table = DeliveryRepository.__table__  # type: ignore[attr-defined]
-PAUSE: Table = DeliveryPause.__table__  # type: ignore[attr-defined]
+ATTEMPT: Table = db_engine.table(DeliveryAttempt)
+REPO: Table = db_engine.table(DeliveryRepository)
+PAUSE: Table = db_engine.table(DeliveryPause)
 DEFAULT_MAX_ATTEMPTS = 25
 
 
@@ -203,8 +203,8 @@ def _consent_status(session: Session, *, credential_id: str, repository_id: int)
         return "pending"
     consent = session.exec(
         select(DeliveryConsent).where(
-            DeliveryConsent.__table__.c.credential_id == credential_id,  # type: ignore[attr-defined]
-            DeliveryConsent.__table__.c.repository_id == repository_id,  # type: ignore[attr-defined]
+            db_engine.table(DeliveryConsent).c.credential_id == credential_id,
+            db_engine.table(DeliveryConsent).c.repository_id == repository_id,
         )
     ).first()
     if consent is None:

@@ -31,7 +31,7 @@ __all__ = [
 
 LEVELS = ("beginning", "intermediate", "advanced")
 TOKEN_WARNING_DAYS = 14
-COL = DeliveryRepository.__table__.c  # type: ignore[attr-defined]
+COL = db_engine.table(DeliveryRepository).c
 
 
 def create(
@@ -154,7 +154,7 @@ def scoped_pauses(session: Session) -> dict[int, list[DeliveryPause]]:
     """The rate limits holding now on a part of a repository (one LMS platform's
     gradebook), by repository id; whole-repository pauses are on the repository."""
     now = utcnow()
-    col = DeliveryPause.__table__.c  # type: ignore[attr-defined]
+    col = db_engine.table(DeliveryPause).c
     found: dict[int, list[DeliveryPause]] = {}
     q = select(DeliveryPause).where(col.paused_until > now).order_by(col.repository_id, col.scope)
     for p in session.exec(q).all():

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from sqlmodel import select
 
+from service.db.engine import table
 from service.db.models import DeliveryAttempt
 from service.db.types import utcnow
 from service.delivery import awards, outbox, repositories, status
@@ -30,8 +31,8 @@ def _detail(session: Any, ref: str) -> OutboxPublic:
     row = outbox.get(session, ref)
     log = session.exec(
         select(DeliveryAttempt)
-        .where(DeliveryAttempt.__table__.c.outbox_message_id == row.id)  # type: ignore[attr-defined]
-        .order_by(DeliveryAttempt.__table__.c.id)  # type: ignore[attr-defined]
+        .where(table(DeliveryAttempt).c.outbox_message_id == row.id)
+        .order_by(table(DeliveryAttempt).c.id)
     ).all()
     return OutboxPublic.of(row, now=utcnow(), attempts=list(log))
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlmodel import Session, select
 
+from service.db.engine import table
 from service.db.models import DeliveryConsent, DeliveryRepository, EmailMismatch, OutboxMessage
 from service.db.types import utcnow
 from service.delivery import outbox, providers
@@ -67,7 +68,7 @@ def destinations(session: Session, *, credential_id: str) -> list[Destination]:
         .where(C.credential_id == credential_id, C.repository_id.is_not(None))
         .order_by(C.id)
     ).all()
-    cc = DeliveryConsent.__table__.c  # type: ignore[attr-defined]
+    cc = table(DeliveryConsent).c
     consents = {
         c.repository_id: c.granted
         for c in session.exec(
@@ -143,7 +144,7 @@ def detect_email_change(
         )
     ).all()
     found = []
-    mc = EmailMismatch.__table__.c  # type: ignore[attr-defined]
+    mc = table(EmailMismatch).c
     for row in delivered:
         old = str(row.payload.get("recipient_email", ""))
         if not old or old.strip().lower() == new_norm:
@@ -173,7 +174,7 @@ def detect_email_change(
 
 
 def list_mismatches(session: Session, *, open_only: bool = True) -> Sequence[EmailMismatch]:
-    mc = EmailMismatch.__table__.c  # type: ignore[attr-defined]
+    mc = table(EmailMismatch).c
     q = select(EmailMismatch).order_by(mc.detected_at.desc())
     if open_only:
         q = q.where(mc.resolved_at.is_(None))

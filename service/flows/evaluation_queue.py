@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Engine, bindparam, update
 from sqlmodel import Session, col, func, select
 
 from service import evaluation
 from service.db.engine import session as db_session
-from service.db.models import CourseSetup, Enrolment, ImportRun
+from service.db.models import CourseSetup, ImportRun
 from service.db.models import Evidence as EvidenceRow
 from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
@@ -23,7 +23,6 @@ from service.lti.store import learner_inputs
 from service.settings import Settings
 
 log = logging.getLogger(__name__)
-ENROLMENT: Table = Enrolment.__table__  # type: ignore[attr-defined]
 
 
 def courses_with_new_evidence(session: Session) -> list[int]:
@@ -213,9 +212,10 @@ def _stamp_evaluated(session: Session, *, course_id: int, person_ids: Sequence[i
     their next launch finds nothing new to queue (``LearnerState``)."""
     stamps = learner_inputs(session, course_id=course_id, person_ids=person_ids)
     if stamps:
+        e = evaluation.ENROLMENT.c
         session.execute(
-            update(ENROLMENT)
-            .where(ENROLMENT.c.course_id == course_id, ENROLMENT.c.person_id == bindparam("p"))
+            update(evaluation.ENROLMENT)
+            .where(e.course_id == course_id, e.person_id == bindparam("p"))
             .values(evaluated_inputs=bindparam("inputs"), evaluated_at=utcnow()),
             [{"p": p, "inputs": inputs} for p, inputs in stamps.items()],
         )
