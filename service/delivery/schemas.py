@@ -106,25 +106,14 @@ class RepositoryPublic(BaseModel):
         pauses: Sequence[DeliveryPause] = (),
     ) -> RepositoryPublic:
         assert r.id is not None
-        return cls(
-            id=r.id,
-            uuid=r.uuid,
-            kind=r.kind,
-            name=r.name,
-            enabled=r.enabled,
-            consent_policy=r.consent_policy,
-            config=r.config,
-            has_secret=bool(r.secret),
-            secret_expires_at=r.secret_expires_at,
-            warning=warning,
-            paused_until=r.paused_until,
-            paused_reason=r.paused_reason if r.paused_until else "",
-            paused_parts=[
-                PausePublic(
-                    scope=p.scope, paused_until=p.paused_until, paused_reason=p.paused_reason
-                )
-                for p in pauses
-            ],
+        return cls.model_validate(
+            r.model_dump(include=set(cls.model_fields))
+            | {
+                "has_secret": bool(r.secret),
+                "warning": warning,
+                "paused_reason": r.paused_reason if r.paused_until else "",
+                "paused_parts": [PausePublic.model_validate(p.model_dump()) for p in pauses],
+            }
         )
 
 
