@@ -109,9 +109,8 @@ class VerifierPool:
     """Runs at most ``size`` verifications at once, each in one of its own threads, with
     their canonicalisation in worker processes (``hasher``)."""
 
-    def __init__(self, size: int, *, processes: bool = True) -> None:
+    def __init__(self, size: int) -> None:
         self.size = size
-        self.processes = processes
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=size, thread_name_prefix="verify"
         )
@@ -158,9 +157,9 @@ class VerifierPool:
         self._slots.release()
 
     @property
-    def hasher(self) -> verify.RemoteHasher | None:
-        """``hash_data`` in the worker processes (``None``: in the calling thread)."""
-        return self._hash if self.processes else None
+    def hasher(self) -> verify.RemoteHasher:
+        """``hash_data`` in the worker processes."""
+        return self._hash
 
     def _hash(
         self,

@@ -117,9 +117,9 @@ def build_list_credential(
     bits: bytes,
     valid_from: str,
     purpose: str = "revocation",
-    ttl_ms: int = 300_000,
 ) -> dict[str, Any]:
-    """The unsigned ``BitstringStatusListCredential`` (§2.2)."""
+    """The unsigned ``BitstringStatusListCredential`` (§2.2); verifiers may cache it for
+    five minutes (``ttl``, in milliseconds)."""
     return {
         "@context": [contexts.VC_V2],
         "id": url,
@@ -131,7 +131,7 @@ def build_list_credential(
             "type": "BitstringStatusList",
             "statusPurpose": purpose,
             "encodedList": encode_list(bits),
-            "ttl": ttl_ms,
+            "ttl": 300_000,
         },
     }
 
