@@ -259,9 +259,7 @@ def badge_class(
     return out
 
 
-def issuer_profile(
-    profile: dict[str, Any], *, urls: Ob2Urls, with_revocation_list: bool = True
-) -> dict[str, Any]:
+def issuer_profile(profile: dict[str, Any], *, urls: Ob2Urls) -> dict[str, Any]:
     """The hosted OB 2.0 Issuer Profile for the OB 3.0 issuer Profile.
 
     OB 2.0 issuers carry name, url and email (badgecheck warns without an email); the
@@ -291,8 +289,7 @@ def issuer_profile(
     image = image.get("id") if isinstance(image, dict) else image
     if _https(image):
         out["image"] = image
-    if with_revocation_list:
-        out["revocationList"] = urls.revocations
+    out["revocationList"] = urls.revocations
     return out
 
 

@@ -75,7 +75,7 @@ def make_router(
     *,
     load_achievement: AchievementLoader,
     load_issuer: IssuerLoader,
-    list_revoked: RevokedLister | None = None,
+    list_revoked: RevokedLister,
     prefix: str = "/ob2",
 ) -> APIRouter:
     """Build the OB 2.0 router.
@@ -86,8 +86,8 @@ def make_router(
         load_achievement: ``(session, achievement_id) -> dict | None``: the OB 3.0
             Achievement with that id (as embedded in any of its credentials).
         load_issuer: ``(request) -> dict``: the OB 3.0 issuer Profile.
-        list_revoked: ``(session) -> [(key, reason)]``: every revoked assertion; without
-            it the issuer names no revocation list and revocation is by 410 only.
+        list_revoked: ``(session) -> [(key, reason)]``: every revoked assertion (the
+            issuer's revocation list).
         prefix: Mount point.
 
     Returns:
@@ -176,7 +176,7 @@ def _add_badge_routes(router: APIRouter, load_achievement: AchievementLoader, ur
 
 
 def _add_issuer_routes(
-    router: APIRouter, load_issuer: IssuerLoader, list_revoked: RevokedLister | None, urls: Urls
+    router: APIRouter, load_issuer: IssuerLoader, list_revoked: RevokedLister, urls: Urls
 ) -> None:
     """The issuer profile and its revocation list."""
 
@@ -184,11 +184,7 @@ def _add_issuer_routes(
     def get_issuer(request: Request) -> Response:
         """OB 2.0 Issuer profile."""
         try:
-            body = ob2.issuer_profile(
-                load_issuer(request),
-                urls=urls(request),
-                with_revocation_list=list_revoked is not None,
-            )
+            body = ob2.issuer_profile(load_issuer(request), urls=urls(request))
         except ob2.NotExpressible as exc:
             return _not_found(f"The issuer has no Open Badges 2.0 profile: {exc.detail}.")
         return _json(body)
@@ -196,7 +192,5 @@ def _add_issuer_routes(
     @router.get("/revocations", response_model=None)
     def get_revocations(request: Request, session: SessionDep) -> Response:
         """OB 2.0 RevocationList of the issuer."""
-        if list_revoked is None:
-            return _not_found("This issuer publishes no revocation list; see each assertion.")
         body = ob2.revocation_list(list(list_revoked(session)), urls=urls(request))
         return _json(body, live=True)
