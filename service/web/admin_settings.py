@@ -255,7 +255,7 @@ def add_repository(
             config["url"] = url.strip()
         mapping = _template_map(templates)
         if mapping:
-            config["badge_classes" if kind == "badgr" else "templates"] = mapping
+            config[providers.get(kind).map_key or "templates"] = mapping
         if not secret:
             raise BadInput(
                 "secret: give the "
