@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,8 +26,6 @@ __all__ = ["MAX_BODY_BYTES", "create_demo_app"]
 # The largest body the demo LMS reads (token requests, scores, deep-linking responses,
 # web-service calls and webhooks are all far smaller).
 MAX_BODY_BYTES = 1024 * 1024
-
-log = logging.getLogger(__name__)
 
 
 def _error(

@@ -45,7 +45,6 @@ WEBHOOK_PATH = "/webhooks/microcred"
 
 router = APIRouter(include_in_schema=False)
 _calls: dict[str, int] = {}  # how often each web-service function was called: what the tool pulled
-_received: list[dict[str, Any]] = []
 _lock = threading.Lock()
 
 
@@ -312,12 +311,7 @@ async def rest_server(request: Request) -> Response:
 @router.post(WEBHOOK_PATH)
 async def webhook(request: Request) -> Response:
     """Receive the tool's credential webhooks (the demo's stand-in repository)."""
-    body = await request.body()
-    with _lock:
-        _received.append(
-            {"signature": request.headers.get("microcred-signature", ""), "size": len(body)}
-        )
-        del _received[:-200]
+    await request.body()
     return Response(status_code=204)
 
 
@@ -325,9 +319,3 @@ def calls(function: str = "") -> int:
     """How often ``function`` (any function: "") was called so far in this process."""
     with _lock:
         return _calls.get(function, 0) if function else sum(_calls.values())
-
-
-def received() -> list[dict[str, Any]]:
-    """Webhook deliveries received so far (newest last)."""
-    with _lock:
-        return list(_received)
