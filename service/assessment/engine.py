@@ -42,7 +42,7 @@ from service.assessment.types import (
     percent,
 )
 
-__all__ = ["evaluate", "evaluate_all"]
+__all__ = ["evaluate"]
 
 _ANY = VerificationLevel.UNSUPERVISED
 _ORDER = operator.attrgetter("order")
@@ -267,31 +267,6 @@ def _gap(
             short = threshold - (score or 0.0)
         gap = _new(Gap, (level, missing, short))
     return gap
-
-
-def evaluate_all(
-    evidence: Iterable[Evidence], policies: Sequence[Policy], now: dt.datetime
-) -> list[Decision]:
-    """Evaluate many learners and competencies: one decision per (learner, competency)
-    that has evidence and a policy, ordered by learner then competency.
-
-    A policy with an empty ``competency`` applies to every competency without its own.
-
-    Raises:
-        EvidenceError: evidence for a competency that no policy covers.
-    """
-    by_competency = {p.competency: p for p in policies}
-    groups: dict[tuple[str, str], list[Evidence]] = {}
-    for i, ev in enumerate(evidence):
-        if ev.competency not in by_competency and "" not in by_competency:
-            raise EvidenceError(
-                f"evidence[{i}].competency", f"no policy covers competency {ev.competency!r}"
-            )
-        groups.setdefault((ev.learner, ev.competency), []).append(ev)
-    return [
-        evaluate(groups[key], by_competency.get(key[1]) or by_competency[""], now)
-        for key in sorted(groups)
-    ]
 
 
 def _check_identity(given: Sequence[Evidence], policy: Policy, learner: str) -> tuple[str, str]:

@@ -562,32 +562,3 @@ def test_now_needs_a_time_zone() -> None:
 def test_evaluate_accepts_any_iterable() -> None:
     decision = engine.evaluate(iter([ev(score=90)]), policy(), NOW)
     assert decision.level is Level.ADVANCED
-
-
-# --- evaluate_all ----------------------------------------------------------------------
-
-
-def test_evaluate_all_groups_by_learner_and_competency() -> None:
-    writing = parse.read_policy({"competency": "writing", "levels": {"beginning": 50}})
-    evidence = [
-        ev(learner="bob", score=90),
-        ev(learner="ada", competency="writing", score=40),
-        ev(learner="ada", score=60),
-    ]
-    decisions = engine.evaluate_all(evidence, [policy(), writing], NOW)
-    assert [(d.learner, d.competency, d.level) for d in decisions] == [
-        ("ada", "stats", Level.BEGINNING),
-        ("ada", "writing", Level.NONE),
-        ("bob", "stats", Level.ADVANCED),
-    ]
-
-
-def test_evaluate_all_falls_back_to_a_policy_for_any_competency() -> None:
-    decisions = engine.evaluate_all([ev(competency="writing", score=60)], [_any_policy()], NOW)
-    assert decisions[0].level is Level.BEGINNING
-
-
-def test_evaluate_all_needs_a_policy_for_each_competency() -> None:
-    with pytest.raises(EvidenceError) as caught:
-        engine.evaluate_all([ev(), ev(competency="writing")], [policy()], NOW)
-    assert caught.value.field == "evidence[1].competency"
