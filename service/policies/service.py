@@ -22,8 +22,8 @@ from sqlmodel import Session
 
 from service import audit
 from service.assessment import bounds as bounds_mod
-from service.assessment import canonical, engine, parse, policyfile
-from service.assessment.types import AssessmentError, Evidence, Level, Policy
+from service.assessment import canonical, parse, policyfile
+from service.assessment.types import AssessmentError, Level, Policy
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
@@ -52,7 +52,6 @@ __all__ = [
     "import_course",
     "import_institution",
     "institution_layers",
-    "reproduces",
     "save_competency_override",
     "save_course_override",
     "save_institution",
@@ -621,21 +620,6 @@ def explain(session: Session, *, decision_id: int) -> dict[str, Any]:
         "policy_layers": policy_row.layers,
         "decision": row.reasons,
     }
-
-
-def reproduces(session: Session, *, decision_id: int, evidence: Sequence[Evidence]) -> bool:
-    """Whether ``evidence`` is what a stored decision was made from and, evaluated again
-    with the stored policy at the stored time, gives the same decision."""
-    row = session.get(Decision, decision_id)
-    if row is None:
-        raise NotFound(f"no decision {decision_id}")
-    if canonical.evidence_hash(evidence) != row.evidence_hash:
-        return False
-    policy_row = session.get(EffectivePolicy, row.effective_policy_id)
-    assert policy_row is not None
-    policy = parse.read_policy(policy_row.document | {"version": policy_row.version})
-    again = engine.evaluate(evidence, policy, row.evaluated_at)
-    return canonical.decision_to_dict(again) == row.reasons
 
 
 # --- import and export ------------------------------------------------------------------
