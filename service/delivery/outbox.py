@@ -55,7 +55,6 @@ __all__ = [
     "claim",
     "dead_ids",
     "enqueue",
-    "finish",
     "finish_many",
     "get",
     "list_messages",
@@ -468,29 +467,6 @@ class Outcome:
     error: ConnectorError | None = None
 
 
-def finish(
-    engine: Engine,
-    job: Claimed,
-    *,
-    record: AttemptRecord,
-    now: dt.datetime,
-    result: dict[str, Any] | None = None,
-    error: ConnectorError | None = None,
-    worker: str = "",
-    rng: random.Random | None = None,
-) -> str:
-    """Record one attempt's outcome and move the row on; returns the attempt outcome.
-
-    Success → delivered. A final error, or a retryable one on the last allowed attempt →
-    dead. A retryable error → pending again at ``now + backoff`` (never before
-    Retry-After). If the lease was lost meanwhile, only the attempt row is written.
-    """
-    [outcome] = finish_many(
-        engine, [Outcome(job, record, now, result, error)], worker=worker, rng=rng
-    )
-    return outcome
-
-
 def finish_many(
     engine: Engine,
     outcomes: Sequence[Outcome],
@@ -498,8 +474,9 @@ def finish_many(
     worker: str = "",
     rng: random.Random | None = None,
 ) -> list[str]:
-    """``finish`` for several attempts in one transaction (a worker records what its
-    threads completed together, which saves a commit per delivery)."""
+    """Record attempts in one transaction (a commit per worker group, not per delivery) and
+    move each row on as the lifecycle above says (a retry never before Retry-After; a lost
+    lease: the attempt row only); returns each attempt's outcome."""
     results: list[str] = []
     attempt_rows: list[dict[str, Any]] = []
     if not outcomes:

@@ -1,4 +1,5 @@
-"""The delivery worker: a thin loop around ``outbox.claim`` → connector → ``outbox.finish``.
+"""The delivery worker: a thin loop around ``outbox.claim`` → connector →
+``outbox.finish_many``.
 
 One worker process keeps a small thread pool busy (the HTTP calls are I/O bound;
 bench/README.md, Deliver). As threads free up it claims more rows (one transaction per

@@ -96,9 +96,8 @@ def test_consent_destinations_and_mismatch_api(client: TestClient, engine: Engin
             kinds=["credly.issue_badge"],  # type: ignore[arg-type]
             now=dt.datetime.now(dt.UTC),
         )
-    outbox.finish(
-        engine, job, record=outbox.AttemptRecord(started_at=NOW), now=NOW, result={"badge_id": "b1"}
-    )
+    done = outbox.Outcome(job, outbox.AttemptRecord(NOW), NOW, result={"badge_id": "b1"})
+    outbox.finish_many(engine, [done])
     [dest] = client.get(f"/api/credentials/{cid}/destinations").json()
     assert dest["state"] == "delivered"
     with db_session(engine, write=True) as s:
@@ -211,7 +210,7 @@ def test_a_rate_limited_repository_shows_its_pause(client: TestClient, engine: E
     now = dt.datetime.now(dt.UTC)
     [job] = outbox.claim(engine, kinds=["credly.issue_badge"], now=now)
     limited = RateLimited("POST /badges answered 429: slow down", status=429, retry_after=120)
-    outbox.finish(engine, job, record=outbox.AttemptRecord(started_at=now), now=now, error=limited)
+    outbox.finish_many(engine, [outbox.Outcome(job, outbox.AttemptRecord(now), now, error=limited)])
     [shown] = client.get("/api/delivery/repositories").json()
     until = dt.datetime.fromisoformat(shown["paused_until"])
     assert until == now + dt.timedelta(seconds=120)
@@ -233,7 +232,7 @@ def test_a_rate_limit_on_one_lms_gradebook_shows_as_a_pause_of_that_lms(
     now = dt.datetime.now(dt.UTC)
     [job] = outbox.claim(engine, kinds=["ags.post_score"], now=now)
     limited = RateLimited("LMS answered 429", status=429, retry_after=120)
-    outbox.finish(engine, job, record=outbox.AttemptRecord(started_at=now), now=now, error=limited)
+    outbox.finish_many(engine, [outbox.Outcome(job, outbox.AttemptRecord(now), now, error=limited)])
     [shown] = client.get("/api/delivery/repositories").json()
     assert shown["paused_until"] is None  # the other LMSs' gradebooks go on
     [part] = shown["paused_parts"]

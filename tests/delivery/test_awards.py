@@ -159,9 +159,8 @@ def test_revocation_waits_for_a_row_in_flight(engine: Engine) -> None:
     assert rev.depends_on_id == job.id
     # The revoke row is not claimable until the issue attempt finishes.
     assert outbox.claim(engine, kinds=["credly.revoke_badge"], now=NOW) == []
-    outbox.finish(
-        engine, job, record=outbox.AttemptRecord(started_at=NOW), now=NOW, result={"badge_id": "b"}
-    )
+    done = outbox.Outcome(job, outbox.AttemptRecord(NOW), NOW, result={"badge_id": "b"})
+    outbox.finish_many(engine, [done])
     [claimed] = outbox.claim(engine, kinds=["credly.revoke_badge"], now=NOW)
     assert claimed.id == rev.id
     # Queued before the issue's answer, it still revokes the badge Credly created, by id.
