@@ -8,7 +8,7 @@ import datetime as dt
 import functools
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,9 +220,7 @@ def _evidence_for(
     return out
 
 
-def preview_course(
-    session: Session, *, course_id: int, now: dt.datetime, person_ids: Sequence[int] | None = None
-) -> list[Row]:
+def preview_course(session: Session, *, course_id: int, now: dt.datetime) -> list[Row]:
     """Who would reach which level now and why, without storing anything."""
     rows: list[Row] = []
     # the rules in force without numbering them: a preview reads, it never writes
@@ -236,8 +234,6 @@ def preview_course(
     blocks = _reaward_blocks(session, course_id=course_id)
     for person in course_learners(session, course_id=course_id):
         assert person.id is not None
-        if person_ids is not None and person.id not in person_ids:
-            continue
         for comp, policy in plans:
             held, pending = _held(
                 _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
@@ -302,7 +298,6 @@ def evaluate_course(
     now: dt.datetime,
     actor: str,
     person_ids: Sequence[int] | None = None,
-    progress: Callable[[int, int], None] | None = None,
     locked: bool = False,
 ) -> Summary:
     """Evaluate every learner (or ``person_ids``) of a course and act on the decisions.
@@ -354,7 +349,7 @@ def evaluate_course(
         ]
         for person in people
     ]
-    _act_on(session, run, people, acts, progress)
+    _act_on(session, run, people, acts)
     done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
     digests = {p: i.digest for p, i in seen.items()}
     evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now, seen=digests)
@@ -369,13 +364,12 @@ def _act_on(
     run: _Run,
     people: Sequence[Person],
     acts: Sequence[Sequence[_Act]],
-    progress: Callable[[int, int], None] | None,
 ) -> None:
     """The batch's new decisions in one INSERT (their ids are the awards' references), then
     its awards, outbox and audit rows in one INSERT per table (db.engine.batched_adds)."""
     acts = _store_decisions(session, acts)
     with db_engine.batched_adds(session):
-        for done, (person, lines) in enumerate(zip(people, acts, strict=True), start=1):
+        for person, lines in zip(people, acts, strict=True):
             for act in lines:
                 _apply(session, act)
             if run.setup.stacks:
@@ -389,8 +383,6 @@ def _act_on(
                     actor=run.actor,
                     summary=run.summary,
                 )
-            if progress is not None:
-                progress(done, len(people))
 
 
 def _store_decisions(session: Session, acts: Sequence[Sequence[_Act]]) -> list[list[_Act]]:

@@ -150,7 +150,6 @@ def run_evaluation_jobs(
     actor: str = "worker",
     limit: int = 64,
     batch: int = 16,
-    lease_seconds: float | None = None,
     course_id: int | None = None,
 ) -> tuple[int, Summary]:
     """One worker step: lease up to ``limit`` due evaluation jobs and evaluate and award
@@ -158,9 +157,12 @@ def run_evaluation_jobs(
     rows and the jobs' completion commit together). A batch that fails is retried learner
     by learner; a learner that fails is given back with a backoff and its error. Returns
     how many jobs were worked on and what they did."""
-    lease = settings.evaluation_lease_seconds if lease_seconds is None else lease_seconds
     jobs = evaluation.claim(
-        engine_, now=utcnow(), limit=limit, lease_seconds=lease, course_id=course_id
+        engine_,
+        now=utcnow(),
+        limit=limit,
+        lease_seconds=settings.evaluation_lease_seconds,
+        course_id=course_id,
     )
     total = Summary()
     groups: list[list[evaluation.Claimed]] = []
