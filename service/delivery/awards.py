@@ -246,7 +246,6 @@ def propagate_upgrade(
     session: Session,
     *,
     snapshot: CredentialSnapshot,
-    reason: str = "Replaced by a higher level",
     now: dt.datetime | None = None,
 ) -> list[OutboxMessage]:
     """Move every repository the credential went to onto the new level.
@@ -259,12 +258,12 @@ def propagate_upgrade(
     Args:
         session: the caller's session.
         snapshot: the credential at its new level.
-        reason: the revocation reason shown for the old badge.
         now: current time.
 
     Returns:
         The rows queued.
     """
+    reason = "Replaced by a higher level"  # the revocation reason shown for the old badge
     now = now or utcnow()
     cid, level = snapshot.credential_id, snapshot.level
     rows: list[OutboxMessage] = []
