@@ -63,7 +63,6 @@ SQLITE_MAX_OVERFLOW = 64  # past the thread pool's 40 threads (see make_engine)
 def make_engine(
     url: str,
     *,
-    echo: bool = False,
     pool_size: int = POOL_SIZE,
     max_overflow: int = MAX_OVERFLOW,
 ) -> Engine:
@@ -75,7 +74,6 @@ def make_engine(
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
             url,
-            echo=echo,
             json_serializer=json_text,
             connect_args={"check_same_thread": False, "timeout": 30},
             # Keep connections open: closing the last connection to a WAL database
@@ -95,7 +93,6 @@ def make_engine(
     # bounds the sum over every process (docs/architecture.md).
     engine = create_engine(
         url,
-        echo=echo,
         json_serializer=json_text,
         pool_size=pool_size,
         max_overflow=max_overflow,
