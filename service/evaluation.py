@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, Table, bindparam, func, or_, update
+from sqlalchemy import Engine, Select, Table, bindparam, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
@@ -41,6 +42,7 @@ __all__ = [
     "Claimed",
     "claim",
     "due",
+    "due_query",
     "enqueue",
     "fail",
     "finish",
@@ -134,14 +136,23 @@ def _fresh(course_id: int, person_id: int, due_at: dt.datetime | None, reason: s
 
 def due(session: Session, *, course_id: int, person_id: int | None = None) -> int:
     """How many learners of the course (or: is this learner) wait for their evaluation."""
+    params = {"course_id": course_id} | ({} if person_id is None else {"person_id": person_id})
+    session.flush()  # as the session's autoflush would
+    found = session.connection().execute(due_query(per_person=person_id is not None), params)
+    return int(found.scalar_one())
+
+
+@functools.cache
+def due_query(*, per_person: bool) -> Select[Any]:
+    """``due``'s count for the course ``:course_id`` (``per_person``: and the learner
+    ``:person_id``), built once; a page adds it to a statement of its own as a scalar
+    subquery."""
     query = (
         sa_select(func.count())
         .select_from(JOB)
-        .where(C.course_id == course_id, C.due_at.is_not(None))
+        .where(C.course_id == bindparam("course_id"), C.due_at.is_not(None))
     )
-    if person_id is not None:
-        query = query.where(C.person_id == person_id)
-    return int(session.execute(query).scalar_one())
+    return query.where(C.person_id == bindparam("person_id")) if per_person else query
 
 
 @dataclasses.dataclass(frozen=True)

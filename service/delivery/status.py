@@ -21,6 +21,7 @@ from service.errors import Conflict, NotFound
 __all__ = [
     "Destination",
     "destinations",
+    "destinations_of",
     "detect_email_change",
     "dismiss_mismatch",
     "list_mismatches",
@@ -63,55 +64,84 @@ LABELS = {
 
 def destinations(session: Session, *, credential_id: str) -> list[Destination]:
     """Per repository, the state of the credential there (for the learner's page)."""
+    return destinations_of(session, [credential_id]).get(credential_id, [])
+
+
+def destinations_of(
+    session: Session, credential_ids: Sequence[str]
+) -> dict[str, list[Destination]]:
+    """``destinations`` of several credentials (by credential id; none: absent) in three
+    statements, however many credentials and repositories."""
+    if not credential_ids:
+        return {}
+    ids = list(dict.fromkeys(credential_ids))
     rows = session.exec(
         select(OutboxMessage)
-        .where(C.credential_id == credential_id, C.repository_id.is_not(None))
+        .where(C.credential_id.in_(ids), C.repository_id.is_not(None))
         .order_by(C.id)
     ).all()
+    if not rows:
+        return {}
     cc = table(DeliveryConsent).c
     consents = {
-        c.repository_id: c.granted
-        for c in session.exec(
-            select(DeliveryConsent).where(cc.credential_id == credential_id)
+        (c.credential_id, c.repository_id): c.granted
+        for c in session.exec(select(DeliveryConsent).where(cc.credential_id.in_(ids))).all()
+    }
+    rc = table(DeliveryRepository).c
+    repos = {
+        r.id: r
+        for r in session.exec(
+            select(DeliveryRepository).where(rc.id.in_({r.repository_id for r in rows}))
         ).all()
     }
-    issuing = issue_kinds()
-    by_repo: dict[int, list[OutboxMessage]] = {}
+    by_repo: dict[str, dict[int, list[OutboxMessage]]] = {}
     for r in rows:
         assert r.repository_id is not None
-        by_repo.setdefault(r.repository_id, []).append(r)
-    out = []
-    for rid, items in by_repo.items():
-        repo = session.get(DeliveryRepository, rid)
-        assert repo is not None
-        provider = providers.get(repo.kind)
-        issues = [r for r in items if r.kind in issuing]
-        revokes = [r for r in items if r.kind == provider.revoke_kind]
-        latest = issues[-1] if issues else items[-1]
-        state, detail = _state(latest)
-        delivered_at = latest.delivered_at
-        if revokes and revokes[-1].status == "delivered" and latest.id < revokes[-1].id:  # type: ignore[operator]
-            state, detail, delivered_at = "revoked", revokes[-1].payload.get("reason"), None
-        if repo.consent_policy != "ask" or not provider.by_email:
-            consent = "not_needed"
-        elif rid in consents:
-            consent = "granted" if consents[rid] else "refused"
-        else:
-            consent = "asked"
-        out.append(
-            Destination(
-                repository_id=rid,
-                repository_uuid=repo.uuid,
-                name=repo.name,
-                kind=repo.kind,
-                state=state,
-                label=LABELS[state],
-                consent=consent,
-                delivered_at=delivered_at,
-                detail=detail,
-            )
-        )
-    return out
+        by_repo.setdefault(r.credential_id, {}).setdefault(r.repository_id, []).append(r)
+    issuing = issue_kinds()
+    return {
+        credential_id: [
+            _destination(repos[rid], items, consents.get((credential_id, rid)), issuing)
+            for rid, items in found.items()
+        ]
+        for credential_id, found in by_repo.items()
+    }
+
+
+def _destination(
+    repo: DeliveryRepository,
+    items: list[OutboxMessage],
+    granted: bool | None,
+    issuing: frozenset[str],
+) -> Destination:
+    """One repository's destination of a credential from its outbox rows (oldest first)
+    and the learner's consent there (None: not asked yet)."""
+    assert repo.id is not None
+    provider = providers.get(repo.kind)
+    issues = [r for r in items if r.kind in issuing]
+    revokes = [r for r in items if r.kind == provider.revoke_kind]
+    latest = issues[-1] if issues else items[-1]
+    state, detail = _state(latest)
+    delivered_at = latest.delivered_at
+    if revokes and revokes[-1].status == "delivered" and latest.id < revokes[-1].id:  # type: ignore[operator]
+        state, detail, delivered_at = "revoked", revokes[-1].payload.get("reason"), None
+    if repo.consent_policy != "ask" or not provider.by_email:
+        consent = "not_needed"
+    elif granted is not None:
+        consent = "granted" if granted else "refused"
+    else:
+        consent = "asked"
+    return Destination(
+        repository_id=repo.id,
+        repository_uuid=repo.uuid,
+        name=repo.name,
+        kind=repo.kind,
+        state=state,
+        label=LABELS[state],
+        consent=consent,
+        delivered_at=delivered_at,
+        detail=detail,
+    )
 
 
 def _state(row: OutboxMessage) -> tuple[str, str | None]:

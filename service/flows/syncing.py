@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, Select, bindparam, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from service import evaluation, outbound
 from service.db.engine import session as db_session
+from service.db.engine import table
 from service.db.models import (
     Course,
     CourseSetup,
@@ -440,30 +443,68 @@ def sync_interval(settings: Settings, setup: CourseSetup | None) -> dt.timedelta
     return dt.timedelta(seconds=seconds or settings.sync_interval_seconds)
 
 
+_SYNC_COLUMNS = (
+    "pulled_at",
+    "attempted_at",
+    "wanted_at",
+    "error",
+    "failures",
+    "members",
+    "roster_error",
+    "attention",
+)
+HEALTH_WIDTH = 2 + len(_SYNC_COLUMNS)  # the columns of ``health_query``, before any added
+
+
+@functools.cache
+def health_query() -> Select[Any]:
+    """The columns of a course's ``SyncHealth`` (``health_of``) in one row, for the course
+    ``:course_id`` (built once: a page may add columns of its own and run it as one
+    statement). The course drives the outer joins, so a course without a setup or sync row
+    yet reads as not connected and never pulled."""
+    course, setup, sync = table(Course), table(CourseSetup), table(CourseSync)
+    return (
+        sa_select(
+            setup.c.source_connection_id,
+            setup.c.sync_interval_seconds,
+            *(sync.c[name] for name in _SYNC_COLUMNS),
+        )
+        .select_from(
+            course.outerjoin(setup, setup.c.course_id == course.c.id).outerjoin(
+                sync, sync.c.course_id == course.c.id
+            )
+        )
+        .where(course.c.id == bindparam("course_id"))
+    )
+
+
+def health_of(row: Sequence[Any] | None, settings: Settings | None = None) -> SyncHealth:
+    """The ``SyncHealth`` of a ``health_query`` row (None: no such course)."""
+    connection_id, interval, pulled, attempted, wanted, error, failures, members, roster, seen = (
+        row[:HEALTH_WIDTH] if row is not None else (None,) * HEALTH_WIDTH
+    )
+    return SyncHealth(
+        connected=connection_id is not None,
+        pulled_at=pulled,
+        attempted_at=attempted,
+        wanted_at=wanted,
+        error=error or "",
+        failures=failures or 0,
+        members=members,
+        roster_error=roster or "",
+        attention=seen or 0,
+        interval_seconds=int(interval or (settings.sync_interval_seconds if settings else 0)),
+    )
+
+
 def sync_health(
     session: Session, *, course_id: int, settings: Settings | None = None
 ) -> SyncHealth:
-    # Columns, not rows: a learner's landing page asks this, and a course without a setup
-    # or sync row yet must not cost the construction of transient table models.
-    wiring = session.exec(
-        select(CourseSetup.source_connection_id, CourseSetup.sync_interval_seconds).where(
-            CourseSetup.course_id == course_id
-        )
-    ).first()
-    connection_id, interval = wiring if wiring is not None else (None, None)
-    row = session.exec(select(CourseSync).where(CourseSync.course_id == course_id)).first()
-    return SyncHealth(
-        connected=connection_id is not None,
-        pulled_at=row.pulled_at if row else None,
-        attempted_at=row.attempted_at if row else None,
-        wanted_at=row.wanted_at if row else None,
-        error=row.error if row else "",
-        failures=row.failures if row else 0,
-        members=row.members if row else None,
-        roster_error=row.roster_error if row else "",
-        attention=row.attention if row else 0,
-        interval_seconds=int(interval or (settings.sync_interval_seconds if settings else 0)),
-    )
+    # One statement built once, columns not rows: a learner's landing page asks this, and a
+    # course without a setup or sync row yet must not cost transient table models.
+    session.flush()  # as the session's autoflush would
+    row = session.connection().execute(health_query(), {"course_id": course_id}).first()
+    return health_of(row, settings)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from service.flows import syncing
 from service.web import auth
 from service.web.appshell import NO_STORE
 
-__all__ = ["Pending", "note", "router", "state"]
+__all__ = ["Pending", "note", "of", "router", "state"]
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -50,10 +50,13 @@ def state(
     """What is still owed to the course (or one learner); ``health``: the course's sync
     health when the page has read it already."""
     health = health or syncing.sync_health(session, course_id=course_id)
-    return Pending(
-        evaluations=evaluation.due(session, course_id=course_id, person_id=person_id),
-        sync=health.connected and health.waiting,
-    )
+    return of(health, evaluation.due(session, course_id=course_id, person_id=person_id))
+
+
+def of(health: syncing.SyncHealth, evaluations: int) -> Pending:
+    """What is owed, from the course's sync health and its count of due evaluations (a
+    page that read both in a statement of its own)."""
+    return Pending(evaluations=evaluations, sync=health.connected and health.waiting)
 
 
 def note(pending: Pending, *, learner: bool) -> str:
