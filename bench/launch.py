@@ -1013,6 +1013,15 @@ def main() -> None:
     )
     parser.add_argument("--round-duration", type=float, default=6.0, help="seconds per target")
     parser.add_argument(
+        "--step-rounds",
+        type=int,
+        default=1,
+        metavar="R",
+        help="measure --steps R times per target, the targets taking turns (each round in "
+        "another order), and report each step's median: an A/B on a shared host, where "
+        "other load moves between one target's steps and the next's",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/base main`): adds targets "
@@ -1094,7 +1103,7 @@ def main() -> None:
                         best = results.get(name)
                         if best is None or r.rate > best.rate:
                             results[name] = r
-                    if args.steps and name in results:
+                    if args.steps and name in results and args.step_rounds <= 1:
                         try:
                             results[name].step_cpu = asyncio.run(
                                 measure_steps(target, platform, count=args.steps, concurrency=8)
@@ -1105,6 +1114,8 @@ def main() -> None:
                         print(f"   server CPU ms per request, each step on its own: {steps}")
                     if profile is not None:
                         summarise_profile(profile)
+                if args.steps and args.step_rounds > 1:
+                    interleaved_steps(opened, results, platform, args)
                 rounds = run_rounds(opened, results, platform, args)
     finally:
         shutil.rmtree(run, ignore_errors=True)
@@ -1128,6 +1139,34 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def interleaved_steps(
+    opened: dict[str, Target],
+    results: dict[str, Result],
+    platform: Platform,
+    args: argparse.Namespace,
+) -> None:
+    """``--steps`` ``--step-rounds`` times per target, the targets taking turns; each
+    step's median over the rounds becomes the target's ``step_cpu``."""
+    names = [n for n in opened if n in results]
+    seen: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(args.step_rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            try:
+                steps = asyncio.run(
+                    measure_steps(opened[name], platform, count=args.steps, concurrency=8)
+                )
+            except LaunchError as exc:
+                print(f"   {name} steps could not run: {exc}", flush=True)
+                continue
+            seen[name].append(steps)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+            total = sum(steps.values())
+            print(f"   step round {r + 1} {name}: {total:.2f} ms ({shown})", flush=True)
+    for name, got in seen.items():
+        if got:
+            results[name].step_cpu = {k: statistics.median(g[k] for g in got) for k in got[0]}
 
 
 def run_rounds(
