@@ -217,10 +217,13 @@ def test_server_options_refuse_an_unknown_protocol() -> None:
 def test_the_protocol_setting_takes_only_what_uvicorn_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from typing import get_args
+
     from pydantic import ValidationError
 
-    from service.settings import Settings
+    from service.serving import PROTOCOLS
 
+    assert get_args(Settings.model_fields["http_protocol"].annotation) == PROTOCOLS
     monkeypatch.setenv("MICROCRED_HTTP_PROTOCOL", "httptools")
     assert Settings().http_protocol == "httptools"
     monkeypatch.setenv("MICROCRED_HTTP_PROTOCOL", "auto")
