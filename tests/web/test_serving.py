@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, StreamingResponse
@@ -307,3 +308,14 @@ def test_fastapi_telemetry_is_off_unless_the_setting_turns_it_on(settings: Setti
     assert off == {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
     on = telemetry(settings.model_copy(update={"otel": True}))
     assert set(on.values()) == {True} and set(on) == set(off)
+
+
+def test_the_app_serves_with_fastapi_telemetry_on(settings: Settings, engine: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(settings.model_copy(update={"otel": True}), engine=engine)
+    with TestClient(app) as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.headers["x-request-id"]
