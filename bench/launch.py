@@ -5,8 +5,10 @@ HTTP (aiohttp) and with N concurrent browsers (each its own cookies):
 
   floor      a FastAPI endpoint that only verifies an RS256 id_token (bench/floor_app.py)
   ltijs      npm ltijs 5.x + ltijs-sequelize on PostgreSQL (bench/ltijs_tool.js)
-  sqlite     one `microcred serve --no-worker` process on SQLite
-  postgres   one `microcred serve --no-worker` process on PostgreSQL (127.0.0.1:5432)
+  sqlite     one `microcred serve --no-worker` process on SQLite, with uvicorn's httptools
+             protocol as the deploy files run it behind their TLS proxy
+  postgres   the same on PostgreSQL (127.0.0.1:5432)
+  sqlite-h11, postgres-h11   the same with h11, `microcred serve`'s default
 
 For each target it prints launches/s, latency percentiles and server CPU per launch (from
 /proc; ltijs's figure excludes the PostgreSQL server, microcred's too), then the ratios the
@@ -640,12 +642,15 @@ def ltijs_target(run: Path, platform: Platform) -> Iterator[Target]:
 
 @contextlib.contextmanager
 def microcred_target(
-    run: Path, platform: Platform, db: str, tree: Path | None = None
+    run: Path, platform: Platform, db: str, tree: Path | None = None, *, http: str = "httptools"
 ) -> Iterator[Target]:
     """One ``microcred serve`` process; ``tree``: the server's code from another checkout
-    (``--baseline``), which migrates its own database: its schema is part of the code."""
+    (``--baseline``), which migrates its own database: its schema is part of the code.
+    ``http``: uvicorn's protocol (``MICROCRED_HTTP_PROTOCOL``), httptools as the deploy files
+    run it behind their proxy, or h11, ``microcred serve``'s default (a checkout from before
+    the setting ignores it and runs h11)."""
     port = free_port()
-    label = db if tree is None else f"{db}-baseline"
+    label = (db if http == "httptools" else f"{db}-{http}") if tree is None else f"{db}-baseline"
     data_dir = run / f"microcred-{label}"
     data_dir.mkdir()
     with contextlib.ExitStack() as stack:
@@ -656,6 +661,7 @@ def microcred_target(
             url = stack.enter_context(pg_database(f"bench_microcred_{os.getpid()}{suffix}"))
         base = f"http://127.0.0.1:{port}"
         env = prepare_microcred(platform, url=url, data_dir=data_dir, base=base, cwd=tree or ROOT)
+        env["MICROCRED_HTTP_PROTOCOL"] = http
         cmd = [PY, "-m", "service.cli", "serve", "--port", str(port), "--no-worker"]
         with process(
             cmd,
@@ -666,7 +672,7 @@ def microcred_target(
         ) as proc:
             yield Target(
                 f"microcred ({'SQLite' if db == 'sqlite' else 'PostgreSQL'})"
-                + ("" if tree is None else f" {tree.name}"),
+                + (f" {http}" if tree is None else f" {tree.name}"),
                 base,
                 "/lti/login",
                 "/lti/launch",
@@ -1007,6 +1013,15 @@ def main() -> None:
     )
     parser.add_argument("--round-duration", type=float, default=6.0, help="seconds per target")
     parser.add_argument(
+        "--step-rounds",
+        type=int,
+        default=1,
+        metavar="R",
+        help="measure --steps R times per target, the targets taking turns (each round in "
+        "another order), and report each step's median: an A/B on a shared host, where "
+        "other load moves between one target's steps and the next's",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another checkout (e.g. `git worktree add /tmp/base main`): adds targets "
@@ -1033,6 +1048,9 @@ def main() -> None:
                 "ltijs": lambda: ltijs_target(run, platform),
                 "sqlite": lambda: microcred_target(run, platform, "sqlite"),
                 "postgres": lambda: microcred_target(run, platform, "postgres"),
+                # microcred serve's default protocol (the deploy files run httptools)
+                "sqlite-h11": lambda: microcred_target(run, platform, "sqlite", http="h11"),
+                "postgres-h11": lambda: microcred_target(run, platform, "postgres", http="h11"),
             }
             if args.baseline is not None:
                 # the same targets with the server's code from another checkout (A/B)
@@ -1062,7 +1080,7 @@ def main() -> None:
                         continue
                     profile = (
                         args.profile / f"{name}.txt"
-                        if args.profile and name in ("sqlite", "postgres")
+                        if args.profile and name.startswith(("sqlite", "postgres"))
                         else None
                     )
                     for level in levels:
@@ -1085,7 +1103,7 @@ def main() -> None:
                         best = results.get(name)
                         if best is None or r.rate > best.rate:
                             results[name] = r
-                    if args.steps and name in results:
+                    if args.steps and name in results and args.step_rounds <= 1:
                         try:
                             results[name].step_cpu = asyncio.run(
                                 measure_steps(target, platform, count=args.steps, concurrency=8)
@@ -1096,6 +1114,8 @@ def main() -> None:
                         print(f"   server CPU ms per request, each step on its own: {steps}")
                     if profile is not None:
                         summarise_profile(profile)
+                if args.steps and args.step_rounds > 1:
+                    interleaved_steps(opened, results, platform, args)
                 rounds = run_rounds(opened, results, platform, args)
     finally:
         shutil.rmtree(run, ignore_errors=True)
@@ -1119,6 +1139,34 @@ def main() -> None:
                 indent=2,
             )
         )
+
+
+def interleaved_steps(
+    opened: dict[str, Target],
+    results: dict[str, Result],
+    platform: Platform,
+    args: argparse.Namespace,
+) -> None:
+    """``--steps`` ``--step-rounds`` times per target, the targets taking turns; each
+    step's median over the rounds becomes the target's ``step_cpu``."""
+    names = [n for n in opened if n in results]
+    seen: dict[str, list[dict[str, float]]] = {n: [] for n in names}
+    for r in range(args.step_rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            try:
+                steps = asyncio.run(
+                    measure_steps(opened[name], platform, count=args.steps, concurrency=8)
+                )
+            except LaunchError as exc:
+                print(f"   {name} steps could not run: {exc}", flush=True)
+                continue
+            seen[name].append(steps)
+            shown = ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+            total = sum(steps.values())
+            print(f"   step round {r + 1} {name}: {total:.2f} ms ({shown})", flush=True)
+    for name, got in seen.items():
+        if got:
+            results[name].step_cpu = {k: statistics.median(g[k] for g in got) for k in got[0]}
 
 
 def run_rounds(

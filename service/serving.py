@@ -1,20 +1,29 @@
-"""How a server process runs: uvicorn's h11 protocol with a bound on a request's head,
-and the garbage collector set for a long-lived server.
+"""How a server process runs: uvicorn's HTTP protocol (h11, with a bound on a request's
+head, unless a proxy in front bounds heads), and the garbage collector set for a long-lived
+server.
 
 uvicorn's httptools protocol keeps a request line or header that never ends in memory
 whole (a 200 MB header took the process from 33 to 250 MB), and it has no setting to bound
 it. Its h11 protocol has one, public: ``h11_max_incomplete_event_size``. A request whose
 line and headers (or trailers after a chunked body) pass ``MAX_HEAD_BYTES`` is refused
-with 400 and a closed connection. Bodies are ``service.bodylimit``'s. ``server_options``
-gives both ``microcred serve`` and the demo server these settings.
+with 400 and a closed connection. Bodies are ``service.bodylimit``'s.
+
+h11 is the default (safe when the server is reached directly). httptools parses a request
+in C: ~80 us less server CPU per request on a trivial route (303 -> 223 us), about 0.1 ms
+(0 to 0.5 ms) per LTI launch of three requests on SQLite (bench/README.md "Launch, 7 Dec
+(stack)"): ``MICROCRED_HTTP_PROTOCOL=httptools`` (or ``microcred serve
+--http httptools``) is for a server that only a proxy reaches, one that bounds request
+heads itself (nginx ``large_client_header_buffers``, 4 x 8 KB by default; a Kubernetes
+ingress or a load balancer likewise). The deploy files, behind their TLS proxy or ingress,
+use it. ``server_options`` gives both ``microcred serve`` and the demo server these settings.
 """
 
 from __future__ import annotations
 
 import gc
-from typing import Any
+from typing import Any, Literal, get_args
 
-__all__ = ["MAX_HEAD_BYTES", "served_app", "server_options", "settle_heap"]
+__all__ = ["MAX_HEAD_BYTES", "PROTOCOLS", "Protocol", "served_app", "server_options", "settle_heap"]
 
 # Allocations (less deallocations) between two young-generation collections; CPython's
 # default is 700. See ``settle_heap``.
@@ -23,6 +32,9 @@ GC_YOUNG_THRESHOLD = 10_000
 # Request line plus headers (or trailers), as h11's 16 KiB default but roomier: an LTI
 # login's query and a browser's cookies for the tool's host fit many times over.
 MAX_HEAD_BYTES = 64 * 1024
+
+Protocol = Literal["h11", "httptools"]
+PROTOCOLS: tuple[str, ...] = get_args(Protocol)
 
 
 def settle_heap() -> None:
@@ -53,6 +65,12 @@ def served_app() -> Any:
     return app
 
 
-def server_options() -> dict[str, Any]:
-    """uvicorn's settings for a microcred server (``uvicorn.run(**server_options())``)."""
+def server_options(protocol: Protocol = "h11") -> dict[str, Any]:
+    """uvicorn's settings for a microcred server (``uvicorn.run(**server_options())``):
+    h11 with its bound on a request's head, or httptools behind a proxy that bounds heads
+    (``MICROCRED_HTTP_PROTOCOL``, see the module docstring)."""
+    if protocol == "httptools":
+        return {"http": "httptools"}
+    if protocol != "h11":
+        raise ValueError(f"unknown HTTP protocol {protocol!r} (one of {', '.join(PROTOCOLS)})")
     return {"http": "h11", "h11_max_incomplete_event_size": MAX_HEAD_BYTES}

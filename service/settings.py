@@ -97,6 +97,21 @@ class Settings(BaseSettings):
         description="Largest body of POST /api/evidence (a push batch holds at most 1,000 "
         "results and 1,000 verifications: about 1 to 1.5 MB of JSON with rubric scales).",
     )
+    # serving (service/serving.py)
+    http_protocol: Literal["h11", "httptools"] = Field(
+        default="h11",
+        description="uvicorn's HTTP parser for `microcred serve`. h11 refuses a request line "
+        "plus headers over 64 KiB (400); httptools costs less CPU per request (~80 us) but keeps "
+        "any request head in memory: only for a server that a proxy alone reaches, one that "
+        "bounds request heads itself (nginx: large_client_header_buffers). The deploy files "
+        "use httptools.",
+    )
+    otel: bool = Field(
+        default=False,
+        description="FastAPI's built-in OpenTelemetry (request spans, metrics, logs and "
+        "operation spans) for an OpenTelemetry SDK the deployment configures; off, FastAPI "
+        "records nothing and skips its per-request checks.",
+    )
     extra_frame_ancestors: str = Field(
         default="",
         description="Space-separated origins that may also frame microcred's LMS pages, for a "

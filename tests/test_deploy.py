@@ -19,6 +19,15 @@ def test_kubernetes_manifests_parse_and_probe_real_endpoints() -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     env = {e["name"] for e in container["env"]}
     assert {"MICROCRED_DATABASE_URL", "MICROCRED_SECRET_KEY"} <= env
+    _serves_httptools_behind_the_proxy(container["command"])
+
+
+def _serves_httptools_behind_the_proxy(command: list[str]) -> None:
+    """The web process behind the TLS proxy or ingress runs httptools (service/serving.py)."""
+    from service.serving import PROTOCOLS
+
+    assert command[:2] == ["microcred", "serve"]
+    assert command[command.index("--http") + 1] == "httptools" in PROTOCOLS
 
 
 def test_compose_runs_migrate_before_web_and_worker() -> None:
@@ -30,6 +39,7 @@ def test_compose_runs_migrate_before_web_and_worker() -> None:
             "service_completed_successfully"
         )
     assert "postgresql+psycopg://" in services["web"]["environment"]["MICROCRED_DATABASE_URL"]
+    _serves_httptools_behind_the_proxy(services["web"]["command"])
 
 
 def _dockerfile_runs() -> list[str]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
 from service import logredact
 from service.cli.common import _bootstrap, _db, _identity, _recorded_url, app
 from service.cli.workers import _start_inprocess_worker
+from service.serving import PROTOCOLS, Protocol, server_options
 from service.settings import Settings, get_settings
 
 
@@ -28,12 +29,21 @@ def serve(
         bool, typer.Option("--no-worker", help="Run no in-process worker.")
     ] = False,
     proxy_headers: Annotated[bool, typer.Option(help="Trust X-Forwarded-* headers.")] = True,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            help="HTTP parser: h11 (bounds a request's head at 64 KiB) or httptools (faster; "
+            "only behind a proxy that bounds request heads). Default: MICROCRED_HTTP_PROTOCOL.",
+        ),
+    ] = None,
 ) -> None:
     """Run the web app (plus an in-process worker unless --no-worker)."""
     import uvicorn
 
     from service.issuer import identity
 
+    if http is not None and http not in PROTOCOLS:
+        raise typer.BadParameter(f"one of {', '.join(PROTOCOLS)}", param_hint="--http")
     settings = _bootstrap(migrate=True)
     if not identity.explicit(settings):
         # No public URL configured: the one this database issues as, else (nothing issued
@@ -49,7 +59,7 @@ def serve(
     settings = _identity(settings)  # refuse to start under another issuer's URL
     stop, thread = _start_inprocess_worker(settings, enabled=not no_worker)
     try:
-        _run_uvicorn(uvicorn, host, port, proxy_headers, settings)
+        _run_uvicorn(uvicorn, host, port, proxy_headers, settings, http)
     finally:
         stop.set()
         if thread is not None:
@@ -57,17 +67,16 @@ def serve(
 
 
 def _run_uvicorn(
-    uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings
+    uvicorn: Any, host: str, port: int, proxy_headers: bool, settings: Settings, http: str | None
 ) -> None:
     _ensure_tool_key(settings)
-    from service.serving import server_options
-
+    protocol = settings.http_protocol if http is None else cast(Protocol, http)
     uvicorn.run(
         "service.serving:served_app",
         factory=True,
         host=host,
         port=port,
-        **server_options(),
+        **server_options(protocol),
         proxy_headers=proxy_headers,
         log_level=settings.log_level.lower(),
         log_config=logredact.uvicorn_log_config(json_lines=settings.log_format == "json"),

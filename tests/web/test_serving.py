@@ -1,5 +1,6 @@
 """The server settings (service.serving): uvicorn's h11 protocol with a bound on a request's
-head; responses intact, a streamed body chunk by chunk."""
+head by default, httptools when MICROCRED_HTTP_PROTOCOL (or serve --http) asks for it;
+responses intact with either, a streamed body chunk by chunk."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, StreamingResponse
 from starlette.routing import Route
+from typer.testing import CliRunner
 
-from service.serving import server_options
+from service.serving import MAX_HEAD_BYTES, Protocol, server_options
+from service.settings import Settings
 
 PAGE = "<p>" + "x" * 5000 + "</p>"
 released = threading.Event()
@@ -55,9 +59,8 @@ app = Starlette(
 )
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
-def port(request: pytest.FixtureRequest) -> Iterator[int]:
-    """The server on either loop (``microcred serve`` runs uvloop)."""
+@contextlib.contextmanager
+def _serving(loop: str, protocol: Protocol) -> Iterator[int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         free = int(s.getsockname()[1])
@@ -65,8 +68,8 @@ def port(request: pytest.FixtureRequest) -> Iterator[int]:
         app,
         host="127.0.0.1",
         port=free,
-        loop=request.param,
-        **server_options(),  # type: ignore[arg-type]
+        loop=loop,
+        **server_options(protocol),  # type: ignore[arg-type]
         log_level="warning",
         lifespan="off",
     )
@@ -82,6 +85,20 @@ def port(request: pytest.FixtureRequest) -> Iterator[int]:
     thread.join(10)
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """The h11 server (the default) on either loop (``microcred serve`` runs uvloop)."""
+    with _serving(request.param, "h11") as free:
+        yield free
+
+
+@pytest.fixture(params=[("asyncio", "h11"), ("uvloop", "h11"), ("uvloop", "httptools")])
+def any_port(request: pytest.FixtureRequest) -> Iterator[int]:
+    """Either protocol ``MICROCRED_HTTP_PROTOCOL`` picks: the same answers from both."""
+    with _serving(*request.param) as free:
+        yield free
+
+
 def _exchange(port: int, raw: bytes, *, until: bytes, count: int = 1) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(raw)
@@ -94,23 +111,23 @@ def _exchange(port: int, raw: bytes, *, until: bytes, count: int = 1) -> bytes:
         return got
 
 
-def test_pipelined_requests_on_one_connection_each_get_their_response(port: int) -> None:
+def test_pipelined_requests_on_one_connection_each_get_their_response(any_port: int) -> None:
     one = b"GET /page HTTP/1.1\r\nhost: t\r\n\r\n"
-    got = _exchange(port, one * 3, until=b"</p>", count=3)
+    got = _exchange(any_port, one * 3, until=b"</p>", count=3)
     assert got.count(b"HTTP/1.1 200 OK") == 3 and got.count(PAGE.encode()) == 3
 
 
-def test_head_and_connection_close(port: int) -> None:
-    got = _exchange(port, b"HEAD /page HTTP/1.1\r\nhost: t\r\n\r\n", until=b"\r\n\r\n")
+def test_head_and_connection_close(any_port: int) -> None:
+    got = _exchange(any_port, b"HEAD /page HTTP/1.1\r\nhost: t\r\n\r\n", until=b"\r\n\r\n")
     assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"\r\n\r\n")
     closing = b"GET /page HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n"
-    got = _exchange(port, closing, until=b"never")  # read until the server closes
+    got = _exchange(any_port, closing, until=b"never")  # read until the server closes
     assert b"connection: close" in got.lower() and got.endswith(PAGE.encode())
 
 
-def test_a_streamed_body_is_not_held_back(port: int) -> None:
+def test_a_streamed_body_is_not_held_back(any_port: int) -> None:
     released.clear()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", any_port), timeout=10) as conn:
         conn.sendall(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
         got = b""
         while b"first;" not in got:
@@ -163,9 +180,56 @@ def test_serve_builds_its_app_through_served_app(monkeypatch: pytest.MonkeyPatch
             seen["app"], seen["kw"] = app, kw
 
     monkeypatch.setattr(server, "_ensure_tool_key", lambda _settings: None)
-    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings())
+    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings(), None)
     assert seen["app"] == "service.serving:served_app"
     assert seen["kw"]["factory"] is True  # type: ignore[index]
+    # h11 with its bound on a request's head unless asked otherwise
+    assert seen["kw"]["http"] == "h11"  # type: ignore[index]
+    assert seen["kw"]["h11_max_incomplete_event_size"] == MAX_HEAD_BYTES  # type: ignore[index]
+
+
+def test_serve_runs_httptools_when_the_setting_or_the_flag_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.cli import server
+    from service.settings import get_settings
+
+    seen: list[dict[str, object]] = []
+
+    class _Uvicorn:
+        @staticmethod
+        def run(_app: object, **kw: object) -> None:
+            seen.append(kw)
+
+    monkeypatch.setattr(server, "_ensure_tool_key", lambda _settings: None)
+    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, get_settings(), "httptools")
+    settings = get_settings().model_copy(update={"http_protocol": "httptools"})
+    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, settings, None)
+    server._run_uvicorn(_Uvicorn, "127.0.0.1", 0, False, settings, "h11")  # the flag wins
+    assert [kw["http"] for kw in seen] == ["httptools", "httptools", "h11"]
+    assert "h11_max_incomplete_event_size" not in seen[0]
+
+
+def test_server_options_refuse_an_unknown_protocol() -> None:
+    with pytest.raises(ValueError, match="h11, httptools"):
+        server_options("h2")  # type: ignore[arg-type]
+
+
+def test_the_protocol_setting_takes_only_what_uvicorn_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typing import get_args
+
+    from pydantic import ValidationError
+
+    from service.serving import PROTOCOLS
+
+    assert get_args(Settings.model_fields["http_protocol"].annotation) == PROTOCOLS
+    monkeypatch.setenv("MICROCRED_HTTP_PROTOCOL", "httptools")
+    assert Settings().http_protocol == "httptools"
+    monkeypatch.setenv("MICROCRED_HTTP_PROTOCOL", "auto")
+    with pytest.raises(ValidationError):
+        Settings()
 
 
 def _send_until_answered(port: int, head: bytes, more: Iterator[bytes]) -> tuple[int, bytes]:
@@ -217,14 +281,41 @@ def test_endless_trailers_after_a_chunked_body_are_refused(port: int) -> None:
     assert b" 400 " in got.split(b"\r\n")[0] and sent < 32 * 1024 * 1024
 
 
-def test_headers_under_the_limit_and_a_body_in_tiny_chunks_still_work(port: int) -> None:
-    from service.serving import MAX_HEAD_BYTES
-
+def test_headers_under_the_limit_and_a_body_in_tiny_chunks_still_work(any_port: int) -> None:
     big = b"x-big: " + b"a" * (MAX_HEAD_BYTES - 1024) + b"\r\n"
-    got = _exchange(port, b"GET /page HTTP/1.1\r\nhost: t\r\n" + big + b"\r\n", until=b"</p>")
+    got = _exchange(any_port, b"GET /page HTTP/1.1\r\nhost: t\r\n" + big + b"\r\n", until=b"</p>")
     assert got.startswith(b"HTTP/1.1 200 OK")
     # 2 MB in 10-byte chunks: more chunk framing than 64 KiB, all of it next to body bytes
     chunks = b"".join(b"a\r\n" + b"0123456789" + b"\r\n" for _ in range(200_000))
     head = b"POST /upload HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
-    got = _exchange(port, head + chunks + b"0\r\n\r\n", until=b"2000000")
+    got = _exchange(any_port, head + chunks + b"0\r\n\r\n", until=b"2000000")
     assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"2000000")
+
+
+def test_serve_refuses_an_unknown_http_flag_before_starting(runner: CliRunner) -> None:
+    from service.cli import app as cli
+
+    result = runner.invoke(cli, ["serve", "--http", "h2"])
+    assert result.exit_code == 2
+    assert "one of h11, httptools" in result.output
+
+
+def test_fastapi_telemetry_is_off_unless_the_setting_turns_it_on(settings: Settings) -> None:
+    from service.app import telemetry
+
+    off = telemetry(settings)
+    assert settings.otel is False
+    assert off == {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+    on = telemetry(settings.model_copy(update={"otel": True}))
+    assert set(on.values()) == {True} and set(on) == set(off)
+
+
+def test_the_app_serves_with_fastapi_telemetry_on(settings: Settings, engine: Engine) -> None:
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    app = create_app(settings.model_copy(update={"otel": True}), engine=engine)
+    with TestClient(app) as client:
+        answer = client.get("/healthz")
+    assert answer.status_code == 200 and answer.headers["x-request-id"]
