@@ -15,6 +15,7 @@ from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.lti import keys, launch, origins, pages, ratelimit, registration
+from service.lti.cookies import set_iframe_cookie
 from service.lti.http import LtiCallDep, get_async_http, request_params
 from service.settings import Settings
 
@@ -42,7 +43,8 @@ def login(request: Request, call: LtiCallDep) -> Response:
         )
     else:
         response = Response(status_code=302, headers={"location": start.auth_url})
-    start.cookies.update_response(response)
+    for name, value, max_age in start.cookies:
+        set_iframe_cookie(response, name, value, max_age=max_age, secure_request=secure)
     response.headers["cache-control"] = "no-store"
     return response
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -51,6 +51,48 @@ def test_login_redirects_to_the_platform_with_a_complete_auth_request(
     assert f"lti1p3-{state}={state}" in cookie
     for attr in ("Secure", "HttpOnly", "SameSite=none", "Partitioned"):
         assert attr.lower() in cookie.lower()
+
+
+def test_the_auth_request_carries_exactly_the_oidc_parameters_in_order(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    # An auth URL with a query of its own keeps it: the request's parameters follow "&".
+    with db_session(engine, write=True) as s:
+        row = s.exec(select(Platform).where(Platform.issuer == moodle.issuer)).one()
+        row.auth_login_url = moodle.issuer + "/auth?tenant=a%20b"
+        s.add(row)
+        s.commit()
+    state, nonce, resp = moodle.login(client)
+    loc = urlsplit(resp.headers["location"])
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == moodle.issuer + "/auth"
+    assert parse_qsl(loc.query) == [
+        ("tenant", "a b"),
+        ("scope", "openid"),
+        ("response_type", "id_token"),
+        ("response_mode", "form_post"),
+        ("prompt", "none"),
+        ("client_id", moodle.client_id),
+        ("redirect_uri", LAUNCH),
+        ("state", state),
+        ("nonce", nonce),
+        ("login_hint", "42"),
+        ("lti_message_hint", "hint-1"),
+    ]
+    assert state.startswith("state-") and len(nonce) >= 43
+    cookies = resp.headers.get_list("set-cookie")
+    assert all("Max-Age=300" in c for c in cookies if c.startswith(f"lti1p3-{state}"))
+    _, _, without_hint = moodle.login(client, lti_message_hint="")
+    assert "lti_message_hint" not in without_hint.headers["location"]
+
+
+def test_a_login_without_client_id_finds_the_issuers_only_registration(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, nonce, resp = moodle.login(client, client_id="")
+    assert resp.status_code == 302
+    assert parse_qs(urlsplit(resp.headers["location"]).query)["client_id"] == [moodle.client_id]
+    launched = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert launched.status_code == 303
 
 
 def test_login_also_works_with_get(client: TestClient, moodle: FakePlatform) -> None:
