@@ -134,7 +134,7 @@ def _param(params: Mapping[str, str], name: str) -> str:
 
 
 def _login_registration(
-    session: Session, *, issuer: str, client_id: str, deployment_id: str | None
+    session: store.Db, *, issuer: str, client_id: str, deployment_id: str | None
 ) -> store.Registration | None:
     """The registration a login names, with the deployment it names (None: unknown). A
     login without client_id finds the issuer's only registration (Canvas and other shared
@@ -188,9 +188,10 @@ def new_nonce() -> str:
 
 
 def begin_login(
-    session: Session, request: LaunchRequest, *, settings: Settings, now: dt.datetime
+    session: store.Db, request: LaunchRequest, *, settings: Settings, now: dt.datetime
 ) -> LoginStart:
-    """Validate a third-party initiated login and record state + nonce. Caller commits."""
+    """Validate a third-party initiated login and record state + nonce, in the caller's
+    transaction (a Core connection: no ORM here). Caller commits."""
     params = request.params
     for name in ("iss", "login_hint", "target_link_uri"):
         if not _param(params, name):

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
+from service.db.engine import connection as db_connection
 from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
@@ -27,9 +28,9 @@ def login(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (GET or POST)."""
     secure = request.url.scheme == "https"
     lti_request = launch.LaunchRequest(call.params, request.cookies, secure)
-    with db_session(call.engine, write=True) as session:
-        start = launch.begin_login(session, lti_request, settings=call.settings, now=utcnow())
-        session.commit()
+    with db_connection(call.engine, write=True) as conn:
+        start = launch.begin_login(conn, lti_request, settings=call.settings, now=utcnow())
+        conn.commit()
     if start.storage_target:
         origins.allow(request, start.frame_origins)
         response: Response = HTMLResponse(

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, delete, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
@@ -76,6 +76,8 @@ __all__ = [
     "touch_session",
 ]
 
+Db = Session | Connection  # the login runs on a Core connection, the launch in a session
+
 # --- registrations -------------------------------------------------------------------------
 
 
@@ -104,7 +106,7 @@ def _platform_deployment_query() -> Any:
 
 
 def registration(
-    session: Session, *, issuer: str, client_id: str, deployment_id: str | None
+    session: Db, *, issuer: str, client_id: str, deployment_id: str | None
 ) -> Registration | None:
     """The platform of (issuer, client_id), with the deployment named (one statement)."""
     found = prepared.one(
@@ -116,9 +118,15 @@ def registration(
     return Registration(platform, named if deployment_id else None)
 
 
-def issuer_platforms(session: Session, issuer: str) -> list[Platform]:
+def _issuer_query() -> Any:
+    table = prepared.table(Platform)
+    return sa_select(table).where(table.c.issuer == bindparam("iss"))
+
+
+def issuer_platforms(session: Db, issuer: str) -> list[Platform]:
     """Every registration of ``issuer`` (a login without client_id)."""
-    return list(session.exec(select(Platform).where(Platform.issuer == issuer)).all())
+    found = prepared.rows(session, _issuer_query, iss=issuer)
+    return [prepared.models(row, Platform)[0] for row in found]
 
 
 def _deployment_query() -> Any:
@@ -128,7 +136,7 @@ def _deployment_query() -> Any:
     )
 
 
-def deployment(session: Session, *, platform_id: int, deployment_id: str) -> Deployment | None:
+def deployment(session: Db, *, platform_id: int, deployment_id: str) -> Deployment | None:
     found = prepared.one(session, _deployment_query, pid=platform_id, dep=deployment_id)
     return prepared.model(Deployment, found)
 
@@ -136,16 +144,16 @@ def deployment(session: Session, *, platform_id: int, deployment_id: str) -> Dep
 # --- login state -----------------------------------------------------------------------------
 
 
-def record_login(session: Session, *, platform_id: int, **values: Any) -> None:
+def record_login(session: Db, *, platform_id: int, **values: Any) -> None:
     """A login's ``launch_state`` row (state, nonce, target_link_uri, storage_target,
     created_at, expires_at)."""
     insert_row(session, LaunchState, platform_id=platform_id, **values)
 
 
-def purge_expired(session: Session, *, now: dt.datetime) -> None:
-    session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
-    session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
-    session.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
+def purge_expired(session: Db, *, now: dt.datetime) -> None:
+    for model in (LaunchState, LtiCache, WebSession):
+        expired = prepared.table(model)
+        prepared.execute(session, delete(expired).where(expired.c.expires_at < now))
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from service.db.engine import connection as db_connection
 from service.db.engine import session as db_session
 from service.db.models import (
     Course,
@@ -19,11 +21,14 @@ from service.db.models import (
     EmailMismatch,
     Enrolment,
     LaunchState,
+    LtiCache,
     OutboxMessage,
     Person,
     Platform,
     WebSession,
 )
+from service.db.types import utcnow
+from service.lti import store
 from tests.lti.platform import LAUNCH, MEMBERSHIP, C, FakePlatform
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -555,3 +560,25 @@ def test_a_launch_needs_one_pooled_connection_at_a_time(
     finally:
         app.state.engine = engine
         single.dispose()
+
+
+def test_the_logins_purge_deletes_only_what_expired(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    kept, _, _ = moodle.login(client)
+    gone, _, _ = moodle.login(client)
+    now = utcnow()
+    with db_session(engine, write=True) as s:
+        row = s.get(LaunchState, gone)
+        assert row is not None
+        row.expires_at = now - dt.timedelta(seconds=1)
+        s.add(row)
+        s.add(LtiCache(key="old", value={}, expires_at=now - dt.timedelta(seconds=1)))
+        s.add(LtiCache(key="new", value={}, expires_at=now + dt.timedelta(hours=1)))
+        s.commit()
+    with db_connection(engine, write=True) as conn:  # as the login runs it
+        store.purge_expired(conn, now=now)
+        conn.commit()
+    with db_session(engine) as s:
+        assert [r.state for r in s.exec(select(LaunchState)).all()] == [kept]
+        assert [r.key for r in s.exec(select(LtiCache)).all()] == ["new"]
