@@ -29,7 +29,6 @@ from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlmodel import Session
 
 from service.db.models import Deployment, Platform
 from service.lti import store
@@ -121,7 +120,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     is refused); ``platform`` remembers the row behind the last registration found.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: store.Db) -> None:
         super().__init__()
         self.issuers_relation_types = {}
         self._db = session

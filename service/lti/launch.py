@@ -430,7 +430,7 @@ def _check_shapes(claims: dict[str, t.Any]) -> None:
 
 
 def validate_launch(
-    session: Session,
+    session: store.Db,
     request: LaunchRequest,
     *,
     keys: jwks.KeySetSource,
@@ -553,7 +553,7 @@ def _check_state(
 
 
 def _take(
-    session: Session, pending: PendingLaunch, *, now: dt.datetime, settings: Settings
+    session: store.Db, pending: PendingLaunch, *, now: dt.datetime, settings: Settings
 ) -> LaunchState:
     """The login's state row, taken for this launch (used once), after every check on it:
     the take carries the checks in its WHERE (``store.take_state``); when it takes nothing,
@@ -590,7 +590,7 @@ def _take(
 
 
 def complete_launch(
-    session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime
+    session: store.Db, pending: PendingLaunch, *, settings: Settings, now: dt.datetime
 ) -> Launched:
     """Take the login state (exactly once, also under concurrency) and keep what a
     deep-linking launch needs later. In the caller's write transaction, committed once by
@@ -675,7 +675,7 @@ def _context(
 
 
 def issue_storage_ticket(
-    session: Session, launched: Launched, pending: PendingLaunch, *, now: dt.datetime
+    session: store.Db, launched: Launched, pending: PendingLaunch, *, now: dt.datetime
 ) -> str:
     """After a launch whose state must be checked in platform storage: a one-time ticket."""
     ticket = secrets.token_urlsafe(32)

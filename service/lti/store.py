@@ -13,10 +13,11 @@ one joined read (``record_user``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,7 +189,7 @@ def _take_statement() -> Any:
     )
 
 
-def take_state(session: Session, take: Take) -> LaunchState | None:
+def take_state(session: Db, take: Take) -> LaunchState | None:
     """Mark the login state used if it fits ``take``, in one statement; the row as it was,
     or None when nothing was taken (``login_state`` then says why)."""
     found = prepared.one(
@@ -209,14 +210,14 @@ def _state_query() -> Any:
     return sa_select(table).where(table.c.state == bindparam("state"))
 
 
-def login_state(session: Session, state: str) -> LaunchState | None:
+def login_state(session: Db, state: str) -> LaunchState | None:
     return prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
 
 
 # --- launch data and platform-storage tickets -------------------------------------------------
 
 
-def save_context(session: Session, context: LaunchContext, *, expires_at: dt.datetime) -> None:
+def save_context(session: Db, context: LaunchContext, *, expires_at: dt.datetime) -> None:
     """A deep-linking launch's validated request, for the picker (``load_context``)."""
     insert_row(
         session,
@@ -234,9 +235,7 @@ def load_context(session: Session, launch_id: str, *, now: dt.datetime) -> Launc
     return LaunchContext.from_json(row.value)
 
 
-def save_ticket(
-    session: Session, key: str, value: dict[str, Any], *, expires_at: dt.datetime
-) -> None:
+def save_ticket(session: Db, key: str, value: dict[str, Any], *, expires_at: dt.datetime) -> None:
     insert_row(session, LtiCache, key=key, value=value, expires_at=expires_at)
 
 
@@ -333,7 +332,7 @@ def _learner_state_query() -> Any:
 
 
 def learner_state(
-    session: Session, *, enrolment: Enrolment, row: Sequence[Any] | None = None
+    session: Db, *, enrolment: Enrolment, row: Sequence[Any] | None = None
 ) -> LearnerState:
     """The learner's evaluation inputs now, against what their last launch evaluated
     (``row``: the values of ``_learner_state_columns``, when read already)."""
@@ -420,18 +419,33 @@ def _enrolment_query() -> Any:
     )
 
 
-def _create(session: Session, row: SQLModel) -> bool:
+@contextlib.contextmanager
+def _orm(db: Db) -> Iterator[Session]:
+    """An ORM session in ``db``'s transaction: ``db`` itself, or one joined to the
+    connection, for the rare writes that use the ORM (a first launch's rows, a course's
+    wiring, a Canvas user link); it neither commits nor ends the connection's
+    transaction (``rollback_only``: an error in it rolls back the launch's)."""
+    if isinstance(db, Session):
+        yield db
+        return
+    with Session(bind=db, join_transaction_mode="rollback_only") as session:
+        yield session
+        session.flush()
+
+
+def _create(db: Db, row: SQLModel) -> bool:
     """INSERT ``row`` in a savepoint; False when a concurrent first launch made it first."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return False
+    with _orm(db) as session:
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            return False
     return True
 
 
 def _person(
-    session: Session, launch: LaunchContext, now: dt.datetime, found: Any
+    session: Db, launch: LaunchContext, now: dt.datetime, found: Any
 ) -> tuple[int, str | None]:
     params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
@@ -453,7 +467,7 @@ def _person(
     return int(person_id), new_email if changed else None
 
 
-def _course(session: Session, launch: LaunchContext, found: Any) -> int:
+def _course(session: Db, launch: LaunchContext, found: Any) -> int:
     params: dict[str, Any] = {
         "deployment_id": launch.deployment_pk,
         "context_id": launch.context_id,
@@ -473,7 +487,7 @@ def _course(session: Session, launch: LaunchContext, found: Any) -> int:
 
 
 def _enrolment(
-    session: Session,
+    session: Db,
     launch: LaunchContext,
     *,
     course_id: int,
@@ -508,7 +522,7 @@ def _course_setup(session: Session, course_id: int) -> CourseSetup:
     return row
 
 
-def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: dt.datetime) -> bool:
+def _wire_course(db: Db, launch: LaunchContext, course_id: int, now: dt.datetime) -> bool:
     """Keep the course's AGS line-items container (AGS 2.0 §3.1: the tool keeps its own line
     items there, created on first write-back), NRPS membership URL (the worker's roster
     sync reads it) and a resource link id for NRPS's rlid; True when an evaluation input of
@@ -517,6 +531,13 @@ def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: d
     lineitems = lineitems if isinstance(lineitems, str) else ""
     if not (lineitems or launch.nrps_url):
         return False
+    with _orm(db) as session:
+        return _wire_setup(session, launch, course_id, lineitems, now)
+
+
+def _wire_setup(
+    session: Session, launch: LaunchContext, course_id: int, lineitems: str, now: dt.datetime
+) -> bool:
     setup = _course_setup(session, course_id)
     scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
     new_ags = lineitems or setup.ags_lineitems_url
@@ -541,11 +562,14 @@ def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: d
     return changed
 
 
-def _link_canvas_user(
-    session: Session, launch: LaunchContext, canvas_id: str, person_id: int
-) -> None:
+def _link_canvas_user(db: Db, launch: LaunchContext, canvas_id: str, person_id: int) -> None:
     """Canvas's own user id ($Canvas.user.id, requested at registration): the REST API
     names learners by it, the LTI sub is opaque (reference/lti.md §3.3)."""
+    with _orm(db) as session:
+        _link(session, launch, canvas_id, person_id)
+
+
+def _link(session: Session, launch: LaunchContext, canvas_id: str, person_id: int) -> None:
     row = session.exec(
         select(PersonLink).where(
             PersonLink.platform_id == launch.platform_id, PersonLink.lms_user_id == canvas_id
@@ -560,7 +584,7 @@ def _link_canvas_user(
     session.flush()
 
 
-def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) -> LaunchRecord:
+def record_user(session: Db, *, launch: LaunchContext, now: dt.datetime) -> LaunchRecord:
     """Upsert the person (platform, sub), the course (deployment, context) and the
     enrolment; for a learner, read what ``flows.after_launch`` needs to decide. A returning
     user's rows come in one statement; a first launch creates what is missing, each INSERT
@@ -615,7 +639,7 @@ def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) ->
 # --- the tool session ------------------------------------------------------------------------
 
 
-def open_session(session: Session, **values: Any) -> None:
+def open_session(session: Db, **values: Any) -> None:
     """The ``web_session`` row of a launch (``id`` is the token's hash)."""
     insert_row(session, WebSession, **values)
 
