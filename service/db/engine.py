@@ -227,28 +227,27 @@ def session(engine: Engine, *, write: bool = False, autocommit: bool = False) ->
     exit (closing rolls back without expiring what was loaded, so objects stay readable
     after the block).
     """
-    if in_process(engine):
-        bind = _variant(engine, "write", sqlite_begin="IMMEDIATE") if write else engine
-    elif autocommit:
-        bind = _variant(engine, "autocommit", isolation_level="AUTOCOMMIT")
-    else:
-        bind = engine
-    with Session(bind, expire_on_commit=False) as s:
+    with Session(_bind(engine, write=write, autocommit=autocommit), expire_on_commit=False) as s:
         yield s
 
 
+def _bind(engine: Engine, *, write: bool, autocommit: bool) -> Engine:
+    if in_process(engine):
+        return _variant(engine, "write", sqlite_begin="IMMEDIATE") if write else engine
+    if autocommit:
+        return _variant(engine, "autocommit", isolation_level="AUTOCOMMIT")
+    return engine
+
+
 @contextlib.contextmanager
-def connection(engine: Engine, *, write: bool = False) -> Iterator[Connection]:
+def connection(
+    engine: Engine, *, write: bool = False, autocommit: bool = False
+) -> Iterator[Connection]:
     """A Core connection whose transaction (begun by its first statement) the caller
-    commits exactly once, as ``session``'s; ``write=True`` takes SQLite's write lock at
-    BEGIN. For work with no ORM in it (the OIDC login): a session's own begin, commit and
-    close cost ~60 us more than the connection's."""
-    bind = (
-        _variant(engine, "write", sqlite_begin="IMMEDIATE")
-        if write and in_process(engine)
-        else engine
-    )
-    with bind.connect() as conn:
+    commits exactly once, as ``session``'s, with the same ``write`` and ``autocommit``.
+    For work with no ORM in it (the OIDC login): a session's own begin, commit and close
+    cost ~60 us more than the connection's."""
+    with _bind(engine, write=write, autocommit=autocommit).connect() as conn:
         yield conn
 
 

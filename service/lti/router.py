@@ -28,7 +28,10 @@ def login(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (GET or POST)."""
     secure = request.url.scheme == "https"
     lti_request = launch.LaunchRequest(call.params, request.cookies, secure)
-    with db_connection(call.engine, write=True) as conn:
+    # On PostgreSQL each statement commits by itself (no BEGIN, no COMMIT): the state's
+    # INSERT is one statement, and a registration changed after its read is checked again
+    # by the launch. SQLite takes its write lock for the read and the INSERT.
+    with db_connection(call.engine, write=True, autocommit=True) as conn:
         start = launch.begin_login(conn, lti_request, settings=call.settings, now=utcnow())
         conn.commit()
     if start.storage_target:
