@@ -1,6 +1,9 @@
 """The launch's SQL, all of it: the login's state, the registration, the user's rows, the
-tool session. Every function runs in the caller's session (the route commits once) and is
-named for what it does; rows come back as detached models or dataclasses.
+tool session. Every function runs in the caller's transaction (the route commits once) and
+is named for what it does; rows come back as detached models or dataclasses. The login and
+the launch hand in a Core connection (``Db``: no ORM session's begin, commit and close on
+the hot path); the few writes that use the ORM join it (``_orm``). Other callers hand in
+their session.
 
 The only module that uses ``service.db.prepared`` (an import-linter contract): statements
 built once per process, run through SQLAlchemy Core.
