@@ -25,7 +25,7 @@ from sqlmodel import Session, SQLModel
 
 from service.db.engine import table
 
-__all__ = ["model", "models", "one", "table", "update", "values", "width"]
+__all__ = ["execute", "model", "models", "one", "rows", "table", "update", "values", "width"]
 
 _M = TypeVar("_M", bound=SQLModel)
 
@@ -39,15 +39,18 @@ def _statement(key: Hashable, build: Callable[[], Executable]) -> Executable:
     return found
 
 
-def _connection(session: Session) -> Connection:
+def _connection(db: Session | Connection) -> Connection:
     """The session's connection in its transaction, with pending ORM changes flushed (a
-    statement run here must see them, as through ``Session.execute``)."""
-    session.flush()
-    return session.connection()
+    statement run here must see them, as through ``Session.execute``); a connection as
+    it is."""
+    if isinstance(db, Connection):
+        return db
+    db.flush()
+    return db.connection()
 
 
 def one(
-    session: Session,
+    session: Session | Connection,
     build: Callable[[], Executable],
     *,
     cache_key: Hashable | None = None,
@@ -60,8 +63,24 @@ def one(
     return None if found is None else tuple(found)
 
 
+def rows(
+    session: Session | Connection, build: Callable[[], Executable], **params: Any
+) -> list[tuple[Any, ...]]:
+    """Every row of the statement ``build()`` returns (built once per process)."""
+    statement = _statement(build, build)
+    return [tuple(row) for row in _connection(session).execute(statement, params)]
+
+
+def execute(session: Session | Connection, statement: Executable) -> None:
+    """Run ``statement`` (built by the caller) in the session's transaction."""
+    _connection(session).execute(statement)
+
+
 def update(
-    session: Session, model_type: type[SQLModel], row_id: int, changes: Mapping[str, Any]
+    session: Session | Connection,
+    model_type: type[SQLModel],
+    row_id: int,
+    changes: Mapping[str, Any],
 ) -> int:
     """UPDATE the columns in ``changes`` of ``model_type``'s row ``row_id`` (rows touched)."""
     names = tuple(sorted(changes))

@@ -1,55 +1,46 @@
-"""The pylti1p3 seam: FastAPI request, cookies, redirects, database tool configuration,
-launch-data storage, OIDC login and message launch.
+"""The pylti1p3 seam: FastAPI request, cookies, database tool configuration and the message
+launch.
 
 This is the only module that imports pylti1p3 (an import-linter contract holds it). Routes
 are sync ``def`` functions, because pylti1p3 is synchronous: the route reads the form first
 and hands a plain mapping to ``FastApiRequest``.
 
-What pylti1p3 does here: the OIDC authentication request (state cookie, nonce, auth URL),
-JWT format parsing, registration and deployment lookup through ``DbToolConf``, message
-validators (sub, version, roles, resource link, deep-linking settings). Its launch-data
+What pylti1p3 does here: JWT format parsing, registration and deployment lookup through
+``DbToolConf``, message validators (sub, version, roles, resource link, deep-linking
+settings). Its launch-data
 storage is not used for launches (``service.lti.launch`` stores the validated context
 itself). What it does not do (lti.md §1.7) is done by ``service.lti.launch``: signature
 verification with our own key-set cache, aud/azp, iat/exp skew, one-time state and nonce,
-target_link_uri.
+target_link_uri. The OIDC login (``launch.begin_login``) needs none of it: its
+authentication request is nine query parameters and a state cookie.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import typing as t
-import uuid
 from collections.abc import Callable, Mapping
-from urllib.parse import parse_qs, urlsplit
 
 from pylti1p3.cookie import CookieService
 from pylti1p3.deployment import Deployment as LtiDeployment
 from pylti1p3.exception import LtiException, OIDCException
 from pylti1p3.message_launch import MessageLaunch
-from pylti1p3.oidc_login import OIDCLogin
-from pylti1p3.redirect import Redirect
 from pylti1p3.registration import Registration
 from pylti1p3.request import Request
 from pylti1p3.session import SessionService
 from pylti1p3.tool_config.abstract import ToolConfAbstract
-from sqlmodel import Session
-from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from service.db.models import Deployment, Platform
 from service.lti import store
-from service.lti.cookies import read_iframe_cookie, set_iframe_cookie
+from service.lti.cookies import read_iframe_cookie
 
 __all__ = [
     "LIBRARY_ERRORS",
     "DbMessageLaunch",
-    "DbOIDCLogin",
     "DbSessionService",
     "DbToolConf",
     "FastApiCookieService",
     "FastApiRequest",
-    "new_nonce",
-    "new_state",
 ]
 
 DEPLOYMENT_CLAIM = "https://purl.imsglobal.org/spec/lti/claim/deployment_id"
@@ -82,46 +73,17 @@ class FastApiRequest(Request):
 
 
 class FastApiCookieService(CookieService):
-    """Queues cookies set by pylti1p3 and writes them as iframe cookies on the response."""
+    """The request's cookies for pylti1p3; the launch sets none (the state cookie is the
+    login's, ``launch.begin_login``)."""
 
     def __init__(self, request: FastApiRequest) -> None:
         self._request = request
-        self._queued: list[tuple[str, str, int | None]] = []
-
-    def _name(self, name: str) -> str:
-        return f"{self._cookie_prefix}-{name}"
 
     def get_cookie(self, name: str) -> str | None:
-        return self._request.get_cookie(self._name(name))
+        return self._request.get_cookie(f"{self._cookie_prefix}-{name}")
 
     def set_cookie(self, name: str, value: str | int, exp: int | None = 3600) -> None:
-        self._queued.append((self._name(name), str(value), exp))
-
-    def update_response(self, response: Response) -> None:
-        for name, value, exp in self._queued:
-            set_iframe_cookie(
-                response, name, value, max_age=exp, secure_request=self._request.is_secure()
-            )
-
-
-class FastApiRedirect(Redirect[Response]):
-    def __init__(self, location: str, cookie_service: FastApiCookieService) -> None:
-        self._location = location
-        self._cookies = cookie_service
-
-    def do_redirect(self) -> Response:
-        response = RedirectResponse(self._location, status_code=302)
-        self._cookies.update_response(response)
-        return response
-
-    def do_js_redirect(self) -> Response:
-        raise NotImplementedError("the login page template does the JS navigation")
-
-    def set_redirect_url(self, location: str) -> None:
-        self._location = location
-
-    def get_redirect_url(self) -> str:
-        return self._location
+        raise RuntimeError("pylti1p3 set a cookie during a launch")
 
 
 class DbSessionService(SessionService):
@@ -141,16 +103,12 @@ def _registration(row: Platform) -> Registration:
 
 
 def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
-    """The deployment id a registration lookup's request names: the (not yet verified)
-    launch claim, or the login's ``lti_deployment_id``. Only used to prefetch the row."""
+    """The deployment id a launch's registration lookup names: the (not yet verified)
+    claim. Only used to read the row with the platform."""
     body = kwargs.get("jwt_body")
     if isinstance(body, dict):
         value = body.get(DEPLOYMENT_CLAIM)
         return value if isinstance(value, str) else None
-    request = kwargs.get("request")
-    if isinstance(request, FastApiRequest):
-        value = request.get_param("lti_deployment_id") or request.get_param("deployment_id")
-        return value or None
     return None
 
 
@@ -162,7 +120,7 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     is refused); ``platform`` remembers the row behind the last registration found.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: store.Db) -> None:
         super().__init__()
         self.issuers_relation_types = {}
         self._db = session
@@ -221,51 +179,6 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
                 self._db, platform_id=self.platform.id or 0, deployment_id=deployment_id
             )
         return self._deployments[key]
-
-
-class DbOIDCLogin(
-    OIDCLogin[FastApiRequest, DbToolConf, DbSessionService, FastApiCookieService, Response]
-):
-    """Step 2 of the OIDC flow: the authentication request back to the platform, with the
-    state and nonce the caller made (``new_state``, ``new_nonce``), so that they can be
-    recorded by the caller (``lti.launch.begin_login``)."""
-
-    def __init__(self, *args: t.Any, state: str, nonce: str, **kwargs: t.Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._state, self._nonce = state, nonce
-
-    def _get_uuid(self) -> str:
-        return self._state.removeprefix("state-")  # pylti1p3 names the state "state-" + this
-
-    def _generate_nonce(self) -> str:
-        return self._nonce
-
-    def get_redirect(self, url: str) -> FastApiRedirect:
-        return FastApiRedirect(url, self._cookie_service)
-
-    def get_response(self, html: str) -> Response:
-        return HTMLResponse(html)
-
-    def prepare(self, launch_url: str) -> tuple[str, str, str]:
-        """Build the auth request URL; returns (url, state, nonce). Cookies stay queued."""
-        url: str = self._prepare_redirect_url(launch_url)
-        auth = self._registration.get_auth_login_url() or ""
-        if "?" in auth and url.startswith(auth + "?"):
-            # pylti1p3 2.0.0 appends "?..." even when the auth URL has a query already.
-            url = auth + "&" + url[len(auth) + 1 :]
-        query = parse_qs(urlsplit(url).query)
-        return url, query["state"][-1], query["nonce"][-1]
-
-
-def new_state() -> str:
-    """A login's state, as pylti1p3 makes them ("state-" + a random UUID)."""
-    return f"state-{uuid.uuid4()}"
-
-
-def new_nonce() -> str:
-    """A login's nonce. pylti1p3's is uuid4 + uuid1: the uuid1 half tells every platform
-    this host's MAC address and clock, and costs a lock and ~20 us. 256 random bits."""
-    return secrets.token_urlsafe(32)
 
 
 SignatureCheck = Callable[["DbMessageLaunch"], dict[str, t.Any]]

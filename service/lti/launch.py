@@ -29,9 +29,10 @@ import hmac
 import logging
 import secrets
 import typing as t
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from sqlmodel import Session
 
@@ -65,6 +66,7 @@ MAX_ID_TOKEN = 64 * 1024
 # login_hint and lti_message_hint go back to the platform in the authentication redirect: a
 # Location header of 70 KB breaks HTTP clients and proxies (nginx answers 502).
 MAX_LOGIN_HINT = 2048
+STATE_COOKIE = "lti1p3-"  # + the state: the login's state cookie, as pylti1p3 named it
 STORAGE_TICKET_SECONDS = 120
 
 
@@ -100,6 +102,9 @@ def is_own_url(url: str, settings: Settings) -> bool:
 # --- login ---------------------------------------------------------------------------------
 
 
+STATE_COOKIE_SECONDS = 5 * 60  # the login's state cookie (as pylti1p3 set it)
+
+
 @dataclass
 class LoginStart:
     auth_url: str
@@ -107,12 +112,11 @@ class LoginStart:
     nonce: str
     storage_target: str
     auth_origin: str
-    cookies: adapter.FastApiCookieService
+    cookies: tuple[tuple[str, str, int], ...]  # (name, value, max-age): the state cookie
     frame_origins: tuple[str, ...] = ()  # who may frame the login's page (lti.origins)
 
 
-def _platform_or_reject(conf: adapter.DbToolConf) -> Platform:
-    platform = conf.platform
+def _platform_or_reject(platform: Platform | None) -> Platform:
     assert platform is not None
     if not platform.active:
         raise LaunchForbidden(
@@ -124,13 +128,73 @@ def _platform_or_reject(conf: adapter.DbToolConf) -> Platform:
     return platform
 
 
+def _param(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name, "")
+    return value if isinstance(value, str) else ""
+
+
+def _login_registration(
+    session: store.Db, *, issuer: str, client_id: str, deployment_id: str | None
+) -> store.Registration | None:
+    """The registration a login names, with the deployment it names (None: unknown). A
+    login without client_id finds the issuer's only registration (Canvas and other shared
+    issuers must send client_id)."""
+    if client_id:
+        return store.registration(
+            session, issuer=issuer, client_id=client_id, deployment_id=deployment_id
+        )
+    rows = store.issuer_platforms(session, issuer)
+    if len(rows) != 1:
+        return None  # unknown, or ambiguous: the platform must name its client_id
+    platform = rows[0]
+    named = None
+    if deployment_id:
+        named = store.deployment(session, platform_id=platform.id or 0, deployment_id=deployment_id)
+    return store.Registration(platform, named)
+
+
+def _auth_url(
+    platform: Platform, params: Mapping[str, str], *, state: str, nonce: str, redirect_uri: str
+) -> str:
+    """The OIDC authentication request (LTI Core §5.1.1.2 / OIDC §3.1.2.1): the browser's
+    redirect to the platform's auth URL."""
+    query = {
+        "scope": "openid",
+        "response_type": "id_token",
+        "response_mode": "form_post",
+        "prompt": "none",
+        "client_id": platform.client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "nonce": nonce,
+        "login_hint": _param(params, "login_hint"),
+    }
+    message_hint = _param(params, "lti_message_hint")
+    if message_hint:
+        query["lti_message_hint"] = message_hint
+    auth = platform.auth_login_url
+    return auth + ("&" if "?" in auth else "?") + urlencode(query)
+
+
+def new_state() -> str:
+    """A login's state ("state-" + a random UUID, as pylti1p3 made them)."""
+    return f"state-{uuid.uuid4()}"
+
+
+def new_nonce() -> str:
+    """A login's nonce: 256 random bits (pylti1p3's uuid4 + uuid1 told every platform this
+    host's MAC address and clock)."""
+    return secrets.token_urlsafe(32)
+
+
 def begin_login(
-    session: Session, request: LaunchRequest, *, settings: Settings, now: dt.datetime
+    session: store.Db, request: LaunchRequest, *, settings: Settings, now: dt.datetime
 ) -> LoginStart:
-    """Validate a third-party initiated login and record state + nonce. Caller commits."""
-    lti_request = adapter.FastApiRequest(request.params, request.cookies, request.secure)
+    """Validate a third-party initiated login and record state + nonce, in the caller's
+    transaction (a Core connection: no ORM here). Caller commits."""
+    params = request.params
     for name in ("iss", "login_hint", "target_link_uri"):
-        if not lti_request.get_param(name):
+        if not _param(params, name):
             raise LaunchRejected(
                 f"The login request has no '{name}' parameter.",
                 hint="The platform must start the launch with an OIDC login initiation "
@@ -138,14 +202,14 @@ def begin_login(
                 code="login_incomplete",
             )
     for name in ("login_hint", "lti_message_hint"):
-        if len(lti_request.get_param(name)) > MAX_LOGIN_HINT:
+        if len(_param(params, name)) > MAX_LOGIN_HINT:
             raise LaunchRejected(
                 f"The login request's '{name}' is longer than {MAX_LOGIN_HINT} characters.",
                 hint="Platforms send short hints; start the launch again from the course, "
                 "and tell the platform's administrator if this keeps happening.",
                 code="login_hint_too_long",
             )
-    target = lti_request.get_param("target_link_uri")
+    target = _param(params, "target_link_uri")
     if not is_own_url(target, settings):
         raise LaunchRejected(
             "The login asks to continue to a URL that is not part of microcred.",
@@ -153,39 +217,32 @@ def begin_login(
             "check the tool URL configured in the platform.",
             code="foreign_target_link_uri",
         )
-    storage_target = lti_request.get_param("lti_storage_target")[:200]
-    new_state, new_nonce = adapter.new_state(), adapter.new_nonce()
-    conf = adapter.DbToolConf(session)
-    cookie_service = adapter.FastApiCookieService(lti_request)
-    login = adapter.DbOIDCLogin(
-        lti_request,
-        conf,
-        adapter.DbSessionService(lti_request),
-        cookie_service,
-        state=new_state,
-        nonce=new_nonce,
+    storage_target = _param(params, "lti_storage_target")[:200]
+    dep_hint = _param(params, "lti_deployment_id") or _param(params, "deployment_id")
+    found = _login_registration(
+        session,
+        issuer=_param(params, "iss"),
+        client_id=_param(params, "client_id"),
+        deployment_id=dep_hint or None,
     )
-    try:
-        auth_url, state, nonce = login.prepare(launch_url(settings))
-    except adapter.LIBRARY_ERRORS as exc:
+    if found is None:
         raise LaunchRejected(
             "This platform is not registered with microcred "
             "(no registration for this issuer and client_id).",
             hint="An administrator registers it with `microcred platform add` or dynamic "
             "registration; Canvas and other shared issuers must send client_id.",
             code="unknown_platform",
-        ) from exc
-    platform = _platform_or_reject(conf)
-    dep_hint = lti_request.get_param("lti_deployment_id") or lti_request.get_param("deployment_id")
-    known = conf.deployment_row(dep_hint) if dep_hint else None
-    if known is not None and not known.active:
-        _deployment_or_reject(conf, dep_hint)
+        )
+    platform = _platform_or_reject(found.platform)
+    if found.deployment is not None and not found.deployment.active:
+        _deployment_or_reject(platform, found.deployment, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
+    state, nonce = new_state(), new_nonce()
     store.record_login(
         session,
         platform_id=platform.id or 0,
-        state=new_state,
-        nonce=new_nonce,
+        state=state,
+        nonce=nonce,
         target_link_uri=target[:1000],
         storage_target=storage_target,
         created_at=now,
@@ -194,20 +251,21 @@ def begin_login(
     if secrets.randbelow(50) == 0:
         store.purge_expired(session, now=now)
     return LoginStart(
-        auth_url=auth_url,
+        auth_url=_auth_url(
+            platform, params, state=state, nonce=nonce, redirect_uri=launch_url(settings)
+        ),
         state=state,
         nonce=nonce,
         storage_target=storage_target,
         auth_origin=origins.origin(platform.auth_login_url) or "",
-        cookies=cookie_service,
+        cookies=((f"{STATE_COOKIE}{state}", state, STATE_COOKIE_SECONDS),),
         frame_origins=tuple(origins.platform_origins(platform)),
     )
 
 
-def _deployment_or_reject(conf: adapter.DbToolConf, deployment_id: str) -> Deployment:
-    row = conf.deployment_row(deployment_id)
-    platform = conf.platform
-    assert platform is not None
+def _deployment_or_reject(
+    platform: Platform, row: Deployment | None, deployment_id: str
+) -> Deployment:
     if row is None:
         raise LaunchForbidden(
             "The deployment this launch comes from is not registered in microcred.",
@@ -283,7 +341,7 @@ class _SignatureCheck:
         assert reg is not None
         # Before any fetch: an inactive registration (e.g. from dynamic registration, which
         # anyone can start) never makes us call its JWKS URL.
-        _platform_or_reject(message.get_tool_conf())
+        _platform_or_reject(message.get_tool_conf().platform)
         if header.get("alg") != "RS256":
             # Security Framework §5.1.3 step 6 / Cert §4.2: RS256, never none or HMAC.
             raise _reject("The id_token is not signed with RS256.", "bad_algorithm")
@@ -372,7 +430,7 @@ def _check_shapes(claims: dict[str, t.Any]) -> None:
 
 
 def validate_launch(
-    session: Session,
+    session: store.Db,
     request: LaunchRequest,
     *,
     keys: jwks.KeySetSource,
@@ -423,15 +481,17 @@ def validate_launch(
                 "unknown_platform",
             ) from exc
         if "deployment" in text.lower() and "Unable to find" in text:
-            _deployment_or_reject(conf, str(message.unverified_body.get(CLAIM + "deployment_id")))
+            named = str(message.unverified_body.get(CLAIM + "deployment_id"))
+            _deployment_or_reject(conf.platform, conf.deployment_row(named), named)
         raise _reject(f"The launch message is not valid: {text}.", "invalid_message") from exc
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         log.info("malformed launch: %s", type(exc).__name__)
         raise _reject("The launch message is malformed.", "invalid_message") from exc
-    platform = _platform_or_reject(conf)
+    platform = _platform_or_reject(conf.platform)
     claims = message.verified_claims
-    deployment = _deployment_or_reject(conf, str(claims.get(CLAIM + "deployment_id")))
-    cookie = lti_request.get_cookie(f"lti1p3-{state}")
+    named = str(claims.get(CLAIM + "deployment_id"))
+    deployment = _deployment_or_reject(platform, conf.deployment_row(named), named)
+    cookie = lti_request.get_cookie(STATE_COOKIE + state)
     return PendingLaunch(
         claims=claims,
         platform=platform,
@@ -493,7 +553,7 @@ def _check_state(
 
 
 def _take(
-    session: Session, pending: PendingLaunch, *, now: dt.datetime, settings: Settings
+    session: store.Db, pending: PendingLaunch, *, now: dt.datetime, settings: Settings
 ) -> LaunchState:
     """The login's state row, taken for this launch (used once), after every check on it:
     the take carries the checks in its WHERE (``store.take_state``); when it takes nothing,
@@ -530,7 +590,7 @@ def _take(
 
 
 def complete_launch(
-    session: Session, pending: PendingLaunch, *, settings: Settings, now: dt.datetime
+    session: store.Db, pending: PendingLaunch, *, settings: Settings, now: dt.datetime
 ) -> Launched:
     """Take the login state (exactly once, also under concurrency) and keep what a
     deep-linking launch needs later. In the caller's write transaction, committed once by
@@ -615,7 +675,7 @@ def _context(
 
 
 def issue_storage_ticket(
-    session: Session, launched: Launched, pending: PendingLaunch, *, now: dt.datetime
+    session: store.Db, launched: Launched, pending: PendingLaunch, *, now: dt.datetime
 ) -> str:
     """After a launch whose state must be checked in platform storage: a one-time ticket."""
     ticket = secrets.token_urlsafe(32)

@@ -11,10 +11,12 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Engine
 
 from service.db.engine import call as db_call
+from service.db.engine import connection as db_connection
 from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.deps import EngineDep, SettingsDep
 from service.lti import keys, launch, origins, pages, ratelimit, registration
+from service.lti.cookies import set_iframe_cookie
 from service.lti.http import LtiCallDep, get_async_http, request_params
 from service.settings import Settings
 
@@ -26,9 +28,12 @@ def login(request: Request, call: LtiCallDep) -> Response:
     """OIDC third-party initiated login (GET or POST)."""
     secure = request.url.scheme == "https"
     lti_request = launch.LaunchRequest(call.params, request.cookies, secure)
-    with db_session(call.engine, write=True) as session:
-        start = launch.begin_login(session, lti_request, settings=call.settings, now=utcnow())
-        session.commit()
+    # On PostgreSQL each statement commits by itself (no BEGIN, no COMMIT): the state's
+    # INSERT is one statement, and a registration changed after its read is checked again
+    # by the launch. SQLite takes its write lock for the read and the INSERT.
+    with db_connection(call.engine, write=True, autocommit=True) as conn:
+        start = launch.begin_login(conn, lti_request, settings=call.settings, now=utcnow())
+        conn.commit()
     if start.storage_target:
         origins.allow(request, start.frame_origins)
         response: Response = HTMLResponse(
@@ -42,7 +47,8 @@ def login(request: Request, call: LtiCallDep) -> Response:
         )
     else:
         response = Response(status_code=302, headers={"location": start.auth_url})
-    start.cookies.update_response(response)
+    for name, value, max_age in start.cookies:
+        set_iframe_cookie(response, name, value, max_age=max_age, secure_request=secure)
     response.headers["cache-control"] = "no-store"
     return response
 

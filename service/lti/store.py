@@ -1,6 +1,9 @@
 """The launch's SQL, all of it: the login's state, the registration, the user's rows, the
-tool session. Every function runs in the caller's session (the route commits once) and is
-named for what it does; rows come back as detached models or dataclasses.
+tool session. Every function runs in the caller's transaction (the route commits once) and
+is named for what it does; rows come back as detached models or dataclasses. The login and
+the launch hand in a Core connection (``Db``: no ORM session's begin, commit and close on
+the hot path); the few writes that use the ORM join it (``_orm``). Other callers hand in
+their session.
 
 The only module that uses ``service.db.prepared`` (an import-linter contract): statements
 built once per process, run through SQLAlchemy Core.
@@ -13,14 +16,15 @@ one joined read (``record_user``).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, update
+from sqlalchemy import Boolean, Connection, and_, bindparam, delete, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
@@ -76,6 +80,8 @@ __all__ = [
     "touch_session",
 ]
 
+Db = Session | Connection  # the login runs on a Core connection, the launch in a session
+
 # --- registrations -------------------------------------------------------------------------
 
 
@@ -104,7 +110,7 @@ def _platform_deployment_query() -> Any:
 
 
 def registration(
-    session: Session, *, issuer: str, client_id: str, deployment_id: str | None
+    session: Db, *, issuer: str, client_id: str, deployment_id: str | None
 ) -> Registration | None:
     """The platform of (issuer, client_id), with the deployment named (one statement)."""
     found = prepared.one(
@@ -116,9 +122,15 @@ def registration(
     return Registration(platform, named if deployment_id else None)
 
 
-def issuer_platforms(session: Session, issuer: str) -> list[Platform]:
+def _issuer_query() -> Any:
+    table = prepared.table(Platform)
+    return sa_select(table).where(table.c.issuer == bindparam("iss"))
+
+
+def issuer_platforms(session: Db, issuer: str) -> list[Platform]:
     """Every registration of ``issuer`` (a login without client_id)."""
-    return list(session.exec(select(Platform).where(Platform.issuer == issuer)).all())
+    found = prepared.rows(session, _issuer_query, iss=issuer)
+    return [prepared.models(row, Platform)[0] for row in found]
 
 
 def _deployment_query() -> Any:
@@ -128,7 +140,7 @@ def _deployment_query() -> Any:
     )
 
 
-def deployment(session: Session, *, platform_id: int, deployment_id: str) -> Deployment | None:
+def deployment(session: Db, *, platform_id: int, deployment_id: str) -> Deployment | None:
     found = prepared.one(session, _deployment_query, pid=platform_id, dep=deployment_id)
     return prepared.model(Deployment, found)
 
@@ -136,16 +148,16 @@ def deployment(session: Session, *, platform_id: int, deployment_id: str) -> Dep
 # --- login state -----------------------------------------------------------------------------
 
 
-def record_login(session: Session, *, platform_id: int, **values: Any) -> None:
+def record_login(session: Db, *, platform_id: int, **values: Any) -> None:
     """A login's ``launch_state`` row (state, nonce, target_link_uri, storage_target,
     created_at, expires_at)."""
     insert_row(session, LaunchState, platform_id=platform_id, **values)
 
 
-def purge_expired(session: Session, *, now: dt.datetime) -> None:
-    session.exec(delete(LaunchState).where(col(LaunchState.expires_at) < now))
-    session.exec(delete(LtiCache).where(col(LtiCache.expires_at) < now))
-    session.exec(delete(WebSession).where(col(WebSession.expires_at) < now))
+def purge_expired(session: Db, *, now: dt.datetime) -> None:
+    for model in (LaunchState, LtiCache, WebSession):
+        expired = prepared.table(model)
+        prepared.execute(session, delete(expired).where(expired.c.expires_at < now))
 
 
 @dataclass(frozen=True)
@@ -180,7 +192,7 @@ def _take_statement() -> Any:
     )
 
 
-def take_state(session: Session, take: Take) -> LaunchState | None:
+def take_state(session: Db, take: Take) -> LaunchState | None:
     """Mark the login state used if it fits ``take``, in one statement; the row as it was,
     or None when nothing was taken (``login_state`` then says why)."""
     found = prepared.one(
@@ -201,14 +213,14 @@ def _state_query() -> Any:
     return sa_select(table).where(table.c.state == bindparam("state"))
 
 
-def login_state(session: Session, state: str) -> LaunchState | None:
+def login_state(session: Db, state: str) -> LaunchState | None:
     return prepared.model(LaunchState, prepared.one(session, _state_query, state=state))
 
 
 # --- launch data and platform-storage tickets -------------------------------------------------
 
 
-def save_context(session: Session, context: LaunchContext, *, expires_at: dt.datetime) -> None:
+def save_context(session: Db, context: LaunchContext, *, expires_at: dt.datetime) -> None:
     """A deep-linking launch's validated request, for the picker (``load_context``)."""
     insert_row(
         session,
@@ -226,9 +238,7 @@ def load_context(session: Session, launch_id: str, *, now: dt.datetime) -> Launc
     return LaunchContext.from_json(row.value)
 
 
-def save_ticket(
-    session: Session, key: str, value: dict[str, Any], *, expires_at: dt.datetime
-) -> None:
+def save_ticket(session: Db, key: str, value: dict[str, Any], *, expires_at: dt.datetime) -> None:
     insert_row(session, LtiCache, key=key, value=value, expires_at=expires_at)
 
 
@@ -325,7 +335,7 @@ def _learner_state_query() -> Any:
 
 
 def learner_state(
-    session: Session, *, enrolment: Enrolment, row: Sequence[Any] | None = None
+    session: Db, *, enrolment: Enrolment, row: Sequence[Any] | None = None
 ) -> LearnerState:
     """The learner's evaluation inputs now, against what their last launch evaluated
     (``row``: the values of ``_learner_state_columns``, when read already)."""
@@ -412,18 +422,33 @@ def _enrolment_query() -> Any:
     )
 
 
-def _create(session: Session, row: SQLModel) -> bool:
+@contextlib.contextmanager
+def _orm(db: Db) -> Iterator[Session]:
+    """An ORM session in ``db``'s transaction: ``db`` itself, or one joined to the
+    connection, for the rare writes that use the ORM (a first launch's rows, a course's
+    wiring, a Canvas user link); it neither commits nor ends the connection's
+    transaction (``rollback_only``: an error in it rolls back the launch's)."""
+    if isinstance(db, Session):
+        yield db
+        return
+    with Session(bind=db, join_transaction_mode="rollback_only") as session:
+        yield session
+        session.flush()
+
+
+def _create(db: Db, row: SQLModel) -> bool:
     """INSERT ``row`` in a savepoint; False when a concurrent first launch made it first."""
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:
-        return False
+    with _orm(db) as session:
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:
+            return False
     return True
 
 
 def _person(
-    session: Session, launch: LaunchContext, now: dt.datetime, found: Any
+    session: Db, launch: LaunchContext, now: dt.datetime, found: Any
 ) -> tuple[int, str | None]:
     params: dict[str, Any] = {"platform_id": launch.platform_id, "sub": launch.sub}
     # Name and email are mutable attributes (LTI Core §5.3.6): refresh them when sent; a
@@ -445,7 +470,7 @@ def _person(
     return int(person_id), new_email if changed else None
 
 
-def _course(session: Session, launch: LaunchContext, found: Any) -> int:
+def _course(session: Db, launch: LaunchContext, found: Any) -> int:
     params: dict[str, Any] = {
         "deployment_id": launch.deployment_pk,
         "context_id": launch.context_id,
@@ -465,7 +490,7 @@ def _course(session: Session, launch: LaunchContext, found: Any) -> int:
 
 
 def _enrolment(
-    session: Session,
+    session: Db,
     launch: LaunchContext,
     *,
     course_id: int,
@@ -500,7 +525,7 @@ def _course_setup(session: Session, course_id: int) -> CourseSetup:
     return row
 
 
-def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: dt.datetime) -> bool:
+def _wire_course(db: Db, launch: LaunchContext, course_id: int, now: dt.datetime) -> bool:
     """Keep the course's AGS line-items container (AGS 2.0 §3.1: the tool keeps its own line
     items there, created on first write-back), NRPS membership URL (the worker's roster
     sync reads it) and a resource link id for NRPS's rlid; True when an evaluation input of
@@ -509,6 +534,13 @@ def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: d
     lineitems = lineitems if isinstance(lineitems, str) else ""
     if not (lineitems or launch.nrps_url):
         return False
+    with _orm(db) as session:
+        return _wire_setup(session, launch, course_id, lineitems, now)
+
+
+def _wire_setup(
+    session: Session, launch: LaunchContext, course_id: int, lineitems: str, now: dt.datetime
+) -> bool:
     setup = _course_setup(session, course_id)
     scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
     new_ags = lineitems or setup.ags_lineitems_url
@@ -533,11 +565,14 @@ def _wire_course(session: Session, launch: LaunchContext, course_id: int, now: d
     return changed
 
 
-def _link_canvas_user(
-    session: Session, launch: LaunchContext, canvas_id: str, person_id: int
-) -> None:
+def _link_canvas_user(db: Db, launch: LaunchContext, canvas_id: str, person_id: int) -> None:
     """Canvas's own user id ($Canvas.user.id, requested at registration): the REST API
     names learners by it, the LTI sub is opaque (reference/lti.md §3.3)."""
+    with _orm(db) as session:
+        _link(session, launch, canvas_id, person_id)
+
+
+def _link(session: Session, launch: LaunchContext, canvas_id: str, person_id: int) -> None:
     row = session.exec(
         select(PersonLink).where(
             PersonLink.platform_id == launch.platform_id, PersonLink.lms_user_id == canvas_id
@@ -552,7 +587,7 @@ def _link_canvas_user(
     session.flush()
 
 
-def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) -> LaunchRecord:
+def record_user(session: Db, *, launch: LaunchContext, now: dt.datetime) -> LaunchRecord:
     """Upsert the person (platform, sub), the course (deployment, context) and the
     enrolment; for a learner, read what ``flows.after_launch`` needs to decide. A returning
     user's rows come in one statement; a first launch creates what is missing, each INSERT
@@ -607,7 +642,7 @@ def record_user(session: Session, *, launch: LaunchContext, now: dt.datetime) ->
 # --- the tool session ------------------------------------------------------------------------
 
 
-def open_session(session: Session, **values: Any) -> None:
+def open_session(session: Db, **values: Any) -> None:
     """The ``web_session`` row of a launch (``id`` is the token's hash)."""
     insert_row(session, WebSession, **values)
 

@@ -168,7 +168,7 @@ def _session_values(
 
 
 def start_session(
-    session: Session,
+    session: store.Db,
     *,
     record: LaunchRecord,
     launch: LaunchContext,

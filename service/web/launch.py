@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from service.db.engine import connection as db_connection
 from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.deps import EngineDep, SessionDep, SettingsDep, WriteSessionDep
@@ -57,7 +58,7 @@ def _landing(
 
 def _finish(
     request: Request,
-    s: Session,
+    s: store.Db,
     pending: lti_launch.PendingLaunch,
     settings: Settings,
     now: dt.datetime,
@@ -117,11 +118,12 @@ def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
     cached = jwks.KeySetSource(engine, None, settings)
 
     def attempt() -> tuple[Response, LaunchRecord | None]:
-        with db_session(engine, write=True) as s:
+        # a Core connection: the ORM joins it only for a first launch's rows (lti.store)
+        with db_connection(engine, write=True) as conn:
             pending = lti_launch.validate_launch(
-                s, lti_request, keys=cached, settings=settings, now=now
+                conn, lti_request, keys=cached, settings=settings, now=now
             )
-            return _finish(request, s, pending, settings, now)
+            return _finish(request, conn, pending, settings, now)
 
     try:
         result = attempt()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from service.db.engine import connection as db_connection
 from service.db.engine import session as db_session
 from service.db.models import (
     Course,
@@ -19,11 +21,14 @@ from service.db.models import (
     EmailMismatch,
     Enrolment,
     LaunchState,
+    LtiCache,
     OutboxMessage,
     Person,
     Platform,
     WebSession,
 )
+from service.db.types import utcnow
+from service.lti import store
 from tests.lti.platform import LAUNCH, MEMBERSHIP, C, FakePlatform
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -51,6 +56,48 @@ def test_login_redirects_to_the_platform_with_a_complete_auth_request(
     assert f"lti1p3-{state}={state}" in cookie
     for attr in ("Secure", "HttpOnly", "SameSite=none", "Partitioned"):
         assert attr.lower() in cookie.lower()
+
+
+def test_the_auth_request_carries_exactly_the_oidc_parameters_in_order(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    # An auth URL with a query of its own keeps it: the request's parameters follow "&".
+    with db_session(engine, write=True) as s:
+        row = s.exec(select(Platform).where(Platform.issuer == moodle.issuer)).one()
+        row.auth_login_url = moodle.issuer + "/auth?tenant=a%20b"
+        s.add(row)
+        s.commit()
+    state, nonce, resp = moodle.login(client)
+    loc = urlsplit(resp.headers["location"])
+    assert f"{loc.scheme}://{loc.netloc}{loc.path}" == moodle.issuer + "/auth"
+    assert parse_qsl(loc.query) == [
+        ("tenant", "a b"),
+        ("scope", "openid"),
+        ("response_type", "id_token"),
+        ("response_mode", "form_post"),
+        ("prompt", "none"),
+        ("client_id", moodle.client_id),
+        ("redirect_uri", LAUNCH),
+        ("state", state),
+        ("nonce", nonce),
+        ("login_hint", "42"),
+        ("lti_message_hint", "hint-1"),
+    ]
+    assert state.startswith("state-") and len(nonce) >= 43
+    cookies = resp.headers.get_list("set-cookie")
+    assert all("Max-Age=300" in c for c in cookies if c.startswith(f"lti1p3-{state}"))
+    _, _, without_hint = moodle.login(client, lti_message_hint="")
+    assert "lti_message_hint" not in without_hint.headers["location"]
+
+
+def test_a_login_without_client_id_finds_the_issuers_only_registration(
+    client: TestClient, moodle: FakePlatform
+) -> None:
+    state, nonce, resp = moodle.login(client, client_id="")
+    assert resp.status_code == 302
+    assert parse_qs(urlsplit(resp.headers["location"]).query)["client_id"] == [moodle.client_id]
+    launched = moodle.launch(client, moodle.token(moodle.claims(nonce)), state)
+    assert launched.status_code == 303
 
 
 def test_login_also_works_with_get(client: TestClient, moodle: FakePlatform) -> None:
@@ -513,3 +560,25 @@ def test_a_launch_needs_one_pooled_connection_at_a_time(
     finally:
         app.state.engine = engine
         single.dispose()
+
+
+def test_the_logins_purge_deletes_only_what_expired(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    kept, _, _ = moodle.login(client)
+    gone, _, _ = moodle.login(client)
+    now = utcnow()
+    with db_session(engine, write=True) as s:
+        row = s.get(LaunchState, gone)
+        assert row is not None
+        row.expires_at = now - dt.timedelta(seconds=1)
+        s.add(row)
+        s.add(LtiCache(key="old", value={}, expires_at=now - dt.timedelta(seconds=1)))
+        s.add(LtiCache(key="new", value={}, expires_at=now + dt.timedelta(hours=1)))
+        s.commit()
+    with db_connection(engine, write=True) as conn:  # as the login runs it
+        store.purge_expired(conn, now=now)
+        conn.commit()
+    with db_session(engine) as s:
+        assert [r.state for r in s.exec(select(LaunchState)).all()] == [kept]
+        assert [r.key for r in s.exec(select(LtiCache)).all()] == ["new"]
