@@ -226,8 +226,8 @@ def repository_add(
     if mapping:
         config[provider.map_key or "templates"] = mapping
     secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
-    if secret is None and provider.prompt:
-        secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
+    if secret is None and provider.secret:
+        secret = typer.prompt(f"secret ({provider.secret.prompt})", hide_input=True)
     with _db(_bootstrap(), write=True) as s:
         repo = repositories.create(
             s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent
