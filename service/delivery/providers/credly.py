@@ -32,14 +32,7 @@ import httpx
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import (
-    Clock,
-    ConnectorDeps,
-    Provider,
-    RepositoryConfig,
-    Secret,
-    Setting,
-)
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = [

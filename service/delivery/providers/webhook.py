@@ -24,14 +24,7 @@ from urllib.parse import urlsplit
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import (
-    Clock,
-    ConnectorDeps,
-    Provider,
-    RepositoryConfig,
-    Secret,
-    Setting,
-)
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
