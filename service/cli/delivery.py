@@ -219,7 +219,7 @@ def repository_add(
 
     provider = providers.get(kind)
     given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
-    config: dict[str, Any] = {key: given[option] for option, key in provider.options.items()}
+    config: dict[str, Any] = {s.key: given[s.option or s.key] for s in provider.settings}
     if base_url:
         config["base_url"] = base_url
     mapping = _template_options(template)

@@ -216,11 +216,6 @@ class Provider(abc.ABC):
     def kinds(self) -> frozenset[str]:
         return self.issue_kinds | ({self.revoke_kind} if self.revoke_kind else set())
 
-    @property
-    def options(self) -> dict[str, str]:
-        """``repository add`` options stored in the config: option name -> config key."""
-        return {s.option or s.key: s.key for s in self.settings}
-
     def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str] | None:
         """Where a repository of this kind is, for the administrator's page: a term, a value
         shown as code ("" none) and the words after it; None: the page says nothing."""
