@@ -219,15 +219,15 @@ def repository_add(
 
     provider = providers.get(kind)
     given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
-    config: dict[str, Any] = {key: given[option] for option, key in provider.options.items()}
+    config: dict[str, Any] = {s.key: given[s.option or s.key] for s in provider.settings}
     if base_url:
         config["base_url"] = base_url
     mapping = _template_options(template)
     if mapping:
         config[provider.map_key or "templates"] = mapping
     secret = os.environ.get("MICROCRED_REPOSITORY_SECRET")
-    if secret is None and provider.prompt:
-        secret = typer.prompt(f"secret ({provider.prompt})", hide_input=True)
+    if secret is None and provider.secret:
+        secret = typer.prompt(f"secret ({provider.secret.prompt})", hide_input=True)
     with _db(_bootstrap(), write=True) as s:
         repo = repositories.create(
             s, kind=kind, name=name, config=config, secret=secret, consent_policy=consent

@@ -22,6 +22,8 @@ __all__ = [
     "RepositoryConfig",
     "SaveTokens",
     "ScorePoster",
+    "Secret",
+    "Setting",
     "TokenSet",
 ]
 
@@ -147,6 +149,30 @@ class ConnectorDeps:
     ags_poster: ScorePoster | None = None  # the LTI gradebook poster (service.flows)
 
 
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """A value of a repository's configuration that its administrator gives: a field of the
+    administrator page's add form (named ``key``) and a ``microcred repository add`` option."""
+
+    key: str  # the config key it is stored under
+    label: str  # the add form's words
+    option: str = ""  # the ``repository add`` option when not ``key`` (``org_id``: --org-id)
+    choices: tuple[tuple[str, str], ...] = ()  # a list to pick from: (value, words)
+    default: str = ""  # stored when the form leaves it empty
+    placeholder: str = ""
+    maxlength: int = 200
+    on_page: bool = True  # False: only ``repository add`` sets it
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    """What a repository's secret is, in the words of each place that asks for it."""
+
+    prompt: str  # ``repository add``: "secret (organisation token)"
+    label: str  # the add form's list of secrets: "the API token (Credly)"
+    missing: str  # the add form without one: "secret: give the organisation's API token"
+
+
 class Provider(abc.ABC):
     """One kind of repository (Credly, Canvas Credentials, a webhook, the gradebook): how it
     is configured, which outbox rows an award queues for it, and the connector that
@@ -154,17 +180,23 @@ class Provider(abc.ABC):
     ``PROVIDER`` instance (docs/delivery.md, "Adding a repository provider")."""
 
     kind: ClassVar[str]
+    title: ClassVar[str]  # its name for people, e.g. "Credly"
+    # The administrator's page adds and changes it (False: the server wires it, as the LMS
+    # gradebook), at ``rank`` in the page's list of kinds.
+    addable: ClassVar[bool] = True
+    rank: ClassVar[int] = 99
     # What the repository's secret is, to ask for it; None: this kind has none.
-    prompt: ClassVar[str | None] = None
+    secret: ClassVar[Secret | None] = None
     # Days a new secret lasts when no expiry is given (warnings start 14 days before).
     secret_days: ClassVar[int | None] = None
     # Config key of the COMPETENCY:LEVEL -> remote id map, if the kind has one.
     map_key: ClassVar[str | None] = None
+    map_id: ClassVar[str] = "TEMPLATE_ID"  # what the map's values are, for the form's example
     # What the connection test does, for the administrator's page; "" while this kind has
     # no test (``test_connection`` returns None).
     test_description: ClassVar[str] = ""
-    # `microcred repository add` options stored in the config: option name -> config key.
-    options: ClassVar[Mapping[str, str]] = {}
+    # What its administrator gives besides the name, the secret and the map.
+    settings: ClassVar[tuple[Setting, ...]] = ()
     # A third party that knows the earner by e-mail: the repository's consent policy holds
     # the issues, and an LMS e-mail changed after delivery is flagged for re-sending.
     by_email: ClassVar[bool] = False
@@ -183,6 +215,11 @@ class Provider(abc.ABC):
     @property
     def kinds(self) -> frozenset[str]:
         return self.issue_kinds | ({self.revoke_kind} if self.revoke_kind else set())
+
+    def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str] | None:
+        """Where a repository of this kind is, for the administrator's page: a term, a value
+        shown as code ("" none) and the words after it; None: the page says nothing."""
+        return None
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """The configuration to store; raises ``BadInput`` naming what is wrong."""

@@ -25,6 +25,7 @@ from service import evaluation
 from service.db.models import Course, Deployment, IssuerKey, Platform, ToolKey
 from service.db.types import utcnow
 from service.delivery import checks, providers, repositories
+from service.delivery.types import Provider
 from service.deps import SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, NotFound, ServiceError
 from service.policies import institution
@@ -37,15 +38,6 @@ from service.web.appshell import page, submit
 __all__ = ["router"]
 
 router = APIRouter(tags=["admin"], include_in_schema=False)
-
-KIND_NAMES = {
-    "credly": "Credly",
-    "badgr": "Canvas Credentials (Badgr)",
-    "webhook": "Webhook",
-    "ags": "LMS gradebook",
-}
-# What the add form offers (the LMS gradebook target is wired by the server).
-ADDABLE = ("credly", "badgr", "webhook")
 
 
 # --- platform and deployment -----------------------------------------------------------------
@@ -115,6 +107,11 @@ def rename_platform(
 # --- repositories ----------------------------------------------------------------------------
 
 
+def _addable() -> list[Provider]:
+    """The kinds the add form offers, in the order it offers them."""
+    return sorted((p for p in providers.registered() if p.addable), key=lambda p: p.rank)
+
+
 def _repositories_view(s: Session) -> dict[str, Any]:
     repos = list(repositories.list_all(s))
     tests = checks.latest(s, [r.id for r in repos if r.id is not None])
@@ -130,9 +127,8 @@ def _repositories_view(s: Session) -> dict[str, Any]:
         "pauses": pauses,
         "tests": tests,
         "warnings": warnings,
-        "kind_names": KIND_NAMES,
-        "test_descriptions": {p.kind: p.test_description for p in providers.registered()},
-        "addable": ADDABLE,
+        "kinds": {p.kind: p for p in providers.registered()},
+        "addable": _addable(),
         "competencies": competencies,
         "now": utcnow(),
         # the page reloads itself while a test waits for the worker
@@ -207,74 +203,58 @@ def _template_map(text: str) -> dict[str, str]:
 
 
 @router.post("/app/admin/repositories")
-def add_repository(
+async def add_repository(
     request: Request,
     session: WriteSessionDep,
     user: auth.AdminDep,
     kind: Annotated[str, Form(max_length=20)],
     name: Annotated[str, Form(max_length=200)] = "",
-    organization_id: Annotated[str, Form(max_length=200)] = "",
-    environment: Annotated[str, Form(max_length=20)] = "",
     base_url: Annotated[str, Form(max_length=500)] = "",
-    url: Annotated[str, Form(max_length=1000)] = "",
-    username: Annotated[str, Form(max_length=300)] = "",
     secret: Annotated[str, Form(max_length=4000)] = "",
     templates: Annotated[str, Form(max_length=20000)] = "",
     consent: Annotated[str, Form(max_length=20)] = "automatic",
 ) -> Response:
-    """Add a repository (institution-wide); the secret is stored encrypted, never shown."""
+    """Add a repository (institution-wide); the secret is stored encrypted, never shown.
+    Besides these fields, the form has each kind's settings (``Provider.settings``)."""
+    form = await request.form()
     # what the administrator typed comes back on an error; the secret never does
-    typed = {
-        "kind": kind,
-        "name": name,
-        "organization_id": organization_id,
-        "environment": environment,
-        "base_url": base_url,
-        "url": url,
-        "username": username,
-        "templates": templates,
-        "consent": consent,
-    }
+    typed = {"kind": kind, "name": name, "base_url": base_url}
+    typed |= {"templates": templates, "consent": consent}
+    for setting in (s for p in _addable() for s in p.settings if s.on_page):
+        value = form.get(setting.key)
+        typed[setting.key] = value if isinstance(value, str) else ""
 
     def work() -> None:
-        if kind not in ADDABLE:
-            raise BadInput(f"kind: choose one of {', '.join(KIND_NAMES[k] for k in ADDABLE)}")
+        provider = next((p for p in _addable() if p.kind == kind), None)
+        if provider is None:
+            raise BadInput(f"kind: choose one of {', '.join(p.title for p in _addable())}")
         if not name.strip():
             raise BadInput("name: give the name administrators and learners will see")
-        config: dict[str, Any] = {}
-        if base_url.strip():
-            config["base_url"] = base_url.strip()
-        if kind == "credly":
-            config |= {
-                "organization_id": organization_id.strip(),
-                "environment": environment or "sandbox",
-            }
-        elif kind == "badgr":
-            config |= {"region": environment or "us", "username": username.strip()}
-        else:
-            config["url"] = url.strip()
+        config: dict[str, Any] = {"base_url": base_url.strip()} if base_url.strip() else {}
+        for setting in (s for s in provider.settings if s.on_page):
+            value = typed[setting.key].strip()
+            if len(value) > setting.maxlength:
+                raise BadInput(f"{setting.key}: at most {setting.maxlength} characters")
+            config[setting.key] = value or setting.default
         mapping = _template_map(templates)
         if mapping:
-            config[providers.get(kind).map_key or "templates"] = mapping
-        if not secret:
-            raise BadInput(
-                "secret: give the "
-                + {"credly": "organisation's API token", "badgr": "account's password"}.get(
-                    kind, "signing secret the receiver checks"
-                )
-            )
+            config[provider.map_key or "templates"] = mapping
+        if provider.secret and not secret:
+            raise BadInput(f"secret: give the {provider.secret.missing}")
         repo = repositories.create(
             session,
             kind=kind,
             name=name.strip(),
             config=config,
-            secret=secret,
+            secret=secret if provider.secret else None,
             consent_policy=consent,
             now=utcnow(),
         )
         audited(session, user, "repository.added", f"repository:{repo.uuid}", kind=kind)
 
-    return _submit_repository(request, session, user, work, "repository_added", typed)
+    return await run_in_threadpool(
+        _submit_repository, request, session, user, work, "repository_added", typed
+    )
 
 
 def _find(s: Session, ref: str) -> Any:

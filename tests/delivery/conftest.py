@@ -3,9 +3,13 @@ it, a scaled clock shared by worker and fake, and a drain loop with a deadline."
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +17,7 @@ from sqlalchemy import Engine, func, select
 
 from service.db.engine import session as db_session
 from service.db.models import OutboxMessage
-from service.delivery import awards, repositories
+from service.delivery import awards, providers, repositories
 from service.delivery.worker import Worker
 from tests import factories
 from tests.delivery.fakes import FakeCredly
@@ -126,3 +130,18 @@ def statuses(engine: Engine) -> dict[str, int]:
         return {
             k: int(v) for k, v in s.execute(select(c.status, func.count()).group_by(c.status)).all()
         }
+
+
+@contextlib.contextmanager
+def provider_module(folder: Path, name: str, source: str) -> Iterator[None]:
+    """A provider added the documented way, one module of ``service.delivery.providers``
+    (written in ``folder``), for the duration of the block."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    providers.__path__.append(str(folder))
+    providers.registered.cache_clear()
+    try:
+        yield
+    finally:
+        providers.__path__.remove(str(folder))
+        providers.registered.cache_clear()
+        sys.modules.pop(f"service.delivery.providers.{name}", None)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from service.delivery import awards, providers, repositories, status
 from service.delivery.worker import Worker, build_connectors
 from service.errors import BadInput
 from tests import factories
-from tests.delivery.conftest import drain, snapshot
+from tests.delivery.conftest import drain, provider_module, snapshot
 
 FAX = """
 from service.delivery.types import Provider
@@ -32,6 +30,7 @@ class FaxConnector:
 
 class FaxProvider(Provider):
     kind = "fax"
+    title = "Fax"
     issue_kind = "fax.send"
     revoke_kind = "fax.withdraw"
 
@@ -64,15 +63,8 @@ def test_each_provider_module_registers_one_provider_with_its_own_row_kinds() ->
 @pytest.fixture
 def fax_module(tmp_path: Path) -> Iterator[None]:
     """A fifth provider, added the documented way: one module in the package."""
-    (tmp_path / "fax.py").write_text(textwrap.dedent(FAX))
-    providers.__path__.append(str(tmp_path))
-    providers.registered.cache_clear()
-    try:
+    with provider_module(tmp_path, "fax", FAX):
         yield
-    finally:
-        providers.__path__.remove(str(tmp_path))
-        providers.registered.cache_clear()
-        sys.modules.pop("service.delivery.providers.fax", None)
 
 
 @pytest.mark.usefixtures("fax_module")

@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
@@ -34,10 +35,12 @@ from service.db.models import (
 )
 from service.db.types import utcnow
 from service.delivery import checks, repositories
+from service.delivery.providers import badgr
 from service.lti import jwks
 from service.policies import service as policies
 from service.web.auth import SESSION_COOKIE
 from tests import factories
+from tests.delivery.conftest import provider_module
 from tests.lti.platform import MEMBERSHIP, FakePlatform, Network
 
 pytestmark = pytest.mark.db
@@ -427,3 +430,75 @@ def test_a_webhook_is_tested_with_a_signed_ping_from_the_worker(
     assert checks.run_due(engine, worker="w1") == 1
     page = _get(client, token, "/app/admin/repositories").text
     assert "<strong>Connection failed</strong>" in page  # nothing listens on port 9
+
+
+PIGEON = """
+from service.delivery.types import Provider, Secret, Setting
+from service.errors import BadInput
+
+
+class PigeonProvider(Provider):
+    kind = "pigeon"
+    title = "Carrier pigeon"
+    secret = Secret("loft key", "the loft key (pigeon)", "loft's key")
+    settings = (
+        Setting("loft", "Loft address", placeholder="e.g. 1 Dove Lane"),
+        Setting("speed", "Speed", choices=(("fast", "fast"), ("slow", "slow")), default="slow"),
+    )
+    issue_kind = "pigeon.fly"
+
+    def check_config(self, config):
+        if not config.get("loft"):
+            raise BadInput("a pigeon repository needs config.loft")
+        return config
+
+    def describe(self, config):
+        return "Loft", config["loft"], f" · {config['speed']}"
+
+    def connector(self, deps):
+        return None
+
+
+PROVIDER = PigeonProvider()
+"""
+
+
+def test_a_provider_added_as_one_module_is_offered_and_added_on_the_page(
+    client: TestClient, moodle: FakePlatform, engine: Engine, tmp_path: Path
+) -> None:
+    token = _session(client, moodle)
+    with provider_module(tmp_path, "pigeon", PIGEON):
+        page = _get(client, token, "/app/admin/repositories").text
+        assert '<option value="pigeon">Carrier pigeon</option>' in page
+        assert "<legend>Carrier pigeon</legend>" in page
+        assert '<label>Loft address <input name="loft" maxlength="200" value="" ' in page
+        assert 'placeholder="e.g. 1 Dove Lane"' in page
+        assert '<select name="speed"><option value="fast">fast</option>' in page
+        assert "the signing secret (webhook) or the loft key (pigeon) <input" in page
+        form = {"kind": "pigeon", "name": "Pigeon post", "loft": " 1 Dove Lane", "url": "x"}
+        resp = _post(client, token, "/app/admin/repositories", **form)
+        assert resp.status_code == 422 and "secret: give the loft&#39;s key" in resp.text
+        assert 'value=" 1 Dove Lane"' in resp.text  # what was typed comes back
+        resp = _post(client, token, "/app/admin/repositories", **form, secret="k3y")
+        assert resp.status_code == 303, resp.text
+        page = client.get(resp.headers["location"]).text
+        assert "<dt>Loft</dt><dd><code>1 Dove Lane</code> · slow</dd>" in page
+        assert "No connection test for Carrier pigeon yet" in page
+    with db_session(engine) as s:
+        repo = s.exec(select(DeliveryRepository)).one()
+        assert (repo.kind, repo.name, repo.secret) == ("pigeon", "Pigeon post", "k3y")
+        assert repo.config == {"loft": "1 Dove Lane", "speed": "slow"}  # its settings only
+
+
+def test_a_badgr_account_added_on_the_page_gets_a_region_badgr_has(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The form's environment list is Credly's (sandbox, production), not Badgr's regions."""
+    token = _session(client, moodle)
+    form = {"kind": "badgr", "name": "Badges", "username": "me@x.test", "environment": "sandbox"}
+    resp = _post(client, token, "/app/admin/repositories", **form, secret="pw")
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        repo = s.exec(select(DeliveryRepository)).one()
+    assert repo.config.get("region", "us") in badgr.BASE_URLS
+    assert "me@x.test · region us" in client.get(resp.headers["location"]).text

@@ -40,6 +40,8 @@ class AgsProvider(Provider):
     its grades)."""
 
     kind = "ags"
+    title = "LMS gradebook"
+    addable = False  # the server wires it
     issue_kind = "ags.post_score"
 
     def payload(self, snapshot: CredentialSnapshot) -> dict[str, Any] | None:

@@ -35,6 +35,8 @@ from service.delivery.types import (
     Provider,
     RepositoryConfig,
     SaveTokens,
+    Secret,
+    Setting,
     TokenSet,
 )
 
@@ -373,9 +375,16 @@ class BadgrConnector(http.HttpConnector):
 
 class BadgrProvider(Provider):
     kind = "badgr"
-    prompt = "account password"
+    title = "Canvas Credentials (Badgr)"
+    rank = 2
+    secret = Secret("account password", "the password (Badgr)", "account's password")
     map_key = "badge_classes"
-    options = {"environment": "region", "username": "username"}
+    map_id = "BADGE_CLASS_ID"
+    settings = (
+        # the page has no field for the region yet: the connector's default (us) holds
+        Setting("region", "Region", option="environment", on_page=False),
+        Setting("username", "Account user name", maxlength=300),
+    )
     by_email = True
     issue_kind = "badgr.issue_assertion"
     revoke_kind = "badgr.revoke_assertion"
@@ -383,6 +392,11 @@ class BadgrProvider(Provider):
         "Signs in with the account and reads each badge class of the map; changes nothing "
         "in Canvas Credentials."
     )
+
+    def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
+        base = f" · {config['base_url']}" if config.get("base_url") else ""
+        user = config.get("username") or "?"
+        return "Account", "", f"{user} · region {config.get('region', 'us')}{base}"
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
         return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)

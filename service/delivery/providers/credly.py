@@ -32,7 +32,7 @@ import httpx
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = [
@@ -356,11 +356,21 @@ def base_url(given: str) -> str:
 
 class CredlyProvider(Provider):
     kind = "credly"
+    title = "Credly"
+    rank = 1
     test_description = "Lists the organisation's badge templates; changes nothing at Credly."
-    prompt = "organisation token"
+    secret = Secret("organisation token", "the API token (Credly)", "organisation's API token")
     secret_days = TOKEN_LIFETIME_DAYS
     map_key = "templates"
-    options = {"org_id": "organization_id", "environment": "environment"}
+    settings = (
+        Setting("organization_id", "Organisation id", option="org_id"),
+        Setting(
+            "environment",
+            "Environment",
+            choices=(("sandbox", "sandbox (for trying out)"), ("production", "production")),
+            default="sandbox",
+        ),
+    )
     by_email = True
     issue_kind = "credly.issue_badge"
     revoke_kind = "credly.revoke_badge"
@@ -374,6 +384,10 @@ class CredlyProvider(Provider):
         if not config.get("base_url") and config.get("environment") not in BASE_URLS:
             raise BadInput("a Credly repository needs config.environment: sandbox or production")
         return config
+
+    def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
+        where = config.get("base_url") or config.get("environment", "production")
+        return "Organisation", str(config.get("organization_id", "?")), f" · {where}"
 
     def connector(self, deps: ConnectorDeps) -> CredlyConnector:
         return CredlyConnector(clock=deps.clock)

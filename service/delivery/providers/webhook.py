@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig
+from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
@@ -116,8 +116,12 @@ class WebhookConnector(http.HttpConnector):
 
 class WebhookProvider(Provider):
     kind = "webhook"
-    prompt = "signing secret"
-    options = {"url": "url"}
+    title = "Webhook"
+    rank = 3
+    secret = Secret(
+        "signing secret", "the signing secret (webhook)", "signing secret the receiver checks"
+    )
+    settings = (Setting("url", "Receiver URL", placeholder="https://…", maxlength=1000),)
     issue_kind = "webhook.credential_issued"
     revoke_kind = "webhook.credential_revoked"
     upgrade_kind = "webhook.credential_upgraded"
@@ -127,6 +131,9 @@ class WebhookProvider(Provider):
         if not str(config.get("url", "")).startswith(("https://", "http://")):
             raise BadInput("a webhook repository needs config.url (https://…)")
         return config
+
+    def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
+        return "Receiver", str(config.get("url", "?")), ""
 
     def revoke_payload(
         self, *, reason: str, credential_id: str, targets: list[dict[str, Any]]
