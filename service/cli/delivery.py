@@ -200,8 +200,11 @@ def repository_add(
     name: Annotated[str, typer.Option(help="Shown to administrators and learners.")],
     org_id: Annotated[str | None, typer.Option(help="Credly organization id.")] = None,
     environment: Annotated[
-        str, typer.Option(help="Credly: sandbox or production; Badgr region: us, eu, test.")
-    ] = "production",
+        str | None,
+        typer.Option(
+            help="Credly: sandbox or production; Badgr region: us, eu, test (default us)."
+        ),
+    ] = None,
     base_url: Annotated[str | None, typer.Option(help="Override the API base URL.")] = None,
     url: Annotated[str | None, typer.Option(help="Webhook receiver URL.")] = None,
     username: Annotated[str | None, typer.Option(help="Badgr account user name.")] = None,
@@ -219,7 +222,12 @@ def repository_add(
 
     provider = providers.get(kind)
     given = {"org_id": org_id, "environment": environment, "username": username, "url": url}
-    config: dict[str, Any] = {s.key: given[s.option or s.key] for s in provider.settings}
+    # a setting not given is not stored: the provider's check names what it needs
+    config: dict[str, Any] = {
+        s.key: given[s.option or s.key]
+        for s in provider.settings
+        if given[s.option or s.key] is not None
+    }
     if base_url:
         config["base_url"] = base_url
     mapping = _template_options(template)

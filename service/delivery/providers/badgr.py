@@ -39,6 +39,7 @@ from service.delivery.types import (
     Setting,
     TokenSet,
 )
+from service.errors import BadInput
 
 __all__ = ["BASE_URLS", "PROVIDER", "BadgrConnector"]
 
@@ -392,6 +393,12 @@ class BadgrProvider(Provider):
         "Signs in with the account and reads each badge class of the map; changes nothing "
         "in Canvas Credentials."
     )
+
+    def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        region = config.get("region")
+        if not config.get("base_url") and region is not None and region not in BASE_URLS:
+            raise BadInput(f"a Badgr region is one of {', '.join(BASE_URLS)}, not {region!r}")
+        return config
 
     def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
         base = f" · {config['base_url']}" if config.get("base_url") else ""
