@@ -22,7 +22,7 @@ import functools
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Boolean, Connection, and_, bindparam, delete, func, or_, update
 from sqlalchemy import select as sa_select
@@ -58,6 +58,7 @@ __all__ = [
     "LaunchRecord",
     "LearnerState",
     "Registration",
+    "SessionRow",
     "SignedIn",
     "Take",
     "deployment",
@@ -647,24 +648,44 @@ def open_session(session: Db, **values: Any) -> None:
     insert_row(session, WebSession, **values)
 
 
+class SessionRow(NamedTuple):
+    """The ``web_session`` columns signing in reads (not its ``created_at``)."""
+
+    id: str
+    person_id: int
+    platform_id: int
+    deployment_id: int
+    course_id: int | None
+    role: str
+    roles: list[str]
+    launch_id: str
+    frame_origin: str
+    last_seen_at: dt.datetime
+    expires_at: dt.datetime
+
+
 @dataclass(frozen=True)
 class SignedIn:
-    """A tool session with the rows it names (None where a row is gone)."""
+    """A tool session with the rows it names (None where a row is gone). Of the
+    deployment only whether it is active: None where it is gone."""
 
-    session: WebSession
+    session: SessionRow
     platform: Platform | None
-    deployment: Deployment | None
+    deployment_active: bool | None
     person: Person | None
     course: Course | None
 
 
-_JOINED: tuple[type[SQLModel], ...] = (WebSession, Platform, Deployment, Person, Course)
+_SHOWN: tuple[type[SQLModel], ...] = (Platform, Person, Course)
 
 
 def _session_query() -> Any:
-    ws, platform, deployment, person, course = map(prepared.table, _JOINED)
+    ws, deployment = prepared.table(WebSession), prepared.table(Deployment)
+    platform, person, course = map(prepared.table, _SHOWN)
     return (
-        sa_select(ws, platform, deployment, person, course)
+        sa_select(*(ws.c[name] for name in SessionRow._fields), deployment.c.active)
+        .add_columns(platform, person, course)
+        .select_from(ws)
         .outerjoin(platform, platform.c.id == ws.c.platform_id)
         .outerjoin(deployment, deployment.c.id == ws.c.deployment_id)
         .outerjoin(person, person.c.id == ws.c.person_id)
@@ -674,13 +695,16 @@ def _session_query() -> Any:
 
 
 def session_of(session: Session, session_id: str) -> SignedIn | None:
-    """The tool session ``session_id`` with its platform, deployment, person and course, in
-    one statement (outer joins: a row deleted under a live session reads as None)."""
+    """The tool session ``session_id`` with its platform, deployment's state, person and
+    course, in one statement (outer joins: a row deleted under a live session reads as
+    None). The session's columns come as a tuple and the deployment as its ``active``
+    alone: no model built for what only signing in reads."""
     found = prepared.one(session, _session_query, id=session_id)
     if found is None or found[0] is None:
         return None
-    row, platform, deployment_row, person, course = prepared.models(found, *_JOINED)
-    return SignedIn(row, platform, deployment_row, person, course)
+    n = len(SessionRow._fields)
+    platform, person, course = prepared.models(found[n + 1 :], *_SHOWN)
+    return SignedIn(SessionRow._make(found[:n]), platform, found[n], person, course)
 
 
 def touch_session(

@@ -40,7 +40,7 @@ from sqlmodel import Session
 from starlette.responses import RedirectResponse, Response
 
 from service.db.engine import session as db_session
-from service.db.models import Course, Person, Platform, WebSession
+from service.db.models import Course, Person, Platform
 from service.db.types import utcnow
 from service.errors import Forbidden, ServiceError
 from service.lti import origins, store
@@ -198,7 +198,7 @@ def set_session_cookie(
 
 @dataclass(frozen=True)
 class _Loaded:
-    row: WebSession
+    row: store.SessionRow
     platform: Platform
     person: Person | None
     course: Course | None
@@ -214,9 +214,9 @@ def _load(
             found = store.session_of(s, token_hash(token))
     if found is None or found.session.expires_at <= now:
         raise NotSignedIn("Your microcred session has ended or is unknown.")
-    row, platform, deployment = found.session, found.platform, found.deployment
+    row, platform = found.session, found.platform
     # Re-check the tenant on every request (security.md §1.3 account-state bypass).
-    if platform is None or not platform.active or deployment is None or not deployment.active:
+    if platform is None or not platform.active or not found.deployment_active:
         raise Forbidden(
             "The platform or deployment of this session has been deactivated.",
             hint="Ask your microcred administrator.",

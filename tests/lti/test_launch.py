@@ -270,6 +270,22 @@ def test_session_ends_when_the_platform_is_deactivated(
     assert client.get(resp.headers["location"]).status_code == 403
 
 
+def test_session_ends_when_the_deployment_is_deactivated(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    resp = moodle.full_launch(client)
+    with db_session(engine, write=True) as s:
+        deployments = s.exec(
+            select(Deployment).where(Deployment.platform_id == moodle.row.id)  # type: ignore[union-attr]
+        ).all()
+        for deployment in deployments:
+            deployment.active = False
+            s.add(deployment)
+        s.commit()
+    page = client.get(resp.headers["location"])
+    assert page.status_code == 403 and "deactivated" in page.text
+
+
 def test_moodle_error_post_without_id_token_is_a_clear_4xx(
     client: TestClient, moodle: FakePlatform
 ) -> None:
