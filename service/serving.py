@@ -9,13 +9,12 @@ line and headers (or trailers after a chunked body) pass ``MAX_HEAD_BYTES`` is r
 with 400 and a closed connection. Bodies are ``service.bodylimit``'s.
 
 h11 is the default (safe when the server is reached directly). httptools parses a request
-in C: ~80 us less server CPU per request on a trivial route (303 -> 223 us), about 0.1 ms
-(0 to 0.5 ms) per LTI launch of three requests on SQLite (bench/README.md "Launch, 7 Dec
-(stack)"): ``MICROCRED_HTTP_PROTOCOL=httptools`` (or ``microcred serve
---http httptools``) is for a server that only a proxy reaches, one that bounds request
-heads itself (nginx ``large_client_header_buffers``, 4 x 8 KB by default; a Kubernetes
-ingress or a load balancer likewise). The deploy files, behind their TLS proxy or ingress,
-use it. ``server_options`` gives both ``microcred serve`` and the demo server these settings.
+in C, with less server CPU per request (bench/README.md "Launch, 7 Dec (stack)" and "07:29"):
+``MICROCRED_HTTP_PROTOCOL=httptools`` (or ``microcred serve --http httptools``) is for a
+server that only a proxy reaches, one that bounds request heads itself (nginx
+``large_client_header_buffers``, 4 x 8 KB by default; a Kubernetes ingress or a load
+balancer likewise). The deploy files, behind their TLS proxy or ingress, use it.
+``server_options`` gives both ``microcred serve`` and the demo server these settings.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     http_protocol: Literal["h11", "httptools"] = Field(
         default="h11",
         description="uvicorn's HTTP parser for `microcred serve`. h11 refuses a request line "
-        "plus headers over 64 KiB (400); httptools costs less CPU per request (~80 us) but keeps "
+        "plus headers over 64 KiB (400); httptools costs less CPU per request but keeps "
         "any request head in memory: only for a server that a proxy alone reaches, one that "
         "bounds request heads itself (nginx: large_client_header_buffers). The deploy files "
         "use httptools.",
