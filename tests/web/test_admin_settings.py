@@ -502,3 +502,10 @@ def test_a_badgr_account_added_on_the_page_gets_a_region_badgr_has(
         repo = s.exec(select(DeliveryRepository)).one()
     assert repo.config.get("region", "us") in badgr.BASE_URLS
     assert "me@x.test · region us" in client.get(resp.headers["location"]).text
+    # a base URL replaces the region's host: the page names the host deliveries go to
+    form |= {"name": "Badges EU", "base_url": "https://api.eu.badgr.io"}
+    resp = _post(client, token, "/app/admin/repositories", **form, secret="pw")
+    assert resp.status_code == 303, resp.text
+    page = client.get(resp.headers["location"]).text
+    assert "me@x.test · https://api.eu.badgr.io" in page
+    assert "region us · https://api.eu.badgr.io" not in page

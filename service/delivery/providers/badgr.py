@@ -401,9 +401,10 @@ class BadgrProvider(Provider):
         return config
 
     def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
-        base = f" · {config['base_url']}" if config.get("base_url") else ""
         user = config.get("username") or "?"
-        return "Account", "", f"{user} · region {config.get('region', 'us')}{base}"
+        # a base URL replaces the region's host: show the one the connector uses
+        where = config.get("base_url") or f"region {config.get('region', 'us')}"
+        return "Account", "", f"{user} · {where}"
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
         return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)
