@@ -250,33 +250,23 @@ def test_a_rate_limit_on_one_lms_gradebook_shows_as_a_pause_of_that_lms(
 
 
 def test_cli_badgr_region_defaults_to_the_connectors_and_refuses_an_unknown_one(
-    settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    runner: CliRunner, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`repository add --kind badgr` without --environment used to store Credly's default
     ("production") as the region, which the connector then refused at every delivery."""
     from service.delivery import repositories
-    from service.settings import get_settings
 
-    mp = monkeypatch
-    mp.setenv("MICROCRED_DATABASE_URL", settings.resolved_database_url)
-    mp.setenv("MICROCRED_SECRET_KEY", settings.secret_key.get_secret_value())  # type: ignore[union-attr]
-    mp.setenv("MICROCRED_DATA_DIR", str(settings.data_dir))
-    mp.setenv("MICROCRED_REPOSITORY_SECRET", "pw")
-    get_settings.cache_clear()
+    monkeypatch.setenv("MICROCRED_REPOSITORY_SECRET", "pw")
     add = ["repository", "add", "--kind", "badgr", "--username", "admin@uni.example"]
-    try:
-        runner = CliRunner()
-        r = runner.invoke(cli_app, [*add, "--name", "Badgr"])
-        assert r.exit_code == 0, r.output
-        with db_session(engine) as s:
-            repo = repositories.get(s, r.output.split()[-2])
-            assert "region" not in repo.config  # the connector's default, us
-        r = runner.invoke(cli_app, [*add, "--name", "EU", "--environment", "eu"])
-        assert r.exit_code == 0, r.output
-        r = runner.invoke(cli_app, [*add, "--name", "Bad", "--environment", "production"])
-        assert r.exit_code == 2 and "us, eu, test" in r.output, r.output
-        credly = ["repository", "add", "--kind", "credly", "--name", "C", "--org-id", "o"]
-        r = runner.invoke(cli_app, credly)
-        assert r.exit_code == 2 and "sandbox or production" in r.output, r.output
-    finally:
-        get_settings.cache_clear()
+    r = runner.invoke(cli_app, [*add, "--name", "Badgr"])
+    assert r.exit_code == 0, r.output
+    with db_session(engine) as s:
+        repo = repositories.get(s, r.output.split()[-2])
+        assert "region" not in repo.config  # the connector's default, us
+    r = runner.invoke(cli_app, [*add, "--name", "EU", "--environment", "eu"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli_app, [*add, "--name", "Bad", "--environment", "production"])
+    assert r.exit_code == 2 and "us, eu, test" in r.output, r.output
+    credly = ["repository", "add", "--kind", "credly", "--name", "C", "--org-id", "o"]
+    r = runner.invoke(cli_app, credly)
+    assert r.exit_code == 2 and "sandbox or production" in r.output, r.output
