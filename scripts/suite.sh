@@ -13,6 +13,15 @@ if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
+# The deploy files' proxy (deploy/Caddyfile) runs in front of a server in tests/test_proxy.py.
+if ! command -v caddy >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "== installing caddy for the deploy proxy test"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq caddy >/dev/null \
+    || echo "   apt-get could not install caddy: the proxy test will be skipped"
+  # Debian's package starts a system service on port 80; the test runs its own
+  command -v systemctl >/dev/null && systemctl disable --now caddy >/dev/null 2>&1 || true
+fi
+
 # The real-Moodle lane runs Moodle 5.1 on Debian's PHP 8.2 (the modules Moodle needs).
 if [ "${MICROCRED_MOODLE_LANE:-1}" = 1 ] && ! command -v php >/dev/null \
    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
