@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SyncReport",
     "Verification",
     "VerificationEvent",
+    "ordered_scale",
 ]
 
 
@@ -74,6 +76,11 @@ class RubricLevel:
     name: str
     points: float | None
     scale: tuple[tuple[str, str, float], ...] = ()
+
+
+def ordered_scale(levels: Iterable[tuple[str, str, float]]) -> tuple[tuple[str, str, float], ...]:
+    """A criterion's levels as ``RubricLevel.scale`` lists them: lowest points first."""
+    return tuple(sorted(levels, key=lambda lv: lv[2]))
 
 
 @dataclass(frozen=True)
