@@ -285,11 +285,6 @@ class _Backend(httpcore.NetworkBackend):
         assert last is not None
         raise last
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise _NotAllowed("unix sockets are not used for outbound requests")
-
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
@@ -363,11 +358,6 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
             return _AsyncStream(stream)
         assert last is not None
         raise last
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise _NotAllowed("unix sockets are not used for outbound requests")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
