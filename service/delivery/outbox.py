@@ -82,7 +82,6 @@ def enqueue(
     repository_id: int | None = None,
     person_id: int | None = None,
     depends_on_id: int | None = None,
-    due_at: dt.datetime | None = None,
     personal: bool = False,
     pause_scope: str = "",
     now: dt.datetime | None = None,
@@ -103,7 +102,6 @@ def enqueue(
         repository_id: the target repository.
         person_id: the learner, to detect e-mail changes later.
         depends_on_id: a row that must finish (delivered, cancelled or dead) first.
-        due_at: earliest delivery time (default now).
         personal: the row gives the learner's personal data to a third party.
         pause_scope: what a rate limit this row meets pauses ("" the whole repository;
             ``Provider.pause_scope``).
@@ -137,7 +135,7 @@ def enqueue(
         person_id=person_id,
         depends_on_id=depends_on_id,
         status=status,
-        due_at=due_at or now,
+        due_at=now,
         created_at=now,
         updated_at=now,
         request_id=requestlog.current(),
