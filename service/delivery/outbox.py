@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import random
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -470,7 +469,6 @@ def finish_many(
     outcomes: Sequence[Outcome],
     *,
     worker: str = "",
-    rng: random.Random | None = None,
 ) -> list[str]:
     """Record attempts in one transaction (a commit per worker group, not per delivery) and
     move each row on as the lifecycle above says (a retry never before Retry-After; a lost
@@ -505,9 +503,7 @@ def finish_many(
                     values["status"] = "dead"
                 else:
                     outcome = "uncertain" if error.uncertain else "retry"
-                    delay = httpretry.next_delay(
-                        job.attempt, retry_after=error.retry_after, rng=rng
-                    )
+                    delay = httpretry.next_delay(job.attempt, retry_after=error.retry_after)
                     next_due = now + dt.timedelta(seconds=delay)
                     values["due_at"] = next_due
             changed = s.execute(
