@@ -562,9 +562,8 @@ def client(
     *,
     timeout: httpx.Timeout | float | None = None,
     follow_redirects: bool = False,
-    **kwargs: Any,
 ) -> httpx.Client:
-    """A sync client under ``pol`` (other keyword arguments go to ``httpx.Client``).
+    """A sync client under ``pol``.
 
     ``timeout`` still bounds each connect and read; ``pol.deadline_seconds`` bounds the
     whole request. Redirects (when followed) are at most 5, each hop checked again.
@@ -574,7 +573,6 @@ def client(
         timeout=_timeout(pol, timeout),
         follow_redirects=follow_redirects,
         max_redirects=5,
-        **kwargs,
     )
 
 
@@ -582,14 +580,10 @@ def async_client(
     pol: Policy,
     *,
     timeout: httpx.Timeout | float | None = None,
-    follow_redirects: bool = False,
-    **kwargs: Any,
 ) -> httpx.AsyncClient:
-    """The ``async`` twin of ``client``."""
+    """The ``async`` twin of ``client`` (redirects are not followed)."""
     return httpx.AsyncClient(
         transport=_AsyncTransport(pol),
         timeout=_timeout(pol, timeout),
-        follow_redirects=follow_redirects,
         max_redirects=5,
-        **kwargs,
     )
