@@ -74,10 +74,7 @@ class CredentialSnapshot:
     issued_at: dt.datetime
     credential_url: str
     competency_name: str = ""
-    evidence_url: str | None = None
     expires_at: dt.datetime | None = None
-    narrative: str | None = None
-    locale: str | None = None
     # Opaque to delivery: what the injected AGS poster needs (line item, user id, score).
     ags: dict[str, Any] | None = None
 
@@ -97,9 +94,6 @@ class CredentialSnapshot:
             # Credly's earner id: stable per credential and level (our idempotency key).
             "issuer_earner_id": f"{self.credential_id}:{self.level}",
         }
-        for key in ("evidence_url", "narrative", "locale"):
-            if getattr(self, key):
-                p[key] = getattr(self, key)
         if self.expires_at:
             p["expires_at"] = self.expires_at.isoformat()
         return p

@@ -212,11 +212,9 @@ class BadgrConnector(http.HttpConnector):
                 return {"entity_id": found.get("entityId"), "found": True}
             record.checked = True
         evidence: dict[str, str] = {}
-        if item.get("evidence_url") or item.get("credential_url"):
-            evidence["url"] = str(item.get("evidence_url") or item["credential_url"])
-        evidence["narrative"] = str(
-            item.get("narrative") or f"Reached level {item.get('level', '')}."
-        )
+        if item.get("credential_url"):
+            evidence["url"] = str(item["credential_url"])
+        evidence["narrative"] = f"Reached level {item.get('level', '')}."
         body: dict[str, Any] = {
             "recipient": {"identity": email, "type": "email", "hashed": True},
             "issuedOn": item["issued_at"],
@@ -224,8 +222,6 @@ class BadgrConnector(http.HttpConnector):
             "notify": bool(repo.config.get("notify", True)),
             "allowDuplicateAwards": False,
         }
-        if item.get("narrative"):
-            body["narrative"] = item["narrative"]
         if item.get("expires_at"):
             body["expires"] = item["expires_at"]
         try:

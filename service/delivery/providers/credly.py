@@ -190,8 +190,6 @@ class CredlyConnector(http.HttpConnector):
                 repo.config.get("suppress_notification", False)
             ),
         }
-        if item.get("locale"):
-            body["locale"] = item["locale"]
         if item.get("expires_at"):
             body["expires_at"] = _credly_time(item["expires_at"])
         url = item.get("credential_url")
