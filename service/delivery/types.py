@@ -43,13 +43,10 @@ class RepositoryConfig:
     refresh_token: str | None = dataclasses.field(default=None, repr=False)
     access_token_expires_at: dt.datetime | None = None
 
-    def mapped_id(self, item: dict[str, Any], *, explicit: str, mapping: str, what: str) -> str:
-        """The remote id for a competency level: the payload's own ``explicit`` field, else
-        the repository's ``mapping`` of ``competency:level``; unmapped is a configuration
-        error (the row dead-letters until an administrator adds it and retries)."""
-        given = item.get(explicit)
-        if given:
-            return str(given)
+    def mapped_id(self, item: dict[str, Any], *, mapping: str, what: str) -> str:
+        """The remote id for a competency level: the repository's ``mapping`` of
+        ``competency:level``; unmapped is a configuration error (the row dead-letters until
+        an administrator adds it and retries)."""
         key = f"{item.get('competency', '')}:{item.get('level', '')}"
         table = self.config.get(mapping) or {}
         if key not in table:

@@ -168,9 +168,7 @@ class BadgrConnector(http.HttpConnector):
     # -- effects ---------------------------------------------------------------------------
 
     def _badge_class(self, repo: RepositoryConfig, item: dict[str, Any]) -> str:
-        return repo.mapped_id(
-            item, explicit="badge_class_id", mapping="badge_classes", what="Badgr badge class"
-        )
+        return repo.mapped_id(item, mapping="badge_classes", what="Badgr badge class")
 
     def find_all(
         self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str

@@ -56,10 +56,8 @@ MAX_PAGES = 20
 
 
 def template_for(repo: RepositoryConfig, item: dict[str, Any]) -> str:
-    """The badge template for a competency level: the payload's own, else the map's."""
-    return repo.mapped_id(
-        item, explicit="badge_template_id", mapping="templates", what="Credly badge template"
-    )
+    """The badge template for a competency level, from the repository's map."""
+    return repo.mapped_id(item, mapping="templates", what="Credly badge template")
 
 
 def _credly_time(iso: str) -> str:
