@@ -179,10 +179,6 @@ class SyncReport:
     # people whose results were added, changed or removed (who to evaluate again)
     changed_people: set[int] = field(default_factory=set)
 
-    @property
-    def ok(self) -> bool:
-        return not self.rejected
-
     def as_dict(self) -> dict[str, object]:
         return {
             "new": self.new,
