@@ -285,11 +285,6 @@ class _Backend(httpcore.NetworkBackend):
         assert last is not None
         raise last
 
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        raise _NotAllowed("unix sockets are not used for outbound requests")
-
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
 
@@ -363,11 +358,6 @@ class _AsyncBackend(httpcore.AsyncNetworkBackend):
             return _AsyncStream(stream)
         assert last is not None
         raise last
-
-    async def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise _NotAllowed("unix sockets are not used for outbound requests")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
@@ -572,9 +562,8 @@ def client(
     *,
     timeout: httpx.Timeout | float | None = None,
     follow_redirects: bool = False,
-    **kwargs: Any,
 ) -> httpx.Client:
-    """A sync client under ``pol`` (other keyword arguments go to ``httpx.Client``).
+    """A sync client under ``pol``.
 
     ``timeout`` still bounds each connect and read; ``pol.deadline_seconds`` bounds the
     whole request. Redirects (when followed) are at most 5, each hop checked again.
@@ -584,7 +573,6 @@ def client(
         timeout=_timeout(pol, timeout),
         follow_redirects=follow_redirects,
         max_redirects=5,
-        **kwargs,
     )
 
 
@@ -592,14 +580,10 @@ def async_client(
     pol: Policy,
     *,
     timeout: httpx.Timeout | float | None = None,
-    follow_redirects: bool = False,
-    **kwargs: Any,
 ) -> httpx.AsyncClient:
-    """The ``async`` twin of ``client``."""
+    """The ``async`` twin of ``client`` (redirects are not followed)."""
     return httpx.AsyncClient(
         transport=_AsyncTransport(pol),
         timeout=_timeout(pol, timeout),
-        follow_redirects=follow_redirects,
         max_redirects=5,
-        **kwargs,
     )

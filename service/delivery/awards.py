@@ -169,7 +169,7 @@ def _targets(rows: Iterable[OutboxMessage]) -> list[dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     keep = ("issuer_earner_id", "competency", "level", "recipient_email")
     remote = ("badge_id", "entity_id")
-    keep_ids = ("badge_template_id", "badge_class_id", *remote, "outbox_id")
+    keep_ids = (*remote, "outbox_id")
     for row in rows:
         p = row.payload
         own = {"outbox_id": row.id} | {

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
 from typing import Literal
 
 from sqlalchemy import Engine, update
@@ -21,13 +20,12 @@ from service.db.models import RepositoryCheck
 from service.db.types import utcnow
 from service.delivery import providers, repositories
 from service.delivery.errors import ConnectorError
-from service.delivery.types import RepositoryConfig
+from service.delivery.types import Clock, RepositoryConfig
 
 __all__ = ["STALE_SECONDS", "Result", "check", "latest", "request", "run_due"]
 
 # A test still running after this long was dropped by its worker: it is claimed again.
 STALE_SECONDS = 120
-Clock = Callable[[], dt.datetime]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,16 +52,13 @@ def request(
     *,
     record: AttemptRecord,
     clock: Clock,
-    json: Any = None,
-    data: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-    headers: dict[str, str] | None = None,
-    content: bytes | None = None,
-    auth: httpx.Auth | tuple[str, str] | None = None,
     what: str = "",
+    **kw: Any,
 ) -> httpx.Response:
-    """Send one request; return a 2xx response or raise a ``ConnectorError``."""
+    """Send one request (``kw``: ``httpx.Client.request``'s keyword arguments); return a
+    2xx response or raise a ``ConnectorError``."""
     shown = httpx.URL(url).copy_with(query=None).path
+    params = kw.get("params")
     if params:
         shown += "?" + "&".join(f"{k}={v}" for k, v in params.items())
     label = f"{method} {shown}" + (f" ({what})" if what else "")
@@ -70,16 +67,7 @@ def request(
         raise NotReady(f"{label}: not sent, this worker's lease on the row is about to expire")
     t0 = time.monotonic()
     try:
-        response = client.request(
-            method,
-            url,
-            json=json,
-            data=data,
-            params=params,
-            headers=headers,
-            content=content,
-            auth=auth if auth is not None else httpx.USE_CLIENT_DEFAULT,
-        )
+        response = client.request(method, url, **kw)
     except httpx.TransportError as exc:
         failed = httpretry.failure(exc)
         record.note(f"{label} -> {failed.note}")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import random
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -82,7 +81,6 @@ def enqueue(
     repository_id: int | None = None,
     person_id: int | None = None,
     depends_on_id: int | None = None,
-    due_at: dt.datetime | None = None,
     personal: bool = False,
     pause_scope: str = "",
     now: dt.datetime | None = None,
@@ -103,7 +101,6 @@ def enqueue(
         repository_id: the target repository.
         person_id: the learner, to detect e-mail changes later.
         depends_on_id: a row that must finish (delivered, cancelled or dead) first.
-        due_at: earliest delivery time (default now).
         personal: the row gives the learner's personal data to a third party.
         pause_scope: what a rate limit this row meets pauses ("" the whole repository;
             ``Provider.pause_scope``).
@@ -137,7 +134,7 @@ def enqueue(
         person_id=person_id,
         depends_on_id=depends_on_id,
         status=status,
-        due_at=due_at or now,
+        due_at=now,
         created_at=now,
         updated_at=now,
         request_id=requestlog.current(),
@@ -472,7 +469,6 @@ def finish_many(
     outcomes: Sequence[Outcome],
     *,
     worker: str = "",
-    rng: random.Random | None = None,
 ) -> list[str]:
     """Record attempts in one transaction (a commit per worker group, not per delivery) and
     move each row on as the lifecycle above says (a retry never before Retry-After; a lost
@@ -507,9 +503,7 @@ def finish_many(
                     values["status"] = "dead"
                 else:
                     outcome = "uncertain" if error.uncertain else "retry"
-                    delay = httpretry.next_delay(
-                        job.attempt, retry_after=error.retry_after, rng=rng
-                    )
+                    delay = httpretry.next_delay(job.attempt, retry_after=error.retry_after)
                     next_due = now + dt.timedelta(seconds=delay)
                     values["due_at"] = next_due
             changed = s.execute(

@@ -43,13 +43,10 @@ class RepositoryConfig:
     refresh_token: str | None = dataclasses.field(default=None, repr=False)
     access_token_expires_at: dt.datetime | None = None
 
-    def mapped_id(self, item: dict[str, Any], *, explicit: str, mapping: str, what: str) -> str:
-        """The remote id for a competency level: the payload's own ``explicit`` field, else
-        the repository's ``mapping`` of ``competency:level``; unmapped is a configuration
-        error (the row dead-letters until an administrator adds it and retries)."""
-        given = item.get(explicit)
-        if given:
-            return str(given)
+    def mapped_id(self, item: dict[str, Any], *, mapping: str, what: str) -> str:
+        """The remote id for a competency level: the repository's ``mapping`` of
+        ``competency:level``; unmapped is a configuration error (the row dead-letters until
+        an administrator adds it and retries)."""
         key = f"{item.get('competency', '')}:{item.get('level', '')}"
         table = self.config.get(mapping) or {}
         if key not in table:
@@ -74,10 +71,7 @@ class CredentialSnapshot:
     issued_at: dt.datetime
     credential_url: str
     competency_name: str = ""
-    evidence_url: str | None = None
     expires_at: dt.datetime | None = None
-    narrative: str | None = None
-    locale: str | None = None
     # Opaque to delivery: what the injected AGS poster needs (line item, user id, score).
     ags: dict[str, Any] | None = None
 
@@ -97,9 +91,6 @@ class CredentialSnapshot:
             # Credly's earner id: stable per credential and level (our idempotency key).
             "issuer_earner_id": f"{self.credential_id}:{self.level}",
         }
-        for key in ("evidence_url", "narrative", "locale"):
-            if getattr(self, key):
-                p[key] = getattr(self, key)
         if self.expires_at:
             p["expires_at"] = self.expires_at.isoformat()
         return p

@@ -15,7 +15,6 @@ import concurrent.futures
 import datetime as dt
 import logging
 import os
-import random
 import socket
 import threading
 import time
@@ -95,7 +94,6 @@ class Worker:
         batch: int = 16,
         threads: int = 8,
         poll_seconds: float = 1.0,
-        rng: random.Random | None = None,
         jobs: Sequence[Job] = (),
     ) -> None:
         self.engine = engine
@@ -106,7 +104,6 @@ class Worker:
         self.lease_margin = lease_margin if lease_margin is not None else lease_seconds / 2
         self.batch = batch
         self.poll_seconds = poll_seconds
-        self.rng = rng or random.Random()
         self._connectors = list(connectors)
         # Other kinds of work (the scheduled LMS sync, the evaluation queue), each looping in
         # a thread of its own so a slow LMS or a large course never holds up deliveries;
@@ -219,7 +216,7 @@ class Worker:
     def _record(self, outcomes: list[outbox.Outcome]) -> None:
         if not outcomes:
             return
-        results = outbox.finish_many(self.engine, outcomes, worker=self.name, rng=self.rng)
+        results = outbox.finish_many(self.engine, outcomes, worker=self.name)
         for o, outcome in zip(outcomes, results, strict=True):
             if o.error is not None:
                 with requestlog.bound(o.job.request_id):

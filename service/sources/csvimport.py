@@ -29,6 +29,7 @@ from service.sources.types import (
     SourceKind,
     SyncReport,
     Verification,
+    ordered_scale,
 )
 
 __all__ = ["COLUMNS", "MAX_BYTES", "MAX_ROWS", "Mode", "import_csv", "parse"]
@@ -131,7 +132,7 @@ def _scale(raw: str) -> tuple[tuple[str, str, float], ...]:
     ids = [lv[0] for lv in levels]
     if len(set(ids)) != len(ids):
         raise _RowError("level_scale", "a level id appears twice")
-    return tuple(sorted(levels, key=lambda lv: lv[2]))
+    return ordered_scale(levels)
 
 
 def _learner(row: dict[str, str]) -> LearnerRef:

@@ -26,6 +26,7 @@ from service.sources.types import (
     SyncReport,
     Verification,
     VerificationEvent,
+    ordered_scale,
 )
 
 __all__ = ["MAX_ITEMS", "PushBatch", "apply_batch"]
@@ -115,9 +116,7 @@ class PushBatch(_Strict):
 def _result(origin: str, r: ResultIn) -> Result:
     level = None
     if r.level is not None:
-        scale = tuple(
-            sorted(((s.id, s.name, s.points or 0.0) for s in r.scale), key=lambda x: x[2])
-        )
+        scale = ordered_scale((s.id, s.name, s.points or 0.0) for s in r.scale)
         level = RubricLevel(id=r.level.id, name=r.level.name, points=r.level.points, scale=scale)
     return Result(
         origin=origin,

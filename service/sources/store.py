@@ -165,66 +165,6 @@ def _jsonable(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in values.items()}
 
 
-def _find(session: Session, *, course_id: int, person_id: int, result: Result) -> Evidence | None:
-    return session.exec(
-        select(Evidence).where(
-            Evidence.course_id == course_id,
-            Evidence.person_id == person_id,
-            Evidence.origin == result.origin,
-            Evidence.source_kind == result.kind.value,
-            Evidence.item_id == result.item_id,
-            Evidence.criterion_id == result.criterion_id,
-            Evidence.attempt == result.attempt,
-        )
-    ).first()
-
-
-def _changed(
-    row: Evidence, values: dict[str, Any], *, run_id: int | None, now: dt.datetime
-) -> bool:
-    """Give ``row`` the new ``values`` as its next version; False when they are its own."""
-    if {k: getattr(row, k) for k in values} == values:
-        return False
-    for k, v in values.items():
-        setattr(row, k, v)
-    row.version += 1
-    row.import_run_id, row.updated_at = run_id, now
-    return True
-
-
-def _upsert(
-    session: Session,
-    *,
-    course_id: int,
-    person_id: int,
-    result: Result,
-    run_id: int | None,
-    now: dt.datetime,
-) -> Outcome:
-    values = _values(result, result.verification)
-    row = _find(session, course_id=course_id, person_id=person_id, result=result)
-    outcome: Outcome = "updated"
-    if row is None:
-        row = Evidence(**_new_values(course_id, person_id, result, values, run_id, now))
-        try:
-            with session.begin_nested():
-                session.add(row)
-                session.flush()
-            outcome = "new"
-        except IntegrityError:
-            # A concurrent import inserted the same result first (PostgreSQL; SQLite
-            # serialises writers): continue as an update of that row.
-            row = _find(session, course_id=course_id, person_id=person_id, result=result)
-            assert row is not None
-    if outcome == "updated":
-        if not _changed(row, values, run_id=run_id, now=now):
-            return "unchanged"
-        session.add(row)
-        session.flush()
-    _add_revisions(session, [(row, values)], run_id=run_id, now=now)
-    return outcome
-
-
 def _natural_key(row: Evidence) -> tuple[int, tuple[str, str, str, str, int]]:
     return row.person_id, (row.origin, row.source_kind, row.item_id, row.criterion_id, row.attempt)
 
@@ -315,21 +255,20 @@ def _write_all(
 ) -> list[Outcome]:
     """Upsert many results with one read and one INSERT per table, as plain values (a
     course sync or a CSV file is thousands of rows); ``write=False`` only counts (a dry
-    run). If a concurrent import inserted some of the same keys meanwhile, fall back to
-    the row-by-row path, which turns those into updates."""
+    run). If a concurrent import inserted some of the same keys meanwhile, the batch is
+    planned again, which turns those into updates."""
     if not todo:
         return []
     plan = _plan(session, course_id=course_id, todo=todo)
     if not write:
         return plan.outcomes
-    if plan.fresh and not _insert_fresh(session, course_id, plan.fresh, run_id=run_id, now=now):
-        # Someone else inserted some of these keys first. The savepoint undid this batch,
-        # so redo every result row by row: each is read again and becomes new, updated or
-        # unchanged against what is there now.
-        return [
-            _upsert(session, course_id=course_id, person_id=p, result=r, run_id=run_id, now=now)
-            for p, r in todo
-        ]
+    while plan.fresh and not _insert_fresh(session, course_id, plan.fresh, run_id=run_id, now=now):
+        # Someone else inserted some of these keys first (and committed: the INSERT waited
+        # for them). The savepoint undid this batch's INSERT, so read again: each result
+        # becomes new, updated or unchanged against what is there now.
+        fresh = len(plan.fresh)
+        plan = _plan(session, course_id=course_id, todo=todo)
+        assert len(plan.fresh) < fresh, "the INSERT was refused, but no key was taken"
     _update_all(session, plan.changed, run_id=run_id, now=now)
     revisions = [(row.id, row.version + 1, values) for row, values in plan.changed]
     if plan.fresh:
@@ -439,27 +378,6 @@ def _stored_ids(
         t.c.course_id == course_id, t.c.origin.in_(origins)
     )
     return {(person_id, tuple(key)): id_ for id_, person_id, *key in session.execute(q)}
-
-
-def _add_revisions(
-    session: Session,
-    rows: Sequence[tuple[Evidence, dict[str, Any]]],
-    *,
-    run_id: int | None,
-    now: dt.datetime,
-) -> None:
-    for row, values in rows:
-        assert row.id is not None
-        session.add(
-            EvidenceRevision(
-                evidence_id=row.id,
-                version=row.version,
-                values=_jsonable(values),
-                import_run_id=run_id,
-                recorded_at=now,
-            )
-        )
-    session.flush()
 
 
 def _record_event(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "SyncReport",
     "Verification",
     "VerificationEvent",
+    "ordered_scale",
 ]
 
 
@@ -74,6 +76,11 @@ class RubricLevel:
     name: str
     points: float | None
     scale: tuple[tuple[str, str, float], ...] = ()
+
+
+def ordered_scale(levels: Iterable[tuple[str, str, float]]) -> tuple[tuple[str, str, float], ...]:
+    """A criterion's levels as ``RubricLevel.scale`` lists them: lowest points first."""
+    return tuple(sorted(levels, key=lambda lv: lv[2]))
 
 
 @dataclass(frozen=True)
@@ -171,10 +178,6 @@ class SyncReport:
     removed: int = 0  # results gone from the LMS, deleted by a sync
     # people whose results were added, changed or removed (who to evaluate again)
     changed_people: set[int] = field(default_factory=set)
-
-    @property
-    def ok(self) -> bool:
-        return not self.rejected
 
     def as_dict(self) -> dict[str, object]:
         return {

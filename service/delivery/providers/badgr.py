@@ -168,9 +168,7 @@ class BadgrConnector(http.HttpConnector):
     # -- effects ---------------------------------------------------------------------------
 
     def _badge_class(self, repo: RepositoryConfig, item: dict[str, Any]) -> str:
-        return repo.mapped_id(
-            item, explicit="badge_class_id", mapping="badge_classes", what="Badgr badge class"
-        )
+        return repo.mapped_id(item, mapping="badge_classes", what="Badgr badge class")
 
     def find_all(
         self, repo: RepositoryConfig, record: AttemptRecord, *, badge_class: str, email: str
@@ -212,11 +210,9 @@ class BadgrConnector(http.HttpConnector):
                 return {"entity_id": found.get("entityId"), "found": True}
             record.checked = True
         evidence: dict[str, str] = {}
-        if item.get("evidence_url") or item.get("credential_url"):
-            evidence["url"] = str(item.get("evidence_url") or item["credential_url"])
-        evidence["narrative"] = str(
-            item.get("narrative") or f"Reached level {item.get('level', '')}."
-        )
+        if item.get("credential_url"):
+            evidence["url"] = str(item["credential_url"])
+        evidence["narrative"] = f"Reached level {item.get('level', '')}."
         body: dict[str, Any] = {
             "recipient": {"identity": email, "type": "email", "hashed": True},
             "issuedOn": item["issued_at"],
@@ -224,8 +220,6 @@ class BadgrConnector(http.HttpConnector):
             "notify": bool(repo.config.get("notify", True)),
             "allowDuplicateAwards": False,
         }
-        if item.get("narrative"):
-            body["narrative"] = item["narrative"]
         if item.get("expires_at"):
             body["expires"] = item["expires_at"]
         try:

@@ -23,7 +23,7 @@ repository records when it expires and the admin API warns 14 days ahead.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,10 +56,8 @@ MAX_PAGES = 20
 
 
 def template_for(repo: RepositoryConfig, item: dict[str, Any]) -> str:
-    """The badge template for a competency level: the payload's own, else the map's."""
-    return repo.mapped_id(
-        item, explicit="badge_template_id", mapping="templates", what="Credly badge template"
-    )
+    """The badge template for a competency level, from the repository's map."""
+    return repo.mapped_id(item, mapping="templates", what="Credly badge template")
 
 
 def _credly_time(iso: str) -> str:
@@ -113,25 +111,29 @@ class CredlyConnector(http.HttpConnector):
                 )
             raise
 
+    def _pages(
+        self, repo: RepositoryConfig, record: AttemptRecord, path: str, what: str, **params: str
+    ) -> Iterator[Any]:
+        """The JSON body of each page of a Credly list, up to the last (``MAX_PAGES`` at most)."""
+        for page in range(1, MAX_PAGES + 1):
+            resp = self._send(
+                repo, record, "GET", path, params=params | {"page": str(page)}, what=what
+            )
+            body = http.json_of(resp, record=record, who="Credly")
+            yield body
+            if not ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get(
+                "next_page_url"
+            ):
+                break
+
     def find(
         self, repo: RepositoryConfig, record: AttemptRecord, *, issuer_earner_id: str
     ) -> list[dict[str, Any]]:
         """All badges Credly holds for this earner id (every state)."""
         found: list[dict[str, Any]] = []
-        for page in range(1, MAX_PAGES + 1):
-            resp = self._send(
-                repo,
-                record,
-                "GET",
-                "/badges",
-                params={"filter": f"issuer_earner_id::{issuer_earner_id}", "page": str(page)},
-                what="check",
-            )
-            body = http.json_of(resp, record=record, who="Credly")
+        earner = f"issuer_earner_id::{issuer_earner_id}"
+        for body in self._pages(repo, record, "/badges", "check", filter=earner):
             found.extend(b for b in body.get("data", []) if isinstance(b, dict))
-            meta = body.get("metadata") or {}
-            if not meta.get("next_page_url"):
-                break
         return found
 
     @staticmethod
@@ -150,18 +152,10 @@ class CredlyConnector(http.HttpConnector):
         refused, unreachable) with the same plain detail deliveries would record."""
         record = AttemptRecord(started_at=self._clock())
         active: set[str] = set()
-        for page in range(1, MAX_PAGES + 1):
-            resp = self._send(
-                repo, record, "GET", "/badge_templates", params={"page": str(page)}, what="test"
-            )
-            body = http.json_of(resp, record=record, who="Credly")
+        for body in self._pages(repo, record, "/badge_templates", "test"):
             for t in body.get("data", []) if isinstance(body, dict) else []:
                 if isinstance(t, dict) and t.get("state", "active") == "active":
                     active.add(str(t.get("id")))
-            if not ((body.get("metadata") or {}) if isinstance(body, dict) else {}).get(
-                "next_page_url"
-            ):
-                break
         problems = [
             f"{key}: template {tid} is not an active badge template of organisation "
             f"{repo.config.get('organization_id')}"
@@ -194,8 +188,6 @@ class CredlyConnector(http.HttpConnector):
                 repo.config.get("suppress_notification", False)
             ),
         }
-        if item.get("locale"):
-            body["locale"] = item["locale"]
         if item.get("expires_at"):
             body["expires_at"] = _credly_time(item["expires_at"])
         url = item.get("credential_url")

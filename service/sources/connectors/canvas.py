@@ -40,7 +40,7 @@ import httpx
 from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
-from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind
+from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind, ordered_scale
 
 __all__ = ["CanvasConnector", "TokenRefreshed"]
 
@@ -394,14 +394,9 @@ class CanvasConnector:
                 )
                 continue
             ratings = c.get("ratings") or []
-            scale = tuple(
-                sorted(
-                    (
-                        (str(r["id"]), str(r.get("description", "")), float(r.get("points") or 0))
-                        for r in ratings
-                    ),
-                    key=lambda x: x[2],
-                )
+            scale = ordered_scale(
+                (str(r["id"]), str(r.get("description", "")), float(r.get("points") or 0))
+                for r in ratings
             )
             points = filled.get("points")
             rating = next((r for r in ratings if r["id"] == filled.get("rating_id")), None)

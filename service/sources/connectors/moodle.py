@@ -53,7 +53,7 @@ import httpx
 from service import outbound
 from service.sources.connectors.base import Fetched, RetryPolicy, from_unix, send
 from service.sources.errors import SourceAuthFailed, SourceDataError, SourceRefused
-from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind
+from service.sources.types import LearnerRef, Problem, RubricLevel, SourceKind, ordered_scale
 
 __all__ = ["MoodleConnector"]
 
@@ -415,14 +415,8 @@ class MoodleConnector:
                 )
                 continue
             levels = c.get("levels", [])
-            scale = tuple(
-                sorted(
-                    (
-                        (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"]))
-                        for lv in levels
-                    ),
-                    key=lambda x: x[2],
-                )
+            scale = ordered_scale(
+                (str(lv["id"]), str(lv.get("definition", "")), float(lv["score"])) for lv in levels
             )
             chosen = next((lv for lv in levels if lv["id"] == f.get("levelid")), None)
             if chosen is None:
