@@ -333,11 +333,8 @@ def _page_urls(
     settings = getattr(request.app.state, "settings", None)
     if settings is not None:
         base = settings.public_base_url
-    urls = credential_urls(base, key, prefix=prefix)
-    if ob2_prefix is not None:
-        urls = dataclasses.replace(
-            urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
-        )
+    ob2 = None if ob2_prefix is None else f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
+    urls = credential_urls(base, key, prefix=prefix, ob2_assertion=ob2)
     return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
 
 
