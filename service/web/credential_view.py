@@ -611,6 +611,5 @@ def view_model(
 def view_model_title(document: dict[str, Any]) -> str:
     subject = document.get("credentialSubject")
     achievement = subject.get("achievement") if isinstance(subject, dict) else None
-    if isinstance(achievement, dict) and _text(achievement.get("name")):
-        return _text(achievement.get("name")) or "credential"
-    return _text(document.get("name")) or "credential"
+    name = achievement.get("name") if isinstance(achievement, dict) else None
+    return _text(name) or _text(document.get("name")) or "credential"
