@@ -266,48 +266,6 @@ def _signed(
     return signed
 
 
-def _credential_values(
-    signed: dict[str, Any],
-    *,
-    body: bytes,
-    token: str,
-    uuid: str,
-    award: AwardInput,
-    ring: keys.Keyring,
-    stacked: bool,
-    status_list_id: int,
-    index: int,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """The columns of a signed credential's row."""
-    assert ring.signing_key is not None and ring.jwt_signing_key is not None
-    valid_until = signed.get("validUntil")
-    return {
-        "uuid": uuid,
-        "person_id": award.learner.person_id,
-        "lti_user_id": award.learner.lti_user_id,
-        "template_key": award.template.key,
-        "level_key": award.level_key,
-        "achievement_id": signed["credentialSubject"]["achievement"]["id"],
-        "kind": "stacked" if stacked else "single",
-        # the serialised bytes, written as they are (db.engine.json_text)
-        "document": orjson.Fragment(body),
-        "jwt": token,
-        "signing_key_id": ring.signing_key.row_id,
-        "jwt_key_id": ring.jwt_key_row.get(ring.jwt_signing_key.kid),
-        "status_list_id": status_list_id,
-        "status_index": index,
-        "issued_at": now,
-        "valid_from": now,
-        "valid_until": (
-            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
-        ),
-        "revoked": False,
-        "revoked_at": None,
-        "revocation_reason": None,
-    }
-
-
 @dataclasses.dataclass(frozen=True)
 class Issued:
     """A credential issued inside a worker's batch (``issue_held``): what its award and
@@ -386,7 +344,7 @@ def _signed_values(
     """A new credential signed (its status entry allocated): its row's columns and the
     signed document."""
     ring = _transaction_keyring(session, settings)
-    assert ring.jwt_signing_key is not None
+    assert ring.signing_key is not None and ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)
     assert status.id is not None
     cred_uuid = str(uuidlib.uuid4())
@@ -403,19 +361,31 @@ def _signed_values(
     signed = _signed(doc, ring, base=base, now=now)
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
     body = orjson.dumps(signed)
-    token = vcjwt.encode(signed, ring.jwt_signing_key, serialized=body)
-    values = _credential_values(
-        signed,
-        body=body,
-        token=token,
-        uuid=cred_uuid,
-        award=award,
-        ring=ring,
-        stacked=bool(parts),
-        status_list_id=status.id,
-        index=index,
-        now=now,
-    )
+    valid_until = signed.get("validUntil")
+    values = {  # the row's columns
+        "uuid": cred_uuid,
+        "person_id": award.learner.person_id,
+        "lti_user_id": award.learner.lti_user_id,
+        "template_key": award.template.key,
+        "level_key": award.level_key,
+        "achievement_id": signed["credentialSubject"]["achievement"]["id"],
+        "kind": "stacked" if parts else "single",
+        # the serialised bytes, written as they are (db.engine.json_text)
+        "document": orjson.Fragment(body),
+        "jwt": vcjwt.encode(signed, ring.jwt_signing_key, serialized=body),
+        "signing_key_id": ring.signing_key.row_id,
+        "jwt_key_id": ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        "status_list_id": status.id,
+        "status_index": index,
+        "issued_at": now,
+        "valid_from": now,
+        "valid_until": (
+            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
+        ),
+        "revoked": False,
+        "revoked_at": None,
+        "revocation_reason": None,
+    }
     return values, signed
 
 
