@@ -225,32 +225,6 @@ def _transaction_keyring(session: Session, settings: Settings) -> keys.Keyring:
     return ring
 
 
-def _unsigned(
-    settings: Settings,
-    award: AwardInput,
-    parts: Sequence[Mapping[str, Any]],
-    *,
-    uuid: str,
-    issuer_id: str,
-    status: Mapping[str, Any],
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """The credential document before its proof: single, or stacked over ``parts``."""
-    common: dict[str, Any] = {
-        "credential_id": credential_url(settings, uuid),
-        "award": award,
-        "issuer": profile(settings),
-        "issuer_id": issuer_id,
-        "base_url": settings.public_base_url,
-        "valid_from": now,
-        "salt": secrets.token_hex(16),
-        "status": status,
-    }
-    if parts:
-        return build.build_stacked_credential(parts=parts, **common)
-    return build.build_credential(**common)
-
-
 def _signed(
     doc: dict[str, Any], ring: keys.Keyring, *, base: str, now: dt.datetime
 ) -> dict[str, Any]:
@@ -349,14 +323,21 @@ def _signed_values(
     assert status.id is not None
     cred_uuid = str(uuidlib.uuid4())
     base = settings.public_base_url
-    doc = _unsigned(
-        settings,
-        award,
-        parts,
-        uuid=cred_uuid,
-        issuer_id=ring.did,
-        status=statuslist.entry(statuslist.list_url(base, status.id), index),
-        now=now,
+    common: dict[str, Any] = {
+        "credential_id": credential_url(settings, cred_uuid),
+        "award": award,
+        "issuer": profile(settings),
+        "issuer_id": ring.did,
+        "base_url": base,
+        "valid_from": now,
+        "salt": secrets.token_hex(16),
+        "status": statuslist.entry(statuslist.list_url(base, status.id), index),
+    }
+    # single, or stacked over the parts
+    doc = (
+        build.build_stacked_credential(parts=parts, **common)
+        if parts
+        else build.build_credential(**common)
     )
     signed = _signed(doc, ring, base=base, now=now)
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
