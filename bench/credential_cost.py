@@ -60,10 +60,7 @@ def _ring() -> keys.Keyring:
     public = ed.public_key().public_bytes_raw()
     ed_key = keys.Ed25519Key(
         row_id=1,
-        name="ed",
-        public=public,
         multibase=multibase.encode_multikey_ed25519(public),
-        active=True,
         private=ed,
     )
     pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(

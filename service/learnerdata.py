@@ -204,25 +204,20 @@ def held_elsewhere(session: Session, person_id: int) -> list[dict[str, Any]]:
 
 def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
     """The person's enrolments, each with its course's title, label and context id."""
-    enrolments = list(session.exec(select(Enrolment).where(Enrolment.person_id == pid)))
-    courses = {
-        c.id: c
-        for c in session.exec(
-            select(Course).where(col(Course.id).in_([e.course_id for e in enrolments]))
-        )
-    }
+    query = (
+        select(Enrolment, Course)
+        .join(Course, col(Course.id) == Enrolment.course_id, isouter=True)
+        .where(Enrolment.person_id == pid)
+        .order_by(col(Enrolment.id))
+    )
     return [
         _row(e)
         | {
-            "course": {
-                "title": courses[e.course_id].title,
-                "label": courses[e.course_id].label,
-                "context_id": courses[e.course_id].context_id,
-            }
-            if e.course_id in courses
+            "course": {"title": c.title, "label": c.label, "context_id": c.context_id}
+            if c
             else None
         }
-        for e in enrolments
+        for e, c in session.exec(query)
     ]
 
 

@@ -61,15 +61,11 @@ DocumentLoader = Callable[[str, Mapping[str, Any] | None], dict[str, Any]]
 
 
 @functools.cache
-def _read(name: str) -> dict[str, Any]:
+def bundled_context(name: str) -> dict[str, Any]:
+    """A bundled context file by file name (e.g. ``microcred-eu-v1.jsonld``)."""
     text = resources.files("service.issuer").joinpath("data", "contexts", name).read_text("utf-8")
     doc: dict[str, Any] = json.loads(text)
     return doc
-
-
-def bundled_context(name: str) -> dict[str, Any]:
-    """A bundled context file by file name (e.g. ``microcred-eu-v1.jsonld``)."""
-    return _read(name)
 
 
 def eu_context_url(base_url: str) -> str:
@@ -79,8 +75,8 @@ def eu_context_url(base_url: str) -> str:
 
 @functools.cache
 def _documents(base_url: str) -> dict[str, dict[str, Any]]:
-    docs = {url: _read(name) for url, name in _FILES.items()}
-    docs[eu_context_url(base_url)] = _read(EU_CONTEXT_FILE)
+    docs = {url: bundled_context(name) for url, name in _FILES.items()}
+    docs[eu_context_url(base_url)] = bundled_context(EU_CONTEXT_FILE)
     return docs
 
 

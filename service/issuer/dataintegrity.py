@@ -69,9 +69,7 @@ def unsecured(document: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "proof"}
 
 
-def proof_config(
-    *, context: Any, verification_method: str, created: str, purpose: str = "assertionMethod"
-) -> dict[str, Any]:
+def proof_config(*, context: Any, verification_method: str, created: str) -> dict[str, Any]:
     """The proof options of vc-di-eddsa §3.2.1 (everything but ``proofValue``)."""
     return {
         "@context": context,
@@ -79,7 +77,7 @@ def proof_config(
         "cryptosuite": CRYPTOSUITE,
         "created": created,
         "verificationMethod": verification_method,
-        "proofPurpose": purpose,
+        "proofPurpose": "assertionMethod",
     }
 
 

@@ -87,10 +87,7 @@ class Ed25519Key:
     """An Ed25519 issuer key; ``private`` is set only for the active one."""
 
     row_id: int
-    name: str
-    public: bytes
     multibase: str
-    active: bool
     private: Ed25519PrivateKey | None = field(default=None, repr=False)
 
 
@@ -243,15 +240,7 @@ def load_keyring(session: Session, *, base_url: str, jwt_algorithm: str = "ES256
         assert row.id is not None
         if row.algorithm == "Ed25519":
             private = _parse(db, row, base_url) if row.active else None
-            raw = multibase.decode_multikey_ed25519(row.public_multibase or "")
-            key = Ed25519Key(
-                row_id=row.id,
-                name=row.kid,
-                public=raw,
-                multibase=row.public_multibase or "",
-                active=row.active,
-                private=private,
-            )
+            key = Ed25519Key(row.id, multibase=row.public_multibase or "", private=private)
             ed_keys.append(key)
             if row.active:
                 signing = key

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 
 __all__ = [
-    "ED25519_PRIV_HEADER",
     "ED25519_PUB_HEADER",
     "MultibaseError",
     "decode_base58btc",
@@ -25,9 +24,8 @@ __all__ = [
 _ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
 
-# Multicodec varint headers: ed25519-pub 0xed, ed25519-priv 0x1300 (as varints).
+# Multicodec varint header: ed25519-pub 0xed (as a varint).
 ED25519_PUB_HEADER = b"\xed\x01"
-ED25519_PRIV_HEADER = b"\x80\x26"
 
 
 class MultibaseError(ValueError):

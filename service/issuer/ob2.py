@@ -210,14 +210,12 @@ def revoked_assertion(*, key: str, urls: Ob2Urls, reason: str | None) -> dict[st
     return body
 
 
-def badge_class(
-    achievement: dict[str, Any], *, urls: Ob2Urls, image: str | None = None
-) -> dict[str, Any]:
+def badge_class(achievement: dict[str, Any], *, urls: Ob2Urls) -> dict[str, Any]:
     """The hosted OB 2.0 BadgeClass for an OB 3.0 Achievement.
 
     Required by OB 2.0 and by Badgr's importer: id, type, name, description, image,
-    criteria, issuer. ``image`` defaults to the achievement's own http(s) image, else the
-    hosted default image route.
+    criteria, issuer. ``image`` is the achievement's own http(s) image, else the hosted
+    default image route.
     """
     if not isinstance(achievement.get("id"), str):
         raise NotExpressible("the achievement has no id")
@@ -240,7 +238,7 @@ def badge_class(
         "id": urls.badge(key),
         "name": name,
         "description": _text(achievement.get("description")) or name,
-        "image": image or _https(own_image) or urls.badge_image(key),
+        "image": _https(own_image) or urls.badge_image(key),
         "criteria": criteria,
         "issuer": urls.issuer,
     }

@@ -31,7 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 from service.errors import BadInput, Busy
-from service.issuer import canon, contexts, dataintegrity, limits, verify
+from service.issuer import canon, contexts, dataintegrity, limits
 
 __all__ = ["HASH_TIMEOUT_SECONDS", "VerifierPool", "hash_in_worker", "shutdown_processes"]
 
@@ -156,18 +156,14 @@ class VerifierPool:
         """Give back a slot taken with :meth:`try_reserve` and not used."""
         self._slots.release()
 
-    @property
-    def hasher(self) -> verify.RemoteHasher:
-        """``hash_data`` in the worker processes."""
-        return self._hash
-
-    def _hash(
+    def hasher(
         self,
         document: Mapping[str, Any],
         config: Mapping[str, Any],
         base_url: str,
         bounds: limits.Limits,
     ) -> bytes:
+        """``hash_data`` in the worker processes (a ``verify.RemoteHasher``)."""
         pool = _process_pool(self.size)
         try:
             future = pool.submit(hash_in_worker, document, config, base_url, bounds)

@@ -171,12 +171,8 @@ async def verify_credential(request: Request) -> JSONResponse:
     return JSONResponse(report.as_dict())
 
 
-def api_actor(request: Request, token: deps.ApiTokenDep) -> str:
-    """The issuing API needs an API token with the ``credentials:write`` scope."""
-    return deps.api_scope("credentials:write")(request, token)
-
-
-ActorDep = Annotated[str, Depends(api_actor)]
+# The issuing API needs an API token with the ``credentials:write`` scope.
+ActorDep = Annotated[str, Depends(deps.api_scope("credentials:write"))]
 
 
 def public_credential(row: Credential, settings: Settings) -> CredentialPublic:

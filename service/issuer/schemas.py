@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from service.db.types import MAX_ROW_ID
 from service.issuer import inputs
@@ -114,32 +114,13 @@ class CredentialCreate(BaseModel):
     )
 
     def to_award(self, now: dt.datetime) -> inputs.AwardInput:
-        t = self.template
+        # The models mirror the input dataclasses field for field: pydantic builds those
+        # (lists become tuples) from the validated body.
+        award = self.model_dump(exclude={"parts"}) | {"awarded_at": self.awarded_at or now}
+        return _AWARD.validate_python(award)
 
-        def lv(levels: list[LevelIn]) -> tuple[inputs.ScaleLevel, ...]:
-            return tuple(inputs.ScaleLevel(x.key, x.name, x.description) for x in levels)
 
-        template = inputs.LevelTemplate(
-            **t.model_dump(exclude={"levels", "eu", "alignments", "rubric_criteria", "tags"}),
-            levels=lv(t.levels),
-            eu=inputs.EuElements(
-                **{**t.eu.model_dump(), "learning_outcomes": tuple(t.eu.learning_outcomes)}
-            ),
-            alignments=tuple(inputs.Alignment(**a.model_dump()) for a in t.alignments),
-            rubric_criteria=tuple(
-                inputs.RubricCriterion(c.key, c.name, lv(c.levels), c.description, c.url)
-                for c in t.rubric_criteria
-            ),
-            tags=tuple(t.tags),
-        )
-        return inputs.AwardInput(
-            **self.model_dump(include={"level_key", "supervision", "grade", "valid_until"}),
-            learner=inputs.Learner(**self.learner.model_dump()),
-            template=template,
-            awarded_at=self.awarded_at or now,
-            evidence=tuple(inputs.EvidenceItem(**e.model_dump()) for e in self.evidence),
-            criterion_levels=dict(self.criterion_levels),
-        )
+_AWARD = TypeAdapter(inputs.AwardInput)
 
 
 class RevocationRequest(BaseModel):

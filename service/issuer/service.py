@@ -225,32 +225,6 @@ def _transaction_keyring(session: Session, settings: Settings) -> keys.Keyring:
     return ring
 
 
-def _unsigned(
-    settings: Settings,
-    award: AwardInput,
-    parts: Sequence[Mapping[str, Any]],
-    *,
-    uuid: str,
-    issuer_id: str,
-    status: Mapping[str, Any],
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """The credential document before its proof: single, or stacked over ``parts``."""
-    common: dict[str, Any] = {
-        "credential_id": credential_url(settings, uuid),
-        "award": award,
-        "issuer": profile(settings),
-        "issuer_id": issuer_id,
-        "base_url": settings.public_base_url,
-        "valid_from": now,
-        "salt": secrets.token_hex(16),
-        "status": status,
-    }
-    if parts:
-        return build.build_stacked_credential(parts=parts, **common)
-    return build.build_credential(**common)
-
-
 def _signed(
     doc: dict[str, Any], ring: keys.Keyring, *, base: str, now: dt.datetime
 ) -> dict[str, Any]:
@@ -264,48 +238,6 @@ def _signed(
     if not schema.ok:
         raise BadInput(f"the credential would not be valid: {schema.detail}")
     return signed
-
-
-def _credential_values(
-    signed: dict[str, Any],
-    *,
-    body: bytes,
-    token: str,
-    uuid: str,
-    award: AwardInput,
-    ring: keys.Keyring,
-    stacked: bool,
-    status_list_id: int,
-    index: int,
-    now: dt.datetime,
-) -> dict[str, Any]:
-    """The columns of a signed credential's row."""
-    assert ring.signing_key is not None and ring.jwt_signing_key is not None
-    valid_until = signed.get("validUntil")
-    return {
-        "uuid": uuid,
-        "person_id": award.learner.person_id,
-        "lti_user_id": award.learner.lti_user_id,
-        "template_key": award.template.key,
-        "level_key": award.level_key,
-        "achievement_id": signed["credentialSubject"]["achievement"]["id"],
-        "kind": "stacked" if stacked else "single",
-        # the serialised bytes, written as they are (db.engine.json_text)
-        "document": orjson.Fragment(body),
-        "jwt": token,
-        "signing_key_id": ring.signing_key.row_id,
-        "jwt_key_id": ring.jwt_key_row.get(ring.jwt_signing_key.kid),
-        "status_list_id": status_list_id,
-        "status_index": index,
-        "issued_at": now,
-        "valid_from": now,
-        "valid_until": (
-            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
-        ),
-        "revoked": False,
-        "revoked_at": None,
-        "revocation_reason": None,
-    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -386,36 +318,55 @@ def _signed_values(
     """A new credential signed (its status entry allocated): its row's columns and the
     signed document."""
     ring = _transaction_keyring(session, settings)
-    assert ring.jwt_signing_key is not None
+    assert ring.signing_key is not None and ring.jwt_signing_key is not None
     status, index = _allocate(session, ring, settings, now)
     assert status.id is not None
     cred_uuid = str(uuidlib.uuid4())
     base = settings.public_base_url
-    doc = _unsigned(
-        settings,
-        award,
-        parts,
-        uuid=cred_uuid,
-        issuer_id=ring.did,
-        status=statuslist.entry(statuslist.list_url(base, status.id), index),
-        now=now,
+    common: dict[str, Any] = {
+        "credential_id": credential_url(settings, cred_uuid),
+        "award": award,
+        "issuer": profile(settings),
+        "issuer_id": ring.did,
+        "base_url": base,
+        "valid_from": now,
+        "salt": secrets.token_hex(16),
+        "status": statuslist.entry(statuslist.list_url(base, status.id), index),
+    }
+    # single, or stacked over the parts
+    doc = (
+        build.build_stacked_credential(parts=parts, **common)
+        if parts
+        else build.build_credential(**common)
     )
     signed = _signed(doc, ring, base=base, now=now)
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
     body = orjson.dumps(signed)
-    token = vcjwt.encode(signed, ring.jwt_signing_key, serialized=body)
-    values = _credential_values(
-        signed,
-        body=body,
-        token=token,
-        uuid=cred_uuid,
-        award=award,
-        ring=ring,
-        stacked=bool(parts),
-        status_list_id=status.id,
-        index=index,
-        now=now,
-    )
+    valid_until = signed.get("validUntil")
+    values = {  # the row's columns
+        "uuid": cred_uuid,
+        "person_id": award.learner.person_id,
+        "lti_user_id": award.learner.lti_user_id,
+        "template_key": award.template.key,
+        "level_key": award.level_key,
+        "achievement_id": signed["credentialSubject"]["achievement"]["id"],
+        "kind": "stacked" if parts else "single",
+        # the serialised bytes, written as they are (db.engine.json_text)
+        "document": orjson.Fragment(body),
+        "jwt": vcjwt.encode(signed, ring.jwt_signing_key, serialized=body),
+        "signing_key_id": ring.signing_key.row_id,
+        "jwt_key_id": ring.jwt_key_row.get(ring.jwt_signing_key.kid),
+        "status_list_id": status.id,
+        "status_index": index,
+        "issued_at": now,
+        "valid_from": now,
+        "valid_until": (
+            dt.datetime.fromisoformat(valid_until.replace("Z", "+00:00")) if valid_until else None
+        ),
+        "revoked": False,
+        "revoked_at": None,
+        "revocation_reason": None,
+    }
     return values, signed
 
 

@@ -241,7 +241,7 @@ def _document(level: str, *, valid_from: str, valid_until: str | None) -> dict[s
     return doc
 
 
-def _checks(**failed: str) -> tuple[Check, ...]:
+def _report(doc: dict[str, Any], **failed: str) -> VerificationReport:
     passed = {
         "format": "An Open Badges 3.0 credential with an embedded Data Integrity proof.",
         "contexts": "Every property is defined by the bundled JSON-LD contexts.",
@@ -251,13 +251,9 @@ def _checks(**failed: str) -> tuple[Check, ...]:
         "status": "The credential is not revoked (status list checked just now).",
         "dates": "The credential is within its validity period.",
     }
-    return tuple(
+    checks = tuple(
         Check(name, name not in failed, failed.get(name, detail)) for name, detail in passed.items()
     )
-
-
-def _report(doc: dict[str, Any], **failed: str) -> VerificationReport:
-    checks = _checks(**failed)
     return VerificationReport(
         valid=all(c.ok for c in checks),
         checks=checks,

@@ -134,7 +134,6 @@ class AlignmentItem:
     href: str | None
     framework: str | None
     code: str | None
-    kind: str | None
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,6 @@ class CredentialView:
     recipient_salt: str | None
     issuer_name: str
     issuer_url: str | None
-    issuer_image: str | None
     issuer_location: str | None
     issuer_ids: list[Row]
     issued: str | None
@@ -185,7 +183,6 @@ class CredentialView:
     valid_until_iso: str | None
     eu_rows: list[Row]
     evidence: list[Row]
-    related: list[Row]
     status: Status
     checks: list[CheckItem]
     image_alt: str
@@ -300,7 +297,6 @@ def _alignments(achievement: dict[str, Any]) -> list[AlignmentItem]:
                 href=_safe_url(a.get("targetUrl")),
                 framework=_text(a.get("targetFramework")),
                 code=_text(a.get("targetCode")),
-                kind=kind,
             )
         )
     return items
@@ -544,15 +540,6 @@ def _evidence_rows(document: dict[str, Any]) -> list[Row]:
     ]
 
 
-def _related_rows(achievement: dict[str, Any]) -> list[Row]:
-    """The achievement's related achievements: name, link."""
-    return [
-        Row(_text(r.get("name")) or _text(r.get("id")) or "Related", "", _safe_url(r.get("id")))
-        for r in _as_list(achievement.get("related"))
-        if isinstance(r, dict)
-    ]
-
-
 def view_model(
     document: dict[str, Any],
     report: VerificationReport,
@@ -580,9 +567,6 @@ def view_model(
     alt = _text(image.get("caption")) or (
         f"{title} badge, {level} level" if level else f"{title} badge"
     )
-    issuer_image = issuer_obj.get("image")
-    if isinstance(issuer_image, dict):
-        issuer_image = issuer_image.get("id")
     criteria = achievement.get("criteria") if isinstance(achievement.get("criteria"), dict) else {}
     assert isinstance(criteria, dict)
     return CredentialView(
@@ -603,7 +587,6 @@ def view_model(
         recipient_salt=salt,
         issuer_name=_text(issuer_obj.get("name")) or _text(issuer_obj.get("id")) or "Unknown",
         issuer_url=_safe_url(issuer_obj.get("url")),
-        issuer_image=_safe_url(issuer_image),
         issuer_location=location or None,
         issuer_ids=_issuer_ids(issuer_obj),
         issued=_date(issued),
@@ -613,7 +596,6 @@ def view_model(
         valid_until_iso=valid_until.isoformat() if valid_until else None,
         eu_rows=_eu_rows(document, achievement, subject, level, name),
         evidence=_evidence_rows(document),
-        related=_related_rows(achievement),
         status=_status(report, now, valid_until),
         checks=[
             CheckItem(c.name, _CHECK_LABELS.get(c.name, c.name.replace("_", " ")), c.ok, c.detail)
@@ -629,6 +611,5 @@ def view_model(
 def view_model_title(document: dict[str, Any]) -> str:
     subject = document.get("credentialSubject")
     achievement = subject.get("achievement") if isinstance(subject, dict) else None
-    if isinstance(achievement, dict) and _text(achievement.get("name")):
-        return _text(achievement.get("name")) or "credential"
-    return _text(document.get("name")) or "credential"
+    name = achievement.get("name") if isinstance(achievement, dict) else None
+    return _text(name) or _text(document.get("name")) or "credential"

@@ -227,14 +227,10 @@ _SVG_HEADERS = {
 }
 
 
-def _achievement_level(bundle: CredentialBundle) -> tuple[str | None, int, str]:
-    view = view_model(bundle.document, bundle.report, now=datetime.now(UTC))
-    return view.level, view.level_rank, view.image_alt
-
-
 def badge_images(bundle: CredentialBundle) -> tuple[bytes, bytes]:
     """The (PNG, SVG) images to bake into: the bundle's own where given, else defaults."""
-    level, rank, alt = _achievement_level(bundle)
+    view = view_model(bundle.document, bundle.report, now=datetime.now(UTC))
+    level, rank, alt = view.level, view.level_rank, view.image_alt
     png = svg = None
     if bundle.image is not None:
         if bundle.image.startswith(baking.PNG_SIGNATURE):
@@ -263,13 +259,8 @@ def baked_badge(bundle: CredentialBundle, kind: Literal["png", "svg"]) -> bytes:
         return baking.bake(image, bundle.document, replace=True)
     except baking.BakingError as exc:
         log.warning("achievement image not bakeable, using the default badge: %s", exc.detail)
-        level, rank, alt = _achievement_level(bundle)
-        default = (
-            badge_image.default_badge_png(level=level, rank=rank)
-            if kind == "png"
-            else badge_image.default_badge_svg(level=level, rank=rank, title=alt)
-        )
-        return baking.bake(default, bundle.document)
+        png, svg = badge_images(dataclasses.replace(bundle, image=None))
+        return baking.bake(png if kind == "png" else svg, bundle.document)
 
 
 _OFFERS: dict[str, Literal["html", "json", "jwt"]] = {
@@ -342,11 +333,8 @@ def _page_urls(
     settings = getattr(request.app.state, "settings", None)
     if settings is not None:
         base = settings.public_base_url
-    urls = credential_urls(base, key, prefix=prefix)
-    if ob2_prefix is not None:
-        urls = dataclasses.replace(
-            urls, ob2_assertion=f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
-        )
+    ob2 = None if ob2_prefix is None else f"{base}{ob2_prefix}/assertions/{quote(key, safe='')}"
+    urls = credential_urls(base, key, prefix=prefix, ob2_assertion=ob2)
     return urls if bundle.jwt else dataclasses.replace(urls, jwt=None)
 
 

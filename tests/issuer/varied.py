@@ -225,10 +225,7 @@ def keyring() -> keys.Keyring:
     public = ed.public_key().public_bytes_raw()
     ed_key = keys.Ed25519Key(
         row_id=1,
-        name="ed25519-golden",
-        public=public,
         multibase=multibase.encode_multikey_ed25519(public),
-        active=True,
         private=ed,
     )
     es = ec.derive_private_key(0x18_18_18_18_18_18, ec.SECP256R1())
