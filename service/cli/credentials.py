@@ -72,11 +72,11 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     from service.db.types import utcnow
     from service.flows import revoking
     from service.issuer import identity
-    from service.issuer import service as issuer_service
 
     settings = _identity(_bootstrap())
-    # Revoking goes the instructor page's way: repositories, re-award block, audit.
-    action = revoking.revoke_credential if revoked else issuer_service.unrevoke
+    # The instructor page's and the API's way: repositories, re-award block, audit; an
+    # award's revocation, or one a repository was sent, is not undone.
+    action = revoking.revoke_credential if revoked else revoking.unrevoke_credential
     try:
         with _db(settings, write=True) as s:
             row = action(
@@ -87,6 +87,8 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
         raise _fail(exc) from None
     except ServiceError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
         raise typer.Exit(1) from None
     state = "revoked" if row.revoked else "no longer revoked"
     typer.echo(f"credential {row.uuid} is {state} (status list {row.status_list_id})")

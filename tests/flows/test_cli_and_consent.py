@@ -192,6 +192,12 @@ def test_credential_revoke_on_the_command_line_reaches_the_repositories(
     again = runner.invoke(cli.app, ["course", "reevaluate", str(live.course_id)])
     assert again.exit_code == 0 and "0 issued" in again.output, again.output
     assert "1 held back by a revocation" in again.output
+    # Nor does the command line undo it (it did, leaving the repositories' copies revoked).
+    undo = runner.invoke(cli.app, ["credential", "unrevoke", uuid, "--reason", "oops"])
+    assert undo.exit_code == 1, undo.output
+    assert "revocation is final" in undo.output and "Allow re-award" in undo.output
+    with db_session(live.engine) as s:
+        assert s.exec(select(Credential.revoked).where(Credential.uuid == uuid)).one()
 
 
 def test_a_course_is_connected_from_the_command_line_and_reports_its_health(
