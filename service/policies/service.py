@@ -166,9 +166,10 @@ def set_level_template(
         if value is not None and value <= 0:
             raise BadInput(f"{name}: must be more than 0, not {value}")
     assert competency_row.id is not None
-    row = repo.level_template(session, competency_row.id, level)
-    if row is None:
-        row = CompetencyLevelTemplate(competency_id=competency_row.id, level=level)
+    templates = {t.level: t for t in repo.level_templates(session, competency_row.id)}
+    row = templates.get(level) or CompetencyLevelTemplate(
+        competency_id=competency_row.id, level=level
+    )
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = utcnow()
