@@ -81,7 +81,7 @@ class PrivateKey:
     public: PublicKey = field(repr=False)
     # the same key as a cryptography object: ``sign`` calls it directly, without python-jose's
     # key object around the same OpenSSL call (bench/README.md, Sign)
-    crypto: Any = field(default=None, repr=False)
+    crypto: Any = field(repr=False)
 
 
 def _b64u_int(n: int, length: int | None = None) -> str:
@@ -166,9 +166,6 @@ _PKCS1_SHA256 = (padding.PKCS1v15(), hashes.SHA256())
 
 def _signature(key: PrivateKey, signing_input: bytes) -> bytes:
     """The JWS signature (RFC 7518 §3.3, §3.4: ES256 as R || S, 32 bytes each)."""
-    if key.crypto is None:  # built by hand from a jose key object only
-        signature: bytes = key.key.sign(signing_input)
-        return signature
     if key.alg == "ES256":
         r, s = decode_dss_signature(key.crypto.sign(signing_input, _ECDSA_SHA256))
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")

@@ -20,8 +20,3 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
-
-
-def revision(url: str, message: str) -> None:
-    """Developer helper: autogenerate a migration from the models."""
-    command.revision(alembic_config(url), message=message, autogenerate=True)

@@ -131,19 +131,11 @@ def blocked_text(award: Award) -> str:
     )
 
 
-def _reaward_block(
-    session: Session, *, course_id: int, person_id: int, line_key: str
-) -> Award | None:
-    """The highest revoked award on the line whose revocation (by a person) blocks re-award."""
-    return _reaward_blocks(session, course_id=course_id, person_id=person_id).get(
-        (person_id, line_key)
-    )
-
-
 def _reaward_blocks(
     session: Session, *, course_id: int, person_id: int | None = None
 ) -> dict[tuple[int, str], Award]:
-    """``_reaward_block`` for every line of the course (or of one learner), in one query."""
+    """By (person, line): the highest revoked award whose revocation (by a person) blocks
+    re-award, for every line of the course (or of one learner), in one query."""
     q = select(Award).where(
         Award.course_id == course_id,
         Award.state == "revoked",
@@ -695,7 +687,9 @@ def _stacks(
         )
         if not result.awarded or current is not None:
             continue
-        if _reaward_block(session, course_id=setup.course_id, person_id=person.id, line_key=line):
+        if (person.id, line) in _reaward_blocks(
+            session, course_id=setup.course_id, person_id=person.id
+        ):
             summary.blocked += 1  # revoked by a person: not re-issued until lifted
             continue
         parts = _stack_parts(session, stack_policy, by_key)

@@ -12,13 +12,13 @@ from typing import Any
 from sqlmodel import Session, select
 
 from service import audit, evaluation
-from service.assessment import parse
-from service.assessment.types import AssessmentError, Policy, percent
+from service.assessment.types import Policy, percent
 from service.db.models import Competency, Course, CourseSetup, SourceConnection
 from service.errors import BadInput, NotFound, ServiceError
 from service.flows.setup_store import course_setup
 from service.flows.syncing import request_sync
 from service.lti import platforms as lti_platforms
+from service.policies import institution
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from service.sources import store, sync
@@ -225,20 +225,12 @@ def save_competency_setup(
     for level, value in thresholds.items():
         if level not in ("beginning", "intermediate", "advanced"):
             raise BadInput(f"levels.{level}: not a level")
-        text = value.strip()
-        if not text:
+        threshold = institution.percent_text(value, f"{comp.name}: {level.capitalize()} threshold")
+        if threshold is None:
             continue
-        # Read as the hint says: "70%", "70" and "0.7" are all 70 %; stored as "70%".
-        try:
-            fraction = parse.parse_fraction(text, f"levels.{level}.threshold")
-        except AssessmentError as exc:
-            raise BadInput(
-                f"{comp.name}: {level.capitalize()} threshold: {exc.message}",
-                hint="Write a percentage such as 70% (or 70, or 0.7).",
-            ) from None
         entry = levels.get(level)
         entry = dict(entry) if isinstance(entry, dict) else {}
-        entry["threshold"] = f"{round(fraction * 100, 4):g}%"
+        entry["threshold"] = threshold
         levels[level] = entry
     if levels:
         document["levels"] = levels

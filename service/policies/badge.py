@@ -24,7 +24,7 @@ from sqlmodel import Session, col, func, select
 from service import audit
 from service.db.models import BadgeImage, Competency, CourseCompetency
 from service.errors import BadInput, Conflict
-from service.policies import service
+from service.policies import repository, service
 
 __all__ = [
     "MAX_BYTES",
@@ -170,12 +170,7 @@ def design(
     """
     comp = service.competency(session, competency_key)
     assert comp.id is not None
-    linked = session.exec(
-        select(CourseCompetency.id).where(
-            CourseCompetency.competency_id == comp.id, CourseCompetency.course_id == course_id
-        )
-    ).first()
-    if linked is None:
+    if repository.course_link(session, course_id, comp.id) is None:
         raise Conflict(f"{comp.name} is not assessed in this course")
     others = other_courses(session, comp, course_id)
     if others:

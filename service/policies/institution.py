@@ -21,7 +21,7 @@ from service.db.models import PolicyVersion
 from service.errors import BadInput, NotFound
 from service.policies import service
 
-__all__ = ["LEVELS", "SITTINGS", "LevelForm", "conflicts", "edit", "form"]
+__all__ = ["LEVELS", "SITTINGS", "LevelForm", "conflicts", "edit", "form", "percent_text"]
 
 LEVELS = tuple(level for level in Level if level is not Level.NONE)
 # The least sitting a level may ask for, as the form offers it ("" : no lower limit).
@@ -78,16 +78,17 @@ def form(session: Session) -> tuple[PolicyVersion | None, list[LevelForm]]:
     return row, out
 
 
-def _fraction_text(text: str, label: str, what: str) -> str | None:
+def percent_text(text: str, where: str) -> str | None:
+    """A percentage typed in a form as stored: "70%", "70" and "0.7" are all "70%" (as the
+    hint says); None for an empty box. ``where`` names the box in the error."""
     text = text.strip()
     if not text:
         return None
     try:
-        fraction = parse.parse_fraction(text, what)
+        fraction = parse.parse_fraction(text, "threshold")
     except AssessmentError as exc:
         raise BadInput(
-            f"{label}, {_FIELD_WORDS.get(what, what)}: {exc.message}",
-            hint="Write a percentage such as 70% (or 70, or 0.7).",
+            f"{where}: {exc.message}", hint="Write a percentage such as 70% (or 70, or 0.7)."
         ) from None
     return f"{round(fraction * 100, 4):g}%"
 
@@ -107,7 +108,7 @@ def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict
     b_levels = dict(bounds.get("levels") or {})
     known = {v.key for v in VerificationLevel}
     for lv in typed:
-        threshold = _fraction_text(lv.threshold, lv.label, "threshold")
+        threshold = percent_text(lv.threshold, f"{lv.label}, {_FIELD_WORDS['threshold']}")
         if threshold is not None:
             entry = d_levels.get(lv.key)
             entry = dict(entry) if isinstance(entry, dict) else {}
@@ -117,8 +118,8 @@ def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict
         rng = {
             end: value
             for end, value in (
-                ("min", _fraction_text(lv.low, lv.label, "min")),
-                ("max", _fraction_text(lv.high, lv.label, "max")),
+                ("min", percent_text(lv.low, f"{lv.label}, {_FIELD_WORDS['min']}")),
+                ("max", percent_text(lv.high, f"{lv.label}, {_FIELD_WORDS['max']}")),
             )
             if value is not None
         }

@@ -48,17 +48,6 @@ def level_templates(session: Session, competency_id: int) -> Sequence[Competency
     ).all()
 
 
-def level_template(
-    session: Session, competency_id: int, level: str
-) -> CompetencyLevelTemplate | None:
-    return session.exec(
-        select(CompetencyLevelTemplate).where(
-            CompetencyLevelTemplate.competency_id == competency_id,
-            CompetencyLevelTemplate.level == level,
-        )
-    ).first()
-
-
 def course_link(session: Session, course_id: int, competency_id: int) -> CourseCompetency | None:
     return session.exec(
         select(CourseCompetency).where(
@@ -128,22 +117,10 @@ def versions(session: Session, scope_key: str) -> Sequence[PolicyVersion]:
     ).all()
 
 
-def effective_by_hash(
-    session: Session, course_id: int, competency_id: int, policy_hash: str
-) -> EffectivePolicy | None:
-    return session.exec(
-        select(EffectivePolicy).where(
-            EffectivePolicy.course_id == course_id,
-            EffectivePolicy.competency_id == competency_id,
-            EffectivePolicy.policy_hash == policy_hash,
-        )
-    ).first()
-
-
 def effective_by_hashes(
     session: Session, course_id: int, policy_hashes: Sequence[str]
 ) -> dict[tuple[int, str], EffectivePolicy]:
-    """``effective_by_hash`` of the course's competencies, by (competency, hash), in one query."""
+    """The course's numbered policies with these rules' hashes, by (competency, hash)."""
     rows = session.exec(
         select(EffectivePolicy).where(
             EffectivePolicy.course_id == course_id,
@@ -151,6 +128,12 @@ def effective_by_hashes(
         )
     )
     return {(r.competency_id, r.policy_hash): r for r in rows}
+
+
+def effective_by_hash(
+    session: Session, course_id: int, competency_id: int, policy_hash: str
+) -> EffectivePolicy | None:
+    return effective_by_hashes(session, course_id, [policy_hash]).get((competency_id, policy_hash))
 
 
 def last_effective_version(session: Session, course_id: int, competency_id: int) -> int:

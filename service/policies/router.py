@@ -7,7 +7,7 @@ the authenticated principal goes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import PlainTextResponse, Response
@@ -23,6 +23,7 @@ from service.policies import service as policies
 router = APIRouter(prefix="/api/policies", tags=["policies"])
 
 FormatQuery = Annotated[str, Query(pattern="^(json|yaml)$", description="json or yaml")]
+_T = TypeVar("_T")
 
 
 def _author(request: Request) -> str:
@@ -30,17 +31,13 @@ def _author(request: Request) -> str:
     return str(request.state.actor)
 
 
-def _saved(session: Session, row: PolicyVersion) -> schemas.PolicyVersionPublic:
-    """A version just stored, read out before the commit that keeps it."""
-    out = _version(row)
+def _committed(session: Session, out: _T) -> _T:
+    """``out``, read out of rows just stored, once the commit that keeps them is done."""
     session.commit()
-    assert out is not None
     return out
 
 
-def _version(row: PolicyVersion | None) -> schemas.PolicyVersionPublic | None:
-    if row is None:
-        return None
+def _version(row: PolicyVersion) -> schemas.PolicyVersionPublic:
     return schemas.PolicyVersionPublic.model_validate(row, from_attributes=True)
 
 
@@ -82,9 +79,7 @@ def create_competency(
 ) -> schemas.CompetencyPublic:
     """Add a competency to the catalogue (administrator)."""
     row = policies.create_competency(session, author=_author(request), **body.model_dump())
-    out = _competency_public(session, row)
-    session.commit()
-    return out
+    return _committed(session, _competency_public(session, row))
 
 
 @router.get("/competencies/{key:path}/levels")
@@ -104,9 +99,7 @@ def put_level(
     template = policies.set_level_template(
         session, competency_row=row, level=level, author=_author(request), **body.model_dump()
     )
-    out = _template(template)
-    session.commit()
-    return out
+    return _committed(session, _template(template))
 
 
 @router.get("/competencies/{key:path}")
@@ -122,9 +115,7 @@ def update_competency(
     """Change a competency (administrator)."""
     fields = body.model_dump(exclude_none=True)
     row = policies.update_competency(session, key=key, author=_author(request), **fields)
-    out = _competency_public(session, row)
-    session.commit()
-    return out
+    return _committed(session, _competency_public(session, row))
 
 
 # --- institution defaults and bounds (administrator) ------------------------------------
@@ -134,9 +125,7 @@ def update_competency(
 def get_institution(session: SessionDep) -> schemas.PolicyVersionPublic:
     """The current institution defaults and bounds."""
     row, _, _ = policies.institution_layers(session)
-    out = _version(row)
-    assert out is not None
-    return out
+    return _version(row)
 
 
 @router.put("/institution")
@@ -147,13 +136,13 @@ def put_institution(
     row = policies.save_institution(
         session, defaults=body.defaults, bounds=body.bounds, author=_author(request), note=body.note
     )
-    return _saved(session, row)
+    return _committed(session, _version(row))
 
 
 @router.get("/institution/versions")
 def institution_versions(session: SessionDep) -> list[schemas.PolicyVersionPublic]:
     """Every version of the institution policy, newest first."""
-    return [v for v in map(_version, repo.versions(session, repo.INSTITUTION)) if v is not None]
+    return [_version(v) for v in repo.versions(session, repo.INSTITUTION)]
 
 
 @router.get("/institution/export")
@@ -171,7 +160,7 @@ def import_institution(
 ) -> schemas.PolicyVersionPublic:
     """Import institution defaults and bounds from a JSON or YAML file (administrator)."""
     row = policies.import_institution(session, text=text, fmt=format, author=_author(request))
-    return _saved(session, row)
+    return _committed(session, _version(row))
 
 
 # --- courses (instructor) -------------------------------------------------------------------
@@ -185,9 +174,11 @@ def get_course(course_id: RowId, session: SessionDep) -> schemas.CoursePolicies:
     for row in repo.course_competencies(session, course_id):
         assert row.id is not None
         latest = repo.latest_version(session, repo.competency_scope(course_id, row.id))
-        competencies[row.key] = _version(latest)
-    course = _version(repo.latest_version(session, repo.course_scope(course_id)))
-    return schemas.CoursePolicies(course=course, competencies=competencies)
+        competencies[row.key] = None if latest is None else _version(latest)
+    course = repo.latest_version(session, repo.course_scope(course_id))
+    return schemas.CoursePolicies(
+        course=None if course is None else _version(course), competencies=competencies
+    )
 
 
 @router.put("/courses/{course_id}")
@@ -203,7 +194,7 @@ def put_course(
         author=_author(request),
         note=body.note,
     )
-    return _saved(session, row)
+    return _committed(session, _version(row))
 
 
 @router.put("/courses/{course_id}/competencies/{key:path}")
@@ -220,7 +211,7 @@ def put_course_competency(
         author=_author(request),
         note=body.note,
     )
-    return _saved(session, row)
+    return _committed(session, _version(row))
 
 
 @router.get("/courses/{course_id}/effective/{key:path}")
@@ -261,9 +252,7 @@ def import_course(
     rows = policies.import_course(
         session, course_id=course_id, text=text, fmt=format, author=_author(request)
     )
-    out = [v for v in map(_version, rows) if v is not None]
-    session.commit()
-    return out
+    return _committed(session, [_version(v) for v in rows])
 
 
 # --- decisions ------------------------------------------------------------------------------

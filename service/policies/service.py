@@ -16,7 +16,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -166,9 +165,10 @@ def set_level_template(
         if value is not None and value <= 0:
             raise BadInput(f"{name}: must be more than 0, not {value}")
     assert competency_row.id is not None
-    row = repo.level_template(session, competency_row.id, level)
-    if row is None:
-        row = CompetencyLevelTemplate(competency_id=competency_row.id, level=level)
+    templates = {t.level: t for t in repo.level_templates(session, competency_row.id)}
+    row = templates.get(level) or CompetencyLevelTemplate(
+        competency_id=competency_row.id, level=level
+    )
     for name, value in fields.items():
         setattr(row, name, value)
     row.updated_at = utcnow()
@@ -446,10 +446,6 @@ def effective(
 
     A composed policy not seen before for this pair gets the next number; the same rules
     always get the same number, so a decision's ``policy_version`` identifies its rules.
-    The typed policy is built once per set of layer documents and once per numbered
-    version in this process (``_composed``, ``_versioned``), not per evaluation: a
-    worker evaluating a course batch by batch reads the layers and the number, and gets
-    the same ``Policy`` value back.
     Numbering writes: call it in a write transaction (pages that only show the rules use
     ``in_force``).
 
@@ -507,20 +503,6 @@ def effective_all(
     return out
 
 
-# Built once per input in this process: the composed rules of a set of layer documents
-# (keyed by the documents themselves, so a key can never name other rules), and the typed
-# policy of a numbered version (keyed by its rules' hash and number, and its document).
-_composed_cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
-_versioned_cache: dict[bytes, Policy] = {}
-_CACHE_SIZE = 1024
-
-
-def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
-    if len(cache) >= _CACHE_SIZE:
-        cache.pop(next(iter(cache)))  # the oldest entry (dicts keep insertion order)
-    cache[key] = value
-
-
 def _composed(
     inst_row: PolicyVersion,
     course_row: PolicyVersion | None,
@@ -528,19 +510,6 @@ def _composed(
     competency_key: str,
 ) -> tuple[str, dict[str, Any]]:
     """The rules' hash and stored document (without its number) of these layers."""
-    key = orjson.dumps(
-        [
-            inst_row.document,
-            inst_row.bounds or {},
-            None if course_row is None else course_row.document,
-            None if comp_row is None else comp_row.document,
-            competency_key,
-        ],
-        option=orjson.OPT_SORT_KEYS,
-    )
-    hit = _composed_cache.get(key)
-    if hit is not None:
-        return hit
     layers = [
         parse.read_layer(inst_row.document),
         _layer(course_row),
@@ -551,19 +520,12 @@ def _composed(
     policy = _checked(layers, limits, prefix=f"policy for {competency_key}")
     document = parse.policy_to_dict(policy)
     del document["version"]  # the number is assigned per course and competency
-    value = (canonical.policy_hash(policy), document)
-    _remember(_composed_cache, key, value)
-    return value
+    return canonical.policy_hash(policy), document
 
 
 def _versioned(row: EffectivePolicy) -> Policy:
-    """The typed policy of a numbered effective policy row (rows are never changed)."""
-    key = orjson.dumps([row.policy_hash, row.version, row.document], option=orjson.OPT_SORT_KEYS)
-    hit = _versioned_cache.get(key)
-    if hit is None:
-        hit = parse.read_policy(row.document | {"version": row.version})
-        _remember(_versioned_cache, key, hit)
-    return hit
+    """The typed policy of a numbered effective policy row."""
+    return parse.read_policy(row.document | {"version": row.version})
 
 
 def in_force(session: Session, *, course_id: int, competency_row: Competency) -> Policy:
