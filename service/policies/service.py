@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -446,6 +447,10 @@ def effective(
 
     A composed policy not seen before for this pair gets the next number; the same rules
     always get the same number, so a decision's ``policy_version`` identifies its rules.
+    The typed policy is built once per set of layer documents and once per numbered
+    version in this process (``_composed``, ``_versioned``), not per evaluation: a
+    worker evaluating a course batch by batch reads the layers and the number, and gets
+    the same ``Policy`` value back.
     Numbering writes: call it in a write transaction (pages that only show the rules use
     ``in_force``).
 
@@ -503,6 +508,20 @@ def effective_all(
     return out
 
 
+# Built once per input in this process: the composed rules of a set of layer documents
+# (keyed by the documents themselves, so a key can never name other rules), and the typed
+# policy of a numbered version (keyed by its rules' hash and number, and its document).
+_composed_cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
+_versioned_cache: dict[bytes, Policy] = {}
+_CACHE_SIZE = 1024
+
+
+def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))  # the oldest entry (dicts keep insertion order)
+    cache[key] = value
+
+
 def _composed(
     inst_row: PolicyVersion,
     course_row: PolicyVersion | None,
@@ -510,6 +529,19 @@ def _composed(
     competency_key: str,
 ) -> tuple[str, dict[str, Any]]:
     """The rules' hash and stored document (without its number) of these layers."""
+    key = orjson.dumps(
+        [
+            inst_row.document,
+            inst_row.bounds or {},
+            None if course_row is None else course_row.document,
+            None if comp_row is None else comp_row.document,
+            competency_key,
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    hit = _composed_cache.get(key)
+    if hit is not None:
+        return hit
     layers = [
         parse.read_layer(inst_row.document),
         _layer(course_row),
@@ -520,12 +552,19 @@ def _composed(
     policy = _checked(layers, limits, prefix=f"policy for {competency_key}")
     document = parse.policy_to_dict(policy)
     del document["version"]  # the number is assigned per course and competency
-    return canonical.policy_hash(policy), document
+    value = (canonical.policy_hash(policy), document)
+    _remember(_composed_cache, key, value)
+    return value
 
 
 def _versioned(row: EffectivePolicy) -> Policy:
-    """The typed policy of a numbered effective policy row."""
-    return parse.read_policy(row.document | {"version": row.version})
+    """The typed policy of a numbered effective policy row (rows are never changed)."""
+    key = orjson.dumps([row.policy_hash, row.version, row.document], option=orjson.OPT_SORT_KEYS)
+    hit = _versioned_cache.get(key)
+    if hit is None:
+        hit = parse.read_policy(row.document | {"version": row.version})
+        _remember(_versioned_cache, key, hit)
+    return hit
 
 
 def in_force(session: Session, *, course_id: int, competency_row: Competency) -> Policy:

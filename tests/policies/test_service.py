@@ -278,14 +278,39 @@ def test_effective_policies_are_numbered_and_reused(session: Session) -> None:
     assert back.id == first.id
 
 
-def test_the_effective_policy_follows_its_layers(session: Session) -> None:
-    """Each evaluation asks for the effective policy: the same layers give the same rules
-    and number, and changed layers new ones, whose typed value says so."""
+def test_the_effective_policy_is_built_once_per_version(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each evaluation asks for the effective policy: the layers are read, but parsed,
+    composed, bound-checked and hashed once per set of layers, and the typed value of a
+    numbered version is built once and handed out again (issue #15, item 7)."""
+    from service.assessment import parse
+
     course, stats = setup_course(session)
     assert course.id is not None
+    # From empty caches: what earlier tests in this process built must not count (alone, or
+    # after other tests under pytest-xdist, they would otherwise be another test's rules).
+    monkeypatch.setattr(policies, "_composed_cache", {})
+    monkeypatch.setattr(policies, "_versioned_cache", {})
+    built: list[str] = []
+    real_compose, real_read = parse.compose, parse.read_policy
+
+    def compose(*layers: Any) -> Any:
+        built.append("compose")
+        return real_compose(*layers)
+
+    def read(*args: Any, **kwargs: Any) -> Any:
+        built.append("read")
+        with monkeypatch.context() as inside:  # reading composes its one layer: part of "read"
+            inside.setattr(parse, "compose", real_compose)
+            return real_read(*args, **kwargs)
+
+    monkeypatch.setattr(parse, "compose", compose)
+    monkeypatch.setattr(parse, "read_policy", read)
     policy, row = policies.effective(session, course_id=course.id, competency_row=stats)
     again, same = policies.effective(session, course_id=course.id, competency_row=stats)
-    assert again == policy and same.id == row.id
+    assert again is policy and same.id == row.id
+    assert built == ["compose", "read"]  # the layers composed once, the version read once
     # new rules: composed and numbered anew, and the typed value says so
     policies.save_competency_override(
         session,
@@ -295,7 +320,7 @@ def test_the_effective_policy_follows_its_layers(session: Session) -> None:
         author="p",
     )
     changed, second = policies.effective(session, course_id=course.id, competency_row=stats)
-    assert changed != policy and second.version == row.version + 1
+    assert changed is not policy and second.version == row.version + 1
     assert changed.levels[Level.INTERMEDIATE].threshold == 0.7
     assert changed.version == second.version
 
