@@ -30,6 +30,14 @@ app = typer.Typer(
 )
 
 
+def group(name: str, text: str, *, parent: typer.Typer = app) -> typer.Typer:
+    """The command group ``microcred NAME`` (``text`` is its help, shown when no command is
+    given), under ``parent``."""
+    commands = typer.Typer(help=text, no_args_is_help=True)
+    parent.add_typer(commands, name=name)
+    return commands
+
+
 def _bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Settings:
     """Logging, secrets and (with ``migrate``) the database at the latest migration."""
     settings = settings or get_settings()

@@ -7,13 +7,11 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, group
 
-course_app = typer.Typer(
-    help="Courses: connect one to its LMS, see its sync health, re-evaluate its learners.",
-    no_args_is_help=True,
+course_app = group(
+    "course", "Courses: connect one to its LMS, see its sync health, re-evaluate its learners."
 )
-app.add_typer(course_app, name="course")
 
 
 @course_app.command("connect")

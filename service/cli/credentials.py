@@ -8,13 +8,11 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _fail, _identity, app
+from service.cli.common import _bootstrap, _db, _fail, _identity, app, group
 from service.errors import BadInput, ServiceError
 
-issuer_app = typer.Typer(help="Issuer keys (Open Badges 3.0 signing).", no_args_is_help=True)
-credential_app = typer.Typer(help="Issued credentials: revoke, unrevoke.", no_args_is_help=True)
-app.add_typer(issuer_app, name="issuer")
-app.add_typer(credential_app, name="credential")
+issuer_app = group("issuer", "Issuer keys (Open Badges 3.0 signing).")
+credential_app = group("credential", "Issued credentials: revoke, unrevoke.")
 
 
 @app.command()

@@ -9,18 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, app, group
 from service.cli.workers import _delivery_worker
 from service.errors import ServiceError
 
-outbox_app = typer.Typer(
-    help="Inspect and repair deliveries to repositories.", no_args_is_help=True
-)
-repository_app = typer.Typer(
-    help="Repositories credentials are delivered to.", no_args_is_help=True
-)
-app.add_typer(outbox_app, name="outbox")
-app.add_typer(repository_app, name="repository")
+outbox_app = group("outbox", "Inspect and repair deliveries to repositories.")
+repository_app = group("repository", "Repositories credentials are delivered to.")
 
 
 @app.command()

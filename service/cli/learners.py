@@ -10,12 +10,9 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, group
 
-learner_app = typer.Typer(
-    help="One learner's personal data: find, export, erase.", no_args_is_help=True
-)
-app.add_typer(learner_app, name="learner")
+learner_app = group("learner", "One learner's personal data: find, export, erase.")
 
 
 @learner_app.command("find")

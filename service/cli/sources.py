@@ -9,17 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app, group
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.db.models import SourceConnection
 
-token_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
-import_app = typer.Typer(help="Import results into a course's evidence.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-app.add_typer(import_app, name="import")
+token_app = group("token", "API tokens for the JSON API.")
+import_app = group("import", "Import results into a course's evidence.")
 
 
 @token_app.command("create")
