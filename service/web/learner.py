@@ -28,8 +28,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["learner"], include_in_schema=False)
 
-_PERCENT = 100.0
-
 
 def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     progress: list[dict[str, Any]] = []
@@ -57,7 +55,6 @@ def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     return {
         "progress": progress,
         "credentials": _credentials(s, mine),
-        "percent": _PERCENT,
         "pulled": pulled,
         "pending_note": note,
         "reload_path": "/app/me",
