@@ -82,10 +82,6 @@ def _error(code: str, message: str) -> JSONResponse:
     return JSONResponse({"exception": "moodle_exception", "errorcode": code, "message": message})
 
 
-def _one(form: dict[str, str], name: str) -> str:
-    return form.get(name, "")
-
-
 def _many(form: dict[str, str], name: str) -> list[str]:
     return [v for k, v in sorted(form.items()) if k.startswith(name + "[")]
 
@@ -260,26 +256,26 @@ async def rest_server(request: Request) -> Response:
     course: Course = platform.course
     form = {k: str(v) for k, v in (await request.form()).items()}
     if not hmac.compare_digest(
-        _one(form, "wstoken").encode(), ws_token(platform.config.issuer).encode()
+        form.get("wstoken", "").encode(), ws_token(platform.config.issuer).encode()
     ):
         return _error("invalidtoken", "Invalid token - token not found")
-    function = _one(form, "wsfunction")
+    function = form.get("wsfunction", "")
     with _lock:
         _calls[function] = _calls.get(function, 0) + 1
     course_ids = {int(x) for x in _many(form, "courseids") if x.isdigit()}
     if function == "gradereport_user_get_grade_items":
-        if _one(form, "courseid") != str(LMS_COURSE_ID):
+        if form.get("courseid") != str(LMS_COURSE_ID):
             return _error("invalidrecord", "Can't find data record in database table course.")
         return JSONResponse(_gradebook(course, LMS_COURSE_ID))
     if function == "mod_quiz_get_quizzes_by_courses":
         return JSONResponse(_quizzes(course) if LMS_COURSE_ID in course_ids else {"quizzes": []})
     if function == "mod_quiz_get_user_attempts":
-        quiz = int(_one(form, "quizid") or 0)
+        quiz = int(form.get("quizid") or 0)
         if not 1 <= quiz <= len(course.quizzes):
             return _error("invalidrecord", "Can't find data record in database table quiz.")
-        return JSONResponse(_attempts(course, quiz, int(_one(form, "userid") or 0)))
+        return JSONResponse(_attempts(course, quiz, int(form.get("userid") or 0)))
     if function == "mod_assign_get_assignments":
-        if _one(form, "includenotenrolledcourses") != "1":
+        if form.get("includenotenrolledcourses") != "1":
             # Moodle 5.1 withholds courses the service user is not enrolled in (the demo's
             # service user has system capabilities only), with a warning.
             return JSONResponse(
