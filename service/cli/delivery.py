@@ -11,6 +11,7 @@ import typer
 
 from service.cli.common import _bootstrap, _db, _identity, app, group
 from service.cli.workers import _delivery_worker
+from service.db.types import utcnow
 from service.errors import ServiceError
 
 outbox_app = group("outbox", "Inspect and repair deliveries to repositories.")
@@ -52,7 +53,6 @@ def outbox_list(
 ) -> None:
     """List deliveries, most recent first; warns about expiring repository tokens."""
 
-    from service.db.types import utcnow
     from service.delivery import outbox, repositories
     from service.delivery.schemas import OutboxPublic
 
@@ -311,7 +311,6 @@ def repository_test(
 @repository_app.command("list")
 def repository_list() -> None:
     """List repositories, with token-expiry warnings and rate-limit pauses."""
-    from service.db.types import utcnow
     from service.delivery import repositories
 
     with _db(_bootstrap(), write=True) as s:

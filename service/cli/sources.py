@@ -8,8 +8,10 @@ import os
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from sqlmodel import select
 
 from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app, group
+from service.db.types import utcnow
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
 
@@ -30,7 +32,6 @@ def token_create(
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from service import apitoken
-    from service.db.types import utcnow
 
     settings = _bootstrap()
     with _db(settings, write=True) as s:
@@ -80,7 +81,6 @@ def import_csv_command(
     """Import results from a CSV file (all-or-nothing unless --partial), then evaluate the
     course's learners and issue what they earned."""
 
-    from service.db.types import utcnow
     from service.sources import csvimport
 
     settings = _identity(_bootstrap()) if evaluate and not dry_run else _bootstrap()
@@ -134,8 +134,6 @@ def source_add(
     environment variables), never from the command line, and stored encrypted."""
     from urllib.parse import urlsplit
 
-    from sqlmodel import select
-
     from service.db.models import SourceConnection
     from service.sources import sync
 
@@ -176,8 +174,6 @@ def source_add(
 @source_app.command("list")
 def source_list() -> None:
     """List LMS data connections (never their secrets)."""
-    from sqlmodel import select
-
     from service.db.models import SourceConnection
 
     settings = _bootstrap()
@@ -212,7 +208,6 @@ def sync_command(
     the course's learners and issue what they earned."""
 
     from service import outbound
-    from service.db.types import utcnow
     from service.flows import syncing
     from service.sources import sync
 
