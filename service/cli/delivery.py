@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from service.cli.common import _bootstrap, _db, _identity, app, group
-from service.cli.workers import _delivery_worker
+from service.cli.workers import _delivery_worker, _run
 from service.db.types import utcnow
 from service.errors import ServiceError
 
@@ -34,11 +34,7 @@ def worker(
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        w.run(stop, idle_exit=once)
-    finally:
-        w.close()
-        w.engine.dispose()
+    _run(w, stop, idle_exit=once)
 
 
 @outbox_app.command("list")
