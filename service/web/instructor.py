@@ -81,12 +81,11 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
         stacked[award.person_id].append(award)
     by_person: dict[int, list[evaluating.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
+    counts = {lv.key: 0 for lv in Level}
     for row in rows:
         assert row.person.id is not None
         by_person[row.person.id].append(row)
         people[row.person.id] = row.person
-    counts = {lv.key: 0 for lv in Level}
-    for row in rows:
         if row.decision is not None:
             counts[row.decision.level.key] += 1
     attest_items: dict[str, str] = {}

@@ -100,8 +100,7 @@ def _credentials(s: Session, mine: list[tuple[Award, Credential | None]]) -> lis
                 "credential": cred,
                 # the badge its instructor designed (served here), else the level's seal
                 "image": image if image.startswith(badge.PATH_PREFIX) else None,
-                "name": cred.document.get("name")
-                or cred.document.get("credentialSubject", {}).get("achievement", {}).get("name"),
+                "name": cred.document.get("name") or achievement.get("name"),
                 "destinations": (
                     where.get(award.delivery_key, []) if award.state == "issued" else []
                 ),
