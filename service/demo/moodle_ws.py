@@ -73,10 +73,6 @@ def _level_number(course: Course, criterion_id: str, level_id: str) -> int:
     )
 
 
-def _unix(value: Any) -> int:
-    return int(value.timestamp())
-
-
 def _error(code: str, message: str) -> JSONResponse:
     # Moodle answers web-service errors with HTTP 200 and this body.
     return JSONResponse({"exception": "moodle_exception", "errorcode": code, "message": message})
@@ -138,8 +134,8 @@ def _attempts(course: Course, quiz_number: int, user: int) -> dict[str, Any]:
                 "userid": user,
                 "attempt": a.attempt,
                 "state": "finished",
-                "timefinish": _unix(a.finished_at),
-                "timemodified": _unix(a.finished_at),
+                "timefinish": int(a.finished_at.timestamp()),
+                "timemodified": int(a.finished_at.timestamp()),
                 "sumgrades": a.score,
             }
         )
@@ -186,7 +182,7 @@ def _grades(course: Course) -> dict[str, Any]:
                 "id": _grade_id(user),
                 "userid": user,
                 "attemptnumber": 0,
-                "timemodified": _unix(max(r.assessed_at for r in results)),
+                "timemodified": int(max(r.assessed_at for r in results).timestamp()),
                 "grade": f"{points:.5f}",
             }
         )
@@ -233,7 +229,7 @@ def _instances(course: Course) -> dict[str, Any]:
                 "id": 7000 + user,
                 "itemid": _grade_id(user),
                 "status": 1,
-                "timemodified": _unix(max(r.assessed_at for r in results)),
+                "timemodified": int(max(r.assessed_at for r in results).timestamp()),
                 "rubric": {
                     "criteria": [
                         {
