@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import select
 
 from service.cli.common import _bootstrap, _db, _identity, app, group
 from service.cli.workers import _delivery_worker, _run
+from service.db.engine import table
 from service.db.types import utcnow
 from service.errors import ServiceError
 
@@ -26,9 +30,6 @@ def worker(
 ) -> None:
     """Deliver outbox rows, pull connected courses from their LMS on schedule and evaluate
     queued learners (run any number of these on PostgreSQL; one on SQLite)."""
-    import signal
-    import threading
-
     settings = _identity(_bootstrap())
     w = _delivery_worker(settings, threads=threads, batch=batch)
     stop = threading.Event()
@@ -85,9 +86,6 @@ def outbox_list(
 @outbox_app.command("show")
 def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
     """One row with every attempt: when, what was sent, what came back, why it failed."""
-    from sqlmodel import select
-
-    from service.db.engine import table
     from service.db.models import DeliveryAttempt
     from service.delivery import outbox
 

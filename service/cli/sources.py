@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
 from sqlmodel import select
@@ -132,8 +133,6 @@ def source_add(
 ) -> None:
     """Add an LMS data connection; secrets are read from a prompt (or MICROCRED_SOURCE_*
     environment variables), never from the command line, and stored encrypted."""
-    from urllib.parse import urlsplit
-
     from service.db.models import SourceConnection
     from service.sources import sync
 
