@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from service import logredact, requestlog, secretbox
 from service.db import migrate as db_migrate
-from service.db.engine import make_engine
+from service.db.engine import make_engine, session
 from service.errors import ServiceError
 from service.settings import Settings, get_settings
 
@@ -28,6 +28,14 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def group(name: str, text: str, *, parent: typer.Typer = app) -> typer.Typer:
+    """The command group ``microcred NAME`` (``text`` is its help, shown when no command is
+    given), under ``parent``."""
+    commands = typer.Typer(help=text, no_args_is_help=True)
+    parent.add_typer(commands, name=name)
+    return commands
 
 
 def _bootstrap(settings: Settings | None = None, *, migrate: bool = False) -> Settings:
@@ -92,8 +100,6 @@ def _fail(exc: Exception) -> typer.Exit:
 @contextlib.contextmanager
 def _db(settings: Settings, *, write: bool = False) -> Iterator[Session]:
     """One session for one command; the engine is closed afterwards (PostgreSQL pools)."""
-    from service.db.engine import session
-
     with _engine_of(settings) as engine, session(engine, write=write) as s:
         yield s
 

@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, group
+from service.db.engine import session as db_session
+from service.db.types import utcnow
+from service.errors import NotFound
 
-course_app = typer.Typer(
-    help="Courses: connect one to its LMS, see its sync health, re-evaluate its learners.",
-    no_args_is_help=True,
+course_app = group(
+    "course", "Courses: connect one to its LMS, see its sync health, re-evaluate its learners."
 )
-app.add_typer(course_app, name="course")
 
 
 @course_app.command("connect")
@@ -39,7 +40,6 @@ def course_connect(
 ) -> None:
     """Connect a course to its LMS data source: the worker then pulls its roster (NRPS)
     and results on schedule, and the instructor's page shows Sync from LMS."""
-    from service.db.types import utcnow
     from service.flows import wiring
     from service.sources import sync
 
@@ -69,7 +69,6 @@ def course_status(
     course_id: Annotated[int, typer.Argument(help="The course id (see the admin page).")],
 ) -> None:
     """The course's sync health: last pull, roster size, errors, items needing attention."""
-    from service.db.types import utcnow
     from service.flows import syncing
 
     settings = _bootstrap()
@@ -110,10 +109,7 @@ def course_reevaluate(
     is empty; workers running meanwhile share the work (their part is not counted here).
     """
     from service import evaluation
-    from service.db.engine import session as db_session
     from service.db.models import Course
-    from service.db.types import utcnow
-    from service.errors import NotFound
     from service.flows import evaluation_queue, syncing
 
     settings = _identity(_bootstrap())

@@ -8,13 +8,12 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _fail, _identity, app
+from service.cli.common import _bootstrap, _db, _fail, _identity, app, group
+from service.db.types import utcnow
 from service.errors import BadInput, ServiceError
 
-issuer_app = typer.Typer(help="Issuer keys (Open Badges 3.0 signing).", no_args_is_help=True)
-credential_app = typer.Typer(help="Issued credentials: revoke, unrevoke.", no_args_is_help=True)
-app.add_typer(issuer_app, name="issuer")
-app.add_typer(credential_app, name="credential")
+issuer_app = group("issuer", "Issuer keys (Open Badges 3.0 signing).")
+credential_app = group("credential", "Issued credentials: revoke, unrevoke.")
 
 
 @app.command()
@@ -33,7 +32,6 @@ def verify(
 ) -> None:
     """Verify an OB 3.0 credential; print a JSON report; exit 1 if invalid."""
 
-    from service.db.types import utcnow
     from service.issuer import fetch as issuer_fetch
     from service.issuer import limits
     from service.issuer import service as issuer_service
@@ -69,7 +67,6 @@ def verify(
 
 
 def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
-    from service.db.types import utcnow
     from service.flows import revoking
     from service.issuer import identity
 
@@ -115,7 +112,6 @@ def credential_unrevoke(
 @issuer_app.command("rotate-keys")
 def issuer_rotate_keys() -> None:
     """Retire the issuer signing keys and create new ones (old ones stay published)."""
-    from service.db.types import utcnow
     from service.issuer import service as issuer_service
 
     settings = _identity(_bootstrap(migrate=True))
@@ -129,7 +125,6 @@ def issuer_rotate_keys() -> None:
 def issuer_repair_status_lists() -> None:
     """Re-sign the status lists signed under another URL than this database's issuer
     identity (bits unchanged), so the credentials on them verify again."""
-    from service.db.types import utcnow
     from service.issuer import service as issuer_service
 
     settings = _identity(_bootstrap(migrate=True))

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
+from sqlmodel import select
 
-from service.cli.common import _bootstrap, _db, _identity, app
-from service.cli.workers import _delivery_worker
+from service.cli.common import _bootstrap, _db, _identity, app, group
+from service.cli.workers import _delivery_worker, _run
+from service.db.engine import table
+from service.db.types import utcnow
 from service.errors import ServiceError
 
-outbox_app = typer.Typer(
-    help="Inspect and repair deliveries to repositories.", no_args_is_help=True
-)
-repository_app = typer.Typer(
-    help="Repositories credentials are delivered to.", no_args_is_help=True
-)
-app.add_typer(outbox_app, name="outbox")
-app.add_typer(repository_app, name="repository")
+outbox_app = group("outbox", "Inspect and repair deliveries to repositories.")
+repository_app = group("repository", "Repositories credentials are delivered to.")
 
 
 @app.command()
@@ -31,19 +30,12 @@ def worker(
 ) -> None:
     """Deliver outbox rows, pull connected courses from their LMS on schedule and evaluate
     queued learners (run any number of these on PostgreSQL; one on SQLite)."""
-    import signal
-    import threading
-
     settings = _identity(_bootstrap())
     w = _delivery_worker(settings, threads=threads, batch=batch)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    try:
-        w.run(stop, idle_exit=once)
-    finally:
-        w.close()
-        w.engine.dispose()
+    _run(w, stop, idle_exit=once)
 
 
 @outbox_app.command("list")
@@ -58,7 +50,6 @@ def outbox_list(
 ) -> None:
     """List deliveries, most recent first; warns about expiring repository tokens."""
 
-    from service.db.types import utcnow
     from service.delivery import outbox, repositories
     from service.delivery.schemas import OutboxPublic
 
@@ -95,9 +86,6 @@ def outbox_list(
 @outbox_app.command("show")
 def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> None:
     """One row with every attempt: when, what was sent, what came back, why it failed."""
-    from sqlmodel import select
-
-    from service.db.engine import table
     from service.db.models import DeliveryAttempt
     from service.delivery import outbox
 
@@ -317,7 +305,6 @@ def repository_test(
 @repository_app.command("list")
 def repository_list() -> None:
     """List repositories, with token-expiry warnings and rate-limit pauses."""
-    from service.db.types import utcnow
     from service.delivery import repositories
 
     with _db(_bootstrap(), write=True) as s:

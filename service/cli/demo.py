@@ -5,8 +5,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
+from urllib.parse import urlsplit
 
 import typer
+from sqlalchemy.engine import make_url
 
 from service.cli.common import _bootstrap, _db, _engine, _recorded_url, app
 from service.cli.workers import _start_inprocess_worker
@@ -41,8 +43,6 @@ def demo(
     ] = False,
 ) -> None:
     """Run the service plus the bundled demo LMS, seeded; prints the URLs to open."""
-    from urllib.parse import urlsplit
-
     from service.demo import bootstrap, server
     from service.issuer import identity
 
@@ -153,8 +153,6 @@ def _print_urls(
 
 
 def _reset_demo_database(settings: Settings) -> None:
-    from sqlalchemy.engine import make_url
-
     url = make_url(settings.resolved_database_url)
     if not url.drivername.startswith("sqlite") or not url.database:
         typer.echo(

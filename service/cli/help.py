@@ -3,6 +3,7 @@ turns a ``ServiceError`` into its message and exit 2."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -56,8 +57,6 @@ def _plain_help(typer_app: typer.Typer) -> None:
     """Help as people read it: plain paragraphs re-wrapped to the terminal (not the
     docstrings' line breaks), and upper-case metavars (``--name TEXT``, ``REF``) instead of
     the ``<str>``/``<bool>`` type labels recent Typer versions print for every option."""
-    import typing
-
     typer_app.rich_markup_mode = None
     for info in typer_app.registered_commands:
         if info.callback is None:

@@ -10,12 +10,10 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, _identity, app
+from service.cli.common import _bootstrap, _db, _identity, group
+from service.db.types import utcnow
 
-learner_app = typer.Typer(
-    help="One learner's personal data: find, export, erase.", no_args_is_help=True
-)
-app.add_typer(learner_app, name="learner")
+learner_app = group("learner", "One learner's personal data: find, export, erase.")
 
 
 @learner_app.command("find")
@@ -48,7 +46,6 @@ def learner_export(
 ) -> None:
     """Everything held about one learner, as JSON (GDPR Art. 15/20, FERPA inspection)."""
     from service import learnerdata
-    from service.db.types import utcnow
 
     settings = _identity(_bootstrap(), strict=False)
     with _db(settings) as s:
@@ -76,7 +73,6 @@ def learner_erase(
 ) -> None:
     """Erase one learner's personal data; issued credentials stay verifiable and revocable."""
     from service import learnerdata
-    from service.db.types import utcnow
 
     settings = _identity(_bootstrap())
     with _db(settings, write=True) as s:

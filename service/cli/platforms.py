@@ -6,12 +6,10 @@ from typing import Annotated, Any
 
 import typer
 
-from service.cli.common import _bootstrap, _db, app
+from service.cli.common import _bootstrap, _db, group
 
-platform_app = typer.Typer(help="LMS platform registrations (LTI 1.3).", no_args_is_help=True)
-keys_app = typer.Typer(help="The tool's LTI signing keys.", no_args_is_help=True)
-app.add_typer(platform_app, name="platform")
-app.add_typer(keys_app, name="keys")
+platform_app = group("platform", "LMS platform registrations (LTI 1.3).")
+keys_app = group("keys", "The tool's LTI signing keys.")
 
 
 @platform_app.command("add")

@@ -7,15 +7,14 @@ from typing import Annotated
 
 import typer
 
-from service.cli.common import _bootstrap, _db, app
+from service.cli.common import _bootstrap, _db, group
 
-policy_app = typer.Typer(help="Institution policies: defaults and bounds.", no_args_is_help=True)
-institution_app = typer.Typer(
-    help="The institution's default thresholds and the bounds instructors move them in.",
-    no_args_is_help=True,
+policy_app = group("policy", "Institution policies: defaults and bounds.")
+institution_app = group(
+    "institution",
+    "The institution's default thresholds and the bounds instructors move them in.",
+    parent=policy_app,
 )
-app.add_typer(policy_app, name="policy")
-policy_app.add_typer(institution_app, name="institution")
 
 
 @institution_app.command("show")

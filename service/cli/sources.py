@@ -6,20 +6,21 @@ from __future__ import annotations
 import json
 import os
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import urlsplit
 
 import typer
+from sqlmodel import select
 
-from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app
+from service.cli.common import _bootstrap, _db, _engine_of, _identity, _report, app, group
+from service.db.types import utcnow
 from service.errors import BadInput, ServiceError
 from service.settings import Settings
 
 if TYPE_CHECKING:
     from service.db.models import SourceConnection
 
-token_app = typer.Typer(help="API tokens for the JSON API.", no_args_is_help=True)
-import_app = typer.Typer(help="Import results into a course's evidence.", no_args_is_help=True)
-app.add_typer(token_app, name="token")
-app.add_typer(import_app, name="import")
+token_app = group("token", "API tokens for the JSON API.")
+import_app = group("import", "Import results into a course's evidence.")
 
 
 @token_app.command("create")
@@ -32,7 +33,6 @@ def token_create(
 ) -> None:
     """Create an API token; it is printed once and stored only as a hash."""
     from service import apitoken
-    from service.db.types import utcnow
 
     settings = _bootstrap()
     with _db(settings, write=True) as s:
@@ -82,7 +82,6 @@ def import_csv_command(
     """Import results from a CSV file (all-or-nothing unless --partial), then evaluate the
     course's learners and issue what they earned."""
 
-    from service.db.types import utcnow
     from service.sources import csvimport
 
     settings = _identity(_bootstrap()) if evaluate and not dry_run else _bootstrap()
@@ -134,10 +133,6 @@ def source_add(
 ) -> None:
     """Add an LMS data connection; secrets are read from a prompt (or MICROCRED_SOURCE_*
     environment variables), never from the command line, and stored encrypted."""
-    from urllib.parse import urlsplit
-
-    from sqlmodel import select
-
     from service.db.models import SourceConnection
     from service.sources import sync
 
@@ -178,8 +173,6 @@ def source_add(
 @source_app.command("list")
 def source_list() -> None:
     """List LMS data connections (never their secrets)."""
-    from sqlmodel import select
-
     from service.db.models import SourceConnection
 
     settings = _bootstrap()
@@ -214,7 +207,6 @@ def sync_command(
     the course's learners and issue what they earned."""
 
     from service import outbound
-    from service.db.types import utcnow
     from service.flows import syncing
     from service.sources import sync
 

@@ -3,6 +3,7 @@ the scheduled LMS sync and the evaluation queue."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from service.cli.common import _engine
@@ -10,23 +11,23 @@ from service.settings import Settings
 
 
 def _start_inprocess_worker(settings: Settings, *, enabled: bool) -> tuple[Any, Any]:
-    import threading
-
     stop = threading.Event()
     if not enabled:
         return stop, None
     w = _delivery_worker(settings, threads=4, batch=8)
-
-    def loop() -> None:
-        try:
-            w.run(stop)
-        finally:
-            w.close()
-            w.engine.dispose()
-
-    thread = threading.Thread(target=loop, name="delivery-worker", daemon=True)
+    thread = threading.Thread(target=_run, args=(w, stop), name="delivery-worker", daemon=True)
     thread.start()
     return stop, thread
+
+
+def _run(w: Any, stop: threading.Event, *, idle_exit: bool = False) -> None:
+    """Run worker ``w`` until ``stop`` (or, with ``idle_exit``, until nothing is due), then
+    close it and its engine."""
+    try:
+        w.run(stop, idle_exit=idle_exit)
+    finally:
+        w.close()
+        w.engine.dispose()
 
 
 def _delivery_worker(settings: Settings, *, threads: int, batch: int) -> Any:

@@ -36,22 +36,19 @@ class ToolEndpoints:
     base_url: str
     client_id: str = "microcred-demo"
     deployment_id: str = "1"
-    login_path: str = "/lti/login"
-    launch_path: str = "/lti/launch"
-    jwks_path: str = "/lti/jwks"
     scopes: frozenset[str] = ALL_SCOPES
 
     @property
     def login_url(self) -> str:
-        return self.base_url.rstrip("/") + self.login_path
+        return self.base_url.rstrip("/") + "/lti/login"
 
     @property
     def launch_url(self) -> str:
-        return self.base_url.rstrip("/") + self.launch_path
+        return self.base_url.rstrip("/") + "/lti/launch"
 
     @property
     def jwks_url(self) -> str:
-        return self.base_url.rstrip("/") + self.jwks_path
+        return self.base_url.rstrip("/") + "/lti/jwks"
 
     @property
     def redirect_uris(self) -> tuple[str, ...]:

@@ -73,17 +73,9 @@ def _level_number(course: Course, criterion_id: str, level_id: str) -> int:
     )
 
 
-def _unix(value: Any) -> int:
-    return int(value.timestamp())
-
-
 def _error(code: str, message: str) -> JSONResponse:
     # Moodle answers web-service errors with HTTP 200 and this body.
     return JSONResponse({"exception": "moodle_exception", "errorcode": code, "message": message})
-
-
-def _one(form: dict[str, str], name: str) -> str:
-    return form.get(name, "")
 
 
 def _many(form: dict[str, str], name: str) -> list[str]:
@@ -142,8 +134,8 @@ def _attempts(course: Course, quiz_number: int, user: int) -> dict[str, Any]:
                 "userid": user,
                 "attempt": a.attempt,
                 "state": "finished",
-                "timefinish": _unix(a.finished_at),
-                "timemodified": _unix(a.finished_at),
+                "timefinish": int(a.finished_at.timestamp()),
+                "timemodified": int(a.finished_at.timestamp()),
                 "sumgrades": a.score,
             }
         )
@@ -190,7 +182,7 @@ def _grades(course: Course) -> dict[str, Any]:
                 "id": _grade_id(user),
                 "userid": user,
                 "attemptnumber": 0,
-                "timemodified": _unix(max(r.assessed_at for r in results)),
+                "timemodified": int(max(r.assessed_at for r in results).timestamp()),
                 "grade": f"{points:.5f}",
             }
         )
@@ -237,7 +229,7 @@ def _instances(course: Course) -> dict[str, Any]:
                 "id": 7000 + user,
                 "itemid": _grade_id(user),
                 "status": 1,
-                "timemodified": _unix(max(r.assessed_at for r in results)),
+                "timemodified": int(max(r.assessed_at for r in results).timestamp()),
                 "rubric": {
                     "criteria": [
                         {
@@ -260,26 +252,26 @@ async def rest_server(request: Request) -> Response:
     course: Course = platform.course
     form = {k: str(v) for k, v in (await request.form()).items()}
     if not hmac.compare_digest(
-        _one(form, "wstoken").encode(), ws_token(platform.config.issuer).encode()
+        form.get("wstoken", "").encode(), ws_token(platform.config.issuer).encode()
     ):
         return _error("invalidtoken", "Invalid token - token not found")
-    function = _one(form, "wsfunction")
+    function = form.get("wsfunction", "")
     with _lock:
         _calls[function] = _calls.get(function, 0) + 1
     course_ids = {int(x) for x in _many(form, "courseids") if x.isdigit()}
     if function == "gradereport_user_get_grade_items":
-        if _one(form, "courseid") != str(LMS_COURSE_ID):
+        if form.get("courseid") != str(LMS_COURSE_ID):
             return _error("invalidrecord", "Can't find data record in database table course.")
         return JSONResponse(_gradebook(course, LMS_COURSE_ID))
     if function == "mod_quiz_get_quizzes_by_courses":
         return JSONResponse(_quizzes(course) if LMS_COURSE_ID in course_ids else {"quizzes": []})
     if function == "mod_quiz_get_user_attempts":
-        quiz = int(_one(form, "quizid") or 0)
+        quiz = int(form.get("quizid") or 0)
         if not 1 <= quiz <= len(course.quizzes):
             return _error("invalidrecord", "Can't find data record in database table quiz.")
-        return JSONResponse(_attempts(course, quiz, int(_one(form, "userid") or 0)))
+        return JSONResponse(_attempts(course, quiz, int(form.get("userid") or 0)))
     if function == "mod_assign_get_assignments":
-        if _one(form, "includenotenrolledcourses") != "1":
+        if form.get("includenotenrolledcourses") != "1":
             # Moodle 5.1 withholds courses the service user is not enrolled in (the demo's
             # service user has system capabilities only), with a warning.
             return JSONResponse(

@@ -24,6 +24,7 @@ from service.demo.services import (
     parse_score,
     results,
 )
+from service.demo.state import LineItem
 from service.errors import BadInput, NotFound, ServiceError
 
 router = APIRouter()
@@ -74,6 +75,16 @@ def _service_call(
     platform.authorise_service(request.headers.get("authorization"), any_of=scopes, now=time.time())
     if context_id != platform.course.context_id:
         raise NotFound(f"course {context_id} does not exist")
+
+
+def _line_item(
+    platform: DemoPlatform, item_id: str, item: LineItem | None, status_code: int = 200
+) -> Response:
+    """Line item ``item_id`` as JSON (AGS 2.0 §3.2); 404 when it does not exist."""
+    if item is None:
+        raise NotFound(f"line item {item_id} does not exist")
+    body = lineitem_json(platform.config, platform.course, item)
+    return JSONResponse(body, status_code=status_code, media_type=MediaType.LINEITEM)
 
 
 # --- course pages ---
@@ -261,11 +272,7 @@ async def create_line_item(request: Request, context_id: str) -> Response:
     _service_call(platform, request, context_id, {Scope.LINEITEM})
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
     item = platform.state.add_line_item(**parse_lineitem(body, platform.resource_link_ids()))
-    return JSONResponse(
-        lineitem_json(platform.config, platform.course, item),
-        status_code=201,
-        media_type=MediaType.LINEITEM,
-    )
+    return _line_item(platform, item.id, item, status_code=201)
 
 
 @router.get("/api/lti/courses/{context_id}/line_items/{item_id}")
@@ -274,12 +281,7 @@ def get_line_item(
 ) -> Response:
     """One line item."""
     _service_call(platform, request, context_id, READ_LINEITEMS)
-    item = platform.state.line_item(item_id)
-    if item is None:
-        raise NotFound(f"line item {item_id} does not exist")
-    return JSONResponse(
-        lineitem_json(platform.config, platform.course, item), media_type=MediaType.LINEITEM
-    )
+    return _line_item(platform, item_id, platform.state.line_item(item_id))
 
 
 @router.put("/api/lti/courses/{context_id}/line_items/{item_id}")
@@ -288,14 +290,8 @@ async def update_line_item(request: Request, context_id: str, item_id: str) -> R
     platform = _platform(request)
     _service_call(platform, request, context_id, {Scope.LINEITEM})
     body = _json_body(await request.body(), request.headers.get("content-type"), MediaType.LINEITEM)
-    item = platform.state.update_line_item(
-        item_id, **parse_lineitem(body, platform.resource_link_ids())
-    )
-    if item is None:
-        raise NotFound(f"line item {item_id} does not exist")
-    return JSONResponse(
-        lineitem_json(platform.config, platform.course, item), media_type=MediaType.LINEITEM
-    )
+    fields = parse_lineitem(body, platform.resource_link_ids())
+    return _line_item(platform, item_id, platform.state.update_line_item(item_id, **fields))
 
 
 @router.delete("/api/lti/courses/{context_id}/line_items/{item_id}", status_code=204)

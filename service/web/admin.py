@@ -55,18 +55,15 @@ router = APIRouter(tags=["admin"], include_in_schema=False)
 _AUDIT_ROWS = 25
 
 
-def _delivery_keys(user: auth.CurrentUser) -> Any:
-    """The delivery keys (``outbox_message.credential_id``) of the awards in the courses of
-    the session's deployment: what makes a delivery this tenant's."""
-    return (
+def _in_tenant(user: auth.CurrentUser) -> Any:
+    """A delivery is this tenant's when its key (``outbox_message.credential_id``) is the
+    delivery key of an award in a course of the session's deployment."""
+    keys = (
         select(Award.delivery_key)
         .join(Course, col(Course.id) == Award.course_id)
         .where(Course.deployment_id == user.deployment_id)
     )
-
-
-def _in_tenant(user: auth.CurrentUser) -> Any:
-    return col(OutboxMessage.credential_id).in_(_delivery_keys(user))
+    return col(OutboxMessage.credential_id).in_(keys)
 
 
 def _audit_rows(s: Session, user: auth.CurrentUser) -> list[AuditEvent]:

@@ -40,6 +40,21 @@ __all__ = ["router"]
 router = APIRouter(tags=["admin"], include_in_schema=False)
 
 
+def _page(
+    request: Request,
+    session: Session,
+    user: auth.CurrentUser,
+    template: str,
+    error: ServiceError | None = None,
+    **context: Any,
+) -> HTMLResponse:
+    """A settings page; with ``error`` (a form that failed), under its status."""
+    status = error.status_code if error is not None else 200
+    return page(
+        request, session, user, template, tab="admin", status_code=status, error=error, **context
+    )
+
+
 # --- platform and deployment -----------------------------------------------------------------
 
 
@@ -60,16 +75,8 @@ def platform_page(request: Request, session: SessionDep, user: auth.AdminDep) ->
 def _platform_page(
     request: Request, session: Session, user: auth.CurrentUser, error: ServiceError | None = None
 ) -> HTMLResponse:
-    return page(
-        request,
-        session,
-        user,
-        "app/admin_platform.html",
-        tab="admin",
-        status_code=error.status_code if error is not None else 200,
-        error=error,
-        **_platform_view(session, user),
-    )
+    view = _platform_view(session, user)
+    return _page(request, session, user, "app/admin_platform.html", error, **view)
 
 
 @router.post("/app/admin/platform-name")
@@ -144,18 +151,8 @@ def _repositories_page(
     error: ServiceError | None = None,
     typed: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    view = _repositories_view(session)
-    return page(
-        request,
-        session,
-        user,
-        "app/admin_repositories.html",
-        tab="admin",
-        status_code=error.status_code if error is not None else 200,
-        error=error,
-        typed=typed or {},
-        **view,
-    )
+    view = _repositories_view(session) | {"typed": typed or {}}
+    return _page(request, session, user, "app/admin_repositories.html", error, **view)
 
 
 @router.get("/app/admin/repositories")
@@ -330,14 +327,12 @@ def _thresholds_page(
     if typed is not None:  # what was typed, with the read-only column of the stored version
         words = {lv.key: lv.verification for lv in levels}
         typed = [dataclasses.replace(t, verification=words.get(t.key, "")) for t in typed]
-    return page(
+    return _page(
         request,
         session,
         user,
         "app/admin_thresholds.html",
-        tab="admin",
-        status_code=error.status_code if error is not None else 200,
-        error=error,
+        error,
         version=row,
         levels=typed or levels,
         conflicts=error.conflicts if isinstance(error, _Refused) else [],
@@ -438,12 +433,11 @@ def keys_page(
     issuer_keys = session.exec(
         select(IssuerKey).order_by(col(IssuerKey.active).desc(), col(IssuerKey.id).desc())
     ).all()
-    return page(
+    return _page(
         request,
         session,
         user,
         "app/admin_keys.html",
-        tab="admin",
         issuer_keys=issuer_keys,
         tool_keys=session.exec(select(ToolKey).order_by(col(ToolKey.id).desc())).all(),
         grace_days=settings.key_rotation_grace_days,

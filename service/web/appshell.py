@@ -22,12 +22,10 @@ NO_STORE = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 # Messages a redirect may ask the next page to show (codes only: no input is reflected).
 NOTICES = {
-    "synced": "Results pulled from the LMS and every learner re-evaluated.",
     "sync_requested": "A pull from the LMS is queued; the worker runs it within seconds and "
     "evaluates the learners whose results changed. Reload to see them.",
     "connected": "Connected to the LMS. The worker pulls the roster and results within "
     "seconds, then on its schedule.",
-    "reevaluated": "Every learner re-evaluated.",
     "queued": "Re-evaluating {n} learners: the worker evaluates them and issues what they "
     "reached; this page updates itself as it finishes.",
     "saved": "Saved. The preview below uses the new rules.",

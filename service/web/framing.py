@@ -56,10 +56,6 @@ def _known_platforms(engine: Engine) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _extra(settings: Settings) -> list[str]:
-    return [o for o in map(origin, settings.extra_frame_ancestors.split()) if o]
-
-
 def html_policy(ancestors: Iterable[str]) -> str:
     frame = " ".join(ancestors) or "'none'"
     return (
@@ -80,7 +76,7 @@ class SecurityHeaders:
         self.app = app
         self.settings = settings
         self.engine = engine
-        self.extra = _extra(settings)
+        self.extra = [o for o in map(origin, settings.extra_frame_ancestors.split()) if o]
         self.hsts = settings.base_url.startswith("https://")
         self.known: list[str] = []  # the registered platforms' origins, last read
 

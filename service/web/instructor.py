@@ -60,7 +60,6 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
     competencies = wiring.course_competencies(s, course_id=course_id)
     items = mapping.available_items(s, course_id=course_id)
     health = syncing.sync_health(s, course_id=course_id, settings=settings)
-    connected = health.connected
     note = pending_work.note(
         pending_work.state(s, course_id=course_id, health=health), learner=False
     )
@@ -81,12 +80,11 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
         stacked[award.person_id].append(award)
     by_person: dict[int, list[evaluating.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
+    counts = {lv.key: 0 for lv in Level}
     for row in rows:
         assert row.person.id is not None
         by_person[row.person.id].append(row)
         people[row.person.id] = row.person
-    counts = {lv.key: 0 for lv in Level}
-    for row in rows:
         if row.decision is not None:
             counts[row.decision.level.key] += 1
     attest_items: dict[str, str] = {}
@@ -97,8 +95,7 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
         "learners": [(people[pid], by_person[pid]) for pid in people],
         "stacked": stacked,
         "competencies": competencies,
-        "items": items,
-        "connected": connected,
+        "connected": health.connected,
         "health": health,
         "pulled": health.pulled_text(utcnow()),
         "connection": (
@@ -121,26 +118,6 @@ def learners_page(request: Request, session: SessionDep, user: auth.InstructorDe
     return page(request, session, user, "app/instructor.html", tab="course", **view)
 
 
-def _error_page(
-    request: Request,
-    session: Session,
-    user: auth.CurrentUser,
-    exc: ServiceError,
-    *,
-    setup: bool,
-    **typed: Any,
-) -> HTMLResponse:
-    course_id = _course_id(user)
-    if setup:
-        view = _setup_view(session, course_id) | typed
-        template, tab, status = "app/setup.html", "setup", 422
-    else:
-        view = _learners_view(session, course_id, request.app.state.settings)
-        template, tab, status = "app/instructor.html", "course", 502
-    status = exc.status_code if exc.status_code < 500 else status
-    return page(request, session, user, template, tab=tab, status_code=status, error=exc, **view)
-
-
 def _submit(
     request: Request,
     session: Session,
@@ -154,15 +131,22 @@ def _submit(
 ) -> Response:
     """A form post of the learners page (or, ``setup``, of the competencies page): see
     ``appshell.submit``; an error shows that page again, with what was ``typed``."""
-    return submit(
-        session,
-        user,
-        work,
-        to="/app/setup" if setup else "/app/course",
-        done=done,
-        queued=queued,
-        failed=lambda exc: _error_page(request, session, user, exc, setup=setup, **typed),
-    )
+
+    def failed(exc: ServiceError) -> HTMLResponse:
+        course_id = _course_id(user)
+        if setup:
+            view = _setup_view(session, course_id) | typed
+            template, tab, status = "app/setup.html", "setup", 422
+        else:
+            view = _learners_view(session, course_id, request.app.state.settings)
+            template, tab, status = "app/instructor.html", "course", 502
+        status = exc.status_code if exc.status_code < 500 else status
+        return page(
+            request, session, user, template, tab=tab, status_code=status, error=exc, **view
+        )
+
+    to = "/app/setup" if setup else "/app/course"
+    return submit(session, user, work, to=to, done=done, queued=queued, failed=failed)
 
 
 @router.post("/app/course/reevaluate")

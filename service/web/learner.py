@@ -28,8 +28,6 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["learner"], include_in_schema=False)
 
-_PERCENT = 100.0
-
 
 def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     progress: list[dict[str, Any]] = []
@@ -57,7 +55,6 @@ def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     return {
         "progress": progress,
         "credentials": _credentials(s, mine),
-        "percent": _PERCENT,
         "pulled": pulled,
         "pending_note": note,
         "reload_path": "/app/me",
@@ -103,8 +100,7 @@ def _credentials(s: Session, mine: list[tuple[Award, Credential | None]]) -> lis
                 "credential": cred,
                 # the badge its instructor designed (served here), else the level's seal
                 "image": image if image.startswith(badge.PATH_PREFIX) else None,
-                "name": cred.document.get("name")
-                or cred.document.get("credentialSubject", {}).get("achievement", {}).get("name"),
+                "name": cred.document.get("name") or achievement.get("name"),
                 "destinations": (
                     where.get(award.delivery_key, []) if award.state == "issued" else []
                 ),
