@@ -19,7 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from service import apitoken
@@ -57,35 +57,13 @@ async def _release(engine: Engine, session: Session) -> None:
 # (stack)"). Opening a session does no I/O: the route's first statement checks out the
 # connection, in the route's thread.
 async def get_session(request: Request) -> AsyncIterator[Session]:
-    """Read session: the route commits if it writes (read-mostly requests). A route that
-    returns having only read ends its transaction with a COMMIT, not the ROLLBACK of
-    closing: psycopg discards the connection's prepared statements on a ROLLBACK, so every
-    statement of every read page was parsed and planned anew (bench/README.md, "Launch,
-    7 Dec (landing15)"). Uncommitted writes (rows added or flushed) are still rolled back,
-    as is everything of a route that fails."""
+    """Read session: the route commits if it writes (read-mostly requests)."""
     engine = request.app.state.engine
     with db_session(engine) as s:
         try:
             yield s
-        except BaseException:
+        finally:
             await _release(engine, s)
-            raise
-        if not s.in_transaction():
-            return
-        if s.new or s.dirty or s.deleted or s.info.get(_FLUSHED):
-            await _release(engine, s)
-        elif in_process(engine):
-            s.commit()
-        else:
-            await call(engine, s.commit)
-
-
-_FLUSHED = "microcred.flushed"
-
-
-@event.listens_for(Session, "after_flush")
-def _flushed(session: Session, _context: object) -> None:
-    session.info[_FLUSHED] = True  # a write: a read session rolls it back
 
 
 async def get_write_session(request: Request) -> AsyncIterator[Session]:
