@@ -11,14 +11,11 @@ import asyncio
 import json
 import select
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -28,6 +25,7 @@ from service.bodylimit import LINGER_BYTES
 from service.serving import server_options
 from service.settings import Settings
 from tests.sources.test_api import auth, token, world
+from tests.threaded_server import serving
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -298,28 +296,8 @@ def test_a_push_batch_above_the_default_limit_is_accepted(
 
 @pytest.fixture
 def served(app: FastAPI) -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=free,
-        loop="uvloop",
-        **server_options(),  # type: ignore[arg-type]
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield free
-    server.should_exit = True
-    thread.join(10)
+    with serving(app, loop="uvloop", lifespan="on", **server_options()) as port:
+        yield port
 
 
 def _answer(conn: socket.socket) -> bytes:

@@ -10,14 +10,12 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from service.serving import server_options
+from tests.threaded_server import serving
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
 CADDY = shutil.which("caddy")
@@ -47,30 +46,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _serving() -> Iterator[int]:
+def _serving() -> contextlib.AbstractContextManager[int]:
     """The app on httptools with forwarded headers on, as ``microcred serve`` runs behind
     the proxy (no ``forwarded_allow_ips`` given: uvicorn reads FORWARDED_ALLOW_IPS)."""
-    port = _free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        **server_options("httptools"),
-        proxy_headers=True,
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield port
-    server.should_exit = True
-    thread.join(10)
+    return serving(app, lifespan="off", proxy_headers=True, **server_options("httptools"))
 
 
 def _from(address: str, port: int, headers: dict[str, str]) -> dict[str, str]:

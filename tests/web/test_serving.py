@@ -9,11 +9,9 @@ import contextlib
 import select
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import uvicorn
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,6 +21,7 @@ from typer.testing import CliRunner
 
 from service.serving import MAX_HEAD_BYTES, Protocol, server_options
 from service.settings import Settings
+from tests.threaded_server import serving
 
 PAGE = "<p>" + "x" * 5000 + "</p>"
 released = threading.Event()
@@ -59,30 +58,8 @@ app = Starlette(
 )
 
 
-@contextlib.contextmanager
-def _serving(loop: str, protocol: Protocol) -> Iterator[int]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = int(s.getsockname()[1])
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=free,
-        loop=loop,
-        **server_options(protocol),  # type: ignore[arg-type]
-        log_level="warning",
-        lifespan="off",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield free
-    server.should_exit = True
-    thread.join(10)
+def _serving(loop: str, protocol: Protocol) -> contextlib.AbstractContextManager[int]:
+    return serving(app, loop=loop, lifespan="off", **server_options(protocol))
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
