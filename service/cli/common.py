@@ -87,13 +87,14 @@ def _recorded_url(settings: Settings) -> str | None:
         return identity.recorded_url(engine)
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    """Exit 2 with a ``ServiceError``'s detail and hint; any other exception is raised."""
+def _fail(exc: Exception, *, code: int = 2) -> typer.Exit:
+    """Exit ``code`` with a ``ServiceError``'s detail and hint; any other exception is
+    raised."""
     if isinstance(exc, ServiceError):
         typer.echo(f"error: {exc.detail}", err=True)
         if exc.hint:
             typer.echo(f"hint: {exc.hint}", err=True)
-        return typer.Exit(code=2)
+        return typer.Exit(code=code)
     raise exc
 
 

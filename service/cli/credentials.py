@@ -83,10 +83,7 @@ def _set_revoked(credential_id: str, reason: str, *, revoked: bool) -> None:
     except identity.IdentityMismatch as exc:
         raise _fail(exc) from None
     except ServiceError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        if exc.hint:
-            typer.echo(f"hint: {exc.hint}", err=True)
-        raise typer.Exit(1) from None
+        raise _fail(exc, code=1) from None
     state = "revoked" if row.revoked else "no longer revoked"
     typer.echo(f"credential {row.uuid} is {state} (status list {row.status_list_id})")
 
