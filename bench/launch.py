@@ -1152,7 +1152,7 @@ def interleaved_steps(
     names = [n for n in opened if n in results]
     seen: dict[str, list[dict[str, float]]] = {n: [] for n in names}
     for r in range(args.step_rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
+        for name in _turn(names, r):
             try:
                 steps = asyncio.run(
                     measure_steps(opened[name], platform, count=args.steps, concurrency=8)
@@ -1169,6 +1169,16 @@ def interleaved_steps(
             results[name].step_cpu = {k: statistics.median(g[k] for g in got) for k in got[0]}
 
 
+def _turn(names: list[str], i: int) -> list[str]:
+    """Round ``i``'s order: turned by ``i``, and backwards every other round. Turning alone
+    keeps neighbours in one order (``postgres`` always right before ``postgres-baseline``),
+    so a host warming or cooling within a round favoured one of them every time."""
+    if not names:
+        return []
+    order = names[i % len(names) :] + names[: i % len(names)]
+    return order[::-1] if i % 2 else order
+
+
 def run_rounds(
     opened: dict[str, Target],
     results: dict[str, Result],
@@ -1176,15 +1186,15 @@ def run_rounds(
     args: argparse.Namespace,
 ) -> list[dict[str, float]]:
     """``--rounds``: each target again at its best concurrency, one after the other, round
-    after round (the order turning each round). On a shared machine the speed of the host
-    drifts by tens of percent within minutes; targets measured back to back see the same
-    host, so each round's ratios are fair, and their median is the figure reported."""
+    after round (the order turning, and reversing, each round: ``_turn``). On a shared
+    machine the speed of the host drifts by tens of percent within minutes; targets measured
+    back to back see the same host, so each round's ratios are fair, and their median is the
+    figure reported."""
     names = [n for n in opened if n in results]
     rounds: list[dict[str, float]] = []
     for i in range(args.rounds):
-        order = names[i % len(names) :] + names[: i % len(names)] if names else []
         rates: dict[str, float] = {}
-        for name in order:
+        for name in _turn(names, i):
             r = asyncio.run(
                 drive(
                     opened[name],
