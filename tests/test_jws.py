@@ -62,6 +62,21 @@ def test_public_jwk_rebuilds_a_working_key(ec_key: jws.PrivateKey) -> None:
     assert jws.verify(token, [rebuilt], algorithms=["ES256"], now=NOW)["aud"] == "tool"
 
 
+@pytest.mark.parametrize(
+    ("key", "alg"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=2048), "ES256"),
+        (ec.generate_private_key(ec.SECP256R1()), "RS256"),
+        (ec.generate_private_key(ec.SECP384R1()), "ES256"),
+    ],
+)
+def test_a_key_of_another_type_than_its_algorithm_is_a_token_error(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, alg: str
+) -> None:
+    with pytest.raises(jws.TokenError, match="unsupported key type"):
+        jws.load_private_key(_pem(key), kid="k", alg=alg)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
