@@ -77,10 +77,9 @@ class PublicKey:
 class PrivateKey:
     kid: str
     alg: str
-    key: Any = field(repr=False)  # a jose Key object
     public: PublicKey = field(repr=False)
-    # the same key as a cryptography object: ``sign`` calls it directly, without python-jose's
-    # key object around the same OpenSSL call (bench/README.md, Sign)
+    # a cryptography key object: ``sign`` calls it directly, without python-jose's key
+    # object around the same OpenSSL call (bench/README.md, Sign)
     crypto: Any = field(repr=False)
 
 
@@ -96,11 +95,10 @@ def load_private_key(pem: str | bytes, *, kid: str, alg: str) -> PrivateKey:
     curve = getattr(crypto_key, "curve", None)
     if not isinstance(crypto_key, _KEY_TYPES[alg]) or (curve and curve.name != "secp256r1"):
         raise TokenError(f"unsupported key type for {alg}")
-    private = jwk.construct(crypto_key, alg)
-    public_key = private.public_key()
+    public_key = jwk.construct(crypto_key, alg).public_key()
     pub_jwk = {**public_key.to_dict(), "kid": kid, "use": "sig"}
     public = PublicKey(kid=kid, alg=alg, key=public_key, jwk=pub_jwk)
-    return PrivateKey(kid=kid, alg=alg, key=private, public=public, crypto=crypto_key)
+    return PrivateKey(kid=kid, alg=alg, public=public, crypto=crypto_key)
 
 
 def new_rsa_pem() -> str:

@@ -86,9 +86,7 @@ def test_hs256_forged_with_the_public_key_is_rejected(
     rsa_key: jws.PrivateKey, encoding: str
 ) -> None:
     """CVE-2024-33663 and its DER variant: an HMAC token keyed with our public key."""
-    pub = serialization.load_pem_public_key(
-        rsa_key.key.public_key().to_pem()  # jose key -> PEM
-    )
+    pub = rsa_key.crypto.public_key()
     secret = {
         "pem": pub.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -216,7 +214,7 @@ def test_compact_form_is_python_joses_header_and_a_raw_p256_signature(
         int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
     signing_input = token.rsplit(".", 1)[0].encode()
-    ec_key.key.prepared_key.public_key().verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+    ec_key.crypto.public_key().verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
 
 
 def test_a_header_kid_override_is_kept_and_unserialisable_claims_are_a_token_error(
