@@ -77,28 +77,13 @@ class PublicKey:
 class PrivateKey:
     kid: str
     alg: str
-    key: Any = field(repr=False)  # a jose Key object
     public: PublicKey = field(repr=False)
-    # the same key as a cryptography object: ``sign`` calls it directly, without python-jose's
-    # key object around the same OpenSSL call (bench/README.md, Sign)
+    # a cryptography key object: ``sign`` calls it directly, without python-jose's key
+    # object around the same OpenSSL call (bench/README.md, Sign)
     crypto: Any = field(repr=False)
 
 
-def _b64u_int(n: int, length: int | None = None) -> str:
-    raw = n.to_bytes(length or (n.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def _public_jwk(pub: Any, *, kid: str, alg: str) -> dict[str, Any]:
-    base = {"kid": kid, "alg": alg, "use": "sig"}
-    if isinstance(pub, rsa.RSAPublicKey):
-        rsa_nums = pub.public_numbers()
-        return {"kty": "RSA", "n": _b64u_int(rsa_nums.n), "e": _b64u_int(rsa_nums.e), **base}
-    if isinstance(pub, ec.EllipticCurvePublicKey) and isinstance(pub.curve, ec.SECP256R1):
-        ec_nums = pub.public_numbers()
-        x, y = _b64u_int(ec_nums.x, 32), _b64u_int(ec_nums.y, 32)
-        return {"kty": "EC", "crv": "P-256", "x": x, "y": y, **base}
-    raise TokenError(f"unsupported key type for {alg}")
+_KEY_TYPES = {"RS256": rsa.RSAPrivateKey, "ES256": ec.EllipticCurvePrivateKey}
 
 
 def load_private_key(pem: str | bytes, *, kid: str, alg: str) -> PrivateKey:
@@ -107,10 +92,13 @@ def load_private_key(pem: str | bytes, *, kid: str, alg: str) -> PrivateKey:
         raise TokenError(f"algorithm {alg} is not allowed")
     data = pem.encode() if isinstance(pem, str) else pem
     crypto_key = serialization.load_pem_private_key(data, password=None)
-    pub_jwk = _public_jwk(crypto_key.public_key(), kid=kid, alg=alg)
-    private = jwk.construct(data.decode(), alg)
-    public = PublicKey(kid=kid, alg=alg, key=jwk.construct(pub_jwk, alg), jwk=pub_jwk)
-    return PrivateKey(kid=kid, alg=alg, key=private, public=public, crypto=crypto_key)
+    curve = getattr(crypto_key, "curve", None)
+    if not isinstance(crypto_key, _KEY_TYPES[alg]) or (curve and curve.name != "secp256r1"):
+        raise TokenError(f"unsupported key type for {alg}")
+    public_key = jwk.construct(crypto_key, alg).public_key()
+    pub_jwk = {**public_key.to_dict(), "kid": kid, "use": "sig"}
+    public = PublicKey(kid=kid, alg=alg, key=public_key, jwk=pub_jwk)
+    return PrivateKey(kid=kid, alg=alg, public=public, crypto=crypto_key)
 
 
 def new_rsa_pem() -> str:

@@ -62,6 +62,21 @@ def test_public_jwk_rebuilds_a_working_key(ec_key: jws.PrivateKey) -> None:
     assert jws.verify(token, [rebuilt], algorithms=["ES256"], now=NOW)["aud"] == "tool"
 
 
+@pytest.mark.parametrize(
+    ("key", "alg"),
+    [
+        (rsa.generate_private_key(public_exponent=65537, key_size=2048), "ES256"),
+        (ec.generate_private_key(ec.SECP256R1()), "RS256"),
+        (ec.generate_private_key(ec.SECP384R1()), "ES256"),
+    ],
+)
+def test_a_key_of_another_type_than_its_algorithm_is_a_token_error(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, alg: str
+) -> None:
+    with pytest.raises(jws.TokenError, match="unsupported key type"):
+        jws.load_private_key(_pem(key), kid="k", alg=alg)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -71,9 +86,7 @@ def test_hs256_forged_with_the_public_key_is_rejected(
     rsa_key: jws.PrivateKey, encoding: str
 ) -> None:
     """CVE-2024-33663 and its DER variant: an HMAC token keyed with our public key."""
-    pub = serialization.load_pem_public_key(
-        rsa_key.key.public_key().to_pem()  # jose key -> PEM
-    )
+    pub = rsa_key.crypto.public_key()
     secret = {
         "pem": pub.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -201,7 +214,7 @@ def test_compact_form_is_python_joses_header_and_a_raw_p256_signature(
         int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
     )
     signing_input = token.rsplit(".", 1)[0].encode()
-    ec_key.key.prepared_key.public_key().verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
+    ec_key.crypto.public_key().verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
 
 
 def test_a_header_kid_override_is_kept_and_unserialisable_claims_are_a_token_error(

@@ -9,8 +9,8 @@ Public surface for other packages (``flows``, ``web``):
   ``credential_url``.
 - ``service.issuer.identity``: the deployment's recorded base URL and DID; ``settle``
   (a process adopts it, or refuses another) and ``ensure`` (checked when signing).
-- ``service.issuer.build``: pure document builders (``build_credential``,
-  ``build_stacked_credential``, ``issuer_profile``).
+- ``service.issuer.build``: pure document builders (``build_credential``, single or
+  stacked, ``issuer_profile``).
 - ``service.issuer.verify``: ``verify`` with a ``Resolver``; reports are
   ``service.issuer.types.VerificationReport``.
 - ``service.issuer.router``: the HTTP endpoints (``router``); the HTML credential page is

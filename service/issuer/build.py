@@ -34,7 +34,6 @@ Annex I; reference/credentials.md §5.3):
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -59,7 +58,6 @@ __all__ = [
     "achievement_id",
     "build_achievement",
     "build_credential",
-    "build_stacked_credential",
     "credential_contexts",
     "identity_hash",
     "issuer_profile",
@@ -364,6 +362,7 @@ def build_credential(
     valid_from: dt.datetime,
     salt: str,
     status: Mapping[str, Any] | None = None,
+    parts: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The unsigned OpenBadgeCredential for one award.
 
@@ -376,10 +375,17 @@ def build_credential(
         valid_from: when the credential becomes valid (the issue time; never future).
         salt: random per-credential salt for the email hash.
         status: the ``BitstringStatusListEntry``, when the credential is revocable.
+        parts: signed part credentials this one stacks (EU optional element
+            "stackability"; which parts suffice is the assessment rule's): each appears as
+            an evidence entry pointing at it and in ``credentialSubject.hasPart``.
 
     Returns:
         The credential as compacted JSON-LD without a proof.
+
+    Raises:
+        BadInput: a part from another issuer, or a part of another learner.
     """
+    evidence = (*award.evidence, *_part_evidence(parts, award.learner, issuer_id))
     template = award.template
     achievement = build_achievement(template, award.level_key, base_url=base_url)
     ach_id = achievement["id"]
@@ -415,11 +421,13 @@ def build_credential(
     # JSON-LD merges nodes with one id, so one copy could be edited without the signature
     # noticing the difference (the tamper tests check every field).
     cred["credentialSubject"] = subject
-    if award.evidence:
-        cred["evidence"] = _evidence(award.evidence)
+    if evidence:
+        cred["evidence"] = _evidence(evidence)
     cred["credentialSchema"] = [{"id": OB_SCHEMA_URL, "type": "1EdTechJsonSchemaValidator2019"}]
     if status is not None:
         cred["credentialStatus"] = dict(status)
+    if parts:
+        subject["hasPart"] = [str(part["id"]) for part in parts]
     return cred
 
 
@@ -431,40 +439,23 @@ def _lti_user_id(credential: Mapping[str, Any]) -> str | None:
     return None
 
 
-def build_stacked_credential(
-    *,
-    credential_id: str,
-    award: AwardInput,
-    parts: Sequence[Mapping[str, Any]],
-    issuer: IssuerProfile,
-    issuer_id: str,
-    base_url: str,
-    valid_from: dt.datetime,
-    salt: str,
-    status: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    """A credential that stacks part credentials (EU optional element "stackability").
-
-    The *when* (which parts suffice) is the assessment rule's; this builds the document:
-    each part appears as an evidence entry pointing at the part credential and in
-    ``credentialSubject.hasPart`` (the parts' own achievements say they are stackable).
+def _part_evidence(
+    parts: Sequence[Mapping[str, Any]], learner: Learner, issuer_id: str
+) -> tuple[EvidenceItem, ...]:
+    """An evidence entry per part credential (the parts' own achievements say they are
+    stackable).
 
     Raises:
-        BadInput: no parts, a part from another issuer, or a part of another learner.
+        BadInput: a part from another issuer, or a part of another learner.
     """
-    if not parts:
-        raise BadInput("a stacked credential needs at least one part credential")
-    learner_id = award.learner.lti_user_id
-    part_ids = []
-    evidence = list(award.evidence)
+    evidence = []
     for part in parts:
         part_issuer = part.get("issuer")
         part_issuer_id = part_issuer.get("id") if isinstance(part_issuer, dict) else part_issuer
         if part_issuer_id != issuer_id:
             raise BadInput(f"part {part.get('id')} was issued by {part_issuer_id}, not {issuer_id}")
-        if _lti_user_id(part) != learner_id:
+        if _lti_user_id(part) != learner.lti_user_id:
             raise BadInput(f"part {part.get('id')} was awarded to another learner")
-        part_ids.append(str(part["id"]))
         ach = part.get("credentialSubject", {}).get("achievement", {})
         evidence.append(
             EvidenceItem(
@@ -474,15 +465,4 @@ def build_stacked_credential(
                 genre="Credential",
             )
         )
-    cred = build_credential(
-        credential_id=credential_id,
-        award=dataclasses.replace(award, evidence=tuple(evidence)),
-        issuer=issuer,
-        issuer_id=issuer_id,
-        base_url=base_url,
-        valid_from=valid_from,
-        salt=salt,
-        status=status,
-    )
-    cred["credentialSubject"]["hasPart"] = part_ids
-    return cred
+    return tuple(evidence)

@@ -32,7 +32,7 @@ from service.errors import BadInput
 from service.issuer import limits
 from service.issuer.contexts import DocumentLoader
 
-__all__ = ["UndefinedTermError", "canonicalize", "sha256"]
+__all__ = ["UndefinedTermError", "canonicalize"]
 
 
 class UndefinedTermError(BadInput):
@@ -421,11 +421,6 @@ def _jsonld_reason(exc: BaseException) -> str:
         parts.append(str(getattr(cur, "message", None) or cur).split("\n")[0])
         cur = cur.__cause__
     return " <- ".join(dict.fromkeys(p for p in parts if p))
-
-
-def sha256(text: str) -> bytes:
-    """SHA-256 of the UTF-8 bytes of ``text``."""
-    return hashlib.sha256(text.encode("utf-8")).digest()
 
 
 # --- documents of one shape ---------------------------------------------------------------------

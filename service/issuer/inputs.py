@@ -1,14 +1,20 @@
 """Plain input values for building credentials.
 
-The assessment side (competencies, policies, decisions) will fill these; until then the
-JSON API builds them from request bodies. Nothing here touches the database or the clock.
+The assessment side (competencies, policies, decisions) fills these, and the JSON API
+validates request bodies straight into them (``schemas.CredentialCreate``): the field
+constraints below are the API's; code that builds the values directly is trusted. Nothing
+here touches the database or the clock.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from service.db.types import MAX_ROW_ID
 
 __all__ = [
     "SUPERVISION_LABELS",
@@ -23,6 +29,9 @@ __all__ = [
     "ScaleLevel",
     "Supervision",
 ]
+
+_Key = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")]
+_Text = Annotated[str, Field(min_length=1)]
 
 Supervision = Literal[
     "unsupervised",
@@ -62,10 +71,10 @@ class IssuerProfile:
 class Learner:
     """Who earned it (EU element 1). The email is only ever stored hashed with a salt."""
 
-    lti_user_id: str
-    email: str | None = None
-    name: str | None = None
-    person_id: int | None = None
+    lti_user_id: Annotated[str, Field(min_length=1, max_length=255)]
+    email: Annotated[str | None, Field(max_length=320)] = None
+    name: Annotated[str | None, Field(max_length=300)] = None
+    person_id: Annotated[int | None, Field(ge=1, le=MAX_ROW_ID)] = None
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,8 @@ class Alignment:
 class ScaleLevel:
     """One level of the competency scale (beginning, intermediate, advanced)."""
 
-    key: str
-    name: str
+    key: _Key
+    name: Annotated[str, Field(min_length=1, max_length=200)]
     description: str = ""
 
 
@@ -93,9 +102,9 @@ class ScaleLevel:
 class RubricCriterion:
     """A rubric criterion that feeds the competency, with its levels low to high."""
 
-    key: str
+    key: _Key
     name: str
-    levels: tuple[ScaleLevel, ...]
+    levels: Annotated[tuple[ScaleLevel, ...], Field(min_length=1)]
     description: str = ""
     url: str | None = None
 
@@ -110,13 +119,13 @@ class EuElements:
     issuer profile and the award date.
     """
 
-    learning_outcomes: tuple[str, ...]
-    assessment_type: str
-    participation_form: str
-    quality_assurance: str
-    ects_credits: float | None = None
-    workload_hours: float | None = None
-    eqf_level: int | None = None
+    learning_outcomes: Annotated[tuple[str, ...], Field(min_length=1)]
+    assessment_type: _Text
+    participation_form: _Text
+    quality_assurance: _Text
+    ects_credits: Annotated[float | None, Field(ge=0)] = None
+    workload_hours: Annotated[float | None, Field(ge=0)] = None
+    eqf_level: Annotated[int | None, Field(ge=1, le=8)] = None
     field_of_study: str | None = None
     prerequisites: str | None = None
     integration_stackability: Literal["stand-alone", "stackable"] = "stand-alone"
@@ -127,11 +136,12 @@ class EuElements:
 class LevelTemplate:
     """A competency with its level scale: one OB Achievement is made per level."""
 
-    key: str  # stable slug, unique per institution, e.g. "data-analysis"
-    competency_name: str
-    description: str
-    criteria_narrative: str
-    levels: tuple[ScaleLevel, ...]  # low to high
+    # a stable slug, unique per institution, e.g. "data-analysis"
+    key: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$")]
+    competency_name: Annotated[str, Field(min_length=1, max_length=300)]
+    description: _Text
+    criteria_narrative: _Text
+    levels: Annotated[tuple[ScaleLevel, ...], Field(min_length=1)]  # low to high
     eu: EuElements
     alignments: tuple[Alignment, ...] = ()
     rubric_criteria: tuple[RubricCriterion, ...] = ()
@@ -141,7 +151,7 @@ class LevelTemplate:
     language: str = "en"
     tags: tuple[str, ...] = ()
     version: str | None = None
-    valid_for_days: int | None = None
+    valid_for_days: Annotated[int | None, Field(ge=1)] = None
 
     def level(self, key: str) -> ScaleLevel:
         for level in self.levels:
@@ -154,7 +164,7 @@ class LevelTemplate:
 class EvidenceItem:
     """One piece of evidence summarised in the credential."""
 
-    name: str
+    name: _Text
     description: str = ""
     narrative: str | None = None
     url: str | None = None

@@ -81,28 +81,22 @@ def _drop_process_pool(broken: concurrent.futures.ProcessPoolExecutor) -> None:
     broken.shutdown(wait=False, cancel_futures=True)
 
 
+# A worker's refusals by name: exceptions are returned, not pickled.
+_REFUSALS: dict[str, type[BadInput]] = {
+    cls.__name__: cls for cls in (limits.LimitExceeded, canon.UndefinedTermError, BadInput)
+}
+
+
 def hash_in_worker(
     document: Mapping[str, Any], config: Mapping[str, Any], base_url: str, bounds: limits.Limits
 ) -> tuple[str, bytes | str]:
-    """``dataintegrity.hash_data`` in a worker process: ``("ok", hashData)``, or the kind
-    and message of the refusal (exceptions are returned, not pickled)."""
+    """``dataintegrity.hash_data`` in a worker process: ``("ok", hashData)``, or the class
+    name and message of the refusal."""
     try:
         loader = contexts.loader_for(base_url)
         return "ok", dataintegrity.hash_data(document, config, loader, bounds=bounds)
-    except limits.LimitExceeded as exc:
-        return "limit", exc.detail
-    except canon.UndefinedTermError as exc:
-        return "undefined", exc.detail
     except BadInput as exc:
-        return "bad", exc.detail
-
-
-def _raise_for(kind: str, detail: str) -> None:
-    if kind == "limit":
-        raise limits.LimitExceeded(detail)
-    if kind == "undefined":
-        raise canon.UndefinedTermError(detail)
-    raise BadInput(detail)
+        return type(exc).__name__, exc.detail
 
 
 class VerifierPool:
@@ -179,8 +173,7 @@ class VerifierPool:
             assert isinstance(value, bytes)
             return value
         assert isinstance(value, str)
-        _raise_for(kind, value)
-        raise AssertionError("unreachable")
+        raise _REFUSALS.get(kind, BadInput)(value)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

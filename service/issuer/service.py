@@ -333,12 +333,7 @@ def _signed_values(
         "salt": secrets.token_hex(16),
         "status": statuslist.entry(statuslist.list_url(base, status.id), index),
     }
-    # single, or stacked over the parts
-    doc = (
-        build.build_stacked_credential(parts=parts, **common)
-        if parts
-        else build.build_credential(**common)
-    )
+    doc = build.build_credential(**common, parts=parts)
     signed = _signed(doc, ring, base=base, now=now)
     # Serialised once: the stored document and the VC-JWT's payload are the same bytes.
     body = orjson.dumps(signed)

@@ -85,7 +85,7 @@ def _stacked(ring: keys.Keyring) -> dict[str, Any]:
         parts.append(
             service._signed(build.build_credential(**case), ring, base=BASE, now=samples.NOW)
         )
-    doc = build.build_stacked_credential(
+    doc = build.build_credential(
         credential_id=f"{BASE}/credentials/stacked",
         award=samples.award(level_key="advanced"),
         parts=parts,
