@@ -80,17 +80,9 @@ def next_delay(
     retry_after: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
-    """Seconds to wait before the next attempt: full jitter within ``window`` (from
-    ``BASE_SECONDS`` up to ``CAP_SECONDS``).
-
-    Args:
-        attempt: attempts made so far (1 after the first failure).
-        retry_after: the server's Retry-After in seconds; the delay is never shorter.
-        rng: source of randomness (``random`` module default).
-
-    Returns:
-        A delay in seconds, ``>= retry_after`` when given and ``<= max(CAP_SECONDS, retry_after)``.
-    """
+    """Seconds to wait after ``attempt`` failures: full jitter within ``window`` (from
+    ``BASE_SECONDS`` up to ``CAP_SECONDS``), never shorter than the server's Retry-After
+    (``retry_after`` seconds). ``rng``: the randomness (the ``random`` module by default)."""
     delay = (rng or random).uniform(0.0, window(attempt, base=BASE_SECONDS, cap=CAP_SECONDS))
     if retry_after is not None and retry_after > delay:
         return float(retry_after)
@@ -98,15 +90,8 @@ def next_delay(
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime) -> float | None:
-    """Seconds from ``now`` named by a Retry-After header, or None if absent or malformed.
-
-    Args:
-        value: the header value: delta-seconds or an HTTP-date.
-        now: aware current time, to turn a date into seconds.
-
-    Returns:
-        Non-negative seconds, or None.
-    """
+    """Non-negative seconds from ``now`` (aware) named by a Retry-After header value
+    (delta-seconds or an HTTP-date), or None if absent or malformed."""
     if value is None:
         return None
     value = value.strip()

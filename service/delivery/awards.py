@@ -50,20 +50,10 @@ def enqueue_issue(
     now: dt.datetime | None = None,
     new_credential: bool = False,
 ) -> list[OutboxMessage]:
-    """Queue a new credential for every enabled repository (or the ones named).
-
-    Args:
-        session: the award's session; commit the credential and these rows together.
-        snapshot: the credential's delivery data at its level.
-        repository_ids: restrict to these repositories (a policy naming its targets).
-        now: current time.
-        new_credential: the snapshot's credential was created in this transaction (no
-            row can be queued for it yet: ``outbox.enqueue(new_key=True)``).
-
-    Returns:
-        The rows (held ones wait for the learner's consent); none for a new credential in
-        a worker's batch, whose rows are written with the batch's (``outbox.enqueue_held``).
-    """
+    """Queue a new credential for every enabled repository (or those of a policy naming its
+    targets); the caller commits the credential and these rows together. Returns the rows
+    (held ones wait for the learner's consent); ``new_credential``: created in this
+    transaction (``outbox.enqueue(new_key=True)``: none returned in a worker's batch)."""
     now = now or utcnow()
     wanted = set(repository_ids) if repository_ids is not None else None
     rows = []
@@ -86,10 +76,9 @@ def enqueue_issue(
             "pause_scope": provider.pause_scope(payload),
             "now": now,
         }
-        if new_credential and db_engine.holding(session):
-            outbox.enqueue_held(session, **row)  # written with the batch's rows
-        else:
-            rows.append(outbox.enqueue(session, **row, new_key=new_credential))
+        queued = outbox.enqueue(session, **row, new_key=new_credential)
+        if queued is not None:  # None: written with a worker batch's rows
+            rows.append(queued)
     return rows
 
 
@@ -190,17 +179,9 @@ def _targets(rows: Iterable[OutboxMessage]) -> list[dict[str, Any]]:
 def propagate_revocation(
     session: Session, credential_id: str, reason: str, *, now: dt.datetime | None = None
 ) -> list[OutboxMessage]:
-    """Revoke the credential everywhere it went; cancel what has not gone yet.
-
-    Args:
-        session: the caller's session (the revocation's transaction).
-        credential_id: the credential.
-        reason: shown to the earner by Credly and Badgr (required by both).
-        now: current time.
-
-    Returns:
-        The revoke rows queued (one per repository that may hold the credential).
-    """
+    """Revoke the credential everywhere it went; cancel what has not gone yet. Returns the
+    revoke rows queued (one per repository that may hold it). Credly and Badgr show the
+    earner the ``reason``, and both require one."""
     if not reason.strip():
         raise BadInput("a revocation needs a reason (Credly and Badgr show it to the earner)")
     now = now or utcnow()
@@ -253,15 +234,7 @@ def propagate_upgrade(
     Credly gets one ``credly.replace_badge`` row (issue the new level's badge, then revoke
     the old); Badgr a revoke and an issue; webhooks a ``credential.upgraded`` event; the
     gradebook the new score. Rows not yet sent for the old level are cancelled and replaced
-    by rows for the new one.
-
-    Args:
-        session: the caller's session.
-        snapshot: the credential at its new level.
-        now: current time.
-
-    Returns:
-        The rows queued.
+    by rows for the new one. Returns the rows queued.
     """
     reason = "Replaced by a higher level"  # the revocation reason shown for the old badge
     now = now or utcnow()
@@ -283,21 +256,21 @@ def propagate_upgrade(
             rev = _revoke_row(session, reach, cid, reason, now, suffix=f":upgrade:{level}")
             if rev is not None:
                 rows.append(rev)
-        rows.append(
-            outbox.enqueue(
-                session,
-                credential_id=cid,
-                kind=kind,
-                idempotency_key=f"{kind}:{repo.id}:{cid}:{level}",
-                payload=base,
-                repository_id=repo.id,
-                person_id=snapshot.person_id,
-                depends_on_id=reach.in_flight.id if reach.in_flight else None,
-                personal=provider.by_email,
-                pause_scope=provider.pause_scope(base),
-                now=now,
-            )
+        row = outbox.enqueue(
+            session,
+            credential_id=cid,
+            kind=kind,
+            idempotency_key=f"{kind}:{repo.id}:{cid}:{level}",
+            payload=base,
+            repository_id=repo.id,
+            person_id=snapshot.person_id,
+            depends_on_id=reach.in_flight.id if reach.in_flight else None,
+            personal=provider.by_email,
+            pause_scope=provider.pause_scope(base),
+            now=now,
         )
+        assert row is not None  # only a new credential's rows are held as values
+        rows.append(row)
     return rows
 
 

@@ -85,33 +85,20 @@ def enqueue(
     pause_scope: str = "",
     now: dt.datetime | None = None,
     new_key: bool = False,
-) -> OutboxMessage:
-    """Add one delivery row to the caller's transaction (``add`` + ``flush``, no commit).
+) -> OutboxMessage | None:
+    """Add one delivery row (``kind`` dotted: ``credly.issue_badge``) to the caller's
+    transaction, which commits the award and its rows together; returns it flushed.
 
     The same ``idempotency_key`` twice returns the existing row, so a repeated award
-    causes one delivery. A ``personal`` row whose repository asks for consent is
-    ``held`` until the learner agrees (``cancelled`` if they refused).
+    causes one delivery. A ``personal`` row (the learner's data to a third party) whose
+    repository asks for consent is ``held`` until the learner agrees (``cancelled`` if
+    they refused). ``depends_on_id``: a row that must finish first.
 
-    Args:
-        session: the caller's session; the caller commits the award and the rows together.
-        credential_id: the credential (uuid string).
-        kind: dotted kind, e.g. ``credly.issue_badge``.
-        idempotency_key: unique per effect, e.g. ``credly.issue_badge:<credential>:<repo>``.
-        payload: snapshot of everything the connector needs (JSON-serialisable).
-        repository_id: the target repository.
-        person_id: the learner, to detect e-mail changes later.
-        depends_on_id: a row that must finish (delivered, cancelled or dead) first.
-        personal: the row gives the learner's personal data to a third party.
-        pause_scope: what a rate limit this row meets pauses ("" the whole repository;
-            ``Provider.pause_scope``).
-        now: current time (default the clock).
-        new_key: the key names a credential created in this transaction, so no row can
-            hold it yet: the lookup of an existing row is skipped (the unique key still
-            refuses a second one), and the row is written by the caller's next flush
-            (``db.engine.batched_adds``: the batch's), not here.
-
-    Returns:
-        The new (or existing) row, flushed so it has an id (unless ``new_key``).
+    ``new_key``: the key names a credential created in this transaction, so no row can hold
+    it yet: the lookup is skipped (the unique key still refuses a second one) and the row is
+    written by the caller's next flush. Inside a worker's batch (``db.engine.holding``) it
+    is held as plain values instead, no model instance built, and written with the batch's
+    other rows in one INSERT: then None is returned.
     """
     if "." not in kind:
         raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
@@ -125,70 +112,29 @@ def enqueue(
     status = "pending"
     if repository_id is not None and personal:
         status = _consent_status(session, credential_id=credential_id, repository_id=repository_id)
-    row = OutboxMessage(
-        credential_id=credential_id,
-        kind=kind,
-        idempotency_key=idempotency_key,
-        payload=payload,
-        repository_id=repository_id,
-        person_id=person_id,
-        depends_on_id=depends_on_id,
-        status=status,
-        due_at=now,
-        created_at=now,
-        updated_at=now,
-        request_id=requestlog.current(),
-        pause_scope=pause_scope,
-    )
-    if new_key:
-        db_engine.add(session, row)  # the next flush writes it (a batch's, at its end)
-    else:
-        session.add(row)
+    values: dict[str, Any] = {
+        "credential_id": credential_id,
+        "kind": kind,
+        "idempotency_key": idempotency_key,
+        "payload": payload,
+        "repository_id": repository_id,
+        "person_id": person_id,
+        "depends_on_id": depends_on_id,
+        "status": status,
+        "due_at": now,
+        "created_at": now,
+        "updated_at": now,
+        "request_id": requestlog.current(),
+        "pause_scope": pause_scope,
+    }
+    if new_key and db_engine.holding(session):
+        db_engine.add_values(session, OutboxMessage, values)
+        return None
+    row = OutboxMessage(**values)
+    session.add(row)
+    if not new_key:
         session.flush()
     return row
-
-
-def enqueue_held(
-    session: Session,
-    *,
-    credential_id: str,
-    kind: str,
-    idempotency_key: str,
-    payload: dict[str, Any],
-    repository_id: int | None,
-    person_id: int | None,
-    personal: bool,
-    pause_scope: str,
-    now: dt.datetime,
-) -> None:
-    """``enqueue(new_key=True)`` inside a worker's batch (``db.engine.holding``): the row
-    is held as plain values and written with the batch's other rows (one INSERT), no
-    model instance built. The key names a credential created in this transaction, so no
-    row holds it yet (the unique key still refuses a second one)."""
-    if "." not in kind:
-        raise ValueError(f"outbox kinds are dotted (credly.issue_badge), not {kind!r}")
-    status = "pending"
-    if repository_id is not None and personal:
-        status = _consent_status(session, credential_id=credential_id, repository_id=repository_id)
-    db_engine.add_values(
-        session,
-        OutboxMessage,
-        {
-            "credential_id": credential_id,
-            "kind": kind,
-            "idempotency_key": idempotency_key,
-            "payload": payload,
-            "repository_id": repository_id,
-            "person_id": person_id,
-            "depends_on_id": None,
-            "status": status,
-            "due_at": now,
-            "created_at": now,
-            "updated_at": now,
-            "request_id": requestlog.current(),
-            "pause_scope": pause_scope,
-        },
-    )
 
 
 def _consent_status(session: Session, *, credential_id: str, repository_id: int) -> str:
@@ -237,19 +183,9 @@ def claim(
     lease_seconds: float = 60.0,
     worker: str = "",
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due rows of the given kinds (one short transaction).
-
-    Args:
-        engine: the database.
-        kinds: the kinds this worker has connectors for.
-        now: current time from the worker's clock.
-        limit: most rows to lease.
-        lease_seconds: lease length; must exceed the worst HTTP timeout plus the check.
-        worker: worker name, recorded on lost-lease attempts.
-
-    Returns:
-        The leased rows, oldest due first.
-    """
+    """Lease up to ``limit`` due rows of the given kinds, oldest due first (one short
+    transaction). ``lease_seconds`` must exceed the worst HTTP timeout plus the check;
+    ``worker`` is recorded on lost-lease attempts."""
     kinds = list(kinds)
     if not kinds or limit < 1:
         return []

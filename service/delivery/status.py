@@ -246,6 +246,7 @@ def resend_mismatch(
         personal=provider.by_email,
         now=now,
     )
+    assert row is not None  # only a new credential's rows are held as values
     m.resolved_at, m.resolution = now, "resent"
     session.flush()
     return row

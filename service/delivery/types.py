@@ -7,7 +7,7 @@ import abc
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
@@ -183,9 +183,11 @@ class Provider(abc.ABC):
     # Config key of the COMPETENCY:LEVEL -> remote id map, if the kind has one.
     map_key: ClassVar[str | None] = None
     map_id: ClassVar[str] = "TEMPLATE_ID"  # what the map's values are, for the form's example
-    # What the connection test does, for the administrator's page; "" while this kind has
-    # no test (``test_connection`` returns None).
+    # What the connection test does, for the administrator's page, and what it reports
+    # after its connector's ``check_connection`` ({count}: how many things it checked);
+    # "" while this kind has no test (``test_connection`` returns None).
     test_description: ClassVar[str] = ""
+    test_summary: ClassVar[str] = ""
     # What its administrator gives besides the name, the secret and the map.
     settings: ClassVar[tuple[Setting, ...]] = ()
     # A third party that knows the earner by e-mail: the repository's consent policy holds
@@ -239,18 +241,14 @@ class Provider(abc.ABC):
     def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]] | None:
         """Check a repository without changing anything: a summary and the problems found
         (None: this kind has no test). Raises ``ConnectorError`` when it does not work."""
-        return None
-
-    def run_check(
-        self, connector: ConnectionCheck, repo: RepositoryConfig, summary: str
-    ) -> tuple[str, list[str]]:
-        """A ``test_connection`` by ``connector.check_connection``, the connector closed
-        afterwards: ``summary`` (``{count}``: how many it checked) and the problems."""
+        if not self.test_summary:
+            return None
+        connector = cast(ConnectionCheck, self.connector(ConnectorDeps(clock=clock)))
         try:
             count, problems = connector.check_connection(repo)
         finally:
             connector.close()
-        return summary.format(count=count), problems
+        return self.test_summary.format(count=count), problems
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         """How the learner's data sent there is erased (the learner data export)."""

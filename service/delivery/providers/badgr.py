@@ -387,6 +387,7 @@ class BadgrProvider(Provider):
         "Signs in with the account and reads each badge class of the map; changes nothing "
         "in Canvas Credentials."
     )
+    test_summary = "connected; {count} badge class(es) in the map checked"
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         region = config.get("region")
@@ -402,10 +403,6 @@ class BadgrProvider(Provider):
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
         return BadgrConnector(clock=deps.clock, save_tokens=deps.save_tokens)
-
-    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
-        summary = "connected; {count} badge class(es) in the map checked"
-        return self.run_check(BadgrConnector(clock=clock), repo, summary)
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         return (

@@ -32,7 +32,7 @@ import httpx
 from service.delivery import http
 from service.delivery.errors import NotConfigured, Rejected, Unconfirmed
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
+from service.delivery.types import ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = [
@@ -351,6 +351,7 @@ class CredlyProvider(Provider):
     title = "Credly"
     rank = 1
     test_description = "Lists the organisation's badge templates; changes nothing at Credly."
+    test_summary = "connected; {count} active badge template(s)"
     secret = Secret("organisation token", "the API token (Credly)", "organisation's API token")
     secret_days = TOKEN_LIFETIME_DAYS
     map_key = "templates"
@@ -383,10 +384,6 @@ class CredlyProvider(Provider):
 
     def connector(self, deps: ConnectorDeps) -> CredlyConnector:
         return CredlyConnector(clock=deps.clock)
-
-    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
-        summary = "connected; {count} active badge template(s)"
-        return self.run_check(CredlyConnector(clock=clock), repo, summary)
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         return (

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from service.delivery import http
 from service.delivery.errors import NotConfigured
 from service.delivery.outbox import AttemptRecord, Claimed
-from service.delivery.types import Clock, ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
+from service.delivery.types import ConnectorDeps, Provider, RepositoryConfig, Secret, Setting
 from service.errors import BadInput
 
 __all__ = ["PROVIDER", "WebhookConnector", "sign", "verify"]
@@ -86,6 +86,10 @@ class WebhookConnector(http.HttpConnector):
         }
         return self.post(repo, event, AttemptRecord(started_at=self._clock()))
 
+    def check_connection(self, repo: RepositoryConfig) -> tuple[int, list[str]]:
+        """The connection test: the status the receiver answered a ping with."""
+        return self.ping(repo), []
+
     def post(self, repo: RepositoryConfig, event: dict[str, Any], record: AttemptRecord) -> int:
         """POST one signed event; any 2xx is success (else ``ConnectorError``)."""
         if not repo.secret:
@@ -123,6 +127,7 @@ class WebhookProvider(Provider):
     revoke_kind = "webhook.credential_revoked"
     upgrade_kind = "webhook.credential_upgraded"
     test_description = "Sends the receiver a signed ping event (no credential, no learner data)."
+    test_summary = "the receiver answered {count} to a signed ping event"
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         if not str(config.get("url", "")).startswith(("https://", "http://")):
@@ -139,14 +144,6 @@ class WebhookProvider(Provider):
 
     def connector(self, deps: ConnectorDeps) -> WebhookConnector:
         return WebhookConnector(clock=deps.clock)
-
-    def test_connection(self, repo: RepositoryConfig, clock: Clock) -> tuple[str, list[str]]:
-        connector = WebhookConnector(clock=clock)
-        try:
-            status = connector.ping(repo)
-        finally:
-            connector.close()
-        return f"the receiver answered {status} to a signed ping event", []
 
     def erasure(self, config: Mapping[str, Any], name: str, ref: str) -> str:
         host = urlsplit(str(config.get("url", ""))).netloc or "the receiver"
