@@ -131,21 +131,6 @@ class Row:
         return ""
 
 
-def _reaward_blocks(session: Session, *, course_id: int) -> dict[tuple[int, str], Award]:
-    """By (person, line): the highest revoked award whose revocation (by a person) blocks
-    re-award, for every line of the course, in one query."""
-    q = select(Award).where(
-        Award.course_id == course_id,
-        Award.state == "revoked",
-        col(Award.reaward_blocked).is_(True),
-    )
-    out: dict[tuple[int, str], Award] = {}
-    # The highest level wins (ties: the latest): it bounds what may be awarded again.
-    for a in sorted(session.exec(q), key=lambda a: (_rank(a.level), a.id or 0)):
-        out[(a.person_id, a.line_key)] = a
-    return out
-
-
 def _rank(level_key: str) -> int:
     # Competency levels by their order; a stack's single level ("awarded") ranks above all.
     return int(Level[level_key.upper()]) if level_key.upper() in Level.__members__ else 99
@@ -249,8 +234,17 @@ def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None
     current: dict[tuple[int, str], list[Award]] = {}
     for award in session.exec(current_q):
         current.setdefault((award.person_id, award.line_key), []).append(award)
-    # revoked awards that block re-award are few: the course's, in one query
-    blocks = _reaward_blocks(session, course_id=course_id)
+    # Revoked awards that block re-award (by a person) are few: the course's, in one query.
+    # Per line the highest level wins (ties: the latest): it bounds what may be re-awarded.
+    blocked_q = select(Award).where(
+        Award.course_id == course_id,
+        Award.state == "revoked",
+        col(Award.reaward_blocked).is_(True),
+    )
+    blocks = {
+        (a.person_id, a.line_key): a
+        for a in sorted(session.exec(blocked_q), key=lambda a: (_rank(a.level), a.id or 0))
+    }
     return _Known(
         decisions={(d.person_id, d.competency_id): d for d in session.exec(decisions_q)},
         current=current,

@@ -338,7 +338,7 @@ def _revoke(
     by_person: bool,
 ) -> Credential:
     """Revoke the award's credential: status list, revocation queued to every repository
-    it reached, the ledger. A person's revocation blocks re-award (``_reaward_blocks``)."""
+    it reached, the ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``)."""
     assert award.credential_uuid is not None
     credential = issuer_service.revoke(
         session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
