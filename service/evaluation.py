@@ -119,18 +119,12 @@ def enqueue(
 
 
 def _fresh(course_id: int, person_id: int, due_at: dt.datetime | None, reason: str) -> Any:
+    # the other columns take the model's defaults (``updated_at``: now)
     return {
         "course_id": course_id,
         "person_id": person_id,
         "due_at": due_at,
         "reason": reason[:200],
-        "lease_token": "",
-        "lease_expires_at": None,
-        "attempts": 0,
-        "last_error": "",
-        "evaluated_at": None,
-        "evaluated_inputs": "",
-        "updated_at": utcnow(),
     }
 
 
@@ -255,12 +249,11 @@ def finish(
     course_id: int,
     person_ids: Sequence[int],
     now: dt.datetime,
-    seen: Mapping[int, str] | None = None,
+    seen: Mapping[int, str],
 ) -> None:
     """These learners were evaluated in the caller's transaction: nothing is due for them
     (a change committed after it marks them due again). ``seen``: the digest of what each
     evaluation read (``inputs``, taken before reading), kept for the next one."""
-    seen = seen or {}
     ids = sorted(set(person_ids))
     session.execute(
         update(JOB)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from service import audit
 from service.assessment.types import Level
 from service.db.models import Award, Competency, Decision, ImportRun, Person
 from service.errors import BadInput, Conflict, NotFound
-from service.flows.issuing import _course_award, _current, _held, _issue
+from service.flows.issuing import _course_award, _issue
 from service.flows.mapping import available_items
 from service.flows.setup_store import _lock_learner
 from service.settings import Settings
@@ -38,11 +38,16 @@ def approve(
     comp = session.get(Competency, pending.competency_id)
     decision_row = session.get(Decision, pending.decision_id)
     assert person is not None and comp is not None and decision_row is not None
-    held, _ = _held(
-        _current(
-            session, course_id=course_id, person_id=pending.person_id, line_key=pending.line_key
+    held = session.exec(
+        select(Award)
+        .where(
+            Award.course_id == course_id,
+            Award.person_id == pending.person_id,
+            Award.line_key == pending.line_key,
+            Award.state == "issued",
         )
-    )
+        .order_by(col(Award.id).desc())
+    ).first()
     pending.state, pending.updated_at = "approved", now
     session.add(pending)
     award = _issue(

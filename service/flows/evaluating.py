@@ -39,14 +39,13 @@ from service.db.models import (
     Decision,
     EffectivePolicy,
     Enrolment,
-    ImportRun,
     Person,
 )
 from service.db.models import Evidence as EvidenceRow
 from service.errors import NotFound
-from service.flows.issuing import _current, _held, _issue, _line, _revoke
+from service.flows.issuing import _held, _issue, _line, _revoke
 from service.flows.mapping import item_key, item_label, to_engine
-from service.flows.setup_store import course_setup
+from service.flows.setup_store import course_setup, mark_evaluated
 from service.issuer import inputs as issuer_inputs
 from service.issuer import service as issuer_service
 from service.policies import repository as policies_repo
@@ -91,10 +90,18 @@ class Row:
 
     @property
     def blocked_text(self) -> str:
-        """Why no credential is issued although the rules give a level (revoked by a person)."""
+        """Why no credential is issued although the rules give a level: a person revoked it
+        (docs/awarding.md)."""
         if self.blocked is None or self.held is not None:
             return ""
-        return blocked_text(self.blocked)
+        level = self.blocked.level.capitalize()
+        when = self.blocked.updated_at.strftime("%d %b %Y")
+        return (
+            f"No credential: {level} was revoked on {when} "
+            f"({self.blocked.review or 'no reason given'}). Re-evaluating does not issue "
+            f"{level} or a lower level again; a higher level is issued when the evidence "
+            "reaches it. Allow re-award to issue what the evidence shows."
+        )
 
     @property
     def failed(self) -> list[str]:
@@ -102,7 +109,11 @@ class Row:
 
     @property
     def gap_text(self) -> str:
-        return gap_text(self.decision)
+        """What is missing for the next level, in words: "For Advanced: <each failed rule>"."""
+        if self.decision is None or self.decision.gap is None:
+            return ""
+        reasons = "; ".join(r.reason for r in self.decision.gap.missing)
+        return f"For {self.decision.gap.level.label}: {reasons}" if reasons else ""
 
     @property
     def gap_short(self) -> str:
@@ -120,36 +131,6 @@ class Row:
         return ""
 
 
-def blocked_text(award: Award) -> str:
-    """The instructor's explanation of a re-award block (docs/awarding.md)."""
-    level = award.level.capitalize()
-    when = award.updated_at.strftime("%d %b %Y")
-    return (
-        f"No credential: {level} was revoked on {when} ({award.review or 'no reason given'}). "
-        f"Re-evaluating does not issue {level} or a lower level again; a higher level is "
-        "issued when the evidence reaches it. Allow re-award to issue what the evidence shows."
-    )
-
-
-def _reaward_blocks(
-    session: Session, *, course_id: int, person_id: int | None = None
-) -> dict[tuple[int, str], Award]:
-    """By (person, line): the highest revoked award whose revocation (by a person) blocks
-    re-award, for every line of the course (or of one learner), in one query."""
-    q = select(Award).where(
-        Award.course_id == course_id,
-        Award.state == "revoked",
-        col(Award.reaward_blocked).is_(True),
-    )
-    if person_id is not None:
-        q = q.where(Award.person_id == person_id)
-    out: dict[tuple[int, str], Award] = {}
-    # The highest level wins (ties: the latest): it bounds what may be awarded again.
-    for a in sorted(session.exec(q), key=lambda a: (_rank(a.level), a.id or 0)):
-        out[(a.person_id, a.line_key)] = a
-    return out
-
-
 def _rank(level_key: str) -> int:
     # Competency levels by their order; a stack's single level ("awarded") ranks above all.
     return int(Level[level_key.upper()]) if level_key.upper() in Level.__members__ else 99
@@ -157,14 +138,6 @@ def _rank(level_key: str) -> int:
 
 def _blocks(block: Award | None, level_key: str) -> bool:
     return block is not None and _rank(level_key) <= _rank(block.level)
-
-
-def gap_text(decision: EngineDecision | None) -> str:
-    """What is missing for the next level, in words: "For Advanced: <each failed rule>"."""
-    if decision is None or decision.gap is None:
-        return ""
-    reasons = "; ".join(r.reason for r in decision.gap.missing)
-    return f"For {decision.gap.level.label}: {reasons}" if reasons else ""
 
 
 def course_learners(
@@ -189,14 +162,6 @@ def course_learners(
     )
 
 
-def _policies(
-    session: Session, *, course_id: int
-) -> list[tuple[Competency, Policy, EffectivePolicy]]:
-    comps = policies_repo.course_competencies(session, course_id)
-    found = policies.effective_all(session, course_id=course_id, competency_rows=comps)
-    return [(comp, policy, row) for comp, (policy, row) in zip(comps, found, strict=True)]
-
-
 def _evidence_for(
     records: Iterable[store.EvidenceRecord], comp: Competency, policy: Policy
 ) -> list[Evidence]:
@@ -214,30 +179,26 @@ def _evidence_for(
 
 def preview_course(session: Session, *, course_id: int, now: dt.datetime) -> list[Row]:
     """Who would reach which level now and why, without storing anything."""
-    rows: list[Row] = []
     # the rules in force without numbering them: a preview reads, it never writes
     plans = [
         (comp, policies.in_force(session, course_id=course_id, competency_row=comp))
         for comp in policies_repo.course_competencies(session, course_id)
     ]
-    records_by_person: dict[int, list[store.EvidenceRecord]] = {}
-    for r in store.list_evidence(session, course_id=course_id):
-        records_by_person.setdefault(r.person_id, []).append(r)
-    blocks = _reaward_blocks(session, course_id=course_id)
+    by_person = _evidence_by_person(session, course_id=course_id, person_ids=None)
+    known = _known(session, course_id=course_id, person_ids=None)
+    rows: list[Row] = []
     for person in course_learners(session, course_id=course_id):
         assert person.id is not None
         for comp, policy in plans:
-            held, pending = _held(
-                _current(session, course_id=course_id, person_id=person.id, line_key=_line(comp))
-            )
-            block = blocks.get((person.id, _line(comp)))
-            evidence = _evidence_for(records_by_person.get(person.id, []), comp, policy)
+            line = (person.id, _line(comp))
+            held, pending = _held(known.current.get(line, []))
+            evidence = _evidence_for(by_person.get(person.id, []), comp, policy)
+            decision, problem = None, ""
             try:
                 decision = engine.evaluate(evidence, policy, now, learner=str(person.id))
             except AssessmentError as exc:
-                rows.append(Row(person, comp, None, held, pending, problem=str(exc), blocked=block))
-                continue
-            rows.append(Row(person, comp, decision, held, pending, blocked=block))
+                problem = str(exc)
+            rows.append(Row(person, comp, decision, held, pending, problem, known.blocks.get(line)))
     return rows
 
 
@@ -273,8 +234,17 @@ def _known(session: Session, *, course_id: int, person_ids: Sequence[int] | None
     current: dict[tuple[int, str], list[Award]] = {}
     for award in session.exec(current_q):
         current.setdefault((award.person_id, award.line_key), []).append(award)
-    # revoked awards that block re-award are few: the course's, in one query
-    blocks = _reaward_blocks(session, course_id=course_id)
+    # Revoked awards that block re-award (by a person) are few: the course's, in one query.
+    # Per line the highest level wins (ties: the latest): it bounds what may be re-awarded.
+    blocked_q = select(Award).where(
+        Award.course_id == course_id,
+        Award.state == "revoked",
+        col(Award.reaward_blocked).is_(True),
+    )
+    blocks = {
+        (a.person_id, a.line_key): a
+        for a in sorted(session.exec(blocked_q), key=lambda a: (_rank(a.level), a.id or 0))
+    }
     return _Known(
         decisions={(d.person_id, d.competency_id): d for d in session.exec(decisions_q)},
         current=current,
@@ -313,7 +283,9 @@ def evaluate_course(
             else list(person_ids)
         )
         evaluation.lock_learners(session, course_id=course_id, person_ids=ids)
-    plans = _policies(session, course_id=course_id)
+    comps = policies_repo.course_competencies(session, course_id)
+    found = policies.effective_all(session, course_id=course_id, competency_rows=comps)
+    plans = [(comp, policy, row) for comp, (policy, row) in zip(comps, found, strict=True)]
     people = course_learners(session, course_id=course_id, person_ids=person_ids)
     summary = Summary(learners=len(people))
     ids = [p.id or 0 for p in people]
@@ -328,8 +300,7 @@ def evaluate_course(
     by_person = _evidence_by_person(
         session,
         course_id=course_id,
-        people=[p for p in people if p.id not in same],
-        all_learners=person_ids is None and not same,
+        person_ids=None if person_ids is None and not same else [p for p in ids if p not in same],
     )
     acts = [
         _standing(run, person, plans)
@@ -346,7 +317,7 @@ def evaluate_course(
     digests = {p: i.digest for p, i in seen.items()}
     evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now, seen=digests)
     if person_ids is None:
-        _mark_evaluated_run(session, setup=setup, course_id=course_id)
+        mark_evaluated(session, setup)
     session.flush()
     return summary
 
@@ -366,15 +337,7 @@ def _act_on(
                 _apply(session, act)
             if run.setup.stacks:
                 db_engine.write_held(session)  # _stacks reads the awards just made
-                _stacks(
-                    session,
-                    settings=run.settings,
-                    setup=run.setup,
-                    person=person,
-                    now=run.now,
-                    actor=run.actor,
-                    summary=run.summary,
-                )
+                _stacks(session, run, person)
 
 
 def _store_decisions(session: Session, acts: Sequence[Sequence[_Act]]) -> list[list[_Act]]:
@@ -393,29 +356,14 @@ def _stored(act: _Act, ids: Iterator[int]) -> _Act:
 
 
 def _evidence_by_person(
-    session: Session, *, course_id: int, people: Sequence[Person], all_learners: bool
+    session: Session, *, course_id: int, person_ids: Sequence[int] | None
 ) -> dict[int, list[store.EvidenceRecord]]:
-    """The learners' evidence records by person id."""
+    """The evidence records of these learners (None: the course's) by person id, in one
+    query."""
     by_person: dict[int, list[store.EvidenceRecord]] = {}
-    # one query for the learners, not one per learner
-    for r in store.list_evidence(
-        session,
-        course_id=course_id,
-        person_ids=None if all_learners else [p.id for p in people if p.id is not None],
-    ):
+    for r in store.list_evidence(session, course_id=course_id, person_ids=person_ids):
         by_person.setdefault(r.person_id, []).append(r)
     return by_person
-
-
-def _mark_evaluated_run(session: Session, *, setup: CourseSetup, course_id: int) -> None:
-    """Record the course's latest import as evaluated (a whole-course evaluation)."""
-    latest = session.exec(
-        select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
-    ).one()
-    if latest is not None and latest > setup.evaluated_run_id:
-        setup = course_setup(session, course_id=course_id, create=True)
-        setup.evaluated_run_id = latest
-        session.add(setup)
 
 
 @dataclass(frozen=True)
@@ -653,17 +601,10 @@ def _award_lower(session: Session, act: _Act, held: Award) -> None:
         run.summary.flagged += 1
 
 
-def _stacks(
-    session: Session,
-    *,
-    settings: Settings,
-    setup: CourseSetup,
-    person: Person,
-    now: dt.datetime,
-    actor: str,
-    summary: Summary,
-) -> None:
+def _stacks(session: Session, run: _Run, person: Person) -> None:
+    """Issue the stacked credentials the learner's issued competency credentials now earn."""
     assert person.id is not None
+    setup, now, summary = run.setup, run.now, run.summary
     issued = session.exec(
         select(Award).where(
             Award.course_id == setup.course_id,
@@ -681,22 +622,16 @@ def _stacks(
             summary.problems.append(f"stack {doc.get('name')}: {exc}")
             continue
         result = stack.evaluate_stack(held, stack_policy)
-        line = f"stack:{stack_policy.name}"
-        current, _ = _held(
-            _current(session, course_id=setup.course_id, person_id=person.id, line_key=line)
-        )
-        if not result.awarded or current is not None:
+        line = (person.id, f"stack:{stack_policy.name}")
+        current = run.known.current.setdefault(line, [])
+        if not result.awarded or _held(current)[0] is not None:
             continue
-        if (person.id, line) in _reaward_blocks(
-            session, course_id=setup.course_id, person_id=person.id
-        ):
+        if line in run.known.blocks:
             summary.blocked += 1  # revoked by a person: not re-issued until lifted
             continue
-        parts = _stack_parts(session, stack_policy, by_key)
-        template = _stack_template(stack_policy, result, settings)
         credential = issuer_service.issue(
             session,
-            settings=settings,
+            settings=run.settings,
             award=issuer_inputs.AwardInput(
                 learner=issuer_inputs.Learner(
                     lti_user_id=person.sub,
@@ -704,28 +639,28 @@ def _stacks(
                     name=person.name or None,
                     person_id=person.id,
                 ),
-                template=template,
+                template=_stack_template(stack_policy, result, run.settings),
                 level_key="awarded",
                 awarded_at=now,
             ),
             now=now,
-            actor=actor,
-            parts=parts,
+            actor=run.actor,
+            parts=_stack_parts(session, stack_policy, by_key),
             audit_scope=audit.Scope(course_id=setup.course_id),
         )
-        session.add(
-            Award(
-                course_id=setup.course_id,
-                person_id=person.id,
-                line_key=line,
-                level="awarded",
-                state="issued",
-                credential_uuid=credential.uuid,
-                delivery_key=credential.uuid,
-                created_at=now,
-                updated_at=now,
-            )
+        award = Award(
+            course_id=setup.course_id,
+            person_id=person.id,
+            line_key=line[1],
+            level="awarded",
+            state="issued",
+            credential_uuid=credential.uuid,
+            delivery_key=credential.uuid,
+            created_at=now,
+            updated_at=now,
         )
+        session.add(award)
+        current.append(award)  # a second stack of the same name sees it
         summary.issued += 1
     session.flush()
 

@@ -18,7 +18,7 @@ from service.db.models import VerificationEvent as VerificationRow
 from service.db.types import utcnow
 from service.errors import ServiceError
 from service.flows.evaluating import Summary, evaluate_course
-from service.flows.setup_store import course_setup
+from service.flows.setup_store import course_setup, mark_evaluated
 from service.lti.store import learner_inputs
 from service.settings import Settings
 
@@ -50,9 +50,6 @@ def enqueue_new_evidence(session: Session) -> dict[int, int]:
     for course_id in courses_with_new_evidence(session):
         setup = course_setup(session, course_id=course_id, create=True)
         seen = setup.evaluated_run_id
-        latest = session.exec(
-            select(func.max(ImportRun.id)).where(ImportRun.course_id == course_id)
-        ).one()
         changed = set(
             session.exec(
                 select(EvidenceRow.person_id)
@@ -77,9 +74,7 @@ def enqueue_new_evidence(session: Session) -> dict[int, int]:
             person_ids=changed if seen else None,
             reason="new results",
         )
-        if latest is not None and latest > seen:
-            setup.evaluated_run_id = latest
-            session.add(setup)
+        mark_evaluated(session, setup)
     session.flush()
     return queued
 

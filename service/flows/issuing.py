@@ -6,7 +6,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from service import audit
 from service.assessment import parse
@@ -30,21 +30,6 @@ from service.lti import services as lti_services
 from service.policies import badge
 from service.policies import repository as policies_repo
 from service.settings import Settings
-
-
-def _current(session: Session, *, course_id: int, person_id: int, line_key: str) -> list[Award]:
-    return list(
-        session.exec(
-            select(Award)
-            .where(
-                Award.course_id == course_id,
-                Award.person_id == person_id,
-                Award.line_key == line_key,
-                col(Award.state).in_(("issued", "pending_approval")),
-            )
-            .order_by(col(Award.id))
-        )
-    )
 
 
 def _held(rows: Sequence[Award]) -> tuple[Award | None, Award | None]:
@@ -353,7 +338,7 @@ def _revoke(
     by_person: bool,
 ) -> Credential:
     """Revoke the award's credential: status list, revocation queued to every repository
-    it reached, the ledger. A person's revocation blocks re-award (``_reaward_blocks``)."""
+    it reached, the ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``)."""
     assert award.credential_uuid is not None
     credential = issuer_service.revoke(
         session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from service import evaluation
-from service.db.models import CourseSetup
+from service.db.models import CourseSetup, ImportRun
 
 
 def course_setup(session: Session, *, course_id: int, create: bool = False) -> CourseSetup:
@@ -23,6 +23,17 @@ def course_setup(session: Session, *, course_id: int, create: bool = False) -> C
                     select(CourseSetup).where(CourseSetup.course_id == course_id)
                 ).one()
     return row
+
+
+def mark_evaluated(session: Session, setup: CourseSetup) -> None:
+    """Record the course's latest import as looked at (its changed learners queued, or every
+    learner evaluated)."""
+    latest = session.exec(
+        select(func.max(ImportRun.id)).where(ImportRun.course_id == setup.course_id)
+    ).one()
+    if latest is not None and latest > setup.evaluated_run_id:
+        setup.evaluated_run_id = latest
+        session.add(setup)
 
 
 def _lock_learner(session: Session, *, course_id: int, person_id: int) -> CourseSetup:

@@ -191,16 +191,18 @@ def prefetched_pull(
         lms = lms_course_id or setup.lms_course_id or course.context_id
         nrps_url = setup.nrps_url
         # Canvas puts $Canvas.user.id in a member's ``message`` only for a roster asked with
-        # rlid; learners are linked by it (``apply_roster``).
+        # rlid (NRPS 2.0 §3); learners are linked by it (``apply_roster``).
         rlid = setup.nrps_rlid if connection.kind == "canvas" else ""
+        platform = s.get(Platform, platform_id)
+        assert platform is not None  # the course's platform
+        s.expunge(platform)  # its service tokens are read in short sessions of their own
     fetched = connector.fetch_course(lms, since=since) if since else connector.fetch_course(lms)
     members: list[lti_services.Member] | None = None
     roster_error = ""
     if roster and nrps_url:
         try:
-            members = read_roster(
-                engine_, http, platform_id=platform_id, url=nrps_url, resource_link_id=rlid
-            )
+            client = lti_services.ServiceClient(engine_, http, platform)
+            members = lti_services.roster(client, nrps_url, resource_link_id=rlid)
         except PlatformCallFailed as exc:
             roster_error = f"{exc.detail} {exc.hint or ''}".strip()
     return Pull(
@@ -210,21 +212,6 @@ def prefetched_pull(
         _Prefetched(connection.kind, connector.origin, fetched),
         members,
         roster_error,
-    )
-
-
-def read_roster(
-    engine_: Engine, http: httpx.Client, *, platform_id: int, url: str, resource_link_id: str = ""
-) -> list[lti_services.Member]:
-    """Every member of an NRPS 2.0 membership container (HTTP; tokens in short sessions);
-    with ``resource_link_id``, asked with ``rlid`` (members' ``message`` claims, §3)."""
-    with db_session(engine_) as s:
-        platform = s.get(Platform, platform_id)
-        if platform is None:
-            raise PlatformCallFailed(f"no platform with id {platform_id}")
-        s.expunge(platform)
-    return lti_services.roster(
-        lti_services.ServiceClient(engine_, http, platform), url, resource_link_id=resource_link_id
     )
 
 
@@ -377,10 +364,6 @@ def store_fetched(session: Session, *, pull: Pull, now: dt.datetime, actor: str)
     session.add(row)
     session.flush()
     return report
-
-
-def has_source(session: Session, *, course_id: int) -> bool:
-    return course_setup(session, course_id=course_id).source_connection_id is not None
 
 
 SYNC_LEASE = dt.timedelta(minutes=5)  # longer than a pull's deadlines (outbound + retries)
@@ -624,6 +607,7 @@ def run_sync(
     (people, enrolments, results, removals, the health line, and the evaluation jobs of the
     learners whose inputs changed: the worker's evaluation job awards them)."""
     started = clock()
+    pull, report, error, queued = None, None, "", 0
     try:
         pull = fetch_course(
             engine_,
@@ -636,28 +620,24 @@ def run_sync(
     except ServiceError as exc:
         error = f"{exc.detail} {getattr(exc, 'hint', '') or ''}".strip()
         log.warning("scheduled sync of course %s failed: %s", course_id, exc.detail)
-        with db_session(engine_, write=True) as s:
-            row = _sync_row(s, course_id=course_id)
-            row.attempted_at, row.error = started, error[:2000]
-            row.failures += 1
-            row.claimed_by, row.claimed_until = "", None
-            s.add(row)
-            s.commit()
-        return SyncOutcome(course_id, None, error)
     with db_session(engine_, write=True) as s:
-        report = store_fetched(s, pull=pull, now=started, actor=f"worker:{worker}"[:300])
-        queued = 0
-        if report.changed_people:
-            queued = evaluation.enqueue(
-                s, course_id=course_id, person_ids=report.changed_people, reason="sync", now=started
-            )
+        if pull is not None:
+            report = store_fetched(s, pull=pull, now=started, actor=f"worker:{worker}"[:300])
+            if report.changed_people:
+                queued = evaluation.enqueue(
+                    s,
+                    course_id=course_id,
+                    person_ids=report.changed_people,
+                    reason="sync",
+                    now=started,
+                )
         row = _sync_row(s, course_id=course_id)
-        row.attempted_at = started
-        row.error, row.failures = "", 0
+        row.attempted_at, row.error = started, error[:2000]
+        row.failures = row.failures + 1 if error else 0
         row.claimed_by, row.claimed_until = "", None
         s.add(row)
         s.commit()
-    return SyncOutcome(course_id, report, "", queued)
+    return SyncOutcome(course_id, report, error, queued)
 
 
 def run_due_syncs(

@@ -172,7 +172,7 @@ def sync_from_lms(request: Request, session: WriteSessionDep, user: auth.Instruc
     course_id = _course_id(user)
 
     def work() -> None:
-        if not syncing.has_source(session, course_id=course_id):
+        if not syncing.sync_health(session, course_id=course_id).connected:
             raise BadInput(
                 "This course is not connected to the LMS's data API.",
                 hint="Connect it below (Connect to the LMS).",

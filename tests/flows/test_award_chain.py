@@ -17,7 +17,7 @@ from service.db.types import utcnow
 from service.delivery import errors as delivery_errors
 from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
-from service.flows import evaluating, evaluation_queue, gradebook, syncing, wiring
+from service.flows import evaluating, evaluation_queue, gradebook, revoking, syncing, wiring
 from service.issuer import service as issuer_service
 from tests.flows.conftest import Live, Tab, evaluate, launch, pull
 
@@ -129,6 +129,48 @@ def test_learner_launch_syncs_evaluates_issues_and_shows_the_credential(live: Li
     assert f'href="{png}" download' in page.text
     image = tab.http.get(png)
     assert image.status_code == 200 and image.content.startswith(b"\x89PNG")
+
+
+def test_a_stacked_credential_revoked_by_a_person_waits_for_re_award_to_be_allowed(
+    live: Live,
+) -> None:
+    launch(live, "u-learn-2")
+    pull(live)
+    [stacked] = _awards(live, "u-learn-2")["stack:Data literacy"]
+    assert stacked.id is not None
+    now = utcnow()
+
+    def reevaluate() -> evaluating.Summary:
+        with db_session(live.engine, write=True) as s:
+            summary = evaluating.evaluate_course(
+                s, settings=live.settings, course_id=live.course_id, now=now, actor="test"
+            )
+            s.commit()
+        return summary
+
+    with db_session(live.engine, write=True) as s:
+        revoking.revoke_award(
+            s,
+            settings=live.settings,
+            course_id=live.course_id,
+            award_id=stacked.id,
+            reason="awarded in error",
+            actor="test",
+            now=now,
+        )
+        s.commit()
+    summary = reevaluate()
+    assert (summary.blocked, summary.issued) == (1, 0)
+    assert [a.state for a in _awards(live, "u-learn-2")["stack:Data literacy"]] == ["revoked"]
+    with db_session(live.engine, write=True) as s:
+        revoking.allow_reaward(
+            s, course_id=live.course_id, award_id=stacked.id, actor="test", now=now
+        )
+        s.commit()
+    summary = reevaluate()
+    assert (summary.blocked, summary.issued) == (0, 1)
+    stacks = _awards(live, "u-learn-2")["stack:Data literacy"]
+    assert [a.state for a in stacks] == ["revoked", "issued"]
 
 
 def test_a_level_that_requires_a_supervised_sitting_says_so_in_the_credential(
