@@ -349,6 +349,58 @@ def test_a_default_outside_the_new_range_is_refused_in_words(
     assert "Intermediate, lowest instructors may set: must be a percentage" in resp.text
 
 
+def test_a_least_sitting_written_with_the_min_verification_alias_shows_and_is_changed(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """A bounds file may say ``min_verification`` (or ``{min: ...}``) for ``verification``
+    (``bounds.read_bounds`` reads them all): both pages show that least sitting, and the
+    thresholds page changes it without leaving the alias beside the new key."""
+    with db_session(engine, write=True) as s:
+        policies.save_institution(
+            s,
+            defaults={
+                "levels": {
+                    "beginning": {"threshold": "50%"},
+                    "intermediate": {"threshold": "65%", "verification": "authenticated"},
+                    "advanced": {"threshold": "85%", "verification": "supervised"},
+                }
+            },
+            bounds={
+                "levels": {
+                    "intermediate": {"min_verification": {"min": "authenticated"}},
+                    "advanced": {"min_verification": "supervised"},
+                }
+            },
+            author="test",
+        )
+        s.commit()
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert '<option value="supervised" selected>' in page
+    assert '<option value="authenticated" selected>' in page
+    overview = _get(client, token, "/app/admin").text
+    assert 'data-label="At least" class="meta">supervised without an identity check<' in overview
+    resp = _post(
+        client,
+        token,
+        "/app/admin/thresholds",
+        threshold_beginning="50%",
+        threshold_intermediate="65%",
+        threshold_advanced="85%",
+        least_intermediate="authenticated",
+        least_advanced="supervised",
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        row, _, _ = policies.institution_layers(s)
+    assert row.bounds == {
+        "levels": {
+            "intermediate": {"verification": "authenticated"},
+            "advanced": {"verification": "supervised"},
+        }
+    }
+
+
 def test_the_platform_is_renamed_and_the_audit_log_says_so(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
