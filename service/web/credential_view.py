@@ -181,10 +181,8 @@ class CredentialView:
     issuer_location: str | None
     issuer_ids: list[Row]
     issued: str | None
-    issued_iso: str | None
     valid_from: str | None
     valid_until: str | None
-    valid_until_iso: str | None
     eu_rows: list[Row]
     evidence: list[Row]
     status: Status
@@ -588,10 +586,8 @@ def view_model(
         issuer_location=location or None,
         issuer_ids=_issuer_ids(issuer_obj),
         issued=_date(issued),
-        issued_iso=issued.isoformat() if issued else None,
         valid_from=_date(valid_from),
         valid_until=_date(valid_until),
-        valid_until_iso=valid_until.isoformat() if valid_until else None,
         eu_rows=_eu_rows(document, achievement, subject, level, name),
         evidence=_evidence_rows(document),
         status=_status(report, now, valid_until),
