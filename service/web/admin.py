@@ -68,24 +68,17 @@ def _in_tenant(user: auth.CurrentUser) -> Any:
 def _audit_rows(s: Session, user: auth.CurrentUser) -> list[AuditEvent]:
     # The deployment's rows, and the platform's own rows (registered, activated), each read
     # newest first through its index.
-    ae = col(AuditEvent.id)
-    of_deployment = s.exec(
-        select(AuditEvent)
-        .where(AuditEvent.deployment_id == user.deployment_id)
-        .order_by(ae.desc())
-        .limit(_AUDIT_ROWS)
-    ).all()
-    of_platform = s.exec(
-        select(AuditEvent)
-        .where(
-            AuditEvent.platform_id == user.platform_id,
-            col(AuditEvent.deployment_id).is_(None),
+    rows = [
+        event
+        for where in (
+            (AuditEvent.deployment_id == user.deployment_id,),
+            (AuditEvent.platform_id == user.platform_id, col(AuditEvent.deployment_id).is_(None)),
         )
-        .order_by(ae.desc())
-        .limit(_AUDIT_ROWS)
-    ).all()
-    rows = sorted([*of_deployment, *of_platform], key=lambda e: e.id or 0, reverse=True)
-    return rows[:_AUDIT_ROWS]
+        for event in s.exec(
+            select(AuditEvent).where(*where).order_by(col(AuditEvent.id).desc()).limit(_AUDIT_ROWS)
+        )
+    ]
+    return sorted(rows, key=lambda e: e.id or 0, reverse=True)[:_AUDIT_ROWS]
 
 
 _ACTIONS = {

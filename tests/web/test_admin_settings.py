@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
+from service import audit
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -412,6 +413,27 @@ def test_the_platform_is_renamed_and_the_audit_log_says_so(
     with db_session(engine) as s:
         assert s.exec(select(Platform.name)).one() == "Moodle of Example U"
     assert "Platform renamed" in _get(client, token, "/app/admin").text
+
+
+def test_the_audit_log_shows_the_platforms_own_rows_and_no_other_platforms(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The overview's audit log: the deployment's rows and the rows of its platform that no
+    deployment holds (registered, activated), newest first; another platform's are not."""
+    token = _session(client, moodle)
+    with db_session(engine, write=True) as s:
+        own = s.exec(select(Platform).where(Platform.issuer == moodle.issuer)).one()
+        dep = s.exec(select(Deployment).where(Deployment.platform_id == own.id)).one()
+        other = factories.platform(s, issuer="https://other-lms.test", name="Other LMS")
+        audit.record(s, audit.Scope(deployment_id=dep.id), actor="cli", action="policy.saved")
+        for row, action in ((own, "platform.activated"), (other, "platform.renamed")):
+            scope = audit.Scope(platform_id=row.id)
+            audit.record(s, scope, actor="cli", action=action, subject=f"platform:{row.id}")
+        s.commit()
+    page = _get(client, token, "/app/admin").text
+    assert "Platform renamed" not in page and "Other LMS" not in page
+    assert "Rules saved" in page and "Platform activated" in page
+    assert page.index("Platform activated") < page.index("Rules saved")  # newest first
 
 
 def test_the_keys_page_lists_keys_and_says_how_they_are_rotated(
