@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from sqlmodel import select
 
-from service.cli.common import _bootstrap, _db, _identity, app, group
+from service.cli.common import _bootstrap, _db, _fail, _identity, app, group
 from service.cli.workers import _delivery_worker, _run
 from service.db.engine import table
 from service.db.types import utcnow
@@ -93,8 +93,7 @@ def outbox_show(ref: Annotated[str, typer.Argument(help="Row id or uuid.")]) -> 
         try:
             row = outbox.get(s, ref)
         except ServiceError as exc:
-            typer.secho(f"error: {exc.detail}", fg="red", err=True)
-            raise typer.Exit(1) from exc
+            raise _fail(exc, code=1) from exc
         typer.echo(f"{row.id} {row.uuid} {row.kind} credential={row.credential_id}")
         typer.echo(
             f"status={row.status} attempts={row.attempts}/{row.max_attempts} "
@@ -122,10 +121,7 @@ def _outbox_action(action: str, ref: str) -> None:
         try:
             row = getattr(outbox, action)(s, ref)
         except ServiceError as exc:
-            typer.secho(f"error: {exc.detail}", fg="red", err=True)
-            if exc.hint:
-                typer.echo(exc.hint, err=True)
-            raise typer.Exit(1) from exc
+            raise _fail(exc, code=1) from exc
         s.commit()
         typer.echo(f"{row.id} {row.kind} is now {row.status}")
 

@@ -63,11 +63,12 @@ def demo(
         tool_socket.close()
         lms_socket.close()
         _refuse_other_issuer(recorded, recorded_port, tool_url)
-    apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=_engine(settings))
+    engine = _engine(settings)  # the tool's, for as long as the demo runs
+    apps = bootstrap.build(settings, tool_url=tool_url, lms_url=lms_url, engine=engine)
     # flows: the course, its rules, the Moodle WS connection and the delivery targets.
     from service.demo import seed
 
-    course_id = seed.seed(_engine(settings), apps.config, platform_id=apps.platform_id)
+    course_id = seed.seed(engine, apps.config, platform_id=apps.platform_id)
     # Recorded now, so `microcred verify` and `credential revoke` on this database act as
     # this demo's issuer from the start.
     with _db(settings, write=True) as s:

@@ -260,9 +260,7 @@ class DemoPlatform:
         assert member is not None  # intents are only made for members
         claims = self.id_token_claims(member, intent=intent, nonce=nonce, now=now)
         self.state.record_claims(member.user_id, claims)
-        fields = {"id_token": jws.sign(claims, self.key, headers={"typ": "JWT"})}
-        if state:
-            fields["state"] = state
+        fields = {"id_token": jws.sign(claims, self.key, headers={"typ": "JWT"}), "state": state}
         if self.config.storage_target:
             fields["lti_storage_target"] = self.config.storage_target
         return AuthResponse(redirect_uri, fields)

@@ -9,7 +9,7 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from service.demo.config import DemoConfig
 from service.demo.course import Course
@@ -111,14 +111,10 @@ def lineitem_json(config: DemoConfig, course: Course, item: LineItem) -> dict[st
 
 def filter_lineitems(items: list[LineItem], query: Mapping[str, str | None]) -> list[LineItem]:
     """AGS 2.0 §3.2.4 filters: resource_link_id, resource_id, tag."""
-    for param, attr in (
-        ("resource_link_id", "resource_link_id"),
-        ("resource_id", "resource_id"),
-        ("tag", "tag"),
-    ):
-        value = query.get(param)
+    for name in ("resource_link_id", "resource_id", "tag"):
+        value = query.get(name)
         if value is not None:
-            items = [i for i in items if getattr(i, attr) == value]
+            items = [i for i in items if getattr(i, name) == value]
     return items
 
 
@@ -130,12 +126,7 @@ def parse_lineitem(body: Any, resource_link_ids: set[str]) -> dict[str, Any]:
     if not isinstance(label, str) or not label.strip():
         raise BadInput("label is required and must be a non-empty string")
     maximum = body.get("scoreMaximum")
-    if (
-        isinstance(maximum, bool)
-        or not isinstance(maximum, int | float)
-        or not math.isfinite(maximum)
-        or maximum <= 0
-    ):
+    if not _number(maximum) or maximum <= 0:
         raise BadInput("scoreMaximum is required and must be a number greater than 0")
     link = body.get("resourceLinkId") or ""
     if link and link not in resource_link_ids:
@@ -153,6 +144,11 @@ def parse_lineitem(body: Any, resource_link_ids: set[str]) -> dict[str, Any]:
             _timestamp(value, key)
             fields[attr] = value
     return fields
+
+
+def _number(value: Any) -> TypeGuard[float]:
+    """A finite JSON number (``true`` is not one)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _timestamp(value: Any, name: str) -> dt.datetime:
@@ -183,11 +179,7 @@ def parse_score(body: Any, course: Course) -> Score:
         raise BadInput(f"gradingProgress must be one of {sorted(GRADING_PROGRESS)}")
     given, maximum = body.get("scoreGiven"), body.get("scoreMaximum")
     for name, value in (("scoreGiven", given), ("scoreMaximum", maximum)):
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if value is not None and not _number(value):
             raise BadInput(f"{name} must be a number")
     if given is not None and maximum is None:
         raise BadInput("scoreMaximum is required when scoreGiven is present")

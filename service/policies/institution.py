@@ -47,31 +47,31 @@ class LevelForm:
     verification: str = ""  # what the default asks, in words (read-only here)
 
 
-def _pct(value: Any, field: str) -> str:
-    return percent(parse.parse_fraction(value, field)) if value not in (None, "") else ""
+def _pct(value: float | None) -> str:
+    return "" if value is None else percent(value)
 
 
 def form(session: Session) -> tuple[PolicyVersion | None, list[LevelForm]]:
-    """The current version and its levels as the form shows them (None, [] when unset)."""
+    """The current version and its levels as the form shows them (None, [] when unset),
+    read through ``read_bounds`` so every spelling a bounds file may use shows."""
     try:
-        row, layer, _ = service.institution_layers(session)
+        row, layer, limits = service.institution_layers(session)
         policy = parse.compose(layer)
     except (NotFound, AssessmentError):
         return None, []
-    bounds_doc = (row.bounds or {}).get("levels") or {}
     out = []
     for level in LEVELS:
         rule = policy.levels[level]
-        b = bounds_doc.get(level.key) or {}
-        rng = b.get("threshold") or {}
+        b = limits.levels.get(level, bounds_mod.LevelBounds())
+        rng = b.threshold or bounds_mod.Range()
         out.append(
             LevelForm(
                 key=level.key,
                 label=level.label,
                 threshold=percent(rule.threshold),
-                low=_pct(rng.get("min"), "min"),
-                high=_pct(rng.get("max"), "max"),
-                least=str(b.get("verification") or ""),
+                low=_pct(rng.low),
+                high=_pct(rng.high),
+                least=b.verification.key if b.verification is not None else "",
                 verification=rule.verification.described,
             )
         )
@@ -129,6 +129,7 @@ def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict
             b_entry.pop("threshold", None)
         if lv.least and lv.least not in known:
             raise BadInput(f"{lv.label}, least sitting: {lv.least!r} is not a kind of sitting")
+        b_entry.pop("min_verification", None)  # the alias ``read_bounds`` also reads
         if lv.least:
             b_entry["verification"] = lv.least
         else:

@@ -23,8 +23,7 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from service import audit
-from service.assessment import parse
-from service.assessment.types import percent
+from service.assessment.types import VerificationLevel
 from service.db.models import (
     AuditEvent,
     Award,
@@ -44,7 +43,7 @@ from service.delivery import status as delivery_status
 from service.deps import RowId, SessionDep, WriteSessionDep
 from service.errors import NotFound, ServiceError
 from service.flows import syncing
-from service.policies import service as policies
+from service.policies import institution
 from service.web import auth
 from service.web.appshell import page, submit
 
@@ -69,24 +68,17 @@ def _in_tenant(user: auth.CurrentUser) -> Any:
 def _audit_rows(s: Session, user: auth.CurrentUser) -> list[AuditEvent]:
     # The deployment's rows, and the platform's own rows (registered, activated), each read
     # newest first through its index.
-    ae = col(AuditEvent.id)
-    of_deployment = s.exec(
-        select(AuditEvent)
-        .where(AuditEvent.deployment_id == user.deployment_id)
-        .order_by(ae.desc())
-        .limit(_AUDIT_ROWS)
-    ).all()
-    of_platform = s.exec(
-        select(AuditEvent)
-        .where(
-            AuditEvent.platform_id == user.platform_id,
-            col(AuditEvent.deployment_id).is_(None),
+    rows = [
+        event
+        for where in (
+            (AuditEvent.deployment_id == user.deployment_id,),
+            (AuditEvent.platform_id == user.platform_id, col(AuditEvent.deployment_id).is_(None)),
         )
-        .order_by(ae.desc())
-        .limit(_AUDIT_ROWS)
-    ).all()
-    rows = sorted([*of_deployment, *of_platform], key=lambda e: e.id or 0, reverse=True)
-    return rows[:_AUDIT_ROWS]
+        for event in s.exec(
+            select(AuditEvent).where(*where).order_by(col(AuditEvent.id).desc()).limit(_AUDIT_ROWS)
+        )
+    ]
+    return sorted(rows, key=lambda e: e.id or 0, reverse=True)[:_AUDIT_ROWS]
 
 
 _ACTIONS = {
@@ -200,50 +192,6 @@ def _audit_lines(s: Session, events: list[AuditEvent]) -> list[AuditLine]:
     ]
 
 
-@dataclass(frozen=True)
-class InstitutionLevel:
-    """One level of the institution policy as the admin page shows it."""
-
-    key: str
-    label: str
-    threshold: str
-    allowed: str
-    verification: str
-    least_verification: str
-
-
-def _institution(s: Session) -> tuple[Any, list[InstitutionLevel]]:
-    """The institution policy's version and, per level, its default and the bounds
-    instructors move within (read-only here: set on the server, for every platform)."""
-    try:
-        row, layer, limits = policies.institution_layers(s)
-        policy = parse.compose(layer)
-    except ServiceError:
-        return None, []
-    out = []
-    for level, rule in policy.levels.items():
-        bound = limits.levels.get(level)
-        rng = bound.threshold if bound is not None else None
-        if rng is None or (rng.low is None and rng.high is None):
-            allowed = "any"
-        else:
-            low = percent(rng.low) if rng.low is not None else "0%"
-            high = percent(rng.high) if rng.high is not None else "100%"
-            allowed = f"{low} to {high}"
-        least = bound.verification if bound is not None else None
-        out.append(
-            InstitutionLevel(
-                key=level.key,
-                label=level.label,
-                threshold=percent(rule.threshold),
-                allowed=allowed,
-                verification=rule.verification.described,
-                least_verification=least.described if least is not None else "any",
-            )
-        )
-    return row, out
-
-
 def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
     deployment = s.get(Deployment, user.deployment_id)
     repos = list(repositories.list_all(s))
@@ -276,7 +224,7 @@ def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
         )
     )
     events = _audit_lines(s, _audit_rows(s, user))
-    institution, institution_levels = _institution(s)
+    version, institution_levels = institution.form(s)
     courses = [
         c for c in syncing.connected_courses(s) if c.course.deployment_id == user.deployment_id
     ]
@@ -291,8 +239,9 @@ def _view(s: Session, user: auth.CurrentUser) -> dict[str, Any]:
         "events": events,
         "courses": courses,
         "now": utcnow(),
-        "institution": institution,
+        "institution": version,
         "institution_levels": institution_levels,
+        "sittings": {v.key: v.described for v in VerificationLevel},
     }
 
 

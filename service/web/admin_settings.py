@@ -254,13 +254,6 @@ async def add_repository(
     )
 
 
-def _find(s: Session, ref: str) -> Any:
-    try:
-        return repositories.get(s, ref)
-    except NotFound:
-        raise NotFound(f"no repository {ref!r}") from None
-
-
 @router.post("/app/admin/repositories/{ref}")
 def change_repository(
     request: Request,
@@ -278,7 +271,7 @@ def change_repository(
         mapping = _template_map(templates)
         repo = repositories.update(
             session,
-            _find(session, ref).id,
+            ref,
             templates=mapping or None,
             secret=secret or None,
             consent_policy=consent or None,
@@ -305,8 +298,8 @@ def test_repository(
     """Queue a connection test for the worker (this request never calls the repository)."""
 
     def work() -> None:
-        repo = _find(session, ref)
-        checks.request(session, repository_id=repo.id, actor=user.actor, now=utcnow())
+        repo = repositories.get(session, ref)
+        checks.request(session, repository_id=repo.id or 0, actor=user.actor, now=utcnow())
         audited(session, user, "repository.test_requested", f"repository:{repo.uuid}")
 
     return _submit_repository(request, session, user, work, "test_queued")

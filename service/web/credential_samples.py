@@ -9,7 +9,6 @@ the issuer and reports from its verifier.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from typing import Any
 
@@ -24,11 +23,16 @@ _SALT = "q8s7Hk2LmN4pR6tV9xZ1bC3d"
 # OB 3.0 IdentityHash: sha256 of the identifier with the salt appended (credentials.md §1.6).
 _EMAIL_HASH = "sha256$" + hashlib.sha256((LEARNER_EMAIL + _SALT).encode()).hexdigest()
 
-_LEVEL_IDS = {
-    "beginning": "https://credentials.uni-example.eu/levels/data-analysis#beginning",
-    "intermediate": "https://credentials.uni-example.eu/levels/data-analysis#intermediate",
-    "advanced": "https://credentials.uni-example.eu/levels/data-analysis#advanced",
+# Each level's rubric description; its id is the scale's URL with the level as fragment.
+_LEVELS = {
+    "beginning": "Applies the methods to prepared data with guidance; rubric average of at "
+    "least 50 %.",
+    "intermediate": "Works independently on realistic data; rubric average of at least 70 % "
+    "and no criterion below 50 %.",
+    "advanced": "Chooses and justifies methods, validates models rigorously; rubric average "
+    "of at least 85 % in a supervised, identity-verified sitting.",
 }
+_SCALE = "https://credentials.uni-example.eu/levels/data-analysis"
 
 
 def _document(level: str, *, valid_from: str, valid_until: str | None) -> dict[str, Any]:
@@ -141,37 +145,20 @@ def _document(level: str, *, valid_from: str, valid_until: str | None) -> dict[s
                 ],
                 "resultDescription": [
                     {
-                        "id": "https://credentials.uni-example.eu/levels/data-analysis",
+                        "id": _SCALE,
                         "type": ["ResultDescription"],
                         "name": "Competency level",
                         "resultType": "RubricCriterionLevel",
                         "allowedValue": ["Beginning", "Intermediate", "Advanced"],
                         "rubricCriterionLevel": [
                             {
-                                "id": _LEVEL_IDS["beginning"],
+                                "id": f"{_SCALE}#{key}",
                                 "type": ["RubricCriterionLevel"],
-                                "name": "Beginning",
-                                "description": "Applies the methods to prepared data with "
-                                "guidance; rubric average of at least 50 %.",
-                                "level": "1",
-                            },
-                            {
-                                "id": _LEVEL_IDS["intermediate"],
-                                "type": ["RubricCriterionLevel"],
-                                "name": "Intermediate",
-                                "description": "Works independently on realistic data; rubric "
-                                "average of at least 70 % and no criterion below 50 %.",
-                                "level": "2",
-                            },
-                            {
-                                "id": _LEVEL_IDS["advanced"],
-                                "type": ["RubricCriterionLevel"],
-                                "name": "Advanced",
-                                "description": "Chooses and justifies methods, validates models "
-                                "rigorously; rubric average of at least 85 % in a supervised, "
-                                "identity-verified sitting.",
-                                "level": "3",
-                            },
+                                "name": key.capitalize(),
+                                "description": text,
+                                "level": str(rank),
+                            }
+                            for rank, (key, text) in enumerate(_LEVELS.items(), start=1)
                         ],
                     }
                 ],
@@ -192,8 +179,8 @@ def _document(level: str, *, valid_from: str, valid_until: str | None) -> dict[s
             "result": [
                 {
                     "type": ["Result"],
-                    "resultDescription": "https://credentials.uni-example.eu/levels/data-analysis",
-                    "achievedLevel": _LEVEL_IDS[level],
+                    "resultDescription": _SCALE,
+                    "achievedLevel": f"{_SCALE}#{level}",
                     "value": level_name,
                 }
             ],
@@ -264,7 +251,42 @@ def _report(doc: dict[str, Any], **failed: str) -> VerificationReport:
     )
 
 
-SCENARIOS = ("valid", "revoked", "expired", "invalid", "hostile")
+# scenario: level, validFrom, validUntil, the learner's display name, the failed checks
+_SCENARIOS: dict[str, tuple[str, str, str | None, str, dict[str, str]]] = {
+    "valid": ("intermediate", "2026-11-20T14:03:00Z", "2029-11-20T14:03:00Z", "Ada Lovelace", {}),
+    "revoked": (
+        "advanced",
+        "2026-06-12T09:30:00Z",
+        "2029-06-12T09:30:00Z",
+        "Grace Hopper",
+        {
+            "status": "The issuer revoked this credential on 2 October 2026 "
+            "(reason: grade corrected after appeal)."
+        },
+    ),
+    "expired": (
+        "beginning",
+        "2023-09-01T08:00:00Z",
+        "2025-09-01T08:00:00Z",
+        "Alan Turing",
+        {"dates": "The credential expired on 2025-09-01 (validUntil)."},
+    ),
+    "invalid": (
+        "advanced",
+        "2026-11-20T14:03:00Z",
+        None,
+        "Unknown holder",
+        {"proof": "The signature does not match the document: it was changed after signing."},
+    ),
+    "hostile": (
+        "intermediate",
+        "2026-11-20T14:03:00Z",
+        "2029-11-20T14:03:00Z",
+        "ada@example.org",
+        {},
+    ),
+}
+SCENARIOS = tuple(_SCENARIOS)
 
 
 def sample(scenario: str) -> tuple[dict[str, Any], VerificationReport, str]:
@@ -273,49 +295,11 @@ def sample(scenario: str) -> tuple[dict[str, Any], VerificationReport, str]:
     Raises:
         KeyError: unknown scenario.
     """
-    if scenario == "valid":
-        doc = _document(
-            "intermediate", valid_from="2026-11-20T14:03:00Z", valid_until="2029-11-20T14:03:00Z"
-        )
-        return doc, _report(doc), "Ada Lovelace"
-    if scenario == "revoked":
-        doc = _document(
-            "advanced", valid_from="2026-06-12T09:30:00Z", valid_until="2029-06-12T09:30:00Z"
-        )
-        return (
-            doc,
-            _report(
-                doc,
-                status="The issuer revoked this credential on 2 October 2026 "
-                "(reason: grade corrected after appeal).",
-            ),
-            "Grace Hopper",
-        )
-    if scenario == "expired":
-        doc = _document(
-            "beginning", valid_from="2023-09-01T08:00:00Z", valid_until="2025-09-01T08:00:00Z"
-        )
-        return (
-            doc,
-            _report(doc, dates="The credential expired on 2025-09-01 (validUntil)."),
-            "Alan Turing",
-        )
+    level, valid_from, valid_until, learner, failed = _SCENARIOS[scenario]
+    doc = _document(level, valid_from=valid_from, valid_until=valid_until)
     if scenario == "invalid":
-        doc = _document("advanced", valid_from="2026-11-20T14:03:00Z", valid_until=None)
-        tampered = copy.deepcopy(doc)
-        tampered["credentialSubject"]["result"][0]["value"] = "Advanced"
-        return (
-            tampered,
-            _report(
-                tampered,
-                proof="The signature does not match the document: it was changed after signing.",
-            ),
-            "Unknown holder",
-        )
+        doc["credentialSubject"]["result"][0]["value"] = "Advanced"
     if scenario == "hostile":
-        doc = _document(
-            "intermediate", valid_from="2026-11-20T14:03:00Z", valid_until="2029-11-20T14:03:00Z"
-        )
         evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
         ach = doc["credentialSubject"]["achievement"]
         ach["name"] = evil
@@ -327,5 +311,4 @@ def sample(scenario: str) -> tuple[dict[str, Any], VerificationReport, str]:
         doc["issuer"]["name"] = evil
         doc["issuer"]["url"] = "javascript:alert(5)"
         doc["id"] = 'urn:uuid:"><script>alert(6)</script>'
-        return doc, _report(doc), "ada@example.org"
-    raise KeyError(scenario)
+    return doc, _report(doc, **failed), learner

@@ -63,6 +63,10 @@ def _safe_url(value: Any) -> str | None:
     return None
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _as_list(value: Any) -> list[Any]:
     if value is None:
         return []
@@ -177,10 +181,8 @@ class CredentialView:
     issuer_location: str | None
     issuer_ids: list[Row]
     issued: str | None
-    issued_iso: str | None
     valid_from: str | None
     valid_until: str | None
-    valid_until_iso: str | None
     eu_rows: list[Row]
     evidence: list[Row]
     status: Status
@@ -358,7 +360,7 @@ def _extension_sources(
 def _awarding_body(issuer: dict[str, Any], subject: dict[str, Any]) -> str | None:
     """The issuer's name, with the assessing body when another one assessed."""
     body = _text(issuer.get("name"))
-    source = subject.get("source") if isinstance(subject.get("source"), dict) else None
+    source = _obj(subject.get("source"))
     if source and _text(source.get("name")) and _text(source.get("name")) != body:
         body = f"{body} (assessed by {_text(source.get('name'))})" if body else None
     return body
@@ -402,8 +404,7 @@ def _eu_rows(
     learner: str | None,
 ) -> list[Row]:
     """The Annex I elements present in the document, in the Recommendation's order."""
-    issuer = doc.get("issuer") if isinstance(doc.get("issuer"), dict) else {}
-    assert isinstance(issuer, dict)
+    issuer = _obj(doc.get("issuer"))
     ext_sources = _extension_sources(doc, achievement, subject)
     rows: list[Row] = []
 
@@ -413,7 +414,7 @@ def _eu_rows(
 
     add("Identification of the learner", _learner_identification(subject, learner))
     add("Title", _text(achievement.get("name")) or _text(doc.get("name")))
-    address = issuer.get("address") if isinstance(issuer.get("address"), dict) else None
+    address = _obj(issuer.get("address"))
     if address:
         country = _text(address.get("addressCountry")) or _text(address.get("addressCountryCode"))
         region = _text(address.get("addressRegion"))
@@ -515,8 +516,7 @@ def _recipient(subject: dict[str, Any], learner_name: str | None) -> tuple[str |
 
 def _issuer_location(issuer_obj: dict[str, Any]) -> str:
     """The issuer's locality and country, as the address gives them ("" without)."""
-    address = issuer_obj.get("address") if isinstance(issuer_obj.get("address"), dict) else {}
-    assert isinstance(address, dict)
+    address = _obj(issuer_obj.get("address"))
     return ", ".join(
         p
         for p in (
@@ -548,10 +548,8 @@ def view_model(
     learner_name: str | None = None,
 ) -> CredentialView:
     """Extract what the page shows from a credential document and its verification report."""
-    subject = document.get("credentialSubject")
-    subject = subject if isinstance(subject, dict) else {}
-    achievement = subject.get("achievement")
-    achievement = achievement if isinstance(achievement, dict) else {}
+    subject = _obj(document.get("credentialSubject"))
+    achievement = _obj(subject.get("achievement"))
     issuer = document.get("issuer")
     issuer_obj: dict[str, Any] = issuer if isinstance(issuer, dict) else {"id": issuer}
     results = _as_list(subject.get("result"))
@@ -562,13 +560,11 @@ def view_model(
     name, note, digest, salt = _recipient(subject, learner_name)
     title = _text(achievement.get("name")) or _text(document.get("name")) or "Credential"
     location = _issuer_location(issuer_obj)
-    image = achievement.get("image") if isinstance(achievement.get("image"), dict) else {}
-    assert isinstance(image, dict)
+    image = _obj(achievement.get("image"))
     alt = _text(image.get("caption")) or (
         f"{title} badge, {level} level" if level else f"{title} badge"
     )
-    criteria = achievement.get("criteria") if isinstance(achievement.get("criteria"), dict) else {}
-    assert isinstance(criteria, dict)
+    criteria = _obj(achievement.get("criteria"))
     return CredentialView(
         title=title,
         credential_id=_text(document.get("id")) or "",
@@ -590,10 +586,8 @@ def view_model(
         issuer_location=location or None,
         issuer_ids=_issuer_ids(issuer_obj),
         issued=_date(issued),
-        issued_iso=issued.isoformat() if issued else None,
         valid_from=_date(valid_from),
         valid_until=_date(valid_until),
-        valid_until_iso=valid_until.isoformat() if valid_until else None,
         eu_rows=_eu_rows(document, achievement, subject, level, name),
         evidence=_evidence_rows(document),
         status=_status(report, now, valid_until),
@@ -609,7 +603,5 @@ def view_model(
 
 
 def view_model_title(document: dict[str, Any]) -> str:
-    subject = document.get("credentialSubject")
-    achievement = subject.get("achievement") if isinstance(subject, dict) else None
-    name = achievement.get("name") if isinstance(achievement, dict) else None
-    return _text(name) or _text(document.get("name")) or "credential"
+    achievement = _obj(_obj(document.get("credentialSubject")).get("achievement"))
+    return _text(achievement.get("name")) or _text(document.get("name")) or "credential"

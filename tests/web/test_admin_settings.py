@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
+from service import audit
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -349,6 +350,58 @@ def test_a_default_outside_the_new_range_is_refused_in_words(
     assert "Intermediate, lowest instructors may set: must be a percentage" in resp.text
 
 
+def test_a_least_sitting_written_with_the_min_verification_alias_shows_and_is_changed(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """A bounds file may say ``min_verification`` (or ``{min: ...}``) for ``verification``
+    (``bounds.read_bounds`` reads them all): both pages show that least sitting, and the
+    thresholds page changes it without leaving the alias beside the new key."""
+    with db_session(engine, write=True) as s:
+        policies.save_institution(
+            s,
+            defaults={
+                "levels": {
+                    "beginning": {"threshold": "50%"},
+                    "intermediate": {"threshold": "65%", "verification": "authenticated"},
+                    "advanced": {"threshold": "85%", "verification": "supervised"},
+                }
+            },
+            bounds={
+                "levels": {
+                    "intermediate": {"min_verification": {"min": "authenticated"}},
+                    "advanced": {"min_verification": "supervised"},
+                }
+            },
+            author="test",
+        )
+        s.commit()
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert '<option value="supervised" selected>' in page
+    assert '<option value="authenticated" selected>' in page
+    overview = _get(client, token, "/app/admin").text
+    assert 'data-label="At least" class="meta">supervised without an identity check<' in overview
+    resp = _post(
+        client,
+        token,
+        "/app/admin/thresholds",
+        threshold_beginning="50%",
+        threshold_intermediate="65%",
+        threshold_advanced="85%",
+        least_intermediate="authenticated",
+        least_advanced="supervised",
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        row, _, _ = policies.institution_layers(s)
+    assert row.bounds == {
+        "levels": {
+            "intermediate": {"verification": "authenticated"},
+            "advanced": {"verification": "supervised"},
+        }
+    }
+
+
 def test_the_platform_is_renamed_and_the_audit_log_says_so(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
@@ -360,6 +413,27 @@ def test_the_platform_is_renamed_and_the_audit_log_says_so(
     with db_session(engine) as s:
         assert s.exec(select(Platform.name)).one() == "Moodle of Example U"
     assert "Platform renamed" in _get(client, token, "/app/admin").text
+
+
+def test_the_audit_log_shows_the_platforms_own_rows_and_no_other_platforms(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """The overview's audit log: the deployment's rows and the rows of its platform that no
+    deployment holds (registered, activated), newest first; another platform's are not."""
+    token = _session(client, moodle)
+    with db_session(engine, write=True) as s:
+        own = s.exec(select(Platform).where(Platform.issuer == moodle.issuer)).one()
+        dep = s.exec(select(Deployment).where(Deployment.platform_id == own.id)).one()
+        other = factories.platform(s, issuer="https://other-lms.test", name="Other LMS")
+        audit.record(s, audit.Scope(deployment_id=dep.id), actor="cli", action="policy.saved")
+        for row, action in ((own, "platform.activated"), (other, "platform.renamed")):
+            scope = audit.Scope(platform_id=row.id)
+            audit.record(s, scope, actor="cli", action=action, subject=f"platform:{row.id}")
+        s.commit()
+    page = _get(client, token, "/app/admin").text
+    assert "Platform renamed" not in page and "Other LMS" not in page
+    assert "Rules saved" in page and "Platform activated" in page
+    assert page.index("Platform activated") < page.index("Rules saved")  # newest first
 
 
 def test_the_keys_page_lists_keys_and_says_how_they_are_rotated(
