@@ -102,16 +102,6 @@ def _registration(row: Platform) -> Registration:
     return reg
 
 
-def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
-    """The deployment id a launch's registration lookup names: the (not yet verified)
-    claim. Only used to read the row with the platform."""
-    body = kwargs.get("jwt_body")
-    if isinstance(body, dict):
-        value = body.get(DEPLOYMENT_CLAIM)
-        return value if isinstance(value, str) else None
-    return None
-
-
 class DbToolConf(ToolConfAbstract[FastApiRequest]):
     """Registrations from the ``platform`` table (``lti.store``): one issuer may have many
     client_ids.
@@ -137,20 +127,19 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     def find_registration_by_issuer(  # type: ignore[override]  # None = not found
         self, iss: str, *args: t.Any, **kwargs: t.Any
     ) -> Registration | None:
-        rows = store.issuer_platforms(self._db, iss)
-        if len(rows) != 1:
-            return None  # unknown, or ambiguous: the platform must name its client_id
-        self.platform = rows[0]
-        return _registration(rows[0])
+        self.platform = store.issuer_platform(self._db, iss)
+        return None if self.platform is None else _registration(self.platform)
 
     def find_registration_by_params(  # type: ignore[override]  # None = not found
         self, iss: str, client_id: str, *args: t.Any, **kwargs: t.Any
     ) -> Registration | None:
         if not client_id:
             return self.find_registration_by_issuer(iss)
-        # The deployment the request names comes with the platform in one statement (an
-        # unknown deployment is found as None and refused later).
-        hint = _deployment_hint(kwargs)
+        # The deployment the token names (its claim, not yet verified) comes with the
+        # platform in one statement (an unknown deployment is found as None, refused later).
+        body = kwargs.get("jwt_body")
+        hint = body.get(DEPLOYMENT_CLAIM) if isinstance(body, dict) else None
+        hint = hint if isinstance(hint, str) else None
         found = store.registration(self._db, issuer=iss, client_id=client_id, deployment_id=hint)
         if found is None:
             return None

@@ -54,7 +54,6 @@ __all__ = [
     "is_own_url",
     "issue_storage_ticket",
     "launch_url",
-    "load_context",
     "redeem_storage_ticket",
     "validate_launch",
 ]
@@ -143,10 +142,9 @@ def _login_registration(
         return store.registration(
             session, issuer=issuer, client_id=client_id, deployment_id=deployment_id
         )
-    rows = store.issuer_platforms(session, issuer)
-    if len(rows) != 1:
-        return None  # unknown, or ambiguous: the platform must name its client_id
-    platform = rows[0]
+    platform = store.issuer_platform(session, issuer)
+    if platform is None:
+        return None
     named = None
     if deployment_id:
         named = store.deployment(session, platform_id=platform.id or 0, deployment_id=deployment_id)
@@ -174,17 +172,6 @@ def _auth_url(
         query["lti_message_hint"] = message_hint
     auth = platform.auth_login_url
     return auth + ("&" if "?" in auth else "?") + urlencode(query)
-
-
-def new_state() -> str:
-    """A login's state ("state-" + a random UUID, as pylti1p3 made them)."""
-    return f"state-{uuid.uuid4()}"
-
-
-def new_nonce() -> str:
-    """A login's nonce: 256 random bits (pylti1p3's uuid4 + uuid1 told every platform this
-    host's MAC address and clock)."""
-    return secrets.token_urlsafe(32)
 
 
 def begin_login(
@@ -237,7 +224,9 @@ def begin_login(
     if found.deployment is not None and not found.deployment.active:
         _deployment_or_reject(platform, found.deployment, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
-    state, nonce = new_state(), new_nonce()
+    # The state as pylti1p3 made them; the nonce 256 random bits (pylti1p3's uuid4 + uuid1
+    # told every platform this host's MAC address and clock).
+    state, nonce = f"state-{uuid.uuid4()}", secrets.token_urlsafe(32)
     store.record_login(
         session,
         platform_id=platform.id or 0,
@@ -312,6 +301,10 @@ class PendingLaunch:
     @property
     def nonce(self) -> t.Any:
         return self.claims.get("nonce")
+
+    @property
+    def target_link_uri(self) -> t.Any:
+        return self.claims.get(CLAIM + "target_link_uri")
 
 
 @dataclass(frozen=True)
@@ -503,18 +496,13 @@ def validate_launch(
     )
 
 
-@dataclass(frozen=True)
-class _Expect:
-    """What the login's state row must match for this launch (from the verified token)."""
-
-    platform_id: int
-    nonce: t.Any  # the token's nonce claim (checked to be a string)
-    target: t.Any  # the token's target_link_uri claim
-    bound: bool  # the browser sent back the login's state cookie
-
-
 def _check_state(
-    row: LaunchState | None, expect: _Expect, *, now: dt.datetime, settings: Settings, taken: bool
+    row: LaunchState | None,
+    pending: PendingLaunch,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    taken: bool,
 ) -> LaunchState:
     """Every check of the login's state row; ``taken``: this launch consumed it."""
     if row is None or row.expires_at <= now:
@@ -523,14 +511,13 @@ def _check_state(
         )
     if row.used_at is not None and not taken:
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    if row.platform_id != expect.platform_id:
+    if row.platform_id != (pending.platform.id or 0):
         raise _reject("The launch comes from a different platform than its login.", "mixup")
     # compare_digest refuses non-ASCII str (TypeError): compare the UTF-8 bytes.
-    if not isinstance(expect.nonce, str) or not hmac.compare_digest(
-        expect.nonce.encode(), row.nonce.encode()
-    ):
+    nonce = pending.nonce
+    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), row.nonce.encode()):
         raise _reject("The id_token's nonce is not the one issued at login.", "bad_nonce")
-    target = expect.target
+    target = pending.target_link_uri
     if not isinstance(target, str) or not is_own_url(target, settings):
         raise _reject(
             "The launch's target_link_uri is missing or not a microcred URL.",
@@ -541,7 +528,7 @@ def _check_state(
         raise _reject(
             "The launch's target_link_uri differs from the login's.", "target_link_mismatch"
         )
-    if not expect.bound and not row.storage_target:
+    if not pending.browser_bound and not row.storage_target:
         raise _reject(
             "Your browser did not send back the login cookie, so this launch cannot be "
             "tied to you.",
@@ -558,32 +545,23 @@ def _take(
     """The login's state row, taken for this launch (used once), after every check on it:
     the take carries the checks in its WHERE (``store.take_state``); when it takes nothing,
     the row is read to say why."""
-    expect = _Expect(
-        platform_id=pending.platform.id or 0,
-        nonce=pending.nonce,
-        target=pending.claims.get(CLAIM + "target_link_uri"),
-        bound=pending.browser_bound,
-    )
-    if (
-        isinstance(expect.nonce, str)
-        and isinstance(expect.target, str)
-        and is_own_url(expect.target, settings)
-    ):
+    nonce, target = pending.nonce, pending.target_link_uri
+    if isinstance(nonce, str) and isinstance(target, str) and is_own_url(target, settings):
         taken = store.take_state(
             session,
             store.Take(
                 state=pending.state,
-                platform_id=expect.platform_id,
-                nonce=expect.nonce,
-                target_link_uri=expect.target,
-                bound=expect.bound,
+                platform_id=pending.platform.id or 0,
+                nonce=nonce,
+                target_link_uri=target,
+                bound=pending.browser_bound,
                 now=now,
             ),
         )
         if taken is not None:
-            return _check_state(taken, expect, now=now, settings=settings, taken=True)
+            return _check_state(taken, pending, now=now, settings=settings, taken=True)
     row = store.login_state(session, pending.state)
-    _check_state(row, expect, now=now, settings=settings, taken=False)
+    _check_state(row, pending, now=now, settings=settings, taken=False)
     # Every check passed on the row read, yet the take found none: another launch of the
     # same token took it in between.
     raise _reject("This launch was already used; it cannot be replayed.", "replayed")
@@ -599,7 +577,7 @@ def complete_launch(
     context = pending.context
     if context.is_deep_linking:
         # The validated request, for the picker and the signed response that follow in this
-        # session (``load_context``); a resource link launch keeps what it needs in its
+        # session (``store.load_context``); a resource link launch keeps what it needs in its
         # person, course, enrolment and course setup rows.
         store.save_context(
             session,
@@ -607,12 +585,6 @@ def complete_launch(
             expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
         )
     return Launched(context=context, storage_target=row.storage_target)
-
-
-def load_context(session: Session, launch_id: str) -> LaunchContext | None:
-    """The validated deep-linking request behind a session (``CurrentUser.launch_id``), if
-    not expired; None for any other launch (only deep linking keeps its request)."""
-    return store.load_context(session, launch_id, now=utcnow())
 
 
 def _str(value: t.Any, limit: int = 500) -> str:
@@ -630,15 +602,11 @@ def _context(
     deployment: Deployment,
 ) -> LaunchContext:
     context = _dict(c.get(CLAIM + "context"))
-    link = c.get(CLAIM + "resource_link")
-    link = link if isinstance(link, dict) else {}
+    link = _dict(c.get(CLAIM + "resource_link"))
     role_list = [r for r in c.get(CLAIM + "roles") or [] if isinstance(r, str)]
     platform_claim = _dict(c.get(CLAIM + "tool_platform"))
     presentation = _dict(c.get(CLAIM + "launch_presentation"))
     nrps = _dict(c.get(NRPS_CLAIM))
-    custom = c.get(CLAIM + "custom")
-    ags = c.get(AGS_ENDPOINT)
-    dl = c.get(DL_SETTINGS)
     return LaunchContext(
         launch_id=launch_id,
         platform_id=platform.id or 0,
@@ -659,10 +627,10 @@ def _context(
         context_label=_str(context.get("label"), 200),
         resource_link_id=_str(link.get("id"), 255),
         resource_link_title=_str(link.get("title")),
-        custom=custom if isinstance(custom, dict) else {},
-        ags=ags if isinstance(ags, dict) else {},
+        custom=_dict(c.get(CLAIM + "custom")),
+        ags=_dict(c.get(AGS_ENDPOINT)),
         nrps_url=_str(nrps.get("context_memberships_url"), 1000),
-        deep_linking=dl if isinstance(dl, dict) else {},
+        deep_linking=_dict(c.get(DL_SETTINGS)),
         return_url=_str(presentation.get("return_url"), 1000),
         # Moodle sends family_code, the spec product_family_code.
         product_family=_str(

@@ -209,7 +209,8 @@ def _deep_link_context(session: Session, user: auth.CurrentUser) -> LaunchContex
             "Only instructors can add microcred to a course.",
             hint="Ask an instructor of the course to add the link.",
         )
-    context = lti_launch.load_context(session, user.launch_id)
+    # only a deep-linking launch keeps its validated request (``CurrentUser.launch_id``)
+    context = store.load_context(session, user.launch_id, now=utcnow())
     if context is None or not context.is_deep_linking:
         raise BadInput(
             "This session did not start from a deep-linking request.",
