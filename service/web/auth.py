@@ -29,9 +29,8 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
@@ -62,7 +61,7 @@ __all__ = [
     "UserDep",
     "current_user",
     "require_admin",
-    "require_role",
+    "require_instructor",
     "set_session_cookie",
     "signed_in",
     "start_session",
@@ -144,29 +143,6 @@ class CurrentUser:
         return fields
 
 
-def new_token() -> str:
-    """A session's secret token (only its SHA-256 is stored)."""
-    return secrets.token_urlsafe(32)
-
-
-def _session_values(
-    token: str, launch: LaunchContext, settings: Settings, now: dt.datetime
-) -> dict[str, Any]:
-    # a web_session row but its person and course
-    return {
-        "id": token_hash(token),
-        "platform_id": launch.platform_id,
-        "deployment_id": launch.deployment_pk,
-        "role": launch.role,
-        "roles": list(launch.roles),
-        "launch_id": launch.launch_id,
-        "frame_origin": origins.launch_origin(launch) or "",
-        "created_at": now,
-        "last_seen_at": now,
-        "expires_at": now + dt.timedelta(seconds=settings.web_session_idle_seconds),
-    }
-
-
 def start_session(
     session: store.Db,
     *,
@@ -175,12 +151,25 @@ def start_session(
     settings: Settings,
     now: dt.datetime | None = None,
 ) -> str:
-    """Open a session for a recorded launch; returns its new secret token. Caller commits."""
+    """Open a session for a recorded launch; returns its new secret token (only its SHA-256
+    is stored). Caller commits."""
     now = now or utcnow()
-    token = new_token()
-    values = _session_values(token, launch, settings, now)
-    values["role"] = record.role
-    store.open_session(session, person_id=record.person_id, course_id=record.course_id, **values)
+    token = secrets.token_urlsafe(32)
+    store.open_session(
+        session,
+        id=token_hash(token),
+        person_id=record.person_id,
+        platform_id=launch.platform_id,
+        deployment_id=launch.deployment_pk,
+        course_id=record.course_id,
+        role=record.role,
+        roles=list(launch.roles),
+        launch_id=launch.launch_id,
+        frame_origin=origins.launch_origin(launch) or "",
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
+    )
     return token
 
 
@@ -196,17 +185,9 @@ def set_session_cookie(
     )
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    row: store.SessionRow
-    platform: Platform
-    person: Person | None
-    course: Course | None
-
-
 def _load(
     engine: Engine, token: str, settings: Settings, now: dt.datetime, session: Session | None
-) -> _Loaded:
+) -> tuple[store.SignedIn, Platform]:
     if session is not None:
         found = store.session_of(session, token_hash(token))
     else:
@@ -226,7 +207,7 @@ def _load(
         with db_session(engine, write=True) as s:
             store.touch_session(s, row.id, now=now, expires_at=expires)
             s.commit()
-    return _Loaded(row=row, platform=platform, person=found.person, course=found.course)
+    return found, platform
 
 
 @dataclass(frozen=True)
@@ -266,9 +247,9 @@ def signed_in(request: Request, sent: _Sent, session: Session | None = None) -> 
     one of its own."""
     now = utcnow()
     settings: Settings = request.app.state.settings
-    loaded = _load(request.app.state.engine, sent.token, settings, now, session)
-    row, token = loaded.row, sent.token
-    origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
+    found, platform = _load(request.app.state.engine, sent.token, settings, now, session)
+    row, token = found.session, sent.token
+    origins.allow(request, origins.platform_origins(platform, also=[row.frame_origin]))
     user = CurrentUser(
         person_id=row.person_id,
         platform_id=row.platform_id,
@@ -279,9 +260,9 @@ def signed_in(request: Request, sent: _Sent, session: Session | None = None) -> 
         launch_id=row.launch_id,
         token=token,
         via_cookie=sent.cookie_token is not None and token == sent.cookie_token,
-        platform=loaded.platform,
-        person=loaded.person,
-        course=loaded.course,
+        platform=platform,
+        person=found.person,
+        course=found.course,
     )
     if request.method in _UNSAFE:
         posted = request.headers.get("x-csrf-token") or sent.form_csrf or ""
@@ -323,18 +304,14 @@ def without_carried_token(request: Request) -> Response | None:
     )
 
 
-def require_role(*roles: str) -> Callable[..., object]:
-    """Dependency: the current user must hold one of ``roles`` in the session's course."""
-
-    async def dependency(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
-        if user.role not in roles:
-            raise Forbidden(
-                "Your role in this course does not allow this page.",
-                hint="Instructors and administrators of the course can open it.",
-            )
-        return user
-
-    return dependency
+async def require_instructor(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+    """Dependency: the current user teaches (or administers) the session's course."""
+    if not user.is_instructor:
+        raise Forbidden(
+            "Your role in this course does not allow this page.",
+            hint="Instructors and administrators of the course can open it.",
+        )
+    return user
 
 
 async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
@@ -352,5 +329,5 @@ async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> 
 
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]
-InstructorDep = Annotated[CurrentUser, Depends(require_role("instructor", "admin"))]
+InstructorDep = Annotated[CurrentUser, Depends(require_instructor)]
 AdminDep = Annotated[CurrentUser, Depends(require_admin)]
