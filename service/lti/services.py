@@ -213,14 +213,11 @@ class ServiceClient:
     ) -> Iterator[httpx.Response]:
         """Follow ``Link: <…>; rel="next"`` (bounded)."""
         next_url: str | None = url
-        first = True
         for _ in range(MAX_PAGES):
             if not next_url:
                 return
-            resp = self.call(
-                "GET", next_url, scopes=scopes, accept=accept, params=params if first else None
-            )
-            first = False
+            resp = self.call("GET", next_url, scopes=scopes, accept=accept, params=params)
+            params = None  # a next link carries its own query
             yield resp
             next_url = resp.links.get("next", {}).get("url")
 
