@@ -102,6 +102,16 @@ def _registration(row: Platform) -> Registration:
     return reg
 
 
+def _deployment_hint(kwargs: Mapping[str, t.Any]) -> str | None:
+    """The deployment id a launch's registration lookup names: the (not yet verified)
+    claim. Only used to read the row with the platform."""
+    body = kwargs.get("jwt_body")
+    if isinstance(body, dict):
+        value = body.get(DEPLOYMENT_CLAIM)
+        return value if isinstance(value, str) else None
+    return None
+
+
 class DbToolConf(ToolConfAbstract[FastApiRequest]):
     """Registrations from the ``platform`` table (``lti.store``): one issuer may have many
     client_ids.
@@ -135,11 +145,9 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     ) -> Registration | None:
         if not client_id:
             return self.find_registration_by_issuer(iss)
-        # The deployment the token names (its claim, not yet verified) comes with the
-        # platform in one statement (an unknown deployment is found as None, refused later).
-        body = kwargs.get("jwt_body")
-        hint = body.get(DEPLOYMENT_CLAIM) if isinstance(body, dict) else None
-        hint = hint if isinstance(hint, str) else None
+        # The deployment the request names comes with the platform in one statement (an
+        # unknown deployment is found as None and refused later).
+        hint = _deployment_hint(kwargs)
         found = store.registration(self._db, issuer=iss, client_id=client_id, deployment_id=hint)
         if found is None:
             return None

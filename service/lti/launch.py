@@ -302,10 +302,6 @@ class PendingLaunch:
     def nonce(self) -> t.Any:
         return self.claims.get("nonce")
 
-    @property
-    def target_link_uri(self) -> t.Any:
-        return self.claims.get(CLAIM + "target_link_uri")
-
 
 @dataclass(frozen=True)
 class Launched:
@@ -496,13 +492,18 @@ def validate_launch(
     )
 
 
+@dataclass(frozen=True)
+class _Expect:
+    """What the login's state row must match for this launch (from the verified token)."""
+
+    platform_id: int
+    nonce: t.Any  # the token's nonce claim (checked to be a string)
+    target: t.Any  # the token's target_link_uri claim
+    bound: bool  # the browser sent back the login's state cookie
+
+
 def _check_state(
-    row: LaunchState | None,
-    pending: PendingLaunch,
-    *,
-    now: dt.datetime,
-    settings: Settings,
-    taken: bool,
+    row: LaunchState | None, expect: _Expect, *, now: dt.datetime, settings: Settings, taken: bool
 ) -> LaunchState:
     """Every check of the login's state row; ``taken``: this launch consumed it."""
     if row is None or row.expires_at <= now:
@@ -511,13 +512,14 @@ def _check_state(
         )
     if row.used_at is not None and not taken:
         raise _reject("This launch was already used; it cannot be replayed.", "replayed")
-    if row.platform_id != (pending.platform.id or 0):
+    if row.platform_id != expect.platform_id:
         raise _reject("The launch comes from a different platform than its login.", "mixup")
     # compare_digest refuses non-ASCII str (TypeError): compare the UTF-8 bytes.
-    nonce = pending.nonce
-    if not isinstance(nonce, str) or not hmac.compare_digest(nonce.encode(), row.nonce.encode()):
+    if not isinstance(expect.nonce, str) or not hmac.compare_digest(
+        expect.nonce.encode(), row.nonce.encode()
+    ):
         raise _reject("The id_token's nonce is not the one issued at login.", "bad_nonce")
-    target = pending.target_link_uri
+    target = expect.target
     if not isinstance(target, str) or not is_own_url(target, settings):
         raise _reject(
             "The launch's target_link_uri is missing or not a microcred URL.",
@@ -528,7 +530,7 @@ def _check_state(
         raise _reject(
             "The launch's target_link_uri differs from the login's.", "target_link_mismatch"
         )
-    if not pending.browser_bound and not row.storage_target:
+    if not expect.bound and not row.storage_target:
         raise _reject(
             "Your browser did not send back the login cookie, so this launch cannot be "
             "tied to you.",
@@ -545,23 +547,32 @@ def _take(
     """The login's state row, taken for this launch (used once), after every check on it:
     the take carries the checks in its WHERE (``store.take_state``); when it takes nothing,
     the row is read to say why."""
-    nonce, target = pending.nonce, pending.target_link_uri
-    if isinstance(nonce, str) and isinstance(target, str) and is_own_url(target, settings):
+    expect = _Expect(
+        platform_id=pending.platform.id or 0,
+        nonce=pending.nonce,
+        target=pending.claims.get(CLAIM + "target_link_uri"),
+        bound=pending.browser_bound,
+    )
+    if (
+        isinstance(expect.nonce, str)
+        and isinstance(expect.target, str)
+        and is_own_url(expect.target, settings)
+    ):
         taken = store.take_state(
             session,
             store.Take(
                 state=pending.state,
-                platform_id=pending.platform.id or 0,
-                nonce=nonce,
-                target_link_uri=target,
-                bound=pending.browser_bound,
+                platform_id=expect.platform_id,
+                nonce=expect.nonce,
+                target_link_uri=expect.target,
+                bound=expect.bound,
                 now=now,
             ),
         )
         if taken is not None:
-            return _check_state(taken, pending, now=now, settings=settings, taken=True)
+            return _check_state(taken, expect, now=now, settings=settings, taken=True)
     row = store.login_state(session, pending.state)
-    _check_state(row, pending, now=now, settings=settings, taken=False)
+    _check_state(row, expect, now=now, settings=settings, taken=False)
     # Every check passed on the row read, yet the take found none: another launch of the
     # same token took it in between.
     raise _reject("This launch was already used; it cannot be replayed.", "replayed")
@@ -602,11 +613,15 @@ def _context(
     deployment: Deployment,
 ) -> LaunchContext:
     context = _dict(c.get(CLAIM + "context"))
-    link = _dict(c.get(CLAIM + "resource_link"))
+    link = c.get(CLAIM + "resource_link")
+    link = link if isinstance(link, dict) else {}
     role_list = [r for r in c.get(CLAIM + "roles") or [] if isinstance(r, str)]
     platform_claim = _dict(c.get(CLAIM + "tool_platform"))
     presentation = _dict(c.get(CLAIM + "launch_presentation"))
     nrps = _dict(c.get(NRPS_CLAIM))
+    custom = c.get(CLAIM + "custom")
+    ags = c.get(AGS_ENDPOINT)
+    dl = c.get(DL_SETTINGS)
     return LaunchContext(
         launch_id=launch_id,
         platform_id=platform.id or 0,
@@ -627,10 +642,10 @@ def _context(
         context_label=_str(context.get("label"), 200),
         resource_link_id=_str(link.get("id"), 255),
         resource_link_title=_str(link.get("title")),
-        custom=_dict(c.get(CLAIM + "custom")),
-        ags=_dict(c.get(AGS_ENDPOINT)),
+        custom=custom if isinstance(custom, dict) else {},
+        ags=ags if isinstance(ags, dict) else {},
         nrps_url=_str(nrps.get("context_memberships_url"), 1000),
-        deep_linking=_dict(c.get(DL_SETTINGS)),
+        deep_linking=dl if isinstance(dl, dict) else {},
         return_url=_str(presentation.get("return_url"), 1000),
         # Moodle sends family_code, the spec product_family_code.
         product_family=_str(

@@ -30,7 +30,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from fastapi import Depends, Request
@@ -143,6 +143,29 @@ class CurrentUser:
         return fields
 
 
+def new_token() -> str:
+    """A session's secret token (only its SHA-256 is stored)."""
+    return secrets.token_urlsafe(32)
+
+
+def _session_values(
+    token: str, launch: LaunchContext, settings: Settings, now: dt.datetime
+) -> dict[str, Any]:
+    # a web_session row but its person and course
+    return {
+        "id": token_hash(token),
+        "platform_id": launch.platform_id,
+        "deployment_id": launch.deployment_pk,
+        "role": launch.role,
+        "roles": list(launch.roles),
+        "launch_id": launch.launch_id,
+        "frame_origin": origins.launch_origin(launch) or "",
+        "created_at": now,
+        "last_seen_at": now,
+        "expires_at": now + dt.timedelta(seconds=settings.web_session_idle_seconds),
+    }
+
+
 def start_session(
     session: store.Db,
     *,
@@ -151,25 +174,12 @@ def start_session(
     settings: Settings,
     now: dt.datetime | None = None,
 ) -> str:
-    """Open a session for a recorded launch; returns its new secret token (only its SHA-256
-    is stored). Caller commits."""
+    """Open a session for a recorded launch; returns its new secret token. Caller commits."""
     now = now or utcnow()
-    token = secrets.token_urlsafe(32)
-    store.open_session(
-        session,
-        id=token_hash(token),
-        person_id=record.person_id,
-        platform_id=launch.platform_id,
-        deployment_id=launch.deployment_pk,
-        course_id=record.course_id,
-        role=record.role,
-        roles=list(launch.roles),
-        launch_id=launch.launch_id,
-        frame_origin=origins.launch_origin(launch) or "",
-        created_at=now,
-        last_seen_at=now,
-        expires_at=now + dt.timedelta(seconds=settings.web_session_idle_seconds),
-    )
+    token = new_token()
+    values = _session_values(token, launch, settings, now)
+    values["role"] = record.role
+    store.open_session(session, person_id=record.person_id, course_id=record.course_id, **values)
     return token
 
 
