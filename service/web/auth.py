@@ -195,9 +195,17 @@ def set_session_cookie(
     )
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    row: store.SessionRow
+    platform: Platform
+    person: Person | None
+    course: Course | None
+
+
 def _load(
     engine: Engine, token: str, settings: Settings, now: dt.datetime, session: Session | None
-) -> tuple[store.SignedIn, Platform]:
+) -> _Loaded:
     if session is not None:
         found = store.session_of(session, token_hash(token))
     else:
@@ -217,7 +225,7 @@ def _load(
         with db_session(engine, write=True) as s:
             store.touch_session(s, row.id, now=now, expires_at=expires)
             s.commit()
-    return found, platform
+    return _Loaded(row=row, platform=platform, person=found.person, course=found.course)
 
 
 @dataclass(frozen=True)
@@ -257,9 +265,9 @@ def signed_in(request: Request, sent: _Sent, session: Session | None = None) -> 
     one of its own."""
     now = utcnow()
     settings: Settings = request.app.state.settings
-    found, platform = _load(request.app.state.engine, sent.token, settings, now, session)
-    row, token = found.session, sent.token
-    origins.allow(request, origins.platform_origins(platform, also=[row.frame_origin]))
+    loaded = _load(request.app.state.engine, sent.token, settings, now, session)
+    row, token = loaded.row, sent.token
+    origins.allow(request, origins.platform_origins(loaded.platform, also=[row.frame_origin]))
     user = CurrentUser(
         person_id=row.person_id,
         platform_id=row.platform_id,
@@ -270,9 +278,9 @@ def signed_in(request: Request, sent: _Sent, session: Session | None = None) -> 
         launch_id=row.launch_id,
         token=token,
         via_cookie=sent.cookie_token is not None and token == sent.cookie_token,
-        platform=platform,
-        person=found.person,
-        course=found.course,
+        platform=loaded.platform,
+        person=loaded.person,
+        course=loaded.course,
     )
     if request.method in _UNSAFE:
         posted = request.headers.get("x-csrf-token") or sent.form_csrf or ""
