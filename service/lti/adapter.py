@@ -137,11 +137,8 @@ class DbToolConf(ToolConfAbstract[FastApiRequest]):
     def find_registration_by_issuer(  # type: ignore[override]  # None = not found
         self, iss: str, *args: t.Any, **kwargs: t.Any
     ) -> Registration | None:
-        rows = store.issuer_platforms(self._db, iss)
-        if len(rows) != 1:
-            return None  # unknown, or ambiguous: the platform must name its client_id
-        self.platform = rows[0]
-        return _registration(rows[0])
+        self.platform = store.issuer_platform(self._db, iss)
+        return None if self.platform is None else _registration(self.platform)
 
     def find_registration_by_params(  # type: ignore[override]  # None = not found
         self, iss: str, client_id: str, *args: t.Any, **kwargs: t.Any

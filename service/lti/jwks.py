@@ -130,10 +130,8 @@ class KeySetSource:
         expires = now + dt.timedelta(seconds=_max_age(resp.headers, self.settings))
         with db_session(self.engine, write=True) as s:
             row = s.exec(select(PlatformKeySet).where(PlatformKeySet.url == url)).first()
-            if row is None:
-                row = PlatformKeySet(url=url, keys=data, fetched_at=now, expires_at=expires)
-            else:
-                row.keys, row.fetched_at, row.expires_at = data, now, expires
+            row = row or PlatformKeySet(url=url, keys=data, expires_at=expires)
+            row.keys, row.fetched_at, row.expires_at = data, now, expires
             s.add(row)
             s.commit()
         entry = _Entry(keys=keys, expires_at=expires)

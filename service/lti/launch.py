@@ -54,7 +54,6 @@ __all__ = [
     "is_own_url",
     "issue_storage_ticket",
     "launch_url",
-    "load_context",
     "redeem_storage_ticket",
     "validate_launch",
 ]
@@ -143,10 +142,9 @@ def _login_registration(
         return store.registration(
             session, issuer=issuer, client_id=client_id, deployment_id=deployment_id
         )
-    rows = store.issuer_platforms(session, issuer)
-    if len(rows) != 1:
-        return None  # unknown, or ambiguous: the platform must name its client_id
-    platform = rows[0]
+    platform = store.issuer_platform(session, issuer)
+    if platform is None:
+        return None
     named = None
     if deployment_id:
         named = store.deployment(session, platform_id=platform.id or 0, deployment_id=deployment_id)
@@ -174,17 +172,6 @@ def _auth_url(
         query["lti_message_hint"] = message_hint
     auth = platform.auth_login_url
     return auth + ("&" if "?" in auth else "?") + urlencode(query)
-
-
-def new_state() -> str:
-    """A login's state ("state-" + a random UUID, as pylti1p3 made them)."""
-    return f"state-{uuid.uuid4()}"
-
-
-def new_nonce() -> str:
-    """A login's nonce: 256 random bits (pylti1p3's uuid4 + uuid1 told every platform this
-    host's MAC address and clock)."""
-    return secrets.token_urlsafe(32)
 
 
 def begin_login(
@@ -237,7 +224,9 @@ def begin_login(
     if found.deployment is not None and not found.deployment.active:
         _deployment_or_reject(platform, found.deployment, dep_hint)
     # An unknown deployment is refused at launch, where its id is signed and can be shown.
-    state, nonce = new_state(), new_nonce()
+    # The state as pylti1p3 made them; the nonce 256 random bits (pylti1p3's uuid4 + uuid1
+    # told every platform this host's MAC address and clock).
+    state, nonce = f"state-{uuid.uuid4()}", secrets.token_urlsafe(32)
     store.record_login(
         session,
         platform_id=platform.id or 0,
@@ -599,7 +588,7 @@ def complete_launch(
     context = pending.context
     if context.is_deep_linking:
         # The validated request, for the picker and the signed response that follow in this
-        # session (``load_context``); a resource link launch keeps what it needs in its
+        # session (``store.load_context``); a resource link launch keeps what it needs in its
         # person, course, enrolment and course setup rows.
         store.save_context(
             session,
@@ -607,12 +596,6 @@ def complete_launch(
             expires_at=now + dt.timedelta(seconds=settings.launch_data_ttl_seconds),
         )
     return Launched(context=context, storage_target=row.storage_target)
-
-
-def load_context(session: Session, launch_id: str) -> LaunchContext | None:
-    """The validated deep-linking request behind a session (``CurrentUser.launch_id``), if
-    not expired; None for any other launch (only deep linking keeps its request)."""
-    return store.load_context(session, launch_id, now=utcnow())
 
 
 def _str(value: t.Any, limit: int = 500) -> str:

@@ -67,6 +67,19 @@ TOOL_NAME = "microcred"
 DESCRIPTION = "Competency levels from rubric and quiz results, issued as Open Badges 3.0."
 
 
+# Canvas placements (placement, message type, menu text); other platforms take none.
+PLACEMENTS = (
+    ("course_navigation", "LtiResourceLinkRequest", "Micro-credentials"),
+    ("link_selection", "LtiDeepLinkingRequest", TOOL_NAME),
+    ("assignment_selection", "LtiDeepLinkingRequest", TOOL_NAME),
+)
+CANVAS_CUSTOM = {
+    "canvas_user_id": "$Canvas.user.id",
+    "canvas_course_id": "$Canvas.course.id",
+    "canvas_api_domain": "$Canvas.api.domain",
+}
+
+
 def _urls(settings: Settings) -> dict[str, str]:
     base = settings.public_base_url
     return {
@@ -81,33 +94,22 @@ def tool_configuration(settings: Settings, *, product_family: str) -> dict[str, 
     """The registration request body (lti-dr §3.5.2)."""
     u = _urls(settings)
     canvas = product_family == "canvas"
-    link: dict[str, Any] = {
-        "type": "LtiResourceLinkRequest",
-        "target_link_uri": u["launch"],
-        "label": TOOL_NAME,
-    }
-    deep: dict[str, Any] = {
-        "type": "LtiDeepLinkingRequest",
-        "target_link_uri": u["launch"],
-        "label": TOOL_NAME,
-    }
-    if canvas:
-        link["placements"] = ["course_navigation"]
-        deep["placements"] = ["link_selection", "assignment_selection"]
+    messages: list[dict[str, Any]] = []
+    for kind in ("LtiResourceLinkRequest", "LtiDeepLinkingRequest"):
+        message: dict[str, Any] = {"type": kind, "target_link_uri": u["launch"], "label": TOOL_NAME}
+        if canvas:
+            message["placements"] = [p for p, k, _ in PLACEMENTS if k == kind]
+        messages.append(message)
     config: dict[str, Any] = {
         "domain": u["domain"],
         "target_link_uri": u["launch"],
         "description": DESCRIPTION,
         "claims": CLAIMS,
-        "messages": [link, deep],
+        "messages": messages,
     }
     if canvas:
         config[CANVAS_PRIVACY] = "public"
-        config["custom_parameters"] = {
-            "canvas_user_id": "$Canvas.user.id",
-            "canvas_course_id": "$Canvas.course.id",
-            "canvas_api_domain": "$Canvas.api.domain",
-        }
+        config["custom_parameters"] = CANVAS_CUSTOM
     return {
         "application_type": "web",
         "response_types": ["id_token"],
@@ -129,7 +131,6 @@ class RegistrationResult:
     issuer: str
     client_id: str
     deployment_id: str
-    product_family: str
 
 
 def _fail(detail: str, hint: str | None = None) -> RegistrationFailed:
@@ -143,6 +144,13 @@ def _fail(detail: str, hint: str | None = None) -> RegistrationFailed:
 
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _checked_url(url: str, what: str) -> str:
+    try:
+        return platforms.check_url(url, what=what)
+    except BadInput as exc:
+        raise _fail(exc.detail) from exc
 
 
 def _json(resp: httpx.Response, what: str) -> dict[str, Any]:
@@ -212,10 +220,7 @@ async def negotiate(
             "Canvas (Admin > Developer keys > LTI Registration) paste "
             f"{settings.public_base_url}/lti/register as the tool URL.",
         )
-    try:
-        config_url = platforms.check_url(openid_configuration, what="openid_configuration")
-    except BadInput as exc:
-        raise _fail(exc.detail) from exc
+    config_url = _checked_url(openid_configuration, "openid_configuration")
     headers = {"accept": "application/json"}
     if registration_token:
         headers["authorization"] = f"Bearer {registration_token}"
@@ -240,10 +245,7 @@ async def negotiate(
         raise _fail(f"The platform's configuration lacks {', '.join(missing)}.")
     platform_conf = _dict(conf.get(PLATFORM_CONFIG))
     family = str(platform_conf.get("product_family_code") or "")[:100]
-    try:
-        reg_url = platforms.check_url(conf["registration_endpoint"], what="registration_endpoint")
-    except BadInput as exc:
-        raise _fail(exc.detail) from exc
+    reg_url = _checked_url(conf["registration_endpoint"], "registration_endpoint")
     body = tool_configuration(settings, product_family=family)
     try:
         resp = await http.post(reg_url, json=body, headers=headers)
@@ -305,27 +307,22 @@ def store(
     ``origin`` (the caller's address and the openid_configuration URL) is kept in the
     ``platform.registered`` audit event. Caller commits."""
     check_pending_room(session, settings)
-    conf, family = negotiated.conf, negotiated.family
-    client_id, deployment_id, name = (
-        negotiated.client_id,
-        negotiated.deployment_id,
-        negotiated.name,
-    )
+    conf, deployment_id = negotiated.conf, negotiated.deployment_id
     try:
         row = platforms.add_platform(
             session,
             issuer=conf["issuer"],
-            client_id=client_id,
+            client_id=negotiated.client_id,
             auth_login_url=conf["authorization_endpoint"],
             auth_token_url=conf["token_endpoint"],
             key_set_url=conf["jwks_uri"],
             deployment_ids=[deployment_id] if deployment_id else [],
-            name=name,
+            name=negotiated.name,
             active=False,
             auth_audience=conf.get("authorization_server")
             if isinstance(conf.get("authorization_server"), str)
             else None,
-            product_family=family,
+            product_family=negotiated.family,
             actor="dynamic-registration",
             origin=origin,
         )
@@ -337,7 +334,6 @@ def store(
         issuer=row.issuer,
         client_id=row.client_id,
         deployment_id=deployment_id,
-        product_family=family,
     )
 
 
@@ -379,11 +375,7 @@ def canvas_developer_key(settings: Settings) -> dict[str, Any]:
         "public_jwk_url": u["jwks"],
         "redirect_uris": [u["launch"]],
         "scopes": SCOPES,
-        "custom_fields": {
-            "canvas_user_id": "$Canvas.user.id",
-            "canvas_course_id": "$Canvas.course.id",
-            "canvas_api_domain": "$Canvas.api.domain",
-        },
+        "custom_fields": CANVAS_CUSTOM,
         "extensions": [
             {
                 "domain": u["domain"],
@@ -394,23 +386,12 @@ def canvas_developer_key(settings: Settings) -> dict[str, Any]:
                     "text": TOOL_NAME,
                     "placements": [
                         {
-                            "placement": "course_navigation",
-                            "message_type": "LtiResourceLinkRequest",
+                            "placement": placement,
+                            "message_type": kind,
                             "target_link_uri": u["launch"],
-                            "text": "Micro-credentials",
-                        },
-                        {
-                            "placement": "link_selection",
-                            "message_type": "LtiDeepLinkingRequest",
-                            "target_link_uri": u["launch"],
-                            "text": "microcred",
-                        },
-                        {
-                            "placement": "assignment_selection",
-                            "message_type": "LtiDeepLinkingRequest",
-                            "target_link_uri": u["launch"],
-                            "text": "microcred",
-                        },
+                            "text": text,
+                        }
+                        for placement, kind, text in PLACEMENTS
                     ],
                 },
             }

@@ -88,13 +88,6 @@ class ServiceClient:
 
     # --- tokens ---------------------------------------------------------------------------
 
-    def _cached(self, scope_key: str, now: dt.datetime) -> str | None:
-        with db_session(self.engine) as s:
-            row = self._stored(s, scope_key)
-        if row is not None and row.expires_at > now + dt.timedelta(seconds=60):
-            return row.access_token
-        return None
-
     def assertion(self, *, now: dt.datetime | None = None) -> str:
         now = now or utcnow()
         with db_session(self.engine, write=True) as s:
@@ -114,9 +107,10 @@ class ServiceClient:
     def access_token(self, scopes: Iterable[str], *, now: dt.datetime | None = None) -> str:
         now = now or utcnow()
         scope_key = " ".join(sorted(set(scopes)))
-        cached = self._cached(scope_key, now)
-        if cached is not None:
-            return cached
+        with db_session(self.engine) as s:
+            cached = self._stored(s, scope_key)
+        if cached is not None and cached.expires_at > now + dt.timedelta(seconds=60):
+            return cached.access_token
         form = {
             "grant_type": "client_credentials",
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
@@ -199,20 +193,19 @@ class ServiceClient:
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
         scope_list = list(scopes)
+        headers = {"accept": accept}
+        kw: dict[str, Any] = {"headers": headers, "params": params}
+        if json_body is not None:
+            kw["content"] = json.dumps(json_body).encode()
+            headers["content-type"] = content_type or "application/json"
         for attempt in (1, 2):
-            token = self.access_token(scope_list)
-            headers = {"authorization": f"Bearer {token}", "accept": accept}
-            kw: dict[str, Any] = {"headers": headers, "params": params}
-            if json_body is not None:
-                kw["content"] = json.dumps(json_body).encode()
-                headers["content-type"] = content_type or "application/json"
+            headers["authorization"] = f"Bearer {self.access_token(scope_list)}"
             try:
                 return self._send(method, url, **kw)
             except PlatformCallFailed as exc:
-                if exc.status == 401 and attempt == 1:
-                    self._forget(" ".join(sorted(set(scope_list))))
-                    continue
-                raise
+                if exc.status != 401 or attempt == 2:
+                    raise
+                self._forget(" ".join(sorted(set(scope_list))))
         raise AssertionError("unreachable")
 
     def pages(
@@ -220,14 +213,11 @@ class ServiceClient:
     ) -> Iterator[httpx.Response]:
         """Follow ``Link: <…>; rel="next"`` (bounded)."""
         next_url: str | None = url
-        first = True
         for _ in range(MAX_PAGES):
             if not next_url:
                 return
-            resp = self.call(
-                "GET", next_url, scopes=scopes, accept=accept, params=params if first else None
-            )
-            first = False
+            resp = self.call("GET", next_url, scopes=scopes, accept=accept, params=params)
+            params = None  # a next link carries its own query
             yield resp
             next_url = resp.links.get("next", {}).get("url")
 
@@ -259,16 +249,14 @@ def roster(client: ServiceClient, url: str, *, resource_link_id: str = "") -> li
         for m in members if isinstance(members, list) else []:
             if not isinstance(m, dict) or not isinstance(m.get("user_id"), str):
                 continue
+            named = {f: str(m.get(f) or "") for f in ("name", "given_name", "family_name", "email")}
             out.append(
                 Member(
                     user_id=m["user_id"],
                     roles=[r for r in m.get("roles") or [] if isinstance(r, str)],
                     status=str(m.get("status") or "Active"),
-                    name=str(m.get("name") or ""),
-                    given_name=str(m.get("given_name") or ""),
-                    family_name=str(m.get("family_name") or ""),
-                    email=str(m.get("email") or ""),
                     raw=m,
+                    **named,
                 )
             )
     return out
@@ -283,6 +271,22 @@ def _sub_url(url: str, suffix: str) -> str:
     return urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
 
 
+def _listed(
+    client: ServiceClient, url: str, *, scopes: list[str], accept: str, params: dict[str, str]
+) -> list[dict[str, Any]]:
+    """The JSON objects of every page of a container (line items, results)."""
+    out: list[dict[str, Any]] = []
+    for resp in client.pages(url, scopes=scopes, accept=accept, params=params or None):
+        data = resp.json()
+        if isinstance(data, list):
+            out.extend(x for x in data if isinstance(x, dict))
+    return out
+
+
+def _given(**values: str) -> dict[str, str]:
+    return {k: v for k, v in values.items() if v}
+
+
 def line_items(
     client: ServiceClient,
     url: str,
@@ -291,23 +295,8 @@ def line_items(
     tag: str = "",
     resource_id: str = "",
 ) -> list[dict[str, Any]]:
-    params = {
-        k: v
-        for k, v in (
-            ("resource_link_id", resource_link_id),
-            ("tag", tag),
-            ("resource_id", resource_id),
-        )
-        if v
-    }
-    out: list[dict[str, Any]] = []
-    for resp in client.pages(
-        url, scopes=[AGS_LINEITEM_READONLY], accept=MT_LINEITEMS, params=params or None
-    ):
-        data = resp.json()
-        if isinstance(data, list):
-            out.extend(x for x in data if isinstance(x, dict))
-    return out
+    params = _given(resource_link_id=resource_link_id, tag=tag, resource_id=resource_id)
+    return _listed(client, url, scopes=[AGS_LINEITEM_READONLY], accept=MT_LINEITEMS, params=params)
 
 
 def create_line_item(
@@ -321,12 +310,7 @@ def create_line_item(
     resource_link_id: str = "",
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"label": label, "scoreMaximum": score_maximum}
-    if resource_id:
-        body["resourceId"] = resource_id
-    if tag:
-        body["tag"] = tag
-    if resource_link_id:
-        body["resourceLinkId"] = resource_link_id
+    body |= _given(resourceId=resource_id, tag=tag, resourceLinkId=resource_link_id)
     resp = client.call(
         "POST",
         url,
@@ -386,15 +370,10 @@ def post_score(
 def results(
     client: ServiceClient, line_item_url: str, *, user_id: str = ""
 ) -> list[dict[str, Any]]:
-    params = {"user_id": user_id} if user_id else None
-    out: list[dict[str, Any]] = []
-    for resp in client.pages(
+    return _listed(
+        client,
         _sub_url(line_item_url, "/results"),
         scopes=[AGS_RESULT_READONLY],
         accept=MT_RESULTS,
-        params=params,
-    ):
-        data = resp.json()
-        if isinstance(data, list):
-            out.extend(x for x in data if isinstance(x, dict))
-    return out
+        params=_given(user_id=user_id),
+    )

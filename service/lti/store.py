@@ -63,7 +63,7 @@ __all__ = [
     "Take",
     "deployment",
     "drop_ticket",
-    "issuer_platforms",
+    "issuer_platform",
     "learner_inputs",
     "learner_state",
     "load_context",
@@ -128,10 +128,11 @@ def _issuer_query() -> Any:
     return sa_select(table).where(table.c.issuer == bindparam("iss"))
 
 
-def issuer_platforms(session: Db, issuer: str) -> list[Platform]:
-    """Every registration of ``issuer`` (a login without client_id)."""
+def issuer_platform(session: Db, issuer: str) -> Platform | None:
+    """The only registration of ``issuer`` (a login or launch without client_id); None when
+    it has none, or several (the platform must then name its client_id)."""
     found = prepared.rows(session, _issuer_query, iss=issuer)
-    return [prepared.models(row, Platform)[0] for row in found]
+    return prepared.models(found[0], Platform)[0] if len(found) == 1 else None
 
 
 def _deployment_query() -> Any:
@@ -223,20 +224,14 @@ def login_state(session: Db, state: str) -> LaunchState | None:
 
 def save_context(session: Db, context: LaunchContext, *, expires_at: dt.datetime) -> None:
     """A deep-linking launch's validated request, for the picker (``load_context``)."""
-    insert_row(
-        session,
-        LtiCache,
-        key=f"ctx-{context.launch_id}",
-        value=context.to_json(),
-        expires_at=expires_at,
-    )
+    save_ticket(session, f"ctx-{context.launch_id}", context.to_json(), expires_at=expires_at)
 
 
 def load_context(session: Session, launch_id: str, *, now: dt.datetime) -> LaunchContext | None:
-    row = session.get(LtiCache, f"ctx-{launch_id}")
-    if row is None or row.expires_at <= now or not isinstance(row.value, dict):
-        return None
-    return LaunchContext.from_json(row.value)
+    """The validated deep-linking request of a session's launch, if not expired; None for
+    any other launch (only deep linking keeps its request)."""
+    value = read_ticket(session, f"ctx-{launch_id}", now=now)
+    return None if value is None else LaunchContext.from_json(value)
 
 
 def save_ticket(session: Db, key: str, value: dict[str, Any], *, expires_at: dt.datetime) -> None:
@@ -536,33 +531,27 @@ def _wire_course(db: Db, launch: LaunchContext, course_id: int, now: dt.datetime
     if not (lineitems or launch.nrps_url):
         return False
     with _orm(db) as session:
-        return _wire_setup(session, launch, course_id, lineitems, now)
-
-
-def _wire_setup(
-    session: Session, launch: LaunchContext, course_id: int, lineitems: str, now: dt.datetime
-) -> bool:
-    setup = _course_setup(session, course_id)
-    scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
-    new_ags = lineitems or setup.ags_lineitems_url
-    nrps = launch.nrps_url[:1000] or setup.nrps_url
-    # the first resource link seen is kept: any link of the course will do for rlid
-    rlid = setup.nrps_rlid or (launch.resource_link_id[:255] if launch.nrps_url else "")
-    changed = not (
-        setup.ags_lineitems_url == new_ags
-        and (scopes is None or setup.ags_scopes == scopes)
-        and setup.nrps_url == nrps
-    )
-    if changed:
-        setup.ags_lineitems_url = new_ags
-        if scopes is not None:
-            setup.ags_scopes = scopes
-        setup.nrps_url = nrps
-        setup.updated_at = now
-    if changed or setup.nrps_rlid != rlid:  # rlid is not an evaluation input
-        setup.nrps_rlid = rlid
-        session.add(setup)
-        session.flush()
+        setup = _course_setup(session, course_id)
+        scopes = [str(x) for x in launch.ags.get("scope") or []] if lineitems else None
+        new_ags = lineitems or setup.ags_lineitems_url
+        nrps = launch.nrps_url[:1000] or setup.nrps_url
+        # the first resource link seen is kept: any link of the course will do for rlid
+        rlid = setup.nrps_rlid or (launch.resource_link_id[:255] if launch.nrps_url else "")
+        changed = not (
+            setup.ags_lineitems_url == new_ags
+            and (scopes is None or setup.ags_scopes == scopes)
+            and setup.nrps_url == nrps
+        )
+        if changed:
+            setup.ags_lineitems_url = new_ags
+            if scopes is not None:
+                setup.ags_scopes = scopes
+            setup.nrps_url = nrps
+            setup.updated_at = now
+        if changed or setup.nrps_rlid != rlid:  # rlid is not an evaluation input
+            setup.nrps_rlid = rlid
+            session.add(setup)
+            session.flush()
     return changed
 
 
@@ -570,22 +559,20 @@ def _link_canvas_user(db: Db, launch: LaunchContext, canvas_id: str, person_id: 
     """Canvas's own user id ($Canvas.user.id, requested at registration): the REST API
     names learners by it, the LTI sub is opaque (reference/lti.md §3.3)."""
     with _orm(db) as session:
-        _link(session, launch, canvas_id, person_id)
-
-
-def _link(session: Session, launch: LaunchContext, canvas_id: str, person_id: int) -> None:
-    row = session.exec(
-        select(PersonLink).where(
-            PersonLink.platform_id == launch.platform_id, PersonLink.lms_user_id == canvas_id
-        )
-    ).first()
-    if row is not None and row.person_id == person_id:
-        return
-    if row is None:
-        row = PersonLink(platform_id=launch.platform_id, lms_user_id=canvas_id, person_id=person_id)
-    row.person_id = person_id
-    session.add(row)
-    session.flush()
+        row = session.exec(
+            select(PersonLink).where(
+                PersonLink.platform_id == launch.platform_id, PersonLink.lms_user_id == canvas_id
+            )
+        ).first()
+        if row is not None and row.person_id == person_id:
+            return
+        if row is None:
+            row = PersonLink(
+                platform_id=launch.platform_id, lms_user_id=canvas_id, person_id=person_id
+            )
+        row.person_id = person_id
+        session.add(row)
+        session.flush()
 
 
 def record_user(session: Db, *, launch: LaunchContext, now: dt.datetime) -> LaunchRecord:

@@ -29,7 +29,6 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -62,7 +61,7 @@ __all__ = [
     "UserDep",
     "current_user",
     "require_admin",
-    "require_role",
+    "require_instructor",
     "set_session_cookie",
     "signed_in",
     "start_session",
@@ -323,18 +322,14 @@ def without_carried_token(request: Request) -> Response | None:
     )
 
 
-def require_role(*roles: str) -> Callable[..., object]:
-    """Dependency: the current user must hold one of ``roles`` in the session's course."""
-
-    async def dependency(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
-        if user.role not in roles:
-            raise Forbidden(
-                "Your role in this course does not allow this page.",
-                hint="Instructors and administrators of the course can open it.",
-            )
-        return user
-
-    return dependency
+async def require_instructor(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
+    """Dependency: the current user teaches (or administers) the session's course."""
+    if not user.is_instructor:
+        raise Forbidden(
+            "Your role in this course does not allow this page.",
+            hint="Instructors and administrators of the course can open it.",
+        )
+    return user
 
 
 async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> CurrentUser:
@@ -352,5 +347,5 @@ async def require_admin(user: Annotated[CurrentUser, Depends(current_user)]) -> 
 
 
 UserDep = Annotated[CurrentUser, Depends(current_user)]
-InstructorDep = Annotated[CurrentUser, Depends(require_role("instructor", "admin"))]
+InstructorDep = Annotated[CurrentUser, Depends(require_instructor)]
 AdminDep = Annotated[CurrentUser, Depends(require_admin)]

@@ -149,9 +149,16 @@ def launch(request: Request, call: lti_http.LtiCallDep) -> Response:
     return response
 
 
-def _confirm(
-    request: Request, engine: Engine, settings: Settings, ticket: str, state: str, nonce: str
-) -> tuple[Response, LaunchRecord]:
+@router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
+def confirm(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    ticket: Annotated[str, Form(max_length=200)],
+    state: Annotated[str, Form(max_length=200)] = "",
+    nonce: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Finish a launch whose state was checked in platform storage."""
     now = utcnow()
     with db_session(engine, write=True) as s:
         try:
@@ -164,20 +171,7 @@ def _confirm(
         record = store.record_user(s, launch=context, now=now)
         token = auth.start_session(s, record=record, launch=context, settings=settings, now=now)
         s.commit()
-    return _landing(request, settings, token, context, cookie_works=False), record
-
-
-@router.post("/lti/launch/confirm", dependencies=[Depends(ratelimit.limit_lti)])
-def confirm(
-    request: Request,
-    engine: EngineDep,
-    settings: SettingsDep,
-    ticket: Annotated[str, Form(max_length=200)],
-    state: Annotated[str, Form(max_length=200)] = "",
-    nonce: Annotated[str, Form(max_length=200)] = "",
-) -> Response:
-    """Finish a launch whose state was checked in platform storage."""
-    response, record = _confirm(request, engine, settings, ticket, state, nonce)
+    response = _landing(request, settings, token, context, cookie_works=False)
     _after_launch(engine, settings, record, utcnow())
     return response
 
@@ -209,7 +203,8 @@ def _deep_link_context(session: Session, user: auth.CurrentUser) -> LaunchContex
             "Only instructors can add microcred to a course.",
             hint="Ask an instructor of the course to add the link.",
         )
-    context = lti_launch.load_context(session, user.launch_id)
+    # only a deep-linking launch keeps its validated request (``CurrentUser.launch_id``)
+    context = store.load_context(session, user.launch_id, now=utcnow())
     if context is None or not context.is_deep_linking:
         raise BadInput(
             "This session did not start from a deep-linking request.",
