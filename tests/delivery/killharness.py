@@ -95,7 +95,7 @@ def run(
     lease_seconds: float = 3.0,
     threads: int = 4,
     batch: int = 8,
-    timeout_s: float = 300.0,
+    stall_s: float = 120.0,
     unfinished: Any,
     statuses: Any,
 ) -> Report:
@@ -131,10 +131,15 @@ def run(
 
     next_kill = interval(jobs)
     last_kill = time.monotonic()
+    # The hang guard is on progress, not on the whole run: a loaded host drains slowly
+    # (1,727 of 2,000 in 300 s at load 15) but a stuck queue finishes nothing at all.
+    last_left, progressed = jobs, time.monotonic()
     try:
         while (left := unfinished(engine)) > 0:
-            if time.monotonic() - t0 > timeout_s:
-                raise AssertionError(f"not drained after {timeout_s}s: {statuses(engine)}")
+            if left < last_left:
+                last_left, progressed = left, time.monotonic()
+            elif time.monotonic() - progressed > stall_s:
+                raise AssertionError(f"no row finished in {stall_s}s: {statuses(engine)}")
             stalled = kills < min_kills and time.monotonic() - last_kill > rng.uniform(0, 0.2)
             if jobs - left < next_kill and not stalled:
                 time.sleep(0.01)
