@@ -21,7 +21,7 @@ from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, utcnow
+from service.db.types import JSONType, UTCDateTime, json_field, utcnow
 
 
 class Competency(SQLModel, table=True):
@@ -32,9 +32,7 @@ class Competency(SQLModel, table=True):
     name: str = Field(max_length=300)
     description: str = Field(default="", sa_type=Text)
     # {"beginning": "...", "intermediate": "...", "advanced": "..."}
-    level_descriptions: dict[str, str] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    level_descriptions: dict[str, str] = json_field(dict)
     framework_name: str = Field(default="", max_length=200)  # e.g. ESCO
     framework_url: str = Field(default="", max_length=1000)
     framework_code: str = Field(default="", max_length=200)
@@ -109,9 +107,7 @@ class PolicyVersion(SQLModel, table=True):
     course_id: int | None = Field(default=None, foreign_key="course.id", index=True)
     competency_id: int | None = Field(default=None, foreign_key="competency.id")
     version: int
-    document: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    document: dict[str, Any] = json_field(dict)
     bounds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     author: str = Field(default="", max_length=300)  # "person:12", "cli", "api-token:3"
     note: str = Field(default="", max_length=1000)
@@ -132,11 +128,9 @@ class EffectivePolicy(SQLModel, table=True):
     competency_id: int = Field(foreign_key="competency.id")
     version: int
     policy_hash: str = Field(max_length=64)
-    document: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    document: dict[str, Any] = json_field(dict)
     # the layer versions it was composed from: {"institution": 3, "course": 1, ...}
-    layers: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    layers: dict[str, int] = json_field(dict)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
@@ -157,8 +151,6 @@ class Decision(SQLModel, table=True):
     level: str = Field(max_length=20)  # none | beginning | intermediate | advanced
     score: float | None = None  # fraction 0..1
     # the decision as data: rules with reasons, failed, next level, evidence used/left out
-    reasons: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    reasons: dict[str, Any] = json_field(dict)
     evaluated_at: dt.datetime = Field(sa_type=UTCDateTime)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

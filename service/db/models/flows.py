@@ -19,11 +19,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index, text
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, utcnow
+from service.db.types import UTCDateTime, json_field, utcnow
 
 
 class CourseSetup(SQLModel, table=True):
@@ -44,13 +44,11 @@ class CourseSetup(SQLModel, table=True):
     # seconds between scheduled pulls of this course (None: MICROCRED_SYNC_INTERVAL_SECONDS)
     sync_interval_seconds: int | None = None
     ags_lineitems_url: str = Field(default="", max_length=1000)
-    ags_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    ags_scopes: list[str] = json_field(list)
     on_lower: str = Field(default="flag", max_length=20)  # flag | revoke
     approval_required: bool = False
     # stack policy documents (``parse.read_stack_policy``): [{"name", "requires", ...}]
-    stacks: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    stacks: list[dict[str, Any]] = json_field(list)
     # The newest import run (CSV, push, sync) the course was evaluated after; a newer one
     # means evidence arrived that no evaluation has seen yet.
     evaluated_run_id: int = 0
@@ -97,23 +95,17 @@ class Award(SQLModel, table=True):
         Index("ix_award_line", "course_id", "person_id", "line_key"),
         # The ledger's guarantee against signing twice: a second evaluation of the same
         # learner that raced the first fails its INSERT and issues nothing.
-        Index(
-            "uq_award_line_issued",
-            "course_id",
-            "person_id",
-            "line_key",
-            unique=True,
-            sqlite_where=text("state = 'issued'"),
-            postgresql_where=text("state = 'issued'"),
-        ),
-        Index(
-            "uq_award_line_pending",
-            "course_id",
-            "person_id",
-            "line_key",
-            unique=True,
-            sqlite_where=text("state = 'pending_approval'"),
-            postgresql_where=text("state = 'pending_approval'"),
+        *(
+            Index(
+                f"uq_award_line_{name}",
+                "course_id",
+                "person_id",
+                "line_key",
+                unique=True,
+                sqlite_where=text(f"state = '{state}'"),
+                postgresql_where=text(f"state = '{state}'"),
+            )
+            for name, state in (("issued", "issued"), ("pending", "pending_approval"))
         ),
     )
 

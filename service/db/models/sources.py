@@ -20,11 +20,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
+from service.db.types import UTCDateTime, encrypted, json_field, utcnow
 
 
 class SourceConnection(SQLModel, table=True):
@@ -37,14 +37,10 @@ class SourceConnection(SQLModel, table=True):
     kind: str = Field(max_length=20)  # moodle | canvas
     platform_id: int | None = Field(default=None, foreign_key="platform.id", index=True)
     base_url: str = Field(max_length=1000)
-    access_token: str = Field(sa_type=EncryptedText("source_connection.access_token"))
-    refresh_token: str | None = Field(
-        default=None, sa_type=EncryptedText("source_connection.refresh_token")
-    )
+    access_token: str = encrypted("source_connection.access_token")
+    refresh_token: str | None = encrypted("source_connection.refresh_token", default=None)
     client_id: str = Field(default="", max_length=255)
-    client_secret: str | None = Field(
-        default=None, sa_type=EncryptedText("source_connection.client_secret")
-    )
+    client_secret: str | None = encrypted("source_connection.client_secret", default=None)
     token_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     active: bool = True
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -68,9 +64,7 @@ class ImportRun(SQLModel, table=True):
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
-    problems: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    problems: list[dict[str, Any]] = json_field(list)
     started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
@@ -106,9 +100,7 @@ class Evidence(SQLModel, table=True):
     level_name: str | None = Field(default=None, max_length=1000)
     level_points: float | None = None
     # Every level of the criterion: [[id, name, points], ...] lowest first.
-    level_scale: list[list[Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    level_scale: list[list[Any]] = json_field(list)
     attempt: int = 1
     submitted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     graded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -130,7 +122,7 @@ class EvidenceRevision(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     evidence_id: int = Field(foreign_key="evidence.id")
     version: int
-    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    values: dict[str, Any] = json_field(dict)
     import_run_id: int | None = Field(default=None, foreign_key="import_run.id")
     recorded_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
@@ -193,7 +185,7 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(max_length=200, unique=True)
     prefix: str = Field(max_length=16, unique=True)
     token_hash: str = Field(max_length=64)
-    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    scopes: list[str] = json_field(list)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
