@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
@@ -127,12 +126,6 @@ class _Scope:
         keys |= {a.credential_uuid for a in self.awards if a.credential_uuid}
         return keys
 
-    @property
-    def subjects(self) -> list[str]:
-        return [f"person:{self.person.id}"] + [
-            f"credential:{key}" for key in sorted(self.credential_keys)
-        ]
-
 
 def _scope(session: Session, person: Person) -> _Scope:
     pid = person.id
@@ -156,8 +149,9 @@ def _scope(session: Session, person: Person) -> _Scope:
 
 def _audit_rows(session: Session, scope: _Scope) -> list[AuditEvent]:
     actor = f"person:{scope.person.id}"
+    subjects = [actor] + [f"credential:{key}" for key in sorted(scope.credential_keys)]
     query = select(AuditEvent).where(
-        or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(scope.subjects))
+        or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(subjects))
     )
     return list(session.exec(query.order_by(col(AuditEvent.id))))
 
@@ -221,21 +215,6 @@ def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
     ]
 
 
-def _evidence_of(
-    session: Session, pid: int | None
-) -> tuple[list[Evidence], list[EvidenceRevision]]:
-    """The person's evidence rows and their revisions, oldest first."""
-    evidence = list(
-        session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
-    )
-    revisions = session.exec(
-        select(EvidenceRevision)
-        .where(col(EvidenceRevision.evidence_id).in_([e.id for e in evidence]))
-        .order_by(col(EvidenceRevision.id))
-    )
-    return evidence, list(revisions)
-
-
 def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
@@ -261,15 +240,6 @@ def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     ]
 
 
-def _consents(session: Session, scope: _Scope) -> list[dict[str, Any]]:
-    """The delivery consents given for the person's credentials."""
-    keys = sorted(scope.credential_keys)
-    consents = session.exec(
-        select(DeliveryConsent).where(col(DeliveryConsent.credential_id).in_(keys))
-    )
-    return [_row(c) for c in consents]
-
-
 def export(
     session: Session, *, settings: Settings, person_id: int, now: dt.datetime
 ) -> dict[str, Any]:
@@ -277,12 +247,13 @@ def export(
     person = _person(session, person_id)
     scope = _scope(session, person)
     pid = person.id
-    evidence, revisions = _evidence_of(session, pid)
 
-    def each(model: type[SQLModel], *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
-        query = select(model).where(model.person_id == pid)  # type: ignore[attr-defined]
+    def each(model: Any, where: Any = None, *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
+        where = col(model.person_id) == pid if where is None else where
+        query = select(model).where(where).order_by(col(model.id))
         return [_row(r, without=without) for r in session.exec(query)]
 
+    evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
     return {
         "format": "microcred learner export 1",
         "exported_at": now.isoformat(),
@@ -290,8 +261,10 @@ def export(
         "person": _row(person) | {"erased": erased(person)},
         "enrolments": _enrolments(session, pid),
         "lms_user_ids": each(PersonLink),
-        "evidence": [_row(e) for e in evidence],
-        "evidence_revisions": [_row(r) for r in revisions],
+        "evidence": each(Evidence),
+        "evidence_revisions": each(
+            EvidenceRevision, col(EvidenceRevision.evidence_id).in_(evidence_ids)
+        ),
         "verification_events": each(VerificationEvent),
         "decisions": each(Decision),
         "awards": [_row(a) for a in scope.awards],
@@ -301,7 +274,9 @@ def export(
             for c in scope.credentials
         ],
         "deliveries": _deliveries(session, scope),
-        "delivery_consents": _consents(session, scope),
+        "delivery_consents": each(
+            DeliveryConsent, col(DeliveryConsent.credential_id).in_(sorted(scope.credential_keys))
+        ),
         "email_mismatches": each(EmailMismatch),
         # The session id is the hash of a secret token: when and how, not the id.
         "web_sessions": each(WebSession, without=("id", "launch_id")),
@@ -365,7 +340,7 @@ def _scrub_deliveries(
         session.add(attempt)
     for event in _audit_rows(session, scope):
         scrubbed = _scrub(event.detail, words)
-        if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
+        if scrubbed != event.detail:
             event.detail = scrubbed
             session.add(event)
     return cancelled
