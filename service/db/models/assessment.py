@@ -1,16 +1,4 @@
-"""Competency catalogue, versioned policies and stored decisions.
-
-- ``competency``: the institution's competencies, with level descriptions and an optional
-  alignment to an external framework; ``competency_level_template`` holds the credential
-  fields per level (validity, workload, EQF, ISCED-F, language) the issuer uses.
-- ``course_competency``: which competencies a course assesses.
-- ``policy_version``: append-only versions of each policy layer (institution defaults and
-  bounds, course override, course and competency override), keyed by ``scope_key``.
-- ``effective_policy``: each distinct composed policy for a course and competency, numbered;
-  a decision points at the one it was made with.
-- ``decision``: one row per evaluation of a learner and competency, with the policy version,
-  the evidence hash and the reasons, so it can be explained and reproduced later.
-"""
+"""Competency catalogue, versioned policies and stored decisions."""
 
 from __future__ import annotations
 
@@ -115,7 +103,8 @@ class PolicyVersion(SQLModel, table=True):
 
 
 class EffectivePolicy(SQLModel, table=True):
-    """A composed, validated policy for one course and competency, numbered per pair."""
+    """A composed, validated policy for one course and competency, numbered per pair; a
+    decision points at the one it was made with."""
 
     __tablename__ = "effective_policy"
     __table_args__ = (
@@ -135,8 +124,9 @@ class EffectivePolicy(SQLModel, table=True):
 
 
 class Decision(SQLModel, table=True):
-    """One evaluation of a learner and competency. Append-only: the history is the audit
-    trail of why a learner did or did not hold a level."""
+    """One evaluation of a learner and competency, with the policy, evidence hash and
+    reasons, so it can be explained and reproduced later. Append-only: the history is the
+    audit trail of why a learner did or did not hold a level."""
 
     __table_args__ = (Index("ix_decision_person_competency", "person_id", "competency_id"),)
 

@@ -1,18 +1,5 @@
-"""The award ledger and each course's wiring (flows).
-
-- ``course_setup``: per course, where its results come from (a source connection and the
-  LMS's own course id), the gradebook endpoints of its last launch (LTI AGS), what happens
-  when a later decision is lower than a held credential (flag for review or revoke),
-  whether credentials wait for an instructor's approval, and its stacked credentials.
-- ``award``: one row per credential (or pending approval) of one learner for one
-  competency (or stack) in one course. Rows of the same learner and competency form a
-  line; ``delivery_key`` is the credential id the outbox knows the line by (the first
-  credential's uuid), so an upgrade replaces the badge everywhere it went. At most one
-  row of a line is ``issued`` and at most one ``pending_approval`` (partial unique
-  indexes): two evaluations of the same learner can never both issue.
-- ``evaluation_job``: one row per learner of a course, due (``due_at`` set) when anything
-  its evaluation reads changed; workers lease due rows (``service.evaluation``).
-"""
+"""The award ledger and each course's wiring (flows): its setup, scheduled pulls, gradebook
+columns and evaluation queue."""
 
 from __future__ import annotations
 
@@ -84,7 +71,10 @@ class CourseSync(SQLModel, table=True):
 
 
 class Award(SQLModel, table=True):
-    """A credential issued (or waiting for approval) to one learner at one level.
+    """A credential issued (or waiting for approval) to one learner at one level, for one
+    competency (or stack) in one course. The awards of a learner and competency form a
+    line (``line_key``); at most one of a line is ``issued`` and at most one
+    ``pending_approval`` (partial unique indexes).
 
     ``state``: pending_approval → issued → superseded (a higher level was issued) or
     revoked; withdrawn (a pending approval whose decision fell to no level).
@@ -118,6 +108,8 @@ class Award(SQLModel, table=True):
     level: str = Field(max_length=20)
     state: str = Field(max_length=20)
     credential_uuid: str | None = Field(default=None, max_length=36, index=True)
+    # the credential id the outbox knows the line by (its first credential's uuid), so an
+    # upgrade replaces the badge everywhere it went
     delivery_key: str = Field(default="", max_length=64)
     decision_id: int | None = Field(default=None, foreign_key="decision.id")
     review: str = Field(default="", max_length=1000)

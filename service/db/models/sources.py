@@ -1,16 +1,5 @@
-"""The evidence store: normalised results before they are mapped to competencies.
-
-- ``evidence``: one result per natural key (course, person, origin, kind, item, criterion,
-  attempt). Re-importing the same result updates the row and bumps ``version``.
-- ``evidence_revision``: every version of every evidence row, append-only, so a changed
-  score never silently loses the previous value.
-- ``verification_event``: "this sitting was supervised / identity-verified at level X",
-  posted by proctoring services or attested by instructors, independent of the result.
-- ``import_run``: one CSV import, push batch or LMS sync, with its report.
-- ``source_connection``: how to reach an LMS data API (Moodle WS, Canvas REST), tokens
-  encrypted at rest.
-- ``person_link``: an LMS user id (Canvas numeric id, Moodle user id) known for a person.
-- ``api_token``: bearer tokens for the JSON API, stored only as a SHA-256 hash.
+"""The evidence store: normalised results before they are mapped to competencies, and the
+LMS connections, imports and API tokens that bring them in.
 
 Email addresses are used to match learners but never stored here (security.md §4.4).
 """
@@ -70,7 +59,8 @@ class ImportRun(SQLModel, table=True):
 
 
 class Evidence(SQLModel, table=True):
-    """One normalised result of one learner (see ``service.sources.types.Result``)."""
+    """One normalised result of one learner (see ``service.sources.types.Result``), one row
+    per natural key: re-importing the same result updates the row and bumps ``version``."""
 
     __table_args__ = (
         UniqueConstraint(
@@ -114,7 +104,8 @@ class Evidence(SQLModel, table=True):
 
 
 class EvidenceRevision(SQLModel, table=True):
-    """Every version of an evidence row as it was written. Append-only."""
+    """Every version of an evidence row as it was written. Append-only, so a changed score
+    never silently loses the previous value."""
 
     __tablename__ = "evidence_revision"
     __table_args__ = (UniqueConstraint("evidence_id", "version"),)
@@ -128,7 +119,8 @@ class EvidenceRevision(SQLModel, table=True):
 
 
 class VerificationEvent(SQLModel, table=True):
-    """A supervision / identity-verification statement about one sitting.
+    """A supervision / identity-verification statement about one sitting, posted by a
+    proctoring service or attested by an instructor, independent of the result.
 
     ``attempt`` 0 means every attempt of the item. Re-posting the same
     (origin, item, attempt, sitting) updates the level instead of adding a row.
