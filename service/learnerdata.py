@@ -103,6 +103,11 @@ def _person(session: Session, person_id: int) -> Person:
     return person
 
 
+def _all(session: Session, model: Any, where: Any) -> list[Any]:
+    """The rows of ``model`` that ``where`` selects, oldest first."""
+    return list(session.exec(select(model).where(where).order_by(col(model.id))))
+
+
 def _row(obj: SQLModel, *, without: Iterable[str] = ()) -> dict[str, Any]:
     data = obj.model_dump(mode="json")
     for key in without:
@@ -129,31 +134,23 @@ class _Scope:
 
 def _scope(session: Session, person: Person) -> _Scope:
     pid = person.id
-    credentials = list(
-        session.exec(
-            select(Credential).where(Credential.person_id == pid).order_by(col(Credential.id))
-        )
+    scope = _Scope(
+        person,
+        _all(session, Credential, Credential.person_id == pid),
+        _all(session, Award, Award.person_id == pid),
+        [],
     )
-    awards = list(session.exec(select(Award).where(Award.person_id == pid).order_by(col(Award.id))))
-    scope = _Scope(person, credentials, awards, [])
-    keys = scope.credential_keys
-    query = select(OutboxMessage).where(
-        or_(
-            col(OutboxMessage.person_id) == pid,
-            col(OutboxMessage.credential_id).in_(sorted(keys)),
-        )
-    )
-    scope.outbox = list(session.exec(query.order_by(col(OutboxMessage.id))))
+    keys = sorted(scope.credential_keys)
+    outbox = or_(col(OutboxMessage.person_id) == pid, col(OutboxMessage.credential_id).in_(keys))
+    scope.outbox = _all(session, OutboxMessage, outbox)
     return scope
 
 
 def _audit_rows(session: Session, scope: _Scope) -> list[AuditEvent]:
     actor = f"person:{scope.person.id}"
     subjects = [actor] + [f"credential:{key}" for key in sorted(scope.credential_keys)]
-    query = select(AuditEvent).where(
-        or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(subjects))
-    )
-    return list(session.exec(query.order_by(col(AuditEvent.id))))
+    where = or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(subjects))
+    return _all(session, AuditEvent, where)
 
 
 def _repositories(session: Session, rows: Iterable[OutboxMessage]) -> dict[int, DeliveryRepository]:
@@ -215,16 +212,16 @@ def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
     ]
 
 
+def _attempts(session: Session, scope: _Scope) -> list[DeliveryAttempt]:
+    outbox_ids = [r.id for r in scope.outbox]
+    return _all(session, DeliveryAttempt, col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
+
+
 def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
-    attempts = session.exec(
-        select(DeliveryAttempt)
-        .where(col(DeliveryAttempt.outbox_message_id).in_([r.id for r in scope.outbox]))
-        .order_by(col(DeliveryAttempt.id))
-    )
     by_row: dict[int, list[dict[str, Any]]] = {}
-    for a in attempts:
+    for a in _attempts(session, scope):
         by_row.setdefault(a.outbox_message_id, []).append(_row(a, without=("outbox_message_id",)))
     return [
         _row(r, without=("lease_token",))
@@ -250,8 +247,7 @@ def export(
 
     def each(model: Any, where: Any = None, *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
         where = col(model.person_id) == pid if where is None else where
-        query = select(model).where(where).order_by(col(model.id))
-        return [_row(r, without=without) for r in session.exec(query)]
+        return [_row(r, without=without) for r in _all(session, model, where)]
 
     evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
     return {
@@ -330,10 +326,7 @@ def _scrub_deliveries(
         row.last_error = _scrub(row.last_error, words)
         row.updated_at = now
         session.add(row)
-    outbox_ids = [r.id for r in scope.outbox]
-    for attempt in session.exec(
-        select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
-    ):
+    for attempt in _attempts(session, scope):
         attempt.request_summary = _scrub(attempt.request_summary, words)
         attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
         attempt.error_detail = _scrub(attempt.error_detail, words)
