@@ -1,8 +1,7 @@
 """API tokens for the JSON API: created once, shown once, stored only as a SHA-256 hash.
 
 A token reads ``mct_<prefix>_<secret>``; the prefix finds the row, the hash of the whole
-token is compared in constant time. The secret has 256 bits of entropy, so a plain
-SHA-256 (not a slow password hash) is enough to make a stolen database useless.
+token (``secretbox.token_hash``) is compared in constant time.
 """
 
 from __future__ import annotations

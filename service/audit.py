@@ -25,68 +25,52 @@ __all__ = ["Scope", "record", "scope_of"]
 
 @dataclass(frozen=True)
 class Scope:
-    """The tenant an audit row belongs to; the fields left None are looked up from the
-    ones given (a course gives its deployment and platform; a deployment its platform)."""
+    """The tenant an audit row belongs to; a course alone gives its deployment and
+    platform (looked up)."""
 
     course_id: int | None = None
     deployment_id: int | None = None
     platform_id: int | None = None
 
 
-def _int_after(subject: str, prefix: str) -> int | None:
-    head = subject[len(prefix) :].split("/", 1)[0]
-    return int(head) if head.isascii() and head.isdigit() else None
-
-
 def _from_subject(session: Session, subject: str) -> Scope:
-    for prefix in ("course:", "policy:course:"):
-        if subject.startswith(prefix):
-            return Scope(course_id=_int_after(subject, prefix))
-    if subject.startswith("credential:"):
-        uuid = subject[len("credential:") :]
-        course_id = session.exec(
-            select(Award.course_id).where(Award.credential_uuid == uuid)
-        ).first()
-        return Scope(course_id=course_id)
-    if subject.startswith("verification_event:"):
-        event_id = _int_after(subject, "verification_event:")
-        course_id = (
-            session.exec(
-                select(VerificationEvent.course_id).where(VerificationEvent.id == event_id)
-            ).first()
-            if event_id is not None
-            else None
-        )
-        return Scope(course_id=course_id)
-    if subject.startswith("platform:"):
-        return Scope(platform_id=_int_after(subject, "platform:"))
-    return Scope()
+    kind, _, ref = subject.partition(":")
+    if kind == "policy" and ref.startswith("course:"):  # a course's policy is the course's
+        kind, _, ref = ref.partition(":")
+    head = ref.split("/", 1)[0]
+    number = int(head) if head.isascii() and head.isdigit() else None
+    if kind == "course":
+        return Scope(course_id=number)
+    if kind == "platform":
+        return Scope(platform_id=number)
+    if kind == "credential" and ref:
+        query = select(Award.course_id).where(Award.credential_uuid == ref)
+    elif kind == "verification_event" and number is not None:
+        query = select(VerificationEvent.course_id).where(VerificationEvent.id == number)
+    else:
+        return Scope()
+    return Scope(course_id=session.exec(query).first())
 
 
 def scope_of(session: Session, *, subject: str, scope: Scope | None = None) -> Scope:
     """The full tenant of a row about ``subject`` (``scope`` when given, else the subject's)."""
     found = scope if scope is not None else _from_subject(session, subject)
-    if found.course_id is not None and found.deployment_id is None:
-        # a course's deployment never changes: read once per transaction (a worker's
-        # batch records one row per credential in the same course)
-        known = transaction_cache(session, "audit_course_tenant")
-        row = known.get(found.course_id)
-        if row is None:
-            row = session.exec(
-                select(Course.deployment_id, Deployment.platform_id)
-                .join(Deployment, col(Deployment.id) == Course.deployment_id)
-                .where(Course.id == found.course_id)
-            ).first()
-            if row is None:
-                return Scope()
-            known[found.course_id] = row
-        return Scope(course_id=found.course_id, deployment_id=row[0], platform_id=row[1])
-    if found.deployment_id is not None and found.platform_id is None:
-        platform_id = session.exec(
-            select(Deployment.platform_id).where(Deployment.id == found.deployment_id)
+    if found.course_id is None or found.deployment_id is not None:
+        return found
+    # a course's deployment never changes: read once per transaction (a worker's batch
+    # records one row per credential in the same course)
+    known = transaction_cache(session, "audit_course_tenant")
+    row = known.get(found.course_id)
+    if row is None:
+        row = session.exec(
+            select(Course.deployment_id, Deployment.platform_id)
+            .join(Deployment, col(Deployment.id) == Course.deployment_id)
+            .where(Course.id == found.course_id)
         ).first()
-        return Scope(found.course_id, found.deployment_id, platform_id)
-    return found
+        if row is None:
+            return Scope()
+        known[found.course_id] = row
+    return Scope(course_id=found.course_id, deployment_id=row[0], platform_id=row[1])
 
 
 def record(

@@ -69,9 +69,6 @@ def larger_routes(settings: Settings) -> tuple[RouteLimit, ...]:
     )
 
 
-DEFAULT_HINT = "Send less data in one request."
-
-
 def size(n: int) -> str:
     """``n`` bytes as a person reads it (1 MiB, 512 KiB, 300 bytes)."""
     for unit, name in ((1024 * 1024, "MiB"), (1024, "KiB")):
@@ -159,7 +156,7 @@ class BodyLimit:
         for route in self.larger:
             if route.method == method and route.path.fullmatch(path):
                 return route.max_bytes, route.hint
-        return self.max_bytes, DEFAULT_HINT
+        return self.max_bytes, "Send less data in one request."
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

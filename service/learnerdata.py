@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import uuid as uuidlib
 from collections.abc import Iterable
 from typing import Any
@@ -104,6 +103,11 @@ def _person(session: Session, person_id: int) -> Person:
     return person
 
 
+def _all(session: Session, model: Any, where: Any) -> list[Any]:
+    """The rows of ``model`` that ``where`` selects, oldest first."""
+    return list(session.exec(select(model).where(where).order_by(col(model.id))))
+
+
 def _row(obj: SQLModel, *, without: Iterable[str] = ()) -> dict[str, Any]:
     data = obj.model_dump(mode="json")
     for key in without:
@@ -127,39 +131,26 @@ class _Scope:
         keys |= {a.credential_uuid for a in self.awards if a.credential_uuid}
         return keys
 
-    @property
-    def subjects(self) -> list[str]:
-        return [f"person:{self.person.id}"] + [
-            f"credential:{key}" for key in sorted(self.credential_keys)
-        ]
-
 
 def _scope(session: Session, person: Person) -> _Scope:
     pid = person.id
-    credentials = list(
-        session.exec(
-            select(Credential).where(Credential.person_id == pid).order_by(col(Credential.id))
-        )
+    scope = _Scope(
+        person,
+        _all(session, Credential, Credential.person_id == pid),
+        _all(session, Award, Award.person_id == pid),
+        [],
     )
-    awards = list(session.exec(select(Award).where(Award.person_id == pid).order_by(col(Award.id))))
-    scope = _Scope(person, credentials, awards, [])
-    keys = scope.credential_keys
-    query = select(OutboxMessage).where(
-        or_(
-            col(OutboxMessage.person_id) == pid,
-            col(OutboxMessage.credential_id).in_(sorted(keys)),
-        )
-    )
-    scope.outbox = list(session.exec(query.order_by(col(OutboxMessage.id))))
+    keys = sorted(scope.credential_keys)
+    outbox = or_(col(OutboxMessage.person_id) == pid, col(OutboxMessage.credential_id).in_(keys))
+    scope.outbox = _all(session, OutboxMessage, outbox)
     return scope
 
 
 def _audit_rows(session: Session, scope: _Scope) -> list[AuditEvent]:
     actor = f"person:{scope.person.id}"
-    query = select(AuditEvent).where(
-        or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(scope.subjects))
-    )
-    return list(session.exec(query.order_by(col(AuditEvent.id))))
+    subjects = [actor] + [f"credential:{key}" for key in sorted(scope.credential_keys)]
+    where = or_(col(AuditEvent.actor) == actor, col(AuditEvent.subject).in_(subjects))
+    return _all(session, AuditEvent, where)
 
 
 def _repositories(session: Session, rows: Iterable[OutboxMessage]) -> dict[int, DeliveryRepository]:
@@ -221,31 +212,16 @@ def _enrolments(session: Session, pid: int | None) -> list[dict[str, Any]]:
     ]
 
 
-def _evidence_of(
-    session: Session, pid: int | None
-) -> tuple[list[Evidence], list[EvidenceRevision]]:
-    """The person's evidence rows and their revisions, oldest first."""
-    evidence = list(
-        session.exec(select(Evidence).where(Evidence.person_id == pid).order_by(col(Evidence.id)))
-    )
-    revisions = session.exec(
-        select(EvidenceRevision)
-        .where(col(EvidenceRevision.evidence_id).in_([e.id for e in evidence]))
-        .order_by(col(EvidenceRevision.id))
-    )
-    return evidence, list(revisions)
+def _attempts(session: Session, scope: _Scope) -> list[DeliveryAttempt]:
+    outbox_ids = [r.id for r in scope.outbox]
+    return _all(session, DeliveryAttempt, col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
 
 
 def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     """The person's outbox rows, each with its repository and attempts."""
     repos = _repositories(session, scope.outbox)
-    attempts = session.exec(
-        select(DeliveryAttempt)
-        .where(col(DeliveryAttempt.outbox_message_id).in_([r.id for r in scope.outbox]))
-        .order_by(col(DeliveryAttempt.id))
-    )
     by_row: dict[int, list[dict[str, Any]]] = {}
-    for a in attempts:
+    for a in _attempts(session, scope):
         by_row.setdefault(a.outbox_message_id, []).append(_row(a, without=("outbox_message_id",)))
     return [
         _row(r, without=("lease_token",))
@@ -261,15 +237,6 @@ def _deliveries(session: Session, scope: _Scope) -> list[dict[str, Any]]:
     ]
 
 
-def _consents(session: Session, scope: _Scope) -> list[dict[str, Any]]:
-    """The delivery consents given for the person's credentials."""
-    keys = sorted(scope.credential_keys)
-    consents = session.exec(
-        select(DeliveryConsent).where(col(DeliveryConsent.credential_id).in_(keys))
-    )
-    return [_row(c) for c in consents]
-
-
 def export(
     session: Session, *, settings: Settings, person_id: int, now: dt.datetime
 ) -> dict[str, Any]:
@@ -277,12 +244,12 @@ def export(
     person = _person(session, person_id)
     scope = _scope(session, person)
     pid = person.id
-    evidence, revisions = _evidence_of(session, pid)
 
-    def each(model: type[SQLModel], *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
-        query = select(model).where(model.person_id == pid)  # type: ignore[attr-defined]
-        return [_row(r, without=without) for r in session.exec(query)]
+    def each(model: Any, where: Any = None, *, without: Iterable[str] = ()) -> list[dict[str, Any]]:
+        where = col(model.person_id) == pid if where is None else where
+        return [_row(r, without=without) for r in _all(session, model, where)]
 
+    evidence_ids = select(Evidence.id).where(Evidence.person_id == pid)
     return {
         "format": "microcred learner export 1",
         "exported_at": now.isoformat(),
@@ -290,8 +257,10 @@ def export(
         "person": _row(person) | {"erased": erased(person)},
         "enrolments": _enrolments(session, pid),
         "lms_user_ids": each(PersonLink),
-        "evidence": [_row(e) for e in evidence],
-        "evidence_revisions": [_row(r) for r in revisions],
+        "evidence": each(Evidence),
+        "evidence_revisions": each(
+            EvidenceRevision, col(EvidenceRevision.evidence_id).in_(evidence_ids)
+        ),
         "verification_events": each(VerificationEvent),
         "decisions": each(Decision),
         "awards": [_row(a) for a in scope.awards],
@@ -301,7 +270,9 @@ def export(
             for c in scope.credentials
         ],
         "deliveries": _deliveries(session, scope),
-        "delivery_consents": _consents(session, scope),
+        "delivery_consents": each(
+            DeliveryConsent, col(DeliveryConsent.credential_id).in_(sorted(scope.credential_keys))
+        ),
         "email_mismatches": each(EmailMismatch),
         # The session id is the hash of a secret token: when and how, not the id.
         "web_sessions": each(WebSession, without=("id", "launch_id")),
@@ -355,17 +326,14 @@ def _scrub_deliveries(
         row.last_error = _scrub(row.last_error, words)
         row.updated_at = now
         session.add(row)
-    outbox_ids = [r.id for r in scope.outbox]
-    for attempt in session.exec(
-        select(DeliveryAttempt).where(col(DeliveryAttempt.outbox_message_id).in_(outbox_ids))
-    ):
+    for attempt in _attempts(session, scope):
         attempt.request_summary = _scrub(attempt.request_summary, words)
         attempt.response_excerpt = _scrub(attempt.response_excerpt, words)
         attempt.error_detail = _scrub(attempt.error_detail, words)
         session.add(attempt)
     for event in _audit_rows(session, scope):
         scrubbed = _scrub(event.detail, words)
-        if json.dumps(scrubbed, sort_keys=True) != json.dumps(event.detail, sort_keys=True):
+        if scrubbed != event.detail:
             event.detail = scrubbed
             session.add(event)
     return cancelled

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-__all__ = ["Buckets", "client_key", "wait"]
+__all__ = ["Buckets", "wait"]
 
 _MAX_KEYS = 10_000
 
@@ -55,11 +55,6 @@ class Buckets:
             del self._buckets[k]
 
 
-def client_key(request: Request) -> str:
-    """The address a request is counted under."""
-    return request.client.host if request.client else "unknown"
-
-
 def wait(request: Request, buckets: str, per_minute: int) -> int:
     """Take a token for the request's client from the app's ``buckets`` (made on first use,
     ``per_minute``); 0 when allowed (always, with ``per_minute`` 0), else the seconds to
@@ -70,4 +65,4 @@ def wait(request: Request, buckets: str, per_minute: int) -> int:
     if found is None:
         found = Buckets(per_minute)
         setattr(request.app.state, buckets, found)
-    return found.take(client_key(request))
+    return found.take(request.client.host if request.client else "unknown")

@@ -293,8 +293,7 @@ def forget(session: Session, name: str) -> None:
     session.info.pop(f"microcred.cache.{name}", None)
 
 
-_HELD = "microcred.held_rows"
-_HELD_VALUES = "microcred.held_values"
+_HELD = "microcred.held"  # (model instances, plain rows by table) of a batched_adds
 
 
 @contextlib.contextmanager
@@ -304,15 +303,14 @@ def batched_adds(session: Session) -> Iterator[None]:
     one per row (its issuer would flush once per credential, and carry every row added
     before along). Nothing inside reads them back (``write_held`` first); on an error they
     are dropped with the transaction."""
-    outer = session.info.get(_HELD), session.info.get(_HELD_VALUES)
-    held: list[SQLModel] = []
-    values: dict[Table, list[dict[str, Any]]] = {}
-    session.info[_HELD], session.info[_HELD_VALUES] = held, values
+    outer = session.info.get(_HELD)
+    held: tuple[list[SQLModel], dict[Table, list[dict[str, Any]]]] = ([], {})
+    session.info[_HELD] = held
     try:
         yield
     finally:
-        session.info[_HELD], session.info[_HELD_VALUES] = outer
-    _write(session, held, values)
+        session.info[_HELD] = outer
+    _write(session, *held)
 
 
 def holding(session: Session) -> bool:
@@ -326,7 +324,7 @@ def add(session: Session, row: SQLModel) -> None:
     if held is None:
         session.add(row)
     else:
-        held.append(row)
+        held[0].append(row)
 
 
 def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:
@@ -334,16 +332,13 @@ def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) 
     ``holding``) and written by one executemany INSERT per table with the others: no model
     instance is built and the ORM's flush never sees it. Every row of a table must give the
     same columns (the call site's); the rest take their defaults."""
-    session.info[_HELD_VALUES].setdefault(table(model), []).append(_with_defaults(model, values))
+    session.info[_HELD][1].setdefault(table(model), []).append(_with_defaults(model, values))
 
 
 def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT ``rows`` (plain dicts, the same columns each; the rest take the model's
-    defaults, which are set in the dicts given) in the session's transaction, one multi-row
-    statement per page, and return their new ids in the order given (``INSERT ...
-    RETURNING id`` with ``sort_by_parameter_order``): rows other rows refer to, without a
-    model instance and an ORM flush per row (a worker batch's decisions, which its awards
-    reference)."""
+    """INSERT ``rows`` (plain dicts with the same columns; the model's defaults are set in
+    them) and return their new ids in order: rows that other rows refer to (a worker
+    batch's decisions, which its awards reference), without a model and a flush each."""
     if not rows:
         return []
     for values in rows:
@@ -384,12 +379,11 @@ def _fields(model: type[SQLModel]) -> tuple[tuple[str, FieldInfo, bool], ...]:
 
 def write_held(session: Session) -> None:
     """Add and flush what ``batched_adds`` holds so far (before a read of those rows)."""
-    held, values = session.info.get(_HELD), session.info.get(_HELD_VALUES)
-    if held is None or values is None:
-        return
-    _write(session, list(held), dict(values))
-    held.clear()
-    values.clear()
+    held = session.info.get(_HELD)
+    if held is not None:
+        _write(session, *held)
+        held[0].clear()
+        held[1].clear()
 
 
 def _write(

@@ -50,16 +50,11 @@ def _connection(db: Session | Connection) -> Connection:
 
 
 def one(
-    session: Session | Connection,
-    build: Callable[[], Executable],
-    *,
-    cache_key: Hashable | None = None,
-    **params: Any,
+    session: Session | Connection, build: Callable[[], Executable], **params: Any
 ) -> tuple[Any, ...] | None:
     """The first row of the statement ``build()`` returns (``build`` is called once per
-    process: pass a module-level function, or a ``cache_key``)."""
-    statement = _statement(build if cache_key is None else cache_key, build)
-    found = _connection(session).execute(statement, params).first()
+    process: pass a module-level function)."""
+    found = _connection(session).execute(_statement(build, build), params).first()
     return None if found is None else tuple(found)
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, DateTime, Text
+from sqlalchemy import JSON, Column, DateTime, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
 
 from service import secretbox
 from service.db.engine import json_text
@@ -25,6 +27,8 @@ __all__ = [
     "UTCDateTime",
     "as_text",
     "as_time",
+    "encrypted",
+    "json_field",
     "new_uuid",
     "row_id",
     "utcnow",
@@ -54,6 +58,11 @@ class JSONText(TypeDecorator[Any]):
             return orjson.loads(value)
         except orjson.JSONDecodeError:  # what orjson refuses (integers beyond 64 bits)
             return json.loads(value)
+
+
+def json_field(default_factory: Callable[[], Any]) -> Any:
+    """A NOT NULL JSON field (JSONB on PostgreSQL) that starts as ``default_factory()``."""
+    return Field(default_factory=default_factory, sa_column=Column(JSONType, nullable=False))
 
 
 # A signed document: JSON on SQLite (text there already), JSONText on PostgreSQL.
@@ -139,3 +148,9 @@ class EncryptedText(TypeDecorator[str]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         return None if value is None else secretbox.decrypt(value, context=self.context)
+
+
+def encrypted(context: str, **field: Any) -> Any:
+    """A text field encrypted at rest (NULL only where its annotation allows None);
+    ``context``, its ``table.column``, is the associated data of every stored value."""
+    return Field(sa_type=EncryptedText(context), **field)

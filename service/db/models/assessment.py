@@ -1,16 +1,4 @@
-"""Competency catalogue, versioned policies and stored decisions.
-
-- ``competency``: the institution's competencies, with level descriptions and an optional
-  alignment to an external framework; ``competency_level_template`` holds the credential
-  fields per level (validity, workload, EQF, ISCED-F, language) the issuer uses.
-- ``course_competency``: which competencies a course assesses.
-- ``policy_version``: append-only versions of each policy layer (institution defaults and
-  bounds, course override, course and competency override), keyed by ``scope_key``.
-- ``effective_policy``: each distinct composed policy for a course and competency, numbered;
-  a decision points at the one it was made with.
-- ``decision``: one row per evaluation of a learner and competency, with the policy version,
-  the evidence hash and the reasons, so it can be explained and reproduced later.
-"""
+"""Competency catalogue, versioned policies and stored decisions."""
 
 from __future__ import annotations
 
@@ -21,7 +9,7 @@ from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, utcnow
+from service.db.types import JSONType, UTCDateTime, json_field, utcnow
 
 
 class Competency(SQLModel, table=True):
@@ -32,9 +20,7 @@ class Competency(SQLModel, table=True):
     name: str = Field(max_length=300)
     description: str = Field(default="", sa_type=Text)
     # {"beginning": "...", "intermediate": "...", "advanced": "..."}
-    level_descriptions: dict[str, str] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    level_descriptions: dict[str, str] = json_field(dict)
     framework_name: str = Field(default="", max_length=200)  # e.g. ESCO
     framework_url: str = Field(default="", max_length=1000)
     framework_code: str = Field(default="", max_length=200)
@@ -109,9 +95,7 @@ class PolicyVersion(SQLModel, table=True):
     course_id: int | None = Field(default=None, foreign_key="course.id", index=True)
     competency_id: int | None = Field(default=None, foreign_key="competency.id")
     version: int
-    document: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    document: dict[str, Any] = json_field(dict)
     bounds: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONType, nullable=True))
     author: str = Field(default="", max_length=300)  # "person:12", "cli", "api-token:3"
     note: str = Field(default="", max_length=1000)
@@ -119,7 +103,8 @@ class PolicyVersion(SQLModel, table=True):
 
 
 class EffectivePolicy(SQLModel, table=True):
-    """A composed, validated policy for one course and competency, numbered per pair."""
+    """A composed, validated policy for one course and competency, numbered per pair; a
+    decision points at the one it was made with."""
 
     __tablename__ = "effective_policy"
     __table_args__ = (
@@ -132,17 +117,16 @@ class EffectivePolicy(SQLModel, table=True):
     competency_id: int = Field(foreign_key="competency.id")
     version: int
     policy_hash: str = Field(max_length=64)
-    document: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    document: dict[str, Any] = json_field(dict)
     # the layer versions it was composed from: {"institution": 3, "course": 1, ...}
-    layers: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    layers: dict[str, int] = json_field(dict)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class Decision(SQLModel, table=True):
-    """One evaluation of a learner and competency. Append-only: the history is the audit
-    trail of why a learner did or did not hold a level."""
+    """One evaluation of a learner and competency, with the policy, evidence hash and
+    reasons, so it can be explained and reproduced later. Append-only: the history is the
+    audit trail of why a learner did or did not hold a level."""
 
     __table_args__ = (Index("ix_decision_person_competency", "person_id", "competency_id"),)
 
@@ -157,8 +141,6 @@ class Decision(SQLModel, table=True):
     level: str = Field(max_length=20)  # none | beginning | intermediate | advanced
     score: float | None = None  # fraction 0..1
     # the decision as data: rules with reasons, failed, next level, evidence used/left out
-    reasons: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    reasons: dict[str, Any] = json_field(dict)
     evaluated_at: dt.datetime = Field(sa_type=UTCDateTime)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index, UniqueConstraint
+from sqlalchemy import Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, new_uuid, utcnow
+from service.db.types import UTCDateTime, json_field, new_uuid, utcnow
 
 
 class Platform(SQLModel, table=True):
@@ -83,7 +83,7 @@ class Enrolment(SQLModel, table=True):
     course_id: int = Field(foreign_key="course.id")
     person_id: int = Field(foreign_key="person.id", index=True)
     role: str = Field(max_length=20)  # instructor | learner | admin
-    roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    roles: list[str] = json_field(list)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     # active | inactive (NRPS status Inactive) | removed (gone from the NRPS roster); a
     # launch makes it active again. Removed learners keep their results and credentials.
@@ -114,7 +114,7 @@ class AuditEvent(SQLModel, table=True):
     actor: str = Field(max_length=300)  # "person:12", "cli", "system", "api-token:3"
     action: str = Field(max_length=100, index=True)  # dotted: credential.revoked
     subject: str = Field(default="", max_length=300)  # "credential:abc"
-    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    detail: dict[str, Any] = json_field(dict)
     platform_id: int | None = Field(default=None, foreign_key="platform.id")
     deployment_id: int | None = Field(default=None, foreign_key="deployment.id")
     course_id: int | None = Field(default=None, foreign_key="course.id")

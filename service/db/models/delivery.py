@@ -14,7 +14,7 @@ from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, new_uuid, utcnow
+from service.db.types import UTCDateTime, encrypted, json_field, new_uuid, utcnow
 
 
 class DeliveryRepository(SQLModel, table=True):
@@ -30,19 +30,13 @@ class DeliveryRepository(SQLModel, table=True):
     enabled: bool = True
     consent_policy: str = Field(default="automatic", max_length=20)  # automatic | ask
     # Non-secret settings: organisation id, environment/base URL, template map, webhook URL.
-    config: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    config: dict[str, Any] = json_field(dict)
     # The org token (Credly), account password (Badgr) or signing secret (webhook).
-    secret: str | None = Field(
-        default=None, sa_column=Column(EncryptedText("delivery_repository.secret"))
-    )
+    secret: str | None = encrypted("delivery_repository.secret", default=None)
     secret_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # OAuth2 tokens obtained from the secret (Badgr).
-    access_token: str | None = Field(
-        default=None, sa_column=Column(EncryptedText("delivery_repository.access_token"))
-    )
-    refresh_token: str | None = Field(
-        default=None, sa_column=Column(EncryptedText("delivery_repository.refresh_token"))
-    )
+    access_token: str | None = encrypted("delivery_repository.access_token", default=None)
+    refresh_token: str | None = encrypted("delivery_repository.refresh_token", default=None)
     access_token_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     # A rate limit (429, or 503 with Retry-After) pauses the whole repository: no worker
     # claims its rows before this time. The answer that caused it, for the operator.
@@ -75,9 +69,7 @@ class OutboxMessage(SQLModel, table=True):
         default=None, foreign_key="delivery_repository.id", index=True
     )
     idempotency_key: str = Field(max_length=255)
-    payload: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSONType, nullable=False)
-    )
+    payload: dict[str, Any] = json_field(dict)
     status: str = Field(default="pending", max_length=20)
     depends_on_id: int | None = Field(default=None, foreign_key="outbox_message.id")
     attempts: int = 0
@@ -87,7 +79,7 @@ class OutboxMessage(SQLModel, table=True):
     lease_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     uncertain: bool = False
     last_error: str | None = Field(default=None, sa_column=Column(Text))
-    result: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    result: dict[str, Any] = json_field(dict)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     delivered_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -184,4 +176,4 @@ class RepositoryCheck(SQLModel, table=True):
     ok: bool | None = None
     summary: str = Field(default="", sa_column=Column(Text, nullable=False))
     # one line per template-map entry that does not match the repository
-    problems: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    problems: list[str] = json_field(list)

@@ -1,29 +1,16 @@
-"""The award ledger and each course's wiring (flows).
-
-- ``course_setup``: per course, where its results come from (a source connection and the
-  LMS's own course id), the gradebook endpoints of its last launch (LTI AGS), what happens
-  when a later decision is lower than a held credential (flag for review or revoke),
-  whether credentials wait for an instructor's approval, and its stacked credentials.
-- ``award``: one row per credential (or pending approval) of one learner for one
-  competency (or stack) in one course. Rows of the same learner and competency form a
-  line; ``delivery_key`` is the credential id the outbox knows the line by (the first
-  credential's uuid), so an upgrade replaces the badge everywhere it went. At most one
-  row of a line is ``issued`` and at most one ``pending_approval`` (partial unique
-  indexes): two evaluations of the same learner can never both issue.
-- ``evaluation_job``: one row per learner of a course, due (``due_at`` set) when anything
-  its evaluation reads changed; workers lease due rows (``service.evaluation``).
-"""
+"""The award ledger and each course's wiring (flows): its setup, scheduled pulls, gradebook
+columns and evaluation queue."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, Index, text
+from sqlalchemy import Index, text
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import JSONType, UTCDateTime, utcnow
+from service.db.types import UTCDateTime, json_field, utcnow
 
 
 class CourseSetup(SQLModel, table=True):
@@ -44,13 +31,11 @@ class CourseSetup(SQLModel, table=True):
     # seconds between scheduled pulls of this course (None: MICROCRED_SYNC_INTERVAL_SECONDS)
     sync_interval_seconds: int | None = None
     ags_lineitems_url: str = Field(default="", max_length=1000)
-    ags_scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    ags_scopes: list[str] = json_field(list)
     on_lower: str = Field(default="flag", max_length=20)  # flag | revoke
     approval_required: bool = False
     # stack policy documents (``parse.read_stack_policy``): [{"name", "requires", ...}]
-    stacks: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    stacks: list[dict[str, Any]] = json_field(list)
     # The newest import run (CSV, push, sync) the course was evaluated after; a newer one
     # means evidence arrived that no evaluation has seen yet.
     evaluated_run_id: int = 0
@@ -86,7 +71,10 @@ class CourseSync(SQLModel, table=True):
 
 
 class Award(SQLModel, table=True):
-    """A credential issued (or waiting for approval) to one learner at one level.
+    """A credential issued (or waiting for approval) to one learner at one level, for one
+    competency (or stack) in one course. The awards of a learner and competency form a
+    line (``line_key``); at most one of a line is ``issued`` and at most one
+    ``pending_approval`` (partial unique indexes).
 
     ``state``: pending_approval → issued → superseded (a higher level was issued) or
     revoked; withdrawn (a pending approval whose decision fell to no level).
@@ -97,23 +85,17 @@ class Award(SQLModel, table=True):
         Index("ix_award_line", "course_id", "person_id", "line_key"),
         # The ledger's guarantee against signing twice: a second evaluation of the same
         # learner that raced the first fails its INSERT and issues nothing.
-        Index(
-            "uq_award_line_issued",
-            "course_id",
-            "person_id",
-            "line_key",
-            unique=True,
-            sqlite_where=text("state = 'issued'"),
-            postgresql_where=text("state = 'issued'"),
-        ),
-        Index(
-            "uq_award_line_pending",
-            "course_id",
-            "person_id",
-            "line_key",
-            unique=True,
-            sqlite_where=text("state = 'pending_approval'"),
-            postgresql_where=text("state = 'pending_approval'"),
+        *(
+            Index(
+                f"uq_award_line_{name}",
+                "course_id",
+                "person_id",
+                "line_key",
+                unique=True,
+                sqlite_where=text(f"state = '{state}'"),
+                postgresql_where=text(f"state = '{state}'"),
+            )
+            for name, state in (("issued", "issued"), ("pending", "pending_approval"))
         ),
     )
 
@@ -126,6 +108,8 @@ class Award(SQLModel, table=True):
     level: str = Field(max_length=20)
     state: str = Field(max_length=20)
     credential_uuid: str | None = Field(default=None, max_length=36, index=True)
+    # the credential id the outbox knows the line by (its first credential's uuid), so an
+    # upgrade replaces the badge everywhere it went
     delivery_key: str = Field(default="", max_length=64)
     decision_id: int | None = Field(default=None, foreign_key="decision.id")
     review: str = Field(default="", max_length=1000)

@@ -14,7 +14,7 @@ from sqlalchemy import Column, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, SignedJSONType, UTCDateTime, new_uuid, utcnow
+from service.db.types import JSONType, SignedJSONType, UTCDateTime, encrypted, new_uuid, utcnow
 
 
 class IssuerIdentity(SQLModel, table=True):
@@ -38,9 +38,7 @@ class IssuerKey(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kid: str = Field(max_length=100, unique=True)
     algorithm: str = Field(max_length=20)  # Ed25519 | ES256 | RS256
-    private_pem: str = Field(
-        sa_column=Column(EncryptedText("issuer_key.private_pem"), nullable=False)
-    )
+    private_pem: str = encrypted("issuer_key.private_pem")
     public_jwk: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     public_multibase: str | None = Field(default=None, max_length=100)
     active: bool = Field(default=True, index=True)

@@ -14,7 +14,7 @@ from sqlalchemy import Column, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
+from service.db.types import JSONType, UTCDateTime, encrypted, json_field, utcnow
 
 
 class ToolKey(SQLModel, table=True):
@@ -29,9 +29,7 @@ class ToolKey(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     kid: str = Field(max_length=100, unique=True)
     alg: str = Field(default="RS256", max_length=10)
-    private_pem: str = Field(
-        sa_column=Column(EncryptedText("tool_key.private_pem"), nullable=False)
-    )
+    private_pem: str = encrypted("tool_key.private_pem")
     public_jwk: dict[str, Any] = Field(sa_column=Column(JSONType, nullable=False))
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     retired_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -85,9 +83,7 @@ class ServiceToken(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     platform_id: int = Field(foreign_key="platform.id")
     scope_key: str = Field(max_length=1000)
-    access_token: str = Field(
-        sa_column=Column(EncryptedText("service_token.access_token"), nullable=False)
-    )
+    access_token: str = encrypted("service_token.access_token")
     expires_at: dt.datetime = Field(sa_type=UTCDateTime)
 
 
@@ -102,7 +98,7 @@ class WebSession(SQLModel, table=True):
     deployment_id: int = Field(foreign_key="deployment.id")
     course_id: int | None = Field(default=None, foreign_key="course.id")
     role: str = Field(max_length=20)
-    roles: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    roles: list[str] = json_field(list)
     launch_id: str = Field(default="", max_length=100)
     # Origin of the launch's return URL: the LMS host that frames the session's pages
     # (service/web/framing.py), which for Canvas is not the issuer's.

@@ -1,16 +1,5 @@
-"""The evidence store: normalised results before they are mapped to competencies.
-
-- ``evidence``: one result per natural key (course, person, origin, kind, item, criterion,
-  attempt). Re-importing the same result updates the row and bumps ``version``.
-- ``evidence_revision``: every version of every evidence row, append-only, so a changed
-  score never silently loses the previous value.
-- ``verification_event``: "this sitting was supervised / identity-verified at level X",
-  posted by proctoring services or attested by instructors, independent of the result.
-- ``import_run``: one CSV import, push batch or LMS sync, with its report.
-- ``source_connection``: how to reach an LMS data API (Moodle WS, Canvas REST), tokens
-  encrypted at rest.
-- ``person_link``: an LMS user id (Canvas numeric id, Moodle user id) known for a person.
-- ``api_token``: bearer tokens for the JSON API, stored only as a SHA-256 hash.
+"""The evidence store: normalised results before they are mapped to competencies, and the
+LMS connections, imports and API tokens that bring them in.
 
 Email addresses are used to match learners but never stored here (security.md §4.4).
 """
@@ -20,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Column, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from service.db.base import metadata  # noqa: F401  (naming convention first)
-from service.db.types import EncryptedText, JSONType, UTCDateTime, utcnow
+from service.db.types import UTCDateTime, encrypted, json_field, utcnow
 
 
 class SourceConnection(SQLModel, table=True):
@@ -37,14 +26,10 @@ class SourceConnection(SQLModel, table=True):
     kind: str = Field(max_length=20)  # moodle | canvas
     platform_id: int | None = Field(default=None, foreign_key="platform.id", index=True)
     base_url: str = Field(max_length=1000)
-    access_token: str = Field(sa_type=EncryptedText("source_connection.access_token"))
-    refresh_token: str | None = Field(
-        default=None, sa_type=EncryptedText("source_connection.refresh_token")
-    )
+    access_token: str = encrypted("source_connection.access_token")
+    refresh_token: str | None = encrypted("source_connection.refresh_token", default=None)
     client_id: str = Field(default="", max_length=255)
-    client_secret: str | None = Field(
-        default=None, sa_type=EncryptedText("source_connection.client_secret")
-    )
+    client_secret: str | None = encrypted("source_connection.client_secret", default=None)
     token_expires_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     active: bool = True
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
@@ -68,15 +53,14 @@ class ImportRun(SQLModel, table=True):
     updated: int = 0
     unchanged: int = 0
     rejected: int = 0
-    problems: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    problems: list[dict[str, Any]] = json_field(list)
     started_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     finished_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Evidence(SQLModel, table=True):
-    """One normalised result of one learner (see ``service.sources.types.Result``)."""
+    """One normalised result of one learner (see ``service.sources.types.Result``), one row
+    per natural key: re-importing the same result updates the row and bumps ``version``."""
 
     __table_args__ = (
         UniqueConstraint(
@@ -106,9 +90,7 @@ class Evidence(SQLModel, table=True):
     level_name: str | None = Field(default=None, max_length=1000)
     level_points: float | None = None
     # Every level of the criterion: [[id, name, points], ...] lowest first.
-    level_scale: list[list[Any]] = Field(
-        default_factory=list, sa_column=Column(JSONType, nullable=False)
-    )
+    level_scale: list[list[Any]] = json_field(list)
     attempt: int = 1
     submitted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     graded_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
@@ -122,7 +104,8 @@ class Evidence(SQLModel, table=True):
 
 
 class EvidenceRevision(SQLModel, table=True):
-    """Every version of an evidence row as it was written. Append-only."""
+    """Every version of an evidence row as it was written. Append-only, so a changed score
+    never silently loses the previous value."""
 
     __tablename__ = "evidence_revision"
     __table_args__ = (UniqueConstraint("evidence_id", "version"),)
@@ -130,13 +113,14 @@ class EvidenceRevision(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     evidence_id: int = Field(foreign_key="evidence.id")
     version: int
-    values: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
+    values: dict[str, Any] = json_field(dict)
     import_run_id: int | None = Field(default=None, foreign_key="import_run.id")
     recorded_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class VerificationEvent(SQLModel, table=True):
-    """A supervision / identity-verification statement about one sitting.
+    """A supervision / identity-verification statement about one sitting, posted by a
+    proctoring service or attested by an instructor, independent of the result.
 
     ``attempt`` 0 means every attempt of the item. Re-posting the same
     (origin, item, attempt, sitting) updates the level instead of adding a row.
@@ -193,7 +177,7 @@ class ApiToken(SQLModel, table=True):
     name: str = Field(max_length=200, unique=True)
     prefix: str = Field(max_length=16, unique=True)
     token_hash: str = Field(max_length=64)
-    scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
+    scopes: list[str] = json_field(list)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     revoked_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
