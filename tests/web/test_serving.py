@@ -24,6 +24,7 @@ from service.settings import Settings
 from tests.threaded_server import serving
 
 PAGE = "<p>" + "x" * 5000 + "</p>"
+HANG = 120  # seconds a socket read may wait before the test calls it a hang
 released = threading.Event()
 
 
@@ -35,8 +36,8 @@ async def stream(_request: Request) -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:
         yield b"first;"
         # the second chunk only once the client has the first: a held first chunk would
-        # never be released, and the client's read below times out
-        for _ in range(1000):
+        # not be released before the client's read below times out (HANG)
+        for _ in range(2 * HANG * 100):
             if released.is_set():
                 break
             await asyncio.sleep(0.01)
@@ -77,7 +78,8 @@ def any_port(request: pytest.FixtureRequest) -> Iterator[int]:
 
 
 def _exchange(port: int, raw: bytes, *, until: bytes, count: int = 1) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    # a guard against a hang, not a speed figure: CI hosts run up to several times slower
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as conn:
         conn.sendall(raw)
         got = b""
         while got.count(until) < count:
@@ -104,7 +106,7 @@ def test_head_and_connection_close(any_port: int) -> None:
 
 def test_a_streamed_body_is_not_held_back(any_port: int) -> None:
     released.clear()
-    with socket.create_connection(("127.0.0.1", any_port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", any_port), timeout=HANG) as conn:
         conn.sendall(b"GET /stream HTTP/1.1\r\nhost: t\r\n\r\n")
         got = b""
         while b"first;" not in got:
@@ -213,7 +215,7 @@ def _send_until_answered(port: int, head: bytes, more: Iterator[bytes]) -> tuple
     """Send ``head``, then ``more`` until the server answers or hangs up; returns the bytes
     of ``more`` sent and what came back."""
     sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as conn:
         conn.sendall(head)
         try:
             for piece in more:
@@ -262,11 +264,14 @@ def test_headers_under_the_limit_and_a_body_in_tiny_chunks_still_work(any_port: 
     big = b"x-big: " + b"a" * (MAX_HEAD_BYTES - 1024) + b"\r\n"
     got = _exchange(any_port, b"GET /page HTTP/1.1\r\nhost: t\r\n" + big + b"\r\n", until=b"</p>")
     assert got.startswith(b"HTTP/1.1 200 OK")
-    # 2 MB in 10-byte chunks: more chunk framing than 64 KiB, all of it next to body bytes
-    chunks = b"".join(b"a\r\n" + b"0123456789" + b"\r\n" for _ in range(200_000))
+    # 10-byte chunks with three times MAX_HEAD_BYTES of chunk framing (5 bytes each), all
+    # of it next to body bytes: the bound is on one incomplete event, not on their sum
+    count = 3 * MAX_HEAD_BYTES // 5
+    chunks = b"".join(b"a\r\n" + b"0123456789" + b"\r\n" for _ in range(count))
     head = b"POST /upload HTTP/1.1\r\nhost: t\r\ntransfer-encoding: chunked\r\n\r\n"
-    got = _exchange(any_port, head + chunks + b"0\r\n\r\n", until=b"2000000")
-    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"2000000")
+    size = str(10 * count).encode()
+    got = _exchange(any_port, head + chunks + b"0\r\n\r\n", until=size)
+    assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(size)
 
 
 def test_serve_refuses_an_unknown_http_flag_before_starting(runner: CliRunner) -> None:
