@@ -41,13 +41,20 @@ from service.delivery.types import (
 )
 from service.errors import BadInput
 
-__all__ = ["BASE_URLS", "PROVIDER", "BadgrConnector"]
+__all__ = ["BASE_URLS", "PROVIDER", "REGIONS", "BadgrConnector"]
 
-BASE_URLS = {
-    "us": "https://api.badgr.io",
-    "eu": "https://api.eu.badgr.io",
-    "test": "https://api.test.badgr.com",
-}
+# Canvas Credentials' regional servers, each with its own accounts (Instructure's developer
+# docs, "Credentials" > "Environments"): (region, its name for people, API base URL). A
+# repository without one (`repository add` without --environment) is in the US.
+REGIONS = (
+    ("us", "United States", "https://api.badgr.io"),
+    ("eu", "Europe", "https://api.eu.badgr.io"),
+    ("ca", "Canada", "https://api.ca.badgr.io"),
+    ("au", "Australia", "https://api.au.badgr.io"),
+    ("sg", "Singapore", "https://api.sg.badgr.io"),
+    ("test", "Instructure's test server", "https://api.test.badgr.com"),
+)
+BASE_URLS = {region: url for region, _, url in REGIONS}
 SCOPE = "rw:issuer"
 
 
