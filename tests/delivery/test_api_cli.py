@@ -256,6 +256,7 @@ def test_cli_badgr_region_defaults_to_the_connectors_and_refuses_an_unknown_one(
     """`repository add --kind badgr` without --environment used to store Credly's default
     ("production") as the region, which the connector then refused at every delivery."""
     from service.delivery import repositories
+    from service.delivery.providers import badgr
 
     monkeypatch.setenv("MICROCRED_REPOSITORY_SECRET", "pw")
     add = ["repository", "add", "--kind", "badgr", "--username", "admin@uni.example"]
@@ -264,10 +265,14 @@ def test_cli_badgr_region_defaults_to_the_connectors_and_refuses_an_unknown_one(
     with db_session(engine) as s:
         repo = repositories.get(s, r.output.split()[-2])
         assert "region" not in repo.config  # the connector's default, us
+        # the administrator's page lists it in the region its deliveries go to
+        where = badgr.PROVIDER.describe(repo.config)[2]
+        assert where == "admin@uni.example · region us (api.badgr.io)"
     r = runner.invoke(cli_app, [*add, "--name", "EU", "--environment", "eu"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli_app, [*add, "--name", "Bad", "--environment", "production"])
-    assert r.exit_code == 2 and "us, eu, ca, au, sg, test" in r.output, r.output
+    assert r.exit_code == 2, r.output
+    assert "no region 'production'; choose one of us, eu, ca, au, sg, test" in r.output
     credly = ["repository", "add", "--kind", "credly", "--name", "C", "--org-id", "o"]
     r = runner.invoke(cli_app, credly)
     assert r.exit_code == 2 and "sandbox or production" in r.output, r.output

@@ -58,6 +58,10 @@ BASE_URLS = {region: url for region, _, url in REGIONS}
 SCOPE = "rw:issuer"
 
 
+def _host(region: str) -> str:
+    return BASE_URLS[region].removeprefix("https://")
+
+
 class BadgrConnector(http.HttpConnector):
     """Issues and revokes Badgr assertions; keeps OAuth2 tokens fresh."""
 
@@ -383,8 +387,15 @@ class BadgrProvider(Provider):
     map_key = "badge_classes"
     map_id = "BADGE_CLASS_ID"
     settings = (
-        # the page has no field for the region yet: the connector's default (us) holds
-        Setting("region", "Region", option="environment", on_page=False),
+        # No default on the page: the region decides where in the world the learners'
+        # e-mails are sent, so the administrator picks it (the CLI keeps us when not given).
+        Setting(
+            "region",
+            "Region",
+            option="environment",
+            choices=tuple((key, f"{words} ({_host(key)})") for key, words, _ in REGIONS),
+            placeholder="choose where the account is",
+        ),
         Setting("username", "Account user name", maxlength=300),
     )
     by_email = True
@@ -398,14 +409,26 @@ class BadgrProvider(Provider):
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         region = config.get("region")
-        if not config.get("base_url") and region is not None and region not in BASE_URLS:
-            raise BadInput(f"a Badgr region is one of {', '.join(BASE_URLS)}, not {region!r}")
+        if config.get("base_url"):  # its host replaces the region's
+            return config if region else {k: v for k, v in config.items() if k != "region"}
+        if region == "":
+            raise BadInput(
+                "region: choose the Canvas Credentials region the account is in (where its "
+                "administrators sign in): learners' e-mails go to that region's server"
+            )
+        if region is not None and region not in BASE_URLS:
+            raise BadInput(
+                f"region: Canvas Credentials has no region {region!r}; choose one of "
+                f"{', '.join(BASE_URLS)}"
+            )
         return config
 
     def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
         user = config.get("username") or "?"
         # a base URL replaces the region's host: show the one the connector uses
-        where = config.get("base_url") or f"region {config.get('region', 'us')}"
+        region = str(config.get("region", "us"))
+        host = _host(region) if region in BASE_URLS else "not a Canvas Credentials region"
+        where = config.get("base_url") or f"region {region} ({host})"
         return "Account", "", f"{user} · {where}"
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
