@@ -186,7 +186,8 @@ def repository_add(
     environment: Annotated[
         str | None,
         typer.Option(
-            help="Credly: sandbox or production; Badgr region: us, eu, test (default us)."
+            help="Credly: sandbox or production; Badgr region: us (default), eu, ca, au, "
+            "sg or test."
         ),
     ] = None,
     base_url: Annotated[str | None, typer.Option(help="Override the API base URL.")] = None,

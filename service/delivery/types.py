@@ -150,6 +150,8 @@ class Setting:
     option: str = ""  # the ``repository add`` option when not ``key`` (``org_id``: --org-id)
     choices: tuple[tuple[str, str], ...] = ()  # a list to pick from: (value, words)
     default: str = ""  # stored when the form leaves it empty
+    # the empty box's hint; with ``choices``, the list's first entry, chosen until the
+    # administrator picks another (an empty value: ``check_config`` says what to choose)
     placeholder: str = ""
     maxlength: int = 200
     on_page: bool = True  # False: only ``repository add`` sets it

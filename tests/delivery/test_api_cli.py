@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Callable
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
@@ -255,6 +256,7 @@ def test_cli_badgr_region_defaults_to_the_connectors_and_refuses_an_unknown_one(
     """`repository add --kind badgr` without --environment used to store Credly's default
     ("production") as the region, which the connector then refused at every delivery."""
     from service.delivery import repositories
+    from service.delivery.providers import badgr
 
     monkeypatch.setenv("MICROCRED_REPOSITORY_SECRET", "pw")
     add = ["repository", "add", "--kind", "badgr", "--username", "admin@uni.example"]
@@ -263,10 +265,42 @@ def test_cli_badgr_region_defaults_to_the_connectors_and_refuses_an_unknown_one(
     with db_session(engine) as s:
         repo = repositories.get(s, r.output.split()[-2])
         assert "region" not in repo.config  # the connector's default, us
+        # the administrator's page lists it in the region its deliveries go to
+        where = badgr.PROVIDER.describe(repo.config)[2]
+        assert where == "admin@uni.example · region us (api.badgr.io)"
     r = runner.invoke(cli_app, [*add, "--name", "EU", "--environment", "eu"])
     assert r.exit_code == 0, r.output
     r = runner.invoke(cli_app, [*add, "--name", "Bad", "--environment", "production"])
-    assert r.exit_code == 2 and "us, eu, test" in r.output, r.output
+    assert r.exit_code == 2, r.output
+    assert "no region 'production'; choose one of us, eu, ca, au, sg, test" in r.output
     credly = ["repository", "add", "--kind", "credly", "--name", "C", "--org-id", "o"]
     r = runner.invoke(cli_app, credly)
     assert r.exit_code == 2 and "sandbox or production" in r.output, r.output
+
+
+@pytest.mark.parametrize(("region", "host"), [("ca", "api.ca.badgr.io"), ("au", "api.au.badgr.io")])
+def test_cli_adds_a_badgr_account_in_canada_or_australia_and_delivers_there(
+    runner: CliRunner, engine: Engine, monkeypatch: pytest.MonkeyPatch, region: str, host: str
+) -> None:
+    """Canvas Credentials' regional servers besides the US and the EU (Instructure's
+    developer docs, "Environments"): their accounts used to be refused as unknown regions."""
+    from service.delivery import repositories
+    from service.delivery.providers import badgr
+
+    monkeypatch.setenv("MICROCRED_REPOSITORY_SECRET", "pw")
+    add = ["repository", "add", "--kind", "badgr", "--username", "admin@uni.example"]
+    r = runner.invoke(cli_app, [*add, "--name", "Regional", "--environment", region])
+    assert r.exit_code == 0, r.output
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json={"access_token": "a", "expires_in": 3600})
+
+    with db_session(engine) as s:
+        repo_id = repositories.get(s, r.output.split()[-2]).id or 0
+        repo = repositories.snapshots(s, [repo_id])[repo_id]
+    assert repo.config["region"] == region
+    client = httpx.Client(transport=httpx.MockTransport(answer))
+    assert badgr.BadgrConnector(client, clock=lambda: NOW).check_connection(repo) == (0, [])
+    assert asked == [f"https://{host}/o/token"]

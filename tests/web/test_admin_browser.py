@@ -132,3 +132,29 @@ def test_a_bound_that_breaks_the_demo_course_is_refused_on_the_page(
     assert page.input_value("input[name=max_intermediate]") == "66%"
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     page.close()
+
+
+def test_a_canvas_credentials_account_is_added_in_the_region_chosen_on_the_page(
+    live: Live, browser: Any
+) -> None:
+    """The add form as an administrator in an LMS frame (760 px) uses it: the region list
+    starts with nothing chosen, and the region picked is where deliveries go."""
+    admin = launch(live, "u-admin-1")
+    page = browser.new_page(viewport={"width": 760, "height": 900})
+    page.goto(f"{live.tool_url}/app/admin/repositories?mc_session={admin.token}")
+    region = page.locator("#add select[name=region]")
+    assert region.input_value() == ""  # "choose where the account is"
+    page.select_option("#add select[name=kind]", "badgr")
+    page.fill("#add input[name=name]", "Canvas Credentials (EU)")
+    region.select_option("eu")
+    page.fill("#add input[name=username]", "badges@uni.example")
+    page.fill("#add input[name=secret]", "pw")
+    add = page.locator("#add")
+    assert add.evaluate("c => c.scrollWidth <= c.clientWidth"), "the add form runs past its card"
+    with page.expect_navigation():
+        page.click("text=Add repository")
+    assert "badges@uni.example · region eu (api.eu.badgr.io)" in page.content()
+    page.close()
+    with db_session(live.engine) as s:
+        [repo] = [r for r in repositories.list_all(s) if r.kind == "badgr"]
+    assert repo.config["region"] == "eu"

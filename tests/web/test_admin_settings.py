@@ -564,22 +564,78 @@ def test_a_provider_added_as_one_module_is_offered_and_added_on_the_page(
         assert repo.config == {"loft": "1 Dove Lane", "speed": "slow"}  # its settings only
 
 
-def test_a_badgr_account_added_on_the_page_gets_a_region_badgr_has(
+def _token_url(engine: Engine, name: str) -> str:
+    """The URL the Badgr connector asks for a token of the repository ``name``."""
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json={"access_token": "a", "expires_in": 3600})
+
+    with db_session(engine) as s:
+        repo = next(r for r in repositories.list_all(s) if r.name == name)
+        snapshot = repositories.snapshots(s, [repo.id or 0])[repo.id or 0]
+    conn = badgr.BadgrConnector(
+        httpx.Client(transport=httpx.MockTransport(answer)), clock=lambda: utcnow()
+    )
+    try:
+        assert conn.check_connection(snapshot) == (0, [])
+    finally:
+        conn.close()
+    [url] = asked
+    return url
+
+
+def test_a_badgr_account_added_on_the_page_goes_to_the_region_chosen(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
-    """The form's environment list is Credly's (sandbox, production), not Badgr's regions."""
+    """An EU institution's account is on Badgr's EU server: the page asks which region
+    (nothing is chosen until the administrator picks one), stores it, and the deliveries
+    and the list go there."""
     token = _session(client, moodle)
-    form = {"kind": "badgr", "name": "Badges", "username": "me@x.test", "environment": "sandbox"}
-    resp = _post(client, token, "/app/admin/repositories", **form, secret="pw")
+    page = _get(client, token, "/app/admin/repositories").text
+    assert '<select name="region"><option value="">choose where the account is</option>' in page
+    assert '<option value="eu">Europe (api.eu.badgr.io)</option>' in page
+    form = {"kind": "badgr", "name": "Badges EU", "username": "me@x.test", "region": "eu"}
+    resp = _post(client, token, "/app/admin/repositories", **form, templates="stats:expert = B")
+    assert resp.status_code == 422  # another mistake: the region chosen comes back chosen
+    assert '<option value="eu" selected>Europe (api.eu.badgr.io)</option>' in resp.text
+    # Credly's environment, in the same form, is not the region
+    resp = _post(
+        client, token, "/app/admin/repositories", **form, environment="sandbox", secret="pw"
+    )
     assert resp.status_code == 303, resp.text
     with db_session(engine) as s:
         repo = s.exec(select(DeliveryRepository)).one()
-    assert repo.config.get("region", "us") in badgr.BASE_URLS
-    assert "me@x.test · region us" in client.get(resp.headers["location"]).text
-    # a base URL replaces the region's host: the page names the host deliveries go to
-    form |= {"name": "Badges EU", "base_url": "https://api.eu.badgr.io"}
+    assert repo.config == {"region": "eu", "username": "me@x.test"}
+    assert _token_url(engine, "Badges EU") == "https://api.eu.badgr.io/o/token"
+    assert "me@x.test · region eu (api.eu.badgr.io)" in client.get(resp.headers["location"]).text
+    # a base URL replaces the region's host: no region is needed, the page names the host
+    form |= {"name": "Own host", "region": "", "base_url": "https://api.badges.parchment.eu"}
     resp = _post(client, token, "/app/admin/repositories", **form, secret="pw")
     assert resp.status_code == 303, resp.text
-    page = client.get(resp.headers["location"]).text
-    assert "me@x.test · https://api.eu.badgr.io" in page
-    assert "region us · https://api.eu.badgr.io" not in page
+    assert (
+        "me@x.test · https://api.badges.parchment.eu<" in client.get(resp.headers["location"]).text
+    )
+    assert _token_url(engine, "Own host") == "https://api.badges.parchment.eu/o/token"
+
+
+@pytest.mark.parametrize(
+    ("region", "refusal"),
+    [
+        ("", "region: choose the Canvas Credentials region the account is in"),
+        ("mars", "region: Canvas Credentials has no region &#39;mars&#39;; choose one of us,"),
+    ],
+)
+def test_a_badgr_account_without_a_region_badgr_has_is_refused_and_nothing_stored(
+    client: TestClient, moodle: FakePlatform, engine: Engine, region: str, refusal: str
+) -> None:
+    """Left alone, the page used to store no region: learners' data went to the US server."""
+    token = _session(client, moodle)
+    form = {"kind": "badgr", "name": "Badges", "username": "me@x.test", "region": region}
+    resp = _post(client, token, "/app/admin/repositories", **form, secret="pw")
+    assert resp.status_code == 422, resp.text
+    assert refusal in resp.text
+    assert 'value="me@x.test"' in resp.text  # what was typed comes back
+    with db_session(engine) as s:
+        assert s.exec(select(DeliveryRepository)).first() is None

@@ -41,14 +41,25 @@ from service.delivery.types import (
 )
 from service.errors import BadInput
 
-__all__ = ["BASE_URLS", "PROVIDER", "BadgrConnector"]
+__all__ = ["BASE_URLS", "PROVIDER", "REGIONS", "BadgrConnector"]
 
-BASE_URLS = {
-    "us": "https://api.badgr.io",
-    "eu": "https://api.eu.badgr.io",
-    "test": "https://api.test.badgr.com",
-}
+# Canvas Credentials' regional servers, each with its own accounts (Instructure's developer
+# docs, "Credentials" > "Environments"): (region, its name for people, API base URL). A
+# repository without one (`repository add` without --environment) is in the US.
+REGIONS = (
+    ("us", "United States", "https://api.badgr.io"),
+    ("eu", "Europe", "https://api.eu.badgr.io"),
+    ("ca", "Canada", "https://api.ca.badgr.io"),
+    ("au", "Australia", "https://api.au.badgr.io"),
+    ("sg", "Singapore", "https://api.sg.badgr.io"),
+    ("test", "Instructure's test server", "https://api.test.badgr.com"),
+)
+BASE_URLS = {region: url for region, _, url in REGIONS}
 SCOPE = "rw:issuer"
+
+
+def _host(region: str) -> str:
+    return BASE_URLS[region].removeprefix("https://")
 
 
 class BadgrConnector(http.HttpConnector):
@@ -376,8 +387,15 @@ class BadgrProvider(Provider):
     map_key = "badge_classes"
     map_id = "BADGE_CLASS_ID"
     settings = (
-        # the page has no field for the region yet: the connector's default (us) holds
-        Setting("region", "Region", option="environment", on_page=False),
+        # No default on the page: the region decides where in the world the learners'
+        # e-mails are sent, so the administrator picks it (the CLI keeps us when not given).
+        Setting(
+            "region",
+            "Region",
+            option="environment",
+            choices=tuple((key, f"{words} ({_host(key)})") for key, words, _ in REGIONS),
+            placeholder="choose where the account is",
+        ),
         Setting("username", "Account user name", maxlength=300),
     )
     by_email = True
@@ -391,14 +409,26 @@ class BadgrProvider(Provider):
 
     def check_config(self, config: dict[str, Any]) -> dict[str, Any]:
         region = config.get("region")
-        if not config.get("base_url") and region is not None and region not in BASE_URLS:
-            raise BadInput(f"a Badgr region is one of {', '.join(BASE_URLS)}, not {region!r}")
+        if config.get("base_url"):  # its host replaces the region's
+            return config if region else {k: v for k, v in config.items() if k != "region"}
+        if region == "":
+            raise BadInput(
+                "region: choose the Canvas Credentials region the account is in (where its "
+                "administrators sign in): learners' e-mails go to that region's server"
+            )
+        if region is not None and region not in BASE_URLS:
+            raise BadInput(
+                f"region: Canvas Credentials has no region {region!r}; choose one of "
+                f"{', '.join(BASE_URLS)}"
+            )
         return config
 
     def describe(self, config: Mapping[str, Any]) -> tuple[str, str, str]:
         user = config.get("username") or "?"
         # a base URL replaces the region's host: show the one the connector uses
-        where = config.get("base_url") or f"region {config.get('region', 'us')}"
+        region = str(config.get("region", "us"))
+        host = _host(region) if region in BASE_URLS else "not a Canvas Credentials region"
+        where = config.get("base_url") or f"region {region} ({host})"
         return "Account", "", f"{user} · {where}"
 
     def connector(self, deps: ConnectorDeps) -> BadgrConnector:
