@@ -142,8 +142,9 @@ def parse_fraction(value: Any, field: str, error: type[AssessmentError] = Policy
 
 def fraction_doc(fraction: float) -> str | float:
     """How a document writes a fraction so that ``parse_fraction`` reads it back exactly:
-    ``"70%"``, or the number itself (``0.123456789``) when no short percentage does."""
-    text = f"{round(fraction * 100, 6):g}%"
+    ``"70%"``, ``"66.66667%"``, or the number itself when no percentage with at most ten
+    decimals does (a third is ``0.3333333333333333``)."""
+    text = f"{round(fraction * 100, 10):.15g}%"
     return text if parse_fraction(text, "") == fraction else fraction
 
 

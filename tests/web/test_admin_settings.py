@@ -600,6 +600,24 @@ def test_the_page_saves_what_was_typed_whatever_spelling_the_stored_policy_uses(
     assert '<option value="supervised" selected>' not in page
 
 
+def test_a_threshold_is_saved_and_shown_as_typed_not_rounded(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """66.66667% stays 66.66667%: it was stored rounded to 66.6667% and shown truncated
+    to 66.66%, so saving the page unchanged moved the threshold again."""
+    _institution(engine)
+    token = _session(client, moodle)
+    resp = _post(
+        client, token, "/app/admin/thresholds", **_levels(threshold_intermediate="66.66667")
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        _, layer, _ = policies.institution_layers(s)
+    assert layer["levels"][Level.INTERMEDIATE]["threshold"] == parse.parse_fraction("66.66667%", "")
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert 'name="threshold_intermediate" value="66.66667%"' in page
+
+
 def test_a_level_the_defaults_leave_out_shows_empty_and_stays_out(
     client: TestClient, moodle: FakePlatform, engine: Engine
 ) -> None:
