@@ -27,6 +27,7 @@ __all__ = [
     "BoundsError",
     "LevelBounds",
     "Range",
+    "bounds_to_dict",
     "check",
     "read_bounds",
     "violations",
@@ -154,6 +155,30 @@ def read_bounds(doc: Any, path: str = "") -> Bounds:
         ("levels", "minimum_score", "weight", "n", "max_attempts", "recency_days", "aggregation")
     )
     return Bounds(**out)
+
+
+def bounds_to_dict(bounds: Bounds) -> dict[str, Any]:
+    """The canonical document of ``bounds``: ``read_bounds`` gives the same bounds back (a
+    level listed with no range and no verification stays listed: the level is required)."""
+    levels: dict[str, Any] = {}
+    for level, lb in sorted(bounds.levels.items()):
+        entry = levels[level.key] = {}
+        if lb.threshold is not None:
+            entry["threshold"] = _range_doc(lb.threshold, reading.fraction_doc)
+        if lb.verification is not None:
+            entry["verification"] = lb.verification.key
+    doc: dict[str, Any] = {"levels": levels}
+    for name in ("minimum_score", "weight", "n", "max_attempts", "recency_days"):
+        if (rng := getattr(bounds, name)) is not None:  # counts and days: whole numbers
+            fraction = name in ("minimum_score", "weight")
+            doc[name] = _range_doc(rng, reading.fraction_doc if fraction else int)
+    if bounds.aggregation is not None:
+        doc["aggregation"] = sorted(method.value for method in bounds.aggregation)
+    return doc
+
+
+def _range_doc(rng: Range, write: Callable[[float], Any]) -> dict[str, Any]:
+    return {end: write(v) for end, v in (("min", rng.low), ("max", rng.high)) if v is not None}
 
 
 def _min_verification(value: Any, path: str) -> VerificationLevel:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from service.assessment.normalise import rubric_rating
@@ -27,6 +27,7 @@ from service.assessment.reading import (
     as_text,
     choice,
     days,
+    fraction_doc,
     integer,
     kind_of,
     norm,
@@ -56,6 +57,7 @@ from service.assessment.types import (
 __all__ = [
     "Layer",
     "compose",
+    "layer_to_dict",
     "parse_datetime",
     "parse_fraction",
     "parse_level",
@@ -417,9 +419,7 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     if policy.minimum_score:
         doc["minimum_score"] = _pct_text(policy.minimum_score)
     if policy.items:
-        doc["items"] = [
-            {"item": m.item, "label": m.label} if m.label else m.item for m in policy.items
-        ]
+        doc["items"] = _items_doc(policy.items)
     if policy.require_all:
         doc["required"] = "all"
     elif policy.min_results:
@@ -432,8 +432,48 @@ def policy_to_dict(policy: Policy) -> dict[str, Any]:
     return doc
 
 
-def _floor_value(floor: Floor) -> str:
-    return floor.rating if floor.rating is not None else _pct_text(floor.fraction or 0.0)
+def _floor_value(floor: Floor, pct: Callable[[float], Any] = _pct_text) -> Any:
+    return floor.rating if floor.rating is not None else pct(floor.fraction or 0.0)
+
+
+def _items_doc(items: tuple[MappedItem, ...]) -> list[Any]:
+    return [{"item": m.item, "label": m.label} if m.label else m.item for m in items]
+
+
+# How ``layer_to_dict`` writes the fields and level fields not written as they are:
+# fractions exactly (``fraction_doc``), unlike a policy's hashed text.
+_AS_DOC: dict[str, Callable[[Any], Any]] = {
+    "aggregation": lambda method: method.value,
+    "attempt_grading": lambda grading: grading.value,
+    "weight": fraction_doc,
+    "minimum_score": fraction_doc,
+    "items": _items_doc,
+    "required": lambda required: "all" if required[0] else {"at_least": required[1]},
+    "threshold": fraction_doc,
+    "verification": lambda level: level.key,
+    "floor": lambda floor: None if floor is None else _floor_value(floor, fraction_doc),
+    "item_floors": lambda floors: {item: _floor_value(f, fraction_doc) for item, f in floors},
+}
+
+
+def layer_to_dict(layer: Layer) -> dict[str, Any]:
+    """The canonical document of a layer (``read_layer``'s value): ``read_layer`` gives the
+    same layer back. Only the fields the layer sets are written: a partial layer stays
+    partial, and a field set to "none" (no floor, no attempt limit) stays set."""
+
+    def doc(fields: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "floors" if k == "item_floors" else k: _AS_DOC.get(k, lambda same: same)(v)
+            for k, v in fields.items()
+        }
+
+    out = doc(layer)
+    if "levels" in layer:
+        out["levels"] = {
+            level.key: None if fields.get("_removed") else doc(fields)
+            for level, fields in sorted(layer["levels"].items())
+        }
+    return out
 
 
 # --- evidence -----------------------------------------------------------------------

@@ -36,6 +36,7 @@ __all__ = [
     "as_text",
     "choice",
     "days",
+    "fraction_doc",
     "integer",
     "kind_of",
     "norm",
@@ -137,6 +138,14 @@ def parse_fraction(value: Any, field: str, error: type[AssessmentError] = Policy
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):
         raise error(field, f"must be between 0% and 100%, not {value!r}")
     return number
+
+
+def fraction_doc(fraction: float) -> str | float:
+    """How a document writes a fraction so that ``parse_fraction`` reads it back exactly:
+    ``"70%"``, ``"66.66667%"``, or the number itself when no percentage with at most ten
+    decimals does (a third is ``0.3333333333333333``)."""
+    text = f"{round(fraction * 100, 10):.15g}%"
+    return text if parse_fraction(text, "") == fraction else fraction
 
 
 def as_number(value: Any, field: str, error: type[AssessmentError]) -> float:

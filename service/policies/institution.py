@@ -15,8 +15,8 @@ from typing import Any
 from sqlmodel import Session
 
 from service.assessment import bounds as bounds_mod
-from service.assessment import parse
-from service.assessment.types import AssessmentError, Level, VerificationLevel, percent
+from service.assessment import parse, reading
+from service.assessment.types import AssessmentError, Level, VerificationLevel
 from service.db.models import PolicyVersion
 from service.errors import BadInput, NotFound
 from service.policies import service
@@ -48,12 +48,13 @@ class LevelForm:
 
 
 def _pct(value: float | None) -> str:
-    return "" if value is None else percent(value)
+    """A stored fraction as its box shows it, so a box saved unchanged keeps its value."""
+    return "" if value is None else str(reading.fraction_doc(value))
 
 
 def form(session: Session) -> tuple[PolicyVersion | None, list[LevelForm]]:
     """The current version and its levels as the form shows them (None, [] when unset),
-    read through ``read_bounds`` so every spelling a bounds file may use shows."""
+    read through ``read_layer`` and ``read_bounds`` so every spelling they accept shows."""
     try:
         row, layer, limits = service.institution_layers(session)
         policy = parse.compose(layer)
@@ -61,92 +62,81 @@ def form(session: Session) -> tuple[PolicyVersion | None, list[LevelForm]]:
         return None, []
     out = []
     for level in LEVELS:
-        rule = policy.levels[level]
+        rule = policy.levels.get(level)
         b = limits.levels.get(level, bounds_mod.LevelBounds())
         rng = b.threshold or bounds_mod.Range()
         out.append(
             LevelForm(
                 key=level.key,
                 label=level.label,
-                threshold=percent(rule.threshold),
+                threshold=_pct(None if rule is None else rule.threshold),
                 low=_pct(rng.low),
                 high=_pct(rng.high),
                 least=b.verification.key if b.verification is not None else "",
-                verification=rule.verification.described,
+                verification="" if rule is None else rule.verification.described,
             )
         )
     return row, out
 
 
-def percent_text(text: str, where: str) -> str | None:
-    """A percentage typed in a form as stored: "70%", "70" and "0.7" are all "70%" (as the
-    hint says); None for an empty box. ``where`` names the box in the error."""
+def _fraction(text: str, where: str) -> float | None:
+    """A percentage typed in a form: "70%", "70" and "0.7" are all 0.7 (as the hint says);
+    None for an empty box. ``where`` names the box in the error."""
     text = text.strip()
     if not text:
         return None
     try:
-        fraction = parse.parse_fraction(text, "threshold")
+        return parse.parse_fraction(text, "threshold")
     except AssessmentError as exc:
         raise BadInput(
             f"{where}: {exc.message}", hint="Write a percentage such as 70% (or 70, or 0.7)."
         ) from None
-    return f"{round(fraction * 100, 4):g}%"
+
+
+def percent_text(text: str, where: str) -> str | None:
+    """A percentage typed in a form as stored: "70%", "70" and "0.7" are all "70%"; None
+    for an empty box."""
+    fraction = _fraction(text, where)
+    return None if fraction is None else f"{round(fraction * 100, 4):g}%"
 
 
 def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The next defaults and bounds documents: the current ones with the typed thresholds,
-    ranges and least sittings (an empty box: no default kept as it was; no range end).
+    """The next defaults and bounds documents: the current ones (as read, whatever their
+    spelling) with the typed thresholds, ranges and least sittings (an empty box: no
+    default kept as it was; no range end; no least sitting), written canonically.
 
     Raises:
         BadInput: a value that is not a percentage or a sitting, the defaults outside the
             new bounds, or thresholds that do not rise, in the page's words.
     """
-    row, _, _ = service.institution_layers(session)
-    defaults = dict(row.document)
-    bounds = dict(row.bounds or {})
-    d_levels = dict(defaults.get("levels") or {})
-    b_levels = dict(bounds.get("levels") or {})
-    known = {v.key for v in VerificationLevel}
+    _, layer, limits = service.institution_layers(session)
+    levels = dict(layer.get("levels", {}))
+    bounded = dict(limits.levels)
+    sittings = {v.key: v for v in VerificationLevel}
     for lv in typed:
-        threshold = percent_text(lv.threshold, f"{lv.label}, {_FIELD_WORDS['threshold']}")
-        if threshold is not None:
-            entry = d_levels.get(lv.key)
-            entry = dict(entry) if isinstance(entry, dict) else {}
-            entry["threshold"] = threshold
-            d_levels[lv.key] = entry
-        b_entry = dict(b_levels.get(lv.key) or {})
-        rng = {
-            end: value
-            for end, value in (
-                ("min", percent_text(lv.low, f"{lv.label}, {_FIELD_WORDS['min']}")),
-                ("max", percent_text(lv.high, f"{lv.label}, {_FIELD_WORDS['max']}")),
-            )
-            if value is not None
-        }
-        if rng:
-            b_entry["threshold"] = rng
-        else:
-            b_entry.pop("threshold", None)
-        if lv.least and lv.least not in known:
+        level = reading.LEVELS[lv.key]
+        words = {field: f"{lv.label}, {text}" for field, text in _FIELD_WORDS.items()}
+        threshold = _fraction(lv.threshold, words["threshold"])
+        if threshold is not None:  # a level set to nothing below comes back with it
+            kept = {} if levels.get(level, {}).get("_removed") else levels.get(level, {})
+            levels[level] = kept | {"threshold": threshold}
+        low, high = _fraction(lv.low, words["min"]), _fraction(lv.high, words["max"])
+        if lv.least and lv.least not in sittings:
             raise BadInput(f"{lv.label}, least sitting: {lv.least!r} is not a kind of sitting")
-        b_entry.pop("min_verification", None)  # the alias ``read_bounds`` also reads
-        if lv.least:
-            b_entry["verification"] = lv.least
-        else:
-            b_entry.pop("verification", None)
-        if b_entry:
-            b_levels[lv.key] = b_entry
-        else:
-            b_levels.pop(lv.key, None)
-    defaults["levels"] = d_levels
-    bounds["levels"] = b_levels
+        try:
+            rng = None if low is None and high is None else bounds_mod.Range(low, high)
+        except AssessmentError as exc:
+            raise BadInput(f"{words['min']}: {exc.message}", hint="Nothing was saved.") from None
+        b = bounds_mod.LevelBounds(rng, sittings.get(lv.least))
+        if b != bounds_mod.LevelBounds() or level in limits.levels:  # listed: it is required
+            bounded[level] = b
+    layer = layer | {"levels": levels}
+    limits = dataclasses.replace(limits, levels=bounded)
     try:
-        layer = parse.read_layer(defaults, "defaults")
-        limits = bounds_mod.read_bounds(bounds, "bounds")
         bounds_mod.check(parse.compose(layer), limits)
     except AssessmentError as exc:
         raise BadInput(_in_words(exc), hint="Nothing was saved.") from None
-    return defaults, bounds
+    return parse.layer_to_dict(layer), bounds_mod.bounds_to_dict(limits)
 
 
 def _in_words(exc: AssessmentError) -> str:

@@ -184,3 +184,39 @@ def test_range() -> None:
     assert bounds.Range(1, 2).contains(2) and not bounds.Range(1, 2).contains(2.5)
     with pytest.raises(PolicyError):
         bounds.Range(3, 2)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        BOUNDS_DOC,
+        {},
+        {  # listed with no limit: the level is required
+            "bands": {"Advanced": {}, "beginning": {"threshold": {}}},
+            "minimum": {"from": 1 / 3},
+            "times": {"at_most": 4},
+        },
+    ],
+)
+def test_bounds_round_trip_through_their_canonical_document(doc: dict[str, Any]) -> None:
+    limits = bounds.read_bounds(doc)
+    assert bounds.read_bounds(bounds.bounds_to_dict(limits)) == limits
+
+
+def test_the_canonical_document_of_bounds() -> None:
+    assert bounds.bounds_to_dict(LIMITS) == {
+        "levels": {
+            "beginning": {"threshold": {"min": "40%", "max": "60%"}},
+            "intermediate": {
+                "threshold": {"min": "60%", "max": "80%"},
+                "verification": "authenticated",
+            },
+            "advanced": {"verification": "supervised"},
+        },
+        "minimum_score": {"min": "30%"},
+        "weight": {"min": "50%", "max": "80%"},
+        "n": {"min": 2, "max": 4},
+        "max_attempts": {"max": 5},
+        "recency_days": {"min": 180, "max": 1095},
+        "aggregation": ["highest", "weighted_average"],
+    }

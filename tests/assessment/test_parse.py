@@ -6,8 +6,10 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from service.assessment import parse
+from service.assessment import parse, reading
 from service.assessment.types import (
     AggregationMethod,
     AttemptGrading,
@@ -446,6 +448,77 @@ def test_a_floor_can_be_removed_by_a_later_layer() -> None:
     base = parse.read_layer({"levels": {"beginning": {"threshold": 50, "floor": "40%"}}})
     override = parse.read_layer({"levels": {"beginning": {"floor": None}}})
     assert parse.compose(base, override).levels[Level.BEGINNING].floor is None
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        FULL,
+        {"levels": {"advanced": {"threshold": "85%"}}},  # partial: only what it sets
+        {
+            "bands": [{"level": "Beginning", "from": 0.4}, {"name": "advanced", "score": 90}],
+            "verification": {"advanced": "proctored"},
+            "floors_by_level": {"beginning": "developing"},
+            "calculation_method": "n_mastery",
+            "mastery_times": 3,
+            "required": "none",
+        },
+        {  # "nothing" values a later layer uses to remove what a lower one sets
+            "levels": {"intermediate": None, "beginning": {"floor": None, "floors": {}}},
+            "max_attempts": "unlimited",
+            "recency": "off",
+            "required": 3,
+        },
+        {  # fractions no short percentage gives exactly
+            "levels": {"beginning": {"threshold": 1 / 3, "floors": {"a": "12.3456789%"}}},
+            "weight": "66.66666667%",
+            "minimum_score": 0.1 + 0.2,
+        },
+        {"name": "Defaults", "notes": "Senate", "competency": "stats", "version": 2},
+    ],
+)
+def test_a_layer_round_trips_through_its_canonical_document(doc: dict[str, Any]) -> None:
+    layer = parse.read_layer(doc)
+    assert parse.read_layer(parse.layer_to_dict(layer)) == layer
+
+
+def test_the_canonical_document_of_a_layer() -> None:
+    layer = parse.read_layer(
+        {
+            "Level-Bands": {
+                "Beginning": 0.4,
+                "ADVANCED": {"At least": 80, "Min each": "proficient", "Criteria": {"q1": 0.5}},
+            },
+            "Verification": {"advanced": "proctored"},
+            "Attempts": {"max": 2, "grading": "best"},
+            "Required": "all",
+            "items": {"q1": None},
+            "weight": 1 / 3,
+        }
+    )
+    assert parse.layer_to_dict(layer) == {
+        "weight": 1 / 3,
+        "levels": {
+            "beginning": {"threshold": "40%"},
+            "advanced": {
+                "threshold": "80%",
+                "floor": "proficient",
+                "floors": {"q1": "50%"},
+                "verification": "supervised-online-verified",
+            },
+        },
+        "items": ["q1"],
+        "required": "all",
+        "max_attempts": 2,
+        "attempt_grading": "highest",
+    }
+
+
+@given(st.floats(0.0, 1.0))
+def test_a_fraction_is_written_so_it_reads_back_exactly(fraction: float) -> None:
+    written = reading.fraction_doc(fraction)
+    assert parse.parse_fraction(written, "f") == fraction
+    assert isinstance(written, str) or written == fraction
 
 
 # --- evidence -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import textwrap
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,12 +18,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
 from service import audit
+from service.assessment import bounds as bounds_mod
+from service.assessment import parse
+from service.assessment.types import Level
 from service.db.engine import session as db_session
 from service.db.models import (
     AuditEvent,
@@ -348,6 +353,15 @@ def test_a_default_outside_the_new_range_is_refused_in_words(
     assert "Intermediate, score from:" in resp.text
     resp = _post(client, token, "/app/admin/thresholds", **_levels(min_intermediate="lots"))
     assert "Intermediate, lowest instructors may set: must be a percentage" in resp.text
+    resp = _post(
+        client,
+        token,
+        "/app/admin/thresholds",
+        **_levels(min_intermediate="70", max_intermediate="60"),
+    )
+    assert "Intermediate, lowest instructors may set: the minimum 0.7 is above the maximum" in (
+        resp.text
+    )
 
 
 def test_a_least_sitting_written_with_the_min_verification_alias_shows_and_is_changed(
@@ -400,6 +414,243 @@ def test_a_least_sitting_written_with_the_min_verification_alias_shows_and_is_ch
             "advanced": {"verification": "supervised"},
         }
     }
+
+
+# What every spelling below means, in canonical form: a policy with fields the page does
+# not edit (aggregation, attempts, floors, items, recency, a note) and bounds with some.
+_MEANT_DEFAULTS = """
+name: Thresholds 2026
+description: Senate rules of 2026
+aggregation: {method: n_mastery, n: 3}
+levels:
+  beginning: {threshold: 50%}
+  intermediate: {threshold: 65%, verification: authenticated, floor: 40%}
+  advanced: {threshold: 85%, verification: supervised, floors: {q1: 70%, q2: Proficient}}
+minimum_score: 30%
+items: [q1, {item: q2, label: Essay}]
+required: all
+max_attempts: 4
+recency_days: 730
+"""
+_MEANT_BOUNDS = """
+levels:
+  intermediate: {threshold: {min: 55%, max: 80%}, verification: authenticated}
+  advanced: {verification: supervised}
+max_attempts: {max: 5}
+aggregation: [n_mastery, weighted_average]
+"""
+
+# The same two documents in spellings ``read_layer`` and ``read_bounds`` accept
+# (``microcred policy institution import`` stores a file as it is written).
+_SPELLINGS = {
+    "bands": (
+        _MEANT_DEFAULTS.replace("\nlevels:", "\nbands:"),
+        _MEANT_BOUNDS.replace("\nlevels:", "\nbands:"),
+    ),
+    "capitalised": (
+        """
+        Title: Thresholds 2026
+        Notes: Senate rules of 2026
+        Aggregation: {Method: N-Mastery, N: 3}
+        Levels:
+          Beginning: {Threshold: 50%}
+          Intermediate: {Threshold: 65%, Verification: authenticated, Floor: 40%}
+          ADVANCED: {Threshold: 85%, Verification: Supervised, Floors: {q1: 70%, q2: Proficient}}
+        Minimum Score: 30%
+        Items: [q1, {Item: q2, Label: Essay}]
+        Required: All
+        Max-Attempts: 4
+        Recency: 2 years
+        """,
+        """
+        Levels:
+          Intermediate: {Threshold: {Min: 55%, Max: 80%}, Min-Verification: authenticated}
+          Advanced: {Min Verification: supervised}
+        Max Attempts: {Max: 5}
+        Aggregation: [N-Mastery, weighted_average]
+        """,
+    ),
+    "bare values, side by side": (
+        """
+        title: Thresholds 2026
+        note: Senate rules of 2026
+        calculation_method: n_mastery
+        mastery_times: 3
+        levels:
+          intermediate: 0.65
+          advanced: {at_least: 85%, item_floors: {q1: 70, q2: Proficient}}
+        thresholds: {beginning: 50}
+        verification: {intermediate: lms, advanced: 3}
+        floors_by_level: {intermediate: 40%}
+        min_score: 0.3
+        mapped_items: {q1: null, q2: Essay}
+        required_items: all
+        attempts: {max: 4}
+        recency: P2Y
+        """,
+        """
+        levels:
+          intermediate: {threshold: {from: 55%, to: 80%}, min_verification: {at_least: lms}}
+          advanced: {min_verification: {min: supervised}}
+        attempts: {at_most: 5}
+        methods: [n_mastery, weighted_average]
+        """,
+    ),
+    # the old page left ``Advanced`` (and its least sitting) when it cleared ``advanced``
+    "one bounds level capitalised": (
+        _MEANT_DEFAULTS,
+        _MEANT_BOUNDS.replace("advanced: {verification:", "Advanced: {Min-Verification:"),
+    ),
+    "list form, synonyms": (
+        """
+        name: Thresholds 2026
+        description: Senate rules of 2026
+        aggregation: n_mastery
+        n: 3
+        level_bands:
+          - {level: beginning, from: 50%}
+          - {name: Intermediate, min_score: 65%, supervision: signed-in, min_each: 40%}
+          - {level: advanced, score: 85%, requires_verification: supervised,
+             criteria: {q1: 70%, q2: Proficient}}
+        overall_minimum: 30%
+        evidence_items: [q1, {id: q2, title: Essay}]
+        requires: all
+        max_attempts: 4
+        max_age: 730
+        """,
+        """
+        bands:
+          intermediate: {threshold: {minimum: 55%, maximum: 80%}, verification: {min: lms}}
+          advanced: {verification: supervised}
+        attempts: {max: 5}
+        aggregations: [n_mastery, weighted_average]
+        """,
+    ),
+}
+
+
+@pytest.mark.parametrize("spelling", list(_SPELLINGS))
+def test_the_page_saves_what_was_typed_whatever_spelling_the_stored_policy_uses(
+    client: TestClient, moodle: FakePlatform, engine: Engine, spelling: str
+) -> None:
+    """An institution file loaded with the CLI may spell its keys and levels any way the
+    readers accept: the page shows its values, saves exactly what was typed (a new
+    threshold, range and least sitting, a cleared one) and keeps every other field's
+    meaning, and then shows what it saved."""
+    defaults, bounds = (textwrap.dedent(doc) for doc in _SPELLINGS[spelling])
+    with db_session(engine, write=True) as s:
+        policies.import_institution(
+            s, text=f"defaults:\n{_indent(defaults)}\nbounds:\n{_indent(bounds)}", author="cli"
+        )
+        s.commit()
+    with db_session(engine) as s:  # the spellings mean what the canonical documents say
+        _, layer, limits = policies.institution_layers(s)
+    assert layer == parse.read_layer(yaml.safe_load(_MEANT_DEFAULTS))
+    assert limits == bounds_mod.read_bounds(yaml.safe_load(_MEANT_BOUNDS))
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert 'name="threshold_intermediate" value="65%"' in page
+    assert 'name="min_intermediate" value="55%"' in page
+    assert '<option value="supervised" selected>' in page
+    typed = {
+        "threshold_beginning": "45",
+        "min_beginning": "40%",
+        "max_beginning": "0.6",
+        "threshold_intermediate": "0.6",
+        "min_intermediate": "50%",
+        "max_intermediate": "75%",
+        "least_intermediate": "authenticated",
+        "threshold_advanced": "85%",
+        "least_advanced": "",  # cleared: no least sitting for advanced any more
+    }
+    resp = _post(client, token, "/app/admin/thresholds", **typed)
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        row, _, _ = policies.institution_layers(s)
+    meant = yaml.safe_load(_MEANT_DEFAULTS)
+    meant["levels"]["beginning"]["threshold"] = "45%"
+    meant["levels"]["intermediate"]["threshold"] = "60%"
+    assert parse.read_layer(row.document) == parse.read_layer(meant)
+    assert bounds_mod.read_bounds(row.bounds) == bounds_mod.read_bounds(
+        {
+            "levels": {
+                "beginning": {"threshold": {"min": "40%", "max": "60%"}},
+                "intermediate": {
+                    "threshold": {"min": "50%", "max": "75%"},
+                    "verification": "authenticated",
+                },
+                "advanced": {},  # still listed: courses must keep the level
+            },
+            "max_attempts": {"max": 5},
+            "aggregation": ["n_mastery", "weighted_average"],
+        }
+    )
+    page = _get(client, token, "/app/admin/thresholds").text  # shows what it saved
+    for box, value in (
+        ("threshold_beginning", "45%"),
+        ("min_beginning", "40%"),
+        ("max_beginning", "60%"),
+        ("threshold_intermediate", "60%"),
+        ("min_intermediate", "50%"),
+        ("max_intermediate", "75%"),
+        ("threshold_advanced", "85%"),
+        ("min_advanced", ""),
+    ):
+        assert f'name="{box}" value="{value}"' in page
+    assert '<option value="supervised" selected>' not in page
+
+
+def test_a_threshold_is_saved_and_shown_as_typed_not_rounded(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """66.66667% stays 66.66667%: it was stored rounded to 66.6667% and shown truncated
+    to 66.66%, so saving the page unchanged moved the threshold again."""
+    _institution(engine)
+    token = _session(client, moodle)
+    resp = _post(
+        client, token, "/app/admin/thresholds", **_levels(threshold_intermediate="66.66667")
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        _, layer, _ = policies.institution_layers(s)
+    assert layer["levels"][Level.INTERMEDIATE]["threshold"] == parse.parse_fraction("66.66667%", "")
+    page = _get(client, token, "/app/admin/thresholds").text
+    assert 'name="threshold_intermediate" value="66.66667%"' in page
+
+
+def test_a_level_the_defaults_leave_out_shows_empty_and_stays_out(
+    client: TestClient, moodle: FakePlatform, engine: Engine
+) -> None:
+    """Defaults may define only some levels: the page shows the others empty (it failed
+    with a server error) and saving without a threshold for them adds none."""
+    with db_session(engine, write=True) as s:
+        policies.import_institution(
+            s, text="defaults: {levels: {intermediate: 65%, advanced: 85%}}", author="cli"
+        )
+        s.commit()
+    token = _session(client, moodle)
+    page = _get(client, token, "/app/admin/thresholds")
+    assert page.status_code == 200
+    assert 'name="threshold_beginning" value=""' in page.text
+    assert 'name="threshold_intermediate" value="65%"' in page.text
+    resp = _post(
+        client,
+        token,
+        "/app/admin/thresholds",
+        threshold_intermediate="60%",
+        threshold_advanced="85%",
+    )
+    assert resp.status_code == 303, resp.text
+    with db_session(engine) as s:
+        _, layer, limits = policies.institution_layers(s)
+    assert layer == {
+        "levels": {Level.INTERMEDIATE: {"threshold": 0.6}, Level.ADVANCED: {"threshold": 0.85}}
+    }
+    assert limits == bounds_mod.Bounds()
+
+
+def _indent(doc: str) -> str:
+    return textwrap.indent(doc.strip(), "  ")
 
 
 def test_the_platform_is_renamed_and_the_audit_log_says_so(
