@@ -66,13 +66,27 @@ def _insert(session: Session) -> Any:
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JOB)
 
 
-def course_learner_ids(session: Session, *, course_id: int) -> list[int]:
-    """Learners enrolled in the course and anyone with results in it (as ``flows``
-    evaluates them)."""
-    enrolled = sa_select(ENROLMENT.c.person_id).where(
-        ENROLMENT.c.course_id == course_id, ENROLMENT.c.role == "learner"
+def course_learner_ids(
+    session: Session, *, course_id: int, person_ids: Iterable[int] | None = None
+) -> list[int]:
+    """The course's learners (of ``person_ids`` only, when given), whom ``flows`` evaluates
+    and the course page lists: those enrolled and anyone with results in the course.
+
+    A learner the roster removed (NRPS Deleted, or gone: unenrolled, and Canvas drops a
+    concluded enrolment too) stays while they have results, which still earn credentials;
+    without results they are no one's to evaluate or count, and their credentials stay as
+    they are (an evaluation of no results would revoke them where the course says so).
+    An Inactive (suspended, ended) enrolment stays a learner: grades come after a term ends.
+    """
+    e, ev = ENROLMENT.c, EVIDENCE.c
+    enrolled = sa_select(e.person_id).where(
+        e.course_id == course_id, e.role == "learner", e.status != "removed"
     )
-    with_results = sa_select(EVIDENCE.c.person_id).where(EVIDENCE.c.course_id == course_id)
+    with_results = sa_select(ev.person_id).where(ev.course_id == course_id)
+    if person_ids is not None:
+        ids = list(person_ids)
+        enrolled = enrolled.where(e.person_id.in_(ids))
+        with_results = with_results.where(ev.person_id.in_(ids))
     rows = session.execute(enrolled.union(with_results)).scalars().all()
     return sorted(int(p) for p in rows)
 

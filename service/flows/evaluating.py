@@ -38,10 +38,8 @@ from service.db.models import (
     Credential,
     Decision,
     EffectivePolicy,
-    Enrolment,
     Person,
 )
-from service.db.models import Evidence as EvidenceRow
 from service.errors import NotFound
 from service.flows.issuing import _held, _issue, _line, _revoke
 from service.flows.mapping import item_key, item_label, to_engine
@@ -143,18 +141,9 @@ def _blocks(block: Award | None, level_key: str) -> bool:
 def course_learners(
     session: Session, *, course_id: int, person_ids: Sequence[int] | None = None
 ) -> list[Person]:
-    """Learners enrolled in the course, and anyone with results in it (of ``person_ids``
-    only, when given: evaluating one learner reads that learner, not the course)."""
-    enrolled_q = select(Enrolment.person_id).where(
-        Enrolment.course_id == course_id,
-        Enrolment.role == "learner",
-        Enrolment.status != "removed",  # gone from the roster (results still count below)
-    )
-    results_q = select(EvidenceRow.person_id).where(EvidenceRow.course_id == course_id).distinct()
-    if person_ids is not None:
-        enrolled_q = enrolled_q.where(col(Enrolment.person_id).in_(person_ids))
-        results_q = results_q.where(col(EvidenceRow.person_id).in_(person_ids))
-    ids = sorted(set(session.exec(enrolled_q).all()) | set(session.exec(results_q).all()))
+    """The course's learners (``evaluation.course_learner_ids``; of ``person_ids`` only,
+    when given: evaluating one learner reads that learner, not the course)."""
+    ids = evaluation.course_learner_ids(session, course_id=course_id, person_ids=person_ids)
     if not ids:
         return []
     return list(

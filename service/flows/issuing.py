@@ -338,12 +338,14 @@ def _revoke(
     by_person: bool,
 ) -> Credential:
     """Revoke the award's credential: status list, revocation queued to every repository
-    it reached, the ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``)."""
+    it reached (none for a superseded one: they hold the line's badge, a higher level), the
+    ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``)."""
     assert award.credential_uuid is not None
     credential = issuer_service.revoke(
         session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
     )
-    delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)
+    if award.state == "issued":
+        delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)
     award.state, award.review, award.updated_at = "revoked", reason, now
     award.reaward_blocked = by_person
     award.revoked_by = actor[:300] if by_person else ""

@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 from service import audit
 from service.db.models import Award, Credential, OutboxMessage
 from service.delivery import awards as delivery_awards
-from service.errors import BadInput, Conflict
+from service.errors import Conflict
 from service.flows.issuing import _course_award, _revoke
 from service.flows.setup_store import _lock_learner
 from service.issuer import service as issuer_service
@@ -27,42 +27,33 @@ def revoke_award(
     reason: str,
     actor: str,
     now: dt.datetime,
-) -> Award:
-    """Revoke an issued credential everywhere it went (the reason is shown to the earner)."""
-    if not reason.strip():
-        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
+) -> Credential:
+    """Revoke a course award's credential from the instructor page (``revoke_credential``,
+    within the instructor's course)."""
     award = _course_award(session, course_id=course_id, award_id=award_id)
-    _lock_learner(session, course_id=course_id, person_id=award.person_id)
-    session.refresh(award)
-    if award.state != "issued":
-        raise Conflict(f"award {award_id} is {award.state}, not an issued credential")
-    _revoke(
-        session,
-        settings=settings,
-        award=award,
-        reason=reason.strip(),
-        actor=actor,
-        now=now,
-        by_person=True,
+    if award.credential_uuid is None:
+        state = award.state.replace("_", " ")
+        raise Conflict(f"award {award_id} is {state}: it has no credential to revoke")
+    return revoke_credential(
+        session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
     )
-    session.flush()
-    return award
 
 
 def revoke_credential(
     session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
 ) -> Credential:
-    """Revoke a credential by its id (``microcred credential revoke``) the way the
-    instructor page does: status list, revocation queued to every repository the credential
-    reached, the ledger's re-award block and the audit row, in the caller's transaction.
+    """Revoke a credential, the same act on the instructor page, ``microcred credential
+    revoke`` and the API: status list, revocation queued to every repository the credential
+    reached, the ledger (its re-award block, what the learner's page says) and the audit
+    row, in the caller's transaction. One already revoked is refused (409): no bit is
+    flipped and nothing is sent twice.
 
-    A credential a higher level superseded is only marked revoked: the repositories hold
-    the higher level's badge, which stays. A credential outside the award ledger (issued
-    through the API) has its own deliveries, if any, revoked.
+    A credential a higher level superseded (revoked by its id, or from an instructor page
+    older than the upgrade) is revoked and blocks re-award like any other, but nothing is
+    sent: the repositories hold the higher level's badge, which stays. A credential outside
+    the award ledger (issued through the API) has its own deliveries, if any, revoked.
     """
     reason = reason.strip()
-    if not reason:
-        raise BadInput("a reason is required", hint="Say why, e.g. 'awarded in error'.")
     award = session.exec(select(Award).where(Award.credential_uuid == uuid)).first()
     if award is None:
         credential = issuer_service.revoke(
@@ -72,10 +63,6 @@ def revoke_credential(
         return credential
     _lock_learner(session, course_id=award.course_id, person_id=award.person_id)
     session.refresh(award)
-    if award.state != "issued":
-        return issuer_service.revoke(
-            session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now
-        )
     credential = _revoke(
         session, settings=settings, award=award, reason=reason, actor=actor, now=now, by_person=True
     )

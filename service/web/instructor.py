@@ -228,9 +228,7 @@ def attest(
     def work() -> None:
         if attempt.strip() and row_id(attempt.strip()) is None:
             raise BadInput("attempt: a number (1, 2, …), or empty for every attempt")
-        if person_id not in {
-            p.id for p in evaluating.course_learners(session, course_id=course_id)
-        }:
+        if not evaluation.course_learner_ids(session, course_id=course_id, person_ids=[person_id]):
             raise BadInput("This learner is not in the course.")
         now = utcnow()
         awarding.attest(
