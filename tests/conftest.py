@@ -44,6 +44,11 @@ PG_URL = os.environ.get(
     "MICROCRED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 
+# Seconds a test may wait for something that should come (a server starting, an answer, a
+# thread ending) before it calls it a hang. A hang guard, not a speed figure: CI's host can
+# be five times slower than a developer's and heavily loaded besides.
+HANG = 120.0
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -60,6 +65,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "db: uses the real database (runs on both lanes)")
+    # Playwright's expect() gives up after 5 s by default: a page behind an LTI launch can
+    # take longer on a loaded CI host. What a browser test checks is the page, not its speed.
+    with contextlib.suppress(ImportError):
+        from playwright.sync_api import expect
+
+        expect.set_options(timeout=HANG * 1000)
 
 
 @pytest.fixture(scope="session")
