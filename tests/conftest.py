@@ -32,6 +32,7 @@ from service.db.engine import session as db_session
 from service.db.types import utcnow
 from service.lti import jwks
 from service.settings import Settings, get_settings
+from tests.timing import HANG
 
 # The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
 # so main stays green for the same code; a plain `pytest` explores new random examples.
@@ -43,11 +44,6 @@ LANE = os.environ.get("MICROCRED_TEST_DB", "sqlite")
 PG_URL = os.environ.get(
     "MICROCRED_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
-
-# Seconds a test may wait for something that should come (a server starting, an answer, a
-# thread ending) before it calls it a hang. A hang guard, not a speed figure: CI's host can
-# be five times slower than a developer's and heavily loaded besides.
-HANG = 120.0
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -24,9 +24,9 @@ from service.app import create_app
 from service.bodylimit import LINGER_BYTES
 from service.serving import server_options
 from service.settings import Settings
-from tests.conftest import HANG
 from tests.sources.test_api import auth, token, world
 from tests.threaded_server import serving
+from tests.timing import HANG
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024

@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from tests.conftest import HANG
+from tests.timing import HANG
 
 
 @contextlib.contextmanager

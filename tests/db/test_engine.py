@@ -15,7 +15,7 @@ from service import secretbox
 from service.db.engine import insert_ids, session
 from service.db.models import AuditEvent, Platform
 from tests import factories
-from tests.conftest import HANG
+from tests.timing import HANG
 
 
 def test_datetimes_come_back_aware_utc(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Deployment, LtiCache, Platform
 from tests import factories
-from tests.conftest import HANG
+from tests.timing import HANG
 
 WHEN = dt.datetime(2026, 11, 29, 2, 30, 15, 123456, tzinfo=dt.UTC)
 

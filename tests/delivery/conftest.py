@@ -20,8 +20,8 @@ from service.db.models import OutboxMessage
 from service.delivery import awards, providers, repositories
 from service.delivery.worker import Worker
 from tests import factories
-from tests.conftest import HANG
 from tests.delivery.fakes import FakeCredly
+from tests.timing import HANG
 
 TOKEN = "test-org-token"
 TEMPLATES = {"py:beginning": "tmpl-b", "py:intermediate": "tmpl-i", "py:advanced": "tmpl-a"}

@@ -23,7 +23,6 @@ from service.delivery import awards, outbox, repositories
 from service.delivery.providers.credly import CredlyConnector
 from service.delivery.worker import Worker
 from tests import factories
-from tests.conftest import HANG
 from tests.delivery.conftest import (
     ScaledClock,
     credly_repo,
@@ -33,6 +32,7 @@ from tests.delivery.conftest import (
     statuses,
 )
 from tests.delivery.fakes import FakeCredly
+from tests.timing import HANG
 
 _WORKERS: list[Worker] = []
 

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from service.demo import bootstrap, server
 from service.settings import Settings
-from tests.conftest import HANG
+from tests.timing import HANG
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [

@@ -19,8 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HANG
 from tests.issuer import samples
+from tests.timing import HANG
 
 
 def _free_port() -> int:

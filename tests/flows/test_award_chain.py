@@ -19,8 +19,8 @@ from service.delivery.outbox import AttemptRecord
 from service.delivery.worker import Worker, build_connectors
 from service.flows import evaluating, evaluation_queue, gradebook, revoking, syncing, wiring
 from service.issuer import service as issuer_service
-from tests.conftest import HANG
 from tests.flows.conftest import Live, Tab, evaluate, launch, pull
+from tests.timing import HANG
 
 pytestmark = pytest.mark.db
 

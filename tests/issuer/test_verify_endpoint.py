@@ -22,8 +22,8 @@ from service.errors import Busy
 from service.issuer import service
 from service.issuer.pool import VerifierPool
 from service.settings import Settings
-from tests.conftest import HANG
 from tests.issuer import hostile, samples
+from tests.timing import HANG
 
 
 def _app(settings: Settings, engine: Engine, **changes: Any) -> FastAPI:

@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from tests.conftest import HANG
 from tests.lti.platform import C, FakePlatform
 from tests.lti.test_serve_e2e import ROOT, _cli, _free_port, wait_until_serving
+from tests.timing import HANG
 
 pytestmark = [
     pytest.mark.browser,

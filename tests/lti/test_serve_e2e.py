@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.conftest import HANG
 from tests.lti.platform import FakePlatform
+from tests.timing import HANG
 
 ROOT = Path(__file__).resolve().parents[2]
 
