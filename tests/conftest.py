@@ -36,8 +36,15 @@ from tests.timing import HANG
 
 # The whole check (scripts/test.sh, CI) runs the property and fuzz tests with a fixed seed,
 # so main stays green for the same code; a plain `pytest` explores new random examples.
-hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
-hypothesis.settings.register_profile("explore", print_blob=True)
+# Neither profile times examples: Hypothesis's 200 ms deadline per example and its too_slow
+# health check are speed figures, and an example that takes 50 ms here takes longer than
+# that on a loaded CI host five times slower. The properties are what the tests check.
+UNTIMED = {
+    "deadline": None,
+    "suppress_health_check": [hypothesis.HealthCheck.too_slow],
+}
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True, **UNTIMED)
+hypothesis.settings.register_profile("explore", print_blob=True, **UNTIMED)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "explore"))
 
 LANE = os.environ.get("MICROCRED_TEST_DB", "sqlite")
