@@ -26,6 +26,7 @@ from service.serving import server_options
 from service.settings import Settings
 from tests.sources.test_api import auth, token, world
 from tests.threaded_server import serving
+from tests.timing import HANG
 
 MiB = 1024 * 1024
 CHUNK = 64 * 1024
@@ -314,7 +315,7 @@ def _answer(conn: socket.socket) -> bytes:
 def test_over_a_socket_a_declared_300_mb_is_refused_before_one_byte_is_sent(
     served: int,
 ) -> None:
-    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+    with socket.create_connection(("127.0.0.1", served), timeout=HANG) as conn:
         conn.sendall(
             b"POST /api/credentials HTTP/1.1\r\nhost: t\r\n"
             b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % HUGE
@@ -328,7 +329,7 @@ def test_over_a_socket_a_declared_300_mb_is_refused_before_one_byte_is_sent(
 def test_over_a_socket_a_streamed_300_mb_is_cut_off(served: int) -> None:
     sent = 0
     piece = b"%x\r\n%s\r\n" % (CHUNK, b" " * CHUNK)
-    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+    with socket.create_connection(("127.0.0.1", served), timeout=HANG) as conn:
         conn.sendall(
             b"POST /api/credentials HTTP/1.1\r\nhost: t\r\n"
             b"content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
@@ -352,7 +353,7 @@ def test_over_a_socket_the_413_survives_a_body_the_server_never_reads(served: in
     # The client sends a good part of its body before it looks for an answer (as a client
     # without Expect: 100-continue does); the server reads none of it. Closing with that
     # data unread would reset the connection; the answer must still arrive whole.
-    with socket.create_connection(("127.0.0.1", served), timeout=20) as conn:
+    with socket.create_connection(("127.0.0.1", served), timeout=HANG) as conn:
         conn.sendall(
             b"POST /verify HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n"
             b"content-length: %d\r\n\r\n" % HUGE

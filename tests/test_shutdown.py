@@ -145,12 +145,18 @@ def test_sigterm_lets_a_web_process_answer_the_request_in_flight(
             time.sleep(0.2)
         body = b'{"not": "a credential"}'
         with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as conn:
-            # The request is in flight: its head sent, its body not yet.
+            # The request is in flight: its head sent and read (the server asks for the body
+            # with 100 Continue once the app waits for it), its body not yet sent. A fixed
+            # sleep instead could let SIGTERM overtake the head on a slow host, and uvicorn
+            # closes a connection whose request it has not begun.
             conn.sendall(
                 b"POST /verify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode()
             )
-            time.sleep(0.3)
+            interim = b""
+            while b"\r\n\r\n" not in interim and (chunk := conn.recv(1)):
+                interim += chunk
+            assert interim.startswith(b"HTTP/1.1 100 "), interim
             proc.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             conn.sendall(body)

@@ -12,6 +12,8 @@ from typing import Any
 
 import uvicorn
 
+from tests.timing import HANG
+
 
 @contextlib.contextmanager
 def serving(app: Any, **options: Any) -> Iterator[int]:
@@ -23,7 +25,7 @@ def serving(app: Any, **options: Any) -> Iterator[int]:
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + HANG
     while not server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
@@ -31,4 +33,4 @@ def serving(app: Any, **options: Any) -> Iterator[int]:
         yield free
     finally:
         server.should_exit = True
-        thread.join(10)
+        thread.join(HANG)

@@ -15,6 +15,7 @@ from service import secretbox
 from service.db.engine import insert_ids, session
 from service.db.models import AuditEvent, Platform
 from tests import factories
+from tests.timing import HANG
 
 
 def test_datetimes_come_back_aware_utc(engine: Engine) -> None:
@@ -111,15 +112,33 @@ def test_call_runs_database_work_in_the_thread_pool(engine: Engine) -> None:
 
 @pytest.mark.postgres
 def test_a_request_waiting_for_postgresql_lets_other_requests_run(engine: Engine) -> None:
+    """While one request waits on the server (for a lock the test holds), another runs to
+    the end. Ordered by events, not by sleeps: on a slow host a 0.5 s query did not
+    outlast a quick one started 0.1 s after it."""
+    import time
+
     import anyio
 
     from service.db.engine import call
 
     finished: list[str] = []
+    holder = engine.connect()  # holds the lock slow waits for, until quick has finished
+    holder.execute(text("SELECT pg_advisory_lock(7321)"))
+    released = threading.Lock()
+
+    def release() -> None:
+        with released:
+            if not holder.closed:
+                holder.execute(text("SELECT pg_advisory_unlock(7321)"))
+                holder.close()
+
+    # a hang guard: were slow to block the event loop, nothing else would release it
+    guard = threading.Timer(HANG, release)
+    guard.start()
 
     def slow() -> None:
         with session(engine) as s:
-            s.execute(text("SELECT pg_sleep(0.5)"))
+            s.execute(text("SELECT pg_advisory_xact_lock(7321)"))
         finished.append("slow")
 
     def quick() -> None:
@@ -127,13 +146,30 @@ def test_a_request_waiting_for_postgresql_lets_other_requests_run(engine: Engine
             s.execute(text("SELECT 1"))
         finished.append("quick")
 
+    def slow_is_waiting() -> bool:
+        with engine.connect() as c:
+            return bool(
+                c.execute(
+                    text(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                    )
+                ).scalar_one()
+            )
+
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, engine, slow)
-            await anyio.sleep(0.1)  # slow is waiting on the server now
-            tg.start_soon(call, engine, quick)
+            deadline = time.monotonic() + HANG
+            while not finished and not slow_is_waiting() and time.monotonic() < deadline:
+                await anyio.sleep(0.05)
+            await call(engine, quick)
+            release()
 
-    anyio.run(main)
+    try:
+        anyio.run(main)
+    finally:
+        guard.cancel()
+        release()
     assert finished == ["quick", "slow"]
 
 

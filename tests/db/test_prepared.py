@@ -16,6 +16,7 @@ from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Deployment, LtiCache, Platform
 from tests import factories
+from tests.timing import HANG
 
 WHEN = dt.datetime(2026, 11, 29, 2, 30, 15, 123456, tzinfo=dt.UTC)
 
@@ -116,7 +117,7 @@ print(built.key, built.value)
 """
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     done = subprocess.run(
-        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=HANG
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["k", "[1]"]

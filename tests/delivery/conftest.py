@@ -21,13 +21,15 @@ from service.delivery import awards, providers, repositories
 from service.delivery.worker import Worker
 from tests import factories
 from tests.delivery.fakes import FakeCredly
+from tests.timing import HANG
 
 TOKEN = "test-org-token"
 TEMPLATES = {"py:beginning": "tmpl-b", "py:intermediate": "tmpl-i", "py:advanced": "tmpl-a"}
 
 
 class ScaledClock:
-    """Virtual UTC time running ``factor`` times faster than the wall clock."""
+    """Virtual UTC time running ``factor`` times faster than the wall clock; with factor 0 a
+    clock that moves only when ``advance`` moves it (tell the fake: ``as_config`` again)."""
 
     def __init__(self, factor: float = 1.0) -> None:
         self.rt0 = time.time()
@@ -37,6 +39,9 @@ class ScaledClock:
     def __call__(self) -> dt.datetime:
         v = self.vt0 + (time.time() - self.rt0) * self.factor
         return dt.datetime.fromtimestamp(v, dt.UTC)
+
+    def advance(self, seconds: float) -> None:
+        self.vt0 += seconds
 
     def as_config(self) -> list[float]:
         return [self.vt0, self.rt0, self.factor]
@@ -55,7 +60,9 @@ def fake(_fake_process: FakeCredly) -> FakeCredly:
     _fake_process.configure(
         token=TOKEN,
         templates={t: {"allow_duplicates": True} for t in TEMPLATES.values()},
-        hang_seconds=1.0,
+        # a request that "times out" hangs past any client timeout: with 1 s here and 0.5 s
+        # in the client, a loaded host's late timer saw the answer instead of the timeout
+        hang_seconds=HANG,
     )
     return _fake_process
 
@@ -114,8 +121,9 @@ def unfinished(engine: Engine) -> int:
         )
 
 
-def drain(worker: Worker, engine: Engine, *, timeout: float = 60.0) -> None:
-    """Run the worker until no row is pending (bounded by a real-time deadline)."""
+def drain(worker: Worker, engine: Engine, *, timeout: float = HANG) -> None:
+    """Run the worker until no row is pending (bounded by a real-time deadline: a hang
+    guard)."""
     deadline = time.monotonic() + timeout
     while unfinished(engine):
         if time.monotonic() > deadline:

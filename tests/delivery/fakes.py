@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from tests.timing import HANG
+
 SCRIPT = Path(__file__).with_name("fake_credly.py")
 
 
@@ -30,7 +32,7 @@ class FakeCredly:
         self.port = int(line.split()[1])
         self.url = f"http://127.0.0.1:{self.port}"
         self.base_url = f"{self.url}/v1"
-        self._http = httpx.Client(base_url=self.url, timeout=10)
+        self._http = httpx.Client(base_url=self.url, timeout=HANG)  # a hang guard
 
     def configure(self, **config: Any) -> None:
         self._http.post("/_control/config", json=config).raise_for_status()

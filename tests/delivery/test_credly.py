@@ -32,17 +32,24 @@ from tests.delivery.conftest import (
     statuses,
 )
 from tests.delivery.fakes import FakeCredly
+from tests.timing import HANG
 
 _WORKERS: list[Worker] = []
 
+# Seconds the worker waits for an answer from the fake. Its "timeout" faults hang far longer
+# (HANG); every other answer must come within this, which on a loaded CI host 0.5 s was not.
+CLIENT_TIMEOUT = 5.0
+
 
 def make_worker(engine: Engine, clock: ScaledClock, **kw: Any) -> Worker:
-    connector = CredlyConnector(httpx.Client(timeout=0.5), clock=clock)
+    connector = CredlyConnector(httpx.Client(timeout=CLIENT_TIMEOUT), clock=clock)
     w = Worker(
         engine,
         [connector],
         clock=clock,
-        lease_seconds=kw.pop("lease_seconds", 600),
+        # a lease of HANG real seconds: on the scaled clock a slow host's slow attempt must
+        # not outlive its lease (600 virtual seconds were 6 real ones)
+        lease_seconds=kw.pop("lease_seconds", HANG * max(clock.factor, 1)),
         threads=kw.pop("threads", 4),
         batch=kw.pop("batch", 8),
         **kw,
@@ -80,7 +87,7 @@ def test_issue_sends_documented_fields(
     credly_repo(engine, fake)
     enqueue_many(engine, 1)
     worker = make_worker(engine, clock)
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     [badge] = fake.state()["badges"]
     assert badge["badge_template"]["id"] == "tmpl-b"
     assert badge["recipient_email"] == "learner0@example.edu"
@@ -106,7 +113,7 @@ def test_one_fault_then_exactly_one_badge(
     credly_repo(engine, fake)
     fake.configure(script=[{"outcome": outcome}])
     enqueue_many(engine, 1)
-    drain(make_worker(engine, clock), engine, timeout=30)
+    drain(make_worker(engine, clock), engine)
     assert list(live_per_earner(fake).values()) == [1]
     first, last = attempts(engine)[0], attempts(engine)[-1]
     assert first.outcome in ("retry", "uncertain") and first.error_detail
@@ -124,7 +131,7 @@ def test_429_retry_after_is_honoured(engine: Engine, fake: FakeCredly, clock: Sc
         script=[{"outcome": "429", "retry_after": 120}, {"outcome": "429", "retry_after": 30}]
     )
     enqueue_many(engine, 1)
-    drain(make_worker(engine, clock), engine, timeout=30)
+    drain(make_worker(engine, clock), engine)
     st = fake.state()
     assert st["violations"] == []
     posts = [r for r in st["requests"] if r["method"] == "POST"]
@@ -141,7 +148,7 @@ def test_duplicate_refusal_is_success_after_reconciling(
     credly_repo(engine, fake)
     enqueue_many(engine, 1)
     worker = make_worker(engine, clock)
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     with db_session(engine, write=True) as s:
         rid = s.exec(select(OutboxMessage)).one().id
         assert rid is not None
@@ -154,7 +161,7 @@ def test_duplicate_refusal_is_success_after_reconciling(
         row.uncertain = False
         s.add(row)
         s.commit()
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     assert list(live_per_earner(fake).values()) == [1]
     last = attempts(engine)[-1]
     assert last.outcome == "delivered" and "-> 422" in last.request_summary
@@ -174,7 +181,7 @@ def test_duplicate_of_someone_elses_badge_is_a_visible_dead_letter(
             s, snapshot=snapshot(2, recipient_email="same@example.edu"), repository_ids=[rid]
         )
         s.commit()
-    drain(make_worker(engine, clock), engine, timeout=20)
+    drain(make_worker(engine, clock), engine)
     assert statuses(engine) == {"delivered": 1, "dead": 1}
     with db_session(engine) as s:
         dead = s.exec(select(OutboxMessage).where(OutboxMessage.status == "dead")).one()
@@ -194,7 +201,7 @@ def test_final_errors_dead_letter_after_one_attempt(
 ) -> None:
     credly_repo(engine, fake, **change)
     enqueue_many(engine, 1)
-    drain(make_worker(engine, clock), engine, timeout=20)
+    drain(make_worker(engine, clock), engine)
     [a] = attempts(engine)
     assert a.outcome == "dead" and reason in (a.error_detail or "")
     with db_session(engine) as s:
@@ -212,12 +219,12 @@ def test_retryable_errors_dead_letter_when_attempts_run_out(
     with db_session(engine, write=True) as s:
         s.exec(select(OutboxMessage)).one().max_attempts = 3
         s.commit()
-    drain(make_worker(engine, clock), engine, timeout=30)
+    drain(make_worker(engine, clock), engine)
     assert [a.outcome for a in attempts(engine)] == ["uncertain", "uncertain", "dead"]
     with db_session(engine, write=True) as s:
         outbox.retry(s, s.exec(select(OutboxMessage)).one().uuid)
         s.commit()
-    drain(make_worker(engine, clock), engine, timeout=30)
+    drain(make_worker(engine, clock), engine)
     assert list(live_per_earner(fake).values()) == [1]
 
 
@@ -227,12 +234,12 @@ def test_revoke_and_upgrade_reach_credly(
     credly_repo(engine, fake)
     enqueue_many(engine, 2)
     worker = make_worker(engine, clock)
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     with db_session(engine, write=True) as s:
         awards.propagate_upgrade(s, snapshot=snapshot(0, level="advanced"))
         awards.propagate_revocation(s, snapshot(1).credential_id, "Grade corrected")
         s.commit()
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     badges = fake.state()["badges"]
     by = {(b["issuer_earner_id"].split(":")[0][-1], b["badge_template"]["id"]): b for b in badges}
     assert by[("0", "tmpl-b")]["state"] == "revoked"
@@ -330,6 +337,21 @@ def test_unexpected_answer_is_treated_as_uncertain_and_checked(engine: Engine) -
     assert statuses(engine) == {"delivered": 1}
 
 
+@pytest.fixture
+def still(fake: FakeCredly) -> ScaledClock:
+    """Virtual time that moves only when the test moves it: the pause a 429 sets must still
+    hold at each step however slowly the host runs (on the scaled clock its 300 s were 3 real
+    seconds)."""
+    c = ScaledClock(factor=0)
+    fake.configure(clock=c.as_config())
+    return c
+
+
+def _after_the_pause(fake: FakeCredly, clock: ScaledClock) -> None:
+    clock.advance(301)
+    fake.configure(clock=clock.as_config())
+
+
 def _org_posts(fake: FakeCredly, org: str) -> list[dict[str, Any]]:
     return [
         r
@@ -338,29 +360,30 @@ def _org_posts(fake: FakeCredly, org: str) -> list[dict[str, Any]]:
     ]
 
 
-def _two_orgs(engine: Engine, fake: FakeCredly) -> tuple[int, int]:
+def _two_orgs(engine: Engine, fake: FakeCredly, clock: ScaledClock) -> tuple[int, int]:
     fake.configure(org_limits=True, script=[{"outcome": "429", "retry_after": 300}])
     a = credly_repo(engine, fake, name="Credly A")
     b = credly_repo(engine, fake, name="Credly B", config={"organization_id": "org-2"})
     with db_session(engine, write=True) as s:
         # Two rows to organisation A (the first gets the 429), one to organisation B.
-        awards.enqueue_issue(s, snapshot=snapshot(0), repository_ids=[a])
-        awards.enqueue_issue(s, snapshot=snapshot(1), repository_ids=[a])
-        awards.enqueue_issue(s, snapshot=snapshot(2), repository_ids=[b])
+        for i, repo in enumerate((a, a, b)):
+            awards.enqueue_issue(s, snapshot=snapshot(i), repository_ids=[repo], now=clock())
         s.commit()
     return a, b
 
 
 def test_a_429_pauses_the_repository_for_the_other_threads_of_the_worker(
-    engine: Engine, fake: FakeCredly, clock: ScaledClock
+    engine: Engine, fake: FakeCredly, still: ScaledClock
 ) -> None:
-    _two_orgs(engine, fake)
+    _two_orgs(engine, fake, still)
     # One claim takes all three rows; the second row to A is not sent after A's 429.
-    worker = make_worker(engine, clock, threads=1, batch=3)
+    worker = make_worker(engine, still, threads=1, batch=3)
     assert worker.run_once() == 3
     assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
     assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
-    drain(worker, engine, timeout=30)
+    assert worker.run_once() == 0  # paused
+    _after_the_pause(fake, still)
+    drain(worker, engine)
     st = fake.state()
     assert st["violations"] == []
     first, *rest = _org_posts(fake, "org-1")
@@ -369,11 +392,11 @@ def test_a_429_pauses_the_repository_for_the_other_threads_of_the_worker(
 
 
 def test_a_429_pauses_the_repository_for_every_worker(
-    engine: Engine, fake: FakeCredly, clock: ScaledClock
+    engine: Engine, fake: FakeCredly, still: ScaledClock
 ) -> None:
-    a, _b = _two_orgs(engine, fake)
-    w1 = make_worker(engine, clock, threads=1, batch=1)
-    w2 = make_worker(engine, clock, threads=1, batch=1)  # another process: no shared memory
+    a, _b = _two_orgs(engine, fake, still)
+    w1 = make_worker(engine, still, threads=1, batch=1)
+    w2 = make_worker(engine, still, threads=1, batch=1)  # another process: no shared memory
     assert w1.run_once() == 1  # organisation A answers 429, Retry-After 300 s
     with db_session(engine) as s:
         repo = repositories.get(s, a)
@@ -382,7 +405,8 @@ def test_a_429_pauses_the_repository_for_every_worker(
     assert w2.run_once() == 0 and w1.run_once() == 0
     assert [p["outcome"] for p in _org_posts(fake, "org-1")] == ["429"]
     assert [p["outcome"] for p in _org_posts(fake, "org-2")] == ["ok"]
-    drain(w2, engine, timeout=30)
+    _after_the_pause(fake, still)
+    drain(w2, engine)
     assert fake.state()["violations"] == []
     assert statuses(engine) == {"delivered": 3}
 
@@ -403,13 +427,13 @@ def test_an_upgrade_revokes_the_old_badge_by_its_id_whatever_the_list_looks_like
     credly_repo(engine, fake)
     enqueue_many(engine, 1)
     worker = make_worker(engine, clock)
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     cid = snapshot(0).credential_id
     old_id = _badges_of(fake, cid)["tmpl-b"]["id"]
     with db_session(engine, write=True) as s:
         awards.propagate_upgrade(s, snapshot=snapshot(0, level="advanced"))
         s.commit()
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     badges = _badges_of(fake, cid)
     assert badges["tmpl-b"]["state"] == "revoked" and badges["tmpl-a"]["state"] == "pending"
     assert live_per_earner(fake) == {f"{cid}:advanced": 1}  # the learner holds only the new one
@@ -435,7 +459,7 @@ def test_a_revocation_that_revokes_nothing_is_a_dead_letter_that_says_what_to_do
         [revoke] = awards.propagate_revocation(s, cid, "Awarded in error")
         s.commit()
         assert revoke.repository_id == rid
-    drain(make_worker(engine, clock), engine, timeout=20)
+    drain(make_worker(engine, clock), engine)
     with db_session(engine) as s:
         revoke_row = s.get(OutboxMessage, revoke.id)
     assert revoke_row is not None and revoke_row.status == "dead"
@@ -449,13 +473,13 @@ def test_a_revoke_by_id_that_credly_does_not_know_is_not_delivered(
     credly_repo(engine, fake)
     enqueue_many(engine, 1)
     worker = make_worker(engine, clock)
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     fake.reset()  # the badge was deleted in Credly meanwhile
     fake.configure(token="test-org-token", templates={"tmpl-b": {}}, clock=clock.as_config())
     with db_session(engine, write=True) as s:
         [revoke] = awards.propagate_revocation(s, snapshot(0).credential_id, "Awarded in error")
         s.commit()
-    drain(worker, engine, timeout=20)
+    drain(worker, engine)
     with db_session(engine) as s:
         row = s.get(OutboxMessage, revoke.id)
     assert row is not None and row.status == "dead"

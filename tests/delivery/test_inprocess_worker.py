@@ -16,6 +16,7 @@ from service.delivery.worker import Worker, build_connectors
 from service.settings import Settings
 from tests.delivery.conftest import credly_repo, enqueue_many, statuses, unfinished
 from tests.delivery.fakes import FakeCredly
+from tests.timing import HANG
 
 
 def test_serve_worker_delivers_and_stops(
@@ -25,12 +26,12 @@ def test_serve_worker_delivers_and_stops(
     enqueue_many(engine, 3)
     stop, thread = workers._start_inprocess_worker(settings, enabled=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG
         while unfinished(engine) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         stop.set()
-        thread.join(timeout=30)
+        thread.join(timeout=HANG)
     assert not thread.is_alive()
     assert statuses(engine) == {"delivered": 3}
     assert len(fake.state()["badges"]) == 3

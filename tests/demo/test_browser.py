@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 
 from service.demo import bootstrap, server
 from service.settings import Settings
+from tests.timing import HANG
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -131,13 +132,17 @@ def probe() -> Iterator[tuple[str, list[str | None]]]:
 def _context(playwright: Any, profile: Path, prefs: dict[str, Any]) -> Any:
     (profile / "Default").mkdir(parents=True)
     (profile / "Default" / "Preferences").write_text(json.dumps(prefs))
-    return playwright.chromium.launch_persistent_context(
+    context = playwright.chromium.launch_persistent_context(
         str(profile),
         executable_path=str(CHROMIUM),
         args=ARGS,
         headless=True,
         viewport={"width": 1400, "height": 950},
     )
+    # a hang guard for every click and navigation (Playwright's own is 30 s): a launch
+    # through the demo LMS can take longer than that on a loaded CI host
+    context.set_default_timeout(HANG * 1000)
+    return context
 
 
 @pytest.fixture
@@ -157,15 +162,15 @@ def _third_party_probe(context: Any, lms_url: str, probe_url: str) -> dict[str, 
     page.goto(lms_url + "/")
     page.evaluate(
         # page.evaluate has no timeout of its own: a frame that never loads fails the test
-        # after 20 s with this message instead of hanging the lane.
-        """url => new Promise((done, fail) => {
-             setTimeout(() => fail(new Error("the probe frame did not load twice in 20 s")), 20000);
+        # after HANG seconds with this message instead of hanging the lane.
+        """([url, hang]) => new Promise((done, fail) => {
+             setTimeout(() => fail(new Error("the probe frame did not load twice")), hang);
              const f = document.createElement("iframe");
              f.src = url + "/set";
              f.onload = () => { f.onload = () => done(); f.src = url + "/check"; };
              document.body.appendChild(f);
            })""",
-        probe_url,
+        [probe_url, HANG * 1000],
     )
     cookies = {c["name"]: c for c in context.cookies() if c["domain"] == "127.0.0.1"}
     page.close()
@@ -228,7 +233,7 @@ def _launch(
 def expect_landing(frame: Any, name: str, role: str) -> None:
     """The tool's landing page for this person and course role (its "signed in as" line)."""
     who = frame.locator("p.meta")
-    expect(who).to_contain_text(f"Signed in as {name}", timeout=20_000)
+    expect(who).to_contain_text(f"Signed in as {name}")
     expect(who).to_contain_text("Data Literacy 101")
     expect(who).to_contain_text(f"role: {role}")
     expect(frame.locator("h1")).to_be_visible()
@@ -310,11 +315,9 @@ def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo)
     page = browser.new_page()
     page.goto(demo.lms_url + "/course/tool?as=u-instr-1&message=deeplink")
     frame = page.frame_locator("[data-testid=tool-frame]")
-    expect(frame.get_by_role("button", name="Add to course")).to_be_visible(timeout=20_000)
+    expect(frame.get_by_role("button", name="Add to course")).to_be_visible()
     frame.get_by_role("button", name="Add to course").click()
-    expect(frame.get_by_test_id("placed-links")).to_contain_text(
-        "Competency credentials", timeout=20_000
-    )
+    expect(frame.get_by_test_id("placed-links")).to_contain_text("Competency credentials")
     # The placed link shows in the course and launches the tool as a learner.
     page.goto(demo.lms_url + "/")
     expect(page.get_by_test_id("course-content")).to_contain_text("Competency credentials")
@@ -323,13 +326,15 @@ def test_instructor_places_a_link_through_deep_linking(browser: Any, demo: Demo)
     expect(page.locator("h1")).to_have_text("Competency credentials")
 
 
-STORAGE_CALL = """async ([msgs, target]) => {
+# Each message is answered or, after ``hang`` ms (a hang guard, every call expects an answer),
+# resolves to "timeout".
+STORAGE_CALL = """async ([msgs, target, hang]) => {
   const win = target === "_parent" ? window.parent : window.parent.frames[target];
   const out = [];
   for (const msg of msgs) {
     out.push(await new Promise(resolve => {
       const id = "t-" + Math.random();
-      const timer = setTimeout(() => resolve("timeout"), 3000);
+      const timer = setTimeout(() => resolve("timeout"), hang);
       window.addEventListener("message", function on(e) {
         if (!e.data || e.data.message_id !== id) return;
         window.removeEventListener("message", on); clearTimeout(timer); resolve(e.data);
@@ -362,6 +367,7 @@ def test_platform_storage_keeps_values_per_tool_and_refuses_other_origins(
                 {"subject": "lti.put_data", "key": "", "value": "x"},
             ],
             "post_message_forwarding",
+            HANG * 1000,
         ],
     )
     assert caps["subject"] == "lti.capabilities.response"
@@ -373,7 +379,7 @@ def test_platform_storage_keeps_values_per_tool_and_refuses_other_origins(
     assert deleted["value"] is None and gone["value"] is None
     assert bad["error"]["code"] == "bad_request"
     # Another origin (the probe: same host, other port) is refused and never sees the value.
-    tool.evaluate(STORAGE_CALL, [[put], "post_message_forwarding"])
+    tool.evaluate(STORAGE_CALL, [[put], "post_message_forwarding", HANG * 1000])
     probe_url, _ = probe
     page.evaluate(
         """url => new Promise(done => {
@@ -384,5 +390,5 @@ def test_platform_storage_keeps_values_per_tool_and_refuses_other_origins(
         probe_url,
     )
     intruder = page.frame(name="intruder")
-    (refused,) = intruder.evaluate(STORAGE_CALL, [[get], "post_message_forwarding"])
+    (refused,) = intruder.evaluate(STORAGE_CALL, [[get], "post_message_forwarding", HANG * 1000])
     assert refused["error"]["code"] == "unauthorized" and "value" not in refused

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.issuer import samples
+from tests.timing import HANG
 
 
 def _free_port() -> int:
@@ -81,7 +82,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=HANG)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -101,7 +102,7 @@ def _issue(demo: Demo) -> str:
         f"{demo.tool_url}/api/credentials",
         json=body,
         headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
+        timeout=HANG,
     )
     assert resp.status_code == 201, resp.text
     return str(resp.json()["id"])
@@ -114,7 +115,7 @@ def test_the_cli_beside_the_demo_verifies_its_credentials_and_refuses_another_ur
     got = httpx.get(
         f"{demo.tool_url}/credentials/{uuid}",
         headers={"Accept": "application/vc+ld+json"},
-        timeout=30,
+        timeout=HANG,
     )
     assert got.status_code == 200
     status_url = got.json()["credentialStatus"]["statusListCredential"]
@@ -122,7 +123,7 @@ def test_the_cli_beside_the_demo_verifies_its_credentials_and_refuses_another_ur
     (demo.cwd / "cred.json").write_bytes(got.content)
     verified = _cli(demo.cwd, "verify", "cred.json")
     assert verified.returncode == 0, verified.stderr
-    status_before = httpx.get(status_url, timeout=30).content
+    status_before = httpx.get(status_url, timeout=HANG).content
 
     refused = _cli(
         demo.cwd,
@@ -136,7 +137,7 @@ def test_the_cli_beside_the_demo_verifies_its_credentials_and_refuses_another_ur
     assert refused.returncode == 2, refused.stderr
     assert f"this database belongs to the issuer at {demo.tool_url}" in refused.stderr
     assert f"MICROCRED_BASE_URL={demo.tool_url}" in refused.stderr
-    assert httpx.get(status_url, timeout=30).content == status_before
+    assert httpx.get(status_url, timeout=HANG).content == status_before
     assert _cli(demo.cwd, "verify", "cred.json").returncode == 0
 
 

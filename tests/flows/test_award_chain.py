@@ -20,6 +20,7 @@ from service.delivery.worker import Worker, build_connectors
 from service.flows import evaluating, evaluation_queue, gradebook, revoking, syncing, wiring
 from service.issuer import service as issuer_service
 from tests.flows.conftest import Live, Tab, evaluate, launch, pull
+from tests.timing import HANG
 
 pytestmark = pytest.mark.db
 
@@ -566,7 +567,7 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
 
     def run() -> None:
         try:
-            start.wait(timeout=30)
+            start.wait(timeout=HANG)
             with db_session(live.engine, write=True) as s:
                 evaluating.evaluate_course(
                     s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
@@ -579,7 +580,7 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout=120)
+        t.join(timeout=HANG)
     assert not errors, errors
     with db_session(live.engine) as s:
         issued = s.exec(select(Award.person_id, Award.line_key).where(Award.state == "issued"))
@@ -594,7 +595,7 @@ class _MeetBeforeCreating(httpx.BaseTransport):
 
     def __init__(self, parties: int) -> None:
         self._inner = httpx.HTTPTransport()
-        self._barrier = threading.Barrier(parties, timeout=30)
+        self._barrier = threading.Barrier(parties, timeout=HANG)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         searching = (
@@ -624,7 +625,7 @@ def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None
         ]
     assert len(rows) == 2
     label = "Investigating with data (competency level)"
-    with httpx.Client(transport=_MeetBeforeCreating(2), timeout=30) as http:
+    with httpx.Client(transport=_MeetBeforeCreating(2), timeout=HANG) as http:
         poster = gradebook.ags_poster(live.engine, http)
         outcomes: list[BaseException | None] = [None, None]
 
@@ -638,7 +639,7 @@ def test_concurrent_first_scores_create_one_gradebook_column(live: Live) -> None
         for t in threads:
             t.start()
         for t in threads:
-            t.join(timeout=60)
+            t.join(timeout=HANG)
         # One delivery created the column; the other waited and is retried (as the worker
         # retries a not-ready row) once it exists.
         waited = [i for i, o in enumerate(outcomes) if o is not None]

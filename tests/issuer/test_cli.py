@@ -123,32 +123,11 @@ def test_rotate_keys_keeps_old_credentials_valid(
 
 
 def test_verify_url_fetches_from_a_running_server(env: Settings, engine: Engine) -> None:
-    import threading
-    import time
-
-    import uvicorn
-
     from service.app import create_app
+    from tests.threaded_server import serving
 
     uuid, _, _ = _issue(engine, env)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(env, engine=engine),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        for _ in range(200):
-            if server.started:
-                break
-            time.sleep(0.05)
-        assert server.started
-        port = server.servers[0].sockets[0].getsockname()[1]
+    with serving(create_app(env, engine=engine), lifespan="off") as port:
         url = f"http://127.0.0.1:{port}/credentials/{uuid}"
         result = CliRunner().invoke(cli.app, ["verify", url])
         assert result.exit_code == 0, result.output
@@ -156,9 +135,6 @@ def test_verify_url_fetches_from_a_running_server(env: Settings, engine: Engine)
         assert report["valid"] is True and report["format"] == "ldp"
         missing = CliRunner().invoke(cli.app, ["verify", f"http://127.0.0.1:{port}/credentials/x"])
         assert missing.exit_code == 2 and "HTTP 404" in missing.stderr
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_verify_expired_and_foreign_key_give_reasons(

@@ -7,6 +7,7 @@ import base64
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from service.issuer import service
 from service.issuer.pool import VerifierPool
 from service.settings import Settings
 from tests.issuer import hostile, samples
+from tests.timing import HANG
 
 
 def _app(settings: Settings, engine: Engine, **changes: Any) -> FastAPI:
@@ -97,14 +99,16 @@ def held_pool() -> Iterator[tuple[VerifierPool, threading.Event]]:
 
     def hold() -> None:
         started.set()
-        release.wait(10)
+        # held until the test releases it (HANG only ends a test that never does): with 10 s
+        # here, a slow host let the slot free itself before the test asked for it
+        release.wait(HANG)
 
     runner = threading.Thread(target=lambda: asyncio.run(pool.run(hold)))
     runner.start()
-    assert started.wait(10)
+    assert started.wait(HANG)
     yield pool, release
     release.set()
-    runner.join(10)
+    runner.join(HANG)
     pool.shutdown()
 
 
@@ -121,11 +125,12 @@ def test_a_full_verifier_answers_503_at_once(
     # pages are served by other threads meanwhile
     assert client.get("/healthz").status_code == 200
     release.set()
-    for _ in range(100):  # the slot frees when the held work ends
+    deadline = time.monotonic() + HANG
+    while True:  # the slot frees when the held work ends
         resp = client.post("/verify", content="hello")
-        if resp.status_code == 200:
+        if resp.status_code == 200 or time.monotonic() > deadline:
             break
-        threading.Event().wait(0.05)
+        time.sleep(0.05)
     assert resp.status_code == 200 and resp.json()["valid"] is False
 
 
@@ -136,7 +141,7 @@ def test_the_pool_refuses_beyond_its_size_and_frees_slots_when_work_ends() -> No
 
     def work() -> str:
         names.append(threading.current_thread().name)
-        gate.wait(10)
+        gate.wait(HANG)
         return "done"
 
     async def scenario() -> list[str]:

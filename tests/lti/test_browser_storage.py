@@ -10,18 +10,17 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
 import pytest
 
 from tests.lti.platform import C, FakePlatform
-from tests.lti.test_serve_e2e import ROOT, _cli, _free_port
+from tests.lti.test_serve_e2e import ROOT, _cli, _free_port, wait_until_serving
+from tests.timing import HANG
 
 pytestmark = [
     pytest.mark.browser,
@@ -166,12 +165,7 @@ def setup(tmp_path: Path) -> Iterator[tuple[str, str]]:
         stderr=subprocess.STDOUT,
     )
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(tool + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until_serving(tool, proc)
         yield plat.issuer + "/course", tool
     finally:
         proc.terminate()
@@ -199,6 +193,7 @@ def _browser_run(course: str, *, strip_cookies: bool, shot: str) -> tuple[str, i
         )
         try:
             context = browser.new_context()
+            context.set_default_timeout(HANG * 1000)  # a hang guard, not a speed figure
             if strip_cookies:
                 # The browser loses our cookie between login and launch (as Safari or a
                 # strict cookie setting would): drop every cookie when the platform's auth
@@ -211,7 +206,7 @@ def _browser_run(course: str, *, strip_cookies: bool, shot: str) -> tuple[str, i
             page = context.new_page()
             page.goto(course)
             frame = page.frame_locator("#tool")
-            frame.locator("h1").filter(has_text="micro-credentials").wait_for(timeout=30_000)
+            frame.locator("h1").filter(has_text="micro-credentials").wait_for()
             os.makedirs("/tmp/shots", exist_ok=True)
             page.screenshot(path=f"/tmp/shots/{shot}.png", full_page=True)
             text = frame.locator("main").inner_text()

@@ -43,7 +43,10 @@ OTHER = [
     C + "launch_presentation",
 ]
 FUZZ = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40,
+    deadline=None,
+    # (too_slow: what each example costs depends on the host, tests/conftest.py)
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 

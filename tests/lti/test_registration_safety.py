@@ -24,6 +24,7 @@ from service.lti import registration
 from service.lti.errors import RegistrationFailed
 from service.settings import Settings
 from tests.lti.test_registration import _moodle
+from tests.timing import HANG
 
 CONF = "https://moodle.example.edu/mod/lti/openid-configuration.php"
 KEY = "reg-key-0123456789"
@@ -241,7 +242,8 @@ def test_two_registrations_at_once_cannot_pass_the_pending_cap(
         thread.start()
         # the second waits for the first's turn to end (or, unguarded, finishes at once)
         with engine.connect() as probe:
-            for _ in range(500):
+            deadline = time.monotonic() + HANG  # a hang guard, not a number of polls
+            while time.monotonic() < deadline:
                 waiting = probe.execute(
                     text(
                         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
@@ -251,7 +253,7 @@ def test_two_registrations_at_once_cannot_pass_the_pending_cap(
                     break
                 time.sleep(0.01)
         first.commit()
-    thread.join(timeout=30)
+    thread.join(timeout=HANG)
     assert len(outcome) == 1 and isinstance(outcome[0], RegistrationFailed), outcome
     with db_session(engine) as s:
         assert [p.client_id for p in s.exec(select(Platform)).all()] == ["c1"]

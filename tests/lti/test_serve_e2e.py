@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.lti.platform import FakePlatform
+from tests.timing import HANG
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +76,23 @@ def _cli(env: dict[str, str], *args: str) -> str:
     return out.stdout.strip()
 
 
+def wait_until_serving(base: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until ``microcred serve`` at ``base`` answers /healthz; fails when it exits or has not
+    answered in HANG seconds (a hang guard: on a loaded CI host it starts slowly)."""
+    deadline = time.monotonic() + HANG
+    while True:
+        try:
+            if httpx.get(base + "/healthz", timeout=HANG).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None:
+            pytest.fail(f"microcred serve exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"microcred serve did not answer in {HANG:.0f} s")
+        time.sleep(0.1)
+
+
 def test_platform_add_then_serve_then_launch_over_http(
     tmp_path: Path, jwks_server: tuple[str, FakePlatform]
 ) -> None:
@@ -117,15 +135,8 @@ def test_platform_add_then_serve_then_launch_over_http(
         stderr=subprocess.STDOUT,
     )
     try:
-        with httpx.Client(base_url=base, timeout=10) as http:
-            for _ in range(200):
-                try:
-                    if http.get("/healthz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            else:
-                pytest.fail("microcred serve did not start")
+        wait_until_serving(base, proc)
+        with httpx.Client(base_url=base, timeout=HANG) as http:
             assert http.get("/lti/jwks").json()["keys"][0]["kty"] == "RSA"
             target = base + "/lti/launch"
             resp = http.post(

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from service.cli import app
 from service.policies import files
+from tests.timing import HANG
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -264,7 +265,7 @@ def test_the_installed_command_runs_as_a_process() -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG,
         check=False,
     )
     assert done.returncode == 0, done.stderr

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlmodel import create_engine
 
 from service.web import credential_preview, credential_samples, errors
+from tests.threaded_server import serving
 
 pytestmark = pytest.mark.browser
 
@@ -39,19 +36,8 @@ def base_url() -> Iterator[str]:
     static = Path(credential_preview.__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
     app.include_router(credential_preview.router)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(app) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 def test_keyboard_focus_is_visible_and_reaches_the_downloads(base_url: str) -> None:
