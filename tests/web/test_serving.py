@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from service.serving import MAX_HEAD_BYTES, Protocol, server_options
 from service.settings import Settings
 from tests.threaded_server import serving
+from tests.timing import HANG
 
 PAGE = "<p>" + "x" * 5000 + "</p>"
-HANG = 120  # seconds a socket read may wait before the test calls it a hang
 released = threading.Event()
 
 
@@ -37,7 +37,7 @@ async def stream(_request: Request) -> StreamingResponse:
         yield b"first;"
         # the second chunk only once the client has the first: a held first chunk would
         # not be released before the client's read below times out (HANG)
-        for _ in range(2 * HANG * 100):
+        for _ in range(int(2 * HANG * 100)):
             if released.is_set():
                 break
             await asyncio.sleep(0.01)
