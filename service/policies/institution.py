@@ -124,7 +124,7 @@ def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict
         if lv.least and lv.least not in sittings:
             raise BadInput(f"{lv.label}, least sitting: {lv.least!r} is not a kind of sitting")
         try:
-            rng = None if low is None and high is None else bounds_mod.Range(low, high)
+            rng = bounds_mod.span(low, high, "min", percent=True) if {low, high} != {None} else None
         except AssessmentError as exc:
             raise BadInput(f"{words['min']}: {exc.message}", hint="Nothing was saved.") from None
         b = bounds_mod.LevelBounds(rng, sittings.get(lv.least))
