@@ -94,10 +94,10 @@ def _fraction(text: str, where: str) -> float | None:
 
 
 def percent_text(text: str, where: str) -> str | None:
-    """A percentage typed in a form as stored: "70%", "70" and "0.7" are all "70%"; None
-    for an empty box."""
+    """A percentage typed in a form as stored (exactly, as ``edit`` stores it): "70%", "70"
+    and "0.7" are all "70%"; None for an empty box."""
     fraction = _fraction(text, where)
-    return None if fraction is None else f"{round(fraction * 100, 4):g}%"
+    return None if fraction is None else _pct(fraction)
 
 
 def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict[str, Any]]:

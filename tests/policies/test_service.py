@@ -15,6 +15,8 @@ from service.assessment.types import Evidence, Level
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, Competency, Course, Decision, EffectivePolicy
 from service.errors import BadInput, Conflict, NotFound
+from service.flows import wiring
+from service.policies import institution
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from tests import factories
@@ -416,6 +418,28 @@ def test_import_errors_point_at_the_line(session: Session, text: str, message: s
     with pytest.raises(BadInput) as caught:
         policies.import_course(session, course_id=course.id or 0, text=text, author="p")
     assert message in caught.value.detail
+
+
+def test_the_instructor_setup_stores_and_shows_a_threshold_as_typed(session: Session) -> None:
+    """The setup page rounded a typed threshold to four decimals (the admin page stores it
+    as typed) and showed it truncated to two, so saving the page unchanged moved it."""
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policies.attach(session, course_id=course.id, competency_row=stats)
+    assert institution.percent_text("66.66667", "x") == "66.66667%"
+    assert (
+        institution.percent_text("0.7", "x") == "70%" and institution.percent_text(" ", "x") is None
+    )
+    wiring.save_competency_setup(
+        session,
+        course_id=course.id,
+        competency_key="stats",
+        items=[],
+        thresholds={"intermediate": "66.666"},
+        actor="p",
+    )
+    [setup] = wiring.course_competencies(session, course_id=course.id)
+    assert setup.thresholds == {"beginning": "50%", "intermediate": "66.666%", "advanced": "85%"}
 
 
 def test_institution_import_and_export(session: Session) -> None:
