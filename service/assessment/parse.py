@@ -392,7 +392,8 @@ def _pct_text(fraction: float) -> str:
 
 
 def policy_to_dict(policy: Policy) -> dict[str, Any]:
-    """The canonical document of a policy; ``read_policy`` gives the same policy back."""
+    """The canonical document of a policy, as stored and hashed: percentages to six significant
+    digits, so ``read_policy`` reads 66.66667% back as 66.6667% (``layer_to_dict`` is exact)."""
     levels: dict[str, Any] = {}
     for level, rule in policy.ladder:
         entry: dict[str, Any] = {"threshold": _pct_text(rule.threshold)}
