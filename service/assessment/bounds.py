@@ -30,6 +30,7 @@ __all__ = [
     "bounds_to_dict",
     "check",
     "read_bounds",
+    "span",
     "violations",
 ]
 
@@ -85,15 +86,17 @@ def _range(value: Any, path: str, read: Callable[[Any, str], float]) -> Range:
     low = r.take("min", "minimum", "from", "at_least")
     high = r.take("max", "maximum", "to", "at_most")
     r.finish(("min", "max"))
-    try:
-        return Range(
-            None if low is None else read(low[0], low[1]),
-            None if high is None else read(high[0], high[1]),
-        )
-    except PolicyError as exc:
-        if exc.field == "min" and low is not None:
-            raise PolicyError(low[1], exc.message) from None
-        raise
+    lo, hi = (None if end is None else read(*end) for end in (low, high))
+    return span(lo, hi, low[1] if low else path, percent=read is reading.parse_fraction)
+
+
+def span(low: float | None, high: float | None, field: str, *, percent: bool) -> Range:
+    """``Range(low, high)``, refusing a minimum above the maximum in the words of the page
+    and the file: percentages as the thresholds page shows them (``"65%"``), or numbers."""
+    if low is not None and high is not None and low > high:
+        ends = [str(reading.fraction_doc(v)) if percent else f"{v:g}" for v in (low, high)]
+        raise PolicyError(field, "the minimum {} is above the maximum {}".format(*ends))
+    return Range(low, high)
 
 
 def _count(value: Any, path: str) -> float:

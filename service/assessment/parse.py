@@ -112,9 +112,9 @@ def read_layer(doc: Any, path: str = "") -> Layer:
         layer["competency"] = as_text(got[0], got[1], PolicyError)
     if got := r.take("version"):
         layer["version"] = integer(got[0], got[1], PolicyError)
-    for key in ("name", "description", "title", "note", "notes"):
-        if got := r.take(key):  # free text for people; not used by the rules
-            layer.setdefault("name" if key in ("name", "title") else "description", got[0])
+    for field, *synonyms in (("name", "title"), ("description", "note", "notes")):
+        if got := r.take(field, *synonyms, agreeing=True):  # for people; not used by the rules
+            layer[field] = got[0]
     if got := r.take("aggregation", "calculation_method", "method", "calculation"):
         _read_aggregation(got[0], got[1], layer)
     if got := r.take(*_WEIGHT_NAMES):
@@ -392,7 +392,8 @@ def _pct_text(fraction: float) -> str:
 
 
 def policy_to_dict(policy: Policy) -> dict[str, Any]:
-    """The canonical document of a policy; ``read_policy`` gives the same policy back."""
+    """The canonical document of a policy, as stored and hashed: percentages to six significant
+    digits, so ``read_policy`` reads 66.66667% back as 66.6667% (``layer_to_dict`` is exact)."""
     levels: dict[str, Any] = {}
     for level, rule in policy.ladder:
         entry: dict[str, Any] = {"threshold": _pct_text(rule.threshold)}

@@ -76,15 +76,17 @@ class Reader:
         """The path of ``key`` in this mapping."""
         return f"{self.path}.{key}" if self.path else key
 
-    def take(self, *names: str) -> tuple[Any, str] | None:
+    def take(self, *names: str, agreeing: bool = False) -> tuple[Any, str] | None:
         """The value under the first of ``names`` present (and its path), or None; two
-        synonyms present at once is an error."""
+        synonyms present at once is an error, unless ``agreeing`` and their values are equal."""
         found = [self.keys[n] for n in names if n in self.keys]
         if not found:
             return None
-        if len(found) > 1:
-            raise self.error(self.at(found[1]), f"means the same as {found[0]!r}; give one")
-        self.taken.add(found[0])
+        for other in found[1:]:
+            if not agreeing or self.data[other] != self.data[found[0]]:
+                but = " but says something else" if agreeing else ""
+                raise self.error(self.at(other), f"means the same as {found[0]!r}{but}; give one")
+        self.taken.update(found)
         return self.data[found[0]], self.at(found[0])
 
     def finish(self, known: Sequence[str]) -> None:

@@ -12,7 +12,8 @@ from typing import Any
 from sqlmodel import Session, select
 
 from service import audit, evaluation
-from service.assessment.types import Policy, percent
+from service.assessment.reading import fraction_doc
+from service.assessment.types import Policy
 from service.db.models import Competency, Course, CourseSetup, SourceConnection
 from service.errors import BadInput, NotFound, ServiceError
 from service.flows.setup_store import course_setup
@@ -191,7 +192,7 @@ def course_competencies(session: Session, *, course_id: int) -> list[CompetencyS
                 comp,
                 policy,
                 problem,
-                {lv.key: percent(rule.threshold) for lv, rule in policy.ladder},
+                {lv.key: str(fraction_doc(rule.threshold)) for lv, rule in policy.ladder},
                 {lv.key: rule.verification.key for lv, rule in policy.ladder},
                 bounds,
                 tuple(m.item for m in policy.items),

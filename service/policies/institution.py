@@ -94,10 +94,10 @@ def _fraction(text: str, where: str) -> float | None:
 
 
 def percent_text(text: str, where: str) -> str | None:
-    """A percentage typed in a form as stored: "70%", "70" and "0.7" are all "70%"; None
-    for an empty box."""
+    """A percentage typed in a form as stored (exactly, as ``edit`` stores it): "70%", "70"
+    and "0.7" are all "70%"; None for an empty box."""
     fraction = _fraction(text, where)
-    return None if fraction is None else f"{round(fraction * 100, 4):g}%"
+    return None if fraction is None else _pct(fraction)
 
 
 def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -124,7 +124,7 @@ def edit(session: Session, typed: list[LevelForm]) -> tuple[dict[str, Any], dict
         if lv.least and lv.least not in sittings:
             raise BadInput(f"{lv.label}, least sitting: {lv.least!r} is not a kind of sitting")
         try:
-            rng = None if low is None and high is None else bounds_mod.Range(low, high)
+            rng = bounds_mod.span(low, high, "min", percent=True) if {low, high} != {None} else None
         except AssessmentError as exc:
             raise BadInput(f"{words['min']}: {exc.message}", hint="Nothing was saved.") from None
         b = bounds_mod.LevelBounds(rng, sittings.get(lv.least))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -23,7 +23,7 @@ from sqlmodel import Session
 from service import audit
 from service.assessment import bounds as bounds_mod
 from service.assessment import canonical, parse, policyfile
-from service.assessment.types import AssessmentError, Level, Policy
+from service.assessment.types import AssessmentError, Level, Policy, PolicyError
 from service.db.models import (
     Competency,
     CompetencyLevelTemplate,
@@ -688,6 +688,19 @@ def import_institution(
     )
 
 
+_CANONICAL: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "defaults": lambda doc: parse.layer_to_dict(parse.read_layer(doc, "defaults")),
+    "bounds": lambda doc: bounds_mod.bounds_to_dict(bounds_mod.read_bounds(doc, "bounds")),
+}
+
+
+def _leaves(doc: Any, path: str = "") -> dict[str, Any]:
+    """A document's values by dotted path (``levels.intermediate.threshold``)."""
+    if not isinstance(doc, dict) or not doc:
+        return {path.removesuffix("."): doc}
+    return {k: v for key, sub in doc.items() for k, v in _leaves(sub, f"{path}{key}.").items()}
+
+
 def import_course(
     session: Session, *, course_id: int, text: str, fmt: str = "", author: str, note: str = ""
 ) -> list[PolicyVersion]:
@@ -704,20 +717,20 @@ def import_course(
     if not isinstance(data, dict):
         raise BadInput("course policy: must be a mapping with 'course' and/or 'policies'")
     current = export_institution(session)
-    for part in ("defaults", "bounds"):
-        if part in data and data[part] != current[part]:
-            raise BadInput(
-                str(
-                    loaded.error(
-                        part,
-                        "differs from the institution's; only an administrator changes it "
-                        "(import it as the institution policy)",
-                    )
-                ),
-                code="invalid_policy",
-            )
     checked = {**current, **{k: v for k, v in data.items() if k not in ("defaults", "bounds")}}
     try:
+        for part in [p for p in _CANONICAL if p in data]:  # the rules, not how they are spelt
+            ours, theirs = (_leaves(_CANONICAL[part](doc)) for doc in (current[part], data[part]))
+            if differs := "; ".join(
+                f"{k} is {theirs.get(k, 'not set')} in the file, {ours.get(k, 'not set')} in force"
+                for k in sorted(ours.keys() | theirs.keys())
+                if (k in ours, ours.get(k)) != (k in theirs, theirs.get(k))
+            ):
+                raise PolicyError(
+                    part,
+                    f"differs from the institution's: {differs}; only an administrator "
+                    "changes it (import it as the institution policy)",
+                )
         policyfile.read_policy_file(checked)
     except AssessmentError as exc:
         raise BadInput(str(loaded.error(exc.field, exc.message)), code="invalid_policy") from None

@@ -144,10 +144,20 @@ def test_check_reports_every_violation() -> None:
 @pytest.mark.parametrize(
     ("doc", "field", "message"),
     [
-        (
-            {"levels": {"beginning": {"threshold": {"min": 70, "max": 60}}}},
+        (  # percentages as the page and the file write them, not fractions (0.7)
+            {"levels": {"beginning": {"threshold": {"min": 70, "max": "60%"}}}},
             "levels.beginning.threshold.min",
-            "above the maximum",
+            "the minimum 70% is above the maximum 60%",
+        ),
+        (
+            {"minimum_score": {"at_least": 0.655, "at_most": 0.6}},
+            "minimum_score.at_least",
+            "the minimum 65.5% is above the maximum 60%",
+        ),
+        (
+            {"max_attempts": {"min": 5, "max": 3}},
+            "max_attempts.min",
+            "the minimum 5 is above the maximum 3",
         ),
         (
             {"levels": {"beginning": {"threshold": {"low": 1}}}},

@@ -373,6 +373,26 @@ def test_policy_errors_name_the_field(doc: dict[Any, Any], field: str, message: 
     assert message in caught.value.message
 
 
+def test_two_names_or_descriptions_for_people_must_agree() -> None:
+    """``name``/``title`` and ``description``/``note``/``notes`` are one field each: the
+    second of two was dropped silently, so a file's text could vanish from its export."""
+    levels = {"beginning": 50}
+    for doc, field in (
+        ({"name": "Stats", "Title": "Statistics"}, "Title"),
+        ({"description": "Senate 2026", "note": "Draft"}, "note"),
+        ({"notes": "Senate 2026", "description": "Draft"}, "notes"),
+    ):
+        with pytest.raises(PolicyError) as caught:
+            parse.read_layer(doc | {"levels": levels})
+        assert caught.value.field == field
+        assert "means the same as" in caught.value.message
+        assert "but says something else; give one" in caught.value.message
+    agreeing = {"name": "Stats", "title": "Stats", "note": "x", "notes": "x", "levels": levels}
+    layer = parse.read_layer(agreeing)
+    assert (layer["name"], layer["description"]) == ("Stats", "x")
+    assert parse.read_layer(parse.layer_to_dict(layer)) == layer
+
+
 def test_errors_carry_the_document_path() -> None:
     with pytest.raises(PolicyError) as caught:
         parse.read_policy({"levels": {"beginning": 50, "advanced": 40}}, "policies[2]")

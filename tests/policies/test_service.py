@@ -15,6 +15,8 @@ from service.assessment.types import Evidence, Level
 from service.db.engine import session as db_session
 from service.db.models import AuditEvent, Competency, Course, Decision, EffectivePolicy
 from service.errors import BadInput, Conflict, NotFound
+from service.flows import wiring
+from service.policies import institution
 from service.policies import repository as policies_repo
 from service.policies import service as policies
 from tests import factories
@@ -416,6 +418,72 @@ def test_import_errors_point_at_the_line(session: Session, text: str, message: s
     with pytest.raises(BadInput) as caught:
         policies.import_course(session, course_id=course.id or 0, text=text, author="p")
     assert message in caught.value.detail
+
+
+def test_a_course_file_exported_before_the_thresholds_page_saved_still_imports(
+    session: Session,
+) -> None:
+    """The admin page rewrites the same rules in canonical spelling ("beginning: 50%" as
+    "beginning: {threshold: 50%}"); a course file exported before that was refused as if
+    its institution part had changed. Only a real difference is refused, and named."""
+    course, _ = setup_course(session)
+    assert course.id is not None
+    exported = policies.export_course(session, course_id=course.id)
+    _, rows = institution.form(session)
+    defaults, bounds = institution.edit(session, rows)  # the page saved unchanged
+    assert defaults != DEFAULTS
+    policies.save_institution(session, defaults=defaults, bounds=bounds, author="admin")
+    spelt = {  # the same bounds as BOUNDS, in other words the readers accept
+        "bands": {
+            "Intermediate": {"threshold": {"from": 60, "to": 0.8}},
+            "advanced": {"min_verification": "supervised"},
+        },
+        "Attempts": {"at_most": 5},
+    }
+    text = yaml.safe_dump(exported | {"bounds": spelt, "policies": {"stats": {"max_attempts": 4}}})
+    [saved] = policies.import_course(session, course_id=course.id, text=text, author="p")
+    assert saved.document == {"max_attempts": 4}
+    for part, changed, message in (
+        (
+            "defaults",
+            DEFAULTS | {"levels": {**DEFAULTS["levels"], "beginning": "55%"}, "n": 2},
+            "differs from the institution's: levels.beginning.threshold is 55% in the file, "
+            "50% in force; n is 2 in the file, not set in force; only an administrator",
+        ),
+        (
+            "bounds",
+            BOUNDS | {"max_attempts": {"max": 6}},
+            "differs from the institution's: max_attempts.max is 6 in the file, 5 in force;",
+        ),
+        ("bounds", {"levels": {"expert": {}}}, "field \"bounds.levels.expert\": 'expert' is not"),
+    ):
+        with pytest.raises(BadInput) as caught:
+            policies.import_course(
+                session, course_id=course.id, text=yaml.safe_dump({part: changed}), author="p"
+            )
+        assert message in caught.value.detail
+
+
+def test_the_instructor_setup_stores_and_shows_a_threshold_as_typed(session: Session) -> None:
+    """The setup page rounded a typed threshold to four decimals (the admin page stores it
+    as typed) and showed it truncated to two, so saving the page unchanged moved it."""
+    course, stats = setup_course(session)
+    assert course.id is not None
+    policies.attach(session, course_id=course.id, competency_row=stats)
+    assert institution.percent_text("66.66667", "x") == "66.66667%"
+    assert (
+        institution.percent_text("0.7", "x") == "70%" and institution.percent_text(" ", "x") is None
+    )
+    wiring.save_competency_setup(
+        session,
+        course_id=course.id,
+        competency_key="stats",
+        items=[],
+        thresholds={"intermediate": "66.666"},
+        actor="p",
+    )
+    [setup] = wiring.course_competencies(session, course_id=course.id)
+    assert setup.thresholds == {"beginning": "50%", "intermediate": "66.666%", "advanced": "85%"}
 
 
 def test_institution_import_and_export(session: Session) -> None:

@@ -359,8 +359,9 @@ def test_a_default_outside_the_new_range_is_refused_in_words(
         "/app/admin/thresholds",
         **_levels(min_intermediate="70", max_intermediate="60"),
     )
-    assert "Intermediate, lowest instructors may set: the minimum 0.7 is above the maximum" in (
-        resp.text
+    assert (  # as typed on the page: percentages, not fractions (0.7)
+        "Intermediate, lowest instructors may set: the minimum 70% is above the maximum 60%"
+        in resp.text
     )
 
 
