@@ -47,6 +47,11 @@ def _sent(live: Live) -> set[tuple[int | None, str, str]]:
     return rows | bits
 
 
+def _lists(live: Live) -> list[object]:
+    with db_session(live.engine) as s:
+        return [sl.document for sl in s.exec(select(StatusList).order_by(StatusList.id))]
+
+
 def _upgraded(live: Live) -> tuple[Tab, str, Award, Award]:
     """Lucas's Intermediate superseded by Advanced (an instructor raises the threshold and
     attests his supervised sitting), the instructor's page as it was before."""
@@ -170,6 +175,7 @@ def test_a_person_revokes_a_credential_the_rule_revoked_to_block_its_re_award(
         "issued",
     )
     before = _sent(live)
+    lists = _lists(live)
     # The instructor learns why the results fell and revokes the Intermediate in their own
     # name, so that it is not issued again when the threshold goes back. It was refused as
     # "already revoked" (409).
@@ -178,6 +184,7 @@ def test_a_person_revokes_a_credential_the_rule_revoked_to_block_its_re_award(
     done = tab.post(f"/app/course/awards/{old.id}/revoke", form, csrf=csrf)
     assert done.status_code == 303, done.text[:500]
     assert _sent(live) == before  # no bit flipped again, nothing sent again
+    assert _lists(live) == lists  # nor the status list signed again
     old = _line(live, SOFIA)[0]
     assert (old.state, old.reaward_blocked, old.review) == ("revoked", True, reason)
     with httpx.Client(base_url=live.tool_url, headers=api_headers("credentials:write")) as api:
