@@ -35,7 +35,7 @@ from sqlmodel import Session
 
 from service.db import engine as db_engine
 from service.db.engine import session as db_session
-from service.db.models import Enrolment, EvaluationJob, Evidence, VerificationEvent
+from service.db.models import Award, Enrolment, EvaluationJob, Evidence, VerificationEvent
 from service.db.types import as_text, as_time, utcnow
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
 JOB: Table = db_engine.table(EvaluationJob)
 C = JOB.c
 ENROLMENT: Table = db_engine.table(Enrolment)
+AWARD: Table = db_engine.table(Award)
 EVIDENCE: Table = db_engine.table(Evidence)
 EVENT: Table = db_engine.table(VerificationEvent)
 _CHUNK = 500  # rows per INSERT (SQLite allows 32,766 parameters; 7 a row)
@@ -73,14 +74,17 @@ def course_learner_ids(
     and the course page lists: those enrolled and anyone with results in the course.
 
     A learner the roster removed (NRPS Deleted, or gone: unenrolled, and Canvas drops a
-    concluded enrolment too) stays while they have results, which still earn credentials;
-    without results they are no one's to evaluate or count, and their credentials stay as
-    they are (an evaluation of no results would revoke them where the course says so).
+    concluded enrolment too) stays while they have results, which still earn credentials,
+    or holds a credential of the course (their evaluation of no results flags or revokes it
+    as the course says, as anyone's whose results went); else they are no one's learner.
     An Inactive (suspended, ended) enrolment stays a learner: grades come after a term ends.
     """
-    e, ev = ENROLMENT.c, EVIDENCE.c
+    e, ev, aw = ENROLMENT.c, EVIDENCE.c, AWARD.c
+    holding = sa_select(aw.person_id).where(aw.course_id == course_id, aw.state == "issued")
     enrolled = sa_select(e.person_id).where(
-        e.course_id == course_id, e.role == "learner", e.status != "removed"
+        e.course_id == course_id,
+        e.role == "learner",
+        or_(e.status != "removed", e.person_id.in_(holding)),
     )
     with_results = sa_select(ev.person_id).where(ev.course_id == course_id)
     if person_ids is not None:

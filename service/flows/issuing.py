@@ -339,10 +339,12 @@ def _revoke(
 ) -> Credential:
     """Revoke the award's credential: status list, revocation queued to every repository
     it reached (none for a superseded one: they hold the line's badge, a higher level), the
-    ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``)."""
+    ledger. A person's revocation blocks re-award (``evaluating._Known.blocks``), also as
+    the reason of one the rule revoked (``again``: its bit and repositories as they are)."""
     assert award.credential_uuid is not None
+    uuid, again = award.credential_uuid, award.state == "revoked" and not award.revoked_by
     credential = issuer_service.revoke(
-        session, settings=settings, uuid=award.credential_uuid, reason=reason, actor=actor, now=now
+        session, settings=settings, uuid=uuid, reason=reason, actor=actor, now=now, again=again
     )
     if award.state == "issued":
         delivery_awards.propagate_revocation(session, award.delivery_key, reason, now=now)

@@ -45,8 +45,8 @@ def revoke_credential(
     """Revoke a credential, the same act on the instructor page, ``microcred credential
     revoke`` and the API: status list, revocation queued to every repository the credential
     reached, the ledger (its re-award block, what the learner's page says) and the audit
-    row, in the caller's transaction. One already revoked is refused (409): no bit is
-    flipped and nothing is sent twice.
+    row, in the caller's transaction. One a person revoked is refused (409); one the rule
+    revoked takes the person's reason and block: no bit is flipped, nothing sent twice.
 
     A credential a higher level superseded (revoked by its id, or from an instructor page
     older than the upgrade) is revoked and blocks re-award like any other, but nothing is

@@ -395,6 +395,7 @@ def _set_revoked(
     reason: str,
     actor: str,
     now: dt.datetime,
+    again: bool = False,
 ) -> Credential:
     reason = reason.strip()
     if not reason:
@@ -403,16 +404,16 @@ def _set_revoked(
     row = repository.credential_by_uuid(session, uuid, for_update=True)
     if row is None:
         raise NotFound(f"no credential {uuid}")
-    if row.revoked == revoked:
+    if row.revoked == revoked and not again:
         state = "revoked" if revoked else "not revoked"
         raise Conflict(f"credential {uuid} is already {state}")
-    status = repository.status_list(session, row.status_list_id, for_update=True)
-    assert status is not None
-    status.bits = statuslist.set_bit(status.bits, row.status_index, revoked)
-    _sign_list(status, ring, settings, now)
-    session.add(status)
-    row.revoked = revoked
-    row.revoked_at = now if revoked else None
+    if row.revoked != revoked:
+        status = repository.status_list(session, row.status_list_id, for_update=True)
+        assert status is not None
+        status.bits = statuslist.set_bit(status.bits, row.status_index, revoked)
+        _sign_list(status, ring, settings, now)
+        session.add(status)
+        row.revoked, row.revoked_at = revoked, now if revoked else None
     row.revocation_reason = reason if revoked else None
     session.add(row)
     audit.record(
@@ -421,7 +422,7 @@ def _set_revoked(
         action="credential.revoked" if revoked else "credential.unrevoked",
         subject=f"credential:{uuid}",
         reason=reason,
-        status_list=status.id,
+        status_list=row.status_list_id,
         status_index=row.status_index,
     )
     session.flush()
@@ -429,11 +430,26 @@ def _set_revoked(
 
 
 def revoke(
-    session: Session, *, settings: Settings, uuid: str, reason: str, actor: str, now: dt.datetime
+    session: Session,
+    *,
+    settings: Settings,
+    uuid: str,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+    again: bool = False,
 ) -> Credential:
-    """Set the credential's revocation bit and re-sign its status list (audited)."""
+    """Set the credential's revocation bit and re-sign its status list (audited); ``again``:
+    one revoked already (else a Conflict) takes the reason, its bit and list unchanged."""
     return _set_revoked(
-        session, settings=settings, uuid=uuid, revoked=True, reason=reason, actor=actor, now=now
+        session,
+        settings=settings,
+        uuid=uuid,
+        revoked=True,
+        reason=reason,
+        actor=actor,
+        now=now,
+        again=again,
     )
 
 

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import evaluation
 from service.assessment.types import Level, VerificationLevel
-from service.db.models import Award, Person, SourceConnection
+from service.db.models import Award, Enrolment, Person, SourceConnection
 from service.db.types import row_id, utcnow
 from service.deps import RowId, SessionDep, SettingsDep, WriteSessionDep
 from service.errors import BadInput, ServiceError
@@ -78,6 +78,8 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
         )
     ):
         stacked[award.person_id].append(award)
+    gone = select(Enrolment.person_id).where(Enrolment.course_id == course_id)
+    removed = set(s.exec(gone.where(Enrolment.status == "removed")))
     by_person: dict[int, list[evaluating.Row]] = defaultdict(list)
     people: dict[int, Person] = {}
     counts = {lv.key: 0 for lv in Level}
@@ -94,6 +96,7 @@ def _learners_view(s: Session, course_id: int, settings: Settings) -> dict[str, 
         "attest_items": sorted(attest_items.items(), key=lambda kv: kv[1]),
         "learners": [(people[pid], by_person[pid]) for pid in people],
         "stacked": stacked,
+        "removed": removed,
         "competencies": competencies,
         "connected": health.connected,
         "health": health,

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from service import outbound
 from service.db.engine import session as db_session
-from service.db.models import Award, Enrolment, Person
+from service.db.models import Award, Enrolment, Evidence, EvidenceRevision, Person
 from service.db.types import utcnow
 from service.flows import syncing
 from service.lti.services import Member
@@ -86,3 +86,47 @@ def test_an_inactive_learner_stays_a_learner_of_the_course(live: Live) -> None:
     # NRPS Inactive (a suspended or ended enrolment): grades still come, after a term ends.
     _roster_without(live, "u-learn-5", status="Inactive")
     assert "Ingrid Larsen" in launch(live, "u-instr-1").get("/app/course").text
+
+
+def test_a_removed_learner_without_results_who_holds_credentials_is_listed_and_queued(
+    live: Live,
+) -> None:
+    pull(live)  # Lucas (u-learn-2) earns his credentials
+    lucas = _person(live, "u-learn-2")
+    with db_session(live.engine, write=True) as s:
+        held = s.exec(select(Award).where(Award.person_id == lucas.id)).all()
+        assert held and {a.state for a in held} == {"issued"}
+        # His results went (deleted in the LMS, or the credentials came from an import),
+        # then the roster removed him: his credentials stay.
+        for row in s.exec(select(Evidence).where(Evidence.person_id == lucas.id)):
+            for rev in s.exec(
+                select(EvidenceRevision).where(EvidenceRevision.evidence_id == row.id)
+            ):
+                s.delete(rev)
+            s.flush()
+            s.delete(row)
+        s.commit()
+    _roster_without(live, "u-learn-2")
+    tab = launch(live, "u-instr-1")
+    page = tab.get("/app/course").text
+    # He is listed, marked, and his credentials can be revoked on the page (they were
+    # reachable only by the command line or the API).
+    row = page[page.index("Lucas") :]
+    row = row[: row.index("</tr>")]
+    assert "Removed from roster" in row
+    lines = [a for a in held if a.line_key.startswith("competency:")]
+    assert lines and all(f'action="/app/course/awards/{a.id}/revoke"' in row for a in lines)
+    assert page.count("Removed from roster") == 1  # Ingrid is still enrolled
+    # Re-evaluate queues the learners the page lists, Lucas too: his evaluation of no
+    # results flags his credentials for review (the course's default rule).
+    csrf = re.findall(r'name="csrf" value="([0-9a-f]{64})"', page)[0]
+    done = tab.post("/app/course/reevaluate", {}, csrf=csrf)
+    assert done.status_code == 303, done.text
+    assert tab.get("/app/pending").json()["evaluations"] == _listed(page)
+    evaluate(live)
+    with db_session(live.engine) as s:
+        flagged = [s.get(Award, a.id) for a in lines]
+    assert {(a.state, bool(a.review)) for a in flagged if a} == {("issued", True)}
+    form = {"reason": "Left the programme before the assessment", "confirm": "yes"}
+    revoked = tab.post(f"/app/course/awards/{lines[0].id}/revoke", form, csrf=csrf)
+    assert revoked.status_code == 303, revoked.text

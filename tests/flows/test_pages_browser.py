@@ -91,3 +91,28 @@ def test_a_page_with_a_pending_evaluation_updates_itself_when_the_worker_is_done
     page.wait_for_load_state()
     assert page.locator(".lvl-intermediate").count() >= 2
     assert "done=" not in page.url
+
+
+def test_a_learner_the_roster_removed_is_marked_on_the_course_page(
+    live: Live,
+    browser_page,  # type: ignore[no-untyped-def]
+) -> None:
+    from tests.flows.test_course_learners import _roster_without
+
+    instructor = launch(live, "u-instr-1")
+    assert instructor.post("/app/course/sync", {}).status_code == 303
+    pull(live)
+    _roster_without(live, "u-learn-2")  # Lucas: his results and credentials stay
+    for width in (1280, 390):
+        page = browser_page.new_page(viewport={"width": width, "height": 800})
+        page.goto(f"{live.tool_url}/app/course?mc_session={instructor.token}")
+        row = page.locator("tr", has_text="Lucas")
+        badge = row.locator(".badge", has_text="Removed from roster")
+        cell, box = row.locator("th").bounding_box(), badge.bounding_box()
+        assert badge.is_visible() and cell and box  # within its cell, not over the levels
+        assert box["x"] + box["width"] <= cell["x"] + cell["width"]
+        assert page.locator("text=Removed from roster").count() == 1
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        if shots := __import__("os").environ.get("MICROCRED_SHOTS"):
+            page.screenshot(path=f"{shots}/removed-{width}.png", full_page=True)
+        page.close()

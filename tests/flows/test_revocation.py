@@ -23,6 +23,7 @@ pytestmark = pytest.mark.db
 
 INVESTIGATION = ["11/1", "11/2", "21"]  # the demo mapping (Moodle course module / criterion)
 LINE = "competency:data-investigation"
+SOFIA = "u-learn-3"
 
 
 def _csrf(page: str) -> str:
@@ -31,9 +32,9 @@ def _csrf(page: str) -> str:
     return found.group(1)
 
 
-def _line(live: Live) -> list[Award]:
+def _line(live: Live, sub: str = "u-learn-2") -> list[Award]:
     with db_session(live.engine) as s:
-        lucas = s.exec(select(Person).where(Person.sub == "u-learn-2")).one()
+        lucas = s.exec(select(Person).where(Person.sub == sub)).one()
         query = select(Award).where(Award.person_id == lucas.id, Award.line_key == LINE)
         return list(s.exec(query.order_by(Award.id)))
 
@@ -44,6 +45,11 @@ def _sent(live: Live) -> set[tuple[int | None, str, str]]:
         rows = {(r.id, r.kind, r.status) for r in s.exec(select(OutboxMessage))}
         bits = {(sl.id, "bits", sl.bits) for sl in s.exec(select(StatusList))}
     return rows | bits
+
+
+def _lists(live: Live) -> list[object]:
+    with db_session(live.engine) as s:
+        return [sl.document for sl in s.exec(select(StatusList).order_by(StatusList.id))]
 
 
 def _upgraded(live: Live) -> tuple[Tab, str, Award, Award]:
@@ -146,3 +152,56 @@ def test_an_instructor_page_older_than_an_upgrade_revokes_the_credential_it_show
         ).all()
     assert kinds.count("webhook.credential_revoked") == 1
     assert [a.state for a in _line(live)] == ["revoked", "revoked"]
+
+
+def test_a_person_revokes_a_credential_the_rule_revoked_to_block_its_re_award(
+    live: Live, api_headers: Callable[..., dict[str, str]]
+) -> None:
+    tab = launch(live, "u-instr-1")
+    csrf = _csrf(tab.get("/app/course").text)
+    assert tab.post("/app/course/sync", {}, csrf=csrf).status_code == 303
+    pull(live)
+    assert tab.post("/app/setup/rules", {"on_lower": "revoke"}, csrf=csrf).status_code == 303
+    raised = {"items": INVESTIGATION, "threshold_intermediate": "75%"}
+    assert (
+        tab.post("/app/setup/competencies/data-investigation", raised, csrf=csrf).status_code == 303
+    )
+    evaluate(live)  # Sofia (68%) falls to Beginning: the rule revokes her Intermediate
+    old, lower = _line(live, SOFIA)
+    assert (old.level, old.state, old.reaward_blocked, lower.state) == (
+        "intermediate",
+        "revoked",
+        False,
+        "issued",
+    )
+    before = _sent(live)
+    lists = _lists(live)
+    # The instructor learns why the results fell and revokes the Intermediate in their own
+    # name, so that it is not issued again when the threshold goes back. It was refused as
+    # "already revoked" (409).
+    reason = "Copied the statistics quiz"
+    form = {"reason": reason, "confirm": "yes"}
+    done = tab.post(f"/app/course/awards/{old.id}/revoke", form, csrf=csrf)
+    assert done.status_code == 303, done.text[:500]
+    assert _sent(live) == before  # no bit flipped again, nothing sent again
+    assert _lists(live) == lists  # nor the status list signed again
+    old = _line(live, SOFIA)[0]
+    assert (old.state, old.reaward_blocked, old.review) == ("revoked", True, reason)
+    with httpx.Client(base_url=live.tool_url, headers=api_headers("credentials:write")) as api:
+        again = api.post(f"/api/credentials/{old.credential_uuid}/revoke", json={"reason": "x"})
+        assert again.status_code == 409 and "already revoked" in again.text, again.text
+    assert _sent(live) == before
+    # Sofia's page gives the person's reason, and the Intermediate is not issued again.
+    page = launch(live, SOFIA).get("/app/me").text
+    card = page[page.index("<strong>Investigating with data (Intermediate)</strong>") :]
+    card = card[: card.index("</p>", card.index('class="sub"'))]
+    assert "Revoked" in card and reason in card and "A re-evaluation gives" not in card
+    back = {"items": INVESTIGATION, "threshold_intermediate": "60%"}
+    assert (
+        tab.post("/app/setup/competencies/data-investigation", back, csrf=csrf).status_code == 303
+    )
+    evaluate(live)
+    assert [(a.level, a.state) for a in _line(live, SOFIA)] == [
+        ("intermediate", "revoked"),
+        ("beginning", "issued"),
+    ]
