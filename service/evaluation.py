@@ -10,9 +10,9 @@ transaction locks the rows it works on (``lock_claimed``), so a lease that expir
 its holder was still working is never worked on twice at once, and clears ``due_at``
 (``finish``) in the same commit as the decisions, credentials and outbox rows. A worker
 killed mid-batch loses its transaction; its leases expire and another worker takes the
-rows. Every other evaluation (a launch, an attestation, the CLI) locks the same rows
-(``lock_learners``). The award ledger's unique indexes (one issued award per line) make a
-second issue fail even if these locks were bypassed.
+rows. An instructor's action on a learner's award locks the same rows (``lock_learners``).
+The award ledger's unique indexes (one issued award per line) make a second issue fail
+even if these locks were bypassed.
 
 Services here only execute and flush; the caller commits (``claim`` and ``fail`` are
 worker steps with their own short transactions).
@@ -244,7 +244,7 @@ def lock_claimed(session: Session, jobs: Sequence[Claimed]) -> list[Claimed]:
 
 def lock_learners(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
     """Lock these learners' rows (created, not due, when missing) until the caller's
-    transaction ends: an evaluation outside the queue (a launch, an attestation, the CLI)
+    transaction ends: an instructor's action on a learner's award (``flows.setup_store``)
     never runs beside a worker's evaluation of the same learner."""
     ids = sorted(set(person_ids))
     if not ids:
