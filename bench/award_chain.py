@@ -131,8 +131,9 @@ def main() -> None:
     for label in ("first run (decide, sign, queue)", "re-run, evidence unchanged"):
         started = time.perf_counter()
         with session(engine, write=True) as s:
+            people = [p.id or 0 for p in evaluating.course_learners(s, course_id=course_id)]
             summary = evaluating.evaluate_course(
-                s, settings=settings, course_id=course_id, now=NOW, actor="bench"
+                s, settings=settings, course_id=course_id, now=NOW, actor="bench", person_ids=people
             )
             s.commit()
         took = time.perf_counter() - started

@@ -55,28 +55,31 @@ def evidence_for(rng: random.Random, learner: str, competency: str) -> list[Evid
 
     verification = rng.choice(list(VerificationLevel))
     return [
-        normalise.quiz_attempt(
+        Evidence(
             learner=learner,
             competency=competency,
-            quiz="quiz-1",
+            kind="quiz",
+            item="quiz-1",
             attempt=1,
             score=rng.randrange(21),
             max_score=20,
             at=when(90),
         ),
-        normalise.quiz_attempt(
+        Evidence(
             learner=learner,
             competency=competency,
-            quiz="quiz-1",
+            kind="quiz",
+            item="quiz-1",
             attempt=2,
             score=rng.randrange(21),
             max_score=20,
             at=when(80),
         ),
-        normalise.quiz_attempt(
+        Evidence(
             learner=learner,
             competency=competency,
-            quiz="quiz-2",
+            kind="quiz",
+            item="quiz-2",
             attempt=1,
             score=rng.randrange(11),
             max_score=10,

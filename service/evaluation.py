@@ -10,9 +10,9 @@ transaction locks the rows it works on (``lock_claimed``), so a lease that expir
 its holder was still working is never worked on twice at once, and clears ``due_at``
 (``finish``) in the same commit as the decisions, credentials and outbox rows. A worker
 killed mid-batch loses its transaction; its leases expire and another worker takes the
-rows. Every other evaluation (a launch, an attestation, the CLI) locks the same rows
-(``lock_learners``). The award ledger's unique indexes (one issued award per line) make a
-second issue fail even if these locks were bypassed.
+rows. An instructor's action on a learner's award locks the same rows (``lock_learner``).
+The award ledger's unique indexes (one issued award per line) make a second issue fail
+even if these locks were bypassed.
 
 Services here only execute and flush; the caller commits (``claim`` and ``fail`` are
 worker steps with their own short transactions).
@@ -49,7 +49,7 @@ __all__ = [
     "inputs",
     "last_inputs",
     "lock_claimed",
-    "lock_learners",
+    "lock_learner",
 ]
 
 JOB: Table = db_engine.table(EvaluationJob)
@@ -242,23 +242,15 @@ def lock_claimed(session: Session, jobs: Sequence[Claimed]) -> list[Claimed]:
     return [j for j in jobs if j.id in held]
 
 
-def lock_learners(session: Session, *, course_id: int, person_ids: Sequence[int]) -> None:
-    """Lock these learners' rows (created, not due, when missing) until the caller's
-    transaction ends: an evaluation outside the queue (a launch, an attestation, the CLI)
+def lock_learner(session: Session, *, course_id: int, person_id: int) -> None:
+    """Lock the learner's row (created, not due, when missing) until the caller's
+    transaction ends: an instructor's action on a learner's award (``flows.setup_store``)
     never runs beside a worker's evaluation of the same learner."""
-    ids = sorted(set(person_ids))
-    if not ids:
-        return
     stmt = _insert(session).on_conflict_do_nothing(index_elements=[C.course_id, C.person_id])
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        session.execute(stmt, [_fresh(course_id, p, None, "") for p in chunk])
-        session.execute(
-            sa_select(C.id)
-            .where(C.course_id == course_id, C.person_id.in_(chunk))
-            .order_by(C.person_id)
-            .with_for_update()
-        ).all()
+    session.execute(stmt, [_fresh(course_id, person_id, None, "")])
+    session.execute(
+        sa_select(C.id).where(C.course_id == course_id, C.person_id == person_id).with_for_update()
+    ).all()
 
 
 def finish(

@@ -1,4 +1,4 @@
-"""Normalisation: LMS results (points, rubric ratings, quiz attempts) to ``Evidence``,
+"""Normalisation: LMS results (points, rubric ratings) to ``Evidence``,
 and one standing result per item when an item was attempted several times."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from service.assessment.types import (
     VerificationLevel,
 )
 
-__all__ = ["Standing", "fraction", "quiz_attempt", "rubric_rating", "standings"]
+__all__ = ["Standing", "fraction", "rubric_rating", "standings"]
 
 
 def fraction(score: float, max_score: float) -> float:
@@ -77,33 +77,6 @@ def rubric_rating(
         kind="rubric",
         rubric=levels,
         rating=rating,
-        attempt=attempt,
-        at=at,
-        verification=verification,
-    )
-
-
-def quiz_attempt(
-    *,
-    learner: str,
-    competency: str,
-    quiz: str,
-    attempt: int,
-    score: float,
-    max_score: float,
-    at: dt.datetime,
-    label: str = "",
-    verification: VerificationLevel = VerificationLevel.UNSUPERVISED,
-) -> Evidence:
-    """Evidence for one numbered, timed attempt at a quiz."""
-    return Evidence(
-        learner=learner,
-        competency=competency,
-        item=quiz,
-        score=score,
-        max_score=max_score,
-        label=label,
-        kind="quiz",
         attempt=attempt,
         at=at,
         verification=verification,

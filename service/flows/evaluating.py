@@ -1,4 +1,4 @@
-"""Evaluation: ``evaluate_course`` (a course, or some of its learners), ``preview_course`` (no
+"""Evaluation: ``evaluate_course`` (some learners of a course), ``preview_course`` (no
 writes), and what a decision does to a learner's awards, stacked credentials included."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from service.db.models import (
 from service.errors import NotFound
 from service.flows.issuing import _held, _issue, _line, _revoke
 from service.flows.mapping import item_key, item_label, to_engine
-from service.flows.setup_store import course_setup, mark_evaluated
+from service.flows.setup_store import course_setup
 from service.issuer import inputs as issuer_inputs
 from service.issuer import service as issuer_service
 from service.policies import repository as policies_repo
@@ -248,30 +248,21 @@ def evaluate_course(
     course_id: int,
     now: dt.datetime,
     actor: str,
-    person_ids: Sequence[int] | None = None,
-    locked: bool = False,
+    person_ids: Sequence[int],
 ) -> Summary:
-    """Evaluate every learner (or ``person_ids``) of a course and act on the decisions.
+    """Evaluate these learners of a course and act on the decisions (the evaluation job's
+    work: ``evaluation_queue``, which locked their jobs, so no other evaluation of them runs
+    beside this one).
 
     A decision that reaches a level above what the learner holds issues a credential and
     queues its deliveries (or waits for approval); a lower one flags the held credential
     for review or revokes it, as the course says. Unchanged evidence and rules store and
-    issue nothing new. The learners' evaluation jobs are locked (``locked``: the caller,
-    a worker, locked them already) and left with nothing due.
+    issue nothing new. The learners' evaluation jobs are left with nothing due.
     """
     if session.get(Course, course_id) is None:
         raise NotFound(f"no course {course_id}")
     setup = course_setup(session, course_id=course_id, create=True)
     session.flush()
-    if not locked:
-        # The learners' queue rows are the lock two evaluations of a learner share (a
-        # worker, a launch, the CLI): never both see "nothing held" and issue twice.
-        ids = (
-            evaluation.course_learner_ids(session, course_id=course_id)
-            if person_ids is None
-            else list(person_ids)
-        )
-        evaluation.lock_learners(session, course_id=course_id, person_ids=ids)
     comps = policies_repo.course_competencies(session, course_id)
     found = policies.effective_all(session, course_id=course_id, competency_rows=comps)
     plans = [(comp, policy, row) for comp, (policy, row) in zip(comps, found, strict=True)]
@@ -281,15 +272,11 @@ def evaluate_course(
     # read before the results: a change committed meanwhile makes the next digest differ
     seen = evaluation.inputs(session, course_id=course_id, person_ids=ids, salt=_engine_code())
     last = evaluation.last_inputs(session, course_id=course_id, person_ids=ids)
-    known = _known(
-        session, course_id=course_id, person_ids=None if person_ids is None else list(person_ids)
-    )
+    known = _known(session, course_id=course_id, person_ids=person_ids)
     run = _Run(settings, setup, now, actor, summary, known)
     same = {p for p in ids if _unchanged(run, plans, p, seen[p], last.get(p))}
     by_person = _evidence_by_person(
-        session,
-        course_id=course_id,
-        person_ids=None if person_ids is None and not same else [p for p in ids if p not in same],
+        session, course_id=course_id, person_ids=[p for p in ids if p not in same]
     )
     acts = [
         _standing(run, person, plans)
@@ -302,11 +289,8 @@ def evaluate_course(
         for person in people
     ]
     _act_on(session, run, people, acts)
-    done_ids = [p.id or 0 for p in people] if person_ids is None else list(person_ids)
     digests = {p: i.digest for p, i in seen.items()}
-    evaluation.finish(session, course_id=course_id, person_ids=done_ids, now=now, seen=digests)
-    if person_ids is None:
-        mark_evaluated(session, setup)
+    evaluation.finish(session, course_id=course_id, person_ids=person_ids, now=now, seen=digests)
     session.flush()
     return summary
 

@@ -197,7 +197,6 @@ def _run_jobs(
             now=now,
             actor=actor,
             person_ids=[j.person_id for j in held],
-            locked=True,
         )
         _stamp_evaluated(s, course_id=held[0].course_id, person_ids=[j.person_id for j in held])
         s.commit()

@@ -40,8 +40,8 @@ def _lock_learner(session: Session, *, course_id: int, person_id: int) -> Course
     """The course's wiring row, with the learner's evaluation locked until the transaction
     ends, so an instructor's action on a learner's award and an evaluation of that learner
     (a launch, a worker) never interleave. SQLite's BEGIN IMMEDIATE already serialises
-    writers; PostgreSQL needs the row lock (``evaluation.lock_learners``)."""
+    writers; PostgreSQL needs the row lock (``evaluation.lock_learner``)."""
     setup = course_setup(session, course_id=course_id, create=True)
     session.flush()
-    evaluation.lock_learners(session, course_id=course_id, person_ids=[person_id])
+    evaluation.lock_learner(session, course_id=course_id, person_id=person_id)
     return setup

@@ -39,9 +39,8 @@ def set_iframe_cookie(
     *,
     max_age: int | None,
     secure_request: bool,
-    delete: bool = False,
 ) -> None:
-    age = ["Max-Age=0"] if delete else ([f"Max-Age={max_age}"] if max_age else [])
+    age = [f"Max-Age={max_age}"] if max_age else []
     response.headers.append(
         "set-cookie",
         _cookie(

@@ -11,7 +11,6 @@ from typing import Any
 from sqlmodel import Session
 
 from service import jws
-from service.db.types import utcnow
 from service.errors import BadInput
 from service.lti import keys, pages, platforms
 from service.lti.types import CLAIM, LaunchContext
@@ -37,13 +36,11 @@ def response_jwt(
     *,
     context: LaunchContext,
     items: list[dict[str, Any]],
-    message: str = "",
-    now: dt.datetime | None = None,
+    now: dt.datetime,
 ) -> str:
     """Sign the response with the tool's current key (its kid is in /lti/jwks)."""
     if not context.is_deep_linking or not context.deep_linking.get("deep_link_return_url"):
         raise BadInput("this launch is not a deep linking request")
-    now = now or utcnow()
     issued = int(now.timestamp())
     claims: dict[str, Any] = {
         "iss": context.client_id,
@@ -58,8 +55,6 @@ def response_jwt(
     }
     if "data" in context.deep_linking:
         claims[DL + "data"] = context.deep_linking["data"]  # echoed unchanged (§4.2.4)
-    if message:
-        claims[DL + "msg"] = message[:500]
     return jws.sign(claims, keys.signing_key(session), headers={"typ": "JWT"})
 
 

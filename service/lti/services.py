@@ -39,17 +39,14 @@ from service.lti.errors import PlatformCallFailed
 __all__ = [
     "AGS_LINEITEM",
     "AGS_LINEITEM_READONLY",
-    "AGS_RESULT_READONLY",
     "AGS_SCORE",
     "NRPS_READ",
     "Member",
     "ServiceClient",
     "create_line_item",
-    "get_line_item",
     "is_retryable",
     "line_items",
     "post_score",
-    "results",
     "roster",
 ]
 
@@ -57,14 +54,12 @@ log = logging.getLogger(__name__)
 
 AGS_LINEITEM = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem"
 AGS_LINEITEM_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
-AGS_RESULT_READONLY = "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
 AGS_SCORE = "https://purl.imsglobal.org/spec/lti-ags/scope/score"
 NRPS_READ = "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"
 
 MT_LINEITEM = "application/vnd.ims.lis.v2.lineitem+json"
 MT_LINEITEMS = "application/vnd.ims.lis.v2.lineitemcontainer+json"
 MT_SCORE = "application/vnd.ims.lis.v1.score+json"
-MT_RESULTS = "application/vnd.ims.lis.v2.resultcontainer+json"
 MT_MEMBERS = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 
 ASSERTION_SECONDS = 300
@@ -325,38 +320,26 @@ def create_line_item(
     return data
 
 
-def get_line_item(client: ServiceClient, url: str) -> dict[str, Any]:
-    data = client.call("GET", url, scopes=[AGS_LINEITEM_READONLY], accept=MT_LINEITEM).json()
-    if not isinstance(data, dict):
-        raise PlatformCallFailed("The line item is not a JSON object.")
-    return data
-
-
 def post_score(
     client: ServiceClient,
     line_item_url: str,
     *,
     user_id: str,
-    score_given: float | None,
+    score_given: float,
     score_maximum: float,
     timestamp: dt.datetime,
-    activity_progress: str = "Completed",
-    grading_progress: str = "FullyGraded",
     comment: str = "",
-    extra: dict[str, Any] | None = None,
 ) -> None:
     body: dict[str, Any] = {
         "userId": user_id,
+        "scoreGiven": score_given,
         "scoreMaximum": score_maximum,
-        "activityProgress": activity_progress,
-        "gradingProgress": grading_progress,
+        "activityProgress": "Completed",
+        "gradingProgress": "FullyGraded",
         "timestamp": timestamp.astimezone(dt.UTC).isoformat(timespec="milliseconds"),
     }
-    if score_given is not None:
-        body["scoreGiven"] = score_given
     if comment:
         body["comment"] = comment
-    body.update(extra or {})
     client.call(
         "POST",
         _sub_url(line_item_url, "/scores"),
@@ -364,16 +347,4 @@ def post_score(
         accept="application/json",
         json_body=body,
         content_type=MT_SCORE,
-    )
-
-
-def results(
-    client: ServiceClient, line_item_url: str, *, user_id: str = ""
-) -> list[dict[str, Any]]:
-    return _listed(
-        client,
-        _sub_url(line_item_url, "/results"),
-        scopes=[AGS_RESULT_READONLY],
-        accept=MT_RESULTS,
-        params=_given(user_id=user_id),
     )

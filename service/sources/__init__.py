@@ -4,7 +4,7 @@ the evidence store (normalised results before they are mapped to competencies).
 - ``types``      value types: Result, VerificationEvent, Verification (5 ordered levels),
                  SourceKind, Asserter, Problem, SyncReport
 - ``store``      apply() (match learners, idempotent upsert, revisions, events),
-                 list_evidence() with effective verification, history(), link_person()
+                 list_evidence() with effective verification, link_person()
 - ``csvimport``  parse() (pure) and import_csv() — columns in docs/csv-import.md
 - ``push``       the push API body and apply_batch()
 - ``connectors`` Moodle web services and Canvas REST readers (httpx enters here)

@@ -15,11 +15,11 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
 from service.db import probes
-from service.db.models import Evidence, EvidenceRevision
+from service.db.models import Evidence
 from service.db.models import VerificationEvent as EventRow
 from service.sources.types import Verification
 
-__all__ = ["EvidenceRecord", "history", "list_evidence"]
+__all__ = ["EvidenceRecord", "list_evidence"]
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,3 @@ def list_evidence(
             )
         )
     return out
-
-
-def history(session: Session, *, evidence_id: int) -> list[EvidenceRevision]:
-    """Every version of one evidence row, oldest first."""
-    return list(
-        session.exec(
-            select(EvidenceRevision)
-            .where(EvidenceRevision.evidence_id == evidence_id)
-            .order_by(col(EvidenceRevision.version))
-        ).all()
-    )

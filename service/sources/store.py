@@ -43,7 +43,7 @@ from service.db.models import (
 )
 from service.db.models import VerificationEvent as EventRow
 from service.errors import NotFound
-from service.sources.evidence import EvidenceRecord, history, list_evidence
+from service.sources.evidence import EvidenceRecord, list_evidence
 from service.sources.types import (
     LearnerRef,
     Problem,
@@ -57,7 +57,6 @@ __all__ = [
     "EvidenceRecord",
     "PersonResolver",
     "apply",
-    "history",
     "link_person",
     "list_evidence",
     "platform_of_course",

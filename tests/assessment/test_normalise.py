@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from service.assessment import normalise
-from service.assessment.types import AttemptGrading, EvidenceError, VerificationLevel
-from tests.assessment.build import NOW, RUBRIC, days_ago, ev
+from service.assessment.types import AttemptGrading, EvidenceError
+from tests.assessment.build import RUBRIC, days_ago, ev
 
 
 def test_fraction() -> None:
@@ -45,20 +45,6 @@ def test_rubric_rating_errors(
         )
     assert caught.value.field == field
     assert message in caught.value.message
-
-
-def test_quiz_attempt() -> None:
-    e = normalise.quiz_attempt(
-        learner="ada",
-        competency="c",
-        quiz="q",
-        attempt=2,
-        score=8,
-        max_score=10,
-        at=NOW,
-        verification=VerificationLevel.SUPERVISED,
-    )
-    assert (e.kind, e.attempt, e.fraction, e.at) == ("quiz", 2, 0.8, NOW)
 
 
 ATTEMPTS = [

@@ -9,8 +9,9 @@ import threading
 
 import httpx
 import pytest
-from sqlmodel import func, select
+from sqlmodel import Session, func, select
 
+from service import evaluation
 from service.db.engine import session as db_session
 from service.db.models import Award, Credential, Decision, OutboxMessage, Person
 from service.db.types import utcnow
@@ -143,11 +144,9 @@ def test_a_stacked_credential_revoked_by_a_person_waits_for_re_award_to_be_allow
 
     def reevaluate() -> evaluating.Summary:
         with db_session(live.engine, write=True) as s:
-            summary = evaluating.evaluate_course(
-                s, settings=live.settings, course_id=live.course_id, now=now, actor="test"
-            )
+            evaluation.enqueue(s, course_id=live.course_id, reason="test")
             s.commit()
-        return summary
+        return evaluate(live)
 
     with db_session(live.engine, write=True) as s:
         revoking.revoke_award(
@@ -202,25 +201,32 @@ def test_instructor_page_says_when_results_were_never_pulled(live: Live) -> None
     assert "not been pulled" not in page and "Results last pulled from the LMS" in page
 
 
-def test_credential_and_its_delivery_rows_commit_or_vanish_together(live: Live) -> None:
+def test_credential_and_its_delivery_rows_commit_or_vanish_together(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
     course_id = live.course_id
     pull = syncing.fetch_course(live.engine, course_id=course_id)
     with db_session(live.engine, write=True) as s:
         syncing.store_fetched(s, pull=pull, now=utcnow(), actor="test")
+        evaluation.enqueue(s, course_id=course_id, reason="test")
         s.commit()
     before = (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award))
-    with db_session(live.engine, write=True) as s:
-        summary = evaluating.evaluate_course(
-            s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
-        )
-        assert summary.issued > 0
-        s.rollback()  # a crash before the commit
+    signed: list[int] = []
+
+    def crash(session: Session, **_: object) -> None:
+        # the worker's last step before its commit: what the batch signed, then a crash
+        signed.append(session.exec(select(func.count()).select_from(Credential)).one())
+        raise RuntimeError("a crash before the commit")
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluation_queue, "_stamp_evaluated", crash)
+        evaluate(live)
+    assert signed and max(signed) > before[0]
     assert (_count(live, Credential), _count(live, OutboxMessage), _count(live, Award)) == before
     with db_session(live.engine, write=True) as s:
-        evaluating.evaluate_course(
-            s, settings=live.settings, course_id=course_id, now=utcnow(), actor="test"
-        )
+        evaluation.enqueue(s, course_id=course_id, reason="test")  # the failed jobs: due now
         s.commit()
+    evaluate(live)
     with db_session(live.engine) as s:
         for award in s.exec(select(Award).where(Award.state == "issued")):
             kinds = s.exec(
@@ -561,18 +567,20 @@ def test_concurrent_evaluations_of_a_course_issue_each_credential_once(live: Liv
     fetched = syncing.fetch_course(live.engine, course_id=live.course_id)
     with db_session(live.engine, write=True) as s:
         syncing.store_fetched(s, pull=fetched, now=utcnow(), actor="test")
+        evaluation.enqueue(s, course_id=live.course_id, reason="test")
         s.commit()
     errors: list[BaseException] = []
     start = threading.Barrier(3)
 
     def run() -> None:
+        # three worker steps at once, a learner each, on the course's shared rows (its
+        # rules, stacks and setup); a failed job would be given back and issue nothing
         try:
             start.wait(timeout=HANG)
-            with db_session(live.engine, write=True) as s:
-                evaluating.evaluate_course(
-                    s, settings=live.settings, course_id=live.course_id, now=utcnow(), actor="t"
-                )
-                s.commit()
+            while evaluation_queue.run_evaluation_jobs(
+                live.engine, settings=live.settings, actor="t", limit=1
+            )[0]:
+                pass
         except BaseException as exc:  # reported below
             errors.append(exc)
 

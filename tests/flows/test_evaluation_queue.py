@@ -340,7 +340,7 @@ def test_re_evaluating_unchanged_learners_reuses_their_decisions_until_the_rules
 
 
 def test_a_result_dated_after_an_evaluation_counts_when_its_time_comes(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     course = _course(engine, settings, learners=1)  # u0: 50 %, Beginning on both
     later = utcnow() + dt.timedelta(hours=1)
@@ -358,10 +358,10 @@ def test_a_result_dated_after_an_evaluation_counts_when_its_time_comes(
 
     def evaluate(now: dt.datetime) -> None:
         with db_session(engine, write=True) as s:
-            evaluating.evaluate_course(
-                s, settings=settings, course_id=course.id, now=now, actor="test"
-            )
+            evaluation.enqueue(s, course_id=course.id, reason="test", now=now)
             s.commit()
+        monkeypatch.setattr(evaluation_queue, "utcnow", lambda: now)  # the worker's clock
+        _drain(engine, settings)
 
     evaluate(utcnow())  # the second attempt is dated later: it does not count yet
     assert _levels(engine, "competency:quiz-one") == ["beginning"]

@@ -191,14 +191,6 @@ class Peer:
             self.line_items.append(item)
             return JSONResponse(item, status_code=201)
 
-        @app.get("/api/courses/c1/lineitems/{n}")
-        def get_item(request: Request, n: int) -> Response:
-            if not self._authorised(
-                request, "https://purl.imsglobal.org/spec/lti-ags/scope/lineitem.readonly"
-            ):
-                return Response(status_code=401)
-            return JSONResponse(self.line_items[n - 1])
-
         @app.post("/api/courses/c1/lineitems/{n}/scores")
         async def score(request: Request, n: int) -> Response:
             if not self._authorised(request, "https://purl.imsglobal.org/spec/lti-ags/scope/score"):
@@ -206,24 +198,6 @@ class Peer:
             assert request.headers["content-type"] == "application/vnd.ims.lis.v1.score+json"
             self.scores.append(json.loads(await request.body()) | {"_item": n})
             return Response(status_code=204)
-
-        @app.get("/api/courses/c1/lineitems/{n}/results")
-        def results(request: Request, n: int) -> Response:
-            if not self._authorised(
-                request, "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly"
-            ):
-                return Response(status_code=401)
-            out = [
-                {
-                    "id": f"r{i}",
-                    "userId": s["userId"],
-                    "resultScore": s.get("scoreGiven"),
-                    "resultMaximum": s["scoreMaximum"],
-                }
-                for i, s in enumerate(self.scores)
-                if s["_item"] == n
-            ]
-            return JSONResponse(out)
 
         return app
 

@@ -6,8 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlmodel import Session, col, select
 
 from service.db.engine import session
+from service.db.models import EvidenceRevision
 from tests import factories
 
 NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
@@ -31,3 +33,9 @@ def world(engine: Engine) -> World:
         s.commit()
         assert plat.id and crs.id and ada.id and bob.id
         return World(plat.id, crs.id, ada.id, bob.id)
+
+
+def history(s: Session, *, evidence_id: int) -> list[EvidenceRevision]:
+    """Every stored version of one evidence row, oldest first."""
+    query = select(EvidenceRevision).where(EvidenceRevision.evidence_id == evidence_id)
+    return list(s.exec(query.order_by(col(EvidenceRevision.version))).all())

@@ -20,7 +20,7 @@ from service.sources.errors import (
 )
 from service.sources.types import SourceKind
 from tests.sources.fakes import FakeMoodle
-from tests.sources.helpers import NOW, World, world
+from tests.sources.helpers import NOW, World, history, world
 
 
 def connector(fake: FakeMoodle, sleeps: list[float] | None = None) -> MoodleConnector:
@@ -95,7 +95,7 @@ def test_sync_stores_then_is_idempotent_then_updates(engine: Engine) -> None:
         assert all(r.origin == "moodle:1" for r in recs)
         assert all(r.verification.value == "authenticated" for r in recs)
         [regraded] = [r for r in recs if r.kind == "quiz" and r.attempt == 2]
-        assert [h.values["score"] for h in store.history(s, evidence_id=regraded.id)] == [9.5, 10.0]
+        assert [h.values["score"] for h in history(s, evidence_id=regraded.id)] == [9.5, 10.0]
 
 
 def test_unknown_learner_is_rejected_with_reason_the_rest_stored(engine: Engine) -> None:

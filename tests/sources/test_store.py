@@ -21,7 +21,7 @@ from service.sources.types import (
     Verification,
     VerificationEvent,
 )
-from tests.sources.helpers import NOW, World, world
+from tests.sources.helpers import NOW, World, history, world
 
 HEADER = "sub,email,lms_user_id,kind,item_id,criterion_id,score,max_score,attempt\n"
 
@@ -62,7 +62,7 @@ def test_a_changed_score_updates_and_keeps_the_previous_value(engine: Engine) ->
     [row] = evidence_rows(engine)
     assert row.score == 9.5 and row.version == 2
     with session(engine) as s:
-        revs = store.history(s, evidence_id=row.id or 0)
+        revs = history(s, evidence_id=row.id or 0)
     assert [(r.version, r.values["score"]) for r in revs] == [(1, 8.0), (2, 9.5)]
     # A second attempt is a separate result, not an overwrite.
     report = run_csv(engine, w, "u-ada,,,quiz,cm7,,4,10,2\n")
@@ -230,7 +230,7 @@ def test_revisions_are_written_for_every_version(engine: Engine) -> None:
         run_csv(engine, w, f"u-ada,,,quiz,cm7,,{score},10,1\n")
     with session(engine) as s:
         [evidence_id] = {r.evidence_id for r in s.exec(select(EvidenceRevision)).all()}
-        revs = store.history(s, evidence_id=evidence_id)
+        revs = history(s, evidence_id=evidence_id)
     assert [r.version for r in revs] == [1, 2, 3]
 
 
