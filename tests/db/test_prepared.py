@@ -12,7 +12,6 @@ from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import col
 
 from service.db import prepared
-from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Deployment, LtiCache, Platform
 from tests import factories
@@ -50,7 +49,7 @@ def _expire() -> Any:
 def test_values_round_trip_as_through_the_orm(engine: Engine) -> None:
     value = {"roles": ["Learner", "Zoë"], "n": 2, "ok": True, "none": None}
     with db_session(engine, write=True) as s:
-        insert_row(s, LtiCache, key="k1", value=value, expires_at=WHEN)
+        prepared.insert_row(s, LtiCache, key="k1", value=value, expires_at=WHEN)
         s.commit()
     with db_session(engine) as s:
         row = prepared.one(s, _cache_by_key, key="k1")
@@ -84,7 +83,9 @@ def test_an_outer_joined_row_that_is_missing_is_none(engine: Engine) -> None:
 def test_rowcount_and_the_session_transaction(engine: Engine) -> None:
     with db_session(engine, write=True) as s:
         for i in range(3):
-            insert_row(s, LtiCache, key=f"r{i}", value=i, expires_at=WHEN + dt.timedelta(i))
+            prepared.insert_row(
+                s, LtiCache, key=f"r{i}", value=i, expires_at=WHEN + dt.timedelta(i)
+            )
         s.commit()
     later = WHEN + dt.timedelta(days=9)
     with db_session(engine, write=True) as s:
