@@ -76,8 +76,10 @@ class _Plan:
                 params[name] = process(params[name])
         return params if self.order is None else tuple(params[n] for n in self.order)
 
-    def row(self, description: Sequence[Any], found: Sequence[Any]) -> tuple[Any, ...]:
+    def row(self, cursor: Any, found: Sequence[Any]) -> tuple[Any, ...]:
         if self.results is None:
+            # the driver's description once per plan: psycopg builds it per column per read
+            description = cursor.description
             if len(description) != len(self.types):
                 raise RuntimeError(f"{len(description)} columns, {len(self.types)} expected")
             self.results = [
@@ -130,10 +132,10 @@ def _run(
     cursor = driver.cursor()
     try:
         cursor.execute(plan.sql, plan.parameters(params))
-        if cursor.description is None:
+        if not plan.types:
             return [], cursor.rowcount
         found = cursor.fetchall() if fetch < 0 else cursor.fetchmany(fetch)
-        return [plan.row(cursor.description, r) for r in found], cursor.rowcount
+        return [plan.row(cursor, r) for r in found], cursor.rowcount
     except conn.dialect.loaded_dbapi.Error as error:
         raise _error(conn, plan, error, cursor) from error
     finally:
