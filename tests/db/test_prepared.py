@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import col
 
@@ -138,3 +139,31 @@ def test_numeric_results_convert_on_every_driver(engine: Engine) -> None:
     with db_session(engine) as s:
         assert prepared.one(s, _numbers, f=0.25, i=7) == (0.25, 7)
         assert prepared.one(s, _numbers, f=1.5, i=-1) == (1.5, -1)
+
+
+def test_driver_errors_come_out_as_sqlalchemys_without_the_values(engine: Engine) -> None:
+    """The 503 page and the callers know SQLAlchemy's errors; the statement's values (a
+    launch's nonces, token hashes) stay out of the message, which may reach a log."""
+    from sqlalchemy import exc
+
+    with db_session(engine, write=True) as s:
+        prepared.insert_row(s, LtiCache, key="k", value="first", expires_at=WHEN)
+        with pytest.raises(exc.IntegrityError) as caught:
+            prepared.insert_row(s, LtiCache, key="k", value="secret-value-9", expires_at=WHEN)
+    assert "secret-value-9" not in str(caught.value)
+    assert "INSERT INTO lti_cache" in str(caught.value)  # the statement, not its values
+
+
+def test_a_core_connection_takes_sqlites_write_lock_at_its_first_statement(
+    engine: Engine,
+) -> None:
+    """A login runs on a Core connection: its first statement begins the transaction (on
+    SQLite ``BEGIN IMMEDIATE`` for a write connection), so its read and INSERT are one."""
+    from service.db.engine import connection as db_connection
+
+    with db_connection(engine, write=True) as conn:
+        assert prepared.one(conn, _cache_by_key, key="none") is None
+        assert conn.in_transaction()
+        prepared.insert_row(conn, LtiCache, key="k", value=1, expires_at=WHEN)
+    with db_session(engine) as s:  # not committed: the block rolled it back
+        assert prepared.one(s, _cache_by_key, key="k") is None
