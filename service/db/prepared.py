@@ -91,6 +91,7 @@ class _Plan:
         )
 
 
+_CURSOR = "microcred.prepared.cursor"
 _plans: weakref.WeakKeyDictionary[Dialect, dict[Hashable, _Plan]] = weakref.WeakKeyDictionary()
 
 
@@ -127,9 +128,7 @@ def _run(
     row count."""
     conn = _connection(db)
     plan = _plan(conn.dialect, key, build)
-    driver = conn.connection.dbapi_connection
-    assert driver is not None
-    cursor = driver.cursor()
+    cursor = _cursor(conn)
     try:
         cursor.execute(plan.sql, plan.parameters(params))
         if not plan.types:
@@ -138,8 +137,19 @@ def _run(
         return [plan.row(cursor, r) for r in found], cursor.rowcount
     except conn.dialect.loaded_dbapi.Error as error:
         raise _error(conn, plan, error, cursor) from error
-    finally:
-        cursor.close()
+
+
+def _cursor(conn: Connection) -> Any:
+    """A cursor kept with the driver's connection (psycopg builds one in ~20 us): one thread
+    uses a checked-out connection at a time, and every statement here reads its rows at
+    once."""
+    pooled = conn.connection
+    held = pooled.info.get(_CURSOR)
+    if held is None or held[0] is not pooled.dbapi_connection:
+        driver = pooled.dbapi_connection
+        assert driver is not None
+        held = pooled.info[_CURSOR] = (driver, driver.cursor())
+    return held[1]
 
 
 def _error(conn: Connection, plan: _Plan, error: Any, cursor: Any) -> BaseException:
