@@ -71,8 +71,8 @@ class _Plan:
 
     def parameters(self, given: Mapping[str, Any]) -> Any:
         params = self.defaults | dict(given)
-        for name, process in self.binds:
-            if params.get(name) is not None:
+        for name, process in self.binds:  # None too, as Core does (JSON's None is 'null')
+            if name in params:
                 params[name] = process(params[name])
         return params if self.order is None else tuple(params[n] for n in self.order)
 
@@ -86,9 +86,7 @@ class _Plan:
                 t.dialect_impl(self.dialect).result_processor(self.dialect, d[1])
                 for t, d in zip(self.types, description, strict=True)
             ]
-        return tuple(
-            v if p is None or v is None else p(v) for p, v in zip(self.results, found, strict=True)
-        )
+        return tuple(v if p is None else p(v) for p, v in zip(self.results, found, strict=True))
 
 
 _CURSOR = "microcred.prepared.cursor"
@@ -122,10 +120,9 @@ def _run(
     key: Hashable,
     build: Callable[[], Executable],
     params: Mapping[str, Any],
-    fetch: int,
 ) -> tuple[list[tuple[Any, ...]], int]:
-    """Run the statement on the driver's cursor: up to ``fetch`` rows (-1: all) and the
-    row count."""
+    """Run the statement on the driver's cursor: its rows, read to the end (SQLite then
+    finishes the statement: none stays open on a kept cursor), and the row count."""
     conn = _connection(db)
     plan = _plan(conn.dialect, key, build)
     cursor = _cursor(conn)
@@ -133,8 +130,7 @@ def _run(
         cursor.execute(plan.sql, plan.parameters(params))
         if not plan.types:
             return [], cursor.rowcount
-        found = cursor.fetchall() if fetch < 0 else cursor.fetchmany(fetch)
-        return [plan.row(cursor, r) for r in found], cursor.rowcount
+        return [plan.row(cursor, r) for r in cursor.fetchall()], cursor.rowcount
     except conn.dialect.loaded_dbapi.Error as error:
         raise _error(conn, plan, error, cursor) from error
 
@@ -177,7 +173,7 @@ def one(
 ) -> tuple[Any, ...] | None:
     """The first row of the statement ``build()`` returns (``build`` is called once per
     process and database: pass a module-level function)."""
-    found, _ = _run(session, build, build, params, 1)
+    found, _ = _run(session, build, build, params)
     return found[0] if found else None
 
 
@@ -185,7 +181,7 @@ def rows(
     session: Session | Connection, build: Callable[[], Executable], **params: Any
 ) -> list[tuple[Any, ...]]:
     """Every row of the statement ``build()`` returns (built once per process)."""
-    return _run(session, build, build, params, -1)[0]
+    return _run(session, build, build, params)[0]
 
 
 def execute(session: Session | Connection, statement: Executable) -> None:
@@ -211,7 +207,7 @@ def update(
         )
 
     params = {f"b_{name}": value for name, value in changes.items()} | {"b_id": row_id}
-    return _run(session, ("update", model_type, names), build, params, 0)[1]
+    return _run(session, ("update", model_type, names), build, params)[1]
 
 
 def insert_row(db: Session | Connection, model_type: type[SQLModel], **given: Any) -> None:
@@ -228,7 +224,7 @@ def insert_row(db: Session | Connection, model_type: type[SQLModel], **given: An
         return insert(target).values({name: bindparam(f"b_{name}") for name in names})
 
     params = {f"b_{name}": value for name, value in row.items()}
-    _run(db, ("insert", model_type, names), build, params, 0)
+    _run(db, ("insert", model_type, names), build, params)
 
 
 @functools.cache

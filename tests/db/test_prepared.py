@@ -167,3 +167,15 @@ def test_a_core_connection_takes_sqlites_write_lock_at_its_first_statement(
         prepared.insert_row(conn, LtiCache, key="k", value=1, expires_at=WHEN)
     with db_session(engine) as s:  # not committed: the block rolled it back
         assert prepared.one(s, _cache_by_key, key="k") is None
+
+
+def test_none_converts_as_through_core(engine: Engine) -> None:
+    """A JSON column's None is JSON ``null`` through Core, not SQL NULL: the same here."""
+    from sqlalchemy import text
+
+    with db_session(engine, write=True) as s:
+        prepared.insert_row(s, LtiCache, key="ours", value=None, expires_at=WHEN)
+        s.execute(prepared.table(LtiCache).insert().values(key="core", value=None, expires_at=WHEN))
+        stored = dict(s.execute(text("SELECT key, value IS NULL FROM lti_cache")).all())
+        assert prepared.one(s, _cache_by_key, key="ours") == ("ours", None, WHEN)
+    assert stored["ours"] == stored["core"]
