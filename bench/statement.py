@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session
 
+from service.db import prepared
 from service.db.engine import make_engine
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -72,6 +74,10 @@ def _database(kind: str) -> Iterator[Engine]:
         admin.dispose()
 
 
+def _built_select() -> Any:
+    return select(row.c.v).where(row.c.id == bindparam("id"))
+
+
 def _ways(engine: Engine, count: int) -> dict[str, Callable[[], None]]:
     built = select(row.c.v).where(row.c.id == bindparam("id"))
     pg = engine.dialect.name == "postgresql"
@@ -82,11 +88,16 @@ def _ways(engine: Engine, count: int) -> dict[str, Callable[[], None]]:
             for i in range(count):
                 s.execute(select(row.c.v).where(row.c.id == i % ROWS + 1)).first()
 
-    def prepared() -> None:  # service.db.prepared: flush, then the session's connection
+    def core() -> None:  # the launch's way to 7 Dec: flush, then Core on the session's connection
         with Session(engine) as s:
             for i in range(count):
                 s.flush()
                 s.connection().execute(built, {"id": i % ROWS + 1}).first()
+
+    def prepared_one() -> None:  # service.db.prepared.one: the driver's cursor in the session
+        with Session(engine) as s:
+            for i in range(count):
+                prepared.one(s, _built_select, id=i % ROWS + 1)
 
     def driver_sql() -> None:
         with engine.connect() as conn:
@@ -121,7 +132,8 @@ def _ways(engine: Engine, count: int) -> dict[str, Callable[[], None]]:
         "a Session and its transaction per statement": session_each,
         "a pooled DBAPI connection per statement": pooled_each,
         "Session.execute, a select built per call": orm,
-        "service.db.prepared (one built select)": prepared,
+        "Core on the session's connection (one built select)": core,
+        "service.db.prepared.one (the launch's way)": prepared_one,
         "Connection.exec_driver_sql": driver_sql,
         "the driver's cursor": cursor,
     }

@@ -26,7 +26,7 @@ import anyio.to_thread
 import orjson
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from sqlalchemy import Connection, Engine, Insert, Table, event, exc, insert, inspect
+from sqlalchemy import Connection, Engine, Table, event, exc, insert, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import QueuePool
 from sqlmodel import Session, SQLModel, create_engine
@@ -41,11 +41,11 @@ __all__ = [
     "holding",
     "in_process",
     "insert_ids",
-    "insert_row",
     "json_text",
     "make_engine",
     "session",
     "table",
+    "with_defaults",
     "write_held",
 ]
 
@@ -248,24 +248,6 @@ def connection(
         yield conn
 
 
-def insert_row(db: Session | Connection, model: type[SQLModel], **values: Any) -> None:
-    """INSERT one row in the session's (or connection's) transaction: about a twentieth of
-    the cost of ``session.add`` + ``flush`` (and of building the model instance). Fields not
-    given take the model's defaults; the row does not enter the session's identity map. For
-    rows nothing reads back in the same transaction (login state, launch data, web
-    sessions)."""
-    if isinstance(db, Session):
-        db.flush()  # as the session's autoflush would, before a statement of its own
-        db = db.connection()
-    db.execute(_insert(model), _with_defaults(model, values))
-
-
-@functools.cache
-def _insert(model: type[SQLModel]) -> Insert:
-    # built once per table: Core's compiled cache then finds it by identity, no rebuild
-    return insert(table(model))
-
-
 def table(model: type[SQLModel]) -> Table:
     """The table of a table model, for Core statements over its columns."""
     return cast(Table, inspect(model).local_table)
@@ -332,7 +314,7 @@ def add_values(session: Session, model: type[SQLModel], values: dict[str, Any]) 
     ``holding``) and written by one executemany INSERT per table with the others: no model
     instance is built and the ORM's flush never sees it. Every row of a table must give the
     same columns (the call site's); the rest take their defaults."""
-    session.info[_HELD][1].setdefault(table(model), []).append(_with_defaults(model, values))
+    session.info[_HELD][1].setdefault(table(model), []).append(with_defaults(model, values))
 
 
 def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
@@ -342,14 +324,15 @@ def insert_ids(session: Session, model: type[SQLModel], rows: list[dict[str, Any
     if not rows:
         return []
     for values in rows:
-        values.update(_with_defaults(model, values))
+        values.update(with_defaults(model, values))
     session.flush()  # as the session's autoflush would, before a statement of its own
     tbl = table(model)
     stmt = insert(tbl).returning(tbl.c.id, sort_by_parameter_order=True)
     return [int(i) for i in session.connection().execute(stmt, rows).scalars()]
 
 
-def _with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(model: type[SQLModel], values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with the model's defaults for the fields not given (all but ``id``)."""
     row = dict(values)
     for name, info, takes_data in _fields(model):
         if name in row:

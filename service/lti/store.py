@@ -30,7 +30,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from service.db import prepared
-from service.db.engine import insert_row
 from service.db.models import (
     Award,
     Competency,
@@ -153,7 +152,7 @@ def deployment(session: Db, *, platform_id: int, deployment_id: str) -> Deployme
 def record_login(session: Db, *, platform_id: int, **values: Any) -> None:
     """A login's ``launch_state`` row (state, nonce, target_link_uri, storage_target,
     created_at, expires_at)."""
-    insert_row(session, LaunchState, platform_id=platform_id, **values)
+    prepared.insert_row(session, LaunchState, platform_id=platform_id, **values)
 
 
 def purge_expired(session: Db, *, now: dt.datetime) -> None:
@@ -235,7 +234,7 @@ def load_context(session: Session, launch_id: str, *, now: dt.datetime) -> Launc
 
 
 def save_ticket(session: Db, key: str, value: dict[str, Any], *, expires_at: dt.datetime) -> None:
-    insert_row(session, LtiCache, key=key, value=value, expires_at=expires_at)
+    prepared.insert_row(session, LtiCache, key=key, value=value, expires_at=expires_at)
 
 
 def read_ticket(session: Session, key: str, *, now: dt.datetime) -> dict[str, Any] | None:
@@ -632,7 +631,7 @@ def record_user(session: Db, *, launch: LaunchContext, now: dt.datetime) -> Laun
 
 def open_session(session: Db, **values: Any) -> None:
     """The ``web_session`` row of a launch (``id`` is the token's hash)."""
-    insert_row(session, WebSession, **values)
+    prepared.insert_row(session, WebSession, **values)
 
 
 class SessionRow(NamedTuple):

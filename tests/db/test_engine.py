@@ -271,18 +271,19 @@ def _autocommit_round(engine: Engine, key: str) -> tuple[Any, ...]:
     from sqlalchemy import exc as sa_exc
 
     from service.db import prepared
-    from service.db.engine import insert_row
     from service.db.models import LtiCache
 
     when = dt.datetime(2026, 11, 29, 7, 30, tzinfo=dt.UTC)
     with session(engine, write=True, autocommit=True) as s:
-        insert_row(s, LtiCache, key=key, value={"roles": ["Zoë"], "ok": True}, expires_at=when)
+        prepared.insert_row(
+            s, LtiCache, key=key, value={"roles": ["Zoë"], "ok": True}, expires_at=when
+        )
         touched = s.execute(
             _expire_statement(), {"b_key": key, "b_when": when + dt.timedelta(hours=1)}
         ).rowcount
         row = prepared.one(s, _cache_row, b_key=key)
         with pytest.raises(sa_exc.IntegrityError):
-            insert_row(s, LtiCache, key=key, value=None, expires_at=when)
+            prepared.insert_row(s, LtiCache, key=key, value=None, expires_at=when)
     assert row is not None
     return touched, row
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, bindparam, select, update
 from sqlmodel import col
 
 from service.db import prepared
-from service.db.engine import insert_row
 from service.db.engine import session as db_session
 from service.db.models import Deployment, LtiCache, Platform
 from tests import factories
@@ -50,7 +50,7 @@ def _expire() -> Any:
 def test_values_round_trip_as_through_the_orm(engine: Engine) -> None:
     value = {"roles": ["Learner", "Zoë"], "n": 2, "ok": True, "none": None}
     with db_session(engine, write=True) as s:
-        insert_row(s, LtiCache, key="k1", value=value, expires_at=WHEN)
+        prepared.insert_row(s, LtiCache, key="k1", value=value, expires_at=WHEN)
         s.commit()
     with db_session(engine) as s:
         row = prepared.one(s, _cache_by_key, key="k1")
@@ -84,7 +84,9 @@ def test_an_outer_joined_row_that_is_missing_is_none(engine: Engine) -> None:
 def test_rowcount_and_the_session_transaction(engine: Engine) -> None:
     with db_session(engine, write=True) as s:
         for i in range(3):
-            insert_row(s, LtiCache, key=f"r{i}", value=i, expires_at=WHEN + dt.timedelta(i))
+            prepared.insert_row(
+                s, LtiCache, key=f"r{i}", value=i, expires_at=WHEN + dt.timedelta(i)
+            )
         s.commit()
     later = WHEN + dt.timedelta(days=9)
     with db_session(engine, write=True) as s:
@@ -137,3 +139,43 @@ def test_numeric_results_convert_on_every_driver(engine: Engine) -> None:
     with db_session(engine) as s:
         assert prepared.one(s, _numbers, f=0.25, i=7) == (0.25, 7)
         assert prepared.one(s, _numbers, f=1.5, i=-1) == (1.5, -1)
+
+
+def test_driver_errors_come_out_as_sqlalchemys_without_the_values(engine: Engine) -> None:
+    """The 503 page and the callers know SQLAlchemy's errors; the statement's values (a
+    launch's nonces, token hashes) stay out of the message, which may reach a log."""
+    from sqlalchemy import exc
+
+    with db_session(engine, write=True) as s:
+        prepared.insert_row(s, LtiCache, key="k", value="first", expires_at=WHEN)
+        with pytest.raises(exc.IntegrityError) as caught:
+            prepared.insert_row(s, LtiCache, key="k", value="secret-value-9", expires_at=WHEN)
+    assert "secret-value-9" not in str(caught.value)
+    assert "INSERT INTO lti_cache" in str(caught.value)  # the statement, not its values
+
+
+def test_a_core_connection_takes_sqlites_write_lock_at_its_first_statement(
+    engine: Engine,
+) -> None:
+    """A login runs on a Core connection: its first statement begins the transaction (on
+    SQLite ``BEGIN IMMEDIATE`` for a write connection), so its read and INSERT are one."""
+    from service.db.engine import connection as db_connection
+
+    with db_connection(engine, write=True) as conn:
+        assert prepared.one(conn, _cache_by_key, key="none") is None
+        assert conn.in_transaction()
+        prepared.insert_row(conn, LtiCache, key="k", value=1, expires_at=WHEN)
+    with db_session(engine) as s:  # not committed: the block rolled it back
+        assert prepared.one(s, _cache_by_key, key="k") is None
+
+
+def test_none_converts_as_through_core(engine: Engine) -> None:
+    """A JSON column's None is JSON ``null`` through Core, not SQL NULL: the same here."""
+    from sqlalchemy import text
+
+    with db_session(engine, write=True) as s:
+        prepared.insert_row(s, LtiCache, key="ours", value=None, expires_at=WHEN)
+        s.execute(prepared.table(LtiCache).insert().values(key="core", value=None, expires_at=WHEN))
+        stored = dict(s.execute(text("SELECT key, value IS NULL FROM lti_cache")).all())
+        assert prepared.one(s, _cache_by_key, key="ours") == ("ours", None, WHEN)
+    assert stored["ours"] == stored["core"]
