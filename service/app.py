@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 from fastapi.telemetry import TelemetryConfig
@@ -16,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import service
 from service import bodylimit, deps, metrics, requestlog, secretbox
-from service.db.engine import UNAVAILABLE, make_engine
+from service.db.engine import UNAVAILABLE, in_process, make_engine
 from service.db.engine import session as db_session
 from service.delivery import router as delivery_router
 from service.issuer import identity
@@ -98,6 +99,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threads = app.state.settings.web_threads or (2 if in_process(app.state.engine) else 40)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads  # routes'
         yield
         issuer_router.shutdown(app)  # the verifier's threads and worker processes
 

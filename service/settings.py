@@ -27,6 +27,13 @@ class Settings(BaseSettings):
         "under the server's max_connections with room for migrations and psql "
         "(docs/architecture.md).",
     )
+    web_threads: int = Field(
+        default=0,
+        ge=0,
+        description="Threads a web process runs its routes' database work in. 0: 2 on "
+        "SQLite (one writer at a time; more threads only wait in SQLite's busy handler and "
+        "contend for the GIL: bench/README.md, Launch, 8 Dec), AnyIO's 40 on PostgreSQL.",
+    )
     db_max_overflow: int = Field(
         default=0,
         ge=0,

@@ -58,7 +58,7 @@ _P = ParamSpec("_P")
 # db_pool_size and db_max_overflow, documented in docs/architecture.md).
 POOL_SIZE = 15
 MAX_OVERFLOW = 0
-SQLITE_MAX_OVERFLOW = 64  # past the thread pool's 40 threads (see make_engine)
+SQLITE_MAX_OVERFLOW = 64  # past any thread pool's threads (Settings.web_threads; make_engine)
 
 
 def make_engine(

@@ -94,9 +94,7 @@ _plans: weakref.WeakKeyDictionary[Dialect, dict[Hashable, _Plan]] = weakref.Weak
 
 
 def _plan(dialect: Dialect, key: Hashable, build: Callable[[], Executable]) -> _Plan:
-    by_key = _plans.get(dialect)
-    if by_key is None:
-        by_key = _plans.setdefault(dialect, {})
+    by_key = _plans.setdefault(dialect, {})
     found = by_key.get(key)
     if found is None:
         found = by_key[key] = _Plan(build(), dialect)

@@ -301,3 +301,26 @@ def test_the_app_serves_with_fastapi_telemetry_on(settings: Settings, engine: En
     with TestClient(app) as client:
         answer = client.get("/healthz")
     assert answer.status_code == 200 and answer.headers["x-request-id"]
+
+
+@pytest.mark.db
+def test_the_routes_run_in_as_many_threads_as_the_setting_says(
+    settings: Settings, engine: Engine
+) -> None:
+    """Sync routes and the database work of async ones share AnyIO's default thread
+    limiter, which the app sizes when it starts: ``web_threads``, or by default 2 on
+    SQLite (one writer at a time) and AnyIO's own 40 on PostgreSQL."""
+    import anyio.to_thread
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+
+    async def tokens() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    default = 2 if engine.dialect.name == "sqlite" else 40
+    for threads, expected in ((0, default), (3, 3)):
+        app = create_app(settings.model_copy(update={"web_threads": threads}), engine=engine)
+        with TestClient(app) as client:
+            assert client.portal.call(tokens) == expected
+            assert client.get("/healthz").status_code == 200
